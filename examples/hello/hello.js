@@ -1,0 +1,1 @@
+module.exports = async (context) => ({ status: 200, body: "Hello, world!\n" });

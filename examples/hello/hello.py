@@ -1,0 +1,2 @@
+def main(context):
+    print("Hello, world!")

@@ -1,0 +1,68 @@
+// `npm start`: the platform on the embedded default. Without FIZZ_NATS_URL / FIZZ_REDIS_URL it
+// starts nats-server (JetStream) and redis-server itself, with data under .fizz/ so a restart keeps
+// what was registered. Ctrl-C stops everything.
+import path from "node:path";
+import { ensureBinaries, ensureNodeModules, ROOT } from "./lib/prereqs.mjs";
+
+try {
+  ensureNodeModules();
+  if (!process.env.FIZZ_NATS_URL || !process.env.FIZZ_REDIS_URL) ensureBinaries();
+} catch (err) {
+  console.error(`fizz: ${err.message}`);
+  process.exit(1);
+}
+
+const { launchPlatform } = await import("./lib/platform.mjs");
+const port = (name, fallback) => {
+  const v = process.env[name];
+  return v ? Number(v) : fallback;
+};
+
+let platform;
+let stopping = false;
+const shutdown = async (sig) => {
+  if (stopping) return;
+  stopping = true;
+  console.error(`\nfizz: stopping (${sig})`);
+  await platform?.stop();
+  process.exit(0);
+};
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+
+try {
+  platform = await launchPlatform({
+    dataDir: path.join(ROOT, ".fizz"),
+    natsUrl: process.env.FIZZ_NATS_URL,
+    redisUrl: process.env.FIZZ_REDIS_URL,
+    gatewayPort: port("FIZZ_GATEWAY_PORT", 8080),
+    registryPort: port("FIZZ_REGISTRY_PORT", 8081),
+  });
+} catch (err) {
+  console.error(`fizz: could not start: ${err.message}`);
+  process.exit(1);
+}
+
+const embedded = !process.env.FIZZ_NATS_URL ? " (embedded NATS and Redis, data in .fizz/)" : "";
+console.log(`
+Fizz is running${embedded}
+  gateway   ${platform.gatewayUrl}
+  registry  ${platform.registryUrl}
+  nats      ${platform.natsUrl}
+  redis     ${platform.redisUrl}
+
+Try this:
+  npx fizz env create --name python --image fizz/env-python
+  npx fizz fn create --name hello --env python --code examples/hello/hello.py --route /hello
+  curl ${platform.gatewayUrl}/hello
+
+Ctrl-C stops everything.
+`);
+for (const { name, child } of platform.children) {
+  child.once("exit", (code, sig) => {
+    if (!stopping) {
+      console.error(`fizz: ${name} exited (${code ?? sig}); stopping`);
+      void shutdown("child-exit");
+    }
+  });
+}

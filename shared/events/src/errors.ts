@@ -1,0 +1,117 @@
+/**
+ * Typed errors shared by every service. A FizzError crosses the bus as `{code, message, field,
+ * retryable}` and is rebuilt on receipt, so a gateway can map a scheduler's NO_CAPACITY to 503
+ * without knowing where it came from. The HTTP status is derived from the code, in one table.
+ */
+export const ErrorCodes = {
+  VALIDATION_FAILED: 400,
+  INVALID_NAME: 400,
+  INVALID_BODY: 400,
+  UNKNOWN_ENVIRONMENT: 400,
+  UNKNOWN_FUNCTION: 400,
+  UNKNOWN_IMAGE: 400,
+  MALFORMED_MESSAGE: 400,
+  NOT_FOUND: 404,
+  NO_ROUTE: 404,
+  ALREADY_EXISTS: 409,
+  ROUTE_CONFLICT: 409,
+  REVISION_CONFLICT: 409,
+  IN_USE: 409,
+  ALREADY_SPECIALIZED: 409,
+  CODE_TOO_LARGE: 413,
+  PAYLOAD_TOO_LARGE: 413,
+  MISDIRECTED: 421,
+  TOO_MANY_REQUESTS: 429,
+  INSTANCE_BUSY: 429,
+  FUNCTION_LOAD_FAILED: 500,
+  FUNCTION_ERROR: 500,
+  INTERNAL: 500,
+  INSTANCE_FAILED: 502,
+  UNAVAILABLE: 503,
+  NO_CAPACITY: 503,
+  NOT_SPECIALIZED: 503,
+  TIMEOUT: 504,
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** Codes that are worth retrying as they are (the condition is expected to pass). */
+const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "UNAVAILABLE",
+  "NO_CAPACITY",
+  "TIMEOUT",
+  "INSTANCE_BUSY",
+  "TOO_MANY_REQUESTS",
+  "MISDIRECTED",
+]);
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === "string" && Object.hasOwn(ErrorCodes, code);
+}
+
+export function httpStatusOf(code: ErrorCode): number {
+  return ErrorCodes[code];
+}
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  field?: string | undefined;
+  retryable: boolean;
+}
+
+export interface FizzErrorOptions {
+  field?: string | undefined;
+  retryable?: boolean | undefined;
+  cause?: unknown;
+}
+
+export class FizzError extends Error {
+  override readonly name = "FizzError";
+  readonly code: ErrorCode;
+  readonly field: string | undefined;
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, opts: FizzErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.field = opts.field;
+    this.retryable = opts.retryable ?? RETRYABLE_BY_DEFAULT.has(code);
+  }
+
+  get status(): number {
+    return httpStatusOf(this.code);
+  }
+
+  toWire(): WireError {
+    const wire: WireError = { code: this.code, message: this.message, retryable: this.retryable };
+    if (this.field !== undefined) wire.field = this.field;
+    return wire;
+  }
+
+  /** Rebuilds an error received from the bus or an HTTP body; unknown codes become INTERNAL. */
+  static fromWire(value: unknown): FizzError {
+    if (typeof value !== "object" || value === null) {
+      return new FizzError("INTERNAL", `malformed error: ${String(value)}`);
+    }
+    const v = value as Record<string, unknown>;
+    const code = isErrorCode(v.code) ? v.code : "INTERNAL";
+    const message = typeof v.message === "string" ? v.message : `error ${String(v.code)}`;
+    return new FizzError(code, message, {
+      field: typeof v.field === "string" ? v.field : undefined,
+      retryable: typeof v.retryable === "boolean" ? v.retryable : undefined,
+    });
+  }
+
+  /** Any thrown value as a FizzError, keeping the original as `cause`. */
+  static from(err: unknown, fallback: ErrorCode = "INTERNAL"): FizzError {
+    if (err instanceof FizzError) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    return new FizzError(fallback, message, { cause: err });
+  }
+}
+
+/** The JSON body every HTTP error answers with. */
+export function errorBody(err: FizzError): { error: WireError } {
+  return { error: err.toWire() };
+}

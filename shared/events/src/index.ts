@@ -1,0 +1,7 @@
+export * from "./errors";
+export * from "./names";
+export * from "./objects";
+export * from "./subjects";
+export * from "./messages";
+export * from "./codec";
+export * from "./runtime-images";

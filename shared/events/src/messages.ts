@@ -1,0 +1,133 @@
+import { z } from "zod";
+import { dnsLabel } from "./names";
+import { AnyObject, CodeRef, KIND_PLURALS } from "./objects";
+import { InstanceEvents } from "./subjects";
+
+/** Message bodies (the `data` of an envelope), one schema per message type. */
+
+const kindPlural = z.enum(KIND_PLURALS as [string, ...string[]]).transform((k) => k as (typeof KIND_PLURALS)[number]);
+
+export const FunctionRef = z.object({ namespace: dnsLabel, name: dnsLabel, revision: z.number().int().positive() });
+export type FunctionRef = z.infer<typeof FunctionRef>;
+export const EnvironmentRef = z.object({ namespace: dnsLabel, name: dnsLabel });
+export type EnvironmentRef = z.infer<typeof EnvironmentRef>;
+
+export const RegistryChanged = z.object({
+  kind: kindPlural,
+  op: z.enum(["created", "updated", "deleted"]),
+  namespace: dnsLabel,
+  name: dnsLabel,
+  revision: z.number().int().positive(),
+  object: AnyObject,
+});
+export type RegistryChanged = z.infer<typeof RegistryChanged>;
+
+export const RegistryGetRequest = z.object({ kind: kindPlural, namespace: dnsLabel, name: dnsLabel });
+export type RegistryGetRequest = z.infer<typeof RegistryGetRequest>;
+export const RegistryGetReply = z.object({ object: AnyObject });
+export type RegistryGetReply = z.infer<typeof RegistryGetReply>;
+
+/** Without a namespace, list every namespace (services warming their caches at start). */
+export const RegistryListRequest = z.object({ kind: kindPlural, namespace: dnsLabel.optional() });
+export type RegistryListRequest = z.infer<typeof RegistryListRequest>;
+export const RegistryListReply = z.object({ items: z.array(AnyObject) });
+export type RegistryListReply = z.infer<typeof RegistryListReply>;
+
+export const Instance = z.object({
+  id: z.string().min(1),
+  /** Base URL the gateway proxies to, e.g. http://127.0.0.1:41234 or http://10.1.2.3:8888. */
+  address: z.string().url(),
+  environment: EnvironmentRef,
+  state: z.enum(["warm", "specialized"]),
+  function: FunctionRef.optional(),
+  concurrency: z.number().int().positive().optional(),
+  backend: z.enum(["process", "kubernetes"]),
+  startedAt: z.number(),
+  specializedAt: z.number().optional(),
+});
+export type Instance = z.infer<typeof Instance>;
+
+export const Lease = z.object({
+  instanceId: z.string().min(1),
+  address: z.string().url(),
+  function: FunctionRef,
+  /** Requests this gateway may have in flight on the instance under this lease. */
+  slots: z.number().int().positive(),
+  /** The instance's own hard limit (it answers 429 past it). */
+  concurrency: z.number().int().positive(),
+  timeoutMs: z.number().int().positive(),
+});
+export type Lease = z.infer<typeof Lease>;
+
+export const LeaseRequest = z.object({
+  namespace: dnsLabel,
+  function: dnsLabel,
+  gateway: z.string().min(1),
+  /** Instances the gateway already holds and found full: the scheduler should not hand them out again. */
+  exclude: z.array(z.string()).default([]),
+  /** Instances that failed for this gateway (connection refused, 421): the scheduler checks them. */
+  failed: z.array(z.string()).default([]),
+});
+export type LeaseRequest = z.infer<typeof LeaseRequest>;
+export const LeaseReply = z.object({ lease: Lease });
+export type LeaseReply = z.infer<typeof LeaseReply>;
+
+export const UsageReport = z.object({
+  gateway: z.string().min(1),
+  items: z.array(
+    z.object({
+      instanceId: z.string().min(1),
+      namespace: dnsLabel,
+      function: dnsLabel,
+      inFlight: z.number().int().nonnegative(),
+      served: z.number().int().nonnegative(),
+      lastUsedAt: z.number(),
+    }),
+  ),
+});
+export type UsageReport = z.infer<typeof UsageReport>;
+
+export const InstancesChanged = z.object({
+  namespace: dnsLabel,
+  function: dnsLabel,
+  /** The function's current revision: leases on older revisions must be dropped. */
+  revision: z.number().int().positive(),
+  /** Instances gateways must stop sending new requests to (retired, dead, draining). */
+  removed: z.array(z.string()),
+});
+export type InstancesChanged = z.infer<typeof InstancesChanged>;
+
+export const SpecializeRequest = z.object({
+  environment: EnvironmentRef,
+  function: FunctionRef,
+  code: CodeRef,
+  entrypoint: z.string().optional(),
+  concurrency: z.number().int().positive(),
+});
+export type SpecializeRequest = z.infer<typeof SpecializeRequest>;
+export const SpecializeReply = z.object({ instance: Instance });
+export type SpecializeReply = z.infer<typeof SpecializeReply>;
+
+export const RetireRequest = z.object({ instanceId: z.string().min(1), reason: z.string() });
+export type RetireRequest = z.infer<typeof RetireRequest>;
+export const RetireReply = z.object({ retired: z.boolean() });
+export type RetireReply = z.infer<typeof RetireReply>;
+
+export const PoolkeeperListRequest = z.object({});
+export const PoolkeeperListReply = z.object({ instances: z.array(Instance) });
+export type PoolkeeperListReply = z.infer<typeof PoolkeeperListReply>;
+
+export const InstanceEventMessage = z.object({
+  event: z.enum(InstanceEvents),
+  instance: Instance,
+  reason: z.string().optional(),
+});
+export type InstanceEventMessage = z.infer<typeof InstanceEventMessage>;
+
+export const LogLine = z.object({
+  instanceId: z.string(),
+  stream: z.enum(["stdout", "stderr"]),
+  line: z.string(),
+  ts: z.number(),
+});
+export type LogLine = z.infer<typeof LogLine>;

@@ -1,0 +1,52 @@
+import { FizzError } from "./errors";
+import { isDnsLabel } from "./names";
+import type { KindPlural } from "./objects";
+
+export const DEFAULT_SUBJECT_PREFIX = "fizz.v1";
+
+/** Events a poolkeeper publishes about its instances. */
+export const InstanceEvents = ["ready", "specialized", "died", "retired"] as const;
+export type InstanceEvent = (typeof InstanceEvents)[number];
+
+/**
+ * Every subject the services use, under one prefix. Namespace and function names become subject
+ * tokens, so they are checked here: a name holding '.', '*' or '>' would widen a subscription or
+ * land on another function's subject.
+ */
+export function subjects(prefix: string = DEFAULT_SUBJECT_PREFIX) {
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) {
+    throw new FizzError("VALIDATION_FAILED", `subject prefix "${prefix}" is not a plain NATS subject`, {
+      field: "prefix",
+    });
+  }
+  const p = prefix;
+  const fn = (what: string, ns: string, name: string) => `${p}.${what}.${token(ns, "namespace")}.${token(name, "function")}`;
+  return {
+    prefix: p,
+    registryChanged: (kind: KindPlural) => `${p}.registry.changed.${kind}`,
+    registryChangedAll: `${p}.registry.changed.*`,
+    registryGet: `${p}.registry.get`,
+    registryList: `${p}.registry.list`,
+    schedulerLease: `${p}.scheduler.lease`,
+    schedulerReport: `${p}.scheduler.report`,
+    schedulerInstances: (ns: string, name: string) => fn("scheduler.instances", ns, name),
+    schedulerInstancesAll: `${p}.scheduler.instances.*.*`,
+    poolkeeperSpecialize: `${p}.poolkeeper.specialize`,
+    poolkeeperRetire: `${p}.poolkeeper.retire`,
+    poolkeeperList: `${p}.poolkeeper.list`,
+    poolkeeperInstance: (event: InstanceEvent) => `${p}.poolkeeper.instance.${event}`,
+    poolkeeperInstanceAll: `${p}.poolkeeper.instance.*`,
+    invoke: (ns: string, name: string) => fn("invoke", ns, name),
+    invokeAll: `${p}.invoke.>`,
+    dead: (ns: string, name: string) => fn("dead", ns, name),
+    logs: (ns: string, name: string) => fn("logs", ns, name),
+  };
+}
+export type Subjects = ReturnType<typeof subjects>;
+
+function token(value: string, field: string): string {
+  if (!isDnsLabel(value)) {
+    throw new FizzError("INVALID_NAME", `${field} "${value}" is not a DNS-1123 label`, { field });
+  }
+  return value;
+}

@@ -1,0 +1,118 @@
+import { expect } from "chai";
+import { Codecs, ERROR_TYPE, FizzError, encodeError, type Codec } from "@fizz/events";
+
+const enc = new TextEncoder();
+const bytes = (v: unknown) => enc.encode(typeof v === "string" ? v : JSON.stringify(v));
+
+function decodeError(codec: Codec<unknown, unknown>, raw: Uint8Array): FizzError {
+  try {
+    codec.decode(raw);
+  } catch (e) {
+    if (e instanceof FizzError) return e;
+    throw e;
+  }
+  throw new Error("decode did not fail");
+}
+
+const lease = {
+  instanceId: "i-1",
+  address: "http://127.0.0.1:4000",
+  function: { namespace: "default", name: "hello", revision: 2 },
+  slots: 10,
+  concurrency: 10,
+  timeoutMs: 60000,
+};
+
+describe("codecs", () => {
+  it("round-trips a lease request and applies defaults", () => {
+    const c = Codecs.schedulerLease.request;
+    const env = c.decode(c.encode({ namespace: "default", function: "hello", gateway: "gw-1" }, "gw-1"));
+    expect(env.v).to.equal(1);
+    expect(env.type).to.equal("scheduler.lease.request.v1");
+    expect(env.sender).to.equal("gw-1");
+    expect(env.data).to.deep.equal({ namespace: "default", function: "hello", gateway: "gw-1", exclude: [], failed: [] });
+  });
+
+  it("round-trips a lease reply", () => {
+    const c = Codecs.schedulerLease.reply;
+    expect(c.decode(c.encode({ lease }, "s")).data.lease).to.deep.equal(lease);
+  });
+
+  it("rejects bytes that are not JSON with MALFORMED_MESSAGE", () => {
+    const err = decodeError(Codecs.schedulerLease.request, bytes("{nope"));
+    expect(err.code).to.equal("MALFORMED_MESSAGE");
+  });
+
+  it("rejects an envelope of another version", () => {
+    const err = decodeError(Codecs.schedulerReport, bytes({ v: 2, type: "scheduler.report.v1", sender: "x", ts: 1, data: {} }));
+    expect(err.code).to.equal("MALFORMED_MESSAGE");
+    expect(err.field).to.equal("v");
+  });
+
+  it("rejects a message of another type on the subject", () => {
+    const c = Codecs.schedulerReport;
+    const other = Codecs.schedulerInstances.encode({ namespace: "default", function: "f", revision: 1, removed: [] }, "s");
+    const err = decodeError(c, other);
+    expect(err.message).to.match(/expected a scheduler.report.v1 message, got scheduler.instances.v1/);
+  });
+
+  it("names the invalid field of the data", () => {
+    const raw = bytes({ v: 1, type: "scheduler.lease.reply.v1", sender: "s", ts: 1, data: { lease: { ...lease, slots: 0 } } });
+    const err = decodeError(Codecs.schedulerLease.reply, raw);
+    expect(err.code).to.equal("MALFORMED_MESSAGE");
+    expect(err.field).to.equal("data.lease.slots");
+  });
+
+  it("rejects envelopes missing sender, ts or data", () => {
+    for (const [k, v] of [
+      ["sender", { v: 1, type: "logs.v1", ts: 1, data: {} }],
+      ["ts", { v: 1, type: "logs.v1", sender: "s", data: {} }],
+      ["data", { v: 1, type: "logs.v1", sender: "s", ts: 1 }],
+    ] as const) {
+      expect(decodeError(Codecs.logs, bytes(v)).field, k).to.equal(k);
+    }
+    expect(decodeError(Codecs.logs, bytes([1, 2])).code).to.equal("MALFORMED_MESSAGE");
+  });
+
+  it("rebuilds a remote error as the typed error it was", () => {
+    const sent = new FizzError("FUNCTION_LOAD_FAILED", "hello.py:2: SyntaxError", { field: "code" });
+    const raw = encodeError(sent, "poolkeeper-1");
+    expect(JSON.parse(new TextDecoder().decode(raw)).type).to.equal(ERROR_TYPE);
+    const got = decodeError(Codecs.poolkeeperSpecialize.reply, raw);
+    expect(got.code).to.equal("FUNCTION_LOAD_FAILED");
+    expect(got.message).to.equal("hello.py:2: SyntaxError");
+    expect(got.field).to.equal("code");
+    expect(got.retryable).to.equal(false);
+    expect(got.status).to.equal(500);
+  });
+
+  it("validates registry change events down to the object", () => {
+    const c = Codecs.registryChanged;
+    const raw = bytes({
+      v: 1,
+      type: "registry.changed.v1",
+      sender: "r",
+      ts: 1,
+      data: { kind: "functions", op: "created", namespace: "default", name: "f", revision: 1, object: { kind: "Function" } },
+    });
+    expect(decodeError(c, raw).field).to.match(/^data\.object/);
+  });
+
+  it("has a codec for every subject the services use", () => {
+    expect(Object.keys(Codecs).sort()).to.deep.equal(
+      [
+        "logs",
+        "poolkeeperInstance",
+        "poolkeeperList",
+        "poolkeeperRetire",
+        "poolkeeperSpecialize",
+        "registryChanged",
+        "registryGet",
+        "registryList",
+        "schedulerInstances",
+        "schedulerLease",
+        "schedulerReport",
+      ].sort(),
+    );
+  });
+});

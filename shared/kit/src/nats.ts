@@ -1,0 +1,161 @@
+import { connect, type NatsConnection, type Msg, type Subscription } from "@nats-io/transport-node";
+import { Codecs, FizzError, encodeError, type Codec, type RpcContract } from "@fizz/events";
+import type { Logger } from "./logger";
+import { backoffMs, sleep } from "./backoff";
+
+export type { NatsConnection, Msg, Subscription };
+
+export interface NatsOptions {
+  url: string;
+  name: string;
+  logger: Logger;
+  signal?: AbortSignal;
+}
+
+/**
+ * Connects, waiting (with back-off, logging what it waits for) until the server answers, then
+ * reconnects forever: a NATS restart must never take a service down. Subscriptions survive
+ * reconnects inside the client; the caller's readiness follows `isConnected`.
+ */
+export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
+  const log = opts.logger.child({ component: "nats" });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const nc = await connect({
+        servers: opts.url,
+        name: opts.name,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        pingInterval: 10_000,
+      });
+      log.info({ url: opts.url }, "connected to NATS");
+      void watchStatus(nc, log);
+      return nc;
+    } catch (err) {
+      if (opts.signal?.aborted) throw new FizzError("UNAVAILABLE", "stopped while waiting for NATS");
+      const wait = backoffMs(attempt, 200, 5000);
+      log.warn({ url: opts.url, err: (err as Error).message, retryInMs: wait }, "waiting for NATS");
+      await sleep(wait, opts.signal);
+    }
+  }
+}
+
+/** Connection state per client, kept from status events (the client exposes no getter). */
+const disconnected = new WeakSet<NatsConnection>();
+
+async function watchStatus(nc: NatsConnection, log: Logger): Promise<void> {
+  for await (const s of nc.status()) {
+    if (s.type === "disconnect") {
+      disconnected.add(nc);
+      log.warn("disconnected from NATS; reconnecting");
+    } else if (s.type === "reconnect") {
+      disconnected.delete(nc);
+      log.info("reconnected to NATS");
+    }
+    else if (s.type === "error") log.error({ err: String(s.error) }, "NATS error");
+  }
+}
+
+export function natsConnected(nc: NatsConnection | undefined): boolean {
+  return nc !== undefined && !nc.isClosed() && !disconnected.has(nc);
+}
+
+/** Sends a request and decodes the reply; a remote error comes back as the FizzError it was. */
+export async function request<Req, Res, ReqIn, ResIn>(
+  nc: NatsConnection,
+  subject: string,
+  contract: RpcContract<Req, Res, ReqIn, ResIn>,
+  data: ReqIn,
+  opts: { sender: string; timeoutMs: number },
+): Promise<Res> {
+  let msg: Msg;
+  try {
+    msg = await nc.request(subject, contract.request.encode(data, opts.sender), { timeout: opts.timeoutMs });
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    const text = `${e.name} ${e.message} ${String(e.code)}`;
+    if (/timeout/i.test(text)) {
+      throw new FizzError("TIMEOUT", `no answer on ${subject} within ${opts.timeoutMs} ms`, { cause: err, retryable: true });
+    }
+    // No responders: the service behind the subject is not running (yet).
+    throw new FizzError("UNAVAILABLE", `nothing answers on ${subject}: ${e.message}`, { cause: err });
+  }
+  return contract.reply.decode(msg.data).data;
+}
+
+export interface ServeOptions {
+  sender: string;
+  logger: Logger;
+  /** Queue group so replicas share the work. */
+  queue?: string;
+}
+
+/**
+ * Answers requests on a subject. Malformed requests and handler failures are answered with a
+ * typed error envelope, so the requester never waits for a timeout to learn what went wrong.
+ */
+export function serve<Req, Res, ReqIn, ResIn>(
+  nc: NatsConnection,
+  subject: string,
+  contract: RpcContract<Req, Res, ReqIn, ResIn>,
+  handler: (data: Req, msg: Msg) => Promise<ResIn>,
+  opts: ServeOptions,
+): Subscription {
+  const log = opts.logger.child({ subject });
+  return nc.subscribe(subject, {
+    ...(opts.queue ? { queue: opts.queue } : {}),
+    callback: (err, msg) => {
+      if (err) {
+        log.error({ err: err.message }, "subscription error");
+        return;
+      }
+      void (async () => {
+        try {
+          const req = contract.request.decode(msg.data).data;
+          const res = await handler(req, msg);
+          msg.respond(contract.reply.encode(res, opts.sender));
+        } catch (e) {
+          const fe = FizzError.from(e);
+          if (fe.code === "INTERNAL") log.error({ err: fe, cause: fe.cause }, "request failed");
+          msg.respond(encodeError(fe, opts.sender));
+        }
+      })();
+    },
+  });
+}
+
+/** Subscribes to events of one type; malformed events are logged and dropped at the boundary. */
+export function listen<T, I>(
+  nc: NatsConnection,
+  subject: string,
+  codec: Codec<T, I>,
+  handler: (data: T, subject: string) => void | Promise<void>,
+  opts: { logger: Logger; queue?: string },
+): Subscription {
+  const log = opts.logger.child({ subject });
+  return nc.subscribe(subject, {
+    ...(opts.queue ? { queue: opts.queue } : {}),
+    callback: (err, msg) => {
+      if (err) {
+        log.error({ err: err.message }, "subscription error");
+        return;
+      }
+      let data: T;
+      try {
+        data = codec.decode(msg.data).data;
+      } catch (e) {
+        log.warn({ err: (e as Error).message, subject: msg.subject }, "dropped a malformed message");
+        return;
+      }
+      void Promise.resolve()
+        .then(() => handler(data, msg.subject))
+        .catch((e: unknown) => log.error({ err: e }, "event handler failed"));
+    },
+  });
+}
+
+export function publish<T, I>(nc: NatsConnection, subject: string, codec: Codec<T, I>, data: I, sender: string): void {
+  nc.publish(subject, codec.encode(data, sender));
+}
+
+export { Codecs };
