@@ -1,0 +1,173 @@
+/** `fizz env ...`: environments are the language runtimes (and warm pools) functions run in. */
+import type { Command } from "commander";
+import { confirm, reportEmpty, type Context, type ContextFactory } from "../context.js";
+import { ApiError, withHint } from "../errors.js";
+import { parseInteger, splitCommand } from "../options.js";
+import { cell, NONE, printJson, renderTable } from "../output.js";
+import { renderObject, trailingCells } from "../present.js";
+import type { Environment, EnvironmentSpec } from "../types.js";
+
+interface SpecOptions {
+  image?: string;
+  command?: string[];
+  poolsize?: number;
+  concurrency?: number;
+}
+
+interface NameOptions {
+  name: string;
+}
+
+export function registerEnvCommands(program: Command, context: ContextFactory): void {
+  const env = program
+    .command("env")
+    .alias("environment")
+    .description("manage environments: the language runtimes functions run in")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  fizz env create --name python --image fizz/env-python
+  fizz env create --name node --image fizz/env-node --poolsize 5 --concurrency 100
+  fizz env list`,
+    );
+
+  withSpecOptions(
+    env
+      .command("create")
+      .description("create an environment")
+      .requiredOption("--name <name>", "environment name")
+      .requiredOption("--image <image>", "runtime image, e.g. fizz/env-python or fizz/env-node"),
+  ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
+    const ctx = context(cmd);
+    const created = await ctx.registry.create<Environment>("environments", {
+      name: opts.name,
+      spec: specFrom(opts),
+    });
+    confirm(ctx, created, `environment "${opts.name}" created`);
+  });
+
+  env
+    .command("get")
+    .description("show one environment")
+    .requiredOption("--name <name>", "environment name")
+    .action(async (opts: NameOptions, cmd: Command) => {
+      const ctx = context(cmd);
+      const found = await ctx.registry.get<Environment>("environments", opts.name);
+      if (ctx.output === "json") printJson(ctx.stdout, found);
+      else ctx.stdout.write(renderEnvironment(found, ctx.now()));
+    });
+
+  env
+    .command("list")
+    .alias("ls")
+    .description("list the environments of the namespace")
+    .action(async (_opts: unknown, cmd: Command) => {
+      const ctx = context(cmd);
+      const list = await ctx.registry.list<Environment>("environments");
+      printList(ctx, list.items, list);
+    });
+
+  withSpecOptions(
+    env
+      .command("update")
+      .description("change an environment; only the given fields change")
+      .requiredOption("--name <name>", "environment name")
+      .option("--image <image>", "runtime image"),
+  ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
+    const ctx = context(cmd);
+    const spec = specFrom(opts);
+    if (Object.keys(spec).length === 0) {
+      cmd.error(
+        "error: nothing to update: give at least one of --image, --command, --poolsize, --concurrency",
+        { exitCode: 2, code: "fizz.nothingToUpdate" },
+      );
+    }
+    const updated = await ctx.registry.update<Environment>("environments", opts.name, { spec });
+    confirm(
+      ctx,
+      updated,
+      `environment "${opts.name}" updated (revision ${updated.metadata.revision})`,
+    );
+  });
+
+  env
+    .command("delete")
+    .alias("rm")
+    .description("delete an environment (refused while a function uses it)")
+    .requiredOption("--name <name>", "environment name")
+    .action(async (opts: NameOptions, cmd: Command) => {
+      const ctx = context(cmd);
+      try {
+        const deleted = await ctx.registry.delete<Environment>("environments", opts.name);
+        confirm(ctx, deleted, `environment "${opts.name}" deleted`);
+      } catch (err) {
+        if (err instanceof ApiError && err.code === "IN_USE") {
+          throw withHint(err, `Delete its functions or move them to another environment first.`);
+        }
+        throw err;
+      }
+    });
+}
+
+/** Options shared by create and update; `--image` differs (required vs optional) so it is not here. */
+function withSpecOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--command <command>",
+      'command that starts the loader, e.g. "python3 -u server.py" (needed for images without a local runtime)',
+      splitCommand,
+    )
+    .option("--poolsize <n>", "warm instances kept ready, 0-100 (default 3)", parseInteger)
+    .option(
+      "--concurrency <n>",
+      "default per-instance concurrency of its functions (default node 50, python 10)",
+      parseInteger,
+    );
+}
+
+/** Only the given options: on create the registry fills defaults, on update the rest stays. */
+function specFrom(opts: SpecOptions): Partial<EnvironmentSpec> {
+  const spec: Partial<EnvironmentSpec> = {};
+  if (opts.image !== undefined) spec.image = opts.image;
+  if (opts.command !== undefined) spec.command = opts.command;
+  if (opts.poolsize !== undefined) spec.poolSize = opts.poolsize;
+  if (opts.concurrency !== undefined) spec.concurrency = opts.concurrency;
+  return spec;
+}
+
+function printList(ctx: Context, items: Environment[], raw: unknown): void {
+  if (ctx.output === "json") return printJson(ctx.stdout, raw);
+  if (items.length === 0) return reportEmpty(ctx, "environments");
+  const now = ctx.now();
+  ctx.stdout.write(
+    renderTable(
+      ["NAME", "IMAGE", "POOLSIZE", "CONCURRENCY", "REVISION", "AGE"],
+      items.map((e) => [
+        e.metadata.name,
+        cell(e.spec.image),
+        cell(e.spec.poolSize),
+        cell(e.spec.concurrency),
+        ...trailingCells(e, now),
+      ]),
+    ),
+  );
+}
+
+function renderEnvironment(e: Environment, now: number): string {
+  return renderObject(
+    e,
+    [
+      ["Image", cell(e.spec.image)],
+      ["Command", e.spec.command ? formatCommand(e.spec.command) : NONE],
+      ["Pool size", cell(e.spec.poolSize)],
+      ["Concurrency", cell(e.spec.concurrency)],
+    ],
+    now,
+  );
+}
+
+/** Quotes the arguments that need it, so the line can be pasted back into `--command`. */
+function formatCommand(argv: string[]): string {
+  return argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : JSON.stringify(arg))).join(" ");
+}

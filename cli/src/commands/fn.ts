@@ -1,0 +1,285 @@
+/** `fizz fn ...`: functions are user code bound to an environment, with their scaling limits. */
+import type { Command } from "commander";
+import { readCodeFile } from "../code.js";
+import { confirm, reportEmpty, type Context, type ContextFactory } from "../context.js";
+import { ApiError, withHint } from "../errors.js";
+import { collectMethods, parseInteger, parseSeconds } from "../options.js";
+import { cell, NONE, printJson, renderTable } from "../output.js";
+import { renderObject, trailingCells } from "../present.js";
+import type { CodeUpload, FunctionObject, FunctionSpec, HttpTrigger } from "../types.js";
+import { functionUrl, registerFnTest } from "./fn-test.js";
+import { describeRoute } from "./route.js";
+
+interface NameOptions {
+  name: string;
+}
+
+interface SpecOptions {
+  env?: string;
+  code?: string;
+  entrypoint?: string;
+  concurrency?: number;
+  minInstances?: number;
+  maxInstances?: number;
+  timeout?: number;
+  idleTimeout?: number;
+}
+
+interface CreateOptions extends NameOptions, SpecOptions {
+  env: string;
+  code: string;
+  route?: string;
+  method?: string[];
+}
+
+type WritableSpec = Partial<Omit<FunctionSpec, "code">> & { code?: CodeUpload };
+
+export function registerFnCommands(program: Command, context: ContextFactory): void {
+  const fn = program
+    .command("fn")
+    .alias("function")
+    .description("manage functions: your code, the environment it runs in and its limits")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  fizz fn create --name hello --env node --code hello.mjs --route /hello --method GET
+  fizz fn test --name hello --query 'who=world'
+  fizz fn update --name hello --code hello.mjs
+  fizz fn get --name hello --code > hello.mjs`,
+    );
+
+  withSpecOptions(
+    fn
+      .command("create")
+      .description("create a function from a code file, optionally with an HTTP route to it")
+      .requiredOption("--name <name>", "function name")
+      .requiredOption("--env <environment>", "environment to run in (same namespace)")
+      .requiredOption("--code <file>", "the function's source file"),
+  )
+    .option(
+      "--route <path>",
+      'also create a route (HTTP trigger) named after the function, e.g. "/hello"',
+    )
+    .option(
+      "--method <method>",
+      "HTTP method the route accepts; repeatable (default: all)",
+      collectMethods,
+    )
+    .action(async (opts: CreateOptions, cmd: Command) => {
+      if (opts.method && opts.route === undefined) {
+        cmd.error("error: --method only applies together with --route", { exitCode: 2 });
+      }
+      const ctx = context(cmd);
+      // Read the file before any request, so a typo in the path changes nothing.
+      const spec = await specFrom(opts);
+      const created = await ctx.registry.create<FunctionObject>("functions", {
+        name: opts.name,
+        spec,
+      });
+      if (opts.route === undefined) {
+        confirm(ctx, created, `function "${opts.name}" created`);
+        return;
+      }
+      const trigger = await createRoute(ctx, opts.name, opts.route, opts.method);
+      if (ctx.output === "json") {
+        printJson(ctx.stdout, { items: [created, trigger] });
+      } else {
+        ctx.stdout.write(`function "${opts.name}" created\n`);
+        ctx.stdout.write(`route "${opts.name}" created: ${describeRoute(trigger.spec)}\n`);
+      }
+    });
+
+  fn.command("get")
+    .description("show one function, or with --code print its source")
+    .requiredOption("--name <name>", "function name")
+    .option("--code", "print the function's code (as uploaded) instead of its description")
+    .action(async (opts: NameOptions & { code?: boolean }, cmd: Command) => {
+      const ctx = context(cmd);
+      if (opts.code) {
+        ctx.stdout.write(await ctx.registry.getCode(opts.name));
+        return;
+      }
+      const found = await ctx.registry.get<FunctionObject>("functions", opts.name);
+      if (ctx.output === "json") printJson(ctx.stdout, found);
+      else ctx.stdout.write(renderFunction(ctx, found));
+    });
+
+  fn.command("list")
+    .alias("ls")
+    .description("list the functions of the namespace")
+    .action(async (_opts: unknown, cmd: Command) => {
+      const ctx = context(cmd);
+      const list = await ctx.registry.list<FunctionObject>("functions");
+      printList(ctx, list.items, list);
+    });
+
+  withSpecOptions(
+    fn
+      .command("update")
+      .description("change a function; only the given fields change")
+      .requiredOption("--name <name>", "function name")
+      .option("--env <environment>", "environment to run in")
+      .option("--code <file>", "new source file"),
+  ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
+    const ctx = context(cmd);
+    const spec = await specFrom(opts);
+    if (Object.keys(spec).length === 0) {
+      cmd.error(
+        "error: nothing to update: give at least one of --code, --env, --entrypoint, --concurrency, " +
+          "--min-instances, --max-instances, --timeout, --idle-timeout",
+        { exitCode: 2 },
+      );
+    }
+    const updated = await ctx.registry.update<FunctionObject>("functions", opts.name, { spec });
+    confirm(
+      ctx,
+      updated,
+      `function "${opts.name}" updated (revision ${updated.metadata.revision})`,
+    );
+  });
+
+  fn.command("delete")
+    .alias("rm")
+    .description("delete a function (refused while a route points to it)")
+    .requiredOption("--name <name>", "function name")
+    .action(async (opts: NameOptions, cmd: Command) => {
+      const ctx = context(cmd);
+      try {
+        const deleted = await ctx.registry.delete<FunctionObject>("functions", opts.name);
+        confirm(ctx, deleted, `function "${opts.name}" deleted`);
+      } catch (err) {
+        if (err instanceof ApiError && err.code === "IN_USE") {
+          throw withHint(err, `Delete the routes that point to it first (see "fizz route list").`);
+        }
+        throw err;
+      }
+    });
+
+  registerFnTest(fn, context);
+}
+
+/** Options shared by create and update; the required ones differ, so they are declared there. */
+function withSpecOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--entrypoint <name>",
+      "function to call (default: main in Python, the default export in Node)",
+    )
+    .option(
+      "--concurrency <n>",
+      "requests one instance serves at once (default: the environment's)",
+      parseInteger,
+    )
+    .option(
+      "--min-instances <n>",
+      "instances kept running even when idle (default 0)",
+      parseInteger,
+    )
+    .option("--max-instances <n>", "upper bound on instances (default 10)", parseInteger)
+    .option("--timeout <seconds>", "request timeout (default 60)", parseSeconds)
+    .option(
+      "--idle-timeout <seconds>",
+      "idle time before an instance is stopped (default 120)",
+      parseSeconds,
+    );
+}
+
+/** Only the given options: on create the registry fills defaults, on update the rest stays. */
+async function specFrom(opts: SpecOptions): Promise<WritableSpec> {
+  const spec: WritableSpec = {};
+  if (opts.env !== undefined) spec.environment = opts.env;
+  if (opts.code !== undefined) spec.code = await readCodeFile(opts.code);
+  if (opts.entrypoint !== undefined) spec.entrypoint = opts.entrypoint;
+  if (opts.concurrency !== undefined) spec.concurrency = opts.concurrency;
+  if (opts.minInstances !== undefined) spec.minInstances = opts.minInstances;
+  if (opts.maxInstances !== undefined) spec.maxInstances = opts.maxInstances;
+  if (opts.timeout !== undefined) spec.timeoutSeconds = opts.timeout;
+  if (opts.idleTimeout !== undefined) spec.idleTimeoutSeconds = opts.idleTimeout;
+  return spec;
+}
+
+/**
+ * The route of `fn create --route`. The registry has no transactions across objects, so when the
+ * trigger is refused (a route conflict, a bad path) the function just created is deleted again:
+ * the command either makes both or neither.
+ */
+async function createRoute(
+  ctx: Context,
+  name: string,
+  path: string,
+  methods: string[] | undefined,
+): Promise<HttpTrigger> {
+  try {
+    return await ctx.registry.create<HttpTrigger>("httptriggers", {
+      name,
+      spec: { function: name, path, ...(methods ? { methods } : {}) },
+    });
+  } catch (triggerErr) {
+    try {
+      await ctx.registry.delete("functions", name);
+    } catch (deleteErr) {
+      const reason =
+        deleteErr instanceof ApiError ? deleteErr.describe() : String((deleteErr as Error).message);
+      const ns = ctx.namespace === "default" ? "" : ` -n ${ctx.namespace}`;
+      throw withHint(
+        triggerErr,
+        `The route was not created, and function "${name}" could not be removed again: ${reason}\n` +
+          `Remove it with: fizz fn delete --name ${name}${ns}`,
+      );
+    }
+    throw withHint(
+      triggerErr,
+      `The route was not created, so function "${name}" was removed again.`,
+    );
+  }
+}
+
+function printList(ctx: Context, items: FunctionObject[], raw: unknown): void {
+  if (ctx.output === "json") return printJson(ctx.stdout, raw);
+  if (items.length === 0) return reportEmpty(ctx, "functions");
+  const now = ctx.now();
+  ctx.stdout.write(
+    renderTable(
+      ["NAME", "ENV", "CODE", "CONCURRENCY", "MIN", "MAX", "TIMEOUT", "REVISION", "AGE"],
+      items.map((f) => [
+        f.metadata.name,
+        cell(f.spec.environment),
+        cell(f.spec.code?.filename),
+        cell(f.spec.concurrency),
+        cell(f.spec.minInstances),
+        cell(f.spec.maxInstances),
+        seconds(f.spec.timeoutSeconds),
+        ...trailingCells(f, now),
+      ]),
+    ),
+  );
+}
+
+function renderFunction(ctx: Context, f: FunctionObject): string {
+  const { code } = f.spec;
+  const codeInfo = [code?.size !== undefined ? `${code.size} bytes` : undefined, code?.digest]
+    .filter((part) => part !== undefined)
+    .join(", ");
+  return renderObject(
+    f,
+    [
+      ["Environment", cell(f.spec.environment)],
+      ["Code", code ? `${code.filename}${codeInfo ? ` (${codeInfo})` : ""}` : NONE],
+      ["Entrypoint", f.spec.entrypoint ?? "(runtime default)"],
+      [
+        "Concurrency",
+        f.spec.concurrency === undefined ? "(environment default)" : String(f.spec.concurrency),
+      ],
+      ["Instances", `min ${cell(f.spec.minInstances)}, max ${cell(f.spec.maxInstances)}`],
+      ["Timeout", seconds(f.spec.timeoutSeconds)],
+      ["Idle timeout", seconds(f.spec.idleTimeoutSeconds)],
+      ["Invoke", functionUrl(ctx, f.metadata.name)],
+    ],
+    ctx.now(),
+  );
+}
+
+function seconds(value: number | undefined): string {
+  return value === undefined ? NONE : `${value}s`;
+}

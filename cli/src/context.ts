@@ -1,0 +1,70 @@
+/**
+ * What every command needs, built once per invocation from the environment (main.ts) and the
+ * global options (`-n`, `-o`), so no command reads process state itself.
+ */
+import type { Command } from "commander";
+import { RegistryClient } from "./client.js";
+import { CliError } from "./errors.js";
+import type { FetchFn } from "./http.js";
+import { printJson, type OutputFormat, type Writable } from "./output.js";
+
+/** Fixed for the whole invocation; comes from the process environment. */
+export interface Config {
+  registryUrl: string;
+  gatewayUrl: string;
+  fetch: FetchFn;
+  stdout: Writable;
+  stderr: Writable;
+  now: () => number;
+}
+
+export interface Context extends Config {
+  namespace: string;
+  output: OutputFormat;
+  registry: RegistryClient;
+}
+
+export type ContextFactory = (cmd: Command) => Context;
+
+interface GlobalOptions {
+  namespace: string;
+  output: OutputFormat;
+}
+
+export function contextFactory(config: Config): ContextFactory {
+  return (cmd) => {
+    const { namespace, output } = cmd.optsWithGlobals<GlobalOptions>();
+    const registryUrl = baseUrl("FIZZ_REGISTRY_URL", config.registryUrl);
+    const gatewayUrl = baseUrl("FIZZ_GATEWAY_URL", config.gatewayUrl);
+    const registry = new RegistryClient({ baseUrl: registryUrl, namespace, fetch: config.fetch });
+    return { ...config, registryUrl, gatewayUrl, namespace, output, registry };
+  };
+}
+
+function baseUrl(variable: string, value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new CliError(`${variable} is not a valid URL: "${value}"`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new CliError(`${variable} must be an http:// or https:// URL: "${value}"`);
+  }
+  // Paths are appended to it, and a trailing slash would double up.
+  return value.replace(/\/+$/, "");
+}
+
+/**
+ * After a write: scripts (`-o json`) get the object the registry answered, people get one line
+ * saying what happened.
+ */
+export function confirm(ctx: Context, object: unknown, line: string): void {
+  if (ctx.output === "json") printJson(ctx.stdout, object);
+  else ctx.stdout.write(`${line}\n`);
+}
+
+/** kubectl prints this to stderr too, so `fizz fn list | wc -l` still counts only rows. */
+export function reportEmpty(ctx: Context, what: string): void {
+  ctx.stderr.write(`No ${what} found in namespace "${ctx.namespace}".\n`);
+}

@@ -1,0 +1,136 @@
+/**
+ * The `fizz` CLI. `run()` is the whole program: argv and the process environment in, an exit
+ * status out, with every side channel (stdout, stderr, fetch, clock) injected so tests drive the
+ * real CLI in-process. This is the only file that reads process state.
+ *
+ * Exit status: 0 success, 1 the operation failed (API error, unreachable server, unreadable
+ * file), 2 the command line was wrong (commander's usage errors, and ours).
+ */
+import { readFileSync, realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Command, CommanderError, Option } from "commander";
+import { registerEnvCommands } from "./commands/env.js";
+import { registerFnCommands } from "./commands/fn.js";
+import { registerRouteCommands } from "./commands/route.js";
+import { contextFactory, type Config } from "./context.js";
+import { ApiError, CliError } from "./errors.js";
+import type { FetchFn } from "./http.js";
+import { OUTPUT_FORMATS, type Writable } from "./output.js";
+
+export const DEFAULT_REGISTRY_URL = "http://127.0.0.1:8081";
+export const DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080";
+
+export interface RunIO {
+  env: Record<string, string | undefined>;
+  stdout: Writable;
+  stderr: Writable;
+  /** Defaults to the global fetch. */
+  fetch?: FetchFn;
+  /** Milliseconds since the epoch; injected so AGE columns are deterministic in tests. */
+  now?: () => number;
+}
+
+/** Runs one `fizz` invocation; `argv` excludes the node and script paths. */
+export async function run(argv: string[], io: RunIO): Promise<number> {
+  const config: Config = {
+    // Validated when a command needs them (context.ts), so a bad value never blocks --help.
+    registryUrl: io.env.FIZZ_REGISTRY_URL?.trim() || DEFAULT_REGISTRY_URL,
+    gatewayUrl: io.env.FIZZ_GATEWAY_URL?.trim() || DEFAULT_GATEWAY_URL,
+    fetch: io.fetch ?? globalThis.fetch,
+    stdout: io.stdout,
+    stderr: io.stderr,
+    now: io.now ?? Date.now,
+  };
+  try {
+    await buildProgram(config).parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (err) {
+    return report(err, io);
+  }
+}
+
+function buildProgram(config: Config): Command {
+  const program = new Command("fizz")
+    .description("Fizz: functions as a service. Manage environments, functions and HTTP routes.")
+    .version(version())
+    .addOption(new Option("-n, --namespace <namespace>", "namespace to work in").default("default"))
+    .addOption(
+      new Option("-o, --output <format>", "output format").choices(OUTPUT_FORMATS).default("table"),
+    )
+    // Subcommands inherit these settings, so they must come before any .command().
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => config.stdout.write(s),
+      writeErr: (s) => config.stderr.write(s),
+    })
+    .showHelpAfterError("(add --help for usage)")
+    .addHelpText(
+      "after",
+      `
+Environment:
+  FIZZ_REGISTRY_URL  registry (control plane) address, default ${DEFAULT_REGISTRY_URL}
+  FIZZ_GATEWAY_URL   gateway address used by "fn test", default ${DEFAULT_GATEWAY_URL}
+
+Get started:
+  fizz env create --name node --image fizz/env-node
+  fizz fn create --name hello --env node --code hello.mjs --route /hello
+  curl ${DEFAULT_GATEWAY_URL}/hello`,
+    );
+
+  const context = contextFactory(config);
+  registerEnvCommands(program, context);
+  registerFnCommands(program, context);
+  registerRouteCommands(program, context);
+  return program;
+}
+
+/** Prints a failure the way the exit-status contract above describes; returns the status. */
+function report(err: unknown, io: RunIO): number {
+  // commander has already printed its message (and help, for --help and bare `fizz`).
+  if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+  if (err instanceof CliError) {
+    io.stderr.write(`Error: ${err instanceof ApiError ? err.describe() : err.message}\n`);
+    if (err.hint) io.stderr.write(`${err.hint}\n`);
+  } else {
+    // Not an error we anticipated: keep the message readable, but let a bug report get the stack.
+    const message = err instanceof Error ? err.message : String(err);
+    io.stderr.write(`Error: ${message}\n`);
+    if (io.env.FIZZ_DEBUG && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
+  }
+  return 1;
+}
+
+function version(): string {
+  const pkg = new URL("../package.json", import.meta.url);
+  return (JSON.parse(readFileSync(pkg, "utf8")) as { version: string }).version;
+}
+
+/**
+ * bin/fizz.js imports this module; tests import it too and only call run(). Compare real paths
+ * because npm's bin link (node_modules/.bin/fizz) is a symlink to bin/fizz.js.
+ */
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  let actual: string;
+  try {
+    actual = realpathSync(script);
+  } catch {
+    return false;
+  }
+  const here = fileURLToPath(import.meta.url);
+  return actual === here || actual === fileURLToPath(new URL("../bin/fizz.js", import.meta.url));
+}
+
+if (isEntryPoint()) {
+  // `fizz fn get --code | head` closes the pipe early; that is not an error worth a stack trace.
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(0);
+    throw err;
+  });
+  process.exitCode = await run(process.argv.slice(2), {
+    env: process.env,
+    stdout: process.stdout,
+    stderr: process.stderr,
+  });
+}

@@ -1,0 +1,66 @@
+/** The registry's objects as docs/api.md defines them; only what the CLI reads is typed. */
+
+export interface Metadata {
+  namespace: string;
+  name: string;
+  uid?: string;
+  revision: number;
+  labels?: Record<string, string>;
+  createdAt?: string;
+  updatedAt?: string;
+}
+
+export interface ApiObject<Spec> {
+  apiVersion: string;
+  kind: string;
+  metadata: Metadata;
+  spec: Spec;
+}
+
+export interface EnvironmentSpec {
+  image: string;
+  command?: string[];
+  poolSize?: number;
+  concurrency?: number;
+}
+
+/** What is sent on write: the file itself. */
+export interface CodeUpload {
+  filename: string;
+  /** base64 */
+  content: string;
+}
+
+/** What the registry answers on read: the code is stored content-addressed. */
+export interface CodeRef {
+  filename: string;
+  digest?: string;
+  size?: number;
+}
+
+export interface FunctionSpec {
+  environment: string;
+  code: CodeRef;
+  entrypoint?: string;
+  concurrency?: number;
+  minInstances?: number;
+  maxInstances?: number;
+  timeoutSeconds?: number;
+  idleTimeoutSeconds?: number;
+}
+
+export interface HttpTriggerSpec {
+  function: string;
+  path?: string;
+  prefix?: string;
+  methods?: string[];
+  host?: string;
+}
+
+export type Environment = ApiObject<EnvironmentSpec>;
+export type FunctionObject = ApiObject<FunctionSpec>;
+export type HttpTrigger = ApiObject<HttpTriggerSpec>;
+
+export interface List<T> {
+  items: T[];
+}
