@@ -1,0 +1,96 @@
+import { Codecs, type Subjects } from "@fizz/events";
+import { publish, serve, type Logger, type NatsConnection, type Subscription } from "@fizz/kit";
+import type { Counter } from "prom-client";
+import type { Change, Operations } from "./operations";
+
+/** The queue group: replicas share `registry.get` / `registry.list`, each request answered once. */
+export const QUEUE = "registry";
+
+export interface RequestServer {
+  /** Stops taking requests and waits for the ones being answered. */
+  drain(): Promise<void>;
+}
+
+/** `registry.get` and `registry.list` for services warming or refreshing their caches. */
+export function serveRequests(
+  nc: NatsConnection,
+  s: Subjects,
+  ops: Operations,
+  opts: { sender: string; logger: Logger },
+): RequestServer {
+  const common = { sender: opts.sender, logger: opts.logger, queue: QUEUE };
+  // serve() answers asynchronously; a subscription's drain does not wait for that, so track it.
+  const inFlight = new Set<Promise<unknown>>();
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p)).catch(() => undefined);
+    return p;
+  };
+  const subs: Subscription[] = [
+    serve(
+      nc,
+      s.registryGet,
+      Codecs.registryGet,
+      (req) => track(ops.get(req.kind, req.namespace, req.name).then((object) => ({ object }))),
+      common,
+    ),
+    serve(
+      nc,
+      s.registryList,
+      Codecs.registryList,
+      (req) => track(ops.list(req.kind, req.namespace).then((items) => ({ items }))),
+      common,
+    ),
+  ];
+  return {
+    async drain() {
+      await Promise.all(subs.map((sub) => sub.drain().catch(() => undefined)));
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+}
+
+/** How long an answer to a write may wait for NATS to confirm the change event. */
+const FLUSH_TIMEOUT_MS = 2000;
+
+/**
+ * Publishes `registry.changed.<kind>` and waits for the server to have it (flush) before the write
+ * is answered, so a client that saw its update acknowledged can count on the event being out.
+ * A failure is logged, not thrown: the write is committed, and answering an error would make the
+ * client retry a write that happened. Services also resync with `registry.list` when they start.
+ */
+export function changePublisher(
+  nc: NatsConnection,
+  s: Subjects,
+  opts: { sender: string; logger: Logger; published: Counter<"kind" | "op" | "result"> },
+): (change: Change) => Promise<void> {
+  const log = opts.logger.child({ component: "events" });
+  return async ({ kind, op, object }) => {
+    const { namespace, name, revision } = object.metadata;
+    try {
+      publish(
+        nc,
+        s.registryChanged(kind),
+        Codecs.registryChanged,
+        { kind, op, namespace, name, revision, object },
+        opts.sender,
+      );
+      await withTimeout(nc.flush(), FLUSH_TIMEOUT_MS);
+      opts.published.inc({ kind, op, result: "ok" });
+    } catch (err) {
+      opts.published.inc({ kind, op, result: "error" });
+      log.error(
+        { err: (err as Error).message, kind, op, namespace, name, revision },
+        "change event not confirmed by NATS",
+      );
+    }
+  };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from NATS within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}

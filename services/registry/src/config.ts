@@ -1,0 +1,42 @@
+import { FizzError, subjects } from "@fizz/events";
+import { int, loadCommon, oneOf, str, type CommonConfig, type Env } from "@fizz/kit";
+
+export const BACKENDS = ["process", "kubernetes"] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+export interface RegistryConfig extends CommonConfig {
+  /** FIZZ_REGISTRY_HOST, default 127.0.0.1. */
+  host: string;
+  /** FIZZ_REGISTRY_PORT, default 8081; 0 picks a free port (tests). */
+  port: number;
+  /** FIZZ_CODE_MAX_BYTES, default 8 MiB: the decoded size of one function's code. */
+  codeMaxBytes: number;
+  /**
+   * FIZZ_BACKEND, default process. On the process backend an environment image must name a local
+   * runtime (or give a command), otherwise the poolkeeper could never start it.
+   */
+  backend: Backend;
+}
+
+export const DEFAULT_PORT = 8081;
+export const DEFAULT_CODE_MAX_BYTES = 8 * 1024 * 1024;
+/** The whole upload sits in memory as base64 JSON and in Redis as one string; keep it sane. */
+const MAX_CODE_MAX_BYTES = 64 * 1024 * 1024;
+
+export function loadConfig(env: Env): RegistryConfig {
+  const common = loadCommon(env);
+  try {
+    subjects(common.subjectPrefix);
+  } catch (err) {
+    throw new FizzError("VALIDATION_FAILED", `FIZZ_SUBJECT_PREFIX: ${(err as Error).message}`, {
+      field: "FIZZ_SUBJECT_PREFIX",
+    });
+  }
+  return {
+    ...common,
+    host: str(env, "FIZZ_REGISTRY_HOST", "127.0.0.1"),
+    port: int(env, "FIZZ_REGISTRY_PORT", DEFAULT_PORT, 0, 65535),
+    codeMaxBytes: int(env, "FIZZ_CODE_MAX_BYTES", DEFAULT_CODE_MAX_BYTES, 1, MAX_CODE_MAX_BYTES),
+    backend: oneOf(env, "FIZZ_BACKEND", "process", BACKENDS),
+  };
+}

@@ -1,0 +1,112 @@
+import express, { type NextFunction, type Request, type Response } from "express";
+import { FizzError, errorBody } from "@fizz/events";
+import { handleOps, type Logger, type ReadinessChecks } from "@fizz/kit";
+import { httpMetrics, rememberKind, type RegistryMetrics } from "./metrics";
+import type { Operations } from "./operations";
+
+/**
+ * The REST API of docs/api.md. Handlers only translate HTTP to Operations; every error, including
+ * the body parser's, leaves through `sendError` as `{ error: { code, message, field, retryable } }`.
+ */
+export interface HttpApiOptions {
+  /** Undefined until the service is connected; requests before that answer 503. */
+  ops: () => Operations | undefined;
+  checks: ReadinessChecks;
+  metrics: RegistryMetrics;
+  logger: Logger;
+  /** The JSON body limit in bytes: it must fit base64 of the largest allowed code. */
+  bodyLimitBytes: number;
+}
+
+const BASE = "/v1/namespaces/:ns";
+
+export function createApp(opts: HttpApiOptions): express.Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  app.use(httpMetrics(opts.metrics));
+  app.use((req, res, next) => {
+    if (!handleOps(req, res, opts.checks, opts.metrics.registry)) next();
+  });
+  // Any content type: a JSON body sent as text/plain is still meant as JSON; GET/DELETE have none.
+  app.use(express.json({ limit: opts.bodyLimitBytes, type: () => true, strict: true }));
+
+  const ops = (): Operations => {
+    const o = opts.ops();
+    if (!o)
+      throw new FizzError("UNAVAILABLE", "the registry is starting (not connected to NATS yet)", {
+        retryable: true,
+      });
+    return o;
+  };
+  const p = (req: Request, name: string): string => String(req.params[name] ?? "");
+  app.param("kind", rememberKind);
+
+  app.get(`${BASE}/functions/:name/code`, async (req, res) => {
+    const code = await ops().code(p(req, "ns"), p(req, "name"));
+    res.attachment(code.filename);
+    res.set({ "content-type": "application/octet-stream", "x-fizz-code-digest": code.digest });
+    res.status(200).send(code.bytes);
+  });
+  app.get(`${BASE}/:kind`, async (req, res) => {
+    res.status(200).json({ items: await ops().list(p(req, "kind"), p(req, "ns")) });
+  });
+  app.post(`${BASE}/:kind`, async (req, res) => {
+    res.status(201).json(await ops().create(p(req, "kind"), p(req, "ns"), req.body));
+  });
+  app.get(`${BASE}/:kind/:name`, async (req, res) => {
+    res.status(200).json(await ops().get(p(req, "kind"), p(req, "ns"), p(req, "name")));
+  });
+  app.patch(`${BASE}/:kind/:name`, async (req, res) => {
+    res.status(200).json(await ops().patch(p(req, "kind"), p(req, "ns"), p(req, "name"), req.body));
+  });
+  app.delete(`${BASE}/:kind/:name`, async (req, res) => {
+    res.status(200).json(await ops().delete(p(req, "kind"), p(req, "ns"), p(req, "name")));
+  });
+
+  app.use((req: Request) => {
+    throw new FizzError("NOT_FOUND", `no such endpoint: ${req.method} ${req.path}`);
+  });
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    sendError(res, toFizzError(err), opts.logger);
+  });
+  return app;
+}
+
+interface BodyParserError {
+  type?: string;
+  status?: number;
+  message?: string;
+  limit?: number;
+}
+
+/** body-parser errors carry a `type`; everything else that is not a FizzError is our bug. */
+export function toFizzError(err: unknown): FizzError {
+  if (err instanceof FizzError) return err;
+  const e = (typeof err === "object" && err !== null ? err : {}) as BodyParserError;
+  switch (e.type) {
+    case "entity.too.large":
+      return new FizzError(
+        "PAYLOAD_TOO_LARGE",
+        `body is larger than the limit of ${e.limit ?? "?"} bytes`,
+      );
+    case "entity.parse.failed":
+      return new FizzError("INVALID_BODY", `body is not valid JSON: ${e.message ?? "parse error"}`);
+    case "charset.unsupported":
+    case "encoding.unsupported":
+    case "request.size.invalid":
+    case "request.aborted":
+      return new FizzError("INVALID_BODY", `body could not be read: ${e.message ?? e.type}`);
+    default:
+      return FizzError.from(err);
+  }
+}
+
+function sendError(res: Response, err: FizzError, logger: Logger): void {
+  if (err.code === "INTERNAL") logger.error({ err, cause: err.cause }, "request failed");
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.status(err.status).json(errorBody(err));
+}

@@ -1,0 +1,144 @@
+import http from "node:http";
+import { randomBytes } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { subjects } from "@fizz/events";
+import {
+  connectNats,
+  connectRedis,
+  createLogger,
+  natsConnected,
+  type Logger,
+  type NatsConnection,
+} from "@fizz/kit";
+import { changePublisher, serveRequests, type RequestServer } from "./bus";
+import type { RegistryConfig } from "./config";
+import { createApp } from "./http-api";
+import { createMetrics } from "./metrics";
+import { Operations } from "./operations";
+import { RedisStore } from "./store";
+
+export { loadConfig, type RegistryConfig } from "./config";
+export { redisKeys } from "./store";
+
+export interface StartDeps {
+  logger?: Logger;
+  /** Aborts a start that is still waiting for NATS (SIGTERM during start-up). */
+  signal?: AbortSignal;
+}
+
+export interface RegistryService {
+  /** The bound HTTP port (FIZZ_REGISTRY_PORT=0 picks one). */
+  port: number;
+  /** `registry-<id>`: the envelope sender and connection name of this replica. */
+  sender: string;
+  stop(): Promise<void>;
+}
+
+/** Room for the JSON around the base64 code in one create/patch body. */
+const BODY_OVERHEAD_BYTES = 64 * 1024;
+/** In-flight HTTP requests get this long to finish on stop before their connections are cut. */
+const HTTP_DRAIN_MS = 5000;
+
+/**
+ * Starts the registry. The HTTP server comes up first so /healthz answers (and /readyz says why
+ * it is not ready) while NATS and Redis are still being waited for; API requests answer 503 until
+ * NATS is connected, and store calls answer 503 while Redis is not.
+ */
+export async function start(
+  config: RegistryConfig,
+  deps: StartDeps = {},
+): Promise<RegistryService> {
+  const sender = `registry-${randomBytes(4).toString("hex")}`;
+  const logger = (deps.logger ?? createLogger("registry", config.logLevel)).child({ sender });
+  const s = subjects(config.subjectPrefix);
+  const metrics = createMetrics();
+  const redis = connectRedis({ url: config.redisUrl, logger, name: sender });
+  const store = new RedisStore({
+    url: config.redisUrl,
+    prefix: config.redisPrefix,
+    client: redis,
+    name: sender,
+    logger,
+    onRetry: () => metrics.txRetries.inc(),
+  });
+  let nc: NatsConnection | undefined;
+  let ops: Operations | undefined;
+  const app = createApp({
+    ops: () => ops,
+    checks: { nats: () => natsConnected(nc), redis: () => store.ready() },
+    metrics,
+    logger,
+    bodyLimitBytes: Math.ceil(config.codeMaxBytes / 3) * 4 + BODY_OVERHEAD_BYTES,
+  });
+  const server = http.createServer(app);
+  const closeStore = async () => {
+    await store.close();
+    await redis.quit().catch(() => redis.disconnect());
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.port, config.host, () => resolve());
+    });
+  } catch (err) {
+    await closeStore();
+    throw err;
+  }
+  const port = (server.address() as AddressInfo).port;
+  logger.info({ host: config.host, port }, "registry listening");
+
+  let requests: RequestServer;
+  try {
+    nc = await connectNats({
+      url: config.natsUrl,
+      name: sender,
+      logger,
+      ...(deps.signal ? { signal: deps.signal } : {}),
+    });
+    ops = new Operations({
+      store,
+      backend: config.backend,
+      codeMaxBytes: config.codeMaxBytes,
+      onChange: changePublisher(nc, s, { sender, logger, published: metrics.published }),
+    });
+    requests = serveRequests(nc, s, ops, { sender, logger });
+  } catch (err) {
+    await closeServer(server);
+    await nc?.close();
+    await closeStore();
+    throw err;
+  }
+
+  let stopped: Promise<void> | undefined;
+  return {
+    port,
+    sender,
+    stop: () =>
+      (stopped ??= (async () => {
+        logger.info("draining");
+        // New work stops on both fronts; in-flight writes finish (and publish their events)
+        // before NATS is drained, and the store closes last.
+        await Promise.all([closeServer(server), requests.drain()]);
+        await nc
+          ?.drain()
+          .catch((err: unknown) =>
+            logger.warn({ err: (err as Error).message }, "NATS drain failed"),
+          );
+        await closeStore();
+        logger.info("stopped");
+      })()),
+  };
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    const force = setTimeout(() => server.closeAllConnections(), HTTP_DRAIN_MS);
+    force.unref();
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}

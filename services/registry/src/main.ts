@@ -1,0 +1,14 @@
+import { createLogger, runService } from "@fizz/kit";
+import { loadConfig, type RegistryConfig } from "./config";
+import { start } from "./index";
+
+let config: RegistryConfig;
+try {
+  config = loadConfig(process.env);
+} catch (err) {
+  // No logger yet: its level is part of the config that just failed.
+  console.error(`registry: ${(err as Error).message}`);
+  process.exit(1);
+}
+const logger = createLogger("registry", config.logLevel);
+await runService(logger, (signal) => start(config, { logger, signal }));

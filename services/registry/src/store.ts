@@ -1,0 +1,261 @@
+import { Redis } from "ioredis";
+import {
+  FizzError,
+  Kinds,
+  objectSchemas,
+  type AnyObject,
+  type Kind,
+  type KindPlural,
+  type ObjectsByPlural,
+} from "@fizz/events";
+import { backoffMs, redisReady, sleep, type Logger } from "@fizz/kit";
+
+/**
+ * The registry's Redis store. Keys (under the configured prefix, default `fizz:v1:`):
+ *   obj:<kind>:<ns>:<name>   the object as JSON (kind is the plural: environments, functions, httptriggers)
+ *   idx:<kind>:<ns>          set of names in one namespace
+ *   idx:<kind>               set of `ns/name` over every namespace
+ *   code:<sha256 hex>        the code bytes; content-addressed, immutable, written with SET NX
+ *
+ * Every write is one optimistic transaction: the body reads through a reader that WATCHes every key
+ * it touches (objects, referenced objects, indexes, and each object an index lists), decides, and
+ * returns the writes; they are applied in MULTI/EXEC, which Redis aborts if any watched key changed
+ * meanwhile, and then the whole body runs again on fresh data. So two writers — in this process or
+ * in another replica — can never both create one name, leave a dangling reference or claim one route.
+ */
+export interface StoreReader {
+  get<K extends KindPlural>(
+    kind: K,
+    namespace: string,
+    name: string,
+  ): Promise<ObjectsByPlural[K] | undefined>;
+  /** Sorted by namespace, then name; without a namespace, every namespace. */
+  list<K extends KindPlural>(kind: K, namespace?: string): Promise<ObjectsByPlural[K][]>;
+}
+
+export interface ObjectKey {
+  kind: KindPlural;
+  namespace: string;
+  name: string;
+}
+
+export interface Writes {
+  put?: AnyObject[];
+  remove?: ObjectKey[];
+  code?: { digestHex: string; bytes: Buffer }[];
+}
+
+export interface Store extends StoreReader {
+  getCode(digestHex: string): Promise<Buffer | undefined>;
+  /** Runs `body` until its writes commit on unchanged reads; its errors abort without writing. */
+  transact<T>(body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>): Promise<T>;
+  ready(): boolean;
+  close(): Promise<void>;
+}
+
+export function redisKeys(prefix: string) {
+  return {
+    obj: (kind: KindPlural, ns: string, name: string) => `${prefix}obj:${kind}:${ns}:${name}`,
+    nsIndex: (kind: KindPlural, ns: string) => `${prefix}idx:${kind}:${ns}`,
+    kindIndex: (kind: KindPlural) => `${prefix}idx:${kind}`,
+    code: (digestHex: string) => `${prefix}code:${digestHex}`,
+  };
+}
+
+const PLURAL_OF = Object.fromEntries(
+  Object.entries(Kinds).map(([plural, kind]) => [kind, plural]),
+) as Record<Kind, KindPlural>;
+
+export function pluralOf(obj: AnyObject): KindPlural {
+  return PLURAL_OF[obj.kind];
+}
+
+/** Write conflicts on one key are short-lived; past this many tries something is hammering it. */
+const MAX_ATTEMPTS = 8;
+
+export interface RedisStoreOptions {
+  url: string;
+  prefix: string;
+  /** The shared client (reads); the store opens its own connection for transactions. */
+  client: Redis;
+  name: string;
+  logger: Logger;
+  onRetry?: () => void;
+}
+
+export class RedisStore implements Store {
+  private readonly keys: ReturnType<typeof redisKeys>;
+  private readonly tx: Redis;
+  /** Bumped when the transaction connection closes: WATCHes do not survive a reconnect. */
+  private epoch = 0;
+  /** WATCH state is per connection, so transactions on `tx` must not interleave. */
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly opts: RedisStoreOptions) {
+    this.keys = redisKeys(opts.prefix);
+    const log = opts.logger.child({ component: "store" });
+    // Fail fast instead of queueing or resending: a MULTI/EXEC replayed on a fresh connection
+    // would run without the WATCHes it depends on.
+    this.tx = new Redis(opts.url, {
+      connectionName: `${opts.name}-tx`,
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 1,
+      retryStrategy: (times) => backoffMs(times, 200, 2000),
+    });
+    this.tx.on("close", () => this.epoch++);
+    this.tx.on("error", (err: Error) => log.debug({ err: err.message }, "redis (tx) error"));
+  }
+
+  ready(): boolean {
+    return redisReady(this.opts.client) && redisReady(this.tx);
+  }
+
+  get<K extends KindPlural>(
+    kind: K,
+    namespace: string,
+    name: string,
+  ): Promise<ObjectsByPlural[K] | undefined> {
+    return this.reader(this.opts.client, false).get(kind, namespace, name);
+  }
+
+  list<K extends KindPlural>(kind: K, namespace?: string): Promise<ObjectsByPlural[K][]> {
+    return this.reader(this.opts.client, false).list(kind, namespace);
+  }
+
+  async getCode(digestHex: string): Promise<Buffer | undefined> {
+    this.assertReady();
+    return (await this.opts.client.getBuffer(this.keys.code(digestHex))) ?? undefined;
+  }
+
+  transact<T>(body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>): Promise<T> {
+    const run = this.chain.then(() => this.runTransaction(body));
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    await this.chain;
+    await this.tx.quit().catch(() => this.tx.disconnect());
+  }
+
+  private async runTransaction<T>(
+    body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>,
+  ): Promise<T> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      this.assertReady();
+      const epoch = this.epoch;
+      let out: { writes: Writes; result: T };
+      try {
+        out = await body(this.reader(this.tx, true));
+      } catch (err) {
+        await this.tx.unwatch().catch(() => undefined);
+        throw err;
+      }
+      if (epoch === this.epoch) {
+        const result = await this.exec(out.writes);
+        if (result) return out.result;
+      }
+      this.opts.onRetry?.();
+      await sleep(backoffMs(attempt, 5, 200));
+    }
+    throw new FizzError(
+      "UNAVAILABLE",
+      "too many concurrent writes to the same objects; try again",
+      { retryable: true },
+    );
+  }
+
+  /** false when a watched key changed (EXEC aborted). */
+  private async exec(writes: Writes): Promise<boolean> {
+    const m = this.tx.multi();
+    for (const obj of writes.put ?? []) {
+      const kind = pluralOf(obj);
+      const { namespace: ns, name } = obj.metadata;
+      m.set(this.keys.obj(kind, ns, name), JSON.stringify(obj));
+      m.sadd(this.keys.nsIndex(kind, ns), name);
+      m.sadd(this.keys.kindIndex(kind), `${ns}/${name}`);
+    }
+    for (const { kind, namespace: ns, name } of writes.remove ?? []) {
+      m.del(this.keys.obj(kind, ns, name));
+      m.srem(this.keys.nsIndex(kind, ns), name);
+      m.srem(this.keys.kindIndex(kind), `${ns}/${name}`);
+    }
+    // NX: a blob never changes once written; the same bytes have the same key.
+    for (const blob of writes.code ?? []) m.set(this.keys.code(blob.digestHex), blob.bytes, "NX");
+    const results = await m.exec();
+    if (results === null) return false;
+    const failed = results.find(([err]) => err);
+    if (failed?.[0]) throw FizzError.from(failed[0]);
+    return true;
+  }
+
+  private assertReady(): void {
+    if (!this.ready())
+      throw new FizzError("UNAVAILABLE", "the registry's store (Redis) is not connected", {
+        retryable: true,
+      });
+  }
+
+  private reader(client: Redis, watch: boolean): StoreReader {
+    const keys = this.keys;
+    const assertReady = () => this.assertReady();
+    return {
+      async get<K extends KindPlural>(kind: K, ns: string, name: string) {
+        assertReady();
+        const key = keys.obj(kind, ns, name);
+        if (watch) await client.watch(key);
+        const raw = await client.get(key);
+        return raw === null ? undefined : parseStored(kind, key, raw);
+      },
+      async list<K extends KindPlural>(kind: K, ns?: string) {
+        assertReady();
+        const index = ns === undefined ? keys.kindIndex(kind) : keys.nsIndex(kind, ns);
+        if (watch) await client.watch(index);
+        const members = await client.smembers(index);
+        const objKeys = members.map((m) => {
+          if (ns !== undefined) return keys.obj(kind, ns, m);
+          const [mns = "", mname = ""] = m.split("/");
+          return keys.obj(kind, mns, mname);
+        });
+        if (objKeys.length === 0) return [];
+        // Watch each listed object too: an update changes an object without touching the index.
+        if (watch) await client.watch(...objKeys);
+        const values = await client.mget(...objKeys);
+        const items: ObjectsByPlural[K][] = [];
+        values.forEach((raw, i) => {
+          if (raw !== null) items.push(parseStored(kind, objKeys[i] ?? "", raw));
+        });
+        return items.sort(byNamespaceAndName);
+      },
+    };
+  }
+}
+
+function parseStored<K extends KindPlural>(kind: K, key: string, raw: string): ObjectsByPlural[K] {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (err) {
+    throw new FizzError("INTERNAL", `stored object ${key} is not JSON`, { cause: err });
+  }
+  const parsed = objectSchemas[kind].safeParse(value);
+  if (!parsed.success) {
+    throw new FizzError(
+      "INTERNAL",
+      `stored object ${key} does not match its schema: ${parsed.error.issues[0]?.message}`,
+    );
+  }
+  return parsed.data as ObjectsByPlural[K];
+}
+
+function byNamespaceAndName(a: AnyObject, b: AnyObject): number {
+  return (
+    compare(a.metadata.namespace, b.metadata.namespace) || compare(a.metadata.name, b.metadata.name)
+  );
+}
+
+/** Code-point order: names are ASCII, and locale rules would make the order depend on the host. */
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,222 @@
+import { createHash } from "node:crypto";
+import {
+  CreateInput,
+  FizzError,
+  FunctionSpecInput,
+  Kinds,
+  PatchInput,
+  dnsLabel,
+  isKindPlural,
+  runtimeOfImage,
+  specInputSchemas,
+  specSchemas,
+  type CodeRef,
+  type KindPlural,
+  type ObjectsByPlural,
+} from "@fizz/events";
+import type { Backend } from "./config";
+import { checkKnownKeys, errorMap, issueError } from "./issues";
+
+/**
+ * Everything that can be checked without the store: request shape, names, spec fields, code size,
+ * images. Each failure is a FizzError naming the field; nothing here has side effects, so a
+ * refused request has changed nothing by construction.
+ */
+export type SpecOf<K extends KindPlural> = ObjectsByPlural[K]["spec"];
+export type AnySpec = SpecOf<KindPlural>;
+
+export interface ValidationOptions {
+  backend: Backend;
+  codeMaxBytes: number;
+}
+
+/** A decoded code upload: the blob to store under `code:<hex>` and the reference the function keeps. */
+export interface CodeBlob {
+  digestHex: string;
+  bytes: Buffer;
+  ref: CodeRef;
+}
+
+export interface CreateRequest {
+  name: string;
+  labels: Record<string, string>;
+  spec: AnySpec;
+  code?: CodeBlob;
+}
+
+export interface PatchRequest {
+  labels?: Record<string, string>;
+  /** The given spec fields, except a new code upload (in `code`); null means "unset". */
+  spec: Record<string, unknown>;
+  code?: CodeBlob;
+  revision?: number;
+}
+
+const CREATE_KEYS = ["name", "labels", "spec"];
+const PATCH_KEYS = ["labels", "spec", "revision"];
+
+export function checkKind(value: string): KindPlural {
+  if (!isKindPlural(value)) {
+    throw new FizzError(
+      "NOT_FOUND",
+      `unknown kind "${value}"; use ${Object.keys(Kinds).join(", ")}`,
+      { field: "kind" },
+    );
+  }
+  return value;
+}
+
+export function checkName(value: string, field: "namespace" | "name"): string {
+  const r = dnsLabel.safeParse(value, { error: errorMap });
+  if (!r.success) throw issueError(r.error, field, () => "INVALID_NAME");
+  return r.data;
+}
+
+export function parseCreate(
+  kind: KindPlural,
+  body: unknown,
+  opts: ValidationOptions,
+): CreateRequest {
+  const obj = bodyObject(body);
+  checkKnownKeys(obj, CREATE_KEYS);
+  const top = CreateInput.safeParse(obj, { error: errorMap });
+  // A missing name is an incomplete request, not a bad name.
+  const nameCode = (f: string) =>
+    f === "name" && obj.name !== undefined ? "INVALID_NAME" : "VALIDATION_FAILED";
+  if (!top.success) throw issueError(top.error, undefined, nameCode);
+  const raw = withoutNulls(top.data.spec);
+  const schema = specInputSchemas[kind];
+  checkKnownKeys(raw, Object.keys(schema.shape), "spec");
+  const parsed = schema.safeParse(raw, { error: errorMap });
+  if (!parsed.success) throw issueError(parsed.error, "spec");
+  let code: CodeBlob | undefined;
+  let candidate: Record<string, unknown> = parsed.data;
+  if (kind === "functions") {
+    const upload = (parsed.data as { code: { filename: string; content: string } }).code;
+    code = decodeCode(upload, opts.codeMaxBytes);
+    candidate = { ...parsed.data, code: code.ref };
+  }
+  const spec = finishSpec(kind, candidate, opts);
+  return { name: top.data.name, labels: top.data.labels, spec, ...(code ? { code } : {}) };
+}
+
+export function parsePatch(kind: KindPlural, body: unknown, opts: ValidationOptions): PatchRequest {
+  const obj = bodyObject(body);
+  checkKnownKeys(obj, PATCH_KEYS);
+  const top = PatchInput.safeParse(obj, { error: errorMap });
+  if (!top.success) throw issueError(top.error);
+  const out: PatchRequest = { spec: {} };
+  if (top.data.labels !== undefined) {
+    // PatchInput takes any string record; labels must obey the same rules as on create.
+    const labels = CreateInput.shape.labels.safeParse(top.data.labels, { error: errorMap });
+    if (!labels.success) throw issueError(labels.error, "labels");
+    out.labels = labels.data;
+  }
+  if (top.data.revision !== undefined) out.revision = top.data.revision;
+  checkKnownKeys(top.data.spec, Object.keys(specInputSchemas[kind].shape), "spec");
+  for (const [k, v] of Object.entries(top.data.spec)) {
+    if (kind === "functions" && k === "code" && v !== null && v !== undefined) {
+      const upload = FunctionSpecInput.shape.code.safeParse(v, { error: errorMap });
+      if (!upload.success) throw issueError(upload.error, "spec.code");
+      out.code = decodeCode(upload.data, opts.codeMaxBytes);
+    } else {
+      out.spec[k] = v;
+    }
+  }
+  return out;
+}
+
+/**
+ * The stored spec with the patch applied (given fields replace, null unsets so the default comes
+ * back), validated as a whole: a patch may be fine alone and wrong combined (prefix added while the
+ * path is still set).
+ */
+export function mergeSpec<K extends KindPlural>(
+  kind: K,
+  current: SpecOf<K>,
+  patch: PatchRequest,
+  opts: ValidationOptions,
+): SpecOf<K> {
+  const merged: Record<string, unknown> = { ...current };
+  for (const [k, v] of Object.entries(patch.spec)) {
+    if (v === null || v === undefined) delete merged[k];
+    else merged[k] = v;
+  }
+  if (patch.code) merged.code = patch.code.ref;
+  return finishSpec(kind, merged, opts) as SpecOf<K>;
+}
+
+/** Validates the stored form of a spec and the checks that need the whole spec. */
+function finishSpec(
+  kind: KindPlural,
+  candidate: Record<string, unknown>,
+  opts: ValidationOptions,
+): AnySpec {
+  const parsed = specSchemas[kind].safeParse(candidate, { error: errorMap });
+  if (!parsed.success) throw issueError(parsed.error, "spec");
+  const spec = parsed.data as AnySpec;
+  if (kind === "environments") checkImage(spec as SpecOf<"environments">, opts.backend);
+  return spec;
+}
+
+export function checkImage(spec: SpecOf<"environments">, backend: Backend): void {
+  if (
+    backend !== "process" ||
+    spec.command !== undefined ||
+    runtimeOfImage(spec.image) !== undefined
+  )
+    return;
+  throw new FizzError(
+    "UNKNOWN_IMAGE",
+    `image "${spec.image}" names no local runtime; use fizz/env-node or fizz/env-python, or give --command`,
+    { field: "spec.image" },
+  );
+}
+
+/** Base64 → bytes, size-checked before decoding so an oversized upload is never copied again. */
+export function decodeCode(
+  upload: { filename: string; content: string },
+  maxBytes: number,
+): CodeBlob {
+  const content = upload.content;
+  const field = "spec.code.content";
+  if (content.length % 4 !== 0) {
+    throw new FizzError(
+      "VALIDATION_FAILED",
+      `${field}: must be padded base64 (length a multiple of 4)`,
+      { field },
+    );
+  }
+  const padding = content.endsWith("==") ? 2 : content.endsWith("=") ? 1 : 0;
+  const size = (content.length / 4) * 3 - padding;
+  if (size === 0) throw new FizzError("VALIDATION_FAILED", `${field}: is empty`, { field });
+  if (size > maxBytes) {
+    throw new FizzError(
+      "CODE_TOO_LARGE",
+      `${field}: code is ${size} bytes, over the limit of ${maxBytes} bytes`,
+      { field },
+    );
+  }
+  const bytes = Buffer.from(content, "base64");
+  const digestHex = createHash("sha256").update(bytes).digest("hex");
+  return {
+    digestHex,
+    bytes,
+    ref: { filename: upload.filename, digest: `sha256:${digestHex}`, size: bytes.length },
+  };
+}
+
+function bodyObject(body: unknown): Record<string, unknown> {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new FizzError(
+      "INVALID_BODY",
+      "body must be a JSON object (content-type: application/json)",
+    );
+  }
+  return body as Record<string, unknown>;
+}
+
+/** On create, null means "not given", the same as in a patch. */
+function withoutNulls(spec: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== null));
+}

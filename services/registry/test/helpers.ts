@@ -1,0 +1,140 @@
+import { Redis } from "ioredis";
+import { silentLogger } from "@fizz/kit";
+import { startNats, startRedis, type TestServer } from "@fizz/testkit";
+import { loadConfig, start, type RegistryService } from "../src/index";
+
+/** Real nats-server and redis-server for one test file. */
+export interface Stack {
+  nats: TestServer;
+  redis: TestServer;
+  /** A plain client for reading Redis behind the registry's back. */
+  client: Redis;
+  cleanup(): Promise<void>;
+}
+
+export async function startStack(): Promise<Stack> {
+  const [nats, redis] = await Promise.all([startNats(), startRedis()]);
+  const client = new Redis(redis.url, { maxRetriesPerRequest: 1, lazyConnect: true });
+  await client.connect();
+  return {
+    nats,
+    redis,
+    client,
+    async cleanup() {
+      client.disconnect();
+      await Promise.all([nats.cleanup(), redis.cleanup()]);
+    },
+  };
+}
+
+export const CODE_MAX_BYTES = 1024;
+
+export function registryEnv(
+  stack: Pick<Stack, "nats" | "redis">,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    FIZZ_NATS_URL: stack.nats.url,
+    FIZZ_REDIS_URL: stack.redis.url,
+    FIZZ_REGISTRY_PORT: "0",
+    FIZZ_CODE_MAX_BYTES: String(CODE_MAX_BYTES),
+    FIZZ_LOG_LEVEL: "silent",
+    ...extra,
+  };
+}
+
+export interface Running {
+  svc: RegistryService;
+  api: Api;
+}
+
+export async function startRegistry(env: Record<string, string>): Promise<Running> {
+  const svc = await start(loadConfig(env), { logger: silentLogger() });
+  return { svc, api: new Api(`http://127.0.0.1:${svc.port}`) };
+}
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  bytes: Buffer;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  body: any;
+}
+
+/** A thin fetch client; `raw` sends a body as given (broken JSON, odd content types). */
+export class Api {
+  constructor(readonly base: string) {}
+
+  async call(
+    method: string,
+    path: string,
+    body?: unknown,
+    opts: { raw?: string | Buffer; contentType?: string } = {},
+  ): Promise<Reply> {
+    const init: RequestInit = { method, headers: {} };
+    if (opts.raw !== undefined) init.body = opts.raw;
+    else if (body !== undefined) init.body = JSON.stringify(body);
+    if (init.body !== undefined)
+      init.headers = { "content-type": opts.contentType ?? "application/json" };
+    const res = await fetch(`${this.base}${path}`, init);
+    const bytes = Buffer.from(await res.arrayBuffer());
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(bytes.toString("utf8"));
+    } catch {
+      parsed = undefined;
+    }
+    return { status: res.status, headers: res.headers, bytes, body: parsed };
+  }
+
+  ns(ns = "default") {
+    const base = `/v1/namespaces/${ns}`;
+    return {
+      list: (kind: string) => this.call("GET", `${base}/${kind}`),
+      get: (kind: string, name: string) => this.call("GET", `${base}/${kind}/${name}`),
+      create: (kind: string, body: unknown) => this.call("POST", `${base}/${kind}`, body),
+      patch: (kind: string, name: string, body: unknown) =>
+        this.call("PATCH", `${base}/${kind}/${name}`, body),
+      delete: (kind: string, name: string) => this.call("DELETE", `${base}/${kind}/${name}`),
+      code: (name: string) => this.call("GET", `${base}/functions/${name}/code`),
+    };
+  }
+}
+
+export function b64(text: string | Buffer): string {
+  return Buffer.from(text).toString("base64");
+}
+
+export const envBody = (name: string, spec: Record<string, unknown> = {}) => ({
+  name,
+  spec: { image: "fizz/env-python", ...spec },
+});
+export const fnBody = (name: string, env: string, spec: Record<string, unknown> = {}) => ({
+  name,
+  spec: {
+    environment: env,
+    code: { filename: "hello.py", content: b64(`def main():\n    return "${name}"\n`) },
+    ...spec,
+  },
+});
+export const triggerBody = (name: string, fn: string, spec: Record<string, unknown> = {}) => ({
+  name,
+  spec: { function: fn, path: `/${name}`, ...spec },
+});
+
+/** Every key under the prefix with its value: equal snapshots mean nothing was written. */
+export async function snapshot(
+  client: Redis,
+  prefix = "fizz:v1:",
+): Promise<Record<string, string>> {
+  const keys = (await client.keys(`${prefix}*`)).sort();
+  const out: Record<string, string> = {};
+  for (const key of keys) {
+    const type = await client.type(key);
+    out[key] =
+      type === "set"
+        ? JSON.stringify((await client.smembers(key)).sort())
+        : ((await client.get(key)) ?? "");
+  }
+  return out;
+}
