@@ -1,0 +1,106 @@
+import {
+  Codecs,
+  FizzError,
+  type Instance,
+  type ObjectsByPlural,
+  type SpecializeRequest,
+  type Subjects,
+} from "@fizz/events";
+import { publish, request, type NatsConnection } from "@fizz/kit";
+import type { RegistryClient } from "./catalog";
+
+/** What the scheduler asks of the poolkeeper. */
+export interface PoolkeeperClient {
+  specialize(req: SpecializeRequest): Promise<Instance>;
+  /** Resolves false when the poolkeeper no longer had the instance. */
+  retire(instanceId: string, reason: string): Promise<boolean>;
+  list(): Promise<Instance[]>;
+}
+
+/** scheduler.instances.<ns>.<fn>: tells gateways to stop using instances at once. */
+export interface InstancesPublisher {
+  removed(namespace: string, name: string, revision: number, removed: string[]): void;
+}
+
+export function natsRegistry(
+  nc: NatsConnection,
+  s: Subjects,
+  sender: string,
+  timeoutMs: number,
+): RegistryClient {
+  return {
+    async list<K extends "functions" | "environments">(kind: K) {
+      const reply = await request(
+        nc,
+        s.registryList,
+        Codecs.registryList,
+        { kind },
+        { sender, timeoutMs },
+      );
+      const want = kind === "functions" ? "Function" : "Environment";
+      return reply.items.filter((o) => o.kind === want) as Array<ObjectsByPlural[K]>;
+    },
+    async get<K extends "functions" | "environments">(kind: K, namespace: string, name: string) {
+      const reply = await request(
+        nc,
+        s.registryGet,
+        Codecs.registryGet,
+        { kind, namespace, name },
+        { sender, timeoutMs },
+      );
+      const want = kind === "functions" ? "Function" : "Environment";
+      if (reply.object.kind !== want) {
+        throw new FizzError(
+          "INTERNAL",
+          `registry.get ${kind} ${namespace}/${name} answered a ${reply.object.kind}`,
+        );
+      }
+      return reply.object as ObjectsByPlural[K];
+    },
+  };
+}
+
+export function natsPoolkeeper(
+  nc: NatsConnection,
+  s: Subjects,
+  sender: string,
+  opts: { specializeTimeoutMs: number; rpcTimeoutMs: number },
+): PoolkeeperClient {
+  const rpc = { sender, timeoutMs: opts.rpcTimeoutMs };
+  return {
+    async specialize(req) {
+      const reply = await request(nc, s.poolkeeperSpecialize, Codecs.poolkeeperSpecialize, req, {
+        sender,
+        timeoutMs: opts.specializeTimeoutMs,
+      });
+      return reply.instance;
+    },
+    async retire(instanceId, reason) {
+      return (
+        await request(nc, s.poolkeeperRetire, Codecs.poolkeeperRetire, { instanceId, reason }, rpc)
+      ).retired;
+    },
+    async list() {
+      return (await request(nc, s.poolkeeperList, Codecs.poolkeeperList, {}, rpc)).instances;
+    },
+  };
+}
+
+export function natsPublisher(nc: NatsConnection, s: Subjects, sender: string): InstancesPublisher {
+  return {
+    removed(namespace, name, revision, removed) {
+      publish(
+        nc,
+        s.schedulerInstances(namespace, name),
+        Codecs.schedulerInstances,
+        {
+          namespace,
+          function: name,
+          revision,
+          removed,
+        },
+        sender,
+      );
+    },
+  };
+}

@@ -1,0 +1,32 @@
+import { int, loadCommon, str, type CommonConfig, type Env } from "@fizz/kit";
+
+export interface SchedulerConfig extends CommonConfig {
+  /** Ops server (/healthz, /readyz, /metrics). Port 0 picks a free port. */
+  host: string;
+  port: number;
+  /** How long a FUNCTION_LOAD_FAILED is answered from memory for one function revision. */
+  loadFailureTtlMs: number;
+  /** How long a drained instance keeps serving in-flight requests before it is retired. */
+  drainMs: number;
+  reapIntervalMs: number;
+  /** NATS request timeout for poolkeeper.specialize (code push + load). */
+  specializeTimeoutMs: number;
+  /** NATS request timeout for every other request (registry.get/list, poolkeeper.retire/list). */
+  rpcTimeoutMs: number;
+  /** Periodic reconcile with poolkeeper.list, catching instance events lost on the bus. */
+  reconcileIntervalMs: number;
+}
+
+export function loadConfig(env: Env): SchedulerConfig {
+  return {
+    ...loadCommon(env),
+    host: str(env, "FIZZ_SCHEDULER_HOST", "127.0.0.1"),
+    port: int(env, "FIZZ_SCHEDULER_PORT", 0, 0, 65535),
+    loadFailureTtlMs: int(env, "FIZZ_LOAD_FAILURE_TTL_MS", 5000, 0, 3_600_000),
+    drainMs: int(env, "FIZZ_DRAIN_MS", 2000, 0, 3_600_000),
+    reapIntervalMs: int(env, "FIZZ_REAP_INTERVAL_MS", 1000, 10, 3_600_000),
+    specializeTimeoutMs: int(env, "FIZZ_SPECIALIZE_TIMEOUT_MS", 15_000, 100, 600_000),
+    rpcTimeoutMs: int(env, "FIZZ_SCHEDULER_RPC_TIMEOUT_MS", 5000, 100, 600_000),
+    reconcileIntervalMs: int(env, "FIZZ_RECONCILE_INTERVAL_MS", 30_000, 100, 86_400_000),
+  };
+}

@@ -1,0 +1,224 @@
+import { randomBytes } from "node:crypto";
+import { subjects } from "@fizz/events";
+import {
+  backoffMs,
+  connectNats,
+  connectRedis,
+  createLogger,
+  createMetricsRegistry,
+  natsConnected,
+  redisReady,
+  sleep,
+  startOpsServer,
+  type Logger,
+  type NatsConnection,
+  type Redis,
+  type Subscription,
+} from "@fizz/kit";
+import { Catalog } from "./catalog";
+import { natsPoolkeeper, natsPublisher, natsRegistry } from "./clients";
+import type { SchedulerConfig } from "./config";
+import { InstanceTable } from "./instance-table";
+import { LeaseService } from "./lease";
+import { createSchedulerMetrics } from "./metrics";
+import { Reaper } from "./reaper";
+import { rebuildFromRedis, reconcileWithPoolkeeper } from "./reconcile";
+import { Retirer } from "./retirement";
+import { RedisRouteCache } from "./route-cache";
+import { serveLeases, subscribeEvents } from "./subscriptions";
+
+export { loadConfig, type SchedulerConfig } from "./config";
+export { LeaseService, type LeaseResult, type LeaseOutcome } from "./lease";
+export { Catalog, effectiveConcurrency, type RegistryClient } from "./catalog";
+export { InstanceTable } from "./instance-table";
+export { Retirer } from "./retirement";
+export { Reaper } from "./reaper";
+export { RedisRouteCache, type RouteStore } from "./route-cache";
+export type { PoolkeeperClient, InstancesPublisher } from "./clients";
+
+export interface SchedulerDeps {
+  logger?: Logger;
+  /** Aborts waiting for NATS/Redis/registry at start (runService passes its stop signal). */
+  signal?: AbortSignal;
+}
+
+export interface Scheduler {
+  /** Port of the ops server (/healthz, /readyz, /metrics). */
+  port: number;
+  /** The envelope sender name, `scheduler-<id>`. */
+  sender: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the scheduler: ops server first (so probes answer while we wait), then NATS, the event
+ * subscriptions (before anything is read, so no change is missed), the route cache rebuilt from
+ * Redis, and only then scheduler.lease — answering before the rebuild would specialize instances
+ * that already exist. The registry catalog and the poolkeeper reconcile load in the background
+ * with back-off: a lease for a function not cached yet asks registry.get itself.
+ */
+export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): Promise<Scheduler> {
+  // The root logger already carries {service}; components add {component}.
+  const logger = deps.logger ?? createLogger("scheduler", config.logLevel);
+  const sender = `scheduler-${randomBytes(4).toString("hex")}`;
+  const now = () => Date.now();
+  const background = new AbortController();
+  const onOuterAbort = () => background.abort();
+  deps.signal?.addEventListener("abort", onOuterAbort, { once: true });
+
+  let nc: NatsConnection | undefined;
+  let redisClient: Redis | undefined;
+  const registry = createMetricsRegistry("scheduler");
+  const table = new InstanceTable();
+  const ops = await startOpsServer({
+    host: config.host,
+    port: config.port,
+    checks: { nats: () => natsConnected(nc), redis: () => redisReady(redisClient) },
+    metrics: registry,
+  });
+  const redis = (redisClient = connectRedis({ url: config.redisUrl, logger, name: sender }));
+
+  try {
+    nc = await connectNats({
+      url: config.natsUrl,
+      name: sender,
+      logger,
+      signal: background.signal,
+    });
+  } catch (err) {
+    await ops.close();
+    redis.disconnect();
+    throw err;
+  }
+  const conn = nc;
+  const s = subjects(config.subjectPrefix);
+  const catalog = new Catalog(natsRegistry(conn, s, sender, config.rpcTimeoutMs));
+  const poolkeeper = natsPoolkeeper(conn, s, sender, config);
+  const routes = new RedisRouteCache(
+    redis,
+    config.redisPrefix,
+    logger.child({ component: "route-cache" }),
+  );
+  const retirer = new Retirer({
+    table,
+    routes,
+    poolkeeper,
+    publisher: natsPublisher(conn, s, sender),
+    catalog,
+    drainMs: config.drainMs,
+    now,
+    logger,
+  });
+  const lease = new LeaseService({
+    catalog,
+    table,
+    poolkeeper,
+    routes,
+    retirer,
+    loadFailureTtlMs: config.loadFailureTtlMs,
+    now,
+    logger,
+  });
+  const metrics = createSchedulerMetrics(registry, {
+    table,
+    specializationsInFlight: () => lease.specializationsInFlight,
+  });
+  const model = { catalog, table, retirer, now, logger };
+  const subs: Subscription[] = subscribeEvents(conn, s, model, logger);
+  // The server must hold the subscriptions before we read state, or a change in between is lost.
+  await conn.flush();
+
+  await retrying("rebuild the route cache from Redis", background.signal, logger, async () => {
+    const n = await rebuildFromRedis({ table, routes, now });
+    logger.info({ instances: n }, "route cache rebuilt from Redis");
+  });
+
+  const inFlight = new Set<Promise<unknown>>();
+  const leaseSub = serveLeases(conn, s, lease, metrics, { sender, logger, inFlight });
+  // Once start() resolves, a lease request must find a responder (not "no responders").
+  await conn.flush();
+  const reaper = new Reaper({
+    table,
+    catalog,
+    retirer,
+    intervalMs: config.reapIntervalMs,
+    now,
+    logger,
+  });
+  reaper.start();
+
+  const loops = [
+    retrying(
+      "load functions and environments from the registry",
+      background.signal,
+      logger,
+      async () => {
+        await catalog.load();
+        logger.info("catalog loaded from the registry");
+      },
+    ),
+    (async () => {
+      // When the poolkeeper does not answer, keep what Redis said and try again later.
+      await retrying("reconcile with poolkeeper.list", background.signal, logger, () =>
+        reconcileWithPoolkeeper({ table, routes, poolkeeper, retirer, now, logger }).then(
+          () => undefined,
+        ),
+      );
+      while (!background.signal.aborted) {
+        await sleep(config.reconcileIntervalMs, background.signal);
+        if (background.signal.aborted) break;
+        await reconcileWithPoolkeeper({ table, routes, poolkeeper, retirer, now, logger }).catch(
+          (err: unknown) =>
+            logger.warn(
+              { err: (err as Error).message },
+              "reconcile with the poolkeeper failed; will retry",
+            ),
+        );
+      }
+    })(),
+  ];
+
+  logger.info({ sender, opsPort: ops.port }, "scheduler started");
+  let stopping: Promise<void> | undefined;
+  return {
+    port: ops.port,
+    sender,
+    stop: () =>
+      (stopping ??= (async () => {
+        // Stop taking leases, answer the ones already taken, then let background work settle
+        // before the connections close under it.
+        background.abort();
+        deps.signal?.removeEventListener("abort", onOuterAbort);
+        reaper.stop();
+        await leaseSub.drain().catch(() => undefined);
+        await Promise.allSettled([...inFlight]);
+        await Promise.allSettled(loops);
+        retirer.stop();
+        await retirer.idle();
+        for (const sub of subs) sub.unsubscribe();
+        await conn.drain().catch(() => undefined);
+        await redis.quit().catch(() => redis.disconnect());
+        await ops.close();
+        logger.info("scheduler stopped");
+      })()),
+  };
+}
+
+/** Runs `fn` until it succeeds, with back-off; gives up silently when the signal aborts. */
+async function retrying(
+  what: string,
+  signal: AbortSignal,
+  logger: Logger,
+  fn: () => Promise<void>,
+): Promise<void> {
+  for (let attempt = 0; !signal.aborted; attempt++) {
+    try {
+      await fn();
+      return;
+    } catch (err) {
+      const wait = backoffMs(attempt, 200, 5000);
+      logger.warn({ err: (err as Error).message, retryInMs: wait }, `could not ${what}; retrying`);
+      await sleep(wait, signal);
+    }
+  }
+}

@@ -1,0 +1,14 @@
+import { createLogger, runService } from "@fizz/kit";
+import { loadConfig, type SchedulerConfig } from "./config";
+import { start } from "./index";
+
+let config: SchedulerConfig;
+try {
+  config = loadConfig(process.env);
+} catch (err) {
+  // A bad variable must stop the process with its name, before anything connects.
+  createLogger("scheduler").fatal({ err }, "invalid configuration");
+  process.exit(1);
+}
+const logger = createLogger("scheduler", config.logLevel);
+void runService(logger, (signal) => start(config, { logger, signal }));

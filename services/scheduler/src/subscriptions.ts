@@ -1,0 +1,75 @@
+import { Codecs, FizzError, type Subjects } from "@fizz/events";
+import { listen, serve, type Logger, type NatsConnection, type Subscription } from "@fizz/kit";
+import { onInstanceEvent, onRegistryChanged, onUsageReport, type Model } from "./handlers";
+import type { LeaseService } from "./lease";
+import type { SchedulerMetrics } from "./metrics";
+
+/**
+ * Events every replica must see (no queue group): each keeps its own in-memory view, and a replica
+ * that missed a registry change or a death would hand out stale or dead instances.
+ */
+export function subscribeEvents(
+  nc: NatsConnection,
+  s: Subjects,
+  m: Model,
+  logger: Logger,
+): Subscription[] {
+  return [
+    listen(
+      nc,
+      s.registryChanged("functions"),
+      Codecs.registryChanged,
+      (ev) => onRegistryChanged(m, ev),
+      { logger },
+    ),
+    listen(
+      nc,
+      s.registryChanged("environments"),
+      Codecs.registryChanged,
+      (ev) => onRegistryChanged(m, ev),
+      { logger },
+    ),
+    listen(nc, s.poolkeeperInstanceAll, Codecs.poolkeeperInstance, (ev) => onInstanceEvent(m, ev), {
+      logger,
+    }),
+    listen(nc, s.schedulerReport, Codecs.schedulerReport, (r) => onUsageReport(m, r), { logger }),
+  ];
+}
+
+/**
+ * scheduler.lease, shared by the replicas (queue group "scheduler"). `inFlight` holds the
+ * unanswered requests so a graceful stop can answer them before the connection closes.
+ */
+export function serveLeases(
+  nc: NatsConnection,
+  s: Subjects,
+  leases: LeaseService,
+  metrics: SchedulerMetrics,
+  opts: { sender: string; logger: Logger; inFlight: Set<Promise<unknown>> },
+): Subscription {
+  return serve(
+    nc,
+    s.schedulerLease,
+    Codecs.schedulerLease,
+    async (req) => {
+      const started = performance.now();
+      const work = leases.lease(req);
+      opts.inFlight.add(work);
+      let outcome = "INTERNAL";
+      try {
+        const r = await work;
+        outcome = r.outcome;
+        return { lease: r.lease };
+      } catch (err) {
+        const fe = FizzError.from(err);
+        outcome = fe.code;
+        throw fe;
+      } finally {
+        opts.inFlight.delete(work);
+        metrics.leases.inc({ outcome });
+        metrics.leaseDuration.observe({ outcome }, (performance.now() - started) / 1000);
+      }
+    },
+    { sender: opts.sender, logger: opts.logger, queue: "scheduler" },
+  );
+}

@@ -1,0 +1,43 @@
+import { expect } from "chai";
+import { FizzError } from "@fizz/events";
+import { loadConfig } from "../src/config";
+
+describe("scheduler config (unit)", () => {
+  it("uses the documented defaults", () => {
+    const c = loadConfig({});
+    expect(c).to.include({
+      host: "127.0.0.1",
+      port: 0,
+      loadFailureTtlMs: 5000,
+      drainMs: 2000,
+      reapIntervalMs: 1000,
+      specializeTimeoutMs: 15_000,
+      rpcTimeoutMs: 5000,
+      reconcileIntervalMs: 30_000,
+      redisPrefix: "fizz:v1:",
+      subjectPrefix: "fizz.v1",
+    });
+  });
+
+  it("reads the timing variables", () => {
+    const c = loadConfig({
+      FIZZ_DRAIN_MS: "0",
+      FIZZ_REAP_INTERVAL_MS: "50",
+      FIZZ_SCHEDULER_PORT: "9102",
+    });
+    expect(c).to.include({ drainMs: 0, reapIntervalMs: 50, port: 9102 });
+  });
+
+  it("names the variable that is wrong", () => {
+    try {
+      loadConfig({ FIZZ_SPECIALIZE_TIMEOUT_MS: "soon" });
+      expect.fail("expected an error");
+    } catch (err) {
+      expect(err).to.be.instanceOf(FizzError);
+      expect((err as FizzError).field).to.equal("FIZZ_SPECIALIZE_TIMEOUT_MS");
+      expect((err as FizzError).message).to.match(
+        /^FIZZ_SPECIALIZE_TIMEOUT_MS: must be an integer/,
+      );
+    }
+  });
+});
