@@ -53,14 +53,8 @@ export interface Store extends StoreReader {
   close(): Promise<void>;
 }
 
-export function redisKeys(prefix: string) {
-  return {
-    obj: (kind: KindPlural, ns: string, name: string) => `${prefix}obj:${kind}:${ns}:${name}`,
-    nsIndex: (kind: KindPlural, ns: string) => `${prefix}idx:${kind}:${ns}`,
-    kindIndex: (kind: KindPlural) => `${prefix}idx:${kind}`,
-    code: (digestHex: string) => `${prefix}code:${digestHex}`,
-  };
-}
+import { redisKeys } from "@fizz/events";
+export { redisKeys };
 
 const PLURAL_OF = Object.fromEntries(
   Object.entries(Kinds).map(([plural, kind]) => [kind, plural]),

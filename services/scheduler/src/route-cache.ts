@@ -1,4 +1,4 @@
-import { Instance } from "@fizz/events";
+import { Instance, redisKeys } from "@fizz/events";
 import type { Logger, Redis } from "@fizz/kit";
 
 /**
@@ -30,11 +30,11 @@ export class RedisRouteCache implements RouteStore {
     private readonly prefix: string,
     private readonly logger: Logger,
   ) {
-    this.index = `${prefix}routes:index`;
+    this.index = redisKeys(prefix).routesIndex;
   }
 
   hashKey(namespace: string, name: string): string {
-    return `${this.prefix}routes:${namespace}:${name}`;
+    return redisKeys(this.prefix).routes(namespace, name);
   }
 
   async put(instance: Instance): Promise<void> {

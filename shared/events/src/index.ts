@@ -5,3 +5,4 @@ export * from "./subjects";
 export * from "./messages";
 export * from "./codec";
 export * from "./runtime-images";
+export * from "./redis-keys";

@@ -47,6 +47,8 @@ export async function runService(
     service = await start(abort.signal);
     if (stopping) await service.stop();
   } catch (err) {
+    // A stop signal during start aborts it: that is a clean stop, not a failure.
+    if (stopping) process.exit(0);
     logger.fatal({ err }, "failed to start");
     process.exit(1);
   }

@@ -1,0 +1,27 @@
+import type { KindPlural } from "./objects";
+
+export const DEFAULT_REDIS_PREFIX = "fizz:v1:";
+
+/**
+ * Every Redis key, under one prefix. The registry owns objects, indexes and code blobs; the
+ * scheduler owns the route cache and leader locks; the poolkeeper only reads code blobs by digest.
+ */
+export function redisKeys(prefix: string = DEFAULT_REDIS_PREFIX) {
+  return {
+    /** One registry object, JSON. */
+    obj: (kind: KindPlural, ns: string, name: string) => `${prefix}obj:${kind}:${ns}:${name}`,
+    /** Names of a kind in one namespace (set). */
+    nsIndex: (kind: KindPlural, ns: string) => `${prefix}idx:${kind}:${ns}`,
+    /** `ns/name` of a kind across namespaces (set). */
+    kindIndex: (kind: KindPlural) => `${prefix}idx:${kind}`,
+    /** Code bytes, content-addressed and immutable; takes the hex digest or `sha256:<hex>`. */
+    code: (digest: string) => `${prefix}code:${digest.replace(/^sha256:/, "")}`,
+    /** The route cache: instance id -> JSON Instance, per function (hash). */
+    routes: (ns: string, name: string) => `${prefix}routes:${ns}:${name}`,
+    /** `ns/name` of functions that have a routes hash (set). */
+    routesIndex: `${prefix}routes:index`,
+    /** A leader lock, e.g. for timers (string with expiry). */
+    lock: (name: string) => `${prefix}lock:${name}`,
+  };
+}
+export type RedisKeys = ReturnType<typeof redisKeys>;
