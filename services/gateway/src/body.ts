@@ -1,0 +1,115 @@
+import type { IncomingMessage } from "node:http";
+import { Readable } from "node:stream";
+
+/**
+ * The client's request body as a stream per upstream attempt. The client request itself is never
+ * handed to undici: undici destroys a body stream when a request fails, which would kill the
+ * client's connection before we could answer or retry. Each attempt gets a small Readable fed from
+ * the client request, with backpressure (the client is paused while the upstream is slow).
+ *
+ * Chunks already sent are kept (up to `replayLimit`) so a retry after 421/NOT_SPECIALIZED or a
+ * refused connection can send the same body again; past that the body is not replayable and the
+ * proxy answers instead of retrying.
+ */
+export class BodySource {
+  /** Bytes received from the client so far. */
+  received = 0;
+  tooLarge = false;
+  /** The client went away (or its stream failed) before the body ended. */
+  clientFailed = false;
+  private ended = false;
+  private saved: Buffer[] | null = [];
+  private savedBytes = 0;
+  private current: Readable | null = null;
+  private attached = false;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly limit: number,
+    private readonly replayLimit = 256 * 1024,
+  ) {}
+
+  /** Whether `open()` may be called again (everything read so far is still held). */
+  get replayable(): boolean {
+    return this.saved !== null && !this.tooLarge && !this.clientFailed;
+  }
+
+  /** A fresh stream for one attempt: what was already read, then the rest of the client body. */
+  open(): Readable {
+    this.current?.destroy();
+    const stream: Readable = new Readable({
+      read: () => this.pull(stream),
+      destroy: (err, cb) => {
+        if (this.current === stream) {
+          this.current = null;
+          if (!this.ended) this.req.pause();
+        }
+        cb(err);
+      },
+    });
+    this.current = stream;
+    if (this.saved) for (const chunk of this.saved) stream.push(chunk);
+    if (this.ended) stream.push(null);
+    return stream;
+  }
+
+  /** Stops feeding the current attempt (the client is answered without it). */
+  close(): void {
+    this.current?.destroy();
+  }
+
+  private pull(stream: Readable): void {
+    if (stream !== this.current || this.ended) return;
+    if (!this.attached) {
+      this.attached = true;
+      this.req.on("data", this.onData);
+      this.req.on("end", this.onEnd);
+      this.req.on("error", this.onFail);
+      this.req.on("close", this.onClose);
+    }
+    this.req.resume();
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.received += chunk.length;
+    if (this.received > this.limit) {
+      this.tooLarge = true;
+      this.saved = null;
+      this.req.pause();
+      this.current?.destroy(new BodyTooLargeError(this.limit));
+      return;
+    }
+    if (this.saved) {
+      this.savedBytes += chunk.length;
+      if (this.savedBytes > this.replayLimit) this.saved = null;
+      else this.saved.push(chunk);
+    }
+    const s = this.current;
+    if (!s) {
+      this.req.pause();
+      return;
+    }
+    if (!s.push(chunk)) this.req.pause();
+  };
+
+  private readonly onEnd = (): void => {
+    this.ended = true;
+    this.current?.push(null);
+  };
+
+  private readonly onFail = (err: Error): void => {
+    if (this.ended) return;
+    this.clientFailed = true;
+    this.current?.destroy(err);
+  };
+
+  private readonly onClose = (): void => {
+    if (!this.ended && !this.tooLarge) this.onFail(new Error("client closed the request body"));
+  };
+}
+
+export class BodyTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`request body exceeds ${limit} bytes`);
+  }
+}

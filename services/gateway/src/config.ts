@@ -1,0 +1,28 @@
+import { int, loadCommon, str, type CommonConfig, type Env } from "@fizz/kit";
+
+export interface GatewayConfig extends CommonConfig {
+  host: string;
+  /** 0 = a random port; start() returns the bound one. */
+  port: number;
+  /** Ops endpoints (/healthz, /readyz, /metrics) on their own port, so no user route can shadow them. */
+  opsPort: number;
+  maxBodyBytes: number;
+  reportIntervalMs: number;
+  /** NATS request timeout for scheduler.lease: a cold specialization must fit in it. */
+  leaseTimeoutMs: number;
+  /** How long a graceful stop waits for in-flight requests before cutting them. */
+  drainTimeoutMs: number;
+}
+
+export function loadConfig(env: Env): GatewayConfig {
+  return {
+    ...loadCommon(env),
+    host: str(env, "FIZZ_GATEWAY_HOST", "127.0.0.1"),
+    port: int(env, "FIZZ_GATEWAY_PORT", 8080, 0, 65535),
+    opsPort: int(env, "FIZZ_GATEWAY_OPS_PORT", 0, 0, 65535),
+    maxBodyBytes: int(env, "FIZZ_MAX_BODY_BYTES", 16 * 1024 * 1024, 1),
+    reportIntervalMs: int(env, "FIZZ_REPORT_INTERVAL_MS", 1000, 50, 3_600_000),
+    leaseTimeoutMs: int(env, "FIZZ_LEASE_TIMEOUT_MS", 20_000, 100, 600_000),
+    drainTimeoutMs: int(env, "FIZZ_GATEWAY_DRAIN_MS", 10_000, 0, 600_000),
+  };
+}

@@ -1,0 +1,140 @@
+import { randomBytes } from "node:crypto";
+import type http from "node:http";
+import { Codecs, subjects } from "@fizz/events";
+import {
+  connectNats,
+  createLogger,
+  createMetricsRegistry,
+  handleOps,
+  listen,
+  natsConnected,
+  publish,
+  request,
+  startOpsServer,
+  type Logger,
+  type NatsConnection,
+} from "@fizz/kit";
+import type { Registry } from "prom-client";
+import type { GatewayConfig } from "./config";
+import { LeaseManager } from "./leases";
+import { GatewayMetrics } from "./metrics";
+import { UpstreamPools } from "./pools";
+import type { ProxyContext } from "./proxy";
+import { RouteStore } from "./routes";
+import { createHandler, listenProxy } from "./server";
+
+export { loadConfig, type GatewayConfig } from "./config";
+
+export interface GatewayDeps {
+  logger?: Logger;
+  /** A connection the caller owns (not closed by stop()); by default the gateway connects itself. */
+  nc?: NatsConnection;
+  metrics?: Registry;
+}
+
+export interface Gateway {
+  /** The bound proxy port (FIZZ_GATEWAY_PORT=0 picks one). */
+  port: number;
+  /** The bound ops port (/healthz, /readyz, /metrics). */
+  opsPort: number;
+  /** `gateway-<id>`: envelope sender and the `gateway` field of lease requests and reports. */
+  id: string;
+  /** Resolves once the routes are loaded from the registry. */
+  ready: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Promise<Gateway> {
+  const logger = deps.logger ?? createLogger("gateway", config.logLevel);
+  const id = `gateway-${randomBytes(4).toString("hex")}`;
+  const subj = subjects(config.subjectPrefix);
+  const abort = new AbortController();
+  const nc =
+    deps.nc ?? (await connectNats({ url: config.natsUrl, name: id, logger, signal: abort.signal }));
+
+  const registry = deps.metrics ?? createMetricsRegistry("gateway");
+  const metrics = new GatewayMetrics(registry);
+  const pools = new UpstreamPools();
+  const leases = new LeaseManager({
+    gateway: id,
+    request: async (req) =>
+      (
+        await request(nc, subj.schedulerLease, Codecs.schedulerLease, req, {
+          sender: id,
+          timeoutMs: config.leaseTimeoutMs,
+        })
+      ).lease,
+    dispatcher: (address) => pools.get(address),
+    onLeaseRequest: (outcome) => metrics.leaseRequests.labels(outcome).inc(),
+  });
+  const routes = new RouteStore({ nc, subjects: subj, sender: id, leases, logger });
+  const instancesSub = listen(
+    nc,
+    subj.schedulerInstancesAll,
+    Codecs.schedulerInstances,
+    (ev) => leases.instancesChanged(ev.namespace, ev.function, ev.revision, ev.removed),
+    { logger },
+  );
+
+  const report = () => {
+    const items = leases.takeReport();
+    if (items.length > 0)
+      publish(nc, subj.schedulerReport, Codecs.schedulerReport, { gateway: id, items }, id);
+  };
+  const timer = setInterval(() => {
+    report();
+    pools.sweep(leases.addressesInUse());
+  }, config.reportIntervalMs);
+  timer.unref();
+
+  const checks = { nats: () => natsConnected(nc), routes: () => routes.loaded };
+  const ctx: ProxyContext = {
+    leases,
+    metrics,
+    logger: logger.child({ component: "proxy" }),
+    active: { count: 0 },
+  };
+  const ops = (req: http.IncomingMessage, res: http.ServerResponse) =>
+    handleOps(req, res, checks, registry);
+  const handler = createHandler({
+    ctx,
+    router: () => routes.router,
+    maxBodyBytes: config.maxBodyBytes,
+    ops,
+  });
+
+  const server = await listenProxy(handler, config.host, config.port, ctx.active);
+  const opsServer = await startOpsServer({
+    host: config.host,
+    port: config.opsPort,
+    checks,
+    metrics: registry,
+  });
+  const ready = routes.start(abort.signal);
+  ready.catch((err: unknown) => logger.error({ err }, "route loading failed"));
+  logger.info(
+    { host: config.host, port: server.port, opsPort: opsServer.port, id },
+    "gateway listening",
+  );
+
+  let stopping: Promise<void> | undefined;
+  const stop = async () => {
+    abort.abort();
+    clearInterval(timer);
+    await server.drain(config.drainTimeoutMs);
+    report(); // the last usage, so the scheduler does not see these instances as idle too early
+    routes.stop();
+    instancesSub.unsubscribe();
+    await pools.close(1000);
+    await opsServer.close();
+    if (!deps.nc) await nc.drain().catch(() => undefined);
+    logger.info("gateway stopped");
+  };
+  return {
+    port: server.port,
+    opsPort: opsServer.port,
+    id,
+    ready,
+    stop: () => (stopping ??= stop()),
+  };
+}

@@ -1,0 +1,16 @@
+import { createLogger, runService } from "@fizz/kit";
+import { loadConfig, type GatewayConfig } from "./config";
+import { start } from "./index";
+
+let config: GatewayConfig;
+try {
+  config = loadConfig(process.env);
+} catch (err) {
+  // A bad variable names itself ("FIZZ_GATEWAY_PORT: must be ..."); fail at once, not later.
+  createLogger("gateway").fatal({ err: (err as Error).message }, "invalid configuration");
+  process.exit(1);
+}
+const logger = createLogger("gateway", config.logLevel);
+void runService(logger, () => start(config, { logger }), {
+  drainTimeoutMs: config.drainTimeoutMs + 5000,
+});

@@ -1,0 +1,366 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { FizzError } from "@fizz/events";
+import type { Logger } from "@fizz/kit";
+import type { Dispatcher } from "undici";
+import { BodySource } from "./body";
+import { headerValue, responseHeaders } from "./headers";
+import { leaseError, sendError } from "./http-errors";
+import type { FunctionLeases, LeaseEntry, LeaseManager } from "./leases";
+import type { GatewayMetrics } from "./metrics";
+
+/**
+ * One proxied request: lease → undici dispatch → response streamed back as it arrives. The call
+ * object is itself the undici handler (no closures, no intermediate streams on the response path;
+ * `onData` writes straight to the client, and the client's backpressure pauses the upstream).
+ *
+ * Retries, at most one per request, only where the function did not run or running it again is
+ * harmless: the connection failed before the request was written, the instance answered 421
+ * (misdirected) or 503 NOT_SPECIALIZED, it answered 429 INSTANCE_BUSY (another instance), or it
+ * failed after the request was sent and the request is a bodiless GET/HEAD/OPTIONS.
+ */
+export interface ProxyContext {
+  leases: LeaseManager;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  /** Requests being proxied, for the graceful drain. */
+  active: { count: number };
+}
+
+const STREAM = 0;
+const DISCARD = 1;
+const INSPECT = 2;
+/** A 503/429 body larger than this is the function's own answer, not the runtime's: stream it. */
+const INSPECT_LIMIT = 16 * 1024;
+const CLIENT_GONE = new Error("client went away");
+const REPEATABLE = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * Listeners shared by every call (EventEmitter calls them with the response as `this`), so a
+ * request does not allocate closures for them.
+ */
+const kCall = Symbol("fizz.proxyCall");
+type TaggedResponse = ServerResponse & { [kCall]?: ProxyCall };
+function onResponseClose(this: TaggedResponse): void {
+  this[kCall]?.clientClosed();
+}
+function onResponseDrain(this: TaggedResponse): void {
+  this[kCall]?.drained();
+}
+
+export class ProxyCall implements Dispatcher.DispatchHandler {
+  private readonly baseLength: number;
+  private readonly repeatable: boolean;
+  private retried = false;
+  /** The client got its answer (or is gone); metrics recorded. */
+  private finished = false;
+  private clientGone = false;
+  private lease: LeaseEntry | undefined;
+  /** A 429 INSTANCE_BUSY kept to pass on if no other instance can take the retry. */
+  private busy: { status: number; raw: (Buffer | string)[]; body: Buffer } | undefined;
+  // Per attempt.
+  private abortUpstream: ((err?: Error) => void) | undefined;
+  private connected = false;
+  private mode = STREAM;
+  private status = 0;
+  private raw: (Buffer | string)[] | undefined;
+  private held: Buffer[] | undefined;
+  private heldBytes = 0;
+  private resume: (() => void) | undefined;
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly target: FunctionLeases,
+    /** Path and query the function sees. */
+    private readonly url: string,
+    private readonly requestId: string,
+    /** Forwarded request headers; attempt-specific ones are appended past `baseLength`. */
+    private readonly headers: string[],
+    private readonly body: BodySource | null,
+    private readonly startedAt: number,
+  ) {
+    this.baseLength = headers.length;
+    this.repeatable = body === null && REPEATABLE.has(req.method ?? "GET");
+  }
+
+  start(): void {
+    this.ctx.active.count++;
+    (this.res as TaggedResponse)[kCall] = this;
+    this.res.on("close", onResponseClose);
+    this.acquire(undefined);
+  }
+
+  private acquire(avoid: string | undefined): void {
+    const e = this.ctx.leases.tryTake(this.target, avoid);
+    if (e) {
+      this.send(e);
+      return;
+    }
+    this.ctx.leases.acquire(this.target, avoid).then(
+      (lease) => {
+        if (this.clientGone) {
+          this.ctx.leases.release(lease, false);
+          this.done(499);
+        } else {
+          this.send(lease);
+        }
+      },
+      (err: unknown) => {
+        if (this.clientGone) return this.done(499);
+        const fe = leaseError(err);
+        // No other instance for a retried 429: the client gets the instance's own 429.
+        if (
+          this.busy &&
+          (fe.code === "NO_CAPACITY" || fe.code === "TIMEOUT" || fe.code === "UNAVAILABLE")
+        ) {
+          this.passBuffered(this.busy.status, this.busy.raw, this.busy.body);
+        } else {
+          this.fail(fe);
+        }
+      },
+    );
+  }
+
+  private send(e: LeaseEntry): void {
+    this.lease = e;
+    this.abortUpstream = undefined;
+    this.connected = false;
+    this.mode = STREAM;
+    this.raw = undefined;
+    this.held = undefined;
+    const h = this.headers;
+    h.length = this.baseLength;
+    h.push("x-fizz-instance", e.instanceId, "x-fizz-function-revision", e.revisionText);
+    e.pool.dispatch(
+      {
+        path: this.url,
+        method: (this.req.method ?? "GET") as Dispatcher.HttpMethod,
+        headers: h,
+        body: this.body ? this.body.open() : null,
+        headersTimeout: e.timeoutMs,
+        bodyTimeout: e.timeoutMs,
+      },
+      this,
+    );
+  }
+
+  // undici handler ------------------------------------------------------------------------------
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.clientGone) {
+      abort(CLIENT_GONE);
+      return;
+    }
+    this.abortUpstream = abort;
+    this.connected = true;
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    if (status < 200) return true; // 1xx (103 Early Hints): wait for the final answer
+    this.status = status;
+    this.resume = resume;
+    if (status === 421) {
+      this.mode = DISCARD;
+    } else if ((status === 503 || status === 429) && !this.retried) {
+      this.mode = INSPECT;
+      this.raw = raw;
+      this.held = [];
+      this.heldBytes = 0;
+    } else {
+      this.mode = STREAM;
+      this.writeHead(status, raw);
+    }
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.mode === STREAM) {
+      if (this.res.write(chunk)) return true;
+      this.res.once("drain", onResponseDrain);
+      return false;
+    }
+    if (this.mode === INSPECT) {
+      const held = this.held as Buffer[];
+      held.push(chunk);
+      this.heldBytes += chunk.length;
+      if (this.heldBytes > INSPECT_LIMIT) {
+        this.mode = STREAM;
+        this.writeHead(this.status, this.raw as Buffer[]);
+        for (const c of held) this.res.write(c);
+        this.held = undefined;
+      }
+    }
+    return true;
+  }
+
+  onComplete(): void {
+    const e = this.lease as LeaseEntry;
+    this.abortUpstream = undefined;
+    this.ctx.leases.release(e);
+    if (this.mode === STREAM) {
+      this.res.end();
+      this.done(this.status);
+      return;
+    }
+    if (this.mode === DISCARD) {
+      this.ctx.leases.drop(e, true);
+      this.retryNotRun(
+        "misdirected",
+        undefined,
+        "instance refused the request as misdirected (421)",
+      );
+      return;
+    }
+    const body =
+      this.held && this.held.length === 1
+        ? (this.held[0] as Buffer)
+        : Buffer.concat(this.held ?? []);
+    const code = errorCodeOf(body);
+    if (this.status === 503 && code === "NOT_SPECIALIZED") {
+      this.ctx.leases.drop(e, true);
+      this.retryNotRun("not_specialized", undefined, "instance is not specialized (503)");
+    } else if (this.status === 429 && code === "INSTANCE_BUSY") {
+      this.busy = { status: this.status, raw: this.raw as Buffer[], body };
+      if (this.canRetry()) this.retry("busy", e.instanceId);
+      else this.passBuffered(this.status, this.busy.raw, body);
+    } else {
+      this.passBuffered(this.status, this.raw as Buffer[], body);
+    }
+  }
+
+  onError(err: Error): void {
+    const e = this.lease;
+    this.abortUpstream = undefined;
+    if (e) this.ctx.leases.release(e);
+    if (this.clientGone || this.body?.clientFailed) {
+      this.clientGone = true;
+      this.res.destroy();
+      this.done(499);
+      return;
+    }
+    if (this.body?.tooLarge) {
+      this.fail(new FizzError("PAYLOAD_TOO_LARGE", err.message, { field: "body" }), true);
+      return;
+    }
+    const code = (err as Error & { code?: string }).code;
+    if (this.res.headersSent) {
+      // Mid-stream: the client already has a status; all we can do is cut the response. A body
+      // timeout here is a quiet stream (SSE), not a dead instance.
+      if (e && code !== "UND_ERR_BODY_TIMEOUT") this.ctx.leases.drop(e, true);
+      this.ctx.logger.debug(
+        { err: err.message, fn: this.target.key },
+        "upstream failed mid-response",
+      );
+      this.res.destroy();
+      this.done(502);
+      return;
+    }
+    if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
+      // A hung instance: stop using it and name it in the next lease request, so the scheduler
+      // kills and replaces it.
+      if (e) this.ctx.leases.drop(e, true);
+      this.fail(
+        new FizzError(
+          "TIMEOUT",
+          `function ${this.target.name} did not answer within ${e?.timeoutMs ?? 0} ms`,
+        ),
+      );
+      return;
+    }
+    if (code === "UND_ERR_INVALID_ARG") {
+      this.fail(new FizzError("VALIDATION_FAILED", `request cannot be forwarded: ${err.message}`));
+      return;
+    }
+    if (e) this.ctx.leases.drop(e, true);
+    if (!this.connected) {
+      this.retryNotRun("unreachable", undefined, `instance unreachable: ${err.message}`);
+    } else if (this.repeatable && !this.retried) {
+      this.retry("failed", undefined);
+    } else {
+      this.fail(new FizzError("INSTANCE_FAILED", `instance failed: ${err.message}`));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  drained(): void {
+    this.resume?.();
+  }
+
+  /** The client connection closed: after our answer (nothing to do) or before it (abort upstream). */
+  clientClosed(): void {
+    this.ctx.active.count--;
+    if (this.finished || this.res.writableFinished) return;
+    this.clientGone = true;
+    this.body?.close();
+    this.abortUpstream?.(CLIENT_GONE);
+  }
+
+  private canRetry(): boolean {
+    return !this.retried && !this.clientGone && (this.body === null || this.body.replayable);
+  }
+
+  private retry(reason: string, avoid: string | undefined): void {
+    this.retried = true;
+    this.ctx.metrics.retries.labels(reason).inc();
+    this.acquire(avoid);
+  }
+
+  /** The function did not run: try once more elsewhere if the body can be sent again. */
+  private retryNotRun(reason: string, avoid: string | undefined, message: string): void {
+    if (this.canRetry()) this.retry(reason, avoid);
+    else this.fail(new FizzError("INSTANCE_FAILED", message));
+  }
+
+  private writeHead(status: number, raw: readonly (Buffer | string)[]): void {
+    const h = responseHeaders(raw, this.requestId);
+    if (status === 429 && headerValue(h, "retry-after") === undefined) h.push("retry-after", "1");
+    this.res.writeHead(status, h);
+    // A response without Content-Length is a stream (SSE, chunked): send the headers now, not
+    // with the first chunk, which may be a long time coming.
+    if (
+      status !== 204 &&
+      status !== 304 &&
+      this.req.method !== "HEAD" &&
+      headerValue(h, "content-length") === undefined
+    ) {
+      this.res.flushHeaders();
+    }
+  }
+
+  private passBuffered(status: number, raw: readonly (Buffer | string)[], body: Buffer): void {
+    this.writeHead(status, raw);
+    this.res.end(body);
+    this.done(status);
+  }
+
+  private fail(err: FizzError, close = false): void {
+    this.body?.close();
+    // Answering before the client finished sending: close rather than drain an unwanted body.
+    const status = sendError(
+      this.res,
+      err,
+      this.requestId,
+      close || (this.body !== null && !this.req.complete),
+    );
+    if (err.code === "INTERNAL")
+      this.ctx.logger.error({ err: err.message, fn: this.target.key }, "proxy failed");
+    this.done(status);
+  }
+
+  private done(status: number): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.ctx.metrics.observe(this.target, status, this.startedAt);
+  }
+}
+
+function errorCodeOf(body: Buffer): string | undefined {
+  try {
+    const v = JSON.parse(body.toString("utf8")) as { error?: { code?: unknown } } | null;
+    return typeof v?.error?.code === "string" ? v.error.code : undefined;
+  } catch {
+    return undefined;
+  }
+}

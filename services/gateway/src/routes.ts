@@ -1,0 +1,206 @@
+import {
+  Codecs,
+  type FunctionObject,
+  type HttpTrigger,
+  type RegistryChanged,
+  type Subjects,
+} from "@fizz/events";
+import {
+  backoffMs,
+  listen,
+  request,
+  sleep,
+  type Logger,
+  type NatsConnection,
+  type Subscription,
+} from "@fizz/kit";
+import type { FunctionLeases, LeaseManager } from "./leases";
+import { Router, type FunctionRule, type TriggerRule } from "./router";
+
+/**
+ * Keeps the compiled route table current: a full `registry.list` of functions and HTTP triggers
+ * at start (retried with back-off until the registry answers) and again after every NATS
+ * reconnect (events may have been missed meanwhile), and `registry.changed.*` events in between.
+ *
+ * Events that arrive while a list is in flight are queued and applied on top of it, so a change
+ * made during the list is never lost under an older snapshot. Lease invalidation for a changed
+ * function happens at once, queued or not: after the event is seen no request may reach old code.
+ */
+export interface RouteStoreOptions {
+  nc: NatsConnection;
+  subjects: Subjects;
+  sender: string;
+  leases: LeaseManager;
+  logger: Logger;
+  listTimeoutMs?: number;
+}
+
+export class RouteStore {
+  /** Undefined until the first list completes (the gateway is not ready before). */
+  router: Router<FunctionLeases> | undefined;
+  private readonly functions = new Map<string, FunctionObject>();
+  private readonly triggers = new Map<string, HttpTrigger>();
+  private queued: RegistryChanged[] | null = null;
+  private subs: Subscription[] = [];
+  private loading: Promise<void> | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: RouteStoreOptions) {
+    this.log = opts.logger.child({ component: "routes" });
+  }
+
+  get loaded(): boolean {
+    return this.router !== undefined;
+  }
+
+  /** Subscribes, then loads; resolves once routes are loaded (or the signal aborts). */
+  async start(signal: AbortSignal): Promise<void> {
+    const { nc, subjects } = this.opts;
+    for (const kind of ["functions", "httptriggers"] as const) {
+      this.subs.push(
+        listen(
+          nc,
+          subjects.registryChanged(kind),
+          Codecs.registryChanged,
+          (ev) => this.onChange(ev),
+          { logger: this.log },
+        ),
+      );
+    }
+    void this.watchReconnects(signal);
+    await this.reload(signal);
+  }
+
+  stop(): void {
+    for (const s of this.subs) s.unsubscribe();
+    this.subs = [];
+  }
+
+  private async watchReconnects(signal: AbortSignal): Promise<void> {
+    for await (const s of this.opts.nc.status()) {
+      if (signal.aborted) return;
+      if (s.type === "reconnect") void this.reload(signal);
+    }
+  }
+
+  private reload(signal: AbortSignal): Promise<void> {
+    this.loading ??= this.load(signal).finally(() => {
+      this.loading = undefined;
+    });
+    return this.loading;
+  }
+
+  private async load(signal: AbortSignal): Promise<void> {
+    const { nc, subjects, sender } = this.opts;
+    const timeoutMs = this.opts.listTimeoutMs ?? 5000;
+    this.queued = [];
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      try {
+        const opts = { sender, timeoutMs };
+        const [fns, trs] = await Promise.all([
+          request(nc, subjects.registryList, Codecs.registryList, { kind: "functions" }, opts),
+          request(nc, subjects.registryList, Codecs.registryList, { kind: "httptriggers" }, opts),
+        ]);
+        this.replace(fns.items.filter(isFunction), trs.items.filter(isTrigger));
+        const queued = this.queued ?? [];
+        this.queued = null;
+        for (const ev of queued) this.apply(ev);
+        this.rebuild();
+        this.log.info(
+          { functions: this.functions.size, triggers: this.triggers.size },
+          "routes loaded",
+        );
+        return;
+      } catch (err) {
+        const wait = backoffMs(attempt, 200, 5000);
+        this.log.warn({ err: (err as Error).message, retryInMs: wait }, "waiting for the registry");
+        await sleep(wait, signal);
+      }
+    }
+  }
+
+  private onChange(ev: RegistryChanged): void {
+    if (ev.kind === "functions")
+      this.opts.leases.functionChanged(ev.op, ev.namespace, ev.name, ev.revision);
+    if (ev.kind !== "functions" && ev.kind !== "httptriggers") return;
+    if (this.queued) {
+      this.queued.push(ev);
+      return;
+    }
+    this.apply(ev);
+    this.rebuild();
+  }
+
+  /** Newer wins: an event for the same object (uid) at an older revision than we hold is stale. */
+  private apply(ev: RegistryChanged): void {
+    const map: Map<string, FunctionObject | HttpTrigger> =
+      ev.kind === "functions" ? this.functions : this.triggers;
+    const key = `${ev.namespace}/${ev.name}`;
+    const cur = map.get(key);
+    const sameObject = cur !== undefined && cur.metadata.uid === ev.object.metadata.uid;
+    if (ev.op === "deleted") {
+      if (sameObject) map.delete(key);
+      return;
+    }
+    if (sameObject && cur.metadata.revision >= ev.revision) return;
+    if (ev.kind === "functions" && isFunction(ev.object)) map.set(key, ev.object);
+    else if (ev.kind === "httptriggers" && isTrigger(ev.object)) map.set(key, ev.object);
+  }
+
+  private replace(functions: FunctionObject[], triggers: HttpTrigger[]): void {
+    const leases = this.opts.leases;
+    const before = new Set(this.functions.keys());
+    this.functions.clear();
+    for (const f of functions) {
+      const { namespace, name, revision } = f.metadata;
+      this.functions.set(`${namespace}/${name}`, f);
+      before.delete(`${namespace}/${name}`);
+      leases.target(namespace, name);
+      leases.functionChanged("updated", namespace, name, revision);
+    }
+    // Deleted while we were not listening (a reconnect reload).
+    for (const key of before) {
+      const [ns, name] = key.split("/") as [string, string];
+      leases.functionChanged("deleted", ns, name, 1);
+    }
+    this.triggers.clear();
+    for (const t of triggers) this.triggers.set(`${t.metadata.namespace}/${t.metadata.name}`, t);
+  }
+
+  private rebuild(): void {
+    const leases = this.opts.leases;
+    const triggerRules: TriggerRule<FunctionLeases>[] = [];
+    const functionRules: FunctionRule<FunctionLeases>[] = [];
+    const keys = new Set<string>();
+    for (const t of this.triggers.values()) {
+      const { namespace, name } = t.metadata;
+      const s = t.spec;
+      const target = leases.target(namespace, s.function);
+      keys.add(target.key);
+      triggerRules.push({
+        id: `${namespace}/${name}`,
+        target,
+        host: s.host,
+        methods: s.methods,
+        path: s.path,
+        prefix: s.prefix,
+      });
+    }
+    for (const f of this.functions.values()) {
+      const { namespace, name } = f.metadata;
+      const target = leases.target(namespace, name);
+      keys.add(target.key);
+      functionRules.push({ namespace, name, target });
+    }
+    this.router = new Router(triggerRules, functionRules);
+    leases.retain(keys);
+  }
+}
+
+function isFunction(o: { kind: string }): o is FunctionObject {
+  return o.kind === "Function";
+}
+
+function isTrigger(o: { kind: string }): o is HttpTrigger {
+  return o.kind === "HttpTrigger";
+}

@@ -1,0 +1,132 @@
+import { randomUUID } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { FizzError } from "@fizz/events";
+import { sleep } from "@fizz/kit";
+import { BodySource } from "./body";
+import { scanRequestHeaders } from "./headers";
+import { sendError } from "./http-errors";
+import type { FunctionLeases } from "./leases";
+import { ProxyCall, type ProxyContext } from "./proxy";
+import type { Router } from "./router";
+
+export interface HandlerOptions {
+  ctx: ProxyContext;
+  /** The current route table; undefined until the first registry list. */
+  router: () => Router<FunctionLeases> | undefined;
+  maxBodyBytes: number;
+  /** Answers /healthz, /readyz, /metrics when no route claims the path; true when it did. */
+  ops: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+}
+
+/** The request entry point: route in memory, check the body size, hand over to a ProxyCall. */
+export function createHandler(opts: HandlerOptions): http.RequestListener {
+  const { ctx, maxBodyBytes } = opts;
+  return (req, res) => {
+    const startedAt = performance.now();
+    const url = req.url ?? "/";
+    const method = req.method ?? "GET";
+    const scanned = scanRequestHeaders(req.rawHeaders);
+    const requestId = scanned.requestId ?? randomUUID();
+
+    const router = opts.router();
+    const match = router?.match(method, scanned.host, url);
+    if (!match) {
+      if (opts.ops(req, res)) return;
+      const err = router
+        ? new FizzError("NO_ROUTE", `no route for ${method} ${url.split("?")[0]}`)
+        : new FizzError("UNAVAILABLE", "the gateway is still loading its routes");
+      ctx.metrics.observe(undefined, sendError(res, err, requestId), startedAt);
+      return;
+    }
+    if (Number.isNaN(scanned.contentLength)) {
+      const err = new FizzError(
+        "VALIDATION_FAILED",
+        "content-length: must be a non-negative integer",
+        { field: "content-length" },
+      );
+      ctx.metrics.observe(match.target, sendError(res, err, requestId, true), startedAt);
+      return;
+    }
+    if (scanned.contentLength > maxBodyBytes) {
+      const err = new FizzError(
+        "PAYLOAD_TOO_LARGE",
+        `request body of ${scanned.contentLength} bytes exceeds ${maxBodyBytes}`,
+        {
+          field: "body",
+        },
+      );
+      ctx.metrics.observe(match.target, sendError(res, err, requestId, true), startedAt);
+      return;
+    }
+    const body =
+      scanned.chunked || scanned.contentLength > 0 ? new BodySource(req, maxBodyBytes) : null;
+
+    const h = scanned.headers;
+    const remote = clientAddress(req);
+    const forwardedHost = scanned.forwardedHost ?? scanned.host;
+    if (forwardedHost !== undefined) h.push("x-forwarded-host", forwardedHost);
+    h.push(
+      "x-forwarded-for",
+      scanned.forwardedFor === undefined ? remote : `${scanned.forwardedFor}, ${remote}`,
+      "x-forwarded-proto",
+      scanned.forwardedProto ?? "http",
+      "x-request-id",
+      requestId,
+      "x-fizz-function-name",
+      match.target.name,
+      "x-fizz-function-namespace",
+      match.target.namespace,
+    );
+    const params = match.params;
+    if (params)
+      for (let i = 0; i + 1 < params.length; i += 2)
+        h.push(`x-fizz-params-${params[i]}`, params[i + 1] as string);
+
+    new ProxyCall(ctx, req, res, match.target, match.url, requestId, h, body, startedAt).start();
+  };
+}
+
+function clientAddress(req: http.IncomingMessage): string {
+  const a = req.socket.remoteAddress ?? "";
+  return a.startsWith("::ffff:") ? a.slice(7) : a;
+}
+
+export interface ProxyServer {
+  port: number;
+  /** Stops accepting, lets in-flight requests finish for up to `timeoutMs`, then cuts the rest. */
+  drain(timeoutMs: number): Promise<void>;
+}
+
+export async function listenProxy(
+  handler: http.RequestListener,
+  host: string,
+  port: number,
+  active: { count: number },
+): Promise<ProxyServer> {
+  // keepAliveTimeout above a typical load balancer's idle timeout avoids the race where the LB
+  // reuses a connection the gateway is just closing.
+  const server = http.createServer({ keepAliveTimeout: 65_000, noDelay: true }, handler);
+  server.headersTimeout = 66_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    drain: async (timeoutMs) => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const deadline = Date.now() + timeoutMs;
+      // Connections finishing their last request become idle; close them as they do.
+      while (active.count > 0 && Date.now() < deadline) {
+        server.closeIdleConnections();
+        await sleep(25);
+      }
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
