@@ -13,4 +13,5 @@ try {
 const logger = createLogger("gateway", config.logLevel);
 void runService(logger, () => start(config, { logger }), {
   drainTimeoutMs: config.drainTimeoutMs + 5000,
+  exitWithStdin: process.env.FIZZ_PARENT_STDIN === "1",
 });

@@ -11,4 +11,6 @@ try {
   process.exit(1);
 }
 const logger = createLogger("registry", config.logLevel);
-await runService(logger, (signal) => start(config, { logger, signal }));
+await runService(logger, (signal) => start(config, { logger, signal }), {
+  exitWithStdin: process.env.FIZZ_PARENT_STDIN === "1",
+});

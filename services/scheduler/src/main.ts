@@ -11,4 +11,6 @@ try {
   process.exit(1);
 }
 const logger = createLogger("scheduler", config.logLevel);
-void runService(logger, (signal) => start(config, { logger, signal }));
+void runService(logger, (signal) => start(config, { logger, signal }), {
+  exitWithStdin: process.env.FIZZ_PARENT_STDIN === "1",
+});

@@ -1,0 +1,50 @@
+import type { Environment, EnvironmentRef } from "@fizz/events";
+
+/**
+ * Where instances run. The pool decides how many and when; a backend only starts, stops and
+ * watches them. Kept small on purpose: the kubernetes backend (pods labelled by environment) must
+ * fit behind the same five calls.
+ */
+export type BackendKind = "process" | "kubernetes";
+
+export interface BackendInstance {
+  /** Unique for the backend's lifetime; the runtime gets it as FIZZ_INSTANCE_ID. */
+  id: string;
+  /** Base URL of the runtime, e.g. http://127.0.0.1:41234. */
+  address: string;
+  environment: EnvironmentRef;
+  startedAt: number;
+  /** OS process id (process backend), for diagnostics and tests. */
+  pid?: number;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: string | null;
+  /** True when the exit follows our own kill(): not worth a "died" event. */
+  expected: boolean;
+  /** Why: the kill reason, or a description of the crash with the last stderr line. */
+  reason: string;
+}
+
+export type OutputStream = "stdout" | "stderr";
+
+export interface Backend {
+  readonly kind: BackendKind;
+  /** Why this backend cannot run the environment, or undefined when it can. */
+  unsupported(env: Environment): string | undefined;
+  /**
+   * Starts one instance and resolves once its GET /healthz answers. Rejects (and leaves nothing
+   * running) when it exits or does not answer within the spawn timeout.
+   */
+  spawn(env: Environment): Promise<BackendInstance>;
+  /** Stops it (SIGTERM, then SIGKILL after a grace period); resolves when it is gone. False if unknown. */
+  kill(id: string, reason: string): Promise<boolean>;
+  /** Called once per instance that was returned by spawn() and then exited, for whatever reason. */
+  onExit(cb: (instance: BackendInstance, info: ExitInfo) => void): void;
+  /** Called for every line the instance writes. */
+  onOutput(cb: (instance: BackendInstance, stream: OutputStream, line: string) => void): void;
+  list(): BackendInstance[];
+  /** Kills every instance it started (spawning ones too) and waits until they are gone. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,214 @@
+import { randomBytes } from "node:crypto";
+import { Codecs, FizzError, redisKeys, subjects } from "@fizz/events";
+import {
+  connectNats,
+  connectRedis,
+  createLogger,
+  natsConnected,
+  redisReady,
+  serve,
+  startOpsServer,
+  type Logger,
+  type NatsConnection,
+  type OpsServer,
+  type Redis,
+  type Subscription,
+} from "@fizz/kit";
+import { Agent } from "undici";
+import type { Backend } from "./backend";
+import type { PoolkeeperConfig } from "./config";
+import { syncEnvironments } from "./environments";
+import { createList, createRetire, forwardOutput, instancePublisher, onDied } from "./handlers";
+import { createMetrics } from "./metrics";
+import { Pool } from "./pool";
+import { ProcessBackend } from "./process-backend";
+import { toInstance } from "./instances";
+import { createSpecializer } from "./specialize";
+
+export type { PoolkeeperConfig } from "./config";
+export { loadConfig } from "./config";
+export type { Backend, BackendInstance, ExitInfo } from "./backend";
+export { Pool } from "./pool";
+export { ProcessBackend } from "./process-backend";
+
+export interface PoolkeeperDeps {
+  logger?: Logger;
+  /** Replaces the backend named by the config (tests). */
+  backend?: Backend;
+  /** Aborts a start that is still waiting for NATS. */
+  signal?: AbortSignal;
+}
+
+export interface Poolkeeper {
+  /** The ops server's port (/healthz, /readyz, /metrics). */
+  port: number;
+  /** `poolkeeper-<id>`, the envelope sender. */
+  sender: string;
+  pool: Pool;
+  backend: Backend;
+  /** Resolves after the first environment listing from the registry. */
+  synced: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** How long stop() lets in-flight requests finish before it kills the instances under them. */
+const DRAIN_MS = 5_000;
+
+export async function start(
+  config: PoolkeeperConfig,
+  deps: PoolkeeperDeps = {},
+): Promise<Poolkeeper> {
+  const logger = deps.logger ?? createLogger("poolkeeper", config.logLevel);
+  const sender = `poolkeeper-${randomBytes(3).toString("hex")}`;
+  const s = subjects(config.subjectPrefix);
+  const keys = redisKeys(config.redisPrefix);
+  const abort = new AbortController();
+  deps.signal?.addEventListener("abort", () => abort.abort(), { once: true });
+
+  // Filled in as start() proceeds; the ops server reads them from the first moment.
+  const live: { nc?: NatsConnection; redis?: Redis; pool?: Pool } = {};
+  const metrics = createMetrics(
+    () => live.pool?.counts() ?? { starting: 0, warm: 0, specializing: 0, specialized: 0 },
+  );
+  // Up first, so /healthz answers while NATS is still being waited for.
+  const ops: OpsServer = await startOpsServer({
+    host: config.host,
+    port: config.port,
+    checks: { nats: () => natsConnected(live.nc), redis: () => redisReady(live.redis) },
+    metrics: metrics.registry,
+  });
+  let natsConn: NatsConnection;
+  try {
+    natsConn = await connectNats({
+      url: config.natsUrl,
+      name: sender,
+      logger,
+      signal: abort.signal,
+    });
+  } catch (err) {
+    await ops.close();
+    throw err;
+  }
+  live.nc = natsConn;
+  const redisConn = connectRedis({ url: config.redisUrl, logger, name: sender });
+  live.redis = redisConn;
+  const agent = new Agent({ keepAliveTimeout: 4_000, connect: { timeout: 2_000 } });
+  const backend =
+    deps.backend ??
+    new ProcessBackend({
+      workDir: config.workDir,
+      runtimesDir: config.runtimesDir,
+      python: config.python,
+      spawnTimeoutMs: config.spawnTimeoutMs,
+      killGraceMs: config.killGraceMs,
+      baseEnv: config.instanceEnv,
+      agent,
+      logger,
+    });
+  const announce = instancePublisher(natsConn, s, sender);
+  const thePool = new Pool({
+    backend,
+    logger,
+    maxFailures: config.maxSpawnFailures,
+    cooldownMs: config.failureCooldownMs,
+    onReady: (t) => announce("ready", toInstance(t, backend.kind)),
+    onDied: onDied(announce, backend, logger),
+    onSpawned: (seconds, ok) =>
+      metrics.spawnSeconds.observe({ outcome: ok ? "ok" : "failed" }, seconds),
+  });
+  live.pool = thePool;
+  forwardOutput({ backend, pool: thePool, nc: natsConn, subjects: s, sender, logger });
+
+  const envSync = syncEnvironments({
+    nc: natsConn,
+    subjects: s,
+    pool: thePool,
+    sender,
+    logger,
+    signal: abort.signal,
+  });
+  const specialize = createSpecializer({
+    pool: thePool,
+    // Fail fast while Redis is away: a queued GET would hold the scheduler's request for seconds.
+    readCode: (hex) => {
+      if (!redisReady(redisConn)) throw new FizzError("UNAVAILABLE", "Redis is not connected");
+      return redisConn.getBuffer(keys.code(hex));
+    },
+    lookupEnvironment: envSync.lookup,
+    agent,
+    timeoutMs: config.specializeTimeoutMs,
+    backendKind: backend.kind,
+    metrics,
+    logger,
+    // After the handler returns, the reply is written within the same microtask run; setImmediate
+    // runs after that, so a spawn (which blocks the loop for a fork) never delays a reply.
+    afterReply: (fn) => setImmediate(fn),
+    onSpecialized: (instance) => announce("specialized", instance),
+  });
+
+  const inflight = new Set<Promise<unknown>>();
+  const tracked =
+    <A, R>(handler: (a: A) => Promise<R>) =>
+    (a: A): Promise<R> => {
+      const p = handler(a);
+      inflight.add(p);
+      void p.then(
+        () => inflight.delete(p),
+        () => inflight.delete(p),
+      );
+      return p;
+    };
+  const serveOpts = { sender, logger, queue: "poolkeeper" };
+  const subs: Subscription[] = [
+    serve(
+      natsConn,
+      s.poolkeeperSpecialize,
+      Codecs.poolkeeperSpecialize,
+      tracked(specialize),
+      serveOpts,
+    ),
+    serve(
+      natsConn,
+      s.poolkeeperRetire,
+      Codecs.poolkeeperRetire,
+      tracked(createRetire(thePool, backend, announce, logger)),
+      serveOpts,
+    ),
+    serve(
+      natsConn,
+      s.poolkeeperList,
+      Codecs.poolkeeperList,
+      createList(thePool, backend),
+      serveOpts,
+    ),
+  ];
+  logger.info({ port: ops.port, backend: backend.kind, sender }, "poolkeeper started");
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      abort.abort();
+      thePool.stop();
+      envSync.subscription.unsubscribe();
+      await Promise.allSettled(subs.map((sub) => sub.drain()));
+      await Promise.race([
+        Promise.allSettled([...inflight]),
+        new Promise((r) => setTimeout(r, DRAIN_MS).unref()),
+      ]);
+      // The scheduler must stop routing to them before they go.
+      for (const t of thePool.list()) {
+        if (t.state === "specialized")
+          announce("retired", toInstance(t, backend.kind), "poolkeeper stopping");
+      }
+      await backend.close();
+      await natsConn
+        .drain()
+        .catch((err: unknown) => logger.warn({ err: String(err) }, "NATS drain failed"));
+      await redisConn.quit().catch(() => redisConn.disconnect());
+      await agent.close().catch(() => undefined);
+      await ops.close();
+      logger.info("poolkeeper stopped");
+    })());
+
+  return { port: ops.port, sender, pool: thePool, backend, synced: envSync.synced, stop };
+}

@@ -1,0 +1,384 @@
+import { FizzError, type Environment, type EnvironmentRef, type FunctionRef } from "@fizz/events";
+import { backoffMs, type Logger } from "@fizz/kit";
+import type { Backend, BackendInstance, ExitInfo } from "./backend";
+import { envKey, type InstanceCounts, type Tracked } from "./instances";
+
+/**
+ * Warm pools, one per environment, and the table of every instance this poolkeeper started.
+ *
+ * Accounting invariant: for each environment, `warm.length + starting` is what the pool will have
+ * without further action; reconcile() spawns or kills to bring it to `spec.poolSize`. An instance
+ * leaves `warm` the moment it is taken or chosen for a kill, so take() never hands out one that is
+ * going away. Refills never happen inside take(): the specialize path calls refill() after it has
+ * replied, so a spawn never delays a reply.
+ *
+ * Crash loops: a failed spawn, or a warm instance dying before it has been up `stableMs`, counts as
+ * a failure. While an environment has failures, refills go one at a time with back-off, and after
+ * `maxFailures` in a row they pause for `cooldownMs`. An instance that stays up `stableMs` clears
+ * the count. So a loader that crashes at start costs a few spawns a minute, not a fork bomb.
+ */
+interface EnvState {
+  key: string;
+  env: Environment;
+  /** Why the backend cannot run it; such an environment gets no instances. */
+  unsupported: string | undefined;
+  /** Bumped when the image or command changes: instances of an older generation are not kept. */
+  generation: number;
+  /** Ready warm instance ids; take() pops the newest (its keep-alive connection is the freshest). */
+  warm: string[];
+  starting: number;
+  failures: number;
+  timer: NodeJS.Timeout | undefined;
+  /** When an event or a listing last set it (see replaceAll). */
+  touchedAt: number;
+}
+
+export interface PoolOptions {
+  backend: Backend;
+  logger: Logger;
+  maxFailures: number;
+  cooldownMs: number;
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  stableMs?: number;
+  onReady?: (t: Tracked) => void;
+  onDied?: (t: Tracked, info: ExitInfo) => void;
+  onSpawned?: (seconds: number, ok: boolean) => void;
+}
+
+export class Pool {
+  private readonly envs = new Map<string, EnvState>();
+  private readonly instances = new Map<string, Tracked>();
+  /** uids of deleted environments: a listing taken before the delete must not bring one back. */
+  private readonly deleted = new Set<string>();
+  private coldStarting = 0;
+  private stopped = false;
+  private readonly log: Logger;
+  private readonly backoffBaseMs: number;
+  private readonly backoffMaxMs: number;
+  private readonly stableMs: number;
+
+  constructor(private readonly opts: PoolOptions) {
+    this.log = opts.logger.child({ component: "pool" });
+    this.backoffBaseMs = opts.backoffBaseMs ?? 250;
+    this.backoffMaxMs = opts.backoffMaxMs ?? 10_000;
+    this.stableMs = opts.stableMs ?? 10_000;
+    opts.backend.onExit((instance, info) => this.exited(instance, info));
+  }
+
+  /** Adds an environment or applies a change to it (a stale revision is ignored). */
+  upsert(env: Environment): void {
+    if (this.stopped || this.deleted.has(env.metadata.uid)) return;
+    const key = envKey(env.metadata);
+    const cur = this.envs.get(key);
+    const unsupported = this.opts.backend.unsupported(env);
+    if (unsupported && unsupported !== cur?.unsupported)
+      this.log.warn(
+        { environment: key, reason: unsupported },
+        "environment skipped: cannot run it here",
+      );
+    if (!cur) {
+      const state: EnvState = {
+        key,
+        env,
+        unsupported,
+        generation: 0,
+        warm: [],
+        starting: 0,
+        failures: 0,
+        timer: undefined,
+        touchedAt: Date.now(),
+      };
+      this.envs.set(key, state);
+      this.reconcile(state);
+      return;
+    }
+    const sameObject = cur.env.metadata.uid === env.metadata.uid;
+    if (sameObject && env.metadata.revision < cur.env.metadata.revision) return;
+    const recreate =
+      !sameObject ||
+      cur.env.spec.image !== env.spec.image ||
+      JSON.stringify(cur.env.spec.command ?? null) !== JSON.stringify(env.spec.command ?? null);
+    cur.env = env;
+    cur.unsupported = unsupported;
+    cur.touchedAt = Date.now();
+    if (recreate) {
+      cur.generation++;
+      cur.failures = 0;
+      this.clearTimer(cur);
+      for (const id of cur.warm.splice(0)) void this.kill(id, "environment changed");
+    }
+    this.reconcile(cur);
+  }
+
+  /** Forgets an environment and kills its warm instances; specialized ones keep serving. */
+  remove(ref: EnvironmentRef, uid?: string): void {
+    if (uid !== undefined) {
+      this.deleted.add(uid);
+      // Bounded: only listings in flight during the delete need it.
+      if (this.deleted.size > 1000)
+        this.deleted.delete(this.deleted.values().next().value as string);
+    }
+    const state = this.envs.get(envKey(ref));
+    if (!state || (uid !== undefined && state.env.metadata.uid !== uid)) return;
+    this.envs.delete(state.key);
+    this.clearTimer(state);
+    for (const id of state.warm.splice(0)) void this.kill(id, "environment deleted");
+  }
+
+  /**
+   * Applies a full listing requested at `listedAt`: adds and updates what it holds, and forgets
+   * what it lacks, unless an event touched that environment after the listing was asked for (the
+   * listing is then older than what we know).
+   */
+  replaceAll(items: Environment[], listedAt: number): void {
+    const keep = new Set(items.map((e) => envKey(e.metadata)));
+    for (const state of [...this.envs.values()]) {
+      if (!keep.has(state.key) && state.touchedAt < listedAt) this.remove(state.env.metadata);
+    }
+    for (const env of items) this.upsert(env);
+  }
+
+  environment(
+    ref: EnvironmentRef,
+  ): { env: Environment; unsupported: string | undefined } | undefined {
+    const s = this.envs.get(envKey(ref));
+    return s && { env: s.env, unsupported: s.unsupported };
+  }
+
+  /** Takes the newest warm instance (now "specializing"), or undefined when the pool is empty. */
+  take(ref: EnvironmentRef): Tracked | undefined {
+    const state = this.envs.get(envKey(ref));
+    for (;;) {
+      const id = state?.warm.pop();
+      if (id === undefined) return undefined;
+      const t = this.instances.get(id);
+      if (!t || t.killing) continue;
+      t.state = "specializing";
+      return t;
+    }
+  }
+
+  /** The empty-pool cold start: spawns one instance outside the pool, already taken. */
+  async spawnTaken(ref: EnvironmentRef): Promise<Tracked> {
+    const state = this.envs.get(envKey(ref));
+    if (!state)
+      throw new FizzError("UNKNOWN_ENVIRONMENT", `environment ${envKey(ref)} is not known`, {
+        field: "environment",
+      });
+    this.coldStarting++;
+    const started = performance.now();
+    let instance: BackendInstance;
+    try {
+      instance = await this.opts.backend.spawn(state.env);
+      this.opts.onSpawned?.((performance.now() - started) / 1000, true);
+    } catch (err) {
+      this.opts.onSpawned?.((performance.now() - started) / 1000, false);
+      throw err;
+    } finally {
+      this.coldStarting--;
+    }
+    if (this.stopped) {
+      void this.opts.backend.kill(instance.id, "poolkeeper stopping");
+      throw new FizzError("UNAVAILABLE", "the poolkeeper is stopping");
+    }
+    const t: Tracked = {
+      instance,
+      envKey: state.key,
+      generation: state.generation,
+      state: "specializing",
+      killing: false,
+    };
+    this.instances.set(instance.id, t);
+    return t;
+  }
+
+  /** Records a successful specialization; undefined when the instance is gone meanwhile. */
+  markSpecialized(id: string, fn: FunctionRef, concurrency: number): Tracked | undefined {
+    const t = this.instances.get(id);
+    if (!t || t.killing) return undefined;
+    t.state = "specialized";
+    t.function = fn;
+    t.concurrency = concurrency;
+    t.specializedAt = Date.now();
+    return t;
+  }
+
+  /** Starts refilling an environment's pool (after a take, a kill). Never awaits a spawn. */
+  refill(ref: EnvironmentRef): void {
+    const state = this.envs.get(envKey(ref));
+    if (state) this.reconcile(state);
+  }
+
+  /** Kills a tracked instance; resolves when it is gone. False when it is not ours. */
+  async kill(id: string, reason: string): Promise<boolean> {
+    const t = this.instances.get(id);
+    if (!t) return false;
+    t.killing = true;
+    const state = this.envs.get(t.envKey);
+    if (state) state.warm = state.warm.filter((w) => w !== id);
+    return this.opts.backend.kill(id, reason);
+  }
+
+  /** Any tracked instance, including one being killed (its last output still has an owner). */
+  get(id: string): Tracked | undefined {
+    return this.instances.get(id);
+  }
+
+  list(): Tracked[] {
+    return [...this.instances.values()].filter((t) => !t.killing);
+  }
+
+  counts(): InstanceCounts {
+    const c: InstanceCounts = {
+      starting: this.coldStarting,
+      warm: 0,
+      specializing: 0,
+      specialized: 0,
+    };
+    for (const s of this.envs.values()) c.starting += s.starting;
+    for (const t of this.instances.values()) if (!t.killing) c[t.state]++;
+    return c;
+  }
+
+  /** For tests and diagnostics. */
+  status(
+    ref: EnvironmentRef,
+  ): { warm: number; starting: number; failures: number; paused: boolean } | undefined {
+    const s = this.envs.get(envKey(ref));
+    if (!s) return undefined;
+    return {
+      warm: s.warm.length,
+      starting: s.starting,
+      failures: s.failures,
+      paused: s.failures >= this.opts.maxFailures,
+    };
+  }
+
+  /** Stops refilling; the backend's close() kills the instances. */
+  stop(): void {
+    this.stopped = true;
+    for (const s of this.envs.values()) this.clearTimer(s);
+    for (const t of this.instances.values()) clearTimeout(t.stableTimer);
+  }
+
+  private reconcile(state: EnvState): void {
+    if (this.stopped || this.envs.get(state.key) !== state) return;
+    const target = state.unsupported ? 0 : state.env.spec.poolSize;
+    const have = state.warm.length + state.starting;
+    if (have > target) {
+      // Oldest first; surplus still starting is trimmed when it comes up (spawnWarm reconciles).
+      const surplus = Math.min(state.warm.length, have - target);
+      for (const id of state.warm.splice(0, surplus)) void this.kill(id, "pool resized");
+      return;
+    }
+    if (have === target || state.timer) return;
+    if (state.failures === 0) {
+      for (let i = have; i < target; i++) this.spawnWarm(state);
+      return;
+    }
+    // Failing: probe one at a time, with back-off, and pause after too many in a row.
+    if (state.starting > 0) return;
+    const paused = state.failures >= this.opts.maxFailures;
+    const delay = paused
+      ? this.opts.cooldownMs
+      : backoffMs(state.failures - 1, this.backoffBaseMs, this.backoffMaxMs);
+    if (paused) {
+      this.log.error(
+        { environment: state.key, failures: state.failures, retryInMs: delay },
+        "instances keep failing to start; pausing refills",
+      );
+    }
+    state.timer = setTimeout(() => {
+      state.timer = undefined;
+      if (this.stopped || this.envs.get(state.key) !== state) return;
+      if (state.warm.length + state.starting < (state.unsupported ? 0 : state.env.spec.poolSize))
+        this.spawnWarm(state);
+    }, delay);
+    state.timer.unref();
+  }
+
+  private spawnWarm(state: EnvState): void {
+    state.starting++;
+    const generation = state.generation;
+    const started = performance.now();
+    this.opts.backend.spawn(state.env).then(
+      (instance) => {
+        state.starting--;
+        this.opts.onSpawned?.((performance.now() - started) / 1000, true);
+        const current =
+          !this.stopped && this.envs.get(state.key) === state && state.generation === generation;
+        if (!current) {
+          void this.opts.backend.kill(
+            instance.id,
+            this.stopped ? "poolkeeper stopping" : "environment changed",
+          );
+          this.reconcile(state);
+          return;
+        }
+        const t: Tracked = {
+          instance,
+          envKey: state.key,
+          generation,
+          state: "warm",
+          killing: false,
+        };
+        t.stableTimer = setTimeout(() => this.becameStable(state, t), this.stableMs);
+        t.stableTimer.unref();
+        this.instances.set(instance.id, t);
+        state.warm.push(instance.id);
+        this.opts.onReady?.(t);
+        this.reconcile(state);
+      },
+      (err: unknown) => {
+        state.starting--;
+        this.opts.onSpawned?.((performance.now() - started) / 1000, false);
+        if (this.stopped || this.envs.get(state.key) !== state) return;
+        if (state.generation === generation) state.failures++;
+        this.log.warn(
+          { environment: state.key, failures: state.failures, err: (err as Error).message },
+          "could not start a warm instance",
+        );
+        this.reconcile(state);
+      },
+    );
+  }
+
+  private becameStable(state: EnvState, t: Tracked): void {
+    t.stableTimer = undefined;
+    if (
+      state.failures === 0 ||
+      this.envs.get(state.key) !== state ||
+      state.generation !== t.generation
+    )
+      return;
+    this.log.info(
+      { environment: state.key },
+      "instances start and stay up again; refilling normally",
+    );
+    state.failures = 0;
+    this.clearTimer(state);
+    this.reconcile(state);
+  }
+
+  private exited(instance: BackendInstance, info: ExitInfo): void {
+    const t = this.instances.get(instance.id);
+    if (!t) return;
+    this.instances.delete(instance.id);
+    const early = t.stableTimer !== undefined;
+    clearTimeout(t.stableTimer);
+    const state = this.envs.get(t.envKey);
+    if (state) state.warm = state.warm.filter((w) => w !== instance.id);
+    if (!info.expected) {
+      if (state && early && t.state === "warm" && t.generation === state.generation)
+        state.failures++;
+      this.opts.onDied?.(t, info);
+    }
+    if (state) this.reconcile(state);
+  }
+
+  private clearTimer(state: EnvState): void {
+    if (state.timer) clearTimeout(state.timer);
+    state.timer = undefined;
+  }
+}

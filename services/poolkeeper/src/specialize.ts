@@ -1,0 +1,184 @@
+import {
+  FizzError,
+  type Environment,
+  type EnvironmentRef,
+  type Instance,
+  type SpecializeReply,
+  type SpecializeRequest,
+} from "@fizz/events";
+import type { Logger } from "@fizz/kit";
+import type { Dispatcher } from "undici";
+import type { BackendKind } from "./backend";
+import type { Metrics, SpecializeOutcomeLabel } from "./metrics";
+import { envKey, toInstance } from "./instances";
+import type { Pool } from "./pool";
+import { postSpecialize } from "./runtime-client";
+
+export interface SpecializerDeps {
+  pool: Pool;
+  /** The code blob for a sha256 hex digest (one Redis GET), or null when it is not there. */
+  readCode(hex: string): Promise<Buffer | null>;
+  /** Asks the registry for an environment this poolkeeper has not heard of (a missed event). */
+  lookupEnvironment(ref: EnvironmentRef): Promise<Environment | undefined>;
+  agent: Dispatcher;
+  timeoutMs: number;
+  backendKind: BackendKind;
+  metrics: Metrics;
+  logger: Logger;
+  /** Runs work once the reply has been sent: refills and events must never delay it. */
+  afterReply(fn: () => void): void;
+  onSpecialized(instance: Instance): void;
+}
+
+/**
+ * The specialize path: one Redis GET, one POST to a warm instance, the reply. Nothing else waits
+ * on it: no spawn (unless the pool is empty, the cold start), no extra round trip. A runtime 500
+ * means the user's code is broken, so another instance would fail the same way: no retry. Any
+ * other failure is the instance's fault: kill it and try once more with another.
+ */
+export function createSpecializer(
+  deps: SpecializerDeps,
+): (req: SpecializeRequest) => Promise<SpecializeReply> {
+  const log = deps.logger.child({ component: "specialize" });
+
+  async function environmentOf(ref: EnvironmentRef): Promise<void> {
+    let known = deps.pool.environment(ref);
+    if (!known) {
+      let env: Environment | undefined;
+      try {
+        env = await deps.lookupEnvironment(ref);
+      } catch (err) {
+        throw new FizzError(
+          "UNKNOWN_ENVIRONMENT",
+          `environment ${envKey(ref)} is not known here and the registry could not confirm it: ${(err as Error).message}`,
+          { field: "environment", retryable: true, cause: err },
+        );
+      }
+      if (!env)
+        throw new FizzError("UNKNOWN_ENVIRONMENT", `environment ${envKey(ref)} does not exist`, {
+          field: "environment",
+        });
+      deps.pool.upsert(env);
+      known = deps.pool.environment(ref);
+    }
+    if (known?.unsupported) {
+      throw new FizzError("UNKNOWN_IMAGE", `environment ${envKey(ref)}: ${known.unsupported}`, {
+        field: "environment",
+      });
+    }
+  }
+
+  return async function specialize(req) {
+    const started = performance.now();
+    let start: "warm" | "cold" | "none" = "none";
+    const done = (outcome: SpecializeOutcomeLabel) => {
+      deps.metrics.specializations.inc({ outcome });
+      deps.metrics.specializeSeconds.observe(
+        { outcome, start },
+        (performance.now() - started) / 1000,
+      );
+    };
+    const fnName = `${req.function.namespace}/${req.function.name}@${req.function.revision}`;
+    try {
+      await environmentOf(req.environment);
+      const hex = req.code.digest.slice("sha256:".length);
+      const code = await deps.readCode(hex);
+      if (!code) {
+        const what = `code ${req.code.digest} (${req.code.filename})`;
+        throw new FizzError("NOT_FOUND", `${what} is not in the store`, { field: "code.digest" });
+      }
+      const base = {
+        function: req.function,
+        filename: req.code.filename,
+        code: code.toString("base64"),
+        ...(req.entrypoint !== undefined ? { entrypoint: req.entrypoint } : {}),
+        concurrency: req.concurrency,
+      };
+
+      let lastFailure = "";
+      for (let attempt = 0; attempt < 2; attempt++) {
+        let t = deps.pool.take(req.environment);
+        if (t) start = start === "none" ? "warm" : start;
+        else {
+          start = "cold";
+          try {
+            t = await deps.pool.spawnTaken(req.environment);
+          } catch (err) {
+            lastFailure = `could not start an instance: ${(err as Error).message}`;
+            log.warn({ function: fnName, err: lastFailure }, "specialize attempt failed");
+            continue;
+          }
+        }
+        const id = t.instance.id;
+        const outcome = await postSpecialize(
+          deps.agent,
+          t.instance.address,
+          { instanceId: id, ...base },
+          deps.timeoutMs,
+        );
+        if (outcome.kind === "load-failed") {
+          void deps.pool.kill(id, "function failed to load");
+          deps.afterReply(() => deps.pool.refill(req.environment));
+          log.info(
+            { function: fnName, instance: id, err: outcome.message },
+            "function failed to load",
+          );
+          throw new FizzError("FUNCTION_LOAD_FAILED", outcome.message, { retryable: false });
+        }
+        const tracked =
+          outcome.kind === "ok"
+            ? deps.pool.markSpecialized(id, req.function, req.concurrency)
+            : undefined;
+        if (tracked) {
+          const instance = toInstance(tracked, deps.backendKind);
+          done("ok");
+          deps.afterReply(() => {
+            deps.pool.refill(req.environment);
+            deps.onSpecialized(instance);
+          });
+          log.debug(
+            {
+              function: fnName,
+              instance: id,
+              start,
+              loadMs: outcome.kind === "ok" ? outcome.loadMs : undefined,
+            },
+            "specialized",
+          );
+          return { instance };
+        }
+        lastFailure =
+          outcome.kind === "instance-failed"
+            ? outcome.message
+            : "the instance exited while loading the function";
+        log.warn({ function: fnName, instance: id, err: lastFailure }, "specialize attempt failed");
+        void deps.pool.kill(id, `specialize failed: ${lastFailure}`);
+      }
+      deps.afterReply(() => deps.pool.refill(req.environment));
+      throw new FizzError("INSTANCE_FAILED", `could not specialize ${fnName}: ${lastFailure}`, {
+        retryable: true,
+      });
+    } catch (err) {
+      const fe = FizzError.from(err);
+      done(outcomeOf(fe));
+      throw fe;
+    }
+  };
+}
+
+function outcomeOf(err: FizzError): SpecializeOutcomeLabel {
+  switch (err.code) {
+    case "FUNCTION_LOAD_FAILED":
+      return "load_failed";
+    case "INSTANCE_FAILED":
+      return "instance_failed";
+    case "NOT_FOUND":
+      return "code_missing";
+    case "UNKNOWN_ENVIRONMENT":
+      return "unknown_environment";
+    case "UNKNOWN_IMAGE":
+      return "unsupported";
+    default:
+      return "error";
+  }
+}

@@ -1,0 +1,164 @@
+import { createHash } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import {
+  Codecs,
+  FizzError,
+  encodeError,
+  subjects,
+  type Environment,
+  type InstanceEventMessage,
+  type LogLine,
+} from "@fizz/events";
+import {
+  connectNats,
+  connectRedis,
+  silentLogger,
+  type NatsConnection,
+  type Redis,
+} from "@fizz/kit";
+import { startNats, startRedis, type TestServer } from "@fizz/testkit";
+import { loadConfig, start, type Poolkeeper } from "../src/index";
+
+/**
+ * Real nats-server and redis-server, a poolkeeper with the process backend (real runtimes), and
+ * the test playing the registry: it answers registry.list / registry.get from `environments` and
+ * publishes registry.changed events itself.
+ */
+export class Harness {
+  nats!: TestServer;
+  redis!: TestServer;
+  nc!: NatsConnection;
+  store!: Redis;
+  workDir!: string;
+  pk!: Poolkeeper;
+  readonly s = subjects();
+  readonly environments = new Map<string, Environment>();
+  readonly events: InstanceEventMessage[] = [];
+  readonly logs: Array<{ subject: string; line: LogLine }> = [];
+  private registryAnswering = false;
+
+  async setUp(): Promise<void> {
+    [this.nats, this.redis] = await Promise.all([startNats(), startRedis()]);
+    this.workDir = await mkdtemp(path.join(tmpdir(), "fizz-poolkeeper-"));
+    this.nc = await connectNats({ url: this.nats.url, name: "test", logger: silentLogger() });
+    this.store = connectRedis({ url: this.redis.url, logger: silentLogger(), name: "test" });
+    this.nc.subscribe(this.s.poolkeeperInstanceAll, {
+      callback: (_e, m) => {
+        this.events.push(Codecs.poolkeeperInstance.decode(m.data).data);
+      },
+    });
+    this.nc.subscribe(`${this.s.prefix}.logs.>`, {
+      callback: (_e, m) => {
+        this.logs.push({ subject: m.subject, line: Codecs.logs.decode(m.data).data });
+      },
+    });
+    await this.nc.flush();
+  }
+
+  async startPoolkeeper(extra: Record<string, string> = {}): Promise<Poolkeeper> {
+    const env: Record<string, string | undefined> = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIZZ_")) env[k] = v;
+    const config = loadConfig({
+      ...env,
+      FIZZ_NATS_URL: this.nats.url,
+      FIZZ_REDIS_URL: this.redis.url,
+      FIZZ_WORKDIR: this.workDir,
+      FIZZ_KILL_GRACE_MS: "2000",
+      FIZZ_LOG_LEVEL: "silent",
+      ...extra,
+    });
+    this.pk = await start(config, { logger: silentLogger() });
+    return this.pk;
+  }
+
+  /** Starts answering registry.list and registry.get, as the registry would. */
+  answerRegistry(): void {
+    if (this.registryAnswering) return;
+    this.registryAnswering = true;
+    this.nc.subscribe(this.s.registryList, {
+      callback: (_e, m) => {
+        const items = [...this.environments.values()];
+        m.respond(Codecs.registryList.reply.encode({ items }, "registry-test"));
+      },
+    });
+    this.nc.subscribe(this.s.registryGet, {
+      callback: (_e, m) => {
+        const q = Codecs.registryGet.request.decode(m.data).data;
+        const obj = this.environments.get(q.name);
+        m.respond(
+          obj
+            ? Codecs.registryGet.reply.encode({ object: obj }, "registry-test")
+            : encodeError(
+                new FizzError("NOT_FOUND", `environment ${q.name} not found`),
+                "registry-test",
+              ),
+        );
+      },
+    });
+  }
+
+  /** Publishes registry.changed.environments like the registry after a write. */
+  async changed(op: "created" | "updated" | "deleted", obj: Environment): Promise<void> {
+    if (op === "deleted") this.environments.delete(obj.metadata.name);
+    else this.environments.set(obj.metadata.name, obj);
+    const { namespace, name, revision } = obj.metadata;
+    this.nc.publish(
+      this.s.registryChanged("environments"),
+      Codecs.registryChanged.encode(
+        { kind: "environments", op, namespace, name, revision, object: obj },
+        "registry-test",
+      ),
+    );
+    await this.nc.flush();
+  }
+
+  /** Stores a code blob the way the registry does; returns its CodeRef. */
+  async putCode(filename: string, source: string) {
+    const buf = Buffer.from(source);
+    const hex = createHash("sha256").update(buf).digest("hex");
+    await this.store.set(`fizz:v1:code:${hex}`, buf);
+    return { filename, digest: `sha256:${hex}`, size: buf.length };
+  }
+
+  async tearDown(): Promise<void> {
+    await this.pk?.stop();
+    await this.nc?.close();
+    this.store?.disconnect();
+    await Promise.all([this.nats?.cleanup(), this.redis?.cleanup()]);
+    if (this.workDir) await rm(this.workDir, { recursive: true, force: true });
+  }
+}
+
+export function environment(
+  name: string,
+  image: string,
+  poolSize: number,
+  revision = 1,
+): Environment {
+  return {
+    apiVersion: "fizz.dev/v1",
+    kind: "Environment",
+    metadata: {
+      namespace: "default",
+      name,
+      uid: `uid-${name}`,
+      revision,
+      labels: {},
+      createdAt: "2024-01-01T00:00:00Z",
+      updatedAt: "2024-01-01T00:00:00Z",
+    },
+    spec: { image, poolSize },
+  };
+}
+
+export function alive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

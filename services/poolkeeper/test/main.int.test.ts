@@ -1,0 +1,147 @@
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Codecs } from "@fizz/events";
+import { request as natsRequest } from "@fizz/kit";
+import { freePort, waitFor } from "@fizz/testkit";
+import { expect } from "chai";
+import { request } from "undici";
+import { Harness, alive, environment } from "./harness";
+
+const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../src/main.ts");
+
+/** The service as `npm start` runs it: its own process, stdin a pipe from the launcher. */
+describe("poolkeeper main (as launched by npm start)", function () {
+  this.timeout(60_000);
+  const h = new Harness();
+  let child: ChildProcess | undefined;
+  let output = "";
+
+  /** Runtime processes whose parent is `pid` (tsx may have an esbuild child too: not ours). */
+  const instancePidsOf = (pid: number): number[] => {
+    let out = "";
+    try {
+      out = execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(pid)], { encoding: "utf8" });
+    } catch {
+      return []; // ps exits 1 when there are none
+    }
+    return out
+      .split("\n")
+      .filter((l) => l.includes("/runtimes/"))
+      .map((l) => Number(l.trim().split(/\s+/)[0]))
+      .filter((n) => n > 0);
+  };
+
+  async function launch(): Promise<{ proc: ChildProcess; instancePids: number[] }> {
+    const port = await freePort();
+    output = "";
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env))
+      if (v !== undefined && !k.startsWith("FIZZ_")) env[k] = v;
+    const proc = spawn(process.execPath, ["--import", "tsx", MAIN], {
+      env: {
+        ...env,
+        FIZZ_NATS_URL: h.nats.url,
+        FIZZ_REDIS_URL: h.redis.url,
+        FIZZ_WORKDIR: h.workDir,
+        FIZZ_POOLKEEPER_PORT: String(port),
+        FIZZ_PARENT_STDIN: "1",
+      },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    child = proc;
+    proc.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+    proc.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+    await waitFor(
+      async () => {
+        const res = await request(`http://127.0.0.1:${port}/readyz`);
+        await res.body.text();
+        return res.statusCode === 200;
+      },
+      { timeoutMs: 30_000, what: "poolkeeper /readyz" },
+    );
+    const instancePids = await waitFor(
+      () => {
+        const pids = instancePidsOf(proc.pid!);
+        return pids.length === 2 ? pids : undefined;
+      },
+      { timeoutMs: 20_000, what: "two warm instances (node, python)" },
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; poolkeeper output:\n${output.slice(-3000)}`);
+    });
+    return { proc, instancePids };
+  }
+
+  before(async () => {
+    await h.setUp();
+    // One of each runtime: both must exit when the poolkeeper is SIGKILLed.
+    h.environments.set("node", environment("node", "fizz/env-node", 1));
+    h.environments.set("python", environment("python", "fizz/env-python", 1));
+    h.answerRegistry();
+  });
+  // A failed test must not orphan instances: stop the poolkeeper the graceful way first.
+  afterEach(async () => {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const gone = new Promise((r) => c.once("exit", r));
+    c.kill("SIGTERM");
+    const hard = setTimeout(() => c.kill("SIGKILL"), 15_000);
+    await gone;
+    clearTimeout(hard);
+  });
+  after(() => h.tearDown());
+
+  it("logs a function's prints at info level with instance and function, then stops with its instances when stdin closes", async () => {
+    const { proc, instancePids } = await launch();
+    const code = await h.putCode(
+      "say.js",
+      "module.exports = async () => { console.log('printed by the function'); return 'ok'; };\n",
+    );
+    const { instance } = await natsRequest(
+      h.nc,
+      h.s.poolkeeperSpecialize,
+      Codecs.poolkeeperSpecialize,
+      {
+        environment: { namespace: "default", name: "node" },
+        function: { namespace: "default", name: "say", revision: 1 },
+        code,
+        concurrency: 1,
+      },
+      { sender: "test", timeoutMs: 20_000 },
+    );
+    const res = await request(instance.address, { headers: { "x-fizz-instance": instance.id } });
+    expect(await res.body.text()).to.equal("ok");
+    const line = await waitFor(() =>
+      output
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.msg === "printed by the function"),
+    );
+    expect(line).to.include({
+      level: 30,
+      instance: instance.id,
+      function: "default/say",
+      service: "poolkeeper",
+    });
+
+    const all = [...new Set([...instancePids, ...instancePidsOf(proc.pid!)])];
+    const exited = new Promise<number | null>((r) => proc.once("exit", (c) => r(c)));
+    proc.stdin!.end();
+    expect(await exited).to.equal(0);
+    expect(all.filter(alive)).to.deep.equal([]);
+  });
+
+  it("leaves no instance behind when it is killed with SIGKILL (the runtimes exit when their stdin closes)", async () => {
+    const { proc, instancePids } = await launch();
+    proc.kill("SIGKILL");
+    try {
+      await waitFor(() => instancePids.every((p) => !alive(p)), {
+        timeoutMs: 10_000,
+        what: "orphaned instances to exit",
+      });
+    } finally {
+      for (const p of instancePids.filter(alive)) process.kill(p, "SIGKILL");
+    }
+  });
+});

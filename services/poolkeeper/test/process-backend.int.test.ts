@@ -1,0 +1,169 @@
+import { existsSync, readdirSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { FizzError } from "@fizz/events";
+import { silentLogger } from "@fizz/kit";
+import { waitFor } from "@fizz/testkit";
+import { expect } from "chai";
+import { Agent, request } from "undici";
+import type { ExitInfo } from "../src/backend";
+import { ProcessBackend } from "../src/process-backend";
+import { alive } from "./harness";
+import { env } from "./fake-backend";
+
+const FIXTURE = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "fixtures/fake-runtime.mjs",
+);
+
+/** Real child processes (a stand-in loader), no NATS or Redis. */
+describe("process backend (real child processes)", function () {
+  this.timeout(30_000);
+  let workDir: string;
+  let agent: Agent;
+  let backend: ProcessBackend;
+  let exits: Array<{ id: string; info: ExitInfo }>;
+  let output: string[];
+
+  function make(extraEnv: Record<string, string> = {}, killGraceMs = 2000): ProcessBackend {
+    backend = new ProcessBackend({
+      workDir,
+      runtimesDir: "/nonexistent-runtimes",
+      python: "python3",
+      spawnTimeoutMs: 5000,
+      killGraceMs,
+      baseEnv: { PATH: process.env.PATH ?? "", ...extraEnv },
+      agent,
+      logger: silentLogger(),
+    });
+    backend.onExit((i, info) => exits.push({ id: i.id, info }));
+    backend.onOutput((i, stream, line) => output.push(`${i.id} ${stream} ${line}`));
+    return backend;
+  }
+  const fake = (name = "fake") =>
+    env(name, { image: "acme/custom", command: [process.execPath, FIXTURE] });
+
+  beforeEach(async () => {
+    workDir = await mkdtemp(path.join(tmpdir(), "fizz-pb-"));
+    agent = new Agent();
+    exits = [];
+    output = [];
+  });
+  afterEach(async () => {
+    await backend?.close();
+    await agent.close();
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  it("resolves the command from the image, or from spec.command, and names what it cannot run", () => {
+    make();
+    expect(backend.command(env("n", { image: "ghcr.io/x/env-node:20" }))).to.deep.equal([
+      process.execPath,
+      "/nonexistent-runtimes/node/server.mjs",
+    ]);
+    expect(backend.command(env("p", { image: "fizz/env-python" }))).to.deep.equal([
+      "python3",
+      "/nonexistent-runtimes/python/server.py",
+    ]);
+    expect(backend.command(fake())).to.deep.equal([process.execPath, FIXTURE]);
+    expect(backend.unsupported(env("x", { image: "acme/ruby" }))).to.match(
+      /acme\/ruby.*no command/,
+    );
+  });
+
+  it("starts an instance on its own port with its variables and work dir, and streams its output", async () => {
+    make();
+    const inst = await backend.spawn(fake());
+    const res = await request(`${inst.address}/healthz`, { dispatcher: agent });
+    const { env: seen } = (await res.body.json()) as { env: Record<string, string | undefined> };
+    const dir = path.join(workDir, "instances", inst.id);
+    expect(seen).to.deep.include({
+      PORT: new URL(inst.address).port,
+      HOST: "127.0.0.1",
+      FIZZ_INSTANCE_ID: inst.id,
+      FIZZ_WORKDIR: dir,
+      FIZZ_PARENT_STDIN: "1",
+    });
+    expect(existsSync(dir)).to.equal(true);
+    await waitFor(
+      () =>
+        output.includes(`${inst.id} stdout hello on stdout`) &&
+        output.includes(`${inst.id} stderr hello on stderr`),
+    );
+    expect(backend.list().map((i) => i.id)).to.deep.equal([inst.id]);
+  });
+
+  it("reports an unexpected exit with its signal, and removes the work dir", async () => {
+    make();
+    const inst = await backend.spawn(fake());
+    process.kill(inst.pid!, "SIGKILL");
+    await waitFor(() => exits.length === 1);
+    expect(exits[0]).to.deep.include({ id: inst.id });
+    expect(exits[0]!.info).to.include({ expected: false, signal: "SIGKILL" });
+    expect(exits[0]!.info.reason).to.match(/killed by SIGKILL/);
+    await waitFor(() => !existsSync(path.join(workDir, "instances", inst.id)));
+    expect(backend.list()).to.have.length(0);
+  });
+
+  it("kill escalates to SIGKILL after the grace period when SIGTERM is ignored, and reports it as expected", async () => {
+    make({ FAKE_IGNORE_TERM: "1" }, 300);
+    const inst = await backend.spawn(fake());
+    const t0 = Date.now();
+    expect(await backend.kill(inst.id, "test kill")).to.equal(true);
+    expect(Date.now() - t0).to.be.at.least(250);
+    expect(alive(inst.pid)).to.equal(false);
+    expect(exits[0]!.info).to.include({ expected: true, reason: "test kill", signal: "SIGKILL" });
+    expect(await backend.kill(inst.id, "again")).to.equal(false);
+  });
+
+  it("rejects a spawn whose loader exits at start with the last stderr line, and reports no exit", async () => {
+    make({ FAKE_EXIT_AT_START: "1" });
+    let err: unknown;
+    try {
+      await backend.spawn(fake());
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.be.instanceOf(FizzError);
+    expect((err as FizzError).code).to.equal("INSTANCE_FAILED");
+    expect((err as FizzError).message).to.match(/exited with code 3: loader crashed: boom/);
+    expect(exits).to.have.length(0);
+    expect(backend.list()).to.have.length(0);
+  });
+
+  it("rejects a spawn whose command does not exist", async () => {
+    make();
+    let err: unknown;
+    try {
+      await backend.spawn(env("gone", { command: ["/nonexistent/loader"] }));
+    } catch (e) {
+      err = e;
+    }
+    expect((err as FizzError).code).to.equal("INSTANCE_FAILED");
+    expect((err as FizzError).message).to.match(/could not start: .*ENOENT/);
+  });
+
+  it("close() kills every instance, including one still starting", async () => {
+    make();
+    const up = await backend.spawn(fake());
+    const starting = backend.spawn(fake("late"));
+    starting.catch(() => undefined);
+    await backend.close();
+    expect(alive(up.pid)).to.equal(false);
+    let failed = false;
+    await starting.catch(() => (failed = true));
+    expect(failed).to.equal(true);
+    // Directories go asynchronously after the exit.
+    await waitFor(() => instanceDirs(workDir).length === 0, { what: "instance dirs removed" });
+  });
+});
+
+function instanceDirs(workDir: string): string[] {
+  try {
+    return readdirSync(path.join(workDir, "instances"));
+  } catch {
+    return [];
+  }
+}
