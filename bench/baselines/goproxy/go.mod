@@ -1,0 +1,3 @@
+module fizz.dev/bench/goproxy
+
+go 1.22

@@ -1,0 +1,252 @@
+// `npm run bench`: every figure side by side in one run, against the baselines, on this machine.
+// Prints a table, writes bench/results/latest.json and rewrites docs/benchmarks.md.
+import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Agent, request } from "undici";
+import { freePort, portOpen, waitFor } from "@fizz/testkit";
+import { ensureWrk, wrk, type LoadResult } from "./lib/load";
+import { code, pidOfInstance, rssMb, startBenchPlatform, type BenchPlatform } from "./lib/platform";
+import { percentile, round } from "./lib/stats";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+const QUICK = process.env.FIZZ_BENCH_QUICK === "1";
+const WARM_SECONDS = QUICK ? 3 : 10;
+const CONNECTIONS = 50;
+const COLD_SAMPLES = QUICK ? 10 : 50;
+const EMPTY_SAMPLES = QUICK ? 5 : 20;
+const BURST = 200;
+
+const NODE_HELLO = 'module.exports = async () => ({ status: 200, body: "Hello, world!\\n" });\n';
+const PY_HELLO = 'def main():\n    return "Hello, world!\\n"\n';
+
+function buildGoProxy(): string {
+  const out = path.join(ROOT, ".fizz", "bench", "goproxy");
+  mkdirSync(path.dirname(out), { recursive: true });
+  const r = spawnSync("go", ["build", "-o", out, "."], { cwd: path.join(ROOT, "bench/baselines/goproxy"), stdio: "inherit" });
+  if (r.status !== 0) throw new Error("could not build the Go baseline (needs Go on PATH)");
+  return out;
+}
+
+async function fn(p: BenchPlatform, name: string, env: string, text: string, extra: Record<string, unknown> = {}) {
+  const filename = env.startsWith("python") ? "f.py" : "f.js";
+  await p.api("POST", "/v1/namespaces/default/functions", { name, spec: { environment: env, code: code(filename, text), ...extra } });
+}
+
+async function warmPoolFull(p: BenchPlatform, env: string, size: number) {
+  await waitFor(
+    async () => (await p.instances()).filter((i) => i.state === "warm" && i.environment.name === env).length >= size,
+    { timeoutMs: 60_000, intervalMs: 20, what: `warm pool of ${env}` },
+  );
+}
+
+async function timedGet(url: string): Promise<{ ms: number; status: number }> {
+  const t = performance.now();
+  const res = await fetch(url);
+  await res.arrayBuffer();
+  return { ms: performance.now() - t, status: res.status };
+}
+
+async function main() {
+  ensureWrk();
+  const goproxyBin = buildGoProxy();
+  const logFile = path.join(ROOT, "bench/results/platform.log");
+  mkdirSync(path.dirname(logFile), { recursive: true });
+  console.log("starting the platform…");
+  const p = await startBenchPlatform(logFile);
+  const results: Record<string, unknown> = {};
+  const memory: Record<string, number> = {};
+  const children: { kill(): void }[] = [];
+  try {
+    const POOL = 8;
+    for (const [name, image, poolSize] of [
+      ["nodejs", "fizz/env-node", POOL],
+      ["python", "fizz/env-python", POOL],
+      ["node-empty", "fizz/env-node", 0],
+    ] as const) {
+      await p.api("POST", "/v1/namespaces/default/environments", { name, spec: { image, poolSize } });
+    }
+    await warmPoolFull(p, "nodejs", POOL);
+    await warmPoolFull(p, "python", POOL);
+    for (const svc of Object.keys(p.pids)) memory[`${svc}_idle_rss_mb`] = await rssMb(p.pids[svc]!);
+
+    // 1. Warm: gateway vs direct vs Go reverse proxy, same instance, same load generator.
+    console.log("warm throughput…");
+    await fn(p, "warm", "nodejs", NODE_HELLO, { concurrency: 1000, maxInstances: 1 });
+    await p.api("POST", "/v1/namespaces/default/httptriggers", { name: "warm", spec: { function: "warm", path: "/warm" } });
+    await waitFor(async () => (await timedGet(`${p.gatewayUrl}/warm`)).status === 200, { timeoutMs: 20_000 });
+    const inst = (await p.instances()).find((i) => i.function?.name === "warm");
+    if (!inst) throw new Error("no instance serves the warm function");
+    const goPort = await freePort();
+    const go = spawn(goproxyBin, ["-listen", `127.0.0.1:${goPort}`, "-target", inst.address], { stdio: "ignore" });
+    children.push(go);
+    await waitFor(() => portOpen(goPort));
+    const load = (url: string) => wrk(url, { connections: CONNECTIONS, seconds: WARM_SECONDS });
+    await wrk(`${p.gatewayUrl}/warm`, { connections: CONNECTIONS, seconds: 2 }); // JIT warm-up
+    const direct = await load(`${inst.address}/warm`);
+    const memDuring: Promise<void>[] = [];
+    const sampleUnderLoad = () =>
+      new Promise<void>((resolve) =>
+        setTimeout(async () => {
+          for (const svc of Object.keys(p.pids)) memory[`${svc}_load_rss_mb`] = await rssMb(p.pids[svc]!);
+          resolve();
+        }, (WARM_SECONDS * 1000) / 2),
+      );
+    memDuring.push(sampleUnderLoad());
+    const gateway = await load(`${p.gatewayUrl}/warm`);
+    await Promise.all(memDuring);
+    const goproxy = await load(`http://127.0.0.1:${goPort}/warm`);
+    results.warm = {
+      gateway_rps: round(gateway.rps, 0),
+      direct_rps: round(direct.rps, 0),
+      go_proxy_rps: round(goproxy.rps, 0),
+      gateway_p50_ms: round(gateway.p50Ms, 3),
+      gateway_p99_ms: round(gateway.p99Ms, 3),
+      direct_p50_ms: round(direct.p50Ms, 3),
+      go_proxy_p50_ms: round(goproxy.p50Ms, 3),
+      go_proxy_p99_ms: round(goproxy.p99Ms, 3),
+      gateway_vs_go: round(gateway.rps / goproxy.rps, 2),
+      errors: gateway.errors + direct.errors + goproxy.errors,
+      connections: CONNECTIONS,
+      seconds: WARM_SECONDS,
+    };
+    const specializedPid = await pidOfInstance(inst.id);
+    if (specializedPid) memory.instance_specialized_node_rss_mb = await rssMb(specializedPid);
+    const warmNode = (await p.instances()).find((i) => i.state === "warm" && i.environment.name === "nodejs");
+    const warmPid = warmNode && (await pidOfInstance(warmNode.id));
+    if (warmPid) memory.instance_warm_node_rss_mb = await rssMb(warmPid);
+    const warmPy = (await p.instances()).find((i) => i.state === "warm" && i.environment.name === "python");
+    const warmPyPid = warmPy && (await pidOfInstance(warmPy.id));
+    if (warmPyPid) memory.instance_warm_python_rss_mb = await rssMb(warmPyPid);
+
+    // 2. Cold start from a warm pool: each sample a function never invoked before.
+    const cold: Record<string, unknown> = {};
+    for (const [runtime, env, text] of [
+      ["node", "nodejs", NODE_HELLO],
+      ["python", "python", PY_HELLO],
+    ] as const) {
+      console.log(`cold start from the warm pool (${runtime}, ${COLD_SAMPLES} samples)…`);
+      const samples: number[] = [];
+      let errors = 0;
+      for (let i = 0; i < COLD_SAMPLES; i++) {
+        const name = `cold-${runtime}-${i}`;
+        await fn(p, name, env, text, { idleTimeoutSeconds: 5 });
+        await warmPoolFull(p, env, POOL);
+        const r = await timedGet(`${p.gatewayUrl}/function/${name}`);
+        if (r.status !== 200) errors++;
+        samples.push(r.ms);
+      }
+      cold[runtime] = { p50_ms: round(percentile(samples, 50)), p99_ms: round(percentile(samples, 99)), samples: samples.length, errors };
+    }
+    results.cold = cold;
+
+    // 3. Cold start with the pool empty: the loader process starts on the request path.
+    console.log(`cold start with an empty pool (${EMPTY_SAMPLES} samples)…`);
+    const empty: number[] = [];
+    for (let i = 0; i < EMPTY_SAMPLES; i++) {
+      const name = `empty-${i}`;
+      await fn(p, name, "node-empty", NODE_HELLO, { idleTimeoutSeconds: 5 });
+      empty.push((await timedGet(`${p.gatewayUrl}/function/${name}`)).ms);
+    }
+    results.cold_empty_pool = { node: { p50_ms: round(percentile(empty, 50)), p99_ms: round(percentile(empty, 99)), samples: empty.length } };
+
+    // 4. Burst: 200 concurrent first requests to one function.
+    console.log(`burst of ${BURST} concurrent first requests…`);
+    await warmPoolFull(p, "nodejs", POOL);
+    const burstConcurrency = 50;
+    await fn(p, "burst", "nodejs", 'module.exports = async () => { await new Promise(r => setTimeout(r, 20)); return "ok"; };\n', {
+      concurrency: burstConcurrency,
+      maxInstances: 20,
+    });
+    const agent = new Agent({ connections: BURST, pipelining: 0 });
+    const burstTimes: number[] = [];
+    let burstErrors = 0;
+    await Promise.all(
+      Array.from({ length: BURST }, async () => {
+        const t = performance.now();
+        try {
+          const res = await request(`${p.gatewayUrl}/function/burst`, { dispatcher: agent });
+          await res.body.arrayBuffer();
+          if (res.statusCode !== 200) burstErrors++;
+        } catch {
+          burstErrors++;
+        }
+        burstTimes.push(performance.now() - t);
+      }),
+    );
+    await agent.close();
+    const burstInstances = (await p.instances()).filter((i) => i.function?.name === "burst").length;
+    results.burst = {
+      requests: BURST,
+      concurrency: burstConcurrency,
+      instances: burstInstances,
+      instances_required: Math.ceil(BURST / burstConcurrency),
+      errors: burstErrors,
+      p99_ms: round(percentile(burstTimes, 99)),
+      p50_ms: round(percentile(burstTimes, 50)),
+    };
+    results.memory = memory;
+  } finally {
+    for (const c of children) c.kill();
+    await p.stop();
+  }
+
+  const flat = Object.fromEntries(
+    Object.entries(results.memory as Record<string, number>).map(([k, v]) => [k.replace(/_idle_rss_mb$/, "_rss_mb"), v]),
+  );
+  const out = {
+    date: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGb: round(os.totalmem() / 2 ** 30, 1), node: process.version },
+    quick: QUICK,
+    ...results,
+    memory: { ...(results.memory as object), ...flat },
+  };
+  writeFileSync(path.join(ROOT, "bench/results/latest.json"), JSON.stringify(out, null, 2) + "\n");
+  const table = render(out);
+  console.log("\n" + table);
+  writeFileSync(path.join(ROOT, "docs/benchmarks.md"), docs(out, table));
+}
+
+type Out = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+function render(o: Out): string {
+  const w = o.warm as Record<string, number>;
+  const rows: [string, string, string][] = [
+    ["warm rps: gateway / direct / Go proxy", `${w.gateway_rps} / ${w.direct_rps} / ${w.go_proxy_rps}`, "gateway >= 1.0x Go"],
+    ["warm gateway vs Go proxy", `${w.gateway_vs_go}x`, ">= 1.0x (stretch 1.25x)"],
+    ["warm gateway p50 / p99 ms", `${w.gateway_p50_ms} / ${w.gateway_p99_ms}`, ""],
+    ["cold (warm pool) node p50 / p99 ms", `${o.cold.node.p50_ms} / ${o.cold.node.p99_ms}`, "<= 10 / 30"],
+    ["cold (warm pool) python p50 / p99 ms", `${o.cold.python.p50_ms} / ${o.cold.python.p99_ms}`, "<= 20 / 50"],
+    ["cold (empty pool) node p50 / p99 ms", `${o.cold_empty_pool.node.p50_ms} / ${o.cold_empty_pool.node.p99_ms}`, "p50 <= 150"],
+    ["burst 200: instances (required) / errors / p99 ms", `${o.burst.instances} (${o.burst.instances_required}) / ${o.burst.errors} / ${o.burst.p99_ms}`, "instances = required, 0 errors"],
+  ];
+  for (const [k, v] of Object.entries(o.memory as Record<string, number>)) if (!/_rss_mb$/.test(k) || /_(idle|load)_rss_mb$|instance_/.test(k)) rows.push([`memory ${k}`, String(v), ""]);
+  const wa = Math.max(...rows.map((r) => r[0].length));
+  const wb = Math.max(...rows.map((r) => r[1].length));
+  return rows.map(([a, b, c]) => `${a.padEnd(wa)}  ${b.padEnd(wb)}  ${c}`).join("\n");
+}
+
+function docs(o: Out, table: string): string {
+  return `# Benchmarks
+
+Produced by \`npm run bench\` (bench/run.ts) on ${o.date.slice(0, 10)}: ${o.machine.cpus} cores (${o.machine.model}),
+${o.machine.memGb} GiB, Node ${o.machine.node}. Raw figures: \`bench/results/latest.json\`.
+
+Method: the whole platform as \`npm start\` runs it (five services, real NATS and Redis), on this one
+machine. Warm figures: wrk, ${o.warm.connections} connections, ${o.warm.seconds} s each, against the
+gateway, the same instance directly, and Go's \`httputil.ReverseProxy\` (bench/baselines/goproxy) in
+front of that instance. Cold figures: measured at the client through the gateway, each sample a
+function never invoked before, with the warm pool refilled between samples. Burst: ${o.burst.requests}
+concurrent first requests to one new function with concurrency ${o.burst.concurrency}.
+
+\`\`\`
+${table}
+\`\`\`
+`;
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
