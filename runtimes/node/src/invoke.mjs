@@ -1,0 +1,73 @@
+// @ts-check
+/**
+ * User traffic (docs/runtime-contract.md): instance check, admission, body, call, response.
+ */
+import { buildContext, parseBody } from "./context.mjs";
+import { readBody, sendError, sendHttpError } from "./http.mjs";
+import { ResultError, sendResult } from "./respond.mjs";
+
+/** @typedef {import("node:http").IncomingMessage} Req */
+/** @typedef {import("node:http").ServerResponse} Res */
+/** @typedef {import("./specialize.mjs").Instance} Instance */
+/** @typedef {import("./specialize.mjs").Config} Config */
+
+/**
+ * @param {Req} req
+ * @param {Res} res
+ * @param {string | string[] | undefined} target the X-Fizz-Instance header
+ * @param {Instance} instance
+ * @param {Config} config
+ */
+export async function invoke(req, res, target, instance, config) {
+  const { instanceId } = config;
+  if (target !== undefined && instanceId !== undefined && target !== instanceId) {
+    const message = `this is instance ${instanceId}, not ${String(target)}`;
+    return sendError(res, 421, "MISDIRECTED", message, { retryable: true });
+  }
+  const { active } = instance;
+  if (!active) {
+    const why =
+      instance.state === "failed"
+        ? "the function failed to load"
+        : "the instance is not specialized";
+    return sendError(res, 503, "NOT_SPECIALIZED", why, { retryable: true });
+  }
+  const { handler, fn, limiter, concurrency } = active;
+  const ticket = limiter.acquire();
+  if (!ticket) {
+    res.setHeader("retry-after", "1");
+    const message = `${concurrency} calls running and ${concurrency} queued`;
+    return sendError(res, 429, "INSTANCE_BUSY", message, { retryable: true });
+  }
+  // The slot is held until the response is over, streamed bodies included; a client that leaves
+  // while queued gives its place up.
+  res.once("close", ticket.release);
+  await ticket.ready;
+  if (res.destroyed) return;
+
+  let context;
+  try {
+    const rawBody = await readBody(req, config.maxBodyBytes);
+    context = buildContext(req, rawBody, parseBody(req.headers["content-type"], rawBody), fn);
+  } catch (err) {
+    return sendHttpError(res, err);
+  }
+
+  let result;
+  try {
+    result = await handler(context);
+  } catch (err) {
+    console.error(`[fizz] function error (request ${context.requestId}):`, err);
+    const message = err instanceof Error ? err.message : String(err);
+    return sendError(res, 500, "FUNCTION_ERROR", message);
+  }
+  try {
+    await sendResult(res, result);
+  } catch (err) {
+    if (!(err instanceof ResultError)) throw err;
+    console.error(`[fizz] bad return value (request ${context.requestId}): ${err.message}`);
+    // Drop whatever the function's headers had set; keep only what framing needs.
+    for (const name of res.getHeaderNames()) if (name !== "connection") res.removeHeader(name);
+    sendError(res, 500, "FUNCTION_ERROR", err.message);
+  }
+}

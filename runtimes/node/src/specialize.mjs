@@ -1,0 +1,110 @@
+// @ts-check
+/**
+ * POST /v2/specialize: validate, write and load the function, move the instance out of "warm"
+ * exactly once (docs/runtime-contract.md).
+ */
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { readBody, sendError, sendHttpError, sendJson } from "./http.mjs";
+import { Limiter } from "./limiter.mjs";
+import { LoadError, loadFunction } from "./loader.mjs";
+import { validateSpecialize } from "./validate.mjs";
+
+/** @typedef {import("node:http").IncomingMessage} Req */
+/** @typedef {import("node:http").ServerResponse} Res */
+/**
+ * @typedef {{ instanceId: string | undefined, workdir: string | undefined, maxBodyBytes: number }} Config
+ * @typedef {{
+ *   handler: import("./loader.mjs").Handler,
+ *   fn: import("./validate.mjs").FunctionRef,
+ *   limiter: Limiter,
+ *   concurrency: number,
+ * }} Active
+ * @typedef {{
+ *   state: "warm" | "specializing" | "specialized" | "failed",
+ *   active: Active | undefined,
+ *   draining: boolean,
+ * }} Instance
+ */
+
+/** Used when the specialize body carries no concurrency (docs/api.md: node environments, 50). */
+const DEFAULT_CONCURRENCY = 50;
+
+/**
+ * @param {Req} req
+ * @param {Res} res
+ * @param {Instance} instance
+ * @param {Config} config
+ */
+export async function specialize(req, res, instance, config) {
+  if (instance.state !== "warm") return alreadySpecialized(res, instance);
+  let raw;
+  try {
+    raw = await readBody(req, config.maxBodyBytes);
+  } catch (err) {
+    return sendHttpError(res, err);
+  }
+  let input;
+  try {
+    input = JSON.parse(raw.toString("utf8"));
+  } catch {
+    return sendError(res, 400, "VALIDATION_FAILED", "body: must be JSON", { field: "body" });
+  }
+  const checked = validateSpecialize(input, DEFAULT_CONCURRENCY);
+  if (!checked.ok) {
+    return sendError(res, 400, "VALIDATION_FAILED", checked.message, { field: checked.field });
+  }
+  const spec = checked.value;
+  const { instanceId } = config;
+  if (spec.instanceId !== undefined && instanceId !== undefined && spec.instanceId !== instanceId) {
+    const message = `this is instance ${instanceId}, not ${spec.instanceId}`;
+    return sendError(res, 421, "MISDIRECTED", message, { retryable: true });
+  }
+  // Another specialize may have won while this body was read.
+  if (instance.state !== "warm") return alreadySpecialized(res, instance);
+
+  instance.state = "specializing";
+  const started = performance.now();
+  const { namespace, name, revision } = spec.function;
+  const label = `${namespace}/${name}@${revision}`;
+  try {
+    // The function's extra environment must be in place before its top-level code runs.
+    Object.assign(process.env, spec.env);
+    const dir = config.workdir
+      ? resolve(config.workdir)
+      : await mkdtemp(join(tmpdir(), "fizz-fn-"));
+    const { filename, code, entrypoint } = spec;
+    const handler = await loadFunction({ dir, filename, code, entrypoint });
+    instance.active = {
+      handler,
+      fn: spec.function,
+      concurrency: spec.concurrency,
+      limiter: new Limiter(spec.concurrency, spec.concurrency),
+    };
+    instance.state = "specialized";
+  } catch (err) {
+    instance.state = "failed";
+    if (err instanceof LoadError) {
+      console.error(`[fizz] ${label} failed to load: ${err.message}`);
+      return sendError(res, 500, "FUNCTION_LOAD_FAILED", err.message);
+    }
+    console.error(`[fizz] ${label}: specialize failed:`, err);
+    const message = `specialize failed: ${err instanceof Error ? err.message : String(err)}`;
+    return sendError(res, 500, "INTERNAL", message, { retryable: true });
+  }
+  const loadMs = Math.round((performance.now() - started) * 10) / 10;
+  console.error(`[fizz] specialized ${label} (${spec.filename}) in ${loadMs}ms`);
+  sendJson(res, 200, { status: "specialized", loadMs });
+}
+
+/**
+ * @param {Res} res
+ * @param {Instance} instance
+ */
+function alreadySpecialized(res, instance) {
+  const what =
+    instance.state === "failed" ? "failed to load its function" : "is already specialized";
+  const message = `this instance ${what}; an instance is specialized once`;
+  sendError(res, 409, "ALREADY_SPECIALIZED", message);
+}

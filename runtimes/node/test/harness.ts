@@ -1,0 +1,240 @@
+// Test harness for the runtime integration tests (node and python): spawns a real runtime process
+// on a free port and talks to it over real HTTP.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import http, { type IncomingHttpHeaders } from "node:http";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export type RuntimeKind = "node" | "python";
+
+const SERVERS: Record<RuntimeKind, { command: string; script: string }> = {
+  node: {
+    command: process.execPath,
+    script: fileURLToPath(new URL("../server.mjs", import.meta.url)),
+  },
+  python: {
+    command: "python3",
+    script: fileURLToPath(new URL("../../python/server.py", import.meta.url)),
+  },
+};
+
+/** A port that was free a moment ago: bind port 0, read it, close. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+export interface HttpResult {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  text: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  json: any;
+  /** The local port of the client socket, to tell whether a connection was reused. */
+  localPort: number | undefined;
+}
+
+export interface RequestOptions {
+  method?: string;
+  path?: string;
+  headers?: Record<string, string | number>;
+  /** Sent in one piece, or as chunks (chunked transfer encoding, no Content-Length). */
+  body?: string | Buffer | Array<string | Buffer>;
+  agent?: http.Agent | false;
+}
+
+export function request(baseUrl: string, options: RequestOptions = {}): Promise<HttpResult> {
+  const { method = "GET", path = "/", headers = {}, body, agent = false } = options;
+  return new Promise((resolve, reject) => {
+    const req = http.request(new URL(path, baseUrl), { method, headers, agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("error", reject);
+      res.on("end", () => {
+        const data = Buffer.concat(chunks);
+        const text = data.toString("utf8");
+        let json: unknown;
+        try {
+          json = text ? JSON.parse(text) : undefined;
+        } catch {
+          json = undefined;
+        }
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: data,
+          text,
+          json,
+          localPort: req.socket?.localPort,
+        });
+      });
+    });
+    req.on("error", reject);
+    if (Array.isArray(body)) {
+      for (const chunk of body) req.write(chunk);
+      req.end();
+    } else {
+      req.end(body);
+    }
+  });
+}
+
+export interface Runtime {
+  url: string;
+  proc: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code (or the signal name) once the process is gone. */
+  exited: Promise<number | string | null>;
+  /** SIGKILL if still running, then remove its temp dir; for after hooks. */
+  kill(): Promise<void>;
+}
+
+export async function startRuntime(
+  kind: RuntimeKind,
+  env: Record<string, string> = {},
+  options: { stdinPipe?: boolean } = {},
+): Promise<Runtime> {
+  const port = await freePort();
+  const { command, script } = SERVERS[kind];
+  // A private TMPDIR: the runtime's default work dir (a fresh temp dir) lands inside it and goes
+  // away with it.
+  const scratch = mkdtempSync(path.join(tmpdir(), `fizz-${kind}-runtime-test-`));
+  const proc = spawn(command, [script], {
+    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", TMPDIR: scratch, ...env },
+    stdio: [options.stdinPipe ? "pipe" : "ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  proc.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+  proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | string | null>((resolve) =>
+    proc.once("exit", (code, signal) => resolve(code ?? signal)),
+  );
+  const url = `http://127.0.0.1:${port}`;
+  const runtime: Runtime = {
+    url,
+    proc,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    kill: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill("SIGKILL");
+        await exited;
+      }
+      rmSync(scratch, { recursive: true, force: true });
+    },
+  };
+  try {
+    await waitForHealthz(url, 10_000, exited);
+  } catch (error) {
+    await runtime.kill();
+    throw new Error(`${kind} runtime did not come up: ${String(error)}\nstderr:\n${err}`);
+  }
+  return runtime;
+}
+
+export async function waitForHealthz(
+  url: string,
+  timeoutMs: number,
+  exited?: Promise<unknown>,
+): Promise<void> {
+  let gone = false;
+  void exited?.then(() => (gone = true));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (gone) throw new Error("process exited");
+    try {
+      const res = await request(url, { path: "/healthz" });
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`no /healthz within ${timeoutMs}ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export interface SpecializeOptions {
+  entrypoint?: string;
+  concurrency?: number;
+  env?: Record<string, string>;
+  instanceId?: string;
+}
+
+export function specializeBody(filename: string, source: string, options: SpecializeOptions = {}) {
+  return {
+    function: { namespace: "default", name: "hello", revision: 3 },
+    filename,
+    code: Buffer.from(source).toString("base64"),
+    ...options,
+  };
+}
+
+export function specialize(
+  rt: Runtime,
+  filename: string,
+  source: string,
+  options: SpecializeOptions = {},
+) {
+  return postJson(rt.url, "/v2/specialize", specializeBody(filename, source, options));
+}
+
+export function postJson(
+  baseUrl: string,
+  path: string,
+  value: unknown,
+  headers: Record<string, string> = {},
+) {
+  return request(baseUrl, {
+    method: "POST",
+    path,
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(value),
+  });
+}
+
+/** Records when each body chunk arrives, to prove a response is streamed rather than buffered. */
+export function timedChunks(
+  baseUrl: string,
+  path: string,
+  headers: Record<string, string>,
+): Promise<{
+  status: number;
+  headers: IncomingHttpHeaders;
+  chunks: Array<{ at: number; data: string }>;
+}> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const req = http.request(new URL(path, baseUrl), { headers, agent: false }, (res) => {
+      const chunks: Array<{ at: number; data: string }> = [];
+      res.on("data", (d: Buffer) => chunks.push({ at: Date.now() - started, data: d.toString() }));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, chunks }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `check` returns true: output from a child's pipe trails the HTTP response. */
+export async function eventually(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs}ms`);
+    await sleep(10);
+  }
+}
