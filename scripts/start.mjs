@@ -13,6 +13,8 @@ try {
 }
 
 const { launchPlatform } = await import("./lib/platform.mjs");
+const { prettyLine } = await import("./lib/pretty.mjs");
+const { createWriteStream, mkdirSync } = await import("node:fs");
 const port = (name, fallback) => {
   const v = process.env[name];
   return v ? Number(v) : fallback;
@@ -30,8 +32,23 @@ const shutdown = async (sig) => {
 process.on("SIGINT", () => void shutdown("SIGINT"));
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 
+// NATS and Redis talk a lot at start; their logs go to .fizz/logs, the services' to the terminal.
+const logDir = path.join(ROOT, ".fizz", "logs");
+mkdirSync(logDir, { recursive: true });
+const serverLogs = {};
+const color = process.stdout.isTTY === true;
+const onLog = (name, line) => {
+  if (name === "nats" || name === "redis") {
+    (serverLogs[name] ??= createWriteStream(path.join(logDir, `${name}.log`), { flags: "a" })).write(line + "\n");
+    return;
+  }
+  if (process.env.FIZZ_LOG_FORMAT === "json") console.log(line);
+  else console.log(prettyLine(name, line, { color }));
+};
+
 try {
   platform = await launchPlatform({
+    onLog,
     dataDir: path.join(ROOT, ".fizz"),
     natsUrl: process.env.FIZZ_NATS_URL,
     redisUrl: process.env.FIZZ_REDIS_URL,
