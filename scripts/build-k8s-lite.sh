@@ -4,6 +4,7 @@
 # k8s.io/kubernetes) once, cache it outside the repo, print its path.
 #
 #   bin="$(scripts/build-k8s-lite.sh)" && "$bin" up --dir /tmp/k8s
+#   scripts/build-k8s-lite.sh --cached   # print the path only if already built, else exit 1
 #
 # Cache: ${FIZZ_CACHE_DIR:-$HOME/.cache/fizz}/k8s-lite/<kube version>-<hash>/k8s-lite
 # where <hash> covers tools/k8s-lite's Go sources, go.mod, go.sum, the Go
@@ -34,6 +35,11 @@ bin="$out_dir/k8s-lite"
 if [ -x "$bin" ]; then
   echo "$bin"
   exit 0
+fi
+# --cached: only report a binary that is already built (tests use it; they never build).
+if [ "${1:-}" = "--cached" ]; then
+  echo "build-k8s-lite: not built for this source ($bin)" >&2
+  exit 1
 fi
 
 mkdir -p "$out_dir"

@@ -1,6 +1,8 @@
-// `npm test`: set-up if needed, then unit, integration and end-to-end suites, each against real
-// nats-server / redis-server instances the tests start on random ports.
+// `npm test`: set-up if needed, then unit, integration, end-to-end and (when k8s-lite is built)
+// Kubernetes suites, each against real nats-server / redis-server / kube-apiserver instances the
+// tests start themselves on random ports. `npm test -- <stage>` runs one stage.
 import { spawnSync } from "node:child_process";
+import path from "node:path";
 import { ensureBinaries, ensureNodeModules, ROOT } from "./lib/prereqs.mjs";
 
 try {
@@ -12,11 +14,25 @@ try {
 }
 
 const only = process.argv[2];
-const stages = ["unit", "integration", "e2e"].filter((s) => !only || s === only);
-let failed = [];
+const stages = ["unit", "integration", "e2e", "k8s"].filter((s) => !only || s === only);
+const failed = [];
 for (const stage of stages) {
+  const env = { ...process.env };
+  if (stage === "k8s") {
+    const built = spawnSync("bash", [path.join(ROOT, "scripts/build-k8s-lite.sh"), "--cached"], { encoding: "utf8" });
+    if (built.status !== 0) {
+      console.log(
+        "\n=== k8s tests: SKIPPED ===\n" +
+          "k8s-lite (the real kube-apiserver these suites need) is not built on this machine.\n" +
+          "Build it once with `scripts/build-k8s-lite.sh` (about 9 minutes on 2 cores), then `npm run test:k8s`.",
+      );
+      if (only === "k8s") failed.push(stage);
+      continue;
+    }
+    env.FIZZ_K8S_LITE_BIN = built.stdout.trim();
+  }
   console.log(`\n=== ${stage} tests ===`);
-  const r = spawnSync("npx", ["mocha", "--config", `.mocharc.${stage}.cjs`], { cwd: ROOT, stdio: "inherit" });
+  const r = spawnSync("npx", ["mocha", "--config", `.mocharc.${stage}.cjs`], { cwd: ROOT, stdio: "inherit", env });
   if (r.status !== 0) failed.push(stage);
 }
 if (failed.length) {

@@ -111,6 +111,8 @@ export const Codecs = {
   schedulerLease: rpc("scheduler.lease", M.LeaseRequest, M.LeaseReply),
   schedulerReport: codec("scheduler.report.v1", M.UsageReport),
   schedulerInstances: codec("scheduler.instances.v1", M.InstancesChanged),
+  gatewaySync: rpc("gateway.sync", M.GatewaySyncRequest, M.GatewaySyncReply),
+  gatewayPresence: codec("gateway.presence.v1", M.GatewayPresence),
   poolkeeperSpecialize: rpc("poolkeeper.specialize", M.SpecializeRequest, M.SpecializeReply),
   poolkeeperRetire: rpc("poolkeeper.retire", M.RetireRequest, M.RetireReply),
   poolkeeperList: rpc("poolkeeper.list", M.PoolkeeperListRequest, M.PoolkeeperListReply),

@@ -67,6 +67,11 @@ export const LeaseRequest = z.object({
   exclude: z.array(z.string()).default([]),
   /** Instances that failed for this gateway (connection refused, 421): the scheduler checks them. */
   failed: z.array(z.string()).default([]),
+  /**
+   * The function revision the gateway knows (from the change event). A scheduler whose catalog is
+   * older refreshes from the registry first, so no lease on old code follows an acknowledged update.
+   */
+  minRevision: z.number().int().positive().optional(),
 });
 export type LeaseRequest = z.infer<typeof LeaseRequest>;
 export const LeaseReply = z.object({ lease: Lease });
@@ -131,3 +136,22 @@ export const LogLine = z.object({
   ts: z.number(),
 });
 export type LogLine = z.infer<typeof LogLine>;
+
+/** Registry → gateways after a committed write: answer once the change is applied. */
+export const GatewaySyncRequest = z.object({
+  kind: kindPlural,
+  op: z.enum(["created", "updated", "deleted"]),
+  namespace: dnsLabel,
+  name: dnsLabel,
+  revision: z.number().int().positive(),
+});
+export type GatewaySyncRequest = z.infer<typeof GatewaySyncRequest>;
+export const GatewaySyncReply = z.object({ gateway: z.string().min(1), applied: z.boolean() });
+export type GatewaySyncReply = z.infer<typeof GatewaySyncReply>;
+
+export const GatewayPresence = z.object({
+  gateway: z.string().min(1),
+  /** How often this gateway announces itself; a registry forgets it after a few missed beats. */
+  intervalMs: z.number().int().positive(),
+});
+export type GatewayPresence = z.infer<typeof GatewayPresence>;

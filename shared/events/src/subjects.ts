@@ -31,6 +31,10 @@ export function subjects(prefix: string = DEFAULT_SUBJECT_PREFIX) {
     schedulerReport: `${p}.scheduler.report`,
     schedulerInstances: (ns: string, name: string) => fn("scheduler.instances", ns, name),
     schedulerInstancesAll: `${p}.scheduler.instances.*.*`,
+    /** Registry → every gateway (request-many): "have you applied this change?" (update barrier). */
+    gatewaySync: `${p}.gateway.sync`,
+    /** Gateway heartbeat, so the registry knows how many answers a barrier waits for. */
+    gatewayPresence: `${p}.gateway.presence`,
     poolkeeperSpecialize: `${p}.poolkeeper.specialize`,
     poolkeeperRetire: `${p}.poolkeeper.retire`,
     poolkeeperList: `${p}.poolkeeper.list`,

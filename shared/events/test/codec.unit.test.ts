@@ -101,6 +101,8 @@ describe("codecs", () => {
   it("has a codec for every subject the services use", () => {
     expect(Object.keys(Codecs).sort()).to.deep.equal(
       [
+        "gatewayPresence",
+        "gatewaySync",
         "logs",
         "poolkeeperInstance",
         "poolkeeperList",
@@ -114,5 +116,29 @@ describe("codecs", () => {
         "schedulerReport",
       ].sort(),
     );
+  });
+});
+
+describe("update barrier codecs", () => {
+  it("round-trips a gateway sync request and reply", () => {
+    const req = { kind: "functions" as const, op: "updated" as const, namespace: "default", name: "f", revision: 3 };
+    expect(Codecs.gatewaySync.request.decode(Codecs.gatewaySync.request.encode(req, "registry-1")).data).to.deep.equal(req);
+    const reply = Codecs.gatewaySync.reply.decode(Codecs.gatewaySync.reply.encode({ gateway: "gw-1", applied: true }, "gw-1"));
+    expect(reply.data).to.deep.equal({ gateway: "gw-1", applied: true });
+  });
+
+  it("carries the revision a gateway knows in a lease request", () => {
+    const c = Codecs.schedulerLease.request;
+    const env = c.decode(c.encode({ namespace: "default", function: "f", gateway: "gw", minRevision: 4 }, "gw"));
+    expect(env.data.minRevision).to.equal(4);
+    const bad = new TextEncoder().encode(
+      JSON.stringify({ v: 1, type: c.type, sender: "gw", ts: 1, data: { namespace: "default", function: "f", gateway: "gw", minRevision: 0 } }),
+    );
+    expect(() => c.decode(bad)).to.throw(FizzError).with.property("field", "data.minRevision");
+  });
+
+  it("refuses a presence beat without an interval", () => {
+    const raw = new TextEncoder().encode(JSON.stringify({ v: 1, type: "gateway.presence.v1", sender: "g", ts: 1, data: { gateway: "g" } }));
+    expect(() => Codecs.gatewayPresence.decode(raw)).to.throw(FizzError).with.property("field", "data.intervalMs");
   });
 });

@@ -12,6 +12,8 @@ describe("subjects", () => {
     expect(s.poolkeeperSpecialize).to.equal("fizz.v1.poolkeeper.specialize");
     expect(s.poolkeeperRetire).to.equal("fizz.v1.poolkeeper.retire");
     expect(s.poolkeeperList).to.equal("fizz.v1.poolkeeper.list");
+    expect(s.gatewaySync).to.equal("fizz.v1.gateway.sync");
+    expect(s.gatewayPresence).to.equal("fizz.v1.gateway.presence");
   });
 
   it("builds per-kind change subjects and a wildcard that matches them", () => {

@@ -1,2 +1,3 @@
 export * from "./ports";
 export * from "./servers";
+export * from "./k8s";
