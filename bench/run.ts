@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { Agent, request } from "undici";
 import { freePort, portOpen, waitFor } from "@fizz/testkit";
-import { ensureWrk, wrk, type LoadResult } from "./lib/load";
+import { ensureWrk, wrk } from "./lib/load";
 import { code, pidOfInstance, rssMb, startBenchPlatform, type BenchPlatform } from "./lib/platform";
 import { percentile, round } from "./lib/stats";
 
@@ -24,19 +24,33 @@ const PY_HELLO = 'def main():\n    return "Hello, world!\\n"\n';
 function buildGoProxy(): string {
   const out = path.join(ROOT, ".fizz", "bench", "goproxy");
   mkdirSync(path.dirname(out), { recursive: true });
-  const r = spawnSync("go", ["build", "-o", out, "."], { cwd: path.join(ROOT, "bench/baselines/goproxy"), stdio: "inherit" });
+  const r = spawnSync("go", ["build", "-o", out, "."], {
+    cwd: path.join(ROOT, "bench/baselines/goproxy"),
+    stdio: "inherit",
+  });
   if (r.status !== 0) throw new Error("could not build the Go baseline (needs Go on PATH)");
   return out;
 }
 
-async function fn(p: BenchPlatform, name: string, env: string, text: string, extra: Record<string, unknown> = {}) {
+async function fn(
+  p: BenchPlatform,
+  name: string,
+  env: string,
+  text: string,
+  extra: Record<string, unknown> = {},
+) {
   const filename = env.startsWith("python") ? "f.py" : "f.js";
-  await p.api("POST", "/v1/namespaces/default/functions", { name, spec: { environment: env, code: code(filename, text), ...extra } });
+  await p.api("POST", "/v1/namespaces/default/functions", {
+    name,
+    spec: { environment: env, code: code(filename, text), ...extra },
+  });
 }
 
 async function warmPoolFull(p: BenchPlatform, env: string, size: number) {
   await waitFor(
-    async () => (await p.instances()).filter((i) => i.state === "warm" && i.environment.name === env).length >= size,
+    async () =>
+      (await p.instances()).filter((i) => i.state === "warm" && i.environment.name === env)
+        .length >= size,
     { timeoutMs: 60_000, intervalMs: 20, what: `warm pool of ${env}` },
   );
 }
@@ -65,7 +79,10 @@ async function main() {
       ["python", "fizz/env-python", POOL],
       ["node-empty", "fizz/env-node", 0],
     ] as const) {
-      await p.api("POST", "/v1/namespaces/default/environments", { name, spec: { image, poolSize } });
+      await p.api("POST", "/v1/namespaces/default/environments", {
+        name,
+        spec: { image, poolSize },
+      });
     }
     await warmPoolFull(p, "nodejs", POOL);
     await warmPoolFull(p, "python", POOL);
@@ -74,12 +91,19 @@ async function main() {
     // 1. Warm: gateway vs direct vs Go reverse proxy, same instance, same load generator.
     console.log("warm throughput…");
     await fn(p, "warm", "nodejs", NODE_HELLO, { concurrency: 1000, maxInstances: 1 });
-    await p.api("POST", "/v1/namespaces/default/httptriggers", { name: "warm", spec: { function: "warm", path: "/warm" } });
-    await waitFor(async () => (await timedGet(`${p.gatewayUrl}/warm`)).status === 200, { timeoutMs: 20_000 });
+    await p.api("POST", "/v1/namespaces/default/httptriggers", {
+      name: "warm",
+      spec: { function: "warm", path: "/warm" },
+    });
+    await waitFor(async () => (await timedGet(`${p.gatewayUrl}/warm`)).status === 200, {
+      timeoutMs: 20_000,
+    });
     const inst = (await p.instances()).find((i) => i.function?.name === "warm");
     if (!inst) throw new Error("no instance serves the warm function");
     const goPort = await freePort();
-    const go = spawn(goproxyBin, ["-listen", `127.0.0.1:${goPort}`, "-target", inst.address], { stdio: "ignore" });
+    const go = spawn(goproxyBin, ["-listen", `127.0.0.1:${goPort}`, "-target", inst.address], {
+      stdio: "ignore",
+    });
     children.push(go);
     await waitFor(() => portOpen(goPort));
     const load = (url: string) => wrk(url, { connections: CONNECTIONS, seconds: WARM_SECONDS });
@@ -88,10 +112,14 @@ async function main() {
     const memDuring: Promise<void>[] = [];
     const sampleUnderLoad = () =>
       new Promise<void>((resolve) =>
-        setTimeout(async () => {
-          for (const svc of Object.keys(p.pids)) memory[`${svc}_load_rss_mb`] = await rssMb(p.pids[svc]!);
-          resolve();
-        }, (WARM_SECONDS * 1000) / 2),
+        setTimeout(
+          async () => {
+            for (const svc of Object.keys(p.pids))
+              memory[`${svc}_load_rss_mb`] = await rssMb(p.pids[svc]!);
+            resolve();
+          },
+          (WARM_SECONDS * 1000) / 2,
+        ),
       );
     memDuring.push(sampleUnderLoad());
     const gateway = await load(`${p.gatewayUrl}/warm`);
@@ -113,10 +141,14 @@ async function main() {
     };
     const specializedPid = await pidOfInstance(inst.id);
     if (specializedPid) memory.instance_specialized_node_rss_mb = await rssMb(specializedPid);
-    const warmNode = (await p.instances()).find((i) => i.state === "warm" && i.environment.name === "nodejs");
+    const warmNode = (await p.instances()).find(
+      (i) => i.state === "warm" && i.environment.name === "nodejs",
+    );
     const warmPid = warmNode && (await pidOfInstance(warmNode.id));
     if (warmPid) memory.instance_warm_node_rss_mb = await rssMb(warmPid);
-    const warmPy = (await p.instances()).find((i) => i.state === "warm" && i.environment.name === "python");
+    const warmPy = (await p.instances()).find(
+      (i) => i.state === "warm" && i.environment.name === "python",
+    );
     const warmPyPid = warmPy && (await pidOfInstance(warmPy.id));
     if (warmPyPid) memory.instance_warm_python_rss_mb = await rssMb(warmPyPid);
 
@@ -137,7 +169,12 @@ async function main() {
         if (r.status !== 200) errors++;
         samples.push(r.ms);
       }
-      cold[runtime] = { p50_ms: round(percentile(samples, 50)), p99_ms: round(percentile(samples, 99)), samples: samples.length, errors };
+      cold[runtime] = {
+        p50_ms: round(percentile(samples, 50)),
+        p99_ms: round(percentile(samples, 99)),
+        samples: samples.length,
+        errors,
+      };
     }
     results.cold = cold;
 
@@ -149,16 +186,28 @@ async function main() {
       await fn(p, name, "node-empty", NODE_HELLO, { idleTimeoutSeconds: 5 });
       empty.push((await timedGet(`${p.gatewayUrl}/function/${name}`)).ms);
     }
-    results.cold_empty_pool = { node: { p50_ms: round(percentile(empty, 50)), p99_ms: round(percentile(empty, 99)), samples: empty.length } };
+    results.cold_empty_pool = {
+      node: {
+        p50_ms: round(percentile(empty, 50)),
+        p99_ms: round(percentile(empty, 99)),
+        samples: empty.length,
+      },
+    };
 
     // 4. Burst: 200 concurrent first requests to one function.
     console.log(`burst of ${BURST} concurrent first requests…`);
     await warmPoolFull(p, "nodejs", POOL);
     const burstConcurrency = 50;
-    await fn(p, "burst", "nodejs", 'module.exports = async () => { await new Promise(r => setTimeout(r, 20)); return "ok"; };\n', {
-      concurrency: burstConcurrency,
-      maxInstances: 20,
-    });
+    await fn(
+      p,
+      "burst",
+      "nodejs",
+      'module.exports = async () => { await new Promise(r => setTimeout(r, 20)); return "ok"; };\n',
+      {
+        concurrency: burstConcurrency,
+        maxInstances: 20,
+      },
+    );
     const agent = new Agent({ connections: BURST, pipelining: 0 });
     const burstTimes: number[] = [];
     let burstErrors = 0;
@@ -193,11 +242,19 @@ async function main() {
   }
 
   const flat = Object.fromEntries(
-    Object.entries(results.memory as Record<string, number>).map(([k, v]) => [k.replace(/_idle_rss_mb$/, "_rss_mb"), v]),
+    Object.entries(results.memory as Record<string, number>).map(([k, v]) => [
+      k.replace(/_idle_rss_mb$/, "_rss_mb"),
+      v,
+    ]),
   );
   const out = {
     date: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGb: round(os.totalmem() / 2 ** 30, 1), node: process.version },
+    machine: {
+      cpus: os.cpus().length,
+      model: os.cpus()[0]?.model,
+      memGb: round(os.totalmem() / 2 ** 30, 1),
+      node: process.version,
+    },
     quick: QUICK,
     ...results,
     memory: { ...(results.memory as object), ...flat },
@@ -213,15 +270,37 @@ type Out = Record<string, any>; // eslint-disable-line @typescript-eslint/no-exp
 function render(o: Out): string {
   const w = o.warm as Record<string, number>;
   const rows: [string, string, string][] = [
-    ["warm rps: gateway / direct / Go proxy", `${w.gateway_rps} / ${w.direct_rps} / ${w.go_proxy_rps}`, "gateway >= 1.0x Go"],
+    [
+      "warm rps: gateway / direct / Go proxy",
+      `${w.gateway_rps} / ${w.direct_rps} / ${w.go_proxy_rps}`,
+      "gateway >= 1.0x Go",
+    ],
     ["warm gateway vs Go proxy", `${w.gateway_vs_go}x`, ">= 1.0x (stretch 1.25x)"],
     ["warm gateway p50 / p99 ms", `${w.gateway_p50_ms} / ${w.gateway_p99_ms}`, ""],
-    ["cold (warm pool) node p50 / p99 ms", `${o.cold.node.p50_ms} / ${o.cold.node.p99_ms}`, "<= 10 / 30"],
-    ["cold (warm pool) python p50 / p99 ms", `${o.cold.python.p50_ms} / ${o.cold.python.p99_ms}`, "<= 20 / 50"],
-    ["cold (empty pool) node p50 / p99 ms", `${o.cold_empty_pool.node.p50_ms} / ${o.cold_empty_pool.node.p99_ms}`, "p50 <= 150"],
-    ["burst 200: instances (required) / errors / p99 ms", `${o.burst.instances} (${o.burst.instances_required}) / ${o.burst.errors} / ${o.burst.p99_ms}`, "instances = required, 0 errors"],
+    [
+      "cold (warm pool) node p50 / p99 ms",
+      `${o.cold.node.p50_ms} / ${o.cold.node.p99_ms}`,
+      "<= 10 / 30",
+    ],
+    [
+      "cold (warm pool) python p50 / p99 ms",
+      `${o.cold.python.p50_ms} / ${o.cold.python.p99_ms}`,
+      "<= 20 / 50",
+    ],
+    [
+      "cold (empty pool) node p50 / p99 ms",
+      `${o.cold_empty_pool.node.p50_ms} / ${o.cold_empty_pool.node.p99_ms}`,
+      "p50 <= 150",
+    ],
+    [
+      "burst 200: instances (required) / errors / p99 ms",
+      `${o.burst.instances} (${o.burst.instances_required}) / ${o.burst.errors} / ${o.burst.p99_ms}`,
+      "instances = required, 0 errors",
+    ],
   ];
-  for (const [k, v] of Object.entries(o.memory as Record<string, number>)) if (!/_rss_mb$/.test(k) || /_(idle|load)_rss_mb$|instance_/.test(k)) rows.push([`memory ${k}`, String(v), ""]);
+  for (const [k, v] of Object.entries(o.memory as Record<string, number>))
+    if (!/_rss_mb$/.test(k) || /_(idle|load)_rss_mb$|instance_/.test(k))
+      rows.push([`memory ${k}`, String(v), ""]);
   const wa = Math.max(...rows.map((r) => r[0].length));
   const wb = Math.max(...rows.map((r) => r[1].length));
   return rows.map(([a, b, c]) => `${a.padEnd(wa)}  ${b.padEnd(wb)}  ${c}`).join("\n");

@@ -16,7 +16,9 @@ for (const svc of wanted) {
     target: "node20",
     format: "esm",
     // Some dependencies still call require(); give the ESM bundle one.
-    banner: { js: "import { createRequire as __fizzRequire } from 'node:module'; const require = __fizzRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __fizzRequire } from 'node:module'; const require = __fizzRequire(import.meta.url);",
+    },
     logLevel: "warning",
   });
   console.log(`dist/${svc}.mjs`);

@@ -39,7 +39,9 @@ const serverLogs = {};
 const color = process.stdout.isTTY === true;
 const onLog = (name, line) => {
   if (name === "nats" || name === "redis") {
-    (serverLogs[name] ??= createWriteStream(path.join(logDir, `${name}.log`), { flags: "a" })).write(line + "\n");
+    (serverLogs[name] ??= createWriteStream(path.join(logDir, `${name}.log`), {
+      flags: "a",
+    })).write(line + "\n");
     return;
   }
   if (process.env.FIZZ_LOG_FORMAT === "json") console.log(line);

@@ -19,7 +19,9 @@ const failed = [];
 for (const stage of stages) {
   const env = { ...process.env };
   if (stage === "k8s") {
-    const built = spawnSync("bash", [path.join(ROOT, "scripts/build-k8s-lite.sh"), "--cached"], { encoding: "utf8" });
+    const built = spawnSync("bash", [path.join(ROOT, "scripts/build-k8s-lite.sh"), "--cached"], {
+      encoding: "utf8",
+    });
     if (built.status !== 0) {
       console.log(
         "\n=== k8s tests: SKIPPED ===\n" +
@@ -32,7 +34,11 @@ for (const stage of stages) {
     env.FIZZ_K8S_LITE_BIN = built.stdout.trim();
   }
   console.log(`\n=== ${stage} tests ===`);
-  const r = spawnSync("npx", ["mocha", "--config", `.mocharc.${stage}.cjs`], { cwd: ROOT, stdio: "inherit", env });
+  const r = spawnSync("npx", ["mocha", "--config", `.mocharc.${stage}.cjs`], {
+    cwd: ROOT,
+    stdio: "inherit",
+    env,
+  });
   if (r.status !== 0) failed.push(stage);
 }
 if (failed.length) {

@@ -17,24 +17,42 @@ export function ensureWrk(): string {
   const which = spawnSync("sh", ["-c", "command -v wrk"], { encoding: "utf8" });
   if (which.status === 0) return which.stdout.trim();
   if (process.getuid?.() === 0) {
-    spawnSync("apt-get", ["install", "-y", "-q", "wrk"], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+    spawnSync("apt-get", ["install", "-y", "-q", "wrk"], {
+      stdio: "inherit",
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    });
     const again = spawnSync("sh", ["-c", "command -v wrk"], { encoding: "utf8" });
     if (again.status === 0) return again.stdout.trim();
   }
   throw new Error("the benchmark needs wrk (Debian/Ubuntu: apt-get install wrk)");
 }
 
-export async function wrk(url: string, opts: { connections: number; seconds: number; threads?: number }): Promise<LoadResult> {
+export async function wrk(
+  url: string,
+  opts: { connections: number; seconds: number; threads?: number },
+): Promise<LoadResult> {
   const host = new URL(url).hostname;
-  if (!/^127\.\d+\.\d+\.\d+$/.test(host) && host !== "localhost") throw new Error(`refusing to load ${host}: loopback only`);
-  const args = ["-t", String(opts.threads ?? 1), "-c", String(opts.connections), "-d", `${opts.seconds}s`, "--latency", url];
+  if (!/^127\.\d+\.\d+\.\d+$/.test(host) && host !== "localhost")
+    throw new Error(`refusing to load ${host}: loopback only`);
+  const args = [
+    "-t",
+    String(opts.threads ?? 1),
+    "-c",
+    String(opts.connections),
+    "-d",
+    `${opts.seconds}s`,
+    "--latency",
+    url,
+  ];
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn(ensureWrk(), args, { stdio: ["ignore", "pipe", "pipe"] });
     let text = "";
     child.stdout.on("data", (d: Buffer) => (text += d.toString()));
     child.stderr.on("data", (d: Buffer) => (text += d.toString()));
     child.once("error", reject);
-    child.once("exit", (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}: ${text}`))));
+    child.once("exit", (code) =>
+      code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}: ${text}`)),
+    );
   });
   return parseWrk(out);
 }

@@ -24,12 +24,20 @@ export async function startBenchPlatform(logFile: string) {
   });
   const nc: NatsConnection = await connect({ servers: nats.url });
   const subs = subjects();
-  const pids = Object.fromEntries(launched.children.map(({ name, child }) => [name, child.pid!])) as Record<string, number>;
+  const pids = Object.fromEntries(
+    launched.children.map(({ name, child }) => [name, child.pid!]),
+  ) as Record<string, number>;
   return {
     ...launched,
     pids,
     async instances(): Promise<Instance[]> {
-      const r = await request(nc, subs.poolkeeperList, Codecs.poolkeeperList, {}, { sender: "bench", timeoutMs: 5000 });
+      const r = await request(
+        nc,
+        subs.poolkeeperList,
+        Codecs.poolkeeperList,
+        {},
+        { sender: "bench", timeoutMs: 5000 },
+      );
       return r.instances;
     },
     async api(method: string, p: string, body?: unknown) {

@@ -32,7 +32,8 @@ async function waitUntil(check, timeoutMs, what) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -61,7 +62,11 @@ export async function launchPlatform(opts) {
       env,
       // stdin is a pipe the child watches: if this launcher dies, even by SIGKILL, it closes and
       // the services stop, so nothing is left orphaned.
-      stdio: [exitWithStdin ? "pipe" : "ignore", opts.onLog ? "pipe" : "inherit", opts.onLog ? "pipe" : "inherit"],
+      stdio: [
+        exitWithStdin ? "pipe" : "ignore",
+        opts.onLog ? "pipe" : "inherit",
+        opts.onLog ? "pipe" : "inherit",
+      ],
     });
     if (opts.onLog) {
       for (const stream of [child.stdout, child.stderr]) {
@@ -109,7 +114,12 @@ export async function launchPlatform(opts) {
       const dir = path.join(opts.dataDir, "nats");
       mkdirSync(dir, { recursive: true });
       const bin = findBinary("nats-server", ["/usr/sbin/nats-server", "/usr/bin/nats-server"]);
-      spawnChild("nats", bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], process.env);
+      spawnChild(
+        "nats",
+        bin,
+        ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
+        process.env,
+      );
       natsUrl = `nats://127.0.0.1:${port}`;
       await waitUntil(() => portOpen(port), 15_000, "nats-server");
     }
@@ -119,7 +129,20 @@ export async function launchPlatform(opts) {
       mkdirSync(dir, { recursive: true });
       const bin = findBinary("redis-server", ["/usr/bin/redis-server"]);
       // appendonly: what was registered survives a restart of `npm start`.
-      const args = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--appendonly", "yes", "--save", "", "--loglevel", "warning"];
+      const args = [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir,
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--loglevel",
+        "warning",
+      ];
       spawnChild("redis", bin, args, process.env);
       redisUrl = `redis://127.0.0.1:${port}`;
       await waitUntil(() => portOpen(port), 15_000, "redis-server");
@@ -148,9 +171,15 @@ export async function launchPlatform(opts) {
       ...opts.env,
     };
     for (const svc of SERVICES) {
-      spawnChild(svc, process.execPath, ["--import", "tsx", path.join("services", svc, "src", "main.ts")], env, {
-        exitWithStdin: true,
-      });
+      spawnChild(
+        svc,
+        process.execPath,
+        ["--import", "tsx", path.join("services", svc, "src", "main.ts")],
+        env,
+        {
+          exitWithStdin: true,
+        },
+      );
     }
     const readyz = {
       registry: `http://127.0.0.1:${ports.registry}/readyz`,
@@ -161,12 +190,16 @@ export async function launchPlatform(opts) {
     };
     const exited = new Promise((_, reject) => {
       for (const { name, child } of children) {
-        child.once("exit", (code, sig) => reject(new Error(`${name} exited (${code ?? sig}) while starting`)));
+        child.once("exit", (code, sig) =>
+          reject(new Error(`${name} exited (${code ?? sig}) while starting`)),
+        );
       }
     });
     exited.catch(() => undefined);
     await Promise.race([
-      Promise.all(Object.entries(readyz).map(([n, u]) => waitUntil(() => ready(u), 60_000, `${n} at ${u}`))),
+      Promise.all(
+        Object.entries(readyz).map(([n, u]) => waitUntil(() => ready(u), 60_000, `${n} at ${u}`)),
+      ),
       exited,
     ]);
     return {

@@ -7,8 +7,16 @@ import path from "node:path";
 export const ROOT = path.resolve(new URL("../..", import.meta.url).pathname);
 
 const BINARIES = [
-  { bin: "nats-server", apt: "nats-server", paths: ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"] },
-  { bin: "redis-server", apt: "redis-server", paths: ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] },
+  {
+    bin: "nats-server",
+    apt: "nats-server",
+    paths: ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"],
+  },
+  {
+    bin: "redis-server",
+    apt: "redis-server",
+    paths: ["/usr/bin/redis-server", "/usr/local/bin/redis-server"],
+  },
   { bin: "python3", apt: "python3", paths: [] },
 ];
 
@@ -35,8 +43,12 @@ export function ensureBinaries(log = console.error) {
     log(`fizz: installing ${names.join(", ")} with apt-get`);
     const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
     const upd = spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env });
-    const ins = spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", ...names], { stdio: "inherit", env });
-    if (upd.status === 0 && ins.status === 0 && missing.every((b) => findBinary(b.bin, b.paths))) return;
+    const ins = spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", ...names], {
+      stdio: "inherit",
+      env,
+    });
+    if (upd.status === 0 && ins.status === 0 && missing.every((b) => findBinary(b.bin, b.paths)))
+      return;
     throw new Error(`apt-get could not install ${names.join(", ")}; install them and run again`);
   }
   throw new Error(
@@ -51,7 +63,9 @@ export function ensureNodeModules(log = console.error) {
   const lock = path.join(ROOT, "package-lock.json");
   if (existsSync(marker) && existsSync(path.join(ROOT, "node_modules", "tsx"))) return;
   log("fizz: installing node modules (npm install)");
-  const args = existsSync(lock) ? ["ci", "--no-audit", "--no-fund"] : ["install", "--no-audit", "--no-fund"];
+  const args = existsSync(lock)
+    ? ["ci", "--no-audit", "--no-fund"]
+    : ["install", "--no-audit", "--no-fund"];
   const r = spawnSync("npm", args, { cwd: ROOT, stdio: "inherit" });
   if (r.status !== 0) throw new Error(`npm ${args[0]} failed (exit ${r.status})`);
 }

@@ -12,7 +12,8 @@ export function prettyLine(name, line, { color = false } = {}) {
   } catch {
     return `${name.padEnd(11)} ${line}`;
   }
-  if (typeof rec !== "object" || rec === null || !("msg" in rec)) return `${name.padEnd(11)} ${line}`;
+  if (typeof rec !== "object" || rec === null || !("msg" in rec))
+    return `${name.padEnd(11)} ${line}`;
   const time = new Date(rec.time ?? Date.now()).toTimeString().slice(0, 8);
   if (rec.function && rec.stream) return `${time} ${String(rec.function).padEnd(18)} | ${rec.msg}`;
   const level = LEVELS[rec.level] ?? "info";

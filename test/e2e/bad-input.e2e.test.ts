@@ -19,9 +19,25 @@ describe("bad input, end to end", function () {
     if (this.currentTest?.state === "failed") console.error(p.logs.slice(-60).join("\n"));
   });
 
-  async function loadFailure(name: string, env: string, file: string, code: string, extra: string[] = []) {
+  async function loadFailure(
+    name: string,
+    env: string,
+    file: string,
+    code: string,
+    extra: string[] = [],
+  ) {
     await p.file(file, code);
-    const created = await p.fizz("fn", "create", "--name", name, "--env", env, "--code", file, ...extra);
+    const created = await p.fizz(
+      "fn",
+      "create",
+      "--name",
+      name,
+      "--env",
+      env,
+      "--code",
+      file,
+      ...extra,
+    );
     expect(created.code, created.stderr).to.equal(0);
     const call = await get(`${p.gatewayUrl}/function/${name}`);
     expect(call.status).to.equal(500);
@@ -33,27 +49,48 @@ describe("bad input, end to end", function () {
   }
 
   it("shows the loader's message, file and line, for Python 2 code", async () => {
-    const { message, cli } = await loadFailure("py2", "python", "py2.py", 'def main():\n    print "x"\n');
-    expect(message).to.match(/py2\.py:2/).and.to.match(/SyntaxError/);
+    const { message, cli } = await loadFailure(
+      "py2",
+      "python",
+      "py2.py",
+      'def main():\n    print "x"\n',
+    );
+    expect(message)
+      .to.match(/py2\.py:2/)
+      .and.to.match(/SyntaxError/);
     expect(cli).to.match(/py2\.py:2/);
   });
 
   it("shows the loader's message for a Node syntax error", async () => {
-    const { message } = await loadFailure("broken-js", "nodejs", "broken.js", "module.exports = async () => {\n  return (;\n};\n");
-    expect(message).to.match(/broken\.js:2/).and.to.match(/SyntaxError/);
+    const { message } = await loadFailure(
+      "broken-js",
+      "nodejs",
+      "broken.js",
+      "module.exports = async () => {\n  return (;\n};\n",
+    );
+    expect(message)
+      .to.match(/broken\.js:2/)
+      .and.to.match(/SyntaxError/);
   });
 
   it("shows the loader's message for a missing entrypoint", async () => {
-    const { message } = await loadFailure("no-entry", "python", "noentry.py", "def other():\n    return 1\n", [
-      "--entrypoint",
-      "handler",
-    ]);
-    expect(message).to.match(/noentry\.py/).and.to.match(/handler/);
+    const { message } = await loadFailure(
+      "no-entry",
+      "python",
+      "noentry.py",
+      "def other():\n    return 1\n",
+      ["--entrypoint", "handler"],
+    );
+    expect(message)
+      .to.match(/noentry\.py/)
+      .and.to.match(/handler/);
   });
 
   it("keeps serving good functions after broken ones were discarded", async () => {
     await p.file("ok.py", 'def main():\n    return "fine"\n');
-    expect((await p.fizz("fn", "create", "--name", "fine", "--env", "python", "--code", "ok.py")).code).to.equal(0);
+    expect(
+      (await p.fizz("fn", "create", "--name", "fine", "--env", "python", "--code", "ok.py")).code,
+    ).to.equal(0);
     const r = await get(`${p.gatewayUrl}/function/fine`);
     expect(r.status, r.text).to.equal(200);
     expect(r.text).to.equal("fine");
@@ -63,14 +100,18 @@ describe("bad input, end to end", function () {
     await p.file("x.py", "def main():\n    return 1\n");
     const r = await p.fizz("fn", "create", "--name", "orphan", "--env", "ruby", "--code", "x.py");
     expect(r.code).to.equal(1);
-    expect(r.stderr).to.match(/UNKNOWN_ENVIRONMENT/).and.to.match(/ruby/);
+    expect(r.stderr)
+      .to.match(/UNKNOWN_ENVIRONMENT/)
+      .and.to.match(/ruby/);
     expect((await p.fizz("fn", "get", "--name", "orphan")).stderr).to.match(/NOT_FOUND/);
   });
 
   it("refuses names that are not DNS-1123 labels", async () => {
     const r = await p.fizz("env", "create", "--name", "Bad_Name", "--image", "fizz/env-python");
     expect(r.code).to.equal(1);
-    expect(r.stderr).to.match(/INVALID_NAME/).and.to.match(/DNS-1123/);
+    expect(r.stderr)
+      .to.match(/INVALID_NAME/)
+      .and.to.match(/DNS-1123/);
   });
 
   it("refuses a duplicate name", async () => {
@@ -87,8 +128,34 @@ describe("bad input, end to end", function () {
 
   it("refuses a route another trigger already serves", async () => {
     await p.file("r.py", "def main():\n    return 'r'\n");
-    expect((await p.fizz("fn", "create", "--name", "r1", "--env", "python", "--code", "r.py", "--route", "/taken")).code).to.equal(0);
-    const r = await p.fizz("fn", "create", "--name", "r2", "--env", "python", "--code", "r.py", "--route", "/taken");
+    expect(
+      (
+        await p.fizz(
+          "fn",
+          "create",
+          "--name",
+          "r1",
+          "--env",
+          "python",
+          "--code",
+          "r.py",
+          "--route",
+          "/taken",
+        )
+      ).code,
+    ).to.equal(0);
+    const r = await p.fizz(
+      "fn",
+      "create",
+      "--name",
+      "r2",
+      "--env",
+      "python",
+      "--code",
+      "r.py",
+      "--route",
+      "/taken",
+    );
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/ROUTE_CONFLICT/);
     // The CLI rolled the function back: nothing half-made stays.

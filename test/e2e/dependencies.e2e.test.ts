@@ -43,11 +43,15 @@ describe("services waiting for NATS and Redis", function () {
       FIZZ_WORKDIR: path.join(dataDir, "work"),
     };
     for (const svc of services) {
-      const child = spawn(process.execPath, ["--import", "tsx", path.join("services", svc, "src", "main.ts")], {
-        cwd: ROOT,
-        env,
-        stdio: ["ignore", "pipe", "pipe"],
-      });
+      const child = spawn(
+        process.execPath,
+        ["--import", "tsx", path.join("services", svc, "src", "main.ts")],
+        {
+          cwd: ROOT,
+          env,
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
       logs.set(svc, "");
       const collect = (d: Buffer) => logs.set(svc, (logs.get(svc) ?? "") + d.toString());
       child.stdout!.on("data", collect);
@@ -63,7 +67,10 @@ describe("services waiting for NATS and Redis", function () {
     };
     // Every service is alive (answers) but not ready.
     for (const svc of services) {
-      await waitFor(async () => (await readyz(svc)) === 503, { timeoutMs: 30_000, what: `${svc} answering 503` });
+      await waitFor(async () => (await readyz(svc)) === 503, {
+        timeoutMs: 30_000,
+        what: `${svc} answering 503`,
+      });
     }
     await waitFor(() => [...logs.values()].every((l) => /waiting for NATS/.test(l)), {
       timeoutMs: 15_000,
@@ -73,7 +80,10 @@ describe("services waiting for NATS and Redis", function () {
 
     servers = [await startNats({ port: natsPort }), await startRedis({ port: redisPort })];
     for (const svc of services) {
-      await waitFor(async () => (await readyz(svc)) === 200, { timeoutMs: 30_000, what: `${svc} ready` });
+      await waitFor(async () => (await readyz(svc)) === 200, {
+        timeoutMs: 30_000,
+        what: `${svc} ready`,
+      });
     }
     for (const c of children) expect(c.exitCode, "no service gave up and exited").to.equal(null);
   });

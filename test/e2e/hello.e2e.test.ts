@@ -28,7 +28,18 @@ describe("hello world, end to end on the embedded default", function () {
   it("serves the Python hello world at its route", async () => {
     await p.file("hello.py", 'def main(context):\n    print("Hello, world!")\n');
     await ok("env", "create", "--name", "python", "--image", "fizz/env-python");
-    await ok("fn", "create", "--name", "hello", "--env", "python", "--code", "hello.py", "--route", "/hello");
+    await ok(
+      "fn",
+      "create",
+      "--name",
+      "hello",
+      "--env",
+      "python",
+      "--code",
+      "hello.py",
+      "--route",
+      "/hello",
+    );
     const cold = await get(`${p.gatewayUrl}/hello`);
     expect(cold.status, cold.text).to.equal(200);
     expect(cold.text).to.equal("Hello, world!\n");
@@ -38,9 +49,23 @@ describe("hello world, end to end on the embedded default", function () {
   });
 
   it("serves the Node hello world at its route", async () => {
-    await p.file("hello.js", 'module.exports = async (context) => ({ status: 200, body: "Hello, world!\\n" })\n');
+    await p.file(
+      "hello.js",
+      'module.exports = async (context) => ({ status: 200, body: "Hello, world!\\n" })\n',
+    );
     await ok("env", "create", "--name", "nodejs", "--image", "fizz/env-node");
-    await ok("fn", "create", "--name", "hello-node", "--env", "nodejs", "--code", "hello.js", "--route", "/hello-node");
+    await ok(
+      "fn",
+      "create",
+      "--name",
+      "hello-node",
+      "--env",
+      "nodejs",
+      "--code",
+      "hello.js",
+      "--route",
+      "/hello-node",
+    );
     const cold = await get(`${p.gatewayUrl}/hello-node`);
     expect(cold.status, cold.text).to.equal(200);
     expect(cold.text).to.equal("Hello, world!\n");
@@ -58,8 +83,12 @@ describe("hello world, end to end on the embedded default", function () {
 
   it("lists what was created, as a table and as JSON", async () => {
     const table = await ok("fn", "list");
-    expect(table.stdout).to.match(/hello-node/).and.to.match(/hello/);
-    const json = JSON.parse((await ok("fn", "list", "-o", "json")).stdout) as { items: { metadata: { name: string } }[] };
+    expect(table.stdout)
+      .to.match(/hello-node/)
+      .and.to.match(/hello/);
+    const json = JSON.parse((await ok("fn", "list", "-o", "json")).stdout) as {
+      items: { metadata: { name: string } }[];
+    };
     expect(json.items.map((i) => i.metadata.name)).to.have.members(["hello", "hello-node"]);
   });
 

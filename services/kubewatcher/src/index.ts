@@ -23,7 +23,10 @@ export interface Kubewatcher {
  * It answers /healthz at once and /readyz only once NATS is connected, so an orchestrator neither
  * restarts it while it waits for NATS nor counts it as ready before it can publish.
  */
-export async function start(config: KubewatcherConfig, deps: { logger?: Logger } = {}): Promise<Kubewatcher> {
+export async function start(
+  config: KubewatcherConfig,
+  deps: { logger?: Logger } = {},
+): Promise<Kubewatcher> {
   const logger = deps.logger ?? silentLogger();
   const sender = `kubewatcher-${randomBytes(3).toString("hex")}`;
   const abort = new AbortController();
@@ -35,7 +38,12 @@ export async function start(config: KubewatcherConfig, deps: { logger?: Logger }
     metrics: createMetricsRegistry("kubewatcher"),
   });
   logger.info({ port: ops.port, sender }, "kubewatcher ops server listening");
-  const connecting = connectNats({ url: config.natsUrl, name: sender, logger, signal: abort.signal }).then(
+  const connecting = connectNats({
+    url: config.natsUrl,
+    name: sender,
+    logger,
+    signal: abort.signal,
+  }).then(
     (c) => (nc = c),
     () => undefined,
   );

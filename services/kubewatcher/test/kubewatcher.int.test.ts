@@ -14,7 +14,10 @@ describe("kubewatcher", () => {
       expect(await notReady.json()).to.deep.include({ checks: { nats: false } });
       const nats = await startNats({ port: natsPort });
       try {
-        await waitFor(async () => (await fetch(url("/readyz"))).status === 200, { timeoutMs: 15_000, what: "ready" });
+        await waitFor(async () => (await fetch(url("/readyz"))).status === 200, {
+          timeoutMs: 15_000,
+          what: "ready",
+        });
       } finally {
         await kw.stop();
         await nats.cleanup();

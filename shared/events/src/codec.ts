@@ -29,7 +29,10 @@ export interface Codec<T, I = T> {
   decode(bytes: Uint8Array): Envelope<T>;
 }
 
-export function codec<S extends z.ZodType>(type: string, schema: S): Codec<z.output<S>, z.input<S>> {
+export function codec<S extends z.ZodType>(
+  type: string,
+  schema: S,
+): Codec<z.output<S>, z.input<S>> {
   return {
     type,
     encode(data, sender) {
@@ -40,15 +43,27 @@ export function codec<S extends z.ZodType>(type: string, schema: S): Codec<z.out
       const raw = parseEnvelope(bytes);
       if (raw.type === ERROR_TYPE) throw FizzError.fromWire(raw.data);
       if (raw.type !== type) {
-        throw new FizzError("MALFORMED_MESSAGE", `expected a ${type} message, got ${raw.type}`, { field: "type" });
+        throw new FizzError("MALFORMED_MESSAGE", `expected a ${type} message, got ${raw.type}`, {
+          field: "type",
+        });
       }
       const parsed = schema.safeParse(raw.data);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
         const field = issue ? ["data", ...issue.path.map(String)].join(".") : "data";
-        throw new FizzError("MALFORMED_MESSAGE", `${type}: ${field}: ${issue?.message ?? "invalid"}`, { field });
+        throw new FizzError(
+          "MALFORMED_MESSAGE",
+          `${type}: ${field}: ${issue?.message ?? "invalid"}`,
+          { field },
+        );
       }
-      return { v: ENVELOPE_VERSION, type: raw.type, sender: raw.sender, ts: raw.ts, data: parsed.data as z.output<S> };
+      return {
+        v: ENVELOPE_VERSION,
+        type: raw.type,
+        sender: raw.sender,
+        ts: raw.ts,
+        data: parsed.data as z.output<S>,
+      };
     },
   };
 }
@@ -73,20 +88,31 @@ function parseEnvelope(bytes: Uint8Array): RawEnvelope {
   }
   const e = value as Record<string, unknown>;
   if (e.v !== ENVELOPE_VERSION) {
-    throw new FizzError("MALFORMED_MESSAGE", `unsupported envelope version ${String(e.v)}`, { field: "v" });
+    throw new FizzError("MALFORMED_MESSAGE", `unsupported envelope version ${String(e.v)}`, {
+      field: "v",
+    });
   }
-  if (typeof e.type !== "string") throw new FizzError("MALFORMED_MESSAGE", "envelope has no type", { field: "type" });
+  if (typeof e.type !== "string")
+    throw new FizzError("MALFORMED_MESSAGE", "envelope has no type", { field: "type" });
   if (typeof e.sender !== "string") {
     throw new FizzError("MALFORMED_MESSAGE", "envelope has no sender", { field: "sender" });
   }
-  if (typeof e.ts !== "number") throw new FizzError("MALFORMED_MESSAGE", "envelope has no ts", { field: "ts" });
-  if (!("data" in e)) throw new FizzError("MALFORMED_MESSAGE", "envelope has no data", { field: "data" });
+  if (typeof e.ts !== "number")
+    throw new FizzError("MALFORMED_MESSAGE", "envelope has no ts", { field: "ts" });
+  if (!("data" in e))
+    throw new FizzError("MALFORMED_MESSAGE", "envelope has no data", { field: "data" });
   return { v: e.v, type: e.type, sender: e.sender, ts: e.ts, data: e.data };
 }
 
 /** An error reply: the requester's codec.decode rebuilds and throws it. */
 export function encodeError(err: FizzError, sender: string): Uint8Array {
-  const env: Envelope<WireError> = { v: ENVELOPE_VERSION, type: ERROR_TYPE, sender, ts: Date.now(), data: err.toWire() };
+  const env: Envelope<WireError> = {
+    v: ENVELOPE_VERSION,
+    type: ERROR_TYPE,
+    sender,
+    ts: Date.now(),
+    data: err.toWire(),
+  };
   return encoder.encode(JSON.stringify(env));
 }
 

@@ -5,9 +5,15 @@ import { InstanceEvents } from "./subjects";
 
 /** Message bodies (the `data` of an envelope), one schema per message type. */
 
-const kindPlural = z.enum(KIND_PLURALS as [string, ...string[]]).transform((k) => k as (typeof KIND_PLURALS)[number]);
+const kindPlural = z
+  .enum(KIND_PLURALS as [string, ...string[]])
+  .transform((k) => k as (typeof KIND_PLURALS)[number]);
 
-export const FunctionRef = z.object({ namespace: dnsLabel, name: dnsLabel, revision: z.number().int().positive() });
+export const FunctionRef = z.object({
+  namespace: dnsLabel,
+  name: dnsLabel,
+  revision: z.number().int().positive(),
+});
 export type FunctionRef = z.infer<typeof FunctionRef>;
 export const EnvironmentRef = z.object({ namespace: dnsLabel, name: dnsLabel });
 export type EnvironmentRef = z.infer<typeof EnvironmentRef>;
@@ -22,7 +28,11 @@ export const RegistryChanged = z.object({
 });
 export type RegistryChanged = z.infer<typeof RegistryChanged>;
 
-export const RegistryGetRequest = z.object({ kind: kindPlural, namespace: dnsLabel, name: dnsLabel });
+export const RegistryGetRequest = z.object({
+  kind: kindPlural,
+  namespace: dnsLabel,
+  name: dnsLabel,
+});
 export type RegistryGetRequest = z.infer<typeof RegistryGetRequest>;
 export const RegistryGetReply = z.object({ object: AnyObject });
 export type RegistryGetReply = z.infer<typeof RegistryGetReply>;

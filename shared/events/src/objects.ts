@@ -23,7 +23,9 @@ export function isKindPlural(value: string): value is KindPlural {
 
 const labels = z.record(dnsLabelKey(), z.string().max(63)).default({});
 function dnsLabelKey() {
-  return z.string().regex(/^([a-z0-9.-]+\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/, "invalid label key");
+  return z
+    .string()
+    .regex(/^([a-z0-9.-]+\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/, "invalid label key");
 }
 
 export const Metadata = z.object({
@@ -94,7 +96,12 @@ export const HttpTriggerSpec = z
     path: routePath.optional(),
     prefix: routePath.optional(),
     methods: z
-      .array(z.string().transform((m) => m.toUpperCase()).pipe(z.enum(HTTP_METHODS)))
+      .array(
+        z
+          .string()
+          .transform((m) => m.toUpperCase())
+          .pipe(z.enum(HTTP_METHODS)),
+      )
       .default([]),
     host: z
       .string()
@@ -104,7 +111,11 @@ export const HttpTriggerSpec = z
   })
   .superRefine((s, ctx) => {
     if ((s.path === undefined) === (s.prefix === undefined)) {
-      ctx.addIssue({ code: "custom", path: ["path"], message: "exactly one of path and prefix is required" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["path"],
+        message: "exactly one of path and prefix is required",
+      });
     }
   });
 export type HttpTriggerSpec = z.infer<typeof HttpTriggerSpec>;

@@ -14,5 +14,7 @@ export function runtimeOfImage(image: string): RuntimeName | undefined {
   const withoutDigest = image.split("@")[0] ?? image;
   const last = withoutDigest.split("/").pop() ?? withoutDigest;
   const repo = last.split(":")[0] ?? last;
-  return Object.hasOwn(RuntimeImages, repo) ? RuntimeImages[repo as keyof typeof RuntimeImages] : undefined;
+  return Object.hasOwn(RuntimeImages, repo)
+    ? RuntimeImages[repo as keyof typeof RuntimeImages]
+    : undefined;
 }

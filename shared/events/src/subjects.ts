@@ -15,12 +15,17 @@ export type InstanceEvent = (typeof InstanceEvents)[number];
  */
 export function subjects(prefix: string = DEFAULT_SUBJECT_PREFIX) {
   if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) {
-    throw new FizzError("VALIDATION_FAILED", `subject prefix "${prefix}" is not a plain NATS subject`, {
-      field: "prefix",
-    });
+    throw new FizzError(
+      "VALIDATION_FAILED",
+      `subject prefix "${prefix}" is not a plain NATS subject`,
+      {
+        field: "prefix",
+      },
+    );
   }
   const p = prefix;
-  const fn = (what: string, ns: string, name: string) => `${p}.${what}.${token(ns, "namespace")}.${token(name, "function")}`;
+  const fn = (what: string, ns: string, name: string) =>
+    `${p}.${what}.${token(ns, "namespace")}.${token(name, "function")}`;
   return {
     prefix: p,
     registryChanged: (kind: KindPlural) => `${p}.registry.changed.${kind}`,

@@ -26,11 +26,19 @@ const lease = {
 describe("codecs", () => {
   it("round-trips a lease request and applies defaults", () => {
     const c = Codecs.schedulerLease.request;
-    const env = c.decode(c.encode({ namespace: "default", function: "hello", gateway: "gw-1" }, "gw-1"));
+    const env = c.decode(
+      c.encode({ namespace: "default", function: "hello", gateway: "gw-1" }, "gw-1"),
+    );
     expect(env.v).to.equal(1);
     expect(env.type).to.equal("scheduler.lease.request.v1");
     expect(env.sender).to.equal("gw-1");
-    expect(env.data).to.deep.equal({ namespace: "default", function: "hello", gateway: "gw-1", exclude: [], failed: [] });
+    expect(env.data).to.deep.equal({
+      namespace: "default",
+      function: "hello",
+      gateway: "gw-1",
+      exclude: [],
+      failed: [],
+    });
   });
 
   it("round-trips a lease reply", () => {
@@ -44,20 +52,34 @@ describe("codecs", () => {
   });
 
   it("rejects an envelope of another version", () => {
-    const err = decodeError(Codecs.schedulerReport, bytes({ v: 2, type: "scheduler.report.v1", sender: "x", ts: 1, data: {} }));
+    const err = decodeError(
+      Codecs.schedulerReport,
+      bytes({ v: 2, type: "scheduler.report.v1", sender: "x", ts: 1, data: {} }),
+    );
     expect(err.code).to.equal("MALFORMED_MESSAGE");
     expect(err.field).to.equal("v");
   });
 
   it("rejects a message of another type on the subject", () => {
     const c = Codecs.schedulerReport;
-    const other = Codecs.schedulerInstances.encode({ namespace: "default", function: "f", revision: 1, removed: [] }, "s");
+    const other = Codecs.schedulerInstances.encode(
+      { namespace: "default", function: "f", revision: 1, removed: [] },
+      "s",
+    );
     const err = decodeError(c, other);
-    expect(err.message).to.match(/expected a scheduler.report.v1 message, got scheduler.instances.v1/);
+    expect(err.message).to.match(
+      /expected a scheduler.report.v1 message, got scheduler.instances.v1/,
+    );
   });
 
   it("names the invalid field of the data", () => {
-    const raw = bytes({ v: 1, type: "scheduler.lease.reply.v1", sender: "s", ts: 1, data: { lease: { ...lease, slots: 0 } } });
+    const raw = bytes({
+      v: 1,
+      type: "scheduler.lease.reply.v1",
+      sender: "s",
+      ts: 1,
+      data: { lease: { ...lease, slots: 0 } },
+    });
     const err = decodeError(Codecs.schedulerLease.reply, raw);
     expect(err.code).to.equal("MALFORMED_MESSAGE");
     expect(err.field).to.equal("data.lease.slots");
@@ -75,7 +97,9 @@ describe("codecs", () => {
   });
 
   it("rebuilds a remote error as the typed error it was", () => {
-    const sent = new FizzError("FUNCTION_LOAD_FAILED", "hello.py:2: SyntaxError", { field: "code" });
+    const sent = new FizzError("FUNCTION_LOAD_FAILED", "hello.py:2: SyntaxError", {
+      field: "code",
+    });
     const raw = encodeError(sent, "poolkeeper-1");
     expect(JSON.parse(new TextDecoder().decode(raw)).type).to.equal(ERROR_TYPE);
     const got = decodeError(Codecs.poolkeeperSpecialize.reply, raw);
@@ -93,7 +117,14 @@ describe("codecs", () => {
       type: "registry.changed.v1",
       sender: "r",
       ts: 1,
-      data: { kind: "functions", op: "created", namespace: "default", name: "f", revision: 1, object: { kind: "Function" } },
+      data: {
+        kind: "functions",
+        op: "created",
+        namespace: "default",
+        name: "f",
+        revision: 1,
+        object: { kind: "Function" },
+      },
     });
     expect(decodeError(c, raw).field).to.match(/^data\.object/);
   });
@@ -121,24 +152,54 @@ describe("codecs", () => {
 
 describe("update barrier codecs", () => {
   it("round-trips a gateway sync request and reply", () => {
-    const req = { kind: "functions" as const, op: "updated" as const, namespace: "default", name: "f", revision: 3 };
-    expect(Codecs.gatewaySync.request.decode(Codecs.gatewaySync.request.encode(req, "registry-1")).data).to.deep.equal(req);
-    const reply = Codecs.gatewaySync.reply.decode(Codecs.gatewaySync.reply.encode({ gateway: "gw-1", applied: true }, "gw-1"));
+    const req = {
+      kind: "functions" as const,
+      op: "updated" as const,
+      namespace: "default",
+      name: "f",
+      revision: 3,
+    };
+    expect(
+      Codecs.gatewaySync.request.decode(Codecs.gatewaySync.request.encode(req, "registry-1")).data,
+    ).to.deep.equal(req);
+    const reply = Codecs.gatewaySync.reply.decode(
+      Codecs.gatewaySync.reply.encode({ gateway: "gw-1", applied: true }, "gw-1"),
+    );
     expect(reply.data).to.deep.equal({ gateway: "gw-1", applied: true });
   });
 
   it("carries the revision a gateway knows in a lease request", () => {
     const c = Codecs.schedulerLease.request;
-    const env = c.decode(c.encode({ namespace: "default", function: "f", gateway: "gw", minRevision: 4 }, "gw"));
+    const env = c.decode(
+      c.encode({ namespace: "default", function: "f", gateway: "gw", minRevision: 4 }, "gw"),
+    );
     expect(env.data.minRevision).to.equal(4);
     const bad = new TextEncoder().encode(
-      JSON.stringify({ v: 1, type: c.type, sender: "gw", ts: 1, data: { namespace: "default", function: "f", gateway: "gw", minRevision: 0 } }),
+      JSON.stringify({
+        v: 1,
+        type: c.type,
+        sender: "gw",
+        ts: 1,
+        data: { namespace: "default", function: "f", gateway: "gw", minRevision: 0 },
+      }),
     );
-    expect(() => c.decode(bad)).to.throw(FizzError).with.property("field", "data.minRevision");
+    expect(() => c.decode(bad))
+      .to.throw(FizzError)
+      .with.property("field", "data.minRevision");
   });
 
   it("refuses a presence beat without an interval", () => {
-    const raw = new TextEncoder().encode(JSON.stringify({ v: 1, type: "gateway.presence.v1", sender: "g", ts: 1, data: { gateway: "g" } }));
-    expect(() => Codecs.gatewayPresence.decode(raw)).to.throw(FizzError).with.property("field", "data.intervalMs");
+    const raw = new TextEncoder().encode(
+      JSON.stringify({
+        v: 1,
+        type: "gateway.presence.v1",
+        sender: "g",
+        ts: 1,
+        data: { gateway: "g" },
+      }),
+    );
+    expect(() => Codecs.gatewayPresence.decode(raw))
+      .to.throw(FizzError)
+      .with.property("field", "data.intervalMs");
   });
 });

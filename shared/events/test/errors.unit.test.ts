@@ -27,9 +27,16 @@ describe("errors", () => {
   });
 
   it("renders the JSON error body with code, message, field and retryable", () => {
-    const body = errorBody(new FizzError("VALIDATION_FAILED", "spec.poolSize: too big", { field: "spec.poolSize" }));
+    const body = errorBody(
+      new FizzError("VALIDATION_FAILED", "spec.poolSize: too big", { field: "spec.poolSize" }),
+    );
     expect(body).to.deep.equal({
-      error: { code: "VALIDATION_FAILED", message: "spec.poolSize: too big", field: "spec.poolSize", retryable: false },
+      error: {
+        code: "VALIDATION_FAILED",
+        message: "spec.poolSize: too big",
+        field: "spec.poolSize",
+        retryable: false,
+      },
     });
   });
 

@@ -22,7 +22,9 @@ describe("subjects", () => {
   });
 
   it("builds per-function subjects from namespace and name", () => {
-    expect(s.schedulerInstances("default", "hello")).to.equal("fizz.v1.scheduler.instances.default.hello");
+    expect(s.schedulerInstances("default", "hello")).to.equal(
+      "fizz.v1.scheduler.instances.default.hello",
+    );
     expect(s.invoke("team-a", "resize")).to.equal("fizz.v1.invoke.team-a.resize");
     expect(s.dead("default", "hello")).to.equal("fizz.v1.dead.default.hello");
     expect(s.logs("default", "hello")).to.equal("fizz.v1.logs.default.hello");
@@ -40,7 +42,9 @@ describe("subjects", () => {
 
   it("refuses a prefix with wildcards or empty tokens", () => {
     for (const bad of ["a.*", "a..b", "a.>", "", "a b"]) {
-      expect(() => subjects(bad), bad).to.throw(FizzError).with.property("field", "prefix");
+      expect(() => subjects(bad), bad)
+        .to.throw(FizzError)
+        .with.property("field", "prefix");
     }
   });
 

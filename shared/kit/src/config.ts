@@ -20,11 +20,18 @@ export function optionalStr(env: Env, name: string): string | undefined {
   return v === undefined || v === "" ? undefined : v;
 }
 
-export function int(env: Env, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+export function int(
+  env: Env,
+  name: string,
+  fallback: number,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   const v = env[name];
   if (v === undefined || v === "") return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw bad(name, `must be an integer between ${min} and ${max}, got "${v}"`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw bad(name, `must be an integer between ${min} and ${max}, got "${v}"`);
   return n;
 }
 
@@ -50,9 +57,15 @@ export function url(env: Env, name: string, fallback: string, protocols: string[
   return v;
 }
 
-export function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
+export function oneOf<T extends string>(
+  env: Env,
+  name: string,
+  fallback: T,
+  allowed: readonly T[],
+): T {
   const v = str(env, name, fallback);
-  if (!(allowed as readonly string[]).includes(v)) throw bad(name, `must be one of ${allowed.join(", ")}, got "${v}"`);
+  if (!(allowed as readonly string[]).includes(v))
+    throw bad(name, `must be one of ${allowed.join(", ")}, got "${v}"`);
   return v as T;
 }
 
@@ -71,6 +84,14 @@ export function loadCommon(env: Env): CommonConfig {
     redisUrl: url(env, "FIZZ_REDIS_URL", "redis://127.0.0.1:6379", ["redis", "rediss"]),
     subjectPrefix: str(env, "FIZZ_SUBJECT_PREFIX", "fizz.v1"),
     redisPrefix: str(env, "FIZZ_REDIS_PREFIX", "fizz:v1:"),
-    logLevel: oneOf(env, "FIZZ_LOG_LEVEL", "info", ["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
+    logLevel: oneOf(env, "FIZZ_LOG_LEVEL", "info", [
+      "trace",
+      "debug",
+      "info",
+      "warn",
+      "error",
+      "fatal",
+      "silent",
+    ]),
   };
 }

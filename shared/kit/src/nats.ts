@@ -32,7 +32,8 @@ export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
       void watchStatus(nc, log);
       return nc;
     } catch (err) {
-      if (opts.signal?.aborted) throw new FizzError("UNAVAILABLE", "stopped while waiting for NATS");
+      if (opts.signal?.aborted)
+        throw new FizzError("UNAVAILABLE", "stopped while waiting for NATS");
       const wait = backoffMs(attempt, 200, 5000);
       log.warn({ url: opts.url, err: (err as Error).message, retryInMs: wait }, "waiting for NATS");
       await sleep(wait, opts.signal);
@@ -51,8 +52,7 @@ async function watchStatus(nc: NatsConnection, log: Logger): Promise<void> {
     } else if (s.type === "reconnect") {
       disconnected.delete(nc);
       log.info("reconnected to NATS");
-    }
-    else if (s.type === "error") log.error({ err: String(s.error) }, "NATS error");
+    } else if (s.type === "error") log.error({ err: String(s.error) }, "NATS error");
   }
 }
 
@@ -70,15 +70,22 @@ export async function request<Req, Res, ReqIn, ResIn>(
 ): Promise<Res> {
   let msg: Msg;
   try {
-    msg = await nc.request(subject, contract.request.encode(data, opts.sender), { timeout: opts.timeoutMs });
+    msg = await nc.request(subject, contract.request.encode(data, opts.sender), {
+      timeout: opts.timeoutMs,
+    });
   } catch (err) {
     const e = err as Error & { code?: string };
     const text = `${e.name} ${e.message} ${String(e.code)}`;
     if (/timeout/i.test(text)) {
-      throw new FizzError("TIMEOUT", `no answer on ${subject} within ${opts.timeoutMs} ms`, { cause: err, retryable: true });
+      throw new FizzError("TIMEOUT", `no answer on ${subject} within ${opts.timeoutMs} ms`, {
+        cause: err,
+        retryable: true,
+      });
     }
     // No responders: the service behind the subject is not running (yet).
-    throw new FizzError("UNAVAILABLE", `nothing answers on ${subject}: ${e.message}`, { cause: err });
+    throw new FizzError("UNAVAILABLE", `nothing answers on ${subject}: ${e.message}`, {
+      cause: err,
+    });
   }
   return contract.reply.decode(msg.data).data;
 }
@@ -144,7 +151,10 @@ export function listen<T, I>(
       try {
         data = codec.decode(msg.data).data;
       } catch (e) {
-        log.warn({ err: (e as Error).message, subject: msg.subject }, "dropped a malformed message");
+        log.warn(
+          { err: (e as Error).message, subject: msg.subject },
+          "dropped a malformed message",
+        );
         return;
       }
       void Promise.resolve()
@@ -154,7 +164,13 @@ export function listen<T, I>(
   });
 }
 
-export function publish<T, I>(nc: NatsConnection, subject: string, codec: Codec<T, I>, data: I, sender: string): void {
+export function publish<T, I>(
+  nc: NatsConnection,
+  subject: string,
+  codec: Codec<T, I>,
+  data: I,
+  sender: string,
+): void {
   nc.publish(subject, codec.encode(data, sender));
 }
 

@@ -57,7 +57,10 @@ function safe(f: () => boolean): boolean {
 
 function send(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+  });
   res.end(text);
 }
 
@@ -73,7 +76,8 @@ export async function startOpsServer(opts: {
   metrics: Registry;
 }): Promise<OpsServer> {
   const server = http.createServer((req, res) => {
-    if (!handleOps(req, res, opts.checks, opts.metrics)) send(res, 404, { error: { code: "NOT_FOUND", message: "not found" } });
+    if (!handleOps(req, res, opts.checks, opts.metrics))
+      send(res, 404, { error: { code: "NOT_FOUND", message: "not found" } });
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -15,7 +15,9 @@ const ROOT = path.resolve(import.meta.dirname, "../../..");
 export function k8sLiteBinary(): string | undefined {
   const fromEnv = process.env.FIZZ_K8S_LITE_BIN;
   if (fromEnv && existsSync(fromEnv)) return fromEnv;
-  const r = spawnSync("bash", [path.join(ROOT, "scripts/build-k8s-lite.sh"), "--cached"], { encoding: "utf8" });
+  const r = spawnSync("bash", [path.join(ROOT, "scripts/build-k8s-lite.sh"), "--cached"], {
+    encoding: "utf8",
+  });
   const bin = r.stdout.trim();
   return r.status === 0 && bin && existsSync(bin) ? bin : undefined;
 }
@@ -37,16 +39,29 @@ export async function startK8sLite(): Promise<K8sLite> {
   const bin = k8sLiteBinary();
   if (!bin) throw new Error("k8s-lite is not built: run scripts/build-k8s-lite.sh");
   const dir = await mkdtemp(path.join(tmpdir(), "fizz-k8s-"));
-  const child: ChildProcess = spawn(bin, ["up", "--dir", dir], { stdio: ["ignore", "ignore", "pipe"] });
+  const child: ChildProcess = spawn(bin, ["up", "--dir", dir], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let log = "";
   child.stderr?.on("data", (d: Buffer) => (log = (log + d.toString()).slice(-8000)));
-  const exited = new Promise<never>((_, reject) => child.once("exit", (c) => reject(new Error(`k8s-lite up exited ${c}: ${log}`))));
+  const exited = new Promise<never>((_, reject) =>
+    child.once("exit", (c) => reject(new Error(`k8s-lite up exited ${c}: ${log}`))),
+  );
   exited.catch(() => undefined);
-  await Promise.race([waitFor(() => existsSync(path.join(dir, "ready")), { timeoutMs: 120_000, intervalMs: 200, what: "k8s-lite" }), exited]);
+  await Promise.race([
+    waitFor(() => existsSync(path.join(dir, "ready")), {
+      timeoutMs: 120_000,
+      intervalMs: 200,
+      what: "k8s-lite",
+    }),
+    exited,
+  ]);
   const kubeconfig = path.join(dir, "kubeconfig");
   const server = readFileSync(path.join(dir, "ready"), "utf8").trim();
   const kubectl = (...args: string[]) => {
-    const r = spawnSync(bin, ["kubectl", "--kubeconfig", kubeconfig, ...args], { encoding: "utf8" });
+    const r = spawnSync(bin, ["kubectl", "--kubeconfig", kubeconfig, ...args], {
+      encoding: "utf8",
+    });
     return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   };
   return {
@@ -57,7 +72,9 @@ export async function startK8sLite(): Promise<K8sLite> {
     kubectl,
     nodeKubeconfig(node: string) {
       const out = path.join(dir, `node-${node}.kubeconfig`);
-      const r = spawnSync(bin, ["node-kubeconfig", "--dir", dir, "--name", node, "--out", out], { encoding: "utf8" });
+      const r = spawnSync(bin, ["node-kubeconfig", "--dir", dir, "--name", node, "--out", out], {
+        encoding: "utf8",
+      });
       if (r.status !== 0) throw new Error(`node-kubeconfig failed: ${r.stderr}`);
       return out;
     },

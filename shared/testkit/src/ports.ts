@@ -7,7 +7,9 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
     srv.once("error", reject);
     srv.listen(0, host, () => {
       const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
+      srv.close(() =>
+        typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port")),
+      );
     });
   });
 }
@@ -38,7 +40,9 @@ export async function waitFor<T>(
       last = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${opts.what ?? "condition"}${last ? `: ${String(last)}` : ""}`);
+      throw new Error(
+        `timed out waiting for ${opts.what ?? "condition"}${last ? `: ${String(last)}` : ""}`,
+      );
     }
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));
   }

@@ -21,11 +21,19 @@ export interface TestServer {
 }
 
 export const NATS_SERVER_BIN =
-  ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"].find((p) => existsSync(p)) ?? "nats-server";
+  ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"].find((p) =>
+    existsSync(p),
+  ) ?? "nats-server";
 export const REDIS_SERVER_BIN =
-  ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].find((p) => existsSync(p)) ?? "redis-server";
+  ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].find((p) => existsSync(p)) ??
+  "redis-server";
 
-async function managed(name: string, port: number, dir: string, launch: () => ChildProcess): Promise<TestServer> {
+async function managed(
+  name: string,
+  port: number,
+  dir: string,
+  launch: () => ChildProcess,
+): Promise<TestServer> {
   let child: ChildProcess | undefined;
   let stderr = "";
   const start = async () => {
@@ -36,7 +44,10 @@ async function managed(name: string, port: number, dir: string, launch: () => Ch
       child!.once("exit", (code) => reject(new Error(`${name} exited with ${code}: ${stderr}`))),
     );
     exited.catch(() => undefined);
-    await Promise.race([waitFor(() => portOpen(port), { timeoutMs: 15_000, what: `${name} on ${port}` }), exited]);
+    await Promise.race([
+      waitFor(() => portOpen(port), { timeoutMs: 15_000, what: `${name} on ${port}` }),
+      exited,
+    ]);
   };
   const stop = async () => {
     const c = child;
@@ -70,7 +81,9 @@ export async function startNats(opts: { port?: number } = {}): Promise<TestServe
   const port = opts.port ?? (await freePort());
   const dir = await mkdtemp(path.join(tmpdir(), "fizz-nats-"));
   const srv = await managed("nats-server", port, dir, () =>
-    spawn(NATS_SERVER_BIN, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: ["ignore", "ignore", "pipe"] }),
+    spawn(NATS_SERVER_BIN, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], {
+      stdio: ["ignore", "ignore", "pipe"],
+    }),
   );
   return { ...srv, url: `nats://127.0.0.1:${port}` };
 }
@@ -81,7 +94,20 @@ export async function startRedis(opts: { port?: number } = {}): Promise<TestServ
   const srv = await managed("redis-server", port, dir, () =>
     spawn(
       REDIS_SERVER_BIN,
-      ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "yes", "--daemonize", "no"],
+      [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir,
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--daemonize",
+        "no",
+      ],
       { stdio: ["ignore", "ignore", "pipe"] },
     ),
   );
