@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import { FizzError, type WireError } from "./errors";
 import * as M from "./messages";
+import { DeadLetter, Invocation } from "./invocation";
 
 /**
  * Every message on the bus is an envelope `{v, type, sender, ts, data}`. A codec encodes one
@@ -144,4 +145,6 @@ export const Codecs = {
   poolkeeperList: rpc("poolkeeper.list", M.PoolkeeperListRequest, M.PoolkeeperListReply),
   poolkeeperInstance: codec("poolkeeper.instance.v1", M.InstanceEventMessage),
   logs: codec("logs.v1", M.LogLine),
+  invoke: codec("invoke.v1", Invocation),
+  dead: codec("dead.v1", DeadLetter),
 } as const;

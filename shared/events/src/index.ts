@@ -6,3 +6,7 @@ export * from "./messages";
 export * from "./codec";
 export * from "./runtime-images";
 export * from "./redis-keys";
+export * from "./schedule";
+export * from "./trigger-specs";
+export * from "./invocation";
+export * from "./wire-error";

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { dnsLabel } from "./names";
+import { MessageQueueTriggerSpec, TimeTriggerSpec, WatchTriggerSpec } from "./trigger-specs";
 
 /**
  * Registry objects. The stored shape is what the REST API returns and what change events carry;
@@ -12,7 +13,18 @@ export const Kinds = {
   environments: "Environment",
   functions: "Function",
   httptriggers: "HttpTrigger",
+  mqtriggers: "MessageQueueTrigger",
+  timetriggers: "TimeTrigger",
+  watchtriggers: "WatchTrigger",
 } as const;
+
+/** Kinds whose objects invoke a function (`spec.function`); a function they name is in use. */
+export const TRIGGER_KINDS = [
+  "httptriggers",
+  "mqtriggers",
+  "timetriggers",
+  "watchtriggers",
+] as const;
 export type KindPlural = keyof typeof Kinds;
 export type Kind = (typeof Kinds)[KindPlural];
 export const KIND_PLURALS = Object.keys(Kinds) as KindPlural[];
@@ -124,12 +136,18 @@ export const specSchemas = {
   environments: EnvironmentSpec,
   functions: FunctionSpec,
   httptriggers: HttpTriggerSpec,
+  mqtriggers: MessageQueueTriggerSpec,
+  timetriggers: TimeTriggerSpec,
+  watchtriggers: WatchTriggerSpec,
 } as const;
 
 export const specInputSchemas = {
   environments: EnvironmentSpec,
   functions: FunctionSpecInput,
   httptriggers: HttpTriggerSpec,
+  mqtriggers: MessageQueueTriggerSpec,
+  timetriggers: TimeTriggerSpec,
+  watchtriggers: WatchTriggerSpec,
 } as const;
 
 export const CreateInput = z.object({
@@ -160,19 +178,39 @@ export type FunctionObject = z.infer<typeof FunctionObject>;
 export const HttpTrigger = objectSchema("HttpTrigger", HttpTriggerSpec);
 export type HttpTrigger = z.infer<typeof HttpTrigger>;
 
-export const AnyObject = z.discriminatedUnion("kind", [Environment, FunctionObject, HttpTrigger]);
+export const MessageQueueTrigger = objectSchema("MessageQueueTrigger", MessageQueueTriggerSpec);
+export type MessageQueueTrigger = z.infer<typeof MessageQueueTrigger>;
+export const TimeTrigger = objectSchema("TimeTrigger", TimeTriggerSpec);
+export type TimeTrigger = z.infer<typeof TimeTrigger>;
+export const WatchTrigger = objectSchema("WatchTrigger", WatchTriggerSpec);
+export type WatchTrigger = z.infer<typeof WatchTrigger>;
+
+export const AnyObject = z.discriminatedUnion("kind", [
+  Environment,
+  FunctionObject,
+  HttpTrigger,
+  MessageQueueTrigger,
+  TimeTrigger,
+  WatchTrigger,
+]);
 export type AnyObject = z.infer<typeof AnyObject>;
 
 export const objectSchemas = {
   environments: Environment,
   functions: FunctionObject,
   httptriggers: HttpTrigger,
+  mqtriggers: MessageQueueTrigger,
+  timetriggers: TimeTrigger,
+  watchtriggers: WatchTrigger,
 } as const;
 
 export interface ObjectsByPlural {
   environments: Environment;
   functions: FunctionObject;
   httptriggers: HttpTrigger;
+  mqtriggers: MessageQueueTrigger;
+  timetriggers: TimeTrigger;
+  watchtriggers: WatchTrigger;
 }
 
 /** Default per-instance concurrency when neither the function nor its environment sets one. */

@@ -132,7 +132,9 @@ describe("codecs", () => {
   it("has a codec for every subject the services use", () => {
     expect(Object.keys(Codecs).sort()).to.deep.equal(
       [
+        "dead",
         "gatewayPresence",
+        "invoke",
         "gatewaySync",
         "logs",
         "poolkeeperInstance",
