@@ -10,7 +10,8 @@ import {
 } from "./http.js";
 import type { List } from "./types.js";
 
-export type Kind = "environments" | "functions" | "httptriggers";
+export type Kind =
+  "environments" | "functions" | "httptriggers" | "mqtriggers" | "timetriggers" | "watchtriggers";
 
 /**
  * Control-plane calls are small and answered from the registry's own store; a registry that

@@ -11,7 +11,10 @@ import { fileURLToPath } from "node:url";
 import { Command, CommanderError, Option } from "commander";
 import { registerEnvCommands } from "./commands/env.js";
 import { registerFnCommands } from "./commands/fn.js";
+import { registerMqtCommands } from "./commands/mqt.js";
 import { registerRouteCommands } from "./commands/route.js";
+import { registerTimerCommands } from "./commands/timer.js";
+import { registerWatchCommands } from "./commands/watch.js";
 import { contextFactory, type Config } from "./context.js";
 import { ApiError, CliError } from "./errors.js";
 import type { FetchFn } from "./http.js";
@@ -51,7 +54,9 @@ export async function run(argv: string[], io: RunIO): Promise<number> {
 
 function buildProgram(config: Config): Command {
   const program = new Command("fizz")
-    .description("Fizz: functions as a service. Manage environments, functions and HTTP routes.")
+    .description(
+      "Fizz: functions as a service. Manage environments, functions and their triggers: HTTP routes, message queues, timers and Kubernetes watches.",
+    )
     .version(version())
     .addOption(new Option("-n, --namespace <namespace>", "namespace to work in").default("default"))
     .addOption(
@@ -81,6 +86,9 @@ Get started:
   registerEnvCommands(program, context);
   registerFnCommands(program, context);
   registerRouteCommands(program, context);
+  registerMqtCommands(program, context);
+  registerTimerCommands(program, context);
+  registerWatchCommands(program, context);
   return program;
 }
 

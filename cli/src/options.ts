@@ -86,3 +86,34 @@ export function splitCommand(value: string): string[] {
   if (args.length === 0) throw new InvalidArgumentError("must not be empty.");
   return args;
 }
+
+/** `--count`: how many of something to show; bounded so a typo cannot print a million lines. */
+export function parseCount(value: string): number {
+  const n = parseInteger(value);
+  if (n < 1 || n > 100) throw new InvalidArgumentError("must be between 1 and 100.");
+  return n;
+}
+
+export const WATCH_EVENTS = ["ADDED", "MODIFIED", "DELETED"] as const;
+
+/** `--events ADDED,DELETED` or repeated `--events`; upper-cased, checked before anything is sent. */
+export function collectEvents(value: string, previous: string[] = []): string[] {
+  const events = value
+    .split(",")
+    .map((e) => e.trim().toUpperCase())
+    .filter((e) => e !== "");
+  for (const e of events) {
+    if (!(WATCH_EVENTS as readonly string[]).includes(e)) {
+      throw new InvalidArgumentError(`"${e}" is not one of ${WATCH_EVENTS.join(", ")}.`);
+    }
+  }
+  return [...previous, ...events.filter((e) => !previous.includes(e))];
+}
+
+/**
+ * On update, an empty value removes an optional field: it is sent as null, which the registry
+ * reads as "unset" (the default applies again). No valid subject, stream or selector is empty.
+ */
+export function unsetIfEmpty(value: string): string | null {
+  return value === "" ? null : value;
+}

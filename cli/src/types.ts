@@ -57,9 +57,41 @@ export interface HttpTriggerSpec {
   host?: string;
 }
 
+export interface MessageQueueTriggerSpec {
+  function: string;
+  subject: string;
+  queueGroup?: string;
+  responseSubject?: string;
+  errorSubject?: string;
+  maxRetries?: number;
+  contentType?: string;
+  stream?: string;
+}
+
+export interface TimeTriggerSpec {
+  function: string;
+  cron: string;
+  method?: string;
+  body?: string;
+  contentType?: string;
+}
+
+export interface WatchTriggerSpec {
+  function: string;
+  /** The Kubernetes namespace watched (not the trigger's own). */
+  namespace: string;
+  resource: string;
+  labels?: string;
+  fields?: string;
+  events?: string[];
+}
+
 export type Environment = ApiObject<EnvironmentSpec>;
 export type FunctionObject = ApiObject<FunctionSpec>;
 export type HttpTrigger = ApiObject<HttpTriggerSpec>;
+export type MessageQueueTrigger = ApiObject<MessageQueueTriggerSpec>;
+export type TimeTrigger = ApiObject<TimeTriggerSpec>;
+export type WatchTrigger = ApiObject<WatchTriggerSpec>;
 
 export interface List<T> {
   items: T[];

@@ -141,7 +141,7 @@ Examples:
 
   fn.command("delete")
     .alias("rm")
-    .description("delete a function (refused while a route points to it)")
+    .description("delete a function (refused while a trigger uses it)")
     .requiredOption("--name <name>", "function name")
     .action(async (opts: NameOptions, cmd: Command) => {
       const ctx = context(cmd);
@@ -150,7 +150,10 @@ Examples:
         confirm(ctx, deleted, `function "${opts.name}" deleted`);
       } catch (err) {
         if (err instanceof ApiError && err.code === "IN_USE") {
-          throw withHint(err, `Delete the routes that point to it first (see "fizz route list").`);
+          throw withHint(
+            err,
+            "Delete the triggers named above, or point them at another function, first.",
+          );
         }
         throw err;
       }

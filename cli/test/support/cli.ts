@@ -43,7 +43,14 @@ export async function fizz(
   };
 }
 
-const KINDS = { environments: "Environment", functions: "Function", httptriggers: "HttpTrigger" };
+const KINDS = {
+  environments: "Environment",
+  functions: "Function",
+  httptriggers: "HttpTrigger",
+  mqtriggers: "MessageQueueTrigger",
+  timetriggers: "TimeTrigger",
+  watchtriggers: "WatchTrigger",
+};
 
 /** An object the way the registry answers it. */
 export function apiObject<Spec extends object>(

@@ -2,7 +2,8 @@ import { Cron } from "croner";
 
 /**
  * Timer schedules: cron with an optional seconds field (5 or 6 fields), the usual nicknames
- * (`@hourly`, `@daily`, ...), or `@every <duration>` (`@every 30s`, `@every 1h30m`). One parser,
+ * (`@hourly`, `@daily`, ...), or `@every <duration>` (`@every 30s`, `@every 1h30m`); cron fields are
+ * read in UTC wherever the parser runs, so replicas and the CLI agree. One parser,
  * used by the registry to refuse a bad expression, by the scheduler to fire, and by the CLI's
  * `timer showschedule`, so all three agree on what an expression means.
  */
@@ -44,7 +45,7 @@ export function parseSchedule(expr: string): Schedule {
   }
   let cron: Cron;
   try {
-    cron = new Cron(text, { paused: true, mode: "5-or-6-parts" });
+    cron = new Cron(text, { paused: true, mode: "5-or-6-parts", timezone: "UTC" });
   } catch (err) {
     throw new Error(`"${expr}": ${(err as Error).message}`);
   }
