@@ -51,11 +51,21 @@ export const Metadata = z.object({
 });
 export type Metadata = z.infer<typeof Metadata>;
 
+const quantity = z
+  .string()
+  .regex(/^[0-9]+(\.[0-9]+)?(m|k|[KMGTPE]i?)?$/, "must be a Kubernetes quantity, e.g. 100m or 128Mi");
+const resourceList = z.object({ cpu: quantity.optional(), memory: quantity.optional() }).strict();
+
 export const EnvironmentSpec = z.object({
   image: z.string().min(1, "is required").max(512),
   command: z.array(z.string().min(1)).min(1).optional(),
   poolSize: z.number().int().min(0).max(100).default(3),
   concurrency: z.number().int().min(1).max(10000).optional(),
+  /** Requests and limits of each instance pod (kubernetes backend). */
+  resources: z
+    .object({ requests: resourceList.optional(), limits: resourceList.optional() })
+    .strict()
+    .optional(),
 });
 export type EnvironmentSpec = z.infer<typeof EnvironmentSpec>;
 
