@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { dnsLabel } from "./names";
-import { WireError } from "./wire-error";
+import { WireErrorSchema } from "./wire-error";
 
 /**
  * Bus-originated invocations. Every one is a message on the JetStream stream INVOCATIONS
@@ -56,7 +56,7 @@ export const CallStatus = z.object({
   headers: z.record(z.string(), z.string()).optional(),
   /** The function's response body, base64 (bounded by the invoker). */
   body: z.string().optional(),
-  error: WireError.optional(),
+  error: WireErrorSchema.optional(),
   createdAt: z.number(),
   updatedAt: z.number(),
 });
@@ -64,7 +64,7 @@ export type CallStatus = z.infer<typeof CallStatus>;
 
 export const DeadLetter = z.object({
   invocation: Invocation,
-  error: WireError,
+  error: WireErrorSchema,
   attempts: z.number().int().positive(),
   status: z.number().int().optional(),
 });
