@@ -4,6 +4,7 @@ module.exports = {
     "shared/*/test/**/*.unit.test.ts",
     "services/*/test/**/*.unit.test.ts",
     "cli/test/**/*.unit.test.ts",
+    "tools/*/test/**/*.unit.test.ts",
   ],
   "node-option": ["import=tsx"],
   timeout: 10000,

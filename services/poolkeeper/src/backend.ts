@@ -1,4 +1,4 @@
-import type { Environment, EnvironmentRef } from "@fizz/events";
+import type { Environment, EnvironmentRef, FunctionRef, Instance } from "@fizz/events";
 
 /**
  * Where instances run. The pool decides how many and when; a backend only starts, stops and
@@ -29,6 +29,14 @@ export interface ExitInfo {
 
 export type OutputStream = "stdout" | "stderr";
 
+/** A specialized instance a backend found running at start (a pod left by an earlier poolkeeper). */
+export interface AdoptedInstance {
+  instance: BackendInstance;
+  function: FunctionRef;
+  concurrency: number;
+  specializedAt: number;
+}
+
 export interface Backend {
   readonly kind: BackendKind;
   /** Why this backend cannot run the environment, or undefined when it can. */
@@ -45,6 +53,27 @@ export interface Backend {
   /** Called for every line the instance writes. */
   onOutput(cb: (instance: BackendInstance, stream: OutputStream, line: string) => void): void;
   list(): BackendInstance[];
-  /** Kills every instance it started (spawning ones too) and waits until they are gone. */
+  /**
+   * Kills every instance it started (spawning ones too) and waits until they are gone; a backend
+   * whose instances outlive the poolkeeper (`instancesOutliveClose`) leaves them running instead.
+   */
   close(): Promise<void>;
+
+  /**
+   * Instances that survive a poolkeeper restart (pods): close() leaves them for the next
+   * poolkeeper to adopt, so stopping is not a reason to tell the scheduler they are gone.
+   */
+  readonly instancesOutliveClose?: boolean;
+  /**
+   * Backends with instances that outlive the poolkeeper: finds them before any spawn. Resolves with
+   * the specialized ones, which the pool adopts as they are; warm ones found are handed out by
+   * spawn() instead of creating new ones, so a restart creates no duplicates.
+   */
+  start?(signal: AbortSignal): Promise<AdoptedInstance[]>;
+  /** After the first environment listing: removes the warm instances found at start that no pool claimed. */
+  releaseUnclaimed?(): void;
+  /** Writes a specialization down where the instance lives (pod labels), for adoption after a restart. */
+  recordSpecialized?(instance: Instance): void;
+  /** False while the backend cannot see its instances (watch down); for /readyz. */
+  connected?(): boolean;
 }

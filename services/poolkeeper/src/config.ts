@@ -1,9 +1,27 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { int, loadCommon, oneOf, str, type CommonConfig, type Env } from "@fizz/kit";
+import { FizzError } from "@fizz/events";
+import { int, loadCommon, oneOf, optionalStr, str, type CommonConfig, type Env } from "@fizz/kit";
+import type { PodResources } from "./kube-pods";
+
+export interface KubernetesBackendConfig {
+  /** Where the pods live; the poolkeeper's Role grants pods there and nowhere else. */
+  namespace: string;
+  /** A kubeconfig file; unset: the in-cluster service account, else the default kubeconfig. */
+  kubeconfig: string | undefined;
+  /** KUBERNETES_SERVICE_HOST is set: running in a pod. */
+  inCluster: boolean;
+  /** For environments that name no resources of their own. */
+  resources: PodResources;
+  imagePullPolicy: "Always" | "IfNotPresent" | "Never";
+  /** The uid (and gid, fsGroup) instances run as; never root. */
+  runAsUser: number;
+  /** Pod creation until Ready: scheduling and an image pull included. */
+  startTimeoutMs: number;
+}
 
 export interface PoolkeeperConfig extends CommonConfig {
-  backend: "process";
+  backend: "process" | "kubernetes";
   /** Ops server (/healthz, /readyz, /metrics); port 0 picks a free one. */
   host: string;
   port: number;
@@ -22,6 +40,7 @@ export interface PoolkeeperConfig extends CommonConfig {
    * and Redis URLs are not the function's business, and FIZZ_WORKDIR means something else there).
    */
   instanceEnv: Record<string, string>;
+  kubernetes: KubernetesBackendConfig;
 }
 
 /** services/poolkeeper/src → the repository's runtimes/ folder. */
@@ -36,7 +55,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): PoolkeeperCon
     if (v !== undefined && !k.startsWith("FIZZ_")) instanceEnv[k] = v;
   return {
     ...loadCommon(env),
-    backend: oneOf(env, "FIZZ_POOLKEEPER_BACKEND", "process", ["process"] as const),
+    backend: oneOf(env, "FIZZ_POOLKEEPER_BACKEND", "process", ["process", "kubernetes"] as const),
     host: str(env, "FIZZ_POOLKEEPER_HOST", "127.0.0.1"),
     port: int(env, "FIZZ_POOLKEEPER_PORT", 0, 0, 65535),
     workDir: path.resolve(cwd, str(env, "FIZZ_WORKDIR", ".fizz/work")),
@@ -48,5 +67,58 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): PoolkeeperCon
     maxSpawnFailures: int(env, "FIZZ_POOL_MAX_FAILURES", 5, 1, 1000),
     failureCooldownMs: int(env, "FIZZ_POOL_COOLDOWN_MS", 30_000, 0, 3_600_000),
     instanceEnv,
+    kubernetes: {
+      namespace: dnsLabel(env, "FIZZ_POOLKEEPER_NAMESPACE", "fizz"),
+      kubeconfig: optionalStr(env, "FIZZ_KUBECONFIG"),
+      inCluster: Boolean(env.KUBERNETES_SERVICE_HOST),
+      resources: {
+        requests: quantities(env, {
+          cpu: ["FIZZ_POD_CPU_REQUEST", "50m"],
+          memory: ["FIZZ_POD_MEMORY_REQUEST", "64Mi"],
+        }),
+        limits: quantities(env, {
+          cpu: ["FIZZ_POD_CPU_LIMIT", "none"],
+          memory: ["FIZZ_POD_MEMORY_LIMIT", "256Mi"],
+        }),
+      },
+      imagePullPolicy: oneOf(env, "FIZZ_POD_IMAGE_PULL_POLICY", "IfNotPresent", [
+        "Always",
+        "IfNotPresent",
+        "Never",
+      ] as const),
+      runAsUser: int(env, "FIZZ_POD_RUN_AS_USER", 65532, 1, 2_147_483_647),
+      startTimeoutMs: int(env, "FIZZ_POD_START_TIMEOUT_MS", 120_000, 1, 3_600_000),
+    },
   };
+}
+
+function dnsLabel(env: Env, name: string, fallback: string): string {
+  const v = str(env, name, fallback);
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v))
+    throw bad(name, `"${v}" is not a Kubernetes namespace name (DNS-1123 label)`);
+  return v;
+}
+
+/** A Kubernetes quantity: 100m, 0.5, 128Mi, 1G. */
+const QUANTITY = /^[0-9]+(\.[0-9]+)?(m|k|[KMGTPE]i?)?$/;
+
+function bad(name: string, why: string): FizzError {
+  return new FizzError("VALIDATION_FAILED", `${name}: ${why}`, { field: name });
+}
+
+/** Each resource from its variable; `none` leaves that resource unset. */
+function quantities(
+  env: Env,
+  vars: { cpu: [string, string]; memory: [string, string] },
+): { cpu?: string; memory?: string } {
+  const out: { cpu?: string; memory?: string } = {};
+  for (const key of ["cpu", "memory"] as const) {
+    const [name, fallback] = vars[key];
+    const v = str(env, name, fallback).trim();
+    if (v === "" || v === "none") continue;
+    if (!QUANTITY.test(v))
+      throw bad(name, `"${v}" is not a Kubernetes quantity (e.g. 100m, 0.5, 128Mi) or "none"`);
+    out[key] = v;
+  }
+  return out;
 }

@@ -19,6 +19,8 @@ import type { Backend } from "./backend";
 import type { PoolkeeperConfig } from "./config";
 import { syncEnvironments } from "./environments";
 import { createList, createRetire, forwardOutput, instancePublisher, onDied } from "./handlers";
+import { KubeBackend } from "./kube-backend";
+import { loadKubeConfig } from "./kube-api";
 import { createMetrics } from "./metrics";
 import { Pool } from "./pool";
 import { ProcessBackend } from "./process-backend";
@@ -30,6 +32,7 @@ export { loadConfig } from "./config";
 export type { Backend, BackendInstance, ExitInfo } from "./backend";
 export { Pool } from "./pool";
 export { ProcessBackend } from "./process-backend";
+export { KubeBackend } from "./kube-backend";
 
 export interface PoolkeeperDeps {
   logger?: Logger;
@@ -66,15 +69,22 @@ export async function start(
   deps.signal?.addEventListener("abort", () => abort.abort(), { once: true });
 
   // Filled in as start() proceeds; the ops server reads them from the first moment.
-  const live: { nc?: NatsConnection; redis?: Redis; pool?: Pool } = {};
+  const live: { nc?: NatsConnection; redis?: Redis; pool?: Pool; backend?: Backend } = {};
   const metrics = createMetrics(
     () => live.pool?.counts() ?? { starting: 0, warm: 0, specializing: 0, specialized: 0 },
   );
-  // Up first, so /healthz answers while NATS is still being waited for.
+  // Up first, so /healthz answers while NATS (or the Kubernetes API) is still being waited for.
   const ops: OpsServer = await startOpsServer({
     host: config.host,
     port: config.port,
-    checks: { nats: () => natsConnected(live.nc), redis: () => redisReady(live.redis) },
+    checks: {
+      nats: () => natsConnected(live.nc),
+      redis: () => redisReady(live.redis),
+      // The pod watch: without it the pool cannot see its instances.
+      ...(config.backend === "kubernetes"
+        ? { kubernetes: () => (live.backend ? (live.backend.connected?.() ?? true) : false) }
+        : {}),
+    },
     metrics: metrics.registry,
   });
   let natsConn: NatsConnection;
@@ -93,18 +103,8 @@ export async function start(
   const redisConn = connectRedis({ url: config.redisUrl, logger, name: sender });
   live.redis = redisConn;
   const agent = new Agent({ keepAliveTimeout: 4_000, connect: { timeout: 2_000 } });
-  const backend =
-    deps.backend ??
-    new ProcessBackend({
-      workDir: config.workDir,
-      runtimesDir: config.runtimesDir,
-      python: config.python,
-      spawnTimeoutMs: config.spawnTimeoutMs,
-      killGraceMs: config.killGraceMs,
-      baseEnv: config.instanceEnv,
-      agent,
-      logger,
-    });
+  const backend = deps.backend ?? createBackend(config, agent, logger);
+  live.backend = backend;
   const announce = instancePublisher(natsConn, s, sender);
   const thePool = new Pool({
     backend,
@@ -117,6 +117,22 @@ export async function start(
       metrics.spawnSeconds.observe({ outcome: ok ? "ok" : "failed" }, seconds),
   });
   live.pool = thePool;
+  // Instances that outlived the last poolkeeper are found before any pool is filled, so none is
+  // started twice; until then the poolkeeper serves nothing (it has nothing to serve with).
+  if (backend.start) {
+    const adopted = await backend.start(abort.signal);
+    if (abort.signal.aborted) {
+      await Promise.allSettled([
+        backend.close(),
+        natsConn.close(),
+        redisConn.quit().catch(() => redisConn.disconnect()),
+        agent.close(),
+        ops.close(),
+      ]);
+      throw new FizzError("UNAVAILABLE", "stopped while listing the backend's instances");
+    }
+    thePool.adopt(adopted);
+  }
   forwardOutput({ backend, pool: thePool, nc: natsConn, subjects: s, sender, logger });
 
   const envSync = syncEnvironments({
@@ -126,6 +142,10 @@ export async function start(
     sender,
     logger,
     signal: abort.signal,
+  });
+  // Every pool has claimed what it could during the listing; the rest belongs to no environment.
+  void envSync.synced.then(() => {
+    if (!abort.signal.aborted) backend.releaseUnclaimed?.();
   });
   const specialize = createSpecializer({
     pool: thePool,
@@ -143,7 +163,10 @@ export async function start(
     // After the handler returns, the reply is written within the same microtask run; setImmediate
     // runs after that, so a spawn (which blocks the loop for a fork) never delays a reply.
     afterReply: (fn) => setImmediate(fn),
-    onSpecialized: (instance) => announce("specialized", instance),
+    onSpecialized: (instance) => {
+      announce("specialized", instance);
+      backend.recordSpecialized?.(instance);
+    },
   });
 
   const inflight = new Set<Promise<unknown>>();
@@ -195,9 +218,9 @@ export async function start(
         Promise.allSettled([...inflight]),
         new Promise((r) => setTimeout(r, DRAIN_MS).unref()),
       ]);
-      // The scheduler must stop routing to them before they go.
+      // The scheduler must stop routing to them before they go; pods stay (and keep serving).
       for (const t of thePool.list()) {
-        if (t.state === "specialized")
+        if (t.state === "specialized" && !backend.instancesOutliveClose)
           announce("retired", toInstance(t, backend.kind), "poolkeeper stopping");
       }
       await backend.close();
@@ -211,4 +234,32 @@ export async function start(
     })());
 
   return { port: ops.port, sender, pool: thePool, backend, synced: envSync.synced, stop };
+}
+
+function createBackend(config: PoolkeeperConfig, agent: Agent, logger: Logger): Backend {
+  if (config.backend === "kubernetes") {
+    const k = config.kubernetes;
+    return new KubeBackend({
+      kubeConfig: loadKubeConfig(k),
+      namespace: k.namespace,
+      resources: k.resources,
+      imagePullPolicy: k.imagePullPolicy,
+      runAsUser: k.runAsUser,
+      startTimeoutMs: k.startTimeoutMs,
+      healthTimeoutMs: config.spawnTimeoutMs,
+      killGraceMs: config.killGraceMs,
+      agent,
+      logger,
+    });
+  }
+  return new ProcessBackend({
+    workDir: config.workDir,
+    runtimesDir: config.runtimesDir,
+    python: config.python,
+    spawnTimeoutMs: config.spawnTimeoutMs,
+    killGraceMs: config.killGraceMs,
+    baseEnv: config.instanceEnv,
+    agent,
+    logger,
+  });
 }

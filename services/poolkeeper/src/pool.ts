@@ -1,6 +1,6 @@
 import { FizzError, type Environment, type EnvironmentRef, type FunctionRef } from "@fizz/events";
 import { backoffMs, type Logger } from "@fizz/kit";
-import type { Backend, BackendInstance, ExitInfo } from "./backend";
+import type { AdoptedInstance, Backend, BackendInstance, ExitInfo } from "./backend";
 import { envKey, type InstanceCounts, type Tracked } from "./instances";
 
 /**
@@ -179,7 +179,8 @@ export class Pool {
       this.coldStarting--;
     }
     if (this.stopped) {
-      void this.opts.backend.kill(instance.id, "poolkeeper stopping");
+      if (!this.opts.backend.instancesOutliveClose)
+        void this.opts.backend.kill(instance.id, "poolkeeper stopping");
       throw new FizzError("UNAVAILABLE", "the poolkeeper is stopping");
     }
     const t: Tracked = {
@@ -191,6 +192,26 @@ export class Pool {
     };
     this.instances.set(instance.id, t);
     return t;
+  }
+
+  /**
+   * Takes in specialized instances a backend found at start (pods an earlier poolkeeper left), as
+   * they are: the scheduler finds them in poolkeeper.list and keeps or retires them.
+   */
+  adopt(found: AdoptedInstance[]): void {
+    for (const a of found) {
+      if (this.instances.has(a.instance.id)) continue;
+      this.instances.set(a.instance.id, {
+        instance: a.instance,
+        envKey: envKey(a.instance.environment),
+        generation: this.envs.get(envKey(a.instance.environment))?.generation ?? 0,
+        state: "specialized",
+        killing: false,
+        function: a.function,
+        concurrency: a.concurrency,
+        specializedAt: a.specializedAt,
+      });
+    }
   }
 
   /** Records a successful specialization; undefined when the instance is gone meanwhile. */
@@ -309,10 +330,12 @@ export class Pool {
         const current =
           !this.stopped && this.envs.get(state.key) === state && state.generation === generation;
         if (!current) {
-          void this.opts.backend.kill(
-            instance.id,
-            this.stopped ? "poolkeeper stopping" : "environment changed",
-          );
+          // A pod left behind while stopping is adopted by the next poolkeeper.
+          if (!this.stopped || !this.opts.backend.instancesOutliveClose)
+            void this.opts.backend.kill(
+              instance.id,
+              this.stopped ? "poolkeeper stopping" : "environment changed",
+            );
           this.reconcile(state);
           return;
         }

@@ -1,0 +1,107 @@
+import { FizzError } from "@fizz/events";
+import { backoffMs, sleep, type Logger } from "@fizz/kit";
+import { ApiException, CoreV1Api, KubeConfig, type V1Pod } from "@kubernetes/client-node";
+
+/**
+ * FIZZ_KUBECONFIG when given; in a pod, the service account (the Role in k8s/rbac.yaml); else the
+ * usual kubeconfig ($KUBECONFIG, ~/.kube/config), for running the poolkeeper beside a cluster.
+ */
+export function loadKubeConfig(opts: {
+  kubeconfig: string | undefined;
+  inCluster: boolean;
+}): KubeConfig {
+  const kc = new KubeConfig();
+  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+  else if (opts.inCluster) kc.loadFromCluster();
+  else kc.loadFromDefault();
+  return kc;
+}
+
+/**
+ * Every Kubernetes API call the poolkeeper makes, in one place, so it can be checked against the
+ * Role in k8s/rbac.yaml: pods get/list/watch (the informer, kube-watch.ts), create, delete, patch.
+ */
+export class PodApi {
+  readonly core: CoreV1Api;
+  private readonly log: Logger;
+
+  constructor(
+    kubeConfig: KubeConfig,
+    readonly namespace: string,
+    logger: Logger,
+  ) {
+    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.log = logger.child({ component: "kube-api" });
+  }
+
+  async create(pod: V1Pod): Promise<void> {
+    try {
+      await this.core.createNamespacedPod({ namespace: this.namespace, body: pod });
+    } catch (err) {
+      throw new FizzError(
+        "INSTANCE_FAILED",
+        `could not create pod ${pod.metadata?.name ?? "?"}: ${describeKubeError(err)}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** True when the pod is deleted (or already gone). Never throws: a failure is logged. */
+  async delete(name: string, gracePeriodSeconds: number, reason: string): Promise<boolean> {
+    try {
+      await this.core.deleteNamespacedPod({ name, namespace: this.namespace, gracePeriodSeconds });
+      return true;
+    } catch (err) {
+      if (statusOf(err) === 404) return true;
+      this.log.warn({ pod: name, reason, err: describeKubeError(err) }, "could not delete pod");
+      return false;
+    }
+  }
+
+  /**
+   * Applies a JSON patch, retried with back-off (it is idempotent) until it lands, the pod is
+   * gone, `stop()` says so, or the attempts run out. Never throws.
+   */
+  async patch(name: string, body: object[], stop: () => boolean, attempts = 5): Promise<boolean> {
+    for (let attempt = 0; attempt < attempts && !stop(); attempt++) {
+      try {
+        await this.core.patchNamespacedPod({ name, namespace: this.namespace, body });
+        return true;
+      } catch (err) {
+        if (statusOf(err) === 404) return false;
+        this.log.warn({ pod: name, err: describeKubeError(err), attempt }, "could not patch pod");
+        await sleep(backoffMs(attempt, 200, 3_000));
+      }
+    }
+    return false;
+  }
+}
+
+/** The HTTP status of a failed API call, or undefined for a network error. */
+export function statusOf(err: unknown): number | undefined {
+  return err instanceof ApiException ? err.code : undefined;
+}
+
+/**
+ * One line for a log or an error reply. client-node's own message spans several lines with the
+ * headers and the whole body; the Status object's `message` is what a person needs.
+ */
+export function describeKubeError(err: unknown): string {
+  if (err instanceof ApiException) {
+    const body: unknown = typeof err.body === "string" ? parseJson(err.body) : err.body;
+    const msg =
+      typeof body === "object" && body !== null && "message" in body
+        ? String((body as { message: unknown }).message)
+        : undefined;
+    return `API answered ${err.code}${msg ? `: ${msg}` : ""}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+function parseJson(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return s;
+  }
+}
