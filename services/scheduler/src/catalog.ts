@@ -47,6 +47,15 @@ export class Catalog {
     return this.envs.get(functionKey(namespace, name));
   }
 
+  functions(): Iterable<FunctionObject> {
+    return this.fns.values();
+  }
+
+  /** The registry's current object, bypassing the cache (the caller decides what to apply). */
+  fetchFunction(namespace: string, name: string): Promise<FunctionObject> {
+    return this.registry.get("functions", namespace, name);
+  }
+
   /** From memory when cached (the lease hot path); otherwise one registry.get per missing object. */
   resolveCached(namespace: string, name: string): Resolved | undefined {
     const fn = this.fn(namespace, name);

@@ -1,3 +1,4 @@
+import { FizzError } from "@fizz/events";
 import { int, loadCommon, str, type CommonConfig, type Env } from "@fizz/kit";
 
 export interface SchedulerConfig extends CommonConfig {
@@ -15,9 +16,33 @@ export interface SchedulerConfig extends CommonConfig {
   rpcTimeoutMs: number;
   /** Periodic reconcile with poolkeeper.list, catching instance events lost on the bus. */
   reconcileIntervalMs: number;
+  /**
+   * Expiry of a specialization claim in Redis: how long the replicas wait for a claimant that
+   * crashed mid-specialization. Longer than specializeTimeoutMs, so a slow live one never loses it.
+   */
+  claimTtlMs: number;
+  /** How often a lease waiting for another replica's specialization reads the claim. */
+  claimPollMs: number;
+  /** After a failed minInstances top-up, how long before that function is tried again. */
+  minInstancesRetryMs: number;
 }
 
 export function loadConfig(env: Env): SchedulerConfig {
+  const specializeTimeoutMs = int(env, "FIZZ_SPECIALIZE_TIMEOUT_MS", 15_000, 100, 600_000);
+  const claimTtlMs = int(
+    env,
+    "FIZZ_CLAIM_TTL_MS",
+    Math.max(30_000, specializeTimeoutMs + 5000),
+    200,
+    3_600_000,
+  );
+  if (claimTtlMs <= specializeTimeoutMs) {
+    throw new FizzError(
+      "VALIDATION_FAILED",
+      `FIZZ_CLAIM_TTL_MS: must be greater than FIZZ_SPECIALIZE_TIMEOUT_MS (${specializeTimeoutMs}), got "${claimTtlMs}"; a claim expiring during a specialization would let another replica start a second one`,
+      { field: "FIZZ_CLAIM_TTL_MS" },
+    );
+  }
   return {
     ...loadCommon(env),
     host: str(env, "FIZZ_SCHEDULER_HOST", "127.0.0.1"),
@@ -25,8 +50,11 @@ export function loadConfig(env: Env): SchedulerConfig {
     loadFailureTtlMs: int(env, "FIZZ_LOAD_FAILURE_TTL_MS", 5000, 0, 3_600_000),
     drainMs: int(env, "FIZZ_DRAIN_MS", 2000, 0, 3_600_000),
     reapIntervalMs: int(env, "FIZZ_REAP_INTERVAL_MS", 1000, 10, 3_600_000),
-    specializeTimeoutMs: int(env, "FIZZ_SPECIALIZE_TIMEOUT_MS", 15_000, 100, 600_000),
+    specializeTimeoutMs,
     rpcTimeoutMs: int(env, "FIZZ_SCHEDULER_RPC_TIMEOUT_MS", 5000, 100, 600_000),
     reconcileIntervalMs: int(env, "FIZZ_RECONCILE_INTERVAL_MS", 30_000, 100, 86_400_000),
+    claimTtlMs,
+    claimPollMs: int(env, "FIZZ_CLAIM_POLL_MS", 50, 5, 10_000),
+    minInstancesRetryMs: int(env, "FIZZ_MIN_INSTANCES_RETRY_MS", 5000, 10, 3_600_000),
   };
 }

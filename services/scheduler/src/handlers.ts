@@ -1,4 +1,11 @@
-import type { Instance, InstanceEventMessage, RegistryChanged, UsageReport } from "@fizz/events";
+import type {
+  FunctionObject,
+  Instance,
+  InstanceEventMessage,
+  InstancesChanged,
+  RegistryChanged,
+  UsageReport,
+} from "@fizz/events";
 import type { Logger } from "@fizz/kit";
 import type { Catalog } from "./catalog";
 import { recordReport, type InstanceTable } from "./instance-table";
@@ -11,6 +18,10 @@ export interface Model {
   retirer: Retirer;
   now: () => number;
   logger: Logger;
+  /** Told when a function may have fewer instances than its minInstances (change, death). */
+  minInstances?: { check(namespace: string, name: string): void };
+  /** Told when an instance appeared, so leases waiting for another replica's look at once. */
+  waiters?: { instanceAppeared(namespace: string, name: string): void };
 }
 
 /**
@@ -26,27 +37,43 @@ export function onRegistryChanged(m: Model, ev: RegistryChanged): void {
     return;
   }
   if (obj.kind !== "Function") return;
-  const { namespace, name, revision } = obj.metadata;
-  const instances = [...m.table.ofFunction(namespace, name)];
   if (ev.op === "deleted") {
+    const { namespace, name, revision } = obj.metadata;
+    const instances = [...m.table.ofFunction(namespace, name)];
     if (m.catalog.removeFunction(obj)) m.retirer.drain(instances, "function deleted", revision);
     return;
   }
-  if (!m.catalog.putFunction(obj)) return; // older than what we already know
+  applyFunction(m, ev.op, obj);
+}
+
+/**
+ * A created or updated function, from an event or read from the registry (a lease that names a
+ * newer revision than cached): cache it, drain what it supersedes, and top up minInstances.
+ * Returns false when the object is older than what is cached.
+ */
+export function applyFunction(m: Model, op: "created" | "updated", obj: FunctionObject): boolean {
+  const { namespace, name, revision } = obj.metadata;
+  if (!m.catalog.putFunction(obj)) return false;
   // A "created" function that has instances is a new incarnation of a deleted one (revision
   // restarts at 1), so anything but its own revision is stale. An update only obsoletes older revisions.
-  const stale = instances.filter((t) =>
-    ev.op === "created" ? t.revision !== revision : t.revision < revision,
+  const stale = [...m.table.ofFunction(namespace, name)].filter((t) =>
+    op === "created" ? t.revision !== revision : t.revision < revision,
   );
   m.retirer.drain(stale, `superseded by revision ${revision}`, revision);
+  m.minInstances?.check(namespace, name);
+  return true;
 }
 
 /** poolkeeper.instance.<event>. */
 export function onInstanceEvent(m: Model, ev: InstanceEventMessage): void {
   if (ev.event === "died" || ev.event === "retired") {
     m.retirer.forget(ev.instance, ev.reason ? `${ev.event}: ${ev.reason}` : ev.event);
+    const fn = ev.instance.function;
+    if (fn) m.minInstances?.check(fn.namespace, fn.name);
   } else if (ev.event === "specialized") {
     adoptIfCurrent(m, ev.instance);
+    const fn = ev.instance.function;
+    if (fn) m.waiters?.instanceAppeared(fn.namespace, fn.name);
   }
 }
 
@@ -60,6 +87,18 @@ function adoptIfCurrent(m: Model, instance: Instance): void {
   if (!fn || m.table.get(instance.id) || m.table.isTombstoned(instance.id, m.now())) return;
   if (m.catalog.fn(fn.namespace, fn.name)?.metadata.revision !== fn.revision) return;
   m.table.add(instance, m.now());
+}
+
+/**
+ * scheduler.instances.<ns>.<fn> from another scheduler replica: it stopped handing these
+ * instances out (drained, retired, reported failed by a gateway), so this replica stops too. The
+ * replica that decided does the rest (Redis, poolkeeper.retire).
+ */
+export function onInstancesRemovedElsewhere(m: Model, msg: InstancesChanged): void {
+  for (const id of msg.removed) {
+    const t = m.table.get(id);
+    if (t && t.namespace === msg.namespace && t.name === msg.function) m.retirer.dropQuietly(t);
+  }
 }
 
 /** scheduler.report: per-instance usage from one gateway (about once a second). */

@@ -19,12 +19,16 @@ import { Catalog } from "./catalog";
 import { natsPoolkeeper, natsPublisher, natsRegistry } from "./clients";
 import type { SchedulerConfig } from "./config";
 import { InstanceTable } from "./instance-table";
+import type { Model } from "./handlers";
 import { LeaseService } from "./lease";
 import { createSchedulerMetrics } from "./metrics";
+import { MinInstances } from "./min-instances";
 import { Reaper } from "./reaper";
 import { rebuildFromRedis, reconcileWithPoolkeeper } from "./reconcile";
+import { RedisClaims } from "./redis-claims";
 import { Retirer } from "./retirement";
 import { RedisRouteCache } from "./route-cache";
+import { Specializer } from "./specializer";
 import { serveLeases, subscribeEvents } from "./subscriptions";
 
 export { loadConfig, type SchedulerConfig } from "./config";
@@ -32,6 +36,10 @@ export { LeaseService, type LeaseResult, type LeaseOutcome } from "./lease";
 export { Catalog, effectiveConcurrency, type RegistryClient } from "./catalog";
 export { InstanceTable } from "./instance-table";
 export { Retirer } from "./retirement";
+export { Specializer, type Acquired } from "./specializer";
+export { MinInstances } from "./min-instances";
+export { RedisClaims } from "./redis-claims";
+export { slotShare, type ClaimStore, type SlotRecord, type JoinResult } from "./claims";
 export { Reaper } from "./reaper";
 export { RedisRouteCache, type RouteStore } from "./route-cache";
 export type { PoolkeeperClient, InstancesPublisher } from "./clients";
@@ -55,7 +63,8 @@ export interface Scheduler {
  * subscriptions (before anything is read, so no change is missed), the route cache rebuilt from
  * Redis, and only then scheduler.lease — answering before the rebuild would specialize instances
  * that already exist. The registry catalog and the poolkeeper reconcile load in the background
- * with back-off: a lease for a function not cached yet asks registry.get itself.
+ * with back-off: a lease for a function not cached yet asks registry.get itself. minInstances
+ * top-ups start after the rebuild too, for the same reason.
  */
 export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): Promise<Scheduler> {
   // The root logger already carries {service}; components add {component}.
@@ -109,22 +118,43 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
     now,
     logger,
   });
-  const lease = new LeaseService({
+  const specializer = new Specializer({
     catalog,
     table,
     poolkeeper,
     routes,
     retirer,
+    claims: new RedisClaims(redis, config.redisPrefix),
+    replica: sender,
+    claimTtlMs: config.claimTtlMs,
+    pollMs: config.claimPollMs,
     loadFailureTtlMs: config.loadFailureTtlMs,
     now,
     logger,
   });
+  const minInstances = new MinInstances({
+    catalog,
+    table,
+    specializer,
+    retryMs: config.minInstancesRetryMs,
+    now,
+    logger,
+  });
+  const model: Model = {
+    catalog,
+    table,
+    retirer,
+    now,
+    logger,
+    minInstances,
+    waiters: specializer,
+  };
+  const lease = new LeaseService({ catalog, table, retirer, specializer, model, now, logger });
   const metrics = createSchedulerMetrics(registry, {
     table,
     specializationsInFlight: () => lease.specializationsInFlight,
   });
-  const model = { catalog, table, retirer, now, logger };
-  const subs: Subscription[] = subscribeEvents(conn, s, model, logger);
+  const subs: Subscription[] = subscribeEvents(conn, s, model, { sender, logger });
   // The server must hold the subscriptions before we read state, or a change in between is lost.
   await conn.flush();
 
@@ -144,8 +174,11 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
     intervalMs: config.reapIntervalMs,
     now,
     logger,
+    minInstances,
   });
   reaper.start();
+  // Only now does "fewer instances than minInstances" mean missing ones, not unread ones.
+  minInstances.enable();
 
   const loops = [
     retrying(
@@ -155,6 +188,7 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
       async () => {
         await catalog.load();
         logger.info("catalog loaded from the registry");
+        minInstances.checkAll();
       },
     ),
     (async () => {
@@ -190,9 +224,11 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
         background.abort();
         deps.signal?.removeEventListener("abort", onOuterAbort);
         reaper.stop();
+        minInstances.disable();
         await leaseSub.drain().catch(() => undefined);
         await Promise.allSettled([...inFlight]);
         await Promise.allSettled(loops);
+        await minInstances.idle();
         retirer.stop();
         await retirer.idle();
         for (const sub of subs) sub.unsubscribe();

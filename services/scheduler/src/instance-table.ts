@@ -56,7 +56,13 @@ export function revisionKey(namespace: string, name: string, revision: number): 
 export class InstanceTable {
   private readonly byId = new Map<string, Tracked>();
   private readonly byFunction = new Map<string, Map<string, Tracked>>();
-  private readonly tombstones = new Map<string, number>();
+  /** id -> until when, and the function it belonged to ("" when not known here). */
+  private readonly tombstones = new Map<string, { until: number; fn: string }>();
+  /**
+   * Ids a gateway reported failed: never handed out or adopted again, however late an event or a
+   * poolkeeper list names them, until the poolkeeper confirms they are gone (absolve).
+   */
+  private readonly condemned = new Map<string, string | undefined>();
 
   /** Adds a specialized instance; returns the existing entry when the id is known. Instances without a function are refused. */
   add(instance: Instance, now: number): Tracked | undefined {
@@ -87,8 +93,9 @@ export class InstanceTable {
 
   /** Removes the instance and tombstones its id; returns what was removed. */
   remove(id: string, now: number): Tracked | undefined {
-    this.tombstones.set(id, now + TOMBSTONE_TTL_MS);
     const t = this.byId.get(id);
+    const fn = t ? functionKey(t.namespace, t.name) : (this.tombstones.get(id)?.fn ?? "");
+    this.tombstones.set(id, { until: now + TOMBSTONE_TTL_MS, fn });
     if (!t) return undefined;
     if (t.drainTimer) clearTimeout(t.drainTimer);
     t.drainTimer = undefined;
@@ -105,12 +112,45 @@ export class InstanceTable {
   }
 
   isTombstoned(id: string, now: number): boolean {
-    const until = this.tombstones.get(id);
+    if (this.condemned.has(id)) return true;
+    const until = this.tombstones.get(id)?.until;
     return until !== undefined && until > now;
   }
 
+  /** `fn` ("<ns>/<name>") is the function a gateway said the id belonged to, when we did not know it. */
+  condemn(id: string, fn?: string): void {
+    this.condemned.set(id, fn);
+  }
+
+  condemnedIds(): string[] {
+    return [...this.condemned.keys()];
+  }
+
+  /** The function the reporting gateway named for a condemned id we did not know, if any. */
+  condemnedFor(id: string): string | undefined {
+    return this.condemned.get(id);
+  }
+
+  isCondemned(id: string): boolean {
+    return this.condemned.has(id);
+  }
+
+  /** The poolkeeper says the instance is gone; its id is an ordinary tombstone from now on. */
+  absolve(id: string): void {
+    this.condemned.delete(id);
+  }
+
   sweepTombstones(now: number): void {
-    for (const [id, until] of this.tombstones) if (until <= now) this.tombstones.delete(id);
+    for (const [id, { until }] of this.tombstones) if (until <= now) this.tombstones.delete(id);
+  }
+
+  /** Ids of the function's instances known gone (retired, dead) lately, condemned ones too. */
+  goneOf(namespace: string, name: string, now: number): string[] {
+    const key = functionKey(namespace, name);
+    const out: string[] = [];
+    for (const [id, { until, fn }] of this.tombstones) if (fn === key && until > now) out.push(id);
+    for (const [id, f] of this.condemned) if (f === key && !this.tombstones.has(id)) out.push(id);
+    return out;
   }
 
   ofFunction(namespace: string, name: string): Iterable<Tracked> {
@@ -136,10 +176,14 @@ export class InstanceTable {
 
   /** Instances of this revision that may still be handed out (not draining). */
   liveCount(namespace: string, name: string, revision: number): number {
-    let n = 0;
+    return this.live(namespace, name, revision).length;
+  }
+
+  live(namespace: string, name: string, revision: number): Tracked[] {
+    const out: Tracked[] = [];
     for (const t of this.ofFunction(namespace, name))
-      if (t.revision === revision && !t.draining) n++;
-    return n;
+      if (t.revision === revision && !t.draining) out.push(t);
+    return out;
   }
 }
 
@@ -151,6 +195,11 @@ export function loadOf(t: Tracked, now: number): number {
     if (now - u.grantedAt < PENDING_GRANT_TTL_MS) load += u.pending;
   }
   return load;
+}
+
+/** Slots still free on the instance: its concurrency less the estimated load. */
+export function freeSlots(t: Tracked, concurrency: number, now: number): number {
+  return concurrency - loadOf(t, now);
 }
 
 export function recordGrant(t: Tracked, gateway: string, slots: number, now: number): void {

@@ -1,29 +1,29 @@
-import { FizzError, type Instance, type Lease, type LeaseRequest } from "@fizz/events";
+import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
 import { effectiveConcurrency, timeoutMsOf, type Catalog, type Resolved } from "./catalog";
-import type { PoolkeeperClient } from "./clients";
+import { applyFunction, type Model } from "./handlers";
 import {
-  loadOf,
+  freeSlots,
+  functionKey,
   recordGrant,
-  revisionKey,
   type InstanceTable,
   type Tracked,
 } from "./instance-table";
 import type { Retirer } from "./retirement";
-import type { RouteStore } from "./route-cache";
+import type { Specializer } from "./specializer";
 
 export interface LeaseDeps {
   catalog: Catalog;
   table: InstanceTable;
-  poolkeeper: PoolkeeperClient;
-  routes: RouteStore;
   retirer: Retirer;
-  loadFailureTtlMs: number;
+  specializer: Specializer;
+  /** What a registry read (minRevision) applies to, as a change event would. */
+  model: Model;
   now: () => number;
   logger: Logger;
 }
 
-/** existing: an instance was there; specialized: this request started one; joined: it waited on another's. */
+/** existing: an instance had free slots; specialized: this request started one; joined: it shared another's. */
 export type LeaseOutcome = "existing" | "specialized" | "joined";
 export interface LeaseResult {
   lease: Lease;
@@ -34,13 +34,21 @@ export interface LeaseResult {
 const MAX_ATTEMPTS = 3;
 
 /**
- * scheduler.lease: which instance serves a request for a function. With a usable instance in
- * memory the answer involves no I/O at all; otherwise one specialization per function revision is
- * in flight at a time (single flight) and every request that needs an instance shares it.
+ * scheduler.lease: which instance serves a request for a function, and how many requests the
+ * asking gateway may have in flight on it (slots).
+ *
+ * Capacity is accounted per instance: its concurrency less its load, the load being what each
+ * gateway last reported in flight plus the slots granted to it since (loadOf). A lease goes to
+ * the instance of the current revision with the most free slots that the gateway did not exclude
+ * (its own lease there is full) or report failed, and grants all of them; the answer needs no I/O.
+ * Only when every instance is full or excluded is a new one specialized (specializer.ts), shared
+ * by up to `concurrency` concurrent lease requests on every scheduler replica, each member granted
+ * an even share of its slots. So N concurrent lease requests for a function without instances
+ * create ceil(N / concurrency) instances, and a gateway holding N requests, asking again each
+ * time its leases are full, ends up with ceil(N / concurrency).
  */
 export class LeaseService {
-  private readonly inflight = new Map<string, Promise<Tracked | undefined>>();
-  private readonly loadFailures = new Map<string, { error: FizzError; until: number }>();
+  private readonly refreshing = new Map<string, Promise<void>>();
   private readonly log: Logger;
 
   constructor(private readonly d: LeaseDeps) {
@@ -48,27 +56,22 @@ export class LeaseService {
   }
 
   get specializationsInFlight(): number {
-    return this.inflight.size;
+    return this.d.specializer.inFlight;
   }
 
   async lease(req: LeaseRequest): Promise<LeaseResult> {
     if (req.failed.length > 0) this.retireFailed(req);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const r =
-        this.d.catalog.resolveCached(req.namespace, req.function) ??
-        (await this.d.catalog.resolve(req.namespace, req.function));
+      const r = await this.resolve(req);
       const picked = this.pick(r, req);
-      if (picked) return { lease: this.grant(picked, r, req.gateway), outcome: "existing" };
-
-      const flight = this.flightFor(r);
-      const t = await flight.promise;
-      // The instance may have died, or the function changed, while we waited: then look again.
-      if (t && this.isUsable(t)) {
-        return {
-          lease: this.grant(t, r, req.gateway),
-          outcome: flight.started ? "specialized" : "joined",
-        };
+      if (picked) {
+        const lease = this.grant(picked.t, r, req.gateway, picked.free, true);
+        return { lease, outcome: "existing" };
       }
+      const got = await this.d.specializer.acquire(r, req.gateway);
+      // The instance may have died, or the function changed, while we waited: then look again.
+      if (got && got.t.revision >= (req.minRevision ?? 0))
+        return { lease: this.grant(got.t, r, req.gateway, got.slots, false), outcome: got.outcome };
     }
     throw new FizzError(
       "UNAVAILABLE",
@@ -76,12 +79,54 @@ export class LeaseService {
     );
   }
 
-  /** Least loaded instance of the current revision that this gateway did not exclude. */
-  private pick(r: Resolved, req: LeaseRequest): Tracked | undefined {
+  /**
+   * The function from the catalog, refreshed from the registry first when the gateway has seen a
+   * newer revision (req.minRevision) than the catalog holds: the gateway saw the change event
+   * before this replica did, and must not get a lease on the old code.
+   */
+  private async resolve(req: LeaseRequest): Promise<Resolved> {
+    const { namespace, function: name, minRevision } = req;
+    const cached = (): Promise<Resolved> | Resolved =>
+      this.d.catalog.resolveCached(namespace, name) ?? this.d.catalog.resolve(namespace, name);
+    let r = await cached();
+    if (minRevision === undefined || r.fn.metadata.revision >= minRevision) return r;
+    await this.refresh(namespace, name);
+    r = await cached();
+    if (r.fn.metadata.revision < minRevision) {
+      throw new FizzError(
+        "UNAVAILABLE",
+        `function ${namespace}/${name}: the registry has revision ${r.fn.metadata.revision}, older than revision ${minRevision} the gateway has seen; ask again`,
+      );
+    }
+    return r;
+  }
+
+  /** One registry.get per function at a time, however many leases wait for it. */
+  private refresh(namespace: string, name: string): Promise<void> {
+    const key = functionKey(namespace, name);
+    let p = this.refreshing.get(key);
+    if (!p) {
+      p = (async () => {
+        const obj = await this.d.catalog.fetchFunction(namespace, name);
+        const cachedUid = this.d.catalog.fn(namespace, name)?.metadata.uid;
+        const op =
+          cachedUid !== undefined && cachedUid !== obj.metadata.uid ? "created" : "updated";
+        if (applyFunction(this.d.model, op, obj))
+          this.log.info(
+            { function: key, revision: obj.metadata.revision },
+            "a lease named a newer revision; refreshed the function from the registry",
+          );
+      })().finally(() => this.refreshing.delete(key));
+      this.refreshing.set(key, p);
+    }
+    return p;
+  }
+
+  /** The current-revision instance with the most free slots that this gateway may use. */
+  private pick(r: Resolved, req: LeaseRequest): { t: Tracked; free: number } | undefined {
     const rev = r.fn.metadata.revision;
     const now = this.d.now();
-    let best: Tracked | undefined;
-    let bestLoad = Infinity;
+    let best: { t: Tracked; free: number } | undefined;
     for (const t of this.d.table.ofFunction(req.namespace, req.function)) {
       if (
         t.revision !== rev ||
@@ -90,143 +135,57 @@ export class LeaseService {
         req.failed.includes(t.id)
       )
         continue;
-      const load = loadOf(t, now);
-      if (load < bestLoad) {
-        best = t;
-        bestLoad = load;
-      }
+      const free = freeSlots(t, this.concurrencyOf(t, r), now);
+      if (free > 0 && (!best || free > best.free)) best = { t, free };
     }
     return best;
   }
 
-  private grant(t: Tracked, r: Resolved, gateway: string): Lease {
-    const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
-    // Every gateway gets the whole concurrency for now; the runtime's own limit (429) is the
-    // backstop when two gateways share an instance. Per-gateway slot shares come later.
-    const slots = concurrency;
-    recordGrant(t, gateway, slots, this.d.now());
+  private grant(t: Tracked, r: Resolved, gateway: string, slots: number, record: boolean): Lease {
+    const now = this.d.now();
+    if (record) recordGrant(t, gateway, slots, now);
+    else t.lastUsedAt = Math.max(t.lastUsedAt, now);
     return {
       instanceId: t.id,
       address: t.instance.address,
       function: { namespace: t.namespace, name: t.name, revision: t.revision },
       slots,
-      concurrency,
+      concurrency: this.concurrencyOf(t, r),
       timeoutMs: timeoutMsOf(r.fn),
     };
   }
 
-  private isUsable(t: Tracked): boolean {
-    const current = this.d.catalog.fn(t.namespace, t.name);
-    return this.d.table.get(t.id) === t && !t.draining && current?.metadata.revision === t.revision;
-  }
-
-  private flightFor(r: Resolved): { promise: Promise<Tracked | undefined>; started: boolean } {
-    const { namespace, name, revision } = r.fn.metadata;
-    const key = revisionKey(namespace, name, revision);
-    const existing = this.inflight.get(key);
-    if (existing) return { promise: existing, started: false };
-
-    const now = this.d.now();
-    const memo = this.loadFailures.get(key);
-    if (memo && memo.until > now) throw memo.error;
-    if (memo) this.loadFailures.delete(key);
-
-    const live = this.d.table.liveCount(namespace, name, revision);
-    if (live >= r.fn.spec.maxInstances) {
-      throw new FizzError(
-        "NO_CAPACITY",
-        `function ${namespace}/${name} has ${live} of maxInstances ${r.fn.spec.maxInstances} instances and none is free; retry`,
-      );
-    }
-    const promise = this.specialize(r).finally(() => this.inflight.delete(key));
-    this.inflight.set(key, promise);
-    return { promise, started: true };
-  }
-
-  /** Resolves undefined when the instance is no longer wanted (function changed, instance died). */
-  private async specialize(r: Resolved): Promise<Tracked | undefined> {
-    const { fn, env } = r;
-    const { namespace, name, revision, uid } = fn.metadata;
-    const key = revisionKey(namespace, name, revision);
-    const concurrency = effectiveConcurrency(fn, env);
-    const startedAt = performance.now();
-    let instance: Instance;
-    try {
-      instance = await this.d.poolkeeper.specialize({
-        environment: { namespace, name: fn.spec.environment },
-        function: { namespace, name, revision },
-        code: fn.spec.code,
-        entrypoint: fn.spec.entrypoint,
-        concurrency,
-      });
-    } catch (err) {
-      const fe = FizzError.from(err);
-      if (fe.code === "FUNCTION_LOAD_FAILED") this.rememberLoadFailure(key, fe);
-      this.log.warn({ function: key, code: fe.code, err: fe.message }, "specialization failed");
-      throw fe;
-    }
-    const got = instance.function;
-    if (
-      instance.state !== "specialized" ||
-      got?.namespace !== namespace ||
-      got.name !== name ||
-      got.revision !== revision
-    ) {
-      // Routing to an instance loaded with anything else would serve the wrong code.
-      this.log.error(
-        { function: key, instance },
-        "poolkeeper answered specialize with another function's instance",
-      );
-      throw new FizzError(
-        "INTERNAL",
-        `poolkeeper returned instance ${instance.id} not specialized with ${key}`,
-      );
-    }
-    const now = this.d.now();
-    if (this.d.table.isTombstoned(instance.id, now)) return undefined; // died before its reply reached us
-    const withLimit: Instance = instance.concurrency ? instance : { ...instance, concurrency };
-    const t = this.d.table.add(withLimit, now);
-    if (!t) return undefined;
-    const current = this.d.catalog.fn(namespace, name);
-    if (current?.metadata.uid !== uid || current.metadata.revision !== revision) {
-      this.d.retirer.retireNow([t], "function changed during specialization");
-      return undefined;
-    }
-    this.log.info(
-      { function: key, instance: t.id, ms: Math.round(performance.now() - startedAt) },
-      "specialized",
-    );
-    try {
-      await this.d.routes.put(t.instance);
-    } catch (err) {
-      // The instance is real and serving; the periodic reconcile adopts it into Redis later.
-      this.log.error(
-        { instance: t.id, err: (err as Error).message },
-        "could not write the route to Redis",
-      );
-    }
-    return t;
+  private concurrencyOf(t: Tracked, r: Resolved): number {
+    return t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
   }
 
   /**
-   * A broken function would otherwise take (and kill) one warm instance per retry until the pool
-   * is empty; for a while every lease for that revision gets the same error without trying.
+   * Instances a gateway could not use (refused connection, 421, timeout of a hung function) are
+   * out of service at once, retired at the poolkeeper (which kills them), and never handed out or
+   * adopted again; the next lease specializes a replacement, and minInstances tops up.
    */
-  private rememberLoadFailure(key: string, error: FizzError): void {
-    if (this.d.loadFailureTtlMs <= 0) return;
-    const now = this.d.now();
-    for (const [k, v] of this.loadFailures) if (v.until <= now) this.loadFailures.delete(k);
-    this.loadFailures.set(key, { error, until: now + this.d.loadFailureTtlMs });
-  }
-
   private retireFailed(req: LeaseRequest): void {
-    const mine = req.failed
-      .map((id) => this.d.table.get(id))
-      .filter(
-        (t): t is Tracked =>
-          t !== undefined && t.namespace === req.namespace && t.name === req.function,
-      );
+    const mine: Tracked[] = [];
+    const unknown: string[] = [];
+    for (const id of req.failed) {
+      const t = this.d.table.get(id);
+      // An id we know under another function is a gateway's mistake: never kill on its word.
+      if (t) {
+        if (t.namespace === req.namespace && t.name === req.function) mine.push(t);
+      } else if (!this.d.table.isTombstoned(id, this.d.now())) unknown.push(id);
+    }
+    for (const t of mine) this.d.table.condemn(t.id);
     if (mine.length > 0)
       this.d.retirer.retireNow(mine, `gateway ${req.gateway} reported it failed`);
+    if (unknown.length > 0) {
+      // Leased by another replica that we have not heard of: never lease it here, tell that
+      // replica (it checks the function), and let reconcile retire it once the poolkeeper's list
+      // confirms it is this function's instance.
+      const fn = functionKey(req.namespace, req.function);
+      for (const id of unknown) this.d.table.condemn(id, fn);
+      this.d.retirer.announceIds(req.namespace, req.function, unknown);
+    }
+    if (mine.length > 0 || unknown.length > 0)
+      this.d.model.minInstances?.check(req.namespace, req.function);
   }
 }

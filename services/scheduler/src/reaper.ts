@@ -10,6 +10,7 @@ export interface ReaperDeps {
   intervalMs: number;
   now: () => number;
   logger: Logger;
+  minInstances?: { checkAll(): void };
 }
 
 /**
@@ -21,7 +22,7 @@ export interface ReaperDeps {
  * and (once the catalog is loaded) instances of functions that no longer exist, e.g. after a
  * restart that rebuilt them from Redis.
  *
- * Not done yet: pre-warming minInstances (specializing instances before the first request).
+ * Last, it asks minInstances to top up every function below its minimum (min-instances.ts).
  */
 export class Reaper {
   private timer: NodeJS.Timeout | undefined;
@@ -70,5 +71,6 @@ export class Reaper {
         .slice(0, spare);
       retirer.drain(idle, `idle for more than ${fn.spec.idleTimeoutSeconds}s`);
     }
+    this.d.minInstances?.checkAll();
   }
 }

@@ -1,6 +1,6 @@
 import type { Logger } from "@fizz/kit";
 import type { PoolkeeperClient } from "./clients";
-import type { InstanceTable } from "./instance-table";
+import { functionKey, type InstanceTable } from "./instance-table";
 import type { Retirer } from "./retirement";
 import type { RouteStore } from "./route-cache";
 
@@ -31,6 +31,7 @@ export async function rebuildFromRedis(
  * (gateways told, Redis cleaned), and specialized instances we do not know are adopted and written
  * to Redis (a specialize reply lost to a timeout or a crash would otherwise leak an instance).
  * Adopted instances of old revisions or deleted functions are drained by the reaper's sweep.
+ * Instances a gateway reported failed are never adopted: while listed, they are retired again.
  */
 export async function reconcileWithPoolkeeper(
   d: ReconcileDeps,
@@ -58,7 +59,18 @@ export async function reconcileWithPoolkeeper(
     dropped++;
   }
   let adopted = 0;
+  for (const id of d.table.condemnedIds()) if (!listed.has(id)) d.table.absolve(id);
   for (const inst of list) {
+    if (d.table.isCondemned(inst.id)) {
+      const said = d.table.condemnedFor(inst.id);
+      const f = inst.function;
+      if (said === undefined || (f && said === functionKey(f.namespace, f.name))) {
+        // A gateway reported it failed and it is still there: the earlier retire did not take.
+        d.retirer.retireUntracked(inst.id, "reported failed by a gateway; still listed");
+        continue;
+      }
+      d.table.absolve(inst.id); // the gateway named it for another function: not ours to kill
+    }
     if (inst.state !== "specialized" || !inst.function) continue;
     if (d.table.get(inst.id) || d.table.isTombstoned(inst.id, d.now())) continue;
     const t = d.table.add(inst, d.now());

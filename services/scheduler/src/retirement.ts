@@ -77,8 +77,44 @@ export class Retirer {
     for (const t of now) this.retire(t, reason);
   }
 
+  /**
+   * Another replica took the instance out of service and does the rest (Redis, poolkeeper): we
+   * only stop handing it out. Its id stays tombstoned, so a late event does not bring it back.
+   */
+  dropQuietly(t: Tracked): void {
+    if (this.d.table.get(t.id) !== t) return;
+    this.d.table.remove(t.id, this.d.now());
+    this.log.debug({ instance: t.id }, "another scheduler replica removed the instance");
+  }
+
+  /**
+   * Tells gateways and the other replicas to stop using instances this replica does not know (a
+   * gateway reported them failed after a lease from another replica).
+   */
+  announceIds(namespace: string, name: string, ids: string[]): void {
+    const revision = this.d.catalog.fn(namespace, name)?.metadata.revision;
+    if (revision === undefined || ids.length === 0) return;
+    try {
+      this.d.publisher.removed(namespace, name, revision, ids);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "could not publish scheduler.instances");
+    }
+  }
+
+  /** Retires an instance we do not track (one reported failed that the poolkeeper still lists). */
+  retireUntracked(id: string, reason: string): void {
+    this.track(
+      this.d.poolkeeper.retire(id, reason).then(
+        () => undefined,
+        (err: unknown) =>
+          this.log.warn({ instance: id, err: (err as Error).message }, "poolkeeper.retire failed"),
+      ),
+    );
+  }
+
   /** The poolkeeper says the instance is gone (died, retired, or missing from its list). */
   forget(instance: Instance, reason: string): void {
+    this.d.table.absolve(instance.id);
     const t = this.d.table.remove(instance.id, this.d.now());
     if (t && !t.draining) this.announce([t]);
     if (t) this.log.info({ instance: t.id, reason }, "instance gone");

@@ -1,6 +1,12 @@
 import { Codecs, FizzError, type Subjects } from "@fizz/events";
 import { listen, serve, type Logger, type NatsConnection, type Subscription } from "@fizz/kit";
-import { onInstanceEvent, onRegistryChanged, onUsageReport, type Model } from "./handlers";
+import {
+  onInstanceEvent,
+  onInstancesRemovedElsewhere,
+  onRegistryChanged,
+  onUsageReport,
+  type Model,
+} from "./handlers";
 import type { LeaseService } from "./lease";
 import type { SchedulerMetrics } from "./metrics";
 
@@ -12,9 +18,22 @@ export function subscribeEvents(
   nc: NatsConnection,
   s: Subjects,
   m: Model,
-  logger: Logger,
+  opts: { sender: string; logger: Logger },
 ): Subscription[] {
+  const { logger } = opts;
   return [
+    // Other replicas' removals; listen() hides the envelope, and our own must be skipped.
+    nc.subscribe(s.schedulerInstancesAll, {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          const env = Codecs.schedulerInstances.decode(msg.data);
+          if (env.sender !== opts.sender) onInstancesRemovedElsewhere(m, env.data);
+        } catch (e) {
+          logger.warn({ err: (e as Error).message }, "dropped a malformed scheduler.instances");
+        }
+      },
+    }),
     listen(
       nc,
       s.registryChanged("functions"),

@@ -14,6 +14,9 @@ describe("scheduler config (unit)", () => {
       specializeTimeoutMs: 15_000,
       rpcTimeoutMs: 5000,
       reconcileIntervalMs: 30_000,
+      claimTtlMs: 30_000,
+      claimPollMs: 50,
+      minInstancesRetryMs: 5000,
       redisPrefix: "fizz:v1:",
       subjectPrefix: "fizz.v1",
     });
@@ -37,6 +40,22 @@ describe("scheduler config (unit)", () => {
       expect((err as FizzError).field).to.equal("FIZZ_SPECIALIZE_TIMEOUT_MS");
       expect((err as FizzError).message).to.match(
         /^FIZZ_SPECIALIZE_TIMEOUT_MS: must be an integer/,
+      );
+    }
+  });
+  it("keeps the claim TTL longer than a specialization may take", () => {
+    expect(loadConfig({ FIZZ_SPECIALIZE_TIMEOUT_MS: "60000" }).claimTtlMs).to.equal(65_000);
+    expect(
+      loadConfig({ FIZZ_SPECIALIZE_TIMEOUT_MS: "400", FIZZ_CLAIM_TTL_MS: "1000" }).claimTtlMs,
+    ).to.equal(1000);
+    try {
+      loadConfig({ FIZZ_CLAIM_TTL_MS: "10000" });
+      expect.fail("expected an error");
+    } catch (err) {
+      expect(err).to.be.instanceOf(FizzError);
+      expect((err as FizzError).field).to.equal("FIZZ_CLAIM_TTL_MS");
+      expect((err as FizzError).message).to.match(
+        /^FIZZ_CLAIM_TTL_MS: must be greater than FIZZ_SPECIALIZE_TIMEOUT_MS \(15000\)/,
       );
     }
   });

@@ -7,13 +7,21 @@ import {
 import { silentLogger } from "@fizz/kit";
 import { Catalog, type RegistryClient } from "../src/catalog";
 import type { InstancesPublisher, PoolkeeperClient } from "../src/clients";
-import type { Model } from "../src/handlers";
+import {
+  onInstanceEvent,
+  onInstancesRemovedElsewhere,
+  onUsageReport,
+  type Model,
+} from "../src/handlers";
 import { InstanceTable } from "../src/instance-table";
 import { LeaseService } from "../src/lease";
+import { MinInstances } from "../src/min-instances";
 import { Reaper } from "../src/reaper";
 import { Retirer } from "../src/retirement";
 import type { RouteStore } from "../src/route-cache";
+import { Specializer } from "../src/specializer";
 import { instanceFor } from "./fixtures";
+import { MemoryClaims } from "./memory-claims";
 
 type Obj = ObjectsByPlural["functions"] | ObjectsByPlural["environments"];
 
@@ -43,6 +51,8 @@ export class FakePoolkeeper implements PoolkeeperClient {
   readonly specializeCalls: SpecializeRequest[] = [];
   readonly retired: string[] = [];
   instances: Instance[] = [];
+  /** Called with every instance it specialized, before answering (the specialized event). */
+  announce: (instance: Instance) => void = () => undefined;
   /** Replace to make specialize fail or hang. */
   behave: (req: SpecializeRequest) => Promise<Instance> = async (req) => {
     await new Promise((r) => setTimeout(r, 5));
@@ -52,6 +62,7 @@ export class FakePoolkeeper implements PoolkeeperClient {
     this.specializeCalls.push(req);
     const inst = await this.behave(req);
     this.instances.push(inst);
+    this.announce(inst);
     return inst;
   }
   async retire(instanceId: string): Promise<boolean> {
@@ -83,23 +94,51 @@ export class FakeRoutes implements RouteStore {
 export class FakePublisher implements InstancesPublisher {
   readonly events: Array<{ namespace: string; name: string; revision: number; removed: string[] }> =
     [];
+  constructor(
+    private readonly shared?: Shared,
+    private readonly sender?: string,
+  ) {}
   removed(namespace: string, name: string, revision: number, removed: string[]) {
     this.events.push({ namespace, name, revision, removed });
+    // scheduler.instances reaches the other replicas too.
+    for (const r of this.shared?.replicas ?? [])
+      if (r.name !== this.sender)
+        onInstancesRemovedElsewhere(r.model, { namespace, function: name, revision, removed });
   }
   removedIds(): string[] {
     return this.events.flatMap((e) => e.removed);
   }
 }
 
-/** The scheduler's model wired to fakes, with a clock the test moves by hand. */
-export function world(opts: { drainMs?: number; loadFailureTtlMs?: number } = {}) {
-  const clock = { t: 1_000_000 };
+/** What scheduler replicas share: the registry, the poolkeeper, Redis (routes, claims), the clock. */
+export interface Shared {
+  clock: { t: number };
+  registry: FakeRegistry;
+  poolkeeper: FakePoolkeeper;
+  routes: FakeRoutes;
+  claims: MemoryClaims;
+  /** The bus: each replica's handlers for poolkeeper events and other replicas' removals. */
+  replicas: Array<{ name: string; model: Model }>;
+}
+
+/**
+ * The scheduler's model wired to fakes, with a clock the test moves by hand. Pass another world's
+ * `shared` to get a second replica on the same registry, poolkeeper, Redis and bus.
+ */
+export function world(
+  opts: {
+    drainMs?: number;
+    loadFailureTtlMs?: number;
+    claimTtlMs?: number;
+    shared?: Shared;
+  } = {},
+) {
+  const shared: Shared = opts.shared ?? newShared();
+  const { clock, registry, poolkeeper, routes, claims } = shared;
+  const name = `replica-${shared.replicas.length + 1}`;
   const now = () => clock.t;
   const logger = silentLogger();
-  const registry = new FakeRegistry();
-  const poolkeeper = new FakePoolkeeper();
-  const routes = new FakeRoutes();
-  const publisher = new FakePublisher();
+  const publisher = new FakePublisher(shared, name);
   const catalog = new Catalog(registry);
   const table = new InstanceTable();
   const retirer = new Retirer({
@@ -112,27 +151,54 @@ export function world(opts: { drainMs?: number; loadFailureTtlMs?: number } = {}
     now,
     logger,
   });
-  const leases = new LeaseService({
+  const specializer = new Specializer({
     catalog,
     table,
     poolkeeper,
     routes,
     retirer,
+    claims,
+    replica: name,
+    claimTtlMs: opts.claimTtlMs ?? 30_000,
+    pollMs: 5,
     loadFailureTtlMs: opts.loadFailureTtlMs ?? 5000,
     now,
     logger,
   });
-  const reaper = new Reaper({ table, catalog, retirer, intervalMs: 1000, now, logger });
-  const model: Model = { catalog, table, retirer, now, logger };
+  const minInstances = new MinInstances({
+    catalog,
+    table,
+    specializer,
+    retryMs: 5000,
+    now,
+    logger,
+  });
+  const model: Model = { catalog, table, retirer, now, logger, minInstances, waiters: specializer };
+  const leases = new LeaseService({ catalog, table, retirer, specializer, model, now, logger });
+  const reaper = new Reaper({
+    table,
+    catalog,
+    retirer,
+    intervalMs: 1000,
+    now,
+    logger,
+    minInstances,
+  });
+  shared.replicas.push({ name, model });
   return {
+    name,
+    shared,
     clock,
     registry,
     poolkeeper,
     routes,
+    claims,
     publisher,
     catalog,
     table,
     retirer,
+    specializer,
+    minInstances,
     leases,
     reaper,
     model,
@@ -140,9 +206,32 @@ export function world(opts: { drainMs?: number; loadFailureTtlMs?: number } = {}
   };
 }
 
+function newShared(): Shared {
+  const clock = { t: 1_000_000 };
+  const shared: Shared = {
+    clock,
+    registry: new FakeRegistry(),
+    poolkeeper: new FakePoolkeeper(),
+    routes: new FakeRoutes(),
+    claims: new MemoryClaims(() => clock.t),
+    replicas: [],
+  };
+  // The poolkeeper announces every specialized instance to every replica, as on the bus.
+  shared.poolkeeper.announce = (instance) => {
+    for (const r of shared.replicas) onInstanceEvent(r.model, { event: "specialized", instance });
+  };
+  return shared;
+}
+
 export function leaseReq(
   fn: string,
-  o: { gateway?: string; exclude?: string[]; failed?: string[]; namespace?: string } = {},
+  o: {
+    gateway?: string;
+    exclude?: string[];
+    failed?: string[];
+    namespace?: string;
+    minRevision?: number;
+  } = {},
 ) {
   return {
     namespace: o.namespace ?? "default",
@@ -150,5 +239,32 @@ export function leaseReq(
     gateway: o.gateway ?? "gateway-a",
     exclude: o.exclude ?? [],
     failed: o.failed ?? [],
+    ...(o.minRevision !== undefined ? { minRevision: o.minRevision } : {}),
   };
+}
+
+/** A gateway's scheduler.report: instance id -> requests in flight on it now. */
+export function report(
+  w: {
+    model: Model;
+    clock: { t: number };
+    table: { get(id: string): { name: string; namespace: string } | undefined };
+  },
+  gateway: string,
+  inFlight: Record<string, number>,
+) {
+  onUsageReport(w.model, {
+    gateway,
+    items: Object.entries(inFlight).map(([instanceId, n]) => {
+      const t = w.table.get(instanceId);
+      return {
+        instanceId,
+        namespace: t?.namespace ?? "default",
+        function: t?.name ?? "hello",
+        inFlight: n,
+        served: n,
+        lastUsedAt: w.clock.t,
+      };
+    }),
+  });
 }

@@ -1,9 +1,10 @@
 import { expect } from "chai";
 import { FizzError } from "@fizz/events";
 import { effectiveConcurrency } from "../src/catalog";
-import { onRegistryChanged, onUsageReport } from "../src/handlers";
+import { onInstanceEvent, onRegistryChanged, onUsageReport } from "../src/handlers";
+import { reconcileWithPoolkeeper } from "../src/reconcile";
 import { envObj, fnObj, instanceFor } from "./fixtures";
-import { leaseReq, world } from "./fakes";
+import { leaseReq, report, world } from "./fakes";
 
 async function rejection(p: Promise<unknown>): Promise<FizzError> {
   try {
@@ -47,13 +48,18 @@ describe("scheduler lease (unit)", () => {
     expect(lease.function).to.deep.equal({ namespace: "default", name: "hello", revision: 1 });
   });
 
-  it("answers a lease from memory when an instance is usable: no poolkeeper, registry or route store call", async () => {
-    await w.leases.lease(leaseReq("hello"));
+  it("answers a lease from memory when an instance has free slots: no poolkeeper, registry, route store or claim call", async () => {
+    const first = await w.leases.lease(leaseReq("hello"));
+    // gateway-a holds the 50 slots it was granted until it reports using only 10 of them.
+    report(w, "gateway-a", { [first.lease.instanceId]: 10 });
     const gets = w.registry.gets;
+    const joins = w.claims.joins;
     const r = await w.leases.lease(leaseReq("hello", { gateway: "gateway-b" }));
     expect(r.outcome).to.equal("existing");
+    expect(r.lease).to.include({ instanceId: first.lease.instanceId, slots: 40, concurrency: 50 });
     expect(w.poolkeeper.specializeCalls).to.have.length(1);
     expect(w.registry.gets).to.equal(gets);
+    expect(w.claims.joins).to.equal(joins);
     expect(w.routes.puts).to.equal(1);
   });
 
@@ -227,5 +233,106 @@ describe("scheduler lease (unit)", () => {
     expect(w.poolkeeper.specializeCalls.map((c) => c.function.revision)).to.deep.equal([1, 2]);
     await w.retirer.idle();
     expect(w.poolkeeper.retired).to.have.length(1);
+  });
+  describe("minRevision (the gateway saw an update this replica has not)", () => {
+    it("refreshes the function from the registry, drains the old revision and leases the new one", async () => {
+      const old = (await w.leases.lease(leaseReq("hello"))).lease.instanceId;
+      w.registry.set(fnObj("hello", { revision: 2 })); // the change event has not arrived here
+      const gets = w.registry.gets;
+      const { lease } = await w.leases.lease(leaseReq("hello", { minRevision: 2 }));
+      expect(lease.function.revision).to.equal(2);
+      expect(lease.instanceId).to.not.equal(old);
+      expect(w.registry.gets).to.equal(gets + 1);
+      expect(w.table.get(old)?.draining).to.equal(true);
+      expect(w.publisher.events).to.deep.include({
+        namespace: "default",
+        name: "hello",
+        revision: 2,
+        removed: [old],
+      });
+    });
+
+    it("asks the registry once for many concurrent leases naming the newer revision", async () => {
+      await w.leases.lease(leaseReq("hello"));
+      w.registry.set(fnObj("hello", { revision: 2 }));
+      const gets = w.registry.gets;
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => w.leases.lease(leaseReq("hello", { minRevision: 2 }))),
+      );
+      expect(w.registry.gets).to.equal(gets + 1);
+      expect(results.every((r) => r.lease.function.revision === 2)).to.equal(true);
+    });
+
+    it("answers UNAVAILABLE, and never an old-revision lease, while the registry is behind", async () => {
+      await w.leases.lease(leaseReq("hello"));
+      const err = await rejection(w.leases.lease(leaseReq("hello", { minRevision: 3 })));
+      expect(err.code).to.equal("UNAVAILABLE");
+      expect(err.retryable).to.equal(true);
+      expect(err.message).to.contain("revision 3");
+    });
+
+    it("answers from memory when the catalog is as new as minRevision", async () => {
+      await w.leases.lease(leaseReq("hello"));
+      const gets = w.registry.gets;
+      await w.leases.lease(leaseReq("hello", { minRevision: 1, gateway: "gateway-b" }));
+      expect(w.registry.gets).to.equal(gets);
+    });
+  });
+
+  describe("instances a gateway reported failed (hung function, 504)", () => {
+    it("are killed at the poolkeeper and replaced by the next lease", async () => {
+      const hung = (await w.leases.lease(leaseReq("hello"))).lease.instanceId;
+      const next = await w.leases.lease(leaseReq("hello", { failed: [hung] }));
+      expect(next.outcome).to.equal("specialized");
+      expect(next.lease.instanceId).to.not.equal(hung);
+      await w.retirer.idle();
+      expect(w.poolkeeper.retired).to.deep.equal([hung]);
+    });
+
+    it("are never leased again, though the poolkeeper announces or still lists them", async () => {
+      const hung = (await w.leases.lease(leaseReq("hello"))).lease.instanceId;
+      const inst = w.table.get(hung)!.instance;
+      // The kill did not take: the poolkeeper keeps the instance.
+      w.poolkeeper.retire = async (id) => {
+        w.poolkeeper.retired.push(id);
+        return true;
+      };
+      await w.leases.lease(leaseReq("hello", { failed: [hung] }));
+      onInstanceEvent(w.model, { event: "specialized", instance: inst });
+      w.clock.t += 120_000; // past every tombstone
+      const res = await reconcileWithPoolkeeper({ ...w, now: w.model.now });
+      expect(res.adopted).to.equal(0);
+      await w.retirer.idle();
+      expect(w.poolkeeper.retired).to.deep.equal([hung, hung]); // retired again, not adopted
+      for (let i = 0; i < 5; i++) {
+        const r = await w.leases.lease(leaseReq("hello", { gateway: `gateway-${i}` }));
+        expect(r.lease.instanceId).to.not.equal(hung);
+      }
+    });
+
+    it("reported to a replica that never knew them: that replica tells the others, and retires them once the poolkeeper lists them for this function", async () => {
+      const hung = (await w.leases.lease(leaseReq("hello"))).lease.instanceId;
+      const other = world({ shared: w.shared }); // started after the specialized event went by
+      await other.catalog.load();
+      await other.leases.lease(leaseReq("hello", { failed: [hung], gateway: "gateway-b" }));
+      expect(w.table.get(hung)).to.equal(undefined); // told over scheduler.instances
+      expect(w.poolkeeper.retired).to.deep.equal([]); // not on the gateway's word alone
+      await reconcileWithPoolkeeper({ ...other, now: other.model.now });
+      await other.retirer.idle();
+      expect(w.poolkeeper.retired).to.deep.equal([hung]);
+      other.retirer.stop();
+    });
+
+    it("are dropped by the other scheduler replicas too", async () => {
+      const other = world({ shared: w.shared });
+      await other.catalog.load();
+      const hung = (await w.leases.lease(leaseReq("hello"))).lease.instanceId;
+      expect(other.table.get(hung)).to.not.equal(undefined); // learned from the specialized event
+      await w.leases.lease(leaseReq("hello", { failed: [hung] }));
+      expect(other.table.get(hung)).to.equal(undefined);
+      const r = await other.leases.lease(leaseReq("hello", { gateway: "gateway-b" }));
+      expect(r.lease.instanceId).to.not.equal(hung);
+      other.retirer.stop();
+    });
   });
 });

@@ -1,130 +1,12 @@
 import { expect } from "chai";
 import { Redis } from "ioredis";
-import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import {
-  Codecs,
-  FizzError,
-  subjects,
-  type FunctionObject,
-  type Instance,
-  type InstancesChanged,
-  type LeaseRequest,
-  type SpecializeRequest,
-} from "@fizz/events";
-import { publish, request, serve, silentLogger } from "@fizz/kit";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Codecs, FizzError, type FunctionObject, type LeaseRequest } from "@fizz/events";
+import { publish, request } from "@fizz/kit";
 import { startNats, startRedis, waitFor, type TestServer } from "@fizz/testkit";
 import { loadConfig, start, type Scheduler } from "../src/index";
-import { envObj, fnObj, instanceFor } from "./fixtures";
-
-const s = subjects("fizz.v1");
-const logger = silentLogger();
-
-/** The test plays the registry and the poolkeeper on the real bus, recording what it is asked. */
-class Stage {
-  readonly objects = new Map<string, ReturnType<typeof fnObj> | ReturnType<typeof envObj>>();
-  readonly specializeCalls: SpecializeRequest[] = [];
-  readonly retireCalls: string[] = [];
-  readonly changes: InstancesChanged[] = [];
-  instances: Instance[] = [];
-  specializeDelayMs = 30;
-  listAnswers = true;
-  failWith: FizzError | undefined;
-  private subs: Subscription[] = [];
-
-  constructor(private readonly nc: NatsConnection) {}
-
-  put(...objs: Array<ReturnType<typeof fnObj> | ReturnType<typeof envObj>>): void {
-    for (const o of objs)
-      this.objects.set(`${o.kind}/${o.metadata.namespace}/${o.metadata.name}`, o);
-  }
-
-  start(): void {
-    const opts = { sender: "stage-test", logger };
-    this.subs = [
-      serve(
-        this.nc,
-        s.registryList,
-        Codecs.registryList,
-        async (req) => ({
-          items: [...this.objects.values()].filter(
-            (o) => o.kind === (req.kind === "functions" ? "Function" : "Environment"),
-          ),
-        }),
-        opts,
-      ),
-      serve(
-        this.nc,
-        s.registryGet,
-        Codecs.registryGet,
-        async (req) => {
-          const o = this.objects.get(
-            `${req.kind === "functions" ? "Function" : "Environment"}/${req.namespace}/${req.name}`,
-          );
-          if (!o)
-            throw new FizzError("NOT_FOUND", `${req.kind} ${req.namespace}/${req.name} not found`);
-          return { object: o };
-        },
-        opts,
-      ),
-      serve(
-        this.nc,
-        s.poolkeeperSpecialize,
-        Codecs.poolkeeperSpecialize,
-        async (req) => {
-          this.specializeCalls.push(req);
-          await new Promise((r) => setTimeout(r, this.specializeDelayMs));
-          if (this.failWith) throw this.failWith;
-          const instance = instanceFor(req.function, {
-            env: req.environment.name,
-            concurrency: req.concurrency,
-          });
-          this.instances.push(instance);
-          return { instance };
-        },
-        opts,
-      ),
-      serve(
-        this.nc,
-        s.poolkeeperRetire,
-        Codecs.poolkeeperRetire,
-        async (req) => {
-          this.retireCalls.push(req.instanceId);
-          const inst = this.instances.find((i) => i.id === req.instanceId);
-          this.instances = this.instances.filter((i) => i.id !== req.instanceId);
-          if (inst)
-            publish(
-              this.nc,
-              s.poolkeeperInstance("retired"),
-              Codecs.poolkeeperInstance,
-              { event: "retired", instance: inst },
-              "stage-test",
-            );
-          return { retired: inst !== undefined };
-        },
-        opts,
-      ),
-      serve(
-        this.nc,
-        s.poolkeeperList,
-        Codecs.poolkeeperList,
-        async () => {
-          if (!this.listAnswers) throw new FizzError("UNAVAILABLE", "poolkeeper is restarting");
-          return { instances: [...this.instances] };
-        },
-        opts,
-      ),
-      this.nc.subscribe(s.schedulerInstancesAll, {
-        callback: (_err, msg) => {
-          this.changes.push(Codecs.schedulerInstances.decode(msg.data).data);
-        },
-      }),
-    ];
-  }
-
-  stop(): void {
-    for (const sub of this.subs) sub.unsubscribe();
-  }
-}
+import { envObj, fnObj } from "./fixtures";
+import { logger, s, Stage } from "./stage";
 
 describe("scheduler (integration: real NATS and Redis)", function () {
   let nats: TestServer;
@@ -279,6 +161,24 @@ describe("scheduler (integration: real NATS and Redis)", function () {
     });
     const routes = await redis.hgetall("fizz:v1:routes:default:hello");
     expect(Object.keys(routes)).to.deep.equal([fresh.instanceId]);
+  });
+
+  it("refreshes from the registry when a lease names a newer revision than it has seen, never leasing the old one", async () => {
+    await startScheduler();
+    const old = (await lease("hello")).lease;
+    stage.put(fnObj("hello", { revision: 2 })); // updated; the change event has not reached us
+    const fresh = (await lease("hello", { minRevision: 2, gateway: "gateway-2" })).lease;
+    expect(fresh.function.revision).to.equal(2);
+    expect(stage.specializeCalls.map((c) => c.function.revision)).to.deep.equal([1, 2]);
+    await waitFor(
+      () => stage.changes.some((c) => c.revision === 2 && c.removed.includes(old.instanceId)),
+      {
+        what: "old instance announced removed",
+      },
+    );
+    await waitFor(() => stage.retireCalls.includes(old.instanceId), {
+      what: "old instance retired",
+    });
   });
 
   it("reaps an instance idle past its idleTimeout", async () => {

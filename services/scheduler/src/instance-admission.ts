@@ -1,0 +1,122 @@
+import { FizzError, type Instance } from "@fizz/events";
+import type { Logger } from "@fizz/kit";
+import { effectiveConcurrency, type Catalog, type Resolved } from "./catalog";
+import type { PoolkeeperClient } from "./clients";
+import { revisionKey, type InstanceTable, type Tracked } from "./instance-table";
+import type { Retirer } from "./retirement";
+import type { RouteStore } from "./route-cache";
+
+/** The owner's side of a specialization: ask the poolkeeper, check the answer, admit the instance. */
+
+export interface AdmissionDeps {
+  catalog: Catalog;
+  table: InstanceTable;
+  poolkeeper: PoolkeeperClient;
+  routes: RouteStore;
+  retirer: Retirer;
+  now: () => number;
+}
+
+/**
+ * A broken function would otherwise take (and kill) one warm instance per retry until the pool
+ * is empty; for a while every lease for that revision gets the same error without trying.
+ */
+export class LoadFailures {
+  private readonly memo = new Map<string, { error: FizzError; until: number }>();
+
+  constructor(private readonly ttlMs: number) {}
+
+  /** Throws the remembered FUNCTION_LOAD_FAILED of this function revision, if any. */
+  check(key: string, now: number): void {
+    const m = this.memo.get(key);
+    if (!m) return;
+    if (m.until > now) throw m.error;
+    this.memo.delete(key);
+  }
+
+  remember(key: string, error: FizzError, now: number): void {
+    if (this.ttlMs <= 0 || error.code !== "FUNCTION_LOAD_FAILED") return;
+    for (const [k, v] of this.memo) if (v.until <= now) this.memo.delete(k);
+    this.memo.set(key, { error, until: now + this.ttlMs });
+  }
+}
+
+/** poolkeeper.specialize for the resolved function revision; the instance carries its concurrency. */
+export async function requestInstance(
+  d: AdmissionDeps,
+  r: Resolved,
+  loadFailures: LoadFailures,
+  log: Logger,
+): Promise<Instance> {
+  const { fn, env } = r;
+  const { namespace, name, revision } = fn.metadata;
+  const key = revisionKey(namespace, name, revision);
+  const concurrency = effectiveConcurrency(fn, env);
+  const startedAt = performance.now();
+  let instance: Instance;
+  try {
+    instance = await d.poolkeeper.specialize({
+      environment: { namespace, name: fn.spec.environment },
+      function: { namespace, name, revision },
+      code: fn.spec.code,
+      entrypoint: fn.spec.entrypoint,
+      concurrency,
+    });
+  } catch (err) {
+    const fe = FizzError.from(err);
+    loadFailures.remember(key, fe, d.now());
+    log.warn({ function: key, code: fe.code, err: fe.message }, "specialization failed");
+    throw fe;
+  }
+  const got = instance.function;
+  if (
+    instance.state !== "specialized" ||
+    got?.namespace !== namespace ||
+    got.name !== name ||
+    got.revision !== revision
+  ) {
+    // Routing to an instance loaded with anything else would serve the wrong code.
+    log.error(
+      { function: key, instance },
+      "poolkeeper answered specialize with another function's instance",
+    );
+    throw new FizzError(
+      "INTERNAL",
+      `poolkeeper returned instance ${instance.id} not specialized with ${key}`,
+    );
+  }
+  log.info(
+    { function: key, instance: instance.id, ms: Math.round(performance.now() - startedAt) },
+    "specialized",
+  );
+  return instance.concurrency ? instance : { ...instance, concurrency };
+}
+
+/** Into the table and the route cache; undefined when the instance is no longer wanted. */
+export async function admitInstance(
+  d: AdmissionDeps,
+  instance: Instance,
+  r: Resolved,
+  log: Logger,
+): Promise<Tracked | undefined> {
+  const { uid, revision, namespace, name } = r.fn.metadata;
+  const now = d.now();
+  if (d.table.isTombstoned(instance.id, now)) return undefined; // died before its reply reached us
+  const t = d.table.add(instance, now);
+  if (!t) return undefined;
+  const current = d.catalog.fn(namespace, name);
+  if (current?.metadata.uid !== uid || current.metadata.revision !== revision) {
+    d.retirer.retireNow([t], "function changed during specialization");
+    return undefined;
+  }
+  try {
+    await d.routes.put(t.instance);
+  } catch (err) {
+    // The instance is real and serving; the periodic reconcile adopts it into Redis later.
+    log.error(
+      { instance: t.id, err: (err as Error).message },
+      "could not write the route to Redis",
+    );
+  }
+  return t;
+}

@@ -1,0 +1,313 @@
+import { FizzError, type FunctionRef, type Instance } from "@fizz/events";
+import type { Logger } from "@fizz/kit";
+import { effectiveConcurrency, type Catalog, type Resolved } from "./catalog";
+import {
+  FINISHED_SLOT_TTL_MS,
+  slotShare,
+  type ClaimMode,
+  type ClaimStore,
+  type JoinResult,
+  type SlotRecord,
+} from "./claims";
+import type { PoolkeeperClient } from "./clients";
+import { admitInstance, LoadFailures, requestInstance } from "./instance-admission";
+import {
+  functionKey,
+  recordGrant,
+  revisionKey,
+  type InstanceTable,
+  type Tracked,
+} from "./instance-table";
+import type { Retirer } from "./retirement";
+import type { RouteStore } from "./route-cache";
+
+export interface SpecializerDeps {
+  catalog: Catalog;
+  table: InstanceTable;
+  poolkeeper: PoolkeeperClient;
+  routes: RouteStore;
+  retirer: Retirer;
+  claims: ClaimStore;
+  /** Names this replica in claim tokens (its envelope sender). */
+  replica: string;
+  claimTtlMs: number;
+  /** How often a lease waiting for another replica's specialization reads its claim. */
+  pollMs: number;
+  loadFailureTtlMs: number;
+  now: () => number;
+  logger: Logger;
+}
+
+export interface Acquired {
+  t: Tracked;
+  /** This member's share of the new instance's concurrency. */
+  slots: number;
+  outcome: "specialized" | "joined";
+}
+
+interface SlotOutcome {
+  t: Tracked | undefined;
+  /** Every member's gateway, from the finished claim; undefined when it could not be read. */
+  members: string[] | undefined;
+}
+
+interface LocalSlot {
+  promise: Promise<SlotOutcome>;
+  /** Members that joined through this replica, the fallback when the claim cannot be read. */
+  localMembers: number;
+}
+
+/**
+ * Creates instances, one specialization per need across every scheduler replica: a lease that
+ * finds no free instance joins an open slot (claims.ts) or opens one and specializes. Members of a
+ * slot opened here wait on its promise; members of another replica's slot read its claim until it
+ * finishes (woken early when the instance's "specialized" event arrives), expires (a crashed
+ * owner: ask again) or passes the claim TTL.
+ */
+export class Specializer {
+  private readonly slots = new Map<string, LocalSlot>();
+  private readonly loadFailures: LoadFailures;
+  private readonly sleepers = new Map<string, Set<() => void>>();
+  /** Slots whose members' grants were recorded on the instance already (once per slot). */
+  private readonly recorded = new WeakMap<Tracked, Set<string>>();
+  private owned = 0;
+  private seq = 0;
+  private readonly log: Logger;
+
+  constructor(private readonly d: SpecializerDeps) {
+    this.log = d.logger.child({ component: "specializer" });
+    this.loadFailures = new LoadFailures(d.loadFailureTtlMs);
+  }
+
+  /** Specializations this replica asked the poolkeeper for and has no answer to yet. */
+  get inFlight(): number {
+    return this.owned;
+  }
+
+  /**
+   * Capacity on a new instance for a lease that found every instance of the revision full (or
+   * excluded). Resolves undefined when the instance is no longer usable (function changed, instance
+   * died, claim expired): the caller looks again.
+   */
+  async acquire(r: Resolved, gateway: string): Promise<Acquired | undefined> {
+    const { namespace, name, revision } = r.fn.metadata;
+    this.loadFailures.check(revisionKey(namespace, name, revision), this.d.now());
+    const j = await this.join(r, "lease", r.fn.spec.maxInstances, gateway);
+    if (j.kind === "full") {
+      throw new FizzError(
+        "NO_CAPACITY",
+        `function ${namespace}/${name} has ${j.live} instances and ${j.busy} specializing of maxInstances ${r.fn.spec.maxInstances}, and none is free; retry`,
+      );
+    }
+    const local = this.slotFor(r, j);
+    const localMember = ++local.localMembers;
+    const out = await local.promise;
+    const t = out.t;
+    if (!t || !this.isUsable(t)) return undefined;
+    const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
+    const outcome = j.kind === "owner" ? "specialized" : "joined";
+    if (out.members) {
+      this.recordShares(t, `${slotKey(r, j.slot)}#${j.owner}`, out.members, concurrency);
+      return { t, slots: slotShare(concurrency, out.members.length, j.member), outcome };
+    }
+    // The claim could not be read back: split among the members this replica knows of.
+    const slots = slotShare(concurrency, local.localMembers, localMember);
+    recordGrant(t, gateway, slots, this.d.now());
+    return { t, slots, outcome };
+  }
+
+  /**
+   * minInstances: opens slots until live instances plus slots being specialized (on any replica)
+   * reach `target`, and specializes each. Resolves, once they are all settled, with how many it
+   * opened; rejects with the first failure.
+   */
+  async warm(r: Resolved, target: number): Promise<number> {
+    const { namespace, name, revision } = r.fn.metadata;
+    this.loadFailures.check(revisionKey(namespace, name, revision), this.d.now());
+    const started: Array<Promise<SlotOutcome>> = [];
+    for (let i = 0; i < target; i++) {
+      const j = await this.join(r, "warm", target, "");
+      if (j.kind !== "owner") break;
+      started.push(this.slotFor(r, j).promise);
+    }
+    const results = await Promise.allSettled(started);
+    const failed = results.find((x): x is PromiseRejectedResult => x.status === "rejected");
+    if (failed) throw FizzError.from(failed.reason);
+    return started.length;
+  }
+
+  /** A "specialized" event for the function: leases waiting on another replica look now. */
+  instanceAppeared(namespace: string, name: string): void {
+    const set = this.sleepers.get(functionKey(namespace, name));
+    if (set) for (const wake of [...set]) wake();
+  }
+
+  isUsable(t: Tracked): boolean {
+    const current = this.d.catalog.fn(t.namespace, t.name);
+    return this.d.table.get(t.id) === t && !t.draining && current?.metadata.revision === t.revision;
+  }
+
+  private async join(r: Resolved, mode: ClaimMode, limit: number, gateway: string) {
+    const { namespace, name, revision } = r.fn.metadata;
+    try {
+      return await this.d.claims.join({
+        fn: { namespace, name, revision },
+        mode,
+        capacity: effectiveConcurrency(r.fn, r.env),
+        limit,
+        live: this.d.table.live(namespace, name, revision).map((t) => t.id),
+        gone: this.d.table.goneOf(namespace, name, this.d.now()),
+        gateway,
+        owner: `${this.d.replica}/${++this.seq}`,
+        ttlMs: this.d.claimTtlMs,
+      });
+    } catch (err) {
+      throw new FizzError(
+        "UNAVAILABLE",
+        `could not claim a specialization of ${namespace}/${name} in Redis: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  private slotFor(r: Resolved, j: Exclude<JoinResult, { kind: "full" }>): LocalSlot {
+    const key = `${slotKey(r, j.slot)}#${j.owner}`;
+    let local = this.slots.get(key);
+    if (local) return local;
+    const promise =
+      j.kind === "owner" ? this.own(r, j.slot, j.owner) : this.follow(r, j.slot, j.owner);
+    local = { promise, localMembers: 0 };
+    this.slots.set(key, local);
+    const forget = () => this.slots.delete(key);
+    promise.then(forget, forget);
+    return local;
+  }
+
+  /** This replica opened the slot: specialize, then finish the claim so members everywhere learn. */
+  private async own(r: Resolved, slot: number, owner: string): Promise<SlotOutcome> {
+    const ref = refOf(r);
+    this.owned++;
+    try {
+      let instance: Instance;
+      try {
+        instance = await requestInstance(this.d, r, this.loadFailures, this.log);
+      } catch (err) {
+        const fe = FizzError.from(err);
+        await this.finish(ref, slot, owner, { state: "failed", error: fe.toWire() });
+        throw fe;
+      }
+      const t = await admitInstance(this.d, instance, r, this.log);
+      const rec = await this.finish(
+        ref,
+        slot,
+        owner,
+        t ? { state: "done", instance: t.instance } : { state: "dropped" },
+      );
+      return { t, members: rec?.members };
+    } finally {
+      this.owned--;
+    }
+  }
+
+  /** Another replica opened the slot: read its claim until the instance is there. */
+  private async follow(r: Resolved, slot: number, owner: string): Promise<SlotOutcome> {
+    const ref = refOf(r);
+    const deadline = Date.now() + this.d.claimTtlMs + this.d.pollMs;
+    const nothing: SlotOutcome = { t: undefined, members: undefined };
+    for (;;) {
+      let rec: SlotRecord | undefined | "unknown";
+      try {
+        rec = await this.d.claims.read(ref, slot);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, "could not read a specialization claim");
+        rec = "unknown";
+      }
+      if (rec !== "unknown") {
+        if (!rec || rec.owner !== owner) {
+          this.log.info(
+            { function: slotKey(r, slot), owner },
+            "a specialization claim expired before its instance appeared; asking again",
+          );
+          return nothing;
+        }
+        if (rec.state === "dropped") return nothing;
+        if (rec.state === "failed") {
+          const fe = FizzError.fromWire(rec.error);
+          this.loadFailures.remember(
+            revisionKey(ref.namespace, ref.name, ref.revision),
+            fe,
+            this.d.now(),
+          );
+          throw fe;
+        }
+        if (rec.state === "done" && rec.instance)
+          return { t: this.adopt(rec.instance), members: rec.members };
+      }
+      if (Date.now() >= deadline) return nothing;
+      await this.sleep(functionKey(ref.namespace, ref.name), this.d.pollMs);
+    }
+  }
+
+  private adopt(instance: Instance): Tracked | undefined {
+    const now = this.d.now();
+    if (this.d.table.isTombstoned(instance.id, now)) return undefined;
+    return this.d.table.add(instance, now);
+  }
+
+  /** Records every member's share once per slot, so each replica accounts the whole instance. */
+  private recordShares(t: Tracked, slot: string, members: string[], concurrency: number): void {
+    let done = this.recorded.get(t);
+    if (!done) this.recorded.set(t, (done = new Set()));
+    if (done.has(slot)) return;
+    done.add(slot);
+    const now = this.d.now();
+    members.forEach((gateway, i) => {
+      if (gateway) recordGrant(t, gateway, slotShare(concurrency, members.length, i + 1), now);
+    });
+  }
+
+  private async finish(
+    ref: FunctionRef,
+    slot: number,
+    owner: string,
+    outcome: Parameters<ClaimStore["finish"]>[3],
+  ): Promise<SlotRecord | undefined> {
+    try {
+      const rec = await this.d.claims.finish(ref, slot, owner, outcome, FINISHED_SLOT_TTL_MS);
+      if (!rec)
+        this.log.warn(
+          { function: revisionKey(ref.namespace, ref.name, ref.revision), slot, owner },
+          "specialization claim expired before the specialization finished; raise FIZZ_CLAIM_TTL_MS",
+        );
+      return rec;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "could not finish a specialization claim");
+      return undefined;
+    }
+  }
+
+  private sleep(key: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.sleepers.get(key);
+      if (!set) this.sleepers.set(key, (set = new Set()));
+      const wake = () => {
+        clearTimeout(timer);
+        set.delete(wake);
+        if (set.size === 0 && this.sleepers.get(key) === set) this.sleepers.delete(key);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      set.add(wake);
+    });
+  }
+}
+
+function refOf(r: Resolved): FunctionRef {
+  const { namespace, name, revision } = r.fn.metadata;
+  return { namespace, name, revision };
+}
+
+function slotKey(r: Resolved, slot: number): string {
+  const { namespace, name, revision } = r.fn.metadata;
+  return `${revisionKey(namespace, name, revision)}/${slot}`;
+}
