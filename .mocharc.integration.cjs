@@ -4,7 +4,7 @@ module.exports = {
     "shared/*/test/**/*.int.test.ts",
     "services/*/test/**/*.int.test.ts",
     "runtimes/*/test/**/*.int.test.ts",
-    "cli/test/**/*.int.test.ts",
+    "cli/test/**/*.int.test.ts", "test/integration/**/*.int.test.ts",
   ],
   "node-option": ["import=tsx"],
   timeout: 60000,

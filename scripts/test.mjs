@@ -7,7 +7,7 @@ import { ensureBinaries, ensureNodeModules, ROOT } from "./lib/prereqs.mjs";
 
 try {
   ensureNodeModules();
-  ensureBinaries();
+  ensureBinaries(console.error, { forTests: true });
 } catch (err) {
   console.error(`fizz: ${err.message}`);
   process.exit(1);

@@ -6,7 +6,7 @@ import path from "node:path";
 
 export const ROOT = path.resolve(new URL("../..", import.meta.url).pathname);
 
-const BINARIES = [
+const RUNTIME_BINARIES = [
   {
     bin: "nats-server",
     apt: "nats-server",
@@ -19,6 +19,8 @@ const BINARIES = [
   },
   { bin: "python3", apt: "python3", paths: [] },
 ];
+// Only the tests need it: compose.dev.yml is validated with `docker-compose config` (no engine).
+const TEST_BINARIES = [{ bin: "docker-compose", apt: "docker-compose", paths: [] }];
 
 export function findBinary(bin, paths = []) {
   for (const p of paths) if (existsSync(p)) return p;
@@ -35,8 +37,9 @@ function isDebianLike() {
 }
 
 /** Installs what is missing where we can (Debian/Ubuntu as root); elsewhere says what to install. */
-export function ensureBinaries(log = console.error) {
-  const missing = BINARIES.filter((b) => !findBinary(b.bin, b.paths));
+export function ensureBinaries(log = console.error, { forTests = false } = {}) {
+  const wanted = forTests ? [...RUNTIME_BINARIES, ...TEST_BINARIES] : RUNTIME_BINARIES;
+  const missing = wanted.filter((b) => !findBinary(b.bin, b.paths));
   if (missing.length === 0) return;
   const names = missing.map((b) => b.apt);
   if (process.getuid?.() === 0 && isDebianLike() && findBinary("apt-get")) {
