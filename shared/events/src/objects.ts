@@ -53,7 +53,10 @@ export type Metadata = z.infer<typeof Metadata>;
 
 const quantity = z
   .string()
-  .regex(/^[0-9]+(\.[0-9]+)?(m|k|[KMGTPE]i?)?$/, "must be a Kubernetes quantity, e.g. 100m or 128Mi");
+  .regex(
+    /^[0-9]+(\.[0-9]+)?(m|k|[KMGTPE]i?)?$/,
+    "must be a Kubernetes quantity, e.g. 100m or 128Mi",
+  );
 const resourceList = z.object({ cpu: quantity.optional(), memory: quantity.optional() }).strict();
 
 export const EnvironmentSpec = z.object({

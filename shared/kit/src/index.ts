@@ -5,3 +5,4 @@ export * from "./nats";
 export * from "./redis";
 export * from "./ops";
 export * from "./lifecycle";
+export * from "./jetstream";
