@@ -14,13 +14,15 @@
  */
 import { createServer } from "node:http";
 import { sendError, sendJson } from "./src/http.mjs";
-import { invoke } from "./src/invoke.mjs";
-import { specialize } from "./src/specialize.mjs";
+
+// Only node:http and the probe's helpers load before listen: on an empty pool the request waits
+// for this process to answer /healthz. Specialize and invoke load right after listen (warmUp).
 
 /** @typedef {import("node:http").IncomingMessage} Req */
 /** @typedef {import("node:http").ServerResponse} Res */
 /** @typedef {import("./src/specialize.mjs").Instance} Instance */
 /** @typedef {import("./src/specialize.mjs").Config} Config */
+/** @typedef {(req: Req, res: Res) => void} Listener */
 
 /**
  * @param {string} name
@@ -44,6 +46,7 @@ const config = {
   instanceId: process.env.FIZZ_INSTANCE_ID || undefined,
   workdir: process.env.FIZZ_WORKDIR || undefined,
   maxBodyBytes: intFromEnv("FIZZ_MAX_BODY_BYTES", 64 * 1024 * 1024),
+  log: console.error,
 };
 /** Kubernetes' default terminationGracePeriodSeconds is 30: finish well inside it. */
 const SHUTDOWN_GRACE_MS = 25_000;
@@ -54,23 +57,72 @@ const instance = { state: "warm", active: undefined, draining: false };
 /** @type {Set<Res>} */
 const unfinished = new Set();
 
-const server = createServer({ noDelay: true, keepAlive: true }, (req, res) => {
-  unfinished.add(res);
-  res.once("close", () => afterResponse(res));
-  if (instance.draining) res.setHeader("connection", "close");
-  const target = req.headers["x-fizz-instance"];
-  if (target === undefined) {
-    const url = req.url ?? "/";
-    const q = url.indexOf("?");
-    const path = q < 0 ? url : url.slice(0, q);
-    if (path === "/healthz" || path === "/readyz") return probe(req, res, path);
-    if (path === "/v2/specialize") {
-      if (req.method !== "POST") return methodNotAllowed(res, "POST");
-      return void specialize(req, res, instance, config).catch((err) => internalError(res, err));
+/**
+ * @typedef {{
+ *   specialize: typeof import("./src/specialize.mjs").specialize,
+ *   invoke: typeof import("./src/invoke.mjs").invoke,
+ * }} Handlers
+ */
+/** Loaded once, right after listen; a request that comes earlier (not a probe) waits for it. */
+/** @type {Promise<Handlers> | undefined} */
+let loading;
+/** Set once loaded, so that requests then go straight to the handler. */
+/** @type {Handlers | undefined} */
+let handlers;
+function loadHandlers() {
+  loading ??= Promise.all([import("./src/specialize.mjs"), import("./src/invoke.mjs")]).then(
+    ([{ specialize }, { invoke }]) => (handlers = { specialize, invoke }),
+  );
+  return loading;
+}
+
+/** A specialize request has come in (maybe still reading its body): the rehearsal stops. */
+let specializeArrived = false;
+
+/**
+ * The request listener of one instance. The warm-up rehearsal builds a second one for its own
+ * throwaway instance, so that it runs exactly the code real requests run.
+ * @param {Instance} instance
+ * @param {Config} config
+ * @param {Set<Res>} inFlight responses not yet over, for the drain on shutdown
+ * @param {() => void} [onSpecialize]
+ * @returns {Listener}
+ */
+function createListener(instance, config, inFlight, onSpecialize) {
+  return (req, res) => {
+    inFlight.add(res);
+    res.once("close", () => afterResponse(res, inFlight));
+    if (instance.draining) res.setHeader("connection", "close");
+    const target = req.headers["x-fizz-instance"];
+    let isSpecialize = false;
+    if (target === undefined) {
+      const url = req.url ?? "/";
+      const q = url.indexOf("?");
+      const path = q < 0 ? url : url.slice(0, q);
+      if (path === "/healthz" || path === "/readyz") return probe(req, res, path, instance);
+      if (path === "/v2/specialize") {
+        if (req.method !== "POST") return methodNotAllowed(res, "POST");
+        isSpecialize = true;
+        onSpecialize?.();
+      }
     }
-  }
-  void invoke(req, res, target, instance, config).catch((err) => internalError(res, err));
-});
+    /** @param {Handlers} h */
+    const handle = (h) =>
+      (isSpecialize
+        ? h.specialize(req, res, instance, config)
+        : h.invoke(req, res, target, instance, config)
+      ).catch((err) => internalError(res, err));
+    if (handlers) return void handle(handlers);
+    loadHandlers().then(handle, (err) => internalError(res, err));
+  };
+}
+
+/** Options shared by the instance's server and the rehearsal's. */
+const SERVER_OPTIONS = { noDelay: true, keepAlive: true };
+const server = createServer(
+  SERVER_OPTIONS,
+  createListener(instance, config, unfinished, () => (specializeArrived = true)),
+);
 // Longer than any reasonable client idle timeout, so the gateway's pooled connection is never
 // closed here at the moment it sends a request on it.
 server.keepAliveTimeout = 65_000;
@@ -80,8 +132,9 @@ server.headersTimeout = 66_000;
  * @param {Req} req
  * @param {Res} res
  * @param {string} path
+ * @param {Instance} instance
  */
-function probe(req, res, path) {
+function probe(req, res, path, instance) {
   if (req.method !== "GET" && req.method !== "HEAD") return methodNotAllowed(res, "GET, HEAD");
   const state = instance.state === "specializing" ? "warm" : instance.state;
   if (path === "/healthz") return sendJson(res, 200, { status: "ok", state });
@@ -112,9 +165,12 @@ process.on("unhandledRejection", (reason) => {
   console.error("[fizz] unhandled promise rejection in the function:", reason);
 });
 
-/** @param {Res} res */
-function afterResponse(res) {
-  unfinished.delete(res);
+/**
+ * @param {Res} res
+ * @param {Set<Res>} inFlight
+ */
+function afterResponse(res, inFlight) {
+  inFlight.delete(res);
   // While draining, a connection whose last response just ended is idle: close it now instead of
   // letting it linger for keepAliveTimeout and hold the exit back.
   if (instance.draining) setImmediate(() => server.closeIdleConnections());
@@ -144,13 +200,6 @@ function shutdown(reason, isSignal) {
 }
 process.on("SIGTERM", () => shutdown("SIGTERM", true));
 process.on("SIGINT", () => shutdown("SIGINT", true));
-if (process.env.FIZZ_PARENT_STDIN === "1") {
-  // The process backend's parent holds our stdin pipe: EOF means it is gone, even if it was
-  // SIGKILLed, and an instance must not outlive the poolkeeper that tracks it.
-  process.stdin.on("end", () => shutdown("parent closed stdin", false));
-  process.stdin.on("error", () => shutdown("stdin failed", false));
-  process.stdin.resume();
-}
 
 server.on("error", (err) => {
   console.error(`[fizz] cannot listen on ${host}:${port}: ${err.message}`);
@@ -159,4 +208,44 @@ server.on("error", (err) => {
 server.listen(port, host, () => {
   const as = config.instanceId ? ` as ${config.instanceId}` : "";
   console.error(`[fizz] node runtime listening on ${host}:${port}${as}`);
+  if (process.env.FIZZ_PARENT_STDIN === "1") {
+    // The process backend's parent holds our stdin pipe: EOF means it is gone, even if it was
+    // SIGKILLed, and an instance must not outlive the poolkeeper that tracks it. Set up after
+    // listen (opening stdin costs start-up time); an EOF that came earlier is still seen.
+    process.stdin.on("end", () => shutdown("parent closed stdin", false));
+    process.stdin.on("error", () => shutdown("stdin failed", false));
+    process.stdin.resume();
+  }
+  setImmediate(warmUp);
 });
+
+/**
+ * While the instance is generic: load the request-handling modules, then rehearse a specialize
+ * and a call on a private throwaway instance, so that the first real ones pay neither for
+ * compiling this code nor for Node's lazily loaded internals (src/rehearse.mjs). The rehearsal is
+ * an optimization only: a failure is logged and otherwise ignored, and it stops early once the
+ * real specialize has come in. Modules that do not load are a broken install: exit, as a static
+ * import would have.
+ */
+function warmUp() {
+  loadHandlers().then(
+    () =>
+      import("./src/rehearse.mjs")
+        .then(({ rehearse }) =>
+          rehearse({
+            createServer: (rehearsalInstance, rehearsalConfig) =>
+              createServer(
+                SERVER_OPTIONS,
+                createListener(rehearsalInstance, rehearsalConfig, new Set()),
+              ),
+            shouldStop: () => specializeArrived || instance.draining,
+            workdir: config.workdir,
+          }),
+        )
+        .catch((err) => console.error(`[fizz] warm-up rehearsal skipped: ${err?.message ?? err}`)),
+    (err) => {
+      console.error("[fizz] cannot load the runtime's modules:", err);
+      process.exit(1);
+    },
+  );
+}

@@ -39,19 +39,19 @@ function isBinary(value) {
 }
 
 /**
- * Node Readable (duck-typed, so streams from another copy of `stream` count) or a web
- * ReadableStream.
+ * Node Readable or web ReadableStream, both duck-typed: streams from another copy of `stream`
+ * count, and the check does not touch the global `ReadableStream`, whose first use loads Node's
+ * web streams (milliseconds, on the first call of every function otherwise).
  * @param {unknown} value
  * @returns {value is AsyncIterable<unknown>}
  */
 function isStream(value) {
   if (typeof value !== "object" || value === null) return false;
   const v = /** @type {Record<string | symbol, unknown>} */ (value);
+  if (typeof v[Symbol.asyncIterator] !== "function") return false;
   return (
-    (typeof v.pipe === "function" &&
-      typeof v.on === "function" &&
-      typeof v[Symbol.asyncIterator] === "function") ||
-    (typeof ReadableStream !== "undefined" && value instanceof ReadableStream)
+    (typeof v.pipe === "function" && typeof v.on === "function") ||
+    (typeof v.getReader === "function" && typeof v.pipeTo === "function")
   );
 }
 

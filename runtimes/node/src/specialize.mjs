@@ -3,7 +3,7 @@
  * POST /v2/specialize: validate, write and load the function, move the instance out of "warm"
  * exactly once (docs/runtime-contract.md).
  */
-import { mkdtemp } from "node:fs/promises";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { readBody, sendError, sendHttpError, sendJson } from "./http.mjs";
@@ -14,7 +14,12 @@ import { validateSpecialize } from "./validate.mjs";
 /** @typedef {import("node:http").IncomingMessage} Req */
 /** @typedef {import("node:http").ServerResponse} Res */
 /**
- * @typedef {{ instanceId: string | undefined, workdir: string | undefined, maxBodyBytes: number }} Config
+ * @typedef {{
+ *   instanceId: string | undefined,
+ *   workdir: string | undefined,
+ *   maxBodyBytes: number,
+ *   log: (...args: unknown[]) => void,
+ * }} Config
  * @typedef {{
  *   handler: import("./loader.mjs").Handler,
  *   fn: import("./validate.mjs").FunctionRef,
@@ -65,15 +70,15 @@ export async function specialize(req, res, instance, config) {
   if (instance.state !== "warm") return alreadySpecialized(res, instance);
 
   instance.state = "specializing";
-  const started = performance.now();
+  // hrtime, not performance.now(): the first use of `performance` loads perf_hooks, a millisecond.
+  const started = process.hrtime.bigint();
   const { namespace, name, revision } = spec.function;
   const label = `${namespace}/${name}@${revision}`;
   try {
     // The function's extra environment must be in place before its top-level code runs.
     Object.assign(process.env, spec.env);
-    const dir = config.workdir
-      ? resolve(config.workdir)
-      : await mkdtemp(join(tmpdir(), "fizz-fn-"));
+    // Synchronous fs (here and in the loader): nothing else is being served yet.
+    const dir = config.workdir ? resolve(config.workdir) : mkdtempSync(join(tmpdir(), "fizz-fn-"));
     const { filename, code, entrypoint } = spec;
     const handler = await loadFunction({ dir, filename, code, entrypoint });
     instance.active = {
@@ -86,15 +91,15 @@ export async function specialize(req, res, instance, config) {
   } catch (err) {
     instance.state = "failed";
     if (err instanceof LoadError) {
-      console.error(`[fizz] ${label} failed to load: ${err.message}`);
+      config.log(`[fizz] ${label} failed to load: ${err.message}`);
       return sendError(res, 500, "FUNCTION_LOAD_FAILED", err.message);
     }
-    console.error(`[fizz] ${label}: specialize failed:`, err);
+    config.log(`[fizz] ${label}: specialize failed:`, err);
     const message = `specialize failed: ${err instanceof Error ? err.message : String(err)}`;
     return sendError(res, 500, "INTERNAL", message, { retryable: true });
   }
-  const loadMs = Math.round((performance.now() - started) * 10) / 10;
-  console.error(`[fizz] specialized ${label} (${spec.filename}) in ${loadMs}ms`);
+  const loadMs = Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10;
+  config.log(`[fizz] specialized ${label} (${spec.filename}) in ${loadMs}ms`);
   sendJson(res, 200, { status: "specialized", loadMs });
 }
 

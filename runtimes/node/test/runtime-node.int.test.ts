@@ -79,6 +79,38 @@ describe("node runtime", function () {
     });
   });
 
+  describe("warming up while generic", () => {
+    let rt: Runtime;
+    let scratch: string;
+    let workdir: string;
+    before(async () => {
+      scratch = mkdtempSync(join(tmpdir(), "fizz-node-tmp-"));
+      workdir = mkdtempSync(join(tmpdir(), "fizz-node-test-"));
+      const env = { FIZZ_INSTANCE_ID: "inst-1", FIZZ_WORKDIR: workdir, TMPDIR: scratch };
+      rt = await startRuntime("node", env);
+    });
+    after(async () => {
+      await rt.kill();
+      rmSync(scratch, { recursive: true, force: true });
+      rmSync(workdir, { recursive: true, force: true });
+    });
+
+    it("leaves no files, output or state behind that the function or its logs could see", async () => {
+      await sleep(300); // time for the warm-up rehearsal, which runs after listen
+      expect((await request(rt.url, { path: "/healthz" })).json.state).to.equal("warm");
+      expect((await request(rt.url, { headers: ME })).status).to.equal(503);
+      expect((await specialize(rt, "hello.js", HELLO)).status).to.equal(200);
+      expect((await request(rt.url, { headers: ME })).text).to.equal("Hello, world!\n");
+      await eventually(() => readdirSync(scratch).length === 0);
+      expect(readdirSync(workdir).sort()).to.deep.equal(["hello.js", "package.json"]);
+      const lines = rt.stderr().trim().split("\n");
+      expect(lines).to.have.length(2);
+      expect(lines[0]).to.match(/listening/);
+      expect(lines[1]).to.match(/specialized default\/hello@3/);
+      expect(rt.stdout()).to.equal("");
+    });
+  });
+
   describe("with Fission's hello world", () => {
     let rt: Runtime;
     let workdir: string;
@@ -281,6 +313,10 @@ describe("node runtime", function () {
             }
             return { headers: { "content-type": "text/event-stream" }, body: Readable.from(events()) };
           }
+          case "web-stream": {
+            const parts = ["web ", "stream"];
+            return new ReadableStream({ pull(c) { const p = parts.shift(); p ? c.enqueue(p) : c.close(); } });
+          }
           default: return "default";
         }
       };
@@ -399,6 +435,13 @@ describe("node runtime", function () {
       ]);
       const [first, , last] = res.chunks;
       expect(last!.at - first!.at).to.be.greaterThan(200);
+    });
+
+    it("streams a web ReadableStream body", async () => {
+      const res = await request(rt.url, { path: "/?kind=web-stream", headers: ME });
+      expect(res.status).to.equal(200);
+      expect(res.headers["transfer-encoding"]).to.equal("chunked");
+      expect(res.text).to.equal("web stream");
     });
 
     it("gives the function the environment from specialize and lets console.log reach stdout", async () => {

@@ -1,0 +1,246 @@
+#!/usr/bin/env node
+// @ts-check
+/**
+ * Cold-start harness for the runtimes, without the platform around them: spawn a runtime the way
+ * the process backend does, wait for /healthz, specialize it with a hello world, send the first
+ * request, then time warm requests on a kept-alive connection. Median (and p90) of N samples.
+ *
+ *   node runtimes/node/bench/coldstart.mjs [node|node-esm|python|all] [samples] [idle-ms] [base]
+ *
+ * `base`: another runtimes/ directory (e.g. a `git archive` of an older commit) measured in the
+ * same run, sample for sample alternating with this one, so that load from other processes on
+ * the machine falls on both alike.
+ *
+ * The figures are what the cold path through the gateway pays inside and at the instance:
+ * - spawn→healthz: process start until GET /healthz answers 200, probed every 2 ms so that the
+ *   figure is not quantized by a back-off. FIZZ_BENCH_PROBE=backoff probes like the poolkeeper's
+ *   process backend instead (5 ms, doubling up to 100 ms), to see what that schedule adds;
+ * - specialize: the POST /v2/specialize round trip on a fresh connection, and the `loadMs` the
+ *   runtime reports. It is sent `idle-ms` after /healthz answered: 0 is the empty pool (the
+ *   instance was started for this request), the default 300 a warm pool (the instance waited);
+ * - first request: the first call of the function on a fresh connection (as the gateway's first
+ *   proxied request);
+ * - warm: median round trip of sequential calls on one kept-alive connection.
+ * Not a test: it asserts nothing and is run by hand.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const which = process.argv[2] ?? "all";
+const SAMPLES = Number(process.argv[3] ?? 20);
+const IDLE_MS = Number(process.argv[4] ?? 300);
+const BACKOFF = process.env.FIZZ_BENCH_PROBE === "backoff";
+const HERE = fileURLToPath(new URL("../..", import.meta.url));
+const BASE = process.argv[5] ? resolve(process.argv[5]) : undefined;
+const WARM_CALLS = 200;
+const NODE_HELLO = `module.exports = async (context) => ({ status: 200, body: "Hello, world!\\n" });\n`;
+/** @type {Record<string, { command: (runtimes: string) => string[], filename: string, source: string }>} */
+const FUNCTIONS = {
+  node: {
+    command: (runtimes) => [process.execPath, join(runtimes, "node/server.mjs")],
+    filename: "hello.js",
+    source: NODE_HELLO,
+  },
+  "node-esm": {
+    command: (runtimes) => [process.execPath, join(runtimes, "node/server.mjs")],
+    filename: "hello.mjs",
+    source: NODE_HELLO.replace("module.exports =", "export default"),
+  },
+  python: {
+    command: (runtimes) => [
+      process.env.FIZZ_PYTHON ?? "python3",
+      join(runtimes, "python/server.py"),
+    ],
+    filename: "hello.py",
+    source: `def main():\n    print("Hello, world!")\n`,
+  },
+};
+
+/** @returns {Promise<number>} */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = /** @type {net.AddressInfo} */ (probe.address());
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * @param {number} port
+ * @param {{ method?: string, path?: string, headers?: Record<string, string>, body?: string, agent?: http.Agent | false }} o
+ * @returns {Promise<{ status: number, text: string }>}
+ */
+function call(port, o = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port,
+        method: o.method ?? "GET",
+        path: o.path ?? "/",
+        headers: o.headers,
+        agent: o.agent ?? false,
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => (text += d));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(o.body);
+  });
+}
+
+const sleep = (/** @type {number} */ ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * @param {string} kind
+ * @param {string} runtimes
+ */
+async function sample(kind, runtimes) {
+  const fn = FUNCTIONS[kind];
+  if (!fn) throw new Error(`unknown runtime ${kind}`);
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "fizz-coldstart-"));
+  const id = `bench-${port}`;
+  const [file, ...args] = fn.command(runtimes);
+  const t0 = performance.now();
+  const proc = spawn(/** @type {string} */ (file), args, {
+    env: {
+      ...process.env,
+      PYTHONUNBUFFERED: "1",
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      FIZZ_INSTANCE_ID: id,
+      FIZZ_WORKDIR: dir,
+      FIZZ_PARENT_STDIN: "1",
+    },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  proc.stdout.resume();
+  let stderr = "";
+  proc.stderr.on("data", (d) => (stderr += d));
+  try {
+    let probes = 0;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`exited: ${stderr}`);
+      if (performance.now() - t0 > 10_000) throw new Error(`no /healthz: ${stderr}`);
+      try {
+        if ((await call(port, { path: "/healthz" })).status === 200) break;
+      } catch {
+        await sleep(BACKOFF ? Math.min(100, 5 * 2 ** probes++) : 2);
+      }
+    }
+    const healthz = performance.now() - t0;
+    if (IDLE_MS > 0) await sleep(IDLE_MS);
+
+    const body = JSON.stringify({
+      instanceId: id,
+      function: { namespace: "default", name: "hello", revision: 1 },
+      filename: fn.filename,
+      code: Buffer.from(fn.source).toString("base64"),
+      concurrency: 10,
+    });
+    const s0 = performance.now();
+    const spec = await call(port, {
+      method: "POST",
+      path: "/v2/specialize",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    const specialize = performance.now() - s0;
+    if (spec.status !== 200) throw new Error(`specialize ${spec.status}: ${spec.text}`);
+    const loadMs = JSON.parse(spec.text).loadMs;
+
+    const headers = { "x-fizz-instance": id, "x-request-id": "r" };
+    const f0 = performance.now();
+    const first = await call(port, { path: "/", headers });
+    const firstMs = performance.now() - f0;
+    if (first.status !== 200) throw new Error(`first ${first.status}: ${first.text}`);
+
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    await call(port, { headers, agent }); // opens the kept-alive connection
+    const warm = [];
+    for (let i = 0; i < WARM_CALLS; i++) {
+      const w0 = performance.now();
+      await call(port, { headers, agent });
+      warm.push(performance.now() - w0);
+    }
+    agent.destroy();
+    return { healthz, specialize, loadMs, first: firstMs, warm: median(warm) };
+  } finally {
+    proc.kill("SIGKILL");
+    await new Promise((r) =>
+      proc.exitCode !== null || proc.signalCode ? r(0) : proc.once("exit", r),
+    );
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** @param {number[]} xs @param {number} p */
+function percentile(xs, p) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+}
+/** @param {number[]} xs */
+const median = (xs) => percentile(xs, 50);
+
+const LABELS = {
+  healthz: "spawn→healthz",
+  specialize: "specialize RTT",
+  loadMs: "loadMs (runtime)",
+  first: "first request",
+  warm: "warm request (keep-alive)",
+};
+
+/** @param {string} kind */
+async function run(kind) {
+  /** @type {Array<[string, string]>} */
+  const variants = BASE
+    ? [
+        ["base", BASE],
+        ["this", HERE],
+      ]
+    : [["this", HERE]];
+  /** @type {Array<Record<string, number[]>>} */
+  const series = variants.map(() => ({
+    healthz: [],
+    specialize: [],
+    loadMs: [],
+    first: [],
+    warm: [],
+  }));
+  for (const [, dir] of variants) await sample(kind, dir); // cold disk caches; not counted
+  for (let i = 0; i < SAMPLES; i++) {
+    for (const [j, [, dir]] of variants.entries()) {
+      const r = await sample(kind, dir);
+      for (const [k, v] of Object.entries(r)) series[j]?.[k]?.push(v);
+      await sleep(50); // let the killed process's teardown finish off the clock
+    }
+  }
+  console.log(
+    `${kind}: ${SAMPLES} samples, specialize ${IDLE_MS} ms after healthz; median / p90 ms`,
+  );
+  console.log(`  ${"".padEnd(26)} ${variants.map(([name]) => String(name).padStart(17)).join("")}`);
+  for (const [k, label] of Object.entries(LABELS)) {
+    const cells = series.map((s) => {
+      const v = s[k] ?? [];
+      return `${median(v).toFixed(2)} / ${percentile(v, 90).toFixed(2)}`.padStart(17);
+    });
+    console.log(`  ${label.padEnd(26)} ${cells.join("")}`);
+  }
+}
+
+const kinds = which === "all" ? Object.keys(FUNCTIONS) : which.split(",");
+for (const kind of kinds) await run(kind);

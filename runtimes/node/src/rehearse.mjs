@@ -1,0 +1,128 @@
+// @ts-check
+/**
+ * The warm-up rehearsal. While the instance is generic, it specializes a throwaway instance with a
+ * throwaway function and calls it, over real HTTP on loopback, through a private server that uses
+ * the instance's own request listener. The first real specialize and call then find this code
+ * compiled and Node's lazily loaded internals (the CommonJS loader, body reading, response
+ * writing) loaded, instead of paying for them on the cold-start path.
+ *
+ * The instance's own state is never touched: the rehearsal has its own instance object, its own
+ * work directory (removed afterwards) and its own server on an ephemeral loopback port.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** @typedef {import("node:http").Server} Server */
+/** @typedef {import("./specialize.mjs").Instance} Instance */
+/** @typedef {import("./specialize.mjs").Config} Config */
+
+const ID = "fizz-rehearsal";
+const FILENAME = "rehearsal.js";
+// The common shapes: CommonJS `module.exports = async fn`, a response object, a JSON request body.
+const SOURCE = `module.exports = async (context) => ({ status: 200, body: { echo: context.body } });\n`;
+/** A rehearsal call never takes this long; if it does, give up rather than hold anything. */
+const TIMEOUT_MS = 5_000;
+
+/**
+ * @param {{
+ *   createServer: (instance: Instance, config: Config) => Server,
+ *   shouldStop: () => boolean,
+ *   workdir: string | undefined,
+ * }} options `shouldStop` is asked between steps: true once the real specialize has begun.
+ *   `workdir`, the instance's, is only used when the temp dir is not writable (a read-only root
+ *   file system), for a hidden directory removed again at the end.
+ */
+export async function rehearse({ createServer, shouldStop, workdir }) {
+  if (shouldStop()) return;
+  const dir = scratchDir(workdir);
+  /** @type {Instance} */
+  const instance = { state: "warm", active: undefined, draining: false };
+  /** @type {Config} */
+  const config = { instanceId: ID, workdir: dir, maxBodyBytes: 1 << 20, log: () => {} };
+  const server = createServer(instance, config);
+  server.unref(); // never what keeps the process alive
+  try {
+    await new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => resolve(undefined));
+    });
+    const { port } = /** @type {import("node:net").AddressInfo} */ (server.address());
+    const json = { "content-type": "application/json" };
+    const body = {
+      instanceId: ID,
+      function: { namespace: "fizz", name: "rehearsal", revision: 0 },
+      filename: FILENAME,
+      code: Buffer.from(SOURCE).toString("base64"),
+    };
+    await send(port, "POST", "/v2/specialize", json, JSON.stringify(body));
+    if (shouldStop()) return;
+    const call = { ...json, "x-fizz-instance": ID, "x-request-id": ID, "x-fizz-params-id": "1" };
+    await send(port, "POST", "/rehearsal?q=1", call, '{"hello":"world"}');
+  } finally {
+    server.close();
+    server.closeAllConnections();
+    const file = join(dir, FILENAME);
+    const require = createRequire(file);
+    try {
+      delete require.cache[require.resolve(file)]; // resolve: the key is the real path
+    } catch {
+      // never written or never loaded: nothing cached
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** @param {string | undefined} workdir */
+function scratchDir(workdir) {
+  try {
+    return mkdtempSync(join(tmpdir(), "fizz-rehearsal-"));
+  } catch (err) {
+    if (!workdir) throw err;
+    mkdirSync(workdir, { recursive: true, mode: 0o700 });
+    return mkdtempSync(join(workdir, ".fizz-rehearsal-"));
+  }
+}
+
+/**
+ * One request on its own connection, written by hand: node:http's client would cost more to warm
+ * up than the server code this rehearses. Resolves once the whole response is in; rejects
+ * unless it is a 200.
+ * @param {number} port
+ * @param {string} method
+ * @param {string} path
+ * @param {Record<string, string>} headers
+ * @param {string} body
+ * @returns {Promise<void>}
+ */
+function send(port, method, path, headers, body) {
+  const head = [
+    `${method} ${path} HTTP/1.1`,
+    "host: 127.0.0.1",
+    `content-length: ${Buffer.byteLength(body)}`,
+  ];
+  for (const [name, value] of Object.entries(headers)) head.push(`${name}: ${value}`);
+  const what = `${method} ${path}`;
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.setTimeout(TIMEOUT_MS, () => socket.destroy(new Error(`${what}: no answer`)));
+    socket.on("error", reject);
+    socket.on("close", () => reject(new Error(`${what}: connection closed before the response`)));
+    let received = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk) => {
+      received += chunk;
+      const end = received.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(received.slice(0, end))?.[1] ?? 0);
+      if (received.length < end + 4 + length) return; // the bodies here are ASCII JSON
+      socket.destroy();
+      if (received.startsWith("HTTP/1.1 200 ")) resolve();
+      else reject(new Error(`${what}: ${received.split("\r\n", 1)[0]} ${received.slice(end + 4)}`));
+    });
+    // write, not end: a half-closed connection makes the server abort the request.
+    socket.write(`${head.join("\r\n")}\r\n\r\n${body}`);
+  });
+}
