@@ -12,6 +12,15 @@ export interface GatewayConfig extends CommonConfig {
   leaseTimeoutMs: number;
   /** How long a graceful stop waits for in-flight requests before cutting them. */
   drainTimeoutMs: number;
+  /**
+   * At maxInstances, how long a request may wait for a free slot before 429 (capped by the
+   * function's own timeout).
+   */
+  queueTimeoutMs: number;
+  /** At maxInstances, how many requests may wait per function before new ones get 429 at once. */
+  queueMax: number;
+  /** How often the gateway announces itself, so the registry's update barrier waits for it. */
+  presenceIntervalMs: number;
 }
 
 export function loadConfig(env: Env): GatewayConfig {
@@ -24,5 +33,8 @@ export function loadConfig(env: Env): GatewayConfig {
     reportIntervalMs: int(env, "FIZZ_REPORT_INTERVAL_MS", 1000, 50, 3_600_000),
     leaseTimeoutMs: int(env, "FIZZ_LEASE_TIMEOUT_MS", 20_000, 100, 600_000),
     drainTimeoutMs: int(env, "FIZZ_GATEWAY_DRAIN_MS", 10_000, 0, 600_000),
+    queueTimeoutMs: int(env, "FIZZ_QUEUE_TIMEOUT_MS", 10_000, 0, 600_000),
+    queueMax: int(env, "FIZZ_QUEUE_MAX", 1000, 0, 1_000_000),
+    presenceIntervalMs: int(env, "FIZZ_PRESENCE_INTERVAL_MS", 2000, 50, 60_000),
   };
 }

@@ -114,7 +114,11 @@ function withoutConnectionNamed(headers: string[], connection: string): string[]
  * dropped (node frames the body itself), X-Request-Id set to the gateway's. undici hands raw
  * headers as Buffers.
  */
-export function responseHeaders(raw: readonly (Buffer | string)[], requestId: string): string[] {
+export function responseHeaders(
+  raw: readonly (Buffer | string)[],
+  requestId: string,
+  seen?: ResponseHeadersSeen,
+): string[] {
   const out: string[] = [];
   let connection: string | undefined;
   for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -122,6 +126,11 @@ export function responseHeaders(raw: readonly (Buffer | string)[], requestId: st
     const v = raw[i + 1] as Buffer | string;
     const name = typeof n === "string" ? n : n.toString("latin1");
     const lower = name.toLowerCase();
+    if (seen) {
+      // Noted in the same pass, so the proxy does not scan the headers again per response.
+      if (lower === "content-length") seen.contentLength = true;
+      else if (lower === "retry-after") seen.retryAfter = true;
+    }
     if (lower === "connection") {
       const value = typeof v === "string" ? v : v.toString("latin1");
       connection = connection === undefined ? value : `${connection}, ${value}`;
@@ -133,6 +142,11 @@ export function responseHeaders(raw: readonly (Buffer | string)[], requestId: st
   const kept = connection === undefined ? out : withoutConnectionNamed(out, connection);
   kept.push("x-request-id", requestId);
   return kept;
+}
+
+export interface ResponseHeadersSeen {
+  contentLength: boolean;
+  retryAfter: boolean;
 }
 
 /** Value of a header in a flat list (case-insensitive), or undefined. */

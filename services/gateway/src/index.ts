@@ -22,6 +22,7 @@ import { UpstreamPools } from "./pools";
 import type { ProxyContext } from "./proxy";
 import { RouteStore } from "./routes";
 import { createHandler, listenProxy } from "./server";
+import { joinBarrier } from "./sync";
 
 export { loadConfig, type GatewayConfig } from "./config";
 
@@ -29,6 +30,8 @@ export interface GatewayDeps {
   logger?: Logger;
   /** A connection the caller owns (not closed by stop()); by default the gateway connects itself. */
   nc?: NatsConnection;
+  /** Aborts a start that is still waiting for NATS (SIGTERM during start-up). */
+  signal?: AbortSignal;
   metrics?: Registry;
 }
 
@@ -49,10 +52,31 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
   const id = `gateway-${randomBytes(4).toString("hex")}`;
   const subj = subjects(config.subjectPrefix);
   const abort = new AbortController();
-  const nc =
-    deps.nc ?? (await connectNats({ url: config.natsUrl, name: id, logger, signal: abort.signal }));
-
+  deps.signal?.addEventListener("abort", () => abort.abort(), { once: true });
   const registry = deps.metrics ?? createMetricsRegistry("gateway");
+  let connected: NatsConnection | undefined = deps.nc;
+  let routesLoaded = () => false;
+  const checks = { nats: () => natsConnected(connected), routes: () => routesLoaded() };
+  // The ops port first: while NATS is awaited, probes see the gateway alive but not ready.
+  const opsServer = await startOpsServer({
+    host: config.host,
+    port: config.opsPort,
+    checks,
+    metrics: registry,
+  });
+  let nc: NatsConnection;
+  try {
+    nc = connected ??= await connectNats({
+      url: config.natsUrl,
+      name: id,
+      logger,
+      signal: abort.signal,
+    });
+  } catch (err) {
+    await opsServer.close();
+    throw err;
+  }
+
   const metrics = new GatewayMetrics(registry);
   const pools = new UpstreamPools();
   const leases = new LeaseManager({
@@ -65,9 +89,14 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
         })
       ).lease,
     dispatcher: (address) => pools.get(address),
+    queueTimeoutMs: config.queueTimeoutMs,
+    queueMax: config.queueMax,
     onLeaseRequest: (outcome) => metrics.leaseRequests.labels(outcome).inc(),
+    onQueueRejected: (reason) => metrics.queueRejected.labels(reason).inc(),
   });
+  metrics.queued = () => leases.queued();
   const routes = new RouteStore({ nc, subjects: subj, sender: id, leases, logger });
+  routesLoaded = () => routes.loaded;
   const instancesSub = listen(
     nc,
     subj.schedulerInstancesAll,
@@ -87,7 +116,6 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
   }, config.reportIntervalMs);
   timer.unref();
 
-  const checks = { nats: () => natsConnected(nc), routes: () => routes.loaded };
   const ctx: ProxyContext = {
     leases,
     metrics,
@@ -104,14 +132,17 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
   });
 
   const server = await listenProxy(handler, config.host, config.port, ctx.active);
-  const opsServer = await startOpsServer({
-    host: config.host,
-    port: config.opsPort,
-    checks,
-    metrics: registry,
-  });
   const ready = routes.start(abort.signal);
   ready.catch((err: unknown) => logger.error({ err }, "route loading failed"));
+  const barrier = joinBarrier({
+    nc,
+    subjects: subj,
+    id,
+    routes,
+    intervalMs: config.presenceIntervalMs,
+    logger,
+    signal: abort.signal,
+  });
   logger.info(
     { host: config.host, port: server.port, opsPort: opsServer.port, id },
     "gateway listening",
@@ -122,7 +153,9 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     abort.abort();
     clearInterval(timer);
     await server.drain(config.drainTimeoutMs);
+    leases.close();
     report(); // the last usage, so the scheduler does not see these instances as idle too early
+    barrier.stop();
     routes.stop();
     instancesSub.unsubscribe();
     await pools.close(1000);

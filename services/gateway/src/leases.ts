@@ -1,52 +1,20 @@
 import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
 import type { Dispatcher } from "undici";
+import { CapacityQueues } from "./capacity";
+import { FunctionLeases, type LeaseEntry } from "./function-leases";
+import type { WaitTicket } from "./wait-queue";
+
+export { FunctionLeases, type LeaseEntry } from "./function-leases";
 
 /**
  * Leases per function, in memory. The warm path is `tryTake`: a synchronous scan of a handful of
  * leases, no promise, no NATS. Only when every lease is full does `acquire` ask the scheduler, and
  * concurrent askers for one function share one request (single flight), so a burst of first
- * requests costs one `scheduler.lease`, not one per request.
+ * requests costs one `scheduler.lease`, not one per request. While requests exceed the held slots
+ * it keeps asking (the scheduler scales out) until the scheduler answers NO_CAPACITY (the function
+ * is at maxInstances); then requests wait in the function's FIFO queue (`wait-queue.ts`) for a
+ * slot, up to a deadline, and the scheduler is asked again at a bounded rate meanwhile.
  */
-
-export interface LeaseEntry {
-  readonly instanceId: string;
-  readonly address: string;
-  readonly revision: number;
-  /** Sent as X-Fizz-Function-Revision; kept as text so the hot path does not format numbers. */
-  readonly revisionText: string;
-  slots: number;
-  timeoutMs: number;
-  inFlight: number;
-  /** Requests finished since the last usage report. */
-  served: number;
-  lastUsedAt: number;
-  /** No new requests go here; in-flight ones finish. */
-  dropped: boolean;
-  /** Listed in the next usage report. */
-  touched: boolean;
-  readonly pool: Dispatcher;
-  readonly fn: FunctionLeases;
-}
-
-export class FunctionLeases {
-  readonly key: string;
-  /** In acquisition order: first fit packs load onto the oldest instances, so spare ones go idle and get reaped. */
-  leases: LeaseEntry[] = [];
-  pending: Promise<void> | undefined;
-  /** Instances that failed for us since the last lease request; the scheduler checks them. */
-  readonly failed = new Set<string>();
-  /** Leases on older revisions are refused (no request may reach old code after an update is seen). */
-  minRevision = 0;
-  /** After NO_CAPACITY, overflow onto held leases for a moment instead of asking again per request. */
-  noCapacityUntil = 0;
-
-  constructor(
-    readonly namespace: string,
-    readonly name: string,
-  ) {
-    this.key = `${namespace}/${name}`;
-  }
-}
 
 export type LeaseRequester = (req: LeaseRequest) => Promise<Lease>;
 
@@ -63,22 +31,50 @@ export interface LeaseManagerOptions {
   gateway: string;
   request: LeaseRequester;
   dispatcher: (address: string) => Dispatcher;
-  /** How long NO_CAPACITY stops lease requests for a function. */
-  noCapacityBackoffMs?: number;
-  /** Lease requests one caller may wait through before overflowing onto a held lease. */
+  /** How long a request may wait in the queue at the capacity limit (capped by the function timeout). */
+  queueTimeoutMs?: number;
+  /** Waiting requests per function; past it new ones are refused at once. */
+  queueMax?: number;
+  /**
+   * After NO_CAPACITY, how long new requests queue without asking the scheduler, and how often the
+   * scheduler is asked again while requests wait (scale-in or a dead instance may free capacity).
+   */
+  reaskMs?: number;
+  /** Lease requests one caller may go through (scale-out rounds) before it queues. */
   maxRounds?: number;
   now?: () => number;
   onLeaseRequest?: (outcome: string) => void;
+  /** A queued request was refused: `full` (queue at its limit) or `timeout`. */
+  onQueueRejected?: (reason: "full" | "timeout") => void;
 }
+
+type Options = Required<Omit<LeaseManagerOptions, "onLeaseRequest" | "onQueueRejected">> &
+  Pick<LeaseManagerOptions, "onLeaseRequest" | "onQueueRejected">;
 
 export class LeaseManager {
   private readonly functions = new Map<string, FunctionLeases>();
   private touched: LeaseEntry[] = [];
-  private readonly opts: Required<Omit<LeaseManagerOptions, "onLeaseRequest">> &
-    Pick<LeaseManagerOptions, "onLeaseRequest">;
+  private readonly opts: Options;
+  private readonly capacity: CapacityQueues;
 
   constructor(opts: LeaseManagerOptions) {
-    this.opts = { noCapacityBackoffMs: 250, maxRounds: 8, now: Date.now, ...opts };
+    this.opts = {
+      queueTimeoutMs: 10_000,
+      queueMax: 1000,
+      reaskMs: 250,
+      maxRounds: 8,
+      now: Date.now,
+      ...opts,
+    };
+    this.capacity = new CapacityQueues({
+      queueTimeoutMs: this.opts.queueTimeoutMs,
+      queueMax: this.opts.queueMax,
+      reaskMs: this.opts.reaskMs,
+      now: this.opts.now,
+      tryTake: (fl) => this.tryTake(fl),
+      ask: (fl) => this.ask(fl, undefined),
+      onRejected: this.opts.onQueueRejected,
+    });
   }
 
   /** The per-function state; routes hold it, so the hot path needs no map lookup. */
@@ -99,9 +95,21 @@ export class LeaseManager {
   /** Forgets functions no route names any more (and that hold nothing). */
   retain(keys: ReadonlySet<string>): void {
     for (const [key, fl] of this.functions) {
-      if (!keys.has(key) && fl.leases.length === 0 && fl.pending === undefined)
+      if (
+        !keys.has(key) &&
+        fl.leases.length === 0 &&
+        fl.pending === undefined &&
+        fl.queue.length === 0
+      )
         this.functions.delete(key);
     }
+  }
+
+  /** Requests waiting in queues, all functions. */
+  queued(): number {
+    let n = 0;
+    for (const fl of this.functions.values()) n += fl.queue.length;
+    return n;
   }
 
   /** A lease with a free slot (its slot taken), or undefined. `avoid` skips one instance. */
@@ -117,46 +125,70 @@ export class LeaseManager {
     return undefined;
   }
 
-  async acquire(fl: FunctionLeases, avoid?: string): Promise<LeaseEntry> {
-    for (let round = 0; ; round++) {
+  /**
+   * A slot for one request. `avoid` (a retry after 429 INSTANCE_BUSY) skips that instance and never
+   * queues: NO_CAPACITY then goes back to the caller, which answers with the instance's own 429.
+   * `ticket.cancel` is set while the request waits in the queue.
+   */
+  async acquire(fl: FunctionLeases, avoid?: string, ticket?: WaitTicket): Promise<LeaseEntry> {
+    // At the limit already (others wait, or NO_CAPACITY just now): queue behind them, FIFO.
+    if (avoid === undefined && (fl.queue.length > 0 || this.opts.now() < fl.noCapacityUntil))
+      return this.capacity.wait(fl, ticket);
+    for (let round = 0; round < this.opts.maxRounds; round++) {
       const e = this.tryTake(fl, avoid);
       if (e) return e;
-      if (round >= this.opts.maxRounds || this.opts.now() < fl.noCapacityUntil) break;
-      fl.pending ??= this.fetch(fl, avoid).finally(() => {
-        fl.pending = undefined;
-      });
       try {
-        await fl.pending;
+        await this.ask(fl, avoid);
       } catch (err) {
-        if (!(err instanceof FizzError && err.code === "NO_CAPACITY")) throw err;
-        const o = this.overflow(fl, avoid);
-        if (o) return o;
-        throw err;
+        if (avoid !== undefined || !(err instanceof FizzError && err.code === "NO_CAPACITY"))
+          throw err;
+        break;
       }
+      if (avoid === undefined && fl.queue.length > 0) break;
     }
-    const o = this.overflow(fl, avoid);
-    if (o) return o;
+    if (avoid === undefined) return this.capacity.wait(fl, ticket);
+    const e = this.tryTake(fl, avoid);
+    if (e) return e;
     throw new FizzError(
       "NO_CAPACITY",
-      `no capacity for function ${fl.name} in namespace ${fl.namespace}`,
+      `no other instance of function ${fl.name} in namespace ${fl.namespace} has capacity`,
     );
   }
 
-  /** Gives the slot back; `served` = false when the request never reached the instance. */
+  /**
+   * Gives the slot back; `served` = false when the request never reached the instance. With
+   * requests queued, the slot goes straight to the oldest of them (in-flight count unchanged).
+   */
   release(e: LeaseEntry, served = true): void {
+    if (served) {
+      e.served++;
+      e.lastUsedAt = this.opts.now();
+    }
+    if (e.fn.queue.length > 0 && !e.dropped && e.inFlight <= e.slots && e.fn.queue.serveNext(e))
+      return;
     e.inFlight--;
-    if (!served) return;
-    e.served++;
-    e.lastUsedAt = this.opts.now();
   }
 
-  /** Stops handing out a lease; `failed` reports the instance on the next lease request. */
+  /**
+   * Stops handing out a lease; `failed` reports the instance to the scheduler (`failed` of a lease
+   * request sent at once).
+   */
   drop(e: LeaseEntry, failed: boolean): void {
     if (failed) e.fn.failed.add(e.instanceId);
     if (e.dropped) return;
     e.dropped = true;
     const i = e.fn.leases.indexOf(e);
     if (i >= 0) e.fn.leases.splice(i, 1);
+    // Capacity went away under waiting requests: ask for a replacement now, not at the next tick.
+    if (e.fn.queue.length > 0) this.capacity.reask(e.fn);
+    // The scheduler learns of failed instances from lease requests: ask now, so a hung or dead
+    // instance is retired (and replaced) without waiting for the function's next request.
+    else if (failed) this.ask(e.fn, undefined).catch(() => undefined);
+  }
+
+  /** Rejects every queued request and stops re-asking (the gateway stops). */
+  close(): void {
+    this.capacity.close(this.functions.values());
   }
 
   /** `scheduler.instances.<ns>.<fn>`: instances removed, or the function moved to a new revision. */
@@ -185,12 +217,14 @@ export class LeaseManager {
     if (!fl) return;
     if (op === "deleted" || op === "created") {
       // A re-created function starts its revisions again; leases of the old one are all stale.
-      for (const e of [...fl.leases]) this.drop(e, false);
       fl.minRevision = op === "created" ? revision : 0;
-      return;
+      for (const e of [...fl.leases]) this.drop(e, false);
+    } else {
+      if (revision > fl.minRevision) fl.minRevision = revision;
+      for (const e of [...fl.leases]) if (e.revision < fl.minRevision) this.drop(e, false);
     }
-    if (revision > fl.minRevision) fl.minRevision = revision;
-    for (const e of [...fl.leases]) if (e.revision < fl.minRevision) this.drop(e, false);
+    // Waiting requests need the new revision's instances (or the scheduler's NOT_FOUND) now.
+    if (fl.queue.length > 0) this.capacity.reask(fl);
   }
 
   /** Usage since the last call: instances used since then, plus those with requests in flight. */
@@ -230,35 +264,37 @@ export class LeaseManager {
     }
   }
 
-  /** Least-loaded held lease, past its slots: the instance's own queue (then 429) is the hard limit. */
-  private overflow(fl: FunctionLeases, avoid: string | undefined): LeaseEntry | undefined {
-    let best: LeaseEntry | undefined;
-    for (const e of fl.leases) {
-      if (e.instanceId === avoid) continue;
-      if (!best || e.inFlight / e.slots < best.inFlight / best.slots) best = e;
-    }
-    if (best) this.take(best);
-    return best;
+  /**
+   * One scheduler request per function at a time; concurrent askers share it. Resolves true when
+   * it added capacity (a new lease, or more slots on a held one).
+   */
+  private ask(fl: FunctionLeases, avoid: string | undefined): Promise<boolean> {
+    fl.pending ??= this.fetch(fl, avoid).finally(() => {
+      fl.pending = undefined;
+    });
+    return fl.pending;
   }
 
-  private async fetch(fl: FunctionLeases, avoid: string | undefined): Promise<void> {
+  private async fetch(fl: FunctionLeases, avoid: string | undefined): Promise<boolean> {
     const exclude = fl.leases.filter((e) => e.inFlight >= e.slots).map((e) => e.instanceId);
     if (avoid !== undefined && !exclude.includes(avoid)) exclude.push(avoid);
     const failed = [...fl.failed];
+    const req: LeaseRequest = {
+      namespace: fl.namespace,
+      function: fl.name,
+      gateway: this.opts.gateway,
+      exclude,
+      failed,
+    };
+    // The scheduler must not grant a revision older than the one this gateway already knows.
+    if (fl.minRevision > 0) req.minRevision = fl.minRevision;
     let lease: Lease;
     try {
-      lease = await this.opts.request({
-        namespace: fl.namespace,
-        function: fl.name,
-        gateway: this.opts.gateway,
-        exclude,
-        failed,
-      });
+      lease = await this.opts.request(req);
     } catch (err) {
       const fe = FizzError.from(err);
       this.opts.onLeaseRequest?.(fe.code);
-      if (fe.code === "NO_CAPACITY")
-        fl.noCapacityUntil = this.opts.now() + this.opts.noCapacityBackoffMs;
+      if (fe.code === "NO_CAPACITY") fl.noCapacityUntil = this.opts.now() + this.opts.reaskMs;
       throw fe;
     }
     this.opts.onLeaseRequest?.("ok");
@@ -267,12 +303,15 @@ export class LeaseManager {
     // A lease for an older revision than we have seen would send traffic to old code: ignore it
     // (the caller's next round asks again).
     if (ref.namespace !== fl.namespace || ref.name !== fl.name || ref.revision < fl.minRevision)
-      return;
+      return false;
+    fl.timeoutMs = lease.timeoutMs;
     const held = fl.leases.find((e) => e.instanceId === lease.instanceId);
     if (held && held.address === lease.address && held.revision === ref.revision) {
+      const more = lease.slots > held.slots;
       held.slots = lease.slots;
       held.timeoutMs = lease.timeoutMs;
-      return;
+      this.capacity.wake(fl);
+      return more;
     }
     if (held) this.drop(held, false);
     fl.leases.push({
@@ -290,5 +329,8 @@ export class LeaseManager {
       pool: this.opts.dispatcher(lease.address),
       fn: fl,
     });
+    // Queued requests are older than anyone waiting on this request: they go first.
+    this.capacity.wake(fl);
+    return true;
   }
 }

@@ -11,7 +11,7 @@ try {
   process.exit(1);
 }
 const logger = createLogger("gateway", config.logLevel);
-void runService(logger, () => start(config, { logger }), {
+void runService(logger, (signal) => start(config, { logger, signal }), {
   drainTimeoutMs: config.drainTimeoutMs + 5000,
   exitWithStdin: process.env.FIZZ_PARENT_STDIN === "1",
 });

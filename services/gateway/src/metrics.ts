@@ -1,39 +1,46 @@
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { RequestStats, STATUS_CLASSES, StatsHistogram } from "./request-stats";
 
 /**
- * Request metrics by function and status class. Label children are looked up once per function
- * and cached in a WeakMap keyed by the function's state object, because prom-client's label lookup
- * (hashing a labels object) per request would cost more than the rest of the bookkeeping.
+ * Gateway metrics. Per-request numbers (answers by status class, durations) go into a
+ * RequestStats per function, found through the function's state object (no map lookup per
+ * request), and become Prometheus series only at scrape time (`request-stats.ts`).
  */
-const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const;
-
-interface FunctionMetrics {
-  counters: ReturnType<Counter<"function" | "class">["labels"]>[];
-  duration: ReturnType<Histogram<"function">["labels"]>;
-}
-
 export class GatewayMetrics {
   readonly requests: Counter<"function" | "class">;
-  readonly duration: Histogram<"function">;
+  readonly duration: StatsHistogram;
   readonly leaseRequests: Counter<"outcome">;
   readonly retries: Counter<"reason">;
-  private readonly byTarget = new WeakMap<object, FunctionMetrics>();
-  private readonly unrouted: FunctionMetrics;
+  readonly queueRejected: Counter<"reason">;
+  /** Requests waiting at a capacity limit; read at scrape time, not kept per request. */
+  queued: () => number = () => 0;
+  /** By function key (`ns/name`, or `none`); never shrinks, like a counter's label set. */
+  private readonly stats = new Map<string, RequestStats>();
+  private readonly unrouted: RequestStats;
 
   constructor(registry: Registry) {
+    const stats = this.stats;
     this.requests = new Counter({
       name: "fizz_gateway_requests_total",
       help: "HTTP requests answered, by function (namespace/name, or none) and status class",
       labelNames: ["function", "class"],
       registers: [registry],
+      collect() {
+        this.reset();
+        for (const [fn, s] of stats)
+          s.classes.forEach((n, i) => {
+            if (n > 0) this.inc({ function: fn, class: STATUS_CLASSES[i] }, n);
+          });
+      },
     });
-    this.duration = new Histogram({
-      name: "fizz_gateway_request_duration_seconds",
-      help: "Time from request to the end of the response, by function",
-      labelNames: ["function"],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-      registers: [registry],
-    });
+    this.duration = new StatsHistogram(
+      {
+        name: "fizz_gateway_request_duration_seconds",
+        help: "Time from request to the end of the response, by function",
+      },
+      registry,
+      () => stats,
+    );
     this.leaseRequests = new Counter({
       name: "fizz_gateway_lease_requests_total",
       help: "scheduler.lease requests, by outcome (ok or the error code)",
@@ -46,26 +53,38 @@ export class GatewayMetrics {
       labelNames: ["reason"],
       registers: [registry],
     });
-    this.unrouted = this.children("none");
+    this.queueRejected = new Counter({
+      name: "fizz_gateway_queue_rejections_total",
+      help: "Requests refused with 429 at a function's capacity limit: queue full or wait timed out",
+      labelNames: ["reason"],
+      registers: [registry],
+    });
+    const queued = () => this.queued();
+    new Gauge({
+      name: "fizz_gateway_queued_requests",
+      help: "Requests waiting for a slot of a function at its capacity limit",
+      registers: [registry],
+      collect() {
+        this.set(queued());
+      },
+    });
+    this.unrouted = this.statsOf("none");
   }
 
   /** Records one answered request; `startedAt` from performance.now(). */
-  observe(target: { key: string } | undefined, status: number, startedAt: number): void {
-    let m = this.unrouted;
-    if (target !== undefined) {
-      const known = this.byTarget.get(target);
-      if (known) m = known;
-      else this.byTarget.set(target, (m = this.children(target.key)));
-    }
-    const cls = Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1;
-    (m.counters[cls] as FunctionMetrics["counters"][number]).inc();
-    m.duration.observe((performance.now() - startedAt) / 1000);
+  observe(
+    target: { key: string; stats: RequestStats | undefined } | undefined,
+    status: number,
+    startedAt: number,
+  ): void {
+    let s = this.unrouted;
+    if (target !== undefined) s = target.stats ??= this.statsOf(target.key);
+    s.record(status, (performance.now() - startedAt) / 1000);
   }
 
-  private children(fn: string): FunctionMetrics {
-    return {
-      counters: CLASSES.map((c) => this.requests.labels(fn, c)),
-      duration: this.duration.labels(fn),
-    };
+  private statsOf(fn: string): RequestStats {
+    let s = this.stats.get(fn);
+    if (!s) this.stats.set(fn, (s = new RequestStats()));
+    return s;
   }
 }

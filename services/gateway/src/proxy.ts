@@ -3,10 +3,11 @@ import { FizzError } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import { BodySource } from "./body";
-import { headerValue, responseHeaders } from "./headers";
+import { responseHeaders, type ResponseHeadersSeen } from "./headers";
 import { leaseError, sendError } from "./http-errors";
 import type { FunctionLeases, LeaseEntry, LeaseManager } from "./leases";
 import type { GatewayMetrics } from "./metrics";
+import type { WaitTicket } from "./wait-queue";
 
 /**
  * One proxied request: lease → undici dispatch → response streamed back as it arrives. The call
@@ -55,6 +56,8 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   private finished = false;
   private clientGone = false;
   private lease: LeaseEntry | undefined;
+  /** Set while the request waits for a slot at the function's capacity limit. */
+  private ticket: WaitTicket | undefined;
   /** A 429 INSTANCE_BUSY kept to pass on if no other instance can take the retry. */
   private busy: { status: number; raw: (Buffer | string)[]; body: Buffer } | undefined;
   // Per attempt.
@@ -97,11 +100,16 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       this.send(e);
       return;
     }
-    this.ctx.leases.acquire(this.target, avoid).then(
+    this.ticket ??= {};
+    this.ctx.leases.acquire(this.target, avoid, this.ticket).then(
       (lease) => {
         if (this.clientGone) {
           this.ctx.leases.release(lease, false);
           this.done(499);
+        } else if (lease.dropped || lease.revision < this.target.minRevision) {
+          // Handed over from the queue and dropped (failed, old revision) before this ran.
+          this.ctx.leases.release(lease, false);
+          this.acquire(avoid);
         } else {
           this.send(lease);
         }
@@ -197,14 +205,17 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   onComplete(): void {
     const e = this.lease as LeaseEntry;
     this.abortUpstream = undefined;
-    this.ctx.leases.release(e);
     if (this.mode === STREAM) {
+      this.ctx.leases.release(e);
       this.res.end();
       this.done(this.status);
       return;
     }
+    // A lease is dropped before its slot is given back: a freed slot goes straight to a waiting
+    // request, which must not get the instance that just failed.
     if (this.mode === DISCARD) {
       this.ctx.leases.drop(e, true);
+      this.ctx.leases.release(e);
       this.retryNotRun(
         "misdirected",
         undefined,
@@ -219,8 +230,12 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     const code = errorCodeOf(body);
     if (this.status === 503 && code === "NOT_SPECIALIZED") {
       this.ctx.leases.drop(e, true);
+      this.ctx.leases.release(e);
       this.retryNotRun("not_specialized", undefined, "instance is not specialized (503)");
-    } else if (this.status === 429 && code === "INSTANCE_BUSY") {
+      return;
+    }
+    this.ctx.leases.release(e);
+    if (this.status === 429 && code === "INSTANCE_BUSY") {
       this.busy = { status: this.status, raw: this.raw as Buffer[], body };
       if (this.canRetry()) this.retry("busy", e.instanceId);
       else this.passBuffered(this.status, this.busy.raw, body);
@@ -232,7 +247,18 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   onError(err: Error): void {
     const e = this.lease;
     this.abortUpstream = undefined;
-    if (e) this.ctx.leases.release(e);
+    const code = (err as Error & { code?: string }).code;
+    const clientFault = this.clientGone || this.body?.clientFailed || this.body?.tooLarge;
+    if (e) {
+      // The instance's fault (dead, hung, cut the response): its lease goes before its slot is
+      // given back, so the slot is not handed to a waiting request. A body timeout mid-stream is
+      // a quiet stream (SSE), not a dead instance.
+      const instanceFault = this.res.headersSent
+        ? code !== "UND_ERR_BODY_TIMEOUT"
+        : code !== "UND_ERR_INVALID_ARG";
+      if (!clientFault && instanceFault) this.ctx.leases.drop(e, true);
+      this.ctx.leases.release(e);
+    }
     if (this.clientGone || this.body?.clientFailed) {
       this.clientGone = true;
       this.res.destroy();
@@ -243,11 +269,8 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       this.fail(new FizzError("PAYLOAD_TOO_LARGE", err.message, { field: "body" }), true);
       return;
     }
-    const code = (err as Error & { code?: string }).code;
     if (this.res.headersSent) {
-      // Mid-stream: the client already has a status; all we can do is cut the response. A body
-      // timeout here is a quiet stream (SSE), not a dead instance.
-      if (e && code !== "UND_ERR_BODY_TIMEOUT") this.ctx.leases.drop(e, true);
+      // Mid-stream: the client already has a status; all we can do is cut the response.
       this.ctx.logger.debug(
         { err: err.message, fn: this.target.key },
         "upstream failed mid-response",
@@ -257,9 +280,8 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       return;
     }
     if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
-      // A hung instance: stop using it and name it in the next lease request, so the scheduler
+      // A hung instance: dropped above, and named in the next lease request, so the scheduler
       // kills and replaces it.
-      if (e) this.ctx.leases.drop(e, true);
       this.fail(
         new FizzError(
           "TIMEOUT",
@@ -272,7 +294,6 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       this.fail(new FizzError("VALIDATION_FAILED", `request cannot be forwarded: ${err.message}`));
       return;
     }
-    if (e) this.ctx.leases.drop(e, true);
     if (!this.connected) {
       this.retryNotRun("unreachable", undefined, `instance unreachable: ${err.message}`);
     } else if (this.repeatable && !this.retried) {
@@ -295,6 +316,8 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     this.clientGone = true;
     this.body?.close();
     this.abortUpstream?.(CLIENT_GONE);
+    // A request waiting for a slot leaves the queue (its promise settles as a 499).
+    this.ticket?.cancel?.();
   }
 
   private canRetry(): boolean {
@@ -314,17 +337,13 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   }
 
   private writeHead(status: number, raw: readonly (Buffer | string)[]): void {
-    const h = responseHeaders(raw, this.requestId);
-    if (status === 429 && headerValue(h, "retry-after") === undefined) h.push("retry-after", "1");
+    const seen: ResponseHeadersSeen = { contentLength: false, retryAfter: false };
+    const h = responseHeaders(raw, this.requestId, seen);
+    if (status === 429 && !seen.retryAfter) h.push("retry-after", "1");
     this.res.writeHead(status, h);
     // A response without Content-Length is a stream (SSE, chunked): send the headers now, not
     // with the first chunk, which may be a long time coming.
-    if (
-      status !== 204 &&
-      status !== 304 &&
-      this.req.method !== "HEAD" &&
-      headerValue(h, "content-length") === undefined
-    ) {
+    if (status !== 204 && status !== 304 && this.req.method !== "HEAD" && !seen.contentLength) {
       this.res.flushHeaders();
     }
   }

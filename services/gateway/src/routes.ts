@@ -1,6 +1,9 @@
 import {
   Codecs,
+  FizzError,
+  type AnyObject,
   type FunctionObject,
+  type GatewaySyncRequest,
   type HttpTrigger,
   type RegistryChanged,
   type Subjects,
@@ -25,6 +28,10 @@ import { Router, type FunctionRule, type TriggerRule } from "./router";
  * Events that arrive while a list is in flight are queued and applied on top of it, so a change
  * made during the list is never lost under an older snapshot. Lease invalidation for a changed
  * function happens at once, queued or not: after the event is seen no request may reach old code.
+ *
+ * The registry's update barrier (`gateway.sync`) may ask about a change before its event arrived
+ * (different subjects, no ordering between them): `sync` then applies it from the request itself
+ * and a fresh `registry.get`, so the answer "applied" is true whichever came first.
  */
 export interface RouteStoreOptions {
   nc: NatsConnection;
@@ -119,6 +126,84 @@ export class RouteStore {
     }
   }
 
+  /**
+   * Applies one committed change named by a `gateway.sync` request, unless its event already did.
+   * Function updates and deletes drop older leases at once; the route itself is refreshed from
+   * `registry.get`. Resolves false when it could not be applied (the registry did not answer).
+   */
+  async sync(req: GatewaySyncRequest, signal: AbortSignal): Promise<boolean> {
+    const { kind, op, namespace, name, revision } = req;
+    if (kind !== "functions" && kind !== "httptriggers") return true;
+    if (kind === "functions" && op !== "created")
+      this.opts.leases.functionChanged(op, namespace, name, revision);
+    if (!this.loaded) {
+      // The list in flight may predate the change: let it finish, then check on top of it.
+      await this.reload(signal);
+      if (!this.loaded) return false;
+    }
+    const map: Map<string, AnyObject> = kind === "functions" ? this.functions : this.triggers;
+    const key = `${namespace}/${name}`;
+    const before = map.get(key);
+    if (
+      op === "deleted"
+        ? before === undefined
+        : op === "updated" && before !== undefined && before.metadata.revision >= revision
+    )
+      return true;
+    let object: AnyObject | undefined;
+    try {
+      object = (
+        await request(
+          this.opts.nc,
+          this.opts.subjects.registryGet,
+          Codecs.registryGet,
+          { kind, namespace, name },
+          { sender: this.opts.sender, timeoutMs: this.opts.listTimeoutMs ?? 5000 },
+        )
+      ).object;
+    } catch (err) {
+      if (!(err instanceof FizzError && err.code === "NOT_FOUND")) {
+        this.log.warn(
+          { err: (err as Error).message, kind, namespace, name },
+          "sync: registry.get failed",
+        );
+        return false;
+      }
+    }
+    const now = map.get(key);
+    if (object === undefined) {
+      // Gone: unless an event put a newer object here while we asked.
+      if (now === undefined || now !== before) return true;
+      this.applyNow({ kind, op: "deleted", namespace, name, revision, object: now });
+      return true;
+    }
+    if (
+      now !== undefined &&
+      now.metadata.uid !== object.metadata.uid &&
+      now.metadata.createdAt > object.metadata.createdAt
+    )
+      return true; // a newer incarnation arrived by event meanwhile
+    const r = object.metadata.revision;
+    this.applyNow({
+      kind,
+      op: now === undefined ? "created" : "updated",
+      namespace,
+      name,
+      revision: r,
+      object,
+    });
+    if (kind === "functions") this.opts.leases.functionChanged("updated", namespace, name, r);
+    return true;
+  }
+
+  private applyNow(ev: RegistryChanged): void {
+    if (this.queued) this.queued.push(ev);
+    else {
+      this.apply(ev);
+      this.rebuild();
+    }
+  }
+
   private onChange(ev: RegistryChanged): void {
     if (ev.kind === "functions")
       this.opts.leases.functionChanged(ev.op, ev.namespace, ev.name, ev.revision);
@@ -187,8 +272,11 @@ export class RouteStore {
       });
     }
     for (const f of this.functions.values()) {
-      const { namespace, name } = f.metadata;
+      const { namespace, name, revision } = f.metadata;
       const target = leases.target(namespace, name);
+      // What lease requests carry as minRevision, and the cap of a queued request's wait.
+      if (revision > target.minRevision) target.minRevision = revision;
+      target.timeoutMs = Math.max(1, Math.round(f.spec.timeoutSeconds * 1000));
       keys.add(target.key);
       functionRules.push({ namespace, name, target });
     }

@@ -12,6 +12,9 @@ describe("gateway config", () => {
       maxBodyBytes: 16 * 1024 * 1024,
       reportIntervalMs: 1000,
       leaseTimeoutMs: 20000,
+      queueTimeoutMs: 10000,
+      queueMax: 1000,
+      presenceIntervalMs: 2000,
       natsUrl: "nats://127.0.0.1:4222",
       subjectPrefix: "fizz.v1",
     });
@@ -23,6 +26,9 @@ describe("gateway config", () => {
       ["FIZZ_MAX_BODY_BYTES", "0"],
       ["FIZZ_REPORT_INTERVAL_MS", "-1"],
       ["FIZZ_LEASE_TIMEOUT_MS", "1.5"],
+      ["FIZZ_QUEUE_TIMEOUT_MS", "-5"],
+      ["FIZZ_QUEUE_MAX", "many"],
+      ["FIZZ_PRESENCE_INTERVAL_MS", "0"],
     ] as const) {
       try {
         loadConfig({ [name]: value });

@@ -3,7 +3,7 @@ import { expect } from "chai";
 import { connect } from "@nats-io/transport-node";
 import { Codecs, type UsageReport } from "@fizz/events";
 import { serve, silentLogger } from "@fizz/kit";
-import { startNats, waitFor } from "@fizz/testkit";
+import { freePort, startNats, waitFor } from "@fizz/testkit";
 import { loadConfig, start } from "../src/index";
 import {
   call,
@@ -228,6 +228,41 @@ describe("gateway lifecycle (real NATS)", function () {
       closeClients();
       await gw.stop();
       await nc.close();
+      await nats.cleanup();
+    }
+  });
+
+  it("answers /healthz but not /readyz while NATS is away, and becomes ready once it appears", async () => {
+    const [natsPort, opsPort] = [await freePort(), await freePort()];
+    const starting = start(
+      loadConfig({
+        FIZZ_NATS_URL: `nats://127.0.0.1:${natsPort}`,
+        FIZZ_GATEWAY_PORT: "0",
+        FIZZ_GATEWAY_OPS_PORT: String(opsPort),
+      }),
+      { logger: silentLogger() },
+    );
+    const status = (path: string) =>
+      call(opsPort, "GET", path).then(
+        (r) => r.status,
+        () => 0,
+      );
+    await waitFor(async () => (await status("/healthz")) === 200, { what: "the ops port" });
+    expect(await status("/readyz")).to.equal(503);
+    const nats = await startNats({ port: natsPort });
+    const gw = await starting;
+    try {
+      const nc = await connect({ servers: nats.url });
+      serve(nc, subj.registryList, Codecs.registryList, async () => ({ items: [] }), {
+        sender: "registry-test",
+        logger: silentLogger(),
+      });
+      await gw.ready;
+      await waitFor(async () => (await status("/readyz")) === 200, { what: "ready" });
+      await nc.close();
+    } finally {
+      closeClients();
+      await gw.stop();
       await nats.cleanup();
     }
   });

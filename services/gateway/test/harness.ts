@@ -11,6 +11,7 @@ import {
   type Lease,
   type LeaseRequest,
   type RegistryChanged,
+  type RegistryGetRequest,
 } from "@fizz/events";
 import { publish, serve, silentLogger, type Subscription } from "@fizz/kit";
 import { startNats, type TestServer } from "@fizz/testkit";
@@ -82,8 +83,11 @@ export interface Harness {
   leaseCalls: LeaseRequest[];
   /** Per function name: how the scheduler answers (missing → NOT_FOUND). */
   leases: Map<string, LeaseHandler>;
+  /** What `registry.list` and `registry.get` answer from; tests change them in place. */
   functions: FunctionObject[];
   triggers: HttpTrigger[];
+  /** Every registry.get the registry got. */
+  gets: RegistryGetRequest[];
   callsFor(fn: string): LeaseRequest[];
   changed(ev: Omit<RegistryChanged, "revision"> & { revision?: number }): void;
   stopScheduler(): void;
@@ -103,6 +107,25 @@ export async function startHarness(opts: {
   const functions = [...opts.functions];
   const triggers = [...opts.triggers];
   const subs: Subscription[] = [];
+  const gets: RegistryGetRequest[] = [];
+  subs.push(
+    serve(
+      nc,
+      subj.registryGet,
+      Codecs.registryGet,
+      async (req) => {
+        gets.push(req);
+        const list: (FunctionObject | HttpTrigger)[] =
+          req.kind === "functions" ? functions : req.kind === "httptriggers" ? triggers : [];
+        const object = list.find(
+          (o) => o.metadata.namespace === req.namespace && o.metadata.name === req.name,
+        );
+        if (!object) throw new FizzError("NOT_FOUND", `${req.kind} ${req.name} not found`);
+        return { object };
+      },
+      { sender: "registry-test", logger: log },
+    ),
+  );
   subs.push(
     serve(
       nc,
@@ -150,6 +173,7 @@ export async function startHarness(opts: {
     leases,
     functions,
     triggers,
+    gets,
     callsFor: (fn) => leaseCalls.filter((c) => c.function === fn),
     changed: (ev) =>
       publish(

@@ -95,6 +95,17 @@ describe("leases", () => {
     expect(calls[2]?.failed).to.deep.equal([]);
   });
 
+  it("reports a failed instance to the scheduler at once, without waiting for another request", async () => {
+    const { m, calls, fl } = manager([lease("i1"), lease("i2")]);
+    const a = await m.acquire(fl);
+    m.drop(a, true);
+    m.release(a);
+    expect(calls).to.have.length(2);
+    expect(calls[1]?.failed).to.deep.equal(["i1"]);
+    await fl.pending;
+    expect(fl.failed.size, "reported once").to.equal(0);
+  });
+
   it("avoids one instance when asked (429 retry) and excludes it from the lease request", async () => {
     const { m, calls, fl } = manager([lease("i1", { slots: 5 }), lease("i2", { slots: 5 })]);
     await m.acquire(fl);
@@ -113,27 +124,35 @@ describe("leases", () => {
     }
   });
 
-  it("overflows onto the least-loaded lease on NO_CAPACITY and stops asking for a moment", async () => {
-    let t = 1000;
-    const { m, calls, fl } = manager(
-      [lease("i1", { slots: 1 }), new FizzError("NO_CAPACITY", "full")],
-      () => t,
-    );
-    await m.acquire(fl);
-    const over = await m.acquire(fl);
-    expect(over.instanceId).to.equal("i1");
-    expect(over.inFlight).to.equal(2);
-    await m.acquire(fl);
-    expect(calls, "no request inside the back-off").to.have.length(2);
-    t += 1000;
-    await m.acquire(fl);
-    expect(calls).to.have.length(3);
+  it("queues instead of overloading a full instance when the scheduler answers NO_CAPACITY", async () => {
+    const { m, calls, fl } = manager([
+      lease("i1", { slots: 1 }),
+      new FizzError("NO_CAPACITY", "full"),
+    ]);
+    const a = await m.acquire(fl);
+    let second: string | undefined;
+    const waiting = m.acquire(fl).then((e) => (second = e.instanceId));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(second, "still waiting: i1 has no free slot").to.equal(undefined);
+    expect(a.inFlight).to.equal(1);
+    m.release(a);
+    await waiting;
+    expect(second).to.equal("i1");
+    expect(calls).to.have.length(2);
+    m.close();
   });
 
-  it("fails with NO_CAPACITY when nothing is held to overflow onto", async () => {
-    const { m, fl } = manager([new FizzError("NO_CAPACITY", "full")]);
-    const err = await m.acquire(fl).catch((e: FizzError) => e);
-    expect((err as FizzError).code).to.equal("NO_CAPACITY");
+  it("sends the revision it knows as minRevision in every lease request", async () => {
+    const rev = (revision: number) => ({ namespace: "default", name: "hello", revision });
+    const { m, calls, fl } = manager([
+      lease("i1", { function: rev(1) }),
+      lease("i2", { function: rev(2) }),
+    ]);
+    await m.acquire(fl);
+    expect(calls[0]?.minRevision, "nothing known yet").to.equal(undefined);
+    m.functionChanged("updated", "default", "hello", 2);
+    expect((await m.acquire(fl)).instanceId).to.equal("i2");
+    expect(calls[1]?.minRevision).to.equal(2);
   });
 
   it("drops leases named in an instances event or older than its revision", async () => {

@@ -33,7 +33,6 @@ const FUNCTIONS = [
   "big",
   "gone",
   "nf",
-  "full",
   "broken",
   "slowsched",
   "nosched",
@@ -395,7 +394,6 @@ describe("gateway proxy (real NATS)", function () {
   describe("scheduler errors", () => {
     const cases: [string, FizzError | null, number, string][] = [
       ["nf", new FizzError("NOT_FOUND", "function nf not found"), 404, "NOT_FOUND"],
-      ["full", new FizzError("NO_CAPACITY", "maxInstances reached"), 503, "NO_CAPACITY"],
       [
         "broken",
         new FizzError("FUNCTION_LOAD_FAILED", "f.js:2: SyntaxError: Unexpected token"),

@@ -1,5 +1,5 @@
 import { FizzError, subjects } from "@fizz/events";
-import { int, loadCommon, oneOf, str, type CommonConfig, type Env } from "@fizz/kit";
+import { bool, int, loadCommon, oneOf, str, type CommonConfig, type Env } from "@fizz/kit";
 
 export const BACKENDS = ["process", "kubernetes"] as const;
 export type Backend = (typeof BACKENDS)[number];
@@ -16,6 +16,16 @@ export interface RegistryConfig extends CommonConfig {
    * runtime (or give a command), otherwise the poolkeeper could never start it.
    */
   backend: Backend;
+  /**
+   * FIZZ_SYNC_TIMEOUT_MS, default 2000: how long a function or HTTP trigger write waits for every
+   * live gateway to confirm it applied the change (the update barrier) before answering anyway.
+   */
+  syncTimeoutMs: number;
+  /**
+   * FIZZ_WATCH_CLUSTER_SCOPE, default false: a watch trigger watches only its own namespace unless
+   * the operator allows cluster scope (the kubewatcher then needs RBAC for every namespace).
+   */
+  watchClusterScope: boolean;
 }
 
 export const DEFAULT_PORT = 8081;
@@ -38,5 +48,7 @@ export function loadConfig(env: Env): RegistryConfig {
     port: int(env, "FIZZ_REGISTRY_PORT", DEFAULT_PORT, 0, 65535),
     codeMaxBytes: int(env, "FIZZ_CODE_MAX_BYTES", DEFAULT_CODE_MAX_BYTES, 1, MAX_CODE_MAX_BYTES),
     backend: oneOf(env, "FIZZ_BACKEND", "process", BACKENDS),
+    syncTimeoutMs: int(env, "FIZZ_SYNC_TIMEOUT_MS", 2000, 1, 600_000),
+    watchClusterScope: bool(env, "FIZZ_WATCH_CLUSTER_SCOPE", false),
   };
 }

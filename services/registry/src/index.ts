@@ -10,11 +10,12 @@ import {
   type Logger,
   type NatsConnection,
 } from "@fizz/kit";
+import { UpdateBarrier } from "./barrier";
 import { changePublisher, serveRequests, type RequestServer } from "./bus";
 import type { RegistryConfig } from "./config";
 import { createApp } from "./http-api";
 import { createMetrics } from "./metrics";
-import { Operations } from "./operations";
+import { Operations, type Change } from "./operations";
 import { RedisStore } from "./store";
 
 export { loadConfig, type RegistryConfig } from "./config";
@@ -88,6 +89,7 @@ export async function start(
   logger.info({ host: config.host, port }, "registry listening");
 
   let requests: RequestServer;
+  let barrier: UpdateBarrier | undefined;
   try {
     nc = await connectNats({
       url: config.natsUrl,
@@ -95,11 +97,25 @@ export async function start(
       logger,
       ...(deps.signal ? { signal: deps.signal } : {}),
     });
+    barrier = new UpdateBarrier({
+      nc,
+      subjects: s,
+      sender,
+      logger,
+      timeoutMs: config.syncTimeoutMs,
+      onResult: (result) => metrics.barriers.inc({ result }),
+    });
+    barrier.start();
     ops = new Operations({
       store,
       backend: config.backend,
       codeMaxBytes: config.codeMaxBytes,
-      onChange: changePublisher(nc, s, { sender, logger, published: metrics.published }),
+      subjectPrefix: config.subjectPrefix,
+      watchClusterScope: config.watchClusterScope,
+      onChange: afterCommit(
+        changePublisher(nc, s, { sender, logger, published: metrics.published }),
+        barrier,
+      ),
     });
     requests = serveRequests(nc, s, ops, { sender, logger });
   } catch (err) {
@@ -119,6 +135,7 @@ export async function start(
         // New work stops on both fronts; in-flight writes finish (and publish their events)
         // before NATS is drained, and the store closes last.
         await Promise.all([closeServer(server), requests.drain()]);
+        barrier?.stop();
         await nc
           ?.drain()
           .catch((err: unknown) =>
@@ -127,6 +144,17 @@ export async function start(
         await closeStore();
         logger.info("stopped");
       })()),
+  };
+}
+
+/** The change event first (so caches converge), then the update barrier; then the client's answer. */
+function afterCommit(
+  publish: (change: Change) => Promise<void>,
+  barrier: UpdateBarrier,
+): (change: Change) => Promise<void> {
+  return async (change) => {
+    await publish(change);
+    await barrier.afterChange(change);
   };
 }
 

@@ -9,6 +9,7 @@ export interface RegistryMetrics {
   duration: Histogram<"route" | "method" | "status">;
   txRetries: Counter;
   published: Counter<"kind" | "op" | "result">;
+  barriers: Counter<"result">;
 }
 
 export function createMetrics(): RegistryMetrics {
@@ -38,6 +39,12 @@ export function createMetrics(): RegistryMetrics {
       name: "fizz_registry_change_events_total",
       help: "registry.changed events published",
       labelNames: ["kind", "op", "result"],
+      registers: [registry],
+    }),
+    barriers: new Counter({
+      name: "fizz_registry_update_barriers_total",
+      help: "update barriers after function/httptrigger writes: complete, incomplete (a live gateway did not confirm in time), none (no live gateway)",
+      labelNames: ["result"],
       registers: [registry],
     }),
   };

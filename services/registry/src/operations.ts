@@ -10,6 +10,13 @@ import {
 import { describeRoute, findRouteConflict } from "./route-conflict";
 import type { Store, StoreReader } from "./store";
 import {
+  checkTriggerScope,
+  findFunctionUsers,
+  findQueueGroupConflict,
+  isTrigger,
+  type TriggerRuleOptions,
+} from "./trigger-rules";
+import {
   checkKind,
   checkName,
   mergeSpec,
@@ -31,7 +38,7 @@ export interface Change {
   object: AnyObject;
 }
 
-export interface OperationsOptions extends ValidationOptions {
+export interface OperationsOptions extends ValidationOptions, TriggerRuleOptions {
   store: Store;
   /** Called after each committed write; must not throw (the write already happened). */
   onChange: (change: Change) => Promise<void>;
@@ -109,7 +116,7 @@ export class Operations {
           },
         );
       }
-      await checkReferences(r, obj);
+      await checkReferences(r, obj, this.opts);
       return { writes: { put: [obj], code: input.code ? [input.code] : [] }, result: obj };
     });
     await this.opts.onChange({ kind, op: "created", object: created });
@@ -147,7 +154,7 @@ export class Operations {
         },
         spec,
       } as AnyObject;
-      await checkReferences(r, next);
+      await checkReferences(r, next, this.opts);
       return { writes: { put: [next], code: patch.code ? [patch.code] : [] }, result: next };
     });
     await this.opts.onChange({ kind, op: "updated", object: updated });
@@ -169,9 +176,23 @@ export class Operations {
   }
 }
 
-/** What an object refers to must exist, and a route must be free, at commit time. */
-async function checkReferences(r: StoreReader, obj: AnyObject): Promise<void> {
+/** What an object refers to must exist, and a route or queue group must be free, at commit time. */
+async function checkReferences(
+  r: StoreReader,
+  obj: AnyObject,
+  rules: TriggerRuleOptions,
+): Promise<void> {
   const ns = obj.metadata.namespace;
+  if (isTrigger(obj)) {
+    checkTriggerScope(obj, rules);
+    if (!(await r.get("functions", ns, obj.spec.function))) {
+      throw new FizzError(
+        "UNKNOWN_FUNCTION",
+        `spec.function: function "${obj.spec.function}" does not exist in namespace "${ns}"`,
+        { field: "spec.function" },
+      );
+    }
+  }
   if (obj.kind === "Function") {
     if (!(await r.get("environments", ns, obj.spec.environment))) {
       throw new FizzError(
@@ -183,15 +204,6 @@ async function checkReferences(r: StoreReader, obj: AnyObject): Promise<void> {
       );
     }
   } else if (obj.kind === "HttpTrigger") {
-    if (!(await r.get("functions", ns, obj.spec.function))) {
-      throw new FizzError(
-        "UNKNOWN_FUNCTION",
-        `spec.function: function "${obj.spec.function}" does not exist in namespace "${ns}"`,
-        {
-          field: "spec.function",
-        },
-      );
-    }
     // Every namespace: the gateway serves one host/path space.
     const other = findRouteConflict(obj, await r.list("httptriggers"));
     if (other) {
@@ -200,6 +212,15 @@ async function checkReferences(r: StoreReader, obj: AnyObject): Promise<void> {
         "ROUTE_CONFLICT",
         `${field}: route ${describeRoute(obj.spec)} conflicts with httptrigger "${other.metadata.name}" in namespace "${other.metadata.namespace}" (${describeRoute(other.spec)})`,
         { field },
+      );
+    }
+  } else if (obj.kind === "MessageQueueTrigger") {
+    const other = await findQueueGroupConflict(r, obj);
+    if (other) {
+      throw new FizzError(
+        "ROUTE_CONFLICT",
+        `spec.queueGroup: queue group "${obj.spec.queueGroup}" on "${obj.spec.subject}" is already used by mqtrigger "${other.metadata.name}" in namespace "${other.metadata.namespace}" on "${other.spec.subject}"; both would share (split) the messages — use another queue group, or none`,
+        { field: "spec.queueGroup" },
       );
     }
   }
@@ -219,15 +240,16 @@ async function checkNotInUse(
       .map((f) => f.metadata.name);
     userKind = "functions";
   } else if (kind === "functions") {
-    users = (await r.list("httptriggers", ns))
-      .filter((t) => t.spec.function === name)
-      .map((t) => t.metadata.name);
-    userKind = "httptriggers";
+    // Already `<kind> "<name>", ...` per trigger kind: every kind names a function.
+    users = await findFunctionUsers(r, ns, name);
   }
   if (users.length > 0) {
+    const named = userKind
+      ? `${userKind} ${users.map((u) => `"${u}"`).join(", ")}`
+      : users.join(" and ");
     throw new FizzError(
       "IN_USE",
-      `${singular(kind)} "${ns}/${name}" is used by ${userKind} ${users.map((u) => `"${u}"`).join(", ")}; delete or change them first`,
+      `${singular(kind)} "${ns}/${name}" is used by ${named}; delete or change them first`,
       { field: "name" },
     );
   }

@@ -7,6 +7,7 @@ import {
   PatchInput,
   dnsLabel,
   isKindPlural,
+  parseSchedule,
   runtimeOfImage,
   specInputSchemas,
   specSchemas,
@@ -87,6 +88,8 @@ export function parseCreate(
   const raw = withoutNulls(top.data.spec);
   const schema = specInputSchemas[kind];
   checkKnownKeys(raw, Object.keys(schema.shape), "spec");
+  // Before the schema, whose refinement can only say "must be a cron expression".
+  if (kind === "timetriggers") checkCron(raw.cron);
   const parsed = schema.safeParse(raw, { error: errorMap });
   if (!parsed.success) throw issueError(parsed.error, "spec");
   let code: CodeBlob | undefined;
@@ -152,11 +155,32 @@ function finishSpec(
   candidate: Record<string, unknown>,
   opts: ValidationOptions,
 ): AnySpec {
+  if (kind === "timetriggers") checkCron(candidate.cron);
   const parsed = specSchemas[kind].safeParse(candidate, { error: errorMap });
   if (!parsed.success) throw issueError(parsed.error, "spec");
   const spec = parsed.data as AnySpec;
   if (kind === "environments") checkImage(spec as SpecOf<"environments">, opts.backend);
   return spec;
+}
+
+/**
+ * The schedule with the parser's own reason (`Invalid value for minute: 61`), where the schema
+ * could only say "must be a cron expression"; and one that parses but never fires (`0 0 31 2 *`)
+ * is refused too, since a timer that never runs is a mistake, not a choice.
+ */
+export function checkCron(cron: unknown, now: Date = new Date()): void {
+  // Missing, empty or oversized: the schema words those.
+  if (typeof cron !== "string" || cron.trim() === "" || cron.length > 128) return;
+  const field = "spec.cron";
+  let next: Date[];
+  try {
+    next = parseSchedule(cron).next(now, 1);
+  } catch (err) {
+    throw new FizzError("VALIDATION_FAILED", `${field}: ${(err as Error).message}`, { field });
+  }
+  if (next.length === 0) {
+    throw new FizzError("VALIDATION_FAILED", `${field}: "${cron}" never fires`, { field });
+  }
 }
 
 export function checkImage(spec: SpecOf<"environments">, backend: Backend): void {

@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { silentLogger } from "@fizz/kit";
-import { startNats, startRedis, type TestServer } from "@fizz/testkit";
+import { startNats, startRedis, waitFor, type TestServer } from "@fizz/testkit";
 import { loadConfig, start, type RegistryService } from "../src/index";
 
 /** Real nats-server and redis-server for one test file. */
@@ -48,9 +48,23 @@ export interface Running {
   api: Api;
 }
 
-export async function startRegistry(env: Record<string, string>): Promise<Running> {
+/**
+ * Starts a registry and, unless `ready: false`, waits for /readyz: start() returns once NATS is
+ * connected, while the store's Redis connections may still be coming up (writes answer 503
+ * until then), which made the first write of a busy test run flaky.
+ */
+export async function startRegistry(
+  env: Record<string, string>,
+  opts: { ready?: boolean } = {},
+): Promise<Running> {
   const svc = await start(loadConfig(env), { logger: silentLogger() });
-  return { svc, api: new Api(`http://127.0.0.1:${svc.port}`) };
+  const api = new Api(`http://127.0.0.1:${svc.port}`);
+  if (opts.ready !== false) {
+    await waitFor(async () => (await api.call("GET", "/readyz")).status === 200, {
+      what: "registry ready",
+    });
+  }
+  return { svc, api };
 }
 
 export interface Reply {
@@ -138,3 +152,20 @@ export async function snapshot(
   }
   return out;
 }
+export const mqtBody = (name: string, fn: string, spec: Record<string, unknown> = {}) => ({
+  name,
+  spec: { function: fn, subject: `orders.${name}`, ...spec },
+});
+export const timerBody = (name: string, fn: string, spec: Record<string, unknown> = {}) => ({
+  name,
+  spec: { function: fn, cron: "*/5 * * * *", ...spec },
+});
+export const watchBody = (
+  name: string,
+  fn: string,
+  spec: Record<string, unknown> = {},
+  ns = "default",
+) => ({
+  name,
+  spec: { function: fn, namespace: ns, resource: "pods", ...spec },
+});

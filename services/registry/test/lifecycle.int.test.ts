@@ -45,7 +45,7 @@ describe("registry lifecycle", () => {
   it("answers /readyz 503 until Redis is reachable, then becomes ready and serves", async () => {
     let redis: TestServer | undefined = await startRedis();
     await redis.stop(); // the port is now free: nothing listens there
-    const reg = await startRegistry(registryEnv({ nats: stack.nats, redis }));
+    const reg = await startRegistry(registryEnv({ nats: stack.nats, redis }), { ready: false });
     try {
       const notReady = await reg.api.call("GET", "/readyz");
       expect(notReady.status).to.equal(503);

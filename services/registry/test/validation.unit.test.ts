@@ -205,6 +205,7 @@ describe("config", () => {
       codeMaxBytes: 8 * 1024 * 1024,
       backend: "process",
       redisPrefix: "fizz:v1:",
+      syncTimeoutMs: 2000,
     });
   });
 
@@ -213,5 +214,6 @@ describe("config", () => {
     expect(() => loadConfig({ FIZZ_BACKEND: "docker" })).to.throw(/FIZZ_BACKEND/);
     expect(() => loadConfig({ FIZZ_CODE_MAX_BYTES: "0" })).to.throw(/FIZZ_CODE_MAX_BYTES/);
     expect(() => loadConfig({ FIZZ_SUBJECT_PREFIX: "a..b" })).to.throw(/FIZZ_SUBJECT_PREFIX/);
+    expect(() => loadConfig({ FIZZ_SYNC_TIMEOUT_MS: "0" })).to.throw(/FIZZ_SYNC_TIMEOUT_MS/);
   });
 });

@@ -1,0 +1,56 @@
+import type { Dispatcher } from "undici";
+import type { RequestStats } from "./request-stats";
+import { WaitQueue } from "./wait-queue";
+
+/** One lease the gateway holds: an instance of a function with `slots` requests' worth of capacity. */
+export interface LeaseEntry {
+  readonly instanceId: string;
+  readonly address: string;
+  readonly revision: number;
+  /** Sent as X-Fizz-Function-Revision; kept as text so the hot path does not format numbers. */
+  readonly revisionText: string;
+  slots: number;
+  timeoutMs: number;
+  inFlight: number;
+  /** Requests finished since the last usage report. */
+  served: number;
+  lastUsedAt: number;
+  /** No new requests go here; in-flight ones finish. */
+  dropped: boolean;
+  /** Listed in the next usage report. */
+  touched: boolean;
+  readonly pool: Dispatcher;
+  readonly fn: FunctionLeases;
+}
+
+export class FunctionLeases {
+  readonly key: string;
+  /** In acquisition order: first fit packs load onto the oldest instances, so spare ones go idle and get reaped. */
+  leases: LeaseEntry[] = [];
+  /** The lease request in flight (true when it added capacity), shared by concurrent askers. */
+  pending: Promise<boolean> | undefined;
+  /** Instances that failed for us since the last lease request; the scheduler checks them. */
+  readonly failed = new Set<string>();
+  /**
+   * The newest revision seen (registry event, sync, scheduler): leases on older revisions are
+   * refused, and lease requests carry it as `minRevision`.
+   */
+  minRevision = 0;
+  /** After NO_CAPACITY, new requests queue instead of asking the scheduler again per request. */
+  noCapacityUntil = 0;
+  /** The function's timeout (from its leases or its object); 0 = not known yet. Caps the queue wait. */
+  timeoutMs = 0;
+  /** Requests waiting for a slot at the capacity limit. */
+  readonly queue = new WaitQueue();
+  /** The next scheduler re-ask while requests wait. */
+  reaskTimer: NodeJS.Timeout | undefined;
+  /** This function's request metrics, attached by GatewayMetrics on first use. */
+  stats: RequestStats | undefined;
+
+  constructor(
+    readonly namespace: string,
+    readonly name: string,
+  ) {
+    this.key = `${namespace}/${name}`;
+  }
+}

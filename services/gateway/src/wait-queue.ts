@@ -1,0 +1,71 @@
+import type { FizzError } from "@fizz/events";
+import type { LeaseEntry } from "./leases";
+
+/**
+ * The requests of one function waiting for a slot, in arrival order. A function gets here only at
+ * its capacity limit (the scheduler answered NO_CAPACITY), so this is the overload path, never the
+ * warm one: a request waits until a slot frees on any of the function's leases (the finishing
+ * request hands its slot straight to the head of the queue, so a newcomer cannot barge ahead) or a
+ * new lease arrives, and gives up at its deadline.
+ */
+export interface Waiter {
+  resolve(e: LeaseEntry): void;
+  reject(err: FizzError): void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** Filled in by the lease manager while a request waits; the proxy calls it when the client leaves. */
+export interface WaitTicket {
+  cancel?: (() => void) | undefined;
+}
+
+export class WaitQueue {
+  private items: Waiter[] = [];
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  /** Queues a waiter that is rejected with `onTimeout()` after `timeoutMs` unless served first. */
+  add(
+    resolve: Waiter["resolve"],
+    reject: Waiter["reject"],
+    timeoutMs: number,
+    onTimeout: () => FizzError,
+  ): Waiter {
+    const w: Waiter = { resolve, reject, timer: undefined };
+    w.timer = setTimeout(() => {
+      if (this.remove(w)) reject(onTimeout());
+    }, timeoutMs);
+    this.items.push(w);
+    return w;
+  }
+
+  /** Serves the oldest waiter with `e` (whose slot it now holds); false when nobody waits. */
+  serveNext(e: LeaseEntry): boolean {
+    const w = this.items.shift();
+    if (!w) return false;
+    clearTimeout(w.timer);
+    w.resolve(e);
+    return true;
+  }
+
+  /** Takes a waiter out (client gone, timed out); false when it was not queued any more. */
+  remove(w: Waiter): boolean {
+    const i = this.items.indexOf(w);
+    if (i < 0) return false;
+    this.items.splice(i, 1);
+    clearTimeout(w.timer);
+    return true;
+  }
+
+  /** Rejects every waiter (the function is gone or broken, or the gateway stops). */
+  failAll(err: FizzError): void {
+    const items = this.items;
+    this.items = [];
+    for (const w of items) {
+      clearTimeout(w.timer);
+      w.reject(err);
+    }
+  }
+}
