@@ -107,7 +107,10 @@ async function main() {
     children.push(go);
     await waitFor(() => portOpen(goPort));
     const load = (url: string) => wrk(url, { connections: CONNECTIONS, seconds: WARM_SECONDS });
-    await wrk(`${p.gatewayUrl}/warm`, { connections: CONNECTIONS, seconds: 2 }); // JIT warm-up
+    // The gateway needs ~3 s of traffic before V8 has optimized its hot path; warm every target.
+    for (const url of [`${p.gatewayUrl}/warm`, `${inst.address}/warm`, `http://127.0.0.1:${goPort}/warm`]) {
+      await wrk(url, { connections: CONNECTIONS, seconds: QUICK ? 3 : 5 });
+    }
     const direct = await load(`${inst.address}/warm`);
     const memDuring: Promise<void>[] = [];
     const sampleUnderLoad = () =>
