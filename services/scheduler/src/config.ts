@@ -1,5 +1,12 @@
 import { FizzError } from "@fizz/events";
-import { int, loadCommon, str, type CommonConfig, type Env } from "@fizz/kit";
+import {
+  DEFAULT_DUPLICATE_WINDOW_MS,
+  int,
+  loadCommon,
+  str,
+  type CommonConfig,
+  type Env,
+} from "@fizz/kit";
 
 export interface SchedulerConfig extends CommonConfig {
   /** Ops server (/healthz, /readyz, /metrics). Port 0 picks a free port. */
@@ -25,7 +32,22 @@ export interface SchedulerConfig extends CommonConfig {
   claimPollMs: number;
   /** After a failed minInstances top-up, how long before that function is tried again. */
   minInstancesRetryMs: number;
+  /** Expiry of the timer leader lease in Redis; the leader renews it every third of this. */
+  timerLeaseMs: number;
+  /**
+   * How late a timer tick may still fire. Of several ticks missed (no leader, a stalled process,
+   * the stream down), only the most recent fires, once, and only if it is at most this old; the
+   * others are skipped and logged.
+   */
+  timerCatchupMs: number;
 }
+
+/**
+ * JetStream's duplicate window on the invocation stream (ensureBus's default). A catch-up tick
+ * re-published with the same callId is dropped only within it, so the catch-up may not reach
+ * further back, or a tick the old leader published (but did not record) could fire twice.
+ */
+export const INVOCATION_DEDUPE_WINDOW_MS = DEFAULT_DUPLICATE_WINDOW_MS;
 
 export function loadConfig(env: Env): SchedulerConfig {
   const specializeTimeoutMs = int(env, "FIZZ_SPECIALIZE_TIMEOUT_MS", 15_000, 100, 600_000);
@@ -43,6 +65,14 @@ export function loadConfig(env: Env): SchedulerConfig {
       { field: "FIZZ_CLAIM_TTL_MS" },
     );
   }
+  const timerCatchupMs = int(env, "FIZZ_TIMER_CATCHUP_MS", 60_000, 1000, 3_600_000);
+  if (timerCatchupMs > INVOCATION_DEDUPE_WINDOW_MS) {
+    throw new FizzError(
+      "VALIDATION_FAILED",
+      `FIZZ_TIMER_CATCHUP_MS: must be at most ${INVOCATION_DEDUPE_WINDOW_MS} (the invocation stream's duplicate window), got "${timerCatchupMs}"; an older catch-up could fire a tick twice`,
+      { field: "FIZZ_TIMER_CATCHUP_MS" },
+    );
+  }
   return {
     ...loadCommon(env),
     host: str(env, "FIZZ_SCHEDULER_HOST", "127.0.0.1"),
@@ -56,5 +86,7 @@ export function loadConfig(env: Env): SchedulerConfig {
     claimTtlMs,
     claimPollMs: int(env, "FIZZ_CLAIM_POLL_MS", 50, 5, 10_000),
     minInstancesRetryMs: int(env, "FIZZ_MIN_INSTANCES_RETRY_MS", 5000, 10, 3_600_000),
+    timerLeaseMs: int(env, "FIZZ_TIMER_LEASE_MS", 10_000, 300, 600_000),
+    timerCatchupMs,
   };
 }

@@ -29,7 +29,8 @@ import { RedisClaims } from "./redis-claims";
 import { Retirer } from "./retirement";
 import { RedisRouteCache } from "./route-cache";
 import { Specializer } from "./specializer";
-import { serveLeases, subscribeEvents } from "./subscriptions";
+import { serveLeases, subscribeEvents, subscribeTimerEvents } from "./subscriptions";
+import { startTimers } from "./timers/timers";
 
 export { loadConfig, type SchedulerConfig } from "./config";
 export { LeaseService, type LeaseResult, type LeaseOutcome } from "./lease";
@@ -64,7 +65,8 @@ export interface Scheduler {
  * Redis, and only then scheduler.lease — answering before the rebuild would specialize instances
  * that already exist. The registry catalog and the poolkeeper reconcile load in the background
  * with back-off: a lease for a function not cached yet asks registry.get itself. minInstances
- * top-ups start after the rebuild too, for the same reason.
+ * top-ups start after the rebuild too, for the same reason. Timers (src/timers) start alongside
+ * and compete for the leader lease once the invocation stream exists and the timers are listed.
  */
 export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): Promise<Scheduler> {
   // The root logger already carries {service}; components add {component}.
@@ -154,6 +156,20 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
     table,
     specializationsInFlight: () => lease.specializationsInFlight,
   });
+  const timers = startTimers({
+    nc: conn,
+    subjects: s,
+    redis,
+    redisPrefix: config.redisPrefix,
+    sender,
+    leaseMs: config.timerLeaseMs,
+    catchupMs: config.timerCatchupMs,
+    rpcTimeoutMs: config.rpcTimeoutMs,
+    now,
+    logger,
+    metrics: registry,
+    subscribe: (catalog) => subscribeTimerEvents(conn, s, catalog, { logger }),
+  });
   const subs: Subscription[] = subscribeEvents(conn, s, model, { sender, logger });
   // The server must hold the subscriptions before we read state, or a change in between is lost.
   await conn.flush();
@@ -223,6 +239,8 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
         // before the connections close under it.
         background.abort();
         deps.signal?.removeEventListener("abort", onOuterAbort);
+        // Timers first: the lease is handed back at once, so another replica fires the next tick.
+        await timers.stop();
         reaper.stop();
         minInstances.disable();
         await leaseSub.drain().catch(() => undefined);

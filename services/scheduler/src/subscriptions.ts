@@ -9,6 +9,7 @@ import {
 } from "./handlers";
 import type { LeaseService } from "./lease";
 import type { SchedulerMetrics } from "./metrics";
+import type { TimerCatalog } from "./timers/timer-catalog";
 
 /**
  * Events every replica must see (no queue group): each keeps its own in-memory view, and a replica
@@ -53,6 +54,25 @@ export function subscribeEvents(
     }),
     listen(nc, s.schedulerReport, Codecs.schedulerReport, (r) => onUsageReport(m, r), { logger }),
   ];
+}
+
+/**
+ * registry.changed.timetriggers, on every replica: a follower keeps its timers current so it can
+ * take over the moment the leader's lease ends.
+ */
+export function subscribeTimerEvents(
+  nc: NatsConnection,
+  s: Subjects,
+  timers: TimerCatalog,
+  opts: { logger: Logger },
+): Subscription {
+  return listen(
+    nc,
+    s.registryChanged("timetriggers"),
+    Codecs.registryChanged,
+    (ev) => timers.apply(ev),
+    { logger: opts.logger },
+  );
 }
 
 /**

@@ -17,6 +17,8 @@ describe("scheduler config (unit)", () => {
       claimTtlMs: 30_000,
       claimPollMs: 50,
       minInstancesRetryMs: 5000,
+      timerLeaseMs: 10_000,
+      timerCatchupMs: 60_000,
       redisPrefix: "fizz:v1:",
       subjectPrefix: "fizz.v1",
     });
@@ -56,6 +58,24 @@ describe("scheduler config (unit)", () => {
       expect((err as FizzError).field).to.equal("FIZZ_CLAIM_TTL_MS");
       expect((err as FizzError).message).to.match(
         /^FIZZ_CLAIM_TTL_MS: must be greater than FIZZ_SPECIALIZE_TIMEOUT_MS \(15000\)/,
+      );
+    }
+  });
+
+  it("reads the timer variables, and keeps the catch-up inside the stream's duplicate window", () => {
+    expect(loadConfig({ FIZZ_TIMER_LEASE_MS: "900", FIZZ_TIMER_CATCHUP_MS: "120000" })).to.include({
+      timerLeaseMs: 900,
+      timerCatchupMs: 120_000,
+    });
+    expect(() => loadConfig({ FIZZ_TIMER_LEASE_MS: "10" })).to.throw(/^FIZZ_TIMER_LEASE_MS: /);
+    try {
+      loadConfig({ FIZZ_TIMER_CATCHUP_MS: "300000" });
+      expect.fail("expected an error");
+    } catch (err) {
+      expect(err).to.be.instanceOf(FizzError);
+      expect((err as FizzError).field).to.equal("FIZZ_TIMER_CATCHUP_MS");
+      expect((err as FizzError).message).to.match(
+        /^FIZZ_TIMER_CATCHUP_MS: must be at most 120000 \(the invocation stream's duplicate window\)/,
       );
     }
   });

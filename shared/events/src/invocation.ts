@@ -22,7 +22,7 @@ export const InvocationSource = z.enum(["async", "mqt", "timer", "watch"]);
 export type InvocationSource = z.infer<typeof InvocationSource>;
 
 export const Invocation = z.object({
-  callId: z.string().min(1).max(128),
+  callId: z.string().min(1).max(192),
   namespace: dnsLabel,
   function: dnsLabel,
   source: InvocationSource,

@@ -20,6 +20,8 @@ export function redisKeys(prefix: string = DEFAULT_REDIS_PREFIX) {
     routes: (ns: string, name: string) => `${prefix}routes:${ns}:${name}`,
     /** `ns/name` of functions that have a routes hash (set). */
     routesIndex: `${prefix}routes:index`,
+    /** The last tick a timer fired (ISO string), so a new leader knows where the last one stopped. */
+    timerLast: (ns: string, name: string) => `${prefix}timers:last:${ns}:${name}`,
     /** A leader lock, e.g. for timers (string with expiry). */
     lock: (name: string) => `${prefix}lock:${name}`,
   };

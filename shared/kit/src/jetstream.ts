@@ -26,6 +26,9 @@ export interface BusOptions {
 
 const MS = 1_000_000; // JetStream durations are nanoseconds.
 
+/** How long JetStream drops a re-published invocation with the same callId (message id). */
+export const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
+
 export async function ensureBus(
   nc: NatsConnection,
   subjects: Subjects,
@@ -37,7 +40,7 @@ export async function ensureBus(
     subjects: [subjects.invokeAll],
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
-    duplicate_window: (opts.duplicateWindowMs ?? 120_000) * MS,
+    duplicate_window: (opts.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS) * MS,
   });
   await upsertStream(jsm, {
     name: Streams.dead,
