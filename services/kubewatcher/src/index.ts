@@ -1,59 +1,214 @@
 import { randomBytes } from "node:crypto";
+import { FizzError, subjects as makeSubjects } from "@fizz/events";
 import {
+  backoffMs,
   connectNats,
-  createMetricsRegistry,
+  ensureBus,
   natsConnected,
   silentLogger,
+  sleep,
   startOpsServer,
   type Logger,
   type NatsConnection,
 } from "@fizz/kit";
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { JetStreamClient } from "@nats-io/jetstream";
 import type { KubewatcherConfig } from "./config";
+import { Publisher } from "./delivery";
+import { Discovery } from "./discovery";
+import { KubeClient, loadKubeConfig } from "./kube-client";
+import { LeaderElection } from "./leader";
+import { createMetrics } from "./metrics";
+import { WatchStateStore } from "./state-store";
+import { syncTriggers, type TriggerSync } from "./trigger-sync";
+import { WatchManager, type TriggerStatus } from "./watch-manager";
 
 export { loadConfig, type KubewatcherConfig } from "./config";
+export type { TriggerStatus } from "./watch-manager";
 
 export interface Kubewatcher {
   opsPort: number;
+  /** This replica's id (the value of the leader key while it leads). */
+  id: string;
+  /** Resolves once NATS, JetStream and the KV buckets are set up and the triggers were listed. */
+  synced: Promise<void>;
+  isLeader(): boolean;
+  /** Per trigger (`<namespace>/<name>`): what its informer is doing, or why it was refused. */
+  status(): Record<string, TriggerStatus>;
   stop(): Promise<void>;
 }
 
+const KUBE_PROBE_MS = 10_000;
+
 /**
- * The kubewatcher turns Kubernetes watch events into invocations. In this release it only starts,
- * connects to NATS and reports health; watch triggers arrive with the Kubernetes backend.
- * It answers /healthz at once and /readyz only once NATS is connected, so an orchestrator neither
- * restarts it while it waits for NATS nor counts it as ready before it can publish.
+ * The kubewatcher turns Kubernetes watch events into invocations on JetStream, for the watch
+ * triggers the registry holds. Every replica follows the triggers; only the leader (leader.ts)
+ * runs the informers (watch-manager.ts, key-watch.ts), so each event is published by one replica,
+ * and resume points live in NATS KV so a restart or a failover neither replays nor loses events
+ * (README.md states the guarantee). /healthz answers at once; /readyz once NATS is connected and,
+ * when there are triggers, the apiserver answers.
  */
 export async function start(
   config: KubewatcherConfig,
-  deps: { logger?: Logger } = {},
+  deps: { logger?: Logger; kubeConfig?: KubeConfig } = {},
 ): Promise<Kubewatcher> {
   const logger = deps.logger ?? silentLogger();
-  const sender = `kubewatcher-${randomBytes(3).toString("hex")}`;
+  const id = `kubewatcher-${randomBytes(3).toString("hex")}`;
   const abort = new AbortController();
+  const signal = abort.signal;
+  const subjects = makeSubjects(config.subjectPrefix);
+  const client = new KubeClient(deps.kubeConfig ?? kubeConfigOf(config));
+  const discovery = new Discovery(client);
+
   let nc: NatsConnection | undefined;
+  let js: JetStreamClient | undefined;
+  let sync: TriggerSync | undefined;
+  let manager: WatchManager | undefined;
+  let leader: LeaderElection | undefined;
+  let listed = false;
+  let kubeReachable = false;
+
+  const metrics = createMetrics({
+    leader: () => manager?.isLeading() ?? false,
+    informers: () => manager?.informers() ?? 0,
+    triggerStates: () => Object.values(manager?.status() ?? {}).map((s) => s.state),
+  });
   const ops = await startOpsServer({
     host: config.host,
     port: config.port,
-    checks: { nats: () => natsConnected(nc) },
-    metrics: createMetricsRegistry("kubewatcher"),
+    checks: {
+      nats: () => natsConnected(nc),
+      kubernetes: () => !client.configured || (sync?.count() ?? 0) === 0 || kubeReachable,
+    },
+    metrics: metrics.registry,
   });
-  logger.info({ port: ops.port, sender }, "kubewatcher ops server listening");
-  const connecting = connectNats({
-    url: config.natsUrl,
-    name: sender,
-    logger,
-    signal: abort.signal,
-  }).then(
-    (c) => (nc = c),
-    () => undefined,
-  );
+  logger.info({ port: ops.port, id }, "kubewatcher ops server listening");
+  if (!client.configured) {
+    logger.warn(
+      "no Kubernetes configured (FIZZ_KUBECONFIG, in-cluster service account, ~/.kube/config): watch triggers will fail until one is",
+    );
+  }
+
+  const setUp = async (): Promise<void> => {
+    nc = await connectNats({ url: config.natsUrl, name: id, logger, signal });
+    const conn = nc;
+    const bus = await untilDone(logger, "JetStream", signal, async () => {
+      const { js } = await ensureBus(conn, subjects);
+      return { js, state: await WatchStateStore.open(js, config.bucket) };
+    });
+    const { state } = bus;
+    js = bus.js;
+    const publisher = new Publisher({
+      js: () => js,
+      subjects,
+      sender: id,
+      logger,
+      maxPayload: () => conn.info?.max_payload ?? 1024 * 1024,
+      onPublished: (type) => metrics.invocations.inc({ type }),
+      onRetry: () => metrics.publishRetries.inc(),
+    });
+    const m = new WatchManager(
+      {
+        client,
+        discovery,
+        state,
+        publisher,
+        clusterScope: config.clusterScope,
+        resolveRetryMs: config.resolveRetryMs,
+        logger,
+        onResync: () => metrics.resyncs.inc(),
+        onKubeReachable: (ok) => (kubeReachable = ok),
+      },
+      () => listed,
+    );
+    manager = m;
+    sync = syncTriggers({ nc: conn, subjects, sink: m, sender: id, logger, signal });
+    const synced = sync.synced.then(() => {
+      listed = !signal.aborted;
+    });
+    const election = new LeaderElection({
+      js: bus.js,
+      bucket: `${config.bucket}_leader`,
+      id,
+      ttlMs: config.leaderTtlMs,
+      logger,
+      // Informers start only once the triggers are known, so an election right at start cannot
+      // mistake "not listed yet" for "no triggers".
+      onElected: () => void synced.then(() => (signal.aborted ? undefined : m.elected())),
+      onDeposed: () => void m.deposed(),
+    });
+    await untilDone(logger, "the leader bucket", signal, () => election.start());
+    leader = election;
+    void probeKubernetes();
+    await synced;
+  };
+
+  const probeKubernetes = async (): Promise<void> => {
+    while (!signal.aborted) {
+      if (client.configured && (sync?.count() ?? 0) > 0) {
+        try {
+          await client.get("/version", {}, AbortSignal.any([signal, AbortSignal.timeout(5_000)]));
+          kubeReachable = true;
+        } catch (err) {
+          if (kubeReachable) logger.warn({ err: (err as Error).message }, "apiserver unreachable");
+          kubeReachable = false;
+        }
+      }
+      await sleep(KUBE_PROBE_MS, signal);
+    }
+  };
+
+  const ready = setUp();
+  const synced = ready.catch((err: unknown) => {
+    if (!signal.aborted) logger.error({ err }, "kubewatcher failed to start");
+  });
+
   return {
     opsPort: ops.port,
+    id,
+    synced,
+    isLeader: () => (leader?.isLeader() ?? false) && (manager?.isLeading() ?? false),
+    status: () => manager?.status() ?? {},
     async stop() {
       abort.abort();
-      await connecting;
+      await synced;
+      // Informers first, so nothing is published after the lock is released; then the lock, so a
+      // follower takes over at once instead of waiting for it to expire.
+      await manager?.stop();
+      await leader?.stop();
       await nc?.drain().catch(() => undefined);
       await ops.close();
     },
   };
+}
+
+function kubeConfigOf(config: KubewatcherConfig): KubeConfig {
+  try {
+    return loadKubeConfig(config);
+  } catch (err) {
+    throw new FizzError(
+      "VALIDATION_FAILED",
+      `FIZZ_KUBECONFIG: cannot load ${config.kubeconfig ?? "the kubeconfig"}: ${(err as Error).message}`,
+      { field: "FIZZ_KUBECONFIG", cause: err },
+    );
+  }
+}
+
+/** Retries a set-up step with back-off until it succeeds or the service stops. */
+async function untilDone<T>(
+  logger: Logger,
+  what: string,
+  signal: AbortSignal,
+  step: () => Promise<T>,
+): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      if (signal.aborted) throw new FizzError("UNAVAILABLE", `stopped while setting up ${what}`);
+      const wait = backoffMs(attempt, 250, 5_000);
+      logger.warn({ err: (err as Error).message, retryInMs: wait }, `waiting for ${what}`);
+      await sleep(wait, signal);
+    }
+  }
 }
