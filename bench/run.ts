@@ -6,6 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { Agent, request } from "undici";
 import { freePort, portOpen, waitFor } from "@fizz/testkit";
+import { benchBus } from "./lib/bus";
 import { ensureWrk, wrk } from "./lib/load";
 import { code, pidOfInstance, rssMb, startBenchPlatform, type BenchPlatform } from "./lib/platform";
 import { percentile, round } from "./lib/stats";
@@ -108,7 +109,11 @@ async function main() {
     await waitFor(() => portOpen(goPort));
     const load = (url: string) => wrk(url, { connections: CONNECTIONS, seconds: WARM_SECONDS });
     // The gateway needs ~3 s of traffic before V8 has optimized its hot path; warm every target.
-    for (const url of [`${p.gatewayUrl}/warm`, `${inst.address}/warm`, `http://127.0.0.1:${goPort}/warm`]) {
+    for (const url of [
+      `${p.gatewayUrl}/warm`,
+      `${inst.address}/warm`,
+      `http://127.0.0.1:${goPort}/warm`,
+    ]) {
       await wrk(url, { connections: CONNECTIONS, seconds: QUICK ? 3 : 5 });
     }
     const direct = await load(`${inst.address}/warm`);
@@ -154,6 +159,18 @@ async function main() {
     );
     const warmPyPid = warmPy && (await pidOfInstance(warmPy.id));
     if (warmPyPid) memory.instance_warm_python_rss_mb = await rssMb(warmPyPid);
+
+    // 1b. NATS-triggered invocations (core request/reply, JetStream trigger) next to HTTP, same function.
+    console.log("bus: NATS-triggered invocations vs HTTP…");
+    results.bus = await benchBus({
+      natsUrl: p.natsUrl,
+      gatewayUrl: p.gatewayUrl,
+      api: p.api,
+      fn: "warm",
+      seconds: QUICK ? 3 : 5,
+      concurrency: CONNECTIONS,
+      jetstreamMessages: QUICK ? 2000 : 10_000,
+    });
 
     // 2. Cold start from a warm pool: each sample a function never invoked before.
     const cold: Record<string, unknown> = {};
@@ -281,6 +298,11 @@ function render(o: Out): string {
     ["warm gateway vs Go proxy", `${w.gateway_vs_go}x`, ">= 1.0x (stretch 1.25x)"],
     ["warm gateway p50 / p99 ms", `${w.gateway_p50_ms} / ${w.gateway_p99_ms}`, ""],
     [
+      "bus rps: NATS core / JetStream / HTTP (same client)",
+      `${o.bus.core_rps} / ${o.bus.jetstream_rps} / ${o.bus.http_rps}`,
+      `lost ${o.bus.jetstream_lost}, errors ${o.bus.core_errors + o.bus.http_errors}`,
+    ],
+    [
       "cold (warm pool) node p50 / p99 ms",
       `${o.cold.node.p50_ms} / ${o.cold.node.p99_ms}`,
       "<= 10 / 30",
@@ -318,7 +340,10 @@ ${o.machine.memGb} GiB, Node ${o.machine.node}. Raw figures: \`bench/results/lat
 Method: the whole platform as \`npm start\` runs it (five services, real NATS and Redis), on this one
 machine. Warm figures: wrk, ${o.warm.connections} connections, ${o.warm.seconds} s each, against the
 gateway, the same instance directly, and Go's \`httputil.ReverseProxy\` (bench/baselines/goproxy) in
-front of that instance. Cold figures: measured at the client through the gateway, each sample a
+front of that instance. Bus figures: the same function invoked through a core NATS message-queue
+trigger (request/reply, ${o.bus.concurrency} requests in flight, ${o.bus.seconds} s), through a
+JetStream trigger (${o.bus.jetstream_messages} messages published, until every answer arrived on the
+response subject) and over HTTP by the same Node client (${o.bus.concurrency} in flight). Cold figures: measured at the client through the gateway, each sample a
 function never invoked before, with the warm pool refilled between samples. Burst: ${o.burst.requests}
 concurrent first requests to one new function with concurrency ${o.burst.concurrency}.
 

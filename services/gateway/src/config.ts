@@ -1,4 +1,5 @@
 import { int, loadCommon, str, type CommonConfig, type Env } from "@fizz/kit";
+import { loadBusConfig, type BusConfig } from "./bus-config";
 
 export interface GatewayConfig extends CommonConfig {
   host: string;
@@ -21,6 +22,8 @@ export interface GatewayConfig extends CommonConfig {
   queueMax: number;
   /** How often the gateway announces itself, so the registry's update barrier waits for it. */
   presenceIntervalMs: number;
+  /** Invoker, async HTTP and message-queue triggers (bus-config.ts). */
+  bus: BusConfig;
 }
 
 export function loadConfig(env: Env): GatewayConfig {
@@ -36,5 +39,6 @@ export function loadConfig(env: Env): GatewayConfig {
     queueTimeoutMs: int(env, "FIZZ_QUEUE_TIMEOUT_MS", 10_000, 0, 600_000),
     queueMax: int(env, "FIZZ_QUEUE_MAX", 1000, 0, 1_000_000),
     presenceIntervalMs: int(env, "FIZZ_PRESENCE_INTERVAL_MS", 2000, 50, 60_000),
+    bus: loadBusConfig(env),
   };
 }

@@ -15,6 +15,7 @@ import {
   type NatsConnection,
 } from "@fizz/kit";
 import type { Registry } from "prom-client";
+import { startBus } from "./bus";
 import type { GatewayConfig } from "./config";
 import { LeaseManager } from "./leases";
 import { GatewayMetrics } from "./metrics";
@@ -44,6 +45,8 @@ export interface Gateway {
   id: string;
   /** Resolves once the routes are loaded from the registry. */
   ready: Promise<void>;
+  /** Resolves once JetStream is set up and the invoker pulls (bus.ts). */
+  busReady: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -124,11 +127,25 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
   };
   const ops = (req: http.IncomingMessage, res: http.ServerResponse) =>
     handleOps(req, res, checks, registry);
+  const bus = startBus({
+    nc,
+    subjects: subj,
+    id,
+    config: config.bus,
+    maxBodyBytes: config.maxBodyBytes,
+    queueMax: config.queueMax,
+    drainMs: config.drainTimeoutMs,
+    leases,
+    routes,
+    registry,
+    logger,
+  });
   const handler = createHandler({
     ctx,
     router: () => routes.router,
     maxBodyBytes: config.maxBodyBytes,
     ops,
+    asyncFunction: bus.handleAsync,
   });
 
   const server = await listenProxy(handler, config.host, config.port, ctx.active);
@@ -142,6 +159,7 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     intervalMs: config.presenceIntervalMs,
     logger,
     signal: abort.signal,
+    mqTriggers: bus.syncMqTriggers,
   });
   logger.info(
     { host: config.host, port: server.port, opsPort: opsServer.port, id },
@@ -152,7 +170,10 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
   const stop = async () => {
     abort.abort();
     clearInterval(timer);
+    // Bus calls drain alongside HTTP requests, on the leases and pools closed below.
+    const busStopped = bus.stop();
     await server.drain(config.drainTimeoutMs);
+    await busStopped;
     leases.close();
     report(); // the last usage, so the scheduler does not see these instances as idle too early
     barrier.stop();
@@ -168,6 +189,7 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     opsPort: opsServer.port,
     id,
     ready,
+    busReady: bus.ready,
     stop: () => (stopping ??= stop()),
   };
 }

@@ -60,6 +60,11 @@ export class RouteStore {
     return this.router !== undefined;
   }
 
+  /** A function as this gateway knows it (the bus side checks existence and maxInstances). */
+  functionObject(namespace: string, name: string): FunctionObject | undefined {
+    return this.functions.get(`${namespace}/${name}`);
+  }
+
   /** Subscribes, then loads; resolves once routes are loaded (or the signal aborts). */
   async start(signal: AbortSignal): Promise<void> {
     const { nc, subjects } = this.opts;

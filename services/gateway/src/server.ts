@@ -17,6 +17,8 @@ export interface HandlerOptions {
   maxBodyBytes: number;
   /** Answers /healthz, /readyz, /metrics when no route claims the path; true when it did. */
   ops: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+  /** `/async-function/...` (a reserved path space, like `/function/`): async-http.ts. */
+  asyncFunction?: http.RequestListener;
 }
 
 /** The request entry point: route in memory, check the body size, hand over to a ProxyCall. */
@@ -28,6 +30,10 @@ export function createHandler(opts: HandlerOptions): http.RequestListener {
     const method = req.method ?? "GET";
     const scanned = scanRequestHeaders(req.rawHeaders);
     const requestId = scanned.requestId ?? randomUUID();
+    if (opts.asyncFunction !== undefined && url.startsWith("/async-function/")) {
+      opts.asyncFunction(req, res);
+      return;
+    }
 
     const router = opts.router();
     const match = router?.match(method, scanned.host, url);

@@ -1,4 +1,4 @@
-import { Codecs, type Subjects } from "@fizz/events";
+import { Codecs, type GatewaySyncRequest, type Subjects } from "@fizz/events";
 import { publish, serve, type Logger, type NatsConnection } from "@fizz/kit";
 import type { RouteStore } from "./routes";
 
@@ -18,6 +18,8 @@ export interface SyncOptions {
   intervalMs: number;
   logger: Logger;
   signal: AbortSignal;
+  /** Message-queue triggers: applied once (un)subscribed (mq-triggers.ts). */
+  mqTriggers?: (req: GatewaySyncRequest, signal: AbortSignal) => Promise<boolean>;
 }
 
 export function joinBarrier(opts: SyncOptions): { stop(): void } {
@@ -28,7 +30,10 @@ export function joinBarrier(opts: SyncOptions): { stop(): void } {
     subjects.gatewaySync,
     Codecs.gatewaySync,
     async (req) => {
-      const applied = await routes.sync(req, signal);
+      const applied =
+        req.kind === "mqtriggers" && opts.mqTriggers
+          ? await opts.mqTriggers(req, signal)
+          : await routes.sync(req, signal);
       if (!applied) log.warn(req, "could not apply a change the registry asked about");
       return { gateway: id, applied };
     },

@@ -1,0 +1,196 @@
+import type http from "node:http";
+import {
+  FizzError,
+  type FunctionObject,
+  type GatewaySyncRequest,
+  type Subjects,
+} from "@fizz/events";
+import { backoffMs, ensureBus, sleep, type Logger, type NatsConnection } from "@fizz/kit";
+import { jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { Registry } from "prom-client";
+import { createAsyncHandler } from "./async-http";
+import type { BusConfig } from "./bus-config";
+import { BusMetrics } from "./bus-metrics";
+import { CallbackSender } from "./invoker/callback";
+import { InvocationConsumer } from "./invoker/consumer";
+import { BusLimiter } from "./invoker/limiter";
+import { CallStore } from "./invoker/status";
+import type { FunctionLeases, LeaseManager } from "./leases";
+import { MqTriggerStore } from "./mq-triggers";
+import type { MqtDeps } from "./mqt/common";
+import { startCoreTrigger } from "./mqt/core";
+import { removeTriggerConsumer, startJetStreamTrigger } from "./mqt/jetstream";
+
+/**
+ * The gateway's data plane for bus-originated calls, wired in one place: the invoker
+ * (FIZZ_INVOCATIONS), async HTTP (`/async-function/`), message-queue triggers, and the limiter they
+ * share. JetStream is set up in the background (retried with back-off): HTTP traffic never waits
+ * for it, async requests answer 503 until it is there.
+ *
+ * The bus share of a function: bus calls of one function on this gateway are limited to half of
+ * what the function can take from it — maxInstances × the slots of its leases (the largest seen),
+ * halved; before its first lease, 1. HTTP requests therefore always have the other half: with one
+ * instance, half of its slots stay free for HTTP; with more, async load can scale the function out
+ * to half of maxInstances. The total is FIZZ_INVOKER_MAX_INFLIGHT.
+ */
+export interface BusOptions {
+  nc: NatsConnection;
+  subjects: Subjects;
+  id: string;
+  config: BusConfig;
+  maxBodyBytes: number;
+  queueMax: number;
+  drainMs: number;
+  leases: LeaseManager;
+  routes: {
+    readonly loaded: boolean;
+    functionObject(namespace: string, name: string): FunctionObject | undefined;
+  };
+  registry: Registry;
+  logger: Logger;
+}
+
+export interface Bus {
+  handleAsync: http.RequestListener;
+  syncMqTriggers(req: GatewaySyncRequest, signal: AbortSignal): Promise<boolean>;
+  /** Resolves once JetStream is set up and the invoker pulls (or the bus stopped first). */
+  ready: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function startBus(o: BusOptions): Bus {
+  const log = o.logger.child({ component: "bus" });
+  const abort = new AbortController();
+  const slotsSeen = new WeakMap<FunctionLeases, number>();
+  const limiter = new BusLimiter(o.config.maxInflight, (fl) => {
+    let slots = 0;
+    for (const e of fl.leases) if (e.slots > slots) slots = e.slots;
+    if (slots > 0) slotsSeen.set(fl, slots);
+    else slots = slotsSeen.get(fl) ?? 0;
+    if (slots === 0) return 1;
+    const maxInstances = o.routes.functionObject(fl.namespace, fl.name)?.spec.maxInstances ?? 1;
+    return Math.max(1, Math.floor((maxInstances * slots) / 2));
+  });
+  const metrics = new BusMetrics(
+    o.registry,
+    () => limiter.inFlight,
+    () => limiter.queued,
+  );
+  const lookup = (namespace: string, name: string): FunctionLeases | null | undefined => {
+    if (!o.routes.loaded) return undefined;
+    if (!o.routes.functionObject(namespace, name)) return null;
+    return o.leases.get(namespace, name) ?? o.leases.target(namespace, name);
+  };
+  const callbacks = new CallbackSender({
+    attempts: o.config.callbackAttempts,
+    timeoutMs: o.config.callbackTimeoutMs,
+    logger: log,
+    onResult: (delivered) => metrics.callbacks.labels(delivered ? "delivered" : "failed").inc(),
+  });
+  let js: { js: JetStreamClient; jsm: JetStreamManager; store: CallStore } | undefined;
+  let invoker: InvocationConsumer | undefined;
+
+  const mqtDeps: MqtDeps = {
+    nc: o.nc,
+    jetstream: () => js,
+    subjects: o.subjects,
+    id: o.id,
+    leases: o.leases,
+    lookup,
+    limiter,
+    config: o.config,
+    maxResponseBytes: o.maxBodyBytes,
+    queueMax: o.queueMax,
+    metrics,
+    logger: o.logger,
+  };
+  const mqTriggers = new MqTriggerStore({
+    nc: o.nc,
+    subjects: o.subjects,
+    sender: o.id,
+    logger: o.logger,
+    drainMs: o.drainMs,
+    start: (t) =>
+      t.spec.stream ? startJetStreamTrigger(mqtDeps, t) : startCoreTrigger(mqtDeps, t),
+    remove: async (t) => {
+      if (t.spec.stream && js) await removeTriggerConsumer(js.jsm, t);
+    },
+  });
+
+  const setUp = async (): Promise<void> => {
+    for (let attempt = 0; !abort.signal.aborted; attempt++) {
+      try {
+        const { js: client, calls } = await ensureBus(o.nc, o.subjects, {
+          callRetentionMs: o.config.callRetentionMs,
+        });
+        const jsm = await jetstreamManager(o.nc);
+        const store = new CallStore(
+          calls,
+          o.config.resultMaxBytes,
+          o.nc.info?.max_payload ?? 1024 * 1024,
+        );
+        const consumer = new InvocationConsumer({
+          nc: o.nc,
+          js: client,
+          jsm,
+          subjects: o.subjects,
+          id: o.id,
+          leases: o.leases,
+          lookup,
+          limiter,
+          store,
+          callbacks,
+          config: o.config,
+          maxResponseBytes: o.maxBodyBytes,
+          metrics,
+          logger: o.logger,
+        });
+        await consumer.start();
+        if (abort.signal.aborted) {
+          await consumer.stop(0);
+          return;
+        }
+        js = { js: client, jsm, store };
+        invoker = consumer;
+        log.info({ maxInflight: o.config.maxInflight }, "invoker pulling");
+        return;
+      } catch (err) {
+        const wait = backoffMs(attempt, 250, 5000);
+        log.warn({ err: (err as Error).message, retryInMs: wait }, "waiting for JetStream");
+        await sleep(wait, abort.signal);
+      }
+    }
+  };
+  const ready = setUp();
+  // JetStream triggers need JetStream: give it a moment before loading them (they retry anyway).
+  const triggersLoaded = Promise.race([ready, sleep(3000, abort.signal)]).then(() =>
+    abort.signal.aborted ? undefined : mqTriggers.start(abort.signal),
+  );
+  triggersLoaded.catch((err: unknown) => log.error({ err }, "mq trigger loading failed"));
+
+  return {
+    handleAsync: createAsyncHandler({
+      nc: o.nc,
+      subjects: o.subjects,
+      sender: o.id,
+      bus: () => js,
+      exists: (namespace, name) =>
+        o.routes.loaded ? o.routes.functionObject(namespace, name) !== undefined : undefined,
+      maxBodyBytes: o.maxBodyBytes,
+      metrics,
+      logger: o.logger,
+    }),
+    syncMqTriggers: async (req, signal) => {
+      await triggersLoaded.catch(() => undefined);
+      return mqTriggers.sync(req, signal);
+    },
+    ready,
+    stop: async () => {
+      abort.abort();
+      await ready;
+      await Promise.all([invoker?.stop(o.drainMs), mqTriggers.stop()]);
+      limiter.close(new FizzError("UNAVAILABLE", "the gateway is stopping"));
+      await callbacks.close();
+    },
+  };
+}

@@ -1,0 +1,275 @@
+import {
+  Codecs,
+  FizzError,
+  type AnyObject,
+  type GatewaySyncRequest,
+  type MessageQueueTrigger,
+  type RegistryChanged,
+  type Subjects,
+} from "@fizz/events";
+import {
+  backoffMs,
+  listen,
+  request,
+  sleep,
+  type Logger,
+  type NatsConnection,
+  type Subscription,
+} from "@fizz/kit";
+import type { MqtRunner } from "./mqt/common";
+
+/**
+ * The message-queue triggers this gateway runs (subscriptions and JetStream consumers), kept like
+ * the route table: a full `registry.list` at start and after every NATS reconnect, and
+ * `registry.changed.mqtriggers` events in between. Every change goes through one queue, so a
+ * trigger is never subscribed twice or (un)subscribed out of order, and events that arrive during
+ * a list are applied on top of it (newer revision of the same object wins, as for routes).
+ *
+ * The update barrier asks about mq trigger writes too (`gateway.sync`): `sync` answers applied
+ * only once the trigger's subscription is registered with the server (or its consumer exists) —
+ * or is gone, for a delete — so a message published after `fizz mqt create` returned is not missed.
+ * A trigger that cannot start (JetStream down, a stream whose subjects overlap) is retried with
+ * back-off until it starts or changes.
+ */
+export interface MqTriggerStoreOptions {
+  nc: NatsConnection;
+  subjects: Subjects;
+  sender: string;
+  logger: Logger;
+  start: (t: MessageQueueTrigger) => Promise<MqtRunner>;
+  /** The trigger was deleted: remove what outlives runners (its durable consumer). */
+  remove: (t: MessageQueueTrigger) => Promise<void>;
+  drainMs: number;
+  listTimeoutMs?: number;
+}
+
+interface Entry {
+  trigger: MessageQueueTrigger;
+  runner: MqtRunner | undefined;
+  retry: NodeJS.Timeout | undefined;
+  failures: number;
+}
+
+export class MqTriggerStore {
+  private readonly entries = new Map<string, Entry>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private subs: Subscription[] = [];
+  private loaded = false;
+  private stopped = false;
+  private readonly log: Logger;
+  /** Runners of changed or deleted triggers finishing their calls (awaited at stop). */
+  private readonly retiring = new Set<Promise<void>>();
+
+  constructor(private readonly o: MqTriggerStoreOptions) {
+    this.log = o.logger.child({ component: "mq-triggers" });
+  }
+
+  /** Triggers running now (for tests and metrics). */
+  get running(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.runner) n++;
+    return n;
+  }
+
+  start(signal: AbortSignal): Promise<void> {
+    this.subs.push(
+      listen(
+        this.o.nc,
+        this.o.subjects.registryChanged("mqtriggers"),
+        Codecs.registryChanged,
+        (ev) => void this.enqueue(() => this.onEvent(ev)),
+        { logger: this.log },
+      ),
+    );
+    void this.watchReconnects(signal);
+    return this.enqueue(() => this.load(signal));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const s of this.subs) s.unsubscribe();
+    this.subs = [];
+    await this.chain.catch(() => undefined);
+    await Promise.all(
+      [...this.entries.values()].map(async (e) => {
+        clearTimeout(e.retry);
+        await e.runner?.stop(this.o.drainMs);
+        e.runner = undefined;
+      }),
+    );
+    await Promise.all(this.retiring);
+  }
+
+  /** `gateway.sync` for an mq trigger: true once the change named is applied here. */
+  async sync(req: GatewaySyncRequest, signal: AbortSignal): Promise<boolean> {
+    const { op, namespace, name, revision } = req;
+    const key = `${namespace}/${name}`;
+    await this.chain.catch(() => undefined);
+    if (!this.loaded) return false;
+    const cur = this.entries.get(key);
+    if (
+      op === "deleted"
+        ? cur === undefined
+        : op === "updated" && cur?.runner && cur.trigger.metadata.revision >= revision
+    )
+      return true;
+    let object: AnyObject | undefined;
+    try {
+      object = (
+        await request(
+          this.o.nc,
+          this.o.subjects.registryGet,
+          Codecs.registryGet,
+          { kind: "mqtriggers", namespace, name },
+          { sender: this.o.sender, timeoutMs: this.o.listTimeoutMs ?? 5000 },
+        )
+      ).object;
+    } catch (err) {
+      if (!(err instanceof FizzError && err.code === "NOT_FOUND")) {
+        this.log.warn(
+          { err: (err as Error).message, namespace, name },
+          "sync: registry.get failed",
+        );
+        return false;
+      }
+    }
+    if (signal.aborted) return false;
+    const t = object && isMqTrigger(object) ? object : undefined;
+    await this.enqueue(() => (t ? this.apply(key, t) : this.remove(key, undefined)));
+    const now = this.entries.get(key);
+    return t === undefined ? now === undefined : now?.runner !== undefined;
+  }
+
+  private enqueue<T>(task: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(task, task);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async watchReconnects(signal: AbortSignal): Promise<void> {
+    for await (const s of this.o.nc.status()) {
+      if (signal.aborted) return;
+      if (s.type === "reconnect") void this.enqueue(() => this.load(signal));
+    }
+  }
+
+  private async load(signal: AbortSignal): Promise<void> {
+    for (let attempt = 0; !signal.aborted && !this.stopped; attempt++) {
+      try {
+        const list = await request(
+          this.o.nc,
+          this.o.subjects.registryList,
+          Codecs.registryList,
+          { kind: "mqtriggers" },
+          { sender: this.o.sender, timeoutMs: this.o.listTimeoutMs ?? 5000 },
+        );
+        const seen = new Set<string>();
+        for (const t of list.items.filter(isMqTrigger)) {
+          const key = `${t.metadata.namespace}/${t.metadata.name}`;
+          seen.add(key);
+          await this.apply(key, t);
+        }
+        // Deleted while we were not listening.
+        for (const key of [...this.entries.keys()])
+          if (!seen.has(key)) await this.remove(key, undefined);
+        this.loaded = true;
+        this.log.info({ triggers: seen.size, running: this.running }, "mq triggers loaded");
+        return;
+      } catch (err) {
+        const wait = backoffMs(attempt, 200, 5000);
+        this.log.warn(
+          { err: (err as Error).message, retryInMs: wait },
+          "waiting for the registry (mq triggers)",
+        );
+        await sleep(wait, signal);
+      }
+    }
+  }
+
+  private async onEvent(ev: RegistryChanged): Promise<void> {
+    if (ev.kind !== "mqtriggers") return;
+    const key = `${ev.namespace}/${ev.name}`;
+    if (ev.op === "deleted") await this.remove(key, ev.object.metadata.uid);
+    else if (isMqTrigger(ev.object)) await this.apply(key, ev.object);
+  }
+
+  /** Runs `t` unless the same object at this revision (or newer) already runs. */
+  private async apply(key: string, t: MessageQueueTrigger): Promise<void> {
+    if (this.stopped) return;
+    const cur = this.entries.get(key);
+    const same = cur !== undefined && cur.trigger.metadata.uid === t.metadata.uid;
+    if (same && cur.trigger.metadata.revision > t.metadata.revision) return; // stale
+    if (same && cur.trigger.metadata.revision === t.metadata.revision && (cur.runner || cur.retry))
+      return;
+    if (cur) {
+      clearTimeout(cur.retry);
+      this.retire(cur.runner);
+      // Another stream or subject: the old consumer would keep its messages forever.
+      if (
+        cur.trigger.spec.stream &&
+        (cur.trigger.spec.stream !== t.spec.stream || cur.trigger.spec.subject !== t.spec.subject)
+      )
+        await this.o
+          .remove(cur.trigger)
+          .catch((err: unknown) =>
+            this.log.warn({ err: (err as Error).message }, "old consumer not removed"),
+          );
+    }
+    const e: Entry = { trigger: t, runner: undefined, retry: undefined, failures: 0 };
+    this.entries.set(key, e);
+    await this.run(key, e);
+  }
+
+  private async run(key: string, e: Entry): Promise<void> {
+    try {
+      e.runner = await this.o.start(e.trigger);
+      e.failures = 0;
+    } catch (err) {
+      const wait = backoffMs(e.failures++, 500, 30_000);
+      this.log.warn(
+        { trigger: key, err: (err as Error).message, retryInMs: wait },
+        "mq trigger not started; retrying",
+      );
+      e.retry = setTimeout(() => {
+        e.retry = undefined;
+        if (this.entries.get(key) === e && !this.stopped) void this.enqueue(() => this.run(key, e));
+      }, wait);
+      e.retry.unref();
+    }
+  }
+
+  /**
+   * Stops a runner without waiting for its calls: it stops taking messages at once (so the new
+   * runner is the only one), and calls in flight finish meanwhile, so a barrier is not held up by
+   * a long call.
+   */
+  private retire(runner: MqtRunner | undefined): void {
+    if (!runner) return;
+    const p: Promise<void> = runner
+      .stop(this.o.drainMs)
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "runner stop failed"))
+      .finally(() => this.retiring.delete(p));
+    this.retiring.add(p);
+  }
+
+  /** `uid` given (an event): only that object goes; a newer one under the same name stays. */
+  private async remove(key: string, uid: string | undefined): Promise<void> {
+    const cur = this.entries.get(key);
+    if (!cur || (uid !== undefined && cur.trigger.metadata.uid !== uid)) return;
+    this.entries.delete(key);
+    clearTimeout(cur.retry);
+    this.retire(cur.runner);
+    await this.o
+      .remove(cur.trigger)
+      .catch((err: unknown) =>
+        this.log.warn(
+          { trigger: key, err: (err as Error).message },
+          "consumer of a deleted trigger not removed",
+        ),
+      );
+  }
+}
+
+function isMqTrigger(o: { kind: string }): o is MessageQueueTrigger {
+  return o.kind === "MessageQueueTrigger";
+}
