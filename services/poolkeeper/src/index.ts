@@ -19,8 +19,6 @@ import type { Backend } from "./backend";
 import type { PoolkeeperConfig } from "./config";
 import { syncEnvironments } from "./environments";
 import { createList, createRetire, forwardOutput, instancePublisher, onDied } from "./handlers";
-import { KubeBackend } from "./kube-backend";
-import { loadKubeConfig } from "./kube-api";
 import { createMetrics } from "./metrics";
 import { Pool } from "./pool";
 import { ProcessBackend } from "./process-backend";
@@ -32,7 +30,6 @@ export { loadConfig } from "./config";
 export type { Backend, BackendInstance, ExitInfo } from "./backend";
 export { Pool } from "./pool";
 export { ProcessBackend } from "./process-backend";
-export { KubeBackend } from "./kube-backend";
 
 export interface PoolkeeperDeps {
   logger?: Logger;
@@ -103,7 +100,7 @@ export async function start(
   const redisConn = connectRedis({ url: config.redisUrl, logger, name: sender });
   live.redis = redisConn;
   const agent = new Agent({ keepAliveTimeout: 4_000, connect: { timeout: 2_000 } });
-  const backend = deps.backend ?? createBackend(config, agent, logger);
+  const backend = deps.backend ?? (await createBackend(config, agent, logger));
   live.backend = backend;
   const announce = instancePublisher(natsConn, s, sender);
   const thePool = new Pool({
@@ -236,8 +233,18 @@ export async function start(
   return { port: ops.port, sender, pool: thePool, backend, synced: envSync.synced, stop };
 }
 
-function createBackend(config: PoolkeeperConfig, agent: Agent, logger: Logger): Backend {
+async function createBackend(
+  config: PoolkeeperConfig,
+  agent: Agent,
+  logger: Logger,
+): Promise<Backend> {
   if (config.backend === "kubernetes") {
+    // Loaded only for this backend: @kubernetes/client-node costs ~100 MB of RSS, which a laptop
+    // running the process backend should not pay.
+    const [{ KubeBackend }, { loadKubeConfig }] = await Promise.all([
+      import("./kube-backend"),
+      import("./kube-api"),
+    ]);
     const k = config.kubernetes;
     return new KubeBackend({
       kubeConfig: loadKubeConfig(k),
