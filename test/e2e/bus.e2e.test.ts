@@ -1,0 +1,135 @@
+import { expect } from "chai";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { startPlatform, type Platform } from "./helpers";
+import { dumpLogsOnFailure, eventually, fizzOk } from "./probes";
+
+/**
+ * The bus-originated paths through the real platform and CLI: a NATS subject trigger answering
+ * requests, a timer firing, and an async call with its status lookup, all served by a real Node
+ * instance. (Each mechanism's edge cases are in the gateway's and scheduler's integration suites.)
+ */
+describe("triggers on the bus, end to end", function () {
+  this.timeout(120_000);
+  let p: Platform;
+  let nc: NatsConnection;
+  afterEach(dumpLogsOnFailure(() => p, 150));
+
+  // The function appends every call to a file the test reads: the process backend runs it here.
+  const callsFile = () => path.join(p.workDir, "calls.log");
+  const recorder = (file: string) => `
+const fs = require("fs");
+module.exports = async (ctx) => {
+  const line = JSON.stringify({ method: ctx.method, source: ctx.headers["x-fizz-source"] || null, trigger: ctx.headers["x-fizz-trigger"] || null, body: ctx.request.rawBody.toString() });
+  fs.appendFileSync(${JSON.stringify(file)}, line + "\\n");
+  return { status: 200, headers: { "x-answered-by": "recorder" }, body: "got " + ctx.request.rawBody.toString() };
+};
+`;
+  const calls = () => {
+    try {
+      return readFileSync(callsFile(), "utf8")
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map(
+          (l) =>
+            JSON.parse(l) as {
+              method: string;
+              source: string | null;
+              trigger: string | null;
+              body: string;
+            },
+        );
+    } catch {
+      return [];
+    }
+  };
+
+  before(async () => {
+    p = await startPlatform();
+    nc = await connect({ servers: p.natsUrl });
+    await p.file("recorder.js", recorder(path.join(p.workDir, "calls.log")));
+    await fizzOk(p, "env create --name nodejs --image fizz/env-node");
+    await fizzOk(p, "fn create --name recorder --env nodejs --code recorder.js");
+  });
+  after(async () => {
+    await nc?.close();
+    await p?.stop();
+  });
+
+  it("answers a NATS request on a subject trigger with the function's response", async () => {
+    await fizzOk(
+      p,
+      "mqt create --name greet --function recorder --subject demo.greet --content-type text/plain",
+    );
+    const reply = await eventually(
+      "the subject trigger answers",
+      async () => {
+        try {
+          return await nc.request("demo.greet", new TextEncoder().encode("hello over nats"), {
+            timeout: 3000,
+          });
+        } catch {
+          return undefined;
+        }
+      },
+      20_000,
+      200,
+    );
+    expect(new TextDecoder().decode(reply.data)).to.equal("got hello over nats");
+    expect(reply.headers?.get("Fizz-Status")).to.equal("200");
+  });
+
+  it("accepts an async call with 202 and a call id, and reports its result", async () => {
+    const res = await fetch(`${p.gatewayUrl}/async-function/recorder`, {
+      method: "POST",
+      body: "later please",
+    });
+    expect(res.status).to.equal(202);
+    const callId = res.headers.get("x-call-id");
+    expect(callId).to.be.a("string").and.not.equal("");
+    const status = await eventually(
+      "the async call succeeded",
+      async () => {
+        const r = await fetch(`${p.gatewayUrl}/async-function/recorder/${callId}`);
+        const s = (await r.json()) as { state: string; status?: number; body?: string };
+        return s.state === "succeeded" ? s : undefined;
+      },
+      20_000,
+      200,
+    );
+    expect(status.status).to.equal(200);
+    expect(status.body).to.equal("got later please");
+    const unknown = await fetch(`${p.gatewayUrl}/async-function/no-such-fn`, {
+      method: "POST",
+      body: "x",
+    });
+    expect(unknown.status).to.equal(404);
+  });
+
+  it("fires a timer through the invocation stream", async () => {
+    const created = await p.fizz(
+      "timer",
+      "create",
+      "--name",
+      "every-second",
+      "--function",
+      "recorder",
+      "--cron",
+      "@every 1s",
+    );
+    expect(created.code, created.stderr).to.equal(0);
+    const fired = await eventually(
+      "the timer fired twice",
+      () => {
+        const t = calls().filter((c) => c.source === "timer" && c.trigger === "every-second");
+        return t.length >= 2 ? t : undefined;
+      },
+      20_000,
+      200,
+    );
+    expect(fired[0]!.method).to.equal("POST");
+    await fizzOk(p, "timer delete --name every-second");
+  });
+});
