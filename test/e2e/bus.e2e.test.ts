@@ -21,7 +21,7 @@ describe("triggers on the bus, end to end", function () {
   const recorder = (file: string) => `
 const fs = require("fs");
 module.exports = async (ctx) => {
-  const line = JSON.stringify({ method: ctx.method, source: ctx.headers["x-fizz-source"] || null, trigger: ctx.headers["x-fizz-trigger"] || null, body: ctx.request.rawBody.toString() });
+  const line = JSON.stringify({ method: ctx.method, source: ctx.headers["x-fizz-source"] || null, trigger: ctx.headers["x-fizz-trigger"] || null, scheduled: ctx.headers["x-fizz-scheduled-time"] || null, body: ctx.request.rawBody.toString() });
   fs.appendFileSync(${JSON.stringify(file)}, line + "\\n");
   return { status: 200, headers: { "x-answered-by": "recorder" }, body: "got " + ctx.request.rawBody.toString() };
 };
@@ -38,6 +38,7 @@ module.exports = async (ctx) => {
               method: string;
               source: string | null;
               trigger: string | null;
+              scheduled: string | null;
               body: string;
             },
         );
@@ -130,6 +131,10 @@ module.exports = async (ctx) => {
       200,
     );
     expect(fired[0]!.method).to.equal("POST");
+    // Each firing names its tick: distinct whole seconds (one firing per tick).
+    const ticks = fired.map((c) => c.scheduled);
+    expect(new Set(ticks).size).to.equal(ticks.length);
+    for (const t of ticks) expect(t).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/);
     await fizzOk(p, "timer delete --name every-second");
   });
 });

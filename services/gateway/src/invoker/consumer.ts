@@ -261,7 +261,12 @@ export class InvocationConsumer {
     let requestId: string | undefined;
     for (const [name, value] of Object.entries(inv.headers)) {
       const lower = name.toLowerCase();
-      if (isHopByHop(lower) || lower.startsWith("x-fizz-") || SKIPPED.has(lower)) continue;
+      if (
+        isHopByHop(lower) ||
+        SKIPPED.has(lower) ||
+        (lower.startsWith("x-fizz-") && !TRUSTED.has(lower))
+      )
+        continue;
       if (lower === "x-request-id") requestId = value;
       h.push(name, value);
     }
@@ -294,3 +299,9 @@ export class InvocationConsumer {
 
 /** Set by the gateway itself or framing the body (undici computes the length). */
 const SKIPPED = new Set(["content-length", "host", "expect", "x-call-id"]);
+/**
+ * X-Fizz-* headers an invocation may carry to the function. Only platform services publish on the
+ * invocation subjects (the async endpoint strips a client's X-Fizz-* before publishing), but the
+ * invoker sets identity headers itself, so it passes on only these informational ones.
+ */
+const TRUSTED = new Set(["x-fizz-timer", "x-fizz-scheduled-time"]);
