@@ -1,9 +1,7 @@
 import { Codecs, type Subjects, type WatchTrigger } from "@fizz/events";
 import {
-  backoffMs,
+  followRegistryListing,
   listen,
-  request,
-  sleep,
   type Logger,
   type NatsConnection,
   type Subscription,
@@ -22,8 +20,6 @@ export interface TriggerSync {
   /** How many triggers are known (readiness asks Kubernetes only when there are some). */
   count(): number;
 }
-
-const LIST_TIMEOUT_MS = 5_000;
 
 /**
  * Keeps the watch triggers in step with the registry: `registry.changed.watchtriggers` as it comes,
@@ -104,42 +100,15 @@ export function syncTriggers(opts: {
     for (const [k, ev] of [...touched]) if (ev.at < listedAt) touched.delete(k);
   };
 
-  let listing: Promise<void> | undefined;
-  const listUntilAnswered = (): Promise<void> => {
-    listing ??= (async () => {
-      for (let attempt = 0; !opts.signal.aborted; attempt++) {
-        const listedAt = Date.now();
-        try {
-          const reply = await request(
-            nc,
-            s.registryList,
-            Codecs.registryList,
-            { kind: "watchtriggers" },
-            { sender: opts.sender, timeoutMs: LIST_TIMEOUT_MS },
-          );
-          const items = reply.items.filter((o): o is WatchTrigger => o.kind === "WatchTrigger");
-          apply(items, listedAt);
-          log.info({ triggers: items.length }, "watch triggers listed");
-          return;
-        } catch (err) {
-          const wait = backoffMs(attempt, 250, 5_000);
-          log.warn(
-            { err: (err as Error).message, retryInMs: wait },
-            "waiting for the registry to list watch triggers",
-          );
-          await sleep(wait, opts.signal);
-        }
-      }
-    })().finally(() => (listing = undefined));
-    return listing;
-  };
-
-  const synced = listUntilAnswered();
-  void (async () => {
-    for await (const st of nc.status()) {
-      if (st.type === "reconnect" && !opts.signal.aborted) void listUntilAnswered();
-    }
-  })();
+  const { synced } = followRegistryListing({
+    nc,
+    subjects: s,
+    kind: "watchtriggers",
+    sender: opts.sender,
+    logger: log,
+    signal: opts.signal,
+    onList: (items, listedAt) => apply(items, listedAt),
+  });
 
   return { subscription, synced, count: () => known.size };
 }

@@ -6,10 +6,9 @@ import {
   type Subjects,
 } from "@fizz/events";
 import {
-  backoffMs,
+  followRegistryListing,
   listen,
   request,
-  sleep,
   type Logger,
   type NatsConnection,
   type Subscription,
@@ -23,7 +22,6 @@ export interface EnvironmentSync {
   lookup(ref: EnvironmentRef): Promise<Environment | undefined>;
 }
 
-const LIST_TIMEOUT_MS = 5_000;
 const GET_TIMEOUT_MS = 2_000;
 
 /**
@@ -60,45 +58,15 @@ export function syncEnvironments(opts: {
     { logger: log },
   );
 
-  let listing: Promise<void> | undefined;
-  const listUntilAnswered = (): Promise<void> => {
-    listing ??= (async () => {
-      for (let attempt = 0; !opts.signal.aborted; attempt++) {
-        const listedAt = Date.now();
-        try {
-          const reply = await request(
-            nc,
-            s.registryList,
-            Codecs.registryList,
-            { kind: "environments" },
-            {
-              sender: opts.sender,
-              timeoutMs: LIST_TIMEOUT_MS,
-            },
-          );
-          const envs = reply.items.filter((o): o is Environment => o.kind === "Environment");
-          pool.replaceAll(envs, listedAt);
-          log.info({ environments: envs.length }, "environments listed");
-          return;
-        } catch (err) {
-          const wait = backoffMs(attempt, 250, 5_000);
-          log.warn(
-            { err: (err as Error).message, retryInMs: wait },
-            "waiting for the registry to list environments",
-          );
-          await sleep(wait, opts.signal);
-        }
-      }
-    })().finally(() => (listing = undefined));
-    return listing;
-  };
-
-  const synced = listUntilAnswered();
-  void (async () => {
-    for await (const st of nc.status()) {
-      if (st.type === "reconnect" && !opts.signal.aborted) void listUntilAnswered();
-    }
-  })();
+  const { synced } = followRegistryListing({
+    nc,
+    subjects: s,
+    kind: "environments",
+    sender: opts.sender,
+    logger: log,
+    signal: opts.signal,
+    onList: (items, listedAt) => pool.replaceAll(items, listedAt),
+  });
 
   return {
     subscription,

@@ -6,3 +6,4 @@ export * from "./redis";
 export * from "./ops";
 export * from "./lifecycle";
 export * from "./jetstream";
+export * from "./registry-listing";

@@ -1,0 +1,64 @@
+import { Codecs, type KindPlural, type ObjectsByPlural, type Subjects } from "@fizz/events";
+import { backoffMs, sleep } from "./backoff";
+import type { Logger } from "./logger";
+import { request, type NatsConnection } from "./nats";
+
+/**
+ * Keeps a service's copy of one registry kind whole: lists it at start, retrying with back-off
+ * until the registry answers (it may start later), and lists it again after every NATS reconnect,
+ * because change events published while the service was disconnected are lost. Concurrent asks
+ * share one listing. `onList` gets the items and the time the listing was sent, so the caller can
+ * let a change event that arrived after that time win over the (older) listing.
+ */
+export function followRegistryListing<K extends KindPlural>(opts: {
+  nc: NatsConnection;
+  subjects: Subjects;
+  kind: K;
+  sender: string;
+  logger: Logger;
+  signal: AbortSignal;
+  onList: (items: ObjectsByPlural[K][], listedAt: number) => void;
+  timeoutMs?: number;
+}): { synced: Promise<void>; relist(): Promise<void> } {
+  const { nc, kind, logger: log, signal } = opts;
+  let listing: Promise<void> | undefined;
+  const relist = (): Promise<void> => {
+    listing ??= (async () => {
+      for (let attempt = 0; !signal.aborted; attempt++) {
+        const listedAt = Date.now();
+        try {
+          const reply = await request(
+            nc,
+            opts.subjects.registryList,
+            Codecs.registryList,
+            { kind },
+            {
+              sender: opts.sender,
+              timeoutMs: opts.timeoutMs ?? 5_000,
+            },
+          );
+          // The reply holds objects of the asked kind; the cast states what the registry guarantees.
+          const items = reply.items as ObjectsByPlural[K][];
+          opts.onList(items, listedAt);
+          log.info({ kind, count: items.length }, "listed from the registry");
+          return;
+        } catch (err) {
+          const wait = backoffMs(attempt, 250, 5_000);
+          log.warn(
+            { kind, err: (err as Error).message, retryInMs: wait },
+            "waiting for the registry to list",
+          );
+          await sleep(wait, signal);
+        }
+      }
+    })().finally(() => (listing = undefined));
+    return listing;
+  };
+  const synced = relist();
+  void (async () => {
+    for await (const st of nc.status()) {
+      if (st.type === "reconnect" && !signal.aborted) void relist();
+    }
+  })();
+  return { synced, relist };
+}
