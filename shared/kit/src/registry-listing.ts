@@ -18,6 +18,9 @@ export function followRegistryListing<K extends KindPlural>(opts: {
   logger: Logger;
   signal: AbortSignal;
   onList: (items: ObjectsByPlural[K][], listedAt: number) => void;
+  /** Called before each attempt and after a failed one (for callers that track a listing window). */
+  onAttempt?: () => void;
+  onFailure?: () => void;
   timeoutMs?: number;
 }): { synced: Promise<void>; relist(): Promise<void> } {
   const { nc, kind, logger: log, signal } = opts;
@@ -26,6 +29,7 @@ export function followRegistryListing<K extends KindPlural>(opts: {
     listing ??= (async () => {
       for (let attempt = 0; !signal.aborted; attempt++) {
         const listedAt = Date.now();
+        opts.onAttempt?.();
         try {
           const reply = await request(
             nc,
@@ -43,6 +47,7 @@ export function followRegistryListing<K extends KindPlural>(opts: {
           log.info({ kind, count: items.length }, "listed from the registry");
           return;
         } catch (err) {
+          opts.onFailure?.();
           const wait = backoffMs(attempt, 250, 5_000);
           log.warn(
             { kind, err: (err as Error).message, retryInMs: wait },

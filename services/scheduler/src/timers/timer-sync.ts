@@ -1,5 +1,5 @@
-import { Codecs, type Subjects, type TimeTrigger } from "@fizz/events";
-import { backoffMs, request, sleep, type Logger, type NatsConnection } from "@fizz/kit";
+import type { Subjects } from "@fizz/events";
+import { followRegistryListing, type Logger, type NatsConnection } from "@fizz/kit";
 import type { TimerCatalog } from "./timer-catalog";
 
 export interface TimerListing {
@@ -22,45 +22,18 @@ export function listTimers(opts: {
   logger: Logger;
   signal: AbortSignal;
 }): TimerListing {
-  const { nc, catalog, signal } = opts;
-  const log = opts.logger.child({ component: "timers" });
-  let listing: Promise<void> | undefined;
-  const listUntilAnswered = (): Promise<void> => {
-    listing ??= (async () => {
-      for (let attempt = 0; !signal.aborted; attempt++) {
-        catalog.beginListing();
-        try {
-          const reply = await request(
-            nc,
-            opts.subjects.registryList,
-            Codecs.registryList,
-            { kind: "timetriggers" },
-            { sender: opts.sender, timeoutMs: opts.timeoutMs },
-          );
-          const timers = reply.items.filter((o): o is TimeTrigger => o.kind === "TimeTrigger");
-          catalog.replaceAll(timers);
-          log.info({ timers: timers.length }, "timer triggers listed");
-          return;
-        } catch (err) {
-          catalog.abortListing();
-          const wait = backoffMs(attempt, 200, 5000);
-          log.warn(
-            { err: (err as Error).message, retryInMs: wait },
-            "could not list timer triggers from the registry; retrying",
-          );
-          await sleep(wait, signal);
-        }
-      }
-    })().finally(() => (listing = undefined));
-    return listing;
-  };
-
-  const synced = listUntilAnswered();
-  void (async () => {
-    for await (const st of nc.status()) {
-      if (signal.aborted) break;
-      if (st.type === "reconnect") void listUntilAnswered();
-    }
-  })();
+  const { catalog } = opts;
+  const { synced } = followRegistryListing({
+    nc: opts.nc,
+    subjects: opts.subjects,
+    kind: "timetriggers",
+    sender: opts.sender,
+    logger: opts.logger.child({ component: "timers" }),
+    signal: opts.signal,
+    timeoutMs: opts.timeoutMs,
+    onAttempt: () => catalog.beginListing(),
+    onFailure: () => catalog.abortListing(),
+    onList: (timers) => catalog.replaceAll(timers),
+  });
   return { synced };
 }
