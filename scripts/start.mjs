@@ -1,6 +1,7 @@
 // `npm start`: the platform on the embedded default. Without FIZZ_NATS_URL / FIZZ_REDIS_URL it
 // starts nats-server (JetStream) and redis-server itself, with data under .fizz/ so a restart keeps
-// what was registered. Ctrl-C stops everything.
+// what was registered. A service, NATS or Redis that crashes is restarted with back-off while the
+// others keep running (scripts/lib/supervisor.mjs). Ctrl-C stops everything.
 import path from "node:path";
 import { ensureBinaries, ensureNodeModules, ROOT } from "./lib/prereqs.mjs";
 
@@ -38,6 +39,8 @@ mkdirSync(logDir, { recursive: true });
 const serverLogs = {};
 const color = process.stdout.isTTY === true;
 const onLog = (name, line) => {
+  // The launcher's own restart lines: one per crash and one per restart, always on the terminal.
+  if (name === "supervisor") return void console.error(`fizz: ${line}`);
   if (name === "nats" || name === "redis") {
     (serverLogs[name] ??= createWriteStream(path.join(logDir, `${name}.log`), {
       flags: "a",
@@ -75,13 +78,5 @@ Try this:
   npx fizz fn create --name hello --env python --code examples/hello/hello.py --route /hello
   curl ${platform.gatewayUrl}/hello
 
-Ctrl-C stops everything.
+A crashed service, NATS or Redis is restarted. Ctrl-C stops everything.
 `);
-for (const { name, child } of platform.children) {
-  child.once("exit", (code, sig) => {
-    if (!stopping) {
-      console.error(`fizz: ${name} exited (${code ?? sig}); stopping`);
-      void shutdown("child-exit");
-    }
-  });
-}

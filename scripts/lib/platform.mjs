@@ -6,6 +6,7 @@ import { mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { findBinary, ROOT } from "./prereqs.mjs";
+import { Supervisor } from "./supervisor.mjs";
 
 export const SERVICES = ["registry", "scheduler", "poolkeeper", "gateway", "kubewatcher"];
 
@@ -53,10 +54,22 @@ async function ready(url) {
  * @param {number=} opts.registryPort default 8081
  * @param {Record<string,string>=} opts.env extra environment for every service
  * @param {(name: string, line: string) => void=} opts.onLog  service output (default: inherit)
+ * @param {object=} opts.supervisor  back-off (initialMs, maxMs, resetAfterMs) and onExit/onRestart
+ *   hooks; by default a restart is logged as one `[supervisor]` line through onLog (or stderr)
  */
 export async function launchPlatform(opts) {
-  const children = [];
-  const spawnChild = (name, cmd, args, env, { exitWithStdin = false } = {}) => {
+  const say = (line) =>
+    opts.onLog ? opts.onLog("supervisor", line) : console.error(`fizz: ${line}`);
+  // Once started, any child that exits is restarted with back-off; the others keep running.
+  const supervisor = new Supervisor({
+    onExit: ({ name, code, signal, delayMs }) =>
+      say(`${name} exited (${code ?? signal}); restarting in ${delayMs} ms`),
+    onRestart: ({ name, restarts }) => say(`${name} restarted (restart ${restarts})`),
+    ...opts.supervisor,
+  });
+  const spawnChild = (name, cmd, args, env, { exitWithStdin = false, ready } = {}) =>
+    supervisor.add(name, () => spawnOnce(name, cmd, args, env, exitWithStdin), ready);
+  const spawnOnce = (name, cmd, args, env, exitWithStdin) => {
     const child = spawn(cmd, args, {
       cwd: ROOT,
       env,
@@ -81,29 +94,15 @@ export async function launchPlatform(opts) {
         });
       }
     }
-    children.push({ name, child });
     return child;
   };
 
-  const stop = async () => {
-    // Services first (they drain), then the servers they talk to.
-    const order = [...children].reverse();
-    const services = order.filter((c) => SERVICES.includes(c.name));
-    const servers = order.filter((c) => !SERVICES.includes(c.name));
-    for (const group of [services, servers]) {
-      await Promise.all(
-        group.map(
-          ({ child }) =>
-            new Promise((resolve) => {
-              if (child.exitCode !== null || child.signalCode !== null) return resolve();
-              child.once("exit", resolve);
-              child.kill("SIGTERM");
-              setTimeout(() => child.kill("SIGKILL"), 10_000).unref();
-            }),
-        ),
-      );
-    }
-  };
+  // Services first (they drain), then the servers they talk to.
+  const stop = () =>
+    supervisor.stop([
+      SERVICES,
+      supervisor.children.map((c) => c.name).filter((n) => !SERVICES.includes(n)),
+    ]);
 
   try {
     mkdirSync(opts.dataDir, { recursive: true });
@@ -119,6 +118,7 @@ export async function launchPlatform(opts) {
         bin,
         ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
         process.env,
+        { ready: () => portOpen(port) },
       );
       natsUrl = `nats://127.0.0.1:${port}`;
       await waitUntil(() => portOpen(port), 15_000, "nats-server");
@@ -138,12 +138,17 @@ export async function launchPlatform(opts) {
         dir,
         "--appendonly",
         "yes",
+        // A write is on disk before Redis answers it, so a registry write the client saw succeed
+        // survives kill -9 of Redis (and of the machine). everysec may answer before the write()
+        // when a background fsync is slow, losing up to 2 s of acknowledged writes.
+        "--appendfsync",
+        "always",
         "--save",
         "",
         "--loglevel",
         "warning",
       ];
-      spawnChild("redis", bin, args, process.env);
+      spawnChild("redis", bin, args, process.env, { ready: () => portOpen(port) });
       redisUrl = `redis://127.0.0.1:${port}`;
       await waitUntil(() => portOpen(port), 15_000, "redis-server");
     }
@@ -170,6 +175,13 @@ export async function launchPlatform(opts) {
       FIZZ_PARENT_STDIN: "1",
       ...opts.env,
     };
+    const readyz = {
+      registry: `http://127.0.0.1:${ports.registry}/readyz`,
+      gateway: `http://127.0.0.1:${ports.gatewayOps}/readyz`,
+      scheduler: `http://127.0.0.1:${ports.scheduler}/readyz`,
+      poolkeeper: `http://127.0.0.1:${ports.poolkeeper}/readyz`,
+      kubewatcher: `http://127.0.0.1:${ports.kubewatcher}/readyz`,
+    };
     for (const svc of SERVICES) {
       spawnChild(
         svc,
@@ -178,18 +190,12 @@ export async function launchPlatform(opts) {
         env,
         {
           exitWithStdin: true,
+          ready: () => ready(readyz[svc]),
         },
       );
     }
-    const readyz = {
-      registry: `http://127.0.0.1:${ports.registry}/readyz`,
-      gateway: `http://127.0.0.1:${ports.gatewayOps}/readyz`,
-      scheduler: `http://127.0.0.1:${ports.scheduler}/readyz`,
-      poolkeeper: `http://127.0.0.1:${ports.poolkeeper}/readyz`,
-      kubewatcher: `http://127.0.0.1:${ports.kubewatcher}/readyz`,
-    };
     const exited = new Promise((_, reject) => {
-      for (const { name, child } of children) {
+      for (const { name, child } of supervisor.children) {
         child.once("exit", (code, sig) =>
           reject(new Error(`${name} exited (${code ?? sig}) while starting`)),
         );
@@ -202,13 +208,22 @@ export async function launchPlatform(opts) {
       ),
       exited,
     ]);
+    supervisor.arm();
     return {
       natsUrl,
       redisUrl,
       ports,
       gatewayUrl: `http://127.0.0.1:${ports.gateway}`,
       registryUrl: `http://127.0.0.1:${ports.registry}`,
-      children,
+      /** [{ name, child }], each name's current process. */
+      get children() {
+        return supervisor.children;
+      },
+      /** SIGKILLs a service or server by name (`nats`, `redis`, a service) as a crash would. */
+      kill: (name, signal) => supervisor.kill(name, signal),
+      /** Resolves when `name` has restarted (after the count `after`, default now) and is ready. */
+      restarted: (name, after, timeoutMs) => supervisor.restarted(name, after, timeoutMs),
+      restarts: (name) => supervisor.restarts(name),
       stop,
     };
   } catch (err) {
