@@ -24,6 +24,8 @@ export const ErrorCodes = {
   TOO_MANY_REQUESTS: 429,
   INSTANCE_BUSY: 429,
   FUNCTION_LOAD_FAILED: 500,
+  /** The code read from the store does not hash to its digest: tampered or corrupt, never served. */
+  DIGEST_MISMATCH: 500,
   FUNCTION_ERROR: 500,
   INTERNAL: 500,
   INSTANCE_FAILED: 502,
