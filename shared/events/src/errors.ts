@@ -11,6 +11,10 @@ export const ErrorCodes = {
   UNKNOWN_FUNCTION: 400,
   UNKNOWN_IMAGE: 400,
   MALFORMED_MESSAGE: 400,
+  /** No bearer token, or one that matches no configured token. */
+  UNAUTHENTICATED: 401,
+  /** A valid token without the right (a read-only token writing), or a refused Origin. */
+  FORBIDDEN: 403,
   NOT_FOUND: 404,
   NO_ROUTE: 404,
   ALREADY_EXISTS: 409,
@@ -20,6 +24,8 @@ export const ErrorCodes = {
   ALREADY_SPECIALIZED: 409,
   CODE_TOO_LARGE: 413,
   PAYLOAD_TOO_LARGE: 413,
+  /** A request body that is not application/json (no cross-site "simple" requests). */
+  UNSUPPORTED_MEDIA_TYPE: 415,
   MISDIRECTED: 421,
   TOO_MANY_REQUESTS: 429,
   INSTANCE_BUSY: 429,
