@@ -7,10 +7,12 @@
  * from then on serves only that function. It is also the cold-start path when the pool is empty, so
  * it has no dependencies and imports only Node built-ins and its own small modules.
  *
- * Trust: the internal endpoints are unauthenticated, like every Fission-style loader; whoever can
- * reach the port before the poolkeeper can specialize the instance, so the port must only be
- * reachable from the platform (network policy / loopback). Once specialized, a second specialize
- * is refused, so the function cannot be swapped underneath its traffic.
+ * Trust: POST /v2/specialize needs the token the poolkeeper gave this process at start
+ * (FIZZ_SPECIALIZE_TOKEN, removed from the environment before any user code runs), so another
+ * function that finds this port cannot load its own code here; and the code must hash to the
+ * digest it came with. Once specialized, a second specialize is refused, so the function cannot
+ * be swapped underneath its traffic. Invocations are not authenticated: the port must only be
+ * reachable from the platform (loopback and per-uid isolation, or a NetworkPolicy).
  */
 import { createServer } from "node:http";
 import { sendError, sendJson } from "./src/http.mjs";
@@ -41,9 +43,13 @@ function intFromEnv(name, fallback) {
 
 const port = intFromEnv("PORT", 8888);
 const host = process.env.HOST || "0.0.0.0";
+// Read once and dropped: the function's code (and anything it starts) must never see it.
+const specializeToken = process.env.FIZZ_SPECIALIZE_TOKEN || undefined;
+delete process.env.FIZZ_SPECIALIZE_TOKEN;
 /** @type {Config} */
 const config = {
   instanceId: process.env.FIZZ_INSTANCE_ID || undefined,
+  specializeToken,
   workdir: process.env.FIZZ_WORKDIR || undefined,
   maxBodyBytes: intFromEnv("FIZZ_MAX_BODY_BYTES", 64 * 1024 * 1024),
   log: console.error,

@@ -64,6 +64,8 @@ class Instance:
         self.port = _env_int("PORT", 8888)
         self.host = os.environ.get("HOST") or "0.0.0.0"
         self.instance_id = os.environ.get("FIZZ_INSTANCE_ID") or None
+        # Read once and dropped: the function's code (and anything it starts) must never see it.
+        self.specialize_token = os.environ.pop("FIZZ_SPECIALIZE_TOKEN", "") or None
         workdir = os.environ.get("FIZZ_WORKDIR")
         self.workdir = os.path.abspath(workdir) if workdir else None
         self.max_body = _env_int("FIZZ_MAX_BODY_BYTES", 64 * 1024 * 1024)
@@ -98,6 +100,16 @@ class Instance:
         with self._idle:
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
+    def authorized(self, given: Optional[str]) -> bool:
+        """The specialize token, compared in constant time; none configured: anyone may."""
+        if self.specialize_token is None:
+            return True
+        if given is None:
+            return False
+        import hmac  # specialize path only
+
+        return hmac.compare_digest(given.encode("utf-8", "replace"), self.specialize_token.encode())
+
     def refusal(self) -> Optional[Answer]:
         """The 409 for a specialize after the first one, before its body is read."""
         if self.state == "warm":
@@ -115,6 +127,13 @@ class Instance:
             spec = fizz_loader.validate(body, DEFAULT_CONCURRENCY)
         except fizz_loader.ValidationError as exc:
             return 400, error_payload("VALIDATION_FAILED", str(exc), field=exc.field)
+        if spec["digest"] is not None:
+            import hashlib  # specialize path only
+
+            actual = "sha256:" + hashlib.sha256(spec["code"]).hexdigest()
+            if actual != spec["digest"]:
+                message = f"code: hashes to {actual}, not {spec['digest']}; not loaded"
+                return 400, error_payload("DIGEST_MISMATCH", message, field="digest")
         if spec["instance_id"] and self.instance_id and spec["instance_id"] != self.instance_id:
             message = f"this is instance {self.instance_id}, not {spec['instance_id']}"
             return 421, error_payload("MISDIRECTED", message, retryable=True)

@@ -27,6 +27,7 @@ _BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]
 # "fn" or "file.fn"; the function part must be an identifier.
 _ENTRYPOINT = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _MAX_CONCURRENCY = 10000
 # The user's module is registered under a private name: registering it as e.g. "csv" would shadow
 # the standard module for the function's own imports.
@@ -101,8 +102,13 @@ def validate(body: Any, default_concurrency: int) -> Dict[str, Any]:
         if not isinstance(value, str):
             raise ValidationError(f"env.{key}", "must be a string")
 
+    digest = body.get("digest")
+    if digest is not None and (not isinstance(digest, str) or not _DIGEST.match(digest)):
+        raise ValidationError("digest", "must be sha256:<64 lowercase hex digits>")
+
     return {
         "instance_id": instance_id,
+        "digest": digest,
         "function": {"namespace": fn["namespace"], "name": fn["name"], "revision": fn["revision"]},
         "filename": filename,
         "code": source,

@@ -6,10 +6,12 @@ The process starts generic ("warm"), is specialized exactly once with one functi
 from then on serves only that function. Standard library only: it is also the cold-start path when
 the pool is empty.
 
-Trust: the internal endpoints are unauthenticated, like every Fission-style loader; whoever can
-reach the port before the poolkeeper can specialize the instance, so the port must only be
-reachable from the platform (network policy / loopback). Once specialized, a second specialize is
-refused, so the function cannot be swapped underneath its traffic.
+Trust: POST /v2/specialize needs the token the poolkeeper gave this process at start
+(FIZZ_SPECIALIZE_TOKEN, removed from os.environ before any user code runs), so another function that
+finds this port cannot load its own code here; and the code must hash to the digest it came with.
+Once specialized, a second specialize is refused, so the function cannot be swapped underneath its
+traffic. Invocations are not authenticated: the port must only be reachable from the platform
+(loopback and per-uid isolation, or a NetworkPolicy).
 """
 
 from __future__ import annotations
@@ -149,6 +151,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _specialize(self) -> None:
         rt = self.instance
+        if not rt.authorized(self.headers.get("X-Fizz-Specialize-Token")):
+            message = "x-fizz-specialize-token: missing or wrong; only the poolkeeper specializes"
+            return self._error(401, "UNAUTHORIZED", message, close=True)
         refused = rt.refusal()
         if refused:
             return self._json(*refused)

@@ -41,7 +41,13 @@ export async function rehearse({ createServer, shouldStop, workdir }) {
   /** @type {Instance} */
   const instance = { state: "warm", active: undefined, draining: false };
   /** @type {Config} */
-  const config = { instanceId: ID, workdir: dir, maxBodyBytes: 1 << 20, log: () => {} };
+  const config = {
+    instanceId: ID,
+    specializeToken: undefined,
+    workdir: dir,
+    maxBodyBytes: 1 << 20,
+    log: () => {},
+  };
   const server = createServer(instance, config);
   server.unref(); // never what keeps the process alive
   try {

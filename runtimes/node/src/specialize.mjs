@@ -3,6 +3,7 @@
  * POST /v2/specialize: validate, write and load the function, move the instance out of "warm"
  * exactly once (docs/runtime-contract.md).
  */
+import { createHash, timingSafeEqual } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -16,6 +17,7 @@ import { validateSpecialize } from "./validate.mjs";
 /**
  * @typedef {{
  *   instanceId: string | undefined,
+ *   specializeToken: string | undefined,
  *   workdir: string | undefined,
  *   maxBodyBytes: number,
  *   log: (...args: unknown[]) => void,
@@ -43,6 +45,11 @@ const DEFAULT_CONCURRENCY = 50;
  * @param {Config} config
  */
 export async function specialize(req, res, instance, config) {
+  if (!tokenMatches(config.specializeToken, req.headers["x-fizz-specialize-token"])) {
+    res.setHeader("connection", "close"); // the body is not read
+    const message = "x-fizz-specialize-token: missing or wrong; only the poolkeeper specializes";
+    return sendError(res, 401, "UNAUTHORIZED", message, { field: "x-fizz-specialize-token" });
+  }
   if (instance.state !== "warm") return alreadySpecialized(res, instance);
   let raw;
   try {
@@ -61,6 +68,13 @@ export async function specialize(req, res, instance, config) {
     return sendError(res, 400, "VALIDATION_FAILED", checked.message, { field: checked.field });
   }
   const spec = checked.value;
+  if (spec.digest !== undefined) {
+    const actual = `sha256:${createHash("sha256").update(spec.code).digest("hex")}`;
+    if (actual !== spec.digest) {
+      const message = `code: hashes to ${actual}, not ${spec.digest}; not loaded`;
+      return sendError(res, 400, "DIGEST_MISMATCH", message, { field: "digest" });
+    }
+  }
   const { instanceId } = config;
   if (spec.instanceId !== undefined && instanceId !== undefined && spec.instanceId !== instanceId) {
     const message = `this is instance ${instanceId}, not ${spec.instanceId}`;
@@ -101,6 +115,20 @@ export async function specialize(req, res, instance, config) {
   const loadMs = Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10;
   config.log(`[fizz] specialized ${label} (${spec.filename}) in ${loadMs}ms`);
   sendJson(res, 200, { status: "specialized", loadMs });
+}
+
+/**
+ * Constant-time: hashing both sides first makes the comparison independent of their lengths.
+ * No token configured (a runtime started by hand): every specialize is accepted.
+ * @param {string | undefined} expected
+ * @param {string | string[] | undefined} given
+ */
+function tokenMatches(expected, given) {
+  if (expected === undefined) return true;
+  if (typeof given !== "string") return false;
+  const a = createHash("sha256").update(expected).digest();
+  const b = createHash("sha256").update(given).digest();
+  return timingSafeEqual(a, b);
 }
 
 /**

@@ -14,6 +14,7 @@
  *   entrypoint: string | undefined,
  *   concurrency: number,
  *   env: Record<string, string>,
+ *   digest: string | undefined,
  * }} SpecializeRequest
  * @typedef {{ ok: true, value: SpecializeRequest } | { ok: false, field: string, message: string }} Validation
  */
@@ -26,6 +27,7 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 // `fn` or `file.fn`; the function part must be an identifier.
 const ENTRYPOINT = /^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*\.)?[A-Za-z_$][A-Za-z0-9_$]*$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const MAX_CONCURRENCY = 10000;
 
 /**
@@ -53,7 +55,7 @@ function fail(field, message) {
 export function validateSpecialize(body, defaultConcurrency) {
   if (!isObject(body)) return fail("body", "must be a JSON object");
 
-  const { instanceId, function: fn, filename, code, entrypoint, concurrency, env } = body;
+  const { instanceId, function: fn, filename, code, entrypoint, concurrency, env, digest } = body;
   if (instanceId !== undefined && (typeof instanceId !== "string" || instanceId === "")) {
     return fail("instanceId", "must be a non-empty string");
   }
@@ -99,6 +101,12 @@ export function validateSpecialize(body, defaultConcurrency) {
     }
   }
 
+  if (digest !== undefined && digest !== null) {
+    if (typeof digest !== "string" || !DIGEST.test(digest)) {
+      return fail("digest", "must be sha256:<64 lowercase hex digits>");
+    }
+  }
+
   return {
     ok: true,
     value: {
@@ -113,6 +121,7 @@ export function validateSpecialize(body, defaultConcurrency) {
       entrypoint: typeof entrypoint === "string" && entrypoint !== "" ? entrypoint : undefined,
       concurrency: typeof concurrency === "number" ? concurrency : defaultConcurrency,
       env: extraEnv,
+      digest: typeof digest === "string" ? digest : undefined,
     },
   };
 }

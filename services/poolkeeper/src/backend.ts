@@ -16,6 +16,13 @@ export interface BackendInstance {
   startedAt: number;
   /** OS process id (process backend), for diagnostics and tests. */
   pid?: number;
+  /** The uid it runs as, when the process backend gave it its own. */
+  uid?: number;
+  /**
+   * Sent with POST /v2/specialize; the runtime refuses a specialize without it, so a function
+   * that finds another instance's port cannot load its own code there.
+   */
+  specializeToken?: string;
 }
 
 export interface ExitInfo {

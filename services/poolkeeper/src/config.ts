@@ -1,7 +1,18 @@
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { FizzError } from "@fizz/events";
-import { int, loadCommon, oneOf, optionalStr, str, type CommonConfig, type Env } from "@fizz/kit";
+import {
+  bool,
+  int,
+  loadCommon,
+  oneOf,
+  optionalStr,
+  str,
+  type CommonConfig,
+  type Env,
+} from "@fizz/kit";
+import { instanceBaseEnv, type IsolationOptions } from "./isolation";
 import type { PodResources } from "./kube-pods";
 
 export interface KubernetesBackendConfig {
@@ -36,10 +47,14 @@ export interface PoolkeeperConfig extends CommonConfig {
   maxSpawnFailures: number;
   failureCooldownMs: number;
   /**
-   * The environment instances inherit: the poolkeeper's own, minus every FIZZ_* variable (its NATS
-   * and Redis URLs are not the function's business, and FIZZ_WORKDIR means something else there).
+   * The variables every instance gets besides its own (PATH, LANG, TZ): never the poolkeeper's
+   * environment, which holds the platform's credentials and tokens.
    */
   instanceEnv: Record<string, string>;
+  /** Process backend: per-instance uids (when root) and the setpriv wrapper. */
+  isolation: IsolationOptions;
+  /** FIZZ_ALLOW_ENV_COMMAND: environments may run host commands (spec.command); root-equivalent. */
+  allowEnvCommand: boolean;
   kubernetes: KubernetesBackendConfig;
 }
 
@@ -49,10 +64,32 @@ export const DEFAULT_RUNTIMES_DIR = path.resolve(
   "../../../runtimes",
 );
 
-export function loadConfig(env: Env, cwd: string = process.cwd()): PoolkeeperConfig {
-  const instanceEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env))
-    if (v !== undefined && !k.startsWith("FIZZ_")) instanceEnv[k] = v;
+/** What loadConfig needs to know about the process it configures; tests pass their own. */
+export interface HostFacts {
+  isRoot: boolean;
+  exists(file: string): boolean;
+}
+
+const THIS_HOST: HostFacts = { isRoot: process.getuid?.() === 0, exists: existsSync };
+
+/** Debian's interpreter: usable by any uid, unlike a pyenv build in root's home. */
+const SYSTEM_PYTHON = "/usr/bin/python3";
+
+export function loadConfig(
+  env: Env,
+  cwd: string = process.cwd(),
+  host: HostFacts = THIS_HOST,
+): PoolkeeperConfig {
+  const setprivPath = str(env, "FIZZ_SETPRIV", "/usr/bin/setpriv");
+  const setpriv = setprivPath !== "none" && host.exists(setprivPath) ? setprivPath : undefined;
+  if (host.isRoot && !setpriv)
+    throw bad(
+      "FIZZ_SETPRIV",
+      `"${setprivPath}" not found: running as root, instances must drop to their own uid with util-linux setpriv`,
+    );
+  const uidBase = int(env, "FIZZ_INSTANCE_UID_BASE", 200_000, 1, 2_000_000_000);
+  const uidCount = int(env, "FIZZ_INSTANCE_UID_COUNT", 10_000, 1, 1_000_000);
+  const pythonDefault = host.isRoot && host.exists(SYSTEM_PYTHON) ? SYSTEM_PYTHON : "python3";
   return {
     ...loadCommon(env),
     backend: oneOf(env, "FIZZ_POOLKEEPER_BACKEND", "process", ["process", "kubernetes"] as const),
@@ -60,13 +97,18 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): PoolkeeperCon
     port: int(env, "FIZZ_POOLKEEPER_PORT", 0, 0, 65535),
     workDir: path.resolve(cwd, str(env, "FIZZ_WORKDIR", ".fizz/work")),
     runtimesDir: path.resolve(cwd, str(env, "FIZZ_RUNTIMES_DIR", DEFAULT_RUNTIMES_DIR)),
-    python: str(env, "FIZZ_PYTHON", "python3"),
+    python: str(env, "FIZZ_PYTHON", pythonDefault),
     specializeTimeoutMs: int(env, "FIZZ_SPECIALIZE_TIMEOUT_MS", 10_000, 1, 600_000),
     spawnTimeoutMs: int(env, "FIZZ_SPAWN_TIMEOUT_MS", 15_000, 1, 600_000),
     killGraceMs: int(env, "FIZZ_KILL_GRACE_MS", 3_000, 0, 600_000),
     maxSpawnFailures: int(env, "FIZZ_POOL_MAX_FAILURES", 5, 1, 1000),
     failureCooldownMs: int(env, "FIZZ_POOL_COOLDOWN_MS", 30_000, 0, 3_600_000),
-    instanceEnv,
+    instanceEnv: instanceBaseEnv(env),
+    isolation: {
+      uids: host.isRoot ? { base: uidBase, count: uidCount } : undefined,
+      setpriv,
+    },
+    allowEnvCommand: bool(env, "FIZZ_ALLOW_ENV_COMMAND", false),
     kubernetes: {
       namespace: dnsLabel(env, "FIZZ_POOLKEEPER_NAMESPACE", "fizz"),
       kubeconfig: optionalStr(env, "FIZZ_KUBECONFIG"),

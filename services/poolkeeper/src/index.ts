@@ -266,6 +266,8 @@ async function createBackend(
     spawnTimeoutMs: config.spawnTimeoutMs,
     killGraceMs: config.killGraceMs,
     baseEnv: config.instanceEnv,
+    isolation: config.isolation,
+    allowEnvCommand: config.allowEnvCommand,
     agent,
     logger,
   });

@@ -7,6 +7,7 @@ export type SpecializeOutcomeLabel =
   | "load_failed"
   | "instance_failed"
   | "code_missing"
+  | "digest_mismatch"
   | "unknown_environment"
   | "unsupported"
   | "error";

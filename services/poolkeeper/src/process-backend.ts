@@ -1,6 +1,6 @@
-import { spawn as spawnChild, type ChildProcess } from "node:child_process";
+import { execFile, spawn as spawnChild, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import path from "node:path";
 import { FizzError, runtimeOfImage, type Environment } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
@@ -9,6 +9,14 @@ import type { Backend, BackendInstance, ExitInfo, OutputStream } from "./backend
 import { LineSplitter } from "./lines";
 import { waitHealthy } from "./health";
 import { freePort } from "./ports";
+import {
+  killUid,
+  makeInstanceDir,
+  prepareInstancesDir,
+  UidPool,
+  wrapCommand,
+  type IsolationOptions,
+} from "./isolation";
 
 export interface ProcessBackendOptions {
   workDir: string;
@@ -16,8 +24,14 @@ export interface ProcessBackendOptions {
   python: string;
   spawnTimeoutMs: number;
   killGraceMs: number;
-  /** Inherited by every instance (PATH, HOME, ...); the per-instance variables are added on top. */
+  /**
+   * The only variables an instance gets besides its own (PATH, LANG, ...): never the
+   * poolkeeper's environment, which holds the platform's credentials.
+   */
   baseEnv: Record<string, string>;
+  isolation: IsolationOptions;
+  /** Environments with spec.command run host commands: root-equivalent, off unless enabled. */
+  allowEnvCommand: boolean;
   /** Shared keep-alive agent: the health probe's connection is reused by the specialize POST. */
   agent: Dispatcher;
   logger: Logger;
@@ -27,6 +41,7 @@ interface Child {
   instance: BackendInstance;
   proc: ChildProcess;
   dir: string;
+  uid: number | undefined;
   /** spawn() resolved: from then on the exit is reported through onExit. */
   reported: boolean;
   killReason: string | undefined;
@@ -47,7 +62,12 @@ const CLOSE_WAIT_MS = 200;
  * Each child leads its own process group, so a kill reaches anything the function started, and a
  * Ctrl-C in the terminal reaches only the poolkeeper, which then stops its instances in order.
  * stdin stays an open pipe: when the poolkeeper dies, even by SIGKILL, the runtime sees EOF and
- * exits (FIZZ_PARENT_STDIN=1), so no instance outlives it.
+ * exits (FIZZ_PARENT_STDIN=1), so no instance outlives it; setpriv's parent-death signal makes
+ * sure of it even for a runtime that ignores its stdin.
+ *
+ * Containment: an instance gets only the documented variables, its own 0700 directory, a fresh
+ * specialize token, and (when the poolkeeper is root) its own uid with no groups, capabilities or
+ * way to regain privileges, so it can read neither another instance's files nor the platform's.
  */
 export class ProcessBackend implements Backend {
   readonly kind = "process" as const;
@@ -58,9 +78,46 @@ export class ProcessBackend implements Backend {
   > = [];
   private closing = false;
   private readonly log: Logger;
+  private readonly uids: UidPool | undefined;
+  private prepared: Promise<void> | undefined;
 
   constructor(private readonly opts: ProcessBackendOptions) {
     this.log = opts.logger.child({ component: "process-backend" });
+    const u = opts.isolation.uids;
+    this.uids = u ? new UidPool(u.base, u.count) : undefined;
+  }
+
+  /**
+   * Once: the instances directory, traversable by instance uids but not listable; and, when
+   * instances run as other uids (who cannot write next to the loader), the Python loader's
+   * bytecode compiled in advance, or every cold start would compile it again.
+   */
+  private prepare(): Promise<void> {
+    this.prepared ??= Promise.all([
+      prepareInstancesDir(this.opts.workDir).then((changed) => {
+        if (changed.length > 0)
+          this.log.warn(
+            { dirs: changed },
+            "gave other users traverse (not read) permission on the work directory's ancestors, so instance uids can reach their directories",
+          );
+      }),
+      this.uids ? this.compilePython() : undefined,
+    ]).then(() => undefined);
+    return this.prepared;
+  }
+
+  private compilePython(): Promise<void> {
+    const dir = path.join(this.opts.runtimesDir, "python");
+    return new Promise((resolve) => {
+      execFile(this.opts.python, ["-m", "compileall", "-q", dir], { timeout: 20_000 }, (err) => {
+        if (err)
+          this.log.warn(
+            { err: err.message },
+            "could not precompile the python loader; cold starts compile it",
+          );
+        resolve();
+      });
+    });
   }
 
   /** The command that starts the environment's loader, or undefined when there is none. */
@@ -77,33 +134,50 @@ export class ProcessBackend implements Backend {
   }
 
   unsupported(env: Environment): string | undefined {
+    if (env.spec.command && !this.opts.allowEnvCommand)
+      return "spec.command runs a host command, which this platform does not allow (FIZZ_ALLOW_ENV_COMMAND=true enables it and is root-equivalent)";
     if (this.command(env)) return undefined;
     return `image "${env.spec.image}" names no local runtime (env-node, env-python) and the environment has no command`;
   }
 
   async spawn(env: Environment): Promise<BackendInstance> {
     if (this.closing) throw new FizzError("UNAVAILABLE", "the process backend is stopping");
-    const cmd = this.command(env);
-    const [file, ...args] = cmd ?? [];
-    if (file === undefined)
-      throw new FizzError("UNKNOWN_IMAGE", this.unsupported(env) ?? "no command", {
-        field: "spec.image",
-      });
+    const refused = this.unsupported(env);
+    const cmd = refused ? undefined : this.command(env);
+    if (cmd === undefined)
+      throw new FizzError("UNKNOWN_IMAGE", refused ?? "no command", { field: "spec.image" });
 
     const id = `${env.metadata.name}-${randomBytes(4).toString("hex")}`;
     const dir = path.join(this.opts.workDir, "instances", id);
-    const [port] = await Promise.all([freePort(), mkdir(dir, { recursive: true })]);
+    const specializeToken = randomBytes(32).toString("base64url");
+    await this.prepare();
+    const uid = this.uids?.take();
+    let port: number;
+    try {
+      [port] = await Promise.all([freePort(), makeInstanceDir(dir, uid)]);
+    } catch (err) {
+      if (uid !== undefined) this.uids?.release(uid);
+      throw err;
+    }
+    const [file, ...args] = wrapCommand(cmd, uid, this.opts.isolation.setpriv) as [
+      string,
+      ...string[],
+    ];
     const address = `http://127.0.0.1:${port}`;
     const proc = spawnChild(file, args, {
+      cwd: dir,
       env: {
         // A piped Python stdout is block-buffered: the function's prints would reach the logs late.
         PYTHONUNBUFFERED: "1",
         ...this.opts.baseEnv,
+        HOME: dir,
+        TMPDIR: dir,
         PORT: String(port),
         HOST: "127.0.0.1",
         FIZZ_INSTANCE_ID: id,
         FIZZ_WORKDIR: dir,
         FIZZ_PARENT_STDIN: "1",
+        FIZZ_SPECIALIZE_TOKEN: specializeToken,
       },
       stdio: ["pipe", "pipe", "pipe"],
       detached: true,
@@ -113,9 +187,11 @@ export class ProcessBackend implements Backend {
       address,
       environment: { namespace: env.metadata.namespace, name: env.metadata.name },
       startedAt: Date.now(),
+      specializeToken,
       ...(proc.pid !== undefined ? { pid: proc.pid } : {}),
+      ...(uid !== undefined ? { uid } : {}),
     };
-    const child = this.track(instance, proc, dir);
+    const child = this.track(instance, proc, dir, uid);
     if (this.closing) void this.kill(id, "the process backend is stopping");
 
     try {
@@ -164,7 +240,12 @@ export class ProcessBackend implements Backend {
     await Promise.all([...this.children.keys()].map((id) => this.kill(id, "poolkeeper stopping")));
   }
 
-  private track(instance: BackendInstance, proc: ChildProcess, dir: string): Child {
+  private track(
+    instance: BackendInstance,
+    proc: ChildProcess,
+    dir: string,
+    uid: number | undefined,
+  ): Child {
     let resolveExited!: () => void;
     const exited = new Promise<void>((r) => (resolveExited = r));
     let done = false;
@@ -172,6 +253,7 @@ export class ProcessBackend implements Backend {
       instance,
       proc,
       dir,
+      uid,
       reported: false,
       killReason: undefined,
       exitCode: null,
@@ -191,12 +273,18 @@ export class ProcessBackend implements Backend {
             // ESRCH: the group is already empty.
           }
         }
-        void rm(dir, { recursive: true, force: true }).catch((err: unknown) =>
-          this.log.warn(
-            { instance: instance.id, dir, err: String(err) },
-            "could not remove an instance directory",
-          ),
-        );
+        // The uid is free again only once its files are gone: the next instance with it must
+        // not find them.
+        void (uid !== undefined ? killUid(uid) : Promise.resolve(0))
+          .then(() => rm(dir, { recursive: true, force: true }))
+          .then(
+            () => uid !== undefined && this.uids?.release(uid),
+            (err: unknown) =>
+              this.log.warn(
+                { instance: instance.id, dir, err: String(err) },
+                "could not remove an instance directory; its uid stays reserved",
+              ),
+          );
         if (child.reported) {
           const info: ExitInfo = {
             code: child.exitCode,

@@ -10,7 +10,12 @@ export interface SpecializeBody {
   code: string;
   entrypoint?: string;
   concurrency: number;
+  /** sha256:<hex> of the code; the runtime refuses code that does not hash to it. */
+  digest?: string;
 }
+
+/** The header that carries the instance's specialize token (FIZZ_SPECIALIZE_TOKEN). */
+export const SPECIALIZE_TOKEN_HEADER = "x-fizz-specialize-token";
 
 export type SpecializeOutcome =
   | { kind: "ok"; loadMs: number | undefined }
@@ -24,6 +29,7 @@ export async function postSpecialize(
   agent: Dispatcher,
   address: string,
   body: SpecializeBody,
+  token: string | undefined,
   timeoutMs: number,
 ): Promise<SpecializeOutcome> {
   let status: number;
@@ -31,7 +37,10 @@ export async function postSpecialize(
   try {
     const res = await request(`${address}/v2/specialize`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: {
+        "content-type": "application/json",
+        ...(token !== undefined ? { [SPECIALIZE_TOKEN_HEADER]: token } : {}),
+      },
       body: JSON.stringify(body),
       dispatcher: agent,
       signal: AbortSignal.timeout(timeoutMs),

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import {
   FizzError,
   type Environment,
@@ -87,12 +88,27 @@ export function createSpecializer(
         const what = `code ${req.code.digest} (${req.code.filename})`;
         throw new FizzError("NOT_FOUND", `${what} is not in the store`, { field: "code.digest" });
       }
+      // The store is not trusted to hand back what was written: a blob overwritten in Redis must
+      // never be served under the digest the function was registered with.
+      const actual = createHash("sha256").update(code).digest("hex");
+      if (actual !== hex) {
+        log.error(
+          { function: fnName, digest: req.code.digest, actual: `sha256:${actual}` },
+          "code in the store does not match its digest; refusing to load it",
+        );
+        throw new FizzError(
+          "DIGEST_MISMATCH",
+          `code ${req.code.digest} (${req.code.filename}) in the store hashes to sha256:${actual}: tampered or corrupt, not loaded`,
+          { field: "code.digest", retryable: false },
+        );
+      }
       const base = {
         function: req.function,
         filename: req.code.filename,
         code: code.toString("base64"),
         ...(req.entrypoint !== undefined ? { entrypoint: req.entrypoint } : {}),
         concurrency: req.concurrency,
+        digest: req.code.digest,
       };
 
       let lastFailure = "";
@@ -114,6 +130,7 @@ export function createSpecializer(
           deps.agent,
           t.instance.address,
           { instanceId: id, ...base },
+          t.instance.specializeToken,
           deps.timeoutMs,
         );
         if (outcome.kind === "load-failed") {
@@ -174,6 +191,8 @@ function outcomeOf(err: FizzError): SpecializeOutcomeLabel {
       return "instance_failed";
     case "NOT_FOUND":
       return "code_missing";
+    case "DIGEST_MISMATCH":
+      return "digest_mismatch";
     case "UNKNOWN_ENVIRONMENT":
       return "unknown_environment";
     case "UNKNOWN_IMAGE":

@@ -31,6 +31,7 @@ export class FakeBackend implements Backend {
         const instance: BackendInstance = {
           id: `${env.metadata.name}-${++this.n}`,
           address: this.address,
+          specializeToken: `token-${this.n}`,
           environment: { namespace: env.metadata.namespace, name: env.metadata.name },
           startedAt: Date.now(),
         };

@@ -1,5 +1,5 @@
-import { existsSync, readdirSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,6 +9,8 @@ import { waitFor } from "@fizz/testkit";
 import { expect } from "chai";
 import { Agent, request } from "undici";
 import type { ExitInfo } from "../src/backend";
+import { loadConfig } from "../src/config";
+import { instanceBaseEnv } from "../src/isolation";
 import { ProcessBackend } from "../src/process-backend";
 import { alive } from "./harness";
 import { env } from "./fake-backend";
@@ -34,7 +36,10 @@ describe("process backend (real child processes)", function () {
       python: "python3",
       spawnTimeoutMs: 5000,
       killGraceMs,
-      baseEnv: { PATH: process.env.PATH ?? "", ...extraEnv },
+      baseEnv: { ...instanceBaseEnv({}), ...extraEnv },
+      // As the poolkeeper configures itself here: its own uid per instance when root (CI).
+      isolation: loadConfig({}).isolation,
+      allowEnvCommand: true,
       agent,
       logger: silentLogger(),
     });
@@ -87,12 +92,112 @@ describe("process backend (real child processes)", function () {
       FIZZ_PARENT_STDIN: "1",
     });
     expect(existsSync(dir)).to.equal(true);
+    expect(inst.specializeToken).to.match(/^[A-Za-z0-9_-]{43}$/);
     await waitFor(
       () =>
         output.includes(`${inst.id} stdout hello on stdout`) &&
         output.includes(`${inst.id} stderr hello on stderr`),
     );
     expect(backend.list().map((i) => i.id)).to.deep.equal([inst.id]);
+  });
+
+  it("gives an instance only the documented variables, never the poolkeeper's environment", async () => {
+    process.env.FIZZ_NATS_PASSWORD = "must-not-leak";
+    try {
+      make();
+      const inst = await backend.spawn(fake());
+      const res = await request(`${inst.address}/healthz`, { dispatcher: agent });
+      const { env: seen, cwd } = (await res.body.json()) as {
+        env: Record<string, string>;
+        cwd: string;
+      };
+      const dir = path.join(workDir, "instances", inst.id);
+      expect(Object.keys(seen).sort()).to.deep.equal(
+        [
+          "FIZZ_INSTANCE_ID",
+          "FIZZ_PARENT_STDIN",
+          "FIZZ_SPECIALIZE_TOKEN",
+          "FIZZ_WORKDIR",
+          "HOME",
+          "HOST",
+          "LANG",
+          "PATH",
+          "PORT",
+          "PYTHONUNBUFFERED",
+          "TMPDIR",
+        ].sort(),
+      );
+      expect(seen).to.include({
+        HOME: dir,
+        TMPDIR: dir,
+        FIZZ_SPECIALIZE_TOKEN: inst.specializeToken,
+      });
+      expect(cwd).to.equal(dir);
+    } finally {
+      delete process.env.FIZZ_NATS_PASSWORD;
+    }
+  });
+
+  it("refuses an environment with spec.command unless host commands are allowed, saying why", () => {
+    backend = new ProcessBackend({
+      workDir,
+      runtimesDir: "/nonexistent-runtimes",
+      python: "python3",
+      spawnTimeoutMs: 5000,
+      killGraceMs: 0,
+      baseEnv: instanceBaseEnv({}),
+      isolation: { uids: undefined, setpriv: undefined },
+      allowEnvCommand: false,
+      agent,
+      logger: silentLogger(),
+    });
+    expect(backend.unsupported(fake())).to.match(/spec\.command.*FIZZ_ALLOW_ENV_COMMAND=true/);
+    expect(backend.unsupported(env("n", { image: "fizz/env-node" }))).to.equal(undefined);
+  });
+
+  it("as root: runs each instance as its own uid in a 0700 directory no other instance can read", async function () {
+    if (process.getuid?.() !== 0) this.skip(); // only root can switch uids; CI runs as root
+    make();
+    const [a, b] = await Promise.all([backend.spawn(fake("a")), backend.spawn(fake("b"))]);
+    expect(a.uid).to.be.a("number").and.at.least(200_000);
+    expect(b.uid).to.be.a("number").and.not.equal(a.uid);
+    const info = async (addr: string) =>
+      (await (await request(`${addr}/healthz`, { dispatcher: agent })).body.json()) as {
+        uid: number;
+      };
+    expect((await info(a.address)).uid).to.equal(a.uid);
+    const dirA = path.join(workDir, "instances", a.id);
+    const st = statSync(dirA);
+    expect(st.mode & 0o777).to.equal(0o700);
+    expect(st.uid).to.equal(a.uid);
+    expect(statSync(path.join(workDir, "instances")).mode & 0o777).to.equal(0o711);
+    await writeFile(path.join(dirA, "secret.js"), "a's code");
+    const platformFile = path.join(workDir, "credentials.json");
+    await writeFile(platformFile, "{}", { mode: 0o600 });
+    const read = async (addr: string, p: string, dir = false) =>
+      (
+        (await (
+          await request(`${addr}/read?path=${encodeURIComponent(p)}${dir ? "&dir" : ""}`, {
+            dispatcher: agent,
+          })
+        ).body.json()) as { outcome: string }
+      ).outcome;
+    // The attacks: b reads a's code, lists the instances, reads the platform's files.
+    expect(await read(b.address, path.join(dirA, "secret.js"))).to.equal("error EACCES");
+    expect(await read(b.address, path.join(workDir, "instances"), true)).to.equal("error EACCES");
+    expect(await read(b.address, platformFile)).to.equal("error EACCES");
+    expect(await read(b.address, "/etc/shadow")).to.equal("error EACCES");
+    expect(await read(a.address, path.join(dirA, "secret.js"))).to.equal("a's code");
+  });
+
+  it("as root: gives a uid back only after its instance is gone, and reuses it", async function () {
+    if (process.getuid?.() !== 0) this.skip();
+    make({}, 0);
+    const a = await backend.spawn(fake("a"));
+    await backend.kill(a.id, "test");
+    await waitFor(() => !existsSync(path.join(workDir, "instances", a.id)));
+    const b = await backend.spawn(fake("b"));
+    expect(b.uid).to.equal(a.uid);
   });
 
   it("reports an unexpected exit with its signal, and removes the work dir", async () => {
@@ -142,7 +247,10 @@ describe("process backend (real child processes)", function () {
       err = e;
     }
     expect((err as FizzError).code).to.equal("INSTANCE_FAILED");
-    expect((err as FizzError).message).to.match(/could not start: .*ENOENT/);
+    // Started directly, the spawn fails; through setpriv, its exec does.
+    expect((err as FizzError).message).to.match(
+      /could not start: .*ENOENT|exited with code \d+: .*No such file/,
+    );
   });
 
   it("close() kills every instance, including one still starting", async () => {

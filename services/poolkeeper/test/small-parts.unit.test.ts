@@ -4,8 +4,19 @@ import { DEFAULT_RUNTIMES_DIR, loadConfig } from "../src/config";
 import { LineSplitter, MAX_LINE } from "../src/lines";
 
 describe("loadConfig", () => {
-  it("applies the defaults and keeps FIZZ_* variables out of the instances' environment", () => {
-    const c = loadConfig({ PATH: "/bin", FIZZ_REDIS_URL: "redis://127.0.0.1:7000" }, "/srv/app");
+  const notRoot = { isRoot: false, exists: () => true };
+
+  it("applies the defaults and gives instances none of the poolkeeper's environment", () => {
+    const c = loadConfig(
+      {
+        PATH: "/root/.pyenv/shims:/bin",
+        SECRET: "x",
+        FIZZ_REDIS_URL: "redis://:pw@127.0.0.1:7000",
+        FIZZ_NATS_PASSWORD: "pw",
+      },
+      "/srv/app",
+      notRoot,
+    );
     expect(c).to.include({
       backend: "process",
       host: "127.0.0.1",
@@ -17,7 +28,23 @@ describe("loadConfig", () => {
       redisPrefix: "fizz:v1:",
     });
     expect(DEFAULT_RUNTIMES_DIR).to.match(/\/runtimes$/);
-    expect(c.instanceEnv).to.deep.equal({ PATH: "/bin" });
+    expect(c.instanceEnv).to.deep.equal({ PATH: "/usr/local/bin:/usr/bin:/bin", LANG: "C.UTF-8" });
+    expect(c.isolation).to.deep.equal({ uids: undefined, setpriv: "/usr/bin/setpriv" });
+    expect(c.allowEnvCommand).to.equal(false);
+  });
+
+  it("as root, gives instances their own uids and Debian's python, and insists on setpriv", () => {
+    const root = { isRoot: true, exists: () => true };
+    const c = loadConfig({ FIZZ_INSTANCE_UID_BASE: "300000" }, "/srv/app", root);
+    expect(c.isolation.uids).to.deep.equal({ base: 300_000, count: 10_000 });
+    expect(c.python).to.equal("/usr/bin/python3");
+    let err: unknown;
+    try {
+      loadConfig({}, "/srv/app", { isRoot: true, exists: () => false });
+    } catch (e) {
+      err = e;
+    }
+    expect((err as FizzError).field).to.equal("FIZZ_SETPRIV");
   });
 
   it("names the bad variable", () => {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { FizzError, type Environment, type Instance, type SpecializeRequest } from "@fizz/events";
@@ -10,8 +11,8 @@ import { Pool } from "../src/pool";
 import { createSpecializer } from "../src/specialize";
 import { FakeBackend, env } from "./fake-backend";
 
-const DIGEST = "a".repeat(64);
 const CODE = Buffer.from("module.exports = async () => 'hi'\n");
+const DIGEST = createHash("sha256").update(CODE).digest("hex");
 
 function req(over: Partial<SpecializeRequest> = {}): SpecializeRequest {
   return {
@@ -39,7 +40,10 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
       let body = "";
       rq.on("data", (c: Buffer) => (body += c.toString()));
       rq.on("end", () => {
-        posts.push(JSON.parse(body) as Record<string, unknown>);
+        posts.push({
+          ...(JSON.parse(body) as Record<string, unknown>),
+          token: rq.headers["x-fizz-specialize-token"],
+        });
         rs.writeHead(answer.status, { "content-type": "application/json" });
         rs.end(JSON.stringify(answer.body));
       });
@@ -107,12 +111,27 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
       code: CODE.toString("base64"),
       entrypoint: "handler",
       concurrency: 7,
+      digest: `sha256:${DIGEST}`,
+      token: backend.list().find((i) => i.id === instance.id)?.specializeToken,
     });
+    expect(posts[0]!.token).to.be.a("string");
     expect(backend.spawnCalls).to.equal(2);
     expect(specialized).to.have.length(0);
     for (const fn of deferred) fn();
     expect(specialized.map((i) => i.id)).to.deep.equal([instance.id]);
     await waitFor(() => warm() === 2);
+  });
+
+  it("refuses a tampered blob (other bytes under the digest) with DIGEST_MISMATCH and sends nothing", async () => {
+    pool.upsert(env("node", { poolSize: 1 }));
+    await waitFor(() => warm() === 1);
+    const tampered = Buffer.from("module.exports = async () => 'owned'\n");
+    const err = await rejection(specializer(tampered)(req()));
+    expect(err.code).to.equal("DIGEST_MISMATCH");
+    expect(err.field).to.equal("code.digest");
+    expect(err.message).to.match(/tampered or corrupt/);
+    expect(posts).to.have.length(0);
+    expect(warm()).to.equal(1);
   });
 
   it("answers NOT_FOUND naming code.digest when the blob is missing, and takes no instance", async () => {

@@ -1,0 +1,135 @@
+import { chmod, chown, mkdir, readdir, stat } from "node:fs/promises";
+import path from "node:path";
+import { FizzError } from "@fizz/events";
+
+/**
+ * How the process backend keeps instances apart from the platform and from each other
+ * (docs/runtime-contract.md, docs/security.md).
+ */
+export interface IsolationOptions {
+  /**
+   * Run each instance as its own uid/gid, from `uidBase` up (`uidCount` of them). Only possible
+   * when the poolkeeper runs as root; undefined: instances run as the poolkeeper's user.
+   */
+  uids: { base: number; count: number } | undefined;
+  /**
+   * util-linux setpriv: drops to the instance's uid, clears supplementary groups, sets
+   * no_new_privs and a parent-death signal. Undefined: not available, instances start directly.
+   */
+  setpriv: string | undefined;
+}
+
+/** The variables every instance gets besides its own: nothing of the poolkeeper's environment. */
+export const INSTANCE_PATH = "/usr/local/bin:/usr/bin:/bin";
+
+export function instanceBaseEnv(env: Record<string, string | undefined>): Record<string, string> {
+  const out: Record<string, string> = { PATH: INSTANCE_PATH, LANG: "C.UTF-8" };
+  // The host's time zone is not a secret, and functions printing local times expect it.
+  if (env.TZ) out.TZ = env.TZ;
+  return out;
+}
+
+/**
+ * One uid per live instance, the lowest free one first, given back when the instance is gone.
+ * A uid is never shared by two live instances, so one cannot signal, trace or read the other.
+ */
+export class UidPool {
+  private readonly used = new Set<number>();
+  constructor(
+    private readonly base: number,
+    private readonly count: number,
+  ) {}
+
+  take(): number {
+    for (let i = 0; i < this.count; i++) {
+      const uid = this.base + i;
+      if (!this.used.has(uid)) {
+        this.used.add(uid);
+        return uid;
+      }
+    }
+    throw new FizzError(
+      "NO_CAPACITY",
+      `all ${this.count} instance uids from ${this.base} are in use (FIZZ_INSTANCE_UID_COUNT)`,
+      { retryable: true },
+    );
+  }
+
+  release(uid: number): void {
+    this.used.delete(uid);
+  }
+
+  get inUse(): number {
+    return this.used.size;
+  }
+}
+
+/**
+ * Makes `<workDir>/instances` reachable for instance uids without letting them list it: the
+ * directories get 0711 (traverse, not read), and any ancestor that other users cannot traverse
+ * (a mkdtemp test directory is 0700) gets the traverse bit only. Returns the ancestors it changed,
+ * for the log.
+ */
+export async function prepareInstancesDir(workDir: string): Promise<string[]> {
+  const instances = path.join(workDir, "instances");
+  await mkdir(instances, { recursive: true, mode: 0o711 });
+  await chmod(workDir, 0o711);
+  await chmod(instances, 0o711);
+  const changed: string[] = [];
+  for (let dir = path.dirname(workDir); ; dir = path.dirname(dir)) {
+    const st = await stat(dir);
+    if ((st.mode & 0o001) === 0) {
+      await chmod(dir, (st.mode & 0o7777) | 0o001);
+      changed.push(dir);
+    }
+    if (dir === path.dirname(dir)) break;
+  }
+  return changed;
+}
+
+/** The instance's own directory: 0700 and owned by its uid, so no other instance can read it. */
+export async function makeInstanceDir(dir: string, uid: number | undefined): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  if (uid !== undefined) await chown(dir, uid, uid);
+}
+
+/** The command line that starts `cmd` as `uid` (or as is), dying with the poolkeeper. */
+export function wrapCommand(
+  cmd: string[],
+  uid: number | undefined,
+  setpriv: string | undefined,
+): string[] {
+  if (!setpriv) return cmd;
+  const drop =
+    uid === undefined
+      ? []
+      : [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--inh-caps=-all"];
+  // --pdeathsig: the kernel kills the instance when the poolkeeper dies, even by SIGKILL.
+  return [setpriv, ...drop, "--no-new-privs", "--pdeathsig=SIGKILL", "--", ...cmd];
+}
+
+/**
+ * SIGKILLs every process running as `uid`: what an instance left behind outside its process group
+ * (a daemon that called setsid) must not live on to read the next instance given that uid.
+ */
+export async function killUid(uid: number): Promise<number> {
+  let killed = 0;
+  let entries: string[];
+  try {
+    entries = await readdir("/proc");
+  } catch {
+    return 0; // no procfs: nothing to scan
+  }
+  for (const name of entries) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    try {
+      if ((await stat(`/proc/${name}`)).uid !== uid) continue;
+      process.kill(Number(name), "SIGKILL");
+      killed++;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return killed;
+}
