@@ -1,6 +1,7 @@
 import {
   Codecs,
   FizzError,
+  routeProblem,
   type AnyObject,
   type FunctionObject,
   type GatewaySyncRequest,
@@ -265,6 +266,16 @@ export class RouteStore {
     for (const t of this.triggers.values()) {
       const { namespace, name } = t.metadata;
       const s = t.spec;
+      // The registry refuses these; one stored anyway (before the rule, or behind its back) is
+      // left out rather than matched in a way its author never meant.
+      const problem = routeProblem(s);
+      if (problem) {
+        this.log.error(
+          { trigger: `${namespace}/${name}`, revision: t.metadata.revision, err: problem.message },
+          "http trigger not served: its route breaks the route rules",
+        );
+        continue;
+      }
       const target = leases.target(namespace, s.function);
       keys.add(target.key);
       triggerRules.push({

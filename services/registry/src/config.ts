@@ -1,10 +1,12 @@
 import { FizzError, subjects } from "@fizz/events";
 import { bool, int, loadCommon, oneOf, str, type CommonConfig, type Env } from "@fizz/kit";
+import { loadAuthConfig, type AuthConfig } from "./auth";
 
 export const BACKENDS = ["process", "kubernetes"] as const;
 export type Backend = (typeof BACKENDS)[number];
 
-export interface RegistryConfig extends CommonConfig {
+/** AuthConfig: FIZZ_ADMIN_TOKEN, FIZZ_READ_TOKEN, FIZZ_AUTH_DISABLED, FIZZ_CORS_ORIGINS, FIZZ_METRICS_PUBLIC. */
+export interface RegistryConfig extends CommonConfig, AuthConfig {
   /** FIZZ_REGISTRY_HOST, default 127.0.0.1. */
   host: string;
   /** FIZZ_REGISTRY_PORT, default 8081; 0 picks a free port (tests). */
@@ -26,6 +28,11 @@ export interface RegistryConfig extends CommonConfig {
    * the operator allows cluster scope (the kubewatcher then needs RBAC for every namespace).
    */
   watchClusterScope: boolean;
+  /**
+   * FIZZ_ALLOW_ENV_COMMAND, default false: may an environment carry a `command`, which the process
+   * backend runs on the host? Root-equivalent for anyone who can write environments.
+   */
+  allowEnvCommand: boolean;
 }
 
 export const DEFAULT_PORT = 8081;
@@ -44,11 +51,13 @@ export function loadConfig(env: Env): RegistryConfig {
   }
   return {
     ...common,
+    ...loadAuthConfig(env),
     host: str(env, "FIZZ_REGISTRY_HOST", "127.0.0.1"),
     port: int(env, "FIZZ_REGISTRY_PORT", DEFAULT_PORT, 0, 65535),
     codeMaxBytes: int(env, "FIZZ_CODE_MAX_BYTES", DEFAULT_CODE_MAX_BYTES, 1, MAX_CODE_MAX_BYTES),
     backend: oneOf(env, "FIZZ_BACKEND", "process", BACKENDS),
     syncTimeoutMs: int(env, "FIZZ_SYNC_TIMEOUT_MS", 2000, 1, 600_000),
     watchClusterScope: bool(env, "FIZZ_WATCH_CLUSTER_SCOPE", false),
+    allowEnvCommand: bool(env, "FIZZ_ALLOW_ENV_COMMAND", false),
   };
 }

@@ -70,6 +70,7 @@ export async function start(
     metrics,
     logger,
     bodyLimitBytes: Math.ceil(config.codeMaxBytes / 3) * 4 + BODY_OVERHEAD_BYTES,
+    auth: config,
   });
   const server = http.createServer(app);
   const closeStore = async () => {
@@ -86,7 +87,15 @@ export async function start(
     throw err;
   }
   const port = (server.address() as AddressInfo).port;
-  logger.info({ host: config.host, port }, "registry listening");
+  logger.info(
+    { host: config.host, port, readToken: config.readToken !== undefined },
+    "registry listening",
+  );
+  if (config.authDisabled)
+    logger.warn(
+      "FIZZ_AUTH_DISABLED=true: THE REGISTRY ACCEPTS ANYONE. Anyone who can reach this port can " +
+        "create functions and run code. This setting is for tests only.",
+    );
 
   let requests: RequestServer;
   let barrier: UpdateBarrier | undefined;
@@ -112,6 +121,7 @@ export async function start(
       codeMaxBytes: config.codeMaxBytes,
       subjectPrefix: config.subjectPrefix,
       watchClusterScope: config.watchClusterScope,
+      allowEnvCommand: config.allowEnvCommand,
       onChange: afterCommit(
         changePublisher(nc, s, { sender, logger, published: metrics.published }),
         barrier,

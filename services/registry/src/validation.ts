@@ -7,7 +7,8 @@ import {
   PatchInput,
   dnsLabel,
   isKindPlural,
-  parseSchedule,
+  checkSchedule,
+  routeProblem,
   runtimeOfImage,
   specInputSchemas,
   specSchemas,
@@ -29,6 +30,11 @@ export type AnySpec = SpecOf<KindPlural>;
 export interface ValidationOptions {
   backend: Backend;
   codeMaxBytes: number;
+  /**
+   * FIZZ_ALLOW_ENV_COMMAND: may an environment carry a `command` the process backend runs on the
+   * host? Root-equivalent for whoever can write environments, so off unless the operator says so.
+   */
+  allowEnvCommand?: boolean;
 }
 
 /** A decoded code upload: the blob to store under `code:<hex>` and the reference the function keeps. */
@@ -149,7 +155,10 @@ export function mergeSpec<K extends KindPlural>(
   return finishSpec(kind, merged, opts) as SpecOf<K>;
 }
 
-/** Validates the stored form of a spec and the checks that need the whole spec. */
+/**
+ * Validates the stored form of a spec and the checks that need the whole spec. Create and patch
+ * both end here, so a patch can never reach a state a create would refuse.
+ */
 function finishSpec(
   kind: KindPlural,
   candidate: Record<string, unknown>,
@@ -159,28 +168,59 @@ function finishSpec(
   const parsed = specSchemas[kind].safeParse(candidate, { error: errorMap });
   if (!parsed.success) throw issueError(parsed.error, "spec");
   const spec = parsed.data as AnySpec;
-  if (kind === "environments") checkImage(spec as SpecOf<"environments">, opts.backend);
+  if (kind === "environments") {
+    checkEnvCommand(spec as SpecOf<"environments">, opts);
+    checkImage(spec as SpecOf<"environments">, opts.backend);
+  } else if (kind === "functions") {
+    checkInstanceRange(spec as SpecOf<"functions">);
+  } else if (kind === "httptriggers") {
+    const problem = routeProblem(spec as SpecOf<"httptriggers">);
+    if (problem)
+      throw new FizzError("VALIDATION_FAILED", problem.message, { field: problem.field });
+  }
   return spec;
 }
 
 /**
- * The schedule with the parser's own reason (`Invalid value for minute: 61`), where the schema
- * could only say "must be a cron expression"; and one that parses but never fires (`0 0 31 2 *`)
- * is refused too, since a timer that never runs is a mistake, not a choice.
+ * The schedule as the scheduler will run it (`checkSchedule`, the same function it applies): the
+ * parser's own reason (`Invalid value for minute: 61`) where the schema could only say "must be a
+ * cron expression", an `@every` within 1 s..366 days, and a first tick within five years —
+ * `0 0 30 2 *` never fires, and a timer that never runs is a mistake, not a choice.
  */
 export function checkCron(cron: unknown, now: Date = new Date()): void {
   // Missing, empty or oversized: the schema words those.
   if (typeof cron !== "string" || cron.trim() === "" || cron.length > 128) return;
   const field = "spec.cron";
-  let next: Date[];
   try {
-    next = parseSchedule(cron).next(now, 1);
+    checkSchedule(cron, now);
   } catch (err) {
     throw new FizzError("VALIDATION_FAILED", `${field}: ${(err as Error).message}`, { field });
   }
-  if (next.length === 0) {
-    throw new FizzError("VALIDATION_FAILED", `${field}: "${cron}" never fires`, { field });
-  }
+}
+
+/**
+ * On the process backend a command runs on the host as the poolkeeper's user: whoever may write
+ * environments could run anything there. On Kubernetes it only replaces the container's command.
+ */
+export function checkEnvCommand(spec: SpecOf<"environments">, opts: ValidationOptions): void {
+  if (spec.command === undefined || opts.backend !== "process" || opts.allowEnvCommand === true)
+    return;
+  throw new FizzError(
+    "ENV_COMMAND_DISABLED",
+    "spec.command: host commands are disabled on this platform (the process backend would run them on the host); " +
+      "use image fizz/env-node or fizz/env-python, or have the operator set FIZZ_ALLOW_ENV_COMMAND=true (root-equivalent)",
+    { field: "spec.command" },
+  );
+}
+
+/** A function whose floor is above its ceiling could never satisfy both: the scheduler would flap. */
+export function checkInstanceRange(spec: SpecOf<"functions">): void {
+  if (spec.minInstances <= spec.maxInstances) return;
+  throw new FizzError(
+    "VALIDATION_FAILED",
+    `spec.minInstances: ${spec.minInstances} is above spec.maxInstances (${spec.maxInstances})`,
+    { field: "spec.minInstances" },
+  );
 }
 
 export function checkImage(spec: SpecOf<"environments">, backend: Backend): void {

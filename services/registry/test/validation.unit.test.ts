@@ -106,8 +106,11 @@ describe("validation mapping", () => {
       parseCreate("environments", body, { ...opts, backend: "kubernetes" }).spec,
     ).to.deep.include({ image: "foo/bar" });
     expect(
-      parseCreate("environments", { name: "e", spec: { image: "foo/bar", command: ["x"] } }, opts)
-        .spec,
+      parseCreate(
+        "environments",
+        { name: "e", spec: { image: "foo/bar", command: ["x"] } },
+        { ...opts, allowEnvCommand: true },
+      ).spec,
     ).to.deep.include({ command: ["x"] });
     expect(
       parseCreate("environments", { name: "e", spec: { image: "ghcr.io/a/env-node:20" } }, opts)

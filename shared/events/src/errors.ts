@@ -5,6 +5,8 @@
  */
 export const ErrorCodes = {
   VALIDATION_FAILED: 400,
+  /** An environment `command` (a host command on the process backend) without FIZZ_ALLOW_ENV_COMMAND. */
+  ENV_COMMAND_DISABLED: 400,
   INVALID_NAME: 400,
   INVALID_BODY: 400,
   UNKNOWN_ENVIRONMENT: 400,

@@ -10,3 +10,4 @@ export * from "./schedule";
 export * from "./trigger-specs";
 export * from "./invocation";
 export * from "./wire-error";
+export * from "./route-rules";

@@ -27,7 +27,7 @@ export function planTicks(
   catchupMs: number,
 ): TickPlan {
   const first = schedule.next(new Date(after), 1)[0]?.getTime();
-  if (first === undefined) return {};
+  if (first === undefined || !Number.isFinite(first)) return {};
   if (first > now) return { next: first };
 
   // Only the window is walked, so a timer idle for a day costs no more than one idle for a second.
@@ -45,7 +45,8 @@ export function planTicks(
       inWindow.push(t);
     }
     const last = batch[batch.length - 1];
-    if (batch.length < BATCH || last === undefined) break;
+    // A schedule that stops advancing (or yields no valid time) must end the walk, not spin on it.
+    if (batch.length < BATCH || last === undefined || !(last > cursor)) break;
     cursor = last;
   }
 

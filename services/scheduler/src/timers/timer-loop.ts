@@ -1,4 +1,4 @@
-import { parseSchedule, type Invocation, type Schedule, type TimeTrigger } from "@fizz/events";
+import { checkSchedule, type Invocation, type Schedule, type TimeTrigger } from "@fizz/events";
 import { backoffMs, sleep, type Logger } from "@fizz/kit";
 import type { TickRecord } from "./tick-record";
 import { planTicks, timerInvocation } from "./ticks";
@@ -21,6 +21,8 @@ export interface TimerLoopOptions {
 interface Entry {
   trigger: TimeTrigger;
   schedule: Schedule | undefined;
+  /** Why the schedule cannot run, when it cannot (the timer is then never armed). */
+  failure: string | undefined;
   /** Ticks up to here (ms, inclusive) are settled: fired, or given up as missed. */
   after: number;
   /** Bumped whenever the entry is re-armed or disarmed; a step of an older generation stops. */
@@ -59,6 +61,18 @@ export class TimerLoop {
     return this.entries.size;
   }
 
+  /** Timers held but never fired because their schedule cannot run. */
+  get failed(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.failure !== undefined) n++;
+    return n;
+  }
+
+  /** Why a timer is not fired, if it is not (its schedule cannot run). */
+  failureOf(namespace: string, name: string): string | undefined {
+    return this.entries.get(keyOf(namespace, name))?.failure;
+  }
+
   apply(change: TimerChange): void {
     if (change.op === "removed") {
       const key = keyOf(change.namespace, change.name);
@@ -75,13 +89,16 @@ export class TimerLoop {
     const t = change.trigger;
     const key = keyOf(t.metadata.namespace, t.metadata.name);
     let schedule: Schedule | undefined;
+    let failure: string | undefined;
     try {
-      schedule = parseSchedule(t.spec.cron);
+      // The registry's own rule, so what it accepts runs and what slipped past it (written before
+      // the rule, or straight into the store) is refused here the same way.
+      schedule = checkSchedule(t.spec.cron, new Date(this.o.now()));
     } catch (err) {
-      // The registry refuses bad expressions; one that slips through must not stop the others.
+      failure = (err as Error).message;
       this.log.error(
-        { timer: key, err: (err as Error).message },
-        "timer has a bad schedule; not fired",
+        { timer: key, cron: t.spec.cron, revision: t.metadata.revision, err: failure },
+        "timer failed: its schedule cannot run; it is not fired until it is fixed, the other timers go on",
       );
     }
     const cur = this.entries.get(key);
@@ -89,6 +106,7 @@ export class TimerLoop {
     const e: Entry = cur ?? {
       trigger: t,
       schedule,
+      failure,
       after: 0,
       gen: 0,
       timeout: undefined,
@@ -96,6 +114,7 @@ export class TimerLoop {
     };
     e.trigger = t;
     e.schedule = schedule;
+    e.failure = failure;
     this.entries.set(key, e);
     this.log.info(
       { timer: key, cron: t.spec.cron, function: t.spec.function, revision: t.metadata.revision },

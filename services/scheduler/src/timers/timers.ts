@@ -84,6 +84,14 @@ export function startTimers(o: TimersOptions): Timers {
     },
   });
   new Gauge({
+    name: "fizz_scheduler_timers_failed",
+    help: "Timer triggers not fired because their schedule cannot run (out of range, never fires); the log says why",
+    registers: [o.metrics],
+    collect() {
+      this.set(loop.failed);
+    },
+  });
+  new Gauge({
     name: "fizz_scheduler_timers",
     help: "Timer triggers known to this replica",
     registers: [o.metrics],
