@@ -1,6 +1,14 @@
 import express, { type NextFunction, type Request, type Response } from "express";
 import { FizzError, errorBody } from "@fizz/events";
 import { handleOps, type Logger, type ReadinessChecks } from "@fizz/kit";
+import {
+  Authenticator,
+  adminOnly,
+  challengeOf,
+  jsonBodiesOnly,
+  originPolicy,
+  type AuthConfig,
+} from "./auth";
 import { httpMetrics, rememberKind, type RegistryMetrics } from "./metrics";
 import type { Operations } from "./operations";
 
@@ -16,7 +24,11 @@ export interface HttpApiOptions {
   logger: Logger;
   /** The JSON body limit in bytes: it must fit base64 of the largest allowed code. */
   bodyLimitBytes: number;
+  auth: AuthConfig;
 }
+
+/** Probes must work without credentials (kubelet, the launcher); nothing else does. */
+const OPEN_PATHS = new Set(["/healthz", "/readyz"]);
 
 const BASE = "/v1/namespaces/:ns";
 
@@ -25,13 +37,25 @@ export function createApp(opts: HttpApiOptions): express.Express {
   app.disable("x-powered-by");
   app.set("etag", false);
   app.use(httpMetrics(opts.metrics));
-  app.use((req, res, next) => {
+  const authenticator = new Authenticator(opts.auth);
+  const authenticate = authenticator.authenticate();
+  const ops = (req: Request, res: Response, next: NextFunction): void => {
     if (!handleOps(req, res, opts.checks, opts.metrics.registry)) next();
+  };
+  app.use((req, res, next) => {
+    if (OPEN_PATHS.has(req.path)) return ops(req, res, next);
+    next();
   });
-  // Any content type: a JSON body sent as text/plain is still meant as JSON; GET/DELETE have none.
-  app.use(express.json({ limit: opts.bodyLimitBytes, type: () => true, strict: true }));
+  app.use(originPolicy(opts.auth.corsOrigins));
+  app.use((req, res, next) => {
+    if (req.path === "/metrics" && opts.auth.metricsPublic) return ops(req, res, next);
+    authenticate(req, res, next);
+  });
+  app.use(ops);
+  app.use(jsonBodiesOnly());
+  app.use(express.json({ limit: opts.bodyLimitBytes, type: "application/json", strict: true }));
 
-  const ops = (): Operations => {
+  const operations = (): Operations => {
     const o = opts.ops();
     if (!o)
       throw new FizzError("UNAVAILABLE", "the registry is starting (not connected to NATS yet)", {
@@ -42,26 +66,28 @@ export function createApp(opts: HttpApiOptions): express.Express {
   const p = (req: Request, name: string): string => String(req.params[name] ?? "");
   app.param("kind", rememberKind);
 
-  app.get(`${BASE}/functions/:name/code`, async (req, res) => {
-    const code = await ops().code(p(req, "ns"), p(req, "name"));
+  app.get(`${BASE}/functions/:name/code`, adminOnly("downloading code"), async (req, res) => {
+    const code = await operations().code(p(req, "ns"), p(req, "name"));
     res.attachment(code.filename);
     res.set({ "content-type": "application/octet-stream", "x-fizz-code-digest": code.digest });
     res.status(200).send(code.bytes);
   });
   app.get(`${BASE}/:kind`, async (req, res) => {
-    res.status(200).json({ items: await ops().list(p(req, "kind"), p(req, "ns")) });
+    res.status(200).json({ items: await operations().list(p(req, "kind"), p(req, "ns")) });
   });
   app.post(`${BASE}/:kind`, async (req, res) => {
-    res.status(201).json(await ops().create(p(req, "kind"), p(req, "ns"), req.body));
+    res.status(201).json(await operations().create(p(req, "kind"), p(req, "ns"), req.body));
   });
   app.get(`${BASE}/:kind/:name`, async (req, res) => {
-    res.status(200).json(await ops().get(p(req, "kind"), p(req, "ns"), p(req, "name")));
+    res.status(200).json(await operations().get(p(req, "kind"), p(req, "ns"), p(req, "name")));
   });
   app.patch(`${BASE}/:kind/:name`, async (req, res) => {
-    res.status(200).json(await ops().patch(p(req, "kind"), p(req, "ns"), p(req, "name"), req.body));
+    res
+      .status(200)
+      .json(await operations().patch(p(req, "kind"), p(req, "ns"), p(req, "name"), req.body));
   });
   app.delete(`${BASE}/:kind/:name`, async (req, res) => {
-    res.status(200).json(await ops().delete(p(req, "kind"), p(req, "ns"), p(req, "name")));
+    res.status(200).json(await operations().delete(p(req, "kind"), p(req, "ns"), p(req, "name")));
   });
 
   app.use((req: Request) => {
@@ -108,5 +134,7 @@ function sendError(res: Response, err: FizzError, logger: Logger): void {
     res.destroy();
     return;
   }
+  const challenge = challengeOf(err);
+  if (challenge) res.set("www-authenticate", challenge);
   res.status(err.status).json(errorBody(err));
 }
