@@ -31,7 +31,7 @@ for (const kind of ["node", "python"] as const) {
     after(() => rt.kill());
 
     it("refuses a specialize without the token, or with a wrong one, with 401, and stays warm", async () => {
-      for (const headers of [
+      for (const headers of <Array<Record<string, string>>>[
         {},
         { "x-fizz-specialize-token": "guess" },
         { "x-fizz-specialize-token": "" },

@@ -82,7 +82,11 @@ export function loadConfig(
 ): PoolkeeperConfig {
   const setprivPath = str(env, "FIZZ_SETPRIV", "/usr/bin/setpriv");
   const setpriv = setprivPath !== "none" && host.exists(setprivPath) ? setprivPath : undefined;
-  if (host.isRoot && !setpriv)
+  const backend = oneOf(env, "FIZZ_POOLKEEPER_BACKEND", "process", [
+    "process",
+    "kubernetes",
+  ] as const);
+  if (backend === "process" && host.isRoot && !setpriv)
     throw bad(
       "FIZZ_SETPRIV",
       `"${setprivPath}" not found: running as root, instances must drop to their own uid with util-linux setpriv`,
@@ -92,7 +96,7 @@ export function loadConfig(
   const pythonDefault = host.isRoot && host.exists(SYSTEM_PYTHON) ? SYSTEM_PYTHON : "python3";
   return {
     ...loadCommon(env),
-    backend: oneOf(env, "FIZZ_POOLKEEPER_BACKEND", "process", ["process", "kubernetes"] as const),
+    backend,
     host: str(env, "FIZZ_POOLKEEPER_HOST", "127.0.0.1"),
     port: int(env, "FIZZ_POOLKEEPER_PORT", 0, 0, 65535),
     workDir: path.resolve(cwd, str(env, "FIZZ_WORKDIR", ".fizz/work")),
@@ -119,7 +123,7 @@ export function loadConfig(
           memory: ["FIZZ_POD_MEMORY_REQUEST", "64Mi"],
         }),
         limits: quantities(env, {
-          cpu: ["FIZZ_POD_CPU_LIMIT", "none"],
+          cpu: ["FIZZ_POD_CPU_LIMIT", "1"],
           memory: ["FIZZ_POD_MEMORY_LIMIT", "256Mi"],
         }),
       },

@@ -9,8 +9,10 @@ import { UnclaimedPods, sortFoundPods, specializedPatch, startedAtOf } from "./k
 import {
   conditionOf,
   newInstanceId,
+  newSpecializeToken,
   podManifest,
   resourcesFor,
+  specializeTokenOf,
   type PodResources,
 } from "./kube-pods";
 import { PodRecord } from "./kube-record";
@@ -121,6 +123,7 @@ export class KubeBackend implements Backend {
         imagePullPolicy: this.opts.imagePullPolicy,
         runAsUser: this.opts.runAsUser,
         terminationGraceSeconds: this.graceSeconds(),
+        specializeToken: newSpecializeToken(),
       });
       await this.api.create(pod).catch((err: unknown) => {
         this.end(rec, "not created", null);
@@ -143,11 +146,15 @@ export class KubeBackend implements Backend {
       });
     }
     if (rec.ended) throw new FizzError("INSTANCE_FAILED", `pod ${id} ended while starting`);
+    const seen = this.watch.get(id);
+    // From the pod itself, so a claimed pod (started by an earlier poolkeeper) works too.
+    const specializeToken = specializeTokenOf(seen);
     rec.instance = {
       id,
       address,
       environment: ref,
-      startedAt: startedAtOf(this.watch.get(id) ?? {}),
+      startedAt: startedAtOf(seen ?? {}),
+      ...(specializeToken !== undefined ? { specializeToken } : {}),
     };
     this.log.debug({ instance: id, address, claimed: claimed !== undefined }, "pod ready");
     return rec.instance;

@@ -43,6 +43,24 @@ export interface PodOptions {
   imagePullPolicy: "Always" | "IfNotPresent" | "Never";
   runAsUser: number;
   terminationGraceSeconds: number;
+  /** FIZZ_SPECIALIZE_TOKEN: only the poolkeeper, which reads it back from the pod, may specialize. */
+  specializeToken: string;
+}
+
+export const SPECIALIZE_TOKEN_VAR = "FIZZ_SPECIALIZE_TOKEN";
+
+/** A new random specialize token. */
+export function newSpecializeToken(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+/**
+ * The pod's specialize token, from its spec: a restarted poolkeeper that adopts a warm pod needs
+ * it, and the pod is the only place it is written down (readable only with the poolkeeper's Role).
+ */
+export function specializeTokenOf(pod: V1Pod | undefined): string | undefined {
+  const c = pod?.spec?.containers.find((x) => x.name === CONTAINER_NAME);
+  return c?.env?.find((e) => e.name === SPECIALIZE_TOKEN_VAR)?.value;
 }
 
 /**
@@ -89,9 +107,12 @@ function toK8sResources(r: PodResources): V1ResourceRequirements {
  *   #1501). The poolkeeper sees the Failed pod, reports it died and refills.
  * - Probes use /healthz: /readyz answers 503 until specialized, and a warm pod is exactly the one
  *   that is ready to be specialized.
- * - No service account token, no service links, non-root, no privilege escalation: the function is
- *   user code and gets nothing it does not need. /userfunc (the images' FIZZ_WORKDIR) and /tmp are
+ * - No service account token, no service links, non-root, no privilege escalation, no
+ *   capabilities, the runtime's default seccomp profile, requests and limits: the function is user
+ *   code and gets nothing it does not need. /userfunc (the images' FIZZ_WORKDIR) and /tmp are
  *   emptyDirs, so the root filesystem can stay read-only whatever uid the image declares.
+ * - Only the documented variables (docs/runtime-contract.md); k8s/networkpolicy.yaml keeps the pod
+ *   away from NATS, Redis, the registry and the API server.
  */
 export function podManifest(env: Environment, id: string, opts: PodOptions): V1Pod {
   const probe = (periodSeconds: number, failureThreshold: number) => ({
@@ -138,6 +159,8 @@ export function podManifest(env: Environment, id: string, opts: PodOptions): V1P
             { name: "PORT", value: String(RUNTIME_PORT) },
             { name: "FIZZ_INSTANCE_ID", value: id },
             { name: "PYTHONUNBUFFERED", value: "1" },
+            { name: "HOME", value: "/tmp" },
+            { name: SPECIALIZE_TOKEN_VAR, value: opts.specializeToken },
           ],
           readinessProbe: probe(1, 1),
           livenessProbe: probe(10, 3),

@@ -8,7 +8,13 @@ import {
   specializedPatch,
   specializedRecordOf,
 } from "../src/kube-adoption";
-import { conditionOf, newInstanceId, podManifest, resourcesFor } from "../src/kube-pods";
+import {
+  conditionOf,
+  newInstanceId,
+  podManifest,
+  resourcesFor,
+  specializeTokenOf,
+} from "../src/kube-pods";
 import { environment } from "./harness";
 
 const DEFAULTS = { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } };
@@ -18,6 +24,7 @@ const OPTS = {
   imagePullPolicy: "IfNotPresent" as const,
   runAsUser: 65532,
   terminationGraceSeconds: 2,
+  specializeToken: "tok-123",
 };
 
 /** A pod as the informer would show it: the manifest plus a status. */
@@ -54,8 +61,18 @@ describe("kubernetes backend: pods", () => {
     expect(c.readinessProbe?.httpGet?.path).to.equal("/healthz");
     expect(c.livenessProbe?.httpGet?.path).to.equal("/healthz");
     expect(c.resources).to.deep.equal(DEFAULTS);
-    expect(c.securityContext).to.include({ allowPrivilegeEscalation: false });
+    expect(c.securityContext).to.deep.equal({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    });
+    expect(spec.securityContext?.seccompProfile).to.deep.equal({ type: "RuntimeDefault" });
     expect(c.command).to.equal(undefined);
+    // Only the documented variables; the token is read back from the pod by a later poolkeeper.
+    expect(c.env?.map((e) => e.name).sort()).to.deep.equal(
+      ["FIZZ_INSTANCE_ID", "FIZZ_SPECIALIZE_TOKEN", "HOME", "PORT", "PYTHONUNBUFFERED"].sort(),
+    );
+    expect(specializeTokenOf(pod)).to.equal("tok-123");
   });
 
   it("takes the environment's own resources over the defaults, value by value", () => {
@@ -201,8 +218,15 @@ describe("loadConfig: kubernetes backend", () => {
       imagePullPolicy: "IfNotPresent",
       runAsUser: 65532,
     });
-    expect(c.kubernetes.resources).to.deep.equal(DEFAULTS);
-    const none = loadConfig({ FIZZ_POD_MEMORY_LIMIT: "none", KUBERNETES_SERVICE_HOST: "10.0.0.1" });
+    expect(c.kubernetes.resources).to.deep.equal({
+      requests: DEFAULTS.requests,
+      limits: { cpu: "1", memory: "256Mi" },
+    });
+    const none = loadConfig({
+      FIZZ_POD_MEMORY_LIMIT: "none",
+      FIZZ_POD_CPU_LIMIT: "none",
+      KUBERNETES_SERVICE_HOST: "10.0.0.1",
+    });
     expect(none.kubernetes.resources.limits).to.deep.equal({});
     expect(none.kubernetes.inCluster).to.equal(true);
   });
