@@ -7,3 +7,4 @@ export * from "./ops";
 export * from "./lifecycle";
 export * from "./jetstream";
 export * from "./registry-listing";
+export * from "./outbound";
