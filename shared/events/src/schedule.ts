@@ -22,15 +22,19 @@ export const FIRST_FIRE_HORIZON_MS = 5 * 366 * 24 * 3_600_000;
 /** The latest instant a Date can hold; a tick past it would be an Invalid Date (NaN). */
 const MAX_TIME = 8.64e15;
 
+/**
+ * Milliseconds, possibly huge or Infinity: the syntax is all this judges, so a timer stored with
+ * an absurd interval still reads as a timer (listed, then refused by `checkSchedule`).
+ */
 export function parseDuration(text: string): number | undefined {
-  const re = /(\d{1,16})(ms|s|m|h)/g;
+  const re = /(\d+)(ms|s|m|h)/g;
   let total = 0;
   let consumed = 0;
   for (const m of text.matchAll(re)) {
     total += Number(m[1]) * UNITS[m[2]!]!;
     consumed += m[0].length;
   }
-  return consumed === text.length && total > 0 && Number.isSafeInteger(total) ? total : undefined;
+  return consumed === text.length && total > 0 ? total : undefined;
 }
 
 /**
@@ -89,7 +93,7 @@ export function parseSchedule(expr: string): Schedule {
  */
 export function checkSchedule(expr: string, now: Date = new Date()): Schedule {
   const schedule = parseSchedule(expr);
-  if (schedule.kind === "every" && schedule.everyMs > MAX_EVERY_MS) {
+  if (schedule.kind === "every" && !(schedule.everyMs <= MAX_EVERY_MS)) {
     throw new Error(`"${expr}": @every may be at most 366 days (8784h)`);
   }
   const first = schedule.next(now, 1)[0];
