@@ -12,6 +12,8 @@ export const ErrorCodes = {
   UNKNOWN_ENVIRONMENT: 400,
   UNKNOWN_FUNCTION: 400,
   UNKNOWN_IMAGE: 400,
+  /** A URL the platform would fetch for a user (X-Callback-Url) points at an internal address. */
+  OUTBOUND_REFUSED: 400,
   MALFORMED_MESSAGE: 400,
   /** No bearer token, or one that matches no configured token. */
   UNAUTHENTICATED: 401,
