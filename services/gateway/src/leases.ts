@@ -16,6 +16,15 @@ export { FunctionLeases, type LeaseEntry } from "./function-leases";
  * slot, up to a deadline, and the scheduler is asked again at a bounded rate meanwhile.
  */
 
+const OUTAGE_PAUSE_MIN_MS = 50;
+const OUTAGE_PAUSE_MAX_MS = 500;
+
+/** Errors that mean "a platform service is not answering right now", not "this cannot work". */
+function isOutage(err: FizzError): boolean {
+  // Not TIMEOUT: a scheduler that answers slowly is not down, and each try would cost a timeout.
+  return err.retryable && err.code === "UNAVAILABLE";
+}
+
 export type LeaseRequester = (req: LeaseRequest) => Promise<Lease>;
 
 export interface UsageItem {
@@ -134,12 +143,26 @@ export class LeaseManager {
     // At the limit already (others wait, or NO_CAPACITY just now): queue behind them, FIFO.
     if (avoid === undefined && (fl.queue.length > 0 || this.opts.now() < fl.noCapacityUntil))
       return this.capacity.wait(fl, ticket);
+    let outageUntil = 0;
+    let pauseMs = 0;
     for (let round = 0; round < this.opts.maxRounds; round++) {
       const e = this.tryTake(fl, avoid);
       if (e) return e;
       try {
         await this.ask(fl, avoid);
       } catch (err) {
+        // The scheduler or the poolkeeper is down (crashed, restarting): a request that needs a
+        // new instance waits for it to come back, within the queue wait, rather than failing.
+        if (avoid === undefined && err instanceof FizzError && isOutage(err)) {
+          const now = this.opts.now();
+          outageUntil ||= now + this.outageWaitMs(fl);
+          if (now < outageUntil) {
+            pauseMs = Math.min(OUTAGE_PAUSE_MAX_MS, Math.max(OUTAGE_PAUSE_MIN_MS, pauseMs * 2));
+            await new Promise((r) => setTimeout(r, Math.min(pauseMs, outageUntil - now)));
+            round--;
+            continue;
+          }
+        }
         if (avoid !== undefined || !(err instanceof FizzError && err.code === "NO_CAPACITY"))
           throw err;
         break;
@@ -184,6 +207,13 @@ export class LeaseManager {
     // The scheduler learns of failed instances from lease requests: ask now, so a hung or dead
     // instance is retired (and replaced) without waiting for the function's next request.
     else if (failed) this.ask(e.fn, undefined).catch(() => undefined);
+  }
+
+  /** How long a request rides out a scheduler or poolkeeper outage: the queue wait, capped by the function timeout. */
+  private outageWaitMs(fl: FunctionLeases): number {
+    return fl.timeoutMs > 0
+      ? Math.min(this.opts.queueTimeoutMs, fl.timeoutMs)
+      : this.opts.queueTimeoutMs;
   }
 
   /** Rejects every queued request and stops re-asking (the gateway stops). */

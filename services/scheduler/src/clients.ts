@@ -8,6 +8,7 @@ import {
 } from "@fizz/events";
 import { publish, request, type NatsConnection } from "@fizz/kit";
 import type { RegistryClient } from "./catalog";
+import type { PoolkeeperRestarts } from "./poolkeeper-restarts";
 
 /** What the scheduler asks of the poolkeeper. */
 export interface PoolkeeperClient {
@@ -65,14 +66,29 @@ export function natsPoolkeeper(
   s: Subjects,
   sender: string,
   opts: { specializeTimeoutMs: number; rpcTimeoutMs: number },
+  restarts?: PoolkeeperRestarts,
 ): PoolkeeperClient {
   const rpc = { sender, timeoutMs: opts.rpcTimeoutMs };
+  // list replies name the poolkeeper answering: the one a restarted scheduler knows first.
+  const list = Codecs.poolkeeperList;
+  const listSeeing = {
+    ...list,
+    reply: {
+      ...list.reply,
+      decode: (b: Uint8Array) => {
+        const env = list.reply.decode(b);
+        restarts?.observe(env.sender);
+        return env;
+      },
+    },
+  } as typeof list;
   return {
     async specialize(req) {
-      const reply = await request(nc, s.poolkeeperSpecialize, Codecs.poolkeeperSpecialize, req, {
+      const asked = request(nc, s.poolkeeperSpecialize, Codecs.poolkeeperSpecialize, req, {
         sender,
         timeoutMs: opts.specializeTimeoutMs,
       });
+      const reply = await (restarts ? restarts.guard(asked, "poolkeeper.specialize") : asked);
       return reply.instance;
     },
     async retire(instanceId, reason) {
@@ -81,7 +97,7 @@ export function natsPoolkeeper(
       ).retired;
     },
     async list() {
-      return (await request(nc, s.poolkeeperList, Codecs.poolkeeperList, {}, rpc)).instances;
+      return (await request(nc, s.poolkeeperList, listSeeing, {}, rpc)).instances;
     },
   };
 }

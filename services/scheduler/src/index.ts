@@ -29,6 +29,7 @@ import { RedisClaims } from "./redis-claims";
 import { Retirer } from "./retirement";
 import { RedisRouteCache } from "./route-cache";
 import { Specializer } from "./specializer";
+import { PoolkeeperRestarts } from "./poolkeeper-restarts";
 import { serveLeases, subscribeEvents, subscribeTimerEvents } from "./subscriptions";
 import { startTimers } from "./timers/timers";
 
@@ -104,7 +105,8 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
   const conn = nc;
   const s = subjects(config.subjectPrefix);
   const catalog = new Catalog(natsRegistry(conn, s, sender, config.rpcTimeoutMs));
-  const poolkeeper = natsPoolkeeper(conn, s, sender, config);
+  const poolkeeperRestarts = new PoolkeeperRestarts();
+  const poolkeeper = natsPoolkeeper(conn, s, sender, config, poolkeeperRestarts);
   const routes = new RedisRouteCache(
     redis,
     config.redisPrefix,
@@ -170,7 +172,11 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
     metrics: registry,
     subscribe: (catalog) => subscribeTimerEvents(conn, s, catalog, { logger }),
   });
-  const subs: Subscription[] = subscribeEvents(conn, s, model, { sender, logger });
+  const subs: Subscription[] = subscribeEvents(conn, s, model, {
+    sender,
+    logger,
+    poolkeeperRestarts,
+  });
   // The server must hold the subscriptions before we read state, or a change in between is lost.
   await conn.flush();
 

@@ -8,6 +8,7 @@ import {
   type Model,
 } from "./handlers";
 import type { LeaseService } from "./lease";
+import type { PoolkeeperRestarts } from "./poolkeeper-restarts";
 import type { SchedulerMetrics } from "./metrics";
 import type { TimerCatalog } from "./timers/timer-catalog";
 
@@ -19,10 +20,21 @@ export function subscribeEvents(
   nc: NatsConnection,
   s: Subjects,
   m: Model,
-  opts: { sender: string; logger: Logger },
+  opts: { sender: string; logger: Logger; poolkeeperRestarts?: PoolkeeperRestarts },
 ): Subscription[] {
   const { logger } = opts;
   return [
+    // Which poolkeeper process speaks: a new one means requests to its predecessor are lost.
+    nc.subscribe(s.poolkeeperInstanceAll, {
+      callback: (err, msg) => {
+        if (err || !opts.poolkeeperRestarts) return;
+        try {
+          opts.poolkeeperRestarts.observe(Codecs.poolkeeperInstance.decode(msg.data).sender);
+        } catch {
+          // listen() below logs malformed events
+        }
+      },
+    }),
     // Other replicas' removals; listen() hides the envelope, and our own must be skipped.
     nc.subscribe(s.schedulerInstancesAll, {
       callback: (err, msg) => {
