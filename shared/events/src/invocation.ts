@@ -57,6 +57,8 @@ export const CallStatus = z.object({
   /** The function's response body, base64 (bounded by the invoker). */
   body: z.string().optional(),
   error: WireErrorSchema.optional(),
+  /** Why the X-Callback-Url got no result (refused by the outbound guard, or undeliverable). */
+  callbackError: WireErrorSchema.optional(),
   createdAt: z.number(),
   updatedAt: z.number(),
 });
