@@ -51,7 +51,6 @@ export function loadConfig(env: Env): RegistryConfig {
   }
   return {
     ...common,
-    ...loadAuthConfig(env),
     host: str(env, "FIZZ_REGISTRY_HOST", "127.0.0.1"),
     port: int(env, "FIZZ_REGISTRY_PORT", DEFAULT_PORT, 0, 65535),
     codeMaxBytes: int(env, "FIZZ_CODE_MAX_BYTES", DEFAULT_CODE_MAX_BYTES, 1, MAX_CODE_MAX_BYTES),
@@ -59,5 +58,7 @@ export function loadConfig(env: Env): RegistryConfig {
     syncTimeoutMs: int(env, "FIZZ_SYNC_TIMEOUT_MS", 2000, 1, 600_000),
     watchClusterScope: bool(env, "FIZZ_WATCH_CLUSTER_SCOPE", false),
     allowEnvCommand: bool(env, "FIZZ_ALLOW_ENV_COMMAND", false),
+    // Last, so a typo elsewhere is reported before a missing token.
+    ...loadAuthConfig(env),
   };
 }

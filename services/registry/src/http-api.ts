@@ -54,6 +54,11 @@ export function createApp(opts: HttpApiOptions): express.Express {
   app.use(ops);
   app.use(jsonBodiesOnly());
   app.use(express.json({ limit: opts.bodyLimitBytes, type: "application/json", strict: true }));
+  app.use((req, _res, next) => {
+    // An empty body is an empty object, so a bare POST is told which field is missing.
+    req.body ??= {};
+    next();
+  });
 
   const operations = (): Operations => {
     const o = opts.ops();

@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { silentLogger } from "@fizz/kit";
+import { silentLogger, type Logger } from "@fizz/kit";
 import { startNats, startRedis, waitFor, type TestServer } from "@fizz/testkit";
 import { loadConfig, start, type RegistryService } from "../src/index";
 
@@ -28,6 +28,9 @@ export async function startStack(): Promise<Stack> {
 }
 
 export const CODE_MAX_BYTES = 1024;
+/** Real tokens, so every integration test goes through authentication as production does. */
+export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
+export const READ_TOKEN = "test-read-token-0123456789abcdef";
 
 export function registryEnv(
   stack: Pick<Stack, "nats" | "redis">,
@@ -39,6 +42,8 @@ export function registryEnv(
     FIZZ_REGISTRY_PORT: "0",
     FIZZ_CODE_MAX_BYTES: String(CODE_MAX_BYTES),
     FIZZ_LOG_LEVEL: "silent",
+    FIZZ_ADMIN_TOKEN: ADMIN_TOKEN,
+    FIZZ_READ_TOKEN: READ_TOKEN,
     ...extra,
   };
 }
@@ -55,9 +60,9 @@ export interface Running {
  */
 export async function startRegistry(
   env: Record<string, string>,
-  opts: { ready?: boolean } = {},
+  opts: { ready?: boolean; logger?: Logger } = {},
 ): Promise<Running> {
-  const svc = await start(loadConfig(env), { logger: silentLogger() });
+  const svc = await start(loadConfig(env), { logger: opts.logger ?? silentLogger() });
   const api = new Api(`http://127.0.0.1:${svc.port}`);
   if (opts.ready !== false) {
     await waitFor(async () => (await api.call("GET", "/readyz")).status === 200, {
@@ -75,21 +80,35 @@ export interface Reply {
   body: any;
 }
 
-/** A thin fetch client; `raw` sends a body as given (broken JSON, odd content types). */
-export class Api {
-  constructor(readonly base: string) {}
+export interface CallOptions {
+  /** A body sent as given (broken JSON, odd content types). */
+  raw?: string | Buffer;
+  contentType?: string;
+  /** The bearer token; null sends no Authorization header. Defaults to the client's token. */
+  token?: string | null;
+  headers?: Record<string, string>;
+}
 
-  async call(
-    method: string,
-    path: string,
-    body?: unknown,
-    opts: { raw?: string | Buffer; contentType?: string } = {},
-  ): Promise<Reply> {
-    const init: RequestInit = { method, headers: {} };
+/** A thin fetch client that authenticates with the admin token unless told otherwise. */
+export class Api {
+  constructor(
+    readonly base: string,
+    readonly token: string | null = ADMIN_TOKEN,
+  ) {}
+
+  /** The same registry as another caller (the read-only token, or nobody). */
+  as(token: string | null): Api {
+    return new Api(this.base, token);
+  }
+
+  async call(method: string, path: string, body?: unknown, opts: CallOptions = {}): Promise<Reply> {
+    const headers: Record<string, string> = { ...opts.headers };
+    const init: RequestInit = { method, headers };
     if (opts.raw !== undefined) init.body = opts.raw;
     else if (body !== undefined) init.body = JSON.stringify(body);
-    if (init.body !== undefined)
-      init.headers = { "content-type": opts.contentType ?? "application/json" };
+    if (init.body !== undefined) headers["content-type"] = opts.contentType ?? "application/json";
+    const token = opts.token === undefined ? this.token : opts.token;
+    if (token !== null) headers.authorization = `Bearer ${token}`;
     const res = await fetch(`${this.base}${path}`, init);
     const bytes = Buffer.from(await res.arrayBuffer());
     let parsed: unknown;

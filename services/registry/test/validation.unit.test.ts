@@ -201,7 +201,7 @@ describe("validation mapping", () => {
 
 describe("config", () => {
   it("has the documented defaults", () => {
-    const c = loadConfig({});
+    const c = loadConfig({ FIZZ_ADMIN_TOKEN: "a-long-enough-admin-token" });
     expect(c).to.include({
       host: "127.0.0.1",
       port: 8081,
