@@ -55,8 +55,22 @@ describe("poolkeeper kubernetes backend (k8s-lite + procnode)", function () {
       expect(c.readinessProbe?.httpGet?.path).to.equal("/healthz");
       expect(c.resources).to.deep.equal({
         requests: { cpu: "50m", memory: "64Mi" },
-        limits: { memory: "256Mi" },
+        limits: { cpu: "1", memory: "256Mi" },
       });
+      // The containment as the apiserver stored it (docs/security.md): non-root, no privilege
+      // escalation, no capabilities, read-only root, seccomp, only the documented variables.
+      expect(pod.spec!.securityContext).to.deep.include({ runAsNonRoot: true, runAsUser: 65532 });
+      expect(pod.spec!.securityContext!.seccompProfile).to.deep.equal({ type: "RuntimeDefault" });
+      expect(pod.spec!.enableServiceLinks).to.equal(false);
+      expect(c.securityContext).to.deep.equal({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ["ALL"] },
+      });
+      expect(c.env!.map((e) => e.name).sort()).to.deep.equal(
+        ["FIZZ_INSTANCE_ID", "FIZZ_SPECIALIZE_TOKEN", "HOME", "PORT", "PYTHONUNBUFFERED"].sort(),
+      );
+      expect(pod.spec!.volumes!.map((v) => v.name).sort()).to.deep.equal(["tmp", "userfunc"]);
       // No node yet: nothing runs them.
       expect(pod.status?.phase).to.equal("Pending");
     }
