@@ -6,6 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { Agent, request } from "undici";
 import { freePort, portOpen, waitFor } from "@fizz/testkit";
+import { faultRows, measureFaultWindows } from "./fault-windows";
 import { benchBus } from "./lib/bus";
 import { ensureWrk, wrk } from "./lib/load";
 import { code, pidOfInstance, rssMb, startBenchPlatform, type BenchPlatform } from "./lib/platform";
@@ -260,6 +261,9 @@ async function main() {
     for (const c of children) c.kill();
     await p.stop();
   }
+  // On its own platform: the kills must not disturb the figures above.
+  console.log("fault windows (kill -9 each component under load)…");
+  results.fault = await measureFaultWindows();
 
   const flat = Object.fromEntries(
     Object.entries(results.memory as Record<string, number>).map(([k, v]) => [
@@ -323,6 +327,7 @@ function render(o: Out): string {
       "instances = required, 0 errors",
     ],
   ];
+  if (o.fault) rows.push(...faultRows(o.fault as Record<string, number>));
   for (const [k, v] of Object.entries(o.memory as Record<string, number>))
     if (!/_rss_mb$/.test(k) || /_(idle|load)_rss_mb$|instance_/.test(k))
       rows.push([`memory ${k}`, String(v), ""]);
@@ -346,6 +351,10 @@ JetStream trigger (${o.bus.jetstream_messages} messages published, until every a
 response subject) and over HTTP by the same Node client (${o.bus.concurrency} in flight). Cold figures: measured at the client through the gateway, each sample a
 function never invoked before, with the warm pool refilled between samples. Burst: ${o.burst.requests}
 concurrent first requests to one new function with concurrency ${o.burst.concurrency}.
+Fault windows (bench/fault-windows.ts, the fault suite's harness): four clients in a loop on a warm
+function, async calls and registry writes, while each component is killed with SIGKILL in turn
+and \`npm start\`'s supervisor restarts it; the window runs from the first failed warm request's
+start to the last one's end (0: none failed). Keys \`fault.<component>_error_window_ms\`.
 
 \`\`\`
 ${table}
