@@ -1,7 +1,13 @@
 import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import { Codecs, FizzError, type CallStatus, type Invocation, type Subjects } from "@fizz/events";
-import { publishInvocation, type Logger, type NatsConnection } from "@fizz/kit";
+import {
+  OutboundRefused,
+  publishInvocation,
+  type Logger,
+  type NatsConnection,
+  type OutboundGuard,
+} from "@fizz/kit";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { BusMetrics } from "./bus-metrics";
 import { scanRequestHeaders } from "./headers";
@@ -34,9 +40,14 @@ export interface AsyncHttpOptions {
   /** Whether the function exists (the in-memory route table); undefined while routes load. */
   exists: (namespace: string, name: string) => boolean | undefined;
   maxBodyBytes: number;
+  /** Checks X-Callback-Url now; the invoker checks it again when it calls back. */
+  outbound: OutboundGuard;
   metrics: BusMetrics;
   logger: Logger;
 }
+
+/** Longer callback URLs are refused (they travel in every invocation and status). */
+const CALLBACK_URL_MAX = 2048;
 
 export function createAsyncHandler(o: AsyncHttpOptions): http.RequestListener {
   const log = o.logger.child({ component: "async-http" });
@@ -94,11 +105,7 @@ async function handle(
     throw new FizzError("UNAVAILABLE", "the invocation queue (JetStream) is not reachable yet");
   const scanned = scanRequestHeaders(req.rawHeaders);
   const callbackUrl = header(req, "x-callback-url");
-  if (callbackUrl !== undefined && !/^https?:\/\/[^\s]+$/i.test(callbackUrl)) {
-    throw new FizzError("VALIDATION_FAILED", "x-callback-url: must be an http(s) URL", {
-      field: "x-callback-url",
-    });
-  }
+  if (callbackUrl !== undefined) await checkCallbackUrl(o.outbound, callbackUrl);
   const askedId = header(req, "x-call-id");
   if (askedId !== undefined && !CALL_ID.test(askedId)) {
     throw new FizzError(
@@ -243,10 +250,35 @@ export function statusView(s: CallStatus): Record<string, unknown> {
     }
   }
   if (s.error !== undefined) view.error = s.error;
+  if (s.callbackError !== undefined) view.callbackError = s.callbackError;
   view.attempts = s.attempts;
   view.createdAt = s.createdAt;
   view.updatedAt = s.updatedAt;
   return view;
+}
+
+/**
+ * A callback URL must be an absolute http(s) URL whose host is not internal (loopback, private,
+ * link-local, the platform's own endpoints), unless FIZZ_OUTBOUND_ALLOW opens it: otherwise any
+ * caller of a function could make the gateway POST to the registry or NATS with the function's
+ * answer as the body.
+ */
+async function checkCallbackUrl(guard: OutboundGuard, url: string): Promise<void> {
+  if (url.length > CALLBACK_URL_MAX || !/^https?:\/\/[^\s]+$/i.test(url)) {
+    throw new FizzError(
+      "VALIDATION_FAILED",
+      `x-callback-url: must be an http(s) URL of at most ${CALLBACK_URL_MAX} characters`,
+      { field: "x-callback-url" },
+    );
+  }
+  try {
+    await guard.check(url);
+  } catch (err) {
+    if (!(err instanceof OutboundRefused)) throw err;
+    throw new FizzError("OUTBOUND_REFUSED", `x-callback-url: refused: ${err.message}`, {
+      field: "x-callback-url",
+    });
+  }
 }
 
 function header(req: http.IncomingMessage, name: string): string | undefined {

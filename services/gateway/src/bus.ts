@@ -5,7 +5,14 @@ import {
   type GatewaySyncRequest,
   type Subjects,
 } from "@fizz/events";
-import { backoffMs, ensureBus, sleep, type Logger, type NatsConnection } from "@fizz/kit";
+import {
+  backoffMs,
+  ensureBus,
+  sleep,
+  type Logger,
+  type NatsConnection,
+  type OutboundGuard,
+} from "@fizz/kit";
 import { jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { Registry } from "prom-client";
 import { createAsyncHandler } from "./async-http";
@@ -48,6 +55,8 @@ export interface BusOptions {
   };
   registry: Registry;
   logger: Logger;
+  /** The outbound URL guard (callbacks); owned by the caller. */
+  outbound: OutboundGuard;
 }
 
 export interface Bus {
@@ -82,6 +91,7 @@ export function startBus(o: BusOptions): Bus {
     return o.leases.get(namespace, name) ?? o.leases.target(namespace, name);
   };
   const callbacks = new CallbackSender({
+    guard: o.outbound,
     attempts: o.config.callbackAttempts,
     timeoutMs: o.config.callbackTimeoutMs,
     logger: log,
@@ -177,6 +187,7 @@ export function startBus(o: BusOptions): Bus {
       exists: (namespace, name) =>
         o.routes.loaded ? o.routes.functionObject(namespace, name) !== undefined : undefined,
       maxBodyBytes: o.maxBodyBytes,
+      outbound: o.outbound,
       metrics,
       logger: o.logger,
     }),
@@ -190,7 +201,6 @@ export function startBus(o: BusOptions): Bus {
       await ready;
       await Promise.all([invoker?.stop(o.drainMs), mqTriggers.stop()]);
       limiter.close(new FizzError("UNAVAILABLE", "the gateway is stopping"));
-      await callbacks.close();
     },
   };
 }

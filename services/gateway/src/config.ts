@@ -1,4 +1,5 @@
-import { int, loadCommon, str, type CommonConfig, type Env } from "@fizz/kit";
+import { FizzError } from "@fizz/events";
+import { int, loadCommon, parseOutboundList, str, type CommonConfig, type Env } from "@fizz/kit";
 import { loadBusConfig, type BusConfig } from "./bus-config";
 
 export interface GatewayConfig extends CommonConfig {
@@ -24,11 +25,68 @@ export interface GatewayConfig extends CommonConfig {
   presenceIntervalMs: number;
   /** Invoker, async HTTP and message-queue triggers (bus-config.ts). */
   bus: BusConfig;
+  /** Hosts, IPs or CIDRs a callback may reach although internal (FIZZ_OUTBOUND_ALLOW). */
+  outboundAllow: string[];
+  /** The platform's own endpoints a callback may never reach, even when allow-listed. */
+  platformAddresses: string[];
+  /** Open client connections beyond this are refused at accept. */
+  maxConnections: number;
+  /** A client must send its whole request head within this (slowloris). */
+  headersTimeoutMs: number;
+  /** A client must send its whole request (head and body) within this. */
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+}
+
+/** Ports of the sibling services when `npm start` runs them on this host (platform.mjs). */
+const SIBLING_PORTS = [
+  "FIZZ_REGISTRY_PORT",
+  "FIZZ_SCHEDULER_PORT",
+  "FIZZ_POOLKEEPER_PORT",
+  "FIZZ_KUBEWATCHER_PORT",
+];
+
+/** Every local spelling of `port`: a callback to any of them reaches the platform. */
+export function localEndpoints(port: number): string[] {
+  return [`127.0.0.0/8:${port}`, `[::1]:${port}`, `0.0.0.0:${port}`, `localhost:${port}`];
+}
+
+function platformAddresses(env: Env, common: CommonConfig): string[] {
+  const out: string[] = [];
+  try {
+    out.push(...parseOutboundList(env.FIZZ_PLATFORM_ADDRESSES, true));
+  } catch (err) {
+    throw new FizzError("VALIDATION_FAILED", `FIZZ_PLATFORM_ADDRESSES: ${(err as Error).message}`, {
+      field: "FIZZ_PLATFORM_ADDRESSES",
+    });
+  }
+  for (const name of SIBLING_PORTS) {
+    const port = int(env, name, 0, 0, 65535);
+    if (port > 0) out.push(...localEndpoints(port));
+  }
+  for (const [raw, fallback] of [
+    [common.natsUrl, 4222],
+    [common.redisUrl, 6379],
+  ] as const) {
+    const u = new URL(raw);
+    const port = Number(u.port) || fallback;
+    out.push(`${u.hostname}:${port}`, ...localEndpoints(port));
+  }
+  return out;
 }
 
 export function loadConfig(env: Env): GatewayConfig {
+  const common = loadCommon(env);
+  let outboundAllow: string[];
+  try {
+    outboundAllow = parseOutboundList(env.FIZZ_OUTBOUND_ALLOW);
+  } catch (err) {
+    throw new FizzError("VALIDATION_FAILED", `FIZZ_OUTBOUND_ALLOW: ${(err as Error).message}`, {
+      field: "FIZZ_OUTBOUND_ALLOW",
+    });
+  }
   return {
-    ...loadCommon(env),
+    ...common,
     host: str(env, "FIZZ_GATEWAY_HOST", "127.0.0.1"),
     port: int(env, "FIZZ_GATEWAY_PORT", 8080, 0, 65535),
     opsPort: int(env, "FIZZ_GATEWAY_OPS_PORT", 0, 0, 65535),
@@ -40,5 +98,11 @@ export function loadConfig(env: Env): GatewayConfig {
     queueMax: int(env, "FIZZ_QUEUE_MAX", 1000, 0, 1_000_000),
     presenceIntervalMs: int(env, "FIZZ_PRESENCE_INTERVAL_MS", 2000, 50, 60_000),
     bus: loadBusConfig(env),
+    outboundAllow,
+    platformAddresses: platformAddresses(env, common),
+    maxConnections: int(env, "FIZZ_GATEWAY_MAX_CONNECTIONS", 10_000, 1, 1_000_000),
+    headersTimeoutMs: int(env, "FIZZ_GATEWAY_HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),
+    requestTimeoutMs: int(env, "FIZZ_GATEWAY_REQUEST_TIMEOUT_MS", 300_000, 0, 3_600_000),
+    keepAliveTimeoutMs: int(env, "FIZZ_GATEWAY_KEEPALIVE_TIMEOUT_MS", 65_000, 1000, 600_000),
   };
 }

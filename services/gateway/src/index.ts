@@ -8,6 +8,7 @@ import {
   handleOps,
   listen,
   natsConnected,
+  OutboundGuard,
   publish,
   request,
   startOpsServer,
@@ -16,7 +17,7 @@ import {
 } from "@fizz/kit";
 import type { Registry } from "prom-client";
 import { startBus } from "./bus";
-import type { GatewayConfig } from "./config";
+import { localEndpoints, type GatewayConfig } from "./config";
 import { LeaseManager } from "./leases";
 import { GatewayMetrics } from "./metrics";
 import { UpstreamPools } from "./pools";
@@ -127,6 +128,12 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
   };
   const ops = (req: http.IncomingMessage, res: http.ServerResponse) =>
     handleOps(req, res, checks, registry);
+  // Every URL fetched for a user (X-Callback-Url) goes through this; the gateway's own ports are
+  // added once bound.
+  const outbound = new OutboundGuard({
+    allow: config.outboundAllow,
+    platform: [...config.platformAddresses, ...localEndpoints(opsServer.port)],
+  });
   const bus = startBus({
     nc,
     subjects: subj,
@@ -139,6 +146,7 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     routes,
     registry,
     logger,
+    outbound,
   });
   const handler = createHandler({
     ctx,
@@ -148,7 +156,9 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     asyncFunction: bus.handleAsync,
   });
 
-  const server = await listenProxy(handler, config.host, config.port, ctx.active);
+  const server = await listenProxy(handler, config.host, config.port, ctx.active, config);
+  for (const e of [`${config.host}:${server.port}`, ...localEndpoints(server.port)])
+    outbound.addPlatform(e);
   const ready = routes.start(abort.signal);
   ready.catch((err: unknown) => logger.error({ err }, "route loading failed"));
   const barrier = joinBarrier({
@@ -180,6 +190,7 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     routes.stop();
     instancesSub.unsubscribe();
     await pools.close(1000);
+    await outbound.close();
     await opsServer.close();
     if (!deps.nc) await nc.drain().catch(() => undefined);
     logger.info("gateway stopped");

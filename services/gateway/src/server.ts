@@ -104,16 +104,41 @@ export interface ProxyServer {
   drain(timeoutMs: number): Promise<void>;
 }
 
+/** Limits against clients that hold connections or trickle bytes (config.ts). */
+export interface ServerLimits {
+  maxConnections: number;
+  headersTimeoutMs: number;
+  /** 0: no limit on the whole request (a long upload streaming to a function). */
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+}
+
 export async function listenProxy(
   handler: http.RequestListener,
   host: string,
   port: number,
   active: { count: number },
+  limits: ServerLimits,
 ): Promise<ProxyServer> {
-  // keepAliveTimeout above a typical load balancer's idle timeout avoids the race where the LB
-  // reuses a connection the gateway is just closing.
-  const server = http.createServer({ keepAliveTimeout: 65_000, noDelay: true }, handler);
-  server.headersTimeout = 66_000;
+  const requestTimeout =
+    limits.requestTimeoutMs === 0 ? 0 : Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs);
+  const server = http.createServer(
+    {
+      // keepAliveTimeout above a typical load balancer's idle timeout avoids the race where the
+      // LB reuses a connection the gateway is just closing.
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      noDelay: true,
+      // A slow client (slowloris) holds a socket until this; Node checks it only every
+      // connectionsCheckingInterval, so that runs often enough for the limit to mean something.
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout,
+      connectionsCheckingInterval: Math.min(1000, Math.max(100, limits.headersTimeoutMs / 4)),
+    },
+    handler,
+  );
+  // Past this, new connections are closed at accept: memory stays bounded under a flood, and
+  // connections already open keep being served.
+  server.maxConnections = limits.maxConnections;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {

@@ -31,6 +31,8 @@ export const BUS_ENV = {
   FIZZ_INVOKER_RETRY_BASE_MS: "50",
   FIZZ_INVOKER_RETRY_MAX_MS: "200",
   FIZZ_INVOKER_ACK_WAIT_MS: "2000",
+  // Callback receivers listen on 127.0.0.1: opened the way an operator would open a host.
+  FIZZ_OUTBOUND_ALLOW: "127.0.0.1",
 };
 
 export function mqTrigger(

@@ -1,11 +1,13 @@
-import { backoffMs, sleep, type Logger } from "@fizz/kit";
-import { Agent, request } from "undici";
+import { FizzError } from "@fizz/events";
+import { backoffMs, OutboundRefused, sleep, type Logger, type OutboundGuard } from "@fizz/kit";
 
 /**
  * Delivers an async call's result to its X-Callback-Url (OpenFaaS style): a POST with the
  * function's body and content type, plus `X-Call-Id`, `X-Function-Status`, `X-Duration-Seconds`
  * and `X-Function-Name`. Retried with back-off on network errors, 5xx, 408 and 429; a callback
  * that keeps failing is logged and given up on — it never makes the function run again.
+ * Every attempt goes through the outbound guard (kit's outbound.ts): a URL that resolves to an
+ * internal or platform address, now or on any redirect hop, is refused and never sent.
  */
 export interface CallbackResult {
   callId: string;
@@ -18,11 +20,13 @@ export interface CallbackResult {
   durationMs: number;
 }
 
-export class CallbackSender {
-  private readonly agent = new Agent({ connections: 16, connectTimeout: 5000 });
+/** Delivered, or why not (recorded in the call status as `callbackError`). */
+export type CallbackOutcome = { delivered: true } | { delivered: false; error: FizzError };
 
+export class CallbackSender {
   constructor(
     private readonly opts: {
+      guard: OutboundGuard;
       attempts: number;
       timeoutMs: number;
       logger: Logger;
@@ -32,8 +36,8 @@ export class CallbackSender {
     },
   ) {}
 
-  /** True when the receiver accepted it (2xx/3xx, or a 4xx it will not change its mind about). */
-  async send(url: string, r: CallbackResult, signal?: AbortSignal): Promise<boolean> {
+  /** Delivered when the receiver accepted it (2xx/3xx); a 4xx other than 408/429 is final. */
+  async send(url: string, r: CallbackResult, signal?: AbortSignal): Promise<CallbackOutcome> {
     const headers: Record<string, string> = {
       "content-type": r.headers["content-type"] ?? "application/octet-stream",
       "x-call-id": r.callId,
@@ -48,39 +52,59 @@ export class CallbackSender {
         await sleep(backoffMs(attempt - 1, this.opts.baseDelayMs ?? 500, 10_000), signal);
       if (signal?.aborted) break;
       try {
-        const res = await request(url, {
+        const res = await this.opts.guard.request(url, {
           method: "POST",
           headers,
           body: r.body,
-          dispatcher: this.agent,
-          headersTimeout: this.opts.timeoutMs,
-          bodyTimeout: this.opts.timeoutMs,
+          timeoutMs: this.opts.timeoutMs,
           signal,
         });
         await res.body.dump();
         const s = res.statusCode;
         if (s < 400) {
           this.opts.onResult?.(true);
-          return true;
+          return { delivered: true };
         }
         last = `HTTP ${s}`;
         if (s < 500 && s !== 408 && s !== 429) break;
       } catch (err) {
+        const why = refusedBy(err);
+        if (why !== undefined) {
+          this.opts.onResult?.(false);
+          this.opts.logger.warn(
+            { callId: r.callId, url: redact(url), reason: why },
+            "callback refused by the outbound guard; not sent",
+          );
+          return {
+            delivered: false,
+            error: new FizzError("OUTBOUND_REFUSED", `x-callback-url: refused: ${why}`, {
+              field: "x-callback-url",
+            }),
+          };
+        }
         last = (err as Error).message;
       }
     }
-    if (signal?.aborted) return false; // the gateway stops: the invocation is handed back
+    const error = new FizzError(
+      "UNAVAILABLE",
+      `callback not delivered after ${this.opts.attempts} attempts: ${last}`,
+      { field: "x-callback-url" },
+    );
+    if (signal?.aborted) return { delivered: false, error }; // the gateway stops: handed back
     this.opts.onResult?.(false);
     this.opts.logger.warn(
       { callId: r.callId, url: redact(url), err: last, attempts: this.opts.attempts },
       "callback not delivered; giving up (the call itself completed)",
     );
-    return false;
+    return { delivered: false, error };
   }
+}
 
-  async close(): Promise<void> {
-    await this.agent.close().catch(() => undefined);
-  }
+/** The guard's reason when `err` (or what undici wrapped it in) is a refusal. */
+function refusedBy(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++)
+    if (e instanceof OutboundRefused) return e.message;
+  return undefined;
 }
 
 /** Logs the callback's origin and path, not its query (it may carry a token). */

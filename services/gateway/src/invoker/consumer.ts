@@ -225,16 +225,18 @@ export class InvocationConsumer {
     const ok = outcome.kind === "answered" && a.status < 400;
     const subject = ok ? inv.responseSubject : inv.errorSubject;
     if (subject) publishAnswer(nc, subject, a, extra, this.log);
+    let callbackError: FizzError | undefined;
     if (inv.callbackUrl) {
       const signal = this.stopping.signal;
-      const delivered = await this.o.callbacks.send(
+      const cb = await this.o.callbacks.send(
         inv.callbackUrl,
         { ...a, callId: inv.callId, namespace: inv.namespace, function: inv.function },
         signal,
       );
       // Cut short by a stop: not delivered, so not final; the redelivery calls back.
-      if (!delivered && signal.aborted)
+      if (!cb.delivered && signal.aborted)
         throw new FizzError("UNAVAILABLE", "the gateway is stopping");
+      if (!cb.delivered) callbackError = cb.error;
     }
     const status: CallStatus = {
       callId: inv.callId,
@@ -246,6 +248,7 @@ export class InvocationConsumer {
       updatedAt: Date.now(),
       ...store.result(a.status, a.headers, a.body),
       ...(outcome.kind === "failed" ? { error: outcome.error.toWire() } : {}),
+      ...(callbackError ? { callbackError: callbackError.toWire() } : {}),
     };
     await store.put(status);
     settleMsg(() => m.ack());
