@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { freePort } from "@fizz/testkit";
@@ -26,6 +26,8 @@ export interface FaultPlatform {
   registryUrl: string;
   logs: string[];
   kill(name: Component): number;
+  /** The current process id of a component. */
+  pid(name: Component): number;
   restarted(name: Component, after: number, timeoutMs?: number): Promise<void>;
   api(method: string, p: string, body?: unknown): Promise<Response>;
   stop(): Promise<void>;
@@ -68,6 +70,11 @@ export async function startFaultPlatform(env: Record<string, string> = {}): Prom
     registryUrl: launched.registryUrl,
     logs,
     kill: (name) => launched.kill(name),
+    pid: (name) => {
+      const c = launched.children.find((x: { name: string }) => x.name === name);
+      if (!c?.child.pid) throw new Error(`no process for ${name}`);
+      return c.child.pid;
+    },
     restarted: (name, after, timeoutMs) => launched.restarted(name, after, timeoutMs),
     api: (method, p, body) =>
       fetch(`${launched.registryUrl}${p}`, {
@@ -113,8 +120,59 @@ export async function ok(res: Promise<Response>, what: string): Promise<unknown>
   return text ? (JSON.parse(text) as unknown) : undefined;
 }
 
-/** A node environment with a warm pool and the warm function the load targets. */
+/** Every live process below `pid` (instances and whatever they started). */
+export async function descendants(pid: number): Promise<number[]> {
+  const parent = new Map<number, number>();
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
+      // Fields after the parenthesised command name: state, ppid, ...
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parent.set(Number(entry), ppid);
+    } catch {
+      // processes come and go while we scan
+    }
+  }
+  const out: number[] = [];
+  const frontier = [pid];
+  while (frontier.length) {
+    const p = frontier.pop() as number;
+    for (const [child, pp] of parent) {
+      if (pp === p) {
+        out.push(child);
+        frontier.push(child);
+      }
+    }
+  }
+  return out;
+}
+
+export async function alive(pids: readonly number[]): Promise<number[]> {
+  const out: number[] = [];
+  for (const pid of pids) {
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+      if (!/\) Z /.test(stat)) out.push(pid);
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/**
+ * A node environment with a warm pool and the warm function the load targets, and a Python warm
+ * pool (whose instances a poolkeeper crash used to leave orphaned).
+ */
 export async function deployWarm(p: FaultPlatform): Promise<void> {
+  await ok(
+    p.api("POST", "/v1/namespaces/default/environments", {
+      name: "python",
+      spec: { image: "fizz/env-python", poolSize: 1 },
+    }),
+    "create environment",
+  );
   await ok(
     p.api("POST", "/v1/namespaces/default/environments", {
       name: "node",

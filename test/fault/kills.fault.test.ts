@@ -1,10 +1,14 @@
 import { expect } from "chai";
+import { workerJs } from "../e2e/functions";
 import {
+  alive,
   COMPONENTS,
+  descendants,
   deployWarm,
   killAndMeasure,
   Load,
   missingWrites,
+  ok,
   shutdown,
   sleep,
   startFaultPlatform,
@@ -41,7 +45,23 @@ describe("a crash stops nothing (kill -9 under load)", function () {
     if (this.currentTest?.state === "failed" && p) console.log(p.logs.slice(-80).join("\n"));
   });
 
-  for (const component of COMPONENTS) {
+  it("leaves no instance of a killed poolkeeper running: they die with it, none orphaned", async () => {
+    const old = p!.pid("poolkeeper");
+    const instances = await descendants(old);
+    expect(instances.length, "instances (node and python warm pools)").to.be.greaterThan(1);
+    const r = await killAndMeasure(p!, load!, "poolkeeper");
+    results.push(r);
+    expect(r.warm.failed, `warm errors ${JSON.stringify(r.warm)}`).to.equal(0);
+    const deadline = Date.now() + 5000;
+    let left = await alive(instances);
+    while (left.length && Date.now() < deadline) {
+      await sleep(100);
+      left = await alive(instances);
+    }
+    expect(left, "processes of the killed poolkeeper still alive").to.deep.equal([]);
+  });
+
+  for (const component of COMPONENTS.filter((c) => c !== "poolkeeper")) {
     it(`keeps warm traffic ${component === "gateway" ? "failing only while the gateway is down" : "flowing"} when ${component} is killed and restarted`, async () => {
       const r = await killAndMeasure(p!, load!, component);
       results.push(r);
@@ -56,6 +76,23 @@ describe("a crash stops nothing (kill -9 under load)", function () {
       }
     });
   }
+
+  it("serves a function created after every component restarted (each resynced)", async () => {
+    await ok(
+      p!.api("POST", "/v1/namespaces/default/functions", {
+        name: "after",
+        spec: {
+          environment: "node",
+          code: { filename: "f.js", content: Buffer.from(workerJs("after")).toString("base64") },
+        },
+      }),
+      "create function",
+    );
+    const r = await fetch(`${p!.gatewayUrl}/function/after`);
+    const body = await r.text();
+    expect(r.status, body).to.equal(200);
+    expect((JSON.parse(body) as { answer: string }).answer).to.equal("after");
+  });
 
   it("loses no accepted async call: every 202 call id succeeds", async () => {
     await load!.stop();
