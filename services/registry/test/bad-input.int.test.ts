@@ -67,7 +67,7 @@ describe("registry refuses bad input and changes nothing", () => {
       { path: "/users/{id}", methods: ["POST"] },
       { path: "/users/{id}", host: "api.example.com" },
       { prefix: "/api/v2" },
-      { prefix: "/users/{id}" },
+      { prefix: "/users" },
     ]) {
       const res = await d.create("httptriggers", {
         name: `ok-${Math.random().toString(36).slice(2, 8)}`,
@@ -77,14 +77,19 @@ describe("registry refuses bad input and changes nothing", () => {
     }
   });
 
-  it("accepts any image when the environment gives a command", async () => {
-    const res = await reg.api
-      .ns()
-      .create(
-        "environments",
-        envBody("custom", { image: "acme/custom:1", command: ["python3", "loader.py"] }),
-      );
-    expect(res.status, JSON.stringify(res.body)).to.equal(201);
+  it("accepts a command (and so any image) only where the operator set FIZZ_ALLOW_ENV_COMMAND, or on kubernetes where it stays in the pod", async () => {
+    const body = envBody("custom", { image: "acme/custom:1", command: ["python3", "loader.py"] });
+    for (const extra of [{ FIZZ_ALLOW_ENV_COMMAND: "true" }, { FIZZ_BACKEND: "kubernetes" }]) {
+      const other = await startRegistry(registryEnv(stack, extra));
+      try {
+        const res = await other.api.ns("cmd").create("environments", body);
+        expect(res.status, JSON.stringify(res.body)).to.equal(201);
+        expect(res.body.spec.command).to.deep.equal(["python3", "loader.py"]);
+        await other.api.ns("cmd").delete("environments", "custom");
+      } finally {
+        await other.svc.stop();
+      }
+    }
   });
 
   it("accepts any image on the kubernetes backend", async () => {
