@@ -1,5 +1,5 @@
 /** The registry REST API (docs/api.md), one method per endpoint, all scoped to one namespace. */
-import { CliError } from "./errors.js";
+import { CliError, withHint } from "./errors.js";
 import {
   errorFromResponse,
   isSuccess,
@@ -8,6 +8,7 @@ import {
   type RawResponse,
   type Target,
 } from "./http.js";
+import type { FoundToken } from "./token.js";
 import type { List } from "./types.js";
 
 export type Kind =
@@ -24,7 +25,12 @@ export interface RegistryClientOptions {
   namespace: string;
   fetch: FetchFn;
   timeoutMs?: number;
+  /** Looked up on the first request, so commands that never reach the registry need none. */
+  token?: () => FoundToken | undefined;
 }
+
+export const NEEDS_TOKEN_HINT =
+  "the registry needs a token: set FIZZ_TOKEN or run from the directory where `npm start` runs";
 
 export interface CreateBody {
   name: string;
@@ -93,11 +99,14 @@ export class RegistryClient {
   }
 
   private async request(method: string, path: string, body?: unknown): Promise<RawResponse> {
-    const init: RequestInit = { method, headers: { accept: "application/json" } };
+    const headers: Record<string, string> = { accept: "application/json" };
+    const init: RequestInit = { method, headers };
     if (body !== undefined) {
-      init.headers = { ...init.headers, "content-type": "application/json" };
+      headers["content-type"] = "application/json";
       init.body = JSON.stringify(body);
     }
+    const auth = this.opts.token?.();
+    if (auth) headers.authorization = `Bearer ${auth.token}`;
     const res = await send(
       this.opts.fetch,
       this.target,
@@ -105,6 +114,14 @@ export class RegistryClient {
       init,
       this.opts.timeoutMs ?? REGISTRY_TIMEOUT_MS,
     );
+    if (res.status === 401) {
+      throw withHint(
+        errorFromResponse(res),
+        auth
+          ? `the registry refused the token from ${auth.source}: set FIZZ_TOKEN to its current admin token (npm start writes it to .fizz/admin-token)`
+          : NEEDS_TOKEN_HINT,
+      );
+    }
     if (!isSuccess(res.status)) throw errorFromResponse(res);
     return res;
   }

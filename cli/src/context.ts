@@ -6,6 +6,7 @@ import type { Command } from "commander";
 import { RegistryClient } from "./client.js";
 import { CliError } from "./errors.js";
 import type { FetchFn } from "./http.js";
+import type { FoundToken } from "./token.js";
 import { printJson, type OutputFormat, type Writable } from "./output.js";
 
 /** Fixed for the whole invocation; comes from the process environment. */
@@ -13,6 +14,12 @@ export interface Config {
   registryUrl: string;
   gatewayUrl: string;
   fetch: FetchFn;
+  /** The registry token (token.ts); throws a CliError when a token file exists but is unusable. */
+  token: () => FoundToken | undefined;
+  /** The largest --code file read (FIZZ_CODE_MAX_BYTES, as the registry's). */
+  codeMaxBytes: number;
+  /** The largest --body @file read (FIZZ_MAX_BODY_BYTES, as the gateway's). */
+  bodyMaxBytes: number;
   stdout: Writable;
   stderr: Writable;
   now: () => number;
@@ -36,7 +43,12 @@ export function contextFactory(config: Config): ContextFactory {
     const { namespace, output } = cmd.optsWithGlobals<GlobalOptions>();
     const registryUrl = baseUrl("FIZZ_REGISTRY_URL", config.registryUrl);
     const gatewayUrl = baseUrl("FIZZ_GATEWAY_URL", config.gatewayUrl);
-    const registry = new RegistryClient({ baseUrl: registryUrl, namespace, fetch: config.fetch });
+    const registry = new RegistryClient({
+      baseUrl: registryUrl,
+      namespace,
+      fetch: config.fetch,
+      token: config.token,
+    });
     return { ...config, registryUrl, gatewayUrl, namespace, output, registry };
   };
 }

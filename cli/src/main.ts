@@ -18,10 +18,14 @@ import { registerWatchCommands } from "./commands/watch.js";
 import { contextFactory, type Config } from "./context.js";
 import { ApiError, CliError } from "./errors.js";
 import type { FetchFn } from "./http.js";
+import { findToken, type FoundToken } from "./token.js";
 import { OUTPUT_FORMATS, type Writable } from "./output.js";
 
 export const DEFAULT_REGISTRY_URL = "http://127.0.0.1:8081";
 export const DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080";
+/** The registry's and the gateway's defaults: a bigger file would be refused after the upload. */
+export const DEFAULT_CODE_MAX_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_BODY_MAX_BYTES = 16 * 1024 * 1024;
 
 export interface RunIO {
   env: Record<string, string | undefined>;
@@ -31,20 +35,27 @@ export interface RunIO {
   fetch?: FetchFn;
   /** Milliseconds since the epoch; injected so AGE columns are deterministic in tests. */
   now?: () => number;
+  /** Where the search for `.fizz/admin-token` starts; defaults to the process's. */
+  cwd?: string;
 }
 
 /** Runs one `fizz` invocation; `argv` excludes the node and script paths. */
 export async function run(argv: string[], io: RunIO): Promise<number> {
-  const config: Config = {
-    // Validated when a command needs them (context.ts), so a bad value never blocks --help.
-    registryUrl: io.env.FIZZ_REGISTRY_URL?.trim() || DEFAULT_REGISTRY_URL,
-    gatewayUrl: io.env.FIZZ_GATEWAY_URL?.trim() || DEFAULT_GATEWAY_URL,
-    fetch: io.fetch ?? globalThis.fetch,
-    stdout: io.stdout,
-    stderr: io.stderr,
-    now: io.now ?? Date.now,
-  };
+  const cwd = io.cwd ?? process.cwd();
+  let token: { found: FoundToken | undefined } | undefined;
   try {
+    const config: Config = {
+      // Validated when a command needs them (context.ts), so a bad value never blocks --help.
+      registryUrl: io.env.FIZZ_REGISTRY_URL?.trim() || DEFAULT_REGISTRY_URL,
+      gatewayUrl: io.env.FIZZ_GATEWAY_URL?.trim() || DEFAULT_GATEWAY_URL,
+      fetch: io.fetch ?? globalThis.fetch,
+      token: () => (token ??= { found: findToken(io.env, cwd) }).found,
+      codeMaxBytes: sizeLimit(io.env, "FIZZ_CODE_MAX_BYTES", DEFAULT_CODE_MAX_BYTES),
+      bodyMaxBytes: sizeLimit(io.env, "FIZZ_MAX_BODY_BYTES", DEFAULT_BODY_MAX_BYTES),
+      stdout: io.stdout,
+      stderr: io.stderr,
+      now: io.now ?? Date.now,
+    };
     await buildProgram(config).parseAsync(argv, { from: "user" });
     return 0;
   } catch (err) {
@@ -75,6 +86,8 @@ function buildProgram(config: Config): Command {
 Environment:
   FIZZ_REGISTRY_URL  registry (control plane) address, default ${DEFAULT_REGISTRY_URL}
   FIZZ_GATEWAY_URL   gateway address used by "fn test", default ${DEFAULT_GATEWAY_URL}
+  FIZZ_TOKEN         registry token; default: .fizz/admin-token in this or the nearest parent
+                     directory (where "npm start" runs), or $FIZZ_DATA_DIR/admin-token
 
 Get started:
   fizz env create --name node --image fizz/env-node
@@ -106,6 +119,19 @@ function report(err: unknown, io: RunIO): number {
     if (io.env.FIZZ_DEBUG && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
   }
   return 1;
+}
+
+function sizeLimit(
+  env: Record<string, string | undefined>,
+  name: string,
+  fallback: number,
+): number {
+  const v = env[name]?.trim();
+  if (!v) return fallback;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new CliError(`${name} must be a positive number of bytes, got "${v}"`);
+  return n;
 }
 
 function version(): string {

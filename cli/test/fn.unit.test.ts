@@ -104,15 +104,16 @@ describe("fizz fn", () => {
       );
 
       expect(result.code).to.equal(1);
-      expect(result.stderr).to.equal(`Error: cannot read code file "${missing}": no such file\n`);
+      expect(result.stderr).to.equal(`Error: cannot read --code "${missing}": no such file\n`);
       expect(registry.requests).to.have.length(0);
     });
 
-    it("fails clearly when --code is a directory", async () => {
+    it("fails clearly when --code is a directory, before sending anything", async () => {
       const result = await cli("fn", "create", "--name", "hello", "--env", "node", "--code", dir);
 
       expect(result.code).to.equal(1);
-      expect(result.stderr).to.equal(`Error: cannot read code file "${dir}": it is a directory\n`);
+      expect(result.stderr).to.equal(`Error: --code "${dir}" is a directory, not a regular file\n`);
+      expect(registry.requests).to.have.length(0);
     });
 
     it("with --route also creates an HTTP trigger named after the function", async () => {

@@ -47,7 +47,7 @@ Examples:
       for (const [name, value] of opts.header ?? []) headers.append(name, value);
       let body: Buffer | undefined;
       if (opts.body !== undefined) {
-        const read = await readBody(opts.body);
+        const read = await readBody(opts.body, ctx.bodyMaxBytes);
         body = read.bytes;
         if (!headers.has("content-type")) headers.set("content-type", guessContentType(read));
       }

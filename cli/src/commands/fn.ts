@@ -72,7 +72,7 @@ Examples:
       }
       const ctx = context(cmd);
       // Read the file before any request, so a typo in the path changes nothing.
-      const spec = await specFrom(opts);
+      const spec = await specFrom(opts, ctx.codeMaxBytes);
       const created = await ctx.registry.create<FunctionObject>("functions", {
         name: opts.name,
         spec,
@@ -123,7 +123,7 @@ Examples:
       .option("--code <file>", "new source file"),
   ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
     const ctx = context(cmd);
-    const spec = await specFrom(opts);
+    const spec = await specFrom(opts, ctx.codeMaxBytes);
     if (Object.keys(spec).length === 0) {
       cmd.error(
         "error: nothing to update: give at least one of --code, --env, --entrypoint, --concurrency, " +
@@ -189,10 +189,10 @@ function withSpecOptions(cmd: Command): Command {
 }
 
 /** Only the given options: on create the registry fills defaults, on update the rest stays. */
-async function specFrom(opts: SpecOptions): Promise<WritableSpec> {
+async function specFrom(opts: SpecOptions, codeMaxBytes: number): Promise<WritableSpec> {
   const spec: WritableSpec = {};
   if (opts.env !== undefined) spec.environment = opts.env;
-  if (opts.code !== undefined) spec.code = await readCodeFile(opts.code);
+  if (opts.code !== undefined) spec.code = await readCodeFile(opts.code, codeMaxBytes);
   if (opts.entrypoint !== undefined) spec.entrypoint = opts.entrypoint;
   if (opts.concurrency !== undefined) spec.concurrency = opts.concurrency;
   if (opts.minInstances !== undefined) spec.minInstances = opts.minInstances;

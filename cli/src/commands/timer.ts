@@ -53,7 +53,7 @@ Examples:
       .requiredOption("--cron <expression>", "when to fire, e.g. '0 3 * * *' or '@every 5m'"),
   ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
     const ctx = context(cmd);
-    const spec = await specFrom(opts, false);
+    const spec = await specFrom(opts, false, ctx.bodyMaxBytes);
     const created = await ctx.registry.create<TimeTrigger>(KIND, { name: opts.name, spec });
     const next = await upcoming(created.spec.cron, ctx.now(), 1);
     const when =
@@ -90,7 +90,7 @@ Examples:
       .option("--function <function>", "function to invoke")
       .option("--cron <expression>", "new schedule"),
   ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
-    const spec = await specFrom(opts, true);
+    const spec = await specFrom(opts, true, context(cmd).bodyMaxBytes);
     if (Object.keys(spec).length === 0) {
       cmd.error(
         "error: nothing to update: give at least one of --function, --cron, --method, --body, --content-type",
@@ -136,14 +136,20 @@ function parseMethod(value: string): string {
 }
 
 /** Only the given options. On update an empty --body or --content-type unsets the field. */
-async function specFrom(opts: SpecOptions, update: boolean): Promise<SpecPatch> {
+async function specFrom(
+  opts: SpecOptions,
+  update: boolean,
+  bodyMaxBytes: number,
+): Promise<SpecPatch> {
   const spec: SpecPatch = {};
   if (opts.function !== undefined) spec.function = opts.function;
   if (opts.cron !== undefined) spec.cron = opts.cron;
   if (opts.method !== undefined) spec.method = opts.method;
   if (opts.body !== undefined) {
     spec.body =
-      update && opts.body === "" ? null : (await readBody(opts.body)).bytes.toString("utf8");
+      update && opts.body === ""
+        ? null
+        : (await readBody(opts.body, bodyMaxBytes)).bytes.toString("utf8");
   }
   if (opts.contentType !== undefined)
     spec.contentType = update ? unsetIfEmpty(opts.contentType) : opts.contentType;

@@ -1,4 +1,5 @@
 /** Runs the real CLI in-process with captured output, pointed at fake servers. */
+import { tmpdir } from "node:os";
 import { run } from "../../src/main.js";
 
 export interface CliResult {
@@ -16,6 +17,9 @@ export const FIVE_MINUTES_AGO = "2025-01-01T11:55:00.000Z";
 export async function fizz(
   argv: string[],
   urls: { registry?: string; gateway?: string } = {},
+  /** Extra environment, and the directory the token search starts in (default: the temp dir, so
+   * a `.fizz/` of a platform running in the repo never leaks into a test). */
+  more: { env?: Record<string, string>; cwd?: string } = {},
 ): Promise<CliResult> {
   const out: Buffer[] = [];
   const err: Buffer[] = [];
@@ -29,7 +33,9 @@ export async function fizz(
     env: {
       ...(urls.registry ? { FIZZ_REGISTRY_URL: urls.registry } : {}),
       ...(urls.gateway ? { FIZZ_GATEWAY_URL: urls.gateway } : {}),
+      ...more.env,
     },
+    cwd: more.cwd ?? tmpdir(),
     stdout: sink(out),
     stderr: sink(err),
     now: () => NOW,
