@@ -7,7 +7,10 @@ import { int, type Env } from "@fizz/kit";
 export interface BusConfig {
   /** Bus-originated calls one gateway runs at once, all functions (async, timers, watches, mq triggers). */
   maxInflight: number;
-  /** JetStream ack wait of the invoker and mq trigger consumers; in-progress acks every third of it. */
+  /**
+   * JetStream ack wait of the invoker and mq trigger consumers; in-progress acks every third of it.
+   * It bounds how long a call held by a crashed gateway waits before another one runs it.
+   */
   ackWaitMs: number;
   /** First retry delay after a failed attempt; doubles per attempt (with jitter) up to retryMaxMs. */
   retryBaseMs: number;
@@ -24,7 +27,7 @@ export interface BusConfig {
 export function loadBusConfig(env: Env): BusConfig {
   return {
     maxInflight: int(env, "FIZZ_INVOKER_MAX_INFLIGHT", 64, 1, 100_000),
-    ackWaitMs: int(env, "FIZZ_INVOKER_ACK_WAIT_MS", 30_000, 1000, 3_600_000),
+    ackWaitMs: int(env, "FIZZ_INVOKER_ACK_WAIT_MS", 5000, 1000, 3_600_000),
     retryBaseMs: int(env, "FIZZ_INVOKER_RETRY_BASE_MS", 1000, 10, 3_600_000),
     retryMaxMs: int(env, "FIZZ_INVOKER_RETRY_MAX_MS", 60_000, 10, 86_400_000),
     resultMaxBytes: int(env, "FIZZ_CALL_RESULT_MAX_BYTES", 1024 * 1024, 0, 64 * 1024 * 1024),

@@ -131,7 +131,7 @@ describe("bus config", () => {
   it("has documented defaults", () => {
     expect(loadConfig({}).bus).to.deep.equal({
       maxInflight: 64,
-      ackWaitMs: 30_000,
+      ackWaitMs: 5000,
       retryBaseMs: 1000,
       retryMaxMs: 60_000,
       resultMaxBytes: 1024 * 1024,

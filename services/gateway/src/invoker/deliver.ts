@@ -40,7 +40,9 @@ export function requestHeadersOf(h: MsgHdrs | undefined, contentType: string): s
       const lower = name.toLowerCase();
       if (!NATS_HEADER_NAME.test(name) || isHopByHop(lower) || lower.startsWith("x-fizz-"))
         continue;
+      // X-Call-Id is the gateway's to set (the call's deduplication key).
       if (lower === "content-length" || lower === "host" || lower === "expect") continue;
+      if (lower === "x-call-id") continue;
       if (lower === "content-type") typed = true;
       out.push(name, values.join(", "));
     }

@@ -56,6 +56,9 @@ export function messageRequest(
   headers.push(
     "x-fizz-call-id",
     callId,
+    // The deduplication key: a JetStream message redelivered after a crash keeps its id.
+    "x-call-id",
+    callId,
     "x-fizz-source",
     "mqt",
     "x-fizz-trigger",
