@@ -1,4 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Codecs } from "@fizz/events";
@@ -27,12 +28,15 @@ describe("poolkeeper main (as launched by npm start)", function () {
     }
     return out
       .split("\n")
-      .filter((l) => l.includes("/runtimes/"))
+      .filter((l) => l.includes("/runtimes/") || l.includes("fizz-stubborn"))
       .map((l) => Number(l.trim().split(/\s+/)[0]))
       .filter((n) => n > 0);
   };
 
-  async function launch(): Promise<{ proc: ChildProcess; instancePids: number[] }> {
+  async function launch(
+    extraEnv: Record<string, string> = {},
+    expected = 2,
+  ): Promise<{ proc: ChildProcess; instancePids: number[] }> {
     const port = await freePort();
     output = "";
     const env: Record<string, string> = {};
@@ -46,6 +50,7 @@ describe("poolkeeper main (as launched by npm start)", function () {
         FIZZ_WORKDIR: h.workDir,
         FIZZ_POOLKEEPER_PORT: String(port),
         FIZZ_PARENT_STDIN: "1",
+        ...extraEnv,
       },
       stdio: ["pipe", "pipe", "pipe"],
     });
@@ -63,9 +68,9 @@ describe("poolkeeper main (as launched by npm start)", function () {
     const instancePids = await waitFor(
       () => {
         const pids = instancePidsOf(proc.pid!);
-        return pids.length === 2 ? pids : undefined;
+        return pids.length === expected ? pids : undefined;
       },
-      { timeoutMs: 20_000, what: "two warm instances (node, python)" },
+      { timeoutMs: 20_000, what: `${expected} warm instances` },
     ).catch((err: Error) => {
       throw new Error(`${err.message}; poolkeeper output:\n${output.slice(-3000)}`);
     });
@@ -130,6 +135,46 @@ describe("poolkeeper main (as launched by npm start)", function () {
     proc.stdin!.end();
     expect(await exited).to.equal(0);
     expect(all.filter(alive)).to.deep.equal([]);
+  });
+
+  it("as root, runs its instances as unprivileged uids", async function () {
+    if (process.getuid?.() !== 0) this.skip(); // only root can give instances other uids
+    const { instancePids } = await launch();
+    for (const pid of instancePids) {
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+      expect(uid, status).to.be.at.least(200_000);
+      expect(status).to.match(/^NoNewPrivs:\s+1$/m);
+      expect(status).to.match(/^CapEff:\s+0+$/m);
+    }
+  });
+
+  it("leaves no instance behind when it is killed with SIGKILL, even one that ignores its stdin (parent-death signal)", async () => {
+    // A loader that never reads stdin and ignores SIGTERM: only the kernel's pdeathsig stops it.
+    const stubborn = [
+      process.execPath,
+      "-e",
+      "process.title='fizz-stubborn';process.on('SIGTERM',()=>{});require('http').createServer((q,s)=>s.end('{\"status\":\"ok\",\"state\":\"warm\"}')).listen(+process.env.PORT,process.env.HOST)",
+      "fizz-stubborn",
+    ];
+    h.environments.set("stubborn", {
+      ...environment("stubborn", "acme/stubborn", 1),
+      spec: { image: "acme/stubborn", poolSize: 1, command: stubborn },
+    });
+    try {
+      const { proc, instancePids } = await launch({ FIZZ_ALLOW_ENV_COMMAND: "true" }, 3);
+      proc.kill("SIGKILL");
+      try {
+        await waitFor(() => instancePids.every((p) => !alive(p)), {
+          timeoutMs: 10_000,
+          what: "orphaned instances to exit",
+        });
+      } finally {
+        for (const p of instancePids.filter(alive)) process.kill(p, "SIGKILL");
+      }
+    } finally {
+      h.environments.delete("stubborn");
+    }
   });
 
   it("leaves no instance behind when it is killed with SIGKILL (the runtimes exit when their stdin closes)", async () => {
