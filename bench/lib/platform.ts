@@ -22,6 +22,8 @@ export async function startBenchPlatform(logFile: string) {
     env: { FIZZ_LOG_LEVEL: "warn" },
     onLog: (name: string, line: string) => log.write(`[${name}] ${line}\n`),
   });
+  // launchPlatform writes the registry's admin token here (owner-only), as `npm start` does.
+  const adminToken = (await readFile(path.join(dataDir, "admin-token"), "utf8")).trim();
   const nc: NatsConnection = await connect({ servers: nats.url });
   const subs = subjects();
   const pids = Object.fromEntries(
@@ -43,7 +45,7 @@ export async function startBenchPlatform(logFile: string) {
     async api(method: string, p: string, body?: unknown) {
       const res = await fetch(`${launched.registryUrl}${p}`, {
         method,
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", authorization: `Bearer ${adminToken}` },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
       const text = await res.text();

@@ -1,3 +1,5 @@
+import { readFile } from "node:fs/promises";
+import path from "node:path";
 import { expect } from "chai";
 import { startPlatform, type Platform } from "./helpers";
 import { workerJs, type WorkerAnswer } from "./functions";
@@ -173,11 +175,16 @@ describe("updating a function under traffic, end to end", function () {
     const load = traffic(url, 2);
     const stale: string[] = [];
     const errors: string[] = [];
+    // The admin token npm start writes into its data dir (.fizz/ of the work dir).
+    const token = (await readFile(path.join(p.workDir, ".fizz", "admin-token"), "utf8")).trim();
     for (let rev = 2; rev <= 6; rev++) {
       const answer = `v${rev}`;
       const patch = await fetch(`${p.registryUrl}/v1/namespaces/default/functions/quick`, {
         method: "PATCH",
-        headers: { "content-type": "application/json" },
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${token}`,
+        },
         body: JSON.stringify({
           spec: {
             code: {
