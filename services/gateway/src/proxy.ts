@@ -33,6 +33,13 @@ const INSPECT = 2;
 /** A 503/429 body larger than this is the function's own answer, not the runtime's: stream it. */
 const INSPECT_LIMIT = 16 * 1024;
 const CLIENT_GONE = new Error("client went away");
+
+/** Shaped like undici's own, so onError treats both the same. */
+function answerTimeout(): Error {
+  return Object.assign(new Error("the function did not answer in time"), {
+    code: "UND_ERR_HEADERS_TIMEOUT",
+  });
+}
 const REPEATABLE = new Set(["GET", "HEAD", "OPTIONS"]);
 
 /**
@@ -69,6 +76,9 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   private held: Buffer[] | undefined;
   private heldBytes = 0;
   private resume: (() => void) | undefined;
+  /** The function's timeout to its response head, on a precise timer (see send). */
+  private answerTimer: NodeJS.Timeout | undefined;
+  private timedOut = false;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -140,17 +150,33 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     const h = this.headers;
     h.length = this.baseLength;
     h.push("x-fizz-instance", e.instanceId, "x-fizz-function-revision", e.revisionText);
+    // undici's own timeouts above 1 s run on a coarse ~0.5 s tick, so a 504 came up to a second
+    // after the function's timeout; this timer is exact, and undici's is only a backstop.
+    this.clearAnswerTimer();
+    this.timedOut = false;
+    if (e.timeoutMs > 0) {
+      this.answerTimer = setTimeout(() => {
+        this.answerTimer = undefined;
+        this.timedOut = true;
+        this.abortUpstream?.(answerTimeout());
+      }, e.timeoutMs);
+    }
     e.pool.dispatch(
       {
         path: this.url,
         method: (this.req.method ?? "GET") as Dispatcher.HttpMethod,
         headers: h,
         body: this.body ? this.body.open() : null,
-        headersTimeout: e.timeoutMs,
+        headersTimeout: e.timeoutMs > 0 ? e.timeoutMs + 1000 : 0,
         bodyTimeout: e.timeoutMs,
       },
       this,
     );
+  }
+
+  private clearAnswerTimer(): void {
+    if (this.answerTimer !== undefined) clearTimeout(this.answerTimer);
+    this.answerTimer = undefined;
   }
 
   // undici handler ------------------------------------------------------------------------------
@@ -160,12 +186,17 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       abort(CLIENT_GONE);
       return;
     }
+    if (this.timedOut) {
+      abort(answerTimeout());
+      return;
+    }
     this.abortUpstream = abort;
     this.connected = true;
   }
 
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
     if (status < 200) return true; // 1xx (103 Early Hints): wait for the final answer
+    this.clearAnswerTimer();
     this.status = status;
     this.resume = resume;
     if (status === 421) {
@@ -203,6 +234,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
+    this.clearAnswerTimer();
     const e = this.lease as LeaseEntry;
     this.abortUpstream = undefined;
     if (this.mode === STREAM) {
@@ -245,6 +277,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
+    this.clearAnswerTimer();
     const e = this.lease;
     this.abortUpstream = undefined;
     const code = (err as Error & { code?: string }).code;
@@ -369,6 +402,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   }
 
   private done(status: number): void {
+    this.clearAnswerTimer();
     if (this.finished) return;
     this.finished = true;
     this.ctx.metrics.observe(this.target, status, this.startedAt);

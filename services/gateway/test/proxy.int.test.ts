@@ -30,6 +30,7 @@ const FUNCTIONS = [
   "busy",
   "busy-none",
   "hang",
+  "late",
   "big",
   "gone",
   "nf",
@@ -333,6 +334,20 @@ describe("gateway proxy (real NATS)", function () {
     expect(Date.now() - t0).to.be.below(3000);
     expect((await call(h.gateway.port, "GET", "/function/hang")).status).to.equal(200);
     expect(h.callsFor("hang")[1]?.failed).to.deep.equal(["hang-1"]);
+  });
+
+  it("answers 504 at the function's timeout, not up to a second after it", async () => {
+    let receivedAt = 0;
+    const hung = await instance("late-1", () => {
+      receivedAt = performance.now();
+    });
+    // Above 1 s, where undici's own timeouts run on a coarse tick.
+    h.leases.set("late", () => leaseOf(hung, "late", { timeoutMs: 1500 }));
+    const r = await call(h.gateway.port, "POST", "/function/late", { body: "x" });
+    const elapsed = performance.now() - receivedAt;
+    expect(r.status).to.equal(504);
+    expect(elapsed).to.be.at.least(1400);
+    expect(elapsed).to.be.below(1500 + 200);
   });
 
   it("answers 413 at once for a Content-Length over the limit, without a lease", async () => {
