@@ -17,7 +17,23 @@ describe("gateway config", () => {
       presenceIntervalMs: 2000,
       natsUrl: "nats://127.0.0.1:4222",
       subjectPrefix: "fizz.v1",
+      maxConnections: 10_000,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 300_000,
+      keepAliveTimeoutMs: 65_000,
     });
+    expect(c.outboundAllow).to.deep.equal([]);
+    // NATS and Redis are platform endpoints a callback may never reach.
+    expect(c.platformAddresses).to.include.members(["127.0.0.1:4222", "127.0.0.1:6379"]);
+  });
+
+  it("lists the sibling services' ports as platform endpoints, and validates the outbound lists", () => {
+    const c = loadConfig({
+      FIZZ_REGISTRY_PORT: "18081",
+      FIZZ_OUTBOUND_ALLOW: "10.1.0.0/16, hooks.example",
+    });
+    expect(c.outboundAllow).to.deep.equal(["10.1.0.0/16", "hooks.example"]);
+    expect(c.platformAddresses).to.include.members(["127.0.0.0/8:18081", "[::1]:18081"]);
   });
 
   it("names the bad variable", () => {
@@ -29,6 +45,10 @@ describe("gateway config", () => {
       ["FIZZ_QUEUE_TIMEOUT_MS", "-5"],
       ["FIZZ_QUEUE_MAX", "many"],
       ["FIZZ_PRESENCE_INTERVAL_MS", "0"],
+      ["FIZZ_OUTBOUND_ALLOW", "10.0.0.0/40"],
+      ["FIZZ_PLATFORM_ADDRESSES", "not a host!"],
+      ["FIZZ_GATEWAY_MAX_CONNECTIONS", "0"],
+      ["FIZZ_GATEWAY_HEADERS_TIMEOUT_MS", "10"],
     ] as const) {
       try {
         loadConfig({ [name]: value });
