@@ -128,7 +128,9 @@ describe("k8s/networkpolicy.yaml: function pods reach nothing inside the platfor
   });
 
   it("admits ingress only from the gateway and the poolkeeper, on the runtime port", () => {
-    const peers = policy.spec!.ingress!.flatMap((r) => r.from ?? []);
+    const peers = policy.spec!.ingress!.flatMap(
+      (r) => (r as { from?: V1NetworkPolicyPeer[] }).from ?? [],
+    );
     for (const [name, labels] of Object.entries(platformPods)) {
       const admitted = peers.some((p) => peerAdmitsPod(p, labels, fnNs));
       expect(admitted, name).to.equal(name === "gateway" || name === "poolkeeper");

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { connect } from "node:net";
 import path from "node:path";
 import { expect } from "chai";
 import { Redis } from "ioredis";
@@ -137,6 +138,44 @@ describe("containment: a function cannot reach other functions, the platform's f
     return JSON.parse(text) as Record<string, unknown>;
   }
 
+  /** What a client without credentials hears from a server (the first reply line or two). */
+  function anonymous(url: string, send: string): Promise<string> {
+    const u = new URL(url);
+    return new Promise((resolve) => {
+      let got = "";
+      const s = connect(Number(u.port), u.hostname, () => s.write(send));
+      s.setEncoding("utf8");
+      s.on("data", (d: string) => (got += d));
+      s.on("error", () => resolve(got));
+      s.on("close", () => resolve(got));
+      setTimeout(() => (s.destroy(), resolve(got)), 1500);
+    });
+  }
+
+  /** A store client as the registry: the attacker's write needs someone allowed to write. */
+  async function storeClient(): Promise<Redis> {
+    const plain = new Redis(p.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    plain.on("error", () => undefined);
+    try {
+      await plain.connect();
+      await plain.ping();
+      return plain;
+    } catch {
+      plain.disconnect();
+    }
+    const creds = JSON.parse(readFileSync(path.join(dataDir, "credentials.json"), "utf8")) as {
+      redis: Record<string, string>;
+    };
+    const c = new Redis(p.redisUrl, {
+      username: "registry",
+      password: creds.redis.registry,
+      lazyConnect: true,
+      maxRetriesPerRequest: 1,
+    });
+    await c.connect();
+    return c;
+  }
+
   before(async () => {
     p = await startPlatform();
     dataDir = path.join(p.workDir, ".fizz");
@@ -233,9 +272,10 @@ describe("containment: a function cannot reach other functions, the platform's f
   });
 
   it("cannot use NATS or Redis without credentials", async function () {
-    // The bus and store locks are the "bus" part of issue 9: enforced once the launcher
-    // generates credentials (credentials.json), which is what this checks against.
-    if (!existsSync(path.join(dataDir, "credentials.json"))) this.skip();
+    // The locks themselves are the "bus" part of issue 9 (the launcher's embedded servers). A
+    // harness that hands the platform open servers cannot show the function being refused.
+    const hello = await anonymous(p.natsUrl, 'CONNECT {"verbose":false}\r\nPING\r\n');
+    if (/PONG/.test(hello)) this.skip();
     const nats = new URL(p.natsUrl);
     const pub = await probe({
       op: "talk",
@@ -272,9 +312,8 @@ describe("containment: a function cannot reach other functions, the platform's f
     );
     const hex = createHash("sha256").update(source).digest("hex");
     // The attacker with Redis access (what the locks above now prevent) overwrites the blob.
-    const redis = new Redis(p.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    const redis = await storeClient();
     try {
-      await redis.connect();
       expect(await redis.exists(`fizz:v1:code:${hex}`)).to.equal(1);
       await redis.set(`fizz:v1:code:${hex}`, "module.exports = async () => 'owned';\n");
     } finally {
