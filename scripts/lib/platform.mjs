@@ -2,9 +2,11 @@
 // and the five services. Used by `npm start` and by the end-to-end tests, so the tests exercise
 // exactly what a user runs. Plain JavaScript: it runs before anything is compiled or installed.
 import { spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
+import { ensureCredentials, natsUrlWith } from "./credentials.mjs";
+import { writeNatsConfig, writeRedisAcl } from "./nats-config.mjs";
 import { findBinary, ROOT } from "./prereqs.mjs";
 import { Supervisor } from "./supervisor.mjs";
 
@@ -106,27 +108,40 @@ export async function launchPlatform(opts) {
 
   try {
     mkdirSync(opts.dataDir, { recursive: true });
+    // Tokens and passwords: generated once, reused on every start (credentials.mjs).
+    const creds = ensureCredentials(opts.dataDir);
+    const setting = (name, fallback) => opts.env?.[name] ?? process.env[name] ?? fallback;
+    const subjectPrefix = setting("FIZZ_SUBJECT_PREFIX", undefined) || undefined;
+    const redisPrefix = setting("FIZZ_REDIS_PREFIX", undefined) || undefined;
+    const privateDir = (name) => {
+      const dir = path.join(opts.dataDir, name);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700);
+      return dir;
+    };
     let natsUrl = opts.natsUrl;
     let redisUrl = opts.redisUrl;
+    // Only the servers started here know the generated users; external ones bring their own.
+    const embeddedNats = !natsUrl;
+    const embeddedRedis = !redisUrl;
     if (!natsUrl) {
       const port = await freePort();
-      const dir = path.join(opts.dataDir, "nats");
-      mkdirSync(dir, { recursive: true });
+      const dir = privateDir("nats");
       const bin = findBinary("nats-server", ["/usr/sbin/nats-server", "/usr/bin/nats-server"]);
-      spawnChild(
-        "nats",
-        bin,
-        ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir],
-        process.env,
-        { ready: () => portOpen(port) },
-      );
+      const conf = await writeNatsConfig(dir, {
+        port,
+        storeDir: dir,
+        passwords: creds.nats,
+        prefix: subjectPrefix,
+      });
+      spawnChild("nats", bin, ["-c", conf], process.env, { ready: () => portOpen(port) });
       natsUrl = `nats://127.0.0.1:${port}`;
       await waitUntil(() => portOpen(port), 15_000, "nats-server");
     }
     if (!redisUrl) {
       const port = await freePort();
-      const dir = path.join(opts.dataDir, "redis");
-      mkdirSync(dir, { recursive: true });
+      const dir = privateDir("redis");
+      const acl = await writeRedisAcl(dir, { passwords: creds.redis, prefix: redisPrefix });
       const bin = findBinary("redis-server", ["/usr/bin/redis-server"]);
       // appendonly: what was registered survives a restart of `npm start`.
       const args = [
@@ -147,6 +162,9 @@ export async function launchPlatform(opts) {
         "",
         "--loglevel",
         "warning",
+        // Per-service users, `default` off: see scripts/lib/nats-config.mjs.
+        "--aclfile",
+        acl,
       ];
       spawnChild("redis", bin, args, process.env, { ready: () => portOpen(port) });
       redisUrl = `redis://127.0.0.1:${port}`;
@@ -182,12 +200,24 @@ export async function launchPlatform(opts) {
       poolkeeper: `http://127.0.0.1:${ports.poolkeeper}/readyz`,
       kubewatcher: `http://127.0.0.1:${ports.kubewatcher}/readyz`,
     };
+    // Each service gets its own NATS and Redis user only, and only the registry the tokens.
+    const serviceEnv = (svc) => ({
+      ...env,
+      ...(embeddedNats ? { FIZZ_NATS_USER: svc, FIZZ_NATS_PASSWORD: creds.nats[svc] } : {}),
+      ...(embeddedRedis && creds.redis[svc]
+        ? { FIZZ_REDIS_USER: svc, FIZZ_REDIS_PASSWORD: creds.redis[svc] }
+        : {}),
+      ...(svc === "registry"
+        ? { FIZZ_ADMIN_TOKEN: creds.adminToken, FIZZ_READ_TOKEN: creds.readToken }
+        : {}),
+      ...opts.env,
+    });
     for (const svc of SERVICES) {
       spawnChild(
         svc,
         process.execPath,
         ["--import", "tsx", path.join("services", svc, "src", "main.ts")],
-        env,
+        serviceEnv(svc),
         {
           exitWithStdin: true,
           ready: () => ready(readyz[svc]),
@@ -210,8 +240,15 @@ export async function launchPlatform(opts) {
     ]);
     supervisor.arm();
     return {
+      /** Without credentials: what to print, and what an attacker without them would try. */
       natsUrl,
       redisUrl,
+      /** `nats://app:<password>@host:port`, the application user (undefined for external NATS). */
+      appNatsUrl: embeddedNats ? natsUrlWith(natsUrl, "app", creds.nats.app) : undefined,
+      /** Everything in credentials.json (tokens and per-user passwords). */
+      credentials: creds,
+      adminToken: creds.adminToken,
+      readToken: creds.readToken,
       ports,
       gatewayUrl: `http://127.0.0.1:${ports.gateway}`,
       registryUrl: `http://127.0.0.1:${ports.registry}`,

@@ -49,7 +49,7 @@ module.exports = async (ctx) => {
 
   before(async () => {
     p = await startPlatform();
-    nc = await connect({ servers: p.natsUrl });
+    nc = await connect(p.appNats);
     await p.file("recorder.js", recorder(path.join(p.workDir, "calls.log")));
     await fizzOk(p, "env create --name nodejs --image fizz/env-node");
     await fizzOk(p, "fn create --name recorder --env nodejs --code recorder.js");

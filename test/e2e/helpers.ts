@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { freePort, startNats, startRedis, type TestServer } from "@fizz/testkit";
+import { freePort } from "@fizz/testkit";
 // The same launcher `npm start` uses, so these tests run what a user runs.
 import { launchPlatform } from "../../scripts/lib/platform.mjs";
 
@@ -11,8 +11,22 @@ export const ROOT = path.resolve(import.meta.dirname, "../..");
 export interface Platform {
   gatewayUrl: string;
   registryUrl: string;
+  /** Without credentials: the embedded servers refuse it (what an attacker has). */
   natsUrl: string;
   redisUrl: string;
+  /** `nats://app:<password>@host:port`, the documented application user, as `npm start` prints. */
+  appNatsUrl: string;
+  /** The same, as options for `connect()` from @nats-io (which ignores credentials in URLs). */
+  appNats: { servers: string; user: string; pass: string };
+  /** The NATS URL with one platform user's credentials (for probes acting as that service). */
+  natsUrlAs(user: string): string;
+  /** The Redis URL with one service's ACL user (registry, scheduler, poolkeeper). */
+  redisUrlAs(user: string): string;
+  /** From the generated `.fizz/credentials.json`, as the CLI and the registry see them. */
+  adminToken: string;
+  readToken: string;
+  /** The launcher's data dir (`.fizz/` of workDir): credentials, server data, instance work dirs. */
+  dataDir: string;
   workDir: string;
   logs: string[];
   /** Runs `fizz ...` as a user would (`npx fizz`), in the work directory. */
@@ -21,16 +35,18 @@ export interface Platform {
   stop(): Promise<void>;
 }
 
+/**
+ * The platform as `npm start` runs it: the launcher starts NATS and Redis itself, locked with
+ * credentials it generates in `<workDir>/.fizz/`, on random ports.
+ */
 export async function startPlatform(env: Record<string, string> = {}): Promise<Platform> {
-  const [nats, redis]: [TestServer, TestServer] = await Promise.all([startNats(), startRedis()]);
   const workDir = await mkdtemp(path.join(tmpdir(), "fizz-e2e-"));
+  const dataDir = path.join(workDir, ".fizz");
   const logs: string[] = [];
   let launched: Awaited<ReturnType<typeof launchPlatform>>;
   try {
     launched = await launchPlatform({
-      dataDir: path.join(workDir, ".fizz"),
-      natsUrl: nats.url,
-      redisUrl: redis.url,
+      dataDir,
       gatewayPort: await freePort(),
       registryPort: await freePort(),
       env: { FIZZ_LOG_LEVEL: "info", ...env },
@@ -41,19 +57,38 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     });
   } catch (err) {
     console.error(logs.slice(-100).join("\n"));
-    await Promise.all([nats.cleanup(), redis.cleanup()]);
+    await rm(workDir, { recursive: true, force: true });
     throw err;
   }
   const cliEnv = {
     ...process.env,
     FIZZ_REGISTRY_URL: launched.registryUrl,
     FIZZ_GATEWAY_URL: launched.gatewayUrl,
+    FIZZ_TOKEN: launched.adminToken,
+  };
+  const creds = launched.credentials;
+  const appPassword = creds.nats.app;
+  const appNatsUrl = launched.appNatsUrl;
+  if (!appPassword || !appNatsUrl) throw new Error("the launcher generated no app user");
+  const withUser = (raw: string, user: string, password: string | undefined) => {
+    if (!password) throw new Error(`no generated credentials for user "${user}"`);
+    const u = new URL(raw);
+    u.username = user;
+    u.password = password;
+    return u.toString();
   };
   return {
     gatewayUrl: launched.gatewayUrl,
     registryUrl: launched.registryUrl,
-    natsUrl: nats.url,
-    redisUrl: redis.url,
+    natsUrl: launched.natsUrl,
+    redisUrl: launched.redisUrl,
+    appNatsUrl,
+    appNats: { servers: launched.natsUrl, user: "app", pass: appPassword },
+    natsUrlAs: (user) => withUser(launched.natsUrl, user, creds.nats[user]),
+    redisUrlAs: (user) => withUser(launched.redisUrl, user, creds.redis[user]),
+    adminToken: launched.adminToken,
+    readToken: launched.readToken,
+    dataDir,
     workDir,
     logs,
     fizz: (...args) => run(path.join(ROOT, "node_modules", ".bin", "fizz"), args, workDir, cliEnv),
@@ -64,7 +99,6 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     },
     stop: async () => {
       await launched.stop();
-      await Promise.all([nats.cleanup(), redis.cleanup()]);
       await rm(workDir, { recursive: true, force: true });
     },
   };

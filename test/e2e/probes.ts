@@ -18,7 +18,12 @@ export class Instances {
   ) {}
 
   static async connect(p: Platform): Promise<Instances> {
-    const nc = await connectNats({ url: p.natsUrl, name: "e2e-probe", logger: silentLogger() });
+    // The probe asks what the scheduler asks, so it connects as the scheduler.
+    const nc = await connectNats({
+      url: p.natsUrlAs("scheduler"),
+      name: "e2e-probe",
+      logger: silentLogger(),
+    });
     const prefix = process.env.FIZZ_SUBJECT_PREFIX;
     return new Instances(nc, subjects(prefix || undefined).poolkeeperList);
   }

@@ -11,3 +11,4 @@ export * from "./trigger-specs";
 export * from "./invocation";
 export * from "./wire-error";
 export * from "./route-rules";
+export * from "./permissions";

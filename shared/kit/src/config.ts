@@ -71,7 +71,12 @@ export function oneOf<T extends string>(
 
 /** Settings every service shares. */
 export interface CommonConfig {
+  /**
+   * Credentials (FIZZ_NATS_USER/PASSWORD) and the TLS CA (FIZZ_NATS_TLS_CA, as `?ca=<file>`) are
+   * folded into the URL, which connectNats takes apart again; log it only through redactUrl.
+   */
   natsUrl: string;
+  /** Same for FIZZ_REDIS_USER/PASSWORD and FIZZ_REDIS_TLS_CA (with a `rediss://` URL). */
   redisUrl: string;
   subjectPrefix: string;
   redisPrefix: string;
@@ -79,9 +84,11 @@ export interface CommonConfig {
 }
 
 export function loadCommon(env: Env): CommonConfig {
+  const natsUrl = url(env, "FIZZ_NATS_URL", "nats://127.0.0.1:4222", ["nats", "tls"]);
+  const redisUrl = url(env, "FIZZ_REDIS_URL", "redis://127.0.0.1:6379", ["redis", "rediss"]);
   return {
-    natsUrl: url(env, "FIZZ_NATS_URL", "nats://127.0.0.1:4222", ["nats", "tls"]),
-    redisUrl: url(env, "FIZZ_REDIS_URL", "redis://127.0.0.1:6379", ["redis", "rediss"]),
+    natsUrl: withAuth(env, natsUrl, "FIZZ_NATS"),
+    redisUrl: withAuth(env, redisUrl, "FIZZ_REDIS"),
     subjectPrefix: str(env, "FIZZ_SUBJECT_PREFIX", "fizz.v1"),
     redisPrefix: str(env, "FIZZ_REDIS_PREFIX", "fizz:v1:"),
     logLevel: oneOf(env, "FIZZ_LOG_LEVEL", "info", [
@@ -94,4 +101,39 @@ export function loadCommon(env: Env): CommonConfig {
       "silent",
     ]),
   };
+}
+
+/**
+ * Puts `<base>_USER`/`<base>_PASSWORD` and `<base>_TLS_CA` into a server URL. Either half of a
+ * user/password pair alone is a deployment mistake, refused at start rather than as an auth loop.
+ */
+function withAuth(env: Env, raw: string, base: string): string {
+  const user = optionalStr(env, `${base}_USER`);
+  const password = optionalStr(env, `${base}_PASSWORD`);
+  const ca = optionalStr(env, `${base}_TLS_CA`);
+  if (password !== undefined && user === undefined && base === "FIZZ_NATS")
+    throw bad(`${base}_USER`, `is required when ${base}_PASSWORD is set`);
+  if (user !== undefined && password === undefined)
+    throw bad(`${base}_PASSWORD`, `is required when ${base}_USER is set`);
+  const u = new URL(raw);
+  if (password !== undefined) {
+    // Redis's `default` user authenticates with a password alone.
+    u.username = encodeURIComponent(user ?? "default");
+    u.password = encodeURIComponent(password);
+  }
+  if (ca !== undefined) u.searchParams.set("ca", ca);
+  return u.toString();
+}
+
+/** A URL without its credentials, the only form a URL may take in a log line. */
+export function redactUrl(raw: string): string {
+  try {
+    const u = new URL(raw);
+    if (!u.username && !u.password) return raw;
+    u.username = "";
+    u.password = "";
+    return u.toString();
+  } catch {
+    return raw.replace(/\/\/[^@/]*@/, "//");
+  }
 }

@@ -1,5 +1,21 @@
-import { connect, type NatsConnection, type Msg, type Subscription } from "@nats-io/transport-node";
-import { Codecs, FizzError, encodeError, type Codec, type RpcContract } from "@fizz/events";
+import {
+  connect,
+  type NatsConnection,
+  type Msg,
+  type NodeConnectionOptions,
+  type Subscription,
+} from "@nats-io/transport-node";
+import {
+  Codecs,
+  FizzError,
+  SERVICE_USERS,
+  encodeError,
+  serviceInboxPrefix,
+  type Codec,
+  type RpcContract,
+  type ServiceUser,
+} from "@fizz/events";
+import { redactUrl } from "./config";
 import type { Logger } from "./logger";
 import { backoffMs, sleep } from "./backoff";
 
@@ -19,26 +35,57 @@ export interface NatsOptions {
  */
 export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
   const log = opts.logger.child({ component: "nats" });
+  const url = redactUrl(opts.url);
+  const options = natsConnectionOptions(opts.url);
   for (let attempt = 0; ; attempt++) {
     try {
       const nc = await connect({
-        servers: opts.url,
+        ...options,
         name: opts.name,
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
         pingInterval: 10_000,
       });
-      log.info({ url: opts.url }, "connected to NATS");
+      log.info({ url, user: options.user }, "connected to NATS");
       void watchStatus(nc, log);
       return nc;
     } catch (err) {
       if (opts.signal?.aborted)
         throw new FizzError("UNAVAILABLE", "stopped while waiting for NATS");
       const wait = backoffMs(attempt, 200, 5000);
-      log.warn({ url: opts.url, err: (err as Error).message, retryInMs: wait }, "waiting for NATS");
+      const message = (err as Error).message;
+      // A wrong password never fixes itself, but the Secret may be rotated under us: keep trying,
+      // and say plainly what is wrong (the user, never the password).
+      if (/authoriz|authenticat/i.test(message)) {
+        log.error(
+          { url, user: options.user ?? null, retryInMs: wait },
+          "NATS refused our credentials (check FIZZ_NATS_USER / FIZZ_NATS_PASSWORD)",
+        );
+      } else log.warn({ url, err: message, retryInMs: wait }, "waiting for NATS");
       await sleep(wait, opts.signal);
     }
   }
+}
+
+/**
+ * Takes user, password and `?ca=<file>` out of a URL (nats.js ignores credentials in URLs). A
+ * service user gets its own inbox prefix, matching the subscribe permission the server grants it.
+ */
+export function natsConnectionOptions(raw: string): NodeConnectionOptions {
+  const u = new URL(raw);
+  const user = u.username ? decodeURIComponent(u.username) : undefined;
+  const pass = u.password ? decodeURIComponent(u.password) : undefined;
+  const ca = u.searchParams.get("ca") ?? undefined;
+  const server = `${u.protocol}//${u.host}`;
+  return {
+    servers: server,
+    ...(user !== undefined ? { user } : {}),
+    ...(pass !== undefined ? { pass } : {}),
+    ...(ca !== undefined || u.protocol === "tls:" ? { tls: ca ? { caFile: ca } : {} } : {}),
+    ...(user !== undefined && (SERVICE_USERS as readonly string[]).includes(user)
+      ? { inboxPrefix: serviceInboxPrefix(user as ServiceUser) }
+      : {}),
+  };
 }
 
 /** Connection state per client, kept from status events (the client exposes no getter). */

@@ -1,4 +1,6 @@
-import { Redis } from "ioredis";
+import { readFileSync } from "node:fs";
+import { Redis, type RedisOptions } from "ioredis";
+import { redactUrl } from "./config";
 import type { Logger } from "./logger";
 import { backoffMs } from "./backoff";
 
@@ -12,22 +14,33 @@ export type { Redis };
 export function connectRedis(opts: { url: string; logger: Logger; name: string }): Redis {
   const log = opts.logger.child({ component: "redis" });
   let attempts = 0;
-  const client = new Redis(opts.url, {
+  const { url, tls } = redisTls(opts.url);
+  let lastError = "";
+  const client = new Redis(url, {
+    ...tls,
     connectionName: opts.name,
     maxRetriesPerRequest: 20,
     enableReadyCheck: true,
     retryStrategy: (times) => {
       attempts = times;
       const wait = backoffMs(times, 200, 5000);
-      log.warn({ url: redact(opts.url), retryInMs: wait }, "waiting for Redis");
+      if (/WRONGPASS|NOAUTH|NOPERM/.test(lastError)) {
+        log.error(
+          { url: redactUrl(url), retryInMs: wait, err: lastError },
+          "Redis refused our credentials (check FIZZ_REDIS_USER / FIZZ_REDIS_PASSWORD)",
+        );
+      } else log.warn({ url: redactUrl(url), retryInMs: wait }, "waiting for Redis");
       return wait;
     },
   });
   client.on("ready", () => {
-    log.info({ url: redact(opts.url), afterAttempts: attempts }, "connected to Redis");
+    log.info({ url: redactUrl(url), afterAttempts: attempts }, "connected to Redis");
     attempts = 0;
   });
-  client.on("error", (err: Error) => log.debug({ err: err.message }, "redis error"));
+  client.on("error", (err: Error) => {
+    lastError = err.message;
+    log.debug({ err: err.message }, "redis error");
+  });
   return client;
 }
 
@@ -35,6 +48,12 @@ export function redisReady(client: Redis | undefined): boolean {
   return client !== undefined && client.status === "ready";
 }
 
-function redact(u: string): string {
-  return u.replace(/\/\/([^@/]*)@/, "//***@");
+/** `rediss://...?ca=<file>` (from FIZZ_REDIS_TLS_CA): verify the server against that CA. */
+function redisTls(raw: string): { url: string; tls: Pick<RedisOptions, "tls"> } {
+  const u = new URL(raw);
+  const ca = u.searchParams.get("ca");
+  u.searchParams.delete("ca");
+  const url = u.toString();
+  if (u.protocol !== "rediss:") return { url, tls: {} };
+  return { url, tls: { tls: ca ? { ca: readFileSync(ca) } : {} } };
 }

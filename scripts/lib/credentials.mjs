@@ -1,0 +1,59 @@
+// The platform's secrets, generated on first start and kept in the data dir so a restart (and the
+// data NATS and Redis kept) goes on with the same ones. Nothing here is ever logged.
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+
+export const NATS_USERS = ["registry", "scheduler", "poolkeeper", "gateway", "kubewatcher", "app"];
+export const REDIS_USERS = ["registry", "scheduler", "poolkeeper"];
+
+const secret = () => randomBytes(32).toString("base64url");
+
+/** Writes a file only its owner can read, even if it existed with looser permissions. */
+export function writeSecretFile(file, content) {
+  writeFileSync(file, content, { mode: 0o600 });
+  chmodSync(file, 0o600);
+}
+
+/**
+ * @param {string} dataDir
+ * @returns {{ adminToken: string, readToken: string, nats: Record<string,string>,
+ *   redis: Record<string,string> }}
+ */
+export function ensureCredentials(dataDir) {
+  mkdirSync(dataDir, { recursive: true });
+  // Traversable but not listable: unprivileged instances reach their own work dirs below it.
+  chmodSync(dataDir, 0o711);
+  const file = path.join(dataDir, "credentials.json");
+  let creds = {};
+  if (existsSync(file)) {
+    try {
+      creds = JSON.parse(readFileSync(file, "utf8"));
+    } catch (err) {
+      throw new Error(`${file} is not valid JSON (${err.message}); fix or delete it`);
+    }
+  }
+  // Only what is missing is generated: an upgrade that adds a user keeps the old secrets.
+  const out = {
+    adminToken: creds.adminToken || secret(),
+    readToken: creds.readToken || secret(),
+    nats: Object.fromEntries(NATS_USERS.map((u) => [u, creds.nats?.[u] || secret()])),
+    redis: Object.fromEntries(REDIS_USERS.map((u) => [u, creds.redis?.[u] || secret()])),
+  };
+  writeSecretFile(file, JSON.stringify(out, null, 2) + "\n");
+  writeSecretFile(path.join(dataDir, "admin-token"), out.adminToken + "\n");
+  return out;
+}
+
+/** `nats://user:password@host:port`, what an application (or a test) connects with. */
+export function natsUrlWith(url, user, password) {
+  const u = new URL(url);
+  u.username = encodeURIComponent(user);
+  u.password = encodeURIComponent(password);
+  return u.toString().replace(/\/$/, "");
+}
+
+/** The URL without credentials, for anything printed or logged. */
+export function redactUrl(url) {
+  return url.replace(/\/\/[^@/]*@/, "//");
+}

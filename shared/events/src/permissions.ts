@@ -1,0 +1,162 @@
+import { subjects as buildSubjects } from "./subjects";
+import { DEFAULT_REDIS_PREFIX } from "./redis-keys";
+
+/**
+ * Who may say what on the bus and touch what in the store, as data: the launcher turns it into the
+ * nats-server and redis-server configuration, k8s/ into the Secrets' config, and the unit tests
+ * check each rule. Deny wins over allow in nats-server, which is what keeps `>` grants safe.
+ *
+ * Imports only relative files: the launcher loads it through tsx before anything is built.
+ */
+
+export const SERVICE_USERS = [
+  "registry",
+  "scheduler",
+  "poolkeeper",
+  "gateway",
+  "kubewatcher",
+] as const;
+export type ServiceUser = (typeof SERVICE_USERS)[number];
+/** The documented application user: triggers functions by publishing on user subjects. */
+export const APP_USER = "app";
+export const NATS_USERS = [...SERVICE_USERS, APP_USER] as const;
+export type NatsUser = (typeof NATS_USERS)[number];
+
+/** Services that keep state in Redis; the others get no Redis credentials at all. */
+export const REDIS_USERS = ["registry", "scheduler", "poolkeeper"] as const;
+export type RedisUser = (typeof REDIS_USERS)[number];
+
+export interface SubjectRule {
+  allow: string[];
+  deny: string[];
+}
+export interface NatsPermission {
+  publish: SubjectRule;
+  subscribe: SubjectRule;
+  /** Lets a user answer a request it received, on that request's reply subject only. */
+  allowResponses: boolean;
+}
+
+/**
+ * Each service's replies arrive on its own inbox prefix (set by connectNats), so the app user,
+ * which must subscribe to `_INBOX.>` for its own requests, never sees a service's answers.
+ */
+export function serviceInboxPrefix(user: ServiceUser): string {
+  return `_INBOX_${user}`;
+}
+
+/** Subjects only the server and the services may use: JetStream, KV, object store, system. */
+export const SYSTEM_SUBJECTS = ["$JS.>", "$KV.>", "$O.>", "$SYS.>"];
+
+export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermission> {
+  const s = buildSubjects(prefix);
+  const p = s.prefix;
+  const inbox = (u: ServiceUser) => [`${serviceInboxPrefix(u)}.>`, "_INBOX.>"];
+  const js = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>"];
+  const registryReaders = [s.registryGet, s.registryList];
+  const rule = (allow: string[], deny: string[] = []): SubjectRule => ({ allow, deny });
+  return {
+    registry: {
+      publish: rule([`${p}.registry.changed.>`, s.gatewaySync]),
+      subscribe: rule([s.registryGet, s.registryList, s.gatewayPresence, ...inbox("registry")]),
+      allowResponses: true,
+    },
+    scheduler: {
+      publish: rule([
+        `${p}.poolkeeper.specialize`,
+        s.poolkeeperRetire,
+        s.poolkeeperList,
+        `${p}.scheduler.instances.>`,
+        // Timers fire through the invocations stream.
+        `${p}.invoke.>`,
+        ...registryReaders,
+        ...js,
+      ]),
+      subscribe: rule([
+        s.poolkeeperInstanceAll,
+        `${p}.scheduler.>`,
+        `${p}.registry.changed.>`,
+        ...inbox("scheduler"),
+      ]),
+      allowResponses: true,
+    },
+    poolkeeper: {
+      publish: rule([s.poolkeeperInstanceAll, `${p}.logs.>`, ...registryReaders]),
+      subscribe: rule([
+        s.poolkeeperSpecialize,
+        s.poolkeeperRetire,
+        s.poolkeeperList,
+        `${p}.registry.changed.>`,
+        ...inbox("poolkeeper"),
+      ]),
+      allowResponses: true,
+    },
+    // Subject triggers subscribe to, and answer on, any user subject, so the gateway gets `>`
+    // minus what only others may send.
+    gateway: {
+      publish: rule(
+        [">"],
+        [`${p}.poolkeeper.>`, `${p}.registry.changed.>`, s.gatewaySync, `${p}.logs.>`, "$SYS.>"],
+      ),
+      subscribe: rule([">"], ["$SYS.>"]),
+      allowResponses: true,
+    },
+    kubewatcher: {
+      publish: rule([`${p}.invoke.>`, ...registryReaders, ...js]),
+      subscribe: rule([`${p}.registry.changed.>`, ...inbox("kubewatcher")]),
+      allowResponses: true,
+    },
+    // Everything outside the platform: publish and request on user subjects, read own replies.
+    [APP_USER]: {
+      publish: rule(
+        [">"],
+        [
+          `${p}.>`,
+          ...SYSTEM_SUBJECTS,
+          "_INBOX.>",
+          ...SERVICE_USERS.map((u) => `${serviceInboxPrefix(u)}.>`),
+        ],
+      ),
+      subscribe: rule(["_INBOX.>"]),
+      allowResponses: true,
+    },
+  };
+}
+
+/**
+ * Redis ACL rules per service (after `user <name> on >password`): only the platform's keys, no
+ * pub/sub channels, nothing administrative. The poolkeeper only reads code blobs.
+ */
+export function redisAclRules(prefix?: string): Record<RedisUser, string> {
+  const keys = `~${prefix ?? DEFAULT_REDIS_PREFIX}*`;
+  const base = `resetkeys ${keys} resetchannels`;
+  const hello = "+info +client|setname +client|getname +client|id +ping +hello +auth";
+  return {
+    registry: `${base} +@all -@admin -@dangerous ${hello}`,
+    scheduler: `${base} +@all -@admin -@dangerous ${hello}`,
+    poolkeeper: `${base} +@read +@connection -@dangerous ${hello}`,
+  };
+}
+
+/**
+ * Whether a NATS subject matches a permission pattern (`*` one token, `>` the rest): what the
+ * server does, so tests can evaluate the rules above without a server.
+ */
+export function subjectMatches(pattern: string, subject: string): boolean {
+  const pt = pattern.split(".");
+  const st = subject.split(".");
+  for (let i = 0; i < pt.length; i++) {
+    if (pt[i] === ">") return st.length > i;
+    if (i >= st.length) return false;
+    if (pt[i] !== "*" && pt[i] !== st[i]) return false;
+  }
+  return pt.length === st.length;
+}
+
+/** Whether a rule lets a concrete subject through (deny wins). */
+export function permits(rule: SubjectRule, subject: string): boolean {
+  return (
+    rule.allow.some((a) => subjectMatches(a, subject)) &&
+    !rule.deny.some((d) => subjectMatches(d, subject))
+  );
+}
