@@ -65,13 +65,16 @@ try {
   process.exit(1);
 }
 
-const embedded = !process.env.FIZZ_NATS_URL ? " (embedded NATS and Redis, data in .fizz/)" : "";
+const embedded = !process.env.FIZZ_NATS_URL
+  ? " (embedded NATS and Redis, data and credentials in .fizz/)"
+  : "";
 console.log(`
 Fizz is running${embedded}
   gateway   ${platform.gatewayUrl}
   registry  ${platform.registryUrl}
-  nats      ${platform.natsUrl}
+  nats      ${platform.appNatsUrl ?? platform.natsUrl}${platform.appNatsUrl ? "  (the application user: publish/request on your own subjects)" : ""}
   redis     ${platform.redisUrl}
+  token     .fizz/admin-token (the CLI finds it; other clients send Authorization: Bearer <token>)
 
 Try this:
   npx fizz env create --name python --image fizz/env-python

@@ -1,4 +1,5 @@
-// `npm test`: set-up if needed, then unit, integration, end-to-end, fault (kill -9 each component
+// `npm test`: set-up if needed, then unit, integration, end-to-end, security (each attack of
+// issue 9, refused), fault (kill -9 each component
 // under load, a few minutes) and (when k8s-lite is built)
 // Kubernetes suites, each against real nats-server / redis-server / kube-apiserver instances the
 // tests start themselves on random ports. `npm test -- <stage>` runs one stage.
@@ -15,7 +16,9 @@ try {
 }
 
 const only = process.argv[2];
-const stages = ["unit", "integration", "e2e", "fault", "k8s"].filter((s) => !only || s === only);
+const stages = ["unit", "integration", "e2e", "security", "fault", "k8s"].filter(
+  (s) => !only || s === only,
+);
 const failed = [];
 for (const stage of stages) {
   const env = { ...process.env };
