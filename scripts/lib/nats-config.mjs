@@ -53,7 +53,11 @@ ${users.join("\n")}
 export async function redisAcl({ passwords, prefix }) {
   const { redisAclRules } = await loadPermissions();
   const rules = redisAclRules(prefix);
-  const lines = ["user default off resetkeys -@all"];
+  // `off` is what locks `default` out (connections start unauthenticated: NOAUTH). Its rules stay
+  // all-allowing because Redis 7.0 replays the append-only file as `default`: with `-@all` every
+  // MULTI/EXEC (each registry write) is refused at load (NOPERM), and a restarted Redis comes back
+  // without the acknowledged writes.
+  const lines = ["user default off ~* &* +@all"];
   for (const [user, rule] of Object.entries(rules)) {
     lines.push(`user ${user} on >${passwords[user]} ${rule}`);
   }
