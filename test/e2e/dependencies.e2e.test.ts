@@ -35,6 +35,8 @@ describe("services waiting for NATS and Redis", function () {
       FIZZ_NATS_URL: `nats://127.0.0.1:${natsPort}`,
       FIZZ_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
       FIZZ_REGISTRY_PORT: String(ops.registry),
+      // The registry refuses to start without a token (only probes are used here).
+      FIZZ_ADMIN_TOKEN: "deps-test-admin-token-0123456789",
       FIZZ_SCHEDULER_PORT: String(ops.scheduler),
       FIZZ_POOLKEEPER_PORT: String(ops.poolkeeper),
       FIZZ_GATEWAY_PORT: String(await freePort()),
