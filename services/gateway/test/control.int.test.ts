@@ -181,7 +181,7 @@ describe("gateway control plane (real NATS)", function () {
     expect((await call(h.gateway.port, "GET", "/healthz")).status).to.equal(200);
   });
 
-  it("lets a trigger take /healthz on the main port (the ops port stays authoritative)", async () => {
+  it("does not serve a stored trigger that shadows /healthz (the route rules), and keeps serving the others", async () => {
     const t = triggerObject("health", { function: "hello", path: "/healthz" });
     h.changed({
       kind: "httptriggers",
@@ -190,12 +190,21 @@ describe("gateway control plane (real NATS)", function () {
       name: "health",
       object: t,
     });
-    await waitFor(
-      async () => (await call(h.gateway.port, "GET", "/healthz")).text.includes("x-fizz-instance"),
-      {
-        what: "the trigger on /healthz",
-      },
-    );
+    // A later, valid trigger: once it routes, the /healthz one has been seen and left out.
+    const after = triggerObject("after-health", { function: "hello", path: "/after-health" });
+    h.changed({
+      kind: "httptriggers",
+      op: "created",
+      namespace: "default",
+      name: "after-health",
+      object: after,
+    });
+    await waitFor(async () => (await call(h.gateway.port, "GET", "/after-health")).status === 200, {
+      what: "the trigger after it",
+    });
+    const main = await call(h.gateway.port, "GET", "/healthz");
+    expect(main.text).not.to.include("x-fizz-instance");
+    expect(main.json()).to.deep.equal({ status: "ok" });
     expect((await call(h.gateway.opsPort, "GET", "/healthz")).json()).to.deep.equal({
       status: "ok",
     });
