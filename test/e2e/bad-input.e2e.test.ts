@@ -120,10 +120,50 @@ describe("bad input, end to end", function () {
     expect(r.stderr).to.match(/ALREADY_EXISTS/);
   });
 
-  it("refuses an image no local runtime serves, unless a command is given", async () => {
+  it("refuses an image no local runtime serves", async () => {
     const r = await p.fizz("env", "create", "--name", "ruby", "--image", "fizz/env-ruby");
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/UNKNOWN_IMAGE/);
+  });
+
+  it("refuses a host command: FIZZ_ALLOW_ENV_COMMAND is off by default", async () => {
+    const r = await p.fizz(
+      "env",
+      "create",
+      "--name",
+      "ruby",
+      "--image",
+      "fizz/env-ruby",
+      "--command",
+      "ruby server.rb",
+    );
+    expect(r.code).to.equal(1);
+    expect(r.stderr)
+      .to.match(/ENV_COMMAND_DISABLED/)
+      .and.to.match(/spec\.command/);
+    expect((await p.fizz("env", "get", "--name", "ruby")).stderr).to.match(/NOT_FOUND/);
+  });
+
+  it("refuses a timer the scheduler could not run, and a route on the gateway's own paths", async () => {
+    const t = await p.fizz(
+      "timer",
+      "create",
+      "--name",
+      "t",
+      "--function",
+      "hello",
+      "--cron",
+      "@every 9999999h",
+    );
+    expect(t.code).to.equal(1);
+    expect(t.stderr)
+      .to.match(/VALIDATION_FAILED/)
+      .and.to.match(/at most 366 days/);
+    for (const url of ["/metrics", "/function/x", "/a/../b", "/u/{id}/{id}"]) {
+      const r = await p.fizz("route", "create", "--function", "hello", "--name", "r", "--url", url);
+      expect(r.code, url).to.equal(1);
+      expect(r.stderr, url).to.match(/VALIDATION_FAILED/);
+    }
   });
 
   it("refuses a route another trigger already serves", async () => {

@@ -170,7 +170,7 @@ function finishSpec(
   const spec = parsed.data as AnySpec;
   if (kind === "environments") {
     checkEnvCommand(spec as SpecOf<"environments">, opts);
-    checkImage(spec as SpecOf<"environments">, opts.backend);
+    checkImage(spec as SpecOf<"environments">, opts);
   } else if (kind === "functions") {
     checkInstanceRange(spec as SpecOf<"functions">);
   } else if (kind === "httptriggers") {
@@ -223,16 +223,17 @@ export function checkInstanceRange(spec: SpecOf<"functions">): void {
   );
 }
 
-export function checkImage(spec: SpecOf<"environments">, backend: Backend): void {
+export function checkImage(spec: SpecOf<"environments">, opts: ValidationOptions): void {
   if (
-    backend !== "process" ||
+    opts.backend !== "process" ||
     spec.command !== undefined ||
     runtimeOfImage(spec.image) !== undefined
   )
     return;
+  const command = opts.allowEnvCommand === true ? ", or give --command" : "";
   throw new FizzError(
     "UNKNOWN_IMAGE",
-    `image "${spec.image}" names no local runtime; use fizz/env-node or fizz/env-python, or give --command`,
+    `image "${spec.image}" names no local runtime; use fizz/env-node or fizz/env-python${command}`,
     { field: "spec.image" },
   );
 }

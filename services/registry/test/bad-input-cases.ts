@@ -116,8 +116,7 @@ export const cases: Case[] = [
     status: 400,
     code: "UNKNOWN_IMAGE",
     field: "spec.image",
-    message:
-      /^image "foo\/bar" names no local runtime; use fizz\/env-node or fizz\/env-python, or give --command$/,
+    message: /^image "foo\/bar" names no local runtime; use fizz\/env-node or fizz\/env-python$/,
   },
   {
     does: "refuses a function whose environment does not exist",
