@@ -1,0 +1,112 @@
+import { expect } from "chai";
+import {
+  APP_USER,
+  NATS_USERS,
+  SERVICE_USERS,
+  natsPermissions,
+  permits,
+  redisAclRules,
+  serviceInboxPrefix,
+  subjectMatches,
+  subjects,
+} from "@fizz/events";
+
+describe("bus permissions", () => {
+  const perms = natsPermissions();
+  const s = subjects();
+  const canPublish = (user: (typeof NATS_USERS)[number], subject: string) =>
+    permits(perms[user].publish, subject);
+  const canSubscribe = (user: (typeof NATS_USERS)[number], subject: string) =>
+    permits(perms[user].subscribe, subject);
+
+  it("matches subjects the way nats-server does (* one token, > the rest)", () => {
+    expect(subjectMatches("a.*.c", "a.b.c")).to.equal(true);
+    expect(subjectMatches("a.*", "a.b.c")).to.equal(false);
+    expect(subjectMatches("a.>", "a.b.c")).to.equal(true);
+    expect(subjectMatches("a.>", "a")).to.equal(false);
+    expect(subjectMatches(">", "anything.at.all")).to.equal(true);
+  });
+
+  it("does not let the gateway publish any poolkeeper subject", () => {
+    for (const subject of [s.poolkeeperRetire, s.poolkeeperSpecialize, s.poolkeeperList])
+      expect(canPublish("gateway", subject), subject).to.equal(false);
+    expect(canPublish("gateway", s.poolkeeperInstance("died"))).to.equal(false);
+  });
+
+  it("lets only the registry publish registry.changed.*", () => {
+    for (const user of NATS_USERS) {
+      expect(canPublish(user, s.registryChanged("functions")), user).to.equal(user === "registry");
+    }
+  });
+
+  it("lets only the registry ask the gateways to sync, and only the poolkeeper announce instances", () => {
+    for (const user of NATS_USERS) {
+      expect(canPublish(user, s.gatewaySync), user).to.equal(user === "registry");
+      expect(canPublish(user, s.poolkeeperInstance("ready")), user).to.equal(user === "poolkeeper");
+    }
+  });
+
+  it("refuses the app user every platform and system subject", () => {
+    for (const subject of [
+      s.poolkeeperRetire,
+      s.registryList,
+      s.registryGet,
+      s.invoke("default", "hello"),
+      "fizz.v1.anything",
+      "$JS.API.STREAM.LIST",
+      "$KV.fizz_calls.x",
+      "$O.bucket.x",
+      "$SYS.REQ.SERVER.PING",
+      "_INBOX.someone-else",
+      `${serviceInboxPrefix("registry")}.reply`,
+    ])
+      expect(canPublish(APP_USER, subject), subject).to.equal(false);
+  });
+
+  it("lets the app user publish and request on user subjects and read only _INBOX replies", () => {
+    expect(canPublish(APP_USER, "orders.created")).to.equal(true);
+    expect(canPublish(APP_USER, "demo.greet")).to.equal(true);
+    expect(canSubscribe(APP_USER, "_INBOX.abc.1")).to.equal(true);
+    expect(canSubscribe(APP_USER, "orders.created")).to.equal(false);
+    expect(canSubscribe(APP_USER, s.registryChanged("functions"))).to.equal(false);
+    // Services reply to their own inbox prefix, which the app user cannot read.
+    for (const u of SERVICE_USERS)
+      expect(canSubscribe(APP_USER, `${serviceInboxPrefix(u)}.x`), u).to.equal(false);
+    expect(perms[APP_USER].allowResponses).to.equal(true);
+  });
+
+  it("lets the gateway subscribe to and answer user subjects for subject triggers", () => {
+    expect(canSubscribe("gateway", "orders.created")).to.equal(true);
+    expect(canPublish("gateway", "orders.created.reply")).to.equal(true);
+    expect(canPublish("gateway", s.schedulerLease)).to.equal(true);
+    expect(canPublish("gateway", s.invoke("default", "hello"))).to.equal(true);
+  });
+
+  it("gives each service what it sends, and nothing it does not", () => {
+    expect(canPublish("scheduler", s.poolkeeperRetire)).to.equal(true);
+    expect(canPublish("scheduler", s.registryChanged("functions"))).to.equal(false);
+    expect(canPublish("poolkeeper", s.poolkeeperRetire)).to.equal(false);
+    expect(canPublish("poolkeeper", s.logs("default", "hello"))).to.equal(true);
+    expect(canPublish("kubewatcher", s.invoke("default", "hello"))).to.equal(true);
+    expect(canPublish("kubewatcher", s.poolkeeperRetire)).to.equal(false);
+    expect(canSubscribe("poolkeeper", s.poolkeeperRetire)).to.equal(true);
+    expect(canSubscribe("registry", s.poolkeeperRetire)).to.equal(false);
+  });
+
+  it("follows a custom subject prefix", () => {
+    const custom = natsPermissions("acme.fizz");
+    expect(permits(custom.gateway.publish, "acme.fizz.poolkeeper.retire")).to.equal(false);
+    expect(permits(custom[APP_USER].publish, "acme.fizz.registry.list")).to.equal(false);
+    expect(permits(custom[APP_USER].publish, "fizz.v1.registry.list")).to.equal(true);
+  });
+
+  it("limits every Redis user to the platform's key prefix with no admin commands", () => {
+    const rules = redisAclRules("fizz:v1:");
+    for (const [user, rule] of Object.entries(rules)) {
+      expect(rule, user).to.include("resetkeys ~fizz:v1:*");
+      expect(rule, user).to.include("-@dangerous");
+    }
+    expect(rules.poolkeeper).to.not.include("+@all");
+    expect(rules.poolkeeper).to.not.include("+@write");
+  });
+});
