@@ -109,7 +109,16 @@ export function loadConfig(
     failureCooldownMs: int(env, "FIZZ_POOL_COOLDOWN_MS", 30_000, 0, 3_600_000),
     instanceEnv: instanceBaseEnv(env),
     isolation: {
-      uids: host.isRoot ? { base: uidBase, count: uidCount } : undefined,
+      uids: host.isRoot
+        ? {
+            base: uidBase,
+            count: uidCount,
+            lockDir: path.resolve(
+              cwd,
+              str(env, "FIZZ_INSTANCE_UID_LOCKS", "/run/fizz/instance-uids"),
+            ),
+          }
+        : undefined,
       setpriv,
     },
     allowEnvCommand: bool(env, "FIZZ_ALLOW_ENV_COMMAND", false),

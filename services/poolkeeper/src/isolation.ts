@@ -1,3 +1,4 @@
+import { mkdirSync, openSync, readFileSync, unlinkSync, writeSync, closeSync } from "node:fs";
 import { chmod, chown, mkdir, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { FizzError } from "@fizz/events";
@@ -11,7 +12,7 @@ export interface IsolationOptions {
    * Run each instance as its own uid/gid, from `uidBase` up (`uidCount` of them). Only possible
    * when the poolkeeper runs as root; undefined: instances run as the poolkeeper's user.
    */
-  uids: { base: number; count: number } | undefined;
+  uids: { base: number; count: number; lockDir: string } | undefined;
   /**
    * util-linux setpriv: drops to the instance's uid, clears supplementary groups, sets
    * no_new_privs and a parent-death signal. Undefined: not available, instances start directly.
@@ -31,19 +32,24 @@ export function instanceBaseEnv(env: Record<string, string | undefined>): Record
 
 /**
  * One uid per live instance, the lowest free one first, given back when the instance is gone.
- * A uid is never shared by two live instances, so one cannot signal, trace or read the other.
+ * A uid is never shared by two live instances, so one cannot signal, trace or read the other, even
+ * across poolkeepers on the same host (several platforms, tests): each uid taken is claimed by a
+ * lock file holding the poolkeeper's pid, in a root-only directory; a dead pid's claim is void.
  */
 export class UidPool {
   private readonly used = new Set<number>();
   constructor(
     private readonly base: number,
     private readonly count: number,
-  ) {}
+    private readonly lockDir: string,
+  ) {
+    mkdirSync(lockDir, { recursive: true, mode: 0o700 });
+  }
 
   take(): number {
     for (let i = 0; i < this.count; i++) {
       const uid = this.base + i;
-      if (!this.used.has(uid)) {
+      if (!this.used.has(uid) && this.claim(uid)) {
         this.used.add(uid);
         return uid;
       }
@@ -56,11 +62,57 @@ export class UidPool {
   }
 
   release(uid: number): void {
-    this.used.delete(uid);
+    if (!this.used.delete(uid)) return;
+    try {
+      unlinkSync(this.lockFile(uid));
+    } catch {
+      // already gone
+    }
+  }
+
+  private lockFile(uid: number): string {
+    return path.join(this.lockDir, String(uid));
+  }
+
+  private claim(uid: number): boolean {
+    const file = this.lockFile(uid);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = openSync(file, "wx", 0o600);
+        writeSync(fd, String(process.pid));
+        closeSync(fd);
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      }
+      let owner = NaN;
+      try {
+        owner = Number(readFileSync(file, "utf8"));
+      } catch {
+        continue; // released meanwhile: try again
+      }
+      if (owner === process.pid || pidAlive(owner)) return false;
+      try {
+        unlinkSync(file); // a dead poolkeeper's claim; its instances died with it
+      } catch {
+        // another poolkeeper took it first
+      }
+    }
+    return false;
   }
 
   get inUse(): number {
     return this.used.size;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

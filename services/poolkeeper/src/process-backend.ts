@@ -84,7 +84,7 @@ export class ProcessBackend implements Backend {
   constructor(private readonly opts: ProcessBackendOptions) {
     this.log = opts.logger.child({ component: "process-backend" });
     const u = opts.isolation.uids;
-    this.uids = u ? new UidPool(u.base, u.count) : undefined;
+    this.uids = u ? new UidPool(u.base, u.count, u.lockDir) : undefined;
   }
 
   /**

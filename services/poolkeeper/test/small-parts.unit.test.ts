@@ -1,6 +1,10 @@
 import { FizzError } from "@fizz/events";
 import { expect } from "chai";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { DEFAULT_RUNTIMES_DIR, loadConfig } from "../src/config";
+import { UidPool } from "../src/isolation";
 import { LineSplitter, MAX_LINE } from "../src/lines";
 
 describe("loadConfig", () => {
@@ -12,6 +16,7 @@ describe("loadConfig", () => {
         PATH: "/root/.pyenv/shims:/bin",
         SECRET: "x",
         FIZZ_REDIS_URL: "redis://:pw@127.0.0.1:7000",
+        FIZZ_NATS_USER: "poolkeeper",
         FIZZ_NATS_PASSWORD: "pw",
       },
       "/srv/app",
@@ -36,7 +41,11 @@ describe("loadConfig", () => {
   it("as root, gives instances their own uids and Debian's python, and insists on setpriv", () => {
     const root = { isRoot: true, exists: () => true };
     const c = loadConfig({ FIZZ_INSTANCE_UID_BASE: "300000" }, "/srv/app", root);
-    expect(c.isolation.uids).to.deep.equal({ base: 300_000, count: 10_000 });
+    expect(c.isolation.uids).to.deep.equal({
+      base: 300_000,
+      count: 10_000,
+      lockDir: "/run/fizz/instance-uids",
+    });
     expect(c.python).to.equal("/usr/bin/python3");
     let err: unknown;
     try {
@@ -86,5 +95,33 @@ describe("LineSplitter", () => {
     expect(lines.map((l) => l.length)).to.deep.equal([MAX_LINE, MAX_LINE]);
     s.end();
     expect(lines.at(-1)).to.equal("xxx");
+  });
+});
+
+describe("UidPool", () => {
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(path.join(tmpdir(), "fizz-uids-"))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("never hands the same uid to two poolkeepers sharing the host, and reuses a released one", () => {
+    const a = new UidPool(200_000, 3, dir);
+    const b = new UidPool(200_000, 3, dir);
+    expect(a.take()).to.equal(200_000);
+    expect(b.take()).to.equal(200_001);
+    expect(a.take()).to.equal(200_002);
+    let err: unknown;
+    try {
+      b.take();
+    } catch (e) {
+      err = e;
+    }
+    expect((err as FizzError).code).to.equal("NO_CAPACITY");
+    a.release(200_000);
+    expect(b.take()).to.equal(200_000);
+  });
+
+  it("reclaims a uid claimed by a poolkeeper that is gone", () => {
+    writeFileSync(path.join(dir, "200000"), "999999999");
+    expect(new UidPool(200_000, 2, dir).take()).to.equal(200_000);
   });
 });
