@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { chmod, mkdir } from "node:fs/promises";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
@@ -88,6 +88,10 @@ module.exports = async (ctx) => {
     p = await startPlatform({ FIZZ_MAX_BODY_BYTES: String(MAX_BODY) });
     marks = path.join(p.workDir, "marks");
     await mkdir(marks, { recursive: true });
+    // Instances run as an unprivileged user when the platform runs as root: the test's marks
+    // directory is the one place they may write to outside their own work directory.
+    await chmod(p.workDir, 0o711);
+    await chmod(marks, 0o1777);
     await p.file("stream.js", streamJs(marks));
     await p.file("echo.js", echoJs);
     await p.file("count.js", countJs);
