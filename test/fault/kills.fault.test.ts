@@ -112,7 +112,7 @@ function summary(results: readonly KillResult[]): string {
     .map(
       (r) =>
         `${r.component}: restart ${r.restartMs} ms, warm ${r.warm.failed}/${r.warm.total} failed ` +
-        `(${r.warm.windowMs} ms), async ${r.async.failed} refused (${r.async.windowMs} ms), ` +
+        `(${r.warm.windowMs} ms, slowest ${r.warm.maxLatencyMs} ms), async ${r.async.failed} refused (${r.async.windowMs} ms), ` +
         `writes ${r.writes.failed} refused (${r.writes.windowMs} ms)` +
         (r.warm.samples.length ? ` [${r.warm.samples.join(" | ")}]` : ""),
     )
