@@ -10,9 +10,14 @@ import { printJson, renderTable } from "../output.js";
 import type { TimeTrigger } from "../types.js";
 
 /** Loaded on demand: the parser brings zod and croner, which no other command needs at start. */
-async function loadParser(): Promise<(expr: string) => Schedule> {
-  const { parseSchedule } = await import("@fizz/events");
-  return parseSchedule;
+async function loadParser(): Promise<(expr: string, now: Date) => Schedule> {
+  const { checkSchedule, parseSchedule } = await import("@fizz/events");
+  // The registry's and the scheduler's rule (checkSchedule) for anything that fires at all, so an
+  // out-of-range schedule reads as invalid here too; one that never fires still reads "never".
+  return (expr, now) => {
+    const schedule = parseSchedule(expr);
+    return schedule.next(now, 1).length > 0 ? checkSchedule(expr, now) : schedule;
+  };
 }
 
 /** The next firing times, or why there are none (the CLI may be older than the registry). */
@@ -22,7 +27,7 @@ export async function upcoming(cron: string, now: number, count: number): Promis
   const parse = await loadParser();
   try {
     return {
-      nextRuns: parse(cron)
+      nextRuns: parse(cron, new Date(now))
         .next(new Date(now), count)
         .map((d) => d.toISOString()),
     };

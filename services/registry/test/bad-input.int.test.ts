@@ -79,7 +79,11 @@ describe("registry refuses bad input and changes nothing", () => {
 
   it("accepts a command (and so any image) only where the operator set FIZZ_ALLOW_ENV_COMMAND, or on kubernetes where it stays in the pod", async () => {
     const body = envBody("custom", { image: "acme/custom:1", command: ["python3", "loader.py"] });
-    for (const extra of [{ FIZZ_ALLOW_ENV_COMMAND: "true" }, { FIZZ_BACKEND: "kubernetes" }]) {
+    const settings: Record<string, string>[] = [
+      { FIZZ_ALLOW_ENV_COMMAND: "true" },
+      { FIZZ_BACKEND: "kubernetes" },
+    ];
+    for (const extra of settings) {
       const other = await startRegistry(registryEnv(stack, extra));
       try {
         const res = await other.api.ns("cmd").create("environments", body);
