@@ -83,7 +83,7 @@ describe("async invocation (real NATS JetStream)", function () {
 
   before(async () => {
     w = await startBusWorld({
-      functions: ["hello", "flaky", "broken", "teapot"].map((n) => functionObject(n)),
+      functions: ["hello", "flaky", "broken", "teapot", "stuck"].map((n) => functionObject(n)),
     });
     deadSub = w.nc.subscribe(`${subj.prefix}.dead.>`, {
       callback: (_err, msg) => {
@@ -271,5 +271,34 @@ describe("async invocation (real NATS JetStream)", function () {
     const dl = deadLetters.find((d) => d.invocation.callId === callId) as DeadLetter;
     expect(dl.error.code).to.equal("NOT_FOUND");
     expect(dl.attempts).to.equal(1);
+  });
+
+  it("fails a call at the function's timeout, not up to a second after it", async () => {
+    let receivedAt = 0;
+    await fnInstance("stuck", () => (receivedAt = Date.now()), { timeoutMs: 1500 });
+    const js = jetstream(w.nc);
+    const callId = `stuck-${Date.now()}`;
+    await publishInvocation(
+      js,
+      subj,
+      {
+        callId,
+        namespace: "default",
+        function: "stuck",
+        source: "async",
+        method: "POST",
+        path: "/",
+        headers: {},
+        body: "",
+        maxRetries: 0,
+        createdAt: Date.now(),
+      },
+      "test",
+    );
+    const done = await finalStatus("stuck", callId);
+    expect(done).to.include({ state: "failed" });
+    expect((done.error as { code: string }).code).to.equal("TIMEOUT");
+    // Timed out, then the dead letter and the status written: well within timeout + 500 ms.
+    expect((done.updatedAt as number) - receivedAt).to.be.within(1400, 2000);
   });
 });
