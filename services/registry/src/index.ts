@@ -35,6 +35,16 @@ export interface RegistryService {
   stop(): Promise<void>;
 }
 
+const REDACTED_PATHS = [
+  "authorization",
+  "headers.authorization",
+  "req.headers.authorization",
+  "*.headers.authorization",
+  "adminToken",
+  "readToken",
+  "*.adminToken",
+  "*.readToken",
+];
 /** Room for the JSON around the base64 code in one create/patch body. */
 const BODY_OVERHEAD_BYTES = 64 * 1024;
 /** In-flight HTTP requests get this long to finish on stop before their connections are cut. */
@@ -50,7 +60,11 @@ export async function start(
   deps: StartDeps = {},
 ): Promise<RegistryService> {
   const sender = `registry-${randomBytes(4).toString("hex")}`;
-  const logger = (deps.logger ?? createLogger("registry", config.logLevel)).child({ sender });
+  // No code path logs request headers; the redaction is there so a future one cannot leak a token.
+  const logger = (deps.logger ?? createLogger("registry", config.logLevel)).child(
+    { sender },
+    { redact: { paths: REDACTED_PATHS, censor: "[redacted]" } },
+  );
   const s = subjects(config.subjectPrefix);
   const metrics = createMetrics();
   const redis = connectRedis({ url: config.redisUrl, logger, name: sender });
