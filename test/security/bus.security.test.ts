@@ -45,7 +45,11 @@ describe("the bus and the store are locked (security)", function () {
   async function delivered(from: string, subject: string, watcher: string): Promise<boolean> {
     const w = await as(watcher);
     let got = false;
-    w.nc.subscribe(subject, { callback: () => (got = true) });
+    w.nc.subscribe(subject, {
+      callback: () => {
+        got = true;
+      },
+    });
     await w.nc.flush();
     const sender = await as(from);
     sender.nc.publish(subject, enc("{}"));
@@ -139,7 +143,11 @@ describe("the bus and the store are locked (security)", function () {
   it("lets the app user request a user subject and get the answer", async () => {
     // What a subject trigger does (the gateway user answers); the full path is in bus.e2e.
     const gw = await as("gateway");
-    gw.nc.subscribe("orders.quote", { callback: (_e, m) => m.respond(enc("42")) });
+    gw.nc.subscribe("orders.quote", {
+      callback: (_e, m) => {
+        m.respond(enc("42"));
+      },
+    });
     await gw.nc.flush();
     const app = await as("app");
     const reply = await app.nc.request("orders.quote", enc("?"), { timeout: 5000 });
