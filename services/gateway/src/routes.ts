@@ -48,6 +48,8 @@ export class RouteStore {
   router: Router<FunctionLeases> | undefined;
   private readonly functions = new Map<string, FunctionObject>();
   private readonly triggers = new Map<string, HttpTrigger>();
+  /** `<ns>/<name>@<uid>:<revision>` of routes left out and already logged (once per revision). */
+  private readonly refused = new Set<string>();
   private queued: RegistryChanged[] | null = null;
   private subs: Subscription[] = [];
   private loading: Promise<void> | undefined;
@@ -270,10 +272,18 @@ export class RouteStore {
       // left out rather than matched in a way its author never meant.
       const problem = routeProblem(s);
       if (problem) {
-        this.log.error(
-          { trigger: `${namespace}/${name}`, revision: t.metadata.revision, err: problem.message },
-          "http trigger not served: its route breaks the route rules",
-        );
+        const seen = `${namespace}/${name}@${t.metadata.uid}:${t.metadata.revision}`;
+        if (!this.refused.has(seen)) {
+          this.refused.add(seen);
+          this.log.error(
+            {
+              trigger: `${namespace}/${name}`,
+              revision: t.metadata.revision,
+              err: problem.message,
+            },
+            "http trigger not served: its route breaks the route rules",
+          );
+        }
         continue;
       }
       const target = leases.target(namespace, s.function);
