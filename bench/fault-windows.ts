@@ -3,7 +3,11 @@
 // turn (the same harness as the fault suite, test/fault/). For each component: how long the
 // supervisor took to bring it back ready, and the warm error window (first failed request's start
 // to last failed request's end; 0 = no warm request failed). Part of `npm run bench`; alone:
-// `node --import tsx bench/fault-windows.ts`.
+// `node --import tsx bench/fault-windows.ts` (`--merge` also writes the figures into
+// bench/results/latest.json and docs/benchmarks.md without re-running the other benchmarks).
+import { readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { pathToFileURL } from "node:url";
 import {
   COMPONENTS,
@@ -64,10 +68,40 @@ export function faultRows(f: FaultFigures): [string, string, string][] {
   return rows;
 }
 
+const ROOT = path.resolve(import.meta.dirname, "..");
+const SECTION = "\n## Fault windows\n";
+
+/** Puts `fault` into latest.json and a fault table at the end of docs/benchmarks.md. */
+function merge(f: FaultFigures): void {
+  const json = path.join(ROOT, "bench/results/latest.json");
+  const latest = JSON.parse(readFileSync(json, "utf8")) as Record<string, unknown>;
+  latest.fault = f;
+  latest.fault_date = new Date().toISOString();
+  writeFileSync(json, JSON.stringify(latest, null, 2) + "\n");
+  const md = path.join(ROOT, "docs/benchmarks.md");
+  const text = readFileSync(md, "utf8");
+  const base = text.includes(SECTION) ? text.slice(0, text.indexOf(SECTION)) : text;
+  const rows = faultRows(f);
+  const wa = Math.max(...rows.map((r) => r[0].length));
+  const wb = Math.max(...rows.map((r) => r[1].length));
+  const table = rows.map(([a, b, c]) => `${a.padEnd(wa)}  ${b.padEnd(wb)}  ${c}`).join("\n");
+  writeFileSync(
+    md,
+    `${base}${SECTION}\nMeasured ${new Date().toISOString().slice(0, 10)} by \`node --import tsx bench/fault-windows.ts --merge\`\n` +
+      `(the fault suite's harness): four clients in a loop on a warm function, async calls and\n` +
+      `registry writes, each component killed with SIGKILL in turn and restarted by the supervisor.\n` +
+      `Load average when written: ${os.loadavg()[0]?.toFixed(1)} on ${os.cpus().length} cores (restart times grow with it).\n\n` +
+      "```\n" +
+      table +
+      "\n```\n",
+  );
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   measureFaultWindows().then(
     (f) => {
       console.log(JSON.stringify(f, null, 2));
+      if (process.argv.includes("--merge")) merge(f);
       process.exit(0);
     },
     (err: unknown) => {
