@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import path from "node:path";
 import { Writable } from "node:stream";
 import { expect } from "chai";
 import { pino } from "pino";
@@ -256,5 +258,33 @@ describe("registry with FIZZ_AUTH_DISABLED=true", function () {
       await reg.svc.stop();
       await stack.cleanup();
     }
+  });
+});
+
+describe("registry process without a usable token", function () {
+  this.timeout(60_000);
+  const main = path.resolve(import.meta.dirname, "../src/main.ts");
+
+  function startMain(env: Record<string, string>) {
+    return new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, ["--import", "tsx", main], {
+        env: { PATH: process.env.PATH ?? "", FIZZ_REGISTRY_PORT: "0", ...env },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.once("error", reject);
+      child.once("exit", (code) => resolve({ code, stderr }));
+    });
+  }
+
+  it("exits 1 naming FIZZ_ADMIN_TOKEN when it is missing, and never echoes a bad token", async () => {
+    const missing = await startMain({});
+    expect(missing.code).to.equal(1);
+    expect(missing.stderr).to.include("FIZZ_ADMIN_TOKEN: is required");
+    const short = await startMain({ FIZZ_ADMIN_TOKEN: "tooshort-secret" });
+    expect(short.code).to.equal(1);
+    expect(short.stderr).to.include("FIZZ_ADMIN_TOKEN: must be at least 16 characters");
+    expect(short.stderr).not.to.include("tooshort-secret");
   });
 });
