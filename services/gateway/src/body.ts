@@ -22,11 +22,18 @@ export class BodySource {
   private savedBytes = 0;
   private current: Readable | null = null;
   private attached = false;
+  private idleTimer: NodeJS.Timeout | undefined;
 
+  /**
+   * `idleMs`: a client that sends no body byte for this long while the gateway wants more is cut
+   * off (0 = never), so a trickling upload cannot hold an instance's slot for minutes. Time spent
+   * paused by backpressure (the function reading slowly) does not count.
+   */
   constructor(
     private readonly req: IncomingMessage,
     private readonly limit: number,
     private readonly replayLimit = 256 * 1024,
+    private readonly idleMs = 0,
   ) {}
 
   /** Whether `open()` may be called again (everything read so far is still held). */
@@ -43,6 +50,7 @@ export class BodySource {
         if (this.current === stream) {
           this.current = null;
           if (!this.ended) this.req.pause();
+          this.disarmIdle();
         }
         cb(err);
       },
@@ -68,10 +76,29 @@ export class BodySource {
       this.req.on("close", this.onClose);
     }
     this.req.resume();
+    this.armIdle();
+  }
+
+  private armIdle(): void {
+    if (this.idleMs <= 0 || this.ended) return;
+    if (this.idleTimer) this.idleTimer.refresh();
+    else
+      this.idleTimer = setTimeout(() => {
+        this.idleTimer = undefined;
+        if (this.ended || this.req.isPaused()) return;
+        this.onFail(new Error(`no request body bytes for ${this.idleMs} ms`));
+        this.req.destroy();
+      }, this.idleMs);
+  }
+
+  private disarmIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
   }
 
   private readonly onData = (chunk: Buffer): void => {
     this.received += chunk.length;
+    this.armIdle();
     if (this.received > this.limit) {
       this.tooLarge = true;
       this.saved = null;
@@ -87,23 +114,30 @@ export class BodySource {
     const s = this.current;
     if (!s) {
       this.req.pause();
+      this.disarmIdle();
       return;
     }
-    if (!s.push(chunk)) this.req.pause();
+    if (!s.push(chunk)) {
+      this.req.pause();
+      this.disarmIdle();
+    }
   };
 
   private readonly onEnd = (): void => {
     this.ended = true;
+    this.disarmIdle();
     this.current?.push(null);
   };
 
   private readonly onFail = (err: Error): void => {
+    this.disarmIdle();
     if (this.ended) return;
     this.clientFailed = true;
     this.current?.destroy(err);
   };
 
   private readonly onClose = (): void => {
+    this.disarmIdle();
     if (!this.ended && !this.tooLarge) this.onFail(new Error("client closed the request body"));
   };
 }

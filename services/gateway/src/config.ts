@@ -36,6 +36,8 @@ export interface GatewayConfig extends CommonConfig {
   /** A client must send its whole request (head and body) within this. */
   requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** A request body that stalls this long (while the function wants more) is cut off. */
+  bodyIdleTimeoutMs: number;
 }
 
 /** Ports of the sibling services when `npm start` runs them on this host (platform.mjs). */
@@ -104,5 +106,6 @@ export function loadConfig(env: Env): GatewayConfig {
     headersTimeoutMs: int(env, "FIZZ_GATEWAY_HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),
     requestTimeoutMs: int(env, "FIZZ_GATEWAY_REQUEST_TIMEOUT_MS", 300_000, 0, 3_600_000),
     keepAliveTimeoutMs: int(env, "FIZZ_GATEWAY_KEEPALIVE_TIMEOUT_MS", 65_000, 1000, 600_000),
+    bodyIdleTimeoutMs: int(env, "FIZZ_GATEWAY_BODY_IDLE_TIMEOUT_MS", 30_000, 0, 3_600_000),
   };
 }

@@ -152,6 +152,7 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     ctx,
     router: () => routes.router,
     maxBodyBytes: config.maxBodyBytes,
+    bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
     ops,
     asyncFunction: bus.handleAsync,
   });

@@ -15,6 +15,8 @@ export interface HandlerOptions {
   /** The current route table; undefined until the first registry list. */
   router: () => Router<FunctionLeases> | undefined;
   maxBodyBytes: number;
+  /** A body that stalls this long while wanted is cut off (0 = never). */
+  bodyIdleTimeoutMs?: number;
   /** Answers /healthz, /readyz, /metrics when no route claims the path; true when it did. */
   ops: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   /** `/async-function/...` (a reserved path space, like `/function/`): async-http.ts. */
@@ -66,7 +68,9 @@ export function createHandler(opts: HandlerOptions): http.RequestListener {
       return;
     }
     const body =
-      scanned.chunked || scanned.contentLength > 0 ? new BodySource(req, maxBodyBytes) : null;
+      scanned.chunked || scanned.contentLength > 0
+        ? new BodySource(req, maxBodyBytes, undefined, opts.bodyIdleTimeoutMs ?? 0)
+        : null;
 
     const h = scanned.headers;
     const remote = clientAddress(req);

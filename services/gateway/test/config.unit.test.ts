@@ -21,6 +21,7 @@ describe("gateway config", () => {
       headersTimeoutMs: 10_000,
       requestTimeoutMs: 300_000,
       keepAliveTimeoutMs: 65_000,
+      bodyIdleTimeoutMs: 30_000,
     });
     expect(c.outboundAllow).to.deep.equal([]);
     // NATS and Redis are platform endpoints a callback may never reach.

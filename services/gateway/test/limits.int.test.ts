@@ -43,7 +43,11 @@ describe("gateway input limits (real NATS)", function () {
     h = await startHarness({
       functions: [functionObject("echo")],
       triggers: [],
-      env: { FIZZ_GATEWAY_HEADERS_TIMEOUT_MS: "1500", FIZZ_GATEWAY_MAX_CONNECTIONS: "1000" },
+      env: {
+        FIZZ_GATEWAY_HEADERS_TIMEOUT_MS: "1500",
+        FIZZ_GATEWAY_MAX_CONNECTIONS: "1000",
+        FIZZ_GATEWAY_BODY_IDLE_TIMEOUT_MS: "1000",
+      },
     });
     inst = await startInstance("echo-1");
     h.leases.set("echo", () => leaseOf(inst, "echo"));
@@ -61,6 +65,40 @@ describe("gateway input limits (real NATS)", function () {
     await c.closed;
     // Trickling bytes does not extend it: closed around 1.5 s, not never.
     expect(Date.now() - t0).to.be.within(1000, 6000);
+  });
+
+  it("cuts off a request body that stalls past the body idle timeout", async () => {
+    const socket = net.connect(h.gateway.port, "127.0.0.1");
+    socket.on("error", () => undefined);
+    let answer = "";
+    socket.on("data", (d: Buffer) => (answer += d.toString()));
+    const closed = new Promise<void>((r) => socket.on("close", () => r()));
+    const t0 = Date.now();
+    socket.write(
+      "POST /function/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
+    );
+    await closed;
+    expect(Date.now() - t0).to.be.within(900, 8000);
+    expect(answer).not.to.match(/^HTTP\/1\.1 200/);
+  });
+
+  it("lets a slow but steady body through: only silence counts", async () => {
+    const socket = net.connect(h.gateway.port, "127.0.0.1");
+    socket.on("error", () => undefined);
+    let answer = "";
+    socket.on("data", (d: Buffer) => (answer += d.toString()));
+    socket.write("POST /function/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n");
+    // 8 bytes over ~2.4 s, each gap below the 1 s idle limit.
+    for (const c of "abcdefgh") {
+      await new Promise((r) => setTimeout(r, 300));
+      socket.write(c);
+    }
+    await waitFor(() => /\r\n\r\n[\s\S]*abcdefgh/.test(answer), {
+      timeoutMs: 5000,
+      what: "the echoed body",
+    });
+    expect(answer).to.match(/^HTTP\/1\.1 200/);
+    socket.destroy();
   });
 
   it("keeps serving other clients normally while 400 slow clients hang", async () => {
