@@ -2,13 +2,16 @@
 // and the five services. Used by `npm start` and by the end-to-end tests, so the tests exercise
 // exactly what a user runs. Plain JavaScript: it runs before anything is compiled or installed.
 import { spawn } from "node:child_process";
-import { chmodSync, mkdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { ensureCredentials, natsUrlWith } from "./credentials.mjs";
 import { writeNatsConfig, writeRedisAcl } from "./nats-config.mjs";
 import { findBinary, ROOT } from "./prereqs.mjs";
 import { Supervisor } from "./supervisor.mjs";
+
+const SETPRIV =
+  process.platform === "linux" && existsSync("/usr/bin/setpriv") ? "/usr/bin/setpriv" : undefined;
 
 export const SERVICES = ["registry", "scheduler", "poolkeeper", "gateway", "kubewatcher"];
 
@@ -72,6 +75,10 @@ export async function launchPlatform(opts) {
   const spawnChild = (name, cmd, args, env, { exitWithStdin = false, ready } = {}) =>
     supervisor.add(name, () => spawnOnce(name, cmd, args, env, exitWithStdin), ready);
   const spawnOnce = (name, cmd, args, env, exitWithStdin) => {
+    // nats-server and redis-server do not watch stdin: on Linux, setpriv's parent-death signal
+    // stops them when this launcher dies, even by SIGKILL (it survives the exec).
+    if (!exitWithStdin && SETPRIV)
+      [cmd, args] = [SETPRIV, ["--pdeathsig", "SIGTERM", "--", cmd, ...args]];
     const child = spawn(cmd, args, {
       cwd: ROOT,
       env,
