@@ -39,11 +39,8 @@ export async function startFaultPlatform(env: Record<string, string> = {}): Prom
     gatewayPort: await freePort(),
     registryPort: await freePort(),
     env: {
+      // Defaults otherwise: the kills hit the platform as users run it.
       FIZZ_LOG_LEVEL: "warn",
-      // Redelivery after an invoker crash within seconds keeps the stage short (also the default
-      // once the invoker ships in-progress acks).
-      FIZZ_INVOKER_ACK_WAIT_MS: "5000",
-      FIZZ_REPORT_INTERVAL_MS: "500",
       ...env,
     },
     onLog: (name: string, line: string) => {
