@@ -194,6 +194,7 @@ export class RedisStore implements Store {
   private reader(client: Redis, watch: boolean): StoreReader {
     const keys = this.keys;
     const assertReady = () => this.assertReady();
+    const log = this.opts.logger;
     return {
       async get<K extends KindPlural>(kind: K, ns: string, name: string) {
         assertReady();
@@ -218,7 +219,22 @@ export class RedisStore implements Store {
         const values = await client.mget(...objKeys);
         const items: ObjectsByPlural[K][] = [];
         values.forEach((raw, i) => {
-          if (raw !== null) items.push(parseStored(kind, objKeys[i] ?? "", raw));
+          if (raw === null) return;
+          // A write decides over everything it reads, so there an unreadable object refuses it.
+          if (watch) {
+            items.push(parseStored(kind, objKeys[i] ?? "", raw));
+            return;
+          }
+          // A listing leaves it out and says why: one object written behind the registry's back
+          // must not stop every service from learning all the others.
+          try {
+            items.push(parseStored(kind, objKeys[i] ?? "", raw));
+          } catch (err) {
+            log.error(
+              { component: "store", err: (err as Error).message },
+              "stored object left out of a listing: it does not match its schema",
+            );
+          }
         });
         return items.sort(byNamespaceAndName);
       },
