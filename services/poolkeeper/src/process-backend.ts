@@ -80,6 +80,8 @@ export class ProcessBackend implements Backend {
   private readonly log: Logger;
   private readonly uids: UidPool | undefined;
   private prepared: Promise<void> | undefined;
+  /** Directory removals and uid releases under way; close() waits for them. */
+  private readonly cleanups = new Set<Promise<unknown>>();
 
   constructor(private readonly opts: ProcessBackendOptions) {
     this.log = opts.logger.child({ component: "process-backend" });
@@ -238,6 +240,7 @@ export class ProcessBackend implements Backend {
   async close(): Promise<void> {
     this.closing = true;
     await Promise.all([...this.children.keys()].map((id) => this.kill(id, "poolkeeper stopping")));
+    await Promise.all([...this.cleanups]);
   }
 
   private track(
@@ -275,7 +278,7 @@ export class ProcessBackend implements Backend {
         }
         // The uid is free again only once its files are gone: the next instance with it must
         // not find them.
-        void (uid !== undefined ? killUid(uid) : Promise.resolve(0))
+        const cleanup = (uid !== undefined ? killUid(uid) : Promise.resolve(0))
           .then(() => rm(dir, { recursive: true, force: true }))
           .then(
             () => uid !== undefined && this.uids?.release(uid),
@@ -284,7 +287,9 @@ export class ProcessBackend implements Backend {
                 { instance: instance.id, dir, err: String(err) },
                 "could not remove an instance directory; its uid stays reserved",
               ),
-          );
+          )
+          .finally(() => this.cleanups.delete(cleanup));
+        this.cleanups.add(cleanup);
         if (child.reported) {
           const info: ExitInfo = {
             code: child.exitCode,
