@@ -23,6 +23,12 @@ export const GATEWAY_SPACES = ["/function", "/async-function"] as const;
 
 const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_-]{0,62}$/;
 const CONTROL = /[\x00-\x1f\x7f]/;
+/**
+ * Characters a client sends as they are in a path (RFC 3986 pchar, plus `/`, and `{}` for
+ * parameters): anything else (non-ASCII, a quote, `<`, `>`, a backslash, `^`, a backtick, `|`)
+ * arrives percent-encoded, so a route holding it raw would never match.
+ */
+const PATH_CHARS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@%/{}]*$/;
 
 export function routeProblem(spec: { path?: string; prefix?: string }): RouteProblem | undefined {
   if (spec.path !== undefined) return check(spec.path, "spec.path", false);
@@ -41,6 +47,11 @@ function check(
   });
   if (!route.startsWith("/")) return bad("must start with '/'");
   if (CONTROL.test(route)) return bad("must not contain control characters (NUL, newline, ...)");
+  if (!PATH_CHARS.test(route)) {
+    return bad(
+      "holds characters clients always percent-encode (non-ASCII, '\"', '<', '>', '\\', '^', '`', '|'); write them as %XX",
+    );
+  }
   const names = new Set<string>();
   for (const segment of route.split("/").slice(1)) {
     let decoded: string;

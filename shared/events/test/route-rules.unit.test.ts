@@ -21,6 +21,14 @@ describe("route rules (unit)", () => {
     expect(prefixProblem("/a%0d%0a")).to.match(/encoded control characters/);
   });
 
+  it("refuses characters no client sends raw, which would make the route unmatchable", () => {
+    for (const p of ["/café", "/a|b", "/a<b>", '/a"b', "/a\\b", "/a^b", "/a`b"]) {
+      expect(pathProblem(p), p).to.match(/percent-encode/);
+    }
+    expect(pathProblem("/caf%C3%A9")).to.equal(undefined);
+    expect(pathProblem("/a:b@c!$&'()*+,;=~")).to.equal(undefined);
+  });
+
   it("refuses dot segments, also percent-encoded, and bad percent-escapes", () => {
     for (const p of ["/a/../b", "/a/./b", "/..", "/a/%2e%2e/b", "/a/%2E", "/.%2e/x"]) {
       expect(pathProblem(p), p).to.match(/'\.' or '\.\.' segments/);
@@ -38,7 +46,7 @@ describe("route rules (unit)", () => {
     expect(pathProblem("/u/{{id}}")).to.match(/unbalanced/);
     expect(pathProblem("/u/{}")).to.match(/bad parameter name ""/);
     expect(pathProblem("/u/{1d}")).to.match(/bad parameter name "1d"/);
-    expect(pathProblem("/u/{a b}")).to.match(/bad parameter name/);
+    expect(pathProblem("/u/{a.b}")).to.match(/bad parameter name/);
     expect(pathProblem("/u/{id}/v/{id}")).to.match(/parameter name "id" twice/);
     expect(prefixProblem("/users/{id}")).to.match(/prefix takes no parameters/);
   });
