@@ -254,8 +254,9 @@ export async function launchPlatform(opts) {
       appNatsUrl: embeddedNats ? natsUrlWith(natsUrl, "app", creds.nats.app) : undefined,
       /** Everything in credentials.json (tokens and per-user passwords). */
       credentials: creds,
-      adminToken: creds.adminToken,
-      readToken: creds.readToken,
+      // What the registry was given: opts.env may override the generated tokens.
+      adminToken: opts.env?.FIZZ_ADMIN_TOKEN ?? creds.adminToken,
+      readToken: opts.env?.FIZZ_READ_TOKEN ?? creds.readToken,
       ports,
       gatewayUrl: `http://127.0.0.1:${ports.gateway}`,
       registryUrl: `http://127.0.0.1:${ports.registry}`,
