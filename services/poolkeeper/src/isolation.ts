@@ -127,14 +127,23 @@ export async function prepareInstancesDir(workDir: string): Promise<string[]> {
   await mkdir(instances, { recursive: true, mode: 0o711 });
   await chmod(workDir, 0o711);
   await chmod(instances, 0o711);
+  return traversable(path.dirname(workDir));
+}
+
+/**
+ * Gives other users the traverse bit (never read) on `dir` and its ancestors where they lack it,
+ * so instance uids can reach what they must run (a checkout or interpreter under a 0700 home).
+ * Returns the directories changed.
+ */
+export async function traversable(dir: string): Promise<string[]> {
   const changed: string[] = [];
-  for (let dir = path.dirname(workDir); ; dir = path.dirname(dir)) {
-    const st = await stat(dir);
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    const st = await stat(d);
     if ((st.mode & 0o001) === 0) {
-      await chmod(dir, (st.mode & 0o7777) | 0o001);
-      changed.push(dir);
+      await chmod(d, (st.mode & 0o7777) | 0o001);
+      changed.push(d);
     }
-    if (dir === path.dirname(dir)) break;
+    if (d === path.dirname(d)) break;
   }
   return changed;
 }

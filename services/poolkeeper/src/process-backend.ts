@@ -13,6 +13,7 @@ import {
   killUid,
   makeInstanceDir,
   prepareInstancesDir,
+  traversable,
   UidPool,
   wrapCommand,
   type IsolationOptions,
@@ -95,17 +96,30 @@ export class ProcessBackend implements Backend {
    * bytecode compiled in advance, or every cold start would compile it again.
    */
   private prepare(): Promise<void> {
-    this.prepared ??= Promise.all([
-      prepareInstancesDir(this.opts.workDir).then((changed) => {
-        if (changed.length > 0)
-          this.log.warn(
-            { dirs: changed },
-            "gave other users traverse (not read) permission on the work directory's ancestors, so instance uids can reach their directories",
-          );
-      }),
-      this.uids ? this.compilePython() : undefined,
-    ]).then(() => undefined);
+    this.prepared ??= this.prepareOnce();
     return this.prepared;
+  }
+
+  private async prepareOnce(): Promise<void> {
+    const warn = (changed: string[]) => {
+      if (changed.length > 0)
+        this.log.warn(
+          { dirs: changed },
+          "gave other users traverse (not read) permission on these directories, so instance uids can reach their work directories and the runtimes",
+        );
+    };
+    // What instance uids must reach: the loaders and the interpreters running them.
+    const needed = this.uids
+      ? [this.opts.runtimesDir, path.dirname(process.execPath), path.dirname(this.opts.python)]
+          .filter((p) => path.isAbsolute(p))
+          // A path that is not there fails the spawn itself, with a clearer message.
+          .map((p) => traversable(p).then(warn, () => undefined))
+      : [];
+    await Promise.all([
+      prepareInstancesDir(this.opts.workDir).then(warn),
+      ...needed,
+      this.uids ? this.compilePython() : undefined,
+    ]);
   }
 
   private compilePython(): Promise<void> {
