@@ -15,7 +15,7 @@ try {
 
 const { launchPlatform } = await import("./lib/platform.mjs");
 const { prettyLine } = await import("./lib/pretty.mjs");
-const { createWriteStream, mkdirSync } = await import("node:fs");
+const { chmodSync, createWriteStream, mkdirSync } = await import("node:fs");
 const port = (name, fallback) => {
   const v = process.env[name];
   return v ? Number(v) : fallback;
@@ -35,7 +35,9 @@ process.on("SIGTERM", () => void shutdown("SIGTERM"));
 
 // NATS and Redis talk a lot at start; their logs go to .fizz/logs, the services' to the terminal.
 const logDir = path.join(ROOT, ".fizz", "logs");
-mkdirSync(logDir, { recursive: true });
+// Server logs name users (never passwords) but are still the platform's: owner-only.
+mkdirSync(logDir, { recursive: true, mode: 0o700 });
+chmodSync(logDir, 0o700);
 const serverLogs = {};
 const color = process.stdout.isTTY === true;
 const onLog = (name, line) => {
