@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { readFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { startPlatform, type Platform } from "./helpers";
@@ -17,7 +18,11 @@ describe("triggers on the bus, end to end", function () {
   afterEach(dumpLogsOnFailure(() => p, 150));
 
   // The function appends every call to a file the test reads: the process backend runs it here.
-  const callsFile = () => path.join(p.workDir, "calls.log");
+  // Instances run as an unprivileged user when the tests run as root: they cannot write into the
+  // test's own (owner-only) work dir, so the log lives in a directory they may write.
+  const callsDir = mkdtempSync(path.join(tmpdir(), "fizz-bus-calls-"));
+  chmodSync(callsDir, 0o777);
+  const callsFile = () => path.join(callsDir, "calls.log");
   const recorder = (file: string) => `
 const fs = require("fs");
 module.exports = async (ctx) => {
@@ -50,13 +55,14 @@ module.exports = async (ctx) => {
   before(async () => {
     p = await startPlatform();
     nc = await connect(p.appNats);
-    await p.file("recorder.js", recorder(path.join(p.workDir, "calls.log")));
+    await p.file("recorder.js", recorder(callsFile()));
     await fizzOk(p, "env create --name nodejs --image fizz/env-node");
     await fizzOk(p, "fn create --name recorder --env nodejs --code recorder.js");
   });
   after(async () => {
     await nc?.close();
     await p?.stop();
+    rmSync(callsDir, { recursive: true, force: true });
   });
 
   it("answers a NATS request on a subject trigger with the function's response", async () => {
