@@ -2,7 +2,8 @@ import { expect } from "chai";
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, createInbox, type NatsConnection } from "@nats-io/transport-node";
+import { natsConnectionOptions } from "@fizz/kit";
 import { startPlatform, type Platform } from "./helpers";
 import { dumpLogsOnFailure, eventually, fizzOk } from "./probes";
 
@@ -86,6 +87,36 @@ module.exports = async (ctx) => {
     );
     expect(new TextDecoder().decode(reply.data)).to.equal("got hello over nats");
     expect(reply.headers?.get("Fizz-Status")).to.equal("200");
+  });
+
+  it("never answers on a reply subject inside the platform: the gateway is no confused deputy", async () => {
+    // NATS does not check a publisher's rights on the reply field: the app user names a platform
+    // subject as its "reply", hoping the gateway publishes the answer there with its own rights.
+    const scheduler = await connect(natsConnectionOptions(p.natsUrlAs("scheduler")));
+    try {
+      const forged = scheduler.subscribe("fizz.v1.scheduler.forged");
+      const got: string[] = [];
+      void (async () => {
+        for await (const m of forged) got.push(m.string());
+      })();
+      await scheduler.flush();
+      const inbox = createInbox();
+      const control = nc.subscribe(inbox, { max: 1 });
+      nc.publish("demo.greet", new TextEncoder().encode("attack"), {
+        reply: "fizz.v1.scheduler.forged",
+      });
+      nc.publish("demo.greet", new TextEncoder().encode("control"), { reply: inbox });
+      for await (const m of control) expect(m.string()).to.equal("got control");
+      await new Promise((r) => setTimeout(r, 500));
+      await scheduler.flush();
+      expect(got).to.deep.equal([]);
+      expect(
+        calls().some((c) => c.body === "attack"),
+        "the function still ran",
+      ).to.equal(true);
+    } finally {
+      await scheduler.close();
+    }
   });
 
   it("accepts an async call with 202 and a call id, and reports its result", async () => {

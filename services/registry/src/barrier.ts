@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { Codecs, type GatewaySyncRequest, type Subjects } from "@fizz/events";
+import { Codecs, serviceInboxPrefix, type GatewaySyncRequest, type Subjects } from "@fizz/events";
 import { listen, type Logger, type NatsConnection, type Subscription } from "@fizz/kit";
 import type { Change } from "./operations";
 
@@ -115,8 +115,9 @@ export class UpdateBarrier {
     if (waitedFor.length === 0) return Promise.resolve(result);
     const waiting = new Set(waitedFor);
     const { nc, subjects, sender, timeoutMs } = this.o;
-    // A private inbox rather than one request: every gateway answers, and we count who did.
-    const inbox = `_INBOX.${randomBytes(12).toString("hex")}`;
+    // A private inbox rather than one request: every gateway answers, and we count who did. Under
+    // the registry's own inbox prefix: the app user may subscribe to `_INBOX.>`, never to this.
+    const inbox = `${serviceInboxPrefix("registry")}.${randomBytes(12).toString("hex")}`;
     return new Promise((resolve) => {
       let done = false;
       const finish = () => {

@@ -160,3 +160,20 @@ export function permits(rule: SubjectRule, subject: string): boolean {
     !rule.deny.some((d) => subjectMatches(d, subject))
   );
 }
+
+/**
+ * Whether the gateway may answer a user's message on the reply subject the message names. NATS
+ * does not check a publisher's permissions against the reply field, so without this a client
+ * could name `$JS.API.STREAM.DELETE.<stream>`, a KV key or a platform subject as its "reply" and
+ * have the gateway publish the function's answer there with the gateway's own, broad rights.
+ * Allowed: plain client inboxes (`_INBOX.…`, what every NATS client uses by default) and user
+ * subjects; refused: anything under the platform prefix, `$…` system subjects, and the
+ * services' own inboxes (`_INBOX_<service>.…`).
+ */
+export function isUserReplySubject(subject: string, prefix: string): boolean {
+  const first = subject.split(".")[0] ?? "";
+  if (subject === "" || /[\s*>]/.test(subject)) return false;
+  if (first === "_INBOX") return true;
+  if (first.startsWith("$") || first.startsWith("_INBOX")) return false;
+  return subject !== prefix && !subject.startsWith(`${prefix}.`);
+}

@@ -3,6 +3,7 @@ import {
   APP_USER,
   NATS_USERS,
   SERVICE_USERS,
+  isUserReplySubject,
   natsPermissions,
   permits,
   redisAclRules,
@@ -108,5 +109,29 @@ describe("bus permissions", () => {
     }
     expect(rules.poolkeeper).to.not.include("+@all");
     expect(rules.poolkeeper).to.not.include("+@write");
+  });
+});
+
+describe("isUserReplySubject", () => {
+  it("lets the gateway answer plain client inboxes and user subjects", () => {
+    for (const s of ["_INBOX.abc.1", "orders.reply", "demo"])
+      expect(isUserReplySubject(s, "fizz.v1"), s).to.equal(true);
+  });
+
+  it("refuses replies into the platform, NATS's system subjects and the services' inboxes", () => {
+    for (const s of [
+      "fizz.v1",
+      "fizz.v1.scheduler.instances.default.f",
+      "fizz.v1.invoke.default.f",
+      "$JS.API.STREAM.DELETE.FIZZ_INVOCATIONS",
+      "$KV.fizz_calls.x",
+      "$SYS.REQ.SERVER.PING",
+      "_INBOX_registry.abc",
+      "_INBOX_gateway.x",
+      "",
+      "a.*",
+      "a.>",
+    ])
+      expect(isUserReplySubject(s, "fizz.v1"), s).to.equal(false);
   });
 });

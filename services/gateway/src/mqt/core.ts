@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { FizzError, type MessageQueueTrigger } from "@fizz/events";
+import { FizzError, isUserReplySubject, type MessageQueueTrigger } from "@fizz/events";
 import type { Msg } from "@fizz/kit";
 import { publishAnswer, respondAnswer } from "../invoker/deliver";
 import { callFunction } from "../invoker/invoke";
@@ -32,8 +32,13 @@ export async function startCoreTrigger(d: MqtDeps, t: MessageQueueTrigger): Prom
       const ok = outcome.kind === "answered" && outcome.answer.status < 400;
       d.metrics.invocation("mqt-core", ok ? "succeeded" : "failed");
       d.metrics.observe("mqt-core", outcome.answer.durationMs);
-      if (msg.reply) {
+      if (msg.reply && isUserReplySubject(msg.reply, d.subjects.prefix)) {
         respondAnswer(d.nc, (data, opts) => msg.respond(data, opts), outcome.answer, {}, log);
+      } else if (msg.reply) {
+        log.warn(
+          { reply: msg.reply },
+          "answer not sent: the message's reply subject is internal (platform, $-system or a service inbox)",
+        );
       } else {
         const subject = ok ? s.responseSubject : s.errorSubject;
         if (subject) publishAnswer(d.nc, subject, outcome.answer, {}, log);
