@@ -9,11 +9,15 @@ const ROOT = path.resolve(import.meta.dirname, "../..");
  * docker-compose parses, interpolates and validates it against the Compose schema.
  */
 describe("compose.dev.yml", () => {
-  it("is a valid Compose file with NATS, Redis and the five services", () => {
-    const r = spawnSync("docker-compose", ["-f", "compose.dev.yml", "config"], {
+  const config = (env: NodeJS.ProcessEnv) =>
+    spawnSync("docker-compose", ["-f", "compose.dev.yml", "config"], {
       cwd: ROOT,
       encoding: "utf8",
+      env,
     });
+
+  it("is a valid Compose file with NATS, Redis and the five services", () => {
+    const r = config({ ...process.env, FIZZ_ADMIN_TOKEN: "a-development-token-0123456789" });
     expect(r.error, "docker-compose must be installed (npm test installs it on Debian)").to.equal(
       undefined,
     );
@@ -30,6 +34,15 @@ describe("compose.dev.yml", () => {
       expect(r.stdout).to.match(new RegExp(`^  ${svc}:$`, "m"));
     }
     expect(r.stdout).to.include("SERVICE: gateway");
+    expect(r.stdout).to.include("FIZZ_ADMIN_TOKEN: a-development-token-0123456789");
+  });
+
+  it("refuses to start the registry without an admin token", () => {
+    const env = { ...process.env };
+    delete env.FIZZ_ADMIN_TOKEN;
+    const r = config(env);
+    expect(r.status).to.not.equal(0);
+    expect(r.stderr).to.include("set FIZZ_ADMIN_TOKEN");
   });
 
   it("builds each service image with the service Dockerfile as a non-root user", async () => {

@@ -1,5 +1,6 @@
 import { mkdirSync, openSync, readFileSync, unlinkSync, writeSync, closeSync } from "node:fs";
-import { chmod, chown, mkdir, readdir, stat } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { chmod, chown, mkdir, readFile, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { FizzError } from "@fizz/events";
 
@@ -38,6 +39,7 @@ export function instanceBaseEnv(env: Record<string, string | undefined>): Record
  */
 export class UidPool {
   private readonly used = new Set<number>();
+  private cursor = 0;
   constructor(
     private readonly base: number,
     private readonly count: number,
@@ -46,11 +48,16 @@ export class UidPool {
     mkdirSync(lockDir, { recursive: true, mode: 0o700 });
   }
 
+  /**
+   * Round robin, not lowest-free-first: a uid given back is the last to be handed out again, so
+   * anything that outlived its instance despite killUid meets no new victim for a long while.
+   */
   take(): number {
     for (let i = 0; i < this.count; i++) {
-      const uid = this.base + i;
+      const uid = this.base + ((this.cursor + i) % this.count);
       if (!this.used.has(uid) && this.claim(uid)) {
         this.used.add(uid);
+        this.cursor = (uid - this.base + 1) % this.count;
         return uid;
       }
     }
@@ -173,19 +180,41 @@ export function wrapCommand(
 /**
  * SIGKILLs every process running as `uid`: what an instance left behind outside its process group
  * (a daemon that called setsid) must not live on to read the next instance given that uid.
+ *
+ * The main pass runs `kill -KILL -1` AS that uid (through setpriv): the kernel signals every
+ * process the uid may signal in one pass under the task-list lock, so neither a fork loop nor a
+ * process that hid its /proc entry (prctl PR_SET_DUMPABLE 0 makes /proc/<pid> root-owned) escapes.
+ * The /proc scan after it matches the real and effective uids in /proc/<pid>/status (not the
+ * directory's owner, which a non-dumpable process changes) and covers a host without setpriv.
  */
-export async function killUid(uid: number): Promise<number> {
+export async function killUid(uid: number, setpriv?: string): Promise<number> {
+  if (setpriv) {
+    for (let pass = 0; pass < 2; pass++) {
+      await new Promise<void>((resolve) => {
+        const k = spawn(
+          setpriv,
+          [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--", "kill", "-KILL", "-1"],
+          { stdio: "ignore" },
+        );
+        // Its exit status says nothing useful (procps kill answers 1 even after signalling).
+        k.once("exit", () => resolve());
+        k.once("error", () => resolve());
+      });
+    }
+  }
   let killed = 0;
   let entries: string[];
   try {
     entries = await readdir("/proc");
   } catch {
-    return 0; // no procfs: nothing to scan
+    return killed; // no procfs: nothing to scan
   }
   for (const name of entries) {
     if (!/^[0-9]+$/.test(name)) continue;
     try {
-      if ((await stat(`/proc/${name}`)).uid !== uid) continue;
+      const status = await readFile(`/proc/${name}/status`, "utf8");
+      const ids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+      if (!ids || (Number(ids[1]) !== uid && Number(ids[2]) !== uid)) continue;
       process.kill(Number(name), "SIGKILL");
       killed++;
     } catch {

@@ -190,14 +190,17 @@ describe("process backend (real child processes)", function () {
     expect(await read(a.address, path.join(dirA, "secret.js"))).to.equal("a's code");
   });
 
-  it("as root: gives a uid back only after its instance is gone, and reuses it", async function () {
+  it("as root: gives a uid back only after its instance is gone, and hands it out again last", async function () {
     if (process.getuid?.() !== 0) this.skip();
     make({}, 0);
+    const lockDir = loadConfig({}).isolation.uids?.lockDir ?? "";
     const a = await backend.spawn(fake("a"));
+    expect(existsSync(path.join(lockDir, String(a.uid)))).to.equal(true);
     await backend.kill(a.id, "test");
     await waitFor(() => !existsSync(path.join(workDir, "instances", a.id)));
+    await waitFor(() => !existsSync(path.join(lockDir, String(a.uid))));
     const b = await backend.spawn(fake("b"));
-    expect(b.uid).to.equal(a.uid);
+    expect(b.uid).to.not.equal(a.uid);
   });
 
   it("reports an unexpected exit with its signal, and removes the work dir", async () => {

@@ -1,0 +1,65 @@
+import { expect } from "chai";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { killUid, UidPool } from "../src/isolation";
+
+const SETPRIV = "/usr/bin/setpriv";
+const PYTHON = "/usr/bin/python3";
+const isRoot = process.getuid?.() === 0;
+
+async function alive(pid: number): Promise<boolean> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, "utf8");
+    return !/^State:\s+Z/m.test(status);
+  } catch {
+    return false;
+  }
+}
+
+describe("instance uid clean-up", function () {
+  this.timeout(20_000);
+
+  it("hands a released uid out last (round robin), not to the very next instance", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "fizz-uids-"));
+    try {
+      const pool = new UidPool(200_000, 3, dir);
+      const first = pool.take();
+      pool.release(first);
+      expect(pool.take()).to.not.equal(first);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("kills a left-over process of the uid that detached and hid its /proc entry", async function () {
+    if (!isRoot || !existsSync(SETPRIV) || !existsSync(PYTHON)) this.skip(); // needs root to switch uids, as the process backend does
+    const uid = 259_000 + Math.floor(Math.random() * 900);
+    // What a hostile function leaves behind: a new session (out of the instance's process group)
+    // that made itself non-dumpable, so the files under /proc/<pid> show root as their owner.
+    const hider = spawn(
+      SETPRIV,
+      [
+        `--reuid=${uid}`,
+        `--regid=${uid}`,
+        "--clear-groups",
+        "--",
+        "setsid",
+        PYTHON,
+        "-c",
+        "import ctypes,os,sys,time; ctypes.CDLL(None).prctl(4,0,0,0,0); print(os.getpid(), flush=True); time.sleep(60)",
+      ],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    );
+    const pid = await new Promise<number>((resolve, reject) => {
+      hider.stdout.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
+      hider.once("exit", (code) => reject(new Error(`hider exited ${code}`)));
+    });
+    await killUid(uid, SETPRIV);
+
+    for (let i = 0; i < 50 && (await alive(pid)); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await alive(pid)).to.equal(false);
+  });
+});
