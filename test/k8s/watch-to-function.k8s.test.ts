@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { readFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { startK8sLite, type K8sLite } from "@fizz/testkit";
 import { startPlatform, type Platform } from "../e2e/helpers";
@@ -23,11 +24,17 @@ describe("Kubernetes events trigger a function, end to end", function () {
   after(async () => {
     await p?.stop();
     await k?.stop();
+    rmSync(eventsDir, { recursive: true, force: true });
   });
 
+  // Instances run as unprivileged uids when the tests run as root: the function's log lives in a
+  // directory they may write, not in the test's owner-only work dir.
+  const eventsDir = mkdtempSync(path.join(tmpdir(), "fizz-watch-events-"));
+  chmodSync(eventsDir, 0o777);
+  const eventsFile = path.join(eventsDir, "events.log");
   const events = () => {
     try {
-      return readFileSync(path.join(p.workDir, "events.log"), "utf8")
+      return readFileSync(eventsFile, "utf8")
         .trim()
         .split("\n")
         .filter(Boolean)
@@ -40,7 +47,7 @@ describe("Kubernetes events trigger a function, end to end", function () {
   };
 
   it("delivers create, modify and delete of a labelled ConfigMap in order, and ignores unlabelled ones", async () => {
-    const file = path.join(p.workDir, "events.log");
+    const file = eventsFile;
     await p.file(
       "on-event.js",
       `const fs = require("fs");

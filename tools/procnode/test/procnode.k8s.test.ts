@@ -1,5 +1,7 @@
 import { expect } from "chai";
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { AppsV1Api, CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
 import { createLogger } from "@fizz/kit";
@@ -217,7 +219,19 @@ describe("procnode on k8s-lite", function () {
   });
 
   it("runs k8s/ NATS, Redis and the registry: emptyDir args, 0.0.0.0 and Service names map to pod IPs", async () => {
-    for (const f of ["namespace.yaml", "rbac.yaml", "nats.yaml", "redis.yaml", "registry.yaml"]) {
+    const ns = k.kubectl("apply", "-f", path.join(K8S_DIR, "namespace.yaml"));
+    expect(ns.status, ns.stderr).to.equal(0);
+    // NATS, Redis and the registry take their users and tokens from Secrets (as an operator does).
+    const gen = spawnSync(process.execPath, [path.join(K8S_DIR, "../scripts/k8s-secrets.mjs")], {
+      encoding: "utf8",
+    });
+    expect(gen.status, gen.stderr).to.equal(0);
+    const secretsDir = mkdtempSync(path.join(tmpdir(), "fizz-secrets-"));
+    writeFileSync(path.join(secretsDir, "secrets.yaml"), gen.stdout, { mode: 0o600 });
+    const secrets = k.kubectl("apply", "-f", path.join(secretsDir, "secrets.yaml"));
+    rmSync(secretsDir, { recursive: true, force: true });
+    expect(secrets.status, secrets.stderr).to.equal(0);
+    for (const f of ["rbac.yaml", "nats.yaml", "redis.yaml", "registry.yaml"]) {
       const r = k.kubectl("apply", "-f", path.join(K8S_DIR, f));
       expect(r.status, r.stderr).to.equal(0);
     }
@@ -241,7 +255,8 @@ describe("procnode on k8s-lite", function () {
     const nats = await ready("nats");
     const redis = await ready("redis");
     expect(await tcpExchange(nats.status!.podIP!, 4222, undefined)).to.match(/^INFO /);
-    expect(await tcpExchange(redis.status!.podIP!, 6379, "PING\r\n")).to.equal("+PONG\r\n");
+    // Reachable at its pod IP, and locked: the default user is off.
+    expect(await tcpExchange(redis.status!.podIP!, 6379, "PING\r\n")).to.match(/^-NOAUTH/);
     // -sd /data became the pod's emptyDir: JetStream writes there.
     const natsDir = node.pods().find((p) => p.name === nats.metadata?.name)?.dir;
     expect(
