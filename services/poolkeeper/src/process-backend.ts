@@ -292,7 +292,9 @@ export class ProcessBackend implements Backend {
         }
         // The uid is free again only once its files are gone: the next instance with it must
         // not find them.
-        const cleanup = (uid !== undefined ? killUid(uid, this.opts.isolation.setpriv) : Promise.resolve(0))
+        const cleanup = (
+          uid !== undefined ? killUid(uid, this.opts.isolation.setpriv) : Promise.resolve(0)
+        )
           .then(() => rm(dir, { recursive: true, force: true }))
           .then(
             () => uid !== undefined && this.uids?.release(uid),
