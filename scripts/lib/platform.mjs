@@ -82,6 +82,11 @@ export async function launchPlatform(opts) {
     const child = spawn(cmd, args, {
       cwd: ROOT,
       env,
+      // Its own process group: a terminal's Ctrl-C (SIGINT to the whole foreground group) reaches
+      // only this launcher, which stops the services before the NATS and Redis they drain into.
+      // Sent to every process at once, Redis would go first and services would hang on it.
+      // Dying with the launcher does not depend on the group (stdin pipe, parent-death signal).
+      detached: exitWithStdin || SETPRIV !== undefined,
       // stdin is a pipe the child watches: if this launcher dies, even by SIGKILL, it closes and
       // the services stop, so nothing is left orphaned.
       stdio: [
