@@ -17,10 +17,18 @@ const RUNTIME_BINARIES = [
     apt: "redis-server",
     paths: ["/usr/bin/redis-server", "/usr/local/bin/redis-server"],
   },
-  { bin: "python3", apt: "python3", paths: [] },
+  // As root the poolkeeper runs each instance as its own unprivileged uid, which cannot use an
+  // interpreter under root's home (pyenv): it needs the system's /usr/bin/python3.
+  { bin: "python3", apt: "python3", paths: [], asRoot: "/usr/bin/python3" },
+  // Drops each instance to its own uid and ties it to the poolkeeper's life (util-linux).
+  { bin: "setpriv", apt: "util-linux", paths: ["/usr/bin/setpriv"] },
 ];
-// Only the tests need it: compose.dev.yml is validated with `docker-compose config` (no engine).
-const TEST_BINARIES = [{ bin: "docker-compose", apt: "docker-compose", paths: [] }];
+// Only the tests need these: compose.dev.yml is validated with `docker-compose config` (no
+// engine); the TLS tests make a CA with openssl.
+const TEST_BINARIES = [
+  { bin: "docker-compose", apt: "docker-compose", paths: [] },
+  { bin: "openssl", apt: "openssl", paths: [] },
+];
 
 export function findBinary(bin, paths = []) {
   for (const p of paths) if (existsSync(p)) return p;
@@ -39,7 +47,10 @@ function isDebianLike() {
 /** Installs what is missing where we can (Debian/Ubuntu as root); elsewhere says what to install. */
 export function ensureBinaries(log = console.error, { forTests = false } = {}) {
   const wanted = forTests ? [...RUNTIME_BINARIES, ...TEST_BINARIES] : RUNTIME_BINARIES;
-  const missing = wanted.filter((b) => !findBinary(b.bin, b.paths));
+  const root = process.getuid?.() === 0;
+  const missing = wanted.filter((b) =>
+    root && b.asRoot ? !existsSync(b.asRoot) : !findBinary(b.bin, b.paths),
+  );
   if (missing.length === 0) return;
   const names = missing.map((b) => b.apt);
   if (process.getuid?.() === 0 && isDebianLike() && findBinary("apt-get")) {
