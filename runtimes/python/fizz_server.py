@@ -153,7 +153,7 @@ class Handler(BaseHTTPRequestHandler):
         rt = self.instance
         if not rt.authorized(self.headers.get("X-Fizz-Specialize-Token")):
             message = "x-fizz-specialize-token: missing or wrong; only the poolkeeper specializes"
-            return self._error(401, "UNAUTHORIZED", message, close=True)
+            return self._error(401, "UNAUTHENTICATED", message, close=True)
         refused = rt.refusal()
         if refused:
             return self._json(*refused)

@@ -52,8 +52,3 @@ export function natsUrlWith(url, user, password) {
   u.password = encodeURIComponent(password);
   return u.toString().replace(/\/$/, "");
 }
-
-/** The URL without credentials, for anything printed or logged. */
-export function redactUrl(url) {
-  return url.replace(/\/\/[^@/]*@/, "//");
-}

@@ -48,7 +48,7 @@ export async function specialize(req, res, instance, config) {
   if (!tokenMatches(config.specializeToken, req.headers["x-fizz-specialize-token"])) {
     res.setHeader("connection", "close"); // the body is not read
     const message = "x-fizz-specialize-token: missing or wrong; only the poolkeeper specializes";
-    return sendError(res, 401, "UNAUTHORIZED", message, { field: "x-fizz-specialize-token" });
+    return sendError(res, 401, "UNAUTHENTICATED", message, { field: "x-fizz-specialize-token" });
   }
   if (instance.state !== "warm") return alreadySpecialized(res, instance);
   let raw;

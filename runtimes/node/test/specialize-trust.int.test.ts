@@ -38,7 +38,7 @@ for (const kind of ["node", "python"] as const) {
       ]) {
         const res = await postJson(rt.url, "/v2/specialize", body(), headers);
         expect(res.status).to.equal(401);
-        expect(res.json.error.code).to.equal("UNAUTHORIZED");
+        expect(res.json.error.code).to.equal("UNAUTHENTICATED");
       }
       expect(await state()).to.equal("warm");
     });

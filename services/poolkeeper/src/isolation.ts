@@ -107,10 +107,6 @@ export class UidPool {
     }
     return false;
   }
-
-  get inUse(): number {
-    return this.used.size;
-  }
 }
 
 function pidAlive(pid: number): boolean {

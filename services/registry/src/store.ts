@@ -8,7 +8,7 @@ import {
   type KindPlural,
   type ObjectsByPlural,
 } from "@fizz/events";
-import { backoffMs, redisReady, sleep, type Logger } from "@fizz/kit";
+import { backoffMs, redisReady, redisTls, sleep, type Logger } from "@fizz/kit";
 
 /**
  * The registry's Redis store. Keys (under the configured prefix, default `fizz:v1:`):
@@ -90,7 +90,9 @@ export class RedisStore implements Store {
     const log = opts.logger.child({ component: "store" });
     // Fail fast instead of queueing or resending: a MULTI/EXEC replayed on a fresh connection
     // would run without the WATCHes it depends on.
-    this.tx = new Redis(opts.url, {
+    const { url, tls } = redisTls(opts.url);
+    this.tx = new Redis(url, {
+      ...tls,
       connectionName: `${opts.name}-tx`,
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,

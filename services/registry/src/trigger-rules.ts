@@ -44,10 +44,14 @@ function reservedSubjects(prefix: string): string[] {
   return [prefix, `${prefix}.>`];
 }
 
-/** First tokens NATS keeps for itself: request replies (`_INBOX`) and system APIs (`$JS`, `$SYS`, `$KV`...). */
+/**
+ * First tokens NATS and the platform keep for themselves: request replies (`_INBOX`, and each
+ * service's own `_INBOX_<service>`, which must stay private to it) and system APIs (`$JS`, `$SYS`,
+ * `$KV`...).
+ */
 function isSystemRoot(subject: string): boolean {
   const first = subject.split(".")[0] ?? "";
-  return first === "_INBOX" || first.startsWith("$");
+  return first.startsWith("_INBOX") || first.startsWith("$");
 }
 
 /** Streams the platform owns, and the backing streams of key-value and object stores. */

@@ -98,7 +98,14 @@ export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermissio
         [">"],
         [`${p}.poolkeeper.>`, `${p}.registry.changed.>`, s.gatewaySync, `${p}.logs.>`, "$SYS.>"],
       ),
-      subscribe: rule([">"], ["$SYS.>"]),
+      // Never another service's replies (the registry's sync requests are answered by publishing).
+      subscribe: rule(
+        [">"],
+        [
+          "$SYS.>",
+          ...SERVICE_USERS.filter((u) => u !== "gateway").map((u) => `${serviceInboxPrefix(u)}.>`),
+        ],
+      ),
       allowResponses: true,
     },
     kubewatcher: {

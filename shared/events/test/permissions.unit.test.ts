@@ -135,3 +135,13 @@ describe("isUserReplySubject", () => {
       expect(isUserReplySubject(s, "fizz.v1"), s).to.equal(false);
   });
 });
+
+describe("service inboxes", () => {
+  it("keeps the gateway out of other services' replies, while it still answers the registry's sync", () => {
+    const gw = natsPermissions("fizz.v1").gateway;
+    expect(permits(gw.subscribe, "_INBOX_scheduler.abc")).to.equal(false);
+    expect(permits(gw.subscribe, "_INBOX_registry.abc")).to.equal(false);
+    expect(permits(gw.subscribe, "_INBOX_gateway.abc")).to.equal(true);
+    expect(permits(gw.publish, "_INBOX_registry.abc")).to.equal(true);
+  });
+});

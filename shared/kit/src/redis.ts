@@ -48,8 +48,12 @@ export function redisReady(client: Redis | undefined): boolean {
   return client !== undefined && client.status === "ready";
 }
 
-/** `rediss://...?ca=<file>` (from FIZZ_REDIS_TLS_CA): verify the server against that CA. */
-function redisTls(raw: string): { url: string; tls: Pick<RedisOptions, "tls"> } {
+/**
+ * `rediss://...?ca=<file>` (from FIZZ_REDIS_TLS_CA): verify the server against that CA. Every
+ * Redis connection a service opens goes through this, its own extra ones (a transaction
+ * connection) included, or a private CA would be ignored there.
+ */
+export function redisTls(raw: string): { url: string; tls: Pick<RedisOptions, "tls"> } {
   const u = new URL(raw);
   const ca = u.searchParams.get("ca");
   u.searchParams.delete("ca");
