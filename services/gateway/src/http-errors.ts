@@ -50,3 +50,18 @@ export function leaseError(err: unknown): FizzError {
   }
   return fe;
 }
+
+/** The function's timeout passed: shaped like undici's own, so both are mapped to 504 alike. */
+export function answerTimeout(): Error {
+  return Object.assign(new Error("the function did not answer in time"), {
+    code: "UND_ERR_HEADERS_TIMEOUT",
+  });
+}
+
+/**
+ * undici's headers timeout, kept 1 s past the function's own as a backstop only: its timeouts
+ * above 1 s tick every ~0.5 s, so the exact timer on the caller's side is what answers 504.
+ */
+export function headersBackstopMs(timeoutMs: number): number {
+  return timeoutMs > 0 ? timeoutMs + 1000 : 0;
+}

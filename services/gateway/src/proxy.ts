@@ -4,7 +4,7 @@ import type { Logger } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import { BodySource } from "./body";
 import { responseHeaders, type ResponseHeadersSeen } from "./headers";
-import { leaseError, sendError } from "./http-errors";
+import { answerTimeout, headersBackstopMs, leaseError, sendError } from "./http-errors";
 import type { FunctionLeases, LeaseEntry, LeaseManager } from "./leases";
 import type { GatewayMetrics } from "./metrics";
 import type { WaitTicket } from "./wait-queue";
@@ -34,12 +34,6 @@ const INSPECT = 2;
 const INSPECT_LIMIT = 16 * 1024;
 const CLIENT_GONE = new Error("client went away");
 
-/** Shaped like undici's own, so onError treats both the same. */
-function answerTimeout(): Error {
-  return Object.assign(new Error("the function did not answer in time"), {
-    code: "UND_ERR_HEADERS_TIMEOUT",
-  });
-}
 const REPEATABLE = new Set(["GET", "HEAD", "OPTIONS"]);
 
 /**
@@ -167,7 +161,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
         method: (this.req.method ?? "GET") as Dispatcher.HttpMethod,
         headers: h,
         body: this.body ? this.body.open() : null,
-        headersTimeout: e.timeoutMs > 0 ? e.timeoutMs + 1000 : 0,
+        headersTimeout: headersBackstopMs(e.timeoutMs),
         bodyTimeout: e.timeoutMs,
       },
       this,

@@ -1,7 +1,7 @@
 import { FizzError, type ErrorCode } from "@fizz/events";
 import type { Dispatcher } from "undici";
 import { isHopByHop } from "../headers";
-import { leaseError } from "../http-errors";
+import { answerTimeout, headersBackstopMs, leaseError } from "../http-errors";
 import type { FunctionLeases, LeaseEntry, LeaseManager } from "../leases";
 import type { WaitTicket } from "../wait-queue";
 
@@ -139,17 +139,7 @@ async function send(leases: LeaseManager, e: LeaseEntry, req: CallRequest): Prom
   // stay only as a backstop), as in the HTTP proxy.
   const timer = new AbortController();
   const t =
-    e.timeoutMs > 0
-      ? setTimeout(
-          () =>
-            timer.abort(
-              Object.assign(new Error("the function did not answer in time"), {
-                code: "UND_ERR_HEADERS_TIMEOUT",
-              }),
-            ),
-          e.timeoutMs,
-        )
-      : undefined;
+    e.timeoutMs > 0 ? setTimeout(() => timer.abort(answerTimeout()), e.timeoutMs) : undefined;
   const signal = req.signal ? AbortSignal.any([req.signal, timer.signal]) : timer.signal;
   let res: Dispatcher.ResponseData;
   try {
@@ -158,7 +148,7 @@ async function send(leases: LeaseManager, e: LeaseEntry, req: CallRequest): Prom
       method: req.method as Dispatcher.HttpMethod,
       headers,
       body: req.body,
-      headersTimeout: e.timeoutMs > 0 ? e.timeoutMs + 1000 : 0,
+      headersTimeout: headersBackstopMs(e.timeoutMs),
       bodyTimeout: e.timeoutMs,
       signal,
     });
