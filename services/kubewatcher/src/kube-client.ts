@@ -1,6 +1,6 @@
 import http from "node:http";
 import https from "node:https";
-import { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 
 /**
  * The few apiserver calls the kubewatcher makes (discovery GETs, list, watch), over node:http with
@@ -10,18 +10,6 @@ import { KubeConfig } from "@kubernetes/client-node";
  * pause while an event is being published (back-pressure) and hand each event over only after the
  * previous one was delivered. The generic informer does none of that.
  */
-
-/** FIZZ_KUBECONFIG when given; in a pod, the service account; else $KUBECONFIG or ~/.kube/config. */
-export function loadKubeConfig(opts: {
-  kubeconfig: string | undefined;
-  inCluster: boolean;
-}): KubeConfig {
-  const kc = new KubeConfig();
-  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-  else if (opts.inCluster) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  return kc;
-}
 
 /** A failed call: `status` is the HTTP status (or a watch ERROR's code), undefined for network errors. */
 export class KubeApiError extends Error {

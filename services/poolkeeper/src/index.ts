@@ -243,7 +243,7 @@ async function createBackend(
     // running the process backend should not pay.
     const [{ KubeBackend }, { loadKubeConfig }] = await Promise.all([
       import("./kube-backend"),
-      import("./kube-api"),
+      import("@fizz/kit/kube"),
     ]);
     const k = config.kubernetes;
     return new KubeBackend({

@@ -1,21 +1,6 @@
 import { FizzError } from "@fizz/events";
 import { backoffMs, sleep, type Logger } from "@fizz/kit";
-import { ApiException, CoreV1Api, KubeConfig, type V1Pod } from "@kubernetes/client-node";
-
-/**
- * FIZZ_KUBECONFIG when given; in a pod, the service account (the Role in k8s/rbac.yaml); else the
- * usual kubeconfig ($KUBECONFIG, ~/.kube/config), for running the poolkeeper beside a cluster.
- */
-export function loadKubeConfig(opts: {
-  kubeconfig: string | undefined;
-  inCluster: boolean;
-}): KubeConfig {
-  const kc = new KubeConfig();
-  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-  else if (opts.inCluster) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  return kc;
-}
+import { ApiException, CoreV1Api, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
 
 /**
  * Every Kubernetes API call the poolkeeper makes, in one place, so it can be checked against the

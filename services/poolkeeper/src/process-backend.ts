@@ -3,12 +3,11 @@ import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import path from "node:path";
 import { FizzError, runtimeOfImage, type Environment } from "@fizz/events";
-import type { Logger } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import type { Backend, BackendInstance, ExitInfo, OutputStream } from "./backend";
 import { LineSplitter } from "./lines";
 import { waitHealthy } from "./health";
-import { freePort } from "./ports";
+import { freePort, type Logger } from "@fizz/kit";
 import {
   killUid,
   makeInstanceDir,

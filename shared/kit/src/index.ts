@@ -8,3 +8,5 @@ export * from "./lifecycle";
 export * from "./jetstream";
 export * from "./registry-listing";
 export * from "./outbound";
+export * from "./retry";
+export * from "./ports";

@@ -1,8 +1,8 @@
 import net from "node:net";
 
 /**
- * A port that is free on 127.0.0.1 right now. Another process may take it before the instance
- * binds; the instance then exits, spawn() fails and the pool retries, so the race costs a retry.
+ * A port free on `host` right now: the kernel picks it, we close it and hand it on. Another
+ * process may take it before the caller binds; callers treat a failed bind as retryable.
  */
 export function freePort(host = "127.0.0.1"): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -1,0 +1,90 @@
+import { backoffMs, sleep as realSleep } from "./backoff";
+import type { Logger } from "./logger";
+
+export interface RetryOptions {
+  /** First back-off ceiling; each failure doubles it up to `maxMs` (full jitter below the ceiling). */
+  baseMs?: number;
+  maxMs?: number;
+  /** Stops the retrying: the pending wait ends at once and `retryUntil` rejects with `RetryStopped`. */
+  signal?: AbortSignal;
+  /** At most this many attempts; the last error is then thrown. Unbounded when absent. */
+  attempts?: number;
+  /** False for an error that retrying cannot mend: it is thrown at once. */
+  retryable?: (err: unknown) => boolean;
+  /** Told of every failure that will be retried, with the wait before the next attempt. */
+  onRetry?: (info: RetryInfo) => void;
+  /** Injected in unit tests; real time otherwise. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  now?: () => number;
+}
+
+export interface RetryInfo {
+  err: unknown;
+  /** The attempt that failed, from 0. */
+  attempt: number;
+  waitMs: number;
+  /** Since the first attempt started. */
+  elapsedMs: number;
+}
+
+/** `retryUntil` was stopped by its signal before an attempt succeeded; `cause` is the last error. */
+export class RetryStopped extends Error {
+  override readonly name = "RetryStopped";
+  constructor(cause: unknown) {
+    super("stopped while retrying", { cause });
+  }
+}
+
+/**
+ * The one retry loop: calls `fn` until it resolves, waiting `backoffMs` between failures. Every
+ * hand-written loop that once did this drifted (forgotten jitter, a sleep that ignored the stop
+ * signal, an attempt counter that never reset); keep new ones here.
+ */
+export async function retryUntil<T>(
+  fn: (attempt: number) => Promise<T>,
+  opts: RetryOptions = {},
+): Promise<T> {
+  const sleep = opts.sleep ?? realSleep;
+  const now = opts.now ?? Date.now;
+  const started = now();
+  let lastErr: unknown;
+  for (let attempt = 0; ; attempt++) {
+    if (opts.signal?.aborted) throw new RetryStopped(lastErr);
+    try {
+      return await fn(attempt);
+    } catch (err) {
+      lastErr = err;
+      if (opts.retryable && !opts.retryable(err)) throw err;
+      if (opts.attempts !== undefined && attempt + 1 >= opts.attempts) throw err;
+      if (opts.signal?.aborted) throw new RetryStopped(err);
+      const waitMs = backoffMs(attempt, opts.baseMs ?? 200, opts.maxMs ?? 5_000);
+      opts.onRetry?.({ err, attempt, waitMs, elapsedMs: now() - started });
+      await sleep(waitMs, opts.signal);
+    }
+  }
+}
+
+/**
+ * An `onRetry` for waits that are normal at start-up (a service whose peer is still coming up):
+ * debug while the wait is short, one warning once it has lasted `quietMs`, then a warning at most
+ * every `quietMs`. `npm start` stays quiet when services come up in their usual order.
+ */
+export function warnWhenSlow(
+  log: Logger,
+  message: string,
+  fields: Record<string, unknown> = {},
+  quietMs = 3_000,
+): (info: RetryInfo) => void {
+  let warnedAt = -Infinity;
+  return ({ err, waitMs, elapsedMs }) => {
+    const detail = { ...fields, err: errMessage(err), retryInMs: waitMs, waitedMs: elapsedMs };
+    if (elapsedMs >= quietMs && elapsedMs - warnedAt >= quietMs) {
+      warnedAt = elapsedMs;
+      log.warn(detail, message);
+    } else log.debug(detail, message);
+  };
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
