@@ -1,6 +1,6 @@
 import { FizzError } from "@fizz/events";
 import { int, loadCommon, parseOutboundList, str, type CommonConfig, type Env } from "@fizz/kit";
-import { loadBusConfig, type BusConfig } from "./bus-config";
+import { loadBusConfig, type BusConfig } from "./bus/index";
 
 export interface GatewayConfig extends CommonConfig {
   host: string;

@@ -16,15 +16,18 @@ import {
   type NatsConnection,
 } from "@fizz/kit";
 import type { Registry } from "prom-client";
-import { startBus } from "./bus";
+import { startBus } from "./bus/index";
 import { localEndpoints, type GatewayConfig } from "./config";
-import { LeaseManager } from "./leases";
-import { GatewayMetrics } from "./metrics";
-import { UpstreamPools } from "./pools";
-import type { ProxyContext } from "./proxy";
-import { RouteStore } from "./routes";
-import { createHandler, listenProxy } from "./server";
-import { joinBarrier } from "./sync";
+import {
+  LeaseManager,
+  GatewayMetrics,
+  UpstreamPools,
+  type ProxyContext,
+  RouteStore,
+  createHandler,
+  listenProxy,
+  joinBarrier,
+} from "./front-door/index";
 
 export { loadConfig, type GatewayConfig } from "./config";
 
@@ -46,7 +49,7 @@ export interface Gateway {
   id: string;
   /** Resolves once the routes are loaded from the registry. */
   ready: Promise<void>;
-  /** Resolves once JetStream is set up and the invoker pulls (bus.ts). */
+  /** Resolves once JetStream is set up and the invoker pulls (bus/start-bus.ts). */
   busReady: Promise<void>;
   stop(): Promise<void>;
 }

@@ -1,11 +1,11 @@
 import { expect } from "chai";
 import { FizzError } from "@fizz/events";
-import { statusView } from "../src/async-http";
+import { statusView } from "../src/bus/async-http";
 import { loadConfig } from "../src/config";
-import { BusLimiter } from "../src/invoker/limiter";
-import { CallStore, TRUNCATED_HEADER } from "../src/invoker/status";
-import { FunctionLeases } from "../src/leases";
-import { subjectCovers } from "../src/mqt/jetstream";
+import { BusLimiter } from "../src/bus/invoker/limiter";
+import { CallStore, TRUNCATED_HEADER } from "../src/bus/invoker/status";
+import { FunctionLeases } from "../src/front-door/leases";
+import { subjectCovers } from "../src/bus/mqt/jetstream";
 
 describe("bus limiter", () => {
   const a = new FunctionLeases("default", "a");

@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
 import type { Dispatcher } from "undici";
-import { LeaseManager, type LeaseManagerOptions } from "../src/leases";
-import type { WaitTicket } from "../src/wait-queue";
+import { LeaseManager, type LeaseManagerOptions } from "../src/front-door/leases";
+import type { WaitTicket } from "../src/front-door/wait-queue";
 
 /**
  * The capacity limit: scale out while requests exceed the held slots, then (NO_CAPACITY) a FIFO

@@ -4,8 +4,8 @@ import { ensureBus } from "@fizz/kit";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { startNats, type TestServer } from "@fizz/testkit";
-import { INVOKER_DURABLE } from "../src/invoker/consumer";
-import { ensurePullConsumer } from "../src/invoker/puller";
+import { INVOKER_DURABLE } from "../src/bus/invoker/consumer";
+import { ensurePullConsumer } from "../src/bus/invoker/puller";
 import { subj } from "./harness";
 
 /**

@@ -1,5 +1,10 @@
 import { expect } from "chai";
-import { headerValue, isHopByHop, responseHeaders, scanRequestHeaders } from "../src/headers";
+import {
+  headerValue,
+  isHopByHop,
+  responseHeaders,
+  scanRequestHeaders,
+} from "../src/front-door/headers";
 
 describe("headers", () => {
   it("knows the hop-by-hop headers, including every Proxy-*", () => {

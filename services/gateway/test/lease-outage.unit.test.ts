@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { FizzError, type Lease } from "@fizz/events";
 import type { Dispatcher } from "undici";
-import { LeaseManager } from "../src/leases";
+import { LeaseManager } from "../src/front-door/leases";
 
 /**
  * A scheduler or poolkeeper that crashed is restarted by the supervisor within seconds: a request

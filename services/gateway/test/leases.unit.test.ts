@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
 import type { Dispatcher } from "undici";
-import { LeaseManager } from "../src/leases";
+import { LeaseManager } from "../src/front-door/leases";
 
 function lease(id: string, over: Partial<Lease> = {}): Lease {
   return {

@@ -1,5 +1,11 @@
 import { expect } from "chai";
-import { Router, decodeParam, stripPort, type FunctionRule, type TriggerRule } from "../src/router";
+import {
+  Router,
+  decodeParam,
+  stripPort,
+  type FunctionRule,
+  type TriggerRule,
+} from "../src/front-door/router";
 
 type T = string;
 

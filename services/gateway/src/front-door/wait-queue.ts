@@ -1,5 +1,4 @@
 import type { FizzError } from "@fizz/events";
-import type { LeaseEntry } from "./leases";
 
 /**
  * The requests of one function waiting for a slot, in arrival order. A function gets here only at
@@ -7,9 +6,13 @@ import type { LeaseEntry } from "./leases";
  * warm one: a request waits until a slot frees on any of the function's leases (the finishing
  * request hands its slot straight to the head of the queue, so a newcomer cannot barge ahead) or a
  * new lease arrives, and gives up at its deadline.
+ *
+ * Generic over what a waiter is served (`T`, a lease in practice) so that this file imports nothing
+ * of the lease manager's: the per-function state holds a queue, and the queue must not know the
+ * state (that import was the capacity ↔ leases ↔ function-leases ↔ wait-queue cycle).
  */
-export interface Waiter {
-  resolve(e: LeaseEntry): void;
+export interface Waiter<T> {
+  resolve(e: T): void;
   reject(err: FizzError): void;
   timer: NodeJS.Timeout | undefined;
 }
@@ -19,8 +22,8 @@ export interface WaitTicket {
   cancel?: (() => void) | undefined;
 }
 
-export class WaitQueue {
-  private items: Waiter[] = [];
+export class WaitQueue<T> {
+  private items: Waiter<T>[] = [];
 
   get length(): number {
     return this.items.length;
@@ -28,12 +31,12 @@ export class WaitQueue {
 
   /** Queues a waiter that is rejected with `onTimeout()` after `timeoutMs` unless served first. */
   add(
-    resolve: Waiter["resolve"],
-    reject: Waiter["reject"],
+    resolve: Waiter<T>["resolve"],
+    reject: Waiter<T>["reject"],
     timeoutMs: number,
     onTimeout: () => FizzError,
-  ): Waiter {
-    const w: Waiter = { resolve, reject, timer: undefined };
+  ): Waiter<T> {
+    const w: Waiter<T> = { resolve, reject, timer: undefined };
     w.timer = setTimeout(() => {
       if (this.remove(w)) reject(onTimeout());
     }, timeoutMs);
@@ -42,7 +45,7 @@ export class WaitQueue {
   }
 
   /** Serves the oldest waiter with `e` (whose slot it now holds); false when nobody waits. */
-  serveNext(e: LeaseEntry): boolean {
+  serveNext(e: T): boolean {
     const w = this.items.shift();
     if (!w) return false;
     clearTimeout(w.timer);
@@ -51,7 +54,7 @@ export class WaitQueue {
   }
 
   /** Takes a waiter out (client gone, timed out); false when it was not queued any more. */
-  remove(w: Waiter): boolean {
+  remove(w: Waiter<T>): boolean {
     const i = this.items.indexOf(w);
     if (i < 0) return false;
     this.items.splice(i, 1);

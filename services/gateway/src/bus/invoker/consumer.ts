@@ -10,8 +10,7 @@ import type { Logger, NatsConnection } from "@fizz/kit";
 import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
 import type { BusConfig } from "../bus-config";
 import type { BusMetrics } from "../bus-metrics";
-import { isHopByHop } from "../headers";
-import type { FunctionLeases, LeaseManager } from "../leases";
+import { isHopByHop, type FunctionLeases, type LeaseManager } from "../../front-door/index";
 import type { CallbackSender } from "./callback";
 import {
   CALL_ID_HEADER,

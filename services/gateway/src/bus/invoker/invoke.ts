@@ -1,9 +1,15 @@
 import { FizzError, type ErrorCode } from "@fizz/events";
 import type { Dispatcher } from "undici";
-import { isHopByHop } from "../headers";
-import { answerTimeout, headersBackstopMs, leaseError } from "../http-errors";
-import type { FunctionLeases, LeaseEntry, LeaseManager } from "../leases";
-import type { WaitTicket } from "../wait-queue";
+import {
+  isHopByHop,
+  answerTimeout,
+  headersBackstopMs,
+  leaseError,
+  type FunctionLeases,
+  type LeaseEntry,
+  type LeaseManager,
+  type WaitTicket,
+} from "../../front-door/index";
 
 /**
  * One call of a function for the bus side (async invocations, mq triggers): a synthetic request

@@ -7,7 +7,7 @@ import type { BusMetrics } from "../bus-metrics";
 import type { CallRequest } from "../invoker/invoke";
 import type { BusLimiter } from "../invoker/limiter";
 import { requestHeadersOf } from "../invoker/deliver";
-import type { FunctionLeases, LeaseManager } from "../leases";
+import type { FunctionLeases, LeaseManager } from "../../front-door/index";
 
 /** What a running message-queue trigger needs from the gateway. */
 export interface MqtDeps {

@@ -1,10 +1,10 @@
 import { FizzError } from "@fizz/events";
-import type { FunctionLeases } from "../leases";
+import type { FunctionLeases } from "../../front-door/index";
 
 /**
  * How much bus-originated work (async invocations, timers, watches, mq triggers) one gateway runs
  * at once: at most `maxTotal` calls overall (FIZZ_INVOKER_MAX_INFLIGHT), and per function at most
- * `limitOf(fn)` — half of what the function can take from this gateway (see bus.ts) — so a
+ * `limitOf(fn)` — half of what the function can take from this gateway (see start-bus.ts) — so a
  * backlog of queued calls can never hold every slot of a function: HTTP requests always find the
  * other half. Calls past a limit wait here in one FIFO (oldest first, across functions), which
  * the JetStream pullers keep short by fetching only what fits (`free`, `freeFor`).

@@ -22,7 +22,7 @@ import { CallbackSender } from "./invoker/callback";
 import { InvocationConsumer } from "./invoker/consumer";
 import { BusLimiter } from "./invoker/limiter";
 import { CallStore } from "./invoker/status";
-import type { FunctionLeases, LeaseManager } from "./leases";
+import type { FunctionLeases, LeaseManager } from "../front-door/index";
 import { MqTriggerStore } from "./mq-triggers";
 import type { MqtDeps } from "./mqt/common";
 import { startCoreTrigger } from "./mqt/core";

@@ -41,7 +41,7 @@ export class FunctionLeases {
   /** The function's timeout (from its leases or its object); 0 = not known yet. Caps the queue wait. */
   timeoutMs = 0;
   /** Requests waiting for a slot at the capacity limit. */
-  readonly queue = new WaitQueue();
+  readonly queue = new WaitQueue<LeaseEntry>();
   /** The next scheduler re-ask while requests wait. */
   reaskTimer: NodeJS.Timeout | undefined;
   /** This function's request metrics, attached by GatewayMetrics on first use. */

@@ -10,10 +10,8 @@ import {
 } from "@fizz/kit";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { BusMetrics } from "./bus-metrics";
-import { scanRequestHeaders } from "./headers";
-import { sendError } from "./http-errors";
+import { scanRequestHeaders, sendError, DEFAULT_NAMESPACE } from "../front-door/index";
 import { CallStore, TRUNCATED_HEADER } from "./invoker/status";
-import { DEFAULT_NAMESPACE } from "./router";
 
 /**
  * Async invocation over HTTP, OpenFaaS compatible:

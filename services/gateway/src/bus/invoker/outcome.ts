@@ -1,6 +1,6 @@
 import { FizzError, errorBody, httpStatusOf, type ErrorCode } from "@fizz/events";
 import { backoffMs, sleep } from "@fizz/kit";
-import type { FunctionLeases, LeaseManager } from "../leases";
+import type { FunctionLeases, LeaseManager } from "../../front-door/index";
 import { CallFailure, callFunction, type CallRequest, type CallResult } from "./invoke";
 
 /**

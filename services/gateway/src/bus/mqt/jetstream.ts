@@ -17,7 +17,7 @@ import { callUntilRun, failureOf, retryDelayMs, type Outcome } from "../invoker/
 import { ensurePullConsumer, Puller } from "../invoker/puller";
 import { storedBodyLimit } from "../invoker/status";
 import { settle, stopController } from "../invoker/stopping";
-import type { FunctionLeases } from "../leases";
+import type { FunctionLeases } from "../../front-door/index";
 import { messageRequest, mqtName, type MqtDeps, type MqtRunner } from "./common";
 
 /**

@@ -2,7 +2,7 @@ import { Codecs, FizzError, type DeadLetter, type Invocation, type Subjects } fr
 import type { Logger, NatsConnection } from "@fizz/kit";
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
-import { isHopByHop } from "../headers";
+import { isHopByHop } from "../../front-door/index";
 import { errorAnswer, type Answer } from "./outcome";
 
 /**
