@@ -8,9 +8,11 @@ import {
 } from "@fizz/events";
 import { functionKey } from "./instance-table";
 
-/** What the scheduler asks the registry (registry.list / registry.get over NATS in production). */
+/**
+ * What the scheduler asks the registry one object at a time (registry.get over NATS in
+ * production). Whole listings arrive through `listed` (kit's followRegistryListing in production).
+ */
 export interface RegistryClient {
-  list<K extends "functions" | "environments">(kind: K): Promise<Array<ObjectsByPlural[K]>>;
   get<K extends "functions" | "environments">(
     kind: K,
     namespace: string,
@@ -24,6 +26,7 @@ export interface Resolved {
 }
 
 type Versioned = FunctionObject | Environment;
+export type CatalogKind = "functions" | "environments";
 
 /**
  * Functions and environments, filled from registry.list at start and kept by registry.changed
@@ -34,8 +37,9 @@ type Versioned = FunctionObject | Environment;
 export class Catalog {
   private readonly fns = new Map<string, FunctionObject>();
   private readonly envs = new Map<string, Environment>();
-  /** True once a full list was loaded: only then does "not cached" mean "does not exist". */
+  /** True once both kinds were listed: only then does "not cached" mean "does not exist". */
   loaded = false;
+  private readonly listedKinds = new Set<CatalogKind>();
 
   constructor(private readonly registry: RegistryClient) {}
 
@@ -88,14 +92,20 @@ export class Catalog {
     return { fn, env };
   }
 
-  async load(): Promise<void> {
-    const [envs, fns] = await Promise.all([
-      this.registry.list("environments"),
-      this.registry.list("functions"),
-    ]);
-    for (const e of envs) this.putEnvironment(e);
-    for (const f of fns) this.putFunction(f);
-    this.loaded = true;
+  /**
+   * A registry.list answer for one kind. Objects go through the same revision check as events,
+   * so a listing older than an event already applied does not undo it. Returns `loaded`.
+   */
+  listed<K extends CatalogKind>(kind: K, items: ReadonlyArray<ObjectsByPlural[K]>): boolean {
+    const objs: ReadonlyArray<Versioned> = items;
+    for (const o of objs) {
+      // The registry answers the asked kind; checking the kind keeps the maps honest anyway.
+      if (kind === "environments" && o.kind === "Environment") this.putEnvironment(o);
+      else if (kind === "functions" && o.kind === "Function") this.putFunction(o);
+    }
+    this.listedKinds.add(kind);
+    this.loaded = this.listedKinds.size === 2;
+    return this.loaded;
   }
 
   /** Returns true when the object replaced (or added to) the cache. */

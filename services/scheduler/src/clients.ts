@@ -30,17 +30,6 @@ export function natsRegistry(
   timeoutMs: number,
 ): RegistryClient {
   return {
-    async list<K extends "functions" | "environments">(kind: K) {
-      const reply = await request(
-        nc,
-        s.registryList,
-        Codecs.registryList,
-        { kind },
-        { sender, timeoutMs },
-      );
-      const want = kind === "functions" ? "Function" : "Environment";
-      return reply.items.filter((o) => o.kind === want) as Array<ObjectsByPlural[K]>;
-    },
     async get<K extends "functions" | "environments">(kind: K, namespace: string, name: string) {
       const reply = await request(
         nc,

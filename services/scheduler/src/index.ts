@@ -1,34 +1,31 @@
 import { randomBytes } from "node:crypto";
 import { subjects } from "@fizz/events";
 import {
-  backoffMs,
   connectNats,
   connectRedis,
   createLogger,
   createMetricsRegistry,
+  followRegistryListing,
   natsConnected,
   redisReady,
+  retryUntil,
+  RetryStopped,
   sleep,
   startOpsServer,
+  warnWhenSlow,
   type Logger,
   type NatsConnection,
   type Redis,
   type Subscription,
 } from "@fizz/kit";
-import { Catalog } from "./catalog";
+import type { Catalog, CatalogKind } from "./catalog";
 import { natsPoolkeeper, natsPublisher, natsRegistry } from "./clients";
 import type { SchedulerConfig } from "./config";
-import { InstanceTable } from "./instance-table";
-import type { Model } from "./handlers";
-import { LeaseService } from "./lease";
+import { buildScheduler } from "./graph";
 import { createSchedulerMetrics } from "./metrics";
-import { MinInstances } from "./min-instances";
-import { Reaper } from "./reaper";
 import { rebuildFromRedis, reconcileWithPoolkeeper } from "./reconcile";
 import { RedisClaims } from "./redis-claims";
-import { Retirer } from "./retirement";
 import { RedisRouteCache } from "./route-cache";
-import { Specializer } from "./specializer";
 import { PoolkeeperRestarts } from "./poolkeeper-restarts";
 import { serveLeases, subscribeEvents, subscribeTimerEvents } from "./subscriptions";
 import { startTimers } from "./timers/timers";
@@ -36,6 +33,7 @@ import { startTimers } from "./timers/timers";
 export { loadConfig, type SchedulerConfig } from "./config";
 export { LeaseService, type LeaseResult, type LeaseOutcome } from "./lease";
 export { Catalog, effectiveConcurrency, type RegistryClient } from "./catalog";
+export { buildScheduler, type GraphDeps, type SchedulerGraph } from "./graph";
 export { InstanceTable } from "./instance-table";
 export { Retirer } from "./retirement";
 export { Specializer, type Acquired } from "./specializer";
@@ -81,7 +79,6 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
   let nc: NatsConnection | undefined;
   let redisClient: Redis | undefined;
   const registry = createMetricsRegistry("scheduler");
-  const table = new InstanceTable();
   const ops = await startOpsServer({
     host: config.host,
     port: config.port,
@@ -104,56 +101,24 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
   }
   const conn = nc;
   const s = subjects(config.subjectPrefix);
-  const catalog = new Catalog(natsRegistry(conn, s, sender, config.rpcTimeoutMs));
   const poolkeeperRestarts = new PoolkeeperRestarts();
-  const poolkeeper = natsPoolkeeper(conn, s, sender, config, poolkeeperRestarts);
   const routes = new RedisRouteCache(
     redis,
     config.redisPrefix,
     logger.child({ component: "route-cache" }),
   );
-  const retirer = new Retirer({
-    table,
-    routes,
+  const poolkeeper = natsPoolkeeper(conn, s, sender, config, poolkeeperRestarts);
+  const { catalog, table, retirer, minInstances, model, lease, reaper } = buildScheduler({
+    registry: natsRegistry(conn, s, sender, config.rpcTimeoutMs),
     poolkeeper,
     publisher: natsPublisher(conn, s, sender),
-    catalog,
-    drainMs: config.drainMs,
-    now,
-    logger,
-  });
-  const specializer = new Specializer({
-    catalog,
-    table,
-    poolkeeper,
     routes,
-    retirer,
     claims: new RedisClaims(redis, config.redisPrefix),
     replica: sender,
-    claimTtlMs: config.claimTtlMs,
-    pollMs: config.claimPollMs,
-    loadFailureTtlMs: config.loadFailureTtlMs,
+    config,
     now,
     logger,
   });
-  const minInstances = new MinInstances({
-    catalog,
-    table,
-    specializer,
-    retryMs: config.minInstancesRetryMs,
-    now,
-    logger,
-  });
-  const model: Model = {
-    catalog,
-    table,
-    retirer,
-    now,
-    logger,
-    minInstances,
-    waiters: specializer,
-  };
-  const lease = new LeaseService({ catalog, table, retirer, specializer, model, now, logger });
   const metrics = createSchedulerMetrics(registry, {
     table,
     specializationsInFlight: () => lease.specializationsInFlight,
@@ -189,30 +154,21 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
   const leaseSub = serveLeases(conn, s, lease, metrics, { sender, logger, inFlight });
   // Once start() resolves, a lease request must find a responder (not "no responders").
   await conn.flush();
-  const reaper = new Reaper({
-    table,
-    catalog,
-    retirer,
-    intervalMs: config.reapIntervalMs,
-    now,
-    logger,
-    minInstances,
-  });
   reaper.start();
   // Only now does "fewer instances than minInstances" mean missing ones, not unread ones.
   minInstances.enable();
 
   const loops = [
-    retrying(
-      "load functions and environments from the registry",
-      background.signal,
+    ...followCatalog(catalog, {
+      nc: conn,
+      subjects: s,
+      sender,
       logger,
-      async () => {
-        await catalog.load();
-        logger.info("catalog loaded from the registry");
-        minInstances.checkAll();
-      },
-    ),
+      signal: background.signal,
+      timeoutMs: config.rpcTimeoutMs,
+      // A full catalog is when "fewer instances than minInstances" can be trusted.
+      onLoaded: () => minInstances.checkAll(),
+    }),
     (async () => {
       // When the poolkeeper does not answer, keep what Redis said and try again later.
       await retrying("reconcile with poolkeeper.list", background.signal, logger, () =>
@@ -264,21 +220,51 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
   };
 }
 
-/** Runs `fn` until it succeeds, with back-off; gives up silently when the signal aborts. */
+/**
+ * Keeps the catalog whole from registry.list (functions and environments, relisted after every
+ * NATS reconnect); `onLoaded` runs after each listing once both kinds were listed.
+ */
+function followCatalog(
+  catalog: Catalog,
+  o: Omit<Parameters<typeof followRegistryListing>[0], "kind" | "onList"> & {
+    onLoaded: () => void;
+  },
+): Array<Promise<void>> {
+  const { onLoaded, ...listing } = o;
+  let announced = false;
+  const follow = (kind: CatalogKind) =>
+    followRegistryListing({
+      ...listing,
+      kind,
+      onList: (items) => {
+        if (!catalog.listed(kind, items)) return;
+        if (!announced) o.logger.info("catalog loaded from the registry");
+        announced = true;
+        onLoaded();
+      },
+    }).synced;
+  return [follow("environments"), follow("functions")];
+}
+
+/**
+ * Runs `fn` until it succeeds, with back-off; gives up silently when the signal aborts. The
+ * failures are normal at start-up (Redis or the poolkeeper still coming up), so they warn only
+ * once the wait is long.
+ */
 async function retrying(
   what: string,
   signal: AbortSignal,
   logger: Logger,
   fn: () => Promise<void>,
 ): Promise<void> {
-  for (let attempt = 0; !signal.aborted; attempt++) {
-    try {
-      await fn();
-      return;
-    } catch (err) {
-      const wait = backoffMs(attempt, 200, 5000);
-      logger.warn({ err: (err as Error).message, retryInMs: wait }, `could not ${what}; retrying`);
-      await sleep(wait, signal);
-    }
+  try {
+    await retryUntil(fn, {
+      baseMs: 200,
+      maxMs: 5000,
+      signal,
+      onRetry: warnWhenSlow(logger, `could not ${what}; retrying`),
+    });
+  } catch (err) {
+    if (!(err instanceof RetryStopped)) throw err;
   }
 }

@@ -5,7 +5,7 @@ import {
   type SpecializeRequest,
 } from "@fizz/events";
 import { silentLogger } from "@fizz/kit";
-import { Catalog, type RegistryClient } from "../src/catalog";
+import type { CatalogKind, RegistryClient } from "../src/catalog";
 import type { InstancesPublisher, PoolkeeperClient } from "../src/clients";
 import {
   onInstanceEvent,
@@ -13,13 +13,8 @@ import {
   onUsageReport,
   type Model,
 } from "../src/handlers";
-import { InstanceTable } from "../src/instance-table";
-import { LeaseService } from "../src/lease";
-import { MinInstances } from "../src/min-instances";
-import { Reaper } from "../src/reaper";
-import { Retirer } from "../src/retirement";
+import { buildScheduler } from "../src/graph";
 import type { RouteStore } from "../src/route-cache";
-import { Specializer } from "../src/specializer";
 import { instanceFor } from "./fixtures";
 import { MemoryClaims } from "./memory-claims";
 
@@ -33,17 +28,19 @@ export class FakeRegistry implements RegistryClient {
       this.objects.set(`${o.kind}/${o.metadata.namespace}/${o.metadata.name}`, o);
     return this;
   }
-  async list<K extends "functions" | "environments">(kind: K) {
+  /** What registry.list answers for `kind`. */
+  list<K extends CatalogKind>(kind: K): Array<ObjectsByPlural[K]> {
     const want = kind === "functions" ? "Function" : "Environment";
     return [...this.objects.values()].filter((o) => o.kind === want) as Array<ObjectsByPlural[K]>;
   }
-  async get<K extends "functions" | "environments">(kind: K, namespace: string, name: string) {
+  get<K extends CatalogKind>(kind: K, namespace: string, name: string) {
     this.gets++;
     const o = this.objects.get(
       `${kind === "functions" ? "Function" : "Environment"}/${namespace}/${name}`,
     );
-    if (!o) throw new FizzError("NOT_FOUND", `${kind} ${namespace}/${name} not found`);
-    return o as ObjectsByPlural[K];
+    if (!o)
+      return Promise.reject(new FizzError("NOT_FOUND", `${kind} ${namespace}/${name} not found`));
+    return Promise.resolve(o as ObjectsByPlural[K]);
   }
 }
 
@@ -139,51 +136,26 @@ export function world(
   const now = () => clock.t;
   const logger = silentLogger();
   const publisher = new FakePublisher(shared, name);
-  const catalog = new Catalog(registry);
-  const table = new InstanceTable();
-  const retirer = new Retirer({
-    table,
-    routes,
+  const graph = buildScheduler({
+    registry,
     poolkeeper,
     publisher,
-    catalog,
-    drainMs: opts.drainMs ?? 60_000,
-    now,
-    logger,
-  });
-  const specializer = new Specializer({
-    catalog,
-    table,
-    poolkeeper,
     routes,
-    retirer,
     claims,
     replica: name,
-    claimTtlMs: opts.claimTtlMs ?? 30_000,
-    pollMs: 5,
-    loadFailureTtlMs: opts.loadFailureTtlMs ?? 5000,
+    config: {
+      drainMs: opts.drainMs ?? 60_000,
+      claimTtlMs: opts.claimTtlMs ?? 30_000,
+      claimPollMs: 5,
+      loadFailureTtlMs: opts.loadFailureTtlMs ?? 5000,
+      minInstancesRetryMs: 5000,
+      reapIntervalMs: 1000,
+    },
     now,
     logger,
   });
-  const minInstances = new MinInstances({
-    catalog,
-    table,
-    specializer,
-    retryMs: 5000,
-    now,
-    logger,
-  });
-  const model: Model = { catalog, table, retirer, now, logger, minInstances, waiters: specializer };
-  const leases = new LeaseService({ catalog, table, retirer, specializer, model, now, logger });
-  const reaper = new Reaper({
-    table,
-    catalog,
-    retirer,
-    intervalMs: 1000,
-    now,
-    logger,
-    minInstances,
-  });
+  const { catalog, table, retirer, specializer, minInstances, model, reaper } = graph;
+  const leases = graph.lease;
   shared.replicas.push({ name, model });
   return {
     name,
@@ -203,6 +175,11 @@ export function world(
     reaper,
     model,
     logger,
+    /** The catalog as registry.list answers it now (what followRegistryListing feeds it). */
+    loadCatalog(): void {
+      catalog.listed("environments", registry.list("environments"));
+      catalog.listed("functions", registry.list("functions"));
+    },
   };
 }
 

@@ -313,7 +313,7 @@ describe("scheduler lease (unit)", () => {
     it("reported to a replica that never knew them: that replica tells the others, and retires them once the poolkeeper lists them for this function", async () => {
       const hung = (await w.leases.lease(leaseReq("hello"))).lease.instanceId;
       const other = world({ shared: w.shared }); // started after the specialized event went by
-      await other.catalog.load();
+      other.loadCatalog();
       await other.leases.lease(leaseReq("hello", { failed: [hung], gateway: "gateway-b" }));
       expect(w.table.get(hung)).to.equal(undefined); // told over scheduler.instances
       expect(w.poolkeeper.retired).to.deep.equal([]); // not on the gateway's word alone
@@ -325,7 +325,7 @@ describe("scheduler lease (unit)", () => {
 
     it("are dropped by the other scheduler replicas too", async () => {
       const other = world({ shared: w.shared });
-      await other.catalog.load();
+      other.loadCatalog();
       const hung = (await w.leases.lease(leaseReq("hello"))).lease.instanceId;
       expect(other.table.get(hung)).to.not.equal(undefined); // learned from the specialized event
       await w.leases.lease(leaseReq("hello", { failed: [hung] }));

@@ -21,7 +21,7 @@ describe("scheduler instance lifecycle (unit)", () => {
   beforeEach(async () => {
     w = world({ drainMs: 40 });
     w.registry.set(envObj("node"), fnObj("hello"));
-    await w.catalog.load();
+    w.loadCatalog();
   });
   afterEach(() => w.retirer.stop());
 
@@ -137,7 +137,7 @@ describe("scheduler instance lifecycle (unit)", () => {
   describe("reaper", () => {
     it("drains instances idle past idleTimeout, most idle first, keeping minInstances", async () => {
       w.registry.set(fnObj("hello", { idleTimeoutSeconds: 10, minInstances: 1 }));
-      await w.catalog.load();
+      w.loadCatalog();
       const a = (await w.leases.lease(leaseReq("hello"))).lease.instanceId;
       w.clock.t += 1000;
       const b = (await w.leases.lease(leaseReq("hello", { exclude: [a] }))).lease.instanceId;
@@ -153,7 +153,7 @@ describe("scheduler instance lifecycle (unit)", () => {
 
     it("keeps an instance that a gateway reports in use", async () => {
       w.registry.set(fnObj("hello", { idleTimeoutSeconds: 10 }));
-      await w.catalog.load();
+      w.loadCatalog();
       const id = (await w.leases.lease(leaseReq("hello"))).lease.instanceId;
       w.clock.t += 9000;
       onUsageReport(w.model, {

@@ -71,7 +71,7 @@ describe("scheduler minInstances (unit)", () => {
     create({ minInstances: 2 });
     await w.minInstances.idle();
     const fresh = world({ shared: { ...w.shared, replicas: [] } });
-    await fresh.catalog.load();
+    fresh.loadCatalog();
     await rebuildFromRedis({ table: fresh.table, routes: fresh.routes, now: fresh.model.now });
     fresh.minInstances.enable();
     await fresh.minInstances.idle();
