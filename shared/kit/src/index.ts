@@ -10,3 +10,4 @@ export * from "./registry-listing";
 export * from "./outbound";
 export * from "./retry";
 export * from "./ports";
+export * from "./leader";

@@ -1,0 +1,286 @@
+import {
+  JetStreamApiCodes,
+  JetStreamApiError,
+  StorageType,
+  type JetStreamClient,
+} from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { sleep as realSleep } from "./backoff";
+import type { Logger } from "./logger";
+
+/**
+ * The one leader election of the platform (the scheduler's timers, the kubewatcher's informers).
+ *
+ * The lock is the key `leader` in a NATS JetStream KV bucket whose entries expire `ttlMs` after
+ * their last write: the bucket's max age, counted by the NATS server's clock alone. A contender
+ * takes the lock with create-if-absent and keeps it by rewriting it every ttl/4 with the revision it
+ * last wrote (compare-and-set), so only the holder can renew, and a holder that stops renewing
+ * loses the key when it expires.
+ *
+ * Guarantees:
+ * - At most one leader acts at a time. Leadership is counted from when an acknowledged write was
+ *   *sent*: the server stored it after that, so the key cannot expire before `sent + ttl` on the
+ *   server's clock. A leader holds leadership until `sent + ttl − margin` on its own clock, and
+ *   `isLeader()` turns false then, whether or not anything answers: a watchdog timer ends it
+ *   (`onDeposed`) even while a renewal hangs because NATS stopped answering. The margin (a fifth of
+ *   the TTL) covers the two clocks running at different rates and a late timer.
+ *   Callers check `isLeader()` right before each action and stop acting in `onDeposed`.
+ * - A renewal the server answered too late (we had given up on it) is recognised as our own on
+ *   the next compare-and-set conflict and taken up again; it never extends leadership by itself.
+ * - `stop()` ends leadership locally first (`onDeposed`), then deletes the key, only if it still
+ *   holds our revision: a follower takes over at its next poll, not after the TTL, and a late
+ *   release never ends a successor's lock.
+ * - Followers poll every ttl/4. A follower takes over within ttl/4 (plus one round trip) of a
+ *   graceful stop, and within ttl + ttl/4 of the last renewal of a leader that died or lost NATS;
+ *   the old leader has stepped down locally at 4/5 of the TTL, before that.
+ *
+ * Why NATS and not Redis: every service has NATS (the kubewatcher has no Redis), and the timers
+ * act on the bus anyway, so leadership lives where the work is published.
+ */
+
+const LEADER_KEY = "leader";
+const NS_PER_MS = 1_000_000; // JetStream durations are nanoseconds.
+
+/** The lock's store: what the election needs from the KV bucket, so unit tests can swap it. */
+export interface LeaderLock {
+  /** Writes `value` if the key is absent (or deleted); rejects with `LockConflict` otherwise. */
+  create(value: string): Promise<number>;
+  /** Writes `value` if `revision` is still the key's last; rejects with `LockConflict` otherwise. */
+  update(value: string, revision: number): Promise<number>;
+  /** The key's current holder, if any. */
+  read(): Promise<{ value: string; revision: number } | undefined>;
+  /** Deletes the key if `revision` is still its last. */
+  release(revision: number): Promise<void>;
+}
+
+/** The key changed under a compare-and-set: someone else wrote it (or a late write of ours). */
+export class LockConflict extends Error {
+  override readonly name = "LockConflict";
+  constructor(cause: unknown) {
+    super("the leader key changed", { cause });
+  }
+}
+
+/** Time, injected in unit tests. */
+export interface LeaderClock {
+  now(): number;
+  /** Resolves after `ms`, or at once when `signal` aborts. */
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
+  /** Calls `fn` after `ms`; the returned function cancels it. */
+  after(ms: number, fn: () => void): () => void;
+}
+
+export const realClock: LeaderClock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) => realSleep(ms, signal),
+  after(ms, fn) {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return () => clearTimeout(t);
+  },
+};
+
+interface CommonOptions {
+  /** This contender's id, the key's value while it leads; unique per process. */
+  id: string;
+  ttlMs: number;
+  logger: Logger;
+  /** Names the election in logs (e.g. "timers"). */
+  name?: string;
+  clock?: LeaderClock;
+  onElected(): void;
+  onDeposed(reason: string): void;
+}
+
+export type LeaderElectionOptions = CommonOptions &
+  ({ js: JetStreamClient; bucket: string } | { lock: LeaderLock });
+
+export class LeaderElection {
+  private lock: LeaderLock | undefined;
+  /** Our last write's revision, while the key may hold it; undefined: create next. */
+  private revision: number | undefined;
+  private leading = false;
+  private validUntil = 0;
+  private cancelWatchdog: (() => void) | undefined;
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private readonly clock: LeaderClock;
+  private readonly log: Logger;
+  private readonly everyMs: number;
+  private readonly validMs: number;
+
+  constructor(private readonly o: LeaderElectionOptions) {
+    this.clock = o.clock ?? realClock;
+    this.log = o.logger.child({ component: "leader", election: o.name ?? "leader" });
+    this.everyMs = Math.max(25, Math.floor(o.ttlMs / 4));
+    this.validMs = o.ttlMs - Math.ceil(o.ttlMs / 5);
+  }
+
+  /** Opens the bucket (may be retried when it fails) and starts contending. */
+  async start(): Promise<void> {
+    if (this.loop || this.abort.signal.aborted) return;
+    this.lock ??= "lock" in this.o ? this.o.lock : await openKvLock(this.o, this.log);
+    this.loop = this.run(this.lock);
+  }
+
+  /** True while this contender holds the lock and its validity has not run out. */
+  isLeader(): boolean {
+    return this.leading && this.clock.now() < this.validUntil;
+  }
+
+  /** Stops contending; when leading, steps down and deletes the key so a follower takes over. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop;
+    this.depose("stopping");
+    const revision = this.revision;
+    this.revision = undefined;
+    if (!this.lock || revision === undefined) return;
+    try {
+      await this.timed(this.lock.release(revision));
+      this.log.info({ id: this.o.id }, "leader lock released");
+    } catch (err) {
+      this.log.warn({ err: message(err) }, "could not release the leader lock; it expires");
+    }
+  }
+
+  private async run(lock: LeaderLock): Promise<void> {
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      const sentAt = this.clock.now();
+      const again = await this.attempt(lock, sentAt);
+      if (signal.aborted) return;
+      // Attempts start every interval: one that timed out is followed at once, so a single
+      // lost answer costs a leader one interval of its validity, not two.
+      if (!again) await this.clock.sleep(this.everyMs - (this.clock.now() - sentAt), signal);
+    }
+  }
+
+  /** One claim or renewal; true when the next should follow at once. */
+  private async attempt(lock: LeaderLock, sentAt: number): Promise<boolean> {
+    const rev = this.revision;
+    try {
+      const next = await this.timed(
+        rev === undefined ? lock.create(this.o.id) : lock.update(this.o.id, rev),
+      );
+      // Kept even when stopping, so stop() deletes what we just wrote.
+      this.revision = next;
+      if (!this.abort.signal.aborted) this.held(sentAt);
+      return false;
+    } catch (err) {
+      if (err instanceof LockConflict) return this.conflict(lock);
+      if (this.leading) {
+        // Leading goes on until the validity runs out; the watchdog ends it then.
+        this.log.warn({ err: message(err) }, "could not renew the leader lock");
+      } else this.log.debug({ err: message(err) }, "could not claim the leader lock");
+      return false;
+    }
+  }
+
+  /**
+   * Ours after all (a write of ours that answered too late) is taken up and renewed at once; a
+   * key anyone else wrote deposes us. True when the renewal should follow at once.
+   */
+  private async conflict(lock: LeaderLock): Promise<boolean> {
+    this.revision = undefined;
+    const cur = await this.timed(lock.read()).catch(() => undefined);
+    if (cur?.value === this.o.id) {
+      this.revision = cur.revision;
+      return true;
+    }
+    this.depose("another contender holds the lock");
+    return false;
+  }
+
+  private held(sentAt: number): void {
+    this.validUntil = sentAt + this.validMs;
+    this.cancelWatchdog?.();
+    this.cancelWatchdog = this.clock.after(Math.max(0, this.validUntil - this.clock.now()), () =>
+      this.depose("the lock could not be renewed in time"),
+    );
+    if (this.leading) return;
+    this.leading = true;
+    this.log.info({ id: this.o.id }, "elected leader");
+    this.o.onElected();
+  }
+
+  private depose(reason: string): void {
+    this.cancelWatchdog?.();
+    this.cancelWatchdog = undefined;
+    this.validUntil = 0;
+    if (!this.leading) return;
+    this.leading = false;
+    this.log.info({ id: this.o.id, reason }, "no longer the leader");
+    this.o.onDeposed(reason);
+  }
+
+  /** Rejects after a renewal interval: a hung call must not hold the loop (it may still land). */
+  private async timed<T>(p: Promise<T>): Promise<T> {
+    let cancel: (() => void) | undefined;
+    try {
+      return await Promise.race([
+        p,
+        new Promise<never>((_, reject) => {
+          cancel = this.clock.after(this.everyMs, () =>
+            reject(new Error(`NATS did not answer within ${this.everyMs} ms`)),
+          );
+        }),
+      ]);
+    } finally {
+      cancel?.();
+    }
+  }
+}
+
+/**
+ * The KV bucket as a lock. File storage: a NATS restart keeps the key, so it cannot vanish under a
+ * live leader. The bucket keeps the TTL it was created with, so a changed `ttlMs` is applied here.
+ */
+export async function openKvLock(
+  o: { js: JetStreamClient; bucket: string; ttlMs: number },
+  log: Logger,
+): Promise<LeaderLock> {
+  const kv = await new Kvm(o.js).create(o.bucket, {
+    history: 1,
+    ttl: o.ttlMs,
+    storage: StorageType.File,
+  });
+  const jsm = await o.js.jetstreamManager();
+  const stream = `KV_${o.bucket}`;
+  const info = await jsm.streams.info(stream);
+  if (info.config.max_age !== o.ttlMs * NS_PER_MS) {
+    await jsm.streams.update(stream, { ...info.config, max_age: o.ttlMs * NS_PER_MS });
+    log.info({ bucket: o.bucket, ttlMs: o.ttlMs }, "leader lock TTL changed");
+  }
+  const cas = async (write: Promise<number>): Promise<number> => {
+    try {
+      return await write;
+    } catch (err) {
+      throw isConflict(err) ? new LockConflict(err) : err;
+    }
+  };
+  return {
+    create: (value) => cas(kv.create(LEADER_KEY, value)),
+    update: (value, revision) => cas(kv.update(LEADER_KEY, value, revision)),
+    async read() {
+      const e = await kv.get(LEADER_KEY);
+      if (!e || e.operation !== "PUT") return undefined;
+      return { value: e.string(), revision: e.revision };
+    },
+    async release(revision) {
+      await kv.delete(LEADER_KEY, { previousSeq: revision });
+    },
+  };
+}
+
+function isConflict(err: unknown): boolean {
+  return (
+    err instanceof JetStreamApiError &&
+    (err.code === JetStreamApiCodes.StreamWrongLastSequence ||
+      err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

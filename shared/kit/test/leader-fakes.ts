@@ -1,0 +1,143 @@
+import { LockConflict, type LeaderClock, type LeaderLock } from "../src/leader";
+
+/** Lets pending promise callbacks run (no time passes). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+interface Timer {
+  at: number;
+  fn: () => void;
+}
+
+/**
+ * Manual time. `t` is true time (the NATS server's); a contender's clock may run at another rate
+ * (`clockAt(rate)`), as a drifting host clock would. Nothing waits in real time.
+ */
+export class FakeTime {
+  t = 1_000_000;
+  private timers: Timer[] = [];
+
+  clock(rate = 1): LeaderClock {
+    const origin = this.t;
+    const local = () => origin + (this.t - origin) * rate;
+    const after = (ms: number, fn: () => void) => {
+      const timer = { at: this.t + ms / rate, fn };
+      this.timers.push(timer);
+      return () => {
+        this.timers = this.timers.filter((x) => x !== timer);
+      };
+    };
+    return {
+      now: local,
+      after,
+      sleep: (ms, signal) =>
+        new Promise<void>((resolve) => {
+          if (signal.aborted) return resolve();
+          const onAbort = () => (cancel(), resolve());
+          const cancel = after(ms, () => (signal.removeEventListener("abort", onAbort), resolve()));
+          signal.addEventListener("abort", onAbort, { once: true });
+        }),
+    };
+  }
+
+  /** Advances true time by `ms`, firing due timers in order; `each` runs after every step. */
+  async advance(ms: number, each?: () => void): Promise<void> {
+    const end = this.t + ms;
+    await settle();
+    for (;;) {
+      const due = this.timers
+        .filter((x) => x.at <= end)
+        .sort((a, b) => a.at - b.at)
+        .at(0);
+      if (!due) break;
+      this.timers = this.timers.filter((x) => x !== due);
+      this.t = Math.max(this.t, due.at);
+      due.fn();
+      await settle();
+      each?.();
+    }
+    this.t = end;
+    await settle();
+    each?.();
+  }
+}
+
+/**
+ * The KV bucket in memory: compare-and-set on a revision, and expiry `ttlMs` after the last write
+ * on true time. `cut(name)` makes that contender's calls hang, as a connection to a NATS that stopped
+ * answering does; `lateBy` stores a write at once but answers it that much later.
+ */
+export class MemoryLock {
+  private key: { value: string; revision: number; writtenAt: number } | undefined;
+  private seq = 0;
+  private readonly cutOff = new Set<string>();
+  lateBy = 0;
+  calls = 0;
+
+  constructor(
+    private readonly time: FakeTime,
+    private readonly ttlMs: number,
+  ) {}
+
+  get holder(): string | undefined {
+    return this.current()?.value;
+  }
+
+  /** Another writer (an operator, a bug) overwrites the key. */
+  steal(value: string): void {
+    this.key = { value, revision: ++this.seq, writtenAt: this.time.t };
+  }
+
+  cut(name: string): void {
+    this.cutOff.add(name);
+  }
+
+  /** One contender's connection to the store. */
+  for(name: string): LeaderLock {
+    const op = <T>(fn: () => T) => this.op(name, fn);
+    return {
+      create: (value) =>
+        op(() => {
+          if (this.current()) throw new LockConflict(new Error("wrong last sequence"));
+          return this.write(value);
+        }),
+      update: (value, revision) =>
+        op(() => {
+          if (this.current()?.revision !== revision)
+            throw new LockConflict(new Error("wrong last sequence"));
+          return this.write(value);
+        }),
+      read: () =>
+        op(() => {
+          const k = this.current();
+          return k && { value: k.value, revision: k.revision };
+        }),
+      release: (revision) =>
+        op(() => {
+          if (this.current()?.revision === revision) this.key = undefined;
+        }),
+    };
+  }
+
+  private current() {
+    if (this.key && this.time.t >= this.key.writtenAt + this.ttlMs) this.key = undefined;
+    return this.key;
+  }
+
+  private write(value: string): number {
+    this.key = { value, revision: ++this.seq, writtenAt: this.time.t };
+    return this.seq;
+  }
+
+  private op<T>(name: string, fn: () => T): Promise<T> {
+    this.calls++;
+    if (this.cutOff.has(name)) return new Promise<T>(() => undefined);
+    const result = new Promise<T>((resolve) => resolve(fn()));
+    if (this.lateBy === 0) return result;
+    const late = this.lateBy;
+    return new Promise<T>((resolve, reject) => {
+      this.time.clock().after(late, () => void result.then(resolve, reject));
+    });
+  }
+}

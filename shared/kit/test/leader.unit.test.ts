@@ -1,0 +1,152 @@
+import { expect } from "chai";
+import { LeaderElection } from "../src/leader";
+import { silentLogger } from "../src/logger";
+import { FakeTime, MemoryLock } from "./leader-fakes";
+
+const TTL = 10_000;
+
+interface Contender {
+  election: LeaderElection;
+  events: string[];
+}
+
+describe("LeaderElection (unit: memory lock, fake clock)", () => {
+  let time: FakeTime;
+  let lock: MemoryLock;
+  let contenders: Contender[];
+
+  const contender = (id: string, rate = 1): Contender => {
+    const events: string[] = [];
+    const election = new LeaderElection({
+      lock: lock.for(id),
+      id,
+      ttlMs: TTL,
+      logger: silentLogger(),
+      clock: time.clock(rate),
+      onElected: () => events.push("elected"),
+      onDeposed: (reason) => events.push(`deposed: ${reason}`),
+    });
+    const c = { election, events };
+    contenders.push(c);
+    return c;
+  };
+  const leaders = () => contenders.filter((c) => c.election.isLeader()).length;
+  const atMostOneLeader = () => expect(leaders(), "leaders at once").to.be.at.most(1);
+
+  beforeEach(() => {
+    time = new FakeTime();
+    lock = new MemoryLock(time, TTL);
+    contenders = [];
+  });
+  afterEach(async () => {
+    // A cut-off contender's release times out on the fake clock, so time moves while they stop.
+    const stopped = Promise.all(contenders.map((c) => c.election.stop()));
+    await time.advance(TTL);
+    await stopped;
+  });
+
+  it("of two contenders, exactly one leads, and keeps leading while it renews", async () => {
+    const a = contender("a");
+    const b = contender("b");
+    await a.election.start();
+    await b.election.start();
+    await time.advance(10 * TTL, atMostOneLeader);
+    expect(a.election.isLeader()).to.equal(true);
+    expect(b.election.isLeader()).to.equal(false);
+    expect(a.events).to.deep.equal(["elected"]);
+    expect(b.events).to.deep.equal([]);
+    expect(lock.holder).to.equal("a");
+  });
+
+  it("a graceful stop steps down, then releases the key: the follower takes over within ttl/4", async () => {
+    const a = contender("a");
+    const b = contender("b");
+    await a.election.start();
+    await b.election.start();
+    await time.advance(TTL);
+    await a.election.stop();
+    expect(a.events).to.deep.equal(["elected", "deposed: stopping"]);
+    expect(lock.holder).to.equal(undefined);
+    await time.advance(TTL / 4);
+    expect(b.election.isLeader()).to.equal(true);
+  });
+
+  it("when its connection stops answering, the leader steps down at 4/5 of the ttl, before the key can expire", async () => {
+    const a = contender("a");
+    await a.election.start();
+    await time.advance(1);
+    expect(a.election.isLeader()).to.equal(true);
+    await time.advance(TTL / 4); // a renewal, sent 1 ms ago
+    lock.cut("a");
+    const lastWrite = time.t - 1;
+    let steppedDownAt: number | undefined;
+    await time.advance(TTL, () => {
+      if (steppedDownAt === undefined && !a.election.isLeader()) steppedDownAt = time.t;
+    });
+    expect(steppedDownAt).to.be.at.most(lastWrite + TTL * 0.8);
+    expect(a.events).to.deep.equal(["elected", "deposed: the lock could not be renewed in time"]);
+  });
+
+  for (const rate of [1, 0.9]) {
+    it(`a follower takes over within ttl + ttl/4 of a cut-off leader's last renewal, after the leader stepped down (leader's clock rate ${rate})`, async () => {
+      const a = contender("a", rate);
+      const b = contender("b");
+      await a.election.start();
+      await time.advance(1);
+      await b.election.start();
+      await time.advance(TTL, atMostOneLeader);
+      const calls = lock.calls;
+      lock.cut("a");
+      // The last write a's connection delivered: its last renewal, at most ttl/4 (a's time) ago.
+      const renewedBy = time.t;
+      const order: string[] = [];
+      let takeover = 0;
+      await time.advance(2 * TTL, () => {
+        atMostOneLeader();
+        if (!a.election.isLeader() && !order.includes("a down")) order.push("a down");
+        if (b.election.isLeader() && !order.includes("b up")) {
+          order.push("b up");
+          takeover = time.t;
+        }
+      });
+      expect(order).to.deep.equal(["a down", "b up"]);
+      expect(takeover - renewedBy).to.be.at.most(TTL + TTL / 4);
+      expect(b.events).to.deep.equal(["elected"]);
+      expect(lock.calls).to.be.above(calls);
+      expect(lock.holder).to.equal("b");
+    });
+  }
+
+  it("keeps leading through a renewal that answers too late: the write is recognised as its own", async () => {
+    const a = contender("a");
+    await a.election.start();
+    await time.advance(1);
+    lock.lateBy = TTL; // stored at once, answered after the timeout
+    await time.advance(TTL / 4 + 1);
+    lock.lateBy = 0;
+    await time.advance(TTL * 2);
+    expect(a.election.isLeader()).to.equal(true);
+    expect(a.events).to.deep.equal(["elected"]);
+  });
+
+  it("steps down at once when someone else writes the key", async () => {
+    const a = contender("a");
+    await a.election.start();
+    await time.advance(1);
+    lock.steal("intruder");
+    await time.advance(TTL / 4 + 1);
+    expect(a.election.isLeader()).to.equal(false);
+    expect(a.events).to.deep.equal(["elected", "deposed: another contender holds the lock"]);
+  });
+
+  it("a follower's stop releases nothing and reports no step-down", async () => {
+    const a = contender("a");
+    const b = contender("b");
+    await a.election.start();
+    await b.election.start();
+    await time.advance(1);
+    await b.election.stop();
+    expect(b.events).to.deep.equal([]);
+    expect(lock.holder).to.equal("a");
+  });
+});
