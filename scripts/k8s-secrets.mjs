@@ -16,6 +16,7 @@ import { NATS_USERS, REDIS_USERS, writeSecretFile } from "./lib/credentials.mjs"
 import { natsAuthorization, redisAcl } from "./lib/nats-config.mjs";
 
 const args = process.argv.slice(2);
+/** @param {string} name */
 const option = (name) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
@@ -25,6 +26,7 @@ const from = option("--credentials");
 const saveTo = option("--save");
 
 const secret = () => randomBytes(32).toString("base64url");
+/** @type {Partial<import("./lib/credentials.mjs").Credentials>} */
 const old = from ? JSON.parse(readFileSync(from, "utf8")) : {};
 const creds = {
   adminToken: old.adminToken || secret(),
@@ -34,7 +36,12 @@ const creds = {
 };
 if (saveTo) writeSecretFile(saveTo, JSON.stringify(creds, null, 2) + "\n");
 
+/** @param {string} s */
 const b64 = (s) => Buffer.from(s).toString("base64");
+/**
+ * @param {string} name
+ * @param {Record<string, string>} data
+ */
 const secretYaml = (name, data) =>
   [
     "apiVersion: v1",

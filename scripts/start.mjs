@@ -9,20 +9,26 @@ try {
   ensureNodeModules();
   if (!process.env.FIZZ_NATS_URL || !process.env.FIZZ_REDIS_URL) ensureBinaries();
 } catch (err) {
-  console.error(`fizz: ${err.message}`);
+  console.error(`fizz: ${errorMessage(err)}`);
   process.exit(1);
 }
 
 const { launchPlatform } = await import("./lib/platform.mjs");
-const { prettyLine } = await import("./lib/pretty.mjs");
+const { levelOf, prettyLine } = await import("./lib/pretty.mjs");
 const { chmodSync, createWriteStream, mkdirSync } = await import("node:fs");
+/**
+ * @param {string} name
+ * @param {number} fallback
+ */
 const port = (name, fallback) => {
   const v = process.env[name];
   return v ? Number(v) : fallback;
 };
 
+/** @type {Awaited<ReturnType<typeof launchPlatform>> | undefined} */
 let platform;
 let stopping = false;
+/** @param {NodeJS.Signals} sig */
 const shutdown = async (sig) => {
   if (stopping) return;
   stopping = true;
@@ -33,29 +39,58 @@ const shutdown = async (sig) => {
 process.on("SIGINT", () => void shutdown("SIGINT"));
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 
-// NATS and Redis talk a lot at start; their logs go to .fizz/logs, the services' to the terminal.
+// NATS and Redis talk a lot at start; their logs go to .fizz/logs. The services' logs go there
+// too, and to the terminal: while the platform comes up only their warnings and errors (a normal
+// start is one "ready" line per service), then everything, a function's output included.
 const logDir = path.join(ROOT, ".fizz", "logs");
 // Server logs name users (never passwords) but are still the platform's: owner-only.
 mkdirSync(logDir, { recursive: true, mode: 0o700 });
 chmodSync(logDir, 0o700);
-const serverLogs = {};
+/** @type {Map<string, import("node:fs").WriteStream>} */
+const logFiles = new Map();
+/**
+ * @param {string} name  nats, redis or "services"
+ * @param {string} line
+ */
+const toFile = (name, line) => {
+  let file = logFiles.get(name);
+  if (!file)
+    logFiles.set(
+      name,
+      (file = createWriteStream(path.join(logDir, `${name}.log`), { flags: "a" })),
+    );
+  file.write(line + "\n");
+};
 const color = process.stdout.isTTY === true;
+const json = process.env.FIZZ_LOG_FORMAT === "json";
+let started = false;
+const QUIET_LEVELS = new Set(["trace", "debug", "info"]);
+/**
+ * @param {string} name
+ * @param {string} line
+ */
 const onLog = (name, line) => {
   // The launcher's own restart lines: one per crash and one per restart, always on the terminal.
   if (name === "supervisor") return void console.error(`fizz: ${line}`);
-  if (name === "nats" || name === "redis") {
-    (serverLogs[name] ??= createWriteStream(path.join(logDir, `${name}.log`), {
-      flags: "a",
-    })).write(line + "\n");
-    return;
-  }
-  if (process.env.FIZZ_LOG_FORMAT === "json") console.log(line);
-  else console.log(prettyLine(name, line, { color }));
+  if (name === "nats" || name === "redis") return toFile(name, line);
+  toFile("services", line);
+  // A line that is not a log record (a crash trace) always shows.
+  const level = levelOf(line);
+  if (!started && level !== undefined && QUIET_LEVELS.has(level)) return;
+  console.log(json ? line : prettyLine(name, line, { color }));
+};
+/** @param {string} name */
+const onReady = (name) => {
+  const time = new Date().toTimeString().slice(0, 8);
+  if (json)
+    console.log(JSON.stringify({ level: 30, time: Date.now(), service: name, msg: "ready" }));
+  else console.log(`${time} ${name.padEnd(18)} ready`);
 };
 
 try {
   platform = await launchPlatform({
     onLog,
+    onReady,
     dataDir: path.join(ROOT, ".fizz"),
     natsUrl: process.env.FIZZ_NATS_URL,
     redisUrl: process.env.FIZZ_REDIS_URL,
@@ -63,9 +98,10 @@ try {
     registryPort: port("FIZZ_REGISTRY_PORT", 8081),
   });
 } catch (err) {
-  console.error(`fizz: could not start: ${err.message}`);
+  console.error(`fizz: could not start: ${errorMessage(err)}`);
   process.exit(1);
 }
+started = true;
 
 const embedded = !process.env.FIZZ_NATS_URL
   ? " (embedded NATS and Redis, data and credentials in .fizz/)"
@@ -84,4 +120,10 @@ Try this:
   curl ${platform.gatewayUrl}/hello
 
 A crashed service, NATS or Redis is restarted. Ctrl-C stops everything.
+Logs: .fizz/logs (services.log, nats.log, redis.log).
 `);
+
+/** @param {unknown} err */
+function errorMessage(err) {
+  return err instanceof Error ? err.message : String(err);
+}

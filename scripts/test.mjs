@@ -11,7 +11,7 @@ try {
   ensureNodeModules();
   ensureBinaries(console.error, { forTests: true });
 } catch (err) {
-  console.error(`fizz: ${err.message}`);
+  console.error(`fizz: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 }
 

@@ -9,7 +9,19 @@ export const REDIS_USERS = ["registry", "scheduler", "poolkeeper"];
 
 const secret = () => randomBytes(32).toString("base64url");
 
-/** Writes a file only its owner can read, even if it existed with looser permissions. */
+/**
+ * @typedef {object} Credentials
+ * @property {string} adminToken
+ * @property {string} readToken
+ * @property {Record<string, string>} nats   password per NATS user
+ * @property {Record<string, string>} redis  password per Redis user
+ */
+
+/**
+ * Writes a file only its owner can read, even if it existed with looser permissions.
+ * @param {string} file
+ * @param {string} content
+ */
 export function writeSecretFile(file, content) {
   writeFileSync(file, content, { mode: 0o600 });
   chmodSync(file, 0o600);
@@ -17,20 +29,22 @@ export function writeSecretFile(file, content) {
 
 /**
  * @param {string} dataDir
- * @returns {{ adminToken: string, readToken: string, nats: Record<string,string>,
- *   redis: Record<string,string> }}
+ * @returns {Credentials}
  */
 export function ensureCredentials(dataDir) {
   mkdirSync(dataDir, { recursive: true });
   // Traversable but not listable: unprivileged instances reach their own work dirs below it.
   chmodSync(dataDir, 0o711);
   const file = path.join(dataDir, "credentials.json");
+  /** @type {Partial<Credentials>} */
   let creds = {};
   if (existsSync(file)) {
     try {
       creds = JSON.parse(readFileSync(file, "utf8"));
     } catch (err) {
-      throw new Error(`${file} is not valid JSON (${err.message}); fix or delete it`);
+      throw new Error(
+        `${file} is not valid JSON (${err instanceof Error ? err.message : String(err)}); fix or delete it`,
+      );
     }
   }
   // Only what is missing is generated: an upgrade that adds a user keeps the old secrets.
@@ -45,7 +59,13 @@ export function ensureCredentials(dataDir) {
   return out;
 }
 
-/** `nats://user:password@host:port`, what an application (or a test) connects with. */
+/**
+ * `nats://user:password@host:port`, what an application (or a test) connects with.
+ * @param {string} url
+ * @param {string} user
+ * @param {string} password
+ * @returns {string}
+ */
 export function natsUrlWith(url, user, password) {
   const u = new URL(url);
   u.username = encodeURIComponent(user);

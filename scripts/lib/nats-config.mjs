@@ -5,7 +5,10 @@
 import path from "node:path";
 import { writeSecretFile } from "./credentials.mjs";
 
-/** The permission data, from the same TypeScript the unit tests check. */
+/**
+ * The permission data, from the same TypeScript the unit tests check.
+ * @returns {Promise<typeof import("../../shared/events/src/permissions")>}
+ */
 export async function loadPermissions() {
   const file = "../../shared/events/src/permissions.ts";
   try {
@@ -18,21 +21,27 @@ export async function loadPermissions() {
   }
 }
 
+/** @param {string} s */
 const q = (s) => JSON.stringify(s);
+/** @param {readonly string[]} xs */
 const list = (xs) => `[${xs.map(q).join(", ")}]`;
 
 /**
  * The `authorization { users: [...] }` block: every user with its password and permissions. Also
  * the whole of the Kubernetes Secret's nats config (scripts/k8s-secrets.mjs).
- * @param {{ passwords: Record<string,string>, prefix?: string }} o
+ * @param {{ passwords: Record<string,string>, prefix?: string | undefined }} o
  */
 export async function natsAuthorization(o) {
   const { natsPermissions } = await loadPermissions();
   const perms = natsPermissions(o.prefix);
   const users = Object.entries(perms).map(([user, p]) => {
+    const password = o.passwords[user];
+    // A user without a password would be written as one that any password opens.
+    if (password === undefined) throw new Error(`no NATS password for user ${user}`);
+    /** @param {{ allow: readonly string[], deny: readonly string[] }} r */
     const rule = (r) =>
       `{ allow: ${list(r.allow)}${r.deny.length ? `, deny: ${list(r.deny)}` : ""} }`;
-    return `    { user: ${q(user)}, password: ${q(o.passwords[user])}, permissions: {
+    return `    { user: ${q(user)}, password: ${q(password)}, permissions: {
         publish: ${rule(p.publish)}
         subscribe: ${rule(p.subscribe)}
         allow_responses: ${p.allowResponses}
@@ -48,7 +57,7 @@ ${users.join("\n")}
 
 /**
  * @param {{ port: number, host?: string, storeDir: string, passwords: Record<string,string>,
- *   prefix?: string, tls?: { cert: string, key: string } }} o
+ *   prefix?: string | undefined, tls?: { cert: string, key: string } }} o
  */
 export async function natsConfig(o) {
   const tls = o.tls ? `tls { cert_file: ${q(o.tls.cert)}, key_file: ${q(o.tls.key)} }\n` : "";
@@ -58,7 +67,10 @@ jetstream { store_dir: ${q(o.storeDir)} }
 ${tls}${await natsAuthorization(o)}`;
 }
 
-/** redis-server ACL file: `default` off, one user per service that keeps state in Redis. */
+/**
+ * redis-server ACL file: `default` off, one user per service that keeps state in Redis.
+ * @param {{ passwords: Record<string, string>, prefix?: string | undefined }} o
+ */
 export async function redisAcl({ passwords, prefix }) {
   const { redisAclRules } = await loadPermissions();
   const rules = redisAclRules(prefix);
@@ -68,17 +80,27 @@ export async function redisAcl({ passwords, prefix }) {
   // without the acknowledged writes.
   const lines = ["user default off ~* &* +@all"];
   for (const [user, rule] of Object.entries(rules)) {
-    lines.push(`user ${user} on >${passwords[user]} ${rule}`);
+    const password = passwords[user];
+    if (password === undefined) throw new Error(`no Redis password for user ${user}`);
+    lines.push(`user ${user} on >${password} ${rule}`);
   }
   return lines.join("\n") + "\n";
 }
 
+/**
+ * @param {string} dir
+ * @param {Parameters<typeof natsConfig>[0]} o
+ */
 export async function writeNatsConfig(dir, o) {
   const file = path.join(dir, "nats-server.conf");
   writeSecretFile(file, await natsConfig(o));
   return file;
 }
 
+/**
+ * @param {string} dir
+ * @param {Parameters<typeof redisAcl>[0]} o
+ */
 export async function writeRedisAcl(dir, o) {
   const file = path.join(dir, "users.acl");
   writeSecretFile(file, await redisAcl(o));

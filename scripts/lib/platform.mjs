@@ -15,17 +15,41 @@ const SETPRIV =
 
 export const SERVICES = ["registry", "scheduler", "poolkeeper", "gateway", "kubewatcher"];
 
+/**
+ * @param {string} [host]
+ * @returns {Promise<number>}
+ */
 export function freePort(host = "127.0.0.1") {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once("error", reject);
     srv.listen(0, host, () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
+      const address = srv.address();
+      // Listening on a TCP host gives an AddressInfo (a string is a pipe's path).
+      if (address === null || typeof address === "string")
+        return reject(new Error(`no TCP port from ${host}`));
+      srv.close(() => resolve(address.port));
     });
   });
 }
 
+/**
+ * A server binary `ensureBinaries` (prereqs.mjs) checked for or installed before this runs.
+ * @param {string} bin
+ * @param {string[]} paths
+ * @returns {string}
+ */
+function requireBinary(bin, paths) {
+  const found = findBinary(bin, paths);
+  if (found === undefined) throw new Error(`${bin} not found on PATH`);
+  return found;
+}
+
+/**
+ * @param {number} port
+ * @param {string} [host]
+ * @returns {Promise<boolean>}
+ */
 function portOpen(port, host = "127.0.0.1") {
   return new Promise((resolve) => {
     const s = net.connect({ port, host });
@@ -34,6 +58,11 @@ function portOpen(port, host = "127.0.0.1") {
   });
 }
 
+/**
+ * @param {() => Promise<boolean>} check
+ * @param {number} timeoutMs
+ * @param {string} what  named in the timeout error
+ */
 async function waitUntil(check, timeoutMs, what) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -44,6 +73,10 @@ async function waitUntil(check, timeoutMs, what) {
   }
 }
 
+/**
+ * @param {string} url  a readiness endpoint
+ * @returns {Promise<boolean>}
+ */
 async function ready(url) {
   const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
   await res.arrayBuffer();
@@ -59,10 +92,14 @@ async function ready(url) {
  * @param {number=} opts.registryPort default 8081
  * @param {Record<string,string>=} opts.env extra environment for every service
  * @param {(name: string, line: string) => void=} opts.onLog  service output (default: inherit)
- * @param {object=} opts.supervisor  back-off (initialMs, maxMs, resetAfterMs) and onExit/onRestart
- *   hooks; by default a restart is logged as one `[supervisor]` line through onLog (or stderr)
+ * @param {(name: string) => void=} opts.onReady  a service answered its readiness probe for the
+ *   first time (once per service, in the order they come up)
+ * @param {import("./supervisor.mjs").SupervisorOptions=} opts.supervisor  back-off (initialMs,
+ *   maxMs, resetAfterMs) and onExit/onRestart hooks; by default a restart is logged as one
+ *   `[supervisor]` line through onLog (or stderr)
  */
 export async function launchPlatform(opts) {
+  /** @param {string} line */
   const say = (line) =>
     opts.onLog ? opts.onLog("supervisor", line) : console.error(`fizz: ${line}`);
   // Once started, any child that exits is restarted with back-off; the others keep running.
@@ -72,8 +109,22 @@ export async function launchPlatform(opts) {
     onRestart: ({ name, restarts }) => say(`${name} restarted (restart ${restarts})`),
     ...opts.supervisor,
   });
+  /**
+   * @param {string} name
+   * @param {string} cmd
+   * @param {string[]} args
+   * @param {NodeJS.ProcessEnv} env
+   * @param {{ exitWithStdin?: boolean, ready?: () => Promise<boolean> }} [o]
+   */
   const spawnChild = (name, cmd, args, env, { exitWithStdin = false, ready } = {}) =>
     supervisor.add(name, () => spawnOnce(name, cmd, args, env, exitWithStdin), ready);
+  /**
+   * @param {string} name
+   * @param {string} cmd
+   * @param {string[]} args
+   * @param {NodeJS.ProcessEnv} env
+   * @param {boolean} exitWithStdin
+   */
   const spawnOnce = (name, cmd, args, env, exitWithStdin) => {
     // nats-server and redis-server do not watch stdin: on Linux, setpriv's parent-death signal
     // stops them when this launcher dies, even by SIGKILL (it survives the exec).
@@ -95,14 +146,16 @@ export async function launchPlatform(opts) {
         opts.onLog ? "pipe" : "inherit",
       ],
     });
-    if (opts.onLog) {
+    const onLog = opts.onLog;
+    if (onLog) {
       for (const stream of [child.stdout, child.stderr]) {
         let buf = "";
-        stream.on("data", (d) => {
+        // Piped above whenever onLog is set.
+        stream?.on("data", (/** @type {Buffer} */ d) => {
           buf += d.toString();
           let i;
           while ((i = buf.indexOf("\n")) >= 0) {
-            opts.onLog(name, buf.slice(0, i));
+            onLog(name, buf.slice(0, i));
             buf = buf.slice(i + 1);
           }
         });
@@ -122,9 +175,14 @@ export async function launchPlatform(opts) {
     mkdirSync(opts.dataDir, { recursive: true });
     // Tokens and passwords: generated once, reused on every start (credentials.mjs).
     const creds = ensureCredentials(opts.dataDir);
+    /**
+     * @param {string} name
+     * @param {string | undefined} fallback
+     */
     const setting = (name, fallback) => opts.env?.[name] ?? process.env[name] ?? fallback;
     const subjectPrefix = setting("FIZZ_SUBJECT_PREFIX", undefined) || undefined;
     const redisPrefix = setting("FIZZ_REDIS_PREFIX", undefined) || undefined;
+    /** @param {string} name */
     const privateDir = (name) => {
       const dir = path.join(opts.dataDir, name);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -139,7 +197,7 @@ export async function launchPlatform(opts) {
     if (!natsUrl) {
       const port = await freePort();
       const dir = privateDir("nats");
-      const bin = findBinary("nats-server", ["/usr/sbin/nats-server", "/usr/bin/nats-server"]);
+      const bin = requireBinary("nats-server", ["/usr/sbin/nats-server", "/usr/bin/nats-server"]);
       const conf = await writeNatsConfig(dir, {
         port,
         storeDir: dir,
@@ -154,7 +212,7 @@ export async function launchPlatform(opts) {
       const port = await freePort();
       const dir = privateDir("redis");
       const acl = await writeRedisAcl(dir, { passwords: creds.redis, prefix: redisPrefix });
-      const bin = findBinary("redis-server", ["/usr/bin/redis-server"]);
+      const bin = requireBinary("redis-server", ["/usr/bin/redis-server"]);
       // appendonly: what was registered survives a restart of `npm start`.
       const args = [
         "--port",
@@ -205,6 +263,7 @@ export async function launchPlatform(opts) {
       FIZZ_PARENT_STDIN: "1",
       ...opts.env,
     };
+    /** @type {Record<string, string>} */
     const readyz = {
       registry: `http://127.0.0.1:${ports.registry}/readyz`,
       gateway: `http://127.0.0.1:${ports.gatewayOps}/readyz`,
@@ -213,6 +272,13 @@ export async function launchPlatform(opts) {
       kubewatcher: `http://127.0.0.1:${ports.kubewatcher}/readyz`,
     };
     // Each service gets its own NATS and Redis user only, and only the registry the tokens.
+    /** @param {string} svc */
+    const readyzOf = (svc) => {
+      const url = readyz[svc];
+      if (url === undefined) throw new Error(`no readiness endpoint for ${svc}`);
+      return url;
+    };
+    /** @param {string} svc */
     const serviceEnv = (svc) => ({
       ...env,
       ...(embeddedNats ? { FIZZ_NATS_USER: svc, FIZZ_NATS_PASSWORD: creds.nats[svc] } : {}),
@@ -232,7 +298,7 @@ export async function launchPlatform(opts) {
         serviceEnv(svc),
         {
           exitWithStdin: true,
-          ready: () => ready(readyz[svc]),
+          ready: () => ready(readyzOf(svc)),
         },
       );
     }
@@ -246,7 +312,10 @@ export async function launchPlatform(opts) {
     exited.catch(() => undefined);
     await Promise.race([
       Promise.all(
-        Object.entries(readyz).map(([n, u]) => waitUntil(() => ready(u), 60_000, `${n} at ${u}`)),
+        Object.entries(readyz).map(async ([n, u]) => {
+          await waitUntil(() => ready(u), 60_000, `${n} at ${u}`);
+          opts.onReady?.(n);
+        }),
       ),
       exited,
     ]);
@@ -256,7 +325,7 @@ export async function launchPlatform(opts) {
       natsUrl,
       redisUrl,
       /** `nats://app:<password>@host:port`, the application user (undefined for external NATS). */
-      appNatsUrl: embeddedNats ? natsUrlWith(natsUrl, "app", creds.nats.app) : undefined,
+      appNatsUrl: embeddedNats ? natsUrlWith(natsUrl, "app", creds.nats.app ?? "") : undefined,
       /** Everything in credentials.json (tokens and per-user passwords). */
       credentials: creds,
       // What the registry was given: opts.env may override the generated tokens.
@@ -270,9 +339,19 @@ export async function launchPlatform(opts) {
         return supervisor.children;
       },
       /** SIGKILLs a service or server by name (`nats`, `redis`, a service) as a crash would. */
+      /**
+       * @param {string} name
+       * @param {NodeJS.Signals} [signal]
+       */
       kill: (name, signal) => supervisor.kill(name, signal),
       /** Resolves when `name` has restarted (after the count `after`, default now) and is ready. */
+      /**
+       * @param {string} name
+       * @param {number} [after]
+       * @param {number} [timeoutMs]
+       */
       restarted: (name, after, timeoutMs) => supervisor.restarted(name, after, timeoutMs),
+      /** @param {string} name */
       restarts: (name) => supervisor.restarts(name),
       stop,
     };

@@ -6,6 +6,15 @@ import path from "node:path";
 
 export const ROOT = path.resolve(new URL("../..", import.meta.url).pathname);
 
+/**
+ * @typedef {object} Binary
+ * @property {string} bin    the command
+ * @property {string} apt    the Debian package that has it
+ * @property {string[]} paths  where to look before PATH
+ * @property {string} [asRoot]  the path it must have when running as root
+ */
+
+/** @type {Binary[]} */
 const RUNTIME_BINARIES = [
   {
     bin: "nats-server",
@@ -25,11 +34,17 @@ const RUNTIME_BINARIES = [
 ];
 // Only the tests need these: compose.dev.yml is validated with `docker-compose config` (no
 // engine); the TLS tests make a CA with openssl.
+/** @type {Binary[]} */
 const TEST_BINARIES = [
   { bin: "docker-compose", apt: "docker-compose", paths: [] },
   { bin: "openssl", apt: "openssl", paths: [] },
 ];
 
+/**
+ * @param {string} bin
+ * @param {string[]} [paths]  checked before PATH
+ * @returns {string | undefined}
+ */
 export function findBinary(bin, paths = []) {
   for (const p of paths) if (existsSync(p)) return p;
   const r = spawnSync("sh", ["-c", `command -v ${bin}`], { encoding: "utf8" });

@@ -6,29 +6,46 @@
 
 const DEFAULTS = { initialMs: 100, maxMs: 5000, resetAfterMs: 60_000 };
 
+/** @typedef {import("node:child_process").ChildProcess} ChildProcess */
+/**
+ * @typedef {object} ExitEvent
+ * @property {string} name
+ * @property {number | null} code
+ * @property {string | null} signal
+ * @property {number} delayMs  the wait before the restart
+ * @property {number} restarts
+ */
+/**
+ * @typedef {object} SupervisorOptions
+ * @property {number} [initialMs]     first restart delay
+ * @property {number} [maxMs]         longest restart delay
+ * @property {number} [resetAfterMs]  a run this long resets the back-off
+ * @property {(e: ExitEvent) => void} [onExit]
+ * @property {(e: {name: string, restarts: number}) => void} [onRestart]
+ */
+
 /**
  * @typedef {object} Entry
  * @property {string} name
- * @property {import("node:child_process").ChildProcess} child  the current process
+ * @property {ChildProcess} child  the current process
  * @property {number} restarts  how many times it was started again
  * @property {number} startedAt
  * @property {number} failures  consecutive short-lived runs (drives the back-off)
  * @property {() => Promise<boolean>} ready
- * @property {() => import("node:child_process").ChildProcess} spawn
+ * @property {() => ChildProcess} spawn
  * @property {NodeJS.Timeout | undefined} timer
  */
 
 export class Supervisor {
-  /**
-   * @param {object} [opts]
-   * @param {number} [opts.initialMs]     first restart delay
-   * @param {number} [opts.maxMs]         longest restart delay
-   * @param {number} [opts.resetAfterMs]  a run this long resets the back-off
-   * @param {(e: {name: string, code: number|null, signal: string|null, delayMs: number, restarts: number}) => void} [opts.onExit]
-   * @param {(e: {name: string, restarts: number}) => void} [opts.onRestart]
-   */
+  /** @param {SupervisorOptions} [opts] */
   constructor(opts = {}) {
-    this.opts = { ...DEFAULTS, ...opts };
+    // Options given as undefined keep the default (callers spread partial settings in).
+    this.opts = {
+      ...opts,
+      initialMs: opts.initialMs ?? DEFAULTS.initialMs,
+      maxMs: opts.maxMs ?? DEFAULTS.maxMs,
+      resetAfterMs: opts.resetAfterMs ?? DEFAULTS.resetAfterMs,
+    };
     /** @type {Map<string, Entry>} */
     this.entries = new Map();
     // Until `arm()`, an exit is a start-up failure the launcher reports, not something to retry:
@@ -39,8 +56,15 @@ export class Supervisor {
     this.waiters = new Set();
   }
 
-  /** Starts `spawn()` and keeps it running. `ready` says when a (re)started child serves. */
-  add(name, spawn, ready = async () => true) {
+  /**
+   * Starts `spawn()` and keeps it running. `ready` says when a (re)started child serves.
+   * @param {string} name
+   * @param {() => ChildProcess} spawn
+   * @param {() => Promise<boolean>} [ready]
+   * @returns {ChildProcess}
+   */
+  add(name, spawn, ready = () => Promise.resolve(true)) {
+    /** @type {Entry} */
     const entry = {
       name,
       spawn,
@@ -60,17 +84,28 @@ export class Supervisor {
     this.armed = true;
   }
 
-  /** [{ name, child }] with each name's current process. */
+  /**
+   * [{ name, child }] with each name's current process.
+   * @returns {{ name: string, child: ChildProcess }[]}
+   */
   get children() {
     return [...this.entries.values()].map((e) => ({ name: e.name, child: e.child }));
   }
 
-  /** How many times `name` was restarted. */
+  /**
+   * How many times `name` was restarted.
+   * @param {string} name
+   */
   restarts(name) {
     return this.get(name).restarts;
   }
 
-  /** Kills the current process of `name` (SIGKILL unless told), as a crash would. */
+  /**
+   * Kills the current process of `name` (SIGKILL unless told), as a crash would.
+   * @param {string} name
+   * @param {NodeJS.Signals} [signal]
+   * @returns {number} its restart count before the kill
+   */
   kill(name, signal = "SIGKILL") {
     const e = this.get(name);
     const before = e.restarts;
@@ -81,6 +116,10 @@ export class Supervisor {
   /**
    * Resolves once `name` has been restarted more than `after` times (default: its count now) and
    * the new process is ready.
+   * @param {string} name
+   * @param {number} [after]
+   * @param {number} [timeoutMs]
+   * @returns {Promise<void>}
    */
   async restarted(name, after = this.get(name).restarts, timeoutMs = 60_000) {
     const e = this.get(name);
@@ -96,6 +135,9 @@ export class Supervisor {
   /**
    * Stops restarting, then stops the children: `first` names go first (services drain before the
    * servers they talk to), SIGTERM then SIGKILL after `graceMs`.
+   * @param {string[][]} groups
+   * @param {number} [graceMs]
+   * @returns {Promise<void>}
    */
   async stop(groups, graceMs = 10_000) {
     this.stopping = true;
@@ -110,12 +152,17 @@ export class Supervisor {
     }
   }
 
+  /**
+   * @param {string} name
+   * @returns {Entry}
+   */
   get(name) {
     const e = this.entries.get(name);
     if (!e) throw new Error(`no supervised process named ${name}`);
     return e;
   }
 
+  /** @param {Entry} entry */
   watch(entry) {
     const child = entry.child;
     child.once("exit", (code, signal) => {
@@ -129,6 +176,7 @@ export class Supervisor {
     });
   }
 
+  /** @param {Entry} entry */
   respawn(entry) {
     if (this.stopping) return;
     try {
@@ -152,6 +200,11 @@ export class Supervisor {
   }
 }
 
+/**
+ * @param {ChildProcess} child
+ * @param {number} graceMs
+ * @returns {Promise<void>}
+ */
 function terminate(child, graceMs) {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();

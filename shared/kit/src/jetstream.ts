@@ -62,8 +62,8 @@ type StreamConfig = Parameters<Jsm["streams"]["add"]>[0];
 
 async function upsertStream(jsm: Jsm, config: StreamConfig): Promise<void> {
   try {
-    await jsm.streams.info(config.name!);
-    await jsm.streams.update(config.name!, config);
+    await jsm.streams.info(config.name);
+    await jsm.streams.update(config.name, config);
   } catch (err) {
     if (!/not found/i.test(String((err as Error).message))) throw err;
     await jsm.streams.add(config);

@@ -17,7 +17,7 @@ import {
 } from "@fizz/events";
 import { redactUrl } from "./config";
 import type { Logger } from "./logger";
-import { backoffMs, sleep } from "./backoff";
+import { retryUntil, RetryStopped, warnWhenSlow } from "./retry";
 
 export type { NatsConnection, Msg, Subscription };
 
@@ -29,42 +29,54 @@ export interface NatsOptions {
 }
 
 /**
- * Connects, waiting (with back-off, logging what it waits for) until the server answers, then
- * reconnects forever: a NATS restart must never take a service down. Subscriptions survive
- * reconnects inside the client; the caller's readiness follows `isConnected`.
+ * Connects, waiting (with back-off) until the server answers, then reconnects forever: a NATS
+ * restart must never take a service down. Subscriptions survive reconnects inside the client; the
+ * caller's readiness follows `isConnected`. A short wait for the server is normal at start-up and
+ * is logged at debug level, with a warning once it lasts (`warnWhenSlow`).
  */
 export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
   const log = opts.logger.child({ component: "nats" });
   const url = redactUrl(opts.url);
   const options = natsConnectionOptions(opts.url);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const nc = await connect({
-        ...options,
-        name: opts.name,
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: 250,
-        pingInterval: 10_000,
-      });
-      log.info({ url, user: options.user }, "connected to NATS");
-      void watchStatus(nc, log);
-      return nc;
-    } catch (err) {
-      if (opts.signal?.aborted)
-        throw new FizzError("UNAVAILABLE", "stopped while waiting for NATS");
-      const wait = backoffMs(attempt, 200, 5000);
-      const message = (err as Error).message;
-      // A wrong password never fixes itself, but the Secret may be rotated under us: keep trying,
-      // and say plainly what is wrong (the user, never the password).
-      if (/authoriz|authenticat/i.test(message)) {
-        log.error(
-          { url, user: options.user ?? null, retryInMs: wait },
-          "NATS refused our credentials (check FIZZ_NATS_USER / FIZZ_NATS_PASSWORD)",
-        );
-      } else log.warn({ url, err: message, retryInMs: wait }, "waiting for NATS");
-      await sleep(wait, opts.signal);
-    }
+  const slow = warnWhenSlow(log, "waiting for NATS", { url });
+  try {
+    const nc = await retryUntil(
+      () =>
+        connect({
+          ...options,
+          name: opts.name,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 250,
+          pingInterval: 10_000,
+        }),
+      {
+        baseMs: 200,
+        maxMs: 5_000,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        onRetry: (info) => {
+          // A wrong password never fixes itself, but the Secret may be rotated under us: keep
+          // trying, and say plainly what is wrong (the user, never the password), every time.
+          if (/authoriz|authenticat/i.test(errorText(info.err))) {
+            log.error(
+              { url, user: options.user ?? null, retryInMs: info.waitMs },
+              "NATS refused our credentials (check FIZZ_NATS_USER / FIZZ_NATS_PASSWORD)",
+            );
+          } else slow(info);
+        },
+      },
+    );
+    log.info({ url, user: options.user }, "connected to NATS");
+    void watchStatus(nc, log);
+    return nc;
+  } catch (err) {
+    if (err instanceof RetryStopped)
+      throw new FizzError("UNAVAILABLE", "stopped while waiting for NATS", { cause: err.cause });
+    throw err;
   }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /**

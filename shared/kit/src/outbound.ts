@@ -163,10 +163,7 @@ export class OutboundGuard {
             return;
           }
         }
-        buildConnector({ timeout, lookup: this.lookupFor(port) } as buildConnector.BuildOptions)(
-          o,
-          cb,
-        );
+        buildConnector({ timeout, lookup: this.lookupFor(port) })(o, cb);
       },
     });
   }
@@ -276,7 +273,7 @@ export class OutboundGuard {
           for (const a of all) {
             const why = this.refusal(hostname, a.address, port);
             if (why !== undefined) {
-              callback(new OutboundRefused(why) as NodeJS.ErrnoException, "", 4);
+              callback(new OutboundRefused(why), "", 4);
               return;
             }
           }

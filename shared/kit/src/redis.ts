@@ -3,19 +3,27 @@ import { Redis, type RedisOptions } from "ioredis";
 import { redactUrl } from "./config";
 import type { Logger } from "./logger";
 import { backoffMs } from "./backoff";
+import { warnWhenSlow } from "./retry";
 
 export type { Redis };
 
 /**
  * A Redis client that waits for the server with back-off and reconnects forever. Commands issued
  * while disconnected queue (bounded by ioredis's offline queue) rather than fail, except when the
- * caller checks `redisReady` first, as readiness probes do.
+ * caller checks `redisReady` first, as readiness probes do. ioredis owns the retry loop (its
+ * `retryStrategy`); the logging follows kit's rule: a short wait is normal at start-up (debug), a
+ * long one warns (`warnWhenSlow`), refused credentials are an error every time.
  */
 export function connectRedis(opts: { url: string; logger: Logger; name: string }): Redis {
   const log = opts.logger.child({ component: "redis" });
   let attempts = 0;
   const { url, tls } = redisTls(opts.url);
+  const shownUrl = redactUrl(url);
+  let slow = warnWhenSlow(log, "waiting for Redis", { url: shownUrl });
   let lastError = "";
+  // When the current wait began. ioredis counts `times` from 1 again after every connect, so
+  // times === 1 starts a new wait, with its own quiet period.
+  let waitingSince = Date.now();
   const client = new Redis(url, {
     ...tls,
     connectionName: opts.name,
@@ -23,18 +31,29 @@ export function connectRedis(opts: { url: string; logger: Logger; name: string }
     enableReadyCheck: true,
     retryStrategy: (times) => {
       attempts = times;
+      if (times === 1) {
+        waitingSince = Date.now();
+        slow = warnWhenSlow(log, "waiting for Redis", { url: shownUrl });
+      }
       const wait = backoffMs(times, 200, 5000);
       if (/WRONGPASS|NOAUTH|NOPERM/.test(lastError)) {
         log.error(
-          { url: redactUrl(url), retryInMs: wait, err: lastError },
+          { url: shownUrl, retryInMs: wait, err: lastError },
           "Redis refused our credentials (check FIZZ_REDIS_USER / FIZZ_REDIS_PASSWORD)",
         );
-      } else log.warn({ url: redactUrl(url), retryInMs: wait }, "waiting for Redis");
+      } else {
+        slow({
+          err: lastError || "not connected",
+          attempt: times - 1,
+          waitMs: wait,
+          elapsedMs: Date.now() - waitingSince,
+        });
+      }
       return wait;
     },
   });
   client.on("ready", () => {
-    log.info({ url: redactUrl(url), afterAttempts: attempts }, "connected to Redis");
+    log.info({ url: shownUrl, afterAttempts: attempts }, "connected to Redis");
     attempts = 0;
   });
   client.on("error", (err: Error) => {

@@ -1,5 +1,5 @@
 import { Codecs, type KindPlural, type ObjectsByPlural, type Subjects } from "@fizz/events";
-import { backoffMs, sleep } from "./backoff";
+import { retryUntil, RetryStopped, warnWhenSlow } from "./retry";
 import type { Logger } from "./logger";
 import { request, type NatsConnection } from "./nats";
 
@@ -27,34 +27,40 @@ export function followRegistryListing<K extends KindPlural>(opts: {
   let listing: Promise<void> | undefined;
   const relist = (): Promise<void> => {
     listing ??= (async () => {
-      for (let attempt = 0; !signal.aborted; attempt++) {
-        const listedAt = Date.now();
-        opts.onAttempt?.();
-        try {
-          const reply = await request(
-            nc,
-            opts.subjects.registryList,
-            Codecs.registryList,
-            { kind },
-            {
-              sender: opts.sender,
-              timeoutMs: opts.timeoutMs ?? 5_000,
-            },
-          );
-          // The reply holds objects of the asked kind; the cast states what the registry guarantees.
-          const items = reply.items as ObjectsByPlural[K][];
-          opts.onList(items, listedAt);
-          log.info({ kind, count: items.length }, "listed from the registry");
-          return;
-        } catch (err) {
-          opts.onFailure?.();
-          const wait = backoffMs(attempt, 250, 5_000);
-          log.warn(
-            { kind, err: (err as Error).message, retryInMs: wait },
-            "waiting for the registry to list",
-          );
-          await sleep(wait, signal);
-        }
+      try {
+        await retryUntil(
+          async () => {
+            const listedAt = Date.now();
+            opts.onAttempt?.();
+            try {
+              const reply = await request(
+                nc,
+                opts.subjects.registryList,
+                Codecs.registryList,
+                { kind },
+                { sender: opts.sender, timeoutMs: opts.timeoutMs ?? 5_000 },
+              );
+              // The reply holds objects of the asked kind; the cast states what the registry
+              // guarantees.
+              const items = reply.items as ObjectsByPlural[K][];
+              opts.onList(items, listedAt);
+              log.info({ kind, count: items.length }, "listed from the registry");
+            } catch (err) {
+              opts.onFailure?.();
+              throw err;
+            }
+          },
+          {
+            baseMs: 250,
+            maxMs: 5_000,
+            signal,
+            // The registry starting after this service is the normal order: quiet unless slow.
+            onRetry: warnWhenSlow(log, "waiting for the registry to list", { kind }),
+          },
+        );
+      } catch (err) {
+        // Stopped: the service is shutting down, and `synced` resolves as it always did.
+        if (!(err instanceof RetryStopped)) throw err;
       }
     })().finally(() => (listing = undefined));
     return listing;

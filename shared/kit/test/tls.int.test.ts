@@ -143,7 +143,7 @@ describe("TLS to NATS and Redis with a private CA (shared/kit)", function () {
     expect(natsConnected(nc)).to.equal(true);
     const r = connectRedis({ url: c.redisUrl, name: "t", logger: silentLogger() });
     cleanup.push(() => r.disconnect());
-    await waitFor(async () => redisReady(r), { timeoutMs: 10_000, what: "redis over TLS" });
+    await waitFor(() => redisReady(r), { timeoutMs: 10_000, what: "redis over TLS" });
     expect(await r.ping()).to.equal("PONG");
   });
 
