@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { Codecs, type Invocation, type Subjects, type WatchTrigger } from "@fizz/events";
-import { backoffMs, publishInvocation, sleep, type Logger } from "@fizz/kit";
+import { publishInvocation, retryUntil, type Logger } from "@fizz/kit";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { ResolvedResource } from "./discovery";
 import type { KubeObject } from "./kube-client";
@@ -121,23 +121,30 @@ export class Publisher {
       );
       inv = invocationOf(trigger, ev, inv.createdAt, true);
     }
-    for (let attempt = 0; ; attempt++) {
-      signal.throwIfAborted();
-      const js = this.opts.js();
-      try {
+    // Until stored or stopped (RetryStopped): the resume point must not pass an unstored event.
+    await retryUntil(
+      async () => {
+        const js = this.opts.js();
         if (!js) throw new Error("JetStream is not ready");
         await publishInvocation(js, this.opts.subjects, inv, this.opts.sender);
-        this.opts.onPublished(ev.type);
-        return;
-      } catch (err) {
-        const wait = backoffMs(attempt, 200, 5_000);
-        this.opts.onRetry();
-        this.log.warn(
-          { callId: inv.callId, err: (err as Error).message, retryInMs: wait },
-          "could not publish an invocation; retrying",
-        );
-        await sleep(wait, signal);
-      }
-    }
+      },
+      {
+        baseMs: 200,
+        maxMs: 5_000,
+        signal,
+        onRetry: ({ err, waitMs }) => {
+          this.opts.onRetry();
+          this.log.warn(
+            {
+              callId: inv.callId,
+              err: err instanceof Error ? err.message : String(err),
+              retryInMs: waitMs,
+            },
+            "could not publish an invocation; retrying",
+          );
+        },
+      },
+    );
+    this.opts.onPublished(ev.type);
   }
 }

@@ -1,13 +1,15 @@
 import { randomBytes } from "node:crypto";
 import { FizzError, subjects as makeSubjects } from "@fizz/events";
 import {
-  backoffMs,
   connectNats,
   ensureBus,
+  LeaderElection,
   natsConnected,
+  retryUntil,
   silentLogger,
   sleep,
   startOpsServer,
+  warnWhenSlow,
   type Logger,
   type NatsConnection,
 } from "@fizz/kit";
@@ -18,7 +20,6 @@ import { Publisher } from "./delivery";
 import { Discovery } from "./discovery";
 import { loadKubeConfig } from "@fizz/kit/kube";
 import { KubeClient } from "./kube-client";
-import { LeaderElection } from "./leader";
 import { createMetrics } from "./metrics";
 import { WatchStateStore } from "./state-store";
 import { syncTriggers, type TriggerSync } from "./trigger-sync";
@@ -43,7 +44,7 @@ const KUBE_PROBE_MS = 10_000;
 
 /**
  * The kubewatcher turns Kubernetes watch events into invocations on JetStream, for the watch
- * triggers the registry holds. Every replica follows the triggers; only the leader (leader.ts)
+ * triggers the registry holds. Every replica follows the triggers; only the leader (kit's LeaderElection)
  * runs the informers (watch-manager.ts, key-watch.ts), so each event is published by one replica,
  * and resume points live in NATS KV so a restart or a failover neither replays nor loses events
  * (README.md states the guarantee). /healthz answers at once; /readyz once NATS is connected and,
@@ -133,6 +134,7 @@ export async function start(
       id,
       ttlMs: config.leaderTtlMs,
       logger,
+      name: "kubewatcher",
       // Informers start only once the triggers are known, so an election right at start cannot
       // mistake "not listed yet" for "no triggers".
       onElected: () => void synced.then(() => (signal.aborted ? undefined : m.elected())),
@@ -195,21 +197,18 @@ function kubeConfigOf(config: KubewatcherConfig): KubeConfig {
   }
 }
 
-/** Retries a set-up step with back-off until it succeeds or the service stops. */
-async function untilDone<T>(
+/** Retries a set-up step with back-off until it succeeds or the service stops (RetryStopped). */
+function untilDone<T>(
   logger: Logger,
   what: string,
   signal: AbortSignal,
   step: () => Promise<T>,
 ): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await step();
-    } catch (err) {
-      if (signal.aborted) throw new FizzError("UNAVAILABLE", `stopped while setting up ${what}`);
-      const wait = backoffMs(attempt, 250, 5_000);
-      logger.warn({ err: (err as Error).message, retryInMs: wait }, `waiting for ${what}`);
-      await sleep(wait, signal);
-    }
-  }
+  // A peer still coming up is normal at start: quiet unless the wait lasts.
+  return retryUntil(step, {
+    baseMs: 250,
+    maxMs: 5_000,
+    signal,
+    onRetry: warnWhenSlow(logger, `waiting for ${what}`),
+  });
 }

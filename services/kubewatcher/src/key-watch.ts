@@ -1,5 +1,5 @@
 import type { WatchTrigger } from "@fizz/events";
-import { backoffMs, sleep, type Logger } from "@fizz/kit";
+import { retryUntil, sleep, type Logger } from "@fizz/kit";
 import type { KubeEvent, Publisher } from "./delivery";
 import {
   collectionPath,
@@ -82,59 +82,76 @@ export class KeyWatch {
     this.status = { state: "standby" };
   }
 
+  /**
+   * Watch sessions one after another until stopped. A failed session is retried with back-off
+   * (from the cursor: nothing is lost); the back-off restarts after a session that ended well. A
+   * refusal (unknown resource, forbidden) is not a retry: it is reported and looked at again every
+   * resolveRetryMs.
+   */
   private async loop(signal: AbortSignal): Promise<void> {
-    let target: ResolvedResource | undefined;
-    for (let attempt = 0; !signal.aborted;) {
+    const target: { resolved?: ResolvedResource | undefined } = {};
+    while (!signal.aborted) {
       try {
-        if (!target) {
-          this.set("resolving");
-          target = await this.deps.discovery.resolve(this.key.resource, signal);
-          this.deps.onKubeReachable(true);
-          if (!target.namespaced && !this.deps.clusterScope) {
-            this.set(
-              "refused",
-              `${target.plural} is cluster-scoped; FIZZ_WATCH_CLUSTER_SCOPE is off`,
-            );
-            this.log.error(
-              { triggers: [...this.triggers.keys()] },
-              "refusing to watch a cluster-scoped resource: set FIZZ_WATCH_CLUSTER_SCOPE=true to allow it",
-            );
-            return;
-          }
-        }
-        await this.follow(target, signal);
-        attempt = 0;
+        const ended = await retryUntil(() => this.session(target, signal), {
+          baseMs: 500,
+          maxMs: 30_000,
+          signal,
+          retryable: (err) => !(err instanceof UnknownResourceError || isRefusal(err)),
+          onRetry: ({ err, waitMs }) => this.retrying(err, waitMs, target),
+        });
+        if (ended === "refused") return;
       } catch (err) {
         if (signal.aborted) return;
-        // The resource is gone (a CRD deleted): look it up again.
-        if (err instanceof KubeApiError && err.status === 404) target = undefined;
-        if (err instanceof UnknownResourceError || isRefusal(err)) {
-          const why = (err as Error).message;
-          if (this.status.reason !== why) {
-            this.log.error(
-              { err: why, triggers: [...this.triggers.keys()] },
-              "watch trigger failed",
-            );
-          }
-          this.set("failed", why);
-          await sleep(this.deps.resolveRetryMs, signal);
-          continue;
+        const why = errMessage(err);
+        if (this.status.reason !== why) {
+          this.log.error({ err: why, triggers: [...this.triggers.keys()] }, "watch trigger failed");
         }
-        if (err instanceof KubeApiError && err.status === undefined)
-          this.deps.onKubeReachable(false);
-        const wait = backoffMs(attempt++, 500, 30_000);
-        const why =
-          err instanceof CursorConflictError
-            ? "another replica moved the cursor"
-            : (err as Error).message;
-        this.set("retrying", why);
-        this.log.warn(
-          { err: why, retryInMs: wait },
-          "watch failed; resuming from the last delivered resourceVersion",
-        );
-        await sleep(wait, signal);
+        this.set("failed", why);
+        await sleep(this.deps.resolveRetryMs, signal);
       }
     }
+  }
+
+  /** Resolves the resource when needed, then follows it for one session. */
+  private async session(
+    target: { resolved?: ResolvedResource | undefined },
+    signal: AbortSignal,
+  ): Promise<"ended" | "refused"> {
+    if (!target.resolved) {
+      this.set("resolving");
+      target.resolved = await this.deps.discovery.resolve(this.key.resource, signal);
+      this.deps.onKubeReachable(true);
+      if (!target.resolved.namespaced && !this.deps.clusterScope) {
+        this.set(
+          "refused",
+          `${target.resolved.plural} is cluster-scoped; FIZZ_WATCH_CLUSTER_SCOPE is off`,
+        );
+        this.log.error(
+          { triggers: [...this.triggers.keys()] },
+          "refusing to watch a cluster-scoped resource: set FIZZ_WATCH_CLUSTER_SCOPE=true to allow it",
+        );
+        return "refused";
+      }
+    }
+    await this.follow(target.resolved, signal);
+    return "ended";
+  }
+
+  private retrying(
+    err: unknown,
+    waitMs: number,
+    target: { resolved?: ResolvedResource | undefined },
+  ): void {
+    // The resource is gone (a CRD deleted): look it up again.
+    if (err instanceof KubeApiError && err.status === 404) target.resolved = undefined;
+    if (err instanceof KubeApiError && err.status === undefined) this.deps.onKubeReachable(false);
+    const why =
+      err instanceof CursorConflictError ? "another replica moved the cursor" : errMessage(err);
+    this.set("retrying", why);
+    this.log.warn(
+      { err: why, retryInMs: waitMs },
+      "watch failed; resuming from the last delivered resourceVersion",
+    );
   }
 
   /** One watch session, from the persisted cursor (created by a first listing when absent). */
@@ -256,4 +273,8 @@ export class KeyWatch {
 function isRefusal(err: unknown): boolean {
   if (!(err instanceof KubeApiError)) return false;
   return err.reason === NOT_CONFIGURED || [400, 401, 403, 422].includes(err.status ?? 0);
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -10,7 +10,7 @@ export function writeTemp(h: KubeHarness, name: string, obj: unknown): string {
 }
 
 /** The CRD of `widgets.example.com` (kind Widget, namespaced, v1). */
-export async function applyWidgetCrd(h: KubeHarness): Promise<void> {
+export function applyWidgetCrd(h: KubeHarness): void {
   const file = writeTemp(h, "widget-crd.json", {
     apiVersion: "apiextensions.k8s.io/v1",
     kind: "CustomResourceDefinition",

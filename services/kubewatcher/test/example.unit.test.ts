@@ -27,8 +27,9 @@ function context(
 }
 
 describe("examples/kube-events", () => {
-  const { fn, cleanup } = loadExample();
-  after(cleanup);
+  const example = loadExample();
+  const fn = example.fn;
+  after(() => example.cleanup());
 
   it("turns a pod event into a chat message and POSTs it to the webhook", async () => {
     const received: unknown[] = [];

@@ -258,7 +258,8 @@ export function bodyOf(inv: Invocation): {
   };
   data?: Record<string, string>;
 } {
-  return JSON.parse(Buffer.from(inv.body, "base64").toString("utf8"));
+  // The kubewatcher's own encoding of the object it published; the tests read its fields.
+  return JSON.parse(Buffer.from(inv.body, "base64").toString("utf8")) as ReturnType<typeof bodyOf>;
 }
 
 /** `ADDED a`, `MODIFIED a`: what a trigger saw, compactly. */

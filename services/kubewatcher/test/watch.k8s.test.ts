@@ -181,7 +181,7 @@ describe("kubewatcher watch triggers (k8s-lite + nats-server)", function () {
     expect(kw.status()["t-crd/widgets"]?.reason).to.match(/widgets\.example\.com.*not served/);
     expect(kw.isLeader(), "still running").to.equal(true);
 
-    await applyWidgetCrd(h);
+    applyWidgetCrd(h);
     await h.waitWatching(kw, "t-crd/widgets", 30_000);
     const r = h.k.kubectl(
       "create",
