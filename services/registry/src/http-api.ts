@@ -128,6 +128,7 @@ export function toFizzError(err: unknown): FizzError {
     case "request.size.invalid":
     case "request.aborted":
       return new FizzError("INVALID_BODY", `body could not be read: ${e.message ?? e.type}`);
+    case undefined:
     default:
       return FizzError.from(err);
   }

@@ -34,6 +34,13 @@ export const errorMap: z.core.$ZodErrorMap = (iss) => {
       return `must be one of ${iss.values.map((v) => String(v)).join(", ")}`;
     case "unrecognized_keys":
       return `unknown field${iss.keys.length === 1 ? "" : "s"} ${iss.keys.join(", ")}`;
+    // zod's own wording reads well enough for these (and schemas word their refinements).
+    case "custom":
+    case "invalid_element":
+    case "invalid_format":
+    case "invalid_key":
+    case "invalid_union":
+    case "not_multiple_of":
     default:
       return undefined;
   }

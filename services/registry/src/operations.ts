@@ -22,7 +22,6 @@ import {
   mergeSpec,
   parseCreate,
   parsePatch,
-  type SpecOf,
   type ValidationOptions,
 } from "./validation";
 
@@ -143,7 +142,7 @@ export class Operations {
           { field: "revision" },
         );
       }
-      const spec = mergeSpec(kind, current.spec as SpecOf<typeof kind>, patch, this.opts);
+      const spec = mergeSpec(kind, current.spec, patch, this.opts);
       const next = {
         ...current,
         metadata: {
@@ -169,7 +168,7 @@ export class Operations {
       const current = (await r.get(kind, ns, name)) ?? notFound(kind, ns, name);
       await checkNotInUse(r, kind, ns, name);
       // Code blobs stay: another function (or revision being specialized) may share the digest.
-      return { writes: { remove: [{ kind, namespace: ns, name }] }, result: current as AnyObject };
+      return { writes: { remove: [{ kind, namespace: ns, name }] }, result: current };
     });
     await this.opts.onChange({ kind, op: "deleted", object: deleted });
     return deleted;

@@ -8,7 +8,7 @@ import {
   type KindPlural,
   type ObjectsByPlural,
 } from "@fizz/events";
-import { backoffMs, redisReady, redisTls, sleep, type Logger } from "@fizz/kit";
+import { backoffMs, redisReady, redisTls, retryUntil, type Logger } from "@fizz/kit";
 
 /**
  * The registry's Redis store. Keys (under the configured prefix, default `fizz:v1:`):
@@ -138,28 +138,39 @@ export class RedisStore implements Store {
   private async runTransaction<T>(
     body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>,
   ): Promise<T> {
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      this.assertReady();
-      const epoch = this.epoch;
-      let out: { writes: Writes; result: T };
-      try {
-        out = await body(this.reader(this.tx, true));
-      } catch (err) {
-        await this.tx.unwatch().catch(() => undefined);
-        throw err;
-      }
-      if (epoch === this.epoch) {
-        const result = await this.exec(out.writes);
-        if (result) return out.result;
-      }
-      this.opts.onRetry?.();
-      await sleep(backoffMs(attempt, 5, 200));
+    try {
+      // Only a lost race (a watched key changed, or the connection's WATCHes were lost) is
+      // retried, after a short back-off; any other error ends the transaction at once.
+      return await retryUntil(
+        async () => {
+          this.assertReady();
+          const epoch = this.epoch;
+          let out: { writes: Writes; result: T };
+          try {
+            out = await body(this.reader(this.tx, true));
+          } catch (err) {
+            await this.tx.unwatch().catch(() => undefined);
+            throw err;
+          }
+          if (epoch === this.epoch && (await this.exec(out.writes))) return out.result;
+          this.opts.onRetry?.();
+          throw new WriteConflict();
+        },
+        {
+          attempts: MAX_ATTEMPTS,
+          baseMs: 5,
+          maxMs: 200,
+          retryable: (err) => err instanceof WriteConflict,
+        },
+      );
+    } catch (err) {
+      if (!(err instanceof WriteConflict)) throw err;
+      throw new FizzError(
+        "UNAVAILABLE",
+        "too many concurrent writes to the same objects; try again",
+        { retryable: true },
+      );
     }
-    throw new FizzError(
-      "UNAVAILABLE",
-      "too many concurrent writes to the same objects; try again",
-      { retryable: true },
-    );
   }
 
   /** false when a watched key changed (EXEC aborted). */
@@ -270,4 +281,9 @@ function byNamespaceAndName(a: AnyObject, b: AnyObject): number {
 /** Code-point order: names are ASCII, and locale rules would make the order depend on the host. */
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** A transaction lost its optimistic race: retried by runTransaction, never seen by callers. */
+class WriteConflict extends Error {
+  override readonly name = "WriteConflict";
 }

@@ -152,7 +152,7 @@ export function mergeSpec<K extends KindPlural>(
     else merged[k] = v;
   }
   if (patch.code) merged.code = patch.code.ref;
-  return finishSpec(kind, merged, opts) as SpecOf<K>;
+  return finishSpec(kind, merged, opts);
 }
 
 /**
@@ -167,14 +167,19 @@ function finishSpec(
   if (kind === "timetriggers") checkCron(candidate.cron);
   const parsed = specSchemas[kind].safeParse(candidate, { error: errorMap });
   if (!parsed.success) throw issueError(parsed.error, "spec");
-  const spec = parsed.data as AnySpec;
+  const spec = parsed.data;
   if (kind === "environments") {
     checkEnvCommand(spec as SpecOf<"environments">, opts);
     checkImage(spec as SpecOf<"environments">, opts);
   } else if (kind === "functions") {
     checkInstanceRange(spec as SpecOf<"functions">);
   } else if (kind === "httptriggers") {
-    const problem = routeProblem(spec as SpecOf<"httptriggers">);
+    // exactOptionalPropertyTypes: pass only the route fields that are set.
+    const { path, prefix } = spec as SpecOf<"httptriggers">;
+    const problem = routeProblem({
+      ...(path !== undefined ? { path } : {}),
+      ...(prefix !== undefined ? { prefix } : {}),
+    });
     if (problem)
       throw new FizzError("VALIDATION_FAILED", problem.message, { field: problem.field });
   }

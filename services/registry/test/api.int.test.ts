@@ -206,7 +206,8 @@ describe("registry REST API", () => {
 
   it("keeps objects under obj:<kind>:<ns>:<name> with per-namespace and global indexes", async () => {
     const raw = await stack.client.get("fizz:v1:obj:environments:default:python");
-    expect(JSON.parse(raw ?? "{}").metadata.name).to.equal("python");
+    const stored = JSON.parse(raw ?? "{}") as { metadata?: { name?: string } };
+    expect(stored.metadata?.name).to.equal("python");
     expect(await stack.client.smembers("fizz:v1:idx:environments:default")).to.have.members([
       "python",
       "node",

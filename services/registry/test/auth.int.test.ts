@@ -252,7 +252,9 @@ describe("registry with FIZZ_AUTH_DISABLED=true", function () {
     try {
       const res = await reg.api.as(null).ns().create("environments", envBody("open"));
       expect(res.status).to.equal(201);
-      const warning = lines.map((l) => JSON.parse(l)).find((l) => l.level === 40);
+      const warning = lines
+        .map((l) => JSON.parse(l) as { level?: number; msg?: string })
+        .find((l) => l.level === 40);
       expect(warning?.msg).to.match(/FIZZ_AUTH_DISABLED=true: THE REGISTRY ACCEPTS ANYONE/);
     } finally {
       await reg.svc.stop();

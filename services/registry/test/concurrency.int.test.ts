@@ -104,9 +104,10 @@ describe("registry under concurrent writers", () => {
       field: "revision",
     });
     const winner = [x, y].find((r) => r.status === 200)?.body;
+    expect(winner, "one of the two patches succeeds").to.not.equal(undefined);
     const stored = (await a.api.ns().get("environments", "rev")).body;
     expect(stored.metadata.revision).to.equal(2);
-    expect(stored.spec.poolSize).to.equal(winner.spec.poolSize);
+    expect(stored.spec.poolSize).to.equal(winner?.spec.poolSize);
   });
 
   it("counts every unconditional patch: two concurrent patches make revision 3", async () => {

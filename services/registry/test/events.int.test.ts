@@ -148,7 +148,7 @@ describe("registry on NATS", () => {
       nc,
       s.registryGet,
       Codecs.registryGet,
-      { kind: "widgets", namespace: "default", name: "x" } as never,
+      { kind: "widgets", namespace: "default", name: "x" },
       ask,
     ).then(
       () => undefined,

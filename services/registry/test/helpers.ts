@@ -1,4 +1,5 @@
 import { Redis } from "ioredis";
+import type { Metadata, WireError } from "@fizz/events";
 import { silentLogger, type Logger } from "@fizz/kit";
 import { startNats, startRedis, waitFor, type TestServer } from "@fizz/testkit";
 import { loadConfig, start, type RegistryService } from "../src/index";
@@ -72,12 +73,28 @@ export async function startRegistry(
   return { svc, api };
 }
 
+/**
+ * A registry answer as the tests read it: an object (`apiVersion` … `spec`), a list (`items`), an
+ * error (`error`) or a probe (`checks`). An answer has only some of these fields; reading one it
+ * lacks gives undefined at run time, which the assertion on it then reports. Specs stay loosely
+ * typed (each kind has its own), and the tests compare them whole.
+ */
+export interface ReplyBody {
+  apiVersion: string;
+  kind: string;
+  metadata: Metadata;
+  spec: Record<string, unknown>;
+  items: ReplyBody[];
+  error: WireError;
+  checks: Record<string, boolean>;
+}
+
 export interface Reply {
   status: number;
   headers: Headers;
   bytes: Buffer;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  body: any;
+  /** Undefined at run time when the answer is not JSON. */
+  body: ReplyBody;
 }
 
 export interface CallOptions {
@@ -111,13 +128,14 @@ export class Api {
     if (token !== null) headers.authorization = `Bearer ${token}`;
     const res = await fetch(`${this.base}${path}`, init);
     const bytes = Buffer.from(await res.arrayBuffer());
-    let parsed: unknown;
+    let parsed: ReplyBody | undefined;
     try {
-      parsed = JSON.parse(bytes.toString("utf8"));
+      parsed = JSON.parse(bytes.toString("utf8")) as ReplyBody;
     } catch {
       parsed = undefined;
     }
-    return { status: res.status, headers: res.headers, bytes, body: parsed };
+    // The registry answers JSON except where a test sends something broken on purpose.
+    return { status: res.status, headers: res.headers, bytes, body: parsed as ReplyBody };
   }
 
   ns(ns = "default") {
