@@ -208,3 +208,4 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     stop: () => (stopping ??= stop()),
   };
 }
+export * from "./zz-knip-probe";

@@ -9,9 +9,9 @@ import {
 } from "@fizz/events";
 import {
   backoffMs,
+  followRegistryListing,
   listen,
   request,
-  sleep,
   type Logger,
   type NatsConnection,
   type Subscription,
@@ -20,10 +20,11 @@ import type { MqtRunner } from "./mqt/common";
 
 /**
  * The message-queue triggers this gateway runs (subscriptions and JetStream consumers), kept like
- * the route table: a full `registry.list` at start and after every NATS reconnect, and
- * `registry.changed.mqtriggers` events in between. Every change goes through one queue, so a
- * trigger is never subscribed twice or (un)subscribed out of order, and events that arrive during
- * a list are applied on top of it (newer revision of the same object wins, as for routes).
+ * the route table: a full `registry.list` at start and after every NATS reconnect (kit's
+ * `followRegistryListing`), and `registry.changed.mqtriggers` events in between. Every change goes
+ * through one queue, so a trigger is never subscribed twice or (un)subscribed out of order: a list
+ * holds the queue from its first attempt until it is applied, so events that arrive during a list
+ * are applied on top of it (newer revision of the same object wins, as for routes).
  *
  * The update barrier asks about mq trigger writes too (`gateway.sync`): `sync` answers applied
  * only once the trigger's subscription is registered with the server (or its consumer exists) —
@@ -55,6 +56,8 @@ export class MqTriggerStore {
   private chain: Promise<unknown> = Promise.resolve();
   private subs: Subscription[] = [];
   private loaded = false;
+  /** Set while a list holds the queue: hands it the listed triggers (undefined: let go, none). */
+  private listed: ((items: MessageQueueTrigger[] | undefined) => void) | undefined;
   private stopped = false;
   private readonly log: Logger;
   /** Runners of changed or deleted triggers finishing their calls (awaited at stop). */
@@ -81,12 +84,40 @@ export class MqTriggerStore {
         { logger: this.log },
       ),
     );
-    void this.watchReconnects(signal);
-    return this.enqueue(() => this.load(signal));
+    let applied: Promise<void> = Promise.resolve();
+    const release = () => this.release(undefined);
+    signal.addEventListener("abort", release, { once: true });
+    const { synced } = followRegistryListing({
+      nc: this.o.nc,
+      subjects: this.o.subjects,
+      kind: "mqtriggers",
+      sender: this.o.sender,
+      logger: this.log,
+      signal,
+      ...(this.o.listTimeoutMs !== undefined ? { timeoutMs: this.o.listTimeoutMs } : {}),
+      onAttempt: () => {
+        if (this.listed || this.stopped) return;
+        const items = new Promise<MessageQueueTrigger[] | undefined>((r) => (this.listed = r));
+        applied = this.enqueue(async () => {
+          const list = await items;
+          if (list) await this.load(list);
+        });
+      },
+      onList: (items) => this.release(items.filter(isMqTrigger)),
+    });
+    // Resolves once the first list is applied (or the signal aborts).
+    return synced.then(() => applied);
+  }
+
+  private release(items: MessageQueueTrigger[] | undefined): void {
+    const listed = this.listed;
+    this.listed = undefined;
+    listed?.(items);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.release(undefined);
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     await this.chain.catch(() => undefined);
@@ -146,44 +177,18 @@ export class MqTriggerStore {
     return next;
   }
 
-  private async watchReconnects(signal: AbortSignal): Promise<void> {
-    for await (const s of this.o.nc.status()) {
-      if (signal.aborted) return;
-      if (s.type === "reconnect") void this.enqueue(() => this.load(signal));
+  /** Applies a full list: runs what it holds, stops what it lacks (deleted while not listening). */
+  private async load(items: MessageQueueTrigger[]): Promise<void> {
+    const seen = new Set<string>();
+    for (const t of items) {
+      const key = `${t.metadata.namespace}/${t.metadata.name}`;
+      seen.add(key);
+      await this.apply(key, t);
     }
-  }
-
-  private async load(signal: AbortSignal): Promise<void> {
-    for (let attempt = 0; !signal.aborted && !this.stopped; attempt++) {
-      try {
-        const list = await request(
-          this.o.nc,
-          this.o.subjects.registryList,
-          Codecs.registryList,
-          { kind: "mqtriggers" },
-          { sender: this.o.sender, timeoutMs: this.o.listTimeoutMs ?? 5000 },
-        );
-        const seen = new Set<string>();
-        for (const t of list.items.filter(isMqTrigger)) {
-          const key = `${t.metadata.namespace}/${t.metadata.name}`;
-          seen.add(key);
-          await this.apply(key, t);
-        }
-        // Deleted while we were not listening.
-        for (const key of [...this.entries.keys()])
-          if (!seen.has(key)) await this.remove(key, undefined);
-        this.loaded = true;
-        this.log.info({ triggers: seen.size, running: this.running }, "mq triggers loaded");
-        return;
-      } catch (err) {
-        const wait = backoffMs(attempt, 200, 5000);
-        this.log.warn(
-          { err: (err as Error).message, retryInMs: wait },
-          "waiting for the registry (mq triggers)",
-        );
-        await sleep(wait, signal);
-      }
-    }
+    for (const key of [...this.entries.keys()])
+      if (!seen.has(key)) await this.remove(key, undefined);
+    this.loaded = true;
+    this.log.info({ triggers: seen.size, running: this.running }, "mq triggers loaded");
   }
 
   private async onEvent(ev: RegistryChanged): Promise<void> {

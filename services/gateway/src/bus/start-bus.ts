@@ -6,9 +6,11 @@ import {
   type Subjects,
 } from "@fizz/events";
 import {
-  backoffMs,
   ensureBus,
+  retryUntil,
+  RetryStopped,
   sleep,
+  warnWhenSlow,
   type Logger,
   type NatsConnection,
   type OutboundGuard,
@@ -128,47 +130,54 @@ export function startBus(o: BusOptions): Bus {
   });
 
   const setUp = async (): Promise<void> => {
-    for (let attempt = 0; !abort.signal.aborted; attempt++) {
-      try {
-        const { js: client, calls } = await ensureBus(o.nc, o.subjects, {
-          callRetentionMs: o.config.callRetentionMs,
-        });
-        const jsm = await jetstreamManager(o.nc);
-        const store = new CallStore(
-          calls,
-          o.config.resultMaxBytes,
-          o.nc.info?.max_payload ?? 1024 * 1024,
-        );
-        const consumer = new InvocationConsumer({
-          nc: o.nc,
-          js: client,
-          jsm,
-          subjects: o.subjects,
-          id: o.id,
-          leases: o.leases,
-          lookup,
-          limiter,
-          store,
-          callbacks,
-          config: o.config,
-          maxResponseBytes: o.maxBodyBytes,
-          metrics,
-          logger: o.logger,
-        });
-        await consumer.start();
-        if (abort.signal.aborted) {
-          await consumer.stop(0);
+    try {
+      await retryUntil(
+        async () => {
+          const { js: client, calls } = await ensureBus(o.nc, o.subjects, {
+            callRetentionMs: o.config.callRetentionMs,
+          });
+          const jsm = await jetstreamManager(o.nc);
+          const store = new CallStore(
+            calls,
+            o.config.resultMaxBytes,
+            o.nc.info?.max_payload ?? 1024 * 1024,
+          );
+          const consumer = new InvocationConsumer({
+            nc: o.nc,
+            js: client,
+            jsm,
+            subjects: o.subjects,
+            id: o.id,
+            leases: o.leases,
+            lookup,
+            limiter,
+            store,
+            callbacks,
+            config: o.config,
+            maxResponseBytes: o.maxBodyBytes,
+            metrics,
+            logger: o.logger,
+          });
+          await consumer.start();
+          if (abort.signal.aborted) {
+            await consumer.stop(0);
+            return;
+          }
+          js = { js: client, jsm, store };
+          invoker = consumer;
+          log.info({ maxInflight: o.config.maxInflight }, "invoker pulling");
           return;
-        }
-        js = { js: client, jsm, store };
-        invoker = consumer;
-        log.info({ maxInflight: o.config.maxInflight }, "invoker pulling");
-        return;
-      } catch (err) {
-        const wait = backoffMs(attempt, 250, 5000);
-        log.warn({ err: (err as Error).message, retryInMs: wait }, "waiting for JetStream");
-        await sleep(wait, abort.signal);
-      }
+        },
+        {
+          baseMs: 250,
+          maxMs: 5000,
+          signal: abort.signal,
+          // JetStream may come up after the gateway: a warning only when that takes a while.
+          onRetry: warnWhenSlow(log, "waiting for JetStream"),
+        },
+      );
+    } catch (err) {
+      if (!(err instanceof RetryStopped)) throw err;
     }
   };
   const ready = setUp();

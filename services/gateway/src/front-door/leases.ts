@@ -1,4 +1,5 @@
 import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
+import { retryUntil, sleep } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import { CapacityQueues } from "./capacity";
 import { FunctionLeases, type LeaseEntry } from "./function-leases";
@@ -16,7 +17,8 @@ export { FunctionLeases, type LeaseEntry } from "./function-leases";
  * slot, up to a deadline, and the scheduler is asked again at a bounded rate meanwhile.
  */
 
-const OUTAGE_PAUSE_MIN_MS = 50;
+/** Pauses between asks during an outage: jittered, from 50–100 ms doubling up to 250–500 ms. */
+const OUTAGE_PAUSE_BASE_MS = 100;
 const OUTAGE_PAUSE_MAX_MS = 500;
 
 /** Errors that mean "a platform service is not answering right now", not "this cannot work". */
@@ -52,6 +54,8 @@ export interface LeaseManagerOptions {
   /** Lease requests one caller may go through (scale-out rounds) before it queues. */
   maxRounds?: number;
   now?: () => number;
+  /** The outage pause; injected in unit tests (with `now`), real time otherwise. */
+  sleep?: (ms: number) => Promise<void>;
   onLeaseRequest?: (outcome: string) => void;
   /** A queued request was refused: `full` (queue at its limit) or `timeout`. */
   onQueueRejected?: (reason: "full" | "timeout") => void;
@@ -73,6 +77,7 @@ export class LeaseManager {
       reaskMs: 250,
       maxRounds: 8,
       now: Date.now,
+      sleep: (ms) => sleep(ms),
       ...opts,
     };
     this.capacity = new CapacityQueues({
@@ -143,30 +148,17 @@ export class LeaseManager {
     // At the limit already (others wait, or NO_CAPACITY just now): queue behind them, FIFO.
     if (avoid === undefined && (fl.queue.length > 0 || this.opts.now() < fl.noCapacityUntil))
       return this.capacity.wait(fl, ticket);
-    let outageUntil = 0;
-    let pauseMs = 0;
+    const outage = { until: 0 };
     for (let round = 0; round < this.opts.maxRounds; round++) {
-      const e = this.tryTake(fl, avoid);
-      if (e) return e;
+      let e: LeaseEntry | undefined;
       try {
-        await this.ask(fl, avoid);
+        e = await this.takeOrAsk(fl, avoid, outage);
       } catch (err) {
-        // The scheduler or the poolkeeper is down (crashed, restarting): a request that needs a
-        // new instance waits for it to come back, within the queue wait, rather than failing.
-        if (avoid === undefined && err instanceof FizzError && isOutage(err)) {
-          const now = this.opts.now();
-          outageUntil ||= now + this.outageWaitMs(fl);
-          if (now < outageUntil) {
-            pauseMs = Math.min(OUTAGE_PAUSE_MAX_MS, Math.max(OUTAGE_PAUSE_MIN_MS, pauseMs * 2));
-            await new Promise((r) => setTimeout(r, Math.min(pauseMs, outageUntil - now)));
-            round--;
-            continue;
-          }
-        }
         if (avoid !== undefined || !(err instanceof FizzError && err.code === "NO_CAPACITY"))
           throw err;
         break;
       }
+      if (e) return e;
       if (avoid === undefined && fl.queue.length > 0) break;
     }
     if (avoid === undefined) return this.capacity.wait(fl, ticket);
@@ -207,6 +199,40 @@ export class LeaseManager {
     // The scheduler learns of failed instances from lease requests: ask now, so a hung or dead
     // instance is retired (and replaced) without waiting for the function's next request.
     else if (failed) this.ask(e.fn, undefined).catch(() => undefined);
+  }
+
+  /**
+   * One scale-out round: a free slot, or else one scheduler ask (undefined when it answered). The
+   * scheduler or the poolkeeper being down (crashed, restarting) is ridden out: a request that needs
+   * a new instance waits for it to come back, within the queue wait (`outage.until`, set at the
+   * first outage of the request), rather than failing; each pause looks for a freed slot again.
+   */
+  private takeOrAsk(
+    fl: FunctionLeases,
+    avoid: string | undefined,
+    outage: { until: number },
+  ): Promise<LeaseEntry | undefined> {
+    return retryUntil(
+      async () => {
+        const e = this.tryTake(fl, avoid);
+        if (e) return e;
+        await this.ask(fl, avoid);
+        return undefined;
+      },
+      {
+        baseMs: OUTAGE_PAUSE_BASE_MS,
+        maxMs: OUTAGE_PAUSE_MAX_MS,
+        now: this.opts.now,
+        retryable: (err) => {
+          if (avoid !== undefined || !(err instanceof FizzError && isOutage(err))) return false;
+          const now = this.opts.now();
+          outage.until ||= now + this.outageWaitMs(fl);
+          return now < outage.until;
+        },
+        // Never past the end of the outage wait: the last try comes at its end.
+        sleep: (ms) => this.opts.sleep(Math.max(0, Math.min(ms, outage.until - this.opts.now()))),
+      },
+    );
   }
 
   /** How long a request rides out a scheduler or poolkeeper outage: the queue wait, capped by the function timeout. */

@@ -28,8 +28,9 @@ export class GatewayMetrics {
       collect() {
         this.reset();
         for (const [fn, s] of stats)
-          s.classes.forEach((n, i) => {
-            if (n > 0) this.inc({ function: fn, class: STATUS_CLASSES[i] }, n);
+          STATUS_CLASSES.forEach((cls, i) => {
+            const n = s.classes[i] ?? 0;
+            if (n > 0) this.inc({ function: fn, class: cls }, n);
           });
       },
     });

@@ -6,14 +6,14 @@ import {
   type FunctionObject,
   type GatewaySyncRequest,
   type HttpTrigger,
+  type ObjectsByPlural,
   type RegistryChanged,
   type Subjects,
 } from "@fizz/events";
 import {
-  backoffMs,
+  followRegistryListing,
   listen,
   request,
-  sleep,
   type Logger,
   type NatsConnection,
   type Subscription,
@@ -22,12 +22,13 @@ import type { FunctionLeases, LeaseManager } from "./leases";
 import { Router, type FunctionRule, type TriggerRule } from "./router";
 
 /**
- * Keeps the compiled route table current: a full `registry.list` of functions and HTTP triggers
- * at start (retried with back-off until the registry answers) and again after every NATS
- * reconnect (events may have been missed meanwhile), and `registry.changed.*` events in between.
+ * Keeps the compiled route table current: a full `registry.list` of functions and of HTTP
+ * triggers at start (retried with back-off until the registry answers) and again after every NATS
+ * reconnect (events may have been missed meanwhile), both through kit's `followRegistryListing`,
+ * and `registry.changed.*` events in between. The table is served once both kinds are listed.
  *
- * Events that arrive while a list is in flight are queued and applied on top of it, so a change
- * made during the list is never lost under an older snapshot. Lease invalidation for a changed
+ * Events of a kind that arrive while that kind's list is in flight are queued and applied on top
+ * of it, so a change made during the list is never lost under an older snapshot. Lease invalidation for a changed
  * function happens at once, queued or not: after the event is seen no request may reach old code.
  *
  * The registry's update barrier (`gateway.sync`) may ask about a change before its event arrived
@@ -50,9 +51,18 @@ export class RouteStore {
   private readonly triggers = new Map<string, HttpTrigger>();
   /** `<ns>/<name>@<uid>:<revision>` of routes left out and already logged (once per revision). */
   private readonly refused = new Set<string>();
-  private queued: RegistryChanged[] | null = null;
+  /**
+   * Per kind: events held while its list is in flight (from the list's first attempt until it is
+   * applied); null when none is. Both start held: nothing is applied before the first list.
+   */
+  private readonly queued: Record<RouteKind, RegistryChanged[] | null> = {
+    functions: [],
+    httptriggers: [],
+  };
+  private readonly listed: Record<RouteKind, boolean> = { functions: false, httptriggers: false };
+  private listings:
+    Record<RouteKind, { synced: Promise<void>; relist(): Promise<void> }> | undefined;
   private subs: Subscription[] = [];
-  private loading: Promise<void> | undefined;
   private readonly log: Logger;
 
   constructor(private readonly opts: RouteStoreOptions) {
@@ -82,8 +92,28 @@ export class RouteStore {
         ),
       );
     }
-    void this.watchReconnects(signal);
-    await this.reload(signal);
+    const follow = <K extends RouteKind>(kind: K, onList: (items: ObjectsByPlural[K][]) => void) =>
+      followRegistryListing({
+        nc,
+        subjects,
+        kind,
+        sender: this.opts.sender,
+        logger: this.log,
+        signal,
+        ...(this.opts.listTimeoutMs !== undefined ? { timeoutMs: this.opts.listTimeoutMs } : {}),
+        onAttempt: () => (this.queued[kind] ??= []),
+        onList: (items) => {
+          onList(items);
+          this.listedKind(kind);
+        },
+      });
+    this.listings = {
+      functions: follow("functions", (items) => this.replaceFunctions(items.filter(isFunction))),
+      httptriggers: follow("httptriggers", (items) =>
+        this.replaceTriggers(items.filter(isTrigger)),
+      ),
+    };
+    await this.reload();
   }
 
   stop(): void {
@@ -91,47 +121,24 @@ export class RouteStore {
     this.subs = [];
   }
 
-  private async watchReconnects(signal: AbortSignal): Promise<void> {
-    for await (const s of this.opts.nc.status()) {
-      if (signal.aborted) return;
-      if (s.type === "reconnect") void this.reload(signal);
-    }
+  /** Both kinds listed again (a listing in flight is shared); resolves when both are applied. */
+  private async reload(): Promise<void> {
+    if (!this.listings) return;
+    await Promise.all([this.listings.functions.relist(), this.listings.httptriggers.relist()]);
   }
 
-  private reload(signal: AbortSignal): Promise<void> {
-    this.loading ??= this.load(signal).finally(() => {
-      this.loading = undefined;
-    });
-    return this.loading;
-  }
-
-  private async load(signal: AbortSignal): Promise<void> {
-    const { nc, subjects, sender } = this.opts;
-    const timeoutMs = this.opts.listTimeoutMs ?? 5000;
-    this.queued = [];
-    for (let attempt = 0; !signal.aborted; attempt++) {
-      try {
-        const opts = { sender, timeoutMs };
-        const [fns, trs] = await Promise.all([
-          request(nc, subjects.registryList, Codecs.registryList, { kind: "functions" }, opts),
-          request(nc, subjects.registryList, Codecs.registryList, { kind: "httptriggers" }, opts),
-        ]);
-        this.replace(fns.items.filter(isFunction), trs.items.filter(isTrigger));
-        const queued = this.queued ?? [];
-        this.queued = null;
-        for (const ev of queued) this.apply(ev);
-        this.rebuild();
-        this.log.info(
-          { functions: this.functions.size, triggers: this.triggers.size },
-          "routes loaded",
-        );
-        return;
-      } catch (err) {
-        const wait = backoffMs(attempt, 200, 5000);
-        this.log.warn({ err: (err as Error).message, retryInMs: wait }, "waiting for the registry");
-        await sleep(wait, signal);
-      }
-    }
+  /** A kind's list is in: the events held meanwhile go on top, then the table is rebuilt. */
+  private listedKind(kind: RouteKind): void {
+    const queued = this.queued[kind] ?? [];
+    this.queued[kind] = null;
+    this.listed[kind] = true;
+    for (const ev of queued) this.apply(ev);
+    if (!this.listed.functions || !this.listed.httptriggers) return;
+    this.rebuild();
+    this.log.info(
+      { functions: this.functions.size, triggers: this.triggers.size },
+      "routes loaded",
+    );
   }
 
   /**
@@ -146,7 +153,7 @@ export class RouteStore {
       this.opts.leases.functionChanged(op, namespace, name, revision);
     if (!this.loaded) {
       // The list in flight may predate the change: let it finish, then check on top of it.
-      await this.reload(signal);
+      await this.reload();
       if (!this.loaded) return false;
     }
     const map: Map<string, AnyObject> = kind === "functions" ? this.functions : this.triggers;
@@ -204,8 +211,9 @@ export class RouteStore {
     return true;
   }
 
-  private applyNow(ev: RegistryChanged): void {
-    if (this.queued) this.queued.push(ev);
+  private applyNow(ev: RegistryChanged & { kind: RouteKind }): void {
+    const queued = this.queued[ev.kind];
+    if (queued) queued.push(ev);
     else {
       this.apply(ev);
       this.rebuild();
@@ -216,8 +224,9 @@ export class RouteStore {
     if (ev.kind === "functions")
       this.opts.leases.functionChanged(ev.op, ev.namespace, ev.name, ev.revision);
     if (ev.kind !== "functions" && ev.kind !== "httptriggers") return;
-    if (this.queued) {
-      this.queued.push(ev);
+    const queued = this.queued[ev.kind];
+    if (queued) {
+      queued.push(ev);
       return;
     }
     this.apply(ev);
@@ -240,7 +249,7 @@ export class RouteStore {
     else if (ev.kind === "httptriggers" && isTrigger(ev.object)) map.set(key, ev.object);
   }
 
-  private replace(functions: FunctionObject[], triggers: HttpTrigger[]): void {
+  private replaceFunctions(functions: FunctionObject[]): void {
     const leases = this.opts.leases;
     const before = new Set(this.functions.keys());
     this.functions.clear();
@@ -256,6 +265,9 @@ export class RouteStore {
       const [ns, name] = key.split("/") as [string, string];
       leases.functionChanged("deleted", ns, name, 1);
     }
+  }
+
+  private replaceTriggers(triggers: HttpTrigger[]): void {
     this.triggers.clear();
     for (const t of triggers) this.triggers.set(`${t.metadata.namespace}/${t.metadata.name}`, t);
   }
@@ -270,7 +282,11 @@ export class RouteStore {
       const s = t.spec;
       // The registry refuses these; one stored anyway (before the rule, or behind its back) is
       // left out rather than matched in a way its author never meant.
-      const problem = routeProblem(s);
+      // Only the fields that are set: the rule checker's fields are optional, never undefined.
+      const problem = routeProblem({
+        ...(s.path !== undefined ? { path: s.path } : {}),
+        ...(s.prefix !== undefined ? { prefix: s.prefix } : {}),
+      });
       if (problem) {
         const seen = `${namespace}/${name}@${t.metadata.uid}:${t.metadata.revision}`;
         if (!this.refused.has(seen)) {
@@ -310,6 +326,8 @@ export class RouteStore {
     leases.retain(keys);
   }
 }
+
+type RouteKind = "functions" | "httptriggers";
 
 function isFunction(o: { kind: string }): o is FunctionObject {
   return o.kind === "Function";

@@ -1,5 +1,11 @@
 import { FizzError } from "@fizz/events";
-import { backoffMs, OutboundRefused, sleep, type Logger, type OutboundGuard } from "@fizz/kit";
+import {
+  OutboundRefused,
+  retryUntil,
+  RetryStopped,
+  type Logger,
+  type OutboundGuard,
+} from "@fizz/kit";
 
 /**
  * Delivers an async call's result to its X-Callback-Url (OpenFaaS style): a POST with the
@@ -47,43 +53,57 @@ export class CallbackSender {
       "x-fizz-function-namespace": r.namespace,
     };
     let last = "";
-    for (let attempt = 0; attempt < this.opts.attempts; attempt++) {
-      if (attempt > 0)
-        await sleep(backoffMs(attempt - 1, this.opts.baseDelayMs ?? 500, 10_000), signal);
-      if (signal?.aborted) break;
-      try {
-        const res = await this.opts.guard.request(url, {
-          method: "POST",
-          headers,
-          body: r.body,
-          timeoutMs: this.opts.timeoutMs,
-          signal,
-        });
-        await res.body.dump();
-        const s = res.statusCode;
-        if (s < 400) {
+    try {
+      return await retryUntil<CallbackOutcome>(
+        async () => {
+          let status: number;
+          try {
+            const res = await this.opts.guard.request(url, {
+              method: "POST",
+              headers,
+              body: r.body,
+              timeoutMs: this.opts.timeoutMs,
+              signal,
+            });
+            await res.body.dump();
+            status = res.statusCode;
+          } catch (err) {
+            const why = refusedBy(err);
+            if (why === undefined) throw err;
+            this.opts.onResult?.(false);
+            this.opts.logger.warn(
+              { callId: r.callId, url: redact(url), reason: why },
+              "callback refused by the outbound guard; not sent",
+            );
+            return {
+              delivered: false,
+              error: new FizzError("OUTBOUND_REFUSED", `x-callback-url: refused: ${why}`, {
+                field: "x-callback-url",
+              }),
+            };
+          }
+          if (status >= 400) throw new ReceiverAnswered(status);
           this.opts.onResult?.(true);
           return { delivered: true };
-        }
-        last = `HTTP ${s}`;
-        if (s < 500 && s !== 408 && s !== 429) break;
-      } catch (err) {
-        const why = refusedBy(err);
-        if (why !== undefined) {
-          this.opts.onResult?.(false);
-          this.opts.logger.warn(
-            { callId: r.callId, url: redact(url), reason: why },
-            "callback refused by the outbound guard; not sent",
-          );
-          return {
-            delivered: false,
-            error: new FizzError("OUTBOUND_REFUSED", `x-callback-url: refused: ${why}`, {
-              field: "x-callback-url",
-            }),
-          };
-        }
-        last = (err as Error).message;
-      }
+        },
+        {
+          attempts: this.opts.attempts,
+          baseMs: this.opts.baseDelayMs ?? 500,
+          maxMs: 10_000,
+          ...(signal ? { signal } : {}),
+          // 408 and 429 are "later", any other 4xx is final.
+          retryable: (err) =>
+            !(
+              err instanceof ReceiverAnswered &&
+              err.status < 500 &&
+              err.status !== 408 &&
+              err.status !== 429
+            ),
+        },
+      );
+    } catch (err) {
+      const cause = err instanceof RetryStopped ? err.cause : err;
+      if (cause !== undefined) last = cause instanceof Error ? cause.message : String(cause);
     }
     const error = new FizzError(
       "UNAVAILABLE",
@@ -97,6 +117,14 @@ export class CallbackSender {
       "callback not delivered; giving up (the call itself completed)",
     );
     return { delivered: false, error };
+  }
+}
+
+/** The receiver answered with an error status (`HTTP <status>` in the final error). */
+class ReceiverAnswered extends Error {
+  override readonly name = "ReceiverAnswered";
+  constructor(readonly status: number) {
+    super(`HTTP ${status}`);
   }
 }
 

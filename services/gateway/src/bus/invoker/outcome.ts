@@ -1,5 +1,5 @@
 import { FizzError, errorBody, httpStatusOf, type ErrorCode } from "@fizz/events";
-import { backoffMs, sleep } from "@fizz/kit";
+import { backoffMs, retryUntil, sleep } from "@fizz/kit";
 import type { FunctionLeases, LeaseManager } from "../../front-door/index";
 import { CallFailure, callFunction, type CallRequest, type CallResult } from "./invoke";
 
@@ -93,15 +93,20 @@ export async function callUntilRun(
   onWait?: (err: CallFailure) => void,
 ): Promise<Outcome> {
   const startedAt = performance.now();
-  for (let round = 0; ; round++) {
-    try {
-      return outcomeOf(await callFunction(leases, fl, req));
-    } catch (err) {
-      if (signal?.aborted) throw err;
-      if (!mustWait(err)) return failureOf(err, performance.now() - startedAt);
-      onWait?.(err as CallFailure);
-      await sleep(backoffMs(round, 250, 5000), signal);
-    }
+  try {
+    const result = await retryUntil(() => callFunction(leases, fl, req), {
+      baseMs: 250,
+      maxMs: 5000,
+      // Not `signal`: a call already under way when the gateway stops still gets its answer; the
+      // stop only ends the waiting (the pause is cut short and the next failure is thrown).
+      retryable: (err) => !signal?.aborted && mustWait(err),
+      onRetry: ({ err }) => onWait?.(err as CallFailure),
+      sleep: (ms) => sleep(ms, signal),
+    });
+    return outcomeOf(result);
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    return failureOf(err, performance.now() - startedAt);
   }
 }
 

@@ -1,4 +1,4 @@
-import { backoffMs, sleep, type Logger } from "@fizz/kit";
+import { backoffMs, retryUntil, type Logger } from "@fizz/kit";
 import { settleMsg } from "./deliver";
 import {
   AckPolicy,
@@ -169,26 +169,26 @@ export async function ensurePullConsumer(
     max_ack_pending: 10_000,
     ...(o.filterSubject ? { filter_subject: o.filterSubject } : {}),
   };
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const info = await jsm.consumers.info(stream, durable);
-      if ((info.config.filter_subject ?? "") !== (o.filterSubject ?? "")) {
-        await jsm.consumers.delete(stream, durable);
-        await jsm.consumers.add(stream, config);
-      } else if (info.config.ack_wait !== config.ack_wait) {
-        await jsm.consumers.update(stream, durable, { ack_wait: config.ack_wait });
-      }
-      return;
-    } catch (err) {
-      if (!/not found/i.test((err as Error).message)) throw err;
+  // The only retry: another replica created the consumer at the same moment as us; look again.
+  let raced = false;
+  await retryUntil(
+    async () => {
+      raced = false;
       try {
-        await jsm.consumers.add(stream, config);
+        const info = await jsm.consumers.info(stream, durable);
+        if ((info.config.filter_subject ?? "") !== (o.filterSubject ?? "")) {
+          await jsm.consumers.delete(stream, durable);
+          await jsm.consumers.add(stream, config);
+        } else if (info.config.ack_wait !== config.ack_wait) {
+          await jsm.consumers.update(stream, durable, { ack_wait: config.ack_wait });
+        }
         return;
-      } catch (e) {
-        // Another replica created it at the same moment: look again.
-        if (attempt >= 2) throw e;
-        await sleep(50 * (attempt + 1));
+      } catch (err) {
+        if (!/not found/i.test((err as Error).message)) throw err;
       }
-    }
-  }
+      raced = true;
+      await jsm.consumers.add(stream, config);
+    },
+    { attempts: 3, baseMs: 50, maxMs: 100, retryable: () => raced },
+  );
 }

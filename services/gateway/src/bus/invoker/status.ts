@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { CallStatus, FizzError, type CallState } from "@fizz/events";
-import { backoffMs, sleep } from "@fizz/kit";
+import { retryUntil, sleep } from "@fizz/kit";
 import type { KV } from "@nats-io/kv";
 
 /**
@@ -76,14 +76,18 @@ export class CallStore {
    */
   async put(s: CallStatus, signal?: AbortSignal, tries = 6): Promise<void> {
     const value = encode(s);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.kv.put(CallStore.key(s.callId), value);
-        return;
-      } catch (err) {
-        if (attempt + 1 >= tries || signal?.aborted) throw FizzError.from(err, "UNAVAILABLE");
-        await sleep(backoffMs(attempt, 200, 3000), signal);
-      }
+    try {
+      await retryUntil(() => this.kv.put(CallStore.key(s.callId), value), {
+        attempts: tries,
+        baseMs: 200,
+        maxMs: 3000,
+        // Not `signal`: a stop cuts the pause short but never skips the write (a final status
+        // written during a drain keeps the call from running again); it ends the retrying after.
+        retryable: () => !signal?.aborted,
+        sleep: (ms) => sleep(ms, signal),
+      });
+    } catch (err) {
+      throw FizzError.from(err, "UNAVAILABLE");
     }
   }
 

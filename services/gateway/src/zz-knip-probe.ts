@@ -1,0 +1,3 @@
+import { Redis } from "ioredis";
+import { z } from "zod";
+export const probe = [Redis, z];
