@@ -208,4 +208,3 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     stop: () => (stopping ??= stop()),
   };
 }
-export * from "./zz-knip-probe";
