@@ -56,8 +56,8 @@ describe("services waiting for NATS and Redis", function () {
       );
       logs.set(svc, "");
       const collect = (d: Buffer) => logs.set(svc, (logs.get(svc) ?? "") + d.toString());
-      child.stdout!.on("data", collect);
-      child.stderr!.on("data", collect);
+      child.stdout.on("data", collect);
+      child.stderr.on("data", collect);
       children.push(child);
     }
     const readyz = async (svc: string) => {

@@ -3,34 +3,17 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import http, { type IncomingHttpHeaders } from "node:http";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { freePort } from "@fizz/testkit";
+import type { WireError } from "@fizz/events";
+import { jsonObject, wireError, type JsonObject } from "../../test/lib/json-answer.js";
 
-export type RuntimeKind = "node" | "python";
-
-const SERVERS: Record<RuntimeKind, { command: string; script: string }> = {
-  node: {
-    command: process.execPath,
-    script: fileURLToPath(new URL("../server.mjs", import.meta.url)),
-  },
-  python: {
-    command: "python3",
-    script: fileURLToPath(new URL("../../python/server.py", import.meta.url)),
-  },
-};
-
-/** A port that was free a moment ago: bind port 0, read it, close. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
+/** How to run one language's runtime: `command script`, configured through its environment. */
+export interface RuntimeCommand {
+  name: string;
+  command: string;
+  script: string;
 }
 
 export interface HttpResult {
@@ -38,8 +21,12 @@ export interface HttpResult {
   headers: IncomingHttpHeaders;
   body: Buffer;
   text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  json: any;
+  /** The body parsed as JSON; undefined when empty or not JSON. Read it through object()/error(). */
+  json: unknown;
+  /** The body as a JSON object (fails the test when it is not one). */
+  object(): JsonObject;
+  /** The body as a platform error answer (fails the test when it is not one). */
+  error(): WireError;
   /** The local port of the client socket, to tell whether a connection was reused. */
   localPort: number | undefined;
 }
@@ -75,6 +62,8 @@ export function request(baseUrl: string, options: RequestOptions = {}): Promise<
           body: data,
           text,
           json,
+          object: () => jsonObject(json),
+          error: () => wireError(json),
           localPort: req.socket?.localPort,
         });
       });
@@ -100,16 +89,20 @@ export interface Runtime {
   kill(): Promise<void>;
 }
 
+export interface StartOptions {
+  /** stdin is a pipe the test can close (the process backend's FIZZ_PARENT_STDIN=1). */
+  stdinPipe?: boolean;
+}
+
 export async function startRuntime(
-  kind: RuntimeKind,
+  { name, command, script }: RuntimeCommand,
   env: Record<string, string> = {},
-  options: { stdinPipe?: boolean } = {},
+  options: StartOptions = {},
 ): Promise<Runtime> {
   const port = await freePort();
-  const { command, script } = SERVERS[kind];
   // A private TMPDIR: the runtime's default work dir (a fresh temp dir) lands inside it and goes
   // away with it.
-  const scratch = mkdtempSync(path.join(tmpdir(), `fizz-${kind}-runtime-test-`));
+  const scratch = mkdtempSync(path.join(tmpdir(), `fizz-${name}-runtime-test-`));
   const proc = spawn(command, [script], {
     env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", TMPDIR: scratch, ...env },
     stdio: [options.stdinPipe ? "pipe" : "ignore", "pipe", "pipe"],
@@ -140,7 +133,7 @@ export async function startRuntime(
     await waitForHealthz(url, 10_000, exited);
   } catch (error) {
     await runtime.kill();
-    throw new Error(`${kind} runtime did not come up: ${String(error)}\nstderr:\n${err}`);
+    throw new Error(`${name} runtime did not come up: ${String(error)}\nstderr:\n${err}`);
   }
   return runtime;
 }

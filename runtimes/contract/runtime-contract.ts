@@ -1,0 +1,17 @@
+// One contract suite for every language runtime (docs/runtime-contract.md). Each language's test
+// file calls describeRuntimeContract with how to start its runtime and its own user functions
+// (runtimes/<language>/test/fixtures.ts), then adds what only that language does.
+import { describeCalls } from "./contract-calls.js";
+import { describeLifecycle } from "./contract-lifecycle.js";
+import type { RuntimeUnderTest } from "./runtime-under-test.js";
+
+export type { RuntimeFixtures, RuntimeUnderTest, Source } from "./runtime-under-test.js";
+export { ME, healthState, push } from "./contract-lifecycle.js";
+
+export function describeRuntimeContract(runtime: RuntimeUnderTest): void {
+  describe(`${runtime.name} runtime: the runtime contract`, function () {
+    this.timeout(20_000);
+    describeLifecycle(runtime);
+    describeCalls(runtime);
+  });
+}

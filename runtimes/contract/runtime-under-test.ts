@@ -1,0 +1,50 @@
+// What a language gives the shared runtime contract suite: how to start its runtime, and the user
+// functions (fixtures) written in that language that the contract calls.
+import type { Runtime, StartOptions } from "./harness.js";
+
+/** A user function's file as the platform pushes it on specialize. */
+export interface Source {
+  filename: string;
+  source: string;
+  entrypoint?: string;
+}
+
+/**
+ * The contract's test function. It answers according to the `kind` query parameter:
+ * - `echo`: JSON `{method, path, query, headers, body, params, function, requestId}` from its
+ *   context, `body` being the request body read as JSON through the language's own accessor;
+ * - `text`: JSON `{text, length}`: the body decoded as UTF-8 and its length in bytes;
+ * - `json`: the object `{hello: ["world"]}`; `list`: the array `[1, "two"]`;
+ * - `created`: status 201, header `X-Custom: yes`, JSON `{created: true}`;
+ * - `accepted`: status 202, text `accepted`;
+ * - `not-a-response`: the object `{status: "ok"}` (a value, not a response with a status);
+ * - `bytes`: the bytes 0, 1, 2, 255; `string` and no kind: the text `plain`;
+ * - `env`: the value of `GREETING` in its environment;
+ * - `log`: writes `log line from the function` to stdout and answers the text `logged`;
+ * - `throw`: throws an error whose message is `boom from the function`;
+ * - `unsendable`: returns a value the runtime cannot send as an answer.
+ */
+export type KindsFunction = Source;
+
+export interface RuntimeFixtures {
+  /** Fission's hello world in this language: answers `Hello, world!\n` as text/plain. */
+  hello: Source;
+  /** A file name of another language, which this runtime must refuse to load. */
+  foreignFilename: string;
+  /** Code that does not load, and the message the answer must carry (naming file and line). */
+  loadFailures: Array<Source & { what: string; message: string | RegExp }>;
+  /** The handler shapes the language supports (Fission's among them); each answers `answer`. */
+  handlerShapes: Array<Source & { what: string; answer: string }>;
+  kinds: KindsFunction;
+  /** Waits `ms` milliseconds, then answers the text `answer`. */
+  slow: (ms: number, answer: string) => Source;
+  /** Answers the text value of FIZZ_SPECIALIZE_TOKEN in its own environment, or `absent`. */
+  tokenLeak: Source;
+}
+
+export interface RuntimeUnderTest {
+  name: string;
+  /** Starts a fresh runtime process; resolves once /healthz answers. */
+  start: (env?: Record<string, string>, options?: StartOptions) => Promise<Runtime>;
+  fixtures: RuntimeFixtures;
+}

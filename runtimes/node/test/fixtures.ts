@@ -1,0 +1,153 @@
+// The Node.js runtime as the contract suite runs it, and the user functions (in JavaScript) the
+// contract calls: see runtimes/contract/runtime-under-test.ts for what each must do.
+import { fileURLToPath } from "node:url";
+import { startRuntime } from "../../contract/harness.js";
+import type { RuntimeUnderTest, Source } from "../../contract/runtime-contract.js";
+
+const SERVER = {
+  name: "node",
+  command: process.execPath,
+  script: fileURLToPath(new URL("../server.mjs", import.meta.url)),
+};
+
+export const HELLO: Source = {
+  filename: "hello.js",
+  source: `module.exports = async (context) => ({ status: 200, body: "Hello, world!\\n" });\n`,
+};
+
+/**
+ * The contract's kinds, plus the Node-only ones its own tests use: `nothing` (undefined),
+ * `redirect` (a response object without a body), `sse` (a Readable of server-sent events, 150 ms
+ * apart), `web-stream` (a web ReadableStream), and the extra echo fields `url`, `rawLength`,
+ * `same` (context.body is request.body) and `bodyType`.
+ */
+export const KINDS: Source = {
+  filename: "kinds.js",
+  source: `
+    const { Readable } = require("node:stream");
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    module.exports = async (context) => {
+      const { request } = context;
+      switch (context.query.kind) {
+        case "echo":
+          return {
+            method: context.method, path: context.path, query: context.query, url: request.url,
+            headers: context.headers, body: context.body, params: context.params,
+            function: context.function, requestId: context.requestId,
+            bodyType: Buffer.isBuffer(context.body) ? "buffer" : typeof context.body,
+            rawLength: request.rawBody.length, same: request.body === context.body,
+          };
+        case "text": return { text: request.rawBody.toString("utf8"), length: request.rawBody.length };
+        case "json": return { hello: ["world"] };
+        case "list": return [1, "two"];
+        case "created": return { status: 201, headers: { "x-custom": "yes" }, body: { created: true } };
+        case "accepted": return { status: 202, body: "accepted" };
+        case "redirect": return { status: 302, headers: { location: "/elsewhere" } };
+        case "not-a-response": return { status: "ok" };
+        case "bytes": return Buffer.from([0, 1, 2, 255]);
+        case "string": return "plain";
+        case "nothing": return undefined;
+        case "env": return process.env.GREETING;
+        case "log": console.log("log line from the function"); return "logged";
+        case "throw": throw new Error("boom from the function");
+        case "unsendable": return { status: 42 }; // no such HTTP status
+        case "sse": {
+          async function* events() {
+            for (let i = 1; i <= 3; i++) { yield "data: event " + i + "\\n\\n"; await sleep(150); }
+          }
+          return { headers: { "content-type": "text/event-stream" }, body: Readable.from(events()) };
+        }
+        case "web-stream": {
+          const parts = ["web ", "stream"];
+          return new ReadableStream({ pull(c) { const p = parts.shift(); p ? c.enqueue(p) : c.close(); } });
+        }
+        default: return "plain";
+      }
+    };
+  `,
+};
+
+export const nodeRuntime: RuntimeUnderTest = {
+  name: "node",
+  start: (env, options) => startRuntime(SERVER, env, options),
+  fixtures: {
+    hello: HELLO,
+    foreignFilename: "hello.py",
+    loadFailures: [
+      {
+        what: "a syntax error",
+        filename: "hello.js",
+        source: "module.exports = async () => 1;\n\nlet x y = 2;\n",
+        message: "hello.js:3: SyntaxError: Unexpected identifier 'y'",
+      },
+      {
+        what: "a syntax error in an ES module",
+        filename: "hello.mjs",
+        source: "export default () => 1;\nlet x y = 2;\n",
+        message: "hello.mjs:2: SyntaxError: Unexpected identifier 'y'",
+      },
+      {
+        what: "a throw at the top level",
+        filename: "hello.js",
+        source: "const a = 1;\nthrow new Error('boom');\n",
+        message: "hello.js:2: Error: boom",
+      },
+      {
+        what: "a missing dependency",
+        filename: "hello.js",
+        source: "\nconst pad = require('left-pad');\n",
+        message: "hello.js:2: Error: Cannot find module 'left-pad'",
+      },
+      {
+        what: "a missing entrypoint",
+        filename: "hello.js",
+        source: "module.exports = async () => 1;\n",
+        entrypoint: "handler",
+        message: 'hello.js: entrypoint "handler" is not an exported function',
+      },
+    ],
+    handlerShapes: [
+      {
+        what: "module.exports = fn",
+        filename: "hello.js",
+        source: "module.exports = () => 'cjs';",
+        answer: "cjs",
+      },
+      {
+        what: "export default in a .js file",
+        filename: "hello.js",
+        source: "export default async () => 'esm-in-js';",
+        answer: "esm-in-js",
+      },
+      {
+        what: "a named ES export chosen by the entrypoint",
+        filename: "hello.mjs",
+        source: "export const handler = () => 'mjs';",
+        entrypoint: "handler",
+        answer: "mjs",
+      },
+      {
+        what: "file.fn in a .cjs file",
+        filename: "hello.cjs",
+        source: "exports.handler = () => 'cjs-named';",
+        entrypoint: "hello.handler",
+        answer: "cjs-named",
+      },
+      {
+        what: "exports.default from a transpiler",
+        filename: "hello.js",
+        source: "exports.__esModule = true; exports.default = () => 'ts';",
+        answer: "ts",
+      },
+    ],
+    kinds: KINDS,
+    slow: (ms, answer) => ({
+      filename: "slow.js",
+      source: `module.exports = async () => { await new Promise((r) => setTimeout(r, ${ms})); return ${JSON.stringify(answer)}; };`,
+    }),
+    tokenLeak: {
+      filename: "leak.js",
+      source: `module.exports = async () => ({ status: 200, body: process.env.FIZZ_SPECIALIZE_TOKEN ?? "absent" });\n`,
+    },
+  },
+};
