@@ -18,9 +18,9 @@ describe("fizz (global behaviour)", () => {
 
   it("uses http://127.0.0.1:8081 as the registry when FIZZ_REGISTRY_URL is unset", async () => {
     const urls: string[] = [];
-    const fakeFetch: typeof fetch = async (input) => {
-      urls.push(String(input));
-      return new Response(JSON.stringify({ items: [] }), { status: 200 });
+    const fakeFetch: typeof fetch = (input) => {
+      urls.push(input instanceof Request ? input.url : String(input));
+      return Promise.resolve(new Response(JSON.stringify({ items: [] }), { status: 200 }));
     };
     const sink = { write: () => true };
 

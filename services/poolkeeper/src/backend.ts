@@ -2,8 +2,9 @@ import type { Environment, EnvironmentRef, FunctionRef, Instance } from "@fizz/e
 
 /**
  * Where instances run. The pool decides how many and when; a backend only starts, stops and
- * watches them. Kept small on purpose: the kubernetes backend (pods labelled by environment) must
- * fit behind the same five calls.
+ * watches them. Kept small on purpose: the kubernetes backend (pods labelled by environment) fits
+ * behind the same seven calls (unsupported, spawn, kill, onExit, onOutput, list, close); the
+ * optional ones at the end serve only a backend whose instances outlive the poolkeeper.
  */
 export type BackendKind = "process" | "kubernetes";
 

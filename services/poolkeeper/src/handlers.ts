@@ -54,9 +54,8 @@ export function createRetire(
 }
 
 export function createList(pool: Pool, backend: Backend) {
-  return async (): Promise<{ instances: Instance[] }> => ({
-    instances: pool.list().map((t) => toInstance(t, backend.kind)),
-  });
+  return (): Promise<{ instances: Instance[] }> =>
+    Promise.resolve({ instances: pool.list().map((t) => toInstance(t, backend.kind)) });
 }
 
 /** An unexpected exit: tell everyone (the scheduler drops its routes); the pool refills itself. */

@@ -151,7 +151,7 @@ export async function start(
       if (!redisReady(redisConn)) throw new FizzError("UNAVAILABLE", "Redis is not connected");
       return redisConn.getBuffer(keys.code(hex));
     },
-    lookupEnvironment: envSync.lookup,
+    lookupEnvironment: (ref) => envSync.lookup(ref),
     agent,
     timeoutMs: config.specializeTimeoutMs,
     backendKind: backend.kind,

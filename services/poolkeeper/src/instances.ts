@@ -16,8 +16,8 @@ export interface Tracked {
   function?: FunctionRef;
   concurrency?: number;
   specializedAt?: number;
-  /** Pending while the instance has not yet been up `stableMs`. */
-  stableTimer?: NodeJS.Timeout;
+  /** Cancels the pending `stableMs` timer; set while the instance has not yet been up that long. */
+  cancelStable?: (() => void) | undefined;
 }
 
 export function envKey(ref: EnvironmentRef): string {

@@ -83,6 +83,7 @@ export class UidPool {
 
   private claim(uid: number): boolean {
     const file = this.lockFile(uid);
+    // Two tries, no back-off: the second follows clearing a dead owner's claim (or a release).
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const fd = openSync(file, "wx", 0o600);

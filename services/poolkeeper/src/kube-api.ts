@@ -1,5 +1,5 @@
 import { FizzError } from "@fizz/events";
-import { backoffMs, sleep, type Logger } from "@fizz/kit";
+import { retryUntil, type Logger } from "@fizz/kit";
 import { ApiException, CoreV1Api, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
 
 /**
@@ -48,17 +48,27 @@ export class PodApi {
    * gone, `stop()` says so, or the attempts run out. Never throws.
    */
   async patch(name: string, body: object[], stop: () => boolean, attempts = 5): Promise<boolean> {
-    for (let attempt = 0; attempt < attempts && !stop(); attempt++) {
-      try {
-        await this.core.patchNamespacedPod({ name, namespace: this.namespace, body });
-        return true;
-      } catch (err) {
-        if (statusOf(err) === 404) return false;
-        this.log.warn({ pod: name, err: describeKubeError(err), attempt }, "could not patch pod");
-        await sleep(backoffMs(attempt, 200, 3_000));
-      }
+    const warn = (err: unknown, attempt: number) =>
+      this.log.warn({ pod: name, err: describeKubeError(err), attempt }, "could not patch pod");
+    try {
+      return await retryUntil(
+        async () => {
+          // A stop or a gone pod is an answer (false), not a failure to retry.
+          if (stop()) return false;
+          try {
+            await this.core.patchNamespacedPod({ name, namespace: this.namespace, body });
+            return true;
+          } catch (err) {
+            if (statusOf(err) === 404) return false;
+            throw err;
+          }
+        },
+        { attempts, baseMs: 200, maxMs: 3_000, onRetry: ({ err, attempt }) => warn(err, attempt) },
+      );
+    } catch (err) {
+      warn(err, attempts - 1);
+      return false;
     }
-    return false;
   }
 }
 
@@ -76,7 +86,7 @@ export function describeKubeError(err: unknown): string {
     const body: unknown = typeof err.body === "string" ? parseJson(err.body) : err.body;
     const msg =
       typeof body === "object" && body !== null && "message" in body
-        ? String((body as { message: unknown }).message)
+        ? String(body.message)
         : undefined;
     return `API answered ${err.code}${msg ? `: ${msg}` : ""}`;
   }

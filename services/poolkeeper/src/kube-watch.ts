@@ -1,4 +1,4 @@
-import { backoffMs, sleep, type Logger } from "@fizz/kit";
+import { backoffMs, retryUntil, RetryStopped, type Logger } from "@fizz/kit";
 import {
   makeInformer,
   type CoreV1Api,
@@ -35,6 +35,7 @@ export class PodWatch {
   private isConnected = false;
   private failedThisRun = false;
   private attempt = 0;
+  private lastError: Error | undefined;
   private retry: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: PodWatchOptions) {
@@ -60,10 +61,23 @@ export class PodWatch {
    * pod reported through onChange), retrying until then. Resolves early when `signal` aborts.
    */
   async start(signal: AbortSignal): Promise<void> {
-    for (let attempt = 0; !signal.aborted && !this.stopped; attempt++) {
-      await this.run();
-      if (this.listedOnce) return;
-      await sleep(backoffMs(attempt, 250, 5_000), signal);
+    try {
+      await retryUntil(
+        async () => {
+          if (this.stopped) return;
+          await this.run();
+          if (!this.listedOnce && !this.stopped)
+            throw this.lastError ?? new Error("pod listing not applied");
+        },
+        {
+          baseMs: 250,
+          maxMs: 5_000,
+          signal,
+          onRetry: ({ err, waitMs }) => this.warnFailed(err, waitMs),
+        },
+      );
+    } catch (err) {
+      if (!(err instanceof RetryStopped)) throw err;
     }
   }
 
@@ -108,16 +122,25 @@ export class PodWatch {
   private failed(err: unknown): void {
     this.failedThisRun = true;
     this.isConnected = false;
+    this.lastError = err instanceof Error ? err : new Error(String(err));
     if (this.stopped) return;
+    // Before the first listing start() drives the retries itself, and logs them.
+    if (!this.listedOnce) {
+      this.attempt++;
+      return;
+    }
+    // After it, a restart is scheduled here: the informer's error arrives outside any caller.
     const wait = backoffMs(this.attempt++, 250, 10_000);
-    this.log.warn(
-      { err: (err as Error)?.message ?? String(err), retryInMs: wait },
-      "pod watch failed; restarting",
-    );
-    // Before the first listing start() drives the retries itself.
-    if (!this.listedOnce) return;
+    this.warnFailed(err, wait);
     clearTimeout(this.retry);
     this.retry = setTimeout(() => void this.run(), wait);
     this.retry.unref();
+  }
+
+  private warnFailed(err: unknown, retryInMs: number): void {
+    this.log.warn(
+      { err: err instanceof Error ? err.message : String(err), retryInMs },
+      "pod watch failed; restarting",
+    );
   }
 }

@@ -28,7 +28,8 @@ interface EnvState {
   warm: string[];
   starting: number;
   failures: number;
-  timer: NodeJS.Timeout | undefined;
+  /** Cancels the pending back-off or cooldown refill; set while one is pending. */
+  cancelRefill: (() => void) | undefined;
   /** When an event or a listing last set it (see replaceAll). */
   touchedAt: number;
 }
@@ -44,7 +45,23 @@ export interface PoolOptions {
   onReady?: (t: Tracked) => void;
   onDied?: (t: Tracked, info: ExitInfo) => void;
   onSpawned?: (seconds: number, ok: boolean) => void;
+  /** The back-off, cooldown and stable timers; fake in unit tests. */
+  clock?: PoolClock;
 }
+
+/** The `after` of kit's leader clock, so one fake serves both. */
+export interface PoolClock {
+  /** Calls `fn` after `ms` without keeping the process alive; the returned function cancels it. */
+  after(ms: number, fn: () => void): () => void;
+}
+
+const realClock: PoolClock = {
+  after(ms, fn) {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return () => clearTimeout(t);
+  },
+};
 
 export class Pool {
   private readonly envs = new Map<string, EnvState>();
@@ -57,12 +74,14 @@ export class Pool {
   private readonly backoffBaseMs: number;
   private readonly backoffMaxMs: number;
   private readonly stableMs: number;
+  private readonly clock: PoolClock;
 
   constructor(private readonly opts: PoolOptions) {
     this.log = opts.logger.child({ component: "pool" });
     this.backoffBaseMs = opts.backoffBaseMs ?? 250;
     this.backoffMaxMs = opts.backoffMaxMs ?? 10_000;
     this.stableMs = opts.stableMs ?? 10_000;
+    this.clock = opts.clock ?? realClock;
     opts.backend.onExit((instance, info) => this.exited(instance, info));
   }
 
@@ -86,7 +105,7 @@ export class Pool {
         warm: [],
         starting: 0,
         failures: 0,
-        timer: undefined,
+        cancelRefill: undefined,
         touchedAt: Date.now(),
       };
       this.envs.set(key, state);
@@ -280,7 +299,7 @@ export class Pool {
   stop(): void {
     this.stopped = true;
     for (const s of this.envs.values()) this.clearTimer(s);
-    for (const t of this.instances.values()) clearTimeout(t.stableTimer);
+    for (const t of this.instances.values()) t.cancelStable?.();
   }
 
   private reconcile(state: EnvState): void {
@@ -293,7 +312,7 @@ export class Pool {
       for (const id of state.warm.splice(0, surplus)) void this.kill(id, "pool resized");
       return;
     }
-    if (have === target || state.timer) return;
+    if (have === target || state.cancelRefill) return;
     if (state.failures === 0) {
       for (let i = have; i < target; i++) this.spawnWarm(state);
       return;
@@ -310,13 +329,12 @@ export class Pool {
         "instances keep failing to start; pausing refills",
       );
     }
-    state.timer = setTimeout(() => {
-      state.timer = undefined;
+    state.cancelRefill = this.clock.after(delay, () => {
+      state.cancelRefill = undefined;
       if (this.stopped || this.envs.get(state.key) !== state) return;
       if (state.warm.length + state.starting < (state.unsupported ? 0 : state.env.spec.poolSize))
         this.spawnWarm(state);
-    }, delay);
-    state.timer.unref();
+    });
   }
 
   private spawnWarm(state: EnvState): void {
@@ -346,8 +364,7 @@ export class Pool {
           state: "warm",
           killing: false,
         };
-        t.stableTimer = setTimeout(() => this.becameStable(state, t), this.stableMs);
-        t.stableTimer.unref();
+        t.cancelStable = this.clock.after(this.stableMs, () => this.becameStable(state, t));
         this.instances.set(instance.id, t);
         state.warm.push(instance.id);
         this.opts.onReady?.(t);
@@ -368,7 +385,7 @@ export class Pool {
   }
 
   private becameStable(state: EnvState, t: Tracked): void {
-    t.stableTimer = undefined;
+    t.cancelStable = undefined;
     if (
       state.failures === 0 ||
       this.envs.get(state.key) !== state ||
@@ -388,8 +405,8 @@ export class Pool {
     const t = this.instances.get(instance.id);
     if (!t) return;
     this.instances.delete(instance.id);
-    const early = t.stableTimer !== undefined;
-    clearTimeout(t.stableTimer);
+    const early = t.cancelStable !== undefined;
+    t.cancelStable?.();
     const state = this.envs.get(t.envKey);
     if (state) state.warm = state.warm.filter((w) => w !== instance.id);
     if (!info.expected) {
@@ -401,7 +418,7 @@ export class Pool {
   }
 
   private clearTimer(state: EnvState): void {
-    if (state.timer) clearTimeout(state.timer);
-    state.timer = undefined;
+    state.cancelRefill?.();
+    state.cancelRefill = undefined;
   }
 }

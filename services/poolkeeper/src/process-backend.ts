@@ -143,7 +143,7 @@ export class ProcessBackend implements Backend {
         return [process.execPath, path.join(this.opts.runtimesDir, "node", "server.mjs")];
       case "python":
         return [this.opts.python, path.join(this.opts.runtimesDir, "python", "server.py")];
-      default:
+      case undefined:
         return undefined;
     }
   }

@@ -3,6 +3,7 @@ import {
   FizzError,
   type Environment,
   type EnvironmentRef,
+  type ErrorCode,
   type Instance,
   type SpecializeReply,
   type SpecializeRequest,
@@ -111,6 +112,8 @@ export function createSpecializer(
         digest: req.code.digest,
       };
 
+      // Not retryUntil: the second attempt takes another instance at once (no back-off), and the
+      // reasons to stop (a load failure, success) are decided inside the body.
       let lastFailure = "";
       for (let attempt = 0; attempt < 2; attempt++) {
         let t = deps.pool.take(req.environment);
@@ -183,21 +186,16 @@ export function createSpecializer(
   };
 }
 
+/** The metric label of a failure; any code not listed here counts as "error". */
+const OUTCOME_OF_CODE: Partial<Record<ErrorCode, SpecializeOutcomeLabel>> = {
+  FUNCTION_LOAD_FAILED: "load_failed",
+  INSTANCE_FAILED: "instance_failed",
+  NOT_FOUND: "code_missing",
+  DIGEST_MISMATCH: "digest_mismatch",
+  UNKNOWN_ENVIRONMENT: "unknown_environment",
+  UNKNOWN_IMAGE: "unsupported",
+};
+
 function outcomeOf(err: FizzError): SpecializeOutcomeLabel {
-  switch (err.code) {
-    case "FUNCTION_LOAD_FAILED":
-      return "load_failed";
-    case "INSTANCE_FAILED":
-      return "instance_failed";
-    case "NOT_FOUND":
-      return "code_missing";
-    case "DIGEST_MISMATCH":
-      return "digest_mismatch";
-    case "UNKNOWN_ENVIRONMENT":
-      return "unknown_environment";
-    case "UNKNOWN_IMAGE":
-      return "unsupported";
-    default:
-      return "error";
-  }
+  return OUTCOME_OF_CODE[err.code] ?? "error";
 }

@@ -41,13 +41,13 @@ export class FakeBackend implements Backend {
     );
   }
 
-  async kill(id: string, reason: string): Promise<boolean> {
+  kill(id: string, reason: string): Promise<boolean> {
     const i = this.alive.get(id);
-    if (!i) return false;
+    if (!i) return Promise.resolve(false);
     this.killed.push({ id, reason });
     this.alive.delete(id);
     for (const cb of this.exitCbs) cb(i, { code: null, signal: "SIGTERM", expected: true, reason });
-    return true;
+    return Promise.resolve(true);
   }
 
   /** The instance exits on its own. */
@@ -95,5 +95,3 @@ export function env(
     spec: { image: "fizz/env-node", poolSize: 3, ...spec },
   };
 }
-
-export const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));

@@ -1,5 +1,5 @@
 import { FizzError, type Environment } from "@fizz/events";
-import type { V1Pod } from "@kubernetes/client-node";
+import type { V1Pod, V1PodStatus } from "@kubernetes/client-node";
 import { expect } from "chai";
 import { loadConfig } from "../src/config";
 import {
@@ -28,10 +28,10 @@ const OPTS = {
 };
 
 /** A pod as the informer would show it: the manifest plus a status. */
-function podOf(env: Environment, id: string, status: V1Pod["status"]): V1Pod {
+function podOf(env: Environment, id: string, status: V1PodStatus): V1Pod {
   return { ...podManifest(env, id, OPTS), status };
 }
-const RUNNING_READY: V1Pod["status"] = {
+const RUNNING_READY: V1PodStatus = {
   phase: "Running",
   podIP: "127.0.0.7",
   conditions: [{ type: "Ready", status: "True" }],

@@ -55,8 +55,8 @@ describe("poolkeeper main (as launched by npm start)", function () {
       stdio: ["pipe", "pipe", "pipe"],
     });
     child = proc;
-    proc.stdout!.on("data", (d: Buffer) => (output += d.toString()));
-    proc.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+    proc.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    proc.stderr.on("data", (d: Buffer) => (output += d.toString()));
     await waitFor(
       async () => {
         const res = await request(`http://127.0.0.1:${port}/readyz`);

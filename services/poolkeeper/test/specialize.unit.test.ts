@@ -74,8 +74,8 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
   function specializer(code: Buffer | null = CODE) {
     return createSpecializer({
       pool,
-      readCode: async (hex) => (hex === DIGEST ? code : null),
-      lookupEnvironment: async (ref) => registry.get(ref.name),
+      readCode: (hex) => Promise.resolve(hex === DIGEST ? code : null),
+      lookupEnvironment: (ref) => Promise.resolve(registry.get(ref.name)),
       agent,
       timeoutMs: 2000,
       backendKind: "process",

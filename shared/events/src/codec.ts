@@ -63,7 +63,7 @@ export function codec<S extends z.ZodType>(
         type: raw.type,
         sender: raw.sender,
         ts: raw.ts,
-        data: parsed.data as z.output<S>,
+        data: parsed.data,
       };
     },
   };

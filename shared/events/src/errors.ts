@@ -1,7 +1,9 @@
 /**
  * Typed errors shared by every service. A FizzError crosses the bus as `{code, message, field,
- * retryable}` and is rebuilt on receipt, so a gateway can map a scheduler's NO_CAPACITY to 503
- * without knowing where it came from. The HTTP status is derived from the code, in one table.
+ * retryable}` and is rebuilt on receipt, so a gateway can act on a scheduler's NO_CAPACITY (queue
+ * the request, then answer 429 TOO_MANY_REQUESTS) without knowing where it came from. The HTTP
+ * status is derived from the code, in one table; NO_CAPACITY's own 503 is what a caller sees where
+ * nothing stands in for it.
  */
 export const ErrorCodes = {
   VALIDATION_FAILED: 400,

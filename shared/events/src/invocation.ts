@@ -3,15 +3,18 @@ import { dnsLabel } from "./names";
 import { WireErrorSchema } from "./wire-error";
 
 /**
- * Bus-originated invocations. Every one is a message on the JetStream stream INVOCATIONS
- * (`invoke.<ns>.<fn>`), consumed by gateway invokers through one shared durable consumer: at least
+ * Bus-originated invocations. Every one is a message on the JetStream stream FIZZ_INVOCATIONS
+ * (`Streams.invocations`, subjects `<prefix>.invoke.<ns>.<fn>`), consumed by gateway invokers through one shared durable consumer: at least
  * once, acknowledged after the call finished and its result was delivered. `callId` lets a
  * function (and the status store) deduplicate a redelivery.
  */
 export const Streams = {
   /** Subjects `<prefix>.invoke.>`. */
   invocations: "FIZZ_INVOCATIONS",
-  /** Subjects `<prefix>.dead.>`: invocations that failed maxRetries times. */
+  /**
+   * Subjects `<prefix>.dead.>`: invocations that still failed after `maxRetries` retries, or
+   * failed in a way no retry can mend.
+   */
   dead: "FIZZ_DEAD",
 } as const;
 

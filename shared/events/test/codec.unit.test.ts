@@ -101,7 +101,8 @@ describe("codecs", () => {
       field: "code",
     });
     const raw = encodeError(sent, "poolkeeper-1");
-    expect(JSON.parse(new TextDecoder().decode(raw)).type).to.equal(ERROR_TYPE);
+    const envelope = JSON.parse(new TextDecoder().decode(raw)) as { type?: unknown };
+    expect(envelope.type).to.equal(ERROR_TYPE);
     const got = decodeError(Codecs.poolkeeperSpecialize.reply, raw);
     expect(got.code).to.equal("FUNCTION_LOAD_FAILED");
     expect(got.message).to.equal("hello.py:2: SyntaxError");

@@ -1,4 +1,5 @@
 import net from "node:net";
+import { inspect } from "node:util";
 
 export { freePort } from "@fizz/kit";
 
@@ -23,15 +24,21 @@ export async function waitFor<T>(
   for (;;) {
     try {
       const v = await check();
-      if (v) return v as NonNullable<T>;
+      if (v) return v;
     } catch (err) {
       last = err;
     }
     if (Date.now() > deadline) {
       throw new Error(
-        `timed out waiting for ${opts.what ?? "condition"}${last ? `: ${String(last)}` : ""}`,
+        `timed out waiting for ${opts.what ?? "condition"}${last ? `: ${describe(last)}` : ""}`,
       );
     }
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));
   }
+}
+
+/** As String() would show it for an Error or a string; anything else thrown is inspected. */
+function describe(err: unknown): string {
+  if (err instanceof Error) return err.toString();
+  return typeof err === "string" ? err : inspect(err);
 }

@@ -157,9 +157,9 @@ export class ContainerRunner {
     this.setState({
       terminated: {
         exitCode: exit.exitCode,
-        signal: exit.signal ? exit.exitCode - 128 : undefined,
+        ...(exit.signal ? { signal: exit.exitCode - 128 } : {}),
         reason: exit.startError ? "StartError" : failed ? "Error" : "Completed",
-        message,
+        ...(message !== undefined ? { message } : {}),
         startedAt: startedAt as never,
         finishedAt: rfc3339() as never,
         containerID: `procnode://${proc.child.pid ?? 0}`,

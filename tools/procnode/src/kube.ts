@@ -71,7 +71,6 @@ export function errorMessage(err: unknown): string {
       // not JSON: fall through to the error's own message
     }
   }
-  if (body && typeof body === "object" && "message" in body)
-    return String((body as { message: unknown }).message);
+  if (body && typeof body === "object" && "message" in body) return String(body.message);
   return err instanceof Error ? err.message : String(err);
 }

@@ -1,9 +1,10 @@
 // procnode as a process: `node --import tsx tools/procnode/src/main.ts --kubeconfig K --node-name N`.
 // Flags win over env: PROCNODE_KUBECONFIG (or KUBECONFIG), PROCNODE_NODE_NAME, PROCNODE_POD_IP_BASE,
-// PROCNODE_LOOKUP_KUBECONFIG, PROCNODE_LOG_LEVEL. Stops (killing every pod process) on SIGINT,
-// SIGTERM, and — with FIZZ_PARENT_STDIN=1 — when its parent closes stdin.
+// PROCNODE_LOOKUP_KUBECONFIG, PROCNODE_LOG_LEVEL. Starts and stops through kit's runService, as every
+// service does: stops (killing every pod process) on SIGINT, SIGTERM, and — with
+// FIZZ_PARENT_STDIN=1 — when its parent closes stdin.
 import { parseArgs } from "node:util";
-import { createLogger } from "@fizz/kit";
+import { createLogger, runService } from "@fizz/kit";
 import { startProcnode } from "./procnode";
 
 const { values } = parseArgs({
@@ -28,35 +29,15 @@ const logger = createLogger("procnode", values["log-level"] ?? env.PROCNODE_LOG_
 const podIpBase = values["pod-ip-base"] ?? env.PROCNODE_POD_IP_BASE;
 const lookupKubeconfig = values["lookup-kubeconfig"] ?? env.PROCNODE_LOOKUP_KUBECONFIG;
 
-try {
-  const node = await startProcnode({
-    kubeconfig,
-    nodeName,
-    logger,
-    ...(podIpBase ? { podIpBase } : {}),
-    ...(lookupKubeconfig ? { lookupKubeconfig } : {}),
-  });
-  let stopping = false;
-  const stop = (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ why }, "stopping");
-    void node.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, "stop failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  if (env.FIZZ_PARENT_STDIN === "1") {
-    process.stdin.on("end", () => stop("parent-exit"));
-    process.stdin.on("error", () => stop("parent-exit"));
-    process.stdin.resume();
-  }
-} catch (err) {
-  logger.fatal({ err }, "procnode failed to start");
-  process.exit(1);
-}
+await runService(
+  logger,
+  () =>
+    startProcnode({
+      kubeconfig,
+      nodeName,
+      logger,
+      ...(podIpBase ? { podIpBase } : {}),
+      ...(lookupKubeconfig ? { lookupKubeconfig } : {}),
+    }),
+  { exitWithStdin: env.FIZZ_PARENT_STDIN === "1" },
+);

@@ -123,14 +123,14 @@ export async function readData(
   try {
     if (kind === "ConfigMap") {
       const cm = await ctx.kube.lookup.readNamespacedConfigMap({ name: name ?? "", namespace });
-      const bin = Object.entries(cm.binaryData ?? {}).map(([k, v]) => [
+      const bin = Object.entries(cm.binaryData ?? {}).map(([k, v]): [string, string] => [
         k,
         Buffer.from(v, "base64").toString("utf8"),
       ]);
       return { ...cm.data, ...Object.fromEntries(bin) };
     }
     const secret = await ctx.kube.lookup.readNamespacedSecret({ name: name ?? "", namespace });
-    const data = Object.entries(secret.data ?? {}).map(([k, v]) => [
+    const data = Object.entries(secret.data ?? {}).map(([k, v]): [string, string] => [
       k,
       Buffer.from(v, "base64").toString("utf8"),
     ]);

@@ -58,8 +58,8 @@ export function podConditions(
     return {
       type,
       status,
-      reason: ok ? undefined : reason,
-      message: ok ? undefined : message,
+      ...(!ok && reason !== undefined ? { reason } : {}),
+      ...(!ok && message !== undefined ? { message } : {}),
       lastTransitionTime: time as never,
       lastProbeTime: null as never,
     };

@@ -92,7 +92,7 @@ export async function startProcnode(opts: ProcnodeOptions): Promise<Procnode> {
         name,
         namespace,
         gracePeriodSeconds: 0,
-        body: { gracePeriodSeconds: 0, preconditions: { uid } },
+        body: { gracePeriodSeconds: 0, preconditions: uid !== undefined ? { uid } : {} },
       });
     } catch (err) {
       if (!isNotFound(err) && !isConflict(err))

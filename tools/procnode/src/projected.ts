@@ -39,8 +39,8 @@ export async function writeProjected(
             boundObjectRef: {
               apiVersion: "v1",
               kind: "Pod",
-              name: pod.metadata?.name,
-              uid: pod.metadata?.uid,
+              ...(pod.metadata?.name !== undefined ? { name: pod.metadata.name } : {}),
+              ...(pod.metadata?.uid !== undefined ? { uid: pod.metadata.uid } : {}),
             },
           },
         },

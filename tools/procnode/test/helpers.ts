@@ -22,7 +22,7 @@ export function podSpec(
       terminationGracePeriodSeconds: 2,
       ...extra,
     },
-  } as V1Pod;
+  };
 }
 
 export async function readPod(
