@@ -2,6 +2,7 @@ import type { Logger } from "@fizz/kit";
 import { Catalog, type RegistryClient } from "./catalog";
 import type { ClaimStore } from "./claims";
 import type { InstancesPublisher, PoolkeeperClient } from "./clients";
+import type { After } from "./delay";
 import type { SchedulerConfig } from "./config";
 import type { Model } from "./handlers";
 import { InstanceTable } from "./instance-table";
@@ -37,6 +38,8 @@ export interface GraphDeps {
   replica: string;
   config: GraphConfig;
   now: () => number;
+  /** Timers of the drain periods and claim polls; realAfter in production. */
+  after: After;
   logger: Logger;
 }
 
@@ -70,6 +73,7 @@ export function buildScheduler(d: GraphDeps): SchedulerGraph {
     catalog,
     drainMs: config.drainMs,
     now,
+    after: d.after,
     logger,
   });
   const specializer = new Specializer({
@@ -84,6 +88,7 @@ export function buildScheduler(d: GraphDeps): SchedulerGraph {
     pollMs: config.claimPollMs,
     loadFailureTtlMs: config.loadFailureTtlMs,
     now,
+    after: d.after,
     logger,
   });
   const minInstances = new MinInstances({

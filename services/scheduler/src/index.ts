@@ -21,6 +21,7 @@ import {
 import type { Catalog, CatalogKind } from "./catalog";
 import { natsPoolkeeper, natsPublisher, natsRegistry } from "./clients";
 import type { SchedulerConfig } from "./config";
+import { realAfter } from "./delay";
 import { buildScheduler } from "./graph";
 import { createSchedulerMetrics } from "./metrics";
 import { rebuildFromRedis, reconcileWithPoolkeeper } from "./reconcile";
@@ -117,6 +118,7 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
     replica: sender,
     config,
     now,
+    after: realAfter,
     logger,
   });
   const metrics = createSchedulerMetrics(registry, {

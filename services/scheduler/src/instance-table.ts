@@ -41,7 +41,8 @@ export interface Tracked {
   lastUsedAt: number;
   draining: boolean;
   drainStartedAt: number;
-  drainTimer: NodeJS.Timeout | undefined;
+  /** Cancels the pending end of the drain period (set while draining). */
+  cancelDrain: (() => void) | undefined;
   readonly usage: Map<string, GatewayUsage>;
 }
 
@@ -80,7 +81,7 @@ export class InstanceTable {
       lastUsedAt: now,
       draining: false,
       drainStartedAt: 0,
-      drainTimer: undefined,
+      cancelDrain: undefined,
       usage: new Map(),
     };
     this.byId.set(t.id, t);
@@ -97,8 +98,8 @@ export class InstanceTable {
     const fn = t ? functionKey(t.namespace, t.name) : (this.tombstones.get(id)?.fn ?? "");
     this.tombstones.set(id, { until: now + TOMBSTONE_TTL_MS, fn });
     if (!t) return undefined;
-    if (t.drainTimer) clearTimeout(t.drainTimer);
-    t.drainTimer = undefined;
+    t.cancelDrain?.();
+    t.cancelDrain = undefined;
     this.byId.delete(id);
     const key = functionKey(t.namespace, t.name);
     const group = this.byFunction.get(key);

@@ -1,5 +1,6 @@
 import { FizzError, type Instance } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
+import type { After } from "./delay";
 import type { Catalog } from "./catalog";
 import type { InstancesPublisher, PoolkeeperClient } from "./clients";
 import {
@@ -19,6 +20,8 @@ export interface RetirerDeps {
   catalog: Catalog;
   drainMs: number;
   now: () => number;
+  /** Timers (realAfter in production; a hand-moved clock in unit tests). */
+  after: After;
   logger: Logger;
 }
 
@@ -46,7 +49,7 @@ export class Retirer {
     for (const t of fresh) {
       t.draining = true;
       t.drainStartedAt = now;
-      t.drainTimer = setTimeout(() => this.retire(t, reason), this.d.drainMs);
+      t.cancelDrain = this.d.after(this.d.drainMs, () => this.retire(t, reason));
     }
     if (fresh.length > 0) {
       this.log.info({ instances: fresh.map((t) => t.id), reason }, "draining instances");
@@ -131,8 +134,8 @@ export class Retirer {
   /** Cancels pending drain timers; instances still draining are found again after a restart. */
   stop(): void {
     for (const t of this.d.table.all()) {
-      if (t.drainTimer) clearTimeout(t.drainTimer);
-      t.drainTimer = undefined;
+      t.cancelDrain?.();
+      t.cancelDrain = undefined;
     }
   }
 

@@ -1,5 +1,6 @@
 import { FizzError, type FunctionRef, type Instance } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
+import type { After } from "./delay";
 import { effectiveConcurrency, type Catalog, type Resolved } from "./catalog";
 import {
   FINISHED_SLOT_TTL_MS,
@@ -35,6 +36,8 @@ export interface SpecializerDeps {
   pollMs: number;
   loadFailureTtlMs: number;
   now: () => number;
+  /** Timers (realAfter in production; a hand-moved clock in unit tests). */
+  after: After;
   logger: Logger;
 }
 
@@ -291,12 +294,12 @@ export class Specializer {
       let set = this.sleepers.get(key);
       if (!set) this.sleepers.set(key, (set = new Set()));
       const wake = () => {
-        clearTimeout(timer);
+        cancel();
         set.delete(wake);
         if (set.size === 0 && this.sleepers.get(key) === set) this.sleepers.delete(key);
         resolve();
       };
-      const timer = setTimeout(wake, ms);
+      const cancel = this.d.after(ms, wake);
       set.add(wake);
     });
   }

@@ -16,6 +16,7 @@ import {
 import { buildScheduler } from "../src/graph";
 import type { RouteStore } from "../src/route-cache";
 import { instanceFor } from "./fixtures";
+import { ManualClock, settle } from "./manual-clock";
 import { MemoryClaims } from "./memory-claims";
 
 type Obj = ObjectsByPlural["functions"] | ObjectsByPlural["environments"];
@@ -52,7 +53,8 @@ export class FakePoolkeeper implements PoolkeeperClient {
   announce: (instance: Instance) => void = () => undefined;
   /** Replace to make specialize fail or hang. */
   behave: (req: SpecializeRequest) => Promise<Instance> = async (req) => {
-    await new Promise((r) => setTimeout(r, 5));
+    // Answers on a later turn, after every lease already asking has reached its claim.
+    await settle();
     return instanceFor(req.function, { env: req.environment.name });
   };
   async specialize(req: SpecializeRequest): Promise<Instance> {
@@ -109,7 +111,7 @@ export class FakePublisher implements InstancesPublisher {
 
 /** What scheduler replicas share: the registry, the poolkeeper, Redis (routes, claims), the clock. */
 export interface Shared {
-  clock: { t: number };
+  clock: ManualClock;
   registry: FakeRegistry;
   poolkeeper: FakePoolkeeper;
   routes: FakeRoutes;
@@ -133,7 +135,7 @@ export function world(
   const shared: Shared = opts.shared ?? newShared();
   const { clock, registry, poolkeeper, routes, claims } = shared;
   const name = `replica-${shared.replicas.length + 1}`;
-  const now = () => clock.t;
+  const { now, after } = clock;
   const logger = silentLogger();
   const publisher = new FakePublisher(shared, name);
   const graph = buildScheduler({
@@ -152,6 +154,7 @@ export function world(
       reapIntervalMs: 1000,
     },
     now,
+    after,
     logger,
   });
   const { catalog, table, retirer, specializer, minInstances, model, reaper } = graph;
@@ -184,13 +187,13 @@ export function world(
 }
 
 function newShared(): Shared {
-  const clock = { t: 1_000_000 };
+  const clock = new ManualClock();
   const shared: Shared = {
     clock,
     registry: new FakeRegistry(),
     poolkeeper: new FakePoolkeeper(),
     routes: new FakeRoutes(),
-    claims: new MemoryClaims(() => clock.t),
+    claims: new MemoryClaims(clock.now),
     replicas: [],
   };
   // The poolkeeper announces every specialized instance to every replica, as on the bus.

@@ -5,6 +5,7 @@ import { onInstanceEvent, onRegistryChanged, onUsageReport } from "../src/handle
 import { reconcileWithPoolkeeper } from "../src/reconcile";
 import { envObj, fnObj, instanceFor } from "./fixtures";
 import { leaseReq, report, world } from "./fakes";
+import { settle } from "./manual-clock";
 
 async function rejection(p: Promise<unknown>): Promise<FizzError> {
   try {
@@ -147,11 +148,11 @@ describe("scheduler lease (unit)", () => {
     expect(errs[0]!.message).to.equal("hello.js:2: SyntaxError: Unexpected token");
     expect(w.poolkeeper.specializeCalls).to.have.length(1);
 
-    w.clock.t += 4000;
+    w.clock.advance(4000);
     expect((await rejection(w.leases.lease(leaseReq("hello")))).message).to.contain("hello.js:2");
     expect(w.poolkeeper.specializeCalls).to.have.length(1);
 
-    w.clock.t += 1001;
+    w.clock.advance(1001);
     await rejection(w.leases.lease(leaseReq("hello")));
     expect(w.poolkeeper.specializeCalls).to.have.length(2);
   });
@@ -217,7 +218,7 @@ describe("scheduler lease (unit)", () => {
       return instanceFor(req.function);
     };
     const pending = w.leases.lease(leaseReq("hello"));
-    await new Promise((r) => setTimeout(r, 5));
+    await settle();
     const v2 = fnObj("hello", { revision: 2 });
     onRegistryChanged(w.model, {
       kind: "functions",
@@ -299,7 +300,7 @@ describe("scheduler lease (unit)", () => {
       };
       await w.leases.lease(leaseReq("hello", { failed: [hung] }));
       onInstanceEvent(w.model, { event: "specialized", instance: inst });
-      w.clock.t += 120_000; // past every tombstone
+      w.clock.advance(120_000); // past every tombstone
       const res = await reconcileWithPoolkeeper({ ...w, now: w.model.now });
       expect(res.adopted).to.equal(0);
       await w.retirer.idle();

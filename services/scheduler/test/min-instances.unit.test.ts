@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { FizzError } from "@fizz/events";
-import { waitFor } from "@fizz/testkit";
+import { settle } from "./manual-clock";
 import { onInstanceEvent, onRegistryChanged } from "../src/handlers";
 import { rebuildFromRedis } from "../src/reconcile";
 import { envObj, fnObj, type FnOpts } from "./fixtures";
@@ -64,7 +64,9 @@ describe("scheduler minInstances (unit)", () => {
       1, 1, 2, 2,
     ]);
     expect(live(w, 2)).to.have.length(2);
-    await waitFor(() => w.poolkeeper.retired.length === 2, { timeoutMs: 2000 });
+    w.clock.advance(20); // the drain period
+    await w.retirer.idle();
+    expect(w.poolkeeper.retired).to.have.length(2);
   });
 
   it("tops up after a restart only once the route cache is rebuilt, counting what it holds", async () => {
@@ -118,9 +120,9 @@ describe("scheduler minInstances (unit)", () => {
       return base(req);
     };
     create({ minInstances: 1 });
-    await new Promise((r) => setTimeout(r, 10));
+    await settle();
     const pending = w.leases.lease(leaseReq("hello"));
-    await new Promise((r) => setTimeout(r, 10));
+    await settle();
     release();
     const r = await pending;
     expect(r.outcome).to.equal("joined");
@@ -137,7 +139,7 @@ describe("scheduler minInstances (unit)", () => {
     w.reaper.tick();
     await w.minInstances.idle();
     expect(w.poolkeeper.specializeCalls).to.have.length(1);
-    w.clock.t += 5001;
+    w.clock.advance(5001);
     w.reaper.tick();
     await w.minInstances.idle();
     expect(w.poolkeeper.specializeCalls).to.have.length(2);

@@ -4,6 +4,7 @@ import { slotShare } from "../src/claims";
 import { envObj, fnObj, instanceFor } from "./fixtures";
 import { leaseReq, report, world } from "./fakes";
 import { GatewaySim } from "./gateway-sim";
+import { drive, settle } from "./manual-clock";
 
 /** Slots granted per instance, over a set of leases. */
 function slotsPerInstance(leases: Lease[]): Map<string, number> {
@@ -98,7 +99,7 @@ describe("scheduler scale-out policy (unit)", () => {
 
   it("counts a grant the gateway never used only until PENDING_GRANT_TTL_MS passes", async () => {
     const a = (await w.leases.lease(leaseReq("hello", { gateway: "g1" }))).lease.instanceId;
-    w.clock.t += 5000;
+    w.clock.advance(5000);
     const b = await w.leases.lease(leaseReq("hello", { gateway: "g2" }));
     expect(b.lease).to.include({ instanceId: a, slots: 50 });
   });
@@ -119,12 +120,15 @@ describe("scheduler single flight across replicas (unit, shared claims)", () => 
     const b = world({ shared: a.shared });
     a.registry.set(envObj("node"), fnObj("hello", { concurrency: 10 }));
     a.poolkeeper.behave = async (req) => {
-      await new Promise((r) => setTimeout(r, 20));
+      await a.clock.sleep(20);
       return instanceFor(req.function, { concurrency: 10 });
     };
-    const results = await Promise.all(
-      Array.from({ length: 40 }, (_, i) =>
-        (i % 2 ? b : a).leases.lease(leaseReq("hello", { gateway: `gateway-${i}` })),
+    const results = await drive(
+      a.clock,
+      Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          (i % 2 ? b : a).leases.lease(leaseReq("hello", { gateway: `gateway-${i}` })),
+        ),
       ),
     );
     expect(a.poolkeeper.specializeCalls).to.have.length(4);
@@ -149,12 +153,14 @@ describe("scheduler single flight across replicas (unit, shared claims)", () => 
       return base(req);
     };
     const first = a.leases.lease(leaseReq("hello", { gateway: "g1" }));
-    await new Promise((r) => setTimeout(r, 10));
+    await settle();
     const second = b.leases.lease(leaseReq("hello", { gateway: "g2" }));
-    await new Promise((r) => setTimeout(r, 20));
+    await settle();
+    a.clock.advance(20); // b polls the claim meanwhile
+    await settle();
     expect(a.poolkeeper.specializeCalls).to.have.length(1);
     release();
-    const [x, y] = await Promise.all([first, second]);
+    const [x, y] = await drive(a.clock, Promise.all([first, second]));
     expect(y.lease.instanceId).to.equal(x.lease.instanceId);
     expect(y.outcome).to.equal("joined");
     expect([x.lease.slots, y.lease.slots]).to.deep.equal([25, 25]);
@@ -168,10 +174,12 @@ describe("scheduler single flight across replicas (unit, shared claims)", () => 
     w.registry.set(envObj("node"), fnObj("hello"));
     w.claims.abandon({ namespace: "default", name: "hello", revision: 1 }, "crashed/1", 1000);
     const pending = w.leases.lease(leaseReq("hello"));
-    await new Promise((r) => setTimeout(r, 30));
+    await settle();
+    w.clock.advance(30); // polls the claim, still held
+    await settle();
     expect(w.poolkeeper.specializeCalls).to.have.length(0);
-    w.clock.t += 1001;
-    const r = await pending;
+    w.clock.advance(1001);
+    const r = await drive(w.clock, pending);
     expect(r.outcome).to.equal("specialized");
     expect(w.poolkeeper.specializeCalls).to.have.length(1);
     w.retirer.stop();
@@ -182,13 +190,16 @@ describe("scheduler single flight across replicas (unit, shared claims)", () => 
     const b = world({ shared: a.shared });
     a.registry.set(envObj("node"), fnObj("hello"));
     a.poolkeeper.behave = async () => {
-      await new Promise((r) => setTimeout(r, 20));
+      await a.clock.sleep(20);
       throw new FizzError("FUNCTION_LOAD_FAILED", "hello.js:1: boom");
     };
-    const results = await Promise.allSettled([
-      a.leases.lease(leaseReq("hello")),
-      new Promise((r) => setTimeout(r, 5)).then(() => b.leases.lease(leaseReq("hello"))),
-    ]);
+    const results = await drive(
+      a.clock,
+      Promise.allSettled([
+        a.leases.lease(leaseReq("hello")),
+        a.clock.sleep(5).then(() => b.leases.lease(leaseReq("hello"))),
+      ]),
+    );
     for (const r of results) {
       expect(r.status).to.equal("rejected");
       expect((r as PromiseRejectedResult).reason).to.include({ code: "FUNCTION_LOAD_FAILED" });
