@@ -1,3 +1,0 @@
-import { Redis } from "ioredis";
-import { z } from "zod";
-export const probe = [Redis, z];
