@@ -4,7 +4,7 @@ import { ApiException, CoreV1Api, type KubeConfig, type V1Pod } from "@kubernete
 
 /**
  * Every Kubernetes API call the poolkeeper makes, in one place, so it can be checked against the
- * Role in k8s/rbac.yaml: pods get/list/watch (the informer, kube-watch.ts), create, delete, patch.
+ * Role in k8s/rbac.yaml: pods list/watch (the informer, kube-watch.ts), create, delete, patch.
  */
 export class PodApi {
   readonly core: CoreV1Api;
