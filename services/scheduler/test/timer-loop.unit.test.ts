@@ -1,25 +1,31 @@
 import { expect } from "chai";
 import type { Invocation } from "@fizz/events";
 import { silentLogger } from "@fizz/kit";
-import { waitFor } from "@fizz/testkit";
 import type { TickRecord } from "../src/timers/tick-record";
 import { TimerCatalog, type TimerChange } from "../src/timers/timer-catalog";
 import { TimerLoop } from "../src/timers/timer-loop";
+import { FakeClock, settle } from "./timer-clock";
 import { changedEvent, timerObj } from "./timer-fixtures";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 class MemoryRecord implements TickRecord {
   readonly last = new Map<string, number>();
-  async lastFired(ns: string, name: string) {
-    return this.last.get(`${ns}/${name}`);
+  /** Reads that fail before one succeeds (Redis away). */
+  readFailures = 0;
+  lastFired(ns: string, name: string) {
+    if (this.readFailures > 0) {
+      this.readFailures--;
+      return Promise.reject(new Error("redis unavailable"));
+    }
+    return Promise.resolve(this.last.get(`${ns}/${name}`));
   }
-  async recordFired(ns: string, name: string, tick: number) {
+  recordFired(ns: string, name: string, tick: number) {
     const k = `${ns}/${name}`;
     this.last.set(k, Math.max(this.last.get(k) ?? 0, tick));
+    return Promise.resolve();
   }
-  async forget(ns: string, name: string) {
+  forget(ns: string, name: string) {
     this.last.delete(`${ns}/${name}`);
+    return Promise.resolve();
   }
 }
 
@@ -67,108 +73,140 @@ describe("timer catalog (unit)", () => {
   });
 });
 
-describe("timer loop (unit: fake stream and record, real clock)", () => {
+describe("timer loop (unit: fake stream, record and clock)", () => {
+  /** Half a second past a whole second, so ticks are never at "now". */
+  const T0 = Date.UTC(2026, 0, 1, 12, 0, 0, 500);
+  const iso = (ms: number) => new Date(ms).toISOString();
+  let clock: FakeClock;
   let published: Invocation[];
   let record: MemoryRecord;
   let leader: boolean;
   let failures: number;
   let loop: TimerLoop;
+  const ticks = () => published.map((i) => Date.parse(i.headers["x-fizz-scheduled-time"]!));
 
   beforeEach(() => {
+    clock = new FakeClock(T0);
     published = [];
     record = new MemoryRecord();
     leader = true;
     failures = 0;
     loop = new TimerLoop({
-      publish: async (inv) => {
+      publish: (inv) => {
         if (failures > 0) {
           failures--;
-          throw new Error("stream unavailable");
+          return Promise.reject(new Error("stream unavailable"));
         }
         published.push(inv);
+        return Promise.resolve();
       },
       record,
       isLeader: () => leader,
       catchupMs: 60_000,
-      now: () => Date.now(),
+      clock,
       logger: silentLogger(),
     });
   });
   afterEach(() => loop.stop());
 
   it("fires nothing while following, whatever it knows", async () => {
-    loop.apply({
-      op: "put",
-      trigger: timerObj("t", "@every 1s", { updatedAt: new Date(0).toISOString() }),
-    });
-    await sleep(1200);
+    loop.apply({ op: "put", trigger: timerObj("t", "@every 1s", { updatedAt: iso(0) }) });
+    await clock.advance(5_000);
     expect(published).to.deep.equal([]);
+    expect(clock.pending).to.equal(0);
+  });
+
+  it("fires an @every 1s timer on each whole second, and records each tick", async () => {
+    loop.apply({ op: "put", trigger: timerObj("t", "@every 1s", { updatedAt: iso(T0) }) });
+    loop.lead();
+    await clock.advance(3_000);
+    expect(ticks()).to.deep.equal([T0 + 500, T0 + 1500, T0 + 2500]);
+    expect(record.last.get("default/t")).to.equal(T0 + 2500);
   });
 
   it("on becoming leader fires one catch-up for the latest missed tick, none of the older ones", async () => {
-    const now = Date.now();
-    record.last.set("default/t", now - 30_000);
-    loop.apply({
-      op: "put",
-      trigger: timerObj("t", "@every 1s", { updatedAt: new Date(0).toISOString() }),
-    });
+    record.last.set("default/t", T0 - 30_000);
+    loop.apply({ op: "put", trigger: timerObj("t", "@every 1s", { updatedAt: iso(0) }) });
     loop.lead();
-    await waitFor(() => published.length >= 1, { timeoutMs: 2000 });
-    await sleep(50);
-    const latest = Math.floor(now / 1000) * 1000;
-    const ticks = published.map((i) => Date.parse(i.headers["x-fizz-scheduled-time"]!));
-    // The catch-up, and possibly the next on-time tick if a second boundary passed meanwhile.
-    expect(ticks[0]).to.be.within(latest, latest + 1000);
-    expect(ticks.every((t) => t >= latest)).to.equal(true);
-    expect(record.last.get("default/t")).to.equal(ticks[ticks.length - 1]);
+    await settle();
+    expect(ticks()).to.deep.equal([T0 - 500]);
+    await clock.advance(1_000);
+    expect(ticks()).to.deep.equal([T0 - 500, T0 + 500]);
+    expect(record.last.get("default/t")).to.equal(T0 + 500);
   });
 
   it("owes a missed tick only if the timer, as it stands, existed then", async () => {
-    const tick = new Date(Date.now() - 10_000);
+    const tick = new Date(T0 - 10_500);
     const daily = `${tick.getUTCSeconds()} ${tick.getUTCMinutes()} ${tick.getUTCHours()} * * *`;
-    const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
-    loop.apply({ op: "put", trigger: timerObj("changed-since", daily, { updatedAt: ago(5000) }) });
-    loop.apply({ op: "put", trigger: timerObj("older", daily, { updatedAt: ago(20_000) }) });
+    loop.apply({
+      op: "put",
+      trigger: timerObj("changed-since", daily, { updatedAt: iso(T0 - 5000) }),
+    });
+    loop.apply({ op: "put", trigger: timerObj("older", daily, { updatedAt: iso(T0 - 20_000) }) });
     loop.lead();
-    await waitFor(() => published.length >= 1, { timeoutMs: 2000 });
-    await sleep(100);
+    await clock.advance(1_000);
     expect(published.map((i) => [i.trigger, i.headers["x-fizz-scheduled-time"]])).to.deep.equal([
-      ["older", new Date(Math.floor(tick.getTime() / 1000) * 1000).toISOString()],
+      ["older", iso(tick.getTime())],
     ]);
   });
 
-  it("retries a failed publication of the same tick", async () => {
+  it("retries a failed publication of the same tick, backing off within 200 ms to 5 s", async () => {
     failures = 2;
-    record.last.set("default/t", Date.now() - 2000);
-    loop.apply({
-      op: "put",
-      trigger: timerObj("t", "@every 1s", { updatedAt: new Date(0).toISOString() }),
-    });
+    record.last.set("default/t", T0 - 1_500);
+    loop.apply({ op: "put", trigger: timerObj("t", "@every 1s", { updatedAt: iso(0) }) });
     loop.lead();
-    await waitFor(() => published.length >= 1, { timeoutMs: 3000 });
+    await settle();
+    expect(published).to.deep.equal([]);
+    const waits = [...clock.delays];
+    expect(waits).to.have.length(1);
+    expect(waits[0]).to.be.within(100, 200);
+    await clock.advance(600);
     expect(failures).to.equal(0);
+    expect(ticks()[0]).to.equal(T0 - 500);
+    expect(clock.delays.slice(1, 2)[0]).to.be.within(200, 400);
+  });
+
+  it("retries reading where the last leader stopped until the record answers, and resumes after it", async () => {
+    record.readFailures = 3;
+    // The last leader got ahead of our clock: nothing is owed until after its last tick.
+    record.last.set("default/t", T0 + 2_500);
+    loop.apply({ op: "put", trigger: timerObj("t", "@every 1s", { updatedAt: iso(0) }) });
+    loop.lead();
+    await clock.advance(5_000);
+    expect(record.readFailures).to.equal(0);
+    expect(ticks()).to.deep.equal([T0 + 3_500, T0 + 4_500]);
+  });
+
+  it("stops retrying the record read at once when leadership ends", async () => {
+    record.readFailures = 1_000;
+    loop.apply({ op: "put", trigger: timerObj("t", "@every 1s", { updatedAt: iso(0) }) });
+    loop.lead();
+    await clock.advance(1_000);
+    loop.follow();
+    await clock.advance(10_000);
+    const reads = 1_000 - record.readFailures;
+    await clock.advance(60_000);
+    expect(1_000 - record.readFailures).to.equal(reads);
+    expect(published).to.deep.equal([]);
   });
 
   it("publishes nothing once the lease is no longer valid, even before being told", async () => {
-    record.last.set("default/t", Date.now() - 5000);
+    record.last.set("default/t", T0 - 5000);
     leader = false;
-    loop.apply({
-      op: "put",
-      trigger: timerObj("t", "@every 1s", { updatedAt: new Date(0).toISOString() }),
-    });
+    loop.apply({ op: "put", trigger: timerObj("t", "@every 1s", { updatedAt: iso(0) }) });
     loop.lead();
-    await sleep(1200);
+    await clock.advance(3_000);
     expect(published).to.deep.equal([]);
   });
 
   it("stops firing a removed timer, and forgets its record", async () => {
-    loop.apply({ op: "put", trigger: timerObj("t", "@every 1s") });
+    loop.apply({ op: "put", trigger: timerObj("t", "@every 1s", { updatedAt: iso(T0) }) });
     loop.lead();
-    await waitFor(() => published.length >= 1, { timeoutMs: 2500 });
+    await clock.advance(1_000);
+    expect(published).to.have.length(1);
     loop.apply({ op: "removed", namespace: "default", name: "t" });
-    const n = published.length;
-    await sleep(1200);
-    expect(published.length).to.equal(n);
-    await waitFor(() => !record.last.has("default/t"), { timeoutMs: 1000 });
+    await clock.advance(5_000);
+    expect(published).to.have.length(1);
+    expect(record.last.has("default/t")).to.equal(false);
   });
 });

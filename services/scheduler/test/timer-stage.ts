@@ -24,16 +24,18 @@ export class TimerRegistry {
         this.nc,
         s.registryList,
         Codecs.registryList,
-        async (req) => ({ items: req.kind === "timetriggers" ? [...this.timers.values()] : [] }),
+        (req) =>
+          Promise.resolve({ items: req.kind === "timetriggers" ? [...this.timers.values()] : [] }),
         opts,
       ),
       serve(
         this.nc,
         s.registryGet,
         Codecs.registryGet,
-        async (req) => {
-          throw new FizzError("NOT_FOUND", `${req.kind} ${req.namespace}/${req.name} not found`);
-        },
+        (req) =>
+          Promise.reject(
+            new FizzError("NOT_FOUND", `${req.kind} ${req.namespace}/${req.name} not found`),
+          ),
         opts,
       ),
     ];

@@ -3,9 +3,11 @@ import { fileURLToPath } from "node:url";
 import { expect } from "chai";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { startNats, startRedis, waitFor, type TestServer } from "@fizz/testkit";
 import { loadConfig, start, type Scheduler } from "../src/index";
 import { timerLastKey } from "../src/timers/tick-record";
+import { TIMER_LEADER_BUCKET } from "../src/timers/timers";
 import { logger } from "./stage";
 import { timerObj } from "./timer-fixtures";
 import { InvocationTap, TimerRegistry, type Firing } from "./timer-stage";
@@ -136,8 +138,9 @@ describe("scheduler timers (integration: real NATS with JetStream and Redis)", f
 
   it("with two schedulers on one NATS and Redis, only the leader publishes and each tick fires exactly once", async () => {
     registry.put(timerObj("two-replicas", "@every 1s"));
-    const [a, b] = [await startScheduler(), await startScheduler()];
-    const leader = await leaderOf([a!, b!]);
+    const a = await startScheduler();
+    const b = await startScheduler();
+    const leader = await leaderOf([a, b]);
     const t0 = Date.now();
     await sleep(4200);
     const firings = tap.of("two-replicas").filter((f) => f.receivedAt >= t0);
@@ -146,8 +149,14 @@ describe("scheduler timers (integration: real NATS with JetStream and Redis)", f
     expect(new Set(ticks).size).to.equal(ticks.length);
     expect(steps.every((d) => d === 1000)).to.equal(true, `steps ${steps.join(",")}`);
     expect(new Set(firings.map((f) => f.sender))).to.deep.equal(new Set([leader.sender]));
-    const follower = leader === a ? b! : a!;
+    const follower = leader === a ? b : a;
     expect(await leads(follower)).to.equal(false);
+    // The lock is kit's LeaderElection key in the scheduler's bucket, holding the leader's id.
+    const jsm = await jetstreamManager(nc);
+    const lock = await jsm.streams.getMessage(`KV_${TIMER_LEADER_BUCKET}`, {
+      last_by_subj: `$KV.${TIMER_LEADER_BUCKET}.leader`,
+    });
+    expect(lock?.string()).to.equal(leader.sender);
   });
 
   it("when the leader stops, the other replica takes over within the lease ttl and the ticks go on, with at most one catch-up", async () => {
@@ -202,8 +211,9 @@ describe("scheduler timers (integration: real NATS with JetStream and Redis)", f
     expect(new Set(firings.map((f) => f.sender))).to.deep.equal(
       new Set([childSender, survivor.sender]),
     );
-    // The lease ran out (at most its ttl after the last renewal), then the next claim took it.
-    expect(tookOverIn).to.be.below(LEASE_MS + LEASE_MS / 3 + 300);
+    // The lock ran out (at most its ttl after the last renewal), then the next poll (every ttl/4)
+    // took it.
+    expect(tookOverIn).to.be.below(LEASE_MS + LEASE_MS / 4 + 300);
   });
 
   it("a timer created at runtime fires, a changed cron takes effect, a deleted timer stops firing", async () => {

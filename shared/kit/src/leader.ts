@@ -1,4 +1,5 @@
 import {
+  jetstream,
   JetStreamApiCodes,
   JetStreamApiError,
   StorageType,
@@ -7,6 +8,7 @@ import {
 import { Kvm } from "@nats-io/kv";
 import { sleep as realSleep } from "./backoff";
 import type { Logger } from "./logger";
+import type { NatsConnection } from "./nats";
 
 /**
  * The one leader election of the platform (the scheduler's timers, the kubewatcher's informers).
@@ -61,16 +63,16 @@ export class LockConflict extends Error {
   }
 }
 
-/** Time, injected in unit tests. */
-export interface LeaderClock {
+/** Time for timer-driven logic (the election, the scheduler's timers); fake in unit tests. */
+export interface Clock {
   now(): number;
   /** Resolves after `ms`, or at once when `signal` aborts. */
-  sleep(ms: number, signal: AbortSignal): Promise<void>;
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
   /** Calls `fn` after `ms`; the returned function cancels it. */
   after(ms: number, fn: () => void): () => void;
 }
 
-export const realClock: LeaderClock = {
+export const realClock: Clock = {
   now: () => Date.now(),
   sleep: (ms, signal) => realSleep(ms, signal),
   after(ms, fn) {
@@ -87,13 +89,17 @@ interface CommonOptions {
   logger: Logger;
   /** Names the election in logs (e.g. "timers"). */
   name?: string;
-  clock?: LeaderClock;
+  clock?: Clock;
   onElected(): void;
   onDeposed(reason: string): void;
 }
 
 export type LeaderElectionOptions = CommonOptions &
-  ({ js: JetStreamClient; bucket: string } | { lock: LeaderLock });
+  (
+    | { js: JetStreamClient; bucket: string }
+    | { nc: NatsConnection; bucket: string }
+    | { lock: LeaderLock }
+  );
 
 export class LeaderElection {
   private lock: LeaderLock | undefined;
@@ -104,7 +110,7 @@ export class LeaderElection {
   private cancelWatchdog: (() => void) | undefined;
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
-  private readonly clock: LeaderClock;
+  private readonly clock: Clock;
   private readonly log: Logger;
   private readonly everyMs: number;
   private readonly validMs: number;
@@ -119,8 +125,15 @@ export class LeaderElection {
   /** Opens the bucket (may be retried when it fails) and starts contending. */
   async start(): Promise<void> {
     if (this.loop || this.abort.signal.aborted) return;
-    this.lock ??= "lock" in this.o ? this.o.lock : await openKvLock(this.o, this.log);
+    this.lock ??= await this.openLock();
     this.loop = this.run(this.lock);
+  }
+
+  private async openLock(): Promise<LeaderLock> {
+    const o = this.o;
+    if ("lock" in o) return o.lock;
+    const js = "js" in o ? o.js : jetstream(o.nc);
+    return openKvLock({ js, bucket: o.bucket, ttlMs: o.ttlMs }, this.log);
   }
 
   /** True while this contender holds the lock and its validity has not run out. */

@@ -1,4 +1,4 @@
-import { LockConflict, type LeaderClock, type LeaderLock } from "../src/leader";
+import { LockConflict, type Clock, type LeaderLock } from "../src/leader";
 
 /** Lets pending promise callbacks run (no time passes). */
 async function settle(): Promise<void> {
@@ -18,7 +18,7 @@ export class FakeTime {
   t = 1_000_000;
   private timers: Timer[] = [];
 
-  clock(rate = 1): LeaderClock {
+  clock(rate = 1): Clock {
     const origin = this.t;
     const local = () => origin + (this.t - origin) * rate;
     const after = (ms: number, fn: () => void) => {
@@ -33,10 +33,13 @@ export class FakeTime {
       after,
       sleep: (ms, signal) =>
         new Promise<void>((resolve) => {
-          if (signal.aborted) return resolve();
+          if (signal?.aborted) return resolve();
           const onAbort = () => (cancel(), resolve());
-          const cancel = after(ms, () => (signal.removeEventListener("abort", onAbort), resolve()));
-          signal.addEventListener("abort", onAbort, { once: true });
+          const cancel = after(
+            ms,
+            () => (signal?.removeEventListener("abort", onAbort), resolve()),
+          );
+          signal?.addEventListener("abort", onAbort, { once: true });
         }),
     };
   }

@@ -1,5 +1,5 @@
 import { checkSchedule, type Invocation, type Schedule, type TimeTrigger } from "@fizz/events";
-import { backoffMs, sleep, type Logger } from "@fizz/kit";
+import { backoffMs, realClock, retryUntil, type Clock, type Logger } from "@fizz/kit";
 import type { TickRecord } from "./tick-record";
 import { planTicks, timerInvocation } from "./ticks";
 import type { TimerChange } from "./timer-catalog";
@@ -13,7 +13,8 @@ export interface TimerLoopOptions {
   /** The lease, asked right before each publication. */
   isLeader(): boolean;
   catchupMs: number;
-  now: () => number;
+  /** Schedule time and timers; real by default, fake in unit tests. */
+  clock?: Clock;
   logger: Logger;
   onOutcome?(outcome: TickOutcome, count: number): void;
 }
@@ -27,7 +28,8 @@ interface Entry {
   after: number;
   /** Bumped whenever the entry is re-armed or disarmed; a step of an older generation stops. */
   gen: number;
-  timeout: NodeJS.Timeout | undefined;
+  /** Cancels the pending step, if one is armed. */
+  cancel: (() => void) | undefined;
   failures: number;
 }
 
@@ -52,9 +54,11 @@ export class TimerLoop {
   /** Aborted when leadership ends, so a retry's back-off does not hold up a stop. */
   private leadership = new AbortController();
   private readonly log: Logger;
+  private readonly clock: Clock;
 
   constructor(private readonly o: TimerLoopOptions) {
     this.log = o.logger.child({ component: "timers" });
+    this.clock = o.clock ?? realClock;
   }
 
   get timers(): number {
@@ -93,9 +97,9 @@ export class TimerLoop {
     try {
       // The registry's own rule, so what it accepts runs and what slipped past it (written before
       // the rule, or straight into the store) is refused here the same way.
-      schedule = checkSchedule(t.spec.cron, new Date(this.o.now()));
+      schedule = checkSchedule(t.spec.cron, new Date(this.clock.now()));
     } catch (err) {
-      failure = (err as Error).message;
+      failure = errMessage(err);
       this.log.error(
         { timer: key, cron: t.spec.cron, revision: t.metadata.revision, err: failure },
         "timer failed: its schedule cannot run; it is not fired until it is fixed, the other timers go on",
@@ -109,7 +113,7 @@ export class TimerLoop {
       failure,
       after: 0,
       gen: 0,
-      timeout: undefined,
+      cancel: undefined,
       failures: 0,
     };
     e.trigger = t;
@@ -149,8 +153,8 @@ export class TimerLoop {
 
   private disarm(e: Entry): void {
     e.gen++;
-    clearTimeout(e.timeout);
-    e.timeout = undefined;
+    e.cancel?.();
+    e.cancel = undefined;
     e.failures = 0;
   }
 
@@ -168,22 +172,26 @@ export class TimerLoop {
   private async begin(e: Entry, gen: number): Promise<void> {
     const { namespace, name, updatedAt } = e.trigger.metadata;
     let last: number | undefined;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        last = await this.o.record.lastFired(namespace, name);
-        break;
-      } catch (err) {
-        if (!this.current(e, gen)) return;
-        const wait = backoffMs(attempt, 200, 5000);
-        this.log.warn(
-          { timer: keyOf(namespace, name), err: (err as Error).message, retryInMs: wait },
-          "could not read the timer's last tick; retrying",
-        );
-        await sleep(wait, this.leadership.signal);
-      }
+    try {
+      // Until read, or this chain is over (leadership lost: RetryStopped; re-armed: not retried).
+      last = await retryUntil(() => this.o.record.lastFired(namespace, name), {
+        baseMs: 200,
+        maxMs: 5000,
+        signal: this.leadership.signal,
+        retryable: () => this.current(e, gen),
+        sleep: (ms, signal) => this.clock.sleep(ms, signal),
+        now: () => this.clock.now(),
+        onRetry: ({ err, waitMs }) =>
+          this.log.warn(
+            { timer: keyOf(namespace, name), err: errMessage(err), retryInMs: waitMs },
+            "could not read the timer's last tick; retrying",
+          ),
+      });
+    } catch {
+      return;
     }
     if (!this.current(e, gen)) return;
-    const now = this.o.now();
+    const now = this.clock.now();
     // A tick from before the timer existed (or had this schedule) is owed to nobody. The
     // registry's clock may run ahead of ours, so its timestamp counts no later than now.
     const updated = Date.parse(updatedAt);
@@ -195,7 +203,7 @@ export class TimerLoop {
     const { namespace, name } = e.trigger.metadata;
     const key = keyOf(namespace, name);
     while (this.current(e, gen) && e.schedule) {
-      const now = this.o.now();
+      const now = this.clock.now();
       const plan = planTicks(e.schedule, e.after, now, this.o.catchupMs);
       if (plan.missed) {
         this.log.warn(
@@ -217,7 +225,7 @@ export class TimerLoop {
           return;
         }
         const delay = Math.min(plan.next - now, MAX_DELAY_MS);
-        e.timeout = setTimeout(() => this.track(this.step(e, gen)), delay);
+        e.cancel = this.clock.after(delay, () => this.track(this.step(e, gen)));
         return;
       }
       // The missed ticks are settled (reported once); the one to fire is not, until published.
@@ -233,13 +241,13 @@ export class TimerLoop {
           {
             timer: key,
             tick: new Date(fire).toISOString(),
-            err: (err as Error).message,
+            err: errMessage(err),
             retryInMs: wait,
           },
           "could not publish a timer invocation; retrying while the tick is within the catch-up window",
         );
         this.o.onOutcome?.("failed", 1);
-        e.timeout = setTimeout(() => this.track(this.step(e, gen)), wait);
+        e.cancel = this.clock.after(wait, () => this.track(this.step(e, gen)));
         return;
       }
       e.failures = 0;
@@ -256,11 +264,15 @@ export class TimerLoop {
           .recordFired(namespace, name, fire)
           .catch((err: unknown) =>
             this.log.warn(
-              { timer: key, tick, err: (err as Error).message },
+              { timer: key, tick, err: errMessage(err) },
               "could not record a fired tick",
             ),
           ),
       );
     }
   }
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

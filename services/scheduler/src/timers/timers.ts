@@ -1,16 +1,18 @@
-import { redisKeys, type Subjects } from "@fizz/events";
+import type { Subjects } from "@fizz/events";
 import {
-  backoffMs,
   ensureBus,
+  LeaderElection,
   publishInvocation,
-  sleep,
+  realClock,
+  retryUntil,
+  RetryStopped,
+  warnWhenSlow,
   type Logger,
   type NatsConnection,
   type Redis,
   type Subscription,
 } from "@fizz/kit";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { LeaderLease } from "./leader";
 import { RedisTickRecord } from "./tick-record";
 import { TimerCatalog } from "./timer-catalog";
 import { TimerLoop } from "./timer-loop";
@@ -21,8 +23,9 @@ export interface TimersOptions {
   subjects: Subjects;
   redis: Redis;
   redisPrefix: string;
-  /** This replica's id: the lease's value and the envelopes' sender. */
+  /** This replica's id: the leader key's value and the envelopes' sender. */
   sender: string;
+  /** The leader lock's TTL (kit's LeaderElection states what it guarantees). */
   leaseMs: number;
   catchupMs: number;
   rpcTimeoutMs: number;
@@ -33,16 +36,20 @@ export interface TimersOptions {
   subscribe(catalog: TimerCatalog): Subscription;
 }
 
+/** The timer leader's lock (a KV bucket: stream KV_<name>); the scheduler's NATS user may use it. */
+export const TIMER_LEADER_BUCKET = "fizz_timer_leader";
+
 export interface Timers {
   isLeader(): boolean;
   stop(): Promise<void>;
 }
 
 /**
- * Timer triggers: the catalog (listing + change events), the invocation stream, the leader lease
- * and the loop that fires while leading. A replica competes for the lease only once it can both
+ * Timer triggers: the catalog (listing + change events), the invocation stream, the leader
+ * election (kit's LeaderElection, a NATS KV lock: leadership lives on the bus the ticks are
+ * published on) and the loop that fires while leading. A replica contends only once it can both
  * publish (the stream exists) and knows the timers (first listing done): a replica that cannot do
- * its job must not hold the lease while another could.
+ * its job must not lead while another could.
  */
 export function startTimers(o: TimersOptions): Timers {
   const log = o.logger.child({ component: "timers" });
@@ -54,13 +61,16 @@ export function startTimers(o: TimersOptions): Timers {
     registers: [o.metrics],
   });
   let js: Awaited<ReturnType<typeof ensureBus>>["js"] | undefined;
-  const lease = new LeaderLease({
-    redis: o.redis,
-    key: redisKeys(o.redisPrefix).lock("timers"),
-    holder: o.sender,
+  const clock = { ...realClock, now: o.now };
+  const leader = new LeaderElection({
+    nc: o.nc,
+    bucket: TIMER_LEADER_BUCKET,
+    id: o.sender,
     ttlMs: o.leaseMs,
-    now: o.now,
     logger: o.logger,
+    name: "timers",
+    onElected: () => loop.lead(),
+    onDeposed: () => loop.follow(),
   });
   const loop = new TimerLoop({
     publish: async (inv) => {
@@ -68,9 +78,9 @@ export function startTimers(o: TimersOptions): Timers {
       await publishInvocation(js, o.subjects, inv, o.sender);
     },
     record: new RedisTickRecord(o.redis, o.redisPrefix),
-    isLeader: () => lease.isLeader(),
+    isLeader: () => leader.isLeader(),
     catchupMs: o.catchupMs,
-    now: o.now,
+    clock,
     logger: o.logger,
     onOutcome: (outcome, n) => outcomes.inc({ outcome }, n),
   });
@@ -80,7 +90,7 @@ export function startTimers(o: TimersOptions): Timers {
     help: "1 while this replica holds the timer lease and fires timers",
     registers: [o.metrics],
     collect() {
-      this.set(lease.isLeader() ? 1 : 0);
+      this.set(leader.isLeader() ? 1 : 0);
     },
   });
   new Gauge({
@@ -112,27 +122,24 @@ export function startTimers(o: TimersOptions): Timers {
     logger: o.logger,
     signal: stopping.signal,
   });
+  const settingUp = { signal: stopping.signal, baseMs: 200, maxMs: 5000 };
   const bootstrap = (async () => {
-    for (let attempt = 0; !stopping.signal.aborted; attempt++) {
-      try {
-        js = (await ensureBus(o.nc, o.subjects)).js;
-        break;
-      } catch (err) {
-        const wait = backoffMs(attempt, 200, 5000);
-        log.warn(
-          { err: (err as Error).message, retryInMs: wait },
-          "could not set up the invocation stream; retrying",
-        );
-        await sleep(wait, stopping.signal);
-      }
-    }
+    js = await retryUntil(async () => (await ensureBus(o.nc, o.subjects)).js, {
+      ...settingUp,
+      onRetry: warnWhenSlow(log, "could not set up the invocation stream; retrying"),
+    });
     await listing.synced;
     if (stopping.signal.aborted) return;
-    lease.start({ elected: () => loop.lead(), lost: () => loop.follow() });
-  })();
+    await retryUntil(() => leader.start(), {
+      ...settingUp,
+      onRetry: warnWhenSlow(log, "could not open the timer leader bucket; retrying"),
+    });
+  })().catch((err: unknown) => {
+    if (!(err instanceof RetryStopped)) log.error({ err }, "timers failed to start");
+  });
 
   return {
-    isLeader: () => lease.isLeader(),
+    isLeader: () => leader.isLeader(),
     stop: async () => {
       stopping.abort();
       await bootstrap;
@@ -140,7 +147,7 @@ export function startTimers(o: TimersOptions): Timers {
       // handed back to a successor.
       subscription.unsubscribe();
       await loop.stop();
-      await lease.stop();
+      await leader.stop();
     },
   };
 }
