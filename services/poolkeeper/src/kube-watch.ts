@@ -107,6 +107,7 @@ export class PodWatch {
   private async run(): Promise<void> {
     if (this.stopped) return;
     this.failedThisRun = false;
+    this.lastError = undefined;
     try {
       await this.informer.start();
     } catch (err) {
