@@ -87,7 +87,7 @@ export class InstanceTable {
     this.byId.set(t.id, t);
     const key = functionKey(t.namespace, t.name);
     let group = this.byFunction.get(key);
-    if (!group) this.byFunction.set(key, (group = new Map()));
+    if (!group) this.byFunction.set(key, (group = new Map<string, Tracked>()));
     group.set(t.id, t);
     return t;
   }

@@ -36,16 +36,8 @@ export class PoolkeeperRestarts {
         );
       };
       this.pending.add(abort);
-      p.then(
-        (v) => {
-          this.pending.delete(abort);
-          resolve(v);
-        },
-        (err: unknown) => {
-          this.pending.delete(abort);
-          reject(err as Error);
-        },
-      );
+      // p's own outcome, whatever it is, passes through unchanged.
+      p.finally(() => this.pending.delete(abort)).then(resolve, reject);
     });
   }
 }

@@ -64,29 +64,31 @@ export class FakePoolkeeper implements PoolkeeperClient {
     this.announce(inst);
     return inst;
   }
-  async retire(instanceId: string): Promise<boolean> {
+  retire(instanceId: string): Promise<boolean> {
     this.retired.push(instanceId);
     const before = this.instances.length;
     this.instances = this.instances.filter((i) => i.id !== instanceId);
-    return this.instances.length < before;
+    return Promise.resolve(this.instances.length < before);
   }
-  async list(): Promise<Instance[]> {
-    return [...this.instances];
+  list(): Promise<Instance[]> {
+    return Promise.resolve([...this.instances]);
   }
 }
 
 export class FakeRoutes implements RouteStore {
   readonly routes = new Map<string, Instance>();
   puts = 0;
-  async put(instance: Instance) {
+  put(instance: Instance): Promise<void> {
     this.puts++;
     this.routes.set(instance.id, instance);
+    return Promise.resolve();
   }
-  async remove(_ns: string, _fn: string, id: string) {
+  remove(_ns: string, _fn: string, id: string): Promise<void> {
     this.routes.delete(id);
+    return Promise.resolve();
   }
-  async loadAll() {
-    return [...this.routes.values()];
+  loadAll(): Promise<Instance[]> {
+    return Promise.resolve([...this.routes.values()]);
   }
 }
 

@@ -138,9 +138,10 @@ describe("scheduler lease (unit)", () => {
   });
 
   it("returns FUNCTION_LOAD_FAILED with the loader's message and answers it from memory until the TTL passes", async () => {
-    w.poolkeeper.behave = async () => {
-      throw new FizzError("FUNCTION_LOAD_FAILED", "hello.js:2: SyntaxError: Unexpected token");
-    };
+    w.poolkeeper.behave = () =>
+      Promise.reject(
+        new FizzError("FUNCTION_LOAD_FAILED", "hello.js:2: SyntaxError: Unexpected token"),
+      );
     const errs = await Promise.all(
       Array.from({ length: 5 }, () => rejection(w.leases.lease(leaseReq("hello")))),
     );
@@ -158,9 +159,8 @@ describe("scheduler lease (unit)", () => {
   });
 
   it("forgets a load failure when the function gets a new revision", async () => {
-    w.poolkeeper.behave = async () => {
-      throw new FizzError("FUNCTION_LOAD_FAILED", "hello.js:1: boom");
-    };
+    w.poolkeeper.behave = () =>
+      Promise.reject(new FizzError("FUNCTION_LOAD_FAILED", "hello.js:1: boom"));
     await rejection(w.leases.lease(leaseReq("hello")));
     const fixed = fnObj("hello", { revision: 2 });
     w.registry.set(fixed);
@@ -172,15 +172,14 @@ describe("scheduler lease (unit)", () => {
       revision: 2,
       object: fixed,
     });
-    w.poolkeeper.behave = async (req) => instanceFor(req.function);
+    w.poolkeeper.behave = (req) => Promise.resolve(instanceFor(req.function));
     const { lease } = await w.leases.lease(leaseReq("hello"));
     expect(lease.function.revision).to.equal(2);
   });
 
   it("passes other specialize errors through unchanged and does not remember them", async () => {
-    w.poolkeeper.behave = async () => {
-      throw new FizzError("NO_CAPACITY", "warm pool for default/node is empty");
-    };
+    w.poolkeeper.behave = () =>
+      Promise.reject(new FizzError("NO_CAPACITY", "warm pool for default/node is empty"));
     expect((await rejection(w.leases.lease(leaseReq("hello")))).code).to.equal("NO_CAPACITY");
     await rejection(w.leases.lease(leaseReq("hello")));
     expect(w.poolkeeper.specializeCalls).to.have.length(2);
@@ -294,9 +293,9 @@ describe("scheduler lease (unit)", () => {
       const hung = (await w.leases.lease(leaseReq("hello"))).lease.instanceId;
       const inst = w.table.get(hung)!.instance;
       // The kill did not take: the poolkeeper keeps the instance.
-      w.poolkeeper.retire = async (id) => {
+      w.poolkeeper.retire = (id) => {
         w.poolkeeper.retired.push(id);
-        return true;
+        return Promise.resolve(true);
       };
       await w.leases.lease(leaseReq("hello", { failed: [hung] }));
       onInstanceEvent(w.model, { event: "specialized", instance: inst });

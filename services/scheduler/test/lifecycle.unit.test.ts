@@ -17,7 +17,7 @@ function changed(op: "created" | "updated" | "deleted", obj: ReturnType<typeof f
 
 describe("scheduler instance lifecycle (unit)", () => {
   let w: ReturnType<typeof world>;
-  beforeEach(async () => {
+  beforeEach(() => {
     w = world({ drainMs: 40 });
     w.registry.set(envObj("node"), fnObj("hello"));
     w.loadCatalog();
@@ -181,7 +181,7 @@ describe("scheduler instance lifecycle (unit)", () => {
       expect(w.publisher.removedIds()).to.deep.equal([id]);
     });
 
-    it("drains instances of functions that no longer exist once the catalog is loaded", async () => {
+    it("drains instances of functions that no longer exist once the catalog is loaded", () => {
       const stray = instanceFor({ namespace: "default", name: "gone", revision: 4 });
       w.table.add(stray, w.clock.t);
       w.reaper.tick();

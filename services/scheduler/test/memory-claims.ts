@@ -16,7 +16,11 @@ export class MemoryClaims implements ClaimStore {
 
   constructor(private readonly now: () => number) {}
 
-  async join(req: JoinRequest): Promise<JoinResult> {
+  join(req: JoinRequest): Promise<JoinResult> {
+    return Promise.resolve(this.joinNow(req));
+  }
+
+  private joinNow(req: JoinRequest): JoinResult {
     this.joins++;
     const slots = this.revision(req.fn);
     const live = new Set(req.live);
@@ -58,7 +62,7 @@ export class MemoryClaims implements ClaimStore {
     return { kind: "owner", slot: k, owner: req.owner, member: members.length };
   }
 
-  async finish(
+  finish(
     fn: FunctionRef,
     slot: number,
     owner: string,
@@ -69,15 +73,16 @@ export class MemoryClaims implements ClaimStore {
     ttlMs: number,
   ): Promise<SlotRecord | undefined> {
     const e = this.live(fn, slot);
-    if (!e || e.record.state !== "open" || e.record.owner !== owner) return undefined;
+    if (!e || e.record.state !== "open" || e.record.owner !== owner)
+      return Promise.resolve(undefined);
     e.record = { ...e.record, ...outcome };
     e.expiresAt = this.now() + ttlMs;
-    return structuredClone(e.record);
+    return Promise.resolve(structuredClone(e.record));
   }
 
-  async read(fn: FunctionRef, slot: number): Promise<SlotRecord | undefined> {
+  read(fn: FunctionRef, slot: number): Promise<SlotRecord | undefined> {
     const e = this.live(fn, slot);
-    return e ? structuredClone(e.record) : undefined;
+    return Promise.resolve(e ? structuredClone(e.record) : undefined);
   }
 
   /** What a crashed replica leaves behind: an open claim nobody will finish. */
@@ -96,7 +101,7 @@ export class MemoryClaims implements ClaimStore {
   private revision(fn: FunctionRef): Map<number, Entry> {
     const key = `${fn.namespace}/${fn.name}/${fn.revision}`;
     let m = this.slots.get(key);
-    if (!m) this.slots.set(key, (m = new Map()));
+    if (!m) this.slots.set(key, (m = new Map<number, Entry>()));
     return m;
   }
 }

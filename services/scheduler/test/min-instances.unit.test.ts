@@ -131,9 +131,8 @@ describe("scheduler minInstances (unit)", () => {
   });
 
   it("backs off after a failed top-up instead of retrying on every tick", async () => {
-    w.poolkeeper.behave = async () => {
-      throw new FizzError("NO_CAPACITY", "warm pool for default/node is empty");
-    };
+    w.poolkeeper.behave = () =>
+      Promise.reject(new FizzError("NO_CAPACITY", "warm pool for default/node is empty"));
     create({ minInstances: 1 });
     await w.minInstances.idle();
     w.reaper.tick();

@@ -43,24 +43,27 @@ export class Stage {
         this.nc,
         s.registryList,
         Codecs.registryList,
-        async (req) => ({
-          items: [...this.objects.values()].filter(
-            (o) => o.kind === (req.kind === "functions" ? "Function" : "Environment"),
-          ),
-        }),
+        (req) =>
+          Promise.resolve({
+            items: [...this.objects.values()].filter(
+              (o) => o.kind === (req.kind === "functions" ? "Function" : "Environment"),
+            ),
+          }),
         opts,
       ),
       serve(
         this.nc,
         s.registryGet,
         Codecs.registryGet,
-        async (req) => {
+        (req) => {
           const o = this.objects.get(
             `${req.kind === "functions" ? "Function" : "Environment"}/${req.namespace}/${req.name}`,
           );
           if (!o)
-            throw new FizzError("NOT_FOUND", `${req.kind} ${req.namespace}/${req.name} not found`);
-          return { object: o };
+            return Promise.reject(
+              new FizzError("NOT_FOUND", `${req.kind} ${req.namespace}/${req.name} not found`),
+            );
+          return Promise.resolve({ object: o });
         },
         opts,
       ),
@@ -87,13 +90,14 @@ export class Stage {
         this.nc,
         s.poolkeeperRetire,
         Codecs.poolkeeperRetire,
-        async (req) => {
+        (req) => {
           this.retireCalls.push(req.instanceId);
           const inst = this.instances.find((i) => i.id === req.instanceId);
-          if (!this.retireTakes) return { retired: inst !== undefined };
-          this.instances = this.instances.filter((i) => i.id !== req.instanceId);
-          if (inst) this.announce("retired", inst);
-          return { retired: inst !== undefined };
+          if (this.retireTakes) {
+            this.instances = this.instances.filter((i) => i.id !== req.instanceId);
+            if (inst) this.announce("retired", inst);
+          }
+          return Promise.resolve({ retired: inst !== undefined });
         },
         opts,
       ),
@@ -101,10 +105,10 @@ export class Stage {
         this.nc,
         s.poolkeeperList,
         Codecs.poolkeeperList,
-        async () => {
-          if (!this.listAnswers) throw new FizzError("UNAVAILABLE", "poolkeeper is restarting");
-          return { instances: [...this.instances] };
-        },
+        () =>
+          this.listAnswers
+            ? Promise.resolve({ instances: [...this.instances] })
+            : Promise.reject(new FizzError("UNAVAILABLE", "poolkeeper is restarting")),
         opts,
       ),
       this.nc.subscribe(s.schedulerInstancesAll, {
