@@ -63,10 +63,12 @@ export interface Scheduler {
  * Starts the scheduler: ops server first (so probes answer while we wait), then NATS, the event
  * subscriptions (before anything is read, so no change is missed), the route cache rebuilt from
  * Redis, and only then scheduler.lease — answering before the rebuild would specialize instances
- * that already exist. The registry catalog and the poolkeeper reconcile load in the background
- * with back-off: a lease for a function not cached yet asks registry.get itself. minInstances
- * top-ups start after the rebuild too, for the same reason. Timers (src/timers) start alongside
- * and compete for the leader lease once the invocation stream exists and the timers are listed.
+ * that already exist. The registry catalog (followRegistryListing, relisted after every NATS
+ * reconnect) and the poolkeeper reconcile load in the background with back-off: a lease for a
+ * function not cached yet asks registry.get itself. minInstances top-ups start after the rebuild
+ * too, for the same reason. The model is built by buildScheduler (graph.ts), as the unit tests
+ * build it. Timers (src/timers) start alongside and compete for the leader lease once the
+ * invocation stream exists and the timers are listed.
  */
 export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): Promise<Scheduler> {
   // The root logger already carries {service}; components add {component}.

@@ -30,7 +30,11 @@ export interface LeaseResult {
   outcome: LeaseOutcome;
 }
 
-/** A function that changes revision during every specialization cannot be leased; give up after this many. */
+/**
+ * A function that changes revision during every specialization cannot be leased; give up after
+ * this many looks. Not a retry (kit's retryUntil): no error is retried and nothing waits; each
+ * look starts again from the revision the catalog holds now.
+ */
 const MAX_ATTEMPTS = 3;
 
 /**
