@@ -173,7 +173,7 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     intervalMs: config.presenceIntervalMs,
     logger,
     signal: abort.signal,
-    mqTriggers: bus.syncMqTriggers,
+    mqTriggers: (req, signal) => bus.syncMqTriggers(req, signal),
   });
   logger.info(
     { host: config.host, port: server.port, opsPort: opsServer.port, id },

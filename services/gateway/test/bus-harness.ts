@@ -94,19 +94,26 @@ export async function startBusWorld(opts: {
       nc,
       subj.registryGet,
       Codecs.registryGet,
-      async (req) => {
+      (req) => {
         const object = items(req.kind).find(
           (o) => o.metadata.namespace === req.namespace && o.metadata.name === req.name,
         );
-        if (!object) throw new FizzError("NOT_FOUND", `${req.kind} ${req.name} not found`);
-        return { object };
+        if (!object)
+          return Promise.reject(new FizzError("NOT_FOUND", `${req.kind} ${req.name} not found`));
+        return Promise.resolve({ object });
       },
       { sender: "registry-test", logger: log },
     ),
-    serve(nc, subj.registryList, Codecs.registryList, async (req) => ({ items: items(req.kind) }), {
-      sender: "registry-test",
-      logger: log,
-    }),
+    serve(
+      nc,
+      subj.registryList,
+      Codecs.registryList,
+      (req) => Promise.resolve({ items: items(req.kind) }),
+      {
+        sender: "registry-test",
+        logger: log,
+      },
+    ),
     serve(
       nc,
       subj.schedulerLease,

@@ -226,7 +226,7 @@ describe("gateway lifecycle (real NATS)", function () {
       const early = await call(gw.port, "GET", "/function/x");
       expect(early.status).to.equal(503);
       expect(early.json<{ error: { code: string } }>().error.code).to.equal("UNAVAILABLE");
-      serve(nc, subj.registryList, Codecs.registryList, async () => ({ items: [] }), {
+      serve(nc, subj.registryList, Codecs.registryList, () => Promise.resolve({ items: [] }), {
         sender: "registry-test",
         logger: silentLogger(),
       });
@@ -262,7 +262,7 @@ describe("gateway lifecycle (real NATS)", function () {
     const gw = await starting;
     try {
       const nc = await connect({ servers: nats.url });
-      serve(nc, subj.registryList, Codecs.registryList, async () => ({ items: [] }), {
+      serve(nc, subj.registryList, Codecs.registryList, () => Promise.resolve({ items: [] }), {
         sender: "registry-test",
         logger: silentLogger(),
       });

@@ -113,15 +113,16 @@ export async function startHarness(opts: {
       nc,
       subj.registryGet,
       Codecs.registryGet,
-      async (req) => {
+      (req) => {
         gets.push(req);
         const list: (FunctionObject | HttpTrigger)[] =
           req.kind === "functions" ? functions : req.kind === "httptriggers" ? triggers : [];
         const object = list.find(
           (o) => o.metadata.namespace === req.namespace && o.metadata.name === req.name,
         );
-        if (!object) throw new FizzError("NOT_FOUND", `${req.kind} ${req.name} not found`);
-        return { object };
+        if (!object)
+          return Promise.reject(new FizzError("NOT_FOUND", `${req.kind} ${req.name} not found`));
+        return Promise.resolve({ object });
       },
       { sender: "registry-test", logger: log },
     ),
@@ -131,9 +132,10 @@ export async function startHarness(opts: {
       nc,
       subj.registryList,
       Codecs.registryList,
-      async (req) => ({
-        items: req.kind === "functions" ? functions : req.kind === "httptriggers" ? triggers : [],
-      }),
+      (req) =>
+        Promise.resolve({
+          items: req.kind === "functions" ? functions : req.kind === "httptriggers" ? triggers : [],
+        }),
       { sender: "registry-test", logger: log },
     ),
   );
@@ -232,7 +234,7 @@ export async function startInstance(
   id: string,
   handler: InstanceHandler = echo,
 ): Promise<Instance> {
-  const inst: Instance = { id, address: "", port: 0, hits: 0, close: async () => undefined };
+  const inst: Instance = { id, address: "", port: 0, hits: 0, close: () => Promise.resolve() };
   const server = http.createServer((req, res) => {
     const expected = req.headers["x-fizz-instance"];
     if (expected !== undefined && expected !== id) {
@@ -307,7 +309,8 @@ export function call(
             status: res.statusCode ?? 0,
             headers: res.headers,
             text,
-            json: () => JSON.parse(text),
+            // The caller names the shape it expects (a test reply); JSON.parse cannot check it.
+            json: <T>() => JSON.parse(text) as T,
           });
         });
         res.on("error", reject);

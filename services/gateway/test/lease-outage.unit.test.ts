@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { FizzError, type Lease } from "@fizz/events";
 import type { Dispatcher } from "undici";
 import { LeaseManager } from "../src/front-door/leases";
+import { FakeClock } from "./fake-clock";
 
 /**
  * A scheduler or poolkeeper that crashed is restarted by the supervisor within seconds: a request
@@ -18,37 +19,44 @@ const lease: Lease = {
 
 function manager(down: number, queueTimeoutMs = 2000) {
   let calls = 0;
+  const clock = new FakeClock();
   const m = new LeaseManager({
     gateway: "gateway-test",
     dispatcher: () => ({}) as Dispatcher,
     queueTimeoutMs,
-    request: async () => {
+    now: clock.now,
+    timers: clock,
+    request: () => {
       calls++;
-      if (calls <= down) throw new FizzError("UNAVAILABLE", "nothing answers on scheduler.lease");
-      return lease;
+      if (calls <= down)
+        return Promise.reject(new FizzError("UNAVAILABLE", "nothing answers on scheduler.lease"));
+      return Promise.resolve(lease);
     },
   });
-  return { m, fl: m.target("default", "hello"), calls: () => calls };
+  return { m, clock, fl: m.target("default", "hello"), calls: () => calls };
 }
 
 describe("lease requests during a scheduler or poolkeeper outage", () => {
   it("waits for the scheduler to come back and then serves the request", async () => {
-    const { m, fl, calls } = manager(4);
-    const e = await m.acquire(fl);
+    const { m, clock, fl, calls } = manager(4);
+    const acquired = m.acquire(fl);
+    // Four pauses of at most 100, 200, 400 and 500 ms: within the 2 s queue wait.
+    await clock.advance(1200);
+    const e = await acquired;
     expect(e.instanceId).to.equal("i1");
     expect(calls()).to.equal(5);
     m.close();
   });
 
   it("answers UNAVAILABLE once the queue wait is over", async () => {
-    const { m, fl } = manager(Infinity, 300);
-    const started = Date.now();
-    const err = await m.acquire(fl).then(
-      () => undefined,
-      (e: unknown) => e as FizzError,
-    );
+    const { m, clock, fl, calls } = manager(Infinity, 300);
+    let err: FizzError | undefined;
+    void m.acquire(fl).catch((e: unknown) => (err = e as FizzError));
+    await clock.advance(299);
+    expect(err, "still riding out the outage").to.equal(undefined);
+    expect(calls(), "asked again during the wait").to.be.greaterThan(2);
+    await clock.advance(1);
     expect(err?.code).to.equal("UNAVAILABLE");
-    expect(Date.now() - started).to.be.within(250, 1500);
     m.close();
   });
 
@@ -57,9 +65,9 @@ describe("lease requests during a scheduler or poolkeeper outage", () => {
     const m = new LeaseManager({
       gateway: "gateway-test",
       dispatcher: () => ({}) as Dispatcher,
-      request: async () => {
+      request: () => {
         calls++;
-        throw new FizzError("NOT_FOUND", "no such function");
+        return Promise.reject(new FizzError("NOT_FOUND", "no such function"));
       },
     });
     const err = await m.acquire(m.target("default", "gone")).then(

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
 import type { Dispatcher } from "undici";
 import { LeaseManager } from "../src/front-door/leases";
+import { FakeClock, settle } from "./fake-clock";
 
 function lease(id: string, over: Partial<Lease> = {}): Lease {
   return {
@@ -20,7 +21,7 @@ function fakeScheduler(replies: (Lease | FizzError)[]) {
   const calls: LeaseRequest[] = [];
   const request = async (req: LeaseRequest): Promise<Lease> => {
     calls.push(req);
-    await new Promise((r) => setTimeout(r, 5));
+    await settle(); // answers later, as over NATS: concurrent askers find the request in flight
     const next = replies.shift();
     if (!next) throw new FizzError("NO_CAPACITY", "no more");
     if (next instanceof FizzError) throw next;
@@ -29,15 +30,17 @@ function fakeScheduler(replies: (Lease | FizzError)[]) {
   return { calls, request };
 }
 
-function manager(replies: (Lease | FizzError)[], now = () => Date.now()) {
+function manager(replies: (Lease | FizzError)[]) {
   const sched = fakeScheduler(replies);
+  const clock = new FakeClock();
   const m = new LeaseManager({
     gateway: "gateway-test",
     request: sched.request,
     dispatcher: () => ({}) as Dispatcher,
-    now,
+    now: clock.now,
+    timers: clock,
   });
-  return { m, calls: sched.calls, fl: m.target("default", "hello") };
+  return { m, clock, calls: sched.calls, fl: m.target("default", "hello") };
 }
 
 describe("leases", () => {
@@ -120,19 +123,19 @@ describe("leases", () => {
     expect(calls).to.have.length(1);
     for (const r of results) {
       expect(r.status).to.equal("rejected");
-      expect((r as PromiseRejectedResult).reason.code).to.equal("NOT_FOUND");
+      expect(((r as PromiseRejectedResult).reason as FizzError).code).to.equal("NOT_FOUND");
     }
   });
 
   it("queues instead of overloading a full instance when the scheduler answers NO_CAPACITY", async () => {
-    const { m, calls, fl } = manager([
+    const { m, clock, calls, fl } = manager([
       lease("i1", { slots: 1 }),
       new FizzError("NO_CAPACITY", "full"),
     ]);
     const a = await m.acquire(fl);
     let second: string | undefined;
     const waiting = m.acquire(fl).then((e) => (second = e.instanceId));
-    await new Promise((r) => setTimeout(r, 30));
+    await clock.advance(30);
     expect(second, "still waiting: i1 has no free slot").to.equal(undefined);
     expect(a.inFlight).to.equal(1);
     m.release(a);
@@ -188,11 +191,11 @@ describe("leases", () => {
   });
 
   it("reports instances used since the last report, and in-flight ones every time", async () => {
-    let t = 5000;
-    const { m, fl } = manager([lease("i1", { slots: 3 })], () => t);
+    const { m, clock, fl } = manager([lease("i1", { slots: 3 })]);
     const a = await m.acquire(fl);
     m.tryTake(fl);
-    t = 6000;
+    await clock.advance(1000);
+    const releasedAt = clock.now();
     m.release(a);
     expect(m.takeReport()).to.deep.equal([
       {
@@ -201,7 +204,7 @@ describe("leases", () => {
         function: "hello",
         inFlight: 1,
         served: 1,
-        lastUsedAt: 6000,
+        lastUsedAt: releasedAt,
       },
     ]);
     expect(m.takeReport(), "still in flight").to.have.length(1);

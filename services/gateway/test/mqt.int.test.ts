@@ -146,7 +146,8 @@ describe("message-queue triggers (real NATS)", function () {
     ).to.include({ applied: true });
     const res = await w.nc.request("ghost.calls", Buffer.from("x"), { timeout: 5000 });
     expect(res.headers?.get("Fizz-Status")).to.equal("404");
-    expect(JSON.parse(Buffer.from(res.data).toString()).error.code).to.equal("NOT_FOUND");
+    const body = JSON.parse(Buffer.from(res.data).toString()) as { error: { code: string } };
+    expect(body.error.code).to.equal("NOT_FOUND");
   });
 
   it("JetStream: creates the stream and a durable consumer, retries with back-off, then dead-letters", async () => {

@@ -407,7 +407,7 @@ describe("gateway proxy (real NATS)", function () {
   });
 
   describe("scheduler errors", () => {
-    const cases: [string, FizzError | null, number, string][] = [
+    const cases: [string, FizzError, number, string][] = [
       ["nf", new FizzError("NOT_FOUND", "function nf not found"), 404, "NOT_FOUND"],
       [
         "broken",
@@ -426,7 +426,7 @@ describe("gateway proxy (real NATS)", function () {
         expect(r.status).to.equal(status);
         const body = r.json<{ error: { code: string; message: string } }>();
         expect(body.error.code).to.equal(code);
-        expect(body.error.message).to.equal(err?.message);
+        expect(body.error.message).to.equal(err.message);
       });
     }
 

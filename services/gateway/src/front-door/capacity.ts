@@ -1,5 +1,6 @@
 import { FizzError, type ErrorCode } from "@fizz/events";
 import type { FunctionLeases, LeaseEntry } from "./function-leases";
+import type { Timers } from "./timers";
 import type { WaitTicket } from "./wait-queue";
 
 /**
@@ -19,6 +20,7 @@ export interface CapacityOptions {
   /** The minimum interval between two scheduler asks for a function with waiting requests. */
   reaskMs: number;
   now: () => number;
+  timers: Timers;
   /** A free slot of the function with its slot taken, or undefined. */
   tryTake: (fl: FunctionLeases) => LeaseEntry | undefined;
   /** A lease request for the function (single flight); true when it added capacity. */
@@ -94,7 +96,7 @@ export class CapacityQueues {
    * answers every waiting request.
    */
   reask(fl: FunctionLeases): void {
-    clearTimeout(fl.reaskTimer);
+    this.o.timers.clearTimeout(fl.reaskTimer);
     fl.reaskTimer = undefined;
     if (fl.queue.length === 0 || this.closed) return;
     this.o.ask(fl).then(
@@ -114,7 +116,7 @@ export class CapacityQueues {
   close(functions: Iterable<FunctionLeases>): void {
     this.closed = true;
     for (const fl of functions) {
-      clearTimeout(fl.reaskTimer);
+      this.o.timers.clearTimeout(fl.reaskTimer);
       fl.reaskTimer = undefined;
       fl.queue.failAll(new FizzError("UNAVAILABLE", "the gateway is stopping"));
     }
@@ -122,6 +124,6 @@ export class CapacityQueues {
 
   private schedule(fl: FunctionLeases, delayMs: number): void {
     if (fl.reaskTimer !== undefined || this.closed || fl.queue.length === 0) return;
-    fl.reaskTimer = setTimeout(() => this.reask(fl), delayMs);
+    fl.reaskTimer = this.o.timers.setTimeout(() => this.reask(fl), delayMs);
   }
 }

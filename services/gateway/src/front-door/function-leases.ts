@@ -1,5 +1,6 @@
 import type { Dispatcher } from "undici";
 import type { RequestStats } from "./request-stats";
+import { realTimers, type TimerHandle, type Timers } from "./timers";
 import { WaitQueue } from "./wait-queue";
 
 /** One lease the gateway holds: an instance of a function with `slots` requests' worth of capacity. */
@@ -41,16 +42,18 @@ export class FunctionLeases {
   /** The function's timeout (from its leases or its object); 0 = not known yet. Caps the queue wait. */
   timeoutMs = 0;
   /** Requests waiting for a slot at the capacity limit. */
-  readonly queue = new WaitQueue<LeaseEntry>();
+  readonly queue: WaitQueue<LeaseEntry>;
   /** The next scheduler re-ask while requests wait. */
-  reaskTimer: NodeJS.Timeout | undefined;
+  reaskTimer: TimerHandle | undefined;
   /** This function's request metrics, attached by GatewayMetrics on first use. */
   stats: RequestStats | undefined;
 
   constructor(
     readonly namespace: string,
     readonly name: string,
+    timers: Timers = realTimers,
   ) {
     this.key = `${namespace}/${name}`;
+    this.queue = new WaitQueue(timers);
   }
 }

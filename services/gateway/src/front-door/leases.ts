@@ -1,8 +1,9 @@
 import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
-import { retryUntil, sleep } from "@fizz/kit";
+import { retryUntil } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import { CapacityQueues } from "./capacity";
 import { FunctionLeases, type LeaseEntry } from "./function-leases";
+import { realTimers, type Timers } from "./timers";
 import type { WaitTicket } from "./wait-queue";
 
 export { FunctionLeases, type LeaseEntry } from "./function-leases";
@@ -53,9 +54,9 @@ export interface LeaseManagerOptions {
   reaskMs?: number;
   /** Lease requests one caller may go through (scale-out rounds) before it queues. */
   maxRounds?: number;
+  /** Injected in unit tests (a fake clock: `now` and `timers` together); real time otherwise. */
   now?: () => number;
-  /** The outage pause; injected in unit tests (with `now`), real time otherwise. */
-  sleep?: (ms: number) => Promise<void>;
+  timers?: Timers;
   onLeaseRequest?: (outcome: string) => void;
   /** A queued request was refused: `full` (queue at its limit) or `timeout`. */
   onQueueRejected?: (reason: "full" | "timeout") => void;
@@ -77,7 +78,7 @@ export class LeaseManager {
       reaskMs: 250,
       maxRounds: 8,
       now: Date.now,
-      sleep: (ms) => sleep(ms),
+      timers: realTimers,
       ...opts,
     };
     this.capacity = new CapacityQueues({
@@ -85,6 +86,7 @@ export class LeaseManager {
       queueMax: this.opts.queueMax,
       reaskMs: this.opts.reaskMs,
       now: this.opts.now,
+      timers: this.opts.timers,
       tryTake: (fl) => this.tryTake(fl),
       ask: (fl) => this.ask(fl, undefined),
       onRejected: this.opts.onQueueRejected,
@@ -96,7 +98,7 @@ export class LeaseManager {
     const key = `${namespace}/${name}`;
     let fl = this.functions.get(key);
     if (!fl) {
-      fl = new FunctionLeases(namespace, name);
+      fl = new FunctionLeases(namespace, name, this.opts.timers);
       this.functions.set(key, fl);
     }
     return fl;
@@ -230,7 +232,13 @@ export class LeaseManager {
           return now < outage.until;
         },
         // Never past the end of the outage wait: the last try comes at its end.
-        sleep: (ms) => this.opts.sleep(Math.max(0, Math.min(ms, outage.until - this.opts.now()))),
+        sleep: (ms) =>
+          new Promise<void>((resolve) => {
+            this.opts.timers.setTimeout(
+              resolve,
+              Math.max(0, Math.min(ms, outage.until - this.opts.now())),
+            );
+          }),
       },
     );
   }

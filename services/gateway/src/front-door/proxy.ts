@@ -158,7 +158,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     e.pool.dispatch(
       {
         path: this.url,
-        method: (this.req.method ?? "GET") as Dispatcher.HttpMethod,
+        method: this.req.method ?? "GET",
         headers: h,
         body: this.body ? this.body.open() : null,
         headersTimeout: headersBackstopMs(e.timeoutMs),

@@ -59,7 +59,7 @@ export class StatsHistogram extends Histogram<"function" | "le"> {
     return this.snapshot();
   }
 
-  private async snapshot(): ReturnType<Histogram<"function" | "le">["get"]> {
+  private snapshot(): ReturnType<Histogram<"function" | "le">["get"]> {
     const { name, help } = this.meta;
     const values: { value: number; labels: Record<string, string | number>; metricName: string }[] =
       [];
@@ -79,6 +79,13 @@ export class StatsHistogram extends Histogram<"function" | "le"> {
     }
     // prom-client's runtime type names are strings; its typings declare a numeric enum.
     const type = "histogram" as unknown as MetricType;
-    return { name, help, type, aggregator: "sum", values, collect: () => undefined };
+    return Promise.resolve({
+      name,
+      help,
+      type,
+      aggregator: "sum",
+      values,
+      collect: () => undefined,
+    });
   }
 }

@@ -146,7 +146,7 @@ export class RouteStore {
    * Function updates and deletes drop older leases at once; the route itself is refreshed from
    * `registry.get`. Resolves false when it could not be applied (the registry did not answer).
    */
-  async sync(req: GatewaySyncRequest, signal: AbortSignal): Promise<boolean> {
+  async sync(req: GatewaySyncRequest, _signal: AbortSignal): Promise<boolean> {
     const { kind, op, namespace, name, revision } = req;
     if (kind !== "functions" && kind !== "httptriggers") return true;
     if (kind === "functions" && op !== "created")

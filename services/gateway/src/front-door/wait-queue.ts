@@ -1,4 +1,5 @@
 import type { FizzError } from "@fizz/events";
+import { realTimers, type TimerHandle, type Timers } from "./timers";
 
 /**
  * The requests of one function waiting for a slot, in arrival order. A function gets here only at
@@ -14,7 +15,7 @@ import type { FizzError } from "@fizz/events";
 export interface Waiter<T> {
   resolve(e: T): void;
   reject(err: FizzError): void;
-  timer: NodeJS.Timeout | undefined;
+  timer: TimerHandle | undefined;
 }
 
 /** Filled in by the lease manager while a request waits; the proxy calls it when the client leaves. */
@@ -24,6 +25,8 @@ export interface WaitTicket {
 
 export class WaitQueue<T> {
   private items: Waiter<T>[] = [];
+
+  constructor(private readonly timers: Timers = realTimers) {}
 
   get length(): number {
     return this.items.length;
@@ -37,7 +40,7 @@ export class WaitQueue<T> {
     onTimeout: () => FizzError,
   ): Waiter<T> {
     const w: Waiter<T> = { resolve, reject, timer: undefined };
-    w.timer = setTimeout(() => {
+    w.timer = this.timers.setTimeout(() => {
       if (this.remove(w)) reject(onTimeout());
     }, timeoutMs);
     this.items.push(w);
@@ -48,7 +51,7 @@ export class WaitQueue<T> {
   serveNext(e: T): boolean {
     const w = this.items.shift();
     if (!w) return false;
-    clearTimeout(w.timer);
+    this.timers.clearTimeout(w.timer);
     w.resolve(e);
     return true;
   }
@@ -58,7 +61,7 @@ export class WaitQueue<T> {
     const i = this.items.indexOf(w);
     if (i < 0) return false;
     this.items.splice(i, 1);
-    clearTimeout(w.timer);
+    this.timers.clearTimeout(w.timer);
     return true;
   }
 
@@ -67,7 +70,7 @@ export class WaitQueue<T> {
     const items = this.items;
     this.items = [];
     for (const w of items) {
-      clearTimeout(w.timer);
+      this.timers.clearTimeout(w.timer);
       w.reject(err);
     }
   }

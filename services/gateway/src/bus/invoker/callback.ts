@@ -103,7 +103,8 @@ export class CallbackSender {
       );
     } catch (err) {
       const cause = err instanceof RetryStopped ? err.cause : err;
-      if (cause !== undefined) last = cause instanceof Error ? cause.message : String(cause);
+      if (cause instanceof Error) last = cause.message;
+      else if (typeof cause === "string") last = cause;
     }
     const error = new FizzError(
       "UNAVAILABLE",

@@ -151,7 +151,7 @@ async function send(leases: LeaseManager, e: LeaseEntry, req: CallRequest): Prom
   try {
     res = await e.pool.request({
       path: req.path,
-      method: req.method as Dispatcher.HttpMethod,
+      method: req.method,
       headers,
       body: req.body,
       headersTimeout: headersBackstopMs(e.timeoutMs),
