@@ -4,10 +4,11 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, request } from "undici";
 import { freePort, portOpen, waitFor } from "@fizz/testkit";
-import { faultRows, measureFaultWindows } from "./fault-windows";
-import { benchBus } from "./lib/bus";
+import { faultRows, measureFaultWindows, type FaultFigures } from "./fault-windows";
+import { benchBus, type BusBenchResult } from "./lib/bus";
 import { ensureWrk, wrk } from "./lib/load";
 import { code, pidOfInstance, rssMb, startBenchPlatform, type BenchPlatform } from "./lib/platform";
 import { percentile, round } from "./lib/stats";
@@ -19,6 +20,53 @@ const CONNECTIONS = 50;
 const COLD_SAMPLES = QUICK ? 10 : 50;
 const EMPTY_SAMPLES = QUICK ? 5 : 20;
 const BURST = 200;
+
+/** Warm throughput: the gateway, the same instance directly, and Go's reverse proxy in front of it. */
+interface WarmFigures {
+  gateway_rps: number;
+  direct_rps: number;
+  go_proxy_rps: number;
+  gateway_p50_ms: number;
+  gateway_p99_ms: number;
+  direct_p50_ms: number;
+  go_proxy_p50_ms: number;
+  go_proxy_p99_ms: number;
+  gateway_vs_go: number;
+  errors: number;
+  connections: number;
+  seconds: number;
+}
+
+interface LatencyFigures {
+  p50_ms: number;
+  p99_ms: number;
+  samples: number;
+  errors?: number;
+}
+
+interface BurstFigures {
+  requests: number;
+  concurrency: number;
+  instances: number;
+  instances_required: number;
+  errors: number;
+  p99_ms: number;
+  p50_ms: number;
+}
+
+/** What bench/results/latest.json holds (and docs/benchmarks.md is rendered from). */
+interface BenchResults {
+  date: string;
+  machine: { cpus: number; model: string | undefined; memGb: number; node: string };
+  quick: boolean;
+  warm: WarmFigures;
+  bus: BusBenchResult;
+  cold: { node: LatencyFigures; python: LatencyFigures };
+  cold_empty_pool: { node: LatencyFigures };
+  burst: BurstFigures;
+  fault: FaultFigures;
+  memory: Record<string, number>;
+}
 
 const NODE_HELLO = 'module.exports = async () => ({ status: 200, body: "Hello, world!\\n" });\n';
 const PY_HELLO = 'def main():\n    return "Hello, world!\\n"\n';
@@ -71,7 +119,7 @@ async function main() {
   mkdirSync(path.dirname(logFile), { recursive: true });
   console.log("starting the platform…");
   const p = await startBenchPlatform(logFile);
-  const results: Record<string, unknown> = {};
+  let measured: Omit<BenchResults, "date" | "machine" | "quick" | "fault">;
   const memory: Record<string, number> = {};
   const children: { kill(): void }[] = [];
   try {
@@ -118,23 +166,17 @@ async function main() {
       await wrk(url, { connections: CONNECTIONS, seconds: QUICK ? 3 : 5 });
     }
     const direct = await load(`${inst.address}/warm`);
-    const memDuring: Promise<void>[] = [];
-    const sampleUnderLoad = () =>
-      new Promise<void>((resolve) =>
-        setTimeout(
-          async () => {
-            for (const svc of Object.keys(p.pids))
-              memory[`${svc}_load_rss_mb`] = await rssMb(p.pids[svc]!);
-            resolve();
-          },
-          (WARM_SECONDS * 1000) / 2,
-        ),
-      );
-    memDuring.push(sampleUnderLoad());
+    // Memory halfway through the gateway's run.
+    const sampleUnderLoad = async () => {
+      await sleep((WARM_SECONDS * 1000) / 2);
+      for (const svc of Object.keys(p.pids))
+        memory[`${svc}_load_rss_mb`] = await rssMb(p.pids[svc]!);
+    };
+    const sampling = sampleUnderLoad();
     const gateway = await load(`${p.gatewayUrl}/warm`);
-    await Promise.all(memDuring);
+    await sampling;
     const goproxy = await load(`http://127.0.0.1:${goPort}/warm`);
-    results.warm = {
+    const warm: WarmFigures = {
       gateway_rps: round(gateway.rps, 0),
       direct_rps: round(direct.rps, 0),
       go_proxy_rps: round(goproxy.rps, 0),
@@ -163,10 +205,10 @@ async function main() {
 
     // 1b. NATS-triggered invocations (core request/reply, JetStream trigger) next to HTTP, same function.
     console.log("bus: NATS-triggered invocations vs HTTP…");
-    results.bus = await benchBus({
+    const bus = await benchBus({
       natsUrl: p.natsUrl,
       gatewayUrl: p.gatewayUrl,
-      api: p.api,
+      api: (method, path, body) => p.api(method, path, body),
       fn: "warm",
       seconds: QUICK ? 3 : 5,
       concurrency: CONNECTIONS,
@@ -174,11 +216,7 @@ async function main() {
     });
 
     // 2. Cold start from a warm pool: each sample a function never invoked before.
-    const cold: Record<string, unknown> = {};
-    for (const [runtime, env, text] of [
-      ["node", "nodejs", NODE_HELLO],
-      ["python", "python", PY_HELLO],
-    ] as const) {
+    const coldFromPool = async (runtime: string, env: string, text: string) => {
       console.log(`cold start from the warm pool (${runtime}, ${COLD_SAMPLES} samples)…`);
       const samples: number[] = [];
       let errors = 0;
@@ -190,14 +228,17 @@ async function main() {
         if (r.status !== 200) errors++;
         samples.push(r.ms);
       }
-      cold[runtime] = {
+      return {
         p50_ms: round(percentile(samples, 50)),
         p99_ms: round(percentile(samples, 99)),
         samples: samples.length,
         errors,
       };
-    }
-    results.cold = cold;
+    };
+    const cold = {
+      node: await coldFromPool("node", "nodejs", NODE_HELLO),
+      python: await coldFromPool("python", "python", PY_HELLO),
+    };
 
     // 3. Cold start with the pool empty: the loader process starts on the request path.
     console.log(`cold start with an empty pool (${EMPTY_SAMPLES} samples)…`);
@@ -207,7 +248,7 @@ async function main() {
       await fn(p, name, "node-empty", NODE_HELLO, { idleTimeoutSeconds: 5 });
       empty.push((await timedGet(`${p.gatewayUrl}/function/${name}`)).ms);
     }
-    results.cold_empty_pool = {
+    const coldEmptyPool = {
       node: {
         p50_ms: round(percentile(empty, 50)),
         p99_ms: round(percentile(empty, 99)),
@@ -247,7 +288,7 @@ async function main() {
     );
     await agent.close();
     const burstInstances = (await p.instances()).filter((i) => i.function?.name === "burst").length;
-    results.burst = {
+    const burst: BurstFigures = {
       requests: BURST,
       concurrency: burstConcurrency,
       instances: burstInstances,
@@ -256,22 +297,19 @@ async function main() {
       p99_ms: round(percentile(burstTimes, 99)),
       p50_ms: round(percentile(burstTimes, 50)),
     };
-    results.memory = memory;
+    measured = { warm, bus, cold, cold_empty_pool: coldEmptyPool, burst, memory };
   } finally {
     for (const c of children) c.kill();
     await p.stop();
   }
   // On its own platform: the kills must not disturb the figures above.
   console.log("fault windows (kill -9 each component under load)…");
-  results.fault = await measureFaultWindows();
+  const fault = await measureFaultWindows();
 
   const flat = Object.fromEntries(
-    Object.entries(results.memory as Record<string, number>).map(([k, v]) => [
-      k.replace(/_idle_rss_mb$/, "_rss_mb"),
-      v,
-    ]),
+    Object.entries(measured.memory).map(([k, v]) => [k.replace(/_idle_rss_mb$/, "_rss_mb"), v]),
   );
-  const out = {
+  const out: BenchResults = {
     date: new Date().toISOString(),
     machine: {
       cpus: os.cpus().length,
@@ -280,8 +318,9 @@ async function main() {
       node: process.version,
     },
     quick: QUICK,
-    ...results,
-    memory: { ...(results.memory as object), ...flat },
+    ...measured,
+    fault,
+    memory: { ...measured.memory, ...flat },
   };
   writeFileSync(path.join(ROOT, "bench/results/latest.json"), JSON.stringify(out, null, 2) + "\n");
   const table = render(out);
@@ -289,10 +328,8 @@ async function main() {
   writeFileSync(path.join(ROOT, "docs/benchmarks.md"), docs(out, table));
 }
 
-type Out = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-function render(o: Out): string {
-  const w = o.warm as Record<string, number>;
+function render(o: BenchResults): string {
+  const w = o.warm;
   const rows: [string, string, string][] = [
     [
       "warm rps: gateway / direct / Go proxy",
@@ -327,8 +364,8 @@ function render(o: Out): string {
       "instances = required, 0 errors",
     ],
   ];
-  if (o.fault) rows.push(...faultRows(o.fault as Record<string, number>));
-  for (const [k, v] of Object.entries(o.memory as Record<string, number>))
+  rows.push(...faultRows(o.fault));
+  for (const [k, v] of Object.entries(o.memory))
     if (!/_rss_mb$/.test(k) || /_(idle|load)_rss_mb$|instance_/.test(k))
       rows.push([`memory ${k}`, String(v), ""]);
   const wa = Math.max(...rows.map((r) => r[0].length));
@@ -336,7 +373,7 @@ function render(o: Out): string {
   return rows.map(([a, b, c]) => `${a.padEnd(wa)}  ${b.padEnd(wb)}  ${c}`).join("\n");
 }
 
-function docs(o: Out, table: string): string {
+function docs(o: BenchResults, table: string): string {
   return `# Benchmarks
 
 Produced by \`npm run bench\` (bench/run.ts) on ${o.date.slice(0, 10)}: ${o.machine.cpus} cores (${o.machine.model}),
