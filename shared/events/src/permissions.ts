@@ -45,6 +45,12 @@ export function serviceInboxPrefix(user: ServiceUser): string {
   return `_INBOX_${user}`;
 }
 
+/**
+ * The scheduler's timer leader lock (kit's LeaderElection): a NATS KV bucket, so the scheduler's
+ * user is granted its KV subjects below. Named here so the grant and the code share one name.
+ */
+export const TIMER_LEADER_BUCKET = "fizz_timer_leader";
+
 /** Subjects only the server and the services may use: JetStream, KV, object store, system. */
 export const SYSTEM_SUBJECTS = ["$JS.>", "$KV.>", "$O.>", "$SYS.>"];
 
@@ -52,7 +58,8 @@ export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermissio
   const s = buildSubjects(prefix);
   const p = s.prefix;
   const inbox = (u: ServiceUser) => [`${serviceInboxPrefix(u)}.>`, "_INBOX.>"];
-  const js = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>"];
+  const jsApi = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"];
+  const js = [...jsApi, "$KV.>"];
   const registryReaders = [s.registryGet, s.registryList];
   const rule = (allow: string[], deny: string[] = []): SubjectRule => ({ allow, deny });
   return {
@@ -70,7 +77,10 @@ export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermissio
         // Timers fire through the invocations stream.
         `${p}.invoke.>`,
         ...registryReaders,
-        ...js,
+        // KV writes only to its timer leader lock (reads go through $JS.API). The JetStream API
+        // grant still lets it manage streams: this is least privilege for KV, not a sandbox.
+        ...jsApi,
+        `$KV.${TIMER_LEADER_BUCKET}.>`,
       ]),
       subscribe: rule([
         s.poolkeeperInstanceAll,

@@ -3,6 +3,7 @@ import {
   APP_USER,
   NATS_USERS,
   SERVICE_USERS,
+  TIMER_LEADER_BUCKET,
   isUserReplySubject,
   natsPermissions,
   permits,
@@ -62,6 +63,20 @@ describe("bus permissions", () => {
       `${serviceInboxPrefix("registry")}.reply`,
     ])
       expect(canPublish(APP_USER, subject), subject).to.equal(false);
+  });
+
+  it("lets the scheduler and the kubewatcher use their leader locks, and the scheduler no other KV bucket", () => {
+    const timerLock = `$KV.${TIMER_LEADER_BUCKET}.leader`;
+    expect(canPublish("scheduler", timerLock)).to.equal(true);
+    expect(canPublish("scheduler", `$JS.API.DIRECT.GET.KV_${TIMER_LEADER_BUCKET}`)).to.equal(true);
+    expect(canPublish("scheduler", `$JS.API.STREAM.CREATE.KV_${TIMER_LEADER_BUCKET}`)).to.equal(
+      true,
+    );
+    expect(canPublish("scheduler", "$KV.fizz_calls.x")).to.equal(false);
+    expect(canPublish("scheduler", "$KV.fizz_kubewatcher_leader.leader")).to.equal(false);
+    expect(canPublish("kubewatcher", "$KV.fizz_kubewatcher_leader.leader")).to.equal(true);
+    for (const user of ["poolkeeper", "registry", APP_USER] as const)
+      expect(canPublish(user, timerLock), user).to.equal(false);
   });
 
   it("lets the app user publish and request on user subjects and read only _INBOX replies", () => {

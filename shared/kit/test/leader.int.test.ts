@@ -1,13 +1,22 @@
 import { expect } from "chai";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { natsPermissions, serviceInboxPrefix, type ServiceUser } from "@fizz/events";
+import {
+  natsPermissions,
+  serviceInboxPrefix,
+  TIMER_LEADER_BUCKET,
+  type ServiceUser,
+} from "@fizz/events";
 import { startNats, waitFor, type TestServer } from "@fizz/testkit";
 import { LeaderElection } from "../src/leader";
 import { silentLogger } from "../src/logger";
 
 const TTL = 1_500;
-const BUCKET = "fizz_test_leader";
+/** Each service contends in its own bucket; its NATS user is granted that one. */
+const BUCKETS: Record<string, string> = {
+  scheduler: TIMER_LEADER_BUCKET,
+  kubewatcher: "fizz_kubewatcher_leader",
+};
 
 interface Contender {
   id: string;
@@ -24,7 +33,12 @@ describe("LeaderElection on nats-server (integration)", () => {
   const perms = natsPermissions();
   const users: ServiceUser[] = ["scheduler", "kubewatcher"];
 
-  const contender = async (id: string, user: ServiceUser = "scheduler", ttlMs = TTL) => {
+  const contender = async (
+    id: string,
+    user: ServiceUser = "scheduler",
+    ttlMs = TTL,
+    bucket = BUCKETS[user]!,
+  ) => {
     const nc = await connect({
       servers: nats.url,
       user,
@@ -35,7 +49,7 @@ describe("LeaderElection on nats-server (integration)", () => {
     const c: Contender = { id, nc, electedAt: [], deposedAt: [], election: undefined! };
     c.election = new LeaderElection({
       js: jetstream(nc),
-      bucket: BUCKET,
+      bucket,
       id,
       ttlMs,
       logger: silentLogger(),
@@ -76,7 +90,7 @@ describe("LeaderElection on nats-server (integration)", () => {
   });
 
   it("when the leader stops gracefully, the other takes over within ttl/4, not after the ttl", async () => {
-    const a = await contender("a");
+    const a = await contender("a", "kubewatcher");
     const b = await contender("b", "kubewatcher");
     const leader = await leaderOf([a, b]);
     const follower = leader === a ? b : a;
@@ -106,6 +120,15 @@ describe("LeaderElection on nats-server (integration)", () => {
     await contender("a");
     await contender("b", "scheduler", 2_000);
     const jsm = await jetstreamManager(contenders[0]!.nc);
-    expect((await jsm.streams.info(`KV_${BUCKET}`)).config.max_age).to.equal(2_000 * 1_000_000);
+    expect((await jsm.streams.info(`KV_${TIMER_LEADER_BUCKET}`)).config.max_age).to.equal(
+      2_000 * 1_000_000,
+    );
+  });
+
+  it("the scheduler's user cannot take a lock in a bucket it is not granted", async () => {
+    const c = await contender("a", "scheduler", TTL, "fizz_other_leader");
+    await new Promise((r) => setTimeout(r, TTL));
+    expect(c.election.isLeader()).to.equal(false);
+    expect(c.electedAt).to.deep.equal([]);
   });
 });

@@ -1,4 +1,4 @@
-import type { Subjects } from "@fizz/events";
+import { TIMER_LEADER_BUCKET, type Subjects } from "@fizz/events";
 import {
   ensureBus,
   LeaderElection,
@@ -35,9 +35,6 @@ export interface TimersOptions {
   /** Subscribes the catalog to registry.changed.timetriggers (subscriptions.ts). */
   subscribe(catalog: TimerCatalog): Subscription;
 }
-
-/** The timer leader's lock (a KV bucket: stream KV_<name>); the scheduler's NATS user may use it. */
-export const TIMER_LEADER_BUCKET = "fizz_timer_leader";
 
 export interface Timers {
   isLeader(): boolean;
