@@ -33,10 +33,11 @@ describe("retryUntil", () => {
   it("backs off exponentially with jitter, capped at maxMs", async () => {
     const clock = fakeTime();
     let calls = 0;
-    await retryUntil(
-      () => (++calls < 12 ? Promise.reject(new Error("down")) : Promise.resolve()),
-      { ...clock, baseMs: 100, maxMs: 1600 },
-    );
+    await retryUntil(() => (++calls < 12 ? Promise.reject(new Error("down")) : Promise.resolve()), {
+      ...clock,
+      baseMs: 100,
+      maxMs: 1600,
+    });
     clock.waits.forEach((w, i) => {
       const ceiling = Math.min(1600, 100 * 2 ** i);
       expect(w, `wait ${i}`).to.be.within(ceiling / 2, ceiling);
