@@ -18,6 +18,7 @@ import { freePort, startNats, startRedis, type TestServer } from "@fizz/testkit"
 import { launchPlatform } from "../../scripts/lib/platform.mjs";
 import { ROOT } from "../e2e/helpers";
 import { eventually } from "../e2e/probes";
+import { wireError } from "../lib/json-answer.js";
 
 /**
  * Validation matches execution (issue 9): what the registry accepts, every service can run, and
@@ -62,7 +63,7 @@ describe("validation: what the registry accepts, the platform can run (security)
         logs.push(`[${name}] ${line}`);
         if (logs.length > 5000) logs.shift();
       },
-    }).catch(async (err: unknown) => {
+    }).catch((err: unknown) => {
       console.error(logs.slice(-60).join("\n"));
       throw err;
     });
@@ -109,12 +110,12 @@ describe("validation: what the registry accepts, the platform can run (security)
       name: "bomb3",
       spec: { function: "hello", cron: "0 0 30 2 *" },
     });
-    expect([rest.status, rest.body.error.code, rest.body.error.field]).to.deep.equal([
+    expect([rest.status, rest.error().code, rest.error().field]).to.deep.equal([
       400,
       "VALIDATION_FAILED",
       "spec.cron",
     ]);
-    expect(rest.body.error.message).to.match(/never fires/);
+    expect(rest.error().message).to.match(/never fires/);
     for (const name of ["bomb2", "bomb3"]) {
       expect(await client.exists(keys.obj("timetriggers", "default", name))).to.equal(0);
     }
@@ -157,13 +158,13 @@ describe("validation: what the registry accepts, the platform can run (security)
       name: "evil",
       spec: { image: "fizz/env-node", command: ["sh", "-c", "cat /etc/shadow"] },
     });
-    expect([rest.status, rest.body.error.code, rest.body.error.field]).to.deep.equal([
+    expect([rest.status, rest.error().code, rest.error().field]).to.deep.equal([
       400,
       "ENV_COMMAND_DISABLED",
       "spec.command",
     ]);
     const patch = await api("PATCH", "environments/nodejs", { spec: { command: ["sh"] } });
-    expect([patch.status, patch.body.error.code]).to.deep.equal([400, "ENV_COMMAND_DISABLED"]);
+    expect([patch.status, patch.error().code]).to.deep.equal([400, "ENV_COMMAND_DISABLED"]);
     expect(await client.exists(keys.obj("environments", "default", "evil"))).to.equal(0);
     const stored = JSON.parse(
       (await client.get(keys.obj("environments", "default", "nodejs"))) ?? "{}",
@@ -196,7 +197,7 @@ describe("validation: what the registry accepts, the platform can run (security)
         spec: { function: "hello", ...spec },
       });
       expect(rest.status, JSON.stringify(spec)).to.equal(400);
-      expect(rest.body.error.field).to.match(/^spec\.(path|prefix)$/);
+      expect(rest.error().field).to.match(/^spec\.(path|prefix)$/);
     }
     expect(await client.exists(keys.obj("httptriggers", "default", "h3"))).to.equal(0);
 
@@ -271,8 +272,8 @@ describe("validation: what the registry accepts, the platform can run (security)
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await r.text();
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    return { status: r.status, body: (text ? JSON.parse(text) : undefined) as any };
+    const answer: unknown = text ? JSON.parse(text) : undefined;
+    return { status: r.status, body: answer, error: () => wireError(answer) };
   }
 
   function fizz(...args: string[]) {
