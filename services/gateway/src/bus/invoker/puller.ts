@@ -1,4 +1,4 @@
-import { backoffMs, retryUntil, type Logger } from "@fizz/kit";
+import { backoffMs, retryUntil, sleep, type Logger } from "@fizz/kit";
 import { settleMsg } from "./deliver";
 import {
   AckPolicy,
@@ -134,18 +134,13 @@ export class Puller {
     }
   }
 
-  private idle(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        if (this.wakeUp === done) this.wakeUp = undefined;
-        resolve();
-      }, ms);
-      const done = () => {
-        clearTimeout(t);
-        resolve();
-      };
-      this.wakeUp = done;
-    });
+  /** Waits `ms` (kit's sleep), cut short by `wake()`. */
+  private async idle(ms: number): Promise<void> {
+    const woken = new AbortController();
+    const done = () => woken.abort();
+    this.wakeUp = done;
+    await sleep(ms, woken.signal);
+    if (this.wakeUp === done) this.wakeUp = undefined;
   }
 }
 

@@ -1,4 +1,5 @@
 import { setMaxListeners } from "node:events";
+import { sleep } from "@fizz/kit";
 
 /**
  * One abort signal for all calls of a runner (they are all aborted together, at stop): a
@@ -14,5 +15,6 @@ export function stopController(): AbortController {
 /** Waits until `active` is empty or `ms` passed. */
 export async function settle(active: { size: number }, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
-  while (active.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  // A poll, not a retry: calls end on their own; this only waits for them, bounded.
+  while (active.size > 0 && Date.now() < deadline) await sleep(20);
 }
