@@ -8,7 +8,7 @@ export function timerLastKey(prefix: string, namespace: string, name: string): s
 
 /**
  * Only ever moves forward: two leaders overlapping for a moment (a paused one that has not yet
- * noticed it lost the lease) cannot move the record back. ISO strings of one format compare in
+ * noticed it lost leadership) cannot move the record back. ISO strings of one format compare in
  * time order.
  */
 const RECORD = `

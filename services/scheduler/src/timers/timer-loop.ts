@@ -10,7 +10,7 @@ export interface TimerLoopOptions {
   /** Publishes on the invocation stream and resolves once the stream stored it. */
   publish(inv: Invocation): Promise<void>;
   record: TickRecord;
-  /** The lease, asked right before each publication. */
+  /** Leadership (the election's isLeader), asked right before each publication. */
   isLeader(): boolean;
   catchupMs: number;
   /** Schedule time and timers; real by default, fake in unit tests. */
@@ -44,8 +44,8 @@ const keyOf = (namespace: string, name: string) => `${namespace}/${name}`;
  * Fires timers while this replica leads. Each timer has one chain of steps: plan (ticks.ts), publish
  * the tick to fire, record it, sleep until the next tick. Becoming leader, or learning of a new or
  * changed timer while leading, starts the chain where the last leader stopped (the tick record in
- * Redis) or where the timer was last updated, whichever is later; losing the lease stops every
- * chain at once, and a step re-checks the lease right before it publishes.
+ * Redis) or where the timer was last updated, whichever is later; losing leadership stops every
+ * chain at once, and a step re-checks leadership right before it publishes.
  */
 export class TimerLoop {
   private readonly entries = new Map<string, Entry>();
@@ -127,14 +127,14 @@ export class TimerLoop {
     if (this.leading) this.arm(e);
   }
 
-  /** This replica holds the lease now: serve every timer. */
+  /** This replica leads now: serve every timer. */
   lead(): void {
     this.leading = true;
     this.leadership = new AbortController();
     for (const e of this.entries.values()) this.arm(e);
   }
 
-  /** The lease is gone: no timer fires from here, at once. */
+  /** Leadership is gone: no timer fires from here, at once. */
   follow(): void {
     this.leading = false;
     this.leadership.abort();
@@ -231,11 +231,13 @@ export class TimerLoop {
       // The missed ticks are settled (reported once); the one to fire is not, until published.
       e.after = Math.max(e.after, plan.fire - 1);
       const fire = plan.fire;
-      if (!this.o.isLeader()) return; // Expired under us; the lease's `lost` follows.
+      if (!this.o.isLeader()) return; // Expired under us; the election's onDeposed follows.
       try {
         await this.o.publish(timerInvocation(e.trigger, fire, now));
       } catch (err) {
         if (!this.current(e, gen)) return;
+        // Not retryUntil: the retry re-plans (the tick may have left the catch-up window, or a
+        // later one become due), so it goes round the step, backed off on the entry's count.
         const wait = backoffMs(e.failures++, 200, 5000);
         this.log.warn(
           {

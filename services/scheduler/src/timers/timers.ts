@@ -84,7 +84,7 @@ export function startTimers(o: TimersOptions): Timers {
   const catalog = new TimerCatalog((change) => loop.apply(change));
   new Gauge({
     name: "fizz_scheduler_timer_leader",
-    help: "1 while this replica holds the timer lease and fires timers",
+    help: "1 while this replica is the timer leader and fires timers",
     registers: [o.metrics],
     collect() {
       this.set(leader.isLeader() ? 1 : 0);
@@ -140,7 +140,7 @@ export function startTimers(o: TimersOptions): Timers {
     stop: async () => {
       stopping.abort();
       await bootstrap;
-      // The loop first, publications in flight included, so nothing fires once the lease is
+      // The loop first, publications in flight included, so nothing fires once the lock is
       // handed back to a successor.
       subscription.unsubscribe();
       await loop.stop();
