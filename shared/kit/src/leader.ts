@@ -35,6 +35,10 @@ import type { NatsConnection } from "./nats";
  * - Followers poll every ttl/4. A follower takes over within ttl/4 (plus one round trip) of a
  *   graceful stop, and within ttl + ttl/4 of the last renewal of a leader that died or lost NATS;
  *   the old leader has stepped down locally at 4/5 of the TTL, before that.
+ * - Not guaranteed: an action already past its `isLeader()` check when the process stalls may
+ *   land after a successor started. What leaders do is idempotent for that reason (timer ticks
+ *   and watch events have deterministic call ids the stream deduplicates; the kubewatcher's
+ *   cursors are compare-and-set).
  *
  * Why NATS and not Redis: every service has NATS (the kubewatcher has no Redis), and the timers
  * act on the bus anyway, so leadership lives where the work is published.
