@@ -1,3 +1,10 @@
+/**
+ * The gateway, composed: `start(config, deps)` connects to NATS, starts the ops server, and wires
+ * the two halves — the HTTP front door (./front-door: proxy, routes, leases, capacity) and the bus
+ * side (./bus: invoker, async HTTP, message-queue triggers), which shares the front door's leases
+ * so bus calls and HTTP requests draw on the same slots — then reports usage to the scheduler and
+ * stops everything in order. Each half's index.ts says what it owns.
+ */
 import { randomBytes } from "node:crypto";
 import type http from "node:http";
 import { Codecs, subjects } from "@fizz/events";
