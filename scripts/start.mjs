@@ -54,11 +54,10 @@ const logFiles = new Map();
  */
 const toFile = (name, line) => {
   let file = logFiles.get(name);
-  if (!file)
-    logFiles.set(
-      name,
-      (file = createWriteStream(path.join(logDir, `${name}.log`), { flags: "a" })),
-    );
+  if (!file) {
+    file = createWriteStream(path.join(logDir, `${name}.log`), { flags: "a" });
+    logFiles.set(name, file);
+  }
   file.write(line + "\n");
 };
 const color = process.stdout.isTTY === true;
