@@ -32,7 +32,7 @@ export interface SchedulerConfig extends CommonConfig {
   claimPollMs: number;
   /** After a failed minInstances top-up, how long before that function is tried again. */
   minInstancesRetryMs: number;
-  /** Expiry of the timer leader lease in Redis; the leader renews it every third of this. */
+  /** TTL of the timer leader's lock in NATS KV (fizz_timer_leader); the leader renews it every quarter of this. */
   timerLeaseMs: number;
   /**
    * How late a timer tick may still fire. Of several ticks missed (no leader, a stalled process,

@@ -8,7 +8,7 @@ interface Held {
 }
 
 /**
- * A gateway's lease behaviour (services/gateway/src/leases.ts), reduced to what the scheduler's
+ * A gateway's lease behaviour (services/gateway/src/front-door/leases.ts), reduced to what the scheduler's
  * policy depends on: a request takes a free slot of a held lease; with none free it asks
  * scheduler.lease (one ask at a time, shared by every waiting request) excluding the full leases,
  * and a lease for an instance it holds replaces that lease's slots. Requests keep their slot.
