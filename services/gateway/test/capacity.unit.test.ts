@@ -3,7 +3,7 @@ import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
 import type { Dispatcher } from "undici";
 import { LeaseManager, type LeaseManagerOptions } from "../src/front-door/leases";
 import type { WaitTicket } from "../src/front-door/wait-queue";
-import { FakeClock, settle } from "./fake-clock";
+import { FakeClock, settle } from "@fizz/testkit";
 
 /**
  * The capacity limit: scale out while requests exceed the held slots, then (NO_CAPACITY) a FIFO
@@ -32,8 +32,7 @@ function manager(replies: Reply[], opts: Partial<LeaseManagerOptions> = {}) {
   const m = new LeaseManager({
     gateway: "gateway-test",
     dispatcher: () => ({}) as Dispatcher,
-    now: clock.now,
-    timers: clock,
+    clock,
     request: async (req) => {
       calls.push(req);
       at.push(clock.now());

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { FizzError, type Lease } from "@fizz/events";
 import type { Dispatcher } from "undici";
 import { LeaseManager } from "../src/front-door/leases";
-import { FakeClock } from "./fake-clock";
+import { FakeClock } from "@fizz/testkit";
 
 /**
  * A scheduler or poolkeeper that crashed is restarted by the supervisor within seconds: a request
@@ -24,8 +24,7 @@ function manager(down: number, queueTimeoutMs = 2000) {
     gateway: "gateway-test",
     dispatcher: () => ({}) as Dispatcher,
     queueTimeoutMs,
-    now: clock.now,
-    timers: clock,
+    clock,
     request: () => {
       calls++;
       if (calls <= down)

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
 import type { Dispatcher } from "undici";
 import { LeaseManager } from "../src/front-door/leases";
-import { FakeClock, settle } from "./fake-clock";
+import { FakeClock, settle } from "@fizz/testkit";
 
 function lease(id: string, over: Partial<Lease> = {}): Lease {
   return {
@@ -37,8 +37,7 @@ function manager(replies: (Lease | FizzError)[]) {
     gateway: "gateway-test",
     request: sched.request,
     dispatcher: () => ({}) as Dispatcher,
-    now: clock.now,
-    timers: clock,
+    clock,
   });
   return { m, clock, calls: sched.calls, fl: m.target("default", "hello") };
 }

@@ -1,5 +1,5 @@
 import { FizzError, type Environment, type EnvironmentRef, type FunctionRef } from "@fizz/events";
-import { backoffMs, type Logger } from "@fizz/kit";
+import { backgroundClock, backoffMs, type Clock, type Logger } from "@fizz/kit";
 import type { AdoptedInstance, Backend, BackendInstance, ExitInfo } from "./backend";
 import { envKey, type InstanceCounts, type Tracked } from "./instances";
 
@@ -45,23 +45,12 @@ export interface PoolOptions {
   onReady?: (t: Tracked) => void;
   onDied?: (t: Tracked, info: ExitInfo) => void;
   onSpawned?: (seconds: number, ok: boolean) => void;
-  /** The back-off, cooldown and stable timers; fake in unit tests. */
-  clock?: PoolClock;
+  /**
+   * The back-off, cooldown and stable timers; fake in unit tests. Real ones are unref'd (kit's
+   * backgroundClock), as they always were: a pending back-off does not keep the process alive.
+   */
+  clock?: Pick<Clock, "after">;
 }
-
-/** The `after` of kit's leader clock, so one fake serves both. */
-export interface PoolClock {
-  /** Calls `fn` after `ms` without keeping the process alive; the returned function cancels it. */
-  after(ms: number, fn: () => void): () => void;
-}
-
-const realClock: PoolClock = {
-  after(ms, fn) {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return () => clearTimeout(t);
-  },
-};
 
 export class Pool {
   private readonly envs = new Map<string, EnvState>();
@@ -74,14 +63,14 @@ export class Pool {
   private readonly backoffBaseMs: number;
   private readonly backoffMaxMs: number;
   private readonly stableMs: number;
-  private readonly clock: PoolClock;
+  private readonly clock: Pick<Clock, "after">;
 
   constructor(private readonly opts: PoolOptions) {
     this.log = opts.logger.child({ component: "pool" });
     this.backoffBaseMs = opts.backoffBaseMs ?? 250;
     this.backoffMaxMs = opts.backoffMaxMs ?? 10_000;
     this.stableMs = opts.stableMs ?? 10_000;
-    this.clock = opts.clock ?? realClock;
+    this.clock = opts.clock ?? backgroundClock;
     opts.backend.onExit((instance, info) => this.exited(instance, info));
   }
 

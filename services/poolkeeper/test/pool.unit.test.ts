@@ -4,7 +4,7 @@ import type { ExitInfo } from "../src/backend";
 import type { Tracked } from "../src/instances";
 import { Pool, type PoolOptions } from "../src/pool";
 import { FakeBackend, env } from "./fake-backend";
-import { FakeClock, settle } from "./fake-clock";
+import { FakeClock, settle } from "@fizz/testkit";
 
 const ref = { namespace: "default", name: "node" };
 

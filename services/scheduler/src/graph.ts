@@ -1,8 +1,7 @@
-import type { Logger } from "@fizz/kit";
+import type { Clock, Logger } from "@fizz/kit";
 import { Catalog, type RegistryClient } from "./catalog";
 import type { ClaimStore } from "./claims";
 import type { InstancesPublisher, PoolkeeperClient } from "./clients";
-import type { After } from "./delay";
 import type { SchedulerConfig } from "./config";
 import type { Model } from "./handlers";
 import { InstanceTable } from "./instance-table";
@@ -38,8 +37,8 @@ export interface GraphDeps {
   replica: string;
   config: GraphConfig;
   now: () => number;
-  /** Timers of the drain periods and claim polls; realAfter in production. */
-  after: After;
+  /** Timers of the drain periods and claim polls; realClock.after in production. */
+  after: Clock["after"];
   logger: Logger;
 }
 

@@ -7,6 +7,7 @@ import {
   createMetricsRegistry,
   followRegistryListing,
   natsConnected,
+  realClock,
   redisReady,
   retryUntil,
   RetryStopped,
@@ -21,7 +22,6 @@ import {
 import type { Catalog, CatalogKind } from "./catalog";
 import { natsPoolkeeper, natsPublisher, natsRegistry } from "./clients";
 import type { SchedulerConfig } from "./config";
-import { realAfter } from "./delay";
 import { buildScheduler } from "./graph";
 import { createSchedulerMetrics } from "./metrics";
 import { rebuildFromRedis, reconcileWithPoolkeeper } from "./reconcile";
@@ -120,7 +120,7 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
     replica: sender,
     config,
     now,
-    after: realAfter,
+    after: (ms, fn) => realClock.after(ms, fn),
     logger,
   });
   const metrics = createSchedulerMetrics(registry, {

@@ -1,6 +1,5 @@
 import { FizzError, type Instance } from "@fizz/events";
-import type { Logger } from "@fizz/kit";
-import type { After } from "./delay";
+import type { Clock, Logger } from "@fizz/kit";
 import type { Catalog } from "./catalog";
 import type { InstancesPublisher, PoolkeeperClient } from "./clients";
 import {
@@ -20,8 +19,8 @@ export interface RetirerDeps {
   catalog: Catalog;
   drainMs: number;
   now: () => number;
-  /** Timers (realAfter in production; a hand-moved clock in unit tests). */
-  after: After;
+  /** Timers (realClock.after in production; a hand-moved clock in unit tests). */
+  after: Clock["after"];
   logger: Logger;
 }
 

@@ -1,6 +1,5 @@
 import { FizzError, type FunctionRef, type Instance } from "@fizz/events";
-import type { Logger } from "@fizz/kit";
-import type { After } from "./delay";
+import type { Clock, Logger } from "@fizz/kit";
 import { effectiveConcurrency, type Catalog, type Resolved } from "./catalog";
 import {
   FINISHED_SLOT_TTL_MS,
@@ -36,8 +35,8 @@ export interface SpecializerDeps {
   pollMs: number;
   loadFailureTtlMs: number;
   now: () => number;
-  /** Timers (realAfter in production; a hand-moved clock in unit tests). */
-  after: After;
+  /** Timers (realClock.after in production; a hand-moved clock in unit tests). */
+  after: Clock["after"];
   logger: Logger;
 }
 

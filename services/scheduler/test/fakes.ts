@@ -16,7 +16,7 @@ import {
 import { buildScheduler } from "../src/graph";
 import type { RouteStore } from "../src/route-cache";
 import { instanceFor } from "./fixtures";
-import { ManualClock, settle } from "./manual-clock";
+import { FakeClock, settle } from "@fizz/testkit";
 import { MemoryClaims } from "./memory-claims";
 
 type Obj = ObjectsByPlural["functions"] | ObjectsByPlural["environments"];
@@ -113,7 +113,7 @@ export class FakePublisher implements InstancesPublisher {
 
 /** What scheduler replicas share: the registry, the poolkeeper, Redis (routes, claims), the clock. */
 export interface Shared {
-  clock: ManualClock;
+  clock: FakeClock;
   registry: FakeRegistry;
   poolkeeper: FakePoolkeeper;
   routes: FakeRoutes;
@@ -189,7 +189,7 @@ export function world(
 }
 
 function newShared(): Shared {
-  const clock = new ManualClock();
+  const clock = new FakeClock();
   const shared: Shared = {
     clock,
     registry: new FakeRegistry(),

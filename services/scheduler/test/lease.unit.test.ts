@@ -5,7 +5,7 @@ import { onInstanceEvent, onRegistryChanged, onUsageReport } from "../src/handle
 import { reconcileWithPoolkeeper } from "../src/reconcile";
 import { envObj, fnObj, instanceFor } from "./fixtures";
 import { leaseReq, report, world } from "./fakes";
-import { settle } from "./manual-clock";
+import { settle } from "@fizz/testkit";
 
 async function rejection(p: Promise<unknown>): Promise<FizzError> {
   try {
@@ -149,11 +149,11 @@ describe("scheduler lease (unit)", () => {
     expect(errs[0]!.message).to.equal("hello.js:2: SyntaxError: Unexpected token");
     expect(w.poolkeeper.specializeCalls).to.have.length(1);
 
-    w.clock.advance(4000);
+    await w.clock.advance(4000);
     expect((await rejection(w.leases.lease(leaseReq("hello")))).message).to.contain("hello.js:2");
     expect(w.poolkeeper.specializeCalls).to.have.length(1);
 
-    w.clock.advance(1001);
+    await w.clock.advance(1001);
     await rejection(w.leases.lease(leaseReq("hello")));
     expect(w.poolkeeper.specializeCalls).to.have.length(2);
   });
@@ -299,7 +299,7 @@ describe("scheduler lease (unit)", () => {
       };
       await w.leases.lease(leaseReq("hello", { failed: [hung] }));
       onInstanceEvent(w.model, { event: "specialized", instance: inst });
-      w.clock.advance(120_000); // past every tombstone
+      await w.clock.advance(120_000); // past every tombstone
       const res = await reconcileWithPoolkeeper({ ...w, now: w.model.now });
       expect(res.adopted).to.equal(0);
       await w.retirer.idle();

@@ -35,7 +35,7 @@ describe("scheduler instance lifecycle (unit)", () => {
     // Not handed out while draining: the next lease specializes revision 2.
     const next = await w.leases.lease(leaseReq("hello"));
     expect(next.lease.function.revision).to.equal(2);
-    w.clock.advance(40); // the drain period
+    await w.clock.advance(40); // the drain period
     await w.retirer.idle();
     expect(w.poolkeeper.retired).to.include(old);
     expect(w.routes.routes.has(old)).to.equal(false);
@@ -59,7 +59,7 @@ describe("scheduler instance lifecycle (unit)", () => {
       ],
     });
     onRegistryChanged(w.model, changed("updated", fnObj("hello", { revision: 2 })));
-    w.clock.advance(100);
+    await w.clock.advance(100);
     onUsageReport(w.model, {
       gateway: "g1",
       items: [
@@ -98,7 +98,7 @@ describe("scheduler instance lifecycle (unit)", () => {
     onRegistryChanged(w.model, changed("deleted", fnObj("hello")));
     expect(w.publisher.removedIds().sort()).to.deep.equal([a, b].sort());
     expect(w.catalog.fn("default", "hello")).to.equal(undefined);
-    w.clock.advance(40); // the drain period
+    await w.clock.advance(40); // the drain period
     await w.retirer.idle();
     expect(w.poolkeeper.retired).to.have.length(2);
   });
@@ -142,12 +142,12 @@ describe("scheduler instance lifecycle (unit)", () => {
       w.registry.set(fnObj("hello", { idleTimeoutSeconds: 10, minInstances: 1 }));
       w.loadCatalog();
       const a = (await w.leases.lease(leaseReq("hello"))).lease.instanceId;
-      w.clock.advance(1000);
+      await w.clock.advance(1000);
       const b = (await w.leases.lease(leaseReq("hello", { exclude: [a] }))).lease.instanceId;
-      w.clock.advance(9500); // a idle 10.5 s, b idle 9.5 s
+      await w.clock.advance(9500); // a idle 10.5 s, b idle 9.5 s
       w.reaper.tick();
       expect(w.publisher.removedIds()).to.deep.equal([a]);
-      w.clock.advance(1000); // b idle too, but it is the last one: minInstances keeps it
+      await w.clock.advance(1000); // b idle too, but it is the last one: minInstances keeps it
       w.reaper.tick();
       expect(w.publisher.removedIds()).to.deep.equal([a]);
       await w.retirer.idle(); // a's drain period ended during the last second
@@ -159,7 +159,7 @@ describe("scheduler instance lifecycle (unit)", () => {
       w.registry.set(fnObj("hello", { idleTimeoutSeconds: 10 }));
       w.loadCatalog();
       const id = (await w.leases.lease(leaseReq("hello"))).lease.instanceId;
-      w.clock.advance(9000);
+      await w.clock.advance(9000);
       onUsageReport(w.model, {
         gateway: "gateway-a",
         items: [
@@ -173,10 +173,10 @@ describe("scheduler instance lifecycle (unit)", () => {
           },
         ],
       });
-      w.clock.advance(9000);
+      await w.clock.advance(9000);
       w.reaper.tick();
       expect(w.publisher.events).to.deep.equal([]);
-      w.clock.advance(1001);
+      await w.clock.advance(1001);
       w.reaper.tick();
       expect(w.publisher.removedIds()).to.deep.equal([id]);
     });
@@ -206,7 +206,7 @@ describe("scheduler instance lifecycle (unit)", () => {
       expect(await rebuildFromRedis({ table: fresh.table, routes, now: fresh.model.now })).to.equal(
         2,
       );
-      fresh.clock.advance(1);
+      await fresh.clock.advance(1);
       const res = await reconcileWithPoolkeeper({
         ...fresh,
         now: fresh.model.now,

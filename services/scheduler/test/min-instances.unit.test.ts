@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { FizzError } from "@fizz/events";
-import { settle } from "./manual-clock";
+import { settle } from "@fizz/testkit";
 import { onInstanceEvent, onRegistryChanged } from "../src/handlers";
 import { rebuildFromRedis } from "../src/reconcile";
 import { envObj, fnObj, type FnOpts } from "./fixtures";
@@ -64,7 +64,7 @@ describe("scheduler minInstances (unit)", () => {
       1, 1, 2, 2,
     ]);
     expect(live(w, 2)).to.have.length(2);
-    w.clock.advance(20); // the drain period
+    await w.clock.advance(20); // the drain period
     await w.retirer.idle();
     expect(w.poolkeeper.retired).to.have.length(2);
   });
@@ -138,7 +138,7 @@ describe("scheduler minInstances (unit)", () => {
     w.reaper.tick();
     await w.minInstances.idle();
     expect(w.poolkeeper.specializeCalls).to.have.length(1);
-    w.clock.advance(5001);
+    await w.clock.advance(5001);
     w.reaper.tick();
     await w.minInstances.idle();
     expect(w.poolkeeper.specializeCalls).to.have.length(2);

@@ -4,7 +4,7 @@ import { slotShare } from "../src/claims";
 import { envObj, fnObj, instanceFor } from "./fixtures";
 import { leaseReq, report, world } from "./fakes";
 import { GatewaySim } from "./gateway-sim";
-import { drive, settle } from "./manual-clock";
+import { drive, settle } from "@fizz/testkit";
 
 /** Slots granted per instance, over a set of leases. */
 function slotsPerInstance(leases: Lease[]): Map<string, number> {
@@ -99,7 +99,7 @@ describe("scheduler scale-out policy (unit)", () => {
 
   it("counts a grant the gateway never used only until PENDING_GRANT_TTL_MS passes", async () => {
     const a = (await w.leases.lease(leaseReq("hello", { gateway: "g1" }))).lease.instanceId;
-    w.clock.advance(5000);
+    await w.clock.advance(5000);
     const b = await w.leases.lease(leaseReq("hello", { gateway: "g2" }));
     expect(b.lease).to.include({ instanceId: a, slots: 50 });
   });
@@ -156,7 +156,7 @@ describe("scheduler single flight across replicas (unit, shared claims)", () => 
     await settle();
     const second = b.leases.lease(leaseReq("hello", { gateway: "g2" }));
     await settle();
-    a.clock.advance(20); // b polls the claim meanwhile
+    await a.clock.advance(20); // b polls the claim meanwhile
     await settle();
     expect(a.poolkeeper.specializeCalls).to.have.length(1);
     release();
@@ -175,10 +175,10 @@ describe("scheduler single flight across replicas (unit, shared claims)", () => 
     w.claims.abandon({ namespace: "default", name: "hello", revision: 1 }, "crashed/1", 1000);
     const pending = w.leases.lease(leaseReq("hello"));
     await settle();
-    w.clock.advance(30); // polls the claim, still held
+    await w.clock.advance(30); // polls the claim, still held
     await settle();
     expect(w.poolkeeper.specializeCalls).to.have.length(0);
-    w.clock.advance(1001);
+    await w.clock.advance(1001);
     const r = await drive(w.clock, pending);
     expect(r.outcome).to.equal("specialized");
     expect(w.poolkeeper.specializeCalls).to.have.length(1);

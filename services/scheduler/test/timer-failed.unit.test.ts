@@ -4,7 +4,7 @@ import { silentLogger } from "@fizz/kit";
 import type { TickRecord } from "../src/timers/tick-record";
 import { planTicks } from "../src/timers/ticks";
 import { TimerLoop } from "../src/timers/timer-loop";
-import { FakeClock } from "./timer-clock";
+import { FakeClock } from "@fizz/testkit";
 import { timerObj } from "./timer-fixtures";
 
 const noRecord: TickRecord = {

@@ -4,7 +4,7 @@ import { silentLogger } from "@fizz/kit";
 import type { TickRecord } from "../src/timers/tick-record";
 import { TimerCatalog, type TimerChange } from "../src/timers/timer-catalog";
 import { TimerLoop } from "../src/timers/timer-loop";
-import { FakeClock, settle } from "./timer-clock";
+import { FakeClock, settle } from "@fizz/testkit";
 import { changedEvent, timerObj } from "./timer-fixtures";
 
 class MemoryRecord implements TickRecord {

@@ -1,5 +1,6 @@
 export * from "./logger";
 export * from "./backoff";
+export * from "./clock";
 export * from "./config";
 export * from "./nats";
 export * from "./redis";

@@ -6,7 +6,7 @@ import {
   type JetStreamClient,
 } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { sleep as realSleep } from "./backoff";
+import { backgroundClock, type Clock } from "./clock";
 import type { Logger } from "./logger";
 import type { NatsConnection } from "./nats";
 
@@ -67,25 +67,6 @@ export class LockConflict extends Error {
   }
 }
 
-/** Time for timer-driven logic (the election, the scheduler's timers); fake in unit tests. */
-export interface Clock {
-  now(): number;
-  /** Resolves after `ms`, or at once when `signal` aborts. */
-  sleep(ms: number, signal?: AbortSignal): Promise<void>;
-  /** Calls `fn` after `ms`; the returned function cancels it. */
-  after(ms: number, fn: () => void): () => void;
-}
-
-export const realClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms, signal) => realSleep(ms, signal),
-  after(ms, fn) {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return () => clearTimeout(t);
-  },
-};
-
 interface CommonOptions {
   /** This contender's id, the key's value while it leads; unique per process. */
   id: string;
@@ -93,6 +74,7 @@ interface CommonOptions {
   logger: Logger;
   /** Names the election in logs (e.g. "timers"). */
   name?: string;
+  /** Real time by default, its timers unref'd: the election must not hold up an exit. */
   clock?: Clock;
   onElected(): void;
   onDeposed(reason: string): void;
@@ -120,7 +102,7 @@ export class LeaderElection {
   private readonly validMs: number;
 
   constructor(private readonly o: LeaderElectionOptions) {
-    this.clock = o.clock ?? realClock;
+    this.clock = o.clock ?? backgroundClock;
     this.log = o.logger.child({ component: "leader", election: o.name ?? "leader" });
     this.everyMs = Math.max(25, Math.floor(o.ttlMs / 4));
     this.validMs = o.ttlMs - Math.ceil(o.ttlMs / 5);

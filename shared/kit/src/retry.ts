@@ -1,4 +1,5 @@
-import { backoffMs, sleep as realSleep } from "./backoff";
+import { backoffMs } from "./backoff";
+import { realClock, type Clock } from "./clock";
 import type { Logger } from "./logger";
 
 export interface RetryOptions {
@@ -13,9 +14,11 @@ export interface RetryOptions {
   retryable?: (err: unknown) => boolean;
   /** Told of every failure that will be retried, with the wait before the next attempt. */
   onRetry?: (info: RetryInfo) => void;
-  /** Injected in unit tests; real time otherwise. */
-  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
-  now?: () => number;
+  /**
+   * Where the waits happen and elapsed time is read: a fake in unit tests; a narrowed real clock
+   * where a wait must end on another signal than `signal` or stop at a deadline. Real by default.
+   */
+  clock?: Pick<Clock, "now" | "sleep">;
 }
 
 export interface RetryInfo {
@@ -44,9 +47,8 @@ export async function retryUntil<T>(
   fn: (attempt: number) => Promise<T>,
   opts: RetryOptions = {},
 ): Promise<T> {
-  const sleep = opts.sleep ?? realSleep;
-  const now = opts.now ?? Date.now;
-  const started = now();
+  const clock = opts.clock ?? realClock;
+  const started = clock.now();
   let lastErr: unknown;
   for (let attempt = 0; ; attempt++) {
     if (opts.signal?.aborted) throw new RetryStopped(lastErr);
@@ -58,8 +60,8 @@ export async function retryUntil<T>(
       if (opts.attempts !== undefined && attempt + 1 >= opts.attempts) throw err;
       if (opts.signal?.aborted) throw new RetryStopped(err);
       const waitMs = backoffMs(attempt, opts.baseMs ?? 200, opts.maxMs ?? 5_000);
-      opts.onRetry?.({ err, attempt, waitMs, elapsedMs: now() - started });
-      await sleep(waitMs, opts.signal);
+      opts.onRetry?.({ err, attempt, waitMs, elapsedMs: clock.now() - started });
+      await clock.sleep(waitMs, opts.signal);
     }
   }
 }

@@ -1,7 +1,8 @@
 import { expect } from "chai";
 import { LeaderElection } from "../src/leader";
 import { silentLogger } from "../src/logger";
-import { FakeTime, MemoryLock } from "./leader-fakes";
+import { FakeClock } from "@fizz/testkit";
+import { MemoryLock } from "./memory-lock";
 
 const TTL = 10_000;
 
@@ -11,7 +12,7 @@ interface Contender {
 }
 
 describe("LeaderElection (unit: memory lock, fake clock)", () => {
-  let time: FakeTime;
+  let time: FakeClock;
   let lock: MemoryLock;
   let contenders: Contender[];
 
@@ -34,7 +35,7 @@ describe("LeaderElection (unit: memory lock, fake clock)", () => {
   const atMostOneLeader = () => expect(leaders(), "leaders at once").to.be.at.most(1);
 
   beforeEach(() => {
-    time = new FakeTime();
+    time = new FakeClock();
     lock = new MemoryLock(time, TTL);
     contenders = [];
   });

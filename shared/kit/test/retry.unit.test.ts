@@ -23,7 +23,7 @@ describe("retryUntil", () => {
     let calls = 0;
     const v = await retryUntil(
       () => (++calls < 4 ? Promise.reject(new Error("not yet")) : Promise.resolve("ok")),
-      { ...clock, baseMs: 100, maxMs: 1000 },
+      { clock, baseMs: 100, maxMs: 1000 },
     );
     expect(v).to.equal("ok");
     expect(calls).to.equal(4);
@@ -34,7 +34,7 @@ describe("retryUntil", () => {
     const clock = fakeTime();
     let calls = 0;
     await retryUntil(() => (++calls < 12 ? Promise.reject(new Error("down")) : Promise.resolve()), {
-      ...clock,
+      clock,
       baseMs: 100,
       maxMs: 1600,
     });
@@ -48,7 +48,7 @@ describe("retryUntil", () => {
     const clock = fakeTime();
     let calls = 0;
     const err = await retryUntil(() => Promise.reject(new Error(`fail ${++calls}`)), {
-      ...clock,
+      clock,
       attempts: 3,
     }).catch((e: unknown) => e);
     expect((err as Error).message).to.equal("fail 3");
@@ -63,7 +63,7 @@ describe("retryUntil", () => {
         calls++;
         return Promise.reject(new Error("bad credentials"));
       },
-      { ...clock, retryable: (e) => !(e as Error).message.includes("credentials") },
+      { clock, retryable: (e) => !(e as Error).message.includes("credentials") },
     ).catch((e: unknown) => e);
     expect((err as Error).message).to.equal("bad credentials");
     expect(calls).to.equal(1);
@@ -102,7 +102,7 @@ describe("retryUntil", () => {
     const seen: Array<{ attempt: number; waitMs: number; elapsedMs: number }> = [];
     let calls = 0;
     await retryUntil(() => (++calls < 3 ? Promise.reject(new Error("x")) : Promise.resolve()), {
-      ...clock,
+      clock,
       onRetry: ({ attempt, waitMs, elapsedMs }) => seen.push({ attempt, waitMs, elapsedMs }),
     });
     expect(seen.map((s) => s.attempt)).to.deep.equal([0, 1]);

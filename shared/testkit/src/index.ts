@@ -1,3 +1,4 @@
 export * from "./ports";
 export * from "./servers";
 export * from "./k8s";
+export * from "./fake-clock";

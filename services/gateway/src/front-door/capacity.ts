@@ -1,6 +1,6 @@
 import { FizzError, type ErrorCode } from "@fizz/events";
+import type { Clock } from "@fizz/kit";
 import type { FunctionLeases, LeaseEntry } from "./function-leases";
-import type { Timers } from "./timers";
 import type { WaitTicket } from "./wait-queue";
 
 /**
@@ -19,8 +19,7 @@ export interface CapacityOptions {
   queueMax: number;
   /** The minimum interval between two scheduler asks for a function with waiting requests. */
   reaskMs: number;
-  now: () => number;
-  timers: Timers;
+  clock: Pick<Clock, "now" | "after">;
   /** A free slot of the function with its slot taken, or undefined. */
   tryTake: (fl: FunctionLeases) => LeaseEntry | undefined;
   /** A lease request for the function (single flight); true when it added capacity. */
@@ -72,7 +71,7 @@ export class CapacityQueues {
         };
       // The first re-ask when the NO_CAPACITY back-off ends (at once when it was not NO_CAPACITY
       // that sent the request here but the scale-out rounds running out).
-      this.schedule(fl, Math.max(0, fl.noCapacityUntil - this.o.now()));
+      this.schedule(fl, Math.max(0, fl.noCapacityUntil - this.o.clock.now()));
     });
   }
 
@@ -96,8 +95,8 @@ export class CapacityQueues {
    * answers every waiting request.
    */
   reask(fl: FunctionLeases): void {
-    this.o.timers.clearTimeout(fl.reaskTimer);
-    fl.reaskTimer = undefined;
+    fl.cancelReask?.();
+    fl.cancelReask = undefined;
     if (fl.queue.length === 0 || this.closed) return;
     this.o.ask(fl).then(
       (gained) => {
@@ -116,14 +115,14 @@ export class CapacityQueues {
   close(functions: Iterable<FunctionLeases>): void {
     this.closed = true;
     for (const fl of functions) {
-      this.o.timers.clearTimeout(fl.reaskTimer);
-      fl.reaskTimer = undefined;
+      fl.cancelReask?.();
+      fl.cancelReask = undefined;
       fl.queue.failAll(new FizzError("UNAVAILABLE", "the gateway is stopping"));
     }
   }
 
   private schedule(fl: FunctionLeases, delayMs: number): void {
-    if (fl.reaskTimer !== undefined || this.closed || fl.queue.length === 0) return;
-    fl.reaskTimer = this.o.timers.setTimeout(() => this.reask(fl), delayMs);
+    if (fl.cancelReask !== undefined || this.closed || fl.queue.length === 0) return;
+    fl.cancelReask = this.o.clock.after(delayMs, () => this.reask(fl));
   }
 }

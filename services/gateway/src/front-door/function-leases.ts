@@ -1,6 +1,6 @@
+import { realClock, type Clock } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import type { RequestStats } from "./request-stats";
-import { realTimers, type TimerHandle, type Timers } from "./timers";
 import { WaitQueue } from "./wait-queue";
 
 /** One lease the gateway holds: an instance of a function with `slots` requests' worth of capacity. */
@@ -43,17 +43,17 @@ export class FunctionLeases {
   timeoutMs = 0;
   /** Requests waiting for a slot at the capacity limit. */
   readonly queue: WaitQueue<LeaseEntry>;
-  /** The next scheduler re-ask while requests wait. */
-  reaskTimer: TimerHandle | undefined;
+  /** Cancels the next scheduler re-ask while requests wait; set while one is pending. */
+  cancelReask: (() => void) | undefined;
   /** This function's request metrics, attached by GatewayMetrics on first use. */
   stats: RequestStats | undefined;
 
   constructor(
     readonly namespace: string,
     readonly name: string,
-    timers: Timers = realTimers,
+    clock: Pick<Clock, "after"> = realClock,
   ) {
     this.key = `${namespace}/${name}`;
-    this.queue = new WaitQueue(timers);
+    this.queue = new WaitQueue(clock);
   }
 }

@@ -1,9 +1,8 @@
 import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
-import { retryUntil } from "@fizz/kit";
+import { realClock, retryUntil, type Clock } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import { CapacityQueues } from "./capacity";
 import { FunctionLeases, type LeaseEntry } from "./function-leases";
-import { realTimers, type Timers } from "./timers";
 import type { WaitTicket } from "./wait-queue";
 
 export { FunctionLeases, type LeaseEntry } from "./function-leases";
@@ -54,9 +53,8 @@ export interface LeaseManagerOptions {
   reaskMs?: number;
   /** Lease requests one caller may go through (scale-out rounds) before it queues. */
   maxRounds?: number;
-  /** Injected in unit tests (a fake clock: `now` and `timers` together); real time otherwise. */
-  now?: () => number;
-  timers?: Timers;
+  /** A fake in unit tests; real time otherwise, whose timers (queue deadlines) keep the process up. */
+  clock?: Clock;
   onLeaseRequest?: (outcome: string) => void;
   /** A queued request was refused: `full` (queue at its limit) or `timeout`. */
   onQueueRejected?: (reason: "full" | "timeout") => void;
@@ -77,16 +75,14 @@ export class LeaseManager {
       queueMax: 1000,
       reaskMs: 250,
       maxRounds: 8,
-      now: Date.now,
-      timers: realTimers,
+      clock: realClock,
       ...opts,
     };
     this.capacity = new CapacityQueues({
       queueTimeoutMs: this.opts.queueTimeoutMs,
       queueMax: this.opts.queueMax,
       reaskMs: this.opts.reaskMs,
-      now: this.opts.now,
-      timers: this.opts.timers,
+      clock: this.opts.clock,
       tryTake: (fl) => this.tryTake(fl),
       ask: (fl) => this.ask(fl, undefined),
       onRejected: this.opts.onQueueRejected,
@@ -98,7 +94,7 @@ export class LeaseManager {
     const key = `${namespace}/${name}`;
     let fl = this.functions.get(key);
     if (!fl) {
-      fl = new FunctionLeases(namespace, name, this.opts.timers);
+      fl = new FunctionLeases(namespace, name, this.opts.clock);
       this.functions.set(key, fl);
     }
     return fl;
@@ -148,7 +144,7 @@ export class LeaseManager {
    */
   async acquire(fl: FunctionLeases, avoid?: string, ticket?: WaitTicket): Promise<LeaseEntry> {
     // At the limit already (others wait, or NO_CAPACITY just now): queue behind them, FIFO.
-    if (avoid === undefined && (fl.queue.length > 0 || this.opts.now() < fl.noCapacityUntil))
+    if (avoid === undefined && (fl.queue.length > 0 || this.opts.clock.now() < fl.noCapacityUntil))
       return this.capacity.wait(fl, ticket);
     const outage = { until: 0 };
     for (let round = 0; round < this.opts.maxRounds; round++) {
@@ -179,7 +175,7 @@ export class LeaseManager {
   release(e: LeaseEntry, served = true): void {
     if (served) {
       e.served++;
-      e.lastUsedAt = this.opts.now();
+      e.lastUsedAt = this.opts.clock.now();
     }
     if (e.fn.queue.length > 0 && !e.dropped && e.inFlight <= e.slots && e.fn.queue.serveNext(e))
       return;
@@ -224,21 +220,18 @@ export class LeaseManager {
       {
         baseMs: OUTAGE_PAUSE_BASE_MS,
         maxMs: OUTAGE_PAUSE_MAX_MS,
-        now: this.opts.now,
+        clock: {
+          now: () => this.opts.clock.now(),
+          // Never past the end of the outage wait: the last try comes at its end.
+          sleep: (ms) =>
+            this.opts.clock.sleep(Math.max(0, Math.min(ms, outage.until - this.opts.clock.now()))),
+        },
         retryable: (err) => {
           if (avoid !== undefined || !(err instanceof FizzError && isOutage(err))) return false;
-          const now = this.opts.now();
+          const now = this.opts.clock.now();
           outage.until ||= now + this.outageWaitMs(fl);
           return now < outage.until;
         },
-        // Never past the end of the outage wait: the last try comes at its end.
-        sleep: (ms) =>
-          new Promise<void>((resolve) => {
-            this.opts.timers.setTimeout(
-              resolve,
-              Math.max(0, Math.min(ms, outage.until - this.opts.now())),
-            );
-          }),
       },
     );
   }
@@ -358,7 +351,7 @@ export class LeaseManager {
     } catch (err) {
       const fe = FizzError.from(err);
       this.opts.onLeaseRequest?.(fe.code);
-      if (fe.code === "NO_CAPACITY") fl.noCapacityUntil = this.opts.now() + this.opts.reaskMs;
+      if (fe.code === "NO_CAPACITY") fl.noCapacityUntil = this.opts.clock.now() + this.opts.reaskMs;
       throw fe;
     }
     this.opts.onLeaseRequest?.("ok");

@@ -1,5 +1,5 @@
 import type { FizzError } from "@fizz/events";
-import { realTimers, type TimerHandle, type Timers } from "./timers";
+import { realClock, type Clock } from "@fizz/kit";
 
 /**
  * The requests of one function waiting for a slot, in arrival order. A function gets here only at
@@ -15,7 +15,8 @@ import { realTimers, type TimerHandle, type Timers } from "./timers";
 export interface Waiter<T> {
   resolve(e: T): void;
   reject(err: FizzError): void;
-  timer: TimerHandle | undefined;
+  /** Cancels the deadline timer. */
+  cancelTimer: (() => void) | undefined;
 }
 
 /** Filled in by the lease manager while a request waits; the proxy calls it when the client leaves. */
@@ -26,7 +27,7 @@ export interface WaitTicket {
 export class WaitQueue<T> {
   private items: Waiter<T>[] = [];
 
-  constructor(private readonly timers: Timers = realTimers) {}
+  constructor(private readonly clock: Pick<Clock, "after"> = realClock) {}
 
   get length(): number {
     return this.items.length;
@@ -39,10 +40,10 @@ export class WaitQueue<T> {
     timeoutMs: number,
     onTimeout: () => FizzError,
   ): Waiter<T> {
-    const w: Waiter<T> = { resolve, reject, timer: undefined };
-    w.timer = this.timers.setTimeout(() => {
+    const w: Waiter<T> = { resolve, reject, cancelTimer: undefined };
+    w.cancelTimer = this.clock.after(timeoutMs, () => {
       if (this.remove(w)) reject(onTimeout());
-    }, timeoutMs);
+    });
     this.items.push(w);
     return w;
   }
@@ -51,7 +52,7 @@ export class WaitQueue<T> {
   serveNext(e: T): boolean {
     const w = this.items.shift();
     if (!w) return false;
-    this.timers.clearTimeout(w.timer);
+    w.cancelTimer?.();
     w.resolve(e);
     return true;
   }
@@ -61,7 +62,7 @@ export class WaitQueue<T> {
     const i = this.items.indexOf(w);
     if (i < 0) return false;
     this.items.splice(i, 1);
-    this.timers.clearTimeout(w.timer);
+    w.cancelTimer?.();
     return true;
   }
 
@@ -70,7 +71,7 @@ export class WaitQueue<T> {
     const items = this.items;
     this.items = [];
     for (const w of items) {
-      this.timers.clearTimeout(w.timer);
+      w.cancelTimer?.();
       w.reject(err);
     }
   }

@@ -1,5 +1,5 @@
 import { checkSchedule, type Invocation, type Schedule, type TimeTrigger } from "@fizz/events";
-import { backoffMs, realClock, retryUntil, type Clock, type Logger } from "@fizz/kit";
+import { backgroundClock, backoffMs, retryUntil, type Clock, type Logger } from "@fizz/kit";
 import type { TickRecord } from "./tick-record";
 import { planTicks, timerInvocation } from "./ticks";
 import type { TimerChange } from "./timer-catalog";
@@ -58,7 +58,7 @@ export class TimerLoop {
 
   constructor(private readonly o: TimerLoopOptions) {
     this.log = o.logger.child({ component: "timers" });
-    this.clock = o.clock ?? realClock;
+    this.clock = o.clock ?? backgroundClock;
   }
 
   get timers(): number {
@@ -179,8 +179,7 @@ export class TimerLoop {
         maxMs: 5000,
         signal: this.leadership.signal,
         retryable: () => this.current(e, gen),
-        sleep: (ms, signal) => this.clock.sleep(ms, signal),
-        now: () => this.clock.now(),
+        clock: this.clock,
         onRetry: ({ err, waitMs }) =>
           this.log.warn(
             { timer: keyOf(namespace, name), err: errMessage(err), retryInMs: waitMs },

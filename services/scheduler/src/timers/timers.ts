@@ -3,7 +3,7 @@ import {
   ensureBus,
   LeaderElection,
   publishInvocation,
-  realClock,
+  backgroundClock,
   retryUntil,
   RetryStopped,
   warnWhenSlow,
@@ -58,7 +58,7 @@ export function startTimers(o: TimersOptions): Timers {
     registers: [o.metrics],
   });
   let js: Awaited<ReturnType<typeof ensureBus>>["js"] | undefined;
-  const clock = { ...realClock, now: o.now };
+  const clock = { ...backgroundClock, now: o.now };
   const leader = new LeaderElection({
     nc: o.nc,
     bucket: TIMER_LEADER_BUCKET,

@@ -1,5 +1,5 @@
 import { FizzError, errorBody, httpStatusOf, type ErrorCode } from "@fizz/events";
-import { backoffMs, retryUntil, sleep } from "@fizz/kit";
+import { backoffMs, realClock, retryUntil } from "@fizz/kit";
 import type { FunctionLeases, LeaseManager } from "../../front-door/index";
 import { CallFailure, callFunction, type CallRequest, type CallResult } from "./invoke";
 
@@ -101,7 +101,7 @@ export async function callUntilRun(
       // stop only ends the waiting (the pause is cut short and the next failure is thrown).
       retryable: (err) => !signal?.aborted && mustWait(err),
       onRetry: ({ err }) => onWait?.(err as CallFailure),
-      sleep: (ms) => sleep(ms, signal),
+      clock: { now: () => Date.now(), sleep: (ms) => realClock.sleep(ms, signal) },
     });
     return outcomeOf(result);
   } catch (err) {

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { CallStatus, FizzError, type CallState } from "@fizz/events";
-import { retryUntil, sleep } from "@fizz/kit";
+import { realClock, retryUntil } from "@fizz/kit";
 import type { KV } from "@nats-io/kv";
 
 /**
@@ -84,7 +84,7 @@ export class CallStore {
         // Not `signal`: a stop cuts the pause short but never skips the write (a final status
         // written during a drain keeps the call from running again); it ends the retrying after.
         retryable: () => !signal?.aborted,
-        sleep: (ms) => sleep(ms, signal),
+        clock: { now: () => Date.now(), sleep: (ms) => realClock.sleep(ms, signal) },
       });
     } catch (err) {
       throw FizzError.from(err, "UNAVAILABLE");

@@ -1,70 +1,5 @@
-import { LockConflict, type Clock, type LeaderLock } from "../src/leader";
-
-/** Lets pending promise callbacks run (no time passes). */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r));
-}
-
-interface Timer {
-  at: number;
-  fn: () => void;
-}
-
-/**
- * Manual time. `t` is true time (the NATS server's); a contender's clock may run at another rate
- * (`clockAt(rate)`), as a drifting host clock would. Nothing waits in real time.
- */
-export class FakeTime {
-  t = 1_000_000;
-  private timers: Timer[] = [];
-
-  clock(rate = 1): Clock {
-    const origin = this.t;
-    const local = () => origin + (this.t - origin) * rate;
-    const after = (ms: number, fn: () => void) => {
-      const timer = { at: this.t + ms / rate, fn };
-      this.timers.push(timer);
-      return () => {
-        this.timers = this.timers.filter((x) => x !== timer);
-      };
-    };
-    return {
-      now: local,
-      after,
-      sleep: (ms, signal) =>
-        new Promise<void>((resolve) => {
-          if (signal?.aborted) return resolve();
-          const onAbort = () => (cancel(), resolve());
-          const cancel = after(
-            ms,
-            () => (signal?.removeEventListener("abort", onAbort), resolve()),
-          );
-          signal?.addEventListener("abort", onAbort, { once: true });
-        }),
-    };
-  }
-
-  /** Advances true time by `ms`, firing due timers in order; `each` runs after every step. */
-  async advance(ms: number, each?: () => void): Promise<void> {
-    const end = this.t + ms;
-    await settle();
-    for (;;) {
-      const due = this.timers
-        .filter((x) => x.at <= end)
-        .sort((a, b) => a.at - b.at)
-        .at(0);
-      if (!due) break;
-      this.timers = this.timers.filter((x) => x !== due);
-      this.t = Math.max(this.t, due.at);
-      due.fn();
-      await settle();
-      each?.();
-    }
-    this.t = end;
-    await settle();
-    each?.();
-  }
-}
+import type { FakeClock } from "@fizz/testkit";
+import { LockConflict, type LeaderLock } from "../src/leader";
 
 /**
  * The KV bucket in memory: compare-and-set on a revision, and expiry `ttlMs` after the last write
@@ -79,7 +14,7 @@ export class MemoryLock {
   calls = 0;
 
   constructor(
-    private readonly time: FakeTime,
+    private readonly time: FakeClock,
     private readonly ttlMs: number,
   ) {}
 
@@ -140,7 +75,7 @@ export class MemoryLock {
     if (this.lateBy === 0) return result;
     const late = this.lateBy;
     return new Promise<T>((resolve, reject) => {
-      this.time.clock().after(late, () => void result.then(resolve, reject));
+      this.time.after(late, () => void result.then(resolve, reject));
     });
   }
 }
