@@ -69,6 +69,23 @@ export interface Bus {
   stop(): Promise<void>;
 }
 
+/**
+ * How every bus path (invoker, message-queue triggers) finds a function: its lease state; null
+ * when there is no such function; undefined while the routes are not loaded (both kinds listed,
+ * routes.ts), which callers treat as "try again later" (NAK, 503 UNAVAILABLE) and never as
+ * NOT_FOUND: before the functions are listed, an absent one may well exist.
+ */
+export function functionLookup(
+  routes: BusOptions["routes"],
+  leases: LeaseManager,
+): (namespace: string, name: string) => FunctionLeases | null | undefined {
+  return (namespace, name) => {
+    if (!routes.loaded) return undefined;
+    if (!routes.functionObject(namespace, name)) return null;
+    return leases.get(namespace, name) ?? leases.target(namespace, name);
+  };
+}
+
 export function startBus(o: BusOptions): Bus {
   const log = o.logger.child({ component: "bus" });
   const abort = new AbortController();
@@ -87,11 +104,7 @@ export function startBus(o: BusOptions): Bus {
     () => limiter.inFlight,
     () => limiter.queued,
   );
-  const lookup = (namespace: string, name: string): FunctionLeases | null | undefined => {
-    if (!o.routes.loaded) return undefined;
-    if (!o.routes.functionObject(namespace, name)) return null;
-    return o.leases.get(namespace, name) ?? o.leases.target(namespace, name);
-  };
+  const lookup = functionLookup(o.routes, o.leases);
   const callbacks = new CallbackSender({
     guard: o.outbound,
     attempts: o.config.callbackAttempts,

@@ -45,7 +45,7 @@ export interface RouteStoreOptions {
 }
 
 export class RouteStore {
-  /** Undefined until the first list completes (the gateway is not ready before). */
+  /** Undefined until both kinds are listed (the gateway is not ready before; see rebuild). */
   router: Router<FunctionLeases> | undefined;
   private readonly functions = new Map<string, FunctionObject>();
   private readonly triggers = new Map<string, HttpTrigger>();
@@ -133,7 +133,7 @@ export class RouteStore {
     this.queued[kind] = null;
     this.listed[kind] = true;
     for (const ev of queued) this.apply(ev);
-    if (!this.listed.functions || !this.listed.httptriggers) return;
+    if (!this.listed.functions || !this.listed.httptriggers) return; // no table yet: see rebuild
     this.rebuild();
     this.log.info(
       { functions: this.functions.size, triggers: this.triggers.size },
@@ -272,7 +272,21 @@ export class RouteStore {
     for (const t of triggers) this.triggers.set(`${t.metadata.namespace}/${t.metadata.name}`, t);
   }
 
+  /**
+   * Compiles the table from both maps; nothing until BOTH kinds have been listed once. This is
+   * the only place `router` (and so `loaded`) is set, so the guard here covers every path that
+   * gets to it: a list landing, a change event, a `gateway.sync`. A table from one kind alone
+   * would be served as ready: every trigger route a 404 with triggers unlisted, or the bus side
+   * taking a real function for an unknown one with functions unlisted (an async call
+   * dead-lettered as NOT_FOUND). Events of a listed kind meanwhile still go into its map: they
+   * are on top of its list, and the first table (built when the second list lands, listedKind)
+   * includes them. Keeping that kind's queue held until the other is listed would do the same,
+   * but the queue grows for as long as the other list keeps failing (5 s per timed-out attempt,
+   * retried until the registry answers), and the hold would have to be kept in listedKind,
+   * onChange and applyNow alike; one guard where the table is built cannot be bypassed.
+   */
   private rebuild(): void {
+    if (!this.listed.functions || !this.listed.httptriggers) return;
     const leases = this.opts.leases;
     const triggerRules: TriggerRule<FunctionLeases>[] = [];
     const functionRules: FunctionRule<FunctionLeases>[] = [];
