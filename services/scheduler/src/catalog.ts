@@ -28,11 +28,28 @@ export interface Resolved {
 type Versioned = FunctionObject | Environment;
 export type CatalogKind = "functions" | "environments";
 
+/** What applying a registry.list answer changed. */
+export interface Listed<K extends CatalogKind> {
+  /** True once both kinds were listed (see `Catalog.loaded`). */
+  loaded: boolean;
+  /** Cached objects the listing no longer holds, now removed (deleted while events were lost). */
+  removed: Array<ObjectsByPlural[K]>;
+}
+
 /**
- * Functions and environments, filled from registry.list at start and kept by registry.changed
- * events; a miss asks registry.get once and caches the answer. Events can arrive out of order with
- * a list or a get answer, so a write only wins when it is not older than what is cached: same uid
- * (same incarnation) and a revision at least as high, or another uid (deleted and created again).
+ * Functions and environments, filled from registry.list at start and after every NATS reconnect,
+ * and kept by registry.changed events; a miss asks registry.get once and caches the answer. Events
+ * can arrive out of order with a list or a get answer, so a write only wins when it is not older
+ * than what is cached: same uid (same incarnation) and a revision at least as high, or another uid
+ * (deleted and created again).
+ *
+ * A listing and the writes made while it is on its way can cross, and "another uid wins" cannot
+ * tell an old incarnation in the listing from a new one an event brought. So, as for timers
+ * (timers/timer-catalog.ts), `beginListing` opens a window per kind; every write in it (an event,
+ * a registry.get answer) marks its key, and the listing leaves marked keys alone: it neither
+ * overwrites them nor removes them. Those writes came over the connection the listing uses, so
+ * whatever changes after them arrives as an event too. Unmarked keys the listing lacks were
+ * deleted while events were lost, and are removed.
  */
 export class Catalog {
   private readonly fns = new Map<string, FunctionObject>();
@@ -40,6 +57,8 @@ export class Catalog {
   /** True once both kinds were listed: only then does "not cached" mean "does not exist". */
   loaded = false;
   private readonly listedKinds = new Set<CatalogKind>();
+  /** Per kind: keys written since the listing in flight was requested. */
+  private readonly touchedSinceListing = new Map<CatalogKind, Set<string>>();
 
   constructor(private readonly registry: RegistryClient) {}
 
@@ -92,43 +111,81 @@ export class Catalog {
     return { fn, env };
   }
 
+  /** Call before sending registry.list for `kind`; pass the answer to `listed`. */
+  beginListing(kind: CatalogKind): void {
+    this.touchedSinceListing.set(kind, new Set());
+  }
+
+  /** A listing that failed: events are again the only news. */
+  abortListing(kind: CatalogKind): void {
+    this.touchedSinceListing.delete(kind);
+  }
+
   /**
-   * A registry.list answer for one kind. Objects go through the same revision check as events,
-   * so a listing older than an event already applied does not undo it. Returns `loaded`.
+   * The registry's full list of one kind (requested after `beginListing`): adds and updates what
+   * it holds and removes what it no longer does, except keys written since the listing was
+   * requested (they are newer than it). Objects still go through the revision check, so a listing
+   * older than an event applied before the window does not undo it either. The caller retires
+   * what hangs off the removed objects, as for a delete event.
    */
-  listed<K extends CatalogKind>(kind: K, items: ReadonlyArray<ObjectsByPlural[K]>): boolean {
+  listed<K extends CatalogKind>(kind: K, items: ReadonlyArray<ObjectsByPlural[K]>): Listed<K> {
+    const touched = this.touchedSinceListing.get(kind) ?? new Set<string>();
+    this.touchedSinceListing.delete(kind);
+    const map: Map<string, Versioned> = kind === "functions" ? this.fns : this.envs;
+    const want = kind === "functions" ? "Function" : "Environment";
+    const inListing = new Set<string>();
     const objs: ReadonlyArray<Versioned> = items;
     for (const o of objs) {
       // The registry answers the asked kind; checking the kind keeps the maps honest anyway.
-      if (kind === "environments" && o.kind === "Environment") this.putEnvironment(o);
-      else if (kind === "functions" && o.kind === "Function") this.putFunction(o);
+      if (o.kind !== want) continue;
+      const key = keyOf(o);
+      inListing.add(key);
+      if (!touched.has(key)) put(map, o);
+    }
+    const removed: Versioned[] = [];
+    for (const [key, o] of [...map]) {
+      if (inListing.has(key) || touched.has(key)) continue;
+      map.delete(key);
+      removed.push(o);
     }
     this.listedKinds.add(kind);
     this.loaded = this.listedKinds.size === 2;
-    return this.loaded;
+    // `removed` came out of the map of this kind.
+    return { loaded: this.loaded, removed: removed as Array<ObjectsByPlural[K]> };
   }
 
   /** Returns true when the object replaced (or added to) the cache. */
   putFunction(obj: FunctionObject): boolean {
+    this.touch("functions", obj);
     return put(this.fns, obj);
   }
 
   /** Returns false (and keeps the cache) only when a newer incarnation is cached. */
   removeFunction(obj: FunctionObject): boolean {
+    this.touch("functions", obj);
     return remove(this.fns, obj);
   }
 
   putEnvironment(obj: Environment): boolean {
+    this.touch("environments", obj);
     return put(this.envs, obj);
   }
 
   removeEnvironment(obj: Environment): boolean {
+    this.touch("environments", obj);
     return remove(this.envs, obj);
+  }
+
+  /** Even a write that loses marks its key: what is cached is then at least as new as it. */
+  private touch(kind: CatalogKind, obj: Versioned): void {
+    this.touchedSinceListing.get(kind)?.add(keyOf(obj));
   }
 }
 
+const keyOf = (obj: Versioned) => functionKey(obj.metadata.namespace, obj.metadata.name);
+
 function put<T extends Versioned>(map: Map<string, T>, obj: T): boolean {
-  const key = functionKey(obj.metadata.namespace, obj.metadata.name);
+  const key = keyOf(obj);
   const cur = map.get(key);
   if (cur && cur.metadata.uid === obj.metadata.uid && cur.metadata.revision > obj.metadata.revision)
     return false;
@@ -137,7 +194,7 @@ function put<T extends Versioned>(map: Map<string, T>, obj: T): boolean {
 }
 
 function remove<T extends Versioned>(map: Map<string, T>, obj: T): boolean {
-  const key = functionKey(obj.metadata.namespace, obj.metadata.name);
+  const key = keyOf(obj);
   const cur = map.get(key);
   // A delete of an older incarnation must not remove the one created since.
   if (cur && cur.metadata.uid !== obj.metadata.uid) return false;

@@ -3,11 +3,12 @@ import type {
   Instance,
   InstanceEventMessage,
   InstancesChanged,
+  ObjectsByPlural,
   RegistryChanged,
   UsageReport,
 } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
-import type { Catalog } from "./catalog";
+import type { Catalog, CatalogKind } from "./catalog";
 import { recordReport, type InstanceTable } from "./instance-table";
 import type { Retirer } from "./retirement";
 
@@ -44,6 +45,42 @@ export function onRegistryChanged(m: Model, ev: RegistryChanged): void {
     return;
   }
   applyFunction(m, ev.op, obj);
+}
+
+/**
+ * What followRegistryListing calls for one catalog kind (at start and after every NATS
+ * reconnect): each attempt opens the catalog's listing window, so writes that cross the listing
+ * win over it (the window stands in for `listedAt`), and a failed attempt closes it. A function
+ * the listing no longer holds was deleted while events were lost: its instances are drained as for
+ * a delete event. `onLoaded` runs after each listing once both kinds were listed (the caller tops
+ * up minInstances then, which must not see functions the listing removed).
+ */
+export function catalogListing<K extends CatalogKind>(
+  m: Model,
+  kind: K,
+  onLoaded: () => void,
+): {
+  onAttempt(): void;
+  onFailure(): void;
+  onList(items: ReadonlyArray<ObjectsByPlural[K]>): void;
+} {
+  return {
+    onAttempt: () => m.catalog.beginListing(kind),
+    onFailure: () => m.catalog.abortListing(kind),
+    onList: (items) => {
+      const { loaded, removed } = m.catalog.listed(kind, items);
+      for (const obj of removed) {
+        if (obj.kind !== "Function") continue;
+        const { namespace, name, revision } = obj.metadata;
+        m.retirer.drain(
+          m.table.ofFunction(namespace, name),
+          "function deleted (missing from the registry listing)",
+          revision,
+        );
+      }
+      if (loaded) onLoaded();
+    },
+  };
 }
 
 /**

@@ -19,10 +19,11 @@ import {
   type Redis,
   type Subscription,
 } from "@fizz/kit";
-import type { Catalog, CatalogKind } from "./catalog";
+import type { CatalogKind } from "./catalog";
 import { natsPoolkeeper, natsPublisher, natsRegistry } from "./clients";
 import type { SchedulerConfig } from "./config";
 import { buildScheduler } from "./graph";
+import { catalogListing, type Model } from "./handlers";
 import { createSchedulerMetrics } from "./metrics";
 import { rebuildFromRedis, reconcileWithPoolkeeper } from "./reconcile";
 import { RedisClaims } from "./redis-claims";
@@ -111,7 +112,7 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
     logger.child({ component: "route-cache" }),
   );
   const poolkeeper = natsPoolkeeper(conn, s, sender, config, poolkeeperRestarts);
-  const { catalog, table, retirer, minInstances, model, lease, reaper } = buildScheduler({
+  const { table, retirer, minInstances, model, lease, reaper } = buildScheduler({
     registry: natsRegistry(conn, s, sender, config.rpcTimeoutMs),
     poolkeeper,
     publisher: natsPublisher(conn, s, sender),
@@ -163,7 +164,7 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
   minInstances.enable();
 
   const loops = [
-    ...followCatalog(catalog, {
+    ...followCatalog(model, {
       nc: conn,
       subjects: s,
       sender,
@@ -226,27 +227,24 @@ export async function start(config: SchedulerConfig, deps: SchedulerDeps = {}): 
 
 /**
  * Keeps the catalog whole from registry.list (functions and environments, relisted after every
- * NATS reconnect); `onLoaded` runs after each listing once both kinds were listed.
+ * NATS reconnect; handlers.ts catalogListing applies each listing); `onLoaded` runs after each
+ * listing once both kinds were listed.
  */
 function followCatalog(
-  catalog: Catalog,
+  model: Model,
   o: Omit<Parameters<typeof followRegistryListing>[0], "kind" | "onList"> & {
     onLoaded: () => void;
   },
 ): Array<Promise<void>> {
   const { onLoaded, ...listing } = o;
   let announced = false;
+  const loaded = () => {
+    if (!announced) o.logger.info("catalog loaded from the registry");
+    announced = true;
+    onLoaded();
+  };
   const follow = (kind: CatalogKind) =>
-    followRegistryListing({
-      ...listing,
-      kind,
-      onList: (items) => {
-        if (!catalog.listed(kind, items)) return;
-        if (!announced) o.logger.info("catalog loaded from the registry");
-        announced = true;
-        onLoaded();
-      },
-    }).synced;
+    followRegistryListing({ ...listing, kind, ...catalogListing(model, kind, loaded) }).synced;
   return [follow("environments"), follow("functions")];
 }
 

@@ -8,6 +8,7 @@ import { silentLogger } from "@fizz/kit";
 import type { CatalogKind, RegistryClient } from "../src/catalog";
 import type { InstancesPublisher, PoolkeeperClient } from "../src/clients";
 import {
+  catalogListing,
   onInstanceEvent,
   onInstancesRemovedElsewhere,
   onUsageReport,
@@ -182,8 +183,11 @@ export function world(
     logger,
     /** The catalog as registry.list answers it now (what followRegistryListing feeds it). */
     loadCatalog(): void {
-      catalog.listed("environments", registry.list("environments"));
-      catalog.listed("functions", registry.list("functions"));
+      for (const kind of ["environments", "functions"] as const) {
+        const listing = catalogListing(model, kind, () => minInstances.checkAll());
+        listing.onAttempt();
+        listing.onList(registry.list(kind));
+      }
     },
   };
 }
