@@ -34,6 +34,7 @@ const shutdown = async (sig) => {
   stopping = true;
   console.error(`\nfizz: stopping (${sig})`);
   await platform?.stop();
+  await closeLogs();
   process.exit(0);
 };
 process.on("SIGINT", () => void shutdown("SIGINT"));
@@ -48,17 +49,36 @@ mkdirSync(logDir, { recursive: true, mode: 0o700 });
 chmodSync(logDir, 0o700);
 /** @type {Map<string, import("node:fs").WriteStream>} */
 const logFiles = new Map();
+let logsClosed = false;
 /**
  * @param {string} name  nats, redis or "services"
  * @param {string} line
  */
 const toFile = (name, line) => {
+  if (logsClosed) return;
   let file = logFiles.get(name);
   if (!file) {
-    file = createWriteStream(path.join(logDir, `${name}.log`), { flags: "a" });
+    const at = path.join(logDir, `${name}.log`);
+    file = createWriteStream(at, { flags: "a" });
+    // A log file that cannot be written must not take the launcher down with it.
+    file.on("error", (err) => console.error(`fizz: cannot write ${at}: ${errorMessage(err)}`));
     logFiles.set(name, file);
   }
   file.write(line + "\n");
+};
+/**
+ * Ends the log files and waits until what they buffered is written (at most `capMs`), so an exit
+ * right after keeps the last lines, the ones the user is told to read.
+ * @param {number} [capMs]
+ */
+const closeLogs = async (capMs = 3000) => {
+  logsClosed = true;
+  const flushed = [...logFiles.values()].map((file) => new Promise((resolve) => file.end(resolve)));
+  /** @type {NodeJS.Timeout | undefined} */
+  let timer;
+  const cap = new Promise((resolve) => (timer = setTimeout(resolve, capMs)));
+  await Promise.race([Promise.all(flushed), cap]);
+  clearTimeout(timer);
 };
 const color = process.stdout.isTTY === true;
 const json = process.env.FIZZ_LOG_FORMAT === "json";
@@ -98,6 +118,7 @@ try {
   });
 } catch (err) {
   console.error(`fizz: could not start: ${errorMessage(err)}`);
+  await closeLogs();
   process.exit(1);
 }
 started = true;

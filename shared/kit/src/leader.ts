@@ -13,16 +13,18 @@ import type { NatsConnection } from "./nats";
 /**
  * The one leader election of the platform (the scheduler's timers, the kubewatcher's informers).
  *
- * The lock is the key `leader` in a NATS JetStream KV bucket whose entries expire `ttlMs` after
- * their last write: the bucket's max age, counted by the NATS server's clock alone. A contender
- * takes the lock with create-if-absent and keeps it by rewriting it every ttl/4 with the revision it
- * last wrote (compare-and-set), so only the holder can renew, and a holder that stops renewing
- * loses the key when it expires.
+ * The lock is the key `leader` in a NATS JetStream KV bucket whose entries expire a fixed time
+ * after their last write: the bucket's max age, counted by the NATS server's clock alone, and never
+ * less than the `ttlMs` of a contender that opened the bucket (see "The bucket's max age" below).
+ * A contender takes the lock with create-if-absent and keeps it by rewriting it every ttl/4 with
+ * the revision it last wrote (compare-and-set), so only the holder can renew, and a holder that
+ * stops renewing loses the key when it expires.
  *
  * Guarantees:
  * - At most one leader acts at a time. Leadership is counted from when an acknowledged write was
- *   *sent*: the server stored it after that, so the key cannot expire before `sent + ttl` on the
- *   server's clock. A leader holds leadership until `sent + ttl − margin` on its own clock, and
+ *   *sent*: the server stored it after that, and the bucket's max age is at least our ttl, so the
+ *   key cannot expire before `sent + ttl` on the server's clock. A leader holds leadership until
+ *   `sent + ttl − margin` on its own clock, and
  *   `isLeader()` turns false then, whether or not anything answers: a watchdog timer ends it
  *   (`onDeposed`) even while a renewal hangs because NATS stopped answering. The margin (a fifth of
  *   the TTL) covers the two clocks running at different rates and a late timer.
@@ -33,12 +35,36 @@ import type { NatsConnection } from "./nats";
  *   holds our revision: a follower takes over at its next poll, not after the TTL, and a late
  *   release never ends a successor's lock.
  * - Followers poll every ttl/4. A follower takes over within ttl/4 (plus one round trip) of a
- *   graceful stop, and within ttl + ttl/4 of the last renewal of a leader that died or lost NATS;
- *   the old leader has stepped down locally at 4/5 of the TTL, before that.
+ *   graceful stop, and within maxAge + ttl/4 of the last renewal of a leader that died or lost
+ *   NATS, where maxAge is the bucket's (its own ttl unless a contender with a longer one opened the
+ *   bucket); the old leader has stepped down locally at 4/5 of its own TTL, before that.
+ * - `onElected` and `onDeposed` that throw are logged and contained: the election goes on. A
+ *   contender whose `onElected` throws cannot do the leader's job, so it steps down at once
+ *   (`onDeposed`, for the caller to undo a partial start), releases the key for another replica
+ *   and contends again at its next poll (which retries `onElected`).
  * - Not guaranteed: an action already past its `isLeader()` check when the process stalls may
  *   land after a successor started. What leaders do is idempotent for that reason (timer ticks
  *   and watch events have deterministic call ids the stream deduplicates; the kubewatcher's
  *   cursors are compare-and-set).
+ *
+ * The bucket's max age is only ever raised by a contender, never lowered. A contender counts its
+ * validity from its own ttl, which is safe while the key lives at least that long: while the max
+ * age is at least the ttl of every contender. Lowering it under a leader with a longer ttl (in a
+ * rollout that shortens the TTL the old replicas still run the longer one) would let the key
+ * expire while that leader still acts, and a second leader take over. So a contender whose ttl is
+ * above the bucket's max age raises it (and re-reads it, in case another contender's raise to a
+ * lower value landed last); one whose ttl is below keeps it and only takes over more slowly after
+ * a failure. The duplicate window is kept at or below the max age (nats-server refuses a stream
+ * otherwise). Not guaranteed: stream updates have no compare-and-set, so of two contenders raising
+ * at the same instant to different values, the lower may land last, after the other re-read.
+ *
+ * Lowering a TTL (FIZZ_TIMER_LEASE_MS, FIZZ_KUBEWATCHER_LEADER_TTL_MS) takes an operator once no
+ * replica runs with the old, longer TTL (until then the old max age only slows takeovers): lower
+ * the bucket's max age and duplicate window to the new TTL, no lower, e.g.
+ * `nats stream edit KV_<bucket> --max-age=5s --dupe-window=5s`; or delete the bucket
+ * (`nats stream rm KV_<bucket>`) while no replica of the service runs, and the first to start
+ * creates it with its TTL. Deleting it under running replicas stops the election until they
+ * restart.
  *
  * Why NATS and not Redis: every service has NATS (the kubewatcher has no Redis), and the timers
  * act on the bus anyway, so leadership lives where the work is published.
@@ -112,7 +138,11 @@ export class LeaderElection {
   async start(): Promise<void> {
     if (this.loop || this.abort.signal.aborted) return;
     this.lock ??= await this.openLock();
-    this.loop = this.run(this.lock);
+    // run() contains its own failures; this is the last guard against an unhandled rejection.
+    this.loop = this.run(this.lock).catch((err: unknown) => {
+      this.log.error({ err: message(err) }, "the leader election stopped");
+      this.depose("the leader election stopped");
+    });
   }
 
   private async openLock(): Promise<LeaderLock> {
@@ -147,7 +177,13 @@ export class LeaderElection {
     const signal = this.abort.signal;
     while (!signal.aborted) {
       const sentAt = this.clock.now();
-      const again = await this.attempt(lock, sentAt);
+      let again = false;
+      try {
+        again = await this.attempt(lock, sentAt);
+      } catch (err) {
+        // Not a NATS failure (attempt() handles those): a bug must not end the contending.
+        this.log.error({ err: message(err) }, "leader election attempt failed");
+      }
       if (signal.aborted) return;
       // Attempts start every interval: one that timed out is followed at once, so a single
       // lost answer costs a leader one interval of its validity, not two.
@@ -164,7 +200,7 @@ export class LeaderElection {
       );
       // Kept even when stopping, so stop() deletes what we just wrote.
       this.revision = next;
-      if (!this.abort.signal.aborted) this.held(sentAt);
+      if (!this.abort.signal.aborted && !this.held(sentAt)) await this.resign(lock);
       return false;
     } catch (err) {
       if (err instanceof LockConflict) return this.conflict(lock);
@@ -191,18 +227,39 @@ export class LeaderElection {
     return false;
   }
 
-  private held(sentAt: number): void {
+  /** Records a write that holds the lock; false when `onElected` threw and we stepped down. */
+  private held(sentAt: number): boolean {
     this.validUntil = sentAt + this.validMs;
     this.cancelWatchdog?.();
     this.cancelWatchdog = this.clock.after(Math.max(0, this.validUntil - this.clock.now()), () =>
       this.depose("the lock could not be renewed in time"),
     );
-    if (this.leading) return;
+    if (this.leading) return true;
     this.leading = true;
     this.log.info({ id: this.o.id }, "elected leader");
-    this.o.onElected();
+    try {
+      this.o.onElected();
+      return true;
+    } catch (err) {
+      this.log.error({ err: message(err) }, "onElected failed; stepping down");
+      this.depose("onElected failed");
+      return false;
+    }
   }
 
+  /** Deletes our key after stepping down, so a follower takes over at its next poll. */
+  private async resign(lock: LeaderLock): Promise<void> {
+    const revision = this.revision;
+    this.revision = undefined;
+    if (revision === undefined) return;
+    try {
+      await this.timed(lock.release(revision));
+    } catch (err) {
+      this.log.warn({ err: message(err) }, "could not release the leader lock; it expires");
+    }
+  }
+
+  /** Ends leadership; `isLeader()` is false before `onDeposed` runs, whatever it does. */
   private depose(reason: string): void {
     this.cancelWatchdog?.();
     this.cancelWatchdog = undefined;
@@ -210,7 +267,11 @@ export class LeaderElection {
     if (!this.leading) return;
     this.leading = false;
     this.log.info({ id: this.o.id, reason }, "no longer the leader");
-    this.o.onDeposed(reason);
+    try {
+      this.o.onDeposed(reason);
+    } catch (err) {
+      this.log.error({ err: message(err) }, "onDeposed failed");
+    }
   }
 
   /** Rejects after a renewal interval: a hung call must not hold the loop (it may still land). */
@@ -231,9 +292,15 @@ export class LeaderElection {
   }
 }
 
+/** Times a contender re-reads the bucket's max age after raising it before giving up. */
+const RAISE_ATTEMPTS = 3;
+
 /**
  * The KV bucket as a lock. File storage: a NATS restart keeps the key, so it cannot vanish under a
- * live leader. The bucket keeps the TTL it was created with, so a changed `ttlMs` is applied here.
+ * live leader. A new bucket gets `ttlMs` as its max age (and nats-server makes its duplicate window
+ * no longer); an existing one keeps its max age unless `ttlMs` is longer, which raises it (the
+ * header says why it is never lowered). Rejects when the max age is still below `ttlMs` after
+ * raising it (something keeps lowering it): contending then would be unsafe; start() is retried.
  */
 export async function openKvLock(
   o: { js: JetStreamClient; bucket: string; ttlMs: number },
@@ -246,10 +313,31 @@ export async function openKvLock(
   });
   const jsm = await o.js.jetstreamManager();
   const stream = `KV_${o.bucket}`;
-  const info = await jsm.streams.info(stream);
-  if (info.config.max_age !== o.ttlMs * NS_PER_MS) {
-    await jsm.streams.update(stream, { ...info.config, max_age: o.ttlMs * NS_PER_MS });
-    log.info({ bucket: o.bucket, ttlMs: o.ttlMs }, "leader lock TTL changed");
+  const want = o.ttlMs * NS_PER_MS;
+  let { config } = await jsm.streams.info(stream);
+  // A max age of 0 never expires the key: safe at any ttl (a dead leader's key stays, though).
+  for (let i = 0; config.max_age !== 0 && config.max_age < want; i++) {
+    if (i === RAISE_ATTEMPTS) {
+      throw new Error(
+        `the leader bucket ${o.bucket}'s max age stays at ${config.max_age / NS_PER_MS} ms, below this contender's ttl of ${o.ttlMs} ms`,
+      );
+    }
+    const duplicate_window = Math.min(config.duplicate_window || want, want);
+    await jsm.streams.update(stream, { ...config, max_age: want, duplicate_window });
+    log.info(
+      { bucket: o.bucket, ttlMs: o.ttlMs, wasMs: config.max_age / NS_PER_MS },
+      "leader lock TTL raised",
+    );
+    // Re-read: another contender raising at the same time to a lower value may have landed last.
+    ({ config } = await jsm.streams.info(stream));
+  }
+  if (config.max_age === 0) {
+    log.warn({ bucket: o.bucket }, "the leader bucket has no max age: a dead leader's key stays");
+  } else if (config.max_age > want) {
+    log.info(
+      { bucket: o.bucket, ttlMs: o.ttlMs, maxAgeMs: config.max_age / NS_PER_MS },
+      "the leader bucket's max age is above this contender's ttl and is kept: a takeover after a failure waits for it",
+    );
   }
   const cas = async (write: Promise<number>): Promise<number> => {
     try {

@@ -116,13 +116,55 @@ describe("LeaderElection on nats-server (integration)", () => {
     expect(elected - closedAt).to.be.within(TTL / 2, TTL + TTL / 4 + 500);
   });
 
-  it("a contender with another ttl (a changed setting) sets the bucket's max age to it", async () => {
+  const bucketConfig = async (bucket = TIMER_LEADER_BUCKET) => {
+    const jsm = await jetstreamManager(contenders[0]!.nc);
+    const { max_age, duplicate_window } = (await jsm.streams.info(`KV_${bucket}`)).config;
+    return { maxAgeMs: max_age / 1_000_000, duplicateWindowMs: duplicate_window / 1_000_000 };
+  };
+
+  it("a new bucket's max age is the ttl, its duplicate window no longer", async () => {
+    await contender("a");
+    const { maxAgeMs, duplicateWindowMs } = await bucketConfig();
+    expect(maxAgeMs).to.equal(TTL);
+    expect(duplicateWindowMs).to.be.at.most(TTL);
+  });
+
+  it("a contender with a longer ttl (a changed setting) raises the bucket's max age to it", async () => {
     await contender("a");
     await contender("b", "scheduler", 2_000);
-    const jsm = await jetstreamManager(contenders[0]!.nc);
-    expect((await jsm.streams.info(`KV_${TIMER_LEADER_BUCKET}`)).config.max_age).to.equal(
-      2_000 * 1_000_000,
-    );
+    const { maxAgeMs, duplicateWindowMs } = await bucketConfig();
+    expect(maxAgeMs).to.equal(2_000);
+    expect(duplicateWindowMs).to.be.at.most(2_000);
+  });
+
+  it("a contender with a shorter ttl (a rollout lowering it) starts, leaves the max age, and exactly one leads", async () => {
+    const a = await contender("a", "scheduler", 10_000);
+    // Before: the update to a 5 s max age kept the 10 s duplicate window and nats-server refused
+    // it, so this start failed on every retry.
+    const b = await contender("b", "scheduler", 5_000);
+    expect(await bucketConfig()).to.deep.equal({ maxAgeMs: 10_000, duplicateWindowMs: 10_000 });
+    const leader = await leaderOf([a, b]);
+    const deadline = Date.now() + 3_000; // past b's poll interval (ttl/4) several times
+    while (Date.now() < deadline) {
+      expect([a, b].filter((c) => c.election.isLeader())).to.deep.equal([leader]);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(leader.deposedAt).to.deep.equal([]);
+  });
+
+  it("the short-ttl contender leads safely: the key outlives its validity by the bucket's max age", async () => {
+    const a = await contender("a", "kubewatcher", 4_000);
+    await a.election.stop();
+    const b = await contender("b", "kubewatcher", TTL);
+    const c = await contender("c", "kubewatcher", TTL);
+    const leader = await leaderOf([b, c]);
+    const follower = leader === b ? c : b;
+    const closedAt = Date.now();
+    await leader.nc.close();
+    await waitFor(() => follower.election.isLeader(), { timeoutMs: 4 * 4_000, what: "takeover" });
+    // The old leader stepped down at 4/5 of its own ttl; the key lived the bucket's 4 s.
+    expect(leader.deposedAt[0]! - closedAt).to.be.below(TTL);
+    expect(follower.electedAt[0]! - closedAt).to.be.within(4_000 - TTL / 4, 4_000 + TTL / 4 + 500);
   });
 
   it("the scheduler's user cannot take a lock in a bucket it is not granted", async () => {

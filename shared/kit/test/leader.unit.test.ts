@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { pino } from "pino";
 import { LeaderElection } from "../src/leader";
 import { silentLogger } from "../src/logger";
 import { FakeClock } from "@fizz/testkit";
@@ -11,21 +12,46 @@ interface Contender {
   events: string[];
 }
 
+interface LogLine {
+  level: number;
+  msg: string;
+  err?: string;
+}
+
+interface Callbacks {
+  /** Runs after the event is recorded; may throw. */
+  onElected?: () => void;
+  onDeposed?: (reason: string) => void;
+  logs?: LogLine[];
+}
+
 describe("LeaderElection (unit: memory lock, fake clock)", () => {
   let time: FakeClock;
   let lock: MemoryLock;
   let contenders: Contender[];
 
-  const contender = (id: string, rate = 1): Contender => {
+  const contender = (id: string, rate = 1, cb: Callbacks = {}): Contender => {
     const events: string[] = [];
+    const logs = cb.logs;
     const election = new LeaderElection({
       lock: lock.for(id),
       id,
       ttlMs: TTL,
-      logger: silentLogger(),
+      logger: logs
+        ? pino(
+            { level: "debug" },
+            { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) },
+          )
+        : silentLogger(),
       clock: time.clock(rate),
-      onElected: () => events.push("elected"),
-      onDeposed: (reason) => events.push(`deposed: ${reason}`),
+      onElected: () => {
+        events.push("elected");
+        cb.onElected?.();
+      },
+      onDeposed: (reason) => {
+        events.push(`deposed: ${reason}`);
+        cb.onDeposed?.(reason);
+      },
     });
     const c = { election, events };
     contenders.push(c);
@@ -149,5 +175,114 @@ describe("LeaderElection (unit: memory lock, fake clock)", () => {
     await b.election.stop();
     expect(b.events).to.deep.equal([]);
     expect(lock.holder).to.equal("a");
+  });
+
+  describe("callbacks that throw", () => {
+    const ERROR = 50;
+    let escaped: unknown[];
+    const onEscape = (err: unknown) => void escaped.push(err);
+    beforeEach(() => {
+      escaped = [];
+      process.on("unhandledRejection", onEscape);
+      process.on("uncaughtException", onEscape);
+    });
+    afterEach(() => {
+      process.off("unhandledRejection", onEscape);
+      process.off("uncaughtException", onEscape);
+      expect(escaped, "errors that escaped the election").to.deep.equal([]);
+    });
+    const errors = (logs: LogLine[]) =>
+      logs.filter((l) => l.level >= ERROR).map((l) => `${l.msg}: ${l.err}`);
+
+    it("onElected throwing is logged; the contender steps down, releases the key and a follower takes over", async () => {
+      const logs: LogLine[] = [];
+      const a = contender("a", 1, {
+        logs,
+        onElected: () => {
+          throw new Error("informers would not start");
+        },
+      });
+      const b = contender("b");
+      await a.election.start();
+      await time.advance(1);
+      expect(a.election.isLeader()).to.equal(false);
+      expect(a.events).to.deep.equal(["elected", "deposed: onElected failed"]);
+      expect(errors(logs)).to.deep.equal([
+        "onElected failed; stepping down: informers would not start",
+      ]);
+      expect(lock.holder, "released for another replica").to.equal(undefined);
+      await b.election.start();
+      await time.advance(TTL, atMostOneLeader);
+      expect(b.election.isLeader()).to.equal(true);
+      expect(b.events).to.deep.equal(["elected"]);
+      expect(a.election.isLeader()).to.equal(false);
+    });
+
+    it("onElected throwing once: the contender keeps contending and leads at a later poll", async () => {
+      const logs: LogLine[] = [];
+      let failures = 1;
+      const a = contender("a", 1, {
+        logs,
+        onElected: () => {
+          if (failures-- > 0) throw new Error("not yet");
+        },
+      });
+      await a.election.start();
+      await time.advance(TTL / 4 + 1);
+      expect(a.election.isLeader()).to.equal(true);
+      expect(a.events).to.deep.equal(["elected", "deposed: onElected failed", "elected"]);
+      await time.advance(2 * TTL);
+      expect(a.election.isLeader()).to.equal(true);
+      expect(errors(logs)).to.have.length(1);
+    });
+
+    it("onDeposed throwing from the watchdog is logged, and leadership ends all the same", async () => {
+      const logs: LogLine[] = [];
+      const a = contender("a", 1, {
+        logs,
+        onDeposed: () => {
+          throw new Error("informers would not stop");
+        },
+      });
+      await a.election.start();
+      await time.advance(1);
+      expect(a.election.isLeader()).to.equal(true);
+      lock.cut("a");
+      await time.advance(TTL);
+      expect(a.election.isLeader()).to.equal(false);
+      expect(a.events).to.deep.equal(["elected", "deposed: the lock could not be renewed in time"]);
+      expect(errors(logs)).to.deep.equal(["onDeposed failed: informers would not stop"]);
+    });
+
+    it("onDeposed throwing on a conflict or a stop is logged; stop() still releases the key", async () => {
+      const logs: LogLine[] = [];
+      const a = contender("a", 1, {
+        logs,
+        onDeposed: () => {
+          throw new Error("boom");
+        },
+      });
+      await a.election.start();
+      await time.advance(1);
+      lock.steal("intruder");
+      await time.advance(TTL / 4 + 1);
+      expect(a.election.isLeader()).to.equal(false);
+      expect(errors(logs)).to.deep.equal(["onDeposed failed: boom"]);
+
+      const b = contender("b", 1, {
+        logs,
+        onDeposed: () => {
+          throw new Error("boom");
+        },
+      });
+      await b.election.start();
+      await time.advance(TTL); // the intruder's key expires; a or b takes it
+      const leader = [a, b].find((c) => c.election.isLeader())!;
+      expect(leader, "a leader after the intruder's key expired").to.not.equal(undefined);
+      await leader.election.stop();
+      expect(leader.election.isLeader()).to.equal(false);
+      expect(lock.holder, "the key was released").to.equal(undefined);
+      expect(errors(logs)).to.deep.equal(["onDeposed failed: boom", "onDeposed failed: boom"]);
+    });
   });
 });
