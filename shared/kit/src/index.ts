@@ -8,6 +8,7 @@ export * from "./ops";
 export * from "./lifecycle";
 export * from "./jetstream";
 export * from "./registry-listing";
+export * from "./listing-window";
 export * from "./outbound";
 export * from "./retry";
 export * from "./ports";

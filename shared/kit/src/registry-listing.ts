@@ -7,8 +7,13 @@ import { request, type NatsConnection } from "./nats";
  * Keeps a service's copy of one registry kind whole: lists it at start, retrying with back-off
  * until the registry answers (it may start later), and lists it again after every NATS reconnect,
  * because change events published while the service was disconnected are lost. Concurrent asks
- * share one listing. `onList` gets the items and the time the listing was sent, so the caller can
- * let a change event that arrived after that time win over the (older) listing.
+ * (`relist`) share one listing. A reconnect while a listing is in flight schedules one more after
+ * it (several coalesce into one): that listing's request may have been answered before the second
+ * disconnect, so it cannot hold what changed during it.
+ *
+ * Merge the answer with the events that cross it through a `ListingWindow` (listing-window.ts):
+ * `onAttempt` before each request, `onFailure` after a failed one, `onList` with the items. `onList`
+ * also gets the time the listing was sent.
  */
 export function followRegistryListing<K extends KindPlural>(opts: {
   nc: NatsConnection;
@@ -25,50 +30,64 @@ export function followRegistryListing<K extends KindPlural>(opts: {
 }): { synced: Promise<void>; relist(): Promise<void> } {
   const { nc, kind, logger: log, signal } = opts;
   let listing: Promise<void> | undefined;
+  /** A reconnect landed while `listing` was in flight: list once more after it. */
+  let again = false;
+  const listOnce = async (): Promise<void> => {
+    try {
+      await retryUntil(
+        async () => {
+          const listedAt = Date.now();
+          opts.onAttempt?.();
+          try {
+            const reply = await request(
+              nc,
+              opts.subjects.registryList,
+              Codecs.registryList,
+              { kind },
+              { sender: opts.sender, timeoutMs: opts.timeoutMs ?? 5_000 },
+            );
+            // The reply holds objects of the asked kind; the cast states what the registry
+            // guarantees.
+            const items = reply.items as ObjectsByPlural[K][];
+            opts.onList(items, listedAt);
+            log.info({ kind, count: items.length }, "listed from the registry");
+          } catch (err) {
+            opts.onFailure?.();
+            throw err;
+          }
+        },
+        {
+          baseMs: 250,
+          maxMs: 5_000,
+          signal,
+          // The registry starting after this service is the normal order: quiet unless slow.
+          onRetry: warnWhenSlow(log, "waiting for the registry to list", { kind }),
+        },
+      );
+    } catch (err) {
+      // Stopped: the service is shutting down, and `synced` resolves as it always did.
+      if (!(err instanceof RetryStopped)) throw err;
+    }
+  };
   const relist = (): Promise<void> => {
     listing ??= (async () => {
       try {
-        await retryUntil(
-          async () => {
-            const listedAt = Date.now();
-            opts.onAttempt?.();
-            try {
-              const reply = await request(
-                nc,
-                opts.subjects.registryList,
-                Codecs.registryList,
-                { kind },
-                { sender: opts.sender, timeoutMs: opts.timeoutMs ?? 5_000 },
-              );
-              // The reply holds objects of the asked kind; the cast states what the registry
-              // guarantees.
-              const items = reply.items as ObjectsByPlural[K][];
-              opts.onList(items, listedAt);
-              log.info({ kind, count: items.length }, "listed from the registry");
-            } catch (err) {
-              opts.onFailure?.();
-              throw err;
-            }
-          },
-          {
-            baseMs: 250,
-            maxMs: 5_000,
-            signal,
-            // The registry starting after this service is the normal order: quiet unless slow.
-            onRetry: warnWhenSlow(log, "waiting for the registry to list", { kind }),
-          },
-        );
-      } catch (err) {
-        // Stopped: the service is shutting down, and `synced` resolves as it always did.
-        if (!(err instanceof RetryStopped)) throw err;
+        do {
+          again = false;
+          await listOnce();
+        } while (again && !signal.aborted);
+      } finally {
+        listing = undefined;
       }
-    })().finally(() => (listing = undefined));
+    })();
     return listing;
   };
   const synced = relist();
   void (async () => {
     for await (const st of nc.status()) {
-      if (st.type === "reconnect" && !signal.aborted) void relist();
+      if (st.type !== "reconnect" || signal.aborted) continue;
+      if (listing) again = true;
+      else void relist();
     }
   })();
   return { synced, relist };

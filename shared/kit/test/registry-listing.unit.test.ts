@@ -1,0 +1,115 @@
+import { expect } from "chai";
+import { Codecs, subjects as buildSubjects, type AnyObject } from "@fizz/events";
+import { settle } from "@fizz/testkit";
+import type { Msg } from "@nats-io/transport-node";
+import { followRegistryListing } from "../src/registry-listing";
+import { silentLogger } from "../src/logger";
+import type { NatsConnection } from "../src/nats";
+
+const subjects = buildSubjects();
+
+/** registry.list answered when the test says so, and a status stream the test feeds. */
+class FakeNats {
+  readonly pending: Array<(items: AnyObject[]) => void> = [];
+  requests = 0;
+  private readonly statuses: Array<{ type: string }> = [];
+  private wake: (() => void) | undefined;
+
+  request(subject: string): Promise<Msg> {
+    expect(subject).to.equal(subjects.registryList);
+    this.requests++;
+    return new Promise((resolve) =>
+      this.pending.push((items) =>
+        resolve({ data: Codecs.registryList.reply.encode({ items }, "registry-test") } as Msg),
+      ),
+    );
+  }
+
+  status(): AsyncIterable<{ type: string }> {
+    const next = async (): Promise<IteratorResult<{ type: string }>> => {
+      for (;;) {
+        const st = this.statuses.shift();
+        if (st) return { value: st, done: false };
+        await new Promise<void>((r) => (this.wake = r));
+      }
+    };
+    return { [Symbol.asyncIterator]: () => ({ next }) };
+  }
+
+  async reconnect(): Promise<void> {
+    this.statuses.push({ type: "reconnect" });
+    this.wake?.();
+    await settle();
+  }
+
+  async answer(): Promise<void> {
+    await settle();
+    const a = this.pending.shift();
+    if (!a) throw new Error("no registry.list pending");
+    a([]);
+    await settle();
+  }
+}
+
+describe("followRegistryListing reconnects (shared/kit, unit)", () => {
+  let abort: AbortController;
+  beforeEach(() => (abort = new AbortController()));
+  afterEach(() => abort.abort());
+
+  const follow = (nats: FakeNats) => {
+    let lists = 0;
+    const f = followRegistryListing({
+      nc: nats as unknown as NatsConnection,
+      subjects,
+      kind: "functions",
+      sender: "t",
+      logger: silentLogger(),
+      signal: abort.signal,
+      onList: () => lists++,
+    });
+    return { ...f, lists: () => lists };
+  };
+
+  it("lists again after a reconnect", async () => {
+    const nats = new FakeNats();
+    const f = follow(nats);
+    await nats.answer();
+    await f.synced;
+    await nats.reconnect();
+    expect(nats.requests).to.equal(2);
+    await nats.answer();
+    expect(f.lists()).to.equal(2);
+  });
+
+  it("a reconnect while a listing is in flight lists once more after it; several coalesce", async () => {
+    const nats = new FakeNats();
+    const f = follow(nats);
+    await nats.answer();
+    await f.synced;
+    await nats.reconnect();
+    expect(nats.requests).to.equal(2);
+    // The relist's request went out (and may have been answered) before a second disconnect.
+    await nats.reconnect();
+    await nats.reconnect();
+    expect(nats.requests, "no second request while one is in flight").to.equal(2);
+    await nats.answer();
+    expect(nats.requests, "one more listing after the one in flight").to.equal(3);
+    await nats.answer();
+    await settle();
+    expect(nats.requests, "coalesced: only one more").to.equal(3);
+    expect(f.lists()).to.equal(3);
+  });
+
+  it("relist() joins the listing in flight, follow-up included", async () => {
+    const nats = new FakeNats();
+    const f = follow(nats);
+    let joined = false;
+    void f.relist().then(() => (joined = true));
+    await nats.reconnect();
+    await nats.answer();
+    expect(joined, "still the follow-up listing to go").to.equal(false);
+    await nats.answer();
+    expect(joined).to.equal(true);
+    expect(nats.requests).to.equal(2);
+  });
+});
