@@ -1,19 +1,11 @@
 import { expect } from "chai";
-import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { JsMsg } from "@nats-io/jetstream";
 import { Registry } from "prom-client";
 import type { Dispatcher } from "undici";
-import {
-  Codecs,
-  subjects,
-  type AnyObject,
-  type FunctionObject,
-  type HttpTrigger,
-  type Invocation,
-  type KindPlural,
-} from "@fizz/events";
+import { Codecs, type Invocation } from "@fizz/events";
 import { silentLogger } from "@fizz/kit";
-import { FakeClock, settle } from "@fizz/testkit";
+import { FakeClock } from "@fizz/testkit";
 import { loadBusConfig } from "../src/bus/bus-config";
 import { BusMetrics } from "../src/bus/bus-metrics";
 import { InvocationConsumer } from "../src/bus/invoker/consumer";
@@ -21,113 +13,14 @@ import { BusLimiter } from "../src/bus/invoker/limiter";
 import { functionLookup } from "../src/bus/start-bus";
 import { LeaseManager } from "../src/front-door/leases";
 import { RouteStore } from "../src/front-door/routes";
+import { FakeNats, fn, subj, trigger } from "./routes-fakes";
 
 /**
  * The route table is served (the gateway ready, the bus side trusting "no such function") only
  * once BOTH functions and HTTP triggers are listed, whichever list lands first and whatever change
- * events arrive in between. NATS is played by a fake: the test answers each `registry.list` when
- * it chooses and publishes `registry.changed.*` events itself.
+ * events arrive in between. NATS is played by a fake (routes-fakes.ts): the test answers each
+ * `registry.list` when it chooses and publishes `registry.changed.*` events itself.
  */
-const subj = subjects("fizz.v1");
-type Callback = (err: Error | null, msg: Msg) => void;
-
-class FakeNats {
-  private readonly subs = new Map<string, Set<Callback>>();
-  /** `registry.list` requests not answered yet, oldest first. */
-  readonly lists: { kind: KindPlural; answer(items: AnyObject[]): void }[] = [];
-
-  subscribe(subject: string, opts: { callback: Callback }) {
-    const set = this.subs.get(subject) ?? new Set<Callback>();
-    this.subs.set(subject, set);
-    set.add(opts.callback);
-    return { unsubscribe: () => set.delete(opts.callback) };
-  }
-
-  request(subject: string, data: Uint8Array): Promise<Msg> {
-    if (subject !== subj.registryList)
-      return Promise.reject(new Error(`503 no responders on ${subject}`));
-    const { kind } = Codecs.registryList.request.decode(data).data;
-    return new Promise((resolve) =>
-      this.lists.push({
-        kind,
-        answer: (items) =>
-          resolve({ data: Codecs.registryList.reply.encode({ items }, "registry-test") } as Msg),
-      }),
-    );
-  }
-
-  /** No reconnects in these tests: a status stream that never yields. */
-  status(): AsyncIterable<never> {
-    return { [Symbol.asyncIterator]: () => ({ next: () => new Promise<never>(() => undefined) }) };
-  }
-
-  /** Answers the pending list of `kind`, then lets the store apply it. */
-  async list(kind: KindPlural, items: AnyObject[]): Promise<void> {
-    await settle();
-    const i = this.lists.findIndex((l) => l.kind === kind);
-    if (i < 0) throw new Error(`no ${kind} list pending`);
-    const [l] = this.lists.splice(i, 1);
-    l!.answer(items);
-    await settle();
-  }
-
-  /** A `registry.changed.<kind>` event for a created object, delivered to the subscribers. */
-  async created(object: FunctionObject | HttpTrigger): Promise<void> {
-    const kind = object.kind === "Function" ? "functions" : "httptriggers";
-    const { namespace, name, revision } = object.metadata;
-    const subject = subj.registryChanged(kind);
-    const data = Codecs.registryChanged.encode(
-      { kind, op: "created", namespace, name, revision, object },
-      "registry-test",
-    );
-    for (const cb of this.subs.get(subject) ?? []) cb(null, { subject, data } as Msg);
-    await settle();
-  }
-}
-
-function fn(name: string): FunctionObject {
-  const now = new Date(0).toISOString();
-  return {
-    apiVersion: "fizz.dev/v1",
-    kind: "Function",
-    metadata: {
-      namespace: "default",
-      name,
-      uid: `uid-${name}`,
-      revision: 1,
-      labels: {},
-      createdAt: now,
-      updatedAt: now,
-    },
-    spec: {
-      environment: "node",
-      code: { filename: "f.js", digest: `sha256:${"0".repeat(64)}`, size: 1 },
-      minInstances: 0,
-      maxInstances: 10,
-      timeoutSeconds: 60,
-      idleTimeoutSeconds: 120,
-    },
-  };
-}
-
-function trigger(name: string, path: string, target: string): HttpTrigger {
-  const now = new Date(0).toISOString();
-  return {
-    apiVersion: "fizz.dev/v1",
-    kind: "HttpTrigger",
-    metadata: {
-      namespace: "default",
-      name,
-      uid: `uid-t-${name}`,
-      revision: 1,
-      labels: {},
-      createdAt: now,
-      updatedAt: now,
-    },
-    spec: { methods: [], path, function: target },
-  };
-}
-
 function world() {
   const nats = new FakeNats();
   const leases = new LeaseManager({

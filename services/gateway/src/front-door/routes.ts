@@ -13,6 +13,7 @@ import {
 import {
   followRegistryListing,
   listen,
+  ListingWindow,
   request,
   type Logger,
   type NatsConnection,
@@ -27,9 +28,12 @@ import { Router, type FunctionRule, type TriggerRule } from "./router";
  * reconnect (events may have been missed meanwhile), both through kit's `followRegistryListing`,
  * and `registry.changed.*` events in between. The table is served once both kinds are listed.
  *
- * Events of a kind that arrive while that kind's list is in flight are queued and applied on top
- * of it, so a change made during the list is never lost under an older snapshot. Lease invalidation for a changed
- * function happens at once, queued or not: after the event is seen no request may reach old code.
+ * Every change (an event, a `gateway.sync`) is applied at once, a list in flight or not, so the
+ * table says what `gateway.sync` answered. A list and the changes that cross it merge through
+ * kit's `ListingWindow` per kind: a change applied while a kind is being listed wins over that
+ * list (it neither undoes nor removes it), and an object the list lacks that no change touched was
+ * deleted while events were lost, and goes. Lease invalidation for a changed function happens at
+ * once too: after the event is seen no request may reach old code.
  *
  * The registry's update barrier (`gateway.sync`) may ask about a change before its event arrived
  * (different subjects, no ordering between them): `sync` then applies it from the request itself
@@ -51,13 +55,10 @@ export class RouteStore {
   private readonly triggers = new Map<string, HttpTrigger>();
   /** `<ns>/<name>@<uid>:<revision>` of routes left out and already logged (once per revision). */
   private readonly refused = new Set<string>();
-  /**
-   * Per kind: events held while its list is in flight (from the list's first attempt until it is
-   * applied); null when none is. Both start held: nothing is applied before the first list.
-   */
-  private readonly queued: Record<RouteKind, RegistryChanged[] | null> = {
-    functions: [],
-    httptriggers: [],
+  /** Per kind: the changes made while its list is in flight, which win over that list. */
+  private readonly windows: Record<RouteKind, ListingWindow> = {
+    functions: new ListingWindow(),
+    httptriggers: new ListingWindow(),
   };
   private readonly listed: Record<RouteKind, boolean> = { functions: false, httptriggers: false };
   private listings:
@@ -92,7 +93,7 @@ export class RouteStore {
         ),
       );
     }
-    const follow = <K extends RouteKind>(kind: K, onList: (items: ObjectsByPlural[K][]) => void) =>
+    const follow = <K extends RouteKind>(kind: K) =>
       followRegistryListing({
         nc,
         subjects,
@@ -101,18 +102,11 @@ export class RouteStore {
         logger: this.log,
         signal,
         ...(this.opts.listTimeoutMs !== undefined ? { timeoutMs: this.opts.listTimeoutMs } : {}),
-        onAttempt: () => (this.queued[kind] ??= []),
-        onList: (items) => {
-          onList(items);
-          this.listedKind(kind);
-        },
+        onAttempt: () => this.windows[kind].begin(),
+        onFailure: () => this.windows[kind].abort(),
+        onList: (items: ObjectsByPlural[K][]) => this.listedKind(kind, items),
       });
-    this.listings = {
-      functions: follow("functions", (items) => this.replaceFunctions(items.filter(isFunction))),
-      httptriggers: follow("httptriggers", (items) =>
-        this.replaceTriggers(items.filter(isTrigger)),
-      ),
-    };
+    this.listings = { functions: follow("functions"), httptriggers: follow("httptriggers") };
     await this.reload();
   }
 
@@ -127,12 +121,32 @@ export class RouteStore {
     await Promise.all([this.listings.functions.relist(), this.listings.httptriggers.relist()]);
   }
 
-  /** A kind's list is in: the events held meanwhile go on top, then the table is rebuilt. */
-  private listedKind(kind: RouteKind): void {
-    const queued = this.queued[kind] ?? [];
-    this.queued[kind] = null;
+  /**
+   * A kind's list is in: merged with what changed while it was in flight (see the class comment),
+   * then the table is rebuilt. Listed objects go through the same revision check as events.
+   */
+  private listedKind(kind: RouteKind, items: AnyObject[]): void {
+    const map: Map<string, AnyObject> = kind === "functions" ? this.functions : this.triggers;
+    const wanted = items.filter(kind === "functions" ? isFunction : isTrigger);
+    const { apply, remove } = this.windows[kind].merge(wanted, keyOf, map.keys());
+    for (const object of apply) {
+      const { namespace, name, revision } = object.metadata;
+      const cur = map.get(keyOf(object));
+      const op = cur && cur.metadata.uid === object.metadata.uid ? "updated" : "created";
+      this.apply({ kind, op, namespace, name, revision, object });
+      if (isFunction(object)) {
+        this.opts.leases.target(namespace, name);
+        this.opts.leases.functionChanged(op, namespace, name, revision);
+      }
+    }
+    // Deleted while events were lost (a reconnect relist).
+    for (const key of remove) {
+      const object = map.get(key)!;
+      const { namespace, name, revision } = object.metadata;
+      this.apply({ kind, op: "deleted", namespace, name, revision, object });
+      if (kind === "functions") this.opts.leases.functionChanged("deleted", namespace, name, 1);
+    }
     this.listed[kind] = true;
-    for (const ev of queued) this.apply(ev);
     if (!this.listed.functions || !this.listed.httptriggers) return; // no table yet: see rebuild
     this.rebuild();
     this.log.info(
@@ -212,25 +226,16 @@ export class RouteStore {
   }
 
   private applyNow(ev: RegistryChanged & { kind: RouteKind }): void {
-    const queued = this.queued[ev.kind];
-    if (queued) queued.push(ev);
-    else {
-      this.apply(ev);
-      this.rebuild();
-    }
+    this.windows[ev.kind].touch(`${ev.namespace}/${ev.name}`);
+    this.apply(ev);
+    this.rebuild();
   }
 
   private onChange(ev: RegistryChanged): void {
     if (ev.kind === "functions")
       this.opts.leases.functionChanged(ev.op, ev.namespace, ev.name, ev.revision);
     if (ev.kind !== "functions" && ev.kind !== "httptriggers") return;
-    const queued = this.queued[ev.kind];
-    if (queued) {
-      queued.push(ev);
-      return;
-    }
-    this.apply(ev);
-    this.rebuild();
+    this.applyNow({ ...ev, kind: ev.kind });
   }
 
   /** Newer wins: an event for the same object (uid) at an older revision than we hold is stale. */
@@ -249,41 +254,16 @@ export class RouteStore {
     else if (ev.kind === "httptriggers" && isTrigger(ev.object)) map.set(key, ev.object);
   }
 
-  private replaceFunctions(functions: FunctionObject[]): void {
-    const leases = this.opts.leases;
-    const before = new Set(this.functions.keys());
-    this.functions.clear();
-    for (const f of functions) {
-      const { namespace, name, revision } = f.metadata;
-      this.functions.set(`${namespace}/${name}`, f);
-      before.delete(`${namespace}/${name}`);
-      leases.target(namespace, name);
-      leases.functionChanged("updated", namespace, name, revision);
-    }
-    // Deleted while we were not listening (a reconnect reload).
-    for (const key of before) {
-      const [ns, name] = key.split("/") as [string, string];
-      leases.functionChanged("deleted", ns, name, 1);
-    }
-  }
-
-  private replaceTriggers(triggers: HttpTrigger[]): void {
-    this.triggers.clear();
-    for (const t of triggers) this.triggers.set(`${t.metadata.namespace}/${t.metadata.name}`, t);
-  }
-
   /**
    * Compiles the table from both maps; nothing until BOTH kinds have been listed once. This is
    * the only place `router` (and so `loaded`) is set, so the guard here covers every path that
    * gets to it: a list landing, a change event, a `gateway.sync`. A table from one kind alone
    * would be served as ready: every trigger route a 404 with triggers unlisted, or the bus side
    * taking a real function for an unknown one with functions unlisted (an async call
-   * dead-lettered as NOT_FOUND). Events of a listed kind meanwhile still go into its map: they
-   * are on top of its list, and the first table (built when the second list lands, listedKind)
-   * includes them. Keeping that kind's queue held until the other is listed would do the same,
-   * but the queue grows for as long as the other list keeps failing (5 s per timed-out attempt,
-   * retried until the registry answers), and the hold would have to be kept in listedKind,
-   * onChange and applyNow alike; one guard where the table is built cannot be bypassed.
+   * dead-lettered as NOT_FOUND). Changes meanwhile still go into their maps (merged with the
+   * lists as ever), and the first table (built when the second list lands, listedKind) includes
+   * them. Holding them back instead would need a queue that grows for as long as a list keeps
+   * failing, kept in every path alike; one guard where the table is built cannot be bypassed.
    */
   private rebuild(): void {
     if (!this.listed.functions || !this.listed.httptriggers) return;
@@ -342,6 +322,8 @@ export class RouteStore {
 }
 
 type RouteKind = "functions" | "httptriggers";
+
+const keyOf = (o: AnyObject) => `${o.metadata.namespace}/${o.metadata.name}`;
 
 function isFunction(o: { kind: string }): o is FunctionObject {
   return o.kind === "Function";
