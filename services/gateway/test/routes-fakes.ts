@@ -6,11 +6,12 @@ import {
   type FunctionObject,
   type HttpTrigger,
   type KindPlural,
+  type MessageQueueTrigger,
 } from "@fizz/events";
 import { settle } from "@fizz/testkit";
 
 /**
- * NATS as the route store sees it, played by the test: it answers each `registry.list` when it
+ * NATS as the route and mq trigger stores see it, played by the test: it answers each `registry.list` when it
  * chooses, `registry.get` from `objects`, publishes `registry.changed.*` events itself, and
  * reports reconnects.
  */
@@ -95,9 +96,14 @@ export class FakeNats {
 
   async changed(
     op: "created" | "updated" | "deleted",
-    object: FunctionObject | HttpTrigger,
+    object: FunctionObject | HttpTrigger | MessageQueueTrigger,
   ): Promise<void> {
-    const kind = object.kind === "Function" ? "functions" : "httptriggers";
+    const kind =
+      object.kind === "Function"
+        ? "functions"
+        : object.kind === "HttpTrigger"
+          ? "httptriggers"
+          : "mqtriggers";
     const { namespace, name, revision } = object.metadata;
     const subject = subj.registryChanged(kind);
     const data = Codecs.registryChanged.encode(

@@ -11,6 +11,7 @@ import {
   backoffMs,
   followRegistryListing,
   listen,
+  ListingWindow,
   request,
   type Logger,
   type NatsConnection,
@@ -22,9 +23,11 @@ import type { MqtRunner } from "./mqt/common";
  * The message-queue triggers this gateway runs (subscriptions and JetStream consumers), kept like
  * the route table: a full `registry.list` at start and after every NATS reconnect (kit's
  * `followRegistryListing`), and `registry.changed.mqtriggers` events in between. Every change goes
- * through one queue, so a trigger is never subscribed twice or (un)subscribed out of order: a list
- * holds the queue from its first attempt until it is applied, so events that arrive during a list
- * are applied on top of it (newer revision of the same object wins, as for routes).
+ * through one queue, so a trigger is never subscribed twice or (un)subscribed out of order. A list
+ * does not hold the queue: changes are applied as they come, a list in flight or not, and merge
+ * with it through kit's `ListingWindow` (a change that crosses the list wins over it; a trigger the
+ * list lacks that no change touched was deleted while events were lost, and stops). A newer
+ * revision of the same object wins, as for routes.
  *
  * The update barrier asks about mq trigger writes too (`gateway.sync`): `sync` answers applied
  * only once the trigger's subscription is registered with the server (or its consumer exists) —
@@ -56,8 +59,11 @@ export class MqTriggerStore {
   private chain: Promise<unknown> = Promise.resolve();
   private subs: Subscription[] = [];
   private loaded = false;
-  /** Set while a list holds the queue: hands it the listed triggers (undefined: let go, none). */
-  private listed: ((items: MessageQueueTrigger[] | undefined) => void) | undefined;
+  /** Resolves once the first list is applied (or at stop). */
+  private readonly firstLoad: Promise<void>;
+  private firstLoaded!: () => void;
+  /** The changes that cross a list in flight (touched when they arrive, before they queue). */
+  private readonly window = new ListingWindow();
   private stopped = false;
   private readonly log: Logger;
   /** Runners of changed or deleted triggers finishing their calls (awaited at stop). */
@@ -65,6 +71,7 @@ export class MqTriggerStore {
 
   constructor(private readonly o: MqTriggerStoreOptions) {
     this.log = o.logger.child({ component: "mq-triggers" });
+    this.firstLoad = new Promise((resolve) => (this.firstLoaded = resolve));
   }
 
   /** Triggers running now (for tests and metrics). */
@@ -80,13 +87,15 @@ export class MqTriggerStore {
         this.o.nc,
         this.o.subjects.registryChanged("mqtriggers"),
         Codecs.registryChanged,
-        (ev) => void this.enqueue(() => this.onEvent(ev)),
+        (ev) => {
+          if (ev.kind !== "mqtriggers") return;
+          this.window.touch(`${ev.namespace}/${ev.name}`);
+          void this.enqueue(() => this.onEvent(ev));
+        },
         { logger: this.log },
       ),
     );
     let applied: Promise<void> = Promise.resolve();
-    const release = () => this.release(undefined);
-    signal.addEventListener("abort", release, { once: true });
     const { synced } = followRegistryListing({
       nc: this.o.nc,
       subjects: this.o.subjects,
@@ -95,29 +104,22 @@ export class MqTriggerStore {
       logger: this.log,
       signal,
       ...(this.o.listTimeoutMs !== undefined ? { timeoutMs: this.o.listTimeoutMs } : {}),
-      onAttempt: () => {
-        if (this.listed || this.stopped) return;
-        const items = new Promise<MessageQueueTrigger[] | undefined>((r) => (this.listed = r));
-        applied = this.enqueue(async () => {
-          const list = await items;
-          if (list) await this.load(list);
-        });
+      onAttempt: () => this.window.begin(),
+      onFailure: () => this.window.abort(),
+      onList: (items) => {
+        // Merged now, against the window as it stands; applied in its turn on the queue.
+        const listed = items.filter(isMqTrigger);
+        const { apply, remove } = this.window.merge(listed, keyOf, this.entries.keys());
+        applied = this.enqueue(() => this.load(apply, remove, listed.length));
       },
-      onList: (items) => this.release(items.filter(isMqTrigger)),
     });
     // Resolves once the first list is applied (or the signal aborts).
     return synced.then(() => applied);
   }
 
-  private release(items: MessageQueueTrigger[] | undefined): void {
-    const listed = this.listed;
-    this.listed = undefined;
-    listed?.(items);
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
-    this.release(undefined);
+    this.firstLoaded();
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     await this.chain.catch(() => undefined);
@@ -135,6 +137,11 @@ export class MqTriggerStore {
   async sync(req: GatewaySyncRequest, signal: AbortSignal): Promise<boolean> {
     const { op, namespace, name, revision } = req;
     const key = `${namespace}/${name}`;
+    if (!this.loaded)
+      await new Promise<void>((resolve) => {
+        void this.firstLoad.then(resolve);
+        signal.addEventListener("abort", () => resolve(), { once: true });
+      });
     await this.chain.catch(() => undefined);
     if (!this.loaded) return false;
     const cur = this.entries.get(key);
@@ -166,6 +173,7 @@ export class MqTriggerStore {
     }
     if (signal.aborted) return false;
     const t = object && isMqTrigger(object) ? object : undefined;
+    this.window.touch(key);
     await this.enqueue(() => (t ? this.apply(key, t) : this.remove(key, undefined)));
     const now = this.entries.get(key);
     return t === undefined ? now === undefined : now?.runner !== undefined;
@@ -177,18 +185,21 @@ export class MqTriggerStore {
     return next;
   }
 
-  /** Applies a full list: runs what it holds, stops what it lacks (deleted while not listening). */
-  private async load(items: MessageQueueTrigger[]): Promise<void> {
-    const seen = new Set<string>();
-    for (const t of items) {
-      const key = `${t.metadata.namespace}/${t.metadata.name}`;
-      seen.add(key);
-      await this.apply(key, t);
-    }
-    for (const key of [...this.entries.keys()])
-      if (!seen.has(key)) await this.remove(key, undefined);
+  /**
+   * Applies a merged list: runs what it holds (`apply`), stops what it lacks (`remove`: deleted
+   * while not listening); triggers changed while it was in flight were left out of both.
+   */
+  private async load(
+    apply: MessageQueueTrigger[],
+    remove: string[],
+    listed: number,
+  ): Promise<void> {
+    if (this.stopped) return;
+    for (const t of apply) await this.apply(keyOf(t), t);
+    for (const key of remove) await this.remove(key, undefined);
     this.loaded = true;
-    this.log.info({ triggers: seen.size, running: this.running }, "mq triggers loaded");
+    this.firstLoaded();
+    this.log.info({ triggers: listed, running: this.running }, "mq triggers loaded");
   }
 
   private async onEvent(ev: RegistryChanged): Promise<void> {
@@ -274,6 +285,8 @@ export class MqTriggerStore {
       );
   }
 }
+
+const keyOf = (t: MessageQueueTrigger) => `${t.metadata.namespace}/${t.metadata.name}`;
 
 function isMqTrigger(o: { kind: string }): o is MessageQueueTrigger {
   return o.kind === "MessageQueueTrigger";
