@@ -6,6 +6,7 @@ import {
   type FunctionObject,
   type ObjectsByPlural,
 } from "@fizz/events";
+import { ListingWindow } from "@fizz/kit";
 import { functionKey } from "./instance-table";
 
 /**
@@ -44,12 +45,11 @@ export interface Listed<K extends CatalogKind> {
  * (deleted and created again).
  *
  * A listing and the writes made while it is on its way can cross, and "another uid wins" cannot
- * tell an old incarnation in the listing from a new one an event brought. So, as for timers
- * (timers/timer-catalog.ts), `beginListing` opens a window per kind; every write in it (an event,
- * a registry.get answer) marks its key, and the listing leaves marked keys alone: it neither
- * overwrites them nor removes them. Those writes came over the connection the listing uses, so
- * whatever changes after them arrives as an event too. Unmarked keys the listing lacks were
- * deleted while events were lost, and are removed.
+ * tell an old incarnation in the listing from a new one an event brought. So they merge through
+ * kit's `ListingWindow`, one per kind: `beginListing` opens it, every write in it (an event, a
+ * registry.get answer) touches its key, and the listing leaves touched keys alone: it neither
+ * overwrites them nor removes them. Untouched keys the listing lacks were deleted while events
+ * were lost, and are removed.
  */
 export class Catalog {
   private readonly fns = new Map<string, FunctionObject>();
@@ -57,8 +57,11 @@ export class Catalog {
   /** True once both kinds were listed: only then does "not cached" mean "does not exist". */
   loaded = false;
   private readonly listedKinds = new Set<CatalogKind>();
-  /** Per kind: keys written since the listing in flight was requested. */
-  private readonly touchedSinceListing = new Map<CatalogKind, Set<string>>();
+  /** Per kind: the writes made since the listing in flight was requested win over it. */
+  private readonly windows: Record<CatalogKind, ListingWindow> = {
+    functions: new ListingWindow(),
+    environments: new ListingWindow(),
+  };
 
   constructor(private readonly registry: RegistryClient) {}
 
@@ -113,12 +116,12 @@ export class Catalog {
 
   /** Call before sending registry.list for `kind`; pass the answer to `listed`. */
   beginListing(kind: CatalogKind): void {
-    this.touchedSinceListing.set(kind, new Set());
+    this.windows[kind].begin();
   }
 
   /** A listing that failed: events are again the only news. */
   abortListing(kind: CatalogKind): void {
-    this.touchedSinceListing.delete(kind);
+    this.windows[kind].abort();
   }
 
   /**
@@ -129,24 +132,20 @@ export class Catalog {
    * what hangs off the removed objects, as for a delete event.
    */
   listed<K extends CatalogKind>(kind: K, items: ReadonlyArray<ObjectsByPlural[K]>): Listed<K> {
-    const touched = this.touchedSinceListing.get(kind) ?? new Set<string>();
-    this.touchedSinceListing.delete(kind);
     const map: Map<string, Versioned> = kind === "functions" ? this.fns : this.envs;
     const want = kind === "functions" ? "Function" : "Environment";
-    const inListing = new Set<string>();
     const objs: ReadonlyArray<Versioned> = items;
-    for (const o of objs) {
-      // The registry answers the asked kind; checking the kind keeps the maps honest anyway.
-      if (o.kind !== want) continue;
-      const key = keyOf(o);
-      inListing.add(key);
-      if (!touched.has(key)) put(map, o);
-    }
+    // The registry answers the asked kind; checking the kind keeps the maps honest anyway.
+    const { apply, remove } = this.windows[kind].merge(
+      objs.filter((o) => o.kind === want),
+      keyOf,
+      map.keys(),
+    );
+    for (const o of apply) put(map, o);
     const removed: Versioned[] = [];
-    for (const [key, o] of [...map]) {
-      if (inListing.has(key) || touched.has(key)) continue;
+    for (const key of remove) {
+      removed.push(map.get(key)!);
       map.delete(key);
-      removed.push(o);
     }
     this.listedKinds.add(kind);
     this.loaded = this.listedKinds.size === 2;
@@ -178,7 +177,7 @@ export class Catalog {
 
   /** Even a write that loses marks its key: what is cached is then at least as new as it. */
   private touch(kind: CatalogKind, obj: Versioned): void {
-    this.touchedSinceListing.get(kind)?.add(keyOf(obj));
+    this.windows[kind].touch(keyOf(obj));
   }
 }
 

@@ -1,4 +1,5 @@
 import type { RegistryChanged, TimeTrigger } from "@fizz/events";
+import { ListingWindow } from "@fizz/kit";
 
 export type TimerChange =
   { op: "put"; trigger: TimeTrigger } | { op: "removed"; namespace: string; name: string };
@@ -9,14 +10,15 @@ const keyOf = (namespace: string, name: string) => `${namespace}/${name}`;
  * Timer triggers, from registry.list and registry.changed.timetriggers, telling the timer loop
  * what changed. Like the function catalog, a write wins only when it is not older than what is
  * held (same uid and a lower revision loses; another uid is a new incarnation). A listing and
- * events can cross: an event that arrives while a listing is on its way is newer than the listing
- * for that timer, so the listing does not overwrite what the event said (nor bring back a timer
- * the event deleted).
+ * events can cross, and merge through kit's `ListingWindow`: an event that arrives while a listing
+ * is on its way is newer than the listing for that timer, so the listing does not overwrite what
+ * the event said (nor bring back a timer the event deleted); a timer the listing lacks that no
+ * event touched was deleted while events were lost, and is removed.
  */
 export class TimerCatalog {
   private readonly triggers = new Map<string, TimeTrigger>();
-  /** Timers changed by an event since the listing in flight was requested. */
-  private touchedSinceListing: Set<string> | undefined;
+  /** Timers changed by an event since the listing in flight was requested win over it. */
+  private readonly window = new ListingWindow();
 
   constructor(private readonly onChange: (change: TimerChange) => void) {}
 
@@ -36,37 +38,34 @@ export class TimerCatalog {
   apply(ev: RegistryChanged): void {
     const obj = ev.object;
     if (obj.kind !== "TimeTrigger") return;
-    this.touchedSinceListing?.add(keyOf(obj.metadata.namespace, obj.metadata.name));
+    this.window.touch(keyOf(obj.metadata.namespace, obj.metadata.name));
     if (ev.op === "deleted") this.remove(obj);
     else this.put(obj);
   }
 
   /** Call before sending registry.list; pass the answer to `replaceAll`. */
   beginListing(): void {
-    this.touchedSinceListing = new Set();
+    this.window.begin();
   }
 
   /** The registry's full list: adds and updates what it holds, removes what it no longer does. */
   replaceAll(items: TimeTrigger[]): void {
-    const touched = this.touchedSinceListing ?? new Set<string>();
-    this.touchedSinceListing = undefined;
-    const listed = new Set<string>();
-    for (const t of items) {
-      const key = keyOf(t.metadata.namespace, t.metadata.name);
-      listed.add(key);
-      if (!touched.has(key)) this.put(t);
-    }
-    for (const [key, t] of [...this.triggers]) {
-      if (!listed.has(key) && !touched.has(key)) {
-        this.triggers.delete(key);
-        this.onChange({ op: "removed", namespace: t.metadata.namespace, name: t.metadata.name });
-      }
+    const { apply, remove } = this.window.merge(
+      items,
+      (t) => keyOf(t.metadata.namespace, t.metadata.name),
+      this.triggers.keys(),
+    );
+    for (const t of apply) this.put(t);
+    for (const key of remove) {
+      const t = this.triggers.get(key)!;
+      this.triggers.delete(key);
+      this.onChange({ op: "removed", namespace: t.metadata.namespace, name: t.metadata.name });
     }
   }
 
   /** A listing that failed: events are again the only news. */
   abortListing(): void {
-    this.touchedSinceListing = undefined;
+    this.window.abort();
   }
 
   private put(obj: TimeTrigger): void {
