@@ -2,6 +2,7 @@ import { Codecs, type Subjects, type WatchTrigger } from "@fizz/events";
 import {
   followRegistryListing,
   listen,
+  ListingWindow,
   type Logger,
   type NatsConnection,
   type Subscription,
@@ -28,8 +29,9 @@ export interface TriggerSync {
  *
  * A listing and events race: an event may arrive while a listing is in flight and the listing may
  * predate it. So a write only wins when it is not older than what is known (same uid and a
- * revision at least as high, or another uid), and a listing does not remove a trigger that an
- * event created after the listing was asked for, nor bring back one deleted meanwhile.
+ * revision at least as high, or another uid), and the two merge through kit's `ListingWindow`: a
+ * listing does not touch a trigger an event changed after the listing was asked for (nor remove
+ * one created, nor bring back one deleted meanwhile), and removes the untouched ones it lacks.
  */
 export function syncTriggers(opts: {
   nc: NatsConnection;
@@ -42,8 +44,8 @@ export function syncTriggers(opts: {
   const log = opts.logger.child({ component: "triggers" });
   const { nc, subjects: s } = opts;
   const known = new Map<string, WatchTrigger>();
-  /** Per trigger, when the last event about it arrived, and the uid a delete removed. */
-  const touched = new Map<string, { at: number; deletedUid?: string }>();
+  /** Events during a listing win over it. */
+  const window = new ListingWindow();
   const id = (ns: string, name: string) => `${ns}/${name}`;
 
   const put = (t: WatchTrigger): void => {
@@ -71,33 +73,24 @@ export function syncTriggers(opts: {
       if (ev.object.kind !== "WatchTrigger") return;
       const k = id(ev.namespace, ev.name);
       log.info({ trigger: k, op: ev.op, revision: ev.revision }, "watch trigger changed");
-      if (ev.op === "deleted") {
-        touched.set(k, { at: Date.now(), deletedUid: ev.object.metadata.uid });
-        drop(ev.namespace, ev.name, ev.object.metadata.uid);
-      } else {
-        touched.set(k, { at: Date.now() });
-        put(ev.object);
-      }
+      window.touch(k);
+      if (ev.op === "deleted") drop(ev.namespace, ev.name, ev.object.metadata.uid);
+      else put(ev.object);
     },
     { logger: log },
   );
 
-  const apply = (items: WatchTrigger[], listedAt: number): void => {
-    const listed = new Set<string>();
-    for (const t of items) {
-      const k = id(t.metadata.namespace, t.metadata.name);
-      listed.add(k);
-      const ev = touched.get(k);
-      if (ev && ev.at >= listedAt && ev.deletedUid === t.metadata.uid) continue;
-      put(t);
+  const apply = (items: WatchTrigger[]): void => {
+    const merged = window.merge(
+      items,
+      (t) => id(t.metadata.namespace, t.metadata.name),
+      known.keys(),
+    );
+    for (const t of merged.apply) put(t);
+    for (const k of merged.remove) {
+      const t = known.get(k);
+      if (t) drop(t.metadata.namespace, t.metadata.name);
     }
-    for (const [k, t] of [...known]) {
-      const ev = touched.get(k);
-      if (listed.has(k) || (ev && ev.at >= listedAt)) continue;
-      drop(t.metadata.namespace, t.metadata.name);
-    }
-    // Older events cannot race a later listing.
-    for (const [k, ev] of [...touched]) if (ev.at < listedAt) touched.delete(k);
   };
 
   const { synced } = followRegistryListing({
@@ -107,7 +100,9 @@ export function syncTriggers(opts: {
     sender: opts.sender,
     logger: log,
     signal: opts.signal,
-    onList: (items, listedAt) => apply(items, listedAt),
+    onAttempt: () => window.begin(),
+    onFailure: () => window.abort(),
+    onList: (items) => apply(items),
   });
 
   return { subscription, synced, count: () => known.size };

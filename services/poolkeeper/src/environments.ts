@@ -65,7 +65,9 @@ export function syncEnvironments(opts: {
     sender: opts.sender,
     logger: log,
     signal: opts.signal,
-    onList: (items, listedAt) => pool.replaceAll(items, listedAt),
+    onAttempt: () => pool.beginListing(),
+    onFailure: () => pool.abortListing(),
+    onList: (items) => pool.replaceAll(items),
   });
 
   return {

@@ -1,5 +1,5 @@
 import { FizzError, type Environment, type EnvironmentRef, type FunctionRef } from "@fizz/events";
-import { backgroundClock, backoffMs, type Clock, type Logger } from "@fizz/kit";
+import { backgroundClock, backoffMs, ListingWindow, type Clock, type Logger } from "@fizz/kit";
 import type { AdoptedInstance, Backend, BackendInstance, ExitInfo } from "./backend";
 import { envKey, type InstanceCounts, type Tracked } from "./instances";
 
@@ -30,8 +30,6 @@ interface EnvState {
   failures: number;
   /** Cancels the pending back-off or cooldown refill; set while one is pending. */
   cancelRefill: (() => void) | undefined;
-  /** When an event or a listing last set it (see replaceAll). */
-  touchedAt: number;
 }
 
 export interface PoolOptions {
@@ -55,8 +53,13 @@ export interface PoolOptions {
 export class Pool {
   private readonly envs = new Map<string, EnvState>();
   private readonly instances = new Map<string, Tracked>();
-  /** uids of deleted environments: a listing taken before the delete must not bring one back. */
+  /**
+   * uids of deleted environments: a registry.get answer (the specialize path) that crosses the
+   * delete must not bring one back. Listings have the window below.
+   */
   private readonly deleted = new Set<string>();
+  /** Writes (events, fetched environments) made while a listing is in flight win over it. */
+  private readonly window = new ListingWindow();
   private coldStarting = 0;
   private stopped = false;
   private readonly log: Logger;
@@ -76,8 +79,9 @@ export class Pool {
 
   /** Adds an environment or applies a change to it (a stale revision is ignored). */
   upsert(env: Environment): void {
-    if (this.stopped || this.deleted.has(env.metadata.uid)) return;
     const key = envKey(env.metadata);
+    this.window.touch(key);
+    if (this.stopped || this.deleted.has(env.metadata.uid)) return;
     const cur = this.envs.get(key);
     const unsupported = this.opts.backend.unsupported(env);
     if (unsupported && unsupported !== cur?.unsupported)
@@ -95,7 +99,6 @@ export class Pool {
         starting: 0,
         failures: 0,
         cancelRefill: undefined,
-        touchedAt: Date.now(),
       };
       this.envs.set(key, state);
       this.reconcile(state);
@@ -109,7 +112,6 @@ export class Pool {
       JSON.stringify(cur.env.spec.command ?? null) !== JSON.stringify(env.spec.command ?? null);
     cur.env = env;
     cur.unsupported = unsupported;
-    cur.touchedAt = Date.now();
     if (recreate) {
       cur.generation++;
       cur.failures = 0;
@@ -127,6 +129,7 @@ export class Pool {
       if (this.deleted.size > 1000)
         this.deleted.delete(this.deleted.values().next().value as string);
     }
+    this.window.touch(envKey(ref));
     const state = this.envs.get(envKey(ref));
     if (!state || (uid !== undefined && state.env.metadata.uid !== uid)) return;
     this.envs.delete(state.key);
@@ -134,17 +137,28 @@ export class Pool {
     for (const id of state.warm.splice(0)) void this.kill(id, "environment deleted");
   }
 
+  /** Call before sending registry.list; pass the answer to `replaceAll`. */
+  beginListing(): void {
+    this.window.begin();
+  }
+
+  /** A listing that failed: events are again the only news. */
+  abortListing(): void {
+    this.window.abort();
+  }
+
   /**
-   * Applies a full listing requested at `listedAt`: adds and updates what it holds, and forgets
-   * what it lacks, unless an event touched that environment after the listing was asked for (the
-   * listing is then older than what we know).
+   * Applies a full listing (requested after `beginListing`): adds and updates what it holds, and
+   * forgets what it lacks, except environments written since the listing was asked for (kit's
+   * ListingWindow: the listing is older than what we know of them).
    */
-  replaceAll(items: Environment[], listedAt: number): void {
-    const keep = new Set(items.map((e) => envKey(e.metadata)));
-    for (const state of [...this.envs.values()]) {
-      if (!keep.has(state.key) && state.touchedAt < listedAt) this.remove(state.env.metadata);
+  replaceAll(items: Environment[]): void {
+    const { apply, remove } = this.window.merge(items, (e) => envKey(e.metadata), this.envs.keys());
+    for (const key of remove) {
+      const state = this.envs.get(key);
+      if (state) this.remove(state.env.metadata);
     }
-    for (const env of items) this.upsert(env);
+    for (const env of apply) this.upsert(env);
   }
 
   environment(

@@ -206,20 +206,44 @@ describe("pool accounting (fake backend)", () => {
 
   it("a listing forgets environments it lacks, unless an event touched them after it was asked for", () => {
     makePool();
-    const listedAt = Date.now() - 1000;
+    pool.beginListing();
     pool.upsert(env("fresh", { poolSize: 0 }));
-    pool.replaceAll([env("node", { poolSize: 0 })], listedAt);
+    pool.replaceAll([env("node", { poolSize: 0 })]);
     expect(pool.environment({ namespace: "default", name: "fresh" })).to.not.equal(undefined);
-    pool.replaceAll([env("node", { poolSize: 0 })], Date.now() + 1);
+    pool.beginListing();
+    pool.replaceAll([env("node", { poolSize: 0 })]);
     expect(pool.environment({ namespace: "default", name: "fresh" })).to.equal(undefined);
   });
 
   it("a listing taken before a delete does not bring the environment back", () => {
     makePool();
     pool.upsert(env("node", { poolSize: 0 }));
+    pool.beginListing();
     pool.remove(ref, "uid-node");
-    pool.replaceAll([env("node", { poolSize: 0 })], Date.now() - 1000);
+    pool.replaceAll([env("node", { poolSize: 0 })]);
     expect(pool.environment(ref)).to.equal(undefined);
+  });
+
+  it("a listing taken before a delete and re-create keeps the new incarnation", () => {
+    makePool();
+    pool.upsert(env("node", { poolSize: 0 }));
+    pool.beginListing();
+    pool.remove(ref, "uid-node");
+    const again = env("node", { poolSize: 0 });
+    again.metadata.uid = "uid-node-2";
+    pool.upsert(again);
+    pool.replaceAll([env("node", { poolSize: 0 })]);
+    expect(pool.environment(ref)?.env.metadata.uid).to.equal("uid-node-2");
+  });
+
+  it("a failed listing attempt closes its window: the next listing's answer removes what it lacks", () => {
+    makePool();
+    pool.beginListing();
+    pool.upsert(env("fresh", { poolSize: 0 }));
+    pool.abortListing();
+    pool.beginListing();
+    pool.replaceAll([env("node", { poolSize: 0 })]);
+    expect(pool.environment({ namespace: "default", name: "fresh" })).to.equal(undefined);
   });
 
   it("spawnTaken starts one instance outside the pool, already taken", async () => {
