@@ -1,7 +1,6 @@
 import { expect } from "chai";
-import type { Msg } from "@nats-io/transport-node";
 import { Codecs, subjects as buildSubjects, type WatchTrigger } from "@fizz/events";
-import { silentLogger, type NatsConnection } from "@fizz/kit";
+import { silentLogger, type Msg, type NatsConnection } from "@fizz/kit";
 import { settle } from "@fizz/testkit";
 import { syncTriggers } from "../src/trigger-sync";
 import { watchTrigger } from "./fixtures";
