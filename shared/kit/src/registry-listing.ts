@@ -12,8 +12,7 @@ import { request, type NatsConnection } from "./nats";
  * disconnect, so it cannot hold what changed during it.
  *
  * Merge the answer with the events that cross it through a `ListingWindow` (listing-window.ts):
- * `onAttempt` before each request, `onFailure` after a failed one, `onList` with the items. `onList`
- * also gets the time the listing was sent.
+ * `onAttempt` before each request, `onFailure` after a failed one, `onList` with the items.
  */
 export function followRegistryListing<K extends KindPlural>(opts: {
   nc: NatsConnection;
@@ -22,8 +21,8 @@ export function followRegistryListing<K extends KindPlural>(opts: {
   sender: string;
   logger: Logger;
   signal: AbortSignal;
-  onList: (items: ObjectsByPlural[K][], listedAt: number) => void;
-  /** Called before each attempt and after a failed one (for callers that track a listing window). */
+  onList: (items: ObjectsByPlural[K][]) => void;
+  /** Called before each attempt and after a failed one (a `ListingWindow`'s begin and abort). */
   onAttempt?: () => void;
   onFailure?: () => void;
   timeoutMs?: number;
@@ -36,7 +35,6 @@ export function followRegistryListing<K extends KindPlural>(opts: {
     try {
       await retryUntil(
         async () => {
-          const listedAt = Date.now();
           opts.onAttempt?.();
           try {
             const reply = await request(
@@ -49,7 +47,7 @@ export function followRegistryListing<K extends KindPlural>(opts: {
             // The reply holds objects of the asked kind; the cast states what the registry
             // guarantees.
             const items = reply.items as ObjectsByPlural[K][];
-            opts.onList(items, listedAt);
+            opts.onList(items);
             log.info({ kind, count: items.length }, "listed from the registry");
           } catch (err) {
             opts.onFailure?.();
