@@ -28,14 +28,23 @@ const port = (name, fallback) => {
 /** @type {Awaited<ReturnType<typeof launchPlatform>> | undefined} */
 let platform;
 let stopping = false;
-/** @param {NodeJS.Signals} sig */
+/**
+ * A stop that fails is reported, and the launcher still closes its logs and exits (non-zero).
+ * @param {NodeJS.Signals} sig
+ */
 const shutdown = async (sig) => {
   if (stopping) return;
   stopping = true;
   console.error(`\nfizz: stopping (${sig})`);
-  await platform?.stop();
+  let code = 0;
+  try {
+    await platform?.stop();
+  } catch (err) {
+    console.error(`fizz: could not stop everything cleanly: ${errorMessage(err)}`);
+    code = 1;
+  }
   await closeLogs();
-  process.exit(0);
+  process.exit(code);
 };
 process.on("SIGINT", () => void shutdown("SIGINT"));
 process.on("SIGTERM", () => void shutdown("SIGTERM"));

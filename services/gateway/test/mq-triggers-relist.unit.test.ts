@@ -34,7 +34,11 @@ function mqt(name: string, uid = `uid-mqt-${name}`): MessageQueueTrigger {
   };
 }
 
-async function loadedStore(names: string[]) {
+/** `hold` (optional) is awaited before a trigger starts: a start that takes its time. */
+async function loadedStore(
+  names: string[],
+  hold: (t: MessageQueueTrigger) => Promise<void> = () => Promise.resolve(),
+) {
   const nats = new FakeNats();
   const running = new Set<string>();
   const removed: string[] = [];
@@ -43,7 +47,8 @@ async function loadedStore(names: string[]) {
     subjects: subj,
     sender: "gateway-test",
     logger: silentLogger(),
-    start: (t) => {
+    start: async (t) => {
+      await hold(t);
       const id = `${t.metadata.name}@${t.metadata.uid}`;
       running.add(id);
       return Promise.resolve({
@@ -114,6 +119,22 @@ describe("mq triggers relist after a reconnect", () => {
     } finally {
       await w.stop();
     }
+  });
+
+  it("a relist still being applied at stop() removes no consumer", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const w = await loadedStore(["a", "gone"], (t) =>
+      t.metadata.name === "slow" ? held : Promise.resolve(),
+    );
+    await w.nats.reconnect();
+    // "slow" starts first and takes its time; "a" and "gone" are missing from the list.
+    await w.nats.list("mqtriggers", [mqt("slow")]);
+    const stopped = w.stop();
+    release();
+    await stopped;
+    expect(w.removed, "durable consumers kept at shutdown").to.deep.equal([]);
+    expect(w.running.size).to.equal(0);
   });
 
   it("a trigger deleted while disconnected (its event lost) stops after the relist", async () => {

@@ -35,6 +35,11 @@ export interface Listed<K extends CatalogKind> {
   loaded: boolean;
   /** Cached objects the listing no longer holds, now removed (deleted while events were lost). */
   removed: Array<ObjectsByPlural[K]>;
+  /**
+   * Cached objects the listing replaced with another incarnation (another uid: deleted and created
+   * again) or another revision (updated) while events were lost.
+   */
+  replaced: Array<{ old: ObjectsByPlural[K]; new: ObjectsByPlural[K] }>;
 }
 
 /**
@@ -129,7 +134,8 @@ export class Catalog {
    * it holds and removes what it no longer does, except keys written since the listing was
    * requested (they are newer than it). Objects still go through the revision check, so a listing
    * older than an event applied before the window does not undo it either. The caller retires
-   * what hangs off the removed objects, as for a delete event.
+   * what hangs off the removed objects, as for a delete event, and what the replaced ones
+   * superseded, as for an update or a create event.
    */
   listed<K extends CatalogKind>(kind: K, items: ReadonlyArray<ObjectsByPlural[K]>): Listed<K> {
     const map: Map<string, Versioned> = kind === "functions" ? this.fns : this.envs;
@@ -141,7 +147,11 @@ export class Catalog {
       keyOf,
       map.keys(),
     );
-    for (const o of apply) put(map, o);
+    const replaced: Array<{ old: Versioned; new: Versioned }> = [];
+    for (const o of apply) {
+      const old = map.get(keyOf(o));
+      if (put(map, o) && old && changed(old, o)) replaced.push({ old, new: o });
+    }
     const removed: Versioned[] = [];
     for (const key of remove) {
       removed.push(map.get(key)!);
@@ -149,8 +159,12 @@ export class Catalog {
     }
     this.listedKinds.add(kind);
     this.loaded = this.listedKinds.size === 2;
-    // `removed` came out of the map of this kind.
-    return { loaded: this.loaded, removed: removed as Array<ObjectsByPlural[K]> };
+    // `removed` and `replaced` came out of the map of this kind.
+    return {
+      loaded: this.loaded,
+      removed: removed as Array<ObjectsByPlural[K]>,
+      replaced: replaced as Array<{ old: ObjectsByPlural[K]; new: ObjectsByPlural[K] }>,
+    };
   }
 
   /** Returns true when the object replaced (or added to) the cache. */
@@ -190,6 +204,11 @@ function put<T extends Versioned>(map: Map<string, T>, obj: T): boolean {
     return false;
   map.set(key, obj);
   return true;
+}
+
+/** Another incarnation or another revision (a listing repeats most objects unchanged). */
+function changed(old: Versioned, obj: Versioned): boolean {
+  return old.metadata.uid !== obj.metadata.uid || old.metadata.revision !== obj.metadata.revision;
 }
 
 function remove<T extends Versioned>(map: Map<string, T>, obj: T): boolean {

@@ -52,8 +52,11 @@ export function onRegistryChanged(m: Model, ev: RegistryChanged): void {
  * reconnect): each attempt opens the catalog's listing window, so writes that cross the listing
  * win over it (the window stands in for `listedAt`), and a failed attempt closes it. A function
  * the listing no longer holds was deleted while events were lost: its instances are drained as for
- * a delete event. `onLoaded` runs after each listing once both kinds were listed (the caller tops
- * up minInstances then, which must not see functions the listing removed).
+ * a delete event; one it holds in another incarnation or revision than cached was deleted and
+ * created again, or updated, while events were lost: what that supersedes is drained as for a
+ * create or update event (every instance for another incarnation, since instances carry no uid),
+ * and minInstances is checked for it. `onLoaded` runs after each listing once both kinds were
+ * listed (the caller tops up minInstances then, which must not see functions the listing removed).
  */
 export function catalogListing<K extends CatalogKind>(
   m: Model,
@@ -68,7 +71,7 @@ export function catalogListing<K extends CatalogKind>(
     onAttempt: () => m.catalog.beginListing(kind),
     onFailure: () => m.catalog.abortListing(kind),
     onList: (items) => {
-      const { loaded, removed } = m.catalog.listed(kind, items);
+      const { loaded, removed, replaced } = m.catalog.listed(kind, items);
       for (const obj of removed) {
         if (obj.kind !== "Function") continue;
         const { namespace, name, revision } = obj.metadata;
@@ -77,6 +80,24 @@ export function catalogListing<K extends CatalogKind>(
           "function deleted (missing from the registry listing)",
           revision,
         );
+      }
+      for (const { old, new: obj } of replaced) {
+        if (old.kind !== "Function" || obj.kind !== "Function") continue;
+        const { namespace, name, revision } = obj.metadata;
+        // Instances carry a revision, not a uid: of a function deleted and created again, every
+        // instance may be the old incarnation's (its revisions restart at 1), so all of them go.
+        const recreated = old.metadata.uid !== obj.metadata.uid;
+        const stale = [...m.table.ofFunction(namespace, name)].filter(
+          (t) => recreated || t.revision < revision,
+        );
+        m.retirer.drain(
+          stale,
+          recreated
+            ? `function deleted and created again (registry listing, revision ${revision})`
+            : `superseded by revision ${revision} (registry listing)`,
+          revision,
+        );
+        m.minInstances?.check(namespace, name);
       }
       if (loaded) onLoaded();
     },

@@ -116,6 +116,52 @@ describe("scheduler catalog relist races (unit)", () => {
     expect(specializedFor("hello"), "no instance for the deleted function").to.have.length(1);
   });
 
+  it("drains every instance of a function deleted and created again while events were lost, and leases none of them for the new incarnation", async () => {
+    // The old incarnation at revision 1, the one a new incarnation starts at.
+    event("created", fnObj("solo", { revision: 1, uid: "old", minInstances: 1 }));
+    await w.minInstances.idle();
+    const [old] = w.table.live("default", "solo", 1);
+    expect(old, "the old incarnation's instance").to.not.equal(undefined);
+    // Deleted and created again while disconnected: no events.
+    w.registry.set(fnObj("solo", { revision: 1, uid: "new", minInstances: 1 }));
+    const listing = relist("functions");
+    listing.onAttempt();
+    listing.onList(w.registry.list("functions"));
+    expect(w.catalog.fn("default", "solo")?.metadata.uid).to.equal("new");
+    expect(w.publisher.removedIds()).to.deep.equal([old!.id]);
+    expect(w.table.live("default", "solo", 1)).to.deep.equal([]);
+    const r = await w.leases.lease(leaseReq("solo"));
+    expect(r.lease.instanceId, "not the old incarnation's instance").to.not.equal(old!.id);
+    expect(r.lease.function.revision).to.equal(1);
+    await topUps();
+    expect(w.poolkeeper.retired).to.include(old!.id);
+    expect(w.table.get(old!.id)).to.equal(undefined);
+  });
+
+  it("drains the older revisions of a function updated while events were lost, and tops up the new one", async () => {
+    const [inst] = w.table.live("default", "hello", 3);
+    // Updated while disconnected: no event.
+    w.registry.set(fnObj("hello", { revision: 4, uid: "old", minInstances: 1 }));
+    const listing = relist("functions");
+    listing.onAttempt();
+    listing.onList(w.registry.list("functions"));
+    expect(w.catalog.fn("default", "hello")?.metadata.revision).to.equal(4);
+    expect(w.publisher.removedIds()).to.deep.equal([inst!.id]);
+    await topUps();
+    expect(w.poolkeeper.retired).to.deep.equal([inst!.id]);
+    expect(specializedFor("hello").map((c) => c.function.revision)).to.deep.equal([3, 4]);
+    expect(w.table.live("default", "hello", 4)).to.have.length(1);
+  });
+
+  it("drains nothing for a listing that holds what is cached", async () => {
+    const listing = relist("functions");
+    listing.onAttempt();
+    listing.onList(w.registry.list("functions"));
+    await topUps();
+    expect(w.publisher.removedIds()).to.deep.equal([]);
+    expect(w.table.live("default", "hello", 3)).to.have.length(1);
+  });
+
   it("keeps a function created by an event while the listing was in flight", () => {
     const listing = relist("functions");
     listing.onAttempt();

@@ -6,6 +6,7 @@ import {
   type JetStreamClient,
 } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import { backoffMs } from "./backoff";
 import { backgroundClock, type Clock } from "./clock";
 import type { Logger } from "./logger";
 import type { NatsConnection } from "./nats";
@@ -41,7 +42,9 @@ import type { NatsConnection } from "./nats";
  * - `onElected` and `onDeposed` that throw are logged and contained: the election goes on. A
  *   contender whose `onElected` throws cannot do the leader's job, so it steps down at once
  *   (`onDeposed`, for the caller to undo a partial start), releases the key for another replica
- *   and contends again at its next poll (which retries `onElected`).
+ *   and contends again (which retries `onElected`) after a back-off: one poll interval after the
+ *   first failure, growing exponentially with each failure in a row up to a minute, and reset once
+ *   `onElected` succeeds. So a contender that cannot lead does not flap every poll.
  * - Not guaranteed: an action already past its `isLeader()` check when the process stalls may
  *   land after a successor started. What leaders do is idempotent for that reason (timer ticks
  *   and watch events have deterministic call ids the stream deduplicates; the kubewatcher's
@@ -71,6 +74,8 @@ import type { NatsConnection } from "./nats";
  */
 
 const LEADER_KEY = "leader";
+/** The longest wait before contending again after `onElected` failed (unless a poll is longer). */
+const MAX_ELECTED_BACKOFF_MS = 60_000;
 const NS_PER_MS = 1_000_000; // JetStream durations are nanoseconds.
 
 /** The lock's store: what the election needs from the KV bucket, so unit tests can swap it. */
@@ -120,6 +125,10 @@ export class LeaderElection {
   private leading = false;
   private validUntil = 0;
   private cancelWatchdog: (() => void) | undefined;
+  /** `onElected` failures in a row (reset once it succeeds): each backs off longer. */
+  private electedFailures = 0;
+  /** After `onElected` failed: no contending before this (our clock). */
+  private contendAfter = 0;
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
   private readonly clock: Clock;
@@ -186,8 +195,14 @@ export class LeaderElection {
       }
       if (signal.aborted) return;
       // Attempts start every interval: one that timed out is followed at once, so a single
-      // lost answer costs a leader one interval of its validity, not two.
-      if (!again) await this.clock.sleep(this.everyMs - (this.clock.now() - sentAt), signal);
+      // lost answer costs a leader one interval of its validity, not two. After `onElected`
+      // failed, not before the back-off is over.
+      if (again) continue;
+      const now = this.clock.now();
+      await this.clock.sleep(
+        Math.max(this.everyMs - (now - sentAt), this.contendAfter - now),
+        signal,
+      );
     }
   }
 
@@ -239,9 +254,20 @@ export class LeaderElection {
     this.log.info({ id: this.o.id }, "elected leader");
     try {
       this.o.onElected();
+      this.electedFailures = 0;
+      this.contendAfter = 0;
       return true;
     } catch (err) {
-      this.log.error({ err: message(err) }, "onElected failed; stepping down");
+      const waitMs = backoffMs(
+        this.electedFailures++,
+        this.everyMs,
+        Math.max(this.everyMs, MAX_ELECTED_BACKOFF_MS),
+      );
+      this.contendAfter = this.clock.now() + waitMs;
+      this.log.error(
+        { err: message(err), retryInMs: Math.max(waitMs, this.everyMs) },
+        "onElected failed; stepping down",
+      );
       this.depose("onElected failed");
       return false;
     }

@@ -236,6 +236,48 @@ describe("LeaderElection (unit: memory lock, fake clock)", () => {
       expect(errors(logs)).to.have.length(1);
     });
 
+    it("onElected always throwing: the contender backs off longer after each failure instead of flapping every poll", async () => {
+      const E = TTL / 4; // the poll interval
+      const electedAt: number[] = [];
+      const a = contender("a", 1, {
+        onElected: () => {
+          electedAt.push(time.t);
+          throw new Error("informers would not start");
+        },
+      });
+      await a.election.start();
+      await time.advance(40 * E, () => expect(a.election.isLeader()).to.equal(false));
+      const gaps = electedAt.slice(1).map((t, i) => t - electedAt[i]!);
+      // Flapping would elect it 40 times, once a poll; the back-off doubles up to a minute.
+      expect(electedAt.length, `elected at ${gaps.join(", ")} ms apart`).to.be.within(6, 7);
+      gaps.forEach((gap, i) =>
+        expect(gap, `gap ${i + 1}`).to.be.at.least(Math.max(E, Math.min(E * 2 ** (i - 1), 30_000))),
+      );
+      expect(lock.holder, "released after every failure").to.equal(undefined);
+    });
+
+    it("the back-off starts over once onElected succeeded", async () => {
+      const E = TTL / 4;
+      const outcomes = [false, false, false, true, false, true];
+      const electedAt: number[] = [];
+      const a = contender("a", 1, {
+        onElected: () => {
+          electedAt.push(time.t);
+          if (!outcomes.shift()) throw new Error("not yet");
+        },
+      });
+      await a.election.start();
+      await time.advance(20 * E);
+      expect(a.election.isLeader()).to.equal(true);
+      expect(electedAt).to.have.length(4);
+      lock.steal("intruder"); // deposes it; the intruder's key expires after the ttl
+      await time.advance(TTL + 2 * E);
+      expect(electedAt).to.have.length(6);
+      expect(a.election.isLeader()).to.equal(true);
+      // The failure after the success waited one poll, not the fourth failure's 4 to 8 polls.
+      expect(electedAt[5]! - electedAt[4]!).to.equal(E);
+    });
+
     it("onDeposed throwing from the watchdog is logged, and leadership ends all the same", async () => {
       const logs: LogLine[] = [];
       const a = contender("a", 1, {

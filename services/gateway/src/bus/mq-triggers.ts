@@ -268,8 +268,13 @@ export class MqTriggerStore {
     this.retiring.add(p);
   }
 
-  /** `uid` given (an event): only that object goes; a newer one under the same name stays. */
+  /**
+   * `uid` given (an event): only that object goes; a newer one under the same name stays. Not once
+   * stopping: a shutdown stops runners but keeps durable consumers (a load or event still on the
+   * queue at stop() must not delete them).
+   */
   private async remove(key: string, uid: string | undefined): Promise<void> {
+    if (this.stopped) return;
     const cur = this.entries.get(key);
     if (!cur || (uid !== undefined && cur.trigger.metadata.uid !== uid)) return;
     this.entries.delete(key);
