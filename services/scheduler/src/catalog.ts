@@ -5,8 +5,9 @@ import {
   type Environment,
   type FunctionObject,
   type ObjectsByPlural,
+  type SkippedObject,
 } from "@fizz/events";
-import { ListingWindow } from "@fizz/kit";
+import { ListingWindow, type Named } from "@fizz/kit";
 import { functionKey } from "./instance-table";
 
 /**
@@ -129,9 +130,14 @@ export class Catalog {
    * it holds and removes what it no longer does, except keys written since the listing was
    * requested (they are newer than it). Objects still go through the revision check, so a listing
    * older than an event applied before the window does not undo it either. The caller retires
-   * what hangs off the removed objects, as for a delete event.
+   * what hangs off the removed objects, as for a delete event. Objects the registry `skipped`
+   * (could not read) are not removed.
    */
-  listed<K extends CatalogKind>(kind: K, items: ReadonlyArray<ObjectsByPlural[K]>): Listed<K> {
+  listed<K extends CatalogKind>(
+    kind: K,
+    items: ReadonlyArray<ObjectsByPlural[K]>,
+    skipped: SkippedObject[] = [],
+  ): Listed<K> {
     const map: Map<string, Versioned> = kind === "functions" ? this.fns : this.envs;
     const want = kind === "functions" ? "Function" : "Environment";
     const objs: ReadonlyArray<Versioned> = items;
@@ -140,6 +146,7 @@ export class Catalog {
       objs.filter((o) => o.kind === want),
       keyOf,
       map.keys(),
+      skipped,
     );
     for (const o of apply) put(map, o);
     const removed: Versioned[] = [];
@@ -181,7 +188,7 @@ export class Catalog {
   }
 }
 
-const keyOf = (obj: Versioned) => functionKey(obj.metadata.namespace, obj.metadata.name);
+const keyOf = (obj: Named) => functionKey(obj.metadata.namespace, obj.metadata.name);
 
 function put<T extends Versioned>(map: Map<string, T>, obj: T): boolean {
   const key = keyOf(obj);
