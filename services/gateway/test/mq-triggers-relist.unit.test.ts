@@ -150,4 +150,23 @@ describe("mq triggers relist after a reconnect", () => {
       await w.stop();
     }
   });
+
+  it("a trigger the registry left out of the relist because it cannot read it keeps running, and its durable consumer is not removed", async () => {
+    const w = await loadedStore(["a", "unreadable", "gone"]);
+    try {
+      await w.nats.reconnect();
+      // Stored in a shape this registry cannot parse (e.g. a newer one wrote it mid-rollout).
+      await w.nats.list("mqtriggers", [mqt("a")], [{ namespace: "default", name: "unreadable" }]);
+      await settle();
+      expect([...w.running]).to.have.members(["a@uid-mqt-a", "unreadable@uid-mqt-unreadable"]);
+      expect(w.removed, "only the trigger deleted while disconnected").to.deep.equal(["gone"]);
+      // A later listing that reads it again applies it as usual; one that lacks it removes it.
+      await w.nats.reconnect();
+      await w.nats.list("mqtriggers", [mqt("a")]);
+      await settle();
+      expect(w.removed).to.deep.equal(["gone", "unreadable"]);
+    } finally {
+      await w.stop();
+    }
+  });
 });

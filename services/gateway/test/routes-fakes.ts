@@ -7,6 +7,7 @@ import {
   type HttpTrigger,
   type KindPlural,
   type MessageQueueTrigger,
+  type SkippedObject,
 } from "@fizz/events";
 import { settle } from "@fizz/testkit";
 
@@ -21,7 +22,10 @@ type Callback = (err: Error | null, msg: Msg) => void;
 export class FakeNats {
   private readonly subs = new Map<string, Set<Callback>>();
   /** `registry.list` requests not answered yet, oldest first. */
-  readonly lists: { kind: KindPlural; answer(items: AnyObject[]): void }[] = [];
+  readonly lists: {
+    kind: KindPlural;
+    answer(items: AnyObject[], skipped?: SkippedObject[]): void;
+  }[] = [];
 
   subscribe(subject: string, opts: { callback: Callback }) {
     const set = this.subs.get(subject) ?? new Set<Callback>();
@@ -45,8 +49,13 @@ export class FakeNats {
     return new Promise((resolve) =>
       this.lists.push({
         kind,
-        answer: (items) =>
-          resolve({ data: Codecs.registryList.reply.encode({ items }, "registry-test") } as Msg),
+        answer: (items, skipped) =>
+          resolve({
+            data: Codecs.registryList.reply.encode(
+              skipped ? { items, skipped } : { items },
+              "registry-test",
+            ),
+          } as Msg),
       }),
     );
   }
@@ -79,13 +88,16 @@ export class FakeNats {
     await settle();
   }
 
-  /** Answers the pending list of `kind`, then lets the store apply it. */
-  async list(kind: KindPlural, items: AnyObject[]): Promise<void> {
+  /**
+   * Answers the pending list of `kind` (naming `skipped`: objects the registry could not read and
+   * left out), then lets the store apply it.
+   */
+  async list(kind: KindPlural, items: AnyObject[], skipped?: SkippedObject[]): Promise<void> {
     await settle();
     const i = this.lists.findIndex((l) => l.kind === kind);
     if (i < 0) throw new Error(`no ${kind} list pending`);
     const [l] = this.lists.splice(i, 1);
-    l!.answer(items);
+    l!.answer(items, skipped);
     await settle();
   }
 

@@ -121,4 +121,18 @@ describe("route table relist after a reconnect", () => {
       w.stop();
     }
   });
+
+  it("a function the registry left out of the relist because it cannot read it keeps routing", async () => {
+    const w = await loadedWorld(["hello", "unreadable"]);
+    try {
+      await w.nats.reconnect();
+      await w.nats.list("functions", [fn("hello")], [{ namespace: "default", name: "unreadable" }]);
+      await w.nats.list("httptriggers", [trigger("orders", "/orders", "hello")]);
+      expect(w.routes("unreadable"), "not taken for deleted").to.equal(true);
+      expect(w.lookup("default", "unreadable")?.name).to.equal("unreadable");
+      expect(w.store.router!.match("GET", undefined, "/orders")?.target.name).to.equal("hello");
+    } finally {
+      w.stop();
+    }
+  });
 });

@@ -1,4 +1,4 @@
-import { Codecs, type Subjects, type WatchTrigger } from "@fizz/events";
+import { Codecs, type SkippedObject, type Subjects, type WatchTrigger } from "@fizz/events";
 import {
   followRegistryListing,
   listen,
@@ -80,11 +80,13 @@ export function syncTriggers(opts: {
     { logger: log },
   );
 
-  const apply = (items: WatchTrigger[]): void => {
+  const apply = (items: WatchTrigger[], skipped: SkippedObject[]): void => {
+    // Triggers the registry skipped (could not read) still exist: their informers keep running.
     const merged = window.merge(
       items,
       (t) => id(t.metadata.namespace, t.metadata.name),
       known.keys(),
+      skipped,
     );
     for (const t of merged.apply) put(t);
     for (const k of merged.remove) {
@@ -102,7 +104,7 @@ export function syncTriggers(opts: {
     signal: opts.signal,
     onAttempt: () => window.begin(),
     onFailure: () => window.abort(),
-    onList: (items) => apply(items),
+    onList: (items, { skipped }) => apply(items, skipped),
   });
 
   return { subscription, synced, count: () => known.size };

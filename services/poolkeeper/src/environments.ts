@@ -67,7 +67,7 @@ export function syncEnvironments(opts: {
     signal: opts.signal,
     onAttempt: () => pool.beginListing(),
     onFailure: () => pool.abortListing(),
-    onList: (items) => pool.replaceAll(items),
+    onList: (items, { skipped }) => pool.replaceAll(items, skipped),
   });
 
   return {

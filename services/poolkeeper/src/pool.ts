@@ -1,4 +1,10 @@
-import { FizzError, type Environment, type EnvironmentRef, type FunctionRef } from "@fizz/events";
+import {
+  FizzError,
+  type Environment,
+  type EnvironmentRef,
+  type FunctionRef,
+  type SkippedObject,
+} from "@fizz/events";
 import { backgroundClock, backoffMs, ListingWindow, type Clock, type Logger } from "@fizz/kit";
 import type { AdoptedInstance, Backend, BackendInstance, ExitInfo } from "./backend";
 import { envKey, type InstanceCounts, type Tracked } from "./instances";
@@ -150,10 +156,16 @@ export class Pool {
   /**
    * Applies a full listing (requested after `beginListing`): adds and updates what it holds, and
    * forgets what it lacks, except environments written since the listing was asked for (kit's
-   * ListingWindow: the listing is older than what we know of them).
+   * ListingWindow: the listing is older than what we know of them) and those the registry
+   * `skipped` (it could not read them; they still exist, and their pools stay).
    */
-  replaceAll(items: Environment[]): void {
-    const { apply, remove } = this.window.merge(items, (e) => envKey(e.metadata), this.envs.keys());
+  replaceAll(items: Environment[], skipped: SkippedObject[] = []): void {
+    const { apply, remove } = this.window.merge(
+      items,
+      (e) => envKey(e.metadata),
+      this.envs.keys(),
+      skipped,
+    );
     for (const key of remove) {
       const state = this.envs.get(key);
       if (state) this.remove(state.env.metadata);

@@ -11,7 +11,11 @@ export interface RequestServer {
   drain(): Promise<void>;
 }
 
-/** `registry.get` and `registry.list` for services warming or refreshing their caches. */
+/**
+ * `registry.get` and `registry.list` for services warming or refreshing their caches. A listing
+ * names the stored objects it left out (`skipped`, unreadable here): they are not deleted, and
+ * services keep what they hold of them.
+ */
 export function serveRequests(
   nc: NatsConnection,
   s: Subjects,
@@ -38,7 +42,14 @@ export function serveRequests(
       nc,
       s.registryList,
       Codecs.registryList,
-      (req) => track(ops.list(req.kind, req.namespace).then((items) => ({ items }))),
+      // `skipped` only when something was left out: the reply of a registry that reads everything
+      // stays what it always was.
+      (req) =>
+        track(
+          ops
+            .listing(req.kind, req.namespace)
+            .then(({ items, skipped }) => (skipped.length > 0 ? { items, skipped } : { items })),
+        ),
       common,
     ),
   ];

@@ -6,6 +6,7 @@ import {
   type AnyObject,
   type KindPlural,
   type ObjectsByPlural,
+  type SkippedObject,
 } from "@fizz/events";
 import { describeRoute, findRouteConflict } from "./route-conflict";
 import type { Store, StoreReader } from "./store";
@@ -60,8 +61,16 @@ export class Operations {
   }
 
   async list(kindParam: string, namespace?: string): Promise<AnyObject[]> {
+    return (await this.listing(kindParam, namespace)).items;
+  }
+
+  /** `list`, naming the stored objects it left out because they do not match their schema. */
+  async listing(
+    kindParam: string,
+    namespace?: string,
+  ): Promise<{ items: AnyObject[]; skipped: SkippedObject[] }> {
     const kind = checkKind(kindParam);
-    return this.store.list(
+    return this.store.listing(
       kind,
       namespace === undefined ? undefined : checkName(namespace, "namespace"),
     );

@@ -7,6 +7,7 @@ import {
   type Kind,
   type KindPlural,
   type ObjectsByPlural,
+  type SkippedObject,
 } from "@fizz/events";
 import { backoffMs, redisReady, redisTls, retryUntil, type Logger } from "@fizz/kit";
 
@@ -45,7 +46,16 @@ export interface Writes {
   code?: { digestHex: string; bytes: Buffer }[];
 }
 
+/** A listing outside a transaction: the readable objects, and the stored ones it left out. */
+export interface Listing<K extends KindPlural> {
+  items: ObjectsByPlural[K][];
+  /** Stored objects that do not match their schema, sorted like `items`. */
+  skipped: SkippedObject[];
+}
+
 export interface Store extends StoreReader {
+  /** `list`, naming what it left out: an unreadable object does not fail the listing. */
+  listing<K extends KindPlural>(kind: K, namespace?: string): Promise<Listing<K>>;
   getCode(digestHex: string): Promise<Buffer | undefined>;
   /** Runs `body` until its writes commit on unchanged reads; its errors abort without writing. */
   transact<T>(body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>): Promise<T>;
@@ -117,6 +127,10 @@ export class RedisStore implements Store {
 
   list<K extends KindPlural>(kind: K, namespace?: string): Promise<ObjectsByPlural[K][]> {
     return this.reader(this.opts.client, false).list(kind, namespace);
+  }
+
+  listing<K extends KindPlural>(kind: K, namespace?: string): Promise<Listing<K>> {
+    return this.readList(this.opts.client, false, kind, namespace);
   }
 
   async getCode(digestHex: string): Promise<Buffer | undefined> {
@@ -207,7 +221,6 @@ export class RedisStore implements Store {
   private reader(client: Redis, watch: boolean): StoreReader {
     const keys = this.keys;
     const assertReady = () => this.assertReady();
-    const log = this.opts.logger;
     return {
       async get<K extends KindPlural>(kind: K, ns: string, name: string) {
         assertReady();
@@ -216,41 +229,57 @@ export class RedisStore implements Store {
         const raw = await client.get(key);
         return raw === null ? undefined : parseStored(kind, key, raw);
       },
-      async list<K extends KindPlural>(kind: K, ns?: string) {
-        assertReady();
-        const index = ns === undefined ? keys.kindIndex(kind) : keys.nsIndex(kind, ns);
-        if (watch) await client.watch(index);
-        const members = await client.smembers(index);
-        const objKeys = members.map((m) => {
-          if (ns !== undefined) return keys.obj(kind, ns, m);
-          const [mns = "", mname = ""] = m.split("/");
-          return keys.obj(kind, mns, mname);
-        });
-        if (objKeys.length === 0) return [];
-        // Watch each listed object too: an update changes an object without touching the index.
-        if (watch) await client.watch(...objKeys);
-        const values = await client.mget(...objKeys);
-        const items: ObjectsByPlural[K][] = [];
-        values.forEach((raw, i) => {
-          if (raw === null) return;
-          // A write decides over everything it reads, so there an unreadable object refuses it.
-          if (watch) {
-            items.push(parseStored(kind, objKeys[i] ?? "", raw));
-            return;
-          }
-          // A listing leaves it out and says why: one object written behind the registry's back
-          // must not stop every service from learning all the others.
-          try {
-            items.push(parseStored(kind, objKeys[i] ?? "", raw));
-          } catch (err) {
-            log.error(
-              { component: "store", err: (err as Error).message },
-              "stored object left out of a listing: it does not match its schema",
-            );
-          }
-        });
-        return items.sort(byNamespaceAndName);
-      },
+      list: async <K extends KindPlural>(kind: K, ns?: string) =>
+        (await this.readList(client, watch, kind, ns)).items,
+    };
+  }
+
+  private async readList<K extends KindPlural>(
+    client: Redis,
+    watch: boolean,
+    kind: K,
+    ns: string | undefined,
+  ): Promise<Listing<K>> {
+    this.assertReady();
+    const keys = this.keys;
+    const index = ns === undefined ? keys.kindIndex(kind) : keys.nsIndex(kind, ns);
+    if (watch) await client.watch(index);
+    const members = await client.smembers(index);
+    const names = members.map((m) => {
+      if (ns !== undefined) return { namespace: ns, name: m };
+      const [mns = "", mname = ""] = m.split("/");
+      return { namespace: mns, name: mname };
+    });
+    const objKeys = names.map((n) => keys.obj(kind, n.namespace, n.name));
+    if (objKeys.length === 0) return { items: [], skipped: [] };
+    // Watch each listed object too: an update changes an object without touching the index.
+    if (watch) await client.watch(...objKeys);
+    const values = await client.mget(...objKeys);
+    const items: ObjectsByPlural[K][] = [];
+    const skipped: SkippedObject[] = [];
+    values.forEach((raw, i) => {
+      if (raw === null) return;
+      // A write decides over everything it reads, so there an unreadable object refuses it.
+      if (watch) {
+        items.push(parseStored(kind, objKeys[i] ?? "", raw));
+        return;
+      }
+      // A listing leaves it out, says why, and names it in `skipped`: one object written behind
+      // the registry's back must not stop every service from learning all the others, nor may
+      // they take it for deleted.
+      try {
+        items.push(parseStored(kind, objKeys[i] ?? "", raw));
+      } catch (err) {
+        skipped.push(names[i]!);
+        this.opts.logger.error(
+          { component: "store", err: (err as Error).message },
+          "stored object left out of a listing: it does not match its schema",
+        );
+      }
+    });
+    return {
+      items: items.sort(byNamespaceAndName),
+      skipped: skipped.sort(byNamespaceAndNameOf),
     };
   }
 }
@@ -273,9 +302,11 @@ function parseStored<K extends KindPlural>(kind: K, key: string, raw: string): O
 }
 
 function byNamespaceAndName(a: AnyObject, b: AnyObject): number {
-  return (
-    compare(a.metadata.namespace, b.metadata.namespace) || compare(a.metadata.name, b.metadata.name)
-  );
+  return byNamespaceAndNameOf(a.metadata, b.metadata);
+}
+
+function byNamespaceAndNameOf(a: SkippedObject, b: SkippedObject): number {
+  return compare(a.namespace, b.namespace) || compare(a.name, b.name);
 }
 
 /** Code-point order: names are ASCII, and locale rules would make the order depend on the host. */

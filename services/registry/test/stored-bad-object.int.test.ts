@@ -13,7 +13,8 @@ import {
 /**
  * An object written into Redis behind the registry's back, in a shape no service can read: the
  * registry leaves it out of listings (every service lists on start) instead of failing them all,
- * answers a read of that one object with a 500 that says why, and keeps serving.
+ * names it in the bus listing's `skipped` (so services do not take it for deleted), answers a
+ * read of that one object with a 500 that says why, and keeps serving.
  */
 describe("registry meeting a stored object it cannot read", () => {
   let stack: Stack;
@@ -37,7 +38,7 @@ describe("registry meeting a stored object it cannot read", () => {
     await stack?.cleanup();
   });
 
-  it("lists the readable objects and leaves the unreadable one out, over REST and the bus", async () => {
+  it("lists the readable objects and leaves the unreadable one out, over REST and the bus, where it names it as skipped", async () => {
     const res = await reg.api.ns().list("environments");
     expect(res.status, JSON.stringify(res.body)).to.equal(200);
     const names = (res.body.items as { metadata: { name: string } }[]).map((o) => o.metadata.name);
@@ -53,6 +54,26 @@ describe("registry meeting a stored object it cannot read", () => {
         { sender: "test", timeoutMs: 5000 },
       );
       expect(all.items.map((o) => o.metadata.name)).to.deep.equal(["python"]);
+      expect(all.skipped).to.deep.equal([{ namespace: "default", name: "broken" }]);
+      // One namespace, too.
+      const one = await request(
+        nc,
+        subjects("fizz.v1").registryList,
+        Codecs.registryList,
+        { kind: "environments", namespace: "default" },
+        { sender: "test", timeoutMs: 5000 },
+      );
+      expect(one.items.map((o) => o.metadata.name)).to.deep.equal(["python"]);
+      expect(one.skipped).to.deep.equal([{ namespace: "default", name: "broken" }]);
+      // A kind with nothing left out answers as it always did: no `skipped` at all.
+      const fns = await request(
+        nc,
+        subjects("fizz.v1").registryList,
+        Codecs.registryList,
+        { kind: "functions" },
+        { sender: "test", timeoutMs: 5000 },
+      );
+      expect(fns).to.deep.equal({ items: [] });
     } finally {
       await nc.close();
     }

@@ -5,8 +5,9 @@ import {
   type Environment,
   type FunctionObject,
   type ObjectsByPlural,
+  type SkippedObject,
 } from "@fizz/events";
-import { ListingWindow } from "@fizz/kit";
+import { ListingWindow, type Named } from "@fizz/kit";
 import { functionKey } from "./instance-table";
 
 /**
@@ -135,9 +136,14 @@ export class Catalog {
    * requested (they are newer than it). Objects still go through the revision check, so a listing
    * older than an event applied before the window does not undo it either. The caller retires
    * what hangs off the removed objects, as for a delete event, and what the replaced ones
-   * superseded, as for an update or a create event.
+   * superseded, as for an update or a create event. Objects the registry `skipped` (could not
+   * read) are not removed.
    */
-  listed<K extends CatalogKind>(kind: K, items: ReadonlyArray<ObjectsByPlural[K]>): Listed<K> {
+  listed<K extends CatalogKind>(
+    kind: K,
+    items: ReadonlyArray<ObjectsByPlural[K]>,
+    skipped: SkippedObject[] = [],
+  ): Listed<K> {
     const map: Map<string, Versioned> = kind === "functions" ? this.fns : this.envs;
     const want = kind === "functions" ? "Function" : "Environment";
     const objs: ReadonlyArray<Versioned> = items;
@@ -146,6 +152,7 @@ export class Catalog {
       objs.filter((o) => o.kind === want),
       keyOf,
       map.keys(),
+      skipped,
     );
     const replaced: Array<{ old: Versioned; new: Versioned }> = [];
     for (const o of apply) {
@@ -195,7 +202,7 @@ export class Catalog {
   }
 }
 
-const keyOf = (obj: Versioned) => functionKey(obj.metadata.namespace, obj.metadata.name);
+const keyOf = (obj: Named) => functionKey(obj.metadata.namespace, obj.metadata.name);
 
 function put<T extends Versioned>(map: Map<string, T>, obj: T): boolean {
   const key = keyOf(obj);

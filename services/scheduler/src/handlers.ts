@@ -7,7 +7,7 @@ import type {
   RegistryChanged,
   UsageReport,
 } from "@fizz/events";
-import type { Logger } from "@fizz/kit";
+import type { Logger, RegistryListing } from "@fizz/kit";
 import type { Catalog, CatalogKind } from "./catalog";
 import { recordReport, type InstanceTable } from "./instance-table";
 import type { Retirer } from "./retirement";
@@ -65,13 +65,13 @@ export function catalogListing<K extends CatalogKind>(
 ): {
   onAttempt(): void;
   onFailure(): void;
-  onList(items: ReadonlyArray<ObjectsByPlural[K]>): void;
+  onList(items: ReadonlyArray<ObjectsByPlural[K]>, listing?: RegistryListing): void;
 } {
   return {
     onAttempt: () => m.catalog.beginListing(kind),
     onFailure: () => m.catalog.abortListing(kind),
-    onList: (items) => {
-      const { loaded, removed, replaced } = m.catalog.listed(kind, items);
+    onList: (items, listing) => {
+      const { loaded, removed, replaced } = m.catalog.listed(kind, items, listing?.skipped);
       for (const obj of removed) {
         if (obj.kind !== "Function") continue;
         const { namespace, name, revision } = obj.metadata;

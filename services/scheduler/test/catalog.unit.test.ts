@@ -162,6 +162,17 @@ describe("scheduler catalog relist races (unit)", () => {
     expect(w.table.live("default", "hello", 3)).to.have.length(1);
   });
 
+  it("keeps a function the registry left out of the listing because it cannot read it, and its instances", () => {
+    const [inst] = w.table.live("default", "hello", 3);
+    const listing = relist("functions");
+    listing.onAttempt();
+    const answer = w.registry.list("functions").filter((f) => f.metadata.name !== "hello");
+    listing.onList(answer, { skipped: [{ namespace: "default", name: "hello" }] });
+    expect(w.catalog.fn("default", "hello")?.metadata.uid).to.equal("old");
+    expect(w.publisher.removedIds(), "not drained").to.deep.equal([]);
+    expect(w.table.get(inst!.id)?.draining).to.equal(false);
+  });
+
   it("keeps a function created by an event while the listing was in flight", () => {
     const listing = relist("functions");
     listing.onAttempt();

@@ -40,7 +40,23 @@ export type RegistryGetReply = z.infer<typeof RegistryGetReply>;
 /** Without a namespace, list every namespace (services warming their caches at start). */
 export const RegistryListRequest = z.object({ kind: kindPlural, namespace: dnsLabel.optional() });
 export type RegistryListRequest = z.infer<typeof RegistryListRequest>;
-export const RegistryListReply = z.object({ items: z.array(AnyObject) });
+/**
+ * An object a listing left out: stored, but the registry cannot read it (it does not match its
+ * schema, e.g. written by a newer registry during a rollout). Plain strings, not DNS labels: the
+ * names come from the registry's own index, and one odd name must not make the whole reply
+ * unreadable.
+ */
+export const SkippedObject = z.object({ namespace: z.string(), name: z.string() });
+export type SkippedObject = z.infer<typeof SkippedObject>;
+/**
+ * `skipped`: the objects left out of `items` because the registry could not read them. They
+ * still exist, so a service keeps what it holds of them instead of treating them as deleted.
+ * Optional: absent from older registries (and when nothing was left out).
+ */
+export const RegistryListReply = z.object({
+  items: z.array(AnyObject),
+  skipped: z.array(SkippedObject).optional(),
+});
 export type RegistryListReply = z.infer<typeof RegistryListReply>;
 
 export const Instance = z.object({

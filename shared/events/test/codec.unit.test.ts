@@ -130,6 +130,26 @@ describe("codecs", () => {
     expect(decodeError(c, raw).field).to.match(/^data\.object/);
   });
 
+  it("round-trips a registry listing that names the objects it left out, and reads one without", () => {
+    const c = Codecs.registryList.reply;
+    const skipped = [{ namespace: "default", name: "broken" }];
+    expect(c.decode(c.encode({ items: [], skipped }, "r")).data).to.deep.equal({
+      items: [],
+      skipped,
+    });
+    // An older registry's reply: no `skipped` at all.
+    const old = bytes({ v: 1, type: c.type, sender: "r", ts: 1, data: { items: [] } });
+    expect(c.decode(old).data).to.deep.equal({ items: [] });
+    const bad = bytes({
+      v: 1,
+      type: c.type,
+      sender: "r",
+      ts: 1,
+      data: { items: [], skipped: [{ namespace: "default" }] },
+    });
+    expect(decodeError(c, bad).field).to.equal("data.skipped.0.name");
+  });
+
   it("has a codec for every subject the services use", () => {
     expect(Object.keys(Codecs).sort()).to.deep.equal(
       [

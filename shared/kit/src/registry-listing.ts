@@ -1,4 +1,10 @@
-import { Codecs, type KindPlural, type ObjectsByPlural, type Subjects } from "@fizz/events";
+import {
+  Codecs,
+  type KindPlural,
+  type ObjectsByPlural,
+  type SkippedObject,
+  type Subjects,
+} from "@fizz/events";
 import { retryUntil, RetryStopped, warnWhenSlow } from "./retry";
 import type { Logger } from "./logger";
 import { request, type NatsConnection } from "./nats";
@@ -12,8 +18,16 @@ import { request, type NatsConnection } from "./nats";
  * disconnect, so it cannot hold what changed during it.
  *
  * Merge the answer with the events that cross it through a `ListingWindow` (listing-window.ts):
- * `onAttempt` before each request, `onFailure` after a failed one, `onList` with the items.
+ * `onAttempt` before each request, `onFailure` after a failed one, `onList` with the items and
+ * what the registry left out (`skipped`: stored objects it could not read, which still exist), to
+ * pass on as `merge`'s last argument so they are not taken for deleted. A listing that skipped
+ * some is logged here as a warning, once per listing.
  */
+export interface RegistryListing {
+  /** Objects the registry left out of the listing because it could not read them (not deleted). */
+  skipped: SkippedObject[];
+}
+
 export function followRegistryListing<K extends KindPlural>(opts: {
   nc: NatsConnection;
   subjects: Subjects;
@@ -21,7 +35,7 @@ export function followRegistryListing<K extends KindPlural>(opts: {
   sender: string;
   logger: Logger;
   signal: AbortSignal;
-  onList: (items: ObjectsByPlural[K][]) => void;
+  onList: (items: ObjectsByPlural[K][], listing: RegistryListing) => void;
   /** Called before each attempt and after a failed one (a `ListingWindow`'s begin and abort). */
   onAttempt?: () => void;
   onFailure?: () => void;
@@ -47,8 +61,19 @@ export function followRegistryListing<K extends KindPlural>(opts: {
             // The reply holds objects of the asked kind; the cast states what the registry
             // guarantees.
             const items = reply.items as ObjectsByPlural[K][];
-            opts.onList(items);
+            const skipped = reply.skipped ?? [];
+            opts.onList(items, { skipped });
             log.info({ kind, count: items.length }, "listed from the registry");
+            if (skipped.length > 0)
+              log.warn(
+                {
+                  kind,
+                  kept: skipped.length,
+                  // The first few: in a rollout every object of a kind may be skipped.
+                  objects: skipped.slice(0, 10).map((o) => `${o.namespace}/${o.name}`),
+                },
+                "the registry left objects it cannot read out of its listing: kept as they are here, not deleted",
+              );
           } catch (err) {
             opts.onFailure?.();
             throw err;

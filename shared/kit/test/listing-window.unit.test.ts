@@ -74,6 +74,44 @@ describe("ListingWindow (shared/kit)", () => {
     expect(w.merge([{ key: "a", v: 1 }], keyOf, ["b"])).to.deep.equal({
       apply: [{ key: "a", v: 1 }],
       remove: ["b"],
+      kept: [],
     });
+  });
+
+  it("a key the registry skipped (could not read) is kept, not removed; one it never had stays out", () => {
+    interface Obj {
+      metadata: { namespace: string; name: string };
+      v: number;
+    }
+    const obj = (ns: string, name: string, v = 1): Obj => ({
+      metadata: { namespace: ns, name },
+      v,
+    });
+    const byName = (o: { metadata: { namespace: string; name: string } }) =>
+      `${o.metadata.namespace}/${o.metadata.name}`;
+    const w = new ListingWindow();
+    w.begin();
+    w.touch("default/touched");
+    const r = w.merge(
+      [obj("default", "a", 2)],
+      byName,
+      ["default/a", "default/unreadable", "other/unreadable", "default/touched", "default/gone"],
+      [
+        { namespace: "default", name: "unreadable" },
+        { namespace: "other", name: "unreadable" },
+        { namespace: "default", name: "touched" },
+        { namespace: "default", name: "never-held" },
+      ],
+    );
+    expect(r.apply).to.deep.equal([obj("default", "a", 2)]);
+    expect(r.remove, "only what is neither listed, touched nor skipped").to.deep.equal([
+      "default/gone",
+    ]);
+    expect(r.kept).to.deep.equal(["default/unreadable", "other/unreadable"]);
+    // Without `skipped` (an older registry's reply) the same keys are removed.
+    w.begin();
+    expect(w.merge([], byName, ["default/unreadable"], undefined).remove).to.deep.equal([
+      "default/unreadable",
+    ]);
   });
 });

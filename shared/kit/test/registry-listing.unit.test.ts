@@ -1,5 +1,11 @@
 import { expect } from "chai";
-import { Codecs, subjects as buildSubjects, type AnyObject } from "@fizz/events";
+import { pino } from "pino";
+import {
+  Codecs,
+  subjects as buildSubjects,
+  type AnyObject,
+  type SkippedObject,
+} from "@fizz/events";
 import { settle } from "@fizz/testkit";
 import type { Msg } from "@nats-io/transport-node";
 import { followRegistryListing } from "../src/registry-listing";
@@ -10,7 +16,7 @@ const subjects = buildSubjects();
 
 /** registry.list answered when the test says so, and a status stream the test feeds. */
 class FakeNats {
-  readonly pending: Array<(items: AnyObject[]) => void> = [];
+  readonly pending: Array<(items: AnyObject[], skipped?: SkippedObject[]) => void> = [];
   requests = 0;
   private readonly statuses: Array<{ type: string }> = [];
   private wake: (() => void) | undefined;
@@ -19,8 +25,13 @@ class FakeNats {
     expect(subject).to.equal(subjects.registryList);
     this.requests++;
     return new Promise((resolve) =>
-      this.pending.push((items) =>
-        resolve({ data: Codecs.registryList.reply.encode({ items }, "registry-test") } as Msg),
+      this.pending.push((items, skipped) =>
+        resolve({
+          data: Codecs.registryList.reply.encode(
+            skipped ? { items, skipped } : { items },
+            "registry-test",
+          ),
+        } as Msg),
       ),
     );
   }
@@ -42,11 +53,11 @@ class FakeNats {
     await settle();
   }
 
-  async answer(): Promise<void> {
+  async answer(skipped?: SkippedObject[]): Promise<void> {
     await settle();
     const a = this.pending.shift();
     if (!a) throw new Error("no registry.list pending");
-    a([]);
+    a([], skipped);
     await settle();
   }
 }
@@ -111,5 +122,30 @@ describe("followRegistryListing reconnects (shared/kit, unit)", () => {
     await nats.answer();
     expect(joined).to.equal(true);
     expect(nats.requests).to.equal(2);
+  });
+
+  it("hands onList what the registry skipped (none from an older registry), and warns once per listing", async () => {
+    const nats = new FakeNats();
+    const got: SkippedObject[][] = [];
+    const logs: Array<{ level: number; msg: string; kept?: number; objects?: string[] }> = [];
+    const { synced } = followRegistryListing({
+      nc: nats as unknown as NatsConnection,
+      subjects,
+      kind: "functions",
+      sender: "t",
+      logger: pino(
+        { level: "info" },
+        { write: (line: string) => void logs.push(JSON.parse(line) as (typeof logs)[number]) },
+      ),
+      signal: abort.signal,
+      onList: (_items, { skipped }) => got.push(skipped),
+    });
+    await nats.answer([{ namespace: "default", name: "broken" }]);
+    await synced;
+    await nats.reconnect();
+    await nats.answer();
+    expect(got).to.deep.equal([[{ namespace: "default", name: "broken" }], []]);
+    const warnings = logs.filter((l) => l.level === 40);
+    expect(warnings.map((l) => [l.kept, l.objects])).to.deep.equal([[1, ["default/broken"]]]);
   });
 });

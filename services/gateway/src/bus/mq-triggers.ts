@@ -14,6 +14,7 @@ import {
   ListingWindow,
   request,
   type Logger,
+  type Named,
   type NatsConnection,
   type Subscription,
 } from "@fizz/kit";
@@ -106,10 +107,10 @@ export class MqTriggerStore {
       ...(this.o.listTimeoutMs !== undefined ? { timeoutMs: this.o.listTimeoutMs } : {}),
       onAttempt: () => this.window.begin(),
       onFailure: () => this.window.abort(),
-      onList: (items) => {
+      onList: (items, { skipped }) => {
         // Merged now, against the window as it stands; applied in its turn on the queue.
         const listed = items.filter(isMqTrigger);
-        const { apply, remove } = this.window.merge(listed, keyOf, this.entries.keys());
+        const { apply, remove } = this.window.merge(listed, keyOf, this.entries.keys(), skipped);
         applied = this.enqueue(() => this.load(apply, remove, listed.length));
       },
     });
@@ -291,7 +292,7 @@ export class MqTriggerStore {
   }
 }
 
-const keyOf = (t: MessageQueueTrigger) => `${t.metadata.namespace}/${t.metadata.name}`;
+const keyOf = (t: Named) => `${t.metadata.namespace}/${t.metadata.name}`;
 
 function isMqTrigger(o: { kind: string }): o is MessageQueueTrigger {
   return o.kind === "MessageQueueTrigger";

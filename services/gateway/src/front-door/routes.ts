@@ -8,6 +8,7 @@ import {
   type HttpTrigger,
   type ObjectsByPlural,
   type RegistryChanged,
+  type SkippedObject,
   type Subjects,
 } from "@fizz/events";
 import {
@@ -16,6 +17,7 @@ import {
   ListingWindow,
   request,
   type Logger,
+  type Named,
   type NatsConnection,
   type Subscription,
 } from "@fizz/kit";
@@ -104,7 +106,7 @@ export class RouteStore {
         ...(this.opts.listTimeoutMs !== undefined ? { timeoutMs: this.opts.listTimeoutMs } : {}),
         onAttempt: () => this.windows[kind].begin(),
         onFailure: () => this.windows[kind].abort(),
-        onList: (items: ObjectsByPlural[K][]) => this.listedKind(kind, items),
+        onList: (items: ObjectsByPlural[K][], { skipped }) => this.listedKind(kind, items, skipped),
       });
     this.listings = { functions: follow("functions"), httptriggers: follow("httptriggers") };
     await this.reload();
@@ -125,10 +127,10 @@ export class RouteStore {
    * A kind's list is in: merged with what changed while it was in flight (see the class comment),
    * then the table is rebuilt. Listed objects go through the same revision check as events.
    */
-  private listedKind(kind: RouteKind, items: AnyObject[]): void {
+  private listedKind(kind: RouteKind, items: AnyObject[], skipped: SkippedObject[]): void {
     const map: Map<string, AnyObject> = kind === "functions" ? this.functions : this.triggers;
     const wanted = items.filter(kind === "functions" ? isFunction : isTrigger);
-    const { apply, remove } = this.windows[kind].merge(wanted, keyOf, map.keys());
+    const { apply, remove } = this.windows[kind].merge(wanted, keyOf, map.keys(), skipped);
     for (const object of apply) {
       const { namespace, name, revision } = object.metadata;
       const cur = map.get(keyOf(object));
@@ -323,7 +325,7 @@ export class RouteStore {
 
 type RouteKind = "functions" | "httptriggers";
 
-const keyOf = (o: AnyObject) => `${o.metadata.namespace}/${o.metadata.name}`;
+const keyOf = (o: Named) => `${o.metadata.namespace}/${o.metadata.name}`;
 
 function isFunction(o: { kind: string }): o is FunctionObject {
   return o.kind === "Function";

@@ -1,4 +1,4 @@
-import type { RegistryChanged, TimeTrigger } from "@fizz/events";
+import type { RegistryChanged, SkippedObject, TimeTrigger } from "@fizz/events";
 import { ListingWindow } from "@fizz/kit";
 
 export type TimerChange =
@@ -48,12 +48,16 @@ export class TimerCatalog {
     this.window.begin();
   }
 
-  /** The registry's full list: adds and updates what it holds, removes what it no longer does. */
-  replaceAll(items: TimeTrigger[]): void {
+  /**
+   * The registry's full list: adds and updates what it holds, removes what it no longer does
+   * (except what it `skipped`: timers it could not read, which still exist).
+   */
+  replaceAll(items: TimeTrigger[], skipped: SkippedObject[] = []): void {
     const { apply, remove } = this.window.merge(
       items,
       (t) => keyOf(t.metadata.namespace, t.metadata.name),
       this.triggers.keys(),
+      skipped,
     );
     for (const t of apply) this.put(t);
     for (const key of remove) {

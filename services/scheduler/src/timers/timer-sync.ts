@@ -33,7 +33,7 @@ export function listTimers(opts: {
     timeoutMs: opts.timeoutMs,
     onAttempt: () => catalog.beginListing(),
     onFailure: () => catalog.abortListing(),
-    onList: (timers) => catalog.replaceAll(timers),
+    onList: (timers, { skipped }) => catalog.replaceAll(timers, skipped),
   });
   return { synced };
 }
