@@ -5,9 +5,22 @@ import {
   type FunctionRef,
   type SkippedObject,
 } from "@fizz/events";
-import { backgroundClock, backoffMs, ListingWindow, type Clock, type Logger } from "@fizz/kit";
-import type { AdoptedInstance, Backend, BackendInstance, ExitInfo } from "./backend";
+import { backgroundClock, ListingWindow, type Clock, type Logger } from "@fizz/kit";
+import type { AdoptedInstance, BackendInstance, ExitInfo } from "./backend";
 import { envKey, type InstanceCounts, type Tracked } from "./instances";
+import {
+  changesInstances,
+  clearRefill,
+  envStatus,
+  newEnvState,
+  poolTarget,
+  refillDelay,
+  type EnvState,
+  type RefillBackoff,
+} from "./pool-env-state";
+import type { PoolOptions } from "./pool-options";
+
+export type { PoolOptions } from "./pool-options";
 
 /**
  * Warm pools, one per environment, and the table of every instance this poolkeeper started.
@@ -23,39 +36,6 @@ import { envKey, type InstanceCounts, type Tracked } from "./instances";
  * `maxFailures` in a row they pause for `cooldownMs`. An instance that stays up `stableMs` clears
  * the count. So a loader that crashes at start costs a few spawns a minute, not a fork bomb.
  */
-interface EnvState {
-  key: string;
-  env: Environment;
-  /** Why the backend cannot run it; such an environment gets no instances. */
-  unsupported: string | undefined;
-  /** Bumped when the image or command changes: instances of an older generation are not kept. */
-  generation: number;
-  /** Ready warm instance ids; take() pops the newest (its keep-alive connection is the freshest). */
-  warm: string[];
-  starting: number;
-  failures: number;
-  /** Cancels the pending back-off or cooldown refill; set while one is pending. */
-  cancelRefill: (() => void) | undefined;
-}
-
-export interface PoolOptions {
-  backend: Backend;
-  logger: Logger;
-  maxFailures: number;
-  cooldownMs: number;
-  backoffBaseMs?: number;
-  backoffMaxMs?: number;
-  stableMs?: number;
-  onReady?: (t: Tracked) => void;
-  onDied?: (t: Tracked, info: ExitInfo) => void;
-  onSpawned?: (seconds: number, ok: boolean) => void;
-  /**
-   * The back-off, cooldown and stable timers; fake in unit tests. Real ones are unref'd (kit's
-   * backgroundClock), as they always were: a pending back-off does not keep the process alive.
-   */
-  clock?: Pick<Clock, "after">;
-}
-
 export class Pool {
   private readonly envs = new Map<string, EnvState>();
   private readonly instances = new Map<string, Tracked>();
@@ -69,15 +49,18 @@ export class Pool {
   private coldStarting = 0;
   private stopped = false;
   private readonly log: Logger;
-  private readonly backoffBaseMs: number;
-  private readonly backoffMaxMs: number;
+  private readonly backoff: RefillBackoff;
   private readonly stableMs: number;
   private readonly clock: Pick<Clock, "after">;
 
   constructor(private readonly opts: PoolOptions) {
     this.log = opts.logger.child({ component: "pool" });
-    this.backoffBaseMs = opts.backoffBaseMs ?? 250;
-    this.backoffMaxMs = opts.backoffMaxMs ?? 10_000;
+    this.backoff = {
+      maxFailures: opts.maxFailures,
+      cooldownMs: opts.cooldownMs,
+      backoffBaseMs: opts.backoffBaseMs ?? 250,
+      backoffMaxMs: opts.backoffMaxMs ?? 10_000,
+    };
     this.stableMs = opts.stableMs ?? 10_000;
     this.clock = opts.clock ?? backgroundClock;
     opts.backend.onExit((instance, info) => this.exited(instance, info));
@@ -96,32 +79,20 @@ export class Pool {
         "environment skipped: cannot run it here",
       );
     if (!cur) {
-      const state: EnvState = {
-        key,
-        env,
-        unsupported,
-        generation: 0,
-        warm: [],
-        starting: 0,
-        failures: 0,
-        cancelRefill: undefined,
-      };
+      const state = newEnvState(key, env, unsupported);
       this.envs.set(key, state);
       this.reconcile(state);
       return;
     }
     const sameObject = cur.env.metadata.uid === env.metadata.uid;
     if (sameObject && env.metadata.revision < cur.env.metadata.revision) return;
-    const recreate =
-      !sameObject ||
-      cur.env.spec.image !== env.spec.image ||
-      JSON.stringify(cur.env.spec.command ?? null) !== JSON.stringify(env.spec.command ?? null);
+    const recreate = !sameObject || changesInstances(cur.env, env);
     cur.env = env;
     cur.unsupported = unsupported;
     if (recreate) {
       cur.generation++;
       cur.failures = 0;
-      this.clearTimer(cur);
+      clearRefill(cur);
       for (const id of cur.warm.splice(0)) void this.kill(id, "environment changed");
     }
     this.reconcile(cur);
@@ -139,7 +110,7 @@ export class Pool {
     const state = this.envs.get(envKey(ref));
     if (!state || (uid !== undefined && state.env.metadata.uid !== uid)) return;
     this.envs.delete(state.key);
-    this.clearTimer(state);
+    clearRefill(state);
     for (const id of state.warm.splice(0)) void this.kill(id, "environment deleted");
   }
 
@@ -301,25 +272,19 @@ export class Pool {
     ref: EnvironmentRef,
   ): { warm: number; starting: number; failures: number; paused: boolean } | undefined {
     const s = this.envs.get(envKey(ref));
-    if (!s) return undefined;
-    return {
-      warm: s.warm.length,
-      starting: s.starting,
-      failures: s.failures,
-      paused: s.failures >= this.opts.maxFailures,
-    };
+    return s && envStatus(s, this.opts.maxFailures);
   }
 
   /** Stops refilling; the backend's close() kills the instances. */
   stop(): void {
     this.stopped = true;
-    for (const s of this.envs.values()) this.clearTimer(s);
+    for (const s of this.envs.values()) clearRefill(s);
     for (const t of this.instances.values()) t.cancelStable?.();
   }
 
   private reconcile(state: EnvState): void {
     if (this.stopped || this.envs.get(state.key) !== state) return;
-    const target = state.unsupported ? 0 : state.env.spec.poolSize;
+    const target = poolTarget(state);
     const have = state.warm.length + state.starting;
     if (have > target) {
       // Oldest first; surplus still starting is trimmed when it comes up (spawnWarm reconciles).
@@ -334,10 +299,7 @@ export class Pool {
     }
     // Failing: probe one at a time, with back-off, and pause after too many in a row.
     if (state.starting > 0) return;
-    const paused = state.failures >= this.opts.maxFailures;
-    const delay = paused
-      ? this.opts.cooldownMs
-      : backoffMs(state.failures - 1, this.backoffBaseMs, this.backoffMaxMs);
+    const { paused, delay } = refillDelay(state.failures, this.backoff);
     if (paused) {
       this.log.error(
         { environment: state.key, failures: state.failures, retryInMs: delay },
@@ -347,8 +309,7 @@ export class Pool {
     state.cancelRefill = this.clock.after(delay, () => {
       state.cancelRefill = undefined;
       if (this.stopped || this.envs.get(state.key) !== state) return;
-      if (state.warm.length + state.starting < (state.unsupported ? 0 : state.env.spec.poolSize))
-        this.spawnWarm(state);
+      if (state.warm.length + state.starting < poolTarget(state)) this.spawnWarm(state);
     });
   }
 
@@ -412,7 +373,7 @@ export class Pool {
       "instances start and stay up again; refilling normally",
     );
     state.failures = 0;
-    this.clearTimer(state);
+    clearRefill(state);
     this.reconcile(state);
   }
 
@@ -430,10 +391,5 @@ export class Pool {
       this.opts.onDied?.(t, info);
     }
     if (state) this.reconcile(state);
-  }
-
-  private clearTimer(state: EnvState): void {
-    state.cancelRefill?.();
-    state.cancelRefill = undefined;
   }
 }

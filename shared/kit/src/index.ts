@@ -13,3 +13,4 @@ export * from "./outbound";
 export * from "./retry";
 export * from "./ports";
 export * from "./leader";
+export * from "./leader-kv-lock";

@@ -1,5 +1,5 @@
 import type { FakeClock } from "@fizz/testkit";
-import { LockConflict, type LeaderLock } from "../src/leader";
+import { LockConflict, type LeaderLock } from "../src/leader-kv-lock";
 
 /**
  * The KV bucket in memory: compare-and-set on a revision, and expiry `ttlMs` after the last write

@@ -1,11 +1,12 @@
 /**
  * The HTTP front door: everything between a client's HTTP request and a function instance.
  *
- * Owns the proxy server and its request handler (server.ts, proxy.ts, body.ts, headers.ts,
- * http-errors.ts), the route table and its matcher (routes.ts, router.ts), the registry's update
- * barrier (sync.ts), the leases the gateway holds on instances and what happens at the capacity
- * limit (leases.ts, function-leases.ts, capacity.ts, wait-queue.ts), the upstream connection pools
- * (pools.ts) and the request metrics (metrics.ts, request-stats.ts).
+ * Owns the proxy server and its request handler (server.ts, proxy.ts, upstream-errors.ts,
+ * response-head.ts, body.ts, headers.ts, http-errors.ts), the route table and its matcher
+ * (routes.ts, router.ts), the registry's update barrier (sync.ts), the leases the gateway holds on
+ * instances and what happens at the capacity limit (leases.ts, function-leases.ts, capacity.ts,
+ * wait-queue.ts), the upstream connection pools (pools.ts) and the request metrics (metrics.ts,
+ * request-stats.ts).
  *
  * Exports what the composition (../index.ts) wires and what the bus side borrows: the lease
  * manager and its per-function state (bus calls take the same slots as HTTP requests), the route

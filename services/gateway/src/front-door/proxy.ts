@@ -3,10 +3,11 @@ import { FizzError } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import { BodySource } from "./body";
-import { responseHeaders, type ResponseHeadersSeen } from "./headers";
 import { answerTimeout, headersBackstopMs, leaseError, sendError } from "./http-errors";
 import type { FunctionLeases, LeaseEntry, LeaseManager } from "./leases";
 import type { GatewayMetrics } from "./metrics";
+import { writeResponseHead } from "./response-head";
+import { errorCodeOf, isInstanceFault, upstreamAnswer } from "./upstream-errors";
 import type { WaitTicket } from "./wait-queue";
 
 /**
@@ -277,13 +278,10 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     const code = (err as Error & { code?: string }).code;
     const clientFault = this.clientGone || this.body?.clientFailed || this.body?.tooLarge;
     if (e) {
-      // The instance's fault (dead, hung, cut the response): its lease goes before its slot is
-      // given back, so the slot is not handed to a waiting request. A body timeout mid-stream is
-      // a quiet stream (SSE), not a dead instance.
-      const instanceFault = this.res.headersSent
-        ? code !== "UND_ERR_BODY_TIMEOUT"
-        : code !== "UND_ERR_INVALID_ARG";
-      if (!clientFault && instanceFault) this.ctx.leases.drop(e, true);
+      // The instance's fault: its lease goes before its slot is given back, so the slot is not
+      // handed to a waiting request.
+      if (!clientFault && isInstanceFault(this.res.headersSent, code))
+        this.ctx.leases.drop(e, true);
       this.ctx.leases.release(e);
     }
     if (this.clientGone || this.body?.clientFailed) {
@@ -306,19 +304,11 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       this.done(502);
       return;
     }
-    if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
-      // A hung instance: dropped above, and named in the next lease request, so the scheduler
-      // kills and replaces it.
-      this.fail(
-        new FizzError(
-          "TIMEOUT",
-          `function ${this.target.name} did not answer within ${e?.timeoutMs ?? 0} ms`,
-        ),
-      );
-      return;
-    }
-    if (code === "UND_ERR_INVALID_ARG") {
-      this.fail(new FizzError("VALIDATION_FAILED", `request cannot be forwarded: ${err.message}`));
+    // A hung instance (dropped above, and named in the next lease request, so the scheduler kills
+    // and replaces it) or a request that cannot be forwarded: answered, not retried.
+    const answer = upstreamAnswer(code, err.message, this.target.name, e?.timeoutMs ?? 0);
+    if (answer) {
+      this.fail(answer);
       return;
     }
     if (!this.connected) {
@@ -364,15 +354,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   }
 
   private writeHead(status: number, raw: readonly (Buffer | string)[]): void {
-    const seen: ResponseHeadersSeen = { contentLength: false, retryAfter: false };
-    const h = responseHeaders(raw, this.requestId, seen);
-    if (status === 429 && !seen.retryAfter) h.push("retry-after", "1");
-    this.res.writeHead(status, h);
-    // A response without Content-Length is a stream (SSE, chunked): send the headers now, not
-    // with the first chunk, which may be a long time coming.
-    if (status !== 204 && status !== 304 && this.req.method !== "HEAD" && !seen.contentLength) {
-      this.res.flushHeaders();
-    }
+    writeResponseHead(this.res, this.req.method, this.requestId, status, raw);
   }
 
   private passBuffered(status: number, raw: readonly (Buffer | string)[], body: Buffer): void {
@@ -400,14 +382,5 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     if (this.finished) return;
     this.finished = true;
     this.ctx.metrics.observe(this.target, status, this.startedAt);
-  }
-}
-
-function errorCodeOf(body: Buffer): string | undefined {
-  try {
-    const v = JSON.parse(body.toString("utf8")) as { error?: { code?: unknown } } | null;
-    return typeof v?.error?.code === "string" ? v.error.code : undefined;
-  } catch {
-    return undefined;
   }
 }
