@@ -17,6 +17,8 @@ export const ErrorCodes = {
   /** A URL the platform would fetch for a user (X-Callback-Url) points at an internal address. */
   OUTBOUND_REFUSED: 400,
   MALFORMED_MESSAGE: 400,
+  /** An uploaded archive breaks an extraction rule (traversal, escaping link, device, size, count, ratio); the message names the entry and the rule. */
+  ARCHIVE_UNSAFE: 400,
   /** No bearer token, or one that matches no configured token. */
   UNAUTHENTICATED: 401,
   /** A valid token without the right (a read-only token writing), or a refused Origin. */
