@@ -2,9 +2,9 @@ import { expect } from "chai";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { MessageQueueTrigger } from "@fizz/events";
 import { silentLogger } from "@fizz/kit";
-import { settle } from "@fizz/testkit";
+import { FakeRegistryBus, settle } from "@fizz/testkit";
 import { MqTriggerStore } from "../src/bus/mq-triggers";
-import { FakeNats, subj } from "./routes-fakes";
+import { subj } from "./routes-fakes";
 
 /**
  * The mq triggers' relist after a NATS reconnect: a change that arrives while it is in flight is
@@ -39,7 +39,7 @@ async function loadedStore(
   names: string[],
   hold: (t: MessageQueueTrigger) => Promise<void> = () => Promise.resolve(),
 ) {
-  const nats = new FakeNats();
+  const nats = new FakeRegistryBus(subj);
   const running = new Set<string>();
   const removed: string[] = [];
   const store = new MqTriggerStore({

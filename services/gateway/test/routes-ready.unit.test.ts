@@ -5,7 +5,7 @@ import { Registry } from "prom-client";
 import type { Dispatcher } from "undici";
 import { Codecs, type Invocation } from "@fizz/events";
 import { silentLogger } from "@fizz/kit";
-import { FakeClock } from "@fizz/testkit";
+import { FakeClock, FakeRegistryBus } from "@fizz/testkit";
 import { loadBusConfig } from "../src/bus/bus-config";
 import { BusMetrics } from "../src/bus/bus-metrics";
 import { InvocationConsumer } from "../src/bus/invoker/consumer";
@@ -13,7 +13,7 @@ import { BusLimiter } from "../src/bus/invoker/limiter";
 import { functionLookup } from "../src/bus/start-bus";
 import { LeaseManager } from "../src/front-door/leases";
 import { RouteStore } from "../src/front-door/routes";
-import { FakeNats, fn, subj, trigger } from "./routes-fakes";
+import { fn, subj, trigger } from "./routes-fakes";
 
 /**
  * The route table is served (the gateway ready, the bus side trusting "no such function") only
@@ -22,7 +22,7 @@ import { FakeNats, fn, subj, trigger } from "./routes-fakes";
  * `registry.list` when it chooses and publishes `registry.changed.*` events itself.
  */
 function world() {
-  const nats = new FakeNats();
+  const nats = new FakeRegistryBus(subj);
   const leases = new LeaseManager({
     gateway: "gateway-test",
     dispatcher: () => ({}) as Dispatcher,

@@ -2,11 +2,11 @@ import { expect } from "chai";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Dispatcher } from "undici";
 import { silentLogger } from "@fizz/kit";
-import { FakeClock } from "@fizz/testkit";
+import { FakeClock, FakeRegistryBus } from "@fizz/testkit";
 import { functionLookup } from "../src/bus/start-bus";
 import { LeaseManager } from "../src/front-door/leases";
 import { RouteStore } from "../src/front-door/routes";
-import { FakeNats, fn, subj, trigger } from "./routes-fakes";
+import { fn, subj, trigger } from "./routes-fakes";
 
 /**
  * The relist after a NATS reconnect, once the table is loaded: changes that arrive while it is in
@@ -14,7 +14,7 @@ import { FakeNats, fn, subj, trigger } from "./routes-fakes";
  * lands afterwards does not undo them, and what it lacks (deleted while events were lost) goes.
  */
 async function loadedWorld(functions: string[]) {
-  const nats = new FakeNats();
+  const nats = new FakeRegistryBus(subj);
   const leases = new LeaseManager({
     gateway: "gateway-test",
     dispatcher: () => ({}) as Dispatcher,

@@ -1,73 +1,19 @@
 import { expect } from "chai";
 import { pino } from "pino";
-import {
-  Codecs,
-  subjects as buildSubjects,
-  type AnyObject,
-  type SkippedObject,
-} from "@fizz/events";
-import { settle } from "@fizz/testkit";
-import type { Msg } from "@nats-io/transport-node";
+import { subjects as buildSubjects, type SkippedObject } from "@fizz/events";
+import { FakeRegistryBus, settle } from "@fizz/testkit";
 import { followRegistryListing } from "../src/registry-listing";
 import { silentLogger } from "../src/logger";
 import type { NatsConnection } from "../src/nats";
 
 const subjects = buildSubjects();
 
-/** registry.list answered when the test says so, and a status stream the test feeds. */
-class FakeNats {
-  readonly pending: Array<(items: AnyObject[], skipped?: SkippedObject[]) => void> = [];
-  requests = 0;
-  private readonly statuses: Array<{ type: string }> = [];
-  private wake: (() => void) | undefined;
-
-  request(subject: string): Promise<Msg> {
-    expect(subject).to.equal(subjects.registryList);
-    this.requests++;
-    return new Promise((resolve) =>
-      this.pending.push((items, skipped) =>
-        resolve({
-          data: Codecs.registryList.reply.encode(
-            skipped ? { items, skipped } : { items },
-            "registry-test",
-          ),
-        } as Msg),
-      ),
-    );
-  }
-
-  status(): AsyncIterable<{ type: string }> {
-    const next = async (): Promise<IteratorResult<{ type: string }>> => {
-      for (;;) {
-        const st = this.statuses.shift();
-        if (st) return { value: st, done: false };
-        await new Promise<void>((r) => (this.wake = r));
-      }
-    };
-    return { [Symbol.asyncIterator]: () => ({ next }) };
-  }
-
-  async reconnect(): Promise<void> {
-    this.statuses.push({ type: "reconnect" });
-    this.wake?.();
-    await settle();
-  }
-
-  async answer(skipped?: SkippedObject[]): Promise<void> {
-    await settle();
-    const a = this.pending.shift();
-    if (!a) throw new Error("no registry.list pending");
-    a([], skipped);
-    await settle();
-  }
-}
-
 describe("followRegistryListing reconnects (shared/kit, unit)", () => {
   let abort: AbortController;
   beforeEach(() => (abort = new AbortController()));
   afterEach(() => abort.abort());
 
-  const follow = (nats: FakeNats) => {
+  const follow = (nats: FakeRegistryBus) => {
     let lists = 0;
     const f = followRegistryListing({
       nc: nats as unknown as NatsConnection,
@@ -82,7 +28,7 @@ describe("followRegistryListing reconnects (shared/kit, unit)", () => {
   };
 
   it("lists again after a reconnect", async () => {
-    const nats = new FakeNats();
+    const nats = new FakeRegistryBus(subjects);
     const f = follow(nats);
     await nats.answer();
     await f.synced;
@@ -93,7 +39,7 @@ describe("followRegistryListing reconnects (shared/kit, unit)", () => {
   });
 
   it("a reconnect while a listing is in flight lists once more after it; several coalesce", async () => {
-    const nats = new FakeNats();
+    const nats = new FakeRegistryBus(subjects);
     const f = follow(nats);
     await nats.answer();
     await f.synced;
@@ -112,7 +58,7 @@ describe("followRegistryListing reconnects (shared/kit, unit)", () => {
   });
 
   it("relist() joins the listing in flight, follow-up included", async () => {
-    const nats = new FakeNats();
+    const nats = new FakeRegistryBus(subjects);
     const f = follow(nats);
     let joined = false;
     void f.relist().then(() => (joined = true));
@@ -125,7 +71,7 @@ describe("followRegistryListing reconnects (shared/kit, unit)", () => {
   });
 
   it("hands onList what the registry skipped (none from an older registry), and warns once per listing", async () => {
-    const nats = new FakeNats();
+    const nats = new FakeRegistryBus(subjects);
     const got: SkippedObject[][] = [];
     const logs: Array<{ level: number; msg: string; kept?: number; objects?: string[] }> = [];
     const { synced } = followRegistryListing({
@@ -140,7 +86,7 @@ describe("followRegistryListing reconnects (shared/kit, unit)", () => {
       signal: abort.signal,
       onList: (_items, { skipped }) => got.push(skipped),
     });
-    await nats.answer([{ namespace: "default", name: "broken" }]);
+    await nats.answer([], [{ namespace: "default", name: "broken" }]);
     await synced;
     await nats.reconnect();
     await nats.answer();

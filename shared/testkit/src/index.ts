@@ -2,3 +2,4 @@ export * from "./ports";
 export * from "./servers";
 export * from "./k8s";
 export * from "./fake-clock";
+export * from "./fake-registry-bus";
