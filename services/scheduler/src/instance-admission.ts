@@ -1,4 +1,9 @@
-import { FizzError, type Instance } from "@fizz/events";
+import {
+  FizzError,
+  type FunctionObject,
+  type Instance,
+  type SpecializeRequest,
+} from "@fizz/events";
 import type { Logger } from "@fizz/kit";
 import { effectiveConcurrency, type Catalog, type Resolved } from "./catalog";
 import type { PoolkeeperClient } from "./clients";
@@ -41,6 +46,35 @@ export class LoadFailures {
   }
 }
 
+/**
+ * What the poolkeeper loads for a function revision: its single file, or its package's deployment.
+ * A package without a successful build has no deployment; the registry refuses such a function, so
+ * this only happens to an object written by hand, and it fails here with the reason, not later.
+ */
+export function specializeRequestOf(fn: FunctionObject, concurrency: number): SpecializeRequest {
+  const { namespace, name, revision } = fn.metadata;
+  const s = fn.spec;
+  const common = {
+    environment: { namespace, name: s.environment },
+    function: { namespace, name, revision },
+    concurrency,
+    ...(s.entrypoint !== undefined ? { entrypoint: s.entrypoint } : {}),
+    ...(s.env !== undefined ? { env: s.env } : {}),
+    ...(s.secrets?.length ? { secrets: s.secrets } : {}),
+    ...(s.configmaps?.length ? { configmaps: s.configmaps } : {}),
+  };
+  if (s.code) return { ...common, code: s.code };
+  const deployment = s.package?.deployment;
+  if (!deployment) {
+    throw new FizzError(
+      "PACKAGE_NOT_READY",
+      `function "${namespace}/${name}": package "${s.package?.name ?? ""}" has no successful build yet`,
+      { field: "spec.package", retryable: false },
+    );
+  }
+  return { ...common, archive: deployment };
+}
+
 /** poolkeeper.specialize for the resolved function revision; the instance carries its concurrency. */
 export async function requestInstance(
   d: AdmissionDeps,
@@ -55,13 +89,7 @@ export async function requestInstance(
   const startedAt = performance.now();
   let instance: Instance;
   try {
-    instance = await d.poolkeeper.specialize({
-      environment: { namespace, name: fn.spec.environment },
-      function: { namespace, name, revision },
-      code: fn.spec.code,
-      entrypoint: fn.spec.entrypoint,
-      concurrency,
-    });
+    instance = await d.poolkeeper.specialize(specializeRequestOf(fn, concurrency));
   } catch (err) {
     const fe = FizzError.from(err);
     loadFailures.remember(key, fe, d.now());

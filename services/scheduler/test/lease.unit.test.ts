@@ -42,7 +42,7 @@ describe("scheduler lease (unit)", () => {
     const call = w.poolkeeper.specializeCalls[0]!;
     expect(call.environment).to.deep.equal({ namespace: "default", name: "node" });
     expect(call.function).to.deep.equal({ namespace: "default", name: "hello", revision: 1 });
-    expect(call.code.digest).to.match(/^sha256:/);
+    expect(call.code?.digest).to.match(/^sha256:/);
     expect(call.entrypoint).to.equal("handler");
     expect(call.concurrency).to.equal(7);
     expect(lease).to.include({ slots: 7, concurrency: 7, timeoutMs: 60_000 });

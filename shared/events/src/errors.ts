@@ -14,6 +14,8 @@ export const ErrorCodes = {
   UNKNOWN_ENVIRONMENT: 400,
   UNKNOWN_FUNCTION: 400,
   UNKNOWN_IMAGE: 400,
+  /** spec.package names a package that does not exist in the function's namespace. */
+  UNKNOWN_PACKAGE: 400,
   /** A URL the platform would fetch for a user (X-Callback-Url) points at an internal address. */
   OUTBOUND_REFUSED: 400,
   MALFORMED_MESSAGE: 400,
@@ -30,6 +32,8 @@ export const ErrorCodes = {
   REVISION_CONFLICT: 409,
   IN_USE: 409,
   ALREADY_SPECIALIZED: 409,
+  /** The package has no successful build (pending, running or failed), so nothing can run it. */
+  PACKAGE_NOT_READY: 409,
   CODE_TOO_LARGE: 413,
   PAYLOAD_TOO_LARGE: 413,
   /** A request body that is not application/json (no cross-site "simple" requests). */
@@ -41,6 +45,8 @@ export const ErrorCodes = {
   /** The code read from the store does not hash to its digest: tampered or corrupt, never served. */
   DIGEST_MISMATCH: 500,
   FUNCTION_ERROR: 500,
+  /** A secret or configmap the function names does not exist; the message names it. */
+  MISSING_CONFIG: 500,
   INTERNAL: 500,
   INSTANCE_FAILED: 502,
   UNAVAILABLE: 503,

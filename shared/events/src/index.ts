@@ -1,6 +1,7 @@
 export * from "./errors";
 export * from "./names";
 export * from "./objects";
+export * from "./packages";
 export * from "./subjects";
 export * from "./messages";
 export * from "./codec";

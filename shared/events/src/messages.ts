@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { dnsLabel } from "./names";
 import { AnyObject, CodeRef, KIND_PLURALS } from "./objects";
+import { ArchiveRef, ConfigValues, envVarName, sha256Digest } from "./packages";
 import { InstanceEvents } from "./subjects";
 
 /** Message bodies (the `data` of an envelope), one schema per message type. */
@@ -128,13 +129,28 @@ export const InstancesChanged = z.object({
 });
 export type InstancesChanged = z.infer<typeof InstancesChanged>;
 
-export const SpecializeRequest = z.object({
-  environment: EnvironmentRef,
-  function: FunctionRef,
-  code: CodeRef,
-  entrypoint: z.string().optional(),
-  concurrency: z.number().int().positive(),
-});
+/**
+ * Exactly one of `code` (a single file) and `archive` (a package's deployment, canonical tar.gz).
+ * `secrets`/`configmaps` are names in the function's namespace; the poolkeeper resolves them (the
+ * registry on the process backend, the Kubernetes API on kubernetes) and fails with MISSING_CONFIG
+ * naming the first one it cannot find.
+ */
+export const SpecializeRequest = z
+  .object({
+    environment: EnvironmentRef,
+    function: FunctionRef,
+    code: CodeRef.optional(),
+    archive: ArchiveRef.optional(),
+    entrypoint: z.string().optional(),
+    concurrency: z.number().int().positive(),
+    env: z.record(envVarName, z.string()).optional(),
+    secrets: z.array(dnsLabel).optional(),
+    configmaps: z.array(dnsLabel).optional(),
+  })
+  .refine((r) => (r.code === undefined) !== (r.archive === undefined), {
+    message: "exactly one of code and archive is required",
+    path: ["code"],
+  });
 export type SpecializeRequest = z.infer<typeof SpecializeRequest>;
 export const SpecializeReply = z.object({ instance: Instance });
 export type SpecializeReply = z.infer<typeof SpecializeReply>;
@@ -181,3 +197,54 @@ export const GatewayPresence = z.object({
   intervalMs: z.number().int().positive(),
 });
 export type GatewayPresence = z.infer<typeof GatewayPresence>;
+
+/** The package a build is for, at the revision that asked for it. */
+export const PackageRef = z.object({
+  namespace: dnsLabel,
+  name: dnsLabel,
+  revision: z.number().int().positive(),
+});
+export type PackageRef = z.infer<typeof PackageRef>;
+
+/**
+ * Registry → builder, through the FIZZ_BUILDS work-queue stream (nothing is lost while no builder
+ * runs). Deduplicated by `Nats-Msg-Id` = `<ns>/<name>/<sourceDigest>`.
+ */
+export const BuildRequest = z.object({
+  package: PackageRef,
+  environment: EnvironmentRef,
+  source: ArchiveRef,
+  buildCommand: z.string().optional(),
+});
+export type BuildRequest = z.infer<typeof BuildRequest>;
+
+/**
+ * Builder → registry (request/reply), at start and at the end of a build. The registry applies it
+ * only while the package's source is still `sourceDigest` (a newer upload makes it stale).
+ */
+export const BuildReport = z.object({
+  package: PackageRef,
+  sourceDigest: sha256Digest,
+  state: z.enum(["running", "succeeded", "failed"]),
+  deployment: ArchiveRef.optional(),
+  log: z.string().optional(),
+  message: z.string().optional(),
+  durationMs: z.number().nonnegative().optional(),
+});
+export type BuildReport = z.infer<typeof BuildReport>;
+/** `applied: false` when the report was stale (the package changed or is gone): nothing to retry. */
+export const BuildReportReply = z.object({ applied: z.boolean() });
+export type BuildReportReply = z.infer<typeof BuildReportReply>;
+
+/** Poolkeeper → registry: the values of a function's secrets and configmaps (process backend). */
+export const ConfigReadRequest = z.object({
+  namespace: dnsLabel,
+  secrets: z.array(dnsLabel).default([]),
+  configmaps: z.array(dnsLabel).default([]),
+});
+export type ConfigReadRequest = z.infer<typeof ConfigReadRequest>;
+export const ConfigReadReply = z.object({
+  secrets: z.array(ConfigValues),
+  configmaps: z.array(ConfigValues),
+});
+export type ConfigReadReply = z.infer<typeof ConfigReadReply>;

@@ -1,5 +1,15 @@
 import { z } from "zod";
 import { dnsLabel } from "./names";
+import {
+  ARCHIVE_MAX_BYTES,
+  ConfigMapSpec,
+  FunctionPackageRef,
+  PackageSpec,
+  PackageStatus,
+  SecretSpec,
+  SecretSpecInput,
+  envVarName,
+} from "./packages";
 import { MessageQueueTriggerSpec, TimeTriggerSpec, WatchTriggerSpec } from "./trigger-specs";
 
 /**
@@ -16,6 +26,9 @@ export const Kinds = {
   mqtriggers: "MessageQueueTrigger",
   timetriggers: "TimeTrigger",
   watchtriggers: "WatchTrigger",
+  packages: "Package",
+  secrets: "Secret",
+  configmaps: "ConfigMap",
 } as const;
 
 /** Kinds whose objects invoke a function (`spec.function`); a function they name is in use. */
@@ -69,6 +82,22 @@ export const EnvironmentSpec = z.object({
     .object({ requests: resourceList.optional(), limits: resourceList.optional() })
     .strict()
     .optional(),
+  /**
+   * How packages for this environment are built. Process backend: a local builder process (npm for
+   * Node, pip for Python, or the package's build command). Kubernetes: a builder pod of `image`
+   * (default: the runtime image's `-builder` sibling, e.g. fizz/env-python → fizz/builder-python).
+   */
+  builder: z
+    .object({
+      image: z.string().min(1).max(512).optional(),
+      /** Passed to the build, e.g. PIP_INDEX_URL, PIP_FIND_LINKS, NPM_CONFIG_REGISTRY. */
+      env: z.record(envVarName, z.string().max(4096)).optional(),
+      timeoutSeconds: z.number().int().min(1).max(3600).default(300),
+      /** Largest deployment a build may produce (canonical tar.gz). */
+      maxDeploymentBytes: z.number().int().min(1).max(ARCHIVE_MAX_BYTES).default(ARCHIVE_MAX_BYTES),
+    })
+    .strict()
+    .optional(),
 });
 export type EnvironmentSpec = z.infer<typeof EnvironmentSpec>;
 
@@ -91,11 +120,26 @@ export const CodeUpload = z.object({
 });
 export type CodeUpload = z.infer<typeof CodeUpload>;
 
+/**
+ * `fn`, `file.fn` or `dir/file.fn` (Python `main.main`, Node `index.handler`): the file is looked up
+ * in the function's code, so no segment may be `..` or start with '.'.
+ */
+export const entrypoint = z
+  .string()
+  .max(512)
+  .regex(
+    /^(?:[A-Za-z0-9_][A-Za-z0-9_-]*\/)*(?:[A-Za-z0-9_][A-Za-z0-9_-]*\.)?[A-Za-z_$][\w$]*$/,
+    "must be 'fn', 'file.fn' or 'dir/file.fn'",
+  );
+
 const limits = {
-  entrypoint: z
-    .string()
-    .regex(/^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)?$/, "must be 'fn' or 'file.fn'")
-    .optional(),
+  entrypoint: entrypoint.optional(),
+  /** Extra environment for the function (`--env-var K=V`); never the platform's own variables. */
+  env: z.record(envVarName, z.string().max(32 * 1024)).optional(),
+  /** Secrets (by name, in the function's namespace) under FIZZ_SECRETS_DIR/<ns>/<name>/<key>. */
+  secrets: z.array(dnsLabel).max(32).optional(),
+  /** ConfigMaps under FIZZ_CONFIGS_DIR/<ns>/<name>/<key>. */
+  configmaps: z.array(dnsLabel).max(32).optional(),
   concurrency: z.number().int().min(1).max(10000).optional(),
   minInstances: z.number().int().min(0).max(1000).default(0),
   maxInstances: z.number().int().min(1).max(1000).default(10),
@@ -103,10 +147,36 @@ const limits = {
   idleTimeoutSeconds: z.number().positive().max(86400).default(120),
 };
 
-export const FunctionSpec = z.object({ environment: dnsLabel, code: CodeRef, ...limits });
+/** Exactly one of `code` (a single file, as before packages) and `package`. */
+function oneCodeSource(s: { code?: unknown; package?: unknown }, ctx: z.RefinementCtx): void {
+  if ((s.code === undefined) === (s.package === undefined)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["code"],
+      message: "exactly one of code and package is required",
+    });
+  }
+}
+
+export const FunctionSpec = z
+  .object({
+    environment: dnsLabel,
+    code: CodeRef.optional(),
+    package: FunctionPackageRef.optional(),
+    ...limits,
+  })
+  .superRefine(oneCodeSource);
 export type FunctionSpec = z.infer<typeof FunctionSpec>;
 
-export const FunctionSpecInput = z.object({ environment: dnsLabel, code: CodeUpload, ...limits });
+/** What a client sends: `package.deployment` is the registry's to fill in, so it is not accepted. */
+export const FunctionSpecInput = z
+  .object({
+    environment: dnsLabel,
+    code: CodeUpload.optional(),
+    package: z.object({ name: dnsLabel }).strict().optional(),
+    ...limits,
+  })
+  .superRefine(oneCodeSource);
 
 const routePath = z
   .string()
@@ -152,6 +222,9 @@ export const specSchemas = {
   mqtriggers: MessageQueueTriggerSpec,
   timetriggers: TimeTriggerSpec,
   watchtriggers: WatchTriggerSpec,
+  packages: PackageSpec,
+  secrets: SecretSpec,
+  configmaps: ConfigMapSpec,
 } as const;
 
 export const specInputSchemas = {
@@ -161,6 +234,9 @@ export const specInputSchemas = {
   mqtriggers: MessageQueueTriggerSpec,
   timetriggers: TimeTriggerSpec,
   watchtriggers: WatchTriggerSpec,
+  packages: PackageSpec,
+  secrets: SecretSpecInput,
+  configmaps: ConfigMapSpec,
 } as const;
 
 export const CreateInput = z.object({
@@ -198,6 +274,20 @@ export type TimeTrigger = z.infer<typeof TimeTrigger>;
 export const WatchTrigger = objectSchema("WatchTrigger", WatchTriggerSpec);
 export type WatchTrigger = z.infer<typeof WatchTrigger>;
 
+/** The registry owns `status`: a client's create or update never sets it. */
+export const PackageObject = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal("Package"),
+  metadata: Metadata,
+  spec: PackageSpec,
+  status: PackageStatus,
+});
+export type PackageObject = z.infer<typeof PackageObject>;
+export const SecretObject = objectSchema("Secret", SecretSpec);
+export type SecretObject = z.infer<typeof SecretObject>;
+export const ConfigMapObject = objectSchema("ConfigMap", ConfigMapSpec);
+export type ConfigMapObject = z.infer<typeof ConfigMapObject>;
+
 export const AnyObject = z.discriminatedUnion("kind", [
   Environment,
   FunctionObject,
@@ -205,6 +295,9 @@ export const AnyObject = z.discriminatedUnion("kind", [
   MessageQueueTrigger,
   TimeTrigger,
   WatchTrigger,
+  PackageObject,
+  SecretObject,
+  ConfigMapObject,
 ]);
 export type AnyObject = z.infer<typeof AnyObject>;
 
@@ -215,6 +308,9 @@ export const objectSchemas = {
   mqtriggers: MessageQueueTrigger,
   timetriggers: TimeTrigger,
   watchtriggers: WatchTrigger,
+  packages: PackageObject,
+  secrets: SecretObject,
+  configmaps: ConfigMapObject,
 } as const;
 
 export interface ObjectsByPlural {
@@ -224,6 +320,9 @@ export interface ObjectsByPlural {
   mqtriggers: MessageQueueTrigger;
   timetriggers: TimeTrigger;
   watchtriggers: WatchTrigger;
+  packages: PackageObject;
+  secrets: SecretObject;
+  configmaps: ConfigMapObject;
 }
 
 /** Default per-instance concurrency when neither the function nor its environment sets one. */

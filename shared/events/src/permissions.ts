@@ -1,5 +1,6 @@
 import { subjects as buildSubjects } from "./subjects";
 import { DEFAULT_REDIS_PREFIX } from "./redis-keys";
+import { ARCHIVE_BUCKET } from "./packages";
 
 /**
  * Who may say what on the bus and touch what in the store, as data: the launcher turns it into the
@@ -22,8 +23,11 @@ export const APP_USER = "app";
 export const NATS_USERS = [...SERVICE_USERS, APP_USER] as const;
 export type NatsUser = (typeof NATS_USERS)[number];
 
-/** Services that keep state in Redis; the others get no Redis credentials at all. */
-export const REDIS_USERS = ["registry", "scheduler", "poolkeeper"] as const;
+/**
+ * Services that keep state in Redis; the others get no Redis credentials at all. The poolkeeper
+ * reads code and archives from the Object Store (ARCHIVE_BUCKET) and secrets through the registry.
+ */
+export const REDIS_USERS = ["registry", "scheduler"] as const;
 export type RedisUser = (typeof REDIS_USERS)[number];
 
 export interface SubjectRule {
@@ -61,11 +65,20 @@ export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermissio
   const jsApi = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>"];
   const js = [...jsApi, "$KV.>"];
   const registryReaders = [s.registryGet, s.registryList];
+  // Object Store: chunks and metadata of the archive bucket, nothing else under $O.
+  const archives = [...jsApi, `$O.${ARCHIVE_BUCKET}.>`];
   const rule = (allow: string[], deny: string[] = []): SubjectRule => ({ allow, deny });
   return {
     registry: {
-      publish: rule([`${p}.registry.changed.>`, s.gatewaySync]),
-      subscribe: rule([s.registryGet, s.registryList, s.gatewayPresence, ...inbox("registry")]),
+      publish: rule([`${p}.registry.changed.>`, s.gatewaySync, s.buildRequested, ...archives]),
+      subscribe: rule([
+        s.registryGet,
+        s.registryList,
+        s.registryBuildReport,
+        s.registryConfigRead,
+        s.gatewayPresence,
+        ...inbox("registry"),
+      ]),
       allowResponses: true,
     },
     scheduler: {
@@ -91,7 +104,15 @@ export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermissio
       allowResponses: true,
     },
     poolkeeper: {
-      publish: rule([s.poolkeeperInstanceAll, `${p}.logs.>`, ...registryReaders]),
+      publish: rule([
+        s.poolkeeperInstanceAll,
+        `${p}.logs.>`,
+        ...registryReaders,
+        // Builds: reports to the registry; archives read for specialize, written by builds.
+        s.registryBuildReport,
+        s.registryConfigRead,
+        ...archives,
+      ]),
       subscribe: rule([
         s.poolkeeperSpecialize,
         s.poolkeeperRetire,
@@ -106,7 +127,18 @@ export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermissio
     gateway: {
       publish: rule(
         [">"],
-        [`${p}.poolkeeper.>`, `${p}.registry.changed.>`, s.gatewaySync, `${p}.logs.>`, "$SYS.>"],
+        [
+          `${p}.poolkeeper.>`,
+          `${p}.registry.changed.>`,
+          s.gatewaySync,
+          `${p}.logs.>`,
+          "$SYS.>",
+          // Secret values, build results and archives are the registry's and poolkeeper's.
+          s.registryConfigRead,
+          s.registryBuildReport,
+          s.buildRequested,
+          "$O.>",
+        ],
       ),
       // Never another service's replies (the registry's sync requests are answered by publishing).
       subscribe: rule(
@@ -142,7 +174,7 @@ export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermissio
 
 /**
  * Redis ACL rules per service (after `user <name> on >password`): only the platform's keys, no
- * pub/sub channels, nothing administrative. The poolkeeper only reads code blobs.
+ * pub/sub channels, nothing administrative.
  */
 export function redisAclRules(prefix?: string): Record<RedisUser, string> {
   const keys = `~${prefix ?? DEFAULT_REDIS_PREFIX}*`;
@@ -151,7 +183,6 @@ export function redisAclRules(prefix?: string): Record<RedisUser, string> {
   return {
     registry: `${base} +@all -@admin -@dangerous ${hello}`,
     scheduler: `${base} +@all -@admin -@dangerous ${hello}`,
-    poolkeeper: `${base} +@read +@connection -@dangerous ${hello}`,
   };
 }
 

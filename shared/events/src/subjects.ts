@@ -32,6 +32,12 @@ export function subjects(prefix: string = DEFAULT_SUBJECT_PREFIX) {
     registryChangedAll: `${p}.registry.changed.*`,
     registryGet: `${p}.registry.get`,
     registryList: `${p}.registry.list`,
+    /** Builder → registry: a build started or ended (BuildReport). */
+    registryBuildReport: `${p}.registry.build.report`,
+    /** Poolkeeper → registry: secret and configmap values (only the poolkeeper may ask). */
+    registryConfigRead: `${p}.registry.config.read`,
+    /** The FIZZ_BUILDS work-queue stream's subject (BuildRequest). */
+    buildRequested: `${p}.builds.requested`,
     schedulerLease: `${p}.scheduler.lease`,
     schedulerReport: `${p}.scheduler.report`,
     schedulerInstances: (ns: string, name: string) => fn("scheduler.instances", ns, name),
