@@ -29,6 +29,13 @@ const RUNTIME_BINARIES = [
   // As root the poolkeeper runs each instance as its own unprivileged uid, which cannot use an
   // interpreter under root's home (pyenv): it needs the system's /usr/bin/python3.
   { bin: "python3", apt: "python3", paths: [], asRoot: "/usr/bin/python3" },
+  // Python package builds run `python3 -m pip install --target` with the system interpreter.
+  {
+    bin: "pip3",
+    apt: "python3-pip",
+    paths: ["/usr/lib/python3/dist-packages/pip"],
+    asRoot: "/usr/lib/python3/dist-packages/pip",
+  },
   // Drops each instance to its own uid and ties it to the poolkeeper's life (util-linux).
   { bin: "setpriv", apt: "util-linux", paths: ["/usr/bin/setpriv"] },
 ];
@@ -38,6 +45,13 @@ const RUNTIME_BINARIES = [
 const TEST_BINARIES = [
   { bin: "docker-compose", apt: "docker-compose", paths: [] },
   { bin: "openssl", apt: "openssl", paths: [] },
+  // The build tests make a local wheel (PyPI is not reachable): `pip wheel` needs both.
+  { bin: "wheel", apt: "python3-wheel", paths: ["/usr/lib/python3/dist-packages/wheel"] },
+  {
+    bin: "setuptools",
+    apt: "python3-setuptools",
+    paths: ["/usr/lib/python3/dist-packages/setuptools"],
+  },
 ];
 
 /**
