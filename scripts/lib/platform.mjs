@@ -6,6 +6,7 @@ import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { ensureCredentials, natsUrlWith } from "./credentials.mjs";
+import { ensureSecretsKeyFile } from "./secrets-key.mjs";
 import { writeNatsConfig, writeRedisAcl } from "./nats-config.mjs";
 import { findBinary, ROOT } from "./prereqs.mjs";
 import { Supervisor } from "./supervisor.mjs";
@@ -286,7 +287,14 @@ export async function launchPlatform(opts) {
         ? { FIZZ_REDIS_USER: svc, FIZZ_REDIS_PASSWORD: creds.redis[svc] }
         : {}),
       ...(svc === "registry"
-        ? { FIZZ_ADMIN_TOKEN: creds.adminToken, FIZZ_READ_TOKEN: creds.readToken }
+        ? {
+            FIZZ_ADMIN_TOKEN: creds.adminToken,
+            FIZZ_READ_TOKEN: creds.readToken,
+            // Secret values at rest are encrypted with this key; only the registry gets it.
+            FIZZ_SECRETS_KEY_FILE: ensureSecretsKeyFile(opts.dataDir),
+            // Archive uploads are spooled here (up to 256 MiB each), not in a shared /tmp.
+            FIZZ_REGISTRY_WORKDIR: privateDir("registry"),
+          }
         : {}),
       ...opts.env,
     });
