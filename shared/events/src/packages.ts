@@ -42,6 +42,22 @@ export type ArchiveUse = (typeof ArchiveUses)[number];
 export const ArchiveUploadReply = z.object({ archive: ArchiveRef });
 export type ArchiveUploadReply = z.infer<typeof ArchiveUploadReply>;
 
+/**
+ * The JetStream stream of build requests (subject `subjects().buildRequested`): work-queue
+ * retention (a request lives until a builder acknowledges it) and file storage (a nats-server
+ * restart loses none). Created by whichever of the registry and the builder starts first, with
+ * these settings; the values are JetStream's own spellings of RetentionPolicy and StorageType.
+ */
+export const BUILD_STREAM = {
+  name: "FIZZ_BUILDS",
+  retention: "workqueue",
+  storage: "file",
+  /** Window in which a re-published request with the same Nats-Msg-Id is dropped. */
+  duplicateWindowMs: 120_000,
+} as const;
+/** The builders' shared durable pull consumer on BUILD_STREAM. */
+export const BUILD_CONSUMER = "builder";
+
 export const BuildStates = ["pending", "running", "succeeded", "failed"] as const;
 export type BuildState = (typeof BuildStates)[number];
 
