@@ -79,3 +79,6 @@ export async function extractArchive(
   }
   return { files: sink.files, totalBytes: sink.totalBytes };
 }
+
+export { packDirectory, type PackOptions, type PackResult } from "./pack.js";
+export { canonicalize, type CanonicalArchive, type CanonicalLimits } from "./canonical.js";
