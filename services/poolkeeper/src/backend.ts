@@ -1,4 +1,5 @@
 import type { Environment, EnvironmentRef, FunctionRef, Instance } from "@fizz/events";
+import type { FunctionConfig } from "./function-config";
 
 /**
  * Where instances run. The pool decides how many and when; a backend only starts, stops and
@@ -84,4 +85,13 @@ export interface Backend {
   recordSpecialized?(instance: Instance): void;
   /** False while the backend cannot see its instances (watch down); for /readyz. */
   connected?(): boolean;
+  /**
+   * A function's secrets and configmaps, for a backend that keeps them itself (Kubernetes Secrets
+   * and ConfigMaps); without it they come from the registry. Throws MISSING_CONFIG naming one.
+   */
+  readConfig?(
+    namespace: string,
+    secrets: readonly string[],
+    configmaps: readonly string[],
+  ): Promise<FunctionConfig>;
 }

@@ -31,7 +31,13 @@ export interface KubernetesBackendConfig {
   startTimeoutMs: number;
 }
 
-export interface PoolkeeperConfig extends CommonConfig {
+/**
+ * The poolkeeper keeps no state in Redis and never connects to it: code and archives come from the
+ * Object Store, secrets from the registry (or the Kubernetes API).
+ */
+export type PoolkeeperCommonConfig = Omit<CommonConfig, "redisUrl" | "redisPrefix">;
+
+export interface PoolkeeperConfig extends PoolkeeperCommonConfig {
   backend: "process" | "kubernetes";
   /** Ops server (/healthz, /readyz, /metrics); port 0 picks a free one. */
   host: string;
@@ -95,7 +101,7 @@ export function loadConfig(
   const uidCount = int(env, "FIZZ_INSTANCE_UID_COUNT", 10_000, 1, 1_000_000);
   const pythonDefault = host.isRoot && host.exists(SYSTEM_PYTHON) ? SYSTEM_PYTHON : "python3";
   return {
-    ...loadCommon(env),
+    ...commonOf(env),
     backend,
     host: str(env, "FIZZ_POOLKEEPER_HOST", "127.0.0.1"),
     port: int(env, "FIZZ_POOLKEEPER_PORT", 0, 0, 65535),
@@ -145,6 +151,14 @@ export function loadConfig(
       startTimeoutMs: int(env, "FIZZ_POD_START_TIMEOUT_MS", 120_000, 1, 3_600_000),
     },
   };
+}
+
+/** The shared settings without Redis: FIZZ_REDIS_* is not even read, so a stale one cannot fail a start. */
+function commonOf(env: Env): PoolkeeperCommonConfig {
+  const noRedis: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(env)) if (!k.startsWith("FIZZ_REDIS_")) noRedis[k] = v;
+  const { redisUrl: _url, redisPrefix: _prefix, ...rest } = loadCommon(noRedis);
+  return rest;
 }
 
 function dnsLabel(env: Env, name: string, fallback: string): string {

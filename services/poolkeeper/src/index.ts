@@ -1,29 +1,28 @@
 import { randomBytes } from "node:crypto";
-import { Codecs, FizzError, redisKeys, subjects } from "@fizz/events";
+import { Codecs, FizzError, subjects } from "@fizz/events";
 import {
   connectNats,
-  connectRedis,
   createLogger,
   natsConnected,
-  redisReady,
   serve,
   startOpsServer,
   type Logger,
   type NatsConnection,
   type OpsServer,
-  type Redis,
   type Subscription,
 } from "@fizz/kit";
 import { Agent } from "undici";
 import type { Backend } from "./backend";
 import type { PoolkeeperConfig } from "./config";
 import { syncEnvironments } from "./environments";
+import { registryConfigResolver } from "./function-config";
 import { createList, createRetire, forwardOutput, instancePublisher, onDied } from "./handlers";
 import { createMetrics } from "./metrics";
 import { Pool } from "./pool";
 import { ProcessBackend } from "./process-backend";
 import { toInstance } from "./instances";
 import { createSpecializer } from "./specialize";
+import { lazyArchiveStore } from "./store";
 
 export type { PoolkeeperConfig } from "./config";
 export { loadConfig } from "./config";
@@ -61,12 +60,11 @@ export async function start(
   const logger = deps.logger ?? createLogger("poolkeeper", config.logLevel);
   const sender = `poolkeeper-${randomBytes(3).toString("hex")}`;
   const s = subjects(config.subjectPrefix);
-  const keys = redisKeys(config.redisPrefix);
   const abort = new AbortController();
   deps.signal?.addEventListener("abort", () => abort.abort(), { once: true });
 
   // Filled in as start() proceeds; the ops server reads them from the first moment.
-  const live: { nc?: NatsConnection; redis?: Redis; pool?: Pool; backend?: Backend } = {};
+  const live: { nc?: NatsConnection; pool?: Pool; backend?: Backend } = {};
   const metrics = createMetrics(
     () => live.pool?.counts() ?? { starting: 0, warm: 0, specializing: 0, specialized: 0 },
   );
@@ -75,8 +73,8 @@ export async function start(
     host: config.host,
     port: config.port,
     checks: {
+      // NATS carries everything the poolkeeper reads: the registry, code and archives (Object Store).
       nats: () => natsConnected(live.nc),
-      redis: () => redisReady(live.redis),
       // The pod watch: without it the pool cannot see its instances.
       ...(config.backend === "kubernetes"
         ? { kubernetes: () => (live.backend ? (live.backend.connected?.() ?? true) : false) }
@@ -97,8 +95,6 @@ export async function start(
     throw err;
   }
   live.nc = natsConn;
-  const redisConn = connectRedis({ url: config.redisUrl, logger, name: sender });
-  live.redis = redisConn;
   const agent = new Agent({ keepAliveTimeout: 4_000, connect: { timeout: 2_000 } });
   const backend = deps.backend ?? (await createBackend(config, agent, logger));
   live.backend = backend;
@@ -119,13 +115,7 @@ export async function start(
   if (backend.start) {
     const adopted = await backend.start(abort.signal);
     if (abort.signal.aborted) {
-      await Promise.allSettled([
-        backend.close(),
-        natsConn.close(),
-        redisConn.quit().catch(() => redisConn.disconnect()),
-        agent.close(),
-        ops.close(),
-      ]);
+      await Promise.allSettled([backend.close(), natsConn.close(), agent.close(), ops.close()]);
       throw new FizzError("UNAVAILABLE", "stopped while listing the backend's instances");
     }
     thePool.adopt(adopted);
@@ -146,11 +136,15 @@ export async function start(
   });
   const specialize = createSpecializer({
     pool: thePool,
-    // Fail fast while Redis is away: a queued GET would hold the scheduler's request for seconds.
-    readCode: (hex) => {
-      if (!redisReady(redisConn)) throw new FizzError("UNAVAILABLE", "Redis is not connected");
-      return redisConn.getBuffer(keys.code(hex));
-    },
+    store: lazyArchiveStore(natsConn),
+    readConfig: backend.readConfig
+      ? backend.readConfig.bind(backend)
+      : registryConfigResolver({
+          nc: natsConn,
+          subjects: s,
+          sender,
+          timeoutMs: Math.min(5_000, config.specializeTimeoutMs),
+        }),
     lookupEnvironment: (ref) => envSync.lookup(ref),
     agent,
     timeoutMs: config.specializeTimeoutMs,
@@ -224,7 +218,6 @@ export async function start(
       await natsConn
         .drain()
         .catch((err: unknown) => logger.warn({ err: String(err) }, "NATS drain failed"));
-      await redisConn.quit().catch(() => redisConn.disconnect());
       await agent.close().catch(() => undefined);
       await ops.close();
       logger.info("poolkeeper stopped");

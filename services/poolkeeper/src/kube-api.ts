@@ -1,10 +1,18 @@
 import { FizzError } from "@fizz/events";
 import { retryUntil, type Logger } from "@fizz/kit";
-import { ApiException, CoreV1Api, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
+import {
+  ApiException,
+  CoreV1Api,
+  type KubeConfig,
+  type V1ConfigMap,
+  type V1Pod,
+  type V1Secret,
+} from "@kubernetes/client-node";
 
 /**
  * Every Kubernetes API call the poolkeeper makes, in one place, so it can be checked against the
- * Role in k8s/rbac.yaml: pods list/watch (the informer, kube-watch.ts), create, delete, patch.
+ * Role in k8s/rbac.yaml: pods list/watch (the informer, kube-watch.ts), create, delete, patch;
+ * secrets and configmaps get (a function's config, at specialization).
  */
 export class PodApi {
   readonly core: CoreV1Api;
@@ -27,6 +35,38 @@ export class PodApi {
         "INSTANCE_FAILED",
         `could not create pod ${pod.metadata?.name ?? "?"}: ${describeKubeError(err)}`,
         { cause: err },
+      );
+    }
+  }
+
+  /** The Secret of that name in the pods' namespace, or undefined when there is none. */
+  readSecret(name: string): Promise<V1Secret | undefined> {
+    return this.read("secret", name, () =>
+      this.core.readNamespacedSecret({ name, namespace: this.namespace }),
+    );
+  }
+
+  /** The ConfigMap of that name in the pods' namespace, or undefined when there is none. */
+  readConfigMap(name: string): Promise<V1ConfigMap | undefined> {
+    return this.read("configmap", name, () =>
+      this.core.readNamespacedConfigMap({ name, namespace: this.namespace }),
+    );
+  }
+
+  private async read<T>(
+    kind: string,
+    name: string,
+    call: () => Promise<T>,
+  ): Promise<T | undefined> {
+    try {
+      return await call();
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      // describeKubeError gives the Status message only: never a value of the object.
+      throw new FizzError(
+        "UNAVAILABLE",
+        `could not read ${kind} ${name} from the Kubernetes API: ${describeKubeError(err)}`,
+        { retryable: true },
       );
     }
   }

@@ -3,8 +3,10 @@ import { sleep, type Logger } from "@fizz/kit";
 import type { KubeConfig, V1Pod } from "@kubernetes/client-node";
 import type { Dispatcher } from "undici";
 import type { AdoptedInstance, Backend, BackendInstance, ExitInfo, OutputStream } from "./backend";
+import type { ConfigResolver, FunctionConfig } from "./function-config";
 import { waitHealthy } from "./health";
 import { PodApi } from "./kube-api";
+import { kubeConfigResolver } from "./kube-function-config";
 import { UnclaimedPods, sortFoundPods, specializedPatch, startedAtOf } from "./kube-adoption";
 import {
   conditionOf,
@@ -65,10 +67,12 @@ export class KubeBackend implements Backend {
   private listed = false;
   private closing = false;
   private readonly log: Logger;
+  private readonly config: ConfigResolver;
 
   constructor(private readonly opts: KubeBackendOptions) {
     this.log = opts.logger.child({ component: "kube-backend" });
     this.api = new PodApi(opts.kubeConfig, opts.namespace, opts.logger);
+    this.config = kubeConfigResolver(this.api);
     this.watch = new PodWatch({
       kubeConfig: opts.kubeConfig,
       core: this.api.core,
@@ -211,6 +215,20 @@ export class KubeBackend implements Backend {
 
   connected(): boolean {
     return this.watch.connected();
+  }
+
+  /**
+   * Secrets and ConfigMaps of the pods' namespace labelled for the function's Fizz namespace
+   * (kube-function-config.ts says why the label); no API call when the function names none.
+   */
+  readConfig(
+    namespace: string,
+    secrets: readonly string[],
+    configmaps: readonly string[],
+  ): Promise<FunctionConfig> {
+    if (secrets.length === 0 && configmaps.length === 0)
+      return Promise.resolve({ secrets: {}, configmaps: {} });
+    return this.config(namespace, secrets, configmaps);
   }
 
   /** Stops watching. Pods stay (the next poolkeeper adopts them); pending labels are written first. */

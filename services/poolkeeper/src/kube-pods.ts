@@ -48,6 +48,9 @@ export interface PodOptions {
 }
 
 export const SPECIALIZE_TOKEN_VAR = "FIZZ_SPECIALIZE_TOKEN";
+/** Where the runtime writes a function's secrets and configmaps (<dir>/<ns>/<name>/<key>). */
+export const SECRETS_DIR = "/secrets";
+export const CONFIGS_DIR = "/configs";
 
 /** A new random specialize token. */
 export function newSpecializeToken(): string {
@@ -111,6 +114,10 @@ function toK8sResources(r: PodResources): V1ResourceRequirements {
  *   capabilities, the runtime's default seccomp profile, requests and limits: the function is user
  *   code and gets nothing it does not need. /userfunc (the images' FIZZ_WORKDIR) and /tmp are
  *   emptyDirs, so the root filesystem can stay read-only whatever uid the image declares.
+ * - /secrets and /configs (FIZZ_SECRETS_DIR, FIZZ_CONFIGS_DIR) are emptyDirs the runtime fills at
+ *   specialization, where Fission mounts them; /secrets is memory-backed, so secret values never
+ *   reach the node's disk. A warm pod exists before anyone knows its function (and so its
+ *   secrets), so they cannot be Secret volumes.
  * - Only the documented variables (docs/runtime-contract.md); k8s/networkpolicy.yaml keeps the pod
  *   away from NATS, Redis, the registry and the API server.
  */
@@ -161,6 +168,8 @@ export function podManifest(env: Environment, id: string, opts: PodOptions): V1P
             { name: "PYTHONUNBUFFERED", value: "1" },
             { name: "HOME", value: "/tmp" },
             { name: SPECIALIZE_TOKEN_VAR, value: opts.specializeToken },
+            { name: "FIZZ_SECRETS_DIR", value: SECRETS_DIR },
+            { name: "FIZZ_CONFIGS_DIR", value: CONFIGS_DIR },
           ],
           readinessProbe: probe(1, 1),
           livenessProbe: probe(10, 3),
@@ -173,12 +182,17 @@ export function podManifest(env: Environment, id: string, opts: PodOptions): V1P
           volumeMounts: [
             { name: "userfunc", mountPath: "/userfunc" },
             { name: "tmp", mountPath: "/tmp" },
+            { name: "secrets", mountPath: SECRETS_DIR },
+            { name: "configs", mountPath: CONFIGS_DIR },
           ],
         },
       ],
       volumes: [
         { name: "userfunc", emptyDir: {} },
         { name: "tmp", emptyDir: {} },
+        // 32 secrets of at most 1 MiB each (the registry's limits), in the pod's memory limit.
+        { name: "secrets", emptyDir: { medium: "Memory", sizeLimit: "40Mi" } },
+        { name: "configs", emptyDir: {} },
       ],
     },
   };

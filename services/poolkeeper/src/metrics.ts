@@ -8,6 +8,7 @@ export type SpecializeOutcomeLabel =
   | "instance_failed"
   | "code_missing"
   | "digest_mismatch"
+  | "missing_config"
   | "unknown_environment"
   | "unsupported"
   | "error";

@@ -1,18 +1,41 @@
-import type { FunctionRef } from "@fizz/events";
+import { Readable } from "node:stream";
+import { FizzError, type FunctionRef } from "@fizz/events";
 import { request, type Dispatcher } from "undici";
 
-/** The body of POST /v2/specialize (docs/runtime-contract.md). */
-export interface SpecializeBody {
+/** What both forms of POST /v2/specialize carry (docs/runtime-contract.md). */
+export interface SpecializeMeta {
   instanceId: string;
   function: FunctionRef;
+  entrypoint?: string;
+  concurrency: number;
+  /** The function's own variables. */
+  env?: Record<string, string>;
+  /** `{ "<name>": { "<key>": "<base64>" } }`: values, so never logged. */
+  secrets?: Record<string, Record<string, string>>;
+  configmaps?: Record<string, Record<string, string>>;
+  /** sha256:<hex> of the code (or of the archive's bytes); the runtime refuses what does not hash to it. */
+  digest: string;
+}
+
+/** The JSON form: one file, base64. */
+export interface SpecializeBody extends SpecializeMeta {
   filename: string;
   /** base64 of the file. */
   code: string;
-  entrypoint?: string;
-  concurrency: number;
-  /** sha256:<hex> of the code; the runtime refuses code that does not hash to it. */
-  digest?: string;
 }
+
+/** The archive form: the JSON line, then the canonical tar.gz streamed from the store. */
+export interface SpecializeArchive {
+  meta: SpecializeMeta;
+  /** The archive's bytes; destroyed when the request ends, however it ends. */
+  archive: Readable;
+  /** The bytes the archive must have (its ArchiveRef.size): Content-Length is sent up front. */
+  size: number;
+}
+
+export const SPECIALIZE_TAR_TYPE = "application/vnd.fizz.specialize+tar";
+/** The runtime's limit on the JSON line of the archive form. */
+export const MAX_META_LINE_BYTES = 4 * 1024 * 1024;
 
 /** The header that carries the instance's specialize token (FIZZ_SPECIALIZE_TOKEN). */
 export const SPECIALIZE_TOKEN_HEADER = "x-fizz-specialize-token";
@@ -22,39 +45,62 @@ export type SpecializeOutcome =
   /** The runtime answered 500: the user's code did not load. `message` is the loader's, verbatim. */
   | { kind: "load-failed"; message: string }
   /** Anything else: the instance is unusable (died, timed out, answered nonsense). */
-  | { kind: "instance-failed"; message: string };
+  | { kind: "instance-failed"; message: string }
+  /** The archive could not be read from the store (missing chunks, digest mismatch): not the instance's fault. */
+  | { kind: "source-failed"; error: FizzError };
+
+/** The archive form's first line; PAYLOAD_TOO_LARGE over the runtime's limit (checked before an instance is taken). */
+export function metaLine(meta: SpecializeMeta): Buffer {
+  const line = Buffer.from(`${JSON.stringify(meta)}\n`);
+  if (line.length > MAX_META_LINE_BYTES)
+    throw new FizzError(
+      "PAYLOAD_TOO_LARGE",
+      `the specialize header (env, secrets and configmaps) is ${line.length} bytes, over the runtime's limit of ${MAX_META_LINE_BYTES}`,
+      { retryable: false },
+    );
+  return line;
+}
 
 /** One POST, over the shared keep-alive agent; never throws. */
 export async function postSpecialize(
   agent: Dispatcher,
   address: string,
-  body: SpecializeBody,
+  payload: SpecializeBody | SpecializeArchive,
   token: string | undefined,
   timeoutMs: number,
 ): Promise<SpecializeOutcome> {
   let status: number;
   let text: string;
+  const source = "archive" in payload ? archiveBody(payload) : undefined;
   try {
     const res = await request(`${address}/v2/specialize`, {
       method: "POST",
       headers: {
-        "content-type": "application/json",
+        "content-type": source ? SPECIALIZE_TAR_TYPE : "application/json",
+        ...(source ? { "content-length": String(source.length) } : {}),
         ...(token !== undefined ? { [SPECIALIZE_TOKEN_HEADER]: token } : {}),
       },
-      body: JSON.stringify(body),
+      // A byte stream over a generator: undici reads the next chunk only once the socket took the
+      // last, so the archive flows from the store to the instance without being held here.
+      body: source ? Readable.from(source.body, { objectMode: false }) : JSON.stringify(payload),
       dispatcher: agent,
       signal: AbortSignal.timeout(timeoutMs),
     });
     status = res.statusCode;
     text = await res.body.text();
   } catch (err) {
+    if (source?.failed()) return { kind: "source-failed", error: source.failed()! };
     const e = err as Error;
     const timedOut = e.name === "TimeoutError" || e.name === "AbortError";
     return {
       kind: "instance-failed",
       message: timedOut ? `no answer within ${timeoutMs} ms` : e.message,
     };
+  } finally {
+    if ("archive" in payload) payload.archive.destroy();
   }
+  // The runtime may answer before it read everything; a store failure still wins over its answer.
+  if (source?.failed() && status === 200) return { kind: "source-failed", error: source.failed()! };
   const parsed = parseJson(text);
   if (status === 200) {
     const loadMs = typeof parsed?.loadMs === "number" ? parsed.loadMs : undefined;
@@ -66,6 +112,47 @@ export async function postSpecialize(
   if (status === 500) return { kind: "load-failed", message };
   const code = typeof error?.code === "string" ? `${error.code}: ` : "";
   return { kind: "instance-failed", message: `runtime answered ${status}: ${code}${message}` };
+}
+
+/**
+ * The archive form's body: the JSON line, then the archive's bytes, checked against the size the
+ * Content-Length promised (more or fewer bytes is the store's fault, reported as such, not a
+ * broken instance). A read error of the store (DIGEST_MISMATCH at the end of the stream) is kept
+ * so the caller can tell it from the instance's.
+ */
+function archiveBody(p: SpecializeArchive): {
+  body: AsyncIterable<Uint8Array>;
+  length: number;
+  failed(): FizzError | undefined;
+} {
+  const line = metaLine(p.meta);
+  let failure: FizzError | undefined;
+  const fail = (err: unknown): never => {
+    failure = FizzError.from(err);
+    throw failure;
+  };
+  async function* body(): AsyncGenerator<Uint8Array> {
+    yield line;
+    let sent = 0;
+    try {
+      for await (const chunk of p.archive as AsyncIterable<Buffer>) {
+        sent += chunk.length;
+        if (sent > p.size) break;
+        yield chunk;
+      }
+    } catch (err) {
+      fail(err);
+    }
+    if (sent !== p.size)
+      fail(
+        new FizzError(
+          "DIGEST_MISMATCH",
+          `archive ${p.meta.digest} in the store is ${sent > p.size ? "longer" : "shorter"} than its ${p.size} bytes: tampered or corrupt, not loaded`,
+          { field: "archive.digest", retryable: false },
+        ),
+      );
+  }
+  return { body: body(), length: line.length + p.size, failed: () => failure };
 }
 
 function parseJson(text: string): Record<string, unknown> | undefined {

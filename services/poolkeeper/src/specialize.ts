@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import {
   FizzError,
   type Environment,
@@ -11,16 +10,23 @@ import {
 import type { Logger } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import type { BackendKind } from "./backend";
+import { CodeCache } from "./code-cache";
+import type { ConfigResolver } from "./function-config";
 import type { Metrics, SpecializeOutcomeLabel } from "./metrics";
 import { envKey, toInstance } from "./instances";
 import type { Pool } from "./pool";
 import { postSpecialize } from "./runtime-client";
+import { loadSource, type BlobStore } from "./specialize-source";
 
 export interface SpecializerDeps {
   pool: Pool;
-  /** The code blob for a sha256 hex digest (one Redis GET), or null when it is not there. */
-  readCode(hex: string): Promise<Buffer | null>;
-  /** Asks the registry for an environment this poolkeeper has not heard of (a missed event). */
+  /** The Object Store: single-file code and package archives, by digest. */
+  store: BlobStore;
+  /** Defaults to a 32 MiB cache of code blobs up to 1 MiB. */
+  codeCache?: CodeCache;
+  /** The function's secrets and configmaps (registry or Kubernetes); MISSING_CONFIG names one missing. */
+  readConfig: ConfigResolver;
+  /** Asks the registry about an environment this poolkeeper has not heard of (a missed event). */
   lookupEnvironment(ref: EnvironmentRef): Promise<Environment | undefined>;
   agent: Dispatcher;
   timeoutMs: number;
@@ -33,15 +39,19 @@ export interface SpecializerDeps {
 }
 
 /**
- * The specialize path: one Redis GET, one POST to a warm instance, the reply. Nothing else waits
- * on it: no spawn (unless the pool is empty, the cold start), no extra round trip. A runtime 500
- * means the user's code is broken, so another instance would fail the same way: no retry. Any
- * other failure is the instance's fault: kill it and try once more with another.
+ * The specialize path: the code (a cached blob, or one Object Store read) and the function's
+ * config, one POST to a warm instance, the reply. An archive is not read ahead: it streams from
+ * the store into the POST. Nothing else waits on it: no spawn (unless the pool is empty, the cold
+ * start). A runtime 500 means the user's code is broken, so another instance would fail the same
+ * way: no retry. A store failure while streaming is not the instance's fault either: no retry,
+ * but the instance (holding part of an upload) is killed. Any other failure is the instance's
+ * fault: kill it and try once more with another.
  */
 export function createSpecializer(
   deps: SpecializerDeps,
 ): (req: SpecializeRequest) => Promise<SpecializeReply> {
   const log = deps.logger.child({ component: "specialize" });
+  const cache = deps.codeCache ?? new CodeCache();
 
   async function environmentOf(ref: EnvironmentRef): Promise<void> {
     let known = deps.pool.environment(ref);
@@ -83,34 +93,12 @@ export function createSpecializer(
     const fnName = `${req.function.namespace}/${req.function.name}@${req.function.revision}`;
     try {
       await environmentOf(req.environment);
-      const hex = req.code.digest.slice("sha256:".length);
-      const code = await deps.readCode(hex);
-      if (!code) {
-        const what = `code ${req.code.digest} (${req.code.filename})`;
-        throw new FizzError("NOT_FOUND", `${what} is not in the store`, { field: "code.digest" });
-      }
-      // The store is not trusted to hand back what was written: a blob overwritten in Redis must
-      // never be served under the digest the function was registered with.
-      const actual = createHash("sha256").update(code).digest("hex");
-      if (actual !== hex) {
-        log.error(
-          { function: fnName, digest: req.code.digest, actual: `sha256:${actual}` },
-          "code in the store does not match its digest; refusing to load it",
-        );
-        throw new FizzError(
-          "DIGEST_MISMATCH",
-          `code ${req.code.digest} (${req.code.filename}) in the store hashes to sha256:${actual}: tampered or corrupt, not loaded`,
-          { field: "code.digest", retryable: false },
-        );
-      }
-      const base = {
-        function: req.function,
-        filename: req.code.filename,
-        code: code.toString("base64"),
-        ...(req.entrypoint !== undefined ? { entrypoint: req.entrypoint } : {}),
-        concurrency: req.concurrency,
-        digest: req.code.digest,
-      };
+      // Both before an instance is taken: a missing blob or secret costs no warm instance.
+      const [config, source] = await Promise.all([
+        deps.readConfig(req.function.namespace, req.secrets ?? [], req.configmaps ?? []),
+        loadSource(req, { store: deps.store, cache, logger: log }),
+      ]);
+      source.check(config);
 
       // Not retryUntil: the second attempt takes another instance at once (no back-off), and the
       // reasons to stop (a load failure, success) are decided inside the body.
@@ -129,13 +117,39 @@ export function createSpecializer(
           }
         }
         const id = t.instance.id;
+        let payload;
+        try {
+          payload = await source.payload(id, config);
+        } catch (err) {
+          // Gone from the store since it was checked: the taken instance is unused but taken.
+          void deps.pool.kill(id, "specialize failed: nothing to load");
+          deps.afterReply(() => deps.pool.refill(req.environment));
+          throw err;
+        }
         const outcome = await postSpecialize(
           deps.agent,
           t.instance.address,
-          { instanceId: id, ...base },
+          payload,
           t.instance.specializeToken,
-          deps.timeoutMs,
+          deps.timeoutMs + source.extraTimeoutMs,
         );
+        if (outcome.kind === "source-failed") {
+          void deps.pool.kill(id, "the archive could not be read from the store");
+          deps.afterReply(() => deps.pool.refill(req.environment));
+          const e = outcome.error;
+          if (e.code === "DIGEST_MISMATCH")
+            log.error(
+              { function: fnName, digest: req.archive?.digest, err: e.message },
+              "archive in the store does not match its digest; refusing to load it",
+            );
+          else log.warn({ function: fnName, err: e.message }, "could not read the archive");
+          throw e.code === "DIGEST_MISMATCH" && e.field === undefined
+            ? new FizzError("DIGEST_MISMATCH", e.message, {
+                field: "archive.digest",
+                retryable: false,
+              })
+            : e;
+        }
         if (outcome.kind === "load-failed") {
           void deps.pool.kill(id, "function failed to load");
           deps.afterReply(() => deps.pool.refill(req.environment));
@@ -192,6 +206,7 @@ const OUTCOME_OF_CODE: Partial<Record<ErrorCode, SpecializeOutcomeLabel>> = {
   INSTANCE_FAILED: "instance_failed",
   NOT_FOUND: "code_missing",
   DIGEST_MISMATCH: "digest_mismatch",
+  MISSING_CONFIG: "missing_config",
   UNKNOWN_ENVIRONMENT: "unknown_environment",
   UNKNOWN_IMAGE: "unsupported",
 };

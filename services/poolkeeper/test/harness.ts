@@ -1,7 +1,7 @@
-import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { Readable } from "node:stream";
 import {
   Codecs,
   FizzError,
@@ -11,26 +11,21 @@ import {
   type InstanceEventMessage,
   type LogLine,
 } from "@fizz/events";
-import {
-  connectNats,
-  connectRedis,
-  silentLogger,
-  type NatsConnection,
-  type Redis,
-} from "@fizz/kit";
-import { startNats, startRedis, type TestServer } from "@fizz/testkit";
+import { connectNats, silentLogger, type NatsConnection } from "@fizz/kit";
+import { openArchiveStore, type ArchiveStore } from "@fizz/kit/archive-store";
+import { startNats, type TestServer } from "@fizz/testkit";
 import { loadConfig, start, type Poolkeeper } from "../src/index";
 
 /**
- * Real nats-server and redis-server, a poolkeeper with the process backend (real runtimes), and
- * the test playing the registry: it answers registry.list / registry.get from `environments` and
- * publishes registry.changed events itself.
+ * A real nats-server (JetStream: the Object Store holds code and archives), a poolkeeper with the
+ * process backend (real runtimes), and the test playing the registry: it answers registry.list /
+ * registry.get from `environments` and publishes registry.changed events itself. No Redis: the
+ * poolkeeper has none.
  */
 export class Harness {
   nats!: TestServer;
-  redis!: TestServer;
   nc!: NatsConnection;
-  store!: Redis;
+  store!: ArchiveStore;
   workDir!: string;
   pk!: Poolkeeper;
   readonly s = subjects();
@@ -40,10 +35,10 @@ export class Harness {
   private registryAnswering = false;
 
   async setUp(): Promise<void> {
-    [this.nats, this.redis] = await Promise.all([startNats(), startRedis()]);
+    this.nats = await startNats();
     this.workDir = await mkdtemp(path.join(tmpdir(), "fizz-poolkeeper-"));
     this.nc = await connectNats({ url: this.nats.url, name: "test", logger: silentLogger() });
-    this.store = connectRedis({ url: this.redis.url, logger: silentLogger(), name: "test" });
+    this.store = await openArchiveStore(this.nc);
     this.nc.subscribe(this.s.poolkeeperInstanceAll, {
       callback: (_e, m) => {
         this.events.push(Codecs.poolkeeperInstance.decode(m.data).data);
@@ -63,7 +58,6 @@ export class Harness {
     const config = loadConfig({
       ...env,
       FIZZ_NATS_URL: this.nats.url,
-      FIZZ_REDIS_URL: this.redis.url,
       FIZZ_WORKDIR: this.workDir,
       FIZZ_KILL_GRACE_MS: "2000",
       FIZZ_LOG_LEVEL: "silent",
@@ -114,19 +108,16 @@ export class Harness {
     await this.nc.flush();
   }
 
-  /** Stores a code blob the way the registry does; returns its CodeRef. */
+  /** Stores a code blob the way the registry does (the Object Store, by digest); returns its CodeRef. */
   async putCode(filename: string, source: string) {
-    const buf = Buffer.from(source);
-    const hex = createHash("sha256").update(buf).digest("hex");
-    await this.store.set(`fizz:v1:code:${hex}`, buf);
-    return { filename, digest: `sha256:${hex}`, size: buf.length };
+    const { digest, size } = await this.store.putStream(Readable.from([Buffer.from(source)]));
+    return { filename, digest, size };
   }
 
   async tearDown(): Promise<void> {
     await this.pk?.stop();
     await this.nc?.close();
-    this.store?.disconnect();
-    await Promise.all([this.nats?.cleanup(), this.redis?.cleanup()]);
+    await this.nats?.cleanup();
     if (this.workDir) await rm(this.workDir, { recursive: true, force: true });
   }
 }

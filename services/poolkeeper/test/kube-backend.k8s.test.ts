@@ -7,7 +7,7 @@ import { KubeHarness, NS, call, median } from "./kube-harness";
 
 /**
  * The kubernetes backend against a real kube-apiserver, controller-manager and scheduler
- * (k8s-lite), with real NATS and Redis, the test playing the registry. The first part runs with no
+ * (k8s-lite), with real NATS (JetStream), the test playing the registry. The first part runs with no
  * node, so pods stay Pending: what is created, adopted and deleted is visible without running
  * anything. Then tools/procnode joins as a node and runs the pods as local processes with pod IPs
  * 127.0.0.N, and the pool goes through its whole life: Ready, specialize, refill, retire, death,
@@ -127,7 +127,7 @@ describe("poolkeeper kubernetes backend (k8s-lite + procnode)", function () {
     await waitFor(() => h.events.filter((e) => e.event === "ready").length >= 3);
     const ready = await request(`http://127.0.0.1:${h.pk.port}/readyz`);
     expect(await ready.body.json()).to.deep.include({
-      checks: { nats: true, redis: true, kubernetes: true },
+      checks: { nats: true, kubernetes: true },
     });
   });
 

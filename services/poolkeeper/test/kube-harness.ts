@@ -11,7 +11,7 @@ const K8S_DIR = path.resolve(import.meta.dirname, "../../../k8s");
 export const NS = "fizz";
 
 /**
- * The poolkeeper int-test harness (real NATS and Redis, the test as the registry) plus a real
+ * The poolkeeper int-test harness (real NATS with JetStream, the test as the registry) plus a real
  * kube-apiserver from k8s-lite. The poolkeeper talks to it as the fizz-poolkeeper service account
  * of k8s/rbac.yaml, so every call it makes is checked against the Role we ship.
  */

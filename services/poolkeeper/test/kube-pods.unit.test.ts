@@ -70,9 +70,35 @@ describe("kubernetes backend: pods", () => {
     expect(c.command).to.equal(undefined);
     // Only the documented variables; the token is read back from the pod by a later poolkeeper.
     expect(c.env?.map((e) => e.name).sort()).to.deep.equal(
-      ["FIZZ_INSTANCE_ID", "FIZZ_SPECIALIZE_TOKEN", "HOME", "PORT", "PYTHONUNBUFFERED"].sort(),
+      [
+        "FIZZ_INSTANCE_ID",
+        "FIZZ_SPECIALIZE_TOKEN",
+        "FIZZ_SECRETS_DIR",
+        "FIZZ_CONFIGS_DIR",
+        "HOME",
+        "PORT",
+        "PYTHONUNBUFFERED",
+      ].sort(),
     );
     expect(specializeTokenOf(pod)).to.equal("tok-123");
+  });
+
+  it("gives the runtime /secrets (in memory) and /configs as emptyDirs, named by FIZZ_SECRETS_DIR and FIZZ_CONFIGS_DIR", () => {
+    const pod = podManifest(env, "node-0123456789", OPTS);
+    const c = pod.spec!.containers[0]!;
+    expect(c.env).to.deep.include({ name: "FIZZ_SECRETS_DIR", value: "/secrets" });
+    expect(c.env).to.deep.include({ name: "FIZZ_CONFIGS_DIR", value: "/configs" });
+    expect(c.volumeMounts).to.deep.include({ name: "secrets", mountPath: "/secrets" });
+    expect(c.volumeMounts).to.deep.include({ name: "configs", mountPath: "/configs" });
+    const vol = (name: string) => pod.spec!.volumes!.find((v) => v.name === name);
+    // Memory-backed: secret values never reach the node's disk. Never a Secret volume: a warm
+    // pod does not know its function yet, and the pod gets no API access.
+    expect(vol("secrets")).to.deep.equal({
+      name: "secrets",
+      emptyDir: { medium: "Memory", sizeLimit: "40Mi" },
+    });
+    expect(vol("configs")).to.deep.equal({ name: "configs", emptyDir: {} });
+    expect(pod.spec!.volumes!.every((v) => v.emptyDir !== undefined)).to.equal(true);
   });
 
   it("takes the environment's own resources over the defaults, value by value", () => {

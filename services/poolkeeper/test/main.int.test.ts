@@ -46,7 +46,6 @@ describe("poolkeeper main (as launched by npm start)", function () {
       env: {
         ...env,
         FIZZ_NATS_URL: h.nats.url,
-        FIZZ_REDIS_URL: h.redis.url,
         FIZZ_WORKDIR: h.workDir,
         FIZZ_POOLKEEPER_PORT: String(port),
         FIZZ_PARENT_STDIN: "1",

@@ -15,7 +15,9 @@ describe("loadConfig", () => {
       {
         PATH: "/root/.pyenv/shims:/bin",
         SECRET: "x",
-        FIZZ_REDIS_URL: "redis://:pw@127.0.0.1:7000",
+        FIZZ_REDIS_URL: "redis://:redis-pw@127.0.0.1:7000",
+        FIZZ_REDIS_USER: "poolkeeper",
+        FIZZ_REDIS_PASSWORD: "redis-pw",
         FIZZ_NATS_USER: "poolkeeper",
         FIZZ_NATS_PASSWORD: "pw",
       },
@@ -30,8 +32,13 @@ describe("loadConfig", () => {
       runtimesDir: DEFAULT_RUNTIMES_DIR,
       python: "python3",
       specializeTimeoutMs: 10_000,
-      redisPrefix: "fizz:v1:",
     });
+    // The poolkeeper has no Redis: no URL, no prefix, and a Redis password in its environment
+    // (as an old launcher gave it) is not even read.
+    expect(c).to.not.have.any.keys("redisUrl", "redisPrefix");
+    expect(JSON.stringify(c)).to.not.include("redis-pw");
+    // Not read at all: a leftover invalid one cannot stop the poolkeeper from starting.
+    expect(() => loadConfig({ FIZZ_REDIS_URL: "not a url" }, "/srv/app", notRoot)).to.not.throw();
     expect(DEFAULT_RUNTIMES_DIR).to.match(/\/runtimes$/);
     expect(c.instanceEnv).to.deep.equal({ PATH: "/usr/local/bin:/usr/bin:/bin", LANG: "C.UTF-8" });
     expect(c.isolation).to.deep.equal({ uids: undefined, setpriv: "/usr/bin/setpriv" });

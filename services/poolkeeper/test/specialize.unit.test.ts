@@ -1,18 +1,54 @@
 import { createHash } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { Readable } from "node:stream";
 import { FizzError, type Environment, type Instance, type SpecializeRequest } from "@fizz/events";
 import { silentLogger } from "@fizz/kit";
 import { waitFor } from "@fizz/testkit";
 import { expect } from "chai";
 import { Agent } from "undici";
+import { CodeCache } from "../src/code-cache";
+import { missingConfig, type FunctionConfig } from "../src/function-config";
 import { createMetrics } from "../src/metrics";
 import { Pool } from "../src/pool";
+import { SPECIALIZE_TAR_TYPE } from "../src/runtime-client";
 import { createSpecializer } from "../src/specialize";
+import type { BlobStore } from "../src/specialize-source";
 import { FakeBackend, env } from "./fake-backend";
 
 const CODE = Buffer.from("module.exports = async () => 'hi'\n");
 const DIGEST = createHash("sha256").update(CODE).digest("hex");
+const ARCHIVE = Buffer.alloc(300_000, 7);
+const ARCHIVE_DIGEST = `sha256:${createHash("sha256").update(ARCHIVE).digest("hex")}`;
+
+/** An in-memory Object Store; `corrupt` makes get() streams fail at the end, as the kit's does. */
+class MemoryStore implements BlobStore {
+  readonly blobs = new Map<string, Buffer>();
+  reads = 0;
+  corrupt = false;
+  has(digest: string) {
+    return Promise.resolve(this.blobs.has(digest));
+  }
+  getBuffer(digest: string) {
+    this.reads++;
+    return Promise.resolve(this.blobs.get(digest) ?? null);
+  }
+  get(digest: string) {
+    this.reads++;
+    const blob = this.blobs.get(digest);
+    if (!blob) return Promise.resolve(null);
+    const corrupt = this.corrupt;
+    return Promise.resolve(
+      Readable.from(
+        (function* () {
+          yield blob.subarray(0, 1000);
+          if (corrupt) throw new FizzError("DIGEST_MISMATCH", "content does not match");
+          yield blob.subarray(1000);
+        })(),
+      ),
+    );
+  }
+}
 
 function req(over: Partial<SpecializeRequest> = {}): SpecializeRequest {
   return {
@@ -28,6 +64,8 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
   let server: http.Server;
   let answer: { status: number; body: unknown };
   let posts: Array<Record<string, unknown>>;
+  let store: MemoryStore;
+  let config: FunctionConfig & { calls: number };
   let backend: FakeBackend;
   let pool: Pool;
   let agent: Agent;
@@ -37,12 +75,24 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
 
   before(async () => {
     server = http.createServer((rq, rs) => {
-      let body = "";
-      rq.on("data", (c: Buffer) => (body += c.toString()));
+      const chunks: Buffer[] = [];
+      rq.on("data", (c: Buffer) => chunks.push(c));
+      rq.on("error", () => undefined);
       rq.on("end", () => {
+        const body = Buffer.concat(chunks);
+        const tar = rq.headers["content-type"] === SPECIALIZE_TAR_TYPE;
+        const nl = tar ? body.indexOf(10) : body.length;
         posts.push({
-          ...(JSON.parse(body) as Record<string, unknown>),
+          ...(JSON.parse(body.subarray(0, nl).toString()) as Record<string, unknown>),
           token: rq.headers["x-fizz-specialize-token"],
+          ...(tar
+            ? {
+                contentType: rq.headers["content-type"],
+                contentLength: Number(rq.headers["content-length"]),
+                headerBytes: nl + 1,
+                archive: body.subarray(nl + 1),
+              }
+            : {}),
         });
         rs.writeHead(answer.status, { "content-type": "application/json" });
         rs.end(JSON.stringify(answer.body));
@@ -61,6 +111,10 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
     deferred = [];
     specialized = [];
     registry = new Map();
+    store = new MemoryStore();
+    store.blobs.set(`sha256:${DIGEST}`, CODE);
+    store.blobs.set(ARCHIVE_DIGEST, ARCHIVE);
+    config = { secrets: {}, configmaps: {}, calls: 0 };
     backend = new FakeBackend();
     backend.address = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     agent = new Agent();
@@ -71,10 +125,26 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
     await agent.close();
   });
 
-  function specializer(code: Buffer | null = CODE) {
+  function specializer(code: Buffer | null = CODE, cache = new CodeCache()) {
+    if (code) store.blobs.set(`sha256:${DIGEST}`, code);
+    else store.blobs.delete(`sha256:${DIGEST}`);
     return createSpecializer({
       pool,
-      readCode: (hex) => Promise.resolve(hex === DIGEST ? code : null),
+      store,
+      codeCache: cache,
+      readConfig: (ns, secrets, configmaps) => {
+        config.calls++;
+        for (const n of secrets)
+          if (!config.secrets[n]) return Promise.reject(missingConfig("secret", ns, n));
+        for (const n of configmaps)
+          if (!config.configmaps[n]) return Promise.reject(missingConfig("configmap", ns, n));
+        const pick = (m: FunctionConfig["secrets"], names: string[]) =>
+          Object.fromEntries(names.map((n) => [n, m[n]!]));
+        return Promise.resolve({
+          secrets: pick(config.secrets, [...secrets]),
+          configmaps: pick(config.configmaps, [...configmaps]),
+        });
+      },
       lookupEnvironment: (ref) => Promise.resolve(registry.get(ref.name)),
       agent,
       timeoutMs: 2000,
@@ -198,5 +268,142 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
     const err = await rejection(specializer()(req()));
     expect(err.code).to.equal("UNKNOWN_IMAGE");
     expect(backend.spawnCalls).to.equal(0);
+  });
+
+  it("sends the function's env, secrets and configmaps with the code, resolved in its namespace", async () => {
+    pool.upsert(env("node", { poolSize: 1 }));
+    await waitFor(() => warm() === 1);
+    config.secrets.db = { password: Buffer.from("s3cret").toString("base64") };
+    config.configmaps.settings = { mode: Buffer.from("fast").toString("base64") };
+    await specializer()(
+      req({ env: { GREETING: "hi" }, secrets: ["db"], configmaps: ["settings"] }),
+    );
+    expect(posts[0]).to.deep.include({
+      env: { GREETING: "hi" },
+      secrets: { db: { password: Buffer.from("s3cret").toString("base64") } },
+      configmaps: { settings: { mode: Buffer.from("fast").toString("base64") } },
+      code: CODE.toString("base64"),
+    });
+  });
+
+  it("fails with MISSING_CONFIG naming a missing secret, takes no instance and sends nothing", async () => {
+    pool.upsert(env("node", { poolSize: 1 }));
+    await waitFor(() => warm() === 1);
+    const err = await rejection(specializer()(req({ secrets: ["nope"] })));
+    expect(err.code).to.equal("MISSING_CONFIG");
+    expect(err.message).to.match(/secret default\/nope/);
+    expect(posts).to.have.length(0);
+    expect(warm()).to.equal(1);
+    expect(backend.killed).to.have.length(0);
+  });
+
+  it("sends no env, secrets or configmaps fields when the function has none", async () => {
+    pool.upsert(env("node", { poolSize: 1 }));
+    await waitFor(() => warm() === 1);
+    await specializer()(req());
+    expect(posts[0]).to.not.have.any.keys("env", "secrets", "configmaps");
+  });
+
+  it("reads a code blob from the store once, then from its cache", async () => {
+    pool.upsert(env("node", { poolSize: 2 }));
+    await waitFor(() => warm() === 2);
+    const s = specializer();
+    await s(req());
+    await s(req());
+    expect(store.reads).to.equal(1);
+    expect(posts.map((p) => p.code)).to.deep.equal([
+      CODE.toString("base64"),
+      CODE.toString("base64"),
+    ]);
+  });
+
+  it("streams an archive: the tar content type, its Content-Length, a JSON line, then the bytes", async () => {
+    pool.upsert(env("node", { poolSize: 1 }));
+    await waitFor(() => warm() === 1);
+    config.secrets.db = { password: "cHc=" };
+    const { instance } = await specializer()(
+      req({
+        code: undefined,
+        archive: { digest: ARCHIVE_DIGEST, size: ARCHIVE.length },
+        entrypoint: "main.handler",
+        secrets: ["db"],
+        env: { A: "1" },
+      }),
+    );
+    expect(instance.state).to.equal("specialized");
+    const post = posts[0]!;
+    expect(post).to.deep.include({
+      instanceId: instance.id,
+      digest: ARCHIVE_DIGEST,
+      entrypoint: "main.handler",
+      concurrency: 7,
+      env: { A: "1" },
+      secrets: { db: { password: "cHc=" } },
+      contentType: SPECIALIZE_TAR_TYPE,
+    });
+    expect(post).to.not.have.any.keys("code", "filename");
+    expect((post.archive as Buffer).equals(ARCHIVE)).to.equal(true);
+    expect(post.contentLength).to.equal((post.headerBytes as number) + ARCHIVE.length);
+  });
+
+  it("refuses an archive whose stream fails its digest check: DIGEST_MISMATCH on archive.digest, the instance killed, no retry", async () => {
+    pool.upsert(env("node", { poolSize: 2 }));
+    await waitFor(() => warm() === 2);
+    store.corrupt = true;
+    const err = await rejection(
+      specializer()(
+        req({ code: undefined, archive: { digest: ARCHIVE_DIGEST, size: ARCHIVE.length } }),
+      ),
+    );
+    expect(err.code).to.equal("DIGEST_MISMATCH");
+    expect(err.field).to.equal("archive.digest");
+    expect(err.retryable).to.equal(false);
+    expect(backend.killed.map((k) => k.reason)).to.deep.equal([
+      "the archive could not be read from the store",
+    ]);
+    expect(posts).to.have.length(0);
+  });
+
+  it("refuses an archive longer than its recorded size, as the store's fault", async () => {
+    pool.upsert(env("node", { poolSize: 1 }));
+    await waitFor(() => warm() === 1);
+    const err = await rejection(
+      specializer()(
+        req({ code: undefined, archive: { digest: ARCHIVE_DIGEST, size: ARCHIVE.length - 1 } }),
+      ),
+    );
+    expect(err.code).to.equal("DIGEST_MISMATCH");
+    expect(err.message).to.match(/longer than its/);
+    expect(backend.killed).to.have.length(1);
+  });
+
+  it("answers NOT_FOUND naming archive.digest when the archive is not stored, and takes no instance", async () => {
+    pool.upsert(env("node", { poolSize: 1 }));
+    await waitFor(() => warm() === 1);
+    const digest = `sha256:${"1".repeat(64)}`;
+    const err = await rejection(
+      specializer()(req({ code: undefined, archive: { digest, size: 1 } })),
+    );
+    expect(err.code).to.equal("NOT_FOUND");
+    expect(err.field).to.equal("archive.digest");
+    expect(warm()).to.equal(1);
+  });
+
+  it("refuses secrets too big for the archive form's header line before taking an instance", async () => {
+    pool.upsert(env("node", { poolSize: 1 }));
+    await waitFor(() => warm() === 1);
+    config.secrets.big = { blob: "A".repeat(5 * 1024 * 1024) };
+    const err = await rejection(
+      specializer()(
+        req({
+          code: undefined,
+          archive: { digest: ARCHIVE_DIGEST, size: ARCHIVE.length },
+          secrets: ["big"],
+        }),
+      ),
+    );
+    expect(err.code).to.equal("PAYLOAD_TOO_LARGE");
+    expect(err.message).to.not.include("AAAA");
+    expect(warm()).to.equal(1);
   });
 });

@@ -1,0 +1,140 @@
+import { createHash } from "node:crypto";
+import type { Readable } from "node:stream";
+import { FizzError, type ArchiveRef, type CodeRef, type SpecializeRequest } from "@fizz/events";
+import type { Logger } from "@fizz/kit";
+import type { CodeCache } from "./code-cache";
+import type { FunctionConfig } from "./function-config";
+import {
+  metaLine,
+  type SpecializeArchive,
+  type SpecializeBody,
+  type SpecializeMeta,
+} from "./runtime-client";
+
+/** What the specializer reads from the Object Store (@fizz/kit/archive-store's ArchiveStore). */
+export interface BlobStore {
+  get(digest: string): Promise<Readable | null>;
+  getBuffer(digest: string, maxBytes: number): Promise<Buffer | null>;
+  has(digest: string): Promise<boolean>;
+}
+
+/** The runtime refuses larger bodies (FIZZ_MAX_BODY_BYTES); the registry's own limit is lower. */
+export const CODE_MAX_BYTES = 64 * 1024 * 1024;
+
+/** What a specialization sends, read once; `payload` is called once per attempt (per instance). */
+export interface Source {
+  /** Extra time for the POST: a big archive takes time to stream and unpack. */
+  extraTimeoutMs: number;
+  /** Throws PAYLOAD_TOO_LARGE when env, secrets and configmaps do not fit the runtime's header line. */
+  check(config: FunctionConfig): void;
+  payload(instanceId: string, config: FunctionConfig): Promise<SpecializeBody | SpecializeArchive>;
+}
+
+/** Archive transfer and unpacking allowance: 1 s per 8 MiB on top of the specialize timeout. */
+const ARCHIVE_BYTES_PER_SECOND = 8 * 1024 * 1024;
+
+type MetaOf = (instanceId: string, config: FunctionConfig, digest: string) => SpecializeMeta;
+
+/**
+ * Reads what the request names from the store, before any instance is taken: a missing blob or a
+ * tampered one fails the request without costing a warm instance. An archive is only checked for
+ * presence here; its bytes are streamed per attempt.
+ */
+export async function loadSource(
+  req: SpecializeRequest,
+  deps: { store: BlobStore; cache: CodeCache; logger: Logger },
+): Promise<Source> {
+  const meta: MetaOf = (instanceId, config, digest) => ({
+    instanceId,
+    function: req.function,
+    ...(req.entrypoint !== undefined ? { entrypoint: req.entrypoint } : {}),
+    concurrency: req.concurrency,
+    ...(req.env && Object.keys(req.env).length > 0 ? { env: req.env } : {}),
+    ...(Object.keys(config.secrets).length > 0 ? { secrets: config.secrets } : {}),
+    ...(Object.keys(config.configmaps).length > 0 ? { configmaps: config.configmaps } : {}),
+    digest,
+  });
+  if (req.archive) return archiveSource(req.archive, meta, deps);
+  if (!req.code)
+    throw new FizzError("VALIDATION_FAILED", "no code and no archive", { field: "code" });
+  const ref = req.code;
+  const base64 = (await readCode(ref, deps, req)).toString("base64");
+  return {
+    extraTimeoutMs: 0,
+    // The JSON form has no header line; the runtime's body limit is far above what config holds.
+    check: () => undefined,
+    payload: (instanceId, config) =>
+      Promise.resolve({
+        ...meta(instanceId, config, ref.digest),
+        filename: ref.filename,
+        code: base64,
+      }),
+  };
+}
+
+async function archiveSource(
+  ref: ArchiveRef,
+  meta: MetaOf,
+  deps: { store: BlobStore },
+): Promise<Source> {
+  const missing = () =>
+    new FizzError(
+      "NOT_FOUND",
+      `archive ${ref.digest} (the package's deployment) is not in the store`,
+      { field: "archive.digest" },
+    );
+  if (!(await deps.store.has(ref.digest))) throw missing();
+  return {
+    extraTimeoutMs: Math.ceil((ref.size / ARCHIVE_BYTES_PER_SECOND) * 1000),
+    // Measured with an id longer than any backend gives (an environment name and a suffix).
+    check: (config) => void metaLine(meta("x".repeat(80), config, ref.digest)),
+    // Opened per attempt: a stream is read once, and a retry goes to another instance.
+    payload: async (instanceId, config) => {
+      const archive = await deps.store.get(ref.digest);
+      if (!archive) throw missing();
+      return { meta: meta(instanceId, config, ref.digest), archive, size: ref.size };
+    },
+  };
+}
+
+/**
+ * The code blob, from the cache or the store. The store is not trusted to hand back what was
+ * written: bytes that do not hash to the digest the function was registered with are never served.
+ */
+async function readCode(
+  ref: CodeRef,
+  deps: { store: BlobStore; cache: CodeCache; logger: Logger },
+  req: SpecializeRequest,
+): Promise<Buffer> {
+  const hit = deps.cache.get(ref.digest);
+  if (hit) return hit;
+  const what = `code ${ref.digest} (${ref.filename})`;
+  const mismatch = (actual: string | undefined) => {
+    deps.logger.error(
+      {
+        function: `${req.function.namespace}/${req.function.name}@${req.function.revision}`,
+        digest: ref.digest,
+        ...(actual ? { actual } : {}),
+      },
+      "code in the store does not match its digest; refusing to load it",
+    );
+    return new FizzError(
+      "DIGEST_MISMATCH",
+      `${what} in the store ${actual ? `hashes to ${actual}` : "does not hash to its digest"}: tampered or corrupt, not loaded`,
+      { field: "code.digest", retryable: false },
+    );
+  };
+  let code: Buffer | null;
+  try {
+    code = await deps.store.getBuffer(ref.digest, CODE_MAX_BYTES);
+  } catch (err) {
+    if (err instanceof FizzError && err.code === "DIGEST_MISMATCH") throw mismatch(undefined);
+    throw err;
+  }
+  if (!code)
+    throw new FizzError("NOT_FOUND", `${what} is not in the store`, { field: "code.digest" });
+  const actual = `sha256:${createHash("sha256").update(code).digest("hex")}`;
+  if (actual !== ref.digest) throw mismatch(actual);
+  deps.cache.set(ref.digest, code);
+  return code;
+}
