@@ -12,7 +12,8 @@ export interface RequestServer {
 }
 
 /**
- * `registry.get` and `registry.list` for services warming or refreshing their caches. A listing
+ * `registry.get` and `registry.list` for services warming or refreshing their caches; builders'
+ * `registry.build.report`; the poolkeeper's `registry.config.read`. A listing
  * names the stored objects it left out (`skipped`, unreadable here): they are not deleted, and
  * services keep what they hold of them.
  */
@@ -50,6 +51,23 @@ export function serveRequests(
             .listing(req.kind, req.namespace)
             .then(({ items, skipped }) => (skipped.length > 0 ? { items, skipped } : { items })),
         ),
+      common,
+    ),
+    // Builders report a build's start and end; a stale report (newer source, package gone)
+    // answers applied: false.
+    serve(
+      nc,
+      s.registryBuildReport,
+      Codecs.registryBuildReport,
+      (report) => track(ops.buildReport(report)),
+      common,
+    ),
+    // Secret values in the clear: only the poolkeeper's NATS user may publish this subject.
+    serve(
+      nc,
+      s.registryConfigRead,
+      Codecs.registryConfigRead,
+      (req) => track(ops.readConfig(req)),
       common,
     ),
   ];

@@ -1,5 +1,15 @@
-import { FizzError, subjects } from "@fizz/events";
-import { bool, int, loadCommon, oneOf, str, type CommonConfig, type Env } from "@fizz/kit";
+import { tmpdir } from "node:os";
+import { ARCHIVE_MAX_BYTES, FizzError, subjects } from "@fizz/events";
+import {
+  bool,
+  int,
+  loadCommon,
+  oneOf,
+  optionalStr,
+  str,
+  type CommonConfig,
+  type Env,
+} from "@fizz/kit";
 import { loadAuthConfig, type AuthConfig } from "./auth";
 
 export const BACKENDS = ["process", "kubernetes"] as const;
@@ -33,6 +43,19 @@ export interface RegistryConfig extends CommonConfig, AuthConfig {
    * backend runs on the host? Root-equivalent for anyone who can write environments.
    */
   allowEnvCommand: boolean;
+  /**
+   * FIZZ_REGISTRY_WORKDIR, default the OS temp dir: archive uploads are spooled and canonicalized
+   * here (a fresh directory per upload, removed afterwards). Needs room for two archives per
+   * concurrent upload; on Kubernetes an emptyDir (the root filesystem is read-only).
+   */
+  workDir: string;
+  /** FIZZ_ARCHIVE_MAX_BYTES, default ARCHIVE_MAX_BYTES (256 MiB): largest upload, and canonical form. */
+  archiveMaxBytes: number;
+  /**
+   * FIZZ_SECRETS_KEY_FILE: the AES-256 key secret values are encrypted with at rest (32 bytes, raw
+   * or base64 text). Unset: the registry refuses to store secrets (UNAVAILABLE naming this).
+   */
+  secretsKeyFile: string | undefined;
 }
 
 export const DEFAULT_PORT = 8081;
@@ -58,6 +81,9 @@ export function loadConfig(env: Env): RegistryConfig {
     syncTimeoutMs: int(env, "FIZZ_SYNC_TIMEOUT_MS", 2000, 1, 600_000),
     watchClusterScope: bool(env, "FIZZ_WATCH_CLUSTER_SCOPE", false),
     allowEnvCommand: bool(env, "FIZZ_ALLOW_ENV_COMMAND", false),
+    workDir: str(env, "FIZZ_REGISTRY_WORKDIR", tmpdir()),
+    archiveMaxBytes: int(env, "FIZZ_ARCHIVE_MAX_BYTES", ARCHIVE_MAX_BYTES, 1, ARCHIVE_MAX_BYTES),
+    secretsKeyFile: optionalStr(env, "FIZZ_SECRETS_KEY_FILE"),
     // Last, so a typo elsewhere is reported before a missing token.
     ...loadAuthConfig(env),
   };

@@ -9,6 +9,7 @@ import {
   originPolicy,
   type AuthConfig,
 } from "./auth";
+import { downloadPackageArchive, uploadArchive } from "./archives-http";
 import { httpMetrics, rememberKind, type RegistryMetrics } from "./metrics";
 import type { Operations } from "./operations";
 
@@ -25,6 +26,10 @@ export interface HttpApiOptions {
   /** The JSON body limit in bytes: it must fit base64 of the largest allowed code. */
   bodyLimitBytes: number;
   auth: AuthConfig;
+  /** Where archive uploads are spooled (FIZZ_REGISTRY_WORKDIR). */
+  workDir: string;
+  /** FIZZ_ARCHIVE_MAX_BYTES. */
+  archiveMaxBytes: number;
 }
 
 /** Probes must work without credentials (kubelet, the launcher); nothing else does. */
@@ -52,6 +57,17 @@ export function createApp(opts: HttpApiOptions): express.Express {
     authenticate(req, res, next);
   });
   app.use(ops);
+  app.param("kind", rememberKind);
+  // Before the JSON-only guard: its body is the raw archive, with its own content-type rule.
+  app.post(
+    `${BASE}/archives`,
+    uploadArchive({
+      ops: opts.ops,
+      workDir: opts.workDir,
+      maxBytes: opts.archiveMaxBytes,
+      logger: opts.logger,
+    }),
+  );
   app.use(jsonBodiesOnly());
   app.use(express.json({ limit: opts.bodyLimitBytes, type: "application/json", strict: true }));
   app.use((req, _res, next) => {
@@ -69,13 +85,26 @@ export function createApp(opts: HttpApiOptions): express.Express {
     return o;
   };
   const p = (req: Request, name: string): string => String(req.params[name] ?? "");
-  app.param("kind", rememberKind);
 
   app.get(`${BASE}/functions/:name/code`, adminOnly("downloading code"), async (req, res) => {
     const code = await operations().code(p(req, "ns"), p(req, "name"));
     res.attachment(code.filename);
     res.set({ "content-type": "application/octet-stream", "x-fizz-code-digest": code.digest });
     res.status(200).send(code.bytes);
+  });
+  // Sources often embed secrets, like code: admin only.
+  app.get(
+    `${BASE}/packages/:name/source`,
+    adminOnly("downloading a package's source"),
+    downloadPackageArchive(opts.ops, "source"),
+  );
+  app.get(
+    `${BASE}/packages/:name/deployment`,
+    adminOnly("downloading a package's deployment"),
+    downloadPackageArchive(opts.ops, "deployment"),
+  );
+  app.post(`${BASE}/packages/:name/rebuild`, async (req, res) => {
+    res.status(202).json({ package: await operations().rebuild(p(req, "ns"), p(req, "name")) });
   });
   app.get(`${BASE}/:kind`, async (req, res) => {
     res.status(200).json({ items: await operations().list(p(req, "kind"), p(req, "ns")) });

@@ -7,15 +7,21 @@ import {
   connectRedis,
   createLogger,
   natsConnected,
+  retryUntil,
+  RetryStopped,
   type Logger,
   type NatsConnection,
 } from "@fizz/kit";
+import { openArchiveStore } from "@fizz/kit/archive-store";
 import { UpdateBarrier } from "./barrier";
+import { ensureBuildStream, jetStreamBuildQueue } from "./builds";
 import { changePublisher, serveRequests, type RequestServer } from "./bus";
+import { migrateRedisCode } from "./code-migration";
 import type { RegistryConfig } from "./config";
 import { createApp } from "./http-api";
 import { createMetrics } from "./metrics";
 import { Operations, type Change } from "./operations";
+import { loadSecretBox, type SecretBox } from "./secret-box";
 import { RedisStore } from "./store";
 
 export { loadConfig, type RegistryConfig } from "./config";
@@ -44,6 +50,15 @@ const REDACTED_PATHS = [
   "readToken",
   "*.adminToken",
   "*.readToken",
+  // Secret values: no code path logs a request body or a secret's data; defence in depth.
+  "body",
+  "*.body",
+  "data",
+  "*.data",
+  "spec.data",
+  "*.spec.data",
+  "secretData",
+  "*.secretData",
 ];
 /** Room for the JSON around the base64 code in one create/patch body. */
 const BODY_OVERHEAD_BYTES = 64 * 1024;
@@ -66,6 +81,13 @@ export async function start(
     { redact: { paths: REDACTED_PATHS, censor: "[redacted]" } },
   );
   const s = subjects(config.subjectPrefix);
+  // Before anything listens: a key file that is set but unreadable must stop the start.
+  const secrets: SecretBox | undefined =
+    config.secretsKeyFile === undefined
+      ? undefined
+      : await loadSecretBox(config.secretsKeyFile, (msg) => logger.warn(msg));
+  if (!secrets)
+    logger.info("FIZZ_SECRETS_KEY_FILE is not set: secrets cannot be created on this registry");
   const metrics = createMetrics();
   const redis = connectRedis({ url: config.redisUrl, logger, name: sender });
   const store = new RedisStore({
@@ -78,13 +100,22 @@ export async function start(
   });
   let nc: NatsConnection | undefined;
   let ops: Operations | undefined;
+  let startupDone = false;
   const app = createApp({
     ops: () => ops,
-    checks: { nats: () => natsConnected(nc), redis: () => store.ready() },
+    checks: {
+      nats: () => natsConnected(nc),
+      redis: () => store.ready(),
+      // FIZZ_BUILDS ensured, Redis-era code migrated, pending builds asked for again.
+      startup: () => startupDone,
+    },
     metrics,
     logger,
+    // Secrets and configmaps (CONFIG_MAX_BYTES) fit under the default code limit.
     bodyLimitBytes: Math.ceil(config.codeMaxBytes / 3) * 4 + BODY_OVERHEAD_BYTES,
     auth: config,
+    workDir: config.workDir,
+    archiveMaxBytes: config.archiveMaxBytes,
   });
   const server = http.createServer(app);
   const closeStore = async () => {
@@ -129,8 +160,13 @@ export async function start(
       onResult: (result) => metrics.barriers.inc({ result }),
     });
     barrier.start();
+    const archives = await openArchiveStore(nc);
     ops = new Operations({
       store,
+      archives,
+      secrets,
+      builds: jetStreamBuildQueue(nc, s, sender),
+      logger,
       backend: config.backend,
       codeMaxBytes: config.codeMaxBytes,
       subjectPrefix: config.subjectPrefix,
@@ -143,12 +179,22 @@ export async function start(
     });
     requests = serveRequests(nc, s, ops, { sender, logger });
   } catch (err) {
+    barrier?.stop();
     await closeServer(server);
     await nc?.close();
     await closeStore();
     throw err;
   }
 
+  const stopStartup = new AbortController();
+  const startup = runStartup(nc, ops, store, s, logger, stopStartup.signal).then(
+    () => {
+      startupDone = true;
+    },
+    (err: unknown) => {
+      if (!(err instanceof RetryStopped)) logger.error({ err }, "start-up tasks failed");
+    },
+  );
   let stopped: Promise<void> | undefined;
   return {
     port,
@@ -156,6 +202,8 @@ export async function start(
     stop: () =>
       (stopped ??= (async () => {
         logger.info("draining");
+        stopStartup.abort();
+        await startup;
         // New work stops on both fronts; in-flight writes finish (and publish their events)
         // before NATS is drained, and the store closes last.
         await Promise.all([closeServer(server), requests.drain()]);
@@ -169,6 +217,40 @@ export async function start(
         logger.info("stopped");
       })()),
   };
+}
+
+/**
+ * What must happen once per start, retried until it succeeds (Redis may come up after NATS):
+ * the build stream exists, Redis-era code blobs are in the Object Store, and packages left
+ * pending or running are asked to be built again (a deployment roll-out cut short is finished).
+ */
+async function runStartup(
+  nc: NatsConnection,
+  ops: Operations,
+  store: RedisStore,
+  s: ReturnType<typeof subjects>,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  const log = logger.child({ component: "startup" });
+  await retryUntil(
+    async () => {
+      if (!store.ready()) throw new Error("Redis is not connected yet");
+      await ensureBuildStream(nc, s);
+      await migrateRedisCode(store, ops.opts.archives, log);
+      const { builds, rollouts } = await ops.packages.reconcile();
+      if (builds + rollouts > 0) log.info({ builds, rollouts }, "unfinished packages resumed");
+    },
+    {
+      signal,
+      baseMs: 100,
+      maxMs: 5000,
+      onRetry: ({ err, attempt }) => {
+        if (attempt > 0)
+          log.warn({ err: (err as Error).message }, "start-up tasks failed; retrying");
+      },
+    },
+  );
 }
 
 /** The change event first (so caches converge), then the update barrier; then the client's answer. */

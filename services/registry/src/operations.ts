@@ -1,28 +1,35 @@
 import { randomUUID } from "node:crypto";
+import { Readable } from "node:stream";
 import {
   API_VERSION,
   FizzError,
   Kinds,
   type AnyObject,
+  type BuildReport,
+  type BuildReportReply,
+  type ConfigReadReply,
+  type ConfigReadRequest,
   type KindPlural,
   type ObjectsByPlural,
+  type PackageObject,
   type SkippedObject,
 } from "@fizz/events";
-import { describeRoute, findRouteConflict } from "./route-conflict";
-import type { Store, StoreReader } from "./store";
-import {
-  checkTriggerScope,
-  findFunctionUsers,
-  findQueueGroupConflict,
-  isTrigger,
-  type TriggerRuleOptions,
-} from "./trigger-rules";
+import type { Logger } from "@fizz/kit";
+import type { ArchiveStore } from "@fizz/kit/archive-store";
+import type { BuildQueue } from "./builds";
+import { readConfig } from "./config-read";
+import { PackageLifecycle, checkArchivesStored, nextPackageStatus } from "./packages";
+import { checkNotInUse, checkReferences, notFound, resolvePackage, singular } from "./references";
+import { noSecretKey, type SecretBox } from "./secret-box";
+import type { Store, StoreReader, Writes } from "./store";
+import type { TriggerRuleOptions } from "./trigger-rules";
 import {
   checkKind,
   checkName,
   mergeSpec,
   parseCreate,
   parsePatch,
+  type CodeBlob,
   type ValidationOptions,
 } from "./validation";
 
@@ -30,6 +37,9 @@ import {
  * The registry's operations, shared by the REST API and the NATS handlers. Each write validates
  * what it can up front, then decides inside one store transaction against what is stored
  * (existence, references, route conflicts, in-use), and reports the change only after it committed.
+ * Blobs (code, archives) go to the Object Store before the transaction: they are content-addressed,
+ * so one left behind by a write that then failed is harmless, and a committed object never names
+ * a blob that is not there.
  */
 export type ChangeOp = "created" | "updated" | "deleted";
 export interface Change {
@@ -40,8 +50,13 @@ export interface Change {
 
 export interface OperationsOptions extends ValidationOptions, TriggerRuleOptions {
   store: Store;
+  archives: ArchiveStore;
+  /** Undefined when FIZZ_SECRETS_KEY_FILE is not set: secret writes are refused. */
+  secrets?: SecretBox | undefined;
+  builds: BuildQueue;
   /** Called after each committed write; must not throw (the write already happened). */
   onChange: (change: Change) => Promise<void>;
+  logger?: Logger;
   now?: () => Date;
 }
 
@@ -51,13 +66,18 @@ export interface CodeDownload {
   bytes: Buffer;
 }
 
-export class Operations {
-  private readonly store: Store;
-  private readonly now: () => Date;
+/** Decides an update from the stored object; undefined writes nothing. */
+export type Decide = (current: AnyObject, r: StoreReader) => Promise<AnyObject | undefined>;
 
-  constructor(private readonly opts: OperationsOptions) {
+export class Operations {
+  readonly store: Store;
+  readonly now: () => Date;
+  readonly packages: PackageLifecycle;
+
+  constructor(readonly opts: OperationsOptions) {
     this.store = opts.store;
     this.now = opts.now ?? (() => new Date());
+    this.packages = new PackageLifecycle(this);
   }
 
   async list(kindParam: string, namespace?: string): Promise<AnyObject[]> {
@@ -85,14 +105,26 @@ export class Operations {
 
   async code(namespace: string, name: string): Promise<CodeDownload> {
     const fn = (await this.get("functions", namespace, name)) as ObjectsByPlural["functions"];
-    const hex = fn.spec.code.digest.replace(/^sha256:/, "");
-    const bytes = await this.store.getCode(hex);
+    const code = fn.spec.code;
+    if (!code)
+      throw new FizzError(
+        "NOT_FOUND",
+        `function "${namespace}/${name}" has no single-file code: it runs package "${fn.spec.package?.name ?? ""}" (GET .../packages/<name>/source or /deployment)`,
+        { field: "name" },
+      );
+    const bytes =
+      (await this.opts.archives.getBuffer(
+        code.digest,
+        Math.max(code.size, this.opts.codeMaxBytes),
+      )) ??
+      // A Redis-era blob the start-up migration has not copied yet.
+      (await this.store.getCode(code.digest.replace(/^sha256:/, "")));
     if (!bytes)
       throw new FizzError(
         "INTERNAL",
-        `code blob ${fn.spec.code.digest} of function "${namespace}/${name}" is missing`,
+        `code blob ${code.digest} of function "${namespace}/${name}" is missing`,
       );
-    return { filename: fn.spec.code.filename, digest: fn.spec.code.digest, bytes };
+    return { filename: code.filename, digest: code.digest, bytes };
   }
 
   async create(kindParam: string, namespace: string, body: unknown): Promise<AnyObject> {
@@ -100,7 +132,7 @@ export class Operations {
     const ns = checkName(namespace, "namespace");
     const input = parseCreate(kind, body, this.opts);
     const at = this.now().toISOString();
-    const obj = {
+    let obj = {
       apiVersion: API_VERSION,
       kind: Kinds[kind],
       metadata: {
@@ -114,20 +146,26 @@ export class Operations {
       },
       spec: input.spec,
     } as AnyObject;
+    if (obj.kind === "Package") {
+      await checkArchivesStored(this.opts.archives, obj.spec);
+      obj = { ...obj, status: nextPackageStatus(undefined, obj.spec) };
+    }
+    const secretData = this.sealed(ns, input.name, input.secretData);
+    if (input.code) await this.putCode(input.code);
     const created = await this.store.transact(async (r) => {
       if (await r.get(kind, ns, input.name)) {
         throw new FizzError(
           "ALREADY_EXISTS",
           `${singular(kind)} "${input.name}" already exists in namespace "${ns}"`,
-          {
-            field: "name",
-          },
+          { field: "name" },
         );
       }
       await checkReferences(r, obj, this.opts);
-      return { writes: { put: [obj], code: input.code ? [input.code] : [] }, result: obj };
+      const next = obj.kind === "Function" ? await resolvePackage(r, obj) : obj;
+      return { writes: { put: [next], ...secretData }, result: next };
     });
     await this.opts.onChange({ kind, op: "created", object: created });
+    if (created.kind === "Package") return this.packages.afterWrite(undefined, created);
     return created;
   }
 
@@ -141,8 +179,12 @@ export class Operations {
     const ns = checkName(namespace, "namespace");
     checkName(name, "name");
     const patch = parsePatch(kind, body, this.opts);
+    const secretData = this.sealed(ns, name, patch.secretData);
+    if (patch.code) await this.putCode(patch.code);
+    let before: AnyObject | undefined;
     const updated = await this.store.transact(async (r) => {
       const current = (await r.get(kind, ns, name)) ?? notFound(kind, ns, name);
+      before = current;
       const rev = current.metadata.revision;
       if (patch.revision !== undefined && patch.revision !== rev) {
         throw new FizzError(
@@ -152,20 +194,16 @@ export class Operations {
         );
       }
       const spec = mergeSpec(kind, current.spec, patch, this.opts);
-      const next = {
-        ...current,
-        metadata: {
-          ...current.metadata,
-          revision: rev + 1,
-          labels: patch.labels ?? current.metadata.labels,
-          updatedAt: this.now().toISOString(),
-        },
-        spec,
-      } as AnyObject;
+      let next = this.bumped(current, { labels: patch.labels ?? current.metadata.labels, spec });
       await checkReferences(r, next, this.opts);
-      return { writes: { put: [next], code: patch.code ? [patch.code] : [] }, result: next };
+      if (next.kind === "Function") next = await resolvePackage(r, next);
+      if (next.kind === "Package" && current.kind === "Package")
+        next = await this.packages.decidePatch(r, current, next);
+      return { writes: { put: [next], ...secretData }, result: next };
     });
     await this.opts.onChange({ kind, op: "updated", object: updated });
+    if (updated.kind === "Package" && before?.kind === "Package")
+      return this.packages.afterWrite(before, updated);
     return updated;
   }
 
@@ -176,99 +214,93 @@ export class Operations {
     const deleted = await this.store.transact(async (r) => {
       const current = (await r.get(kind, ns, name)) ?? notFound(kind, ns, name);
       await checkNotInUse(r, kind, ns, name);
-      // Code blobs stay: another function (or revision being specialized) may share the digest.
+      // Blobs stay: another function or package (or an instance being specialized) may share
+      // the digest. A secret's sealed values go with it (store.ts).
       return { writes: { remove: [{ kind, namespace: ns, name }] }, result: current };
     });
     await this.opts.onChange({ kind, op: "deleted", object: deleted });
     return deleted;
   }
+
+  /** POST .../packages/{name}/rebuild: the source built again, whatever the last result. */
+  async rebuild(namespace: string, name: string): Promise<PackageObject> {
+    const ns = checkName(namespace, "namespace");
+    checkName(name, "name");
+    return this.packages.rebuild(ns, name);
+  }
+
+  /** `registry.build.report` from a builder. */
+  buildReport(report: BuildReport): Promise<BuildReportReply> {
+    return this.packages.report(report);
+  }
+
+  /** `registry.config.read` from the poolkeeper: secret values decrypted, configmaps, base64. */
+  readConfig(req: ConfigReadRequest): Promise<ConfigReadReply> {
+    return readConfig(this.store, this.opts.secrets, req);
+  }
+
+  /**
+   * The one update path besides PATCH (roll-outs, package status): the object as `decide` makes
+   * it, at the next revision, committed, its change event out and barrier passed unless `quiet`
+   * (the caller then emits). Undefined when the object is gone or `decide` wrote nothing.
+   */
+  async commitUpdate<K extends KindPlural>(
+    kind: K,
+    ns: string,
+    name: string,
+    decide: Decide,
+    opts: { quiet?: boolean } = {},
+  ): Promise<ObjectsByPlural[K] | undefined> {
+    const updated = await this.store.transact(async (r) => {
+      const current = await r.get(kind, ns, name);
+      if (!current) return { writes: {}, result: undefined };
+      const decided = await decide(current, r);
+      if (!decided) return { writes: {}, result: undefined };
+      const next = this.bumped(current, { spec: decided.spec, ...statusOf(decided) });
+      return { writes: { put: [next] }, result: next };
+    });
+    if (updated && !opts.quiet) await this.opts.onChange({ kind, op: "updated", object: updated });
+    return updated as ObjectsByPlural[K] | undefined;
+  }
+
+  emit(change: Change): Promise<void> {
+    return this.opts.onChange(change);
+  }
+
+  private bumped(
+    current: AnyObject,
+    fields: { spec: unknown; labels?: Record<string, string>; status?: unknown },
+  ): AnyObject {
+    return {
+      ...current,
+      spec: fields.spec,
+      ...(fields.status !== undefined ? { status: fields.status } : {}),
+      metadata: {
+        ...current.metadata,
+        revision: current.metadata.revision + 1,
+        labels: fields.labels ?? current.metadata.labels,
+        updatedAt: this.now().toISOString(),
+      },
+    } as AnyObject;
+  }
+
+  private sealed(
+    ns: string,
+    name: string,
+    data: Record<string, string> | undefined,
+  ): Pick<Writes, "secretData"> {
+    if (data === undefined) return {};
+    if (!this.opts.secrets) throw noSecretKey();
+    return {
+      secretData: [{ namespace: ns, name, sealed: this.opts.secrets.seal(ns, name, data) }],
+    };
+  }
+
+  private async putCode(code: CodeBlob): Promise<void> {
+    await this.opts.archives.putStream(Readable.from([code.bytes]), code.ref.digest);
+  }
 }
 
-/** What an object refers to must exist, and a route or queue group must be free, at commit time. */
-async function checkReferences(
-  r: StoreReader,
-  obj: AnyObject,
-  rules: TriggerRuleOptions,
-): Promise<void> {
-  const ns = obj.metadata.namespace;
-  if (isTrigger(obj)) {
-    checkTriggerScope(obj, rules);
-    if (!(await r.get("functions", ns, obj.spec.function))) {
-      throw new FizzError(
-        "UNKNOWN_FUNCTION",
-        `spec.function: function "${obj.spec.function}" does not exist in namespace "${ns}"`,
-        { field: "spec.function" },
-      );
-    }
-  }
-  if (obj.kind === "Function") {
-    if (!(await r.get("environments", ns, obj.spec.environment))) {
-      throw new FizzError(
-        "UNKNOWN_ENVIRONMENT",
-        `spec.environment: environment "${obj.spec.environment}" does not exist in namespace "${ns}"`,
-        {
-          field: "spec.environment",
-        },
-      );
-    }
-  } else if (obj.kind === "HttpTrigger") {
-    // Every namespace: the gateway serves one host/path space.
-    const other = findRouteConflict(obj, await r.list("httptriggers"));
-    if (other) {
-      const field = obj.spec.path !== undefined ? "spec.path" : "spec.prefix";
-      throw new FizzError(
-        "ROUTE_CONFLICT",
-        `${field}: route ${describeRoute(obj.spec)} conflicts with httptrigger "${other.metadata.name}" in namespace "${other.metadata.namespace}" (${describeRoute(other.spec)})`,
-        { field },
-      );
-    }
-  } else if (obj.kind === "MessageQueueTrigger") {
-    const other = await findQueueGroupConflict(r, obj);
-    if (other) {
-      throw new FizzError(
-        "ROUTE_CONFLICT",
-        `spec.queueGroup: queue group "${obj.spec.queueGroup}" on "${obj.spec.subject}" is already used by mqtrigger "${other.metadata.name}" in namespace "${other.metadata.namespace}" on "${other.spec.subject}"; both would share (split) the messages — use another queue group, or none`,
-        { field: "spec.queueGroup" },
-      );
-    }
-  }
-}
-
-async function checkNotInUse(
-  r: StoreReader,
-  kind: KindPlural,
-  ns: string,
-  name: string,
-): Promise<void> {
-  let users: string[] = [];
-  let userKind = "";
-  if (kind === "environments") {
-    users = (await r.list("functions", ns))
-      .filter((f) => f.spec.environment === name)
-      .map((f) => f.metadata.name);
-    userKind = "functions";
-  } else if (kind === "functions") {
-    // Already `<kind> "<name>", ...` per trigger kind: every kind names a function.
-    users = await findFunctionUsers(r, ns, name);
-  }
-  if (users.length > 0) {
-    const named = userKind
-      ? `${userKind} ${users.map((u) => `"${u}"`).join(", ")}`
-      : users.join(" and ");
-    throw new FizzError(
-      "IN_USE",
-      `${singular(kind)} "${ns}/${name}" is used by ${named}; delete or change them first`,
-      { field: "name" },
-    );
-  }
-}
-
-function notFound(kind: KindPlural, ns: string, name: string): never {
-  throw new FizzError("NOT_FOUND", `${singular(kind)} "${name}" not found in namespace "${ns}"`, {
-    field: "name",
-  });
-}
-
-function singular(kind: KindPlural): string {
-  return kind === "httptriggers" ? "httptrigger" : kind.slice(0, -1);
+function statusOf(obj: AnyObject): { status?: unknown } {
+  return obj.kind === "Package" ? { status: obj.status } : {};
 }

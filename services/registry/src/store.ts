@@ -16,7 +16,9 @@ import { backoffMs, redisReady, redisTls, retryUntil, type Logger } from "@fizz/
  *   obj:<kind>:<ns>:<name>   the object as JSON (kind is the plural: environments, functions, httptriggers)
  *   idx:<kind>:<ns>          set of names in one namespace
  *   idx:<kind>               set of `ns/name` over every namespace
- *   code:<sha256 hex>        the code bytes; content-addressed, immutable, written with SET NX
+ *   secretdata:<ns>:<name>   a secret's values, sealed (secret-box.ts); written with its object
+ *   code:<sha256 hex>        code bytes of registries before the Object Store; read only by the
+ *                            start-up migration (code-migration.ts), never written any more
  *
  * Every write is one optimistic transaction: the body reads through a reader that WATCHes every key
  * it touches (objects, referenced objects, indexes, and each object an index lists), decides, and
@@ -43,7 +45,8 @@ export interface ObjectKey {
 export interface Writes {
   put?: AnyObject[];
   remove?: ObjectKey[];
-  code?: { digestHex: string; bytes: Buffer }[];
+  /** Sealed secret values, each beside its Secret object (removing the object removes them). */
+  secretData?: { namespace: string; name: string; sealed: string }[];
 }
 
 /** A listing outside a transaction: the readable objects, and the stored ones it left out. */
@@ -56,7 +59,12 @@ export interface Listing<K extends KindPlural> {
 export interface Store extends StoreReader {
   /** `list`, naming what it left out: an unreadable object does not fail the listing. */
   listing<K extends KindPlural>(kind: K, namespace?: string): Promise<Listing<K>>;
+  /** A code blob of the Redis era (before the Object Store), for the migration. */
   getCode(digestHex: string): Promise<Buffer | undefined>;
+  /** Hex digests of every Redis-era code blob. */
+  codeDigests(): Promise<string[]>;
+  /** A secret's sealed values, or undefined when there is no such secret. */
+  getSecretData(namespace: string, name: string): Promise<string | undefined>;
   /** Runs `body` until its writes commit on unchanged reads; its errors abort without writing. */
   transact<T>(body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>): Promise<T>;
   ready(): boolean;
@@ -138,6 +146,28 @@ export class RedisStore implements Store {
     return (await this.opts.client.getBuffer(this.keys.code(digestHex))) ?? undefined;
   }
 
+  async codeDigests(): Promise<string[]> {
+    this.assertReady();
+    const pattern = `${this.keys.code("")}*`;
+    const prefixLength = pattern.length - 1;
+    const out: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, keys] = await this.opts.client.scan(cursor, "MATCH", pattern, "COUNT", 500);
+      cursor = next;
+      for (const k of keys) {
+        const hex = k.slice(prefixLength);
+        if (/^[0-9a-f]{64}$/.test(hex)) out.push(hex);
+      }
+    } while (cursor !== "0");
+    return [...new Set(out)].sort();
+  }
+
+  async getSecretData(namespace: string, name: string): Promise<string | undefined> {
+    this.assertReady();
+    return (await this.opts.client.get(this.keys.secretData(namespace, name))) ?? undefined;
+  }
+
   transact<T>(body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>): Promise<T> {
     const run = this.chain.then(() => this.runTransaction(body));
     this.chain = run.catch(() => undefined);
@@ -201,9 +231,10 @@ export class RedisStore implements Store {
       m.del(this.keys.obj(kind, ns, name));
       m.srem(this.keys.nsIndex(kind, ns), name);
       m.srem(this.keys.kindIndex(kind), `${ns}/${name}`);
+      if (kind === "secrets") m.del(this.keys.secretData(ns, name));
     }
-    // NX: a blob never changes once written; the same bytes have the same key.
-    for (const blob of writes.code ?? []) m.set(this.keys.code(blob.digestHex), blob.bytes, "NX");
+    for (const d of writes.secretData ?? [])
+      m.set(this.keys.secretData(d.namespace, d.name), d.sealed);
     const results = await m.exec();
     if (results === null) return false;
     const failed = results.find(([err]) => err);

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import {
+  CONFIG_MAX_BYTES,
   CreateInput,
   FizzError,
   FunctionSpecInput,
@@ -12,6 +13,7 @@ import {
   runtimeOfImage,
   specInputSchemas,
   specSchemas,
+  SecretSpecInput,
   type CodeRef,
   type KindPlural,
   type ObjectsByPlural,
@@ -49,6 +51,8 @@ export interface CreateRequest {
   labels: Record<string, string>;
   spec: AnySpec;
   code?: CodeBlob;
+  /** A secret's values (key -> base64), to be sealed; the spec holds only the keys. */
+  secretData?: Record<string, string>;
 }
 
 export interface PatchRequest {
@@ -56,11 +60,24 @@ export interface PatchRequest {
   /** The given spec fields, except a new code upload (in `code`); null means "unset". */
   spec: Record<string, unknown>;
   code?: CodeBlob;
+  /** A secret's new values (they replace all of the old ones). */
+  secretData?: Record<string, string>;
   revision?: number;
 }
 
 const CREATE_KEYS = ["name", "labels", "spec"];
 const PATCH_KEYS = ["labels", "spec", "revision"];
+/**
+ * A package's `status` is the registry's: a client that sends one (e.g. a `get` edited and sent
+ * back) has it ignored, not refused, so round-tripping an object works.
+ */
+const IGNORED_KEYS: Partial<Record<KindPlural, string[]>> = { packages: ["status"] };
+
+function withoutIgnored(kind: KindPlural, obj: Record<string, unknown>): Record<string, unknown> {
+  const ignored = IGNORED_KEYS[kind];
+  if (!ignored) return obj;
+  return Object.fromEntries(Object.entries(obj).filter(([k]) => !ignored.includes(k)));
+}
 
 export function checkKind(value: string): KindPlural {
   if (!isKindPlural(value)) {
@@ -84,7 +101,7 @@ export function parseCreate(
   body: unknown,
   opts: ValidationOptions,
 ): CreateRequest {
-  const obj = bodyObject(body);
+  const obj = withoutIgnored(kind, bodyObject(body));
   checkKnownKeys(obj, CREATE_KEYS);
   const top = CreateInput.safeParse(obj, { error: errorMap });
   // A missing name is an incomplete request, not a bad name.
@@ -99,18 +116,30 @@ export function parseCreate(
   const parsed = schema.safeParse(raw, { error: errorMap });
   if (!parsed.success) throw issueError(parsed.error, "spec");
   let code: CodeBlob | undefined;
+  let secretData: Record<string, string> | undefined;
   let candidate: Record<string, unknown> = parsed.data;
   if (kind === "functions") {
-    const upload = (parsed.data as { code: { filename: string; content: string } }).code;
-    code = decodeCode(upload, opts.codeMaxBytes);
-    candidate = { ...parsed.data, code: code.ref };
+    const upload = (parsed.data as { code?: { filename: string; content: string } }).code;
+    if (upload) {
+      code = decodeCode(upload, opts.codeMaxBytes);
+      candidate = { ...parsed.data, code: code.ref };
+    }
+  } else if (kind === "secrets") {
+    secretData = checkSecretData((parsed.data as { data: Record<string, string> }).data);
+    candidate = { keys: Object.keys(secretData).sort() };
   }
   const spec = finishSpec(kind, candidate, opts);
-  return { name: top.data.name, labels: top.data.labels, spec, ...(code ? { code } : {}) };
+  return {
+    name: top.data.name,
+    labels: top.data.labels,
+    spec,
+    ...(code ? { code } : {}),
+    ...(secretData ? { secretData } : {}),
+  };
 }
 
 export function parsePatch(kind: KindPlural, body: unknown, opts: ValidationOptions): PatchRequest {
-  const obj = bodyObject(body);
+  const obj = withoutIgnored(kind, bodyObject(body));
   checkKnownKeys(obj, PATCH_KEYS);
   const top = PatchInput.safeParse(obj, { error: errorMap });
   if (!top.success) throw issueError(top.error);
@@ -127,7 +156,16 @@ export function parsePatch(kind: KindPlural, body: unknown, opts: ValidationOpti
     if (kind === "functions" && k === "code" && v !== null && v !== undefined) {
       const upload = FunctionSpecInput.shape.code.safeParse(v, { error: errorMap });
       if (!upload.success) throw issueError(upload.error, "spec.code");
-      out.code = decodeCode(upload.data, opts.codeMaxBytes);
+      out.code = decodeCode(upload.data!, opts.codeMaxBytes);
+    } else if (kind === "functions" && k === "package" && v !== null && v !== undefined) {
+      // Only {name}: `deployment` is the registry's to fill in, never a client's.
+      const ref = FunctionSpecInput.shape.package.safeParse(v, { error: errorMap });
+      if (!ref.success) throw issueError(ref.error, "spec.package");
+      out.spec.package = ref.data;
+    } else if (kind === "secrets" && k === "data") {
+      const data = SecretSpecInput.shape.data.safeParse(v, { error: errorMap });
+      if (!data.success) throw issueError(data.error, "spec.data");
+      out.secretData = checkSecretData(data.data);
     } else {
       out.spec[k] = v;
     }
@@ -152,7 +190,61 @@ export function mergeSpec<K extends KindPlural>(
     else merged[k] = v;
   }
   if (patch.code) merged.code = patch.code.ref;
+  if (kind === "functions") switchCodeSource(current as SpecOf<"functions">, merged, patch);
+  if (kind === "secrets" && patch.secretData) merged.keys = Object.keys(patch.secretData).sort();
   return finishSpec(kind, merged, opts);
+}
+
+/**
+ * A function runs one code source: a patch that gives new code drops the package and one that
+ * names a package drops the code (giving both is still refused). The same package name keeps the
+ * deployment the function runs; a new name gets resolved by the registry inside the write.
+ */
+function switchCodeSource(
+  current: SpecOf<"functions">,
+  merged: Record<string, unknown>,
+  patch: PatchRequest,
+): void {
+  const givesCode = patch.code !== undefined;
+  const pkg = patch.spec.package as { name: string } | null | undefined;
+  if (givesCode && pkg === undefined) delete merged.package;
+  if (pkg !== null && pkg !== undefined) {
+    if (!givesCode && patch.spec.code === undefined) delete merged.code;
+    merged.package = pkg.name === current.package?.name ? current.package : { name: pkg.name };
+  }
+}
+
+/** Decoded size of every value together within CONFIG_MAX_BYTES; values padded base64. */
+export function checkSecretData(data: Record<string, string>): Record<string, string> {
+  let total = 0;
+  for (const [key, value] of Object.entries(data)) {
+    const field = `spec.data.${key}`;
+    if (value.length % 4 !== 0)
+      throw new FizzError(
+        "VALIDATION_FAILED",
+        `${field}: must be padded base64 (length a multiple of 4)`,
+        { field },
+      );
+    total += Buffer.byteLength(value, "base64");
+  }
+  if (total > CONFIG_MAX_BYTES)
+    throw new FizzError(
+      "PAYLOAD_TOO_LARGE",
+      `spec.data: values are ${total} bytes together, over the limit of ${CONFIG_MAX_BYTES}`,
+      { field: "spec.data" },
+    );
+  return data;
+}
+
+function checkConfigMapSize(spec: SpecOf<"configmaps">): void {
+  let total = 0;
+  for (const value of Object.values(spec.data)) total += Buffer.byteLength(value, "utf8");
+  if (total > CONFIG_MAX_BYTES)
+    throw new FizzError(
+      "PAYLOAD_TOO_LARGE",
+      `spec.data: values are ${total} bytes together, over the limit of ${CONFIG_MAX_BYTES}`,
+      { field: "spec.data" },
+    );
 }
 
 /**
@@ -173,6 +265,8 @@ function finishSpec(
     checkImage(spec as SpecOf<"environments">, opts);
   } else if (kind === "functions") {
     checkInstanceRange(spec as SpecOf<"functions">);
+  } else if (kind === "configmaps") {
+    checkConfigMapSize(spec as SpecOf<"configmaps">);
   } else if (kind === "httptriggers") {
     // exactOptionalPropertyTypes: pass only the route fields that are set.
     const { path, prefix } = spec as SpecOf<"httptriggers">;

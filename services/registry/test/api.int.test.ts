@@ -5,6 +5,7 @@ import {
   b64,
   envBody,
   fnBody,
+  openBlobs,
   registryEnv,
   startRegistry,
   startStack,
@@ -77,7 +78,14 @@ describe("registry REST API", () => {
       timeoutSeconds: 5,
       idleTimeoutSeconds: 120,
     });
-    expect(await stack.client.get(`fizz:v1:code:${digest}`)).to.equal(code);
+    // In the Object Store, no longer in Redis.
+    const blobs = await openBlobs(stack);
+    try {
+      expect((await blobs.store.getBuffer(`sha256:${digest}`, 1024))?.toString()).to.equal(code);
+    } finally {
+      await blobs.close();
+    }
+    expect(await stack.client.exists(`fizz:v1:code:${digest}`)).to.equal(0);
   });
 
   it("answers the code bytes as an octet-stream attachment", async () => {
@@ -221,11 +229,11 @@ describe("registry REST API", () => {
     ]);
   });
 
-  it("answers /healthz, /readyz with both checks, and /metrics by route and status", async () => {
+  it("answers /healthz, /readyz with every check, and /metrics by route and status", async () => {
     expect((await reg.api.call("GET", "/healthz")).status).to.equal(200);
     const ready = await reg.api.call("GET", "/readyz");
     expect(ready.status).to.equal(200);
-    expect(ready.body.checks).to.deep.equal({ nats: true, redis: true });
+    expect(ready.body.checks).to.deep.equal({ nats: true, redis: true, startup: true });
     const metrics = (await reg.api.call("GET", "/metrics")).bytes.toString();
     expect(metrics).to.match(
       /fizz_registry_http_requests_total\{[^}]*route="\/v1\/namespaces\/:ns\/environments"[^}]*status="201"/,

@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import type { Metadata, WireError } from "@fizz/events";
-import { silentLogger, type Logger } from "@fizz/kit";
+import { connectNats, silentLogger, type Logger } from "@fizz/kit";
+import { openArchiveStore, type ArchiveStore } from "@fizz/kit/archive-store";
 import { startNats, startRedis, waitFor, type TestServer } from "@fizz/testkit";
 import { loadConfig, start, type RegistryService } from "../src/index";
 
@@ -26,6 +27,15 @@ export async function startStack(): Promise<Stack> {
       await Promise.all([nats.cleanup(), redis.cleanup()]);
     },
   };
+}
+
+/** The Object Store the registry keeps code and archives in, read behind its back. */
+export async function openBlobs(
+  stack: Pick<Stack, "nats">,
+): Promise<{ store: ArchiveStore; close(): Promise<void> }> {
+  const nc = await connectNats({ url: stack.nats.url, name: "test-blobs", logger: silentLogger() });
+  const store = await openArchiveStore(nc);
+  return { store, close: () => nc.close() };
 }
 
 export const CODE_MAX_BYTES = 1024;

@@ -49,7 +49,7 @@ describe("registry lifecycle", () => {
     try {
       const notReady = await reg.api.call("GET", "/readyz");
       expect(notReady.status).to.equal(503);
-      expect(notReady.body.checks).to.deep.equal({ nats: true, redis: false });
+      expect(notReady.body.checks).to.deep.equal({ nats: true, redis: false, startup: false });
       expect((await reg.api.call("GET", "/healthz")).status).to.equal(200);
       const refused = await reg.api.ns().create("environments", envBody("early"));
       expect(refused.status).to.equal(503);

@@ -172,7 +172,7 @@ describe("validation mapping", () => {
     const merged = mergeSpec("functions", current, patch, opts);
     expect(merged.concurrency).to.equal(undefined);
     expect(merged.maxInstances).to.equal(3);
-    expect(merged.code.filename).to.equal("b.js");
+    expect(merged.code?.filename).to.equal("b.js");
     expect(merged.environment).to.equal("e");
   });
 

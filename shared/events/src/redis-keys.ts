@@ -16,6 +16,11 @@ export function redisKeys(prefix: string = DEFAULT_REDIS_PREFIX) {
     kindIndex: (kind: KindPlural) => `${prefix}idx:${kind}`,
     /** Code bytes, content-addressed and immutable; takes the hex digest or `sha256:<hex>`. */
     code: (digest: string) => `${prefix}code:${digest.replace(/^sha256:/, "")}`,
+    /**
+     * A secret's values, sealed (AES-256-GCM, JSON `{v, iv, tag, ct}`), written in the same
+     * transaction as the Secret object, which holds only the key names. Only the registry reads it.
+     */
+    secretData: (ns: string, name: string) => `${prefix}secretdata:${ns}:${name}`,
     /** The route cache: instance id -> JSON Instance, per function (hash). */
     routes: (ns: string, name: string) => `${prefix}routes:${ns}:${name}`,
     /** `ns/name` of functions that have a routes hash (set). */

@@ -1,0 +1,83 @@
+import {
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamClient,
+} from "@nats-io/jetstream";
+import {
+  BUILD_STREAM,
+  Codecs,
+  type BuildRequest,
+  type PackageObject,
+  type Subjects,
+} from "@fizz/events";
+import type { NatsConnection } from "@fizz/kit";
+
+/**
+ * The build queue: JetStream stream FIZZ_BUILDS (BUILD_STREAM: work-queue retention, so a request
+ * lives until a builder acknowledges it and none is lost while no builder runs; file storage, so a
+ * nats-server restart loses none). The registry and the builder both create it, from the same
+ * shared settings, so neither start order nor an update flips it between two configurations.
+ */
+export const BUILDS_STREAM = BUILD_STREAM.name;
+const NS = 1_000_000; // JetStream durations are nanoseconds.
+
+export interface BuildQueue {
+  /** Stores the request in FIZZ_BUILDS (resolves on the stream's acknowledgement). */
+  request(pkg: PackageObject): Promise<void>;
+}
+
+export async function ensureBuildStream(nc: NatsConnection, s: Subjects): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const config = {
+    name: BUILDS_STREAM,
+    subjects: [s.buildRequested],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    duplicate_window: BUILD_STREAM.duplicateWindowMs * NS,
+  };
+  try {
+    await jsm.streams.info(BUILDS_STREAM);
+  } catch (err) {
+    if (!/not found/i.test(String((err as Error).message))) throw err;
+    await jsm.streams.add(config);
+    return;
+  }
+  await jsm.streams.update(BUILDS_STREAM, config);
+}
+
+/** `<ns>/<name>/<sourceDigest>/<revision>`: a re-publish of one request is stored once. */
+export function buildMsgId(pkg: PackageObject, sourceDigest: string): string {
+  const { namespace, name, revision } = pkg.metadata;
+  return `${namespace}/${name}/${sourceDigest}/${revision}`;
+}
+
+export function buildRequestOf(pkg: PackageObject): BuildRequest | undefined {
+  const source = pkg.spec.source;
+  if (!source) return undefined;
+  const { namespace, name, revision } = pkg.metadata;
+  return {
+    package: { namespace, name, revision },
+    environment: { namespace, name: pkg.spec.environment },
+    source,
+    ...(pkg.spec.buildCommand !== undefined ? { buildCommand: pkg.spec.buildCommand } : {}),
+  };
+}
+
+export function jetStreamBuildQueue(
+  nc: NatsConnection,
+  s: Subjects,
+  sender: string,
+  js: JetStreamClient = jetstream(nc),
+): BuildQueue {
+  return {
+    async request(pkg) {
+      const req = buildRequestOf(pkg);
+      if (!req) return;
+      await js.publish(s.buildRequested, Codecs.buildRequested.encode(req, sender), {
+        msgID: buildMsgId(pkg, req.source.digest),
+      });
+    },
+  };
+}
