@@ -55,38 +55,51 @@ export function uploadArchive(o: ArchiveHttpOptions): RequestHandler {
     const ops = o.ops();
     if (!ops) throw starting();
     const dir = await mkdtemp(join(o.workDir, "fizz-upload-"));
+    let reply: ArchiveUploadReply;
     try {
-      const upload = join(dir, "upload");
-      try {
-        await pipeline(req, new ByteLimit(o.maxBytes), createWriteStream(upload, { mode: 0o600 }));
-      } catch (err) {
-        res.set("connection", "close");
-        throw err instanceof FizzError
-          ? err
-          : new FizzError("INVALID_BODY", `upload could not be read: ${(err as Error).message}`);
-      }
-      const canonical = await canonicalize(upload, join(dir, "work"), {
-        maxArchiveBytes: o.maxBytes,
-      });
-      if (canonical.size > o.maxBytes) throw tooLarge(o.maxBytes, "its canonical form");
-      const stored = await ops.opts.archives.putFile(canonical.path);
-      const archive: ArchiveRef = {
-        digest: stored.digest,
-        size: stored.size,
-        files: canonical.files,
-      };
-      o.logger.info(
-        { namespace: req.params.ns, use, ...archive, skippedLinks: canonical.skipped.length },
-        "archive uploaded and canonicalized",
-      );
-      const reply: ArchiveUploadReply = { archive };
-      res.status(201).json(reply);
+      reply = await receive(req, res, dir, ops, o);
     } finally {
+      // Before answering: a client that saw the answer finds nothing of the upload left on disk.
       await rm(dir, { recursive: true, force: true }).catch((err: unknown) =>
         o.logger.warn({ err: (err as Error).message, dir }, "upload directory not removed"),
       );
     }
+    res.status(201).json(reply);
   };
+}
+
+async function receive(
+  req: Request,
+  res: Response,
+  dir: string,
+  ops: Operations,
+  o: ArchiveHttpOptions,
+): Promise<ArchiveUploadReply> {
+  const upload = join(dir, "upload");
+  try {
+    await pipeline(req, new ByteLimit(o.maxBytes), createWriteStream(upload, { mode: 0o600 }));
+  } catch (err) {
+    res.set("connection", "close");
+    throw err instanceof FizzError
+      ? err
+      : new FizzError("INVALID_BODY", `upload could not be read: ${(err as Error).message}`);
+  }
+  const canonical = await canonicalize(upload, join(dir, "work"), {
+    maxArchiveBytes: o.maxBytes,
+  });
+  if (canonical.size > o.maxBytes) throw tooLarge(o.maxBytes, "its canonical form");
+  const stored = await ops.opts.archives.putFile(canonical.path);
+  const archive: ArchiveRef = { digest: stored.digest, size: stored.size, files: canonical.files };
+  o.logger.info(
+    {
+      namespace: req.params.ns,
+      use: req.query.use,
+      ...archive,
+      skippedLinks: canonical.skipped.length,
+    },
+    "archive uploaded and canonicalized",
+  );
+  return { archive };
 }
 
 /** GET .../packages/{name}/source or /deployment: the canonical tar.gz, streamed from the store. */

@@ -1,3 +1,7 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import type { Metadata, WireError } from "@fizz/events";
 import { connectNats, silentLogger, type Logger } from "@fizz/kit";
@@ -216,3 +220,24 @@ export const watchBody = (
   name,
   spec: { function: fn, namespace: ns, resource: "pods", ...spec },
 });
+
+/** A fresh secrets key file (32 random bytes, base64, 0600) for FIZZ_SECRETS_KEY_FILE. */
+export async function secretsKeyFile(): Promise<{ path: string; cleanup(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "fizz-key-"));
+  const path = join(dir, "secrets.key");
+  await writeFile(path, randomBytes(32).toString("base64") + "\n", { mode: 0o600 });
+  return { path, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** POST .../archives with a raw body. */
+export function uploadArchive(
+  api: Api,
+  body: Buffer,
+  opts: { ns?: string; use?: string; contentType?: string } = {},
+): Promise<Reply> {
+  const query = opts.use === undefined ? "" : `?use=${opts.use}`;
+  return api.call("POST", `/v1/namespaces/${opts.ns ?? "default"}/archives${query}`, undefined, {
+    raw: body,
+    contentType: opts.contentType ?? "application/gzip",
+  });
+}
