@@ -41,6 +41,16 @@ function intFromEnv(name, fallback) {
   return value;
 }
 
+/**
+ * Without node:path, which is not loaded before listen: a relative directory is taken from the
+ * directory the runtime started in.
+ * @param {string | undefined} dir
+ */
+function absolute(dir) {
+  if (!dir) return undefined;
+  return dir.startsWith("/") ? dir : `${process.cwd()}/${dir}`;
+}
+
 const port = intFromEnv("PORT", 8888);
 const host = process.env.HOST || "0.0.0.0";
 // Read once and dropped: the function's code (and anything it starts) must never see it.
@@ -51,7 +61,11 @@ const config = {
   instanceId: process.env.FIZZ_INSTANCE_ID || undefined,
   specializeToken,
   workdir: process.env.FIZZ_WORKDIR || undefined,
+  secretsDir: absolute(process.env.FIZZ_SECRETS_DIR),
+  configsDir: absolute(process.env.FIZZ_CONFIGS_DIR),
   maxBodyBytes: intFromEnv("FIZZ_MAX_BODY_BYTES", 64 * 1024 * 1024),
+  maxPackageBytes: intFromEnv("FIZZ_MAX_PACKAGE_BYTES", 2 * 1024 * 1024 * 1024),
+  maxPackageEntries: intFromEnv("FIZZ_MAX_PACKAGE_ENTRIES", 100_000),
   log: console.error,
 };
 /** Kubernetes' default terminationGracePeriodSeconds is 30: finish well inside it. */
@@ -226,6 +240,18 @@ server.listen(port, host, () => {
 });
 
 /**
+ * Still generic after the rehearsal: load the archive form's modules (node-tar takes tens of
+ * milliseconds to load), so a package's specialize does not wait for them. Skipped once the real
+ * specialize has come in: a single file never needs them.
+ */
+function preloadArchiveSupport() {
+  if (specializeArrived || instance.draining) return;
+  import("./src/specialize-archive.mjs").catch((err) =>
+    console.error(`[fizz] archive support not preloaded: ${err?.message ?? err}`),
+  );
+}
+
+/**
  * While the instance is generic: load the request-handling modules, then rehearse a specialize
  * and a call on a private throwaway instance, so that the first real ones pay neither for
  * compiling this code nor for Node's lazily loaded internals (src/rehearse.mjs). The rehearsal is
@@ -248,7 +274,8 @@ function warmUp() {
             workdir: config.workdir,
           }),
         )
-        .catch((err) => console.error(`[fizz] warm-up rehearsal skipped: ${err?.message ?? err}`)),
+        .catch((err) => console.error(`[fizz] warm-up rehearsal skipped: ${err?.message ?? err}`))
+        .then(preloadArchiveSupport),
     (err) => {
       console.error("[fizz] cannot load the runtime's modules:", err);
       process.exit(1);

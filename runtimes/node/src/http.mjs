@@ -17,12 +17,14 @@ export class HttpError extends Error {
    * @param {string} code
    * @param {string} message
    * @param {boolean} [close]
+   * @param {string} [field] the request field at fault, for a 400 VALIDATION_FAILED
    */
-  constructor(status, code, message, close = false) {
+  constructor(status, code, message, close = false, field = undefined) {
     super(message);
     this.status = status;
     this.code = code;
     this.close = close;
+    this.field = field;
   }
 }
 
@@ -34,7 +36,13 @@ export class HttpError extends Error {
 export function sendHttpError(res, err) {
   if (!(err instanceof HttpError)) throw err;
   if (err.close) res.setHeader("connection", "close");
-  sendError(res, err.status, err.code, err.message);
+  sendError(
+    res,
+    err.status,
+    err.code,
+    err.message,
+    err.field === undefined ? {} : { field: err.field },
+  );
 }
 
 /**

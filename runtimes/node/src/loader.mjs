@@ -2,11 +2,12 @@
 /**
  * Writes the pushed code into the work directory and loads it. Load failures become one line that
  * names the user's file and line (`hello.js:3: SyntaxError: Unexpected identifier 'x'`), because
- * that line is what the developer sees in `fizz fn logs` / the specialize error.
+ * that line is what the developer sees in `fizz fn logs` / the specialize error. Packages (the
+ * archive form) are loaded by package-loader.mjs with the helpers exported here.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { basename, extname, join } from "node:path";
+import { basename, extname, join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import { compileFunction } from "node:vm";
 
@@ -25,6 +26,7 @@ const ESM_ONLY_SYNTAX = [
 ];
 
 /**
+ * The single-file form: writes the code into `dir` and loads it.
  * @param {{ dir: string, filename: string, code: Buffer, entrypoint: string | undefined }} spec
  * @returns {Promise<Handler>}
  */
@@ -43,19 +45,29 @@ export async function loadFunction({ dir, filename, code, entrypoint }) {
   }
   writeFileSync(file, code, { mode: 0o600 });
 
-  /** @type {unknown} */
-  let mod;
+  const mod = await importFile(file, format, dir);
+  return resolveEntrypoint(mod, format, filename, entrypoint);
+}
+
+/**
+ * Loads one of the user's files; a failure becomes a LoadError naming the user's file (relative
+ * to `dir`) and line.
+ * @param {string} file
+ * @param {"module" | "commonjs"} format
+ * @param {string} dir
+ * @returns {Promise<unknown>} module.exports or the ESM namespace
+ */
+export async function importFile(file, format, dir) {
   const savedLimit = Error.stackTraceLimit;
   // Deep enough to reach the user's frame under Node's loader frames.
   Error.stackTraceLimit = 50;
   try {
-    mod = format === "module" ? await import(pathToFileURL(file).href) : createRequire(file)(file);
+    return format === "module" ? await import(pathToFileURL(file).href) : createRequire(file)(file);
   } catch (err) {
-    throw new LoadError(await describeLoadError(err, file, dir, code));
+    throw new LoadError(await describeLoadError(err, file, dir));
   } finally {
     Error.stackTraceLimit = savedLimit;
   }
-  return resolveEntrypoint(mod, format, filename, entrypoint);
 }
 
 /**
@@ -65,7 +77,7 @@ export async function loadFunction({ dir, filename, code, entrypoint }) {
  * @param {string} file
  * @returns {"module" | "commonjs"}
  */
-function detectFormat(code, file) {
+export function detectFormat(code, file) {
   try {
     compileFunction(
       code.toString("utf8"),
@@ -89,16 +101,7 @@ function detectFormat(code, file) {
  * @returns {Handler}
  */
 function resolveEntrypoint(mod, format, filename, entrypoint) {
-  const exports = /** @type {Record<string, unknown> | null | undefined} */ (mod);
-  if (entrypoint === undefined) {
-    // CommonJS: `module.exports = fn`, or `exports.default = fn` as emitted by TypeScript/Babel.
-    const candidate =
-      format === "module" ? exports?.default : typeof mod === "function" ? mod : exports?.default;
-    if (typeof candidate === "function") return /** @type {Handler} */ (candidate);
-    throw new LoadError(
-      `${filename}: no default export function (use module.exports = fn or export default fn, or set an entrypoint)`,
-    );
-  }
+  if (entrypoint === undefined) return pickExport(mod, format, filename, undefined, undefined);
   let name = entrypoint;
   const dot = entrypoint.lastIndexOf(".");
   if (dot >= 0) {
@@ -110,6 +113,29 @@ function resolveEntrypoint(mod, format, filename, entrypoint) {
       );
     }
   }
+  return pickExport(mod, format, filename, name, entrypoint);
+}
+
+/**
+ * The function a loaded module offers: the export `name`, or with none the default export.
+ * @param {unknown} mod module.exports or the ESM namespace
+ * @param {"module" | "commonjs"} format
+ * @param {string} filename the user's file, for the message
+ * @param {string | undefined} name
+ * @param {string | undefined} entrypoint as the user wrote it, for the message
+ * @returns {Handler}
+ */
+export function pickExport(mod, format, filename, name, entrypoint) {
+  const exports = /** @type {Record<string, unknown> | null | undefined} */ (mod);
+  if (name === undefined) {
+    // CommonJS: `module.exports = fn`, or `exports.default = fn` as emitted by TypeScript/Babel.
+    const candidate =
+      format === "module" ? exports?.default : typeof mod === "function" ? mod : exports?.default;
+    if (typeof candidate === "function") return /** @type {Handler} */ (candidate);
+    throw new LoadError(
+      `${filename}: no default export function (use module.exports = fn or export default fn, or set an entrypoint)`,
+    );
+  }
   const fn = exports?.[name];
   if (typeof fn !== "function") {
     throw new LoadError(`${filename}: entrypoint "${entrypoint}" is not an exported function`);
@@ -119,68 +145,88 @@ function resolveEntrypoint(mod, format, filename, entrypoint) {
 
 /**
  * `<file>:<line>: <Name>: <first line of the message>`, or without the line when it is unknown.
- * Absolute workdir paths are cut out of the message: they mean nothing to the user.
+ * `<file>` is the user's file where it went wrong (relative to `dir`: a package's `lib/db.js`),
+ * else the file being loaded. Absolute paths are cut out of the message: they mean nothing to
+ * the user.
  * @param {unknown} err
- * @param {string} file
- * @param {string} dir
- * @param {Buffer} code
+ * @param {string} file the file being loaded
+ * @param {string} dir the user's code's root
  * @returns {Promise<string>}
  */
-async function describeLoadError(err, file, dir, code) {
-  const name = basename(file);
-  if (!(err instanceof Error)) return `${name}: uncaught ${String(err)}`;
+async function describeLoadError(err, file, dir) {
+  if (!(err instanceof Error)) return `${relative(dir, file)}: uncaught ${String(err)}`;
+  const dirUrl = pathToFileURL(dir).href;
   const message = (err.message.split("\n")[0] ?? "")
-    .replaceAll(pathToFileURL(dir).href + "/", "")
+    .replaceAll(dirUrl + "/", "")
     .replaceAll(dir + "/", "");
-  const line =
-    err.name === "SyntaxError"
-      ? (syntaxErrorLine(err, file) ?? (await checkSyntaxLine(file)))
-      : (frameLine(err, file) ?? specifierLine(err, code));
-  return `${name}${line ? `:${line}` : ""}: ${err.name}: ${message}`;
+  /** @type {{ file: string, line: string | undefined } | undefined} */
+  let at;
+  if (err.name === "SyntaxError") {
+    at = syntaxErrorLocation(err, dir);
+    if (!at) at = { file, line: await checkSyntaxLine(file) };
+  } else {
+    at = frameLocation(err, dir, dirUrl) ?? specifierLocation(err, file);
+  }
+  const where = relative(dir, at?.file ?? file);
+  return `${where}${at?.line ? `:${at.line}` : ""}: ${err.name}: ${message}`;
 }
 
 /**
  * require() decorates a SyntaxError's stack with "<file>:<line>" as its first line.
  * @param {Error} err
- * @param {string} file
+ * @param {string} dir
  */
-function syntaxErrorLine(err, file) {
+function syntaxErrorLocation(err, dir) {
   const first = err.stack?.split("\n", 1)[0] ?? "";
-  return first.startsWith(file + ":") ? first.slice(file.length + 1) : undefined;
+  const match = /^(.*):(\d+)$/.exec(first);
+  if (!match?.[1] || !match[1].startsWith(dir + "/")) return undefined;
+  return { file: match[1], line: match[2] };
 }
 
 /**
- * The first stack frame in the user's file: "(/dir/hello.js:3:7)" or "file:///dir/hello.mjs:3:7".
+ * The innermost stack frame in the user's code: "(/dir/lib/db.js:3:7)" or
+ * "file:///dir/hello.mjs:3:7". A path without a line ("Require stack: - /dir/hello.js") is not one.
  * @param {Error} err
- * @param {string} file
+ * @param {string} dir
+ * @param {string} dirUrl
  */
-function frameLine(err, file) {
-  for (const candidate of [file, pathToFileURL(file).href]) {
-    const at = err.stack?.indexOf(candidate + ":") ?? -1;
-    if (at < 0) continue;
-    const match = /^:(\d+)/.exec(err.stack?.slice(at + candidate.length) ?? "");
-    if (match) return match[1];
-  }
-  return undefined;
+function frameLocation(err, dir, dirUrl) {
+  const frame = new RegExp(`(${escapeRegExp(dirUrl)}|${escapeRegExp(dir)})(/[^\\s()]+?):(\\d+)`);
+  const match = frame.exec(err.stack ?? "");
+  if (!match?.[2] || !match[3]) return undefined;
+  const path = match[1] === dirUrl ? decodeURIComponent(match[2]) : match[2];
+  return { file: dir + path, line: match[3] };
+}
+
+/** @param {string} s */
+function escapeRegExp(s) {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 /**
- * ESM resolution errors ("Cannot find package 'x' imported from …") carry no frame; the line is
- * where the specifier is written.
+ * ESM resolution errors ("Cannot find package 'x' imported from /dir/a.mjs") carry no frame; the
+ * line is where the specifier is written in the importing file.
  * @param {Error} err
- * @param {Buffer} code
+ * @param {string} file the file being loaded, when the message names no importer
  */
-function specifierLine(err, code) {
+function specifierLocation(err, file) {
   const match = /(?:package|module) '([^']+)'/.exec(err.message);
   if (!match) return undefined;
-  const lines = code.toString("utf8").split("\n");
+  const importer = / imported from (\S+)/.exec(err.message)?.[1] ?? file;
+  let lines;
+  try {
+    lines = readFileSync(importer, "utf8").split("\n");
+  } catch {
+    return undefined;
+  }
   const i = lines.findIndex((l) => l.includes(`'${match[1]}'`) || l.includes(`"${match[1]}"`));
-  return i >= 0 ? String(i + 1) : undefined;
+  return { file: importer, line: i >= 0 ? String(i + 1) : undefined };
 }
 
 /**
  * Node 20 does not expose the location of a SyntaxError raised while compiling an ES module. Only
- * on that (rare) path, ask `node --check`, which prints "<file>:<line>" first.
+ * on that (rare) path, ask `node --check`, which prints "<file>:<line>" first. It checks the file
+ * being loaded; an error in a module that file imports is reported without its line.
  * @param {string} file
  * @returns {Promise<string | undefined>}
  */

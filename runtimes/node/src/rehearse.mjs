@@ -49,7 +49,11 @@ export async function rehearse({ createServer, shouldStop, workdir }) {
     instanceId: ID,
     specializeToken: TOKEN,
     workdir: dir,
+    secretsDir: undefined,
+    configsDir: undefined,
     maxBodyBytes: 1 << 20,
+    maxPackageBytes: 1 << 20,
+    maxPackageEntries: 1,
     log: () => {},
   };
   const server = createServer(instance, config);

@@ -1,16 +1,18 @@
 // @ts-check
 /**
  * POST /v2/specialize: validate, write and load the function, move the instance out of "warm"
- * exactly once (docs/runtime-contract.md).
+ * exactly once (docs/runtime-contract.md). The JSON (single-file) form is handled here; the
+ * archive form (a package) in specialize-archive.mjs, which shares the end (activate).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { readBody, sendError, sendHttpError, sendJson } from "./http.mjs";
 import { Limiter } from "./limiter.mjs";
 import { LoadError, loadFunction } from "./loader.mjs";
 import { validateSpecialize } from "./validate.mjs";
+import { writeConfigFiles } from "./config-files.mjs";
 
 /** @typedef {import("node:http").IncomingMessage} Req */
 /** @typedef {import("node:http").ServerResponse} Res */
@@ -19,7 +21,11 @@ import { validateSpecialize } from "./validate.mjs";
  *   instanceId: string | undefined,
  *   specializeToken: string | undefined,
  *   workdir: string | undefined,
+ *   secretsDir: string | undefined,
+ *   configsDir: string | undefined,
  *   maxBodyBytes: number,
+ *   maxPackageBytes: number,
+ *   maxPackageEntries: number,
  *   log: (...args: unknown[]) => void,
  * }} Config
  * @typedef {{
@@ -36,7 +42,9 @@ import { validateSpecialize } from "./validate.mjs";
  */
 
 /** Used when the specialize body carries no concurrency (docs/api.md: node environments, 50). */
-const DEFAULT_CONCURRENCY = 50;
+export const DEFAULT_CONCURRENCY = 50;
+/** The archive form's Content-Type: a line of JSON, then a tar.gz (specialize-archive.mjs). */
+export const ARCHIVE_CONTENT_TYPE = "application/vnd.fizz.specialize+tar";
 
 /**
  * @param {Req} req
@@ -51,6 +59,12 @@ export async function specialize(req, res, instance, config) {
     return sendError(res, 401, "UNAUTHENTICATED", message, { field: "x-fizz-specialize-token" });
   }
   if (instance.state !== "warm") return alreadySpecialized(res, instance);
+  const contentType = (req.headers["content-type"] ?? "").split(";", 1)[0]?.trim().toLowerCase();
+  if (contentType === ARCHIVE_CONTENT_TYPE) {
+    // Loaded on first use: the single-file path never pays for the tar reader.
+    const { specializeArchive } = await import("./specialize-archive.mjs");
+    return specializeArchive(req, res, instance, config);
+  }
   let raw;
   try {
     raw = await readBody(req, config.maxBodyBytes);
@@ -75,26 +89,88 @@ export async function specialize(req, res, instance, config) {
       return sendError(res, 400, "DIGEST_MISMATCH", message, { field: "digest" });
     }
   }
-  const { instanceId } = config;
-  if (spec.instanceId !== undefined && instanceId !== undefined && spec.instanceId !== instanceId) {
-    const message = `this is instance ${instanceId}, not ${spec.instanceId}`;
-    return sendError(res, 421, "MISDIRECTED", message, { retryable: true });
-  }
+  if (misdirected(res, spec, config)) return;
   // Another specialize may have won while this body was read.
   if (instance.state !== "warm") return alreadySpecialized(res, instance);
 
   instance.state = "specializing";
+  const workdir = workdirOf(res, instance, config);
+  if (workdir === undefined) return;
+  const { filename, code, entrypoint } = spec;
+  const load = () => loadFunction({ dir: workdir, filename, code, entrypoint });
+  await activate(res, instance, config, { spec, workdir, load, what: filename });
+}
+
+/**
+ * 421 when the request names another instance.
+ * @param {Res} res
+ * @param {{ instanceId: string | undefined }} spec
+ * @param {Config} config
+ * @returns {boolean} whether it answered
+ */
+export function misdirected(res, spec, config) {
+  const { instanceId } = config;
+  if (spec.instanceId === undefined || instanceId === undefined) return false;
+  if (spec.instanceId === instanceId) return false;
+  const message = `this is instance ${instanceId}, not ${spec.instanceId}`;
+  sendError(res, 421, "MISDIRECTED", message, { retryable: true });
+  return true;
+}
+
+/**
+ * The instance's work directory: FIZZ_WORKDIR, else a fresh temp dir. Synchronous fs (here and
+ * in the loaders): nothing else is being served yet. When it cannot be made, the instance is
+ * broken: it answers 500 and fails.
+ * @param {Res} res
+ * @param {Instance} instance
+ * @param {Config} config
+ * @returns {string | undefined}
+ */
+export function workdirOf(res, instance, config) {
+  try {
+    if (!config.workdir) return mkdtempSync(join(tmpdir(), "fizz-fn-"));
+    const dir = resolve(config.workdir);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return dir;
+  } catch (err) {
+    instance.state = "failed";
+    config.log("[fizz] specialize failed: no work directory:", err);
+    const message = `specialize failed: ${err instanceof Error ? err.message : String(err)}`;
+    sendError(res, 500, "INTERNAL", message, { retryable: true });
+    return undefined;
+  }
+}
+
+/**
+ * The end of every specialize, once the code is in place and checked: secrets and configmaps as
+ * files, the function's environment, then its code; the instance is then specialized, or failed.
+ * @param {Res} res
+ * @param {Instance} instance in state "specializing"
+ * @param {Config} config
+ * @param {{
+ *   spec: import("./validate.mjs").CommonSpec,
+ *   workdir: string,
+ *   load: () => Promise<import("./loader.mjs").Handler>,
+ *   what: string,
+ * }} loading `what` names the code in the log line
+ */
+export async function activate(res, instance, config, { spec, workdir, load, what }) {
   // hrtime, not performance.now(): the first use of `performance` loads perf_hooks, a millisecond.
   const started = process.hrtime.bigint();
   const { namespace, name, revision } = spec.function;
   const label = `${namespace}/${name}@${revision}`;
   try {
-    // The function's extra environment must be in place before its top-level code runs.
-    Object.assign(process.env, spec.env);
-    // Synchronous fs (here and in the loader): nothing else is being served yet.
-    const dir = config.workdir ? resolve(config.workdir) : mkdtempSync(join(tmpdir(), "fizz-fn-"));
-    const { filename, code, entrypoint } = spec;
-    const handler = await loadFunction({ dir, filename, code, entrypoint });
+    const secretsDir = config.secretsDir ?? join(workdir, "secrets");
+    const configsDir = config.configsDir ?? join(workdir, "configs");
+    writeConfigFiles(secretsDir, namespace, spec.secrets);
+    writeConfigFiles(configsDir, namespace, spec.configmaps);
+    // The function's environment must be in place before its top-level code runs; the
+    // directories last, so that `env` cannot point them elsewhere.
+    Object.assign(process.env, spec.env, {
+      FIZZ_SECRETS_DIR: secretsDir,
+      FIZZ_CONFIGS_DIR: configsDir,
+    });
+    const handler = await load();
     instance.active = {
       handler,
       fn: spec.function,
@@ -113,7 +189,7 @@ export async function specialize(req, res, instance, config) {
     return sendError(res, 500, "INTERNAL", message, { retryable: true });
   }
   const loadMs = Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10;
-  config.log(`[fizz] specialized ${label} (${spec.filename}) in ${loadMs}ms`);
+  config.log(`[fizz] specialized ${label} (${what}) in ${loadMs}ms`);
   sendJson(res, 200, { status: "specialized", loadMs });
 }
 
@@ -135,7 +211,7 @@ function tokenMatches(expected, given) {
  * @param {Res} res
  * @param {Instance} instance
  */
-function alreadySpecialized(res, instance) {
+export function alreadySpecialized(res, instance) {
   const what =
     instance.state === "failed" ? "failed to load its function" : "is already specialized";
   const message = `this instance ${what}; an instance is specialized once`;
