@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 # Used when the specialize body carries no concurrency (docs/api.md: python environments, 10).
 DEFAULT_CONCURRENCY = 10
+# The archive form's first line carries secrets and configmaps too, but never the code.
+MAX_JSON_LINE_BYTES = 4 * 1024 * 1024
+ARCHIVE_CONTENT_TYPE = "application/vnd.fizz.specialize+tar"
 
 
 def log(message: str) -> None:
@@ -39,6 +42,11 @@ def _env_int(name: str, default: int) -> int:
         log(f"{name}={raw} is not a valid non-negative integer")
         sys.exit(2)
     return int(raw)
+
+
+def _env_dir(name: str) -> Optional[str]:
+    value = os.environ.get(name)
+    return os.path.abspath(value) if value else None
 
 
 def _fresh_directory() -> str:
@@ -68,7 +76,11 @@ class Instance:
         self.specialize_token = os.environ.pop("FIZZ_SPECIALIZE_TOKEN", "") or None
         workdir = os.environ.get("FIZZ_WORKDIR")
         self.workdir = os.path.abspath(workdir) if workdir else None
+        self.secrets_dir = _env_dir("FIZZ_SECRETS_DIR")
+        self.configs_dir = _env_dir("FIZZ_CONFIGS_DIR")
         self.max_body = _env_int("FIZZ_MAX_BODY_BYTES", 64 * 1024 * 1024)
+        self.max_package_bytes = _env_int("FIZZ_MAX_PACKAGE_BYTES", 2 * 1024 * 1024 * 1024)
+        self.max_package_entries = _env_int("FIZZ_MAX_PACKAGE_ENTRIES", 100_000)
 
         self.state = "warm"
         self.draining = False
@@ -134,25 +146,130 @@ class Instance:
             if actual != spec["digest"]:
                 message = f"code: hashes to {actual}, not {spec['digest']}; not loaded"
                 return 400, error_payload("DIGEST_MISMATCH", message, field="digest")
+        refused = self._misdirected(spec) or self._claim()
+        if refused:
+            return refused
+        try:
+            directory = self.workdir or _fresh_directory()
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            return self._broken(spec, exc)
+        filename, code, entrypoint = spec["filename"], spec["code"], spec["entrypoint"]
+
+        def load() -> Tuple[Callable[..., Any], bool]:
+            return fizz_loader.load_function(directory, filename, code, entrypoint)
+
+        return self._activate(spec, directory, filename, load)
+
+    def specialize_archive(self, body: Any) -> Tuple[int, Dict[str, Any], bool]:
+        """The archive form: ``body`` is a fizz_archive.BodyStream. Returns the answer and whether
+        the connection must close (the body was not read to its end)."""
+        import fizz_archive  # archive path only: tarfile stays off the cold-start path
+        from fizz_invoke import HttpError
+
+        try:
+            line = body.readline(MAX_JSON_LINE_BYTES)
+        except HttpError as exc:
+            field = "body" if exc.code == "VALIDATION_FAILED" else None
+            return exc.status, error_payload(exc.code, str(exc), field=field), exc.close
+        try:
+            spec = fizz_loader.validate_archive(json.loads(line), DEFAULT_CONCURRENCY)
+        except ValueError:
+            message = "body: the first line must be JSON"
+            return 400, error_payload("VALIDATION_FAILED", message, field="body"), True
+        except fizz_loader.ValidationError as exc:
+            return 400, error_payload("VALIDATION_FAILED", str(exc), field=exc.field), True
+        refused = self._misdirected(spec) or self._claim()
+        if refused:
+            return (*refused, True)
+        try:
+            workdir = self.workdir or _fresh_directory()
+            os.makedirs(workdir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            return (*self._broken(spec, exc), True)
+        directory = os.path.join(workdir, "fn")
+
+        def back_to_warm(answer: Answer, close: bool = False) -> Tuple[int, Dict[str, Any], bool]:
+            import shutil  # error path only
+
+            shutil.rmtree(directory, ignore_errors=True)
+            self.state = "warm"
+            return (*answer, close)
+
+        try:
+            body.start_hash()
+            refusal, files = fizz_archive.receive(
+                body, directory, self.max_package_bytes, self.max_package_entries
+            )
+        except FileExistsError:
+            self.state = "warm"  # not ours to remove: something was extracted here before
+            message = "this instance's fn/ directory already exists; an instance is specialized once"
+            return 409, error_payload("ALREADY_SPECIALIZED", message), True
+        except HttpError as exc:
+            return back_to_warm((exc.status, error_payload(exc.code, str(exc))), exc.close)
+        digest = body.digest()
+        if digest != spec["digest"]:
+            message = f"archive: hashes to {digest}, not {spec['digest']}; not loaded"
+            return back_to_warm((400, error_payload("DIGEST_MISMATCH", message, field="digest")))
+        if isinstance(refusal, fizz_archive.ArchiveUnsafe):
+            return back_to_warm((400, error_payload("ARCHIVE_UNSAFE", str(refusal), field="archive")))
+        if refusal is not None:
+            log(f"specialize failed: {refusal}")
+            message = f"specialize failed: {refusal}"
+            return back_to_warm((500, error_payload("INTERNAL", message, retryable=True)))
+
+        def load() -> Tuple[Callable[..., Any], bool]:
+            import fizz_package  # archive path only
+
+            # Relative paths in the package (templates, data files) resolve from the package.
+            os.chdir(directory)
+            return fizz_package.load_package(directory, spec["entrypoint"])
+
+        return (*self._activate(spec, workdir, f"package, {files} files", load), False)
+
+    def _misdirected(self, spec: Dict[str, Any]) -> Optional[Answer]:
         if spec["instance_id"] and self.instance_id and spec["instance_id"] != self.instance_id:
             message = f"this is instance {self.instance_id}, not {spec['instance_id']}"
             return 421, error_payload("MISDIRECTED", message, retryable=True)
+        return None
+
+    def _claim(self) -> Optional[Answer]:
+        """warm -> specializing, or the 409 when another specialize got there first."""
         with self._lock:
             refused = self.refusal()
             if refused:
                 return refused
             self.state = "specializing"
+        return None
 
+    def _broken(self, spec: Dict[str, Any], exc: Exception) -> Answer:
+        self.state = "failed"
+        log(f"specialize failed: no work directory: {exc}")
+        return 500, error_payload("INTERNAL", f"specialize failed: {exc}", retryable=True)
+
+    def _activate(
+        self,
+        spec: Dict[str, Any],
+        workdir: str,
+        what: str,
+        load: Callable[[], Tuple[Callable[..., Any], bool]],
+    ) -> Answer:
+        """The end of every specialize, once the code is in place and checked: secrets and
+        configmaps as files, the function's environment, then its code."""
         ref = spec["function"]
         label = f"{ref['namespace']}/{ref['name']}@{ref['revision']}"
         started = time.perf_counter()
         try:
-            # The function's extra environment must be in place before its top-level code runs.
+            secrets_dir = self.secrets_dir or os.path.join(workdir, "secrets")
+            configs_dir = self.configs_dir or os.path.join(workdir, "configs")
+            fizz_loader.write_config_files(secrets_dir, ref["namespace"], spec["secrets"])
+            fizz_loader.write_config_files(configs_dir, ref["namespace"], spec["configmaps"])
+            # The function's environment must be in place before its top-level code runs; the
+            # directories last, so that `env` cannot point them elsewhere.
             os.environ.update(spec["env"])
-            directory = self.workdir or _fresh_directory()
-            fn, takes_context = fizz_loader.load_function(
-                directory, spec["filename"], spec["code"], spec["entrypoint"]
-            )
+            os.environ["FIZZ_SECRETS_DIR"] = secrets_dir
+            os.environ["FIZZ_CONFIGS_DIR"] = configs_dir
+            fn, takes_context = load()
         except fizz_loader.LoadError as exc:
             self.state = "failed"
             log(f"{label} failed to load: {exc}")
@@ -167,5 +284,5 @@ class Instance:
         self.gate = Gate(spec["concurrency"], spec["concurrency"])
         self.state = "specialized"  # last: user traffic checks only this
         load_ms = round((time.perf_counter() - started) * 1000, 1)
-        log(f"specialized {label} ({spec['filename']}) in {load_ms}ms")
+        log(f"specialized {label} ({what}) in {load_ms}ms")
         return 200, {"status": "specialized", "loadMs": load_ms}

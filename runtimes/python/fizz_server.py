@@ -25,7 +25,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from fizz_instance import Instance, format_exc, log
+from fizz_instance import ARCHIVE_CONTENT_TYPE, Instance, format_exc, log
 from fizz_invoke import (
     Context,
     HttpError,
@@ -158,11 +158,26 @@ class Handler(BaseHTTPRequestHandler):
         if refused:
             return self._json(*refused)
         headers, _ = request_headers(self.headers.items())
+        content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type == ARCHIVE_CONTENT_TYPE:
+            return self._specialize_archive(headers)
         try:
             raw = self._read_body(headers)
         except HttpError as exc:
             return self._error(exc.status, exc.code, str(exc), close=exc.close)
         self._json(*rt.specialize(raw))
+
+    def _specialize_archive(self, headers) -> None:
+        from fizz_archive import BodyStream  # archive path only
+
+        rt = self.instance
+        try:
+            body = BodyStream(self.rfile, headers, rt.max_package_bytes)
+        except HttpError as exc:
+            return self._error(exc.status, exc.code, str(exc), close=exc.close)
+        status, payload, close = rt.specialize_archive(body)
+        self._body_read = body.complete
+        self._json(status, payload, close=close)
 
     # -- user traffic ----------------------------------------------------------------------------
 
