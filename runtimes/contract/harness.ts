@@ -1,6 +1,7 @@
 // Test harness for the runtime integration tests (node and python): spawns a real runtime process
 // on a free port and talks to it over real HTTP.
 import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import http, { type IncomingHttpHeaders } from "node:http";
 import { tmpdir } from "node:os";
@@ -182,6 +183,40 @@ export function specialize(
   options: SpecializeOptions = {},
 ) {
   return postJson(rt.url, "/v2/specialize", specializeBody(filename, source, options));
+}
+
+export const ARCHIVE_CONTENT_TYPE = "application/vnd.fizz.specialize+tar";
+
+export interface ArchiveSpecializeOptions extends SpecializeOptions {
+  /** Defaults to the archive's own sha256. */
+  digest?: string;
+  secrets?: Record<string, Record<string, string>>;
+  configmaps?: Record<string, Record<string, string>>;
+  headers?: Record<string, string>;
+}
+
+export const sha256 = (data: string | Buffer) =>
+  `sha256:${createHash("sha256").update(data).digest("hex")}`;
+
+/** The archive form: one line of JSON, then the tar.gz, chunked as a stream would send it. */
+export function specializeArchive(
+  rt: Runtime,
+  archive: Buffer,
+  options: ArchiveSpecializeOptions = {},
+) {
+  const { headers = {}, digest = sha256(archive), ...fields } = options;
+  const line = JSON.stringify({
+    function: { namespace: "default", name: "hello", revision: 3 },
+    digest,
+    ...fields,
+  });
+  const half = Math.floor(archive.length / 2);
+  return request(rt.url, {
+    method: "POST",
+    path: "/v2/specialize",
+    headers: { "content-type": ARCHIVE_CONTENT_TYPE, ...headers },
+    body: [`${line}\n`, archive.subarray(0, half), archive.subarray(half)],
+  });
 }
 
 export function postJson(

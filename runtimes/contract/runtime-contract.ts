@@ -2,10 +2,17 @@
 // file calls describeRuntimeContract with how to start its runtime and its own user functions
 // (runtimes/<language>/test/fixtures.ts), then adds what only that language does.
 import { describeCalls } from "./contract-calls.js";
+import { describeConfig } from "./contract-config.js";
 import { describeLifecycle } from "./contract-lifecycle.js";
+import { describePackages } from "./contract-packages.js";
 import type { RuntimeUnderTest } from "./runtime-under-test.js";
 
-export type { RuntimeFixtures, RuntimeUnderTest, Source } from "./runtime-under-test.js";
+export type {
+  PackageFixtures,
+  RuntimeFixtures,
+  RuntimeUnderTest,
+  Source,
+} from "./runtime-under-test.js";
 export { ME, healthState, push } from "./contract-lifecycle.js";
 
 export function describeRuntimeContract(runtime: RuntimeUnderTest): void {
@@ -13,5 +20,7 @@ export function describeRuntimeContract(runtime: RuntimeUnderTest): void {
     this.timeout(20_000);
     describeLifecycle(runtime);
     describeCalls(runtime);
+    describePackages(runtime);
+    describeConfig(runtime);
   });
 }

@@ -1,5 +1,6 @@
 // What a language gives the shared runtime contract suite: how to start its runtime, and the user
 // functions (fixtures) written in that language that the contract calls.
+import type { Files } from "./archive.js";
 import type { Runtime, StartOptions } from "./harness.js";
 
 /** A user function's file as the platform pushes it on specialize. */
@@ -26,6 +27,33 @@ export interface Source {
  */
 export type KindsFunction = Source;
 
+/** A multi-file package (the archive form of specialize); a call of it answers `answer`. */
+export interface PackageShape {
+  what: string;
+  files: Files;
+  entrypoint?: string;
+  answer: string;
+}
+
+export interface PackageFixtures {
+  /** The file the default entrypoint loads: `index.js`, `main.py`. */
+  main: string;
+  /** Packages whose code is spread over several files, with and without an entrypoint. */
+  shapes: PackageShape[];
+  /** A package whose entry imports a module of the package that does not load; the message
+   * names that module's file (relative to the package) and line. */
+  loadFailure: { files: Files; entrypoint?: string; message: RegExp };
+  /**
+   * Answers the text, by the `kind` query parameter:
+   * - `file`: the content of `<value of the variable named by dir>/<path>`;
+   * - `env`: the value of the variable `name`, or `unset`;
+   * - `relative`: the content of the file `path`, relative to the working directory.
+   * Exported as the language's default (module.exports / main) so it loads as a single file and
+   * as a package's main file.
+   */
+  configReader: Source;
+}
+
 export interface RuntimeFixtures {
   /** Fission's hello world in this language: answers `Hello, world!\n` as text/plain. */
   hello: Source;
@@ -40,6 +68,7 @@ export interface RuntimeFixtures {
   slow: (ms: number, answer: string) => Source;
   /** Answers the text value of FIZZ_SPECIALIZE_TOKEN in its own environment, or `absent`. */
   tokenLeak: Source;
+  packages: PackageFixtures;
 }
 
 export interface RuntimeUnderTest {

@@ -2,7 +2,7 @@
 // contract calls: see runtimes/contract/runtime-under-test.ts for what each must do.
 import { fileURLToPath } from "node:url";
 import { startRuntime } from "../../contract/harness.js";
-import type { RuntimeUnderTest, Source } from "../../contract/runtime-contract.js";
+import type { PackageFixtures, RuntimeUnderTest, Source } from "../../contract/runtime-contract.js";
 
 const SERVER = {
   name: "node",
@@ -65,6 +65,79 @@ export const KINDS: Source = {
       }
     };
   `,
+};
+
+/** The contract's configReader (runtimes/contract/runtime-under-test.ts). */
+const CONFIG_READER: Source = {
+  filename: "reader.js",
+  source: `
+    const fs = require("node:fs");
+    const path = require("node:path");
+    module.exports = async ({ query }) => {
+      switch (query.kind) {
+        case "file": return fs.readFileSync(path.join(process.env[query.dir], query.path), "utf8");
+        case "env": return process.env[query.name] ?? "unset";
+        case "relative": return fs.readFileSync(query.path, "utf8");
+        default: return "unknown kind";
+      }
+    };
+  `,
+};
+
+const PACKAGES: PackageFixtures = {
+  main: "index.js",
+  shapes: [
+    {
+      what: "file.fn whose file requires a module of the package",
+      files: {
+        "app.js":
+          "const { greet } = require('./lib/greet');\nexports.handler = async () => greet('lib');\n",
+        "lib/greet.js": "exports.greet = (who) => `hello from ${who}`;\n",
+      },
+      entrypoint: "app.handler",
+      answer: "hello from lib",
+    },
+    {
+      what: "the package.json main, without an entrypoint",
+      files: {
+        "package.json": JSON.stringify({ name: "app", main: "src/server.js" }),
+        "src/server.js": "module.exports = async () => 'main';\n",
+      },
+      answer: "main",
+    },
+    {
+      what: "a named export of the main of an ES module package (type module)",
+      files: {
+        "package.json": JSON.stringify({ type: "module" }),
+        "index.js": "import { word } from './lib/word.js';\nexport const handler = () => word;\n",
+        "lib/word.js": "export const word = 'esm';\n",
+      },
+      entrypoint: "handler",
+      answer: "esm",
+    },
+    {
+      what: "dir/file.fn in an .mjs file",
+      files: { "lib/api.mjs": "export function handler() { return 'nested'; }\n" },
+      entrypoint: "lib/api.handler",
+      answer: "nested",
+    },
+    {
+      what: "an ES module index.js without a package.json",
+      files: {
+        "index.js":
+          "import { hostname } from 'node:os';\nexport default () => typeof hostname();\n",
+      },
+      answer: "string",
+    },
+  ],
+  loadFailure: {
+    files: {
+      "index.js": "require('./lib/bad');\nmodule.exports = () => 1;\n",
+      "lib/bad.js": "const a = 1;\nlet x y = 2;\n",
+    },
+    message: /^lib\/bad\.js:2: SyntaxError: Unexpected identifier 'y'$/,
+  },
+  configReader: CONFIG_READER,
 };
 
 export const nodeRuntime: RuntimeUnderTest = {
@@ -149,5 +222,6 @@ export const nodeRuntime: RuntimeUnderTest = {
       filename: "leak.js",
       source: `module.exports = async () => ({ status: 200, body: process.env.FIZZ_SPECIALIZE_TOKEN ?? "absent" });\n`,
     },
+    packages: PACKAGES,
   },
 };

@@ -4,7 +4,15 @@ import { expect } from "chai";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Runtime, eventually, request, sleep, timedChunks } from "../../contract/harness.js";
+import { packageArchive } from "../../contract/archive.js";
+import {
+  type Runtime,
+  eventually,
+  request,
+  sleep,
+  specializeArchive,
+  timedChunks,
+} from "../../contract/harness.js";
 import { ME, describeRuntimeContract, push } from "../../contract/runtime-contract.js";
 import { HELLO, KINDS, nodeRuntime } from "./fixtures.js";
 
@@ -42,6 +50,54 @@ describe("node runtime: Node only", function () {
       expect(lines[0]).to.match(/listening/);
       expect(lines[1]).to.match(/specialized default\/hello@3/);
       expect(rt.stdout()).to.equal("");
+    });
+  });
+
+  describe("a package with node_modules", () => {
+    let rt: Runtime | undefined;
+    afterEach(() => rt?.kill());
+    const dependency = {
+      "node_modules/greeter/package.json": JSON.stringify({ name: "greeter", main: "lib.js" }),
+      "node_modules/greeter/lib.js": "exports.greet = (who) => `hello, ${who}`;\n",
+      "node_modules/esm-dep/package.json": JSON.stringify({
+        name: "esm-dep",
+        type: "module",
+        exports: "./index.js",
+      }),
+      "node_modules/esm-dep/index.js": "export const shout = (s) => s.toUpperCase();\n",
+    };
+
+    it("resolves a dependency from the package's node_modules with require", async () => {
+      rt = await nodeRuntime.start();
+      const files = {
+        ...dependency,
+        "package.json": JSON.stringify({ name: "app", dependencies: { greeter: "1.0.0" } }),
+        "index.js":
+          "const { greet } = require('greeter');\nmodule.exports = () => greet('deps');\n",
+      };
+      const res = await specializeArchive(rt, await packageArchive(files));
+      expect(res.status, res.text).to.equal(200);
+      expect((await request(rt.url, { headers: ME })).text).to.equal("hello, deps");
+    });
+
+    it("resolves an ES module dependency through its exports with import", async () => {
+      rt = await nodeRuntime.start();
+      const files = {
+        ...dependency,
+        "package.json": JSON.stringify({ name: "app", type: "module" }),
+        "index.js": "import { shout } from 'esm-dep';\nexport default () => shout('esm deps');\n",
+      };
+      const res = await specializeArchive(rt, await packageArchive(files));
+      expect(res.status, res.text).to.equal(200);
+      expect((await request(rt.url, { headers: ME })).text).to.equal("ESM DEPS");
+    });
+
+    it("names the line of the import when a dependency is missing", async () => {
+      rt = await nodeRuntime.start();
+      const files = { "index.js": "\nconst x = require('missing-dep');\n" };
+      const res = await specializeArchive(rt, await packageArchive(files));
+      expect(res.status).to.equal(500);
+      expect(res.error().message).to.match(/^index\.js:2: Error: Cannot find module 'missing-dep'/);
     });
   });
 

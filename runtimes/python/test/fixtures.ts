@@ -2,7 +2,11 @@
 // (in Python) the contract calls: see runtimes/contract/runtime-under-test.ts for what each must do.
 import { fileURLToPath } from "node:url";
 import { startRuntime } from "../../contract/harness.js";
-import type { RuntimeUnderTest, Source } from "../../contract/runtime-contract.js";
+import type {
+  PackageFixtures,
+  RuntimeUnderTest,
+  Source,
+} from "../../contract/runtime-contract.js";
 
 const SERVER = {
   name: "python",
@@ -59,6 +63,74 @@ export const KINDS: Source = {
     "    return 'plain'",
     "",
   ].join("\n"),
+};
+
+/** The contract's configReader (runtimes/contract/runtime-under-test.ts). */
+const CONFIG_READER: Source = {
+  filename: "reader.py",
+  source: [
+    "import os",
+    "",
+    "def main(context):",
+    "    q = context.query",
+    "    if q.get('kind') == 'file':",
+    "        with open(os.path.join(os.environ[q['dir']], q['path'])) as f:",
+    "            return f.read()",
+    "    if q.get('kind') == 'env':",
+    "        return os.environ.get(q['name'], 'unset')",
+    "    if q.get('kind') == 'relative':",
+    "        with open(q['path']) as f:",
+    "            return f.read()",
+    "    return 'unknown kind'",
+    "",
+  ].join("\n"),
+};
+
+const PACKAGES: PackageFixtures = {
+  main: "main.py",
+  shapes: [
+    {
+      what: "main.main importing a sibling module, without an entrypoint",
+      files: {
+        "main.py": "from helper import word\n\ndef main():\n    return word()\n",
+        "helper.py": "def word():\n    return 'sibling'\n",
+      },
+      answer: "sibling",
+    },
+    {
+      what: "dir/mod.fn importing another module of its directory",
+      files: {
+        "api/handlers.py": "from api.util import shout\n\ndef get(context):\n    return shout('nested')\n",
+        "api/util.py": "def shout(s):\n    return s.upper()\n",
+      },
+      entrypoint: "api/handlers.get",
+      answer: "NESTED",
+    },
+    {
+      what: "pkg.mod.fn in a package with a relative import",
+      files: {
+        "pkg/__init__.py": "",
+        "pkg/mod.py": "from . import helper\n\ndef fn():\n    return helper.X\n",
+        "pkg/helper.py": "X = 'relative'\n",
+      },
+      entrypoint: "pkg.mod.fn",
+      answer: "relative",
+    },
+    {
+      what: "a bare function name, in main.py",
+      files: { "main.py": "def handler():\n    return 'bare'\n" },
+      entrypoint: "handler",
+      answer: "bare",
+    },
+  ],
+  loadFailure: {
+    files: {
+      "main.py": "import helper\n\ndef main():\n    return 1\n",
+      "helper.py": "x = 1\nraise RuntimeError('boom in helper')\n",
+    },
+    message: /^helper\.py:2: RuntimeError: boom in helper$/,
+  },
+  configReader: CONFIG_READER,
 };
 
 export const pythonRuntime: RuntimeUnderTest = {
@@ -138,5 +210,6 @@ export const pythonRuntime: RuntimeUnderTest = {
       filename: "leak.py",
       source: `import os\n\ndef main():\n    return os.environ.get("FIZZ_SPECIALIZE_TOKEN", "absent")\n`,
     },
+    packages: PACKAGES,
   },
 };

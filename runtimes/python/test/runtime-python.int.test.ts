@@ -3,7 +3,8 @@
 // does. A real process, real HTTP.
 import { expect } from "chai";
 import http from "node:http";
-import { type Runtime, eventually, request } from "../../contract/harness.js";
+import { packageArchive } from "../../contract/archive.js";
+import { type Runtime, eventually, request, specializeArchive } from "../../contract/harness.js";
 import { ME, describeRuntimeContract, push } from "../../contract/runtime-contract.js";
 import { HELLO, KINDS, pythonRuntime } from "./fixtures.js";
 
@@ -43,6 +44,52 @@ describe("python runtime: Python only", function () {
       } finally {
         agent.destroy();
       }
+    });
+  });
+
+  describe("a package with dependencies installed by pip install --target", () => {
+    let rt: Runtime | undefined;
+    afterEach(() => rt?.kill());
+    // What `pip install --target <package dir>` leaves: the distribution's packages and its
+    // metadata next to the function's own modules.
+    const installed = {
+      "greeter/__init__.py": "from greeter.core import greet\n",
+      "greeter/core.py": "def greet(who):\n    return 'hello, ' + who\n",
+      "greeter-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: greeter\nVersion: 1.0\n",
+      "greeter-1.0.dist-info/RECORD": "greeter/__init__.py,,\n",
+      "six_like.py": "VALUE = 'single module'\n",
+    };
+
+    it("imports them from the package directory", async () => {
+      rt = await pythonRuntime.start();
+      const files = {
+        ...installed,
+        "requirements.txt": "greeter==1.0\n",
+        "main.py": [
+          "import importlib.metadata",
+          "from greeter import greet",
+          "import six_like",
+          "",
+          "def main():",
+          "    version = importlib.metadata.version('greeter')",
+          "    return f\"{greet('deps')} {version} {six_like.VALUE}\"",
+          "",
+        ].join("\n"),
+      };
+      const res = await specializeArchive(rt, await packageArchive(files));
+      expect(res.status, res.text).to.equal(200);
+      const answer = await request(rt.url, { headers: ME });
+      expect(answer.text).to.equal("hello, deps 1.0 single module");
+    });
+
+    it("refuses a module whose name the runtime already uses, naming it", async () => {
+      rt = await pythonRuntime.start();
+      const files = { "json.py": "def main():\n    return 'shadow'\n" };
+      const res = await specializeArchive(rt, await packageArchive(files), {
+        entrypoint: "json.main",
+      });
+      expect(res.status).to.equal(500);
+      expect(res.error().message).to.match(/^json\.py: the module name "json" is taken/);
     });
   });
 
