@@ -16,8 +16,6 @@ import {
   jetstream,
   JsHeaders,
   StorageType,
-  type Consumer,
-  type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
   type PubAck,
@@ -26,6 +24,7 @@ import { headers } from "@nats-io/transport-node";
 import { Objm, type ObjectInfo, type ObjectStore } from "@nats-io/obj";
 import { ARCHIVE_BUCKET, archiveObjectName, FizzError } from "@fizz/events";
 import type { NatsConnection } from "./nats";
+import { metaSubjectOf, objDigest, ObjectReader, type ReaderOptions } from "./object-reader";
 
 export interface StoredBlob {
   /** `sha256:<hex>` of the stored bytes. */
@@ -52,17 +51,20 @@ export interface ArchiveStore {
   delete(digest: string): Promise<void>;
 }
 
-/** Chunks fetched per pull: what a slow reader can cost in memory (8 x 128 KiB). */
-const FETCH_BATCH = 8;
 /** Chunk publishes awaiting their ack at once while uploading. */
 const PUBLISH_WINDOW = 4;
 const MAX_CHUNK = 128 * 1024;
-/** A fetch that brings nothing for this long means the object went away under the reader. */
-const FETCH_EXPIRES_MS = 10_000;
+
+export interface ArchiveStoreOptions {
+  /** Replicas of the bucket's stream when this call creates it. */
+  replicas?: number;
+  /** How long the server keeps a paused reader's consumer; the reader recreates it later. */
+  readerInactiveMs?: number;
+}
 
 export async function openArchiveStore(
   conn: JetStreamClient | NatsConnection,
-  opts: { replicas?: number } = {},
+  opts: ArchiveStoreOptions = {},
 ): Promise<ArchiveStore> {
   const js = "jetstreamManager" in conn ? conn : jetstream(conn);
   const os = await new Objm(js).create(ARCHIVE_BUCKET, {
@@ -72,16 +74,13 @@ export async function openArchiveStore(
   // The client's connection is not in its public type; the library reads it the same way.
   const nc = "jetstreamManager" in conn ? (conn as unknown as { nc?: NatsConnection }).nc : conn;
   const maxChunk = Math.min(MAX_CHUNK, nc?.info?.max_payload ?? MAX_CHUNK);
-  return new JetStreamArchiveStore(js, await js.jetstreamManager(), os, maxChunk);
+  const readerOpts = { inactiveMs: opts.readerInactiveMs ?? 5 * 60_000 };
+  return new JetStreamArchiveStore(js, await js.jetstreamManager(), os, maxChunk, readerOpts);
 }
 
 const stream = `OBJ_${ARCHIVE_BUCKET}`;
 const chunkSubject = (nuid: string) => `$O.${ARCHIVE_BUCKET}.C.${nuid}`;
-const metaSubject = (name: string) =>
-  `$O.${ARCHIVE_BUCKET}.M.${base64urlPadded(Buffer.from(name, "utf8"))}`;
-const base64urlPadded = (b: Buffer) => b.toString("base64").replace(/\+/g, "-").replace(/\//g, "_");
-/** The library's digest field for sha256 bytes: `SHA-256=<base64url, padded>`. */
-const objDigest = (sha: Buffer) => `SHA-256=${base64urlPadded(sha)}`;
+const metaSubject = (name: string) => metaSubjectOf(ARCHIVE_BUCKET, name);
 const hexOf = (digest: string) => archiveObjectName(digest).slice("sha256-".length);
 
 class JetStreamArchiveStore implements ArchiveStore {
@@ -90,6 +89,7 @@ class JetStreamArchiveStore implements ArchiveStore {
     private readonly jsm: JetStreamManager,
     private readonly os: ObjectStore,
     private readonly maxChunk: number,
+    private readonly readerOpts: ReaderOptions,
   ) {}
 
   private async live(digest: string): Promise<ObjectInfo | null> {
@@ -224,7 +224,12 @@ class JetStreamArchiveStore implements ArchiveStore {
   async get(digest: string): Promise<Readable | null> {
     const info = await this.live(digest);
     if (info === null) return null;
-    return new ObjectReader(this.js, info, hexOf(digest));
+    return this.reader(info, digest);
+  }
+
+  private reader(info: ObjectInfo, digest: string): ObjectReader {
+    const subject = chunkSubject(info.nuid);
+    return new ObjectReader(this.js, stream, subject, info, hexOf(digest), this.readerOpts);
   }
 
   async getBuffer(digest: string, maxBytes: number): Promise<Buffer | null> {
@@ -237,89 +242,9 @@ class JetStreamArchiveStore implements ArchiveStore {
       );
     }
     const parts: Buffer[] = [];
-    for await (const chunk of new ObjectReader(this.js, info, hexOf(digest))) {
+    for await (const chunk of this.reader(info, digest)) {
       parts.push(chunk as Buffer);
     }
     return Buffer.concat(parts);
-  }
-}
-
-/**
- * Reads an object's chunks through an ordered pull consumer, one bounded batch at a time and only
- * when the stream wants more, then checks size and sha256 against the name before ending.
- */
-class ObjectReader extends Readable {
-  private readonly hash = createHash("sha256");
-  private consumer: Consumer | undefined;
-  private batch: ConsumerMessages | undefined;
-  private received = 0;
-  private bytes = 0;
-  private pumping = false;
-
-  constructor(
-    private readonly js: JetStreamClient,
-    private readonly info: ObjectInfo,
-    private readonly hex: string,
-  ) {
-    super();
-  }
-
-  private mismatch(why: string): FizzError {
-    return new FizzError("DIGEST_MISMATCH", `sha256-${this.hex}: ${why}`);
-  }
-
-  override _read(): void {
-    if (this.pumping) return;
-    this.pumping = true;
-    this.pump().then(
-      () => (this.pumping = false),
-      (err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))),
-    );
-  }
-
-  private async pump(): Promise<void> {
-    // The metadata already says other bytes: fail before handing any out.
-    const expected = objDigest(Buffer.from(this.hex, "hex"));
-    if (this.info.digest !== expected) throw this.mismatch(`stored as ${this.info.digest}`);
-    while (this.received < this.info.chunks) {
-      this.consumer ??= await this.js.consumers.get(`OBJ_${ARCHIVE_BUCKET}`, {
-        filter_subjects: chunkSubject(this.info.nuid),
-      });
-      const want = Math.min(FETCH_BATCH, this.info.chunks - this.received);
-      this.batch = await this.consumer.fetch({ max_messages: want, expires: FETCH_EXPIRES_MS });
-      let got = 0;
-      let more = true;
-      for await (const m of this.batch) {
-        got += 1;
-        this.received += 1;
-        this.bytes += m.data.length;
-        if (this.bytes > this.info.size) throw this.mismatch("more bytes than its size");
-        this.hash.update(m.data);
-        // A copy: a view would pin the connection's whole read buffer.
-        more = this.push(Buffer.from(m.data));
-        if (this.destroyed) return;
-      }
-      this.batch = undefined;
-      if (got === 0) throw this.mismatch(`chunks missing after ${this.bytes} bytes`);
-      if (!more) return; // _read() calls again when the reader has room
-    }
-    if (this.bytes !== this.info.size)
-      throw this.mismatch(`${this.bytes} bytes, not ${this.info.size}`);
-    if (this.hash.digest("hex") !== this.hex) throw this.mismatch("content does not match");
-    this.push(null);
-    this.release();
-  }
-
-  private release(): void {
-    this.batch?.stop();
-    const consumer = this.consumer;
-    this.consumer = undefined;
-    // The server would drop the ephemeral consumer after its inactivity threshold anyway.
-    consumer?.delete().catch(() => undefined);
-  }
-
-  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
-    this.release();
-    cb(err);
   }
 }

@@ -141,6 +141,25 @@ describe("archive store (JetStream Object Store)", () => {
     expect(await messages(), "uploaded chunks purged").to.equal(before);
   });
 
+  it("leaves nothing stored when the source fails midway", async () => {
+    const before = await messages();
+    const broken = new Readable({ read() {} });
+    broken.push(randomBytes(3 * CHUNK));
+    setTimeout(() => broken.destroy(new Error("client went away")), 50);
+    const err = await store.putStream(broken).catch((e: unknown) => e);
+    expect(String(err)).to.contain("client went away");
+    expect(await messages(), "uploaded chunks purged").to.equal(before);
+  });
+
+  it("keeps one object when the same bytes are uploaded concurrently", async () => {
+    const data = randomBytes(5 * CHUNK + 1);
+    const before = await messages();
+    const refs = await Promise.all([1, 2, 3, 4].map(() => store.putStream(Readable.from([data]))));
+    for (const ref of refs) expect(ref).to.deep.equal({ digest: sha(data), size: data.length });
+    expect(await messages(), "6 chunks and 1 metadata message").to.equal(before + 7);
+    expect((await store.getBuffer(sha(data), data.length))!.equals(data)).to.equal(true);
+  });
+
   it("errors the stream with DIGEST_MISMATCH when the object under the name was replaced", async () => {
     const data = randomBytes(CHUNK + 1);
     const ref = await store.putStream(Readable.from([data]));
@@ -192,6 +211,26 @@ describe("archive store (JetStream Object Store)", () => {
     expect(err).to.be.instanceOf(FizzError);
     expect((err as FizzError).code).to.equal("DIGEST_MISMATCH");
     expect(seen).to.equal(2 * CHUNK);
+  });
+
+  it("resumes a reader paused past its consumer's inactivity limit", async function () {
+    this.timeout(60_000);
+    const impatient = await openArchiveStore(nc, { readerInactiveMs: 1000 });
+    const data = randomBytes(20 * CHUNK + 3);
+    const ref = await impatient.putStream(Readable.from([data]));
+    const parts: Buffer[] = [];
+    let first = true;
+    const pausing = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        parts.push(chunk);
+        // The server drops the idle consumer meanwhile; the reader must recreate it.
+        if (first) setTimeout(done, 3000);
+        else done();
+        first = false;
+      },
+    });
+    await pipeline((await impatient.get(ref.digest))!, pausing);
+    expect(Buffer.concat(parts).equals(data)).to.equal(true);
   });
 
   it("streams 100 MiB in and out through a slow reader with bounded memory", async function () {
