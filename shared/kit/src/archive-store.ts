@@ -81,7 +81,14 @@ export async function openArchiveStore(
 const stream = `OBJ_${ARCHIVE_BUCKET}`;
 const chunkSubject = (nuid: string) => `$O.${ARCHIVE_BUCKET}.C.${nuid}`;
 const metaSubject = (name: string) => metaSubjectOf(ARCHIVE_BUCKET, name);
-const hexOf = (digest: string) => archiveObjectName(digest).slice("sha256-".length);
+function hexOf(digest: string): string {
+  if (!/^sha256:[0-9a-f]{64}$/.test(digest)) {
+    throw new FizzError("VALIDATION_FAILED", `not a sha256:<hex> digest: ${digest.slice(0, 80)}`, {
+      field: "digest",
+    });
+  }
+  return digest.slice("sha256:".length);
+}
 
 class JetStreamArchiveStore implements ArchiveStore {
   constructor(
@@ -93,7 +100,7 @@ class JetStreamArchiveStore implements ArchiveStore {
   ) {}
 
   private async live(digest: string): Promise<ObjectInfo | null> {
-    const info = await this.os.info(archiveObjectName(digest));
+    const info = await this.os.info(`sha256-${hexOf(digest)}`);
     return info === null || info.deleted ? null : info;
   }
 

@@ -127,6 +127,10 @@ describe("archive store (JetStream Object Store)", () => {
     expect(await store.has(ref.digest)).to.equal(false);
     expect(await store.get(ref.digest)).to.equal(null);
     await store.delete(ref.digest); // idempotent
+    for (const bad of ["sha256:../../x", `sha256:${"A".repeat(64)}`, "md5:00"]) {
+      const refused = await store.get(bad).catch((e: unknown) => e);
+      expect((refused as FizzError).code, bad).to.equal("VALIDATION_FAILED");
+    }
   });
 
   it("refuses bytes that do not match expectedDigest and leaves nothing stored", async () => {
