@@ -5,7 +5,9 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import path from "node:path";
 
 export const NATS_USERS = ["registry", "scheduler", "poolkeeper", "gateway", "kubewatcher", "app"];
-export const REDIS_USERS = ["registry", "scheduler", "poolkeeper"];
+// As shared/events/src/permissions.ts REDIS_USERS: only the services that keep state in Redis. The
+// poolkeeper reads code and archives from the Object Store and secrets through the registry.
+export const REDIS_USERS = ["registry", "scheduler"];
 
 const secret = () => randomBytes(32).toString("base64url");
 

@@ -298,12 +298,24 @@ export async function launchPlatform(opts) {
         : {}),
       ...opts.env,
     });
+    /**
+     * The poolkeeper gets no Redis URL or credentials at all: it has no use for them, and a process
+     * that runs user code (builds, instances) should hold no key it does not need.
+     * @param {string} svc
+     */
+    const envOf = (svc) => {
+      /** @type {Record<string, string | undefined>} */
+      const e = serviceEnv(svc);
+      if (svc === "poolkeeper")
+        for (const k of Object.keys(e)) if (k.startsWith("FIZZ_REDIS_")) delete e[k];
+      return e;
+    };
     for (const svc of SERVICES) {
       spawnChild(
         svc,
         process.execPath,
         ["--import", "tsx", path.join("services", svc, "src", "main.ts")],
-        serviceEnv(svc),
+        envOf(svc),
         {
           exitWithStdin: true,
           ready: () => ready(readyzOf(svc)),

@@ -30,7 +30,8 @@ describe("generated credentials", () => {
     expect(Object.keys(c.nats).sort()).to.deep.equal(
       ["app", "gateway", "kubewatcher", "poolkeeper", "registry", "scheduler"].sort(),
     );
-    expect(Object.keys(c.redis).sort()).to.deep.equal(["poolkeeper", "registry", "scheduler"]);
+    // The poolkeeper has no Redis user (it reads the Object Store and the registry).
+    expect(Object.keys(c.redis).sort()).to.deep.equal(["registry", "scheduler"]);
     const all = [c.adminToken, c.readToken, ...Object.values(c.nats), ...Object.values(c.redis)];
     expect(new Set(all).size, "every secret is distinct").to.equal(all.length);
   });
@@ -72,5 +73,10 @@ describe("generated credentials", () => {
     expect(Buffer.from(admin, "base64").toString()).to.equal(c.adminToken);
     // The secrets are base64 in the YAML, never in clear.
     expect(r.stdout).to.not.include(c.nats.gateway);
+    expect(r.stdout).to.include("redis-scheduler-password");
+    expect(r.stdout).to.not.include("redis-poolkeeper-password");
+    const acl = Buffer.from(/users\.acl: (\S+)/.exec(r.stdout)?.[1] ?? "", "base64").toString();
+    expect(acl).to.match(/^user scheduler on /m);
+    expect(acl).to.not.match(/^user poolkeeper /m);
   });
 });

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { statSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -166,15 +166,20 @@ describe("the bus and the store are locked (security)", function () {
     );
   });
 
-  it("limits each Redis user to the platform's keys; the poolkeeper may only read", async () => {
-    const pk = new Redis(p.redisUrlAs("poolkeeper"), { maxRetriesPerRequest: 0 });
+  it("limits each Redis user to the platform's keys; the poolkeeper has no Redis user at all", async () => {
     const reg = new Redis(p.redisUrlAs("registry"), { maxRetriesPerRequest: 0 });
+    // The poolkeeper runs user code (instances, builds): it holds no Redis credentials, and a
+    // user of that name does not exist (not even with the registry's password).
+    const registryUrl = new URL(p.redisUrlAs("registry"));
+    const sock = net.connect(Number(registryUrl.port), registryUrl.hostname);
+    const answer = new Promise<string>((resolve, reject) => {
+      sock.once("data", (d: Buffer) => resolve(d.toString()));
+      sock.once("error", reject);
+    });
+    sock.write(`AUTH poolkeeper ${decodeURIComponent(registryUrl.password)}\r\n`);
     try {
-      expect(await pk.get("fizz:v1:code:none")).to.equal(null);
+      expect(await answer).to.match(/^-WRONGPASS/);
       let err: Error | undefined;
-      await pk.set("fizz:v1:code:owned", "x").catch((e: Error) => (err = e));
-      expect(String(err)).to.match(/NOPERM/);
-      err = undefined;
       await reg.set("outside:key", "x").catch((e: Error) => (err = e));
       expect(String(err)).to.match(/NOPERM/);
       err = undefined;
@@ -184,9 +189,41 @@ describe("the bus and the store are locked (security)", function () {
       await reg.config("SET", "dir", "/tmp").catch((e: Error) => (err = e));
       expect(String(err)).to.match(/NOPERM/);
     } finally {
-      pk.disconnect();
+      sock.destroy();
       reg.disconnect();
     }
+  });
+
+  it("starts the poolkeeper with no Redis URL or credentials in its environment, and no Redis connection", () => {
+    const pid = p.pids().poolkeeper;
+    expect(pid, "the poolkeeper's pid").to.be.a("number");
+    const environ = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+    expect(environ.filter((v) => v.startsWith("FIZZ_REDIS_"))).to.deep.equal([]);
+    expect(environ.some((v) => v.startsWith("FIZZ_NATS_USER=poolkeeper"))).to.equal(true);
+    // Its sockets (inodes under /proc/<pid>/fd) against the TCP table: none to Redis's port.
+    const redisPort = Number(new URL(p.redisUrlAs("registry")).port);
+    const inodes = new Set<string>();
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      const target = (() => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${fd}`);
+        } catch {
+          return "";
+        }
+      })();
+      const m = /^socket:\[(\d+)\]$/.exec(target);
+      if (m?.[1]) inodes.add(m[1]);
+    }
+    expect(inodes.size, "it has sockets (NATS at least)").to.be.greaterThan(0);
+    const toRedis = ["tcp", "tcp6"].flatMap((t) =>
+      readFileSync(`/proc/${pid}/net/${t}`, "utf8")
+        .split("\n")
+        .slice(1)
+        .map((l) => l.trim().split(/\s+/))
+        .filter((f) => f.length > 9 && inodes.has(f[9]!))
+        .filter((f) => parseInt(f[2]!.split(":")[1]!, 16) === redisPort),
+    );
+    expect(toRedis, "poolkeeper connections to Redis").to.deep.equal([]);
   });
 
   it("keeps the credentials owner-only on disk and out of every log line", () => {
@@ -203,7 +240,7 @@ describe("the bus and the store are locked (security)", function () {
       ...["registry", "scheduler", "poolkeeper", "gateway", "kubewatcher", "app"].map(
         (u) => new URL(p.natsUrlAs(u)).password,
       ),
-      ...["registry", "scheduler", "poolkeeper"].map((u) => new URL(p.redisUrlAs(u)).password),
+      ...["registry", "scheduler"].map((u) => new URL(p.redisUrlAs(u)).password),
     ];
     expect(p.logs.length).to.be.greaterThan(0);
     for (const line of p.logs)

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -12,9 +12,11 @@ import {
   type LogLine,
 } from "@fizz/events";
 import { connectNats, silentLogger, type NatsConnection } from "@fizz/kit";
+import { packDirectory } from "@fizz/kit/archive";
 import { openArchiveStore, type ArchiveStore } from "@fizz/kit/archive-store";
 import { startNats, type TestServer } from "@fizz/testkit";
-import { loadConfig, start, type Poolkeeper } from "../src/index";
+import { expect } from "chai";
+import { loadConfig, start, type Poolkeeper, type PoolkeeperDeps } from "../src/index";
 
 /**
  * A real nats-server (JetStream: the Object Store holds code and archives), a poolkeeper with the
@@ -32,6 +34,11 @@ export class Harness {
   readonly environments = new Map<string, Environment>();
   readonly events: InstanceEventMessage[] = [];
   readonly logs: Array<{ subject: string; line: LogLine }> = [];
+  /** What registry.config.read answers from, by `<namespace>/<name>`: base64 values per key. */
+  readonly secrets = new Map<string, Record<string, string>>();
+  readonly configmaps = new Map<string, Record<string, string>>();
+  /** registry.config.read requests seen (names only: the test never logs values either). */
+  readonly configReads: Array<{ namespace: string; secrets: string[]; configmaps: string[] }> = [];
   private registryAnswering = false;
 
   async setUp(): Promise<void> {
@@ -52,7 +59,10 @@ export class Harness {
     await this.nc.flush();
   }
 
-  async startPoolkeeper(extra: Record<string, string> = {}): Promise<Poolkeeper> {
+  async startPoolkeeper(
+    extra: Record<string, string> = {},
+    deps: Omit<PoolkeeperDeps, "logger"> = {},
+  ): Promise<Poolkeeper> {
     const env: Record<string, string | undefined> = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIZZ_")) env[k] = v;
     const config = loadConfig({
@@ -63,11 +73,14 @@ export class Harness {
       FIZZ_LOG_LEVEL: "silent",
       ...extra,
     });
-    this.pk = await start(config, { logger: silentLogger() });
+    this.pk = await start(config, { logger: silentLogger(), ...deps });
     return this.pk;
   }
 
-  /** Starts answering registry.list and registry.get, as the registry would. */
+  /**
+   * Starts answering registry.list, registry.get and registry.config.read, as the registry would
+   * (MISSING_CONFIG naming the first secret or configmap it does not have).
+   */
   answerRegistry(): void {
     if (this.registryAnswering) return;
     this.registryAnswering = true;
@@ -75,6 +88,34 @@ export class Harness {
       callback: (_e, m) => {
         const items = [...this.environments.values()];
         m.respond(Codecs.registryList.reply.encode({ items }, "registry-test"));
+      },
+    });
+    this.nc.subscribe(this.s.registryConfigRead, {
+      callback: (_e, m) => {
+        const q = Codecs.registryConfigRead.request.decode(m.data).data;
+        this.configReads.push(q);
+        const pick = (kind: "secret" | "configmap", names: string[]) =>
+          names.map((name) => {
+            const data = (kind === "secret" ? this.secrets : this.configmaps).get(
+              `${q.namespace}/${name}`,
+            );
+            if (!data)
+              throw new FizzError(
+                "MISSING_CONFIG",
+                `${kind} ${q.namespace}/${name} does not exist`,
+                { field: kind === "secret" ? "spec.secrets" : "spec.configmaps" },
+              );
+            return { name, data };
+          });
+        try {
+          const reply = {
+            secrets: pick("secret", q.secrets),
+            configmaps: pick("configmap", q.configmaps),
+          };
+          m.respond(Codecs.registryConfigRead.reply.encode(reply, "registry-test"));
+        } catch (err) {
+          m.respond(encodeError(FizzError.from(err), "registry-test"));
+        }
       },
     });
     this.nc.subscribe(this.s.registryGet, {
@@ -112,6 +153,24 @@ export class Harness {
   async putCode(filename: string, source: string) {
     const { digest, size } = await this.store.putStream(Readable.from([Buffer.from(source)]));
     return { filename, digest, size };
+  }
+
+  /** A directory as the registry stores a package: canonical tar.gz, in the Object Store. */
+  async putPackage(files: Record<string, string>) {
+    const dir = await mkdtemp(path.join(this.workDir, "pkg-"));
+    try {
+      for (const [name, content] of Object.entries(files)) {
+        await mkdir(path.dirname(path.join(dir, "src", name)), { recursive: true });
+        await writeFile(path.join(dir, "src", name), content);
+      }
+      const out = path.join(dir, "package.tar.gz");
+      const packed = await packDirectory(path.join(dir, "src"), out);
+      const stored = await this.store.putFile(out);
+      expect(stored.digest).to.equal(packed.digest);
+      return { digest: stored.digest, size: stored.size };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 
   async tearDown(): Promise<void> {

@@ -1,5 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Codecs } from "@fizz/events";
@@ -17,6 +18,7 @@ describe("poolkeeper main (as launched by npm start)", function () {
   const h = new Harness();
   let child: ChildProcess | undefined;
   let output = "";
+  let readyPort = 0;
 
   /** Runtime processes whose parent is `pid` (tsx may have an esbuild child too: not ours). */
   const instancePidsOf = (pid: number): number[] => {
@@ -38,6 +40,7 @@ describe("poolkeeper main (as launched by npm start)", function () {
     expected = 2,
   ): Promise<{ proc: ChildProcess; instancePids: number[] }> {
     const port = await freePort();
+    readyPort = port;
     output = "";
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(process.env))
@@ -134,6 +137,46 @@ describe("poolkeeper main (as launched by npm start)", function () {
     proc.stdin!.end();
     expect(await exited).to.equal(0);
     expect(all.filter(alive)).to.deep.equal([]);
+  });
+
+  it("never connects to Redis, even with a FIZZ_REDIS_URL in its environment", async () => {
+    // A listener standing where Redis would be: any connection attempt is counted.
+    let connections = 0;
+    const fakeRedis = net.createServer((sock) => {
+      connections++;
+      sock.destroy();
+    });
+    await new Promise<void>((r) => fakeRedis.listen(0, "127.0.0.1", r));
+    try {
+      const port = (fakeRedis.address() as net.AddressInfo).port;
+      await launch({
+        FIZZ_REDIS_URL: `redis://127.0.0.1:${port}`,
+        FIZZ_REDIS_USER: "poolkeeper",
+        FIZZ_REDIS_PASSWORD: "not-used",
+      });
+      const code = await h.putCode("r.js", "module.exports = async () => 'no redis';\n");
+      const { instance } = await natsRequest(
+        h.nc,
+        h.s.poolkeeperSpecialize,
+        Codecs.poolkeeperSpecialize,
+        {
+          environment: { namespace: "default", name: "node" },
+          function: { namespace: "default", name: "no-redis", revision: 1 },
+          code,
+          concurrency: 1,
+        },
+        { sender: "test", timeoutMs: 20_000 },
+      );
+      const res = await request(instance.address, {
+        headers: { "x-fizz-instance": instance.id },
+      });
+      expect(await res.body.text()).to.equal("no redis");
+      const ready = await request(`http://127.0.0.1:${readyPort}/readyz`);
+      expect(await ready.body.json()).to.not.have.nested.property("checks.redis");
+      expect(connections).to.equal(0);
+    } finally {
+      fakeRedis.close();
+    }
   });
 
   it("as root, runs its instances as unprivileged uids", async function () {
