@@ -17,10 +17,13 @@ import type { NatsConnection } from "@fizz/kit";
 /**
  * The build queue: JetStream stream FIZZ_BUILDS (BUILD_STREAM: work-queue retention, so a request
  * lives until a builder acknowledges it and none is lost while no builder runs; file storage, so a
- * nats-server restart loses none). The registry and the builder both create it, from the same
- * shared settings, so neither start order nor an update flips it between two configurations.
+ * nats-server restart loses none). The registry owns its settings: it creates or updates it at
+ * every start; a builder that starts first creates it from the same shared settings and never
+ * updates it. A request older than MAX_AGE is dropped: the registry asks again for every package
+ * still pending at its next start, and a user can POST .../rebuild.
  */
 export const BUILDS_STREAM = BUILD_STREAM.name;
+const MAX_AGE_MS = 24 * 3600 * 1000;
 const NS = 1_000_000; // JetStream durations are nanoseconds.
 
 export interface BuildQueue {
@@ -35,16 +38,16 @@ export async function ensureBuildStream(nc: NatsConnection, s: Subjects): Promis
     subjects: [s.buildRequested],
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
+    max_age: MAX_AGE_MS * NS,
     duplicate_window: BUILD_STREAM.duplicateWindowMs * NS,
   };
   try {
-    await jsm.streams.info(BUILDS_STREAM);
-  } catch (err) {
-    if (!/not found/i.test(String((err as Error).message))) throw err;
     await jsm.streams.add(config);
-    return;
+  } catch (err) {
+    // It exists (an earlier start, or a builder that came first): bring it to these settings.
+    if (!/already in use|exists/i.test(String((err as Error).message))) throw err;
+    await jsm.streams.update(BUILDS_STREAM, config);
   }
-  await jsm.streams.update(BUILDS_STREAM, config);
 }
 
 /** `<ns>/<name>/<sourceDigest>/<revision>`: a re-publish of one request is stored once. */

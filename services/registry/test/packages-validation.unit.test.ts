@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { FizzError, type FunctionSpec, type SecretSpec } from "@fizz/events";
+import { FizzError, type FunctionSpec } from "@fizz/events";
 import { parseKey, secretBox } from "../src/secret-box";
 import { mergeSpec, parseCreate, parsePatch, type ValidationOptions } from "../src/validation";
 
@@ -109,7 +109,7 @@ describe("secrets and configmaps (unit)", () => {
       { name: "db", spec: { data: { password: "aHVudGVyMg==", "user.name": "YWRtaW4=" } } },
       opts,
     );
-    expect(req.spec as SecretSpec).to.deep.equal({ keys: ["password", "user.name"] });
+    expect(req.spec).to.deep.equal({ keys: ["password", "user.name"] });
     expect(req.secretData).to.deep.equal({ password: "aHVudGVyMg==", "user.name": "YWRtaW4=" });
     expect(JSON.stringify(req.spec)).to.not.include("aHVudGVyMg");
   });
