@@ -20,11 +20,34 @@ import {
   type NatsConnection,
 } from "@fizz/kit";
 import { openArchiveStore, type ArchiveStore } from "@fizz/kit/archive-store";
+import type { PoolkeeperConfig } from "../config";
 import { runBuildJob } from "./job";
+import { ProcessBuildRunner } from "./process-runner";
 import { ACK_WAIT_MS, ensureBuildQueue } from "./queue";
 import { BuildStopped, type BuildRunner } from "./runner";
 
 export { ProcessBuildRunner, type ProcessRunnerOptions } from "./process-runner";
+
+/**
+ * The runner for the configured backend, or undefined where this poolkeeper builds nothing
+ * (FIZZ_BUILD_CONCURRENCY=0).
+ */
+export function createBuildRunner(
+  config: PoolkeeperConfig,
+  logger: Logger,
+): BuildRunner | undefined {
+  if (config.build.concurrency === 0) return undefined;
+  // Builder pods are not there yet: a poolkeeper in a pod must not run user builds in itself.
+  if (config.backend === "kubernetes") return undefined;
+  return new ProcessBuildRunner({
+    dir: config.build.dir,
+    isolation: config.isolation,
+    python: config.python,
+    killGraceMs: config.killGraceMs,
+    baseEnv: config.instanceEnv,
+    logger,
+  });
+}
 export type { BuildRunner, BuildInput, BuildResult } from "./runner";
 
 export interface BuildDeps {
@@ -36,7 +59,8 @@ export interface BuildDeps {
   concurrency: number;
   /** FIZZ_BUILD_DIR: archives in transit (and, on the process backend, the build directories). */
   dir: string;
-  runner: BuildRunner;
+  /** Undefined: this poolkeeper builds nothing (the requests wait for another). */
+  runner: BuildRunner | undefined;
   lookupEnvironment: (ref: EnvironmentRef) => Promise<Environment | undefined>;
   /** The archive store; opened on `nc` when absent. */
   store?: Pick<ArchiveStore, "get" | "putFile">;
@@ -62,6 +86,11 @@ const PULL_EXPIRES_MS = 5_000;
  */
 export function startBuilds(deps: BuildDeps): Promise<Builds> {
   const log = deps.logger.child({ component: "builder" });
+  if (!deps.runner || deps.concurrency < 1) {
+    log.info("no builds on this poolkeeper");
+    return Promise.resolve({ ready: Promise.resolve(), stop: () => Promise.resolve() });
+  }
+  const runner: BuildRunner = deps.runner;
   const abort = new AbortController();
   const tmpDir = path.join(deps.dir, ".archives");
 
@@ -82,6 +111,7 @@ export function startBuilds(deps: BuildDeps): Promise<Builds> {
 
   const workers = ready.then(
     ({ store, consumer }) => {
+      if (abort.signal.aborted) return [];
       log.info({ concurrency: deps.concurrency }, "builder pulling build requests");
       return Promise.all(Array.from({ length: deps.concurrency }, () => worker(consumer, store)));
     },
@@ -138,7 +168,14 @@ export function startBuilds(deps: BuildDeps): Promise<Builds> {
     // Tells JetStream the build is alive, so a long one is not handed to another builder.
     const beat = setInterval(() => m.working(), ACK_WAIT_MS / 4);
     try {
-      await runBuildJob(req, { ...deps, store, tmpDir, logger: log, signal: abort.signal });
+      await runBuildJob(req, {
+        ...deps,
+        runner,
+        store,
+        tmpDir,
+        logger: log,
+        signal: abort.signal,
+      });
       m.ack();
     } catch (err) {
       if (err instanceof BuildStopped || err instanceof RetryStopped) {
@@ -163,7 +200,7 @@ export function startBuilds(deps: BuildDeps): Promise<Builds> {
       abort.abort();
       await ready.catch(() => undefined);
       await workers;
-      await deps.runner.close?.();
+      await runner.close?.();
       log.info("builder stopped");
     })());
 
