@@ -61,6 +61,8 @@ export interface PoolkeeperConfig extends PoolkeeperCommonConfig {
   isolation: IsolationOptions;
   /** FIZZ_ALLOW_ENV_COMMAND: environments may run host commands (spec.command); root-equivalent. */
   allowEnvCommand: boolean;
+  /** Package builds: at most `concurrency` at once (0: none here), each in a fresh dir under `dir`. */
+  build: { concurrency: number; dir: string };
   kubernetes: KubernetesBackendConfig;
 }
 
@@ -128,6 +130,13 @@ export function loadConfig(
       setpriv,
     },
     allowEnvCommand: bool(env, "FIZZ_ALLOW_ENV_COMMAND", false),
+    build: {
+      concurrency: int(env, "FIZZ_BUILD_CONCURRENCY", backend === "process" ? 1 : 2, 0, 64),
+      dir: path.resolve(
+        cwd,
+        str(env, "FIZZ_BUILD_DIR", path.join(str(env, "FIZZ_WORKDIR", ".fizz/work"), "builds")),
+      ),
+    },
     kubernetes: {
       namespace: dnsLabel(env, "FIZZ_POOLKEEPER_NAMESPACE", "fizz"),
       kubeconfig: optionalStr(env, "FIZZ_KUBECONFIG"),

@@ -13,6 +13,7 @@ import {
 } from "@fizz/kit";
 import { Agent } from "undici";
 import type { Backend } from "./backend";
+import { createBuildRunner, startBuilds } from "./build/index";
 import type { PoolkeeperConfig } from "./config";
 import { syncEnvironments } from "./environments";
 import { registryConfigResolver } from "./function-config";
@@ -196,12 +197,24 @@ export async function start(
       serveOpts,
     ),
   ];
+  const builds = await startBuilds({
+    nc: natsConn,
+    subjects: s,
+    sender,
+    logger,
+    concurrency: config.build.concurrency,
+    dir: config.build.dir,
+    runner: createBuildRunner(config, logger),
+    lookupEnvironment: (ref) => envSync.lookup(ref),
+  });
   logger.info({ port: ops.port, backend: backend.kind, sender }, "poolkeeper started");
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       abort.abort();
+      // Builds under way are killed and handed back to the queue for another poolkeeper.
+      const buildsStopped = builds.stop();
       thePool.stop();
       envSync.subscription.unsubscribe();
       await Promise.allSettled(subs.map((sub) => sub.drain()));
@@ -215,6 +228,7 @@ export async function start(
           announce("retired", toInstance(t, backend.kind), "poolkeeper stopping");
       }
       await backend.close();
+      await buildsStopped;
       await natsConn
         .drain()
         .catch((err: unknown) => logger.warn({ err: String(err) }, "NATS drain failed"));
