@@ -5,7 +5,7 @@
  * the process backend does, wait for /healthz, specialize it with a hello world, send the first
  * request, then time warm requests on a kept-alive connection. Median (and p90) of N samples.
  *
- *   node runtimes/node/bench/coldstart.mjs [node|node-esm|python|all] [samples] [idle-ms] [base]
+ *   node runtimes/node/bench/coldstart.mjs [node|node-esm|node-pkg|python|all] [samples] [idle-ms] [base]
  *
  * `base`: another runtimes/ directory (e.g. a `git archive` of an older commit) measured in the
  * same run, sample for sample alternating with this one, so that load from other processes on
@@ -20,15 +20,18 @@
  *   instance was started for this request), the default 300 a warm pool (the instance waited);
  * - first request: the first call of the function on a fresh connection (as the gateway's first
  *   proxied request);
+ * - main-thread CPU: CPU time of the runtime's main thread from its start to the first answer;
  * - warm: median round trip of sequential calls on one kept-alive connection.
+ * `node-pkg` specializes with a two-file package in the archive form (a JSON line, then a tar.gz).
  * Not a test: it asserts nothing and is run by hand.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const which = process.argv[2] ?? "all";
@@ -39,7 +42,10 @@ const HERE = fileURLToPath(new URL("../..", import.meta.url));
 const BASE = process.argv[5] ? resolve(process.argv[5]) : undefined;
 const WARM_CALLS = 200;
 const NODE_HELLO = `module.exports = async (context) => ({ status: 200, body: "Hello, world!\\n" });\n`;
-/** @type {Record<string, { command: (runtimes: string) => string[], filename: string, source: string }>} */
+/**
+ * `files`: a package, sent in the archive form (a JSON line, then a tar.gz) instead of one file.
+ * @type {Record<string, { command: (runtimes: string) => string[], filename: string, source: string, files?: Record<string, string> }>}
+ */
 const FUNCTIONS = {
   node: {
     command: (runtimes) => [process.execPath, join(runtimes, "node/server.mjs")],
@@ -50,6 +56,15 @@ const FUNCTIONS = {
     command: (runtimes) => [process.execPath, join(runtimes, "node/server.mjs")],
     filename: "hello.mjs",
     source: NODE_HELLO.replace("module.exports =", "export default"),
+  },
+  "node-pkg": {
+    command: (runtimes) => [process.execPath, join(runtimes, "node/server.mjs")],
+    filename: "index.js",
+    source: NODE_HELLO,
+    files: {
+      "index.js": `const { hello } = require("./lib/hello");\nmodule.exports = async () => hello();\n`,
+      "lib/hello.js": `exports.hello = () => ({ status: 200, body: "Hello, world!\\n" });\n`,
+    },
   },
   python: {
     command: (runtimes) => [
@@ -75,7 +90,7 @@ function freePort() {
 
 /**
  * @param {number} port
- * @param {{ method?: string, path?: string, headers?: Record<string, string>, body?: string, agent?: http.Agent | false }} o
+ * @param {{ method?: string, path?: string, headers?: Record<string, string>, body?: string | Buffer, agent?: http.Agent | false }} o
  * @returns {Promise<{ status: number, text: string }>}
  */
 function call(port, o = {}) {
@@ -103,6 +118,52 @@ function call(port, o = {}) {
 }
 
 const sleep = (/** @type {number} */ ms) => new Promise((r) => setTimeout(r, ms));
+
+const sha256 = (/** @type {Buffer} */ b) =>
+  `sha256:${createHash("sha256").update(b).digest("hex")}`;
+
+/** @type {Map<Record<string, string>, Buffer>} */
+const packages = new Map();
+/**
+ * A tar.gz of the files, made once per run by node-tar (the runtime's own dependency).
+ * @param {Record<string, string>} files
+ */
+async function packageOf(files) {
+  const cached = packages.get(files);
+  if (cached) return cached;
+  const { create } = await import("tar");
+  const dir = mkdtempSync(join(tmpdir(), "fizz-coldstart-pkg-"));
+  try {
+    for (const [path, content] of Object.entries(files)) {
+      mkdirSync(dirname(join(dir, path)), { recursive: true });
+      writeFileSync(join(dir, path), content);
+    }
+    /** @type {Buffer[]} */
+    const chunks = [];
+    for await (const chunk of create({ gzip: true, portable: true, cwd: dir }, ["."])) {
+      chunks.push(/** @type {Buffer} */ (chunk));
+    }
+    const archive = Buffer.concat(chunks);
+    packages.set(files, archive);
+    return archive;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * CPU time of the process's main thread so far (/proc/<pid>/schedstat, ns): what start-up,
+ * specialize and the first call cost on the thread that serves, less sensitive than wall time to
+ * other load on the machine. NaN where /proc has no schedstat.
+ * @param {number | undefined} pid
+ */
+function mainThreadCpuMs(pid) {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[0]) / 1e6;
+  } catch {
+    return NaN;
+  }
+}
 
 /**
  * @param {string} kind
@@ -145,18 +206,28 @@ async function sample(kind, runtimes) {
     const healthz = performance.now() - t0;
     if (IDLE_MS > 0) await sleep(IDLE_MS);
 
-    const body = JSON.stringify({
+    const meta = {
       instanceId: id,
       function: { namespace: "default", name: "hello", revision: 1 },
-      filename: fn.filename,
-      code: Buffer.from(fn.source).toString("base64"),
       concurrency: 10,
-    });
+    };
+    const archive = fn.files ? await packageOf(fn.files) : undefined;
+    const body = archive
+      ? Buffer.concat([
+          Buffer.from(`${JSON.stringify({ ...meta, digest: sha256(archive) })}\n`),
+          archive,
+        ])
+      : JSON.stringify({
+          ...meta,
+          filename: fn.filename,
+          code: Buffer.from(fn.source).toString("base64"),
+        });
+    const contentType = archive ? "application/vnd.fizz.specialize+tar" : "application/json";
     const s0 = performance.now();
     const spec = await call(port, {
       method: "POST",
       path: "/v2/specialize",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": contentType },
       body,
     });
     const specialize = performance.now() - s0;
@@ -168,6 +239,7 @@ async function sample(kind, runtimes) {
     const first = await call(port, { path: "/", headers });
     const firstMs = performance.now() - f0;
     if (first.status !== 200) throw new Error(`first ${first.status}: ${first.text}`);
+    const cpu = mainThreadCpuMs(proc.pid);
 
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     await call(port, { headers, agent }); // opens the kept-alive connection
@@ -178,7 +250,7 @@ async function sample(kind, runtimes) {
       warm.push(performance.now() - w0);
     }
     agent.destroy();
-    return { healthz, specialize, loadMs, first: firstMs, warm: median(warm) };
+    return { healthz, specialize, loadMs, first: firstMs, cpu, warm: median(warm) };
   } finally {
     proc.kill("SIGKILL");
     await new Promise((r) =>
@@ -201,6 +273,7 @@ const LABELS = {
   specialize: "specialize RTT",
   loadMs: "loadMs (runtime)",
   first: "first request",
+  cpu: "main-thread CPU to 1st req",
   warm: "warm request (keep-alive)",
 };
 
@@ -219,6 +292,7 @@ async function run(kind) {
     specialize: [],
     loadMs: [],
     first: [],
+    cpu: [],
     warm: [],
   }));
   for (const [, dir] of variants) await sample(kind, dir); // cold disk caches; not counted

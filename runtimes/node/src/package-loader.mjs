@@ -8,7 +8,7 @@
  * The main is package.json's "main", else index.js (index.mjs, index.cjs). Dependencies resolve
  * from `<dir>/node_modules` as Node resolves them.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, extname, join, relative, sep } from "node:path";
 import { LoadError, detectFormat, importFile, pickExport } from "./loader.mjs";
@@ -21,7 +21,9 @@ const EXTENSIONS = [".js", ".mjs", ".cjs"];
  * @param {{ dir: string, entrypoint: string | undefined }} spec
  * @returns {Promise<Handler>}
  */
-export async function loadPackage({ dir, entrypoint }) {
+export async function loadPackage({ dir: given, entrypoint }) {
+  // Node names modules by their real path: compare like with like.
+  const dir = realpathSync(given);
   const dot = entrypoint?.lastIndexOf(".") ?? -1;
   const file =
     entrypoint && dot >= 0 ? entryFile(dir, entrypoint.slice(0, dot), entrypoint) : main(dir);
@@ -60,16 +62,23 @@ function entryFile(dir, base, entrypoint) {
  * @param {string} dir
  */
 function main(dir) {
+  let resolved;
   try {
-    return createRequire(join(dir, "package.json")).resolve("./");
+    resolved = createRequire(join(dir, "package.json")).resolve("./");
   } catch {
     for (const name of ["index.mjs", "index.cjs"]) {
       if (existsSync(join(dir, name))) return join(dir, name);
     }
   }
-  throw new LoadError(
-    `the package has no main: set an entrypoint ("file.fn"), package.json "main", or add index.js`,
-  );
+  if (resolved === undefined) {
+    throw new LoadError(
+      `the package has no main: set an entrypoint ("file.fn"), package.json "main", or add index.js`,
+    );
+  }
+  if (!resolved.startsWith(dir + sep)) {
+    throw new LoadError(`package.json: "main" must name a file inside the package`);
+  }
+  return resolved;
 }
 
 /**

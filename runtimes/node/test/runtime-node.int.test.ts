@@ -1,7 +1,7 @@
 // Integration tests of the Node.js runtime (runtimes/node/server.mjs): the shared runtime contract
 // (runtimes/contract) with Node's fixtures, then what only Node does. A real process, real HTTP.
 import { expect } from "chai";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { packageArchive } from "../../contract/archive.js";
@@ -90,6 +90,20 @@ describe("node runtime: Node only", function () {
       const res = await specializeArchive(rt, await packageArchive(files));
       expect(res.status, res.text).to.equal(200);
       expect((await request(rt.url, { headers: ME })).text).to.equal("ESM DEPS");
+    });
+
+    it("refuses a package.json main outside the package", async () => {
+      const workdir = mkdtempSync(join(tmpdir(), "fizz-node-main-"));
+      try {
+        writeFileSync(join(workdir, "outside.js"), "module.exports = () => 'outside';\n");
+        rt = await nodeRuntime.start({ FIZZ_WORKDIR: workdir });
+        const files = { "package.json": JSON.stringify({ main: "../outside.js" }) };
+        const res = await specializeArchive(rt, await packageArchive(files));
+        expect(res.status).to.equal(500);
+        expect(res.error().message).to.include('"main" must name a file inside the package');
+      } finally {
+        rmSync(workdir, { recursive: true, force: true });
+      }
     });
 
     it("names the line of the import when a dependency is missing", async () => {
