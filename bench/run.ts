@@ -10,6 +10,7 @@ import { freePort, portOpen, waitFor } from "@fizz/testkit";
 import { faultRows, measureFaultWindows, type FaultFigures } from "./fault-windows";
 import { benchBus, type BusBenchResult } from "./lib/bus";
 import { ensureWrk, wrk } from "./lib/load";
+import { measurePackages, packageRows, packagesSection, type PackageFigures } from "./packages";
 import { code, pidOfInstance, rssMb, startBenchPlatform, type BenchPlatform } from "./lib/platform";
 import { percentile, round } from "./lib/stats";
 
@@ -66,6 +67,9 @@ interface BenchResults {
   burst: BurstFigures;
   fault: FaultFigures;
   memory: Record<string, number>;
+  /** Packages (bench/packages.ts); absent, with packages_error, when that part failed. */
+  packages?: PackageFigures;
+  packages_error?: string;
 }
 
 const NODE_HELLO = 'module.exports = async () => ({ status: 200, body: "Hello, world!\\n" });\n';
@@ -297,7 +301,27 @@ async function main() {
       p99_ms: round(percentile(burstTimes, 99)),
       p50_ms: round(percentile(burstTimes, 50)),
     };
-    measured = { warm, bus, cold, cold_empty_pool: coldEmptyPool, burst, memory };
+
+    // 5. Packages: archive deployments of 1/10/50 MiB, a Node build, the poolkeeper's peak RSS.
+    // A failure here is reported in the table; the figures above still get written.
+    let packages: PackageFigures | undefined;
+    let packagesError: string | undefined;
+    try {
+      packages = await measurePackages(p, POOL);
+    } catch (err) {
+      packagesError = err instanceof Error ? err.message : String(err);
+      console.error("packages: not measured:", err);
+    }
+    measured = {
+      warm,
+      bus,
+      cold,
+      cold_empty_pool: coldEmptyPool,
+      burst,
+      memory,
+      ...(packages ? { packages } : {}),
+      ...(packagesError !== undefined ? { packages_error: packagesError } : {}),
+    };
   } finally {
     for (const c of children) c.kill();
     await p.stop();
@@ -364,6 +388,7 @@ function render(o: BenchResults): string {
       "instances = required, 0 errors",
     ],
   ];
+  rows.push(...packageRows(o.packages, o.packages_error));
   rows.push(...faultRows(o.fault));
   for (const [k, v] of Object.entries(o.memory))
     if (!/_rss_mb$/.test(k) || /_(idle|load)_rss_mb$|instance_/.test(k))
@@ -396,7 +421,8 @@ start to the last one's end (0: none failed). Keys \`fault.<component>_error_win
 \`\`\`
 ${table}
 \`\`\`
-`;
+
+${packagesSection()}`;
 }
 
 main().catch((err: unknown) => {

@@ -1,11 +1,18 @@
-import { createWriteStream } from "node:fs";
-import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { Codecs, subjects, type Instance } from "@fizz/events";
+import {
+  Codecs,
+  subjects,
+  type ArchiveRef,
+  type ArchiveUploadReply,
+  type Instance,
+} from "@fizz/events";
 import { request } from "@fizz/kit";
 import { freePort, startNats, startRedis } from "@fizz/testkit";
+import { request as undiciRequest } from "undici";
 import { launchPlatform } from "../../scripts/lib/platform.mjs";
 
 /** The whole platform as `npm start` runs it, on random ports, with its own NATS and Redis. */
@@ -51,6 +58,24 @@ export async function startBenchPlatform(logFile: string) {
       const text = await res.text();
       if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${text}`);
       return JSON.parse(text) as unknown;
+    },
+    /** POST a raw archive file to /v1/namespaces/{ns}/archives (streamed from disk). */
+    async upload(ns: string, use: "source" | "deployment", file: string): Promise<ArchiveRef> {
+      const res = await undiciRequest(
+        `${launched.registryUrl}/v1/namespaces/${ns}/archives?use=${use}`,
+        {
+          method: "POST",
+          headers: {
+            "content-type": "application/gzip",
+            "content-length": String((await stat(file)).size),
+            authorization: `Bearer ${adminToken}`,
+          },
+          body: createReadStream(file),
+        },
+      );
+      const text = await res.body.text();
+      if (res.statusCode !== 201) throw new Error(`upload ${file}: ${res.statusCode} ${text}`);
+      return (JSON.parse(text) as ArchiveUploadReply).archive;
     },
     async stop() {
       await nc.close();
