@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -32,7 +32,18 @@ export interface Platform {
   /** Runs `fizz ...` as a user would (`npx fizz`), in the work directory. */
   fizz(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   file(name: string, content: string): Promise<string>;
+  /** Pid of each platform process the launcher runs now (nats, redis and the five services). */
+  pids(): Record<string, number>;
+  /** A REST call to the registry with the admin token; JSON bodies are sent as JSON. */
+  api(method: string, urlPath: string, body?: unknown): Promise<ApiReply>;
   stop(): Promise<void>;
+}
+
+export interface ApiReply {
+  status: number;
+  text: string;
+  /** The parsed body (undefined when it is not JSON). */
+  json: unknown;
 }
 
 /**
@@ -96,6 +107,30 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
       const p = path.join(workDir, name);
       await writeFile(p, content);
       return p;
+    },
+    pids: () => {
+      const out: Record<string, number> = {};
+      for (const { name, child } of launched.children as { name: string; child: ChildProcess }[])
+        if (child.pid !== undefined) out[name] = child.pid;
+      return out;
+    },
+    api: async (method, urlPath, body) => {
+      const res = await fetch(`${launched.registryUrl}${urlPath}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${launched.adminToken}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await res.text();
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      return { status: res.status, text, json };
     },
     stop: async () => {
       await launched.stop();
