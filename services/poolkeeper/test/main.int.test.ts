@@ -179,6 +179,36 @@ describe("poolkeeper main (as launched by npm start)", function () {
     }
   });
 
+  it("never logs a secret's value, even at trace level and when the function fails to load", async () => {
+    await launch({ FIZZ_LOG_LEVEL: "trace" });
+    const value = "very-secret-value-4711";
+    h.secrets.set("default/api-key", { token: Buffer.from(value).toString("base64") });
+    const specialize = (name: string, source: string) =>
+      h.putCode(`${name}.js`, source).then((code) =>
+        natsRequest(
+          h.nc,
+          h.s.poolkeeperSpecialize,
+          Codecs.poolkeeperSpecialize,
+          {
+            environment: { namespace: "default", name: "node" },
+            function: { namespace: "default", name, revision: 1 },
+            code,
+            secrets: ["api-key"],
+            env: { ALSO_SECRET: value },
+            concurrency: 1,
+          },
+          { sender: "test", timeoutMs: 20_000 },
+        ),
+      );
+    await specialize("uses-secret", "module.exports = async () => 'ok';\n");
+    const failed = await specialize("broken", "module.exports = (;\n").catch((e: Error) => e);
+    expect(failed).to.be.instanceOf(Error);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(output).to.include("specialize"); // trace/debug lines were written
+    for (const form of [value, Buffer.from(value).toString("base64")])
+      expect(output, "a secret value in the poolkeeper's log").to.not.include(form);
+  });
+
   it("as root, runs its instances as unprivileged uids", async function () {
     if (process.getuid?.() !== 0) this.skip(); // only root can give instances other uids
     const { instancePids } = await launch();
