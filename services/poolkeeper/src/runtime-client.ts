@@ -89,7 +89,8 @@ export async function postSpecialize(
     status = res.statusCode;
     text = await res.body.text();
   } catch (err) {
-    if (source?.failed()) return { kind: "source-failed", error: source.failed()! };
+    const broken = source?.failed();
+    if (broken) return { kind: "source-failed", error: broken };
     const e = err as Error;
     const timedOut = e.name === "TimeoutError" || e.name === "AbortError";
     return {
@@ -99,8 +100,10 @@ export async function postSpecialize(
   } finally {
     if ("archive" in payload) payload.archive.destroy();
   }
-  // The runtime may answer before it read everything; a store failure still wins over its answer.
-  if (source?.failed() && status === 200) return { kind: "source-failed", error: source.failed()! };
+  // The runtime may answer before it read everything (or because the body broke off): a store
+  // failure wins over its answer, so the instance is not blamed and no other one is tried.
+  const broken = source?.failed();
+  if (broken) return { kind: "source-failed", error: broken };
   const parsed = parseJson(text);
   if (status === 200) {
     const loadMs = typeof parsed?.loadMs === "number" ? parsed.loadMs : undefined;
