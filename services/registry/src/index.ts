@@ -86,7 +86,7 @@ export async function start(
     config.secretsKeyFile === undefined
       ? undefined
       : await loadSecretBox(config.secretsKeyFile, (msg) => logger.warn(msg));
-  if (!secrets)
+  if (config.secretsKeyFile === undefined)
     logger.info("FIZZ_SECRETS_KEY_FILE is not set: secrets cannot be created on this registry");
   const metrics = createMetrics();
   const redis = connectRedis({ url: config.redisUrl, logger, name: sender });

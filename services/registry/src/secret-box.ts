@@ -32,11 +32,20 @@ const Sealed = z.object({
 export async function loadSecretBox(
   file: string,
   warn: (msg: string) => void = () => undefined,
-): Promise<SecretBox> {
+): Promise<SecretBox | undefined> {
   let raw: Buffer;
   try {
     raw = await readFile(file);
   } catch (err) {
+    // Not there (on Kubernetes: the optional fizz-secrets-key Secret was not created): secrets
+    // are off, as without the variable, and every secret write or read says so. A file that is
+    // there but unreadable or malformed stops the start instead.
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+      warn(
+        `FIZZ_SECRETS_KEY_FILE ${file} does not exist: secrets are disabled until it does (restart the registry after creating it)`,
+      );
+      return undefined;
+    }
     throw new FizzError(
       "VALIDATION_FAILED",
       `FIZZ_SECRETS_KEY_FILE: cannot read ${file}: ${(err as Error).message}`,
@@ -51,7 +60,8 @@ export async function loadSecretBox(
       { field: "FIZZ_SECRETS_KEY_FILE" },
     );
   const { mode } = await stat(file);
-  if ((mode & 0o077) !== 0)
+  // World-readable only: on Kubernetes the mounted key is group-readable for the pod's fsGroup.
+  if ((mode & 0o007) !== 0)
     warn(
       `FIZZ_SECRETS_KEY_FILE ${file} is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`,
     );
@@ -106,7 +116,7 @@ export function secretBox(key: Buffer): SecretBox {
 export function noSecretKey(): FizzError {
   return new FizzError(
     "UNAVAILABLE",
-    "secrets are disabled on this registry: the operator has not set FIZZ_SECRETS_KEY_FILE (the key secret values are encrypted with)",
+    "secrets are disabled on this registry: FIZZ_SECRETS_KEY_FILE (the key secret values are encrypted with) is not set, or its file does not exist",
     { field: "FIZZ_SECRETS_KEY_FILE" },
   );
 }

@@ -1,6 +1,9 @@
 import { expect } from "chai";
 import { FizzError, type FunctionSpec } from "@fizz/events";
-import { parseKey, secretBox } from "../src/secret-box";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadSecretBox, parseKey, secretBox } from "../src/secret-box";
 import { mergeSpec, parseCreate, parsePatch, type ValidationOptions } from "../src/validation";
 
 const opts: ValidationOptions = { backend: "process", codeMaxBytes: 1024 };
@@ -209,5 +212,29 @@ describe("secret box (unit)", () => {
     expect(parseKey(Buffer.alloc(16))).to.equal(undefined);
     expect(parseKey(Buffer.from(Buffer.alloc(16).toString("base64")))).to.equal(undefined);
     expect(parseKey(Buffer.from("not a key, just some text\n"))).to.equal(undefined);
+  });
+
+  it("runs without secrets when the key file is missing, and refuses to start on a bad one", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fizz-key-test-"));
+    try {
+      const warnings: string[] = [];
+      expect(await loadSecretBox(join(dir, "none"), (m) => warnings.push(m))).to.equal(undefined);
+      expect(warnings.join()).to.match(/does not exist/);
+      const bad = join(dir, "bad");
+      await writeFile(bad, "too short\n", { mode: 0o600 });
+      const err = await loadSecretBox(bad).then(
+        () => undefined,
+        (e: unknown) => e as FizzError,
+      );
+      expect(err?.field).to.equal("FIZZ_SECRETS_KEY_FILE");
+      expect(err?.message).to.not.include("too short");
+      const open = join(dir, "open");
+      await writeFile(open, Buffer.alloc(32, 1), { mode: 0o644 });
+      const seen: string[] = [];
+      expect(await loadSecretBox(open, (m) => seen.push(m))).to.not.equal(undefined);
+      expect(seen.join()).to.match(/readable by others/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
