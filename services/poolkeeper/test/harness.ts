@@ -6,6 +6,7 @@ import {
   Codecs,
   FizzError,
   encodeError,
+  natsPermissions,
   subjects,
   type Environment,
   type InstanceEventMessage,
@@ -17,6 +18,8 @@ import { openArchiveStore, type ArchiveStore } from "@fizz/kit/archive-store";
 import { startNats, type TestServer } from "@fizz/testkit";
 import { expect } from "chai";
 import { loadConfig, start, type Poolkeeper, type PoolkeeperDeps } from "../src/index";
+
+const LOCKED_PASSWORD = "poolkeeper-test-password";
 
 /**
  * A real nats-server (JetStream: the Object Store holds code and archives), a poolkeeper with the
@@ -40,11 +43,29 @@ export class Harness {
   /** registry.config.read requests seen (names only: the test never logs values either). */
   readonly configReads: Array<{ namespace: string; secrets: string[]; configmaps: string[] }> = [];
   private registryAnswering = false;
+  private locked = false;
 
-  async setUp(): Promise<void> {
-    this.nats = await startNats();
+  /**
+   * `locked`: nats-server with the platform's users, the poolkeeper's permissions as
+   * shared/events/src/permissions.ts gives them (startPoolkeeper then connects as `poolkeeper`),
+   * and the test as an unrestricted user.
+   */
+  async setUp(opts: { locked?: boolean } = {}): Promise<void> {
+    if (opts.locked) {
+      const perms = natsPermissions().poolkeeper;
+      this.nats = await startNats({
+        users: [
+          { user: "poolkeeper", password: LOCKED_PASSWORD, permissions: perms },
+          { user: "test", password: LOCKED_PASSWORD },
+        ],
+      });
+      this.locked = true;
+    } else this.nats = await startNats();
     this.workDir = await mkdtemp(path.join(tmpdir(), "fizz-poolkeeper-"));
-    this.nc = await connectNats({ url: this.nats.url, name: "test", logger: silentLogger() });
+    const url = this.locked
+      ? this.nats.url.replace("nats://", `nats://test:${LOCKED_PASSWORD}@`)
+      : this.nats.url;
+    this.nc = await connectNats({ url, name: "test", logger: silentLogger() });
     this.store = await openArchiveStore(this.nc);
     this.nc.subscribe(this.s.poolkeeperInstanceAll, {
       callback: (_e, m) => {
@@ -68,6 +89,7 @@ export class Harness {
     const config = loadConfig({
       ...env,
       FIZZ_NATS_URL: this.nats.url,
+      ...(this.locked ? { FIZZ_NATS_USER: "poolkeeper", FIZZ_NATS_PASSWORD: LOCKED_PASSWORD } : {}),
       FIZZ_WORKDIR: this.workDir,
       FIZZ_KILL_GRACE_MS: "2000",
       FIZZ_LOG_LEVEL: "silent",
