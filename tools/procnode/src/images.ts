@@ -47,6 +47,7 @@ function hasFlag(args: string[], ...flags: string[]): boolean {
 /**
  * The Fizz images, NATS and Redis, and a few images whose programs every host has:
  * - `fizz/env-node`, `fizz/env-python` (any registry prefix or tag): the runtimes in this repo;
+ * - `fizz/builder-node`, `fizz/builder-python`: the builder pods' program (runtimes/builder);
  * - `fizz/<service>`: `node --import tsx services/<service>/src/main.ts`;
  * - `nats:*`: `nats-server ARGS`, plus `-a <podIP>` unless the args bind an address;
  * - `redis:*`: `redis-server ARGS` (a leading `redis-server`, which the image's entrypoint
@@ -57,6 +58,9 @@ function hasFlag(args: string[], ...flags: string[]): boolean {
 export const defaultImageMap: ImageMap = (image) => {
   const { segments, repo } = parseImage(image);
   const runtime = runtimeOfImage(image);
+  // The builder pods' program (any registry prefix or tag, like the runtimes).
+  if (repo === "builder-node" || repo === "builder-python")
+    return { command: [process.execPath, path.join(ROOT, "runtimes/builder/server.mjs")] };
   if (runtime === "node")
     return { command: [process.execPath, path.join(ROOT, "runtimes/node/server.mjs")] };
   if (runtime === "python")

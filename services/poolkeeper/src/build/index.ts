@@ -176,7 +176,10 @@ export function startBuilds(deps: BuildDeps): Promise<Builds> {
         logger: log,
         signal: abort.signal,
       });
-      m.ack();
+      // Confirmed: a lost ack would have the request built (and reported running) once more.
+      await m.ackAck().catch((err: unknown) => {
+        log.warn({ err: (err as Error).message }, "build request ack not confirmed");
+      });
     } catch (err) {
       if (err instanceof BuildStopped || err instanceof RetryStopped) {
         // Another builder (or this one, restarted) takes it up again.
