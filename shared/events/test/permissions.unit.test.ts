@@ -122,8 +122,27 @@ describe("bus permissions", () => {
       expect(rule, user).to.include("resetkeys ~fizz:v1:*");
       expect(rule, user).to.include("-@dangerous");
     }
-    expect(rules.poolkeeper).to.not.include("+@all");
-    expect(rules.poolkeeper).to.not.include("+@write");
+    // The poolkeeper reads code from the Object Store and secrets through the registry.
+    expect(Object.keys(rules)).to.not.include("poolkeeper");
+  });
+
+  it("keeps secret values, build reports and archives from the gateway and the app user", () => {
+    const perms = natsPermissions();
+    const s = subjects();
+    for (const subject of [
+      s.registryConfigRead,
+      s.registryBuildReport,
+      s.buildRequested,
+      "$O.fizz_archives.C.abc",
+      "$O.fizz_archives.M.sha256-00",
+    ]) {
+      expect(permits(perms.gateway.publish, subject), `gateway ${subject}`).to.equal(false);
+      expect(permits(perms[APP_USER].publish, subject), `app ${subject}`).to.equal(false);
+    }
+    expect(permits(perms.poolkeeper.publish, s.registryConfigRead)).to.equal(true);
+    expect(permits(perms.registry.subscribe, s.registryConfigRead)).to.equal(true);
+    for (const user of ["scheduler", "kubewatcher"] as const)
+      expect(permits(perms[user].publish, s.registryConfigRead), user).to.equal(false);
   });
 });
 
