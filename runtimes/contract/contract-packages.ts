@@ -48,6 +48,17 @@ export function describePackages({ start, fixtures }: RuntimeUnderTest): void {
       expect(await healthState(rt)).to.equal("failed");
     });
 
+    it("takes the body chunked as well, split anywhere", async () => {
+      const [shape] = packages.shapes;
+      if (!shape) throw new Error("no package shapes");
+      rt = await start();
+      const entrypoint = shape.entrypoint === undefined ? {} : { entrypoint: shape.entrypoint };
+      const archive = await packageArchive(shape.files);
+      const res = await specializeArchive(rt, archive, { ...entrypoint, chunked: true });
+      expect(res.status, res.text).to.equal(200);
+      expect((await request(rt.url, { headers: ME })).text).to.equal(shape.answer);
+    });
+
     it("reads files relative to the package's directory", async () => {
       rt = await start();
       const files = { [packages.main]: packages.configReader.source, "data.txt": "package data" };

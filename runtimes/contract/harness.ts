@@ -193,29 +193,35 @@ export interface ArchiveSpecializeOptions extends SpecializeOptions {
   secrets?: Record<string, Record<string, string>>;
   configmaps?: Record<string, Record<string, string>>;
   headers?: Record<string, string>;
+  /** Chunked, in three pieces (the line, then the archive in two halves), instead of one body
+   * with Content-Length as the poolkeeper sends it. */
+  chunked?: boolean;
 }
 
 export const sha256 = (data: string | Buffer) =>
   `sha256:${createHash("sha256").update(data).digest("hex")}`;
 
-/** The archive form: one line of JSON, then the tar.gz, chunked as a stream would send it. */
+/** The archive form: one line of JSON, then the tar.gz. */
 export function specializeArchive(
   rt: Runtime,
   archive: Buffer,
   options: ArchiveSpecializeOptions = {},
 ) {
-  const { headers = {}, digest = sha256(archive), ...fields } = options;
+  const { headers = {}, digest = sha256(archive), chunked = false, ...fields } = options;
   const line = JSON.stringify({
     function: { namespace: "default", name: "hello", revision: 3 },
     digest,
     ...fields,
   });
   const half = Math.floor(archive.length / 2);
+  const head = Buffer.from(`${line}\n`);
   return request(rt.url, {
     method: "POST",
     path: "/v2/specialize",
     headers: { "content-type": ARCHIVE_CONTENT_TYPE, ...headers },
-    body: [`${line}\n`, archive.subarray(0, half), archive.subarray(half)],
+    body: chunked
+      ? [head, archive.subarray(0, half), archive.subarray(half)]
+      : Buffer.concat([head, archive]),
   });
 }
 

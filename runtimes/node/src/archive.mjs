@@ -179,7 +179,10 @@ export function receiveArchive(req, head, dir, limits) {
     req.once("close", onClose);
     req.once("error", onClose);
     feed(head);
-    req.resume();
+    // A body that came in one chunk has ended already: its 'end' was emitted while the line was
+    // being parsed, before these listeners existed.
+    if (req.readableEnded) onEnd();
+    else req.resume();
   });
 }
 
