@@ -1,24 +1,42 @@
 /** The registry REST API (docs/api.md), one method per endpoint, all scoped to one namespace. */
+import type { Readable } from "node:stream";
 import { CliError, withHint } from "./errors.js";
 import {
   errorFromResponse,
   isSuccess,
+  open,
   send,
+  sendStream,
   type FetchFn,
   type RawResponse,
   type Target,
 } from "./http.js";
 import type { FoundToken } from "./token.js";
-import type { List } from "./types.js";
+import type { ArchiveRef, List, PackageObject } from "./types.js";
 
 export type Kind =
-  "environments" | "functions" | "httptriggers" | "mqtriggers" | "timetriggers" | "watchtriggers";
+  | "environments"
+  | "functions"
+  | "httptriggers"
+  | "mqtriggers"
+  | "timetriggers"
+  | "watchtriggers"
+  | "packages"
+  | "secrets"
+  | "configmaps";
 
 /**
  * Control-plane calls are small and answered from the registry's own store; a registry that
  * takes longer than this is stuck, and a CLI that hangs forever is worse than one that says so.
  */
 const REGISTRY_TIMEOUT_MS = 30_000;
+/**
+ * Archive uploads and downloads move up to ARCHIVE_MAX_BYTES (256 MiB) over what may be a slow
+ * link, so they get a far longer bound; it only catches a transfer that is stuck for good.
+ */
+const TRANSFER_TIMEOUT_MS = 60 * 60_000;
+/** An upload is bounded by silence instead: the registry canonicalizes after the last byte. */
+const TRANSFER_IDLE_MS = 5 * 60_000;
 
 export interface RegistryClientOptions {
   baseUrl: string;
@@ -82,13 +100,64 @@ export class RegistryClient {
     return res.body;
   }
 
+  /**
+   * Streams an archive to the registry, which stores its canonical form. `body` is pulled as the
+   * request is sent (fetch's backpressure), so the archive is never held in memory.
+   */
+  async uploadArchive(use: "source" | "deployment", body: Readable): Promise<ArchiveRef> {
+    const path = `/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/archives?use=${use}`;
+    const headers = this.headers({ "content-type": "application/octet-stream" });
+    const url = `${this.opts.baseUrl}${path}`;
+    const res = this.check(
+      await sendStream(this.target, url, { method: "POST", headers }, body, TRANSFER_IDLE_MS),
+    );
+    const parsed = this.parse<{ archive?: ArchiveRef }>(res, "POST", path);
+    if (!parsed.archive?.digest) {
+      throw new CliError(
+        `the registry at ${this.opts.baseUrl} answered the upload without an archive`,
+      );
+    }
+    return parsed.archive;
+  }
+
+  /** Builds the package's current source again (e.g. after the environment's builder changed). */
+  async rebuild(name: string): Promise<PackageObject> {
+    const reply = await this.json<{ package?: PackageObject } & Partial<PackageObject>>(
+      "POST",
+      `${this.path("packages", name)}/rebuild`,
+    );
+    // The API answers {package}; accept the bare object too.
+    return reply.package ?? (reply as PackageObject);
+  }
+
+  /** The package's canonical source or deployment archive, unread: the caller streams it. */
+  async downloadArchive(
+    name: string,
+    which: "source" | "deployment",
+  ): Promise<ReadableStream<Uint8Array>> {
+    const path = `${this.path("packages", name)}/${which}`;
+    const opened = await open(
+      this.opts.fetch,
+      this.target,
+      `${this.opts.baseUrl}${path}`,
+      { method: "GET", headers: this.headers({ accept: "application/gzip" }) },
+      TRANSFER_TIMEOUT_MS,
+    );
+    if (!opened.ok) throw this.failure(opened.res);
+    if (!opened.res.body) throw new CliError(`the registry sent no body for GET ${path}`);
+    return opened.res.body;
+  }
+
   private path(kind: Kind, name?: string): string {
     const base = `/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/${kind}`;
     return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;
   }
 
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await this.request(method, path, body);
+    return this.parse<T>(await this.request(method, path, body), method, path);
+  }
+
+  private parse<T>(res: RawResponse, method: string, path: string): T {
     try {
       return JSON.parse(res.body.toString("utf8")) as T;
     } catch {
@@ -99,14 +168,9 @@ export class RegistryClient {
   }
 
   private async request(method: string, path: string, body?: unknown): Promise<RawResponse> {
-    const headers: Record<string, string> = { accept: "application/json" };
+    const headers = this.headers(body === undefined ? {} : { "content-type": "application/json" });
     const init: RequestInit = { method, headers };
-    if (body !== undefined) {
-      headers["content-type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    const auth = this.opts.token?.();
-    if (auth) headers.authorization = `Bearer ${auth.token}`;
+    if (body !== undefined) init.body = JSON.stringify(body);
     const res = await send(
       this.opts.fetch,
       this.target,
@@ -114,15 +178,31 @@ export class RegistryClient {
       init,
       this.opts.timeoutMs ?? REGISTRY_TIMEOUT_MS,
     );
-    if (res.status === 401) {
-      throw withHint(
-        errorFromResponse(res),
-        auth
-          ? `the registry refused the token from ${auth.source}: set FIZZ_TOKEN to its current admin token (npm start writes it to .fizz/admin-token)`
-          : NEEDS_TOKEN_HINT,
-      );
-    }
-    if (!isSuccess(res.status)) throw errorFromResponse(res);
+    return this.check(res);
+  }
+
+  private headers(extra: Record<string, string>): Record<string, string> {
+    const headers: Record<string, string> = { accept: "application/json", ...extra };
+    const auth = this.opts.token?.();
+    if (auth) headers.authorization = `Bearer ${auth.token}`;
+    return headers;
+  }
+
+  /** Passes a 2xx answer through; anything else becomes an ApiError. */
+  private check(res: RawResponse): RawResponse {
+    if (!isSuccess(res.status)) throw this.failure(res);
     return res;
+  }
+
+  /** The error of a non-2xx answer; a 401 says which token was refused, or that one is needed. */
+  private failure(res: RawResponse): CliError {
+    if (res.status !== 401) return errorFromResponse(res);
+    const auth = this.opts.token?.();
+    return withHint(
+      errorFromResponse(res),
+      auth
+        ? `the registry refused the token from ${auth.source}: set FIZZ_TOKEN to its current admin token (npm start writes it to .fizz/admin-token)`
+        : NEEDS_TOKEN_HINT,
+    );
   }
 }

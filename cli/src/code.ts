@@ -27,6 +27,11 @@ export async function readBody(
   return { bytes: Buffer.from(value, "utf8"), fromFile: false };
 }
 
+/** A secret's or configmap's `--from-file`: the same checks as --code, its own limit. */
+export function readValueFile(path: string, flag: string, maxBytes: number): Promise<Buffer> {
+  return readUserFile(path, flag, maxBytes, "the registry's 1 MiB limit per secret or configmap");
+}
+
 const READ_CHUNK_BYTES = 64 * 1024;
 
 /**

@@ -38,9 +38,30 @@ interface GlobalOptions {
   output: OutputFormat;
 }
 
+/** Commands whose `-o` is a file to write (the archive downloads), not an output format. */
+const outputFileCommands = new WeakSet<Command>();
+
+export function outputIsFile(cmd: Command): Command {
+  outputFileCommands.add(cmd);
+  return cmd;
+}
+
+export function takesOutputFile(cmd: Command): boolean {
+  return outputFileCommands.has(cmd);
+}
+
+/** The `-o` of a download command: the path, or undefined when only the default is there. */
+export function outputFile(cmd: Command): string | undefined {
+  if (cmd.getOptionValueSourceWithGlobals("output") === "default") return undefined;
+  return cmd.optsWithGlobals<{ output: string }>().output;
+}
+
 export function contextFactory(config: Config): ContextFactory {
   return (cmd) => {
-    const { namespace, output } = cmd.optsWithGlobals<GlobalOptions>();
+    const globals = cmd.optsWithGlobals<GlobalOptions>();
+    const { namespace } = globals;
+    // A download's -o is its file; what it prints to stdout is the human line.
+    const output = takesOutputFile(cmd) ? "table" : globals.output;
     const registryUrl = baseUrl("FIZZ_REGISTRY_URL", config.registryUrl);
     const gatewayUrl = baseUrl("FIZZ_GATEWAY_URL", config.gatewayUrl);
     const registry = new RegistryClient({

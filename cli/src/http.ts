@@ -2,6 +2,10 @@
  * The transport shared by the registry client and `fn test`: it turns socket-level failures into
  * one readable sentence and non-2xx answers into ApiError, so no command handles fetch quirks.
  */
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { ApiError, UnreachableError } from "./errors.js";
 
 export type FetchFn = typeof globalThis.fetch;
@@ -38,6 +42,124 @@ export async function send(
   } catch (err) {
     throw describeNetworkError(err, target, timeoutMs);
   }
+}
+
+/** A 2xx answer whose body has not been read yet (downloads stream it to a file). */
+export interface StreamedResponse {
+  status: number;
+  headers: Headers;
+  body: ReadableStream<Uint8Array> | null;
+}
+
+/**
+ * Like send(), but a 2xx body is left unread for the caller to stream; an error answer is read
+ * whole (it is small JSON) and returned as a RawResponse so the caller words it as usual.
+ */
+export async function open(
+  fetchFn: FetchFn,
+  target: Target,
+  url: string,
+  init: RequestInit,
+  timeoutMs?: number,
+): Promise<{ ok: true; res: StreamedResponse } | { ok: false; res: RawResponse }> {
+  try {
+    const signal = timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs);
+    const res = await fetchFn(url, { ...init, ...(signal ? { signal } : {}) });
+    if (isSuccess(res.status)) {
+      return { ok: true, res: { status: res.status, headers: res.headers, body: res.body } };
+    }
+    const body = Buffer.from(await res.arrayBuffer());
+    return {
+      ok: false,
+      res: { status: res.status, statusText: res.statusText, headers: res.headers, body },
+    };
+  } catch (err) {
+    throw describeNetworkError(err, target, timeoutMs);
+  }
+}
+
+/** The largest answer to an upload we read (the API answers small JSON). */
+const MAX_UPLOAD_REPLY_BYTES = 1024 * 1024;
+
+/**
+ * Sends `body` as the request body with node:http, under backpressure end to end: fetch (undici)
+ * reads an async-iterable body ahead of the socket, which held tens of MiB of a large upload in
+ * memory. The registry may answer before the body is complete (413, a refused token): that answer
+ * wins, and the rest of the body is not sent. `idleTimeoutMs` bounds silence, not the transfer.
+ */
+export function sendStream(
+  target: Target,
+  url: string,
+  init: { method: string; headers: Record<string, string> },
+  body: Readable,
+  idleTimeoutMs: number,
+): Promise<RawResponse> {
+  return new Promise<RawResponse>((resolve, reject) => {
+    const request = url.startsWith("https:") ? httpsRequest : httpRequest;
+    const req = request(url, { method: init.method, headers: init.headers });
+    let settled = false;
+    const fail = (err: unknown) => {
+      if (settled) return;
+      settled = true;
+      body.destroy();
+      req.destroy();
+      reject(describeNetworkError(err, target));
+    };
+    req.setTimeout(idleTimeoutMs, () => {
+      const err = new Error("timeout");
+      err.name = "TimeoutError";
+      if (!settled) {
+        settled = true;
+        body.destroy();
+        req.destroy();
+        reject(describeNetworkError(err, target, idleTimeoutMs));
+      }
+    });
+    let answered = false;
+    // A server that answers early and closes breaks the pipe; the answer may be parsed just
+    // after the write error, so give it a moment before calling the upload failed.
+    const failUnlessAnswered = (err: unknown) => {
+      setTimeout(() => {
+        if (!answered) fail(err);
+      }, 100);
+    };
+    req.on("error", failUnlessAnswered);
+    req.on("response", (res: IncomingMessage) => {
+      answered = true;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= MAX_UPLOAD_REPLY_BYTES) chunks.push(chunk);
+      });
+      res.on("error", fail);
+      res.on("end", () => {
+        if (settled) return;
+        settled = true;
+        // An early answer: stop packing and sending what nobody reads any more.
+        if (!req.writableFinished) {
+          body.destroy();
+          req.destroy();
+        }
+        resolve({
+          status: res.statusCode ?? 0,
+          statusText: res.statusMessage ?? "",
+          headers: headersOf(res),
+          body: Buffer.concat(chunks),
+        });
+      });
+    });
+    pipeline(body, req).catch(failUnlessAnswered);
+  });
+}
+
+function headersOf(res: IncomingMessage): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(res.headers)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+  }
+  return headers;
 }
 
 export function describeNetworkError(err: unknown, target: Target, timeoutMs?: number): Error {

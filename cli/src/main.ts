@@ -10,12 +10,14 @@ import { readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError, Option } from "commander";
 import { registerEnvCommands } from "./commands/env.js";
+import { registerConfigCommands } from "./commands/config.js";
 import { registerFnCommands } from "./commands/fn.js";
+import { registerPkgCommands } from "./commands/pkg.js";
 import { registerMqtCommands } from "./commands/mqt.js";
 import { registerRouteCommands } from "./commands/route.js";
 import { registerTimerCommands } from "./commands/timer.js";
 import { registerWatchCommands } from "./commands/watch.js";
-import { contextFactory, type Config } from "./context.js";
+import { contextFactory, takesOutputFile, type Config } from "./context.js";
 import { ApiError, CliError } from "./errors.js";
 import type { FetchFn } from "./http.js";
 import { findToken, type FoundToken } from "./token.js";
@@ -66,12 +68,15 @@ export async function run(argv: string[], io: RunIO): Promise<number> {
 function buildProgram(config: Config): Command {
   const program = new Command("fizz")
     .description(
-      "Fizz: functions as a service. Manage environments, functions and their triggers: HTTP routes, message queues, timers and Kubernetes watches.",
+      "Fizz: functions as a service. Manage environments, functions, their packages, secrets and configmaps, and their triggers: HTTP routes, message queues, timers and Kubernetes watches.",
     )
     .version(version())
     .addOption(new Option("-n, --namespace <namespace>", "namespace to work in").default("default"))
     .addOption(
-      new Option("-o, --output <format>", "output format").choices(OUTPUT_FORMATS).default("table"),
+      new Option(
+        "-o, --output <format>",
+        `output format: ${OUTPUT_FORMATS.join(" or ")} ("pkg getsrc/getdeploy": the file to write)`,
+      ).default("table"),
     )
     // Subcommands inherit these settings, so they must come before any .command().
     .exitOverride()
@@ -95,9 +100,22 @@ Get started:
   curl ${DEFAULT_GATEWAY_URL}/hello`,
     );
 
+  // Checked here rather than with .choices(): for the download commands -o names a file (as in
+  // Fission), and global options are parsed before commander knows the subcommand.
+  program.hook("preAction", (_program, action) => {
+    const output = action.optsWithGlobals<{ output: string }>().output;
+    if (takesOutputFile(action) || (OUTPUT_FORMATS as readonly string[]).includes(output)) return;
+    action.error(
+      `error: option '-o, --output <format>' argument '${output}' is invalid. Allowed choices are ${OUTPUT_FORMATS.join(", ")}.`,
+      { exitCode: 2, code: "commander.invalidArgument" },
+    );
+  });
+
   const context = contextFactory(config);
   registerEnvCommands(program, context);
   registerFnCommands(program, context);
+  registerPkgCommands(program, context);
+  registerConfigCommands(program, context);
   registerRouteCommands(program, context);
   registerMqtCommands(program, context);
   registerTimerCommands(program, context);

@@ -117,3 +117,89 @@ export function collectEvents(value: string, previous: string[] = []): string[] 
 export function unsetIfEmpty(value: string): string | null {
   return value === "" ? null : value;
 }
+
+/**
+ * `KEY=VALUE` (`--env-var`, `--from-literal`): split at the first '=', so values may hold '='.
+ * The key must be non-empty; what a valid key is depends on the flag (checked by the caller).
+ */
+export function parseKeyValue(value: string): [string, string] {
+  const eq = value.indexOf("=");
+  if (eq <= 0) throw new InvalidArgumentError(`expected KEY=VALUE, got '${value}'.`);
+  return [value.slice(0, eq), value.slice(eq + 1)];
+}
+
+/** Function env var names (the registry's rule, so a typo fails before anything is uploaded). */
+const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Repeatable `--env-var K=V`; a later K wins. An empty value ("") on update clears all. */
+export function collectEnvVars(
+  value: string,
+  previous: Record<string, string> = {},
+): Record<string, string> {
+  if (value === "") return previous;
+  const [key, v] = parseKeyValue(value);
+  if (!ENV_VAR_NAME.test(key)) {
+    throw new InvalidArgumentError(`'${key}' is not a variable name (letters, digits, '_').`);
+  }
+  if (key.startsWith("FIZZ_")) {
+    throw new InvalidArgumentError(`'${key}': FIZZ_* variables are the platform's.`);
+  }
+  return { ...previous, [key]: v };
+}
+
+/** Secret and configmap keys: Kubernetes' rule (they become file names in the instance). */
+export function checkConfigKey(key: string): string {
+  if (!/^[-._a-zA-Z0-9]{1,253}$/.test(key) || key === "." || key === "..") {
+    throw new InvalidArgumentError(
+      `'${key}' is not a valid key (letters, digits, '-', '_' and '.'; not '.' or '..').`,
+    );
+  }
+  return key;
+}
+
+/** Repeatable `--from-literal K=V`; the same key twice is a mistake worth stopping for. */
+export function collectLiterals(
+  value: string,
+  previous: Array<[string, string]> = [],
+): Array<[string, string]> {
+  const [key, v] = parseKeyValue(value);
+  checkConfigKey(key);
+  if (previous.some(([k]) => k === key)) {
+    throw new InvalidArgumentError(`key '${key}' is given twice.`);
+  }
+  return [...previous, [key, v]];
+}
+
+/** Repeatable `--from-file K=path` or `--from-file path` (the key is then the file's name). */
+export function collectFiles(
+  value: string,
+  previous: Array<[string, string]> = [],
+): Array<[string, string]> {
+  const eq = value.indexOf("=");
+  let key: string;
+  let path: string;
+  if (eq > 0) {
+    key = value.slice(0, eq);
+    path = value.slice(eq + 1);
+  } else {
+    path = value;
+    key = path.split(/[\\/]/).pop() ?? "";
+  }
+  if (path === "") throw new InvalidArgumentError(`expected KEY=PATH or PATH, got '${value}'.`);
+  checkConfigKey(key);
+  if (previous.some(([k]) => k === key)) {
+    throw new InvalidArgumentError(`key '${key}' is given twice.`);
+  }
+  return [...previous, [key, path]];
+}
+
+/** Repeatable `--secret`/`--configmap` names; "" (on update) alone clears the list. */
+export function collectNames(value: string, previous: string[] = []): string[] {
+  if (value === "") return previous;
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(value)) {
+    throw new InvalidArgumentError(
+      `'${value}' is not a valid name (lowercase letters, digits, '-').`,
+    );
+  }
+  return previous.includes(value) ? previous : [...previous, value];
+}

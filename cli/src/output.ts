@@ -85,3 +85,17 @@ export function formatTime(iso: string | undefined, now: number): string {
 export function cell(value: string | number | undefined | null): string {
   return value === undefined || value === null || value === "" ? NONE : String(value);
 }
+
+/** `512 B`, `12.3 KiB`, `4.0 MiB`: sizes of archives and code. */
+export function formatBytes(bytes: number | undefined): string {
+  if (bytes === undefined) return NONE;
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}

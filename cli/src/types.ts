@@ -40,8 +40,13 @@ export interface CodeRef {
 
 export interface FunctionSpec {
   environment: string;
-  code: CodeRef;
+  /** Exactly one of code (a single file) and package. */
+  code?: CodeRef;
+  package?: { name: string; deployment?: ArchiveRef };
   entrypoint?: string;
+  env?: Record<string, string>;
+  secrets?: string[];
+  configmaps?: string[];
   concurrency?: number;
   minInstances?: number;
   maxInstances?: number;
@@ -86,12 +91,54 @@ export interface WatchTriggerSpec {
   events?: string[];
 }
 
+/** A stored canonical archive (tar.gz), content-addressed. */
+export interface ArchiveRef {
+  digest: string;
+  size: number;
+  files?: number;
+}
+
+export interface PackageSpec {
+  environment: string;
+  source?: ArchiveRef;
+  deployment?: ArchiveRef;
+  buildCommand?: string;
+}
+
+export type BuildState = "pending" | "running" | "succeeded" | "failed";
+
+/** Owned by the registry: where the build of `sourceDigest` stands, and what instances load. */
+export interface PackageStatus {
+  buildState: BuildState;
+  sourceDigest?: string;
+  deployment?: ArchiveRef;
+  buildLog?: string;
+  message?: string;
+  startedAt?: string;
+  finishedAt?: string;
+}
+
+export interface PackageObject extends ApiObject<PackageSpec> {
+  status?: PackageStatus;
+}
+
+/** As stored and returned: key names only, the values never leave the registry. */
+export interface SecretSpec {
+  keys: string[];
+}
+
+export interface ConfigMapSpec {
+  data: Record<string, string>;
+}
+
 export type Environment = ApiObject<EnvironmentSpec>;
 export type FunctionObject = ApiObject<FunctionSpec>;
 export type HttpTrigger = ApiObject<HttpTriggerSpec>;
 export type MessageQueueTrigger = ApiObject<MessageQueueTriggerSpec>;
 export type TimeTrigger = ApiObject<TimeTriggerSpec>;
 export type WatchTrigger = ApiObject<WatchTriggerSpec>;
+export type SecretObject = ApiObject<SecretSpec>;
+export type ConfigMapObject = ApiObject<ConfigMapSpec>;
 
 export interface List<T> {
   items: T[];

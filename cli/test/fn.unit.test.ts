@@ -372,7 +372,7 @@ describe("fizz fn", () => {
   });
 
   describe("update", () => {
-    it("PATCHes only the given fields, with new code as base64", async () => {
+    it("PATCHes only the given fields, with new code as base64 (and no package any more)", async () => {
       registry.on("PATCH", `${FUNCTIONS}/hello`, { json: fnObject(2) });
 
       const result = await cli(
@@ -390,6 +390,7 @@ describe("fizz fn", () => {
       expect(registry.jsonBody(0)).to.deep.equal({
         spec: {
           code: { filename: "hello.mjs", content: Buffer.from(SOURCE).toString("base64") },
+          package: null,
           maxInstances: 20,
         },
       });

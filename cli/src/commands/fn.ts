@@ -4,9 +4,19 @@ import { readCodeFile } from "../code.js";
 import { confirm, reportEmpty, type Context, type ContextFactory } from "../context.js";
 import { ApiError, withHint } from "../errors.js";
 import { collectMethods, parseInteger, parseSeconds } from "../options.js";
-import { cell, NONE, printJson, renderTable } from "../output.js";
+import { cell, formatBytes, NONE, printJson, renderTable } from "../output.js";
 import { renderObject, trailingCells } from "../present.js";
 import type { CodeUpload, FunctionObject, FunctionSpec, HttpTrigger } from "../types.js";
+import {
+  checkSourceFlags,
+  configSpec,
+  createPackageFor,
+  updatePackageOf,
+  withConfigOptions,
+  withSourceOptions,
+  type ConfigOptions,
+  type SourceOptions,
+} from "./fn-source.js";
 import { functionUrl, registerFnTest } from "./fn-test.js";
 import { describeRoute } from "./route.js";
 
@@ -14,7 +24,7 @@ interface NameOptions {
   name: string;
 }
 
-interface SpecOptions {
+interface SpecOptions extends ConfigOptions {
   env?: string;
   code?: string;
   entrypoint?: string;
@@ -25,14 +35,17 @@ interface SpecOptions {
   idleTimeout?: number;
 }
 
-interface CreateOptions extends NameOptions, SpecOptions {
+interface CreateOptions extends NameOptions, SpecOptions, SourceOptions {
   env: string;
-  code: string;
   route?: string;
   method?: string[];
 }
 
-type WritableSpec = Partial<Omit<FunctionSpec, "code">> & { code?: CodeUpload };
+type WritableSpec = Partial<Omit<FunctionSpec, "code" | "package">> & {
+  code?: CodeUpload | null;
+  package?: { name: string } | null;
+  [field: string]: unknown;
+};
 
 export function registerFnCommands(program: Command, context: ContextFactory): void {
   const fn = program
@@ -44,18 +57,26 @@ export function registerFnCommands(program: Command, context: ContextFactory): v
       `
 Examples:
   fizz fn create --name hello --env node --code hello.mjs --route /hello --method GET
+  fizz fn create --name shop --env python --src ./shop --entrypoint main.handle --route /shop
+  fizz fn create --name web --env node --src ./web --env-var MODE=prod --secret db
   fizz fn test --name hello --query 'who=world'
   fizz fn update --name hello --code hello.mjs
+  fizz fn update --name shop --src ./shop      # returns once the new build serves every request
   fizz fn get --name hello --code > hello.mjs`,
     );
 
   withSpecOptions(
-    fn
-      .command("create")
-      .description("create a function from a code file, optionally with an HTTP route to it")
-      .requiredOption("--name <name>", "function name")
-      .requiredOption("--env <environment>", "environment to run in (same namespace)")
-      .requiredOption("--code <file>", "the function's source file"),
+    withSourceOptions(
+      fn
+        .command("create")
+        .description(
+          "create a function from a code file or a package, optionally with an HTTP route to it",
+        )
+        .requiredOption("--name <name>", "function name")
+        .requiredOption("--env <environment>", "environment to run in (same namespace)")
+        .option("--code <file>", "the function's source file (one file, no build)"),
+    ),
+    false,
   )
     .option(
       "--route <path>",
@@ -70,13 +91,30 @@ Examples:
       if (opts.method && opts.route === undefined) {
         cmd.error("error: --method only applies together with --route", { exitCode: 2 });
       }
+      checkSourceFlags(cmd, opts, true);
       const ctx = context(cmd);
       // Read the file before any request, so a typo in the path changes nothing.
-      const spec = await specFrom(opts, ctx.codeMaxBytes);
-      const created = await ctx.registry.create<FunctionObject>("functions", {
-        name: opts.name,
-        spec,
-      });
+      const spec = await specFrom(opts, ctx.codeMaxBytes, false);
+      if (opts.pkg !== undefined) spec.package = { name: opts.pkg };
+      // The package first: the function can only point at a package that has a build.
+      const made =
+        opts.src !== undefined || opts.deploy !== undefined
+          ? await createPackageFor(ctx, opts.name, opts.env, opts)
+          : undefined;
+      if (made) spec.package = { name: opts.name };
+      let created: FunctionObject;
+      try {
+        created = await ctx.registry.create<FunctionObject>("functions", { name: opts.name, spec });
+      } catch (err) {
+        if (!made) throw err;
+        const problem = await made.undo();
+        throw withHint(
+          err,
+          problem
+            ? `Package "${opts.name}" was created but could not be removed again: ${problem}`
+            : `Package "${opts.name}" was removed again.`,
+        );
+      }
       if (opts.route === undefined) {
         confirm(ctx, created, `function "${opts.name}" created`);
         return;
@@ -115,21 +153,42 @@ Examples:
     });
 
   withSpecOptions(
-    fn
-      .command("update")
-      .description("change a function; only the given fields change")
-      .requiredOption("--name <name>", "function name")
-      .option("--env <environment>", "environment to run in")
-      .option("--code <file>", "new source file"),
-  ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
+    withSourceOptions(
+      fn
+        .command("update")
+        .description(
+          "change a function; only the given fields change (--src/--deploy: its package is rebuilt)",
+        )
+        .requiredOption("--name <name>", "function name")
+        .option("--env <environment>", "environment to run in")
+        .option("--code <file>", "new source file (replaces a package)"),
+    ),
+    true,
+  ).action(async (opts: NameOptions & SpecOptions & SourceOptions, cmd: Command) => {
+    checkSourceFlags(cmd, opts, false);
     const ctx = context(cmd);
-    const spec = await specFrom(opts, ctx.codeMaxBytes);
-    if (Object.keys(spec).length === 0) {
+    const spec = await specFrom(opts, ctx.codeMaxBytes, true);
+    if (spec.code) spec.package = null;
+    if (opts.pkg !== undefined) Object.assign(spec, { package: { name: opts.pkg }, code: null });
+    const rebuilt = opts.src !== undefined || opts.deploy !== undefined;
+    if (!rebuilt && Object.keys(spec).length === 0) {
       cmd.error(
-        "error: nothing to update: give at least one of --code, --env, --entrypoint, --concurrency, " +
-          "--min-instances, --max-instances, --timeout, --idle-timeout",
+        "error: nothing to update: give at least one of --code, --src, --deploy, --pkg, --env, " +
+          "--entrypoint, --env-var, --secret, --configmap, --concurrency, --min-instances, " +
+          "--max-instances, --timeout, --idle-timeout",
         { exitCode: 2 },
       );
+    }
+    if (rebuilt) Object.assign(spec, await updatePackageOf(ctx, opts.name, opts, opts.env));
+    if (Object.keys(spec).length === 0) {
+      // Only the package changed; the registry already moved the function to the new build.
+      const current = await ctx.registry.get<FunctionObject>("functions", opts.name);
+      confirm(
+        ctx,
+        current,
+        `function "${opts.name}" updated: package "${current.spec.package?.name ?? opts.name}" rebuilt (revision ${current.metadata.revision})`,
+      );
+      return;
     }
     const updated = await ctx.registry.update<FunctionObject>("functions", opts.name, { spec });
     confirm(
@@ -163,11 +222,11 @@ Examples:
 }
 
 /** Options shared by create and update; the required ones differ, so they are declared there. */
-function withSpecOptions(cmd: Command): Command {
-  return cmd
+function withSpecOptions(cmd: Command, update: boolean): Command {
+  return withConfigOptions(cmd, update)
     .option(
       "--entrypoint <name>",
-      "function to call (default: main in Python, the default export in Node)",
+      'function to call: "fn", "file.fn" or "dir/file.fn" (default: main.main in Python, the default export in Node)',
     )
     .option(
       "--concurrency <n>",
@@ -189,8 +248,12 @@ function withSpecOptions(cmd: Command): Command {
 }
 
 /** Only the given options: on create the registry fills defaults, on update the rest stays. */
-async function specFrom(opts: SpecOptions, codeMaxBytes: number): Promise<WritableSpec> {
-  const spec: WritableSpec = {};
+async function specFrom(
+  opts: SpecOptions,
+  codeMaxBytes: number,
+  update: boolean,
+): Promise<WritableSpec> {
+  const spec: WritableSpec = { ...configSpec(opts, update) };
   if (opts.env !== undefined) spec.environment = opts.env;
   if (opts.code !== undefined) spec.code = await readCodeFile(opts.code, codeMaxBytes);
   if (opts.entrypoint !== undefined) spec.entrypoint = opts.entrypoint;
@@ -248,7 +311,7 @@ function printList(ctx: Context, items: FunctionObject[], raw: unknown): void {
       items.map((f) => [
         f.metadata.name,
         cell(f.spec.environment),
-        cell(f.spec.code?.filename),
+        f.spec.package ? `pkg:${f.spec.package.name}` : cell(f.spec.code?.filename),
         cell(f.spec.concurrency),
         cell(f.spec.minInstances),
         cell(f.spec.maxInstances),
@@ -268,8 +331,19 @@ function renderFunction(ctx: Context, f: FunctionObject): string {
     f,
     [
       ["Environment", cell(f.spec.environment)],
-      ["Code", code ? `${code.filename}${codeInfo ? ` (${codeInfo})` : ""}` : NONE],
+      f.spec.package
+        ? ["Package", packageInfo(f.spec.package)]
+        : ["Code", code ? `${code.filename}${codeInfo ? ` (${codeInfo})` : ""}` : NONE],
       ["Entrypoint", f.spec.entrypoint ?? "(runtime default)"],
+      // Env values are the user's own settings (secrets belong in --secret), so they are shown.
+      [
+        "Env",
+        Object.entries(f.spec.env ?? {})
+          .map(([k, v]) => `${k}=${v}`)
+          .join(", ") || NONE,
+      ],
+      ["Secrets", f.spec.secrets?.join(", ") || NONE],
+      ["ConfigMaps", f.spec.configmaps?.join(", ") || NONE],
       [
         "Concurrency",
         f.spec.concurrency === undefined ? "(environment default)" : String(f.spec.concurrency),
@@ -281,6 +355,11 @@ function renderFunction(ctx: Context, f: FunctionObject): string {
     ],
     ctx.now(),
   );
+}
+
+function packageInfo(pkg: NonNullable<FunctionObject["spec"]["package"]>): string {
+  const d = pkg.deployment;
+  return d ? `${pkg.name} (deployment ${d.digest}, ${formatBytes(d.size)})` : pkg.name;
 }
 
 function seconds(value: number | undefined): string {

@@ -56,6 +56,8 @@ const KINDS = {
   mqtriggers: "MessageQueueTrigger",
   timetriggers: "TimeTrigger",
   watchtriggers: "WatchTrigger",
+  secrets: "Secret",
+  configmaps: "ConfigMap",
 };
 
 /** An object the way the registry answers it. */
@@ -83,4 +85,18 @@ export function apiObject<Spec extends object>(
 
 export function apiError(code: string, message: string, field?: string) {
   return { error: { code, message, ...(field ? { field } : {}), retryable: false } };
+}
+
+/** A package as the registry answers it: the spec a client wrote and the status it owns. */
+export function pkgObject(
+  name: string,
+  spec: Record<string, unknown>,
+  status: Record<string, unknown> | undefined,
+  revision = 1,
+) {
+  return {
+    ...apiObject("functions", name, spec, { revision }),
+    kind: "Package",
+    ...(status ? { status } : {}),
+  };
 }
