@@ -3,6 +3,9 @@ import { existsSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import path from "node:path";
 import { expect } from "chai";
+import { ARCHIVE_BUCKET, archiveObjectName } from "@fizz/events";
+import { Objm } from "@nats-io/obj";
+import { connect as connectNats } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { startPlatform, type Platform } from "../e2e/helpers";
 
@@ -114,6 +117,9 @@ const DOCUMENTED = new Set([
   "TMPDIR",
   "LANG",
   "TZ",
+  // Where the function finds its secrets and configmaps (docs/runtime-contract.md).
+  "FIZZ_SECRETS_DIR",
+  "FIZZ_CONFIGS_DIR",
 ]);
 
 describe("containment: a function cannot reach other functions, the platform's files or its bus", function () {
@@ -295,7 +301,7 @@ describe("containment: a function cannot reach other functions, the platform's f
     expect(set.outcome).to.match(/-NOAUTH|-NOPERM|-WRONGPASS/);
   });
 
-  it("never serves a code blob that was tampered with in Redis", async () => {
+  it("never serves a code blob that was tampered with in the store", async () => {
     const source = "module.exports = async () => 'genuine';\n";
     await p.file("genuine.js", source);
     await ok(
@@ -310,14 +316,24 @@ describe("containment: a function cannot reach other functions, the platform's f
       "--route",
       "/genuine",
     );
-    const hex = createHash("sha256").update(source).digest("hex");
-    // The attacker with Redis access (what the locks above now prevent) overwrites the blob.
-    const redis = await storeClient();
+    const digest = `sha256:${createHash("sha256").update(source).digest("hex")}`;
+    // The attacker with write access to the Object Store (a leaked service credential; the
+    // gateway and the app user are denied `$O.>`) replaces the blob under its content name.
+    const asRegistry = new URL(p.natsUrlAs("registry"));
+    const nc = await connectNats({
+      servers: `${asRegistry.hostname}:${asRegistry.port}`,
+      user: decodeURIComponent(asRegistry.username),
+      pass: decodeURIComponent(asRegistry.password),
+    });
     try {
-      expect(await redis.exists(`fizz:v1:code:${hex}`)).to.equal(1);
-      await redis.set(`fizz:v1:code:${hex}`, "module.exports = async () => 'owned';\n");
+      const objects = await new Objm(nc).open(ARCHIVE_BUCKET);
+      expect(await objects.info(archiveObjectName(digest))).to.not.equal(null);
+      await objects.putBlob(
+        { name: archiveObjectName(digest) },
+        new TextEncoder().encode("module.exports = async () => 'owned';\n"),
+      );
     } finally {
-      redis.disconnect();
+      await nc.close();
     }
     const res = await fetch(`${p.gatewayUrl}/genuine`);
     const text = await res.text();
