@@ -37,8 +37,8 @@ export function createBuildRunner(
   logger: Logger,
 ): BuildRunner | undefined {
   if (config.build.concurrency === 0) return undefined;
-  // Builder pods are not there yet: a poolkeeper in a pod must not run user builds in itself.
-  if (config.backend === "kubernetes") return undefined;
+  // A poolkeeper in a pod never runs user builds in itself: each build gets a builder pod.
+  if (config.backend === "kubernetes") return lazyPodRunner(config, logger);
   return new ProcessBuildRunner({
     dir: config.build.dir,
     isolation: config.isolation,
@@ -49,6 +49,35 @@ export function createBuildRunner(
   });
 }
 export type { BuildRunner, BuildInput, BuildResult } from "./runner";
+
+/**
+ * The kubernetes backend's PodBuildRunner, loaded at the first build: @kubernetes/client-node is
+ * imported only where that backend runs (see createBackend in ../index.ts).
+ */
+function lazyPodRunner(config: PoolkeeperConfig, logger: Logger): BuildRunner {
+  let runner: Promise<BuildRunner> | undefined;
+  const load = () =>
+    (runner ??= Promise.all([import("./pod-runner"), import("@fizz/kit/kube")]).then(
+      ([{ PodBuildRunner }, { loadKubeConfig }]) => {
+        const k = config.kubernetes;
+        return new PodBuildRunner({
+          kubeConfig: loadKubeConfig(k),
+          namespace: k.namespace,
+          resources: k.resources,
+          imagePullPolicy: k.imagePullPolicy,
+          runAsUser: k.runAsUser,
+          startTimeoutMs: k.startTimeoutMs,
+          logger,
+        });
+      },
+    ));
+  return {
+    build: async (input) => (await load()).build(input),
+    close: async () => {
+      if (runner) await (await runner).close?.();
+    },
+  };
+}
 
 export interface BuildDeps {
   nc: NatsConnection;
