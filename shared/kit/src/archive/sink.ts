@@ -1,4 +1,13 @@
-import { constants, createWriteStream, linkSync, mkdirSync, openSync, symlinkSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  createWriteStream,
+  linkSync,
+  mkdirSync,
+  openSync,
+  symlinkSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
@@ -98,6 +107,27 @@ export class ExtractSink {
     }
     const rel = this.claim(name, segments, "file");
     linkSync(join(this.root, targetRel), join(this.root, rel));
+  }
+
+  /**
+   * A small file whose data is already in memory, written synchronously. Most files of a package
+   * (a node_modules tree) are a few KiB: going through a stream pipeline and the thread pool for
+   * each cost milliseconds per file, which made a few thousand files take seconds.
+   */
+  fileBytes(name: string, mode: number | undefined, data: Buffer): void {
+    this.count(name);
+    const segments = this.prepare(name);
+    if (segments.length === 0) throw new ArchiveError(name, "empty or invalid name");
+    const rel = this.claim(name, segments, "file");
+    this.add(name, data.length);
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+    const fd = openSync(join(this.root, rel), flags, safeFileMode(mode));
+    try {
+      let off = 0;
+      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** Streams one file's data to disk, counting bytes as they pass. */

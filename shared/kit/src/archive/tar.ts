@@ -1,4 +1,5 @@
 import { basename } from "node:path";
+import { setMaxListeners } from "node:events";
 import { createReadStream } from "node:fs";
 import { Parser, type ReadEntry } from "tar";
 import { ArchiveError } from "./errors.js";
@@ -6,6 +7,8 @@ import type { ExtractSink } from "./sink.js";
 
 const FILE_TYPES = new Set(["File", "OldFile", "ContiguousFile"]);
 const DEVICE_TYPES = new Set(["CharacterDevice", "BlockDevice", "FIFO"]);
+/** Files up to this size are gathered in memory and written in one synchronous call. */
+const SMALL_FILE_BYTES = 256 * 1024;
 
 /**
  * Streams a .tar or .tar.gz (the parser recognises gzip) from the file through the sink. Entries
@@ -16,6 +19,9 @@ export function extractTar(path: string, sink: ExtractSink): Promise<void> {
     const input = createReadStream(path);
     const pending: Promise<void>[] = [];
     const abort = new AbortController();
+    // One listener per large file still being written: the parser moves on once a file's data is
+    // read, so many writes can be settling at once. Not a leak; each goes when its write ends.
+    setMaxListeners(0, abort.signal);
     let failed = false;
     const fail = (err: unknown): void => {
       if (failed) return;
@@ -43,6 +49,26 @@ export function extractTar(path: string, sink: ExtractSink): Promise<void> {
       }
       try {
         const name = entry.path;
+        if (FILE_TYPES.has(entry.type) && entry.size <= SMALL_FILE_BYTES) {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          entry.on("data", (chunk: Buffer) => {
+            size += chunk.length;
+            // The header's size bounds the data; more than it claims is a malformed archive.
+            if (size <= SMALL_FILE_BYTES) chunks.push(chunk);
+          });
+          entry.on("end", () => {
+            if (failed) return;
+            try {
+              if (size > SMALL_FILE_BYTES)
+                throw new ArchiveError(name, "malformed archive", "more data than its header");
+              sink.fileBytes(name, entry.mode, Buffer.concat(chunks, size));
+            } catch (err) {
+              fail(err);
+            }
+          });
+          return;
+        }
         if (FILE_TYPES.has(entry.type)) {
           pending.push(
             sink
