@@ -1,11 +1,10 @@
 /** `fizz fn ...`: functions are user code bound to an environment, with their scaling limits. */
 import type { Command } from "commander";
 import { readCodeFile } from "../code.js";
-import { confirm, reportEmpty, type Context, type ContextFactory } from "../context.js";
+import { confirm, type Context, type ContextFactory } from "../context.js";
 import { ApiError, withHint } from "../errors.js";
 import { collectMethods, parseInteger, parseSeconds } from "../options.js";
-import { cell, formatBytes, NONE, printJson, renderTable } from "../output.js";
-import { renderObject, trailingCells } from "../present.js";
+import { printJson } from "../output.js";
 import type { CodeUpload, FunctionObject, FunctionSpec, HttpTrigger } from "../types.js";
 import {
   checkSourceFlags,
@@ -17,7 +16,8 @@ import {
   type ConfigOptions,
   type SourceOptions,
 } from "./fn-source.js";
-import { functionUrl, registerFnTest } from "./fn-test.js";
+import { registerFnTest } from "./fn-test.js";
+import { printList, renderFunction } from "./fn-view.js";
 import { describeRoute } from "./route.js";
 
 interface NameOptions {
@@ -299,69 +299,4 @@ async function createRoute(
       `The route was not created, so function "${name}" was removed again.`,
     );
   }
-}
-
-function printList(ctx: Context, items: FunctionObject[], raw: unknown): void {
-  if (ctx.output === "json") return printJson(ctx.stdout, raw);
-  if (items.length === 0) return reportEmpty(ctx, "functions");
-  const now = ctx.now();
-  ctx.stdout.write(
-    renderTable(
-      ["NAME", "ENV", "CODE", "CONCURRENCY", "MIN", "MAX", "TIMEOUT", "REVISION", "AGE"],
-      items.map((f) => [
-        f.metadata.name,
-        cell(f.spec.environment),
-        f.spec.package ? `pkg:${f.spec.package.name}` : cell(f.spec.code?.filename),
-        cell(f.spec.concurrency),
-        cell(f.spec.minInstances),
-        cell(f.spec.maxInstances),
-        seconds(f.spec.timeoutSeconds),
-        ...trailingCells(f, now),
-      ]),
-    ),
-  );
-}
-
-function renderFunction(ctx: Context, f: FunctionObject): string {
-  const { code } = f.spec;
-  const codeInfo = [code?.size !== undefined ? `${code.size} bytes` : undefined, code?.digest]
-    .filter((part) => part !== undefined)
-    .join(", ");
-  return renderObject(
-    f,
-    [
-      ["Environment", cell(f.spec.environment)],
-      f.spec.package
-        ? ["Package", packageInfo(f.spec.package)]
-        : ["Code", code ? `${code.filename}${codeInfo ? ` (${codeInfo})` : ""}` : NONE],
-      ["Entrypoint", f.spec.entrypoint ?? "(runtime default)"],
-      // Env values are the user's own settings (secrets belong in --secret), so they are shown.
-      [
-        "Env",
-        Object.entries(f.spec.env ?? {})
-          .map(([k, v]) => `${k}=${v}`)
-          .join(", ") || NONE,
-      ],
-      ["Secrets", f.spec.secrets?.join(", ") || NONE],
-      ["ConfigMaps", f.spec.configmaps?.join(", ") || NONE],
-      [
-        "Concurrency",
-        f.spec.concurrency === undefined ? "(environment default)" : String(f.spec.concurrency),
-      ],
-      ["Instances", `min ${cell(f.spec.minInstances)}, max ${cell(f.spec.maxInstances)}`],
-      ["Timeout", seconds(f.spec.timeoutSeconds)],
-      ["Idle timeout", seconds(f.spec.idleTimeoutSeconds)],
-      ["Invoke", functionUrl(ctx, f.metadata.name)],
-    ],
-    ctx.now(),
-  );
-}
-
-function packageInfo(pkg: NonNullable<FunctionObject["spec"]["package"]>): string {
-  const d = pkg.deployment;
-  return d ? `${pkg.name} (deployment ${d.digest}, ${formatBytes(d.size)})` : pkg.name;
-}
-
-function seconds(value: number | undefined): string {
-  return value === undefined ? NONE : `${value}s`;
 }
