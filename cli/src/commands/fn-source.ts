@@ -34,7 +34,7 @@ export function withSourceOptions(cmd: Command): Command {
     .option("--build-cmd <command>", "with --src: build command instead of the default build")
     .option(
       "--wait-timeout <seconds>",
-      `how long to wait for the package's build (default ${DEFAULT_WAIT_SECONDS})`,
+      "how long to wait for the package's build",
       parseSeconds,
       DEFAULT_WAIT_SECONDS,
     );

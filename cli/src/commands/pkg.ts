@@ -217,7 +217,7 @@ export function withWaitOptions(cmd: Command): Command {
     .option("--no-wait", "return once the package is written, without waiting for the build")
     .option(
       "--wait-timeout <seconds>",
-      `how long to wait for the build (default ${DEFAULT_WAIT_SECONDS})`,
+      "how long to wait for the build",
       parseSeconds,
       DEFAULT_WAIT_SECONDS,
     );
