@@ -115,7 +115,7 @@ describe("fizz fn with packages, env vars, secrets and configmaps", () => {
       expect(result.stdout).to.equal('function "shop" created\n');
     });
 
-    it("does not create the function when the build fails: log tail, package removed, exit 1", async () => {
+    it("does not create the function when the build fails: log tail, package kept for pkg info, exit 1", async () => {
       registry.on("POST", `${NS}/archives?use=source`, { status: 201, json: { archive: SOURCE } });
       registry.on("POST", PACKAGES, { status: 201, json: pkg("shop", { buildState: "pending" }) });
       registry.on("GET", `${PACKAGES}/shop`, {
@@ -125,7 +125,6 @@ describe("fizz fn with packages, env vars, secrets and configmaps", () => {
           message: "pip install failed (exit status 1)",
         }),
       });
-      registry.on("DELETE", `${PACKAGES}/shop`, { json: pkg("shop", { buildState: "failed" }) });
 
       const result = await cli("fn", "create", "--name", "shop", "--env", "python", "--src", src);
 
@@ -134,13 +133,36 @@ describe("fizz fn with packages, env vars, secrets and configmaps", () => {
         `POST ${NS}/archives?use=source`,
         `POST ${PACKAGES}`,
         `GET ${PACKAGES}/shop`,
-        `DELETE ${PACKAGES}/shop`,
       ]);
       expect(result.stderr).to.include("satisfies the requirement nope\n");
       expect(result.stderr).to.include(
         'Error: the build of package "shop" failed: pip install failed (exit status 1)\n' +
-          'The function was not created, and package "shop" was removed again.\n',
+          'The function was not created. Package "shop" keeps the failed build\'s log (fizz pkg info --name shop); fix the source and run the command again.\n',
       );
+    });
+
+    it("reuses the package a failed fn create left behind when run again", async () => {
+      registry.on("POST", `${NS}/archives?use=source`, { status: 201, json: { archive: SOURCE } });
+      registry.on("POST", PACKAGES, {
+        status: 409,
+        json: { error: { code: "ALREADY_EXISTS", message: 'package "shop" already exists' } },
+      });
+      registry.on("GET", `${PACKAGES}/shop`, {
+        json: pkg("shop", { buildState: "failed", message: "exit 1" }),
+      });
+      registry.on("PATCH", `${PACKAGES}/shop`, {
+        json: pkg("shop", { buildState: "pending" }),
+      });
+
+      const result = await cli("fn", "create", "--name", "shop", "--env", "python", "--src", src);
+
+      expect(registry.calls().slice(0, 4)).to.deep.equal([
+        `POST ${NS}/archives?use=source`,
+        `POST ${PACKAGES}`,
+        `GET ${PACKAGES}/shop`,
+        `PATCH ${PACKAGES}/shop`,
+      ]);
+      expect(result.stderr).to.not.include("exists; use --pkg");
     });
 
     it("removes the package again when the registry refuses the function", async () => {

@@ -211,30 +211,32 @@ describe("packages and builds, end to end", function () {
     expect(fn.code, "no function was created").to.not.equal(0);
     expect(fn.stderr + fn.stdout).to.match(/not found|NOT_FOUND/i);
 
-    // A package made on its own keeps its failed state and log for `fizz pkg info`.
-    const made = await p.fizz(
-      "pkg",
-      "create",
-      "--name",
-      "failing-pkg",
-      "--env",
-      "python",
-      "--src",
-      src,
-      "--build-cmd",
-      buildCmd,
-    );
-    expect(made.code, made.stdout + made.stderr).to.not.equal(0);
-    const pkg = await pkgInfo("failing-pkg");
+    // The failed package stays, so `fizz pkg info` shows why (the CLI says so).
+    expect(r.stderr).to.include("fizz pkg info --name failing");
+    const pkg = await pkgInfo("failing");
     expect(pkg.status.buildState).to.equal("failed");
     expect(pkg.status.buildLog)
       .to.match(/FAILMARK-out/)
       .and.to.match(/FAILMARK-err/);
     expect(pkg.status.message ?? "").to.match(/7|exit/);
-    const table = await ok("pkg", "info", "--name", "failing-pkg");
+    const table = await ok("pkg", "info", "--name", "failing");
     expect(table.stdout)
       .to.match(/failed/)
       .and.to.match(/FAILMARK-err/);
+
+    // Run again with the source fixed: the leftover package is reused and the function made.
+    const again = await p.fizz(
+      "fn",
+      "create",
+      "--name",
+      "failing",
+      "--env",
+      "python",
+      "--src",
+      src,
+    );
+    expect(again.code, again.stdout + again.stderr).to.equal(0);
+    expect((await pkgInfo("failing")).status.buildState).to.equal("succeeded");
   });
 
   it("a build over its time limit (builder timeoutSeconds: 2, sleep 30) is reported failed, timed out, within seconds", async () => {

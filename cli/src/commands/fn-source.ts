@@ -105,7 +105,8 @@ function flagKey(flag: (typeof SOURCE_FLAGS)[number]): "code" | "src" | "deploy"
 /**
  * `fn create --src/--deploy`: uploads, creates package `name` and waits for its build. Returns a
  * function that removes the package again, for when the function cannot be made after all.
- * On a failed build the package is removed before the error (with the log tail) is thrown.
+ * A failed build keeps the package, so `fizz pkg info` shows its log; running the command again
+ * with fixed sources reuses such a package (failed, never built, used by no function).
  */
 export async function createPackageFor(
   ctx: Context,
@@ -114,12 +115,18 @@ export async function createPackageFor(
   opts: SourceOptions,
 ): Promise<{ undo: () => Promise<string | undefined> }> {
   const { spec, awaited } = await uploadArchiveFlags(ctx, opts, false);
-  await ctx.registry.create<PackageObject>("packages", { name, spec: { environment, ...spec } });
+  await createOrReuse(ctx, name, { environment, ...spec });
   const undo = () => removePackage(ctx, name);
   if (!awaited) return { undo };
   try {
     await waitForPackage(ctx, name, awaited, opts.waitTimeout);
   } catch (err) {
+    if (err instanceof BuildFailedError) {
+      throw withHint(
+        err,
+        `The function was not created. Package "${name}" keeps the failed build's log (fizz pkg info --name ${name}); fix the source and run the command again.`,
+      );
+    }
     const problem = await undo();
     throw withHint(
       err,
@@ -129,6 +136,33 @@ export async function createPackageFor(
     );
   }
   return { undo };
+}
+
+/** Creates the package; a leftover of an earlier failed `fn create --src` is updated instead. */
+async function createOrReuse(
+  ctx: Context,
+  name: string,
+  spec: Record<string, unknown>,
+): Promise<void> {
+  try {
+    await ctx.registry.create<PackageObject>("packages", { name, spec });
+    return;
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.code !== "ALREADY_EXISTS") throw err;
+    const existing = await ctx.registry.get<PackageObject>("packages", name);
+    const leftover =
+      existing.status?.buildState === "failed" && existing.status.deployment === undefined;
+    if (!leftover) {
+      throw withHint(
+        err,
+        `Package "${name}" exists; use --pkg ${name} to run it, or fizz pkg update to change it.`,
+      );
+    }
+    // What this run did not give is unset, so nothing of the failed attempt carries over.
+    await ctx.registry.update<PackageObject>("packages", name, {
+      spec: { source: null, deployment: null, buildCommand: null, ...spec },
+    });
+  }
 }
 
 /** Best effort; returns why the package could not be deleted, if it could not. */
