@@ -239,6 +239,18 @@ describe("builder pods (kubernetes backend, k8s-lite + procnode)", function () {
     expect(r.deployment).to.equal(undefined);
   });
 
+  it("re-checks the pod's deployment: a link out of it fails the build, nothing is stored", async () => {
+    await requestBuild(
+      "escapes",
+      await upload({ "index.js": "module.exports = () => 1;\n" }),
+      'cp index.js "$DEPLOY_PKG/" && ln -s /etc/passwd "$DEPLOY_PKG/passwd"',
+    );
+    const r = await finalReport("escapes");
+    expect(r.state).to.equal("failed");
+    expect(r.message).to.match(/deployment refused: .*symlink target escapes/);
+    expect(r.deployment).to.equal(undefined);
+  });
+
   it("leaves no builder pod behind", async () => {
     await waitFor(
       async () => (await builderPods()).filter((p) => !p.metadata?.deletionTimestamp).length === 0,
