@@ -1,12 +1,11 @@
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import path from "node:path";
 import { expect } from "chai";
 import { ARCHIVE_BUCKET, archiveObjectName } from "@fizz/events";
 import { Objm } from "@nats-io/obj";
 import { connect as connectNats } from "@nats-io/transport-node";
-import { Redis } from "ioredis";
 import { startPlatform, type Platform } from "../e2e/helpers";
 
 /**
@@ -156,30 +155,6 @@ describe("containment: a function cannot reach other functions, the platform's f
       s.on("close", () => resolve(got));
       setTimeout(() => (s.destroy(), resolve(got)), 1500);
     });
-  }
-
-  /** A store client as the registry: the attacker's write needs someone allowed to write. */
-  async function storeClient(): Promise<Redis> {
-    const plain = new Redis(p.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    plain.on("error", () => undefined);
-    try {
-      await plain.connect();
-      await plain.ping();
-      return plain;
-    } catch {
-      plain.disconnect();
-    }
-    const creds = JSON.parse(readFileSync(path.join(dataDir, "credentials.json"), "utf8")) as {
-      redis: Record<string, string>;
-    };
-    const c = new Redis(p.redisUrl, {
-      username: "registry",
-      password: creds.redis.registry,
-      lazyConnect: true,
-      maxRetriesPerRequest: 1,
-    });
-    await c.connect();
-    return c;
   }
 
   before(async () => {
