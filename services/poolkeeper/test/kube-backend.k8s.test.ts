@@ -68,9 +68,26 @@ describe("poolkeeper kubernetes backend (k8s-lite + procnode)", function () {
         capabilities: { drop: ["ALL"] },
       });
       expect(c.env!.map((e) => e.name).sort()).to.deep.equal(
-        ["FIZZ_INSTANCE_ID", "FIZZ_SPECIALIZE_TOKEN", "HOME", "PORT", "PYTHONUNBUFFERED"].sort(),
+        [
+          "FIZZ_INSTANCE_ID",
+          "FIZZ_SPECIALIZE_TOKEN",
+          "FIZZ_SECRETS_DIR",
+          "FIZZ_CONFIGS_DIR",
+          "HOME",
+          "PORT",
+          "PYTHONUNBUFFERED",
+        ].sort(),
       );
-      expect(pod.spec!.volumes!.map((v) => v.name).sort()).to.deep.equal(["tmp", "userfunc"]);
+      expect(pod.spec!.volumes!.map((v) => v.name).sort()).to.deep.equal([
+        "configs",
+        "secrets",
+        "tmp",
+        "userfunc",
+      ]);
+      // Secret values live in memory only, as the apiserver stored the pod.
+      expect(pod.spec!.volumes!.find((v) => v.name === "secrets")?.emptyDir?.medium).to.equal(
+        "Memory",
+      );
       // No node yet: nothing runs them.
       expect(pod.status?.phase).to.equal("Pending");
     }
