@@ -36,7 +36,10 @@ describe("builder pods (pure parts)", () => {
   });
 
   it("reads a pod as ready only when Running, Ready and with an IP; a bad image fails at once", () => {
-    const pod = (status: V1Pod["status"]): V1Pod => ({ metadata: { name: "p" }, status });
+    const pod = (status: NonNullable<V1Pod["status"]>): V1Pod => ({
+      metadata: { name: "p" },
+      status,
+    });
     expect(builderPodState(pod({ phase: "Pending" })).kind).to.equal("waiting");
     expect(
       builderPodState(
