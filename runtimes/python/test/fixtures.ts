@@ -2,11 +2,7 @@
 // (in Python) the contract calls: see runtimes/contract/runtime-under-test.ts for what each must do.
 import { fileURLToPath } from "node:url";
 import { startRuntime } from "../../contract/harness.js";
-import type {
-  PackageFixtures,
-  RuntimeUnderTest,
-  Source,
-} from "../../contract/runtime-contract.js";
+import type { PackageFixtures, RuntimeUnderTest, Source } from "../../contract/runtime-contract.js";
 
 const SERVER = {
   name: "python",
@@ -100,7 +96,8 @@ const PACKAGES: PackageFixtures = {
     {
       what: "dir/mod.fn importing another module of its directory",
       files: {
-        "api/handlers.py": "from api.util import shout\n\ndef get(context):\n    return shout('nested')\n",
+        "api/handlers.py":
+          "from api.util import shout\n\ndef get(context):\n    return shout('nested')\n",
         "api/util.py": "def shout(s):\n    return s.upper()\n",
       },
       entrypoint: "api/handlers.get",
