@@ -35,14 +35,19 @@ describe("k8s/ manifests against a real kube-apiserver", function () {
     }
   });
 
-  it("grant the poolkeeper pods in its own namespace and nothing else", () => {
+  it("grant the poolkeeper pods, and get (only) on Secrets and ConfigMaps, in its own namespace", () => {
     const as = ["--as", "system:serviceaccount:fizz:fizz-poolkeeper"];
     k.kubectl("apply", "-f", path.join(K8S_DIR, "rbac.yaml"));
     const can = (...args: string[]) => k.kubectl("auth", "can-i", ...args, ...as).stdout.trim();
     expect(can("create", "pods", "-n", "fizz")).to.equal("yes");
     expect(can("watch", "pods", "-n", "fizz")).to.equal("yes");
     expect(can("create", "pods", "-n", "default")).to.equal("no");
-    expect(can("get", "secrets", "-n", "fizz")).to.equal("no");
+    // Function secrets: it reads one by name at specialization, never lists or changes them.
+    expect(can("get", "secrets", "-n", "fizz")).to.equal("yes");
+    expect(can("list", "secrets", "-n", "fizz")).to.equal("no");
+    expect(can("update", "secrets", "-n", "fizz")).to.equal("no");
+    expect(can("get", "secrets", "-n", "default")).to.equal("no");
+    expect(can("get", "configmaps", "-n", "fizz")).to.equal("yes");
     expect(can("create", "deployments", "-n", "fizz")).to.equal("no");
   });
 

@@ -18,10 +18,11 @@ import type { Logger } from "@fizz/kit";
 import type { ArchiveStore } from "@fizz/kit/archive-store";
 import type { BuildQueue } from "./builds";
 import { readConfig } from "./config-read";
+import type { Change, Decide } from "./changes";
 import { PackageLifecycle, checkArchivesStored, nextPackageStatus } from "./packages";
 import { checkNotInUse, checkReferences, notFound, resolvePackage, singular } from "./references";
 import { noSecretKey, type SecretBox } from "./secret-box";
-import type { Store, StoreReader, Writes } from "./store";
+import type { Store, Writes } from "./store";
 import type { TriggerRuleOptions } from "./trigger-rules";
 import {
   checkKind,
@@ -41,12 +42,7 @@ import {
  * so one left behind by a write that then failed is harmless, and a committed object never names
  * a blob that is not there.
  */
-export type ChangeOp = "created" | "updated" | "deleted";
-export interface Change {
-  kind: KindPlural;
-  op: ChangeOp;
-  object: AnyObject;
-}
+export type { Change, ChangeOp, Decide } from "./changes";
 
 export interface OperationsOptions extends ValidationOptions, TriggerRuleOptions {
   store: Store;
@@ -65,9 +61,6 @@ export interface CodeDownload {
   digest: string;
   bytes: Buffer;
 }
-
-/** Decides an update from the stored object; undefined writes nothing. */
-export type Decide = (current: AnyObject, r: StoreReader) => Promise<AnyObject | undefined>;
 
 export class Operations {
   readonly store: Store;

@@ -10,7 +10,7 @@ import {
   type PackageStatus,
 } from "@fizz/events";
 import type { ArchiveStore } from "@fizz/kit/archive-store";
-import type { Operations } from "./operations";
+import type { PackageHost } from "./changes";
 import { notFound, packageUsers } from "./references";
 import type { StoreReader } from "./store";
 
@@ -26,7 +26,7 @@ const MESSAGE_MAX = 4096;
 const ROLL_ROUNDS = 5;
 
 export class PackageLifecycle {
-  constructor(private readonly ops: Operations) {}
+  constructor(private readonly ops: PackageHost) {}
 
   /** Inside a PATCH's transaction: the status the new spec implies, and what must hold. */
   async decidePatch(

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { ARCHIVE_MAX_BYTES } from "@fizz/events";
-import { extractArchive } from "./index.js";
+import { extractArchive } from "./extract.js";
 import { resolveLimits, type ArchiveLimits } from "./limits.js";
 import { packDirectory } from "./pack.js";
 
