@@ -149,12 +149,21 @@ export const RESERVED_ENV = new Set([
   "LD_PRELOAD",
   "LD_LIBRARY_PATH",
 ]);
+/**
+ * Variables the C library and dynamic loader act on before any program code runs. A build's
+ * variables are set on `setpriv`, which starts as root and drops privileges only once loaded:
+ * LD_AUDIT or GCONV_PATH there would load a chosen library into a root process.
+ */
+const LOADER_ENV =
+  /^(LD_|GCONV_PATH$|LOCPATH$|NLSPATH$|GLIBC_TUNABLES$|MALLOC_|RESOLV_HOST_CONF$|HOSTALIASES$)/;
+
 export const envVarName = z
   .string()
   .max(256)
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a variable name (letters, digits, '_')")
   .refine((n) => !n.startsWith("FIZZ_"), "FIZZ_* variables are the platform's")
-  .refine((n) => !RESERVED_ENV.has(n), "is set by the platform");
+  .refine((n) => !RESERVED_ENV.has(n), "is set by the platform")
+  .refine((n) => !LOADER_ENV.test(n), "is read by the dynamic loader or C library, not allowed");
 
 /** The function's link to a package; `deployment` is copied in by the registry, never by a client. */
 export const FunctionPackageRef = z.object({

@@ -1,6 +1,6 @@
 import { subjects as buildSubjects } from "./subjects";
 import { DEFAULT_REDIS_PREFIX } from "./redis-keys";
-import { ARCHIVE_BUCKET } from "./packages";
+import { ARCHIVE_BUCKET, BUILD_STREAM } from "./packages";
 
 /**
  * Who may say what on the bus and touch what in the store, as data: the launcher turns it into the
@@ -67,6 +67,16 @@ export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermissio
   const registryReaders = [s.registryGet, s.registryList];
   // Object Store: chunks and metadata of the archive bucket, nothing else under $O.
   const archives = [...jsApi, `$O.${ARCHIVE_BUCKET}.>`];
+  // The JetStream API of the archive and build streams: services that need the API for their
+  // own streams (gateway, kubewatcher) must not read every function's code through it, nor purge
+  // or delete these streams. Covers STREAM.<op>.<s>, CONSUMER.<op>.<s>.…, DIRECT.GET.<s>.…,
+  // STREAM.MSG.GET.<s>, CONSUMER.MSG.NEXT.<s>.<consumer>.
+  const privateStreamApis = [`OBJ_${ARCHIVE_BUCKET}`, BUILD_STREAM.name].flatMap((st) => [
+    `$JS.API.*.*.${st}`,
+    `$JS.API.*.*.${st}.>`,
+    `$JS.API.*.*.*.${st}`,
+    `$JS.API.*.*.*.${st}.>`,
+  ]);
   const rule = (allow: string[], deny: string[] = []): SubjectRule => ({ allow, deny });
   return {
     registry: {
@@ -82,19 +92,22 @@ export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermissio
       allowResponses: true,
     },
     scheduler: {
-      publish: rule([
-        `${p}.poolkeeper.specialize`,
-        s.poolkeeperRetire,
-        s.poolkeeperList,
-        `${p}.scheduler.instances.>`,
-        // Timers fire through the invocations stream.
-        `${p}.invoke.>`,
-        ...registryReaders,
-        // KV writes only to its timer leader lock (reads go through $JS.API). The JetStream API
-        // grant still lets it manage streams: this is least privilege for KV, not a sandbox.
-        ...jsApi,
-        `$KV.${TIMER_LEADER_BUCKET}.>`,
-      ]),
+      publish: rule(
+        [
+          `${p}.poolkeeper.specialize`,
+          s.poolkeeperRetire,
+          s.poolkeeperList,
+          `${p}.scheduler.instances.>`,
+          // Timers fire through the invocations stream.
+          `${p}.invoke.>`,
+          ...registryReaders,
+          // KV writes only to its timer leader lock (reads go through $JS.API). The JetStream API
+          // grant still lets it manage streams: this is least privilege for KV, not a sandbox.
+          ...jsApi,
+          `$KV.${TIMER_LEADER_BUCKET}.>`,
+        ],
+        privateStreamApis,
+      ),
       subscribe: rule([
         s.poolkeeperInstanceAll,
         `${p}.scheduler.>`,
@@ -138,6 +151,7 @@ export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermissio
           s.registryBuildReport,
           s.buildRequested,
           "$O.>",
+          ...privateStreamApis,
         ],
       ),
       // Never another service's replies (the registry's sync requests are answered by publishing).
@@ -146,12 +160,15 @@ export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermissio
         [
           "$SYS.>",
           ...SERVICE_USERS.filter((u) => u !== "gateway").map((u) => `${serviceInboxPrefix(u)}.>`),
+          // Never see who asks for secret values or reports builds (nor answer in their place).
+          s.registryConfigRead,
+          s.registryBuildReport,
         ],
       ),
       allowResponses: true,
     },
     kubewatcher: {
-      publish: rule([`${p}.invoke.>`, ...registryReaders, ...js]),
+      publish: rule([`${p}.invoke.>`, ...registryReaders, ...js], privateStreamApis),
       subscribe: rule([`${p}.registry.changed.>`, ...inbox("kubewatcher")]),
       allowResponses: true,
     },

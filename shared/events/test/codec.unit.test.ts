@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { Codecs, ERROR_TYPE, FizzError, encodeError, type Codec } from "@fizz/events";
+import { Codecs, ERROR_TYPE, FizzError, encodeError, envVarName, type Codec } from "@fizz/events";
 
 const enc = new TextEncoder();
 const bytes = (v: unknown) => enc.encode(typeof v === "string" ? v : JSON.stringify(v));
@@ -153,8 +153,11 @@ describe("codecs", () => {
   it("has a codec for every subject the services use", () => {
     expect(Object.keys(Codecs).sort()).to.deep.equal(
       [
+        "buildRequested",
         "dead",
         "gatewayPresence",
+        "registryBuildReport",
+        "registryConfigRead",
         "invoke",
         "gatewaySync",
         "logs",
@@ -224,5 +227,68 @@ describe("update barrier codecs", () => {
     expect(() => Codecs.gatewayPresence.decode(raw))
       .to.throw(FizzError)
       .with.property("field", "data.intervalMs");
+  });
+});
+
+describe("package and build codecs", () => {
+  const digest = `sha256:${"a".repeat(64)}`;
+  const archive = { digest, size: 10 };
+  const fn = { namespace: "default", name: "shop", revision: 2 };
+  const env = { namespace: "default", name: "nodejs" };
+
+  it("round-trips a build request and a build report", () => {
+    const req = {
+      package: { namespace: "default", name: "shop", revision: 3 },
+      environment: env,
+      source: archive,
+      buildCommand: "./build.sh",
+    };
+    expect(Codecs.buildRequested.decode(Codecs.buildRequested.encode(req, "t")).data).to.deep.equal(
+      req,
+    );
+    const rep = { package: req.package, sourceDigest: digest, state: "failed", log: "x" } as const;
+    const c = Codecs.registryBuildReport.request;
+    expect(c.decode(c.encode(rep, "t")).data).to.deep.include(rep);
+  });
+
+  it("refuses a build report in an unknown state, naming the field", () => {
+    const c = Codecs.registryBuildReport.request;
+    const raw = c.encode(
+      {
+        package: { namespace: "default", name: "shop", revision: 1 },
+        sourceDigest: digest,
+        state: "done" as "failed",
+      },
+      "t",
+    );
+    const err = decodeError(c as Codec<unknown, unknown>, raw);
+    expect(err.code).to.equal("MALFORMED_MESSAGE");
+    expect(err.field).to.equal("data.state");
+  });
+
+  it("takes a specialize request with exactly one of code and archive", () => {
+    const c = Codecs.poolkeeperSpecialize.request;
+    const base = { environment: env, function: fn, concurrency: 5 };
+    const withArchive = { ...base, archive, env: { GREETING: "hi" }, secrets: ["db"] };
+    expect(c.decode(c.encode(withArchive, "t")).data).to.deep.include(withArchive);
+    const both = c.encode({ ...base, archive, code: { filename: "a.js", ...archive } }, "t");
+    expect(decodeError(c as Codec<unknown, unknown>, both).field).to.equal("data.code");
+    const neither = c.encode(base, "t");
+    expect(decodeError(c as Codec<unknown, unknown>, neither).code).to.equal("MALFORMED_MESSAGE");
+  });
+
+  it("refuses function env names the platform or the dynamic loader reads", () => {
+    for (const bad of [
+      "FIZZ_X",
+      "PATH",
+      "LD_PRELOAD",
+      "LD_AUDIT",
+      "GCONV_PATH",
+      "GLIBC_TUNABLES",
+      "1X",
+    ])
+      expect(envVarName.safeParse(bad).success, bad).to.equal(false);
+    for (const good of ["GREETING", "PIP_FIND_LINKS", "REDIS_URL", "_X"])
+      expect(envVarName.safeParse(good).success, good).to.equal(true);
   });
 });

@@ -143,6 +143,32 @@ describe("bus permissions", () => {
     expect(permits(perms.registry.subscribe, s.registryConfigRead)).to.equal(true);
     for (const user of ["scheduler", "kubewatcher"] as const)
       expect(permits(perms[user].publish, s.registryConfigRead), user).to.equal(false);
+    // Nor may the gateway see those requests (it subscribes to `>`).
+    expect(permits(perms.gateway.subscribe, s.registryConfigRead)).to.equal(false);
+  });
+
+  it("keeps services with JetStream access out of the archive and build streams' API", () => {
+    const perms = natsPermissions();
+    const apis = [
+      "$JS.API.CONSUMER.CREATE.OBJ_fizz_archives.c1.$O.fizz_archives.C.x",
+      "$JS.API.CONSUMER.CREATE.OBJ_fizz_archives",
+      "$JS.API.STREAM.PURGE.OBJ_fizz_archives",
+      "$JS.API.STREAM.DELETE.FIZZ_BUILDS",
+      "$JS.API.STREAM.MSG.GET.OBJ_fizz_archives",
+      "$JS.API.DIRECT.GET.OBJ_fizz_archives.$O.fizz_archives.M.x",
+      "$JS.API.CONSUMER.MSG.NEXT.FIZZ_BUILDS.builder",
+    ];
+    for (const user of ["gateway", "kubewatcher", "scheduler"] as const)
+      for (const api of apis)
+        expect(permits(perms[user].publish, api), `${user} ${api}`).to.equal(false);
+    // Their own streams stay reachable, and the owners keep theirs.
+    expect(permits(perms.gateway.publish, "$JS.API.CONSUMER.CREATE.FIZZ_INVOCATIONS")).to.equal(
+      true,
+    );
+    for (const api of apis) {
+      expect(permits(perms.poolkeeper.publish, api), `poolkeeper ${api}`).to.equal(true);
+      expect(permits(perms.registry.publish, api), `registry ${api}`).to.equal(true);
+    }
   });
 });
 

@@ -7,6 +7,9 @@ describe("subjects", () => {
   it("puts every subject under the default prefix fizz.v1", () => {
     expect(s.registryGet).to.equal("fizz.v1.registry.get");
     expect(s.registryList).to.equal("fizz.v1.registry.list");
+    expect(s.registryBuildReport).to.equal("fizz.v1.registry.build.report");
+    expect(s.registryConfigRead).to.equal("fizz.v1.registry.config.read");
+    expect(s.buildRequested).to.equal("fizz.v1.builds.requested");
     expect(s.schedulerLease).to.equal("fizz.v1.scheduler.lease");
     expect(s.schedulerReport).to.equal("fizz.v1.scheduler.report");
     expect(s.poolkeeperSpecialize).to.equal("fizz.v1.poolkeeper.specialize");
