@@ -261,7 +261,7 @@ describe("package and build codecs", () => {
       },
       "t",
     );
-    const err = decodeError(c as Codec<unknown, unknown>, raw);
+    const err = decodeError(c, raw);
     expect(err.code).to.equal("MALFORMED_MESSAGE");
     expect(err.field).to.equal("data.state");
   });
@@ -272,9 +272,9 @@ describe("package and build codecs", () => {
     const withArchive = { ...base, archive, env: { GREETING: "hi" }, secrets: ["db"] };
     expect(c.decode(c.encode(withArchive, "t")).data).to.deep.include(withArchive);
     const both = c.encode({ ...base, archive, code: { filename: "a.js", ...archive } }, "t");
-    expect(decodeError(c as Codec<unknown, unknown>, both).field).to.equal("data.code");
+    expect(decodeError(c, both).field).to.equal("data.code");
     const neither = c.encode(base, "t");
-    expect(decodeError(c as Codec<unknown, unknown>, neither).code).to.equal("MALFORMED_MESSAGE");
+    expect(decodeError(c, neither).code).to.equal("MALFORMED_MESSAGE");
   });
 
   it("refuses function env names the platform or the dynamic loader reads", () => {
