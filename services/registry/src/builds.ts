@@ -52,16 +52,21 @@ export async function ensureBuildStream(nc: NatsConnection, s: Subjects): Promis
 
 /** `<ns>/<name>/<sourceDigest>/<revision>`: a re-publish of one request is stored once. */
 export function buildMsgId(pkg: PackageObject, sourceDigest: string): string {
-  const { namespace, name, revision } = pkg.metadata;
-  return `${namespace}/${name}/${sourceDigest}/${revision}`;
+  const { namespace, name } = pkg.metadata;
+  return `${namespace}/${name}/${sourceDigest}/${buildRevisionOf(pkg)}`;
+}
+
+/** The revision that asked for the package's current build (status writes bump the revision). */
+export function buildRevisionOf(pkg: PackageObject): number {
+  return pkg.status.buildRevision ?? pkg.metadata.revision;
 }
 
 export function buildRequestOf(pkg: PackageObject): BuildRequest | undefined {
   const source = pkg.spec.source;
   if (!source) return undefined;
-  const { namespace, name, revision } = pkg.metadata;
+  const { namespace, name } = pkg.metadata;
   return {
-    package: { namespace, name, revision },
+    package: { namespace, name, revision: buildRevisionOf(pkg) },
     environment: { namespace, name: pkg.spec.environment },
     source,
     ...(pkg.spec.buildCommand !== undefined ? { buildCommand: pkg.spec.buildCommand } : {}),

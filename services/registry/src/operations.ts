@@ -141,7 +141,7 @@ export class Operations {
     } as AnyObject;
     if (obj.kind === "Package") {
       await checkArchivesStored(this.opts.archives, obj.spec);
-      obj = { ...obj, status: nextPackageStatus(undefined, obj.spec) };
+      obj = { ...obj, status: nextPackageStatus(undefined, obj.spec, obj.metadata.revision) };
     }
     const secretData = this.sealed(ns, input.name, input.secretData);
     if (input.code) await this.putCode(input.code);

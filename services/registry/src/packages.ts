@@ -45,7 +45,7 @@ export class PackageLifecycle {
         );
     }
     await checkArchivesStored(this.ops.opts.archives, next.spec);
-    return { ...next, status: nextPackageStatus(current, next.spec) };
+    return { ...next, status: nextPackageStatus(current, next.spec, next.metadata.revision) };
   }
 
   /** After a committed create or patch: ask for a build, or roll a new deployment out. */
@@ -57,8 +57,15 @@ export class PackageLifecycle {
     const deployment = pkg.spec.deployment;
     if (deployment && !deploymentApplied(pkg)) {
       return (
-        (await this.applyDeployment(pkg.metadata.namespace, pkg.metadata.name, deployment, () =>
-          compact({ buildState: "succeeded", deployment, buildLog: "" }),
+        (await this.applyDeployment(
+          pkg.metadata.namespace,
+          pkg.metadata.name,
+          deployment,
+          (cur) =>
+            cur.kind === "Package" &&
+            !cur.spec.source &&
+            cur.spec.deployment?.digest === deployment.digest,
+          () => compact({ buildState: "succeeded", deployment, buildLog: "" }),
         )) ?? pkg
       );
     }
@@ -74,7 +81,10 @@ export class PackageLifecycle {
           `package "${ns}/${name}" has no source to build (it was given a deployment)`,
           { field: "spec.source" },
         );
-      return Promise.resolve({ ...cur, status: pendingStatus(cur.spec, cur.status) });
+      return Promise.resolve({
+        ...cur,
+        status: pendingStatus(cur.spec, cur.status, cur.metadata.revision + 1),
+      });
     });
     if (!updated) notFound("packages", ns, name);
     await this.requestBuild(updated);
@@ -83,8 +93,14 @@ export class PackageLifecycle {
 
   async report(rep: BuildReport): Promise<BuildReportReply> {
     const { namespace: ns, name } = rep.package;
+    // The build this report is about is the package's current one, still under way: same
+    // source, asked by the same revision (not an older build command or a superseded rebuild),
+    // and not already finished (a redelivered request must not reopen a finished build).
     const fresh = (o: AnyObject): o is PackageObject =>
-      o.kind === "Package" && o.spec.source?.digest === rep.sourceDigest;
+      o.kind === "Package" &&
+      o.spec.source?.digest === rep.sourceDigest &&
+      (o.status.buildRevision ?? rep.package.revision) === rep.package.revision &&
+      (o.status.buildState === "pending" || o.status.buildState === "running");
     const at = this.ops.now().toISOString();
     const log = tail(rep.log ?? "", BUILD_LOG_MAX_CHARS);
     if (rep.state === "running") {
@@ -96,6 +112,7 @@ export class PackageLifecycle {
                 status: compact({
                   buildState: "running",
                   sourceDigest: rep.sourceDigest,
+                  buildRevision: cur.status.buildRevision,
                   deployment: cur.status.deployment,
                   buildLog: "",
                   startedAt: at,
@@ -112,21 +129,18 @@ export class PackageLifecycle {
       if (d && (await this.ops.opts.archives.has(d.digest))) {
         const pkg = await this.ops.store.get("packages", ns, name);
         if (!pkg || !fresh(pkg)) return { applied: false };
-        const done = await this.applyDeployment(ns, name, d, (cur) =>
-          cur.spec.source?.digest === rep.sourceDigest
-            ? compact({
-                buildState: "succeeded",
-                sourceDigest: rep.sourceDigest,
-                deployment: d,
-                buildLog: log,
-                startedAt: cur.status.startedAt,
-                finishedAt: at,
-              })
-            : // A newer source came meanwhile: its build is pending, but the functions were
-              // rolled to this deployment, which is what they run now.
-              { ...cur.status, deployment: d },
+        const done = await this.applyDeployment(ns, name, d, fresh, (cur) =>
+          compact({
+            buildState: "succeeded",
+            sourceDigest: rep.sourceDigest,
+            buildRevision: cur.status.buildRevision,
+            deployment: d,
+            buildLog: log,
+            startedAt: cur.status.startedAt,
+            finishedAt: at,
+          }),
         );
-        return { applied: done !== undefined && fresh(done) };
+        return { applied: done !== undefined };
       }
       message = d
         ? `the build reported deployment ${d.digest}, which is not in the archive store`
@@ -140,6 +154,7 @@ export class PackageLifecycle {
               status: compact({
                 buildState: "failed",
                 sourceDigest: rep.sourceDigest,
+                buildRevision: cur.status.buildRevision,
                 // What functions run stays: a failed build never takes a working one away.
                 deployment: cur.status.deployment,
                 buildLog: log,
@@ -158,18 +173,21 @@ export class PackageLifecycle {
    * Rolls `deployment` out to the package's functions, then writes the status `final` gives. A
    * function that got the old deployment meanwhile (created during the roll-out) sends it round
    * again, so the final status is only ever written when every function runs `deployment`.
+   * `wanted` says whether the package still asks for this deployment; checked in every write, so
+   * a roll-out overtaken by a newer build or deployment stops and never rolls functions back.
    */
   async applyDeployment(
     ns: string,
     name: string,
     deployment: ArchiveRef,
+    wanted: (cur: AnyObject) => boolean,
     final: (cur: PackageObject) => PackageStatus,
   ): Promise<PackageObject | undefined> {
     for (let round = 0; round < ROLL_ROUNDS; round++) {
-      await this.rollFunctions(ns, name, deployment);
+      await this.rollFunctions(ns, name, deployment, wanted);
       let again = false;
       const pkg = await this.ops.commitUpdate("packages", ns, name, async (cur, r) => {
-        if (cur.kind !== "Package") return undefined;
+        if (cur.kind !== "Package" || !wanted(cur)) return undefined;
         const stale = (await packageUsers(r, ns, name)).some(
           (f) => f.spec.package?.deployment?.digest !== deployment.digest,
         );
@@ -189,7 +207,12 @@ export class PackageLifecycle {
   }
 
   /** Every function of the package to `deployment`: one update each, then their events and barriers. */
-  async rollFunctions(ns: string, pkg: string, deployment: ArchiveRef): Promise<number> {
+  async rollFunctions(
+    ns: string,
+    pkg: string,
+    deployment: ArchiveRef,
+    wanted: (cur: AnyObject) => boolean,
+  ): Promise<number> {
     const users = await packageUsers(this.ops.store, ns, pkg);
     const rolled: AnyObject[] = [];
     for (const f of users) {
@@ -198,14 +221,18 @@ export class PackageLifecycle {
         "functions",
         ns,
         f.metadata.name,
-        (cur) =>
-          Promise.resolve(
-            cur.kind === "Function" &&
-              cur.spec.package?.name === pkg &&
-              cur.spec.package.deployment?.digest !== deployment.digest
-              ? { ...cur, spec: { ...cur.spec, package: { name: pkg, deployment } } }
-              : undefined,
-          ),
+        async (cur, r) => {
+          if (
+            cur.kind !== "Function" ||
+            cur.spec.package?.name !== pkg ||
+            cur.spec.package.deployment?.digest === deployment.digest
+          )
+            return undefined;
+          // In the same transaction: the package must still ask for this deployment.
+          const owner = await r.get("packages", ns, pkg);
+          if (!owner || !wanted(owner)) return undefined;
+          return { ...cur, spec: { ...cur.spec, package: { name: pkg, deployment } } };
+        },
         { quiet: true },
       );
       if (updated) rolled.push(updated);
@@ -255,10 +282,11 @@ export class PackageLifecycle {
 export function nextPackageStatus(
   current: PackageObject | undefined,
   spec: PackageSpec,
+  revision: number,
 ): PackageStatus {
   if (spec.source) {
     if (current && !buildInputsChanged(current.spec, spec)) return current.status;
-    return pendingStatus(spec, current?.status);
+    return pendingStatus(spec, current?.status, revision);
   }
   // A deployment given on create has no function to roll out to yet; on a patch the roll-out
   // (afterWrite) writes succeeded once the functions run it.
@@ -267,10 +295,15 @@ export function nextPackageStatus(
   return current.status;
 }
 
-function pendingStatus(spec: PackageSpec, prev: PackageStatus | undefined): PackageStatus {
+function pendingStatus(
+  spec: PackageSpec,
+  prev: PackageStatus | undefined,
+  revision: number,
+): PackageStatus {
   return compact({
     buildState: "pending",
     sourceDigest: spec.source?.digest,
+    buildRevision: revision,
     // Functions keep running the last good deployment until the new build succeeds.
     deployment: prev?.deployment,
     buildLog: "",

@@ -276,6 +276,38 @@ describe("registry packages and builds (real NATS)", () => {
     expect((await ns().get("functions", "web")).body).to.deep.equal(before);
   });
 
+  it("applies only reports of the build the package asked for last, and never reopens a finished one", async () => {
+    const before = (await ns().get("functions", "web")).body;
+    await ns().patch("packages", "app", { spec: { buildCommand: "echo a" } });
+    const first = await nextBuild();
+    await ns().patch("packages", "app", { spec: { buildCommand: "echo b" } });
+    const second = await nextBuild();
+    expect(second.buildCommand).to.equal("echo b");
+    expect(second.package.revision).to.be.greaterThan(first.package.revision);
+    // Same source, older build command: its success must not roll out.
+    const old = await report({
+      package: first.package,
+      sourceDigest: first.source.digest,
+      state: "succeeded",
+      deployment: await upload(),
+    });
+    expect(old).to.deep.equal({ applied: false });
+    expect(await status("app")).to.deep.include({
+      buildState: "pending",
+      buildRevision: second.package.revision,
+    });
+    expect((await ns().get("functions", "web")).body).to.deep.equal(before);
+
+    const at = { package: second.package, sourceDigest: second.source.digest } as const;
+    expect(await report({ ...at, state: "running" })).to.deep.equal({ applied: true });
+    expect(await report({ ...at, state: "failed", message: "exit 2" })).to.deep.equal({
+      applied: true,
+    });
+    // A redelivered request's reports come after the end: the failure stands.
+    expect(await report({ ...at, state: "running" })).to.deep.equal({ applied: false });
+    expect(await status("app")).to.deep.include({ buildState: "failed", message: "exit 2" });
+  });
+
   it("rebuilds on request, and refuses to delete a package functions use", async () => {
     const res = await reg.api.call("POST", "/v1/namespaces/default/packages/app/rebuild");
     expect(res.status, JSON.stringify(res.body)).to.equal(202);
@@ -314,7 +346,7 @@ describe("registry packages and builds (real NATS)", () => {
     });
   });
 
-  it("asks again at start for a build left running (its builder died)", async () => {
+  it("asks again at start for a build whose request is no longer queued, once", async () => {
     const source = await upload();
     await ns().create("packages", { name: "later", spec: { environment: "py", source } });
     const first = await nextBuild();
@@ -322,12 +354,22 @@ describe("registry packages and builds (real NATS)", () => {
       await report({ package: first.package, sourceDigest: source.digest, state: "running" }),
     ).to.deep.equal({ applied: true });
     await noBuild();
+    // The queue lost it (a builder that died holding it gets it back from JetStream; a wiped
+    // stream does not): the registry's start asks again, for the same build.
     await reg.svc.stop();
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete(BUILD_STREAM.name);
     reg = await startRegistry(registryEnv(stack));
+    await jsm.consumers.add(BUILD_STREAM.name, {
+      durable_name: "test-builder",
+      ack_policy: AckPolicy.Explicit,
+    });
+    builds = await jetstream(nc).consumers.get(BUILD_STREAM.name, "test-builder");
     const again = await nextBuild();
-    expect(again.package).to.deep.equal({ namespace: "default", name: "later", revision: 2 });
+    // The revision that asked for it, not the one the `running` report wrote: the same request.
+    expect(again.package).to.deep.equal(first.package);
     expect(again.source).to.deep.equal(source);
-    // Once asked: a second start within the duplicate window stores no second request.
+    // A second start within the duplicate window stores no second request.
     await reg.svc.stop();
     reg = await startRegistry(registryEnv(stack));
     await noBuild();

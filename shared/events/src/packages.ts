@@ -98,6 +98,11 @@ export const PackageStatus = z.object({
   buildState: z.enum(BuildStates),
   /** The source digest the state is about (a newer source restarts the build). */
   sourceDigest: sha256Digest.optional(),
+  /**
+   * The package revision that asked for the current build (BuildRequest.package.revision). A
+   * report about any other build (an older build command, a rebuild superseded) is stale.
+   */
+  buildRevision: z.number().int().positive().optional(),
   /** What instances load: the given deployment, or the last successful build's output. */
   deployment: ArchiveRef.optional(),
   /** The tail of the last build's output (stdout and stderr interleaved). */
