@@ -119,7 +119,9 @@ describe("poolkeeper: a 64 MiB archive streams through without the poolkeeper ho
       contentType: SPECIALIZE_TAR_TYPE,
     });
     const growth = (peak - baseline) / MiB;
-    // Buffered, it would be >= 64 MiB (and twice that with a copy); streamed, a few batches.
-    expect(growth, `RSS grew by ${growth.toFixed(1)} MiB`).to.be.below(24);
+    // Buffered, it would be >= 64 MiB (122 MiB measured with a copy); streamed, a few batches
+    // (~4 MiB on a quiet machine). The bound leaves room for garbage not yet collected under load
+    // (47 MiB seen on a 2-core box at load 20), still below the archive's own size.
+    expect(growth, `RSS grew by ${growth.toFixed(1)} MiB`).to.be.below(60);
   });
 });
