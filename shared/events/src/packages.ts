@@ -28,7 +28,7 @@ export function archiveObjectName(digest: string): string {
 /** A stored canonical archive (tar.gz). */
 export const ArchiveRef = z.object({
   digest: sha256Digest,
-  size: z.number().int().nonnegative(),
+  size: z.number().int().nonnegative().max(ARCHIVE_MAX_BYTES),
   /** Regular files in it (what the upload held), for `fizz pkg info`. */
   files: z.number().int().nonnegative().optional(),
 });
