@@ -153,6 +153,29 @@ describe("fizz fn", () => {
       );
     });
 
+    it("takes Fission's --url as --route, and refuses both with different paths", async () => {
+      registry.on("POST", FUNCTIONS, { status: 201, json: fnObject() });
+      const trigger = apiObject("httptriggers", "hello", {
+        function: "hello",
+        path: "/p",
+        methods: ["GET"],
+      });
+      registry.on("POST", TRIGGERS, { status: 201, json: trigger });
+      const base = ["fn", "create", "--name", "hello", "--env", "node", "--code", codeFile];
+
+      const result = await cli(...base, "--url", "/p", "--method", "GET");
+
+      expect(result.code, result.stderr).to.equal(0);
+      expect(registry.jsonBody(1)).to.deep.equal({
+        name: "hello",
+        spec: { function: "hello", path: "/p", methods: ["GET"] },
+      });
+      const both = await cli(...base, "--url", "/p", "--route", "/q");
+      expect(both.code).to.equal(2);
+      expect(both.stderr).to.include("--url is another name for --route");
+      expect(registry.calls()).to.have.length(2);
+    });
+
     it("with --route -o json prints both created objects as {items}", async () => {
       const fn = fnObject();
       const trigger = apiObject("httptriggers", "hello", { function: "hello", path: "/hello" });

@@ -38,6 +38,8 @@ interface SpecOptions extends ConfigOptions {
 interface CreateOptions extends NameOptions, SpecOptions, SourceOptions {
   env: string;
   route?: string;
+  /** Fission's spelling of --route (`fission fn create --url /p --method GET`). */
+  url?: string;
   method?: string[];
 }
 
@@ -82,12 +84,18 @@ Examples:
       "--route <path>",
       'also create a route (HTTP trigger) named after the function, e.g. "/hello"',
     )
+    .option("--url <path>", "the same as --route (Fission's flag name)")
     .option(
       "--method <method>",
       "HTTP method the route accepts; repeatable (default: all)",
       collectMethods,
     )
     .action(async (opts: CreateOptions, cmd: Command) => {
+      if (opts.url !== undefined) {
+        if (opts.route !== undefined && opts.route !== opts.url)
+          cmd.error("error: --url is another name for --route: give one of them", { exitCode: 2 });
+        opts.route = opts.url;
+      }
       if (opts.method && opts.route === undefined) {
         cmd.error("error: --method only applies together with --route", { exitCode: 2 });
       }
