@@ -55,7 +55,7 @@ export async function invoke(req, res, target, instance, config) {
 
   let result;
   try {
-    result = await handler(context);
+    result = await callHandler(handler, context);
   } catch (err) {
     console.error(`[fizz] function error (request ${context.requestId}):`, err);
     const message = err instanceof Error ? err.message : String(err);
@@ -70,4 +70,33 @@ export async function invoke(req, res, target, instance, config) {
     for (const name of res.getHeaderNames()) if (name !== "connection") res.removeHeader(name);
     sendError(res, 500, "FUNCTION_ERROR", err.message);
   }
+}
+
+/**
+ * Fission's two styles, told apart as Fission's Node environment does, by the declared
+ * parameters: `(context)` returns (or resolves to) the result; `(context, callback)` answers by
+ * calling `callback(status, body, headers)`. A callback-style function that instead resolves to a
+ * value answers with that value; one that throws or rejects is a FUNCTION_ERROR either way.
+ * @param {import("./loader.mjs").Handler} handler
+ * @param {unknown} context
+ * @returns {Promise<unknown>}
+ */
+function callHandler(handler, context) {
+  if (handler.length < 2) return Promise.resolve(handler(/** @type {object} */ (context)));
+  return new Promise((resolve, reject) => {
+    /** @type {(status?: number, body?: unknown, headers?: Record<string, string>) => void} */
+    const callback = (status, body, headers) => {
+      /** @type {Record<string, unknown>} */
+      const answer = { status: status ?? 200 };
+      if (body !== undefined) answer.body = body;
+      if (headers !== undefined) answer.headers = headers;
+      resolve(answer);
+    };
+    try {
+      const returned = handler(/** @type {object} */ (context), callback);
+      if (returned instanceof Promise) returned.then((v) => v !== undefined && resolve(v), reject);
+    } catch (err) {
+      reject(err);
+    }
+  });
 }

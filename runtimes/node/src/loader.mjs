@@ -14,7 +14,7 @@ import { compileFunction } from "node:vm";
 /** A load failure caused by the user's code; its message is safe to show to the user. */
 export class LoadError extends Error {}
 
-/** @typedef {(context: object) => unknown} Handler */
+/** @typedef {(context: object, callback?: (status?: number, body?: unknown, headers?: Record<string, string>) => void) => unknown} Handler */
 
 // SyntaxErrors that CommonJS raises on ESM-only syntax; the same list Node's own module-format
 // detection (--experimental-detect-module) retries as ESM.

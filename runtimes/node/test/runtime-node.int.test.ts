@@ -195,4 +195,44 @@ describe("node runtime: Node only", function () {
       expect(res.text).to.equal("web stream");
     });
   });
+
+  describe("Fission's callback style", () => {
+    const CALLBACK = {
+      filename: "callback.js",
+      source: `module.exports = function (context, callback) {
+  const kind = context.query.kind;
+  if (kind === "late") return void setTimeout(() => callback(201, "later", { "x-style": "cb" }), 20);
+  if (kind === "value") return Promise.resolve({ status: 202, body: "returned" });
+  if (kind === "throw") throw new Error("callback boom");
+  callback(200, { hello: "world" });
+};
+`,
+    };
+    let rt: Runtime;
+    before(async () => {
+      rt = await nodeRuntime.start({ FIZZ_INSTANCE_ID: "inst-1" });
+      const res = await push(rt, CALLBACK);
+      expect(res.status, res.text).to.equal(200);
+    });
+    after(() => rt.kill());
+    const call = (kind: string) => request(rt.url, { path: `/?kind=${kind}`, headers: ME });
+
+    it("answers with callback(status, body, headers), called at once or later", async () => {
+      const now = await call("now");
+      expect(now.status).to.equal(200);
+      expect(now.object()).to.deep.equal({ hello: "world" });
+      const late = await call("late");
+      expect(late.status).to.equal(201);
+      expect(late.text).to.equal("later");
+      expect(late.headers["x-style"]).to.equal("cb");
+    });
+
+    it("takes a value the function resolves to instead, and a throw as FUNCTION_ERROR", async () => {
+      const value = await call("value");
+      expect(value.status).to.equal(202);
+      expect(value.text).to.equal("returned");
+      const thrown = await call("throw");
+      expect(thrown.error()).to.include({ code: "FUNCTION_ERROR", message: "callback boom" });
+    });
+  });
 });
