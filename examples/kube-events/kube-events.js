@@ -5,9 +5,8 @@
 // Where the webhook URL comes from, first match wins:
 //   1. the query parameter `url` (handy with `fizz fn test --query url=...`);
 //   2. the header `X-Chat-Webhook-Url`;
-//   3. the environment variable CHAT_WEBHOOK_URL (function specs have no env vars yet; on the
-//      process backend instances inherit the platform's environment, so `CHAT_WEBHOOK_URL=...
-//      npm start` works on a laptop);
+//   3. the environment variable CHAT_WEBHOOK_URL, the function's `env` (specs/kube-events.yaml
+//      sets it from the shell that runs `fizz spec apply`);
 //   4. WEBHOOK_URL below: edit it before `fizz fn create` for a cluster.
 // Watch invocations carry no query and no custom headers, so in a cluster it is 3 or 4.
 // Without a URL the function only answers with the message (a dry run).
