@@ -15,6 +15,7 @@ import { registerFnCommands } from "./commands/fn.js";
 import { registerPkgCommands } from "./commands/pkg.js";
 import { registerMqtCommands } from "./commands/mqt.js";
 import { registerRouteCommands } from "./commands/route.js";
+import { registerSpecCommands } from "./commands/spec.js";
 import { registerTimerCommands } from "./commands/timer.js";
 import { registerWatchCommands } from "./commands/watch.js";
 import { contextFactory, takesOutputFile, type Config } from "./context.js";
@@ -58,14 +59,14 @@ export async function run(argv: string[], io: RunIO): Promise<number> {
       stderr: io.stderr,
       now: io.now ?? Date.now,
     };
-    await buildProgram(config).parseAsync(argv, { from: "user" });
+    await buildProgram(config, io.env).parseAsync(argv, { from: "user" });
     return 0;
   } catch (err) {
     return report(err, io);
   }
 }
 
-function buildProgram(config: Config): Command {
+function buildProgram(config: Config, env: RunIO["env"]): Command {
   const program = new Command("fizz")
     .description(
       "Fizz: functions as a service. Manage environments, functions, their packages, secrets and configmaps, and their triggers: HTTP routes, message queues, timers and Kubernetes watches.",
@@ -120,6 +121,8 @@ Get started:
   registerMqtCommands(program, context);
   registerTimerCommands(program, context);
   registerWatchCommands(program, context);
+  // Specs substitute ${VARIABLES} from the environment the CLI was started with.
+  registerSpecCommands(program, context, env);
   return program;
 }
 

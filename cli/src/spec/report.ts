@@ -1,0 +1,88 @@
+/** How spec commands talk: one line per object for people, one JSON document for scripts. */
+import type { Context } from "../context.js";
+import { ApiError, CliError } from "../errors.js";
+import { printJson } from "../output.js";
+import type { ApplyFailedError, ItemResult } from "./apply.js";
+import type { PlanItem } from "./plan.js";
+import { describeItem } from "./plan.js";
+import { formatProblem, type SpecProblem } from "./problems.js";
+
+/** `create function hello`, `update function hello: spec.code, labels`. */
+export function planLine(ctx: Context, i: PlanItem): string {
+  const changes = i.action === "update" ? `: ${i.changes.join(", ")}` : "";
+  return `${i.action} ${describeItem(i, ctx.namespace)}${changes}`;
+}
+
+/** `created function hello`, `updated function hello (spec.code; revision 2)`. */
+export function resultLine(ctx: Context, r: ItemResult): string {
+  const what = `${r.action} ${describeItem(r, ctx.namespace)}`;
+  if (r.action === "updated") {
+    const detail = r.detail ? `; ${r.detail}` : "";
+    return `${what} (${r.changes.join(", ")}; revision ${r.revision ?? "?"}${detail})`;
+  }
+  return r.detail && r.action === "created" ? `${what} (${r.detail})` : what;
+}
+
+export function planJson(i: PlanItem) {
+  return {
+    action: i.action,
+    kind: i.kind,
+    namespace: i.namespace,
+    name: i.name,
+    ...(i.action === "update" ? { changes: i.changes } : {}),
+  };
+}
+
+export function countLine(spec: string, counts: Record<string, number>): string {
+  const parts = Object.entries(counts).map(([action, n]) => `${n} ${action}`);
+  return `spec "${spec}": ${parts.join(", ")}`;
+}
+
+export function tally<T extends { action: string }>(
+  items: T[],
+  actions: readonly string[],
+): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const a of actions) counts[a] = items.filter((i) => i.action === a).length;
+  return counts;
+}
+
+export function printProblems(ctx: Context, problems: SpecProblem[]): void {
+  if (ctx.output === "json") return;
+  for (const p of problems) ctx.stderr.write(`${formatProblem(p)}\n`);
+}
+
+export function printWarnings(ctx: Context, warnings: string[]): void {
+  for (const w of warnings) ctx.stderr.write(`warning: ${w}\n`);
+}
+
+/**
+ * The error that ends a failed apply: which write failed and why (the registry's code kept),
+ * and that what came before it stays done.
+ */
+export function applyFailure(
+  ctx: Context,
+  spec: string,
+  err: ApplyFailedError,
+  total: number,
+): CliError {
+  const reason = err.reason instanceof ApiError ? err.reason.describe() : err.message;
+  const failed = new CliError(
+    `${err.item.action} ${describeItem(err.item, ctx.namespace)}: ${reason}`,
+  );
+  const made = err.done.filter((r) => r.action !== "unchanged").length;
+  const causeHint = err.reason instanceof CliError && err.reason.hint ? `${err.reason.hint}\n` : "";
+  failed.hint =
+    `${causeHint}Apply stopped there: ${made} change${made === 1 ? " was" : "s were"} made before it, ` +
+    `${total - err.done.length - 1} step${total - err.done.length - 1 === 1 ? " was" : "s were"} not tried. ` +
+    `Fix the cause and run "fizz spec apply" again for spec "${spec}": it carries on from what the registry holds.`;
+  return failed;
+}
+
+export function problemsJson(problems: SpecProblem[]) {
+  return problems.map((p) => ({ ...p, text: formatProblem(p) }));
+}
+
+export function printResultJson(ctx: Context, value: unknown): void {
+  printJson(ctx.stdout, value);
+}

@@ -1,0 +1,225 @@
+/**
+ * Spec directories to YAML documents that remember where every value came from. The `yaml`
+ * package keeps each node's offset and a LineCounter turns offsets into lines, so any field path
+ * (`spec.minInstances`) can be traced back to the line that holds it.
+ */
+import { open, readdir, realpath, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import {
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parse as parseYaml,
+  parseAllDocuments,
+  type Document,
+  type Node as YamlNode,
+  type Scalar,
+} from "yaml";
+import { reasonOf } from "../archive-upload.js";
+import { CliError } from "../errors.js";
+import type { SpecProblem } from "./problems.js";
+import { substitute } from "./variables.js";
+
+export type FieldPath = ReadonlyArray<string | number>;
+
+/** One YAML document of a spec file, its variables already substituted. */
+export interface RawDocument {
+  /** Display path of the file (`specs/functions.yaml`). */
+  file: string;
+  /** Absolute directory of the file: paths in the document are relative to it. */
+  dir: string;
+  /** Realpath of the `-f` directory's parent: files the document names must be inside it. */
+  root: string;
+  /** The document as plain data (maps, lists, strings, numbers...). */
+  value: unknown;
+  /** The line of the value at `path`, or of its nearest ancestor present in the file. */
+  lineOf(path: FieldPath): number;
+  /** Problems met while substituting, with the path of the value they are in. */
+  problems: Array<{ path: FieldPath; line: number; message: string }>;
+  variables: Array<{ name: string; defaulted: boolean }>;
+}
+
+/** A spec file larger than this is not a spec someone wrote by hand. */
+const MAX_SPEC_FILE_BYTES = 4 * 1024 * 1024;
+const SPEC_FILE = /\.ya?ml$/;
+
+export interface LoadedFiles {
+  documents: RawDocument[];
+  problems: SpecProblem[];
+  /** Display paths of the files read, in order. */
+  files: string[];
+}
+
+/**
+ * Reads `*.yaml` and `*.yml` of each directory (not recursively), in name order. A directory
+ * that cannot be read, or holds no spec file, is an error of the command line's `-f`.
+ */
+export async function readSpecDirs(
+  dirs: string[],
+  env: Record<string, string | undefined>,
+): Promise<LoadedFiles> {
+  const out: LoadedFiles = { documents: [], problems: [], files: [] };
+  const seen = new Set<string>();
+  for (const dir of dirs) {
+    let real: string;
+    let names: string[];
+    try {
+      real = await realpath(dir);
+      if (!(await stat(real)).isDirectory())
+        throw new CliError(`-f "${dir}" is not a directory: give the directory of the spec files`);
+      names = (await readdir(real)).filter((n) => SPEC_FILE.test(n)).sort();
+    } catch (err) {
+      if (err instanceof CliError) throw err;
+      throw new CliError(`cannot read -f "${dir}": ${reasonOf(err)}`);
+    }
+    // `-f specs -f ./specs/` is one directory, read once.
+    if (seen.has(real)) continue;
+    seen.add(real);
+    const root = dirname(real);
+    let found = 0;
+    for (const name of names) {
+      const file = join(dir, name);
+      const text = await readSpecFile(join(real, name), file);
+      if (text === undefined) continue;
+      found += 1;
+      out.files.push(file);
+      parseFile(text, { file, dir: real, root }, env, out);
+    }
+    if (found === 0) throw new CliError(`-f "${dir}" holds no spec files (*.yaml, *.yml)`);
+  }
+  return out;
+}
+
+/** The file's text; undefined for an entry that is not a regular file (a directory `x.yaml/`). */
+async function readSpecFile(path: string, shown: string): Promise<string | undefined> {
+  const st = await stat(path).catch((err: unknown) => {
+    throw new CliError(`cannot read "${shown}": ${reasonOf(err)}`);
+  });
+  if (!st.isFile()) return undefined;
+  if (st.size > MAX_SPEC_FILE_BYTES)
+    throw new CliError(`"${shown}" is ${st.size} bytes; a spec file may hold at most 4 MiB`);
+  const handle = await open(path, "r");
+  try {
+    return await handle.readFile("utf8");
+  } finally {
+    await handle.close();
+  }
+}
+
+function parseFile(
+  text: string,
+  where: { file: string; dir: string; root: string },
+  env: Record<string, string | undefined>,
+  out: LoadedFiles,
+): void {
+  const lines = new LineCounter();
+  const line = (offset: number) => lines.linePos(offset).line;
+  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false });
+  for (const doc of docs) {
+    if (doc.errors.length > 0) {
+      for (const err of doc.errors)
+        out.problems.push({ file: where.file, line: line(err.pos[0]), message: err.message });
+      continue;
+    }
+    const problems: RawDocument["problems"] = [];
+    const variables: RawDocument["variables"] = [];
+    substituteAll(doc, env, line, problems, variables);
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      const start = doc.contents?.range?.[0] ?? 0;
+      out.problems.push({ file: where.file, line: line(start), message: (err as Error).message });
+      continue;
+    }
+    // A `---` at the end or a file of comments: nothing to apply.
+    if (value === null || value === undefined) continue;
+    out.documents.push({
+      ...where,
+      value,
+      lineOf: (path) => lineOf(doc, path, line),
+      problems,
+      variables,
+    });
+  }
+}
+
+/**
+ * Replaces variables in every string value, in place. An unquoted value is read again as YAML
+ * once substituted, so `poolSize: ${POOL:-3}` is the number 3, as if the file had said so; a
+ * quoted one stays a string.
+ */
+function substituteAll(
+  doc: Document,
+  env: Record<string, string | undefined>,
+  line: (offset: number) => number,
+  problems: RawDocument["problems"],
+  variables: RawDocument["variables"],
+): void {
+  walkScalars(doc.contents, [], (node, path) => {
+    if (typeof node.value !== "string" || !node.value.includes("$")) return;
+    const result = substitute(node.value, env);
+    variables.push(...result.used);
+    const at = line(node.range?.[0] ?? 0);
+    for (const message of result.problems) problems.push({ path, line: at, message });
+    if (result.value === node.value) return;
+    node.value = node.type === "PLAIN" ? retyped(result.value) : result.value;
+  });
+}
+
+function retyped(text: string): unknown {
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text);
+  } catch {
+    return text;
+  }
+  // Only scalars: a variable must not be able to turn a value into a map or a list.
+  return typeof parsed === "number" || typeof parsed === "boolean" || parsed === null
+    ? parsed
+    : text;
+}
+
+function walkScalars(
+  node: unknown,
+  path: Array<string | number>,
+  visit: (node: Scalar, path: FieldPath) => void,
+): void {
+  if (isMap(node)) {
+    for (const pair of node.items) walkScalars(pair.value, [...path, keyOf(pair.key)], visit);
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => walkScalars(item, [...path, i], visit));
+  } else if (isScalar(node) && !isAlias(node)) {
+    visit(node, path);
+  }
+}
+
+function keyOf(key: unknown): string {
+  return isScalar(key) ? String(key.value) : String(key);
+}
+
+/** The line of the deepest node of `path` present: a key's own line when the path ends at one. */
+function lineOf(doc: Document, path: FieldPath, line: (offset: number) => number): number {
+  let node: unknown = doc.contents;
+  let at = line((node as YamlNode | null)?.range?.[0] ?? 0);
+  for (const segment of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => keyOf(p.key) === String(segment));
+      if (!pair) break;
+      const keyStart = (pair.key as YamlNode | null)?.range?.[0];
+      if (keyStart !== undefined) at = line(keyStart);
+      node = pair.value;
+    } else if (isSeq(node) && typeof segment === "number") {
+      const item: unknown = node.items[segment];
+      if (item === undefined) break;
+      const start = (item as YamlNode | null)?.range?.[0];
+      if (start !== undefined) at = line(start);
+      node = item;
+    } else {
+      break;
+    }
+  }
+  return at;
+}
