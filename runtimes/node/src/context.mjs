@@ -3,6 +3,7 @@
  * Request → the context object the function receives (docs/runtime-contract.md, Node).
  */
 import { HttpError } from "./http.mjs";
+import { FissionRequest } from "./request.mjs";
 
 /** @typedef {import("node:http").IncomingMessage} Req */
 /** @typedef {import("./validate.mjs").FunctionRef} FunctionRef */
@@ -86,7 +87,7 @@ export function buildContext(req, rawBody, body, fn) {
       : globalThis.crypto.randomUUID();
   const method = req.method ?? "GET";
   return {
-    request: { method, url, path, query, headers, body, rawBody },
+    request: new FissionRequest(req, method, url, path, query, params, body, rawBody),
     method,
     path,
     query,

@@ -4,6 +4,7 @@
  */
 import { buildContext, parseBody } from "./context.mjs";
 import { readBody, sendError, sendHttpError } from "./http.mjs";
+import { CallbackAnswer, sendCallbackAnswer } from "./express-send.mjs";
 import { ResultError, sendResult } from "./respond.mjs";
 
 /** @typedef {import("node:http").IncomingMessage} Req */
@@ -62,7 +63,9 @@ export async function invoke(req, res, target, instance, config) {
     return sendError(res, 500, "FUNCTION_ERROR", message);
   }
   try {
-    await sendResult(res, result);
+    await (result instanceof CallbackAnswer
+      ? sendCallbackAnswer(res, result)
+      : sendResult(res, result));
   } catch (err) {
     if (!(err instanceof ResultError)) throw err;
     console.error(`[fizz] bad return value (request ${context.requestId}): ${err.message}`);
@@ -75,8 +78,9 @@ export async function invoke(req, res, target, instance, config) {
 /**
  * Fission's two styles, told apart as Fission's Node environment does, by the declared
  * parameters: `(context)` returns (or resolves to) the result; `(context, callback)` answers by
- * calling `callback(status, body, headers)`. A callback-style function that instead resolves to a
- * value answers with that value; one that throws or rejects is a FUNCTION_ERROR either way.
+ * calling `callback(status, body, headers)`, sent as Express would (express-send.mjs). A
+ * callback-style function that instead resolves to a value answers with that value; one that
+ * throws or rejects is a FUNCTION_ERROR either way. The first answer wins.
  * @param {import("./loader.mjs").Handler} handler
  * @param {unknown} context
  * @returns {Promise<unknown>}
@@ -85,13 +89,8 @@ function callHandler(handler, context) {
   if (handler.length < 2) return Promise.resolve(handler(/** @type {object} */ (context)));
   return new Promise((resolve, reject) => {
     /** @type {(status?: number, body?: unknown, headers?: Record<string, string>) => void} */
-    const callback = (status, body, headers) => {
-      /** @type {Record<string, unknown>} */
-      const answer = { status: status ?? 200 };
-      if (body !== undefined) answer.body = body;
-      if (headers !== undefined) answer.headers = headers;
-      resolve(answer);
-    };
+    const callback = (status, body, headers) =>
+      resolve(new CallbackAnswer(status ?? 200, body, headers));
     try {
       const returned = handler(/** @type {object} */ (context), callback);
       if (returned instanceof Promise) returned.then((v) => v !== undefined && resolve(v), reject);

@@ -45,7 +45,7 @@ function isBinary(value) {
  * @param {unknown} value
  * @returns {value is AsyncIterable<unknown>}
  */
-function isStream(value) {
+export function isStream(value) {
   if (typeof value !== "object" || value === null) return false;
   const v = /** @type {Record<string | symbol, unknown>} */ (value);
   if (typeof v[Symbol.asyncIterator] !== "function") return false;
@@ -72,9 +72,7 @@ export async function sendResult(res, result) {
   let body = result;
   if (isResponse(result)) {
     status = result.status ?? result.statusCode ?? 200;
-    if (!Number.isInteger(status) || status < 200 || status > 599) {
-      throw new ResultError(`invalid status ${status}: must be an integer between 200 and 599`);
-    }
+    checkStatus(status);
     setHeaders(res, result.headers);
     body = result.body;
   }
@@ -115,11 +113,24 @@ export async function sendResult(res, result) {
   res.end(payload);
 }
 
+/** @param {unknown} status */
+export function checkStatus(status) {
+  if (
+    !Number.isInteger(status) ||
+    /** @type {number} */ (status) < 200 ||
+    /** @type {number} */ (status) > 599
+  ) {
+    throw new ResultError(
+      `invalid status ${String(status)}: must be an integer between 200 and 599`,
+    );
+  }
+}
+
 /**
  * @param {Res} res
  * @param {unknown} headers
  */
-function setHeaders(res, headers) {
+export function setHeaders(res, headers) {
   if (headers === undefined || headers === null) return;
   if (typeof headers !== "object" || Array.isArray(headers))
     throw new ResultError("headers must be an object");
@@ -141,7 +152,7 @@ function setHeaders(res, headers) {
  * @param {Res} res
  * @param {string} type
  */
-function defaultType(res, type) {
+export function defaultType(res, type) {
   if (!res.hasHeader("content-type")) res.setHeader("content-type", type);
 }
 
@@ -151,7 +162,7 @@ function defaultType(res, type) {
  * @param {Res} res
  * @param {AsyncIterable<unknown>} stream
  */
-async function sendStream(res, stream) {
+export async function sendStream(res, stream) {
   defaultType(res, "application/octet-stream");
   res.removeHeader("content-length");
   res.flushHeaders();
