@@ -61,10 +61,21 @@ export interface DeploymentConfigDoc {
   line: number;
 }
 
-export type Checked =
-  | { object: SpecObject; problems: SpecProblem[] }
-  | { config: DeploymentConfigDoc; problems: SpecProblem[] }
-  | { problems: SpecProblem[] };
+/** The files a document names, checked even when the rest of it is not, so one run finds all. */
+export interface FileRefs {
+  doc: RawDocument;
+  kind: string;
+  name?: string;
+  codePath?: string;
+  archivePath?: { use: "source" | "deployment"; path: string };
+}
+
+export interface Checked {
+  problems: SpecProblem[];
+  object?: SpecObject;
+  config?: DeploymentConfigDoc;
+  files?: FileRefs;
+}
 
 const TOP_KEYS = ["apiVersion", "kind", "metadata", "spec"];
 const METADATA_KEYS = ["name", "namespace", "labels"];
@@ -80,7 +91,8 @@ export function checkDocument(doc: RawDocument, defaultNamespace: string): Check
     problems.push({
       file: doc.file,
       line,
-      ...(kind !== undefined && name !== undefined ? { kind, name } : {}),
+      ...(kind !== undefined ? { kind } : {}),
+      ...(name !== undefined ? { name } : {}),
       ...(path.length > 0 ? { field: path.join(".") } : {}),
       message,
     });
@@ -132,7 +144,16 @@ export function checkDocument(doc: RawDocument, defaultNamespace: string): Check
     return { problems };
   }
   const checked = checkSpec(plural, value.spec, add);
-  if (!nameOk || problems.length > 0 || !checked) return { problems };
+  if (!nameOk || problems.length > 0 || !checked.spec) {
+    const files: FileRefs = {
+      doc,
+      kind: kind as string,
+      ...(name !== undefined ? { name } : {}),
+      ...(checked.codePath !== undefined ? { codePath: checked.codePath } : {}),
+      ...(checked.archivePath ? { archivePath: checked.archivePath } : {}),
+    };
+    return { problems, files };
+  }
   return {
     object: {
       plural,
@@ -207,16 +228,13 @@ function checkField(
 }
 
 interface CheckedSpec {
-  spec: Record<string, unknown>;
+  /** Undefined when the spec is invalid. */
+  spec?: Record<string, unknown>;
   codePath?: string;
   archivePath?: { use: "source" | "deployment"; path: string };
 }
 
-function checkSpec(
-  plural: SpecPlural,
-  raw: Record<string, unknown>,
-  add: Add,
-): CheckedSpec | undefined {
+function checkSpec(plural: SpecPlural, raw: Record<string, unknown>, add: Add): CheckedSpec {
   const schema = specInputSchemas[plural];
   const known = Object.keys(schema.shape);
   // As the registry does on create: null means "not given".
@@ -225,7 +243,7 @@ function checkSpec(
     if (!known.includes(key)) add(["spec", key], `unknown field (known: ${known.join(", ")})`);
     else if (v !== null) input[key] = v;
   }
-  const out: CheckedSpec = { spec: {} };
+  const out: CheckedSpec = {};
   const fieldOf = new Map<string, string>();
   if (plural === "functions" && input.code !== undefined) {
     const path = pathForm(input.code, ["spec", "code"], add);
@@ -253,11 +271,10 @@ function checkSpec(
       const mapped = fieldOf.get(field);
       add(["spec", ...(mapped ? mapped.split(".") : w.path)], w.message);
     }
-    return undefined;
+    return out;
   }
   const spec = parsed.data as Record<string, unknown>;
-  if (!extraChecks(plural, spec, add)) return undefined;
-  out.spec = spec;
+  if (extraChecks(plural, spec, add)) out.spec = spec;
   return out;
 }
 

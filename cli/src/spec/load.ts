@@ -7,6 +7,7 @@ import {
   checkDocument,
   DEPLOYMENT_CONFIG,
   type DeploymentConfigDoc,
+  type FileRefs,
   type SpecObject,
   type SpecPlural,
 } from "./documents.js";
@@ -71,15 +72,18 @@ export async function loadSpec(
   const problems = [...read.problems];
   const objects: SpecObject[] = [];
   const configs: DeploymentConfigDoc[] = [];
+  const files: FileRefs[] = [];
   for (const doc of read.documents) {
     const checked = checkDocument(doc, opts.namespace);
     problems.push(...checked.problems);
-    if ("object" in checked) objects.push(checked.object);
-    else if ("config" in checked) configs.push(checked.config);
+    if (checked.object) objects.push(checked.object);
+    if (checked.config) configs.push(checked.config);
+    const refs = checked.object ?? checked.files;
+    if (refs) files.push(refs);
   }
   const config = checkConfigs(configs, read.documents, opts.dirs, problems);
   checkDuplicates(objects, problems);
-  await readFiles(objects, opts.codeMaxBytes, problems);
+  await readFiles(files, opts.codeMaxBytes, problems);
   const external = resolveReferences(objects, problems);
   const variables = new Map<string, boolean>();
   for (const doc of read.documents)
@@ -115,8 +119,8 @@ export async function loadSpecIdentity(
   const namespaces = new Set<string>();
   for (const doc of read.documents) {
     const checked = checkDocument(doc, opts.namespace);
-    if ("config" in checked) configs.push(checked.config);
-    else if ("object" in checked) namespaces.add(checked.object.namespace);
+    if (checked.config) configs.push(checked.config);
+    else if (checked.object) namespaces.add(checked.object.namespace);
     else if (isConfigDoc(doc)) problems.push(...checked.problems);
     else namespaces.add(namespaceOf(doc) ?? opts.namespace);
   }
@@ -184,12 +188,13 @@ function checkDuplicates(objects: SpecObject[], problems: SpecProblem[]): void {
   }
 }
 
+/** Reads what each document names; a valid object keeps what was read (SpecObject is a FileRefs). */
 async function readFiles(
-  objects: SpecObject[],
+  refs: Array<FileRefs & Partial<SpecObject>>,
   codeMaxBytes: number,
   problems: SpecProblem[],
 ): Promise<void> {
-  for (const o of objects) {
+  for (const o of refs) {
     if (o.codePath !== undefined) {
       const read = await readCode(o.doc, o.codePath, codeMaxBytes);
       if ("problem" in read) problems.push(problemAt(o, ["spec", "code", "path"], read.problem));
@@ -259,12 +264,12 @@ function resolveReferences(objects: SpecObject[], problems: SpecProblem[]): Exte
   return external;
 }
 
-export function problemAt(o: SpecObject, path: FieldPath, message: string): SpecProblem {
+export function problemAt(o: FileRefs, path: FieldPath, message: string): SpecProblem {
   return {
     file: o.doc.file,
     line: o.doc.lineOf(path),
     kind: o.kind,
-    name: o.name,
+    ...(o.name !== undefined ? { name: o.name } : {}),
     field: path.join("."),
     message,
   };

@@ -21,7 +21,8 @@ export interface SpecProblem {
 /** `specs/functions.yaml:12: Function guestbook-get: spec.minInstances: must be at most 1000` */
 export function formatProblem(p: SpecProblem): string {
   const where = p.line === undefined ? p.file : `${p.file}:${p.line}`;
-  const what = p.kind !== undefined && p.name !== undefined ? ` ${p.kind} ${p.name}:` : "";
+  const what =
+    p.kind === undefined ? "" : p.name === undefined ? ` ${p.kind}:` : ` ${p.kind} ${p.name}:`;
   const field = p.field ? ` ${p.field}:` : "";
   return `${where}:${what}${field} ${p.message}`;
 }

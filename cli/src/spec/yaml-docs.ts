@@ -164,7 +164,8 @@ function substituteAll(
     variables.push(...result.used);
     const at = line(node.range?.[0] ?? 0);
     for (const message of result.problems) problems.push({ path, line: at, message });
-    if (result.value === node.value) return;
+    // A value with a problem stays as written: its problem is the one worth reading.
+    if (result.problems.length > 0 || result.value === node.value) return;
     node.value = node.type === "PLAIN" ? retyped(result.value) : result.value;
   });
 }

@@ -1,0 +1,189 @@
+/**
+ * The spec commands' contract at the command line: exit statuses, where problems are printed,
+ * and that an invalid spec sends nothing at all (a fake registry records every request).
+ */
+import { readFile } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { expect } from "chai";
+import { freePort } from "@fizz/testkit";
+import { labelFrom } from "../src/commands/spec.js";
+import { fizz } from "./support/cli.js";
+import { FakeServer } from "./support/fake-server.js";
+import { CONFIG, project, type Project } from "./spec-support.js";
+
+describe("fizz spec at the command line", function () {
+  this.timeout(20_000);
+  let registry: FakeServer;
+  let p: Project;
+  before(async () => {
+    registry = await FakeServer.start();
+  });
+  beforeEach(async () => {
+    registry.reset();
+    p = await project({ "get.py": "def main():\n  return 'hi'\n" });
+  });
+  afterEach(() => p.cleanup());
+  after(() => registry.close());
+
+  const run = (argv: string[], env: Record<string, string> = {}) =>
+    fizz(argv, { registry: registry.url }, { env });
+
+  it("init writes the DeploymentConfig and refuses to overwrite it", async () => {
+    const dir = join(p.root, "specs");
+    const first = await run(["spec", "init", "--name", "guestbook", "--dir", dir]);
+    expect(first.code, first.stderr).to.equal(0);
+    expect(first.stdout).to.equal(`wrote ${dir}/fizz-deployment-config.yaml: spec "guestbook"\n`);
+    const text = await readFile(join(dir, "fizz-deployment-config.yaml"), "utf8");
+    expect(text).to.match(
+      /\napiVersion: fizz.dev\/v1\nkind: DeploymentConfig\nmetadata:\n  name: guestbook\n$/,
+    );
+
+    const again = await run(["spec", "init", "--name", "other", "--dir", dir]);
+    expect(again.code).to.equal(1);
+    expect(again.stderr).to.equal(
+      `Error: ${dir}/fizz-deployment-config.yaml already exists; remove it to start a new spec\n`,
+    );
+    expect(await readFile(join(dir, "fizz-deployment-config.yaml"), "utf8")).to.equal(text);
+  });
+
+  it("init names the spec after the current directory, made a DNS label", async () => {
+    const dir = join(p.root, "s");
+    const r = await run(["spec", "init", "--dir", dir]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.include(`spec "${labelFrom(basename(process.cwd()))}"`);
+    expect(labelFrom("My App_2 (copy)")).to.equal("my-app-2-copy");
+    expect(labelFrom("---")).to.equal("app");
+    expect(labelFrom("a".repeat(70))).to.have.length(63);
+  });
+
+  it("init refuses a name that is not a DNS label as a usage error", async () => {
+    const r = await run(["spec", "init", "--name", "Guest_Book", "--dir", join(p.root, "s")]);
+    expect(r.code).to.equal(2);
+    expect(r.stderr).to.match(/--name "Guest_Book" must be a DNS label/);
+  });
+
+  it("validate prints every problem on stderr and exits 1, without calling the registry", async () => {
+    await p.write({
+      "specs/a.yaml": `${CONFIG("demo")}---
+apiVersion: fizz.dev/v1
+kind: Function
+metadata: { name: f }
+spec:
+  environment: python
+  code: { path: ../nope.py }
+  maxInstances: 0
+`,
+    });
+    const r = await run(["spec", "validate", "-f", p.specs]);
+    expect(r.code).to.equal(1);
+    const a = join(p.specs, "a.yaml");
+    expect(r.stderr).to.equal(
+      `${a}:11: Function f: spec.code.path: "../nope.py": no such file or directory (${join(p.specs, "../nope.py")})\n` +
+        `${a}:12: Function f: spec.maxInstances: must be at least 1\n` +
+        "Error: the spec has 2 problems; fix them and validate again\n",
+    );
+    expect(r.stdout).to.equal("");
+    expect(registry.requests).to.have.length(0);
+  });
+
+  it("validate of a good spec says what it holds, and that an unreachable registry was not checked", async () => {
+    await p.write({
+      "specs/a.yaml": `${CONFIG("demo")}---
+apiVersion: fizz.dev/v1
+kind: Function
+metadata: { name: f }
+spec: { environment: python, code: { path: ../get.py } }
+`,
+    });
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const r = await fizz(["spec", "validate", "-f", p.specs], { registry: closed });
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.equal('spec "demo" is valid: 1 object in 1 file\n');
+    expect(r.stderr).to.equal(
+      `warning: not checked against the registry (cannot reach the registry at ${closed}: is "npm start" running?): apply needs environment "default/python" to exist there\n`,
+    );
+  });
+
+  it("apply of an invalid spec sends nothing and exits 1; -o json lists the problems", async () => {
+    await p.write({
+      "specs/a.yaml": `${CONFIG("demo")}---
+apiVersion: fizz.dev/v1
+kind: Environment
+metadata: { name: python }
+spec: { image: fizz/env-python, poolSize: 500 }
+`,
+    });
+    const r = await run(["spec", "apply", "-f", p.specs, "-o", "json"]);
+    expect(r.code).to.equal(1);
+    expect(registry.requests).to.have.length(0);
+    const out = JSON.parse(r.stdout) as {
+      valid: boolean;
+      problems: Array<Record<string, unknown>>;
+    };
+    expect(out.valid).to.equal(false);
+    expect(out.problems).to.deep.equal([
+      {
+        file: join(p.specs, "a.yaml"),
+        line: 9,
+        kind: "Environment",
+        name: "python",
+        field: "spec.poolSize",
+        message: "must be at most 100",
+        text: `${join(p.specs, "a.yaml")}:9: Environment python: spec.poolSize: must be at most 100`,
+      },
+    ]);
+    expect(r.stderr).to.equal("Error: the spec has 1 problem; nothing was applied\n");
+  });
+
+  it("a missing or empty spec directory is an error naming -f", async () => {
+    const missing = await run(["spec", "apply", "-f", join(p.root, "nowhere")]);
+    expect(missing.code).to.equal(1);
+    expect(missing.stderr).to.equal(
+      `Error: cannot read -f "${join(p.root, "nowhere")}": no such file or directory\n`,
+    );
+    const empty = await run(["spec", "validate", "-f", p.specs]);
+    expect(empty.code).to.equal(1);
+    expect(empty.stderr).to.equal(`Error: -f "${p.specs}" holds no spec files (*.yaml, *.yml)\n`);
+    expect(registry.requests).to.have.length(0);
+  });
+
+  it("a bad --wait-timeout is a usage error", async () => {
+    const r = await run(["spec", "apply", "-f", p.specs, "--wait-timeout", "soon"]);
+    expect(r.code).to.equal(2);
+    expect(r.stderr).to.match(/--wait-timeout <seconds>' argument 'soon' is invalid/);
+  });
+
+  it("destroy with a broken document still finds the spec's name, and without one refuses", async () => {
+    await p.write({
+      "specs/a.yaml": `${CONFIG("demo")}---
+apiVersion: fizz.dev/v1
+kind: Function
+metadata: { name: f, namespace: team-a }
+spec: { environment: python, code: { path: ../deleted.py } }
+`,
+    });
+    for (const ns of ["default", "team-a"])
+      for (const kind of [
+        "watchtriggers",
+        "timetriggers",
+        "mqtriggers",
+        "httptriggers",
+        "functions",
+        "packages",
+        "environments",
+        "configmaps",
+      ])
+        registry.on("GET", `/v1/namespaces/${ns}/${kind}`, { json: { items: [] } });
+    const r = await run(["spec", "destroy", "-f", p.specs]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.equal(
+      'spec "demo": nothing labelled fizz.dev/spec=demo in namespaces default, team-a\n',
+    );
+    await p.write({ "specs/a.yaml": "apiVersion: fizz.dev/v1\nkind: ConfigMap\n" });
+    registry.reset();
+    const none = await run(["spec", "destroy", "-f", p.specs]);
+    expect(none.code).to.equal(1);
+    expect(none.stderr).to.match(/no DeploymentConfig document/);
+    expect(registry.requests).to.have.length(0);
+  });
+});
