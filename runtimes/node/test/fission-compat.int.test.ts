@@ -257,6 +257,14 @@ describe("node runtime: Fission's Node functions, unmodified", function () {
       expect(bad.error().code).to.equal("FUNCTION_ERROR");
       expect((await call("html")).status).to.equal(200);
     });
+
+    it("refuses a header value that would split the response, sending none of it", async () => {
+      const res = await call("header-injection");
+      expect(res.status).to.equal(500);
+      expect(res.error().code).to.equal("FUNCTION_ERROR");
+      expect(res.headers).to.not.have.property("set-cookie");
+      expect(res.headers).to.not.have.property("x-note");
+    });
   });
 
   describe("where the callback and return forms differ", () => {

@@ -152,6 +152,7 @@ module.exports = function (context, callback) {
     case "later": return void setTimeout(() => callback(202, "later"), 30);
     case "throw": throw new Error("thrown before answering");
     case "bad-status": return callback(42, "no such status");
+    case "header-injection": return callback(200, "x", { "x-note": "a\\r\\nSet-Cookie: session=evil" });
     default: return callback(404, "unknown kind");
   }
 };
