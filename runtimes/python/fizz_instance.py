@@ -14,6 +14,7 @@ import time
 
 import fizz_loader
 from fizz_invoke import CapturingStdout, Gate, error_payload
+from fizz_preload import Preloader
 
 # typing costs milliseconds of cold start; annotations are never evaluated (PEP 563).
 TYPE_CHECKING = False
@@ -86,6 +87,9 @@ class Instance:
         self.draining = False
         self.fn: Optional[Callable[..., Any]] = None
         self.takes_context = True
+        # A Flask-style function (fizz_flask.FlaskFunction): def main() with Flask installed.
+        self.flask: Any = None
+        self.preload = Preloader()
         self.function: Dict[str, Any] = {}
         self.concurrency = 0
         self.gate = Gate(1, 0)
@@ -159,7 +163,7 @@ class Instance:
         def load() -> Tuple[Callable[..., Any], bool]:
             return fizz_loader.load_function(directory, filename, code, entrypoint)
 
-        return self._activate(spec, directory, filename, load)
+        return self._activate(spec, directory, directory, filename, load)
 
     def specialize_archive(self, body: Any) -> Tuple[int, Dict[str, Any], bool]:
         """The archive form: ``body`` is a fizz_archive.BodyStream. Returns the answer and whether
@@ -220,12 +224,14 @@ class Instance:
 
         def load() -> Tuple[Callable[..., Any], bool]:
             import fizz_package  # archive path only
+            from fizz_preload import forget_shadowed
 
+            forget_shadowed(directory)  # a package's own Flask (or Jinja, ...) wins over the preload's
             # Relative paths in the package (templates, data files) resolve from the package.
             os.chdir(directory)
             return fizz_package.load_package(directory, spec["entrypoint"])
 
-        return (*self._activate(spec, workdir, f"package, {files} files", load), False)
+        return (*self._activate(spec, workdir, directory, f"package, {files} files", load), False)
 
     def _misdirected(self, spec: Dict[str, Any]) -> Optional[Answer]:
         if spec["instance_id"] and self.instance_id and spec["instance_id"] != self.instance_id:
@@ -240,6 +246,8 @@ class Instance:
             if refused:
                 return refused
             self.state = "specializing"
+        # From here on the function's needs come first: the Flask preload ends at its next import.
+        self.preload.stop()
         return None
 
     def _broken(self, spec: Dict[str, Any], exc: Exception) -> Answer:
@@ -251,6 +259,7 @@ class Instance:
         self,
         spec: Dict[str, Any],
         workdir: str,
+        code_dir: str,
         what: str,
         load: Callable[[], Tuple[Callable[..., Any], bool]],
     ) -> Answer:
@@ -270,6 +279,7 @@ class Instance:
             os.environ["FIZZ_SECRETS_DIR"] = secrets_dir
             os.environ["FIZZ_CONFIGS_DIR"] = configs_dir
             fn, takes_context = load()
+            flask_fn = None if takes_context else self._flask_function(fn, code_dir)
         except fizz_loader.LoadError as exc:
             self.state = "failed"
             log(f"{label} failed to load: {exc}")
@@ -279,10 +289,29 @@ class Instance:
             log(f"{label}: specialize failed:\n{format_exc()}")
             return 500, error_payload("INTERNAL", f"specialize failed: {exc}", retryable=True)
 
-        self.fn, self.takes_context, self.function = fn, takes_context, ref
+        self.fn, self.takes_context, self.function, self.flask = fn, takes_context, ref, flask_fn
         self.concurrency = spec["concurrency"]
         self.gate = Gate(spec["concurrency"], spec["concurrency"])
         self.state = "specialized"  # last: user traffic checks only this
         load_ms = round((time.perf_counter() - started) * 1000, 1)
+        what += ", Flask" if flask_fn is not None else ""
         log(f"specialized {label} ({what}) in {load_ms}ms")
         return 200, {"status": "specialized", "loadMs": load_ms}
+
+    def _flask_function(self, fn: Callable[..., Any], code_dir: str) -> Any:
+        """A ``def main()`` runs as in Fission's Flask environment when Flask is installed
+        (fizz_flask), and as a plain call when it is not."""
+        if self.preload.state == "absent":
+            return None
+        import fizz_flask
+
+        name = getattr(fn, "__module__", None) or "main"
+        if name == fizz_loader.MODULE_NAME:  # a private name: the app is named after the file
+            file = getattr(sys.modules.get(name), "__file__", None) or "main.py"
+            name = os.path.splitext(os.path.basename(file))[0]
+        try:
+            return fizz_flask.FlaskFunction(fn, name, code_dir, self.max_body)
+        except ImportError as exc:
+            if getattr(exc, "name", None) == "flask":
+                return None
+            raise fizz_loader.LoadError(f"flask does not import: {exc}") from None

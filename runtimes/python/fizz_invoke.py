@@ -245,7 +245,7 @@ def to_response(result: Any, printed: str) -> Tuple[int, List[Tuple[str, str]], 
             if value is None:
                 continue
             for item in value if isinstance(value, (list, tuple)) else (value,):
-                out.append(_header(name, item))
+                out.append(check_header(name, item))
     out = [(k, v) for k, v in out if k.lower() not in _FRAMING_HEADERS]
 
     if body is None:
@@ -269,7 +269,7 @@ def to_response(result: Any, printed: str) -> Tuple[int, List[Tuple[str, str]], 
     return status, out, payload
 
 
-def _header(name: Any, value: Any) -> Tuple[str, str]:
+def check_header(name: Any, value: Any) -> Tuple[str, str]:
     # http.server writes header lines verbatim: refuse anything that could split the response.
     if not isinstance(name, str) or not _HEADER_NAME.match(name):
         raise ResultError(f"invalid header name {name!r}")

@@ -26,6 +26,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from fizz_instance import ARCHIVE_CONTENT_TYPE, Instance, format_exc, log
+from fizz_preload import install_compat
 from fizz_invoke import (
     Context,
     HttpError,
@@ -106,10 +107,10 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- responses -------------------------------------------------------------------------------
 
-    def _send(self, status: int, headers, body: bytes, close: bool = False) -> None:
+    def _send(self, status: int, headers, body: bytes, close: bool = False, reason=None) -> None:
         # A request body we did not read would be parsed as the next request: close instead.
         close = close or self.instance.draining or (not self._body_read and self._has_body())
-        self.send_response(status)
+        self.send_response(status, reason or None)
         for name, value in headers:
             self.send_header(name, value)
         if status != 204:
@@ -206,6 +207,10 @@ class Handler(BaseHTTPRequestHandler):
         except HttpError as exc:
             return self._error(exc.status, exc.code, str(exc), close=exc.close)
         request_id = headers.get("x-request-id") or _new_request_id()
+        if rt.flask is not None:
+            from fizz_flask import call_flask  # imported at the specialization already
+
+            return call_flask(self, rt, body, request_id)
         context = Context(self.command, self.path, headers, params, body, request_id, rt.function)
 
         rt.stdout.start()
@@ -251,6 +256,7 @@ def main() -> None:
         real_stdout.reconfigure(line_buffering=True)  # function logs reach the collector promptly
     sys.stdout = rt.stdout
     Handler.instance = rt
+    install_compat()
     if ":" in rt.host:
         Server.address_family = socket.AF_INET6
     try:
@@ -296,6 +302,7 @@ def main() -> None:
 
     suffix = f" as {rt.instance_id}" if rt.instance_id else ""
     log(f"python runtime listening on {rt.host}:{rt.port}{suffix}")
+    rt.preload.start()  # after listening: readiness does not wait for Flask
     server.serve_forever(poll_interval=0.2)
     server.server_close()
     finished = rt.wait_idle(SHUTDOWN_GRACE_SECONDS)
