@@ -3,11 +3,13 @@
 // what was registered. A service, NATS or Redis that crashes is restarted with back-off while the
 // others keep running (scripts/lib/supervisor.mjs). Ctrl-C stops everything.
 import path from "node:path";
-import { ensureBinaries, ensureNodeModules, ROOT } from "./lib/prereqs.mjs";
+import { ensureBinaries, ensureNodeModules, ensurePythonFlask, ROOT } from "./lib/prereqs.mjs";
 
 try {
   ensureNodeModules();
   if (!process.env.FIZZ_NATS_URL || !process.env.FIZZ_REDIS_URL) ensureBinaries();
+  // Optional: without Flask the platform still runs, and says what Python functions then lack.
+  ensurePythonFlask();
 } catch (err) {
   console.error(`fizz: ${errorMessage(err)}`);
   process.exit(1);

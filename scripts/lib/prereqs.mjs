@@ -1,5 +1,6 @@
 // Set-up that `npm start` and `npm test` do on a fresh clone, before anything else is importable:
-// node_modules, nats-server and redis-server. Plain JavaScript with no dependencies on purpose.
+// node_modules, nats-server and redis-server, and Flask and redis-py for the Python environment.
+// Plain JavaScript with no dependencies on purpose.
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -52,6 +53,24 @@ const TEST_BINARIES = [
     apt: "python3-setuptools",
     paths: ["/usr/lib/python3/dist-packages/setuptools"],
   },
+  // The guestbook's browser test drives Debian's Chromium.
+  { bin: "chromium", apt: "chromium", paths: ["/usr/bin/chromium"] },
+];
+
+/**
+ * @typedef {object} PythonModule
+ * @property {string} module  what a function imports
+ * @property {string} apt     the Debian package that has it for /usr/bin/python3
+ */
+
+/**
+ * What functions written for Fission's Python environment import: Flask (`def main()` runs in a
+ * Flask request context, runtimes/python/fizz_flask.py) and redis-py (the guestbook).
+ * @type {PythonModule[]}
+ */
+const FLASK_MODULES = [
+  { module: "flask", apt: "python3-flask" },
+  { module: "redis", apt: "python3-redis" },
 ];
 
 /**
@@ -73,30 +92,97 @@ function isDebianLike() {
   }
 }
 
+const isRoot = () => process.getuid?.() === 0;
+const canApt = () => isRoot() && isDebianLike() && findBinary("apt-get") !== undefined;
+
+let aptUpdated = false;
+/**
+ * `apt-get install` (after one `apt-get update` per process).
+ * @param {string[]} names
+ * @param {(line: string) => void} log
+ * @returns {boolean} whether apt-get succeeded
+ */
+function aptInstall(names, log) {
+  log(`fizz: installing ${names.join(", ")} with apt-get`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  if (!aptUpdated) {
+    if (spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env }).status !== 0)
+      return false;
+    aptUpdated = true;
+  }
+  const args = ["install", "-y", "-q", "--no-install-recommends", ...names];
+  return spawnSync("apt-get", args, { stdio: "inherit", env }).status === 0;
+}
+
+/** The interpreter the poolkeeper runs Python instances with (services/poolkeeper/src/config.ts). */
+function instancePython() {
+  if (process.env.FIZZ_PYTHON) return process.env.FIZZ_PYTHON;
+  return isRoot() && existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+}
+
+/**
+ * @param {string} python
+ * @returns {PythonModule[]} the modules `python` cannot import (all of them without `python`)
+ */
+function missingModules(python) {
+  const probe =
+    "import importlib.util as u, sys\nfor m in sys.argv[1:]:\n    if u.find_spec(m) is None: print(m)";
+  const r = spawnSync(python, ["-c", probe, ...FLASK_MODULES.map((m) => m.module)], {
+    encoding: "utf8",
+  });
+  if (r.status !== 0) return FLASK_MODULES;
+  const absent = r.stdout.split(/\s+/);
+  return FLASK_MODULES.filter((m) => absent.includes(m.module));
+}
+
 /** Installs what is missing where we can (Debian/Ubuntu as root); elsewhere says what to install. */
 export function ensureBinaries(log = console.error, { forTests = false } = {}) {
   const wanted = forTests ? [...RUNTIME_BINARIES, ...TEST_BINARIES] : RUNTIME_BINARIES;
-  const root = process.getuid?.() === 0;
+  const root = isRoot();
   const missing = wanted.filter((b) =>
     root && b.asRoot ? !existsSync(b.asRoot) : !findBinary(b.bin, b.paths),
   );
-  if (missing.length === 0) return;
-  const names = missing.map((b) => b.apt);
-  if (process.getuid?.() === 0 && isDebianLike() && findBinary("apt-get")) {
-    log(`fizz: installing ${names.join(", ")} with apt-get`);
-    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-    const upd = spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env });
-    const ins = spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", ...names], {
-      stdio: "inherit",
-      env,
-    });
-    if (upd.status === 0 && ins.status === 0 && missing.every((b) => findBinary(b.bin, b.paths)))
+  // The tests run Flask-style functions: for them Flask is required, not optional.
+  const python = instancePython();
+  const modules = forTests ? missingModules(python) : [];
+  if (missing.length === 0 && modules.length === 0) return;
+  const names = [...missing.map((b) => b.apt), ...modules.map((m) => m.apt)];
+  if (canApt()) {
+    if (
+      aptInstall(names, log) &&
+      missing.every((b) => findBinary(b.bin, b.paths)) &&
+      (modules.length === 0 || missingModules(python).length === 0)
+    )
       return;
     throw new Error(`apt-get could not install ${names.join(", ")}; install them and run again`);
   }
   throw new Error(
     `fizz needs ${names.join(", ")} on PATH. Install them (Debian/Ubuntu: apt-get install ${names.join(" ")}; ` +
       `macOS: brew install nats-server redis python) and run again, or point FIZZ_NATS_URL / FIZZ_REDIS_URL at running servers.`,
+  );
+}
+
+/**
+ * `npm start`: gives the Python environment Flask and redis-py (Debian's packages, as root), so
+ * functions written for Fission's Python environment run. Where that cannot be done, one line
+ * says so and why, and the platform starts anyway: `def main(context)` functions do not need them.
+ */
+export function ensurePythonFlask(log = console.error) {
+  const python = instancePython();
+  const missing = missingModules(python);
+  if (missing.length === 0) return;
+  const names = missing.map((m) => m.apt);
+  /** @type {string} */
+  let why;
+  if (!isRoot()) why = `not root, so not installing ${names.join(" ")}`;
+  else if (!isDebianLike() || !findBinary("apt-get")) why = "not Debian/Ubuntu (no apt-get)";
+  else if (python !== "/usr/bin/python3") why = `FIZZ_PYTHON is not Debian's /usr/bin/python3`;
+  else if (!aptInstall(names, log)) why = `apt-get could not install ${names.join(" ")}`;
+  else if (missingModules(python).length > 0) why = `${names.join(" ")} installed, still missing`;
+  else return;
+  const what = missing.map((m) => m.module).join(" and ");
+  log(
+    `fizz: ${python} has no ${what} (${why}): Python functions importing it (Fission's Flask-style def main(), the guestbook) will not load; def main(context) ones run`,
   );
 }
 
