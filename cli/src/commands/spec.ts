@@ -308,7 +308,7 @@ async function run(ctx: Context, spec: string, plan: PlanItem[], waitTimeout: nu
     done = await executePlan(ctx, plan, { spec, waitTimeoutSeconds: waitTimeout, onResult });
   } catch (err) {
     if (!(err instanceof ApplyFailedError)) throw err;
-    const failure = applyFailure(ctx, spec, err, plan.length);
+    const failure = applyFailure(ctx, spec, err, plan);
     if (ctx.output === "json") {
       printResultJson(ctx, {
         spec,

@@ -64,17 +64,18 @@ export function applyFailure(
   ctx: Context,
   spec: string,
   err: ApplyFailedError,
-  total: number,
+  plan: PlanItem[],
 ): CliError {
   const reason = err.reason instanceof ApiError ? err.reason.describe() : err.message;
   const failed = new CliError(
     `${err.item.action} ${describeItem(err.item, ctx.namespace)}: ${reason}`,
   );
   const made = err.done.filter((r) => r.action !== "unchanged").length;
+  const left = plan.slice(err.done.length + 1).filter((i) => i.action !== "unchanged").length;
   const causeHint = err.reason instanceof CliError && err.reason.hint ? `${err.reason.hint}\n` : "";
   failed.hint =
     `${causeHint}Apply stopped there: ${made} change${made === 1 ? " was" : "s were"} made before it, ` +
-    `${total - err.done.length - 1} step${total - err.done.length - 1 === 1 ? " was" : "s were"} not tried. ` +
+    `${left} more ${left === 1 ? "was" : "were"} not tried. ` +
     `Fix the cause and run "fizz spec apply" again for spec "${spec}": it carries on from what the registry holds.`;
   return failed;
 }

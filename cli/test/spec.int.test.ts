@@ -1,0 +1,531 @@
+/**
+ * `fizz spec apply|destroy` against a real registry (real nats-server and redis-server): every
+ * kind is created from YAML, a second run changes and uploads nothing (counted by the registry's
+ * own request metrics), one changed file updates one object, --dry-run and invalid specs write
+ * nothing, --prune and destroy delete only what carries the spec's label. No builder runs here,
+ * so packages use `deployment` (live at once); a `source` package stays pending.
+ */
+import { createHash } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { expect } from "chai";
+import { silentLogger } from "@fizz/kit";
+import { loadConfig, start, type RegistryService } from "@fizz/registry";
+import { startNats, startRedis, waitFor, type TestServer } from "@fizz/testkit";
+import { fizz } from "./support/cli.js";
+import { CONFIG, project, type Project } from "./spec-support.js";
+
+const TOKEN = "spec-int-admin-token-0123456789abcdef";
+
+interface Obj {
+  kind: string;
+  metadata: { name: string; namespace: string; revision: number; labels: Record<string, string> };
+  spec: Record<string, unknown>;
+  status?: { buildState: string };
+}
+
+const KINDS = [
+  "configmaps",
+  "environments",
+  "packages",
+  "functions",
+  "httptriggers",
+  "mqtriggers",
+  "timetriggers",
+  "watchtriggers",
+] as const;
+
+const FILES = {
+  "specs/deployment.yaml": CONFIG("shop"),
+  "specs/env.yaml": `apiVersion: fizz.dev/v1
+kind: Environment
+metadata:
+  name: python
+spec:
+  image: fizz/env-python
+  poolSize: 0
+`,
+  "specs/config.yaml": `apiVersion: fizz.dev/v1
+kind: ConfigMap
+metadata:
+  name: settings
+spec:
+  data:
+    mode: fast
+    redis-url: \${SHOP_REDIS_URL:-redis://127.0.0.1:6379/0}
+`,
+  "specs/package.yaml": `apiVersion: fizz.dev/v1
+kind: Package
+metadata:
+  name: app
+  labels: { team: web }
+spec:
+  environment: python
+  deployment: { path: ../app }
+`,
+  "specs/functions.yaml": `apiVersion: fizz.dev/v1
+kind: Function
+metadata:
+  name: hello
+spec:
+  environment: python
+  code: { path: ../hello.py }
+  configmaps: [settings]
+---
+apiVersion: fizz.dev/v1
+kind: Function
+metadata:
+  name: web
+spec:
+  environment: python
+  package: { name: app }
+  entrypoint: main.main
+  maxInstances: 3
+`,
+  "specs/triggers.yml": `apiVersion: fizz.dev/v1
+kind: HttpTrigger
+metadata: { name: hello }
+spec: { function: hello, path: /hello, methods: [get] }
+---
+apiVersion: fizz.dev/v1
+kind: MessageQueueTrigger
+metadata: { name: orders }
+spec: { function: hello, subject: orders.new }
+---
+apiVersion: fizz.dev/v1
+kind: TimeTrigger
+metadata: { name: nightly }
+spec: { function: web, cron: "0 3 * * *" }
+---
+apiVersion: fizz.dev/v1
+kind: WatchTrigger
+metadata: { name: pods }
+spec: { function: web, namespace: default, resource: pods, events: [ADDED] }
+`,
+  "hello.py": "def main():\n    return 'hello'\n",
+  "app/main.py": "def main():\n    return 'app v1'\n",
+  "app/lib/helper.py": "X = 1\n",
+};
+
+describe("fizz spec against a real registry", function () {
+  this.timeout(60_000);
+  let nats: TestServer;
+  let redis: TestServer;
+  let registry: RegistryService;
+  let url: string;
+  let p: Project;
+
+  before(async () => {
+    [nats, redis] = await Promise.all([startNats(), startRedis()]);
+    p = await project(FILES);
+    await mkdir(join(p.root, "work"));
+    registry = await start(
+      loadConfig({
+        FIZZ_NATS_URL: nats.url,
+        FIZZ_REDIS_URL: redis.url,
+        FIZZ_REGISTRY_PORT: "0",
+        FIZZ_LOG_LEVEL: "silent",
+        FIZZ_ADMIN_TOKEN: TOKEN,
+        FIZZ_REGISTRY_WORKDIR: join(p.root, "work"),
+        FIZZ_SYNC_TIMEOUT_MS: "200",
+      }),
+      { logger: silentLogger() },
+    );
+    url = `http://127.0.0.1:${registry.port}`;
+    await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200, {
+      what: "registry ready",
+    });
+  });
+  after(async () => {
+    await registry?.stop();
+    await Promise.all([nats?.cleanup(), redis?.cleanup()]);
+    await p?.cleanup();
+  });
+
+  const cli = (...argv: string[]) => fizz(argv, { registry: url }, { env: { FIZZ_TOKEN: TOKEN } });
+  const apply = (...more: string[]) => cli("spec", "apply", "-f", p.specs, ...more);
+
+  async function api<T>(path: string): Promise<T> {
+    const res = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    return (await res.json()) as T;
+  }
+  async function all(): Promise<Map<string, Obj>> {
+    const out = new Map<string, Obj>();
+    for (const kind of KINDS) {
+      const list = await api<{ items: Obj[] }>(`/v1/namespaces/default/${kind}`);
+      for (const o of list.items) out.set(`${kind}/${o.metadata.name}`, o);
+    }
+    return out;
+  }
+  const revisions = async () =>
+    Object.fromEntries([...(await all())].map(([k, o]) => [k, o.metadata.revision]));
+
+  /** Writes the registry answered, by its own request counter: archive uploads and the rest. */
+  async function writes(): Promise<{ uploads: number; writes: number }> {
+    const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    const out = { uploads: 0, writes: 0 };
+    for (const line of (await res.text()).split("\n")) {
+      const m = /^fizz_registry_http_requests_total\{(.*)\} (\d+)$/.exec(line);
+      if (!m) continue;
+      const labels = m[1]!;
+      if (!/method="(POST|PATCH|DELETE)"/.test(labels)) continue;
+      if (labels.includes('route="/v1/namespaces/:ns/archives"')) out.uploads += Number(m[2]);
+      else out.writes += Number(m[2]);
+    }
+    return out;
+  }
+
+  it("apply creates every kind in dependency order, labelled with the spec's name", async () => {
+    const r = await apply();
+
+    expect(r.stderr).to.equal("");
+    expect(r.code).to.equal(0);
+    const lines = r.stdout.split("\n");
+    expect(lines[2]).to.match(/^created package app \(deployment sha256:[0-9a-f]{12} \(\d+ B\)\)$/);
+    expect(lines).to.deep.equal([
+      "created configmap settings",
+      "created environment python",
+      lines[2],
+      "created function hello",
+      "created function web",
+      "created httptrigger hello",
+      "created messagequeuetrigger orders",
+      "created timetrigger nightly",
+      "created watchtrigger pods",
+      'spec "shop": 9 created, 0 updated, 0 unchanged, 0 deleted',
+      "",
+    ]);
+    const objects = await all();
+    expect([...objects.keys()].sort()).to.deep.equal(
+      [
+        "configmaps/settings",
+        "environments/python",
+        "packages/app",
+        "functions/hello",
+        "functions/web",
+        "httptriggers/hello",
+        "mqtriggers/orders",
+        "timetriggers/nightly",
+        "watchtriggers/pods",
+      ].sort(),
+    );
+    for (const o of objects.values()) expect(o.metadata.labels["fizz.dev/spec"]).to.equal("shop");
+    expect(objects.get("packages/app")!.metadata.labels.team).to.equal("web");
+    const hello = objects.get("functions/hello")!;
+    const digest = createHash("sha256").update(FILES["hello.py"]).digest("hex");
+    expect(hello.spec.code).to.deep.include({ filename: "hello.py", digest: `sha256:${digest}` });
+    expect(hello.spec.configmaps).to.deep.equal(["settings"]);
+    const web = objects.get("functions/web")!;
+    const pkg = objects.get("packages/app")!;
+    expect((web.spec.package as { deployment: { digest: string } }).deployment.digest).to.equal(
+      (pkg.spec.deployment as { digest: string }).digest,
+    );
+    expect(objects.get("configmaps/settings")!.spec.data).to.deep.equal({
+      mode: "fast",
+      "redis-url": "redis://127.0.0.1:6379/0",
+    });
+    expect(objects.get("httptriggers/hello")!.spec.methods).to.deep.equal(["GET"]);
+  });
+
+  it("a second apply reports everything unchanged, bumps no revision and uploads nothing", async () => {
+    const before = await revisions();
+    const counted = await writes();
+
+    const r = await apply();
+
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(
+      /^(unchanged \S+ \S+\n){9}spec "shop": 0 created, 0 updated, 9 unchanged, 0 deleted\n$/,
+    );
+    expect(await revisions()).to.deep.equal(before);
+    expect(await writes()).to.deep.equal(counted);
+  });
+
+  it("changing one file updates only that object; a changed package directory is uploaded once", async () => {
+    const before = await revisions();
+    await p.write({ "hello.py": "def main():\n    return 'hello v2'\n" });
+
+    const r = await apply();
+
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.include("updated function hello (spec.code; revision 2)\n");
+    expect(r.stdout).to.include('spec "shop": 0 created, 1 updated, 8 unchanged, 0 deleted\n');
+    const after = await revisions();
+    expect(after["functions/hello"]).to.equal(before["functions/hello"]! + 1);
+    expect({ ...after, "functions/hello": 0 }).to.deep.equal({ ...before, "functions/hello": 0 });
+    const code = await fetch(`${url}/v1/namespaces/default/functions/hello/code`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(await code.text()).to.equal("def main():\n    return 'hello v2'\n");
+
+    const counted = await writes();
+    await p.write({ "app/main.py": "def main():\n    return 'app v2'\n" });
+    const pkg = await apply();
+    expect(pkg.code, pkg.stderr).to.equal(0);
+    expect(pkg.stdout).to.match(
+      /\nupdated package app \(spec.deployment; revision \d+; deployment sha256:/,
+    );
+    expect((await writes()).uploads).to.equal(counted.uploads + 1);
+    const objects = await all();
+    const deployment = (objects.get("packages/app")!.spec.deployment as { digest: string }).digest;
+    // The registry rolled the function onto the new deployment before answering.
+    expect(
+      (objects.get("functions/web")!.spec.package as { deployment: { digest: string } }).deployment
+        .digest,
+    ).to.equal(deployment);
+  });
+
+  it("--dry-run prints the plan and changes and uploads nothing", async () => {
+    const before = await all();
+    const counted = await writes();
+    await p.write({
+      "app/main.py": "def main():\n    return 'app v3'\n",
+      "specs/config.yaml": FILES["specs/config.yaml"].replace("mode: fast", "mode: slow"),
+      "specs/more.yaml": `apiVersion: fizz.dev/v1
+kind: HttpTrigger
+metadata: { name: web }
+spec: { function: web, prefix: /web }
+`,
+    });
+
+    const r = await apply("--dry-run");
+
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.include("update configmap settings: spec.data\n");
+    expect(r.stdout).to.include("update package app: spec.deployment\n");
+    expect(r.stdout).to.include("create httptrigger web\n");
+    expect(r.stdout).to.include("unchanged function hello\n");
+    expect(r.stdout).to.include(
+      'spec "shop": 1 create, 2 update, 7 unchanged, 0 delete (dry run: nothing was changed)\n',
+    );
+    expect(await writes()).to.deep.equal(counted);
+    expect(await all()).to.deep.equal(before);
+
+    const json = await apply("--dry-run", "-o", "json");
+    const plan = JSON.parse(json.stdout) as {
+      dryRun: boolean;
+      items: Array<Record<string, unknown>>;
+    };
+    expect(plan.dryRun).to.equal(true);
+    expect(plan.items).to.deep.include({
+      action: "update",
+      kind: "ConfigMap",
+      namespace: "default",
+      name: "settings",
+      changes: ["spec.data"],
+    });
+
+    const applied = await apply("-o", "json");
+    expect(applied.code, applied.stderr).to.equal(0);
+    const result = JSON.parse(applied.stdout) as { items: Array<{ action: string; name: string }> };
+    expect(result.items.filter((i) => i.action !== "unchanged").map((i) => i.name)).to.deep.equal([
+      "settings",
+      "app",
+      "web",
+    ]);
+  });
+
+  it("--prune deletes only labelled objects the spec dropped; unlabelled ones survive", async () => {
+    const manual = await cli(
+      "route",
+      "create",
+      "--name",
+      "manual",
+      "--function",
+      "hello",
+      "--url",
+      "/manual",
+    );
+    expect(manual.code, manual.stderr).to.equal(0);
+    await p.remove("specs/more.yaml");
+    await p.write({
+      "specs/triggers.yml": FILES["specs/triggers.yml"].replace(
+        /---\napiVersion: fizz.dev\/v1\nkind: MessageQueueTrigger[^]*?---\n/,
+        "---\n",
+      ),
+    });
+
+    const kept = await apply();
+    expect(kept.code, kept.stderr).to.equal(0);
+    expect(kept.stdout).not.to.match(/^deleted/m);
+    expect((await all()).has("mqtriggers/orders")).to.equal(true);
+
+    const pruned = await apply("--prune");
+
+    expect(pruned.code, pruned.stderr).to.equal(0);
+    expect(pruned.stdout.split("\n").filter((l) => l.startsWith("deleted"))).to.deep.equal([
+      "deleted messagequeuetrigger orders",
+      "deleted httptrigger web",
+    ]);
+    const objects = await all();
+    expect(objects.has("mqtriggers/orders")).to.equal(false);
+    expect(objects.has("httptriggers/web")).to.equal(false);
+    expect(objects.get("httptriggers/manual")?.metadata.labels).to.deep.equal({});
+  });
+
+  it("apply refuses to take over an unlabelled object, changing nothing", async () => {
+    const before = await all();
+    const counted = await writes();
+    await p.write({
+      "specs/config.yaml": FILES["specs/config.yaml"].replace("mode: fast", "mode: other"),
+      "specs/more.yaml": `apiVersion: fizz.dev/v1
+kind: HttpTrigger
+metadata:
+  name: manual
+spec: { function: hello, path: /manual }
+`,
+    });
+
+    const r = await apply();
+
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.equal(
+      `${join(p.specs, "more.yaml")}:4: HttpTrigger manual: metadata.name: httptrigger "manual" already exists in namespace "default" without the label fizz.dev/spec=shop; apply does not take over objects it did not create: delete it, or rename this one\n` +
+        "Error: the spec has 1 problem; nothing was applied\n",
+    );
+    expect(await writes()).to.deep.equal(counted);
+    expect(await all()).to.deep.equal(before);
+  });
+
+  it("an invalid spec or a reference to nothing applies nothing", async () => {
+    const before = await all();
+    const counted = await writes();
+    await p.write({
+      "specs/more.yaml": `apiVersion: fizz.dev/v1
+kind: Function
+metadata: { name: ruby }
+spec: { environment: ruby, code: { path: ../hello.py } }
+`,
+    });
+
+    const r = await apply();
+
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.equal(
+      `${join(p.specs, "more.yaml")}:4: Function ruby: spec.environment: environment "ruby" is neither in the spec nor in namespace "default" of the registry\n` +
+        "Error: the spec has 1 problem; nothing was applied\n",
+    );
+    await p.write({ "specs/more.yaml": "kind: Function\n" });
+    const invalid = await apply();
+    expect(invalid.code).to.equal(1);
+    expect(invalid.stderr).to.include(
+      `${join(p.specs, "more.yaml")}:1: Function: apiVersion: is required`,
+    );
+    expect(await writes()).to.deep.equal(counted);
+    expect(await all()).to.deep.equal(before);
+  });
+
+  it("a refused write stops apply, says what was done and what failed; a rerun converges", async () => {
+    await p.write({
+      "specs/more.yaml": `apiVersion: fizz.dev/v1
+kind: ConfigMap
+metadata: { name: extra }
+spec: { data: { a: "1" } }
+---
+apiVersion: fizz.dev/v1
+kind: HttpTrigger
+metadata: { name: clash }
+spec: { function: hello, path: /manual }
+---
+apiVersion: fizz.dev/v1
+kind: TimeTrigger
+metadata: { name: later }
+spec: { function: hello, cron: "@hourly" }
+`,
+    });
+
+    const r = await apply();
+
+    expect(r.code).to.equal(1);
+    expect(r.stdout).to.include("created configmap extra\n");
+    expect(r.stdout).not.to.include("later");
+    expect(r.stderr).to.match(
+      /^Error: create httptrigger clash: spec.path: route .*\/manual conflicts with httptrigger "manual" .*\(ROUTE_CONFLICT\)\nApply stopped there: 2 changes were made before it, 1 more was not tried\. /,
+    );
+    const objects = await all();
+    expect(objects.has("configmaps/extra")).to.equal(true);
+    expect(objects.has("timetriggers/later")).to.equal(false);
+
+    expect((await cli("route", "delete", "--name", "manual")).code).to.equal(0);
+    const again = await apply();
+    expect(again.code, again.stderr).to.equal(0);
+    expect(again.stdout.split("\n").filter((l) => !l.startsWith("unchanged"))).to.deep.equal([
+      "created httptrigger clash",
+      "created timetrigger later",
+      'spec "shop": 2 created, 0 updated, 9 unchanged, 0 deleted',
+      "",
+    ]);
+  });
+
+  it("a source package is uploaded once and compared by its canonical digest", async () => {
+    await p.write({
+      "src/main.py": "def main():\n    return 'built'\n",
+      "specs/more.yaml": `apiVersion: fizz.dev/v1
+kind: Package
+metadata: { name: built }
+spec: { environment: python, source: { path: ../src } }
+`,
+    });
+    const counted = await writes();
+
+    // No builder runs in this test: the build stays pending and the wait gives up.
+    const r = await apply("--wait-timeout", "1", "--prune");
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(
+      /^Error: create package built: package "built" is still pending after 1s\n/,
+    );
+    expect((await writes()).uploads).to.equal(counted.uploads + 1);
+    const pkg = (await all()).get("packages/built")!;
+    expect(pkg.status?.buildState).to.equal("pending");
+
+    const again = await apply("--prune");
+    expect(again.code, again.stderr).to.equal(0);
+    expect(again.stdout).to.include("unchanged package built\n");
+    expect((await writes()).uploads).to.equal(counted.uploads + 1);
+    expect((await all()).get("packages/built")!.metadata.revision).to.equal(pkg.metadata.revision);
+  });
+
+  it("destroy deletes everything labelled with the spec, triggers first, and nothing else", async () => {
+    const env = await cli("env", "create", "--name", "py2", "--image", "fizz/env-python");
+    expect(env.code, env.stderr).to.equal(0);
+    const fn = await cli(
+      "fn",
+      "create",
+      "--name",
+      "manual",
+      "--env",
+      "py2",
+      "--code",
+      join(p.root, "hello.py"),
+      "--route",
+      "/manual",
+    );
+    expect(fn.code, fn.stderr).to.equal(0);
+
+    const dry = await cli("spec", "destroy", "-f", p.specs, "--dry-run");
+    expect(dry.code, dry.stderr).to.equal(0);
+    expect(dry.stdout).to.match(/^delete watchtrigger pods\n/);
+    expect((await all()).has("functions/hello")).to.equal(true);
+
+    const r = await cli("spec", "destroy", "-f", p.specs);
+
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.equal(
+      [
+        "deleted watchtrigger pods",
+        "deleted timetrigger nightly",
+        "deleted httptrigger hello",
+        "deleted function hello",
+        "deleted function web",
+        "deleted package app",
+        "deleted package built",
+        "deleted environment python",
+        "deleted configmap settings",
+        'spec "shop": 0 created, 0 updated, 0 unchanged, 9 deleted',
+        "",
+      ].join("\n"),
+    );
+    const left = [...(await all()).keys()].sort();
+    expect(left).to.deep.equal(["environments/py2", "functions/manual", "httptriggers/manual"]);
+  });
+});
