@@ -528,4 +528,38 @@ spec: { environment: python, source: { path: ../src } }
     const left = [...(await all()).keys()].sort();
     expect(left).to.deep.equal(["environments/py2", "functions/manual", "httptriggers/manual"]);
   });
+
+  it("the guestbook example validates and plans, creating its 12 objects, without a write", async () => {
+    const specs = join(import.meta.dirname, "..", "..", "examples", "guestbook", "specs");
+    const counted = await writes();
+
+    const valid = await cli("spec", "validate", "-f", specs);
+    expect(valid.stderr).to.equal("");
+    expect(valid.code).to.equal(0);
+    expect(valid.stdout).to.equal(
+      'spec "guestbook" is valid: 12 objects in 5 files; variables used: GUESTBOOK_REDIS_URL (its default)\n',
+    );
+
+    const plan = await cli("spec", "apply", "-f", specs, "--dry-run");
+    expect(plan.code, plan.stderr).to.equal(0);
+    expect(plan.stdout).to.equal(
+      [
+        "create configmap guestbook",
+        "create environment python",
+        "create environment nodejs",
+        "create package guestbook-node",
+        "create function guestbook-node-get",
+        "create function guestbook-node-add",
+        "create function guestbook-get",
+        "create function guestbook-add",
+        "create httptrigger guestbook-node-get",
+        "create httptrigger guestbook-node-add",
+        "create httptrigger guestbook-get",
+        "create httptrigger guestbook-add",
+        'spec "guestbook": 12 create, 0 update, 0 unchanged, 0 delete (dry run: nothing was changed)',
+        "",
+      ].join("\n"),
+    );
+    expect(await writes()).to.deep.equal(counted);
+  });
 });

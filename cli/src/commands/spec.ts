@@ -193,7 +193,7 @@ async function validate(ctx: Context, dirs: string[], env: Env): Promise<void> {
   try {
     const state = await readState(ctx, spec.namespaces, statePlurals(spec));
     const found = checkAgainstState(spec, state);
-    if (found.problems.length > 0) fail(ctx, found.problems, "apply would change nothing");
+    if (found.problems.length > 0) fail(ctx, found.problems, "apply would refuse to run");
     warnings = found.warnings;
   } catch (err) {
     if (err instanceof SpecInvalidError || !(err instanceof CliError)) throw err;
