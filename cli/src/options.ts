@@ -30,6 +30,31 @@ export function collectMethods(value: string, previous: string[] = []): string[]
   return [...previous, ...methods.filter((m) => !previous.includes(m))];
 }
 
+/** `--query a=1 --query b=2` (Fission's `-q` habit) is `--query 'a=1&b=2'`; sent as written. */
+export function joinQuery(value: string, previous?: string): string {
+  const part = value.replace(/^[?&]+/, "");
+  return previous === undefined || previous === "" ? part : `${previous}&${part}`;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * A duration in milliseconds: Go's notation as Fission takes it (`30s`, `1m30s`, `500ms`, `0`),
+ * or a bare number of seconds as fizz's other options.
+ */
+export function parseDuration(value: string): number {
+  const text = value.trim();
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
+  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(text)) {
+    throw new InvalidArgumentError("must be a duration such as 30s, 2m or 1m30s.");
+  }
+  let ms = 0;
+  for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) {
+    ms += Number(n) * (DURATION_UNITS[unit ?? "s"] ?? 1000);
+  }
+  return ms;
+}
+
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }

@@ -1,4 +1,6 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
@@ -140,6 +142,32 @@ describe("fizz fn test", () => {
 
     expect(result.code).to.equal(2);
     expect(result.stderr).to.include("expected 'Name: value'");
+  });
+
+  it("-t/--timeout gives up on a gateway that does not answer, naming the limit", async () => {
+    // A gateway that accepts the request and never answers.
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    try {
+      const result = await fizz(["fn", "test", "--name", "hello", "-t", "200ms"], {
+        gateway: url,
+      });
+
+      expect(result.code).to.equal(1);
+      expect(result.stderr).to.equal(`Error: the gateway at ${url} did not answer within 0.2s\n`);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+
+  it("--timeout with something that is not a duration is a usage error", async () => {
+    const result = await cli("--name", "hello", "--timeout", "soon");
+
+    expect(result.code).to.equal(2);
+    expect(result.stderr).to.include("must be a duration such as 30s");
+    expect(gateway.calls()).to.deep.equal([]);
   });
 
   it("names the gateway when nothing listens there", async () => {

@@ -176,6 +176,28 @@ describe("fizz fn", () => {
       expect(registry.calls()).to.have.length(2);
     });
 
+    it("--prefix creates a prefix route (Fission's fn create --prefix); --route with it is a usage error", async () => {
+      registry.on("POST", FUNCTIONS, { status: 201, json: fnObject() });
+      const trigger = apiObject("httptriggers", "hello", { function: "hello", prefix: "/api" });
+      registry.on("POST", TRIGGERS, { status: 201, json: trigger });
+      const base = ["fn", "create", "--name", "hello", "--env", "node", "--code", codeFile];
+
+      const result = await cli(...base, "--prefix", "/api", "--method", "GET");
+
+      expect(result.code, result.stderr).to.equal(0);
+      expect(registry.jsonBody(1)).to.deep.equal({
+        name: "hello",
+        spec: { function: "hello", prefix: "/api", methods: ["GET"] },
+      });
+      expect(result.stdout).to.equal(
+        'function "hello" created\nroute "hello" created: * /api/* -> hello\n',
+      );
+      const both = await cli(...base, "--prefix", "/api", "--route", "/q");
+      expect(both.code).to.equal(2);
+      expect(both.stderr).to.include("cannot be used with option '--route <path>'");
+      expect(registry.calls()).to.have.length(2);
+    });
+
     it("with --route -o json prints both created objects as {items}", async () => {
       const fn = fnObject();
       const trigger = apiObject("httptriggers", "hello", { function: "hello", path: "/hello" });

@@ -2,6 +2,8 @@ import { expect } from "chai";
 import { InvalidArgumentError } from "commander";
 import {
   collectMethods,
+  joinQuery,
+  parseDuration,
   parseHeader,
   parseInteger,
   parseSeconds,
@@ -57,5 +59,23 @@ describe("option parsing", () => {
     expect(formatAge(ago(30 * 3_600_000), now)).to.equal("30h");
     expect(formatAge(ago(3 * 86_400_000), now)).to.equal("3d");
     expect(formatAge(undefined, now)).to.equal("-");
+  });
+
+  it("reads durations as Fission writes them (30s, 1m30s, 500ms, 0) and bare numbers as seconds", () => {
+    expect(parseDuration("30s")).to.equal(30_000);
+    expect(parseDuration("1m30s")).to.equal(90_000);
+    expect(parseDuration("500ms")).to.equal(500);
+    expect(parseDuration("1h")).to.equal(3_600_000);
+    expect(parseDuration("0")).to.equal(0);
+    expect(parseDuration("2.5")).to.equal(2500);
+    for (const bad of ["", "soon", "-1s", "5d", "1m 30s"]) {
+      expect(() => parseDuration(bad), bad).to.throw(InvalidArgumentError);
+    }
+  });
+
+  it("joins repeated --query values with & as written", () => {
+    expect(joinQuery("b=2", joinQuery("a=1"))).to.equal("a=1&b=2");
+    expect(joinQuery("?a=1")).to.equal("a=1");
+    expect(joinQuery("x=%20", "a=1&b=2")).to.equal("a=1&b=2&x=%20");
   });
 });

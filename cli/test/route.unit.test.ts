@@ -121,6 +121,18 @@ describe("fizz route", () => {
     ]);
   });
 
+  it("list --function shows only the routes to that function (Fission's ht list --function)", async () => {
+    const hello = apiObject("httptriggers", "hello", { function: "hello", path: "/hello" });
+    const other = apiObject("httptriggers", "other", { function: "other", path: "/other" });
+    registry.on("GET", TRIGGERS, { json: { items: [hello, other] } });
+
+    const table = await cli("route", "list", "--function", "hello");
+    const json = await cli("route", "list", "--function", "hello", "-o", "json");
+
+    expect(table.stdout).to.include("/hello").and.not.include("/other");
+    expect(JSON.parse(json.stdout)).to.deep.equal({ items: [hello] });
+  });
+
   it("get -o json prints the trigger as returned", async () => {
     const trigger = apiObject("httptriggers", "hello", { function: "hello", path: "/hello" });
     registry.on("GET", `${TRIGGERS}/hello`, { json: trigger });

@@ -6,6 +6,14 @@ import { parseInteger, splitCommand } from "../options.js";
 import { cell, NONE, printJson, renderTable } from "../output.js";
 import { renderObject, trailingCells } from "../present.js";
 import type { Environment, EnvironmentSpec } from "../types.js";
+import {
+  fissionFlags,
+  listCommand,
+  unlessMissing,
+  withIgnoreNotFound,
+  type IgnoreOptions,
+} from "./fission-flags.js";
+import { ENV_UNSUPPORTED, SPEC_FLAGS } from "./fission-names.js";
 
 interface SpecOptions {
   image?: string;
@@ -32,12 +40,15 @@ Examples:
   fizz env list`,
     );
 
-  withSpecOptions(
-    env
-      .command("create")
-      .description("create an environment")
-      .requiredOption("--name <name>", "environment name")
-      .requiredOption("--image <image>", "runtime image, e.g. fizz/env-python or fizz/env-node"),
+  fissionFlags(
+    withSpecOptions(
+      env
+        .command("create")
+        .description("create an environment")
+        .requiredOption("--name <name>", "environment name")
+        .requiredOption("--image <image>", "runtime image, e.g. fizz/env-python or fizz/env-node"),
+    ),
+    { unsupported: { ...ENV_UNSUPPORTED, ...SPEC_FLAGS } },
   ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
     const ctx = context(cmd);
     const created = await ctx.registry.create<Environment>("environments", {
@@ -58,22 +69,21 @@ Examples:
       else ctx.stdout.write(renderEnvironment(found, ctx.now()));
     });
 
-  env
-    .command("list")
-    .alias("ls")
-    .description("list the environments of the namespace")
-    .action(async (_opts: unknown, cmd: Command) => {
-      const ctx = context(cmd);
-      const list = await ctx.registry.list<Environment>("environments");
-      printList(ctx, list.items, list);
-    });
+  listCommand(env, "environments").action(async (_opts: unknown, cmd: Command) => {
+    const ctx = context(cmd);
+    const list = await ctx.registry.list<Environment>("environments");
+    printList(ctx, list.items, list);
+  });
 
-  withSpecOptions(
-    env
-      .command("update")
-      .description("change an environment; only the given fields change")
-      .requiredOption("--name <name>", "environment name")
-      .option("--image <image>", "runtime image"),
+  fissionFlags(
+    withSpecOptions(
+      env
+        .command("update")
+        .description("change an environment; only the given fields change")
+        .requiredOption("--name <name>", "environment name")
+        .option("--image <image>", "runtime image"),
+    ),
+    { unsupported: ENV_UNSUPPORTED },
   ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
     const ctx = context(cmd);
     const spec = specFrom(opts);
@@ -91,23 +101,29 @@ Examples:
     );
   });
 
-  env
-    .command("delete")
-    .alias("rm")
-    .description("delete an environment (refused while a function uses it)")
-    .requiredOption("--name <name>", "environment name")
-    .action(async (opts: NameOptions, cmd: Command) => {
-      const ctx = context(cmd);
-      try {
-        const deleted = await ctx.registry.delete<Environment>("environments", opts.name);
-        confirm(ctx, deleted, `environment "${opts.name}" deleted`);
-      } catch (err) {
-        if (err instanceof ApiError && err.code === "IN_USE") {
-          throw withHint(err, `Delete its functions or move them to another environment first.`);
-        }
-        throw err;
+  fissionFlags(
+    withIgnoreNotFound(
+      env
+        .command("delete")
+        .alias("rm")
+        .description("delete an environment (refused while a function uses it)")
+        .requiredOption("--name <name>", "environment name"),
+    ),
+    { unsupported: { "-f, --force": "fizz never deletes an environment its functions use" } },
+  ).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
+    const ctx = context(cmd);
+    try {
+      const deleted = await ctx.registry
+        .delete<Environment>("environments", opts.name)
+        .catch(unlessMissing(opts));
+      if (deleted) confirm(ctx, deleted, `environment "${opts.name}" deleted`);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === "IN_USE") {
+        throw withHint(err, `Delete its functions or move them to another environment first.`);
       }
-    });
+      throw err;
+    }
+  });
 }
 
 /** Options shared by create and update; `--image` differs (required vs optional) so it is not here. */

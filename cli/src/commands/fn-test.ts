@@ -8,7 +8,8 @@ import { readBody } from "../code.js";
 import type { Context, ContextFactory } from "../context.js";
 import { CliError } from "../errors.js";
 import { errorFromResponse, isSuccess, send } from "../http.js";
-import { collectHeaders } from "../options.js";
+import { collectHeaders, joinQuery, parseDuration } from "../options.js";
+import { fissionFlags } from "./fission-flags.js";
 
 interface TestOptions {
   name: string;
@@ -17,17 +18,25 @@ interface TestOptions {
   method?: string;
   subpath?: string;
   query?: string;
+  /** Milliseconds. */
+  timeout?: number;
 }
 
 export function registerFnTest(fn: Command, context: ContextFactory): void {
-  fn.command("test")
+  const test = fn
+    .command("test")
     .description("call a function through the gateway and print the response body")
     .requiredOption("--name <name>", "function name")
     .option("--body <body>", "request body; @file sends the file's bytes")
     .option("-H, --header <header>", "request header 'Name: value'; repeatable", collectHeaders)
     .option("-X, --method <method>", "HTTP method (default GET, or POST with --body)")
     .option("--subpath <path>", "path after /function/<name>, passed to the function")
-    .option("--query <query>", "query string, e.g. 'a=1&b=2'")
+    .option("--query <query>", "query string, e.g. 'a=1&b=2'; repeatable (joined by &)", joinQuery)
+    .option(
+      "-t, --timeout <duration>",
+      "stop waiting after this long, e.g. 30s or 2m (default: until the gateway ends the request at the function's timeout)",
+      parseDuration,
+    )
     .addHelpText(
       "after",
       `
@@ -51,8 +60,14 @@ Examples:
         body = read.bytes;
         if (!headers.has("content-type")) headers.set("content-type", guessContentType(read));
       }
-      await invoke(ctx, testUrl(ctx, opts), { method, headers, ...(body ? { body } : {}) });
+      const init = { method, headers, ...(body ? { body } : {}) };
+      // Fission's rule: zero (or less) means no limit.
+      const timeoutMs = opts.timeout !== undefined && opts.timeout > 0 ? opts.timeout : undefined;
+      await invoke(ctx, testUrl(ctx, opts), init, timeoutMs);
     });
+  fissionFlags(test, {
+    aliases: { "-b <body>": "--body", "-q <query>": { ours: "--query", repeatable: true } },
+  });
 }
 
 /** The gateway's built-in route to every function, independent of any HTTP trigger. */
@@ -85,9 +100,15 @@ function guessContentType(body: { bytes: Buffer; fromFile: boolean }): string {
   }
 }
 
-async function invoke(ctx: Context, url: string, init: RequestInit): Promise<void> {
-  // No client timeout: the gateway enforces the function's own timeoutSeconds and answers 504.
-  const res = await send(ctx.fetch, { label: "gateway", baseUrl: ctx.gatewayUrl }, url, init);
+async function invoke(
+  ctx: Context,
+  url: string,
+  init: RequestInit,
+  timeoutMs: number | undefined,
+): Promise<void> {
+  // No client timeout by default: the gateway enforces the function's own timeoutSeconds (504).
+  const gateway = { label: "gateway" as const, baseUrl: ctx.gatewayUrl };
+  const res = await send(ctx.fetch, gateway, url, init, timeoutMs);
   if (!isSuccess(res.status)) {
     throw new CliError(`HTTP ${res.status}: ${errorFromResponse(res).message}`);
   }

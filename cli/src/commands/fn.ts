@@ -1,5 +1,5 @@
 /** `fizz fn ...`: functions are user code bound to an environment, with their scaling limits. */
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { readCodeFile } from "../code.js";
 import { confirm, type Context, type ContextFactory } from "../context.js";
 import { ApiError, withHint } from "../errors.js";
@@ -16,6 +16,14 @@ import {
   type ConfigOptions,
   type SourceOptions,
 } from "./fn-source.js";
+import {
+  fissionFlags,
+  listCommand,
+  unlessMissing,
+  withIgnoreNotFound,
+  type IgnoreOptions,
+} from "./fission-flags.js";
+import { FN_ALIASES, FN_UNSUPPORTED, SPEC_FLAGS } from "./fission-names.js";
 import { registerFnTest } from "./fn-test.js";
 import { printList, renderFunction } from "./fn-view.js";
 import { describeRoute } from "./route.js";
@@ -38,8 +46,7 @@ interface SpecOptions extends ConfigOptions {
 interface CreateOptions extends NameOptions, SpecOptions, SourceOptions {
   env: string;
   route?: string;
-  /** Fission's spelling of --route (`fission fn create --url /p --method GET`). */
-  url?: string;
+  prefix?: string;
   method?: string[];
 }
 
@@ -67,7 +74,7 @@ Examples:
   fizz fn get --name hello --code > hello.mjs`,
     );
 
-  withSpecOptions(
+  const create = withSpecOptions(
     withSourceOptions(
       fn
         .command("create")
@@ -84,59 +91,67 @@ Examples:
       "--route <path>",
       'also create a route (HTTP trigger) named after the function, e.g. "/hello"',
     )
-    .option("--url <path>", "the same as --route (Fission's flag name)")
+    .addOption(
+      new Option(
+        "--prefix <path>",
+        "instead of --route: a route matching this prefix and everything under it",
+      ).conflicts("route"),
+    )
     .option(
       "--method <method>",
       "HTTP method the route accepts; repeatable (default: all)",
       collectMethods,
-    )
-    .action(async (opts: CreateOptions, cmd: Command) => {
-      if (opts.url !== undefined) {
-        if (opts.route !== undefined && opts.route !== opts.url)
-          cmd.error("error: --url is another name for --route: give one of them", { exitCode: 2 });
-        opts.route = opts.url;
-      }
-      if (opts.method && opts.route === undefined) {
-        cmd.error("error: --method only applies together with --route", { exitCode: 2 });
-      }
-      checkSourceFlags(cmd, opts, true);
-      const ctx = context(cmd);
-      // Read the file before any request, so a typo in the path changes nothing.
-      const spec = await specFrom(opts, ctx.codeMaxBytes, false);
-      if (opts.pkg !== undefined) spec.package = { name: opts.pkg };
-      // The package first: the function can only point at a package that has a build.
-      const made =
-        opts.src !== undefined || opts.deploy !== undefined
-          ? await createPackageFor(ctx, opts.name, opts.env, opts)
-          : undefined;
-      if (made) spec.package = { name: opts.name };
-      let created: FunctionObject;
-      try {
-        created = await ctx.registry.create<FunctionObject>("functions", { name: opts.name, spec });
-      } catch (err) {
-        if (!made) throw err;
-        const problem = await made.undo();
-        throw withHint(
-          err,
-          problem
-            ? `Package "${opts.name}" was created but could not be removed again: ${problem}`
-            : `Package "${opts.name}" was removed again.`,
-        );
-      }
-      if (opts.route === undefined) {
-        confirm(ctx, created, `function "${opts.name}" created`);
-        return;
-      }
-      const trigger = await createRoute(ctx, opts.name, opts.route, opts.method);
-      if (ctx.output === "json") {
-        printJson(ctx.stdout, { items: [created, trigger] });
-      } else {
-        ctx.stdout.write(`function "${opts.name}" created\n`);
-        ctx.stdout.write(`route "${opts.name}" created: ${describeRoute(trigger.spec)}\n`);
-      }
-    });
+    );
+  fissionFlags(create, {
+    aliases: { "--url <path>": "--route", ...FN_ALIASES },
+    unsupported: { ...FN_UNSUPPORTED, ...SPEC_FLAGS },
+    accepted: ["--keepprefix"],
+  }).action(async (opts: CreateOptions, cmd: Command) => {
+    const route = routeOf(opts);
+    if (opts.method && route === undefined) {
+      cmd.error("error: --method only applies together with --route or --prefix", {
+        exitCode: 2,
+      });
+    }
+    checkSourceFlags(cmd, opts, true);
+    const ctx = context(cmd);
+    // Read the file before any request, so a typo in the path changes nothing.
+    const spec = await specFrom(opts, ctx.codeMaxBytes, false);
+    if (opts.pkg !== undefined) spec.package = { name: opts.pkg };
+    // The package first: the function can only point at a package that has a build.
+    const made =
+      opts.src !== undefined || opts.deploy !== undefined
+        ? await createPackageFor(ctx, opts.name, opts.env, opts)
+        : undefined;
+    if (made) spec.package = { name: opts.name };
+    let created: FunctionObject;
+    try {
+      created = await ctx.registry.create<FunctionObject>("functions", { name: opts.name, spec });
+    } catch (err) {
+      if (!made) throw err;
+      const problem = await made.undo();
+      throw withHint(
+        err,
+        problem
+          ? `Package "${opts.name}" was created but could not be removed again: ${problem}`
+          : `Package "${opts.name}" was removed again.`,
+      );
+    }
+    if (route === undefined) {
+      confirm(ctx, created, `function "${opts.name}" created`);
+      return;
+    }
+    const trigger = await createRoute(ctx, opts.name, route, opts.method);
+    if (ctx.output === "json") {
+      printJson(ctx.stdout, { items: [created, trigger] });
+    } else {
+      ctx.stdout.write(`function "${opts.name}" created\n`);
+      ctx.stdout.write(`route "${opts.name}" created: ${describeRoute(trigger.spec)}\n`);
+    }
+  });
 
   fn.command("get")
+    .alias("getmeta")
     .description("show one function, or with --code print its source")
     .requiredOption("--name <name>", "function name")
     .option("--code", "print the function's code (as uploaded) instead of its description")
@@ -151,16 +166,13 @@ Examples:
       else ctx.stdout.write(renderFunction(ctx, found));
     });
 
-  fn.command("list")
-    .alias("ls")
-    .description("list the functions of the namespace")
-    .action(async (_opts: unknown, cmd: Command) => {
-      const ctx = context(cmd);
-      const list = await ctx.registry.list<FunctionObject>("functions");
-      printList(ctx, list.items, list);
-    });
+  listCommand(fn, "functions").action(async (_opts: unknown, cmd: Command) => {
+    const ctx = context(cmd);
+    const list = await ctx.registry.list<FunctionObject>("functions");
+    printList(ctx, list.items, list);
+  });
 
-  withSpecOptions(
+  const update = withSpecOptions(
     withSourceOptions(
       fn
         .command("update")
@@ -172,7 +184,14 @@ Examples:
         .option("--code <file>", "new source file (replaces a package)"),
     ),
     true,
-  ).action(async (opts: NameOptions & SpecOptions & SourceOptions, cmd: Command) => {
+  );
+  fissionFlags(update, {
+    aliases: FN_ALIASES,
+    unsupported: { ...FN_UNSUPPORTED, "--spec": SPEC_FLAGS["--spec"] },
+    // Fission refuses to rebuild a package other functions share unless forced; fizz always
+    // moves every function of the package to the new build.
+    accepted: ["-f, --force"],
+  }).action(async (opts: NameOptions & SpecOptions & SourceOptions, cmd: Command) => {
     checkSourceFlags(cmd, opts, false);
     const ctx = context(cmd);
     const spec = await specFrom(opts, ctx.codeMaxBytes, true);
@@ -206,25 +225,28 @@ Examples:
     );
   });
 
-  fn.command("delete")
+  const del = fn
+    .command("delete")
     .alias("rm")
     .description("delete a function (refused while a trigger uses it)")
-    .requiredOption("--name <name>", "function name")
-    .action(async (opts: NameOptions, cmd: Command) => {
-      const ctx = context(cmd);
-      try {
-        const deleted = await ctx.registry.delete<FunctionObject>("functions", opts.name);
-        confirm(ctx, deleted, `function "${opts.name}" deleted`);
-      } catch (err) {
-        if (err instanceof ApiError && err.code === "IN_USE") {
-          throw withHint(
-            err,
-            "Delete the triggers named above, or point them at another function, first.",
-          );
-        }
-        throw err;
+    .requiredOption("--name <name>", "function name");
+  withIgnoreNotFound(del).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
+    const ctx = context(cmd);
+    try {
+      const deleted = await ctx.registry
+        .delete<FunctionObject>("functions", opts.name)
+        .catch(unlessMissing(opts));
+      if (deleted) confirm(ctx, deleted, `function "${opts.name}" deleted`);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === "IN_USE") {
+        throw withHint(
+          err,
+          "Delete the triggers named above, or point them at another function, first.",
+        );
       }
-    });
+      throw err;
+    }
+  });
 
   registerFnTest(fn, context);
 }
@@ -273,21 +295,29 @@ async function specFrom(
   return spec;
 }
 
+type RouteMatch = { path: string } | { prefix: string };
+
+function routeOf(opts: CreateOptions): RouteMatch | undefined {
+  if (opts.route !== undefined) return { path: opts.route };
+  if (opts.prefix !== undefined) return { prefix: opts.prefix };
+  return undefined;
+}
+
 /**
- * The route of `fn create --route`. The registry has no transactions across objects, so when the
+ * The route of `fn create --route` or `--prefix`. The registry has no transactions across objects, so when the
  * trigger is refused (a route conflict, a bad path) the function just created is deleted again:
  * the command either makes both or neither.
  */
 async function createRoute(
   ctx: Context,
   name: string,
-  path: string,
+  match: RouteMatch,
   methods: string[] | undefined,
 ): Promise<HttpTrigger> {
   try {
     return await ctx.registry.create<HttpTrigger>("httptriggers", {
       name,
-      spec: { function: name, path, ...(methods ? { methods } : {}) },
+      spec: { function: name, ...match, ...(methods ? { methods } : {}) },
     });
   } catch (triggerErr) {
     try {

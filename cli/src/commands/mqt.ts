@@ -2,12 +2,20 @@
  * `fizz mqt ...` (also `messagequeue`, `mqtrigger`): message-queue triggers invoke a function for
  * every message on a NATS subject, optionally publishing its answer to a response subject.
  */
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { confirm, reportEmpty, type Context, type ContextFactory } from "../context.js";
 import { parseInteger, unsetIfEmpty } from "../options.js";
 import { cell, printJson, renderTable } from "../output.js";
 import { renderObject, trailingCells } from "../present.js";
 import type { MessageQueueTrigger, MessageQueueTriggerSpec } from "../types.js";
+import {
+  fissionFlags,
+  listCommand,
+  unlessMissing,
+  withIgnoreNotFound,
+  type IgnoreOptions,
+} from "./fission-flags.js";
+import { MQT_ALIASES, MQT_UNSUPPORTED, SPEC_FLAGS } from "./fission-names.js";
 
 interface NameOptions {
   name: string;
@@ -48,17 +56,24 @@ Examples:
   fizz mqt update --name resize --response-subject ''     (an empty value removes the field)`,
     );
 
-  withSpecOptions(
-    mqt
-      .command("create")
-      .description("create a message queue trigger")
-      .requiredOption("--name <name>", "trigger name")
-      .requiredOption("--function <function>", "function to invoke (same namespace)")
-      .requiredOption(
-        "--subject <subject>",
-        "NATS subject to listen on; '*' and '>' wildcards allowed",
-      ),
-  ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
+  fissionFlags(
+    withSpecOptions(
+      mqt
+        .command("create")
+        .description("create a message queue trigger")
+        .requiredOption("--name <name>", "trigger name")
+        .requiredOption("--function <function>", "function to invoke (same namespace)")
+        // Not commander's requiredOption: Fission's --topic gives it too.
+        .option("--subject <subject>", "NATS subject to listen on; '*' and '>' wildcards allowed")
+        .addOption(new Option("--mqtype <type>").hideHelp()),
+    ),
+    {
+      aliases: MQT_ALIASES,
+      unsupported: { ...MQT_UNSUPPORTED, ...SPEC_FLAGS },
+      required: ["--subject"],
+    },
+  ).action(async (opts: NameOptions & SpecOptions & { mqtype?: string }, cmd: Command) => {
+    checkMqType(cmd, opts);
     const ctx = context(cmd);
     const created = await ctx.registry.create<MessageQueueTrigger>(KIND, {
       name: opts.name,
@@ -78,23 +93,25 @@ Examples:
       else ctx.stdout.write(renderMqt(ctx, found));
     });
 
-  mqt
-    .command("list")
-    .alias("ls")
-    .description("list the message queue triggers of the namespace")
-    .action(async (_opts: unknown, cmd: Command) => {
-      const ctx = context(cmd);
-      const list = await ctx.registry.list<MessageQueueTrigger>(KIND);
-      printList(ctx, list.items, list);
-    });
+  listCommand(mqt, "message queue triggers").action(async (_opts: unknown, cmd: Command) => {
+    const ctx = context(cmd);
+    const list = await ctx.registry.list<MessageQueueTrigger>(KIND);
+    printList(ctx, list.items, list);
+  });
 
-  withSpecOptions(
-    mqt
-      .command("update")
-      .description("change a message queue trigger; only the given fields change")
-      .requiredOption("--name <name>", "trigger name")
-      .option("--function <function>", "function to invoke")
-      .option("--subject <subject>", "NATS subject to listen on"),
+  fissionFlags(
+    withSpecOptions(
+      mqt
+        .command("update")
+        .description("change a message queue trigger; only the given fields change")
+        .requiredOption("--name <name>", "trigger name")
+        .option("--function <function>", "function to invoke")
+        .option("--subject <subject>", "NATS subject to listen on"),
+    ),
+    {
+      aliases: MQT_ALIASES,
+      unsupported: MQT_UNSUPPORTED,
+    },
   ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
     const spec = specFrom(opts, true);
     if (Object.keys(spec).length === 0) {
@@ -109,16 +126,19 @@ Examples:
     confirm(ctx, updated, `${WHAT} "${opts.name}" updated (revision ${updated.metadata.revision})`);
   });
 
-  mqt
-    .command("delete")
-    .alias("rm")
-    .description("delete a message queue trigger")
-    .requiredOption("--name <name>", "trigger name")
-    .action(async (opts: NameOptions, cmd: Command) => {
-      const ctx = context(cmd);
-      const deleted = await ctx.registry.delete<MessageQueueTrigger>(KIND, opts.name);
-      confirm(ctx, deleted, `${WHAT} "${opts.name}" deleted`);
-    });
+  withIgnoreNotFound(
+    mqt
+      .command("delete")
+      .alias("rm")
+      .description("delete a message queue trigger")
+      .requiredOption("--name <name>", "trigger name"),
+  ).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
+    const ctx = context(cmd);
+    const deleted = await ctx.registry
+      .delete<MessageQueueTrigger>(KIND, opts.name)
+      .catch(unlessMissing(opts));
+    if (deleted) confirm(ctx, deleted, `${WHAT} "${opts.name}" deleted`);
+  });
 }
 
 function withSpecOptions(cmd: Command): Command {
@@ -139,6 +159,28 @@ function withSpecOptions(cmd: Command): Command {
       "--stream <stream>",
       "consume from this JetStream stream: at least once (default: core NATS, at most once)",
     );
+}
+
+/**
+ * Fission's --mqtype names the broker. fizz reads NATS only: core NATS, or JetStream (KEDA's
+ * nats-jetstream) with --stream; anything else would silently read another broker's topic here.
+ */
+function checkMqType(cmd: Command, opts: SpecOptions & { mqtype?: string }): void {
+  const type = opts.mqtype;
+  if (type === undefined) return;
+  const fail = (why: string) =>
+    cmd.error(`error: --mqtype ${type} (a Fission flag): ${why}`, {
+      exitCode: 2,
+      code: "fizz.unsupportedFissionFlag",
+    });
+  if (type === "nats") {
+    if (opts.stream !== undefined)
+      fail("core NATS does not read a stream; use --mqtype nats-jetstream with --stream");
+  } else if (type === "nats-jetstream") {
+    if (opts.stream === undefined) fail("give the JetStream stream to consume with --stream");
+  } else {
+    fail("is not supported: fizz reads NATS only (--mqtype nats, or nats-jetstream with --stream)");
+  }
 }
 
 /** Only the given options. On update an empty value unsets the field. */

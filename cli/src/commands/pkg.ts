@@ -28,6 +28,14 @@ import {
   type ArchiveFlags,
 } from "../package-ops.js";
 import type { PackageObject } from "../types.js";
+import {
+  fissionFlags,
+  listCommand,
+  unlessMissing,
+  withIgnoreNotFound,
+  type IgnoreOptions,
+} from "./fission-flags.js";
+import { PKG_ALIASES, PKG_LIST_FILTER, PKG_UNSUPPORTED, SPEC_FLAGS } from "./fission-names.js";
 import { printList, renderPackage } from "./pkg-view.js";
 
 interface NameOptions {
@@ -60,7 +68,7 @@ Examples:
   fizz pkg getdeploy --name shop -o shop-deploy.tar.gz`,
     );
 
-  withWaitOptions(
+  const create = withWaitOptions(
     withArchiveOptions(
       pkg
         .command("create")
@@ -68,7 +76,11 @@ Examples:
         .requiredOption("--name <name>", "package name")
         .requiredOption("--env <environment>", "environment whose builder and runtime it is for"),
     ),
-  ).action(async (opts: WriteOptions, cmd: Command) => {
+  );
+  fissionFlags(create, {
+    aliases: PKG_ALIASES,
+    unsupported: { ...PKG_UNSUPPORTED, ...SPEC_FLAGS },
+  }).action(async (opts: WriteOptions, cmd: Command) => {
     checkArchiveFlags(cmd, opts, { required: true, buildCmdAlone: false });
     const ctx = context(cmd);
     const { spec, awaited } = await uploadArchiveFlags(ctx, opts, false);
@@ -91,17 +103,15 @@ Examples:
       else ctx.stdout.write(renderPackage(found, ctx.now()));
     });
 
-  pkg
-    .command("list")
-    .alias("ls")
-    .description("list the packages of the namespace")
-    .action(async (_opts: unknown, cmd: Command) => {
-      const ctx = context(cmd);
-      const list = await ctx.registry.list<PackageObject>("packages");
-      printList(ctx, list.items, list);
-    });
+  fissionFlags(listCommand(pkg, "packages"), {
+    unsupported: { "--orphan": PKG_LIST_FILTER, "--status <state>": PKG_LIST_FILTER },
+  }).action(async (_opts: unknown, cmd: Command) => {
+    const ctx = context(cmd);
+    const list = await ctx.registry.list<PackageObject>("packages");
+    printList(ctx, list.items, list);
+  });
 
-  withWaitOptions(
+  const update = withWaitOptions(
     withArchiveOptions(
       pkg
         .command("update")
@@ -109,7 +119,14 @@ Examples:
         .requiredOption("--name <name>", "package name")
         .option("--env <environment>", "environment (its functions must use the same)"),
     ),
-  ).action(async (opts: WriteOptions, cmd: Command) => {
+  );
+  fissionFlags(update, {
+    aliases: PKG_ALIASES,
+    unsupported: PKG_UNSUPPORTED,
+    // Fission updates a package functions use only when forced; fizz always does, and moves
+    // those functions to the new build.
+    accepted: ["-f, --force"],
+  }).action(async (opts: WriteOptions, cmd: Command) => {
     checkArchiveFlags(cmd, opts, { required: false, buildCmdAlone: true });
     if (
       opts.src === undefined &&
@@ -149,26 +166,37 @@ Examples:
     await finish(ctx, opts, asked, awaited, "rebuild started");
   });
 
-  pkg
-    .command("delete")
-    .alias("rm")
-    .description("delete a package (refused while a function uses it)")
-    .requiredOption("--name <name>", "package name")
-    .action(async (opts: NameOptions, cmd: Command) => {
-      const ctx = context(cmd);
-      try {
-        const deleted = await ctx.registry.delete<PackageObject>("packages", opts.name);
-        confirm(ctx, deleted, `package "${opts.name}" deleted`);
-      } catch (err) {
-        if (err instanceof ApiError && err.code === "IN_USE") {
-          throw withHint(
-            err,
-            "Delete the functions named above, or move them to another package, first.",
-          );
-        }
-        throw err;
+  fissionFlags(
+    withIgnoreNotFound(
+      pkg
+        .command("delete")
+        .alias("rm")
+        .description("delete a package (refused while a function uses it)")
+        .requiredOption("--name <name>", "package name"),
+    ),
+    {
+      unsupported: {
+        "-f, --force": "fizz never deletes a package its functions use",
+        "--orphan": "delete packages one at a time with --name (fizz pkg list shows them)",
+      },
+    },
+  ).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
+    const ctx = context(cmd);
+    try {
+      const deleted = await ctx.registry
+        .delete<PackageObject>("packages", opts.name)
+        .catch(unlessMissing(opts));
+      if (deleted) confirm(ctx, deleted, `package "${opts.name}" deleted`);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === "IN_USE") {
+        throw withHint(
+          err,
+          "Delete the functions named above, or move them to another package, first.",
+        );
       }
-    });
+      throw err;
+    }
+  });
 
   for (const [name, which, what] of [
     ["getsrc", "source", "source archive"],

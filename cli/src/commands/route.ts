@@ -2,12 +2,20 @@
  * `fizz route ...` (also `httptrigger`, `ht`): HTTP triggers map gateway requests (host, path or
  * prefix, methods) to a function.
  */
-import { Option, type Command } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
 import { confirm, reportEmpty, type Context, type ContextFactory } from "../context.js";
 import { collectMethods } from "../options.js";
 import { cell, printJson, renderTable } from "../output.js";
 import { renderObject, trailingCells } from "../present.js";
 import type { HttpTrigger, HttpTriggerSpec } from "../types.js";
+import {
+  fissionFlags,
+  listCommand,
+  unlessMissing,
+  withIgnoreNotFound,
+  type IgnoreOptions,
+} from "./fission-flags.js";
+import { ROUTE_UNSUPPORTED, SPEC_FLAGS } from "./fission-names.js";
 
 interface NameOptions {
   name: string;
@@ -38,12 +46,15 @@ Examples:
   fizz route create --name static --function files --prefix /static --host cdn.example.com`,
     );
 
-  withSpecOptions(
-    route
-      .command("create")
-      .description("create a route to a function")
-      .option("--name <name>", "route name (default: the function's name)")
-      .requiredOption("--function <function>", "function to call (same namespace)"),
+  fissionFlags(
+    withSpecOptions(
+      route
+        .command("create")
+        .description("create a route to a function")
+        .option("--name <name>", "route name (default: the function's name)")
+        .requiredOption("--function <function>", "function to call (same namespace)", oneFunction),
+    ),
+    { unsupported: { ...ROUTE_UNSUPPORTED, ...SPEC_FLAGS }, accepted: ["--keepprefix"] },
   ).action(
     async (opts: Partial<NameOptions> & SpecOptions & { function: string }, cmd: Command) => {
       if (opts.url === undefined && opts.prefix === undefined) {
@@ -70,22 +81,25 @@ Examples:
       else ctx.stdout.write(renderRoute(ctx, found));
     });
 
-  route
-    .command("list")
-    .alias("ls")
-    .description("list the routes of the namespace")
-    .action(async (_opts: unknown, cmd: Command) => {
+  listCommand(route, "routes")
+    .option("--function <function>", "only the routes to this function")
+    .action(async (opts: { function?: string }, cmd: Command) => {
       const ctx = context(cmd);
       const list = await ctx.registry.list<HttpTrigger>("httptriggers");
-      printList(ctx, list.items, list);
+      if (opts.function === undefined) return printList(ctx, list.items, list);
+      const items = list.items.filter((t) => t.spec.function === opts.function);
+      printList(ctx, items, { ...list, items });
     });
 
-  withSpecOptions(
-    route
-      .command("update")
-      .description("change a route; only the given fields change")
-      .requiredOption("--name <name>", "route name")
-      .option("--function <function>", "function to call"),
+  fissionFlags(
+    withSpecOptions(
+      route
+        .command("update")
+        .description("change a route; only the given fields change")
+        .requiredOption("--name <name>", "route name")
+        .option("--function <function>", "function to call", oneFunction),
+    ),
+    { unsupported: ROUTE_UNSUPPORTED, accepted: ["--keepprefix"] },
   ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
     const spec: SpecPatch = specFrom(opts);
     if (Object.keys(spec).length === 0) {
@@ -111,16 +125,37 @@ Examples:
     confirm(ctx, updated, `route "${opts.name}" updated (revision ${updated.metadata.revision})`);
   });
 
-  route
-    .command("delete")
-    .alias("rm")
-    .description("delete a route")
-    .requiredOption("--name <name>", "route name")
-    .action(async (opts: NameOptions, cmd: Command) => {
-      const ctx = context(cmd);
-      const deleted = await ctx.registry.delete<HttpTrigger>("httptriggers", opts.name);
-      confirm(ctx, deleted, `route "${opts.name}" deleted`);
-    });
+  fissionFlags(
+    withIgnoreNotFound(
+      route
+        .command("delete")
+        .alias("rm")
+        .description("delete a route")
+        .requiredOption("--name <name>", "route name"),
+    ),
+    {
+      unsupported: {
+        "--function <function>":
+          "delete routes one at a time with --name (fizz route list --function <fn> lists them)",
+      },
+    },
+  ).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
+    const ctx = context(cmd);
+    const deleted = await ctx.registry
+      .delete<HttpTrigger>("httptriggers", opts.name)
+      .catch(unlessMissing(opts));
+    if (deleted) confirm(ctx, deleted, `route "${opts.name}" deleted`);
+  });
+}
+
+/** Fission splits traffic between repeated --function flags; a fizz route calls one function. */
+function oneFunction(value: string, previous: string | undefined): string {
+  if (previous !== undefined && previous !== value) {
+    throw new InvalidArgumentError(
+      "a route calls one function: give --function once (Fission's weighted routes are not supported)",
+    );
+  }
+  return value;
 }
 
 function withSpecOptions(cmd: Command): Command {

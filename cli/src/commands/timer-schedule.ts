@@ -8,6 +8,7 @@ import { reportEmpty, type ContextFactory } from "../context.js";
 import { parseCount } from "../options.js";
 import { printJson, renderTable } from "../output.js";
 import type { TimeTrigger } from "../types.js";
+import { fissionFlags } from "./fission-flags.js";
 
 /** Loaded on demand: the parser brings zod and croner, which no other command needs at start. */
 async function loadParser(): Promise<(expr: string, now: Date) => Schedule> {
@@ -56,8 +57,9 @@ interface ShowOptions {
 type Row = { namespace?: string; name?: string; function?: string; cron: string } & Upcoming;
 
 export function registerShowSchedule(timer: Command, context: ContextFactory): void {
-  timer
+  const show = timer
     .command("showschedule")
+    .alias("show")
     .description(
       "print when the timers of the namespace (or one timer, or a cron expression) fire next",
     )
@@ -68,7 +70,8 @@ export function registerShowSchedule(timer: Command, context: ContextFactory): v
         "check an expression before creating a timer (no registry call)",
       ).conflicts("name"),
     )
-    .option("--count <n>", "how many firing times to show, 1-100", parseCount, 3)
+    .option("--count <n>", "how many firing times to show, 1-100", parseCount, 3);
+  fissionFlags(show, { aliases: { "--round <n>": "--count" } })
     .addHelpText(
       "after",
       `

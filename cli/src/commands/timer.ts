@@ -6,6 +6,14 @@ import { unsetIfEmpty } from "../options.js";
 import { cell, NONE, printJson, renderTable } from "../output.js";
 import { renderObject, trailingCells } from "../present.js";
 import type { TimeTrigger, TimeTriggerSpec } from "../types.js";
+import {
+  fissionFlags,
+  listCommand,
+  unlessMissing,
+  withIgnoreNotFound,
+  type IgnoreOptions,
+} from "./fission-flags.js";
+import { SPEC_FLAGS } from "./fission-names.js";
 import { describeUpcoming, formatRun, registerShowSchedule, upcoming } from "./timer-schedule.js";
 
 interface NameOptions {
@@ -44,13 +52,16 @@ Examples:
   fizz timer showschedule --cron '*/15 9-17 * * 1-5'`,
     );
 
-  withSpecOptions(
-    timer
-      .command("create")
-      .description("create a timer")
-      .requiredOption("--name <name>", "timer name")
-      .requiredOption("--function <function>", "function to invoke (same namespace)")
-      .requiredOption("--cron <expression>", "when to fire, e.g. '0 3 * * *' or '@every 5m'"),
+  fissionFlags(
+    withSpecOptions(
+      timer
+        .command("create")
+        .description("create a timer")
+        .requiredOption("--name <name>", "timer name")
+        .requiredOption("--function <function>", "function to invoke (same namespace)")
+        .requiredOption("--cron <expression>", "when to fire, e.g. '0 3 * * *' or '@every 5m'"),
+    ),
+    { unsupported: { "--subpath <path>": SUBPATH, ...SPEC_FLAGS } },
   ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
     const ctx = context(cmd);
     const spec = await specFrom(opts, false, ctx.bodyMaxBytes);
@@ -72,23 +83,22 @@ Examples:
       else ctx.stdout.write(await renderTimer(ctx, found));
     });
 
-  timer
-    .command("list")
-    .alias("ls")
-    .description("list the timers of the namespace")
-    .action(async (_opts: unknown, cmd: Command) => {
-      const ctx = context(cmd);
-      const list = await ctx.registry.list<TimeTrigger>(KIND);
-      await printList(ctx, list.items, list);
-    });
+  listCommand(timer, "timers").action(async (_opts: unknown, cmd: Command) => {
+    const ctx = context(cmd);
+    const list = await ctx.registry.list<TimeTrigger>(KIND);
+    await printList(ctx, list.items, list);
+  });
 
-  withSpecOptions(
-    timer
-      .command("update")
-      .description("change a timer; only the given fields change")
-      .requiredOption("--name <name>", "timer name")
-      .option("--function <function>", "function to invoke")
-      .option("--cron <expression>", "new schedule"),
+  fissionFlags(
+    withSpecOptions(
+      timer
+        .command("update")
+        .description("change a timer; only the given fields change")
+        .requiredOption("--name <name>", "timer name")
+        .option("--function <function>", "function to invoke")
+        .option("--cron <expression>", "new schedule"),
+    ),
+    { unsupported: { "--subpath <path>": SUBPATH } },
   ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
     const spec = await specFrom(opts, true, context(cmd).bodyMaxBytes);
     if (Object.keys(spec).length === 0) {
@@ -102,19 +112,24 @@ Examples:
     confirm(ctx, updated, `timer "${opts.name}" updated (revision ${updated.metadata.revision})`);
   });
 
-  timer
-    .command("delete")
-    .alias("rm")
-    .description("delete a timer")
-    .requiredOption("--name <name>", "timer name")
-    .action(async (opts: NameOptions, cmd: Command) => {
-      const ctx = context(cmd);
-      const deleted = await ctx.registry.delete<TimeTrigger>(KIND, opts.name);
-      confirm(ctx, deleted, `timer "${opts.name}" deleted`);
-    });
+  withIgnoreNotFound(
+    timer
+      .command("delete")
+      .alias("rm")
+      .description("delete a timer")
+      .requiredOption("--name <name>", "timer name"),
+  ).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
+    const ctx = context(cmd);
+    const deleted = await ctx.registry
+      .delete<TimeTrigger>(KIND, opts.name)
+      .catch(unlessMissing(opts));
+    if (deleted) confirm(ctx, deleted, `timer "${opts.name}" deleted`);
+  });
 
   registerShowSchedule(timer, context);
 }
+
+const SUBPATH = "a timer calls its function's root path; a sub-path is not part of a timer";
 
 function withSpecOptions(cmd: Command): Command {
   return cmd

@@ -8,6 +8,14 @@ import { collectEvents, unsetIfEmpty, WATCH_EVENTS } from "../options.js";
 import { cell, printJson, renderTable } from "../output.js";
 import { renderObject, trailingCells } from "../present.js";
 import type { WatchTrigger, WatchTriggerSpec } from "../types.js";
+import {
+  fissionFlags,
+  listCommand,
+  unlessMissing,
+  withIgnoreNotFound,
+  type IgnoreOptions,
+} from "./fission-flags.js";
+import { SPEC_FLAGS } from "./fission-names.js";
 
 interface NameOptions {
   name: string;
@@ -44,7 +52,7 @@ Examples:
   fizz -n team-a watch create --name svc --function dns --type services`,
     );
 
-  withSpecOptions(
+  const create = withSpecOptions(
     watch
       .command("create")
       .description("create a watch trigger")
@@ -55,7 +63,11 @@ Examples:
         "resource to watch: pods, services, deployments.apps, ...",
       ),
     "namespace to watch (default: the trigger's own, -n)",
-  ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
+  );
+  fissionFlags(create, {
+    aliases: { "--ns <namespace>": "--watch-namespace" },
+    unsupported: SPEC_FLAGS,
+  }).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
     const ctx = context(cmd);
     const spec = specFrom(opts, false);
     spec.namespace = opts.watchNamespace ?? ctx.namespace;
@@ -74,17 +86,13 @@ Examples:
       else ctx.stdout.write(renderWatch(found, ctx.now()));
     });
 
-  watch
-    .command("list")
-    .alias("ls")
-    .description("list the watch triggers of the namespace")
-    .action(async (_opts: unknown, cmd: Command) => {
-      const ctx = context(cmd);
-      const list = await ctx.registry.list<WatchTrigger>(KIND);
-      printList(ctx, list.items, list);
-    });
+  listCommand(watch, "watch triggers").action(async (_opts: unknown, cmd: Command) => {
+    const ctx = context(cmd);
+    const list = await ctx.registry.list<WatchTrigger>(KIND);
+    printList(ctx, list.items, list);
+  });
 
-  withSpecOptions(
+  const update = withSpecOptions(
     watch
       .command("update")
       .description("change a watch trigger; only the given fields change")
@@ -92,31 +100,37 @@ Examples:
       .option("--function <function>", "function to invoke")
       .option("--type <resource>", "resource to watch"),
     "namespace to watch",
-  ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
-    const spec = specFrom(opts, true);
-    if (opts.watchNamespace !== undefined) spec.namespace = opts.watchNamespace;
-    if (Object.keys(spec).length === 0) {
-      cmd.error(
-        "error: nothing to update: give at least one of --function, --type, --watch-namespace, " +
-          "--labels, --fields, --events",
-        { exitCode: 2 },
-      );
-    }
-    const ctx = context(cmd);
-    const updated = await ctx.registry.update<WatchTrigger>(KIND, opts.name, { spec });
-    confirm(ctx, updated, `watch "${opts.name}" updated (revision ${updated.metadata.revision})`);
-  });
-
-  watch
-    .command("delete")
-    .alias("rm")
-    .description("delete a watch trigger")
-    .requiredOption("--name <name>", "trigger name")
-    .action(async (opts: NameOptions, cmd: Command) => {
+  );
+  fissionFlags(update, { aliases: { "--ns <namespace>": "--watch-namespace" } }).action(
+    async (opts: NameOptions & SpecOptions, cmd: Command) => {
+      const spec = specFrom(opts, true);
+      if (opts.watchNamespace !== undefined) spec.namespace = opts.watchNamespace;
+      if (Object.keys(spec).length === 0) {
+        cmd.error(
+          "error: nothing to update: give at least one of --function, --type, --watch-namespace, " +
+            "--labels, --fields, --events",
+          { exitCode: 2 },
+        );
+      }
       const ctx = context(cmd);
-      const deleted = await ctx.registry.delete<WatchTrigger>(KIND, opts.name);
-      confirm(ctx, deleted, `watch "${opts.name}" deleted`);
-    });
+      const updated = await ctx.registry.update<WatchTrigger>(KIND, opts.name, { spec });
+      confirm(ctx, updated, `watch "${opts.name}" updated (revision ${updated.metadata.revision})`);
+    },
+  );
+
+  withIgnoreNotFound(
+    watch
+      .command("delete")
+      .alias("rm")
+      .description("delete a watch trigger")
+      .requiredOption("--name <name>", "trigger name"),
+  ).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
+    const ctx = context(cmd);
+    const deleted = await ctx.registry
+      .delete<WatchTrigger>(KIND, opts.name)
+      .catch(unlessMissing(opts));
+    if (deleted) confirm(ctx, deleted, `watch "${opts.name}" deleted`);
+  });
 }
 
 function withSpecOptions(cmd: Command, watchNamespaceHelp: string): Command {
