@@ -5,8 +5,9 @@ import os
 
 import redis
 
-# Flask 3 dropped `flask.escape`; markupsafe, which Flask depends on, is where it lives.
-from markupsafe import escape
+# As Fission's examples write it. Flask 3 dropped `flask.escape`; Fizz's Python environment puts
+# it back (it is markupsafe's), so this line runs on any Flask.
+from flask import escape
 
 ENTRIES = "guestbook:entries"
 SHOWN = 100
