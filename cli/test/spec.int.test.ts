@@ -275,6 +275,31 @@ describe("fizz spec against a real registry", function () {
     ).to.equal(deployment);
   });
 
+  it("a package and a function using it changed together: the function is updated after the roll-out", async () => {
+    const before = await all();
+    await p.write({
+      "app/main.py": "def main():\n    return 'app v2b'\n",
+      "specs/functions.yaml": FILES["specs/functions.yaml"].replace(
+        "maxInstances: 3",
+        "maxInstances: 4",
+      ),
+    });
+
+    const r = await apply();
+
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(
+      /\nupdated package app \(spec.deployment; revision \d+; deployment sha256:/,
+    );
+    // The roll-out bumped the function once; the planned revision was not taken as stale.
+    const web = before.get("functions/web")!.metadata.revision;
+    expect(r.stdout).to.include(
+      `\nupdated function web (spec.maxInstances; revision ${web + 2})\n`,
+    );
+    const after = (await all()).get("functions/web")!;
+    expect(after.spec.maxInstances).to.equal(4);
+  });
+
   it("--dry-run prints the plan and changes and uploads nothing", async () => {
     const before = await all();
     const counted = await writes();

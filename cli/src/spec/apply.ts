@@ -70,6 +70,8 @@ export async function executePlan(
 class Runner {
   /** Packages known to have a deployment a function can be pointed at. */
   private readonly ready = new Set<string>();
+  /** Packages written in this run: the registry rolled their functions to a new revision. */
+  private readonly rolled = new Set<string>();
 
   constructor(
     private readonly ctx: Context,
@@ -116,7 +118,7 @@ class Runner {
         spec: writeSpec(o, archive),
       });
     } else {
-      const current = item.current as StoredObject;
+      const current = await this.currentOf(ctx, o, item.current as StoredObject);
       written = await ctx.registry.update<StoredObject>(o.plural, o.name, {
         ...(changes.includes("labels") ? { labels: desiredLabels(o, this.opts.spec) } : {}),
         spec: patchSpec(o, changes, archive),
@@ -127,6 +129,7 @@ class Runner {
     if (o.plural !== "packages" || !rebuilds(item, changes)) {
       return result(action, { changes, revision: written.metadata.revision });
     }
+    this.rolled.add(key(o));
     const pkg = await waitForPackage(ctx, o.name, awaitedOf(written), this.opts.waitTimeoutSeconds);
     this.ready.add(key(o));
     return result(action, {
@@ -134,6 +137,27 @@ class Runner {
       revision: pkg.metadata.revision,
       detail: describeBuild(pkg),
     });
+  }
+
+  /**
+   * The object to update as planned, except for a function whose package this run wrote: the
+   * registry's roll-out gave it a new revision (only `package.deployment` changed, which the plan
+   * ignores), so the planned revision would be refused as stale. Anyone else's change still is.
+   */
+  private async currentOf(
+    ctx: Context,
+    o: SpecObject,
+    planned: StoredObject,
+  ): Promise<StoredObject> {
+    const pkg = (planned.spec.package as { name?: string } | undefined)?.name;
+    if (o.plural !== "functions" || pkg === undefined) return planned;
+    if (!this.rolled.has(`${o.namespace}/${pkg}`)) return planned;
+    const fresh = await ctx.registry.get<StoredObject>("functions", o.name);
+    const rolledOnly =
+      fresh.metadata.revision > planned.metadata.revision &&
+      differences(o, this.opts.spec, fresh, undefined).join() ===
+        differences(o, this.opts.spec, planned, undefined).join();
+    return rolledOnly ? fresh : planned;
   }
 
   /**
