@@ -45,7 +45,7 @@ const PY_FLASK =
 const PY_CONTEXT = 'def main(context):\n    return "Hello, world!\\n"\n';
 
 /** Older than this, a warm instance has long finished importing Flask, even on a busy machine. */
-const SETTLED_MS = 1500;
+const SETTLED_MS = 2000;
 
 async function poolFull(p: BenchPlatform, size: number, settled: boolean): Promise<void> {
   await waitFor(
@@ -83,7 +83,10 @@ async function samples(
     const res = await fetch(`${p.gatewayUrl}/function/${name}`);
     const body = await res.text();
     times.push(performance.now() - t);
-    if (res.status !== 200 || !body.startsWith("Hello, world!")) errors++;
+    if (res.status !== 200 || !body.startsWith("Hello, world!")) {
+      errors++;
+      console.error(`${label} sample ${i}: ${res.status} ${body.slice(0, 300)}`);
+    }
   }
   return {
     p50_ms: round(percentile(times, 50)),

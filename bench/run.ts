@@ -11,6 +11,7 @@ import { faultRows, measureFaultWindows, type FaultFigures } from "./fault-windo
 import { benchBus, type BusBenchResult } from "./lib/bus";
 import { ensureWrk, wrk } from "./lib/load";
 import { measurePackages, packageRows, packagesSection, type PackageFigures } from "./packages";
+import { measurePythonCold, pythonColdRows, type PythonColdFigures } from "./python-cold";
 import { code, pidOfInstance, rssMb, startBenchPlatform, type BenchPlatform } from "./lib/platform";
 import { percentile, round } from "./lib/stats";
 
@@ -62,7 +63,8 @@ interface BenchResults {
   quick: boolean;
   warm: WarmFigures;
   bus: BusBenchResult;
-  cold: { node: LatencyFigures; python: LatencyFigures };
+  /** Python's figures: bench/python-cold.ts. */
+  cold: { node: LatencyFigures } & PythonColdFigures;
   cold_empty_pool: { node: LatencyFigures };
   burst: BurstFigures;
   fault: FaultFigures;
@@ -73,7 +75,6 @@ interface BenchResults {
 }
 
 const NODE_HELLO = 'module.exports = async () => ({ status: 200, body: "Hello, world!\\n" });\n';
-const PY_HELLO = 'def main():\n    return "Hello, world!\\n"\n';
 
 function buildGoProxy(): string {
   const out = path.join(ROOT, ".fizz", "bench", "goproxy");
@@ -241,7 +242,7 @@ async function main() {
     };
     const cold = {
       node: await coldFromPool("node", "nodejs", NODE_HELLO),
-      python: await coldFromPool("python", "python", PY_HELLO),
+      ...(await measurePythonCold(p, POOL)),
     };
 
     // 3. Cold start with the pool empty: the loader process starts on the request path.
@@ -372,11 +373,7 @@ function render(o: BenchResults): string {
       `${o.cold.node.p50_ms} / ${o.cold.node.p99_ms}`,
       "<= 10 / 30",
     ],
-    [
-      "cold (warm pool) python p50 / p99 ms",
-      `${o.cold.python.p50_ms} / ${o.cold.python.p99_ms}`,
-      "<= 20 / 50",
-    ],
+    ...pythonColdRows(o.cold),
     [
       "cold (empty pool) node p50 / p99 ms",
       `${o.cold_empty_pool.node.p50_ms} / ${o.cold_empty_pool.node.p99_ms}`,
@@ -413,6 +410,11 @@ JetStream trigger (${o.bus.jetstream_messages} messages published, until every a
 response subject) and over HTTP by the same Node client (${o.bus.concurrency} in flight). Cold figures: measured at the client through the gateway, each sample a
 function never invoked before, with the warm pool refilled between samples. Burst: ${o.burst.requests}
 concurrent first requests to one new function with concurrency ${o.burst.concurrency}.
+Python cold figures (bench/python-cold.ts): \`python\` is \`def main()\` returning a string (Flask-style
+where Flask is installed), \`python_flask\` a function using \`flask.request\`, both with every warm
+instance up for 2 s (done importing Flask in the background); \`python_flask_fresh\` takes the
+instance the moment the refill answers, before that import finished; \`python_context\` is
+\`def main(context)\`, also fresh.
 Fault windows (bench/fault-windows.ts, the fault suite's harness): four clients in a loop on a warm
 function, async calls and registry writes, while each component is killed with SIGKILL in turn
 and \`npm start\`'s supervisor restarts it; the window runs from the first failed warm request's

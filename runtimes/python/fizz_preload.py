@@ -23,24 +23,24 @@ import time
 # typing costs milliseconds of cold start; annotations are never evaluated (PEP 563).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, List, Optional
 
 
 class _Stopped(BaseException):
-    """Raised into the preload's own imports to end it. A BaseException, so that the
-    ``except ImportError`` around an optional import inside a library cannot swallow it and
-    leave that module cached without its optional part; importlib removes every module whose
-    execution it interrupts, so nothing half-imported stays in sys.modules."""
+    """Raised into the preload's own imports to end it: a BaseException, so that no
+    ``except ImportError`` (or ``except Exception``) around an import inside a library swallows it."""
 
 
 class Preloader:
     """``state``: "off" (not started), "loading", "ready", "stopped" (a specialize came first),
     "absent" (Flask is not installed) or "failed"."""
 
-    def __init__(self) -> None:
+    def __init__(self, module: str = "flask") -> None:
+        self.module = module
         self.state = "off"
         self._stop = False
         self._thread: Optional[threading.Thread] = None
+        self._started: List[str] = []  # every module this preload began to import, in order
 
     def start(self) -> None:
         self.state = "loading"
@@ -63,33 +63,49 @@ class Preloader:
         sys.setswitchinterval(0.0005)
         started = time.perf_counter()
         try:
-            import flask  # noqa: F401
-
+            __import__(self.module)
             self.state = "ready"
-            _log(f"flask imported in the background in {(time.perf_counter() - started) * 1000:.0f}ms")
+            ms = (time.perf_counter() - started) * 1000
+            _log(f"{self.module} imported in the background in {ms:.0f}ms")
         except _Stopped:
             self.state = "stopped"
-        except ImportError as exc:
-            if getattr(exc, "name", None) == "flask":
-                self.state = "absent"
-                _log("flask is not installed: def main() functions are called without it")
-            else:
-                self.state = "failed"
-                _log(f"flask does not import: {exc}")
-        except Exception as exc:  # a broken installation; a Flask function will report it
-            self.state = "failed"
-            _log(f"flask does not import: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a broken installation: a Flask function will report it
+            absent = isinstance(exc, ImportError) and getattr(exc, "name", None) == self.module
+            self.state = "absent" if absent else "failed"
+            if not absent:
+                _log(f"{self.module} does not import: {type(exc).__name__}: {exc}")
         finally:
             sys.setswitchinterval(interval)
             try:
                 sys.meta_path.remove(self)
             except ValueError:
                 pass
+        if self.state == "absent":
+            _log(f"{self.module} is not installed: def main() functions are called without it")
+        elif self.state != "ready":
+            self._forget()
+
+    def _forget(self) -> None:
+        """After an import cut short: importlib drops the modules whose code was interrupted, but
+        keeps their finished submodules, which a re-import of the package would then not bind
+        again (``module 'werkzeug' has no attribute 'utils'``). So everything this preload began
+        is dropped, and any module left without its package, and the next import of Flask (by
+        the function) starts clean."""
+        for name in self._started:
+            sys.modules.pop(name, None)
+        for name in list(sys.modules):
+            parent = name.rpartition(".")[0]
+            while parent and parent in sys.modules:
+                parent = parent.rpartition(".")[0]
+            if parent:
+                sys.modules.pop(name, None)
 
     # A meta path finder that finds nothing: it only gets a say before each new module is imported.
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if self._stop and threading.current_thread() is self._thread:
-            raise _Stopped()
+        if threading.current_thread() is self._thread:
+            if self._stop:
+                raise _Stopped()
+            self._started.append(name)
         return None
 
 
