@@ -70,8 +70,7 @@ export function registerShowSchedule(timer: Command, context: ContextFactory): v
         "check an expression before creating a timer (no registry call)",
       ).conflicts("name"),
     )
-    .option("--count <n>", "how many firing times to show, 1-100", parseCount, 3);
-  fissionFlags(show, { aliases: { "--round <n>": "--count" } })
+    .option("--count <n>", "how many firing times to show, 1-100", parseCount, 3)
     .addHelpText(
       "after",
       `
@@ -80,8 +79,9 @@ containers run in UTC). Examples:
   fizz timer showschedule
   fizz timer showschedule --name nightly --count 5
   fizz timer showschedule --cron '*/15 9-17 * * 1-5'`,
-    )
-    .action(async (opts: ShowOptions, cmd: Command) => {
+    );
+  fissionFlags(show, { aliases: { "--round <n>": "--count" } }).action(
+    async (opts: ShowOptions, cmd: Command) => {
       const ctx = context(cmd);
       const now = ctx.now();
       let rows: Row[];
@@ -113,5 +113,6 @@ containers run in UTC). Examples:
           rows.map((r) => [r.name ?? "-", r.cron, describeUpcoming(r)]),
         ),
       );
-    });
+    },
+  );
 }
