@@ -24,8 +24,6 @@ import {
 const EXAMPLE = path.join(ROOT, "examples", "guestbook");
 /** examples/guestbook/k8s/redis.yaml's Redis: in the function pods' namespace, these labels. */
 const REDIS_SELECTOR = "app.kubernetes.io/name=guestbook-redis";
-/** The label that gives a ConfigMap of the pods' namespace to one Fizz namespace (docs/operations.md). */
-const OWNER_LABEL = "fizz.dev/namespace";
 const ENTRY = "hello <b>k8s</b>";
 
 /** The two variants of examples/guestbook: the same page and behaviour, each with its own list. */
@@ -46,10 +44,9 @@ const VARIANTS = [
 
 /**
  * Issue 12's guestbook, deployed on the kubernetes backend the way its README tells a user to:
- * Redis from examples/guestbook/k8s/redis.yaml with kubectl, the `guestbook` ConfigMap with the
- * Redis address as a Kubernetes ConfigMap labelled for the Fizz namespace (on Kubernetes the
- * poolkeeper reads function configmaps from the cluster, not from the registry), then
- * `fizz spec apply -f examples/guestbook/specs`. Function pods are bare pods the poolkeeper creates
+ * Redis from examples/guestbook/k8s/redis.yaml with kubectl, then
+ * `GUESTBOOK_REDIS_URL=... fizz spec apply -f examples/guestbook/specs`: the `guestbook`
+ * ConfigMap is the registry's, which the poolkeeper hands out on Kubernetes too. Function pods are bare pods the poolkeeper creates
  * (as the fizz-poolkeeper service account) in k8s-lite, run by procnode; the Node package is built
  * by a builder pod. Everything is checked over HTTP through the gateway, as a browser would.
  */
@@ -137,17 +134,8 @@ describe("the guestbook example on the kubernetes backend (k8s-lite + procnode)"
   });
 
   it("`fizz spec apply -f examples/guestbook/specs` deploys every object, labelled with the deployment config", async () => {
-    // The address as a Kubernetes ConfigMap of the function pods' namespace, given to Fizz
-    // namespace `default` by its label (docs/operations.md).
-    kp!.kubectl(
-      "-n",
-      NS,
-      "create",
-      "configmap",
-      "guestbook",
-      `--from-literal=redis-url=${redisUrl}`,
-    );
-    kp!.kubectl("-n", NS, "label", "configmap", "guestbook", `${OWNER_LABEL}=default`);
+    // The address comes from the spec's ConfigMap, in the registry: on Kubernetes the poolkeeper
+    // hands the registry's configmaps out first (function-config.ts), so no kubectl step.
     await fizz(["spec", "apply", "-f", path.join(EXAMPLE, "specs")], {
       GUESTBOOK_REDIS_URL: redisUrl,
     });

@@ -16,7 +16,11 @@ import type { Backend } from "./backend";
 import { createBuildRunner, startBuilds } from "./build/index";
 import type { PoolkeeperConfig } from "./config";
 import { syncEnvironments } from "./environments";
-import { registryConfigResolver } from "./function-config";
+import {
+  layeredConfigResolver,
+  registryConfigLookup,
+  registryConfigResolver,
+} from "./function-config";
 import { createList, createRetire, forwardOutput, instancePublisher, onDied } from "./handlers";
 import { createMetrics } from "./metrics";
 import { Pool } from "./pool";
@@ -135,17 +139,18 @@ export async function start(
   void envSync.synced.then(() => {
     if (!abort.signal.aborted) backend.releaseUnclaimed?.();
   });
+  const registryRead = {
+    nc: natsConn,
+    subjects: s,
+    sender,
+    timeoutMs: Math.min(5_000, config.specializeTimeoutMs),
+  };
   const specialize = createSpecializer({
     pool: thePool,
     store: lazyArchiveStore(natsConn),
     readConfig: backend.readConfig
-      ? backend.readConfig.bind(backend)
-      : registryConfigResolver({
-          nc: natsConn,
-          subjects: s,
-          sender,
-          timeoutMs: Math.min(5_000, config.specializeTimeoutMs),
-        }),
+      ? layeredConfigResolver(registryConfigLookup(registryRead), backend.readConfig.bind(backend))
+      : registryConfigResolver(registryRead),
     lookupEnvironment: (ref) => envSync.lookup(ref),
     agent,
     timeoutMs: config.specializeTimeoutMs,

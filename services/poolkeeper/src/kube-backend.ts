@@ -218,7 +218,7 @@ export class KubeBackend implements Backend {
   }
 
   /**
-   * Secrets and ConfigMaps of the pods' namespace labelled for the function's Fizz namespace
+   * The cluster's part (the registry's objects come first, function-config.ts): Secrets and ConfigMaps of the pods' namespace labelled for the function's Fizz namespace
    * (kube-function-config.ts says why the label); no API call when the function names none.
    */
   readConfig(

@@ -2,7 +2,7 @@ import { FizzError } from "@fizz/events";
 import type { V1ConfigMap, V1Secret } from "@kubernetes/client-node";
 import { expect } from "chai";
 import { CodeCache } from "../src/code-cache";
-import { collect } from "../src/function-config";
+import { collect, layeredConfigResolver } from "../src/function-config";
 import {
   CONFIG_NAMESPACE_LABEL,
   kubeConfigResolver,
@@ -105,5 +105,72 @@ describe("code cache", () => {
     expect(cache.get("b")).to.equal(undefined);
     expect(cache.get("a")).to.not.equal(undefined);
     expect(cache.size).to.deep.equal({ entries: 3, bytes: 3000 });
+  });
+});
+
+describe("function config on Kubernetes, registry first (layeredConfigResolver)", () => {
+  /** The registry's objects, as registryConfigLookup would find them. */
+  const registry =
+    (held: { secrets?: string[]; configmaps?: string[] }, calls: string[]) =>
+    (ns: string, secrets: readonly string[], configmaps: readonly string[]) => {
+      calls.push(`${ns}:${[...secrets, ...configmaps].join(",")}`);
+      const pick = (names: readonly string[], have: string[] = []) =>
+        new Map(names.filter((n) => have.includes(n)).map((n) => [n, { from: "cmVnaXN0cnk=" }]));
+      return Promise.resolve({
+        secrets: pick(secrets, held.secrets),
+        configmaps: pick(configmaps, held.configmaps),
+      });
+    };
+
+  it("gives the registry's object where it has one and the cluster's labelled object for the rest", async () => {
+    const o = new Objects();
+    o.configmaps.set("guestbook", { metadata: labelled("default"), data: { from: "cluster" } });
+    o.configmaps.set("legacy", { metadata: labelled("default"), data: { from: "cluster" } });
+    const calls: string[] = [];
+    const resolve = layeredConfigResolver(
+      registry({ configmaps: ["guestbook"] }, calls),
+      kubeConfigResolver(o),
+    );
+    const got = await resolve("default", [], ["guestbook", "legacy"]);
+    expect(got.configmaps.guestbook).to.deep.equal({ from: "cmVnaXN0cnk=" });
+    expect(got.configmaps.legacy).to.deep.equal({
+      from: Buffer.from("cluster").toString("base64"),
+    });
+    // The cluster is asked only for what the registry lacked.
+    expect(o.reads).to.deep.equal(["configmap/legacy"]);
+  });
+
+  it("refuses a name in neither place, and a cluster object labelled for another namespace", async () => {
+    const o = new Objects();
+    o.secrets.set("db", { metadata: labelled("team-b"), data: { password: "eA==" } });
+    const resolve = layeredConfigResolver(registry({}, []), kubeConfigResolver(o));
+    const err = await rejection(resolve("team-a", ["db"], []));
+    expect(err.code).to.equal("MISSING_CONFIG");
+    expect(err.message).to.not.include("eA==");
+  });
+
+  it("asks nobody when the function names no secret and no configmap", async () => {
+    const o = new Objects();
+    const calls: string[] = [];
+    const got = await layeredConfigResolver(registry({}, calls), kubeConfigResolver(o))(
+      "default",
+      [],
+      [],
+    );
+    expect(got).to.deep.equal({ secrets: {}, configmaps: {} });
+    expect(calls).to.deep.equal([]);
+    expect(o.reads).to.deep.equal([]);
+  });
+
+  it("fails when the registry cannot be asked, rather than starting the function on the cluster's copy", async () => {
+    const o = new Objects();
+    o.configmaps.set("guestbook", { metadata: labelled("default"), data: { from: "cluster" } });
+    const down = () =>
+      Promise.reject(new FizzError("UNAVAILABLE", "nothing answers", { retryable: true }));
+    const err = await rejection(
+      layeredConfigResolver(down, kubeConfigResolver(o))("default", [], ["guestbook"]),
+    );
+    expect(err.code).to.equal("UNAVAILABLE");
+    expect(o.reads).to.deep.equal([]);
   });
 });
