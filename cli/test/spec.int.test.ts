@@ -412,6 +412,47 @@ spec: { function: hello, path: /manual }
     expect(await all()).to.deep.equal(before);
   });
 
+  it("uses an identical environment another spec made as it is, refuses a different one, and never deletes it", async () => {
+    const other = (poolSize: number) => ({
+      "other/fizz-deployment-config.yaml":
+        "apiVersion: fizz.dev/v1\nkind: DeploymentConfig\nmetadata: { name: other }\n",
+      "other/env.yaml": `apiVersion: fizz.dev/v1
+kind: Environment
+metadata: { name: python }
+spec: { image: fizz/env-python, poolSize: ${poolSize} }
+---
+apiVersion: fizz.dev/v1
+kind: ConfigMap
+metadata: { name: other-settings }
+spec: { data: { mode: slow } }
+`,
+    });
+    const otherDir = join(p.root, "other");
+    const envBefore = (await all()).get("environments/python")!;
+
+    await p.write(other(1));
+    const differs = await cli("spec", "apply", "-f", otherDir);
+    expect(differs.code).to.equal(1);
+    expect(differs.stderr).to.include(
+      'Environment python: metadata.name: environment "python" already exists in namespace "default" and belongs to spec "shop"',
+    );
+    expect((await all()).has("configmaps/other-settings")).to.equal(false);
+
+    await p.write(other(0));
+    const same = await cli("spec", "apply", "-f", otherDir);
+    expect(same.code, same.stderr).to.equal(0);
+    expect(same.stdout).to.include("unchanged environment python\n");
+    expect(same.stdout).to.include("created configmap other-settings\n");
+    expect((await all()).get("environments/python")).to.deep.equal(envBefore);
+
+    const gone = await cli("spec", "destroy", "-f", otherDir);
+    expect(gone.code, gone.stderr).to.equal(0);
+    const after = await all();
+    expect(after.has("configmaps/other-settings")).to.equal(false);
+    expect(after.get("environments/python")).to.deep.equal(envBefore);
+    await p.remove("other");
+  });
+
   it("an invalid spec or a reference to nothing applies nothing", async () => {
     const before = await all();
     const counted = await writes();

@@ -14,7 +14,7 @@ import { planDestroy } from "./destroy.js";
 import type { SpecObject } from "./documents.js";
 import { packCanonical, type PackedArchive } from "./files.js";
 import { APPLY_ORDER, loadSpec, loadSpecIdentity, problemAt, type LoadedSpec } from "./load.js";
-import { computePlan, type PlanItem } from "./plan.js";
+import { computePlan, isSharedEnvironment, type PlanItem } from "./plan.js";
 import { SpecInvalidError, type SpecProblem } from "./problems.js";
 import {
   applyFailure,
@@ -70,7 +70,9 @@ export async function validate(ctx: Context, dirs: string[], env: Env): Promise<
   let checked = true;
   try {
     const state = await readState(ctx, spec.namespaces, statePlurals(spec));
-    const found = checkAgainstState(spec, state);
+    const found = checkAgainstState(spec, state, (o, existing) =>
+      isSharedEnvironment(o, spec.name, existing),
+    );
     if (found.problems.length > 0) fail(ctx, found.problems, "apply would refuse to run");
     warnings = found.warnings;
   } catch (err) {
@@ -128,7 +130,9 @@ export async function apply(
     const packed = await packAll(ctx, spec, work);
     const namespaces = [...new Set([...spec.namespaces, ctx.namespace])].sort();
     const state = await readState(ctx, namespaces, statePlurals(spec));
-    const found = checkAgainstState(spec, state);
+    const found = checkAgainstState(spec, state, (o, existing) =>
+      isSharedEnvironment(o, spec.name, existing),
+    );
     if (found.problems.length > 0) fail(ctx, found.problems, "nothing was applied");
     printWarnings(ctx, found.warnings);
     const plan = computePlan(spec, state, packed, opts.prune ? namespaces : undefined);

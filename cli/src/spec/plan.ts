@@ -95,8 +95,27 @@ function planObject(
   };
   const current = state.get(o.plural, o.namespace, o.name);
   if (!current) return { ...base, action: "create", changes: [] };
+  if (isSharedEnvironment(o, specName, current))
+    return { ...base, current, action: "unchanged", changes: [] };
   const changes = differences(o, specName, current, packed);
   return { ...base, current, action: changes.length > 0 ? "update" : "unchanged", changes };
+}
+
+/**
+ * An environment another spec (or a hand-run `fizz env create`) made, identical to this spec's:
+ * environments are shared infrastructure (the README's hello world creates `python` and `nodejs`,
+ * so does every example's spec), so apply uses it as is. It stays theirs: apply neither labels it
+ * nor ever prunes or destroys it. One that differs is still refused (state.ts).
+ */
+export function isSharedEnvironment(
+  o: SpecObject,
+  specName: string,
+  current: StoredObject,
+): boolean {
+  if (o.plural !== "environments") return false;
+  if (current.metadata.labels?.[SPEC_LABEL] === specName) return false;
+  const changes = differences(o, specName, current, undefined);
+  return changes.length === 1 && changes[0] === "labels";
 }
 
 export function differences(

@@ -70,14 +70,19 @@ export interface StateCheck {
  * References the spec does not satisfy itself must be in the registry; objects the spec would
  * write must be its own (labelled with its name) or not exist. Apply takes over nothing.
  */
-export function checkAgainstState(spec: LoadedSpec, state: RegistryState): StateCheck {
+export function checkAgainstState(
+  spec: LoadedSpec,
+  state: RegistryState,
+  /** Objects used as they are without being taken over (plan.ts, isSharedEnvironment). */
+  shared: (o: SpecObject, existing: StoredObject) => boolean = () => false,
+): StateCheck {
   const out: StateCheck = { problems: [], warnings: [] };
   for (const ref of spec.external) checkReference(ref, state, out);
   for (const o of spec.objects) {
     const existing = state.get(o.plural, o.namespace, o.name);
     if (!existing) continue;
     const owner = existing.metadata.labels?.[SPEC_LABEL];
-    if (owner === spec.name) continue;
+    if (owner === spec.name || shared(o, existing)) continue;
     out.problems.push(problemAt(o, ["metadata", "name"], notOurs(o, spec.name, owner)));
   }
   return out;
