@@ -46,6 +46,10 @@ export interface RunIO {
 export async function run(argv: string[], io: RunIO): Promise<number> {
   const cwd = io.cwd ?? process.cwd();
   let token: { found: FoundToken | undefined } | undefined;
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
+    io.stdout.write(`${version()}\n`);
+    return 0;
+  }
   try {
     const config: Config = {
       // Validated when a command needs them (context.ts), so a bad value never blocks --help.
@@ -71,7 +75,10 @@ function buildProgram(config: Config, env: RunIO["env"]): Command {
     .description(
       "Fizz: functions as a service. Manage environments, functions, their packages, secrets and configmaps, and their triggers: HTTP routes, message queues, timers and Kubernetes watches.",
     )
-    .version(version())
+    // Not commander's .version(): that one takes `--version` anywhere on the line, so Fission's
+    // `fizz env create --version 3` would print our version and create nothing. run() answers a
+    // leading `--version` / `-V` itself.
+    .addHelpText("after", "\nfizz --version (or -V) prints the CLI's version.")
     .addOption(new Option("-n, --namespace <namespace>", "namespace to work in").default("default"))
     .addOption(
       new Option(

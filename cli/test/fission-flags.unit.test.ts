@@ -212,6 +212,16 @@ describe("Fission's flag names", () => {
       createsWatch,
     ],
     [
+      "env create --version 3 (Fission's interface version: every fizz environment is one)",
+      ["env", "create", "--name", "py", "--image", "fizz/env-python"],
+      ["environment", "create", "--name", "py", "--image", "fizz/env-python", "--version", "3"],
+      () =>
+        registry.on("POST", `${NS}/environments`, {
+          status: 201,
+          json: apiObject("environments", "py", { image: "fizz/env-python", poolSize: 3 }),
+        }),
+    ],
+    [
       "tt show --round is timer showschedule --count",
       ["timer", "showschedule", "--cron", "@every 5m", "--count", "2"],
       ["tt", "show", "--cron", "@every 5m", "--round", "2"],
@@ -348,6 +358,11 @@ describe("Fission's flag names", () => {
         "npm ci",
       ],
       [["env", "update", "--name", "py", "--maxmemory", "256"], "--maxmemory 256", "poolkeeper"],
+      [
+        ["env", "create", "--name", "py", "--image", "fizz/env-python", "--version", "4"],
+        "--version 4",
+        "version 3",
+      ],
       [["env", "delete", "--name", "py", "--force"], "--force", "functions use"],
       [["pkg", "create", "--name", "s", "--env", "p", "--code", code], "--code", "--deploy"],
       [["pkg", "delete", "--name", "s", "-f"], "--force", "functions use"],

@@ -74,6 +74,10 @@ const BUILDER =
 
 /** Fission's environment flags that have no meaning here. */
 export const ENV_UNSUPPORTED = {
+  "--version <n>": {
+    why: "--version is Fission's environment interface version; every fizz environment is what Fission calls version 3 (source and deployment packages, specialization on demand)",
+    except: ["1", "2", "3"],
+  },
   "--builder <image>": BUILDER,
   "--buildcmd <command>": BUILDER,
   ...RESOURCE_FLAGS,
