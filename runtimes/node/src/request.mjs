@@ -238,6 +238,15 @@ export class FissionRequest {
     return this.protocol === "https";
   }
 
+  /**
+   * The fields, body included (a prototype getter, which JSON.stringify would skip otherwise), so
+   * a function that returns or logs the request serializes it as it did when it was a plain object.
+   */
+  toJSON() {
+    const { method, url, originalUrl, path, query, headers, params, body, rawBody } = this;
+    return { method, url, originalUrl, path, query, headers, params, body, rawBody };
+  }
+
   get xhr() {
     const value = this.headers["x-requested-with"];
     return typeof value === "string" && value.toLowerCase() === "xmlhttprequest";

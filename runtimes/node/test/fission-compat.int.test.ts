@@ -80,8 +80,8 @@ describe("node runtime: Fission's Node functions, unmodified", function () {
       ]);
       expect(seen.body).to.deep.include({ constructor: "c", toString: "t", x: "1" });
       expect(seen.pollutedObjects).to.deep.equal([]);
-      const after = await post("/", ME);
-      expect(after.pollutedObjects).to.deep.equal([]);
+      const next = await post("/", ME);
+      expect(next.pollutedObjects).to.deep.equal([]);
     });
 
     it("parses a JSON body, the same value as context.body, and reads headers in any case", async () => {
@@ -93,6 +93,7 @@ describe("node runtime: Fission's Node functions, unmodified", function () {
       const seen = await post("/orders?id=7", headers, JSON.stringify({ items: [1, 2] }));
       expect(seen.body).to.deep.equal({ items: [1, 2] });
       expect(seen.topBody).to.deep.equal({ items: [1, 2] });
+      expect(seen.serializedBody).to.deep.equal({ items: [1, 2] });
       expect(seen).to.deep.include({
         contentType: "application/json",
         contentTypeByHeader: "application/json",

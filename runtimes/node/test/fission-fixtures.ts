@@ -110,6 +110,7 @@ export const REQUEST_ECHO: Source = {
       keys: kind === "object" ? Object.keys(body) : undefined,
       topBody: Buffer.isBuffer(context.body) ? "buffer" : context.body,
       sameHeaders: req.headers === context.headers,
+      serializedBody: JSON.parse(JSON.stringify(req)).body,
       contentType: req.get("Content-Type") ?? null,
       contentTypeByHeader: req.header("CONTENT-TYPE") ?? null,
       referrer: req.get("Referrer") ?? null,
