@@ -195,6 +195,10 @@ describe("fizz fn", () => {
       const both = await cli(...base, "--prefix", "/api", "--route", "/q");
       expect(both.code).to.equal(2);
       expect(both.stderr).to.include("cannot be used with option '--route <path>'");
+      // Fission's --url is --route: the same refusal, not a silently dropped --prefix.
+      const fission = await cli(...base, "--url", "/q", "--prefix", "/api");
+      expect(fission.code).to.equal(2);
+      expect(fission.stderr).to.include("cannot be used with option '--route <path>'");
       expect(registry.calls()).to.have.length(2);
     });
 

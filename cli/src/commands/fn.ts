@@ -107,6 +107,16 @@ Examples:
     unsupported: { ...FN_UNSUPPORTED, ...SPEC_FLAGS },
     accepted: ["--keepprefix"],
   }).action(async (opts: CreateOptions, cmd: Command) => {
+    // commander's .conflicts() runs before the Fission aliases are applied, so `--url /a
+    // --prefix /b` would get past it and lose --prefix; checked again here.
+    if (opts.route !== undefined && opts.prefix !== undefined) {
+      cmd.error(
+        "error: option '--prefix <path>' cannot be used with option '--route <path>' (or its Fission name --url)",
+        {
+          exitCode: 2,
+        },
+      );
+    }
     const route = routeOf(opts);
     if (opts.method && route === undefined) {
       cmd.error("error: --method only applies together with --route or --prefix", {
