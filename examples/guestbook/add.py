@@ -15,7 +15,9 @@ def _redis():
     """The connection, made on first use from the `guestbook` configmap's `redis-url`."""
     global _db
     if _db is None:
-        namespace = os.environ.get("FIZZ_FUNCTION_NAMESPACE", "default")
+        # The gateway names the function's namespace on every call (and drops a client's own
+        # X-Fizz-* headers), so the example works in any namespace it is applied to.
+        namespace = request.headers.get("X-Fizz-Function-Namespace", "default")
         configs = os.environ.get("FIZZ_CONFIGS_DIR", "/configs")
         with open(os.path.join(configs, namespace, "guestbook", "redis-url")) as f:
             url = f.read().strip()

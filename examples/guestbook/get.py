@@ -7,7 +7,7 @@ import redis
 
 # As Fission's examples write it. Flask 3 dropped `flask.escape`; Fizz's Python environment puts
 # it back (it is markupsafe's), so this line runs on any Flask.
-from flask import escape
+from flask import escape, request
 
 ENTRIES = "guestbook:entries"
 SHOWN = 100
@@ -48,7 +48,9 @@ def _redis():
     """The connection, made on first use from the `guestbook` configmap's `redis-url`."""
     global _db
     if _db is None:
-        namespace = os.environ.get("FIZZ_FUNCTION_NAMESPACE", "default")
+        # The gateway names the function's namespace on every call (and drops a client's own
+        # X-Fizz-* headers), so the example works in any namespace it is applied to.
+        namespace = request.headers.get("X-Fizz-Function-Namespace", "default")
         configs = os.environ.get("FIZZ_CONFIGS_DIR", "/configs")
         with open(os.path.join(configs, namespace, "guestbook", "redis-url")) as f:
             url = f.read().strip()
