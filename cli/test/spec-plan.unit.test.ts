@@ -145,6 +145,39 @@ describe("fizz spec: planning against the registry's objects", () => {
     ]);
   });
 
+  it("within a kind, updates run before creates, so a route moved to a new trigger is free when it is created", async () => {
+    // The new trigger comes first in the file and takes /hello, which the existing one gives up.
+    await p.write({
+      "specs/a.yaml": SPEC.replace(
+        "---\napiVersion: fizz.dev/v1\nkind: HttpTrigger",
+        `---
+apiVersion: fizz.dev/v1
+kind: Environment
+metadata: { name: node }
+spec: { image: fizz/env-node }
+---
+apiVersion: fizz.dev/v1
+kind: HttpTrigger
+metadata: { name: hello-v2 }
+spec: { function: hello, path: /hello, methods: [get], host: example.com }
+---
+apiVersion: fizz.dev/v1
+kind: HttpTrigger`,
+      ).replace(
+        "path: /hello, methods: [get], host: Example.COM",
+        "path: /hello-v1, methods: [get], host: Example.COM",
+      ),
+    });
+    spec = await load();
+    expect(summary(computePlan(spec, state(), new Map(), undefined))).to.deep.equal([
+      "unchanged Environment python",
+      "create Environment node",
+      "unchanged Function hello",
+      "update HttpTrigger hello spec.path",
+      "create HttpTrigger hello-v2",
+    ]);
+  });
+
   it("prunes only objects labelled with this spec: triggers first, the rest after the writes", () => {
     const mine = (kind: string, name: string, spec: Record<string, unknown> = {}) =>
       stored(kind, name, spec);

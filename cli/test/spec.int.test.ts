@@ -6,7 +6,7 @@
  * so packages use `deployment` (live at once); a `source` package stays pending.
  */
 import { createHash } from "node:crypto";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expect } from "chai";
 import { silentLogger } from "@fizz/kit";
@@ -521,6 +521,38 @@ spec: { function: hello, cron: "@hourly" }
       'spec "shop": 2 created, 0 updated, 9 unchanged, 0 deleted',
       "",
     ]);
+  });
+
+  it("a route moved from a trigger to a new one listed before it converges in one apply", async () => {
+    // a-moved.yaml sorts before triggers.yml: the create of `moved` comes first in the files.
+    const triggers = await readFile(join(p.specs, "triggers.yml"), "utf8");
+    await p.write({
+      "specs/a-moved.yaml": `apiVersion: fizz.dev/v1
+kind: HttpTrigger
+metadata: { name: moved }
+spec: { function: hello, path: /hello, methods: [get] }
+`,
+      "specs/triggers.yml": triggers.replace("path: /hello,", "path: /hello-old,"),
+    });
+
+    const r = await apply();
+
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout.split("\n").filter((l) => !l.startsWith("unchanged"))).to.deep.equal([
+      "updated httptrigger hello (spec.path; revision 2)",
+      "created httptrigger moved",
+      'spec "shop": 1 created, 1 updated, 10 unchanged, 0 deleted',
+      "",
+    ]);
+    const objects = await all();
+    expect(objects.get("httptriggers/moved")!.spec.path).to.equal("/hello");
+    expect(objects.get("httptriggers/hello")!.spec.path).to.equal("/hello-old");
+
+    await p.remove("specs/a-moved.yaml");
+    await p.write({ "specs/triggers.yml": triggers });
+    const back = await apply("--prune");
+    expect(back.code, back.stderr).to.equal(0);
+    expect((await all()).get("httptriggers/hello")!.spec.path).to.equal("/hello");
   });
 
   it("a source package is uploaded once and compared by its canonical digest", async () => {

@@ -39,7 +39,8 @@ export function desiredLabels(o: SpecObject, spec: string): Record<string, strin
 /**
  * Deletions of triggers come first (a trigger renamed in the spec keeps its route: the old one
  * has to be gone before the new one is created, or the two conflict), then creates and updates
- * in dependency order, then the other deletions, backwards, once nothing in the spec uses them.
+ * in dependency order (within a kind, updates before creates), then the other deletions,
+ * backwards, once nothing in the spec uses them.
  */
 export function computePlan(
   spec: LoadedSpec,
@@ -59,12 +60,27 @@ export function computePlan(
         }
   }
   const isTrigger = (i: PlanItem) => (TRIGGER_PLURALS as readonly string[]).includes(i.plural);
-  const writes = spec.objects.map((o) => planObject(o, spec.name, state, packed.get(o)));
+  const writes = byKindUpdatesFirst(
+    spec.objects.map((o) => planObject(o, spec.name, state, packed.get(o))),
+  );
   return [
     ...pruned.filter(isTrigger).reverse(),
     ...writes,
     ...pruned.filter((i) => !isTrigger(i)).reverse(),
   ];
+}
+
+/**
+ * Kinds in APPLY_ORDER, and within a kind the creates last: an update can free what a create
+ * needs (a route moved from trigger X to a new trigger Y conflicts until X has let it go), and
+ * the other way round never happens, since a create frees nothing. Stable otherwise.
+ */
+function byKindUpdatesFirst(items: PlanItem[]): PlanItem[] {
+  const rank = (i: PlanItem) => APPLY_ORDER.indexOf(i.plural) * 2 + (i.action === "create" ? 1 : 0);
+  return items
+    .map((item, at) => ({ item, at }))
+    .sort((a, b) => rank(a.item) - rank(b.item) || a.at - b.at)
+    .map((x) => x.item);
 }
 
 export function deleteItem(plural: SpecPlural, current: StoredObject): PlanItem {
