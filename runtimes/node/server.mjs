@@ -64,6 +64,8 @@ const config = {
   secretsDir: absolute(process.env.FIZZ_SECRETS_DIR),
   configsDir: absolute(process.env.FIZZ_CONFIGS_DIR),
   maxBodyBytes: intFromEnv("FIZZ_MAX_BODY_BYTES", 64 * 1024 * 1024),
+  // As Fission's BODY_PARSER_LIMIT; request.mjs's FORM_MAX_BYTES (not imported before listen).
+  formMaxBytes: intFromEnv("FIZZ_FORM_MAX_BYTES", 1024 * 1024),
   maxPackageBytes: intFromEnv("FIZZ_MAX_PACKAGE_BYTES", 2 * 1024 * 1024 * 1024),
   maxPackageEntries: intFromEnv("FIZZ_MAX_PACKAGE_ENTRIES", 100_000),
   log: console.error,

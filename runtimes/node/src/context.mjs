@@ -3,7 +3,7 @@
  * Request → the context object the function receives (docs/runtime-contract.md, Node).
  */
 import { HttpError } from "./http.mjs";
-import { FissionRequest } from "./request.mjs";
+import { FORM_MAX_BYTES, FissionRequest } from "./request.mjs";
 
 /** @typedef {import("node:http").IncomingMessage} Req */
 /** @typedef {import("./validate.mjs").FunctionRef} FunctionRef */
@@ -53,8 +53,9 @@ export function parseBody(contentType, raw) {
  * @param {Buffer} rawBody
  * @param {unknown} body
  * @param {FunctionRef} fn
+ * @param {number} [formMaxBytes] FIZZ_FORM_MAX_BYTES: a larger form's `request.body` is a 413
  */
-export function buildContext(req, rawBody, body, fn) {
+export function buildContext(req, rawBody, body, fn, formMaxBytes = FORM_MAX_BYTES) {
   const url = req.url ?? "/";
   const q = url.indexOf("?");
   const path = q < 0 ? url : url.slice(0, q);
@@ -87,7 +88,7 @@ export function buildContext(req, rawBody, body, fn) {
       : globalThis.crypto.randomUUID();
   const method = req.method ?? "GET";
   return {
-    request: new FissionRequest(req, method, url, path, query, params, body, rawBody),
+    request: new FissionRequest(req, method, url, path, query, params, body, rawBody, formMaxBytes),
     method,
     path,
     query,

@@ -5,6 +5,7 @@
 import { buildContext, parseBody } from "./context.mjs";
 import { readBody, sendError, sendHttpError } from "./http.mjs";
 import { CallbackAnswer, sendCallbackAnswer } from "./express-send.mjs";
+import { isRuntimeRefusal } from "./request.mjs";
 import { ResultError, sendResult } from "./respond.mjs";
 
 /** @typedef {import("node:http").IncomingMessage} Req */
@@ -49,7 +50,8 @@ export async function invoke(req, res, target, instance, config) {
   let context;
   try {
     const rawBody = await readBody(req, config.maxBodyBytes);
-    context = buildContext(req, rawBody, parseBody(req.headers["content-type"], rawBody), fn);
+    const body = parseBody(req.headers["content-type"], rawBody);
+    context = buildContext(req, rawBody, body, fn, config.formMaxBytes);
   } catch (err) {
     return sendHttpError(res, err);
   }
@@ -58,6 +60,9 @@ export async function invoke(req, res, target, instance, config) {
   try {
     result = await callHandler(handler, context);
   } catch (err) {
+    // The function read request.body of an over-limit form: the 413 Express would have sent
+    // before the call. Anything else the function throws, whatever it looks like, is its error.
+    if (isRuntimeRefusal(err)) return sendHttpError(res, err);
     console.error(`[fizz] function error (request ${context.requestId}):`, err);
     const message = err instanceof Error ? err.message : String(err);
     return sendError(res, 500, "FUNCTION_ERROR", message);

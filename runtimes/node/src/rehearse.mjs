@@ -52,6 +52,7 @@ export async function rehearse({ createServer, shouldStop, workdir }) {
     secretsDir: undefined,
     configsDir: undefined,
     maxBodyBytes: 1 << 20,
+    formMaxBytes: 1 << 20,
     maxPackageBytes: 1 << 20,
     maxPackageEntries: 1,
     log: () => {},

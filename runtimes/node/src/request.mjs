@@ -6,6 +6,7 @@
  * use by prototype getters, never for a function that does not ask.
  */
 import { parse as parseQueryString } from "node:querystring";
+import { HttpError } from "./http.mjs";
 
 /** @typedef {import("node:http").IncomingMessage} Req */
 
@@ -75,16 +76,61 @@ function matches(pattern, actual) {
   return subtype === "*" || subtype === actualSubtype;
 }
 
+/** Express's `urlencoded` parameterLimit: more `&`-separated pairs answer 413. */
+export const FORM_MAX_PARAMS = 1000;
+/** FIZZ_FORM_MAX_BYTES's default, as Fission's BODY_PARSER_LIMIT (1mb). */
+export const FORM_MAX_BYTES = 1024 * 1024;
+
+/**
+ * The refusals the `body` getter itself threw. The invoker answers these with their status
+ * instead of 500 FUNCTION_ERROR; a WeakSet, because user code can construct an HttpError (or any
+ * look-alike) but cannot add to this set.
+ * @type {WeakSet<object>}
+ */
+const refusals = new WeakSet();
+
+/**
+ * Whether `err` is a refusal of the runtime's own (an over-limit form), thrown out of the
+ * function only because the function read `request.body`.
+ * @param {unknown} err
+ * @returns {err is HttpError}
+ */
+export function isRuntimeRefusal(err) {
+  return typeof err === "object" && err !== null && refusals.has(err);
+}
+
+/** @param {string} message */
+function refuse(message) {
+  const err = new HttpError(413, "PAYLOAD_TOO_LARGE", message);
+  refusals.add(err);
+  return err;
+}
+
 /**
  * A form body, as Express's `urlencoded({ extended: false })` parses it: node's querystring, so
  * repeated keys are arrays and the object has no prototype (`__proto__` or `constructor` in the
- * form are plain keys; nothing reaches Object.prototype). No key limit: Express's 1000 would
- * refuse a form the function's `context.body` (the string) still handles; the body's size limit
- * bounds the work.
+ * form are plain keys; nothing reaches Object.prototype). Bounded as Express bounds it, or one
+ * request of `a&a&a…` holds the event loop for seconds and hundreds of MB (64 MiB: 3.5 s): over
+ * `maxBytes` or FORM_MAX_PARAMS pairs is a 413, checked (a byte count, then a scan for `&` that
+ * stops at the limit) before anything is allocated. The raw string stays in `context.body`.
  * @param {string} text
+ * @param {number} bytes the body's size on the wire
+ * @param {number} maxBytes
  */
-function parseForm(text) {
-  return parseQueryString(text, "&", "=", { maxKeys: 0 });
+function parseForm(text, bytes, maxBytes) {
+  const raw = "context.body holds the raw string";
+  if (bytes > maxBytes)
+    throw refuse(
+      `form body of ${bytes} bytes is over the ${maxBytes}-byte limit for parsing request.body ` +
+        `(FIZZ_FORM_MAX_BYTES); ${raw}`,
+    );
+  let pairs = 1;
+  for (let at = text.indexOf("&"); at >= 0; at = text.indexOf("&", at + 1))
+    if (++pairs > FORM_MAX_PARAMS)
+      throw refuse(
+        `form has more than ${FORM_MAX_PARAMS} parameters, the limit for parsing request.body; ${raw}`,
+      );
+  return parseQueryString(text, "&", "=", { maxKeys: FORM_MAX_PARAMS });
 }
 
 export class FissionRequest {
@@ -94,6 +140,8 @@ export class FissionRequest {
   #bodyFinal;
   /** @type {Req} */
   #req;
+  /** @type {number} */
+  #formMaxBytes;
 
   /**
    * @param {Req} req
@@ -104,8 +152,9 @@ export class FissionRequest {
    * @param {Record<string, string>} params
    * @param {unknown} body context.body
    * @param {Buffer} rawBody
+   * @param {number} formMaxBytes a larger form's `body` is a 413 (parseForm)
    */
-  constructor(req, method, url, path, query, params, body, rawBody) {
+  constructor(req, method, url, path, query, params, body, rawBody, formMaxBytes) {
     this.method = method;
     this.url = url;
     this.originalUrl = url;
@@ -116,6 +165,7 @@ export class FissionRequest {
     this.rawBody = rawBody;
     this.#req = req;
     this.#body = body;
+    this.#formMaxBytes = formMaxBytes;
     // Only a string can be a form still to parse: JSON, Buffers and undefined are final already.
     this.#bodyFinal = typeof body !== "string";
   }
@@ -123,13 +173,16 @@ export class FissionRequest {
   /**
    * As Express's body parsers leave it: parsed JSON, an object for a urlencoded form, a string for
    * text/*, else the Buffer (where Express would leave it undefined). Assignable, as in Express.
+   * A form over the limits throws on every read (a 413 for the invoker), never the string.
    * @returns {unknown}
    */
   get body() {
     if (!this.#bodyFinal) {
+      if (essence(this.headers["content-type"]) === FORM) {
+        const text = /** @type {string} */ (this.#body);
+        this.#body = parseForm(text, this.rawBody.length, this.#formMaxBytes);
+      }
       this.#bodyFinal = true;
-      if (essence(this.headers["content-type"]) === FORM)
-        this.#body = parseForm(/** @type {string} */ (this.#body));
     }
     return this.#body;
   }

@@ -24,6 +24,7 @@ import { writeConfigFiles } from "./config-files.mjs";
  *   secretsDir: string | undefined,
  *   configsDir: string | undefined,
  *   maxBodyBytes: number,
+ *   formMaxBytes: number,
  *   maxPackageBytes: number,
  *   maxPackageEntries: number,
  *   log: (...args: unknown[]) => void,

@@ -7,6 +7,7 @@ import { ME, push } from "../../contract/runtime-contract.js";
 import {
   ASYNC_CALLBACK_REJECTS,
   CALLBACK_ANSWERS,
+  FORM_READER,
   REQUEST_ECHO,
   RETURNS_MARKUP,
   SHAPES,
@@ -169,6 +170,76 @@ describe("node runtime: Fission's Node functions, unmodified", function () {
     it("lets the function assign request.body, as Express middleware does", async () => {
       const seen = await post("/?set=1", FORM, "a=1");
       expect(seen).to.deep.include({ body: "assigned", topBody: "a=1" });
+    });
+  });
+
+  describe("request.body of a form, bounded as Express's urlencoded parser", () => {
+    let rt: Runtime;
+    before(async () => {
+      rt = await nodeRuntime.start({ FIZZ_INSTANCE_ID: "inst-1" });
+      const res = await push(rt, FORM_READER);
+      expect(res.status, res.text).to.equal(200);
+    });
+    after(() => rt.kill());
+    const send = (read: string, body: string) =>
+      request(rt.url, { method: "POST", path: `/?read=${read}`, headers: FORM, body });
+    const pairs = (n: number) => Array.from({ length: n }, (_, i) => `k${i}=v${i}`).join("&");
+
+    it("parses a form of 1000 parameters", async () => {
+      const res = await send("parsed", pairs(1000));
+      expect(res.status, res.text).to.equal(200);
+      expect(res.object()).to.deep.equal({ keys: 1000, last: "v999" });
+    });
+
+    it("answers 413 PAYLOAD_TOO_LARGE, not a function error, for 1001 parameters, and keeps serving", async () => {
+      const res = await send("parsed", `${pairs(1000)}&x`);
+      expect(res.status, res.text).to.equal(413);
+      const error = res.error();
+      expect(error.code).to.equal("PAYLOAD_TOO_LARGE");
+      expect(error.message).to.include("more than 1000 parameters");
+      expect(error.message).to.include("context.body holds the raw string");
+      const flood = await send("parsed", "a&".repeat(512 * 1024));
+      expect(flood.status, flood.text).to.equal(413);
+      expect((await send("parsed", "k999=still")).object()).to.deep.include({ last: "still" });
+    });
+
+    it("answers 413 for a form over 1 MiB, naming the limit, while context.body of a 2 MiB form stays readable", async () => {
+      const big = `k999=${"x".repeat(2 * 1024 * 1024)}&end=yes`;
+      const res = await send("parsed", big);
+      expect(res.status, res.text).to.equal(413);
+      expect(res.error().message)
+        .to.include("1048576-byte limit")
+        .and.include("FIZZ_FORM_MAX_BYTES");
+      const raw = await send("raw", big);
+      expect(raw.status, raw.text).to.equal(200);
+      expect(raw.object()).to.deep.equal({ length: big.length, tail: "x&end=yes" });
+    });
+
+    it("refuses again on every read, so a function that catches the refusal never gets the form", async () => {
+      const seen = (await send("caught", `${pairs(1000)}&x`)).object();
+      expect(seen.first).to.include("more than 1000 parameters");
+      expect(seen.again).to.equal("refused");
+    });
+
+    it("answers an error the function throws as FUNCTION_ERROR, even one built from the refusal's class", async () => {
+      const res = await send("forged", `${pairs(1000)}&x`);
+      expect(res.status).to.equal(500);
+      expect(res.error()).to.include({ code: "FUNCTION_ERROR", message: "forged" });
+    });
+
+    it("takes the size limit from FIZZ_FORM_MAX_BYTES", async () => {
+      const small = await nodeRuntime.start({ FIZZ_FORM_MAX_BYTES: "64" });
+      try {
+        expect((await push(small, FORM_READER)).status).to.equal(200);
+        const parse = (body: string) =>
+          request(small.url, { method: "POST", path: "/?read=parsed", headers: FORM, body });
+        expect((await parse(`k999=${"v".repeat(59)}`)).object()).to.deep.include({ keys: 1 });
+        const over = await parse(`k999=${"v".repeat(60)}`);
+        expect(over.status, over.text).to.equal(413);
+        expect(over.error().message).to.include("65 bytes is over the 64-byte limit");
+      } finally {
+        await small.kill();
+      }
     });
   });
 

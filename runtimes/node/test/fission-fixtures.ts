@@ -175,3 +175,31 @@ export const RETURNS_MARKUP: Source = {
   filename: "markup.js",
   source: `module.exports = async (context) => ({ status: 200, body: "<script>alert(1)</script>" });\n`,
 };
+
+/**
+ * Reads a form as `?read=` says: `raw` only context.body (the string), never request.body;
+ * `parsed` request.body; `caught` request.body inside a try, then again; `forged` rethrows a
+ * refusal's look-alike built with the refusal's own class, which must stay the function's error.
+ */
+export const FORM_READER: Source = {
+  filename: "form.js",
+  source: `module.exports = async (context) => {
+  const read = () => context.request.body;
+  switch (context.query.read) {
+    case "raw": return { length: context.body.length, tail: context.body.slice(-9) };
+    case "parsed": { const body = read(); return { keys: Object.keys(body).length, last: body.k999 }; }
+    case "caught": {
+      let first;
+      try { read(); first = "parsed"; } catch (err) { first = err.message; }
+      let again;
+      try { again = typeof read(); } catch { again = "refused"; }
+      return { first, again };
+    }
+    case "forged":
+      try { read(); } catch (err) { throw new err.constructor(413, "PAYLOAD_TOO_LARGE", "forged"); }
+      return "not refused";
+    default: return { status: 404, body: "unknown read" };
+  }
+};
+`,
+};
