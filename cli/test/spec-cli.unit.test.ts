@@ -186,4 +186,42 @@ spec: { environment: python, code: { path: ../deleted.py } }
     expect(none.stderr).to.match(/no DeploymentConfig document/);
     expect(registry.requests).to.have.length(0);
   });
+
+  it("a destroy that fails tells to run destroy again, never apply, which would recreate what it deleted", async () => {
+    await p.write({ "specs/config.yaml": CONFIG("demo") });
+    const labels = { "fizz.dev/spec": "demo" };
+    const obj = (kind: string, name: string, spec: Record<string, unknown>) => ({
+      apiVersion: "fizz.dev/v1",
+      kind,
+      metadata: { namespace: "default", name, revision: 1, labels },
+      spec,
+    });
+    for (const kind of ["watchtriggers", "timetriggers", "mqtriggers", "packages", "configmaps"])
+      registry.on("GET", `/v1/namespaces/default/${kind}`, { json: { items: [] } });
+    registry.on("GET", "/v1/namespaces/default/httptriggers", {
+      json: { items: [obj("HttpTrigger", "r", { function: "f", path: "/r" })] },
+    });
+    registry.on("GET", "/v1/namespaces/default/functions", {
+      json: { items: [obj("Function", "f", { environment: "python" })] },
+    });
+    registry.on("GET", "/v1/namespaces/default/environments", {
+      json: { items: [obj("Environment", "python", { image: "fizz/env-python" })] },
+    });
+    registry.on("DELETE", "/v1/namespaces/default/httptriggers/r", {
+      json: obj("HttpTrigger", "r", { function: "f", path: "/r" }),
+    });
+    registry.on("DELETE", "/v1/namespaces/default/functions/f", {
+      status: 503,
+      json: { error: { code: "UNAVAILABLE", message: "store unavailable" } },
+    });
+
+    const r = await run(["spec", "destroy", "-f", p.specs]);
+
+    expect(r.code).to.equal(1);
+    expect(r.stdout).to.equal("deleted httptrigger r\n");
+    expect(r.stderr).to.include(
+      'Destroy stopped there: 1 change was made before it, 1 more was not tried. Fix the cause and run "fizz spec destroy" again for spec "demo"',
+    );
+    expect(r.stderr).not.to.include("spec apply");
+  });
 });

@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { expect } from "chai";
 import { loadSpec, type LoadedSpec } from "../src/spec/load.js";
+import { keepWhatIsUsed } from "../src/spec/keep.js";
 import { computePlan } from "../src/spec/plan.js";
 import { RegistryState, type StoredObject } from "../src/spec/state.js";
 import { CONFIG, project, type Project } from "./spec-support.js";
@@ -206,6 +207,42 @@ kind: HttpTrigger`,
       "unchanged HttpTrigger hello",
       "delete Function old",
       "delete ConfigMap old-cm",
+    ]);
+  });
+
+  it("pruning keeps what objects outside the spec still use, and what a kept object uses, and says why", () => {
+    const mine = (kind: string, name: string, spec: Record<string, unknown> = {}) =>
+      stored(kind, name, spec);
+    const theirs = (kind: string, name: string, spec: Record<string, unknown>) =>
+      stored(kind, name, spec, { "fizz.dev/spec": "other" });
+    const registry = state({
+      "environments/default": [STORED.env, mine("Environment", "node", { image: "fizz/env-node" })],
+      "functions/default": [
+        STORED.fn,
+        mine("Function", "old", { environment: "node" }),
+        mine("Function", "gone", { environment: "node" }),
+        theirs("Function", "uses-cm", { environment: "python", configmaps: ["shared-cm"] }),
+      ],
+      "timetriggers/default": [theirs("TimeTrigger", "cron", { function: "old" })],
+      "configmaps/default": [mine("ConfigMap", "shared-cm"), mine("ConfigMap", "unused-cm")],
+    });
+    const plan = keepWhatIsUsed(
+      computePlan(spec, registry, new Map(), ["default"]),
+      registry,
+      "demo",
+      ["default"],
+    );
+    expect(
+      plan.map((i) => `${i.action} ${i.kind} ${i.name}${i.reason ? `: ${i.reason}` : ""}`),
+    ).to.deep.equal([
+      "unchanged Environment python",
+      "unchanged Function hello",
+      "unchanged HttpTrigger hello",
+      "delete Function gone",
+      "keep Function old: used by timetrigger cron (not in this spec)",
+      "keep Environment node: used by function old (kept too)",
+      "delete ConfigMap unused-cm",
+      "keep ConfigMap shared-cm: used by function uses-cm (not in this spec)",
     ]);
   });
 });

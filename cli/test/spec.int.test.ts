@@ -453,6 +453,64 @@ spec: { data: { mode: slow } }
     await p.remove("other");
   });
 
+  it("destroy keeps an environment another spec's function uses, says so, and succeeds; once unused, the next destroy deletes it", async () => {
+    const specOf = (name: string, fn: string) => ({
+      [`${name}/fizz-deployment-config.yaml`]: CONFIG(name),
+      [`${name}/objects.yaml`]: `apiVersion: fizz.dev/v1
+kind: Environment
+metadata: { name: py-shared }
+spec: { image: fizz/env-python }
+---
+apiVersion: fizz.dev/v1
+kind: Function
+metadata: { name: ${fn} }
+spec: { environment: py-shared, code: { path: ../hello.py } }
+`,
+    });
+    await p.write({ ...specOf("alpha", "alpha-fn"), ...specOf("beta", "beta-fn") });
+    const alpha = join(p.root, "alpha");
+    const beta = join(p.root, "beta");
+    expect((await cli("spec", "apply", "-f", alpha)).code).to.equal(0);
+    const b = await cli("spec", "apply", "-f", beta);
+    expect(b.code, b.stderr).to.equal(0);
+    expect(b.stdout).to.include("unchanged environment py-shared\n");
+
+    const dry = await cli("spec", "destroy", "-f", alpha, "--dry-run");
+    expect(dry.stdout).to.include(
+      "keep environment py-shared: used by function beta-fn (not in this spec)\n",
+    );
+    const a = await cli("spec", "destroy", "-f", alpha);
+    expect(a.code, a.stderr).to.equal(0);
+    expect(a.stdout).to.equal(
+      [
+        "deleted function alpha-fn",
+        "kept environment py-shared: used by function beta-fn (not in this spec)",
+        'spec "alpha": 0 created, 0 updated, 0 unchanged, 1 deleted, 1 kept',
+        "",
+      ].join("\n"),
+    );
+    let objects = await all();
+    expect(objects.has("functions/alpha-fn")).to.equal(false);
+    expect(objects.has("functions/beta-fn")).to.equal(true);
+    expect(objects.get("environments/py-shared")!.metadata.labels["fizz.dev/spec"]).to.equal(
+      "alpha",
+    );
+
+    // Beta never owned py-shared: its destroy leaves it, still labelled alpha.
+    const bGone = await cli("spec", "destroy", "-f", beta);
+    expect(bGone.code, bGone.stderr).to.equal(0);
+    expect(bGone.stdout).not.to.include("py-shared");
+    expect((await all()).has("environments/py-shared")).to.equal(true);
+
+    const again = await cli("spec", "destroy", "-f", alpha);
+    expect(again.code, again.stderr).to.equal(0);
+    expect(again.stdout).to.include("deleted environment py-shared\n");
+    objects = await all();
+    expect(objects.has("environments/py-shared")).to.equal(false);
+    await p.remove("alpha");
+    await p.remove("beta");
+  });
+
   it("an invalid spec or a reference to nothing applies nothing", async () => {
     const before = await all();
     const counted = await writes();

@@ -13,6 +13,7 @@ import { ApplyFailedError, executePlan, type ItemResult } from "./apply.js";
 import { planDestroy } from "./destroy.js";
 import type { SpecObject } from "./documents.js";
 import { packCanonical, type PackedArchive } from "./files.js";
+import { keepWhatIsUsed } from "./keep.js";
 import { APPLY_ORDER, loadSpec, loadSpecIdentity, problemAt, type LoadedSpec } from "./load.js";
 import { computePlan, isSharedEnvironment, type PlanItem } from "./plan.js";
 import { SpecInvalidError, type SpecProblem } from "./problems.js";
@@ -135,9 +136,14 @@ export async function apply(
     );
     if (found.problems.length > 0) fail(ctx, found.problems, "nothing was applied");
     printWarnings(ctx, found.warnings);
-    const plan = computePlan(spec, state, packed, opts.prune ? namespaces : undefined);
+    const plan = keepWhatIsUsed(
+      computePlan(spec, state, packed, opts.prune ? namespaces : undefined),
+      state,
+      spec.name,
+      namespaces,
+    );
     if (opts.dryRun) return printPlan(ctx, spec.name, plan);
-    await run(ctx, spec.name, plan, opts.waitTimeout);
+    await run(ctx, spec.name, plan, opts.waitTimeout, "apply");
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -182,11 +188,17 @@ function printPlan(ctx: Context, spec: string, plan: PlanItem[]): void {
   }
   for (const item of plan) ctx.stdout.write(`${planLine(ctx, item)}\n`);
   ctx.stdout.write(
-    `${countLine(spec, tally(plan, PLAN_ACTIONS))} (dry run: nothing was changed)\n`,
+    `${countLine(spec, tally(plan, PLAN_ACTIONS, ["keep"]))} (dry run: nothing was changed)\n`,
   );
 }
 
-async function run(ctx: Context, spec: string, plan: PlanItem[], waitTimeout: number) {
+async function run(
+  ctx: Context,
+  spec: string,
+  plan: PlanItem[],
+  waitTimeout: number,
+  command: "apply" | "destroy",
+) {
   const onResult = (r: ItemResult) => {
     if (ctx.output !== "json") ctx.stdout.write(`${resultLine(ctx, r)}\n`);
   };
@@ -195,7 +207,7 @@ async function run(ctx: Context, spec: string, plan: PlanItem[], waitTimeout: nu
     done = await executePlan(ctx, plan, { spec, waitTimeoutSeconds: waitTimeout, onResult });
   } catch (err) {
     if (!(err instanceof ApplyFailedError)) throw err;
-    const failure = applyFailure(ctx, spec, err, plan);
+    const failure = applyFailure(ctx, spec, err, plan, command);
     if (ctx.output === "json") {
       printResultJson(ctx, {
         spec,
@@ -207,7 +219,7 @@ async function run(ctx: Context, spec: string, plan: PlanItem[], waitTimeout: nu
     throw failure;
   }
   if (ctx.output === "json") printResultJson(ctx, { spec, dryRun: false, items: done });
-  else ctx.stdout.write(`${countLine(spec, tally(done, DONE_ACTIONS))}\n`);
+  else ctx.stdout.write(`${countLine(spec, tally(done, DONE_ACTIONS, ["kept"]))}\n`);
 }
 
 export async function destroy(
@@ -233,5 +245,5 @@ export async function destroy(
     );
     return;
   }
-  await run(ctx, spec, plan, DEFAULT_WAIT_SECONDS);
+  await run(ctx, spec, plan, DEFAULT_WAIT_SECONDS, "destroy");
 }

@@ -14,7 +14,7 @@ import type { SpecObject } from "./documents.js";
 import { desiredLabels, differences, type PlanItem } from "./plan.js";
 import { inNamespace, type StoredObject } from "./state.js";
 
-export type Done = "created" | "updated" | "unchanged" | "deleted";
+export type Done = "created" | "updated" | "unchanged" | "deleted" | "kept";
 
 export interface ItemResult {
   action: Done;
@@ -89,6 +89,7 @@ class Runner {
       changes: item.changes,
       ...extra,
     });
+    if (item.action === "keep") return result("kept", { detail: item.reason ?? "" });
     if (item.action === "delete") {
       await ctx.registry.delete(item.plural, item.name);
       return result("deleted");

@@ -10,7 +10,8 @@ import type { PackedArchive } from "./files.js";
 import { APPLY_ORDER, TRIGGER_PLURALS, type LoadedSpec } from "./load.js";
 import type { RegistryState, StoredObject } from "./state.js";
 
-export type Action = "create" | "update" | "unchanged" | "delete";
+/** `keep`: a deletion not made, since something staying uses the object (keep.ts). */
+export type Action = "create" | "update" | "unchanged" | "delete" | "keep";
 
 export interface PlanItem {
   action: Action;
@@ -24,6 +25,8 @@ export interface PlanItem {
   current?: StoredObject;
   /** A package's archive, packed canonically. */
   packed?: PackedArchive;
+  /** Why an object is kept: `used by function hello-x (not in this spec)`. */
+  reason?: string;
 }
 
 /** Fields compared on their own: their stored form is not what the spec writes. */

@@ -9,7 +9,8 @@ import { formatProblem, type SpecProblem } from "./problems.js";
 
 /** `create function hello`, `update function hello: spec.code, labels`. */
 export function planLine(ctx: Context, i: PlanItem): string {
-  const changes = i.action === "update" ? `: ${i.changes.join(", ")}` : "";
+  const changes =
+    i.action === "update" ? `: ${i.changes.join(", ")}` : i.reason ? `: ${i.reason}` : "";
   return `${i.action} ${describeItem(i, ctx.namespace)}${changes}`;
 }
 
@@ -20,6 +21,7 @@ export function resultLine(ctx: Context, r: ItemResult): string {
     const detail = r.detail ? `; ${r.detail}` : "";
     return `${what} (${r.changes.join(", ")}; revision ${r.revision ?? "?"}${detail})`;
   }
+  if (r.action === "kept") return `${what}: ${r.detail ?? ""}`;
   return r.detail && r.action === "created" ? `${what} (${r.detail})` : what;
 }
 
@@ -30,6 +32,7 @@ export function planJson(i: PlanItem) {
     namespace: i.namespace,
     name: i.name,
     ...(i.action === "update" ? { changes: i.changes } : {}),
+    ...(i.reason !== undefined ? { reason: i.reason } : {}),
   };
 }
 
@@ -38,12 +41,18 @@ export function countLine(spec: string, counts: Record<string, number>): string 
   return `spec "${spec}": ${parts.join(", ")}`;
 }
 
+/** Counts of `actions`, then of `rare` ones (objects kept) only when there are any. */
 export function tally<T extends { action: string }>(
   items: T[],
   actions: readonly string[],
+  rare: readonly string[] = [],
 ): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const a of actions) counts[a] = items.filter((i) => i.action === a).length;
+  for (const a of rare) {
+    const n = items.filter((i) => i.action === a).length;
+    if (n > 0) counts[a] = n;
+  }
   return counts;
 }
 
@@ -65,18 +74,23 @@ export function applyFailure(
   spec: string,
   err: ApplyFailedError,
   plan: PlanItem[],
+  command: "apply" | "destroy",
 ): CliError {
   const reason = err.reason instanceof ApiError ? err.reason.describe() : err.message;
   const failed = new CliError(
     `${err.item.action} ${describeItem(err.item, ctx.namespace)}: ${reason}`,
   );
-  const made = err.done.filter((r) => r.action !== "unchanged").length;
-  const left = plan.slice(err.done.length + 1).filter((i) => i.action !== "unchanged").length;
+  const made = err.done.filter((r) => r.action !== "unchanged" && r.action !== "kept").length;
+  const left = plan
+    .slice(err.done.length + 1)
+    .filter((i) => i.action !== "unchanged" && i.action !== "keep").length;
   const causeHint = err.reason instanceof CliError && err.reason.hint ? `${err.reason.hint}\n` : "";
+  // Destroy's hint names destroy: "apply" would create again what was just deleted.
+  const Command = command === "apply" ? "Apply" : "Destroy";
   failed.hint =
-    `${causeHint}Apply stopped there: ${made} change${made === 1 ? " was" : "s were"} made before it, ` +
+    `${causeHint}${Command} stopped there: ${made} change${made === 1 ? " was" : "s were"} made before it, ` +
     `${left} more ${left === 1 ? "was" : "were"} not tried. ` +
-    `Fix the cause and run "fizz spec apply" again for spec "${spec}": it carries on from what the registry holds.`;
+    `Fix the cause and run "fizz spec ${command}" again for spec "${spec}": it carries on from what the registry holds.`;
   return failed;
 }
 

@@ -24,6 +24,10 @@ export class RegistryState {
     return this.byKey.get(`${plural}/${namespace}/${name}`);
   }
 
+  all(plural: SpecPlural, namespace: string): StoredObject[] {
+    return this.lists.get(`${plural}/${namespace}`) ?? [];
+  }
+
   /** The objects of a kind in a namespace carrying `fizz.dev/spec=<spec>`. */
   labelled(plural: SpecPlural, namespace: string, spec: string): StoredObject[] {
     return (this.lists.get(`${plural}/${namespace}`) ?? []).filter(
