@@ -1,6 +1,7 @@
 import { FizzError } from "@fizz/events";
 import { int, loadCommon, parseOutboundList, str, type CommonConfig, type Env } from "@fizz/kit";
 import { loadBusConfig, type BusConfig } from "./bus/index";
+import { parseTrustedProxies } from "./front-door/trusted-proxies";
 
 export interface GatewayConfig extends CommonConfig {
   host: string;
@@ -27,6 +28,8 @@ export interface GatewayConfig extends CommonConfig {
   bus: BusConfig;
   /** Hosts, IPs or CIDRs a callback may reach although internal (FIZZ_OUTBOUND_ALLOW). */
   outboundAllow: string[];
+  /** Peers (addresses, CIDRs) whose X-Forwarded-Host/-Proto and Forwarded are passed on. */
+  trustedProxies: string[];
   /** The platform's own endpoints a callback may never reach, even when allow-listed. */
   platformAddresses: string[];
   /** Open client connections beyond this are refused at accept. */
@@ -87,6 +90,14 @@ export function loadConfig(env: Env): GatewayConfig {
       field: "FIZZ_OUTBOUND_ALLOW",
     });
   }
+  let trustedProxies: string[];
+  try {
+    trustedProxies = parseTrustedProxies(env.FIZZ_TRUSTED_PROXIES);
+  } catch (err) {
+    throw new FizzError("VALIDATION_FAILED", `FIZZ_TRUSTED_PROXIES: ${(err as Error).message}`, {
+      field: "FIZZ_TRUSTED_PROXIES",
+    });
+  }
   return {
     ...common,
     host: str(env, "FIZZ_GATEWAY_HOST", "127.0.0.1"),
@@ -101,6 +112,7 @@ export function loadConfig(env: Env): GatewayConfig {
     presenceIntervalMs: int(env, "FIZZ_PRESENCE_INTERVAL_MS", 2000, 50, 60_000),
     bus: loadBusConfig(env),
     outboundAllow,
+    trustedProxies,
     platformAddresses: platformAddresses(env, common),
     maxConnections: int(env, "FIZZ_GATEWAY_MAX_CONNECTIONS", 10_000, 1, 1_000_000),
     headersTimeoutMs: int(env, "FIZZ_GATEWAY_HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),

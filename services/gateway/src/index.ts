@@ -34,6 +34,7 @@ import {
   createHandler,
   listenProxy,
   joinBarrier,
+  trustedProxies,
 } from "./front-door/index";
 
 export { loadConfig, type GatewayConfig } from "./config";
@@ -163,6 +164,7 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     router: () => routes.router,
     maxBodyBytes: config.maxBodyBytes,
     bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
+    trustedProxies: trustedProxies(config.trustedProxies),
     ops,
     asyncFunction: bus.handleAsync,
   });

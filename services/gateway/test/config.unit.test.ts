@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { FizzError } from "@fizz/events";
 import { loadConfig } from "../src/config";
+import { trustedProxies } from "../src/front-door/trusted-proxies";
 
 describe("gateway config", () => {
   it("has documented defaults", () => {
@@ -24,6 +25,7 @@ describe("gateway config", () => {
       bodyIdleTimeoutMs: 30_000,
     });
     expect(c.outboundAllow).to.deep.equal([]);
+    expect(c.trustedProxies).to.deep.equal([]);
     // NATS and Redis are platform endpoints a callback may never reach.
     expect(c.platformAddresses).to.include.members(["127.0.0.1:4222", "127.0.0.1:6379"]);
   });
@@ -35,6 +37,17 @@ describe("gateway config", () => {
     });
     expect(c.outboundAllow).to.deep.equal(["10.1.0.0/16", "hooks.example"]);
     expect(c.platformAddresses).to.include.members(["127.0.0.0/8:18081", "[::1]:18081"]);
+  });
+
+  it("reads FIZZ_TRUSTED_PROXIES as addresses and CIDRs, and matches peers against them", () => {
+    const c = loadConfig({ FIZZ_TRUSTED_PROXIES: " 10.0.0.0/8, 192.0.2.7 ,fd00::/8, ::1" });
+    expect(c.trustedProxies).to.deep.equal(["10.0.0.0/8", "192.0.2.7", "fd00::/8", "::1"]);
+    const trusted = trustedProxies(c.trustedProxies);
+    for (const peer of ["10.1.2.3", "192.0.2.7", "fd00::5", "::1"])
+      expect(trusted(peer), peer).to.equal(true);
+    for (const peer of ["11.0.0.1", "192.0.2.8", "fe80::1", "127.0.0.1", ""])
+      expect(trusted(peer), peer).to.equal(false);
+    expect(trustedProxies([])("10.0.0.1")).to.equal(false);
   });
 
   it("names the bad variable", () => {
@@ -50,6 +63,10 @@ describe("gateway config", () => {
       ["FIZZ_PLATFORM_ADDRESSES", "not a host!"],
       ["FIZZ_GATEWAY_MAX_CONNECTIONS", "0"],
       ["FIZZ_GATEWAY_HEADERS_TIMEOUT_MS", "10"],
+      ["FIZZ_TRUSTED_PROXIES", "lb.example"],
+      ["FIZZ_TRUSTED_PROXIES", "10.0.0.0/33"],
+      ["FIZZ_TRUSTED_PROXIES", "fd00::/129"],
+      ["FIZZ_TRUSTED_PROXIES", "10.0.0.1/x"],
     ] as const) {
       try {
         loadConfig({ [name]: value });

@@ -49,6 +49,8 @@ describe("headers", () => {
       "X-Forwarded-For", "10.0.0.1",
       "x-forwarded-for", "10.0.0.2",
       "X-Forwarded-Proto", "https",
+      "Forwarded", "for=10.0.0.1",
+      "forwarded", "for=10.0.0.2;host=evil.example",
       "X-Fizz-Instance", "forged",
       "X-Fizz-Params-id", "forged",
       "Content-Length", "12",
@@ -57,6 +59,7 @@ describe("headers", () => {
     expect(s.requestId).to.equal("abc-123");
     expect(s.forwardedFor).to.equal("10.0.0.1, 10.0.0.2");
     expect(s.forwardedProto).to.equal("https");
+    expect(s.forwarded).to.equal("for=10.0.0.1, for=10.0.0.2;host=evil.example");
     expect(s.contentLength).to.equal(12);
     expect(s.chunked).to.equal(false);
   });

@@ -20,9 +20,9 @@ export function isHopByHop(lowerName: string): boolean {
 export interface ScannedRequest {
   /**
    * Headers to forward: hop-by-hop ones, those named in Connection, Host (the upstream gets its
-   * own), and every header the gateway sets itself (X-Fizz-*, X-Forwarded-*, X-Request-Id) removed.
-   * Dropping client-sent X-Fizz-* matters: a client must not forge route parameters or the
-   * instance id the runtime checks.
+   * own), and every header the gateway sets itself (X-Fizz-*, X-Forwarded-*, Forwarded,
+   * X-Request-Id) removed. Dropping client-sent X-Fizz-* matters: a client must not forge route
+   * parameters or the instance id the runtime checks; X-Forwarded-*: server.ts.
    */
   headers: string[];
   host: string | undefined;
@@ -33,6 +33,8 @@ export interface ScannedRequest {
   forwardedFor: string | undefined;
   forwardedHost: string | undefined;
   forwardedProto: string | undefined;
+  /** RFC 7239 Forwarded, every instance joined; passed on only from a trusted proxy. */
+  forwarded: string | undefined;
 }
 
 export function scanRequestHeaders(raw: readonly string[]): ScannedRequest {
@@ -45,6 +47,7 @@ export function scanRequestHeaders(raw: readonly string[]): ScannedRequest {
     forwardedFor: undefined,
     forwardedHost: undefined,
     forwardedProto: undefined,
+    forwarded: undefined,
   };
   let connection: string | undefined;
   for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -79,6 +82,9 @@ export function scanRequestHeaders(raw: readonly string[]): ScannedRequest {
         continue;
       case "x-forwarded-proto":
         out.forwardedProto ??= value;
+        continue;
+      case "forwarded":
+        out.forwarded = out.forwarded === undefined ? value : `${out.forwarded}, ${value}`;
         continue;
       default:
         if (isHopByHop(lower) || lower.startsWith("x-fizz-")) continue;

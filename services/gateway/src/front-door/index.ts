@@ -6,7 +6,7 @@
  * (routes.ts, router.ts), the registry's update barrier (sync.ts), the leases the gateway holds on
  * instances and what happens at the capacity limit (leases.ts, function-leases.ts, capacity.ts,
  * wait-queue.ts), the upstream connection pools (pools.ts) and the request metrics (metrics.ts,
- * request-stats.ts).
+ * request-stats.ts), and whose forwarding headers it believes (trusted-proxies.ts).
  *
  * Exports what the composition (../index.ts) wires and what the bus side borrows: the lease
  * manager and its per-function state (bus calls take the same slots as HTTP requests), the route
@@ -29,4 +29,5 @@ export type { WaitTicket } from "./wait-queue";
 export { UpstreamPools } from "./pools";
 export { GatewayMetrics } from "./metrics";
 export { isHopByHop, scanRequestHeaders } from "./headers";
+export { parseTrustedProxies, trustedProxies, type TrustedProxies } from "./trusted-proxies";
 export { answerTimeout, headersBackstopMs, leaseError, sendError } from "./http-errors";

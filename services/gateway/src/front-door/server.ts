@@ -9,6 +9,7 @@ import { sendError } from "./http-errors";
 import type { FunctionLeases } from "./leases";
 import { ProxyCall, type ProxyContext } from "./proxy";
 import type { Router } from "./router";
+import type { TrustedProxies } from "./trusted-proxies";
 
 export interface HandlerOptions {
   ctx: ProxyContext;
@@ -19,6 +20,8 @@ export interface HandlerOptions {
   bodyIdleTimeoutMs?: number;
   /** Answers /healthz, /readyz, /metrics when no route claims the path; true when it did. */
   ops: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+  /** Peers whose X-Forwarded-Host/-Proto and Forwarded are passed on (FIZZ_TRUSTED_PROXIES). */
+  trustedProxies?: TrustedProxies;
   /** `/async-function/...` (a reserved path space, like `/function/`): async-http.ts. */
   asyncFunction?: http.RequestListener;
 }
@@ -74,13 +77,20 @@ export function createHandler(opts: HandlerOptions): http.RequestListener {
 
     const h = scanned.headers;
     const remote = clientAddress(req);
-    const forwardedHost = scanned.forwardedHost ?? scanned.host;
+    // Functions build absolute links from these (Express's req.hostname, Flask's url_for): from a
+    // client they would be its choice (host-header poisoning of a reset link), so only a trusted
+    // proxy's are kept; otherwise the Host and scheme of the connection the gateway accepted.
+    // X-Forwarded-For is always appended to: runtimes take its last entry, the gateway's own.
+    const trusted = opts.trustedProxies?.(remote) === true;
+    const scheme = (req.socket as { encrypted?: boolean }).encrypted === true ? "https" : "http";
+    const forwardedHost = trusted ? (scanned.forwardedHost ?? scanned.host) : scanned.host;
     if (forwardedHost !== undefined) h.push("x-forwarded-host", forwardedHost);
+    if (trusted && scanned.forwarded !== undefined) h.push("forwarded", scanned.forwarded);
     h.push(
       "x-forwarded-for",
       scanned.forwardedFor === undefined ? remote : `${scanned.forwardedFor}, ${remote}`,
       "x-forwarded-proto",
-      scanned.forwardedProto ?? "http",
+      trusted ? (scanned.forwardedProto ?? scheme) : scheme,
       "x-request-id",
       requestId,
       "x-fizz-function-name",
