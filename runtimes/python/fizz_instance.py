@@ -80,6 +80,7 @@ class Instance:
         self.secrets_dir = _env_dir("FIZZ_SECRETS_DIR")
         self.configs_dir = _env_dir("FIZZ_CONFIGS_DIR")
         self.max_body = _env_int("FIZZ_MAX_BODY_BYTES", 64 * 1024 * 1024)
+        self.form_max = _env_int("FIZZ_FORM_MAX_BYTES", 1024 * 1024)
         self.max_package_bytes = _env_int("FIZZ_MAX_PACKAGE_BYTES", 2 * 1024 * 1024 * 1024)
         self.max_package_entries = _env_int("FIZZ_MAX_PACKAGE_ENTRIES", 100_000)
 
@@ -299,9 +300,12 @@ class Instance:
         return 200, {"status": "specialized", "loadMs": load_ms}
 
     def _flask_function(self, fn: Callable[..., Any], code_dir: str) -> Any:
-        """A ``def main()`` runs as in Fission's Flask environment when Flask is installed
-        (fizz_flask), and as a plain call when it is not."""
-        if self.preload.state == "absent":
+        """A ``def main()`` runs as in Fission's Flask environment (fizz_flask) when its code uses
+        Flask, and as a plain call otherwise. Opt-in by import, not "any zero-argument main": a
+        function written for Fizz before Flask mode existed keeps its answers (a returned str
+        stays text/plain rather than turning into text/html, which would make an echo an XSS
+        hole on upgrade), and whether Flask happens to be installed changes nothing for it."""
+        if self.preload.state == "absent" or not _uses_flask(code_dir):
             return None
         import fizz_flask
 
@@ -310,8 +314,45 @@ class Instance:
             file = getattr(sys.modules.get(name), "__file__", None) or "main.py"
             name = os.path.splitext(os.path.basename(file))[0]
         try:
-            return fizz_flask.FlaskFunction(fn, name, code_dir, self.max_body)
+            return fizz_flask.FlaskFunction(fn, name, code_dir, self.max_body, self.form_max)
         except ImportError as exc:
             if getattr(exc, "name", None) == "flask":
                 return None
             raise fizz_loader.LoadError(f"flask does not import: {exc}") from None
+
+
+_FLASK_MODULES = ("flask", "werkzeug")
+
+
+def _uses_flask(code_dir: str) -> bool:
+    """Whether a module loaded from the function's code refers to Flask or Werkzeug at top level
+    (``import flask``, ``from flask import request``, ``from werkzeug... import ...``): the modules
+    of a package count too, so a handler importing ``request`` through a helper module is seen."""
+    root = os.path.join(os.path.realpath(code_dir), "")
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file or not os.path.realpath(file).startswith(root):
+            continue
+        for value in list(vars(module).values()):
+            if _is_flask_thing(value):
+                return True
+    return False
+
+
+def _is_flask_thing(value: Any) -> bool:
+    """Only the type, a module's name, or a function's or class's own ``__module__`` are read:
+    ``request`` is a Werkzeug proxy, and any other attribute read on it outside a request raises."""
+    try:
+        if _flask_name(type(value).__module__):
+            return True
+        if isinstance(value, type(sys)):
+            return _flask_name(value.__name__)
+        if isinstance(value, (type, type(_flask_name))):
+            return _flask_name(value.__module__)
+    except Exception:  # a module global with odd attributes is simply not Flask
+        return False
+    return False
+
+
+def _flask_name(name: Any) -> bool:
+    return isinstance(name, str) and name.split(".", 1)[0] in _FLASK_MODULES

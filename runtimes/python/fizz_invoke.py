@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 PARAM_PREFIX = "x-fizz-params-"
 _HEX = re.compile(rb"^[0-9A-Fa-f]{1,16}$")
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline ("X-Evil\n").
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Framing is the runtime's job: a function-supplied length or encoding would corrupt the response.
 _FRAMING_HEADERS = {"content-length", "transfer-encoding"}
 
@@ -271,7 +272,7 @@ def to_response(result: Any, printed: str) -> Tuple[int, List[Tuple[str, str]], 
 
 def check_header(name: Any, value: Any) -> Tuple[str, str]:
     # http.server writes header lines verbatim: refuse anything that could split the response.
-    if not isinstance(name, str) or not _HEADER_NAME.match(name):
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
         raise ResultError(f"invalid header name {name!r}")
     text = str(value)
     if any(c in text for c in "\r\n\0"):

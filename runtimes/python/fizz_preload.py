@@ -90,9 +90,12 @@ class Preloader:
         keeps their finished submodules, which a re-import of the package would then not bind
         again (``module 'werkzeug' has no attribute 'utils'``). So everything this preload began
         is dropped, and any module left without its package, and the next import of Flask (by
-        the function) starts clean."""
+        the function) starts clean. Finished standard-library modules stay: another thread may
+        already hold them, and a second copy of ``logging`` or ``typing`` would split its state."""
         for name in self._started:
-            sys.modules.pop(name, None)
+            module = sys.modules.get(name)
+            if module is not None and _installed(module):
+                sys.modules.pop(name, None)
         for name in list(sys.modules):
             parent = name.rpartition(".")[0]
             while parent and parent in sys.modules:

@@ -17,6 +17,7 @@ import {
   FLASK_HELLO,
   FLASK_KINDS,
   FLASK_PYTHON,
+  PLAIN_MAIN,
   SERVER_SCRIPT,
   packageWithOwnFlask,
   requireFlask,
@@ -80,6 +81,34 @@ describe("python runtime: Fission's Flask-style functions", function () {
         body: "text=hello+there%21",
       });
       expect(res.text).to.equal("text=hello there!");
+    });
+
+    const form = (path: string, body: string) =>
+      request(rt.url, {
+        method: "POST",
+        path,
+        headers: { ...ME, "content-type": "application/x-www-form-urlencoded" },
+        body,
+      });
+
+    it("parses a form of 1000 parameters, and answers 413 past 1000 or past 1 MiB, at once", async () => {
+      const thousand = Array.from({ length: 1000 }, (_, i) => `k${i}=v`).join("&");
+      expect((await form("/form-size", thousand)).text).to.equal("params=1000");
+      // Werkzeug 2.2 spends about a second of CPU per MiB of "a&a&..." and has no limit of its own.
+      const many = await form("/form-size", "a&".repeat(1000));
+      expect(many.status).to.equal(413);
+      const big = await form("/form-size", `text=${"x".repeat(1024 * 1024)}`);
+      expect(big.status).to.equal(413);
+      // The raw body stays readable, and the instance keeps serving.
+      expect((await form("/raw-size", "a&".repeat(400_000))).text).to.equal("bytes=800000");
+      expect((await form("/form", "text=still")).text).to.equal("text=still");
+    });
+
+    it("refuses a header name ending in a newline (no bare LF inside the response head)", async () => {
+      const res = await get(rt, "/bad-header");
+      expect(res.status).to.equal(500);
+      expect(res.error().code).to.equal("FUNCTION_ERROR");
+      expect(res.headers).to.not.have.property("x-evil");
     });
 
     it("reads request.get_json() from a chunked JSON body", async () => {
@@ -225,18 +254,35 @@ describe("python runtime: Fission's Flask-style functions", function () {
     });
   });
 
+  describe("def main() that does not import Flask, on an interpreter that has it", () => {
+    let rt: Runtime;
+    before(async () => {
+      rt = await start();
+      await preloaded(rt);
+      expect((await push(rt, PLAIN_MAIN)).status).to.equal(200);
+    });
+    after(() => rt.kill());
+
+    it("is a plain call, as before Flask mode: the string answers as text/plain, not HTML", async () => {
+      const res = await get(rt, "/");
+      expect(res.headers["content-type"]).to.match(/^text\/plain/);
+      expect(res.text).to.equal("<b>plain</b>");
+      expect(rt.stderr()).to.not.match(/plain\.py.*Flask/);
+    });
+  });
+
   describe("def main() where Flask is not installed", () => {
     let rt: Runtime;
     before(async () => {
       rt = await start({}, withoutFlask());
-      expect((await push(rt, FLASK_HELLO)).status).to.equal(200);
+      expect((await push(rt, PLAIN_MAIN)).status).to.equal(200);
     });
     after(() => rt.kill());
 
     it("is a plain call, as before: the string answers as text/plain", async () => {
       const res = await get(rt, "/");
       expect(res.headers["content-type"]).to.match(/^text\/plain/);
-      expect(res.text).to.equal("Hello, world!");
+      expect(res.text).to.equal("<b>plain</b>");
       expect(rt.stderr()).to.include("flask is not installed");
     });
   });

@@ -41,7 +41,13 @@ export function withoutFlask(): string {
 /** Fission's shortest Python function. */
 export const FLASK_HELLO: Source = {
   filename: "hello.py",
-  source: `def main():\n    return "Hello, world!"\n`,
+  source: `from flask import request\n\ndef main():\n    return "Hello, world!"\n`,
+};
+
+/** A zero-argument main that never imports Flask: Flask mode is opt-in by import. */
+export const PLAIN_MAIN: Source = {
+  filename: "plain.py",
+  source: `def main():\n    return "<b>plain</b>"\n`,
 };
 
 /** One Flask-style function per route (request.path); see the test for what each must answer. */
@@ -65,6 +71,12 @@ def main():
         return jsonify(name=request.args.get("name"), tags=request.args.getlist("tag"))
     if route == "/form":
         return "text=" + request.form["text"]
+    if route == "/form-size":
+        return "params=%d" % len(request.form)
+    if route == "/raw-size":
+        return "bytes=%d" % len(request.get_data())
+    if route == "/bad-header":
+        return "x", 200, {"X-Evil\\n": "v"}
     if route == "/json":
         return {"got": request.get_json()}
     if route == "/header":
