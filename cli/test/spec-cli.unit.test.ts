@@ -224,4 +224,21 @@ spec: { environment: python, code: { path: ../deleted.py } }
     );
     expect(r.stderr).not.to.include("spec apply");
   });
+
+  it("validate refuses a spec in $HOME naming `..`, with HOME from the CLI's own environment", async () => {
+    await p.write({
+      "specs/config.yaml": CONFIG("demo"),
+      "specs/a.yaml": `apiVersion: fizz.dev/v1
+kind: Package
+metadata: { name: home }
+spec: { environment: python, deployment: { path: .. } }
+`,
+    });
+    const r = await run(["spec", "validate", "-f", p.specs], { HOME: p.root });
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.include(
+      `${join(p.specs, "a.yaml")}:4: Package home: spec.deployment.path: "..": the project directory would be ${p.root}, your home directory ($HOME)`,
+    );
+    expect(registry.requests).to.have.length(0);
+  });
 });

@@ -3,7 +3,7 @@
  * the field, and all of them are listed in one go. Nothing here talks to a registry.
  */
 import { execFileSync } from "node:child_process";
-import { symlink } from "node:fs/promises";
+import { readFile, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { expect } from "chai";
 import { loadSpec, type LoadedSpec } from "../src/spec/load.js";
@@ -332,6 +332,82 @@ spec: { environment: python, deployment: { path: ../.. } }
       }
     } finally {
       await outside.cleanup();
+    }
+  });
+
+  it("refuses every file path when the project directory would be $HOME: `path: ..` cannot pack ~/.ssh", async () => {
+    // The spec directory sits right in a fake home directory holding a "private key".
+    await p.write({
+      ".ssh/id_rsa": "PRIVATE KEY",
+      "specs/a.yaml": `apiVersion: fizz.dev/v1
+kind: Package
+metadata: { name: home }
+spec:
+  environment: python
+  deployment: { path: .. }
+---
+apiVersion: fizz.dev/v1
+kind: Function
+metadata: { name: f }
+spec:
+  environment: python
+  code: { path: ../get.py }
+`,
+    });
+    const { spec, lines } = await load(p, { HOME: p.root });
+    expect(spec).to.equal(undefined);
+    const why = `the project directory would be ${p.root}, your home directory ($HOME) (the parent of the spec directory)`;
+    expect(lines).to.include(
+      `${a}:6: Package home: spec.deployment.path: "..": ${why}; a spec may only name files inside a project directory, so put the spec directory in the project's git repository or in a directory of its own`,
+    );
+    expect(lines.map((l) => l.split(`: ${why}`)[0])).to.include(
+      `${a}:13: Function f: spec.code.path: "../get.py"`,
+    );
+
+    // Below a directory holding $HOME, or in a git work tree that is $HOME (dotfiles in git): the same.
+    expect((await load(p, { HOME: join(p.root, "home", "me") })).lines[0]).to.include(
+      `the project directory would be ${p.root}, a directory holding your home directory ($HOME)`,
+    );
+    await p.write({
+      ".git/HEAD": "ref: refs/heads/main\n",
+      "proj/specs/config.yaml": CONFIG("demo"),
+    });
+    await p.write({
+      "proj/specs/a.yaml": (await readFile(a, "utf8")).replace("path: ..", "path: ../.."),
+    });
+    const inRepo = await load(p, { HOME: p.root }, [join(p.root, "proj", "specs")]);
+    expect(inRepo.lines[0]).to.include(
+      `the project directory would be ${p.root}, your home directory ($HOME) (the git work tree holding the spec directory)`,
+    );
+  });
+
+  it("takes the enclosing git work tree as the project directory, so specs/ deep in a repository may name files at its top", async () => {
+    await p.write({
+      ".git/HEAD": "ref: refs/heads/main\n",
+      "deploy/fizz/specs/config.yaml": CONFIG("demo"),
+      "deploy/fizz/specs/a.yaml": `apiVersion: fizz.dev/v1
+kind: Environment
+metadata: { name: python }
+spec: { image: fizz/env-python }
+---
+apiVersion: fizz.dev/v1
+kind: Function
+metadata: { name: f }
+spec: { environment: python, code: { path: ../../../get.py } }
+`,
+    });
+    const { spec, lines } = await load(p, { HOME: "/nonexistent-home" }, [
+      join(p.root, "deploy", "fizz", "specs"),
+    ]);
+    expect(lines).to.deep.equal([]);
+    expect(spec?.objects.map((o) => o.name)).to.deep.equal(["python", "f"]);
+  });
+
+  it("the examples, inside this repository, still load with a home directory set", async () => {
+    for (const example of ["guestbook", "hello", "kube-events"]) {
+      const dir = join(import.meta.dirname, "..", "..", "examples", example, "specs");
+      const { lines } = await load(p, { HOME: "/nonexistent-home" }, [dir]);
+      expect(lines, example).to.deep.equal([]);
     }
   });
 

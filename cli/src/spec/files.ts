@@ -1,7 +1,7 @@
 /**
  * The files a spec names. Paths are relative to the YAML file's directory and must stay inside
- * the project directory (the parent of the `-f` directory, symlinks resolved): a spec checked out
- * from someone else's repository must not be able to upload `~/.ssh/id_rsa` as "function code".
+ * the project directory (project-root.ts; symlinks resolved): a spec checked out from someone
+ * else's repository must not be able to upload `~/.ssh/id_rsa` as "function code".
  *
  * Packages are packed here into the registry's canonical form (@fizz/kit/archive, the code the
  * registry runs on every upload), so their digest is known before anything is sent: an unchanged
@@ -34,10 +34,16 @@ export async function resolveInside(doc: RawDocument, rel: string): Promise<Outc
   } catch (err) {
     return { problem: `${JSON.stringify(rel)}: ${reasonOf(err)} (${shown})` };
   }
-  const inside = relative(doc.root, real);
+  const root = doc.root;
+  if (root.refused !== undefined) {
+    return {
+      problem: `${JSON.stringify(rel)}: the project directory would be ${root.path}, ${root.refused} (${root.what}); a spec may only name files inside a project directory, so put the spec directory in the project's git repository or in a directory of its own`,
+    };
+  }
+  const inside = relative(root.path, real);
   if (inside === ".." || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
     return {
-      problem: `${JSON.stringify(rel)} is outside the project directory ${doc.root} (the parent of the spec directory); a spec may only name files under it`,
+      problem: `${JSON.stringify(rel)} is outside the project directory ${root.path} (${root.what}); a spec may only name files under it`,
     };
   }
   return { ok: real };

@@ -4,7 +4,7 @@
  * (`spec.minInstances`) can be traced back to the line that holds it.
  */
 import { open, readdir, realpath, stat } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import {
   isAlias,
   isMap,
@@ -20,6 +20,7 @@ import {
 import { reasonOf } from "../archive-upload.js";
 import { CliError } from "../errors.js";
 import type { SpecProblem } from "./problems.js";
+import { findProjectRoot, type ProjectRoot } from "./project-root.js";
 import { substitute } from "./variables.js";
 
 export type FieldPath = ReadonlyArray<string | number>;
@@ -30,8 +31,8 @@ export interface RawDocument {
   file: string;
   /** Absolute directory of the file: paths in the document are relative to it. */
   dir: string;
-  /** Realpath of the `-f` directory's parent: files the document names must be inside it. */
-  root: string;
+  /** The project directory: files the document names must be inside it (project-root.ts). */
+  root: ProjectRoot;
   /** The document as plain data (maps, lists, strings, numbers...). */
   value: unknown;
   /** The line of the value at `path`, or of its nearest ancestor present in the file. */
@@ -77,7 +78,7 @@ export async function readSpecDirs(
     // `-f specs -f ./specs/` is one directory, read once.
     if (seen.has(real)) continue;
     seen.add(real);
-    const root = dirname(real);
+    const root = await findProjectRoot(real, env.HOME);
     let found = 0;
     for (const name of names) {
       const file = join(dir, name);
@@ -110,7 +111,7 @@ async function readSpecFile(path: string, shown: string): Promise<string | undef
 
 function parseFile(
   text: string,
-  where: { file: string; dir: string; root: string },
+  where: { file: string; dir: string; root: ProjectRoot },
   env: Record<string, string | undefined>,
   out: LoadedFiles,
 ): void {
