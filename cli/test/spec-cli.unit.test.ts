@@ -35,8 +35,11 @@ describe("fizz spec at the command line", function () {
     expect(first.stdout).to.equal(`wrote ${dir}/fizz-deployment-config.yaml: spec "guestbook"\n`);
     const text = await readFile(join(dir, "fizz-deployment-config.yaml"), "utf8");
     expect(text).to.match(
-      /\napiVersion: fizz.dev\/v1\nkind: DeploymentConfig\nmetadata:\n  name: guestbook\n$/,
+      /\napiVersion: fizz.dev\/v1\nkind: DeploymentConfig\nmetadata:\n  name: guestbook\nspec:\n(  #.*\n)+  variables: \[\]\n$/,
     );
+    // What init writes is a valid spec on its own.
+    const valid = await run(["spec", "validate", "-f", dir]);
+    expect(valid.code, valid.stderr).to.equal(0);
 
     const again = await run(["spec", "init", "--name", "other", "--dir", dir]);
     expect(again.code).to.equal(1);

@@ -225,6 +225,7 @@ spec:
     count: "\${POOL:-2}"
     shape: \${SHAPE}
 `,
+      "specs/config.yaml": CONFIG("demo", ["POOL", "GUESTBOOK_REDIS_URL", "SHAPE"]),
     });
     const { spec, lines } = await load(p, { SHAPE: "a: b" });
     expect(lines).to.deep.equal([]);
@@ -244,7 +245,7 @@ spec:
     ]);
   });
 
-  it("reports an unset variable at its line, and refuses FIZZ_* variables", async () => {
+  it("reports an unset variable at its line, and refuses FIZZ_* variables even when declared", async () => {
     await p.write({
       "specs/a.yaml": `apiVersion: fizz.dev/v1
 kind: ConfigMap
@@ -254,12 +255,66 @@ spec:
     redis-url: \${GUESTBOOK_REDIS_URL}
     token: "\${FIZZ_TOKEN}"
 `,
+      "specs/config.yaml": `apiVersion: fizz.dev/v1
+kind: DeploymentConfig
+metadata: { name: demo }
+spec:
+  variables:
+    - GUESTBOOK_REDIS_URL
+    - FIZZ_TOKEN
+    - 9LIVES
+    - GUESTBOOK_REDIS_URL
+`,
     });
-    const { lines } = await load(p, { FIZZ_TOKEN: "admin-token-value-0123456789" });
+    const { spec, lines } = await load(p, { FIZZ_TOKEN: "admin-token-value-0123456789" });
+    expect(spec).to.equal(undefined);
+    const c = join(p.specs, "config.yaml");
     expect(lines).to.deep.equal([
       `${a}:6: ConfigMap guestbook: spec.data.redis-url: variable GUESTBOOK_REDIS_URL is not set (set it, or give a default: \${GUESTBOOK_REDIS_URL:-value})`,
       `${a}:7: ConfigMap guestbook: spec.data.token: variable FIZZ_TOKEN may not be used: FIZZ_* variables configure the CLI (FIZZ_TOKEN is the registry token) and never go into a spec`,
+      `${c}:7: DeploymentConfig demo: spec.variables.1: FIZZ_TOKEN may not be declared: FIZZ_* variables configure the CLI (FIZZ_TOKEN is the registry token) and never go into a spec`,
+      `${c}:8: DeploymentConfig demo: spec.variables.2: "9LIVES" is not an environment variable name (letters, digits and '_', not starting with a digit)`,
+      `${c}:9: DeploymentConfig demo: spec.variables.3: GUESTBOOK_REDIS_URL is declared twice`,
     ]);
+  });
+
+  it("refuses an undeclared variable at its line, naming it: a spec cannot copy the shell's secrets into an object", async () => {
+    await p.write({
+      "specs/a.yaml": `apiVersion: fizz.dev/v1
+kind: ConfigMap
+metadata: { name: loot }
+spec:
+  data:
+    aws: \${AWS_SECRET_ACCESS_KEY}
+    gh: "token \${GITHUB_TOKEN:-none}"
+    url: \${GUESTBOOK_REDIS_URL}
+`,
+      "specs/config.yaml": CONFIG("demo", ["GUESTBOOK_REDIS_URL"]),
+    });
+    const env = {
+      AWS_SECRET_ACCESS_KEY: "aws-secret-value",
+      GITHUB_TOKEN: "ghp_secretvalue",
+      GUESTBOOK_REDIS_URL: "redis://db:6379/0",
+    };
+    const { spec, lines } = await load(p, env);
+    expect(spec).to.equal(undefined);
+    expect(lines).to.deep.equal([
+      `${a}:6: ConfigMap loot: spec.data.aws: variable AWS_SECRET_ACCESS_KEY is not declared: only variables listed in the DeploymentConfig's spec.variables are taken from the environment; add AWS_SECRET_ACCESS_KEY there if this spec should read it`,
+      `${a}:7: ConfigMap loot: spec.data.gh: variable GITHUB_TOKEN is not declared: only variables listed in the DeploymentConfig's spec.variables are taken from the environment; add GITHUB_TOKEN there if this spec should read it`,
+    ]);
+    expect(lines.join("\n")).not.to.match(/aws-secret-value|ghp_secretvalue/);
+
+    // Declared, the same variable is substituted.
+    await p.write({
+      "specs/a.yaml": `apiVersion: fizz.dev/v1
+kind: ConfigMap
+metadata: { name: ok }
+spec: { data: { url: "\${GUESTBOOK_REDIS_URL}" } }
+`,
+    });
+    const ok = await load(p, env);
+    expect(ok.lines).to.deep.equal([]);
+    expect(ok.spec!.objects[0]!.spec.data).to.deep.equal({ url: "redis://db:6379/0" });
   });
 
   it("refuses Secret documents and a hand-set fizz.dev/spec label", async () => {

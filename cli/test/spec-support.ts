@@ -31,11 +31,12 @@ export async function project(files: Record<string, string | Buffer> = {}): Prom
   return p;
 }
 
-export const CONFIG = (name: string) => `apiVersion: fizz.dev/v1
+/** A DeploymentConfig; `variables` are the ones the spec may read from the environment. */
+export const CONFIG = (name: string, variables: string[] = []) => `apiVersion: fizz.dev/v1
 kind: DeploymentConfig
 metadata:
   name: ${name}
-`;
+${variables.length > 0 ? `spec:\n  variables: [${variables.join(", ")}]\n` : ""}`;
 
 /** One document; `spec` is YAML indented by the caller's template (two spaces). */
 export function doc(kind: string, name: string, spec: string, extra = ""): string {

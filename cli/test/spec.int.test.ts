@@ -36,7 +36,7 @@ const KINDS = [
 ] as const;
 
 const FILES = {
-  "specs/deployment.yaml": CONFIG("shop"),
+  "specs/deployment.yaml": CONFIG("shop", ["SHOP_REDIS_URL"]),
   "specs/env.yaml": `apiVersion: fizz.dev/v1
 kind: Environment
 metadata:
@@ -181,11 +181,12 @@ describe("fizz spec against a real registry", function () {
     expect(r.stderr).to.equal("");
     expect(r.code).to.equal(0);
     const lines = r.stdout.split("\n");
-    expect(lines[2]).to.match(/^created package app \(deployment sha256:[0-9a-f]{12} \(\d+ B\)\)$/);
+    expect(lines[3]).to.match(/^created package app \(deployment sha256:[0-9a-f]{12} \(\d+ B\)\)$/);
     expect(lines).to.deep.equal([
+      "variables taken from the environment: none; defaults used: SHOP_REDIS_URL",
       "created configmap settings",
       "created environment python",
-      lines[2],
+      lines[3],
       "created function hello",
       "created function web",
       "created httptrigger hello",
@@ -235,7 +236,7 @@ describe("fizz spec against a real registry", function () {
 
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.match(
-      /^(unchanged \S+ \S+\n){9}spec "shop": 0 created, 0 updated, 9 unchanged, 0 deleted\n$/,
+      /^variables taken from the environment: none; defaults used: SHOP_REDIS_URL\n(unchanged \S+ \S+\n){9}spec "shop": 0 created, 0 updated, 9 unchanged, 0 deleted\n$/,
     );
     expect(await revisions()).to.deep.equal(before);
     expect(await writes()).to.deep.equal(counted);
@@ -326,12 +327,24 @@ spec: { function: web, prefix: /web }
     expect(await writes()).to.deep.equal(counted);
     expect(await all()).to.deep.equal(before);
 
+    // Declared variables set in the environment are named, their values never printed.
+    const withVar = await fizz(
+      ["spec", "apply", "-f", p.specs, "--dry-run"],
+      { registry: url },
+      { env: { FIZZ_TOKEN: TOKEN, SHOP_REDIS_URL: "redis://:hunter2@db:6379/0" } },
+    );
+    expect(withVar.code, withVar.stderr).to.equal(0);
+    expect(withVar.stdout).to.match(/^variables taken from the environment: SHOP_REDIS_URL\n/);
+    expect(withVar.stdout + withVar.stderr).not.to.include("hunter2");
+
     const json = await apply("--dry-run", "-o", "json");
     const plan = JSON.parse(json.stdout) as {
       dryRun: boolean;
+      variables: unknown;
       items: Array<Record<string, unknown>>;
     };
     expect(plan.dryRun).to.equal(true);
+    expect(plan.variables).to.deep.equal({ fromEnvironment: [], defaulted: ["SHOP_REDIS_URL"] });
     expect(plan.items).to.deep.include({
       action: "update",
       kind: "ConfigMap",
@@ -573,7 +586,9 @@ spec: { function: hello, cron: "@hourly" }
     expect((await cli("route", "delete", "--name", "manual")).code).to.equal(0);
     const again = await apply();
     expect(again.code, again.stderr).to.equal(0);
-    expect(again.stdout.split("\n").filter((l) => !l.startsWith("unchanged"))).to.deep.equal([
+    expect(
+      again.stdout.split("\n").filter((l) => !/^(unchanged|variables) /.test(l)),
+    ).to.deep.equal([
       "created httptrigger clash",
       "created timetrigger later",
       'spec "shop": 2 created, 0 updated, 9 unchanged, 0 deleted',
@@ -596,7 +611,7 @@ spec: { function: hello, path: /hello, methods: [get] }
     const r = await apply();
 
     expect(r.code, r.stderr).to.equal(0);
-    expect(r.stdout.split("\n").filter((l) => !l.startsWith("unchanged"))).to.deep.equal([
+    expect(r.stdout.split("\n").filter((l) => !/^(unchanged|variables) /.test(l))).to.deep.equal([
       "updated httptrigger hello (spec.path; revision 2)",
       "created httptrigger moved",
       'spec "shop": 1 created, 1 updated, 10 unchanged, 0 deleted',
@@ -700,6 +715,7 @@ spec: { environment: python, source: { path: ../src } }
     expect(plan.code, plan.stderr).to.equal(0);
     expect(plan.stdout).to.equal(
       [
+        "variables taken from the environment: none; defaults used: GUESTBOOK_REDIS_URL",
         "create configmap guestbook",
         "create environment python",
         "create environment nodejs",

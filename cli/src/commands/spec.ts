@@ -116,6 +116,10 @@ apiVersion: fizz.dev/v1
 kind: ${DEPLOYMENT_CONFIG}
 metadata:
   name: ${name}
+spec:
+  # Environment variables the spec files may use as \${NAME} or \${NAME:-default}, by name
+  # (e.g. [GUESTBOOK_REDIS_URL]). No other variable is read, and FIZZ_* never are.
+  variables: []
 `;
   await mkdir(dir, { recursive: true });
   try {

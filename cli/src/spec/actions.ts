@@ -142,8 +142,10 @@ export async function apply(
       spec.name,
       namespaces,
     );
-    if (opts.dryRun) return printPlan(ctx, spec.name, plan);
-    await run(ctx, spec.name, plan, opts.waitTimeout, "apply");
+    const variables = variablesTaken(spec);
+    if (ctx.output !== "json" && variables.line) ctx.stdout.write(`${variables.line}\n`);
+    if (opts.dryRun) return printPlan(ctx, spec.name, plan, variables.json);
+    await run(ctx, spec.name, plan, opts.waitTimeout, "apply", variables.json);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -181,9 +183,35 @@ async function packAll(
 const PLAN_ACTIONS = ["create", "update", "unchanged", "delete"] as const;
 const DONE_ACTIONS = ["created", "updated", "unchanged", "deleted"] as const;
 
-function printPlan(ctx: Context, spec: string, plan: PlanItem[]): void {
+/**
+ * Which declared variables came from the environment and which fell back to their default:
+ * names only, since values may be secrets (a webhook URL with its token).
+ */
+function variablesTaken(spec: LoadedSpec): {
+  line?: string;
+  json?: { fromEnvironment: string[]; defaulted: string[] };
+} {
+  const declared = spec.config.variables;
+  if (declared.length === 0) return {};
+  const used = new Map(spec.variables.map((v) => [v.name, v.defaulted]));
+  const fromEnvironment = declared.filter((n) => used.get(n) === false);
+  const defaulted = declared.filter((n) => used.get(n) === true);
+  const taken = fromEnvironment.length > 0 ? fromEnvironment.join(", ") : "none";
+  const rest = defaulted.length > 0 ? `; defaults used: ${defaulted.join(", ")}` : "";
+  return {
+    line: `variables taken from the environment: ${taken}${rest}`,
+    json: { fromEnvironment, defaulted },
+  };
+}
+
+function printPlan(ctx: Context, spec: string, plan: PlanItem[], variables?: unknown): void {
   if (ctx.output === "json") {
-    printResultJson(ctx, { spec, dryRun: true, items: plan.map(planJson) });
+    printResultJson(ctx, {
+      spec,
+      dryRun: true,
+      ...(variables ? { variables } : {}),
+      items: plan.map(planJson),
+    });
     return;
   }
   for (const item of plan) ctx.stdout.write(`${planLine(ctx, item)}\n`);
@@ -198,6 +226,7 @@ async function run(
   plan: PlanItem[],
   waitTimeout: number,
   command: "apply" | "destroy",
+  variables?: unknown,
 ) {
   const onResult = (r: ItemResult) => {
     if (ctx.output !== "json") ctx.stdout.write(`${resultLine(ctx, r)}\n`);
@@ -218,7 +247,8 @@ async function run(
     }
     throw failure;
   }
-  if (ctx.output === "json") printResultJson(ctx, { spec, dryRun: false, items: done });
+  if (ctx.output === "json")
+    printResultJson(ctx, { spec, dryRun: false, ...(variables ? { variables } : {}), items: done });
   else ctx.stdout.write(`${countLine(spec, tally(done, DONE_ACTIONS, ["kept"]))}\n`);
 }
 

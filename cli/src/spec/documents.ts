@@ -7,13 +7,14 @@ import { API_VERSION, CreateInput, dnsLabel, Kinds } from "@fizz/events";
 import type { ArchivePath, CodeFile } from "./files.js";
 import type { SpecProblem } from "./problems.js";
 import { checkSpec, isRecord, type Add, type SpecPlural } from "./spec-schema.js";
+import { isForbiddenVariable, VARIABLE_NAME } from "./variables.js";
 import { wordIssues, type SchemaIssue } from "./wording.js";
-import type { FieldPath, RawDocument } from "./yaml-docs.js";
+import { DEPLOYMENT_CONFIG, type FieldPath, type RawDocument } from "./yaml-docs.js";
 
 export type { SpecPlural };
 
 export const SPEC_LABEL = "fizz.dev/spec";
-export const DEPLOYMENT_CONFIG = "DeploymentConfig";
+export { DEPLOYMENT_CONFIG };
 
 export const PLURAL_OF: Readonly<Record<string, SpecPlural>> = Object.fromEntries(
   Object.entries(Kinds)
@@ -45,6 +46,8 @@ export interface SpecObject {
 
 export interface DeploymentConfigDoc {
   name: string;
+  /** The environment variables the spec may substitute (spec.variables). */
+  variables: string[];
   doc: RawDocument;
   line: number;
 }
@@ -112,11 +115,10 @@ export function checkDocument(doc: RawDocument, defaultNamespace: string): Check
   if (kind === DEPLOYMENT_CONFIG) {
     for (const key of ["namespace", "labels"])
       if (metadata[key] !== undefined) add(["metadata", key], "a DeploymentConfig has only a name");
-    if (value.spec !== undefined && value.spec !== null && !isEmptyRecord(value.spec))
-      add(["spec"], "a DeploymentConfig has no spec");
+    const variables = checkConfigSpec(value.spec, add);
     if (!nameOk || problems.length > 0) return { problems };
     const line = doc.lineOf(["metadata", "name"]);
-    return { config: { name: metadata.name as string, doc, line }, problems };
+    return { config: { name: metadata.name as string, doc, line, variables }, problems };
   }
   let namespace = defaultNamespace;
   if (metadata.namespace !== undefined && metadata.namespace !== null) {
@@ -211,6 +213,36 @@ function checkField(
   return false;
 }
 
-function isEmptyRecord(value: unknown): boolean {
-  return isRecord(value) && Object.keys(value).length === 0;
+/** A DeploymentConfig's optional `spec: { variables: [NAME, ...] }`. */
+function checkConfigSpec(spec: unknown, add: Add): string[] {
+  if (spec === undefined || spec === null) return [];
+  if (!isRecord(spec)) {
+    add(["spec"], "must be a mapping (spec.variables lists the variables the spec may use)");
+    return [];
+  }
+  for (const key of Object.keys(spec))
+    if (key !== "variables") add(["spec", key], "unknown field (known: variables)");
+  const list = spec.variables;
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) {
+    add(["spec", "variables"], "must be a list of environment variable names");
+    return [];
+  }
+  const names: string[] = [];
+  list.forEach((name: unknown, i) => {
+    const at = ["spec", "variables", i];
+    if (typeof name !== "string" || !VARIABLE_NAME.test(name))
+      add(
+        at,
+        `${JSON.stringify(name)} is not an environment variable name (letters, digits and '_', not starting with a digit)`,
+      );
+    else if (isForbiddenVariable(name))
+      add(
+        at,
+        `${name} may not be declared: FIZZ_* variables configure the CLI (FIZZ_TOKEN is the registry token) and never go into a spec`,
+      );
+    else if (names.includes(name)) add(at, `${name} is declared twice`);
+    else names.push(name);
+  });
+  return names;
 }

@@ -1,7 +1,9 @@
 /**
  * `${NAME}` and `${NAME:-default}` in spec string values, replaced from the CLI's environment
  * when the spec is loaded; `$${` is a literal `${`. Only values are substituted, never keys, so
- * the shape of a document is what its file says.
+ * the shape of a document is what its file says. Only variables the DeploymentConfig declares
+ * (`spec.variables`) are read: a spec someone else wrote must not be able to copy
+ * $AWS_SECRET_ACCESS_KEY or $GITHUB_TOKEN into a configmap, where anyone who may read it sees it.
  */
 
 export interface Substitution {
@@ -12,7 +14,7 @@ export interface Substitution {
   problems: string[];
 }
 
-const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+export const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
  * FIZZ_* variables configure the CLI itself, FIZZ_TOKEN above all: a spec someone else wrote
@@ -22,7 +24,12 @@ export function isForbiddenVariable(name: string): boolean {
   return name.startsWith("FIZZ_");
 }
 
-export function substitute(text: string, env: Record<string, string | undefined>): Substitution {
+export function substitute(
+  text: string,
+  env: Record<string, string | undefined>,
+  /** The names the DeploymentConfig's spec.variables lists. */
+  declared: ReadonlySet<string>,
+): Substitution {
   const used: Substitution["used"] = [];
   const problems: string[] = [];
   let value = "";
@@ -55,7 +62,7 @@ export function substitute(text: string, env: Record<string, string | undefined>
     const name = sep < 0 ? body : body.slice(0, sep);
     const fallback = sep < 0 ? undefined : body.slice(sep + 2);
     i = end + 1;
-    if (!NAME.test(name)) {
+    if (!VARIABLE_NAME.test(name)) {
       problems.push(
         `"\${${body}}" is not a variable reference: use \${NAME} or \${NAME:-default} (names are letters, digits and '_'), or $\${ for a literal \${`,
       );
@@ -64,6 +71,12 @@ export function substitute(text: string, env: Record<string, string | undefined>
     if (isForbiddenVariable(name)) {
       problems.push(
         `variable ${name} may not be used: FIZZ_* variables configure the CLI (FIZZ_TOKEN is the registry token) and never go into a spec`,
+      );
+      continue;
+    }
+    if (!declared.has(name)) {
+      problems.push(
+        `variable ${name} is not declared: only variables listed in the DeploymentConfig's spec.variables are taken from the environment; add ${name} there if this spec should read it`,
       );
       continue;
     }

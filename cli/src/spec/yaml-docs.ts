@@ -21,9 +21,12 @@ import { reasonOf } from "../archive-upload.js";
 import { CliError } from "../errors.js";
 import type { SpecProblem } from "./problems.js";
 import { findProjectRoot, type ProjectRoot } from "./project-root.js";
-import { substitute } from "./variables.js";
+import { substitute, VARIABLE_NAME } from "./variables.js";
 
 export type FieldPath = ReadonlyArray<string | number>;
+
+/** The kind of the document that names a spec (documents.ts checks it). */
+export const DEPLOYMENT_CONFIG = "DeploymentConfig";
 
 /** One YAML document of a spec file, its variables already substituted. */
 export interface RawDocument {
@@ -62,6 +65,7 @@ export async function readSpecDirs(
   env: Record<string, string | undefined>,
 ): Promise<LoadedFiles> {
   const out: LoadedFiles = { documents: [], problems: [], files: [] };
+  const parsed: Parsed[] = [];
   const seen = new Set<string>();
   for (const dir of dirs) {
     let real: string;
@@ -86,10 +90,14 @@ export async function readSpecDirs(
       if (text === undefined) continue;
       found += 1;
       out.files.push(file);
-      parseFile(text, { file, dir: real, root }, env, out);
+      parsed.push(...parseFile(text, { file, dir: real, root }, out));
     }
     if (found === 0) throw new CliError(`-f "${dir}" holds no spec files (*.yaml, *.yml)`);
   }
+  // Which variables may be read is known only once every file is parsed: the DeploymentConfig
+  // may be in any of them.
+  const declared = declaredVariables(parsed);
+  for (const p of parsed) finish(p, env, declared, out);
   return out;
 }
 
@@ -109,42 +117,75 @@ async function readSpecFile(path: string, shown: string): Promise<string | undef
   }
 }
 
-function parseFile(
-  text: string,
-  where: { file: string; dir: string; root: ProjectRoot },
-  env: Record<string, string | undefined>,
-  out: LoadedFiles,
-): void {
+interface Parsed {
+  doc: Document;
+  where: { file: string; dir: string; root: ProjectRoot };
+  line: (offset: number) => number;
+}
+
+function parseFile(text: string, where: Parsed["where"], out: LoadedFiles): Parsed[] {
   const lines = new LineCounter();
   const line = (offset: number) => lines.linePos(offset).line;
   const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false });
+  const parsed: Parsed[] = [];
   for (const doc of docs) {
     if (doc.errors.length > 0) {
       for (const err of doc.errors)
         out.problems.push({ file: where.file, line: line(err.pos[0]), message: err.message });
       continue;
     }
-    const problems: RawDocument["problems"] = [];
-    const variables: RawDocument["variables"] = [];
-    substituteAll(doc, env, line, problems, variables);
-    let value: unknown;
-    try {
-      value = doc.toJS({ maxAliasCount: 100 });
-    } catch (err) {
-      const start = doc.contents?.range?.[0] ?? 0;
-      out.problems.push({ file: where.file, line: line(start), message: (err as Error).message });
-      continue;
-    }
-    // A `---` at the end or a file of comments: nothing to apply.
-    if (value === null || value === undefined) continue;
-    out.documents.push({
-      ...where,
-      value,
-      lineOf: (path) => lineOf(doc, path, line),
-      problems,
-      variables,
-    });
+    parsed.push({ doc, where, line });
   }
+  return parsed;
+}
+
+/**
+ * The names listed in DeploymentConfig documents' spec.variables, as written (variables are not
+ * substituted in the list itself). documents.ts reports a malformed list; its well-formed names
+ * still count, so one typo does not bury the file under "not declared" problems.
+ */
+function declaredVariables(parsed: Parsed[]): Set<string> {
+  const names = new Set<string>();
+  for (const { doc } of parsed) {
+    const config = doc.contents;
+    if (!isMap(config) || !isScalar(config.get("kind", true))) continue;
+    if ((config.get("kind", true) as Scalar).value !== DEPLOYMENT_CONFIG) continue;
+    const spec = config.get("spec", true);
+    const list = isMap(spec) ? spec.get("variables", true) : undefined;
+    if (!isSeq(list)) continue;
+    for (const item of list.items)
+      if (isScalar(item) && typeof item.value === "string" && VARIABLE_NAME.test(item.value))
+        names.add(item.value);
+  }
+  return names;
+}
+
+function finish(
+  { doc, where, line }: Parsed,
+  env: Record<string, string | undefined>,
+  declared: ReadonlySet<string>,
+  out: LoadedFiles,
+): void {
+  const problems: RawDocument["problems"] = [];
+  const variables: RawDocument["variables"] = [];
+  substituteAll(doc, env, declared, line, problems, variables);
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    const start = doc.contents?.range?.[0] ?? 0;
+    out.problems.push({ file: where.file, line: line(start), message: (err as Error).message });
+    return;
+  }
+  // A `---` at the end or a file of comments: nothing to apply.
+  if (value === null || value === undefined) return;
+  out.documents.push({
+    ...where,
+    value,
+    lineOf: (path) => lineOf(doc, path, line),
+    problems,
+    variables,
+  });
 }
 
 /**
@@ -155,13 +196,14 @@ function parseFile(
 function substituteAll(
   doc: Document,
   env: Record<string, string | undefined>,
+  declared: ReadonlySet<string>,
   line: (offset: number) => number,
   problems: RawDocument["problems"],
   variables: RawDocument["variables"],
 ): void {
   walkScalars(doc.contents, [], (node, path) => {
     if (typeof node.value !== "string" || !node.value.includes("$")) return;
-    const result = substitute(node.value, env);
+    const result = substitute(node.value, env, declared);
     variables.push(...result.used);
     const at = line(node.range?.[0] ?? 0);
     for (const message of result.problems) problems.push({ path, line: at, message });
