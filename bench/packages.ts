@@ -55,16 +55,13 @@ export interface PackageFigures {
   build_error?: string;
 }
 
-/** Python function of the deployment: answers with the data file's size (proves it was unpacked).
- * `main(context)`: these figures are the archive's cost; a `def main()` would be Flask-style and,
- * on an instance taken before its background import of Flask finished, add that import
- * (bench/python-cold.ts measures Flask's share). */
+/** Python function of the deployment: answers with the data file's size (proves it was unpacked). */
 const MAIN_PY = `import os
 
 _DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data.bin")
 
 
-def main(context):
+def main():
     return "ok %d\\n" % os.path.getsize(_DATA)
 `;
 

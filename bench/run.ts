@@ -410,11 +410,11 @@ JetStream trigger (${o.bus.jetstream_messages} messages published, until every a
 response subject) and over HTTP by the same Node client (${o.bus.concurrency} in flight). Cold figures: measured at the client through the gateway, each sample a
 function never invoked before, with the warm pool refilled between samples. Burst: ${o.burst.requests}
 concurrent first requests to one new function with concurrency ${o.burst.concurrency}.
-Python cold figures (bench/python-cold.ts): \`python\` is \`def main()\` returning a string (Flask-style
-where Flask is installed), \`python_flask\` a function using \`flask.request\`, both with every warm
-instance up for 2 s (done importing Flask in the background); \`python_flask_fresh\` takes the
-instance the moment the refill answers, before that import finished; \`python_context\` is
-\`def main(context)\`, also fresh.
+Python cold figures (bench/python-cold.ts): \`python\` is \`def main()\` returning a string (no Flask)
+and \`python_context\` \`def main(context)\`, as the other cold figures; \`python_flask\` a function
+using \`flask.request\` with every warm instance up for 2 s (done importing Flask in the
+background), \`python_flask_fresh\` the same taken the moment the refill answers, before that
+import finished.
 Fault windows (bench/fault-windows.ts, the fault suite's harness): four clients in a loop on a warm
 function, async calls and registry writes, while each component is killed with SIGKILL in turn
 and \`npm start\`'s supervisor restarts it; the window runs from the first failed warm request's
