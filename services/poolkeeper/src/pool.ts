@@ -151,11 +151,16 @@ export class Pool {
     return s && { env: s.env, unsupported: s.unsupported };
   }
 
-  /** Takes the newest warm instance (now "specializing"), or undefined when the pool is empty. */
+  /**
+   * Takes the oldest warm instance (now "specializing"), or undefined when the pool is empty.
+   * Oldest, not newest: an instance keeps warming after it reports ready (the Python runtime
+   * imports Flask in the background, ~200 ms), so back-to-back cold starts should not all land
+   * on the one that was just refilled.
+   */
   take(ref: EnvironmentRef): Tracked | undefined {
     const state = this.envs.get(envKey(ref));
     for (;;) {
-      const id = state?.warm.pop();
+      const id = state?.warm.shift();
       if (id === undefined) return undefined;
       const t = this.instances.get(id);
       if (!t || t.killing) continue;
@@ -287,9 +292,11 @@ export class Pool {
     const target = poolTarget(state);
     const have = state.warm.length + state.starting;
     if (have > target) {
-      // Oldest first; surplus still starting is trimmed when it comes up (spawnWarm reconciles).
+      // Newest first (take() hands out the oldest, the most warmed up); surplus still starting
+      // is trimmed when it comes up (spawnWarm reconciles).
       const surplus = Math.min(state.warm.length, have - target);
-      for (const id of state.warm.splice(0, surplus)) void this.kill(id, "pool resized");
+      const keep = state.warm.length - surplus;
+      for (const id of state.warm.splice(keep, surplus)) void this.kill(id, "pool resized");
       return;
     }
     if (have === target || state.cancelRefill) return;
