@@ -1,18 +1,12 @@
 /** `fizz env ...`: environments are the language runtimes (and warm pools) functions run in. */
 import type { Command } from "commander";
 import { confirm, reportEmpty, type Context, type ContextFactory } from "../context.js";
-import { ApiError, withHint } from "../errors.js";
 import { parseInteger, splitCommand } from "../options.js";
 import { cell, NONE, printJson, renderTable } from "../output.js";
 import { renderObject, trailingCells } from "../present.js";
 import type { Environment, EnvironmentSpec } from "../types.js";
-import {
-  fissionFlags,
-  listCommand,
-  unlessMissing,
-  withIgnoreNotFound,
-  type IgnoreOptions,
-} from "./fission-flags.js";
+import { deleteAction } from "./delete-action.js";
+import { fissionFlags, listCommand, withIgnoreNotFound } from "./fission-flags.js";
 import { ENV_UNSUPPORTED, SPEC_FLAGS } from "./fission-names.js";
 
 interface SpecOptions {
@@ -110,20 +104,14 @@ Examples:
         .requiredOption("--name <name>", "environment name"),
     ),
     { unsupported: { "-f, --force": "fizz never deletes an environment its functions use" } },
-  ).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
-    const ctx = context(cmd);
-    try {
-      const deleted = await ctx.registry
-        .delete<Environment>("environments", opts.name)
-        .catch(unlessMissing(opts));
-      if (deleted) confirm(ctx, deleted, `environment "${opts.name}" deleted`);
-    } catch (err) {
-      if (err instanceof ApiError && err.code === "IN_USE") {
-        throw withHint(err, `Delete its functions or move them to another environment first.`);
-      }
-      throw err;
-    }
-  });
+  ).action(
+    deleteAction(
+      context,
+      "environments",
+      "environment",
+      `Delete its functions or move them to another environment first.`,
+    ),
+  );
 }
 
 /** Options shared by create and update; `--image` differs (required vs optional) so it is not here. */

@@ -16,13 +16,8 @@ import {
   type ConfigOptions,
   type SourceOptions,
 } from "./fn-source.js";
-import {
-  fissionFlags,
-  listCommand,
-  unlessMissing,
-  withIgnoreNotFound,
-  type IgnoreOptions,
-} from "./fission-flags.js";
+import { deleteAction } from "./delete-action.js";
+import { fissionFlags, listCommand, withIgnoreNotFound } from "./fission-flags.js";
 import { FN_ALIASES, FN_UNSUPPORTED, SPEC_FLAGS } from "./fission-names.js";
 import { registerFnTest } from "./fn-test.js";
 import { printList, renderFunction } from "./fn-view.js";
@@ -240,23 +235,14 @@ Examples:
     .alias("rm")
     .description("delete a function (refused while a trigger uses it)")
     .requiredOption("--name <name>", "function name");
-  withIgnoreNotFound(del).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
-    const ctx = context(cmd);
-    try {
-      const deleted = await ctx.registry
-        .delete<FunctionObject>("functions", opts.name)
-        .catch(unlessMissing(opts));
-      if (deleted) confirm(ctx, deleted, `function "${opts.name}" deleted`);
-    } catch (err) {
-      if (err instanceof ApiError && err.code === "IN_USE") {
-        throw withHint(
-          err,
-          "Delete the triggers named above, or point them at another function, first.",
-        );
-      }
-      throw err;
-    }
-  });
+  withIgnoreNotFound(del).action(
+    deleteAction(
+      context,
+      "functions",
+      "function",
+      "Delete the triggers named above, or point them at another function, first.",
+    ),
+  );
 
   registerFnTest(fn, context);
 }

@@ -8,13 +8,8 @@ import { parseInteger, unsetIfEmpty } from "../options.js";
 import { cell, printJson, renderTable } from "../output.js";
 import { renderObject, trailingCells } from "../present.js";
 import type { MessageQueueTrigger, MessageQueueTriggerSpec } from "../types.js";
-import {
-  fissionFlags,
-  listCommand,
-  unlessMissing,
-  withIgnoreNotFound,
-  type IgnoreOptions,
-} from "./fission-flags.js";
+import { deleteAction } from "./delete-action.js";
+import { fissionFlags, listCommand, withIgnoreNotFound } from "./fission-flags.js";
 import { MQT_ALIASES, MQT_UNSUPPORTED, SPEC_FLAGS } from "./fission-names.js";
 
 interface NameOptions {
@@ -132,13 +127,7 @@ Examples:
       .alias("rm")
       .description("delete a message queue trigger")
       .requiredOption("--name <name>", "trigger name"),
-  ).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
-    const ctx = context(cmd);
-    const deleted = await ctx.registry
-      .delete<MessageQueueTrigger>(KIND, opts.name)
-      .catch(unlessMissing(opts));
-    if (deleted) confirm(ctx, deleted, `${WHAT} "${opts.name}" deleted`);
-  });
+  ).action(deleteAction(context, KIND, `${WHAT}`));
 }
 
 function withSpecOptions(cmd: Command): Command {

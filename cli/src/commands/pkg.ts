@@ -17,7 +17,7 @@ import {
   type Context,
   type ContextFactory,
 } from "../context.js";
-import { ApiError, CliError, withHint } from "../errors.js";
+import { CliError } from "../errors.js";
 import { describeNetworkError } from "../http.js";
 import { parseSeconds } from "../options.js";
 import { formatBytes, printJson } from "../output.js";
@@ -28,13 +28,8 @@ import {
   type ArchiveFlags,
 } from "../package-ops.js";
 import type { PackageObject } from "../types.js";
-import {
-  fissionFlags,
-  listCommand,
-  unlessMissing,
-  withIgnoreNotFound,
-  type IgnoreOptions,
-} from "./fission-flags.js";
+import { deleteAction } from "./delete-action.js";
+import { fissionFlags, listCommand, withIgnoreNotFound } from "./fission-flags.js";
 import { PKG_ALIASES, PKG_LIST_FILTER, PKG_UNSUPPORTED, SPEC_FLAGS } from "./fission-names.js";
 import { printList, renderPackage } from "./pkg-view.js";
 
@@ -180,23 +175,14 @@ Examples:
         "--orphan": "delete packages one at a time with --name (fizz pkg list shows them)",
       },
     },
-  ).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
-    const ctx = context(cmd);
-    try {
-      const deleted = await ctx.registry
-        .delete<PackageObject>("packages", opts.name)
-        .catch(unlessMissing(opts));
-      if (deleted) confirm(ctx, deleted, `package "${opts.name}" deleted`);
-    } catch (err) {
-      if (err instanceof ApiError && err.code === "IN_USE") {
-        throw withHint(
-          err,
-          "Delete the functions named above, or move them to another package, first.",
-        );
-      }
-      throw err;
-    }
-  });
+  ).action(
+    deleteAction(
+      context,
+      "packages",
+      "package",
+      "Delete the functions named above, or move them to another package, first.",
+    ),
+  );
 
   for (const [name, which, what] of [
     ["getsrc", "source", "source archive"],

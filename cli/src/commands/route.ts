@@ -8,13 +8,8 @@ import { collectMethods } from "../options.js";
 import { cell, printJson, renderTable } from "../output.js";
 import { renderObject, trailingCells } from "../present.js";
 import type { HttpTrigger, HttpTriggerSpec } from "../types.js";
-import {
-  fissionFlags,
-  listCommand,
-  unlessMissing,
-  withIgnoreNotFound,
-  type IgnoreOptions,
-} from "./fission-flags.js";
+import { deleteAction } from "./delete-action.js";
+import { fissionFlags, listCommand, withIgnoreNotFound } from "./fission-flags.js";
 import { ROUTE_UNSUPPORTED, SPEC_FLAGS } from "./fission-names.js";
 
 interface NameOptions {
@@ -139,13 +134,7 @@ Examples:
           "delete routes one at a time with --name (fizz route list --function <fn> lists them)",
       },
     },
-  ).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
-    const ctx = context(cmd);
-    const deleted = await ctx.registry
-      .delete<HttpTrigger>("httptriggers", opts.name)
-      .catch(unlessMissing(opts));
-    if (deleted) confirm(ctx, deleted, `route "${opts.name}" deleted`);
-  });
+  ).action(deleteAction(context, "httptriggers", "route"));
 }
 
 /** Fission splits traffic between repeated --function flags; a fizz route calls one function. */

@@ -6,13 +6,8 @@ import { unsetIfEmpty } from "../options.js";
 import { cell, NONE, printJson, renderTable } from "../output.js";
 import { renderObject, trailingCells } from "../present.js";
 import type { TimeTrigger, TimeTriggerSpec } from "../types.js";
-import {
-  fissionFlags,
-  listCommand,
-  unlessMissing,
-  withIgnoreNotFound,
-  type IgnoreOptions,
-} from "./fission-flags.js";
+import { deleteAction } from "./delete-action.js";
+import { fissionFlags, listCommand, withIgnoreNotFound } from "./fission-flags.js";
 import { SPEC_FLAGS } from "./fission-names.js";
 import { describeUpcoming, formatRun, registerShowSchedule, upcoming } from "./timer-schedule.js";
 
@@ -118,13 +113,7 @@ Examples:
       .alias("rm")
       .description("delete a timer")
       .requiredOption("--name <name>", "timer name"),
-  ).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
-    const ctx = context(cmd);
-    const deleted = await ctx.registry
-      .delete<TimeTrigger>(KIND, opts.name)
-      .catch(unlessMissing(opts));
-    if (deleted) confirm(ctx, deleted, `timer "${opts.name}" deleted`);
-  });
+  ).action(deleteAction(context, KIND, "timer"));
 
   registerShowSchedule(timer, context);
 }

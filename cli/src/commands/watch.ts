@@ -8,13 +8,8 @@ import { collectEvents, unsetIfEmpty, WATCH_EVENTS } from "../options.js";
 import { cell, printJson, renderTable } from "../output.js";
 import { renderObject, trailingCells } from "../present.js";
 import type { WatchTrigger, WatchTriggerSpec } from "../types.js";
-import {
-  fissionFlags,
-  listCommand,
-  unlessMissing,
-  withIgnoreNotFound,
-  type IgnoreOptions,
-} from "./fission-flags.js";
+import { deleteAction } from "./delete-action.js";
+import { fissionFlags, listCommand, withIgnoreNotFound } from "./fission-flags.js";
 import { SPEC_FLAGS } from "./fission-names.js";
 
 interface NameOptions {
@@ -124,13 +119,7 @@ Examples:
       .alias("rm")
       .description("delete a watch trigger")
       .requiredOption("--name <name>", "trigger name"),
-  ).action(async (opts: NameOptions & IgnoreOptions, cmd: Command) => {
-    const ctx = context(cmd);
-    const deleted = await ctx.registry
-      .delete<WatchTrigger>(KIND, opts.name)
-      .catch(unlessMissing(opts));
-    if (deleted) confirm(ctx, deleted, `watch "${opts.name}" deleted`);
-  });
+  ).action(deleteAction(context, KIND, "watch"));
 }
 
 function withSpecOptions(cmd: Command, watchNamespaceHelp: string): Command {
