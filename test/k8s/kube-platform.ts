@@ -94,7 +94,7 @@ const pythonAsProcessBackend: ImageMap = (image) => {
 };
 
 /** A kubeconfig holding a token of the fizz-poolkeeper service account (k8s/rbac.yaml). */
-async function serviceAccountKubeconfig(k: K8sLite, dir: string): Promise<string> {
+export async function serviceAccountKubeconfig(k: K8sLite, dir: string): Promise<string> {
   const token = k.kubectl("create", "token", "fizz-poolkeeper", "-n", NS, "--duration=2h");
   if (token.status !== 0) throw new Error(`kubectl create token: ${token.stderr}`);
   const file = path.join(dir, "poolkeeper.kubeconfig");

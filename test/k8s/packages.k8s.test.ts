@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -8,6 +8,7 @@ import { startProcnode, type Procnode } from "@fizz/procnode";
 import { startK8sLite, waitFor, type K8sLite } from "@fizz/testkit";
 import { expect } from "chai";
 import { startPlatform, type Platform } from "../e2e/helpers";
+import { isReady, podLogs, serviceAccountKubeconfig } from "./kube-platform";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const K8S_DIR = path.join(ROOT, "k8s");
@@ -350,51 +351,3 @@ def main():
         )),
     })
 `;
-
-/** A kubeconfig holding a token of the fizz-poolkeeper service account (k8s/rbac.yaml). */
-async function serviceAccountKubeconfig(k: K8sLite, dir: string): Promise<string> {
-  const token = k.kubectl("create", "token", "fizz-poolkeeper", "-n", NS, "--duration=2h");
-  expect(token.status, token.stderr).to.equal(0);
-  const file = path.join(dir, "poolkeeper.kubeconfig");
-  await writeFile(
-    file,
-    JSON.stringify({
-      apiVersion: "v1",
-      kind: "Config",
-      clusters: [
-        {
-          name: "k8s-lite",
-          cluster: { server: k.server, "certificate-authority": path.join(k.dir, "ca.crt") },
-        },
-      ],
-      users: [{ name: "fizz-poolkeeper", user: { token: token.stdout.trim() } }],
-      contexts: [
-        {
-          name: "poolkeeper",
-          context: { cluster: "k8s-lite", user: "fizz-poolkeeper", namespace: NS },
-        },
-      ],
-      "current-context": "poolkeeper",
-    }),
-    { mode: 0o600 },
-  );
-  return file;
-}
-
-function isReady(x: V1Pod): boolean {
-  return !!x.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
-}
-
-function podLogs(node: Procnode, lines = 40): string {
-  const out: string[] = [];
-  for (const pod of node.pods()) {
-    for (const c of pod.containers) {
-      const log =
-        c.logFile && existsSync(c.logFile)
-          ? readFileSync(c.logFile, "utf8").trimEnd().split("\n").slice(-lines).join("\n")
-          : "(no log)";
-      out.push(`--- ${pod.namespace}/${pod.name} [${c.name}] ${c.state}\n${log}`);
-    }
-  }
-  return out.join("\n");
-}
