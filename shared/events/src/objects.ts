@@ -325,5 +325,17 @@ export interface ObjectsByPlural {
   configmaps: ConfigMapObject;
 }
 
-/** Default per-instance concurrency when neither the function nor its environment sets one. */
-export const DEFAULT_CONCURRENCY = { node: 50, python: 10, other: 10 } as const;
+/**
+ * Default per-instance concurrency when neither the function nor its environment sets one: high
+ * for the event-loop and goroutine runtimes, 10 for the thread-per-request ones (Python, PHP,
+ * Ruby, C#), whose requests beyond that queue in the instance anyway.
+ */
+export const DEFAULT_CONCURRENCY = {
+  node: 50,
+  python: 10,
+  go: 50,
+  php: 10,
+  ruby: 10,
+  dotnet: 10,
+  other: 10,
+} as const;

@@ -1,5 +1,16 @@
 import { expect } from "chai";
-import { ErrorCodes, FizzError, errorBody, httpStatusOf, runtimeOfImage } from "@fizz/events";
+import {
+  builderImageOf,
+  COMPILED_RUNTIMES,
+  ErrorCodes,
+  FizzError,
+  errorBody,
+  httpStatusOf,
+  isCompiledRuntime,
+  RUNTIME_NAMES,
+  runtimeOfBuilderImage,
+  runtimeOfImage,
+} from "@fizz/events";
 
 describe("errors", () => {
   it("maps codes to the HTTP statuses users see", () => {
@@ -64,8 +75,34 @@ describe("runtime images", () => {
     expect(runtimeOfImage("env-node")).to.equal("node");
   });
 
+  it("maps the go, php, ruby and dotnet images", () => {
+    expect(runtimeOfImage("fizz/env-go")).to.equal("go");
+    expect(runtimeOfImage("fizz/env-php:8.2")).to.equal("php");
+    expect(runtimeOfImage("ghcr.io/acme/fizz/env-ruby")).to.equal("ruby");
+    expect(runtimeOfImage("env-dotnet@sha256:abc")).to.equal("dotnet");
+  });
+
+  it("calls go and dotnet compiled and the interpreted runtimes not", () => {
+    expect([...COMPILED_RUNTIMES].sort()).to.deep.equal(["dotnet", "go"]);
+    expect(isCompiledRuntime(runtimeOfImage("fizz/env-go"))).to.equal(true);
+    expect(isCompiledRuntime(runtimeOfImage("fizz/env-dotnet:6"))).to.equal(true);
+    for (const r of ["node", "python", "php", "ruby"] as const)
+      expect(isCompiledRuntime(r), r).to.equal(false);
+    expect(isCompiledRuntime(undefined)).to.equal(false);
+  });
+
+  it("names each runtime's builder image and maps builder images back", () => {
+    expect(RUNTIME_NAMES).to.deep.equal(["node", "python", "go", "php", "ruby", "dotnet"]);
+    expect(builderImageOf("go")).to.equal("fizz/builder-go");
+    expect(runtimeOfBuilderImage("fizz/builder-dotnet:1")).to.equal("dotnet");
+    expect(runtimeOfBuilderImage("reg:5000/fizz/builder-go@sha256:x")).to.equal("go");
+    expect(runtimeOfBuilderImage("fizz/builder-rust")).to.equal(undefined);
+    expect(runtimeOfBuilderImage("fizz/env-go")).to.equal(undefined);
+  });
+
   it("knows no other image", () => {
-    expect(runtimeOfImage("fizz/env-ruby")).to.equal(undefined);
+    expect(runtimeOfImage("fizz/env-rust")).to.equal(undefined);
+    expect(runtimeOfImage("ruby:3.1")).to.equal(undefined);
     expect(runtimeOfImage("python:3.12")).to.equal(undefined);
     expect(runtimeOfImage("")).to.equal(undefined);
   });
