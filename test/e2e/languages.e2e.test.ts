@@ -1,0 +1,146 @@
+import { cp } from "node:fs/promises";
+import path from "node:path";
+import { expect } from "chai";
+import { startPlatform, type Platform } from "./helpers";
+import { caseDir, FIXTURES, LANGUAGES, throwLine, type Behaviour } from "./languages/cases";
+import type { LanguageCase } from "./languages/cases";
+import { dumpLogsOnFailure, errorCode, json, timed } from "./probes";
+
+/**
+ * Issue 13, every language as a user deploys it with the `fizz` CLI on the local platform
+ * (process backend): Fission's hello world, a JSON echo, a thrown error, a call past the
+ * function's timeout and a multi-file package. Go and C# are compiled by the builder: their hello
+ * world goes through `--code hello.go` (the CLI turns it into a one-file source package), the rest
+ * through `--src`. One platform for the whole file; each fn create's time is printed (a first Go
+ * build fills its cache).
+ */
+describe("every language, end to end: hello, JSON echo, thrown error, timeout, multi-file package", function () {
+  this.timeout(300_000);
+  let p: Platform;
+  /** A copy of test/e2e/languages/ in the work directory (what a user has on disk). */
+  let fixtures: string;
+
+  before(async () => {
+    p = await startPlatform({
+      FIZZ_REPORT_INTERVAL_MS: "200",
+      FIZZ_DRAIN_MS: "500",
+      FIZZ_KILL_GRACE_MS: "500",
+    });
+    fixtures = path.join(p.workDir, "languages");
+    await cp(FIXTURES, fixtures, { recursive: true });
+  });
+  after(async () => {
+    await p?.stop();
+  });
+  afterEach(dumpLogsOnFailure(() => p, 120));
+
+  async function ok(...args: string[]) {
+    const r = await p.fizz(...args);
+    expect(r.code, `fizz ${args.join(" ")}\n${r.stdout}\n${r.stderr}`).to.equal(0);
+    return r;
+  }
+
+  /**
+   * `fizz fn create` of one behaviour: `--code <file>` for an interpreted language (and for a
+   * compiled language's hello world), `--src <dir>` otherwise. Prints how long it took.
+   */
+  async function deploy(c: LanguageCase, b: Behaviour, extra: string[] = []): Promise<string> {
+    const name = `${c.lang}-${b}`;
+    const dir = path.join(fixtures, path.relative(FIXTURES, caseDir(c, b)));
+    const args = ["fn", "create", "--name", name, "--env", c.lang, ...extra];
+    if (b === "multi" || (c.compiled && b !== "hello")) args.push("--src", dir);
+    else args.push("--code", path.join(dir, c.files[b]));
+    const entrypoint = b === "multi" ? (c.multiEntrypoint ?? c.entrypoint) : c.entrypoint;
+    if (entrypoint !== undefined) args.push("--entrypoint", entrypoint);
+    const started = performance.now();
+    await ok(...args);
+    console.log(`      ${name}: fn create ${Math.round(performance.now() - started)} ms`);
+    return name;
+  }
+
+  const url = (name: string, query = "") =>
+    `${p.gatewayUrl}/function/${name}${query ? `?${query}` : ""}`;
+
+  for (const c of LANGUAGES) {
+    describe(c.lang, function () {
+      before(async function () {
+        // Never a silent skip: the CI machine has every runtime, so a missing one is a failure.
+        const why = await c.unavailable();
+        if (why !== undefined) throw new Error(`${c.lang} is unavailable on this machine: ${why}`);
+        await ok("env", "create", "--name", c.lang, "--image", c.image, "--poolsize", "2");
+      });
+
+      it("serves Fission's hello world", async () => {
+        const name = await deploy(c, "hello");
+        const cold = await timed(url(name));
+        expect(cold.status, cold.text || cold.error).to.equal(200);
+        expect(cold.text.trim()).to.equal("Hello, world!");
+        const warm = await timed(url(name));
+        expect(warm.text.trim()).to.equal("Hello, world!");
+        console.log(
+          `      ${c.lang} hello: cold ${cold.ms.toFixed(1)} ms, warm ${warm.ms.toFixed(1)} ms`,
+        );
+        if (c.compiled) {
+          // --code of a compiled language became a source package the builder compiled.
+          const fn = JSON.parse((await ok("fn", "get", "--name", name, "-o", "json")).stdout) as {
+            spec: { code?: unknown; package?: { name: string } };
+          };
+          expect(fn.spec.code, "no single-file code").to.equal(undefined);
+          const pkgName = fn.spec.package?.name;
+          expect(pkgName, "a package").to.be.a("string");
+          const pkg = JSON.parse(
+            (await ok("pkg", "info", "--name", pkgName!, "-o", "json")).stdout,
+          ) as { spec: { source?: unknown }; status: { buildState: string } };
+          expect(pkg.spec.source, "built from source").to.not.equal(undefined);
+          expect(pkg.status.buildState).to.equal("succeeded");
+        }
+      });
+
+      it("answers a POSTed JSON body back as JSON", async () => {
+        const name = await deploy(c, "echo");
+        const body = { greeting: "héllo wörld", n: [1, 2.5, -3], nested: { ok: true, none: null } };
+        const r = await timed(url(name), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        expect(r.status, r.text || r.error).to.equal(200);
+        expect(r.headers.get("content-type")).to.match(/^application\/json/);
+        expect(json(r)).to.deep.equal(body);
+      });
+
+      it("answers 500 FUNCTION_ERROR naming the error for a thrown error, and keeps serving", async () => {
+        const name = await deploy(c, "error");
+        for (let i = 0; i < 2; i++) {
+          const r = await timed(url(name));
+          expect(r.status, r.text || r.error).to.equal(500);
+          expect(errorCode(r)).to.equal("FUNCTION_ERROR");
+          const message = json<{ error: { message: string } }>(r).error.message;
+          expect(message).to.include("boom from the function");
+          if (c.errorNamesLine) expect(message).to.include(`${c.files.error}:${throwLine(c)}`);
+        }
+      });
+
+      it("answers 504 TIMEOUT past the function's timeout, and the next call works", async () => {
+        const name = await deploy(c, "timeout", ["--timeout", "1", "--max-instances", "2"]);
+        const first = await timed(url(name));
+        expect(first.status, first.text || first.error).to.equal(200);
+        expect(first.text.trim()).to.equal("awake");
+        const slow = await timed(url(name, "slow=1"));
+        expect(slow.status, slow.text || slow.error).to.equal(504);
+        expect(errorCode(slow)).to.equal("TIMEOUT");
+        expect(slow.ms).to.be.within(900, 4000);
+        const next = await timed(url(name));
+        expect(next.status, next.text || next.error).to.equal(200);
+        expect(next.text.trim()).to.equal("awake");
+      });
+
+      it("serves a multi-file package (--src) whose entry uses a second file", async () => {
+        const name = await deploy(c, "multi");
+        const r = await timed(url(name));
+        expect(r.status, r.text || r.error).to.equal(200);
+        expect(r.text.trim()).to.equal("hello fizz from a second file");
+      });
+    });
+  }
+});

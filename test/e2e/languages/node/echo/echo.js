@@ -1,0 +1,2 @@
+// Answers the parsed JSON body back as JSON.
+module.exports = async (context) => ({ status: 200, body: context.body });

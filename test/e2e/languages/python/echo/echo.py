@@ -1,0 +1,3 @@
+def main(context):
+    # Answers the parsed JSON body back as JSON.
+    return context.json()

@@ -1,0 +1,5 @@
+from greet import greet
+
+
+def main(context):
+    return greet("fizz")
