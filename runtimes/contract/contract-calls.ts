@@ -3,17 +3,18 @@
 // (concurrency, body size) and its shutdown (SIGTERM, the parent closing stdin).
 import { expect } from "chai";
 import { type Runtime, eventually, request, sleep } from "./harness.js";
-import { ME, push } from "./contract-lifecycle.js";
+import { ME } from "./contract-lifecycle.js";
+import type { Deployer } from "./deploy.js";
 import type { RuntimeUnderTest } from "./runtime-under-test.js";
 
-export function describeCalls({ start, fixtures }: RuntimeUnderTest): void {
+export function describeCalls({ start, fixtures }: RuntimeUnderTest, deploy: Deployer): void {
   describe("a specialized function", () => {
     let rt: Runtime;
     const call = (kind: string, extra = "") =>
       request(rt.url, { path: `/?kind=${kind}${extra}`, headers: ME });
     before(async () => {
       rt = await start({ FIZZ_INSTANCE_ID: "inst-1" });
-      const res = await push(rt, fixtures.kinds, { env: { GREETING: "hi from env" } });
+      const res = await deploy.source(rt, fixtures.kinds, { env: { GREETING: "hi from env" } });
       expect(res.status, res.text).to.equal(200);
     });
     after(() => rt.kill());
@@ -144,7 +145,7 @@ export function describeCalls({ start, fixtures }: RuntimeUnderTest): void {
     let rt: Runtime;
     before(async () => {
       rt = await start({ FIZZ_MAX_BODY_BYTES: String(LIMIT) });
-      expect((await push(rt, fixtures.hello)).status).to.equal(200);
+      expect((await deploy.source(rt, fixtures.hello)).status).to.equal(200);
     });
     after(() => rt.kill());
 
@@ -166,7 +167,7 @@ export function describeCalls({ start, fixtures }: RuntimeUnderTest): void {
     before(async () => {
       rt = await start();
       const slow = fixtures.slow(400, "done");
-      expect((await push(rt, slow, { concurrency: 1 })).status).to.equal(200);
+      expect((await deploy.source(rt, slow, { concurrency: 1 })).status).to.equal(200);
     });
     after(() => rt.kill());
 
@@ -186,7 +187,7 @@ export function describeCalls({ start, fixtures }: RuntimeUnderTest): void {
     let rt: Runtime;
     before(async () => {
       rt = await start();
-      expect((await push(rt, fixtures.slow(400, "finished"))).status).to.equal(200);
+      expect((await deploy.source(rt, fixtures.slow(400, "finished"))).status).to.equal(200);
     });
     after(() => rt.kill());
 
@@ -208,7 +209,7 @@ export function describeCalls({ start, fixtures }: RuntimeUnderTest): void {
     let rt: Runtime;
     before(async () => {
       rt = await start({ FIZZ_PARENT_STDIN: "1" }, { stdinPipe: true });
-      expect((await push(rt, fixtures.slow(300, "finished"))).status).to.equal(200);
+      expect((await deploy.source(rt, fixtures.slow(300, "finished"))).status).to.equal(200);
     });
     after(() => rt.kill());
 

@@ -6,9 +6,9 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
-import { packageArchive } from "./archive.js";
-import { type Runtime, postJson, request, specializeArchive, specializeBody } from "./harness.js";
+import { type Runtime, postJson, request, specializeBody } from "./harness.js";
 import { ME, healthState } from "./contract-lifecycle.js";
+import type { Deployer } from "./deploy.js";
 import type { RuntimeUnderTest } from "./runtime-under-test.js";
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
@@ -16,7 +16,7 @@ const PASSWORD = "pa55-w0rd-never-logged";
 const SECRETS = { db: { password: b64(PASSWORD), "user.name": b64("app") } };
 const CONFIGMAPS = { app: { mode: b64("debug"), "config.json": b64('{"level":2}') } };
 
-export function describeConfig({ start, fixtures }: RuntimeUnderTest): void {
+export function describeConfig({ start, fixtures }: RuntimeUnderTest, deploy: Deployer): void {
   const { packages } = fixtures;
   const { configReader } = packages;
 
@@ -32,12 +32,15 @@ export function describeConfig({ start, fixtures }: RuntimeUnderTest): void {
     before(async () => {
       workdir = mkdtempSync(join(tmpdir(), "fizz-runtime-config-"));
       rt = await start({ FIZZ_WORKDIR: workdir });
-      const archive = await packageArchive({ [packages.main]: configReader.source });
-      const res = await specializeArchive(rt, archive, {
-        secrets: SECRETS,
-        configmaps: CONFIGMAPS,
-        env: { GREETING: "hi from env" },
-      });
+      const res = await deploy.package(
+        rt,
+        { [packages.main]: configReader.source },
+        {
+          secrets: SECRETS,
+          configmaps: CONFIGMAPS,
+          env: { GREETING: "hi from env" },
+        },
+      );
       expect(res.status, res.text).to.equal(200);
     });
     after(async () => {
@@ -81,14 +84,12 @@ export function describeConfig({ start, fixtures }: RuntimeUnderTest): void {
         FIZZ_SECRETS_DIR: join(dirs, "secrets"),
         FIZZ_CONFIGS_DIR: join(dirs, "configs"),
       });
-      const body = {
-        ...specializeBody(configReader.filename, configReader.source),
+      const res = await deploy.source(rt, configReader, {
         secrets: SECRETS,
         configmaps: CONFIGMAPS,
         // The platform's directories win over the function's own env.
         env: { FIZZ_SECRETS_DIR: "/etc", GREETING: "single" },
-      };
-      const res = await postJson(rt.url, "/v2/specialize", body);
+      });
       expect(res.status, res.text).to.equal(200);
     });
     after(async () => {

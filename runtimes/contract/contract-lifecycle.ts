@@ -13,8 +13,11 @@ import {
   postJson,
   request,
   specialize,
+  specializeArchive,
   specializeBody,
 } from "./harness.js";
+import { packageArchive } from "./archive.js";
+import { type Deployer, topLevel } from "./deploy.js";
 import type { RuntimeUnderTest, Source } from "./runtime-under-test.js";
 
 export const ME = { "x-fizz-instance": "inst-1" };
@@ -29,7 +32,7 @@ export async function healthState(rt: Runtime): Promise<unknown> {
   return (await request(rt.url, { path: "/healthz" })).object().state;
 }
 
-export function describeLifecycle({ start, fixtures }: RuntimeUnderTest): void {
+export function describeLifecycle({ start, fixtures }: RuntimeUnderTest, deploy: Deployer): void {
   const { hello } = fixtures;
   const ext = hello.filename.slice(hello.filename.lastIndexOf("."));
 
@@ -104,7 +107,7 @@ export function describeLifecycle({ start, fixtures }: RuntimeUnderTest): void {
     });
 
     it("specializes and answers Hello, world! as text/plain", async () => {
-      const res = await push(rt, hello, { instanceId: "inst-1" });
+      const res = await deploy.source(rt, hello, { instanceId: "inst-1" });
       expect(res.status).to.equal(200);
       expect(res.object().status).to.equal("specialized");
       expect(res.object().loadMs).to.be.a("number");
@@ -114,9 +117,16 @@ export function describeLifecycle({ start, fixtures }: RuntimeUnderTest): void {
       expect(answer.headers["content-type"]).to.match(/^text\/plain/);
     });
 
-    it("writes the code into FIZZ_WORKDIR under the user's file name", () => {
-      expect(readdirSync(workdir)).to.include(hello.filename);
-    });
+    if (deploy.compiled) {
+      it("writes the compiled package into <FIZZ_WORKDIR>/fn, exactly the files deployed", async () => {
+        const deployed = topLevel(await deploy.sourceFiles(hello));
+        expect(readdirSync(join(workdir, "fn")).sort()).to.deep.equal(deployed);
+      });
+    } else {
+      it("writes the code into FIZZ_WORKDIR under the user's file name", () => {
+        expect(readdirSync(workdir)).to.include(hello.filename);
+      });
+    }
 
     it("reports state specialized on /healthz and 200 on /readyz", async () => {
       expect((await request(rt.url, { path: "/healthz" })).json).to.deep.equal({
@@ -203,7 +213,7 @@ export function describeLifecycle({ start, fixtures }: RuntimeUnderTest): void {
     for (const failure of fixtures.loadFailures) {
       it(`answers 500 FUNCTION_LOAD_FAILED naming file and line for ${failure.what}, then refuses traffic`, async () => {
         rt = await start();
-        const res = await push(rt, failure);
+        const res = await deploy.source(rt, failure);
         expect(res.status).to.equal(500);
         const error = res.error();
         expect(res.object().error).to.deep.equal({
@@ -230,7 +240,7 @@ export function describeLifecycle({ start, fixtures }: RuntimeUnderTest): void {
     for (const shape of fixtures.handlerShapes) {
       it(`loads and calls ${shape.what}`, async () => {
         rt = await start();
-        const res = await push(rt, shape);
+        const res = await deploy.source(rt, shape);
         expect(res.status, res.text).to.equal(200);
         expect((await request(rt.url, { headers: ME })).text).to.equal(shape.answer);
       });
@@ -273,9 +283,20 @@ export function describeLifecycle({ start, fixtures }: RuntimeUnderTest): void {
       expect(await healthState(rt)).to.equal("warm");
     });
 
+    it("refuses an archive-form specialize without the right token with 401, and stays warm", async () => {
+      const archive = await packageArchive(await deploy.sourceFiles(tokenLeak));
+      for (const headers of [{}, { "x-fizz-specialize-token": "guess" }]) {
+        const res = await specializeArchive(rt, archive, { headers });
+        expect(res.status).to.equal(401);
+        expect(res.error().code).to.equal("UNAUTHENTICATED");
+      }
+      expect(await healthState(rt)).to.equal("warm");
+    });
+
     it("specializes with the token, and the function cannot see the token", async () => {
-      const res = await postJson(rt.url, "/v2/specialize", body(), {
-        "x-fizz-specialize-token": TOKEN,
+      const res = await deploy.source(rt, tokenLeak, {
+        withDigest: true,
+        headers: { "x-fizz-specialize-token": TOKEN },
       });
       expect(res.status, res.text).to.equal(200);
       const call = await request(rt.url, { path: "/" });

@@ -16,9 +16,10 @@ import {
   specializeArchive,
 } from "./harness.js";
 import { ME, healthState, push } from "./contract-lifecycle.js";
+import { type Deployer, topLevel } from "./deploy.js";
 import type { RuntimeUnderTest } from "./runtime-under-test.js";
 
-export function describePackages({ start, fixtures }: RuntimeUnderTest): void {
+export function describePackages({ start, fixtures }: RuntimeUnderTest, deploy: Deployer): void {
   const { packages } = fixtures;
 
   describe("a package (archive form)", () => {
@@ -29,7 +30,8 @@ export function describePackages({ start, fixtures }: RuntimeUnderTest): void {
       it(`loads ${shape.what}`, async () => {
         rt = await start({ FIZZ_INSTANCE_ID: "inst-1" });
         const entrypoint = shape.entrypoint === undefined ? {} : { entrypoint: shape.entrypoint };
-        const archive = await packageArchive(shape.files);
+        const files = await deploy.files(shape.files, shape.entrypoint);
+        const archive = await packageArchive(files);
         const res = await specializeArchive(rt, archive, { instanceId: "inst-1", ...entrypoint });
         expect(res.status, res.text).to.equal(200);
         expect(res.object().status).to.equal("specialized");
@@ -41,7 +43,7 @@ export function describePackages({ start, fixtures }: RuntimeUnderTest): void {
       rt = await start();
       const { files, entrypoint, message } = packages.loadFailure;
       const options = entrypoint === undefined ? {} : { entrypoint };
-      const res = await specializeArchive(rt, await packageArchive(files), options);
+      const res = await deploy.package(rt, files, options);
       expect(res.status).to.equal(500);
       expect(res.error().code).to.equal("FUNCTION_LOAD_FAILED");
       expect(res.error().message).to.match(message);
@@ -53,7 +55,7 @@ export function describePackages({ start, fixtures }: RuntimeUnderTest): void {
       if (!shape) throw new Error("no package shapes");
       rt = await start();
       const entrypoint = shape.entrypoint === undefined ? {} : { entrypoint: shape.entrypoint };
-      const archive = await packageArchive(shape.files);
+      const archive = await packageArchive(await deploy.files(shape.files, shape.entrypoint));
       const res = await specializeArchive(rt, archive, { ...entrypoint, chunked: true });
       expect(res.status, res.text).to.equal(200);
       expect((await request(rt.url, { headers: ME })).text).to.equal(shape.answer);
@@ -61,7 +63,9 @@ export function describePackages({ start, fixtures }: RuntimeUnderTest): void {
 
     it("reads files relative to the package's directory", async () => {
       rt = await start();
-      const files = { [packages.main]: packages.configReader.source, "data.txt": "package data" };
+      // The data file is part of the deployed package, compiled or not.
+      const code = await deploy.files({ [packages.main]: packages.configReader.source });
+      const files = { ...code, "data.txt": "package data" };
       expect((await specializeArchive(rt, await packageArchive(files))).status).to.equal(200);
       const res = await request(rt.url, { path: "/?kind=relative&path=data.txt", headers: ME });
       expect(res.text).to.equal("package data");
@@ -72,11 +76,14 @@ export function describePackages({ start, fixtures }: RuntimeUnderTest): void {
     let rt: Runtime;
     let workdir: string;
     let good: Buffer;
+    let deployed: string[];
     const main = (body: string): RawEntry => ({ path: packages.main, body });
     before(async () => {
       workdir = mkdtempSync(join(tmpdir(), "fizz-runtime-archive-"));
       rt = await start({ FIZZ_INSTANCE_ID: "inst-1", FIZZ_WORKDIR: workdir });
-      good = await packageArchive({ [packages.main]: packages.configReader.source });
+      const files = await deploy.files({ [packages.main]: packages.configReader.source });
+      deployed = topLevel(files);
+      good = await packageArchive(files);
     });
     after(async () => {
       await rt.kill();
@@ -185,7 +192,7 @@ export function describePackages({ start, fixtures }: RuntimeUnderTest): void {
     it("then specializes with a good archive, and refuses a second specialize with 409", async () => {
       const res = await specializeArchive(rt, good, { instanceId: "inst-1" });
       expect(res.status, res.text).to.equal(200);
-      expect(readdirSync(join(workdir, "fn"))).to.deep.equal([packages.main]);
+      expect(readdirSync(join(workdir, "fn")).sort()).to.deep.equal(deployed);
       const call = await request(rt.url, { path: "/?kind=env&name=GREETING", headers: ME });
       expect(call.text).to.equal("unset");
       for (const again of [() => specializeArchive(rt, good), () => push(rt, fixtures.hello)]) {
@@ -193,7 +200,7 @@ export function describePackages({ start, fixtures }: RuntimeUnderTest): void {
         expect(refused.status).to.equal(409);
         expect(refused.error().code).to.equal("ALREADY_SPECIALIZED");
       }
-      expect(readdirSync(join(workdir, "fn"))).to.deep.equal([packages.main]);
+      expect(readdirSync(join(workdir, "fn")).sort()).to.deep.equal(deployed);
     });
   });
 

@@ -5,6 +5,7 @@ import { describeCalls } from "./contract-calls.js";
 import { describeConfig } from "./contract-config.js";
 import { describeLifecycle } from "./contract-lifecycle.js";
 import { describePackages } from "./contract-packages.js";
+import { deployer } from "./deploy.js";
 import type { RuntimeUnderTest } from "./runtime-under-test.js";
 
 export type {
@@ -14,13 +15,16 @@ export type {
   Source,
 } from "./runtime-under-test.js";
 export { ME, healthState, push } from "./contract-lifecycle.js";
+export { type Deployer, deployer } from "./deploy.js";
+export type { Files } from "./archive.js";
 
 export function describeRuntimeContract(runtime: RuntimeUnderTest): void {
   describe(`${runtime.name} runtime: the runtime contract`, function () {
     this.timeout(20_000);
-    describeLifecycle(runtime);
-    describeCalls(runtime);
-    describePackages(runtime);
-    describeConfig(runtime);
+    const deploy = deployer(runtime);
+    describeLifecycle(runtime, deploy);
+    describeCalls(runtime, deploy);
+    describePackages(runtime, deploy);
+    describeConfig(runtime, deploy);
   });
 }

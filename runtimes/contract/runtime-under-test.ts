@@ -76,4 +76,14 @@ export interface RuntimeUnderTest {
   /** Starts a fresh runtime process; resolves once /healthz answers. */
   start: (env?: Record<string, string>, options?: StartOptions) => Promise<Runtime>;
   fixtures: RuntimeFixtures;
+  /**
+   * Compiled languages (Go, C#): what the builder makes of a package's source files, as the
+   * platform would deploy it (the runtime's `build.sh` output). When present, the suite sends
+   * every Source fixture in the archive form as `compile({[filename]: source}, entrypoint)`, and
+   * every package as `compile(files, entrypoint)`, the entrypoint also going in the archive's
+   * line. Tests of the JSON form's own checks (validation, token, digest, 421, 409) still send the
+   * JSON form, which such a runtime answers before it would refuse to load a single file.
+   * Rejecting fails the test that needed it.
+   */
+  compile?: (files: Files, entrypoint?: string) => Promise<Files>;
 }
