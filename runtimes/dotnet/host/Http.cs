@@ -369,8 +369,6 @@ namespace Fizz.Dotnet
             }
         }
 
-        private static readonly byte[] Crlf = { 13, 10 };
-
         public void Write(HttpResponse res, bool close)
         {
             var sb = new StringBuilder(256);

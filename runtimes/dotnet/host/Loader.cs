@@ -179,6 +179,7 @@ namespace Fizz.Dotnet
                 // The package's files carry relative paths (build.sh's -pathmap); the runtime's own
                 // and the class library's are absolute or absent.
                 if (string.IsNullOrEmpty(file) || Path.IsPathRooted(file)) continue;
+                if (file.StartsWith("./")) file = file.Substring(2);
                 return file + ":" + frame.GetFileLineNumber();
             }
             return null;

@@ -1,0 +1,51 @@
+#!/bin/sh
+# Builds a C# function package (runtimes/dotnet/README.md): compiles every .cs file under the
+# source directory (the cwd, $SRC_PKG) into $DEPLOY_PKG/function.dll against Fission's API
+# (Fission.DotNetCore.Api.dll) and any .dll the package ships, with debug info whose paths are
+# relative to the package (so a function's errors name `lib/db.cs:12`), and copies every other
+# file (data, templates, shipped .dll files) as it is. Compile errors name file(line,col).
+# Environment (docs: the builder's recipe interface): SRC_PKG, DEPLOY_PKG, FIZZ_RUNTIMES_DIR.
+set -eu
+
+src="${SRC_PKG:-$(pwd)}"
+out="${DEPLOY_PKG:?DEPLOY_PKG must name the output directory}"
+runtimes="${FIZZ_RUNTIMES_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
+api="${FIZZ_DOTNET_API_DLL:-$runtimes/dotnet/.build/Fission.DotNetCore.Api.dll}"
+
+if ! command -v mcs >/dev/null 2>&1; then
+  echo "build.sh: mcs (Debian package mono-mcs) is not installed" >&2
+  exit 1
+fi
+if [ ! -f "$api" ]; then
+  echo "build.sh: $api is missing; run: node runtimes/dotnet/prepare.mjs" >&2
+  exit 1
+fi
+
+cd "$src"
+src="$(pwd -P)"
+list="${TMPDIR:-/tmp}/fizz-dotnet-sources.$$"
+refs="${TMPDIR:-/tmp}/fizz-dotnet-refs.$$"
+trap 'rm -f "$list" "$refs"' EXIT
+# Relative paths, sorted: the build is the same wherever the package sits.
+find . -type f -name '*.cs' ! -path './bin/*' ! -path './obj/*' | sed 's|^\./||' | LC_ALL=C sort > "$list"
+find . -type f -name '*.dll' ! -name 'function.dll' ! -name 'Fission.DotNetCore.Api.dll' | sed 's|^\./||' | LC_ALL=C sort > "$refs"
+if [ ! -s "$list" ]; then
+  echo "build.sh: no .cs file in the package" >&2
+  exit 1
+fi
+echo "build.sh: compiling $(wc -l < "$list" | tr -d ' ') C# file(s) with $(mcs --version 2>/dev/null | head -n 1)"
+
+set -- -target:library -debug -optimize+ -nologo \
+  "-r:$api" -r:System.dll -r:System.Core.dll -r:Microsoft.CSharp.dll -r:System.Numerics.dll -r:System.Xml.dll \
+  "-pathmap:$src/=./" "-out:$out/function.dll"
+while IFS= read -r ref; do set -- "$@" "-r:$src/$ref"; done < "$refs"
+while IFS= read -r file; do set -- "$@" "$file"; done < "$list"
+mcs "$@"
+
+# Everything else the package holds (data files, templates, the libraries it ships).
+find . -type f ! -name '*.cs' ! -path './bin/*' ! -path './obj/*' | sed 's|^\./||' | while IFS= read -r file; do
+  case "$file" in function.dll|function.dll.mdb|function.pdb) continue ;; esac
+  mkdir -p "$out/$(dirname "$file")"
+  cp "$file" "$out/$file"
+done
+echo "build.sh: wrote $out/function.dll"

@@ -1,0 +1,326 @@
+// The instance: its state (warm → specialized | failed, once), the routing of one connection's
+// requests (probes, specialize, user traffic) and the drain on shutdown.
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Net.Sockets;
+using System.Threading;
+using Fission.DotNetCore.Api;
+
+namespace Fizz.Dotnet
+{
+    internal sealed class Config
+    {
+        public string InstanceId;
+        public string SpecializeToken;
+        public string Workdir;
+        public string SecretsDir;
+        public string ConfigsDir;
+        public long MaxBodyBytes = 64L * 1024 * 1024;
+        public long MaxPackageBytes = 2L * 1024 * 1024 * 1024;
+        public long MaxPackageEntries = 100000;
+        /// <summary>Loads the package; the rehearsal swaps in its own built-in function.</summary>
+        public Func<string, SpecializeSpec, Handler> Load;
+        /// <summary>Sets the function's environment and working directory (the real instance only).</summary>
+        public Action<SpecializeSpec, string> Enter;
+        public Action<string> Log = line => Console.Error.WriteLine(line);
+    }
+
+    internal sealed class Instance
+    {
+        public const string Warm = "warm";
+        public const string Specializing = "specializing";
+        public const string Specialized = "specialized";
+        public const string Failed = "failed";
+
+        public readonly Config Config;
+        public readonly object Lock = new object();
+        public string State = Warm;
+        public volatile bool Draining;
+        public Handler Handler;
+        public FunctionRefSpec Function;
+        public Limiter Limiter;
+        public int Concurrency;
+        public string PackagePath;
+
+        // Connections, to close the idle ones on shutdown, and the count of requests in progress.
+        private readonly HashSet<Connection> _connections = new HashSet<Connection>();
+        private int _busy;
+
+        public Instance(Config config)
+        {
+            Config = config;
+        }
+
+        /// <summary>Moves warm → specializing; false when another specialize got there first.</summary>
+        public bool BeginSpecialize()
+        {
+            lock (Lock)
+            {
+                if (State != Warm) return false;
+                State = Specializing;
+                return true;
+            }
+        }
+
+        public void Track(Connection c)
+        {
+            lock (Lock) _connections.Add(c);
+        }
+
+        public void Untrack(Connection c)
+        {
+            lock (Lock)
+            {
+                _connections.Remove(c);
+                Monitor.PulseAll(Lock);
+            }
+        }
+
+        /// <summary>A request is being handled; false when draining (the connection closes).</summary>
+        public bool EnterRequest(Connection c)
+        {
+            lock (Lock)
+            {
+                c.Busy = true;
+                _busy++;
+                return !Draining;
+            }
+        }
+
+        public void LeaveRequest(Connection c)
+        {
+            lock (Lock)
+            {
+                c.Busy = false;
+                _busy--;
+                Monitor.PulseAll(Lock);
+            }
+        }
+
+        /// <summary>Refuse new requests, close idle connections, wait for the busy ones.</summary>
+        public bool Drain(int graceMs)
+        {
+            var deadline = DateTime.UtcNow.AddMilliseconds(graceMs);
+            lock (Lock)
+            {
+                Draining = true;
+                foreach (var c in _connections) if (!c.Busy) c.Abort();
+                while (_busy > 0)
+                {
+                    var left = (int)(deadline - DateTime.UtcNow).TotalMilliseconds;
+                    if (left <= 0) return false;
+                    Monitor.Wait(Lock, left);
+                }
+                return true;
+            }
+        }
+    }
+
+    internal sealed class Connection
+    {
+        /// <summary>A body this small is read and dropped after an early answer, keeping the
+        /// connection; a bigger one closes it.</summary>
+        private const long DiscardLimit = 64 * 1024;
+        private readonly Instance _instance;
+        private readonly Stream _stream;
+        private readonly Socket _socket;
+        public volatile bool Busy;
+
+        public Connection(Instance instance, Stream stream, Socket socket)
+        {
+            _instance = instance;
+            _stream = stream;
+            _socket = socket;
+        }
+
+        public void Abort()
+        {
+            try
+            {
+                if (_socket != null) _socket.Shutdown(SocketShutdown.Both);
+                _stream.Close();
+            }
+            catch (Exception)
+            {
+                // already gone
+            }
+        }
+
+        public void Serve()
+        {
+            _instance.Track(this);
+            var http = new HttpConnection(_stream);
+            try
+            {
+                for (;;)
+                {
+                    HttpRequest req;
+                    try
+                    {
+                        req = http.ReadHead();
+                    }
+                    catch (HttpError e)
+                    {
+                        http.Write(HttpResponse.From(e), true);
+                        break;
+                    }
+                    if (req == null) break;
+                    var accepted = _instance.EnterRequest(this);
+                    HttpResponse res;
+                    try
+                    {
+                        res = Route(req, http);
+                    }
+                    catch (HttpError e)
+                    {
+                        res = HttpResponse.From(e);
+                    }
+                    catch (IOException)
+                    {
+                        _instance.LeaveRequest(this);
+                        break;
+                    }
+                    catch (Exception e)
+                    {
+                        _instance.Config.Log("[fizz] internal error: " + e);
+                        res = HttpResponse.Error(500, "INTERNAL", "internal error in the runtime", null, true);
+                        res.Close = true;
+                    }
+                    var close = res.Close || !req.KeepAlive || !accepted || _instance.Draining;
+                    if (!close && !http.BodyComplete && !http.TryDiscardBody(DiscardLimit)) close = true;
+                    try
+                    {
+                        http.Write(res, close);
+                    }
+                    finally
+                    {
+                        _instance.LeaveRequest(this);
+                    }
+                    if (close)
+                    {
+                        LingeringClose(http);
+                        break;
+                    }
+                }
+            }
+            catch (Exception)
+            {
+                // the client went away
+            }
+            finally
+            {
+                _instance.Untrack(this);
+                try { _stream.Close(); } catch (Exception) { }
+            }
+        }
+
+        /// <summary>Closing with unread request bytes makes the kernel send a reset, which can
+        /// destroy the answer before the client reads it: stop sending, then read briefly.</summary>
+        private void LingeringClose(HttpConnection http)
+        {
+            if (_socket == null) return;
+            try
+            {
+                _socket.Shutdown(SocketShutdown.Send);
+                _socket.ReceiveTimeout = 500;
+                var scratch = new byte[8192];
+                var total = 0;
+                while (total < 1024 * 1024)
+                {
+                    var n = _stream.Read(scratch, 0, scratch.Length);
+                    if (n <= 0) break;
+                    total += n;
+                }
+            }
+            catch (Exception)
+            {
+                // timed out or reset: either way done
+            }
+        }
+
+        private HttpResponse Route(HttpRequest req, HttpConnection http)
+        {
+            var target = req.Header("x-fizz-instance");
+            if (target == null)
+            {
+                var path = req.Path;
+                if (path == "/healthz" || path == "/readyz") return Probe(req, path);
+                if (path == "/v2/specialize")
+                {
+                    if (req.Method != "POST") return MethodNotAllowed("POST");
+                    return Specialize.Handle(_instance, req, http);
+                }
+            }
+            return Invoke(req, http, target);
+        }
+
+        private HttpResponse Probe(HttpRequest req, string path)
+        {
+            if (req.Method != "GET" && req.Method != "HEAD") return MethodNotAllowed("GET, HEAD");
+            var state = _instance.State == Instance.Specializing ? Instance.Warm : _instance.State;
+            if (path == "/healthz") return HttpResponse.Json(200, "{\"status\":\"ok\",\"state\":\"" + state + "\"}");
+            var ready = _instance.State == Instance.Specialized && !_instance.Draining;
+            return HttpResponse.Json(ready ? 200 : 503,
+                "{\"status\":\"" + (ready ? "ready" : "not-ready") + "\",\"state\":\"" + state + "\"}");
+        }
+
+        private static HttpResponse MethodNotAllowed(string allow)
+        {
+            return HttpResponse.Error(405, "METHOD_NOT_ALLOWED", "use " + allow).Set("Allow", allow);
+        }
+
+        private HttpResponse Invoke(HttpRequest req, HttpConnection http, string target)
+        {
+            var id = _instance.Config.InstanceId;
+            if (target != null && id != null && target != id)
+                return HttpResponse.Error(421, "MISDIRECTED", "this is instance " + id + ", not " + target, null, true);
+            var handler = _instance.Handler;
+            if (handler == null || _instance.State != Instance.Specialized)
+            {
+                var why = _instance.State == Instance.Failed ? "the function failed to load" : "the instance is not specialized";
+                return HttpResponse.Error(503, "NOT_SPECIALIZED", why, null, true);
+            }
+            var limiter = _instance.Limiter;
+            if (!limiter.Acquire())
+            {
+                var n = _instance.Concurrency;
+                return HttpResponse.Error(429, "INSTANCE_BUSY", n + " calls running and " + n + " queued", null, true)
+                    .Set("Retry-After", "1");
+            }
+            try
+            {
+                var body = http.ReadAll(_instance.Config.MaxBodyBytes);
+                var context = Invoker.BuildContext(req, body, _instance.Function, _instance.PackagePath);
+                object result;
+                try
+                {
+                    result = handler(context);
+                }
+                catch (InvalidBodyException e)
+                {
+                    return HttpResponse.Error(400, "INVALID_BODY", e.Message);
+                }
+                catch (Exception e)
+                {
+                    var message = Loader.Describe(e);
+                    _instance.Config.Log("[fizz] function error (request " + context.RequestId + "): " + e);
+                    return HttpResponse.Error(500, "FUNCTION_ERROR", message);
+                }
+                try
+                {
+                    return Invoker.Answer(result);
+                }
+                catch (ResultError e)
+                {
+                    _instance.Config.Log("[fizz] bad return value (request " + context.RequestId + "): " + e.Message);
+                    return HttpResponse.Error(500, "FUNCTION_ERROR", e.Message);
+                }
+            }
+            finally
+            {
+                limiter.Release();
+            }
+        }
+    }
+}
