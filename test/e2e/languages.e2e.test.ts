@@ -2,7 +2,7 @@ import { cp } from "node:fs/promises";
 import path from "node:path";
 import { expect } from "chai";
 import { startPlatform, type Platform } from "./helpers";
-import { caseDir, FIXTURES, LANGUAGES, throwLine, type Behaviour } from "./languages/cases";
+import { caseDir, FIXTURES, selectedLanguages, throwLine, type Behaviour } from "./languages/cases";
 import type { LanguageCase } from "./languages/cases";
 import { dumpLogsOnFailure, errorCode, json, timed } from "./probes";
 
@@ -61,7 +61,7 @@ describe("every language, end to end: hello, JSON echo, thrown error, timeout, m
   const url = (name: string, query = "") =>
     `${p.gatewayUrl}/function/${name}${query ? `?${query}` : ""}`;
 
-  for (const c of LANGUAGES) {
+  for (const c of selectedLanguages()) {
     describe(c.lang, function () {
       before(async function () {
         // Never a silent skip: the CI machine has every runtime, so a missing one is a failure.

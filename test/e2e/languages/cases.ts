@@ -50,10 +50,7 @@ function tool(cmd: string, args: string[]): { ok: true } | { ok: false; why: str
  * A runtime of issue 13: its directory must exist, its tools run, and its `prepare.mjs` (when it
  * has one: Go's warm binary, C#'s host exe) succeed; the same checks `npm start` makes.
  */
-export function newRuntime(
-  lang: string,
-  tools: [string, string[]][],
-): () => Promise<string | undefined> {
+function newRuntime(lang: string, tools: [string, string[]][]): () => Promise<string | undefined> {
   return async () => {
     const dir = path.join(ROOT, "runtimes", lang);
     if (!existsSync(dir)) return `runtimes/${lang}/ is not in this tree`;
@@ -71,6 +68,8 @@ export function newRuntime(
     return r.ok ? undefined : `runtimes/${lang}/prepare.mjs: ${r.reason ?? lines.join("\n")}`;
   };
 }
+
+const GO = existsSync("/usr/local/go/bin/go") ? "/usr/local/go/bin/go" : "go";
 
 export const LANGUAGES: LanguageCase[] = [
   {
@@ -90,7 +89,61 @@ export const LANGUAGES: LanguageCase[] = [
     unavailable: () =>
       Promise.resolve(existsSync("/usr/bin/python3") ? undefined : "no /usr/bin/python3"),
   },
+  {
+    lang: "go",
+    image: "fizz/env-go",
+    builder: "fizz/builder-go",
+    compiled: true,
+    files: { hello: "hello.go", echo: "echo.go", error: "error.go", timeout: "timeout.go" },
+    // As Fission's Go environment requires: the exported http.HandlerFunc by name.
+    entrypoint: "Handler",
+    errorNamesLine: true,
+    unavailable: newRuntime("go", [[GO, ["version"]]]),
+  },
+  {
+    lang: "php",
+    image: "fizz/env-php",
+    compiled: false,
+    files: { hello: "hello.php", echo: "echo.php", error: "error.php", timeout: "timeout.php" },
+    errorNamesLine: true,
+    unavailable: newRuntime("php", [["php", ["-v"]]]),
+  },
+  {
+    lang: "ruby",
+    image: "fizz/env-ruby",
+    compiled: false,
+    files: { hello: "hello.rb", echo: "echo.rb", error: "error.rb", timeout: "timeout.rb" },
+    multiEntrypoint: "main.handler",
+    errorNamesLine: true,
+    unavailable: newRuntime("ruby", [["ruby", ["-e", "require 'rack'"]]]),
+  },
+  {
+    lang: "dotnet",
+    image: "fizz/env-dotnet",
+    builder: "fizz/builder-dotnet",
+    compiled: true,
+    files: { hello: "hello.cs", echo: "echo.cs", error: "error.cs", timeout: "timeout.cs" },
+    errorNamesLine: true,
+    unavailable: newRuntime("dotnet", [
+      ["mono", ["--version"]],
+      ["mcs", ["--version"]],
+    ]),
+  },
 ];
+
+/**
+ * The rows to run: all of them, or those FIZZ_LANGUAGES names (`FIZZ_LANGUAGES=go,php`), for a
+ * developer working on one runtime. A name that is not a row is an error, not an empty run.
+ */
+export function selectedLanguages(): LanguageCase[] {
+  const only = process.env.FIZZ_LANGUAGES?.split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (!only?.length) return LANGUAGES;
+  const unknown = only.filter((l) => !LANGUAGES.some((c) => c.lang === l));
+  if (unknown.length) throw new Error(`FIZZ_LANGUAGES: no such language: ${unknown.join(", ")}`);
+  return LANGUAGES.filter((c) => only.includes(c.lang));
+}
 
 /** The fixture directory of one behaviour. */
 export function caseDir(c: LanguageCase, b: Behaviour): string {

@@ -1,0 +1,7 @@
+public static class Greeter
+{
+    public static string Greet(string who)
+    {
+        return "hello " + who + " from a second file";
+    }
+}

@@ -1,0 +1,7 @@
+def explode
+  raise 'boom from the function' # FIZZ-E2E-THROW
+end
+
+def handler(context)
+  explode
+end

@@ -1,0 +1,3 @@
+def handler
+  "Hello, world!\n"
+end

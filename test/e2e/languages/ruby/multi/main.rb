@@ -1,0 +1,5 @@
+require_relative 'lib/greet'
+
+def handler(context)
+  Greet.greet('fizz')
+end
