@@ -1,0 +1,103 @@
+# frozen_string_literal: true
+
+# Fizz environment loader for Ruby functions (docs/runtime-contract.md), run as
+# `ruby runtimes/ruby/server.rb`. Accepts Fission's Ruby functions: `def handler` or
+# `def handler(context)` returning a String or a Rack triple (runtimes/ruby/README.md).
+#
+# The process starts generic ("warm"), is specialized exactly once with one function revision,
+# and from then on serves only that function. Ruby's standard library and Debian's ruby-rack only.
+#
+# Trust: POST /v2/specialize needs the token the poolkeeper gave this process at start
+# (FIZZ_SPECIALIZE_TOKEN, removed from ENV before any user code runs), so another function that
+# finds this port cannot load its own code here; and the code must hash to the digest it came
+# with. Once specialized, a second specialize is refused. Invocations are not authenticated: the
+# port must only be reachable from the platform.
+
+$stdout.sync = true # function logs reach the collector promptly
+$stderr.sync = true
+
+require "socket"
+require "json"
+require "logger"
+require "stringio"
+require "digest"
+# Warmed while generic, so the first call does not pay for them: rack sets up autoloads, and
+# naming the constants loads them.
+require "rack"
+Rack::Request
+Rack::Response
+Rack::Utils
+Rack::Utils::HeaderHash
+Rack::QueryParser
+Rack::Multipart
+
+require_relative "lib/fizz/instance"
+require_relative "lib/fizz/http"
+require_relative "lib/fizz/context"
+require_relative "lib/fizz/invoke"
+require_relative "lib/fizz/loader"
+require_relative "lib/fizz/archive"
+require_relative "lib/fizz/specialize"
+require_relative "lib/fizz/router"
+
+module Fizz
+  # Kubernetes' default terminationGracePeriodSeconds is 30: finish well inside it.
+  SHUTDOWN_GRACE_SECONDS = 25
+
+  def self.main
+    rt = Instance.new # reads and deletes FIZZ_SPECIALIZE_TOKEN first of all
+    begin
+      server = TCPServer.new(rt.host, rt.port)
+      server.listen(1024) # a burst must reach the gate (429), not a full backlog
+    rescue SystemCallError, SocketError => e
+      log("cannot listen on #{rt.host}:#{rt.port}: #{e.message}")
+      exit(1)
+    end
+    router = Router.new(rt)
+    wake_r, wake_w = IO.pipe
+    # A trap may not take locks: it flags and wakes the accept loop, which does the rest. A
+    # second signal means "now".
+    %w[TERM INT].each do |sig|
+      Signal.trap(sig) do
+        exit!(1) if rt.draining
+        rt.draining = true
+        wake_w.write_nonblock("x", exception: false)
+      end
+    end
+    watch_stdin(rt, wake_w) if ENV["FIZZ_PARENT_STDIN"] == "1"
+    suffix = rt.instance_id ? " as #{rt.instance_id}" : ""
+    log("ruby runtime listening on #{rt.host}:#{rt.port}#{suffix}")
+    loop do
+      ready, = IO.select([server, wake_r])
+      break if ready.include?(wake_r)
+      sock = server.accept_nonblock(exception: false)
+      next if sock == :wait_readable
+      Thread.new(sock) { |s| router.serve(s) }
+    end
+    log("shutting down: no new connections; finishing in-flight calls")
+    server.close
+    finished = rt.wait_idle(SHUTDOWN_GRACE_SECONDS)
+    log("calls still running after #{SHUTDOWN_GRACE_SECONDS}s; exiting") unless finished
+    $stdout.flush
+    $stderr.flush
+    # exit!: threads the function started, and its at_exit hooks, must not keep a drained
+    # instance alive.
+    exit!(finished ? 0 : 1)
+  end
+
+  # The process backend's parent holds our stdin pipe: EOF means it is gone, even if it was
+  # SIGKILLed, and an instance must not outlive the poolkeeper that tracks it.
+  def self.watch_stdin(rt, wake_w)
+    Thread.new do
+      begin
+        loop { $stdin.readpartial(65_536) }
+      rescue EOFError, IOError, SystemCallError
+        nil
+      end
+      rt.draining = true
+      wake_w.write_nonblock("x", exception: false)
+    end
+  end
+end
+
+Fizz.main
