@@ -1,0 +1,60 @@
+#!/bin/sh
+# Builds a Go function (runtimes/go/README.md): the user's package main plus the runtime's
+# fizz_*.go files, compiled into one static binary the warm instance execs at specialize.
+#
+# Run by the builder with the source package as cwd and SRC_PKG (writable source dir), DEPLOY_PKG
+# (empty output dir), FIZZ_RUNTIMES_DIR (absolute path of runtimes/), HOME and TMPDIR (private) and
+# PATH. Output in DEPLOY_PKG: fizz-function (the binary), fizz-function.entries (its handlers, for
+# the warm instance's entrypoint check) and the package's other files (templates, data).
+set -eu
+
+: "${SRC_PKG:?}" "${DEPLOY_PKG:?}" "${FIZZ_RUNTIMES_DIR:?}"
+RT="$FIZZ_RUNTIMES_DIR/go"
+TOOLS="$RT/.build"
+
+GO=go
+if ! command -v go >/dev/null 2>&1; then
+  if [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; else
+    echo "build.sh: no Go toolchain (go on PATH or /usr/local/go/bin/go)" >&2
+    exit 1
+  fi
+fi
+for tool in fizz-go-scan fizz-go-cacheprog; do
+  if [ ! -x "$TOOLS/$tool" ]; then
+    echo "build.sh: $TOOLS/$tool is missing: run node runtimes/go/prepare.mjs" >&2
+    exit 1
+  fi
+done
+
+cd "$SRC_PKG"
+# The same settings as prepare.mjs's seed build, or no cached package would match.
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-modcacherw
+export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+export GOPATH="${GOPATH:-$HOME/go}"
+# Per-build cache: reads the read-only seed, writes only here (see tools/cacheprog).
+export GOCACHEPROG="$TOOLS/fizz-go-cacheprog"
+export FIZZ_GOCACHE_DIR="$TMPDIR/fizz-gocache"
+if [ -d "$TOOLS/gocache-seed" ]; then export FIZZ_GOCACHE_SEED="$TOOLS/gocache-seed"; fi
+
+if [ ! -f go.mod ]; then
+  version=$("$GO" env GOVERSION | sed 's/^go//; s/[^0-9.].*$//')
+  printf 'module fizzfn\n\ngo %s\n' "$version" > go.mod
+  echo "no go.mod: using module fizzfn (go $version)"
+fi
+
+# Finds the handlers (and refuses func main, fizz_ names, another package) before the runtime's
+# own files join the package.
+"$TOOLS/fizz-go-scan" . fizz_entry.go "$DEPLOY_PKG/fizz-function.entries"
+cp "$RT"/runtime/fizz_*.go .
+
+mod=-mod=mod
+if [ -d vendor ]; then mod=-mod=vendor; fi
+"$GO" build "$mod" -trimpath -o "$DEPLOY_PKG/fizz-function" .
+
+# The package's other files (templates, data) beside the binary: the function's cwd is that dir.
+find . -type f ! -name '*.go' ! -name go.mod ! -name go.sum ! -path './vendor/*' ! -path './.git/*' |
+  while IFS= read -r f; do
+    mkdir -p "$DEPLOY_PKG/$(dirname "$f")"
+    cp "$f" "$DEPLOY_PKG/$f"
+  done
+echo "built $(du -k "$DEPLOY_PKG/fizz-function" | cut -f1) KiB fizz-function"

@@ -1,0 +1,197 @@
+// User traffic: 421/503 before the call, the concurrency gate (in flight + an equal queue, then
+// 429), FIZZ_MAX_BODY_BYTES, the request id, and a handler's panic as 500 FUNCTION_ERROR naming
+// the user's file and line.
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+)
+
+// fizzGate admits `limit` calls at once and lets `limit` more wait; the rest are refused.
+type fizzGate struct {
+	slots   chan struct{}
+	waiting atomic.Int64
+	max     int64
+}
+
+func fizzNewGate(limit int) *fizzGate {
+	return &fizzGate{slots: make(chan struct{}, limit), max: int64(2 * limit)}
+}
+
+// enter blocks until a slot is free; false when the instance is full, or the client went away.
+func (g *fizzGate) enter(r *http.Request) bool {
+	if g.waiting.Add(1) > g.max {
+		g.waiting.Add(-1)
+		return false
+	}
+	select {
+	case g.slots <- struct{}{}:
+		return true
+	case <-r.Context().Done():
+		g.waiting.Add(-1)
+		return false
+	}
+}
+
+func (g *fizzGate) leave() {
+	<-g.slots
+	g.waiting.Add(-1)
+}
+
+func (rt *fizzRuntime) invoke(w http.ResponseWriter, r *http.Request, targeted bool, target string) {
+	if targeted && rt.instanceID != "" && target != rt.instanceID {
+		fizzError(w, 421, "MISDIRECTED", fmt.Sprintf("this is instance %s, not %s", rt.instanceID, target), true)
+		return
+	}
+	switch rt.state.Load() {
+	case fizzStateSpecialized:
+	case fizzStateFailed:
+		fizzError(w, 503, "NOT_SPECIALIZED", "the function failed to load", true)
+		return
+	default:
+		fizzError(w, 503, "NOT_SPECIALIZED", "the instance is not specialized", true)
+		return
+	}
+	if !rt.gate.enter(r) {
+		if r.Context().Err() != nil {
+			return // the client is gone; nobody reads an answer
+		}
+		w.Header().Set("Retry-After", "1")
+		msg := fmt.Sprintf("%d calls running and %d queued", rt.concurrency, rt.concurrency)
+		fizzError(w, 429, "INSTANCE_BUSY", msg, true)
+		return
+	}
+	defer rt.gate.leave()
+	if !rt.limitBody(w, r) {
+		return
+	}
+	if r.Header.Get("X-Request-Id") == "" {
+		r.Header.Set("X-Request-Id", fizzRequestID())
+	}
+	// The instance's own identity wins over anything a client claims.
+	r.Header.Set("X-Fizz-Function-Namespace", rt.function.Namespace)
+	r.Header.Set("X-Fizz-Function-Name", rt.function.Name)
+	r.Header.Set("X-Fizz-Function-Revision", strconv.FormatInt(rt.function.Revision, 10))
+	fw := &fizzWriter{ResponseWriter: w}
+	defer rt.recoverCall(fw, r)
+	rt.handler(fw, r)
+}
+
+// limitBody refuses a body over FIZZ_MAX_BODY_BYTES with 413. A declared length is checked up
+// front and the body is left to stream; a chunked body is read first, as only its end tells.
+func (rt *fizzRuntime) limitBody(w http.ResponseWriter, r *http.Request) bool {
+	tooLarge := func() bool {
+		w.Header().Set("Connection", "close")
+		fizzError(w, 413, "PAYLOAD_TOO_LARGE", fmt.Sprintf("request body over %d bytes (FIZZ_MAX_BODY_BYTES)", rt.maxBody), false)
+		return false
+	}
+	if r.ContentLength > rt.maxBody {
+		return tooLarge()
+	}
+	if r.ContentLength >= 0 || r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, rt.maxBody+1))
+	if err != nil {
+		w.Header().Set("Connection", "close")
+		fizzError(w, 400, "INVALID_BODY", "request body: "+err.Error(), false)
+		return false
+	}
+	if int64(len(data)) > rt.maxBody {
+		return tooLarge()
+	}
+	r.Body = io.NopCloser(bytes.NewReader(data))
+	r.ContentLength = int64(len(data))
+	return true
+}
+
+func (rt *fizzRuntime) recoverCall(fw *fizzWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	where := fizzPanicSite()
+	message := fmt.Sprintf("panic: %v", v)
+	if where != "" {
+		message = where + ": " + message
+	}
+	fizzLog("function error (request %s): %s\n%s", r.Header.Get("X-Request-Id"), message, debug.Stack())
+	if fw.wrote {
+		// Part of the answer is out: all that is left is to cut it short, so the client sees a
+		// broken response rather than a truncated one that looks whole.
+		panic(http.ErrAbortHandler)
+	}
+	for k := range fw.Header() {
+		delete(fw.Header(), k)
+	}
+	fizzError(fw.ResponseWriter, 500, "FUNCTION_ERROR", message, false)
+}
+
+// fizzPanicSite names the user's file and line where a panic started: the first frame of the
+// panicking goroutine that is in the function's module (not the Go runtime, not these files),
+// else the first one outside the runtime. With -trimpath, paths are <module>/<file>.
+func fizzPanicSite() string {
+	pcs := make([]uintptr, 64)
+	n := runtime.Callers(3, pcs)
+	frames := runtime.CallersFrames(pcs[:n])
+	fallback := ""
+	prefix := fizzModulePath + "/"
+	for {
+		f, more := frames.Next()
+		if f.File != "" && !strings.HasPrefix(f.Function, "runtime.") && !fizzOwnFile(f.File) {
+			if strings.HasPrefix(f.File, prefix) {
+				return fmt.Sprintf("%s:%d", strings.TrimPrefix(f.File, prefix), f.Line)
+			}
+			if fallback == "" && !strings.HasPrefix(f.File, "net/http/") {
+				fallback = fmt.Sprintf("%s:%d", f.File, f.Line)
+			}
+		}
+		if !more {
+			return fallback
+		}
+	}
+}
+
+func fizzOwnFile(file string) bool {
+	i := strings.LastIndexByte(file, '/')
+	return strings.HasPrefix(file[i+1:], "fizz_")
+}
+
+// fizzWriter remembers whether the answer has started, so a panic before that can still answer
+// 500 FUNCTION_ERROR. Unwrap lets http.ResponseController reach the real writer.
+type fizzWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *fizzWriter) WriteHeader(code int) {
+	w.ResponseWriter.WriteHeader(code) // panics on an invalid code: the handler's error
+	if code >= 200 || code == 101 {
+		w.wrote = true
+	}
+}
+
+func (w *fizzWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *fizzWriter) Flush() {
+	w.wrote = true
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *fizzWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

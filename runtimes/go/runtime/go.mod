@@ -1,0 +1,3 @@
+module fizz.dev/runtime
+
+go 1.24
