@@ -9,6 +9,7 @@ import { Agent, request } from "undici";
 import { freePort, portOpen, waitFor } from "@fizz/testkit";
 import { faultRows, measureFaultWindows, type FaultFigures } from "./fault-windows";
 import { benchBus, type BusBenchResult } from "./lib/bus";
+import { languageColdRows, measureLanguageCold, type LanguageColdFigures } from "./language-cold";
 import { ensureWrk, wrk } from "./lib/load";
 import { measurePackages, packageRows, packagesSection, type PackageFigures } from "./packages";
 import { measurePythonCold, pythonColdRows, type PythonColdFigures } from "./python-cold";
@@ -63,8 +64,8 @@ interface BenchResults {
   quick: boolean;
   warm: WarmFigures;
   bus: BusBenchResult;
-  /** Python's figures: bench/python-cold.ts. */
-  cold: { node: LatencyFigures } & PythonColdFigures;
+  /** Python's figures: bench/python-cold.ts; Go, PHP, Ruby and C#'s: bench/language-cold.ts. */
+  cold: { node: LatencyFigures } & PythonColdFigures & Partial<LanguageColdFigures>;
   cold_empty_pool: { node: LatencyFigures };
   burst: BurstFigures;
   fault: FaultFigures;
@@ -243,6 +244,8 @@ async function main() {
     const cold = {
       node: await coldFromPool("node", "nodejs", NODE_HELLO),
       ...(await measurePythonCold(p, POOL)),
+      // Each on its own environment, created and deleted there, so what follows is unchanged.
+      ...(await measureLanguageCold(p, POOL)),
     };
 
     // 3. Cold start with the pool empty: the loader process starts on the request path.
@@ -374,6 +377,7 @@ function render(o: BenchResults): string {
       "<= 10 / 30",
     ],
     ...pythonColdRows(o.cold),
+    ...languageColdRows(o.cold),
     [
       "cold (empty pool) node p50 / p99 ms",
       `${o.cold_empty_pool.node.p50_ms} / ${o.cold_empty_pool.node.p99_ms}`,
@@ -415,6 +419,12 @@ and \`python_context\` \`def main(context)\`, as the other cold figures; \`pytho
 using \`flask.request\` with every warm instance up for 2 s (done importing Flask in the
 background), \`python_flask_fresh\` the same taken the moment the refill answers, before that
 import finished.
+Go, PHP, Ruby and C# cold figures (bench/language-cold.ts, keys \`cold.go\`, \`cold.php\`,
+\`cold.ruby\`, \`cold.dotnet\`): each language's hello world, measured as the Node figure, on its
+own environment (a pool of 8, deleted afterwards). PHP and Ruby functions are single files; Go and
+C# functions are packages the builder compiles, built once (\`build_s\`, from the source upload to
+\`buildState=succeeded\`), each sample a new function on that package, so a sample streams the
+compiled deployment into a warm instance that loads it.
 Fault windows (bench/fault-windows.ts, the fault suite's harness): four clients in a loop on a warm
 function, async calls and registry writes, while each component is killed with SIGKILL in turn
 and \`npm start\`'s supervisor restarts it; the window runs from the first failed warm request's
