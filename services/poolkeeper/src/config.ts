@@ -13,6 +13,8 @@ import {
   type Env,
 } from "@fizz/kit";
 import { instanceBaseEnv, type IsolationOptions } from "./isolation";
+import { defaultInterpreters, type Interpreters } from "./runtime-commands";
+import { findGo, goEnvOf } from "./build/steps";
 import type { PodResources } from "./kube-pods";
 
 export interface KubernetesBackendConfig {
@@ -46,6 +48,8 @@ export interface PoolkeeperConfig extends PoolkeeperCommonConfig {
   workDir: string;
   runtimesDir: string;
   python: string;
+  /** FIZZ_PHP, FIZZ_RUBY, FIZZ_MONO (as root: Debian's /usr/bin ones by default, like python). */
+  interpreters: Omit<Interpreters, "python">;
   specializeTimeoutMs: number;
   spawnTimeoutMs: number;
   killGraceMs: number;
@@ -62,7 +66,14 @@ export interface PoolkeeperConfig extends PoolkeeperCommonConfig {
   /** FIZZ_ALLOW_ENV_COMMAND: environments may run host commands (spec.command); root-equivalent. */
   allowEnvCommand: boolean;
   /** Package builds: at most `concurrency` at once (0: none here), each in a fresh dir under `dir`. */
-  build: { concurrency: number; dir: string };
+  build: {
+    concurrency: number;
+    dir: string;
+    /** The Go toolchain Go builds use (FIZZ_GO, else /usr/local/go/bin/go, else Debian's). */
+    go: string | undefined;
+    /** GOPROXY, GOSUMDB, GONOSUMDB, GOPRIVATE, GOFLAGS of the poolkeeper's environment. */
+    goEnv: Record<string, string>;
+  };
   kubernetes: KubernetesBackendConfig;
 }
 
@@ -79,9 +90,6 @@ export interface HostFacts {
 }
 
 const THIS_HOST: HostFacts = { isRoot: process.getuid?.() === 0, exists: existsSync };
-
-/** Debian's interpreter: usable by any uid, unlike a pyenv build in root's home. */
-const SYSTEM_PYTHON = "/usr/bin/python3";
 
 export function loadConfig(
   env: Env,
@@ -101,7 +109,8 @@ export function loadConfig(
     );
   const uidBase = int(env, "FIZZ_INSTANCE_UID_BASE", 200_000, 1, 2_000_000_000);
   const uidCount = int(env, "FIZZ_INSTANCE_UID_COUNT", 10_000, 1, 1_000_000);
-  const pythonDefault = host.isRoot && host.exists(SYSTEM_PYTHON) ? SYSTEM_PYTHON : "python3";
+  // Debian's interpreters when root: usable by any uid, unlike a pyenv build in root's home.
+  const { python, ...interpreters } = defaultInterpreters(env, host);
   return {
     ...commonOf(env),
     backend,
@@ -109,7 +118,8 @@ export function loadConfig(
     port: int(env, "FIZZ_POOLKEEPER_PORT", 0, 0, 65535),
     workDir: path.resolve(cwd, str(env, "FIZZ_WORKDIR", ".fizz/work")),
     runtimesDir: path.resolve(cwd, str(env, "FIZZ_RUNTIMES_DIR", DEFAULT_RUNTIMES_DIR)),
-    python: str(env, "FIZZ_PYTHON", pythonDefault),
+    python,
+    interpreters,
     specializeTimeoutMs: int(env, "FIZZ_SPECIALIZE_TIMEOUT_MS", 10_000, 1, 600_000),
     spawnTimeoutMs: int(env, "FIZZ_SPAWN_TIMEOUT_MS", 15_000, 1, 600_000),
     killGraceMs: int(env, "FIZZ_KILL_GRACE_MS", 3_000, 0, 600_000),
@@ -136,6 +146,8 @@ export function loadConfig(
         cwd,
         str(env, "FIZZ_BUILD_DIR", path.join(str(env, "FIZZ_WORKDIR", ".fizz/work"), "builds")),
       ),
+      go: findGo(env, (f) => host.exists(f)),
+      goEnv: goEnvOf(env),
     },
     kubernetes: {
       namespace: dnsLabel(env, "FIZZ_POOLKEEPER_NAMESPACE", "fizz"),

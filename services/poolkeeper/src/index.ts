@@ -275,6 +275,7 @@ async function createBackend(
     workDir: config.workDir,
     runtimesDir: config.runtimesDir,
     python: config.python,
+    interpreters: config.interpreters,
     spawnTimeoutMs: config.spawnTimeoutMs,
     killGraceMs: config.killGraceMs,
     baseEnv: config.instanceEnv,

@@ -2,7 +2,7 @@ import { execFile, spawn as spawnChild, type ChildProcess } from "node:child_pro
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import path from "node:path";
-import { FizzError, runtimeOfImage, type Environment } from "@fizz/events";
+import { FizzError, RUNTIME_NAMES, runtimeOfImage, type Environment } from "@fizz/events";
 import type { Dispatcher } from "undici";
 import type { Backend, BackendInstance, ExitInfo, OutputStream } from "./backend";
 import { LineSplitter } from "./lines";
@@ -17,11 +17,20 @@ import {
   wrapCommand,
   type IsolationOptions,
 } from "./isolation";
+import {
+  launchProblem,
+  resolveOnPath,
+  runtimeLaunch,
+  type Interpreters,
+  type RuntimeLaunch,
+} from "./runtime-commands";
 
 export interface ProcessBackendOptions {
   workDir: string;
   runtimesDir: string;
   python: string;
+  /** PHP, Ruby and Mono (FIZZ_PHP, FIZZ_RUBY, FIZZ_MONO); unset: the bare names on PATH. */
+  interpreters?: Partial<Omit<Interpreters, "python">>;
   spawnTimeoutMs: number;
   killGraceMs: number;
   /**
@@ -108,8 +117,15 @@ export class ProcessBackend implements Backend {
         );
     };
     // What instance uids must reach: the loaders and the interpreters running them.
+    const interpreters: string[] = Object.values(this.interpreters).map(
+      (bin: string) => resolveOnPath(bin) ?? bin,
+    );
     const needed = this.uids
-      ? [this.opts.runtimesDir, path.dirname(process.execPath), path.dirname(this.opts.python)]
+      ? [
+          this.opts.runtimesDir,
+          path.dirname(process.execPath),
+          ...interpreters.map((p) => path.dirname(p)),
+        ]
           .filter((p) => path.isAbsolute(p))
           // A path that is not there fails the spawn itself, with a clearer message.
           .map((p) => traversable(p).then(warn, () => undefined))
@@ -135,24 +151,41 @@ export class ProcessBackend implements Backend {
     });
   }
 
+  private get interpreters(): Interpreters {
+    const i = this.opts.interpreters;
+    return {
+      python: this.opts.python,
+      php: i?.php ?? "php",
+      ruby: i?.ruby ?? "ruby",
+      mono: i?.mono ?? "mono",
+    };
+  }
+
+  private launch(env: Environment): RuntimeLaunch | undefined {
+    const runtime = runtimeOfImage(env.spec.image);
+    return runtime && runtimeLaunch(runtime, this.opts.runtimesDir, this.interpreters);
+  }
+
   /** The command that starts the environment's loader, or undefined when there is none. */
   command(env: Environment): string[] | undefined {
     if (env.spec.command) return [...env.spec.command];
-    switch (runtimeOfImage(env.spec.image)) {
-      case "node":
-        return [process.execPath, path.join(this.opts.runtimesDir, "node", "server.mjs")];
-      case "python":
-        return [this.opts.python, path.join(this.opts.runtimesDir, "python", "server.py")];
-      case undefined:
-        return undefined;
-    }
+    return this.launch(env)?.argv;
   }
 
+  /**
+   * Why this host cannot run the environment, in one line: a host command not allowed, an image
+   * that names no runtime, or a runtime whose interpreter or prepared artifact is missing (or not
+   * usable by instance uids). Its pool stays empty; every other environment runs.
+   */
   unsupported(env: Environment): string | undefined {
     if (env.spec.command && !this.opts.allowEnvCommand)
       return "spec.command runs a host command, which this platform does not allow (FIZZ_ALLOW_ENV_COMMAND=true enables it and is root-equivalent)";
-    if (this.command(env)) return undefined;
-    return `image "${env.spec.image}" names no local runtime (env-node, env-python) and the environment has no command`;
+    if (env.spec.command) return undefined;
+    const launch = this.launch(env);
+    if (!launch)
+      return `image "${env.spec.image}" names no local runtime (${RUNTIME_NAMES.map((r) => `env-${r}`).join(", ")}) and the environment has no command`;
+    const problem = launchProblem(launch, this.uids !== undefined);
+    return problem && `${runtimeOfImage(env.spec.image)} runtime unavailable: ${problem}`;
   }
 
   async spawn(env: Environment): Promise<BackendInstance> {

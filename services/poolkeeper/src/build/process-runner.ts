@@ -12,7 +12,7 @@ import {
   type BuildRunner,
 } from "./runner";
 import { BuildSandbox, type RunResult } from "./sandbox";
-import { buildSteps, findNpmCli, type BuildTools } from "./steps";
+import { buildNotes, buildSteps, findNpmCli, type BuildTools } from "./steps";
 
 export interface ProcessRunnerOptions {
   /** FIZZ_BUILD_DIR: one fresh directory per build under it. */
@@ -20,6 +20,12 @@ export interface ProcessRunnerOptions {
   isolation: IsolationOptions;
   /** The interpreter the process backend runs Python instances with (FIZZ_PYTHON). */
   python: string;
+  /** runtimes/: Go and C# builds run runtimes/<lang>/build.sh. */
+  runtimesDir: string;
+  /** The Go toolchain (findGo); undefined: none here, Go builds fail saying so. */
+  go?: string | undefined;
+  /** The poolkeeper's own GOPROXY etc. (GO_PASSTHROUGH), handed to Go builds. */
+  goEnv?: Record<string, string>;
   killGraceMs: number;
   /** PATH, LANG, TZ (the instances' base); the environment's builder.env is added per build. */
   baseEnv: Record<string, string>;
@@ -33,10 +39,18 @@ export interface ProcessRunnerOptions {
 export class ProcessBuildRunner implements BuildRunner {
   private readonly sandbox: BuildSandbox;
   private readonly tools: BuildTools;
+  private readonly goEnv: Record<string, string>;
 
   constructor(opts: ProcessRunnerOptions) {
     const npmCli = findNpmCli(process.execPath);
-    this.tools = { node: process.execPath, npmCli, python: opts.python };
+    this.tools = {
+      node: process.execPath,
+      npmCli,
+      python: opts.python,
+      runtimesDir: opts.runtimesDir,
+      go: opts.go,
+    };
+    this.goEnv = opts.goEnv ?? {};
     this.sandbox = new BuildSandbox({
       root: opts.dir,
       isolation: opts.isolation,
@@ -46,6 +60,9 @@ export class ProcessBuildRunner implements BuildRunner {
         path.dirname(process.execPath),
         path.dirname(opts.python),
         ...(npmCli ? [path.dirname(npmCli)] : []),
+        // build.sh and what it reads (a Go build-cache seed under runtimes/go/.build).
+        opts.runtimesDir,
+        ...(opts.go ? [path.dirname(opts.go)] : []),
       ],
       logger: opts.logger,
     });
@@ -61,21 +78,29 @@ export class ProcessBuildRunner implements BuildRunner {
         return { ok: false, message: `source archive refused: ${(err as Error).message}` };
       }
       // Decided before any build code runs, from the files as uploaded.
+      const runtime = runtimeOfImage(input.environment.spec.image);
+      const has = (f: string) => existsSync(path.join(ws.srcDir, f));
       const steps = buildSteps({
-        runtime: runtimeOfImage(input.environment.spec.image),
+        runtime,
         buildCommand: input.buildCommand,
         srcDir: ws.srcDir,
         outDir: ws.outDir,
         tools: this.tools,
-        has: (f) => existsSync(path.join(ws.srcDir, f)),
+        has,
       });
+      for (const line of buildNotes({ runtime, buildCommand: input.buildCommand, has }))
+        input.log.note(line);
       await ws.handOver();
       const deadline = Date.now() + limits.timeoutSeconds * 1000;
       for (const step of steps) {
         input.log.note(`$ ${step.label}`);
         const r = await ws.run(step.argv, {
           cwd: ws.srcDir,
-          env: ws.env(limits.env, step.env),
+          env: ws.env(
+            runtime === "go" ? { ...this.goEnv, ...limits.env } : limits.env,
+            step.env,
+            step.pathDirs,
+          ),
           deadline,
           log: input.log,
           signal: input.signal,

@@ -21,7 +21,10 @@ export interface SandboxOptions {
   isolation: IsolationOptions;
   /** Between SIGTERM and SIGKILL at the time limit. */
   killGraceMs: number;
-  /** PATH, LANG, TZ: what instances get too; never the poolkeeper's environment. */
+  /**
+   * PATH, LANG, TZ: what instances get too; never the poolkeeper's environment (but for the Go
+   * module proxy settings, GO_PASSTHROUGH, which the runner adds).
+   */
   baseEnv: Record<string, string>;
   /** What build uids must reach (the node and python binaries, npm). */
   reach: string[];
@@ -119,11 +122,17 @@ export class BuildWorkspace {
   }
 
   /** The only variables a build sees: never the poolkeeper's own. */
-  env(builderEnv: Record<string, string> | undefined, step?: Record<string, string>) {
+  env(
+    builderEnv: Record<string, string> | undefined,
+    step?: Record<string, string>,
+    pathDirs: string[] = [],
+  ) {
     const nodeDir = path.dirname(process.execPath);
-    const pathVar = INSTANCE_PATH.split(":").includes(nodeDir)
-      ? INSTANCE_PATH
-      : `${nodeDir}:${INSTANCE_PATH}`;
+    const base = INSTANCE_PATH.split(":");
+    const extra = [...pathDirs, nodeDir].filter(
+      (d, i, all) => !base.includes(d) && all.indexOf(d) === i,
+    );
+    const pathVar = [...extra, ...base].join(":");
     return {
       ...this.opts.baseEnv,
       ...builderEnv,
