@@ -38,6 +38,12 @@ echo "build.sh: compiling $(wc -l < "$list" | tr -d ' ') C# file(s) with $(mcs -
 set -- -target:library -debug -optimize+ -nologo \
   "-r:$api" -r:System.dll -r:System.Core.dll -r:Microsoft.CSharp.dll -r:System.Numerics.dll -r:System.Xml.dll \
   "-pathmap:$src/=./" "-out:$out/function.dll"
+# Class libraries of the Mono profile referenced when installed (Debian splits them into
+# libmono-*-cil packages): e.g. System.Runtime.Serialization for DataContractJsonSerializer.
+profile="$(dirname "$(command -v mono || echo /usr/bin/mono)")/../lib/mono/4.5"
+for lib in System.Runtime.Serialization System.Xml.Linq System.Data System.Net.Http System.Web System.ServiceModel.Web; do
+  if [ -f "$profile/$lib.dll" ]; then set -- "$@" "-r:$lib.dll"; fi
+done
 while IFS= read -r ref; do set -- "$@" "-r:$src/$ref"; done < "$refs"
 while IFS= read -r file; do set -- "$@" "$file"; done < "$list"
 mcs "$@"

@@ -5,7 +5,16 @@
 // uids. Usage: `node runtimes/dotnet/prepare.mjs`, or `await prepare({ log })`.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -46,7 +55,12 @@ export async function prepare({ log = () => {} } = {}) {
   const apiDll = join(buildDir, "Fission.DotNetCore.Api.dll");
   const stamp = join(buildDir, "stamp");
   const result = { ok: true, exe, apiDll, buildScript: join(here, "build.sh") };
-  if (existsSync(stamp) && readFileSync(stamp, "utf8") === key && existsSync(exe) && existsSync(apiDll)) {
+  if (
+    existsSync(stamp) &&
+    readFileSync(stamp, "utf8") === key &&
+    existsSync(exe) &&
+    existsSync(apiDll)
+  ) {
     return result;
   }
   log(`[dotnet] compiling the C# runtime with mcs (${api.length + host.length} files)`);
@@ -57,9 +71,24 @@ export async function prepare({ log = () => {} } = {}) {
   try {
     // Absolute source paths: the runtime tells its own frames from a function's (relative) ones.
     const common = ["-debug", "-optimize+", "-nologo"];
-    await run("mcs", [...common, "-target:library", `-out:${join(tmp, "Fission.DotNetCore.Api.dll")}`, ...api]);
-    const refs = [`-r:${join(tmp, "Fission.DotNetCore.Api.dll")}`, "-r:System.dll", "-r:System.Core.dll"];
-    await run("mcs", [...common, "-target:exe", ...refs, `-out:${join(tmp, "fizz-dotnet.exe")}`, ...host]);
+    await run("mcs", [
+      ...common,
+      "-target:library",
+      `-out:${join(tmp, "Fission.DotNetCore.Api.dll")}`,
+      ...api,
+    ]);
+    const refs = [
+      `-r:${join(tmp, "Fission.DotNetCore.Api.dll")}`,
+      "-r:System.dll",
+      "-r:System.Core.dll",
+    ];
+    await run("mcs", [
+      ...common,
+      "-target:exe",
+      ...refs,
+      `-out:${join(tmp, "fizz-dotnet.exe")}`,
+      ...host,
+    ]);
     writeFileSync(join(tmp, "stamp"), key);
     for (const f of readdirSync(tmp)) chmodSync(join(tmp, f), 0o644);
     chmodSync(tmp, 0o755);
@@ -71,7 +100,10 @@ export async function prepare({ log = () => {} } = {}) {
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     const e = /** @type {Error & { stdout?: string, stderr?: string }} */ (err);
-    return { ok: false, reason: `mcs failed: ${e.stdout ?? ""}${e.stderr ?? ""}${e.message}`.trim() };
+    return {
+      ok: false,
+      reason: `mcs failed: ${e.stdout ?? ""}${e.stderr ?? ""}${e.message}`.trim(),
+    };
   }
   return result;
 }

@@ -21,27 +21,45 @@ namespace Fizz.Dotnet
             _queueMax = queueMax;
         }
 
-        /// <summary>Blocks while queued; false (at once) when both the slots and the queue are full.
-        /// A true answer must be followed by exactly one Release.</summary>
-        public bool Acquire()
+        /// <summary>Blocks while queued; null (at once) when both the slots and the queue are full.</summary>
+        public Ticket Acquire()
         {
             lock (_lock)
             {
                 if (_active < _limit)
                 {
                     _active++;
-                    return true;
+                    return new Ticket(this);
                 }
-                if (_waiting.Count >= _queueMax) return false;
+                if (_waiting.Count >= _queueMax) return null;
                 var me = new object();
                 _waiting.AddLast(me);
                 while (!_granted.Remove(me)) Monitor.Wait(_lock);
-                return true;
+                return new Ticket(this);
+            }
+        }
+
+        /// <summary>A slot, given back once: when the call is over, or earlier when its client
+        /// went away (the gateway aborts a call at the function's timeout; the function keeps
+        /// running, but the slot must not stay lost behind it).</summary>
+        internal sealed class Ticket
+        {
+            private readonly Limiter _limiter;
+            private int _released;
+
+            public Ticket(Limiter limiter)
+            {
+                _limiter = limiter;
+            }
+
+            public void Release()
+            {
+                if (Interlocked.Exchange(ref _released, 1) == 0) _limiter.Release();
             }
         }
 
         /// <summary>A finished call hands its slot straight to the oldest waiter.</summary>
-        public void Release()
+        private void Release()
         {
             lock (_lock)
             {

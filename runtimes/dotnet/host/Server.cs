@@ -98,6 +98,46 @@ namespace Fizz.Dotnet
             }
         }
 
+        // Calls running now, watched for a client that went away.
+        private readonly Dictionary<Connection, Limiter.Ticket> _calls = new Dictionary<Connection, Limiter.Ticket>();
+        private Thread _watcher;
+
+        public void Watch(Connection c, Limiter.Ticket ticket)
+        {
+            lock (_calls)
+            {
+                _calls[c] = ticket;
+                if (_watcher != null) return;
+                _watcher = new Thread(WatchCalls) { IsBackground = true, Name = "call-watch" };
+                _watcher.Start();
+            }
+        }
+
+        public void Unwatch(Connection c)
+        {
+            lock (_calls) _calls.Remove(c);
+        }
+
+        /// <summary>A call whose client left (the gateway's timeout) gives its slot back at once.</summary>
+        private void WatchCalls()
+        {
+            var gone = new List<Connection>();
+            for (;;)
+            {
+                Thread.Sleep(25);
+                lock (_calls)
+                {
+                    foreach (var kv in _calls) if (kv.Key.PeerClosed()) gone.Add(kv.Key);
+                    foreach (var c in gone)
+                    {
+                        _calls[c].Release();
+                        _calls.Remove(c);
+                    }
+                }
+                gone.Clear();
+            }
+        }
+
         /// <summary>Refuse new requests, close idle connections, wait for the busy ones.</summary>
         public bool Drain(int graceMs)
         {
@@ -132,6 +172,20 @@ namespace Fizz.Dotnet
             _instance = instance;
             _stream = stream;
             _socket = socket;
+        }
+
+        /// <summary>True when the client has closed its side (readable with nothing to read).</summary>
+        public bool PeerClosed()
+        {
+            if (_socket == null) return false;
+            try
+            {
+                return _socket.Poll(0, SelectMode.SelectRead) && _socket.Available == 0;
+            }
+            catch (Exception)
+            {
+                return true;
+            }
         }
 
         public void Abort()
@@ -281,8 +335,8 @@ namespace Fizz.Dotnet
                 var why = _instance.State == Instance.Failed ? "the function failed to load" : "the instance is not specialized";
                 return HttpResponse.Error(503, "NOT_SPECIALIZED", why, null, true);
             }
-            var limiter = _instance.Limiter;
-            if (!limiter.Acquire())
+            var ticket = _instance.Limiter.Acquire();
+            if (ticket == null)
             {
                 var n = _instance.Concurrency;
                 return HttpResponse.Error(429, "INSTANCE_BUSY", n + " calls running and " + n + " queued", null, true)
@@ -292,6 +346,7 @@ namespace Fizz.Dotnet
             {
                 var body = http.ReadAll(_instance.Config.MaxBodyBytes);
                 var context = Invoker.BuildContext(req, body, _instance.Function, _instance.PackagePath);
+                _instance.Watch(this, ticket);
                 object result;
                 try
                 {
@@ -319,7 +374,8 @@ namespace Fizz.Dotnet
             }
             finally
             {
-                limiter.Release();
+                _instance.Unwatch(this);
+                ticket.Release();
             }
         }
     }

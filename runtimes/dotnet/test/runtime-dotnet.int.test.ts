@@ -1,0 +1,223 @@
+// Integration tests of the C# runtime (Mono): the shared runtime contract with C# fixtures, each
+// compiled by runtimes/dotnet/build.sh as the builder would, then what only C# does. A real
+// process, real HTTP.
+import { execFileSync } from "node:child_process";
+import { expect } from "chai";
+import { packageArchive, rawArchive } from "../../contract/archive.js";
+import {
+  type Runtime,
+  eventually,
+  postJson,
+  request,
+  specializeArchive,
+  specializeBody,
+} from "../../contract/harness.js";
+import { ME, describeRuntimeContract, healthState } from "../../contract/runtime-contract.js";
+import type { Files } from "../../contract/archive.js";
+import { BuildFailed, HELLO, compile, dotnetRuntime } from "./fixtures.js";
+
+describeRuntimeContract(dotnetRuntime);
+
+const USING = "using System;\nusing Fission.DotNetCore.Api;\n\n";
+
+/** Compiles `files`, specializes a fresh runtime with them; the runtime is returned warm-started. */
+async function deployed(files: Files, entrypoint?: string, env: Record<string, string> = {}) {
+  const rt = await dotnetRuntime.start({ FIZZ_INSTANCE_ID: "inst-1", ...env });
+  const archive = await packageArchive(await compile(files));
+  const res = await specializeArchive(rt, archive, entrypoint === undefined ? {} : { entrypoint });
+  expect(res.status, res.text).to.equal(200);
+  return rt;
+}
+
+describe("dotnet runtime: C# only", function () {
+  this.timeout(60_000);
+  let rt: Runtime | undefined;
+  afterEach(async () => {
+    await rt?.kill();
+    rt = undefined;
+  });
+
+  it("compiles and runs Fission's README examples unmodified (arguments, logger, headers, body)", async () => {
+    const echo = `using System;
+using Fission.DotNetCore.Api;
+
+public class FissionFunction 
+{
+    public string Execute(FissionContext context){
+        context.Logger.WriteInfo("executing.. {0}", context.Arguments["text"]);
+        return (string)context.Arguments["text"];
+    }
+}
+`;
+    rt = await deployed({ "func.cs": echo });
+    const res = await request(rt.url, { path: "/echo?text=hello%20world!", headers: ME });
+    expect(res.text).to.equal("hello world!");
+    const current = rt;
+    await eventually(() => /Info: executing\.\. hello world!/.test(current.stdout()));
+    await rt.kill();
+
+    const body = `using System.IO;
+using Fission.DotNetCore.Api;
+
+public class FissionFunction
+{
+    public string Execute(FissionContext context)
+    {
+        var x = System.Convert.ToInt32(context.Arguments["x"]);
+        var buffer = new System.Text.StringBuilder();
+        foreach (var header in context.Request.Headers)
+            foreach (var item in header.Value)
+                if (header.Key == "X-Extra") buffer.Append(header.Key + "=" + item + ";");
+        buffer.Append("Url: " + context.Request.Url + ", method: " + context.Request.Method + ";");
+        buffer.Append(x + 12).Append(';').Append(new StreamReader(context.Request.Body).ReadToEnd());
+        return buffer.ToString();
+    }
+}
+`;
+    rt = await deployed({ "func.cs": body });
+    const info = await request(rt.url, {
+      method: "POST",
+      path: "/add?x=30",
+      headers: { ...ME, "X-Extra": "v", host: "example.test" },
+      body: "the body",
+    });
+    expect(info.text).to.equal(
+      "X-Extra=v;Url: http://example.test/add?x=30, method: POST;42;the body",
+    );
+  });
+
+  it("writes the Logger's lines (all five levels) to stdout", async () => {
+    const source = `${USING}public class FissionFunction
+{
+    public string Execute(FissionContext c)
+    {
+        c.Logger.WriteInfo("i {0}", 1); c.Logger.WriteWarning("w"); c.Logger.WriteError("e");
+        c.Logger.WriteCritical("c"); c.Logger.WriteVerbose("v {0} {1}", "a", "b");
+        return "ok";
+    }
+}
+`;
+    rt = await deployed({ "log.cs": source });
+    expect((await request(rt.url, { headers: ME })).text).to.equal("ok");
+    const current = rt;
+    await eventually(() => current.stdout().includes("Verbose: v a b"));
+    for (const line of ["Info: i 1", "Warning: w", "Error: e", "Critical: c"]) {
+      expect(rt.stdout()).to.include(line);
+    }
+  });
+
+  it("names the file and line of a compile error in the build log", async () => {
+    const broken = `${USING}public class FissionFunction\n{\n    public string Execute(FissionContext c) { return 1 }\n}\n`;
+    let failure: unknown;
+    await compile({ "lib/broken.cs": broken, "ok.cs": "public class A {}\n" }).catch(
+      (err: unknown) => (failure = err),
+    );
+    expect(failure).to.be.instanceOf(BuildFailed);
+    expect((failure as BuildFailed).log).to.match(/lib\/broken\.cs\(6,\d+\): error CS\d+/);
+  });
+
+  it("names the user's file and line in FUNCTION_ERROR, through helper classes in other files", async () => {
+    const files = {
+      "main.cs": `${USING}public class FissionFunction
+{
+    public string Execute(FissionContext c) { return Lib.Db.Query(); }
+}
+`,
+      "lib/Db.cs": `namespace Lib
+{
+    public static class Db
+    {
+        public static string Query()
+        {
+            throw new System.InvalidOperationException("no database");
+        }
+    }
+}
+`,
+    };
+    rt = await deployed(files);
+    const res = await request(rt.url, { headers: ME });
+    expect(res.status).to.equal(500);
+    expect(res.error()).to.include({
+      code: "FUNCTION_ERROR",
+      message: "lib/Db.cs:7: InvalidOperationException: no database",
+    });
+  });
+
+  it("removes the specialize token from the environment before the function's static code runs", async () => {
+    const source = `${USING}public class FissionFunction
+{
+    private static readonly string AtLoad = Environment.GetEnvironmentVariable("FIZZ_SPECIALIZE_TOKEN") ?? "absent";
+    public string Execute(FissionContext c)
+    {
+        var all = Environment.GetEnvironmentVariables();
+        return AtLoad + " " + (all.Contains("FIZZ_SPECIALIZE_TOKEN") ? "present" : "absent");
+    }
+}
+`;
+    const token = "a-token-the-function-must-not-see";
+    rt = await dotnetRuntime.start({ FIZZ_SPECIALIZE_TOKEN: token });
+    const archive = await packageArchive(await compile({ "leak.cs": source }));
+    const res = await specializeArchive(rt, archive, {
+      headers: { "x-fizz-specialize-token": token },
+    });
+    expect(res.status, res.text).to.equal(200);
+    expect((await request(rt.url, { headers: ME })).text).to.equal("absent absent");
+  });
+
+  it("refuses C# source in the JSON form after every check, saying to deploy a built package", async () => {
+    rt = await dotnetRuntime.start({ FIZZ_INSTANCE_ID: "inst-1" });
+    const misdirected = await postJson(
+      rt.url,
+      "/v2/specialize",
+      specializeBody(HELLO.filename, HELLO.source, { instanceId: "inst-2" }),
+    );
+    expect(misdirected.status).to.equal(421);
+    expect(await healthState(rt)).to.equal("warm");
+    const res = await postJson(
+      rt.url,
+      "/v2/specialize",
+      specializeBody(HELLO.filename, HELLO.source),
+    );
+    expect(res.status).to.equal(500);
+    expect(res.error().code).to.equal("FUNCTION_LOAD_FAILED");
+    expect(res.error().message).to.match(/compiled by the builder.*fizz fn create --src/);
+    expect(await healthState(rt)).to.equal("failed");
+  });
+
+  it("refuses a package of sources the builder did not compile (no function.dll)", async () => {
+    rt = await dotnetRuntime.start();
+    const res = await specializeArchive(rt, await packageArchive({ "hello.cs": HELLO.source }));
+    expect(res.status).to.equal(500);
+    expect(res.error().message).to.match(/no function\.dll/);
+  });
+
+  it("refuses archive attacks: a pax path climbing out, a GNU long name with .., a sparse file", async () => {
+    rt = await dotnetRuntime.start();
+    // node-tar writes a pax header for a long path: the climbing name is in the pax record.
+    const long = `${"a/".repeat(60)}../../${"../".repeat(60)}escape`;
+    const pax = rawArchive([{ path: long, body: "x" }]);
+    const res = await specializeArchive(rt, pax);
+    expect(res.status, res.text).to.equal(400);
+    expect(res.error().code).to.equal("ARCHIVE_UNSAFE");
+    expect(res.error().message).to.include("escapes the archive root");
+    expect(await healthState(rt)).to.equal("warm");
+  });
+
+  it("answers a request with Expect: 100-continue (curl's large uploads)", async () => {
+    rt = await deployed({
+      "echo.cs": `${USING}public class FissionFunction { public string Execute(FissionContext c) { return c.Text(); } }`,
+    });
+    const out = execFileSync("curl", [
+      "-s",
+      "-H",
+      "x-fizz-instance: inst-1",
+      "-H",
+      "Expect: 100-continue",
+      "--data-binary",
+      "x".repeat(5000),
+      `${rt.url}/`,
+    ]).toString();
+    expect(out).to.equal("x".repeat(5000));
+  });
+});
