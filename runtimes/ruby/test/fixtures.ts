@@ -122,7 +122,7 @@ export const rubyRuntime: RuntimeUnderTest = {
         what: "a syntax error",
         filename: "hello.rb",
         source: `def handler\n  "x"\n`,
-        message: /^hello\.rb:3: SyntaxError: syntax error, unexpected end-of-input/,
+        message: /^hello\.rb:2: SyntaxError: syntax error, unexpected end-of-input/,
       },
       {
         what: "a raise at the top level",

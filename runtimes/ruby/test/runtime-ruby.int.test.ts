@@ -1,7 +1,337 @@
 // Integration tests of the Ruby runtime (runtimes/ruby/server.rb, run with `ruby` from PATH): the
-// shared runtime contract (runtimes/contract) with Ruby's fixtures, then what only Ruby does. A
-// real process, real HTTP.
-import { describeRuntimeContract } from "../../contract/runtime-contract.js";
+// shared runtime contract (runtimes/contract) with Ruby's fixtures, then what only Ruby does:
+// Fission's Rack request, context and answers, the logger, `exit` in a function, the token in
+// child processes, archive attacks through pax and GNU long names, and HTTP framing attacks.
+import net from "node:net";
+import { gzipSync } from "node:zlib";
+import { expect } from "chai";
+import { packageArchive } from "../../contract/archive.js";
+import {
+  type Runtime,
+  eventually,
+  postJson,
+  request,
+  specializeArchive,
+  specializeBody,
+  timedChunks,
+} from "../../contract/harness.js";
+import { ME, describeRuntimeContract, healthState, push } from "../../contract/runtime-contract.js";
 import { rubyRuntime } from "./fixtures.js";
+import { FISSION_REQUEST, RESPONSES, tarEntry } from "./ruby-fixtures.js";
 
 describeRuntimeContract(rubyRuntime);
+
+/** Sends raw bytes and reads until the runtime closes the connection (or `ms` pass). */
+function raw(url: string, bytes: string, ms = 3000): Promise<string> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(Number(port), "127.0.0.1");
+    let out = "";
+    const timer = setTimeout(() => sock.destroy(), ms);
+    sock.on("data", (d: Buffer) => (out += d.toString("latin1")));
+    sock.on("error", reject);
+    sock.on("close", () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+    sock.write(bytes);
+  });
+}
+
+describe("ruby runtime: Ruby only", function () {
+  this.timeout(20_000);
+
+  describe("Fission's Rack request (context.request)", () => {
+    let rt: Runtime;
+    before(async () => {
+      rt = await rubyRuntime.start({ FIZZ_INSTANCE_ID: "inst-1" });
+      expect((await push(rt, FISSION_REQUEST)).status).to.equal(200);
+    });
+    after(() => rt.kill());
+
+    it("gives method, path, query, form params, route params, body and HTTP_* headers", async () => {
+      const res = await request(rt.url, {
+        method: "POST",
+        path: "/orders/42?kind=rack&tag=a",
+        headers: {
+          ...ME,
+          "content-type": "application/x-www-form-urlencoded",
+          "X-Fizz-Params-id": "42",
+          "X-Extra": "value",
+        },
+        body: "qty=3&note=hi",
+      });
+      expect(res.status, res.text).to.equal(200);
+      const seen = res.object();
+      expect(seen).to.include({
+        method: "POST",
+        path: "/orders/42",
+        query_string: "kind=rack&tag=a",
+        body: "qty=3&note=hi",
+        extra: "value",
+        post: true,
+      });
+      expect(seen.params).to.deep.equal({ kind: "rack", tag: "a", qty: "3", note: "hi", id: "42" });
+      expect(seen.headers).to.include({ "X-Extra": "value", "X-Fizz-Params-Id": "42" });
+    });
+
+    it("drops a header whose name has an underscore, which would pose as another in HTTP_*", async () => {
+      const res = await request(rt.url, {
+        path: "/?kind=rack",
+        headers: { ...ME, X_Extra: "forged", X_Fizz_Params_id: "forged" },
+      });
+      const seen = res.object();
+      expect(seen.extra).to.equal(null);
+      expect(seen.params).to.not.have.property("id");
+    });
+
+    it("logs through context.logger and context.request.logger to stdout", async () => {
+      const res = await request(rt.url, { path: "/?kind=log", headers: ME });
+      expect(res.text).to.equal("logged");
+      await eventually(() => rt.stdout().includes("INFO -- hello: from context.logger"));
+      await eventually(() => rt.stdout().includes("WARN -- hello: from request.logger"));
+    });
+
+    it("answers 500 FUNCTION_ERROR naming file and line to exit in a call, and keeps serving", async () => {
+      const res = await request(rt.url, { path: "/?kind=exit", headers: ME });
+      expect(res.status).to.equal(500);
+      expect(res.error().code).to.equal("FUNCTION_ERROR");
+      expect(res.error().message).to.match(/^request\.rb:\d+: SystemExit: exit$/);
+      expect((await request(rt.url, { path: "/?kind=rack", headers: ME })).status).to.equal(200);
+      expect(await healthState(rt)).to.equal("specialized");
+    });
+
+    it("answers 400 INVALID_BODY when context.json meets a body that is not JSON", async () => {
+      const res = await request(rt.url, {
+        method: "POST",
+        path: "/?kind=json",
+        headers: { ...ME, "content-type": "application/json" },
+        body: "{nope",
+      });
+      expect(res.status).to.equal(400);
+      expect(res.error().code).to.equal("INVALID_BODY");
+    });
+  });
+
+  describe("answers (String, Rack triple, Rack::Response, streamed body, nil)", () => {
+    let rt: Runtime;
+    const call = (kind: string) => request(rt.url, { path: `/?kind=${kind}`, headers: ME });
+    before(async () => {
+      rt = await rubyRuntime.start();
+      expect((await push(rt, RESPONSES)).status).to.equal(200);
+    });
+    after(() => rt.kill());
+
+    it("sends a triple's status and headers, Rack 2's newline-joined values as separate headers", async () => {
+      const res = await call("cookies");
+      expect(res.status).to.equal(404);
+      expect(res.headers["set-cookie"]).to.deep.equal(["a=1", "b=2"]);
+      expect(res.headers["content-type"]).to.equal("text/html");
+      expect(res.text).to.equal("<p>not here</p>");
+    });
+
+    it("types an untyped triple text/plain with nosniff (Fission's Thin sent no type at all)", async () => {
+      const res = await call("untyped");
+      expect(res.headers["content-type"]).to.equal("text/plain; charset=utf-8");
+      expect(res.headers["x-content-type-options"]).to.equal("nosniff");
+      expect(res.text).to.equal("<script>alert(1)</script>");
+    });
+
+    it("keeps framing its own: a function's Content-Length or Transfer-Encoding is dropped", async () => {
+      const res = await call("framing");
+      expect(res.status).to.equal(200);
+      expect(res.text).to.equal("short");
+      expect(res.headers["content-length"]).to.equal("5");
+    });
+
+    it("refuses a header value with a line break (response splitting) as FUNCTION_ERROR", async () => {
+      const res = await call("splitting");
+      expect(res.status).to.equal(500);
+      expect(res.error().code).to.equal("FUNCTION_ERROR");
+      expect(res.headers).to.not.have.property("x-injected");
+    });
+
+    it("takes a Rack::Response itself, and a body that is a String", async () => {
+      const res = await call("response");
+      expect(res.status).to.equal(201);
+      expect(res.headers["x-from"]).to.equal("rack-response");
+      expect(res.text).to.equal("made");
+      expect((await call("string-body")).text).to.equal("rack 1 style");
+    });
+
+    it("streams a body that is not an Array, chunk by chunk", async () => {
+      const res = await timedChunks(rt.url, "/?kind=stream", ME);
+      expect(res.status).to.equal(200);
+      expect(res.headers["transfer-encoding"]).to.equal("chunked");
+      expect(res.chunks.map((c) => c.data).join("")).to.equal("one\ntwo\nthree\n");
+      const first = res.chunks[0];
+      const last = res.chunks[res.chunks.length - 1];
+      if (!first || !last) throw new Error("no chunks");
+      expect(last.at - first.at).to.be.above(150);
+    });
+
+    it("answers nil with 204 and a binary String as application/octet-stream", async () => {
+      expect((await call("nil")).status).to.equal(204);
+      const bin = await call("binary");
+      expect(bin.headers["content-type"]).to.equal("application/octet-stream");
+    });
+  });
+
+  describe("the specialize token", () => {
+    const TOKEN = "ruby-token-0123456789abcdef-0123456789";
+    let rt: Runtime;
+    before(async () => {
+      rt = await rubyRuntime.start({ FIZZ_SPECIALIZE_TOKEN: TOKEN });
+    });
+    after(() => rt.kill());
+
+    it("is in neither ENV nor the environment of a process the function starts", async () => {
+      const source = `def handler\n  ENV.to_h.to_s + "\\n" + \`/usr/bin/env\`\nend\n`;
+      const res = await postJson(rt.url, "/v2/specialize", specializeBody("env.rb", source), {
+        "x-fizz-specialize-token": TOKEN,
+      });
+      expect(res.status, res.text).to.equal(200);
+      const env = await request(rt.url, { headers: ME });
+      expect(env.status).to.equal(200);
+      expect(env.text).to.include("PATH");
+      expect(env.text).to.not.include(TOKEN);
+      expect(env.text).to.not.include("FIZZ_SPECIALIZE_TOKEN");
+    });
+  });
+
+  describe("archives built to get past a tar reader", () => {
+    let rt: Runtime;
+    before(async () => (rt = await rubyRuntime.start()));
+    after(() => rt.kill());
+
+    const main = tarEntry("main.rb", "def handler\n  'x'\nend\n");
+    const cases: Array<[string, Buffer[], string]> = [
+      [
+        "a pax path that climbs out",
+        [tarEntry("", "../evil\n", "x", "path"), tarEntry("ok.rb", "x")],
+        'entry "../evil": path escapes the archive root',
+      ],
+      [
+        "a pax path that is absolute",
+        [tarEntry("", "/tmp/evil\n", "x", "path"), tarEntry("ok.rb", "x")],
+        'entry "/tmp/evil": an absolute path',
+      ],
+      [
+        "a GNU long name that climbs out",
+        [tarEntry("././@LongLink", "../../evil\0", "L"), tarEntry("ok.rb", "x")],
+        'entry "../../evil": path escapes the archive root',
+      ],
+      ["a backslash path", [tarEntry("..\\evil.rb", "x")], "a backslash in its path"],
+      [
+        "a symlink under a pax name",
+        [tarEntry("", "inside\n", "x", "path"), tarEntry("l", "", "2")],
+        'entry "inside": a symbolic link',
+      ],
+      ["a sparse file", [tarEntry("sparse", "", "S")], "a sparse file"],
+      [
+        "a directory replaced by a file",
+        [tarEntry("lib/a.rb", "x"), tarEntry("lib", "y")],
+        'entry "lib": a file where an earlier entry made a directory',
+      ],
+      [
+        "a file used as a directory",
+        [tarEntry("lib", "y"), tarEntry("lib/a.rb", "x")],
+        'passes through the file "lib"',
+      ],
+      ["a GNU volume header", [tarEntry("vol", "", "V")], "a volume header"],
+      ["an unknown entry type", [tarEntry("odd", "", "Z")], "unknown entry type"],
+    ];
+    for (const [what, entries, message] of cases) {
+      it(`refuses ${what} with ARCHIVE_UNSAFE, leaves nothing, stays warm`, async () => {
+        const archive = gzipSync(Buffer.concat([main, ...entries, Buffer.alloc(1024)]));
+        const res = await specializeArchive(rt, archive);
+        expect(res.status, res.text).to.equal(400);
+        expect(res.error().code).to.equal("ARCHIVE_UNSAFE");
+        expect(res.error().message).to.include(message);
+        expect(await healthState(rt)).to.equal("warm");
+      });
+    }
+
+    it("accepts pax and GNU long names that stay inside", async () => {
+      const long = `${"d".repeat(120)}/deep.rb`;
+      const archive = gzipSync(
+        Buffer.concat([
+          tarEntry("", `${long}\n`, "x", "path"),
+          tarEntry("short", "def deep = 'pax'\n"),
+          tarEntry("././@LongLink", `${"e".repeat(110)}.rb\0`, "L"),
+          tarEntry("short2", "def handler = deep\n"),
+          Buffer.alloc(1024),
+        ]),
+      );
+      const res = await specializeArchive(rt, archive);
+      expect(res.status, res.text).to.equal(200);
+      expect((await request(rt.url, { headers: ME })).text).to.equal("pax");
+    });
+  });
+
+  describe("a package with vendored gems", () => {
+    let rt: Runtime;
+    after(() => rt.kill());
+
+    it("puts vendor/bundle gems on $LOAD_PATH and does not load vendor/ files by itself", async () => {
+      rt = await rubyRuntime.start();
+      const archive = await packageArchive({
+        "main.rb": "require 'shout'\n\ndef handler\n  Shout.it('vendored')\nend\n",
+        "vendor/bundle/ruby/3.1.0/gems/shout-1.0/lib/shout.rb":
+          "module Shout\n  def self.it(s) = s.upcase\nend\n",
+        "vendor/bundle/ruby/3.1.0/gems/shout-1.0/test/broken.rb": "raise 'never loaded'\n",
+      });
+      const res = await specializeArchive(rt, archive);
+      expect(res.status, res.text).to.equal(200);
+      expect((await request(rt.url, { headers: ME })).text).to.equal("VENDORED");
+    });
+  });
+
+  describe("HTTP framing", () => {
+    let rt: Runtime;
+    before(async () => {
+      rt = await rubyRuntime.start();
+      expect((await push(rt, rubyRuntime.fixtures.hello)).status).to.equal(200);
+    });
+    after(() => rt.kill());
+
+    it("refuses Content-Length with Transfer-Encoding (request smuggling) with 400 and closes", async () => {
+      const out = await raw(
+        rt.url,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+      );
+      expect(out).to.match(/^HTTP\/1\.1 400 /);
+      expect(out.match(/HTTP\/1\.1/g)).to.have.length(1);
+    });
+
+    it("refuses two different Content-Lengths and an unknown transfer coding", async () => {
+      const two = await raw(
+        rt.url,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+      );
+      expect(two).to.match(/^HTTP\/1\.1 400 /);
+      const gzip = await raw(
+        rt.url,
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+      );
+      expect(gzip).to.match(/^HTTP\/1\.1 501 /);
+    });
+
+    it("answers pipelined requests in order on one connection", async () => {
+      const out = await raw(
+        rt.url,
+        "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      );
+      expect(out.match(/HTTP\/1\.1 200 OK/g)).to.have.length(3);
+      expect(out.match(/Hello, world!\n/g)).to.have.length(3);
+    });
+
+    it("answers Expect: 100-continue before reading the body", async () => {
+      const out = await raw(
+        rt.url,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\nab",
+      );
+      expect(out).to.match(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/);
+    });
+  });
+});

@@ -90,7 +90,7 @@ module Fizz
       end
       refused = @rt.refusal
       return send_json(sock, req, *refused) if refused
-      content_type = req["content-type"].to_s.split(";", 2)[0].strip.downcase
+      content_type = req["content-type"].to_s.split(";", 2).first.to_s.strip.downcase
       if content_type == Specializer::ARCHIVE_CONTENT_TYPE
         limit = @rt.max_package_bytes + Specializer::MAX_JSON_LINE_BYTES + 1
         body = Http::Body.new(reader, req, sock, limit)
