@@ -34,6 +34,7 @@ final class Extractor
     private int $gzBytes = 0;
     private int $fileBytes = 0;
     private int $entries = 0;
+    private int $trailing = 0;
     /** The entry whose data is being read: what to do with it, bytes left, padding after. */
     private ?array $data = null;
     /** @var resource|null */
@@ -91,12 +92,21 @@ final class Extractor
 
     private function feed(string $gz): void
     {
-        for ($at = 0, $n = strlen($gz); $at < $n && !$this->gzipEnded && !$this->tarEnded; $at += GZIP_SLICE) {
+        for ($at = 0, $n = strlen($gz); $at < $n && !$this->gzipEnded; $at += GZIP_SLICE) {
             $out = @inflate_add($this->inflate, substr($gz, $at, GZIP_SLICE), ZLIB_SYNC_FLUSH);
             if ($out === false) {
                 throw new Unsafe("archive: not a gzip'd tar");
             }
             $this->gzipEnded = inflate_get_status($this->inflate) === ZLIB_STREAM_END;
+            if ($this->tarEnded) {
+                // Inflated to the end all the same, so that a damaged gzip is refused; what
+                // follows the tar's end (tar's record padding) is bounded.
+                $this->trailing += strlen($out);
+                if ($this->trailing > MAX_META_BYTES) {
+                    throw new Unsafe('archive: over 1 MiB of data after the end of the tar');
+                }
+                continue;
+            }
             $this->buffer .= $out;
             $this->parse();
         }
@@ -107,7 +117,7 @@ final class Extractor
         if ($this->gzBytes === 0) {
             throw new Unsafe("archive: empty, not a gzip'd tar");
         }
-        if (!$this->gzipEnded && !$this->tarEnded) {
+        if (!$this->gzipEnded) {
             throw new Unsafe("archive: truncated, or not a gzip'd tar");
         }
         if (!$this->tarEnded && ($this->data !== null || $this->buffer !== '' || $this->pax !== null || $this->longName !== null)) {

@@ -90,7 +90,8 @@ final class Server
             $read[] = STDIN;
         }
         foreach ($this->conns as $c) {
-            if ($c->state === 'head' || $c->state === 'body') {
+            // A waiting connection is read too, to see its client leave (or pipeline a little).
+            if ($c->state === 'head' || $c->state === 'body' || ($c->state === 'waiting' && strlen($c->in) < 65536)) {
                 $read[] = $c->sock;
             }
             if ($c->out !== '') {
@@ -151,12 +152,14 @@ final class Server
         $data = @fread($c->sock, 65536);
         if ($data === false || $data === '') {
             if ($data === false || feof($c->sock)) {
-                $this->close($c);
+                $this->clientGone($c);
             }
             return;
         }
         $c->in .= $data;
-        $this->advance($c);
+        if ($c->state !== 'waiting') {
+            $this->advance($c);
+        }
     }
 
     /** Parses what has arrived on $c: a head, then its body, then admits the request. */
@@ -368,6 +371,24 @@ final class Server
             }
             return;
         }
+    }
+
+    /**
+     * The client closed its connection. A call it was waiting for is stopped: the gateway
+     * enforces a function's timeout by aborting the request, and nobody can receive the answer.
+     */
+    private function clientGone(Conn $c): void
+    {
+        foreach ($this->running as $pid => $call) {
+            if ($call['conn'] === (int) $c->sock) {
+                posix_kill($pid, SIGKILL);
+                logLine("call stopped: its client went away (process $pid)");
+                $this->close($c);
+                $this->finish($pid, null);
+                return;
+            }
+        }
+        $this->close($c);
     }
 
     /** A call's end: its answer, or ($answer null) a process that ended without one. */
