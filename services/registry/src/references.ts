@@ -1,4 +1,12 @@
-import { FizzError, type AnyObject, type FunctionObject, type KindPlural } from "@fizz/events";
+import {
+  FizzError,
+  isCompiledRuntime,
+  runtimeOfImage,
+  type AnyObject,
+  type Environment,
+  type FunctionObject,
+  type KindPlural,
+} from "@fizz/events";
 import { describeRoute, findRouteConflict } from "./route-conflict";
 import type { StoreReader } from "./store";
 import {
@@ -30,7 +38,10 @@ export async function checkReferences(
     }
   }
   if (obj.kind === "Function" || obj.kind === "Package") {
-    await checkEnvironment(r, ns, obj.spec.environment);
+    const env = await checkEnvironment(r, ns, obj.spec.environment);
+    if (obj.kind === "Function") checkCodeRunnable(obj, env);
+  } else if (obj.kind === "Environment") {
+    await checkCompiledUsers(r, obj);
   } else if (obj.kind === "HttpTrigger") {
     // Every namespace: the gateway serves one host/path space.
     const other = findRouteConflict(obj, await r.list("httptriggers"));
@@ -54,12 +65,49 @@ export async function checkReferences(
   }
 }
 
-async function checkEnvironment(r: StoreReader, ns: string, env: string): Promise<void> {
-  if (await r.get("environments", ns, env)) return;
+async function checkEnvironment(r: StoreReader, ns: string, env: string): Promise<Environment> {
+  const found = await r.get("environments", ns, env);
+  if (found) return found;
   throw new FizzError(
     "UNKNOWN_ENVIRONMENT",
     `spec.environment: environment "${env}" does not exist in namespace "${ns}"`,
     { field: "spec.environment" },
+  );
+}
+
+/** `fizz fn create --src file.go`: how a compiled runtime's function is deployed instead. */
+function compiledHint(runtime: string, filename: string): string {
+  return `fizz fn create --src ${filename} (the builder compiles it; the ${runtime} runtime loads no source)`;
+}
+
+/**
+ * What the registry accepts every service can run: a Go or C# environment's warm instance loads
+ * what the builder compiled, so a single source file (`spec.code`) is refused up front.
+ */
+function checkCodeRunnable(fn: FunctionObject, env: Environment): void {
+  const runtime = runtimeOfImage(env.spec.image);
+  if (!fn.spec.code || !isCompiledRuntime(runtime)) return;
+  throw new FizzError(
+    "VALIDATION_FAILED",
+    `spec.code: environment "${env.metadata.name}" runs ${runtime}, which is compiled: deploy a source package instead, e.g. ${compiledHint(runtime!, fn.spec.code.filename)}`,
+    { field: "spec.code" },
+  );
+}
+
+/** An environment switched to a compiled runtime would strand its single-file functions. */
+async function checkCompiledUsers(r: StoreReader, env: Environment): Promise<void> {
+  const runtime = runtimeOfImage(env.spec.image);
+  if (!isCompiledRuntime(runtime)) return;
+  const ns = env.metadata.namespace;
+  const name = env.metadata.name;
+  const users = (await r.list("functions", ns)).filter(
+    (f) => f.spec.environment === name && f.spec.code !== undefined,
+  );
+  if (users.length === 0) return;
+  throw new FizzError(
+    "VALIDATION_FAILED",
+    `spec.image: ${runtime} is compiled, and functions ${users.map((f) => `"${f.metadata.name}"`).join(", ")} of environment "${name}" run single source files (spec.code); move them to source packages (fizz fn update --src) first`,
+    { field: "spec.image" },
   );
 }
 

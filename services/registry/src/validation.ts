@@ -10,6 +10,7 @@ import {
   isKindPlural,
   checkSchedule,
   routeProblem,
+  RUNTIME_NAMES,
   runtimeOfImage,
   specInputSchemas,
   specSchemas,
@@ -307,7 +308,7 @@ export function checkEnvCommand(spec: SpecOf<"environments">, opts: ValidationOp
   throw new FizzError(
     "ENV_COMMAND_DISABLED",
     "spec.command: host commands are disabled on this platform (the process backend would run them on the host); " +
-      "use image fizz/env-node or fizz/env-python, or have the operator set FIZZ_ALLOW_ENV_COMMAND=true (root-equivalent)",
+      "use a fizz/env-<runtime> image (node, python, go, php, ruby, dotnet), or have the operator set FIZZ_ALLOW_ENV_COMMAND=true (root-equivalent)",
     { field: "spec.command" },
   );
 }
@@ -332,7 +333,7 @@ export function checkImage(spec: SpecOf<"environments">, opts: ValidationOptions
   const command = opts.allowEnvCommand === true ? ", or give --command" : "";
   throw new FizzError(
     "UNKNOWN_IMAGE",
-    `image "${spec.image}" names no local runtime; use fizz/env-node or fizz/env-python${command}`,
+    `image "${spec.image}" names no local runtime; use one of ${RUNTIME_NAMES.map((r) => `fizz/env-${r}`).join(", ")}${command}`,
     { field: "spec.image" },
   );
 }

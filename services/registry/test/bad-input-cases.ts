@@ -116,7 +116,8 @@ export const cases: Case[] = [
     status: 400,
     code: "UNKNOWN_IMAGE",
     field: "spec.image",
-    message: /^image "foo\/bar" names no local runtime; use fizz\/env-node or fizz\/env-python$/,
+    message:
+      /^image "foo\/bar" names no local runtime; use one of fizz\/env-node, fizz\/env-python, fizz\/env-go, fizz\/env-php, fizz\/env-ruby, fizz\/env-dotnet$/,
   },
   {
     does: "refuses a function whose environment does not exist",
