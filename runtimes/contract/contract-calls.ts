@@ -2,8 +2,9 @@
 // the context a function sees, how return values are answered, errors, the instance's limits
 // (concurrency, body size) and its shutdown (SIGTERM, the parent closing stdin).
 import { expect } from "chai";
-import { type Runtime, eventually, request, sleep } from "./harness.js";
+import { type Runtime, eventually, request } from "./harness.js";
 import { ME } from "./contract-lifecycle.js";
+import { describeLimits } from "./contract-limits.js";
 import type { Deployer } from "./deploy.js";
 import type { RuntimeUnderTest } from "./runtime-under-test.js";
 
@@ -132,6 +133,15 @@ export function describeCalls({ start, fixtures }: RuntimeUnderTest, deploy: Dep
       expect((await call("string")).text).to.equal("plain");
     });
 
+    it("logs the error with the user's file and the line that threw", async () => {
+      const { filename, source } = fixtures.kinds;
+      const line = source.split("\n").findIndex((l) => l.includes("boom from the function")) + 1;
+      expect(line, "the kinds fixture throws on a line of its own").to.be.above(0);
+      const where = new RegExp(`${filename.replace(/[.]/g, "\\.")}\\D{1,12}${line}\\b`);
+      await call("throw");
+      await eventually(() => where.test(rt.stderr() + rt.stdout()));
+    });
+
     it("answers 500 FUNCTION_ERROR to a return value it cannot send", async () => {
       const res = await call("unsendable");
       expect(res.status).to.equal(500);
@@ -162,65 +172,9 @@ export function describeCalls({ start, fixtures }: RuntimeUnderTest, deploy: Dep
     });
   });
 
-  describe("with concurrency 1 and a slow function", () => {
-    let rt: Runtime;
-    before(async () => {
-      rt = await start();
-      const slow = fixtures.slow(400, "done");
-      expect((await deploy.source(rt, slow, { concurrency: 1 })).status).to.equal(200);
-    });
-    after(() => rt.kill());
-
-    it("runs one call, queues one, and answers 429 INSTANCE_BUSY with Retry-After to the rest", async () => {
-      const results = await Promise.all([1, 2, 3, 4].map(() => request(rt.url, { headers: ME })));
-      const statuses = results.map((r) => r.status).sort();
-      expect(statuses).to.deep.equal([200, 200, 429, 429]);
-      for (const busy of results.filter((r) => r.status === 429)) {
-        expect(busy.headers["retry-after"]).to.equal("1");
-        expect(busy.error().code).to.equal("INSTANCE_BUSY");
-      }
-      expect((await request(rt.url, { headers: ME })).status).to.equal(200);
-    });
-  });
-
-  describe("on SIGTERM", () => {
-    let rt: Runtime;
-    before(async () => {
-      rt = await start();
-      expect((await deploy.source(rt, fixtures.slow(400, "finished"))).status).to.equal(200);
-    });
-    after(() => rt.kill());
-
-    it("finishes the call in flight, stops accepting, and exits 0", async () => {
-      const inFlight = request(rt.url, { headers: ME });
-      await sleep(100);
-      rt.proc.kill("SIGTERM");
-      const res = await inFlight;
-      expect(res.status).to.equal(200);
-      expect(res.text).to.equal("finished");
-      expect(await rt.exited).to.equal(0);
-      let refused = false;
-      await request(rt.url, { path: "/healthz" }).catch(() => (refused = true));
-      expect(refused).to.equal(true);
-    });
-  });
-
-  describe("under the process backend (FIZZ_PARENT_STDIN=1)", () => {
-    let rt: Runtime;
-    before(async () => {
-      rt = await start({ FIZZ_PARENT_STDIN: "1" }, { stdinPipe: true });
-      expect((await deploy.source(rt, fixtures.slow(300, "finished"))).status).to.equal(200);
-    });
-    after(() => rt.kill());
-
-    it("finishes the call in flight and exits 0 when its parent closes stdin", async () => {
-      const inFlight = request(rt.url, { headers: ME });
-      await sleep(100);
-      const stdin = rt.proc.stdin;
-      if (!stdin) throw new Error("the runtime was started without a stdin pipe");
-      stdin.end();
-      expect((await inFlight).text).to.equal("finished");
-      expect(await rt.exited).to.equal(0);
-    });
+  describeLimits(start, {
+    deploy: (rt, ms, options) => deploy.source(rt, fixtures.slow(ms, "finished"), options),
+    path: () => "/",
+    answer: "finished",
   });
 }

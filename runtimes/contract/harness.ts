@@ -10,11 +10,14 @@ import { freePort } from "@fizz/testkit";
 import type { WireError } from "@fizz/events";
 import { jsonObject, wireError, type JsonObject } from "../../test/lib/json-answer.js";
 
-/** How to run one language's runtime: `command script`, configured through its environment. */
+/** How to run one language's runtime: `command script args...` in `cwd`, configured through its
+ * environment. A custom environment's command may have no script. */
 export interface RuntimeCommand {
   name: string;
   command: string;
-  script: string;
+  script?: string;
+  args?: string[];
+  cwd?: string;
 }
 
 export interface HttpResult {
@@ -96,7 +99,7 @@ export interface StartOptions {
 }
 
 export async function startRuntime(
-  { name, command, script }: RuntimeCommand,
+  { name, command, script, args = [], cwd }: RuntimeCommand,
   env: Record<string, string> = {},
   options: StartOptions = {},
 ): Promise<Runtime> {
@@ -104,7 +107,8 @@ export async function startRuntime(
   // A private TMPDIR: the runtime's default work dir (a fresh temp dir) lands inside it and goes
   // away with it.
   const scratch = mkdtempSync(path.join(tmpdir(), `fizz-${name}-runtime-test-`));
-  const proc = spawn(command, [script], {
+  const proc = spawn(command, script === undefined ? args : [script, ...args], {
+    ...(cwd === undefined ? {} : { cwd }),
     env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", TMPDIR: scratch, ...env },
     stdio: [options.stdinPipe ? "pipe" : "ignore", "pipe", "pipe"],
   });

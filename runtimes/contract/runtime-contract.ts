@@ -16,6 +16,11 @@ export type {
 } from "./runtime-under-test.js";
 export { ME, healthState, push } from "./contract-lifecycle.js";
 export { type Deployer, deployer } from "./deploy.js";
+export {
+  type CoreFixtures,
+  type CoreRuntimeUnderTest,
+  describeCoreContract,
+} from "./contract-core.js";
 export type { Files } from "./archive.js";
 
 export function describeRuntimeContract(runtime: RuntimeUnderTest): void {
