@@ -24,12 +24,8 @@ require "digest"
 # Warmed while generic, so the first call does not pay for them: rack sets up autoloads, and
 # naming the constants loads them.
 require "rack"
-Rack::Request
-Rack::Response
-Rack::Utils
-Rack::Utils::HeaderHash
-Rack::QueryParser
-Rack::Multipart
+%i[Request Response Utils QueryParser Multipart].each { |name| Rack.const_get(name) }
+Rack::Utils.const_get(:HeaderHash)
 
 require_relative "lib/fizz/instance"
 require_relative "lib/fizz/http"
@@ -57,9 +53,11 @@ module Fizz
     wake_r, wake_w = IO.pipe
     # A trap may not take locks: it flags and wakes the accept loop, which does the rest. A
     # second signal means "now".
+    signalled = false
     %w[TERM INT].each do |sig|
       Signal.trap(sig) do
-        exit!(1) if rt.draining
+        exit!(1) if signalled
+        signalled = true
         rt.draining = true
         wake_w.write_nonblock("x", exception: false)
       end
