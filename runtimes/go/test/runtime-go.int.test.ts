@@ -1,0 +1,232 @@
+// Integration tests of the Go runtime: the shared runtime contract (runtimes/contract) with Go's
+// fixtures compiled by build.sh, then what only Go does: the exec handoff, build.sh's handler
+// scanning, dependencies from the module proxy, compile errors and panics named by file and line.
+// Real processes, real HTTP; the warm binary and tools come from runtimes/go/prepare.mjs.
+import { expect } from "chai";
+import { readlinkSync } from "node:fs";
+import http from "node:http";
+import { packageArchive } from "../../contract/archive.js";
+import {
+  type Runtime,
+  eventually,
+  postJson,
+  request,
+  sleep,
+  specializeArchive,
+  specializeBody,
+} from "../../contract/harness.js";
+import { ME, describeRuntimeContract } from "../../contract/runtime-contract.js";
+// @ts-expect-error: plain ESM JS without types (runtimes/go/prepare.mjs)
+import { prepare } from "../prepare.mjs";
+import { HELLO, KINDS, build, compile, goRuntime } from "./fixtures.js";
+
+before(async function () {
+  this.timeout(600_000);
+  const result = (await prepare({ log: () => undefined })) as { ok: boolean; reason?: string };
+  if (!result.ok) throw new Error(`go runtime unavailable: ${result.reason ?? ""}`);
+});
+
+describeRuntimeContract(goRuntime);
+
+const go = (...lines: string[]) => `${lines.join("\n")}\n`;
+
+async function deployed(rt: Runtime, files: Record<string, string>, entrypoint?: string) {
+  const archive = await packageArchive(await compile(files));
+  return specializeArchive(rt, archive, entrypoint === undefined ? {} : { entrypoint });
+}
+
+describe("go runtime: Go only", function () {
+  this.timeout(180_000);
+  let rt: Runtime | undefined;
+  afterEach(async () => {
+    await rt?.kill();
+    rt = undefined;
+  });
+
+  describe("the exec handoff", () => {
+    it("keeps serving on the same port and pid, the function's binary now running in it", async () => {
+      rt = await goRuntime.start({ FIZZ_INSTANCE_ID: "inst-1" });
+      const pid = rt.proc.pid;
+      const res = await deployed(rt, { "hello.go": HELLO.source });
+      expect(res.status, res.text).to.equal(200);
+      expect(res.headers.connection).to.equal("close");
+      expect(readlinkSync(`/proc/${pid}/exe`)).to.match(/\/fn\/fizz-function$/);
+      expect((await request(rt.url, { headers: ME })).text).to.equal("Hello, world!\n");
+      expect(rt.stderr()).to.match(
+        /specialized default\/hello@3 \(entrypoint Handler\) in [\d.]+ms/,
+      );
+    });
+
+    it("closes the keep-alive connections it held, and the next request on a new one is served", async () => {
+      rt = await goRuntime.start();
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        const before = await request(rt.url, { path: "/healthz", agent });
+        expect(before.status).to.equal(200);
+        expect((await deployed(rt, { "hello.go": HELLO.source })).status).to.equal(200);
+        await sleep(50); // the idle socket's close reaches the agent
+        const after = await request(rt.url, { headers: ME, agent });
+        expect(after.text).to.equal("Hello, world!\n");
+        expect(after.localPort).to.not.equal(before.localPort);
+      } finally {
+        agent.destroy();
+      }
+    });
+
+    it("answers 500 FUNCTION_LOAD_FAILED when the package has no binary, or one that does not run", async () => {
+      for (const files of [
+        { "hello.go": HELLO.source },
+        { "fizz-function": "#!/nonexistent/interpreter\n" },
+        { "fizz-function": "not an executable at all" },
+      ]) {
+        rt = await goRuntime.start();
+        const res = await specializeArchive(rt, await packageArchive(files));
+        expect(res.status, res.text).to.equal(500);
+        expect(res.error().code).to.equal("FUNCTION_LOAD_FAILED");
+        expect(res.error().message).to.match(/^fizz-function: /);
+        expect((await request(rt.url, { path: "/healthz" })).object().state).to.equal("failed");
+        expect((await request(rt.url, { headers: ME })).status).to.equal(503);
+        await rt.kill();
+        rt = undefined;
+      }
+    });
+
+    it("refuses Go source in the JSON form with FUNCTION_LOAD_FAILED pointing at the builder", async () => {
+      rt = await goRuntime.start();
+      const res = await postJson(
+        rt.url,
+        "/v2/specialize",
+        specializeBody("hello.go", HELLO.source),
+      );
+      expect(res.status).to.equal(500);
+      expect(res.error().code).to.equal("FUNCTION_LOAD_FAILED");
+      expect(res.error().message).to.match(/^hello\.go: Go functions are compiled by the builder/);
+    });
+
+    it("cancels the request's context when the client goes away", async () => {
+      rt = await goRuntime.start();
+      const source = go(
+        "package main",
+        "",
+        "import (",
+        '\t"fmt"',
+        '\t"net/http"',
+        ")",
+        "",
+        "func Handler(w http.ResponseWriter, r *http.Request) {",
+        "\t<-r.Context().Done()",
+        '\tfmt.Println("cancelled:", r.Context().Err())',
+        "}",
+      );
+      expect((await deployed(rt, { "wait.go": source })).status).to.equal(200);
+      const req = http.request(`${rt.url}/`, { headers: ME, agent: false });
+      req.on("error", () => undefined);
+      req.end();
+      await sleep(200);
+      req.destroy();
+      const current = rt;
+      await eventually(() => current.stdout().includes("cancelled: context canceled"));
+    });
+  });
+
+  describe("build.sh", () => {
+    it("builds Fission's module example, fetching its dependency through the module proxy", async () => {
+      rt = await goRuntime.start();
+      const files = {
+        "go.mod": go(
+          "module github.com/fission/environments/go/examples/module-example",
+          "",
+          "go 1.25",
+          "",
+          "require golang.org/x/example v0.0.0-20210811190340-787a929d5a0d",
+        ),
+        "go.sum": go(
+          "golang.org/x/example v0.0.0-20210811190340-787a929d5a0d h1:VYLNvPLNayyBk9XOnsTk5jh7vZarEfiJe7/S15vri2g=",
+          "golang.org/x/example v0.0.0-20210811190340-787a929d5a0d/go.mod h1:+yakPl5KR9J+ysfUNADYwEU5qeqjUO473wDktD4xMYw=",
+        ),
+        "main.go": go(
+          "package main",
+          "",
+          "import (",
+          '\t"net/http"',
+          "",
+          '\t"golang.org/x/example/stringutil"',
+          ")",
+          "",
+          "func Handler(w http.ResponseWriter, r *http.Request) {",
+          '\tw.Write([]byte(stringutil.Reverse(stringutil.Reverse("Vendor Example Test"))))',
+          "}",
+        ),
+      };
+      expect((await deployed(rt, files)).status).to.equal(200);
+      expect((await request(rt.url, { headers: ME })).text).to.equal("Vendor Example Test");
+    });
+
+    it("serves any of several handlers of one build, chosen by the entrypoint", async () => {
+      const files = {
+        "a.go": go(
+          "package main",
+          "",
+          'import "net/http"',
+          "",
+          'func A(w http.ResponseWriter, r *http.Request) { w.Write([]byte("a")) }',
+        ),
+        "b.go": go(
+          "package main",
+          "",
+          'import h "net/http"',
+          "",
+          'func B(w h.ResponseWriter, r *h.Request) { w.Write([]byte("b")) }',
+        ),
+      };
+      const archive = await packageArchive(await compile(files));
+      for (const name of ["A", "B"]) {
+        rt = await goRuntime.start();
+        expect((await specializeArchive(rt, archive, { entrypoint: name })).status).to.equal(200);
+        expect((await request(rt.url, { headers: ME })).text).to.equal(name.toLowerCase());
+        await rt.kill();
+        rt = undefined;
+      }
+    });
+
+    it("fails with the compiler's file:line in the build log", async () => {
+      const result = await build({
+        "hello.go": go(
+          "package main",
+          "",
+          'import "net/http"',
+          "",
+          "func Handler(w http.ResponseWriter, r *http.Request) {",
+          "\tundefinedThing()",
+          "}",
+        ),
+      });
+      expect(result.ok).to.equal(false);
+      expect(result.log).to.match(/hello\.go:6:\d+: undefined: undefinedThing/);
+    });
+
+    it("refuses func main, reserved names and another package, naming file and line", async () => {
+      const main = await build({ "hello.go": go("package main", "", "func main() {}") });
+      expect(main.ok).to.equal(false);
+      expect(main.log).to.match(/hello\.go:3: func main: the runtime provides main/);
+      const reserved = await build({ "fizz_x.go": go("package main") });
+      expect(reserved.log).to.match(/fizz_x\.go: file names starting with fizz_ are reserved/);
+      const other = await build({ "hello.go": go("package hello") });
+      expect(other.log).to.match(/hello\.go:1: package hello: a Go function is package main/);
+    });
+  });
+
+  describe("a handler that panics", () => {
+    it("answers 500 FUNCTION_ERROR naming the user's file and line, and keeps serving", async () => {
+      rt = await goRuntime.start();
+      expect((await deployed(rt, { [KINDS.filename]: KINDS.source })).status).to.equal(200);
+      const line =
+        KINDS.source.split("\n").findIndex((l) => l.includes("boom from the function")) + 1;
+      const res = await request(rt.url, { path: "/?kind=throw", headers: ME });
+      expect(res.status).to.equal(500);
+      expect(res.error().message).to.equal(`kinds.go:${line}: panic: boom from the function`);
+      expect(rt.stderr()).to.include("goroutine");
+      expect((await request(rt.url, { headers: ME })).text).to.equal("plain");
+    });
+  });
+});
