@@ -2,6 +2,7 @@
 // shared runtime contract (runtimes/contract) with Ruby's fixtures, then what only Ruby does:
 // Fission's Rack request, context and answers, the logger, `exit` in a function, the token in
 // child processes, archive attacks through pax and GNU long names, and HTTP framing attacks.
+import http from "node:http";
 import net from "node:net";
 import { gzipSync } from "node:zlib";
 import { expect } from "chai";
@@ -12,10 +13,17 @@ import {
   postJson,
   request,
   specializeArchive,
+  sleep,
   specializeBody,
   timedChunks,
 } from "../../contract/harness.js";
-import { ME, describeRuntimeContract, healthState, push } from "../../contract/runtime-contract.js";
+import {
+  ME,
+  type Source,
+  describeRuntimeContract,
+  healthState,
+  push,
+} from "../../contract/runtime-contract.js";
 import { rubyRuntime } from "./fixtures.js";
 import { FISSION_REQUEST, RESPONSES, tarEntry } from "./ruby-fixtures.js";
 
@@ -174,6 +182,33 @@ describe("ruby runtime: Ruby only", function () {
       expect((await call("nil")).status).to.equal(204);
       const bin = await call("binary");
       expect(bin.headers["content-type"]).to.equal("application/octet-stream");
+    });
+  });
+
+  describe("a queued call whose client gave up", () => {
+    let rt: Runtime;
+    before(async () => {
+      rt = await rubyRuntime.start();
+      const counter: Source = {
+        filename: "counter.rb",
+        source: `$calls = 0\n\ndef handler(context)\n  $calls += 1\n  n = $calls\n  sleep(context.query['ms'].to_f / 1000)\n  n.to_s\nend\n`,
+      };
+      expect((await push(rt, counter, { concurrency: 1 })).status).to.equal(200);
+    });
+    after(() => rt.kill());
+
+    it("is not run once a slot frees, and the slot goes to the next call", async () => {
+      const running = request(rt.url, { path: "/?ms=500", headers: ME });
+      await sleep(50);
+      const queued = http.request(new URL("/?ms=0", rt.url), { headers: ME, agent: false });
+      queued.on("error", () => undefined);
+      queued.end();
+      await sleep(150);
+      queued.destroy();
+      expect((await running).text).to.equal("1");
+      const next = await request(rt.url, { path: "/?ms=0", headers: ME });
+      expect(next.status).to.equal(200);
+      expect(next.text).to.equal("2");
     });
   });
 

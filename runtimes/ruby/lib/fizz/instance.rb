@@ -30,18 +30,19 @@ module Fizz
       @free = ConditionVariable.new
     end
 
+    # :now, :waited (it queued first), or nil when the queue is full.
     def enter
       @lock.synchronize do
         if @running < @limit
           @running += 1
-          return true
+          return :now
         end
-        return false if @waiting >= @queue
+        return nil if @waiting >= @queue
         @waiting += 1
         @free.wait(@lock) while @running >= @limit
         @waiting -= 1
         @running += 1
-        true
+        :waited
       end
     end
 

@@ -111,12 +111,16 @@ module Fizz
         return send_json(sock, req, 503, Fizz.error_payload("NOT_SPECIALIZED", why, retryable: true))
       end
       gate = @rt.gate
-      unless gate.enter
+      admitted = gate.enter
+      unless admitted
         message = "#{@rt.concurrency} calls running and #{@rt.concurrency} queued"
         return send_json(sock, req, 429, Fizz.error_payload("INSTANCE_BUSY", message, retryable: true),
                          headers: [["Retry-After", "1"]])
       end
       begin
+        # A call that waited in the queue while its client gave up (the gateway's timeout) is
+        # not run: nobody would read its answer, and it would hold the slot once more.
+        raise Http::Gone, "client left while queued" if admitted == :waited && client_gone?(sock)
         call(sock, reader, req, peer)
       ensure
         gate.leave
@@ -174,6 +178,13 @@ module Fizz
       Fizz.log("function error while streaming: #{e.class}: #{e.message}\n#{Array(e.backtrace).join("\n")}")
     ensure
       body.close if body.respond_to?(:close)
+    end
+
+    # The client closed its side: a peek sees end-of-file (or a reset).
+    def client_gone?(sock)
+      sock.recv_nonblock(1, Socket::MSG_PEEK, exception: false) == ""
+    rescue SystemCallError, IOError
+      true
     end
 
     # A request body we did not read would be parsed as the next request: close instead.
