@@ -43,16 +43,24 @@ namespace Fizz.Dotnet
                 return File.Exists(file) ? Assembly.LoadFrom(file) : null;
             };
             Assembly assembly;
+            var sw = Stopwatch.StartNew();
             try
             {
                 assembly = Assembly.LoadFrom(path);
+                if (Trace) Console.Error.WriteLine("[fizz] trace: LoadFrom " + sw.Elapsed.TotalMilliseconds);
             }
             catch (Exception e)
             {
                 throw new LoadError(AssemblyName + ": " + e.GetType().Name + ": " + e.Message);
             }
-            return Compile(Find(assembly, entrypoint));
+            var method = Find(assembly, entrypoint);
+            if (Trace) Console.Error.WriteLine("[fizz] trace: Find " + sw.Elapsed.TotalMilliseconds);
+            var handler = Compile(method);
+            if (Trace) Console.Error.WriteLine("[fizz] trace: Compile " + sw.Elapsed.TotalMilliseconds);
+            return handler;
         }
+
+        internal static readonly bool Trace = Environment.GetEnvironmentVariable("FIZZ_DOTNET_TRACE") == "1";
 
         /// <summary>Entry points: none → class FissionFunction, method Execute; `Name` → class Name's
         /// Execute, else method Name of FissionFunction; `A.B` → class A.B's Execute, else method

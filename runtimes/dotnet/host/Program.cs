@@ -27,6 +27,7 @@ namespace Fizz.Dotnet
             EnsureDebugger(args);
             var started = Stopwatch.StartNew();
             var config = ReadConfig();
+            if (Loader.Trace) Console.Error.WriteLine("[fizz] trace: config read " + started.Elapsed.TotalMilliseconds);
             config.Load = (dir, spec) => Loader.LoadPackage(dir, spec.Entrypoint);
             config.Enter = EnterFunction;
             _instance = new Instance(config);
@@ -51,8 +52,8 @@ namespace Fizz.Dotnet
                 Console.Error.WriteLine("[fizz] cannot listen on " + address + ":" + port + ": " + e.Message);
                 return 1;
             }
-            var accept = new Thread(AcceptLoop) { IsBackground = true, Name = "accept" };
-            accept.Start();
+            if (Loader.Trace) Console.Error.WriteLine("[fizz] trace: listening " + started.Elapsed.TotalMilliseconds);
+            for (var i = 0; i < IdleAcceptors; i++) StartAcceptor();
             var asId = config.InstanceId == null ? "" : " as " + config.InstanceId;
             config.Log("[fizz] dotnet runtime listening on " + address + ":" + port + asId + " (" +
                 started.ElapsedMilliseconds + "ms)");
@@ -138,6 +139,19 @@ namespace Fizz.Dotnet
             Directory.SetCurrentDirectory(dir);
         }
 
+        // Acceptors: threads blocked in accept(2). The one that gets a connection serves it itself
+        // (no hand-over to another thread on the cold path) and, if it was the last idle one,
+        // starts a replacement first. Between connections a thread accepts again, or ends when
+        // enough others are idle.
+        private const int IdleAcceptors = 2;
+        private static int _idle;
+
+        private static void StartAcceptor()
+        {
+            Interlocked.Increment(ref _idle);
+            new Thread(AcceptLoop) { IsBackground = true, Name = "conn" }.Start();
+        }
+
         private static void AcceptLoop()
         {
             for (;;)
@@ -149,11 +163,17 @@ namespace Fizz.Dotnet
                 }
                 catch (Exception)
                 {
+                    Interlocked.Decrement(ref _idle);
                     return; // stopped on shutdown
                 }
+                if (Interlocked.Decrement(ref _idle) < 1) StartAcceptor();
                 socket.NoDelay = true;
-                var connection = new Connection(_instance, new NetworkStream(socket, true), socket);
-                new Thread(connection.Serve) { IsBackground = true, Name = "conn" }.Start();
+                new Connection(_instance, new NetworkStream(socket, true), socket).Serve();
+                if (Interlocked.Increment(ref _idle) > IdleAcceptors)
+                {
+                    Interlocked.Decrement(ref _idle);
+                    return;
+                }
             }
         }
 

@@ -9,6 +9,9 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.IO.Compression;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading;
 using System.Text;
 using Fission.DotNetCore.Api;
 
@@ -50,6 +53,7 @@ namespace Fizz.Dotnet
                 };
                 var instance = new Instance(config);
                 if (stop()) return;
+                TouchProcessState();
                 Exchange(instance, Request("GET", "/healthz", null, null));
                 // The single-file form's checks (it then refuses: C# comes compiled).
                 var jsonForm = "{\"function\":{\"namespace\":\"default\",\"name\":\"r\",\"revision\":1},\"filename\":\"r.cs\"," +
@@ -130,12 +134,79 @@ namespace Fizz.Dotnet
             return Encoding.UTF8.GetBytes(sb.ToString());
         }
 
-        /// <summary>Serves one in-memory connection to its end; returns what it answered.</summary>
+        /// <summary>Serves one connection to its end; returns what it answered. Over a real
+        /// loopback socket when it can (sockets have their own first-use costs), else in memory.</summary>
         private static string Exchange(Instance instance, byte[] input)
         {
+            var answer = OverSocket(instance, input);
+            if (answer != null) return answer;
             var stream = new DuplexStream(input);
             new Connection(instance, stream, null).Serve();
             return Encoding.UTF8.GetString(stream.Output.ToArray());
+        }
+
+        /// <summary>A private listener on an ephemeral loopback port, open only until our own
+        /// client's connection is accepted; a connection from anyone else is closed unserved.</summary>
+        private static string OverSocket(Instance instance, byte[] input)
+        {
+            TcpListener listener = null;
+            try
+            {
+                listener = new TcpListener(IPAddress.Loopback, 0);
+                listener.Start(1);
+                var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+                using (var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+                {
+                    client.NoDelay = true;
+                    client.Connect(IPAddress.Loopback, port);
+                    var server = listener.AcceptSocket();
+                    listener.Stop();
+                    listener = null;
+                    if (!server.RemoteEndPoint.Equals(client.LocalEndPoint))
+                    {
+                        server.Close();
+                        return null;
+                    }
+                    server.NoDelay = true;
+                    var output = new MemoryStream();
+                    var reader = new Thread(() =>
+                    {
+                        var buf = new byte[16 * 1024];
+                        try
+                        {
+                            int n;
+                            while ((n = client.Receive(buf)) > 0) output.Write(buf, 0, n);
+                        }
+                        catch (SocketException)
+                        {
+                            // closed
+                        }
+                    });
+                    reader.Start();
+                    client.Send(input);
+                    client.Shutdown(SocketShutdown.Send);
+                    new Connection(instance, new NetworkStream(server, true), server).Serve();
+                    reader.Join(5000);
+                    return Encoding.UTF8.GetString(output.ToArray());
+                }
+            }
+            catch (SocketException)
+            {
+                return null;
+            }
+            finally
+            {
+                if (listener != null) listener.Stop();
+            }
+        }
+
+        /// <summary>What the real specialize does to the process, done to itself: the same
+        /// working directory, and a variable set then removed.</summary>
+        private static void TouchProcessState()
+        {
+            Directory.SetCurrentDirectory(Directory.GetCurrentDirectory());
+            Environment.SetEnvironmentVariable("FIZZ_REHEARSAL", "1");
+            Environment.SetEnvironmentVariable("FIZZ_REHEARSAL", null);
         }
 
         private static byte[] TarGz(Dictionary<string, string> files)

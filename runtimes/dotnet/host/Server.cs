@@ -2,6 +2,7 @@
 // requests (probes, specialize, user traffic) and the drain on shutdown.
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.IO;
 using System.Net.Sockets;
 using System.Threading;
@@ -220,6 +221,7 @@ namespace Fizz.Dotnet
                         break;
                     }
                     if (req == null) break;
+                    var tr = Loader.Trace ? Stopwatch.StartNew() : null;
                     var accepted = _instance.EnterRequest(this);
                     HttpResponse res;
                     try
@@ -251,6 +253,7 @@ namespace Fizz.Dotnet
                     {
                         _instance.LeaveRequest(this);
                     }
+                    if (tr != null) Console.Error.WriteLine("[fizz] trace: " + req.Method + " " + req.Target + " answered in " + tr.Elapsed.TotalMilliseconds);
                     if (close)
                     {
                         LingeringClose(http);

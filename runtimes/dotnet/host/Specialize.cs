@@ -18,6 +18,14 @@ namespace Fizz.Dotnet
         public static HttpResponse Handle(Instance instance, HttpRequest req, HttpConnection http)
         {
             var config = instance.Config;
+            var t0 = Stopwatch.StartNew();
+            try { return HandleInner(instance, req, http); }
+            finally { if (Loader.Trace) Console.Error.WriteLine("[fizz] trace: specialize handled in " + t0.Elapsed.TotalMilliseconds); }
+        }
+
+        private static HttpResponse HandleInner(Instance instance, HttpRequest req, HttpConnection http)
+        {
+            var config = instance.Config;
             if (!TokenMatches(config.SpecializeToken, req.Header("x-fizz-specialize-token")))
             {
                 var res = HttpResponse.Error(401, "UNAUTHENTICATED",
@@ -120,6 +128,7 @@ namespace Fizz.Dotnet
             }
             var dir = Path.Combine(workdir, "fn");
             ArchiveResult received;
+            var ta = Stopwatch.StartNew();
             try
             {
                 received = Archive.Receive(body, dir, config.MaxPackageBytes, config.MaxPackageEntries);
@@ -136,6 +145,7 @@ namespace Fizz.Dotnet
                 BackToWarm(instance, dir);
                 throw;
             }
+            if (Loader.Trace) Console.Error.WriteLine("[fizz] trace: archive received in " + ta.Elapsed.TotalMilliseconds);
             if (received.Digest != spec.Digest)
             {
                 BackToWarm(instance, dir);
@@ -171,7 +181,9 @@ namespace Fizz.Dotnet
                 // The directories last, so that `env` cannot point them elsewhere.
                 spec.Env["FIZZ_SECRETS_DIR"] = secretsDir;
                 spec.Env["FIZZ_CONFIGS_DIR"] = configsDir;
+                if (Loader.Trace) Console.Error.WriteLine("[fizz] trace: config files " + started.Elapsed.TotalMilliseconds);
                 if (config.Enter != null) config.Enter(spec, dir);
+                if (Loader.Trace) Console.Error.WriteLine("[fizz] trace: entered " + started.Elapsed.TotalMilliseconds);
                 handler = config.Load(dir, spec);
             }
             catch (LoadError e)
