@@ -1,0 +1,88 @@
+// A custom environment as the conformance suite sees it: a directory with `fizz-runtime.json`
+// saying how to start its runtime and where its core fixtures are (docs/runtime-contract.md,
+// "Conformance suite"):
+//   {"name": "perl", "command": ["perl", "server.pl"],
+//    "fixtures": {"hello": "fixtures/hello.pl", "echo": "fixtures/echo.pl",
+//                 "slow": "fixtures/slow.pl", "throws": "fixtures/throws.pl",
+//                 "loadFailure": {"file": "fixtures/broken.pl", "line": 3}}}
+// The command runs with the directory as its working directory; each fixture is a file path
+// relative to the directory, or {"file": ..., "entrypoint": ...}.
+import { existsSync, readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import type { CoreFixtures, CoreRuntimeUnderTest } from "./contract-core.js";
+import { startRuntime } from "./harness.js";
+import type { Source } from "./runtime-under-test.js";
+
+export const CONFIG_FILE = "fizz-runtime.json";
+
+const FIXTURES = ["hello", "echo", "slow", "throws", "loadFailure"] as const;
+
+class ConfigError extends Error {}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function readSource(dir: string, field: string, spec: unknown): Source {
+  const where = `${CONFIG_FILE}: fixtures.${field}`;
+  const { file, entrypoint } = isRecord(spec) ? spec : { file: spec, entrypoint: undefined };
+  if (typeof file !== "string" || file === "") {
+    throw new ConfigError(`${where} must be a file path, or {"file": ..., "entrypoint": ...}`);
+  }
+  if (entrypoint !== undefined && typeof entrypoint !== "string") {
+    throw new ConfigError(`${where}.entrypoint must be a string`);
+  }
+  const full = path.resolve(dir, file);
+  if (!existsSync(full) || !statSync(full).isFile()) {
+    throw new ConfigError(`${where}: no file ${full}`);
+  }
+  const source = readFileSync(full, "utf8");
+  return { filename: path.basename(full), source, ...(entrypoint ? { entrypoint } : {}) };
+}
+
+/** Reads and checks `<dir>/fizz-runtime.json`; throws a message naming what is wrong. */
+export function loadCustomEnv(dir: string): CoreRuntimeUnderTest {
+  const root = path.resolve(dir);
+  const file = path.join(root, CONFIG_FILE);
+  if (!existsSync(file)) throw new ConfigError(`${root} has no ${CONFIG_FILE}`);
+  let config: unknown;
+  try {
+    config = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new ConfigError(`${file} is not JSON: ${String(error)}`);
+  }
+  if (!isRecord(config)) throw new ConfigError(`${file} must hold a JSON object`);
+  const { name, command, fixtures } = config;
+  if (typeof name !== "string" || !/^[a-z0-9][a-z0-9-]*$/.test(name)) {
+    throw new ConfigError(`${CONFIG_FILE}: "name" must be a lower-case name like "perl"`);
+  }
+  if (
+    !Array.isArray(command) ||
+    command.length === 0 ||
+    !command.every((a): a is string => typeof a === "string" && a !== "")
+  ) {
+    throw new ConfigError(`${CONFIG_FILE}: "command" must be a non-empty argv array of strings`);
+  }
+  if (!isRecord(fixtures)) throw new ConfigError(`${CONFIG_FILE}: "fixtures" must be an object`);
+  const missing = FIXTURES.filter((f) => fixtures[f] === undefined);
+  if (missing.length) {
+    throw new ConfigError(`${CONFIG_FILE}: fixtures lacks ${missing.join(", ")}`);
+  }
+  const failure = fixtures.loadFailure;
+  const line = isRecord(failure) ? failure.line : undefined;
+  if (typeof line !== "number" || !Number.isInteger(line) || line < 1) {
+    throw new ConfigError(
+      `${CONFIG_FILE}: fixtures.loadFailure must be {"file": ..., "line": <the line that fails>}`,
+    );
+  }
+  const core: CoreFixtures = {
+    hello: readSource(root, "hello", fixtures.hello),
+    echo: readSource(root, "echo", fixtures.echo),
+    slow: readSource(root, "slow", fixtures.slow),
+    throws: readSource(root, "throws", fixtures.throws),
+    loadFailure: { ...readSource(root, "loadFailure", failure), line },
+  };
+  const [program, ...args] = command;
+  const run = { name, command: program ?? "", args, cwd: root };
+  return { name, start: (env, options) => startRuntime(run, env, options), fixtures: core };
+}

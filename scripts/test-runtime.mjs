@@ -1,0 +1,68 @@
+// `npm run test:runtime -- --env <name>`: the runtime conformance suite for one environment.
+// <name> is one of ours (node, python, go, php, ruby, dotnet: the full contract suite with that
+// language's fixtures) or the path of a custom environment's directory holding fizz-runtime.json
+// (the core suite with the fixtures it names; docs/runtime-contract.md, "Conformance suite").
+// Exits with mocha's status: non-zero when any check fails.
+import { spawnSync } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
+import path from "node:path";
+import { ROOT } from "./lib/prereqs.mjs";
+
+const BUILT_IN = ["node", "python", "go", "php", "ruby", "dotnet"];
+const USAGE =
+  "usage: npm run test:runtime -- --env <name>\n" +
+  `  <name>: ${BUILT_IN.join(", ")}, or the path of a custom environment's directory with fizz-runtime.json`;
+
+/** @param {string} message */
+function usage(message) {
+  console.error(`fizz test:runtime: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+
+/** @param {string[]} argv @returns {string | undefined} */
+function envArgument(argv) {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? "";
+    if (arg === "--env") return argv[i + 1];
+    if (arg.startsWith("--env=")) return arg.slice("--env=".length);
+    if (arg === "-h" || arg === "--help") {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    usage(`unexpected argument "${arg}"`);
+  }
+  return undefined;
+}
+
+const name = envArgument(process.argv.slice(2));
+if (!name) usage("--env is required");
+else {
+  let target = name;
+  if (!BUILT_IN.includes(name)) {
+    const dir = path.resolve(name);
+    const isDir = existsSync(dir) && statSync(dir).isDirectory();
+    if (!isDir || !existsSync(path.join(dir, "fizz-runtime.json"))) {
+      usage(
+        `--env "${name}" is neither one of ours nor a directory with fizz-runtime.json` +
+          (isDir ? ` (${dir} has no fizz-runtime.json)` : ""),
+      );
+    }
+    target = dir;
+  }
+  const mocha = spawnSync(
+    "npx",
+    [
+      "mocha",
+      "--node-option",
+      "import=tsx",
+      "--timeout",
+      "120000",
+      "--exit",
+      "--reporter",
+      "spec",
+      "runtimes/contract/test/conformance.spec.ts",
+    ],
+    { cwd: ROOT, stdio: "inherit", env: { ...process.env, FIZZ_CONFORMANCE_ENV: target } },
+  );
+  process.exit(mocha.status ?? 1);
+}
