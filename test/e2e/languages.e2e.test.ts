@@ -65,8 +65,13 @@ describe("every language, end to end: hello, JSON echo, thrown error, timeout, m
     describe(c.lang, function () {
       before(async function () {
         // Never a silent skip: the CI machine has every runtime, so a missing one is a failure.
+        const checking = performance.now();
         const why = await c.unavailable();
         if (why !== undefined) throw new Error(`${c.lang} is unavailable on this machine: ${why}`);
+        // A compiled runtime's prepare.mjs builds its artifacts the first time (then: a hash check).
+        console.log(
+          `      ${c.lang}: runtime checked in ${Math.round(performance.now() - checking)} ms`,
+        );
         await ok("env", "create", "--name", c.lang, "--image", c.image, "--poolsize", "2");
       });
 
@@ -82,17 +87,17 @@ describe("every language, end to end: hello, JSON echo, thrown error, timeout, m
         );
         if (c.compiled) {
           // --code of a compiled language became a source package the builder compiled.
-          const fn = JSON.parse((await ok("fn", "get", "--name", name, "-o", "json")).stdout) as {
-            spec: { code?: unknown; package?: { name: string } };
+          const fn = await p.api("GET", `/v1/namespaces/default/functions/${name}`);
+          const spec = (fn.json as { spec: { code?: unknown; package?: { name: string } } }).spec;
+          expect(spec.code, "no single-file code").to.equal(undefined);
+          expect(spec.package?.name, "a package").to.be.a("string");
+          const pkg = await p.api("GET", `/v1/namespaces/default/packages/${spec.package!.name}`);
+          const { spec: pspec, status } = pkg.json as {
+            spec: { source?: unknown };
+            status: { buildState: string };
           };
-          expect(fn.spec.code, "no single-file code").to.equal(undefined);
-          const pkgName = fn.spec.package?.name;
-          expect(pkgName, "a package").to.be.a("string");
-          const pkg = JSON.parse(
-            (await ok("pkg", "info", "--name", pkgName!, "-o", "json")).stdout,
-          ) as { spec: { source?: unknown }; status: { buildState: string } };
-          expect(pkg.spec.source, "built from source").to.not.equal(undefined);
-          expect(pkg.status.buildState).to.equal("succeeded");
+          expect(pspec.source, "built from source").to.not.equal(undefined);
+          expect(status.buildState).to.equal("succeeded");
         }
       });
 
@@ -118,6 +123,7 @@ describe("every language, end to end: hello, JSON echo, thrown error, timeout, m
           const message = json<{ error: { message: string } }>(r).error.message;
           expect(message).to.include("boom from the function");
           if (c.errorNamesLine) expect(message).to.include(`${c.files.error}:${throwLine(c)}`);
+          if (i === 0) console.log(`      ${c.lang} error message: ${message.slice(0, 160)}`);
         }
       });
 
