@@ -16,6 +16,9 @@
 $stdout.sync = true # function logs reach the collector promptly
 $stderr.sync = true
 
+# Without LANG (a bare container) Ruby reads files as US-ASCII; functions expect UTF-8.
+Encoding.default_external = Encoding::UTF_8 if Encoding.default_external == Encoding::US_ASCII
+
 require "socket"
 require "json"
 require "logger"

@@ -27,8 +27,8 @@ module Fizz
       return rack_triple(result) if triple?(result)
       case result
       when String
-        type = result.encoding == Encoding::BINARY ? "application/octet-stream" : TEXT
-        [200, [["Content-Type", type]], result]
+        return [200, [["Content-Type", "application/octet-stream"]], result] if result.encoding == Encoding::BINARY
+        [200, [["Content-Type", TEXT]], utf8(result)]
       when nil
         [204, [], ""]
       else
@@ -42,6 +42,14 @@ module Fizz
           raise ResultError, "cannot answer with this value as JSON: #{e.message}"
         end
       end
+    end
+
+    # Text is declared UTF-8, so it is sent as UTF-8 (a Latin-1 String is converted).
+    def utf8(text)
+      return text if text.encoding == Encoding::UTF_8 || text.ascii_only?
+      text.encode(Encoding::UTF_8)
+    rescue EncodingError
+      text
     end
 
     # Fission's Rack answer: [status, headers, body]. Any other Array is JSON.
