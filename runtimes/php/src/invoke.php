@@ -23,6 +23,8 @@ final class CallRequest
         public readonly RequestHead $head,
         public readonly string $body,
         public readonly string $peer,
+        public readonly bool $close,
+        public readonly bool $headOnly,
     ) {
     }
 }
@@ -33,26 +35,45 @@ final class Call
     public ?ResponseInterface $response = null;
     public int $outputLevel = -1;
 
-    /** @param resource $pair */
-    public function __construct(public readonly Entry $entry, private $pair)
-    {
+    /** @param resource $pair to the server process @param resource $client the caller's connection */
+    public function __construct(
+        public readonly Entry $entry,
+        private readonly CallRequest $request,
+        private $pair,
+        private $client,
+    ) {
     }
 
-    /** Sends the answer to the server process, once. @param array{int, list<array{string,string}>, string} $answer */
+    /**
+     * Writes the answer to the client, once, and tells the server process: W before writing (a
+     * death from here on leaves the connection unusable), D after.
+     * @param array{int, list<array{string,string}>, string} $answer
+     */
     public function send(array $answer): void
     {
         if ($this->answered) {
             return;
         }
         $this->answered = true;
-        $data = serialize($answer);
-        $data = pack('J', strlen($data)) . $data;
-        for ($at = 0, $n = strlen($data); $at < $n; $at += $written) {
-            $written = @fwrite($this->pair, substr($data, $at, 1 << 20));
-            if ($written === false || $written === 0) {
-                return; // the server process is gone
+        [$status, $headers, $body] = $answer;
+        $bytes = serializeResponse($status, $headers, $body, $this->request->close, $this->request->headOnly);
+        @fwrite($this->pair, 'W');
+        // The socket is the server's, non-blocking: partial writes wait for room.
+        for ($at = 0, $n = strlen($bytes); $at < $n;) {
+            $written = @fwrite($this->client, substr($bytes, $at, 1 << 20));
+            if ($written === false) {
+                break; // the client is gone
+            }
+            $at += $written;
+            if ($written === 0) {
+                $read = $except = null;
+                $write = [$this->client];
+                if (@stream_select($read, $write, $except, 60) !== 1) {
+                    break;
+                }
             }
         }
+        @fwrite($this->pair, 'D');
     }
 
     /** What the call answers when it ends early through exit(): what it had produced so far. */
@@ -69,10 +90,13 @@ final class Call
     }
 }
 
-/** Runs the call in this (forked) process and never returns. */
-function runCall(Instance $instance, CallRequest $req, $pair): never
+/**
+ * Runs the call in this (forked) process and never returns.
+ * @param resource $pair @param resource $client
+ */
+function runCall(Instance $instance, CallRequest $req, $pair, $client): never
 {
-    $call = new Call($instance->entry, $pair);
+    $call = new Call($instance->entry, $req, $pair, $client);
     register_shutdown_function(static function () use ($call): void {
         if (!$call->answered) {
             $error = error_get_last();

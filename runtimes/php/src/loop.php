@@ -35,7 +35,7 @@ final class Server
     private array $conns = [];
     /** @var list<int> conn ids waiting for a slot */
     private array $queue = [];
-    /** @var array<int, array{conn:int, pair:resource, buf:string}> pid => call */
+    /** @var array<int, array{conn:int, pair:resource, buf:string}> pid => call; buf: its W and D bytes */
     private array $running = [];
     /** @var array<int, true> pids answered but not reaped */
     private array $reap = [];
@@ -62,6 +62,7 @@ final class Server
         pcntl_async_signals(true);
         pcntl_signal(SIGTERM, fn () => $this->stopRequested = true);
         pcntl_signal(SIGINT, fn () => $this->stopRequested = true);
+        pcntl_signal(SIGPIPE, SIG_IGN); // a client gone mid-answer is a failed write, not our death
         register_shutdown_function(fn () => $this->onShutdown());
         if ($this->stdinOpen) {
             stream_set_blocking(STDIN, false);
@@ -317,8 +318,10 @@ final class Server
         }
         if ($pid === 0) {
             fclose($pair[0]);
-            $this->becomeCall();
-            runCall($this->instance, new CallRequest($c->head, $c->body, $c->peer), $pair[1]);
+            $this->becomeCall($c);
+            $close = !$c->head->keepAlive() || $this->draining;
+            $req = new CallRequest($c->head, $c->body, $c->peer, $close, $c->head->method === 'HEAD');
+            runCall($this->instance, $req, $pair[1], $c->sock);
         }
         fclose($pair[1]);
         stream_set_blocking($pair[0], false);
@@ -327,14 +330,16 @@ final class Server
         $c->body = '';
     }
 
-    /** In the forked call: drop the server's sockets and signal handling, die with the server. */
-    private function becomeCall(): void
+    /** In the forked call: drop the server's other sockets and its signal handling, die with it. */
+    private function becomeCall(Conn $own): void
     {
         if ($this->listen !== null) {
             fclose($this->listen);
         }
         foreach ($this->conns as $conn) {
-            fclose($conn->sock);
+            if ($conn !== $own) {
+                fclose($conn->sock);
+            }
         }
         foreach ($this->running as $call) {
             fclose($call['pair']);
@@ -354,20 +359,16 @@ final class Server
             if ($call['pair'] !== $pair) {
                 continue;
             }
-            $data = @fread($pair, 1 << 20);
+            $data = @fread($pair, 64);
             if (is_string($data) && $data !== '') {
                 $call['buf'] .= $data;
-                if (strlen($call['buf']) >= 8) {
-                    $length = unpack('J', substr($call['buf'], 0, 8))[1];
-                    if (strlen($call['buf']) - 8 >= $length) {
-                        $answer = @unserialize(substr($call['buf'], 8, $length), ['allowed_classes' => false]);
-                        $this->finish($pid, is_array($answer) ? $answer : null);
-                    }
+                if (str_contains($call['buf'], 'D')) {
+                    $this->finish($pid, 'answered');
                 }
                 return;
             }
             if (feof($pair)) {
-                $this->finish($pid, null);
+                $this->finish($pid, str_contains($call['buf'], 'W') ? 'partly' : 'nothing');
             }
             return;
         }
@@ -384,15 +385,19 @@ final class Server
                 posix_kill($pid, SIGKILL);
                 logLine("call stopped: its client went away (process $pid)");
                 $this->close($c);
-                $this->finish($pid, null);
+                $this->finish($pid, 'nothing');
                 return;
             }
         }
         $this->close($c);
     }
 
-    /** A call's end: its answer, or ($answer null) a process that ended without one. */
-    private function finish(int $pid, ?array $answer): void
+    /**
+     * A call's end. The call's process wrote its answer to the client itself (one hop less than
+     * passing it through here); $how says whether it did: answered, partly (it died writing: the
+     * connection can only be closed), or nothing (it died before: the 500 is ours to send).
+     */
+    private function finish(int $pid, string $how): void
     {
         $call = $this->running[$pid];
         unset($this->running[$pid]);
@@ -400,14 +405,17 @@ final class Server
         $this->reap[$pid] = true;
         $c = $this->conns[$call['conn']] ?? null;
         if ($c !== null) {
-            if ($answer === null) {
+            if ($how === 'nothing') {
                 $status = $this->reapChildren($pid);
                 $message = "the function's process ended without answering ($status)";
                 logLine("call failed: $message");
                 $this->respond($c, jsonAnswer(500, errorPayload('FUNCTION_ERROR', $message)), true);
+            } elseif ($how === 'partly' || !$c->head->keepAlive() || $this->draining) {
+                $this->close($c);
             } else {
-                [$status, $headers, $body] = $answer;
-                $this->respond($c, [$status, $headers, $body], !$c->head->keepAlive());
+                $c->state = 'writing';
+                $c->closeAfter = false;
+                $this->flush($c); // back to reading: the next request, maybe already here
             }
         }
         while ($this->queue !== [] && count($this->running) < $this->instance->concurrency) {
