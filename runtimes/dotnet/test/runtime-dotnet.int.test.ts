@@ -2,6 +2,7 @@
 // compiled by runtimes/dotnet/build.sh as the builder would, then what only C# does. A real
 // process, real HTTP.
 import { execFileSync } from "node:child_process";
+import { gzipSync } from "node:zlib";
 import { expect } from "chai";
 import { packageArchive, rawArchive } from "../../contract/archive.js";
 import {
@@ -17,6 +18,31 @@ import type { Files } from "../../contract/archive.js";
 import { BuildFailed, HELLO, compile, dotnetRuntime } from "./fixtures.js";
 
 describeRuntimeContract(dotnetRuntime);
+
+/** A gzip'd tar of hand-made ustar headers `[type, name, body]`, for entries node-tar won't write. */
+function gnuTar(entries: Array<[string, string, string]>, { badChecksum = false } = {}): Buffer {
+  const blocks: Buffer[] = [];
+  for (const [type, name, body] of entries) {
+    const data = Buffer.from(body);
+    const h = Buffer.alloc(512);
+    h.write(name, 0, "utf8");
+    h.write("0000644\0", 100);
+    h.write("0000000\0", 108);
+    h.write("0000000\0", 116);
+    h.write(`${data.length.toString(8).padStart(11, "0")}\0`, 124);
+    h.write("00000000000\0", 136);
+    h.write(type, 156);
+    h.write("ustar\0", 257);
+    h.write("00", 263);
+    h.fill(" ", 148, 156);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(`${(badChecksum ? sum + 1 : sum).toString(8).padStart(6, "0")}\0 `, 148);
+    blocks.push(h, data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return gzipSync(Buffer.concat(blocks));
+}
 
 const USING = "using System;\nusing Fission.DotNetCore.Api;\n\n";
 
@@ -192,16 +218,30 @@ public class FissionFunction
     expect(res.error().message).to.match(/no function\.dll/);
   });
 
-  it("refuses archive attacks: a pax path climbing out, a GNU long name with .., a sparse file", async () => {
+  it("refuses archive attacks: a pax path or a GNU long name climbing out, sparse and unknown entries, a bad checksum", async () => {
     rt = await dotnetRuntime.start();
     // node-tar writes a pax header for a long path: the climbing name is in the pax record.
     const long = `${"a/".repeat(60)}../../${"../".repeat(60)}escape`;
-    const pax = rawArchive([{ path: long, body: "x" }]);
-    const res = await specializeArchive(rt, pax);
-    expect(res.status, res.text).to.equal(400);
-    expect(res.error().code).to.equal("ARCHIVE_UNSAFE");
-    expect(res.error().message).to.include("escapes the archive root");
-    expect(await healthState(rt)).to.equal("warm");
+    const cases: Array<[Buffer, string]> = [
+      [rawArchive([{ path: long, body: "x" }]), "escapes the archive root"],
+      [
+        gnuTar([
+          ["L", "", "../../escaped\0"],
+          ["0", "innocent", "x"],
+        ]),
+        "escapes the archive root",
+      ],
+      [gnuTar([["S", "sparse", ""]]), "unsupported entry type S"],
+      [gnuTar([["V", "volume", ""]]), "unsupported entry type V"],
+      [gnuTar([["0", "ok", "x"]], { badChecksum: true }), "bad header checksum"],
+    ];
+    for (const [archive, message] of cases) {
+      const res = await specializeArchive(rt, archive);
+      expect(res.status, res.text).to.equal(400);
+      expect(res.error().code).to.equal("ARCHIVE_UNSAFE");
+      expect(res.error().message).to.include(message);
+      expect(await healthState(rt)).to.equal("warm");
+    }
   });
 
   it("answers a request with Expect: 100-continue (curl's large uploads)", async () => {
