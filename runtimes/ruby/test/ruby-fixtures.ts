@@ -53,6 +53,8 @@ export const RESPONSES: Source = {
     '      y << "three\\n"',
     "    end",
     "    [200, { 'Content-Type' => 'text/plain' }, body]",
+    "  when 'stream-fails'",
+    "    [200, {}, Enumerator.new { |y| y << 'half'; raise 'broke mid-stream' }]",
     "  when 'nil' then nil",
     "  when 'binary' then \"\\xff\\x00\".b",
     "  end",

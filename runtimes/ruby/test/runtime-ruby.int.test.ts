@@ -178,6 +178,14 @@ describe("ruby runtime: Ruby only", function () {
       expect(last.at - first.at).to.be.above(150);
     });
 
+    it("cuts a streamed answer short when the body raises half-way, and keeps serving", async () => {
+      let failed = false;
+      await call("stream-fails").catch(() => (failed = true));
+      expect(failed, "the client must see an incomplete answer").to.equal(true);
+      await eventually(() => rt.stderr().includes("broke mid-stream"));
+      expect((await call("untyped")).status).to.equal(200);
+    });
+
     it("answers nil with 204 and a binary String as application/octet-stream", async () => {
       expect((await call("nil")).status).to.equal(204);
       const bin = await call("binary");

@@ -50,7 +50,6 @@ module Fizz
 
     # Returns whether the connection stays open.
     def handle(sock, reader, req, peer)
-      @close = false
       target = req["x-fizz-instance"]
       if target.nil?
         case req.path
@@ -160,22 +159,23 @@ module Fizz
       if payload.is_a?(String)
         Http.write_response(sock, req, status, out_headers, payload, close)
       else
-        stream(sock, req, status, out_headers, payload)
-        close = true if @stream_failed
+        close = true unless stream(sock, req, status, out_headers, payload)
       end
       !close
     end
 
     # A streamed Rack body: chunked as it is produced. A failure half-way can only cut the
     # answer short: the connection closes without the final chunk, so the client sees it.
+    # Returns whether the answer was complete. (The router is shared by every connection's
+    # thread: no per-call state in instance variables.)
     def stream(sock, req, status, headers, body)
-      @stream_failed = false
       Http.write_streamed(sock, req, status, headers, body, must_close?(req))
+      true
     rescue SystemCallError, IOError
       raise
     rescue Exception => e # rubocop:disable Lint/RescueException
-      @stream_failed = true
       Fizz.log("function error while streaming: #{e.class}: #{e.message}\n#{Array(e.backtrace).join("\n")}")
+      false
     ensure
       body.close if body.respond_to?(:close)
     end
