@@ -195,6 +195,60 @@ describe("fizz against a real registry: packages, secrets, configmaps", function
     expect((await cli("pkg", "info", "--name", "unbuilt")).stderr).to.include("NOT_FOUND");
   });
 
+  it("fn create --code hello.go for a go environment deploys the file as a one-file source package, saying so in one line", async () => {
+    const env = await cli(
+      "env",
+      "create",
+      "--name",
+      "go",
+      "--image",
+      "fizz/env-go",
+      "--poolsize",
+      "0",
+    );
+    expect(env.code, env.stderr).to.equal(0);
+    const src = await tree("gohello", { "hello.go": "package main\n\nfunc Handler() {}\n" });
+
+    const r = await cli(
+      "fn",
+      "create",
+      "--name",
+      "gohello",
+      "--env",
+      "go",
+      "--code",
+      join(src, "hello.go"),
+      "--wait-timeout",
+      "1",
+    );
+
+    const said = r.stderr.split("\n").filter((l) => l.includes("one-file source package"));
+    expect(said).to.deep.equal([
+      `fizz: environment "go" runs go, which is compiled: deploying ${join(src, "hello.go")} as a one-file source package (--src ${join(src, "hello.go")})`,
+    ]);
+    // No builder here: the package's build stays pending, as with --src (covered above).
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/package "gohello" is still (pending|running) after 1s/);
+    expect(r.stderr).to.not.include("VALIDATION_FAILED");
+  });
+
+  it("fn create --code for a python environment still sends the single file (no extra request, no package)", async () => {
+    const src = await tree("pyhello", { "hello.py": "def main():\n    return 'hi'\n" });
+    const r = await cli(
+      "fn",
+      "create",
+      "--name",
+      "pyhello",
+      "--env",
+      "python",
+      "--code",
+      join(src, "hello.py"),
+    );
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stderr).to.equal("");
+    expect((await cli("pkg", "info", "--name", "pyhello")).stderr).to.include("NOT_FOUND");
+  });
+
   it("pkg create --src --no-wait leaves the build pending and says how to follow it", async () => {
     const src = await tree("later", { "main.py": "def main(context):\n    return 'x'\n" });
 

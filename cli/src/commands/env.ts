@@ -31,6 +31,8 @@ export function registerEnvCommands(program: Command, context: ContextFactory): 
 Examples:
   fizz env create --name python --image fizz/env-python
   fizz env create --name node --image fizz/env-node --poolsize 5 --concurrency 100
+  fizz env create --name go --image fizz/env-go        # also fizz/env-php, env-ruby, env-dotnet
+  fizz env create --name mine --image acme/runtime --command "python3 -u server.py"
   fizz env list`,
     );
 
@@ -40,7 +42,10 @@ Examples:
         .command("create")
         .description("create an environment")
         .requiredOption("--name <name>", "environment name")
-        .requiredOption("--image <image>", "runtime image, e.g. fizz/env-python or fizz/env-node"),
+        .requiredOption(
+          "--image <image>",
+          "runtime image: fizz/env-node, env-python, env-go, env-php, env-ruby, env-dotnet, or your own (with --command on the process backend)",
+        ),
     ),
     { unsupported: { ...ENV_UNSUPPORTED, ...SPEC_FLAGS } },
   ).action(async (opts: NameOptions & SpecOptions, cmd: Command) => {
@@ -125,7 +130,7 @@ function withSpecOptions(cmd: Command): Command {
     .option("--poolsize <n>", "warm instances kept ready, 0-100 (default 3)", parseInteger)
     .option(
       "--concurrency <n>",
-      "default per-instance concurrency of its functions (default node 50, python 10)",
+      "default per-instance concurrency of its functions (default node and go 50, others 10)",
       parseInteger,
     );
 }

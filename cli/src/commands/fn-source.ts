@@ -4,12 +4,13 @@
  * --deploy the CLI makes the package itself, named like the function, and waits for its build.
  */
 import type { Command } from "commander";
+import { isCompiledRuntime, runtimeOfImage } from "@fizz/events";
 import { BuildFailedError, DEFAULT_WAIT_SECONDS, waitForPackage } from "../build-wait.js";
 import type { Context } from "../context.js";
 import { ApiError, withHint } from "../errors.js";
 import { collectEnvVars, collectNames, parseSeconds } from "../options.js";
 import { checkArchiveFlags, uploadArchiveFlags, type ArchiveFlags } from "../package-ops.js";
-import type { FunctionObject, PackageObject } from "../types.js";
+import type { Environment, FunctionObject, PackageObject } from "../types.js";
 
 export interface SourceOptions extends ArchiveFlags {
   code?: string;
@@ -100,6 +101,38 @@ export function checkSourceFlags(cmd: Command, opts: SourceOptions, create: bool
 
 function flagKey(flag: (typeof SOURCE_FLAGS)[number]): "code" | "src" | "deploy" | "pkg" {
   return flag.slice(2) as "code" | "src" | "deploy" | "pkg";
+}
+
+/**
+ * `--code hello.go` for an environment whose runtime is compiled (Go, C#): the registry refuses a
+ * single source file there (the builder compiles, the warm instance loads the result). When it
+ * did, and the environment is indeed compiled, the file goes in as a one-file source package, as
+ * `--src hello.go` would, and one line says so: `opts` is changed in place and true returned.
+ * Any other refusal returns false (the caller reports it). Other runtimes pay no extra request.
+ */
+export async function codeAsSourceIfCompiled(
+  ctx: Context,
+  refusal: unknown,
+  environment: string,
+  opts: SourceOptions,
+): Promise<boolean> {
+  const file = opts.code;
+  if (file === undefined || !(refusal instanceof ApiError)) return false;
+  if (refusal.code !== "VALIDATION_FAILED" || refusal.field !== "spec.code") return false;
+  let env: Environment;
+  try {
+    env = await ctx.registry.get<Environment>("environments", environment);
+  } catch {
+    return false;
+  }
+  const runtime = runtimeOfImage(env.spec.image);
+  if (!isCompiledRuntime(runtime)) return false;
+  opts.src = file;
+  delete opts.code;
+  ctx.stderr.write(
+    `fizz: environment "${environment}" runs ${runtime}, which is compiled: deploying ${file} as a one-file source package (--src ${file})\n`,
+  );
+  return true;
 }
 
 /**

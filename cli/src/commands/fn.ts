@@ -8,6 +8,7 @@ import { printJson } from "../output.js";
 import type { CodeUpload, FunctionObject, FunctionSpec, HttpTrigger } from "../types.js";
 import {
   checkSourceFlags,
+  codeAsSourceIfCompiled,
   configSpec,
   createPackageFor,
   updatePackageOf,
@@ -63,6 +64,7 @@ Examples:
   fizz fn create --name hello --env node --code hello.mjs --route /hello --method GET
   fizz fn create --name shop --env python --src ./shop --entrypoint main.handle --route /shop
   fizz fn create --name web --env node --src ./web --env-var MODE=prod --secret db
+  fizz fn create --name hi --env go --code hello.go   # compiled: built as a one-file package
   fizz fn test --name hello --query 'who=world'
   fizz fn update --name hello --code hello.mjs
   fizz fn update --name shop --src ./shop      # returns once the new build serves every request
@@ -78,7 +80,10 @@ Examples:
         )
         .requiredOption("--name <name>", "function name")
         .requiredOption("--env <environment>", "environment to run in (same namespace)")
-        .option("--code <file>", "the function's source file (one file, no build)"),
+        .option(
+          "--code <file>",
+          "the function's source file (one file, no build; for a go or dotnet environment it is built as --src <file>)",
+        ),
     ),
     false,
   )
@@ -123,24 +128,15 @@ Examples:
     // Read the file before any request, so a typo in the path changes nothing.
     const spec = await specFrom(opts, ctx.codeMaxBytes, false);
     if (opts.pkg !== undefined) spec.package = { name: opts.pkg };
-    // The package first: the function can only point at a package that has a build.
-    const made =
-      opts.src !== undefined || opts.deploy !== undefined
-        ? await createPackageFor(ctx, opts.name, opts.env, opts)
-        : undefined;
-    if (made) spec.package = { name: opts.name };
     let created: FunctionObject;
     try {
-      created = await ctx.registry.create<FunctionObject>("functions", { name: opts.name, spec });
+      created = await createFunction(ctx, opts, spec);
     } catch (err) {
-      if (!made) throw err;
-      const problem = await made.undo();
-      throw withHint(
-        err,
-        problem
-          ? `Package "${opts.name}" was created but could not be removed again: ${problem}`
-          : `Package "${opts.name}" was removed again.`,
-      );
+      // A Go or C# environment takes no single source file: the same file as a source package.
+      if (spec.code === undefined || !(await codeAsSourceIfCompiled(ctx, err, opts.env, opts)))
+        throw err;
+      delete spec.code;
+      created = await createFunction(ctx, opts, spec);
     }
     if (route === undefined) {
       confirm(ctx, created, `function "${opts.name}" created`);
@@ -202,32 +198,18 @@ Examples:
     const spec = await specFrom(opts, ctx.codeMaxBytes, true);
     if (spec.code) spec.package = null;
     if (opts.pkg !== undefined) Object.assign(spec, { package: { name: opts.pkg }, code: null });
-    const rebuilt = opts.src !== undefined || opts.deploy !== undefined;
-    if (!rebuilt && Object.keys(spec).length === 0) {
-      cmd.error(
-        "error: nothing to update: give at least one of --code, --src, --deploy, --pkg, --env, " +
-          "--entrypoint, --env-var, --secret, --configmap, --concurrency, --min-instances, " +
-          "--max-instances, --timeout, --idle-timeout",
-        { exitCode: 2 },
-      );
+    try {
+      await updateFunction(ctx, cmd, opts, spec);
+    } catch (err) {
+      if (spec.code === undefined) throw err;
+      const envName =
+        opts.env ??
+        (await ctx.registry.get<FunctionObject>("functions", opts.name)).spec.environment;
+      if (!(await codeAsSourceIfCompiled(ctx, err, envName, opts))) throw err;
+      delete spec.code;
+      delete spec.package;
+      await updateFunction(ctx, cmd, opts, spec);
     }
-    if (rebuilt) Object.assign(spec, await updatePackageOf(ctx, opts.name, opts, opts.env));
-    if (Object.keys(spec).length === 0) {
-      // Only the package changed; the registry already moved the function to the new build.
-      const current = await ctx.registry.get<FunctionObject>("functions", opts.name);
-      confirm(
-        ctx,
-        current,
-        `function "${opts.name}" updated: package "${current.spec.package?.name ?? opts.name}" rebuilt (revision ${current.metadata.revision})`,
-      );
-      return;
-    }
-    const updated = await ctx.registry.update<FunctionObject>("functions", opts.name, { spec });
-    confirm(
-      ctx,
-      updated,
-      `function "${opts.name}" updated (revision ${updated.metadata.revision})`,
-    );
   });
 
   const del = fn
@@ -245,6 +227,62 @@ Examples:
   );
 
   registerFnTest(fn, context);
+}
+
+/** The function (and the package --src/--deploy make first: it needs a build to point at). */
+async function createFunction(
+  ctx: Context,
+  opts: CreateOptions,
+  spec: WritableSpec,
+): Promise<FunctionObject> {
+  const made =
+    opts.src !== undefined || opts.deploy !== undefined
+      ? await createPackageFor(ctx, opts.name, opts.env, opts)
+      : undefined;
+  if (made) spec.package = { name: opts.name };
+  try {
+    return await ctx.registry.create<FunctionObject>("functions", { name: opts.name, spec });
+  } catch (err) {
+    if (!made) throw err;
+    const problem = await made.undo();
+    throw withHint(
+      err,
+      problem
+        ? `Package "${opts.name}" was created but could not be removed again: ${problem}`
+        : `Package "${opts.name}" was removed again.`,
+    );
+  }
+}
+
+/** `fn update` once the spec is read: the package rebuilt first (--src/--deploy), then the PATCH. */
+async function updateFunction(
+  ctx: Context,
+  cmd: Command,
+  opts: NameOptions & SpecOptions & SourceOptions,
+  spec: WritableSpec,
+): Promise<void> {
+  const rebuilt = opts.src !== undefined || opts.deploy !== undefined;
+  if (!rebuilt && Object.keys(spec).length === 0) {
+    cmd.error(
+      "error: nothing to update: give at least one of --code, --src, --deploy, --pkg, --env, " +
+        "--entrypoint, --env-var, --secret, --configmap, --concurrency, --min-instances, " +
+        "--max-instances, --timeout, --idle-timeout",
+      { exitCode: 2 },
+    );
+  }
+  if (rebuilt) Object.assign(spec, await updatePackageOf(ctx, opts.name, opts, opts.env));
+  if (Object.keys(spec).length === 0) {
+    // Only the package changed; the registry already moved the function to the new build.
+    const current = await ctx.registry.get<FunctionObject>("functions", opts.name);
+    confirm(
+      ctx,
+      current,
+      `function "${opts.name}" updated: package "${current.spec.package?.name ?? opts.name}" rebuilt (revision ${current.metadata.revision})`,
+    );
+    return;
+  }
+  const updated = await ctx.registry.update<FunctionObject>("functions", opts.name, { spec });
+  confirm(ctx, updated, `function "${opts.name}" updated (revision ${updated.metadata.revision})`);
 }
 
 /** Options shared by create and update; the required ones differ, so they are declared there. */
