@@ -38,6 +38,7 @@ require_relative "lib/fizz/loader"
 require_relative "lib/fizz/archive"
 require_relative "lib/fizz/specialize"
 require_relative "lib/fizz/router"
+require_relative "lib/fizz/warm"
 
 module Fizz
   # Kubernetes' default terminationGracePeriodSeconds is 30: finish well inside it.
@@ -52,6 +53,7 @@ module Fizz
       log("cannot listen on #{rt.host}:#{rt.port}: #{e.message}")
       exit(1)
     end
+    warm_up
     router = Router.new(rt)
     wake_r, wake_w = IO.pipe
     # A trap may not take locks: it flags and wakes the accept loop, which does the rest. A
