@@ -16,7 +16,6 @@ import {
   specializeBody,
 } from "../../contract/harness.js";
 import { ME, describeRuntimeContract } from "../../contract/runtime-contract.js";
-// @ts-expect-error: plain ESM JS without types (runtimes/go/prepare.mjs)
 import { prepare } from "../prepare.mjs";
 import { HELLO, KINDS, build, compile, goRuntime } from "./fixtures.js";
 
@@ -89,6 +88,34 @@ describe("go runtime: Go only", function () {
         await rt.kill();
         rt = undefined;
       }
+    });
+
+    it("leaves the specialize token out of the function's process, /proc/self/environ included", async () => {
+      const token = "go-handoff-token-0123456789abcdef";
+      rt = await goRuntime.start({ FIZZ_SPECIALIZE_TOKEN: token });
+      const source = go(
+        "package main",
+        "",
+        "import (",
+        '\t"net/http"',
+        '\t"os"',
+        ")",
+        "",
+        "func Handler(w http.ResponseWriter, r *http.Request) {",
+        '\tdata, _ := os.ReadFile("/proc/self/environ")',
+        "\tw.Write(data)",
+        "}",
+      );
+      const archive = await packageArchive(await compile({ "environ.go": source }));
+      const headers = { "x-fizz-specialize-token": token };
+      expect((await specializeArchive(rt, archive, { headers })).status).to.equal(200);
+      const environ = (await request(rt.url, { headers: ME })).text;
+      expect(environ).to.include("FIZZ_SECRETS_DIR=");
+      expect(environ).to.not.include(token);
+      expect(environ).to.not.include("FIZZ_SPECIALIZE_TOKEN");
+      // The token still guards the function's process: 401 without it, 409 with it.
+      expect((await specializeArchive(rt, archive)).status).to.equal(401);
+      expect((await specializeArchive(rt, archive, { headers })).status).to.equal(409);
     });
 
     it("refuses Go source in the JSON form with FUNCTION_LOAD_FAILED pointing at the builder", async () => {
