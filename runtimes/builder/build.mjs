@@ -37,10 +37,17 @@ export class LogTail {
   }
 }
 
+/** Runtimes the builder compiles with runtimes/<lang>/build.sh (shared/events COMPILED_RUNTIMES). */
+export const COMPILED = ["go", "dotnet"];
+
+/** Go settings of this pod's own environment (its image's GOPROXY) a Go build gets. */
+export const GO_PASSTHROUGH = ["GOPROXY", "GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GOFLAGS"];
+
 /**
  * @typedef {{ label: string, argv: string[], env?: Record<string, string> }} Step
  * @param {{ runtime: string | undefined, buildCommand: string | undefined, srcDir: string,
- *   outDir: string, python: string }} o
+ *   outDir: string, python: string, runtimesDir?: string,
+ *   hostEnv?: Record<string, string | undefined> }} o
  * @returns {Step[]}
  */
 export function buildSteps(o) {
@@ -53,6 +60,25 @@ export function buildSteps(o) {
         env: { SRC_PKG: o.srcDir, DEPLOY_PKG: o.outDir },
       },
     ];
+  if (o.runtime !== undefined && COMPILED.includes(o.runtime)) {
+    const runtimesDir = o.runtimesDir ?? path.resolve(import.meta.dirname, "..");
+    /** @type {Record<string, string>} */
+    const env = { SRC_PKG: o.srcDir, DEPLOY_PKG: o.outDir, FIZZ_RUNTIMES_DIR: runtimesDir };
+    if (o.runtime === "go") {
+      const home = path.dirname(o.srcDir);
+      for (const k of GO_PASSTHROUGH) {
+        const v = o.hostEnv?.[k];
+        if (v) env[k] = v;
+      }
+      Object.assign(env, {
+        GOPATH: path.join(home, "go"),
+        GOMODCACHE: path.join(home, "go", "pkg", "mod"),
+        GOCACHE: path.join(home, ".cache", "go-build"),
+      });
+    }
+    const script = path.join(runtimesDir, o.runtime, "build.sh");
+    return [{ label: `runtimes/${o.runtime}/build.sh`, argv: [script], env }];
+  }
   if (o.runtime === "node") {
     if (has("package-lock.json") || has("npm-shrinkwrap.json"))
       return [{ label: "npm ci --omit=dev", argv: ["npm", "ci", "--omit=dev"] }];
@@ -64,6 +90,26 @@ export function buildSteps(o) {
     args.push("--disable-pip-version-check", "--no-cache-dir");
     return [{ label: `pip ${args.join(" ")}`, argv: [o.python, "-m", "pip", ...args] }];
   }
+  return [];
+}
+
+/**
+ * What the log says about dependencies no step fetches: no Packagist or rubygems.org here, so
+ * PHP's and Ruby's come vendored in the source (the same words as the poolkeeper's builder).
+ * @param {{ runtime: string | undefined, buildCommand: string | undefined, srcDir: string }} o
+ * @returns {string[]}
+ */
+export function buildNotes(o) {
+  if (o.buildCommand !== undefined) return [];
+  const has = (/** @type {string} */ f) => existsSync(path.join(o.srcDir, f));
+  if (o.runtime === "php" && has("composer.json"))
+    return [
+      "composer.json found: composer is not run here (no Packagist); dependencies must be vendored in the source (vendor/ with vendor/autoload.php). The source is the deployment.",
+    ];
+  if (o.runtime === "ruby" && has("Gemfile"))
+    return [
+      "Gemfile found: bundle install is not run here (no rubygems.org); gems must be vendored in the source (e.g. bundle install --standalone --path vendor/bundle, then commit vendor/). The source is the deployment.",
+    ];
   return [];
 }
 

@@ -9,7 +9,7 @@
  *   POST /build    Authorization: Bearer <FIZZ_BUILDER_TOKEN>
  *                  Content-Type: application/vnd.fizz.build+tar
  *                  body: ONE line of JSON (<= 64 KiB, ending in "\n"):
- *                    {"digest":"sha256:<hex of the tar.gz>","runtime":"node"|"python"|null,
+ *                    {"digest":"sha256:<hex of the tar.gz>","runtime":"node"|"python"|"go"|...|null,
  *                     "buildCommand"?:string,"env"?:{...},"timeoutSeconds":n}
  *                  then the source's tar.gz to the end of the body.
  *   -> 200 application/vnd.fizz.build-result+tar: ONE line of JSON
@@ -18,8 +18,9 @@
  *                  canonicalizes it: nothing here is trusted).
  *
  * The build gets only PATH (the image's), HOME/TMPDIR (its work directory), LANG, the npm cache
- * in the work directory, the environment's builder.env and SRC_PKG/DEPLOY_PKG: never this
- * process's variables (its token).
+ * in the work directory, the environment's builder.env and SRC_PKG/DEPLOY_PKG (Go and C#:
+ * runtimes/<lang>/build.sh with FIZZ_RUNTIMES_DIR, Go also a private GOPATH/GOCACHE and the
+ * image's GOPROXY): never this process's other variables (its token).
  */
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
@@ -28,6 +29,7 @@ import { createServer } from "node:http";
 import path from "node:path";
 import { finished } from "node:stream/promises";
 import {
+  buildNotes,
   buildSteps,
   deploymentDir,
   describeFailure,
@@ -41,6 +43,8 @@ const PORT = Number(process.env.PORT ?? 8888);
 const TOKEN = process.env.FIZZ_BUILDER_TOKEN ?? "";
 const WORK = process.env.FIZZ_WORKDIR ?? "/tmp";
 const PYTHON = process.env.FIZZ_PYTHON ?? "python3";
+/** Where runtimes/<lang>/build.sh are (the builder-go/-dotnet images: /runtimes). */
+const RUNTIMES_DIR = process.env.FIZZ_RUNTIMES_DIR ?? path.resolve(import.meta.dirname, "..");
 /** FIZZ_BUILDER_ONCE=0 keeps serving after a build (tests of this program only). */
 const ONCE = process.env.FIZZ_BUILDER_ONCE !== "0";
 const IMAGE_PATH = process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
@@ -120,13 +124,18 @@ async function build(h, dir, sourceFile, log) {
     return { ok: false, message: `source archive refused: ${/** @type {Error} */ (err).message}` };
   }
   const timeoutSeconds = typeof h.timeoutSeconds === "number" ? h.timeoutSeconds : 300;
+  const runtime = typeof h.runtime === "string" ? h.runtime : undefined;
+  const buildCommand = typeof h.buildCommand === "string" ? h.buildCommand : undefined;
   const steps = buildSteps({
-    runtime: typeof h.runtime === "string" ? h.runtime : undefined,
-    buildCommand: typeof h.buildCommand === "string" ? h.buildCommand : undefined,
+    runtime,
+    buildCommand,
     srcDir,
     outDir,
     python: PYTHON,
+    runtimesDir: RUNTIMES_DIR,
+    hostEnv: process.env,
   });
+  for (const line of buildNotes({ runtime, buildCommand, srcDir })) log.note(line);
   const builderEnv = /** @type {Record<string, string>} */ (
     typeof h.env === "object" && h.env !== null ? h.env : {}
   );
