@@ -97,16 +97,17 @@ module Fizz
       magic = block[257, 6]
       name = cstr(block[0, 100])
       prefix = magic.start_with?("ustar") ? cstr(block[345, 155]) : ""
-      full = @pax["path"] || @long_name || (prefix.empty? ? name : "#{prefix}/#{name}")
-      size = Integer(@pax["size"], 10) if @pax["size"]&.match?(/\A\d+\z/)
       case type
       when "x", "g", "L", "K"
-        raise ArchiveUnsafe, "archive: a #{MAX_META}-byte extended header is too big" if size > MAX_META
+        raise ArchiveUnsafe, "archive: an extended header over #{MAX_META} bytes" if size > MAX_META
         @meta = +"".b
         @meta_type = type
         start_data(size)
         return
       end
+      # A pax header's path and size are the next entry's (and only its).
+      full = @pax["path"] || @long_name || (prefix.empty? ? name : "#{prefix}/#{name}")
+      size = Integer(@pax["size"], 10) if @pax["size"]&.match?(/\A\d+\z/)
       @pax = {}
       @long_name = nil
       entry(type, full, size, number(block[100, 8]))

@@ -21,7 +21,7 @@ module Fizz
       307 => "Temporary Redirect", 308 => "Permanent Redirect", 400 => "Bad Request",
       401 => "Unauthorized", 403 => "Forbidden", 404 => "Not Found", 405 => "Method Not Allowed",
       409 => "Conflict", 413 => "Payload Too Large", 421 => "Misdirected Request",
-      429 => "Too Many Requests", 500 => "Internal Server Error", 501 => "Not Implemented",
+      429 => "Too Many Requests", 431 => "Request Header Fields Too Large", 500 => "Internal Server Error", 501 => "Not Implemented",
       503 => "Service Unavailable"
     }.freeze
 
