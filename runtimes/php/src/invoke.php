@@ -287,7 +287,11 @@ function serverParams(RequestHead $head, string $peer): array
         'REQUEST_TIME_FLOAT' => microtime(true),
     ];
     foreach ($head->headers as $name => $value) {
-        $params['HTTP_' . strtoupper(str_replace('-', '_', $name))] = $value;
+        // A name with "_" would read as the gateway's own (x_fizz_params_id as
+        // X-Fizz-Params-Id): left out, as nginx and Apache do.
+        if (!str_contains($name, '_')) {
+            $params['HTTP_' . strtoupper(str_replace('-', '_', $name))] = $value;
+        }
     }
     return $params;
 }

@@ -11,6 +11,8 @@ declare(strict_types=1);
 
 namespace Fizz;
 
+const IDLE_SECONDS = 60;
+
 final class Conn
 {
     public string $in = '';
@@ -20,10 +22,12 @@ final class Conn
     public ?BodyDecoder $decoder = null;
     public string $body = '';
     public bool $closeAfter = false;
+    public float $active;
 
     /** @param resource $sock */
     public function __construct(public $sock, public readonly string $peer)
     {
+        $this->active = microtime(true);
     }
 }
 
@@ -106,6 +110,7 @@ final class Server
         $timeout = $this->reap === [] ? 1 : 0;
         $ready = @stream_select($read, $write, $except, $timeout, $this->reap === [] ? 0 : 20000);
         $this->reapChildren();
+        $this->closeIdle();
         if ($ready === false || $ready === 0) {
             return; // a signal, or the timeout
         }
@@ -124,6 +129,25 @@ final class Server
                 $this->readConn($this->conns[(int) $sock]);
             } else {
                 $this->readCall($sock);
+            }
+        }
+    }
+
+    /**
+     * Connections idle for a minute while the runtime waits on their client (between requests,
+     * or a head or body that stopped coming) are closed, so they cannot pile up.
+     */
+    private function closeIdle(): void
+    {
+        $now = microtime(true);
+        static $swept = 0.0;
+        if ($now - $swept < 1) {
+            return;
+        }
+        $swept = $now;
+        foreach ($this->conns as $c) {
+            if (($c->state === 'head' || $c->state === 'body') && $now - $c->active > IDLE_SECONDS) {
+                $this->close($c);
             }
         }
     }
@@ -158,6 +182,7 @@ final class Server
             return;
         }
         $c->in .= $data;
+        $c->active = microtime(true);
         if ($c->state !== 'waiting') {
             $this->advance($c);
         }
@@ -481,6 +506,7 @@ final class Server
         $c->state = 'head';
         $c->head = null;
         $c->decoder = null;
+        $c->active = microtime(true);
         if ($c->in !== '') {
             $this->advance($c); // a pipelined request
         }

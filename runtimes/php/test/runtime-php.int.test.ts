@@ -5,6 +5,7 @@
 // environment, and archives built to attack the tar reader. A real process, real HTTP.
 import { expect } from "chai";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { packageArchive } from "../../contract/archive.js";
@@ -252,6 +253,77 @@ describe("php runtime: PHP only", function () {
         /^printer\.php:12: PHP Fatal error: Cannot redeclare strlen\(\)/,
       );
       expect((await print("id=after")).text).to.equal(lines("after"));
+    });
+  });
+
+  describe("HTTP framing under attack", () => {
+    const rt = specialized(PROBES);
+    /** Sends raw bytes on one connection; resolves with all it got until the server closed or
+     * `waitMs` passed. */
+    const raw = (bytes: string, waitMs = 8000) =>
+      new Promise<string>((resolve, reject) => {
+        const url = new URL(rt().url);
+        const sock = net.connect(Number(url.port), url.hostname, () => sock.write(bytes));
+        let got = "";
+        sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
+        sock.on("error", reject);
+        sock.on("close", () => resolve(got));
+        setTimeout(() => sock.destroy(), waitMs);
+      });
+    const statuses = (got: string) => [...got.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+
+    it("answers pipelined requests in order on one connection", async () => {
+      const one = "GET /?kind=state HTTP/1.1\r\nHost: x\r\nX-Fizz-Instance: inst-1\r\n\r\n";
+      const two =
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Fizz-Instance: inst-1\r\nConnection: close\r\n\r\n";
+      const got = await raw(one + two);
+      expect(statuses(got)).to.deep.equal(["200", "200"]);
+      expect(got.indexOf('{"calls":1')).to.be.below(got.indexOf("probes"));
+    });
+
+    it("refuses Transfer-Encoding with Content-Length (smuggling) and closes", async () => {
+      const smuggle =
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Fizz-Instance: inst-1\r\nContent-Length: 4\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /?kind=state HTTP/1.1\r\nHost: x\r\n\r\n";
+      const got = await raw(smuggle);
+      expect(statuses(got)).to.deep.equal(["400"]);
+      expect(got).to.include("Connection: close");
+    });
+
+    it("refuses two Content-Lengths and a malformed chunk size", async () => {
+      const two =
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Fizz-Instance: inst-1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab";
+      expect(statuses(await raw(two))).to.deep.equal(["400"]);
+      const chunk =
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Fizz-Instance: inst-1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+      expect(statuses(await raw(chunk))).to.deep.equal(["400"]);
+    });
+
+    it("refuses over-long headers with 431 and keeps serving", async () => {
+      const res = await request(rt().url, { headers: { ...ME, "x-long": "a".repeat(70_000) } });
+      expect(res.status).to.equal(431);
+      expect((await request(rt().url, { headers: ME })).text).to.equal("probes");
+    });
+
+    it("keeps a header spelled with underscores out of $_SERVER, where it would pass for the gateway's", async () => {
+      const src = {
+        filename: "server.php",
+        source: "<?php\nreturn [$_SERVER['HTTP_X_FIZZ_FUNCTION_NAME'] ?? null];\n",
+      };
+      const other = await phpRuntime.start();
+      try {
+        expect((await push(other, src)).status).to.equal(200);
+        const forged = await request(other.url, {
+          headers: { ...ME, x_fizz_function_name: "forged" },
+        });
+        expect(forged.json).to.deep.equal([null]);
+        const real = await request(other.url, {
+          headers: { ...ME, "x-fizz-function-name": "real" },
+        });
+        expect(real.json).to.deep.equal(["real"]);
+      } finally {
+        await other.kill();
+      }
     });
   });
 
