@@ -78,11 +78,11 @@ namespace Fission.DotNetCore.Api
             }
         }
 
-        /// <summary>Fission (dotnet20): reads a JSON settings file of the package.</summary>
-        public T GetSettings<T>(string relativePath) where T : class
+        /// <summary>Fission (dotnet20): reads a JSON settings file of the package into a T.</summary>
+        public T GetSettings<T>(string relativePath)
         {
             var file = System.IO.Path.Combine(PackagePath ?? Directory.GetCurrentDirectory(), relativePath);
-            return FizzJson.Parse(File.ReadAllText(file)) as T;
+            return FizzJson.Deserialize<T>(File.ReadAllText(file));
         }
     }
 

@@ -27,6 +27,72 @@ namespace Fission.DotNetCore.Api
             return value;
         }
 
+        /// <summary>Parses `text` into a T: objects by their public settable properties (names
+        /// matched ignoring case), lists, arrays, dictionaries with string keys, numbers, strings,
+        /// enums; Fission's GetSettings&lt;T&gt; used Json.NET's DeserializeObject&lt;T&gt; this way.</summary>
+        public static T Deserialize<T>(string text)
+        {
+            return (T)Bind(Parse(text), typeof(T), 0);
+        }
+
+        private static object Bind(object value, Type type, int depth)
+        {
+            if (depth > MaxDepth) throw new FormatException("nested too deeply");
+            if (type == typeof(object)) return value;
+            var underlying = Nullable.GetUnderlyingType(type);
+            if (value == null)
+            {
+                if (!type.IsValueType || underlying != null) return null;
+                throw new FormatException("null for a " + type.Name);
+            }
+            if (underlying != null) type = underlying;
+            if (type == typeof(string)) return value as string ?? Convert.ToString(value, CultureInfo.InvariantCulture);
+            if (type.IsEnum) return Enum.Parse(type, Convert.ToString(value, CultureInfo.InvariantCulture), true);
+            if (type.IsPrimitive || type == typeof(decimal)) return Convert.ChangeType(value, type, CultureInfo.InvariantCulture);
+            if (type == typeof(DateTime)) return DateTime.Parse((string)value, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind);
+            if (type == typeof(Guid)) return new Guid((string)value);
+            var list = value as List<object>;
+            if (type.IsArray)
+            {
+                if (list == null) throw new FormatException("expected an array for " + type.Name);
+                var element = type.GetElementType();
+                var array = Array.CreateInstance(element, list.Count);
+                for (var i = 0; i < list.Count; i++) array.SetValue(Bind(list[i], element, depth + 1), i);
+                return array;
+            }
+            var obj = value as Dictionary<string, object>;
+            if (type.IsGenericType && typeof(IDictionary).IsAssignableFrom(type))
+            {
+                if (obj == null) throw new FormatException("expected an object for " + type.Name);
+                var args = type.GetGenericArguments();
+                var dict = (IDictionary)Activator.CreateInstance(type);
+                foreach (var kv in obj) dict[kv.Key] = Bind(kv.Value, args[1], depth + 1);
+                return dict;
+            }
+            if (type.IsGenericType && typeof(IList).IsAssignableFrom(type))
+            {
+                if (list == null) throw new FormatException("expected an array for " + type.Name);
+                var element = type.GetGenericArguments()[0];
+                var result = (IList)Activator.CreateInstance(type);
+                foreach (var item in list) result.Add(Bind(item, element, depth + 1));
+                return result;
+            }
+            if (obj == null) throw new FormatException("expected an object for " + type.Name);
+            var instance = Activator.CreateInstance(type);
+            foreach (var kv in obj)
+            {
+                var prop = type.GetProperty(kv.Key, BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase);
+                if (prop != null && prop.CanWrite)
+                {
+                    prop.SetValue(instance, Bind(kv.Value, prop.PropertyType, depth + 1), null);
+                    continue;
+                }
+                var field = type.GetField(kv.Key, BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase);
+                if (field != null) field.SetValue(instance, Bind(kv.Value, field.FieldType, depth + 1));
+            }
+            return instance;
+        }
+
         /// <summary>Writes null, strings, numbers, booleans, dictionaries (keys as strings),
         /// enumerables, and other objects by their public properties. Throws
         /// NotSupportedException for values JSON cannot hold (delegates, pointers, cycles).</summary>

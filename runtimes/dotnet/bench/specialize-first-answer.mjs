@@ -76,6 +76,7 @@ for (let i = 0; i < runs; i++) {
       FIZZ_WORKDIR: dir,
       HOME: work,
       TMPDIR: work,
+      ...(process.env.FIZZ_DOTNET_TRACE ? { FIZZ_DOTNET_TRACE: "1" } : {}),
     },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -99,6 +100,10 @@ for (let i = 0; i < runs; i++) {
   if (spec.status !== 200 || answer.text !== "Hello, world!\n")
     throw new Error(`run ${i}: ${spec.text} ${answer.text}`);
   times.push(ms);
+  if (process.env.FIZZ_DOTNET_TRACE) {
+    await new Promise((r) => setTimeout(r, 50));
+    console.error(`run ${i}: ${ms.toFixed(1)}ms\n${log.split("rehearsal done")[1]}`);
+  }
   proc.kill("SIGKILL");
 }
 rmSync(work, { recursive: true, force: true });

@@ -67,6 +67,10 @@ namespace Fizz.Dotnet
         /// B of class A (a class by its full or its simple name).</summary>
         public static MethodInfo Find(Assembly assembly, string entrypoint)
         {
+            // The common cases without listing every type of the assembly.
+            var direct = assembly.GetType(entrypoint ?? DefaultClass, false);
+            if (direct != null && direct.IsClass && !direct.IsNested)
+                return MethodOf(direct, DefaultMethod, entrypoint ?? DefaultClass);
             Type[] types;
             try
             {

@@ -32,6 +32,12 @@ namespace Fizz.Dotnet
             config.Enter = EnterFunction;
             _instance = new Instance(config);
 
+            // While generic: run a specialize and calls through the whole pipeline on a private
+            // throwaway instance, so that the first real ones pay no JIT for this code.
+            var listening = new ManualResetEvent(false);
+            new Thread(() => Rehearsal.Run(config, () => _instance.State != Instance.Warm || _instance.Draining, listening))
+                { IsBackground = true, Name = "rehearsal" }.Start();
+
             var port = IntFromEnv("PORT", 8888);
             var host = Environment.GetEnvironmentVariable("HOST");
             IPAddress address;
@@ -62,10 +68,7 @@ namespace Fizz.Dotnet
                 new Thread(WatchStdin) { IsBackground = true, Name = "stdin" }.Start();
             var signals = new Thread(WatchSignals) { IsBackground = true, Name = "signals" };
             signals.Start();
-            // While generic: run a specialize and calls through the whole pipeline on a private
-            // throwaway instance, so that the first real ones pay no JIT for this code.
-            new Thread(() => Rehearsal.Run(config, () => _instance.State != Instance.Warm || _instance.Draining))
-                { IsBackground = true, Name = "rehearsal" }.Start();
+            listening.Set();
             Thread.Sleep(Timeout.Infinite);
             return 0;
         }
@@ -168,6 +171,8 @@ namespace Fizz.Dotnet
                 }
                 if (Interlocked.Decrement(ref _idle) < 1) StartAcceptor();
                 socket.NoDelay = true;
+                // An idle keep-alive connection is closed after this (Node's server: 65 s).
+                socket.ReceiveTimeout = 65000;
                 new Connection(_instance, new NetworkStream(socket, true), socket).Serve();
                 if (Interlocked.Increment(ref _idle) > IdleAcceptors)
                 {

@@ -32,7 +32,10 @@ namespace Fizz.Dotnet
 
     internal static class Rehearsal
     {
-        public static void Run(Config real, Func<bool> stop)
+        /// <summary>The in-memory part runs while the main thread opens the listening socket
+        /// (Mono's first socket reads machine.config: a few hundred milliseconds); the calls then
+        /// go over a socket once `listening` is set.</summary>
+        public static void Run(Config real, Func<bool> stop, ManualResetEvent listening)
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var scratch = Path.Combine(Path.GetTempPath(), "fizz-rehearsal-" + Guid.NewGuid().ToString("N").Substring(0, 12));
@@ -72,6 +75,7 @@ namespace Fizz.Dotnet
                     "x-fizz-specialize-token: rehearsal-token\r\ncontent-type: " + Specialize.ArchiveContentType, body.ToArray());
                 var answer = Exchange(instance, specialize);
                 if (!answer.Contains("\"specialized\"")) throw new InvalidOperationException("rehearsal specialize: " + answer);
+                listening.WaitOne();
                 for (var round = 0; round < 3 && !stop(); round++)
                 {
                     var calls = new MemoryStream();
@@ -82,7 +86,7 @@ namespace Fizz.Dotnet
                     Append(calls, Request("GET", "/?kind=throw", "x-fizz-instance: rehearsal", null));
                     Append(calls, Request("GET", "/", "x-fizz-instance: other", null));
                     Append(calls, Request("GET", "/readyz", null, null));
-                    Exchange(instance, calls.ToArray());
+                    Exchange(instance, calls.ToArray(), true);
                 }
                 real.Log("[fizz] rehearsal done in " + sw.ElapsedMilliseconds + "ms");
             }
@@ -136,9 +140,9 @@ namespace Fizz.Dotnet
 
         /// <summary>Serves one connection to its end; returns what it answered. Over a real
         /// loopback socket when it can (sockets have their own first-use costs), else in memory.</summary>
-        private static string Exchange(Instance instance, byte[] input)
+        private static string Exchange(Instance instance, byte[] input, bool overSocket = false)
         {
-            var answer = OverSocket(instance, input);
+            var answer = overSocket ? OverSocket(instance, input) : null;
             if (answer != null) return answer;
             var stream = new DuplexStream(input);
             new Connection(instance, stream, null).Serve();

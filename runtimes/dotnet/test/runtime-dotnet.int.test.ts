@@ -112,6 +112,31 @@ public class FissionFunction
     );
   });
 
+  it("reads a package's settings file into a class with GetSettings<T> (Fission's dotnet20)", async () => {
+    const source = `using System.Collections.Generic;
+using Fission.DotNetCore.Api;
+
+public class Settings
+{
+    public string Greeting { get; set; }
+    public int Times { get; set; }
+    public List<string> Names { get; set; }
+}
+
+public class FissionFunction
+{
+    public string Execute(FissionContext context)
+    {
+        var s = context.GetSettings<Settings>("config/settings.json");
+        return s.Greeting + " x" + s.Times + " " + string.Join(",", s.Names);
+    }
+}
+`;
+    const settings = JSON.stringify({ greeting: "hi", times: 2, names: ["a", "b"], extra: true });
+    rt = await deployed({ "fn.cs": source, "config/settings.json": settings });
+    expect((await request(rt.url, { headers: ME })).text).to.equal("hi x2 a,b");
+  });
+
   it("writes the Logger's lines (all five levels) to stdout", async () => {
     const source = `${USING}public class FissionFunction
 {
