@@ -19,12 +19,14 @@ import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Files } from "../../contract/archive.js";
 import { startRuntime } from "../../contract/harness.js";
+import { prepare } from "../prepare.mjs";
 import type { PackageFixtures, RuntimeUnderTest, Source } from "../../contract/runtime-contract.js";
 
 const GO_DIR = fileURLToPath(new URL("..", import.meta.url));
 const RUNTIMES = dirname(GO_DIR.replace(/\/$/, ""));
-export const WARM_BINARY = join(GO_DIR, ".build", "fizz-go-warm");
-const CACHE = join(GO_DIR, ".build", "test-cache");
+export const GO_BUILD = join(GO_DIR, ".build");
+export const WARM_BINARY = join(GO_BUILD, "fizz-go-warm");
+const CACHE = join(GO_BUILD, "test-cache");
 
 export interface BuildResult {
   ok: boolean;
@@ -43,7 +45,7 @@ function readTree(dir: string, base = dir, out: Files = {}): Files {
 
 /** Runs build.sh as the builder would, on a copy of `files`; compiled results are cached under
  * .build/test-cache by a hash of the files and build.sh's inputs, so reruns are instant. */
-export async function build(files: Files): Promise<BuildResult> {
+export async function build(files: Files, { cache = true } = {}): Promise<BuildResult> {
   const hash = createHash("sha256");
   for (const f of ["build.sh", ".build/stamp"]) hash.update(readFileSync(join(GO_DIR, f)));
   for (const name of Object.keys(files).sort())
@@ -84,6 +86,7 @@ export async function build(files: Files): Promise<BuildResult> {
         (error, stdout, stderr) => resolve({ ok: !error, log: `${stdout}${stderr}` }),
       );
     });
+    if (!cache) return { ...log, files: log.ok ? readTree(deploy) : {} };
     mkdirSync(CACHE, { recursive: true });
     const staged = join(scratch, "cached");
     mkdirSync(staged);
@@ -332,10 +335,27 @@ export const PACKAGES: PackageFixtures = {
 
 export const SERVER = { name: "go", command: WARM_BINARY, script: "--warm" };
 
+let prepared: Promise<void> | undefined;
+/** prepare.mjs once per test process (instant when .build/ is current; npm test's set-up and
+ * `npm start` run it first). A machine without Go fails the Go tests with the reason. */
+export function ensurePrepared(): Promise<void> {
+  prepared ??= (async () => {
+    const result = (await prepare({ log: () => undefined })) as { ok: boolean; reason?: string };
+    if (!result.ok) throw new Error(`go runtime unavailable: ${result.reason ?? "unknown"}`);
+  })();
+  return prepared;
+}
+
 export const goRuntime: RuntimeUnderTest = {
   name: "go",
-  start: (env, options) => startRuntime(SERVER, env, options),
-  compile,
+  start: async (env, options) => {
+    await ensurePrepared();
+    return startRuntime(SERVER, env, options);
+  },
+  compile: async (files) => {
+    await ensurePrepared();
+    return compile(files);
+  },
   fixtures: {
     hello: HELLO,
     foreignFilename: "hello.py",
