@@ -30,7 +30,13 @@ trap 'rm -f "$list" "$refs"' EXIT
 find . -type f -name '*.cs' ! -path './bin/*' ! -path './obj/*' | sed 's|^\./||' | LC_ALL=C sort > "$list"
 find . -type f -name '*.dll' ! -name 'function.dll' ! -name 'Fission.DotNetCore.Api.dll' | sed 's|^\./||' | LC_ALL=C sort > "$refs"
 if [ ! -s "$list" ]; then
-  echo "build.sh: no .cs file in the package" >&2
+  if [ -f function.dll ]; then
+    # Built elsewhere (mcs or csc): deployed as it is.
+    echo "build.sh: no .cs file; deploying the package's own function.dll"
+    cp -R . "$out/"
+    exit 0
+  fi
+  echo "build.sh: no .cs file in the package (and no function.dll)" >&2
   exit 1
 fi
 echo "build.sh: compiling $(wc -l < "$list" | tr -d ' ') C# file(s) with $(mcs --version 2>/dev/null | head -n 1)"
