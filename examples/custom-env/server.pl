@@ -109,9 +109,14 @@ sub answer_early {
         return 1;
     }
     if (lc($req->{headers}{'content-type'} // '') =~ /^\Q$ARCHIVE_TYPE\E/) {
-        answer_error($c, $req, 400, 'VALIDATION_FAILED',
-            'this environment loads single files (the JSON form of specialize), not packages',
-            field => 'body', close => 1);
+        # A package is code this environment cannot load: FUNCTION_LOAD_FAILED, which the
+        # platform reports to the user as it is and does not retry on other instances (a 400
+        # would read as a broken instance). The archive is never read.
+        $instance{state} = 'failed';
+        logline('refused a package: this environment loads single files only');
+        answer_error($c, $req, 500, 'FUNCTION_LOAD_FAILED',
+            'the perl environment loads single files only: deploy the function with '
+            . '`fizz fn create --code <file>.pl`, not as a package', close => 1);
         return 1;
     }
     return 0;

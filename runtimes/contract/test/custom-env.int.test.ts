@@ -8,13 +8,90 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { expect } from "chai";
+import { packageArchive } from "../archive.js";
 import { describeCoreContract } from "../contract-core.js";
+import { ME, push } from "../contract-lifecycle.js";
+import { type Runtime, postJson, request, specializeArchive, specializeBody } from "../harness.js";
 import { loadCustomEnv } from "../custom-env.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const EXAMPLE = path.join(ROOT, "examples/custom-env");
 
-describeCoreContract(loadCustomEnv(EXAMPLE));
+const perl = loadCustomEnv(EXAMPLE);
+describeCoreContract(perl);
+
+describe("perl runtime (examples/custom-env): Perl only", function () {
+  this.timeout(20_000);
+  let rt: Runtime | undefined;
+  afterEach(() => rt?.kill());
+
+  it("refuses a package with 500 FUNCTION_LOAD_FAILED saying to deploy a single file", async () => {
+    rt = await perl.start();
+    const archive = await packageArchive({ "hello.pl": perl.fixtures.hello.source });
+    const res = await specializeArchive(rt, archive);
+    expect(res.status).to.equal(500);
+    expect(res.error().code).to.equal("FUNCTION_LOAD_FAILED");
+    expect(res.error().message).to.include("fizz fn create --code");
+    expect((await request(rt.url, { path: "/healthz" })).object().state).to.equal("failed");
+  });
+
+  it("answers hashes and arrays as JSON, a hash with status/headers/body as a response, and a PSGI triple", async () => {
+    rt = await perl.start();
+    const source = [
+      "sub handler {",
+      "    my ($c) = @_;",
+      "    my $kind = $c->{query}{kind};",
+      "    return { status => 201, headers => { 'X-Custom' => 'yes' }, body => { created => 1 } } if $kind eq 'created';",
+      "    return [200, ['Content-Type' => 'text/html'], ['<p>', 'psgi</p>']] if $kind eq 'psgi';",
+      "    return [1, 'two'] if $kind eq 'list';",
+      "    return { method => $c->{method}, path => $c->{path}, params => $c->{params}, id => $c->{request_id} };",
+      "}",
+    ].join("\n");
+    expect((await push(rt, { filename: "kinds.pl", source })).status).to.equal(200);
+    const call = (query: string, headers: Record<string, string> = {}) =>
+      request(rt!.url, { path: `/users/42?${query}`, headers: { ...ME, ...headers } });
+    const created = await call("kind=created");
+    expect(created.status).to.equal(201);
+    expect(created.headers["x-custom"]).to.equal("yes");
+    expect(created.json).to.deep.equal({ created: 1 });
+    const psgi = await call("kind=psgi");
+    expect(psgi.headers["content-type"]).to.equal("text/html");
+    expect(psgi.text).to.equal("<p>psgi</p>");
+    expect((await call("kind=list")).json).to.deep.equal([1, "two"]);
+    const echo = await call("kind=echo", { "x-request-id": "req-1", "X-Fizz-Params-userId": "42" });
+    expect(echo.json).to.deep.equal({
+      method: "GET",
+      path: "/users/42",
+      params: { userId: "42" },
+      id: "req-1",
+    });
+  });
+
+  it("writes secrets as 0400 files and gives the function its env, never the specialize token", async () => {
+    rt = await perl.start({ FIZZ_SPECIALIZE_TOKEN: "tok-0123456789" });
+    const source = [
+      "sub handler {",
+      "    open my $fh, '<', \"$ENV{FIZZ_SECRETS_DIR}/default/db/password\" or die $!;",
+      "    my $password = <$fh>;",
+      "    my $mode = sprintf '%o', (stat \"$ENV{FIZZ_SECRETS_DIR}/default/db/password\")[2] & 0777;",
+      "    return join ',', $password, $mode, $ENV{GREETING}, $ENV{FIZZ_SPECIALIZE_TOKEN} // 'absent';",
+      "}",
+    ].join("\n");
+    const res = await push(rt, { filename: "secret.pl", source }, {}).catch(() => undefined);
+    expect(res?.status).to.equal(401);
+    const body = {
+      ...specializeBody("secret.pl", source),
+      env: { GREETING: "hi" },
+      secrets: { db: { password: Buffer.from("pa55").toString("base64") } },
+    };
+    const ok = await postJson(rt.url, "/v2/specialize", body, {
+      "x-fizz-specialize-token": "tok-0123456789",
+    });
+    expect(ok.status, ok.text).to.equal(200);
+    expect((await request(rt.url, { headers: ME })).text).to.equal("pa55,400,hi,absent");
+    expect(rt.stderr() + rt.stdout()).to.not.include("pa55");
+  });
+});
 
 function testRuntime(env: string) {
   return spawnSync(process.execPath, ["scripts/test-runtime.mjs", "--env", env], {
