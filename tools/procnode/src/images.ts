@@ -1,7 +1,8 @@
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { runtimeOfImage } from "@fizz/events";
+import { runtimeOfBuilderImage, runtimeOfImage, type RuntimeName } from "@fizz/events";
 
 /**
  * How a container image runs as a local program. There are no images here: an image name only
@@ -46,8 +47,11 @@ function hasFlag(args: string[], ...flags: string[]): boolean {
 
 /**
  * The Fizz images, NATS and Redis, and a few images whose programs every host has:
- * - `fizz/env-node`, `fizz/env-python` (any registry prefix or tag): the runtimes in this repo;
- * - `fizz/builder-node`, `fizz/builder-python`: the builder pods' program (runtimes/builder);
+ * - `fizz/env-<runtime>` for node, python, go, php, ruby and dotnet (any registry prefix or tag):
+ *   the runtimes in this repo, started as the poolkeeper's process backend starts them
+ *   (runtimeCommand; Go and C# from runtimes/<lang>/.build, made by their prepare.mjs);
+ * - `fizz/builder-<runtime>`: the builder pods' program (runtimes/builder), with this repo's
+ *   runtimes/ as FIZZ_RUNTIMES_DIR and the Go toolchain's directory first on PATH;
  * - `fizz/<service>`: `node --import tsx services/<service>/src/main.ts`;
  * - `nats:*`: `nats-server ARGS`, plus `-a <podIP>` unless the args bind an address;
  * - `redis:*`: `redis-server ARGS` (a leading `redis-server`, which the image's entrypoint
@@ -59,12 +63,8 @@ export const defaultImageMap: ImageMap = (image) => {
   const { segments, repo } = parseImage(image);
   const runtime = runtimeOfImage(image);
   // The builder pods' program (any registry prefix or tag, like the runtimes).
-  if (repo === "builder-node" || repo === "builder-python")
-    return { command: [process.execPath, path.join(ROOT, "runtimes/builder/server.mjs")] };
-  if (runtime === "node")
-    return { command: [process.execPath, path.join(ROOT, "runtimes/node/server.mjs")] };
-  if (runtime === "python")
-    return { command: ["python3", path.join(ROOT, "runtimes/python/server.py")] };
+  if (runtimeOfBuilderImage(image) !== undefined) return builderRun();
+  if (runtime !== undefined) return { command: runtimeCommand(runtime) };
   if (SERVICES.has(repo) && segments.at(-2) === "fizz") {
     // Absolute: `--import tsx` would be resolved from the pod's working directory, which has no node_modules.
     const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
@@ -100,3 +100,52 @@ export const defaultImageMap: ImageMap = (image) => {
       return undefined;
   }
 };
+
+/** An interpreter: its FIZZ_<NAME> variable (as the poolkeeper reads it), else the bare name. */
+function interpreter(variable: string, bin: string): string {
+  return process.env[variable] || bin;
+}
+
+/** The same argv the poolkeeper's process backend runs the runtime with (runtime-commands.ts). */
+export function runtimeCommand(runtime: RuntimeName): string[] {
+  const at = (...p: string[]) => path.join(ROOT, "runtimes", ...p);
+  switch (runtime) {
+    case "node":
+      return [process.execPath, at("node", "server.mjs")];
+    case "python":
+      return [interpreter("FIZZ_PYTHON", "python3"), at("python", "server.py")];
+    case "php":
+      return [interpreter("FIZZ_PHP", "php"), at("php", "server.php")];
+    case "ruby":
+      return [interpreter("FIZZ_RUBY", "ruby"), at("ruby", "server.rb")];
+    case "go":
+      return [at("go", ".build", "fizz-go-warm")];
+    case "dotnet":
+      return [interpreter("FIZZ_MONO", "mono"), at("dotnet", ".build", "fizz-dotnet.exe")];
+  }
+}
+
+/** The Go toolchain's bin directory, as the poolkeeper's builder finds it. */
+function goBinDir(exists: (p: string) => boolean = existsSync): string | undefined {
+  if (process.env.FIZZ_GO) return path.dirname(process.env.FIZZ_GO);
+  return exists("/usr/local/go/bin/go") ? "/usr/local/go/bin" : undefined;
+}
+
+/**
+ * A builder image: runtimes/builder/server.mjs, which runs runtimes/<lang>/build.sh of this repo
+ * for Go and C#. The images carry their toolchains on PATH; here they are the host's (Go's own
+ * directory first, as the official image has it), and GOPROXY is the host's when set.
+ */
+export function builderRun(): ImageRun {
+  const hostPath = (process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin").split(":");
+  const go = goBinDir();
+  const PATH = [...(go && !hostPath.includes(go) ? [go] : []), ...hostPath].join(":");
+  return {
+    command: [process.execPath, path.join(ROOT, "runtimes/builder/server.mjs")],
+    env: {
+      PATH,
+      FIZZ_RUNTIMES_DIR: path.join(ROOT, "runtimes"),
+      ...(process.env.GOPROXY ? { GOPROXY: process.env.GOPROXY } : {}),
+    },
+  };
+}

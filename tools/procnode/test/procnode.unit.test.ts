@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { expect } from "chai";
 import { defaultImageMap, parseImage } from "../src/images";
 import { IpPool } from "../src/ip-pool";
@@ -12,6 +13,41 @@ describe("procnode image map", () => {
     expect(defaultImageMap("ghcr.io/acme/fizz/env-python:3.12")?.command).to.deep.include(
       "python3",
     );
+  });
+
+  it("maps fizz/env-go, -php, -ruby and -dotnet to the process backend's commands", () => {
+    expect(defaultImageMap("fizz/env-go")?.command).to.have.length(1);
+    expect(defaultImageMap("fizz/env-go")?.command[0]).to.match(
+      /runtimes\/go\/\.build\/fizz-go-warm$/,
+    );
+    const php = defaultImageMap("ghcr.io/acme/fizz/env-php:8.2")?.command;
+    expect(php?.[0]).to.match(/php$/);
+    expect(php?.[1]).to.match(/runtimes\/php\/server\.php$/);
+    const ruby = defaultImageMap("fizz/env-ruby")?.command;
+    expect(ruby?.[0]).to.match(/ruby$/);
+    expect(ruby?.[1]).to.match(/runtimes\/ruby\/server\.rb$/);
+    const dotnet = defaultImageMap("fizz/env-dotnet@sha256:abc")?.command;
+    expect(dotnet?.[0]).to.match(/mono$/);
+    expect(dotnet?.[1]).to.match(/runtimes\/dotnet\/\.build\/fizz-dotnet\.exe$/);
+    for (const image of ["fizz/env-go", "fizz/env-php", "fizz/env-ruby", "fizz/env-dotnet"])
+      expect(defaultImageMap(image)?.allowCommand, image).to.equal(undefined);
+  });
+
+  it("runs every fizz/builder-<runtime> image as the builder program with this repo's runtimes/ and Go on PATH", () => {
+    for (const image of [
+      "fizz/builder-node",
+      "fizz/builder-python",
+      "fizz/builder-go",
+      "reg:5000/fizz/builder-dotnet:1",
+    ]) {
+      const run = defaultImageMap(image);
+      expect(run?.command.at(-1), image).to.match(/runtimes\/builder\/server\.mjs$/);
+      expect(run?.env?.FIZZ_RUNTIMES_DIR, image).to.match(/\/runtimes$/);
+    }
+    const go = defaultImageMap("fizz/builder-go");
+    if (existsSync("/usr/local/go/bin/go") && !process.env.FIZZ_GO)
+      expect(go?.env?.PATH?.split(":")).to.include("/usr/local/go/bin");
+    expect(defaultImageMap("fizz/builder-rust")).to.equal(undefined);
   });
 
   it("runs fizz/<service> images through tsx from an absolute loader path", () => {
