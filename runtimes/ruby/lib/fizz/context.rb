@@ -4,6 +4,12 @@ module Fizz
   # Raised by Context#json on a body that is not JSON; uncaught, the call answers 400 INVALID_BODY.
   class InvalidBody < StandardError; end
 
+  # Raised by Request#POST (and #params) on a urlencoded form over FIZZ_FORM_MAX_BYTES or of more
+  # than FORM_MAX_PARAMS parameters; uncaught, the call answers 413 PAYLOAD_TOO_LARGE.
+  class FormTooLarge < StandardError; end
+
+  FORM_MAX_PARAMS = 1000
+
   # Fission's request (fission/request.rb): a Rack::Request with #headers (names as
   # "Content-Type", sorted) and #params that include the route parameters.
   class Request < Rack::Request
@@ -17,6 +23,21 @@ module Fizz
 
     def params
       env[PARAMETERS_KEY] ||= super.merge(path_parameters)
+    end
+
+    # The form, within the limits the Node and Python runtimes keep (Express's and Flask's), read
+    # on every access so a function that catches the refusal sees it again.
+    def POST # rubocop:disable Naming/MethodName -- Rack's name
+      if media_type == "application/x-www-form-urlencoded"
+        input = get_header(Rack::RACK_INPUT)
+        size = input.respond_to?(:size) ? input.size : 0
+        limit = env["fizz.form_max"] || (1024 * 1024)
+        raise FormTooLarge, "form body over FIZZ_FORM_MAX_BYTES (#{limit} bytes)" if size > limit
+        if input.respond_to?(:string) && input.string.count("&") >= FORM_MAX_PARAMS
+          raise FormTooLarge, "form of more than #{FORM_MAX_PARAMS} parameters"
+        end
+      end
+      super
     end
 
     # Route parameters, named as the route declares them ({userId} -> "userId"), from the
@@ -34,7 +55,7 @@ module Fizz
     attr_reader :path, :url, :headers, :body, :params, :request_id, :function, :logger
 
     def initialize(method:, url:, headers:, raw_headers:, params:, body:, request_id:, function:,
-                   logger:, peer:, host:, port:)
+                   logger:, peer:, host:, port:, form_max: 1024 * 1024)
       @method = method
       @url = url
       @path, @query_string = url.split("?", 2)
@@ -49,6 +70,7 @@ module Fizz
       @peer = peer
       @host = host
       @port = port
+      @form_max = form_max
     end
 
     # context.method is the HTTP method; context.method(:name) is still Object#method.
@@ -107,7 +129,8 @@ module Fizz
         "REMOTE_ADDR" => @peer, "rack.version" => Rack::VERSION, "rack.url_scheme" => "http",
         "rack.input" => StringIO.new(@body), "rack.errors" => $stderr,
         "rack.multithread" => true, "rack.multiprocess" => false, "rack.run_once" => false,
-        "rack.logger" => @logger, "fizz.params" => @params, "fizz.context" => self
+        "rack.logger" => @logger, "fizz.params" => @params, "fizz.context" => self,
+        "fizz.form_max" => @form_max
       }
       env["CONTENT_LENGTH"] = @body.bytesize.to_s unless @body.empty?
       @raw_headers.each do |name, value|

@@ -59,7 +59,7 @@ module Fizz
   # before it became "specialized".
   class Instance
     attr_reader :port, :host, :instance_id, :workdir, :secrets_dir, :configs_dir, :max_body,
-                :max_package_bytes, :max_package_entries
+                :form_max, :max_package_bytes, :max_package_entries
     attr_accessor :state, :draining
     attr_reader :function, :concurrency, :gate, :handler, :takes_context, :code_dir, :code_label,
                 :logger
@@ -76,6 +76,7 @@ module Fizz
       @secrets_dir = abs_or_nil(env["FIZZ_SECRETS_DIR"])
       @configs_dir = abs_or_nil(env["FIZZ_CONFIGS_DIR"])
       @max_body = env_int(env, "FIZZ_MAX_BODY_BYTES", 64 * 1024 * 1024)
+      @form_max = env_int(env, "FIZZ_FORM_MAX_BYTES", 1024 * 1024)
       @max_package_bytes = env_int(env, "FIZZ_MAX_PACKAGE_BYTES", 2 * 1024 * 1024 * 1024)
       @max_package_entries = env_int(env, "FIZZ_MAX_PACKAGE_ENTRIES", 100_000)
       @state = "warm"

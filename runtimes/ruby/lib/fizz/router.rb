@@ -140,12 +140,14 @@ module Fizz
       context = Context.new(
         method: req.method, url: req.target, headers: headers, raw_headers: req.headers, params: params,
         body: body, request_id: request_id, function: @rt.function, logger: @rt.logger, peer: peer,
-        host: host, port: port || @rt.port
+        host: host, port: port || @rt.port, form_max: @rt.form_max
       )
       begin
         status, out_headers, payload = Invoke.call(@rt.handler, @rt.takes_context, context)
       rescue InvalidBody => e
         return send_json(sock, req, 400, Fizz.error_payload("INVALID_BODY", e.message))
+      rescue FormTooLarge => e
+        return send_json(sock, req, 413, Fizz.error_payload("PAYLOAD_TOO_LARGE", e.message))
       rescue ResultError => e
         Fizz.log("bad return value (request #{request_id}): #{e.message}")
         return send_json(sock, req, 500, Fizz.error_payload("FUNCTION_ERROR", e.message))
