@@ -166,10 +166,15 @@ function describeThrowable(\Throwable $e, Entry $entry): string
 {
     [$file, $line] = userFrame($e, $entry);
     $class = (new \ReflectionClass($e))->getShortName();
-    return "$file:$line: $class: {$e->getMessage()}";
+    $where = $line === null ? $file : "$file:$line";
+    return "$where: $class: {$e->getMessage()}";
 }
 
-/** @return array{string,int} the user's file (relative to the code) and line an error came from */
+/**
+ * The user's file (relative to the code) and line an error came from; the entry file without a
+ * line when no frame is in the user's code (the runtime refusing what the function returned).
+ * @return array{string,?int}
+ */
 function userFrame(\Throwable $e, Entry $entry): array
 {
     $prefix = $entry->codeDir . '/';
@@ -181,7 +186,7 @@ function userFrame(\Throwable $e, Entry $entry): array
             return [substr($frame['file'], strlen($prefix)), (int) ($frame['line'] ?? 0)];
         }
     }
-    return [$entry->relative, $e->getLine()];
+    return [$entry->relative, null];
 }
 
 /** The same for a fatal error (error_get_last()). */

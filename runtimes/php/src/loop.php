@@ -241,11 +241,20 @@ final class Server
         }
         $c->decoder = new BodyDecoder($head, $this->instance->maxBody);
         $c->body = '';
-        if (strtolower($head->header('expect') ?? '') === '100-continue') {
-            $c->out .= "HTTP/1.1 100 Continue\r\n\r\n";
-        }
+        $this->continue($c);
         $c->state = 'body';
         return true;
+    }
+
+    /**
+     * `Expect: 100-continue`: the interim answer, written now (a fresh socket has room for it), so
+     * that it cannot follow the answer a call's process writes to the same socket.
+     */
+    private function continue(Conn $c): void
+    {
+        if (strtolower($c->head->header('expect') ?? '') === '100-continue') {
+            @fwrite($c->sock, "HTTP/1.1 100 Continue\r\n\r\n");
+        }
     }
 
     private function respondInternal(Conn $c, string $path): void
@@ -277,6 +286,7 @@ final class Server
             $archive = strtolower(trim(explode(';', $head->header('content-type') ?? '')[0])) === ARCHIVE_CONTENT_TYPE;
             $limit = $archive ? PHP_INT_MAX : $this->instance->maxBody;
             $decoder = new BodyDecoder($head, $limit);
+            $this->continue($c);
             stream_set_blocking($c->sock, true);
             stream_set_timeout($c->sock, 60);
             $next = function () use ($c, $decoder): ?string {

@@ -152,6 +152,8 @@ function handler($context)
             } catch (\\RuntimeException $e) {
                 return 'caught';
             }
+        case 'int':
+            return 42;
         case 'sleep':
             usleep((int) $q['ms'] * 1000);
             return 'slept';

@@ -197,6 +197,14 @@ describe("php runtime: PHP only", function () {
       expect((await call("")).text).to.equal("probes");
     });
 
+    it("names the function's file, without a runtime line, for a return value it cannot send", async () => {
+      const res = await call("int");
+      expect(res.status).to.equal(500);
+      expect(res.error().message).to.match(
+        /^probes\.php: UnexpectedValueException: cannot answer with a value of type int/,
+      );
+    });
+
     it("keeps PHP's warnings out of the answer (they go to stderr)", async () => {
       expect((await call("warn")).text).to.equal("after a warning default");
     });
@@ -279,6 +287,27 @@ describe("php runtime: PHP only", function () {
       const got = await raw(one + two);
       expect(statuses(got)).to.deep.equal(["200", "200"]);
       expect(got.indexOf('{"calls":1')).to.be.below(got.indexOf("probes"));
+    });
+
+    it("answers Expect: 100-continue before the body, then the call", async () => {
+      const url = new URL(rt().url);
+      const got = await new Promise<string>((resolve, reject) => {
+        const sock = net.connect(Number(url.port), url.hostname, () =>
+          sock.write(
+            "POST / HTTP/1.1\r\nHost: x\r\nX-Fizz-Instance: inst-1\r\nContent-Length: 2\r\n" +
+              "Expect: 100-continue\r\nConnection: close\r\n\r\n",
+          ),
+        );
+        let text = "";
+        sock.on("data", (d: Buffer) => {
+          text += d.toString();
+          if (text === "HTTP/1.1 100 Continue\r\n\r\n") sock.write("ok");
+        });
+        sock.on("error", reject);
+        sock.on("close", () => resolve(text));
+      });
+      expect(statuses(got)).to.deep.equal(["100", "200"]);
+      expect(got.endsWith("probes")).to.equal(true);
     });
 
     it("refuses Transfer-Encoding with Content-Length (smuggling) and closes", async () => {
