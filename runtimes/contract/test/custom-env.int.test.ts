@@ -77,8 +77,7 @@ describe("perl runtime (examples/custom-env): Perl only", function () {
       "    return join ',', $password, $mode, $ENV{GREETING}, $ENV{FIZZ_SPECIALIZE_TOKEN} // 'absent';",
       "}",
     ].join("\n");
-    const res = await push(rt, { filename: "secret.pl", source }, {}).catch(() => undefined);
-    expect(res?.status).to.equal(401);
+    expect((await push(rt, { filename: "secret.pl", source })).status).to.equal(401);
     const body = {
       ...specializeBody("secret.pl", source),
       env: { GREETING: "hi" },
