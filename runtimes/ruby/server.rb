@@ -20,6 +20,7 @@ $stderr.sync = true
 Encoding.default_external = Encoding::UTF_8 if Encoding.default_external == Encoding::US_ASCII
 
 require "socket"
+require "io/wait"
 require "json"
 require "logger"
 require "stringio"
