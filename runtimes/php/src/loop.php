@@ -88,6 +88,10 @@ final class Server
     {
         $read = [];
         $write = [];
+        // Calls first: a call's "answered" is seen before its client's leaving after the answer.
+        foreach ($this->running as $call) {
+            $read[] = $call['pair'];
+        }
         if ($this->listen !== null) {
             $read[] = $this->listen;
         }
@@ -102,9 +106,6 @@ final class Server
             if ($c->out !== '') {
                 $write[] = $c->sock;
             }
-        }
-        foreach ($this->running as $call) {
-            $read[] = $call['pair'];
         }
         $except = null;
         $timeout = $this->reap === [] ? 1 : 0;
@@ -417,10 +418,14 @@ final class Server
     {
         foreach ($this->running as $pid => $call) {
             if ($call['conn'] === (int) $c->sock) {
-                posix_kill($pid, SIGKILL);
-                logLine("call stopped: its client went away (process $pid)");
                 $this->close($c);
-                $this->finish($pid, 'nothing');
+                $this->readCall($call['pair']);
+                // Not once it is writing its answer: then the client simply left after it.
+                if (isset($this->running[$pid]) && !str_contains($this->running[$pid]['buf'], 'W')) {
+                    posix_kill($pid, SIGKILL);
+                    logLine("call stopped: its client went away (process $pid)");
+                    $this->finish($pid, 'nothing');
+                }
                 return;
             }
         }
