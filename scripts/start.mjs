@@ -14,6 +14,12 @@ try {
   console.error(`fizz: ${errorMessage(err)}`);
   process.exit(1);
 }
+// Go, PHP, Ruby and C#: Debian's packages (as root) and the compiled runtimes' prepare scripts.
+// One line per environment that cannot run here, with the reason; everything else starts.
+{
+  const { ensureRuntimes } = await import("./lib/runtimes.mjs");
+  await ensureRuntimes();
+}
 
 const { launchPlatform } = await import("./lib/platform.mjs");
 const { levelOf, prettyLine } = await import("./lib/pretty.mjs");
@@ -149,6 +155,7 @@ Try this:
   npx fizz env create --name python --image fizz/env-python
   npx fizz fn create --name hello --env python --code examples/hello/hello.py --route /hello
   curl ${platform.gatewayUrl}/hello
+  (also fizz/env-node, fizz/env-go, fizz/env-php, fizz/env-ruby, fizz/env-dotnet; Go and C# --code is built first)
 
 A crashed service, NATS or Redis is restarted. Ctrl-C stops everything.
 Logs: .fizz/logs (services.log, nats.log, redis.log).

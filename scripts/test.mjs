@@ -14,6 +14,12 @@ try {
   console.error(`fizz: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 }
+// Go, PHP, Ruby and C# (php-cli, ruby, ruby-rack, mono-*; their prepare scripts): an environment
+// that cannot be made ready is named here, and its tests fail saying why.
+{
+  const { ensureRuntimes } = await import("./lib/runtimes.mjs");
+  await ensureRuntimes();
+}
 
 const only = process.argv[2];
 const stages = ["unit", "integration", "e2e", "security", "fault", "k8s"].filter(

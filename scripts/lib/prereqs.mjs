@@ -55,6 +55,8 @@ const TEST_BINARIES = [
   },
   // The guestbook's browser test drives Debian's Chromium.
   { bin: "chromium", apt: "chromium", paths: ["/usr/bin/chromium"] },
+  // The bench's cold-start comparison serves through nginx.
+  { bin: "nginx", apt: "nginx", paths: ["/usr/sbin/nginx"] },
 ];
 
 /**
@@ -93,7 +95,7 @@ function isDebianLike() {
 }
 
 const isRoot = () => process.getuid?.() === 0;
-const canApt = () => isRoot() && isDebianLike() && findBinary("apt-get") !== undefined;
+export const canApt = () => isRoot() && isDebianLike() && findBinary("apt-get") !== undefined;
 
 let aptUpdated = false;
 /**
@@ -102,7 +104,7 @@ let aptUpdated = false;
  * @param {(line: string) => void} log
  * @returns {boolean} whether apt-get succeeded
  */
-function aptInstall(names, log) {
+export function aptInstall(names, log) {
   log(`fizz: installing ${names.join(", ")} with apt-get`);
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
   if (!aptUpdated) {
