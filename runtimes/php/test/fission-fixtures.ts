@@ -190,3 +190,151 @@ if (($_GET['then'] ?? '') === 'fatal') {
 http_response_code((int) ($_GET['status'] ?? 200));
 `,
 };
+
+/** A package that ships psr/http-message 2.0 and psr/log 3.0 (typed interfaces) behind a
+ * Composer-style autoloader: the runtime's classes must implement those, not its own. */
+export const PSR2_PACKAGE: Record<string, string> = {
+  "vendor/autoload.php": `<?php
+spl_autoload_register(function ($class) {
+    $file = __DIR__ . '/psr/' . str_replace('\\\\', '/', $class) . '.php';
+    if (is_file($file)) {
+        require $file;
+    }
+});
+`,
+  "vendor/psr/Psr/Http/Message/MessageInterface.php": `<?php
+namespace Psr\\Http\\Message;
+interface MessageInterface
+{
+    public function getProtocolVersion(): string;
+    public function withProtocolVersion(string $version): MessageInterface;
+    public function getHeaders(): array;
+    public function hasHeader(string $name): bool;
+    public function getHeader(string $name): array;
+    public function getHeaderLine(string $name): string;
+    public function withHeader(string $name, $value): MessageInterface;
+    public function withAddedHeader(string $name, $value): MessageInterface;
+    public function withoutHeader(string $name): MessageInterface;
+    public function getBody(): StreamInterface;
+    public function withBody(StreamInterface $body): MessageInterface;
+}
+`,
+  "vendor/psr/Psr/Http/Message/RequestInterface.php": `<?php
+namespace Psr\\Http\\Message;
+interface RequestInterface extends MessageInterface
+{
+    public function getRequestTarget(): string;
+    public function withRequestTarget(string $requestTarget): RequestInterface;
+    public function getMethod(): string;
+    public function withMethod(string $method): RequestInterface;
+    public function getUri(): UriInterface;
+    public function withUri(UriInterface $uri, bool $preserveHost = false): RequestInterface;
+}
+`,
+  "vendor/psr/Psr/Http/Message/ServerRequestInterface.php": `<?php
+namespace Psr\\Http\\Message;
+interface ServerRequestInterface extends RequestInterface
+{
+    public function getServerParams(): array;
+    public function getCookieParams(): array;
+    public function withCookieParams(array $cookies): ServerRequestInterface;
+    public function getQueryParams(): array;
+    public function withQueryParams(array $query): ServerRequestInterface;
+    public function getUploadedFiles(): array;
+    public function withUploadedFiles(array $uploadedFiles): ServerRequestInterface;
+    public function getParsedBody();
+    public function withParsedBody($data): ServerRequestInterface;
+    public function getAttributes(): array;
+    public function getAttribute(string $name, $default = null);
+    public function withAttribute(string $name, $value): ServerRequestInterface;
+    public function withoutAttribute(string $name): ServerRequestInterface;
+}
+`,
+  "vendor/psr/Psr/Http/Message/ResponseInterface.php": `<?php
+namespace Psr\\Http\\Message;
+interface ResponseInterface extends MessageInterface
+{
+    public function getStatusCode(): int;
+    public function withStatus(int $code, string $reasonPhrase = ''): ResponseInterface;
+    public function getReasonPhrase(): string;
+}
+`,
+  "vendor/psr/Psr/Http/Message/StreamInterface.php": `<?php
+namespace Psr\\Http\\Message;
+interface StreamInterface
+{
+    public function __toString(): string;
+    public function close(): void;
+    public function detach();
+    public function getSize(): ?int;
+    public function tell(): int;
+    public function eof(): bool;
+    public function isSeekable(): bool;
+    public function seek(int $offset, int $whence = SEEK_SET): void;
+    public function rewind(): void;
+    public function isWritable(): bool;
+    public function write(string $string): int;
+    public function isReadable(): bool;
+    public function read(int $length): string;
+    public function getContents(): string;
+    public function getMetadata(?string $key = null);
+}
+`,
+  "vendor/psr/Psr/Http/Message/UriInterface.php": `<?php
+namespace Psr\\Http\\Message;
+interface UriInterface
+{
+    public function getScheme(): string;
+    public function getAuthority(): string;
+    public function getUserInfo(): string;
+    public function getHost(): string;
+    public function getPort(): ?int;
+    public function getPath(): string;
+    public function getQuery(): string;
+    public function getFragment(): string;
+    public function withScheme(string $scheme): UriInterface;
+    public function withUserInfo(string $user, ?string $password = null): UriInterface;
+    public function withHost(string $host): UriInterface;
+    public function withPort(?int $port): UriInterface;
+    public function withPath(string $path): UriInterface;
+    public function withQuery(string $query): UriInterface;
+    public function withFragment(string $fragment): UriInterface;
+    public function __toString(): string;
+}
+`,
+  "vendor/psr/Psr/Log/LoggerInterface.php": `<?php
+namespace Psr\\Log;
+interface LoggerInterface
+{
+    public function emergency(string|\\Stringable $message, array $context = []): void;
+    public function alert(string|\\Stringable $message, array $context = []): void;
+    public function critical(string|\\Stringable $message, array $context = []): void;
+    public function error(string|\\Stringable $message, array $context = []): void;
+    public function warning(string|\\Stringable $message, array $context = []): void;
+    public function notice(string|\\Stringable $message, array $context = []): void;
+    public function info(string|\\Stringable $message, array $context = []): void;
+    public function debug(string|\\Stringable $message, array $context = []): void;
+    public function log($level, string|\\Stringable $message, array $context = []): void;
+}
+`,
+  "handlers/Typed.php": `<?php
+require __DIR__ . '/../vendor/autoload.php';
+
+use Psr\\Http\\Message\\ResponseInterface;
+use Psr\\Log\\LoggerInterface;
+
+function execute(array $context): ResponseInterface
+{
+    $from = fn (string $class) => str_contains((string) (new ReflectionClass($class))->getFileName(), '/vendor/') ? 'vendor' : 'runtime';
+    $context['logger']->info('typed');
+    $response = $context['response'];
+    $response->getBody()->write(implode(' ', [
+        $from(ResponseInterface::class),
+        $from(LoggerInterface::class),
+        $context['logger'] instanceof LoggerInterface ? 'logger' : 'no-logger',
+        $context['request']->withAttribute('a', 1)->getUri()->withPort(8080)->getPort(),
+    ]));
+    return $response->withStatus(201);
+}
+`,
+};

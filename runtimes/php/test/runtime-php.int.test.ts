@@ -24,6 +24,7 @@ import {
   FISSION_HELLOPSR,
   FISSION_STOCK,
   PRINTER,
+  PSR2_PACKAGE,
   PROBES,
   TYPED_PSR,
 } from "./fission-fixtures.js";
@@ -503,6 +504,17 @@ describe("php runtime: PHP only", function () {
   describe("a package made by tar from a directory", () => {
     let rt: Runtime | undefined;
     afterEach(() => rt?.kill());
+
+    it("implements the psr/http-message 2.0 and psr/log 3.0 interfaces a package's autoloader brings", async () => {
+      rt = await phpRuntime.start();
+      const res = await specializeArchive(rt, await packageArchive(PSR2_PACKAGE), {
+        entrypoint: "handlers/Typed.php::execute",
+      });
+      expect(res.status, res.text).to.equal(200);
+      const call = await request(rt.url, { headers: ME });
+      expect(call.status, call.text).to.equal(201);
+      expect(call.text).to.equal("vendor vendor logger 8080");
+    });
 
     it("writes files 0600 and executables 0700, and runs from the package directory", async () => {
       rt = await phpRuntime.start();
