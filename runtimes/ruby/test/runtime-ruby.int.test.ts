@@ -218,7 +218,7 @@ describe("ruby runtime: Ruby only", function () {
       rt = await rubyRuntime.start();
       const counter: Source = {
         filename: "counter.rb",
-        source: `$calls = 0\n\ndef handler(context)\n  $calls += 1\n  n = $calls\n  sleep(context.query['ms'].to_f / 1000)\n  n.to_s\nend\n`,
+        source: `$calls = 0\n\ndef handler(context)\n  $calls += 1\n  n = $calls\n  puts "call #{n} started"\n  sleep(context.query['ms'].to_f / 1000)\n  n.to_s\nend\n`,
       };
       expect((await push(rt, counter, { concurrency: 1 })).status).to.equal(200);
     });
@@ -226,7 +226,7 @@ describe("ruby runtime: Ruby only", function () {
 
     it("is not run once a slot frees, and the slot goes to the next call", async () => {
       const running = request(rt.url, { path: "/?ms=500", headers: ME });
-      await sleep(50);
+      await eventually(() => rt.stdout().includes("call 1 started"));
       const queued = http.request(new URL("/?ms=0", rt.url), { headers: ME, agent: false });
       queued.on("error", () => undefined);
       queued.end();
