@@ -48,7 +48,9 @@ export async function prepare({ log = () => {} } = {}) {
   }
   const api = sources(join(here, "api"));
   const host = sources(join(here, "host"));
-  const hash = createHash("sha256").update(version);
+  const hash = createHash("sha256")
+    .update(version)
+    .update(readFileSync(fileURLToPath(import.meta.url)));
   for (const file of [...api, ...host]) hash.update(file).update(readFileSync(file));
   const key = hash.digest("hex").slice(0, 16);
   const exe = join(buildDir, "fizz-dotnet.exe");
@@ -70,7 +72,7 @@ export async function prepare({ log = () => {} } = {}) {
   mkdirSync(tmp, { recursive: true });
   try {
     // Absolute source paths: the runtime tells its own frames from a function's (relative) ones.
-    const common = ["-debug", "-optimize+", "-nologo"];
+    const common = ["-debug", "-optimize+", "-nologo", "-unsafe"];
     await run("mcs", [
       ...common,
       "-target:library",

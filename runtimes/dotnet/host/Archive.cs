@@ -38,7 +38,7 @@ namespace Fizz.Dotnet
     {
         private readonly Stream _inner;
         private readonly long _max;
-        public readonly SHA256 Hash = SHA256.Create();
+        public readonly SHA256 Hash = new SHA256Managed();
         public long Count;
 
         public HashingStream(Stream inner, long max)

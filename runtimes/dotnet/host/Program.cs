@@ -19,6 +19,8 @@ namespace Fizz.Dotnet
         /// <summary>Kubernetes' default terminationGracePeriodSeconds is 30: finish inside it.</summary>
         private const int ShutdownGraceMs = 25000;
         private static Instance _instance;
+        // IPv4 (the platform's HOST values): libc sockets; anything else: System.Net.Sockets.
+        private static NativeListener _native;
         private static TcpListener _listener;
         private static int _shuttingDown;
 
@@ -49,11 +51,17 @@ namespace Fizz.Dotnet
             }
             try
             {
-                _listener = new TcpListener(address, (int)port);
-                _listener.Server.NoDelay = true;
-                _listener.Start(512);
+                if (address.AddressFamily == AddressFamily.InterNetwork)
+                {
+                    _native = new NativeListener(address, (int)port, 512);
+                }
+                else
+                {
+                    _listener = new TcpListener(address, (int)port);
+                    _listener.Start(512);
+                }
             }
-            catch (SocketException e)
+            catch (Exception e)
             {
                 Console.Error.WriteLine("[fizz] cannot listen on " + address + ":" + port + ": " + e.Message);
                 return 1;
@@ -159,10 +167,24 @@ namespace Fizz.Dotnet
         {
             for (;;)
             {
-                Socket socket;
+                Stream stream;
+                ITransport transport;
                 try
                 {
-                    socket = _listener.AcceptSocket();
+                    if (_native != null)
+                    {
+                        var native = _native.Accept();
+                        if (native == null) throw new ObjectDisposedException("listener");
+                        stream = native;
+                        transport = native;
+                    }
+                    else
+                    {
+                        var socket = _listener.AcceptSocket();
+                        socket.NoDelay = true;
+                        stream = new NetworkStream(socket, true);
+                        transport = new ManagedTransport(socket);
+                    }
                 }
                 catch (Exception)
                 {
@@ -170,10 +192,9 @@ namespace Fizz.Dotnet
                     return; // stopped on shutdown
                 }
                 if (Interlocked.Decrement(ref _idle) < 1) StartAcceptor();
-                socket.NoDelay = true;
                 // An idle keep-alive connection is closed after this (Node's server: 65 s).
-                socket.ReceiveTimeout = 65000;
-                new Connection(_instance, new NetworkStream(socket, true), socket).Serve();
+                transport.SetReceiveTimeout(65000);
+                new Connection(_instance, stream, transport).Serve();
                 if (Interlocked.Increment(ref _idle) > IdleAcceptors)
                 {
                     Interlocked.Decrement(ref _idle);
@@ -228,7 +249,15 @@ namespace Fizz.Dotnet
                 Environment.Exit(1);
             }
             Console.Error.WriteLine("[fizz] " + reason + ": no new connections; finishing in-flight calls");
-            try { _listener.Stop(); } catch (Exception) { }
+            try
+            {
+                if (_native != null) _native.Stop();
+                else _listener.Stop();
+            }
+            catch (Exception)
+            {
+                // stopped already
+            }
             var drained = _instance.Drain(ShutdownGraceMs);
             if (!drained) Console.Error.WriteLine("[fizz] calls still running after " + ShutdownGraceMs + "ms; exiting");
             Console.Out.Flush();

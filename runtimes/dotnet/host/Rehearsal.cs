@@ -9,8 +9,6 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.IO.Compression;
-using System.Net;
-using System.Net.Sockets;
 using System.Threading;
 using System.Text;
 using Fission.DotNetCore.Api;
@@ -149,59 +147,42 @@ namespace Fizz.Dotnet
             return Encoding.UTF8.GetString(stream.Output.ToArray());
         }
 
-        /// <summary>A private listener on an ephemeral loopback port, open only until our own
-        /// client's connection is accepted; a connection from anyone else is closed unserved.</summary>
+        /// <summary>Over a socket pair: the same socket calls as a real connection, with no
+        /// listener anyone else could reach.</summary>
         private static string OverSocket(Instance instance, byte[] input)
         {
-            TcpListener listener = null;
+            NativeSocketStream[] pair;
             try
             {
-                listener = new TcpListener(IPAddress.Loopback, 0);
-                listener.Start(1);
-                var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-                using (var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
-                {
-                    client.NoDelay = true;
-                    client.Connect(IPAddress.Loopback, port);
-                    var server = listener.AcceptSocket();
-                    listener.Stop();
-                    listener = null;
-                    if (!server.RemoteEndPoint.Equals(client.LocalEndPoint))
-                    {
-                        server.Close();
-                        return null;
-                    }
-                    server.NoDelay = true;
-                    var output = new MemoryStream();
-                    var reader = new Thread(() =>
-                    {
-                        var buf = new byte[16 * 1024];
-                        try
-                        {
-                            int n;
-                            while ((n = client.Receive(buf)) > 0) output.Write(buf, 0, n);
-                        }
-                        catch (SocketException)
-                        {
-                            // closed
-                        }
-                    });
-                    reader.Start();
-                    client.Send(input);
-                    client.Shutdown(SocketShutdown.Send);
-                    new Connection(instance, new NetworkStream(server, true), server).Serve();
-                    reader.Join(5000);
-                    return Encoding.UTF8.GetString(output.ToArray());
-                }
+                pair = NativeSocketStream.Pair();
             }
-            catch (SocketException)
+            catch (IOException)
             {
                 return null;
             }
-            finally
+            var client = pair[0];
+            var server = pair[1];
+            var output = new MemoryStream();
+            var reader = new Thread(() =>
             {
-                if (listener != null) listener.Stop();
-            }
+                var buf = new byte[16 * 1024];
+                try
+                {
+                    int n;
+                    while ((n = client.Read(buf, 0, buf.Length)) > 0) output.Write(buf, 0, n);
+                }
+                catch (IOException)
+                {
+                    // closed
+                }
+            });
+            reader.Start();
+            client.Write(input, 0, input.Length);
+            client.ShutdownSend();
+            new Connection(instance, server, server).Serve();
+            reader.Join(5000);
+            client.Dispose();
+            return Encoding.UTF8.GetString(output.ToArray());
         }
 
         /// <summary>What the real specialize does to the process, done to itself: the same

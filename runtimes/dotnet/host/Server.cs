@@ -158,6 +158,37 @@ namespace Fizz.Dotnet
         }
     }
 
+    /// <summary>A managed Socket as a transport (an IPv6 or named HOST).</summary>
+    internal sealed class ManagedTransport : ITransport
+    {
+        private readonly Socket _socket;
+
+        public ManagedTransport(Socket socket)
+        {
+            _socket = socket;
+        }
+
+        public bool PeerClosed()
+        {
+            return _socket.Poll(0, SelectMode.SelectRead) && _socket.Available == 0;
+        }
+
+        public void ShutdownSend()
+        {
+            _socket.Shutdown(SocketShutdown.Send);
+        }
+
+        public void SetReceiveTimeout(int ms)
+        {
+            _socket.ReceiveTimeout = ms;
+        }
+
+        public void Abort()
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+    }
+
     internal sealed class Connection
     {
         /// <summary>A body this small is read and dropped after an early answer, keeping the
@@ -165,10 +196,10 @@ namespace Fizz.Dotnet
         private const long DiscardLimit = 64 * 1024;
         private readonly Instance _instance;
         private readonly Stream _stream;
-        private readonly Socket _socket;
+        private readonly ITransport _socket;
         public volatile bool Busy;
 
-        public Connection(Instance instance, Stream stream, Socket socket)
+        public Connection(Instance instance, Stream stream, ITransport socket)
         {
             _instance = instance;
             _stream = stream;
@@ -181,7 +212,7 @@ namespace Fizz.Dotnet
             if (_socket == null) return false;
             try
             {
-                return _socket.Poll(0, SelectMode.SelectRead) && _socket.Available == 0;
+                return _socket.PeerClosed();
             }
             catch (Exception)
             {
@@ -193,8 +224,7 @@ namespace Fizz.Dotnet
         {
             try
             {
-                if (_socket != null) _socket.Shutdown(SocketShutdown.Both);
-                _stream.Close();
+                if (_socket != null) _socket.Abort();
             }
             catch (Exception)
             {
@@ -279,8 +309,8 @@ namespace Fizz.Dotnet
             if (_socket == null) return;
             try
             {
-                _socket.Shutdown(SocketShutdown.Send);
-                _socket.ReceiveTimeout = 500;
+                _socket.ShutdownSend();
+                _socket.SetReceiveTimeout(500);
                 var scratch = new byte[8192];
                 var total = 0;
                 while (total < 1024 * 1024)

@@ -296,7 +296,7 @@ namespace Fizz.Dotnet
 
         public static string Sha256(byte[] data)
         {
-            using (var sha = SHA256.Create())
+            using (var sha = new SHA256Managed())
             {
                 var sb = new StringBuilder("sha256:");
                 foreach (var b in sha.ComputeHash(data)) sb.Append(b.ToString("x2"));
@@ -310,7 +310,7 @@ namespace Fizz.Dotnet
         {
             if (expected == null) return true;
             if (given == null) return false;
-            using (var sha = SHA256.Create())
+            using (var sha = new SHA256Managed())
             {
                 var a = sha.ComputeHash(Encoding.UTF8.GetBytes(expected));
                 var b = sha.ComputeHash(Encoding.UTF8.GetBytes(given));
