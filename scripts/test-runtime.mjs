@@ -10,7 +10,7 @@ import { ROOT } from "./lib/prereqs.mjs";
 
 const BUILT_IN = ["node", "python", "go", "php", "ruby", "dotnet"];
 const USAGE =
-  "usage: npm run test:runtime -- --env <name>\n" +
+  "usage: npm run test:runtime -- --env <name> [--grep <test name pattern>]\n" +
   `  <name>: ${BUILT_IN.join(", ")}, or the path of a custom environment's directory with fizz-runtime.json`;
 
 /** @param {string} message */
@@ -19,22 +19,29 @@ function usage(message) {
   process.exit(2);
 }
 
-/** @param {string[]} argv @returns {string | undefined} */
-function envArgument(argv) {
+/** @param {string[]} argv @returns {{ name: string | undefined, grep: string[] }} */
+function parseArguments(argv) {
+  /** @type {string | undefined} */
+  let name;
+  /** @type {string[]} */
+  const grep = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? "";
-    if (arg === "--env") return argv[i + 1];
-    if (arg.startsWith("--env=")) return arg.slice("--env=".length);
-    if (arg === "-h" || arg === "--help") {
+    if (arg === "--env" || arg === "--grep") {
+      const value = argv[++i];
+      if (value === undefined) usage(`${arg} needs a value`);
+      else if (arg === "--env") name = value;
+      else grep.push("--grep", value);
+    } else if (arg.startsWith("--env=")) name = arg.slice("--env=".length);
+    else if (arg === "-h" || arg === "--help") {
       console.log(USAGE);
       process.exit(0);
-    }
-    usage(`unexpected argument "${arg}"`);
+    } else usage(`unexpected argument "${arg}"`);
   }
-  return undefined;
+  return { name, grep };
 }
 
-const name = envArgument(process.argv.slice(2));
+const { name, grep } = parseArguments(process.argv.slice(2));
 if (!name) usage("--env is required");
 else {
   let target = name;
@@ -60,6 +67,7 @@ else {
       "--exit",
       "--reporter",
       "spec",
+      ...grep,
       "runtimes/contract/test/conformance.spec.ts",
     ],
     { cwd: ROOT, stdio: "inherit", env: { ...process.env, FIZZ_CONFORMANCE_ENV: target } },
