@@ -44,6 +44,7 @@ export const RESPONSES: Source = {
     "    res.write('made')",
     "    res",
     "  when 'string-body' then [200, {}, 'rack 1 style']",
+    "  when 'string-status' then ['202', {}, ['status as a String']]",
     "  when 'stream'",
     "    body = Enumerator.new do |y|",
     '      y << "one\\n"',

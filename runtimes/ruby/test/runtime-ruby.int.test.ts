@@ -178,12 +178,15 @@ describe("ruby runtime: Ruby only", function () {
       expect(res.headers).to.not.have.property("x-injected");
     });
 
-    it("takes a Rack::Response itself, and a body that is a String", async () => {
+    it("takes a Rack::Response itself, a body that is a String, and a status that is one", async () => {
       const res = await call("response");
       expect(res.status).to.equal(201);
       expect(res.headers["x-from"]).to.equal("rack-response");
       expect(res.text).to.equal("made");
       expect((await call("string-body")).text).to.equal("rack 1 style");
+      const stringStatus = await call("string-status");
+      expect(stringStatus.status).to.equal(202);
+      expect(stringStatus.text).to.equal("status as a String");
     });
 
     it("streams a body that is not an Array, chunk by chunk", async () => {

@@ -53,13 +53,16 @@ module Fizz
     end
 
     # Fission's Rack answer: [status, headers, body]. Any other Array is JSON.
+    # The status may be a String of three digits: Rack 2's Lint took anything with a #to_i.
     def triple?(result)
-      result.is_a?(Array) && result.length == 3 && result[0].is_a?(Integer) &&
-        result[1].respond_to?(:each_pair)
+      return false unless result.is_a?(Array) && result.length == 3 && result[1].respond_to?(:each_pair)
+      status = result[0]
+      status.is_a?(Integer) || (status.is_a?(String) && status.match?(/\A\d{3}\z/))
     end
 
     def rack_triple(result)
       status, headers, body = result
+      status = status.to_i
       raise ResultError, "Rack status #{status} is not between 200 and 599" unless (200..599).cover?(status)
       out = []
       typed = false
