@@ -86,6 +86,9 @@ namespace Fizz.Dotnet
                     Append(calls, Request("GET", "/readyz", null, null));
                     Exchange(instance, calls.ToArray(), true);
                 }
+                // Collect the rehearsal's garbage now, not during the real specialize.
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
                 real.Log("[fizz] rehearsal done in " + sw.ElapsedMilliseconds + "ms");
             }
             catch (Exception e)
