@@ -180,7 +180,10 @@ sub start_call {
     }
     if ($pid == 0) {
         @SIG{qw(TERM CHLD)} = ('IGNORE', 'DEFAULT');    # a call in flight always finishes
-        close $listener;
+        # Only this call's connection stays open here: a connection the loop closes must not
+        # linger in a child until it exits.
+        close $listener if $listener;
+        $_ != $c && close $_->{sock} for values %conns;
         my $context = build_context($req, $body, $instance{function});
         my ($kind, @answer) = call_function($instance{fn}, $context);
         if ($kind eq 'ok') {
@@ -273,7 +276,7 @@ while (1) {
         for my $c (values %conns) {
             close_conn($c) if !$c->{busy} && !$c->{req} && $c->{buf} eq '';
         }
-        exit 0 if !$inflight && !@queue;
+        CORE::exit(0) if !$inflight && !@queue;
     }
     my $select = IO::Select->new;
     $select->add($listener) if $listener;

@@ -67,6 +67,26 @@ describe("perl runtime (examples/custom-env): Perl only", function () {
     });
   });
 
+  it("answers exit and a header name that would split the response as FUNCTION_ERROR, and keeps serving", async () => {
+    rt = await perl.start();
+    const source = [
+      "sub handler {",
+      "    my ($c) = @_;",
+      "    exit 3 if $c->{query}{kind} eq 'exit';",
+      "    return { status => 200, headers => { \"X-A: 1\\r\\nSet-Cookie\" => 'x' }, body => 'no' } if $c->{query}{kind} eq 'split';",
+      "    return 'still here';",
+      "}",
+    ].join("\n");
+    expect((await push(rt, { filename: "edge.pl", source })).status).to.equal(200);
+    for (const kind of ["exit", "split"]) {
+      const res = await request(rt.url, { path: `/?kind=${kind}`, headers: ME });
+      expect(res.status, kind).to.equal(500);
+      expect(res.error().code).to.equal("FUNCTION_ERROR");
+      expect(res.headers["set-cookie"]).to.equal(undefined);
+    }
+    expect((await request(rt.url, { headers: ME })).text).to.equal("still here");
+  });
+
   it("writes secrets as 0400 files and gives the function its env, never the specialize token", async () => {
     rt = await perl.start({ FIZZ_SPECIALIZE_TOKEN: "tok-0123456789" });
     const source = [

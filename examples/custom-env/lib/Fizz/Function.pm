@@ -22,6 +22,10 @@ sub load_function {
     my $source = do { local $/; <$fh> };
     close $fh;
     my $package = 'Fizz::User';
+    # `exit` in the function's code (at load or in a call) dies instead, so it is an error
+    # answered as such rather than a loader or a call that vanishes. Bound when the code compiles.
+    no warnings 'once';
+    *CORE::GLOBAL::exit = sub (;$) { die "the function called exit\n" };
     # `#line` makes compile and run-time errors say "at hello.pl line N", the user's own file.
     my $ok = eval "package $package;\n#line 1 \"$filename\"\n$source\n;1;";    ## no critic
     return (undef, _message($@ || "$filename: loading did not return true")) unless $ok;
@@ -76,6 +80,14 @@ sub _uuid {
 
 sub _bytes { my ($s) = @_; return utf8::is_utf8($s) ? Encode::encode('UTF-8', $s) : $s }
 
+my $TOKEN_CHARS = qr/^[!#\$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+sub _header {
+    my ($name, $value) = @_;
+    die "header name \"$name\" is not a token\n" unless defined $name && $name =~ $TOKEN_CHARS;
+    return [$name, defined $value ? "$value" : ''];
+}
+
 # What the function returned, as (status, [[name, value]...], body bytes); dies on a value that
 # cannot be answered.
 sub _response {
@@ -92,7 +104,7 @@ sub _response {
             my @headers;
             my $given = $result->{headers} // {};
             die "headers must be a hash\n" unless ref $given eq 'HASH';
-            push @headers, [$_, "$given->{$_}"] for sort keys %$given;
+            push @headers, _header($_, $given->{$_}) for sort keys %$given;
             my $body = $result->{body};
             my $typed = grep { lc($_->[0]) eq 'content-type' } @headers;
             if (ref $body) {
@@ -110,7 +122,7 @@ sub _response {
         my ($status, $flat, $chunks) = @$result;
         die "status $status is not an HTTP status\n" if $status < 200 || $status > 599;
         my @headers;
-        push @headers, [$flat->[$_], $flat->[$_ + 1]] for grep { $_ % 2 == 0 } 0 .. $#$flat;
+        push @headers, _header($flat->[$_], $flat->[$_ + 1]) for grep { $_ % 2 == 0 } 0 .. $#$flat;
         return ($status, \@headers, join '', map { _bytes($_) } @$chunks);
     }
     if (ref $result eq 'HASH' || ref $result eq 'ARRAY') {
