@@ -28,6 +28,10 @@ namespace Fizz.Dotnet
         {
             EnsureDebugger(args);
             var started = Stopwatch.StartNew();
+            // A function's own thread that throws ends the process (.NET's policy); say why first.
+            AppDomain.CurrentDomain.UnhandledException += (sender, e) =>
+                Console.Error.WriteLine("[fizz] unhandled exception, the instance exits: " +
+                    (e.ExceptionObject is Exception ? Loader.Describe((Exception)e.ExceptionObject) : Convert.ToString(e.ExceptionObject)));
             var config = ReadConfig();
             if (Loader.Trace) Console.Error.WriteLine("[fizz] trace: config read " + started.Elapsed.TotalMilliseconds);
             config.Load = (dir, spec) => Loader.LoadPackage(dir, spec.Entrypoint);

@@ -269,6 +269,34 @@ public class FissionFunction
     }
   });
 
+  it("logs an exception from a function's own thread with its file and line before the process ends", async () => {
+    const source = `${USING}public class FissionFunction
+{
+    public string Execute(FissionContext c)
+    {
+        new System.Threading.Thread(() => Fail()).Start();
+        return "started";
+    }
+
+    private static void Fail()
+    {
+        throw new InvalidOperationException("background failure");
+    }
+}
+`;
+    rt = await deployed({ "bg.cs": source });
+    expect((await request(rt.url, { headers: ME })).text).to.equal("started");
+    const current = rt;
+    await eventually(() =>
+      current
+        .stderr()
+        .includes(
+          "unhandled exception, the instance exits: bg.cs:14: InvalidOperationException: background failure",
+        ),
+    );
+    expect(await rt.exited).to.not.equal(0);
+  });
+
   it("answers a request with Expect: 100-continue (curl's large uploads)", async () => {
     rt = await deployed({
       "echo.cs": `${USING}public class FissionFunction { public string Execute(FissionContext c) { return c.Text(); } }`,
