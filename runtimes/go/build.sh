@@ -45,7 +45,7 @@ fi
 # Finds the handlers (and refuses func main, fizz_ names, another package) before the runtime's
 # own files join the package.
 "$TOOLS/fizz-go-scan" . fizz_entry.go "$DEPLOY_PKG/fizz-function.entries"
-cp "$RT"/runtime/fizz_*.go .
+cp "$RT"/runtime/fizz_*.go "$RT"/runtime/0fizz_*.go .
 
 mod=-mod=mod
 if [ -d vendor ]; then mod=-mod=vendor; fi

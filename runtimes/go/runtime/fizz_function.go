@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -28,6 +29,7 @@ type fizzHandoffIn struct {
 	Function    fizzFunctionRef `json:"function"`
 	Concurrency int             `json:"concurrency"`
 	TokenHash   string          `json:"tokenHash"`
+	WatchPID    int             `json:"watchPid"`
 }
 
 func fizzStart() {
@@ -71,6 +73,14 @@ func fizzStart() {
 			fizzLog("specialized %s (entrypoint %s) in %sms", label, h.Entrypoint, strconv.FormatFloat(loadMs, 'f', -1, 64))
 			go fizzRawAnswer(conn, 200, map[string]any{"status": "specialized", "loadMs": loadMs})
 		}
+	}
+	fizzInitialized()
+	if h.WatchPID > 0 {
+		// The watchdog is this process's child now (it was the warm process's): reap it.
+		go func() {
+			var status syscall.WaitStatus
+			_, _ = syscall.Wait4(h.WatchPID, &status, 0, nil)
+		}()
 	}
 	rt.serve(ln)
 }

@@ -54,7 +54,7 @@ func fizzRequestID() string {
 
 // fizzRawAnswer writes a whole HTTP/1.1 answer on a connection taken from the server (the
 // specialize connection across the exec), then closes it gracefully: our side first, then
-// whatever the client still sends, so the answer is never lost to a reset.
+// whatever the client still sends (up to 2 s), so the answer is never lost to a reset.
 func fizzRawAnswer(conn net.Conn, status int, value any) {
 	body, _ := json.Marshal(value)
 	head := fmt.Sprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
@@ -62,12 +62,8 @@ func fizzRawAnswer(conn net.Conn, status int, value any) {
 	_, _ = conn.Write(append([]byte(head), body...))
 	if tcp, ok := conn.(*net.TCPConn); ok {
 		_ = tcp.CloseWrite()
-		go func() {
-			_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-			_, _ = io.Copy(io.Discard, conn)
-			conn.Close()
-		}()
-		return
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _ = io.Copy(io.Discard, conn)
 	}
 	conn.Close()
 }

@@ -15,6 +15,10 @@ var fizzEntries = map[string]http.HandlerFunc{}
 const fizzModulePath = "fizz.invalid"
 
 func fizzStart() {
+	if len(os.Args) == 2 && os.Args[1] == "--fizz-watchdog" {
+		fizzWatchdog()
+		return
+	}
 	rt := fizzNewRuntime()
 	ln, err := net.Listen("tcp", net.JoinHostPort(rt.host, rt.port))
 	if err != nil {

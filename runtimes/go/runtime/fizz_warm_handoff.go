@@ -11,10 +11,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -23,12 +25,16 @@ import (
 
 // What build.sh writes next to the binary: the handlers it found, for an entrypoint check
 // before the exec.
+// How long the watchdog serves a failed instance at most (see fizzWatchdog).
+const fizzFailedLifetime = 2 * time.Minute
+
 const (
 	fizzBinaryName  = "fizz-function"
 	fizzEntriesName = "fizz-function.entries"
 )
 
 type fizzEntryList struct {
+	Module   string            `json:"module"`
 	Handlers map[string]string `json:"handlers"` // name -> file:line
 	Funcs    map[string]string `json:"funcs"`    // every other top-level func -> file:line
 }
@@ -43,11 +49,13 @@ type fizzHandoff struct {
 	Function    fizzFunctionRef `json:"function"`
 	Concurrency int             `json:"concurrency"`
 	TokenHash   string          `json:"tokenHash,omitempty"`
+	WatchFD     int             `json:"watchFd,omitempty"`
+	WatchPID    int             `json:"watchPid,omitempty"`
 }
 
 // fizzResolveEntry picks the handler the entrypoint names ("Fn" or "file.Fn"; default Handler),
 // or says why none fits, naming the file and line where it can.
-func fizzResolveEntry(fn, entrypoint string) (string, string) {
+func fizzResolveEntry(fn, entrypoint string) (string, string, string) {
 	name, file := entrypoint, ""
 	if name == "" {
 		name = "Handler"
@@ -57,12 +65,17 @@ func fizzResolveEntry(fn, entrypoint string) (string, string) {
 	}
 	raw, err := os.ReadFile(filepath.Join(fn, fizzEntriesName))
 	if err != nil {
-		return name, "" // no list: the function's process checks it itself
+		return name, "", "" // no list: the function's process checks it itself
 	}
 	var list fizzEntryList
 	if json.Unmarshal(raw, &list) != nil {
-		return name, ""
+		return name, "", ""
 	}
+	name, problem := fizzCheckEntry(list, name, file, entrypoint)
+	return name, problem, list.Module
+}
+
+func fizzCheckEntry(list fizzEntryList, name, file, entrypoint string) (string, string) {
 	where, ok := list.Handlers[name]
 	if ok {
 		if file != "" && !strings.HasPrefix(where, strings.TrimSuffix(file, ".go")+".go:") {
@@ -104,7 +117,7 @@ func (rt *fizzRuntime) handOff(w http.ResponseWriter, r *http.Request, spec *fiz
 		rt.loadFailed(w, spec, fizzBinaryName+": "+err.Error())
 		return
 	}
-	entry, problem := fizzResolveEntry(fn, spec.entrypoint)
+	entry, problem, module := fizzResolveEntry(fn, spec.entrypoint)
 	if problem != "" {
 		rt.loadFailed(w, spec, problem)
 		return
@@ -153,11 +166,19 @@ func (rt *fizzRuntime) handOff(w http.ResponseWriter, r *http.Request, spec *fiz
 	if rt.tokenHash != nil {
 		handoff.TokenHash = hex.EncodeToString(rt.tokenHash)
 	}
+	// Spawned before any descriptor loses close-on-exec, so the watchdog holds only its own two.
+	watch, watchPID := fizzStartWatchdog(connFile, lnFile, module, handoff.TokenHash)
+	if watch != nil {
+		handoff.WatchFD, handoff.WatchPID = fizzRawFD(watch), watchPID
+	}
 	encoded, _ := json.Marshal(handoff)
 	env := fizzFunctionEnv(spec.env, secretsDir, configsDir, string(encoded))
 
 	// Both descriptors survive the exec; everything else the warm process holds is close-on-exec.
-	for _, fd := range []int{lnFD, connFD} {
+	for _, fd := range []int{lnFD, connFD, handoff.WatchFD} {
+		if fd <= 0 {
+			continue
+		}
 		if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_SETFD, 0); errno != 0 {
 			rt.execFailed(conn, lnFile, errno)
 			return
@@ -173,7 +194,14 @@ func (rt *fizzRuntime) handOff(w http.ResponseWriter, r *http.Request, spec *fiz
 		return
 	}
 	err = syscall.Exec(binary, []string{binary}, env)
-	rt.execFailed(conn, lnFile, err) // only reached when the exec failed
+	// Only reached when the exec failed. The files stay referenced until here: a collected
+	// os.File closes its descriptor, which the exec must hand over.
+	runtime.KeepAlive(connFile)
+	if watch != nil {
+		_, _ = watch.Write([]byte(fizzWatchOK)) // this process answers, not the watchdog
+		watch.Close()
+	}
+	rt.execFailed(conn, lnFile, err)
 }
 
 // fizzFunctionEnv is the warm process's environment (the token already gone), the function's
@@ -263,4 +291,70 @@ func fizzRawFD(f *os.File) int {
 		_ = sc.Control(func(raw uintptr) { fd = int(raw) })
 	}
 	return fd
+}
+
+// fizzStartWatchdog starts this binary again as the watchdog of the function's initialization
+// (0fizz_boot.go): it holds the pipe's read end and copies of the specialize connection and the
+// listening socket. If the function's process dies before it answered, the watchdog answers
+// FUNCTION_LOAD_FAILED on the connection and then serves the instance as failed (healthz
+// "failed", 503, 409) until it is stopped (SIGTERM, stdin EOF), as the contract has a failed
+// instance do. Returns the pipe's write end (close-on-exec still set) and the watchdog's pid; nil
+// when it could not start, and the handoff goes on without it.
+func fizzStartWatchdog(conn, listener *os.File, module, tokenHash string) (*os.File, int) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, 0
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, 0
+	}
+	defer r.Close()
+	watch, _ := json.Marshal(map[string]string{"module": module, "tokenHash": tokenHash})
+	proc, err := os.StartProcess(self, []string{self, "--fizz-watchdog"}, &os.ProcAttr{
+		Env:   append(os.Environ(), "FIZZ_GO_WATCH="+string(watch)),
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, r, conn, listener},
+	})
+	if err != nil {
+		w.Close()
+		fizzLog("watchdog: %v", err)
+		return nil, 0
+	}
+	return w, proc.Pid
+}
+
+// fizzWatchdog runs as `fizz-go-warm --fizz-watchdog` with the pipe on fd 3, the specialize
+// connection on fd 4 and the listening socket on fd 5.
+func fizzWatchdog() {
+	pipe, connFile, lnFile := os.NewFile(3, "watch"), os.NewFile(4, "specialize"), os.NewFile(5, "listener")
+	report, _ := io.ReadAll(io.LimitReader(pipe, 1<<20))
+	if string(report) == fizzWatchOK {
+		os.Exit(0)
+	}
+	var watch struct{ Module, TokenHash string }
+	_ = json.Unmarshal([]byte(os.Getenv("FIZZ_GO_WATCH")), &watch)
+	os.Unsetenv("FIZZ_GO_WATCH")
+	message := "the function's process exited during initialization without a crash report (os.Exit or log.Fatal in an init, or a panic in a dependency's init); see the instance's log"
+	if text := strings.TrimSpace(string(report)); text != "" {
+		message = fizzCrashMessage(text, watch.Module)
+	}
+	fizzLog("failed to load: %s", message)
+	rt := fizzNewRuntime()
+	if watch.TokenHash != "" {
+		rt.tokenHash, _ = hex.DecodeString(watch.TokenHash)
+	}
+	rt.state.Store(fizzStateFailed)
+	ln, err := net.FileListener(lnFile)
+	if err != nil {
+		fizzLog("watchdog: %v", err)
+		os.Exit(1)
+	}
+	if conn, err := net.FileConn(connFile); err == nil {
+		go fizzRawAnswer(conn, 500, fizzErrorBody("FUNCTION_LOAD_FAILED", message, false, ""))
+	}
+	// Nobody is this process's parent any more: the poolkeeper stops it (SIGTERM, stdin EOF under
+	// the process backend, the pod's end on Kubernetes) long before this bound, which is only
+	// there so that nothing can leave it running for good.
+	time.AfterFunc(fizzFailedLifetime, func() { rt.drain("failed instance kept for " + fizzFailedLifetime.String()) })
+	rt.serve(ln)
 }

@@ -324,16 +324,40 @@ export const PACKAGES: PackageFixtures = {
   ],
   loadFailure: {
     files: {
-      "main.go": text("Handler", '"main"'),
-      "helper.go": go("package main", "", "func Helper(n int) int {", "\treturn n", "}"),
+      "main.go": text("Handler", "settings"),
+      "helper.go": go(
+        "package main",
+        "",
+        'import "errors"',
+        "",
+        "var settings = load()",
+        "",
+        "func load() string {",
+        '\tpanic(errors.New("boom in helper"))',
+        "}",
+      ),
     },
-    entrypoint: "Helper",
-    message: /^helper\.go:3: Helper is not a func\(http\.ResponseWriter, \*http\.Request\)$/,
+    message: /^helper\.go:8: panic: boom in helper$/,
   },
   configReader: CONFIG_READER,
 };
 
 export const SERVER = { name: "go", command: WARM_BINARY, script: "--warm" };
+
+/** A function whose initialization crashed leaves its watchdog serving the instance as failed
+ * (the poolkeeper stops it; here the test does): the watchdogs listening on this port. */
+function killWatchdogs(port: string): void {
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      if (cmdline !== `${WARM_BINARY}\0--fizz-watchdog\0`) continue;
+      const environ = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+      if (environ.includes(`PORT=${port}`)) process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+}
 
 let prepared: Promise<void> | undefined;
 /** prepare.mjs once per test process (instant when .build/ is current; npm test's set-up and
@@ -350,7 +374,13 @@ export const goRuntime: RuntimeUnderTest = {
   name: "go",
   start: async (env, options) => {
     await ensurePrepared();
-    return startRuntime(SERVER, env, options);
+    const rt = await startRuntime(SERVER, env, options);
+    const kill = rt.kill.bind(rt);
+    rt.kill = async () => {
+      await kill();
+      killWatchdogs(new URL(rt.url).port);
+    };
+    return rt;
   },
   compile: async (files) => {
     await ensurePrepared();
@@ -366,6 +396,22 @@ export const goRuntime: RuntimeUnderTest = {
         entrypoint: "Missing",
         message:
           /^entrypoint "Missing": no func Missing\(http\.ResponseWriter, \*http\.Request\) in package main \(handlers: Handler\)$/,
+      },
+      {
+        what: "a panic in an init function",
+        filename: "hello.go",
+        source: go(
+          "package main",
+          "",
+          'import "net/http"',
+          "",
+          "func init() {",
+          '\tpanic("boom at init")',
+          "}",
+          "",
+          "func Handler(w http.ResponseWriter, r *http.Request) {}",
+        ),
+        message: /^hello\.go:6: panic: boom at init$/,
       },
       {
         what: "an entrypoint that names a function of another signature",

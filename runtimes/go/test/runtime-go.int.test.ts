@@ -92,6 +92,26 @@ describe("go runtime: Go only", function () {
       }
     });
 
+    it("answers FUNCTION_LOAD_FAILED when the function's process exits during initialization", async () => {
+      rt = await goRuntime.start();
+      const source = go(
+        "package main",
+        "",
+        "import (",
+        '\t"net/http"',
+        '\t"os"',
+        ")",
+        "",
+        "func init() { os.Exit(3) }",
+        "",
+        "func Handler(w http.ResponseWriter, r *http.Request) {}",
+      );
+      const res = await deployed(rt, { "exit.go": source });
+      expect(res.status).to.equal(500);
+      expect(res.error().code).to.equal("FUNCTION_LOAD_FAILED");
+      expect(res.error().message).to.match(/exited during initialization/);
+    });
+
     it("leaves the specialize token out of the function's process, /proc/self/environ included", async () => {
       const token = "go-handoff-token-0123456789abcdef";
       rt = await goRuntime.start({ FIZZ_SPECIALIZE_TOKEN: token });

@@ -26,6 +26,7 @@ import (
 )
 
 type entries struct {
+	Module   string            `json:"module"`
 	Handlers map[string]string `json:"handlers"`
 	Funcs    map[string]string `json:"funcs"`
 }
@@ -45,7 +46,7 @@ func main() {
 		fail(err.Error())
 	}
 	fset := token.NewFileSet()
-	list := entries{Handlers: map[string]string{}, Funcs: map[string]string{}}
+	list := entries{Module: module, Handlers: map[string]string{}, Funcs: map[string]string{}}
 	plain := map[string]bool{} // handler name -> takes no context
 	var problems []string
 	goFiles := 0
@@ -57,7 +58,7 @@ func main() {
 		if match, err := build.Default.MatchFile(dir, name); err != nil || !match {
 			continue
 		}
-		if strings.HasPrefix(name, "fizz_") {
+		if strings.HasPrefix(name, "fizz_") || strings.HasPrefix(name, "0fizz_") {
 			problems = append(problems, name+": file names starting with fizz_ are reserved for the runtime")
 			continue
 		}
