@@ -91,6 +91,62 @@ final class Call
 }
 
 /**
+ * A spare process's first steps of a call, on throwaway objects, while it waits: a fork shares
+ * the server's memory until it writes to it, and the first touch of each page, allocator and
+ * cache (PCRE, parse_str, streams) is what makes a fresh process's first call slow. The user's
+ * code is not run.
+ */
+function warmUp(Instance $instance): void
+{
+    $buffer = "GET /warm?a=1&b[]=2 HTTP/1.1\r\nHost: warm\r\nContent-Type: application/json\r\n\r\n";
+    $head = RequestHead::take($buffer);
+    parse_str($head->query(), $query);
+    $request = new ServerRequest('GET', requestUri($head), $head->raw, '{"a":1}', serverParams($head, '127.0.0.1'), $query, []);
+    $request->getParsedBody();
+    $response = new Response();
+    $response->getBody()->write('warm');
+    $answer = messageAnswer($response->withHeader('X-Warm', 'yes'));
+    serializeResponse($answer[0], $answer[1], $answer[2], false);
+    textType('warm');
+    jsonEncode(['warm' => [1, 'two']]);
+    uuid4();
+    ob_start();
+    echo 'warm';
+    ob_end_clean();
+    // Fault in some heap pages the call's allocations will use.
+    $pages = str_repeat('w', 256 * 1024);
+    unset($pages, $request, $response, $answer);
+}
+
+/**
+ * A spare call process's call, handed over by the server: the request and the client's socket.
+ * Null when the server closed the pair instead (shutdown, or gone).
+ * @return array{CallRequest, resource}|null
+ */
+function receiveCall(\Socket $pair): ?array
+{
+    $message = ['buffer_size' => 65536, 'controllen' => socket_cmsg_space(SOL_SOCKET, SCM_RIGHTS, 1)];
+    if (!@socket_recvmsg($pair, $message, 0)) {
+        return null;
+    }
+    $client = $message['control'][0]['data'][0] ?? null;
+    $data = $message['iov'][0] ?? '';
+    if (!$client instanceof \Socket || strlen($data) < 8) {
+        return null;
+    }
+    $length = unpack('J', substr($data, 0, 8))[1];
+    while (strlen($data) < 8 + $length) {
+        $piece = @socket_read($pair, min(1 << 20, 8 + $length - strlen($data)));
+        if ($piece === false || $piece === '') {
+            return null;
+        }
+        $data .= $piece;
+    }
+    $req = unserialize(substr($data, 8), ['allowed_classes' => [CallRequest::class, RequestHead::class]]);
+    return $req instanceof CallRequest ? [$req, socket_export_stream($client)] : null;
+}
+
+/**
  * Runs the call in this (forked) process and never returns.
  * @param resource $pair @param resource $client
  */

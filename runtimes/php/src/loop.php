@@ -46,11 +46,20 @@ final class Server
     private bool $stopRequested = false;
     private bool $draining = false;
     private ?Conn $specializing = null;
+    /**
+     * A call process forked ahead, asleep until a request (and its client's socket, passed over
+     * a Unix socket) arrives: the first call after specialize and any call that finds it ready
+     * skip the fork, and a woken process runs sooner than a new one on a busy CPU.
+     * @var array{pid:int, sock:\Socket, stream:resource}|null
+     */
+    private ?array $spare = null;
     private bool $stdinOpen;
+    private bool $sparesWork;
 
     public function __construct(private readonly Instance $instance)
     {
         $this->stdinOpen = $instance->parentStdin;
+        $this->sparesWork = function_exists('socket_create_pair') && function_exists('socket_sendmsg');
     }
 
     public function run(): never
@@ -108,11 +117,17 @@ final class Server
             }
         }
         $except = null;
-        $timeout = $this->reap === [] ? 1 : 0;
-        $ready = @stream_select($read, $write, $except, $timeout, $this->reap === [] ? 0 : 20000);
+        // Forked only when no call runs: a fork (and the spare's warm-up) must not take their CPU.
+        $wantSpare = $this->spare === null && $this->running === [] && $this->instance->state === 'specialized'
+            && !$this->draining && $this->sparesWork;
+        [$seconds, $micros] = $wantSpare ? [0, 0] : ($this->reap === [] ? [1, 0] : [0, 20000]);
+        $ready = @stream_select($read, $write, $except, $seconds, $micros);
         $this->reapChildren();
         $this->closeIdle();
         if ($ready === false || $ready === 0) {
+            if ($ready === 0 && $wantSpare) {
+                $this->forkSpare(); // nothing to do: prepare the next call's process
+            }
             return; // a signal, or the timeout
         }
         foreach ($write as $sock) {
@@ -327,6 +342,10 @@ final class Server
             $this->specializing = null;
         }
         stream_set_blocking($c->sock, false);
+        if ($this->instance->state === 'specialized' && $this->sparesWork && $this->spare === null) {
+            // Before answering: the first call's process warms up while the answer travels.
+            $this->forkSpare();
+        }
         $this->respond($c, $answer, $close);
     }
 
@@ -345,6 +364,11 @@ final class Server
 
     private function start(Conn $c): void
     {
+        $close = !$c->head->keepAlive() || $this->draining;
+        $req = new CallRequest($c->head, $c->body, $c->peer, $close, $c->head->method === 'HEAD');
+        if ($this->spare !== null && $this->handOver($req, $c)) {
+            return;
+        }
         $pair = stream_socket_pair(STREAM_PF_UNIX, STREAM_SOCK_STREAM, STREAM_IPPROTO_IP);
         $pid = $pair === false ? -1 : pcntl_fork();
         if ($pid === -1) {
@@ -355,8 +379,6 @@ final class Server
         if ($pid === 0) {
             fclose($pair[0]);
             $this->becomeCall($c);
-            $close = !$c->head->keepAlive() || $this->draining;
-            $req = new CallRequest($c->head, $c->body, $c->peer, $close, $c->head->method === 'HEAD');
             runCall($this->instance, $req, $pair[1], $c->sock);
         }
         fclose($pair[1]);
@@ -366,9 +388,64 @@ final class Server
         $c->body = '';
     }
 
-    /** In the forked call: drop the server's other sockets and its signal handling, die with it. */
-    private function becomeCall(Conn $own): void
+    private function forkSpare(): void
     {
+        if (!@socket_create_pair(AF_UNIX, SOCK_STREAM, 0, $pair)) {
+            $this->sparesWork = false;
+            return;
+        }
+        $pid = pcntl_fork();
+        if ($pid === -1) {
+            socket_close($pair[0]);
+            socket_close($pair[1]);
+            return;
+        }
+        if ($pid === 0) {
+            socket_close($pair[0]);
+            $this->becomeCall(null);
+            warmUp($this->instance);
+            $got = receiveCall($pair[1]);
+            if ($got === null) {
+                fastExit(); // the server shut down, or is gone
+            }
+            runCall($this->instance, $got[0], socket_export_stream($pair[1]), $got[1]);
+        }
+        socket_close($pair[1]);
+        $this->spare = ['pid' => $pid, 'sock' => $pair[0], 'stream' => socket_export_stream($pair[0])];
+    }
+
+    /** Gives the spare process this call: the request, and the client's socket with it. */
+    private function handOver(CallRequest $req, Conn $c): bool
+    {
+        ['pid' => $pid, 'sock' => $sock, 'stream' => $stream] = $this->spare;
+        $this->spare = null;
+        $data = serialize($req);
+        $data = pack('J', strlen($data)) . $data;
+        $control = [['level' => SOL_SOCKET, 'type' => SCM_RIGHTS, 'data' => [$c->sock]]];
+        $sent = @socket_sendmsg($sock, ['iov' => [substr($data, 0, 65536)], 'control' => $control], 0);
+        for ($at = is_int($sent) ? $sent : 0; $sent !== false && $at < strlen($data); $at += $sent) {
+            $sent = @socket_write($sock, substr($data, $at, 1 << 20));
+        }
+        if ($sent === false) {
+            posix_kill($pid, SIGKILL); // it died waiting: the call gets a fork of its own
+            fclose($stream);
+            $this->reap[$pid] = true;
+            return false;
+        }
+        stream_set_blocking($stream, false);
+        stream_set_read_buffer($stream, 0);
+        $this->running[$pid] = ['conn' => (int) $c->sock, 'pair' => $stream, 'buf' => '', 'sock' => $sock];
+        $c->body = '';
+        return true;
+    }
+
+    /** In the forked call: drop the server's other sockets and its signal handling, die with it. */
+    private function becomeCall(?Conn $own): void
+    {
+        if ($this->spare !== null) {
+            fclose($this->spare['stream']);
+            $this->spare = null;
+        }
         if ($this->listen !== null) {
             fclose($this->listen);
         }
@@ -539,6 +616,12 @@ final class Server
     private function drain(): void
     {
         $this->draining = true;
+        if ($this->spare !== null) {
+            posix_kill($this->spare['pid'], SIGKILL);
+            fclose($this->spare['stream']);
+            $this->reap[$this->spare['pid']] = true;
+            $this->spare = null;
+        }
         logLine('draining: finishing ' . count($this->running) . ' call(s) in flight and ' . count($this->queue) . ' queued');
         if ($this->listen !== null) {
             fclose($this->listen);
