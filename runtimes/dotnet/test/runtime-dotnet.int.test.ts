@@ -46,13 +46,23 @@ function gnuTar(entries: Array<[string, string, string]>, { badChecksum = false 
 
 const USING = "using System;\nusing Fission.DotNetCore.Api;\n\n";
 
-/** Compiles `files`, specializes a fresh runtime with them; the runtime is returned warm-started. */
+/** Compiles `files` and specializes a fresh runtime with them. */
 async function deployed(files: Files, entrypoint?: string, env: Record<string, string> = {}) {
-  const rt = await dotnetRuntime.start({ FIZZ_INSTANCE_ID: "inst-1", ...env });
+  // Compiled first: a build that fails leaves no runtime running.
   const archive = await packageArchive(await compile(files));
-  const res = await specializeArchive(rt, archive, entrypoint === undefined ? {} : { entrypoint });
-  expect(res.status, res.text).to.equal(200);
-  return rt;
+  const rt = await dotnetRuntime.start({ FIZZ_INSTANCE_ID: "inst-1", ...env });
+  try {
+    const res = await specializeArchive(
+      rt,
+      archive,
+      entrypoint === undefined ? {} : { entrypoint },
+    );
+    expect(res.status, res.text).to.equal(200);
+    return rt;
+  } catch (error) {
+    await rt.kill();
+    throw error;
+  }
 }
 
 describe("dotnet runtime: C# only", function () {
