@@ -101,6 +101,8 @@ export async function prepare({ log = () => {} } = {}) {
     renameSync(tmp, buildDir);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
+    // Another prepare (a parallel test run, npm start) finished the same build first.
+    if (existsSync(stamp) && readFileSync(stamp, "utf8") === key && existsSync(exe)) return result;
     const e = /** @type {Error & { stdout?: string, stderr?: string }} */ (err);
     return {
       ok: false,
