@@ -27,6 +27,8 @@ final class Instance
     public array $function = [];
     public int $concurrency = 0;
     public ?Logger $logger = null;
+    /** @var array<string,string> what specialize added to the environment */
+    public array $environment = [];
 
     public function __construct()
     {

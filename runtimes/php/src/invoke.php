@@ -98,6 +98,7 @@ final class Call
  */
 function warmUp(Instance $instance): void
 {
+    loadContextClasses(); // already there unless the instance is still warm (see forkSpare)
     $buffer = "GET /warm?a=1&b[]=2 HTTP/1.1\r\nHost: warm\r\nContent-Type: application/json\r\n\r\n";
     $head = RequestHead::take($buffer);
     parse_str($head->query(), $query);
@@ -119,31 +120,49 @@ function warmUp(Instance $instance): void
 }
 
 /**
- * A spare call process's call, handed over by the server: the request and the client's socket.
- * Null when the server closed the pair instead (shutdown, or gone).
- * @return array{CallRequest, resource}|null
+ * A spare call process's next message from the server: its specialization (a spare forked while
+ * the instance was warm, for a script), or its call: the request and the client's socket. Null
+ * when the server closed the pair instead (shutdown, or gone).
+ * @return array{CallRequest, resource}|array{array}|null
  */
-function receiveCall(\Socket $pair): ?array
+function receiveMessage(\Socket $pair): ?array
 {
-    $message = ['buffer_size' => 65536, 'controllen' => socket_cmsg_space(SOL_SOCKET, SCM_RIGHTS, 1)];
-    if (!@socket_recvmsg($pair, $message, 0)) {
-        return null;
-    }
-    $client = $message['control'][0]['data'][0] ?? null;
-    $data = $message['iov'][0] ?? '';
-    if (!$client instanceof \Socket || strlen($data) < 8) {
-        return null;
-    }
-    $length = unpack('J', substr($data, 0, 8))[1];
-    while (strlen($data) < 8 + $length) {
-        $piece = @socket_read($pair, min(1 << 20, 8 + $length - strlen($data)));
-        if ($piece === false || $piece === '') {
+    // A stream socket keeps no message boundaries: bytes past this message (the call after a
+    // specialization) stay here for the next one, and passed sockets queue in arrival order.
+    static $buffer = '';
+    static $sockets = [];
+    while (strlen($buffer) < 8 || strlen($buffer) < 8 + unpack('J', substr($buffer, 0, 8))[1]) {
+        $message = ['buffer_size' => 1 << 20, 'controllen' => socket_cmsg_space(SOL_SOCKET, SCM_RIGHTS, 1)];
+        if (!@socket_recvmsg($pair, $message, 0) || ($message['iov'][0] ?? '') === '') {
             return null;
         }
-        $data .= $piece;
+        $buffer .= $message['iov'][0];
+        foreach ($message['control'] ?? [] as $control) {
+            foreach ($control['data'] ?? [] as $socket) {
+                $sockets[] = $socket;
+            }
+        }
     }
-    $req = unserialize(substr($data, 8), ['allowed_classes' => [CallRequest::class, RequestHead::class]]);
-    return $req instanceof CallRequest ? [$req, socket_export_stream($client)] : null;
+    $length = unpack('J', substr($buffer, 0, 8))[1];
+    $data = substr($buffer, 8, $length);
+    $buffer = substr($buffer, 8 + $length);
+    $got = unserialize($data, ['allowed_classes' => [CallRequest::class, RequestHead::class, Entry::class]]);
+    if ($got instanceof CallRequest) {
+        $client = array_shift($sockets);
+        return $client instanceof \Socket ? [$got, socket_export_stream($client)] : null;
+    }
+    return is_array($got) && ($got['entry'] ?? null) instanceof Entry ? [$got] : null;
+}
+
+/** A spare forked while warm takes the specialization the server made (a script's). */
+function becomeSpecialized(Instance $instance, array $specialization): void
+{
+    applyEnvironment($specialization['environment'], $specialization['entry']->codeDir);
+    $instance->environment = $specialization['environment'];
+    $instance->entry = $specialization['entry'];
+    $instance->function = $specialization['function'];
+    $instance->logger ??= new Context\Logger();
+    $instance->state = 'specialized';
 }
 
 /**

@@ -50,7 +50,7 @@ final class Server
      * A call process forked ahead, asleep until a request (and its client's socket, passed over
      * a Unix socket) arrives: the first call after specialize and any call that finds it ready
      * skip the fork, and a woken process runs sooner than a new one on a busy CPU.
-     * @var array{pid:int, sock:\Socket, stream:resource}|null
+     * @var array{pid:int, sock:\Socket, stream:resource, warm:bool}|null
      */
     private ?array $spare = null;
     private bool $stdinOpen;
@@ -118,7 +118,9 @@ final class Server
         }
         $except = null;
         // Forked only when no call runs: a fork (and the spare's warm-up) must not take their CPU.
-        $wantSpare = $this->spare === null && $this->running === [] && $this->instance->state === 'specialized'
+        // A warm instance has one too: specialized with a script, it is the first call's process.
+        $state = $this->instance->state;
+        $wantSpare = $this->spare === null && $this->running === [] && ($state === 'specialized' || $state === 'warm')
             && !$this->draining && $this->sparesWork;
         [$seconds, $micros] = $wantSpare ? [0, 0] : ($this->reap === [] ? [1, 0] : [0, 20000]);
         $ready = @stream_select($read, $write, $except, $seconds, $micros);
@@ -342,10 +344,7 @@ final class Server
             $this->specializing = null;
         }
         stream_set_blocking($c->sock, false);
-        if ($this->instance->state === 'specialized' && $this->sparesWork && $this->spare === null) {
-            // Before answering: the first call's process warms up while the answer travels.
-            $this->forkSpare();
-        }
+        $this->specializeSpare();
         $this->respond($c, $answer, $close);
     }
 
@@ -404,34 +403,78 @@ final class Server
             socket_close($pair[0]);
             $this->becomeCall(null);
             warmUp($this->instance);
-            $got = receiveCall($pair[1]);
-            if ($got === null) {
-                fastExit(); // the server shut down, or is gone
+            for (;;) {
+                $got = receiveMessage($pair[1]);
+                if ($got === null) {
+                    fastExit(); // the server shut down, or is gone
+                }
+                if (count($got) === 1) {
+                    becomeSpecialized($this->instance, $got[0]);
+                    continue;
+                }
+                runCall($this->instance, $got[0], socket_export_stream($pair[1]), $got[1]);
             }
-            runCall($this->instance, $got[0], socket_export_stream($pair[1]), $got[1]);
         }
         socket_close($pair[1]);
-        $this->spare = ['pid' => $pid, 'sock' => $pair[0], 'stream' => socket_export_stream($pair[0])];
+        $warm = $this->instance->state === 'warm';
+        $this->spare = ['pid' => $pid, 'sock' => $pair[0], 'stream' => socket_export_stream($pair[0]), 'warm' => $warm];
+    }
+
+    /**
+     * After a specialize: a spare forked while warm becomes the first call's process if the
+     * function is a script (nothing of it ran in the server); a handler's was loaded here, so
+     * the spare is replaced by a fork of the loaded server, before the answer goes out, so that
+     * it warms up while the answer travels.
+     */
+    private function specializeSpare(): void
+    {
+        $instance = $this->instance;
+        if ($this->spare !== null && $this->spare['warm'] && $instance->state !== 'warm') {
+            $script = $instance->state === 'specialized' && $instance->entry->function === null;
+            $specialization = ['entry' => $instance->entry, 'environment' => $instance->environment, 'function' => $instance->function];
+            if (!$script || !$this->sendToSpare(serialize($specialization), [])) {
+                $this->dropSpare();
+            } else {
+                $this->spare['warm'] = false;
+            }
+        }
+        if ($instance->state === 'specialized' && $this->sparesWork && $this->spare === null) {
+            $this->forkSpare();
+        }
+    }
+
+    private function dropSpare(): void
+    {
+        if ($this->spare !== null) {
+            posix_kill($this->spare['pid'], SIGKILL);
+            fclose($this->spare['stream']);
+            $this->reap[$this->spare['pid']] = true;
+            $this->spare = null;
+        }
+    }
+
+    /** One message to the spare, with the sockets to pass; false when it is gone. */
+    private function sendToSpare(string $data, array $sockets): bool
+    {
+        $sock = $this->spare['sock'];
+        $data = pack('J', strlen($data)) . $data;
+        $control = $sockets === [] ? [] : [['level' => SOL_SOCKET, 'type' => SCM_RIGHTS, 'data' => $sockets]];
+        $sent = @socket_sendmsg($sock, ['iov' => [substr($data, 0, 65536)], 'control' => $control], 0);
+        for ($at = is_int($sent) ? $sent : 0; $sent !== false && $at < strlen($data); $at += $sent) {
+            $sent = @socket_write($sock, substr($data, $at, 1 << 20));
+        }
+        return $sent !== false;
     }
 
     /** Gives the spare process this call: the request, and the client's socket with it. */
     private function handOver(CallRequest $req, Conn $c): bool
     {
         ['pid' => $pid, 'sock' => $sock, 'stream' => $stream] = $this->spare;
-        $this->spare = null;
-        $data = serialize($req);
-        $data = pack('J', strlen($data)) . $data;
-        $control = [['level' => SOL_SOCKET, 'type' => SCM_RIGHTS, 'data' => [$c->sock]]];
-        $sent = @socket_sendmsg($sock, ['iov' => [substr($data, 0, 65536)], 'control' => $control], 0);
-        for ($at = is_int($sent) ? $sent : 0; $sent !== false && $at < strlen($data); $at += $sent) {
-            $sent = @socket_write($sock, substr($data, $at, 1 << 20));
-        }
-        if ($sent === false) {
-            posix_kill($pid, SIGKILL); // it died waiting: the call gets a fork of its own
-            fclose($stream);
-            $this->reap[$pid] = true;
+        if (!$this->sendToSpare(serialize($req), [$c->sock])) {
+            $this->dropSpare(); // it died waiting: the call gets a fork of its own
             return false;
         }
+        $this->spare = null;
         stream_set_blocking($stream, false);
         stream_set_read_buffer($stream, 0);
         $this->running[$pid] = ['conn' => (int) $c->sock, 'pair' => $stream, 'buf' => '', 'sock' => $sock];
@@ -616,12 +659,7 @@ final class Server
     private function drain(): void
     {
         $this->draining = true;
-        if ($this->spare !== null) {
-            posix_kill($this->spare['pid'], SIGKILL);
-            fclose($this->spare['stream']);
-            $this->reap[$this->spare['pid']] = true;
-            $this->spare = null;
-        }
+        $this->dropSpare();
         logLine('draining: finishing ' . count($this->running) . ' call(s) in flight and ' . count($this->queue) . ' queued');
         if ($this->listen !== null) {
             fclose($this->listen);

@@ -321,12 +321,8 @@ function activate(Instance $instance, Spec $spec, string $workdir, string $codeD
         $env = $spec->env + [];
         $env['FIZZ_SECRETS_DIR'] = $secrets;
         $env['FIZZ_CONFIGS_DIR'] = $configs;
-        foreach ($env as $key => $value) {
-            putenv("$key=$value");
-            $_ENV[$key] = $value;
-            $_SERVER[$key] = $value;
-        }
-        chdir($codeDir);
+        applyEnvironment($env, $codeDir);
+        $instance->environment = $env;
         $entry = resolveEntry($codeDir, $filename, $spec->entrypoint);
         $instance->function = $ref;
         if ($entry->function !== null) {
@@ -355,6 +351,17 @@ function activate(Instance $instance, Spec $spec, string $workdir, string $codeD
     $form = $entry->function === null ? 'script' : "function {$entry->function}";
     logLine("specialized $label ({$entry->relative}, $form) in {$loadMs}ms");
     return jsonAnswer(200, ['status' => 'specialized', 'loadMs' => $loadMs]);
+}
+
+/** The function's environment and working directory, in this process. @param array<string,string> $env */
+function applyEnvironment(array $env, string $codeDir): void
+{
+    foreach ($env as $key => $value) {
+        putenv("$key=$value");
+        $_ENV[$key] = $value;
+        $_SERVER[$key] = $value;
+    }
+    chdir($codeDir);
 }
 
 /** The PSR interfaces (unless the function's own packages brought them) and the context classes. */
