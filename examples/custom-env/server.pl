@@ -235,6 +235,9 @@ sub process {
             substr($c->{buf}, 0, $req->{head_length}, '');
             next if answer_early($c, $req);
             $c->{req} = $req;
+            # curl asks before sending a large body; the answers above would have refused it.
+            syswrite($c->{sock}, "HTTP/1.1 100 Continue\r\n\r\n")
+                if lc($req->{headers}{expect} // '') eq '100-continue';
         }
         my $req = $c->{req};
         my ($status, $body, $used) = read_body($req, \$c->{buf}, $MAX_BODY);
