@@ -34,9 +34,10 @@ const (
 )
 
 type fizzEntryList struct {
-	Module   string            `json:"module"`
-	Handlers map[string]string `json:"handlers"` // name -> file:line
-	Funcs    map[string]string `json:"funcs"`    // every other top-level func -> file:line
+	Module      string            `json:"module"`
+	Initializes bool              `json:"initializes"`
+	Handlers    map[string]string `json:"handlers"` // name -> file:line
+	Funcs       map[string]string `json:"funcs"`    // every other top-level func -> file:line
 }
 
 // fizzHandoff is what the function's process needs from the warm one, in FIZZ_GO_HANDOFF (read
@@ -55,7 +56,8 @@ type fizzHandoff struct {
 
 // fizzResolveEntry picks the handler the entrypoint names ("Fn" or "file.Fn"; default Handler),
 // or says why none fits, naming the file and line where it can.
-func fizzResolveEntry(fn, entrypoint string) (string, string, string) {
+// It also returns the list (zero without one).
+func fizzResolveEntry(fn, entrypoint string) (string, string, fizzEntryList) {
 	name, file := entrypoint, ""
 	if name == "" {
 		name = "Handler"
@@ -65,14 +67,15 @@ func fizzResolveEntry(fn, entrypoint string) (string, string, string) {
 	}
 	raw, err := os.ReadFile(filepath.Join(fn, fizzEntriesName))
 	if err != nil {
-		return name, "", "" // no list: the function's process checks it itself
+		// No list: the function's process checks the entrypoint itself.
+		return name, "", fizzEntryList{Initializes: true}
 	}
 	var list fizzEntryList
 	if json.Unmarshal(raw, &list) != nil {
-		return name, "", ""
+		return name, "", fizzEntryList{Initializes: true}
 	}
 	name, problem := fizzCheckEntry(list, name, file, entrypoint)
-	return name, problem, list.Module
+	return name, problem, list
 }
 
 func fizzCheckEntry(list fizzEntryList, name, file, entrypoint string) (string, string) {
@@ -117,7 +120,7 @@ func (rt *fizzRuntime) handOff(w http.ResponseWriter, r *http.Request, spec *fiz
 		rt.loadFailed(w, spec, fizzBinaryName+": "+err.Error())
 		return
 	}
-	entry, problem, module := fizzResolveEntry(fn, spec.entrypoint)
+	entry, problem, list := fizzResolveEntry(fn, spec.entrypoint)
 	if problem != "" {
 		rt.loadFailed(w, spec, problem)
 		return
@@ -166,8 +169,14 @@ func (rt *fizzRuntime) handOff(w http.ResponseWriter, r *http.Request, spec *fiz
 	if rt.tokenHash != nil {
 		handoff.TokenHash = hex.EncodeToString(rt.tokenHash)
 	}
-	// Spawned before any descriptor loses close-on-exec, so the watchdog holds only its own two.
-	watch, watchPID := fizzStartWatchdog(connFile, lnFile, module, handoff.TokenHash)
+	// Only when package main runs code before serving (build.sh's scan says so): a process that
+	// starts no watchdog saves a few ms of its cold start. Spawned before any descriptor loses
+	// close-on-exec, so the watchdog holds only the ones it is given.
+	var watch *os.File
+	var watchPID int
+	if list.Initializes {
+		watch, watchPID = fizzStartWatchdog(connFile, lnFile, list.Module, handoff.TokenHash)
+	}
 	if watch != nil {
 		handoff.WatchFD, handoff.WatchPID = fizzRawFD(watch), watchPID
 	}

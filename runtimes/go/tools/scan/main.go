@@ -26,9 +26,13 @@ import (
 )
 
 type entries struct {
-	Module   string            `json:"module"`
-	Handlers map[string]string `json:"handlers"`
-	Funcs    map[string]string `json:"funcs"`
+	Module string `json:"module"`
+	// Initializes: package main runs code of its own before serving (an init func, or a
+	// package-level var with an initializer), so a panic can happen there: the warm instance
+	// then starts the watchdog that reports it (see runtime/fizz_warm_handoff.go).
+	Initializes bool              `json:"initializes"`
+	Handlers    map[string]string `json:"handlers"`
+	Funcs       map[string]string `json:"funcs"`
 }
 
 func main() {
@@ -74,7 +78,17 @@ func main() {
 		}
 		httpName, ctxName := importName(f, "net/http", "http"), importName(f, "context", "context")
 		for _, d := range f.Decls {
+			if gen, ok := d.(*ast.GenDecl); ok && gen.Tok == token.VAR {
+				for _, spec := range gen.Specs {
+					if vs, ok := spec.(*ast.ValueSpec); ok && len(vs.Values) > 0 {
+						list.Initializes = true
+					}
+				}
+			}
 			fn, ok := d.(*ast.FuncDecl)
+			if ok && fn.Recv == nil && fn.Name.Name == "init" {
+				list.Initializes = true
+			}
 			if !ok || fn.Recv != nil || fn.Name.Name == "_" || fn.Name.Name == "init" {
 				continue
 			}
