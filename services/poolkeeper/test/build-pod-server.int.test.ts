@@ -124,6 +124,46 @@ describe("builder pod program: POST /build", function () {
       expect(existsSync(path.join(r.dir!, "node_modules/ms/package.json"))).to.equal(true);
     });
 
+    it("compiles a Go package with runtimes/go/build.sh (this repo's runtimes/, Go on PATH) and names a compile error's file:line", async function () {
+      if (
+        !existsSync(path.resolve(import.meta.dirname, "../../../runtimes/go/.build/fizz-go-scan"))
+      )
+        this.skip();
+      const go = await startServer({
+        FIZZ_BUILDER_ONCE: "0",
+        PATH: `/usr/local/go/bin:${process.env.PATH ?? "/usr/bin:/bin"}`,
+      });
+      try {
+        const hello =
+          'package main\n\nimport "net/http"\n\nfunc Handler(w http.ResponseWriter, r *http.Request) {\n\tw.Write([]byte("hi"))\n}\n';
+        const ok = await build(go.address, await source({ "hello.go": hello }), {
+          runtime: "go",
+          timeoutSeconds: 90,
+        });
+        expect(ok.reply.ok, JSON.stringify(ok.reply)).to.equal(true);
+        expect(await readdir(ok.dir!)).to.include("fizz-function");
+        const broken = hello.replace('[]byte("hi")', "nope");
+        const bad = await build(go.address, await source({ "hello.go": broken }), {
+          runtime: "go",
+          timeoutSeconds: 90,
+        });
+        expect(bad.reply.ok).to.equal(false);
+        if (bad.reply.ok) return;
+        expect(bad.reply.log).to.match(/hello\.go:6:\d+: undefined: nope/);
+      } finally {
+        go.proc.kill("SIGKILL");
+      }
+    });
+
+    it("keeps a PHP package with composer.json as its source, saying dependencies must be vendored", async () => {
+      const src = await source({ "composer.json": "{}", "index.php": "<?php\n" });
+      const r = await build(server.address, src, { runtime: "php", timeoutSeconds: 30 });
+      expect(r.reply.ok, JSON.stringify(r.reply)).to.equal(true);
+      if (!r.reply.ok) return;
+      expect(r.reply.log).to.match(/composer is not run here .*must be vendored/);
+      expect((await readdir(r.dir!)).sort()).to.deep.equal(["composer.json", "index.php"]);
+    });
+
     it("reports a failing build with its exit code and log, and keeps its own token from the build", async () => {
       const src = await source({ "a.txt": "a\n" });
       const r = await build(server.address, src, {
