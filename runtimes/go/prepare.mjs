@@ -183,6 +183,8 @@ async function prepareLocked(log) {
       buildSeed(paths, env, go, run);
       writeFileSync(seedStamp, seedKey);
     }
+    // Test builds are keyed by the stamp too: the old ones can never be used again.
+    rmSync(join(OUT, "test-cache"), { recursive: true, force: true });
     openUp(OUT);
     writeFileSync(stamp, key);
     log(`go runtime: built in ${Math.round((Date.now() - started) / 1000)}s`);
