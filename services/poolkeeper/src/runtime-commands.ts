@@ -120,7 +120,14 @@ export function runtimeLaunch(
       };
     case "dotnet":
       return {
-        argv: [interpreters.mono, at("dotnet", ".build", "fizz-dotnet.exe")],
+        // --debug -O=-inline: line numbers in a function's stack traces; the host would otherwise
+        // re-exec itself with them (runtimes/dotnet/host/Program.cs EnsureDebugger).
+        argv: [
+          interpreters.mono,
+          "--debug",
+          "-O=-inline",
+          at("dotnet", ".build", "fizz-dotnet.exe"),
+        ],
         needs: [
           interpreter("FIZZ_MONO", interpreters.mono, MONO.apt),
           {

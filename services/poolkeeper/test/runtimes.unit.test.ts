@@ -19,7 +19,12 @@ describe("process backend runtime commands", () => {
     expect(argv("go")).to.deep.equal(["/rt/go/.build/fizz-go-warm"]);
     expect(argv("php")).to.deep.equal(["/usr/bin/php", "/rt/php/server.php"]);
     expect(argv("ruby")).to.deep.equal(["/usr/bin/ruby", "/rt/ruby/server.rb"]);
-    expect(argv("dotnet")).to.deep.equal(["/usr/bin/mono", "/rt/dotnet/.build/fizz-dotnet.exe"]);
+    expect(argv("dotnet")).to.deep.equal([
+      "/usr/bin/mono",
+      "--debug",
+      "-O=-inline",
+      "/rt/dotnet/.build/fizz-dotnet.exe",
+    ]);
     expect(argv("python")).to.deep.equal(["/usr/bin/python3", "/rt/python/server.py"]);
     expect(argv("node")).to.deep.equal([process.execPath, "/rt/node/server.mjs"]);
   });

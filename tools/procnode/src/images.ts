@@ -121,7 +121,12 @@ export function runtimeCommand(runtime: RuntimeName): string[] {
     case "go":
       return [at("go", ".build", "fizz-go-warm")];
     case "dotnet":
-      return [interpreter("FIZZ_MONO", "mono"), at("dotnet", ".build", "fizz-dotnet.exe")];
+      return [
+        interpreter("FIZZ_MONO", "mono"),
+        "--debug",
+        "-O=-inline",
+        at("dotnet", ".build", "fizz-dotnet.exe"),
+      ];
   }
 }
 

@@ -28,7 +28,8 @@ describe("procnode image map", () => {
     expect(ruby?.[1]).to.match(/runtimes\/ruby\/server\.rb$/);
     const dotnet = defaultImageMap("fizz/env-dotnet@sha256:abc")?.command;
     expect(dotnet?.[0]).to.match(/mono$/);
-    expect(dotnet?.[1]).to.match(/runtimes\/dotnet\/\.build\/fizz-dotnet\.exe$/);
+    expect(dotnet?.slice(1, 3)).to.deep.equal(["--debug", "-O=-inline"]);
+    expect(dotnet?.[3]).to.match(/runtimes\/dotnet\/\.build\/fizz-dotnet\.exe$/);
     for (const image of ["fizz/env-go", "fizz/env-php", "fizz/env-ruby", "fizz/env-dotnet"])
       expect(defaultImageMap(image)?.allowCommand, image).to.equal(undefined);
   });

@@ -1,0 +1,100 @@
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { silentLogger } from "@fizz/kit";
+import { expect } from "chai";
+import { Agent, request } from "undici";
+import { DEFAULT_RUNTIMES_DIR, loadConfig } from "../src/config";
+import { ProcessBackend } from "../src/process-backend";
+import { env } from "./fake-backend";
+
+/** The documented process-backend variables (docs/runtime-contract.md), and nothing else. */
+const DOCUMENTED = [
+  "FIZZ_INSTANCE_ID",
+  "FIZZ_PARENT_STDIN",
+  "FIZZ_SPECIALIZE_TOKEN",
+  "FIZZ_WORKDIR",
+  "HOME",
+  "HOST",
+  "LANG",
+  "PATH",
+  "PORT",
+  "PYTHONUNBUFFERED",
+  "TMPDIR",
+  "TZ",
+];
+
+/** The variables a process started with (its exec'd environment block) and its real uid. */
+function startedWith(pid: number): { vars: string[]; uid: number } {
+  const vars = readFileSync(`/proc/${pid}/environ`, "latin1")
+    .split("\0")
+    .filter(Boolean)
+    .map((kv) => kv.slice(0, kv.indexOf("=")));
+  const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+  return { vars, uid };
+}
+
+/**
+ * The Go, PHP, Ruby and C# runtimes started by the real process backend, as the poolkeeper
+ * configures itself here (as root in CI: each instance its own uid through setpriv): each becomes
+ * healthy with only the documented variables, none of the poolkeeper's, under its own uid.
+ * A runtime this host cannot run (not installed, not prepared) is skipped with its reason.
+ */
+describe("process backend: the go, php, ruby and dotnet runtimes under instance isolation", function () {
+  this.timeout(60_000);
+  let workDir: string;
+  let agent: Agent;
+  let backend: ProcessBackend;
+
+  before(async () => {
+    workDir = await mkdtemp(path.join(tmpdir(), "fizz-pb-rt-"));
+    agent = new Agent();
+    const config = loadConfig({ FIZZ_WORKDIR: workDir });
+    backend = new ProcessBackend({
+      workDir,
+      runtimesDir: DEFAULT_RUNTIMES_DIR,
+      python: config.python,
+      interpreters: config.interpreters,
+      spawnTimeoutMs: 20_000,
+      killGraceMs: 2000,
+      baseEnv: config.instanceEnv,
+      isolation: config.isolation,
+      allowEnvCommand: false,
+      agent,
+      logger: silentLogger(),
+    });
+  });
+  after(async () => {
+    await backend?.close();
+    await agent?.close();
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  for (const runtime of ["go", "php", "ruby", "dotnet"]) {
+    it(`starts fizz/env-${runtime} healthy with only the documented variables, as its own uid when root`, async function () {
+      const e = env(runtime, { image: `fizz/env-${runtime}` });
+      const why = backend.unsupported(e);
+      if (why) {
+        console.log(`      (skipped: ${why})`);
+        this.skip();
+      }
+      process.env.FIZZ_NATS_PASSWORD = "must-not-leak";
+      try {
+        const inst = await backend.spawn(e);
+        const res = await request(`${inst.address}/healthz`, { dispatcher: agent });
+        expect(res.statusCode).to.equal(200);
+        expect(await res.body.json()).to.deep.include({ state: "warm" });
+        const seen = startedWith(inst.pid!);
+        expect(seen.vars.filter((v) => !DOCUMENTED.includes(v))).to.deep.equal([]);
+        if (process.getuid?.() === 0) {
+          expect(inst.uid).to.be.a("number").and.at.least(1000);
+          expect(seen.uid).to.equal(inst.uid);
+        }
+        await backend.kill(inst.id, "test done");
+      } finally {
+        delete process.env.FIZZ_NATS_PASSWORD;
+      }
+    });
+  }
+});
