@@ -161,7 +161,7 @@ function becomeSpecialized(Instance $instance, array $specialization): void
     $instance->environment = $specialization['environment'];
     $instance->entry = $specialization['entry'];
     $instance->function = $specialization['function'];
-    $instance->logger ??= new Context\Logger();
+    prepareContext($instance);
     $instance->state = 'specialized';
 }
 

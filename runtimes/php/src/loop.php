@@ -368,6 +368,7 @@ final class Server
         if ($this->spare !== null && $this->handOver($req, $c)) {
             return;
         }
+        prepareContext($this->instance);
         $pair = stream_socket_pair(STREAM_PF_UNIX, STREAM_SOCK_STREAM, STREAM_IPPROTO_IP);
         $pid = $pair === false ? -1 : pcntl_fork();
         if ($pid === -1) {
@@ -389,6 +390,9 @@ final class Server
 
     private function forkSpare(): void
     {
+        if ($this->instance->state === 'specialized') {
+            prepareContext($this->instance);
+        }
         if (!@socket_create_pair(AF_UNIX, SOCK_STREAM, 0, $pair)) {
             $this->sparesWork = false;
             return;

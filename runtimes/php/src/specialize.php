@@ -329,11 +329,11 @@ function activate(Instance $instance, Spec $spec, string $workdir, string $codeD
             $GLOBALS['fizzLoading'] = $entry;
             loadFunction($entry);
             $GLOBALS['fizzLoading'] = null;
+            // After the function's own top level, so that Composer packages it loaded provide
+            // the PSR interfaces when they have them. A script's first call runs in the spare
+            // that has them already; the server loads them before it forks a call (start, forkSpare).
+            prepareContext($instance);
         }
-        // After the function's own top level, so that Composer packages it loaded provide the
-        // PSR interfaces when they have them.
-        loadContextClasses();
-        $instance->logger = new Context\Logger();
     } catch (LoadError $e) {
         $GLOBALS['fizzLoading'] = null;
         $instance->state = 'failed';
@@ -362,6 +362,13 @@ function applyEnvironment(array $env, string $codeDir): void
         $_SERVER[$key] = $value;
     }
     chdir($codeDir);
+}
+
+/** The context classes and the logger, once, in the process that forks calls. */
+function prepareContext(Instance $instance): void
+{
+    loadContextClasses();
+    $instance->logger ??= new Context\Logger();
 }
 
 /** The PSR interfaces (unless the function's own packages brought them) and the context classes. */
