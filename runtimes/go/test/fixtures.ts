@@ -450,6 +450,28 @@ export const goRuntime: RuntimeUnderTest = {
         answer: "file-fn",
       },
       {
+        what: "Fission's http.HandlerFunc and http.Handler variables",
+        filename: "hello.go",
+        source: go(
+          "package main",
+          "",
+          'import "net/http"',
+          "",
+          "var Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {",
+          "\tMux.ServeHTTP(w, r)",
+          "})",
+          "",
+          "var Mux http.Handler",
+          "",
+          "func init() {",
+          "\tmux := http.NewServeMux()",
+          '\tmux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("handler-var")) })',
+          "\tMux = mux",
+          "}",
+        ),
+        answer: "handler-var",
+      },
+      {
         what: "Fission's func(ctx context.Context, w, r) form",
         filename: "hello.go",
         source: go(

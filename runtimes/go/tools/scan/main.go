@@ -51,7 +51,7 @@ func main() {
 	}
 	fset := token.NewFileSet()
 	list := entries{Module: module, Handlers: map[string]string{}, Funcs: map[string]string{}}
-	plain := map[string]bool{} // handler name -> takes no context
+	kinds := map[string]string{} // handler name -> how fizz_entry.go calls it
 	var problems []string
 	goFiles := 0
 	for _, e := range names {
@@ -80,8 +80,25 @@ func main() {
 		for _, d := range f.Decls {
 			if gen, ok := d.(*ast.GenDecl); ok && gen.Tok == token.VAR {
 				for _, spec := range gen.Specs {
-					if vs, ok := spec.(*ast.ValueSpec); ok && len(vs.Values) > 0 {
+					vs, ok := spec.(*ast.ValueSpec)
+					if !ok {
+						continue
+					}
+					if len(vs.Values) > 0 {
 						list.Initializes = true
+					}
+					// Fission also loads handler variables: http.HandlerFunc and http.Handler.
+					for i, id := range vs.Names {
+						if id.Name == "_" || strings.HasPrefix(id.Name, "fizz") {
+							continue
+						}
+						var value ast.Expr
+						if len(vs.Values) == len(vs.Names) {
+							value = vs.Values[i]
+						}
+						if kind := varKind(vs.Type, value, httpName); kind != "" {
+							list.Handlers[id.Name], kinds[id.Name] = at(fset, id.Pos()), kind
+						}
 					}
 				}
 			}
@@ -103,9 +120,9 @@ func main() {
 			}
 			switch signature(fn.Type, httpName, ctxName) {
 			case 2:
-				list.Handlers[fn.Name.Name], plain[fn.Name.Name] = where, true
+				list.Handlers[fn.Name.Name], kinds[fn.Name.Name] = where, "func"
 			case 3:
-				list.Handlers[fn.Name.Name] = where
+				list.Handlers[fn.Name.Name], kinds[fn.Name.Name] = where, "context"
 			default:
 				list.Funcs[fn.Name.Name] = where
 			}
@@ -120,7 +137,7 @@ func main() {
 		}
 		os.Exit(1)
 	}
-	if err := os.WriteFile(entryFile, []byte(entrySource(module, list.Handlers, plain)), 0o644); err != nil {
+	if err := os.WriteFile(entryFile, []byte(entrySource(module, list.Handlers, kinds)), 0o644); err != nil {
 		fail(err.Error())
 	}
 	data, _ := json.Marshal(list)
@@ -215,7 +232,26 @@ func isSel(e ast.Expr, pkg, name string) bool {
 	return ok && id.Name == pkg
 }
 
-func entrySource(module string, handlers map[string]string, plain map[string]bool) string {
+// varKind: "var" for a variable of type http.HandlerFunc (declared so, or a conversion
+// http.HandlerFunc(f)), "handler" for one declared http.Handler, else "".
+func varKind(typ, value ast.Expr, httpName string) string {
+	if httpName == "" {
+		return ""
+	}
+	switch {
+	case typ != nil && isSel(typ, httpName, "HandlerFunc"):
+		return "var"
+	case typ != nil && isSel(typ, httpName, "Handler"):
+		return "handler"
+	case typ == nil && value != nil:
+		if call, ok := value.(*ast.CallExpr); ok && len(call.Args) == 1 && isSel(call.Fun, httpName, "HandlerFunc") {
+			return "var"
+		}
+	}
+	return ""
+}
+
+func entrySource(module string, handlers map[string]string, kinds map[string]string) string {
 	names := make([]string, 0, len(handlers))
 	for n := range handlers {
 		names = append(names, n)
@@ -227,9 +263,15 @@ func entrySource(module string, handlers map[string]string, plain map[string]boo
 	fmt.Fprintf(&b, "const fizzModulePath = %q\n\n", module)
 	b.WriteString("var fizzEntries = map[string]fizzhttp.HandlerFunc{\n")
 	for _, n := range names {
-		if plain[n] {
+		switch kinds[n] {
+		case "func":
 			fmt.Fprintf(&b, "\t%q: %s,\n", n, n)
-		} else {
+		// Variables are read at each call: an init may set them after this map is made.
+		case "var":
+			fmt.Fprintf(&b, "\t%q: func(w fizzhttp.ResponseWriter, r *fizzhttp.Request) { %s(w, r) },\n", n, n)
+		case "handler":
+			fmt.Fprintf(&b, "\t%q: func(w fizzhttp.ResponseWriter, r *fizzhttp.Request) { %s.ServeHTTP(w, r) },\n", n, n)
+		default:
 			fmt.Fprintf(&b, "\t%q: func(w fizzhttp.ResponseWriter, r *fizzhttp.Request) { %s(r.Context(), w, r) },\n", n, n)
 		}
 	}
