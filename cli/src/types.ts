@@ -22,6 +22,12 @@ export interface EnvironmentSpec {
   command?: string[];
   poolSize?: number;
   concurrency?: number;
+  builder?: {
+    image?: string;
+    env?: Record<string, string>;
+    timeoutSeconds?: number;
+    maxDeploymentBytes?: number;
+  };
 }
 
 /** What is sent on write: the file itself. */

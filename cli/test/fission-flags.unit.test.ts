@@ -353,8 +353,8 @@ describe("Fission's flag names", () => {
       [["fn", "update", "--name", "hello", "--st", "9"], "--st 9", "platform's setting"],
       [["fn", "list", "-A"], "--all-namespaces", "-n <namespace>"],
       [
-        ["env", "create", "--name", "py", "--image", "i", "--builder", "b"],
-        "--builder b",
+        ["env", "create", "--name", "py", "--image", "i", "--buildcmd", "make"],
+        "--buildcmd make",
         "npm ci",
       ],
       [["env", "update", "--name", "py", "--maxmemory", "256"], "--maxmemory 256", "poolkeeper"],

@@ -232,6 +232,35 @@ describe("fizz against a real registry: packages, secrets, configmaps", function
     expect(r.stderr).to.not.include("VALIDATION_FAILED");
   });
 
+  it("env create --builder names the builder image (Fission's flag); env update --builder keeps the builder's other settings", async () => {
+    const c = await cli(
+      "env",
+      "create",
+      "--name",
+      "gob",
+      "--image",
+      "fizz/env-go",
+      "--builder",
+      "fizz/builder-go",
+      "--poolsize",
+      "0",
+    );
+    expect(c.code, c.stderr).to.equal(0);
+    const got = JSON.parse((await cli("env", "get", "--name", "gob", "-o", "json")).stdout) as {
+      spec: { builder?: { image?: string; timeoutSeconds?: number } };
+    };
+    expect(got.spec.builder).to.include({ image: "fizz/builder-go", timeoutSeconds: 300 });
+    const u = await cli("env", "update", "--name", "gob", "--builder", "acme/builder-go:2");
+    expect(u.code, u.stderr).to.equal(0);
+    const after = JSON.parse((await cli("env", "get", "--name", "gob", "-o", "json")).stdout) as {
+      spec: { builder?: { image?: string } };
+    };
+    expect(after.spec.builder?.image).to.equal("acme/builder-go:2");
+    expect((await cli("env", "get", "--name", "gob")).stdout).to.match(
+      /Builder:\s+acme\/builder-go:2/,
+    );
+  });
+
   it("fn create --code for a python environment still sends the single file (no extra request, no package)", async () => {
     const src = await tree("pyhello", { "hello.py": "def main():\n    return 'hi'\n" });
     const r = await cli(

@@ -11,6 +11,7 @@ import { ENV_UNSUPPORTED, SPEC_FLAGS } from "./fission-names.js";
 
 interface SpecOptions {
   image?: string;
+  builder?: string;
   command?: string[];
   poolsize?: number;
   concurrency?: number;
@@ -88,9 +89,14 @@ Examples:
     const spec = specFrom(opts);
     if (Object.keys(spec).length === 0) {
       cmd.error(
-        "error: nothing to update: give at least one of --image, --command, --poolsize, --concurrency",
+        "error: nothing to update: give at least one of --image, --command, --builder, --poolsize, --concurrency",
         { exitCode: 2, code: "fizz.nothingToUpdate" },
       );
+    }
+    if (spec.builder) {
+      // The registry replaces spec.builder whole: keep its other settings (env, limits).
+      const current = await ctx.registry.get<Environment>("environments", opts.name);
+      spec.builder = { ...current.spec.builder, ...spec.builder };
     }
     const updated = await ctx.registry.update<Environment>("environments", opts.name, { spec });
     confirm(
@@ -127,6 +133,10 @@ function withSpecOptions(cmd: Command): Command {
       'command that starts the loader, e.g. "python3 -u server.py" (needed for images without a local runtime)',
       splitCommand,
     )
+    .option(
+      "--builder <image>",
+      "builder image of package builds on Kubernetes (default: the runtime image's builder-<lang> sibling, e.g. fizz/builder-go); the process backend builds locally",
+    )
     .option("--poolsize <n>", "warm instances kept ready, 0-100 (default 3)", parseInteger)
     .option(
       "--concurrency <n>",
@@ -142,6 +152,7 @@ function specFrom(opts: SpecOptions): Partial<EnvironmentSpec> {
   if (opts.command !== undefined) spec.command = opts.command;
   if (opts.poolsize !== undefined) spec.poolSize = opts.poolsize;
   if (opts.concurrency !== undefined) spec.concurrency = opts.concurrency;
+  if (opts.builder !== undefined) spec.builder = { image: opts.builder };
   return spec;
 }
 
@@ -169,6 +180,7 @@ function renderEnvironment(e: Environment, now: number): string {
     [
       ["Image", cell(e.spec.image)],
       ["Command", e.spec.command ? formatCommand(e.spec.command) : NONE],
+      ["Builder", e.spec.builder?.image ?? NONE],
       ["Pool size", cell(e.spec.poolSize)],
       ["Concurrency", cell(e.spec.concurrency)],
     ],

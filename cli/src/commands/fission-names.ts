@@ -70,7 +70,7 @@ export const FN_UNSUPPORTED = {
 
 // fizz env create / update
 const BUILDER =
-  "fizz builds packages with the environment's own runtime (npm ci / pip install -r requirements.txt), no builder image; give a build command per package with --build-cmd";
+  "fizz builds packages with the environment's runtime conventions (npm ci, pip install -r requirements.txt, runtimes/<lang>/build.sh for Go and C#); give a build command per package with --build-cmd";
 
 /** Fission's environment flags that have no meaning here. */
 export const ENV_UNSUPPORTED = {
@@ -78,7 +78,6 @@ export const ENV_UNSUPPORTED = {
     why: "--version is Fission's environment interface version; every fizz environment is what Fission calls version 3 (source and deployment packages, specialization on demand)",
     except: ["1", "2", "3"],
   },
-  "--builder <image>": BUILDER,
   "--buildcmd <command>": BUILDER,
   ...RESOURCE_FLAGS,
 };
