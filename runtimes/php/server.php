@@ -15,6 +15,7 @@ require __DIR__ . '/src/instance.php';
 require __DIR__ . '/src/loader.php';
 require __DIR__ . '/src/invoke.php';
 require __DIR__ . '/src/specialize.php';
+require __DIR__ . '/src/calls.php';
 require __DIR__ . '/src/loop.php';
 
 // First, before anything else reads the environment: the specialize token is taken out of it.
