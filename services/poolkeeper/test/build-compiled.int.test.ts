@@ -61,6 +61,21 @@ describe("builder (process backend): compiled runtimes and vendored dependencies
     expect(r.message).to.match(/build\.sh exited with code/);
   });
 
+  it("builds a Go package whose go.mod needs a module, fetched through the Go module proxy by the build's uid into its private GOPATH", async function () {
+    if (!prepared("go/.build/fizz-go-scan")) this.skip();
+    const source = await h.upload({
+      "go.mod": "module example.com/uses\n\ngo 1.22\n\nrequire github.com/google/uuid v1.6.0\n",
+      "hello.go":
+        'package main\n\nimport (\n\t"net/http"\n\n\t"github.com/google/uuid"\n)\n\nfunc Handler(w http.ResponseWriter, r *http.Request) {\n\tw.Write([]byte(uuid.NewString()))\n}\n',
+    });
+    await h.requestBuild("go-module", "go", source);
+    const r = await h.finalReport("go-module");
+    expect(r.state, `${r.message}\n${r.log}`).to.equal("succeeded");
+    const dir = await h.deployment(r.deployment!);
+    expect(existsSync(path.join(dir, "fizz-function"))).to.equal(true);
+    expect(existsSync(path.join(dir, "go"))).to.equal(false);
+  });
+
   it("builds a C# hello with runtimes/dotnet/build.sh into function.dll, and fails one that does not compile naming hello.cs(line,col)", async function () {
     if (!prepared("dotnet/.build/Fission.DotNetCore.Api.dll")) this.skip();
     const ok = await h.upload({ "hello.cs": CS_HELLO });
