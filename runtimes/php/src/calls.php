@@ -19,7 +19,10 @@ trait CallProcesses
         if ($this->spare !== null && $this->handOver($req, $c)) {
             return;
         }
-        prepareContext($this->instance);
+        if (!$this->ensureLoaded()) {
+            $this->respond($c, errorAnswer(new HttpError(503, 'NOT_SPECIALIZED', 'the function failed to load', retryable: true, close: true)), true);
+            return;
+        }
         $pair = stream_socket_pair(STREAM_PF_UNIX, STREAM_SOCK_STREAM, STREAM_IPPROTO_IP);
         $pid = $pair === false ? -1 : pcntl_fork();
         if ($pid === -1) {
@@ -41,8 +44,8 @@ trait CallProcesses
 
     private function forkSpare(): void
     {
-        if ($this->instance->state === 'specialized') {
-            prepareContext($this->instance);
+        if ($this->instance->state === 'specialized' && !$this->ensureLoaded()) {
+            return;
         }
         if (!@socket_create_pair(AF_UNIX, SOCK_STREAM, 0, $pair)) {
             $this->sparesWork = false;
@@ -65,6 +68,10 @@ trait CallProcesses
                 }
                 if (count($got) === 1) {
                     becomeSpecialized($this->instance, $got[0]);
+                    if (!empty($got[0]['load'])) {
+                        loadHere($this->instance, $got[0]['entry'], $pair[1]);
+                    }
+                    warmUp($this->instance); // now with the context classes
                     continue;
                 }
                 runCall($this->instance, $got[0], socket_export_stream($pair[1]), $got[1]);
@@ -96,6 +103,60 @@ trait CallProcesses
         if ($instance->state === 'specialized' && $this->sparesWork && $this->spare === null) {
             $this->forkSpare();
         }
+    }
+
+    /**
+     * A handler file's load, in the warm spare (already faulted in and warmed): its top level
+     * runs there, the specialize answers with what it said, and the spare, loaded, takes the
+     * first call. The server process loads the file again before its own first fork
+     * (ensureLoaded), so the top level runs twice per instance, as PHP's per-request model
+     * would run it anyway. False (load it here) when there is no warm spare.
+     * @throws LoadError
+     */
+    private function loadInSpare(Entry $entry): bool
+    {
+        if ($this->spare === null || !$this->spare['warm']) {
+            return false;
+        }
+        $i = $this->instance;
+        $message = ['entry' => $entry, 'environment' => $i->environment, 'function' => $i->function, 'load' => true];
+        if (!$this->sendToSpare(serialize($message), [])) {
+            $this->dropSpare();
+            return false;
+        }
+        $stream = $this->spare['stream'];
+        stream_set_blocking($stream, true);
+        stream_set_timeout($stream, 600);
+        $kind = fread($stream, 1);
+        if ($kind === 'L') {
+            $this->spare['warm'] = false;
+            return true;
+        }
+        $text = "{$entry->relative}: the function's process ended while loading it";
+        if ($kind === 'E') {
+            $length = unpack('J', readExactly($stream, 8) . str_repeat("\0", 8))[1];
+            $text = readExactly($stream, $length);
+        }
+        $this->dropSpare();
+        throw new LoadError($text);
+    }
+
+    /** The function in this process, before it forks a call; false if it does not load here. */
+    private function ensureLoaded(): bool
+    {
+        $i = $this->instance;
+        if (!$i->loaded) {
+            $i->loaded = true;
+            try {
+                loadFunction($i->entry);
+            } catch (LoadError $e) {
+                $i->state = 'failed';
+                logLine("the function loaded in its first call's process, not here: {$e->getMessage()}");
+                return false;
+            }
+        }
+        prepareContext($i);
+        return true;
     }
 
     private function dropSpare(): void
@@ -275,25 +336,35 @@ trait CallProcesses
  */
 function warmUp(Instance $instance): void
 {
-    loadContextClasses(); // already there unless the instance is still warm (see forkSpare)
-    $buffer = "GET /warm?a=1&b[]=2 HTTP/1.1\r\nHost: warm\r\nContent-Type: application/json\r\n\r\n";
+    warmUpPlain();
+    if ($instance->state !== 'specialized') {
+        return; // while warm, a handler file may yet bring its own PSR interfaces: not yet
+    }
+    $buffer = "GET /warm?a=1 HTTP/1.1\r\nHost: warm\r\nContent-Type: application/json\r\n\r\n";
     $head = RequestHead::take($buffer);
-    parse_str($head->query(), $query);
-    $request = new ServerRequest('GET', requestUri($head), $head->raw, '{"a":1}', serverParams($head, '127.0.0.1'), $query, []);
+    $request = new ServerRequest('GET', requestUri($head), $head->raw, '{"a":1}', serverParams($head, '127.0.0.1'), [], []);
     $request->getParsedBody();
     $response = new Response();
     $response->getBody()->write('warm');
-    $answer = messageAnswer($response->withHeader('X-Warm', 'yes'));
-    serializeResponse($answer[0], $answer[1], $answer[2], false);
-    textType('warm');
-    jsonEncode(['warm' => [1, 'two']]);
+    messageAnswer($response->withHeader('X-Warm', 'yes'));
+}
+
+/** The part of warmUp that needs none of the context classes. */
+function warmUpPlain(): void
+{
+    $buffer = "GET /warm?a=1&b[]=2 HTTP/1.1\r\nHost: warm\r\n\r\n";
+    $head = RequestHead::take($buffer);
+    parse_str($head->query(), $query);
+    serverParams($head, '127.0.0.1');
+    serializeResponse(200, [['Content-Type', textType('warm')]], jsonEncode(['warm' => [1, 'two']]), false);
+    json_decode('{"warm":[1,"two"]}', true);
     uuid4();
     ob_start();
     echo 'warm';
     ob_end_clean();
     // Fault in some heap pages the call's allocations will use.
     $pages = str_repeat('w', 256 * 1024);
-    unset($pages, $request, $response, $answer);
+    unset($pages);
 }
 
 /**
@@ -338,6 +409,63 @@ function becomeSpecialized(Instance $instance, array $specialization): void
     $instance->environment = $specialization['environment'];
     $instance->entry = $specialization['entry'];
     $instance->function = $specialization['function'];
-    prepareContext($instance);
+    if (empty($specialization['load'])) {
+        prepareContext($instance); // a script: nothing of it runs before its call
+    }
     $instance->state = 'specialized';
+}
+
+/**
+ * A handler file's top level, run in the warm spare on the server's behalf (loadInSpare): L when
+ * it loaded, E and the message (file and line) when it did not, even from a fatal error.
+ */
+function loadHere(Instance $instance, Entry $entry, \Socket $pair): void
+{
+    $done = false;
+    register_shutdown_function(static function () use (&$done, $entry, $pair): void {
+        if ($done) {
+            return;
+        }
+        $error = error_get_last();
+        $message = $error !== null && ($error['type'] & FATAL_ERRORS) !== 0
+            ? describeFatal($error, $entry)
+            : "{$entry->relative}: exit() while loading the function";
+        loadReply($pair, $message);
+    });
+    try {
+        loadFunction($entry);
+    } catch (LoadError $e) {
+        $done = true;
+        loadReply($pair, $e->getMessage());
+        fastExit();
+    }
+    $done = true;
+    @socket_write($pair, 'L');
+    // After the function's top level (its own PSR interfaces first), while the server answers.
+    prepareContext($instance);
+}
+
+function loadReply(\Socket $pair, string $message): void
+{
+    $data = 'E' . pack('J', strlen($message)) . $message;
+    for ($at = 0; $at < strlen($data); $at += $sent) {
+        $sent = @socket_write($pair, substr($data, $at));
+        if ($sent === false || $sent === 0) {
+            return;
+        }
+    }
+}
+
+/** @param resource $stream */
+function readExactly($stream, int $length): string
+{
+    $data = '';
+    while (strlen($data) < $length) {
+        $piece = fread($stream, $length - strlen($data));
+        if ($piece === false || $piece === '') {
+            break;
+        }
+        $data .= $piece;
+    }
+    return $data;
 }

@@ -27,6 +27,14 @@ final class Instance
     public array $function = [];
     public int $concurrency = 0;
     public ?Logger $logger = null;
+    /**
+     * Loads a handler file somewhere else first (the warm spare, see calls.php): true when it
+     * did, so the server's own load waits (ensureLoaded); false when it could not try.
+     * @var (\Closure(Entry): bool)|null
+     */
+    public ?\Closure $loadElsewhere = null;
+    /** Whether the server process has the function (false while only the spare has it). */
+    public bool $loaded = true;
     /** @var array<string,string> what specialize added to the environment */
     public array $environment = [];
 

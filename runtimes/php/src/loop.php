@@ -62,6 +62,9 @@ final class Server
     {
         $this->stdinOpen = $instance->parentStdin;
         $this->sparesWork = function_exists('socket_create_pair') && function_exists('socket_sendmsg');
+        if ($this->sparesWork) {
+            $instance->loadElsewhere = fn (Entry $entry): bool => $this->loadInSpare($entry);
+        }
     }
 
     public function run(): never

@@ -325,7 +325,11 @@ function activate(Instance $instance, Spec $spec, string $workdir, string $codeD
         $instance->environment = $env;
         $entry = resolveEntry($codeDir, $filename, $spec->entrypoint);
         $instance->function = $ref;
-        if ($entry->function !== null) {
+        if ($entry->function !== null && $instance->loadElsewhere !== null && ($instance->loadElsewhere)($entry)) {
+            // The spare loaded it and runs the first call; this process loads it before it
+            // forks (ensureLoaded), off the cold start's path.
+            $instance->loaded = false;
+        } elseif ($entry->function !== null) {
             $GLOBALS['fizzLoading'] = $entry;
             loadFunction($entry);
             $GLOBALS['fizzLoading'] = null;
