@@ -71,7 +71,6 @@ trait CallProcesses
                     if (!empty($got[0]['load'])) {
                         loadHere($this->instance, $got[0]['entry'], $pair[1]);
                     }
-                    warmUp($this->instance); // now with the context classes
                     continue;
                 }
                 runCall($this->instance, $got[0], socket_export_stream($pair[1]), $got[1]);
@@ -115,7 +114,9 @@ trait CallProcesses
      */
     private function loadInSpare(Entry $entry): bool
     {
-        if ($this->spare === null || !$this->spare['warm']) {
+        // A package with Composer's PSR packages must load them before the runtime declares its
+        // own interfaces, which this spare did while warm: the server loads it instead.
+        if ($this->spare === null || !$this->spare['warm'] || is_dir("{$entry->codeDir}/vendor/psr")) {
             return false;
         }
         $i = $this->instance;
@@ -337,9 +338,10 @@ trait CallProcesses
 function warmUp(Instance $instance): void
 {
     warmUpPlain();
-    if ($instance->state !== 'specialized') {
-        return; // while warm, a handler file may yet bring its own PSR interfaces: not yet
-    }
+    // While warm too: a function that brings its own PSR interfaces (vendor/psr) is never given
+    // to a spare forked while warm (loadInSpare), so these come first only where nothing else
+    // would have provided them.
+    loadContextClasses();
     $buffer = "GET /warm?a=1 HTTP/1.1\r\nHost: warm\r\nContent-Type: application/json\r\n\r\n";
     $head = RequestHead::take($buffer);
     $request = new ServerRequest('GET', requestUri($head), $head->raw, '{"a":1}', serverParams($head, '127.0.0.1'), [], []);
@@ -409,9 +411,7 @@ function becomeSpecialized(Instance $instance, array $specialization): void
     $instance->environment = $specialization['environment'];
     $instance->entry = $specialization['entry'];
     $instance->function = $specialization['function'];
-    if (empty($specialization['load'])) {
-        prepareContext($instance); // a script: nothing of it runs before its call
-    }
+    prepareContext($instance);
     $instance->state = 'specialized';
 }
 
@@ -441,8 +441,6 @@ function loadHere(Instance $instance, Entry $entry, \Socket $pair): void
     }
     $done = true;
     @socket_write($pair, 'L');
-    // After the function's top level (its own PSR interfaces first), while the server answers.
-    prepareContext($instance);
 }
 
 function loadReply(\Socket $pair, string $message): void
