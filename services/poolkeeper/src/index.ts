@@ -55,6 +55,9 @@ export interface Poolkeeper {
   stop(): Promise<void>;
 }
 
+/** How often environments the backend could not run are checked again (a runtime installed since). */
+const RECHECK_UNSUPPORTED_MS = 30_000;
+
 /** How long stop() lets in-flight requests finish before it kills the instances under them. */
 const DRAIN_MS = 5_000;
 
@@ -115,6 +118,8 @@ export async function start(
       metrics.spawnSeconds.observe({ outcome: ok ? "ok" : "failed" }, seconds),
   });
   live.pool = thePool;
+  const recheck = setInterval(() => thePool.recheckUnsupported(), RECHECK_UNSUPPORTED_MS);
+  recheck.unref();
   // Instances that outlived the last poolkeeper are found before any pool is filled, so none is
   // started twice; until then the poolkeeper serves nothing (it has nothing to serve with).
   if (backend.start) {
@@ -220,6 +225,7 @@ export async function start(
       abort.abort();
       // Builds under way are killed and handed back to the queue for another poolkeeper.
       const buildsStopped = builds.stop();
+      clearInterval(recheck);
       thePool.stop();
       envSync.subscription.unsubscribe();
       await Promise.allSettled(subs.map((sub) => sub.drain()));

@@ -144,6 +144,29 @@ export class Pool {
     for (const env of apply) this.upsert(env);
   }
 
+  /**
+   * Asks the backend again whether it can run each environment: an interpreter installed or a
+   * runtime prepared since (npm start's set-up, apt-get by hand) fills the pool without an
+   * environment change, and one removed stops the refills with the reason. A few stat() calls
+   * per environment; the index calls it every RECHECK_UNSUPPORTED_MS.
+   */
+  recheckUnsupported(): void {
+    if (this.stopped) return;
+    for (const state of this.envs.values()) {
+      const now = this.opts.backend.unsupported(state.env);
+      if (now === state.unsupported) continue;
+      state.unsupported = now;
+      if (now === undefined)
+        this.log.info({ environment: state.key }, "environment can run here now: filling its pool");
+      else
+        this.log.warn(
+          { environment: state.key, reason: now },
+          "environment skipped: cannot run it here",
+        );
+      this.reconcile(state);
+    }
+  }
+
   environment(
     ref: EnvironmentRef,
   ): { env: Environment; unsupported: string | undefined } | undefined {

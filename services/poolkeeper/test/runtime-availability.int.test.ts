@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Codecs, FizzError } from "@fizz/events";
@@ -45,6 +45,21 @@ describe("poolkeeper with a runtime it cannot run (process backend, real process
     await new Promise((r) => setTimeout(r, 500));
     expect(h.pk.pool.list().filter((t) => t.instance.environment.name === "php")).to.have.length(0);
     expect(envOf("node")?.unsupported).to.equal(undefined);
+  });
+
+  it("fills the php pool once its interpreter is there (checked again without an environment change), and keeps the unknown image refused", async () => {
+    await mkdir(path.join(missing, "bin"), { recursive: true });
+    // Instance uids must reach it (mkdtemp made the directory 0700).
+    await chmod(missing, 0o755);
+    await symlink("/usr/bin/php", path.join(missing, "bin", "php"));
+    h.pk.pool.recheckUnsupported();
+    expect(envOf("php")?.unsupported).to.equal(undefined);
+    await waitFor(() => status("php")?.warm === 2, { timeoutMs: 20_000, what: "php pool filled" });
+    expect(envOf("custom")?.unsupported).to.match(/names no local runtime/);
+    // Gone again: reported again, the warm instances stay until used or trimmed.
+    await rm(path.join(missing, "bin", "php"));
+    h.pk.pool.recheckUnsupported();
+    expect(envOf("php")?.unsupported).to.match(/interpreter .* not found \(FIZZ_PHP/);
   });
 
   it("answers a specialize for the php environment with UNKNOWN_IMAGE carrying the reason, and still specializes node", async () => {
