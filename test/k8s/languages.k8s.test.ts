@@ -62,6 +62,10 @@ describe("every language on the kubernetes backend (k8s-lite + procnode): hello 
     return list.items.filter((x) => !x.metadata?.deletionTimestamp);
   }
 
+  /** The builder pods' labels (services/poolkeeper/src/build/pod-runner-pod.ts). */
+  const BUILDER_SELECTOR =
+    "app.kubernetes.io/component=fizz-builder,app.kubernetes.io/part-of=fizz";
+
   for (const c of selectedLanguages()) {
     it(`${c.lang}: a hello function on ${c.image} answers from a specialized pod of that image`, async () => {
       // Never a silent skip: the CI machine has every runtime.
@@ -90,6 +94,20 @@ describe("every language on the kubernetes backend (k8s-lite + procnode): hello 
         path.relative(FIXTURES, caseDir(c, "hello")),
         c.files.hello,
       );
+      // Builder pods seen while fn create runs (they are deleted once the build is over).
+      const builderImages = new Set<string>();
+      let watching = true;
+      const watcher = (async () => {
+        while (watching) {
+          const list = await kp!.core.listNamespacedPod({
+            namespace: NS,
+            labelSelector: BUILDER_SELECTOR,
+          });
+          for (const b of list.items)
+            for (const ct of b.spec?.containers ?? []) if (ct.image) builderImages.add(ct.image);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
       const started = performance.now();
       const created = await fizzCli(
         kp!.platform,
@@ -106,6 +124,8 @@ describe("every language on the kubernetes backend (k8s-lite + procnode): hello 
         ],
         { cwd: work },
       );
+      watching = false;
+      await watcher;
       expect(created.code, `fn create\n${created.stdout}\n${created.stderr}`).to.equal(0);
       const deployed = performance.now();
       const res = await fetch(`${kp!.platform.gatewayUrl}/function/${name}`, {
@@ -136,6 +156,7 @@ describe("every language on the kubernetes backend (k8s-lite + procnode): hello 
           `/v1/namespaces/default/packages/${fn.spec.package?.name ?? name}`,
         )) as { status: { buildState: string } };
         expect(pkg.status.buildState, "compiled by a builder pod").to.equal("succeeded");
+        expect([...builderImages], "the builder pod's image").to.include(c.builder);
       }
     });
   }
