@@ -15,6 +15,7 @@ import {
   postJson,
   request,
   sha256,
+  sleep,
   specializeArchive,
   specializeBody,
 } from "../../contract/harness.js";
@@ -394,6 +395,24 @@ describe("php runtime: PHP only", function () {
       };
       expect((await push(rt, src)).status).to.equal(200);
       expect((await request(rt.url, { headers: ME })).text).to.equal("xy");
+    });
+
+    it("runs a handler file's top level in the first call's process and once in the server, then serves calls side by side", async () => {
+      rt = await phpRuntime.start();
+      const src = {
+        filename: "top.php",
+        source: [
+          "<?php",
+          "file_put_contents(__DIR__ . '/loads.txt', 'x', FILE_APPEND);",
+          "function handler() { usleep(50000); return file_get_contents(__DIR__ . '/loads.txt'); }",
+          "",
+        ].join("\n"),
+      };
+      await sleep(300); // a warm pool instance: its spare is forked and waiting
+      expect((await push(rt, src)).status).to.equal(200);
+      expect((await request(rt.url, { headers: ME })).text).to.equal("x");
+      const together = await Promise.all([1, 2, 3, 4].map(() => request(rt.url, { headers: ME })));
+      for (const res of together) expect(res.text).to.equal("xx");
     });
 
     it("uses a script's return value when it returns one", async () => {
