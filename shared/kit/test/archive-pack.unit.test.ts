@@ -131,6 +131,20 @@ describe("canonical archives (packDirectory, canonicalize)", () => {
     }
   });
 
+  it("stores files uncompressed at gzip level 0, and the archive unpacks to the same tree", async () => {
+    const dir = await tree();
+    await writeFile(join(dir, "zeros.bin"), Buffer.alloc(256 * 1024));
+    const deflated = await packDirectory(dir, next("deflated"));
+    const storedPath = next("stored");
+    const stored = await packDirectory(dir, storedPath, { gzipLevel: 0 });
+    // 256 KiB of zeros deflate to a few hundred bytes; stored, they stay 256 KiB.
+    expect(deflated.size).to.be.below(64 * 1024);
+    expect(stored.size).to.be.above(256 * 1024);
+    const out = next("unpacked");
+    await extractArchive({ path: storedPath }, out);
+    expect(await snapshot(out)).to.deep.equal(await snapshot(dir));
+  });
+
   it("ignores mtimes and non-exec mode bits, but not the exec bit", async () => {
     const dir = await tree();
     const before = await packDirectory(dir, next("a"));

@@ -1,5 +1,5 @@
 import { rename, rm } from "node:fs/promises";
-import { FizzError, runtimeOfImage } from "@fizz/events";
+import { FizzError, isCompiledRuntime, runtimeOfImage } from "@fizz/events";
 import { sleep, type Logger } from "@fizz/kit";
 import { canonicalize } from "@fizz/kit/archive";
 import { CoreV1Api, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
@@ -157,7 +157,13 @@ export class PodBuildRunner implements BuildRunner {
     maxBytes: number,
   ): Promise<BuildResult> {
     try {
-      const c = await canonicalize(raw, work, { maxArchiveBytes: maxBytes });
+      // Stored, not deflated, for Go and C#: inflating a compiled binary is most of its cold start.
+      const c = await canonicalize(
+        raw,
+        work,
+        { maxArchiveBytes: maxBytes },
+        isCompiledRuntime(runtimeOfImage(input.environment.spec.image)) ? { gzipLevel: 0 } : {},
+      );
       await rename(c.path, input.outFile);
       if (c.skipped.length > 0)
         input.log.note(

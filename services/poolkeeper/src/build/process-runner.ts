@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { FizzError, runtimeOfImage } from "@fizz/events";
+import { FizzError, isCompiledRuntime, runtimeOfImage } from "@fizz/events";
 import { extractArchive, packDirectory } from "@fizz/kit/archive";
 import type { Logger } from "@fizz/kit";
 import type { IsolationOptions } from "../isolation";
@@ -124,6 +124,8 @@ export class ProcessBuildRunner implements BuildRunner {
       try {
         const packed = await packDirectory(dir, input.outFile, {
           maxBytes: limits.maxDeploymentBytes,
+          // Stored, not deflated: inflating a compiled binary is most of its cold start.
+          ...(isCompiledRuntime(runtime) ? { gzipLevel: 0 } : {}),
         });
         if (packed.skipped.length > 0)
           input.log.note(

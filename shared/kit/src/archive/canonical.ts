@@ -33,6 +33,7 @@ export async function canonicalize(
   uploadPath: string,
   workDir: string,
   limits: Partial<CanonicalLimits> = {},
+  opts: { gzipLevel?: number } = {},
 ): Promise<CanonicalArchive> {
   const resolved = resolveLimits(limits);
   const id = randomBytes(8).toString("hex");
@@ -44,6 +45,7 @@ export async function canonicalize(
     const packed = await packDirectory(tree, path, {
       maxBytes: limits.maxArchiveBytes ?? ARCHIVE_MAX_BYTES,
       maxTotalBytes: resolved.maxTotalBytes,
+      ...(opts.gzipLevel === undefined ? {} : { gzipLevel: opts.gzipLevel }),
     });
     return { path, ...packed };
   } finally {

@@ -24,6 +24,11 @@ export interface PackOptions {
    * not make the packer compress far more than was uploaded. Over it: ArchiveError.
    */
   maxTotalBytes?: number;
+  /**
+   * gzip level, default zlib's (6). 0 stores: a compiled function's binary barely compresses and
+   * inflating it is most of its cold start (a 6 MB Go binary: 52 ms inflated in Go, 1 ms stored).
+   */
+  gzipLevel?: number;
 }
 
 export interface PackResult {
@@ -161,7 +166,7 @@ export async function packDirectory(
   try {
     await pipeline(
       Readable.from(tarBytes(entries, counts, opts.maxTotalBytes ?? Number.POSITIVE_INFINITY)),
-      createGzip(),
+      createGzip(opts.gzipLevel === undefined ? {} : { level: opts.gzipLevel }),
       meter(hash, counts, opts.maxBytes ?? Number.POSITIVE_INFINITY),
       createWriteStream(out, { flags: "wx", mode: 0o644 }),
     );
