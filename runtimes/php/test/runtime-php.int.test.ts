@@ -411,7 +411,8 @@ describe("php runtime: PHP only", function () {
       await sleep(300); // a warm pool instance: its spare is forked and waiting
       expect((await push(rt, src)).status).to.equal(200);
       expect((await request(rt.url, { headers: ME })).text).to.equal("x");
-      const together = await Promise.all([1, 2, 3, 4].map(() => request(rt.url, { headers: ME })));
+      const url = rt.url;
+      const together = await Promise.all([1, 2, 3, 4].map(() => request(url, { headers: ME })));
       for (const res of together) expect(res.text).to.equal("xx");
     });
 
