@@ -41,7 +41,8 @@ export class LogTail {
 export const COMPILED = ["go", "dotnet"];
 
 /** Go settings of this pod's own environment (its image's GOPROXY) a Go build gets. */
-export const GO_PASSTHROUGH = ["GOPROXY", "GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GOFLAGS"];
+// Not GOFLAGS: build.sh sets its own, so no -toolexec or -overlay reaches a build from outside.
+export const GO_PASSTHROUGH = ["GOPROXY", "GOSUMDB", "GONOSUMDB", "GOPRIVATE"];
 
 /**
  * @typedef {{ label: string, argv: string[], env?: Record<string, string> }} Step

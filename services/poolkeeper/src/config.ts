@@ -65,13 +65,15 @@ export interface PoolkeeperConfig extends PoolkeeperCommonConfig {
   isolation: IsolationOptions;
   /** FIZZ_ALLOW_ENV_COMMAND: environments may run host commands (spec.command); root-equivalent. */
   allowEnvCommand: boolean;
+  /** FIZZ_ARCHIVE_CACHE_BYTES: package archives kept under `<workDir>/archive-cache` (0: none). */
+  archiveCacheBytes: number;
   /** Package builds: at most `concurrency` at once (0: none here), each in a fresh dir under `dir`. */
   build: {
     concurrency: number;
     dir: string;
     /** The Go toolchain Go builds use (FIZZ_GO, else /usr/local/go/bin/go, else Debian's). */
     go: string | undefined;
-    /** GOPROXY, GOSUMDB, GONOSUMDB, GOPRIVATE, GOFLAGS of the poolkeeper's environment. */
+    /** GOPROXY, GOSUMDB, GONOSUMDB, GOPRIVATE of the poolkeeper's environment. */
     goEnv: Record<string, string>;
   };
   kubernetes: KubernetesBackendConfig;
@@ -140,6 +142,7 @@ export function loadConfig(
       setpriv,
     },
     allowEnvCommand: bool(env, "FIZZ_ALLOW_ENV_COMMAND", false),
+    archiveCacheBytes: int(env, "FIZZ_ARCHIVE_CACHE_BYTES", 1024 ** 3, 0, 2 ** 50),
     build: {
       concurrency: int(env, "FIZZ_BUILD_CONCURRENCY", backend === "process" ? 1 : 2, 0, 64),
       dir: path.resolve(

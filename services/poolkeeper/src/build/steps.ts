@@ -18,7 +18,8 @@ export interface BuildTools {
  * Go variables of the poolkeeper's own environment a Go build gets (a module proxy the operator
  * configured); the environment's builder.env can set them too. Nothing else of it is passed.
  */
-export const GO_PASSTHROUGH = ["GOPROXY", "GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GOFLAGS"] as const;
+// Not GOFLAGS: build.sh sets its own, so no -toolexec or -overlay reaches a build from outside.
+export const GO_PASSTHROUGH = ["GOPROXY", "GOSUMDB", "GONOSUMDB", "GOPRIVATE"] as const;
 
 export function goEnvOf(env: Record<string, string | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
