@@ -1,10 +1,11 @@
 // Measures the Go runtime's cold specialization directly against fresh warm instances: from the
 // specialize request (archive form, hello compiled by build.sh) until the first call's answer.
 // Usage: npx tsx runtimes/go/test/cold-start.ts [runs=20]
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { packageArchive } from "../../contract/archive.js";
-import { request, specializeArchive } from "../../contract/harness.js";
+import { ARCHIVE_CONTENT_TYPE, request } from "../../contract/harness.js";
 import { ME } from "../../contract/runtime-contract.js";
 import { prepare } from "../prepare.mjs";
 import { HELLO, build, compile, goRuntime } from "./fixtures.js";
@@ -27,6 +28,15 @@ const pct = (list: number[], p: number) => {
 const fmt = (n: number) => n.toFixed(1);
 
 async function measure(archive: Buffer) {
+  // The body is made once, before the clock starts: the poolkeeper knows the digest (ArchiveRef)
+  // and streams the archive as it is; hashing and copying 6 MB here (~25 ms, most of it touching
+  // fresh memory) was the tool's time, not the instance's.
+  const digest = `sha256:${createHash("sha256").update(archive).digest("hex")}`;
+  const line = JSON.stringify({
+    function: { namespace: "default", name: "hello", revision: 3 },
+    digest,
+  });
+  const body = Buffer.concat([Buffer.from(`${line}\n`), archive]);
   let cpu = 0;
   const times: number[] = [];
   const loads: number[] = [];
@@ -36,7 +46,12 @@ async function measure(archive: Buffer) {
       const pid = rt.proc.pid ?? 0;
       const cpuBefore = cpuMs(pid);
       const started = performance.now();
-      const res = await specializeArchive(rt, archive);
+      const res = await request(rt.url, {
+        method: "POST",
+        path: "/v2/specialize",
+        headers: { "content-type": ARCHIVE_CONTENT_TYPE, "content-length": String(body.length) },
+        body,
+      });
       const answer = await request(rt.url, { headers: ME });
       times.push(performance.now() - started);
       cpu += cpuMs(pid) - cpuBefore;

@@ -1,4 +1,6 @@
 import { createHash } from "node:crypto";
+import { readFile, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
 import {
   ARCHIVE_BUCKET,
   Codecs,
@@ -204,6 +206,41 @@ describe("poolkeeper: code and packages from the Object Store, secrets from the 
       );
       await waitFor(() => warm("node") === 1, { timeoutMs: 20_000, what: "node pool refilled" });
     }
+  });
+
+  it("keeps a package archive on disk after its first read: a cache file changed on disk fails once and is replaced from the store; a store tampered later does not matter", async () => {
+    const archive = await h.putPackage({ "index.js": "module.exports = async () => 'cached';\n" });
+    const evil = await h.putPackage({ "index.js": "module.exports = async () => 'owned';\n" });
+    const cached = path.join(h.workDir, "archive-cache", archive.digest.slice("sha256:".length));
+    const run = async (name: string) => {
+      await waitFor(() => warm("node") === 1, { timeoutMs: 20_000, what: "node pool refilled" });
+      return specialize({
+        environment: { namespace: "default", name: "node" },
+        function: fnRef(name),
+        archive,
+        concurrency: 1,
+      });
+    };
+    const first = await run("cached-1");
+    expect(await get(first.instance.address, first.instance.id)).to.deep.equal({
+      status: 200,
+      text: "cached",
+    });
+    expect((await stat(path.dirname(cached))).mode & 0o777).to.equal(0o700);
+
+    const bytes = await readFile(cached);
+    bytes[bytes.length - 40] ^= 0xff;
+    await writeFile(cached, bytes);
+    const err = await failure(run("cached-corrupt"));
+    expect(err.code, err.message).to.equal("DIGEST_MISMATCH");
+    expect(h.pk.pool.list().some((t) => t.function?.name === "cached-corrupt")).to.equal(false);
+
+    const again = await run("cached-2");
+    expect((await get(again.instance.address, again.instance.id)).text).to.equal("cached");
+
+    await tamper(h.nc, archive.digest, evil.digest, "victim");
+    const later = await run("cached-3");
+    expect((await get(later.instance.address, later.instance.id)).text).to.equal("cached");
   });
 
   it("answers NOT_FOUND naming archive.digest for an archive not in the store", async () => {
