@@ -26,9 +26,23 @@ src="$(pwd -P)"
 list="${TMPDIR:-/tmp}/fizz-dotnet-sources.$$"
 refs="${TMPDIR:-/tmp}/fizz-dotnet-refs.$$"
 trap 'rm -f "$list" "$refs"' EXIT
-# Relative paths, sorted: the build is the same wherever the package sits.
-find . -type f -name '*.cs' ! -path './bin/*' ! -path './obj/*' | sed 's|^\./||' | LC_ALL=C sort > "$list"
-find . -type f -name '*.dll' ! -name 'function.dll' ! -name 'Fission.DotNetCore.Api.dll' | sed 's|^\./||' | LC_ALL=C sort > "$refs"
+# Names are read a line at a time below, so a name holding a newline (or any control character)
+# could forge a line such as /etc/shadow: such packages are refused before anything is read.
+bad="$(LC_ALL=C find . -path '*[[:cntrl:]]*' -print0 | head -z -n 3 | LC_ALL=C tr '\001-\037\177' '?' | tr '\0' '\n')"
+if [ -n "$bad" ]; then
+  echo "build.sh: refusing file names with control characters (newline, tab, ...): rename them:" >&2
+  echo "$bad" >&2
+  exit 1
+fi
+# Relative paths keeping their ./ prefix (a file named -out:x.cs must stay a file to mcs), sorted:
+# the build is the same wherever the package sits.
+find . -type f -name '*.cs' ! -path './bin/*' ! -path './obj/*' | LC_ALL=C sort > "$list"
+find . -type f -name '*.dll' ! -name 'function.dll' ! -name 'Fission.DotNetCore.Api.dll' | LC_ALL=C sort > "$refs"
+# mcs splits -r: on commas and semicolons: a library so named would reference something else.
+if grep -q '[,;]' "$refs"; then
+  echo "build.sh: refusing .dll names with ',' or ';' (mcs would split them): $(grep '[,;]' "$refs" | head -n 1)" >&2
+  exit 1
+fi
 if [ ! -s "$list" ]; then
   if [ -f function.dll ]; then
     # Built elsewhere (mcs or csc): deployed as it is.
@@ -50,13 +64,14 @@ profile="$(dirname "$(command -v mono || echo /usr/bin/mono)")/../lib/mono/4.5"
 for lib in System.Runtime.Serialization System.Xml.Linq System.Data System.Net.Http System.Web System.ServiceModel.Web; do
   if [ -f "$profile/$lib.dll" ]; then set -- "$@" "-r:$lib.dll"; fi
 done
-while IFS= read -r ref; do set -- "$@" "-r:$src/$ref"; done < "$refs"
+while IFS= read -r ref; do set -- "$@" "-r:$src/${ref#./}"; done < "$refs"
 while IFS= read -r file; do set -- "$@" "$file"; done < "$list"
 mcs "$@"
 
 # Everything else the package holds (data files, templates, the libraries it ships).
-find . -type f ! -name '*.cs' ! -path './bin/*' ! -path './obj/*' | sed 's|^\./||' | while IFS= read -r file; do
-  case "$file" in function.dll|function.dll.mdb|function.pdb) continue ;; esac
+# Only regular files (find -type f lists no symlink), each under ./ so no name is an option to cp.
+find . -type f ! -name '*.cs' ! -path './bin/*' ! -path './obj/*' | while IFS= read -r file; do
+  case "$file" in ./function.dll|./function.dll.mdb|./function.pdb) continue ;; esac
   mkdir -p "$out/$(dirname "$file")"
   cp "$file" "$out/$file"
 done

@@ -15,7 +15,6 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -64,9 +63,15 @@ export async function compile(files: Files): Promise<Files> {
   for (const path of Object.keys(files).sort()) {
     hash.update(`\0${path}\0`).update(files[path] ?? "");
   }
-  const cache = join(BUILD_DIR, "test-cache", hash.digest("hex").slice(0, 24));
+  const cacheDir = join(BUILD_DIR, "test-cache");
+  const cache = join(cacheDir, hash.digest("hex").slice(0, 24));
+  // A finished entry appears with one rename and is never removed: it is complete when it exists.
   if (existsSync(cache)) return readTree(cache);
-  const work = mkdtempSync(join(tmpdir(), "fizz-dotnet-build-"));
+  // Staged inside the cache directory: the rename stays on one filesystem (os.tmpdir() may be a
+  // tmpfs: EXDEV), and each process stages privately, so concurrent builds of one fixture race
+  // only at the rename.
+  mkdirSync(cacheDir, { recursive: true });
+  const work = mkdtempSync(join(cacheDir, ".tmp-"));
   try {
     const src = join(work, "src");
     const out = join(work, "deploy");
@@ -91,8 +96,13 @@ export async function compile(files: Files): Promise<Files> {
       const e = err as { stdout?: string; stderr?: string };
       throw new BuildFailed(`${e.stdout ?? ""}${e.stderr ?? ""}`);
     }
-    mkdirSync(dirname(cache), { recursive: true });
-    renameSync(out, cache);
+    try {
+      renameSync(out, cache);
+    } catch (err) {
+      // Another process (a parallel test run) finished the same build first: use its entry.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+    }
     return readTree(cache);
   } finally {
     rmSync(work, { recursive: true, force: true });
