@@ -6,6 +6,7 @@ import { ApiError, withHint } from "../errors.js";
 import { collectMethods, parseInteger, parseSeconds } from "../options.js";
 import { printJson } from "../output.js";
 import type { CodeUpload, FunctionObject, FunctionSpec, HttpTrigger } from "../types.js";
+import { updateWithOwnPackage } from "./fn-code-package.js";
 import {
   checkSourceFlags,
   codeAsSourceIfCompiled,
@@ -206,9 +207,15 @@ Examples:
         opts.env ??
         (await ctx.registry.get<FunctionObject>("functions", opts.name)).spec.environment;
       if (!(await codeAsSourceIfCompiled(ctx, err, envName, opts))) throw err;
+      // The file builds into the package named after the function, not the one it runs now.
       delete spec.code;
       delete spec.package;
-      await updateFunction(ctx, cmd, opts, spec);
+      const updated = await updateWithOwnPackage(ctx, opts.name, envName, opts, spec);
+      confirm(
+        ctx,
+        updated,
+        `function "${opts.name}" updated: package "${opts.name}" built (revision ${updated.metadata.revision})`,
+      );
     }
   });
 
