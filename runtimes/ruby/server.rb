@@ -55,8 +55,8 @@ module Fizz
       exit(1)
     end
     warm_up
-    router = Router.new(rt)
     wake_r, wake_w = IO.pipe
+    router = Router.new(rt, wake_r)
     # A trap may not take locks: it flags and wakes the accept loop, which does the rest. A
     # second signal means "now".
     signalled = false
@@ -76,9 +76,20 @@ module Fizz
       break if ready.include?(wake_r)
       sock = server.accept_nonblock(exception: false)
       next if sock == :wait_readable
-      Thread.new(sock) { |s| router.serve(s) }
+      serve(rt, router, sock)
+    rescue SystemCallError
+      next # reset before we took it
     end
     log("shutting down: no new connections; finishing in-flight calls")
+    # Connections the kernel accepted already: a request they sent gets a 503 rather than a
+    # reset, an idle one a clean close.
+    loop do
+      sock = server.accept_nonblock(exception: false)
+      break if sock == :wait_readable
+      serve(rt, router, sock)
+    rescue SystemCallError
+      next # that one was reset before we took it
+    end
     server.close
     finished = rt.wait_idle(SHUTDOWN_GRACE_SECONDS)
     log("calls still running after #{SHUTDOWN_GRACE_SECONDS}s; exiting") unless finished
@@ -87,6 +98,15 @@ module Fizz
     # exit!: threads the function started, and its at_exit hooks, must not keep a drained
     # instance alive.
     exit!(finished ? 0 : 1)
+  end
+
+  # Counted from here, not from its first request, so the drain waits for it.
+  def self.serve(rt, router, sock)
+    rt.connection_opened
+    Thread.new(sock) { |s| router.serve(s) }
+  rescue StandardError
+    rt.connection_closed
+    sock.close
   end
 
   # The process backend's parent holds our stdin pipe: EOF means it is gone, even if it was

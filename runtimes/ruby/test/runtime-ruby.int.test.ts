@@ -2,8 +2,11 @@
 // shared runtime contract (runtimes/contract) with Ruby's fixtures, then what only Ruby does:
 // Fission's Rack request, context and answers, the logger, `exit` in a function, the token in
 // child processes, archive attacks through pax and GNU long names, and HTTP framing attacks.
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { expect } from "chai";
 import { packageArchive } from "../../contract/archive.js";
@@ -266,27 +269,38 @@ describe("ruby runtime: Ruby only", function () {
 
   describe("archives built to get past a tar reader", () => {
     let rt: Runtime;
-    before(async () => (rt = await rubyRuntime.start()));
-    after(() => rt.kill());
+    // The runtime extracts into <base>/w/fn; an escape would land in w/, in <base> or in /tmp.
+    const base = mkdtempSync(path.join(tmpdir(), "fizz-ruby-archive-"));
+    const workdir = path.join(base, "w");
+    const U = path.basename(base);
+    before(async () => {
+      mkdirSync(workdir);
+      rt = await rubyRuntime.start({ FIZZ_WORKDIR: workdir, FIZZ_MAX_PACKAGE_BYTES: "1000000" });
+    });
+    after(async () => {
+      await rt.kill();
+      rmSync(base, { recursive: true, force: true });
+    });
 
     const main = tarEntry("main.rb", "def handler\n  'x'\nend\n");
+    const BOMB = 20 * 1024 * 1024; // declared, all zeros: ~20 KB once gzip'd
     const cases: Array<[string, Buffer[], string]> = [
       [
         "a pax path that climbs out",
-        [tarEntry("", "../evil\n", "x", "path"), tarEntry("ok.rb", "x")],
-        'entry "../evil": path escapes the archive root',
+        [tarEntry("", `../${U}evil\n`, "x", "path"), tarEntry("ok.rb", "x")],
+        `entry "../${U}evil": path escapes the archive root`,
       ],
       [
         "a pax path that is absolute",
-        [tarEntry("", "/tmp/evil\n", "x", "path"), tarEntry("ok.rb", "x")],
-        'entry "/tmp/evil": an absolute path',
+        [tarEntry("", `/tmp/${U}evil\n`, "x", "path"), tarEntry("ok.rb", "x")],
+        `entry "/tmp/${U}evil": an absolute path`,
       ],
       [
         "a GNU long name that climbs out",
-        [tarEntry("././@LongLink", "../../evil\0", "L"), tarEntry("ok.rb", "x")],
-        'entry "../../evil": path escapes the archive root',
+        [tarEntry("././@LongLink", `../../${U}evil\0`, "L"), tarEntry("ok.rb", "x")],
+        `entry "../../${U}evil": path escapes the archive root`,
       ],
-      ["a backslash path", [tarEntry("..\\evil.rb", "x")], "a backslash in its path"],
+      ["a backslash path", [tarEntry(`..\\${U}evil`, "x")], "a backslash in its path"],
       [
         "a symlink under a pax name",
         [tarEntry("", "inside\n", "x", "path"), tarEntry("l", "", "2")],
@@ -305,15 +319,51 @@ describe("ruby runtime: Ruby only", function () {
       ],
       ["a GNU volume header", [tarEntry("vol", "", "V")], "a volume header"],
       ["an unknown entry type", [tarEntry("odd", "", "Z")], "unknown entry type"],
+      [
+        "a pax size that disagrees with the header (data one reader takes for headers)",
+        [
+          tarEntry("", "0\n", "x", "size"),
+          tarEntry("f.rb", tarEntry(`../${U}evil`, "pwned").toString("latin1")),
+        ],
+        'entry "f.rb": its pax size "0" disagrees with its header\'s 1024',
+      ],
+      [
+        "a directory entry carrying data (a gzip bomb no file cap counts)",
+        [tarEntry("d/", "\0".repeat(BOMB), "5")],
+        `entry "d/": a directory with ${BOMB} bytes of data`,
+      ],
+      [
+        "the root entry carrying data",
+        [tarEntry("./", "\0".repeat(BOMB), "5")],
+        `entry "./": a directory with ${BOMB} bytes of data`,
+      ],
+      [
+        "data inflated after the end of the archive",
+        [Buffer.alloc(1024), Buffer.alloc(BOMB)],
+        "bytes after its end",
+      ],
+      [
+        "a run of global pax headers (read and dropped, not entries)",
+        Array.from({ length: 5 }, () => tarEntry("", `${"c".repeat(1000)}\n`, "g", "comment")),
+        "more than 4 extended headers before an entry",
+      ],
     ];
     for (const [what, entries, message] of cases) {
-      it(`refuses ${what} with ARCHIVE_UNSAFE, leaves nothing, stays warm`, async () => {
+      it(`refuses ${what} with ARCHIVE_UNSAFE, writes nothing, stays warm`, async () => {
         const archive = gzipSync(Buffer.concat([main, ...entries, Buffer.alloc(1024)]));
         const res = await specializeArchive(rt, archive);
         expect(res.status, res.text).to.equal(400);
         expect(res.error().code).to.equal("ARCHIVE_UNSAFE");
         expect(res.error().message).to.include(message);
         expect(await healthState(rt)).to.equal("warm");
+        for (const left of [
+          path.join(workdir, "fn"),
+          path.join(workdir, `${U}evil`),
+          path.join(base, `${U}evil`),
+          `/tmp/${U}evil`,
+        ]) {
+          expect(existsSync(left), left).to.equal(false);
+        }
       });
     }
 
@@ -331,6 +381,104 @@ describe("ruby runtime: Ruby only", function () {
       const res = await specializeArchive(rt, archive);
       expect(res.status, res.text).to.equal(200);
       expect((await request(rt.url, { headers: ME })).text).to.equal("pax");
+    });
+  });
+
+  describe("a GNU tar header", () => {
+    let rt: Runtime;
+    before(async () => (rt = await rubyRuntime.start()));
+    after(() => rt.kill());
+
+    it("is not read as having a ustar prefix (GNU keeps atime and ctime there)", async () => {
+      const entry = tarEntry("main.rb", "def handler = 'root'\n");
+      entry.write("ustar  \0", 257, "latin1");
+      entry.write("sub\0", 345, "latin1");
+      entry.write("        ", 148, "latin1");
+      let sum = 0;
+      for (const byte of entry.subarray(0, 512)) sum += byte;
+      entry.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148, "latin1");
+      const archive = gzipSync(Buffer.concat([entry, Buffer.alloc(1024)]));
+      const res = await specializeArchive(rt, archive, { entrypoint: "main.handler" });
+      expect(res.status, res.text).to.equal(200);
+      expect((await request(rt.url, { headers: ME })).text).to.equal("root");
+    });
+  });
+
+  describe("a single file written into a FIZZ_WORKDIR holding a link at its name", () => {
+    let rt: Runtime;
+    const base = mkdtempSync(path.join(tmpdir(), "fizz-ruby-link-"));
+    const target = path.join(base, "outside.rb");
+    before(async () => {
+      mkdirSync(path.join(base, "w"));
+      symlinkSync(target, path.join(base, "w", "hello.rb"));
+      rt = await rubyRuntime.start({ FIZZ_WORKDIR: path.join(base, "w") });
+    });
+    after(async () => {
+      await rt.kill();
+      rmSync(base, { recursive: true, force: true });
+    });
+
+    it("is refused (500 FUNCTION_LOAD_FAILED) rather than written through the link", async () => {
+      const res = await postJson(
+        rt.url,
+        "/v2/specialize",
+        specializeBody("hello.rb", "def handler = 'x'\n"),
+      );
+      expect(res.status, res.text).to.equal(500);
+      expect(res.error().code).to.equal("FUNCTION_LOAD_FAILED");
+      expect(res.error().message).to.include("hello.rb: cannot be written");
+      expect(existsSync(target)).to.equal(false);
+    });
+  });
+
+  describe("SIGTERM drain and connections between requests", () => {
+    let rt: Runtime;
+    beforeEach(async () => {
+      rt = await rubyRuntime.start();
+      expect((await push(rt, rubyRuntime.fixtures.hello)).status).to.equal(200);
+    });
+    afterEach(() => rt.kill());
+
+    /** A raw connection: what it received, and whether it ended cleanly (FIN, not a reset). */
+    function connect(): Promise<{ sock: net.Socket; got: () => string; ended: Promise<boolean> }> {
+      const { port } = new URL(rt.url);
+      const sock = net.connect(Number(port), "127.0.0.1");
+      let out = "";
+      sock.on("data", (d: Buffer) => (out += d.toString("latin1")));
+      const ended = new Promise<boolean>((resolve) => {
+        sock.on("end", () => resolve(true));
+        sock.on("error", () => resolve(false));
+      });
+      return new Promise((resolve) =>
+        sock.on("connect", () => resolve({ sock, got: () => out, ended })),
+      );
+    }
+
+    it("finishes a request whose head was half-read when the drain began, then exits 0", async () => {
+      const conn = await connect();
+      conn.sock.write("GET / HTTP/1.1\r\nHost: x\r\n");
+      await sleep(200);
+      rt.proc.kill("SIGTERM");
+      await sleep(300);
+      conn.sock.write("\r\n");
+      expect(await conn.ended).to.equal(true);
+      expect(conn.got()).to.match(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(conn.got()).to.match(/\r\nConnection: close\r\n/i);
+      expect(conn.got()).to.include("Hello, world!");
+      expect(await rt.exited).to.equal(0);
+    });
+
+    it("closes an idle keep-alive connection cleanly at the drain, and one accepted but silent", async () => {
+      const idle = await connect();
+      idle.sock.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+      await eventually(() => idle.got().includes("Hello, world!"));
+      const silent = await connect();
+      await sleep(100);
+      rt.proc.kill("SIGTERM");
+      expect(await idle.ended).to.equal(true);
+      expect(await silent.ended).to.equal(true);
+      expect(silent.got()).to.equal("");
+      expect(await rt.exited).to.equal(0);
     });
   });
 

@@ -15,6 +15,15 @@ module Fizz
     BLOCK = 512
     ZERO_BLOCK = ("\0" * BLOCK).b.freeze
     MAX_META = 1024 * 1024 # a pax header or GNU long name bigger than this is not a name
+    # Extended headers are not entries (FIZZ_MAX_PACKAGE_ENTRIES does not count them), and "g" and
+    # "K" ones are read and dropped: so a run of them before one entry, and their total, are capped.
+    MAX_META_RUN = 4 # x, g, L and K once each
+    MAX_META_TOTAL = 64 * 1024 * 1024
+    # A packer pads the archive after its two zero blocks to a record (10 KiB for GNU tar and
+    # Python); more than this after the end is not padding but bytes inflated for nothing.
+    MAX_TRAILING = 1024 * 1024
+    # Per entry: its header and padding, and up to MAX_META_RUN extended headers with theirs.
+    ENTRY_OVERHEAD = (1 + MAX_META_RUN) * 2 * BLOCK
     FILE_TYPES = ["0", "\0", "7"].freeze
     REFUSED = {
       "1" => "a hard link", "2" => "a symbolic link", "3" => "a character device",
@@ -40,6 +49,13 @@ module Fizz
       @meta = nil
       @left = 0
       @pad = 0
+      @meta_run = 0
+      @meta_total = 0
+      @trailing = 0
+      @inflated = 0
+      # Every decompressed byte is counted: nothing a well-formed archive within the caps holds
+      # comes near this, whatever the entries' types.
+      @max_inflated = max_bytes + (max_entries * ENTRY_OVERHEAD) + MAX_META_TOTAL + MAX_TRAILING + (2 * BLOCK)
     end
 
     def ended?
@@ -47,7 +63,12 @@ module Fizz
     end
 
     def <<(data)
-      return if @state == :end
+      @inflated += data.bytesize
+      if @inflated > @max_inflated
+        raise ArchiveUnsafe, "archive: decompresses to more than #{@max_inflated} bytes " \
+                             "(FIZZ_MAX_PACKAGE_BYTES plus headers)"
+      end
+      return trail(data.bytesize) if @state == :end
       @buf << data
       loop do
         case @state
@@ -67,6 +88,7 @@ module Fizz
           break if @pad.positive?
           @state = :header
         when :end
+          trail(@buf.bytesize)
           @buf.clear
           break
         end
@@ -86,6 +108,11 @@ module Fizz
 
     private
 
+    def trail(bytes)
+      @trailing += bytes
+      raise ArchiveUnsafe, "archive: more than #{MAX_TRAILING} bytes after its end" if @trailing > MAX_TRAILING
+    end
+
     def header(block)
       if block == ZERO_BLOCK
         @state = :end
@@ -94,12 +121,16 @@ module Fizz
       verify_checksum(block)
       type = block[156]
       size = number(block[124, 12])
-      magic = block[257, 6]
       name = cstr(block[0, 100])
-      prefix = magic.start_with?("ustar") ? cstr(block[345, 155]) : ""
+      # Only POSIX ustar has a prefix there; GNU's "ustar  " magic keeps atime and ctime in it.
+      prefix = block[257, 8] == "ustar\x0000" ? cstr(block[345, 155]) : ""
       case type
       when "x", "g", "L", "K"
         raise ArchiveUnsafe, "archive: an extended header over #{MAX_META} bytes" if size > MAX_META
+        @meta_run += 1
+        @meta_total += size
+        raise ArchiveUnsafe, "archive: more than #{MAX_META_RUN} extended headers before an entry" if @meta_run > MAX_META_RUN
+        raise ArchiveUnsafe, "archive: extended headers over #{MAX_META_TOTAL} bytes in all" if @meta_total > MAX_META_TOTAL
         @meta = +"".b
         @meta_type = type
         start_data(size)
@@ -107,9 +138,16 @@ module Fizz
       end
       # A pax header's path and size are the next entry's (and only its).
       full = @pax["path"] || @long_name || (prefix.empty? ? name : "#{prefix}/#{name}")
-      size = Integer(@pax["size"], 10) if @pax["size"]&.match?(/\A\d+\z/)
+      pax_size = @pax["size"]
       @pax = {}
       @long_name = nil
+      @meta_run = 0
+      # Two sizes for one entry: readers that trust the other one see different entries (data
+      # that one of them reads as headers), so neither is trusted.
+      if pax_size && (!pax_size.match?(/\A\d+\z/) || Integer(pax_size, 10) != size)
+        quoted = JSON.generate(full.dup.force_encoding("UTF-8").scrub)
+        raise ArchiveUnsafe, "entry #{quoted}: its pax size #{pax_size.inspect} disagrees with its header's #{size}"
+      end
       entry(type, full, size, number(block[100, 8]))
     end
 
@@ -121,9 +159,11 @@ module Fizz
       is_file = FILE_TYPES.include?(type)
       raise ArchiveUnsafe, "entry #{quoted}: unknown entry type #{type.inspect}" unless is_file || type == "5"
       parts = clean(full, quoted)
+      # A directory's data would be inflated only to be dropped: a bomb that no cap counts.
+      raise ArchiveUnsafe, "entry #{quoted}: a directory with #{size} bytes of data" if !is_file && size.positive?
       if parts.empty? # the root itself ("./")
         raise ArchiveUnsafe, "entry #{quoted}: a file cannot be the package's root" if is_file
-        return start_data(size)
+        return start_data(0)
       end
       make_parents(parts, quoted)
       rel = parts.join("/")

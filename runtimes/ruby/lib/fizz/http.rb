@@ -63,6 +63,11 @@ module Fizz
         end
       end
 
+      # Bytes already read and not yet consumed (the next pipelined request).
+      def buffered?
+        !@buf.empty?
+      end
+
       # Up to n bytes (at least one), or nil at EOF.
       def partial(n, timeout = READ_SECONDS)
         return nil if @buf.empty? && !fill(timeout)

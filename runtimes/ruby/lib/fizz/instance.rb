@@ -133,12 +133,14 @@ module Fizz
       @state = "specialized"
     end
 
-    # In-flight requests, so a drain knows when it is done.
-    def begin_request
+    # Open connections, counted from accept to close, so a drain knows when it is done: a
+    # connection idle between requests closes itself once draining, and one whose next request
+    # has started is finished (or answered 503) before it closes.
+    def connection_opened
       @lock.synchronize { @busy += 1 }
     end
 
-    def end_request
+    def connection_closed
       @lock.synchronize do
         @busy -= 1
         @idle.broadcast if @busy.zero?

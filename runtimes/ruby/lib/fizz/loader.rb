@@ -13,7 +13,15 @@ module Fizz
     # One file: written as <directory>/<filename>, loaded with Kernel#load as Fission loads it.
     def load_file(directory, filename, code, entrypoint)
       path = File.join(directory, filename)
-      File.open(path, File::WRONLY | File::CREAT | File::TRUNC | File::BINARY, 0o600) { |f| f.write(code) }
+      # A new file, never through a link: the work dir may be shared (FIZZ_WORKDIR), and a link
+      # planted at the name would send the code, and its load, elsewhere.
+      begin
+        File.open(path, File::WRONLY | File::CREAT | File::EXCL | File::NOFOLLOW | File::BINARY, 0o600) do |f|
+          f.write(code)
+        end
+      rescue Errno::EEXIST, Errno::ELOOP => e
+        raise FunctionLoadError, "#{filename}: cannot be written (#{e.message})"
+      end
       label = entrypoint || DEFAULT_ENTRYPOINT
       name = label
       if label.include?(".")

@@ -8,8 +8,10 @@ module Fizz
   class Router
     PARAM_PREFIX = "x-fizz-params-"
 
-    def initialize(instance)
+    # draining: an IO that turns readable when the drain starts (and stays so).
+    def initialize(instance, draining)
       @rt = instance
+      @draining = draining
       @specializer = Specializer.new(instance)
     end
 
@@ -22,21 +24,28 @@ module Fizz
       end
       reader = Http::Reader.new(sock)
       loop do
+        # Idle until a request's first byte: a drain that starts meanwhile closes the connection.
+        new_after_drain = false
+        unless reader.buffered?
+          ready, = IO.select([sock, @draining], nil, nil, Http::KEEPALIVE_SECONDS)
+          break if ready.nil? || !ready.include?(sock)
+          new_after_drain = @rt.draining
+        end
         req = nil
         begin
-          req = Http.read_head(reader)
+          req = Http.read_head(reader, Http::READ_SECONDS)
         rescue Http::Error => e
           send_json(sock, nil, e.status, Fizz.error_payload(e.code, e.message), close: true)
           break
         end
         break if req.nil?
-        @rt.begin_request
-        begin
-          keep = handle(sock, reader, req, peer)
-        ensure
-          @rt.end_request
+        if new_after_drain
+          # Began after the drain did: not in flight, so refused; the client retries elsewhere.
+          send_json(sock, req, 503, Fizz.error_payload("SHUTTING_DOWN", "the instance is shutting down", retryable: true),
+                    close: true)
+          break
         end
-        break unless keep
+        break unless handle(sock, reader, req, peer)
       end
     rescue Http::Gone, SystemCallError, IOError
       # the client went away
@@ -44,6 +53,7 @@ module Fizz
       Fizz.log("internal error: #{e.class}: #{e.message}\n#{Array(e.backtrace).join("\n")}")
     ensure
       linger_close(sock)
+      @rt.connection_closed
     end
 
     private
