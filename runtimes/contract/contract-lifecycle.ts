@@ -233,6 +233,24 @@ export function describeLifecycle({ start, fixtures }: RuntimeUnderTest, deploy:
     }
   });
 
+  if (deploy.compiled) {
+    describe("the JSON form with source (compiled language)", () => {
+      let rt: Runtime;
+      before(async () => (rt = await start()));
+      after(() => rt.kill());
+
+      it("answers 500 FUNCTION_LOAD_FAILED saying to deploy a package the builder compiles", async () => {
+        // Not 400: the platform sent a well-formed request this runtime cannot load, so the
+        // poolkeeper must not take it for a broken instance and retry on another one.
+        const res = await push(rt, hello);
+        expect(res.status, res.text).to.equal(500);
+        expect(res.error().code).to.equal("FUNCTION_LOAD_FAILED");
+        expect(res.error().message).to.match(/package|builder/i);
+        expect(await healthState(rt)).to.equal("failed");
+      });
+    });
+  }
+
   describe("handler shapes", () => {
     let rt: Runtime | undefined;
     afterEach(() => rt?.kill());

@@ -4,9 +4,12 @@
 //   {"name": "perl", "command": ["perl", "server.pl"],
 //    "fixtures": {"hello": "fixtures/hello.pl", "echo": "fixtures/echo.pl",
 //                 "slow": "fixtures/slow.pl", "throws": "fixtures/throws.pl",
-//                 "loadFailure": {"file": "fixtures/broken.pl", "line": 3}}}
+//                 "tokenLeak": "fixtures/token-leak.pl",
+//                 "loadFailure": {"file": "fixtures/broken.pl", "line": 3}},
+//    "packages": false}
 // The command runs with the directory as its working directory; each fixture is a file path
-// relative to the directory, or {"file": ..., "entrypoint": ...}.
+// relative to the directory, or {"file": ..., "entrypoint": ...}. `packages` (optional, default
+// false) says the runtime also loads the archive form of specialize.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import type { CoreFixtures, CoreRuntimeUnderTest } from "./contract-core.js";
@@ -15,7 +18,7 @@ import type { Source } from "./runtime-under-test.js";
 
 export const CONFIG_FILE = "fizz-runtime.json";
 
-const FIXTURES = ["hello", "echo", "slow", "throws", "loadFailure"] as const;
+const FIXTURES = ["hello", "echo", "slow", "throws", "tokenLeak", "loadFailure"] as const;
 
 class ConfigError extends Error {}
 
@@ -52,7 +55,7 @@ export function loadCustomEnv(dir: string): CoreRuntimeUnderTest {
     throw new ConfigError(`${file} is not JSON: ${String(error)}`);
   }
   if (!isRecord(config)) throw new ConfigError(`${file} must hold a JSON object`);
-  const { name, command, fixtures } = config;
+  const { name, command, fixtures, packages = false } = config;
   if (typeof name !== "string" || !/^[a-z0-9][a-z0-9-]*$/.test(name)) {
     throw new ConfigError(`${CONFIG_FILE}: "name" must be a lower-case name like "perl"`);
   }
@@ -62,6 +65,9 @@ export function loadCustomEnv(dir: string): CoreRuntimeUnderTest {
     !command.every((a): a is string => typeof a === "string" && a !== "")
   ) {
     throw new ConfigError(`${CONFIG_FILE}: "command" must be a non-empty argv array of strings`);
+  }
+  if (typeof packages !== "boolean") {
+    throw new ConfigError(`${CONFIG_FILE}: "packages" must be true or false`);
   }
   if (!isRecord(fixtures)) throw new ConfigError(`${CONFIG_FILE}: "fixtures" must be an object`);
   const missing = FIXTURES.filter((f) => fixtures[f] === undefined);
@@ -80,9 +86,15 @@ export function loadCustomEnv(dir: string): CoreRuntimeUnderTest {
     echo: readSource(root, "echo", fixtures.echo),
     slow: readSource(root, "slow", fixtures.slow),
     throws: readSource(root, "throws", fixtures.throws),
+    tokenLeak: readSource(root, "tokenLeak", fixtures.tokenLeak),
     loadFailure: { ...readSource(root, "loadFailure", failure), line },
   };
   const [program, ...args] = command;
   const run = { name, command: program ?? "", args, cwd: root };
-  return { name, start: (env, options) => startRuntime(run, env, options), fixtures: core };
+  return {
+    name,
+    start: (env, options) => startRuntime(run, env, options),
+    fixtures: core,
+    packages,
+  };
 }

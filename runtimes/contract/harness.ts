@@ -98,6 +98,22 @@ export interface StartOptions {
   stdinPipe?: boolean;
 }
 
+/**
+ * What the poolkeeper's process backend gives an instance besides the FIZZ_* variables
+ * (docs/runtime-contract.md, "What the platform passes"), and nothing of the test runner's own
+ * environment: a runtime that needs more fails here rather than in production.
+ */
+export function minimalEnv(scratch: string): Record<string, string> {
+  return {
+    PATH: "/usr/local/bin:/usr/bin:/bin",
+    LANG: "C.UTF-8",
+    HOME: scratch,
+    TMPDIR: scratch,
+    PYTHONUNBUFFERED: "1",
+    ...(process.env.TZ === undefined ? {} : { TZ: process.env.TZ }),
+  };
+}
+
 export async function startRuntime(
   { name, command, script, args = [], cwd }: RuntimeCommand,
   env: Record<string, string> = {},
@@ -109,7 +125,7 @@ export async function startRuntime(
   const scratch = mkdtempSync(path.join(tmpdir(), `fizz-${name}-runtime-test-`));
   const proc = spawn(command, script === undefined ? args : [script, ...args], {
     ...(cwd === undefined ? {} : { cwd }),
-    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", TMPDIR: scratch, ...env },
+    env: { ...minimalEnv(scratch), PORT: String(port), HOST: "127.0.0.1", ...env },
     stdio: [options.stdinPipe ? "pipe" : "ignore", "pipe", "pipe"],
   });
   let out = "";

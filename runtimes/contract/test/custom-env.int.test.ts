@@ -166,10 +166,15 @@ describe("npm run test:runtime -- --env <custom environment>", function () {
     const write = (value: unknown) =>
       writeFileSync(path.join(dir, "fizz-runtime.json"), JSON.stringify(value));
     write({ name: "x", command: ["perl"], fixtures: { hello: "hello.pl" } });
-    expect(() => loadCustomEnv(dir)).to.throw(/fixtures lacks echo, slow, throws, loadFailure/);
+    expect(() => loadCustomEnv(dir)).to.throw(
+      /fixtures lacks echo, slow, throws, tokenLeak, loadFailure/,
+    );
     write({ name: "x", command: "perl server.pl", fixtures: {} });
     expect(() => loadCustomEnv(dir)).to.throw(/"command" must be a non-empty argv array/);
-    const fixtures = { hello: "h", echo: "e", slow: "s", throws: "t", loadFailure: { file: "b" } };
+    const fixtures = {
+      ...{ hello: "h", echo: "e", slow: "s", throws: "t", tokenLeak: "l" },
+      loadFailure: { file: "b" },
+    };
     write({ name: "x", command: ["perl"], fixtures });
     expect(() => loadCustomEnv(dir)).to.throw(/loadFailure must be \{"file": \.\.\., "line"/);
     write({
@@ -178,5 +183,7 @@ describe("npm run test:runtime -- --env <custom environment>", function () {
       fixtures: { ...fixtures, loadFailure: { file: "b", line: 3 } },
     });
     expect(() => loadCustomEnv(dir)).to.throw(/fixtures\.hello: no file/);
+    write({ name: "x", command: ["perl"], packages: "yes", fixtures });
+    expect(() => loadCustomEnv(dir)).to.throw(/"packages" must be true or false/);
   });
 });
