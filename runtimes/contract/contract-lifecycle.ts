@@ -32,7 +32,10 @@ export async function healthState(rt: Runtime): Promise<unknown> {
   return (await request(rt.url, { path: "/healthz" })).object().state;
 }
 
-export function describeLifecycle({ start, fixtures }: RuntimeUnderTest, deploy: Deployer): void {
+export function describeLifecycle(
+  { start, fixtures, loadsSource = false }: RuntimeUnderTest,
+  deploy: Deployer,
+): void {
   const { hello } = fixtures;
   const ext = hello.filename.slice(hello.filename.lastIndexOf("."));
 
@@ -233,7 +236,7 @@ export function describeLifecycle({ start, fixtures }: RuntimeUnderTest, deploy:
     }
   });
 
-  if (deploy.compiled) {
+  if (deploy.compiled && !loadsSource) {
     describe("the JSON form with source (compiled language)", () => {
       let rt: Runtime;
       before(async () => (rt = await start()));

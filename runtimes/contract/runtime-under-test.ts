@@ -86,4 +86,9 @@ export interface RuntimeUnderTest {
    * Rejecting fails the test that needed it.
    */
   compile?: (files: Files, entrypoint?: string) => Promise<Files>;
+  /**
+   * Only for the suite's own test of the compile path (Node posing as compiled): the runtime does
+   * load source in the JSON form, so the check that a compiled runtime refuses it is skipped.
+   */
+  loadsSource?: boolean;
 }

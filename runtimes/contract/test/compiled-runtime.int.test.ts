@@ -15,4 +15,9 @@ function build(files: Files): Promise<Files> {
   return Promise.resolve(files);
 }
 
-describeRuntimeContract({ ...nodeRuntime, name: "node (as a compiled runtime)", compile: build });
+describeRuntimeContract({
+  ...nodeRuntime,
+  name: "node (as a compiled runtime)",
+  compile: build,
+  loadsSource: true,
+});
