@@ -209,6 +209,21 @@ export async function measureLanguageCold(
   return out;
 }
 
+/**
+ * One `FAIL cold.<lang>: ...` line per language that was not measured or had failed requests;
+ * `npm run bench` and this script print them and exit non-zero after writing their results.
+ */
+export function languageColdFailures(f: Partial<LanguageColdFigures>): string[] {
+  return LANGUAGE_NAMES.flatMap((lang) => {
+    const l = f[lang];
+    if (!l) return [];
+    if (l.error !== undefined)
+      return [`FAIL cold.${lang}: not measured: ${l.error.split("\n")[0]?.slice(0, 200)}`];
+    if (l.errors > 0) return [`FAIL cold.${lang}: ${l.errors} of its requests failed`];
+    return [];
+  });
+}
+
 export function languageColdRows(f: Partial<LanguageColdFigures>): [string, string, string][] {
   return LANGUAGE_NAMES.flatMap((lang): [string, string, string][] => {
     const l = f[lang];
@@ -269,8 +284,9 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
             .join("\n"),
         );
         if (process.argv.includes("--merge")) merge(f);
-        const failed = Object.values(f).some((l) => l.error !== undefined || l.errors > 0);
-        process.exit(failed ? 1 : 0);
+        const failures = languageColdFailures(f);
+        for (const line of failures) console.error(line);
+        process.exit(failures.length > 0 ? 1 : 0);
       },
       (err: unknown) => {
         console.error(err);

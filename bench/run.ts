@@ -9,7 +9,12 @@ import { Agent, request } from "undici";
 import { freePort, portOpen, waitFor } from "@fizz/testkit";
 import { faultRows, measureFaultWindows, type FaultFigures } from "./fault-windows";
 import { benchBus, type BusBenchResult } from "./lib/bus";
-import { languageColdRows, measureLanguageCold, type LanguageColdFigures } from "./language-cold";
+import {
+  languageColdFailures,
+  languageColdRows,
+  measureLanguageCold,
+  type LanguageColdFigures,
+} from "./language-cold";
 import { ensureWrk, wrk } from "./lib/load";
 import { measurePackages, packageRows, packagesSection, type PackageFigures } from "./packages";
 import { measurePythonCold, pythonColdRows, type PythonColdFigures } from "./python-cold";
@@ -354,6 +359,10 @@ async function main() {
   const table = render(out);
   console.log("\n" + table);
   writeFileSync(path.join(ROOT, "docs/benchmarks.md"), docs(out, table));
+  // Written first, so the other figures are kept; then a language that was not measured fails the run.
+  const failures = languageColdFailures(out.cold);
+  for (const line of failures) console.error(line);
+  if (failures.length > 0) process.exitCode = 1;
 }
 
 function render(o: BenchResults): string {

@@ -72,16 +72,29 @@ describe("every language on the kubernetes backend (k8s-lite + procnode): hello 
       const why = await c.unavailable();
       if (why !== undefined) throw new Error(`${c.lang} is unavailable on this machine: ${why}`);
       const env = `${c.lang}-k8s`;
-      // The CLI has no --builder (fizz builds with the environment's own runtime): the REST API
-      // names the builder image, as a Fission user's `--builder` would.
-      await api("POST", "/v1/namespaces/default/environments", {
-        name: env,
-        spec: {
-          image: c.image,
-          poolSize: 1,
-          ...(c.builder !== undefined ? { builder: { image: c.builder } } : {}),
-        },
-      });
+      // Through the CLI, as a user (or a Fission user's `--builder`) would name the builder image.
+      const made = await fizzCli(
+        kp!.platform,
+        [
+          "env",
+          "create",
+          "--name",
+          env,
+          "--image",
+          c.image,
+          "--poolsize",
+          "1",
+          ...(c.builder !== undefined ? ["--builder", c.builder] : []),
+        ],
+        { cwd: work },
+      );
+      expect(made.code, made.stderr).to.equal(0);
+      if (c.builder !== undefined) {
+        const got = (await api("GET", `/v1/namespaces/default/environments/${env}`)) as {
+          spec: { builder?: { image?: string } };
+        };
+        expect(got.spec.builder?.image).to.equal(c.builder);
+      }
       await waitFor(
         async () =>
           (await pods(`fizz.dev/state=warm,fizz.dev/environment=${env}`)).filter(isReady).length,

@@ -1,7 +1,7 @@
-import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { readPrereqs, runProbe } from "../../../scripts/lib/runtimes.mjs";
 
 /**
  * One row per language for the per-language suites (test/e2e/languages.e2e.test.ts and
@@ -38,26 +38,19 @@ export interface LanguageCase {
   unavailable(): Promise<string | undefined>;
 }
 
-/** The first line of a tool's version output, or why it did not run. */
-function tool(cmd: string, args: string[]): { ok: true } | { ok: false; why: string } {
-  const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 20_000 });
-  if (r.error) return { ok: false, why: `${cmd}: ${r.error.message}` };
-  if (r.status !== 0) return { ok: false, why: `${cmd} ${args.join(" ")} exited ${r.status}` };
-  return { ok: true };
-}
-
 /**
- * A runtime of issue 13: its directory must exist, its tools run, and its `prepare.mjs` (when it
- * has one: Go's warm binary, C#'s host exe) succeed; the same checks `npm start` makes.
+ * A runtime of issue 13: its directory must exist, the set-up's probe pass (runtimes/<lang>/
+ * prereqs.json run as the poolkeeper runs the interpreter: FIZZ_RUBY & co., /usr/bin when root),
+ * and its `prepare.mjs` (when it has one: Go's warm binary, C#'s host exe) succeed; the same
+ * checks `npm start` makes, so a row is skipped with the poolkeeper's reason, not a pool timeout.
  */
-function newRuntime(lang: string, tools: [string, string[]][]): () => Promise<string | undefined> {
+function newRuntime(lang: string): () => Promise<string | undefined> {
   return async () => {
     const dir = path.join(ROOT, "runtimes", lang);
     if (!existsSync(dir)) return `runtimes/${lang}/ is not in this tree`;
-    for (const [cmd, args] of tools) {
-      const r = tool(cmd, args);
-      if (!r.ok) return r.why;
-    }
+    const prereqs = readPrereqs(lang);
+    const probed = runProbe(prereqs.probe);
+    if (!probed.ok) return `${probed.why ?? "probe failed"}; needs ${prereqs.needs}`;
     const prepareFile = path.join(dir, "prepare.mjs");
     if (!existsSync(prepareFile)) return undefined;
     const mod = (await import(pathToFileURL(prepareFile).href)) as {
@@ -68,8 +61,6 @@ function newRuntime(lang: string, tools: [string, string[]][]): () => Promise<st
     return r.ok ? undefined : `runtimes/${lang}/prepare.mjs: ${r.reason ?? lines.join("\n")}`;
   };
 }
-
-const GO = existsSync("/usr/local/go/bin/go") ? "/usr/local/go/bin/go" : "go";
 
 export const LANGUAGES: LanguageCase[] = [
   {
@@ -98,7 +89,7 @@ export const LANGUAGES: LanguageCase[] = [
     // As Fission's Go environment requires: the exported http.HandlerFunc by name.
     entrypoint: "Handler",
     errorNamesLine: true,
-    unavailable: newRuntime("go", [[GO, ["version"]]]),
+    unavailable: newRuntime("go"),
   },
   {
     lang: "php",
@@ -106,7 +97,7 @@ export const LANGUAGES: LanguageCase[] = [
     compiled: false,
     files: { hello: "hello.php", echo: "echo.php", error: "error.php", timeout: "timeout.php" },
     errorNamesLine: true,
-    unavailable: newRuntime("php", [["php", ["-v"]]]),
+    unavailable: newRuntime("php"),
   },
   {
     lang: "ruby",
@@ -115,7 +106,7 @@ export const LANGUAGES: LanguageCase[] = [
     files: { hello: "hello.rb", echo: "echo.rb", error: "error.rb", timeout: "timeout.rb" },
     multiEntrypoint: "main.handler",
     errorNamesLine: true,
-    unavailable: newRuntime("ruby", [["ruby", ["-e", "require 'rack'"]]]),
+    unavailable: newRuntime("ruby"),
   },
   {
     lang: "dotnet",
@@ -124,10 +115,7 @@ export const LANGUAGES: LanguageCase[] = [
     compiled: true,
     files: { hello: "hello.cs", echo: "echo.cs", error: "error.cs", timeout: "timeout.cs" },
     errorNamesLine: true,
-    unavailable: newRuntime("dotnet", [
-      ["mono", ["--version"]],
-      ["mcs", ["--version"]],
-    ]),
+    unavailable: newRuntime("dotnet"),
   },
 ];
 
