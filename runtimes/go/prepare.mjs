@@ -6,11 +6,12 @@
 // Keyed by a hash of the sources and the Go version: a rerun with nothing changed is instant.
 // Usage: `node runtimes/go/prepare.mjs`, or `import { prepare }` → { ok, reason?, warm, ... }.
 import { execFileSync, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import {
   chmodSync,
   cpSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -18,10 +19,11 @@ import {
   renameSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -86,13 +88,14 @@ function sourceHash(version) {
 
 /** Everyone may read and traverse: instances and builds run as other uids. */
 function openUp(path) {
-  const st = statSync(path);
-  if (st.isDirectory()) {
-    chmodSync(path, 0o755);
-    for (const entry of readdirSync(path)) openUp(join(path, entry));
-  } else {
-    chmodSync(path, st.mode & 0o100 ? 0o755 : 0o644);
+  const st = lstatSync(path);
+  if (st.isSymbolicLink()) return; // the seed link: its target is opened up on its own
+  try {
+    chmodSync(path, st.isDirectory() || st.mode & 0o100 ? 0o755 : 0o644);
+  } catch {
+    // another user's leftover (an old seed, a test build): not ours to change, and not used by us
   }
+  if (st.isDirectory()) for (const entry of readdirSync(path)) openUp(join(path, entry));
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -106,37 +109,90 @@ function alive(pid) {
   }
 }
 
+const unique = () => `${process.pid}-${randomBytes(6).toString("hex")}`;
+
+/** Removes what may not be ours to remove (a lock or seed left by root): left in place then. */
+function tryRemove(path) {
+  try {
+    rmSync(path, { recursive: true, force: true });
+  } catch {
+    // EACCES/EPERM: harmless leftovers under a name nothing uses
+  }
+}
+
+function readOwner(dir) {
+  try {
+    return readFileSync(join(dir, "pid"), "utf8");
+  } catch {
+    return "";
+  }
+}
+
 /** One prepare at a time across processes (npm start, test set-ups, CI): a second one waits,
- * then finds the stamp current. A lock left by a dead process is taken over. */
-async function withLock(fn) {
-  const lock = join(HERE, ".build.lock");
+ * then finds the stamp current. The lock is a directory holding "pid token", made complete
+ * beside it and renamed in place (never seen without its owner). A lock whose pid is dead is
+ * taken over by renaming it to a unique name first: of two waiters that both saw it dead only one
+ * moves it; the other moves nothing or, if it moved a fresh lock, finds another owner inside and
+ * puts it back. Every output is also written beside its place and renamed, so even two prepares
+ * at once (a lock whose rename-back lost a race) leave complete artifacts. */
+export async function withLock(fn, lock = join(HERE, ".build.lock")) {
+  const token = `${process.pid} ${randomBytes(8).toString("hex")}`;
   const deadline = Date.now() + 15 * 60_000;
   for (;;) {
+    const fresh = mkdtempSync(`${lock}.new-`);
+    writeFileSync(join(fresh, "pid"), token);
     try {
-      mkdirSync(lock);
-      writeFileSync(join(lock, "pid"), String(process.pid));
+      renameSync(fresh, lock);
       break;
-    } catch {
-      let owner = 0;
-      try {
-        owner = Number(readFileSync(join(lock, "pid"), "utf8"));
-      } catch {
-        // being created or removed right now
-      }
-      if (owner > 0 && !alive(owner)) rmSync(lock, { recursive: true, force: true });
-      else if (Date.now() > deadline) throw new Error(`${lock}: held too long by pid ${owner}`);
-      else await sleep(250);
+    } catch (error) {
+      tryRemove(fresh);
+      const code = error && typeof error === "object" && "code" in error ? error.code : "";
+      if (code !== "ENOTEMPTY" && code !== "EEXIST" && code !== "ENOTDIR") throw error;
     }
+    const owner = readOwner(lock);
+    const pid = Number(owner.split(" ")[0]);
+    if (pid > 0 && !alive(pid)) {
+      const moved = `${lock}.stale-${unique()}`;
+      try {
+        renameSync(lock, moved);
+      } catch {
+        continue; // another waiter moved it first
+      }
+      if (readOwner(moved) === owner) tryRemove(moved);
+      else {
+        try {
+          renameSync(moved, lock); // a live owner's lock: put back
+        } catch {
+          // a third process locked meanwhile; the outputs stay whole (see above)
+        }
+      }
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`${lock}: held too long by pid ${pid}`);
+    await sleep(250);
   }
   try {
     return await fn();
   } finally {
-    rmSync(lock, { recursive: true, force: true });
+    if (readOwner(lock) === token) {
+      const moved = `${lock}.done-${unique()}`;
+      try {
+        renameSync(lock, moved);
+      } catch {
+        // already taken over
+      }
+      tryRemove(moved);
+    }
   }
 }
 
 export async function prepare({ log = (line) => console.log(line) } = {}) {
-  return withLock(() => prepareLocked(log));
+  try {
+    return await withLock(() => prepareLocked(log));
+  } catch (error) {
+    // e.g. runtimes/go not writable by this user: a reason, not an exception
+    return { ok: false, reason: `go runtime: ${String(error)}` };
+  }
 }
 
 async function prepareLocked(log) {
@@ -172,19 +228,34 @@ async function prepareLocked(log) {
   try {
     log(`go runtime: building with ${version}`);
     rmSync(stamp, { force: true });
-    run(["build", "-trimpath", "-o", paths.scan, "./tools/scan/main.go"], HERE);
-    run(["build", "-trimpath", "-o", paths.cacheprog, "./tools/cacheprog/main.go"], HERE);
-    run(
-      ["build", "-tags", "fizzwarm", "-trimpath", "-ldflags=-s -w", "-o", paths.warm, "."],
-      join(HERE, "runtime"),
+    // Built beside their place and renamed: a running instance or build never sees half a file.
+    const atomically = (path, build) => {
+      const staged = `${path}.tmp-${unique()}`;
+      try {
+        build(staged);
+        chmodSync(staged, 0o755);
+        renameSync(staged, path);
+      } finally {
+        rmSync(staged, { force: true });
+      }
+    };
+    atomically(paths.scan, (o) =>
+      run(["build", "-trimpath", "-o", o, "./tools/scan/main.go"], HERE),
+    );
+    atomically(paths.cacheprog, (o) =>
+      run(["build", "-trimpath", "-o", o, "./tools/cacheprog/main.go"], HERE),
+    );
+    atomically(paths.warm, (o) =>
+      run(
+        ["build", "-tags", "fizzwarm", "-trimpath", "-ldflags=-s -w", "-o", o, "."],
+        join(HERE, "runtime"),
+      ),
     );
     if (!current(seedStamp, seedKey)) {
       log("go runtime: compiling the build-cache seed (the standard library; a few minutes)");
-      buildSeed(paths, env, go, run);
-      writeFileSync(seedStamp, seedKey);
+      buildSeed(paths, env, go, run, seedKey);
     }
-    // Test builds are keyed by the stamp too: the old ones can never be used again.
-    rmSync(join(OUT, "test-cache"), { recursive: true, force: true });
+    pruneTestCache(join(OUT, "test-cache"));
     openUp(OUT);
     writeFileSync(stamp, key);
     log(`go runtime: built in ${Math.round((Date.now() - started) / 1000)}s`);
@@ -196,9 +267,26 @@ async function prepareLocked(log) {
   }
 }
 
+/** Test builds (test/fixtures.ts) are keyed by the stamp, so a new stamp makes the old ones
+ * useless; but a test process may be reading one right now: only entries a day old go. */
+function pruneTestCache(dir) {
+  if (!existsSync(dir)) return;
+  const old = Date.now() - 24 * 3600_000;
+  for (const name of readdirSync(dir)) {
+    try {
+      if (lstatSync(join(dir, name)).mtimeMs < old) tryRemove(join(dir, name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
 /** The seed: hello built through build.sh itself (so its settings match every later build), then
- * the common packages, all through the cache tool into a fresh directory, then moved in place. */
-function buildSeed(paths, env, go, run) {
+ * the common packages, all through the cache tool into a fresh directory gocache-seed-<key>-<n>
+ * beside the others; then the symlink gocache-seed is swapped to it by a rename (atomic). The old
+ * seed is never deleted here: a build that started before the swap keeps reading it (build.sh
+ * resolves the link once). Old seeds are small next to a build and left for the operator. */
+function buildSeed(paths, env, go, run, seedKey) {
   const scratch = mkdtempSync(join(tmpdir(), "fizz-go-seed-"));
   try {
     const src = join(scratch, "src");
@@ -214,12 +302,11 @@ function buildSeed(paths, env, go, run) {
       SRC_PKG: src,
       DEPLOY_PKG: deploy,
       FIZZ_RUNTIMES_DIR: RUNTIMES,
+      FIZZ_GO_SEEDING: "1", // reads no seed: everything it compiles lands in the new one
       HOME: scratch,
       TMPDIR: scratch,
       PATH: `${dirname(go)}:${process.env.PATH ?? ""}`,
     };
-    // build.sh writes its cache to $TMPDIR/fizz-gocache; with no seed yet, that is the seed.
-    rmSync(paths.seed, { recursive: true, force: true });
     execFileSync("sh", [join(HERE, "build.sh")], { cwd: src, env: buildEnv, stdio: "pipe" });
     const cacheEnv = {
       GOCACHEPROG: paths.cacheprog,
@@ -227,11 +314,21 @@ function buildSeed(paths, env, go, run) {
       HOME: scratch,
     };
     run(["build", "-trimpath", ...SEED_PACKAGES], src, cacheEnv);
-    // Copied next to its final place, then renamed: a build never sees half a seed.
-    const staged = `${paths.seed}.tmp`;
-    rmSync(staged, { recursive: true, force: true });
-    cpSync(join(scratch, "fizz-gocache"), staged, { recursive: true });
-    renameSync(staged, paths.seed);
+    // Copied next to its final place (the same file system), complete before the link points to it.
+    const fresh = mkdtempSync(`${paths.seed}-${seedKey.slice(0, 12)}-`);
+    cpSync(join(scratch, "fizz-gocache"), fresh, { recursive: true });
+    writeFileSync(join(fresh, ".fizz-seed-key"), seedKey);
+    openUp(fresh);
+    const link = `${paths.seed}.link-${unique()}`;
+    symlinkSync(basename(fresh), link);
+    // A seed from before the link (a plain directory) cannot be replaced by a rename: moved aside.
+    try {
+      if (lstatSync(paths.seed).isDirectory())
+        renameSync(paths.seed, `${paths.seed}-old-${unique()}`);
+    } catch {
+      // none yet
+    }
+    renameSync(link, paths.seed);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }

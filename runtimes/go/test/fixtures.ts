@@ -14,7 +14,6 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Files } from "../../contract/archive.js";
@@ -43,6 +42,14 @@ function readTree(dir: string, base = dir, out: Files = {}): Files {
   return out;
 }
 
+function readCached(cached: string): BuildResult {
+  const result = JSON.parse(readFileSync(join(cached, "result.json"), "utf8")) as {
+    ok: boolean;
+    log: string;
+  };
+  return { ...result, files: result.ok ? readTree(join(cached, "deploy")) : {} };
+}
+
 /** Runs build.sh as the builder would, on a copy of `files`; compiled results are cached under
  * .build/test-cache by a hash of the files and build.sh's inputs, so reruns are instant. */
 export async function build(files: Files, { cache = true } = {}): Promise<BuildResult> {
@@ -52,14 +59,13 @@ export async function build(files: Files, { cache = true } = {}): Promise<BuildR
     hash.update(`\0${name}\0`).update(files[name] ?? "");
   const key = hash.digest("hex").slice(0, 32);
   const cached = join(CACHE, key);
-  if (existsSync(join(cached, "result.json"))) {
-    const result = JSON.parse(readFileSync(join(cached, "result.json"), "utf8")) as {
-      ok: boolean;
-      log: string;
-    };
-    return { ...result, files: result.ok ? readTree(join(cached, "deploy")) : {} };
-  }
-  const scratch = mkdtempSync(join(tmpdir(), "fizz-go-build-"));
+  if (existsSync(join(cached, "result.json"))) return readCached(cached);
+  // Staged inside the cache dir (the same file system: a tmpfs /tmp cannot rename into it), then
+  // renamed into place whole. A second process building the same files at once loses the rename
+  // (the target is finished and identical) and reads the winner's; a finished entry is never
+  // deleted, so a reader never sees half a tree.
+  mkdirSync(CACHE, { recursive: true });
+  const scratch = mkdtempSync(join(CACHE, ".build-"));
   try {
     const src = join(scratch, "src");
     const deploy = join(scratch, "deploy");
@@ -87,16 +93,25 @@ export async function build(files: Files, { cache = true } = {}): Promise<BuildR
       );
     });
     if (!cache) return { ...log, files: log.ok ? readTree(deploy) : {} };
-    mkdirSync(CACHE, { recursive: true });
     const staged = join(scratch, "cached");
     mkdirSync(staged);
     writeFileSync(join(staged, "result.json"), JSON.stringify(log));
     if (log.ok) renameSync(deploy, join(staged, "deploy"));
-    rmSync(cached, { recursive: true, force: true });
-    renameSync(staged, cached);
-    return { ...log, files: log.ok ? readTree(join(cached, "deploy")) : {} };
+    try {
+      renameSync(staged, cached);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw error;
+    }
+    return readCached(cached);
   } finally {
-    rmSync(scratch, { recursive: true, force: true });
+    // Go's cache program may still be writing as it exits after a failed build: retried, and a
+    // leftover scratch dir (named .build-*, never a cache key) fails no test.
+    try {
+      rmSync(scratch, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    } catch {
+      // left for prepare.mjs's pruning of old test builds
+    }
   }
 }
 

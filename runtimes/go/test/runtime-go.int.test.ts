@@ -3,7 +3,18 @@
 // scanning, dependencies from the module proxy, compile errors and panics named by file and line.
 // Real processes, real HTTP; the warm binary and tools come from runtimes/go/prepare.mjs.
 import { expect } from "chai";
-import { readdirSync, readlinkSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import http from "node:http";
 import { packageArchive } from "../../contract/archive.js";
@@ -110,6 +121,39 @@ describe("go runtime: Go only", function () {
       expect(res.status).to.equal(500);
       expect(res.error().code).to.equal("FUNCTION_LOAD_FAILED");
       expect(res.error().message).to.match(/exited during initialization/);
+    });
+
+    it("answers FUNCTION_LOAD_FAILED, not silence, when an init of the function's own subpackage panics", async () => {
+      rt = await goRuntime.start();
+      const files = {
+        "main.go": go(
+          "package main",
+          "",
+          "import (",
+          '\t"net/http"',
+          "",
+          '\t"fizzfn/lib"',
+          ")",
+          "",
+          "func Handler(w http.ResponseWriter, r *http.Request) { w.Write([]byte(lib.Name)) }",
+        ),
+        "lib/lib.go": go(
+          "package lib",
+          "",
+          'var Name = "lib"',
+          "",
+          "func init() {",
+          '\tpanic("boom in a subpackage")',
+          "}",
+        ),
+      };
+      const res = await deployed(rt, files);
+      expect(res.status, res.text).to.equal(500);
+      expect(res.error().code).to.equal("FUNCTION_LOAD_FAILED");
+      // Imported packages initialize before the runtime's crash report is set up (0fizz_boot.go):
+      // the answer says so, and the instance's log has the panic's file and line.
+      expect(res.error().message).to.match(/exited during initialization/);
+      expect(rt.stderr()).to.match(/panic: boom in a subpackage[\s\S]*fizzfn\/lib\/lib\.go:6/);
     });
 
     it("leaves the specialize token out of the function's process, /proc/self/environ included", async () => {
@@ -295,6 +339,80 @@ describe("go runtime: Go only", function () {
       expect(reserved.log).to.match(/fizz_x\.go: file names starting with fizz_ are reserved/);
       const other = await build({ "hello.go": go("package hello") });
       expect(other.log).to.match(/hello\.go:1: package hello: a Go function is package main/);
+    });
+  });
+
+  describe("build.sh against hostile packages", () => {
+    it("refuses a name with a newline, copying nothing from outside the package", async () => {
+      // Read line by line, "./a<LF>/etc/passwd" was two names, the second one the host's.
+      const result = await build(
+        { "hello.go": HELLO.source, "a\n/etc/passwd": "not the host's" },
+        { cache: false },
+      );
+      expect(result.ok).to.equal(false);
+      expect(result.log).to.match(/name\(s\) in the package contain control characters/);
+      expect(Object.keys(result.files)).to.deep.equal([]);
+    });
+
+    it("copies data files with spaces and dashes in their names beside the binary", async () => {
+      const result = await build({
+        "hello.go": HELLO.source,
+        "data dir/-x.txt": "dash",
+        "templates/a b.html": "<p>",
+      });
+      expect(result.ok, result.log).to.equal(true);
+      expect(Object.keys(result.files).sort()).to.deep.equal([
+        "data dir/-x.txt",
+        "fizz-function",
+        "fizz-function.entries",
+        "templates/a b.html",
+      ]);
+    });
+
+    for (const name of ["fizz-function", "fizz-function.entries"]) {
+      it(`refuses a package file named ${name}, which would replace the build's output`, async () => {
+        const result = await build({ "hello.go": HELLO.source, [name]: "#!/bin/sh\necho pwned\n" });
+        expect(result.ok).to.equal(false);
+        expect(result.log).to.include(`${name}: this name is reserved for the build's output`);
+      });
+    }
+
+    it("gives two processes building the same package at once one finished result each", async () => {
+      const files = { "hello.go": `${HELLO.source}\n// ${Date.now()}\n` };
+      const [a, b] = await Promise.all([build(files), build(files)]);
+      expect(a.ok, a.log).to.equal(true);
+      expect(b.ok, b.log).to.equal(true);
+      expect(Object.keys(a.files).sort()).to.deep.equal(Object.keys(b.files).sort());
+    });
+  });
+
+  describe("prepare.mjs", () => {
+    it("lets one of two waiters take over a lock left by a dead process, one holder at a time", () => {
+      const dir = mkdtempSync(join(tmpdir(), "fizz-go-lock-"));
+      try {
+        const lock = join(dir, "lock");
+        mkdirSync(lock);
+        writeFileSync(join(lock, "pid"), `${spawnSync("true").pid} stale`);
+        // Each holder appends "in" then, 300 ms later, "out": interleaved lines mean two holders.
+        const script = `import { appendFileSync } from "node:fs";
+          import { withLock } from ${JSON.stringify(join(GO_BUILD, "..", "prepare.mjs"))};
+          const log = ${JSON.stringify(join(dir, "log"))};
+          await withLock(async () => {
+            appendFileSync(log, "in\\n");
+            await new Promise((r) => setTimeout(r, 300));
+            appendFileSync(log, "out\\n");
+          }, ${JSON.stringify(lock)});`;
+        const node = `${JSON.stringify(process.execPath)} --input-type=module -e '${script}'`;
+        const res = spawnSync("sh", ["-c", `${node} & ${node} & ${node} & wait`], {
+          encoding: "utf8",
+          timeout: 60_000,
+        });
+        expect(res.stderr).to.equal("");
+        expect(readFileSync(join(dir, "log"), "utf8")).to.equal("in\nout\n".repeat(3));
+        expect(readdirSync(dir).sort()).to.deep.equal(["log"]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 

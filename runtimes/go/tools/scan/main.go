@@ -27,9 +27,11 @@ import (
 
 type entries struct {
 	Module string `json:"module"`
-	// Initializes: package main runs code of its own before serving (an init func, or a
-	// package-level var with an initializer), so a panic can happen there: the warm instance
-	// then starts the watchdog that reports it (see runtime/fizz_warm_handoff.go).
+	// Initializes: code other than the standard library's may run before serving (an init func
+	// or a package-level var with an initializer in package main, or any package main imports
+	// from outside the standard library: the user's own subpackages, module dependencies), so a
+	// panic or log.Fatal can happen there: the warm instance then starts the watchdog that
+	// reports it (see runtime/fizz_warm_handoff.go).
 	Initializes bool              `json:"initializes"`
 	Handlers    map[string]string `json:"handlers"`
 	Funcs       map[string]string `json:"funcs"`
@@ -75,6 +77,11 @@ func main() {
 		if f.Name.Name != "main" {
 			problems = append(problems, fmt.Sprintf("%s: package %s: a Go function is package main (as in Fission)", at(fset, f.Name.Pos()), f.Name.Name))
 			continue
+		}
+		for _, imp := range f.Imports {
+			if p, err := strconv.Unquote(imp.Path.Value); err == nil && !standard(p, module) {
+				list.Initializes = true
+			}
 		}
 		httpName, ctxName := importName(f, "net/http", "http"), importName(f, "context", "context")
 		for _, d := range f.Decls {
@@ -177,6 +184,16 @@ func modulePath(gomod string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("go.mod: no module line")
+}
+
+// standard: an import path of the standard library. Module paths have a dot in their first
+// element (example.com/x), except the function's own module's (fizzfn/lib when it has no go.mod).
+func standard(path, module string) bool {
+	if path == module || strings.HasPrefix(path, module+"/") {
+		return false
+	}
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".")
 }
 
 // importName is the name a file uses for an import path ("" when not imported or dot/blank).
