@@ -229,7 +229,8 @@ describe("poolkeeper: code and packages from the Object Store, secrets from the 
     expect((await stat(path.dirname(cached))).mode & 0o777).to.equal(0o700);
 
     const bytes = await readFile(cached);
-    bytes[bytes.length - 40] ^= 0xff;
+    const at = bytes.length - 40;
+    bytes[at] = (bytes[at] ?? 0) ^ 0xff;
     await writeFile(cached, bytes);
     const err = await failure(run("cached-corrupt"));
     expect(err.code, err.message).to.equal("DIGEST_MISMATCH");
