@@ -69,8 +69,15 @@ func (rt *fizzRuntime) invoke(w http.ResponseWriter, r *http.Request, targeted b
 		fizzError(w, 429, "INSTANCE_BUSY", msg, true)
 		return
 	}
-	defer rt.gate.leave()
-	if !rt.limitBody(w, r) {
+	left := false
+	leave := func() {
+		if !left {
+			left = true
+			rt.gate.leave()
+		}
+	}
+	defer leave()
+	if !rt.limitBody(w, r, leave) {
 		return
 	}
 	if r.Header.Get("X-Request-Id") == "" {
@@ -86,11 +93,11 @@ func (rt *fizzRuntime) invoke(w http.ResponseWriter, r *http.Request, targeted b
 }
 
 // limitBody refuses a body over FIZZ_MAX_BODY_BYTES with 413. A declared length is checked up
-// front and the body is left to stream; a chunked body is read first, as only its end tells.
-func (rt *fizzRuntime) limitBody(w http.ResponseWriter, r *http.Request) bool {
+// front and the body is left to stream; a chunked body is read first, as only its end tells. The
+// call's slot is released (leave) before the refused body is drained.
+func (rt *fizzRuntime) limitBody(w http.ResponseWriter, r *http.Request, leave func()) bool {
 	tooLarge := func() bool {
-		w.Header().Set("Connection", "close")
-		fizzError(w, 413, "PAYLOAD_TOO_LARGE", fmt.Sprintf("request body over %d bytes (FIZZ_MAX_BODY_BYTES)", rt.maxBody), false)
+		rt.answerUnread(w, r, 413, fizzErrorBody("PAYLOAD_TOO_LARGE", fmt.Sprintf("request body over %d bytes (FIZZ_MAX_BODY_BYTES)", rt.maxBody), false, ""), leave)
 		return false
 	}
 	if r.ContentLength > rt.maxBody {

@@ -127,9 +127,8 @@ func fizzStandalone(rt *fizzRuntime) {
 // specialize on the function's process: the token first (as everywhere), then always 409.
 func (rt *fizzRuntime) specialize(w http.ResponseWriter, r *http.Request) {
 	if !rt.authorized(r.Header.Values("X-Fizz-Specialize-Token")) {
-		w.Header().Set("Connection", "close")
-		fizzJSON(w, 401, fizzErrorBody("UNAUTHENTICATED", "x-fizz-specialize-token: missing or wrong; only the poolkeeper specializes", false, "x-fizz-specialize-token"))
+		rt.answerUnread(w, r, 401, fizzUnauthenticated)
 		return
 	}
-	rt.refusal(w)
+	rt.refusal(w, r)
 }

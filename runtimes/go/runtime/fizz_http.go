@@ -21,6 +21,9 @@ func fizzErrorBody(code, message string, retryable bool, field string) map[strin
 	return map[string]any{"error": e}
 }
 
+// The 401 of a specialize without the instance's token (both builds).
+var fizzUnauthenticated = fizzErrorBody("UNAUTHENTICATED", "x-fizz-specialize-token: missing or wrong; only the poolkeeper specializes", false, "x-fizz-specialize-token")
+
 func fizzJSON(w http.ResponseWriter, status int, value any) {
 	body, err := json.Marshal(value)
 	if err != nil {
@@ -50,6 +53,47 @@ func fizzRequestID() string {
 	b[8] = (b[8] & 0x3f) | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// How long, and how many bytes at most, a refused request's unread body is discarded for after
+// the answer (see answerUnread). The time bounds what a slow or endless sender can hold; the bytes
+// bound the work for a fast one, and are never below the largest body a client may legitimately
+// send, so that a 413 reaches a client sending somewhat more than the cap.
+const (
+	fizzLingerTime     = 2 * time.Second
+	fizzLingerMinBytes = 64 * 1024 * 1024
+)
+
+// answerUnread answers a request whose body will not be read (a specialize refused before its
+// archive or JSON, a body over its cap), then closes the connection the way that gets the answer
+// to the client: a lingering close. Closing a socket with unread data makes the kernel send a
+// reset, and a client still sending a multi-MB body then fails its write with ECONNRESET and
+// never reads the answer that was already on its way. So the answer goes out with
+// "Connection: close" and the body is discarded, unread into memory, until it ends, for up to
+// fizzLingerTime and the byte cap; then the server closes the connection. The instance's state
+// is never touched here, and each drain runs on its own connection's goroutine, so it holds up
+// nothing else (at most a SIGTERM's drain, by fizzLingerTime); release, when given, runs once the
+// answer is out and before the drain (a user call gives its concurrency slot back there).
+func (rt *fizzRuntime) answerUnread(w http.ResponseWriter, r *http.Request, status int, value any, release ...func()) {
+	rc := http.NewResponseController(w)
+	// Without it the server would discard at most 256 KiB of the body itself before answering
+	// and then reset the connection on the rest.
+	_ = rc.EnableFullDuplex()
+	w.Header().Set("Connection", "close")
+	fizzJSON(w, status, value)
+	_ = rc.Flush()
+	for _, f := range release {
+		f()
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	_ = rc.SetReadDeadline(time.Now().Add(fizzLingerTime))
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, rt.lingerBytes()))
+}
+
+func (rt *fizzRuntime) lingerBytes() int64 {
+	return max(rt.maxPkgBytes, rt.maxBody, fizzLingerMinBytes)
 }
 
 // fizzRawAnswer writes a whole HTTP/1.1 answer on a connection taken from the server (the

@@ -185,16 +185,17 @@ func (rt *fizzRuntime) probe(w http.ResponseWriter, r *http.Request) {
 	fizzJSON(w, 503, map[string]any{"status": "not-ready", "state": state})
 }
 
-// refusal is the 409 for a specialize once the instance is no longer warm.
-func (rt *fizzRuntime) refusal(w http.ResponseWriter) bool {
+// refusal is the 409 for a specialize once the instance is no longer warm, answered before (or
+// instead of) reading the rest of the body.
+func (rt *fizzRuntime) refusal(w http.ResponseWriter, r *http.Request) bool {
+	message := "this instance is already specialized; an instance is specialized once"
 	switch rt.state.Load() {
 	case fizzStateWarm:
 		return false
 	case fizzStateFailed:
-		fizzError(w, 409, "ALREADY_SPECIALIZED", "this instance failed to load its function; an instance is specialized once", false)
-	default:
-		fizzError(w, 409, "ALREADY_SPECIALIZED", "this instance is already specialized; an instance is specialized once", false)
+		message = "this instance failed to load its function; an instance is specialized once"
 	}
+	rt.answerUnread(w, r, 409, fizzErrorBody("ALREADY_SPECIALIZED", message, false, ""))
 	return true
 }
 

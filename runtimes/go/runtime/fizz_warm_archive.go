@@ -56,39 +56,39 @@ func (b *fizzBody) Read(p []byte) (int, error) {
 
 func (rt *fizzRuntime) specializeArchive(w http.ResponseWriter, r *http.Request) {
 	br := bufio.NewReaderSize(r.Body, 64*1024)
+	// Every answer before the archive is read closes the connection, after a lingering close
+	// (answerUnread) so that it reaches a client still sending the archive.
+	invalid := func(field, message string) {
+		rt.answerUnread(w, r, 400, fizzErrorBody("VALIDATION_FAILED", field+": "+message, false, field))
+	}
 	line, err := fizzReadLine(br)
 	if err != nil {
-		w.Header().Set("Connection", "close")
-		fizzFieldError(w, 400, "VALIDATION_FAILED", "body", err.Error())
+		invalid("body", err.Error())
 		return
 	}
 	v, err := fizzParseJSON(line)
 	if err != nil {
-		w.Header().Set("Connection", "close")
-		fizzFieldError(w, 400, "VALIDATION_FAILED", "body", "the first line must be JSON")
+		invalid("body", "the first line must be JSON")
 		return
 	}
 	spec, err := fizzValidateArchiveLine(v)
 	if bad, ok := err.(*fizzInvalid); ok {
-		w.Header().Set("Connection", "close")
-		fizzFieldError(w, 400, "VALIDATION_FAILED", bad.field, bad.message)
+		invalid(bad.field, bad.message)
 		return
 	}
-	if rt.misdirected(w, spec) || !rt.claim(w) {
+	if rt.misdirected(w, r, spec) || !rt.claim(w, r) {
 		return
 	}
 	workdir, err := rt.ensureWorkdir()
 	if err != nil {
 		rt.state.Store(fizzStateFailed)
-		w.Header().Set("Connection", "close")
-		fizzError(w, 500, "INTERNAL", "specialize failed: "+err.Error(), true)
+		rt.answerUnread(w, r, 500, fizzErrorBody("INTERNAL", "specialize failed: "+err.Error(), true, ""))
 		return
 	}
 	fn := filepath.Join(workdir, "fn")
 	if err := os.Mkdir(fn, 0o700); err != nil {
 		rt.state.Store(fizzStateWarm) // not ours to remove: something was extracted here before
-		w.Header().Set("Connection", "close")
-		fizzError(w, 409, "ALREADY_SPECIALIZED", "this instance's fn/ directory already exists; an instance is specialized once", false)
+		rt.answerUnread(w, r, 409, fizzErrorBody("ALREADY_SPECIALIZED", "this instance's fn/ directory already exists; an instance is specialized once", false, ""))
 		return
 	}
 	body := &fizzBody{r: br, h: sha256.New(), max: rt.maxPkgBytes}
@@ -105,9 +105,8 @@ func (rt *fizzRuntime) specializeArchive(w http.ResponseWriter, r *http.Request)
 		rt.state.Store(fizzStateWarm)
 	}
 	if body.overflow {
-		backToWarm()
-		w.Header().Set("Connection", "close")
-		fizzError(w, 413, "PAYLOAD_TOO_LARGE", fmt.Sprintf("archive over %d bytes (FIZZ_MAX_PACKAGE_BYTES)", rt.maxPkgBytes), false)
+		backToWarm() // before the answer and its lingering close: the instance is warm again
+		rt.answerUnread(w, r, 413, fizzErrorBody("PAYLOAD_TOO_LARGE", fmt.Sprintf("archive over %d bytes (FIZZ_MAX_PACKAGE_BYTES)", rt.maxPkgBytes), false, ""))
 		return
 	}
 	if actual := "sha256:" + hex.EncodeToString(body.h.Sum(nil)); actual != spec.digest {

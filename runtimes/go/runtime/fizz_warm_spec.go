@@ -194,11 +194,10 @@ func fizzConfigData(v any, field string) (map[string]map[string][]byte, error) {
 
 func (rt *fizzRuntime) specialize(w http.ResponseWriter, r *http.Request) {
 	if !rt.authorized(r.Header.Values("X-Fizz-Specialize-Token")) {
-		w.Header().Set("Connection", "close")
-		fizzJSON(w, 401, fizzErrorBody("UNAUTHENTICATED", "x-fizz-specialize-token: missing or wrong; only the poolkeeper specializes", false, "x-fizz-specialize-token"))
+		rt.answerUnread(w, r, 401, fizzUnauthenticated)
 		return
 	}
-	if rt.refusal(w) {
+	if rt.refusal(w, r) {
 		return
 	}
 	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -209,36 +208,35 @@ func (rt *fizzRuntime) specialize(w http.ResponseWriter, r *http.Request) {
 	rt.specializeJSON(w, r)
 }
 
-func (rt *fizzRuntime) misdirected(w http.ResponseWriter, spec *fizzSpec) bool {
+func (rt *fizzRuntime) misdirected(w http.ResponseWriter, r *http.Request, spec *fizzSpec) bool {
 	if spec.instanceID != "" && rt.instanceID != "" && spec.instanceID != rt.instanceID {
-		w.Header().Set("Connection", "close")
-		fizzError(w, 421, "MISDIRECTED", fmt.Sprintf("this is instance %s, not %s", rt.instanceID, spec.instanceID), true)
+		message := fmt.Sprintf("this is instance %s, not %s", rt.instanceID, spec.instanceID)
+		rt.answerUnread(w, r, 421, fizzErrorBody("MISDIRECTED", message, true, ""))
 		return true
 	}
 	return false
 }
 
 // claim moves warm -> specializing, or answers the 409 when another specialize got there first.
-func (rt *fizzRuntime) claim(w http.ResponseWriter) bool {
+func (rt *fizzRuntime) claim(w http.ResponseWriter, r *http.Request) bool {
 	if rt.state.CompareAndSwap(fizzStateWarm, fizzStateSpecializing) {
 		return true
 	}
-	rt.refusal(w)
+	rt.refusal(w, r)
 	return false
 }
 
 // specializeJSON: every check that comes before loading, then the refusal: a Go function is a
 // package the builder compiled, never a source file loaded here.
 func (rt *fizzRuntime) specializeJSON(w http.ResponseWriter, r *http.Request) {
+	tooLarge := fizzErrorBody("PAYLOAD_TOO_LARGE", fmt.Sprintf("specialize body over %d bytes (FIZZ_MAX_BODY_BYTES)", rt.maxBody), false, "")
 	if r.ContentLength > rt.maxBody {
-		w.Header().Set("Connection", "close")
-		fizzError(w, 413, "PAYLOAD_TOO_LARGE", fmt.Sprintf("specialize body over %d bytes (FIZZ_MAX_BODY_BYTES)", rt.maxBody), false)
+		rt.answerUnread(w, r, 413, tooLarge)
 		return
 	}
 	raw, err := io.ReadAll(io.LimitReader(r.Body, rt.maxBody+1))
 	if err == nil && int64(len(raw)) > rt.maxBody {
-		w.Header().Set("Connection", "close")
-		fizzError(w, 413, "PAYLOAD_TOO_LARGE", fmt.Sprintf("specialize body over %d bytes (FIZZ_MAX_BODY_BYTES)", rt.maxBody), false)
+		rt.answerUnread(w, r, 413, tooLarge)
 		return
 	}
 	v, perr := fizzParseJSON(raw)
@@ -261,7 +259,7 @@ func (rt *fizzRuntime) specializeJSON(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if rt.misdirected(w, spec) || !rt.claim(w) {
+	if rt.misdirected(w, r, spec) || !rt.claim(w, r) {
 		return
 	}
 	// Written where the stack traces of other languages point, for whoever inspects the instance.
