@@ -425,7 +425,9 @@ describe("go runtime: Go only", function () {
       const res = await request(rt.url, { path: "/?kind=throw", headers: ME });
       expect(res.status).to.equal(500);
       expect(res.error().message).to.equal(`kinds.go:${line}: panic: boom from the function`);
-      expect(rt.stderr()).to.include("goroutine");
+      // The trace reaches stderr around the answer, not necessarily before the client reads it.
+      const current = rt;
+      await eventually(() => current.stderr().includes("goroutine"));
       expect((await request(rt.url, { headers: ME })).text).to.equal("plain");
     });
   });
