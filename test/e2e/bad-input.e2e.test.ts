@@ -121,9 +121,11 @@ describe("bad input, end to end", function () {
   });
 
   it("refuses an image no local runtime serves", async () => {
-    const r = await p.fizz("env", "create", "--name", "ruby", "--image", "fizz/env-ruby");
+    // env-ruby and the other five name local runtimes; env-cobol names none.
+    const r = await p.fizz("env", "create", "--name", "cobol", "--image", "fizz/env-cobol");
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/UNKNOWN_IMAGE/);
+    expect((await p.fizz("env", "get", "--name", "cobol")).stderr).to.match(/NOT_FOUND/);
   });
 
   it("refuses a host command: FIZZ_ALLOW_ENV_COMMAND is off by default", async () => {
@@ -131,17 +133,17 @@ describe("bad input, end to end", function () {
       "env",
       "create",
       "--name",
-      "ruby",
+      "cobol",
       "--image",
-      "fizz/env-ruby",
+      "fizz/env-cobol",
       "--command",
-      "ruby server.rb",
+      "cobol server.cbl",
     );
     expect(r.code).to.equal(1);
     expect(r.stderr)
       .to.match(/ENV_COMMAND_DISABLED/)
       .and.to.match(/spec\.command/);
-    expect((await p.fizz("env", "get", "--name", "ruby")).stderr).to.match(/NOT_FOUND/);
+    expect((await p.fizz("env", "get", "--name", "cobol")).stderr).to.match(/NOT_FOUND/);
   });
 
   it("refuses a timer the scheduler could not run, and a route on the gateway's own paths", async () => {
