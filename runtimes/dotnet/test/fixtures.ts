@@ -3,22 +3,12 @@
 // as the builder runs it; results cached by content under .build/test-cache), and the user
 // functions (in C#) the contract calls: see runtimes/contract/runtime-under-test.ts.
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { Files } from "../../contract/archive.js";
+import { cachedBuild } from "../../contract/build-cache.js";
 import { startRuntime } from "../../contract/harness.js";
 import type { PackageFixtures, RuntimeUnderTest, Source } from "../../contract/runtime-contract.js";
 import { prepare } from "../prepare.mjs";
@@ -46,67 +36,36 @@ export class BuildFailed extends Error {
   }
 }
 
-function readTree(dir: string, into: Files = {}, root = dir): Files {
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) readTree(path, into, root);
-    else into[relative(root, path)] = readFileSync(path);
-  }
-  return into;
-}
-
-/** Runs build.sh over `files` as the builder does; resolves with the package it deploys. */
+/** Runs build.sh over `files` as the builder does (cached by content under .build/test-cache);
+ * resolves with the package it deploys, rejects with BuildFailed and the log. */
 export async function compile(files: Files): Promise<Files> {
   await ensurePrepared();
-  const hash = createHash("sha256").update(readFileSync(BUILD_SCRIPT));
-  hash.update(readFileSync(join(BUILD_DIR, "stamp")));
-  for (const path of Object.keys(files).sort()) {
-    hash.update(`\0${path}\0`).update(files[path] ?? "");
-  }
-  const cacheDir = join(BUILD_DIR, "test-cache");
-  const cache = join(cacheDir, hash.digest("hex").slice(0, 24));
-  // A finished entry appears with one rename and is never removed: it is complete when it exists.
-  if (existsSync(cache)) return readTree(cache);
-  // Staged inside the cache directory: the rename stays on one filesystem (os.tmpdir() may be a
-  // tmpfs: EXDEV), and each process stages privately, so concurrent builds of one fixture race
-  // only at the rename.
-  mkdirSync(cacheDir, { recursive: true });
-  const work = mkdtempSync(join(cacheDir, ".tmp-"));
-  try {
-    const src = join(work, "src");
-    const out = join(work, "deploy");
-    mkdirSync(out, { recursive: true });
-    for (const [path, content] of Object.entries(files)) {
-      mkdirSync(dirname(join(src, path)), { recursive: true });
-      writeFileSync(join(src, path), content);
-    }
-    try {
-      await run(BUILD_SCRIPT, [], {
-        cwd: src,
-        env: {
-          SRC_PKG: src,
-          DEPLOY_PKG: out,
-          FIZZ_RUNTIMES_DIR: RUNTIMES_DIR,
-          HOME: work,
-          TMPDIR: work,
-          PATH: process.env.PATH ?? "/usr/bin:/bin",
-        },
-      });
-    } catch (err) {
-      const e = err as { stdout?: string; stderr?: string };
-      throw new BuildFailed(`${e.stdout ?? ""}${e.stderr ?? ""}`);
-    }
-    try {
-      renameSync(out, cache);
-    } catch (err) {
-      // Another process (a parallel test run) finished the same build first: use its entry.
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
-    }
-    return readTree(cache);
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
+  const result = await cachedBuild({
+    cacheDir: join(BUILD_DIR, "test-cache"),
+    inputs: [readFileSync(BUILD_SCRIPT), readFileSync(join(BUILD_DIR, "stamp"))],
+    files,
+    build: async ({ src, deploy, home }) => {
+      try {
+        const out = await run(BUILD_SCRIPT, [], {
+          cwd: src,
+          env: {
+            SRC_PKG: src,
+            DEPLOY_PKG: deploy,
+            FIZZ_RUNTIMES_DIR: RUNTIMES_DIR,
+            HOME: home,
+            TMPDIR: home,
+            PATH: process.env.PATH ?? "/usr/bin:/bin",
+          },
+        });
+        return { ok: true, log: `${out.stdout}${out.stderr}` };
+      } catch (err) {
+        const e = err as { stdout?: string; stderr?: string };
+        return { ok: false, log: `${e.stdout ?? ""}${e.stderr ?? ""}` };
+      }
+    },
+  });
+  if (!result.ok) throw new BuildFailed(result.log);
+  return result.files;
 }
 
 const USING = "using System;\nusing System.Collections.Generic;\nusing Fission.DotNetCore.Api;\n\n";

@@ -2,21 +2,11 @@
 // prepare.mjs), its compile step (runtimes/go/build.sh, results cached by content hash), and the
 // user functions (in Go) the contract calls: see runtimes/contract/runtime-under-test.ts.
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { readFileSync, readdirSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Files } from "../../contract/archive.js";
+import { cachedBuild, type BuildOutcome } from "../../contract/build-cache.js";
 import { startRuntime } from "../../contract/harness.js";
 import { prepare } from "../prepare.mjs";
 import type { PackageFixtures, RuntimeUnderTest, Source } from "../../contract/runtime-contract.js";
@@ -27,92 +17,35 @@ export const GO_BUILD = join(GO_DIR, ".build");
 export const WARM_BINARY = join(GO_BUILD, "fizz-go-warm");
 const CACHE = join(GO_BUILD, "test-cache");
 
-export interface BuildResult {
-  ok: boolean;
-  log: string;
-  files: Files;
-}
+export type BuildResult = BuildOutcome;
 
-function readTree(dir: string, base = dir, out: Files = {}): Files {
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) readTree(path, base, out);
-    else out[relative(base, path)] = readFileSync(path);
-  }
-  return out;
-}
-
-function readCached(cached: string): BuildResult {
-  const result = JSON.parse(readFileSync(join(cached, "result.json"), "utf8")) as {
-    ok: boolean;
-    log: string;
-  };
-  return { ...result, files: result.ok ? readTree(join(cached, "deploy")) : {} };
-}
-
-/** Runs build.sh as the builder would, on a copy of `files`; compiled results are cached under
+/** Runs build.sh as the builder would, on a copy of `files`; results are cached under
  * .build/test-cache by a hash of the files and build.sh's inputs, so reruns are instant. */
-export async function build(files: Files, { cache = true } = {}): Promise<BuildResult> {
-  const hash = createHash("sha256");
-  for (const f of ["build.sh", ".build/stamp"]) hash.update(readFileSync(join(GO_DIR, f)));
-  for (const name of Object.keys(files).sort())
-    hash.update(`\0${name}\0`).update(files[name] ?? "");
-  const key = hash.digest("hex").slice(0, 32);
-  const cached = join(CACHE, key);
-  if (existsSync(join(cached, "result.json"))) return readCached(cached);
-  // Staged inside the cache dir (the same file system: a tmpfs /tmp cannot rename into it), then
-  // renamed into place whole. A second process building the same files at once loses the rename
-  // (the target is finished and identical) and reads the winner's; a finished entry is never
-  // deleted, so a reader never sees half a tree.
-  mkdirSync(CACHE, { recursive: true });
-  const scratch = mkdtempSync(join(CACHE, ".build-"));
-  try {
-    const src = join(scratch, "src");
-    const deploy = join(scratch, "deploy");
-    const home = join(scratch, "home");
-    for (const dir of [src, deploy, home]) mkdirSync(dir);
-    for (const [name, content] of Object.entries(files)) {
-      mkdirSync(dirname(join(src, name)), { recursive: true });
-      writeFileSync(join(src, name), content);
-    }
-    const env = {
-      SRC_PKG: src,
-      DEPLOY_PKG: deploy,
-      FIZZ_RUNTIMES_DIR: RUNTIMES,
-      HOME: home,
-      TMPDIR: home,
-      PATH: `/usr/local/go/bin:${process.env.PATH ?? "/usr/bin:/bin"}`,
-      ...(process.env.GOPROXY ? { GOPROXY: process.env.GOPROXY } : {}),
-    };
-    const log = await new Promise<{ ok: boolean; log: string }>((resolve) => {
-      execFile(
-        "sh",
-        [join(GO_DIR, "build.sh")],
-        { cwd: src, env, maxBuffer: 16 * 1024 * 1024 },
-        (error, stdout, stderr) => resolve({ ok: !error, log: `${stdout}${stderr}` }),
-      );
-    });
-    if (!cache) return { ...log, files: log.ok ? readTree(deploy) : {} };
-    const staged = join(scratch, "cached");
-    mkdirSync(staged);
-    writeFileSync(join(staged, "result.json"), JSON.stringify(log));
-    if (log.ok) renameSync(deploy, join(staged, "deploy"));
-    try {
-      renameSync(staged, cached);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw error;
-    }
-    return readCached(cached);
-  } finally {
-    // Go's cache program may still be writing as it exits after a failed build: retried, and a
-    // leftover scratch dir (named .build-*, never a cache key) fails no test.
-    try {
-      rmSync(scratch, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
-    } catch {
-      // left for prepare.mjs's pruning of old test builds
-    }
-  }
+export function build(files: Files, { cache = true } = {}): Promise<BuildResult> {
+  return cachedBuild({
+    cacheDir: CACHE,
+    inputs: ["build.sh", ".build/stamp"].map((f) => readFileSync(join(GO_DIR, f))),
+    files,
+    cache,
+    build: ({ src, deploy, home }) =>
+      new Promise((resolve) => {
+        const env = {
+          SRC_PKG: src,
+          DEPLOY_PKG: deploy,
+          FIZZ_RUNTIMES_DIR: RUNTIMES,
+          HOME: home,
+          TMPDIR: home,
+          PATH: `/usr/local/go/bin:${process.env.PATH ?? "/usr/bin:/bin"}`,
+          ...(process.env.GOPROXY ? { GOPROXY: process.env.GOPROXY } : {}),
+        };
+        execFile(
+          "sh",
+          [join(GO_DIR, "build.sh")],
+          { cwd: src, env, maxBuffer: 16 * 1024 * 1024 },
+          (error, stdout, stderr) => resolve({ ok: !error, log: `${stdout}${stderr}` }),
+        );
+      }),
+  });
 }
 
 /** The contract's compile hook: a failed build rejects, with the build log. */
