@@ -103,7 +103,15 @@ export function forwardOutput(opts: {
       opts.nc,
       opts.subjects.logs(fn.namespace, fn.name),
       Codecs.logs,
-      { instanceId: instance.id, stream, line, ts: Date.now() },
+      {
+        namespace: fn.namespace,
+        function: fn.name,
+        revision: fn.revision,
+        instanceId: instance.id,
+        stream,
+        line,
+        ts: Date.now(),
+      },
       opts.sender,
     );
   });

@@ -147,7 +147,8 @@ export const Codecs = {
   poolkeeperRetire: rpc("poolkeeper.retire", M.RetireRequest, M.RetireReply),
   poolkeeperList: rpc("poolkeeper.list", M.PoolkeeperListRequest, M.PoolkeeperListReply),
   poolkeeperInstance: codec("poolkeeper.instance.v1", M.InstanceEventMessage),
-  logs: codec("logs.v1", M.LogLine),
+  logs: codec("logs.v2", M.LogLine),
+  gatewayStats: rpc("gateway.stats", M.GatewayStatsRequest, M.GatewayStatsReply),
   invoke: codec("invoke.v1", Invocation),
   dead: codec("dead.v1", DeadLetter),
 } as const;

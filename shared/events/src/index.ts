@@ -13,3 +13,4 @@ export * from "./invocation";
 export * from "./wire-error";
 export * from "./route-rules";
 export * from "./permissions";
+export * from "./logs";

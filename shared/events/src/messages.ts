@@ -3,6 +3,7 @@ import { dnsLabel } from "./names";
 import { AnyObject, CodeRef, KIND_PLURALS } from "./objects";
 import { ArchiveRef, ConfigValues, envVarName, sha256Digest } from "./packages";
 import { InstanceEvents } from "./subjects";
+import { LogStreams } from "./logs";
 
 /** Message bodies (the `data` of an envelope), one schema per message type. */
 
@@ -172,12 +173,45 @@ export const InstanceEventMessage = z.object({
 export type InstanceEventMessage = z.infer<typeof InstanceEventMessage>;
 
 export const LogLine = z.object({
-  instanceId: z.string(),
-  stream: z.enum(["stdout", "stderr"]),
+  namespace: dnsLabel,
+  function: dnsLabel,
+  /** The function revision the instance was specialized with. */
+  revision: z.number().int().nonnegative(),
+  instanceId: z.string().min(1),
+  stream: z.enum(LogStreams),
   line: z.string(),
+  /** Milliseconds since the epoch, when the capturer read the line. */
   ts: z.number(),
+  /** The call the line was printed in (from the runtime's call marker), when known. */
+  requestId: z.string().max(128).optional(),
 });
 export type LogLine = z.infer<typeof LogLine>;
+
+/** Registry → every gateway (request-many): per-function history for the console's charts. */
+export const GatewayStatsRequest = z.object({
+  /** Only this function (both set), or every function a gateway has served (both unset). */
+  namespace: dnsLabel.optional(),
+  name: dnsLabel.optional(),
+});
+export type GatewayStatsRequest = z.infer<typeof GatewayStatsRequest>;
+/** One STATS_BUCKET_SECONDS slice: answers, 5xx/transport errors, latency counts per bound. */
+export const StatsBucket = z.object({
+  /** Start of the slice, ms since the epoch, a multiple of STATS_BUCKET_SECONDS * 1000. */
+  t: z.number().int(),
+  count: z.number().int().nonnegative(),
+  errors: z.number().int().nonnegative(),
+  /** Counts per STATS_LATENCY_BOUNDS_MS bound, plus one last for longer (length bounds + 1). */
+  latency: z.array(z.number().int().nonnegative()),
+});
+export type StatsBucket = z.infer<typeof StatsBucket>;
+export const GatewayStatsReply = z.object({
+  gateway: z.string().min(1),
+  now: z.number().int(),
+  functions: z.array(
+    z.object({ namespace: dnsLabel, name: dnsLabel, buckets: z.array(StatsBucket) }),
+  ),
+});
+export type GatewayStatsReply = z.infer<typeof GatewayStatsReply>;
 
 /** Registry → gateways after a committed write: answer once the change is applied. */
 export const GatewaySyncRequest = z.object({

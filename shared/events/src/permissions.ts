@@ -1,6 +1,7 @@
 import { subjects as buildSubjects } from "./subjects";
 import { DEFAULT_REDIS_PREFIX } from "./redis-keys";
 import { ARCHIVE_BUCKET, BUILD_STREAM } from "./packages";
+import { LOG_STREAM } from "./logs";
 
 /**
  * Who may say what on the bus and touch what in the store, as data: the launcher turns it into the
@@ -69,18 +70,29 @@ export function natsPermissions(prefix?: string): Record<NatsUser, NatsPermissio
   const archives = [...jsApi, `$O.${ARCHIVE_BUCKET}.>`];
   // The JetStream API of the archive and build streams: services that need the API for their
   // own streams (gateway, kubewatcher) must not read every function's code through it, nor purge
-  // or delete these streams. Covers STREAM.<op>.<s>, CONSUMER.<op>.<s>.…, DIRECT.GET.<s>.…,
+  // or delete these streams; nor read function logs (LOG_STREAM: only the poolkeeper writes it,
+  // only the registry reads it for users). Covers STREAM.<op>.<s>, CONSUMER.<op>.<s>.…, DIRECT.GET.<s>.…,
   // STREAM.MSG.GET.<s>, CONSUMER.MSG.NEXT.<s>.<consumer>.
-  const privateStreamApis = [`OBJ_${ARCHIVE_BUCKET}`, BUILD_STREAM.name].flatMap((st) => [
-    `$JS.API.*.*.${st}`,
-    `$JS.API.*.*.${st}.>`,
-    `$JS.API.*.*.*.${st}`,
-    `$JS.API.*.*.*.${st}.>`,
-  ]);
+  const privateStreamApis = [`OBJ_${ARCHIVE_BUCKET}`, BUILD_STREAM.name, LOG_STREAM.name].flatMap(
+    (st) => [
+      `$JS.API.*.*.${st}`,
+      `$JS.API.*.*.${st}.>`,
+      `$JS.API.*.*.*.${st}`,
+      `$JS.API.*.*.*.${st}.>`,
+    ],
+  );
   const rule = (allow: string[], deny: string[] = []): SubjectRule => ({ allow, deny });
   return {
     registry: {
-      publish: rule([`${p}.registry.changed.>`, s.gatewaySync, s.buildRequested, ...archives]),
+      publish: rule([
+        `${p}.registry.changed.>`,
+        s.gatewaySync,
+        s.buildRequested,
+        // The console: per-function history from every gateway, pools and instances.
+        s.gatewayStats,
+        s.poolkeeperList,
+        ...archives,
+      ]),
       subscribe: rule([
         s.registryGet,
         s.registryList,

@@ -46,6 +46,8 @@ export function subjects(prefix: string = DEFAULT_SUBJECT_PREFIX) {
     gatewaySync: `${p}.gateway.sync`,
     /** Gateway heartbeat, so the registry knows how many answers a barrier waits for. */
     gatewayPresence: `${p}.gateway.presence`,
+    /** Registry → every gateway (request-many): per-function history for the console. */
+    gatewayStats: `${p}.gateway.stats`,
     poolkeeperSpecialize: `${p}.poolkeeper.specialize`,
     poolkeeperRetire: `${p}.poolkeeper.retire`,
     poolkeeperList: `${p}.poolkeeper.list`,
@@ -54,7 +56,9 @@ export function subjects(prefix: string = DEFAULT_SUBJECT_PREFIX) {
     invoke: (ns: string, name: string) => fn("invoke", ns, name),
     invokeAll: `${p}.invoke.>`,
     dead: (ns: string, name: string) => fn("dead", ns, name),
+    /** Function log lines (LogLine), kept in the LOG_STREAM stream. */
     logs: (ns: string, name: string) => fn("logs", ns, name),
+    logsAll: `${p}.logs.>`,
   };
 }
 export type Subjects = ReturnType<typeof subjects>;
