@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import http from "node:http";
 import { expect } from "chai";
+import { type CallMarkers, describeCallMarkers } from "./contract-call-markers.js";
 import { describeArchiveForm, describeFraming } from "./contract-core-refusals.js";
 import { describeLimits } from "./contract-limits.js";
 import { ME, healthState, push } from "./contract-lifecycle.js";
@@ -39,6 +40,8 @@ export interface CoreRuntimeUnderTest {
   fixtures: CoreFixtures;
   /** The runtime also loads the archive form of specialize (a package); JSON only when false. */
   packages?: boolean;
+  /** The runtime prints call markers (optional for a custom environment): its checks' function. */
+  callMarkers?: CallMarkers;
 }
 
 /** `file`, then up to a few non-digits (`:`, `" line `, ` line `), then the line number. */
@@ -290,5 +293,7 @@ export function describeCoreContract(runtime: CoreRuntimeUnderTest): void {
       path: (ms) => `/?ms=${ms}`,
       answer: "finished",
     });
+
+    if (runtime.callMarkers) describeCallMarkers(start, push, runtime.callMarkers);
   });
 }

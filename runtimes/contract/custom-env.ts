@@ -6,12 +6,16 @@
 //                 "slow": "fixtures/slow.pl", "throws": "fixtures/throws.pl",
 //                 "tokenLeak": "fixtures/token-leak.pl",
 //                 "loadFailure": {"file": "fixtures/broken.pl", "line": 3}},
-//    "packages": false}
+//    "packages": false,
+//    "callMarkers": {"fixture": "fixtures/logs.pl", "later": false, "concurrent": false}}
 // The command runs with the directory as its working directory; each fixture is a file path
 // relative to the directory, or {"file": ..., "entrypoint": ...}. `packages` (optional, default
-// false) says the runtime also loads the archive form of specialize.
+// false) says the runtime also loads the archive form of specialize. `callMarkers` (optional: an
+// environment may log without request ids) says it prints call markers, with the function their
+// checks call (contract-call-markers.ts) and what the language allows (both default true).
 import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
+import type { CallMarkers } from "./contract-call-markers.js";
 import type { CoreFixtures, CoreRuntimeUnderTest } from "./contract-core.js";
 import { startRuntime } from "./harness.js";
 import type { Source } from "./runtime-under-test.js";
@@ -26,8 +30,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function readSource(dir: string, field: string, spec: unknown): Source {
-  const where = `${CONFIG_FILE}: fixtures.${field}`;
+function readSource(dir: string, field: string, spec: unknown, under = "fixtures."): Source {
+  const where = `${CONFIG_FILE}: ${under}${field}`;
   const { file, entrypoint } = isRecord(spec) ? spec : { file: spec, entrypoint: undefined };
   if (typeof file !== "string" || file === "") {
     throw new ConfigError(`${where} must be a file path, or {"file": ..., "entrypoint": ...}`);
@@ -55,7 +59,7 @@ export function loadCustomEnv(dir: string): CoreRuntimeUnderTest {
     throw new ConfigError(`${file} is not JSON: ${String(error)}`);
   }
   if (!isRecord(config)) throw new ConfigError(`${file} must hold a JSON object`);
-  const { name, command, fixtures, packages = false } = config;
+  const { name, command, fixtures, packages = false, callMarkers } = config;
   if (typeof name !== "string" || !/^[a-z0-9][a-z0-9-]*$/.test(name)) {
     throw new ConfigError(`${CONFIG_FILE}: "name" must be a lower-case name like "perl"`);
   }
@@ -91,10 +95,22 @@ export function loadCustomEnv(dir: string): CoreRuntimeUnderTest {
   };
   const [program, ...args] = command;
   const run = { name, command: program ?? "", args, cwd: root };
+  const markers = callMarkers === undefined ? {} : { callMarkers: readMarkers(root, callMarkers) };
   return {
     name,
     start: (env, options) => startRuntime(run, env, options),
     fixtures: core,
     packages,
+    ...markers,
   };
+}
+
+function readMarkers(root: string, spec: unknown): CallMarkers {
+  const usage = `${CONFIG_FILE}: "callMarkers" must be {"fixture": <file>, "later"?: true|false, "concurrent"?: true|false}`;
+  if (!isRecord(spec)) throw new ConfigError(usage);
+  const { fixture, later = true, concurrent = true, ...rest } = spec;
+  if (typeof later !== "boolean" || typeof concurrent !== "boolean") throw new ConfigError(usage);
+  const unknown = Object.keys(rest);
+  if (unknown.length) throw new ConfigError(`${usage}; unknown: ${unknown.join(", ")}`);
+  return { logs: readSource(root, "callMarkers.fixture", fixture, ""), later, concurrent };
 }

@@ -1,6 +1,7 @@
 // One contract suite for every language runtime (docs/runtime-contract.md). Each language's test
 // file calls describeRuntimeContract with how to start its runtime and its own user functions
 // (runtimes/<language>/test/fixtures.ts), then adds what only that language does.
+import { describeCallMarkers } from "./contract-call-markers.js";
 import { describeCalls } from "./contract-calls.js";
 import { describeConfig } from "./contract-config.js";
 import { describeLifecycle } from "./contract-lifecycle.js";
@@ -22,6 +23,7 @@ export {
   describeCoreContract,
 } from "./contract-core.js";
 export type { Files } from "./archive.js";
+export { type CallMarkers, tagLines } from "./contract-call-markers.js";
 
 export function describeRuntimeContract(runtime: RuntimeUnderTest): void {
   describe(`${runtime.name} runtime: the runtime contract`, function () {
@@ -31,5 +33,12 @@ export function describeRuntimeContract(runtime: RuntimeUnderTest): void {
     describeCalls(runtime, deploy);
     describePackages(runtime, deploy);
     describeConfig(runtime, deploy);
+    if (runtime.callMarkers) {
+      describeCallMarkers(
+        runtime.start,
+        (rt, src, o) => deploy.source(rt, src, o),
+        runtime.callMarkers,
+      );
+    }
   });
 }

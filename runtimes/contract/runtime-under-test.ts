@@ -1,6 +1,7 @@
 // What a language gives the shared runtime contract suite: how to start its runtime, and the user
 // functions (fixtures) written in that language that the contract calls.
 import type { Files } from "./archive.js";
+import type { CallMarkers } from "./contract-call-markers.js";
 import type { Runtime, StartOptions } from "./harness.js";
 
 /** A user function's file as the platform pushes it on specialize. */
@@ -91,4 +92,10 @@ export interface RuntimeUnderTest {
    * load source in the JSON form, so the check that a compiled runtime refuses it is skipped.
    */
   loadsSource?: boolean;
+  /**
+   * The runtime marks each call's output on stdout and stderr (contract-call-markers.ts): the
+   * function those checks call, and what the language allows. Left out, the checks do not run
+   * (output is then logged without request ids).
+   */
+  callMarkers?: CallMarkers;
 }

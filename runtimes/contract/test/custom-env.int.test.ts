@@ -186,4 +186,33 @@ describe("npm run test:runtime -- --env <custom environment>", function () {
     write({ name: "x", command: ["perl"], packages: "yes", fixtures });
     expect(() => loadCustomEnv(dir)).to.throw(/"packages" must be true or false/);
   });
+
+  it("reads callMarkers' fixture and flags, and names what is wrong in them", () => {
+    const dir = path.join(scratch, "markers");
+    cpSync(EXAMPLE, dir, { recursive: true });
+    const example = JSON.parse(
+      readFileSync(path.join(EXAMPLE, "fizz-runtime.json"), "utf8"),
+    ) as object;
+    const write = (callMarkers: unknown) =>
+      writeFileSync(
+        path.join(dir, "fizz-runtime.json"),
+        JSON.stringify({ ...example, callMarkers }),
+      );
+    writeFileSync(path.join(dir, "logs.pl"), "sub handler { 'quiet' }\n");
+    write({ fixture: "logs.pl", later: false });
+    expect(loadCustomEnv(dir).callMarkers).to.deep.equal({
+      logs: { filename: "logs.pl", source: "sub handler { 'quiet' }\n" },
+      later: false,
+      concurrent: true,
+    });
+    expect(loadCustomEnv(EXAMPLE).callMarkers).to.equal(undefined);
+    write(true);
+    expect(() => loadCustomEnv(dir)).to.throw(/"callMarkers" must be \{"fixture": <file>/);
+    write({ fixture: "logs.pl", concurrent: "no" });
+    expect(() => loadCustomEnv(dir)).to.throw(/"callMarkers" must be/);
+    write({ fixture: "logs.pl", late: false });
+    expect(() => loadCustomEnv(dir)).to.throw(/unknown: late/);
+    write({ fixture: "nope.pl" });
+    expect(() => loadCustomEnv(dir)).to.throw(/callMarkers\.fixture: no file/);
+  });
 });

@@ -2,6 +2,7 @@
 /**
  * User traffic (docs/runtime-contract.md): instance check, admission, body, call, response.
  */
+import { markCalls, runCall } from "./call-marker.mjs";
 import { buildContext, parseBody } from "./context.mjs";
 import { readBody, sendError, sendHttpError } from "./http.mjs";
 import { CallbackAnswer, sendCallbackAnswer } from "./express-send.mjs";
@@ -12,6 +13,11 @@ import { ResultError, sendResult } from "./respond.mjs";
 /** @typedef {import("node:http").ServerResponse} Res */
 /** @typedef {import("./specialize.mjs").Instance} Instance */
 /** @typedef {import("./specialize.mjs").Config} Config */
+/** @typedef {import("./specialize.mjs").Active} Active */
+
+// With the invoker, which loads right after listen: before any user code can print.
+markCalls(process.stdout);
+markCalls(process.stderr);
 
 /**
  * @param {Req} req
@@ -34,7 +40,7 @@ export async function invoke(req, res, target, instance, config) {
         : "the instance is not specialized";
     return sendError(res, 503, "NOT_SPECIALIZED", why, { retryable: true });
   }
-  const { handler, fn, limiter, concurrency } = active;
+  const { limiter, concurrency } = active;
   const ticket = limiter.acquire();
   if (!ticket) {
     res.setHeader("retry-after", "1");
@@ -46,7 +52,17 @@ export async function invoke(req, res, target, instance, config) {
   res.once("close", ticket.release);
   await ticket.ready;
   if (res.destroyed) return;
+  // The call's output is marked with its request id until its answer is sent, streams included.
+  return runCall(req.headers["x-request-id"], () => serve(req, res, active, config));
+}
 
+/**
+ * @param {Req} req
+ * @param {Res} res
+ * @param {Active} active
+ * @param {Config} config
+ */
+async function serve(req, res, { handler, fn }, config) {
   let context;
   try {
     const rawBody = await readBody(req, config.maxBodyBytes);

@@ -67,6 +67,23 @@ export const KINDS: Source = {
   `,
 };
 
+/** The call marker checks' function (runtimes/contract/contract-call-markers.ts). */
+export const LOGS: Source = {
+  filename: "logs.js",
+  source: `
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    module.exports = async ({ query: { kind, tag, ms } }) => {
+      switch (kind) {
+        case "both": console.log("out " + tag); console.error("err " + tag); return "printed";
+        case "partial": process.stdout.write("part " + tag); return "partial";
+        case "twice": console.log("one " + tag); await sleep(Number(ms)); console.log("two " + tag); return "twice";
+        case "later": setTimeout(() => console.log("after " + tag), 300); return "later";
+        default: return "quiet";
+      }
+    };
+  `,
+};
+
 /** The contract's configReader (runtimes/contract/runtime-under-test.ts). */
 const CONFIG_READER: Source = {
   filename: "reader.js",
@@ -224,4 +241,5 @@ export const nodeRuntime: RuntimeUnderTest = {
     },
     packages: PACKAGES,
   },
+  callMarkers: { logs: LOGS },
 };
