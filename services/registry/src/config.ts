@@ -11,12 +11,13 @@ import {
   type Env,
 } from "@fizz/kit";
 import { loadAuthConfig, type AuthConfig } from "./auth";
+import { loadLogsConfig, type LogsConfig } from "./logs-http";
 
 export const BACKENDS = ["process", "kubernetes"] as const;
 export type Backend = (typeof BACKENDS)[number];
 
 /** AuthConfig: FIZZ_ADMIN_TOKEN, FIZZ_READ_TOKEN, FIZZ_AUTH_DISABLED, FIZZ_CORS_ORIGINS, FIZZ_METRICS_PUBLIC. */
-export interface RegistryConfig extends CommonConfig, AuthConfig {
+export interface RegistryConfig extends CommonConfig, AuthConfig, LogsConfig {
   /** FIZZ_REGISTRY_HOST, default 127.0.0.1. */
   host: string;
   /** FIZZ_REGISTRY_PORT, default 8081; 0 picks a free port (tests). */
@@ -84,6 +85,7 @@ export function loadConfig(env: Env): RegistryConfig {
     workDir: str(env, "FIZZ_REGISTRY_WORKDIR", tmpdir()),
     archiveMaxBytes: int(env, "FIZZ_ARCHIVE_MAX_BYTES", ARCHIVE_MAX_BYTES, 1, ARCHIVE_MAX_BYTES),
     secretsKeyFile: optionalStr(env, "FIZZ_SECRETS_KEY_FILE"),
+    ...loadLogsConfig(env),
     // Last, so a typo elsewhere is reported before a missing token.
     ...loadAuthConfig(env),
   };

@@ -10,6 +10,7 @@ import {
   type AuthConfig,
 } from "./auth";
 import { downloadPackageArchive, uploadArchive } from "./archives-http";
+import type { FunctionLogs } from "./logs-http";
 import { httpMetrics, rememberKind, type RegistryMetrics } from "./metrics";
 import type { Operations } from "./operations";
 
@@ -30,6 +31,8 @@ export interface HttpApiOptions {
   workDir: string;
   /** FIZZ_ARCHIVE_MAX_BYTES. */
   archiveMaxBytes: number;
+  /** GET …/functions/{name}/logs (logs-http.ts). */
+  logs?: FunctionLogs;
 }
 
 /** Probes must work without credentials (kubelet, the launcher); nothing else does. */
@@ -86,6 +89,7 @@ export function createApp(opts: HttpApiOptions): express.Express {
   };
   const p = (req: Request, name: string): string => String(req.params[name] ?? "");
 
+  if (opts.logs) app.get(`${BASE}/functions/:name/logs`, opts.logs.handler(operations));
   app.get(`${BASE}/functions/:name/code`, adminOnly("downloading code"), async (req, res) => {
     const code = await operations().code(p(req, "ns"), p(req, "name"));
     res.attachment(code.filename);

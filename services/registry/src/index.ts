@@ -19,6 +19,7 @@ import { changePublisher, serveRequests, type RequestServer } from "./bus";
 import { migrateRedisCode } from "./code-migration";
 import type { RegistryConfig } from "./config";
 import { createApp } from "./http-api";
+import { FunctionLogs } from "./logs-http";
 import { createMetrics } from "./metrics";
 import { Operations, type Change } from "./operations";
 import { loadSecretBox, type SecretBox } from "./secret-box";
@@ -101,6 +102,7 @@ export async function start(
   let nc: NatsConnection | undefined;
   let ops: Operations | undefined;
   let startupDone = false;
+  const logs = new FunctionLogs({ nc: () => nc, subjects: s, config, logger });
   const app = createApp({
     ops: () => ops,
     checks: {
@@ -116,6 +118,7 @@ export async function start(
     auth: config,
     workDir: config.workDir,
     archiveMaxBytes: config.archiveMaxBytes,
+    logs,
   });
   const server = http.createServer(app);
   const closeStore = async () => {
@@ -204,6 +207,7 @@ export async function start(
         logger.info("draining");
         stopStartup.abort();
         await startup;
+        logs.close();
         // New work stops on both fronts; in-flight writes finish (and publish their events)
         // before NATS is drained, and the store closes last.
         await Promise.all([closeServer(server), requests.drain()]);
