@@ -147,6 +147,7 @@ console.log(`
 Fizz is running${embedded}
   gateway   ${platform.gatewayUrl}
   registry  ${platform.registryUrl}
+  console   ${platform.registryUrl}/console/  (sign in with the token in .fizz/admin-token)
   nats      ${platform.appNatsUrl ?? platform.natsUrl}${platform.appNatsUrl ? "  (the application user: publish/request on your own subjects)" : ""}
   redis     ${platform.redisUrl}
   token     .fizz/admin-token (the CLI finds it; other clients send Authorization: Bearer <token>)

@@ -5,6 +5,7 @@ import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
+import { ensureConsoleBuilt } from "./console-build.mjs";
 import { ensureCredentials, natsUrlWith } from "./credentials.mjs";
 import { ensureSecretsKeyFile } from "./secrets-key.mjs";
 import { writeNatsConfig, writeRedisAcl } from "./nats-config.mjs";
@@ -272,6 +273,8 @@ export async function launchPlatform(opts) {
       poolkeeper: `http://127.0.0.1:${ports.poolkeeper}/readyz`,
       kubewatcher: `http://127.0.0.1:${ports.kubewatcher}/readyz`,
     };
+    // The web console the registry serves at /console/: rebuilt when its sources changed.
+    const consoleDir = await ensureConsoleBuilt();
     // Each service gets its own NATS and Redis user only, and only the registry the tokens.
     /** @param {string} svc */
     const readyzOf = (svc) => {
@@ -294,6 +297,9 @@ export async function launchPlatform(opts) {
             FIZZ_SECRETS_KEY_FILE: ensureSecretsKeyFile(opts.dataDir),
             // Archive uploads are spooled here (up to 256 MiB each), not in a shared /tmp.
             FIZZ_REGISTRY_WORKDIR: privateDir("registry"),
+            FIZZ_CONSOLE_DIR: consoleDir,
+            // The console's invoke form calls functions through this gateway, and nowhere else.
+            FIZZ_GATEWAY_URL: `http://127.0.0.1:${ports.gateway}`,
           }
         : {}),
       ...opts.env,

@@ -7,6 +7,7 @@ import {
   oneOf,
   optionalStr,
   str,
+  url,
   type CommonConfig,
   type Env,
 } from "@fizz/kit";
@@ -57,6 +58,15 @@ export interface RegistryConfig extends CommonConfig, AuthConfig, LogsConfig {
    * or base64 text). Unset: the registry refuses to store secrets (UNAVAILABLE naming this).
    */
   secretsKeyFile: string | undefined;
+  /** FIZZ_CONSOLE_DIR: the built web console served at /console/ (unset: no console). */
+  consoleDir: string | undefined;
+  /**
+   * FIZZ_GATEWAY_URL: the gateway the console's invoke form calls functions through (the only
+   * place it calls; unset: invoking from the console answers 503 naming this).
+   */
+  gatewayUrl: string | undefined;
+  /** FIZZ_CONSOLE_INVOKE_TIMEOUT_MS, default 30000: how long a console invoke waits for the answer. */
+  consoleInvokeTimeoutMs: number;
 }
 
 export const DEFAULT_PORT = 8081;
@@ -86,6 +96,12 @@ export function loadConfig(env: Env): RegistryConfig {
     archiveMaxBytes: int(env, "FIZZ_ARCHIVE_MAX_BYTES", ARCHIVE_MAX_BYTES, 1, ARCHIVE_MAX_BYTES),
     secretsKeyFile: optionalStr(env, "FIZZ_SECRETS_KEY_FILE"),
     ...loadLogsConfig(env),
+    consoleDir: optionalStr(env, "FIZZ_CONSOLE_DIR"),
+    gatewayUrl:
+      optionalStr(env, "FIZZ_GATEWAY_URL") === undefined
+        ? undefined
+        : url(env, "FIZZ_GATEWAY_URL", "", ["http", "https"]),
+    consoleInvokeTimeoutMs: int(env, "FIZZ_CONSOLE_INVOKE_TIMEOUT_MS", 30_000, 1, 600_000),
     // Last, so a typo elsewhere is reported before a missing token.
     ...loadAuthConfig(env),
   };

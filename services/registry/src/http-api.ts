@@ -10,6 +10,8 @@ import {
   type AuthConfig,
 } from "./auth";
 import { downloadPackageArchive, uploadArchive } from "./archives-http";
+import { consoleApi, type ConsoleOptions } from "./console-api";
+import { consoleStatic } from "./console-http";
 import type { FunctionLogs } from "./logs-http";
 import { httpMetrics, rememberKind, type RegistryMetrics } from "./metrics";
 import type { Operations } from "./operations";
@@ -33,6 +35,8 @@ export interface HttpApiOptions {
   archiveMaxBytes: number;
   /** GET …/functions/{name}/logs (logs-http.ts). */
   logs?: FunctionLogs;
+  /** The web console: its files (no token) and its endpoints (console-api.ts). */
+  console?: ConsoleOptions;
 }
 
 /** Probes must work without credentials (kubelet, the launcher); nothing else does. */
@@ -54,6 +58,8 @@ export function createApp(opts: HttpApiOptions): express.Express {
     if (OPEN_PATHS.has(req.path)) return ops(req, res, next);
     next();
   });
+  // The console's static files need no token (the page asks for it); its API calls do.
+  app.use("/console", consoleStatic(opts.console?.dir));
   app.use(originPolicy(opts.auth.corsOrigins));
   app.use((req, res, next) => {
     if (req.path === "/metrics" && opts.auth.metricsPublic) return ops(req, res, next);
@@ -89,6 +95,7 @@ export function createApp(opts: HttpApiOptions): express.Express {
   };
   const p = (req: Request, name: string): string => String(req.params[name] ?? "");
 
+  if (opts.console) consoleApi(app, opts.console, operations);
   if (opts.logs) app.get(`${BASE}/functions/:name/logs`, opts.logs.handler(operations));
   app.get(`${BASE}/functions/:name/code`, adminOnly("downloading code"), async (req, res) => {
     const code = await operations().code(p(req, "ns"), p(req, "name"));

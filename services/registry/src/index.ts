@@ -16,6 +16,7 @@ import { openArchiveStore } from "@fizz/kit/archive-store";
 import { UpdateBarrier } from "./barrier";
 import { ensureBuildStream, jetStreamBuildQueue } from "./builds";
 import { changePublisher, serveRequests, type RequestServer } from "./bus";
+import { natsConsoleBus, type ConsoleBus } from "./console-bus";
 import { migrateRedisCode } from "./code-migration";
 import type { RegistryConfig } from "./config";
 import { createApp } from "./http-api";
@@ -101,6 +102,7 @@ export async function start(
   });
   let nc: NatsConnection | undefined;
   let ops: Operations | undefined;
+  let consoleBus: ConsoleBus | undefined;
   let startupDone = false;
   const logs = new FunctionLogs({ nc: () => nc, subjects: s, config, logger });
   const app = createApp({
@@ -119,6 +121,14 @@ export async function start(
     workDir: config.workDir,
     archiveMaxBytes: config.archiveMaxBytes,
     logs,
+    console: {
+      dir: config.consoleDir,
+      bus: () => consoleBus,
+      invoke:
+        config.gatewayUrl === undefined
+          ? undefined
+          : { gatewayUrl: config.gatewayUrl, timeoutMs: config.consoleInvokeTimeoutMs },
+    },
   });
   const server = http.createServer(app);
   const closeStore = async () => {
@@ -163,6 +173,14 @@ export async function start(
       onResult: (result) => metrics.barriers.inc({ result }),
     });
     barrier.start();
+    const liveGateways = barrier;
+    consoleBus = natsConsoleBus({
+      nc,
+      subjects: s,
+      sender,
+      logger,
+      liveGateways: () => liveGateways.live(),
+    });
     const archives = await openArchiveStore(nc);
     ops = new Operations({
       store,

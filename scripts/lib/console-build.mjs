@@ -1,0 +1,72 @@
+// Builds the web console (console/src, TypeScript and CSS) into console/dist with esbuild: one
+// JS and one CSS file named by content hash (cached for good by the registry) and an index.html
+// naming them. Used by the launcher (npm start, the e2e tests) and the registry image.
+import { build } from "esbuild";
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { ROOT } from "./prereqs.mjs";
+
+export const CONSOLE_SRC = path.join(ROOT, "console", "src");
+export const CONSOLE_DIST = path.join(ROOT, "console", "dist");
+
+/**
+ * Newest modification time under `dir` (ms).
+ * @param {string} dir
+ * @returns {number}
+ */
+function newest(dir) {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+/**
+ * Builds into `outDir` (default console/dist). index.html is written last, by rename, so a
+ * registry serving the directory never sees a page naming assets that are not there yet.
+ * @param {string} [outDir]
+ */
+export async function buildConsole(outDir = CONSOLE_DIST) {
+  const assets = path.join(outDir, "assets");
+  mkdirSync(assets, { recursive: true });
+  const result = await build({
+    entryPoints: [path.join(CONSOLE_SRC, "main.ts"), path.join(CONSOLE_SRC, "style.css")],
+    outdir: assets,
+    entryNames: "[name]-[hash]",
+    bundle: true,
+    minify: true,
+    format: "esm",
+    target: "es2022",
+    metafile: true,
+    logLevel: "warning",
+  });
+  /** @type {Record<string, string>} */
+  const names = {};
+  for (const out of Object.keys(result.metafile.outputs)) {
+    const base = path.basename(out);
+    if (base.endsWith(".js")) names.js = base;
+    if (base.endsWith(".css")) names.css = base;
+  }
+  if (!names.js || !names.css) throw new Error("esbuild made no console JS or CSS");
+  const html = readFileSync(path.join(CONSOLE_SRC, "index.html"), "utf8")
+    .replace("{{js}}", names.js)
+    .replace("{{css}}", names.css);
+  const tmp = path.join(outDir, `.index.html.${process.pid}`);
+  writeFileSync(tmp, html);
+  renameSync(tmp, path.join(outDir, "index.html"));
+  return outDir;
+}
+
+/** Builds console/dist when it is missing or older than its sources; returns its path. */
+export async function ensureConsoleBuilt() {
+  let built = 0;
+  try {
+    built = statSync(path.join(CONSOLE_DIST, "index.html")).mtimeMs;
+  } catch {
+    built = 0;
+  }
+  if (built === 0 || built < newest(CONSOLE_SRC)) await buildConsole();
+  return CONSOLE_DIST;
+}
