@@ -24,6 +24,8 @@ export interface GatewayConfig extends CommonConfig {
   queueMax: number;
   /** How often the gateway announces itself, so the registry's update barrier waits for it. */
   presenceIntervalMs: number;
+  /** Distinct functions with their own metric series and history; more count as `_other`. */
+  metricsMaxFunctions: number;
   /** Invoker, async HTTP and message-queue triggers (bus-config.ts). */
   bus: BusConfig;
   /** Hosts, IPs or CIDRs a callback may reach although internal (FIZZ_OUTBOUND_ALLOW). */
@@ -110,6 +112,7 @@ export function loadConfig(env: Env): GatewayConfig {
     queueTimeoutMs: int(env, "FIZZ_QUEUE_TIMEOUT_MS", 10_000, 0, 600_000),
     queueMax: int(env, "FIZZ_QUEUE_MAX", 1000, 0, 1_000_000),
     presenceIntervalMs: int(env, "FIZZ_PRESENCE_INTERVAL_MS", 2000, 50, 60_000),
+    metricsMaxFunctions: int(env, "FIZZ_METRICS_MAX_FUNCTIONS", 2000, 1, 1_000_000),
     bus: loadBusConfig(env),
     outboundAllow,
     trustedProxies,

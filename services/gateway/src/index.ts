@@ -17,6 +17,7 @@ import {
   natsConnected,
   OutboundGuard,
   publish,
+  realClock,
   request,
   startOpsServer,
   type Logger,
@@ -24,6 +25,7 @@ import {
 } from "@fizz/kit";
 import type { Registry } from "prom-client";
 import { startBus } from "./bus/index";
+import { FunctionStatsTable, serveGatewayStats } from "./stats/index";
 import { localEndpoints, type GatewayConfig } from "./config";
 import {
   LeaseManager,
@@ -92,7 +94,7 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     throw err;
   }
 
-  const metrics = new GatewayMetrics(registry);
+  const metrics = new GatewayMetrics(registry, new FunctionStatsTable(config.metricsMaxFunctions));
   const pools = new UpstreamPools();
   const leases = new LeaseManager({
     gateway: id,
@@ -110,6 +112,7 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     onQueueRejected: (reason) => metrics.queueRejected.labels(reason).inc(),
   });
   metrics.queued = () => leases.queued();
+  metrics.queues = () => leases.all();
   const routes = new RouteStore({ nc, subjects: subj, sender: id, leases, logger });
   routesLoaded = () => routes.loaded;
   const instancesSub = listen(
@@ -156,8 +159,17 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     leases,
     routes,
     registry,
+    functionStats: metrics.functions,
     logger,
     outbound,
+  });
+  const stats = serveGatewayStats({
+    nc,
+    subjects: subj,
+    id,
+    table: metrics.functions,
+    clock: realClock,
+    logger,
   });
   const handler = createHandler({
     ctx,
@@ -200,6 +212,7 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     leases.close();
     report(); // the last usage, so the scheduler does not see these instances as idle too early
     barrier.stop();
+    stats.stop();
     routes.stop();
     instancesSub.unsubscribe();
     await pools.close(1000);

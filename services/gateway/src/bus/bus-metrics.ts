@@ -1,4 +1,11 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { BusTrigger, FunctionStatsTable } from "../stats/function-stats";
+
+/** The function a bus call was for (an Invocation, or a message-queue trigger's target). */
+interface Called {
+  readonly namespace: string;
+  readonly function: string;
+}
 
 /**
  * Metrics of the bus side. `source` is the invocation's (`async`, `timer`, `watch`, `mqt`) or the
@@ -8,6 +15,9 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
  * stream for capacity, not an attempt), `duplicate` (a redelivery of a finished call, acked),
  * `handed_back` (NAKed at stop or on a store error), `malformed`, `rejected` (core mq trigger over
  * its waiting limit).
+ *
+ * Per function (FunctionStatsTable, series `fizz_function_*` at scrape time): every attempt's
+ * answer (`attempt`), retries and dead letters (`invocation` given the function).
  */
 export class BusMetrics {
   private readonly invocations: Counter<"source" | "outcome">;
@@ -15,7 +25,12 @@ export class BusMetrics {
   readonly callbacks: Counter<"outcome">;
   readonly asyncRequests: Counter<"outcome">;
 
-  constructor(registry: Registry, inFlight: () => number, waiting: () => number) {
+  constructor(
+    registry: Registry,
+    inFlight: () => number,
+    waiting: () => number,
+    private readonly functions?: FunctionStatsTable,
+  ) {
     this.invocations = new Counter({
       name: "fizz_gateway_bus_invocations_total",
       help: "Bus-originated calls handled by this gateway, by source and outcome",
@@ -59,11 +74,27 @@ export class BusMetrics {
     });
   }
 
-  invocation(source: string, outcome: string): void {
+  invocation(source: string, outcome: string, fn?: Called): void {
     this.invocations.labels(source, outcome).inc();
+    if (fn === undefined || (outcome !== "retried" && outcome !== "dead_lettered")) return;
+    const s = this.functions?.of(fn.namespace, fn.function).busStats(triggerOf(source));
+    if (s === undefined) return;
+    if (outcome === "retried") s.retries++;
+    else s.deadLetters++;
+  }
+
+  /** One call of the function (each attempt), with its answer or the error's status. */
+  attempt(fn: Called, source: string, answer: { status: number; durationMs: number }): void {
+    this.functions
+      ?.of(fn.namespace, fn.function)
+      .recordBus(triggerOf(source), answer.status, answer.durationMs / 1000);
   }
 
   observe(source: string, durationMs: number): void {
     this.duration.labels(source).observe(durationMs / 1000);
   }
+}
+
+function triggerOf(source: string): BusTrigger {
+  return source === "async" || source === "timer" || source === "watch" ? source : "mqt";
 }

@@ -20,6 +20,7 @@ import type { Registry } from "prom-client";
 import { createAsyncHandler } from "./async-http";
 import type { BusConfig } from "./bus-config";
 import { BusMetrics } from "./bus-metrics";
+import type { FunctionStatsTable } from "../stats/function-stats";
 import { CallbackSender } from "./invoker/callback";
 import { InvocationConsumer } from "./invoker/consumer";
 import { BusLimiter } from "./invoker/limiter";
@@ -56,6 +57,8 @@ export interface BusOptions {
     functionObject(namespace: string, name: string): FunctionObject | undefined;
   };
   registry: Registry;
+  /** Per-function numbers shared with the front door (stats/function-stats.ts). */
+  functionStats?: FunctionStatsTable;
   logger: Logger;
   /** The outbound URL guard (callbacks); owned by the caller. */
   outbound: OutboundGuard;
@@ -103,6 +106,7 @@ export function startBus(o: BusOptions): Bus {
     o.registry,
     () => limiter.inFlight,
     () => limiter.queued,
+    o.functionStats,
   );
   const lookup = functionLookup(o.routes, o.leases);
   const callbacks = new CallbackSender({

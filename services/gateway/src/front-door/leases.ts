@@ -117,6 +117,11 @@ export class LeaseManager {
     }
   }
 
+  /** Every function's state (metrics read queue lengths at scrape time). */
+  all(): IterableIterator<FunctionLeases> {
+    return this.functions.values();
+  }
+
   /** Requests waiting in queues, all functions. */
   queued(): number {
     let n = 0;

@@ -18,6 +18,8 @@ export class RequestStats {
   readonly buckets = new Float64Array(DURATION_BUCKETS.length + 1);
   sum = 0;
   count = 0;
+  /** The function was deleted and these numbers dropped: the holder attaches fresh ones. */
+  retired = false;
 
   record(status: number, seconds: number): void {
     const cls = status < 200 ? 0 : status < 300 ? 1 : status < 400 ? 2 : status < 500 ? 3 : 4;
@@ -30,52 +32,54 @@ export class RequestStats {
   }
 }
 
-type Series = Iterable<[fn: string, stats: RequestStats]>;
+type Labels = Record<string, string>;
+type Series = Iterable<[labels: Labels, stats: RequestStats]>;
 
 /**
  * A prom-client Histogram whose series come from RequestStats at scrape time (it is registered
  * like any histogram, so the ops server and the registry need nothing special).
  */
-export class StatsHistogram extends Histogram<"function" | "le"> {
+export class StatsHistogram extends Histogram<string> {
   constructor(
-    private readonly meta: { name: string; help: string },
+    private readonly meta: { name: string; help: string; labelNames: readonly string[] },
     registry: Registry,
     private readonly series: () => Series,
   ) {
     super({
-      ...meta,
-      labelNames: ["function"],
+      name: meta.name,
+      help: meta.help,
+      labelNames: [...meta.labelNames],
       buckets: [...DURATION_BUCKETS],
       registers: [registry],
     });
   }
 
-  override get(): ReturnType<Histogram<"function" | "le">["get"]> {
+  override get(): ReturnType<Histogram<string>["get"]> {
     return this.snapshot();
   }
 
   /** What the registry renders the text exposition from (prom-client prefers it over get()). */
-  getForPromString(): ReturnType<Histogram<"function" | "le">["get"]> {
+  getForPromString(): ReturnType<Histogram<string>["get"]> {
     return this.snapshot();
   }
 
-  private snapshot(): ReturnType<Histogram<"function" | "le">["get"]> {
+  private snapshot(): ReturnType<Histogram<string>["get"]> {
     const { name, help } = this.meta;
     const values: { value: number; labels: Record<string, string | number>; metricName: string }[] =
       [];
-    for (const [fn, s] of this.series()) {
+    for (const [labels, s] of this.series()) {
       let acc = 0;
       DURATION_BUCKETS.forEach((le, i) => {
         acc += s.buckets[i]!;
-        values.push({ value: acc, labels: { function: fn, le }, metricName: `${name}_bucket` });
+        values.push({ value: acc, labels: { ...labels, le }, metricName: `${name}_bucket` });
       });
       values.push({
         value: s.count,
-        labels: { function: fn, le: "+Inf" },
+        labels: { ...labels, le: "+Inf" },
         metricName: `${name}_bucket`,
       });
-      values.push({ value: s.sum, labels: { function: fn }, metricName: `${name}_sum` });
-      values.push({ value: s.count, labels: { function: fn }, metricName: `${name}_count` });
+      values.push({ value: s.sum, labels, metricName: `${name}_sum` });
+      values.push({ value: s.count, labels, metricName: `${name}_count` });
     }
     // prom-client's runtime type names are strings; its typings declare a numeric enum.
     const type = "histogram" as unknown as MetricType;

@@ -185,6 +185,7 @@ export class InvocationConsumer {
       this.request(inv, attempts, signal),
       signal,
     );
+    metrics.attempt(inv, inv.source, outcome.answer);
     await running;
     if (outcome.kind === "failed" && outcome.retry && attempts <= inv.maxRetries) {
       await store.put(
@@ -200,7 +201,7 @@ export class InvocationConsumer {
       settleMsg(() =>
         m.nak(retryDelayMs(attempts, this.o.config.retryBaseMs, this.o.config.retryMaxMs)),
       );
-      metrics.invocation(inv.source, "retried");
+      metrics.invocation(inv.source, "retried", inv);
       return;
     }
     await this.finish(m, inv, outcome, attempts, createdAt);
@@ -254,6 +255,7 @@ export class InvocationConsumer {
     metrics.invocation(
       inv.source,
       outcome.kind === "failed" ? "dead_lettered" : ok ? "succeeded" : "failed",
+      inv,
     );
     metrics.observe(inv.source, a.durationMs);
   }

@@ -32,6 +32,7 @@ export async function startCoreTrigger(d: MqtDeps, t: MessageQueueTrigger): Prom
       const ok = outcome.kind === "answered" && outcome.answer.status < 400;
       d.metrics.invocation("mqt-core", ok ? "succeeded" : "failed");
       d.metrics.observe("mqt-core", outcome.answer.durationMs);
+      d.metrics.attempt({ namespace, function: s.function }, "mqt", outcome.answer);
       if (msg.reply && isUserReplySubject(msg.reply, d.subjects.prefix)) {
         respondAnswer(d.nc, (data, opts) => msg.respond(data, opts), outcome.answer, {}, log);
       } else if (msg.reply) {

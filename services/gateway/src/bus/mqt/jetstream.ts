@@ -71,6 +71,7 @@ export async function startJetStreamTrigger(
     d.metrics.invocation(
       "mqt-jetstream",
       outcome.kind === "failed" ? "dead_lettered" : ok ? "succeeded" : "failed",
+      { namespace, function: s.function },
     );
     d.metrics.observe("mqt-jetstream", a.durationMs);
   };
@@ -109,9 +110,10 @@ export async function startJetStreamTrigger(
         ctl.signal,
       );
       const outcome = await callUntilRun(d.leases, fl, req, ctl.signal);
+      d.metrics.attempt({ namespace, function: s.function }, "mqt", outcome.answer);
       if (outcome.kind === "failed" && outcome.retry && attempts <= s.maxRetries) {
         settleMsg(() => m.nak(retryDelayMs(attempts, d.config.retryBaseMs, d.config.retryMaxMs)));
-        d.metrics.invocation("mqt-jetstream", "retried");
+        d.metrics.invocation("mqt-jetstream", "retried", { namespace, function: s.function });
         return;
       }
       await finish(m, outcome, attempts, callId);
