@@ -31,6 +31,7 @@ require "rack"
 %i[Request Response Utils QueryParser Multipart].each { |name| Rack.const_get(name) }
 Rack::Utils.const_get(:HeaderHash)
 
+require_relative "lib/fizz/call_marks"
 require_relative "lib/fizz/instance"
 require_relative "lib/fizz/http"
 require_relative "lib/fizz/context"
@@ -46,6 +47,7 @@ module Fizz
   SHUTDOWN_GRACE_SECONDS = 25
 
   def self.main
+    CallMarks.install
     rt = Instance.new # reads and deletes FIZZ_SPECIALIZE_TOKEN first of all
     begin
       server = TCPServer.new(rt.host, rt.port)

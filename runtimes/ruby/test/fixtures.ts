@@ -111,6 +111,24 @@ const PACKAGES: PackageFixtures = {
   configReader: CONFIG_READER,
 };
 
+/** The call marker checks' function (runtimes/contract/contract-call-markers.ts). */
+export const LOGS: Source = {
+  filename: "logs.rb",
+  source: [
+    "def handler(context)",
+    "  tag = context.query['tag']",
+    "  case context.query['kind']",
+    "  when 'both' then puts \"out #{tag}\"; warn \"err #{tag}\"; 'printed'",
+    "  when 'partial' then print \"part #{tag}\"; 'partial'",
+    "  when 'twice' then puts \"one #{tag}\"; sleep(context.query['ms'].to_i / 1000.0); puts \"two #{tag}\"; 'twice'",
+    "  when 'later' then Thread.new { sleep 0.3; puts \"after #{tag}\" }; 'later'",
+    "  else 'quiet'",
+    "  end",
+    "end",
+    "",
+  ].join("\n"),
+};
+
 export const rubyRuntime: RuntimeUnderTest = {
   name: "ruby",
   start: (env, options) => startRuntime(SERVER, env, options),
@@ -220,4 +238,5 @@ export const rubyRuntime: RuntimeUnderTest = {
     },
     packages: PACKAGES,
   },
+  callMarkers: { logs: LOGS },
 };

@@ -146,6 +146,7 @@ module Fizz
         params[name[PARAM_PREFIX.length..]] = value if key.start_with?(PARAM_PREFIX) && key.length > PARAM_PREFIX.length
       end
       request_id = headers["x-request-id"] || SecureRandom.uuid
+      previous_call = CallMarks.enter(headers["x-request-id"])
       host, port = (headers["host"] || "localhost").split(":", 2)
       context = Context.new(
         method: req.method, url: req.target, headers: headers, raw_headers: req.headers, params: params,
@@ -174,6 +175,8 @@ module Fizz
         close = true unless stream(sock, req, status, out_headers, payload)
       end
       !close
+    ensure
+      CallMarks.leave(previous_call)
     end
 
     # A streamed Rack body: chunked as it is produced. A failure half-way can only cut the
