@@ -26,6 +26,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from fizz_instance import ARCHIVE_CONTENT_TYPE, Instance, format_exc, log
+from fizz_markers import CURRENT, Call, MarkedStream
 from fizz_preload import install_compat
 from fizz_invoke import (
     Context,
@@ -206,6 +207,17 @@ class Handler(BaseHTTPRequestHandler):
             body = self._read_body(headers)
         except HttpError as exc:
             return self._error(exc.status, exc.code, str(exc), close=exc.close)
+        # The call's output is marked with its request id until its answer is sent (fizz_markers).
+        call = Call(headers.get("x-request-id"))
+        token = CURRENT.set(call)
+        try:
+            self._serve(headers, params, body)
+        finally:
+            call.id = ""
+            CURRENT.reset(token)
+
+    def _serve(self, headers, params, body: bytes) -> None:
+        rt = self.instance
         request_id = headers.get("x-request-id") or _new_request_id()
         if rt.flask is not None:
             from fizz_flask import call_flask  # imported at the specialization already
@@ -250,10 +262,13 @@ class Server(ThreadingHTTPServer):
 
 
 def main() -> None:
-    rt = Instance()
     real_stdout = sys.stdout
     if hasattr(real_stdout, "reconfigure"):
         real_stdout.reconfigure(line_buffering=True)  # function logs reach the collector promptly
+    # Before anything can print: each line is tagged with the call it belongs to (fizz_markers).
+    sys.stdout = MarkedStream(real_stdout)
+    sys.stderr = MarkedStream(sys.stderr)
+    rt = Instance()  # captures what calls print, on top of the marked stdout
     sys.stdout = rt.stdout
     Handler.instance = rt
     install_compat()

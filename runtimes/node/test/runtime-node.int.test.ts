@@ -13,7 +13,8 @@ import {
   specializeArchive,
   timedChunks,
 } from "../../contract/harness.js";
-import { ME, describeRuntimeContract, push } from "../../contract/runtime-contract.js";
+import { callMarker } from "@fizz/events";
+import { ME, describeRuntimeContract, push, tagLines } from "../../contract/runtime-contract.js";
 import { HELLO, KINDS, nodeRuntime } from "./fixtures.js";
 
 describeRuntimeContract(nodeRuntime);
@@ -193,6 +194,65 @@ describe("node runtime: Node only", function () {
       expect(res.status).to.equal(200);
       expect(res.headers["transfer-encoding"]).to.equal("chunked");
       expect(res.text).to.equal("web stream");
+    });
+  });
+
+  describe("call markers", () => {
+    // A timer started when the module loads runs outside any call: what it prints while a call
+    // waits for it is not that call's, and the call's own next line is marked again.
+    const WORKER = {
+      filename: "worker.js",
+      source: `
+        const jobs = [];
+        setInterval(() => {
+          for (const [line, done] of jobs.splice(0)) { console.log(line); done(); }
+        }, 10);
+        module.exports = async ({ query: { kind, tag } }) => {
+          if (kind === "throw") throw new Error("boom " + tag);
+          console.log("in " + tag);
+          await new Promise((done) => jobs.push(["worker " + tag, done]));
+          console.log("done " + tag);
+          return "ok";
+        };
+      `,
+    };
+    let rt: Runtime;
+    before(async () => {
+      rt = await nodeRuntime.start({ FIZZ_INSTANCE_ID: "inst-1" });
+      expect((await push(rt, WORKER)).status).to.equal(200);
+    });
+    after(() => rt.kill());
+    const call = (kind: string, id: string, tag: string) =>
+      request(rt.url, {
+        path: `/?kind=${kind}&tag=${tag}`,
+        headers: { ...ME, "x-request-id": id },
+      });
+
+    it("marks output of a timer started at load time as no call's, even while a call waits for it", async () => {
+      const out = rt.stdout().length;
+      expect((await call("work", "call-w", "w")).text).to.equal("ok");
+      await eventually(() => rt.stdout().includes("done w\n"));
+      const marker = (id: string) => `${callMarker(id)}\n`;
+      expect(rt.stdout().slice(out)).to.equal(
+        `${marker("call-w")}in w\n${marker("")}worker w\n${marker("call-w")}done w\n`,
+      );
+    });
+
+    it("tags the runtime's log of a call's error with the call's id, and marks no call without a usable id", async () => {
+      expect((await call("throw", "call-t", "t")).status).to.equal(500);
+      await eventually(() => rt.stderr().includes("Error: boom t"));
+      const logged = tagLines(rt.stderr()).find((l) => l.line.includes("request call-t"));
+      expect(logged).to.deep.equal({
+        id: "call-t",
+        line: "[fizz] function error (request call-t): Error: boom t",
+      });
+      const err = rt.stderr().length;
+      const odd = "bad id with spaces";
+      expect((await call("throw", odd, "u")).status).to.equal(500);
+      await eventually(() => rt.stderr().includes("Error: boom u"));
+      const logs = rt.stderr().slice(err);
+      const expected = `${callMarker("")}\n[fizz] function error (request ${odd}): Error: boom u\n`;
+      expect(logs.startsWith(expected), logs).to.equal(true);
     });
   });
 

@@ -130,6 +130,34 @@ const PACKAGES: PackageFixtures = {
   configReader: CONFIG_READER,
 };
 
+/** The call marker checks' function (runtimes/contract/contract-call-markers.ts). */
+export const LOGS: Source = {
+  filename: "logs.py",
+  source: [
+    "import sys, threading, time",
+    "",
+    "def main(context):",
+    "    kind, tag = context.query.get('kind'), context.query.get('tag')",
+    "    if kind == 'both':",
+    "        print('out ' + tag)",
+    "        print('err ' + tag, file=sys.stderr)",
+    "        return 'printed'",
+    "    if kind == 'partial':",
+    "        print('part ' + tag, end='')",
+    "        return 'partial'",
+    "    if kind == 'twice':",
+    "        print('one ' + tag)",
+    "        time.sleep(int(context.query['ms']) / 1000)",
+    "        print('two ' + tag)",
+    "        return 'twice'",
+    "    if kind == 'later':",
+    "        threading.Timer(0.3, print, ['after ' + tag]).start()",
+    "        return 'later'",
+    "    return 'quiet'",
+    "",
+  ].join("\n"),
+};
+
 export const pythonRuntime: RuntimeUnderTest = {
   name: "python",
   start: (env, options) => startRuntime(SERVER, env, options),
@@ -209,4 +237,5 @@ export const pythonRuntime: RuntimeUnderTest = {
     },
     packages: PACKAGES,
   },
+  callMarkers: { logs: LOGS },
 };

@@ -5,7 +5,8 @@ import { expect } from "chai";
 import http from "node:http";
 import { packageArchive } from "../../contract/archive.js";
 import { type Runtime, eventually, request, specializeArchive } from "../../contract/harness.js";
-import { ME, describeRuntimeContract, push } from "../../contract/runtime-contract.js";
+import { callMarker } from "@fizz/events";
+import { ME, describeRuntimeContract, push, tagLines } from "../../contract/runtime-contract.js";
 import { HELLO, KINDS, pythonRuntime } from "./fixtures.js";
 
 describeRuntimeContract(pythonRuntime);
@@ -90,6 +91,104 @@ describe("python runtime: Python only", function () {
       });
       expect(res.status).to.equal(500);
       expect(res.error().message).to.match(/^json\.py: the module name "json" is taken/);
+    });
+  });
+
+  describe("call markers", () => {
+    // A thread started when the module loads runs outside any call: what it prints while a call
+    // waits for it is not that call's. logging's handler (made at load time) and asyncio tasks of
+    // the call write as the call.
+    const WORKER = {
+      filename: "worker.py",
+      source: [
+        "import asyncio, logging, queue, sys, threading",
+        "",
+        "logging.basicConfig(format='%(levelname)s %(message)s')",
+        "jobs = queue.Queue()",
+        "",
+        "def work():",
+        "    while True:",
+        "        line, done = jobs.get()",
+        "        print(line)",
+        "        done.set()",
+        "",
+        "threading.Thread(target=work, daemon=True).start()",
+        "",
+        "async def say(line):",
+        "    await asyncio.sleep(0)",
+        "    print(line)",
+        "",
+        "async def both(tag):",
+        "    await asyncio.gather(say('task1 ' + tag), say('task2 ' + tag))",
+        "",
+        "def main(context):",
+        "    kind, tag = context.query['kind'], context.query['tag']",
+        "    if kind == 'throw':",
+        "        raise RuntimeError('boom ' + tag)",
+        "    if kind == 'log':",
+        "        logging.getLogger('fn').warning('logged %s', tag)",
+        "        asyncio.run(both(tag))",
+        "        return 'ok'",
+        "    print('in ' + tag)",
+        "    done = threading.Event()",
+        "    jobs.put(('worker ' + tag, done))",
+        "    done.wait()",
+        "    print('done ' + tag)",
+        "    return 'ok'",
+        "",
+      ].join("\n"),
+    };
+    let rt: Runtime;
+    before(async () => {
+      rt = await pythonRuntime.start({ FIZZ_INSTANCE_ID: "inst-1" });
+      expect((await push(rt, WORKER)).status).to.equal(200);
+    });
+    after(() => rt.kill());
+    const call = (kind: string, id: string, tag: string) =>
+      request(rt.url, {
+        path: `/?kind=${kind}&tag=${tag}`,
+        headers: { ...ME, "x-request-id": id },
+      });
+
+    it("marks output of a thread started at load time as no call's, even while a call waits for it", async () => {
+      const out = rt.stdout().length;
+      expect((await call("work", "call-w", "w")).text).to.equal("ok");
+      await eventually(() => rt.stdout().includes("done w\n"));
+      const marker = (id: string) => `${callMarker(id)}\n`;
+      expect(rt.stdout().slice(out)).to.equal(
+        `${marker("call-w")}in w\n${marker("")}worker w\n${marker("call-w")}done w\n`,
+      );
+    });
+
+    it("marks logging's lines and the call's asyncio tasks' output with the call's id", async () => {
+      expect((await call("log", "call-l", "l")).text).to.equal("ok");
+      await eventually(() => rt.stdout().includes("task2 l\n") && rt.stderr().includes("logged l"));
+      const stdout = tagLines(rt.stdout()).filter((l) => l.line.endsWith(" l"));
+      expect(stdout).to.have.deep.members([
+        { id: "call-l", line: "task1 l" },
+        { id: "call-l", line: "task2 l" },
+      ]);
+      const stderr = tagLines(rt.stderr()).filter((l) => l.line.includes("logged l"));
+      expect(stderr).to.deep.equal([{ id: "call-l", line: "WARNING logged l" }]);
+    });
+
+    it("tags the runtime's log of a call's error with the call's id, and marks no call without a usable id", async () => {
+      expect((await call("throw", "call-t", "t")).status).to.equal(500);
+      await eventually(() => rt.stderr().includes("RuntimeError: boom t"));
+      const tagged = tagLines(rt.stderr());
+      const first = tagged.findIndex((l) => l.line.includes("request call-t"));
+      const last = tagged.findIndex((l) => l.line.includes("RuntimeError: boom t"));
+      expect(tagged[first]?.line).to.equal("[fizz] function error (request call-t):");
+      expect(tagged.slice(first, last + 1).map((l) => l.id)).to.satisfy((ids: string[]) =>
+        ids.every((id) => id === "call-t"),
+      );
+      const err = rt.stderr().length;
+      const odd = "bad id with spaces";
+      expect((await call("throw", odd, "u")).status).to.equal(500);
+      await eventually(() => rt.stderr().includes("RuntimeError: boom u"));
+      const logs = rt.stderr().slice(err);
+      const expected = `${callMarker("")}\n[fizz] function error (request ${odd}):\n`;
+      expect(logs.startsWith(expected), logs).to.equal(true);
     });
   });
 
