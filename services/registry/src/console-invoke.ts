@@ -52,6 +52,10 @@ export const InvokeRequest = z
         (p) => !/(^|\/)(\.|%2e){1,2}(\/|$|\?)/i.test(p.split("?")[0] ?? ""),
         "must not contain '.' or '..' segments",
       )
+      .refine(
+        (p) => !(p.split("?")[0] ?? "").includes("//"),
+        "must not contain empty segments ('//')",
+      )
       .default(""),
     headers: z
       .record(
