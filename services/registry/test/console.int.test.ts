@@ -133,20 +133,21 @@ describe("registry console endpoints (real NATS and Redis; gateways and poolkeep
         nc,
         S.gatewayStats,
         Codecs.gatewayStats,
-        async (req) => ({
-          gateway: gw,
-          now,
-          functions:
-            req.namespace === "default" && req.name === "hello"
-              ? [
-                  {
-                    namespace: "default",
-                    name: "hello",
-                    buckets: [{ t, count, errors, latency: latency(slot, count) }],
-                  },
-                ]
-              : [],
-        }),
+        (req) =>
+          Promise.resolve({
+            gateway: gw,
+            now,
+            functions:
+              req.namespace === "default" && req.name === "hello"
+                ? [
+                    {
+                      namespace: "default",
+                      name: "hello",
+                      buckets: [{ t, count, errors, latency: latency(slot, count) }],
+                    },
+                  ]
+                : [],
+          }),
         { sender: gw, logger },
       );
     }
@@ -163,13 +164,14 @@ describe("registry console endpoints (real NATS and Redis; gateways and poolkeep
       nc,
       S.poolkeeperList,
       Codecs.poolkeeperList,
-      async () => ({
-        instances: [
-          instance("w1", "warm"),
-          instance("w2", "warm"),
-          instance("s1", "specialized", "hello"),
-        ],
-      }),
+      () =>
+        Promise.resolve({
+          instances: [
+            instance("w1", "warm"),
+            instance("w2", "warm"),
+            instance("s1", "specialized", "hello"),
+          ],
+        }),
       { sender: "poolkeeper-test", logger },
     );
     await nc.flush();
