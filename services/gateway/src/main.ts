@@ -14,4 +14,5 @@ const logger = createLogger("gateway", config.logLevel);
 void runService(logger, (signal) => start(config, { logger, signal }), {
   drainTimeoutMs: config.drainTimeoutMs + 5000,
   exitWithStdin: process.env.FIZZ_PARENT_STDIN === "1",
+  tracing: { config: config.tracing, service: "gateway" },
 });

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { Codecs, type Invocation, type Subjects, type WatchTrigger } from "@fizz/events";
-import { publishInvocation, retryUntil, type Logger } from "@fizz/kit";
+import { publishInvocation, retryUntil, tracer, type Logger } from "@fizz/kit";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { ResolvedResource } from "./discovery";
 import type { KubeObject } from "./kube-client";
@@ -126,7 +126,20 @@ export class Publisher {
       async () => {
         const js = this.opts.js();
         if (!js) throw new Error("JetStream is not ready");
-        await publishInvocation(js, this.opts.subjects, inv, this.opts.sender);
+        // Each event starts a trace; the invoker's delivery and the function continue it.
+        const span = tracer().startSpan("watch.event", "producer", undefined, {
+          "fizz.function": `${inv.namespace}/${inv.function}`,
+          "fizz.trigger": trigger.metadata.name,
+          "fizz.call_id": inv.callId,
+        });
+        try {
+          await publishInvocation(js, this.opts.subjects, inv, this.opts.sender, span.context);
+        } catch (err) {
+          span.fail(err instanceof Error ? err.message : String(err));
+          throw err;
+        } finally {
+          span.end();
+        }
       },
       {
         baseMs: 200,

@@ -5,4 +5,5 @@ const config = loadConfig(process.env);
 const logger = createLogger("kubewatcher", config.logLevel);
 await runService(logger, () => start(config, { logger }), {
   exitWithStdin: process.env.FIZZ_PARENT_STDIN === "1",
+  tracing: { config: config.tracing, service: "kubewatcher" },
 });

@@ -13,4 +13,5 @@ const logger = createLogger("poolkeeper", config.logLevel);
 
 await runService(logger, (signal) => start(config, { logger, signal }), {
   exitWithStdin: process.env.FIZZ_PARENT_STDIN === "1",
+  tracing: { config: config.tracing, service: "poolkeeper" },
 });

@@ -7,7 +7,7 @@ import {
   type SpecializeReply,
   type SpecializeRequest,
 } from "@fizz/events";
-import type { Logger } from "@fizz/kit";
+import { currentScope, tracer, type Logger } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import type { BackendKind } from "./backend";
 import { CodeCache } from "./code-cache";
@@ -83,7 +83,16 @@ export function createSpecializer(
   return async function specialize(req) {
     const started = performance.now();
     let start: "warm" | "cold" | "none" = "none";
+    // Part of the lease's trace: the scope is the one kit's serve entered for this request.
+    const span = tracer().startSpan("poolkeeper.specialize", "internal", currentScope()?.trace, {
+      "fizz.function": `${req.function.namespace}/${req.function.name}`,
+      "fizz.revision": req.function.revision,
+    });
     const done = (outcome: SpecializeOutcomeLabel) => {
+      span.setAttribute("fizz.outcome", outcome);
+      span.setAttribute("fizz.start", start);
+      if (outcome !== "ok") span.fail(outcome);
+      span.end();
       deps.metrics.specializations.inc({ outcome });
       deps.metrics.specializeSeconds.observe(
         { outcome, start },

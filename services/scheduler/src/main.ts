@@ -13,4 +13,5 @@ try {
 const logger = createLogger("scheduler", config.logLevel);
 void runService(logger, (signal) => start(config, { logger, signal }), {
   exitWithStdin: process.env.FIZZ_PARENT_STDIN === "1",
+  tracing: { config: config.tracing, service: "scheduler" },
 });

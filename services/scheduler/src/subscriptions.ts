@@ -121,6 +121,6 @@ export function serveLeases(
         metrics.leaseDuration.observe({ outcome }, (performance.now() - started) / 1000);
       }
     },
-    { sender: opts.sender, logger: opts.logger, queue: "scheduler" },
+    { sender: opts.sender, logger: opts.logger, queue: "scheduler", spanName: "scheduler.lease" },
   );
 }

@@ -1,4 +1,5 @@
 import { FizzError } from "@fizz/events";
+import { loadTracingConfig, type TracingConfig } from "./tracing/config";
 
 /**
  * Small readers for `FIZZ_*` variables. Each names the variable in its error, so a bad deployment
@@ -81,6 +82,8 @@ export interface CommonConfig {
   subjectPrefix: string;
   redisPrefix: string;
   logLevel: string;
+  /** OpenTelemetry export (OTEL_EXPORTER_OTLP_*); undefined = off (tracing/config.ts). */
+  tracing: TracingConfig | undefined;
 }
 
 export function loadCommon(env: Env): CommonConfig {
@@ -100,6 +103,7 @@ export function loadCommon(env: Env): CommonConfig {
       "fatal",
       "silent",
     ]),
+    tracing: loadTracingConfig(env),
   };
 }
 

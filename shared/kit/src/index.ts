@@ -14,3 +14,4 @@ export * from "./retry";
 export * from "./ports";
 export * from "./leader";
 export * from "./leader-kv-lock";
+export * from "./tracing/index";

@@ -8,6 +8,8 @@ import {
 import { Kvm, type KV } from "@nats-io/kv";
 import { CALLS_BUCKET, Codecs, Streams, type Invocation, type Subjects } from "@fizz/events";
 import type { NatsConnection } from "./nats";
+import { putTrace } from "./tracing/nats-headers";
+import type { TraceContext } from "./tracing/traceparent";
 
 /**
  * The JetStream objects of the bus-originated path, created idempotently by whichever service
@@ -80,10 +82,15 @@ export async function publishInvocation(
   subjects: Subjects,
   inv: Invocation,
   sender: string,
+  /** The publisher's trace context, in the message headers, for the invoker to continue. */
+  trace?: TraceContext,
 ): Promise<void> {
   await js.publish(
     subjects.invoke(inv.namespace, inv.function),
     Codecs.invoke.encode(inv, sender),
-    { msgID: inv.callId },
+    {
+      msgID: inv.callId,
+      ...(trace !== undefined ? { headers: putTrace(trace, inv.headers["x-request-id"]) } : {}),
+    },
   );
 }

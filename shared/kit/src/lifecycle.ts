@@ -1,4 +1,7 @@
 import type { Logger } from "./logger";
+import type { TracingConfig } from "./tracing/config";
+import { startTracing } from "./tracing/index";
+import { OFF_TRACER, type Tracer } from "./tracing/tracer";
 
 export interface Stoppable {
   stop(): Promise<void>;
@@ -11,10 +14,16 @@ export interface Stoppable {
 export async function runService(
   logger: Logger,
   start: (signal: AbortSignal) => Promise<Stoppable>,
-  opts: { drainTimeoutMs?: number; exitWithStdin?: boolean } = {},
+  opts: {
+    drainTimeoutMs?: number;
+    exitWithStdin?: boolean;
+    /** Span export for this service (`fizz-<service>`), flushed after the service stopped. */
+    tracing?: { config: TracingConfig | undefined; service: string };
+  } = {},
 ): Promise<void> {
   const abort = new AbortController();
   let service: Stoppable | undefined;
+  let tracing: Tracer = OFF_TRACER;
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
@@ -26,13 +35,17 @@ export async function runService(
       process.exit(1);
     }, opts.drainTimeoutMs ?? 15_000);
     deadline.unref();
-    void (service?.stop() ?? Promise.resolve()).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, "stop failed");
-        process.exit(1);
-      },
-    );
+    void (service?.stop() ?? Promise.resolve())
+      .then(() =>
+        tracing.shutdown().catch((err: unknown) => logger.warn({ err }, "span export failed")),
+      )
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, "stop failed");
+          process.exit(1);
+        },
+      );
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
@@ -44,6 +57,8 @@ export async function runService(
     process.stdin.resume();
   }
   try {
+    if (opts.tracing)
+      tracing = await startTracing(opts.tracing.config, opts.tracing.service, logger);
     service = await start(abort.signal);
     if (stopping) await service.stop();
   } catch (err) {

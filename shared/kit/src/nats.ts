@@ -18,6 +18,10 @@ import {
 import { redactUrl } from "./config";
 import type { Logger } from "./logger";
 import { retryUntil, RetryStopped, warnWhenSlow } from "./retry";
+import { putTrace, takeTrace } from "./tracing/nats-headers";
+import { currentScope, runInScope } from "./tracing/scope";
+import { tracer } from "./tracing/tracer";
+import type { TraceContext } from "./tracing/traceparent";
 
 export type { NatsConnection, Msg, Subscription };
 
@@ -119,18 +123,32 @@ export function natsConnected(nc: NatsConnection | undefined): boolean {
   return nc !== undefined && !nc.isClosed() && !disconnected.has(nc);
 }
 
-/** Sends a request and decodes the reply; a remote error comes back as the FizzError it was. */
+/**
+ * Sends a request and decodes the reply; a remote error comes back as the FizzError it was. The
+ * trace context (`opts.trace`, else the request scope's) travels in the message headers, so the
+ * server's span and log lines join the caller's trace.
+ */
 export async function request<Req, Res, ReqIn, ResIn>(
   nc: NatsConnection,
   subject: string,
   contract: RpcContract<Req, Res, ReqIn, ResIn>,
   data: ReqIn,
-  opts: { sender: string; timeoutMs: number },
+  opts: {
+    sender: string;
+    timeoutMs: number;
+    trace?: TraceContext | undefined;
+    requestId?: string | undefined;
+  },
 ): Promise<Res> {
+  const scope = opts.trace === undefined ? currentScope() : undefined;
+  const trace = opts.trace ?? scope?.trace;
   let msg: Msg;
   try {
     msg = await nc.request(subject, contract.request.encode(data, opts.sender), {
       timeout: opts.timeoutMs,
+      ...(trace !== undefined
+        ? { headers: putTrace(trace, opts.requestId ?? scope?.requestId) }
+        : {}),
     });
   } catch (err) {
     const e = err as Error & { code?: string };
@@ -154,6 +172,8 @@ export interface ServeOptions {
   logger: Logger;
   /** Queue group so replicas share the work. */
   queue?: string;
+  /** Name of the server span of a request that carries a trace (default: the subject). */
+  spanName?: string;
 }
 
 /**
@@ -175,7 +195,7 @@ export function serve<Req, Res, ReqIn, ResIn>(
         log.error({ err: err.message }, "subscription error");
         return;
       }
-      void (async () => {
+      const answer = async () => {
         try {
           const req = contract.request.decode(msg.data).data;
           const res = await handler(req, msg);
@@ -184,8 +204,22 @@ export function serve<Req, Res, ReqIn, ResIn>(
           const fe = FizzError.from(e);
           if (fe.code === "INTERNAL") log.error({ err: fe, cause: fe.cause }, "request failed");
           msg.respond(encodeError(fe, opts.sender));
+          return fe;
         }
-      })();
+        return undefined;
+      };
+      // Only a request that carries a trace gets a span and a scope (its log lines carry the
+      // trace id); the rest pay nothing.
+      const received = msg.headers === undefined ? undefined : takeTrace(msg.headers);
+      if (received?.trace === undefined) {
+        void answer();
+        return;
+      }
+      const span = tracer().startSpan(opts.spanName ?? subject, "server", received.trace);
+      void runInScope({ trace: span.context, requestId: received.requestId }, answer).then((fe) => {
+        if (fe !== undefined) span.fail(`${fe.code}: ${fe.message}`);
+        span.end();
+      });
     },
   });
 }

@@ -6,6 +6,7 @@ import {
   backgroundClock,
   retryUntil,
   RetryStopped,
+  tracer,
   warnWhenSlow,
   type Logger,
   type NatsConnection,
@@ -72,7 +73,20 @@ export function startTimers(o: TimersOptions): Timers {
   const loop = new TimerLoop({
     publish: async (inv) => {
       if (!js) throw new Error("the invocation stream is not ready");
-      await publishInvocation(js, o.subjects, inv, o.sender);
+      // Each firing starts a trace; the invoker's delivery and the function continue it.
+      const span = tracer().startSpan("timer.fire", "producer", undefined, {
+        "fizz.function": `${inv.namespace}/${inv.function}`,
+        "fizz.trigger": inv.trigger ?? "",
+        "fizz.call_id": inv.callId,
+      });
+      try {
+        await publishInvocation(js, o.subjects, inv, o.sender, span.context);
+      } catch (err) {
+        span.fail((err as Error).message);
+        throw err;
+      } finally {
+        span.end();
+      }
     },
     record: new RedisTickRecord(o.redis, o.redisPrefix),
     isLeader: () => leader.isLeader(),

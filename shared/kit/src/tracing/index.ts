@@ -1,0 +1,43 @@
+/**
+ * Tracing: W3C `traceparent`/`tracestate` accepted or started at the edges and passed on over
+ * HTTP and NATS headers; spans exported over OTLP only when configured (config.ts). See
+ * docs/architecture.md "Traces".
+ */
+import { redactUrl } from "../config";
+import type { Logger } from "../logger";
+import type { TracingConfig } from "./config";
+import { OFF_TRACER, setTracer, type Tracer } from "./tracer";
+
+export * from "./traceparent";
+export * from "./ids";
+export * from "./scope";
+export * from "./nats-headers";
+export * from "./tracer";
+export * from "./config";
+
+/**
+ * Installs the process's tracer: the OpenTelemetry one when `config` is set (the SDK is imported
+ * only then), otherwise the off tracer. Returns it, so the caller can `shutdown()` (flush) on stop.
+ */
+export async function startTracing(
+  config: TracingConfig | undefined,
+  service: string,
+  logger: Logger,
+): Promise<Tracer> {
+  if (config === undefined) {
+    setTracer(OFF_TRACER);
+    return OFF_TRACER;
+  }
+  const { createOtelTracer } = await import("./otel");
+  const t = await createOtelTracer(config, service);
+  setTracer(t);
+  logger.info(
+    {
+      endpoint: redactUrl(config.tracesUrl),
+      sampler: config.sampler,
+      serviceName: config.serviceName ?? `fizz-${service}`,
+    },
+    "exporting traces (OTLP/HTTP)",
+  );
+  return t;
+}
