@@ -28,6 +28,7 @@ namespace Fizz.Dotnet
         {
             EnsureDebugger(args);
             var started = Stopwatch.StartNew();
+            CallMarks.Install();
             // A function's own thread that throws ends the process (.NET's policy); say why first.
             AppDomain.CurrentDomain.UnhandledException += (sender, e) =>
                 Console.Error.WriteLine("[fizz] unhandled exception, the instance exits: " +

@@ -89,7 +89,8 @@ namespace Fizz.Dotnet
                 // Collect the rehearsal's garbage now, not during the real specialize.
                 GC.Collect();
                 GC.WaitForPendingFinalizers();
-                real.Log("[fizz] rehearsal done in " + sw.ElapsedMilliseconds + "ms");
+                // Once the instance is specialized its stderr is the function's log: stay quiet there.
+                if (!stop()) real.Log("[fizz] rehearsal done in " + sw.ElapsedMilliseconds + "ms");
             }
             catch (Exception e)
             {

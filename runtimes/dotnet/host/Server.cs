@@ -227,10 +227,12 @@ namespace Fizz.Dotnet
                 return HttpResponse.Error(429, "INSTANCE_BUSY", n + " calls running and " + n + " queued", null, true)
                     .Set("Retry-After", "1");
             }
+            CallMarks.Owner marks = null;
             try
             {
                 var body = http.ReadAll(_instance.Config.MaxBodyBytes);
                 var context = Invoker.BuildContext(req, body, _instance.Function, _instance.PackagePath);
+                marks = CallMarks.Enter(req.Header("x-request-id"));
                 _instance.Watch(this, ticket);
                 object result;
                 try
@@ -259,6 +261,7 @@ namespace Fizz.Dotnet
             }
             finally
             {
+                CallMarks.Leave(marks);
                 _instance.Unwatch(this);
                 ticket.Release();
             }

@@ -128,6 +128,44 @@ export const KINDS: Source = {
 `,
 };
 
+/** The call marker checks' function (runtimes/contract/contract-call-markers.ts). */
+export const LOGS: Source = {
+  filename: "logs.cs",
+  source: `${USING}public class FissionFunction
+{
+    public string Execute(FissionContext context)
+    {
+        string kind, tag, ms;
+        context.Query.TryGetValue("kind", out kind);
+        context.Query.TryGetValue("tag", out tag);
+        switch (kind)
+        {
+            case "both":
+                Console.WriteLine("out " + tag);
+                Console.Error.WriteLine("err " + tag);
+                return "printed";
+            case "partial":
+                Console.Write("part " + tag);
+                return "partial";
+            case "twice":
+                context.Query.TryGetValue("ms", out ms);
+                Console.WriteLine("one " + tag);
+                System.Threading.Thread.Sleep(int.Parse(ms));
+                Console.WriteLine("two " + tag);
+                return "twice";
+            case "later":
+                new System.Threading.Thread(() => {
+                    System.Threading.Thread.Sleep(300);
+                    Console.WriteLine("after " + tag);
+                }).Start();
+                return "later";
+            default: return "quiet";
+        }
+    }
+}
+`,
+};
+
 const shape = (what: string, answer: string, source: string, entrypoint?: string) => ({
   what,
   answer,
@@ -347,4 +385,5 @@ export const dotnetRuntime: RuntimeUnderTest = {
   },
   fixtures: dotnetFixtures,
   compile: (files) => compile(files),
+  callMarkers: { logs: LOGS },
 };

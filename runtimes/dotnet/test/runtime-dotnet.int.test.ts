@@ -13,7 +13,12 @@ import {
   specializeArchive,
   specializeBody,
 } from "../../contract/harness.js";
-import { ME, describeRuntimeContract, healthState } from "../../contract/runtime-contract.js";
+import {
+  ME,
+  describeRuntimeContract,
+  healthState,
+  tagLines,
+} from "../../contract/runtime-contract.js";
 import type { Files } from "../../contract/archive.js";
 import { BuildFailed, HELLO, compile, dotnetRuntime } from "./fixtures.js";
 
@@ -197,12 +202,19 @@ public class FissionFunction
 `,
     };
     rt = await deployed(files);
-    const res = await request(rt.url, { headers: ME });
+    const res = await request(rt.url, { headers: { ...ME, "x-request-id": "call-e" } });
     expect(res.status).to.equal(500);
     expect(res.error()).to.include({
       code: "FUNCTION_ERROR",
       message: "lib/Db.cs:7: InvalidOperationException: no database",
     });
+    // The trace the runtime prints about the call carries the call's request id.
+    const current = rt;
+    await eventually(() => current.stderr().includes("no database"));
+    await eventually(() => current.stderr().endsWith("\n"));
+    const trace = tagLines(current.stderr()).filter((l) => l.line.includes("no database"));
+    expect(trace.length).to.be.greaterThan(0);
+    for (const l of trace) expect(l.id).to.equal("call-e");
   });
 
   it("removes the specialize token from the environment before the function's static code runs", async () => {
