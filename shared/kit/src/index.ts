@@ -5,6 +5,7 @@ export * from "./config";
 export * from "./nats";
 export * from "./redis";
 export * from "./ops";
+export * from "./connection-metrics";
 export * from "./lifecycle";
 export * from "./jetstream";
 export * from "./registry-listing";

@@ -18,6 +18,7 @@ import {
 import { redactUrl } from "./config";
 import type { Logger } from "./logger";
 import { retryUntil, RetryStopped, warnWhenSlow } from "./retry";
+import { trackConnection, type ConnectionTracker } from "./connection-metrics";
 import { putTrace, takeTrace } from "./tracing/nats-headers";
 import { currentScope, runInScope } from "./tracing/scope";
 import { tracer } from "./tracing/tracer";
@@ -43,6 +44,7 @@ export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
   const url = redactUrl(opts.url);
   const options = natsConnectionOptions(opts.url);
   const slow = warnWhenSlow(log, "waiting for NATS", { url });
+  const conn = trackConnection("nats");
   try {
     const nc = await retryUntil(
       () =>
@@ -70,9 +72,12 @@ export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
       },
     );
     log.info({ url, user: options.user }, "connected to NATS");
-    void watchStatus(nc, log);
+    conn.up();
+    void nc.closed().then(() => conn.closed());
+    void watchStatus(nc, log, conn);
     return nc;
   } catch (err) {
+    conn.closed();
     if (err instanceof RetryStopped)
       throw new FizzError("UNAVAILABLE", "stopped while waiting for NATS", { cause: err.cause });
     throw err;
@@ -107,13 +112,19 @@ export function natsConnectionOptions(raw: string): NodeConnectionOptions {
 /** Connection state per client, kept from status events (the client exposes no getter). */
 const disconnected = new WeakSet<NatsConnection>();
 
-async function watchStatus(nc: NatsConnection, log: Logger): Promise<void> {
+async function watchStatus(
+  nc: NatsConnection,
+  log: Logger,
+  conn: ConnectionTracker,
+): Promise<void> {
   for await (const s of nc.status()) {
     if (s.type === "disconnect") {
       disconnected.add(nc);
+      conn.down();
       log.warn("disconnected from NATS; reconnecting");
     } else if (s.type === "reconnect") {
       disconnected.delete(nc);
+      conn.up();
       log.info("reconnected to NATS");
     } else if (s.type === "error") log.error({ err: String(s.error) }, "NATS error");
   }

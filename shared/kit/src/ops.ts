@@ -1,6 +1,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Registry, collectDefaultMetrics } from "prom-client";
+import { registerConnectionMetrics } from "./connection-metrics";
 
 /**
  * `/healthz` (the process is alive), `/readyz` (its dependencies are connected; every check named
@@ -13,6 +14,7 @@ export function createMetricsRegistry(service: string): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
   collectDefaultMetrics({ register: registry });
+  registerConnectionMetrics(registry);
   return registry;
 }
 

@@ -4,6 +4,7 @@ import { redactUrl } from "./config";
 import type { Logger } from "./logger";
 import { backoffMs } from "./backoff";
 import { warnWhenSlow } from "./retry";
+import { trackConnection } from "./connection-metrics";
 
 export type { Redis };
 
@@ -52,10 +53,15 @@ export function connectRedis(opts: { url: string; logger: Logger; name: string }
       return wait;
     },
   });
+  const conn = trackConnection("redis");
   client.on("ready", () => {
     log.info({ url: shownUrl, afterAttempts: attempts }, "connected to Redis");
     attempts = 0;
+    conn.up();
   });
+  client.on("close", () => conn.down());
+  // Only after quit()/disconnect(): ioredis stops reconnecting.
+  client.on("end", () => conn.closed());
   client.on("error", (err: Error) => {
     lastError = err.message;
     log.debug({ err: err.message }, "redis error");
