@@ -148,6 +148,24 @@ export class RegistryClient {
     return opened.res.body;
   }
 
+  /** A function's log lines as NDJSON, unread (`fn logs`; with follow it ends when `signal` aborts). */
+  async openLogs(
+    name: string,
+    query: URLSearchParams,
+    signal: AbortSignal,
+  ): Promise<ReadableStream<Uint8Array>> {
+    const qs = query.toString();
+    const path = `${this.path("functions", name)}/logs${qs === "" ? "" : `?${qs}`}`;
+    const opened = await open(this.opts.fetch, this.target, `${this.opts.baseUrl}${path}`, {
+      method: "GET",
+      headers: this.headers({ accept: "application/x-ndjson" }),
+      signal,
+    });
+    if (!opened.ok) throw this.failure(opened.res);
+    if (!opened.res.body) throw new CliError(`the registry sent no body for GET ${path}`);
+    return opened.res.body;
+  }
+
   private path(kind: Kind, name?: string): string {
     const base = `/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/${kind}`;
     return name === undefined ? base : `${base}/${encodeURIComponent(name)}`;

@@ -23,6 +23,8 @@ export interface Config {
   stdout: Writable;
   stderr: Writable;
   now: () => number;
+  /** Aborts on Ctrl-C; asking for it is what makes Ctrl-C a clean stop (exit 0). */
+  interrupt: () => AbortSignal;
 }
 
 export interface Context extends Config {

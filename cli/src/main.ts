@@ -40,6 +40,8 @@ export interface RunIO {
   now?: () => number;
   /** Where the search for `.fizz/admin-token` starts; defaults to the process's. */
   cwd?: string;
+  /** Ctrl-C for commands that stop cleanly on it (`fn logs -f`); defaults to the process's SIGINT. */
+  interrupt?: AbortSignal;
 }
 
 /** Runs one `fizz` invocation; `argv` excludes the node and script paths. */
@@ -62,6 +64,7 @@ export async function run(argv: string[], io: RunIO): Promise<number> {
       stdout: io.stdout,
       stderr: io.stderr,
       now: io.now ?? Date.now,
+      interrupt: () => io.interrupt ?? sigint(),
     };
     await buildProgram(config, io.env).parseAsync(argv, { from: "user" });
     return 0;
@@ -147,6 +150,13 @@ function report(err: unknown, io: RunIO): number {
     if (io.env.FIZZ_DEBUG && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
   }
   return 1;
+}
+
+/** Installed only when a command asks, so Ctrl-C still kills every other command at once. */
+function sigint(): AbortSignal {
+  const ac = new AbortController();
+  process.once("SIGINT", () => ac.abort());
+  return ac.signal;
 }
 
 function sizeLimit(

@@ -21,6 +21,7 @@ import {
 import { deleteAction } from "./delete-action.js";
 import { fissionFlags, listCommand, withIgnoreNotFound } from "./fission-flags.js";
 import { FN_ALIASES, FN_UNSUPPORTED, SPEC_FLAGS } from "./fission-names.js";
+import { registerFnLogs } from "./fn-logs.js";
 import { registerFnTest } from "./fn-test.js";
 import { printList, renderFunction } from "./fn-view.js";
 import { describeRoute } from "./route.js";
@@ -234,6 +235,7 @@ Examples:
   );
 
   registerFnTest(fn, context);
+  registerFnLogs(fn, context);
 }
 
 /** The function (and the package --src/--deploy make first: it needs a build to point at). */
