@@ -11,7 +11,7 @@ import {
   specializeArchive,
   startRuntime,
 } from "../../contract/harness.js";
-import { ME, push } from "../../contract/runtime-contract.js";
+import { ME, push, tagLines } from "../../contract/runtime-contract.js";
 import {
   CONTEXT_HELLO,
   FLASK_HELLO,
@@ -225,6 +225,15 @@ describe("python runtime: Fission's Flask-style functions", function () {
       const res = await get(rt, "/printed");
       expect(res.headers["content-type"]).to.match(/^text\/plain/);
       expect(res.text).to.equal("printed, returned None\n");
+    });
+
+    it("marks what the call printed on stdout with its request id, and answers it without the marker", async () => {
+      const res = await get(rt, "/printed", { "x-request-id": "flask-call-1" });
+      expect(res.text).to.equal("printed, returned None\n");
+      await eventually(() => tagLines(rt.stdout()).some((l) => l.id === "flask-call-1"));
+      expect(tagLines(rt.stdout()).filter((l) => l.id === "flask-call-1")).to.deep.equal([
+        { id: "flask-call-1", line: "printed, returned None" },
+      ]);
     });
 
     it("answers an exception, or a return Flask cannot answer with, with FUNCTION_ERROR", async () => {
