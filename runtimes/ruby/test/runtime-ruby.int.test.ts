@@ -26,6 +26,7 @@ import {
   describeRuntimeContract,
   healthState,
   push,
+  tagLines,
 } from "../../contract/runtime-contract.js";
 import { rubyRuntime } from "./fixtures.js";
 import { FISSION_REQUEST, RESPONSES, tarEntry } from "./ruby-fixtures.js";
@@ -123,10 +124,20 @@ describe("ruby runtime: Ruby only", function () {
     });
 
     it("answers 500 FUNCTION_ERROR naming file and line to exit in a call, and keeps serving", async () => {
-      const res = await request(rt.url, { path: "/?kind=exit", headers: ME });
+      const res = await request(rt.url, {
+        path: "/?kind=exit",
+        headers: { ...ME, "x-request-id": "call-exit" },
+      });
       expect(res.status).to.equal(500);
       expect(res.error().code).to.equal("FUNCTION_ERROR");
       expect(res.error().message).to.match(/^request\.rb:\d+: SystemExit: exit$/);
+      // The trace the runtime prints about the call carries the call's request id.
+      await eventually(
+        () => rt.stderr().includes("(request call-exit)") && rt.stderr().endsWith("\n"),
+      );
+      const trace = tagLines(rt.stderr()).filter((l) => l.line.includes("SystemExit"));
+      expect(trace.length).to.be.greaterThan(0);
+      for (const l of trace) expect(l.id).to.equal("call-exit");
       expect((await request(rt.url, { path: "/?kind=rack", headers: ME })).status).to.equal(200);
       expect(await healthState(rt)).to.equal("specialized");
     });
