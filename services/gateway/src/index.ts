@@ -98,11 +98,12 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
   const pools = new UpstreamPools();
   const leases = new LeaseManager({
     gateway: id,
-    request: async (req) =>
+    request: async (req, trace) =>
       (
         await request(nc, subj.schedulerLease, Codecs.schedulerLease, req, {
           sender: id,
           timeoutMs: config.leaseTimeoutMs,
+          trace,
         })
       ).lease,
     dispatcher: (address) => pools.get(address),

@@ -2,9 +2,14 @@ import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import { Codecs, FizzError, type CallStatus, type Invocation, type Subjects } from "@fizz/events";
 import {
+  childOf,
   OutboundRefused,
+  parseTraceparent,
   publishInvocation,
+  tracer,
   type Logger,
+  type Span,
+  type TraceContext,
   type NatsConnection,
   type OutboundGuard,
 } from "@fizz/kit";
@@ -56,7 +61,20 @@ export function createAsyncHandler(o: AsyncHttpOptions): http.RequestListener {
       if (err.code === "INTERNAL") log.error({ err: err.message }, "async request failed");
       sendError(res, err, requestId, !req.complete);
     };
-    handle(o, req, res, requestId).catch((err: unknown) => {
+    // The client's trace (or a new one) continues through the invocation's NATS headers to the
+    // invoker, whose call of the function is part of it.
+    const incoming = parseTraceparent(header(req, "traceparent"), header(req, "tracestate"));
+    const t = tracer();
+    const span = t.recording
+      ? t.startSpan("gateway.request", "server", incoming, {
+          "http.request.method": req.method ?? "GET",
+          "url.path": (req.url ?? "/").split("?")[0] ?? "/",
+          "fizz.request_id": requestId,
+        })
+      : undefined;
+    const trace = span?.context ?? childOf(incoming);
+    if (span !== undefined) res.once("finish", () => endServerSpan(span, res.statusCode));
+    handle(o, req, res, requestId, trace).catch((err: unknown) => {
       const fe = FizzError.from(err);
       fail(
         fe,
@@ -75,6 +93,7 @@ async function handle(
   req: http.IncomingMessage,
   res: http.ServerResponse,
   requestId: string,
+  trace: TraceContext,
 ): Promise<void> {
   const url = req.url ?? "/";
   const method = req.method ?? "GET";
@@ -168,6 +187,7 @@ async function handle(
         o.subjects,
         existing ? { ...inv, createdAt: existing.createdAt } : inv,
         o.sender,
+        trace,
       );
     } catch (err) {
       if (!existing) await bus.store.remove(callId).catch(() => undefined);
@@ -279,6 +299,13 @@ async function checkCallbackUrl(guard: OutboundGuard, url: string): Promise<void
   }
 }
 
+function endServerSpan(span: Span, status: number): void {
+  span.setAttribute("http.response.status_code", status);
+  if (status >= 500) span.fail(`answered ${status}`);
+  span.end();
+}
+
+/** A repeated header reads as its first value; node joins a repeated traceparent (invalid then). */
 function header(req: http.IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;

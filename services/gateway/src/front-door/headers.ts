@@ -22,7 +22,8 @@ export interface ScannedRequest {
    * Headers to forward: hop-by-hop ones, those named in Connection, Host (the upstream gets its
    * own), and every header the gateway sets itself (X-Fizz-*, X-Forwarded-*, Forwarded,
    * X-Request-Id) removed. Dropping client-sent X-Fizz-* matters: a client must not forge route
-   * parameters or the instance id the runtime checks; X-Forwarded-*: server.ts.
+   * parameters or the instance id the runtime checks; X-Forwarded-*: server.ts; traceparent and
+   * tracestate are read into their own fields (the gateway sends its own).
    */
   headers: string[];
   host: string | undefined;
@@ -35,6 +36,13 @@ export interface ScannedRequest {
   forwardedProto: string | undefined;
   /** RFC 7239 Forwarded, every instance joined; passed on only from a trusted proxy. */
   forwarded: string | undefined;
+  /**
+   * W3C trace context, never forwarded as sent: the gateway passes its own (child) context on.
+   * A repeated `traceparent` is kept as "" (invalid: the spec refuses a repeated header).
+   */
+  traceparent: string | undefined;
+  /** Every `tracestate` joined with ",". */
+  tracestate: string | undefined;
 }
 
 export function scanRequestHeaders(raw: readonly string[]): ScannedRequest {
@@ -48,6 +56,8 @@ export function scanRequestHeaders(raw: readonly string[]): ScannedRequest {
     forwardedHost: undefined,
     forwardedProto: undefined,
     forwarded: undefined,
+    traceparent: undefined,
+    tracestate: undefined,
   };
   let connection: string | undefined;
   for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -85,6 +95,12 @@ export function scanRequestHeaders(raw: readonly string[]): ScannedRequest {
         continue;
       case "forwarded":
         out.forwarded = out.forwarded === undefined ? value : `${out.forwarded}, ${value}`;
+        continue;
+      case "traceparent":
+        out.traceparent = out.traceparent === undefined ? value : "";
+        continue;
+      case "tracestate":
+        out.tracestate = out.tracestate === undefined ? value : `${out.tracestate},${value}`;
         continue;
       default:
         if (isHopByHop(lower) || lower.startsWith("x-fizz-")) continue;

@@ -1,5 +1,5 @@
 import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
-import { realClock, retryUntil, type Clock } from "@fizz/kit";
+import { realClock, retryUntil, tracer, type Clock, type TraceContext } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import { CapacityQueues } from "./capacity";
 import { FunctionLeases, type LeaseEntry } from "./function-leases";
@@ -27,7 +27,8 @@ function isOutage(err: FizzError): boolean {
   return err.retryable && err.code === "UNAVAILABLE";
 }
 
-export type LeaseRequester = (req: LeaseRequest) => Promise<Lease>;
+/** `trace`: the lease span's context, sent in the request's NATS headers (kit's `request`). */
+export type LeaseRequester = (req: LeaseRequest, trace: TraceContext | undefined) => Promise<Lease>;
 
 export interface UsageItem {
   instanceId: string;
@@ -147,7 +148,13 @@ export class LeaseManager {
    * queues: NO_CAPACITY then goes back to the caller, which answers with the instance's own 429.
    * `ticket.cancel` is set while the request waits in the queue.
    */
-  async acquire(fl: FunctionLeases, avoid?: string, ticket?: WaitTicket): Promise<LeaseEntry> {
+  async acquire(
+    fl: FunctionLeases,
+    avoid?: string,
+    ticket?: WaitTicket,
+    /** The asking request's trace: a lease request it causes is a span of it. */
+    trace?: TraceContext,
+  ): Promise<LeaseEntry> {
     // At the limit already (others wait, or NO_CAPACITY just now): queue behind them, FIFO.
     if (avoid === undefined && (fl.queue.length > 0 || this.opts.clock.now() < fl.noCapacityUntil))
       return this.capacity.wait(fl, ticket);
@@ -155,7 +162,7 @@ export class LeaseManager {
     for (let round = 0; round < this.opts.maxRounds; round++) {
       let e: LeaseEntry | undefined;
       try {
-        e = await this.takeOrAsk(fl, avoid, outage);
+        e = await this.takeOrAsk(fl, avoid, outage, trace);
       } catch (err) {
         if (avoid !== undefined || !(err instanceof FizzError && err.code === "NO_CAPACITY"))
           throw err;
@@ -214,12 +221,13 @@ export class LeaseManager {
     fl: FunctionLeases,
     avoid: string | undefined,
     outage: { until: number },
+    trace: TraceContext | undefined,
   ): Promise<LeaseEntry | undefined> {
     return retryUntil(
       async () => {
         const e = this.tryTake(fl, avoid);
         if (e) return e;
-        await this.ask(fl, avoid);
+        await this.ask(fl, avoid, trace);
         return undefined;
       },
       {
@@ -330,14 +338,23 @@ export class LeaseManager {
    * One scheduler request per function at a time; concurrent askers share it. Resolves true when
    * it added capacity (a new lease, or more slots on a held one).
    */
-  private ask(fl: FunctionLeases, avoid: string | undefined): Promise<boolean> {
-    fl.pending ??= this.fetch(fl, avoid).finally(() => {
+  private ask(
+    fl: FunctionLeases,
+    avoid: string | undefined,
+    trace?: TraceContext,
+  ): Promise<boolean> {
+    // Shared by concurrent askers: the lease span belongs to the trace of the one that asked first.
+    fl.pending ??= this.fetch(fl, avoid, trace).finally(() => {
       fl.pending = undefined;
     });
     return fl.pending;
   }
 
-  private async fetch(fl: FunctionLeases, avoid: string | undefined): Promise<boolean> {
+  private async fetch(
+    fl: FunctionLeases,
+    avoid: string | undefined,
+    trace: TraceContext | undefined,
+  ): Promise<boolean> {
     const exclude = fl.leases.filter((e) => e.inFlight >= e.slots).map((e) => e.instanceId);
     if (avoid !== undefined && !exclude.includes(avoid)) exclude.push(avoid);
     const failed = [...fl.failed];
@@ -351,13 +368,22 @@ export class LeaseManager {
     // The scheduler must not grant a revision older than the one this gateway already knows.
     if (fl.minRevision > 0) req.minRevision = fl.minRevision;
     let lease: Lease;
+    const t = tracer();
+    const span =
+      t.recording && trace !== undefined
+        ? t.startSpan("gateway.lease", "client", trace, { "fizz.function": fl.key })
+        : undefined;
     try {
-      lease = await this.opts.request(req);
+      lease = await this.opts.request(req, span?.context ?? trace);
+      span?.setAttribute("fizz.instance", lease.instanceId);
     } catch (err) {
       const fe = FizzError.from(err);
+      span?.fail(`${fe.code}: ${fe.message}`);
       this.opts.onLeaseRequest?.(fe.code);
       if (fe.code === "NO_CAPACITY") fl.noCapacityUntil = this.opts.clock.now() + this.opts.reaskMs;
       throw fe;
+    } finally {
+      span?.end();
     }
     this.opts.onLeaseRequest?.("ok");
     for (const id of failed) fl.failed.delete(id);

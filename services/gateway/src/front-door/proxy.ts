@@ -1,6 +1,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { FizzError } from "@fizz/events";
-import type { Logger } from "@fizz/kit";
+import {
+  formatTraceparent,
+  logBindings,
+  tracer,
+  type Logger,
+  type Span,
+  type TraceContext,
+} from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import { BodySource } from "./body";
 import { answerTimeout, headersBackstopMs, leaseError, sendError } from "./http-errors";
@@ -74,6 +81,10 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   /** The function's timeout to its response head, on a precise timer (see send). */
   private answerTimer: NodeJS.Timeout | undefined;
   private timedOut = false;
+  /** The attempt's client span, only while recording. */
+  private callSpan: Span | undefined;
+  /** Built at the first log line of this request, never otherwise. */
+  private log: Logger | undefined;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -87,6 +98,10 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     private readonly headers: string[],
     private readonly body: BodySource | null,
     private readonly startedAt: number,
+    /** The gateway's span context: parent of lease requests and of the function call. */
+    private readonly trace: TraceContext,
+    /** The request's server span, only while recording (server.ts). */
+    private readonly span: Span | undefined,
   ) {
     this.baseLength = headers.length;
     this.repeatable = body === null && REPEATABLE.has(req.method ?? "GET");
@@ -106,7 +121,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       return;
     }
     this.ticket ??= {};
-    this.ctx.leases.acquire(this.target, avoid, this.ticket).then(
+    this.ctx.leases.acquire(this.target, avoid, this.ticket, this.trace).then(
       (lease) => {
         if (this.clientGone) {
           this.ctx.leases.release(lease, false);
@@ -145,6 +160,16 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     const h = this.headers;
     h.length = this.baseLength;
     h.push("x-fizz-instance", e.instanceId, "x-fizz-function-revision", e.revisionText);
+    if (this.span !== undefined) {
+      // Recording: each attempt is a client span, the function's parent.
+      const cs = tracer().startSpan("gateway.call", "client", this.trace, {
+        "fizz.instance": e.instanceId,
+        "server.address": e.address,
+      });
+      this.callSpan = cs;
+      h.push("traceparent", formatTraceparent(cs.context));
+      if (cs.context.traceState !== undefined) h.push("tracestate", cs.context.traceState);
+    }
     // undici's own timeouts above 1 s run on a coarse ~0.5 s tick, so a 504 came up to a second
     // after the function's timeout; this timer is exact, and undici's is only a backstop.
     this.clearAnswerTimer();
@@ -192,6 +217,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
     if (status < 200) return true; // 1xx (103 Early Hints): wait for the final answer
     this.clearAnswerTimer();
+    this.callSpan?.setAttribute("http.response.status_code", status);
     this.status = status;
     this.resume = resume;
     if (status === 421) {
@@ -230,6 +256,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     this.clearAnswerTimer();
+    this.endCallSpan(undefined);
     const e = this.lease as LeaseEntry;
     this.abortUpstream = undefined;
     if (this.mode === STREAM) {
@@ -273,6 +300,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     this.clearAnswerTimer();
+    this.endCallSpan(err.message);
     const e = this.lease;
     this.abortUpstream = undefined;
     const code = (err as Error & { code?: string }).code;
@@ -296,7 +324,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     }
     if (this.res.headersSent) {
       // Mid-stream: the client already has a status; all we can do is cut the response.
-      this.ctx.logger.debug(
+      this.logger().debug(
         { err: err.message, fn: this.target.key },
         "upstream failed mid-response",
       );
@@ -373,7 +401,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       close || (this.body !== null && !this.req.complete),
     );
     if (err.code === "INTERNAL")
-      this.ctx.logger.error({ err: err.message, fn: this.target.key }, "proxy failed");
+      this.logger().error({ err: err.message, fn: this.target.key }, "proxy failed");
     this.done(status);
   }
 
@@ -381,6 +409,25 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     this.clearAnswerTimer();
     if (this.finished) return;
     this.finished = true;
+    this.endCallSpan(this.clientGone ? "client went away" : undefined);
+    if (this.span !== undefined) {
+      this.span.setAttribute("http.response.status_code", status);
+      if (status >= 500) this.span.fail(`answered ${status}`);
+      this.span.end();
+    }
     this.ctx.metrics.observe(this.target, status, this.startedAt);
+  }
+
+  private endCallSpan(error: string | undefined): void {
+    const cs = this.callSpan;
+    if (cs === undefined) return;
+    this.callSpan = undefined;
+    if (error !== undefined) cs.fail(error);
+    cs.end();
+  }
+
+  /** The request's logger: its lines carry the trace id and request id. */
+  private logger(): Logger {
+    return (this.log ??= this.ctx.logger.child(logBindings(this.trace, this.requestId)));
   }
 }

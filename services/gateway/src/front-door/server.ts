@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { FizzError } from "@fizz/events";
-import { sleep } from "@fizz/kit";
+import { childOf, formatTraceparent, parseTraceparent, sleep, tracer } from "@fizz/kit";
 import { BodySource } from "./body";
 import { scanRequestHeaders } from "./headers";
 import { sendError } from "./http-errors";
@@ -103,7 +103,38 @@ export function createHandler(opts: HandlerOptions): http.RequestListener {
       for (let i = 0; i + 1 < params.length; i += 2)
         h.push(`x-fizz-params-${params[i]}`, params[i + 1] as string);
 
-    new ProxyCall(ctx, req, res, match.target, match.url, requestId, h, body, startedAt).start();
+    // The client's trace, if it sent a valid one, else a new one. Off (no export), the gateway's
+    // span is only an id: the function gets it as its parent in a header set once here. Recording,
+    // each attempt gets its own client span and header (proxy.ts).
+    const incoming = parseTraceparent(scanned.traceparent, scanned.tracestate);
+    const t = tracer();
+    const span = t.recording
+      ? t.startSpan("gateway.request", "server", incoming, {
+          "http.request.method": method,
+          "url.path": url.split("?")[0] ?? url,
+          "fizz.function": match.target.key,
+          "fizz.request_id": requestId,
+        })
+      : undefined;
+    const trace = span === undefined ? childOf(incoming) : span.context;
+    if (span === undefined) {
+      h.push("traceparent", formatTraceparent(trace));
+      if (trace.traceState !== undefined) h.push("tracestate", trace.traceState);
+    }
+
+    new ProxyCall(
+      ctx,
+      req,
+      res,
+      match.target,
+      match.url,
+      requestId,
+      h,
+      body,
+      startedAt,
+      trace,
+      span,
+    ).start();
   };
 }
 

@@ -6,7 +6,14 @@ import {
   type Invocation,
   type Subjects,
 } from "@fizz/events";
-import type { Logger, NatsConnection } from "@fizz/kit";
+import {
+  childOf,
+  takeTrace,
+  tracer,
+  type Logger,
+  type NatsConnection,
+  type TraceContext,
+} from "@fizz/kit";
 import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
 import type { BusConfig } from "../bus-config";
 import type { BusMetrics } from "../bus-metrics";
@@ -124,6 +131,18 @@ export class InvocationConsumer {
     this.active.add(m);
     const stopWorking = keepWorking(m, this.o.config.ackWaitMs);
     let slot: FunctionLeases | undefined;
+    // The publisher's trace (async request, timer firing, watch event), from the message headers.
+    const t = tracer();
+    const received = takeTrace(m.headers);
+    const span = t.recording
+      ? t.startSpan("invoker.deliver", "consumer", received.trace, {
+          "fizz.function": `${inv.namespace}/${inv.function}`,
+          "fizz.call_id": inv.callId,
+          "fizz.source": inv.source,
+          "messaging.message.delivery_count": m.info.deliveryCount,
+        })
+      : undefined;
+    const trace = span?.context ?? childOf(received.trace);
     try {
       if (fl === null) {
         const err = new FizzError(
@@ -135,17 +154,24 @@ export class InvocationConsumer {
       }
       await this.o.limiter.acquire(fl);
       slot = fl;
-      await this.run(m, inv, fl, ctl.signal);
+      await this.run(m, inv, fl, ctl.signal, trace);
     } catch (err) {
+      span?.fail((err as Error).message);
       // Stopping (or the status store is unreachable): someone runs it again later.
       if (!ctl.signal.aborted)
         this.log.warn(
-          { err: (err as Error).message, callId: inv.callId },
+          {
+            err: (err as Error).message,
+            callId: inv.callId,
+            traceId: trace.traceId,
+            requestId: inv.headers["x-request-id"] ?? inv.callId,
+          },
           "invocation handed back",
         );
       settleMsg(() => m.nak(ctl.signal.aborted ? 0 : 1000));
       this.o.metrics.invocation(inv.source, "handed_back");
     } finally {
+      span?.end();
       stopWorking();
       this.active.delete(m);
       if (slot) this.o.limiter.release(slot);
@@ -157,6 +183,7 @@ export class InvocationConsumer {
     inv: Invocation,
     fl: FunctionLeases,
     signal: AbortSignal,
+    trace: TraceContext,
   ): Promise<void> {
     const { store, metrics } = this.o;
     // Attempts live in the status: a delivery count would also count deferrals.
@@ -182,7 +209,7 @@ export class InvocationConsumer {
     const outcome = await callUntilRun(
       this.o.leases,
       fl,
-      this.request(inv, attempts, signal),
+      this.request(inv, attempts, signal, trace),
       signal,
     );
     metrics.attempt(inv, inv.source, outcome.answer);
@@ -260,7 +287,12 @@ export class InvocationConsumer {
     metrics.observe(inv.source, a.durationMs);
   }
 
-  private request(inv: Invocation, attempt: number, signal: AbortSignal): CallRequest {
+  private request(
+    inv: Invocation,
+    attempt: number,
+    signal: AbortSignal,
+    trace: TraceContext,
+  ): CallRequest {
     const h: string[] = [];
     let requestId: string | undefined;
     for (const [name, value] of Object.entries(inv.headers)) {
@@ -297,12 +329,21 @@ export class InvocationConsumer {
       body: inv.body.length > 0 ? Buffer.from(inv.body, "base64") : null,
       maxResponseBytes: this.o.maxResponseBytes,
       signal,
+      trace,
     };
   }
 }
 
 /** Set by the gateway itself or framing the body (undici computes the length). */
-const SKIPPED = new Set(["content-length", "host", "expect", "x-call-id"]);
+const SKIPPED = new Set([
+  "content-length",
+  "host",
+  "expect",
+  "x-call-id",
+  // The delivery's own trace context replaces these (CallRequest.trace).
+  "traceparent",
+  "tracestate",
+]);
 /**
  * X-Fizz-* headers an invocation may carry to the function. Only platform services publish on the
  * invocation subjects (the async endpoint strips a client's X-Fizz-* before publishing), but the

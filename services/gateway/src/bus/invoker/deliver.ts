@@ -43,6 +43,8 @@ export function requestHeadersOf(h: MsgHdrs | undefined, contentType: string): s
       // X-Call-Id is the gateway's to set (the call's deduplication key).
       if (lower === "content-length" || lower === "host" || lower === "expect") continue;
       if (lower === "x-call-id") continue;
+      // The caller's trace continues through the delivery's own span (CallRequest.trace).
+      if (lower === "traceparent" || lower === "tracestate") continue;
       if (lower === "content-type") typed = true;
       out.push(name, values.join(", "));
     }

@@ -1,4 +1,5 @@
 import { FizzError, type ErrorCode } from "@fizz/events";
+import { formatTraceparent, tracer, type TraceContext } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import {
   isHopByHop,
@@ -33,6 +34,11 @@ export interface CallRequest {
   maxResponseBytes: number;
   /** Aborts the wait for a slot and the upstream call (the gateway stops). */
   signal?: AbortSignal | undefined;
+  /**
+   * The delivery's trace context: parent of the lease request and, as `traceparent`, of the
+   * function (through a client span per send while recording). `headers` carry none.
+   */
+  trace?: TraceContext | undefined;
 }
 
 export interface CallResult {
@@ -93,7 +99,8 @@ export async function callFunction(
   let last: CallFailure | undefined;
   for (let sends = 0, rounds = 0; sends < MAX_SENDS && rounds < 4 * MAX_SENDS; rounds++) {
     if (req.signal?.aborted) throw stopped();
-    const e = leases.tryTake(fl, avoid) ?? (await acquire(leases, fl, avoid, req.signal, last));
+    const e =
+      leases.tryTake(fl, avoid) ?? (await acquire(leases, fl, avoid, req.signal, last, req.trace));
     if (e.dropped || e.revision < fl.minRevision) {
       // Handed over from the queue and dropped meanwhile (failed, old revision): not a send.
       leases.release(e, false);
@@ -115,12 +122,13 @@ async function acquire(
   avoid: string | undefined,
   signal: AbortSignal | undefined,
   last: CallFailure | undefined,
+  trace: TraceContext | undefined,
 ): Promise<LeaseEntry> {
   const ticket: WaitTicket = {};
   const onAbort = () => ticket.cancel?.();
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    return await leases.acquire(fl, avoid, ticket);
+    return await leases.acquire(fl, avoid, ticket, trace);
   } catch (err) {
     if (signal?.aborted) throw stopped();
     // No other instance for a retry after 429 INSTANCE_BUSY: the instance's own answer stands.
@@ -140,6 +148,38 @@ async function send(leases: LeaseManager, e: LeaseEntry, req: CallRequest): Prom
     "x-fizz-function-revision",
     e.revisionText,
   ];
+  const t = tracer();
+  const span =
+    t.recording && req.trace !== undefined
+      ? t.startSpan("gateway.call", "client", req.trace, {
+          "fizz.instance": e.instanceId,
+          "server.address": e.address,
+        })
+      : undefined;
+  const parent = span?.context ?? req.trace;
+  if (parent !== undefined) {
+    headers.push("traceparent", formatTraceparent(parent));
+    if (parent.traceState !== undefined) headers.push("tracestate", parent.traceState);
+  }
+  try {
+    const sent = await sendOnce(leases, e, req, headers);
+    if (sent.kind === "done") span?.setAttribute("http.response.status_code", sent.result.status);
+    else span?.fail(sent.error.message);
+    return sent;
+  } catch (err) {
+    span?.fail((err as Error).message);
+    throw err;
+  } finally {
+    span?.end();
+  }
+}
+
+async function sendOnce(
+  leases: LeaseManager,
+  e: LeaseEntry,
+  req: CallRequest,
+  headers: string[],
+): Promise<Sent> {
   const startedAt = performance.now();
   // An exact timer for the function's timeout (undici's own ones above 1 s tick every ~0.5 s and
   // stay only as a backstop), as in the HTTP proxy.

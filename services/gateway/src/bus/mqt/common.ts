@@ -1,5 +1,13 @@
 import type { MessageQueueTrigger, Subjects } from "@fizz/events";
-import type { Logger, NatsConnection } from "@fizz/kit";
+import {
+  childOf,
+  takeTrace,
+  tracer,
+  type Logger,
+  type NatsConnection,
+  type Span,
+  type TraceContext,
+} from "@fizz/kit";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import type { BusConfig } from "../bus-config";
@@ -51,6 +59,7 @@ export function messageRequest(
   callId: string,
   maxResponseBytes: number,
   signal: AbortSignal | undefined,
+  trace: TraceContext,
 ): CallRequest {
   const headers = requestHeadersOf(h, t.spec.contentType);
   headers.push(
@@ -79,5 +88,27 @@ export function messageRequest(
     body: data.length > 0 ? data : null,
     maxResponseBytes,
     signal,
+    trace,
   };
+}
+
+/**
+ * A delivery's span (recording) and the context its call continues: the publisher's
+ * `traceparent` from the message headers, or a new trace.
+ */
+export function deliverySpan(
+  t: MessageQueueTrigger,
+  h: MsgHdrs | undefined,
+  subject: string,
+): { span: Span | undefined; trace: TraceContext } {
+  const tr = tracer();
+  const received = takeTrace(h);
+  const span = tr.recording
+    ? tr.startSpan("mqt.deliver", "consumer", received.trace, {
+        "fizz.function": `${t.metadata.namespace}/${t.spec.function}`,
+        "fizz.trigger": t.metadata.name,
+        "messaging.destination.name": subject,
+      })
+    : undefined;
+  return { span, trace: span?.context ?? childOf(received.trace) };
 }

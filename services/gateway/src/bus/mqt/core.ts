@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { FizzError, isUserReplySubject, type MessageQueueTrigger } from "@fizz/events";
-import type { Msg } from "@fizz/kit";
+import type { Msg, TraceContext } from "@fizz/kit";
 import { publishAnswer, respondAnswer } from "../invoker/deliver";
 import { callFunction } from "../invoker/invoke";
 import { settle, stopController } from "../invoker/stopping";
 import { failureOf, outcomeOf, type Outcome } from "../invoker/outcome";
-import { messageRequest, mqtName, type MqtDeps, type MqtRunner } from "./common";
+import { deliverySpan, messageRequest, mqtName, type MqtDeps, type MqtRunner } from "./common";
 
 /**
  * A message-queue trigger without a stream: core NATS, at most once, lowest latency. Every
@@ -27,8 +27,10 @@ export async function startCoreTrigger(d: MqtDeps, t: MessageQueueTrigger): Prom
 
   const handle = async (msg: Msg): Promise<void> => {
     active.size++;
+    const { span, trace } = deliverySpan(t, msg.headers, msg.subject);
     try {
-      const outcome = await call(msg, stopping.signal);
+      const outcome = await call(msg, stopping.signal, trace);
+      if (outcome.kind === "failed") span?.fail(outcome.error.message);
       const ok = outcome.kind === "answered" && outcome.answer.status < 400;
       d.metrics.invocation("mqt-core", ok ? "succeeded" : "failed");
       d.metrics.observe("mqt-core", outcome.answer.durationMs);
@@ -45,11 +47,12 @@ export async function startCoreTrigger(d: MqtDeps, t: MessageQueueTrigger): Prom
         if (subject) publishAnswer(d.nc, subject, outcome.answer, {}, log);
       }
     } finally {
+      span?.end();
       active.size--;
     }
   };
 
-  const call = async (msg: Msg, signal: AbortSignal): Promise<Outcome> => {
+  const call = async (msg: Msg, signal: AbortSignal, trace: TraceContext): Promise<Outcome> => {
     const fl = d.lookup(namespace, s.function);
     if (!fl) {
       return failureOf(
@@ -74,6 +77,7 @@ export async function startCoreTrigger(d: MqtDeps, t: MessageQueueTrigger): Prom
         randomUUID(),
         d.maxResponseBytes,
         signal,
+        trace,
       );
       return outcomeOf(await callFunction(d.leases, fl, req));
     } catch (err) {

@@ -18,7 +18,7 @@ import { ensurePullConsumer, Puller } from "../invoker/puller";
 import { storedBodyLimit } from "../invoker/status";
 import { settle, stopController } from "../invoker/stopping";
 import type { FunctionLeases } from "../../front-door/index";
-import { messageRequest, mqtName, type MqtDeps, type MqtRunner } from "./common";
+import { deliverySpan, messageRequest, mqtName, type MqtDeps, type MqtRunner } from "./common";
 
 /**
  * A message-queue trigger with a stream: at least once through JetStream. The stream is created
@@ -89,6 +89,7 @@ export async function startJetStreamTrigger(
     // This consumer only fetches what can run, so every delivery is an attempt.
     const attempts = m.info.deliveryCount;
     let slot: FunctionLeases | undefined;
+    const { span, trace } = deliverySpan(t, m.headers, m.subject);
     try {
       if (fl === null) {
         const err = new FizzError(
@@ -108,6 +109,7 @@ export async function startJetStreamTrigger(
         callId,
         d.maxResponseBytes,
         ctl.signal,
+        trace,
       );
       const outcome = await callUntilRun(d.leases, fl, req, ctl.signal);
       d.metrics.attempt({ namespace, function: s.function }, "mqt", outcome.answer);
@@ -118,11 +120,16 @@ export async function startJetStreamTrigger(
       }
       await finish(m, outcome, attempts, callId);
     } catch (err) {
+      span?.fail((err as Error).message);
       if (!ctl.signal.aborted)
-        log.warn({ err: (err as Error).message, callId }, "message handed back");
+        log.warn(
+          { err: (err as Error).message, callId, traceId: trace.traceId, requestId: callId },
+          "message handed back",
+        );
       settleMsg(() => m.nak(ctl.signal.aborted ? 0 : 1000));
       d.metrics.invocation("mqt-jetstream", "handed_back");
     } finally {
+      span?.end();
       stopWorking();
       active.delete(m);
       if (slot) d.limiter.release(slot);
