@@ -45,7 +45,9 @@ export function visible(text: string): string {
   });
 }
 
+/** Ids longer than LONG_ID (UUIDs, 32 hex) are shown by their first SHORT_ID characters. */
 const SHORT_ID = 8;
+const LONG_ID = 12;
 
 /**
  * `2026-12-05T02:40:00.123Z stderr [req 3f2a9b1c…] message`; the platform's own lines read
@@ -57,7 +59,7 @@ export function formatLine(l: LogLine, detail: boolean): string {
   if (detail) parts.push(`[${visible(l.instanceId)}]`);
   if (l.requestId) {
     const id = visible(l.requestId);
-    parts.push(detail || id.length <= SHORT_ID ? `[req ${id}]` : `[req ${id.slice(0, SHORT_ID)}…]`);
+    parts.push(detail || id.length <= LONG_ID ? `[req ${id}]` : `[req ${id.slice(0, SHORT_ID)}…]`);
   }
   if (l.stream === "system") parts.push("[fizz]");
   parts.push(visible(l.line));
