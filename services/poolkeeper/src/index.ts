@@ -23,7 +23,7 @@ import {
   registryConfigResolver,
 } from "./function-config";
 import { createList, createRetire, forwardOutput, instancePublisher, onDied } from "./handlers";
-import { createMetrics } from "./metrics";
+import { createMetrics, forgetDeletedFunctions } from "./metrics";
 import { Pool } from "./pool";
 import { ProcessBackend } from "./process-backend";
 import { toInstance } from "./instances";
@@ -120,6 +120,7 @@ export async function start(
       metrics.spawnSeconds.observe({ outcome: ok ? "ok" : "failed" }, seconds),
   });
   live.pool = thePool;
+  metrics.instances = () => thePool.list();
   const recheck = setInterval(() => thePool.recheckUnsupported(), RECHECK_UNSUPPORTED_MS);
   recheck.unref();
   // Instances that outlived the last poolkeeper are found before any pool is filled, so none is
@@ -215,6 +216,7 @@ export async function start(
       createList(thePool, backend),
       serveOpts,
     ),
+    forgetDeletedFunctions(natsConn, s, metrics, logger),
   ];
   const builds = await startBuilds({
     nc: natsConn,

@@ -98,6 +98,12 @@ export function createSpecializer(
         { outcome, start },
         (performance.now() - started) / 1000,
       );
+      deps.metrics.functionSpecialized(
+        req.function,
+        outcome,
+        start,
+        (performance.now() - started) / 1000,
+      );
     };
     const fnName = `${req.function.namespace}/${req.function.name}@${req.function.revision}`;
     try {

@@ -6,6 +6,7 @@ export * from "./nats";
 export * from "./redis";
 export * from "./ops";
 export * from "./connection-metrics";
+export * from "./function-labels";
 export * from "./lifecycle";
 export * from "./jetstream";
 export * from "./registry-listing";
