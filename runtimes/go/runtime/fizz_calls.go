@@ -80,15 +80,20 @@ func (rt *fizzRuntime) invoke(w http.ResponseWriter, r *http.Request, targeted b
 	if !rt.limitBody(w, r, leave) {
 		return
 	}
-	if r.Header.Get("X-Request-Id") == "" {
+	markID := r.Header.Get("X-Request-Id")
+	if markID == "" {
 		r.Header.Set("X-Request-Id", fizzRequestID())
+	} else if !fizzMarkable(markID) {
+		markID = ""
 	}
 	// The instance's own identity wins over anything a client claims.
 	r.Header.Set("X-Fizz-Function-Namespace", rt.function.Namespace)
 	r.Header.Set("X-Fizz-Function-Name", rt.function.Name)
 	r.Header.Set("X-Fizz-Function-Revision", strconv.FormatInt(rt.function.Revision, 10))
 	fw := &fizzWriter{ResponseWriter: w}
-	defer rt.recoverCall(fw, r)
+	seq := fizzMarker.begin(markID)
+	defer fizzMarker.end(seq)
+	defer rt.recoverCall(fw, r, seq, markID)
 	rt.handler(fw, r)
 }
 
@@ -120,7 +125,7 @@ func (rt *fizzRuntime) limitBody(w http.ResponseWriter, r *http.Request, leave f
 	return true
 }
 
-func (rt *fizzRuntime) recoverCall(fw *fizzWriter, r *http.Request) {
+func (rt *fizzRuntime) recoverCall(fw *fizzWriter, r *http.Request, seq uint64, markID string) {
 	v := recover()
 	if v == nil {
 		return
@@ -133,7 +138,7 @@ func (rt *fizzRuntime) recoverCall(fw *fizzWriter, r *http.Request) {
 	if where != "" {
 		message = where + ": " + message
 	}
-	fizzLog("function error (request %s): %s\n%s", r.Header.Get("X-Request-Id"), message, debug.Stack())
+	fizzMarker.callLog(seq, markID, fmt.Sprintf("[fizz] function error (request %s): %s\n%s\n", r.Header.Get("X-Request-Id"), message, debug.Stack()))
 	if fw.wrote {
 		// Part of the answer is out: all that is left is to cut it short, so the client sees a
 		// broken response rather than a truncated one that looks whole.

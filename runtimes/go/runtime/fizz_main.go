@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -68,10 +67,6 @@ type fizzFunctionRef struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
 	Revision  int64  `json:"revision"`
-}
-
-func fizzLog(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[fizz] "+format+"\n", args...)
 }
 
 func fizzEnvInt(name string, def int64) int64 {
