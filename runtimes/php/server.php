@@ -13,6 +13,7 @@ error_reporting(E_ALL);
 require __DIR__ . '/src/http.php';
 require __DIR__ . '/src/instance.php';
 require __DIR__ . '/src/loader.php';
+require __DIR__ . '/src/output.php';
 require __DIR__ . '/src/invoke.php';
 require __DIR__ . '/src/specialize.php';
 require __DIR__ . '/src/calls.php';

@@ -97,6 +97,7 @@ final class Call
 function runCall(Instance $instance, CallRequest $req, $pair, $client): never
 {
     $call = new Call($instance->entry, $req, $pair, $client);
+    CallOutput::begin($req->head->header('x-request-id'));
     register_shutdown_function(static function () use ($call): void {
         if (!$call->answered) {
             $error = error_get_last();
@@ -112,7 +113,10 @@ function runCall(Instance $instance, CallRequest $req, $pair, $client): never
             }
         }
         // Registered from a shutdown function, so it runs after the function's own ones.
-        register_shutdown_function(static fn () => fastExit());
+        register_shutdown_function(static function (): never {
+            CallOutput::$current?->finish();
+            fastExit();
+        });
     });
     $call->send(invoke($instance, $call, $req));
     exit(0);
@@ -163,7 +167,7 @@ function invoke(Instance $instance, Call $call, CallRequest $req): array
                 return textAnswer(statusSoFar(), $output);
             }
             if ($output !== '') {
-                fwrite(STDOUT, $output);
+                writeOut(1, $output);
             }
             return valueAnswer($result, $call->response);
         }
@@ -317,7 +321,7 @@ function uuid4(): string
 
 function logLine(string $message): void
 {
-    fwrite(STDERR, "[fizz] $message\n");
+    writeOut(2, "[fizz] $message\n");
 }
 
 /**

@@ -73,6 +73,10 @@ final class Logger implements LoggerInterface
         // One line per record: a newline in the message cannot forge another record.
         $text = str_replace(["\r", "\n"], ['\r', '\n'], (string) $message);
         $line = "[$time] {$this->channel}." . strtoupper($level) . ": $text $data []\n";
-        fwrite($this->stream ?? STDOUT, $line);
+        if ($this->stream === null) {
+            \Fizz\writeOut(1, $line); // marked with the call's request id
+        } else {
+            fwrite($this->stream, $line);
+        }
     }
 }
