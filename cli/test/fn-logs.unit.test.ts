@@ -81,13 +81,13 @@ describe("fizz fn logs", () => {
   });
   afterEach(() => reg.close());
 
-  it("prints one line per log line: time, stream, short request id, text; platform lines marked [fizz]", async () => {
+  it("prints one line per log line: time, stream, short request id, text; platform lines marked ***", async () => {
     reg.handler = (_req, res) =>
       res.end(
         ndjson(
           line("hello world"),
           line("oops", { stream: "stderr", requestId: "3f2a9b1c4d5e6f70" }),
-          line("instance hello-abc123 exited (code 1)", { stream: "system" }),
+          line("fizz: instance exited with code 1", { stream: "system" }),
         ),
       );
     const r = await fizz(reg.url, ["fn", "logs", "--name", "hello"]);
@@ -96,7 +96,7 @@ describe("fizz fn logs", () => {
     expect(r.stdout).to.equal(
       `${TS} stdout hello world\n` +
         `${TS} stderr [req 3f2a9b1c…] oops\n` +
-        `${TS} system [fizz] instance hello-abc123 exited (code 1)\n`,
+        `${TS} system *** fizz: instance exited with code 1\n`,
     );
   });
 

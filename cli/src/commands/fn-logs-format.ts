@@ -51,7 +51,7 @@ const LONG_ID = 12;
 
 /**
  * `2026-12-05T02:40:00.123Z stderr [req 3f2a9b1c…] message`; the platform's own lines read
- * `… system [fizz] message`; `detail` adds the instance and the whole request id.
+ * `… system *** fizz: instance exited with code 1`; `detail` adds the instance and the whole request id.
  */
 export function formatLine(l: LogLine, detail: boolean): string {
   const ts = Number.isFinite(l.ts) ? new Date(l.ts).toISOString() : String(l.ts);
@@ -61,7 +61,7 @@ export function formatLine(l: LogLine, detail: boolean): string {
     const id = visible(l.requestId);
     parts.push(detail || id.length <= LONG_ID ? `[req ${id}]` : `[req ${id.slice(0, SHORT_ID)}…]`);
   }
-  if (l.stream === "system") parts.push("[fizz]");
+  if (l.stream === "system") parts.push("***");
   parts.push(visible(l.line));
   return parts.join(" ");
 }

@@ -67,7 +67,7 @@ export function registerFnLogs(fn: Command, context: ContextFactory): void {
       "after",
       `
 Lines read: <time> <stream> [req <id>] <text>; the platform's own lines (stream "system") are
-marked [fizz]. -o json prints the registry's NDJSON lines unchanged.
+marked ***. -o json prints the registry's NDJSON lines unchanged.
 
 Examples:
   fizz fn logs --name hello
