@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { FizzError } from "@fizz/events";
+import { FizzError, LOG_STREAM, parseDuration } from "@fizz/events";
 import {
   bool,
   int,
@@ -77,6 +77,20 @@ export interface PoolkeeperConfig extends PoolkeeperCommonConfig {
     goEnv: Record<string, string>;
   };
   kubernetes: KubernetesBackendConfig;
+  /** Function logs: each instance's budget, and the limits of the FIZZ_LOGS stream. */
+  logs: LogConfig;
+}
+
+export interface LogConfig {
+  /** FIZZ_LOG_LINES_PER_SECOND / FIZZ_LOG_BYTES_PER_SECOND: per instance; more is dropped and counted. */
+  linesPerSecond: number;
+  bytesPerSecond: number;
+  /** FIZZ_LOG_BURST_SECONDS: seconds' worth a quiet instance may print at once. */
+  burstSeconds: number;
+  /** FIZZ_LOG_MAX_AGE (a duration: 72h, 30m), FIZZ_LOG_MAX_BYTES, FIZZ_LOG_MAX_LINES_PER_FUNCTION. */
+  maxAgeMs: number;
+  maxBytes: number;
+  maxLinesPerFunction: number;
 }
 
 /** services/poolkeeper/src → the repository's runtimes/ folder. */
@@ -174,6 +188,28 @@ export function loadConfig(
       runAsUser: int(env, "FIZZ_POD_RUN_AS_USER", 65532, 1, 2_147_483_647),
       startTimeoutMs: int(env, "FIZZ_POD_START_TIMEOUT_MS", 120_000, 1, 3_600_000),
     },
+    logs: logConfig(env),
+  };
+}
+
+function logConfig(env: Env): LogConfig {
+  const age = str(env, "FIZZ_LOG_MAX_AGE", "");
+  const maxAgeMs = age === "" ? LOG_STREAM.maxAgeMs : parseDuration(age);
+  if (maxAgeMs === undefined)
+    throw bad("FIZZ_LOG_MAX_AGE", `"${age}" is not a duration (like 72h, 30m or 1h30m)`);
+  return {
+    linesPerSecond: int(env, "FIZZ_LOG_LINES_PER_SECOND", 1000, 1, 1_000_000),
+    bytesPerSecond: int(env, "FIZZ_LOG_BYTES_PER_SECOND", 1024 * 1024, 1, 2 ** 40),
+    burstSeconds: int(env, "FIZZ_LOG_BURST_SECONDS", 2, 1, 3600),
+    maxAgeMs,
+    maxBytes: int(env, "FIZZ_LOG_MAX_BYTES", LOG_STREAM.maxBytes, 1024 * 1024, 2 ** 50),
+    maxLinesPerFunction: int(
+      env,
+      "FIZZ_LOG_MAX_LINES_PER_FUNCTION",
+      LOG_STREAM.maxMsgsPerSubject,
+      1,
+      1_000_000_000,
+    ),
   };
 }
 

@@ -59,62 +59,22 @@ export function createList(pool: Pool, backend: Backend) {
 }
 
 /** An unexpected exit: tell everyone (the scheduler drops its routes); the pool refills itself. */
-export function onDied(announce: InstancePublisher, backend: Backend, logger: Logger) {
+export function onDied(
+  announce: InstancePublisher,
+  backend: Backend,
+  logger: Logger,
+  /** The reason quotes the instance's last stderr line: its secrets are masked (src/logs). */
+  mask: (t: Tracked, text: string) => string = (_t, text) => text,
+) {
   const log = logger.child({ component: "instances" });
   return (t: Tracked, info: ExitInfo) => {
+    const reason = mask(t, info.reason);
     log.warn(
-      { instance: t.instance.id, function: fnLabel(t), state: t.state, reason: info.reason },
+      { instance: t.instance.id, function: fnLabel(t), state: t.state, reason },
       "instance died",
     );
-    announce("died", toInstance(t, backend.kind), info.reason);
+    announce("died", toInstance(t, backend.kind), reason);
   };
-}
-
-/**
- * Instance output. A specialized instance's lines are the function's own prints: info level, so
- * they show in the `npm start` terminal, and on logs.<ns>.<fn> for `fizz fn logs`. A warm
- * instance's are the loader's: debug level.
- */
-export function forwardOutput(opts: {
-  backend: Backend;
-  pool: Pool;
-  nc: NatsConnection;
-  subjects: Subjects;
-  sender: string;
-  logger: Logger;
-}): void {
-  const log = opts.logger.child({ component: "instance" });
-  opts.backend.onOutput((instance, stream, line) => {
-    const t = opts.pool.get(instance.id);
-    const fn = t?.state === "specialized" ? t.function : undefined;
-    if (!fn) {
-      log.debug(
-        {
-          instance: instance.id,
-          environment: `${instance.environment.namespace}/${instance.environment.name}`,
-          stream,
-        },
-        line,
-      );
-      return;
-    }
-    log.info({ instance: instance.id, function: `${fn.namespace}/${fn.name}`, stream }, line);
-    publish(
-      opts.nc,
-      opts.subjects.logs(fn.namespace, fn.name),
-      Codecs.logs,
-      {
-        namespace: fn.namespace,
-        function: fn.name,
-        revision: fn.revision,
-        instanceId: instance.id,
-        stream,
-        line,
-        ts: Date.now(),
-      },
-      opts.sender,
-    );
-  });
 }
 
 function fnLabel(t: Tracked): string | undefined {

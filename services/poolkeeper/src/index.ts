@@ -22,10 +22,11 @@ import {
   registryConfigLookup,
   registryConfigResolver,
 } from "./function-config";
-import { createList, createRetire, forwardOutput, instancePublisher, onDied } from "./handlers";
+import { createList, createRetire, instancePublisher, onDied } from "./handlers";
+import { startFunctionLogs } from "./logs/index";
 import { createMetrics, forgetDeletedFunctions } from "./metrics";
 import { Pool } from "./pool";
-import { ProcessBackend } from "./process-backend";
+import { ProcessBackend, type ProcessBackendOptions } from "./process-backend";
 import { toInstance } from "./instances";
 import { createSpecializer } from "./specialize";
 import { lazyArchiveStore } from "./store";
@@ -106,7 +107,22 @@ export async function start(
   }
   live.nc = natsConn;
   const agent = new Agent({ keepAliveTimeout: 4_000, connect: { timeout: 2_000 } });
-  const backend = deps.backend ?? (await createBackend(config, agent, logger));
+  // Before the backend (its output gates) and the pool (its exit listener must run first).
+  const logs = startFunctionLogs({
+    nc: natsConn,
+    subjects: s,
+    sender,
+    config: config.logs,
+    natsUrl: config.natsUrl,
+    registry: metrics.registry,
+    tracked: (id) => live.pool?.get(id),
+    logger,
+    signal: abort.signal,
+  });
+  const backend =
+    deps.backend ??
+    (await createBackend(config, agent, logger, logs.capture.gate.bind(logs.capture)));
+  logs.capture.attach(backend);
   live.backend = backend;
   const announce = instancePublisher(natsConn, s, sender);
   const thePool = new Pool({
@@ -115,7 +131,9 @@ export async function start(
     maxFailures: config.maxSpawnFailures,
     cooldownMs: config.failureCooldownMs,
     onReady: (t) => announce("ready", toInstance(t, backend.kind)),
-    onDied: onDied(announce, backend, logger),
+    onDied: onDied(announce, backend, logger, (t, text) =>
+      logs.capture.mask(t.instance, t.function, text),
+    ),
     onSpawned: (seconds, ok) =>
       metrics.spawnSeconds.observe({ outcome: ok ? "ok" : "failed" }, seconds),
   });
@@ -133,7 +151,6 @@ export async function start(
     }
     thePool.adopt(adopted);
   }
-  forwardOutput({ backend, pool: thePool, nc: natsConn, subjects: s, sender, logger });
 
   const envSync = syncEnvironments({
     nc: natsConn,
@@ -163,9 +180,14 @@ export async function start(
       maxEntryBytes: DEFAULT_ARCHIVE_ENTRY_BYTES,
       logger: logger.child({ component: "archive-cache" }),
     }),
-    readConfig: backend.readConfig
-      ? layeredConfigResolver(registryConfigLookup(registryRead), backend.readConfig.bind(backend))
-      : registryConfigResolver(registryRead),
+    readConfig: logs.book.watch(
+      backend.readConfig
+        ? layeredConfigResolver(
+            registryConfigLookup(registryRead),
+            backend.readConfig.bind(backend),
+          )
+        : registryConfigResolver(registryRead),
+    ),
     lookupEnvironment: (ref) => envSync.lookup(ref),
     agent,
     timeoutMs: config.specializeTimeoutMs,
@@ -250,6 +272,7 @@ export async function start(
           announce("retired", toInstance(t, backend.kind), "poolkeeper stopping");
       }
       await backend.close();
+      logs.stop();
       await buildsStopped;
       await natsConn
         .drain()
@@ -266,6 +289,7 @@ async function createBackend(
   config: PoolkeeperConfig,
   agent: Agent,
   logger: Logger,
+  outputGate: NonNullable<ProcessBackendOptions["outputGate"]>,
 ): Promise<Backend> {
   if (config.backend === "kubernetes") {
     // Loaded only for this backend: @kubernetes/client-node costs ~100 MB of RSS, which a laptop
@@ -300,5 +324,6 @@ async function createBackend(
     allowEnvCommand: config.allowEnvCommand,
     agent,
     logger,
+    outputGate,
   });
 }

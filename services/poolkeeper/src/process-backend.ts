@@ -5,7 +5,7 @@ import path from "node:path";
 import { FizzError, RUNTIME_NAMES, runtimeOfImage, type Environment } from "@fizz/events";
 import type { Dispatcher } from "undici";
 import type { Backend, BackendInstance, ExitInfo, OutputStream } from "./backend";
-import { LineSplitter } from "./lines";
+import { LineSplitter, type LineGate } from "./lines";
 import { waitHealthy } from "./health";
 import { freePort, type Logger } from "@fizz/kit";
 import {
@@ -44,6 +44,11 @@ export interface ProcessBackendOptions {
   /** Shared keep-alive agent: the health probe's connection is reused by the specialize POST. */
   agent: Dispatcher;
   logger: Logger;
+  /**
+   * The log budget of an instance's stream (src/logs): lines over it are dropped before they
+   * are decoded. `release` once the instance is gone. Without it every line is passed on.
+   */
+  outputGate?: (instance: BackendInstance, stream: OutputStream) => LineGate & { release(): void };
 }
 
 interface Child {
@@ -298,6 +303,20 @@ export class ProcessBackend implements Backend {
     let resolveExited!: () => void;
     const exited = new Promise<void>((r) => (resolveExited = r));
     let done = false;
+    const stderrTail: string[] = [];
+    const emit = (stream: OutputStream) => (line: string) => {
+      if (stream === "stderr") {
+        stderrTail.push(line);
+        if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
+      }
+      for (const cb of this.outputListeners) cb(instance, stream, line);
+    };
+    const gates = [
+      this.opts.outputGate?.(instance, "stdout"),
+      this.opts.outputGate?.(instance, "stderr"),
+    ];
+    const out = new LineSplitter(emit("stdout"), gates[0] ? { gate: gates[0] } : {});
+    const err = new LineSplitter(emit("stderr"), gates[1] ? { gate: gates[1] } : {});
     const child: Child = {
       instance,
       proc,
@@ -308,11 +327,14 @@ export class ProcessBackend implements Backend {
       exitCode: null,
       exitSignal: null,
       spawnError: undefined,
-      stderrTail: [],
+      stderrTail,
       exited,
       finalize: () => {
         if (done) return;
         done = true;
+        // Every line it wrote goes out before its exit is reported (a crash's last words).
+        out.end();
+        err.end();
         this.children.delete(instance.id);
         // Whatever the function left behind in its process group goes with it.
         if (proc.pid !== undefined) {
@@ -353,28 +375,15 @@ export class ProcessBackend implements Backend {
             }
           }
         }
+        for (const g of gates) g?.release();
         resolveExited();
       },
     };
     this.children.set(instance.id, child);
 
-    const emit = (stream: OutputStream) => (line: string) => {
-      if (stream === "stderr") {
-        child.stderrTail.push(line);
-        if (child.stderrTail.length > STDERR_TAIL_LINES) child.stderrTail.shift();
-      }
-      for (const cb of this.outputListeners) cb(instance, stream, line);
-    };
-    const out = new LineSplitter(emit("stdout"));
-    const err = new LineSplitter(emit("stderr"));
-    proc.stdout
-      ?.setEncoding("utf8")
-      .on("data", (s: string) => out.push(s))
-      .on("end", () => out.end());
-    proc.stderr
-      ?.setEncoding("utf8")
-      .on("data", (s: string) => err.push(s))
-      .on("end", () => err.end());
+    // Bytes, not strings: a line over the budget is dropped without being decoded.
+    proc.stdout?.on("data", (b: Buffer) => out.push(b)).on("end", () => out.end());
+    proc.stderr?.on("data", (b: Buffer) => err.push(b)).on("end", () => err.end());
     // EPIPE when the runtime exits: expected, and must not crash the poolkeeper.
     proc.stdin?.on("error", () => undefined);
 

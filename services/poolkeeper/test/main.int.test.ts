@@ -98,8 +98,8 @@ describe("poolkeeper main (as launched by npm start)", function () {
   });
   after(() => h.tearDown());
 
-  it("logs a function's prints at info level with instance and function, then stops with its instances when stdin closes", async () => {
-    const { proc, instancePids } = await launch();
+  it("logs a function's prints at debug level (fizz fn logs has them) with instance and function, then stops with its instances when stdin closes", async () => {
+    const { proc, instancePids } = await launch({ FIZZ_LOG_LEVEL: "debug" });
     const code = await h.putCode(
       "say.js",
       "module.exports = async () => { console.log('printed by the function'); return 'ok'; };\n",
@@ -126,7 +126,7 @@ describe("poolkeeper main (as launched by npm start)", function () {
         .find((l) => l.msg === "printed by the function"),
     );
     expect(line).to.include({
-      level: 30,
+      level: 20,
       instance: instance.id,
       function: "default/say",
       service: "poolkeeper",

@@ -95,13 +95,14 @@ describe("LineSplitter", () => {
     expect(lines).to.deep.equal(["hello", "world", "", "last"]);
   });
 
-  it("cuts a run without newlines at MAX_LINE so one print cannot grow memory", () => {
+  it("cuts a line longer than MAX_LINE, marks the cut and skips its rest, so one print cannot grow memory", () => {
     const lines: string[] = [];
     const s = new LineSplitter((l) => lines.push(l));
     s.push("x".repeat(MAX_LINE * 2 + 3));
-    expect(lines.map((l) => l.length)).to.deep.equal([MAX_LINE, MAX_LINE]);
-    s.end();
-    expect(lines.at(-1)).to.equal("xxx");
+    s.push("yyy\nnext\n");
+    expect(lines.map((l) => l.length)).to.deep.equal([MAX_LINE, 4]);
+    expect(lines[0]).to.match(/^x+ \[fizz: line cut\]$/);
+    expect(lines[1]).to.equal("next");
   });
 });
 

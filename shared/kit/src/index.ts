@@ -9,6 +9,7 @@ export * from "./connection-metrics";
 export * from "./function-labels";
 export * from "./lifecycle";
 export * from "./jetstream";
+export * from "./log-stream";
 export * from "./registry-listing";
 export * from "./listing-window";
 export * from "./outbound";
