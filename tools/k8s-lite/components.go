@@ -74,6 +74,14 @@ func apiServerArgs(dir, etcd string, port int) []string {
 		"--allow-privileged=true",
 		"--kubelet-client-certificate=" + f("apiserver-kubelet-client.crt"),
 		"--kubelet-client-key=" + f("apiserver-kubelet-client.key"),
+		// kubeadm's order: a node agent's Hostname address is its node name,
+		// which does not resolve here; its InternalIP (127.0.0.1) does.
+		// No --kubelet-certificate-authority: like kubeadm, the apiserver does
+		// not verify kubelet serving certificates (procnode's is self-signed).
+		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+		// Alpha in 1.35 (KEP-3288): pods/log?stream=Stdout|Stderr, forwarded
+		// to the node agent, so stdout and stderr can be read apart.
+		"--feature-gates=PodLogsQuerySplitStreams=true",
 		// The endpoints of the "kubernetes" Service would be 127.0.0.1, which
 		// Endpoints validation rejects (loopback); nothing in-cluster can
 		// reach a loopback apiserver anyway.

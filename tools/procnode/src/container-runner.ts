@@ -4,7 +4,8 @@ import type { Logger } from "@fizz/kit";
 import type { V1Container, V1ContainerState, V1Probe } from "@kubernetes/client-node";
 import { rfc3339 } from "./kube";
 import { probeOnce, type ProbeTarget } from "./probes";
-import { killGroup, startProcess, tail, terminate, type Proc } from "./process";
+import type { LogLimits } from "./log-writer";
+import { drainLogs, killGroup, startProcess, tail, terminate, type Proc } from "./process";
 
 /** What one start of a container runs. */
 export interface RunSpec {
@@ -32,6 +33,7 @@ export interface RunnerDeps {
   /** Init containers restart only on failure and have no probes. */
   init: boolean;
   logDir: string;
+  logLimits: LogLimits;
   backoff: { initial: number; max: number };
   graceMs: () => number;
   logger: Logger;
@@ -114,6 +116,16 @@ export class ContainerRunner {
     }
   }
 
+  /** The CRI log file of a run (0 = first start); `<file>.1` holds its rotated older part. */
+  logPath(run: number): string {
+    return path.join(this.deps.logDir, this.container.name, `${run}.log`);
+  }
+
+  /** True while the current run's log may still grow (its process runs or its pipes drain). */
+  get logLive(): boolean {
+    return this.proc !== undefined;
+  }
+
   /** SIGTERM, SIGKILL after graceMs; cancels a pending restart. Resolves when the process is gone. */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
@@ -122,10 +134,14 @@ export class ContainerRunner {
   }
 
   private async runOnce(spec: RunSpec): Promise<number> {
-    const dir = path.join(this.deps.logDir, this.container.name);
-    mkdirSync(dir, { recursive: true });
-    this.logFile = path.join(dir, `${this.restartCount}.log`);
-    const proc = startProcess(spec.argv, { cwd: spec.cwd, env: spec.env, logFile: this.logFile });
+    mkdirSync(path.join(this.deps.logDir, this.container.name), { recursive: true });
+    this.logFile = this.logPath(this.restartCount);
+    const proc = startProcess(spec.argv, {
+      cwd: spec.cwd,
+      env: spec.env,
+      logFile: this.logFile,
+      limits: this.deps.logLimits,
+    });
     this.proc = proc;
     const gen = ++this.generation;
     const startedAt = rfc3339();
@@ -145,6 +161,8 @@ export class ContainerRunner {
       });
     const exit = await proc.exited;
     killGroup(proc.child);
+    // Every line is in the log before the container shows as terminated: a follower stops there.
+    await drainLogs(proc);
     this.generation++;
     this.proc = undefined;
     this.ready = false;

@@ -18,6 +18,8 @@ export interface NodeAgentOptions {
   nodeName: string;
   capacity: { cpu: string; memory: string; pods: string };
   heartbeatMs: number;
+  /** The kubelet API's port (kubelet-server.ts), published as daemonEndpoints.kubeletEndpoint. */
+  kubeletPort: number;
   logger: Logger;
 }
 
@@ -133,7 +135,7 @@ export class NodeAgent {
         { type: "InternalIP", address: "127.0.0.1" },
         { type: "Hostname", address: this.opts.nodeName },
       ],
-      daemonEndpoints: { kubeletEndpoint: { Port: 0 } },
+      daemonEndpoints: { kubeletEndpoint: { Port: this.opts.kubeletPort } },
       nodeInfo: {
         machineID: "procnode",
         systemUUID: "procnode",

@@ -6,6 +6,7 @@ import { ContainerRunner } from "./container-runner";
 import { containerSpec } from "./container-spec";
 import type { ImageMap } from "./images";
 import type { IpPool } from "./ip-pool";
+import type { LogLimits } from "./log-writer";
 import { errorMessage, isConflict, isNotFound, mergePatch, rfc3339, type Kube } from "./kube";
 import { kubeconfigOf, mountsOf, prepareVolumes, type PodVolumes } from "./pod-volumes";
 import { buildStatus, podPhase } from "./pod-status";
@@ -22,6 +23,7 @@ export interface WorkerDeps {
   hostIP: string;
   backoff: { initial: number; max: number };
   maxGraceSeconds: number;
+  logLimits: LogLimits;
   logger: Logger;
 }
 
@@ -57,6 +59,7 @@ export class PodWorker {
         restartPolicy: pod.spec?.restartPolicy ?? "Always",
         init,
         logDir: path.join(this.dir, "logs"),
+        logLimits: deps.logLimits,
         backoff: deps.backoff,
         graceMs: () => this.graceMs(),
         logger: this.log,
@@ -69,6 +72,16 @@ export class PodWorker {
 
   get uid(): string {
     return this.pod.metadata?.uid ?? "";
+  }
+
+  /** "<namespace>/<name>", the key the log endpoint looks pods up by. */
+  get key(): string {
+    return `${this.pod.metadata?.namespace ?? ""}/${this.pod.metadata?.name ?? ""}`;
+  }
+
+  /** A container (init or main) by name, for the log endpoint. */
+  runner(name: string): ContainerRunner | undefined {
+    return [...this.init, ...this.main].find((r) => r.container.name === name);
   }
 
   /** Runs the pod in the background; status changes are patched as they happen. */

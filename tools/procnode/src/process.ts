@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, openSync, readSync, fstatSync } from "node:fs";
 import { constants } from "node:os";
+import { parseCriEntry } from "./cri-log";
+import { ContainerLogWriter, type LogLimits } from "./log-writer";
 
 export interface Exit {
   exitCode: number;
@@ -12,30 +14,30 @@ export interface Exit {
 export interface Proc {
   child: ChildProcess;
   exited: Promise<Exit>;
+  /** Its stdout and stderr, written to the log file as CRI entries. */
+  logs: ContainerLogWriter;
 }
 
 /**
  * Starts a container process: its own process group (so a whole tree can be signalled), stdout and
- * stderr appended to `logFile`, and stdin a pipe that stays open while procnode lives — a Fizz
- * process started with FIZZ_PARENT_STDIN=1 exits when procnode dies, even by SIGKILL.
+ * stderr read from pipes into `logFile` as CRI entries (log-writer.ts), and stdin a pipe that stays
+ * open while procnode lives — a Fizz process started with FIZZ_PARENT_STDIN=1 exits when procnode
+ * dies, even by SIGKILL.
  */
 export function startProcess(
   argv: string[],
-  opts: { cwd: string; env: Record<string, string>; logFile: string },
+  opts: { cwd: string; env: Record<string, string>; logFile: string; limits?: LogLimits },
 ): Proc {
-  const fd = openSync(opts.logFile, "a");
+  const logs = new ContainerLogWriter(opts.logFile, opts.limits);
   const [cmd = "", ...args] = argv;
-  let child: ChildProcess;
-  try {
-    child = spawn(cmd, args, {
-      cwd: opts.cwd,
-      env: opts.env,
-      stdio: ["pipe", fd, fd],
-      detached: true,
-    });
-  } finally {
-    closeSync(fd);
-  }
+  const child = spawn(cmd, args, {
+    cwd: opts.cwd,
+    env: opts.env,
+    stdio: ["pipe", "pipe", "pipe"],
+    detached: true,
+  });
+  logs.attach("stdout", child.stdout);
+  logs.attach("stderr", child.stderr);
   child.stdin?.on("error", () => undefined);
   const exited = new Promise<Exit>((resolve) => {
     let done = false;
@@ -56,7 +58,19 @@ export function startProcess(
       });
     });
   });
-  return { child, exited };
+  return { child, exited, logs };
+}
+
+/**
+ * After the main process exited: waits (up to `ms`) until its pipes are drained into the log, so a
+ * reader following the log sees the last lines before the container shows as terminated. A
+ * descendant still holding a pipe has been killed with the group; the wait is only a bound.
+ */
+export async function drainLogs(proc: Proc, ms = 2000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([proc.logs.done, new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+  proc.logs.close();
 }
 
 /** Signals the process group (the container's whole tree); falls back to the process alone. */
@@ -95,16 +109,23 @@ export function killGroup(child: ChildProcess): void {
   }
 }
 
-/** The last `maxBytes` of a log file, for FallbackToLogsOnError termination messages. */
+/** The last `maxBytes` of a container's output (the content of its CRI log), for FallbackToLogsOnError. */
 export function tail(file: string, maxBytes = 2048): string {
   try {
     const fd = openSync(file, "r");
     try {
       const size = fstatSync(fd).size;
-      const len = Math.min(size, maxBytes);
+      // Entries carry ~40 bytes of prefix each; read enough of the file to fill maxBytes of text.
+      const len = Math.min(size, maxBytes * 4);
       const buf = Buffer.alloc(len);
       readSync(fd, buf, 0, len, size - len);
-      return buf.toString("utf8");
+      const text = buf
+        .toString("utf8")
+        .split("\n")
+        .map((l) => parseCriEntry(l))
+        .map((e) => (e ? e.content + (e.partial ? "" : "\n") : ""))
+        .join("");
+      return text.slice(-maxBytes);
     } finally {
       closeSync(fd);
     }

@@ -1,12 +1,16 @@
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { silentLogger } from "@fizz/kit";
 import { ListWatch, Watch, type V1Pod } from "@kubernetes/client-node";
 import { defaultImageMap } from "./images";
 import { IpPool } from "./ip-pool";
+import { startKubeletServer, type ContainerLogs } from "./kubelet-server";
+import { DEFAULT_LOG_LIMITS } from "./log-writer";
 import { errorMessage, isConflict, isNotFound, makeKube, type Kube } from "./kube";
 import { NodeAgent } from "./node-agent";
+import type { ContainerRunner } from "./container-runner";
 import { PodWorker } from "./pod-worker";
 import { ServiceResolver } from "./service-resolver";
 import type { Procnode, ProcnodeOptions } from "./types";
@@ -40,6 +44,22 @@ export async function startProcnode(opts: ProcnodeOptions): Promise<Procnode> {
   const rootDir = opts.rootDir ?? (await mkdtemp(path.join(tmpdir(), `procnode-${nodeName}-`)));
   await mkdir(rootDir, { recursive: true });
 
+  const workers = new Map<string, PodWorker>();
+  const kubelet = await startKubeletServer({
+    nodeName,
+    clientCa: await clientCa(kube, opts.clientCaFile),
+    kubeConfig: kube.kc,
+    lookup: (namespace, pod, container) => {
+      const key = `${namespace}/${pod}`;
+      const w = [...workers.values()].find((x) => x.key === key);
+      const r = w?.runner(container);
+      if (!w) return "pod";
+      if (!r) return "container";
+      return containerLogs(r);
+    },
+    ...(opts.kubeletPort !== undefined ? { port: opts.kubeletPort } : {}),
+    logger,
+  });
   const agent = new NodeAgent(kube, {
     nodeName,
     capacity: {
@@ -48,16 +68,21 @@ export async function startProcnode(opts: ProcnodeOptions): Promise<Procnode> {
       pods: opts.capacity?.pods ?? "110",
     },
     heartbeatMs: opts.heartbeatMs ?? 10_000,
+    kubeletPort: kubelet.port,
     logger,
   });
-  await agent.register();
+  try {
+    await agent.register();
+  } catch (err) {
+    await kubelet.close();
+    throw err;
+  }
   if ((opts.waitSchedulable ?? true) && !(await agent.waitSchedulable(30_000))) {
     logger.warn(
       "node still has the not-ready taint after 30 s; is the controller-manager running?",
     );
   }
 
-  const workers = new Map<string, PodWorker>();
   const fieldSelector = `spec.nodeName=${nodeName}`;
   const informer = new ListWatch<V1Pod>(
     "/api/v1/pods",
@@ -80,6 +105,7 @@ export async function startProcnode(opts: ProcnodeOptions): Promise<Procnode> {
     hostIP: "127.0.0.1",
     backoff: opts.backoffMs ?? { initial: 1000, max: 30_000 },
     maxGraceSeconds: opts.maxGraceSeconds ?? 3,
+    logLimits: { maxFileBytes: opts.maxLogFileBytes ?? DEFAULT_LOG_LIMITS.maxFileBytes },
     logger,
   };
   let stopped = false;
@@ -136,6 +162,7 @@ export async function startProcnode(opts: ProcnodeOptions): Promise<Procnode> {
   let stopping: Promise<void> | undefined;
   return {
     nodeName,
+    kubeletPort: kubelet.port,
     pods: () => [...workers.values()].map((w) => w.info()),
     stop() {
       stopping ??= (async () => {
@@ -143,11 +170,36 @@ export async function startProcnode(opts: ProcnodeOptions): Promise<Procnode> {
         await informer.stop();
         await Promise.all([...workers.values()].map((w) => w.terminate(false, 1000)));
         workers.clear();
+        await kubelet.close();
         await agent.stop();
         if (ownRoot) await rm(rootDir, { recursive: true, force: true });
         logger.info("procnode stopped");
       })();
       return stopping;
+    },
+  };
+}
+
+/** The CA for kubelet API clients: the given file, else the kubeconfig's cluster CA. */
+async function clientCa(kube: Kube, file: string | undefined): Promise<string> {
+  if (file) return readFile(file, "utf8");
+  const cluster = kube.kc.getCurrentCluster();
+  if (cluster?.caData) return Buffer.from(cluster.caData, "base64").toString("utf8");
+  if (cluster?.caFile) return readFile(cluster.caFile, "utf8");
+  throw new Error("no clientCaFile given and the kubeconfig names no cluster CA");
+}
+
+/** The runs of a container the log endpoint can read: the current (or last) one and the one before. */
+function containerLogs(r: ContainerRunner): ContainerLogs {
+  return {
+    current() {
+      const file = r.logFile;
+      return file ? { file, live: () => r.logLive && r.logFile === file } : undefined;
+    },
+    previous() {
+      const n = r.logFile ? Number(path.basename(r.logFile, ".log")) - 1 : -1;
+      const file = r.logPath(n);
+      return n >= 0 && existsSync(file) ? { file, live: () => false } : undefined;
     },
   };
 }

@@ -28,6 +28,16 @@ export interface ProcnodeOptions {
   maxGraceSeconds?: number;
   /** Wait until the scheduler may bind pods to the node (not-ready taint removed). Default true. */
   waitSchedulable?: boolean;
+  /**
+   * PEM file of the CA whose client certificates may call the kubelet API (GET /containerLogs):
+   * the API server's --kubelet-client-certificate must be signed by it. Default: the CA of
+   * `kubeconfig`'s cluster (k8s-lite signs every certificate with one CA).
+   */
+  clientCaFile?: string;
+  /** Port of the kubelet API on 127.0.0.1. Default 0: a free one (several procnodes per host). */
+  kubeletPort?: number;
+  /** A run's CRI log file is rotated past this size (one older part kept). Default 10 MiB. */
+  maxLogFileBytes?: number;
   /** Root for pod directories (one temp dir per pod under it). Default a new dir in os.tmpdir(). */
   rootDir?: string;
 }
@@ -42,7 +52,7 @@ export interface ContainerInfo {
   state: "waiting" | "running" | "terminated";
   reason: string | undefined;
   exitCode: number | undefined;
-  /** stdout+stderr of the current (or last) run. */
+  /** stdout+stderr of the current (or last) run, as CRI entries (`<ts> stdout|stderr F|P <text>`). */
   logFile: string | undefined;
 }
 
@@ -59,6 +69,8 @@ export interface PodInfo {
 
 export interface Procnode {
   nodeName: string;
+  /** The kubelet API's port on 127.0.0.1 (the Node's daemonEndpoints.kubeletEndpoint.Port). */
+  kubeletPort: number;
   /** Pods this agent is running (or finishing), as it sees them. */
   pods(): PodInfo[];
   /** Kills every process (SIGTERM, then SIGKILL), stops heartbeats and watches. Idempotent. */
