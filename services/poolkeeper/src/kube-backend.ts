@@ -8,7 +8,9 @@ import { waitHealthy } from "./health";
 import { PodApi } from "./kube-api";
 import { kubeConfigResolver } from "./kube-function-config";
 import { UnclaimedPods, sortFoundPods, specializedPatch, startedAtOf } from "./kube-adoption";
+import { PodLogs, type PodLogState } from "./kube-logs";
 import {
+  CONTAINER_NAME,
   conditionOf,
   newInstanceId,
   newSpecializeToken,
@@ -40,6 +42,10 @@ export interface KubeBackendOptions {
 
 /** How long kill() waits for the watch to confirm a deletion before trusting the API's answer. */
 const KILL_CONFIRM_MS = 10_000;
+/** How long a crashed pod's exit waits for its log follow to read the last lines. */
+const LOG_DRAIN_MS = 10_000;
+/** How long a deleted pod's follow may still read what its container wrote while stopping. */
+const LOG_AFTER_DELETE_MS = 5_000;
 
 /**
  * Instances as bare Pods in one namespace. The pool decides how many; this backend creates and
@@ -62,6 +68,10 @@ export class KubeBackend implements Backend {
   private readonly pods = new Map<string, PodRecord>();
   private readonly unclaimed: UnclaimedPods;
   private readonly exitListeners: Array<(i: BackendInstance, info: ExitInfo) => void> = [];
+  private readonly outputListeners: Array<
+    (i: BackendInstance, stream: OutputStream, line: string) => void
+  > = [];
+  private readonly logs: PodLogs;
   private readonly patches = new Set<Promise<void>>();
   private started: Promise<AdoptedInstance[]> | undefined;
   private listed = false;
@@ -82,6 +92,16 @@ export class KubeBackend implements Backend {
       onDelete: (p) => this.deleted(p),
     });
     this.unclaimed = new UnclaimedPods((name) => this.watch.get(name));
+    this.logs = new PodLogs({
+      kubeConfig: opts.kubeConfig,
+      namespace: opts.namespace,
+      container: CONTAINER_NAME,
+      state: (name) => this.logState(name),
+      onLine: (instance, stream, line) => {
+        for (const cb of this.outputListeners) cb(instance, stream, line);
+      },
+      logger: opts.logger,
+    });
   }
 
   /** Any image can run in a pod; a bad one fails its spawns (ErrImagePull) with the reason. */
@@ -161,6 +181,8 @@ export class KubeBackend implements Backend {
       ...(specializeToken !== undefined ? { specializeToken } : {}),
     };
     this.log.debug({ instance: id, address, claimed: claimed !== undefined }, "pod ready");
+    // From the pod's first line: what the loader printed while starting is read too.
+    this.logs.follow(rec.instance);
     return rec.instance;
   }
 
@@ -186,8 +208,10 @@ export class KubeBackend implements Backend {
     this.exitListeners.push(cb);
   }
 
-  /** Pod output is not followed (that needs pods/log and a stream per pod); see kubectl logs. */
-  onOutput(_cb: (instance: BackendInstance, stream: OutputStream, line: string) => void): void {}
+  /** Every line of every instance's pod, followed through the API server (kube-logs.ts). */
+  onOutput(cb: (instance: BackendInstance, stream: OutputStream, line: string) => void): void {
+    this.outputListeners.push(cb);
+  }
 
   list(): BackendInstance[] {
     const out: BackendInstance[] = [];
@@ -236,6 +260,7 @@ export class KubeBackend implements Backend {
     this.closing = true;
     for (const r of this.pods.values()) r.abandon("the kubernetes backend is stopping");
     await Promise.race([Promise.allSettled([...this.patches]), sleep(5_000)]);
+    this.logs.close();
     await this.watch.stop();
   }
 
@@ -251,6 +276,8 @@ export class KubeBackend implements Backend {
         environment: f.environment,
         startedAt: f.startedAt,
       };
+      // From now on: what it printed before was read by the poolkeeper that ran then.
+      this.logs.follow(rec.instance, new Date().toISOString());
       const { function: fn, concurrency, specializedAt } = f;
       return { instance: rec.instance, function: fn, concurrency, specializedAt };
     });
@@ -272,9 +299,17 @@ export class KubeBackend implements Backend {
       return;
     }
     if (c.kind !== "ended") return rec.observe(c);
-    this.end(rec, c.reason, c.code);
-    // restartPolicy Never leaves a Failed pod behind; it has told us what it had to.
-    if (!pod.metadata?.deletionTimestamp) this.removePod(name, c.reason);
+    if (pod.metadata?.deletionTimestamp) return this.end(rec, c.reason, c.code);
+    // Failed or Succeeded by itself: its last lines (a crash's stack trace) are read before the
+    // pool hears it died, and before the pod (and so its log) is deleted.
+    if (rec.draining) return;
+    rec.draining = true;
+    const drained = rec.instance ? this.logs.drained(name, LOG_DRAIN_MS) : Promise.resolve();
+    void drained.then(() => {
+      this.end(rec, c.reason, c.code);
+      // restartPolicy Never leaves a Failed pod behind; it has told us what it had to.
+      this.removePod(name, c.reason);
+    });
   }
 
   private deleted(pod: V1Pod): void {
@@ -283,6 +318,18 @@ export class KubeBackend implements Backend {
     this.unclaimed.delete(name);
     const rec = this.pods.get(name);
     if (rec) this.end(rec, `pod ${name} was deleted`, null);
+    setTimeout(() => this.logs.stop(name), LOG_AFTER_DELETE_MS).unref();
+  }
+
+  /** For the log follow: is the pod's container still writing? */
+  private logState(name: string): PodLogState {
+    const pod = this.watch.get(name);
+    if (!pod) return "gone";
+    const phase = pod.status?.phase;
+    const cs = pod.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
+    return phase === "Failed" || phase === "Succeeded" || cs?.state?.terminated
+      ? "finished"
+      : "running";
   }
 
   private track(id: string, environment: EnvironmentRef): PodRecord {

@@ -9,6 +9,8 @@ export class PodRecord {
   /** Set by kill(): its end is then expected, not a death. */
   killReason: string | undefined;
   ended = false;
+  /** Its pod ended by itself and its exit waits for the log follow to read the last lines. */
+  draining = false;
   /** Resolves when it has ended. */
   readonly gone: Promise<void>;
   private markGone!: () => void;
