@@ -109,6 +109,8 @@ export interface FunctionLogsOptions {
   logger: Logger;
   /** Keep-alive period of a follow; tests shorten it. */
   heartbeatMs?: number;
+  /** How long a client may take nothing before it is dropped; tests shorten it. */
+  slowClientMs?: number;
 }
 
 /** The endpoint's state: open follows (bounded) and every read, so stop() can end them. */
@@ -173,7 +175,7 @@ export class FunctionLogs {
       start();
       if (signal.aborted) return;
       if (res.write(text) || res.writableLength < HIGH_WATER_BYTES) return;
-      await clientTook(res, signal, SLOW_CLIENT_MS);
+      await clientTook(res, signal, this.opts.slowClientMs ?? SLOW_CLIENT_MS);
     };
     let lastWrite = Date.now();
     const heartbeatMs = this.opts.heartbeatMs ?? HEARTBEAT_MS;

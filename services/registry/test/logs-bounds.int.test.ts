@@ -1,0 +1,95 @@
+import http from "node:http";
+import net from "node:net";
+import type { AddressInfo } from "node:net";
+import { expect } from "chai";
+import express from "express";
+import { subjects } from "@fizz/events";
+import { connectNats, silentLogger, type NatsConnection } from "@fizz/kit";
+import { startNats, waitFor, type TestServer } from "@fizz/testkit";
+import { FunctionLogs } from "../src/logs-http";
+import type { Operations } from "../src/operations";
+import { LogClient, LogPublisher } from "./logs-support";
+
+/**
+ * The endpoint's bounds with short timings: keep-alive lines and a client that stops reading.
+ * Real nats-server and HTTP; only the function lookup is faked (every function exists).
+ */
+describe("function logs: keep-alive and slow clients", function () {
+  this.timeout(120_000);
+  let nats: TestServer;
+  let nc: NatsConnection;
+  let pub: LogPublisher;
+  let server: http.Server;
+  let port: number;
+  let logs: FunctionLogs;
+
+  before(async () => {
+    nats = await startNats();
+    pub = await LogPublisher.open(nats.url);
+    nc = await connectNats({ url: nats.url, name: "test-registry", logger: silentLogger() });
+    logs = new FunctionLogs({
+      nc: () => nc,
+      subjects: subjects(),
+      config: { logFollowsMax: 8 },
+      logger: silentLogger(),
+      heartbeatMs: 1000,
+      slowClientMs: 1500,
+    });
+    const everyFunction = { get: () => Promise.resolve({}) } as unknown as Operations;
+    const app = express();
+    app.get(
+      "/v1/namespaces/:ns/functions/:name/logs",
+      logs.handler(() => everyFunction),
+    );
+    server = http.createServer(app);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  after(async () => {
+    logs?.close();
+    server?.closeAllConnections();
+    await new Promise((resolve) => server?.close(resolve));
+    await nc?.close();
+    await pub?.close();
+    await nats?.cleanup();
+  });
+
+  it("sends an empty keep-alive line while a follow has nothing new", async () => {
+    const c = await LogClient.open(port, "/v1/namespaces/default/functions/quiet/logs?follow=true");
+    try {
+      await waitFor(() => c.blanks >= 2, { what: "two keep-alive lines", timeoutMs: 30_000 });
+      expect(c.lines).to.deep.equal([]);
+    } finally {
+      c.close();
+    }
+  });
+
+  it("drops a client that stops reading instead of buffering for it, and removes its consumer", async () => {
+    const big = "x".repeat(8000);
+    await pub.publish(
+      "flood",
+      Array.from({ length: 1500 }, (_, i) => `${i} ${big}`),
+    );
+    // A client that sends the request and then never reads a byte.
+    const socket = net.connect(port, "127.0.0.1");
+    socket.pause();
+    let closed = false;
+    socket.on("close", () => (closed = true));
+    socket.on("error", () => undefined);
+    socket.write(
+      "GET /v1/namespaces/default/functions/flood/logs?follow=true&tail=1500 HTTP/1.1\r\n" +
+        "Host: x\r\n\r\n",
+    );
+    try {
+      await waitFor(async () => (await pub.consumers()) === 1, { what: "the follow's consumer" });
+      await waitFor(async () => (await pub.consumers()) === 0, {
+        what: "the slow client dropped",
+        timeoutMs: 60_000,
+      });
+      socket.resume();
+      await waitFor(() => closed, { what: "the connection closed", timeoutMs: 30_000 });
+    } finally {
+      socket.destroy();
+    }
+  });
+});
