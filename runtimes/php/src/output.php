@@ -5,7 +5,7 @@
 // Calls run in processes of their own, at the same time, all writing to the instance's stdout and
 // stderr: a marker one process writes says nothing about the lines another writes next. So each
 // write of a call is whole on its own: its marker, its complete lines, and the clearing marker, in
-// one write(2) (atomic on a pipe up to 4 KiB), and the capturer is back to "no call" after each.
+// one write(2) of at most 4 KiB (atomic on a pipe), and the capturer is back to "no call" after each.
 // A line still open (no newline yet) waits for its end, or for the call's end. A call that prints
 // nothing writes nothing more; anything written around this (fwrite(STDERR), error_log(), PHP's
 // own warnings) is shown untagged, never as another call's.
@@ -19,6 +19,7 @@ final class CallOutput
 
     /** Longest open line kept waiting for its end (the capturer cuts lines at 16 KiB anyway). */
     private const MAX_OPEN = 16384;
+    private const PIPE_BUF = 4096;
 
     /** @var array<int, string> the open line of stdout (1) and stderr (2) */
     private array $open = [1 => '', 2 => ''];
@@ -75,9 +76,25 @@ final class CallOutput
         self::$current = null;
     }
 
+    /**
+     * One write per piece of at most PIPE_BUF bytes, cut between lines: a longer write to a pipe
+     * may be interleaved with another process's, which would land inside this call's piece.
+     */
     private function write(int $fd, string $lines): void
     {
-        @fwrite($fd === 1 ? STDOUT : STDERR, "\e_fizz:call={$this->marker}\e\\\n" . $lines . "\e_fizz:call=\e\\\n");
+        $open = "\e_fizz:call={$this->marker}\e\\\n";
+        $close = "\e_fizz:call=\e\\\n";
+        $room = self::PIPE_BUF - strlen($open) - strlen($close);
+        $stream = $fd === 1 ? STDOUT : STDERR;
+        for ($at = 0, $n = strlen($lines); $at < $n; $at = $end) {
+            $end = $n;
+            if ($n - $at > $room) {
+                $cut = strrpos(substr($lines, $at, $room), "\n");
+                // A line longer than the room goes whole, in a write of its own.
+                $end = $cut === false ? (int) strpos($lines, "\n", $at) + 1 : $at + $cut + 1;
+            }
+            @fwrite($stream, $open . substr($lines, $at, $end - $at) . $close);
+        }
     }
 }
 

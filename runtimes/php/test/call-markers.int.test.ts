@@ -29,6 +29,9 @@ function handler($context)
             usleep((int) $q['ms'] * 1000);
             echo "two $tag\\n";
             return 'twice';
+        case 'many':
+            echo implode('', array_map(fn ($i) => str_pad("line $i ", 60, 'x') . "\n", range(1, 200)));
+            return 'many';
         case 'exit':
             echo "bye $tag";
             exit(0);
@@ -108,6 +111,19 @@ describe("php runtime: call markers", function () {
       { id: "call-b", line: "two b" },
       { id: "call-a", line: "two a" },
     ]);
+  });
+
+  it("cuts a long output into marked pieces between lines, losing and splitting none", async () => {
+    const out = rt.stdout().length;
+    expect((await call("many", "call-m")).text).to.equal("many");
+    const raw = await gained(out, `line 200 ${"x".repeat(51)}\n${CLEAR}`);
+    const pieces = raw.split(marker("call-m")).length - 1;
+    expect(pieces).to.equal(4); // 200 lines of 61 bytes, at most 4 KiB a piece
+    const tagged = tagLines(raw);
+    expect(tagged.map((l) => l.line)).to.deep.equal(
+      Array.from({ length: 200 }, (_, i) => `line ${i + 1} `.padEnd(60, "x")),
+    );
+    for (const l of tagged) expect(l.id).to.equal("call-m");
   });
 
   it("tags the error it logs about a call with that call", async () => {
