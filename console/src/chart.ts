@@ -67,6 +67,11 @@ export function lineChart(times: number[], series: Series[], unit: string): SVGS
       pen = true;
     });
     if (d !== "") svg.appendChild(el("path", { d, class: `line ${s.cls}` }));
+    // A point with no neighbour draws no line: mark it, so one busy slice still shows.
+    s.values.forEach((v, i) => {
+      if (v !== null && (s.values[i - 1] ?? null) === null && (s.values[i + 1] ?? null) === null)
+        svg.appendChild(el("circle", { cx: x(i), cy: y(v), r: 2.5, class: `dot ${s.cls}` }));
+    });
   }
   return svg;
 }

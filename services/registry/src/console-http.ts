@@ -69,6 +69,24 @@ export function resolveConsolePath(root: string, urlPath: string): string | unde
   return file;
 }
 
+/**
+ * A browser request from a page the registry itself served (the console): its Origin names the
+ * host it asked. The token still decides; this only keeps the cross-site refusal of writes
+ * (auth.ts originPolicy) from refusing the console's own POSTs. A page on another host, even one
+ * rebound to this address, sends its own host as Origin and no token.
+ */
+export function sameOrigin(req: Request): boolean {
+  const origin = req.headers.origin;
+  const host = req.headers.host;
+  if (origin === undefined || host === undefined) return false;
+  try {
+    const u = new URL(origin);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.host === host.toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
 function notFound(res: Response, why: string): void {
   res.status(404).type("text/plain; charset=utf-8").set("cache-control", "no-store").send(why);
 }

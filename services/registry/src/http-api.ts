@@ -11,7 +11,7 @@ import {
 } from "./auth";
 import { downloadPackageArchive, uploadArchive } from "./archives-http";
 import { consoleApi, type ConsoleOptions } from "./console-api";
-import { consoleStatic } from "./console-http";
+import { consoleStatic, sameOrigin } from "./console-http";
 import type { FunctionLogs } from "./logs-http";
 import { httpMetrics, rememberKind, type RegistryMetrics } from "./metrics";
 import type { Operations } from "./operations";
@@ -60,7 +60,9 @@ export function createApp(opts: HttpApiOptions): express.Express {
   });
   // The console's static files need no token (the page asks for it); its API calls do.
   app.use("/console", consoleStatic(opts.console?.dir));
-  app.use(originPolicy(opts.auth.corsOrigins));
+  // The console's own writes (invoke) come from the registry's origin; everything else as before.
+  const cors = originPolicy(opts.auth.corsOrigins);
+  app.use((req, res, next) => (sameOrigin(req) ? next() : cors(req, res, next)));
   app.use((req, res, next) => {
     if (req.path === "/metrics" && opts.auth.metricsPublic) return ops(req, res, next);
     authenticate(req, res, next);

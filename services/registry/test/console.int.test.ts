@@ -341,6 +341,22 @@ describe("registry console endpoints (real NATS and Redis; gateways and poolkeep
     expect(seenElsewhere).to.deep.equal([]);
   });
 
+  it("accepts the console's own POST (Origin = the registry's host) and refuses another Origin even with the token", async () => {
+    const invoke = "/v1/namespaces/default/functions/hello/invoke";
+    const own = await reg.api.call("POST", invoke, {}, { headers: { origin: reg.api.base } });
+    expect(own.status, JSON.stringify(own.body)).to.equal(200);
+    for (const origin of [elsewhere.url, "http://evil.example", `https://127.0.0.1.evil.example`]) {
+      const res = await reg.api.call("POST", invoke, {}, { headers: { origin } });
+      expect(res.status, origin).to.equal(403);
+      expect(res.body.error.field).to.equal("Origin");
+    }
+    // Without the token, the same-origin POST is still refused.
+    const anonymous = await reg.api
+      .as(null)
+      .call("POST", invoke, {}, { headers: { origin: reg.api.base } });
+    expect(anonymous.status).to.equal(401);
+  });
+
   it("lets the read-only token see stats and pools but not invoke; no token gets 401", async () => {
     const read = reg.api.as(READ_TOKEN);
     expect((await read.call("GET", "/v1/pools")).status).to.equal(200);

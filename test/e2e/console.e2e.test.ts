@@ -1,0 +1,227 @@
+import { existsSync } from "node:fs";
+import { mkdir, stat } from "node:fs/promises";
+import path from "node:path";
+import { expect } from "chai";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { ROOT, startPlatform, type Platform } from "./helpers";
+import { dumpLogsOnFailure } from "./probes";
+
+/** Debian's Chromium; CI installs it (`apt-get install chromium`). */
+const CHROMIUM = "/usr/bin/chromium";
+/** CI keeps test/artifacts/ (console/*.png here) as the run's artifacts. */
+const ARTIFACTS = path.join(ROOT, "test", "artifacts", "console");
+/** If the page ever rendered this as markup, the handler would set window.__pwned. */
+const ATTACK = `<img src=x onerror="window.__pwned=1">`;
+/** What the page-side callbacks use (this file is type-checked without the DOM library). */
+interface BrowserGlobals {
+  sessionStorage: { getItem(key: string): string | null };
+}
+const LOG_LINE = "console-e2e: hello from the function";
+
+const FUNCTION = `module.exports = async (context) => {
+  console.log(${JSON.stringify(LOG_LINE)});
+  console.log(${JSON.stringify(ATTACK)});
+  return { status: 200, headers: { "content-type": "text/plain" }, body: "echo: " + String(context.body ?? "") };
+};
+`;
+
+/**
+ * The web console in a real browser (headless Chromium) against the whole platform as `npm start`
+ * runs it: the registry serves /console/, the page signs in with the admin token and shows what
+ * the platform knows, its charts, its live log and what a call answers.
+ */
+describe("the web console in a real browser (headless Chromium)", function () {
+  this.timeout(240_000);
+  let p: Platform | undefined;
+  let browser: Browser | undefined;
+  let context: BrowserContext | undefined;
+  let page: Page;
+  /** Console errors and uncaught exceptions of every page in this suite. */
+  const problems: string[] = [];
+  /** Every URL the page requested: the token must never be in one. */
+  const requested: string[] = [];
+  /** While the sign-in test sends a wrong token on purpose, Chromium's log of that 401 is expected. */
+  let wrongTokenSent = false;
+
+  before(async () => {
+    if (!existsSync(CHROMIUM))
+      throw new Error(
+        `${CHROMIUM} is missing: this test drives Debian's Chromium (apt-get install chromium)`,
+      );
+    p = await startPlatform({
+      FIZZ_SPECIALIZE_TIMEOUT_MS: "60000",
+      FIZZ_LEASE_TIMEOUT_MS: "90000",
+    });
+    for (const args of [
+      ["env", "create", "--name", "node", "--image", "fizz/env-node"],
+      [
+        "fn",
+        "create",
+        "--name",
+        "echo",
+        "--env",
+        "node",
+        "--code",
+        await p.file("echo.js", FUNCTION),
+        "--route",
+        "/echo",
+      ],
+    ]) {
+      const r = await p.fizz(...args);
+      expect(r.code, `fizz ${args.join(" ")}\n${r.stdout}\n${r.stderr}`).to.equal(0);
+    }
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+    context.setDefaultTimeout(90_000);
+    page = await context.newPage();
+    page.on("console", (m) => {
+      if (m.type() !== "error") return;
+      if (wrongTokenSent && /status of 401/.test(m.text())) return;
+      problems.push(`console: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+    page.on("request", (r) => requested.push(r.url()));
+  });
+
+  after(async () => {
+    await context?.close();
+    await browser?.close();
+    await p?.stop();
+  });
+  afterEach(dumpLogsOnFailure(() => p, 120));
+  afterEach(async function () {
+    if (this.currentTest?.state === "failed")
+      await shot(`failed-${this.currentTest.title.slice(0, 40).replace(/\W+/g, "-")}`);
+  });
+
+  /** Polls `check` (in this process) until it holds; the mocha timeout bounds it. */
+  async function until(check: () => Promise<boolean>) {
+    while (!(await check())) await new Promise((r) => setTimeout(r, 100));
+  }
+
+  const consoleUrl = () => `${p!.registryUrl}/console/`;
+  async function shot(name: string) {
+    await mkdir(ARTIFACTS, { recursive: true });
+    const file = path.join(ARTIFACTS, `${name}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    expect((await stat(file)).size).to.be.greaterThan(0);
+  }
+
+  it("asks for the token; a wrong one keeps the sign-in form, the admin token opens the console", async () => {
+    const res = await page.goto(consoleUrl());
+    expect(res?.status()).to.equal(200);
+    expect(res?.headers()["content-security-policy"]).to.contain("script-src 'self'");
+    await page.waitForSelector("#signin");
+    await shot("sign-in");
+    wrongTokenSent = true;
+    await page.fill("#token", "not-the-token-0123456789");
+    await page.click("#signin button[type=submit]");
+    // The 401 sends the page back to a fresh sign-in form and forgets the token.
+    await until(
+      async () =>
+        (await page.evaluate(() =>
+          (globalThis as unknown as BrowserGlobals).sessionStorage.getItem("fizz.token"),
+        )) === null,
+    );
+    await page.waitForSelector("#signin");
+    await page.fill("#token", p!.adminToken);
+    await page.click("#signin button[type=submit]");
+    await page.waitForSelector("#functions");
+    wrongTokenSent = false;
+    expect(problems).to.deep.equal([]);
+  });
+
+  it("lists the deployed function with its environment and route, without console errors", async () => {
+    const row = page.locator("#functions tr", { hasText: "echo" });
+    await row.waitFor();
+    const cells = await row.locator("td").allTextContents();
+    expect(cells[0]).to.equal("echo");
+    expect(cells[1]).to.equal("default");
+    expect(cells[2]).to.equal("node");
+    expect(cells[3]).to.contain("/echo");
+    await shot("functions");
+    expect(problems).to.deep.equal([]);
+  });
+
+  it("after traffic, the function's chart counts the requests", async () => {
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch(`${p!.gatewayUrl}/echo`, { method: "POST", body: `call ${i}` });
+      expect(res.status, await res.text()).to.equal(200);
+    }
+    await page.click("#functions a:text-is('echo')");
+    await page.waitForSelector("#function");
+    expect(await page.textContent("#fn-environment")).to.equal("node");
+    // The page refreshes its stats every few seconds; the gateways' history has the 20 calls.
+    // (A locator, not waitForFunction: the page's CSP forbids the eval that would need.)
+    await page.locator("#totals", { hasText: /^([2-9]\d|\d{3,}) requests/ }).waitFor();
+    // Something is drawn: the invocations chart has a line.
+    expect(await page.locator("#charts svg path.line").count()).to.be.greaterThan(0);
+    await shot("function");
+    expect(problems).to.deep.equal([]);
+  });
+
+  it("shows a line the function printed in the live log tail", async () => {
+    await page.locator("#logs .log-line", { hasText: LOG_LINE }).first().waitFor();
+    expect(problems).to.deep.equal([]);
+  });
+
+  it("the invoke form shows the function's status, headers and body", async () => {
+    await page.selectOption("#invoke-method", "POST");
+    await page.fill("#invoke-headers", "Content-Type: text/plain");
+    await page.fill("#invoke-body", "ping from the console");
+    await page.click("#invoke button[type=submit]");
+    await page.waitForSelector("#invoke-status");
+    expect(await page.textContent("#invoke-status")).to.equal("200");
+    expect(await page.textContent("#invoke-answer-body")).to.equal("echo: ping from the console");
+    expect(await page.textContent("#invoke-answer-headers")).to.contain("content-type: text/plain");
+    await shot("invoke");
+    expect(problems).to.deep.equal([]);
+  });
+
+  it("shows markup from a log line and from an answer as text, and runs nothing", async () => {
+    // The check can see an attack: the same markup in a plain page does run.
+    const control = await context!.newPage();
+    await control.setContent(ATTACK);
+    await control.waitForFunction(() => "__pwned" in globalThis);
+    await control.close();
+
+    await page.locator("#logs .log-line .text", { hasText: ATTACK }).first().waitFor();
+    await page.fill("#invoke-body", ATTACK);
+    await page.click("#invoke button[type=submit]");
+    await page.locator("#invoke-answer-body", { hasText: ATTACK }).waitFor();
+    expect(await page.textContent("#invoke-answer-body")).to.equal(`echo: ${ATTACK}`);
+    expect(await page.locator("#app img").count()).to.equal(0);
+    expect(await page.evaluate(() => "__pwned" in globalThis)).to.equal(false);
+    await shot("xss-as-text");
+    expect(problems).to.deep.equal([]);
+  });
+
+  it("the pools page shows the node environment's instances", async () => {
+    await page.click("nav a[href='#/pools']");
+    const row = page.locator("#pools tr", { hasText: "node" });
+    await row.waitFor();
+    const [ns, env, warm, specialized, total] = await row.locator("td").allTextContents();
+    expect([ns, env]).to.deep.equal(["default", "node"]);
+    expect(Number(total)).to.be.greaterThan(0);
+    expect(Number(total)).to.equal(Number(warm) + Number(specialized));
+    await shot("pools");
+    expect(problems).to.deep.equal([]);
+  });
+
+  it("never put the token in a URL", () => {
+    expect(requested.length).to.be.greaterThan(0);
+    for (const url of requested) expect(url).to.not.contain(p!.adminToken);
+  });
+});
