@@ -207,7 +207,8 @@ export class FunctionLogs {
       },
     );
     start();
-    if (!signal.aborted) res.end();
+    // Also when the registry stops: the client sees the end and reconnects (to another replica).
+    if (!res.destroyed && !res.writableEnded) res.end();
   }
 }
 

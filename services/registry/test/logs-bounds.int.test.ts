@@ -64,6 +64,14 @@ describe("function logs: keep-alive and slow clients", function () {
     }
   });
 
+  it("ends open follows cleanly when the registry stops, so clients reconnect elsewhere", async () => {
+    const c = await LogClient.open(port, "/v1/namespaces/default/functions/quiet/logs?follow=true");
+    expect(c.status).to.equal(200);
+    logs.close();
+    await waitFor(() => c.ended, { what: "the follow's answer ended" });
+    await waitFor(async () => (await pub.consumers()) === 0, { what: "its consumer removed" });
+  });
+
   it("drops a client that stops reading instead of buffering for it, and removes its consumer", async () => {
     const big = "x".repeat(8000);
     await pub.publish(
