@@ -80,7 +80,11 @@ export function registerFunctionMetrics(
     registers: [registry],
     collect() {
       this.reset();
+      // Every function with series shows its queue, 0 included, so a dashboard has a line to
+      // draw and an alert a value to compare before the first request ever waits.
       const sums = new Map<string, { namespace: string; function: string; n: number }>();
+      for (const s of table.all())
+        sums.set(`${s.namespace}/${s.name}`, { namespace: s.namespace, function: s.name, n: 0 });
       for (const q of queues()) {
         if (q.queue.length === 0) continue;
         // Through the table, so a function past the cap is counted under `_other`.
