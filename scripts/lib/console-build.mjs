@@ -2,7 +2,15 @@
 // JS and one CSS file named by content hash (cached for good by the registry) and an index.html
 // naming them. Used by the launcher (npm start, the e2e tests) and the registry image.
 import { build } from "esbuild";
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { ROOT } from "./prereqs.mjs";
 
@@ -56,6 +64,10 @@ export async function buildConsole(outDir = CONSOLE_DIST) {
   const tmp = path.join(outDir, `.index.html.${process.pid}`);
   writeFileSync(tmp, html);
   renameSync(tmp, path.join(outDir, "index.html"));
+  // Assets of earlier builds: no page names them any more (a page loaded before this build has
+  // its assets in the browser's cache, where hashed names are kept for good).
+  for (const f of readdirSync(assets))
+    if (f !== names.js && f !== names.css) rmSync(path.join(assets, f), { force: true });
   return outDir;
 }
 
