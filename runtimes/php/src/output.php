@@ -7,8 +7,8 @@
 // write of a call is whole on its own: its marker, its complete lines, and the clearing marker, in
 // one write(2) of at most 4 KiB (atomic on a pipe), and the capturer is back to "no call" after each.
 // A line still open (no newline yet) waits for its end, or for the call's end. A call that prints
-// nothing writes nothing more; anything written around this (fwrite(STDERR), error_log(), PHP's
-// own warnings) is shown untagged, never as another call's.
+// nothing writes nothing more; anything written around this (fwrite(STDERR), error_log()) is
+// shown untagged, never as another call's.
 declare(strict_types=1);
 
 namespace Fizz;
@@ -31,7 +31,27 @@ final class CallOutput
         // write (chunk size 1), so a call's echo reaches the log as soon as its line ends.
         ob_start(fn (string $buffer): string => $this->take(1, $buffer), 1);
         $this->level = ob_get_level();
+        // PHP's warnings, notices and deprecations are the call's too: written here, marked, and
+        // left to PHP's own handler (return false) so that error_get_last() still sees them,
+        // with its display off so they are not printed twice. Fatal errors do not come here: the
+        // runtime's "call failed" line reports them, marked.
+        ini_set('display_errors', '0');
+        set_error_handler(function (int $type, string $message, string $file, int $line): bool {
+            if ((error_reporting() & $type) !== 0) {
+                $this->take(2, self::LABELS[$type] . ": $message in $file on line $line\n");
+            }
+            return false;
+        }, array_sum(array_keys(self::LABELS)));
     }
+
+    private const LABELS = [
+        E_WARNING => 'Warning',
+        E_USER_WARNING => 'Warning',
+        E_NOTICE => 'Notice',
+        E_USER_NOTICE => 'Notice',
+        E_DEPRECATED => 'Deprecated',
+        E_USER_DEPRECATED => 'Deprecated',
+    ];
 
     /** Starts marking this process's call: a request id the platform gave (else nothing is tagged). */
     public static function begin(?string $requestId): void

@@ -32,6 +32,9 @@ function handler($context)
         case 'many':
             echo implode('', array_map(fn ($i) => str_pad("line $i ", 60, 'x') . "\n", range(1, 200)));
             return 'many';
+        case 'warn':
+            $x = $undefined . $tag;
+            return 'last: ' . (error_get_last()['message'] ?? 'none');
         case 'exit':
             echo "bye $tag";
             exit(0);
@@ -124,6 +127,19 @@ describe("php runtime: call markers", function () {
       Array.from({ length: 200 }, (_, i) => `line ${i + 1} `.padEnd(60, "x")),
     );
     for (const l of tagged) expect(l.id).to.equal("call-m");
+  });
+
+  it("tags PHP's warnings with the call, which still sees them in error_get_last()", async () => {
+    const err = rt.stderr().length;
+    const res = await call("warn", "call-w", "&tag=w");
+    expect(res.text).to.equal("last: Undefined variable $undefined");
+    await eventually(() => rt.stderr().slice(err).includes(CLEAR), 10_000);
+    const tagged = tagLines(rt.stderr().slice(err));
+    expect(tagged).to.have.length(1);
+    expect(tagged[0]?.id).to.equal("call-w");
+    expect(tagged[0]?.line).to.match(
+      /^Warning: Undefined variable \$undefined in \S+logs\.php on line \d+$/,
+    );
   });
 
   it("tags the error it logs about a call with that call", async () => {
