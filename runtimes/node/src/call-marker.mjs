@@ -6,11 +6,17 @@
  * on that stream, and the same with an empty id before output that belongs to no call. The
  * poolkeeper removes those lines and tags the lines after them with the request id.
  *
- * Lazy: a call that prints nothing costs one AsyncLocalStorage.run, and a stream gets a marker
- * only when the call writing differs from the one it last marked. With concurrency > 1 the
- * writer's call comes from its async context, so interleaved output of concurrent calls is marked
- * call by call; a timer or promise the function left behind writes as "no call" once the call is
- * over (its store's id is cleared at the end).
+ * The writer's call comes from its async context (AsyncLocalStorage), so interleaved output of
+ * concurrent calls is marked call by call, and a timer or promise the function left behind writes
+ * as "no call" once the call is over (the call's id is cleared at its end).
+ *
+ * Lazy: a stream gets a marker only when the call writing differs from the one it last marked,
+ * and async context is tracked only once something is written while a call runs. In Node 20 an
+ * AsyncLocalStorage in use makes every async resource of the process pay (about 6 µs of CPU per
+ * HTTP call here, bench/call-marker.mjs), so a function that never prints during its calls never
+ * turns it on. Until then calls are only counted: the first output during a call belongs to the
+ * one call running (with several running it is marked as no call's), and that call goes on with
+ * its context from there (enterWith).
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 
@@ -22,25 +28,66 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const ENCODED = new Set(["hex", "base64", "base64url"]);
 const LF = 10;
 
-/** @typedef {{ id: string }} Call the id is "" when the call has no usable id, and once it is over */
+/**
+ * A call: `id` is "" when it has no usable id, and once it is over; `tracked` when it runs in its
+ * own async context.
+ * @typedef {{ id: string, tracked: boolean }} Call
+ */
 
 /** @type {AsyncLocalStorage<Call>} */
 const calls = new AsyncLocalStorage();
+/** Something was written while a call ran: calls carry their async context from then on. */
+let tracking = false;
+/** Calls started before that, still running. */
+/** @type {Set<Call>} */
+const untracked = new Set();
 
 /**
- * Runs `fn` as the call `requestId` (the X-Request-Id header) and ends the call when the promise
- * settles. An absent or odd id marks nothing: its output is logged as belonging to no call.
- * @template T
+ * A call begins: its request id is the X-Request-Id header. An absent or odd id marks nothing:
+ * the call's output is logged as belonging to no call.
  * @param {string | string[] | undefined} requestId
+ * @returns {Call}
+ */
+export function openCall(requestId) {
+  const id = typeof requestId === "string" && REQUEST_ID.test(requestId) ? requestId : "";
+  /** @type {Call} */
+  const call = { id, tracked: tracking };
+  if (!tracking) untracked.add(call);
+  return call;
+}
+
+/**
+ * Runs the call's code, in its own async context once tracking is on.
+ * @template T
+ * @param {Call} call
  * @param {() => Promise<T>} fn
  * @returns {Promise<T>}
  */
-export function runCall(requestId, fn) {
-  /** @type {Call} */
-  const call = {
-    id: typeof requestId === "string" && REQUEST_ID.test(requestId) ? requestId : "",
-  };
-  return calls.run(call, fn).finally(() => (call.id = ""));
+export function inCall(call, fn) {
+  return call.tracked ? calls.run(call, fn) : fn();
+}
+
+/**
+ * The call is over (its answer sent): what its timers or promises print later is none's.
+ * @param {Call} call
+ */
+export function closeCall(call) {
+  call.id = "";
+  untracked.delete(call);
+}
+
+/** The id of the call writing now; "" for none. */
+function writer() {
+  const call = calls.getStore();
+  if (call) return call.id;
+  if (untracked.size === 0) return ""; // no call runs: whatever writes is none's
+  tracking = true;
+  if (untracked.size > 1) return ""; // which of them writes cannot be told any more
+  const [only] = untracked;
+  if (!only) return "";
+  untracked.delete(only);
+  calls.enterWith(only);
+  return only.id;
 }
 
 /**
@@ -63,7 +110,7 @@ export function markCalls(stream) {
   function markedWrite(chunk, encoding, callback) {
     const length = chunk.length;
     if (length === 0) return write.call(this, chunk, /** @type {any} */ (encoding), callback);
-    const id = calls.getStore()?.id ?? "";
+    const id = writer();
     const encoded =
       typeof chunk === "string" && typeof encoding === "string" && ENCODED.has(encoding);
     if (id !== marked) {

@@ -2,7 +2,7 @@
 /**
  * User traffic (docs/runtime-contract.md): instance check, admission, body, call, response.
  */
-import { markCalls, runCall } from "./call-marker.mjs";
+import { closeCall, inCall, markCalls, openCall } from "./call-marker.mjs";
 import { buildContext, parseBody } from "./context.mjs";
 import { readBody, sendError, sendHttpError } from "./http.mjs";
 import { CallbackAnswer, sendCallbackAnswer } from "./express-send.mjs";
@@ -53,7 +53,12 @@ export async function invoke(req, res, target, instance, config) {
   await ticket.ready;
   if (res.destroyed) return;
   // The call's output is marked with its request id until its answer is sent, streams included.
-  return runCall(req.headers["x-request-id"], () => serve(req, res, active, config));
+  const call = openCall(req.headers["x-request-id"]);
+  try {
+    return await inCall(call, () => serve(req, res, active, config));
+  } finally {
+    closeCall(call);
+  }
 }
 
 /**
