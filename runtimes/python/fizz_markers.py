@@ -53,7 +53,7 @@ class MarkedStream:
         self._line_open = False  # the last write did not end its line
 
     def write(self, text: str) -> int:
-        if not text:
+        if not text or not isinstance(text, str):  # the real stream refuses what is not text
             return self._real.write(text)
         call = CURRENT.get()
         call_id = "" if call is None else call.id
