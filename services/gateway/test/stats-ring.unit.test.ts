@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { STATS_BUCKETS, STATS_BUCKET_SECONDS, STATS_LATENCY_BOUNDS_MS } from "@fizz/events";
 import { FakeClock } from "@fizz/testkit";
+import { WallClock } from "../src/stats/function-stats";
 import { StatsRing } from "../src/stats/stats-ring";
 
 const BUCKET_MS = STATS_BUCKET_SECONDS * 1000;
@@ -69,5 +70,18 @@ describe("gateway stats ring (gateway.stats history)", () => {
     ring.record(clock.now(), 200, 1);
     clock.t -= 5 * BUCKET_MS;
     expect(ring.buckets(clock.now())).to.deep.equal([]);
+  });
+});
+
+describe("gateway stats wall clock (from the request's performance.now reading)", () => {
+  it("adds the elapsed monotonic time to the wall clock, and takes the wall clock again after resyncMs", () => {
+    const clock = new FakeClock(1_000_000);
+    const wall = new WallClock(clock, 1000);
+    expect(wall.at(50)).to.equal(1_000_000);
+    clock.t += 5000; // read only at the next resync
+    expect(wall.at(550)).to.equal(1_000_500);
+    // A second later: the stepped wall clock is seen.
+    expect(wall.at(1050)).to.equal(1_005_000);
+    expect(wall.at(1051)).to.equal(1_005_001);
   });
 });

@@ -95,11 +95,12 @@ export class GatewayMetrics {
 
   /** Records one answered request; `startedAt` from performance.now(). */
   observe(target: Target | undefined, status: number, startedAt: number): void {
-    const seconds = (performance.now() - startedAt) / 1000;
+    const end = performance.now();
+    const seconds = (end - startedAt) / 1000;
     if (target === undefined) return this.unrouted.record(status, seconds);
     let s = target.stats;
     if (s === undefined || s.retired)
       s = target.stats = this.functions.of(target.namespace, target.name);
-    s.record(status, seconds);
+    s.record(status, seconds, end);
   }
 }

@@ -21,7 +21,8 @@ export class RequestStats {
   /** The function was deleted and these numbers dropped: the holder attaches fresh ones. */
   retired = false;
 
-  record(status: number, seconds: number): void {
+  /** `_at`: when it ended (performance.now()), for subclasses that keep history. */
+  record(status: number, seconds: number, _at?: number): void {
     const cls = status < 200 ? 0 : status < 300 ? 1 : status < 400 ? 2 : status < 500 ? 3 : 4;
     this.classes[cls]!++;
     let i = 0;

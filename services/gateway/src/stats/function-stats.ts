@@ -20,6 +20,30 @@ export class BusStats extends RequestStats {
 }
 
 /**
+ * Wall-clock time from a performance.now() reading the caller already has: the front door reads
+ * the monotonic clock once per request for its duration, and a second clock read per request
+ * (Date.now) cost as much as all the counting together. The offset to the wall clock is taken
+ * again at most every `resyncMs`, so a stepped system clock moves the buckets within a second.
+ */
+export class WallClock {
+  private offset = 0;
+  private syncedAt = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly clock: Pick<Clock, "now">,
+    private readonly resyncMs = 1000,
+  ) {}
+
+  at(perfNow: number): number {
+    if (perfNow - this.syncedAt >= this.resyncMs || perfNow < this.syncedAt) {
+      this.offset = this.clock.now() - perfNow;
+      this.syncedAt = perfNow;
+    }
+    return perfNow + this.offset;
+  }
+}
+
+/**
  * One function's numbers on this gateway. It is the function's HTTP RequestStats itself (so the
  * front door's hot path stays one `record` on the object its route holds), plus a RequestStats per
  * bus trigger, made on first use, and the hour of history `gateway.stats` answers with.
@@ -31,22 +55,23 @@ export class FunctionStats extends RequestStats {
   constructor(
     readonly namespace: string,
     readonly name: string,
-    private readonly clock: Pick<Clock, "now">,
+    private readonly clock: WallClock,
     /** Past the cap: counted under `_other`, no history (it would be everyone's). */
     readonly folded = false,
   ) {
     super();
   }
 
-  override record(status: number, seconds: number): void {
+  /** An HTTP answer; `at` is the performance.now() reading the duration was taken from. */
+  override record(status: number, seconds: number, at = performance.now()): void {
     super.record(status, seconds);
-    if (!this.folded) this.history.record(this.clock.now(), status, seconds * 1000);
+    if (!this.folded) this.history.record(this.clock.at(at), status, seconds * 1000);
   }
 
   /** A bus call's answer (status 0: none came). */
   recordBus(trigger: BusTrigger, status: number, seconds: number): void {
     this.busStats(trigger).record(status, seconds);
-    if (!this.folded) this.history.record(this.clock.now(), status, seconds * 1000);
+    if (!this.folded) this.history.record(this.clock.at(performance.now()), status, seconds * 1000);
   }
 
   busStats(trigger: BusTrigger): BusStats {
@@ -80,11 +105,16 @@ export class FunctionStats extends RequestStats {
 export class FunctionStatsTable {
   private readonly byKey = new Map<string, FunctionStats>();
   private other: FunctionStats | undefined;
+  private readonly clock: WallClock;
 
+  /** `resyncMs`: see WallClock (0 in tests whose fake clock jumps). */
   constructor(
     readonly maxFunctions: number,
-    private readonly clock: Pick<Clock, "now"> = realClock,
-  ) {}
+    clock: Pick<Clock, "now"> = realClock,
+    resyncMs = 1000,
+  ) {
+    this.clock = new WallClock(clock, resyncMs);
+  }
 
   of(namespace: string, name: string): FunctionStats {
     const key = `${namespace}/${name}`;
