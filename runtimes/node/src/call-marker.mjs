@@ -38,7 +38,7 @@ const LF = 10;
 const calls = new AsyncLocalStorage();
 /** Something was written while a call ran: calls carry their async context from then on. */
 let tracking = false;
-/** Calls started before that, still running. */
+/** Calls with an id started before that, still running. */
 /** @type {Set<Call>} */
 const untracked = new Set();
 
@@ -52,7 +52,8 @@ export function openCall(requestId) {
   const id = typeof requestId === "string" && REQUEST_ID.test(requestId) ? requestId : "";
   /** @type {Call} */
   const call = { id, tracked: tracking };
-  if (!tracking) untracked.add(call);
+  // A call without an id writes as no call's whatever context it runs in: it never needs tracking.
+  if (!tracking && id !== "") untracked.add(call);
   return call;
 }
 
