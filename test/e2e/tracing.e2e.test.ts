@@ -207,6 +207,46 @@ describe("traces, end to end", function () {
     expect(one(spans, "gateway.call").parentSpanId).to.equal(deliver.spanId);
   });
 
+  it("starts a trace per timer firing that the invoker's delivery and call continue", async () => {
+    const created = await p.fizz(
+      "timer",
+      "create",
+      "--name",
+      "traced-tick",
+      "--function",
+      "echo",
+      "--cron",
+      "@every 1s",
+    );
+    expect(created.code, created.stderr).to.equal(0);
+    const chain = await eventually(
+      "a timer firing's delivery and call are exported in its trace",
+      () => {
+        for (const fire of otlp.spans.filter((s) => s.name === "timer.fire")) {
+          const deliver = otlp.spans.find(
+            (s) => s.name === "invoker.deliver" && s.parentSpanId === fire.spanId,
+          );
+          const call =
+            deliver &&
+            otlp.spans.find((s) => s.name === "gateway.call" && s.parentSpanId === deliver.spanId);
+          if (deliver && call) return { fire, deliver, call };
+        }
+        return undefined;
+      },
+      30_000,
+      200,
+    );
+    await fizzOk(p, "timer delete --name traced-tick");
+    expect(chain.fire).to.include({
+      kind: KIND.producer,
+      service: "fizz-scheduler",
+      parentSpanId: "",
+    });
+    expect(chain.deliver.traceId).to.equal(chain.fire.traceId);
+    expect(chain.deliver.attributes["fizz.source"]).to.equal("timer");
+    expect(chain.call.traceId).to.equal(chain.fire.traceId);
+  });
+
   it("exports the cold request's gateway, lease, specialization and call spans as one trace", async () => {
     expect(coldSeen, "the first test ran").to.not.equal(undefined);
     const names = [
@@ -258,7 +298,14 @@ describe("traces, end to end", function () {
     const traced = p.logs.filter((l) => l.includes(`"traceId":"${coldTrace}"`));
     expect(traced.length, "log lines carrying the cold request's trace id").to.be.greaterThan(0);
     expect(
-      traced.some((l) => l.startsWith("[poolkeeper]") || l.startsWith("[scheduler]")),
+      traced.some((l) => l.startsWith("[scheduler]")),
+      "a scheduler line",
     ).to.equal(true);
+    expect(
+      traced.some((l) => l.startsWith("[poolkeeper]")),
+      "a poolkeeper line",
+    ).to.equal(true);
+    // An instance started for (or after) the request outlives it: its output carries no trace.
+    expect(traced.filter((l) => l.includes('"component":"function-logs"'))).to.deep.equal([]);
   });
 });

@@ -5,6 +5,7 @@ import {
   connectNats,
   createLogger,
   natsConnected,
+  outsideScope,
   serve,
   startOpsServer,
   type Logger,
@@ -196,7 +197,8 @@ export async function start(
     logger,
     // After the handler returns, the reply is written within the same microtask run; setImmediate
     // runs after that, so a spawn (which blocks the loop for a fork) never delays a reply.
-    afterReply: (fn) => setImmediate(fn),
+    // Refills outlive the request: outside its trace scope (their instances' lines carry none).
+    afterReply: (fn) => setImmediate(() => outsideScope(fn)),
     onSpecialized: (instance) => {
       announce("specialized", instance);
       backend.recordSpecialized?.(instance);

@@ -7,7 +7,7 @@ import {
   type SpecializeReply,
   type SpecializeRequest,
 } from "@fizz/events";
-import { currentScope, tracer, type Logger } from "@fizz/kit";
+import { currentScope, outsideScope, tracer, type Logger } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import type { BackendKind } from "./backend";
 import { CodeCache } from "./code-cache";
@@ -124,7 +124,8 @@ export function createSpecializer(
         else {
           start = "cold";
           try {
-            t = await deps.pool.spawnTaken(req.environment);
+            // The instance outlives this request: its output must not carry this trace.
+            t = await outsideScope(() => deps.pool.spawnTaken(req.environment));
           } catch (err) {
             lastFailure = `could not start an instance: ${(err as Error).message}`;
             log.warn({ function: fnName, err: lastFailure }, "specialize attempt failed");

@@ -40,6 +40,14 @@ export function currentScope(): CallScope | undefined {
   return storage.getStore();
 }
 
+/**
+ * Runs `fn` outside any request scope: for work a request sets off that outlives it (a pool
+ * refill, an instance's output), whose log lines must not carry that request's trace forever.
+ */
+export function outsideScope<T>(fn: () => T): T {
+  return storage.exit(fn);
+}
+
 export function logBindings(
   trace: TraceContext | undefined,
   requestId: string | undefined,
