@@ -209,6 +209,13 @@ describe("node runtime: Node only", function () {
         }, 10);
         module.exports = async ({ query: { kind, tag } }) => {
           if (kind === "throw") throw new Error("boom " + tag);
+          if (kind === "bytes") {
+            process.stdout.write(Buffer.from("buf "));
+            process.stdout.write("6869", "hex");
+            await new Promise((written) => process.stdout.write(" " + tag + "\\n", written));
+            process.stdout.write(Buffer.from("open " + tag));
+            return "ok";
+          }
           console.log("in " + tag);
           await new Promise((done) => jobs.push(["worker " + tag, done]));
           console.log("done " + tag);
@@ -235,6 +242,18 @@ describe("node runtime: Node only", function () {
       const marker = (id: string) => `${callMarker(id)}\n`;
       expect(rt.stdout().slice(out)).to.equal(
         `${marker("call-w")}in w\n${marker("")}worker w\n${marker("call-w")}done w\n`,
+      );
+    });
+
+    it("marks Buffers and encoded strings, keeps write's callback, and ends a Buffer's open line", async () => {
+      const out = rt.stdout().length;
+      expect((await call("bytes", "call-b", "b")).text).to.equal("ok");
+      expect((await call("work", "call-c", "c")).text).to.equal("ok");
+      await eventually(() => rt.stdout().includes("done c\n"));
+      const marker = (id: string) => `${callMarker(id)}\n`;
+      expect(rt.stdout().slice(out)).to.equal(
+        `${marker("call-b")}buf hi b\nopen b\n${marker("call-c")}in c\n` +
+          `${marker("")}worker c\n${marker("call-c")}done c\n`,
       );
     });
 
