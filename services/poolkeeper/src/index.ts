@@ -194,7 +194,8 @@ export async function start(
     timeoutMs: config.specializeTimeoutMs,
     backendKind: backend.kind,
     metrics,
-    logger,
+    // A load failure's message quotes the function: secret values in it are masked.
+    logger: logs.maskedLogger(logger),
     // After the handler returns, the reply is written within the same microtask run; setImmediate
     // runs after that, so a spawn (which blocks the loop for a fork) never delays a reply.
     // Refills outlive the request: outside its trace scope (their instances' lines carry none).

@@ -1,5 +1,6 @@
 import {
   Codecs,
+  FizzError,
   LOG_STREAM,
   callMarker,
   type InstanceEventMessage,
@@ -10,7 +11,9 @@ import { ensureLogStream, request as natsRequest } from "@fizz/kit";
 import { waitFor } from "@fizz/testkit";
 import { DiscardPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { expect } from "chai";
+import { pino } from "pino";
 import { request } from "undici";
+import type { PoolkeeperDeps } from "../src/index";
 import { Harness, environment } from "./harness";
 
 /** The platform's NATS password in this suite (harness LOCKED_PASSWORD): it must never show. */
@@ -28,6 +31,8 @@ describe("function logs (process backend, real runtimes)", function () {
   const h = new Harness();
   /** Log lines and instance events in the order this connection received them. */
   const seen: Array<{ log?: LogLine; event?: InstanceEventMessage }> = [];
+  /** The poolkeeper's own log, at trace level. */
+  let pkLog = "";
 
   const specialize = (name: string, source: string, extra: Partial<SpecializeRequest> = {}) =>
     h.putCode(`${name}.js`, source).then((code) =>
@@ -88,12 +93,17 @@ describe("function logs (process backend, real runtimes)", function () {
     h.nc.subscribe(h.s.poolkeeperInstanceAll, {
       callback: (_e, m) => void seen.push({ event: Codecs.poolkeeperInstance.decode(m.data).data }),
     });
-    await h.startPoolkeeper({
-      FIZZ_LOG_LINES_PER_SECOND: String(LINES_PER_SECOND),
-      FIZZ_LOG_BURST_SECONDS: "1",
-      FIZZ_LOG_MAX_LINES_PER_FUNCTION: "5000",
-      FIZZ_LOG_MAX_AGE: "2h",
-    });
+    const logger = pino({ level: "trace" }, { write: (s: string) => void (pkLog += s) });
+    await h.startPoolkeeper(
+      {
+        FIZZ_LOG_LINES_PER_SECOND: String(LINES_PER_SECOND),
+        FIZZ_LOG_BURST_SECONDS: "1",
+        FIZZ_LOG_MAX_LINES_PER_FUNCTION: "5000",
+        FIZZ_LOG_MAX_AGE: "2h",
+      },
+      // The harness passes a silent logger; this suite reads the poolkeeper's log.
+      { logger } as Omit<PoolkeeperDeps, "logger">,
+    );
     await h.pk.synced;
   });
   after(() => h.tearDown());
@@ -193,6 +203,25 @@ describe("function logs (process backend, real runtimes)", function () {
     const all = JSON.stringify([...lines, ...published("leaky")]);
     for (const secret of [value, Buffer.from(value).toString("base64"), NATS_PASSWORD])
       expect(all).to.not.include(secret);
+    // The poolkeeper's own log has the lines at debug level, masked the same way.
+    expect(pkLog).to.include("the key is ***!");
+    for (const secret of [value, Buffer.from(value).toString("base64"), NATS_PASSWORD])
+      expect(pkLog).to.not.include(secret);
+  });
+
+  it("masks the secret in the poolkeeper's log when a function's load error quotes it", async () => {
+    const value = "loader-secret-4242";
+    h.secrets.set("default/db", { password: Buffer.from(value).toString("base64") });
+    const failed = await specialize(
+      "quoting",
+      `const fs = require("node:fs");
+      throw new Error("cannot connect with " + fs.readFileSync(process.env.FIZZ_SECRETS_DIR + "/default/db/password", "utf8"));\n`,
+      { secrets: ["db"] },
+    ).catch((e: Error) => e);
+    expect(failed).to.be.instanceOf(FizzError);
+    expect((failed as FizzError).code).to.equal("FUNCTION_LOAD_FAILED");
+    expect(pkLog).to.include("cannot connect with ***");
+    expect(pkLog).to.not.include(value);
   });
 
   it("keeps a crashing function's last lines, then says how it ended, before the died event", async () => {

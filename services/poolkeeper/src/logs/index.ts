@@ -13,7 +13,7 @@ import type { Tracked } from "../instances";
 import { MAX_LINE } from "../lines";
 import { LogCapture } from "./capture";
 import { createLogMetrics } from "./log-metrics";
-import { platformSecrets, SecretBook } from "./mask";
+import { Masker, platformSecrets, SecretBook } from "./mask";
 
 export { LogCapture, exitLine } from "./capture";
 export { SecretBook, Masker } from "./mask";
@@ -24,6 +24,11 @@ export interface FunctionLogs {
   book: SecretBook;
   /** Resolves once FIZZ_LOGS exists with our limits (retried until JetStream answers). */
   streamReady: Promise<void>;
+  /**
+   * `logger` with every string field masked (all known secret values, the NATS password): for
+   * code that logs what an instance said, like a load failure's message quoting the function.
+   */
+  maskedLogger(logger: Logger): Logger;
   stop(): void;
 }
 
@@ -47,6 +52,16 @@ export function startFunctionLogs(opts: {
   const abort = new AbortController();
   opts.signal.addEventListener("abort", () => abort.abort(), { once: true });
   const book = new SecretBook();
+  const platform = platformSecrets(opts.natsUrl);
+  let masker: { generation: number; masker: Masker } | undefined;
+  const maskAll = (text: string) => {
+    if (masker?.generation !== book.generation)
+      masker = {
+        generation: book.generation,
+        masker: new Masker([...platform, ...book.allValues()]),
+      };
+    return masker.masker.mask(text);
+  };
   const capture = new LogCapture({
     publish: (fn, line) => {
       try {
@@ -62,7 +77,7 @@ export function startFunctionLogs(opts: {
     limits: opts.config,
     maxLineBytes: MAX_LINE,
     book,
-    platformSecrets: platformSecrets(opts.natsUrl),
+    platformSecrets: platform,
     metrics: createLogMetrics(opts.registry),
     logger: opts.logger,
     clock: backgroundClock,
@@ -84,6 +99,20 @@ export function startFunctionLogs(opts: {
     capture,
     book,
     streamReady,
+    maskedLogger: (logger) =>
+      logger.child(
+        {},
+        {
+          formatters: {
+            log: (fields: object) => {
+              const out: Record<string, unknown> = {};
+              for (const [k, v] of Object.entries(fields))
+                out[k] = typeof v === "string" ? maskAll(v) : v;
+              return out;
+            },
+          },
+        },
+      ),
     stop() {
       abort.abort();
       capture.close();
