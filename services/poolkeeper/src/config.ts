@@ -67,6 +67,8 @@ export interface PoolkeeperConfig extends PoolkeeperCommonConfig {
   allowEnvCommand: boolean;
   /** FIZZ_ARCHIVE_CACHE_BYTES: package archives kept under `<workDir>/archive-cache` (0: none). */
   archiveCacheBytes: number;
+  /** FIZZ_METRICS_MAX_FUNCTIONS: functions with their own metric series; later ones are `_other`. */
+  metricsMaxFunctions: number;
   /** Package builds: at most `concurrency` at once (0: none here), each in a fresh dir under `dir`. */
   build: {
     concurrency: number;
@@ -157,6 +159,7 @@ export function loadConfig(
     },
     allowEnvCommand: bool(env, "FIZZ_ALLOW_ENV_COMMAND", false),
     archiveCacheBytes: int(env, "FIZZ_ARCHIVE_CACHE_BYTES", 1024 ** 3, 0, 2 ** 50),
+    metricsMaxFunctions: int(env, "FIZZ_METRICS_MAX_FUNCTIONS", 2000, 1, 1_000_000),
     build: {
       concurrency: int(env, "FIZZ_BUILD_CONCURRENCY", backend === "process" ? 1 : 2, 0, 64),
       dir: path.resolve(

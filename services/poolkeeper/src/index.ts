@@ -79,6 +79,7 @@ export async function start(
   const live: { nc?: NatsConnection; pool?: Pool; backend?: Backend } = {};
   const metrics = createMetrics(
     () => live.pool?.counts() ?? { starting: 0, warm: 0, specializing: 0, specialized: 0 },
+    config.metricsMaxFunctions,
   );
   // Up first, so /healthz answers while NATS (or the Kubernetes API) is still being waited for.
   const ops: OpsServer = await startOpsServer({
