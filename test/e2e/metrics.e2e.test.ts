@@ -1,5 +1,8 @@
 import { expect } from "chai";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { connect } from "@nats-io/transport-node";
+import { Codecs, subjects } from "@fizz/events";
+import { natsConnectionOptions } from "@fizz/kit";
 import { startPlatform, type Platform } from "./helpers";
 import {
   dashboardQueries,
@@ -145,5 +148,24 @@ describe("monitoring: dashboard and alert queries against the services' /metrics
           problems.push(`${q.where}: label ${l} is on none of ${own.join(", ")}`);
     }
     expect(problems).to.deep.equal([]);
+  });
+
+  it("answers gateway.stats to the registry's user only: the application user gets nothing", async () => {
+    const ask = Codecs.gatewayStats.request.encode({}, "metrics-test");
+    const registry = await connect(natsConnectionOptions(p.natsUrlAs("registry")));
+    const app = await connect(p.appNats);
+    try {
+      const reply = await registry.request(subjects().gatewayStats, ask, { timeout: 10_000 });
+      const stats = Codecs.gatewayStats.reply.decode(reply.data).data;
+      expect(stats.functions.map((f) => f.name)).to.include("ok");
+      const refused = await app.request(subjects().gatewayStats, ask, { timeout: 3000 }).then(
+        () => "answered",
+        (err: unknown) => String(err),
+      );
+      expect(refused).to.match(/permission|timeout|no responders/i);
+    } finally {
+      await registry.close();
+      await app.close();
+    }
   });
 });
