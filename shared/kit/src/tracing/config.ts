@@ -1,5 +1,7 @@
 import { FizzError } from "@fizz/events";
-import type { Env } from "../config";
+
+/** The environment as ../config.ts reads it (not imported from there: config.ts imports this). */
+type Env = Readonly<Record<string, string | undefined>>;
 
 /** OpenTelemetry export, from the standard OTEL_* variables (read once, by loadCommon). */
 export interface TracingConfig {
