@@ -58,7 +58,7 @@ export function createMetrics(counts: () => InstanceCounts, maxFunctions = 2000)
   });
   const coldStarts = new Counter({
     name: "fizz_function_cold_starts_total",
-    help: "Instances specialized for a function (a request waited for it), by start: warm (from the pool) or cold (spawned)",
+    help: "Instances specialized for a function (for a waiting request, or minInstances), by start: warm (from the pool) or cold (spawned)",
     labelNames: ["namespace", "function", "start"],
     registers: [registry],
   });
