@@ -68,6 +68,9 @@ export function tagLines(raw: string): TaggedLine[] {
 
 const marker = (id: string) => `${callMarker(id)}\n`;
 
+/** The marker, for a language's own tests (they import nothing of the platform's but this suite). */
+export { callMarker };
+
 export function describeCallMarkers(start: Start, deploy: Deploy, markers: CallMarkers): void {
   const { logs, later = true, concurrent = true } = markers;
 

@@ -23,7 +23,7 @@ export {
   describeCoreContract,
 } from "./contract-core.js";
 export type { Files } from "./archive.js";
-export { type CallMarkers, tagLines } from "./contract-call-markers.js";
+export { type CallMarkers, callMarker, tagLines } from "./contract-call-markers.js";
 
 export function describeRuntimeContract(runtime: RuntimeUnderTest): void {
   describe(`${runtime.name} runtime: the runtime contract`, function () {

@@ -13,8 +13,13 @@ import {
   specializeArchive,
   timedChunks,
 } from "../../contract/harness.js";
-import { callMarker } from "@fizz/events";
-import { ME, describeRuntimeContract, push, tagLines } from "../../contract/runtime-contract.js";
+import {
+  ME,
+  callMarker,
+  describeRuntimeContract,
+  push,
+  tagLines,
+} from "../../contract/runtime-contract.js";
 import { HELLO, KINDS, nodeRuntime } from "./fixtures.js";
 
 describeRuntimeContract(nodeRuntime);

@@ -5,8 +5,13 @@ import { expect } from "chai";
 import http from "node:http";
 import { packageArchive } from "../../contract/archive.js";
 import { type Runtime, eventually, request, specializeArchive } from "../../contract/harness.js";
-import { callMarker } from "@fizz/events";
-import { ME, describeRuntimeContract, push, tagLines } from "../../contract/runtime-contract.js";
+import {
+  ME,
+  callMarker,
+  describeRuntimeContract,
+  push,
+  tagLines,
+} from "../../contract/runtime-contract.js";
 import { HELLO, KINDS, pythonRuntime } from "./fixtures.js";
 
 describeRuntimeContract(pythonRuntime);
