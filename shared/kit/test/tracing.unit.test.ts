@@ -144,7 +144,7 @@ describe("trace context in NATS headers", () => {
 
   it("overwrites a context already in the headers", () => {
     const h = putTrace(parseTraceparent(VALID, "a=1")!);
-    const next = childOf(parseTraceparent(VALID)!);
+    const next = childOf(parseTraceparent(VALID));
     putTrace({ ...next, traceState: undefined }, undefined, h);
     expect(takeTrace(h).trace?.spanId).to.equal(next.spanId);
     expect(takeTrace(h).trace?.traceState).to.equal(undefined);
