@@ -17,7 +17,7 @@ export const REQUEST_ID = "x-request-id";
 /** Sets the context (and request id) on `h`, a new header set by default. */
 export function putTrace(
   ctx: TraceContext,
-  requestId?: string  ,
+  requestId?: string,
   h: MsgHdrs = natsHeaders(),
 ): MsgHdrs {
   h.set(TRACEPARENT, formatTraceparent(ctx));
