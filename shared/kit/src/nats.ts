@@ -44,7 +44,7 @@ export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
   const url = redactUrl(opts.url);
   const options = natsConnectionOptions(opts.url);
   const slow = warnWhenSlow(log, "waiting for NATS", { url });
-  const conn = trackConnection("nats");
+  const conn = trackConnection("nats", opts.name);
   try {
     const nc = await retryUntil(
       () =>

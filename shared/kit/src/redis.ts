@@ -53,7 +53,7 @@ export function connectRedis(opts: { url: string; logger: Logger; name: string }
       return wait;
     },
   });
-  const conn = trackConnection("redis");
+  const conn = trackConnection("redis", opts.name);
   client.on("ready", () => {
     log.info({ url: shownUrl, afterAttempts: attempts }, "connected to Redis");
     attempts = 0;
