@@ -10,6 +10,8 @@ export const ROOT = path.resolve(import.meta.dirname, "../..");
 
 export interface Platform {
   gatewayUrl: string;
+  /** The gateway's ops port (/healthz, /readyz, /metrics), apart from user traffic. */
+  gatewayOpsUrl: string;
   registryUrl: string;
   /** Without credentials: the embedded servers refuse it (what an attacker has). */
   natsUrl: string;
@@ -90,6 +92,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   };
   return {
     gatewayUrl: launched.gatewayUrl,
+    gatewayOpsUrl: `http://127.0.0.1:${launched.ports.gatewayOps}`,
     registryUrl: launched.registryUrl,
     natsUrl: launched.natsUrl,
     redisUrl: launched.redisUrl,

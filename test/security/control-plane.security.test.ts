@@ -163,6 +163,14 @@ describe("security: control-plane authentication", function () {
     expect((await call(`${p.registryUrl}/metrics`)).status).to.equal(401);
   });
 
+  it("keeps the gateway's per-function metrics off its public port", async () => {
+    const pub = await fetch(`${p.gatewayUrl}/metrics`);
+    expect(pub.status).to.equal(404);
+    expect(await pub.text()).not.to.match(/fizz_function_/);
+    const ops = await fetch(`${p.gatewayOpsUrl}/metrics`);
+    expect(ops.status).to.equal(200);
+  });
+
   it("the CLI finds .fizz/admin-token from a subdirectory, and explains a 401 elsewhere", async () => {
     const env: NodeJS.ProcessEnv = { ...process.env, FIZZ_REGISTRY_URL: p.registryUrl };
     delete env.FIZZ_TOKEN;

@@ -141,8 +141,10 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     logger: logger.child({ component: "proxy" }),
     active: { count: 0 },
   };
+  // The public port answers probes only. /metrics names every function with its traffic and
+  // errors, so it is served on the ops port alone (which the NetworkPolicy keeps in-cluster).
   const ops = (req: http.IncomingMessage, res: http.ServerResponse) =>
-    handleOps(req, res, checks, registry);
+    (req.url ?? "/").split("?")[0] !== "/metrics" && handleOps(req, res, checks, registry);
   // Every URL fetched for a user (X-Callback-Url) goes through this; the gateway's own ports are
   // added once bound.
   const outbound = new OutboundGuard({
