@@ -29,8 +29,8 @@ export function answerHeaders(a: Answer, extra: Record<string, string> = {}): Ms
 
 /**
  * NATS message headers as the function's HTTP request headers (repeated ones joined), without
- * hop-by-hop ones and without X-Fizz-* (which only the gateway sets); a content type from the
- * message wins over the trigger's.
+ * hop-by-hop ones and without X-Fizz-*, X-Call-Id, X-Request-Id and the trace context (which only
+ * the gateway sets); a content type from the message wins over the trigger's.
  */
 export function requestHeadersOf(h: MsgHdrs | undefined, contentType: string): string[] {
   const out: string[] = [];
@@ -40,9 +40,10 @@ export function requestHeadersOf(h: MsgHdrs | undefined, contentType: string): s
       const lower = name.toLowerCase();
       if (!NATS_HEADER_NAME.test(name) || isHopByHop(lower) || lower.startsWith("x-fizz-"))
         continue;
-      // X-Call-Id is the gateway's to set (the call's deduplication key).
+      // X-Call-Id and X-Request-Id are the gateway's to set (the call's deduplication key, the id
+      // its log lines are tagged with): a publisher's would reach the function as a second value.
       if (lower === "content-length" || lower === "host" || lower === "expect") continue;
-      if (lower === "x-call-id") continue;
+      if (lower === "x-call-id" || lower === "x-request-id") continue;
       // The caller's trace continues through the delivery's own span (CallRequest.trace).
       if (lower === "traceparent" || lower === "tracestate") continue;
       if (lower === "content-type") typed = true;
