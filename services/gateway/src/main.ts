@@ -1,4 +1,4 @@
-import { createLogger, runService } from "@fizz/kit";
+import { createLogger, runService, setRequestScopes } from "@fizz/kit";
 import { loadConfig, type GatewayConfig } from "./config";
 import { start } from "./index";
 
@@ -11,6 +11,9 @@ try {
   process.exit(1);
 }
 const logger = createLogger("gateway", config.logLevel);
+// The proxy passes trace context explicitly; never let a traced NATS request turn on
+// AsyncLocalStorage (promise hooks on every proxied request): kit tracing/scope.ts.
+setRequestScopes(false);
 void runService(logger, (signal) => start(config, { logger, signal }), {
   drainTimeoutMs: config.drainTimeoutMs + 5000,
   exitWithStdin: process.env.FIZZ_PARENT_STDIN === "1",

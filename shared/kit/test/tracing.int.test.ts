@@ -7,6 +7,7 @@ import {
   parseTraceparent,
   request,
   serve,
+  setRequestScopes,
   type CallScope,
   type Subscription,
 } from "@fizz/kit";
@@ -104,5 +105,25 @@ describe("trace context over kit's request/serve", () => {
     expect(last.inner).to.equal(undefined);
     const line = lines.find((l) => l.msg === "handling" && l.instance === "i2");
     expect(line).to.not.have.property("traceId");
+  });
+
+  it("with request scopes off (the gateway), answers a traced request without entering a scope", async () => {
+    const trace = parseTraceparent(VALID)!;
+    setRequestScopes(false);
+    try {
+      const res = await request(
+        nc,
+        "t.outer",
+        Codecs.poolkeeperRetire,
+        { instanceId: "i3", reason: "x" },
+        { sender: "test", timeoutMs: 5000, trace, requestId: "req-43" },
+      );
+      expect(res.retired).to.equal(true);
+    } finally {
+      setRequestScopes(true);
+    }
+    const last = seen[seen.length - 1]!;
+    expect(last.outer).to.equal(undefined);
+    expect(last.inner).to.equal(undefined);
   });
 });

@@ -31,9 +31,19 @@ export interface CallScope {
  * gateway passes its context explicitly and enters a scope only where one arrives over NATS.
  */
 const storage = new AsyncLocalStorage<CallScope>();
+let scopes = true;
+
+/**
+ * Off: `runInScope` only calls `fn`. The gateway turns scopes off at start (main.ts): a single
+ * traced request to one of its NATS services (gateway.sync, gateway.stats) would otherwise enable
+ * AsyncLocalStorage, and with it promise hooks on every proxied request, for the process's life.
+ */
+export function setRequestScopes(on: boolean): void {
+  scopes = on;
+}
 
 export function runInScope<T>(scope: CallScope, fn: () => T): T {
-  return storage.run(scope, fn);
+  return scopes ? storage.run(scope, fn) : fn();
 }
 
 export function currentScope(): CallScope | undefined {
