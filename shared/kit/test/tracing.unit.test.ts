@@ -10,6 +10,7 @@ import {
   newSpanId,
   newTraceId,
   parseTraceparent,
+  shownEndpoint,
   putTrace,
   takeTrace,
 } from "../src/tracing/index";
@@ -78,6 +79,12 @@ describe("traceparent", () => {
     expect(parseTraceparent(VALID, "a=x,y")?.traceState).to.equal(undefined);
     expect(parseTraceparent(VALID, "a=b=c")?.traceState).to.equal(undefined);
     expect(parseTraceparent(VALID, "a=tab\there")?.traceState).to.equal(undefined);
+  });
+
+  it("trims only spaces and tabs around members, so no control character is passed on", () => {
+    expect(isValidTracestate("a=1 ,\tb=2\t")).to.equal(true);
+    for (const junk of ["\v", "\f", "\u00a0", "\ufeff", "\r", "\n"])
+      expect(isValidTracestate(`a=1,${junk}`), JSON.stringify(junk)).to.equal(false);
   });
 
   it("refuses a tracestate with more than 32 members", () => {
@@ -204,5 +211,16 @@ describe("loadTracingConfig", () => {
         OTEL_TRACES_SAMPLER_ARG: "2",
       }),
     ).to.throw(/OTEL_TRACES_SAMPLER_ARG/);
+  });
+
+  it("never repeats an endpoint's credentials in its error or its log line", () => {
+    const bad = "http://user:s3cret@[collector:4318";
+    expect(() => loadTracingConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: bad }))
+      .to.throw(/OTEL_EXPORTER_OTLP_ENDPOINT: must be a URL/)
+      .with.property("message")
+      .that.does.not.include("s3cret");
+    expect(shownEndpoint("https://user:s3cret@c:4318/v1/traces?api_key=s3cret")).to.equal(
+      "https://c:4318/v1/traces",
+    );
   });
 });

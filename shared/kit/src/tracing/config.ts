@@ -33,7 +33,8 @@ function httpUrl(name: string, v: string): URL {
   try {
     u = new URL(v);
   } catch {
-    throw bad(name, `must be a URL, got "${v}"`);
+    // Not echoed: the endpoint may carry credentials, and this message is logged.
+    throw bad(name, "must be a URL (http://host:port)");
   }
   if (u.protocol !== "http:" && u.protocol !== "https:")
     throw bad(name, `must use http or https, got "${u.protocol}"`);
@@ -73,4 +74,13 @@ export function loadTracingConfig(env: Env): TracingConfig | undefined {
   }
   const name = (env.OTEL_SERVICE_NAME ?? "").trim();
   return { tracesUrl, serviceName: name === "" ? undefined : name, sampler, ratio };
+}
+
+/** The endpoint as logged: no user info, no query (either may hold a collector's credentials). */
+export function shownEndpoint(url: string): string {
+  const u = new URL(url);
+  u.username = "";
+  u.password = "";
+  u.search = "";
+  return u.toString();
 }

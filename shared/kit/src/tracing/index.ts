@@ -3,9 +3,8 @@
  * HTTP and NATS headers; spans exported over OTLP only when configured (config.ts). See
  * docs/architecture.md "Traces".
  */
-import { redactUrl } from "../config";
 import type { Logger } from "../logger";
-import type { TracingConfig } from "./config";
+import { shownEndpoint, type TracingConfig } from "./config";
 import { OFF_TRACER, setTracer, type Tracer } from "./tracer";
 
 export * from "./traceparent";
@@ -33,7 +32,7 @@ export async function startTracing(
   setTracer(t);
   logger.info(
     {
-      endpoint: redactUrl(config.tracesUrl),
+      endpoint: shownEndpoint(config.tracesUrl),
       sampler: config.sampler,
       serviceName: config.serviceName ?? `fizz-${service}`,
     },

@@ -89,13 +89,16 @@ export function isValidSpanId(id: string): boolean {
 const MEMBER =
   /^(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
 const TRACESTATE_MAX = 8192;
+const OWS = /^[ \t]+|[ \t]+$/g;
 
 /** At most 32 list members, each `key=value` per level 1's grammar, keys unique; empty members allowed. */
 export function isValidTracestate(value: string): boolean {
   if (value.length > TRACESTATE_MAX) return false;
   const keys = new Set<string>();
   for (const raw of value.split(",")) {
-    const member = raw.trim();
+    // Only the grammar's OWS (space, tab): String.trim would also take \v, \f or U+00A0, which then
+    // go out unchanged in an HTTP header that a client (undici) refuses to send.
+    const member = raw.replace(OWS, "");
     if (member.length === 0) continue;
     if (!MEMBER.test(member)) return false;
     const key = member.slice(0, member.indexOf("="));
