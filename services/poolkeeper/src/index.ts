@@ -205,6 +205,7 @@ export async function start(
       announce("specialized", instance);
       backend.recordSpecialized?.(instance);
     },
+    functionLogs: logs.capture,
   });
 
   const inflight = new Set<Promise<unknown>>();

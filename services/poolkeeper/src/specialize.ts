@@ -3,6 +3,7 @@ import {
   type Environment,
   type EnvironmentRef,
   type ErrorCode,
+  type FunctionRef,
   type Instance,
   type SpecializeReply,
   type SpecializeRequest,
@@ -36,6 +37,11 @@ export interface SpecializerDeps {
   /** Runs work once the reply has been sent: refills and events must never delay it. */
   afterReply(fn: () => void): void;
   onSpecialized(instance: Instance): void;
+  /**
+   * Function logs (src/logs): an instance's output is its function's from the moment it is taken,
+   * so import-time prints and a failing load's output (the runtime prints the error) reach them.
+   */
+  functionLogs?: { assign(instanceId: string, fn: FunctionRef): void };
 }
 
 /**
@@ -133,6 +139,7 @@ export function createSpecializer(
           }
         }
         const id = t.instance.id;
+        deps.functionLogs?.assign(id, req.function);
         let payload;
         try {
           payload = await source.payload(id, config);

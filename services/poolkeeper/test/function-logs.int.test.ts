@@ -54,7 +54,13 @@ describe("function logs (process backend, real runtimes)", function () {
     const res = await request(address, { headers: { "x-fizz-instance": instanceId } });
     return { status: res.statusCode, text: await res.body.text() };
   };
-  const published = (fn: string) => h.logs.filter((l) => l.line.function === fn).map((l) => l.line);
+  /**
+   * The runtime says "[fizz] specialized …" while it loads a function, so it is the function's
+   * line too; the exact comparisons below leave it out (the loading test checks it is there).
+   */
+  const printed = (l: LogLine) => !l.line.startsWith("[fizz] specialized ");
+  const published = (fn: string) =>
+    h.logs.filter((l) => l.line.function === fn && printed(l.line)).map((l) => l.line);
 
   /** What FIZZ_LOGS keeps of one function, read back through an ordered consumer. */
   async function stored(fn: string): Promise<LogLine[]> {
@@ -72,7 +78,7 @@ describe("function logs (process backend, real runtimes)", function () {
       out.push(Codecs.logs.decode(m.data).data);
       if (out.length === count) break;
     }
-    return out;
+    return out.filter(printed);
   }
   const storedUntil = (fn: string, done: (lines: LogLine[]) => boolean, what: string) =>
     waitFor(
@@ -222,6 +228,54 @@ describe("function logs (process backend, real runtimes)", function () {
     expect((failed as FizzError).code).to.equal("FUNCTION_LOAD_FAILED");
     expect(pkLog).to.include("cannot connect with ***");
     expect(pkLog).to.not.include(value);
+  });
+
+  it("publishes what a function prints while it loads, and a failing load's output, error and end", async () => {
+    const { instance } = await specialize(
+      "importer",
+      `console.log("connecting to redis...");
+      module.exports = async () => "ok";\n`,
+    );
+    const loaded = await storedUntil(
+      "importer",
+      (l) => l.length > 0,
+      "the import-time print of a function that loaded",
+    );
+    expect(loaded.map((l) => [l.line, l.instanceId, l.revision])).to.deep.equal([
+      ["connecting to redis...", instance.id, 7],
+    ]);
+    await waitFor(() =>
+      h.logs.some(
+        (l) =>
+          l.line.function === "importer" &&
+          /^\[fizz\] specialized default\/importer@7/.test(l.line.line),
+      ),
+    );
+
+    const failed = await specialize(
+      "broken-import",
+      `console.log("connecting to redis...");
+      console.error("redis: ECONNREFUSED");
+      throw new Error("cannot start without redis");\n`,
+    ).catch((e: Error) => e);
+    expect((failed as FizzError).code).to.equal("FUNCTION_LOAD_FAILED");
+    const lines = await storedUntil(
+      "broken-import",
+      (l) => l.some((x) => x.line.startsWith("fizz: instance stopped")),
+      "the failed load's lines and its instance's end",
+    );
+    const texts = lines.map((l) => l.line);
+    expect(texts).to.include.members([
+      "connecting to redis...",
+      "redis: ECONNREFUSED",
+      "[fizz] default/broken-import@7 failed to load: broken-import.js:3: Error: cannot start without redis",
+    ]);
+    expect(lines.find((l) => l.line === "redis: ECONNREFUSED")).to.include({
+      stream: "stderr",
+      function: "broken-import",
+      revision: 7,
+    });
+    expect(lines.at(-1)?.line).to.match(/^fizz: instance stopped \(function failed to load\)/);
   });
 
   it("keeps a crashing function's last lines, then says how it ended, before the died event", async () => {

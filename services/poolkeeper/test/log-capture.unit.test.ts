@@ -93,10 +93,36 @@ describe("function log capture", () => {
     expect(published.some((l) => l.line.includes("fizz:call"))).to.equal(false);
   });
 
-  it("publishes nothing an instance printed before it was specialized", () => {
+  it("publishes nothing of a warm instance, and a loading one's lines as its function's once assigned", () => {
     const { capture, published, pool, specialize } = setUp();
     const i = instance();
     capture.line(i, "stdout", "not tracked yet");
+    const t: Tracked = {
+      instance: i,
+      envKey: "default/node",
+      generation: 1,
+      state: "warm",
+      killing: false,
+    };
+    pool.set(i.id, t);
+    capture.line(i, "stdout", "the runtime warming up");
+    t.state = "specializing";
+    capture.line(i, "stdout", "taken, not yet assigned");
+    capture.assign(i.id, FN);
+    capture.line(i, "stdout", "connecting to redis...");
+    specialize(i);
+    capture.line(i, "stdout", "the function speaks");
+    expect(published.map((l) => l.line)).to.deep.equal([
+      "connecting to redis...",
+      "the function speaks",
+    ]);
+    expect(published[0]).to.include({ function: "hello", revision: 3, instanceId: "node-1" });
+  });
+
+  it("masks a loading instance's output and ends its stream with how it was stopped", () => {
+    const { capture, published, pool, book } = setUp();
+    book.record("team-a", { secrets: { db: { password: b64("hunter2-very-secret") } } });
+    const i = instance();
     pool.set(i.id, {
       instance: i,
       envKey: "default/node",
@@ -104,10 +130,18 @@ describe("function log capture", () => {
       state: "specializing",
       killing: false,
     });
-    capture.line(i, "stdout", "loading");
-    specialize(i);
-    capture.line(i, "stdout", "the function speaks");
-    expect(published.map((l) => l.line)).to.deep.equal(["the function speaks"]);
+    capture.assign(i.id, FN);
+    capture.line(i, "stderr", "Error: cannot log in with hunter2-very-secret");
+    capture.exited(i, {
+      code: null,
+      signal: "SIGTERM",
+      expected: true,
+      reason: "function failed to load",
+    });
+    expect(published.map((l) => [l.stream, l.line])).to.deep.equal([
+      ["stderr", "Error: cannot log in with ***"],
+      ["system", "fizz: instance stopped (function failed to load); killed by SIGTERM"],
+    ]);
   });
 
   it("masks the namespace's secret values (decoded and base64), the specialize token and the NATS password", () => {

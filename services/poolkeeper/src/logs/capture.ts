@@ -39,11 +39,15 @@ const ANNOUNCE_EVERY_MS = 1_000;
 /**
  * Function output, line by line: call markers removed (they set the request id of the lines
  * after them on the same stream), lines tagged, secrets masked, each instance held to its budget,
- * drops counted and announced once a second, and the way an instance ended said last. Only a
- * specialized instance's lines are published; a warm or loading one's go to the debug log.
+ * drops counted and announced once a second, and the way an instance ended said last. An
+ * instance's lines are published from the moment it is assigned to a function (`assign`, before
+ * its code loads: import-time prints and a load failure's output are the function's); a warm one's
+ * are the generic runtime's and go to the debug log only.
  */
 export class LogCapture {
   private readonly entries = new Map<string, Entry>();
+  /** Instances taken for a function and still loading it; forgotten on exit or once specialized. */
+  private readonly assigned = new Map<string, FunctionRef>();
   private readonly log: Logger;
 
   constructor(private readonly opts: LogCaptureOptions) {
@@ -75,12 +79,16 @@ export class LogCapture {
     };
   }
 
+  /** The instance was taken to load `fn`: what it prints from now on is that function's. */
+  assign(instanceId: string, fn: FunctionRef): void {
+    this.assigned.set(instanceId, fn);
+  }
+
   line(instance: BackendInstance, stream: OutputStream, raw: string): void {
     let e = this.entries.get(instance.id);
-    const t = this.opts.tracked(instance.id);
     if (!e) {
       // Output of an instance the pool does not know (yet, or any more): nobody owns it.
-      if (!t) return;
+      if (!this.opts.tracked(instance.id)) return;
       e = this.entry(instance, false);
     }
     let text = raw;
@@ -99,7 +107,7 @@ export class LogCapture {
       else delete e.requestIds[stream];
       return;
     }
-    const fn = t?.state === "specialized" ? t.function : undefined;
+    const fn = this.functionOf(instance.id);
     const wantDebug = this.log.isLevelEnabled("debug");
     if (!fn && !wantDebug) return;
     const masker = this.maskerOf(e, fn);
@@ -122,8 +130,8 @@ export class LogCapture {
 
   exited(instance: BackendInstance, info: ExitInfo): void {
     const e = this.entries.get(instance.id);
-    const t = this.opts.tracked(instance.id);
-    const fn = t?.state === "specialized" ? t.function : undefined;
+    const fn = this.functionOf(instance.id);
+    this.assigned.delete(instance.id);
     if (e) {
       e.cancelAnnounce?.();
       e.cancelAnnounce = undefined;
@@ -144,6 +152,17 @@ export class LogCapture {
   close(): void {
     for (const e of this.entries.values()) e.cancelAnnounce?.();
     this.entries.clear();
+    this.assigned.clear();
+  }
+
+  /** Whose lines these are: the function a specialized or loading instance belongs to. */
+  private functionOf(id: string): FunctionRef | undefined {
+    const t = this.opts.tracked(id);
+    if (t?.state === "specialized") {
+      if (this.assigned.size > 0) this.assigned.delete(id);
+      return t.function;
+    }
+    return t?.state === "specializing" ? this.assigned.get(id) : undefined;
   }
 
   private entry(instance: BackendInstance, gated: boolean): Entry {
@@ -168,8 +187,7 @@ export class LogCapture {
   private settle(e: Entry, stream: OutputStream, lines: number, markerLost: boolean): void {
     // A lost marker leaves the stream's call unknown: untagged lines beat mislabelled ones.
     if (markerLost) delete e.requestIds[stream];
-    const t = this.opts.tracked(e.instance.id);
-    const fn = t?.state === "specialized" ? t.function : undefined;
+    const fn = this.functionOf(e.instance.id);
     if (!fn) {
       e.budget.takeDrops();
       return;
@@ -177,8 +195,8 @@ export class LogCapture {
     this.opts.metrics.dropped.inc({ namespace: fn.namespace, function: fn.name }, lines);
     e.cancelAnnounce ??= this.opts.clock.after(ANNOUNCE_EVERY_MS, () => {
       e.cancelAnnounce = undefined;
-      const now = this.opts.tracked(e.instance.id);
-      if (now?.state === "specialized" && now.function) this.announce(e, now.function);
+      const now = this.functionOf(e.instance.id);
+      if (now) this.announce(e, now);
     });
   }
 
