@@ -1,3 +1,4 @@
+import { realpath } from "node:fs/promises";
 import path from "node:path";
 import express, {
   type NextFunction,
@@ -71,20 +72,35 @@ export function resolveConsolePath(root: string, urlPath: string): string | unde
 
 /**
  * A browser request from a page the registry itself served (the console): its Origin names the
- * host it asked. The token still decides; this only keeps the cross-site refusal of writes
- * (auth.ts originPolicy) from refusing the console's own POSTs. A page on another host, even one
- * rebound to this address, sends its own host as Origin and no token.
+ * host it asked, port included (a page on another port of this host is another origin). This only
+ * keeps the cross-site refusal of writes (auth.ts originPolicy) from refusing the console's own
+ * POSTs; the token still decides, and a page rebound by DNS to this address never has it.
+ * `tokenRequired` false (FIZZ_AUTH_DISABLED): no token stands behind the rule, so a rebound page
+ * (Origin and Host both its own name) must not pass; only hosts that no other site can take do
+ * (an IP literal or localhost).
  */
-export function sameOrigin(req: Request): boolean {
+export function sameOrigin(req: Request, tokenRequired: boolean): boolean {
   const origin = req.headers.origin;
   const host = req.headers.host;
   if (origin === undefined || host === undefined) return false;
+  let u: URL;
   try {
-    const u = new URL(origin);
-    return (u.protocol === "http:" || u.protocol === "https:") && u.host === host.toLowerCase();
+    u = new URL(origin);
   } catch {
     return false;
   }
+  if ((u.protocol !== "http:" && u.protocol !== "https:") || u.host !== host.toLowerCase())
+    return false;
+  return tokenRequired || isLiteralHost(u.hostname);
+}
+
+/** `127.0.0.1`, `[::1]`, `localhost`: names a DNS answer cannot point at another site's page. */
+function isLiteralHost(hostname: string): boolean {
+  return (
+    hostname === "localhost" ||
+    hostname.startsWith("[") ||
+    /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname)
+  );
 }
 
 function notFound(res: Response, why: string): void {
@@ -98,7 +114,9 @@ export function consoleStatic(dir: string | undefined): RequestHandler {
     res.set(CONSOLE_SECURITY_HEADERS);
     next();
   });
-  router.use((req, res) => {
+  // Resolved once: the directory itself may be a symlink (an image's /app/console, a checkout).
+  let realRoot: Promise<string> | undefined;
+  router.use(async (req, res) => {
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.set("allow", "GET, HEAD").status(405).type("text/plain").send("method not allowed");
       return;
@@ -109,6 +127,11 @@ export function consoleStatic(dir: string | undefined): RequestHandler {
       return notFound(res, "the console is not configured on this registry (FIZZ_CONSOLE_DIR)");
     const file = resolveConsolePath(dir, req.path);
     if (file === undefined) return notFound(res, "not found");
+    // A symlink inside the directory must not serve what it points to outside it.
+    realRoot ??= realpath(dir).catch(() => path.resolve(dir));
+    const real = await realpath(file).catch(() => undefined);
+    if (real === undefined || !real.startsWith((await realRoot) + path.sep))
+      return notFound(res, "not found");
     const type = TYPES[path.extname(file)];
     if (type) res.type(type);
     res.set(
@@ -116,7 +139,7 @@ export function consoleStatic(dir: string | undefined): RequestHandler {
       HASHED.test(file) ? "public, max-age=31536000, immutable" : "no-cache",
     );
     res.sendFile(
-      file,
+      real,
       { dotfiles: "deny", lastModified: true, etag: true, cacheControl: false },
       (err?: Error) => {
         if (!err) return;

@@ -38,8 +38,9 @@ export function forwardable(name: string): boolean {
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 // A suffix is a path below the function (or only a query): no dot segments, so it cannot climb
-// to another function's /function/ path; no backslashes, spaces, controls or fragments.
-const SUFFIX = /^(?:\/[^\s?#\\]*)?(?:\?[^\s#]*)?$/;
+// to another function's /function/ path; visible ASCII only (no backslashes, spaces, controls,
+// fragments, nor characters Node would refuse to send: those are percent-encoded by the caller).
+const SUFFIX = /^(?:\/[!-"$->@-[\]-~]*)?(?:\?[!-"$-~]*)?$/;
 
 export const InvokeRequest = z
   .object({
@@ -47,7 +48,10 @@ export const InvokeRequest = z
     path: z
       .string()
       .max(2048)
-      .regex(SUFFIX, "must be empty or start with '/' or '?' (a path below the function)")
+      .regex(
+        SUFFIX,
+        "must be empty or start with '/' or '?' (a path below the function), in visible ASCII (percent-encode the rest)",
+      )
       .refine(
         (p) => !/(^|\/)(\.|%2e){1,2}(\/|$|\?)/i.test(p.split("?")[0] ?? ""),
         "must not contain '.' or '..' segments",

@@ -62,7 +62,8 @@ export function createApp(opts: HttpApiOptions): express.Express {
   app.use("/console", consoleStatic(opts.console?.dir));
   // The console's own writes (invoke) come from the registry's origin; everything else as before.
   const cors = originPolicy(opts.auth.corsOrigins);
-  app.use((req, res, next) => (sameOrigin(req) ? next() : cors(req, res, next)));
+  const tokenRequired = !opts.auth.authDisabled;
+  app.use((req, res, next) => (sameOrigin(req, tokenRequired) ? next() : cors(req, res, next)));
   app.use((req, res, next) => {
     if (req.path === "/metrics" && opts.auth.metricsPublic) return ops(req, res, next);
     authenticate(req, res, next);

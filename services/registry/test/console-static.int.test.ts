@@ -1,5 +1,5 @@
 import http from "node:http";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect } from "chai";
@@ -39,6 +39,8 @@ describe("registry serves the web console's files (FIZZ_CONSOLE_DIR)", function 
     await writeFile(path.join(dir, ".secret.json"), '{"secret":"dot"}');
     // Next to the console directory: what a traversal would reach.
     await writeFile(path.join(work, "secret.html"), "SECRET-OUTSIDE");
+    // A link inside the directory to that file: the console must not follow it out.
+    await symlink(path.join(work, "secret.html"), path.join(dir, "assets", "leak.html"));
     reg = await startRegistry(registryEnv(stack, { FIZZ_CONSOLE_DIR: dir }));
   });
 
@@ -81,6 +83,7 @@ describe("registry serves the web console's files (FIZZ_CONSOLE_DIR)", function 
     "/console/..%5csecret.html",
     "/console/.secret.json",
     "/console//secret.html",
+    "/console/assets/leak.html",
   ])
     it(`answers 404 to ${attack} and never serves a file outside the console directory`, async () => {
       const res = await get(attack);

@@ -8,6 +8,7 @@ import {
   type Instance,
 } from "@fizz/events";
 import { connectNats, serve, silentLogger, type NatsConnection } from "@fizz/kit";
+import { waitFor } from "@fizz/testkit";
 import { expect } from "chai";
 import {
   envBody,
@@ -62,6 +63,7 @@ describe("registry console endpoints (real NATS and Redis; gateways and poolkeep
   let elsewhere: { server: http.Server; url: string };
   const seen: Seen[] = [];
   const seenElsewhere: string[] = [];
+  const dripClosed: string[] = [];
   let beat: NodeJS.Timeout | undefined;
 
   before(async () => {
@@ -81,6 +83,23 @@ describe("registry console endpoints (real NATS and Redis; gateways and poolkeep
           return void res.end("x".repeat(3 * 1024 * 1024));
         }
         if (req.url?.includes("/never")) return; // answers nothing: the invoke timeout ends it
+        if (req.url?.includes("/drip")) {
+          // Headers at once, then a byte now and then, forever: only the whole-call bound ends it.
+          res.writeHead(200, { "content-type": "text/plain" });
+          const drip = setInterval(() => res.write("x"), 50);
+          res.on("close", () => {
+            clearInterval(drip);
+            dripClosed.push(req.url ?? "");
+          });
+          return;
+        }
+        if (req.url?.includes("/cookie")) {
+          res.writeHead(200, {
+            "content-type": "text/html",
+            "set-cookie": "session=stolen; Path=/",
+          });
+          return void res.end("<script>parent.pwned = 1</script>");
+        }
         res.writeHead(201, {
           "content-type": "text/plain",
           "x-fizz-instance": "inst-1",
@@ -311,6 +330,30 @@ describe("registry console endpoints (real NATS and Redis; gateways and poolkeep
     expect(res.body.error.code).to.equal("TIMEOUT");
   });
 
+  it("ends a call whose answer never finishes at the timeout with 504, and closes the connection", async () => {
+    const res = await reg.api.call("POST", "/v1/namespaces/default/functions/hello/invoke", {
+      path: "/drip",
+    });
+    expect(res.status).to.equal(504);
+    expect(res.body.error.code).to.equal("TIMEOUT");
+    await waitFor(() => dripClosed.length === 1);
+  });
+
+  it("hands a function's Set-Cookie and HTML back as JSON data: nothing set or rendered on the registry's origin", async () => {
+    const res = await reg.api.call(
+      "POST",
+      "/v1/namespaces/default/functions/hello/invoke",
+      { path: "/cookie" },
+      { headers: { origin: reg.api.base } },
+    );
+    expect(res.status).to.equal(200);
+    expect(res.headers.get("set-cookie")).to.equal(null);
+    expect(res.headers.get("content-type")).to.match(/^application\/json/);
+    const answer = res.body as unknown as { headers: [string, string][]; body: string };
+    expect(answer.headers).to.deep.include(["set-cookie", "session=stolen; Path=/"]);
+    expect(answer.body).to.equal("<script>parent.pwned = 1</script>");
+  });
+
   it("never calls anywhere but the configured gateway: a URL field or an escaping path is refused", async () => {
     seen.length = 0;
     const attacks: [Record<string, unknown>, string][] = [
@@ -322,6 +365,8 @@ describe("registry console endpoints (real NATS and Redis; gateways and poolkeep
       [{ path: "/../other.default" }, "path"],
       [{ path: "/%2e%2e/other.default" }, "path"],
       [{ path: "/a\\b" }, "path"],
+      [{ path: "/caf\u00e9/\u20ac" }, "path"],
+      [{ path: "/x%0d%0aHost: evil\r\n" }, "path"],
       [{ headers: { host: new URL(elsewhere.url).host, "bad name": "x" } }, "headers.bad name"],
       [{ method: "CONNECT" }, "method"],
     ];
@@ -373,5 +418,43 @@ describe("registry console endpoints (real NATS and Redis; gateways and poolkeep
       ["POST", "/v1/namespaces/default/functions/hello/invoke"],
     ] as const)
       expect((await nobody.call(m, p, m === "POST" ? {} : undefined)).status, p).to.equal(401);
+  });
+
+  // Last: it adds a second namespace to what the tests above list exactly.
+  it("keeps functions of the same name in two namespaces apart, and lists an idle environment's pool", async () => {
+    const b = reg.api.ns("team-b");
+    expect((await b.create("environments", envBody("node"))).status).to.equal(201);
+    expect((await b.create("functions", fnBody("hello", "node"))).status).to.equal(201);
+    const list = await reg.api.call("GET", "/v1/console/functions");
+    const items = list.body.items as unknown as {
+      namespace: string;
+      name: string;
+      environment: string;
+      instances: { specialized: number };
+    }[];
+    expect(
+      items.map((i) => [i.namespace, i.name, i.environment, i.instances.specialized]),
+    ).to.have.deep.members([
+      ["default", "hello", "python", 1],
+      ["team-b", "hello", "node", 0],
+    ]);
+    const pools = await reg.api.call("GET", "/v1/pools");
+    expect(pools.body.items).to.deep.equal([
+      {
+        namespace: "default",
+        name: "python",
+        warm: 2,
+        specialized: 1,
+        total: 3,
+        backend: "process",
+      },
+      { namespace: "team-b", name: "node", warm: 0, specialized: 0, total: 0 },
+    ]);
+    const inst = await reg.api.call("GET", "/v1/namespaces/team-b/functions/hello/instances");
+    expect(inst.body.items).to.deep.equal([]);
+    seen.length = 0;
+    const res = await reg.api.call("POST", "/v1/namespaces/team-b/functions/hello/invoke", {});
+    expect(res.status).to.equal(200);
+    expect(seen.map((x) => x.url)).to.deep.equal(["/function/hello.team-b"]);
   });
 });
