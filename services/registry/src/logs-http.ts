@@ -1,13 +1,15 @@
 import type { Request, RequestHandler, Response } from "express";
 import { FizzError, type LogLine, type Subjects } from "@fizz/events";
 import { int, type Env, type Logger, type NatsConnection } from "@fizz/kit";
+import { adminOnly } from "./auth";
 import { readLogs } from "./logs-read";
 import type { Operations } from "./operations";
 
 /**
  * `GET /v1/namespaces/{ns}/functions/{name}/logs`: a function's lines from LOG_STREAM as NDJSON
  * (one LogLine per line). `follow=true` keeps the answer open and streams new lines, with an
- * empty line as keep-alive (clients skip empty lines).
+ * empty line as keep-alive (clients skip empty lines). Admin token only, like downloading code:
+ * secrets are masked, but what functions print is their users' data.
  */
 export interface LogsConfig {
   /** FIZZ_LOG_FOLLOWS_MAX, default 64: open `follow` answers per registry; more get 503. */
@@ -121,7 +123,10 @@ export class FunctionLogs {
   constructor(private readonly opts: FunctionLogsOptions) {}
 
   handler(operations: () => Operations): RequestHandler {
+    const adminToken = adminOnly("reading a function's logs");
     return async (req: Request, res: Response) => {
+      // Before anything else: a read-only token learns nothing, not even whether the query is valid.
+      adminToken(req, res, () => undefined);
       const ns = String(req.params.ns ?? "");
       const name = String(req.params.name ?? "");
       const q = parseLogQuery(req.query, Date.now());

@@ -91,15 +91,24 @@ describe("registry function logs (GET …/functions/{name}/logs)", function () {
     expect((await read("?instance=inst-none")).body).to.equal("");
   });
 
-  it("keeps a follow open and streams a line published after the request, with the read-only token too", async () => {
+  it("keeps a follow open and streams a line published after the request", async () => {
     const c = await follow("&tail=0");
     expect(c.status).to.equal(200);
     const [line] = await pub.publish("hello", ["live"], { stream: "stderr", requestId: "req-1" });
     await waitFor(() => c.lines.length === 1, { what: "the live line" });
     expect(c.lines).to.deep.equal([line]);
     expect(c.ended).to.equal(false);
-    const reader = await LogClient.read(port(), `${LOGS}?tail=1`, READ_TOKEN);
-    expect(reader.lines).to.deep.equal([line]);
+  });
+
+  it("refuses the read-only token (403 FORBIDDEN, like downloading code): what functions print is user data", async () => {
+    await pub.publish("hello", ["a user's address"]);
+    for (const query of ["?tail=5", "?follow=true", "?tail=not-a-number"]) {
+      const c = await read(query, READ_TOKEN);
+      expect(c.status, query).to.equal(403);
+      expect(c.error(), query).to.include({ code: "FORBIDDEN", field: "Authorization" });
+      expect(c.body, query).to.not.include("a user's address");
+    }
+    expect((await read("?tail=1")).texts()).to.deep.equal(["a user's address"]);
   });
 
   it("follows from the tail of the history without losing or repeating a line", async () => {
