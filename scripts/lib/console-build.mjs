@@ -1,8 +1,10 @@
 // Builds the web console (console/src, TypeScript and CSS) into console/dist with esbuild: one
 // JS and one CSS file named by content hash (cached for good by the registry) and an index.html
 // naming them. Used by the launcher (npm start, the e2e tests) and the registry image.
-import { build } from "esbuild";
+// esbuild is loaded only when a build is needed: an install without dev dependencies still
+// launches, serving the console built before (or none).
 import {
+  existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -37,6 +39,7 @@ function newest(dir) {
  * @param {string} [outDir]
  */
 export async function buildConsole(outDir = CONSOLE_DIST) {
+  const { build } = await import("esbuild");
   const assets = path.join(outDir, "assets");
   mkdirSync(assets, { recursive: true });
   const result = await build({
@@ -71,14 +74,38 @@ export async function buildConsole(outDir = CONSOLE_DIST) {
   return outDir;
 }
 
-/** Builds console/dist when it is missing or older than its sources; returns its path. */
-export async function ensureConsoleBuilt() {
+/**
+ * Builds console/dist when it is missing or older than its sources; returns its path, or
+ * undefined when there is no console to serve. Never throws: the console is not worth failing
+ * `npm start` for. A build that fails (esbuild absent, a syntax error) leaves the last build
+ * in place, served as it is, and says why through `warn`.
+ * @param {{ dist?: string, warn?: (line: string) => void,
+ *   build?: (outDir: string) => Promise<unknown> }} [opts]  dist: where (default console/dist);
+ *   build: what builds (default buildConsole; tests stand in an esbuild that cannot load)
+ * @returns {Promise<string | undefined>}
+ */
+export async function ensureConsoleBuilt(opts = {}) {
+  const src = CONSOLE_SRC;
+  const dist = opts.dist ?? CONSOLE_DIST;
+  const warn = opts.warn ?? ((line) => console.error(`fizz: ${line}`));
+  const page = path.join(dist, "index.html");
   let built = 0;
   try {
-    built = statSync(path.join(CONSOLE_DIST, "index.html")).mtimeMs;
+    built = statSync(page).mtimeMs;
   } catch {
     built = 0;
   }
-  if (built === 0 || built < newest(CONSOLE_SRC)) await buildConsole();
-  return CONSOLE_DIST;
+  try {
+    if (built > 0 && (!existsSync(src) || built >= newest(src))) return dist;
+    await (opts.build ?? buildConsole)(dist);
+    return dist;
+  } catch (err) {
+    const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    if (existsSync(page)) {
+      warn(`web console not rebuilt (${why}); serving the previous build`);
+      return dist;
+    }
+    warn(`web console not built (${why}); /console/ answers 404`);
+    return undefined;
+  }
 }

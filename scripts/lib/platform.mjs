@@ -175,6 +175,9 @@ export async function launchPlatform(opts) {
 
   try {
     mkdirSync(opts.dataDir, { recursive: true });
+    // The web console the registry serves at /console/, rebuilt when its sources changed (never
+    // rejects: without esbuild the previous build, or none, is served).
+    const consoleBuilt = ensureConsoleBuilt({ warn: say });
     // Tokens and passwords: generated once, reused on every start (credentials.mjs).
     const creds = ensureCredentials(opts.dataDir);
     /**
@@ -273,8 +276,8 @@ export async function launchPlatform(opts) {
       poolkeeper: `http://127.0.0.1:${ports.poolkeeper}/readyz`,
       kubewatcher: `http://127.0.0.1:${ports.kubewatcher}/readyz`,
     };
-    // The web console the registry serves at /console/: rebuilt when its sources changed.
-    const consoleDir = await ensureConsoleBuilt();
+    // Started with NATS and Redis above, so a rebuild costs no start-up time of its own.
+    const consoleDir = await consoleBuilt;
     // Each service gets its own NATS and Redis user only, and only the registry the tokens.
     /** @param {string} svc */
     const readyzOf = (svc) => {
@@ -297,7 +300,7 @@ export async function launchPlatform(opts) {
             FIZZ_SECRETS_KEY_FILE: ensureSecretsKeyFile(opts.dataDir),
             // Archive uploads are spooled here (up to 256 MiB each), not in a shared /tmp.
             FIZZ_REGISTRY_WORKDIR: privateDir("registry"),
-            FIZZ_CONSOLE_DIR: consoleDir,
+            ...(consoleDir === undefined ? {} : { FIZZ_CONSOLE_DIR: consoleDir }),
             // The console's invoke form calls functions through this gateway, and nowhere else.
             FIZZ_GATEWAY_URL: `http://127.0.0.1:${ports.gateway}`,
           }
