@@ -89,6 +89,9 @@ export interface LogConfig {
   bytesPerSecond: number;
   /** FIZZ_LOG_BURST_SECONDS: seconds' worth a quiet instance may print at once. */
   burstSeconds: number;
+  /** FIZZ_LOG_TOTAL_LINES_PER_SECOND / _BYTES_PER_SECOND: all instances of this poolkeeper together. */
+  totalLinesPerSecond: number;
+  totalBytesPerSecond: number;
   /** FIZZ_LOG_MAX_AGE (a duration: 72h, 30m), FIZZ_LOG_MAX_BYTES, FIZZ_LOG_MAX_LINES_PER_FUNCTION. */
   maxAgeMs: number;
   maxBytes: number;
@@ -204,6 +207,8 @@ function logConfig(env: Env): LogConfig {
     linesPerSecond: int(env, "FIZZ_LOG_LINES_PER_SECOND", 1000, 1, 1_000_000),
     bytesPerSecond: int(env, "FIZZ_LOG_BYTES_PER_SECOND", 1024 * 1024, 1, 2 ** 40),
     burstSeconds: int(env, "FIZZ_LOG_BURST_SECONDS", 2, 1, 3600),
+    totalLinesPerSecond: int(env, "FIZZ_LOG_TOTAL_LINES_PER_SECOND", 20_000, 1, 10_000_000),
+    totalBytesPerSecond: int(env, "FIZZ_LOG_TOTAL_BYTES_PER_SECOND", 16 * 1024 * 1024, 1, 2 ** 40),
     maxAgeMs,
     maxBytes: int(env, "FIZZ_LOG_MAX_BYTES", LOG_STREAM.maxBytes, 1024 * 1024, 2 ** 50),
     maxLinesPerFunction: int(

@@ -25,7 +25,9 @@ function instance(id = "node-1"): BackendInstance {
 }
 
 /** A capture with the pool faked at its interface (tracked) and publishes collected. */
-function setUp(opts: { linesPerSecond?: number; bytesPerSecond?: number } = {}) {
+function setUp(
+  opts: { linesPerSecond?: number; bytesPerSecond?: number; totalLinesPerSecond?: number } = {},
+) {
   const clock = new FakeClock();
   const registry = new Registry();
   const published: LogLine[] = [];
@@ -40,6 +42,15 @@ function setUp(opts: { linesPerSecond?: number; bytesPerSecond?: number } = {}) 
     publish: (_fn, line) => published.push(line),
     tracked: (id) => pool.get(id),
     limits,
+    ...(opts.totalLinesPerSecond
+      ? {
+          totalLimits: {
+            linesPerSecond: opts.totalLinesPerSecond,
+            bytesPerSecond: 1024 * 1024,
+            burstSeconds: 1,
+          },
+        }
+      : {}),
     maxLineBytes: 16 * 1024,
     book,
     platformSecrets: platformSecrets("nats://poolkeeper:nats-p%40ss-9931@127.0.0.1:4222"),
@@ -228,6 +239,34 @@ describe("function log capture", () => {
     expect(await dropped()).to.equal(17);
   });
 
+  it("holds all instances together to the poolkeeper-wide budget and says so in the stream of each that lost lines", async () => {
+    const { capture, published, specialize, clock, dropped } = setUp({ totalLinesPerSecond: 5 });
+    const [a, b] = [instance("node-a"), instance("node-b")];
+    specialize(a);
+    specialize(b);
+    for (let n = 0; n < 3; n++) capture.line(a, "stdout", `a ${n}`);
+    // b splits its bytes itself (the process backend): the shared budget applies before decoding.
+    const s = new LineSplitter((l) => capture.line(b, "stdout", l), {
+      gate: capture.gate(b, "stdout"),
+    });
+    s.push(Buffer.from("b 0\nb 1\nb 2\nb 3\n"));
+    expect(published.map((l) => l.line)).to.deep.equal(["a 0", "a 1", "a 2", "b 0", "b 1"]);
+    expect(await dropped()).to.equal(2);
+    await clock.advance(1000);
+    expect(
+      published.filter((l) => l.stream === "system").map((l) => [l.instanceId, l.line]),
+    ).to.deep.equal([
+      [
+        "node-b",
+        "fizz: dropped 2 lines (the poolkeeper's 5 lines/s, 1 MiB/s for all instances is spent)",
+      ],
+    ]);
+    // A second later the shared budget has refilled for everyone.
+    capture.line(a, "stdout", "a again");
+    s.push(Buffer.from("b again\n"));
+    expect(published.slice(-2).map((l) => l.line)).to.deep.equal(["a again", "b again"]);
+  });
+
   it("names the byte limit when lines are dropped for their size", async () => {
     const { capture, published, specialize, clock } = setUp({ bytesPerSecond: 1000 });
     const i = instance();
@@ -315,14 +354,19 @@ describe("log settings", () => {
       linesPerSecond: 1000,
       bytesPerSecond: 1024 * 1024,
       burstSeconds: 2,
+      totalLinesPerSecond: 20_000,
+      totalBytesPerSecond: 16 * 1024 * 1024,
       maxAgeMs: 72 * 3600_000,
       maxBytes: 1024 ** 3,
       maxLinesPerFunction: 20_000,
     });
-    expect(load({ FIZZ_LOG_MAX_AGE: "1h30m", FIZZ_LOG_LINES_PER_SECOND: "50" }).logs).to.include({
-      maxAgeMs: 90 * 60_000,
-      linesPerSecond: 50,
-    });
+    expect(
+      load({
+        FIZZ_LOG_MAX_AGE: "1h30m",
+        FIZZ_LOG_LINES_PER_SECOND: "50",
+        FIZZ_LOG_TOTAL_LINES_PER_SECOND: "500",
+      }).logs,
+    ).to.include({ maxAgeMs: 90 * 60_000, linesPerSecond: 50, totalLinesPerSecond: 500 });
   });
 
   it("refuses a bad FIZZ_LOG_MAX_AGE or rate, naming the variable", () => {
@@ -330,6 +374,7 @@ describe("log settings", () => {
       ["FIZZ_LOG_MAX_AGE", "three days"],
       ["FIZZ_LOG_LINES_PER_SECOND", "0"],
       ["FIZZ_LOG_BYTES_PER_SECOND", "-5"],
+      ["FIZZ_LOG_TOTAL_LINES_PER_SECOND", "0"],
     ] as const) {
       try {
         load({ [name]: value });

@@ -8,8 +8,8 @@ export interface LogLimits {
   burstSeconds: number;
 }
 
-/** Which limit refused a line: the announcement names it. */
-export type DropReason = "lines" | "bytes";
+/** Which limit refused a line: the announcement names it ("total": the poolkeeper-wide one). */
+export type DropReason = "lines" | "bytes" | "total";
 
 export interface PendingDrops {
   lines: number;
@@ -22,6 +22,9 @@ export interface PendingDrops {
  * library: it runs once per output line on the hot path, must cost a few arithmetic operations,
  * and takes kit's Clock so unit tests are exact. Refilled once per chunk (`refill`), not per
  * line, so the flood path reads no clock per line.
+ *
+ * With `shared` (the poolkeeper-wide budget, one for all instances) a line also takes from that:
+ * many instances each within their own budget still cannot flood the bus and FIZZ_LOGS together.
  */
 export class LogBudget {
   private lines: number;
@@ -36,6 +39,7 @@ export class LogBudget {
     private readonly clock: Pick<Clock, "now">,
     /** The longest line: the byte bucket always holds at least one, or such a line could never pass. */
     minBytesCapacity = 0,
+    readonly shared?: LogBudget,
   ) {
     this.maxLines = Math.max(1, limits.linesPerSecond * limits.burstSeconds);
     this.maxBytes = Math.max(minBytesCapacity, limits.bytesPerSecond * limits.burstSeconds);
@@ -45,6 +49,7 @@ export class LogBudget {
   }
 
   refill(): void {
+    this.shared?.refill();
     const now = this.clock.now();
     const dt = (now - this.last) / 1000;
     if (dt <= 0) return;
@@ -55,28 +60,41 @@ export class LogBudget {
 
   /** True when not even one more line fits: the caller can drop a whole chunk without looking. */
   exhausted(): boolean {
-    return this.lines < 1 || this.bytes < 1;
+    return this.lines < 1 || this.bytes < 1 || (this.shared?.exhausted() ?? false);
   }
 
-  /** Takes one line of `bytes` if both buckets allow it; otherwise records the drop. */
+  /** Takes one line of `bytes` if every bucket (the shared ones too) allows it; else records the drop. */
   admit(bytes: number): boolean {
-    if (this.lines >= 1 && this.bytes >= bytes) {
+    if (this.lines >= 1 && this.bytes >= bytes && (this.shared?.take(bytes) ?? true)) {
       this.lines -= 1;
       this.bytes -= bytes;
       return true;
     }
-    this.dropped(1, bytes);
+    this.dropped(1, bytes, this.why(bytes));
     return false;
   }
 
   /** Lines refused (or dropped in bulk by a caller that saw `exhausted`). */
-  dropped(lines: number, bytes: number): void {
+  dropped(lines: number, bytes: number, reason = this.why(1)): void {
     if (lines <= 0) return;
-    const reason: DropReason = this.lines < 1 ? "lines" : "bytes";
     if (this.pending) {
       this.pending.lines += lines;
       this.pending.bytes += bytes;
     } else this.pending = { lines, bytes, reason };
+  }
+
+  /** Which bucket refused a line of `bytes`: the instance's own before the shared one. */
+  private why(bytes: number): DropReason {
+    if (this.lines < 1) return "lines";
+    return this.bytes < Math.max(1, bytes) ? "bytes" : "total";
+  }
+
+  /** Takes one line of `bytes` when it fits, recording nothing (the shared budget's part). */
+  private take(bytes: number): boolean {
+    if (this.lines < 1 || this.bytes < bytes) return false;
+    this.lines -= 1;
+    this.bytes -= bytes;
+    return true;
   }
 
   /** The drops since the last call, for the once-a-second announcement. */
@@ -88,11 +106,19 @@ export class LogBudget {
 }
 
 /** "fizz: dropped 12345 lines (over 1000 lines/s)", the `system` line of an announcement. */
-export function dropAnnouncement(drops: PendingDrops, limits: LogLimits): string {
+export function dropAnnouncement(
+  drops: PendingDrops,
+  limits: LogLimits,
+  total?: LogLimits,
+): string {
   const over =
     drops.reason === "lines"
       ? `over ${limits.linesPerSecond} lines/s`
-      : `over ${formatBytes(limits.bytesPerSecond)}/s`;
+      : drops.reason === "bytes"
+        ? `over ${formatBytes(limits.bytesPerSecond)}/s`
+        : total
+          ? `the poolkeeper's ${total.linesPerSecond} lines/s, ${formatBytes(total.bytesPerSecond)}/s for all instances is spent`
+          : "the poolkeeper's budget for all instances is spent";
   return `fizz: dropped ${drops.lines} line${drops.lines === 1 ? "" : "s"} (${over})`;
 }
 

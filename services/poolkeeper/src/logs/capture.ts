@@ -13,6 +13,8 @@ export interface LogCaptureOptions {
   /** The pool's record of an instance (its state and function), while it has one. */
   tracked(id: string): Tracked | undefined;
   limits: LogLimits;
+  /** The poolkeeper-wide budget every instance's lines also take from (FIZZ_LOG_TOTAL_*). */
+  totalLimits?: LogLimits;
   maxLineBytes: number;
   book: SecretBook;
   /** The poolkeeper's own credentials, masked in every instance's output. */
@@ -49,9 +51,13 @@ export class LogCapture {
   /** Instances taken for a function and still loading it; forgotten on exit or once specialized. */
   private readonly assigned = new Map<string, FunctionRef>();
   private readonly log: Logger;
+  private readonly total: LogBudget | undefined;
 
   constructor(private readonly opts: LogCaptureOptions) {
     this.log = opts.logger.child({ component: "function-logs" });
+    this.total = opts.totalLimits
+      ? new LogBudget(opts.totalLimits, opts.clock, opts.maxLineBytes)
+      : undefined;
   }
 
   /**
@@ -170,7 +176,12 @@ export class LogCapture {
     if (!e) {
       e = {
         instance,
-        budget: new LogBudget(this.opts.limits, this.opts.clock, this.opts.maxLineBytes),
+        budget: new LogBudget(
+          this.opts.limits,
+          this.opts.clock,
+          this.opts.maxLineBytes,
+          this.total,
+        ),
         gated,
         requestIds: {},
       };
@@ -202,7 +213,12 @@ export class LogCapture {
 
   private announce(e: Entry, fn: FunctionRef): void {
     const drops = e.budget.takeDrops();
-    if (drops) this.publishSystem(e.instance, fn, dropAnnouncement(drops, this.opts.limits));
+    if (drops)
+      this.publishSystem(
+        e.instance,
+        fn,
+        dropAnnouncement(drops, this.opts.limits, this.opts.totalLimits),
+      );
   }
 
   private maskerOf(e: Entry, fn: FunctionRef | undefined): Masker {

@@ -75,6 +75,11 @@ export function startFunctionLogs(opts: {
     },
     tracked: (id) => opts.tracked(id),
     limits: opts.config,
+    totalLimits: {
+      linesPerSecond: opts.config.totalLinesPerSecond,
+      bytesPerSecond: opts.config.totalBytesPerSecond,
+      burstSeconds: opts.config.burstSeconds,
+    },
     maxLineBytes: MAX_LINE,
     book,
     platformSecrets: platform,
