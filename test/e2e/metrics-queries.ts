@@ -15,6 +15,13 @@ export interface Query {
   labels: string[];
   /** Parse errors (the offending text), none for a valid expression. */
   errors: string[];
+  /**
+   * The `by` labels of each aggregation (undefined for `without`, whose result labels depend on
+   * the series): what survives into an alert's `$labels`.
+   */
+  groupings: (string[] | undefined)[];
+  /** Labels an alert's annotations read (`$labels.x`); none for dashboard queries. */
+  annotationLabels: string[];
 }
 
 export const MONITORING_DIR = path.join(ROOT, "k8s", "monitoring");
@@ -30,6 +37,7 @@ export function analyse(where: string, raw: string): Query {
   const metrics = new Set<string>();
   const labels = new Set<string>();
   const errors: string[] = [];
+  const groupings: (string[] | undefined)[] = [];
   parser.parse(expr).iterate({
     enter(node) {
       const text = expr.slice(node.from, node.to);
@@ -38,9 +46,27 @@ export function analyse(where: string, raw: string): Query {
       else if (node.name === "Identifier" && node.node.parent?.name === "VectorSelector")
         metrics.add(text);
       else if (node.name === "LabelName") labels.add(text);
+      else if (node.name === "AggregateExpr") {
+        // No modifier: no label survives; `by`: those named; `without`: depends on the series.
+        const mod = node.node.getChild("AggregateModifier");
+        const names = mod?.getChild("GroupingLabels")?.getChildren("LabelName") ?? [];
+        groupings.push(
+          mod === null || mod.getChild("By") !== null
+            ? names.map((n) => expr.slice(n.from, n.to))
+            : undefined,
+        );
+      }
     },
   });
-  return { where, expr: raw, metrics: [...metrics], labels: [...labels], errors };
+  return {
+    where,
+    expr: raw,
+    metrics: [...metrics],
+    labels: [...labels],
+    errors,
+    groupings,
+    annotationLabels: [],
+  };
 }
 
 interface Panel {
@@ -79,17 +105,36 @@ export function dashboardQueries(): Query[] {
 
 interface RuleFile {
   kind: string;
-  spec: { groups: { name: string; rules: { alert?: string; record?: string; expr: string }[] }[] };
+  spec: {
+    groups: {
+      name: string;
+      rules: {
+        alert?: string;
+        record?: string;
+        expr: string;
+        annotations?: Record<string, string>;
+      }[];
+    }[];
+  };
 }
 
-/** Every rule expression of the PrometheusRule. */
+/** Every rule expression of the PrometheusRule, with the labels its annotations read. */
 export function ruleQueries(): Query[] {
   const doc = parseYaml(
     readFileSync(path.join(MONITORING_DIR, "prometheus-rules.yaml"), "utf8"),
   ) as RuleFile;
   if (doc.kind !== "PrometheusRule") throw new Error(`expected a PrometheusRule, got ${doc.kind}`);
   return doc.spec.groups.flatMap((g) =>
-    g.rules.map((r) => analyse(`rule ${r.alert ?? r.record ?? "?"}`, r.expr)),
+    g.rules.map((r) => ({
+      ...analyse(`rule ${r.alert ?? r.record ?? "?"}`, r.expr),
+      annotationLabels: [
+        ...new Set(
+          Object.values(r.annotations ?? {}).flatMap((a) =>
+            [...a.matchAll(/\$labels\.([a-zA-Z_]\w*)/g)].map((m) => m[1]!),
+          ),
+        ),
+      ],
+    })),
   );
 }
 
@@ -112,4 +157,26 @@ export function readExposition(text: string, into: Exported): void {
     for (const n of names) set.add(n);
     into.set(m[1]!, set);
   }
+}
+
+/** Labels Prometheus puts on every scraped series from the target (PodMonitor), not the service. */
+export const TARGET_LABELS = new Set([
+  "namespace",
+  "pod",
+  "container",
+  "instance",
+  "job",
+  "endpoint",
+]);
+
+/**
+ * An alert's annotation labels its aggregations drop (`sum by (service)` and `$labels.function`:
+ * an empty value in every notification). Undefined when the expression does not aggregate: then
+ * the labels are the series' own, checked against what the services export.
+ */
+export function droppedAnnotationLabels(q: Query): string[] | undefined {
+  if (q.groupings.length === 0) return undefined;
+  return q.annotationLabels.filter((l) =>
+    q.groupings.some((g) => g !== undefined && !g.includes(l)),
+  );
 }

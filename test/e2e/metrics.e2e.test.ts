@@ -6,8 +6,10 @@ import { natsConnectionOptions } from "@fizz/kit";
 import { startPlatform, type Platform } from "./helpers";
 import {
   dashboardQueries,
+  droppedAnnotationLabels,
   readExposition,
   ruleQueries,
+  TARGET_LABELS,
   type Exported,
   type Query,
 } from "./metrics-queries";
@@ -39,6 +41,22 @@ function listeningPorts(pid: number): number[] {
   }
   return ports;
 }
+
+describe("monitoring: alert annotations", () => {
+  it("read only labels their alert's aggregations keep", () => {
+    const rules = ruleQueries();
+    expect(rules.filter((q) => q.annotationLabels.length > 0)).to.have.length.greaterThan(5);
+    const problems = rules.flatMap((q) =>
+      (droppedAnnotationLabels(q) ?? []).map((l) => `${q.where}: $labels.${l} is aggregated away`),
+    );
+    expect(problems).to.deep.equal([]);
+  });
+
+  it("catch an annotation label the aggregation drops", () => {
+    const q = { ...ruleQueries()[0]!, groupings: [["service"]], annotationLabels: ["function"] };
+    expect(droppedAnnotationLabels(q)).to.deep.equal(["function"]);
+  });
+});
 
 /**
  * The Grafana dashboard and the PrometheusRule in k8s/monitoring/ against what a running platform
@@ -146,6 +164,11 @@ describe("monitoring: dashboard and alert queries against the services' /metrics
       for (const l of q.labels)
         if (!labelsOf.has(l))
           problems.push(`${q.where}: label ${l} is on none of ${own.join(", ")}`);
+      // Without aggregation an alert's $labels are the series' own plus the scrape target's.
+      if (droppedAnnotationLabels(q) === undefined)
+        for (const l of q.annotationLabels)
+          if (!labelsOf.has(l) && !TARGET_LABELS.has(l))
+            problems.push(`${q.where}: annotation label ${l} is on none of ${own.join(", ")}`);
     }
     expect(problems).to.deep.equal([]);
   });
