@@ -157,6 +157,12 @@ describe("fizz fn logs", () => {
     expect(r.stdout).to.not.include("\u001b");
   });
 
+  it("shows bidi controls of a function's output escaped, so a line cannot read unlike its text", async () => {
+    reg.handler = (_req, res) => res.end(ndjson(line("ok \u202ereversed\u202c \u2066x\u2069")));
+    const r = await fizz(reg.url, ["fn", "logs", "--name", "hello"]);
+    expect(r.stdout).to.equal(`${TS} stdout ok \\u202ereversed\\u202c \\u2066x\\u2069\n`);
+  });
+
   for (const [flag, value] of [
     ["--tail", "-1"],
     ["--tail", "10001"],

@@ -3,6 +3,8 @@
  * so the rules are tested without a registry.
  */
 
+import { createHash } from "node:crypto";
+
 /** LogLine v2 as the registry sends it (shared/events messages.ts; the CLI imports no workspace). */
 export interface LogLine {
   namespace: string;
@@ -36,13 +38,17 @@ export function parseLogLine(text: string): LogLine | undefined {
 
 /**
  * A function's output is untrusted: escape sequences in it could retitle the terminal, hide
- * lines or fake a prompt. Control characters (but tab) are shown as `\xNN` / `\u{NN}`.
+ * lines or fake a prompt, and bidi controls reorder what is shown (a line that reads unlike its
+ * text). Control characters (but tab) are shown as `\xNN` / `\u{NN}`.
  */
 export function visible(text: string): string {
-  return text.replace(/[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
-    const code = c.charCodeAt(0);
-    return code < 0x100 ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16)}`;
-  });
+  return text.replace(
+    /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028-\u202e\u2066-\u2069]/g,
+    (c) => {
+      const code = c.charCodeAt(0);
+      return code < 0x100 ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16)}`;
+    },
+  );
 }
 
 /** Ids longer than LONG_ID (UUIDs, 32 hex) are shown by their first SHORT_ID characters. */
@@ -92,7 +98,10 @@ export class Resume {
 
   /** True when the line is new (and records it); false when it was printed before the reconnect. */
   admit(l: LogLine): boolean {
-    const key = JSON.stringify([l.instanceId, l.stream, l.ts, l.requestId ?? "", l.line]);
+    // A digest, not the line: the window may hold seconds of a flood (16 KiB lines).
+    const key = createHash("sha256")
+      .update(JSON.stringify([l.instanceId, l.stream, l.ts, l.requestId ?? "", l.line]))
+      .digest("base64");
     const owed = this.replay.get(key) ?? 0;
     if (owed > 0) {
       this.replay.set(key, owed - 1);
