@@ -1,6 +1,6 @@
 import { Counter, Gauge, type Registry } from "prom-client";
 import { STATUS_CLASSES, StatsHistogram } from "../front-door/request-stats";
-import type { FunctionStatsTable } from "./function-stats";
+import type { BusStats, FunctionStatsTable } from "./function-stats";
 
 /** A function's requests waiting at its capacity limit (the front door's FunctionLeases). */
 export interface FunctionQueue {
@@ -47,32 +47,20 @@ export function registerFunctionMetrics(
           yield [{ namespace: f.namespace, function: f.name, trigger }, s];
     },
   );
-  new Counter({
-    name: "fizz_function_retries_total",
-    help: "Failed bus-originated attempts sent back for another try, by trigger",
-    labelNames: ["namespace", "function", "trigger"],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const f of table.all())
-        for (const [trigger, s] of f.busTriggers())
-          if (s.retries > 0)
-            this.inc({ namespace: f.namespace, function: f.name, trigger }, s.retries);
-    },
-  });
-  new Counter({
-    name: "fizz_function_dead_letters_total",
-    help: "Bus-originated calls given up on and published to the dead-letter stream, by trigger",
-    labelNames: ["namespace", "function", "trigger"],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const f of table.all())
-        for (const [trigger, s] of f.busTriggers())
-          if (s.deadLetters > 0)
-            this.inc({ namespace: f.namespace, function: f.name, trigger }, s.deadLetters);
-    },
-  });
+  busCounter(
+    registry,
+    table,
+    "fizz_function_retries_total",
+    "Failed bus-originated attempts sent back for another try, by trigger",
+    (s) => s.retries,
+  );
+  busCounter(
+    registry,
+    table,
+    "fizz_function_dead_letters_total",
+    "Bus-originated calls given up on and published to the dead-letter stream, by trigger",
+    (s) => s.deadLetters,
+  );
   new Gauge({
     name: "fizz_function_queued_requests",
     help: "Requests waiting for a slot of a function at its capacity limit",
@@ -104,6 +92,30 @@ export function registerFunctionMetrics(
     registers: [registry],
     collect() {
       this.set(table.size);
+    },
+  });
+}
+
+/** A per-function, per-bus-trigger counter read from BusStats at scrape time. */
+function busCounter(
+  registry: Registry,
+  table: FunctionStatsTable,
+  name: string,
+  help: string,
+  read: (s: BusStats) => number,
+): void {
+  new Counter({
+    name,
+    help,
+    labelNames: ["namespace", "function", "trigger"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const f of table.all())
+        for (const [trigger, s] of f.busTriggers()) {
+          const n = read(s);
+          if (n > 0) this.inc({ namespace: f.namespace, function: f.name, trigger }, n);
+        }
     },
   });
 }
