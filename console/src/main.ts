@@ -9,11 +9,21 @@ const signOut = document.getElementById("signout") as HTMLButtonElement;
 let stopCurrent: (() => void) | undefined;
 let generation = 0;
 
+/** A hand-typed or truncated link (`#/fn/%E0`) shows the functions list instead of throwing. */
+function decodePart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return "";
+  }
+}
+
 function signInForm(): HTMLElement {
   const input = h("input", {
     type: "password",
+    // No name: a submission the script did not catch (form-action 'none' blocks it anyway) could
+    // never carry the token into a URL.
     id: "token",
-    name: "token",
     autocomplete: "off",
     required: true,
     placeholder: "the content of .fizz/admin-token",
@@ -65,7 +75,7 @@ async function render(): Promise<void> {
   const mine = ++generation;
   if (token.get() === null) return showSignIn();
   signOut.hidden = false;
-  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodePart);
   clear(app);
   app.appendChild(h("p", { class: "muted" }, "loading…"));
   try {

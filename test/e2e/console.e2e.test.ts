@@ -52,24 +52,6 @@ describe("the web console in a real browser (headless Chromium)", function () {
       FIZZ_SPECIALIZE_TIMEOUT_MS: "60000",
       FIZZ_LEASE_TIMEOUT_MS: "90000",
     });
-    for (const args of [
-      ["env", "create", "--name", "node", "--image", "fizz/env-node"],
-      [
-        "fn",
-        "create",
-        "--name",
-        "echo",
-        "--env",
-        "node",
-        "--code",
-        await p.file("echo.js", FUNCTION),
-        "--route",
-        "/echo",
-      ],
-    ]) {
-      const r = await p.fizz(...args);
-      expect(r.code, `fizz ${args.join(" ")}\n${r.stdout}\n${r.stderr}`).to.equal(0);
-    }
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -119,7 +101,7 @@ describe("the web console in a real browser (headless Chromium)", function () {
     expect((await stat(file)).size).to.be.greaterThan(0);
   }
 
-  it("asks for the token; a wrong one keeps the sign-in form, the admin token opens the console", async () => {
+  it("asks for the token; a wrong one keeps the sign-in form, the admin token opens the (still empty) function list", async () => {
     const res = await page.goto(consoleUrl());
     expect(res?.status()).to.equal(200);
     expect(res?.headers()["content-security-policy"]).to.contain("script-src 'self'");
@@ -140,17 +122,42 @@ describe("the web console in a real browser (headless Chromium)", function () {
     await page.click("#signin button[type=submit]");
     await page.waitForSelector("#functions");
     wrongTokenSent = false;
+    // Nothing is deployed yet: the listing says so and how to start.
+    expect(await page.textContent("#functions .empty")).to.contain("No functions yet");
     expect(problems).to.deep.equal([]);
   });
 
-  it("lists the deployed function with its environment and route, without console errors", async () => {
-    const row = page.locator("#functions tr", { hasText: "echo" });
-    await row.waitFor();
-    const cells = await row.locator("td").allTextContents();
-    expect(cells[0]).to.equal("echo");
-    expect(cells[1]).to.equal("default");
-    expect(cells[2]).to.equal("node");
-    expect(cells[3]).to.contain("/echo");
+  it("lists functions of every namespace, a name used twice as two rows, without console errors", async () => {
+    const code = await p!.file("echo.js", FUNCTION);
+    for (const args of [
+      ["env", "create", "--name", "node", "--image", "fizz/env-node"],
+      ["fn", "create", "--name", "echo", "--env", "node", "--code", code, "--route", "/echo"],
+      // A second namespace: the same names, an environment with no warm pool.
+      [
+        "-n",
+        "team-b",
+        "env",
+        "create",
+        "--name",
+        "node",
+        "--image",
+        "fizz/env-node",
+        "--poolsize",
+        "0",
+      ],
+      ["-n", "team-b", "fn", "create", "--name", "echo", "--env", "node", "--code", code],
+    ]) {
+      const r = await p!.fizz(...args);
+      expect(r.code, `fizz ${args.join(" ")}\n${r.stdout}\n${r.stderr}`).to.equal(0);
+    }
+    await page.reload();
+    const rows = page.locator("#functions tbody tr");
+    await until(async () => (await rows.count()) === 2);
+    const cells = await Promise.all([0, 1].map((i) => rows.nth(i).locator("td").allTextContents()));
+    const byNs = new Map(cells.map((c) => [c[1], c]));
+    expect(byNs.get("default")?.slice(0, 3)).to.deep.equal(["echo", "default", "node"]);
+    expect(byNs.get("default")?.[3]).to.contain("/echo");
+    expect(byNs.get("team-b")?.slice(0, 3)).to.deep.equal(["echo", "team-b", "node"]);
     await shot("functions");
     expect(problems).to.deep.equal([]);
   });
@@ -160,7 +167,7 @@ describe("the web console in a real browser (headless Chromium)", function () {
       const res = await fetch(`${p!.gatewayUrl}/echo`, { method: "POST", body: `call ${i}` });
       expect(res.status, await res.text()).to.equal(200);
     }
-    await page.click("#functions a:text-is('echo')");
+    await page.click("#functions a[href='#/fn/default/echo']");
     await page.waitForSelector("#function");
     expect(await page.textContent("#fn-environment")).to.equal("node");
     // The page refreshes its stats every few seconds; the gateways' history has the 20 calls.
@@ -208,15 +215,26 @@ describe("the web console in a real browser (headless Chromium)", function () {
     expect(problems).to.deep.equal([]);
   });
 
-  it("the pools page shows the node environment's instances", async () => {
+  it("the pools page shows each namespace's environment: instances of one, an empty pool of the other", async () => {
     await page.click("nav a[href='#/pools']");
-    const row = page.locator("#pools tr", { hasText: "node" });
+    const row = page.locator("#pools tr", { hasText: "default" });
     await row.waitFor();
     const [ns, env, warm, specialized, total] = await row.locator("td").allTextContents();
     expect([ns, env]).to.deep.equal(["default", "node"]);
     expect(Number(total)).to.be.greaterThan(0);
     expect(Number(total)).to.equal(Number(warm) + Number(specialized));
+    const idle = await page
+      .locator("#pools tr", { hasText: "team-b" })
+      .locator("td")
+      .allTextContents();
+    expect(idle).to.deep.equal(["team-b", "node", "0", "0", "0"]);
     await shot("pools");
+    expect(problems).to.deep.equal([]);
+  });
+
+  it("a malformed link shows the functions list instead of an error", async () => {
+    await page.goto(`${consoleUrl()}#/fn/%E0%A4/echo`);
+    await page.waitForSelector("#functions");
     expect(problems).to.deep.equal([]);
   });
 
