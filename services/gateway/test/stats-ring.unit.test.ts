@@ -47,6 +47,27 @@ describe("gateway stats ring (gateway.stats history)", () => {
     ]);
   });
 
+  it("keeps every slice of a full hour apart, then reuses each slot for the next hour", () => {
+    const clock = new FakeClock(start);
+    const ring = new StatsRing();
+    for (let i = 0; i < STATS_BUCKETS; i++, clock.t += BUCKET_MS)
+      for (let n = 0; n <= i % 3; n++) ring.record(clock.now(), 200, 1);
+    clock.t -= BUCKET_MS;
+    const hour = ring.buckets(clock.now());
+    expect(hour.map((b) => (b.t - start) / BUCKET_MS)).to.deep.equal(
+      Array.from({ length: STATS_BUCKETS }, (_, i) => i),
+    );
+    expect(hour.map((b) => b.count)).to.deep.equal(
+      Array.from({ length: STATS_BUCKETS }, (_, i) => (i % 3) + 1),
+    );
+    clock.t += BUCKET_MS;
+    ring.record(clock.now(), 500, 1);
+    const next = ring.buckets(clock.now());
+    expect(next).to.have.length(STATS_BUCKETS);
+    expect(next[0]?.t).to.equal(start + BUCKET_MS);
+    expect(next[STATS_BUCKETS - 1]).to.include({ t: clock.now(), count: 1, errors: 1 });
+  });
+
   it("forgets slices older than an hour, and clears a reused slot instead of adding to it", () => {
     const clock = new FakeClock(start);
     const ring = new StatsRing();
