@@ -1,6 +1,6 @@
 import type { Logger } from "./logger";
 import type { TracingConfig } from "./tracing/config";
-import { startTracing } from "./tracing/index";
+import { startTracing, stopTracing } from "./tracing/index";
 import { OFF_TRACER, type Tracer } from "./tracing/tracer";
 
 export interface Stoppable {
@@ -36,9 +36,7 @@ export async function runService(
     }, opts.drainTimeoutMs ?? 15_000);
     deadline.unref();
     void (service?.stop() ?? Promise.resolve())
-      .then(() =>
-        tracing.shutdown().catch((err: unknown) => logger.warn({ err }, "span export failed")),
-      )
+      .then(() => stopTracing(tracing, logger))
       .then(
         () => process.exit(0),
         (err: unknown) => {

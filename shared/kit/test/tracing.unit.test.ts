@@ -11,9 +11,12 @@ import {
   newTraceId,
   parseTraceparent,
   shownEndpoint,
+  stopTracing,
   putTrace,
   takeTrace,
+  type Tracer,
 } from "../src/tracing/index";
+import { createLogger } from "../src/logger";
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SPAN = "00f067aa0ba902b7";
@@ -222,5 +225,41 @@ describe("loadTracingConfig", () => {
     expect(shownEndpoint("https://user:s3cret@c:4318/v1/traces?api_key=s3cret")).to.equal(
       "https://c:4318/v1/traces",
     );
+  });
+});
+
+describe("stopTracing", () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger("test", "info", {
+    write: (l: string) => {
+      lines.push(JSON.parse(l) as Record<string, unknown>);
+    },
+  });
+  const tracerWith = (shutdown: () => Promise<void>): Tracer => ({
+    recording: true,
+    startSpan: () => {
+      throw new Error("unused");
+    },
+    shutdown,
+  });
+
+  it("gives up on a collector that never answers after the cap, and says so", async () => {
+    lines.length = 0;
+    await stopTracing(
+      tracerWith(() => new Promise<void>(() => undefined)),
+      logger,
+      20,
+    );
+    expect(lines.map((l) => l.msg)).to.deep.equal(["span export did not finish; spans dropped"]);
+  });
+
+  it("resolves when the export fails, with the error's message only", async () => {
+    lines.length = 0;
+    await stopTracing(
+      tracerWith(() => Promise.reject(new Error("ECONNREFUSED"))),
+      logger,
+    );
+    expect(lines).to.have.length(1);
+    expect(lines[0]).to.include({ msg: "span export failed", err: "ECONNREFUSED" });
   });
 });

@@ -40,3 +40,24 @@ export async function startTracing(
   );
   return t;
 }
+
+/**
+ * Flushes and stops `t` for at most `capMs`: an unreachable collector (each export waits for the
+ * exporter's timeout) must not hold a stopping service until its drain deadline exits it with 1.
+ * Never rejects; what could not be sent is said once.
+ */
+export async function stopTracing(t: Tracer, logger: Logger, capMs = 3000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const capped = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), capMs);
+    timer.unref();
+  });
+  try {
+    const r = await Promise.race([t.shutdown().then(() => "done" as const), capped]);
+    if (r === "late") logger.warn({ afterMs: capMs }, "span export did not finish; spans dropped");
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, "span export failed");
+  } finally {
+    clearTimeout(timer);
+  }
+}
