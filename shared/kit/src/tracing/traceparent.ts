@@ -25,6 +25,8 @@ const ZERO_SPAN = "0000000000000000";
 /** Longest header accepted: a future version may append fields, but not without bound. */
 const TRACEPARENT_MAX = 512;
 const DASH = 45;
+const ZERO = 48;
+const F = 102;
 
 /** Lower-case hex only: the spec refuses upper case. */
 function isHex(s: string, from: number, to: number): boolean {
@@ -56,9 +58,12 @@ export function parseTraceparent(
     return undefined;
   if (!isHex(value, 0, 2) || !isHex(value, 3, 35) || !isHex(value, 36, 52) || !isHex(value, 53, 55))
     return undefined;
-  const version = value.slice(0, 2);
-  if (version === "ff") return undefined;
-  if (value.length > 55 && (version === "00" || value.charCodeAt(55) !== DASH)) return undefined;
+  // The version read from its two char codes: no string made for it on this per-request path.
+  const v0 = value.charCodeAt(0);
+  const v1 = value.charCodeAt(1);
+  if (v0 === F && v1 === F) return undefined;
+  if (value.length > 55 && ((v0 === ZERO && v1 === ZERO) || value.charCodeAt(55) !== DASH))
+    return undefined;
   const traceId = value.slice(3, 35);
   const spanId = value.slice(36, 52);
   if (traceId === ZERO_TRACE || spanId === ZERO_SPAN) return undefined;
