@@ -66,7 +66,11 @@ export const InvokeRequest = z
         z.string().regex(TOKEN, "header names must be HTTP tokens"),
         z
           .string()
-          .regex(/^[^\r\n\0]*$/, "header values must be one line")
+          // What Node sends as is (it throws on anything else): tab, printable ASCII, Latin-1.
+          .regex(
+            /^[\t\x20-\x7e\x80-\xff]*$/,
+            "header values must be one line of printable ASCII or Latin-1 (no control characters)",
+          )
           .max(8192),
       )
       .refine((h) => Object.keys(h).length <= MAX_HEADERS, `at most ${MAX_HEADERS} headers`)

@@ -369,6 +369,9 @@ describe("registry console endpoints (real NATS and Redis; gateways and poolkeep
       [{ path: "/x%0d%0aHost: evil\r\n" }, "path"],
       [{ headers: { host: new URL(elsewhere.url).host, "bad name": "x" } }, "headers.bad name"],
       [{ method: "CONNECT" }, "method"],
+      [{ headers: { "x-split": "a\r\nx-injected: 1" } }, "headers.x-split"],
+      [{ headers: { "x-ctl": "a\u0001b" } }, "headers.x-ctl"],
+      [{ headers: { "x-wide": "\u20ac" } }, "headers.x-wide"],
     ];
     for (const [body, field] of attacks) {
       const res = await reg.api.call("POST", "/v1/namespaces/default/functions/hello/invoke", body);
