@@ -127,6 +127,9 @@ export class FunctionLogs {
     return async (req: Request, res: Response) => {
       // Before anything else: a read-only token learns nothing, not even whether the query is valid.
       adminToken(req, res, () => undefined);
+      // Before the first await: a client gone during the lookup must still end the read.
+      const abort = new AbortController();
+      res.on("close", () => abort.abort());
       const ns = String(req.params.ns ?? "");
       const name = String(req.params.name ?? "");
       const q = parseLogQuery(req.query, Date.now());
@@ -142,12 +145,11 @@ export class FunctionLogs {
             "(FIZZ_LOG_FOLLOWS_MAX); try again later or without follow",
           { retryable: true },
         );
+      if (abort.signal.aborted) return;
       if (q.follow) this.follows++;
-      const abort = new AbortController();
       this.reads.add(abort);
-      res.on("close", () => abort.abort());
       try {
-        await this.stream(nc, subject, q, res, abort.signal);
+        await this.stream(nc, subject, q, res, abort);
       } finally {
         this.reads.delete(abort);
         if (q.follow) this.follows--;
@@ -165,8 +167,9 @@ export class FunctionLogs {
     subject: string,
     q: LogQuery,
     res: Response,
-    signal: AbortSignal,
+    abort: AbortController,
   ): Promise<void> {
+    const signal = abort.signal;
     const start = () => {
       if (res.headersSent) return;
       res.status(200).set({
@@ -178,6 +181,8 @@ export class FunctionLogs {
     };
     const put = async (text: string): Promise<void> => {
       start();
+      // A socket that closed unseen (or was dropped as slow) would take writes forever.
+      if (res.destroyed) abort.abort();
       if (signal.aborted) return;
       if (res.write(text) || res.writableLength < HIGH_WATER_BYTES) return;
       await clientTook(res, signal, this.opts.slowClientMs ?? SLOW_CLIENT_MS);

@@ -22,6 +22,10 @@ describe("function logs: keep-alive and slow clients", function () {
   let server: http.Server;
   let port: number;
   let logs: FunctionLogs;
+  /** The function lookup; a test may hold it to act meanwhile. */
+  let lookup: () => Promise<unknown> = () => Promise.resolve({});
+  /** Requests the endpoint has finished with. */
+  let finished = 0;
 
   before(async () => {
     nats = await startNats();
@@ -35,12 +39,21 @@ describe("function logs: keep-alive and slow clients", function () {
       heartbeatMs: 1000,
       slowClientMs: 1500,
     });
-    const everyFunction = { get: () => Promise.resolve({}) } as unknown as Operations;
+    const everyFunction = { get: () => lookup() } as unknown as Operations;
     const app = express();
-    app.get(
-      "/v1/namespaces/:ns/functions/:name/logs",
-      logs.handler(() => everyFunction),
-    );
+    // What the registry's authenticate() leaves for the admin token (the endpoint checks it).
+    app.use((_req, res, next) => {
+      res.locals.role = "admin";
+      next();
+    });
+    const handler = logs.handler(() => everyFunction);
+    app.get("/v1/namespaces/:ns/functions/:name/logs", async (req, res, next) => {
+      try {
+        await handler(req, res, next);
+      } finally {
+        finished++;
+      }
+    });
     server = http.createServer(app);
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     port = (server.address() as AddressInfo).port;
@@ -70,6 +83,35 @@ describe("function logs: keep-alive and slow clients", function () {
     logs.close();
     await waitFor(() => c.ended, { what: "the follow's answer ended" });
     await waitFor(async () => (await pub.consumers()) === 0, { what: "its consumer removed" });
+  });
+
+  it("ends a follow whose client left while the function was being looked up, holding no consumer", async () => {
+    let release!: () => void;
+    let asked = false;
+    lookup = () => {
+      asked = true;
+      return new Promise((resolve) => (release = () => resolve({})));
+    };
+    const before = finished;
+    const socket = net.connect(port, "127.0.0.1");
+    socket.on("error", () => undefined);
+    socket.write(
+      "GET /v1/namespaces/default/functions/gone/logs?follow=true HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    try {
+      await waitFor(() => asked, { what: "the lookup" });
+      socket.destroy();
+      await waitFor(
+        () => new Promise<boolean>((resolve) => server.getConnections((_e, n) => resolve(n === 0))),
+        { what: "the server to see the client gone" },
+      );
+      release();
+      await waitFor(() => finished === before + 1, { what: "the endpoint done with the request" });
+      expect(await pub.consumers()).to.equal(0);
+    } finally {
+      lookup = () => Promise.resolve({});
+      socket.destroy();
+    }
   });
 
   it("drops a client that stops reading instead of buffering for it, and removes its consumer", async () => {
