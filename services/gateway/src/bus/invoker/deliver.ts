@@ -29,8 +29,9 @@ export function answerHeaders(a: Answer, extra: Record<string, string> = {}): Ms
 
 /**
  * NATS message headers as the function's HTTP request headers (repeated ones joined), without
- * hop-by-hop ones and without X-Fizz-*, X-Call-Id, X-Request-Id and the trace context (which only
- * the gateway sets); a content type from the message wins over the trigger's.
+ * hop-by-hop ones and without X-Fizz-*, X-Call-Id, X-Request-Id, X-Forwarded-*, Forwarded and the
+ * trace context (which only the gateway sets); a content type from the message wins over the
+ * trigger's.
  */
 export function requestHeadersOf(h: MsgHdrs | undefined, contentType: string): string[] {
   const out: string[] = [];
@@ -44,6 +45,9 @@ export function requestHeadersOf(h: MsgHdrs | undefined, contentType: string): s
       // its log lines are tagged with): a publisher's would reach the function as a second value.
       if (lower === "content-length" || lower === "host" || lower === "expect") continue;
       if (lower === "x-call-id" || lower === "x-request-id") continue;
+      // Behind the gateway these always come from it (the client's address, host and scheme);
+      // a publisher's would let it pose as any client to a function that trusts them.
+      if (lower.startsWith("x-forwarded-") || lower === "forwarded") continue;
       // The caller's trace continues through the delivery's own span (CallRequest.trace).
       if (lower === "traceparent" || lower === "tracestate") continue;
       if (lower === "content-type") typed = true;
