@@ -58,21 +58,25 @@ function setUp(
     logger: silentLogger(),
     clock,
   });
-  const specialize = (i: BackendInstance) =>
-    pool.set(i.id, {
+  const track = (i: BackendInstance, state: Tracked["state"]): Tracked => {
+    const t: Tracked = {
       instance: i,
       envKey: "default/node",
       generation: 1,
-      state: "specialized",
+      state,
       killing: false,
-      function: FN,
-    });
+    };
+    if (state === "specialized") t.function = FN;
+    pool.set(i.id, t);
+    return t;
+  };
+  const specialize = (i: BackendInstance) => track(i, "specialized");
   const dropped = async () =>
     (await registry.getMetricsAsJSON())
       .find((m) => m.name === "fizz_function_log_lines_dropped_total")
       ?.values.find((v) => v.labels.namespace === "team-a" && v.labels.function === "hello")
       ?.value ?? 0;
-  return { clock, capture, published, pool, book, specialize, dropped, limits };
+  return { clock, capture, published, pool, book, track, specialize, dropped, limits };
 }
 
 describe("function log capture", () => {
@@ -105,17 +109,10 @@ describe("function log capture", () => {
   });
 
   it("publishes nothing of a warm instance, and a loading one's lines as its function's once assigned", () => {
-    const { capture, published, pool, specialize } = setUp();
+    const { capture, published, track, specialize } = setUp();
     const i = instance();
     capture.line(i, "stdout", "not tracked yet");
-    const t: Tracked = {
-      instance: i,
-      envKey: "default/node",
-      generation: 1,
-      state: "warm",
-      killing: false,
-    };
-    pool.set(i.id, t);
+    const t = track(i, "warm");
     capture.line(i, "stdout", "the runtime warming up");
     t.state = "specializing";
     capture.line(i, "stdout", "taken, not yet assigned");
@@ -131,16 +128,10 @@ describe("function log capture", () => {
   });
 
   it("masks a loading instance's output and ends its stream with how it was stopped", () => {
-    const { capture, published, pool, book } = setUp();
+    const { capture, published, track, book } = setUp();
     book.record("team-a", { secrets: { db: { password: b64("hunter2-very-secret") } } });
     const i = instance();
-    pool.set(i.id, {
-      instance: i,
-      envKey: "default/node",
-      generation: 1,
-      state: "specializing",
-      killing: false,
-    });
+    track(i, "specializing");
     capture.assign(i.id, FN);
     capture.line(i, "stderr", "Error: cannot log in with hunter2-very-secret");
     capture.exited(i, {
