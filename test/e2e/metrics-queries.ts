@@ -180,3 +180,19 @@ export function droppedAnnotationLabels(q: Query): string[] | undefined {
     q.groupings.some((g) => g !== undefined && !g.includes(l)),
   );
 }
+
+interface PodMonitor {
+  kind: string;
+  spec: { podMetricsEndpoints: { port?: string; honorLabels?: boolean }[] };
+}
+
+/** The PodMonitor's endpoints that let the target's labels override a service's own. */
+export function endpointsOverridingLabels(): string[] {
+  const doc = parseYaml(
+    readFileSync(path.join(MONITORING_DIR, "podmonitor.yaml"), "utf8"),
+  ) as PodMonitor;
+  if (doc.kind !== "PodMonitor") throw new Error(`expected a PodMonitor, got ${doc.kind}`);
+  return doc.spec.podMetricsEndpoints
+    .filter((e) => e.honorLabels !== true)
+    .map((e) => e.port ?? "?");
+}

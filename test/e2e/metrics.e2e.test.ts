@@ -7,6 +7,7 @@ import { startPlatform, type Platform } from "./helpers";
 import {
   dashboardQueries,
   droppedAnnotationLabels,
+  endpointsOverridingLabels,
   readExposition,
   ruleQueries,
   TARGET_LABELS,
@@ -42,7 +43,7 @@ function listeningPorts(pid: number): number[] {
   return ports;
 }
 
-describe("monitoring: alert annotations", () => {
+describe("monitoring: alert annotations and scrape config", () => {
   it("read only labels their alert's aggregations keep", () => {
     const rules = ruleQueries();
     expect(rules.filter((q) => q.annotationLabels.length > 0)).to.have.length.greaterThan(5);
@@ -50,6 +51,17 @@ describe("monitoring: alert annotations", () => {
       (droppedAnnotationLabels(q) ?? []).map((l) => `${q.where}: $labels.${l} is aggregated away`),
     );
     expect(problems).to.deep.equal([]);
+  });
+
+  it("reach the services' own namespace label: the PodMonitor honours it over the pod's", () => {
+    // Queries on service metrics select by a label Prometheus also sets from the target
+    // (`namespace`): without honorLabels the function's would be renamed exported_namespace.
+    const clashing = [...dashboardQueries(), ...ruleQueries()].filter(
+      (q) =>
+        q.metrics.some((m) => !PROMETHEUS_OWN.has(m)) && q.labels.some((l) => TARGET_LABELS.has(l)),
+    );
+    expect(clashing).to.have.length.greaterThan(0);
+    expect(endpointsOverridingLabels()).to.deep.equal([]);
   });
 
   it("catch an annotation label the aggregation drops", () => {
