@@ -131,6 +131,31 @@ describe("function logs, end to end", function () {
     expect(hello?.instanceId).to.be.a("string").and.not.equal("");
   });
 
+  it("shows what a function printed while it loaded and why its load failed", async () => {
+    await p.file(
+      "broken.js",
+      `console.log("connecting to redis...");\nthrow new Error("cannot start without redis");\n`,
+    );
+    await fizzOk(p, "fn create --name broken --env node --code broken.js --route /broken");
+    const r = await get(`${p.gatewayUrl}/broken`);
+    expect(r.status, r.text).to.be.at.least(500);
+    const out = await eventually(
+      "the broken function's loading lines",
+      async () => {
+        const o = (await fizzOk(p, "fn logs --name broken")).stdout;
+        return o.includes("connecting to redis...") && o.includes("cannot start without redis")
+          ? o
+          : undefined;
+      },
+      60_000,
+      500,
+    );
+    expect(out).to.match(/ stdout connecting to redis\.\.\.$/m);
+    expect(out).to.match(
+      / stderr .*default\/broken@\d+ failed to load: .*cannot start without redis$/m,
+    );
+  });
+
   it("keeps following with -f across an update that replaces the instance, and exits 0 on Ctrl-C", async () => {
     follow = Follow.start(p, ["--name", "printer", "-f", "--tail", "1", "-o", "json"]);
     const f = follow;
