@@ -129,18 +129,20 @@ export function consoleStatic(dir: string | undefined): RequestHandler {
     if (file === undefined) return notFound(res, "not found");
     // A symlink inside the directory must not serve what it points to outside it.
     realRoot ??= realpath(dir).catch(() => path.resolve(dir));
+    const root = await realRoot;
     const real = await realpath(file).catch(() => undefined);
-    if (real === undefined || !real.startsWith((await realRoot) + path.sep))
-      return notFound(res, "not found");
+    if (real === undefined || !real.startsWith(root + path.sep)) return notFound(res, "not found");
     const type = TYPES[path.extname(file)];
     if (type) res.type(type);
     res.set(
       "cache-control",
       HASHED.test(file) ? "public, max-age=31536000, immutable" : "no-cache",
     );
+    // Relative to `root`: the dotfile rule then looks only at names inside the console directory
+    // (a checkout under ~/.local or a .fizz data directory still serves).
     res.sendFile(
-      real,
-      { dotfiles: "deny", lastModified: true, etag: true, cacheControl: false },
+      path.relative(root, real),
+      { root, dotfiles: "deny", lastModified: true, etag: true, cacheControl: false },
       (err?: Error) => {
         if (!err) return;
         if (res.headersSent) return void res.destroy();

@@ -32,13 +32,15 @@ describe("registry serves the web console's files (FIZZ_CONSOLE_DIR)", function 
   before(async () => {
     stack = await startStack();
     work = await mkdtemp(path.join(tmpdir(), "fizz-console-"));
-    const dir = path.join(work, "console");
+    // Under a dot directory (like a checkout in ~/.local/src): only names inside it are checked.
+    const dir = path.join(work, ".hidden", "console");
     await mkdir(path.join(dir, "assets"), { recursive: true });
     await writeFile(path.join(dir, "index.html"), "<!doctype html><title>console</title>");
     await writeFile(path.join(dir, "assets", "main-ABCDEFGH.js"), "console.log(1)");
     await writeFile(path.join(dir, ".secret.json"), '{"secret":"dot"}');
     // Next to the console directory: what a traversal would reach.
     await writeFile(path.join(work, "secret.html"), "SECRET-OUTSIDE");
+    await writeFile(path.join(work, ".hidden", "secret.html"), "SECRET-OUTSIDE");
     // A link inside the directory to that file: the console must not follow it out.
     await symlink(path.join(work, "secret.html"), path.join(dir, "assets", "leak.html"));
     reg = await startRegistry(registryEnv(stack, { FIZZ_CONSOLE_DIR: dir }));
