@@ -10,7 +10,7 @@ import {
 } from "@fizz/events";
 import { currentScope, outsideScope, tracer, type Logger } from "@fizz/kit";
 import type { Dispatcher } from "undici";
-import type { BackendKind } from "./backend";
+import type { BackendInstance, BackendKind } from "./backend";
 import { CodeCache } from "./code-cache";
 import type { ConfigResolver } from "./function-config";
 import type { Metrics, SpecializeOutcomeLabel } from "./metrics";
@@ -39,9 +39,14 @@ export interface SpecializerDeps {
   onSpecialized(instance: Instance): void;
   /**
    * Function logs (src/logs): an instance's output is its function's from the moment it is taken,
-   * so import-time prints and a failing load's output (the runtime prints the error) reach them.
+   * so import-time prints and a failing load's output (the runtime prints the error) reach them;
+   * `mask` hides known secret values in what an instance said (a load error quoting a secret goes
+   * back to the scheduler, the gateway's client and their logs).
    */
-  functionLogs?: { assign(instanceId: string, fn: FunctionRef): void };
+  functionLogs?: {
+    assign(instanceId: string, fn: FunctionRef): void;
+    mask(instance: BackendInstance, fn: FunctionRef, text: string): string;
+  };
 }
 
 /**
@@ -180,7 +185,10 @@ export function createSpecializer(
             { function: fnName, instance: id, err: outcome.message },
             "function failed to load",
           );
-          throw new FizzError("FUNCTION_LOAD_FAILED", outcome.message, { retryable: false });
+          const message = deps.functionLogs?.mask(t.instance, req.function, outcome.message);
+          throw new FizzError("FUNCTION_LOAD_FAILED", message ?? outcome.message, {
+            retryable: false,
+          });
         }
         const tracked =
           outcome.kind === "ok"
@@ -206,7 +214,8 @@ export function createSpecializer(
         }
         lastFailure =
           outcome.kind === "instance-failed"
-            ? outcome.message
+            ? (deps.functionLogs?.mask(t.instance, req.function, outcome.message) ??
+              outcome.message)
             : "the instance exited while loading the function";
         log.warn({ function: fnName, instance: id, err: lastFailure }, "specialize attempt failed");
         void deps.pool.kill(id, `specialize failed: ${lastFailure}`);

@@ -215,7 +215,7 @@ describe("function logs (process backend, real runtimes)", function () {
       expect(pkLog).to.not.include(secret);
   });
 
-  it("masks the secret in the poolkeeper's log when a function's load error quotes it", async () => {
+  it("masks the secret in the load error and the poolkeeper's log when a function's load error quotes it", async () => {
     const value = "loader-secret-4242";
     h.secrets.set("default/db", { password: Buffer.from(value).toString("base64") });
     const failed = await specialize(
@@ -226,6 +226,9 @@ describe("function logs (process backend, real runtimes)", function () {
     ).catch((e: Error) => e);
     expect(failed).to.be.instanceOf(FizzError);
     expect((failed as FizzError).code).to.equal("FUNCTION_LOAD_FAILED");
+    // The error goes on to the scheduler, the gateway's client and their logs: masked too.
+    expect((failed as FizzError).message).to.include("cannot connect with ***");
+    expect((failed as FizzError).message).to.not.include(value);
     expect(pkLog).to.include("cannot connect with ***");
     expect(pkLog).to.not.include(value);
   });
