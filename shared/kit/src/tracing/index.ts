@@ -28,7 +28,7 @@ export async function startTracing(
     return OFF_TRACER;
   }
   const { createOtelTracer } = await import("./otel");
-  const t = await createOtelTracer(config, service);
+  const t = await createOtelTracer(config, service, logger);
   setTracer(t);
   logger.info(
     {

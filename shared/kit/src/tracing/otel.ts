@@ -1,4 +1,6 @@
 import type * as Api from "@opentelemetry/api";
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
+import type { Logger } from "../logger";
 import type { TracingConfig } from "./config";
 import type { Span, SpanAttributes, SpanKind, Tracer } from "./tracer";
 import type { TraceContext } from "./traceparent";
@@ -10,7 +12,11 @@ import type { TraceContext } from "./traceparent";
  * process boundaries as our own TraceContext, handed to the SDK as a remote span context: no
  * global context manager or propagator is registered (nothing else in the process is touched).
  */
-export async function createOtelTracer(config: TracingConfig, service: string): Promise<Tracer> {
+export async function createOtelTracer(
+  config: TracingConfig,
+  service: string,
+  logger: Logger,
+): Promise<Tracer> {
   const [api, sdk, exporterMod, resources, semconv] = await Promise.all([
     import("@opentelemetry/api"),
     import("@opentelemetry/sdk-trace-base"),
@@ -27,7 +33,10 @@ export async function createOtelTracer(config: TracingConfig, service: string): 
     parentbased_always_off: new sdk.ParentBasedSampler({ root: new sdk.AlwaysOffSampler() }),
     parentbased_traceidratio: new sdk.ParentBasedSampler({ root: ratio }),
   }[config.sampler];
-  const exporter = new exporterMod.OTLPTraceExporter({ url: config.tracesUrl });
+  const exporter = reportingFailures(
+    new exporterMod.OTLPTraceExporter({ url: config.tracesUrl }),
+    logger,
+  );
   const provider = new sdk.BasicTracerProvider({
     resource: resources.resourceFromAttributes({
       [semconv.ATTR_SERVICE_NAME]: config.serviceName ?? `fizz-${service}`,
@@ -108,4 +117,39 @@ class OtelSpan implements Span {
   end(): void {
     this.span.end();
   }
+}
+
+/** At most one warning per this long about failed exports: a dead collector fails every batch. */
+const FAILURE_LOG_MS = 60_000;
+
+/**
+ * The exporter with failed exports said in the service's log (the SDK only hands them to its
+ * global diagnostics, silent unless a process-wide logger is installed, which we do not): the
+ * error's message only, never the endpoint or the OTEL_EXPORTER_OTLP_HEADERS sent to it.
+ */
+export function reportingFailures(inner: SpanExporter, logger: Logger): SpanExporter {
+  let loggedAt = Number.NEGATIVE_INFINITY;
+  let failed = 0;
+  return {
+    export(spans, done) {
+      inner.export(spans, (result) => {
+        // 0 is ExportResultCode.SUCCESS (its enum lives in @opentelemetry/core, not a dependency).
+        if ((result.code as number) !== 0) {
+          failed += spans.length;
+          const now = performance.now();
+          if (now - loggedAt >= FAILURE_LOG_MS) {
+            loggedAt = now;
+            logger.warn(
+              { err: result.error?.message ?? "unknown error", spansLost: failed },
+              "span export failed",
+            );
+            failed = 0;
+          }
+        }
+        done(result);
+      });
+    },
+    shutdown: () => inner.shutdown(),
+    forceFlush: () => inner.forceFlush?.() ?? Promise.resolve(),
+  };
 }
