@@ -132,8 +132,14 @@ describe("function logs on the kubernetes backend (k8s-lite + procnode)", functi
       stream: "Stderr",
     });
     expect(stderr).to.include("k8s printer warns").and.not.include("k8s printer says hello");
-    const tail = kp!.kubectl("logs", "-n", NS, out.instanceId, "-c", "runtime", "--tail=1");
-    expect(tail.trim().split("\n")).to.have.length(1);
+    // (Not kubectl: k.kubectl is spawnSync, which would block this process, where procnode runs.)
+    const tail = await kp!.core.readNamespacedPodLog({
+      name: out.instanceId,
+      namespace: NS,
+      container: "runtime",
+      tailLines: 1,
+    });
+    expect(tail.trimEnd().split("\n")).to.have.length(1);
   });
 
   it("captures a crashing function's last lines before the pool hears it died", async () => {
