@@ -186,7 +186,10 @@ describe("monitoring: dashboard and alert queries against the services' /metrics
   });
 
   it("answers gateway.stats to the registry's user only: the application user gets nothing", async () => {
-    const ask = Codecs.gatewayStats.request.encode({}, "metrics-test");
+    const ask = Codecs.gatewayStats.request.encode(
+      { namespace: "default", name: "ok" },
+      "metrics-test",
+    );
     const registry = await connect(natsConnectionOptions(p.natsUrlAs("registry")));
     const app = await connect(p.appNats);
     try {

@@ -189,9 +189,12 @@ export type LogLine = z.infer<typeof LogLine>;
 
 /** Registry → every gateway (request-many): per-function history for the console's charts. */
 export const GatewayStatsRequest = z.object({
-  /** Only this function (both set), or every function a gateway has served (both unset). */
-  namespace: dnsLabel.optional(),
-  name: dnsLabel.optional(),
+  /**
+   * One function per request: an "every function" mode would have a gateway encode up to
+   * FIZZ_METRICS_MAX_FUNCTIONS hours of history in one event-loop turn.
+   */
+  namespace: dnsLabel,
+  name: dnsLabel,
 });
 export type GatewayStatsRequest = z.infer<typeof GatewayStatsRequest>;
 /** One STATS_BUCKET_SECONDS slice: answers, 5xx/transport errors, latency counts per bound. */
