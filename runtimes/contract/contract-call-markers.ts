@@ -82,10 +82,16 @@ export function describeCallMarkers(start: Start, deploy: Deploy, markers: CallM
         headers: { ...ME, "x-request-id": id },
       });
     const read = (stream: "stdout" | "stderr") => (stream === "stdout" ? rt.stdout() : rt.stderr());
-    /** Resolves with what a stream gained since `since`, once it holds `until`. */
-    const gained = async (stream: "stdout" | "stderr", since: number, until: string) => {
+    /**
+     * The lines of a stream that end with ` <tag>`, tagged as the capturer would tag them, once
+     * the stream holds `until`. The whole stream is read: a line's id depends on every marker
+     * before it. Lines the runtime prints about anything else, and a marker that clears a stream
+     * after a call, do not change the answer; a marker glued to a line does (that line then
+     * shows it).
+     */
+    const tagged = async (stream: "stdout" | "stderr", tag: string, until: string) => {
       await eventually(() => read(stream).includes(until), 10_000);
-      return read(stream).slice(since);
+      return tagLines(read(stream)).filter((l) => l.line.endsWith(` ${tag}`));
     };
     before(async () => {
       rt = await start({ FIZZ_INSTANCE_ID: "inst-1" });
@@ -95,67 +101,85 @@ export function describeCallMarkers(start: Start, deploy: Deploy, markers: CallM
     after(() => rt.kill());
 
     it("prints a call's marker on a line of its own before its first output on each stream", async () => {
-      const [out, err] = [rt.stdout().length, rt.stderr().length];
-      const res = await call("both", "call-1", "&tag=1");
+      const res = await call("both", "call-1", "&tag=m1");
       expect(res.status, res.text).to.equal(200);
       expect(res.text).to.equal("printed");
-      expect(await gained("stdout", out, "out 1\n")).to.equal(`${marker("call-1")}out 1\n`);
-      expect(await gained("stderr", err, "err 1\n")).to.equal(`${marker("call-1")}err 1\n`);
+      expect(await tagged("stdout", "m1", "out m1\n")).to.deep.equal([
+        { id: "call-1", line: "out m1" },
+      ]);
+      expect(await tagged("stderr", "m1", "err m1\n")).to.deep.equal([
+        { id: "call-1", line: "err m1" },
+      ]);
+      expect(rt.stdout()).to.include(marker("call-1"));
     });
 
     it("prints another call's own marker before its output", async () => {
-      const [out, err] = [rt.stdout().length, rt.stderr().length];
-      expect((await call("both", "call-2", "&tag=2")).text).to.equal("printed");
-      expect(await gained("stdout", out, "out 2\n")).to.equal(`${marker("call-2")}out 2\n`);
-      expect(await gained("stderr", err, "err 2\n")).to.equal(`${marker("call-2")}err 2\n`);
+      expect((await call("both", "call-2", "&tag=m2")).text).to.equal("printed");
+      expect(await tagged("stdout", "m2", "out m2\n")).to.deep.equal([
+        { id: "call-2", line: "out m2" },
+      ]);
+      expect(await tagged("stderr", "m2", "err m2\n")).to.deep.equal([
+        { id: "call-2", line: "err m2" },
+      ]);
     });
 
     it("adds no byte to stdout or stderr for a call that prints nothing", async () => {
-      const [out, err] = [rt.stdout().length, rt.stderr().length];
       expect((await call("silent", "call-3")).text).to.equal("quiet");
-      // The next call's output comes after anything the silent one wrote, so the streams show
-      // whether it wrote a marker.
-      expect((await call("both", "call-4", "&tag=4")).text).to.equal("printed");
-      expect(await gained("stdout", out, "out 4\n")).to.equal(`${marker("call-4")}out 4\n`);
-      expect(await gained("stderr", err, "err 4\n")).to.equal(`${marker("call-4")}err 4\n`);
+      // The next call's output comes after anything the silent one wrote.
+      expect((await call("both", "call-4", "&tag=m4")).text).to.equal("printed");
+      expect(await tagged("stdout", "m4", "out m4\n")).to.deep.equal([
+        { id: "call-4", line: "out m4" },
+      ]);
+      expect(await tagged("stderr", "m4", "err m4\n")).to.deep.equal([
+        { id: "call-4", line: "err m4" },
+      ]);
+      expect(rt.stdout()).not.to.include(callMarker("call-3"));
+      expect(rt.stderr()).not.to.include(callMarker("call-3"));
     });
 
     it("ends a call's unfinished line before the next call's marker", async () => {
-      const out = rt.stdout().length;
-      expect((await call("partial", "call-5", "&tag=5")).text).to.equal("partial");
-      expect((await call("both", "call-6", "&tag=6")).text).to.equal("printed");
-      expect(await gained("stdout", out, "out 6\n")).to.equal(
-        `${marker("call-5")}part 5\n${marker("call-6")}out 6\n`,
-      );
+      expect((await call("partial", "call-5", "&tag=m5")).text).to.equal("partial");
+      expect((await call("both", "call-6", "&tag=m6")).text).to.equal("printed");
+      await tagged("stdout", "m6", "out m6\n");
+      const lines = tagLines(rt.stdout());
+      const at = lines.findIndex((l) => l.line.startsWith("part m5"));
+      // The open line is ended before the next marker: it is not glued to it (it would then
+      // show the marker) and the next call's line is its own.
+      expect(lines.slice(at, at + 2)).to.deep.equal([
+        { id: "call-5", line: "part m5" },
+        { id: "call-6", line: "out m6" },
+      ]);
     });
 
     if (later) {
       it("marks output printed after the call ended as belonging to no call", async () => {
-        const out = rt.stdout().length;
-        expect((await call("later", "call-7", "&tag=7")).text).to.equal("later");
-        expect(await gained("stdout", out, "after 7\n")).to.equal(`${marker("")}after 7\n`);
+        expect((await call("later", "call-7", "&tag=m7")).text).to.equal("later");
+        expect(await tagged("stdout", "m7", "after m7\n")).to.deep.equal([
+          { id: "", line: "after m7" },
+        ]);
         // The next call is marked again.
-        expect((await call("both", "call-8", "&tag=8")).text).to.equal("printed");
-        const next = await gained("stdout", out, "out 8\n");
-        expect(next).to.equal(`${marker("")}after 7\n${marker("call-8")}out 8\n`);
+        expect((await call("both", "call-8", "&tag=m8")).text).to.equal("printed");
+        expect(await tagged("stdout", "m8", "out m8\n")).to.deep.equal([
+          { id: "call-8", line: "out m8" },
+        ]);
       });
     }
 
     if (concurrent) {
       it("marks the interleaved output of concurrent calls with each call's id", async () => {
-        const out = rt.stdout().length;
         // The first call waits long enough that the second one prints both its lines between the
         // first one's two, however loaded the machine.
-        const first = call("twice", "call-a", "&tag=a&ms=1500");
-        await eventually(() => rt.stdout().includes("one a\n"), 10_000);
-        const second = call("twice", "call-b", "&tag=b&ms=0");
+        const first = call("twice", "call-a", "&tag=ma&ms=1500");
+        await eventually(() => rt.stdout().includes("one ma\n"), 10_000);
+        const second = call("twice", "call-b", "&tag=mb&ms=0");
         for (const res of await Promise.all([first, second])) expect(res.text).to.equal("twice");
-        const tagged = tagLines(await gained("stdout", out, "two a\n"));
-        expect(tagged).to.have.deep.members([
-          { id: "call-a", line: "one a" },
-          { id: "call-a", line: "two a" },
-          { id: "call-b", line: "one b" },
-          { id: "call-b", line: "two b" },
+        await tagged("stdout", "ma", "two ma\n");
+        const lines = tagLines(rt.stdout()).filter((l) => / m[ab]$/.test(l.line));
+        expect(lines).to.have.deep.members([
+          { id: "call-a", line: "one ma" },
+          { id: "call-a", line: "two ma" },
+          { id: "call-b", line: "one mb" },
+          { id: "call-b", line: "two mb" },
         ]);
       });
     }

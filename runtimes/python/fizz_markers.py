@@ -9,7 +9,9 @@ Calls run on the server's threads, one at a time per thread; the current call is
 variable, so a thread the function starts (a new, empty context) writes as "no call", and so does
 anything that copied the context once the call is over (its ``Call.id`` is cleared at the end).
 Lazy: a call that prints nothing costs a context variable set and reset; a stream gets a marker
-only when the call writing differs from the one it last marked.
+only when the call writing differs from the one it last marked, and a clearing one when the call
+it names ends (``end_call``), so what reaches the fd around the wrapper afterwards (a child
+process, ``os.write``, ``sys.stdout.buffer``, C code) is no call's rather than that call's.
 """
 
 from __future__ import annotations
@@ -37,7 +39,17 @@ class Call:
         self.id = request_id if request_id and _REQUEST_ID.fullmatch(request_id) else ""
 
 
+_STREAMS: list[MarkedStream] = []
+
 CURRENT: contextvars.ContextVar[Optional[Call]] = contextvars.ContextVar("fizz_call", default=None)
+
+
+def end_call(call: Call) -> None:
+    """The call is over (its answer sent): streams still marked with it go back to no call's."""
+    call_id, call.id = call.id, ""
+    if call_id:
+        for stream in _STREAMS:
+            stream._release(call_id)
 
 
 class MarkedStream:
@@ -51,6 +63,7 @@ class MarkedStream:
         self._lock = threading.RLock()
         self._marked = ""  # at start, output belongs to no call
         self._line_open = False  # the last write did not end its line
+        _STREAMS.append(self)
 
     def write(self, text: str) -> int:
         if not text or not isinstance(text, str):  # the real stream refuses what is not text
@@ -67,6 +80,19 @@ class MarkedStream:
                 self._real.write(text)
             self._line_open = text[-1] != "\n"
         return len(text)
+
+    def _release(self, call_id: str) -> None:
+        with self._lock:
+            if self._marked != call_id:
+                return
+            self._marked = ""
+            lead = "\n" if self._line_open else ""
+            self._line_open = False
+            try:
+                self._real.write(f"{lead}{MARKER_PREFIX}{MARKER_SUFFIX}\n")
+                self._real.flush()
+            except (OSError, ValueError):  # a closed stream: the call's answer is out regardless
+                pass
 
     def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:

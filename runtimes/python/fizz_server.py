@@ -26,7 +26,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from fizz_instance import ARCHIVE_CONTENT_TYPE, Instance, format_exc, log
-from fizz_markers import CURRENT, Call, MarkedStream
+from fizz_markers import CURRENT, Call, MarkedStream, end_call
 from fizz_preload import install_compat
 from fizz_invoke import (
     Context,
@@ -213,7 +213,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self._serve(headers, params, body)
         finally:
-            call.id = ""
+            end_call(call)
             CURRENT.reset(token)
 
     def _serve(self, headers, params, body: bytes) -> None:

@@ -10,8 +10,9 @@
  * concurrent calls is marked call by call, and a timer or promise the function left behind writes
  * as "no call" once the call is over (the call's id is cleared at its end).
  *
- * Lazy: a stream gets a marker only when the call writing differs from the one it last marked,
- * and async context is tracked only once something is written while a call runs. In Node 20 an
+ * Lazy: a stream gets a marker only when the call writing differs from the one it last marked
+ * (and a clearing one when the call it names ends, so output that reaches the fd around the
+ * wrapper afterwards is no call's), and async context is tracked only once something is written while a call runs. In Node 20 an
  * AsyncLocalStorage in use makes every async resource of the process pay (about 6 µs of CPU per
  * HTTP call here, bench/call-marker.mjs), so a function that never prints during its calls never
  * turns it on. Until then calls are only counted: the first output during a call belongs to the
@@ -41,6 +42,11 @@ let tracking = false;
 /** Calls with an id started before that, still running. */
 /** @type {Set<Call>} */
 const untracked = new Set();
+/**
+ * The marked streams: the call each last marked, and the way to mark it no call's.
+ * @type {{ id: string, release(): void }[]}
+ */
+const marked = [];
 
 /**
  * A call begins: its request id is the X-Request-Id header. An absent or odd id marks nothing:
@@ -73,8 +79,13 @@ export function inCall(call, fn) {
  * @param {Call} call
  */
 export function closeCall(call) {
+  const { id } = call;
   call.id = "";
   untracked.delete(call);
+  // A stream still marked with the call goes back to no call's: what reaches its fd without
+  // going through write (a child process with inherited stdio, pino's fs writes, a crash's stack
+  // trace) after the answer would otherwise be tagged with this call. Only calls that printed pay.
+  if (id !== "") for (const stream of marked) if (stream.id === id) stream.release();
 }
 
 /** The id of the call writing now; "" for none. */
@@ -98,10 +109,18 @@ function writer() {
  */
 export function markCalls(stream) {
   const write = stream.write;
-  /** The call the stream's last marker named; "" at start: output then belongs to no call. */
-  let marked = "";
   /** The last write did not end its line: a marker must not be glued to it. */
   let lineOpen = false;
+  const state = {
+    /** The call the stream's last marker named; "" at start: output then belongs to no call. */
+    id: "",
+    release() {
+      write.call(stream, `${lineOpen ? "\n" : ""}${MARKER_PREFIX}${MARKER_SUFFIX}\n`);
+      state.id = "";
+      lineOpen = false;
+    },
+  };
+  marked.push(state);
   /**
    * @this {NodeJS.WriteStream}
    * @param {string | Uint8Array} chunk
@@ -114,8 +133,8 @@ export function markCalls(stream) {
     const id = writer();
     const encoded =
       typeof chunk === "string" && typeof encoding === "string" && ENCODED.has(encoding);
-    if (id !== marked) {
-      marked = id;
+    if (id !== state.id) {
+      state.id = id;
       const marker = `${lineOpen ? "\n" : ""}${MARKER_PREFIX}${id}${MARKER_SUFFIX}\n`;
       // One write when the chunk is text; the stream keeps the order of separate writes anyway.
       if (typeof chunk === "string" && !encoded) chunk = marker + chunk;

@@ -5,13 +5,7 @@ import { expect } from "chai";
 import http from "node:http";
 import { packageArchive } from "../../contract/archive.js";
 import { type Runtime, eventually, request, specializeArchive } from "../../contract/harness.js";
-import {
-  ME,
-  callMarker,
-  describeRuntimeContract,
-  push,
-  tagLines,
-} from "../../contract/runtime-contract.js";
+import { ME, describeRuntimeContract, push, tagLines } from "../../contract/runtime-contract.js";
 import { HELLO, KINDS, pythonRuntime } from "./fixtures.js";
 
 describeRuntimeContract(pythonRuntime);
@@ -106,7 +100,7 @@ describe("python runtime: Python only", function () {
     const WORKER = {
       filename: "worker.py",
       source: [
-        "import asyncio, logging, queue, sys, threading",
+        "import asyncio, logging, os, queue, sys, threading",
         "",
         "logging.basicConfig(format='%(levelname)s %(message)s')",
         "jobs = queue.Queue()",
@@ -128,6 +122,11 @@ describe("python runtime: Python only", function () {
         "",
         "def main(context):",
         "    kind, tag = context.query['kind'], context.query['tag']",
+        "    if kind == 'raw':",
+        "        # Around the wrapper: what a child process with inherited stdout or C code does.",
+        "        print('said ' + tag, flush=True)",
+        "        threading.Timer(0.2, lambda: os.write(1, ('raw ' + tag + '\\n').encode())).start()",
+        "        return 'ok'",
         "    if kind == 'throw':",
         "        raise RuntimeError('boom ' + tag)",
         "    if kind == 'log':",
@@ -159,10 +158,21 @@ describe("python runtime: Python only", function () {
       const out = rt.stdout().length;
       expect((await call("work", "call-w", "w")).text).to.equal("ok");
       await eventually(() => rt.stdout().includes("done w\n"));
-      const marker = (id: string) => `${callMarker(id)}\n`;
-      expect(rt.stdout().slice(out)).to.equal(
-        `${marker("call-w")}in w\n${marker("")}worker w\n${marker("call-w")}done w\n`,
-      );
+      expect(tagLines(rt.stdout().slice(out))).to.deep.equal([
+        { id: "call-w", line: "in w" },
+        { id: "", line: "worker w" },
+        { id: "call-w", line: "done w" },
+      ]);
+    });
+
+    it("tags nothing with a call once it ended, not even output written to the fd around the wrapper", async () => {
+      expect((await call("raw", "call-r", "r")).text).to.equal("ok");
+      await eventually(() => rt.stdout().includes("raw r\n"));
+      const lines = tagLines(rt.stdout()).filter((l) => l.line.endsWith(" r"));
+      expect(lines).to.deep.equal([
+        { id: "call-r", line: "said r" },
+        { id: "", line: "raw r" },
+      ]);
     });
 
     it("marks logging's lines and the call's asyncio tasks' output with the call's id", async () => {
@@ -187,13 +197,12 @@ describe("python runtime: Python only", function () {
       expect(tagged.slice(first, last + 1).map((l) => l.id)).to.satisfy((ids: string[]) =>
         ids.every((id) => id === "call-t"),
       );
-      const err = rt.stderr().length;
       const odd = "bad id with spaces";
       expect((await call("throw", odd, "u")).status).to.equal(500);
       await eventually(() => rt.stderr().includes("RuntimeError: boom u"));
-      const logs = rt.stderr().slice(err);
-      const expected = `${callMarker("")}\n[fizz] function error (request ${odd}):\n`;
-      expect(logs.startsWith(expected), logs).to.equal(true);
+      // The whole stream: the id a line gets depends on every marker before it.
+      const unmarked = tagLines(rt.stderr()).find((l) => l.line.includes(`request ${odd}`));
+      expect(unmarked).to.deep.equal({ id: "", line: `[fizz] function error (request ${odd}):` });
     });
   });
 
