@@ -12,12 +12,21 @@ import {
   type Env,
 } from "@fizz/kit";
 import { loadAuthConfig, type AuthConfig } from "./auth";
-import { loadLogsConfig, type LogsConfig } from "./logs-http";
 
 export const BACKENDS = ["process", "kubernetes"] as const;
 export type Backend = (typeof BACKENDS)[number];
 
 /** AuthConfig: FIZZ_ADMIN_TOKEN, FIZZ_READ_TOKEN, FIZZ_AUTH_DISABLED, FIZZ_CORS_ORIGINS, FIZZ_METRICS_PUBLIC. */
+/** Reading function logs (`logs-http.ts`). */
+export interface LogsConfig {
+  /** FIZZ_LOG_FOLLOWS_MAX, default 64: open `follow` answers per registry; more get 503. */
+  logFollowsMax: number;
+}
+
+function loadLogsConfig(env: Env): LogsConfig {
+  return { logFollowsMax: int(env, "FIZZ_LOG_FOLLOWS_MAX", 64, 1, 10_000) };
+}
+
 export interface RegistryConfig extends CommonConfig, AuthConfig, LogsConfig {
   /** FIZZ_REGISTRY_HOST, default 127.0.0.1. */
   host: string;

@@ -1,6 +1,7 @@
 import type { Request, RequestHandler, Response } from "express";
 import { FizzError, type LogLine, type Subjects } from "@fizz/events";
-import { int, type Env, type Logger, type NatsConnection } from "@fizz/kit";
+import type { Logger, NatsConnection } from "@fizz/kit";
+import type { LogsConfig } from "./config";
 import { adminOnly } from "./auth";
 import { readLogs } from "./logs-read";
 import type { Operations } from "./operations";
@@ -11,15 +12,6 @@ import type { Operations } from "./operations";
  * empty line as keep-alive (clients skip empty lines). Admin token only, like downloading code:
  * secrets are masked, but what functions print is their users' data.
  */
-export interface LogsConfig {
-  /** FIZZ_LOG_FOLLOWS_MAX, default 64: open `follow` answers per registry; more get 503. */
-  logFollowsMax: number;
-}
-
-export function loadLogsConfig(env: Env): LogsConfig {
-  return { logFollowsMax: int(env, "FIZZ_LOG_FOLLOWS_MAX", 64, 1, 10_000) };
-}
-
 export const DEFAULT_TAIL = 200;
 export const MAX_TAIL = 10_000;
 const HEARTBEAT_MS = 15_000;
