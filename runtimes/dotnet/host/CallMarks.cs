@@ -5,8 +5,8 @@
 // Console.Error, so each write knows whose it is: the call that runs sets an AsyncLocal (which
 // flows into the tasks, threads and timers it starts), and Console's writers are replaced by ones
 // that precede a write by its owner's marker when the stream is marked with someone else, ending
-// an unfinished line first. A call that prints nothing costs no write; once the call is over, what
-// its leftover tasks or threads print belongs to no call.
+// an unfinished line first. A call that prints nothing costs no write; once the call is over, a
+// stream it marked is cleared, and what its leftover tasks or threads print belongs to no call.
 using System;
 using System.IO;
 using System.Text;
@@ -31,8 +31,10 @@ namespace Fizz.Dotnet
         /// <summary>Console.Out and Console.Error, marked; once, before anything prints.</summary>
         public static void Install()
         {
-            Console.SetOut(new MarkedWriter(Console.Out));
-            Console.SetError(new MarkedWriter(Console.Error));
+            Writers[0] = new MarkedWriter(Console.Out);
+            Writers[1] = new MarkedWriter(Console.Error);
+            Console.SetOut(Writers[0]);
+            Console.SetError(Writers[1]);
         }
 
         /// <summary>
@@ -48,9 +50,16 @@ namespace Fizz.Dotnet
 
         public static void Leave(Owner owner)
         {
-            if (owner != null) owner.Ended = true;
             Current.Value = null;
+            if (owner == null) return;
+            owner.Ended = true;
+            // A stream still marked with the call goes back to no call's, so what reaches its fd
+            // around Console afterwards (a child process, OpenStandardOutput, native code) is not
+            // tagged with it. Only calls that printed pay a write.
+            foreach (var writer in Writers) writer?.Release(owner.Id);
         }
+
+        private static readonly MarkedWriter[] Writers = new MarkedWriter[2];
 
         internal static string OwnerId()
         {
@@ -77,6 +86,19 @@ namespace Fizz.Dotnet
             public override void WriteLine() { Emit("", true); }
             public override void WriteLine(string value) { Emit(value, true); }
             public override void Flush() { lock (_lock) _inner.Flush(); }
+
+            public void Release(string id)
+            {
+                lock (_lock)
+                {
+                    if (_mark != id) return;
+                    var text = (_open ? "\n" : "") + "\u001b_fizz:call=\u001b\\\n";
+                    _mark = "";
+                    _open = false;
+                    try { _inner.Write(text); _inner.Flush(); }
+                    catch (IOException) { } // a closed stream: the call's answer is out regardless
+                }
+            }
 
             private void Emit(string text, bool line)
             {

@@ -159,6 +159,14 @@ export const LOGS: Source = {
                     Console.WriteLine("after " + tag);
                 }).Start();
                 return "later";
+            case "raw": // not a contract kind: the .NET tests' write around Console
+                Console.WriteLine("said " + tag);
+                new System.Threading.Thread(() => {
+                    System.Threading.Thread.Sleep(200);
+                    var bytes = System.Text.Encoding.UTF8.GetBytes("raw " + tag + "\\n");
+                    using (var fd = Console.OpenStandardOutput()) fd.Write(bytes, 0, bytes.Length);
+                }).Start();
+                return "ok";
             default: return "quiet";
         }
     }

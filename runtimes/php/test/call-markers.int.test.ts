@@ -1,8 +1,8 @@
 // The PHP runtime's call markers (src/output.php). Calls run in processes of their own, side by
 // side, on the instance's shared stdout and stderr, so a call's write is whole on its own: its
 // marker, its complete lines, and the clearing marker, in one write. The contract's checks
-// (runtimes/contract/contract-call-markers.ts) expect a runtime that owns the stream's marker
-// state and clears it only before output of no call; these check what PHP does instead.
+// (runtimes/contract/contract-call-markers.ts) need a plain stderr line to be marked, which
+// fwrite(STDERR) is not here; these check what PHP does instead.
 import { expect } from "chai";
 import type { Runtime } from "../../contract/harness.js";
 import { eventually, request } from "../../contract/harness.js";

@@ -8,7 +8,8 @@ module Fizz
   # call carries its request id (Thread#[] is fiber-local, so a thread or fiber the function starts
   # writes as "no call"). A write whose owner is not the one the stream is marked with is preceded
   # by the owner's marker, ending an unfinished line first: a call that prints nothing costs no
-  # write, and one that prints pays a marker only where the stream changes hands. The writes go
+  # write, and one that prints pays a marker only where the stream changes hands (and a clearing
+  # one at its end, see release). The writes go
   # through IO#write, which puts, print, printf, <<, Logger and warn all use; STDOUT and STDERR
   # are marked themselves, and $stderr is a marked IO of its own because Ruby writes `warn` and
   # errors straight to C's stderr when $stderr is the original one.
@@ -28,6 +29,8 @@ module Fizz
     end
 
     STREAMS = { 1 => Stream.new, 2 => Stream.new }.freeze
+    # Where a clearing marker goes (STDERR, not $stderr, which a function may reassign).
+    RELEASED = { 1 => STDOUT, 2 => STDERR }.freeze
 
     # Prepended to the singleton class of each marked IO.
     module Marked
@@ -75,7 +78,31 @@ module Fizz
     end
 
     def self.leave(previous)
+      id = Thread.current[:fizz_call]
       Thread.current[:fizz_call] = previous
+      release(id) if id.is_a?(String) && !id.empty?
+    end
+
+    # The call is over: a stream still marked with it goes back to no call's, so what reaches its
+    # fd around IO#write afterwards (a child process, syswrite, C code, a crash's trace) is not
+    # tagged with it. Only calls that printed pay a write.
+    def self.release(id)
+      RELEASED.each do |fd, io|
+        stream = STREAMS[fd]
+        next unless stream.mark == id
+
+        stream.lock.synchronize do
+          next unless stream.mark == id
+
+          # The lock is held, so Marked#write passes this through as it is.
+          stream.mark = ""
+          was_open = stream.open
+          stream.open = false
+          io.write("#{was_open ? "\n" : ""}\e_fizz:call=\e\\\n")
+        end
+      rescue IOError, SystemCallError
+        nil # a closed stream: the call's answer is out regardless
+      end
     end
   end
 end
