@@ -59,8 +59,13 @@ export interface Backend {
   kill(id: string, reason: string): Promise<boolean>;
   /** Called once per instance that was returned by spawn() and then exited, for whatever reason. */
   onExit(cb: (instance: BackendInstance, info: ExitInfo) => void): void;
-  /** Called for every line the instance writes. */
-  onOutput(cb: (instance: BackendInstance, stream: OutputStream, line: string) => void): void;
+  /**
+   * Called for every line the instance writes. `writtenAt` (epoch ms) when the backend delivers
+   * lines late and knows when each was written (Kubernetes: the log's timestamp).
+   */
+  onOutput(
+    cb: (instance: BackendInstance, stream: OutputStream, line: string, writtenAt?: number) => void,
+  ): void;
   list(): BackendInstance[];
   /**
    * Kills every instance it started (spawning ones too) and waits until they are gone; a backend
@@ -79,6 +84,8 @@ export interface Backend {
    * spawn() instead of creating new ones, so a restart creates no duplicates.
    */
   start?(signal: AbortSignal): Promise<AdoptedInstance[]>;
+  /** The adopted instances' output is read once `ready` settles (their secrets are known for masking). */
+  adoptedReady?(ready: Promise<unknown>): void;
   /** After the first environment listing: removes the warm instances found at start that no pool claimed. */
   releaseUnclaimed?(): void;
   /** Writes a specialization down where the instance lives (pod labels), for adoption after a restart. */

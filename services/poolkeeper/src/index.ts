@@ -15,6 +15,7 @@ import {
 } from "@fizz/kit";
 import { Agent } from "undici";
 import type { Backend } from "./backend";
+import { functionSecretNames, recordAdoptedSecrets } from "./adopted-secrets";
 import { createBuildRunner, startBuilds } from "./build/index";
 import type { PoolkeeperConfig } from "./config";
 import { syncEnvironments } from "./environments";
@@ -126,6 +127,18 @@ export async function start(
     (await createBackend(config, agent, logger, logs.capture.gate.bind(logs.capture)));
   logs.capture.attach(backend);
   live.backend = backend;
+  const registryRead = {
+    nc: natsConn,
+    subjects: s,
+    sender,
+    timeoutMs: Math.min(5_000, config.specializeTimeoutMs),
+  };
+  // Whatever it returns is recorded for masking before the specializer (or adoption) sees it.
+  const readConfig = logs.book.watch(
+    backend.readConfig
+      ? layeredConfigResolver(registryConfigLookup(registryRead), backend.readConfig.bind(backend))
+      : registryConfigResolver(registryRead),
+  );
   const announce = instancePublisher(natsConn, s, sender);
   const thePool = new Pool({
     backend,
@@ -152,6 +165,16 @@ export async function start(
       throw new FizzError("UNAVAILABLE", "stopped while listing the backend's instances");
     }
     thePool.adopt(adopted);
+    // Their function's secrets are read as a specialization would, so their output is masked.
+    backend.adoptedReady?.(
+      recordAdoptedSecrets({
+        adopted,
+        secretNames: functionSecretNames(registryRead),
+        readConfig,
+        logger,
+        signal: abort.signal,
+      }),
+    );
   }
 
   const envSync = syncEnvironments({
@@ -166,12 +189,6 @@ export async function start(
   void envSync.synced.then(() => {
     if (!abort.signal.aborted) backend.releaseUnclaimed?.();
   });
-  const registryRead = {
-    nc: natsConn,
-    subjects: s,
-    sender,
-    timeoutMs: Math.min(5_000, config.specializeTimeoutMs),
-  };
   const specialize = createSpecializer({
     pool: thePool,
     // Package archives from local disk after the first read (the Object Store every time was
@@ -182,14 +199,7 @@ export async function start(
       maxEntryBytes: DEFAULT_ARCHIVE_ENTRY_BYTES,
       logger: logger.child({ component: "archive-cache" }),
     }),
-    readConfig: logs.book.watch(
-      backend.readConfig
-        ? layeredConfigResolver(
-            registryConfigLookup(registryRead),
-            backend.readConfig.bind(backend),
-          )
-        : registryConfigResolver(registryRead),
-    ),
+    readConfig,
     lookupEnvironment: (ref) => envSync.lookup(ref),
     agent,
     timeoutMs: config.specializeTimeoutMs,

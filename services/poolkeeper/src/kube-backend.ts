@@ -69,11 +69,14 @@ export class KubeBackend implements Backend {
   private readonly unclaimed: UnclaimedPods;
   private readonly exitListeners: Array<(i: BackendInstance, info: ExitInfo) => void> = [];
   private readonly outputListeners: Array<
-    (i: BackendInstance, stream: OutputStream, line: string) => void
+    (i: BackendInstance, stream: OutputStream, line: string, writtenAt?: number) => void
   > = [];
   private readonly logs: PodLogs;
   private readonly patches = new Set<Promise<void>>();
   private started: Promise<AdoptedInstance[]> | undefined;
+  /** Adopted pods' log follows wait for this (adoptedReady): their secrets are masked first. */
+  private releaseAdoptedLogs!: (ready: Promise<unknown>) => void;
+  private readonly adoptedLogs = new Promise<unknown>((r) => (this.releaseAdoptedLogs = r));
   private listed = false;
   private closing = false;
   private readonly log: Logger;
@@ -97,8 +100,8 @@ export class KubeBackend implements Backend {
       namespace: opts.namespace,
       container: CONTAINER_NAME,
       state: (name) => this.logState(name),
-      onLine: (instance, stream, line) => {
-        for (const cb of this.outputListeners) cb(instance, stream, line);
+      onLine: (instance, stream, line, writtenAt) => {
+        for (const cb of this.outputListeners) cb(instance, stream, line, writtenAt);
       },
       logger: opts.logger,
     });
@@ -209,7 +212,9 @@ export class KubeBackend implements Backend {
   }
 
   /** Every line of every instance's pod, followed through the API server (kube-logs.ts). */
-  onOutput(cb: (instance: BackendInstance, stream: OutputStream, line: string) => void): void {
+  onOutput(
+    cb: (instance: BackendInstance, stream: OutputStream, line: string, writtenAt?: number) => void,
+  ): void {
     this.outputListeners.push(cb);
   }
 
@@ -235,6 +240,11 @@ export class KubeBackend implements Backend {
     const p = this.api.patch(instance.id, body, () => rec.ended).then(() => undefined);
     this.patches.add(p);
     void p.finally(() => this.patches.delete(p));
+  }
+
+  /** Adopted pods' output is read once `ready` settles (their function's secrets are recorded). */
+  adoptedReady(ready: Promise<unknown>): void {
+    this.releaseAdoptedLogs(ready);
   }
 
   connected(): boolean {
@@ -270,14 +280,17 @@ export class KubeBackend implements Backend {
     for (const name of found.warm) this.unclaimed.add(name);
     const adopted = found.specialized.map((f): AdoptedInstance => {
       const rec = this.track(f.name, f.environment);
+      // Masked in its output like a specialized pod's (the pod spec is where it is written down).
+      const specializeToken = specializeTokenOf(this.watch.get(f.name));
       rec.instance = {
         id: f.name,
         address: f.address,
         environment: f.environment,
         startedAt: f.startedAt,
+        ...(specializeToken !== undefined ? { specializeToken } : {}),
       };
       // From now on: what it printed before was read by the poolkeeper that ran then.
-      this.logs.follow(rec.instance, new Date().toISOString());
+      this.logs.follow(rec.instance, new Date().toISOString(), this.adoptedLogs);
       const { function: fn, concurrency, specializedAt } = f;
       return { instance: rec.instance, function: fn, concurrency, specializedAt };
     });

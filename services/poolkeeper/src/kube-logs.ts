@@ -3,7 +3,7 @@ import { request, type RequestOptions } from "node:https";
 import { backoffMs, type Logger } from "@fizz/kit";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { BackendInstance, OutputStream } from "./backend";
-import { LogCursor, splitTimestamp } from "./kube-log-cursor";
+import { LogCursor, nanos, splitTimestamp } from "./kube-log-cursor";
 
 /** Longest line passed on; the rest of a longer one is dropped (the bus cuts at 16 KiB anyway). */
 const MAX_LINE = 64 * 1024;
@@ -16,7 +16,8 @@ export interface PodLogsOptions {
   namespace: string;
   container: string;
   state(pod: string): PodLogState;
-  onLine(instance: BackendInstance, stream: OutputStream, line: string): void;
+  /** `writtenAt`: the line's timestamp (epoch ms), when it had one. */
+  onLine(instance: BackendInstance, stream: OutputStream, line: string, writtenAt?: number): void;
   logger: Logger;
 }
 
@@ -48,13 +49,16 @@ export class PodLogs {
     this.log = opts.logger.child({ component: "pod-logs" });
   }
 
-  /** Follows a pod's container; `since` (RFC 3339) skips what was written before (adoption). */
-  follow(instance: BackendInstance, since?: string): void {
+  /**
+   * Follows a pod's container; `since` (RFC 3339) skips what was written before (adoption);
+   * nothing is read before `ready` settles (an adopted pod's secrets are being read for masking).
+   */
+  follow(instance: BackendInstance, since?: string, ready?: Promise<unknown>): void {
     if (this.followers.has(instance.id)) return;
     const list: Follower[] = [];
     this.followers.set(instance.id, list);
     const start = (selector: Selector, stream: OutputStream) => {
-      const f = new Follower(this, instance, selector, stream, since);
+      const f = new Follower(this, instance, selector, stream, since, ready);
       list.push(f);
       void f.run().finally(() => {
         if (list.every((x) => x.done)) this.followers.delete(instance.id);
@@ -63,7 +67,7 @@ export class PodLogs {
     if (this.split === false) return start("All", "stdout");
     // The first stream asks with `stream=Stdout`; its answer decides whether a second follow
     // reads stderr, or the one follow (All) carries both.
-    const first = new Follower(this, instance, "Stdout", "stdout", since, (supported) => {
+    const first = new Follower(this, instance, "Stdout", "stdout", since, ready, (supported) => {
       this.split = supported;
       if (supported) start("Stderr", "stderr");
       else {
@@ -133,6 +137,7 @@ class Follower {
     private selector: Selector,
     private readonly stream: OutputStream,
     since: string | undefined,
+    private readonly ready: Promise<unknown> | undefined,
     /** Told once whether the API server took `stream=` (only the probing follower has one). */
     private onSupport?: (supported: boolean) => void,
   ) {
@@ -144,6 +149,7 @@ class Follower {
     const state = (pod: string) => this.owner.options.state(pod);
     let failures = 0;
     try {
+      if (this.ready) await this.ready.catch(() => undefined);
       while (!this.stopped) {
         const before = this.passed;
         const end = await this.read();
@@ -258,8 +264,12 @@ class Follower {
     const line = this.cursor.accept(ts, text);
     if (line === undefined) return;
     this.passed++;
+    // Lines arrive late (the follow is a stream through the API server): what a pod printed while
+    // warm can come in after it was assigned; its timestamp says whose it is.
+    const ns = nanos(ts);
     try {
-      this.owner.options.onLine(this.instance, this.stream, line);
+      if (ns === undefined) this.owner.options.onLine(this.instance, this.stream, line);
+      else this.owner.options.onLine(this.instance, this.stream, line, Number(ns / 1_000_000n));
     } catch (err) {
       this.owner.logger.error({ err }, "log line listener failed");
     }

@@ -125,7 +125,11 @@ describe("kubernetes pod log follow (against a fake pods/log endpoint)", () => {
   });
   afterEach(() => new Promise<void>((r) => server.close(() => r())));
 
-  async function follow(state: PodLogState): Promise<Array<[OutputStream, string]>> {
+  async function follow(
+    state: PodLogState,
+    ready?: Promise<unknown>,
+    stamps: number[] = [],
+  ): Promise<Array<[OutputStream, string]>> {
     const kc = new KubeConfig();
     kc.loadFromOptions({
       clusters: [
@@ -146,11 +150,14 @@ describe("kubernetes pod log follow (against a fake pods/log endpoint)", () => {
       namespace: "fizz",
       container: "runtime",
       state: () => state,
-      onLine: (_i, stream, line) => got.push([stream, line]),
+      onLine: (_i, stream, line, writtenAt) => {
+        got.push([stream, line]);
+        if (writtenAt !== undefined) stamps.push(writtenAt);
+      },
       logger: silentLogger(),
     });
     const instance = { id: "pod-1" } as BackendInstance;
-    logs.follow(instance);
+    logs.follow(instance, undefined, ready);
     await logs.drained("pod-1", 60_000);
     return got;
   }
@@ -165,6 +172,28 @@ describe("kubernetes pod log follow (against a fake pods/log endpoint)", () => {
     expect(got.filter(([s]) => s === "stderr").map(([, l]) => l)).to.deep.equal(want("stderr"));
     expect(requests.some((u) => u.searchParams.has("sinceTime"))).to.equal(true);
     expect(requests.every((u) => u.searchParams.get("timestamps") === "true")).to.equal(true);
+  });
+
+  it("hands each line on with the time its pod wrote it", async () => {
+    splitSupported = true;
+    breakAfter = 0;
+    const stamps: number[] = [];
+    const got = await follow("finished", undefined, stamps);
+    expect(got).to.have.length(all.length);
+    const want = all.map((e) => Number((nanos(e.ts) ?? 0n) / 1_000_000n));
+    expect([...stamps].sort()).to.deep.equal([...want].sort());
+  });
+
+  it("reads nothing of an adopted pod before its secrets are known for masking", async () => {
+    splitSupported = true;
+    breakAfter = 0;
+    let release!: () => void;
+    const ready = new Promise<void>((r) => (release = r));
+    const reading = follow("finished", ready);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(requests).to.have.length(0);
+    release();
+    expect(await reading).to.have.length(all.length);
   });
 
   it("reads both streams as one, tagged stdout, when the API server refuses stream selection", async () => {

@@ -50,6 +50,8 @@ export class LogCapture {
   private readonly entries = new Map<string, Entry>();
   /** Instances taken for a function and still loading it; forgotten on exit or once specialized. */
   private readonly assigned = new Map<string, FunctionRef>();
+  /** When each live instance was assigned: a line written before is not its function's. */
+  private readonly assignedAt = new Map<string, number>();
   private readonly log: Logger;
   private readonly total: LogBudget | undefined;
 
@@ -66,7 +68,9 @@ export class LogCapture {
    * lines and the exit line are published first.
    */
   attach(backend: Pick<Backend, "onOutput" | "onExit">): void {
-    backend.onOutput((instance, stream, line) => this.line(instance, stream, line));
+    backend.onOutput((instance, stream, line, writtenAt) =>
+      this.line(instance, stream, line, writtenAt),
+    );
     backend.onExit((instance, info) => this.exited(instance, info));
   }
 
@@ -88,9 +92,11 @@ export class LogCapture {
   /** The instance was taken to load `fn`: what it prints from now on is that function's. */
   assign(instanceId: string, fn: FunctionRef): void {
     this.assigned.set(instanceId, fn);
+    this.assignedAt.set(instanceId, this.opts.clock.now());
   }
 
-  line(instance: BackendInstance, stream: OutputStream, raw: string): void {
+  /** `writtenAt`: a late line (pod logs) written while the instance was warm stays untagged. */
+  line(instance: BackendInstance, stream: OutputStream, raw: string, writtenAt?: number): void {
     let e = this.entries.get(instance.id);
     if (!e) {
       // Output of an instance the pool does not know (yet, or any more): nobody owns it.
@@ -113,7 +119,7 @@ export class LogCapture {
       else delete e.requestIds[stream];
       return;
     }
-    const fn = this.functionOf(instance.id);
+    const fn = this.functionOf(instance.id, writtenAt);
     const wantDebug = this.log.isLevelEnabled("debug");
     if (!fn && !wantDebug) return;
     const masker = this.maskerOf(e, fn);
@@ -138,6 +144,7 @@ export class LogCapture {
     const e = this.entries.get(instance.id);
     const fn = this.functionOf(instance.id);
     this.assigned.delete(instance.id);
+    this.assignedAt.delete(instance.id);
     if (e) {
       e.cancelAnnounce?.();
       e.cancelAnnounce = undefined;
@@ -159,10 +166,13 @@ export class LogCapture {
     for (const e of this.entries.values()) e.cancelAnnounce?.();
     this.entries.clear();
     this.assigned.clear();
+    this.assignedAt.clear();
   }
 
   /** Whose lines these are: the function a specialized or loading instance belongs to. */
-  private functionOf(id: string): FunctionRef | undefined {
+  private functionOf(id: string, writtenAt?: number): FunctionRef | undefined {
+    if (writtenAt !== undefined && writtenAt < (this.assignedAt.get(id) ?? -Infinity))
+      return undefined;
     const t = this.opts.tracked(id);
     if (t?.state === "specialized") {
       if (this.assigned.size > 0) this.assigned.delete(id);
