@@ -33,13 +33,19 @@ export interface CallMarkers {
    *   milliseconds, writes the line `two <tag>` to stdout, answers `twice`;
    * - `later` (only when `later` is not false): answers `later` at once and, about 300 ms after,
    *   from outside the call (a timer or a thread the call started), writes the line `after <tag>`
-   *   to stdout.
+   *   to stdout;
+   * - `raw` (only when `raw` is true): writes the line `said <tag>` to stdout the usual way,
+   *   answers `ok` and, about 200 ms after, from outside the call, writes the line `raw <tag>`
+   *   straight to file descriptor 1, around the language's stream (as a child process with
+   *   inherited stdio, native code or a logger writing to the fd does).
    */
   logs: Source;
   /** The language lets a function print after its call ended (a timer, a thread); default true. */
   later?: boolean;
   /** Calls run side by side in one instance with concurrency > 1; default true. */
   concurrent?: boolean;
+  /** The function can write to fd 1 around the language's stream after its call; default false. */
+  raw?: boolean;
 }
 
 type Start = (env?: Record<string, string>, options?: StartOptions) => Promise<Runtime>;
@@ -72,7 +78,7 @@ const marker = (id: string) => `${callMarker(id)}\n`;
 export { callMarker };
 
 export function describeCallMarkers(start: Start, deploy: Deploy, markers: CallMarkers): void {
-  const { logs, later = true, concurrent = true } = markers;
+  const { logs, later = true, concurrent = true, raw = false } = markers;
 
   describe("call markers on stdout and stderr", () => {
     let rt: Runtime;
@@ -161,6 +167,17 @@ export function describeCallMarkers(start: Start, deploy: Deploy, markers: CallM
         expect((await call("both", "call-8", "&tag=m8")).text).to.equal("printed");
         expect(await tagged("stdout", "m8", "out m8\n")).to.deep.equal([
           { id: "call-8", line: "out m8" },
+        ]);
+      });
+    }
+
+    if (raw) {
+      it("tags nothing with a call once it ended, not even output written to the fd around the runtime", async () => {
+        // The runtime cannot mark such a write: the stream must not be left marked with the call.
+        expect((await call("raw", "call-9", "&tag=m9")).text).to.equal("ok");
+        expect(await tagged("stdout", "m9", "raw m9\n")).to.deep.equal([
+          { id: "call-9", line: "said m9" },
+          { id: "", line: "raw m9" },
         ]);
       });
     }

@@ -20,7 +20,7 @@ import {
   tagLines,
 } from "../../contract/runtime-contract.js";
 import type { Files } from "../../contract/archive.js";
-import { BuildFailed, HELLO, LOGS, compile, dotnetRuntime } from "./fixtures.js";
+import { BuildFailed, HELLO, compile, dotnetRuntime } from "./fixtures.js";
 
 describeRuntimeContract(dotnetRuntime);
 
@@ -76,22 +76,6 @@ describe("dotnet runtime: C# only", function () {
   afterEach(async () => {
     await rt?.kill();
     rt = undefined;
-  });
-
-  it("tags nothing with a call once it ended, not even output written to the fd around Console", async () => {
-    rt = await deployed({ [LOGS.filename]: LOGS.source });
-    const res = await request(rt.url, {
-      path: "/?kind=raw&tag=r",
-      headers: { ...ME, "x-request-id": "call-r" },
-    });
-    expect(res.text).to.equal("ok");
-    const current = rt;
-    await eventually(() => current.stdout().includes("raw r\n"));
-    const lines = tagLines(current.stdout()).filter((l) => l.line.endsWith(" r"));
-    expect(lines).to.deep.equal([
-      { id: "call-r", line: "said r" },
-      { id: "", line: "raw r" },
-    ]);
   });
 
   it("compiles and runs Fission's README examples unmodified (arguments, logger, headers, body)", async () => {

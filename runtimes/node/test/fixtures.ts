@@ -78,6 +78,10 @@ export const LOGS: Source = {
         case "partial": process.stdout.write("part " + tag); return "partial";
         case "twice": console.log("one " + tag); await sleep(Number(ms)); console.log("two " + tag); return "twice";
         case "later": setTimeout(() => console.log("after " + tag), 300); return "later";
+        case "raw":
+          console.log("said " + tag);
+          setTimeout(() => require("fs").writeSync(1, "raw " + tag + "\\n"), 200);
+          return "ok";
         default: return "quiet";
       }
     };
@@ -241,5 +245,5 @@ export const nodeRuntime: RuntimeUnderTest = {
     },
     packages: PACKAGES,
   },
-  callMarkers: { logs: LOGS },
+  callMarkers: { logs: LOGS, raw: true },
 };

@@ -208,12 +208,6 @@ describe("node runtime: Node only", function () {
         }, 10);
         module.exports = async ({ query: { kind, tag } }) => {
           if (kind === "throw") throw new Error("boom " + tag);
-          if (kind === "raw") {
-            // fs.writeSync(1) is what pino's destination or a child with inherited stdio does.
-            console.log("said " + tag);
-            setTimeout(() => require("fs").writeSync(1, "raw " + tag + "\\n"), 200);
-            return "ok";
-          }
           if (kind === "bytes") {
             process.stdout.write(Buffer.from("buf "));
             process.stdout.write("6869", "hex");
@@ -248,16 +242,6 @@ describe("node runtime: Node only", function () {
         { id: "call-w", line: "in w" },
         { id: "", line: "worker w" },
         { id: "call-w", line: "done w" },
-      ]);
-    });
-
-    it("tags nothing with a call once it ended, not even output written to the fd around the wrapper", async () => {
-      expect((await call("raw", "call-r", "r")).text).to.equal("ok");
-      await eventually(() => rt.stdout().includes("raw r\n"));
-      const lines = tagLines(rt.stdout()).filter((l) => l.line.endsWith(" r"));
-      expect(lines).to.deep.equal([
-        { id: "call-r", line: "said r" },
-        { id: "", line: "raw r" },
       ]);
     });
 

@@ -134,7 +134,7 @@ const PACKAGES: PackageFixtures = {
 export const LOGS: Source = {
   filename: "logs.py",
   source: [
-    "import sys, threading, time",
+    "import os, sys, threading, time",
     "",
     "def main(context):",
     "    kind, tag = context.query.get('kind'), context.query.get('tag')",
@@ -153,6 +153,10 @@ export const LOGS: Source = {
     "    if kind == 'later':",
     "        threading.Timer(0.3, print, ['after ' + tag]).start()",
     "        return 'later'",
+    "    if kind == 'raw':",
+    "        print('said ' + tag, flush=True)",
+    "        threading.Timer(0.2, os.write, [1, ('raw ' + tag + '\\n').encode()]).start()",
+    "        return 'ok'",
     "    return 'quiet'",
     "",
   ].join("\n"),
@@ -237,5 +241,5 @@ export const pythonRuntime: RuntimeUnderTest = {
     },
     packages: PACKAGES,
   },
-  callMarkers: { logs: LOGS },
+  callMarkers: { logs: LOGS, raw: true },
 };

@@ -100,7 +100,7 @@ describe("python runtime: Python only", function () {
     const WORKER = {
       filename: "worker.py",
       source: [
-        "import asyncio, logging, os, queue, sys, threading",
+        "import asyncio, logging, queue, sys, threading",
         "",
         "logging.basicConfig(format='%(levelname)s %(message)s')",
         "jobs = queue.Queue()",
@@ -122,11 +122,6 @@ describe("python runtime: Python only", function () {
         "",
         "def main(context):",
         "    kind, tag = context.query['kind'], context.query['tag']",
-        "    if kind == 'raw':",
-        "        # Around the wrapper: what a child process with inherited stdout or C code does.",
-        "        print('said ' + tag, flush=True)",
-        "        threading.Timer(0.2, lambda: os.write(1, ('raw ' + tag + '\\n').encode())).start()",
-        "        return 'ok'",
         "    if kind == 'throw':",
         "        raise RuntimeError('boom ' + tag)",
         "    if kind == 'log':",
@@ -162,16 +157,6 @@ describe("python runtime: Python only", function () {
         { id: "call-w", line: "in w" },
         { id: "", line: "worker w" },
         { id: "call-w", line: "done w" },
-      ]);
-    });
-
-    it("tags nothing with a call once it ended, not even output written to the fd around the wrapper", async () => {
-      expect((await call("raw", "call-r", "r")).text).to.equal("ok");
-      await eventually(() => rt.stdout().includes("raw r\n"));
-      const lines = tagLines(rt.stdout()).filter((l) => l.line.endsWith(" r"));
-      expect(lines).to.deep.equal([
-        { id: "call-r", line: "said r" },
-        { id: "", line: "raw r" },
       ]);
     });
 

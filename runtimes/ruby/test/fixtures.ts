@@ -122,7 +122,6 @@ export const LOGS: Source = {
     "  when 'partial' then print \"part #{tag}\"; 'partial'",
     "  when 'twice' then puts \"one #{tag}\"; sleep(context.query['ms'].to_i / 1000.0); puts \"two #{tag}\"; 'twice'",
     "  when 'later' then Thread.new { sleep 0.3; puts \"after #{tag}\" }; 'later'",
-    // Not a contract kind: the Ruby tests' write around IO#write (a child process, C code).
     "  when 'raw' then puts \"said #{tag}\"; Thread.new { sleep 0.2; STDOUT.syswrite(\"raw #{tag}\\n\") }; 'ok'",
     "  else 'quiet'",
     "  end",
@@ -240,5 +239,5 @@ export const rubyRuntime: RuntimeUnderTest = {
     },
     packages: PACKAGES,
   },
-  callMarkers: { logs: LOGS },
+  callMarkers: { logs: LOGS, raw: true },
 };

@@ -28,7 +28,7 @@ import {
   push,
   tagLines,
 } from "../../contract/runtime-contract.js";
-import { LOGS, rubyRuntime } from "./fixtures.js";
+import { rubyRuntime } from "./fixtures.js";
 import { FISSION_REQUEST, RESPONSES, tarEntry } from "./ruby-fixtures.js";
 
 describeRuntimeContract(rubyRuntime);
@@ -226,29 +226,6 @@ describe("ruby runtime: Ruby only", function () {
       expect((await call("nil")).status).to.equal(204);
       const bin = await call("binary");
       expect(bin.headers["content-type"]).to.equal("application/octet-stream");
-    });
-  });
-
-  describe("call markers", () => {
-    let rt: Runtime;
-    before(async () => {
-      rt = await rubyRuntime.start({ FIZZ_INSTANCE_ID: "inst-1" });
-      expect((await push(rt, LOGS)).status).to.equal(200);
-    });
-    after(() => rt.kill());
-
-    it("tags nothing with a call once it ended, not even output written to the fd around IO#write", async () => {
-      const res = await request(rt.url, {
-        path: "/?kind=raw&tag=r",
-        headers: { ...ME, "x-request-id": "call-r" },
-      });
-      expect(res.text).to.equal("ok");
-      await eventually(() => rt.stdout().includes("raw r\n"));
-      const lines = tagLines(rt.stdout()).filter((l) => l.line.endsWith(" r"));
-      expect(lines).to.deep.equal([
-        { id: "call-r", line: "said r" },
-        { id: "", line: "raw r" },
-      ]);
     });
   });
 
