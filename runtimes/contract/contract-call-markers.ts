@@ -6,7 +6,7 @@
 // suite and, for a custom environment that declares it prints markers, in the core suite.
 import { callMarker, parseCallMarker } from "@fizz/events";
 import { expect } from "chai";
-import { ME } from "./contract-lifecycle.js";
+import { ME, push } from "./contract-lifecycle.js";
 import {
   type HttpResult,
   type Runtime,
@@ -201,4 +201,50 @@ export function describeCallMarkers(start: Start, deploy: Deploy, markers: CallM
       });
     }
   });
+}
+
+/** A runtime for a language's own marker tests, and a call to it by kind, request id and tag. */
+export interface MarkedRuntime {
+  rt: () => Runtime;
+  call: (kind: string, id: string, tag: string) => Promise<HttpResult>;
+}
+
+/** Starts a runtime with `src` deployed before the block's tests, kills it after. */
+export function markedRuntime(start: Start, src: Source): MarkedRuntime {
+  let current: Runtime | undefined;
+  const rt = () => {
+    if (!current) throw new Error("the runtime has not started");
+    return current;
+  };
+  before(async () => {
+    current = await start({ FIZZ_INSTANCE_ID: "inst-1" });
+    const res = await push(current, src);
+    expect(res.status, res.text).to.equal(200);
+  });
+  after(() => current?.kill());
+  return {
+    rt,
+    call: (kind, id, tag) =>
+      request(rt().url, {
+        path: `/?kind=${kind}&tag=${tag}`,
+        headers: { ...ME, "x-request-id": id },
+      }),
+  };
+}
+
+/**
+ * Output of a timer or thread started when the module loaded is no call's, even while a call
+ * waits for it, and the call's own next line is marked again. The function's `work` kind prints
+ * `in <tag>`, has that timer or thread print `worker <tag>` and waits for it, prints `done <tag>`.
+ */
+export async function checkLoadTimeWorker(marked: MarkedRuntime, tag: string): Promise<void> {
+  const { rt, call } = marked;
+  const out = rt().stdout().length;
+  expect((await call("work", `call-${tag}`, tag)).text).to.equal("ok");
+  await eventually(() => rt().stdout().includes(`done ${tag}\n`));
+  expect(tagLines(rt().stdout().slice(out))).to.deep.equal([
+    { id: `call-${tag}`, line: `in ${tag}` },
+    { id: "", line: `worker ${tag}` },
+    { id: `call-${tag}`, line: `done ${tag}` },
+  ]);
 }

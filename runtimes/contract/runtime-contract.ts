@@ -23,7 +23,14 @@ export {
   describeCoreContract,
 } from "./contract-core.js";
 export type { Files } from "./archive.js";
-export { type CallMarkers, callMarker, tagLines } from "./contract-call-markers.js";
+export {
+  type CallMarkers,
+  type MarkedRuntime,
+  callMarker,
+  checkLoadTimeWorker,
+  markedRuntime,
+  tagLines,
+} from "./contract-call-markers.js";
 
 export function describeRuntimeContract(runtime: RuntimeUnderTest): void {
   describe(`${runtime.name} runtime: the runtime contract`, function () {

@@ -13,7 +13,14 @@ import {
   specializeArchive,
   timedChunks,
 } from "../../contract/harness.js";
-import { ME, describeRuntimeContract, push, tagLines } from "../../contract/runtime-contract.js";
+import {
+  ME,
+  checkLoadTimeWorker,
+  describeRuntimeContract,
+  markedRuntime,
+  push,
+  tagLines,
+} from "../../contract/runtime-contract.js";
 import { HELLO, KINDS, nodeRuntime } from "./fixtures.js";
 
 describeRuntimeContract(nodeRuntime);
@@ -222,30 +229,14 @@ describe("node runtime: Node only", function () {
         };
       `,
     };
-    let rt: Runtime;
-    before(async () => {
-      rt = await nodeRuntime.start({ FIZZ_INSTANCE_ID: "inst-1" });
-      expect((await push(rt, WORKER)).status).to.equal(200);
-    });
-    after(() => rt.kill());
-    const call = (kind: string, id: string, tag: string) =>
-      request(rt.url, {
-        path: `/?kind=${kind}&tag=${tag}`,
-        headers: { ...ME, "x-request-id": id },
-      });
+    const marked = markedRuntime(nodeRuntime.start, WORKER);
+    const { call } = marked;
 
-    it("marks output of a timer started at load time as no call's, even while a call waits for it", async () => {
-      const out = rt.stdout().length;
-      expect((await call("work", "call-w", "w")).text).to.equal("ok");
-      await eventually(() => rt.stdout().includes("done w\n"));
-      expect(tagLines(rt.stdout().slice(out))).to.deep.equal([
-        { id: "call-w", line: "in w" },
-        { id: "", line: "worker w" },
-        { id: "call-w", line: "done w" },
-      ]);
-    });
+    it("marks output of a timer started at load time as no call's, even while a call waits for it", () =>
+      checkLoadTimeWorker(marked, "w"));
 
     it("marks Buffers and encoded strings, keeps write's callback, and ends a Buffer's open line", async () => {
+      const rt = marked.rt();
       const out = rt.stdout().length;
       expect((await call("bytes", "call-b", "b")).text).to.equal("ok");
       expect((await call("work", "call-c", "c")).text).to.equal("ok");
@@ -260,6 +251,7 @@ describe("node runtime: Node only", function () {
     });
 
     it("tags the runtime's log of a call's error with the call's id, and marks no call without a usable id", async () => {
+      const rt = marked.rt();
       expect((await call("throw", "call-t", "t")).status).to.equal(500);
       await eventually(() => rt.stderr().includes("Error: boom t"));
       const logged = tagLines(rt.stderr()).find((l) => l.line.includes("request call-t"));

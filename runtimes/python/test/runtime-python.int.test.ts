@@ -5,7 +5,14 @@ import { expect } from "chai";
 import http from "node:http";
 import { packageArchive } from "../../contract/archive.js";
 import { type Runtime, eventually, request, specializeArchive } from "../../contract/harness.js";
-import { ME, describeRuntimeContract, push, tagLines } from "../../contract/runtime-contract.js";
+import {
+  ME,
+  checkLoadTimeWorker,
+  describeRuntimeContract,
+  markedRuntime,
+  push,
+  tagLines,
+} from "../../contract/runtime-contract.js";
 import { HELLO, KINDS, pythonRuntime } from "./fixtures.js";
 
 describeRuntimeContract(pythonRuntime);
@@ -137,30 +144,14 @@ describe("python runtime: Python only", function () {
         "",
       ].join("\n"),
     };
-    let rt: Runtime;
-    before(async () => {
-      rt = await pythonRuntime.start({ FIZZ_INSTANCE_ID: "inst-1" });
-      expect((await push(rt, WORKER)).status).to.equal(200);
-    });
-    after(() => rt.kill());
-    const call = (kind: string, id: string, tag: string) =>
-      request(rt.url, {
-        path: `/?kind=${kind}&tag=${tag}`,
-        headers: { ...ME, "x-request-id": id },
-      });
+    const marked = markedRuntime(pythonRuntime.start, WORKER);
+    const { call } = marked;
 
-    it("marks output of a thread started at load time as no call's, even while a call waits for it", async () => {
-      const out = rt.stdout().length;
-      expect((await call("work", "call-w", "w")).text).to.equal("ok");
-      await eventually(() => rt.stdout().includes("done w\n"));
-      expect(tagLines(rt.stdout().slice(out))).to.deep.equal([
-        { id: "call-w", line: "in w" },
-        { id: "", line: "worker w" },
-        { id: "call-w", line: "done w" },
-      ]);
-    });
+    it("marks output of a thread started at load time as no call's, even while a call waits for it", () =>
+      checkLoadTimeWorker(marked, "w"));
 
     it("marks logging's lines and the call's asyncio tasks' output with the call's id", async () => {
+      const rt = marked.rt();
       expect((await call("log", "call-l", "l")).text).to.equal("ok");
       await eventually(() => rt.stdout().includes("task2 l\n") && rt.stderr().includes("logged l"));
       const stdout = tagLines(rt.stdout()).filter((l) => l.line.endsWith(" l"));
@@ -173,6 +164,7 @@ describe("python runtime: Python only", function () {
     });
 
     it("tags the runtime's log of a call's error with the call's id, and marks no call without a usable id", async () => {
+      const rt = marked.rt();
       expect((await call("throw", "call-t", "t")).status).to.equal(500);
       await eventually(() => rt.stderr().includes("RuntimeError: boom t"));
       const tagged = tagLines(rt.stderr());
