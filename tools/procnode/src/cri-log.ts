@@ -53,10 +53,18 @@ export function formatNanos(ns: bigint): string {
  */
 export class CriClock {
   private last = 0n;
+  /** The formatted second of the last timestamp: a flood formats thousands per second. */
+  private second = -1n;
+  private prefix = "";
 
   now(): string {
     const wall = BigInt(Date.now()) * 1_000_000n;
     this.last = wall > this.last ? wall : this.last + 1n;
-    return formatNanos(this.last);
+    const sec = this.last / 1_000_000_000n;
+    if (sec !== this.second) {
+      this.second = sec;
+      this.prefix = new Date(Number(sec) * 1000).toISOString().slice(0, 19);
+    }
+    return `${this.prefix}.${(this.last % 1_000_000_000n).toString().padStart(9, "0")}Z`;
   }
 }

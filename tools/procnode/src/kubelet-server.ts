@@ -124,16 +124,18 @@ export async function startKubeletServer(opts: KubeletServerOptions): Promise<Ku
     const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(url.pathname);
     if (req.method !== "GET" || !m)
       return reply(res, 404, `procnode serves only GET /containerLogs/{ns}/{pod}/{container}`);
-    const [ns, pod, container] = m.slice(1).map((s) => decodeURIComponent(s)) as [
-      string,
-      string,
-      string,
-    ];
+    let ns: string, pod: string, container: string;
     let q;
     try {
+      [ns, pod, container] = m.slice(1).map((s) => decodeURIComponent(s)) as [
+        string,
+        string,
+        string,
+      ];
       q = parseLogQuery(url.searchParams);
     } catch (err) {
       if (err instanceof LogQueryError) return reply(res, 400, err.message);
+      if (err instanceof URIError) return reply(res, 400, "the path is not valid percent-encoding");
       throw err;
     }
     const found = opts.lookup(ns, pod, container);
@@ -153,18 +155,7 @@ export async function startKubeletServer(opts: KubeletServerOptions): Promise<Ku
     res.flushHeaders();
     const aborted = new AbortController();
     res.once("close", () => aborted.abort());
-    await streamLogs(
-      src,
-      q,
-      (text) =>
-        res.write(text) || res.destroyed
-          ? Promise.resolve()
-          : new Promise<void>((r) => {
-              res.once("drain", r);
-              res.once("close", r);
-            }),
-      aborted.signal,
-    );
+    await streamLogs(src, q, (text) => writeOrWait(res, text), aborted.signal);
     res.end();
   }
 
@@ -183,6 +174,23 @@ export async function startKubeletServer(opts: KubeletServerOptions): Promise<Ku
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * Writes, and resolves once the client can take more. Both listeners go when either fires: a long
+ * follow to a slow client waits thousands of times, and left-over "close" listeners would pile up.
+ */
+export function writeOrWait(res: ServerResponse, text: string): Promise<void> {
+  if (res.write(text) || res.destroyed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }
 
 function reply(res: ServerResponse, status: number, message: string): void {

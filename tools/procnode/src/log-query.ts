@@ -41,6 +41,7 @@ function int(q: URLSearchParams, field: string, min: number): number | undefined
   if (v === null) return undefined;
   if (!/^-?\d+$/.test(v)) throw new LogQueryError(field, `must be an integer, not "${v}"`);
   const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new LogQueryError(field, `is too large: "${v}"`);
   if (n < min) throw new LogQueryError(field, `must be at least ${min}, not ${n}`);
   return n;
 }

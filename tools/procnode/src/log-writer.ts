@@ -26,6 +26,8 @@ export class ContainerLogWriter {
   private size: number;
   private readonly clock = new CriClock();
   private readonly pending: Record<CriStream, string> = { stdout: "", stderr: "" };
+  /** Entries formatted but not yet written (one chunk's worth; flush() writes them at once). */
+  private batch: string[] = [];
   private readonly decoders: Record<CriStream, StringDecoder> = {
     stdout: new StringDecoder("utf8"),
     stderr: new StringDecoder("utf8"),
@@ -49,7 +51,13 @@ export class ContainerLogWriter {
   attach(stream: CriStream, pipe: Readable | null): void {
     if (!pipe) return;
     this.open++;
-    pipe.on("data", (chunk: Buffer) => this.write(stream, this.decoders[stream].write(chunk)));
+    pipe.on("data", (chunk: Buffer) => {
+      this.write(stream, this.decoders[stream].write(chunk));
+      // One chunk per turn of the event loop: a flooding container then waits on its full pipe
+      // (back-pressure) instead of holding procnode's loop from other pods and the log endpoint.
+      pipe.pause();
+      setImmediate(() => pipe.resume());
+    });
     pipe.once("close", () => {
       this.write(stream, this.decoders[stream].end());
       this.flushPending(stream);
@@ -77,6 +85,7 @@ export class ContainerLogWriter {
       buf = buf.slice(MAX_ENTRY);
     }
     this.pending[stream] = buf;
+    this.flush();
   }
 
   /** Ends the file: what is left of an unterminated line is written as a closed entry. */
@@ -93,16 +102,27 @@ export class ContainerLogWriter {
     const rest = this.pending[stream];
     this.pending[stream] = "";
     if (rest !== "" && !this.closed) this.entry(stream, false, rest);
+    this.flush();
   }
 
   private entry(stream: CriStream, partial: boolean, content: string): void {
-    const data = Buffer.from(formatCriEntry({ ts: this.clock.now(), stream, partial, content }));
-    if (this.size > 0 && this.size + data.length > this.limits.maxFileBytes) this.rotate();
+    const text = formatCriEntry({ ts: this.clock.now(), stream, partial, content });
+    const bytes = Buffer.byteLength(text);
+    if (this.size > 0 && this.size + bytes > this.limits.maxFileBytes) this.rotate();
+    this.batch.push(text);
+    this.size += bytes;
+  }
+
+  /** One write for the entries of a chunk: a syscall per (short) line cost a flood seconds. */
+  private flush(): void {
+    if (this.batch.length === 0) return;
+    const data = this.batch.join("");
+    this.batch = [];
     writeSync(this.fd, data);
-    this.size += data.length;
   }
 
   private rotate(): void {
+    this.flush();
     closeSync(this.fd);
     renameSync(this.file, `${this.file}.1`);
     this.fd = openSync(this.file, "a");

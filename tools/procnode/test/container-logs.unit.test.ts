@@ -2,11 +2,15 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { EventEmitter } from "node:events";
+import type { ServerResponse } from "node:http";
+import { PassThrough } from "node:stream";
 import { expect } from "chai";
 import { CriClock, formatCriEntry, formatNanos, parseCriEntry, timeNanos } from "../src/cri-log";
 import { LogQueryError, parseLogQuery, type LogQuery } from "../src/log-query";
 import { streamLogs } from "../src/log-reader";
 import { ContainerLogWriter, MAX_ENTRY } from "../src/log-writer";
+import { writeOrWait } from "../src/kubelet-server";
 
 const entries = (file: string) =>
   readFileSync(file, "utf8")
@@ -52,6 +56,8 @@ describe("procnode CRI log format", () => {
     const seen = Array.from({ length: 1000 }, () => clock.now());
     expect(new Set(seen).size).to.equal(1000);
     expect([...seen].sort()).to.deep.equal(seen);
+    // Formatted as the kubelet's RFC3339NanoFixed (the clock caches the second's prefix).
+    for (const t of seen) expect(formatNanos(timeNanos(t))).to.equal(t);
   });
 });
 
@@ -84,6 +90,22 @@ describe("procnode container log writer", () => {
       [false, 10],
     ]);
     expect(got[2]?.content).to.equal("no newline");
+  });
+
+  it("takes a flooding pipe one chunk per turn of the event loop, so the pipe fills and the container waits", async () => {
+    const w = new ContainerLogWriter(path.join(dir, "0.log"));
+    const pipe = new PassThrough();
+    w.attach("stdout", pipe);
+    let chunks = 0;
+    pipe.on("data", () => chunks++);
+    for (let i = 0; i < 5; i++) pipe.write(`${"x\n".repeat(1000)}`);
+    await new Promise((r) => process.nextTick(r));
+    expect(chunks).to.equal(1);
+    expect(pipe.isPaused()).to.equal(true);
+    pipe.end();
+    await w.done;
+    expect(chunks).to.equal(5);
+    expect(entries(path.join(dir, "0.log"))).to.have.length(5000);
   });
 
   it("rotates the file past its cap and keeps one older part", () => {
@@ -222,5 +244,19 @@ describe("procnode log query", () => {
     bad("stream=Both", "stream");
     bad("stream=Stdout&tailLines=3", "tailLines");
     bad("follow=maybe", "follow");
+    bad(`sinceSeconds=${"9".repeat(400)}`, "sinceSeconds");
+  });
+});
+
+describe("procnode log endpoint writing to a slow client", () => {
+  it("leaves no listener behind after waiting for the client thousands of times", async () => {
+    const res = Object.assign(new EventEmitter(), { destroyed: false, write: () => false });
+    for (let i = 0; i < 2000; i++) {
+      const waiting = writeOrWait(res as unknown as ServerResponse, "line\n");
+      res.emit("drain");
+      await waiting;
+    }
+    expect(res.listenerCount("close")).to.equal(0);
+    expect(res.listenerCount("drain")).to.equal(0);
   });
 });
