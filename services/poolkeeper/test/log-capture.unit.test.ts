@@ -108,6 +108,21 @@ describe("function log capture", () => {
     expect(published.some((l) => l.line.includes("fizz:call"))).to.equal(false);
   });
 
+  it("reads a marker glued to an unterminated line: the text keeps the old tag, the marker applies after", () => {
+    const { capture, published, specialize } = setUp();
+    const i = instance();
+    specialize(i);
+    capture.line(i, "stdout", callMarker("req-1"));
+    capture.line(i, "stdout", `partial from req-1${callMarker("req-2")}`);
+    capture.line(i, "stdout", "from req-2");
+    capture.line(i, "stdout", `no marker here ${callMarker("has space")}`);
+    expect(published.map((l) => [l.line, l.requestId])).to.deep.equal([
+      ["partial from req-1", "req-1"],
+      ["from req-2", "req-2"],
+      [`no marker here ${callMarker("has space")}`, "req-2"],
+    ]);
+  });
+
   it("publishes nothing of a warm instance, and a loading one's lines as its function's once assigned", () => {
     const { capture, published, track, specialize } = setUp();
     const i = instance();

@@ -1,4 +1,10 @@
-import { parseCallMarker, type FunctionRef, type LogLine } from "@fizz/events";
+import {
+  CALL_MARKER_PREFIX,
+  CALL_MARKER_SUFFIX,
+  parseCallMarker,
+  type FunctionRef,
+  type LogLine,
+} from "@fizz/events";
 import type { Clock, Logger } from "@fizz/kit";
 import type { Backend, BackendInstance, ExitInfo, OutputStream } from "../backend";
 import type { Tracked } from "../instances";
@@ -113,12 +119,29 @@ export class LogCapture {
         return;
       }
     }
-    const marker = parseCallMarker(text);
+    let marker = parseCallMarker(text);
+    if (marker === undefined && text.endsWith(CALL_MARKER_SUFFIX)) {
+      // A marker glued to an unterminated line (Go and PHP cannot always end the function's last
+      // partial line first): the text before it is the previous owner's line, then the marker.
+      const at = text.lastIndexOf(CALL_MARKER_PREFIX);
+      marker = at > 0 ? parseCallMarker(text.slice(at)) : undefined;
+      if (marker !== undefined) this.emit(e, instance, stream, text.slice(0, at), writtenAt);
+    }
     if (marker !== undefined) {
       if (marker) e.requestIds[stream] = marker;
       else delete e.requestIds[stream];
       return;
     }
+    this.emit(e, instance, stream, text, writtenAt);
+  }
+
+  private emit(
+    e: Entry,
+    instance: BackendInstance,
+    stream: OutputStream,
+    text: string,
+    writtenAt: number | undefined,
+  ): void {
     const fn = this.functionOf(instance.id, writtenAt);
     const wantDebug = this.log.isLevelEnabled("debug");
     if (!fn && !wantDebug) return;
