@@ -156,6 +156,7 @@ describe("codecs", () => {
         "buildRequested",
         "dead",
         "gatewayPresence",
+        "gatewayStats",
         "registryBuildReport",
         "registryConfigRead",
         "invoke",
