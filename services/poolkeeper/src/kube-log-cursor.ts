@@ -10,14 +10,15 @@
  */
 export class LogCursor {
   private lastNs: bigint | undefined;
-  private lastTs: string | undefined;
   private atLast = 0;
   /** Lines at `lastNs` still to skip in the current read (set by resume()). */
   private skipAtLast = 0;
 
   /** `sinceTime` for the next request: the last line's second, or undefined before any line. */
   sinceTime(): string | undefined {
-    return this.lastTs?.replace(/\.\d+Z$/, "Z");
+    if (this.lastNs === undefined) return undefined;
+    const second = new Date(Number(this.lastNs / 1_000_000_000n) * 1000);
+    return second.toISOString().replace(/\.\d+Z$/, "Z");
   }
 
   /** A new read begins (a reconnect): the lines it repeats will be dropped. */
@@ -30,14 +31,12 @@ export class LogCursor {
    * Lines before `ts` are dropped by the node itself (sinceTime); this only sets where to ask.
    */
   startAt(ts: string): void {
-    this.lastTs = ts;
     this.lastNs = nanos(ts);
     this.atLast = 0;
   }
 
-  /** The text of a line to pass on, or undefined when it was seen before. */
-  accept(ts: string, text: string): string | undefined {
-    const ns = nanos(ts);
+  /** The text of a line (its timestamp in ns) to pass on, or undefined when it was seen before. */
+  accept(ns: bigint | undefined, text: string): string | undefined {
     if (ns === undefined) return text; // not timestamped: nothing to compare, pass it on
     if (this.lastNs !== undefined && ns < this.lastNs) return undefined;
     if (this.lastNs !== undefined && ns === this.lastNs) {
@@ -49,7 +48,6 @@ export class LogCursor {
       return text;
     }
     this.lastNs = ns;
-    this.lastTs = ts;
     this.atLast = 1;
     this.skipAtLast = 0;
     return text;
@@ -57,11 +55,11 @@ export class LogCursor {
 }
 
 /** Splits `<timestamp> <text>` as the API server sends lines with timestamps=true. */
-export function splitTimestamp(line: string): { ts: string; text: string } {
+export function splitTimestamp(line: string): { ts: string; ns: bigint | undefined; text: string } {
   const sp = line.indexOf(" ");
-  if (sp > 0 && nanos(line.slice(0, sp)) !== undefined)
-    return { ts: line.slice(0, sp), text: line.slice(sp + 1) };
-  return { ts: "", text: line };
+  const ns = sp > 0 ? nanos(line.slice(0, sp)) : undefined;
+  if (ns !== undefined) return { ts: line.slice(0, sp), ns, text: line.slice(sp + 1) };
+  return { ts: "", ns: undefined, text: line };
 }
 
 /** Nanoseconds since the epoch of an RFC 3339 UTC time, or undefined when it is not one. */

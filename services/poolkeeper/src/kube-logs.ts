@@ -3,10 +3,12 @@ import { request, type RequestOptions } from "node:https";
 import { backoffMs, type Logger } from "@fizz/kit";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { BackendInstance, OutputStream } from "./backend";
-import { LogCursor, nanos, splitTimestamp } from "./kube-log-cursor";
+import { LogCursor, splitTimestamp } from "./kube-log-cursor";
 
 /** Longest line passed on; the rest of a longer one is dropped (the bus cuts at 16 KiB anyway). */
 const MAX_LINE = 64 * 1024;
+/** Chunks (≤ 64 KiB each) read ahead of the lines handed on, per follow. */
+const MAX_QUEUED_CHUNKS = 4;
 
 /** What the follower needs to know of a pod, from the informer's cache. */
 export type PodLogState = "running" | "finished" | "gone";
@@ -36,8 +38,9 @@ type ReadEnd = { ok: true } | { ok: false; status: number | undefined; message: 
  * A follow starts at the pod's first line, so nothing printed before the instance was ready is
  * lost; it ends by itself when the container has exited and everything is read, so a crash's
  * last lines arrive before the pod is reported gone (`drained`). A broken stream is resumed with
- * sinceTime, and the cursor (kube-log-cursor.ts) drops the lines it repeats. Memory per pod: one
- * line buffer (≤ 64 KiB) per stream; lines are handed on synchronously as they are read.
+ * sinceTime, and the cursor (kube-log-cursor.ts) drops the lines it repeats. Memory per pod and
+ * stream: one line buffer (≤ 64 KiB) and at most MAX_QUEUED_CHUNKS read chunks; one chunk's lines
+ * are handed on per turn of the event loop.
  */
 export class PodLogs {
   private readonly followers = new Map<string, Follower[]>();
@@ -236,8 +239,7 @@ class Follower {
     this.onSupport = undefined;
     let buf = "";
     let cut = false;
-    res.setEncoding("utf8");
-    res.on("data", (chunk: string) => {
+    const take = (chunk: string) => {
       buf += chunk;
       let nl: number;
       while ((nl = buf.indexOf("\n")) >= 0) {
@@ -252,21 +254,48 @@ class Follower {
         cut = true;
         buf = "";
       }
+    };
+    // One chunk per turn of the event loop: a flooding pod's follow took up to ~350 ms of the
+    // loop at a time (several chunks per read) from other pods and everything else. Chunks wait
+    // in a short queue; when it is full the response is paused and the connection pushes back to
+    // the node. What is queued is handed on also when the stream breaks (its end comes after).
+    const queue: string[] = [];
+    let scheduled = false;
+    let ended: ReadEnd | undefined;
+    const pump = () => {
+      const chunk = queue.shift();
+      if (chunk !== undefined && !this.stopped) take(chunk);
+      if (queue.length < MAX_QUEUED_CHUNKS && res.isPaused() && !ended) res.resume();
+      if (queue.length > 0) return void setImmediate(pump);
+      scheduled = false;
+      if (ended) resolve(ended);
+    };
+    const finish = (e: ReadEnd) => {
+      if (ended) return;
+      ended = e;
+      if (!scheduled) resolve(e);
+    };
+    res.setEncoding("utf8");
+    res.on("data", (chunk: string) => {
+      queue.push(chunk);
+      if (queue.length >= MAX_QUEUED_CHUNKS) res.pause();
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(pump);
     });
     // A stream cut short ends without a final newline: the piece is left for the resumed read.
-    res.on("end", () => resolve(res.complete ? { ok: true } : broken("stream ended early")));
-    res.on("aborted", () => resolve(broken("stream aborted")));
-    res.on("error", (err) => resolve(broken(err.message)));
+    res.on("end", () => finish(res.complete ? { ok: true } : broken("stream ended early")));
+    res.on("aborted", () => finish(broken("stream aborted")));
+    res.on("error", (err) => finish(broken(err.message)));
   }
 
   private line(raw: string): void {
-    const { ts, text } = splitTimestamp(raw);
-    const line = this.cursor.accept(ts, text);
+    const { ns, text } = splitTimestamp(raw);
+    const line = this.cursor.accept(ns, text);
     if (line === undefined) return;
     this.passed++;
     // Lines arrive late (the follow is a stream through the API server): what a pod printed while
     // warm can come in after it was assigned; its timestamp says whose it is.
-    const ns = nanos(ts);
     try {
       if (ns === undefined) this.owner.options.onLine(this.instance, this.stream, line);
       else this.owner.options.onLine(this.instance, this.stream, line, Number(ns / 1_000_000n));

@@ -38,15 +38,20 @@ describe("kubernetes log cursor", () => {
   it("splits the API server's timestamp from the line and leaves other lines whole", () => {
     expect(splitTimestamp("2026-12-05T02:00:00.000000001Z hello world")).to.deep.equal({
       ts: "2026-12-05T02:00:00.000000001Z",
+      ns: 1_796_436_000_000_000_001n,
       text: "hello world",
     });
-    expect(splitTimestamp("hello world")).to.deep.equal({ ts: "", text: "hello world" });
+    expect(splitTimestamp("hello world")).to.deep.equal({
+      ts: "",
+      ns: undefined,
+      text: "hello world",
+    });
   });
 
   it("asks a resumed read from the last line's second", () => {
     const c = new LogCursor();
     expect(c.sinceTime()).to.equal(undefined);
-    c.accept("2026-12-05T02:00:07.123456789Z", "x");
+    c.accept(nanos("2026-12-05T02:00:07.123456789Z"), "x");
     expect(c.sinceTime()).to.equal("2026-12-05T02:00:07Z");
   });
 
@@ -56,12 +61,12 @@ describe("kubernetes log cursor", () => {
       const c = new LogCursor();
       const got: string[] = [];
       for (const e of all.slice(0, cut)) {
-        const t = c.accept(e.ts, e.text);
+        const t = c.accept(nanos(e.ts), e.text);
         if (t !== undefined) got.push(t);
       }
       c.resume();
       for (const e of resumedRead(all, c.sinceTime())) {
-        const t = c.accept(e.ts, e.text);
+        const t = c.accept(nanos(e.ts), e.text);
         if (t !== undefined) got.push(t);
       }
       expect(got, `broken after ${cut} lines`).to.deep.equal(all.map((e) => e.text));
@@ -74,7 +79,7 @@ describe("kubernetes log cursor", () => {
     c.startAt(all[20]!.ts);
     expect(c.sinceTime()).to.equal("2026-12-05T02:00:01Z");
     const got = resumedRead(all, c.sinceTime())
-      .map((e) => c.accept(e.ts, e.text))
+      .map((e) => c.accept(nanos(e.ts), e.text))
       .filter((t) => t !== undefined);
     expect(got[0]).to.equal("line 18"); // the three lines sharing line 20's timestamp start at 18
     expect(got.at(-1)).to.equal("line 39");
@@ -211,5 +216,49 @@ describe("kubernetes pod log follow (against a fake pods/log endpoint)", () => {
     const got = await follow("gone");
     // One read per stream, each cut after four lines; a gone pod is not read again.
     expect(got).to.have.length(8);
+  });
+
+  it("hands a flood's lines on one read chunk per turn of the event loop, so other work runs in between", async () => {
+    const flood = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      const line = `2026-12-05T02:00:00.000000001Z ${"y".repeat(60)}\n`;
+      res.end(line.repeat(40_000)); // ~3.6 MB at once
+    });
+    await new Promise<void>((r) => flood.listen(0, "127.0.0.1", r));
+    try {
+      const kc = new KubeConfig();
+      kc.loadFromOptions({
+        clusters: [
+          {
+            name: "c",
+            server: `http://127.0.0.1:${(flood.address() as AddressInfo).port}`,
+            skipTLSVerify: true,
+          },
+        ],
+        users: [{ name: "u", token: "t" }],
+        contexts: [{ name: "x", cluster: "c", user: "u" }],
+        currentContext: "x",
+      });
+      let got = 0;
+      let atNextTurn: number | undefined;
+      const logs = new PodLogs({
+        kubeConfig: kc,
+        namespace: "fizz",
+        container: "runtime",
+        state: () => "finished",
+        onLine: (_i, stream) => {
+          if (stream !== "stdout") return;
+          if (got++ === 0) setImmediate(() => (atNextTurn = got));
+        },
+        logger: silentLogger(),
+      });
+      logs.follow({ id: "pod-1" } as BackendInstance);
+      await logs.drained("pod-1", 60_000);
+      expect(got).to.equal(40_000);
+      // A chunk is at most 64 KiB: ~700 of these lines; the rest came in later turns.
+      expect(atNextTurn).to.be.at.most(1_100);
+    } finally {
+      await new Promise<void>((r) => flood.close(() => r()));
+    }
   });
 });
