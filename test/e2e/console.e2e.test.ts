@@ -1,13 +1,11 @@
-import { existsSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { expect } from "chai";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { launchChromium, requireChromium } from "./browser";
 import { ROOT, startPlatform, type Platform } from "./helpers";
 import { dumpLogsOnFailure } from "./probes";
 
-/** Debian's Chromium; CI installs it (`apt-get install chromium`). */
-const CHROMIUM = "/usr/bin/chromium";
 /** CI keeps test/artifacts/ (console/*.png here) as the run's artifacts. */
 const ARTIFACTS = path.join(ROOT, "test", "artifacts", "console");
 /** If the page ever rendered this as markup, the handler would set window.__pwned. */
@@ -44,27 +42,12 @@ describe("the web console in a real browser (headless Chromium)", function () {
   let wrongTokenSent = false;
 
   before(async () => {
-    if (!existsSync(CHROMIUM))
-      throw new Error(
-        `${CHROMIUM} is missing: this test drives Debian's Chromium (apt-get install chromium)`,
-      );
+    requireChromium();
     p = await startPlatform({
       FIZZ_SPECIALIZE_TIMEOUT_MS: "60000",
       FIZZ_LEASE_TIMEOUT_MS: "90000",
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
     context.setDefaultTimeout(90_000);
     page = await context.newPage();

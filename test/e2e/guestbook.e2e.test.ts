@@ -1,16 +1,14 @@
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { startRedis, type TestServer } from "@fizz/testkit";
 import { expect } from "chai";
 import { Redis } from "ioredis";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { launchChromium, requireChromium } from "./browser";
 import { ROOT, startPlatform, type Platform } from "./helpers";
 import { dumpLogsOnFailure } from "./probes";
 
-/** Debian's Chromium; CI installs it (`apt-get install chromium`). */
-const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = path.join(ROOT, "test", "artifacts");
 
 const VARIANTS = [
@@ -76,10 +74,7 @@ describe("the guestbook example in a real browser (headless Chromium)", function
 
   before(async () => {
     // Never skipped: without Chromium this suite cannot say the guestbook works in a browser.
-    if (!existsSync(CHROMIUM))
-      throw new Error(
-        `${CHROMIUM} is missing: this test drives Debian's Chromium (apt-get install chromium)`,
-      );
+    requireChromium();
     redisServer = await startRedis();
     redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
     // A first call specializes an instance: for the Node package that is ~2,800 files written and
@@ -95,20 +90,7 @@ describe("the guestbook example in a real browser (headless Chromium)", function
       `      fizz spec apply (npm build included): ${Math.round(performance.now() - started)} ms`,
     );
     expect(applied.code, `fizz spec apply\n${applied.stdout}\n${applied.stderr}`).to.equal(0);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      // No sandbox: tests run as root. The rest keeps Chromium from calling home during the test.
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {
