@@ -22,8 +22,8 @@ export type Rewrite =
 
 /**
  * There is no cluster DNS and no kube-proxy, so `nats://nats:4222` cannot resolve. Instead, an env
- * value naming a Service of the pod's namespace in a URL is rewritten to a ready pod backing that
- * Service: `nats://nats:4222` → `nats://127.0.0.3:4222` (its podIP and targetPort). The address is
+ * value naming a Service of the pod's namespace in a URL is rewritten to a pod backing that
+ * Service (a ready one when there is one): `nats://nats:4222` → `nats://127.0.0.3:4222` (its podIP and targetPort). The address is
  * taken once, when the container starts: if that pod later moves, the process keeps the old one.
  */
 export class ServiceResolver {
@@ -33,7 +33,7 @@ export class ServiceResolver {
     private readonly logger: Logger,
   ) {}
 
-  /** The rewritten value, or `pending` naming a Service that exists but has no ready pod yet. */
+  /** The rewritten value, or `pending` naming a Service that exists but has no pod with an IP yet. */
   async rewrite(value: string, namespace: string): Promise<Rewrite> {
     const matches = [...value.matchAll(URL_RE)];
     if (matches.length === 0) return { value };
@@ -83,10 +83,14 @@ export class ServiceResolver {
     const wanted = port ?? (ports.length === 1 ? ports[0]?.port : SCHEME_PORTS[scheme]);
     const sp = ports.find((p) => p.port === wanted);
     if (!sp) return undefined;
-    const pods = (await this.podsFor(ns, selector))
-      .filter(isReady)
+    const all = (await this.podsFor(ns, selector))
+      .filter((p) => !p.metadata?.deletionTimestamp && !!p.status?.podIP)
       .sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
-    for (const pod of pods) {
+    // A ready pod first. Failing that, a running one: in a cluster the Service name resolves
+    // whether or not an endpoint is ready (connections wait or fail until one is), so two
+    // Deployments that name each other (the registry's FIZZ_GATEWAY_URL, the gateway waiting for
+    // the registry's listing) must not wait on each other here either.
+    for (const pod of [...all.filter(isReady), ...all.filter((p) => !isReady(p))]) {
       const target = targetPort(pod, sp.targetPort ?? sp.port);
       if (target !== undefined) return { address: `${pod.status?.podIP}:${target}` };
     }
