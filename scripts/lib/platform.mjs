@@ -305,6 +305,9 @@ export async function launchPlatform(opts) {
             FIZZ_GATEWAY_URL: `http://127.0.0.1:${ports.gateway}`,
           }
         : {}),
+      // Functions' output in the launcher's terminal too (`default/hello | …`), as before logs had
+      // their own stream; past the poolkeeper's budget and masked.
+      ...(svc === "poolkeeper" ? { FIZZ_LOG_ECHO: "true" } : {}),
       ...opts.env,
     });
     /**

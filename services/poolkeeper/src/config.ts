@@ -96,6 +96,8 @@ export interface LogConfig {
   maxAgeMs: number;
   maxBytes: number;
   maxLinesPerFunction: number;
+  /** FIZZ_LOG_ECHO (false): function lines also in the poolkeeper's log at info (`npm start` sets it). */
+  echo: boolean;
 }
 
 /** services/poolkeeper/src → the repository's runtimes/ folder. */
@@ -218,6 +220,7 @@ function logConfig(env: Env): LogConfig {
       1,
       1_000_000_000,
     ),
+    echo: bool(env, "FIZZ_LOG_ECHO", false),
   };
 }
 

@@ -1,5 +1,5 @@
 import { callMarker, FizzError, type FunctionRef, type LogLine } from "@fizz/events";
-import { silentLogger } from "@fizz/kit";
+import { createLogger, silentLogger } from "@fizz/kit";
 import { FakeClock } from "@fizz/testkit";
 import { expect } from "chai";
 import { Registry } from "prom-client";
@@ -26,7 +26,12 @@ function instance(id = "node-1"): BackendInstance {
 
 /** A capture with the pool faked at its interface (tracked) and publishes collected. */
 function setUp(
-  opts: { linesPerSecond?: number; bytesPerSecond?: number; totalLinesPerSecond?: number } = {},
+  opts: {
+    linesPerSecond?: number;
+    bytesPerSecond?: number;
+    totalLinesPerSecond?: number;
+    echo?: { lines: string[] };
+  } = {},
 ) {
   const clock = new FakeClock();
   const registry = new Registry();
@@ -55,7 +60,10 @@ function setUp(
     book,
     platformSecrets: platformSecrets("nats://poolkeeper:nats-p%40ss-9931@127.0.0.1:4222"),
     metrics: createLogMetrics(registry),
-    logger: silentLogger(),
+    logger: opts.echo
+      ? createLogger("poolkeeper", "info", { write: (l: string) => void opts.echo?.lines.push(l) })
+      : silentLogger(),
+    ...(opts.echo ? { echo: true } : {}),
     clock,
   });
   const track = (i: BackendInstance, state: Tracked["state"]): Tracked => {
@@ -120,6 +128,22 @@ describe("function log capture", () => {
       ["partial from req-1", "req-1"],
       ["from req-2", "req-2"],
       [`no marker here ${callMarker("has space")}`, "req-2"],
+    ]);
+  });
+
+  it("echoes a function's published lines at info with FIZZ_LOG_ECHO (npm start's terminal), masked, and never a warm instance's", () => {
+    const echo = { lines: [] as string[] };
+    const { capture, book, specialize, track } = setUp({ echo });
+    book.record("team-a", { secrets: { db: { password: b64("hunter2-secret") } } });
+    const warm = instance("warm-1");
+    track(warm, "warm");
+    capture.line(warm, "stdout", "generic runtime line");
+    const i = instance();
+    specialize(i);
+    capture.line(i, "stdout", "connecting with hunter2-secret");
+    const recs = echo.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(recs.map((r) => [r.level, r.function, r.stream, r.msg])).to.deep.equal([
+      [30, "team-a/hello", "stdout", "connecting with ***"],
     ]);
   });
 
@@ -365,14 +389,21 @@ describe("log settings", () => {
       maxAgeMs: 72 * 3600_000,
       maxBytes: 1024 ** 3,
       maxLinesPerFunction: 20_000,
+      echo: false,
     });
     expect(
       load({
         FIZZ_LOG_MAX_AGE: "1h30m",
         FIZZ_LOG_LINES_PER_SECOND: "50",
         FIZZ_LOG_TOTAL_LINES_PER_SECOND: "500",
+        FIZZ_LOG_ECHO: "true",
       }).logs,
-    ).to.include({ maxAgeMs: 90 * 60_000, linesPerSecond: 50, totalLinesPerSecond: 500 });
+    ).to.include({
+      maxAgeMs: 90 * 60_000,
+      linesPerSecond: 50,
+      totalLinesPerSecond: 500,
+      echo: true,
+    });
   });
 
   it("refuses a bad FIZZ_LOG_MAX_AGE or rate, naming the variable", () => {

@@ -28,6 +28,12 @@ export interface LogCaptureOptions {
   metrics: LogMetrics;
   logger: Logger;
   clock: Pick<Clock, "now" | "after">;
+  /**
+   * FIZZ_LOG_ECHO: a function's published lines also go to the poolkeeper's own log at info, so
+   * `npm start` shows them in its terminal (`default/hello | …`). Off in a cluster, where they would
+   * be stored twice. Echoed lines are past the budget and masked, like published ones.
+   */
+  echo?: boolean;
 }
 
 interface Entry {
@@ -143,7 +149,8 @@ export class LogCapture {
     writtenAt: number | undefined,
   ): void {
     const fn = this.functionOf(instance.id, writtenAt);
-    const wantDebug = this.log.isLevelEnabled("debug");
+    const echo = fn !== undefined && this.opts.echo === true;
+    const wantDebug = echo || this.log.isLevelEnabled("debug");
     if (!fn && !wantDebug) return;
     const masker = this.maskerOf(e, fn);
     const line = text.endsWith(CUT_MARK)
@@ -151,7 +158,7 @@ export class LogCapture {
       : masker.mask(text);
     const requestId = e.requestIds[stream];
     if (wantDebug)
-      this.log.debug(
+      this.log[echo ? "info" : "debug"](
         {
           instance: instance.id,
           ...(fn ? { function: `${fn.namespace}/${fn.name}` } : {}),

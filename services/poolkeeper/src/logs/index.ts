@@ -86,6 +86,7 @@ export function startFunctionLogs(opts: {
     metrics: createLogMetrics(opts.registry),
     logger: opts.logger,
     clock: backgroundClock,
+    echo: opts.config.echo,
   });
   const limits = {
     maxAgeMs: opts.config.maxAgeMs,
