@@ -302,6 +302,9 @@ public class FissionFunction
 
     private static void Fail()
     {
+        // After the answer is out: an unhandled exception ends the process at once, and one thrown
+        // before the response is written would race it (a hang-up instead of "started").
+        System.Threading.Thread.Sleep(300);
         throw new InvalidOperationException("background failure");
     }
 }
@@ -313,7 +316,7 @@ public class FissionFunction
       current
         .stderr()
         .includes(
-          "unhandled exception, the instance exits: bg.cs:14: InvalidOperationException: background failure",
+          "unhandled exception, the instance exits: bg.cs:17: InvalidOperationException: background failure",
         ),
     );
     expect(await rt.exited).to.not.equal(0);
