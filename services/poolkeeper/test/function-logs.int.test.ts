@@ -7,7 +7,7 @@ import {
   type LogLine,
   type SpecializeRequest,
 } from "@fizz/events";
-import { ensureLogStream, request as natsRequest } from "@fizz/kit";
+import { ensureLogStream } from "@fizz/kit";
 import { waitFor } from "@fizz/testkit";
 import { DiscardPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { expect } from "chai";
@@ -35,21 +35,11 @@ describe("function logs (process backend, real runtimes)", function () {
   let pkLog = "";
 
   const specialize = (name: string, source: string, extra: Partial<SpecializeRequest> = {}) =>
-    h.putCode(`${name}.js`, source).then((code) =>
-      natsRequest(
-        h.nc,
-        h.s.poolkeeperSpecialize,
-        Codecs.poolkeeperSpecialize,
-        {
-          environment: { namespace: "default", name: "node" },
-          function: { namespace: "default", name, revision: 7 },
-          code,
-          concurrency: 4,
-          ...extra,
-        },
-        { sender: "test", timeoutMs: 30_000 },
-      ),
-    );
+    h.specializeNode(name, source, {
+      function: { namespace: "default", name, revision: 7 },
+      concurrency: 4,
+      ...extra,
+    });
   const call = async (address: string, instanceId: string) => {
     const res = await request(address, { headers: { "x-fizz-instance": instanceId } });
     return { status: res.statusCode, text: await res.body.text() };

@@ -11,8 +11,9 @@ import {
   type Environment,
   type InstanceEventMessage,
   type LogLine,
+  type SpecializeRequest,
 } from "@fizz/events";
-import { connectNats, silentLogger, type NatsConnection } from "@fizz/kit";
+import { connectNats, request as natsRequest, silentLogger, type NatsConnection } from "@fizz/kit";
 import { packDirectory } from "@fizz/kit/archive";
 import { openArchiveStore, type ArchiveStore } from "@fizz/kit/archive-store";
 import { startNats, type TestServer } from "@fizz/testkit";
@@ -175,6 +176,24 @@ export class Harness {
   async putCode(filename: string, source: string) {
     const { digest, size } = await this.store.putStream(Readable.from([Buffer.from(source)]));
     return { filename, digest, size };
+  }
+
+  /** Stores `source` as `<name>.js` and asks the poolkeeper to specialize a node instance with it. */
+  async specializeNode(name: string, source: string, req: Partial<SpecializeRequest> = {}) {
+    const code = await this.putCode(`${name}.js`, source);
+    return natsRequest(
+      this.nc,
+      this.s.poolkeeperSpecialize,
+      Codecs.poolkeeperSpecialize,
+      {
+        environment: { namespace: "default", name: "node" },
+        function: { namespace: "default", name, revision: 1 },
+        code,
+        concurrency: 1,
+        ...req,
+      },
+      { sender: "test", timeoutMs: 30_000 },
+    );
   }
 
   /** A directory as the registry stores a package: canonical tar.gz, in the Object Store. */

@@ -184,22 +184,11 @@ describe("poolkeeper main (as launched by npm start)", function () {
     const value = "very-secret-value-4711";
     h.secrets.set("default/api-key", { token: Buffer.from(value).toString("base64") });
     const specialize = (name: string, source: string) =>
-      h.putCode(`${name}.js`, source).then((code) =>
-        natsRequest(
-          h.nc,
-          h.s.poolkeeperSpecialize,
-          Codecs.poolkeeperSpecialize,
-          {
-            environment: { namespace: "default", name: "node" },
-            function: { namespace: "default", name, revision: 1 },
-            code,
-            secrets: ["api-key"],
-            env: { ALSO_SECRET: value },
-            concurrency: 1,
-          },
-          { sender: "test", timeoutMs: 20_000 },
-        ),
-      );
+      h.specializeNode(name, source, {
+        secrets: ["api-key"],
+        env: { ALSO_SECRET: value },
+        concurrency: 1,
+      });
     await specialize("uses-secret", "module.exports = async () => 'ok';\n");
     const failed = await specialize("broken", "module.exports = (;\n").catch((e: Error) => e);
     expect(failed).to.be.instanceOf(Error);
