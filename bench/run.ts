@@ -1,12 +1,11 @@
 // `npm run bench`: every figure side by side in one run, against the baselines, on this machine.
 // Prints a table, writes bench/results/latest.json and rewrites docs/benchmarks.md.
-import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, request } from "undici";
-import { freePort, portOpen, waitFor } from "@fizz/testkit";
+import { waitFor } from "@fizz/testkit";
 import { faultRows, measureFaultWindows, type FaultFigures } from "./fault-windows";
 import { benchBus, type BusBenchResult } from "./lib/bus";
 import {
@@ -15,11 +14,11 @@ import {
   measureLanguageCold,
   type LanguageColdFigures,
 } from "./language-cold";
-import { ensureWrk, wrk } from "./lib/load";
 import { measurePackages, packageRows, packagesSection, type PackageFigures } from "./packages";
 import { measurePythonCold, pythonColdRows, type PythonColdFigures } from "./python-cold";
 import { code, pidOfInstance, rssMb, startBenchPlatform, type BenchPlatform } from "./lib/platform";
 import { percentile, round } from "./lib/stats";
+import { measureWarm, NODE_HELLO, prepareWarm, warmRows, type WarmFigures } from "./warm";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const QUICK = process.env.FIZZ_BENCH_QUICK === "1";
@@ -28,22 +27,6 @@ const CONNECTIONS = 50;
 const COLD_SAMPLES = QUICK ? 10 : 50;
 const EMPTY_SAMPLES = QUICK ? 5 : 20;
 const BURST = 200;
-
-/** Warm throughput: the gateway, the same instance directly, and Go's reverse proxy in front of it. */
-interface WarmFigures {
-  gateway_rps: number;
-  direct_rps: number;
-  go_proxy_rps: number;
-  gateway_p50_ms: number;
-  gateway_p99_ms: number;
-  direct_p50_ms: number;
-  go_proxy_p50_ms: number;
-  go_proxy_p99_ms: number;
-  gateway_vs_go: number;
-  errors: number;
-  connections: number;
-  seconds: number;
-}
 
 interface LatencyFigures {
   p50_ms: number;
@@ -80,19 +63,6 @@ interface BenchResults {
   packages_error?: string;
 }
 
-const NODE_HELLO = 'module.exports = async () => ({ status: 200, body: "Hello, world!\\n" });\n';
-
-function buildGoProxy(): string {
-  const out = path.join(ROOT, ".fizz", "bench", "goproxy");
-  mkdirSync(path.dirname(out), { recursive: true });
-  const r = spawnSync("go", ["build", "-o", out, "."], {
-    cwd: path.join(ROOT, "bench/baselines/goproxy"),
-    stdio: "inherit",
-  });
-  if (r.status !== 0) throw new Error("could not build the Go baseline (needs Go on PATH)");
-  return out;
-}
-
 async function fn(
   p: BenchPlatform,
   name: string,
@@ -124,8 +94,7 @@ async function timedGet(url: string): Promise<{ ms: number; status: number }> {
 }
 
 async function main() {
-  ensureWrk();
-  const goproxyBin = buildGoProxy();
+  const { goproxyBin } = prepareWarm();
   const logFile = path.join(ROOT, "bench/results/platform.log");
   mkdirSync(path.dirname(logFile), { recursive: true });
   console.log("starting the platform…");
@@ -149,59 +118,23 @@ async function main() {
     await warmPoolFull(p, "python", POOL);
     for (const svc of Object.keys(p.pids)) memory[`${svc}_idle_rss_mb`] = await rssMb(p.pids[svc]!);
 
-    // 1. Warm: gateway vs direct vs Go reverse proxy, same instance, same load generator.
+    // 1. Warm: gateway vs nginx vs Go reverse proxy vs direct, same instance, same load generator
+    // (bench/warm.ts), with the CPU each process spends per request.
     console.log("warm throughput…");
-    await fn(p, "warm", "nodejs", NODE_HELLO, { concurrency: 1000, maxInstances: 1 });
-    await p.api("POST", "/v1/namespaces/default/httptriggers", {
-      name: "warm",
-      spec: { function: "warm", path: "/warm" },
-    });
-    await waitFor(async () => (await timedGet(`${p.gatewayUrl}/warm`)).status === 200, {
-      timeoutMs: 20_000,
-    });
-    const inst = (await p.instances()).find((i) => i.function?.name === "warm");
-    if (!inst) throw new Error("no instance serves the warm function");
-    const goPort = await freePort();
-    const go = spawn(goproxyBin, ["-listen", `127.0.0.1:${goPort}`, "-target", inst.address], {
-      stdio: "ignore",
-    });
-    children.push(go);
-    await waitFor(() => portOpen(goPort));
-    const load = (url: string) => wrk(url, { connections: CONNECTIONS, seconds: WARM_SECONDS });
-    // The gateway needs ~3 s of traffic before V8 has optimized its hot path; warm every target.
-    for (const url of [
-      `${p.gatewayUrl}/warm`,
-      `${inst.address}/warm`,
-      `http://127.0.0.1:${goPort}/warm`,
-    ]) {
-      await wrk(url, { connections: CONNECTIONS, seconds: QUICK ? 3 : 5 });
-    }
-    const direct = await load(`${inst.address}/warm`);
     // Memory halfway through the gateway's run.
     const sampleUnderLoad = async () => {
       await sleep((WARM_SECONDS * 1000) / 2);
       for (const svc of Object.keys(p.pids))
         memory[`${svc}_load_rss_mb`] = await rssMb(p.pids[svc]!);
     };
-    const sampling = sampleUnderLoad();
-    const gateway = await load(`${p.gatewayUrl}/warm`);
-    await sampling;
-    const goproxy = await load(`http://127.0.0.1:${goPort}/warm`);
-    const warm: WarmFigures = {
-      gateway_rps: round(gateway.rps, 0),
-      direct_rps: round(direct.rps, 0),
-      go_proxy_rps: round(goproxy.rps, 0),
-      gateway_p50_ms: round(gateway.p50Ms, 3),
-      gateway_p99_ms: round(gateway.p99Ms, 3),
-      direct_p50_ms: round(direct.p50Ms, 3),
-      go_proxy_p50_ms: round(goproxy.p50Ms, 3),
-      go_proxy_p99_ms: round(goproxy.p99Ms, 3),
-      gateway_vs_go: round(gateway.rps / goproxy.rps, 2),
-      errors: gateway.errors + direct.errors + goproxy.errors,
-      connections: CONNECTIONS,
+    const { warm, instanceId } = await measureWarm(p, {
+      goproxyBin,
       seconds: WARM_SECONDS,
-    };
-    const specializedPid = await pidOfInstance(inst.id);
+      connections: CONNECTIONS,
+      warmupSeconds: QUICK ? 3 : 5,
+      duringGateway: sampleUnderLoad,
+    });
+    const specializedPid = await pidOfInstance(instanceId);
     if (specializedPid) memory.instance_specialized_node_rss_mb = await rssMb(specializedPid);
     const warmNode = (await p.instances()).find(
       (i) => i.state === "warm" && i.environment.name === "nodejs",
@@ -368,13 +301,7 @@ async function main() {
 function render(o: BenchResults): string {
   const w = o.warm;
   const rows: [string, string, string][] = [
-    [
-      "warm rps: gateway / direct / Go proxy",
-      `${w.gateway_rps} / ${w.direct_rps} / ${w.go_proxy_rps}`,
-      "gateway >= 1.0x Go",
-    ],
-    ["warm gateway vs Go proxy", `${w.gateway_vs_go}x`, ">= 1.0x (stretch 1.25x)"],
-    ["warm gateway p50 / p99 ms", `${w.gateway_p50_ms} / ${w.gateway_p99_ms}`, ""],
+    ...warmRows(w),
     [
       "bus rps: NATS core / JetStream / HTTP (same client)",
       `${o.bus.core_rps} / ${o.bus.jetstream_rps} / ${o.bus.http_rps}`,
@@ -416,8 +343,10 @@ ${o.machine.memGb} GiB, Node ${o.machine.node}. Raw figures: \`bench/results/lat
 
 Method: the whole platform as \`npm start\` runs it (five services, real NATS and Redis), on this one
 machine. Warm figures: wrk, ${o.warm.connections} connections, ${o.warm.seconds} s each, against the
-gateway, the same instance directly, and Go's \`httputil.ReverseProxy\` (bench/baselines/goproxy) in
-front of that instance. Bus figures: the same function invoked through a core NATS message-queue
+gateway, the same instance directly, Go's \`httputil.ReverseProxy\` (bench/baselines/goproxy) and
+Debian's nginx (one worker, \`proxy_pass\` with upstream keepalive: bench/lib/nginx.ts) in front of
+that instance (bench/warm.ts). CPU per request: user + system time of the proxy process, and of the
+instance behind it, over the measured run, divided by the requests served. Bus figures: the same function invoked through a core NATS message-queue
 trigger (request/reply, ${o.bus.concurrency} requests in flight, ${o.bus.seconds} s), through a
 JetStream trigger (${o.bus.jetstream_messages} messages published, until every answer arrived on the
 response subject) and over HTTP by the same Node client (${o.bus.concurrency} in flight). Cold figures: measured at the client through the gateway, each sample a

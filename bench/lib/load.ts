@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
 
 /**
  * The load generator for every warm comparison: wrk (C, epoll), so the generator's own CPU cost is
@@ -73,4 +74,67 @@ export function parseWrk(out: string): LoadResult {
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const sockErrors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
   return { rps, p50Ms: pct("50"), p99Ms: pct("99"), errors: non2xx + sockErrors, requests };
+}
+
+/**
+ * CPU time (user + system, in clock ticks of 1/100 s on Linux) a process and all its descendants
+ * have used so far, from /proc/<pid>/stat; 0 for a process that is gone. Read before and after a
+ * run, the difference over the requests served is the process's CPU per request.
+ */
+export function cpuTicks(pid: number): number {
+  let total = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      total += Number(rest[11]) + Number(rest[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  let tasks: string[] = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const t of tasks) {
+    let children = "";
+    try {
+      children = readFileSync(`/proc/${pid}/task/${t}/children`, "utf8");
+    } catch {
+      continue;
+    }
+    for (const c of children.split(" ")) {
+      const n = Number(c);
+      if (c !== "" && Number.isInteger(n)) out.push(n, ...descendants(n));
+    }
+  }
+  return out;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ: 100 on Linux). */
+export const CLOCK_TICKS_PER_S = 100;
+
+/**
+ * wrk against `url` while the CPU of the given processes is metered: each process's CPU time over
+ * the run in microseconds per request served (`cpuUsPerReq`, same order as `pids`).
+ */
+export async function wrkMetered(
+  url: string,
+  opts: { connections: number; seconds: number; threads?: number },
+  pids: readonly number[],
+): Promise<LoadResult & { cpuUsPerReq: number[] }> {
+  const before = pids.map(cpuTicks);
+  const r = await wrk(url, opts);
+  const after = pids.map(cpuTicks);
+  const perReq = (i: number) =>
+    r.requests > 0 ? ((after[i]! - before[i]!) / CLOCK_TICKS_PER_S / r.requests) * 1e6 : Number.NaN;
+  return { ...r, cpuUsPerReq: pids.map((_, i) => perReq(i)) };
 }
