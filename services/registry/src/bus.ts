@@ -3,6 +3,9 @@ import { publish, serve, type Logger, type NatsConnection, type Subscription } f
 import type { Counter } from "prom-client";
 import type { Change, Operations } from "./operations";
 
+/** NATS' default max_payload, for a connection that has not said its own yet. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
 /** The queue group: replicas share `registry.get` / `registry.list`, each request answered once. */
 export const QUEUE = "registry";
 
@@ -45,11 +48,22 @@ export function serveRequests(
       Codecs.registryList,
       // `skipped` only when something was left out: the reply of a registry that reads everything
       // stays what it always was.
+      // `continue` only when more pages follow (asked with `limit`/`continue`).
       (req) =>
         track(
           ops
-            .listing(req.kind, req.namespace)
-            .then(({ items, skipped }) => (skipped.length > 0 ? { items, skipped } : { items })),
+            .listPage(
+              req.kind,
+              req.namespace,
+              { limit: req.limit, continue: req.continue },
+              // Room for the envelope and the escaping of the objects' JSON inside it.
+              Math.floor((nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) / 2),
+            )
+            .then(({ items, skipped, continue: next }) => ({
+              items,
+              ...(skipped.length > 0 ? { skipped } : {}),
+              ...(next !== undefined ? { continue: next } : {}),
+            })),
         ),
       common,
     ),

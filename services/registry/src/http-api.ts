@@ -120,8 +120,17 @@ export function createApp(opts: HttpApiOptions): express.Express {
   app.post(`${BASE}/packages/:name/rebuild`, async (req, res) => {
     res.status(202).json({ package: await operations().rebuild(p(req, "ns"), p(req, "name")) });
   });
+  // `?limit=&continue=` pages (list-params.ts); without either, every object, as always.
   app.get(`${BASE}/:kind`, async (req, res) => {
-    res.status(200).json({ items: await operations().list(p(req, "kind"), p(req, "ns")) });
+    const q = (name: string) => (name in req.query ? req.query[name] : undefined);
+    const page = await operations().listPage(p(req, "kind"), p(req, "ns"), {
+      limit: q("limit"),
+      continue: q("continue"),
+    });
+    res.status(200).json({
+      items: page.items,
+      ...(page.continue !== undefined ? { continue: page.continue } : {}),
+    });
   });
   app.post(`${BASE}/:kind`, async (req, res) => {
     res.status(201).json(await operations().create(p(req, "kind"), p(req, "ns"), req.body));

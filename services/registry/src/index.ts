@@ -243,7 +243,8 @@ export async function start(
 
 /**
  * What must happen once per start, retried until it succeeds (Redis may come up after NATS):
- * the build stream exists, Redis-era code blobs are in the Object Store, and packages left
+ * the build stream exists, Redis-era code blobs are in the Object Store, the route index is
+ * built, and packages left
  * pending or running are asked to be built again (a deployment roll-out cut short is finished).
  */
 async function runStartup(
@@ -260,6 +261,9 @@ async function runStartup(
       if (!store.ready()) throw new Error("Redis is not connected yet");
       await ensureBuildStream(nc, s);
       await migrateRedisCode(store, ops.opts.archives, log);
+      // Triggers stored before the route index existed join it; until then route checks read
+      // every trigger (route-index.ts).
+      await store.buildRouteIndex();
       const { builds, rollouts } = await ops.packages.reconcile();
       if (builds + rollouts > 0) log.info({ builds, rollouts }, "unfinished packages resumed");
     },

@@ -8,6 +8,7 @@ import {
   type KindPlural,
 } from "@fizz/events";
 import { describeRoute, findRouteConflict } from "./route-conflict";
+import { routeShape } from "./route-index";
 import type { StoreReader } from "./store";
 import {
   checkTriggerScope,
@@ -43,8 +44,10 @@ export async function checkReferences(
   } else if (obj.kind === "Environment") {
     await checkCompiledUsers(r, obj);
   } else if (obj.kind === "HttpTrigger") {
-    // Every namespace: the gateway serves one host/path space.
-    const other = findRouteConflict(obj, await r.list("httptriggers"));
+    // Every namespace: the gateway serves one host/path space. Only triggers of the same route
+    // shape can conflict; the route index names them (every trigger until it is built).
+    const sameShape = await r.routeClaims(routeShape(obj.spec));
+    const other = findRouteConflict(obj, sameShape ?? (await r.list("httptriggers")));
     if (other) {
       const field = obj.spec.path !== undefined ? "spec.path" : "spec.prefix";
       throw new FizzError(

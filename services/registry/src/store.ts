@@ -4,12 +4,21 @@ import {
   Kinds,
   objectSchemas,
   type AnyObject,
+  type HttpTrigger,
   type Kind,
   type KindPlural,
   type ObjectsByPlural,
   type SkippedObject,
 } from "@fizz/events";
 import { backoffMs, redisReady, redisTls, retryUntil, type Logger } from "@fizz/kit";
+import { listPage, type ListPage, type PageRequest } from "./store-page";
+import {
+  memberOf,
+  routeIndexBuiltKey,
+  routeIndexEdits,
+  routeIndexKey,
+  routeShape,
+} from "./route-index";
 
 /**
  * The registry's Redis store. Keys (under the configured prefix, default `fizz:v1:`):
@@ -34,6 +43,11 @@ export interface StoreReader {
   ): Promise<ObjectsByPlural[K] | undefined>;
   /** Sorted by namespace, then name; without a namespace, every namespace. */
   list<K extends KindPlural>(kind: K, namespace?: string): Promise<ObjectsByPlural[K][]>;
+  /**
+   * The HTTP triggers (any namespace) whose route has this shape (route-index.ts), or undefined
+   * while the route index is not built yet (then `list("httptriggers")` is the way).
+   */
+  routeClaims(shape: string): Promise<HttpTrigger[] | undefined>;
 }
 
 export interface ObjectKey {
@@ -44,6 +58,10 @@ export interface ObjectKey {
 
 export interface Writes {
   put?: AnyObject[];
+  /** Extra set edits beside the objects' own (the route index build); route-index.ts. */
+  index?: { key: string; add?: string; remove?: string }[];
+  /** A key set to "1" with the writes (the route index's built marker). */
+  marker?: string;
   remove?: ObjectKey[];
   /** Sealed secret values, each beside its Secret object (removing the object removes them). */
   secretData?: { namespace: string; name: string; sealed: string }[];
@@ -59,6 +77,10 @@ export interface Listing<K extends KindPlural> {
 export interface Store extends StoreReader {
   /** `list`, naming what it left out: an unreadable object does not fail the listing. */
   listing<K extends KindPlural>(kind: K, namespace?: string): Promise<Listing<K>>;
+  /** One page of a listing, in its order, from after the previous page's last object. */
+  page<K extends KindPlural>(kind: K, req: PageRequest): Promise<ListPage<K>>;
+  /** Adds every stored trigger to the route index and marks it built (idempotent). */
+  buildRouteIndex(): Promise<number>;
   /** A code blob of the Redis era (before the Object Store), for the migration. */
   getCode(digestHex: string): Promise<Buffer | undefined>;
   /** Hex digests of every Redis-era code blob. */
@@ -137,8 +159,47 @@ export class RedisStore implements Store {
     return this.reader(this.opts.client, false).list(kind, namespace);
   }
 
+  routeClaims(shape: string): Promise<HttpTrigger[] | undefined> {
+    return this.reader(this.opts.client, false).routeClaims(shape);
+  }
+
   listing<K extends KindPlural>(kind: K, namespace?: string): Promise<Listing<K>> {
     return this.readList(this.opts.client, false, kind, namespace);
+  }
+
+  page<K extends KindPlural>(kind: K, req: PageRequest): Promise<ListPage<K>> {
+    this.assertReady();
+    return listPage(this.opts.client, this.keys, kind, req, (k, key, raw) => {
+      try {
+        return parseStored(k, key, raw);
+      } catch (err) {
+        this.opts.logger.error(
+          { component: "store", err: (err as Error).message },
+          "stored object left out of a listing: it does not match its schema",
+        );
+        return undefined;
+      }
+    });
+  }
+
+  async buildRouteIndex(): Promise<number> {
+    this.assertReady();
+    // Built once per Redis: every registry since keeps it current with each trigger write.
+    if ((await this.opts.client.get(routeIndexBuiltKey(this.opts.prefix))) !== null) return 0;
+    return this.transact(async (r) => {
+      const triggers = await r.list("httptriggers");
+      const built = routeIndexBuiltKey(this.opts.prefix);
+      return {
+        writes: {
+          index: triggers.map((t) => ({
+            key: routeIndexKey(this.opts.prefix, routeShape(t.spec)),
+            add: memberOf(t),
+          })),
+          marker: built,
+        },
+        result: triggers.length,
+      };
+    });
   }
 
   async getCode(digestHex: string): Promise<Buffer | undefined> {
@@ -190,13 +251,15 @@ export class RedisStore implements Store {
           this.assertReady();
           const epoch = this.epoch;
           let out: { writes: Writes; result: T };
+          // The triggers this attempt read (watched): their old routes leave the route index.
+          const seen = new Map<string, HttpTrigger | undefined>();
           try {
-            out = await body(this.reader(this.tx, true));
+            out = await body(this.reader(this.tx, true, seen));
           } catch (err) {
             await this.tx.unwatch().catch(() => undefined);
             throw err;
           }
-          if (epoch === this.epoch && (await this.exec(out.writes))) return out.result;
+          if (epoch === this.epoch && (await this.exec(out.writes, seen))) return out.result;
           this.opts.onRetry?.();
           throw new WriteConflict();
         },
@@ -218,8 +281,14 @@ export class RedisStore implements Store {
   }
 
   /** false when a watched key changed (EXEC aborted). */
-  private async exec(writes: Writes): Promise<boolean> {
+  private async exec(writes: Writes, seen: Map<string, HttpTrigger | undefined>): Promise<boolean> {
+    const index = await this.routeIndexWrites(writes, seen);
     const m = this.tx.multi();
+    for (const { key, add, remove } of index) {
+      if (remove !== undefined) m.srem(key, remove);
+      if (add !== undefined) m.sadd(key, add);
+    }
+    if (writes.marker !== undefined) m.set(writes.marker, "1");
     for (const obj of writes.put ?? []) {
       const kind = pluralOf(obj);
       const { namespace: ns, name } = obj.metadata;
@@ -242,6 +311,38 @@ export class RedisStore implements Store {
     return true;
   }
 
+  /**
+   * The route index follows every trigger write: the new route's set gains the trigger, the old
+   * one's (when the route changed, or the trigger goes) loses it. A trigger the body did not read
+   * is read here, watched like the body's reads.
+   */
+  private async routeIndexWrites(
+    writes: Writes,
+    seen: Map<string, HttpTrigger | undefined>,
+  ): Promise<{ key: string; add?: string; remove?: string }[]> {
+    const out = [...(writes.index ?? [])];
+    const before = async (ns: string, name: string): Promise<HttpTrigger | undefined> => {
+      const id = `${ns}/${name}`;
+      if (seen.has(id)) return seen.get(id);
+      const key = this.keys.obj("httptriggers", ns, name);
+      await this.tx.watch(key);
+      const raw = await this.tx.get(key);
+      return raw === null ? undefined : parseStored("httptriggers", key, raw);
+    };
+    const edit = async (ns: string, name: string, after: HttpTrigger | undefined) => {
+      const member = `${ns}/${name}`;
+      const { add, remove } = routeIndexEdits(await before(ns, name), after);
+      const key = (shape: string) => routeIndexKey(this.opts.prefix, shape);
+      if (remove !== undefined) out.push({ key: key(remove), remove: member });
+      if (add !== undefined) out.push({ key: key(add), add: member });
+    };
+    for (const obj of writes.put ?? [])
+      if (obj.kind === "HttpTrigger") await edit(obj.metadata.namespace, obj.metadata.name, obj);
+    for (const r of writes.remove ?? [])
+      if (r.kind === "httptriggers") await edit(r.namespace, r.name, undefined);
+    return out;
+  }
+
   private assertReady(): void {
     if (!this.ready())
       throw new FizzError("UNAVAILABLE", "the registry's store (Redis) is not connected", {
@@ -249,19 +350,47 @@ export class RedisStore implements Store {
       });
   }
 
-  private reader(client: Redis, watch: boolean): StoreReader {
+  private reader(
+    client: Redis,
+    watch: boolean,
+    seen?: Map<string, HttpTrigger | undefined>,
+  ): StoreReader {
     const keys = this.keys;
+    const prefix = this.opts.prefix;
     const assertReady = () => this.assertReady();
+    const get = async <K extends KindPlural>(kind: K, ns: string, name: string) => {
+      assertReady();
+      const key = keys.obj(kind, ns, name);
+      if (watch) await client.watch(key);
+      const raw = await client.get(key);
+      const obj = raw === null ? undefined : parseStored(kind, key, raw);
+      if (kind === "httptriggers") seen?.set(`${ns}/${name}`, obj as HttpTrigger | undefined);
+      return obj;
+    };
     return {
-      async get<K extends KindPlural>(kind: K, ns: string, name: string) {
-        assertReady();
-        const key = keys.obj(kind, ns, name);
-        if (watch) await client.watch(key);
-        const raw = await client.get(key);
-        return raw === null ? undefined : parseStored(kind, key, raw);
-      },
+      get,
       list: async <K extends KindPlural>(kind: K, ns?: string) =>
         (await this.readList(client, watch, kind, ns)).items,
+      async routeClaims(shape: string) {
+        assertReady();
+        const built = routeIndexBuiltKey(prefix);
+        const set = routeIndexKey(prefix, shape);
+        // Watched, so a trigger joining the shape (or the index being built) meanwhile makes the
+        // write run again; the WATCH and both reads go out in one round trip.
+        const [, marker, members] = await Promise.all([
+          watch ? client.watch(built, set) : Promise.resolve("OK"),
+          client.get(built),
+          client.smembers(set),
+        ]);
+        if (marker === null) return undefined;
+        const found: HttpTrigger[] = [];
+        for (const m of members.sort()) {
+          const [ns = "", name = ""] = m.split("/");
+          const t = await get("httptriggers", ns, name);
+          if (t) found.push(t);
+        }
+        return found;
+      },
     };
   }
 

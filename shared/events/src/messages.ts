@@ -39,8 +39,24 @@ export type RegistryGetRequest = z.infer<typeof RegistryGetRequest>;
 export const RegistryGetReply = z.object({ object: AnyObject });
 export type RegistryGetReply = z.infer<typeof RegistryGetReply>;
 
-/** Without a namespace, list every namespace (services warming their caches at start). */
-export const RegistryListRequest = z.object({ kind: kindPlural, namespace: dnsLabel.optional() });
+/** The largest page a list call (REST `?limit=`, NATS `registry.list`) answers. */
+export const LIST_MAX_LIMIT = 1000;
+/** The page size of a list call that gives `continue` without `limit`. */
+export const LIST_DEFAULT_LIMIT = 500;
+
+/**
+ * Without a namespace, list every namespace (services warming their caches at start).
+ * `limit` asks for one page (at most LIST_MAX_LIMIT objects) in the listing's stable order
+ * (namespace, then name); `continue` is the token of the previous page's reply. Without either,
+ * every object in one reply, as before: a reply must fit NATS max_payload, so callers that may
+ * list thousands of objects page.
+ */
+export const RegistryListRequest = z.object({
+  kind: kindPlural,
+  namespace: dnsLabel.optional(),
+  limit: z.number().int().positive().optional(),
+  continue: z.string().optional(),
+});
 export type RegistryListRequest = z.infer<typeof RegistryListRequest>;
 /**
  * An object a listing left out: stored, but the registry cannot read it (it does not match its
@@ -58,6 +74,8 @@ export type SkippedObject = z.infer<typeof SkippedObject>;
 export const RegistryListReply = z.object({
   items: z.array(AnyObject),
   skipped: z.array(SkippedObject).optional(),
+  /** More objects follow: pass this as the next request's `continue`. Absent on the last page. */
+  continue: z.string().optional(),
 });
 export type RegistryListReply = z.infer<typeof RegistryListReply>;
 

@@ -1,0 +1,88 @@
+import { DNS1123_LABEL, FizzError, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT } from "@fizz/events";
+import type { PageCursor, PageRequest } from "./store-page";
+
+/**
+ * Paginated listing (REST `?limit=&continue=`, NATS `registry.list`), Kubernetes-style: `limit`
+ * asks for a page of at most that many objects (1..LIST_MAX_LIMIT), `continue` is the opaque
+ * token the previous page answered with (then `limit` defaults to LIST_DEFAULT_LIMIT). With
+ * neither, the whole listing in one answer — what every client before pagination expects, so none
+ * of them silently sees only a first page.
+ *
+ * The token names the last object of the previous page (versioned, base64url JSON); a page is
+ * everything after it, so an object present from the first page to the last is listed exactly
+ * once however many are created or deleted in between.
+ */
+export interface ListParams {
+  limit?: unknown;
+  continue?: unknown;
+}
+
+/** The page asked for, or undefined for the whole listing. */
+export function pageRequest(params: ListParams, namespace?: string): PageRequest | undefined {
+  const { limit, continue: token } = params;
+  if (limit === undefined && token === undefined) return undefined;
+  return {
+    namespace,
+    limit: limit === undefined ? LIST_DEFAULT_LIMIT : parseLimit(limit),
+    after: token === undefined ? undefined : parseToken(token, namespace),
+  };
+}
+
+export function encodeContinue(cursor: PageCursor): string {
+  return Buffer.from(JSON.stringify({ v: 1, ns: cursor.namespace, name: cursor.name })).toString(
+    "base64url",
+  );
+}
+
+function parseLimit(raw: unknown): number {
+  const n =
+    typeof raw === "number"
+      ? raw
+      : typeof raw === "string" && /^\d{1,9}$/.test(raw)
+        ? Number(raw)
+        : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > LIST_MAX_LIMIT)
+    throw new FizzError(
+      "VALIDATION_FAILED",
+      `limit: must be a whole number from 1 to ${LIST_MAX_LIMIT}`,
+      { field: "limit" },
+    );
+  return n;
+}
+
+function parseToken(raw: unknown, namespace: string | undefined): PageCursor {
+  const bad = (why: string): never => {
+    throw new FizzError(
+      "VALIDATION_FAILED",
+      `continue: ${why}; pass the token of the previous page's answer unchanged, or leave it out to start again`,
+      { field: "continue" },
+    );
+  };
+  if (
+    typeof raw !== "string" ||
+    raw.length === 0 ||
+    raw.length > 400 ||
+    !/^[A-Za-z0-9_-]+$/.test(raw)
+  )
+    return bad("not a continue token");
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(raw, "base64url").toString("utf8"));
+  } catch {
+    return bad("not a continue token");
+  }
+  const v = value as { v?: unknown; ns?: unknown; name?: unknown };
+  if (
+    typeof value !== "object" ||
+    value === null ||
+    v.v !== 1 ||
+    typeof v.ns !== "string" ||
+    typeof v.name !== "string" ||
+    !DNS1123_LABEL.test(v.ns) ||
+    !DNS1123_LABEL.test(v.name)
+  )
+    return bad("not a continue token");
+  if (namespace !== undefined && v.ns !== namespace)
+    return bad(`the token belongs to a listing of namespace "${v.ns}", not "${namespace}"`);
+  return { namespace: v.ns, name: v.name };
+}
