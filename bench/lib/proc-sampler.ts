@@ -1,0 +1,114 @@
+import { readdir, readFile } from "node:fs/promises";
+import { round } from "./stats";
+
+/**
+ * RSS and open file descriptors of a set of processes, sampled at an interval from /proc, and the
+ * least-squares slope of each over the run: the soak's "is anything leaking" figure. One sample
+ * is noisy (GC, allocator), a slope over a few dozen samples is not.
+ */
+export interface ProcSample {
+  /** Seconds since the sampler started. */
+  t: number;
+  rssMb: number;
+  fds: number;
+}
+
+export interface ProcTrend {
+  samples: number;
+  rss_start_mb: number;
+  rss_end_mb: number;
+  rss_max_mb: number;
+  rss_slope_mb_per_min: number;
+  fds_start: number;
+  fds_end: number;
+  fds_max: number;
+  fd_slope_per_min: number;
+}
+
+export async function sampleProc(pid: number): Promise<{ rssMb: number; fds: number }> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, "utf8");
+    const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+    const fds = (await readdir(`/proc/${pid}/fd`)).length;
+    return { rssMb: kb / 1024, fds };
+  } catch {
+    return { rssMb: NaN, fds: NaN }; // the process is gone (restarted by the supervisor)
+  }
+}
+
+/** The least-squares slope of y over x (units of y per unit of x); NaN with fewer than 2 points. */
+export function slope(points: readonly { x: number; y: number }[]): number {
+  const pts = points.filter((p) => Number.isFinite(p.y));
+  const n = pts.length;
+  if (n < 2) return NaN;
+  const mx = pts.reduce((a, p) => a + p.x, 0) / n;
+  const my = pts.reduce((a, p) => a + p.y, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const p of pts) {
+    num += (p.x - mx) * (p.y - my);
+    den += (p.x - mx) ** 2;
+  }
+  return den === 0 ? NaN : num / den;
+}
+
+export function trendOf(samples: readonly ProcSample[]): ProcTrend {
+  const ok = samples.filter((s) => Number.isFinite(s.rssMb));
+  const first = ok[0];
+  const last = ok[ok.length - 1];
+  const perMin = (pick: (s: ProcSample) => number) =>
+    slope(ok.map((s) => ({ x: s.t / 60, y: pick(s) })));
+  return {
+    samples: ok.length,
+    rss_start_mb: round(first?.rssMb ?? NaN, 1),
+    rss_end_mb: round(last?.rssMb ?? NaN, 1),
+    rss_max_mb: round(Math.max(...ok.map((s) => s.rssMb)), 1),
+    rss_slope_mb_per_min: round(
+      perMin((s) => s.rssMb),
+      3,
+    ),
+    fds_start: first?.fds ?? NaN,
+    fds_end: last?.fds ?? NaN,
+    fds_max: Math.max(...ok.map((s) => s.fds)),
+    fd_slope_per_min: round(
+      perMin((s) => s.fds),
+      3,
+    ),
+  };
+}
+
+/** Samples every pid of `pids` each `intervalMs` until stop(). */
+export class ProcSampler {
+  private readonly series = new Map<string, ProcSample[]>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly started = performance.now();
+
+  constructor(
+    private readonly pids: Readonly<Record<string, number>>,
+    private readonly intervalMs: number,
+  ) {}
+
+  start(): void {
+    void this.sample();
+    this.timer = setInterval(() => void this.sample(), this.intervalMs);
+  }
+
+  async sample(): Promise<void> {
+    const t = (performance.now() - this.started) / 1000;
+    await Promise.all(
+      Object.entries(this.pids).map(async ([name, pid]) => {
+        const s = await sampleProc(pid);
+        let list = this.series.get(name);
+        if (!list) this.series.set(name, (list = []));
+        list.push({ t, ...s });
+      }),
+    );
+  }
+
+  /** Takes a last sample and returns every process's trend. */
+  async stop(): Promise<Record<string, ProcTrend>> {
+    clearInterval(this.timer);
+    await this.sample();
+    return Object.fromEntries([...this.series].map(([name, s]) => [name, trendOf(s)]));
+  }
+}
