@@ -9,6 +9,9 @@ import { retryUntil, RetryStopped, warnWhenSlow } from "./retry";
 import type { Logger } from "./logger";
 import { request, type NatsConnection } from "./nats";
 
+/** Objects per `registry.list` page: a few hundred KB, well under NATS max_payload. */
+const LIST_PAGE = 500;
+
 /**
  * Keeps a service's copy of one registry kind whole: lists it at start, retrying with back-off
  * until the registry answers (it may start later), and lists it again after every NATS reconnect,
@@ -51,17 +54,26 @@ export function followRegistryListing<K extends KindPlural>(opts: {
         async () => {
           opts.onAttempt?.();
           try {
-            const reply = await request(
-              nc,
-              opts.subjects.registryList,
-              Codecs.registryList,
-              { kind },
-              { sender: opts.sender, timeoutMs: opts.timeoutMs ?? 5_000 },
-            );
-            // The reply holds objects of the asked kind; the cast states what the registry
-            // guarantees.
-            const items = reply.items as ObjectsByPlural[K][];
-            const skipped = reply.skipped ?? [];
+            // Page by page: one reply must fit NATS max_payload (1 MB by default), and 10,000
+            // functions are several MB. A registry that predates pagination answers everything
+            // at once, without `continue`, which ends the loop.
+            const items: ObjectsByPlural[K][] = [];
+            const skipped: SkippedObject[] = [];
+            let token: string | undefined;
+            do {
+              const reply = await request(
+                nc,
+                opts.subjects.registryList,
+                Codecs.registryList,
+                { kind, limit: LIST_PAGE, ...(token !== undefined ? { continue: token } : {}) },
+                { sender: opts.sender, timeoutMs: opts.timeoutMs ?? 5_000 },
+              );
+              // The reply holds objects of the asked kind; the cast states what the registry
+              // guarantees.
+              for (const item of reply.items as ObjectsByPlural[K][]) items.push(item);
+              for (const s of reply.skipped ?? []) skipped.push(s);
+              token = reply.continue;
+            } while (token !== undefined);
             opts.onList(items, { skipped });
             log.info({ kind, count: items.length }, "listed from the registry");
             if (skipped.length > 0)

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { pino } from "pino";
-import { Codecs, subjects as buildSubjects } from "@fizz/events";
+import { Codecs, Environment, subjects as buildSubjects } from "@fizz/events";
 import { connectNats, followRegistryListing, serve, type NatsConnection } from "@fizz/kit";
 import { startNats, waitFor, type TestServer } from "@fizz/testkit";
 
@@ -84,5 +84,66 @@ describe("followRegistryListing (shared/kit)", function () {
     setTimeout(() => abort.abort(), 300);
     await synced;
     expect(listed).to.equal(false);
+  });
+
+  it("follows the registry's pages to the end and hands over every object once, in one call", async () => {
+    const all = Array.from({ length: 1203 }, (_, i) =>
+      Environment.parse({
+        apiVersion: "fizz.dev/v1",
+        kind: "Environment",
+        metadata: {
+          namespace: "default",
+          name: `env-${String(i).padStart(5, "0")}`,
+          uid: `uid-${i}`,
+          revision: 1,
+          labels: {},
+          createdAt: "2026-01-01T00:00:00Z",
+          updatedAt: "2026-01-01T00:00:00Z",
+        },
+        spec: { image: "fizz/env-node" },
+      }),
+    );
+    const asked: Array<{ limit?: number; continue?: string }> = [];
+    // A registry answering pages as the real one does: `continue` is the last name of the page.
+    const registry = serve(
+      nc,
+      subjects.registryList,
+      Codecs.registryList,
+      (req) => {
+        asked.push({ limit: req.limit, continue: req.continue });
+        const from = req.continue === undefined ? 0 : Number(req.continue);
+        const limit = req.limit ?? all.length;
+        const items = all.slice(from, from + limit);
+        const next = from + items.length;
+        return Promise.resolve({
+          items,
+          ...(next < all.length ? { continue: String(next) } : {}),
+          ...(from === 0 ? { skipped: [] } : {}),
+        });
+      },
+      { sender: "registry", logger: pino({ level: "silent" }) },
+    );
+    const abort = new AbortController();
+    const lists: string[][] = [];
+    try {
+      const { synced } = followRegistryListing({
+        nc,
+        subjects,
+        kind: "environments",
+        sender: "t",
+        logger: pino({ level: "silent" }),
+        signal: abort.signal,
+        onList: (items) => lists.push(items.map((e) => e.metadata.name)),
+      });
+      await synced;
+      expect(lists).to.have.length(1);
+      expect(lists[0]).to.deep.equal(all.map((e) => e.metadata.name));
+      // Every request asked for a bounded page, so no reply outgrows NATS max_payload.
+      expect(asked.length).to.be.greaterThan(2);
+      for (const a of asked) expect(a.limit).to.be.within(1, 1000);
+    } finally {
+      registry.unsubscribe();
+      abort.abort();
+    }
   });
 });
