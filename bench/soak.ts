@@ -128,11 +128,13 @@ export async function measureSoak(p: BenchPlatform, opts: SoakOptions = {}): Pro
 }
 
 export function soakRows(f: SoakFigures): [string, string, string][] {
-  const worst = (key: "rss_slope_mb_per_min" | "fd_slope_per_min") =>
-    Object.entries(f.per_service).reduce((a, [name, t]) => (t[key] > a[1] ? [name, t[key]] : a), [
-      "",
-      -Infinity,
-    ] as [string, number])[0];
+  const worst = (key: "rss_slope_mb_per_min" | "fd_slope_per_min") => {
+    let name = "";
+    let max = -Infinity;
+    for (const [svc, t] of Object.entries(f.per_service))
+      if (t[key] > max) [name, max] = [svc, t[key]];
+    return name;
+  };
   return [
     [
       `soak ${f.seconds} s: requests / errors`,

@@ -60,7 +60,11 @@ export class SoakTraffic {
   constructor(private readonly o: SoakTrafficOptions) {}
 
   async start(): Promise<void> {
-    this.jsSub = this.o.nc.subscribe("soak-done.js", { callback: () => this.jsAnswered++ });
+    this.jsSub = this.o.nc.subscribe("soak-done.js", {
+      callback: () => {
+        this.jsAnswered++;
+      },
+    });
     await this.o.nc.flush();
     this.ticker = setInterval(() => this.tick(), TICK_MS);
     this.checker = setInterval(() => this.track(this.checkAsync()), 1000);
