@@ -14,6 +14,7 @@ import { answerTimeout, headersBackstopMs, leaseError, sendError } from "./http-
 import type { FunctionLeases, LeaseEntry, LeaseManager } from "./leases";
 import type { GatewayMetrics } from "./metrics";
 import { writeResponseHead } from "./response-head";
+import { upstreamClient, type UpstreamHandler } from "./upstream-client";
 import { errorCodeOf, isInstanceFault, upstreamAnswer } from "./upstream-errors";
 import type { WaitTicket } from "./wait-queue";
 
@@ -57,7 +58,7 @@ function onResponseDrain(this: TaggedResponse): void {
   this[kCall]?.drained();
 }
 
-export class ProxyCall implements Dispatcher.DispatchHandler {
+export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
   private readonly baseLength: number;
   private readonly repeatable: boolean;
   private retried = false;
@@ -181,6 +182,20 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
         this.abortUpstream?.(answerTimeout());
       }, e.timeoutMs);
     }
+    if (this.repeatable) {
+      // Bodiless GET/HEAD/OPTIONS, nearly every request: the lighter client (upstream-client.ts).
+      upstreamClient(e.address).dispatch(
+        {
+          path: this.url,
+          method: this.req.method ?? "GET",
+          headers: h,
+          headersTimeout: headersBackstopMs(e.timeoutMs),
+          bodyTimeout: e.timeoutMs,
+        },
+        this,
+      );
+      return;
+    }
     e.pool.dispatch(
       {
         path: this.url,
@@ -214,7 +229,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     this.connected = true;
   }
 
-  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+  onHeaders(status: number, raw: (Buffer | string)[], resume: () => void): boolean {
     if (status < 200) return true; // 1xx (103 Early Hints): wait for the final answer
     this.clearAnswerTimer();
     this.callSpan?.setAttribute("http.response.status_code", status);
@@ -246,7 +261,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       this.heldBytes += chunk.length;
       if (this.heldBytes > INSPECT_LIMIT) {
         this.mode = STREAM;
-        this.writeHead(this.status, this.raw as Buffer[]);
+        this.writeHead(this.status, this.raw as (Buffer | string)[]);
         for (const c of held) this.res.write(c);
         this.held = undefined;
       }
@@ -290,11 +305,11 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     }
     this.ctx.leases.release(e);
     if (this.status === 429 && code === "INSTANCE_BUSY") {
-      this.busy = { status: this.status, raw: this.raw as Buffer[], body };
+      this.busy = { status: this.status, raw: this.raw as (Buffer | string)[], body };
       if (this.canRetry()) this.retry("busy", e.instanceId);
       else this.passBuffered(this.status, this.busy.raw, body);
     } else {
-      this.passBuffered(this.status, this.raw as Buffer[], body);
+      this.passBuffered(this.status, this.raw as (Buffer | string)[], body);
     }
   }
 

@@ -1,0 +1,258 @@
+import net from "node:net";
+import type { AddressInfo } from "node:net";
+import { expect } from "chai";
+import {
+  closeUpstreamClients,
+  upstreamClient,
+  type UpstreamHandler,
+  type UpstreamRequest,
+} from "../src/front-door/upstream-client";
+
+/**
+ * The proxy's bodiless-request client against a raw TCP server that answers with exactly the
+ * bytes a test gives, so framing (and its refusal) is what is under test, not a server's.
+ */
+interface Seen {
+  requests: string[];
+  connections: number;
+}
+
+async function rawServer(
+  answer: (req: string, n: number, sock: net.Socket) => void,
+): Promise<{ url: string; seen: Seen; close(): Promise<void> }> {
+  const seen: Seen = { requests: [], connections: 0 };
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    seen.connections++;
+    sockets.add(sock);
+    sock.on("close", () => sockets.delete(sock));
+    let buf = "";
+    sock.on("data", (d: Buffer) => {
+      buf += d.toString("latin1");
+      let i;
+      while ((i = buf.indexOf("\r\n\r\n")) >= 0) {
+        const req = buf.slice(0, i + 4);
+        buf = buf.slice(i + 4);
+        seen.requests.push(req);
+        answer(req, seen.requests.length, sock);
+      }
+    });
+    sock.on("error", () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    seen,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+interface Outcome {
+  status?: number;
+  headers?: string[];
+  body: string;
+  connected: boolean;
+  error?: Error & { code?: string };
+}
+
+function call(url: string, req: Partial<UpstreamRequest> = {}): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const out: Outcome = { body: "", connected: false };
+    const handler: UpstreamHandler = {
+      onConnect: () => (out.connected = true),
+      onHeaders: (status, raw) => {
+        out.status = status;
+        out.headers = raw;
+        return true;
+      },
+      onData: (chunk) => {
+        out.body += chunk.toString();
+        return true;
+      },
+      onComplete: () => resolve(out),
+      onError: (err) => {
+        out.error = err;
+        resolve(out);
+      },
+    };
+    upstreamClient(url).dispatch(
+      { method: "GET", path: "/x", headers: [], headersTimeout: 0, bodyTimeout: 0, ...req },
+      handler,
+    );
+  });
+}
+
+const OK = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+
+describe("upstream client (bodiless requests)", () => {
+  afterEach(() => closeUpstreamClients());
+
+  it("sends one head with host and the given headers, and reuses the connection", async () => {
+    const s = await rawServer((_req, _n, sock) => sock.write(OK));
+    try {
+      const a = await call(s.url, { headers: ["x-request-id", "r1", "accept", "*/*"] });
+      const b = await call(s.url);
+      expect(a).to.include({ status: 200, body: "hello", connected: true });
+      expect(b).to.include({ status: 200, body: "hello" });
+      expect(s.seen.connections).to.equal(1);
+      const port = new URL(s.url).port;
+      expect(s.seen.requests[0]).to.equal(
+        `GET /x HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\nconnection: keep-alive\r\n` +
+          "x-request-id: r1\r\naccept: */*\r\n\r\n",
+      );
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("decodes a chunked body and passes 1xx answers by", async () => {
+    const s = await rawServer((_req, _n, sock) =>
+      sock.write(
+        "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" +
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+      ),
+    );
+    try {
+      const a = await call(s.url);
+      expect(a).to.include({ status: 200, body: "abcde" });
+      expect((await call(s.url)).body).to.equal("abcde");
+      expect(s.seen.connections).to.equal(1);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("refuses a response with both Content-Length and chunked framing, and does not reuse it", async () => {
+    const s = await rawServer((_req, n, sock) =>
+      sock.write(
+        n === 1
+          ? "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+          : OK,
+      ),
+    );
+    try {
+      const a = await call(s.url);
+      expect(a.error?.code).to.equal("HPE_INVALID_TRANSFER_ENCODING");
+      expect(a.status).to.equal(undefined);
+      expect((await call(s.url)).body).to.equal("hello");
+      expect(s.seen.connections).to.equal(2);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("drops a connection whose response carried extra bytes, and one that talks while idle", async () => {
+    const s = await rawServer((_req, n, sock) => {
+      if (n === 1) sock.write(OK + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nforge");
+      else {
+        sock.write(OK);
+        setTimeout(() => sock.write("HTTP/1.1 200 OK\r\n"), 20);
+      }
+    });
+    try {
+      // The smuggled second answer must never be taken for the next request's.
+      const a = await call(s.url);
+      expect(a.body).to.equal("hello");
+      const b = await call(s.url);
+      expect(b.error, String(b.error)).to.equal(undefined);
+      expect(b.body).to.equal("hello");
+      await new Promise((r) => setTimeout(r, 60));
+      const c = await call(s.url);
+      expect(c.body).to.equal("hello");
+      expect(s.seen.connections).to.equal(3);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("does not reuse a connection the instance closes (Connection: close, read to the end)", async () => {
+    const s = await rawServer((_req, _n, sock) => {
+      sock.end("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-close");
+    });
+    try {
+      expect((await call(s.url)).body).to.equal("until-close");
+      expect((await call(s.url)).body).to.equal("until-close");
+      expect(s.seen.connections).to.equal(2);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("fails a response cut short with UND_ERR_SOCKET after connecting", async () => {
+    const s = await rawServer((_req, _n, sock) => {
+      sock.end("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhal");
+    });
+    try {
+      const a = await call(s.url);
+      expect(a.connected).to.equal(true);
+      expect(a.error?.code).to.equal("UND_ERR_SOCKET");
+      expect(a.body).to.equal("hal");
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("reports a refused connection without onConnect (the function did not run)", async () => {
+    const s = await rawServer(() => undefined);
+    await s.close();
+    const a = await call(s.url);
+    expect(a.connected).to.equal(false);
+    expect(a.error?.code).to.equal("ECONNREFUSED");
+  });
+
+  it("answers HEAD without waiting for a body", async () => {
+    const s = await rawServer((_req, _n, sock) =>
+      sock.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+    );
+    try {
+      const a = await call(s.url, { method: "HEAD" });
+      expect(a).to.include({ status: 200, body: "" });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("keeps every header of a long head (over 32 pairs)", async () => {
+    let head = "HTTP/1.1 200 OK\r\n";
+    for (let i = 0; i < 40; i++) head += `x-h${i}: v${i}\r\n`;
+    const s = await rawServer((_req, _n, sock) => sock.write(head + "Content-Length: 0\r\n\r\n"));
+    try {
+      const a = await call(s.url);
+      expect(a.headers?.length).to.equal(82);
+      expect(a.headers?.[78]).to.equal("x-h39");
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("refuses header values and paths undici would refuse (UND_ERR_INVALID_ARG)", async () => {
+    const s = await rawServer((_req, _n, sock) => sock.write(OK));
+    try {
+      const a = await call(s.url, { headers: ["x-fizz-params-a", "v\r\nx-evil: 1"] });
+      expect(a.error?.code).to.equal("UND_ERR_INVALID_ARG");
+      const b = await call(s.url, { path: "/a b" });
+      expect(b.error?.code).to.equal("UND_ERR_INVALID_ARG");
+      expect(s.seen.requests).to.have.length(0);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("times out a quiet body (UND_ERR_BODY_TIMEOUT)", async () => {
+    const s = await rawServer((_req, _n, sock) =>
+      sock.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"),
+    );
+    try {
+      const a = await call(s.url, { bodyTimeout: 150 });
+      expect(a.body).to.equal("abc");
+      expect(a.error?.code).to.equal("UND_ERR_BODY_TIMEOUT");
+    } finally {
+      await s.close();
+    }
+  });
+});
