@@ -60,53 +60,105 @@ export const DEFAULT_NAMESPACE = "default";
 export class Router<T> {
   private readonly exact = new Map<string, Compiled<T>[]>();
   private readonly params = new Map<number, ParamCompiled<T>[]>();
-  private readonly prefixes: PrefixCompiled<T>[] = [];
+  /** Prefix → its routes; a request looks up its own path's ancestors, longest first. */
+  private readonly prefixes = new Map<string, PrefixCompiled<T>[]>();
   private readonly functions = new Map<string, T>();
+  /** Trigger id → where its compiled route sits, so a change touches only that route. */
+  private readonly byId = new Map<string, Placed<T>>();
+  private hostRoutes = 0;
+  private functionCount = 0;
   /** Skip reading the Host header when no trigger names a host. */
-  readonly usesHost: boolean;
-  readonly size: number;
+  usesHost = false;
 
   constructor(triggers: readonly TriggerRule<T>[], functions: readonly FunctionRule<T>[]) {
-    let usesHost = false;
-    for (const t of triggers) {
-      const host = t.host ? stripPort(t.host.toLowerCase()) : undefined;
-      if (host) usesHost = true;
-      const base: Compiled<T> = {
-        id: t.id,
-        target: t.target,
-        host,
-        methods: t.methods.length > 0 ? new Set(t.methods.map((m) => m.toUpperCase())) : undefined,
+    for (const t of triggers) this.setTrigger(t);
+    for (const f of functions) this.setFunction(f);
+  }
+
+  get size(): number {
+    return this.byId.size + this.functionCount;
+  }
+
+  /**
+   * Adds a trigger's route, replacing the one with the same id: one registry change costs one
+   * route, not a recompiled table (which made each write O(all routes) at 10,000 functions).
+   * Lists stay in match order: a new route goes after the ones it ties with, as a stable sort of
+   * the whole table would put it.
+   */
+  setTrigger(t: TriggerRule<T>): void {
+    this.removeTrigger(t.id);
+    const host = t.host ? stripPort(t.host.toLowerCase()) : undefined;
+    const base: Compiled<T> = {
+      id: t.id,
+      target: t.target,
+      host,
+      methods: t.methods.length > 0 ? new Set(t.methods.map((m) => m.toUpperCase())) : undefined,
+    };
+    let placed: Placed<T> | undefined;
+    if (t.prefix !== undefined) {
+      const prefix =
+        t.prefix.length > 1 && t.prefix.endsWith("/") ? t.prefix.slice(0, -1) : t.prefix;
+      const c: PrefixCompiled<T> = { ...base, prefix, under: prefix === "/" ? "/" : `${prefix}/` };
+      placed = {
+        list: insertSorted(this.prefixes, prefix, c, hostFirst),
+        c,
+        drop: () => this.prefixes.delete(prefix),
       };
-      if (t.prefix !== undefined) {
-        const prefix =
-          t.prefix.length > 1 && t.prefix.endsWith("/") ? t.prefix.slice(0, -1) : t.prefix;
-        this.prefixes.push({ ...base, prefix, under: prefix === "/" ? "/" : `${prefix}/` });
-      } else if (t.path !== undefined) {
-        const segments = t.path.split("/");
-        if (segments.some(isParam)) {
-          const compiled: ParamCompiled<T> = {
-            ...base,
-            literals: segments.map((s) => (isParam(s) ? null : s)),
-            // A name that cannot be a header name still matches; its value is just not sent.
-            names: segments.map((s) =>
-              isParam(s) && HEADER_TOKEN.test(s.slice(1, -1)) ? s.slice(1, -1) : null,
-            ),
-          };
-          pushTo(this.params, segments.length, compiled);
-        } else {
-          pushTo(this.exact, t.path, base);
-        }
+    } else if (t.path !== undefined) {
+      const path = t.path;
+      const segments = path.split("/");
+      if (segments.some(isParam)) {
+        const c: ParamCompiled<T> = {
+          ...base,
+          literals: segments.map((seg) => (isParam(seg) ? null : seg)),
+          // A name that cannot be a header name still matches; its value is just not sent.
+          names: segments.map((seg) =>
+            isParam(seg) && HEADER_TOKEN.test(seg.slice(1, -1)) ? seg.slice(1, -1) : null,
+          ),
+        };
+        const n = segments.length;
+        placed = {
+          list: insertSorted(this.params, n, c, byParamSpecificity),
+          c,
+          drop: () => this.params.delete(n),
+        };
+      } else {
+        placed = {
+          list: insertSorted(this.exact, path, base, hostFirst),
+          c: base,
+          drop: () => this.exact.delete(path),
+        };
       }
     }
-    for (const list of this.exact.values()) list.sort(hostFirst);
-    for (const list of this.params.values()) list.sort(byParamSpecificity);
-    this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length || hostFirst(a, b));
-    for (const f of functions) {
-      this.functions.set(`${f.name}.${f.namespace}`, f.target);
-      if (f.namespace === DEFAULT_NAMESPACE) this.functions.set(f.name, f.target);
-    }
-    this.usesHost = usesHost;
-    this.size = triggers.length + functions.length;
+    if (!placed) return;
+    this.byId.set(t.id, placed);
+    if (host) this.hostRoutes++;
+    this.usesHost = this.hostRoutes > 0;
+  }
+
+  removeTrigger(id: string): void {
+    const placed = this.byId.get(id);
+    if (!placed) return;
+    this.byId.delete(id);
+    const i = placed.list.indexOf(placed.c);
+    if (i >= 0) placed.list.splice(i, 1);
+    if (placed.list.length === 0) placed.drop();
+    if (placed.c.host) this.hostRoutes--;
+    this.usesHost = this.hostRoutes > 0;
+  }
+
+  /** `/function/<name>.<ns>` (and `/function/<name>` in the default namespace). */
+  setFunction(f: FunctionRule<T>): void {
+    const key = `${f.name}.${f.namespace}`;
+    if (!this.functions.has(key)) this.functionCount++;
+    this.functions.set(key, f.target);
+    if (f.namespace === DEFAULT_NAMESPACE) this.functions.set(f.name, f.target);
+  }
+
+  removeFunction(namespace: string, name: string): void {
+    if (!this.functions.delete(`${name}.${namespace}`)) return;
+    this.functionCount--;
+    if (namespace === DEFAULT_NAMESPACE) this.functions.delete(name);
   }
 
   /**
@@ -139,12 +191,34 @@ export class Router<T> {
         }
       }
     }
-    for (const c of this.prefixes) {
-      if ((path === c.prefix || path.startsWith(c.under)) && allowed(c, method, h)) {
-        return { target: c.target, url, params: undefined, trigger: c.id };
-      }
+    if (this.prefixes.size > 0) {
+      const c = this.matchPrefix(path, method, h);
+      if (c) return { target: c.target, url, params: undefined, trigger: c.id };
     }
     return undefined;
+  }
+
+  /**
+   * The longest prefix route that holds the path: the path itself, then each ancestor ending
+   * before a `/` (`/a/b/c` → `/a/b`, `/a`), then `/`. A few map lookups per request, however
+   * many prefix routes there are.
+   */
+  private matchPrefix(
+    path: string,
+    method: string,
+    h: string | undefined,
+  ): PrefixCompiled<T> | undefined {
+    if (path.charCodeAt(0) !== 47 /* / */) return undefined;
+    const own = this.prefixes.get(path);
+    const c = own && pick(own, method, h);
+    if (c) return c;
+    for (let i = path.lastIndexOf("/", path.length - 1); i > 0; i = path.lastIndexOf("/", i - 1)) {
+      const list = this.prefixes.get(path.slice(0, i));
+      const found = list && pick(list, method, h);
+      if (found) return found;
+    }
+    const root = path === "/" ? undefined : this.prefixes.get("/");
+    return root && pick(root, method, h);
   }
 
   /** `/function/<name>[.<ns>]<rest>`: the function sees `<rest>` (at least `/`), query kept. */
@@ -167,14 +241,28 @@ export class Router<T> {
   }
 }
 
-function isParam(segment: string): boolean {
-  return segment.length > 2 && segment.startsWith("{") && segment.endsWith("}");
+/** Where one trigger's compiled route is: its list, and how to drop the list once empty. */
+interface Placed<T> {
+  list: Compiled<T>[];
+  c: Compiled<T>;
+  drop: () => void;
 }
 
-function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
-  const list = map.get(key);
-  if (list) list.push(value);
-  else map.set(key, [value]);
+/** Inserts after every element that sorts before or ties with `value` (a stable sort's place). */
+function insertSorted<K, V>(map: Map<K, V[]>, key: K, value: V, cmp: (a: V, b: V) => number): V[] {
+  let list = map.get(key);
+  if (!list) {
+    list = [];
+    map.set(key, list);
+  }
+  let i = list.length;
+  while (i > 0 && cmp(list[i - 1]!, value) > 0) i--;
+  list.splice(i, 0, value);
+  return list;
+}
+
+function isParam(segment: string): boolean {
+  return segment.length > 2 && segment.startsWith("{") && segment.endsWith("}");
 }
 
 function hostFirst(a: { host: string | undefined }, b: { host: string | undefined }): number {
@@ -197,11 +285,11 @@ function allowed<T>(c: Compiled<T>, method: string, host: string | undefined): b
   );
 }
 
-function pick<T>(
-  list: Compiled<T>[],
+function pick<T, C extends Compiled<T>>(
+  list: C[],
   method: string,
   host: string | undefined,
-): Compiled<T> | undefined {
+): C | undefined {
   for (const c of list) if (allowed(c, method, host)) return c;
   return undefined;
 }

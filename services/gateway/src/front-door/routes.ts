@@ -22,7 +22,7 @@ import {
   type Subscription,
 } from "@fizz/kit";
 import type { FunctionLeases, LeaseManager } from "./leases";
-import { Router, type FunctionRule, type TriggerRule } from "./router";
+import { Router, type TriggerRule } from "./router";
 
 /**
  * Keeps the compiled route table current: a full `registry.list` of functions and of HTTP
@@ -67,6 +67,13 @@ export class RouteStore {
     Record<RouteKind, { synced: Promise<void>; relist(): Promise<void> }> | undefined;
   private subs: Subscription[] = [];
   private readonly log: Logger;
+  /** Route (`t:`/`f:` + `<ns>/<name>`) → the function key its target is (see `reference`). */
+  private readonly placed = new Map<string, string>();
+  /** Function key → how many routes point at it; `referenced` is its key set, for `retain`. */
+  private readonly refs = new Map<string, number>();
+  private readonly referenced = new Set<string>();
+  /** A function lost its last route since the lease manager last retained. */
+  private released = false;
 
   constructor(private readonly opts: RouteStoreOptions) {
     this.log = opts.logger.child({ component: "routes" });
@@ -227,10 +234,21 @@ export class RouteStore {
     return true;
   }
 
+  /**
+   * One change: its map, then only its own route in the table (a full rebuild per change made
+   * every registry write cost O(all routes) here, and the update barrier waits for it).
+   */
   private applyNow(ev: RegistryChanged & { kind: RouteKind }): void {
-    this.windows[ev.kind].touch(`${ev.namespace}/${ev.name}`);
+    const key = `${ev.namespace}/${ev.name}`;
+    this.windows[ev.kind].touch(key);
     this.apply(ev);
-    this.rebuild();
+    if (!this.router) return this.rebuild();
+    if (ev.kind === "functions") this.placeFunction(this.router, key);
+    else this.placeTrigger(this.router, key);
+    if (this.released) {
+      this.released = false;
+      this.opts.leases.retain(this.referenced);
+    }
   }
 
   private onChange(ev: RegistryChanged): void {
@@ -269,57 +287,100 @@ export class RouteStore {
    */
   private rebuild(): void {
     if (!this.listed.functions || !this.listed.httptriggers) return;
-    const leases = this.opts.leases;
-    const triggerRules: TriggerRule<FunctionLeases>[] = [];
-    const functionRules: FunctionRule<FunctionLeases>[] = [];
-    const keys = new Set<string>();
-    for (const t of this.triggers.values()) {
-      const { namespace, name } = t.metadata;
-      const s = t.spec;
-      // The registry refuses these; one stored anyway (before the rule, or behind its back) is
-      // left out rather than matched in a way its author never meant.
-      // Only the fields that are set: the rule checker's fields are optional, never undefined.
-      const problem = routeProblem({
-        ...(s.path !== undefined ? { path: s.path } : {}),
-        ...(s.prefix !== undefined ? { prefix: s.prefix } : {}),
-      });
-      if (problem) {
-        const seen = `${namespace}/${name}@${t.metadata.uid}:${t.metadata.revision}`;
-        if (!this.refused.has(seen)) {
-          this.refused.add(seen);
-          this.log.error(
-            {
-              trigger: `${namespace}/${name}`,
-              revision: t.metadata.revision,
-              err: problem.message,
-            },
-            "http trigger not served: its route breaks the route rules",
-          );
-        }
-        continue;
+    const router = new Router<FunctionLeases>([], []);
+    this.refs.clear();
+    this.referenced.clear();
+    this.placed.clear();
+    for (const key of this.triggers.keys()) this.placeTrigger(router, key);
+    for (const key of this.functions.keys()) this.placeFunction(router, key);
+    this.router = router;
+    this.released = false;
+    this.opts.leases.retain(this.referenced);
+  }
+
+  /** A trigger's route as its map holds it now: added, replaced, or gone. */
+  private placeTrigger(router: Router<FunctionLeases>, key: string): void {
+    const t = this.triggers.get(key);
+    const rule = t && this.triggerRule(t);
+    this.reference(`t:${key}`, rule?.target);
+    if (rule) router.setTrigger(rule);
+    else router.removeTrigger(key);
+  }
+
+  /** A function's `/function/` route and its lease state's settings, or its removal. */
+  private placeFunction(router: Router<FunctionLeases>, key: string): void {
+    const f = this.functions.get(key);
+    if (!f) {
+      this.reference(`f:${key}`, undefined);
+      const [namespace = "", name = ""] = key.split("/");
+      router.removeFunction(namespace, name);
+      return;
+    }
+    const { namespace, name, revision } = f.metadata;
+    const target = this.opts.leases.target(namespace, name);
+    // What lease requests carry as minRevision, and the cap of a queued request's wait.
+    if (revision > target.minRevision) target.minRevision = revision;
+    target.timeoutMs = Math.max(1, Math.round(f.spec.timeoutSeconds * 1000));
+    this.reference(`f:${key}`, target);
+    router.setFunction({ namespace, name, target });
+  }
+
+  /**
+   * Which function's lease state a route (`t:`/`f:` + key) points at, counted per function, so
+   * the lease manager forgets a function once no route names it (`retain`), as after a rebuild.
+   */
+  private reference(route: string, target: FunctionLeases | undefined): void {
+    const before = this.placed.get(route);
+    const next = target?.key;
+    if (before === next) return;
+    if (before !== undefined) {
+      const n = (this.refs.get(before) ?? 1) - 1;
+      if (n > 0) this.refs.set(before, n);
+      else {
+        this.refs.delete(before);
+        this.referenced.delete(before);
+        this.released = true;
       }
-      const target = leases.target(namespace, s.function);
-      keys.add(target.key);
-      triggerRules.push({
-        id: `${namespace}/${name}`,
-        target,
-        host: s.host,
-        methods: s.methods,
-        path: s.path,
-        prefix: s.prefix,
-      });
     }
-    for (const f of this.functions.values()) {
-      const { namespace, name, revision } = f.metadata;
-      const target = leases.target(namespace, name);
-      // What lease requests carry as minRevision, and the cap of a queued request's wait.
-      if (revision > target.minRevision) target.minRevision = revision;
-      target.timeoutMs = Math.max(1, Math.round(f.spec.timeoutSeconds * 1000));
-      keys.add(target.key);
-      functionRules.push({ namespace, name, target });
+    if (next === undefined) {
+      this.placed.delete(route);
+      return;
     }
-    this.router = new Router(triggerRules, functionRules);
-    leases.retain(keys);
+    this.placed.set(route, next);
+    this.refs.set(next, (this.refs.get(next) ?? 0) + 1);
+    this.referenced.add(next);
+  }
+
+  /** The trigger's rule, or undefined (logged once per revision) when its route breaks the rules. */
+  private triggerRule(t: HttpTrigger): TriggerRule<FunctionLeases> | undefined {
+    const { namespace, name } = t.metadata;
+    const s = t.spec;
+    // The registry refuses these; one stored anyway (before the rule, or behind its back) is
+    // left out rather than matched in a way its author never meant.
+    // Only the fields that are set: the rule checker's fields are optional, never undefined.
+    const problem = routeProblem({
+      ...(s.path !== undefined ? { path: s.path } : {}),
+      ...(s.prefix !== undefined ? { prefix: s.prefix } : {}),
+    });
+    if (problem) {
+      const seen = `${namespace}/${name}@${t.metadata.uid}:${t.metadata.revision}`;
+      if (!this.refused.has(seen)) {
+        this.refused.add(seen);
+        this.log.error(
+          { trigger: `${namespace}/${name}`, revision: t.metadata.revision, err: problem.message },
+          "http trigger not served: its route breaks the route rules",
+        );
+      }
+      return undefined;
+    }
+    return {
+      id: `${namespace}/${name}`,
+      target: this.opts.leases.target(namespace, s.function),
+      host: s.host,
+      methods: s.methods,
+      path: s.path,
+      prefix: s.prefix,
+    };
   }
 }
 
