@@ -14,6 +14,7 @@
  * be swapped underneath its traffic. Invocations are not authenticated: the port must only be
  * reachable from the platform (loopback and per-uid isolation, or a NetworkPolicy).
  */
+import { closeSync, writeSync } from "node:fs";
 import { createServer } from "node:http";
 import { sendError, sendJson } from "./src/http.mjs";
 
@@ -56,6 +57,13 @@ const host = process.env.HOST || "0.0.0.0";
 // Read once and dropped: the function's code (and anything it starts) must never see it.
 const specializeToken = process.env.FIZZ_SPECIALIZE_TOKEN || undefined;
 delete process.env.FIZZ_SPECIALIZE_TOKEN;
+// The process backend's readiness pipe (docs/runtime-contract.md): written once and closed on
+// listen, so neither the function nor anything it starts inherits it.
+const readyFd = process.env.FIZZ_READY_FD ? intFromEnv("FIZZ_READY_FD", 0) : undefined;
+delete process.env.FIZZ_READY_FD;
+// "0": started for a specialize that is already waiting (an empty pool): no rehearsal.
+const warmUpWanted = process.env.FIZZ_WARM_UP !== "0";
+delete process.env.FIZZ_WARM_UP;
 /** @type {Config} */
 const config = {
   instanceId: process.env.FIZZ_INSTANCE_ID || undefined,
@@ -229,6 +237,7 @@ server.on("error", (err) => {
 });
 server.listen(port, host, () => {
   const as = config.instanceId ? ` as ${config.instanceId}` : "";
+  if (readyFd !== undefined) announceReady(readyFd);
   console.error(`[fizz] node runtime listening on ${host}:${port}${as}`);
   if (process.env.FIZZ_PARENT_STDIN === "1") {
     // The process backend's parent holds our stdin pipe: EOF means it is gone, even if it was
@@ -240,6 +249,24 @@ server.listen(port, host, () => {
   }
   setImmediate(warmUp);
 });
+
+/**
+ * Tells the process backend we are listening, faster than its /healthz polling would find out.
+ * A failure only means it polls; the descriptor is closed either way.
+ * @param {number} fd
+ */
+function announceReady(fd) {
+  try {
+    writeSync(fd, "ready\n");
+  } catch (err) {
+    console.error(`[fizz] readiness not announced: ${/** @type {Error} */ (err).message}`);
+  }
+  try {
+    closeSync(fd);
+  } catch {
+    // Not open (EBADF): nothing to leak.
+  }
+}
 
 /**
  * Still generic after the rehearsal: load the archive form's modules (node-tar takes tens of
@@ -259,11 +286,13 @@ function preloadArchiveSupport() {
  * compiling this code nor for Node's lazily loaded internals (src/rehearse.mjs). The rehearsal is
  * an optimization only: a failure is logged and otherwise ignored, and it stops early once the
  * real specialize has come in. Modules that do not load are a broken install: exit, as a static
- * import would have.
+ * import would have. An instance started for a waiting specialize (FIZZ_WARM_UP=0) only loads
+ * them: the real specialize and call come at once and pay the same price a rehearsal would.
  */
 function warmUp() {
   loadHandlers().then(
     () =>
+      warmUpWanted &&
       import("./src/rehearse.mjs")
         .then(({ rehearse }) =>
           rehearse({

@@ -38,6 +38,14 @@ export interface ExitInfo {
 
 export type OutputStream = "stdout" | "stderr";
 
+export interface SpawnOptions {
+  /**
+   * Started for a specialize that is already waiting (the empty-pool cold start), not for the
+   * pool: the runtime may skip work that only pays off for an instance that waits (its warm-up).
+   */
+  taken?: boolean;
+}
+
 /** A specialized instance a backend found running at start (a pod left by an earlier poolkeeper). */
 export interface AdoptedInstance {
   instance: BackendInstance;
@@ -51,10 +59,11 @@ export interface Backend {
   /** Why this backend cannot run the environment, or undefined when it can. */
   unsupported(env: Environment): string | undefined;
   /**
-   * Starts one instance and resolves once its GET /healthz answers. Rejects (and leaves nothing
+   * Starts one instance and resolves once it is ready: its GET /healthz answers, or (process
+   * backend, our own loaders) it announced it on a pipe only it holds. Rejects (and leaves nothing
    * running) when it exits or does not answer within the spawn timeout.
    */
-  spawn(env: Environment): Promise<BackendInstance>;
+  spawn(env: Environment, opts?: SpawnOptions): Promise<BackendInstance>;
   /** Stops it (SIGTERM, then SIGKILL after a grace period); resolves when it is gone. False if unknown. */
   kill(id: string, reason: string): Promise<boolean>;
   /** Called once per instance that was returned by spawn() and then exited, for whatever reason. */

@@ -203,7 +203,7 @@ export class Pool {
     const started = performance.now();
     let instance: BackendInstance;
     try {
-      instance = await this.opts.backend.spawn(state.env);
+      instance = await this.opts.backend.spawn(state.env, { taken: true });
       this.opts.onSpawned?.((performance.now() - started) / 1000, true);
     } catch (err) {
       this.opts.onSpawned?.((performance.now() - started) / 1000, false);

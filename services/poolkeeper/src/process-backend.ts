@@ -2,11 +2,12 @@ import { execFile, spawn as spawnChild, type ChildProcess } from "node:child_pro
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import path from "node:path";
+import type { Readable } from "node:stream";
 import { FizzError, RUNTIME_NAMES, runtimeOfImage, type Environment } from "@fizz/events";
 import type { Dispatcher } from "undici";
-import type { Backend, BackendInstance, ExitInfo, OutputStream } from "./backend";
+import type { Backend, BackendInstance, ExitInfo, OutputStream, SpawnOptions } from "./backend";
 import { LineSplitter, type LineGate } from "./lines";
-import { waitHealthy } from "./health";
+import { waitReady } from "./health";
 import { freePort, type Logger } from "@fizz/kit";
 import {
   killUid,
@@ -68,6 +69,10 @@ interface Child {
 }
 
 const STDERR_TAIL_LINES = 5;
+/** The readiness pipe's descriptor in the child (FIZZ_READY_FD); health.ts reads our end. */
+const READY_FD = 3;
+/** Runtimes whose loader writes READY_LINE to FIZZ_READY_FD once listening. */
+const ANNOUNCING = new Set<string>(["node"]);
 /** After 'exit', how long to wait for the pipes to close (a grandchild may hold them open). */
 const CLOSE_WAIT_MS = 200;
 
@@ -193,7 +198,7 @@ export class ProcessBackend implements Backend {
     return problem && `${runtimeOfImage(env.spec.image)} runtime unavailable: ${problem}`;
   }
 
-  async spawn(env: Environment): Promise<BackendInstance> {
+  async spawn(env: Environment, opts: SpawnOptions = {}): Promise<BackendInstance> {
     if (this.closing) throw new FizzError("UNAVAILABLE", "the process backend is stopping");
     const refused = this.unsupported(env);
     const cmd = refused ? undefined : this.command(env);
@@ -217,6 +222,10 @@ export class ProcessBackend implements Backend {
       ...string[],
     ];
     const address = `http://127.0.0.1:${port}`;
+    // Our own loaders announce readiness on fd 3, a pipe only this child holds: noticed the
+    // moment it listens, where polling noticed it up to one back-off step later. A host command
+    // (spec.command) is not ours and gets no extra descriptor; it is polled.
+    const announces = !env.spec.command && ANNOUNCING.has(runtimeOfImage(env.spec.image) ?? "");
     const proc = spawnChild(file, args, {
       cwd: dir,
       env: {
@@ -231,8 +240,11 @@ export class ProcessBackend implements Backend {
         FIZZ_WORKDIR: dir,
         FIZZ_PARENT_STDIN: "1",
         FIZZ_SPECIALIZE_TOKEN: specializeToken,
+        ...(announces ? { FIZZ_READY_FD: String(READY_FD) } : {}),
+        // Taken for a specialize already waiting: a warm-up rehearsal would only delay it.
+        ...(opts.taken ? { FIZZ_WARM_UP: "0" } : {}),
       },
-      stdio: ["pipe", "pipe", "pipe"],
+      stdio: announces ? ["pipe", "pipe", "pipe", "pipe"] : ["pipe", "pipe", "pipe"],
       detached: true,
     });
     const instance: BackendInstance = {
@@ -248,9 +260,12 @@ export class ProcessBackend implements Backend {
     if (this.closing) void this.kill(id, "the process backend is stopping");
 
     try {
-      await waitHealthy(address, this.opts.agent, {
+      await waitReady(address, this.opts.agent, {
         timeoutMs: this.opts.spawnTimeoutMs,
         exited: child.exited,
+        announce: announces
+          ? ((proc.stdio[READY_FD] as Readable | null | undefined) ?? undefined)
+          : undefined,
       });
     } catch (err) {
       if (!this.children.has(id))
