@@ -150,8 +150,10 @@ export function responseHeaders(
     const lower = name.toLowerCase();
     if (seen) {
       // Noted in the same pass, so the proxy does not scan the headers again per response.
-      if (lower === "content-length") seen.contentLength = true;
-      else if (lower === "retry-after") seen.retryAfter = true;
+      if (lower === "content-length") {
+        seen.contentLength = true;
+        seen.length = Number(typeof v === "string" ? v : v.toString("latin1"));
+      } else if (lower === "retry-after") seen.retryAfter = true;
     }
     if (lower === "connection") {
       const value = typeof v === "string" ? v : v.toString("latin1");
@@ -168,6 +170,8 @@ export function responseHeaders(
 
 export interface ResponseHeadersSeen {
   contentLength: boolean;
+  /** The Content-Length's value, -1 without one (NaN if unparsable: the parser refused it). */
+  length: number;
   retryAfter: boolean;
 }
 

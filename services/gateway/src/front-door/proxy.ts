@@ -79,6 +79,9 @@ export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
   private held: Buffer[] | undefined;
   private heldBytes = 0;
   private resume: (() => void) | undefined;
+  /** The body's length while its first chunk is awaited, else -1; `ended`: it came whole. */
+  private whole = -1;
+  private ended = false;
   /** The function's timeout to its response head, on a precise timer (see send). */
   private answerTimer: NodeJS.Timeout | undefined;
   private timedOut = false;
@@ -158,6 +161,8 @@ export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
     this.mode = STREAM;
     this.raw = undefined;
     this.held = undefined;
+    this.whole = -1;
+    this.ended = false;
     const h = this.headers;
     h.length = this.baseLength;
     h.push("x-fizz-instance", e.instanceId, "x-fizz-function-revision", e.revisionText);
@@ -251,6 +256,14 @@ export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
 
   onData(chunk: Buffer): boolean {
     if (this.mode === STREAM) {
+      if (chunk.length === this.whole) {
+        // The whole body in one chunk (most answers): head and body go out in one end().
+        this.whole = -1;
+        this.ended = true;
+        this.res.end(chunk);
+        return true;
+      }
+      this.whole = -1;
       if (this.res.write(chunk)) return true;
       this.res.once("drain", onResponseDrain);
       return false;
@@ -262,6 +275,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
       if (this.heldBytes > INSPECT_LIMIT) {
         this.mode = STREAM;
         this.writeHead(this.status, this.raw as (Buffer | string)[]);
+        this.whole = -1;
         for (const c of held) this.res.write(c);
         this.held = undefined;
       }
@@ -276,7 +290,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
     this.abortUpstream = undefined;
     if (this.mode === STREAM) {
       this.ctx.leases.release(e);
-      this.res.end();
+      if (!this.ended) this.res.end();
       this.done(this.status);
       return;
     }
@@ -397,7 +411,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
   }
 
   private writeHead(status: number, raw: readonly (Buffer | string)[]): void {
-    writeResponseHead(this.res, this.req.method, this.requestId, status, raw);
+    this.whole = writeResponseHead(this.res, this.req.method, this.requestId, status, raw);
   }
 
   private passBuffered(status: number, raw: readonly (Buffer | string)[], body: Buffer): void {

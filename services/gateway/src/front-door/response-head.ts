@@ -3,7 +3,8 @@ import { responseHeaders, type ResponseHeadersSeen } from "./headers";
 
 /**
  * Writes an instance's response head to the client: its headers filtered (headers.ts), a
- * `retry-after` on a 429 that lacks one, and the head flushed at once for a stream.
+ * `retry-after` on a 429 that lacks one, and the head flushed at once for a stream. Returns the
+ * body's length when the head gives one and a body follows, else -1.
  */
 export function writeResponseHead(
   res: ServerResponse,
@@ -11,14 +12,14 @@ export function writeResponseHead(
   requestId: string,
   status: number,
   raw: readonly (Buffer | string)[],
-): void {
-  const seen: ResponseHeadersSeen = { contentLength: false, retryAfter: false };
+): number {
+  const seen: ResponseHeadersSeen = { contentLength: false, length: -1, retryAfter: false };
   const h = responseHeaders(raw, requestId, seen);
   if (status === 429 && !seen.retryAfter) h.push("retry-after", "1");
   res.writeHead(status, h);
   // A response without Content-Length is a stream (SSE, chunked): send the headers now, not
   // with the first chunk, which may be a long time coming.
-  if (status !== 204 && status !== 304 && method !== "HEAD" && !seen.contentLength) {
-    res.flushHeaders();
-  }
+  if (status === 204 || status === 304 || method === "HEAD") return -1;
+  if (!seen.contentLength) res.flushHeaders();
+  return seen.length;
 }
