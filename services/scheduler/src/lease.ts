@@ -9,6 +9,7 @@ import {
   type InstanceTable,
   type Tracked,
 } from "./instance-table";
+import { phase } from "./phase-span";
 import type { Retirer } from "./retirement";
 import type { Specializer } from "./specializer";
 
@@ -66,7 +67,7 @@ export class LeaseService {
   async lease(req: LeaseRequest): Promise<LeaseResult> {
     if (req.failed.length > 0) this.retireFailed(req);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const r = await this.resolve(req);
+      const r = await phase("scheduler.resolve", () => this.resolve(req));
       const picked = this.pick(r, req);
       if (picked) {
         const lease = this.grant(picked.t, r, req.gateway, picked.free, true);

@@ -18,6 +18,7 @@ import {
   type InstanceTable,
   type Tracked,
 } from "./instance-table";
+import { phase } from "./phase-span";
 import type { Retirer } from "./retirement";
 import type { RouteStore } from "./route-cache";
 
@@ -152,17 +153,19 @@ export class Specializer {
   private async join(r: Resolved, mode: ClaimMode, limit: number, gateway: string) {
     const { namespace, name, revision } = r.fn.metadata;
     try {
-      return await this.d.claims.join({
-        fn: { namespace, name, revision },
-        mode,
-        capacity: effectiveConcurrency(r.fn, r.env),
-        limit,
-        live: this.d.table.live(namespace, name, revision).map((t) => t.id),
-        gone: this.d.table.goneOf(namespace, name, this.d.now()),
-        gateway,
-        owner: `${this.d.replica}/${++this.seq}`,
-        ttlMs: this.d.claimTtlMs,
-      });
+      return await phase("scheduler.claim.join", () =>
+        this.d.claims.join({
+          fn: { namespace, name, revision },
+          mode,
+          capacity: effectiveConcurrency(r.fn, r.env),
+          limit,
+          live: this.d.table.live(namespace, name, revision).map((t) => t.id),
+          gone: this.d.table.goneOf(namespace, name, this.d.now()),
+          gateway,
+          owner: `${this.d.replica}/${++this.seq}`,
+          ttlMs: this.d.claimTtlMs,
+        }),
+      );
     } catch (err) {
       throw new FizzError(
         "UNAVAILABLE",
@@ -192,13 +195,15 @@ export class Specializer {
     try {
       let instance: Instance;
       try {
-        instance = await requestInstance(this.d, r, this.loadFailures, this.log);
+        instance = await phase("scheduler.specialize", () =>
+          requestInstance(this.d, r, this.loadFailures, this.log),
+        );
       } catch (err) {
         const fe = FizzError.from(err);
         await this.finish(ref, slot, owner, { state: "failed", error: fe.toWire() });
         throw fe;
       }
-      const t = await admitInstance(this.d, instance, r, this.log);
+      const t = await phase("scheduler.admit", () => admitInstance(this.d, instance, r, this.log));
       const rec = await this.finish(
         ref,
         slot,
@@ -275,7 +280,9 @@ export class Specializer {
     outcome: Parameters<ClaimStore["finish"]>[3],
   ): Promise<SlotRecord | undefined> {
     try {
-      const rec = await this.d.claims.finish(ref, slot, owner, outcome, FINISHED_SLOT_TTL_MS);
+      const rec = await phase("scheduler.claim.finish", () =>
+        this.d.claims.finish(ref, slot, owner, outcome, FINISHED_SLOT_TTL_MS),
+      );
       if (!rec)
         this.log.warn(
           { function: revisionKey(ref.namespace, ref.name, ref.revision), slot, owner },

@@ -1,0 +1,275 @@
+// Where a warm-pool cold start spends its time, hop by hop: `npx tsx bench/cold-profile.ts
+// [--samples N] [--runtime node|python|both] [--no-trace]`. Each sample creates a new function
+// through the REST API, waits until the warm pool is full, then times one GET through the gateway
+// at the client (as bench/run.ts "coldFromPool" and bench/python-cold.ts do). With tracing on
+// (the default) the services export their spans (OTLP/HTTP JSON) to a receiver in this process,
+// and the table gives each span's median and p99 per sample: the gateway's lease request, the
+// scheduler's lease, the poolkeeper's specialize and its parts, the call to the instance. Tracing
+// costs a little itself; `--no-trace` measures the client figures alone.
+import { readFile } from "node:fs/promises";
+import { createServer, type IncomingMessage } from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { waitFor } from "@fizz/testkit";
+import { code, startBenchPlatform, type BenchPlatform } from "./lib/platform";
+import { percentile, round } from "./lib/stats";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+const POOL = 4;
+const NODE_HELLO = 'module.exports = async () => ({ status: 200, body: "Hello, world!\\n" });\n';
+const PY_HELLO = 'def main():\n    return "Hello, world!\\n"\n';
+
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
+}
+interface Collected {
+  service: string;
+  name: string;
+  traceId: string;
+  startMs: number;
+  endMs: number;
+}
+
+export interface ColdProfileFigures {
+  runtime: string;
+  /**
+   * CPU time (user + system) each platform process used per sample, in ms: robust to a busy
+   * machine where wall times are not. It includes the sample's function creation, the pool
+   * polling and the refill, the same before and after a change.
+   */
+  cpu_ms: Record<string, number>;
+  client: { p50_ms: number; p99_ms: number; samples: number; errors: number };
+  /** Per span name: its duration's median and p99 across the samples' traces. */
+  spans: Record<
+    string,
+    { p50_ms: number; p99_ms: number; n: number; at_ms: number; end_ms: number }
+  >;
+}
+
+/** An OTLP/HTTP JSON trace receiver on 127.0.0.1 keeping every span it is sent. */
+async function receiver() {
+  const spans: Collected[] = [];
+  const server = createServer((req: IncomingMessage, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      try {
+        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+          resourceSpans?: {
+            resource?: { attributes?: { key: string; value: { stringValue?: string } }[] };
+            scopeSpans?: { spans?: OtlpSpan[] }[];
+          }[];
+        };
+        for (const rs of body.resourceSpans ?? []) {
+          const service =
+            rs.resource?.attributes?.find((a) => a.key === "service.name")?.value.stringValue ??
+            "?";
+          for (const ss of rs.scopeSpans ?? [])
+            for (const s of ss.spans ?? [])
+              spans.push({
+                service,
+                name: s.name,
+                traceId: s.traceId,
+                startMs: Number(BigInt(s.startTimeUnixNano) / 1000n) / 1000,
+                endMs: Number(BigInt(s.endTimeUnixNano) / 1000n) / 1000,
+              });
+        }
+      } catch {
+        // not JSON: ignored
+      }
+      res.writeHead(200, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, server };
+}
+
+async function poolFull(p: BenchPlatform, env: string, size: number) {
+  await waitFor(
+    async () =>
+      (await p.instances()).filter((i) => i.state === "warm" && i.environment.name === env)
+        .length >= size,
+    { timeoutMs: 60_000, intervalMs: 20, what: `warm pool of ${env}` },
+  );
+}
+
+/** utime + stime of each process, in ms (/proc/<pid>/stat, clock ticks of 10 ms). */
+async function cpuOf(pids: Record<string, number>): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) {
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out[name] = (Number(fields[11]) + Number(fields[12])) * 10;
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+let created = 0;
+const hex = (n: number) =>
+  Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join("");
+
+export async function measureColdProfile(
+  p: BenchPlatform,
+  runtime: "node" | "python",
+  samples: number,
+  spans: Collected[] | undefined,
+): Promise<ColdProfileFigures> {
+  const env = runtime === "node" ? "nodejs" : "python";
+  const times: number[] = [];
+  const traces: string[] = [];
+  const cpuBefore = await cpuOf(p.pids);
+  let errors = 0;
+  for (let i = 0; i < samples; i++) {
+    const name = `prof-${runtime}-${created++}`;
+    await p.api("POST", "/v1/namespaces/default/functions", {
+      name,
+      spec: {
+        environment: env,
+        code: runtime === "node" ? code("f.js", NODE_HELLO) : code("f.py", PY_HELLO),
+        idleTimeoutSeconds: 5,
+      },
+    });
+    await poolFull(p, env, POOL);
+    const traceId = hex(32);
+    traces.push(traceId);
+    const t = performance.now();
+    const res = await fetch(`${p.gatewayUrl}/function/${name}`, {
+      headers: spans ? { traceparent: `00-${traceId}-${hex(16)}-01` } : {},
+    });
+    const body = await res.text();
+    times.push(performance.now() - t);
+    if (res.status !== 200 || !body.startsWith("Hello")) errors++;
+  }
+  const cpuAfter = await cpuOf(p.pids);
+  const cpu_ms = Object.fromEntries(
+    Object.keys(p.pids).map((k) => [
+      k,
+      round(((cpuAfter[k] ?? 0) - (cpuBefore[k] ?? 0)) / samples),
+    ]),
+  );
+  // Per span name: durations, and start and end relative to the gateway's request span.
+  const byName = new Map<string, { d: number[]; at: number[]; end: number[] }>();
+  if (spans) {
+    await new Promise((r) => setTimeout(r, 3000)); // the exporters' batch delay
+    const wanted = new Set(traces);
+    const origin = new Map<string, number>();
+    for (const s of spans)
+      if (wanted.has(s.traceId) && s.name === "gateway.request") origin.set(s.traceId, s.startMs);
+    for (const s of spans) {
+      const o = origin.get(s.traceId);
+      if (o === undefined) continue;
+      const key = `${s.service.replace(/^fizz-/, "")}: ${s.name}`;
+      let list = byName.get(key);
+      if (!list) byName.set(key, (list = { d: [], at: [], end: [] }));
+      list.d.push(s.endMs - s.startMs);
+      list.at.push(s.startMs - o);
+      list.end.push(s.endMs - o);
+    }
+  }
+  const fig = (xs: number[]) => ({
+    p50_ms: round(percentile(xs, 50)),
+    p99_ms: round(percentile(xs, 99)),
+  });
+  return {
+    runtime,
+    client: { ...fig(times), samples: times.length, errors },
+    cpu_ms,
+    spans: Object.fromEntries(
+      [...byName].map(([k, xs]) => [
+        k,
+        {
+          ...fig(xs.d),
+          n: xs.d.length,
+          at_ms: round(percentile(xs.at, 50)),
+          end_ms: round(percentile(xs.end, 50)),
+        },
+      ]),
+    ),
+  };
+}
+
+export function coldProfileRows(f: ColdProfileFigures): [string, string, string][] {
+  return [
+    [
+      `cold ${f.runtime} (client) p50 / p99 ms`,
+      `${f.client.p50_ms} / ${f.client.p99_ms}${f.client.errors ? ` (${f.client.errors} errors)` : ""}`,
+      "<= 8 / 20",
+    ],
+    [
+      `  CPU ms per sample`,
+      Object.entries(f.cpu_ms)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", "),
+      "",
+    ],
+    ...Object.entries(f.spans)
+      .sort((a, b) => a[1].at_ms - b[1].at_ms)
+      .map(([k, v]): [string, string, string] => [
+        `  ${k}`,
+        `${v.p50_ms} / ${v.p99_ms}  [${v.at_ms} .. ${v.end_ms}] (n=${v.n})`,
+        "",
+      ]),
+  ];
+}
+
+async function standalone() {
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? process.argv[i + 1] : undefined;
+  };
+  const samples = Number(arg("--samples") ?? 30);
+  const which = arg("--runtime") ?? "both";
+  const trace = !process.argv.includes("--no-trace");
+  const rx = trace ? await receiver() : undefined;
+  // launchPlatform passes this process's environment to every service.
+  if (rx) process.env.OTEL_EXPORTER_OTLP_ENDPOINT = rx.url;
+  const p = await startBenchPlatform(path.join(ROOT, "bench/results/platform-cold-profile.log"));
+  const out: ColdProfileFigures[] = [];
+  try {
+    const runtimes = which === "both" ? (["node", "python"] as const) : ([which] as const);
+    for (const rt of runtimes) {
+      const env = rt === "node" ? "nodejs" : "python";
+      const image = rt === "node" ? "fizz/env-node" : "fizz/env-python";
+      await p.api("POST", "/v1/namespaces/default/environments", {
+        name: env,
+        spec: { image, poolSize: POOL },
+      });
+      await poolFull(p, env, POOL);
+      // One function first: connections, JIT and caches as a running platform has them.
+      await measureColdProfile(p, rt as "node" | "python", 2, undefined);
+      out.push(await measureColdProfile(p, rt as "node" | "python", samples, rx?.spans));
+    }
+  } finally {
+    await p.stop();
+    rx?.server.close();
+  }
+  return out;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  standalone().then(
+    (figs) => {
+      for (const f of figs)
+        console.log(
+          coldProfileRows(f)
+            .map((r) => `${r[0].padEnd(60)} ${r[1]}`)
+            .join("\n"),
+        );
+      process.exit(0);
+    },
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
