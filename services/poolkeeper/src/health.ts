@@ -94,18 +94,25 @@ export async function waitReady(
   }
 }
 
-/** True once the pipe's first line is READY_LINE; false when it ends, fails or says anything else. */
+/**
+ * True once the pipe's first line is READY_LINE; false when it ends, fails or says anything else.
+ * Either way the pipe is closed then: nothing more is read from it, or buffered.
+ */
 function readAnnouncement(pipe: Readable): Promise<boolean> {
   return new Promise((resolve) => {
     let got = "";
+    const settle = (ok: boolean) => {
+      resolve(ok);
+      pipe.destroy();
+    };
     pipe.on("data", (chunk: Buffer) => {
       got += chunk.toString("latin1");
       if (got.length < READY_LINE.length && READY_LINE.startsWith(got)) return;
-      resolve(got.startsWith(READY_LINE));
+      settle(got.startsWith(READY_LINE));
     });
-    pipe.once("end", () => resolve(false));
-    pipe.once("close", () => resolve(false));
+    pipe.once("end", () => settle(false));
+    pipe.once("close", () => settle(false));
     // A failed pipe is no announcement; polling decides.
-    pipe.on("error", () => resolve(false));
+    pipe.on("error", () => settle(false));
   });
 }
