@@ -75,7 +75,8 @@ export function gatewayPid(gatewayUrl: string): number | undefined {
   const port = new URL(gatewayUrl).port;
   return findPid(
     (environ, cmdline) =>
-      cmdline.includes("services/gateway/src/main.ts") &&
+      // From its bundle (dist/gateway.mjs, as npm start runs it) or its sources (FIZZ_FROM_SOURCE=1).
+      /(services\/gateway\/src\/main\.ts|\/gateway\.mjs)(\s|$)/.test(cmdline) &&
       environ.includes(`FIZZ_GATEWAY_PORT=${port}`),
   );
 }
