@@ -38,6 +38,9 @@ const TRANSFER_TIMEOUT_MS = 60 * 60_000;
 /** An upload is bounded by silence instead: the registry canonicalizes after the last byte. */
 const TRANSFER_IDLE_MS = 5 * 60_000;
 
+/** Objects per list request: the registry's page limit is 1,000. */
+const LIST_PAGE = 500;
+
 export interface RegistryClientOptions {
   baseUrl: string;
   namespace: string;
@@ -74,8 +77,24 @@ export class RegistryClient {
     return this.opts.namespace;
   }
 
-  list<T>(kind: Kind): Promise<List<T>> {
-    return this.json("GET", this.path(kind));
+  /**
+   * Every object of the kind. The first request asks for the whole listing, as every registry
+   * answers it (one without pagination ignores query parameters it does not know, and asking
+   * for a page first would cost every small listing a second request); a registry that answers
+   * with a page and a `continue` token is followed page by page until the token is gone.
+   */
+  async list<T>(kind: Kind): Promise<List<T>> {
+    const items: T[] = [];
+    let query = "";
+    for (;;) {
+      const page = await this.json<List<T> & { continue?: string }>(
+        "GET",
+        `${this.path(kind)}${query}`,
+      );
+      for (const item of page.items) items.push(item);
+      if (page.continue === undefined) return { items };
+      query = `?limit=${LIST_PAGE}&continue=${encodeURIComponent(page.continue)}`;
+    }
   }
 
   get<T>(kind: Kind, name: string): Promise<T> {
