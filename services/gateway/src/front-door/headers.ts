@@ -115,8 +115,12 @@ function isSaneRequestId(v: string): boolean {
   return v.length > 0 && v.length <= 200 && /^[\x21-\x7e]+$/.test(v);
 }
 
+const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
+
 /** Removes the headers a Connection header names (the usual `keep-alive`/`close` name none we keep). */
 function withoutConnectionNamed(headers: string[], connection: string): string[] {
+  // What nearly every instance sends, checked without splitting on each response.
+  if (PLAIN_CONNECTION.test(connection)) return headers;
   const named = new Set<string>();
   for (const token of connection.split(",")) {
     const t = token.trim().toLowerCase();

@@ -190,6 +190,7 @@ class Connection {
   private bodyTimeout = 0;
   private partialHeaders: string[] | undefined;
   private dead = false;
+  private hinted = false;
   idleSince = 0;
   keepAliveMs = KEEP_ALIVE_MS;
   readonly resume = (): void => {
@@ -320,7 +321,11 @@ class Connection {
     this.state = BODY;
     this.lastData = now;
     this.keepAlive = keepAlive;
-    if (keepAlive) this.keepAliveMs = keepAliveHint(raw);
+    // The instance's keep-alive hint does not change: read from its first answer only.
+    if (keepAlive && !this.hinted) {
+      this.hinted = true;
+      this.keepAliveMs = keepAliveHint(raw);
+    }
     if (!handler.onHeaders(status, raw, this.resume)) this.socket.pause();
     return this.isHead ? 1 : 0;
   }
