@@ -5,7 +5,7 @@
 // and open fds are sampled every 10 s; the figure is the least-squares slope of each (per minute)
 // over the run after a warm-up, and the max over services. Part of bench/run.ts (keys soak.*);
 // alone: `npx tsx bench/soak.ts [--quick]` (starts its own platform).
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -32,6 +32,8 @@ export interface SoakFigures {
   /** Max over services. */
   rss_slope_mb_per_min: number;
   fd_slope_per_min: number;
+  /** Max over services of the RSS slope over the second half of the samples. */
+  rss_slope_late_mb_per_min: number;
   per_service: Record<string, ProcTrend>;
   rates: SoakRates;
 }
@@ -40,6 +42,8 @@ export interface SoakOptions {
   seconds?: number;
   rates?: Partial<SoakRates>;
   sampleIntervalMs?: number;
+  /** Gets every RSS/fd sample at the end (the standalone entry writes them to a file). */
+  onSeries?: (series: ReturnType<ProcSampler["series"]>) => void;
 }
 
 export const DEFAULT_RATES: SoakRates = {
@@ -102,6 +106,7 @@ export async function measureSoak(p: BenchPlatform, opts: SoakOptions = {}): Pro
     sampler.start();
     await sleep(Math.max(0, seconds - warmup) * 1000);
     const perService = await sampler.stop();
+    opts.onSeries?.(sampler.series());
     const counted = await traffic.stop();
     const slopes = Object.values(perService);
     return {
@@ -113,6 +118,10 @@ export async function measureSoak(p: BenchPlatform, opts: SoakOptions = {}): Pro
       requests_by_kind: counted.requests,
       rss_slope_mb_per_min: round(Math.max(...slopes.map((s) => s.rss_slope_mb_per_min)), 3),
       fd_slope_per_min: round(Math.max(...slopes.map((s) => s.fd_slope_per_min)), 3),
+      rss_slope_late_mb_per_min: round(
+        Math.max(...slopes.map((s) => s.rss_slope_late_mb_per_min)),
+        3,
+      ),
       per_service: perService,
       rates,
     };
@@ -142,8 +151,8 @@ export function soakRows(f: SoakFigures): [string, string, string][] {
       "0 errors (warm, cold, async, subject triggers)",
     ],
     [
-      "soak RSS slope MB/min (max, service)",
-      `${f.rss_slope_mb_per_min} (${worst("rss_slope_mb_per_min")})`,
+      "soak RSS slope MB/min (max, service; second half)",
+      `${f.rss_slope_mb_per_min} (${worst("rss_slope_mb_per_min")}; ${f.rss_slope_late_mb_per_min})`,
       "flat (~0)",
     ],
     [
@@ -160,7 +169,13 @@ async function standalone(): Promise<SoakFigures> {
   mkdirSync(path.dirname(logFile), { recursive: true });
   const p = await startBenchPlatform(logFile);
   try {
-    return await measureSoak(p);
+    return await measureSoak(p, {
+      onSeries: (series) =>
+        writeFileSync(
+          path.join(root, "bench/results/soak-series.json"),
+          JSON.stringify(series) + "\n",
+        ),
+    });
   } finally {
     await p.stop();
   }

@@ -23,6 +23,11 @@ export interface ProcTrend {
   fds_end: number;
   fds_max: number;
   fd_slope_per_min: number;
+  /**
+   * The RSS slope over the second half of the samples only: a heap still growing towards its
+   * steady size after warm-up flattens here, a leak does not.
+   */
+  rss_slope_late_mb_per_min: number;
 }
 
 export async function sampleProc(pid: number): Promise<{ rssMb: number; fds: number }> {
@@ -56,8 +61,8 @@ export function trendOf(samples: readonly ProcSample[]): ProcTrend {
   const ok = samples.filter((s) => Number.isFinite(s.rssMb));
   const first = ok[0];
   const last = ok[ok.length - 1];
-  const perMin = (pick: (s: ProcSample) => number) =>
-    slope(ok.map((s) => ({ x: s.t / 60, y: pick(s) })));
+  const perMin = (pick: (s: ProcSample) => number, from = 0) =>
+    slope(ok.slice(from).map((s) => ({ x: s.t / 60, y: pick(s) })));
   return {
     samples: ok.length,
     rss_start_mb: round(first?.rssMb ?? NaN, 1),
@@ -74,12 +79,16 @@ export function trendOf(samples: readonly ProcSample[]): ProcTrend {
       perMin((s) => s.fds),
       3,
     ),
+    rss_slope_late_mb_per_min: round(
+      perMin((s) => s.rssMb, Math.floor(ok.length / 2)),
+      3,
+    ),
   };
 }
 
 /** Samples every pid of `pids` each `intervalMs` until stop(). */
 export class ProcSampler {
-  private readonly series = new Map<string, ProcSample[]>();
+  private readonly series_ = new Map<string, ProcSample[]>();
   private timer: NodeJS.Timeout | undefined;
   private readonly started = performance.now();
 
@@ -98,10 +107,20 @@ export class ProcSampler {
     await Promise.all(
       Object.entries(this.pids).map(async ([name, pid]) => {
         const s = await sampleProc(pid);
-        let list = this.series.get(name);
-        if (!list) this.series.set(name, (list = []));
+        let list = this.series_.get(name);
+        if (!list) this.series_.set(name, (list = []));
         list.push({ t, ...s });
       }),
+    );
+  }
+
+  /** Every sample so far, per process (RSS in MB, one decimal). */
+  series(): Record<string, ProcSample[]> {
+    return Object.fromEntries(
+      [...this.series_].map(([name, list]) => [
+        name,
+        list.map((s) => ({ t: Math.round(s.t), rssMb: round(s.rssMb, 1), fds: s.fds })),
+      ]),
     );
   }
 
@@ -109,6 +128,6 @@ export class ProcSampler {
   async stop(): Promise<Record<string, ProcTrend>> {
     clearInterval(this.timer);
     await this.sample();
-    return Object.fromEntries([...this.series].map(([name, s]) => [name, trendOf(s)]));
+    return Object.fromEntries([...this.series_].map(([name, s]) => [name, trendOf(s)]));
   }
 }
