@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { FizzError, LOG_STREAM, parseDuration } from "@fizz/events";
@@ -52,6 +53,18 @@ export interface PoolkeeperConfig extends PoolkeeperCommonConfig {
   interpreters: Omit<Interpreters, "python">;
   specializeTimeoutMs: number;
   spawnTimeoutMs: number;
+  /**
+   * FIZZ_SPAWN_CONCURRENCY: spawns booting at once, cold starts first (spawn-gate.ts); 0 for no
+   * limit, the Kubernetes default (pods start on other nodes). Process backend: twice the cores
+   * (at least 4): a loader boot is mostly CPU, and a burst of ~100 booting at once on two cores
+   * answered no /healthz within the spawn timeout; a few at a time they all come up, in turn.
+   */
+  spawnConcurrency: number;
+  /**
+   * FIZZ_SPAWN_QUEUE_TIMEOUT_MS: a cold start queued at the gate this long has lost its caller
+   * (the scheduler's specialize timeout, 15 s by default) and is turned away unspawned.
+   */
+  spawnQueueTimeoutMs: number;
   killGraceMs: number;
   /** Consecutive spawn failures (or early deaths) before an environment's refills pause. */
   maxSpawnFailures: number;
@@ -110,9 +123,15 @@ export const DEFAULT_RUNTIMES_DIR = path.resolve(
 export interface HostFacts {
   isRoot: boolean;
   exists(file: string): boolean;
+  /** os.availableParallelism(); 1 when absent. */
+  cpus?: number;
 }
 
-const THIS_HOST: HostFacts = { isRoot: process.getuid?.() === 0, exists: existsSync };
+const THIS_HOST: HostFacts = {
+  isRoot: process.getuid?.() === 0,
+  exists: existsSync,
+  cpus: availableParallelism(),
+};
 
 export function loadConfig(
   env: Env,
@@ -145,6 +164,14 @@ export function loadConfig(
     interpreters,
     specializeTimeoutMs: int(env, "FIZZ_SPECIALIZE_TIMEOUT_MS", 10_000, 1, 600_000),
     spawnTimeoutMs: int(env, "FIZZ_SPAWN_TIMEOUT_MS", 15_000, 1, 600_000),
+    spawnConcurrency: int(
+      env,
+      "FIZZ_SPAWN_CONCURRENCY",
+      backend === "process" ? Math.max(2, host.cpus ?? 1) * 2 : 0,
+      0,
+      10_000,
+    ),
+    spawnQueueTimeoutMs: int(env, "FIZZ_SPAWN_QUEUE_TIMEOUT_MS", 15_000, 1, 600_000),
     killGraceMs: int(env, "FIZZ_KILL_GRACE_MS", 3_000, 0, 600_000),
     maxSpawnFailures: int(env, "FIZZ_POOL_MAX_FAILURES", 5, 1, 1000),
     failureCooldownMs: int(env, "FIZZ_POOL_COOLDOWN_MS", 30_000, 0, 3_600_000),

@@ -151,8 +151,11 @@ export async function start(
     ),
     onSpawned: (seconds, ok) =>
       metrics.spawnSeconds.observe({ outcome: ok ? "ok" : "failed" }, seconds),
+    spawnConcurrency: config.spawnConcurrency,
+    spawnQueueTimeoutMs: config.spawnQueueTimeoutMs,
   });
   live.pool = thePool;
+  metrics.spawnQueue = () => thePool.spawnQueue();
   metrics.instances = () => thePool.list();
   const recheck = setInterval(() => thePool.recheckUnsupported(), RECHECK_UNSUPPORTED_MS);
   recheck.unref();

@@ -31,6 +31,8 @@ export interface Metrics {
   spawnSeconds: Histogram<"outcome">;
   /** The instances per function, read at scrape time (the pool's list). */
   instances: () => Iterable<Pick<Tracked, "function" | "state" | "killing">>;
+  /** Spawns waiting at the gate, read at scrape time (the pool's spawnQueue). */
+  spawnQueue: () => { taken: number; warm: number };
   /** One specialize request answered, for the per-function series. */
   functionSpecialized(
     fn: { namespace: string; name: string },
@@ -78,6 +80,7 @@ export function createMetrics(counts: () => InstanceCounts, maxFunctions = 2000)
   const m: Metrics = {
     registry,
     instances: () => [],
+    spawnQueue: () => ({ taken: 0, warm: 0 }),
     specializations: new Counter({
       name: "fizz_poolkeeper_specializations_total",
       help: "Specialize requests by outcome",
@@ -111,6 +114,17 @@ export function createMetrics(counts: () => InstanceCounts, maxFunctions = 2000)
     },
     forgetFunction: (namespace, name) => labels.forget(namespace, name),
   };
+  new Gauge({
+    name: "fizz_poolkeeper_spawn_queue",
+    help: "Spawns waiting for a slot (FIZZ_SPAWN_CONCURRENCY), by kind: cold (a request waits) or refill",
+    labelNames: ["kind"],
+    registers: [registry],
+    collect() {
+      const q = m.spawnQueue();
+      this.set({ kind: "cold" }, q.taken);
+      this.set({ kind: "refill" }, q.warm);
+    },
+  });
   new Gauge({
     name: "fizz_function_instances",
     help: "Instances of a function on this poolkeeper, by state (specializing, specialized)",

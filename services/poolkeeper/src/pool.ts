@@ -19,6 +19,7 @@ import {
   type RefillBackoff,
 } from "./pool-env-state";
 import type { PoolOptions } from "./pool-options";
+import { SpawnGate } from "./spawn-gate";
 
 export type { PoolOptions } from "./pool-options";
 
@@ -52,6 +53,8 @@ export class Pool {
   private readonly backoff: RefillBackoff;
   private readonly stableMs: number;
   private readonly clock: Pick<Clock, "after">;
+  /** Every backend spawn goes through it: a burst of cold starts must not boot all at once. */
+  private readonly gate: SpawnGate<Tracked>;
 
   constructor(private readonly opts: PoolOptions) {
     this.log = opts.logger.child({ component: "pool" });
@@ -63,6 +66,7 @@ export class Pool {
     };
     this.stableMs = opts.stableMs ?? 10_000;
     this.clock = opts.clock ?? backgroundClock;
+    this.gate = new SpawnGate({ width: opts.spawnConcurrency ?? Infinity, now: opts.clock?.now });
     opts.backend.onExit((instance, info) => this.exited(instance, info));
   }
 
@@ -192,14 +196,45 @@ export class Pool {
     }
   }
 
-  /** The empty-pool cold start: spawns one instance outside the pool, already taken. */
-  async spawnTaken(ref: EnvironmentRef): Promise<Tracked> {
-    const state = this.envs.get(envKey(ref));
-    if (!state)
+  /**
+   * The empty-pool cold start: spawns one instance outside the pool, already taken. It waits at
+   * the spawn gate first, ahead of refills; a refill that comes up meanwhile is handed to it
+   * instead (spawnWarm), and one still queued past spawnQueueTimeoutMs (its caller has given up)
+   * is turned away unspawned. `signal`: the caller gave up; the instance, if already started, goes
+   * to the warm pool.
+   */
+  async spawnTaken(ref: EnvironmentRef, opts: { signal?: AbortSignal } = {}): Promise<Tracked> {
+    const known = (): EnvState => {
+      const s = this.envs.get(envKey(ref));
+      if (s) return s;
       throw new FizzError("UNKNOWN_ENVIRONMENT", `environment ${envKey(ref)} is not known`, {
         field: "environment",
       });
+    };
+    const queueMs = this.opts.spawnQueueTimeoutMs;
+    const admission = await this.gate.wait("taken", known().key, {
+      deadline: queueMs === undefined ? undefined : this.gate.time() + queueMs,
+      signal: opts.signal,
+    });
+    // Handed over synchronously by spawnWarm, which tracks it; no I/O ran since.
+    if ("value" in admission) {
+      admission.value.state = "specializing";
+      return admission.value;
+    }
+    let state: EnvState;
+    try {
+      state = known();
+    } catch (err) {
+      admission.release();
+      throw err;
+    }
+    const warm = this.take(ref);
+    if (warm) {
+      admission.release();
+      return warm;
+    }
     this.coldStarting++;
+    const generation = state.generation;
     const started = performance.now();
     let instance: BackendInstance;
     try {
@@ -207,11 +242,15 @@ export class Pool {
       this.opts.onSpawned?.((performance.now() - started) / 1000, true);
     } catch (err) {
       this.opts.onSpawned?.((performance.now() - started) / 1000, false);
+      admission.release();
       throw err;
     } finally {
       this.coldStarting--;
     }
+    // Released once the instance is placed: a cold start that would be admitted next may be
+    // handed it instead (keepUnused).
     if (this.stopped) {
+      admission.release();
       if (!this.opts.backend.instancesOutliveClose)
         void this.opts.backend.kill(instance.id, "poolkeeper stopping");
       throw new FizzError("UNAVAILABLE", "the poolkeeper is stopping");
@@ -224,7 +263,28 @@ export class Pool {
       killing: false,
     };
     this.instances.set(instance.id, t);
+    if (opts.signal?.aborted) {
+      this.keepUnused(state, t, generation);
+      admission.release();
+      throw new FizzError("UNAVAILABLE", "the caller gave up while its instance started", {
+        retryable: true,
+      });
+    }
+    admission.release();
     return t;
+  }
+
+  /** A fresh instance nobody took after all: a waiting cold start, the warm pool, or a kill. */
+  private keepUnused(state: EnvState, t: Tracked, generation: number): void {
+    if (this.gate.handOff(state.key, t)) return;
+    const current = this.envs.get(state.key) === state && generation === state.generation;
+    if (!current || state.warm.length + state.starting >= poolTarget(state)) {
+      void this.kill(t.instance.id, "started for a caller that gave up");
+      return;
+    }
+    t.state = "warm";
+    state.warm.push(t.instance.id);
+    this.opts.onReady?.(t);
   }
 
   /**
@@ -295,6 +355,11 @@ export class Pool {
     return c;
   }
 
+  /** Spawns waiting at the gate: cold starts and refills. */
+  spawnQueue(): { taken: number; warm: number } {
+    return this.gate.waiting;
+  }
+
   /** For tests and diagnostics. */
   status(
     ref: EnvironmentRef,
@@ -306,6 +371,7 @@ export class Pool {
   /** Stops refilling; the backend's close() kills the instances. */
   stop(): void {
     this.stopped = true;
+    this.gate.stop();
     for (const s of this.envs.values()) clearRefill(s);
     for (const t of this.instances.values()) t.cancelStable?.();
   }
@@ -343,8 +409,28 @@ export class Pool {
     });
   }
 
+  /** Queues a refill at the gate: it counts as starting from now on, so reconcile adds no more. */
   private spawnWarm(state: EnvState): void {
     state.starting++;
+    this.gate.enter({
+      priority: "warm",
+      key: state.key,
+      admit: (release) => this.spawnAdmittedWarm(state, release),
+      reject: () => state.starting--, // only when stopping
+    });
+  }
+
+  private spawnAdmittedWarm(state: EnvState, release: () => void): void {
+    // Still wanted? The environment may have gone, or shrunk, while this waited.
+    if (
+      this.stopped ||
+      this.envs.get(state.key) !== state ||
+      state.warm.length + state.starting > poolTarget(state)
+    ) {
+      state.starting--;
+      release();
+      return;
+    }
     const generation = state.generation;
     const started = performance.now();
     this.opts.backend.spawn(state.env).then(
@@ -360,6 +446,7 @@ export class Pool {
               instance.id,
               this.stopped ? "poolkeeper stopping" : "environment changed",
             );
+          release();
           this.reconcile(state);
           return;
         }
@@ -372,12 +459,17 @@ export class Pool {
         };
         t.cancelStable = this.clock.after(this.stableMs, () => this.becameStable(state, t));
         this.instances.set(instance.id, t);
-        state.warm.push(instance.id);
-        this.opts.onReady?.(t);
+        // A cold start waiting at the gate for this environment takes it (no spawn of its own).
+        if (!this.gate.handOff(state.key, t)) {
+          state.warm.push(instance.id);
+          this.opts.onReady?.(t);
+        }
+        release();
         this.reconcile(state);
       },
       (err: unknown) => {
         state.starting--;
+        release();
         this.opts.onSpawned?.((performance.now() - started) / 1000, false);
         if (this.stopped || this.envs.get(state.key) !== state) return;
         if (state.generation === generation) state.failures++;
