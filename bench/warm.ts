@@ -74,6 +74,8 @@ export async function measureWarm(
     seconds: number;
     connections: number;
     warmupSeconds: number;
+    /** The measured seconds split into this many turns per target (default 1). */
+    rounds?: number;
     duringGateway?: () => Promise<void>;
   },
 ): Promise<{ warm: WarmFigures; instanceId: string }> {
@@ -118,21 +120,29 @@ export async function measureWarm(
     // The gateway needs ~3 s of traffic before V8 has optimized its hot path; warm every target.
     for (const t of Object.values(targets))
       await wrk(t.url, { connections: opts.connections, seconds: opts.warmupSeconds });
-    const load = { connections: opts.connections, seconds: opts.seconds };
-    const run = async (t: { url: string; pid: number | undefined }) => {
-      const r = await wrkMetered(
-        t.url,
-        load,
-        t.pid === undefined ? [instancePid] : [instancePid, t.pid],
-      );
-      return { ...r, instanceCpu: r.cpuUsPerReq[0]!, proxyCpu: r.cpuUsPerReq[1] ?? Number.NaN };
+    // In rounds, the four targets taking turns, so a busy spell on a shared machine falls on all
+    // of them rather than on whichever ran then.
+    const rounds = Math.max(1, opts.rounds ?? 1);
+    const load = { connections: opts.connections, seconds: opts.seconds / rounds };
+    const runs: Record<keyof typeof targets, Metered[]> = {
+      direct: [],
+      gateway: [],
+      go_proxy: [],
+      nginx: [],
     };
-    const direct = await run(targets.direct);
-    const during = opts.duringGateway?.();
-    const gateway = await run(targets.gateway);
-    await during;
-    const goproxy = await run(targets.go_proxy);
-    const ngx = await run(targets.nginx);
+    let during: Promise<void> | undefined;
+    for (let i = 0; i < rounds; i++) {
+      for (const [name, t] of Object.entries(targets) as [keyof typeof targets, Target][]) {
+        if (name === "gateway" && i === Math.floor(rounds / 2)) during = opts.duringGateway?.();
+        const pids = t.pid === undefined ? [instancePid] : [instancePid, t.pid];
+        runs[name].push(await wrkMetered(t.url, load, pids));
+        if (name === "gateway") await during;
+      }
+    }
+    const direct = combine(runs.direct);
+    const gateway = combine(runs.gateway);
+    const goproxy = combine(runs.go_proxy);
+    const ngx = combine(runs.nginx);
     const errors = (...rs: LoadResult[]) => rs.reduce((a, r) => a + r.errors, 0);
     const us = (n: number) => round(n, 1);
     return {
@@ -167,6 +177,30 @@ export async function measureWarm(
     go.kill();
     nginx.stop();
   }
+}
+
+type Target = { url: string; pid: number | undefined };
+type Metered = LoadResult & { cpuUsPerReq: number[] };
+
+/** Rounds of one target as one figure: rates over all requests, latencies the rounds' median. */
+function combine(rs: Metered[]): LoadResult & { instanceCpu: number; proxyCpu: number } {
+  const requests = rs.reduce((a, r) => a + r.requests, 0);
+  const weighted = (i: number) =>
+    rs.reduce((a, r) => a + (r.cpuUsPerReq[i] ?? Number.NaN) * r.requests, 0) / requests;
+  const median = (f: (r: Metered) => number) => {
+    const v = rs.map(f).sort((a, b) => a - b);
+    return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+  };
+  return {
+    // Rounds are equally long: the mean of their rates is the rate over the whole time.
+    rps: rs.reduce((a, r) => a + r.rps, 0) / rs.length,
+    p50Ms: median((r) => r.p50Ms),
+    p99Ms: median((r) => r.p99Ms),
+    errors: rs.reduce((a, r) => a + r.errors, 0),
+    requests,
+    instanceCpu: weighted(0),
+    proxyCpu: weighted(1),
+  };
 }
 
 /** Table rows: [label, value, target]. */
@@ -204,6 +238,7 @@ export function warmRows(w: WarmFigures): [string, string, string][] {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const seconds = Number(process.env.FIZZ_BENCH_WARM_SECONDS ?? 10);
+  const rounds = Number(process.env.FIZZ_BENCH_WARM_ROUNDS ?? 5);
   const { goproxyBin } = prepareWarm();
   const logFile = path.join(ROOT, "bench/results/warm-platform.log");
   mkdirSync(path.dirname(logFile), { recursive: true });
@@ -218,6 +253,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       seconds,
       connections: 50,
       warmupSeconds: Math.min(5, seconds),
+      rounds,
     });
     console.log(JSON.stringify(warm, null, 2));
     const rows = warmRows(warm);
