@@ -260,13 +260,14 @@ export class ProcessBackend implements Backend {
     if (this.closing) void this.kill(id, "the process backend is stopping");
 
     try {
-      await waitReady(address, this.opts.agent, {
+      const how = await waitReady(address, this.opts.agent, {
         timeoutMs: this.opts.spawnTimeoutMs,
         exited: child.exited,
         announce: announces
           ? ((proc.stdio[READY_FD] as Readable | null | undefined) ?? undefined)
           : undefined,
       });
+      this.log.debug({ instance: id, ready: how, ms: Date.now() - instance.startedAt }, "ready");
     } catch (err) {
       if (!this.children.has(id))
         throw new FizzError("INSTANCE_FAILED", `${id}: ${this.describeExit(child)}`);

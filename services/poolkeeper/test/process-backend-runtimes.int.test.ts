@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { silentLogger } from "@fizz/kit";
+import { Writable } from "node:stream";
+import { createLogger, silentLogger } from "@fizz/kit";
 import { expect } from "chai";
 import { Agent, request } from "undici";
 import { DEFAULT_RUNTIMES_DIR, loadConfig } from "../src/config";
@@ -95,6 +96,64 @@ describe("process backend: the go, php, ruby and dotnet runtimes under instance 
       } finally {
         delete process.env.FIZZ_NATS_PASSWORD;
       }
+    });
+  }
+});
+
+/**
+ * The node runtime under the real process backend announces readiness on its pipe (FIZZ_READY_FD)
+ * instead of waiting to be found by /healthz polling; an instance spawned for a waiting
+ * specialize is told to skip its warm-up (FIZZ_WARM_UP=0), one for the pool is not.
+ */
+describe("process backend: the node runtime announces readiness", function () {
+  this.timeout(60_000);
+  let workDir: string;
+  let agent: Agent;
+  let backend: ProcessBackend;
+  const lines: Array<{ msg?: string; ready?: string; instance?: string }> = [];
+
+  before(async () => {
+    workDir = await mkdtemp(path.join(tmpdir(), "fizz-pb-ready-"));
+    agent = new Agent();
+    const config = loadConfig({ FIZZ_WORKDIR: workDir });
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split("\n").filter(Boolean))
+          lines.push(JSON.parse(l) as (typeof lines)[number]);
+        done();
+      },
+    });
+    backend = new ProcessBackend({
+      workDir,
+      runtimesDir: DEFAULT_RUNTIMES_DIR,
+      python: config.python,
+      spawnTimeoutMs: 20_000,
+      killGraceMs: 2000,
+      baseEnv: config.instanceEnv,
+      isolation: config.isolation,
+      allowEnvCommand: false,
+      agent,
+      logger: createLogger("poolkeeper", "debug", sink),
+    });
+  });
+  after(async () => {
+    await backend?.close();
+    await agent?.close();
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  for (const taken of [false, true]) {
+    it(`is noticed through its pipe (${taken ? "taken for a specialize" : "for the pool"})`, async () => {
+      const inst = await backend.spawn(env("node", { image: "fizz/env-node" }), { taken });
+      const ready = lines.find((l) => l.msg === "ready" && l.instance === inst.id);
+      expect(ready?.ready).to.equal("announced");
+      const res = await request(`${inst.address}/healthz`, { dispatcher: agent });
+      expect(res.statusCode).to.equal(200);
+      await res.body.text();
+      const vars = readFileSync(`/proc/${inst.pid!}/environ`, "latin1").split("\0");
+      expect(vars).to.include("FIZZ_READY_FD=3");
+      expect(vars.includes("FIZZ_WARM_UP=0")).to.equal(taken);
+      await backend.kill(inst.id, "test done");
     });
   }
 });
