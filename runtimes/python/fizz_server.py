@@ -261,6 +261,28 @@ class Server(ThreadingHTTPServer):
         self.server_name, self.server_port = self.server_address[:2]
 
 
+def _announce_ready() -> None:
+    """Tells the process backend we are listening (FIZZ_READY_FD, docs/runtime-contract.md),
+    sooner than its /healthz polling would find out. Written once and closed, before any user
+    code runs, and dropped from the environment the function sees. A failure only means the
+    backend polls."""
+    raw = os.environ.pop("FIZZ_READY_FD", None)
+    if not raw:
+        return
+    try:
+        fd = int(raw)
+    except ValueError:
+        return
+    try:
+        os.write(fd, b"ready\n")
+    except OSError as exc:
+        log(f"readiness not announced: {exc}")
+    try:
+        os.close(fd)
+    except OSError:
+        pass  # not open: nothing to leak
+
+
 def main() -> None:
     real_stdout = sys.stdout
     if hasattr(real_stdout, "reconfigure"):
@@ -315,6 +337,7 @@ def main() -> None:
 
         threading.Thread(target=watch_stdin, name="fizz-stdin", daemon=True).start()
 
+    _announce_ready()
     suffix = f" as {rt.instance_id}" if rt.instance_id else ""
     log(f"python runtime listening on {rt.host}:{rt.port}{suffix}")
     rt.preload.start()  # after listening: readiness does not wait for Flask

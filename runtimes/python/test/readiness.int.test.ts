@@ -1,0 +1,77 @@
+// The Python runtime's readiness pipe (FIZZ_READY_FD): what the process backend relies on to
+// notice an instance the moment it listens, and what keeps the pipe out of the function's reach.
+// A real process, real HTTP; fd 3 is a pipe as the process backend passes it.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { freePort } from "@fizz/testkit";
+import { expect } from "chai";
+import {
+  minimalEnv,
+  postJson,
+  request,
+  specializeBody,
+  waitForHealthz,
+} from "../../contract/harness.js";
+import { ME } from "../../contract/runtime-contract.js";
+
+const SERVER = fileURLToPath(new URL("../server.py", import.meta.url));
+
+/** What the function sees of the pipe's variable. */
+const PROBE = `import os\n\ndef main():\n    return os.environ.get("FIZZ_READY_FD", "absent")\n`;
+
+describe("python runtime: readiness announced on FIZZ_READY_FD", function () {
+  this.timeout(20_000);
+  let proc: ChildProcess | undefined;
+  let scratch: string;
+
+  beforeEach(() => {
+    scratch = mkdtempSync(join(tmpdir(), "fizz-python-ready-"));
+  });
+  afterEach(() => {
+    proc?.kill("SIGKILL");
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  async function start(extra: Record<string, string>): Promise<{ url: string; pipe: Readable }> {
+    const port = await freePort();
+    proc = spawn("python3", [SERVER], {
+      env: { ...minimalEnv(scratch), PORT: String(port), HOST: "127.0.0.1", ...extra },
+      stdio: ["ignore", "ignore", "ignore", "pipe"],
+    });
+    return { url: `http://127.0.0.1:${port}`, pipe: proc.stdio[3] as Readable };
+  }
+
+  /** Everything written on the pipe until the runtime's last descriptor on it is closed. */
+  function readAll(pipe: Readable): Promise<string> {
+    return new Promise((resolve, reject) => {
+      let got = "";
+      pipe.on("data", (d: Buffer) => (got += d.toString("latin1")));
+      pipe.once("end", () => resolve(got));
+      pipe.once("error", reject);
+    });
+  }
+
+  it("writes one line once listening and closes the pipe, so the function never holds it", async () => {
+    const { url, pipe } = await start({ FIZZ_READY_FD: "3" });
+    // EOF: no descriptor on it is left in the runtime, so nothing it runs later can write to it.
+    expect(await readAll(pipe)).to.equal("ready\n");
+    expect((await request(url, { path: "/healthz" })).status).to.equal(200);
+    const loaded = await postJson(url, "/v2/specialize", specializeBody("probe.py", PROBE));
+    expect(loaded.status, loaded.text).to.equal(200);
+    const seen = await request(url, { headers: ME });
+    expect(seen.text).to.equal("absent");
+  });
+
+  it("without FIZZ_READY_FD writes nothing on fd 3 and still serves", async () => {
+    const { url, pipe } = await start({});
+    let got = "";
+    pipe.on("data", (d: Buffer) => (got += d.toString()));
+    await waitForHealthz(url, 10_000);
+    expect(got).to.equal("");
+    expect((await request(url, { path: "/healthz" })).status).to.equal(200);
+  });
+});
