@@ -117,6 +117,8 @@ export async function measureBurst100(
           code: code("f.js", HANDLER),
           concurrency: f.concurrency,
           maxInstances: Math.ceil(f.requests / f.concurrency) + 10,
+          // A slow burst must not see its first instances reaped before they are counted.
+          idleTimeoutSeconds: 600,
         },
       }),
     );
