@@ -120,10 +120,12 @@ export function createSpecializer(
     try {
       await environmentOf(req.environment);
       // Both before an instance is taken: a missing blob or secret costs no warm instance.
-      const [config, source] = await Promise.all([
-        deps.readConfig(req.function.namespace, req.secrets ?? [], req.configmaps ?? []),
-        loadSource(req, { store: deps.store, cache, logger: log }),
-      ]);
+      const [config, source] = await phase("poolkeeper.source", () =>
+        Promise.all([
+          deps.readConfig(req.function.namespace, req.secrets ?? [], req.configmaps ?? []),
+          loadSource(req, { store: deps.store, cache, logger: log }),
+        ]),
+      );
       source.check(config);
 
       // Not retryUntil: the second attempt takes another instance at once (no back-off), and the
@@ -154,12 +156,14 @@ export function createSpecializer(
           deps.afterReply(() => deps.pool.refill(req.environment));
           throw err;
         }
-        const outcome = await postSpecialize(
-          deps.agent,
-          t.instance.address,
-          payload,
-          t.instance.specializeToken,
-          deps.timeoutMs + source.extraTimeoutMs,
+        const outcome = await phase("poolkeeper.post", () =>
+          postSpecialize(
+            deps.agent,
+            t.instance.address,
+            payload,
+            t.instance.specializeToken,
+            deps.timeoutMs + source.extraTimeoutMs,
+          ),
         );
         if (outcome.kind === "source-failed") {
           void deps.pool.kill(id, "the archive could not be read from the store");
@@ -242,6 +246,14 @@ const OUTCOME_OF_CODE: Partial<Record<ErrorCode, SpecializeOutcomeLabel>> = {
   UNKNOWN_ENVIRONMENT: "unknown_environment",
   UNKNOWN_IMAGE: "unsupported",
 };
+
+/** A span around one step, only while traces are exported (bench/cold-profile.ts reads them). */
+function phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const t = tracer();
+  if (!t.recording) return fn();
+  const span = t.startSpan(name, "internal", currentScope()?.trace);
+  return fn().finally(() => span.end());
+}
 
 function outcomeOf(err: FizzError): SpecializeOutcomeLabel {
   return OUTCOME_OF_CODE[err.code] ?? "error";
