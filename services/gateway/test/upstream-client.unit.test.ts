@@ -243,6 +243,23 @@ describe("upstream client (bodiless requests)", () => {
     }
   });
 
+  it("times out a request waiting for its answer, short or long timeout, not before it", async () => {
+    const s = await rawServer(() => undefined);
+    try {
+      for (const ms of [80, 450]) {
+        const t = Date.now();
+        const a = await call(s.url, { answerTimeout: ms, headersTimeout: ms + 1000 });
+        const elapsed = Date.now() - t;
+        expect(a.error?.code).to.equal("UND_ERR_HEADERS_TIMEOUT");
+        expect(a.connected).to.equal(true);
+        // Never before it (how late it may come is the proxy's 504 test, on a quiet machine).
+        expect(elapsed).to.be.at.least(ms - 5);
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
   it("times out a quiet body (UND_ERR_BODY_TIMEOUT)", async () => {
     const s = await rawServer((_req, _n, sock) =>
       sock.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"),

@@ -176,30 +176,32 @@ export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
       h.push("traceparent", formatTraceparent(cs.context));
       if (cs.context.traceState !== undefined) h.push("tracestate", cs.context.traceState);
     }
-    // undici's own timeouts above 1 s run on a coarse ~0.5 s tick, so a 504 came up to a second
-    // after the function's timeout; this timer is exact, and undici's is only a backstop.
     this.clearAnswerTimer();
     this.timedOut = false;
-    if (e.timeoutMs > 0) {
-      this.answerTimer = setTimeout(() => {
-        this.answerTimer = undefined;
-        this.timedOut = true;
-        this.abortUpstream?.(answerTimeout());
-      }, e.timeoutMs);
-    }
     if (this.repeatable) {
-      // Bodiless GET/HEAD/OPTIONS, nearly every request: the lighter client (upstream-client.ts).
+      // Bodiless GET/HEAD/OPTIONS, nearly every request: the lighter client (upstream-client.ts),
+      // which keeps the function's timeout itself, exact, without a timer per request.
       upstreamClient(e.address).dispatch(
         {
           path: this.url,
           method: this.req.method ?? "GET",
           headers: h,
+          answerTimeout: e.timeoutMs,
           headersTimeout: headersBackstopMs(e.timeoutMs),
           bodyTimeout: e.timeoutMs,
         },
         this,
       );
       return;
+    }
+    // undici's own timeouts above 1 s run on a coarse ~0.5 s tick, so a 504 came up to a second
+    // after the function's timeout; this timer is exact, and undici's is only a backstop.
+    if (e.timeoutMs > 0) {
+      this.answerTimer = setTimeout(() => {
+        this.answerTimer = undefined;
+        this.timedOut = true;
+        this.abortUpstream?.(answerTimeout());
+      }, e.timeoutMs);
     }
     e.pool.dispatch(
       {

@@ -28,7 +28,13 @@ export interface UpstreamRequest {
   path: string;
   /** Flat [name, value, ...]. */
   headers: readonly string[];
-  /** Backstop to the response head (the caller keeps the exact one); 0: none. */
+  /**
+   * The function's timeout to the response head, exact (UND_ERR_HEADERS_TIMEOUT at that time,
+   * counted from dispatch); 0: none. A timer is armed only for a request still waiting within two
+   * ticks of it, so the usual fast answer never creates one.
+   */
+  answerTimeout?: number;
+  /** Coarse backstop to the response head; 0: none. */
   headersTimeout: number;
   /** Longest quiet time within the response body; 0: none. */
   bodyTimeout: number;
@@ -191,6 +197,9 @@ class Connection {
   private partialHeaders: string[] | undefined;
   private dead = false;
   private hinted = false;
+  private answerTimeout = 0;
+  private answerFrom = 0;
+  private answerTimer: NodeJS.Timeout | undefined;
   idleSince = 0;
   keepAliveMs = KEEP_ALIVE_MS;
   readonly resume = (): void => {
@@ -250,6 +259,13 @@ class Connection {
     this.headersTimeout = req.headersTimeout;
     this.bodyTimeout = req.bodyTimeout;
     this.sentAt = now;
+    this.answerTimeout = req.answerTimeout ?? 0;
+    if (this.answerTimeout > 0) {
+      this.answerFrom = Date.now();
+      // Too short for the tick to arm it in time.
+      if (this.answerTimeout <= 2 * TICK_MS)
+        this.answerTimer = setTimeout(this.onAnswerTimeout, this.answerTimeout);
+    }
     if (this.dead) {
       this.fail(coded("other side closed", "UND_ERR_SOCKET"));
       return;
@@ -318,6 +334,7 @@ class Connection {
     }
     if (status < 200) return 1; // 1xx: the final answer follows
     this.final = true;
+    this.clearAnswerTimer();
     this.state = BODY;
     this.lastData = now;
     this.keepAlive = keepAlive;
@@ -354,6 +371,11 @@ class Connection {
 
   checkTimeouts(): void {
     if (this.handler === undefined) return;
+    if (this.state === WAITING && this.answerTimeout > 0 && this.answerTimer === undefined) {
+      const left = this.answerFrom + this.answerTimeout - Date.now();
+      if (left <= 2 * TICK_MS)
+        this.answerTimer = setTimeout(this.onAnswerTimeout, Math.max(0, left));
+    }
     if (
       this.state === WAITING &&
       this.headersTimeout > 0 &&
@@ -364,8 +386,20 @@ class Connection {
       this.fail(coded("Body Timeout Error", "UND_ERR_BODY_TIMEOUT"));
   }
 
+  private readonly onAnswerTimeout = (): void => {
+    this.answerTimer = undefined;
+    if (this.handler !== undefined && this.state === WAITING)
+      this.fail(coded("the function did not answer in time", "UND_ERR_HEADERS_TIMEOUT"));
+  };
+
+  private clearAnswerTimer(): void {
+    if (this.answerTimer !== undefined) clearTimeout(this.answerTimer);
+    this.answerTimer = undefined;
+  }
+
   /** Ends the connection; the request on it, if any, fails with `err`. */
   private fail(err: Error): void {
+    this.clearAnswerTimer();
     const handler = this.handler;
     this.handler = undefined;
     this.destroy();
