@@ -117,13 +117,28 @@ export interface RedisStoreOptions {
   onRetry?: () => void;
 }
 
+/**
+ * Transactions run on a few connections side by side: WATCH state is per connection, so the
+ * transactions of one connection must not interleave, and with a single connection every write
+ * waited for the round trips of every write before it (writes of different objects do not
+ * conflict, and those that do are caught by WATCH whichever connection they run on).
+ */
+const TX_LANES = 8;
+
+/** One transaction connection and the queue of transactions on it. */
+interface TxLane {
+  conn: Redis;
+  /** Bumped when the connection closes: WATCHes do not survive a reconnect. */
+  epoch: number;
+  /** WATCH state is per connection, so transactions on one lane must not interleave. */
+  chain: Promise<unknown>;
+  /** Transactions queued or running on this lane. */
+  queued: number;
+}
+
 export class RedisStore implements Store {
   private readonly keys: ReturnType<typeof redisKeys>;
-  private readonly tx: Redis;
-  /** Bumped when the transaction connection closes: WATCHes do not survive a reconnect. */
-  private epoch = 0;
-  /** WATCH state is per connection, so transactions on `tx` must not interleave. */
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly lanes: TxLane[];
 
   constructor(private readonly opts: RedisStoreOptions) {
     this.keys = redisKeys(opts.prefix);
@@ -131,20 +146,28 @@ export class RedisStore implements Store {
     // Fail fast instead of queueing or resending: a MULTI/EXEC replayed on a fresh connection
     // would run without the WATCHes it depends on.
     const { url, tls } = redisTls(opts.url);
-    this.tx = new Redis(url, {
-      ...tls,
-      connectionName: `${opts.name}-tx`,
-      enableOfflineQueue: false,
-      autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 1,
-      retryStrategy: (times) => backoffMs(times, 200, 2000),
+    this.lanes = Array.from({ length: TX_LANES }, (_, i) => {
+      const lane: TxLane = {
+        conn: new Redis(url, {
+          ...tls,
+          connectionName: `${opts.name}-tx${i}`,
+          enableOfflineQueue: false,
+          autoResendUnfulfilledCommands: false,
+          maxRetriesPerRequest: 1,
+          retryStrategy: (times) => backoffMs(times, 200, 2000),
+        }),
+        epoch: 0,
+        chain: Promise.resolve(),
+        queued: 0,
+      };
+      lane.conn.on("close", () => lane.epoch++);
+      lane.conn.on("error", (err: Error) => log.debug({ err: err.message }, "redis (tx) error"));
+      return lane;
     });
-    this.tx.on("close", () => this.epoch++);
-    this.tx.on("error", (err: Error) => log.debug({ err: err.message }, "redis (tx) error"));
   }
 
   ready(): boolean {
-    return redisReady(this.opts.client) && redisReady(this.tx);
+    return redisReady(this.opts.client) && this.lanes.every((l) => redisReady(l.conn));
   }
 
   get<K extends KindPlural>(
@@ -230,17 +253,25 @@ export class RedisStore implements Store {
   }
 
   transact<T>(body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>): Promise<T> {
-    const run = this.chain.then(() => this.runTransaction(body));
-    this.chain = run.catch(() => undefined);
+    // The lane with the fewest transactions waiting.
+    const lane = this.lanes.reduce((a, b) => (b.queued < a.queued ? b : a));
+    lane.queued++;
+    const run = lane.chain.then(() => this.runTransaction(lane, body));
+    lane.chain = run.catch(() => undefined).finally(() => lane.queued--);
     return run;
   }
 
   async close(): Promise<void> {
-    await this.chain;
-    await this.tx.quit().catch(() => this.tx.disconnect());
+    await Promise.all(
+      this.lanes.map(async (l) => {
+        await l.chain;
+        await l.conn.quit().catch(() => l.conn.disconnect());
+      }),
+    );
   }
 
   private async runTransaction<T>(
+    lane: TxLane,
     body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>,
   ): Promise<T> {
     try {
@@ -249,17 +280,18 @@ export class RedisStore implements Store {
       return await retryUntil(
         async () => {
           this.assertReady();
-          const epoch = this.epoch;
+          const epoch = lane.epoch;
           let out: { writes: Writes; result: T };
           // The triggers this attempt read (watched): their old routes leave the route index.
           const seen = new Map<string, HttpTrigger | undefined>();
           try {
-            out = await body(this.reader(this.tx, true, seen));
+            out = await body(this.reader(lane.conn, true, seen));
           } catch (err) {
-            await this.tx.unwatch().catch(() => undefined);
+            await lane.conn.unwatch().catch(() => undefined);
             throw err;
           }
-          if (epoch === this.epoch && (await this.exec(out.writes, seen))) return out.result;
+          if (epoch === lane.epoch && (await this.exec(lane.conn, out.writes, seen)))
+            return out.result;
           this.opts.onRetry?.();
           throw new WriteConflict();
         },
@@ -281,9 +313,13 @@ export class RedisStore implements Store {
   }
 
   /** false when a watched key changed (EXEC aborted). */
-  private async exec(writes: Writes, seen: Map<string, HttpTrigger | undefined>): Promise<boolean> {
-    const index = await this.routeIndexWrites(writes, seen);
-    const m = this.tx.multi();
+  private async exec(
+    tx: Redis,
+    writes: Writes,
+    seen: Map<string, HttpTrigger | undefined>,
+  ): Promise<boolean> {
+    const index = await this.routeIndexWrites(tx, writes, seen);
+    const m = tx.multi();
     for (const { key, add, remove } of index) {
       if (remove !== undefined) m.srem(key, remove);
       if (add !== undefined) m.sadd(key, add);
@@ -317,6 +353,7 @@ export class RedisStore implements Store {
    * is read here, watched like the body's reads.
    */
   private async routeIndexWrites(
+    tx: Redis,
     writes: Writes,
     seen: Map<string, HttpTrigger | undefined>,
   ): Promise<{ key: string; add?: string; remove?: string }[]> {
@@ -325,8 +362,7 @@ export class RedisStore implements Store {
       const id = `${ns}/${name}`;
       if (seen.has(id)) return seen.get(id);
       const key = this.keys.obj("httptriggers", ns, name);
-      await this.tx.watch(key);
-      const raw = await this.tx.get(key);
+      const [, raw] = await Promise.all([tx.watch(key), tx.get(key)]);
       return raw === null ? undefined : parseStored("httptriggers", key, raw);
     };
     const edit = async (ns: string, name: string, after: HttpTrigger | undefined) => {
@@ -361,8 +397,8 @@ export class RedisStore implements Store {
     const get = async <K extends KindPlural>(kind: K, ns: string, name: string) => {
       assertReady();
       const key = keys.obj(kind, ns, name);
-      if (watch) await client.watch(key);
-      const raw = await client.get(key);
+      // WATCH and GET in one round trip: one connection answers in order.
+      const [, raw] = await Promise.all([watch ? client.watch(key) : undefined, client.get(key)]);
       const obj = raw === null ? undefined : parseStored(kind, key, raw);
       if (kind === "httptriggers") seen?.set(`${ns}/${name}`, obj as HttpTrigger | undefined);
       return obj;
@@ -403,8 +439,10 @@ export class RedisStore implements Store {
     this.assertReady();
     const keys = this.keys;
     const index = ns === undefined ? keys.kindIndex(kind) : keys.nsIndex(kind, ns);
-    if (watch) await client.watch(index);
-    const members = await client.smembers(index);
+    const [, members] = await Promise.all([
+      watch ? client.watch(index) : undefined,
+      client.smembers(index),
+    ]);
     const names = members.map((m) => {
       if (ns !== undefined) return { namespace: ns, name: m };
       const [mns = "", mname = ""] = m.split("/");
@@ -413,8 +451,10 @@ export class RedisStore implements Store {
     const objKeys = names.map((n) => keys.obj(kind, n.namespace, n.name));
     if (objKeys.length === 0) return { items: [], skipped: [] };
     // Watch each listed object too: an update changes an object without touching the index.
-    if (watch) await client.watch(...objKeys);
-    const values = await client.mget(...objKeys);
+    const [, values] = await Promise.all([
+      watch ? client.watch(...objKeys) : undefined,
+      client.mget(...objKeys),
+    ]);
     const items: ObjectsByPlural[K][] = [];
     const skipped: SkippedObject[] = [];
     values.forEach((raw, i) => {
