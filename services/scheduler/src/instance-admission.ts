@@ -120,13 +120,16 @@ export async function requestInstance(
   return instance.concurrency ? instance : { ...instance, concurrency };
 }
 
-/** Into the table and the route cache; undefined when the instance is no longer wanted. */
-export async function admitInstance(
+/**
+ * Into the table and the route cache; undefined when the instance is no longer wanted. The route
+ * write is under way, not done, when this returns.
+ */
+export function admitInstance(
   d: AdmissionDeps,
   instance: Instance,
   r: Resolved,
   log: Logger,
-): Promise<Tracked | undefined> {
+): Tracked | undefined {
   const { uid, revision, namespace, name } = r.fn.metadata;
   const now = d.now();
   if (d.table.isTombstoned(instance.id, now)) return undefined; // died before its reply reached us
@@ -137,14 +140,15 @@ export async function admitInstance(
     d.retirer.retireNow([t], "function changed during specialization");
     return undefined;
   }
-  try {
-    await d.routes.put(t.instance);
-  } catch (err) {
+  // Not awaited: the lease does not need the route in Redis (other replicas adopt the instance
+  // from the finished claim, the periodic reconcile from the poolkeeper's list), and sent now it
+  // shares a round trip with the claim's finish on the same connection, which Redis runs after it.
+  d.routes.put(t.instance).catch((err: unknown) => {
     // The instance is real and serving; the periodic reconcile adopts it into Redis later.
     log.error(
       { instance: t.id, err: (err as Error).message },
       "could not write the route to Redis",
     );
-  }
+  });
   return t;
 }

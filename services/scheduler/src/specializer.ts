@@ -203,7 +203,7 @@ export class Specializer {
         await this.finish(ref, slot, owner, { state: "failed", error: fe.toWire() });
         throw fe;
       }
-      const t = await phase("scheduler.admit", () => admitInstance(this.d, instance, r, this.log));
+      const t = admitInstance(this.d, instance, r, this.log);
       const rec = await this.finish(
         ref,
         slot,
