@@ -45,6 +45,10 @@ SHUTDOWN_GRACE_SECONDS = 25.0
 KEEPALIVE_SECONDS = 65
 
 
+# Up to this size an answer's head and body are joined into one write (a copy of the body).
+_ONE_WRITE_BYTES = 64 * 1024
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
     server_version = "fizz-python"
@@ -118,8 +122,16 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         if close:
             self.send_header("Connection", "close")  # also sets self.close_connection
+        with_body = self.command != "HEAD" and status not in (204, 304)
+        if with_body and len(body) <= _ONE_WRITE_BYTES and self.request_version != "HTTP/0.9":
+            # Head and body in one write (end_headers would send the head on its own): one packet,
+            # and the reader (the gateway, the poolkeeper) wakes once for the whole answer.
+            self._headers_buffer.append(b"\r\n")
+            self._headers_buffer.append(body)
+            self.flush_headers()
+            return
         self.end_headers()
-        if self.command != "HEAD" and status not in (204, 304):
+        if with_body:
             self.wfile.write(body)
 
     def _json(self, status: int, value, headers=(), close: bool = False) -> None:
