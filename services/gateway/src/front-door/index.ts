@@ -5,8 +5,9 @@
  * response-head.ts, body.ts, headers.ts, http-errors.ts), the route table and its matcher
  * (routes.ts, router.ts), the registry's update barrier (sync.ts), the leases the gateway holds on
  * instances and what happens at the capacity limit (leases.ts, function-leases.ts, capacity.ts,
- * wait-queue.ts), the upstream connection pools (pools.ts) and the request metrics (metrics.ts,
- * request-stats.ts), and whose forwarding headers it believes (trusted-proxies.ts).
+ * wait-queue.ts), the upstream connections (pools.ts; upstream-client.ts for bodiless requests)
+ * and the request metrics (metrics.ts, request-stats.ts), and whose forwarding headers it believes
+ * (trusted-proxies.ts).
  *
  * Exports what the composition (../index.ts) wires and what the bus side borrows: the lease
  * manager and its per-function state (bus calls take the same slots as HTTP requests), the route
@@ -27,6 +28,7 @@ export {
 } from "./leases";
 export type { WaitTicket } from "./wait-queue";
 export { UpstreamPools } from "./pools";
+export { closeUpstreamClients } from "./upstream-client";
 export { GatewayMetrics } from "./metrics";
 export { isHopByHop, scanRequestHeaders } from "./headers";
 export { parseTrustedProxies, trustedProxies, type TrustedProxies } from "./trusted-proxies";
