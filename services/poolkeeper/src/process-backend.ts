@@ -72,7 +72,7 @@ const STDERR_TAIL_LINES = 5;
 /** The readiness pipe's descriptor in the child (FIZZ_READY_FD); health.ts reads our end. */
 const READY_FD = 3;
 /** Runtimes whose loader writes READY_LINE to FIZZ_READY_FD once listening. */
-const ANNOUNCING = new Set<string>(["node"]);
+const ANNOUNCING = new Set<string>(["node", "python"]);
 /** After 'exit', how long to wait for the pipes to close (a grandchild may hold them open). */
 const CLOSE_WAIT_MS = 200;
 

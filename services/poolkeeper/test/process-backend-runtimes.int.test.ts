@@ -105,7 +105,7 @@ describe("process backend: the go, php, ruby and dotnet runtimes under instance 
  * instead of waiting to be found by /healthz polling; an instance spawned for a waiting
  * specialize is told to skip its warm-up (FIZZ_WARM_UP=0), one for the pool is not.
  */
-describe("process backend: the node runtime announces readiness", function () {
+describe("process backend: the node and python runtimes announce readiness", function () {
   this.timeout(60_000);
   let workDir: string;
   let agent: Agent;
@@ -156,4 +156,14 @@ describe("process backend: the node runtime announces readiness", function () {
       await backend.kill(inst.id, "test done");
     });
   }
+
+  it("notices the python runtime through its pipe too", async () => {
+    const inst = await backend.spawn(env("python", { image: "fizz/env-python" }), { taken: true });
+    const ready = lines.find((l) => l.msg === "ready" && l.instance === inst.id);
+    expect(ready?.ready).to.equal("announced");
+    const res = await request(`${inst.address}/healthz`, { dispatcher: agent });
+    expect(res.statusCode).to.equal(200);
+    await res.body.text();
+    await backend.kill(inst.id, "test done");
+  });
 });
