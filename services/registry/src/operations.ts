@@ -312,7 +312,13 @@ export class Operations {
     };
   }
 
+  /**
+   * Code is content-addressed: bytes already stored (another function's, an earlier revision's)
+   * are not sent again. An upload of a stored digest would publish its chunks to JetStream, find
+   * the object there and purge them again — a stream write and a purge per create for nothing.
+   */
   private async putCode(code: CodeBlob): Promise<void> {
+    if (await this.opts.archives.has(code.ref.digest)) return;
     await this.opts.archives.putStream(Readable.from([code.bytes]), code.ref.digest);
   }
 }
