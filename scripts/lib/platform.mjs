@@ -8,7 +8,7 @@ import path from "node:path";
 import { ensureConsoleBuilt } from "./console-build.mjs";
 import { ensureCredentials, natsUrlWith } from "./credentials.mjs";
 import { ensureSecretsKeyFile } from "./secrets-key.mjs";
-import { ensureServicesBuilt, serviceBundle } from "./service-build.mjs";
+import { ensureServicesBuilt, SERVICE_NODE_FLAGS, serviceBundle } from "./service-build.mjs";
 import { writeNatsConfig, writeRedisAcl } from "./nats-config.mjs";
 import { findBinary, ROOT } from "./prereqs.mjs";
 import { Supervisor } from "./supervisor.mjs";
@@ -296,7 +296,7 @@ export async function launchPlatform(opts) {
     const commandOf = (svc) =>
       distDir === undefined
         ? ["--import", "tsx", path.join("services", svc, "src", "main.ts")]
-        : [...nodeFlags, serviceBundle(svc, distDir)];
+        : [...(SERVICE_NODE_FLAGS[svc] ?? []), ...nodeFlags, serviceBundle(svc, distDir)];
     // Each service gets its own NATS and Redis user only, and only the registry the tokens.
     /** @param {string} svc */
     const readyzOf = (svc) => {

@@ -1,4 +1,4 @@
-import { createLogger, runService } from "@fizz/kit";
+import { createLogger, runService, settleMemoryAfterStart } from "@fizz/kit";
 import { loadConfig, type SchedulerConfig } from "./config";
 import { start } from "./index";
 
@@ -11,6 +11,8 @@ try {
   process.exit(1);
 }
 const logger = createLogger("scheduler", config.logLevel);
+// Start-up garbage collected once the service settled (with --expose-gc: the launcher, the image).
+settleMemoryAfterStart();
 void runService(logger, (signal) => start(config, { logger, signal }), {
   exitWithStdin: process.env.FIZZ_PARENT_STDIN === "1",
   tracing: { config: config.tracing, service: "scheduler" },

@@ -8,6 +8,7 @@ export * from "./ops";
 export * from "./connection-metrics";
 export * from "./function-labels";
 export * from "./lifecycle";
+export * from "./settle-memory";
 export * from "./jetstream";
 export * from "./log-stream";
 export * from "./registry-listing";
