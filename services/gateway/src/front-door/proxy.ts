@@ -178,9 +178,10 @@ export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
     }
     this.clearAnswerTimer();
     this.timedOut = false;
-    if (this.repeatable) {
+    if (this.repeatable && e.address.startsWith("http:")) {
       // Bodiless GET/HEAD/OPTIONS, nearly every request: the lighter client (upstream-client.ts),
-      // which keeps the function's timeout itself, exact, without a timer per request.
+      // which keeps the function's timeout itself, exact, without a timer per request. Plain
+      // HTTP only: an https instance address stays with undici's TLS.
       upstreamClient(e.address).dispatch(
         {
           path: this.url,
