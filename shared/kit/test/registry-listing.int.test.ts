@@ -103,7 +103,7 @@ describe("followRegistryListing (shared/kit)", function () {
         spec: { image: "fizz/env-node" },
       }),
     );
-    const asked: Array<{ limit?: number; continue?: string }> = [];
+    const asked: Array<{ limit: number | undefined; continue: string | undefined }> = [];
     // A registry answering pages as the real one does: `continue` is the last name of the page.
     const registry = serve(
       nc,
