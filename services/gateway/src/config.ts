@@ -107,7 +107,7 @@ export function loadConfig(env: Env): GatewayConfig {
     opsPort: int(env, "FIZZ_GATEWAY_OPS_PORT", 0, 0, 65535),
     maxBodyBytes: int(env, "FIZZ_MAX_BODY_BYTES", 16 * 1024 * 1024, 1),
     reportIntervalMs: int(env, "FIZZ_REPORT_INTERVAL_MS", 1000, 50, 3_600_000),
-    leaseTimeoutMs: int(env, "FIZZ_LEASE_TIMEOUT_MS", 20_000, 100, 600_000),
+    leaseTimeoutMs: int(env, "FIZZ_LEASE_TIMEOUT_MS", 60_000, 100, 600_000),
     drainTimeoutMs: int(env, "FIZZ_GATEWAY_DRAIN_MS", 10_000, 0, 600_000),
     queueTimeoutMs: int(env, "FIZZ_QUEUE_TIMEOUT_MS", 10_000, 0, 600_000),
     queueMax: int(env, "FIZZ_QUEUE_MAX", 1000, 0, 1_000_000),

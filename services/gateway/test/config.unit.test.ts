@@ -12,7 +12,7 @@ describe("gateway config", () => {
       opsPort: 0,
       maxBodyBytes: 16 * 1024 * 1024,
       reportIntervalMs: 1000,
-      leaseTimeoutMs: 20000,
+      leaseTimeoutMs: 60000,
       queueTimeoutMs: 10000,
       queueMax: 1000,
       presenceIntervalMs: 2000,

@@ -62,7 +62,7 @@ export interface PoolkeeperConfig extends PoolkeeperCommonConfig {
   spawnConcurrency: number;
   /**
    * FIZZ_SPAWN_QUEUE_TIMEOUT_MS: a cold start queued at the gate this long has lost its caller
-   * (the scheduler's specialize timeout, 15 s by default) and is turned away unspawned.
+   * (the scheduler's specialize timeout, 45 s by default) and is turned away unspawned.
    */
   spawnQueueTimeoutMs: number;
   killGraceMs: number;
@@ -171,7 +171,7 @@ export function loadConfig(
       0,
       10_000,
     ),
-    spawnQueueTimeoutMs: int(env, "FIZZ_SPAWN_QUEUE_TIMEOUT_MS", 15_000, 1, 600_000),
+    spawnQueueTimeoutMs: int(env, "FIZZ_SPAWN_QUEUE_TIMEOUT_MS", 40_000, 1, 600_000),
     killGraceMs: int(env, "FIZZ_KILL_GRACE_MS", 3_000, 0, 600_000),
     maxSpawnFailures: int(env, "FIZZ_POOL_MAX_FAILURES", 5, 1, 1000),
     failureCooldownMs: int(env, "FIZZ_POOL_COOLDOWN_MS", 30_000, 0, 3_600_000),

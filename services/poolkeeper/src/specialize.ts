@@ -140,6 +140,9 @@ export function createSpecializer(
             // The instance outlives this request: its output must not carry this trace.
             t = await outsideScope(() => deps.pool.spawnTaken(req.environment));
           } catch (err) {
+            // The spawn gate turned it away (no slot before the caller's deadline, or stopping):
+            // a second try would queue again at the back and boot an instance nobody waits for.
+            if (err instanceof FizzError && err.code === "UNAVAILABLE") throw err;
             lastFailure = `could not start an instance: ${(err as Error).message}`;
             log.warn({ function: fnName, err: lastFailure }, "specialize attempt failed");
             continue;

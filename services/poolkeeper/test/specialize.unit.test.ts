@@ -249,6 +249,24 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
     expect(backend.spawnCalls).to.equal(1);
   });
 
+  it("does not spawn again when the spawn gate turns an empty-pool start away", async () => {
+    pool.upsert(env("node", { poolSize: 0 }));
+    let asked = 0;
+    // The gate's refusal: no spawn slot before the caller's deadline.
+    pool.spawnTaken = () => {
+      asked++;
+      return Promise.reject(
+        new FizzError("UNAVAILABLE", "no spawn slot before the caller's deadline", {
+          retryable: true,
+        }),
+      );
+    };
+    const err = await rejection(specializer()(req()));
+    expect(err.code).to.equal("UNAVAILABLE");
+    expect(asked).to.equal(1);
+    expect(backend.spawnCalls).to.equal(0);
+  });
+
   it("asks the registry about an environment it has not heard of, then serves it", async () => {
     registry.set("node", env("node", { poolSize: 0 }));
     const { instance } = await specializer()(req());

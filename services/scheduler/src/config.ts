@@ -50,7 +50,7 @@ export interface SchedulerConfig extends CommonConfig {
 export const INVOCATION_DEDUPE_WINDOW_MS = DEFAULT_DUPLICATE_WINDOW_MS;
 
 export function loadConfig(env: Env): SchedulerConfig {
-  const specializeTimeoutMs = int(env, "FIZZ_SPECIALIZE_TIMEOUT_MS", 15_000, 100, 600_000);
+  const specializeTimeoutMs = int(env, "FIZZ_SPECIALIZE_TIMEOUT_MS", 45_000, 100, 600_000);
   const claimTtlMs = int(
     env,
     "FIZZ_CLAIM_TTL_MS",

@@ -11,10 +11,10 @@ describe("scheduler config (unit)", () => {
       loadFailureTtlMs: 5000,
       drainMs: 2000,
       reapIntervalMs: 1000,
-      specializeTimeoutMs: 15_000,
+      specializeTimeoutMs: 45_000,
       rpcTimeoutMs: 5000,
       reconcileIntervalMs: 30_000,
-      claimTtlMs: 30_000,
+      claimTtlMs: 50_000,
       claimPollMs: 50,
       minInstancesRetryMs: 5000,
       timerLeaseMs: 10_000,
@@ -57,7 +57,7 @@ describe("scheduler config (unit)", () => {
       expect(err).to.be.instanceOf(FizzError);
       expect((err as FizzError).field).to.equal("FIZZ_CLAIM_TTL_MS");
       expect((err as FizzError).message).to.match(
-        /^FIZZ_CLAIM_TTL_MS: must be greater than FIZZ_SPECIALIZE_TIMEOUT_MS \(15000\)/,
+        /^FIZZ_CLAIM_TTL_MS: must be greater than FIZZ_SPECIALIZE_TIMEOUT_MS \(45000\)/,
       );
     }
   });
