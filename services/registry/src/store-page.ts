@@ -42,26 +42,30 @@ export async function listPage<K extends KindPlural>(
   const members = await client.smembers(
     ns === undefined ? keys.kindIndex(kind) : keys.nsIndex(kind, ns),
   );
-  const names: PageCursor[] = members.map((m) => {
-    if (ns !== undefined) return { namespace: ns, name: m };
-    const [mns = "", mname = ""] = m.split("/");
-    return { namespace: mns, name: mname };
-  });
-  names.sort(compareCursor);
+  // Sort keys in which plain string order is (namespace, name) order: names are DNS labels, so
+  // NUL sorts below every character they may hold. Sorting strings without a comparator is what
+  // keeps a page over 10,000 names at a few ms.
+  const sortKeys = ns === undefined ? members.map((m) => m.replace("/", "\0")) : members.slice();
+  sortKeys.sort();
   const after = req.after;
   let start = 0;
   if (after) {
+    const cursor = ns === undefined ? `${after.namespace}\0${after.name}` : after.name;
     // Binary search: the first name strictly after the cursor.
     let lo = 0;
-    let hi = names.length;
+    let hi = sortKeys.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (compareCursor(names[mid]!, after) <= 0) lo = mid + 1;
+      if (sortKeys[mid]! <= cursor) lo = mid + 1;
       else hi = mid;
     }
     start = lo;
   }
-  const slice = names.slice(start, start + req.limit);
+  const slice: PageCursor[] = sortKeys.slice(start, start + req.limit).map((k) => {
+    if (ns !== undefined) return { namespace: ns, name: k };
+    const [mns = "", mname = ""] = k.split("\0");
+    return { namespace: mns, name: mname };
+  });
   const out: ListPage<K> = { items: [], skipped: [] };
   if (slice.length === 0) return out;
   const objKeys = slice.map((n) => keys.obj(kind, n.namespace, n.name));
@@ -80,14 +84,6 @@ export async function listPage<K extends KindPlural>(
     else out.skipped.push(slice[i]!);
   }
   const last = slice[taken - 1];
-  if (start + taken < names.length && last) out.next = last;
+  if (start + taken < sortKeys.length && last) out.next = last;
   return out;
-}
-
-export function compareCursor(a: PageCursor, b: PageCursor): number {
-  return compare(a.namespace, b.namespace) || compare(a.name, b.name);
-}
-
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
