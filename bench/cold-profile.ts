@@ -234,8 +234,6 @@ async function standalone() {
   // launchPlatform passes this process's environment to every service.
   if (rx) {
     process.env.OTEL_EXPORTER_OTLP_ENDPOINT = rx.url;
-    // The bundled services do not start with OTLP export on yet (asks.md): the sources do.
-    process.env.FIZZ_FROM_SOURCE ??= "1";
   }
   const p = await startBenchPlatform(path.join(ROOT, "bench/results/platform-cold-profile.log"));
   const out: ColdProfileFigures[] = [];

@@ -16,7 +16,6 @@ import {
   writeFileSync,
 } from "node:fs";
 import path from "node:path";
-import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { ROOT } from "./prereqs.mjs";
 
@@ -49,7 +48,6 @@ const ALSO_DEPENDS_ON = [
   "package-lock.json",
   "node_modules/.package-lock.json",
   path.relative(ROOT, fileURLToPath(import.meta.url)),
-  path.relative(ROOT, path.join(path.dirname(fileURLToPath(import.meta.url)), "undici-lean.cjs")),
 ];
 
 /**
@@ -74,22 +72,6 @@ const sharedWithoutSideEffects = {
       if (r.errors.length > 0 || !r.path.startsWith(shared)) return undefined;
       return { path: r.path, sideEffects: false };
     });
-  },
-};
-
-const LEAN_UNDICI = path.join(path.dirname(fileURLToPath(import.meta.url)), "undici-lean.cjs");
-
-/**
- * `import … from "undici"` gets undici-lean.cjs: the dispatchers without fetch, WebSocket and the
- * rest undici's index loads (which are still there, loaded on first use).
- * @type {import("esbuild").Plugin}
- */
-const leanUndici = {
-  name: "fizz-lean-undici",
-  setup(build) {
-    build.onResolve({ filter: /^undici$/ }, (args) =>
-      args.importer === LEAN_UNDICI ? undefined : { path: LEAN_UNDICI },
-    );
   },
 };
 
@@ -152,12 +134,7 @@ export async function buildServices(opts = {}) {
     banner: {
       js: "import { createRequire as __fizzRequire } from 'node:module'; const require = __fizzRequire(import.meta.url);",
     },
-    plugins: [sharedWithoutSideEffects, leanUndici],
-    define: {
-      __FIZZ_UNDICI_EXPORTS__: JSON.stringify(
-        Object.keys(createRequire(path.join(ROOT, "package.json"))("undici")),
-      ),
-    },
+    plugins: [sharedWithoutSideEffects],
     logLevel: "warning",
   });
   const outputs = result.outputFiles;

@@ -18,11 +18,13 @@ export async function createOtelTracer(
   logger: Logger,
 ): Promise<Tracer> {
   const [api, sdk, exporterMod, resources, semconv] = await Promise.all([
-    import("@opentelemetry/api"),
-    import("@opentelemetry/sdk-trace-base"),
-    import("@opentelemetry/exporter-trace-otlp-http"),
-    import("@opentelemetry/resources"),
-    import("@opentelemetry/semantic-conventions"),
+    import("@opentelemetry/api").then((m) => exportsOf(m, "SpanKind")),
+    import("@opentelemetry/sdk-trace-base").then((m) => exportsOf(m, "BasicTracerProvider")),
+    import("@opentelemetry/exporter-trace-otlp-http").then((m) =>
+      exportsOf(m, "OTLPTraceExporter"),
+    ),
+    import("@opentelemetry/resources").then((m) => exportsOf(m, "resourceFromAttributes")),
+    import("@opentelemetry/semantic-conventions").then((m) => exportsOf(m, "ATTR_SERVICE_NAME")),
   ]);
   const ratio = new sdk.TraceIdRatioBasedSampler(config.ratio);
   const sampler: Api.Sampler | undefined = {
@@ -52,6 +54,18 @@ export async function createOtelTracer(
     internal: api.SpanKind.INTERNAL,
   };
   return new OtelTracer(api, provider.getTracer("fizz"), kinds, () => provider.shutdown());
+}
+
+/**
+ * A CommonJS package's exports through a dynamic import: Node's loader names them on the module
+ * namespace, but in the services' bundles (esbuild, code splitting) a CommonJS chunk exports only
+ * `default`, the `module.exports` object. `probe` is an export the package must have.
+ */
+function exportsOf<T extends object>(ns: T, probe: keyof T): T {
+  if (probe in ns) return ns;
+  const fallback = (ns as { default?: unknown }).default;
+  if (typeof fallback === "object" && fallback !== null && probe in fallback) return fallback as T;
+  throw new Error(`OpenTelemetry module without ${String(probe)}`);
 }
 
 class OtelTracer implements Tracer {
