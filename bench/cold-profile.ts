@@ -115,6 +115,7 @@ async function cpuOf(pids: Record<string, number>): Promise<Record<string, numbe
 }
 
 let created = 0;
+let settleMs = 0;
 const hex = (n: number) =>
   Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join("");
 
@@ -140,6 +141,8 @@ export async function measureColdProfile(
       },
     });
     await poolFull(p, env, POOL);
+    // --settle-ms: also wait for the refill's own start-up work to finish, to tell its CPU apart.
+    if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
     const traceId = hex(32);
     traces.push(traceId);
     const t = performance.now();
@@ -228,6 +231,7 @@ async function standalone() {
     return i >= 0 ? process.argv[i + 1] : undefined;
   };
   const samples = Number(arg("--samples") ?? 30);
+  settleMs = Number(arg("--settle-ms") ?? 0);
   const which = arg("--runtime") ?? "both";
   const trace = !process.argv.includes("--no-trace");
   const rx = trace ? await receiver() : undefined;
