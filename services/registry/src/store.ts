@@ -12,13 +12,7 @@ import {
 } from "@fizz/events";
 import { backoffMs, redisReady, redisTls, retryUntil, type Logger } from "@fizz/kit";
 import { listPage, type ListPage, type PageRequest } from "./store-page";
-import {
-  memberOf,
-  routeIndexBuiltKey,
-  routeIndexEdits,
-  routeIndexKey,
-  routeShape,
-} from "./route-index";
+import { routeIndexBuiltKey, routeIndexEdits, routeIndexKey, routeShape } from "./route-index";
 
 /**
  * The registry's Redis store. Keys (under the configured prefix, default `fizz:v1:`):
@@ -209,20 +203,65 @@ export class RedisStore implements Store {
     this.assertReady();
     // Built once per Redis: every registry since keeps it current with each trigger write.
     if ((await this.opts.client.get(routeIndexBuiltKey(this.opts.prefix))) !== null) return 0;
-    return this.transact(async (r) => {
-      const triggers = await r.list("httptriggers");
+    return this.enqueue(async (_r, conn) => {
+      const claims = await this.storedRouteShapes(conn);
       const built = routeIndexBuiltKey(this.opts.prefix);
       return {
         writes: {
-          index: triggers.map((t) => ({
-            key: routeIndexKey(this.opts.prefix, routeShape(t.spec)),
-            add: memberOf(t),
+          index: claims.map(({ member, shape }) => ({
+            key: routeIndexKey(this.opts.prefix, shape),
+            add: member,
           })),
           marker: built,
         },
-        result: triggers.length,
+        result: claims.length,
       };
     });
+  }
+
+  /**
+   * Every stored trigger's route shape, watched. A trigger the registry cannot read (written by a
+   * newer registry, or behind its back) must not stop the build — it runs in the start-up tasks,
+   * and the registry is not ready before they finish: its shape is taken from the JSON as it is
+   * (a member is only a candidate), and one without even a route is left out, logged.
+   */
+  private async storedRouteShapes(conn: Redis): Promise<{ member: string; shape: string }[]> {
+    const index = this.keys.kindIndex("httptriggers");
+    const [, members] = await Promise.all([conn.watch(index), conn.smembers(index)]);
+    if (members.length === 0) return [];
+    const objKeys = members.map((m) => {
+      const [ns = "", name = ""] = m.split("/");
+      return this.keys.obj("httptriggers", ns, name);
+    });
+    const [, values] = await Promise.all([conn.watch(...objKeys), conn.mget(...objKeys)]);
+    const out: { member: string; shape: string }[] = [];
+    values.forEach((raw, i) => {
+      if (raw === null) return;
+      const member = members[i] ?? "";
+      let spec: unknown;
+      try {
+        spec = (JSON.parse(raw) as { spec?: unknown } | null)?.spec;
+      } catch {
+        spec = undefined;
+      }
+      const s = (typeof spec === "object" && spec !== null ? spec : {}) as Record<string, unknown>;
+      const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+      const [path, prefix, host] = [str(s.path), str(s.prefix), str(s.host)];
+      if (path === undefined && prefix === undefined) {
+        this.opts.logger.error(
+          { component: "store", trigger: member },
+          "stored http trigger left out of the route index: no route can be read from it",
+        );
+        return;
+      }
+      const route = {
+        ...(path !== undefined ? { path } : {}),
+        ...(prefix !== undefined ? { prefix } : {}),
+        ...(host !== undefined ? { host } : {}),
+      };
+      out.push({ member, shape: routeShape(route) });
+    });
+    return out;
   }
 
   async getCode(digestHex: string): Promise<Buffer | undefined> {
@@ -253,6 +292,13 @@ export class RedisStore implements Store {
   }
 
   transact<T>(body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>): Promise<T> {
+    return this.enqueue(body);
+  }
+
+  /** `transact`, the body also given the lane's connection (its reads there must WATCH). */
+  private enqueue<T>(
+    body: (reader: StoreReader, conn: Redis) => Promise<{ writes: Writes; result: T }>,
+  ): Promise<T> {
     // The lane with the fewest transactions waiting.
     const lane = this.lanes.reduce((a, b) => (b.queued < a.queued ? b : a));
     lane.queued++;
@@ -272,7 +318,7 @@ export class RedisStore implements Store {
 
   private async runTransaction<T>(
     lane: TxLane,
-    body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>,
+    body: (reader: StoreReader, conn: Redis) => Promise<{ writes: Writes; result: T }>,
   ): Promise<T> {
     try {
       // Only a lost race (a watched key changed, or the connection's WATCHes were lost) is
@@ -285,7 +331,7 @@ export class RedisStore implements Store {
           // The triggers this attempt read (watched): their old routes leave the route index.
           const seen = new Map<string, HttpTrigger | undefined>();
           try {
-            out = await body(this.reader(lane.conn, true, seen));
+            out = await body(this.reader(lane.conn, true, seen), lane.conn);
           } catch (err) {
             await lane.conn.unwatch().catch(() => undefined);
             throw err;
