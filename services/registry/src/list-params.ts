@@ -1,4 +1,10 @@
-import { DNS1123_LABEL, FizzError, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT } from "@fizz/events";
+import {
+  DNS1123_LABEL,
+  FizzError,
+  LIST_DEFAULT_LIMIT,
+  LIST_MAX_LIMIT,
+  type KindPlural,
+} from "@fizz/events";
 import type { PageCursor, PageRequest } from "./store-page";
 
 /**
@@ -10,7 +16,10 @@ import type { PageCursor, PageRequest } from "./store-page";
  *
  * The token names the last object of the previous page (versioned, base64url JSON); a page is
  * everything after it, so an object present from the first page to the last is listed exactly
- * once however many are created or deleted in between.
+ * once however many are created or deleted in between. It also names its listing (kind, and the
+ * namespace or every namespace): a position in another listing would silently skip objects (a
+ * namespace's token continuing a listing of every namespace skips all namespaces before it), so
+ * such a token is refused.
  */
 export interface ListParams {
   limit?: unknown;
@@ -18,20 +27,24 @@ export interface ListParams {
 }
 
 /** The page asked for, or undefined for the whole listing. */
-export function pageRequest(params: ListParams, namespace?: string): PageRequest | undefined {
+export function pageRequest(
+  params: ListParams,
+  kind: KindPlural,
+  namespace?: string,
+): PageRequest | undefined {
   const { limit, continue: token } = params;
   if (limit === undefined && token === undefined) return undefined;
   return {
     namespace,
     limit: limit === undefined ? LIST_DEFAULT_LIMIT : parseLimit(limit),
-    after: token === undefined ? undefined : parseToken(token, namespace),
+    after: token === undefined ? undefined : parseToken(token, kind, namespace),
   };
 }
 
-export function encodeContinue(cursor: PageCursor): string {
-  return Buffer.from(JSON.stringify({ v: 1, ns: cursor.namespace, name: cursor.name })).toString(
-    "base64url",
-  );
+/** `in`: the listing's namespace, or `*` for every namespace. */
+export function encodeContinue(cursor: PageCursor, kind: KindPlural, namespace?: string): string {
+  const token = { v: 1, k: kind, in: namespace ?? "*", ns: cursor.namespace, name: cursor.name };
+  return Buffer.from(JSON.stringify(token)).toString("base64url");
 }
 
 function parseLimit(raw: unknown): number {
@@ -50,7 +63,7 @@ function parseLimit(raw: unknown): number {
   return n;
 }
 
-function parseToken(raw: unknown, namespace: string | undefined): PageCursor {
+function parseToken(raw: unknown, kind: KindPlural, namespace: string | undefined): PageCursor {
   const bad = (why: string): never => {
     throw new FizzError(
       "VALIDATION_FAILED",
@@ -71,18 +84,22 @@ function parseToken(raw: unknown, namespace: string | undefined): PageCursor {
   } catch {
     return bad("not a continue token");
   }
-  const v = value as { v?: unknown; ns?: unknown; name?: unknown };
+  const v = value as { v?: unknown; k?: unknown; in?: unknown; ns?: unknown; name?: unknown };
   if (
     typeof value !== "object" ||
     value === null ||
     v.v !== 1 ||
+    typeof v.k !== "string" ||
+    typeof v.in !== "string" ||
     typeof v.ns !== "string" ||
     typeof v.name !== "string" ||
     !DNS1123_LABEL.test(v.ns) ||
     !DNS1123_LABEL.test(v.name)
   )
     return bad("not a continue token");
-  if (namespace !== undefined && v.ns !== namespace)
-    return bad(`the token belongs to a listing of namespace "${v.ns}", not "${namespace}"`);
+  if (v.k !== kind) return bad(`the token belongs to a listing of ${v.k}, not ${kind}`);
+  const scope = (s: string) => (s === "*" ? "every namespace" : `namespace "${s}"`);
+  if (v.in !== (namespace ?? "*"))
+    return bad(`the token belongs to a listing of ${scope(v.in)}, not ${scope(namespace ?? "*")}`);
   return { namespace: v.ns, name: v.name };
 }

@@ -102,13 +102,13 @@ export class Operations {
   ): Promise<{ items: AnyObject[]; skipped: SkippedObject[]; continue?: string }> {
     const kind = checkKind(kindParam);
     const ns = namespace === undefined ? undefined : checkName(namespace, "namespace");
-    const req = pageRequest(params, ns);
+    const req = pageRequest(params, kind, ns);
     if (!req) return this.store.listing(kind, ns);
     const page = await this.store.page(kind, { ...req, maxBytes });
     return {
       items: page.items,
       skipped: page.skipped,
-      ...(page.next ? { continue: encodeContinue(page.next) } : {}),
+      ...(page.next ? { continue: encodeContinue(page.next, kind, ns) } : {}),
     };
   }
 
