@@ -3,7 +3,16 @@ import tseslint from "typescript-eslint";
 import globals from "globals";
 
 export default tseslint.config(
-  { ignores: ["**/node_modules/**", "**/dist/**", ".fizz/**", ".tmp/**", "bench/results/**", "**/*.py"] },
+  {
+    ignores: [
+      "**/node_modules/**",
+      "**/dist/**",
+      ".fizz/**",
+      ".tmp/**",
+      "bench/results/**",
+      "**/*.py",
+    ],
+  },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

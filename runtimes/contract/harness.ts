@@ -7,6 +7,9 @@ import http, { type IncomingHttpHeaders } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { freePort } from "@fizz/testkit";
+
+/** For the runtimes' own tests (their workspaces do not depend on the testkit). */
+export { freePort };
 import type { WireError } from "@fizz/events";
 import { jsonObject, wireError, type JsonObject } from "../../test/lib/json-answer.js";
 

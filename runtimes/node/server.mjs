@@ -291,9 +291,9 @@ function preloadArchiveSupport() {
  */
 function warmUp() {
   loadHandlers().then(
-    () =>
-      warmUpWanted &&
-      import("./src/rehearse.mjs")
+    () => {
+      if (!warmUpWanted) return undefined;
+      return import("./src/rehearse.mjs")
         .then(({ rehearse }) =>
           rehearse({
             createServer: (rehearsalInstance, rehearsalConfig) =>
@@ -306,7 +306,8 @@ function warmUp() {
           }),
         )
         .catch((err) => console.error(`[fizz] warm-up rehearsal skipped: ${err?.message ?? err}`))
-        .then(preloadArchiveSupport),
+        .then(preloadArchiveSupport);
+    },
     (err) => {
       console.error("[fizz] cannot load the runtime's modules:", err);
       process.exit(1);

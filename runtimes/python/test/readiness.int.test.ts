@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { freePort } from "@fizz/testkit";
+import { freePort } from "../../contract/harness.js";
 import { expect } from "chai";
 import {
   minimalEnv,
