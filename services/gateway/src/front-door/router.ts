@@ -41,6 +41,8 @@ interface Compiled<T> {
   target: T;
   host: string | undefined;
   methods: ReadonlySet<string> | undefined;
+  /** When the trigger was first set: ties keep this order, as the gateway's map does. */
+  order: number;
 }
 interface ParamCompiled<T> extends Compiled<T> {
   /** Per segment: a literal to compare, or null for a parameter. */
@@ -65,6 +67,14 @@ export class Router<T> {
   private readonly functions = new Map<string, T>();
   /** Trigger id → where its compiled route sits, so a change touches only that route. */
   private readonly byId = new Map<string, Placed<T>>();
+  /**
+   * Trigger id → when it was first set, kept while it is replaced: routes that tie (the registry
+   * refuses most, not all: `a.example` and `a.example:8080` are one host here) keep the order a
+   * table compiled from the gateway's map would give them, where an update keeps its place. So
+   * updating one of them does not hand its requests to the other.
+   */
+  private readonly orderOf = new Map<string, number>();
+  private nextOrder = 0;
   private hostRoutes = 0;
   private functionCount = 0;
   /** Skip reading the Host header when no trigger names a host. */
@@ -86,6 +96,7 @@ export class Router<T> {
    * the whole table would put it.
    */
   setTrigger(t: TriggerRule<T>): void {
+    const order = this.orderOf.get(t.id) ?? this.nextOrder++;
     this.removeTrigger(t.id);
     const host = t.host ? stripPort(t.host.toLowerCase()) : undefined;
     const base: Compiled<T> = {
@@ -93,6 +104,7 @@ export class Router<T> {
       target: t.target,
       host,
       methods: t.methods.length > 0 ? new Set(t.methods.map((m) => m.toUpperCase())) : undefined,
+      order,
     };
     let placed: Placed<T> | undefined;
     if (t.prefix !== undefined) {
@@ -132,6 +144,7 @@ export class Router<T> {
     }
     if (!placed) return;
     this.byId.set(t.id, placed);
+    this.orderOf.set(t.id, order);
     if (host) this.hostRoutes++;
     this.usesHost = this.hostRoutes > 0;
   }
@@ -140,6 +153,7 @@ export class Router<T> {
     const placed = this.byId.get(id);
     if (!placed) return;
     this.byId.delete(id);
+    this.orderOf.delete(id);
     const i = placed.list.indexOf(placed.c);
     if (i >= 0) placed.list.splice(i, 1);
     if (placed.list.length === 0) placed.drop();
@@ -265,8 +279,11 @@ function isParam(segment: string): boolean {
   return segment.length > 2 && segment.startsWith("{") && segment.endsWith("}");
 }
 
-function hostFirst(a: { host: string | undefined }, b: { host: string | undefined }): number {
-  return (a.host ? 0 : 1) - (b.host ? 0 : 1);
+function hostFirst(
+  a: { host: string | undefined; order: number },
+  b: { host: string | undefined; order: number },
+): number {
+  return (a.host ? 0 : 1) - (b.host ? 0 : 1) || a.order - b.order;
 }
 
 /** A literal segment beats a parameter at the first position where two routes differ. */
