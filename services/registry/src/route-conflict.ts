@@ -1,10 +1,11 @@
-import type { HttpTrigger, HttpTriggerSpec } from "@fizz/events";
+import { routeHost, type HttpTrigger, type HttpTriggerSpec } from "@fizz/events";
 
 /**
  * When two HTTP triggers would claim the same request. The gateway routes across namespaces (one
  * host/path space), so triggers in every namespace are compared, not just the writer's.
  *
- * Two triggers conflict when they have the same host (both none, or equal), the same kind of match
+ * Two triggers conflict when they have the same host (both none, or equal as the gateway matches
+ * hosts: `routeHost`, letter case and port ignored), the same kind of match
  * with the same key — an exact path with the same shape (parameter names do not matter:
  * `/u/{id}` and `/u/{x}` match exactly the same requests) or the same prefix — and at least one
  * method in common (an empty method list means every method). An exact path and a prefix never
@@ -21,7 +22,7 @@ export interface RouteKey {
 export function routeKey(
   spec: Pick<HttpTriggerSpec, "path" | "prefix" | "methods" | "host">,
 ): RouteKey {
-  const host = (spec.host ?? "").toLowerCase();
+  const host = routeHost(spec.host ?? "");
   const methods = (spec.methods ?? []).map((m) => m.toUpperCase());
   if (spec.path !== undefined) return { host, match: "path", key: pathShape(spec.path), methods };
   return { host, match: "prefix", key: normalizePrefix(spec.prefix ?? "/"), methods };

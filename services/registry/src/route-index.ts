@@ -7,9 +7,16 @@ import { routeKey } from "./route-conflict";
  * every namespace — that made each write O(all triggers), about 26 creates/s at 2,000 routes.
  *
  * Keys (under the store's prefix):
- *   routeidx:<host>|<path|prefix>|<shape>   set of `ns/name` of triggers with that shape (any methods)
- *   routeidx:built                          set once every trigger stored before the index existed
+ *   routeidx:<host>|<path|prefix>|<shape>   set of `ns/name` of triggers with that shape (any methods);
+ *                                           <host> as the gateway matches it (`routeHost`: lower
+ *                                           case, no port)
+ *   routeidx:built:v2                       set once every trigger stored before the index existed
  *                                           was added (buildRouteIndex, at start-up)
+ *
+ * v2: the first index (marker `routeidx:built`) kept a host's port, so `a.example:8080` had a set
+ * of its own and never met `a.example`. A v2 registry finds no v2 marker in such a Redis, checks
+ * against every trigger until it has rebuilt the index under the port-less keys, then sets the v2
+ * marker. Sets left under old port-bearing keys are no longer read (a few stale keys, harmless).
  *
  * A member is only a candidate: the check reads the trigger itself and compares its real route, so
  * a stale member (a trigger changed by a registry that predates the index) is harmless. A missing
@@ -25,7 +32,7 @@ export function routeIndexKey(prefix: string, shape: string): string {
 }
 
 export function routeIndexBuiltKey(prefix: string): string {
-  return `${prefix}routeidx:built`;
+  return `${prefix}routeidx:built:v2`;
 }
 
 export function memberOf(t: HttpTrigger): string {

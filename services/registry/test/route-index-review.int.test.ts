@@ -122,7 +122,7 @@ describe("route index and list pages under attack", () => {
     ).to.equal(201);
     const c = await startRegistry(registryEnv(stack));
     try {
-      expect(await stack.client.get(`${prefix}routeidx:built`)).to.equal("1");
+      expect(await stack.client.get(`${prefix}routeidx:built:v2`)).to.equal("1");
       await checkInvariants("after the rebuild");
       expect(
         (await c.api.ns("other").create("httptriggers", triggerBody("k3", "f1", { path: "/keep" })))
@@ -156,7 +156,7 @@ describe("route index and list pages under attack", () => {
         what: "registry ready with an unreadable trigger stored",
         timeoutMs: 10_000,
       });
-      expect(await stack.client.get(`${prefix}routeidx:built`)).to.equal("1");
+      expect(await stack.client.get(`${prefix}routeidx:built:v2`)).to.equal("1");
       expect(
         (await c.api.ns("other").create("httptriggers", triggerBody("g2", "f1", { path: "/good" })))
           .status,

@@ -91,3 +91,23 @@ function check(
   }
   return undefined;
 }
+
+/** `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`. */
+export function stripPort(host: string): string {
+  if (host.startsWith("[")) {
+    const close = host.indexOf("]");
+    return close < 0 ? host : host.slice(0, close + 1);
+  }
+  const colon = host.indexOf(":");
+  return colon < 0 ? host : host.slice(0, colon);
+}
+
+/**
+ * The host a route is matched by, decided in one place: the gateway compares a trigger's host and
+ * a request's Host header this way (letter case folded, port dropped: `A.example:8080` is
+ * `a.example`), and the registry compares two triggers' hosts this way, so two triggers the
+ * gateway would take for one route are refused as a conflict instead of both being stored.
+ */
+export function routeHost(host: string): string {
+  return stripPort(host.toLowerCase());
+}

@@ -7,6 +7,9 @@
  * catch-all prefix trigger cannot hide the function routes) > exact path > `{param}` path >
  * prefix (longest wins). Within one kind, a trigger naming a host beats one that does not.
  */
+import { routeHost, stripPort } from "@fizz/events";
+
+export { stripPort };
 
 export interface TriggerRule<T> {
   /** `<ns>/<name>` of the trigger, for diagnostics. */
@@ -69,7 +72,8 @@ export class Router<T> {
   private readonly byId = new Map<string, Placed<T>>();
   /**
    * Trigger id → when it was first set, kept while it is replaced: routes that tie (the registry
-   * refuses most, not all: `a.example` and `a.example:8080` are one host here) keep the order a
+   * refuses them, but triggers stored before it compared hosts by `routeHost` may tie, e.g.
+   * `a.example` and `a.example:8080`, one host here) keep the order a
    * table compiled from the gateway's map would give them, where an update keeps its place. So
    * updating one of them does not hand its requests to the other.
    */
@@ -98,7 +102,7 @@ export class Router<T> {
   setTrigger(t: TriggerRule<T>): void {
     const order = this.orderOf.get(t.id) ?? this.nextOrder++;
     this.removeTrigger(t.id);
-    const host = t.host ? stripPort(t.host.toLowerCase()) : undefined;
+    const host = t.host ? routeHost(t.host) : undefined;
     const base: Compiled<T> = {
       id: t.id,
       target: t.target,
@@ -187,7 +191,7 @@ export class Router<T> {
       const m = this.matchFunction(url);
       if (m) return m;
     }
-    const h = this.usesHost && host ? stripPort(host.toLowerCase()) : undefined;
+    const h = this.usesHost && host ? routeHost(host) : undefined;
 
     const exact = this.exact.get(path);
     if (exact) {
@@ -340,14 +344,4 @@ export function decodeParam(raw: string): string {
   } catch {
     return raw;
   }
-}
-
-/** `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`. */
-export function stripPort(host: string): string {
-  if (host.startsWith("[")) {
-    const close = host.indexOf("]");
-    return close < 0 ? host : host.slice(0, close + 1);
-  }
-  const colon = host.indexOf(":");
-  return colon < 0 ? host : host.slice(0, colon);
 }
