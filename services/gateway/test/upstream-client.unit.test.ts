@@ -272,4 +272,64 @@ describe("upstream client (bodiless requests)", () => {
       await s.close();
     }
   });
+
+  it("never passes a response's trailers on as the next response's headers", async () => {
+    const s = await rawServer((_req, n, sock) =>
+      sock.write(
+        n === 1
+          ? "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: set-cookie\r\n\r\n" +
+              "3\r\nabc\r\n0\r\nset-cookie: session=first-client\r\n\r\n"
+          : OK,
+      ),
+    );
+    try {
+      const a = await call(s.url);
+      expect(a).to.include({ status: 200, body: "abc" });
+      const b = await call(s.url);
+      expect(s.seen.connections).to.equal(1);
+      expect(b.headers).to.deep.equal(["Content-Length", "5"]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("does not time out a body paused for a slow client (as undici), and times it from the resume", async () => {
+    const s = await rawServer((_req, _n, sock) => {
+      sock.write("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc");
+      setTimeout(() => sock.write("def"), 20);
+    });
+    try {
+      const out = await new Promise<Outcome>((resolve) => {
+        const o: Outcome = { body: "", connected: false };
+        let resume = (): void => undefined;
+        upstreamClient(s.url).dispatch(
+          { method: "GET", path: "/x", headers: [], headersTimeout: 0, bodyTimeout: 150 },
+          {
+            onConnect: () => (o.connected = true),
+            onHeaders: (status, _raw, r) => {
+              o.status = status;
+              resume = r;
+              return true;
+            },
+            onData: (chunk) => {
+              o.body += chunk.toString();
+              if (o.body !== "abc") return true;
+              // The client reads nothing for longer than the body timeout.
+              setTimeout(resume, 450);
+              return false;
+            },
+            onComplete: () => resolve(o),
+            onError: (err) => {
+              o.error = err;
+              resolve(o);
+            },
+          },
+        );
+      });
+      expect(out.error, String(out.error)).to.equal(undefined);
+      expect(out).to.include({ status: 200, body: "abcdef" });
+    } finally {
+      await s.close();
+    }
+  });
 });

@@ -200,9 +200,15 @@ class Connection {
   private answerTimeout = 0;
   private answerFrom = 0;
   private answerTimer: NodeJS.Timeout | undefined;
+  /** Paused for a slow client: the body timeout waits (as undici's), restarting on resume. */
+  private paused = false;
   idleSince = 0;
   keepAliveMs = KEEP_ALIVE_MS;
   readonly resume = (): void => {
+    if (this.paused) {
+      this.paused = false;
+      this.lastData = now;
+    }
     this.socket.resume();
   };
 
@@ -343,17 +349,25 @@ class Connection {
       this.hinted = true;
       this.keepAliveMs = keepAliveHint(raw);
     }
-    if (!handler.onHeaders(status, raw, this.resume)) this.socket.pause();
+    if (!handler.onHeaders(status, raw, this.resume)) this.pause();
     return this.isHead ? 1 : 0;
   }
 
   private onBody(b: Buffer): void {
     this.lastData = now;
     const handler = this.handler;
-    if (handler !== undefined && !handler.onData(b)) this.socket.pause();
+    if (handler !== undefined && !handler.onData(b)) this.pause();
+  }
+
+  private pause(): void {
+    this.paused = true;
+    this.socket.pause();
   }
 
   private onMessageComplete(): void {
+    // Trailers (the parser flushes them here): not passed on, and never taken for the next
+    // response's headers on this connection.
+    this.partialHeaders = undefined;
     if (!this.final) return; // the end of a 1xx
     const handler = this.handler;
     if (handler === undefined) return;
@@ -362,6 +376,7 @@ class Connection {
     this.idleSince = now;
     const reusable = this.keepAlive && !this.dead;
     if (reusable) {
+      this.paused = false;
       this.socket.resume();
       this.socket.unref();
     }
@@ -382,7 +397,12 @@ class Connection {
       now - this.sentAt > this.headersTimeout
     )
       this.fail(coded("Headers Timeout Error", "UND_ERR_HEADERS_TIMEOUT"));
-    else if (this.state === BODY && this.bodyTimeout > 0 && now - this.lastData > this.bodyTimeout)
+    else if (
+      this.state === BODY &&
+      this.bodyTimeout > 0 &&
+      !this.paused &&
+      now - this.lastData > this.bodyTimeout
+    )
       this.fail(coded("Body Timeout Error", "UND_ERR_BODY_TIMEOUT"));
   }
 
