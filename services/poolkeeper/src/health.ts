@@ -102,7 +102,10 @@ function readAnnouncement(pipe: Readable): Promise<boolean> {
   return new Promise((resolve) => {
     let got = "";
     const settle = (ok: boolean) => {
-      resolve(ok);
+      // After the rest of this poll phase: what the runtime printed before announcing (its
+      // "listening" line) is in the stdout/stderr pipes, usually readable in the same epoll batch;
+      // read now, it is still the warm instance's, not the function's it is about to be given.
+      setImmediate(resolve, ok);
       pipe.destroy();
     };
     pipe.on("data", (chunk: Buffer) => {
