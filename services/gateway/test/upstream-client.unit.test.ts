@@ -4,6 +4,7 @@ import { expect } from "chai";
 import {
   closeUpstreamClients,
   upstreamClient,
+  upstreamClientAvailable,
   type UpstreamHandler,
   type UpstreamRequest,
 } from "../src/front-door/upstream-client";
@@ -91,6 +92,10 @@ const OK = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 
 describe("upstream client (bodiless requests)", () => {
   afterEach(() => closeUpstreamClients());
+
+  it("finds Node's parser binding on the Node versions we support (else the proxy uses undici)", () => {
+    expect(upstreamClientAvailable).to.equal(true);
+  });
 
   it("sends one head with host and the given headers, and reuses the connection", async () => {
     const s = await rawServer((_req, _n, sock) => sock.write(OK));

@@ -14,7 +14,7 @@ import { answerTimeout, headersBackstopMs, leaseError, sendError } from "./http-
 import type { FunctionLeases, LeaseEntry, LeaseManager } from "./leases";
 import type { GatewayMetrics } from "./metrics";
 import { writeResponseHead } from "./response-head";
-import { upstreamClient, type UpstreamHandler } from "./upstream-client";
+import { upstreamClient, upstreamClientAvailable, type UpstreamHandler } from "./upstream-client";
 import { errorCodeOf, isInstanceFault, upstreamAnswer } from "./upstream-errors";
 import type { WaitTicket } from "./wait-queue";
 
@@ -178,7 +178,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
     }
     this.clearAnswerTimer();
     this.timedOut = false;
-    if (this.repeatable && e.address.startsWith("http:")) {
+    if (this.repeatable && upstreamClientAvailable && e.address.startsWith("http:")) {
       // Bodiless GET/HEAD/OPTIONS, nearly every request: the lighter client (upstream-client.ts),
       // which keeps the function's timeout itself, exact, without a timer per request. Plain
       // HTTP only: an https instance address stays with undici's TLS.

@@ -57,10 +57,32 @@ interface ParserClass {
   kOnMessageComplete: number;
   kLenientNone: number;
 }
-// Node's llhttp binding, as its http client uses it (no public export).
-const { HTTPParser } = createRequire(import.meta.url)("_http_common") as {
-  HTTPParser: ParserClass;
-};
+/**
+ * Node's llhttp binding, as its http client uses it (no public export; `_http_common` is
+ * deprecated in documentation only). A Node without it, or with another shape, leaves every
+ * request on undici (`upstreamClientAvailable`) instead of failing at start.
+ */
+const HTTPParser = ((): ParserClass | undefined => {
+  try {
+    const P = (createRequire(import.meta.url)("_http_common") as { HTTPParser?: ParserClass })
+      .HTTPParser;
+    const keys = [
+      P?.RESPONSE,
+      P?.kOnMessageBegin,
+      P?.kOnHeaders,
+      P?.kOnHeadersComplete,
+      P?.kOnBody,
+      P?.kOnMessageComplete,
+      P?.kLenientNone,
+    ];
+    return typeof P === "function" && keys.every((k) => typeof k === "number") ? P : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** False on a Node whose parser binding this client cannot use: proxy.ts then uses undici. */
+export const upstreamClientAvailable = HTTPParser !== undefined;
 
 const CONNECT_TIMEOUT_MS = 3000;
 const KEEP_ALIVE_MS = 4000;
@@ -235,13 +257,15 @@ class Connection {
       clearTimeout(timer);
       this.fail(coded("other side closed", "UND_ERR_SOCKET"));
     });
-    const p = new HTTPParser();
-    p.initialize(HTTPParser.RESPONSE, {}, 0, HTTPParser.kLenientNone);
-    p[HTTPParser.kOnMessageBegin] = () => this.onMessageBegin();
-    p[HTTPParser.kOnHeaders] = (headers: string[]) => {
+    // Only reached when upstreamClientAvailable (proxy.ts checks it).
+    const P = HTTPParser!;
+    const p = new P();
+    p.initialize(P.RESPONSE, {}, 0, P.kLenientNone);
+    p[P.kOnMessageBegin] = () => this.onMessageBegin();
+    p[P.kOnHeaders] = (headers: string[]) => {
       (this.partialHeaders ??= []).push(...headers);
     };
-    p[HTTPParser.kOnHeadersComplete] = (
+    p[P.kOnHeadersComplete] = (
       _maj: number,
       _min: number,
       headers: string[] | undefined,
@@ -252,8 +276,8 @@ class Connection {
       upgrade: boolean,
       keepAlive: boolean,
     ) => this.onHeadersComplete(headers, status, upgrade, keepAlive);
-    p[HTTPParser.kOnBody] = (b: Buffer) => this.onBody(b);
-    p[HTTPParser.kOnMessageComplete] = () => this.onMessageComplete();
+    p[P.kOnBody] = (b: Buffer) => this.onBody(b);
+    p[P.kOnMessageComplete] = () => this.onMessageComplete();
     this.parser = p;
   }
 
