@@ -256,10 +256,6 @@ async function main() {
       p50_ms: round(percentile(burstTimes, 50)),
     };
 
-    // 4b. 1,000 concurrent first requests over 100 functions of uneven demand.
-    console.log("burst: 1,000 first requests over 100 functions…");
-    const burst100 = await attempt("burst100", () => measureBurst100(p));
-
     // 5. Packages: archive deployments of 1/10/50 MiB, a Node build, the poolkeeper's peak RSS.
     // A failure here is reported in the table; the figures above still get written.
     let packages: PackageFigures | undefined;
@@ -270,6 +266,11 @@ async function main() {
       packagesError = err instanceof Error ? err.message : String(err);
       console.error("packages: not measured:", err);
     }
+    // 5b. 1,000 concurrent first requests over 100 functions of uneven demand; after the package
+    // figures, which the teardown of its ~140 instances would disturb.
+    console.log("burst: 1,000 first requests over 100 functions…");
+    const burst100 = await attempt("burst100", () => measureBurst100(p));
+
     // 6. Soak: steady warm, cold, async and subject-trigger traffic; RSS and fd slopes.
     console.log(`soak: ${soakSeconds()} s of mixed traffic…`);
     const soak = await attempt("soak", () => measureSoak(p, { seconds: soakSeconds() }));
