@@ -237,8 +237,10 @@ server.on("error", (err) => {
 });
 server.listen(port, host, () => {
   const as = config.instanceId ? ` as ${config.instanceId}` : "";
-  if (readyFd !== undefined) announceReady(readyFd);
   console.error(`[fizz] node runtime listening on ${host}:${port}${as}`);
+  // After the line above is in the stderr pipe (writes to pipes are synchronous): the poolkeeper
+  // reads it as the warm instance's before it can hand the instance to a function.
+  if (readyFd !== undefined) announceReady(readyFd);
   if (process.env.FIZZ_PARENT_STDIN === "1") {
     // The process backend's parent holds our stdin pipe: EOF means it is gone, even if it was
     // SIGKILLed, and an instance must not outlive the poolkeeper that tracks it. Set up after

@@ -349,9 +349,10 @@ def main() -> None:
 
         threading.Thread(target=watch_stdin, name="fizz-stdin", daemon=True).start()
 
-    _announce_ready()
     suffix = f" as {rt.instance_id}" if rt.instance_id else ""
     log(f"python runtime listening on {rt.host}:{rt.port}{suffix}")
+    # After that line is out: the poolkeeper reads it as the warm instance's, not a function's.
+    _announce_ready()
     rt.preload.start()  # after listening: readiness does not wait for Flask
     server.serve_forever(poll_interval=0.2)
     server.server_close()
