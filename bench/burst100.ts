@@ -11,12 +11,12 @@
 // pool of 8, so most instances start on the request path, as they would in a real burst), deleted
 // afterwards with its functions.
 import path from "node:path";
-import { pathToFileURL } from "node:url";
 import { Agent, request } from "undici";
 import { mkdirSync } from "node:fs";
 import { warmPoolFull } from "./lib/pool";
 import { code, startBenchPlatform, type BenchPlatform } from "./lib/platform";
 import { percentile, round } from "./lib/stats";
+import { runIfMain } from "./lib/standalone";
 
 const NS = "default";
 const ENV = "bench-burst100";
@@ -214,20 +214,4 @@ async function standalone(): Promise<Burst100Figures> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  standalone().then(
-    (f) => {
-      console.log(JSON.stringify(f, null, 2));
-      console.log(
-        burst100Rows(f)
-          .map((r) => `${r[0]}  ${r[1]}  ${r[2]}`)
-          .join("\n"),
-      );
-      process.exit(0);
-    },
-    (err: unknown) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, standalone, burst100Rows);

@@ -13,13 +13,13 @@ import { createWriteStream, mkdirSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { pathToFileURL } from "node:url";
 import { Agent, request } from "undici";
 import { freePort, startNats, startRedis } from "@fizz/testkit";
 import { launchPlatform } from "../scripts/lib/platform.mjs";
 import { wrk } from "./lib/load";
 import { code } from "./lib/platform";
 import { percentile, round } from "./lib/stats";
+import { runIfMain } from "./lib/standalone";
 
 const NS = "default";
 const ENV = "scale-node";
@@ -314,24 +314,16 @@ export function scaleRows(f: ScaleFigures): [string, string, string][] {
   ];
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const root = path.resolve(import.meta.dirname, "..");
-  const logFile = path.join(root, "bench/results/scale-platform.log");
-  mkdirSync(path.dirname(logFile), { recursive: true });
-  const functions = Number(process.env.FIZZ_SCALE_FUNCTIONS ?? "10000");
-  measureScale({ functions, logFile }).then(
-    (f) => {
-      console.log(JSON.stringify(f, null, 2));
-      console.log(
-        scaleRows(f)
-          .map((r) => `${r[0]}  ${r[1]}  ${r[2]}`)
-          .join("\n"),
-      );
-      process.exit(0);
-    },
-    (err: unknown) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(
+  import.meta.url,
+  () => {
+    const logFile = path.join(
+      path.resolve(import.meta.dirname, ".."),
+      "bench/results/scale-platform.log",
+    );
+    mkdirSync(path.dirname(logFile), { recursive: true });
+    const functions = Number(process.env.FIZZ_SCALE_FUNCTIONS ?? "10000");
+    return measureScale({ functions, logFile });
+  },
+  scaleRows,
+);

@@ -7,7 +7,6 @@
 // alone: `npx tsx bench/soak.ts [--quick]` (starts its own platform).
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { pathToFileURL } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@nats-io/transport-node";
 import { Agent } from "undici";
@@ -16,6 +15,7 @@ import { code, startBenchPlatform, type BenchPlatform } from "./lib/platform";
 import { ProcSampler, type ProcTrend } from "./lib/proc-sampler";
 import { SoakTraffic, type SoakRates } from "./lib/soak-traffic";
 import { round } from "./lib/stats";
+import { runIfMain } from "./lib/standalone";
 
 const NS = "default";
 const ENV = "bench-soak";
@@ -181,20 +181,4 @@ async function standalone(): Promise<SoakFigures> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  standalone().then(
-    (f) => {
-      console.log(JSON.stringify(f, null, 2));
-      console.log(
-        soakRows(f)
-          .map((r) => `${r[0]}  ${r[1]}  ${r[2]}`)
-          .join("\n"),
-      );
-      process.exit(0);
-    },
-    (err: unknown) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, standalone, soakRows);
