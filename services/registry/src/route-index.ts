@@ -1,4 +1,4 @@
-import type { HttpTrigger, HttpTriggerSpec } from "@fizz/events";
+import { redisKeys, type HttpTrigger, type HttpTriggerSpec } from "@fizz/events";
 import { routeKey } from "./route-conflict";
 
 /**
@@ -28,11 +28,11 @@ export function routeShape(spec: Pick<HttpTriggerSpec, "path" | "prefix" | "host
 }
 
 export function routeIndexKey(prefix: string, shape: string): string {
-  return `${prefix}routeidx:${shape}`;
+  return redisKeys(prefix).routeIndex(shape);
 }
 
 export function routeIndexBuiltKey(prefix: string): string {
-  return `${prefix}routeidx:built:v2`;
+  return redisKeys(prefix).routeIndexBuilt;
 }
 
 export function memberOf(t: HttpTrigger): string {

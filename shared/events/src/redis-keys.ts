@@ -29,6 +29,14 @@ export function redisKeys(prefix: string = DEFAULT_REDIS_PREFIX) {
     timerLast: (ns: string, name: string) => `${prefix}timers:last:${ns}:${name}`,
     /** A leader lock, e.g. for timers (string with expiry). */
     lock: (name: string) => `${prefix}lock:${name}`,
+    /**
+     * `ns/name` of the HTTP triggers of one route shape (`<host>|<path|prefix>|<match>`, host as
+     * the gateway matches it), kept with every trigger write: the registry's conflict check reads
+     * only these (set).
+     */
+    routeIndex: (shape: string) => `${prefix}routeidx:${shape}`,
+    /** Set once the route index holds every trigger (v2: hosts without their port). */
+    routeIndexBuilt: `${prefix}routeidx:built:v2`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;
