@@ -1,4 +1,4 @@
-import { execFile, spawn as spawnChild, type ChildProcess } from "node:child_process";
+import { spawn as spawnChild, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import path from "node:path";
@@ -9,18 +9,18 @@ import type { Backend, BackendInstance, ExitInfo, OutputStream, SpawnOptions } f
 import { LineSplitter, type LineGate } from "./lines";
 import { waitReady } from "./health";
 import { freePort, type Logger } from "@fizz/kit";
+import { killUid, makeInstanceDir, UidPool, wrapCommand, type IsolationOptions } from "./isolation";
+import { prepareHost } from "./host-prepare";
+import { describeExit, signalGroup, type Child } from "./process-child";
 import {
-  killUid,
-  makeInstanceDir,
-  prepareInstancesDir,
-  traversable,
-  UidPool,
-  wrapCommand,
-  type IsolationOptions,
-} from "./isolation";
+  announcesReadiness,
+  instanceEnv,
+  instanceStdio,
+  READY_FD,
+  StartPriority,
+} from "./instance-launch";
 import {
   launchProblem,
-  resolveOnPath,
   runtimeLaunch,
   type Interpreters,
   type RuntimeLaunch,
@@ -52,27 +52,13 @@ export interface ProcessBackendOptions {
   outputGate?: (instance: BackendInstance, stream: OutputStream) => LineGate & { release(): void };
 }
 
-interface Child {
-  instance: BackendInstance;
-  proc: ChildProcess;
-  dir: string;
-  uid: number | undefined;
-  /** spawn() resolved: from then on the exit is reported through onExit. */
-  reported: boolean;
-  killReason: string | undefined;
-  exitCode: number | null;
-  exitSignal: string | null;
-  spawnError: string | undefined;
-  stderrTail: string[];
-  exited: Promise<void>;
-  finalize: () => void;
-}
-
 const STDERR_TAIL_LINES = 5;
-/** The readiness pipe's descriptor in the child (FIZZ_READY_FD); health.ts reads our end. */
-const READY_FD = 3;
-/** Runtimes whose loader writes READY_LINE to FIZZ_READY_FD once listening. */
-const ANNOUNCING = new Set<string>(["node", "python"]);
+/**
+ * How long a pool refill of an announcing runtime has before /healthz polling starts anyway: it
+ * announces after its warm-up, which at a low priority on a busy machine takes longer than the
+ * default grace, and polling would hand it out mid-rehearsal. Nobody waits for a refill.
+ */
+const REFILL_ANNOUNCE_GRACE_MS = 3_000;
 /** After 'exit', how long to wait for the pipes to close (a grandchild may hold them open). */
 const CLOSE_WAIT_MS = 200;
 
@@ -101,6 +87,7 @@ export class ProcessBackend implements Backend {
   private prepared: Promise<void> | undefined;
   /** Directory removals and uid releases under way; close() waits for them. */
   private readonly cleanups = new Set<Promise<unknown>>();
+  private readonly priority = new StartPriority();
 
   constructor(private readonly opts: ProcessBackendOptions) {
     this.log = opts.logger.child({ component: "process-backend" });
@@ -108,57 +95,16 @@ export class ProcessBackend implements Backend {
     this.uids = u ? new UidPool(u.base, u.count, u.lockDir) : undefined;
   }
 
-  /**
-   * Once: the instances directory, traversable by instance uids but not listable; and, when
-   * instances run as other uids (who cannot write next to the loader), the Python loader's
-   * bytecode compiled in advance, or every cold start would compile it again.
-   */
+  /** Once, before the first spawn (host-prepare.ts). */
   private prepare(): Promise<void> {
-    this.prepared ??= this.prepareOnce();
-    return this.prepared;
-  }
-
-  private async prepareOnce(): Promise<void> {
-    const warn = (changed: string[]) => {
-      if (changed.length > 0)
-        this.log.warn(
-          { dirs: changed },
-          "gave other users traverse (not read) permission on these directories, so instance uids can reach their work directories and the runtimes",
-        );
-    };
-    // What instance uids must reach: the loaders and the interpreters running them.
-    const interpreters: string[] = Object.values(this.interpreters).map(
-      (bin: string) => resolveOnPath(bin) ?? bin,
-    );
-    const needed = this.uids
-      ? [
-          this.opts.runtimesDir,
-          path.dirname(process.execPath),
-          ...interpreters.map((p) => path.dirname(p)),
-        ]
-          .filter((p) => path.isAbsolute(p))
-          // A path that is not there fails the spawn itself, with a clearer message.
-          .map((p) => traversable(p).then(warn, () => undefined))
-      : [];
-    await Promise.all([
-      prepareInstancesDir(this.opts.workDir).then(warn),
-      ...needed,
-      this.uids ? this.compilePython() : undefined,
-    ]);
-  }
-
-  private compilePython(): Promise<void> {
-    const dir = path.join(this.opts.runtimesDir, "python");
-    return new Promise((resolve) => {
-      execFile(this.opts.python, ["-m", "compileall", "-q", dir], { timeout: 20_000 }, (err) => {
-        if (err)
-          this.log.warn(
-            { err: err.message },
-            "could not precompile the python loader; cold starts compile it",
-          );
-        resolve();
-      });
+    this.prepared ??= prepareHost({
+      workDir: this.opts.workDir,
+      runtimesDir: this.opts.runtimesDir,
+      interpreters: this.interpreters,
+      otherUids: this.uids !== undefined,
+      log: this.log,
     });
+    return this.prepared;
   }
 
   private get interpreters(): Interpreters {
@@ -223,30 +169,26 @@ export class ProcessBackend implements Backend {
     ];
     const address = `http://127.0.0.1:${port}`;
     // Our own loaders announce readiness on fd 3, a pipe only this child holds: noticed the
-    // moment it listens, where polling noticed it up to one back-off step later. A host command
+    // moment it is ready, where polling noticed it up to one back-off step later. A host command
     // (spec.command) is not ours and gets no extra descriptor; it is polled.
-    const announces = !env.spec.command && ANNOUNCING.has(runtimeOfImage(env.spec.image) ?? "");
+    const announces = announcesReadiness(runtimeOfImage(env.spec.image), !!env.spec.command);
+    const taken = opts.taken === true;
     const proc = spawnChild(file, args, {
       cwd: dir,
-      env: {
-        // A piped Python stdout is block-buffered: the function's prints would reach the logs late.
-        PYTHONUNBUFFERED: "1",
-        ...this.opts.baseEnv,
-        HOME: dir,
-        TMPDIR: dir,
-        PORT: String(port),
-        HOST: "127.0.0.1",
-        FIZZ_INSTANCE_ID: id,
-        FIZZ_WORKDIR: dir,
-        FIZZ_PARENT_STDIN: "1",
-        FIZZ_SPECIALIZE_TOKEN: specializeToken,
-        ...(announces ? { FIZZ_READY_FD: String(READY_FD) } : {}),
-        // Taken for a specialize already waiting: a warm-up rehearsal would only delay it.
-        ...(opts.taken ? { FIZZ_WARM_UP: "0" } : {}),
-      },
-      stdio: announces ? ["pipe", "pipe", "pipe", "pipe"] : ["pipe", "pipe", "pipe"],
+      env: instanceEnv({
+        id,
+        dir,
+        port,
+        specializeToken,
+        baseEnv: this.opts.baseEnv,
+        announces,
+        taken,
+      }),
+      stdio: instanceStdio(announces),
       detached: true,
     });
+    // A refill starts behind the requests being served (StartPriority); a taken one never does.
+    const lowered = !taken && this.priority.lower(proc.pid);
     const instance: BackendInstance = {
       id,
       address,
@@ -263,19 +205,21 @@ export class ProcessBackend implements Backend {
       const how = await waitReady(address, this.opts.agent, {
         timeoutMs: this.opts.spawnTimeoutMs,
         exited: child.exited,
+        ...(taken ? {} : { graceMs: REFILL_ANNOUNCE_GRACE_MS }),
         announce: announces
           ? ((proc.stdio[READY_FD] as Readable | null | undefined) ?? undefined)
           : undefined,
       });
       this.log.debug({ instance: id, ready: how, ms: Date.now() - instance.startedAt }, "ready");
+      if (lowered) this.priority.restore(proc.pid);
     } catch (err) {
       if (!this.children.has(id))
-        throw new FizzError("INSTANCE_FAILED", `${id}: ${this.describeExit(child)}`);
+        throw new FizzError("INSTANCE_FAILED", `${id}: ${describeExit(child)}`);
       void this.kill(id, "did not become healthy");
       throw new FizzError("INSTANCE_FAILED", `${id}: ${(err as Error).message}`, { cause: err });
     }
     if (!this.children.has(id))
-      throw new FizzError("INSTANCE_FAILED", `${id}: ${this.describeExit(child)}`);
+      throw new FizzError("INSTANCE_FAILED", `${id}: ${describeExit(child)}`);
     child.reported = true;
     return instance;
   }
@@ -285,8 +229,9 @@ export class ProcessBackend implements Backend {
     if (!child) return false;
     child.killReason ??= reason;
     const grace = this.opts.killGraceMs;
-    this.signal(child, grace > 0 ? "SIGTERM" : "SIGKILL");
-    const hard = grace > 0 ? setTimeout(() => this.signal(child, "SIGKILL"), grace) : undefined;
+    signalGroup(child.proc, grace > 0 ? "SIGTERM" : "SIGKILL");
+    const hard =
+      grace > 0 ? setTimeout(() => signalGroup(child.proc, "SIGKILL"), grace) : undefined;
     await child.exited;
     if (hard) clearTimeout(hard);
     return true;
@@ -381,7 +326,7 @@ export class ProcessBackend implements Backend {
             code: child.exitCode,
             signal: child.exitSignal,
             expected: child.killReason !== undefined,
-            reason: child.killReason ?? this.describeExit(child),
+            reason: child.killReason ?? describeExit(child),
           };
           for (const cb of this.exitListeners) {
             try {
@@ -418,29 +363,5 @@ export class ProcessBackend implements Backend {
       child.finalize();
     });
     return child;
-  }
-
-  private signal(child: Child, sig: NodeJS.Signals): void {
-    const pid = child.proc.pid;
-    if (pid === undefined) return;
-    try {
-      process.kill(-pid, sig);
-    } catch {
-      try {
-        child.proc.kill(sig);
-      } catch {
-        // Already gone.
-      }
-    }
-  }
-
-  private describeExit(child: Child): string {
-    const how = child.spawnError
-      ? `could not start: ${child.spawnError}`
-      : child.exitSignal
-        ? `killed by ${child.exitSignal}`
-        : `exited with code ${child.exitCode ?? "?"}`;
-    const last = child.stderrTail.at(-1);
-    return last ? `${how}: ${last}` : how;
   }
 }

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -11,6 +11,7 @@ import { Agent, request } from "undici";
 import type { ExitInfo } from "../src/backend";
 import { loadConfig } from "../src/config";
 import { instanceBaseEnv } from "../src/isolation";
+import { REFILL_NICE } from "../src/instance-launch";
 import { ProcessBackend } from "../src/process-backend";
 import { alive } from "./harness";
 import { env } from "./fake-backend";
@@ -19,6 +20,15 @@ const FIXTURE = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
   "fixtures/fake-runtime.mjs",
 );
+
+/** Whether the kernel schedules sessions as groups (what StartPriority relies on). */
+function autogroupOn(): boolean {
+  try {
+    return readFileSync("/proc/sys/kernel/sched_autogroup_enabled", "utf8").trim() === "1";
+  } catch {
+    return false;
+  }
+}
 
 /** Real child processes (a stand-in loader), no NATS or Redis. */
 describe("process backend (real child processes)", function () {
@@ -201,6 +211,30 @@ describe("process backend (real child processes)", function () {
     await waitFor(() => !existsSync(path.join(lockDir, String(a.uid))));
     const b = await backend.spawn(fake("b"));
     expect(b.uid).to.not.equal(a.uid);
+  });
+
+  it("as root: a pool refill starts at a low CPU priority and is handed out at normal priority; a taken start never is low", async function () {
+    if (process.getuid?.() !== 0 || !autogroupOn()) this.skip(); // raising it back needs root
+    make();
+    // Reads its own session's niceness once listening (during start-up) and again per request.
+    const script = `
+      const { readFileSync } = require("node:fs");
+      const nice = () => Number(/ nice (-?\\d+)/.exec(readFileSync("/proc/self/autogroup", "utf8"))[1]);
+      const atStart = nice();
+      require("node:http")
+        .createServer((q, s) => s.end(JSON.stringify({ atStart, now: nice() })))
+        .listen(Number(process.env.PORT), process.env.HOST);
+    `;
+    const cmd = env("nice", { image: "acme/custom", command: [process.execPath, "-e", script] });
+    const seen = async (addr: string) =>
+      (await (await request(`${addr}/healthz`, { dispatcher: agent })).body.json()) as {
+        atStart: number;
+        now: number;
+      };
+    const refill = await backend.spawn(cmd);
+    expect(await seen(refill.address)).to.deep.equal({ atStart: REFILL_NICE, now: 0 });
+    const taken = await backend.spawn(cmd, { taken: true });
+    expect(await seen(taken.address)).to.deep.equal({ atStart: 0, now: 0 });
   });
 
   it("reports an unexpected exit with its signal, and removes the work dir", async () => {

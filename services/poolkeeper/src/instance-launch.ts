@@ -1,0 +1,115 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import type { StdioOptions } from "node:child_process";
+
+/** The readiness pipe's descriptor in the child (FIZZ_READY_FD); health.ts reads our end. */
+export const READY_FD = 3;
+/** Runtimes whose loader writes READY_LINE to FIZZ_READY_FD once ready. */
+const ANNOUNCING = new Set<string>(["node", "python"]);
+
+/**
+ * The CPU niceness of a pool refill's session while it starts (its autogroup, see
+ * startPriority). 10 gives it about a tenth of the CPU share of a normal session under contention:
+ * enough to come up on an idle machine at full speed, too little to slow a request down.
+ */
+export const REFILL_NICE = 10;
+
+export interface InstanceSpec {
+  id: string;
+  dir: string;
+  port: number;
+  specializeToken: string;
+  /** Only what the poolkeeper allows (PATH, LANG, TZ): never its own environment. */
+  baseEnv: Record<string, string>;
+  /** Our own loader (not spec.command): it gets the readiness pipe. */
+  announces: boolean;
+  /** Started for a specialize already waiting: no warm-up. */
+  taken: boolean;
+}
+
+/** Whether the environment's loader is ours and announces readiness (FIZZ_READY_FD). */
+export function announcesReadiness(runtime: string | undefined, hostCommand: boolean): boolean {
+  return !hostCommand && ANNOUNCING.has(runtime ?? "");
+}
+
+/** The whole environment of an instance: the documented variables (docs/runtime-contract.md). */
+export function instanceEnv(spec: InstanceSpec): Record<string, string> {
+  return {
+    // A piped Python stdout is block-buffered: the function's prints would reach the logs late.
+    PYTHONUNBUFFERED: "1",
+    ...spec.baseEnv,
+    HOME: spec.dir,
+    TMPDIR: spec.dir,
+    PORT: String(spec.port),
+    HOST: "127.0.0.1",
+    FIZZ_INSTANCE_ID: spec.id,
+    FIZZ_WORKDIR: spec.dir,
+    FIZZ_PARENT_STDIN: "1",
+    FIZZ_SPECIALIZE_TOKEN: spec.specializeToken,
+    ...(spec.announces ? { FIZZ_READY_FD: String(READY_FD) } : {}),
+    // Taken for a specialize already waiting: a warm-up rehearsal would only delay it.
+    ...(spec.taken ? { FIZZ_WARM_UP: "0" } : {}),
+  };
+}
+
+/** stdin (EOF = poolkeeper gone), stdout, stderr, and fd 3 = the readiness pipe when announcing. */
+export function instanceStdio(announces: boolean): StdioOptions {
+  return announces ? ["pipe", "pipe", "pipe", "pipe"] : ["pipe", "pipe", "pipe"];
+}
+
+/**
+ * Start-up priority of pool refills. A refill spawned right after a take spends ~100-200 ms of CPU
+ * on Node's bootstrap and its warm-up; on 2 cores that ran next to the specialize and first call
+ * of the request that caused it. Every instance leads its own session (detached), and with the
+ * kernel's autogroup scheduling each session is one scheduling entity whose share is set by
+ * /proc/<pid>/autogroup: nicing it covers all of the runtime's threads, including those created
+ * after the write, which per-thread setpriority would miss.
+ *
+ * Only as root: the instance runs as another uid, and raising the priority back is then never
+ * refused or rate-limited (the kernel limits such writes to one per 100 ms without CAP_SYS_ADMIN).
+ * The priority is restored before spawn() returns the instance (ready, its warm-up done), so an
+ * instance is never handed out, or specialized, at a low priority.
+ */
+export class StartPriority {
+  private readonly enabled: boolean;
+
+  constructor(isRoot = process.getuid?.() === 0) {
+    this.enabled = isRoot && autogroupEnabled();
+  }
+
+  /** Lowers a refill's session right after spawn; true when it did (restore() must follow). */
+  lower(pid: number | undefined): boolean {
+    return this.enabled && pid !== undefined && setAutogroupNice(pid, REFILL_NICE);
+  }
+
+  /** Back to normal. A process already gone is not an error (its exit is reported elsewhere). */
+  restore(pid: number | undefined): void {
+    if (pid !== undefined) setAutogroupNice(pid, 0);
+  }
+}
+
+function autogroupEnabled(): boolean {
+  try {
+    return readFileSync("/proc/sys/kernel/sched_autogroup_enabled", "utf8").trim() === "1";
+  } catch {
+    return false;
+  }
+}
+
+/** The niceness /proc/<pid>/autogroup reports ("/autogroup-123 nice 10"), for tests. */
+export function autogroupNice(pid: number): number | undefined {
+  try {
+    const m = / nice (-?\d+)/.exec(readFileSync(`/proc/${pid}/autogroup`, "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function setAutogroupNice(pid: number, nice: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/autogroup`, String(nice));
+    return true;
+  } catch {
+    return false;
+  }
+}

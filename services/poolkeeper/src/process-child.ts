@@ -1,0 +1,45 @@
+import type { ChildProcess } from "node:child_process";
+import type { BackendInstance } from "./backend";
+
+/** One instance process of the process backend, from spawn until its exit is reported. */
+export interface Child {
+  instance: BackendInstance;
+  proc: ChildProcess;
+  dir: string;
+  uid: number | undefined;
+  /** spawn() resolved: from then on the exit is reported through onExit. */
+  reported: boolean;
+  killReason: string | undefined;
+  exitCode: number | null;
+  exitSignal: string | null;
+  spawnError: string | undefined;
+  stderrTail: string[];
+  exited: Promise<void>;
+  finalize: () => void;
+}
+
+/** Why a child is gone, with its last stderr line: for errors and exit reports. */
+export function describeExit(child: Child): string {
+  const how = child.spawnError
+    ? `could not start: ${child.spawnError}`
+    : child.exitSignal
+      ? `killed by ${child.exitSignal}`
+      : `exited with code ${child.exitCode ?? "?"}`;
+  const last = child.stderrTail.at(-1);
+  return last ? `${how}: ${last}` : how;
+}
+
+/** The whole process group (what the function started too); the child alone if that fails. */
+export function signalGroup(proc: ChildProcess, sig: NodeJS.Signals): void {
+  const pid = proc.pid;
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    try {
+      proc.kill(sig);
+    } catch {
+      // Already gone.
+    }
+  }
+}
