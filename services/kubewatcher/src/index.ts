@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { FizzError, subjects as makeSubjects } from "@fizz/events";
+import { subjects as makeSubjects } from "@fizz/events";
 import {
   connectNats,
   ensureBus,
@@ -18,8 +18,8 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import type { KubewatcherConfig } from "./config";
 import { Publisher } from "./delivery";
 import { Discovery } from "./discovery";
-import { loadKubeConfig } from "@fizz/kit/kube";
 import { KubeClient } from "./kube-client";
+import { loadClusterConfig } from "./kube-config-source";
 import { createMetrics } from "./metrics";
 import { WatchStateStore } from "./state-store";
 import { syncTriggers, type TriggerSync } from "./trigger-sync";
@@ -59,7 +59,7 @@ export async function start(
   const abort = new AbortController();
   const signal = abort.signal;
   const subjects = makeSubjects(config.subjectPrefix);
-  const client = new KubeClient(deps.kubeConfig ?? kubeConfigOf(config));
+  const client = new KubeClient(deps.kubeConfig ?? (await loadClusterConfig(config)));
   const discovery = new Discovery(client);
 
   let nc: NatsConnection | undefined;
@@ -183,18 +183,6 @@ export async function start(
       await ops.close();
     },
   };
-}
-
-function kubeConfigOf(config: KubewatcherConfig): KubeConfig {
-  try {
-    return loadKubeConfig(config);
-  } catch (err) {
-    throw new FizzError(
-      "VALIDATION_FAILED",
-      `FIZZ_KUBECONFIG: cannot load ${config.kubeconfig ?? "the kubeconfig"}: ${(err as Error).message}`,
-      { field: "FIZZ_KUBECONFIG", cause: err },
-    );
-  }
 }
 
 /** Retries a set-up step with back-off until it succeeds or the service stops (RetryStopped). */

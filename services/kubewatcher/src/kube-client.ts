@@ -69,13 +69,16 @@ export class KubeClient {
    */
   readonly configured: boolean;
 
-  constructor(private readonly kc: KubeConfig) {
-    this.configured = !(
-      kc.getCurrentContext() === "loaded-context" &&
-      kc.getCurrentCluster()?.name === "cluster" &&
-      kc.getCurrentCluster()?.server === "http://localhost:8080" &&
-      !kc.getCurrentUser()?.token
-    );
+  /** `kc` undefined: nothing to load (kube-config-source.ts), so not configured either. */
+  constructor(private readonly kc: KubeConfig | undefined) {
+    this.configured =
+      kc !== undefined &&
+      !(
+        kc.getCurrentContext() === "loaded-context" &&
+        kc.getCurrentCluster()?.name === "cluster" &&
+        kc.getCurrentCluster()?.server === "http://localhost:8080" &&
+        !kc.getCurrentUser()?.token
+      );
   }
 
   /** A GET answered with JSON. */
@@ -132,8 +135,9 @@ export class KubeClient {
     query: Query,
     signal: AbortSignal,
   ): Promise<http.IncomingMessage> {
-    const cluster = this.kc.getCurrentCluster();
-    if (!cluster || !this.configured) {
+    const kc = this.kc;
+    const cluster = kc?.getCurrentCluster();
+    if (!kc || !cluster || !this.configured) {
       throw new KubeApiError(
         "no Kubernetes configured: set FIZZ_KUBECONFIG, run in a pod, or provide ~/.kube/config",
         undefined,
@@ -145,7 +149,7 @@ export class KubeClient {
     // Credentials are applied per request: in-cluster tokens are rotated on disk.
     const opts: https.RequestOptions = {};
     try {
-      await this.kc.applyToHTTPSOptions(opts);
+      await kc.applyToHTTPSOptions(opts);
     } catch (err) {
       throw new KubeApiError(
         `cannot use the kubeconfig: ${(err as Error).message}`,
