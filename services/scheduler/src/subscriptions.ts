@@ -24,15 +24,28 @@ export function subscribeEvents(
 ): Subscription[] {
   const { logger } = opts;
   return [
-    // Which poolkeeper process speaks: a new one means requests to its predecessor are lost.
+    // One subscription, one decode per instance event (a "specialized" one arrives with the
+    // specialize reply, on the cold path). The sender says which poolkeeper process speaks: a
+    // new one means requests to its predecessor are lost.
     nc.subscribe(s.poolkeeperInstanceAll, {
       callback: (err, msg) => {
-        if (err || !opts.poolkeeperRestarts) return;
+        if (err) return;
+        let env;
         try {
-          opts.poolkeeperRestarts.observe(Codecs.poolkeeperInstance.decode(msg.data).sender);
-        } catch {
-          // listen() below logs malformed events
+          env = Codecs.poolkeeperInstance.decode(msg.data);
+        } catch (e) {
+          logger.warn(
+            { err: (e as Error).message, subject: msg.subject },
+            "dropped a malformed message",
+          );
+          return;
         }
+        opts.poolkeeperRestarts?.observe(env.sender);
+        const ev = env.data;
+        // After this message's turn, as listen() runs handlers.
+        void Promise.resolve()
+          .then(() => onInstanceEvent(m, ev))
+          .catch((e: unknown) => logger.error({ err: e }, "event handler failed"));
       },
     }),
     // Other replicas' removals; listen() hides the envelope, and our own must be skipped.
@@ -61,9 +74,6 @@ export function subscribeEvents(
       (ev) => onRegistryChanged(m, ev),
       { logger },
     ),
-    listen(nc, s.poolkeeperInstanceAll, Codecs.poolkeeperInstance, (ev) => onInstanceEvent(m, ev), {
-      logger,
-    }),
     listen(nc, s.schedulerReport, Codecs.schedulerReport, (r) => onUsageReport(m, r), { logger }),
   ];
 }
