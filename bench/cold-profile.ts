@@ -7,6 +7,7 @@
 // scheduler's lease, the poolkeeper's specialize and its parts, the call to the instance. Tracing
 // costs a little itself; `--no-trace` measures the client figures alone.
 import { readFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -45,6 +46,11 @@ export interface ColdProfileFigures {
    */
   cpu_ms: Record<string, number>;
   client: { p50_ms: number; p99_ms: number; samples: number; errors: number };
+  /**
+   * The 1-minute load average before and after the samples: on a shared 2-core machine the wall
+   * times are only comparable between runs with similar load (other processes' CPU, not ours).
+   */
+  load: { before: number; after: number };
   /** Per span name: its duration's median and p99 across the samples' traces. */
   spans: Record<
     string,
@@ -129,6 +135,7 @@ export async function measureColdProfile(
   const times: number[] = [];
   const traces: string[] = [];
   const cpuBefore = await cpuOf(p.pids);
+  const loadBefore = loadavg()[0] ?? 0;
   let errors = 0;
   for (let i = 0; i < samples; i++) {
     const name = `prof-${runtime}-${created++}`;
@@ -154,6 +161,7 @@ export async function measureColdProfile(
     if (res.status !== 200 || !body.startsWith("Hello")) errors++;
   }
   const cpuAfter = await cpuOf(p.pids);
+  const loadAfter = loadavg()[0] ?? 0;
   const cpu_ms = Object.fromEntries(
     Object.keys(p.pids).map((k) => [
       k,
@@ -186,6 +194,7 @@ export async function measureColdProfile(
   return {
     runtime,
     client: { ...fig(times), samples: times.length, errors },
+    load: { before: round(loadBefore), after: round(loadAfter) },
     cpu_ms,
     spans: Object.fromEntries(
       [...byName].map(([k, xs]) => [
@@ -208,6 +217,7 @@ export function coldProfileRows(f: ColdProfileFigures): [string, string, string]
       `${f.client.p50_ms} / ${f.client.p99_ms}${f.client.errors ? ` (${f.client.errors} errors)` : ""}`,
       "<= 8 / 20",
     ],
+    [`  load average before / after`, `${f.load.before} / ${f.load.after}`, ""],
     [
       `  CPU ms per sample`,
       Object.entries(f.cpu_ms)
