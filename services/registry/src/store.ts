@@ -1,24 +1,26 @@
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import {
   FizzError,
-  Kinds,
-  objectSchemas,
+  redisKeys,
   type AnyObject,
   type HttpTrigger,
-  type Kind,
   type KindPlural,
   type ObjectsByPlural,
   type SkippedObject,
 } from "@fizz/events";
-import { backoffMs, redisReady, redisTls, retryUntil, type Logger } from "@fizz/kit";
+import { redisReady, type Logger } from "@fizz/kit";
 import { listPage, type ListPage, type PageRequest } from "./store-page";
-import { routeIndexBuiltKey, routeIndexEdits, routeIndexKey, routeShape } from "./route-index";
+import { listIndexBuild, listIndexBuiltKey, readList } from "./store-list";
+import { parseStored, pluralOf } from "./store-parse";
+import { TxLanes } from "./store-tx";
+import { routeIndexBuiltKey, routeIndexKey, routeShape } from "./route-index";
 
 /**
  * The registry's Redis store. Keys (under the configured prefix, default `fizz:v1:`):
  *   obj:<kind>:<ns>:<name>   the object as JSON (kind is the plural: environments, functions, httptriggers)
  *   idx:<kind>:<ns>          set of names in one namespace
  *   idx:<kind>               set of `ns/name` over every namespace
+ *   lidx:<kind>              the same, sorted, for pages (store-list.ts)
  *   secretdata:<ns>:<name>   a secret's values, sealed (secret-box.ts); written with its object
  *   code:<sha256 hex>        code bytes of registries before the Object Store; read only by the
  *                            start-up migration (code-migration.ts), never written any more
@@ -28,6 +30,7 @@ import { routeIndexBuiltKey, routeIndexEdits, routeIndexKey, routeShape } from "
  * returns the writes; they are applied in MULTI/EXEC, which Redis aborts if any watched key changed
  * meanwhile, and then the whole body runs again on fresh data. So two writers — in this process or
  * in another replica — can never both create one name, leave a dangling reference or claim one route.
+ * Transactions: store-tx.ts; full listings and the list index: store-list.ts; pages: store-page.ts.
  */
 export interface StoreReader {
   get<K extends KindPlural>(
@@ -54,6 +57,8 @@ export interface Writes {
   put?: AnyObject[];
   /** Extra set edits beside the objects' own (the route index build); route-index.ts. */
   index?: { key: string; add?: string; remove?: string }[];
+  /** Sorted sets replaced whole with these members (the list index build); store-list.ts. */
+  listIndex?: { key: string; members: string[] }[];
   /** A key set to "1" with the writes (the route index's built marker). */
   marker?: string;
   remove?: ObjectKey[];
@@ -73,7 +78,10 @@ export interface Store extends StoreReader {
   listing<K extends KindPlural>(kind: K, namespace?: string): Promise<Listing<K>>;
   /** One page of a listing, in its order, from after the previous page's last object. */
   page<K extends KindPlural>(kind: K, req: PageRequest): Promise<ListPage<K>>;
-  /** Adds every stored trigger to the route index and marks it built (idempotent). */
+  /**
+   * Adds every stored trigger to the route index and every object to the list index, and marks
+   * each built (idempotent: an index already built is left as it is). Answers the triggers added.
+   */
   buildRouteIndex(): Promise<number>;
   /** A code blob of the Redis era (before the Object Store), for the migration. */
   getCode(digestHex: string): Promise<Buffer | undefined>;
@@ -87,81 +95,37 @@ export interface Store extends StoreReader {
   close(): Promise<void>;
 }
 
-import { redisKeys } from "@fizz/events";
-export { redisKeys };
-
-const PLURAL_OF = Object.fromEntries(
-  Object.entries(Kinds).map(([plural, kind]) => [kind, plural]),
-) as Record<Kind, KindPlural>;
-
-export function pluralOf(obj: AnyObject): KindPlural {
-  return PLURAL_OF[obj.kind];
-}
-
-/** Write conflicts on one key are short-lived; past this many tries something is hammering it. */
-const MAX_ATTEMPTS = 8;
+export { redisKeys, pluralOf };
 
 export interface RedisStoreOptions {
   url: string;
   prefix: string;
-  /** The shared client (reads); the store opens its own connection for transactions. */
+  /** The shared client (reads); the store opens its own connections for transactions. */
   client: Redis;
   name: string;
   logger: Logger;
   onRetry?: () => void;
 }
 
-/**
- * Transactions run on a few connections side by side: WATCH state is per connection, so the
- * transactions of one connection must not interleave, and with a single connection every write
- * waited for the round trips of every write before it (writes of different objects do not
- * conflict, and those that do are caught by WATCH whichever connection they run on).
- */
-const TX_LANES = 8;
-
-/** One transaction connection and the queue of transactions on it. */
-interface TxLane {
-  conn: Redis;
-  /** Bumped when the connection closes: WATCHes do not survive a reconnect. */
-  epoch: number;
-  /** WATCH state is per connection, so transactions on one lane must not interleave. */
-  chain: Promise<unknown>;
-  /** Transactions queued or running on this lane. */
-  queued: number;
-}
-
 export class RedisStore implements Store {
   private readonly keys: ReturnType<typeof redisKeys>;
-  private readonly lanes: TxLane[];
+  private readonly tx: TxLanes;
 
   constructor(private readonly opts: RedisStoreOptions) {
     this.keys = redisKeys(opts.prefix);
-    const log = opts.logger.child({ component: "store" });
-    // Fail fast instead of queueing or resending: a MULTI/EXEC replayed on a fresh connection
-    // would run without the WATCHes it depends on.
-    const { url, tls } = redisTls(opts.url);
-    this.lanes = Array.from({ length: TX_LANES }, (_, i) => {
-      const lane: TxLane = {
-        conn: new Redis(url, {
-          ...tls,
-          connectionName: `${opts.name}-tx${i}`,
-          enableOfflineQueue: false,
-          autoResendUnfulfilledCommands: false,
-          maxRetriesPerRequest: 1,
-          retryStrategy: (times) => backoffMs(times, 200, 2000),
-        }),
-        epoch: 0,
-        chain: Promise.resolve(),
-        queued: 0,
-      };
-      lane.conn.on("close", () => lane.epoch++);
-      lane.conn.on("error", (err: Error) => log.debug({ err: err.message }, "redis (tx) error"));
-      return lane;
+    this.tx = new TxLanes({
+      url: opts.url,
+      prefix: opts.prefix,
+      name: opts.name,
+      logger: opts.logger,
+      onRetry: opts.onRetry,
+      assertReady: () => this.assertReady(),
+      reader: (conn, seen) => this.reader(conn, true, seen),
     });
   }
 
   ready(): boolean {
-    return redisReady(this.opts.client) && this.lanes.every((l) => redisReady(l.conn));
+    return redisReady(this.opts.client) && this.tx.ready();
   }
 
   get<K extends KindPlural>(
@@ -181,12 +145,13 @@ export class RedisStore implements Store {
   }
 
   listing<K extends KindPlural>(kind: K, namespace?: string): Promise<Listing<K>> {
-    return this.readList(this.opts.client, false, kind, namespace);
+    this.assertReady();
+    return readList(this.opts.client, this.opts.prefix, false, kind, namespace, this.opts.logger);
   }
 
   page<K extends KindPlural>(kind: K, req: PageRequest): Promise<ListPage<K>> {
     this.assertReady();
-    return listPage(this.opts.client, this.keys, kind, req, (k, key, raw) => {
+    return listPage(this.opts.client, this.opts.prefix, kind, req, (k, key, raw) => {
       try {
         return parseStored(k, key, raw);
       } catch (err) {
@@ -201,9 +166,18 @@ export class RedisStore implements Store {
 
   async buildRouteIndex(): Promise<number> {
     this.assertReady();
-    // Built once per Redis: every registry since keeps it current with each trigger write.
-    if ((await this.opts.client.get(routeIndexBuiltKey(this.opts.prefix))) !== null) return 0;
-    return this.enqueue(async (_r, conn) => {
+    const [routes, lists] = await this.opts.client.mget(
+      routeIndexBuiltKey(this.opts.prefix),
+      listIndexBuiltKey(this.opts.prefix),
+    );
+    // Built once per Redis: every registry since keeps them current with each write.
+    if (lists === null)
+      await this.tx.enqueue(async (_r, conn) => ({
+        writes: await listIndexBuild(conn, this.opts.prefix),
+        result: undefined,
+      }));
+    if (routes !== null) return 0;
+    return this.tx.enqueue(async (_r, conn) => {
       const claims = await this.storedRouteShapes(conn);
       const built = routeIndexBuiltKey(this.opts.prefix);
       return {
@@ -292,137 +266,11 @@ export class RedisStore implements Store {
   }
 
   transact<T>(body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>): Promise<T> {
-    return this.enqueue(body);
+    return this.tx.enqueue(body);
   }
 
-  /** `transact`, the body also given the lane's connection (its reads there must WATCH). */
-  private enqueue<T>(
-    body: (reader: StoreReader, conn: Redis) => Promise<{ writes: Writes; result: T }>,
-  ): Promise<T> {
-    // The lane with the fewest transactions waiting.
-    const lane = this.lanes.reduce((a, b) => (b.queued < a.queued ? b : a));
-    lane.queued++;
-    const run = lane.chain.then(() => this.runTransaction(lane, body));
-    lane.chain = run.catch(() => undefined).finally(() => lane.queued--);
-    return run;
-  }
-
-  async close(): Promise<void> {
-    await Promise.all(
-      this.lanes.map(async (l) => {
-        await l.chain;
-        await l.conn.quit().catch(() => l.conn.disconnect());
-      }),
-    );
-  }
-
-  private async runTransaction<T>(
-    lane: TxLane,
-    body: (reader: StoreReader, conn: Redis) => Promise<{ writes: Writes; result: T }>,
-  ): Promise<T> {
-    try {
-      // Only a lost race (a watched key changed, or the connection's WATCHes were lost) is
-      // retried, after a short back-off; any other error ends the transaction at once.
-      return await retryUntil(
-        async () => {
-          this.assertReady();
-          const epoch = lane.epoch;
-          let out: { writes: Writes; result: T };
-          // The triggers this attempt read (watched): their old routes leave the route index.
-          const seen = new Map<string, HttpTrigger | undefined>();
-          try {
-            out = await body(this.reader(lane.conn, true, seen), lane.conn);
-          } catch (err) {
-            await lane.conn.unwatch().catch(() => undefined);
-            throw err;
-          }
-          if (epoch === lane.epoch && (await this.exec(lane.conn, out.writes, seen)))
-            return out.result;
-          this.opts.onRetry?.();
-          throw new WriteConflict();
-        },
-        {
-          attempts: MAX_ATTEMPTS,
-          baseMs: 5,
-          maxMs: 200,
-          retryable: (err) => err instanceof WriteConflict,
-        },
-      );
-    } catch (err) {
-      if (!(err instanceof WriteConflict)) throw err;
-      throw new FizzError(
-        "UNAVAILABLE",
-        "too many concurrent writes to the same objects; try again",
-        { retryable: true },
-      );
-    }
-  }
-
-  /** false when a watched key changed (EXEC aborted). */
-  private async exec(
-    tx: Redis,
-    writes: Writes,
-    seen: Map<string, HttpTrigger | undefined>,
-  ): Promise<boolean> {
-    const index = await this.routeIndexWrites(tx, writes, seen);
-    const m = tx.multi();
-    for (const { key, add, remove } of index) {
-      if (remove !== undefined) m.srem(key, remove);
-      if (add !== undefined) m.sadd(key, add);
-    }
-    if (writes.marker !== undefined) m.set(writes.marker, "1");
-    for (const obj of writes.put ?? []) {
-      const kind = pluralOf(obj);
-      const { namespace: ns, name } = obj.metadata;
-      m.set(this.keys.obj(kind, ns, name), JSON.stringify(obj));
-      m.sadd(this.keys.nsIndex(kind, ns), name);
-      m.sadd(this.keys.kindIndex(kind), `${ns}/${name}`);
-    }
-    for (const { kind, namespace: ns, name } of writes.remove ?? []) {
-      m.del(this.keys.obj(kind, ns, name));
-      m.srem(this.keys.nsIndex(kind, ns), name);
-      m.srem(this.keys.kindIndex(kind), `${ns}/${name}`);
-      if (kind === "secrets") m.del(this.keys.secretData(ns, name));
-    }
-    for (const d of writes.secretData ?? [])
-      m.set(this.keys.secretData(d.namespace, d.name), d.sealed);
-    const results = await m.exec();
-    if (results === null) return false;
-    const failed = results.find(([err]) => err);
-    if (failed?.[0]) throw FizzError.from(failed[0]);
-    return true;
-  }
-
-  /**
-   * The route index follows every trigger write: the new route's set gains the trigger, the old
-   * one's (when the route changed, or the trigger goes) loses it. A trigger the body did not read
-   * is read here, watched like the body's reads.
-   */
-  private async routeIndexWrites(
-    tx: Redis,
-    writes: Writes,
-    seen: Map<string, HttpTrigger | undefined>,
-  ): Promise<{ key: string; add?: string; remove?: string }[]> {
-    const out = [...(writes.index ?? [])];
-    const before = async (ns: string, name: string): Promise<HttpTrigger | undefined> => {
-      const id = `${ns}/${name}`;
-      if (seen.has(id)) return seen.get(id);
-      const key = this.keys.obj("httptriggers", ns, name);
-      const [, raw] = await Promise.all([tx.watch(key), tx.get(key)]);
-      return raw === null ? undefined : parseStored("httptriggers", key, raw);
-    };
-    const edit = async (ns: string, name: string, after: HttpTrigger | undefined) => {
-      const member = `${ns}/${name}`;
-      const { add, remove } = routeIndexEdits(await before(ns, name), after);
-      const key = (shape: string) => routeIndexKey(this.opts.prefix, shape);
-      if (remove !== undefined) out.push({ key: key(remove), remove: member });
-      if (add !== undefined) out.push({ key: key(add), add: member });
-    };
-    for (const obj of writes.put ?? [])
-      if (obj.kind === "HttpTrigger") await edit(obj.metadata.namespace, obj.metadata.name, obj);
-    for (const r of writes.remove ?? [])
-      if (r.kind === "httptriggers") await edit(r.namespace, r.name, undefined);
-    return out;
+  close(): Promise<void> {
+    return this.tx.close();
   }
 
   private assertReady(): void {
@@ -451,8 +299,10 @@ export class RedisStore implements Store {
     };
     return {
       get,
-      list: async <K extends KindPlural>(kind: K, ns?: string) =>
-        (await this.readList(client, watch, kind, ns)).items,
+      list: async <K extends KindPlural>(kind: K, ns?: string) => {
+        assertReady();
+        return (await readList(client, prefix, watch, kind, ns, this.opts.logger)).items;
+      },
       async routeClaims(shape: string) {
         assertReady();
         const built = routeIndexBuiltKey(prefix);
@@ -475,92 +325,4 @@ export class RedisStore implements Store {
       },
     };
   }
-
-  private async readList<K extends KindPlural>(
-    client: Redis,
-    watch: boolean,
-    kind: K,
-    ns: string | undefined,
-  ): Promise<Listing<K>> {
-    this.assertReady();
-    const keys = this.keys;
-    const index = ns === undefined ? keys.kindIndex(kind) : keys.nsIndex(kind, ns);
-    const [, members] = await Promise.all([
-      watch ? client.watch(index) : undefined,
-      client.smembers(index),
-    ]);
-    const names = members.map((m) => {
-      if (ns !== undefined) return { namespace: ns, name: m };
-      const [mns = "", mname = ""] = m.split("/");
-      return { namespace: mns, name: mname };
-    });
-    const objKeys = names.map((n) => keys.obj(kind, n.namespace, n.name));
-    if (objKeys.length === 0) return { items: [], skipped: [] };
-    // Watch each listed object too: an update changes an object without touching the index.
-    const [, values] = await Promise.all([
-      watch ? client.watch(...objKeys) : undefined,
-      client.mget(...objKeys),
-    ]);
-    const items: ObjectsByPlural[K][] = [];
-    const skipped: SkippedObject[] = [];
-    values.forEach((raw, i) => {
-      if (raw === null) return;
-      // A write decides over everything it reads, so there an unreadable object refuses it.
-      if (watch) {
-        items.push(parseStored(kind, objKeys[i] ?? "", raw));
-        return;
-      }
-      // A listing leaves it out, says why, and names it in `skipped`: one object written behind
-      // the registry's back must not stop every service from learning all the others, nor may
-      // they take it for deleted.
-      try {
-        items.push(parseStored(kind, objKeys[i] ?? "", raw));
-      } catch (err) {
-        skipped.push(names[i]!);
-        this.opts.logger.error(
-          { component: "store", err: (err as Error).message },
-          "stored object left out of a listing: it does not match its schema",
-        );
-      }
-    });
-    return {
-      items: items.sort(byNamespaceAndName),
-      skipped: skipped.sort(byNamespaceAndNameOf),
-    };
-  }
-}
-
-function parseStored<K extends KindPlural>(kind: K, key: string, raw: string): ObjectsByPlural[K] {
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch (err) {
-    throw new FizzError("INTERNAL", `stored object ${key} is not JSON`, { cause: err });
-  }
-  const parsed = objectSchemas[kind].safeParse(value);
-  if (!parsed.success) {
-    throw new FizzError(
-      "INTERNAL",
-      `stored object ${key} does not match its schema: ${parsed.error.issues[0]?.message}`,
-    );
-  }
-  return parsed.data as ObjectsByPlural[K];
-}
-
-function byNamespaceAndName(a: AnyObject, b: AnyObject): number {
-  return byNamespaceAndNameOf(a.metadata, b.metadata);
-}
-
-function byNamespaceAndNameOf(a: SkippedObject, b: SkippedObject): number {
-  return compare(a.namespace, b.namespace) || compare(a.name, b.name);
-}
-
-/** Code-point order: names are ASCII, and locale rules would make the order depend on the host. */
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** A transaction lost its optimistic race: retried by runTransaction, never seen by callers. */
-class WriteConflict extends Error {
-  override readonly name = "WriteConflict";
 }

@@ -1,0 +1,223 @@
+import { Redis } from "ioredis";
+import { FizzError, redisKeys, type HttpTrigger } from "@fizz/events";
+import { backoffMs, redisReady, redisTls, retryUntil, type Logger } from "@fizz/kit";
+import { routeIndexEdits, routeIndexKey } from "./route-index";
+import { listIndexKey, listIndexMember } from "./store-list";
+import { parseStored, pluralOf } from "./store-parse";
+import type { StoreReader, Writes } from "./store";
+
+/** Write conflicts on one key are short-lived; past this many tries something is hammering it. */
+const MAX_ATTEMPTS = 8;
+
+/**
+ * Transactions run on a few connections side by side: WATCH state is per connection, so the
+ * transactions of one connection must not interleave, and with a single connection every write
+ * waited for the round trips of every write before it (writes of different objects do not
+ * conflict, and those that do are caught by WATCH whichever connection they run on).
+ */
+const TX_LANES = 8;
+
+/** One transaction connection and the queue of transactions on it. */
+interface TxLane {
+  conn: Redis;
+  /** Bumped when the connection closes: WATCHes do not survive a reconnect. */
+  epoch: number;
+  /** WATCH state is per connection, so transactions on one lane must not interleave. */
+  chain: Promise<unknown>;
+  /** Transactions queued or running on this lane. */
+  queued: number;
+}
+
+export type TxBody<T> = (
+  reader: StoreReader,
+  conn: Redis,
+) => Promise<{ writes: Writes; result: T }>;
+
+export interface TxLanesOptions {
+  url: string;
+  prefix: string;
+  name: string;
+  logger: Logger;
+  onRetry?: (() => void) | undefined;
+  /** Throws UNAVAILABLE while the store is not connected. */
+  assertReady: () => void;
+  /** A reader on a lane's connection that WATCHes what it reads and notes the triggers it saw. */
+  reader: (conn: Redis, seen: Map<string, HttpTrigger | undefined>) => StoreReader;
+}
+
+/**
+ * The store's optimistic transactions: the body reads through a watching reader, decides and
+ * returns its writes; they go out in MULTI/EXEC, which Redis aborts if a watched key changed, and
+ * then the body runs again on fresh data (store.ts explains why that makes writers safe).
+ */
+export class TxLanes {
+  private readonly keys: ReturnType<typeof redisKeys>;
+  private readonly lanes: TxLane[];
+
+  constructor(private readonly opts: TxLanesOptions) {
+    this.keys = redisKeys(opts.prefix);
+    const log = opts.logger.child({ component: "store" });
+    // Fail fast instead of queueing or resending: a MULTI/EXEC replayed on a fresh connection
+    // would run without the WATCHes it depends on.
+    const { url, tls } = redisTls(opts.url);
+    this.lanes = Array.from({ length: TX_LANES }, (_, i) => {
+      const lane: TxLane = {
+        conn: new Redis(url, {
+          ...tls,
+          connectionName: `${opts.name}-tx${i}`,
+          enableOfflineQueue: false,
+          autoResendUnfulfilledCommands: false,
+          maxRetriesPerRequest: 1,
+          retryStrategy: (times) => backoffMs(times, 200, 2000),
+        }),
+        epoch: 0,
+        chain: Promise.resolve(),
+        queued: 0,
+      };
+      lane.conn.on("close", () => lane.epoch++);
+      lane.conn.on("error", (err: Error) => log.debug({ err: err.message }, "redis (tx) error"));
+      return lane;
+    });
+  }
+
+  ready(): boolean {
+    return this.lanes.every((l) => redisReady(l.conn));
+  }
+
+  /** Runs `body` on the least busy lane until its writes commit on unchanged reads. */
+  enqueue<T>(body: TxBody<T>): Promise<T> {
+    const lane = this.lanes.reduce((a, b) => (b.queued < a.queued ? b : a));
+    lane.queued++;
+    const run = lane.chain.then(() => this.runTransaction(lane, body));
+    lane.chain = run.catch(() => undefined).finally(() => lane.queued--);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(
+      this.lanes.map(async (l) => {
+        await l.chain;
+        await l.conn.quit().catch(() => l.conn.disconnect());
+      }),
+    );
+  }
+
+  private async runTransaction<T>(lane: TxLane, body: TxBody<T>): Promise<T> {
+    try {
+      // Only a lost race (a watched key changed, or the connection's WATCHes were lost) is
+      // retried, after a short back-off; any other error ends the transaction at once.
+      return await retryUntil(
+        async () => {
+          this.opts.assertReady();
+          const epoch = lane.epoch;
+          let out: { writes: Writes; result: T };
+          // The triggers this attempt read (watched): their old routes leave the route index.
+          const seen = new Map<string, HttpTrigger | undefined>();
+          try {
+            out = await body(this.opts.reader(lane.conn, seen), lane.conn);
+          } catch (err) {
+            await lane.conn.unwatch().catch(() => undefined);
+            throw err;
+          }
+          if (epoch === lane.epoch && (await this.exec(lane.conn, out.writes, seen)))
+            return out.result;
+          this.opts.onRetry?.();
+          throw new WriteConflict();
+        },
+        {
+          attempts: MAX_ATTEMPTS,
+          baseMs: 5,
+          maxMs: 200,
+          retryable: (err) => err instanceof WriteConflict,
+        },
+      );
+    } catch (err) {
+      if (!(err instanceof WriteConflict)) throw err;
+      throw new FizzError(
+        "UNAVAILABLE",
+        "too many concurrent writes to the same objects; try again",
+        { retryable: true },
+      );
+    }
+  }
+
+  /** false when a watched key changed (EXEC aborted). */
+  private async exec(
+    tx: Redis,
+    writes: Writes,
+    seen: Map<string, HttpTrigger | undefined>,
+  ): Promise<boolean> {
+    const index = await this.routeIndexWrites(tx, writes, seen);
+    const m = tx.multi();
+    for (const { key, add, remove } of index) {
+      if (remove !== undefined) m.srem(key, remove);
+      if (add !== undefined) m.sadd(key, add);
+    }
+    for (const { key, members } of writes.listIndex ?? []) {
+      m.del(key);
+      if (members.length > 0) m.zadd(key, ...members.flatMap((member) => [0, member]));
+    }
+    if (writes.marker !== undefined) m.set(writes.marker, "1");
+    // The list index (store-list.ts) changes with the kind's set, in the same MULTI: a listing
+    // compares their sizes to know the sorted set is whole.
+    for (const obj of writes.put ?? []) {
+      const kind = pluralOf(obj);
+      const { namespace: ns, name } = obj.metadata;
+      m.set(this.keys.obj(kind, ns, name), JSON.stringify(obj));
+      m.sadd(this.keys.nsIndex(kind, ns), name);
+      m.sadd(this.keys.kindIndex(kind), `${ns}/${name}`);
+      m.zadd(listIndexKey(this.opts.prefix, kind), 0, listIndexMember(ns, name));
+    }
+    for (const { kind, namespace: ns, name } of writes.remove ?? []) {
+      m.del(this.keys.obj(kind, ns, name));
+      m.srem(this.keys.nsIndex(kind, ns), name);
+      m.srem(this.keys.kindIndex(kind), `${ns}/${name}`);
+      m.zrem(listIndexKey(this.opts.prefix, kind), listIndexMember(ns, name));
+      if (kind === "secrets") m.del(this.keys.secretData(ns, name));
+    }
+    for (const d of writes.secretData ?? [])
+      m.set(this.keys.secretData(d.namespace, d.name), d.sealed);
+    const results = await m.exec();
+    if (results === null) return false;
+    const failed = results.find(([err]) => err);
+    if (failed?.[0]) throw FizzError.from(failed[0]);
+    return true;
+  }
+
+  /**
+   * The route index follows every trigger write: the new route's set gains the trigger, the old
+   * one's (when the route changed, or the trigger goes) loses it. A trigger the body did not read
+   * is read here, watched like the body's reads.
+   */
+  private async routeIndexWrites(
+    tx: Redis,
+    writes: Writes,
+    seen: Map<string, HttpTrigger | undefined>,
+  ): Promise<{ key: string; add?: string; remove?: string }[]> {
+    const out = [...(writes.index ?? [])];
+    const before = async (ns: string, name: string): Promise<HttpTrigger | undefined> => {
+      const id = `${ns}/${name}`;
+      if (seen.has(id)) return seen.get(id);
+      const key = this.keys.obj("httptriggers", ns, name);
+      const [, raw] = await Promise.all([tx.watch(key), tx.get(key)]);
+      return raw === null ? undefined : parseStored("httptriggers", key, raw);
+    };
+    const edit = async (ns: string, name: string, after: HttpTrigger | undefined) => {
+      const member = `${ns}/${name}`;
+      const { add, remove } = routeIndexEdits(await before(ns, name), after);
+      const key = (shape: string) => routeIndexKey(this.opts.prefix, shape);
+      if (remove !== undefined) out.push({ key: key(remove), remove: member });
+      if (add !== undefined) out.push({ key: key(add), add: member });
+    };
+    for (const obj of writes.put ?? [])
+      if (obj.kind === "HttpTrigger") await edit(obj.metadata.namespace, obj.metadata.name, obj);
+    for (const r of writes.remove ?? [])
+      if (r.kind === "httptriggers") await edit(r.namespace, r.name, undefined);
+    return out;
+  }
+}
+
+/** A transaction lost its optimistic race: retried by runTransaction, never seen by callers. */
+class WriteConflict extends Error {
+  override readonly name = "WriteConflict";
+}
