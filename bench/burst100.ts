@@ -2,10 +2,12 @@
 // functions never invoked before, each with its own concurrency. Zero errors, and every function
 // gets exactly ceil(its requests / its concurrency) instances. Part of bench/run.ts (keys
 // burst100.*); alone: `npx tsx bench/burst100.ts` (starts its own platform; FIZZ_BURST100_SCALE=0.2
-// for a fifth of the requests and functions).
+// for a fifth of the requests and functions, FIZZ_BURST100_HOLD_MS for another hold).
 //
-// Each function's handler sleeps 20 ms, as bench/run.ts section 4 does, so its requests overlap;
-// the spread repeats a cycle of ten (requests, concurrency) pairs that puts each function just
+// Each function's handler holds every call for HOLD_MS, long enough that every request of the
+// burst has reached the gateway before the first is answered (checked: lib/arrivals.ts, keys
+// burst100.concurrent and burst100.arrivals); a short handler would free slots that late arrivals
+// rightly reuse, and the count would not be about a concurrent burst. The spread repeats a cycle of ten (requests, concurrency) pairs that puts each function just
 // under, exactly at and just over a multiple of its concurrency. The instances are counted in the
 // poolkeeper's list right after the last answer, on an environment of the bench's own (a warm
 // pool of 8, so most instances start on the request path, as they would in a real burst), deleted
@@ -15,14 +17,17 @@ import { Agent, request } from "undici";
 import { mkdirSync } from "node:fs";
 import { warmPoolFull } from "./lib/pool";
 import { code, startBenchPlatform, type BenchPlatform } from "./lib/platform";
+import { ArrivalProbe, arrivalsRow, type ArrivalFigures } from "./lib/arrivals";
 import { percentile, round } from "./lib/stats";
 import { runIfMain } from "./lib/standalone";
 
 const NS = "default";
 const ENV = "bench-burst100";
 const POOL = 8;
-const HANDLER =
-  'module.exports = async () => { await new Promise(r => setTimeout(r, 20)); return "ok"; };\n';
+/** Far above the time 1,000 connections take to open on the shared 2-core machine (~1 s). */
+const HOLD_MS = 3000;
+const handler = (holdMs: number) =>
+  `module.exports = async () => { await new Promise(r => setTimeout(r, ${holdMs})); return "ok"; };\n`;
 
 /** One cycle of ten functions: [requests, concurrency]; 100 requests, 14 instances per cycle. */
 const CYCLE: readonly (readonly [number, number])[] = [
@@ -59,11 +64,18 @@ export interface Burst100Figures {
   mismatches: Burst100Mismatch[];
   /** Error answers by status (or the client error's code), at most a few kinds. */
   error_kinds: Record<string, number>;
+  /** How long each call is held in its handler (p50/p99 include it). */
+  hold_ms: number;
+  /** Every request sent before the first answer: without it instances_exact means nothing. */
+  concurrent: boolean;
+  arrivals: ArrivalFigures;
 }
 
 export interface Burst100Options {
   /** How many cycles of ten functions (10 = 100 functions, 1,000 requests). */
   cycles?: number;
+  /** Each call's hold in the handler (HOLD_MS). */
+  holdMs?: number;
 }
 
 interface Plan {
@@ -102,7 +114,9 @@ export async function measureBurst100(
   p: BenchPlatform,
   opts: Burst100Options = {},
 ): Promise<Burst100Figures> {
-  const fns = plan(opts.cycles ?? 10, Date.now().toString(36));
+  const tag = Date.now().toString(36);
+  const fns = plan(opts.cycles ?? 10, tag);
+  const holdMs = opts.holdMs ?? HOLD_MS;
   await p.api("POST", `/v1/namespaces/${NS}/environments`, {
     name: ENV,
     spec: { image: "fizz/env-node", poolSize: POOL },
@@ -114,7 +128,7 @@ export async function measureBurst100(
         name: f.name,
         spec: {
           environment: ENV,
-          code: code("f.js", HANDLER),
+          code: code("f.js", handler(holdMs)),
           concurrency: f.concurrency,
           maxInstances: Math.ceil(f.requests / f.concurrency) + 10,
           // A slow burst must not see its first instances reaped before they are counted.
@@ -131,6 +145,7 @@ export async function measureBurst100(
       errors++;
       errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
     };
+    const probe = new ArrivalProbe(p.gatewayUrl, `/function/burst100-${tag}-`);
     await Promise.all(
       names.map(async (name) => {
         const t = performance.now();
@@ -143,7 +158,8 @@ export async function measureBurst100(
         }
         times.push(performance.now() - t);
       }),
-    );
+    ).finally(() => probe.stop());
+    const arrivals = probe.finish(names.length);
     const counts = new Map<string, number>();
     for (const i of await p.instances())
       if (i.function && i.function.namespace === NS)
@@ -176,6 +192,9 @@ export async function measureBurst100(
       p99_ms: round(percentile(times, 99)),
       mismatches,
       error_kinds: errorKinds,
+      hold_ms: holdMs,
+      concurrent: arrivals.concurrent,
+      arrivals,
     };
   } finally {
     await agent.close();
@@ -196,8 +215,9 @@ export function burst100Rows(f: Burst100Figures): [string, string, string][] {
     [
       "burst100 exact / mismatched functions / p50 / p99 ms",
       `${f.instances_exact} / ${f.mismatches.length} / ${f.p50_ms} / ${f.p99_ms}`,
-      "exact = true",
+      `exact = true${f.concurrent ? "" : " (NOT concurrent: exactness not meaningful)"}`,
     ],
+    arrivalsRow("burst100", f.hold_ms, f.arrivals),
   ];
 }
 
@@ -208,7 +228,11 @@ async function standalone(): Promise<Burst100Figures> {
   const p = await startBenchPlatform(logFile);
   try {
     const scale = Number(process.env.FIZZ_BURST100_SCALE ?? "1");
-    return await measureBurst100(p, { cycles: Math.max(1, Math.round(10 * scale)) });
+    const hold = process.env.FIZZ_BURST100_HOLD_MS;
+    return await measureBurst100(p, {
+      cycles: Math.max(1, Math.round(10 * scale)),
+      ...(hold ? { holdMs: Number(hold) } : {}),
+    });
   } finally {
     await p.stop();
   }
