@@ -1,40 +1,16 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { FizzError } from "@fizz/events";
-import {
-  formatTraceparent,
-  logBindings,
-  tracer,
-  type Logger,
-  type Span,
-  type TraceContext,
-} from "@fizz/kit";
+import { formatTraceparent, tracer, type Span, type TraceContext } from "@fizz/kit";
 import type { Dispatcher } from "undici";
-import { BodySource } from "./body";
-import { answerTimeout, headersBackstopMs, leaseError, sendError } from "./http-errors";
-import type { FunctionLeases, LeaseEntry, LeaseManager } from "./leases";
-import type { GatewayMetrics } from "./metrics";
-import { writeResponseHead } from "./response-head";
+import type { BodySource } from "./body";
+import { answerTimeout, headersBackstopMs, leaseError } from "./http-errors";
+import type { FunctionLeases, LeaseEntry } from "./leases";
+import { ProxyAnswer, type ProxyContext } from "./proxy-answer";
 import { upstreamClient, upstreamClientAvailable, type UpstreamHandler } from "./upstream-client";
 import { errorCodeOf, isInstanceFault, upstreamAnswer } from "./upstream-errors";
 import type { WaitTicket } from "./wait-queue";
 
-/**
- * One proxied request: lease → undici dispatch → response streamed back as it arrives. The call
- * object is itself the undici handler (no closures, no intermediate streams on the response path;
- * `onData` writes straight to the client, and the client's backpressure pauses the upstream).
- *
- * Retries, at most one per request, only where the function did not run or running it again is
- * harmless: the connection failed before the request was written, the instance answered 421
- * (misdirected) or 503 NOT_SPECIALIZED, it answered 429 INSTANCE_BUSY (another instance), or it
- * failed after the request was sent and the request is a bodiless GET/HEAD/OPTIONS.
- */
-export interface ProxyContext {
-  leases: LeaseManager;
-  metrics: GatewayMetrics;
-  logger: Logger;
-  /** Requests being proxied, for the graceful drain. */
-  active: { count: number };
-}
+export type { ProxyContext } from "./proxy-answer";
 
 const STREAM = 0;
 const DISCARD = 1;
@@ -58,13 +34,20 @@ function onResponseDrain(this: TaggedResponse): void {
   this[kCall]?.drained();
 }
 
-export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
+/**
+ * One proxied request: lease → undici dispatch → response streamed back as it arrives. The call
+ * object is itself the undici handler (no closures, no intermediate streams on the response path;
+ * `onData` writes straight to the client, and the client's backpressure pauses the upstream).
+ *
+ * Retries, at most one per request, only where the function did not run or running it again is
+ * harmless: the connection failed before the request was written, the instance answered 421
+ * (misdirected) or 503 NOT_SPECIALIZED, it answered 429 INSTANCE_BUSY (another instance), or it
+ * failed after the request was sent and the request is a bodiless GET/HEAD/OPTIONS.
+ */
+export class ProxyCall extends ProxyAnswer implements Dispatcher.DispatchHandler, UpstreamHandler {
   private readonly baseLength: number;
   private readonly repeatable: boolean;
   private retried = false;
-  /** The client got its answer (or is gone); metrics recorded. */
-  private finished = false;
-  private clientGone = false;
   private lease: LeaseEntry | undefined;
   /** Set while the request waits for a slot at the function's capacity limit. */
   private ticket: WaitTicket | undefined;
@@ -79,34 +62,28 @@ export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
   private held: Buffer[] | undefined;
   private heldBytes = 0;
   private resume: (() => void) | undefined;
-  /** The body's length while its first chunk is awaited, else -1; `ended`: it came whole. */
-  private whole = -1;
+  /** The body came whole with its head (one end()). */
   private ended = false;
   /** The function's timeout to its response head, on a precise timer (see send). */
   private answerTimer: NodeJS.Timeout | undefined;
   private timedOut = false;
-  /** The attempt's client span, only while recording. */
-  private callSpan: Span | undefined;
-  /** Built at the first log line of this request, never otherwise. */
-  private log: Logger | undefined;
 
   constructor(
-    private readonly ctx: ProxyContext,
-    private readonly req: IncomingMessage,
-    private readonly res: ServerResponse,
-    private readonly target: FunctionLeases,
+    ctx: ProxyContext,
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: FunctionLeases,
     /** Path and query the function sees. */
     private readonly url: string,
-    private readonly requestId: string,
+    requestId: string,
     /** Forwarded request headers; attempt-specific ones are appended past `baseLength`. */
     private readonly headers: string[],
-    private readonly body: BodySource | null,
-    private readonly startedAt: number,
-    /** The gateway's span context: parent of lease requests and of the function call. */
-    private readonly trace: TraceContext,
-    /** The request's server span, only while recording (server.ts). */
-    private readonly span: Span | undefined,
+    body: BodySource | null,
+    startedAt: number,
+    trace: TraceContext,
+    span: Span | undefined,
   ) {
+    super(ctx, req, res, target, requestId, body, startedAt, trace, span);
     this.baseLength = headers.length;
     this.repeatable = body === null && REPEATABLE.has(req.method ?? "GET");
   }
@@ -217,7 +194,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
     );
   }
 
-  private clearAnswerTimer(): void {
+  protected clearAnswerTimer(): void {
     if (this.answerTimer !== undefined) clearTimeout(this.answerTimer);
     this.answerTimer = undefined;
   }
@@ -411,55 +388,5 @@ export class ProxyCall implements Dispatcher.DispatchHandler, UpstreamHandler {
   private retryNotRun(reason: string, avoid: string | undefined, message: string): void {
     if (this.canRetry()) this.retry(reason, avoid);
     else this.fail(new FizzError("INSTANCE_FAILED", message));
-  }
-
-  private writeHead(status: number, raw: readonly (Buffer | string)[]): void {
-    this.whole = writeResponseHead(this.res, this.req.method, this.requestId, status, raw);
-  }
-
-  private passBuffered(status: number, raw: readonly (Buffer | string)[], body: Buffer): void {
-    this.writeHead(status, raw);
-    this.res.end(body);
-    this.done(status);
-  }
-
-  private fail(err: FizzError, close = false): void {
-    this.body?.close();
-    // Answering before the client finished sending: close rather than drain an unwanted body.
-    const status = sendError(
-      this.res,
-      err,
-      this.requestId,
-      close || (this.body !== null && !this.req.complete),
-    );
-    if (err.code === "INTERNAL")
-      this.logger().error({ err: err.message, fn: this.target.key }, "proxy failed");
-    this.done(status);
-  }
-
-  private done(status: number): void {
-    this.clearAnswerTimer();
-    if (this.finished) return;
-    this.finished = true;
-    this.endCallSpan(this.clientGone ? "client went away" : undefined);
-    if (this.span !== undefined) {
-      this.span.setAttribute("http.response.status_code", status);
-      if (status >= 500) this.span.fail(`answered ${status}`);
-      this.span.end();
-    }
-    this.ctx.metrics.observe(this.target, status, this.startedAt);
-  }
-
-  private endCallSpan(error: string | undefined): void {
-    const cs = this.callSpan;
-    if (cs === undefined) return;
-    this.callSpan = undefined;
-    if (error !== undefined) cs.fail(error);
-    cs.end();
-  }
-
-  /** The request's logger: its lines carry the trace id and request id. */
-  private logger(): Logger {
-    return (this.log ??= this.ctx.logger.child(logBindings(this.trace, this.requestId)));
   }
 }
