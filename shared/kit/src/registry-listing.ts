@@ -5,12 +5,29 @@ import {
   type SkippedObject,
   type Subjects,
 } from "@fizz/events";
+import { sleep } from "./backoff";
 import { retryUntil, RetryStopped, warnWhenSlow } from "./retry";
 import type { Logger } from "./logger";
 import { request, type NatsConnection } from "./nats";
 
 /** Objects per `registry.list` page: a few hundred KB, well under NATS max_payload. */
 const LIST_PAGE = 500;
+
+/**
+ * While nothing answers `registry.list` (the registry not subscribed yet: every service starts at
+ * once after a restart), ask again this often, for up to this long, before the back-off takes
+ * over. "No responders" comes back from the NATS server at once and costs the registry nothing,
+ * whereas the back-off's growing waits (up to 2 s by the fourth attempt) were most of the time a
+ * restarted service spent waiting for a registry that was already up.
+ */
+const NO_RESPONDERS_POLL_MS = 50;
+const NO_RESPONDERS_POLL_FOR_MS = 10_000;
+
+/** The NATS server said no one subscribes to the subject (kit's `request` keeps it as the cause). */
+function noResponders(err: unknown): boolean {
+  const cause = (err as { cause?: { isNoResponders?: () => boolean } } | null)?.cause;
+  return typeof cause?.isNoResponders === "function" && cause.isNoResponders();
+}
 
 /**
  * Keeps a service's copy of one registry kind whole: lists it at start, retrying with back-off
@@ -49,6 +66,8 @@ export function followRegistryListing<K extends KindPlural>(opts: {
   /** A reconnect landed while `listing` was in flight: list once more after it. */
   let again = false;
   const listOnce = async (): Promise<void> => {
+    // The registry starting after this service is the normal order: quiet unless slow.
+    const waiting = warnWhenSlow(log, "waiting for the registry to list", { kind });
     try {
       await retryUntil(
         async () => {
@@ -61,13 +80,34 @@ export function followRegistryListing<K extends KindPlural>(opts: {
             const skipped: SkippedObject[] = [];
             let token: string | undefined;
             do {
-              const reply = await request(
-                nc,
-                opts.subjects.registryList,
-                Codecs.registryList,
-                { kind, limit: LIST_PAGE, ...(token !== undefined ? { continue: token } : {}) },
-                { sender: opts.sender, timeoutMs: opts.timeoutMs ?? 5_000 },
-              );
+              const ask = () =>
+                request(
+                  nc,
+                  opts.subjects.registryList,
+                  Codecs.registryList,
+                  { kind, limit: LIST_PAGE, ...(token !== undefined ? { continue: token } : {}) },
+                  { sender: opts.sender, timeoutMs: opts.timeoutMs ?? 5_000 },
+                );
+              const pollFrom = Date.now();
+              let reply: Awaited<ReturnType<typeof ask>>;
+              for (let poll = 0; ; poll++) {
+                try {
+                  reply = await ask();
+                  break;
+                } catch (err) {
+                  const elapsedMs = Date.now() - pollFrom;
+                  if (
+                    !noResponders(err) ||
+                    elapsedMs >= NO_RESPONDERS_POLL_FOR_MS ||
+                    signal.aborted
+                  )
+                    throw err;
+                  // Said as the back-off's waits were (about twice a second), not at every poll.
+                  if (poll % 10 === 0)
+                    waiting({ err, attempt: poll, waitMs: NO_RESPONDERS_POLL_MS, elapsedMs });
+                  await sleep(NO_RESPONDERS_POLL_MS, signal);
+                }
+              }
               // The reply holds objects of the asked kind; the cast states what the registry
               // guarantees.
               for (const item of reply.items as ObjectsByPlural[K][]) items.push(item);
@@ -95,8 +135,7 @@ export function followRegistryListing<K extends KindPlural>(opts: {
           baseMs: 250,
           maxMs: 5_000,
           signal,
-          // The registry starting after this service is the normal order: quiet unless slow.
-          onRetry: warnWhenSlow(log, "waiting for the registry to list", { kind }),
+          onRetry: waiting,
         },
       );
     } catch (err) {

@@ -69,6 +69,36 @@ describe("followRegistryListing (shared/kit)", function () {
     }
   });
 
+  it("lists within half a second of the registry subscribing, however long nothing answered", async () => {
+    const abort = new AbortController();
+    const { synced } = followRegistryListing({
+      nc,
+      subjects,
+      kind: "timetriggers",
+      sender: "t",
+      logger: pino({ level: "silent" }),
+      signal: abort.signal,
+      onList: () => undefined,
+    });
+    // By now a doubling back-off would wait 2 to 4 s between attempts.
+    await new Promise((r) => setTimeout(r, 4_500));
+    const registry = serve(
+      nc,
+      subjects.registryList,
+      Codecs.registryList,
+      () => Promise.resolve({ items: [] }),
+      { sender: "registry", logger: pino({ level: "silent" }) },
+    );
+    const t0 = performance.now();
+    try {
+      await synced;
+      expect(performance.now() - t0).to.be.below(500);
+    } finally {
+      registry.unsubscribe();
+      abort.abort();
+    }
+  });
+
   it("stops retrying when its signal aborts, and `synced` resolves", async () => {
     const abort = new AbortController();
     let listed = false;
