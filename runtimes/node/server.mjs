@@ -151,7 +151,12 @@ function createListener(instance, config, inFlight, onSpecialize) {
 const SERVER_OPTIONS = { noDelay: true, keepAlive: true };
 const server = createServer(
   SERVER_OPTIONS,
-  createListener(instance, config, unfinished, () => (specializeArrived = true)),
+  createListener(instance, config, unfinished, () => {
+    specializeArrived = true;
+    // Handed out before announcing (the poolkeeper polled after its grace period): the pipe is
+    // closed before user code loads, unwritten, since nobody reads it any more.
+    if (readyFd !== undefined) closeReadyFd(readyFd);
+  }),
 );
 // Longer than any reasonable client idle timeout, so the gateway's pooled connection is never
 // closed here at the moment it sends a request on it.
@@ -239,8 +244,11 @@ server.listen(port, host, () => {
   const as = config.instanceId ? ` as ${config.instanceId}` : "";
   console.error(`[fizz] node runtime listening on ${host}:${port}${as}`);
   // After the line above is in the stderr pipe (writes to pipes are synchronous): the poolkeeper
-  // reads it as the warm instance's before it can hand the instance to a function.
-  if (readyFd !== undefined) announceReady(readyFd);
+  // reads it as the warm instance's before it can hand the instance to a function. A pool
+  // instance announces only after its warm-up (warmUp): the rehearsal's CPU then runs while the
+  // poolkeeper keeps it at a low priority and before any request can be given to it, instead of
+  // next to the specialize that takes it.
+  if (readyFd !== undefined && !warmUpWanted) announceReady(readyFd);
   if (process.env.FIZZ_PARENT_STDIN === "1") {
     // The process backend's parent holds our stdin pipe: EOF means it is gone, even if it was
     // SIGKILLed, and an instance must not outlive the poolkeeper that tracks it. Set up after
@@ -263,11 +271,24 @@ function announceReady(fd) {
   } catch (err) {
     console.error(`[fizz] readiness not announced: ${/** @type {Error} */ (err).message}`);
   }
+  closeReadyFd(fd);
+}
+
+let readyFdClosed = false;
+/** @param {number} fd */
+function closeReadyFd(fd) {
+  if (readyFdClosed) return;
+  readyFdClosed = true;
   try {
     closeSync(fd);
   } catch {
     // Not open (EBADF): nothing to leak.
   }
+}
+
+/** The end of a pool instance's warm-up: announced unless a specialize came in first. */
+function warmedUp() {
+  if (readyFd !== undefined && !readyFdClosed) announceReady(readyFd);
 }
 
 /**
@@ -276,8 +297,8 @@ function announceReady(fd) {
  * specialize has come in: a single file never needs them.
  */
 function preloadArchiveSupport() {
-  if (specializeArrived || instance.draining) return;
-  import("./src/specialize-archive.mjs").catch((err) =>
+  if (specializeArrived || instance.draining) return undefined;
+  return import("./src/specialize-archive.mjs").catch((err) =>
     console.error(`[fizz] archive support not preloaded: ${err?.message ?? err}`),
   );
 }
@@ -289,7 +310,8 @@ function preloadArchiveSupport() {
  * an optimization only: a failure is logged and otherwise ignored, and it stops early once the
  * real specialize has come in. Modules that do not load are a broken install: exit, as a static
  * import would have. An instance started for a waiting specialize (FIZZ_WARM_UP=0) only loads
- * them: the real specialize and call come at once and pay the same price a rehearsal would.
+ * them: the real specialize and call come at once and pay the same price a rehearsal would. A
+ * pool instance announces readiness at the end (warmedUp), so it is idle once handed out.
  */
 function warmUp() {
   loadHandlers().then(
@@ -308,7 +330,8 @@ function warmUp() {
           }),
         )
         .catch((err) => console.error(`[fizz] warm-up rehearsal skipped: ${err?.message ?? err}`))
-        .then(preloadArchiveSupport);
+        .then(preloadArchiveSupport)
+        .then(warmedUp);
     },
     (err) => {
       console.error("[fizz] cannot load the runtime's modules:", err);

@@ -2,7 +2,7 @@
 // an instance the moment it listens, and what keeps the pipe out of the function's reach. A real
 // process, real HTTP; fd 3 is a pipe as the process backend passes it.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -17,6 +17,14 @@ import {
   waitForHealthz,
 } from "../../contract/harness.js";
 import { ME } from "../../contract/runtime-contract.js";
+
+/** CPU time of all of a process's threads, in ms (scheduler statistics, ns resolution). */
+function cpuMs(pid: number): number {
+  let ns = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`))
+    ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[0]);
+  return ns / 1e6;
+}
 
 const SERVER = fileURLToPath(new URL("../server.mjs", import.meta.url));
 
@@ -74,6 +82,20 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     expect(seen).to.include({ readyFd: null, warmUp: null });
     // The rehearsal is skipped for a taken instance: its only lines are listening and specialized.
     expect(stderr.trim().split("\n")).to.have.length(2);
+  });
+
+  it("a pool instance announces only once its warm-up is over: it then sits idle until taken", async () => {
+    const { url, pipe } = await start({ FIZZ_READY_FD: "3" });
+    expect(await readAll(pipe)).to.equal("ready\n");
+    // The rehearsal and the archive preload cost tens of ms of CPU; announced before them, they
+    // ran after this point, next to whatever specialize came first.
+    const pid = proc?.pid ?? 0;
+    const before = cpuMs(pid);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(cpuMs(pid) - before).to.be.below(10);
+    const loaded = await postJson(url, "/v2/specialize", specializeBody("probe.js", PROBE));
+    expect(loaded.status, loaded.text).to.equal(200);
+    expect((await request(url, { headers: ME })).object()).to.include({ readyFd: null });
   });
 
   it("without FIZZ_READY_FD writes nothing on fd 3 and still serves", async () => {
