@@ -20,7 +20,7 @@ import { percentile, round } from "./lib/stats";
 const NAME = "burst";
 const REQUESTS = 200;
 const CONCURRENCY = 50;
-/** Far above the time 200 connections take to open on the shared 2-core machine. */
+/** Far above the send spread of the 200 requests: 0.1-0.4 s, the shared 2-core machine at load 20. */
 const HOLD_MS = 2000;
 
 export interface BurstFigures {
