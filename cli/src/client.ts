@@ -78,14 +78,14 @@ export class RegistryClient {
   }
 
   /**
-   * Every object of the kind. The first request asks for the whole listing, as every registry
-   * answers it (one without pagination ignores query parameters it does not know, and asking
-   * for a page first would cost every small listing a second request); a registry that answers
-   * with a page and a `continue` token is followed page by page until the token is gone.
+   * Every object of the kind, page by page from the first request: with 10,000 objects one
+   * unpaginated answer is megabytes the registry must read, parse and send in one go. A registry
+   * that predates pagination ignores the query and answers everything without a `continue`
+   * token, which ends the loop after one request, as before.
    */
   async list<T>(kind: Kind): Promise<List<T>> {
     const items: T[] = [];
-    let query = "";
+    let query = `?limit=${LIST_PAGE}`;
     for (;;) {
       const page = await this.json<List<T> & { continue?: string }>(
         "GET",

@@ -32,7 +32,7 @@ describe("fizz (global behaviour)", () => {
     });
 
     expect(code).to.equal(0);
-    expect(urls).to.deep.equal(["http://127.0.0.1:8081/v1/namespaces/default/functions"]);
+    expect(urls).to.deep.equal(["http://127.0.0.1:8081/v1/namespaces/default/functions?limit=500"]);
   });
 
   it("reports an invalid FIZZ_REGISTRY_URL instead of sending anything", async () => {
@@ -45,7 +45,7 @@ describe("fizz (global behaviour)", () => {
   it("prints an error answer that is not the API's JSON with its HTTP status", async () => {
     const proxy = await FakeServer.start();
     try {
-      proxy.on("GET", "/v1/namespaces/default/environments", {
+      proxy.on("GET", "/v1/namespaces/default/environments?limit=500", {
         status: 502,
         body: "<html>Bad Gateway</html>",
       });
@@ -62,7 +62,7 @@ describe("fizz (global behaviour)", () => {
   it("accepts the global options after the subcommand too", async () => {
     const registry = await FakeServer.start();
     try {
-      registry.on("GET", "/v1/namespaces/team-a/functions", { json: { items: [] } });
+      registry.on("GET", "/v1/namespaces/team-a/functions?limit=500", { json: { items: [] } });
 
       const result = await fizz(["fn", "list", "--namespace", "team-a", "--output", "json"], {
         registry: registry.url,

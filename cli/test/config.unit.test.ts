@@ -81,7 +81,7 @@ describe("fizz secret and configmap", () => {
         data: { password: Buffer.from(SECRET_VALUE).toString("base64") },
       });
       registry.on("GET", `${NS}/secrets/db`, { json: leaky });
-      registry.on("GET", `${NS}/secrets`, { json: { items: [leaky] } });
+      registry.on("GET", `${NS}/secrets?limit=500`, { json: { items: [leaky] } });
 
       const outputs = [
         await cli("secret", "get", "--name", "db"),

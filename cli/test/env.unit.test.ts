@@ -91,7 +91,7 @@ describe("fizz env", () => {
   });
 
   it("list prints a table with NAME, IMAGE, POOLSIZE, CONCURRENCY, REVISION and AGE", async () => {
-    registry.on("GET", base, {
+    registry.on("GET", `${base}?limit=500`, {
       json: {
         items: [
           apiObject("environments", "node", {
@@ -122,7 +122,7 @@ describe("fizz env", () => {
 
   it("list -o json prints the registry's {items} answer unchanged", async () => {
     const answer = { items: [apiObject("environments", "node", { image: "fizz/env-node" })] };
-    registry.on("GET", base, { json: answer });
+    registry.on("GET", `${base}?limit=500`, { json: answer });
 
     const result = await cli("env", "list", "-o", "json");
 
@@ -130,7 +130,7 @@ describe("fizz env", () => {
   });
 
   it("list with no environments says so on stderr and prints nothing on stdout", async () => {
-    registry.on("GET", base, { json: { items: [] } });
+    registry.on("GET", `${base}?limit=500`, { json: { items: [] } });
 
     const result = await cli("env", "list");
 

@@ -409,7 +409,7 @@ describe("fizz fn", () => {
   });
 
   it("list prints NAME, ENV, CODE, limits, REVISION and AGE", async () => {
-    registry.on("GET", FUNCTIONS, { json: { items: [fnObject(2)] } });
+    registry.on("GET", `${FUNCTIONS}?limit=500`, { json: { items: [fnObject(2)] } });
 
     const result = await cli("fn", "list");
 

@@ -133,7 +133,7 @@ describe("fizz mqt", () => {
   });
 
   it("list shows NAME, FUNCTION, SUBJECT, QUEUE GROUP, RESPONSE SUBJECT, STREAM, REVISION and AGE", async () => {
-    registry.on("GET", MQT, {
+    registry.on("GET", `${MQT}?limit=500`, {
       json: {
         items: [
           apiObject("mqtriggers", "orders", { function: "f", subject: "orders.>", maxRetries: 3 }),
@@ -164,7 +164,7 @@ describe("fizz mqt", () => {
   });
 
   it("list of an empty namespace says so on stderr and prints nothing on stdout", async () => {
-    registry.on("GET", "/v1/namespaces/team-a/mqtriggers", { json: { items: [] } });
+    registry.on("GET", "/v1/namespaces/team-a/mqtriggers?limit=500", { json: { items: [] } });
 
     const result = await cli("-n", "team-a", "mqt", "list");
 

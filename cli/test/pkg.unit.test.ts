@@ -373,7 +373,7 @@ describe("fizz pkg", () => {
     });
 
     it("list shows one row per package", async () => {
-      registry.on("GET", PACKAGES, {
+      registry.on("GET", `${PACKAGES}?limit=500`, {
         json: {
           items: [
             built(),

@@ -93,7 +93,7 @@ describe("fizz route", () => {
   });
 
   it("list shows NAME, FUNCTION, METHODS, HOST, PATH, PREFIX, REVISION and AGE", async () => {
-    registry.on("GET", TRIGGERS, {
+    registry.on("GET", `${TRIGGERS}?limit=500`, {
       json: {
         items: [
           apiObject("httptriggers", "hello", {
@@ -124,7 +124,7 @@ describe("fizz route", () => {
   it("list --function shows only the routes to that function (Fission's ht list --function)", async () => {
     const hello = apiObject("httptriggers", "hello", { function: "hello", path: "/hello" });
     const other = apiObject("httptriggers", "other", { function: "other", path: "/other" });
-    registry.on("GET", TRIGGERS, { json: { items: [hello, other] } });
+    registry.on("GET", `${TRIGGERS}?limit=500`, { json: { items: [hello, other] } });
 
     const table = await cli("route", "list", "--function", "hello");
     const json = await cli("route", "list", "--function", "hello", "-o", "json");

@@ -176,7 +176,7 @@ spec: { environment: python, code: { path: ../deleted.py } }
         "environments",
         "configmaps",
       ])
-        registry.on("GET", `/v1/namespaces/${ns}/${kind}`, { json: { items: [] } });
+        registry.on("GET", `/v1/namespaces/${ns}/${kind}?limit=500`, { json: { items: [] } });
     const r = await run(["spec", "destroy", "-f", p.specs]);
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.equal(
@@ -200,14 +200,14 @@ spec: { environment: python, code: { path: ../deleted.py } }
       spec,
     });
     for (const kind of ["watchtriggers", "timetriggers", "mqtriggers", "packages", "configmaps"])
-      registry.on("GET", `/v1/namespaces/default/${kind}`, { json: { items: [] } });
-    registry.on("GET", "/v1/namespaces/default/httptriggers", {
+      registry.on("GET", `/v1/namespaces/default/${kind}?limit=500`, { json: { items: [] } });
+    registry.on("GET", "/v1/namespaces/default/httptriggers?limit=500", {
       json: { items: [obj("HttpTrigger", "r", { function: "f", path: "/r" })] },
     });
-    registry.on("GET", "/v1/namespaces/default/functions", {
+    registry.on("GET", "/v1/namespaces/default/functions?limit=500", {
       json: { items: [obj("Function", "f", { environment: "python" })] },
     });
-    registry.on("GET", "/v1/namespaces/default/environments", {
+    registry.on("GET", "/v1/namespaces/default/environments?limit=500", {
       json: { items: [obj("Environment", "python", { image: "fizz/env-python" })] },
     });
     registry.on("DELETE", "/v1/namespaces/default/httptriggers/r", {

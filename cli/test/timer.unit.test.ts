@@ -137,7 +137,7 @@ describe("fizz timer", () => {
   });
 
   it("list shows NAME, FUNCTION, CRON, METHOD, NEXT RUN, REVISION and AGE", async () => {
-    registry.on("GET", TIMERS, {
+    registry.on("GET", `${TIMERS}?limit=500`, {
       json: {
         items: [timer("poll", "@every 30s", { method: "GET" }), timer("quarter", "*/15 * * * *")],
       },
@@ -203,7 +203,7 @@ describe("fizz timer", () => {
 
   describe("showschedule", () => {
     it("prints the next three runs of every timer of the namespace", async () => {
-      registry.on("GET", TIMERS, {
+      registry.on("GET", `${TIMERS}?limit=500`, {
         json: { items: [timer("poll", "@every 30s"), timer("quarter", "*/15 * * * *")] },
       });
 
@@ -284,7 +284,7 @@ describe("fizz timer", () => {
     });
 
     it("reports an empty namespace on stderr", async () => {
-      registry.on("GET", TIMERS, { json: { items: [] } });
+      registry.on("GET", `${TIMERS}?limit=500`, { json: { items: [] } });
 
       const result = await cli("timer", "showschedule");
 

@@ -36,33 +36,33 @@ describe("fizz registry token", () => {
   const sentAuthorization = () => registry.requests[0]?.headers.authorization;
 
   it("sends the .fizz/admin-token of the nearest ancestor directory as a bearer token", async () => {
-    registry.on("GET", ENVS, { json: { items: [] } });
+    registry.on("GET", `${ENVS}?limit=500`, { json: { items: [] } });
     const result = await list({ cwd: nested });
     expect(result.code, result.stderr).to.equal(0);
     expect(sentAuthorization()).to.equal(`Bearer ${FILE_TOKEN}`);
   });
 
   it("prefers FIZZ_TOKEN over the file", async () => {
-    registry.on("GET", ENVS, { json: { items: [] } });
+    registry.on("GET", `${ENVS}?limit=500`, { json: { items: [] } });
     await list({ cwd: nested, env: { FIZZ_TOKEN: ENV_TOKEN } });
     expect(sentAuthorization()).to.equal(`Bearer ${ENV_TOKEN}`);
   });
 
   it("reads FIZZ_DATA_DIR/admin-token instead of searching when FIZZ_DATA_DIR is set", async () => {
-    registry.on("GET", ENVS, { json: { items: [] } });
+    registry.on("GET", `${ENVS}?limit=500`, { json: { items: [] } });
     await list({ cwd: root, env: { FIZZ_DATA_DIR: join(project, ".fizz") } });
     expect(sentAuthorization()).to.equal(`Bearer ${FILE_TOKEN}`);
     expect(findToken({ FIZZ_DATA_DIR: join(root, "nowhere") }, nested)).to.equal(undefined);
   });
 
   it("sends no Authorization header when there is no token anywhere", async () => {
-    registry.on("GET", ENVS, { json: { items: [] } });
+    registry.on("GET", `${ENVS}?limit=500`, { json: { items: [] } });
     await list({ cwd: root });
     expect(sentAuthorization()).to.equal(undefined);
   });
 
   it("on 401 without a token says how to get one, without printing any token", async () => {
-    registry.on("GET", ENVS, {
+    registry.on("GET", `${ENVS}?limit=500`, {
       status: 401,
       json: apiError("UNAUTHENTICATED", "the registry needs a token", "Authorization"),
     });
@@ -75,7 +75,7 @@ describe("fizz registry token", () => {
   });
 
   it("on 401 with a token names where the refused token came from, not the token", async () => {
-    registry.on("GET", ENVS, {
+    registry.on("GET", `${ENVS}?limit=500`, {
       status: 401,
       json: apiError("UNAUTHENTICATED", "the token is not valid for this registry"),
     });

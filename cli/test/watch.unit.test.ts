@@ -150,7 +150,7 @@ describe("fizz watch", () => {
   });
 
   it("list shows the watched namespace, resource, labels and events (* for all)", async () => {
-    registry.on("GET", WATCHES, {
+    registry.on("GET", `${WATCHES}?limit=500`, {
       json: {
         items: [
           watch("all-pods", {}),
