@@ -14,6 +14,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { waitFor } from "@fizz/testkit";
 import { code, startBenchPlatform, type BenchPlatform } from "./lib/platform";
+import { hopFigures, type TraceSpans } from "./cold-profile-hops";
 import { percentile, round } from "./lib/stats";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -56,6 +57,11 @@ export interface ColdProfileFigures {
     string,
     { p50_ms: number; p99_ms: number; n: number; at_ms: number; end_ms: number }
   >;
+  /**
+   * Per hop (GAPS), median and p99 across the traces: the NATS hops and the waits between steps,
+   * which no span covers.
+   */
+  gaps: Record<string, { p50_ms: number; p99_ms: number; n: number }>;
 }
 
 /** An OTLP/HTTP JSON trace receiver on 127.0.0.1 keeping every span it is sent. */
@@ -170,6 +176,7 @@ export async function measureColdProfile(
   );
   // Per span name: durations, and start and end relative to the gateway's request span.
   const byName = new Map<string, { d: number[]; at: number[]; end: number[] }>();
+  const perTrace = new Map<string, TraceSpans>();
   if (spans) {
     await new Promise((r) => setTimeout(r, 3000)); // the exporters' batch delay
     const wanted = new Set(traces);
@@ -180,6 +187,10 @@ export async function measureColdProfile(
       const o = origin.get(s.traceId);
       if (o === undefined) continue;
       const key = `${s.service.replace(/^fizz-/, "")}: ${s.name}`;
+      let mine = perTrace.get(s.traceId);
+      if (!mine)
+        perTrace.set(s.traceId, (mine = new Map<string, { start: number; end: number }>()));
+      if (!mine.has(key)) mine.set(key, { start: s.startMs, end: s.endMs });
       let list = byName.get(key);
       if (!list) byName.set(key, (list = { d: [], at: [], end: [] }));
       list.d.push(s.endMs - s.startMs);
@@ -191,6 +202,7 @@ export async function measureColdProfile(
     p50_ms: round(percentile(xs, 50)),
     p99_ms: round(percentile(xs, 99)),
   });
+  const gaps = hopFigures(perTrace, fig);
   return {
     runtime,
     client: { ...fig(times), samples: times.length, errors },
@@ -207,6 +219,7 @@ export async function measureColdProfile(
         },
       ]),
     ),
+    gaps,
   };
 }
 
@@ -232,6 +245,11 @@ export function coldProfileRows(f: ColdProfileFigures): [string, string, string]
         `${v.p50_ms} / ${v.p99_ms}  [${v.at_ms} .. ${v.end_ms}] (n=${v.n})`,
         "",
       ]),
+    ...Object.entries(f.gaps).map(([k, v]): [string, string, string] => [
+      `  hop ${k}`,
+      `${v.p50_ms} / ${v.p99_ms} (n=${v.n})`,
+      "",
+    ]),
   ];
 }
 
