@@ -85,7 +85,10 @@ else
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
 if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
-return redis.call('HGETALL', KEYS[1])`;
+local n = tonumber(redis.call('HGET', KEYS[1], 'members')) or 0
+local out = {}
+for i = 1, n do out[i] = redis.call('HGET', KEYS[1], 'm' .. i) or '' end
+return out`;
 
 export class RedisClaims implements ClaimStore {
   constructor(
@@ -138,7 +141,9 @@ export class RedisClaims implements ClaimStore {
         : outcome.state === "failed"
           ? JSON.stringify(outcome.error)
           : "";
-    const flat = (await this.redis.eval(
+    // The members' gateways only: the owner has the outcome it wrote, and reading the instance
+    // back (its JSON, its schema check) would be work on the cold path for nothing.
+    const members = (await this.redis.eval(
       FINISH,
       2,
       `${base}:${slot}`,
@@ -149,19 +154,17 @@ export class RedisClaims implements ClaimStore {
       id,
       payload,
     )) as string[] | null;
-    return flat ? parseRecord(pairs(flat)) : undefined;
+    if (!members) return undefined;
+    const rec: SlotRecord = { state: outcome.state, owner, members };
+    if (outcome.state === "done") rec.instance = outcome.instance;
+    if (outcome.state === "failed") rec.error = outcome.error;
+    return rec;
   }
 
   async read(fn: FunctionRef, slot: number): Promise<SlotRecord | undefined> {
     const h = await this.redis.hgetall(`${this.base(fn)}:${slot}`);
     return Object.keys(h).length > 0 ? parseRecord(h) : undefined;
   }
-}
-
-function pairs(flat: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i] as string] = flat[i + 1] as string;
-  return out;
 }
 
 const STATES: readonly SlotState[] = ["open", "done", "failed", "dropped"];
