@@ -12,6 +12,14 @@ const ANNOUNCING = new Set<string>(["node", "python"]);
  * enough to come up on an idle machine at full speed, too little to slow a request down.
  */
 export const REFILL_NICE = 10;
+/**
+ * How long a refill stays at REFILL_NICE at most. Long enough to keep it out of the way of the
+ * specialize and first call that follow the take that caused it (tens of ms); short, because on a
+ * saturated machine a niced session gets almost nothing: measured at load 24 on 2 cores, a Node
+ * refill took 7-15 s to be ready at nice 10 against ~1 s at 0, and a refill may be handed to a
+ * waiting empty-pool start by the spawn gate.
+ */
+export const REFILL_LOW_PRIORITY_MS = 300;
 
 export interface InstanceSpec {
   id: string;
@@ -66,8 +74,8 @@ export function instanceStdio(announces: boolean): StdioOptions {
  *
  * Only as root: the instance runs as another uid, and raising the priority back is then never
  * refused or rate-limited (the kernel limits such writes to one per 100 ms without CAP_SYS_ADMIN).
- * The priority is restored before spawn() returns the instance (ready, its warm-up done), so an
- * instance is never handed out, or specialized, at a low priority.
+ * The priority is restored after REFILL_LOW_PRIORITY_MS, or earlier when spawn() returns the
+ * instance, so an instance is never handed out, or specialized, at a low priority.
  */
 export class StartPriority {
   private readonly enabled: boolean;
@@ -76,16 +84,26 @@ export class StartPriority {
     this.enabled = isRoot && autogroupEnabled();
   }
 
-  /** Lowers a refill's session right after spawn; true when it did (restore() must follow). */
-  lower(pid: number | undefined): boolean {
-    return this.enabled && pid !== undefined && setAutogroupNice(pid, REFILL_NICE);
-  }
-
-  /** Back to normal. A process already gone is not an error (its exit is reported elsewhere). */
-  restore(pid: number | undefined): void {
-    if (pid !== undefined) setAutogroupNice(pid, 0);
+  /**
+   * Lowers a refill's session right after spawn, for REFILL_LOW_PRIORITY_MS at most. Returns the
+   * restore to call once the instance is ready (idempotent; a process already gone is no error).
+   */
+  lower(pid: number | undefined, forMs = REFILL_LOW_PRIORITY_MS): () => void {
+    if (!this.enabled || pid === undefined || !setAutogroupNice(pid, REFILL_NICE)) return noop;
+    let done = false;
+    const restore = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      setAutogroupNice(pid, 0);
+    };
+    const timer = setTimeout(restore, forMs);
+    timer.unref();
+    return restore;
   }
 }
+
+const noop = () => undefined;
 
 function autogroupEnabled(): boolean {
   try {

@@ -50,6 +50,8 @@ export interface ProcessBackendOptions {
    * are decoded. `release` once the instance is gone. Without it every line is passed on.
    */
   outputGate?: (instance: BackendInstance, stream: OutputStream) => LineGate & { release(): void };
+  /** How long a refill starts at a low priority at most; REFILL_LOW_PRIORITY_MS unless set (tests). */
+  refillLowPriorityMs?: number;
 }
 
 const STDERR_TAIL_LINES = 5;
@@ -188,7 +190,9 @@ export class ProcessBackend implements Backend {
       detached: true,
     });
     // A refill starts behind the requests being served (StartPriority); a taken one never does.
-    const lowered = !taken && this.priority.lower(proc.pid);
+    const restorePriority = taken
+      ? undefined
+      : this.priority.lower(proc.pid, this.opts.refillLowPriorityMs);
     const instance: BackendInstance = {
       id,
       address,
@@ -211,8 +215,9 @@ export class ProcessBackend implements Backend {
           : undefined,
       });
       this.log.debug({ instance: id, ready: how, ms: Date.now() - instance.startedAt }, "ready");
-      if (lowered) this.priority.restore(proc.pid);
+      restorePriority?.();
     } catch (err) {
+      restorePriority?.();
       if (!this.children.has(id))
         throw new FizzError("INSTANCE_FAILED", `${id}: ${describeExit(child)}`);
       void this.kill(id, "did not become healthy");

@@ -39,7 +39,11 @@ describe("process backend (real child processes)", function () {
   let exits: Array<{ id: string; info: ExitInfo }>;
   let output: string[];
 
-  function make(extraEnv: Record<string, string> = {}, killGraceMs = 2000): ProcessBackend {
+  function make(
+    extraEnv: Record<string, string> = {},
+    killGraceMs = 2000,
+    refillLowPriorityMs?: number,
+  ): ProcessBackend {
     backend = new ProcessBackend({
       workDir,
       runtimesDir: "/nonexistent-runtimes",
@@ -52,6 +56,7 @@ describe("process backend (real child processes)", function () {
       allowEnvCommand: true,
       agent,
       logger: silentLogger(),
+      ...(refillLowPriorityMs !== undefined ? { refillLowPriorityMs } : {}),
     });
     backend.onExit((i, info) => exits.push({ id: i.id, info }));
     backend.onOutput((i, stream, line) => output.push(`${i.id} ${stream} ${line}`));
@@ -215,7 +220,9 @@ describe("process backend (real child processes)", function () {
 
   it("as root: a pool refill starts at a low CPU priority and is handed out at normal priority; a taken start never is low", async function () {
     if (process.getuid?.() !== 0 || !autogroupOn()) this.skip(); // raising it back needs root
-    make();
+    // The low-priority window outlasts any start-up here, however loaded the machine: what is
+    // checked is that readiness ends it.
+    make({}, 2000, 60_000);
     // Reads its own session's niceness once listening (during start-up) and again per request.
     const script = `
       const { readFileSync } = require("node:fs");
@@ -235,6 +242,29 @@ describe("process backend (real child processes)", function () {
     expect(await seen(refill.address)).to.deep.equal({ atStart: REFILL_NICE, now: 0 });
     const taken = await backend.spawn(cmd, { taken: true });
     expect(await seen(taken.address)).to.deep.equal({ atStart: 0, now: 0 });
+  });
+
+  it("as root: a refill slow to start gets its normal priority back after the low-priority window", async function () {
+    if (process.getuid?.() !== 0 || !autogroupOn()) this.skip(); // raising it back needs root
+    // A 1 ms window: over long before Node has even run the script.
+    make({}, 2000, 1);
+    // Reads its own session's niceness once listening (during start-up) and again per request.
+    const script = `
+      const { readFileSync } = require("node:fs");
+      const nice = () => Number(/ nice (-?\\d+)/.exec(readFileSync("/proc/self/autogroup", "utf8"))[1]);
+      const atStart = nice();
+      require("node:http")
+        .createServer((q, s) => s.end(JSON.stringify({ atStart, now: nice() })))
+        .listen(Number(process.env.PORT), process.env.HOST);
+    `;
+    const cmd = env("nice", { image: "acme/custom", command: [process.execPath, "-e", script] });
+    const seen = async (addr: string) =>
+      (await (await request(`${addr}/healthz`, { dispatcher: agent })).body.json()) as {
+        atStart: number;
+        now: number;
+      };
+    const refill = await backend.spawn(cmd);
+    expect(await seen(refill.address)).to.deep.equal({ atStart: 0, now: 0 });
   });
 
   it("reports an unexpected exit with its signal, and removes the work dir", async () => {
