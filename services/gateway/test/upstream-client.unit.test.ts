@@ -337,4 +337,41 @@ describe("upstream client (bodiless requests)", () => {
       await s.close();
     }
   });
+
+  it("reads nothing more from the instance while paused for a slow client, and the rest after resume", async () => {
+    const s = await rawServer((_req, _n, sock) => {
+      sock.write("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc");
+      setTimeout(() => sock.write("def"), 20);
+    });
+    try {
+      let body = "";
+      let resume = (): void => undefined;
+      const done = new Promise<Error | undefined>((resolve) => {
+        upstreamClient(s.url).dispatch(
+          { method: "GET", path: "/x", headers: [], headersTimeout: 0, bodyTimeout: 0 },
+          {
+            onConnect: () => undefined,
+            onHeaders: (_status, _raw, r) => {
+              resume = r;
+              return true;
+            },
+            onData: (chunk) => {
+              body += chunk.toString();
+              return body !== "abc";
+            },
+            onComplete: () => resolve(undefined),
+            onError: resolve,
+          },
+        );
+      });
+      // "def" was sent at 20 ms: while paused it stays in the socket, not in the handler.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(body).to.equal("abc");
+      resume();
+      expect(await done).to.equal(undefined);
+      expect(body).to.equal("abcdef");
+    } finally {
+      await s.close();
+    }
+  });
 });
