@@ -199,7 +199,9 @@ export async function snapshot(
     out[key] =
       type === "set"
         ? JSON.stringify((await client.smembers(key)).sort())
-        : ((await client.get(key)) ?? "");
+        : type === "zset" // the list index (store-list.ts), in its own order
+          ? JSON.stringify(await client.zrange(key, 0, -1))
+          : ((await client.get(key)) ?? "");
   }
   return out;
 }

@@ -77,11 +77,13 @@ describe("registry secrets and configmaps (real NATS and Redis)", () => {
   const everything = async () => {
     const keys = await stack.client.keys("*");
     const values = await Promise.all(
-      keys.map(async (k) =>
-        (await stack.client.type(k)) === "string"
-          ? ((await stack.client.getBuffer(k))?.toString("latin1") ?? "")
-          : JSON.stringify(await stack.client.smembers(k)),
-      ),
+      keys.map(async (k): Promise<string> => {
+        const type = await stack.client.type(k);
+        if (type === "string") return (await stack.client.getBuffer(k))?.toString("latin1") ?? "";
+        // The list index (store-list.ts) is a sorted set.
+        if (type === "zset") return JSON.stringify(await stack.client.zrange(k, 0, -1));
+        return JSON.stringify(await stack.client.smembers(k));
+      }),
     );
     return keys.join("\n") + values.join("\n");
   };
