@@ -5,6 +5,7 @@
 // a 3 s load).
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { MEMORY_SETTLED_AFTER_MS } from "@fizz/kit";
 import { waitFor } from "@fizz/testkit";
 import { wrk } from "./lib/load";
 import { code, rssMb, startBenchPlatform, type BenchPlatform } from "./lib/platform";
@@ -28,6 +29,25 @@ async function poolFull(p: BenchPlatform, env: string, size: number) {
 }
 
 /**
+ * Each service's idle RSS: sampled once every service is at least MEMORY_SETTLED_AFTER_MS old
+ * (kit's settling collections have run; before that the figure is start-up garbage, not what an
+ * idle platform holds), three times a second apart, the median of each. `startedAt`: when the
+ * platform was launched (its services are older than that).
+ */
+export async function idleRss(p: BenchPlatform, startedAt: number): Promise<MemoryFigures> {
+  await sleep(Math.max(0, startedAt + MEMORY_SETTLED_AFTER_MS - Date.now()));
+  const samples: Record<string, number[]> = {};
+  for (let i = 0; i < 3; i++) {
+    if (i > 0) await sleep(1000);
+    for (const [svc, pid] of Object.entries(p.pids)) (samples[svc] ??= []).push(await rssMb(pid));
+  }
+  const figures: MemoryFigures = {};
+  for (const [svc, xs] of Object.entries(samples))
+    figures[`${svc}_idle_rss_mb`] = xs.sort((a, b) => a - b)[1] ?? NaN;
+  return figures;
+}
+
+/**
  * Starts a platform, fills a Node and a Python pool of `pool`, samples every service's RSS, then
  * runs wrk against a warm Node function through the gateway and samples again halfway through.
  */
@@ -37,7 +57,8 @@ export async function measureMemory(
   const pool = opts.pool ?? 8;
   const seconds = opts.seconds ?? 10;
   const p = await startBenchPlatform(path.join(ROOT, "bench/results/memory-platform.log"));
-  const figures: MemoryFigures = {};
+  const startedAt = Date.now();
+  let figures: MemoryFigures = {};
   try {
     for (const [name, image] of [
       ["nodejs", "fizz/env-node"],
@@ -49,10 +70,7 @@ export async function measureMemory(
       });
     await poolFull(p, "nodejs", pool);
     await poolFull(p, "python", pool);
-    // Let start-up garbage be collected as it would be on an idle platform.
-    await sleep(3000);
-    for (const [svc, pid] of Object.entries(p.pids))
-      figures[`${svc}_idle_rss_mb`] = await rssMb(pid);
+    figures = await idleRss(p, startedAt);
 
     await p.api("POST", "/v1/namespaces/default/functions", {
       name: "warm",

@@ -1,5 +1,10 @@
 /** When, after the process starts, the collections below run: start-up done, then settled. */
 const SETTLE_AFTER_MS = [5_000, 15_000, 45_000];
+/**
+ * How long after start a service's resident memory is its idle figure: the last settling
+ * collection ran and had time to return pages. bench/memory.ts samples idle memory after this.
+ */
+export const MEMORY_SETTLED_AFTER_MS = SETTLE_AFTER_MS[SETTLE_AFTER_MS.length - 1]! + 5_000;
 
 type ExposedGc = (opts: { type: "major"; execution: "async" }) => unknown;
 
