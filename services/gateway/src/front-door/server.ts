@@ -186,7 +186,10 @@ export async function listenProxy(
   server.maxConnections = limits.maxConnections;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => {
+    // A burst opens connections faster than one event loop accepts them; Node's default backlog
+    // (511) overflows, and the kernel's SYN retry then delays those clients by a second or more.
+    // The kernel caps this at net.core.somaxconn.
+    server.listen({ port, host, backlog: 4096 }, () => {
       server.off("error", reject);
       resolve();
     });
