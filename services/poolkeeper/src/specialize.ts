@@ -203,6 +203,9 @@ export function createSpecializer(
             : undefined;
         if (tracked) {
           const instance = toInstance(tracked, deps.backendKind);
+          // The runtime's own load time, to tell it from the POST's transport in a profile.
+          if (outcome.kind === "ok" && outcome.loadMs !== undefined)
+            span.setAttribute("fizz.load_ms", outcome.loadMs);
           done("ok");
           deps.afterReply(() => {
             deps.pool.refill(req.environment);
