@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import {
+  FizzError,
   redisKeys,
   type KindPlural,
   type ObjectsByPlural,
@@ -53,13 +54,21 @@ export async function listPage<K extends KindPlural>(
   const keys = redisKeys(prefix);
   const ns = req.namespace;
   const { min, max } = listIndexRange(ns, req.after);
-  // One round trip: both sizes and the page's names (one more, to know whether more follow).
-  const [[, zcard], [, scard], [, names]] = (await client
+  // One round trip, one snapshot (MULTI): both sizes and the page's names (one more than the
+  // page, to know whether more follow).
+  const results = await client
     .multi()
     .zcard(listIndexKey(prefix, kind))
     .scard(keys.kindIndex(kind))
     .zrangebylex(listIndexKey(prefix, kind), min, max, "LIMIT", 0, req.limit + 1)
-    .exec())! as [[unknown, number], [unknown, number], [unknown, string[]]];
+    .exec();
+  const failed = results?.find(([err]) => err);
+  if (!results || failed) throw FizzError.from(failed?.[0] ?? new Error("list page not read"));
+  const [[, zcard], [, scard], [, names]] = results as [
+    [null, number],
+    [null, number],
+    [null, string[]],
+  ];
   if (zcard !== scard) return listPageFromSet(client, keys, kind, req, parse);
   const slice = names.slice(0, req.limit).map(fromListIndexMember);
   return readPage(client, keys, kind, slice, names.length > req.limit, req.maxBytes, parse);
