@@ -3,7 +3,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { FizzError, type Environment, type Instance, type SpecializeRequest } from "@fizz/events";
-import { silentLogger } from "@fizz/kit";
+import { OFF_TRACER, setTracer, silentLogger, type Tracer } from "@fizz/kit";
 import { waitFor } from "@fizz/testkit";
 import { expect } from "chai";
 import { Agent } from "undici";
@@ -167,6 +167,36 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
   }
 
   const warm = () => pool.status({ namespace: "default", name: "node" })?.warm;
+
+  it("puts the runtime's reported loadMs on the specialize span while traces record (cold-profile's row)", async () => {
+    const attrs = new Map<string, Record<string, string | number | boolean>>();
+    const recording: Tracer = {
+      recording: true,
+      startSpan: (name, kind, parent, initial) => {
+        const a: Record<string, string | number | boolean> = { ...initial };
+        attrs.set(name, a);
+        return {
+          context: OFF_TRACER.startSpan(name, kind, parent).context,
+          setAttribute: (k, v) => void (a[k] = v),
+          fail: () => undefined,
+          end: () => undefined,
+        };
+      },
+      shutdown: () => Promise.resolve(),
+    };
+    pool.upsert(env("node", { poolSize: 1 }));
+    await waitFor(() => warm() === 1);
+    setTracer(recording);
+    try {
+      await specializer()(req());
+    } finally {
+      setTracer(OFF_TRACER);
+    }
+    expect(attrs.get("poolkeeper.specialize")).to.include({
+      "fizz.load_ms": 1.5,
+      "fizz.outcome": "ok",
+    });
+  });
 
   it("pushes the code into a warm instance, answers it specialized, and refills only after the reply", async () => {
     pool.upsert(env("node", { poolSize: 2 }));
