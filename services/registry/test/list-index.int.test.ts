@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { redisKeys } from "@fizz/events";
+import { Codecs, redisKeys, subjects } from "@fizz/events";
+import { connectNats, request, silentLogger } from "@fizz/kit";
 import { fromListIndexMember, listIndexBuiltKey, listIndexKey } from "../src/store-list";
 import {
   envBody,
@@ -72,6 +73,29 @@ describe("registry list index", () => {
   it("pages one namespace without the namespaces whose names start with it", async () => {
     expect(await pageAll("a", 1)).to.deep.equal(["a/f1", "a/f3"]);
     expect(await pageAll("a-b", 2)).to.deep.equal(["a-b/f1", "a-b/f2", "a-b/f3"]);
+  });
+
+  it("pages every namespace over NATS in (namespace, name) order across namespace boundaries", async () => {
+    const nc = await connectNats({ url: stack.nats.url, name: "test", logger: silentLogger() });
+    try {
+      const all: string[] = [];
+      let token: string | undefined;
+      do {
+        const reply = await request(
+          nc,
+          subjects("fizz.v1").registryList,
+          Codecs.registryList,
+          { kind: "functions", limit: 2, ...(token ? { continue: token } : {}) },
+          { sender: "test", timeoutMs: 5000 },
+        );
+        all.push(...reply.items.map((i) => `${i.metadata.namespace}/${i.metadata.name}`));
+        token = reply.continue;
+      } while (token);
+      expect(all).to.deep.equal(await indexed());
+      expect(all.slice(0, 3)).to.deep.equal(["a/f1", "a/f3", "a-b/f1"]);
+    } finally {
+      await nc.close();
+    }
   });
 
   it("lists objects a registry without the index wrote, and a registry started after the marker is deleted rebuilds it", async () => {
