@@ -28,11 +28,11 @@ import { byNamespaceAndName, byNamespaceAndNameOf, parseStored } from "./store-p
  * version, delete `lidx:built:v1` and the next registry to start rebuilds the index.
  */
 export function listIndexKey(prefix: string, kind: KindPlural): string {
-  return `${prefix}lidx:${kind}`;
+  return redisKeys(prefix).listIndex(kind);
 }
 
 export function listIndexBuiltKey(prefix: string): string {
-  return `${prefix}lidx:built:v1`;
+  return redisKeys(prefix).listIndexBuilt;
 }
 
 export function listIndexMember(namespace: string, name: string): string {

@@ -37,6 +37,13 @@ export function redisKeys(prefix: string = DEFAULT_REDIS_PREFIX) {
     routeIndex: (shape: string) => `${prefix}routeidx:${shape}`,
     /** Set once the route index holds every trigger (v2: hosts without their port). */
     routeIndexBuilt: `${prefix}routeidx:built:v2`,
+    /**
+     * Every object of a kind as `<namespace>NUL<name>`, all scores 0 (sorted set): a list page is
+     * one ZRANGEBYLEX from its cursor. Kept with every object write.
+     */
+    listIndex: (kind: KindPlural) => `${prefix}lidx:${kind}`,
+    /** Set once the list index holds every object stored before it existed. */
+    listIndexBuilt: `${prefix}lidx:built:v1`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;
