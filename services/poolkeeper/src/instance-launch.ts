@@ -64,6 +64,13 @@ export function instanceStdio(announces: boolean): StdioOptions {
   return announces ? ["pipe", "pipe", "pipe", "pipe"] : ["pipe", "pipe", "pipe"];
 }
 
+/** What StartPriority needs of the child: its pid, and whether it has been reaped. */
+export interface PrioritizedChild {
+  readonly pid?: number | undefined;
+  readonly exitCode: number | null;
+  readonly signalCode: NodeJS.Signals | null;
+}
+
 /**
  * Start-up priority of pool refills. A refill spawned right after a take spends ~100-200 ms of CPU
  * on Node's bootstrap and its warm-up; on 2 cores that ran next to the specialize and first call
@@ -72,30 +79,46 @@ export function instanceStdio(announces: boolean): StdioOptions {
  * /proc/<pid>/autogroup: nicing it covers all of the runtime's threads, including those created
  * after the write, which per-thread setpriority would miss.
  *
- * Only as root: the instance runs as another uid, and raising the priority back is then never
- * refused or rate-limited (the kernel limits such writes to one per 100 ms without CAP_SYS_ADMIN).
- * The priority is restored after REFILL_LOW_PRIORITY_MS, or earlier when spawn() returns the
- * instance, so an instance is never handed out, or specialized, at a low priority.
+ * Only as root with CAP_SYS_ADMIN: the instance runs as another uid, and without CAP_SYS_ADMIN the
+ * kernel allows one autogroup write per 100 ms machine-wide and refuses the others (EAGAIN), so
+ * the write that raises a refill back could fail and leave it at a low priority for good (root in
+ * a default container has no CAP_SYS_ADMIN). The priority is restored after
+ * REFILL_LOW_PRIORITY_MS, or earlier when spawn() returns the instance, so an instance is never
+ * handed out, or specialized, at a low priority.
+ *
+ * A pid is written to only while the child is not reaped (Node sets exitCode or signalCode in the
+ * same callback that reaps it): a reaped pid may already belong to another session, whose
+ * priority is not ours to change.
  */
 export class StartPriority {
-  private readonly enabled: boolean;
+  readonly enabled: boolean;
+  private readonly write: (pid: number, nice: number) => boolean;
 
-  constructor(isRoot = process.getuid?.() === 0) {
-    this.enabled = isRoot && autogroupEnabled();
+  constructor(
+    opts: {
+      enabled?: boolean;
+      /** Writes /proc/<pid>/autogroup unless set (tests); false when the write failed. */
+      write?: (pid: number, nice: number) => boolean;
+    } = {},
+  ) {
+    this.enabled = opts.enabled ?? (process.getuid?.() === 0 && canSetAutogroups());
+    this.write = opts.write ?? setAutogroupNice;
   }
 
   /**
    * Lowers a refill's session right after spawn, for REFILL_LOW_PRIORITY_MS at most. Returns the
    * restore to call once the instance is ready (idempotent; a process already gone is no error).
    */
-  lower(pid: number | undefined, forMs = REFILL_LOW_PRIORITY_MS): () => void {
-    if (!this.enabled || pid === undefined || !setAutogroupNice(pid, REFILL_NICE)) return noop;
+  lower(child: PrioritizedChild, forMs = REFILL_LOW_PRIORITY_MS): () => void {
+    const pid = child.pid;
+    const ours = () => child.exitCode === null && child.signalCode === null;
+    if (!this.enabled || pid === undefined || !ours() || !this.write(pid, REFILL_NICE)) return noop;
     let done = false;
     const restore = () => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      setAutogroupNice(pid, 0);
+      if (ours()) this.write(pid, 0);
     };
     const timer = setTimeout(restore, forMs);
     timer.unref();
@@ -105,12 +128,23 @@ export class StartPriority {
 
 const noop = () => undefined;
 
-function autogroupEnabled(): boolean {
+/** Autogroups on, and CAP_SYS_ADMIN in our effective set (autogroup writes not rate-limited). */
+function canSetAutogroups(): boolean {
   try {
-    return readFileSync("/proc/sys/kernel/sched_autogroup_enabled", "utf8").trim() === "1";
+    if (readFileSync("/proc/sys/kernel/sched_autogroup_enabled", "utf8").trim() !== "1")
+      return false;
+    return hasCapability(readFileSync("/proc/self/status", "utf8"), CAP_SYS_ADMIN);
   } catch {
     return false;
   }
+}
+
+const CAP_SYS_ADMIN = 21;
+
+/** Whether /proc/<pid>/status text lists capability `bit` in the effective set (CapEff). */
+export function hasCapability(status: string, bit: number): boolean {
+  const hex = /^CapEff:\s*([0-9a-f]+)$/im.exec(status)?.[1];
+  return hex !== undefined && ((BigInt(`0x${hex}`) >> BigInt(bit)) & 1n) === 1n;
 }
 
 /** The niceness /proc/<pid>/autogroup reports ("/autogroup-123 nice 10"), for tests. */

@@ -192,7 +192,7 @@ export class ProcessBackend implements Backend {
     // A refill starts behind the requests being served (StartPriority); a taken one never does.
     const restorePriority = taken
       ? undefined
-      : this.priority.lower(proc.pid, this.opts.refillLowPriorityMs);
+      : this.priority.lower(proc, this.opts.refillLowPriorityMs);
     const instance: BackendInstance = {
       id,
       address,

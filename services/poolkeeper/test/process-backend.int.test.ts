@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -11,7 +11,7 @@ import { Agent, request } from "undici";
 import type { ExitInfo } from "../src/backend";
 import { loadConfig } from "../src/config";
 import { instanceBaseEnv } from "../src/isolation";
-import { REFILL_NICE } from "../src/instance-launch";
+import { REFILL_NICE, StartPriority } from "../src/instance-launch";
 import { ProcessBackend } from "../src/process-backend";
 import { alive } from "./harness";
 import { env } from "./fake-backend";
@@ -21,13 +21,9 @@ const FIXTURE = path.resolve(
   "fixtures/fake-runtime.mjs",
 );
 
-/** Whether the kernel schedules sessions as groups (what StartPriority relies on). */
+/** Whether refills are niced here: root with CAP_SYS_ADMIN, autogroups on (StartPriority). */
 function autogroupOn(): boolean {
-  try {
-    return readFileSync("/proc/sys/kernel/sched_autogroup_enabled", "utf8").trim() === "1";
-  } catch {
-    return false;
-  }
+  return new StartPriority().enabled;
 }
 
 /** Real child processes (a stand-in loader), no NATS or Redis. */
@@ -219,7 +215,7 @@ describe("process backend (real child processes)", function () {
   });
 
   it("as root: a pool refill starts at a low CPU priority and is handed out at normal priority; a taken start never is low", async function () {
-    if (process.getuid?.() !== 0 || !autogroupOn()) this.skip(); // raising it back needs root
+    if (!autogroupOn()) this.skip(); // raising it back needs root and CAP_SYS_ADMIN
     // The low-priority window outlasts any start-up here, however loaded the machine: what is
     // checked is that readiness ends it.
     make({}, 2000, 60_000);
@@ -245,7 +241,7 @@ describe("process backend (real child processes)", function () {
   });
 
   it("as root: a refill slow to start gets its normal priority back after the low-priority window", async function () {
-    if (process.getuid?.() !== 0 || !autogroupOn()) this.skip(); // raising it back needs root
+    if (!autogroupOn()) this.skip(); // raising it back needs root and CAP_SYS_ADMIN
     // A 1 ms window: over long before Node has even run the script.
     make({}, 2000, 1);
     // Reads its own session's niceness once listening (during start-up) and again per request.
