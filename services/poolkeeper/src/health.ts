@@ -76,7 +76,8 @@ export async function waitReady(
   const announced = readAnnouncement(pipe);
   const pollFrom = Promise.race([
     announced.then((ok) => (ok ? new Promise<void>(() => undefined) : undefined)),
-    sleep(Math.min(opts.graceMs ?? ANNOUNCE_GRACE_MS, opts.timeoutMs)),
+    // Cleared once the wait is over: a refill's 3 s grace must not outlive its announcement.
+    sleep(Math.min(opts.graceMs ?? ANNOUNCE_GRACE_MS, opts.timeoutMs), stop.signal),
   ]);
   const polled = pollFrom.then(() =>
     waitHealthy(address, agent, { ...opts, stop: stop.signal, since }).then(

@@ -43,6 +43,22 @@ describe("instance readiness (announced or polled)", function () {
     expect(pipe.destroyed).to.equal(true);
   });
 
+  it("leaves no grace timer behind once announced (a refill's grace is seconds long)", async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    await new Promise((r) => setImmediate(r)); // mocha's own test timer is armed by now
+    const before = timers();
+    const pipe = new PassThrough();
+    pipe.write("ready\n");
+    const how = await waitReady(address, agent, {
+      timeoutMs: 60_000,
+      exited: never,
+      announce: pipe,
+      graceMs: 60_000,
+    });
+    expect(how).to.equal("announced");
+    expect(timers()).to.equal(before);
+  });
+
   it("polls at once when the pipe says anything else, or closes without a word", async () => {
     for (const say of ["hello\n", "ready-ish", undefined]) {
       const pipe = new PassThrough();
