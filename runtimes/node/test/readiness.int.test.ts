@@ -98,6 +98,18 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     expect((await request(url, { headers: ME })).object()).to.include({ readyFd: null });
   });
 
+  it("a pool instance taken before its announcement closes the pipe unwritten before the function loads", async () => {
+    const { url, pipe } = await start({ FIZZ_READY_FD: "3" });
+    const said = readAll(pipe);
+    // Listening, the warm-up (~100 ms of CPU) just begun: the poolkeeper polled after its grace.
+    await waitForHealthz(url, 10_000);
+    const loaded = await postJson(url, "/v2/specialize", specializeBody("probe.js", PROBE));
+    expect(loaded.status, loaded.text).to.equal(200);
+    // EOF with nothing written: the runtime holds no descriptor on it, and never announced.
+    expect(await said).to.equal("");
+    expect((await request(url, { headers: ME })).object()).to.include({ readyFd: null });
+  });
+
   it("without FIZZ_READY_FD writes nothing on fd 3 and still serves", async () => {
     const { url, pipe } = await start({});
     let got = "";
