@@ -51,7 +51,10 @@ export function listIndexRange(
 ): { min: string; max: string } {
   // In a namespace, every member starts with `<ns>NUL`, and all of them sort below `<ns>\x01`.
   const max = namespace === undefined ? "+" : `(${namespace}\x01`;
-  if (after) return { min: `(${listIndexMember(after.namespace, after.name)}`, max };
+  // In a namespace listing the cursor's name is all that counts (as in the set path): a cursor
+  // naming another namespace (a token is only base64 JSON) must not move the range's start out
+  // of the namespace, where it would list other namespaces' objects as this one's.
+  if (after) return { min: `(${listIndexMember(namespace ?? after.namespace, after.name)}`, max };
   return { min: namespace === undefined ? "-" : `(${namespace}\0`, max };
 }
 

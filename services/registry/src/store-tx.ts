@@ -17,6 +17,9 @@ const MAX_ATTEMPTS = 8;
  */
 const TX_LANES = 8;
 
+/** Members per ZADD when a sorted set is replaced whole (the list index build). */
+const ZADD_CHUNK = 5_000;
+
 /** One transaction connection and the queue of transactions on it. */
 interface TxLane {
   conn: Redis;
@@ -155,7 +158,10 @@ export class TxLanes {
     }
     for (const { key, members } of writes.listIndex ?? []) {
       m.del(key);
-      if (members.length > 0) m.zadd(key, ...members.flatMap((member) => [0, member]));
+      // In chunks: spreading one argument per score and member into a single call throws
+      // (call stack size) past ~100,000 objects, which would fail the start-up build forever.
+      for (let i = 0; i < members.length; i += ZADD_CHUNK)
+        m.zadd(key, ...members.slice(i, i + ZADD_CHUNK).flatMap((member) => [0, member]));
     }
     if (writes.marker !== undefined) m.set(writes.marker, "1");
     // The list index (store-list.ts) changes with the kind's set, in the same MULTI: a listing

@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { Codecs, redisKeys, subjects } from "@fizz/events";
 import { connectNats, request, silentLogger } from "@fizz/kit";
+import { waitFor } from "@fizz/testkit";
 import { fromListIndexMember, listIndexBuiltKey, listIndexKey } from "../src/store-list";
 import {
   envBody,
@@ -75,6 +76,21 @@ describe("registry list index", () => {
     expect(await pageAll("a-b", 2)).to.deep.equal(["a-b/f1", "a-b/f2", "a-b/f3"]);
   });
 
+  it("keeps a namespace's page in its namespace when the token's cursor names another one", async () => {
+    // A token is base64 JSON; one for namespace b's listing whose cursor says a/f1.
+    const forged = Buffer.from(
+      JSON.stringify({ v: 1, k: "functions", in: "b", ns: "a", name: "f1" }),
+    ).toString("base64url");
+    const res = await reg.api.call(
+      "GET",
+      `/v1/namespaces/b/functions?limit=100&continue=${forged}`,
+    );
+    expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    const body = res.body as unknown as { items: { metadata: { namespace: string } }[] };
+    expect(body.items.length).to.be.greaterThan(0);
+    expect([...new Set(body.items.map((i) => i.metadata.namespace))]).to.deep.equal(["b"]);
+  });
+
   it("pages every namespace over NATS in (namespace, name) order across namespace boundaries", async () => {
     const nc = await connectNats({ url: stack.nats.url, name: "test", logger: silentLogger() });
     try {
@@ -124,6 +140,26 @@ describe("registry list index", () => {
       expect(await pageAll("a", 2)).to.deep.equal(["a/f1", "a/f3", "a/f9"]);
     } finally {
       await c.svc.stop();
+    }
+  });
+
+  it("builds the index of a kind with more objects than one command's arguments can spread (150,000)", async () => {
+    // Only the kind's set matters to the build; config maps are not listed by the other tests.
+    const set = keys.kindIndex("configmaps");
+    const names = Array.from({ length: 150_000 }, (_, i) => `big/cm${i}`);
+    for (let i = 0; i < names.length; i += 10_000)
+      await stack.client.sadd(set, ...names.slice(i, i + 10_000));
+    await stack.client.del(listIndexBuiltKey(prefix));
+    const c = await startRegistry(registryEnv(stack), { ready: false });
+    try {
+      await waitFor(async () => (await c.api.call("GET", "/readyz")).status === 200, {
+        what: "registry ready (its start-up tasks build the list index)",
+      });
+      expect(await stack.client.zcard(listIndexKey(prefix, "configmaps"))).to.equal(names.length);
+      expect(await stack.client.get(listIndexBuiltKey(prefix))).to.equal("1");
+    } finally {
+      await c.svc.stop();
+      await stack.client.del(set, listIndexKey(prefix, "configmaps"));
     }
   });
 });
