@@ -8,6 +8,7 @@ import { measureBurst } from "./burst";
 import { measureBurst100 } from "./burst100";
 import { measureFaultWindows } from "./fault-windows";
 import { benchBus } from "./lib/bus";
+import { idleRss } from "./memory";
 import { languageColdFailures, measureLanguageCold } from "./language-cold";
 import { measurePackages, type PackageFigures } from "./packages";
 import { measurePythonCold } from "./python-cold";
@@ -53,6 +54,7 @@ async function main() {
   mkdirSync(path.dirname(logFile), { recursive: true });
   console.log("starting the platform…");
   const p = await startBenchPlatform(logFile);
+  const startedAt = Date.now();
   let measured: Omit<BenchResults, "date" | "machine" | "quick" | "fault" | "scale">;
   const memory: Record<string, number> = {};
   const children: { kill(): void }[] = [];
@@ -70,7 +72,9 @@ async function main() {
     }
     await warmPoolFull(p, "nodejs", POOL);
     await warmPoolFull(p, "python", POOL);
-    for (const svc of Object.keys(p.pids)) memory[`${svc}_idle_rss_mb`] = await rssMb(p.pids[svc]!);
+    // As bench/memory.ts: once kit's settling collections have run (start-up garbage is not what
+    // an idle platform holds), the median of three samples.
+    Object.assign(memory, await idleRss(p, startedAt));
 
     // 1. Warm: gateway vs nginx vs Go reverse proxy vs direct, same instance, same load generator
     // (bench/warm.ts), with the CPU each process spends per request.
