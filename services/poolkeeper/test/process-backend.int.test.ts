@@ -1,8 +1,10 @@
+import { execFile } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { FizzError } from "@fizz/events";
 import { silentLogger } from "@fizz/kit";
 import { waitFor } from "@fizz/testkit";
@@ -261,6 +263,19 @@ describe("process backend (real child processes)", function () {
       };
     const refill = await backend.spawn(cmd);
     expect(await seen(refill.address)).to.deep.equal({ atStart: 0, now: 0 });
+  });
+
+  it("as root without CAP_SYS_ADMIN (a default container): refills are not niced, since raising them back could be refused", async function () {
+    if (!autogroupOn()) this.skip();
+    const src = fileURLToPath(new URL("../src/instance-launch.ts", import.meta.url));
+    const code = `const { StartPriority } = await import(${JSON.stringify(src)});
+      console.log(new StartPriority().enabled);`;
+    const drop = ["--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin"];
+    const run = (argv: string[]) =>
+      promisify(execFile)(argv[0] ?? "", argv.slice(1), { encoding: "utf8" });
+    const node = [process.execPath, "--import", "tsx", "--input-type=module", "-e", code];
+    expect((await run(node)).stdout.trim()).to.equal("true");
+    expect((await run(["setpriv", ...drop, ...node])).stdout.trim()).to.equal("false");
   });
 
   it("reports an unexpected exit with its signal, and removes the work dir", async () => {
