@@ -68,6 +68,11 @@ export function followRegistryListing<K extends KindPlural>(opts: {
   const listOnce = async (): Promise<void> => {
     // The registry starting after this service is the normal order: quiet unless slow.
     const waiting = warnWhenSlow(log, "waiting for the registry to list", { kind });
+    const started = Date.now();
+    // The fast re-asking ends this long after the first "no responders" of this listing, not of
+    // each attempt: every back-off attempt would otherwise poll for another 10 s, and a service
+    // whose registry stays down would ask 20 times a second forever.
+    let pollUntil: number | undefined;
     try {
       await retryUntil(
         async () => {
@@ -88,30 +93,38 @@ export function followRegistryListing<K extends KindPlural>(opts: {
                   { kind, limit: LIST_PAGE, ...(token !== undefined ? { continue: token } : {}) },
                   { sender: opts.sender, timeoutMs: opts.timeoutMs ?? 5_000 },
                 );
-              const pollFrom = Date.now();
               let reply: Awaited<ReturnType<typeof ask>>;
               for (let poll = 0; ; poll++) {
                 try {
                   reply = await ask();
                   break;
                 } catch (err) {
-                  const elapsedMs = Date.now() - pollFrom;
-                  if (
-                    !noResponders(err) ||
-                    elapsedMs >= NO_RESPONDERS_POLL_FOR_MS ||
-                    signal.aborted
-                  )
-                    throw err;
-                  // Said as the back-off's waits were (about twice a second), not at every poll.
+                  if (!noResponders(err) || signal.aborted) throw err;
+                  const now = Date.now();
+                  pollUntil ??= now + NO_RESPONDERS_POLL_FOR_MS;
+                  if (now >= pollUntil) throw err;
+                  // Said as the back-off's waits were (about twice a second), not at every poll;
+                  // timed from the listing's start, as retryUntil times its own.
                   if (poll % 10 === 0)
-                    waiting({ err, attempt: poll, waitMs: NO_RESPONDERS_POLL_MS, elapsedMs });
+                    waiting({
+                      err,
+                      attempt: poll,
+                      waitMs: NO_RESPONDERS_POLL_MS,
+                      elapsedMs: now - started,
+                    });
                   await sleep(NO_RESPONDERS_POLL_MS, signal);
+                  // Stopped while waiting: no further request.
+                  if (signal.aborted) throw err;
                 }
               }
               // The reply holds objects of the asked kind; the cast states what the registry
               // guarantees.
               for (const item of reply.items as ObjectsByPlural[K][]) items.push(item);
               for (const s of reply.skipped ?? []) skipped.push(s);
+              // Each page ends past the one before, so a token never comes back; a registry
+              // answering the same one again would keep this loop asking and growing forever.
+              if (reply.continue !== undefined && reply.continue === token)
+                throw new Error("the registry answered a listing page with the token it was given");
               token = reply.continue;
             } while (token !== undefined);
             opts.onList(items, { skipped });

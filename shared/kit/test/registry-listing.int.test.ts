@@ -99,6 +99,73 @@ describe("followRegistryListing (shared/kit)", function () {
     }
   });
 
+  it("re-asks fast for 10 s in all while nothing answers, then only at the back-off's pace", async function () {
+    this.timeout(60_000);
+    // Its own connection, so its count of sent messages is the listing's requests.
+    const own = await connectNats({ url: nats.url, name: "t2", logger: pino({ level: "silent" }) });
+    const abort = new AbortController();
+    try {
+      const { synced } = followRegistryListing({
+        nc: own,
+        subjects,
+        kind: "mqtriggers",
+        sender: "t",
+        logger: pino({ level: "silent" }),
+        signal: abort.signal,
+        onList: () => undefined,
+      });
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      await sleep(10_500);
+      const before = own.stats().outMsgs;
+      await sleep(3_000);
+      const asked = own.stats().outMsgs - before;
+      // The back-off (250 ms doubling) asks 3 or 4 times in these 3 s; re-polling every 50 ms
+      // in each attempt would ask ~50 times.
+      expect(asked).to.be.below(10);
+      abort.abort();
+      await synced;
+    } finally {
+      abort.abort();
+      await own.close();
+    }
+  });
+
+  it("gives up a listing whose registry answers the token it was given, instead of asking forever", async () => {
+    let asked = 0;
+    const registry = serve(
+      nc,
+      subjects.registryList,
+      Codecs.registryList,
+      () => {
+        asked++;
+        return Promise.resolve({ items: [], continue: "stuck" });
+      },
+      { sender: "registry", logger: pino({ level: "silent" }) },
+    );
+    const abort = new AbortController();
+    let listed = false;
+    try {
+      const { synced } = followRegistryListing({
+        nc,
+        subjects,
+        kind: "watchtriggers",
+        sender: "t",
+        logger: pino({ level: "silent" }),
+        signal: abort.signal,
+        onList: () => (listed = true),
+      });
+      await new Promise((r) => setTimeout(r, 1_000));
+      abort.abort();
+      await synced;
+      expect(listed).to.equal(false);
+      // Two requests per attempt, attempts at the back-off's pace (a few in 1 s), not hundreds.
+      expect(asked).to.be.within(2, 20);
+    } finally {
+      abort.abort();
+      registry.unsubscribe();
+    }
+  });
+
   it("stops retrying when its signal aborts, and `synced` resolves", async () => {
     const abort = new AbortController();
     let listed = false;
