@@ -192,7 +192,7 @@ for (const reads of ["consume", "data"] as const) {
       const s = await server((sock, n) => {
         const k = n % (answers.length + 1);
         if (k === answers.length) sock.destroy();
-        else if (k === 3) sock.end(answers[k]);
+        else if (k === 3) sock.end(answers[k] as string);
         else sock.write(answers[k] as string);
       });
       try {
