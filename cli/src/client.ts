@@ -93,6 +93,12 @@ export class RegistryClient {
       );
       for (const item of page.items) items.push(item);
       if (page.continue === undefined) return { items };
+      // Every page ends past the one before, so a token never comes back: a registry answering
+      // the one it was given would keep this loop asking and growing without end.
+      if (query.endsWith(`&continue=${encodeURIComponent(page.continue)}`))
+        throw new CliError(
+          `the registry answered a page of ${kind} with the continue token it was given; listing stopped`,
+        );
       query = `?limit=${LIST_PAGE}&continue=${encodeURIComponent(page.continue)}`;
     }
   }

@@ -420,6 +420,43 @@ describe("fizz fn", () => {
     ]);
   });
 
+  it("list follows continue tokens page by page and prints every page's objects", async () => {
+    const second = { ...fnObject(3), metadata: { ...fnObject(3).metadata, name: "world" } };
+    registry.on("GET", `${FUNCTIONS}?limit=500`, {
+      json: { items: [fnObject(2)], continue: "t1" },
+    });
+    registry.on("GET", `${FUNCTIONS}?limit=500&continue=t1`, { json: { items: [second] } });
+
+    const result = await cli("fn", "list");
+
+    expect(registry.calls()).to.deep.equal([
+      `GET ${FUNCTIONS}?limit=500`,
+      `GET ${FUNCTIONS}?limit=500&continue=t1`,
+    ]);
+    expect(result.stdout.split("\n").map((l) => l.split(" ")[0])).to.deep.equal([
+      "NAME",
+      "hello",
+      "world",
+      "",
+    ]);
+  });
+
+  it("list stops with an error when the registry answers the continue token it was given", async () => {
+    registry.on("GET", `${FUNCTIONS}?limit=500`, {
+      json: { items: [fnObject(2)], continue: "t1" },
+    });
+    registry.on("GET", `${FUNCTIONS}?limit=500&continue=t1`, {
+      json: { items: [fnObject(2)], continue: "t1" },
+    });
+
+    const result = await cli("fn", "list");
+
+    expect(result.code).to.equal(1);
+    expect(result.stdout).to.equal("");
+    expect(result.stderr).to.include("continue token it was given");
+    expect(registry.calls()).to.have.length(2);
+  });
+
   describe("update", () => {
     it("PATCHes only the given fields, with new code as base64 (and no package any more)", async () => {
       registry.on("PATCH", `${FUNCTIONS}/hello`, { json: fnObject(2) });
