@@ -29,7 +29,15 @@ export function subscribeEvents(
     // new one means requests to its predecessor are lost.
     nc.subscribe(s.poolkeeperInstanceAll, {
       callback: (err, msg) => {
-        if (err) return;
+        // Said as listen() says it: a refused subscription (NATS permissions) would otherwise
+        // leave this replica blind to every instance event without a word.
+        if (err) {
+          logger.error(
+            { err: err.message, subject: s.poolkeeperInstanceAll },
+            "subscription error",
+          );
+          return;
+        }
         let env;
         try {
           env = Codecs.poolkeeperInstance.decode(msg.data);
