@@ -5,7 +5,7 @@ import {
   LIST_MAX_LIMIT,
   type KindPlural,
 } from "@fizz/events";
-import type { PageCursor, PageRequest } from "./store-page";
+import type { PageCursor, PageRequest } from "./store-types";
 
 /**
  * Paginated listing (REST `?limit=&continue=`, NATS `registry.list`), Kubernetes-style: `limit`

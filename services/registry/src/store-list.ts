@@ -7,8 +7,7 @@ import {
   type SkippedObject,
 } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
-import type { Listing, Writes } from "./store";
-import type { PageCursor } from "./store-page";
+import type { Listing, PageCursor, Writes } from "./store-types";
 import { byNamespaceAndName, byNamespaceAndNameOf, parseStored } from "./store-parse";
 
 /**

@@ -5,31 +5,9 @@ import {
   type KindPlural,
   type ObjectsByPlural,
   type RedisKeys,
-  type SkippedObject,
 } from "@fizz/events";
 import { fromListIndexMember, listIndexKey, listIndexRange } from "./store-list";
-
-/** Where a page starts: after this object (exclusive), in the listing's order. */
-export interface PageCursor {
-  namespace: string;
-  name: string;
-}
-
-export interface PageRequest {
-  /** Without one, every namespace. */
-  namespace?: string | undefined;
-  limit: number;
-  after?: PageCursor | undefined;
-  /** Ends the page early once its stored JSON passes this many bytes (a NATS reply must fit). */
-  maxBytes?: number | undefined;
-}
-
-export interface ListPage<K extends KindPlural> {
-  items: ObjectsByPlural[K][];
-  skipped: SkippedObject[];
-  /** The last object of this page when more follow; undefined on the last page. */
-  next?: PageCursor;
-}
+import type { ListPage, PageCursor, PageRequest } from "./store-types";
 
 /**
  * One page of a kind, in (namespace, name) order by code point, from after the cursor. The cursor

@@ -4,7 +4,7 @@ import { backoffMs, redisReady, redisTls, retryUntil, type Logger } from "@fizz/
 import { routeIndexEdits, routeIndexKey } from "./route-index";
 import { listIndexKey, listIndexMember } from "./store-list";
 import { parseStored, pluralOf } from "./store-parse";
-import type { StoreReader, Writes } from "./store";
+import type { StoreReader, Writes } from "./store-types";
 
 /** Write conflicts on one key are short-lived; past this many tries something is hammering it. */
 const MAX_ATTEMPTS = 8;

@@ -2,14 +2,13 @@ import type { Redis } from "ioredis";
 import {
   FizzError,
   redisKeys,
-  type AnyObject,
   type HttpTrigger,
   type KindPlural,
   type ObjectsByPlural,
-  type SkippedObject,
 } from "@fizz/events";
 import { redisReady, type Logger } from "@fizz/kit";
-import { listPage, type ListPage, type PageRequest } from "./store-page";
+import { listPage } from "./store-page";
+import type { ListPage, Listing, PageRequest, StoreReader, Writes } from "./store-types";
 import { listIndexBuild, listIndexBuiltKey, readList } from "./store-list";
 import { parseStored, pluralOf } from "./store-parse";
 import { TxLanes } from "./store-tx";
@@ -32,47 +31,6 @@ import { routeIndexBuiltKey, routeIndexKey, routeShape } from "./route-index";
  * in another replica — can never both create one name, leave a dangling reference or claim one route.
  * Transactions: store-tx.ts; full listings and the list index: store-list.ts; pages: store-page.ts.
  */
-export interface StoreReader {
-  get<K extends KindPlural>(
-    kind: K,
-    namespace: string,
-    name: string,
-  ): Promise<ObjectsByPlural[K] | undefined>;
-  /** Sorted by namespace, then name; without a namespace, every namespace. */
-  list<K extends KindPlural>(kind: K, namespace?: string): Promise<ObjectsByPlural[K][]>;
-  /**
-   * The HTTP triggers (any namespace) whose route has this shape (route-index.ts), or undefined
-   * while the route index is not built yet (then `list("httptriggers")` is the way).
-   */
-  routeClaims(shape: string): Promise<HttpTrigger[] | undefined>;
-}
-
-export interface ObjectKey {
-  kind: KindPlural;
-  namespace: string;
-  name: string;
-}
-
-export interface Writes {
-  put?: AnyObject[];
-  /** Extra set edits beside the objects' own (the route index build); route-index.ts. */
-  index?: { key: string; add?: string; remove?: string }[];
-  /** Sorted sets replaced whole with these members (the list index build); store-list.ts. */
-  listIndex?: { key: string; members: string[] }[];
-  /** A key set to "1" with the writes (the route index's built marker). */
-  marker?: string;
-  remove?: ObjectKey[];
-  /** Sealed secret values, each beside its Secret object (removing the object removes them). */
-  secretData?: { namespace: string; name: string; sealed: string }[];
-}
-
-/** A listing outside a transaction: the readable objects, and the stored ones it left out. */
-export interface Listing<K extends KindPlural> {
-  items: ObjectsByPlural[K][];
-  /** Stored objects that do not match their schema, sorted like `items`. */
-  skipped: SkippedObject[];
-}
-
 export interface Store extends StoreReader {
   /** `list`, naming what it left out: an unreadable object does not fail the listing. */
   listing<K extends KindPlural>(kind: K, namespace?: string): Promise<Listing<K>>;
@@ -96,6 +54,15 @@ export interface Store extends StoreReader {
 }
 
 export { redisKeys, pluralOf };
+export type {
+  ListPage,
+  Listing,
+  ObjectKey,
+  PageCursor,
+  PageRequest,
+  StoreReader,
+  Writes,
+} from "./store-types";
 
 export interface RedisStoreOptions {
   url: string;

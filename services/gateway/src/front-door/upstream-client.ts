@@ -1,7 +1,9 @@
 import { clock, Connection, TICK_MS, type ConnectionOwner } from "./upstream-connection";
 import { coded } from "./upstream-parser";
+import type { UpstreamHandler, UpstreamRequest } from "./upstream-types";
 
 export { upstreamClientAvailable } from "./upstream-parser";
+export type { UpstreamHandler, UpstreamRequest } from "./upstream-types";
 
 /**
  * The proxy's keep-alive HTTP/1.1 client for bodiless requests (GET/HEAD/OPTIONS): a request is
@@ -16,32 +18,6 @@ export { upstreamClientAvailable } from "./upstream-parser";
  * onError) and errors carry undici's codes, so proxy.ts treats both alike; requests with a body
  * still go through undici (pools.ts), which streams and checks it.
  */
-export interface UpstreamHandler {
-  onConnect(abort: (err?: Error) => void): void;
-  onHeaders(status: number, raw: string[], resume: () => void): boolean;
-  onData(chunk: Buffer): boolean;
-  onComplete(trailers: null): void;
-  onError(err: Error): void;
-}
-
-export interface UpstreamRequest {
-  method: string;
-  /** Path and query. */
-  path: string;
-  /** Flat [name, value, ...]. */
-  headers: readonly string[];
-  /**
-   * The function's timeout to the response head, exact (UND_ERR_HEADERS_TIMEOUT at that time,
-   * counted from dispatch); 0: none. A timer is armed only for a request still waiting within two
-   * ticks of it, so the usual fast answer never creates one.
-   */
-  answerTimeout?: number;
-  /** Coarse backstop to the response head; 0: none. */
-  headersTimeout: number;
-  /** Longest quiet time within the response body; 0: none. */
-  bodyTimeout: number;
-}
-
 /** The path and header checks undici makes, so a request it refuses is refused here too. */
 const INVALID_PATH = /[^\u0021-\u00ff]/;
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;

@@ -1,5 +1,5 @@
 import net from "node:net";
-import type { UpstreamHandler, UpstreamRequest } from "./upstream-client";
+import type { UpstreamHandler, UpstreamRequest } from "./upstream-types";
 import { coded, HTTPParser, type Parser, type StreamHandle } from "./upstream-parser";
 
 /**

@@ -1,0 +1,73 @@
+import type {
+  AnyObject,
+  HttpTrigger,
+  KindPlural,
+  ObjectsByPlural,
+  SkippedObject,
+} from "@fizz/events";
+
+// The store's shapes, apart from its implementation: store.ts, its transactions (store-tx.ts),
+// listings (store-list.ts) and pages (store-page.ts) share them without importing each other.
+
+export interface StoreReader {
+  get<K extends KindPlural>(
+    kind: K,
+    namespace: string,
+    name: string,
+  ): Promise<ObjectsByPlural[K] | undefined>;
+  /** Sorted by namespace, then name; without a namespace, every namespace. */
+  list<K extends KindPlural>(kind: K, namespace?: string): Promise<ObjectsByPlural[K][]>;
+  /**
+   * The HTTP triggers (any namespace) whose route has this shape (route-index.ts), or undefined
+   * while the route index is not built yet (then `list("httptriggers")` is the way).
+   */
+  routeClaims(shape: string): Promise<HttpTrigger[] | undefined>;
+}
+
+export interface ObjectKey {
+  kind: KindPlural;
+  namespace: string;
+  name: string;
+}
+
+export interface Writes {
+  put?: AnyObject[];
+  /** Extra set edits beside the objects' own (the route index build); route-index.ts. */
+  index?: { key: string; add?: string; remove?: string }[];
+  /** Sorted sets replaced whole with these members (the list index build); store-list.ts. */
+  listIndex?: { key: string; members: string[] }[];
+  /** A key set to "1" with the writes (the route index's built marker). */
+  marker?: string;
+  remove?: ObjectKey[];
+  /** Sealed secret values, each beside its Secret object (removing the object removes them). */
+  secretData?: { namespace: string; name: string; sealed: string }[];
+}
+
+/** A listing outside a transaction: the readable objects, and the stored ones it left out. */
+export interface Listing<K extends KindPlural> {
+  items: ObjectsByPlural[K][];
+  /** Stored objects that do not match their schema, sorted like `items`. */
+  skipped: SkippedObject[];
+}
+
+/** Where a page starts: after this object (exclusive), in the listing's order. */
+export interface PageCursor {
+  namespace: string;
+  name: string;
+}
+
+export interface PageRequest {
+  /** Without one, every namespace. */
+  namespace?: string | undefined;
+  limit: number;
+  after?: PageCursor | undefined;
+  /** Ends the page early once its stored JSON passes this many bytes (a NATS reply must fit). */
+  maxBytes?: number | undefined;
+}
+
+export interface ListPage<K extends KindPlural> {
+  items: ObjectsByPlural[K][];
+  skipped: SkippedObject[];
+  /** The last object of this page when more follow; undefined on the last page. */
+  next?: PageCursor;
+}
