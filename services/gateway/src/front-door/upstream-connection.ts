@@ -266,6 +266,11 @@ export class Connection {
       this.socket.unref();
     }
     this.client.released(this, reusable);
+    // Invariant: onComplete must not dispatch on this address synchronously. The connection is
+    // back in the pool while the rest of this read is still being parsed, so a request sent from
+    // here would take bytes the instance sent after this response (a forged answer) as its own.
+    // proxy.ts never does: the queue's hand-off is a promise and its retries avoid this instance
+    // (upstream-client-reads.unit.test.ts).
     handler.onComplete(null);
   }
 
