@@ -216,12 +216,11 @@ describe("process backend (real child processes)", function () {
     expect(b.uid).to.not.equal(a.uid);
   });
 
-  it("as root: a pool refill starts at a low CPU priority and is handed out at normal priority; a taken start never is low", async function () {
-    if (!autogroupOn()) this.skip(); // raising it back needs root and CAP_SYS_ADMIN
-    // The low-priority window outlasts any start-up here, however loaded the machine: what is
-    // checked is that readiness ends it.
-    make({}, 2000, 60_000);
-    // Reads its own session's niceness once listening (during start-up) and again per request.
+  /**
+   * An environment whose instance reads its own session's niceness once listening (during
+   * start-up) and again per request, and how to ask it.
+   */
+  function niceProbe() {
     const script = `
       const { readFileSync } = require("node:fs");
       const nice = () => Number(/ nice (-?\\d+)/.exec(readFileSync("/proc/self/autogroup", "utf8"))[1]);
@@ -236,6 +235,15 @@ describe("process backend (real child processes)", function () {
         atStart: number;
         now: number;
       };
+    return { cmd, seen };
+  }
+
+  it("as root: a pool refill starts at a low CPU priority and is handed out at normal priority; a taken start never is low", async function () {
+    if (!autogroupOn()) this.skip(); // raising it back needs root and CAP_SYS_ADMIN
+    // The low-priority window outlasts any start-up here, however loaded the machine: what is
+    // checked is that readiness ends it.
+    make({}, 2000, 60_000);
+    const { cmd, seen } = niceProbe();
     const refill = await backend.spawn(cmd);
     expect(await seen(refill.address)).to.deep.equal({ atStart: REFILL_NICE, now: 0 });
     const taken = await backend.spawn(cmd, { taken: true });
@@ -246,21 +254,7 @@ describe("process backend (real child processes)", function () {
     if (!autogroupOn()) this.skip(); // raising it back needs root and CAP_SYS_ADMIN
     // A 1 ms window: over long before Node has even run the script.
     make({}, 2000, 1);
-    // Reads its own session's niceness once listening (during start-up) and again per request.
-    const script = `
-      const { readFileSync } = require("node:fs");
-      const nice = () => Number(/ nice (-?\\d+)/.exec(readFileSync("/proc/self/autogroup", "utf8"))[1]);
-      const atStart = nice();
-      require("node:http")
-        .createServer((q, s) => s.end(JSON.stringify({ atStart, now: nice() })))
-        .listen(Number(process.env.PORT), process.env.HOST);
-    `;
-    const cmd = env("nice", { image: "acme/custom", command: [process.execPath, "-e", script] });
-    const seen = async (addr: string) =>
-      (await (await request(`${addr}/healthz`, { dispatcher: agent })).body.json()) as {
-        atStart: number;
-        now: number;
-      };
+    const { cmd, seen } = niceProbe();
     const refill = await backend.spawn(cmd);
     expect(await seen(refill.address)).to.deep.equal({ atStart: 0, now: 0 });
   });
