@@ -5,7 +5,6 @@ import {
   type SkippedObject,
   type Subjects,
 } from "@fizz/events";
-import { sleep } from "./backoff";
 import { retryUntil, RetryStopped, warnWhenSlow } from "./retry";
 import type { Logger } from "./logger";
 import { request, type NatsConnection } from "./nats";
@@ -68,10 +67,6 @@ export function followRegistryListing<K extends KindPlural>(opts: {
   const listOnce = async (): Promise<void> => {
     // The registry starting after this service is the normal order: quiet unless slow.
     const waiting = warnWhenSlow(log, "waiting for the registry to list", { kind });
-    const started = Date.now();
-    // The fast re-asking ends this long after the first "no responders" of this listing, not of
-    // each attempt: every back-off attempt would otherwise poll for another 10 s, and a service
-    // whose registry stays down would ask 20 times a second forever.
     let pollUntil: number | undefined;
     try {
       await retryUntil(
@@ -85,38 +80,13 @@ export function followRegistryListing<K extends KindPlural>(opts: {
             const skipped: SkippedObject[] = [];
             let token: string | undefined;
             do {
-              const ask = () =>
-                request(
-                  nc,
-                  opts.subjects.registryList,
-                  Codecs.registryList,
-                  { kind, limit: LIST_PAGE, ...(token !== undefined ? { continue: token } : {}) },
-                  { sender: opts.sender, timeoutMs: opts.timeoutMs ?? 5_000 },
-                );
-              let reply: Awaited<ReturnType<typeof ask>>;
-              for (let poll = 0; ; poll++) {
-                try {
-                  reply = await ask();
-                  break;
-                } catch (err) {
-                  if (!noResponders(err) || signal.aborted) throw err;
-                  const now = Date.now();
-                  pollUntil ??= now + NO_RESPONDERS_POLL_FOR_MS;
-                  if (now >= pollUntil) throw err;
-                  // Said as the back-off's waits were (about twice a second), not at every poll;
-                  // timed from the listing's start, as retryUntil times its own.
-                  if (poll % 10 === 0)
-                    waiting({
-                      err,
-                      attempt: poll,
-                      waitMs: NO_RESPONDERS_POLL_MS,
-                      elapsedMs: now - started,
-                    });
-                  await sleep(NO_RESPONDERS_POLL_MS, signal);
-                  // Stopped while waiting: no further request.
-                  if (signal.aborted) throw err;
-                }
-              }
+              const reply = await request(
+                nc,
+                opts.subjects.registryList,
+                Codecs.registryList,
+                { kind, limit: LIST_PAGE, ...(token !== undefined ? { continue: token } : {}) },
+                { sender: opts.sender, timeoutMs: opts.timeoutMs ?? 5_000 },
+              );
               // The reply holds objects of the asked kind; the cast states what the registry
               // guarantees.
               for (const item of reply.items as ObjectsByPlural[K][]) items.push(item);
@@ -148,6 +118,15 @@ export function followRegistryListing<K extends KindPlural>(opts: {
           baseMs: 250,
           maxMs: 5_000,
           signal,
+          // The fast re-asking ends this long after the first "no responders" of this listing,
+          // not of each attempt: a service whose registry stays down would otherwise ask 20
+          // times a second forever.
+          waitFor: (err) => {
+            if (!noResponders(err)) return undefined;
+            const now = Date.now();
+            pollUntil ??= now + NO_RESPONDERS_POLL_FOR_MS;
+            return now < pollUntil ? NO_RESPONDERS_POLL_MS : undefined;
+          },
           onRetry: waiting,
         },
       );

@@ -12,6 +12,12 @@ export interface RetryOptions {
   attempts?: number;
   /** False for an error that retrying cannot mend: it is thrown at once. */
   retryable?: (err: unknown) => boolean;
+  /**
+   * The wait after this failure instead of the back-off, or undefined for the back-off: for an
+   * error that says when trying again is worth it (NATS "no responders" while a peer starts). The
+   * back-off counts only its own waits, so it starts from `baseMs` when these end.
+   */
+  waitFor?: (err: unknown, attempt: number) => number | undefined;
   /** Told of every failure that will be retried, with the wait before the next attempt. */
   onRetry?: (info: RetryInfo) => void;
   /**
@@ -50,6 +56,7 @@ export async function retryUntil<T>(
   const clock = opts.clock ?? realClock;
   const started = clock.now();
   let lastErr: unknown;
+  let backoffs = 0;
   for (let attempt = 0; ; attempt++) {
     if (opts.signal?.aborted) throw new RetryStopped(lastErr);
     try {
@@ -59,7 +66,9 @@ export async function retryUntil<T>(
       if (opts.retryable && !opts.retryable(err)) throw err;
       if (opts.attempts !== undefined && attempt + 1 >= opts.attempts) throw err;
       if (opts.signal?.aborted) throw new RetryStopped(err);
-      const waitMs = backoffMs(attempt, opts.baseMs ?? 200, opts.maxMs ?? 5_000);
+      const waitMs =
+        opts.waitFor?.(err, attempt) ??
+        backoffMs(backoffs++, opts.baseMs ?? 200, opts.maxMs ?? 5_000);
       opts.onRetry?.({ err, attempt, waitMs, elapsedMs: clock.now() - started });
       await clock.sleep(waitMs, opts.signal);
     }

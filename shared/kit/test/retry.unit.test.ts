@@ -44,6 +44,27 @@ describe("retryUntil", () => {
     });
   });
 
+  it("waits what waitFor says for the errors it knows, and backs off from baseMs for the rest", async () => {
+    const clock = fakeTime();
+    let calls = 0;
+    await retryUntil(
+      () =>
+        ++calls < 7
+          ? Promise.reject(new Error(calls <= 4 ? "no responders" : "down"))
+          : Promise.resolve(),
+      {
+        clock,
+        baseMs: 100,
+        maxMs: 1600,
+        waitFor: (err) => ((err as Error).message === "no responders" ? 50 : undefined),
+      },
+    );
+    expect(clock.waits.slice(0, 4)).to.deep.equal([50, 50, 50, 50]);
+    // The back-off's first wait after them is its first, not its fifth.
+    expect(clock.waits[4]).to.be.within(50, 100);
+    expect(clock.waits[5]).to.be.within(100, 200);
+  });
+
   it("throws the last error once the attempts are used up", async () => {
     const clock = fakeTime();
     let calls = 0;
