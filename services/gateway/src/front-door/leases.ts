@@ -1,43 +1,17 @@
-import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
-import { realClock, retryUntil, tracer, type Clock, type TraceContext } from "@fizz/kit";
+import { FizzError } from "@fizz/events";
+import { realClock, type Clock, type TraceContext } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import { CapacityQueues } from "./capacity";
 import { FunctionLeases, type LeaseEntry } from "./function-leases";
+import { fetchLease, type LeaseFetchContext, type LeaseRequester } from "./lease-fetch";
+import { functionChanged, instancesChanged, type LeaseChangeTarget } from "./lease-changes";
+import { rideOutOutage } from "./lease-outage";
+import { UsageTracker, type UsageItem } from "./usage-report";
 import type { WaitTicket } from "./wait-queue";
 
 export { FunctionLeases, type LeaseEntry } from "./function-leases";
-
-/**
- * Leases per function, in memory. The warm path is `tryTake`: a synchronous scan of a handful of
- * leases, no promise, no NATS. Only when every lease is full does `acquire` ask the scheduler, and
- * concurrent askers for one function share one request (single flight), so a burst of first
- * requests costs one `scheduler.lease`, not one per request. While requests exceed the held slots
- * it keeps asking (the scheduler scales out) until the scheduler answers NO_CAPACITY (the function
- * is at maxInstances); then requests wait in the function's FIFO queue (`wait-queue.ts`) for a
- * slot, up to a deadline, and the scheduler is asked again at a bounded rate meanwhile.
- */
-
-/** Pauses between asks during an outage: jittered, from 50–100 ms doubling up to 250–500 ms. */
-const OUTAGE_PAUSE_BASE_MS = 100;
-const OUTAGE_PAUSE_MAX_MS = 500;
-
-/** Errors that mean "a platform service is not answering right now", not "this cannot work". */
-function isOutage(err: FizzError): boolean {
-  // Not TIMEOUT: a scheduler that answers slowly is not down, and each try would cost a timeout.
-  return err.retryable && err.code === "UNAVAILABLE";
-}
-
-/** `trace`: the lease span's context, sent in the request's NATS headers (kit's `request`). */
-export type LeaseRequester = (req: LeaseRequest, trace: TraceContext | undefined) => Promise<Lease>;
-
-export interface UsageItem {
-  instanceId: string;
-  namespace: string;
-  function: string;
-  inFlight: number;
-  served: number;
-  lastUsedAt: number;
-}
+export type { LeaseRequester } from "./lease-fetch";
+export type { UsageItem } from "./usage-report";
 
 export interface LeaseManagerOptions {
   gateway: string;
@@ -64,11 +38,22 @@ export interface LeaseManagerOptions {
 type Options = Required<Omit<LeaseManagerOptions, "onLeaseRequest" | "onQueueRejected">> &
   Pick<LeaseManagerOptions, "onLeaseRequest" | "onQueueRejected">;
 
+/**
+ * Leases per function, in memory. The warm path is `tryTake`: a synchronous scan of a handful of
+ * leases, no promise, no NATS. Only when every lease is full does `acquire` ask the scheduler, and
+ * concurrent askers for one function share one request (single flight), so a burst of first
+ * requests costs one `scheduler.lease`, not one per request. While requests exceed the held slots
+ * it keeps asking (the scheduler scales out) until the scheduler answers NO_CAPACITY (the function
+ * is at maxInstances); then requests wait in the function's FIFO queue (`wait-queue.ts`) for a
+ * slot, up to a deadline, and the scheduler is asked again at a bounded rate meanwhile.
+ */
 export class LeaseManager {
   private readonly functions = new Map<string, FunctionLeases>();
-  private touched: LeaseEntry[] = [];
+  private readonly usage = new UsageTracker();
   private readonly opts: Options;
   private readonly capacity: CapacityQueues;
+  private readonly fetchContext: LeaseFetchContext;
+  private readonly changeTarget: LeaseChangeTarget;
 
   constructor(opts: LeaseManagerOptions) {
     this.opts = {
@@ -88,6 +73,22 @@ export class LeaseManager {
       ask: (fl) => this.ask(fl, undefined),
       onRejected: this.opts.onQueueRejected,
     });
+    const { gateway, request, dispatcher, clock, reaskMs, onLeaseRequest } = this.opts;
+    this.fetchContext = {
+      gateway,
+      request,
+      dispatcher,
+      clock,
+      reaskMs,
+      onLeaseRequest,
+      drop: (e, failed) => this.drop(e, failed),
+      wake: (fl) => this.capacity.wake(fl),
+    };
+    this.changeTarget = {
+      get: (namespace, name) => this.get(namespace, name),
+      drop: (e, failed) => this.drop(e, failed),
+      reask: (fl) => this.capacity.reask(fl),
+    };
   }
 
   /** The per-function state; routes hold it, so the hot path needs no map lookup. */
@@ -223,7 +224,7 @@ export class LeaseManager {
     outage: { until: number },
     trace: TraceContext | undefined,
   ): Promise<LeaseEntry | undefined> {
-    return retryUntil(
+    return rideOutOutage(
       async () => {
         const e = this.tryTake(fl, avoid);
         if (e) return e;
@@ -231,20 +232,10 @@ export class LeaseManager {
         return undefined;
       },
       {
-        baseMs: OUTAGE_PAUSE_BASE_MS,
-        maxMs: OUTAGE_PAUSE_MAX_MS,
-        clock: {
-          now: () => this.opts.clock.now(),
-          // Never past the end of the outage wait: the last try comes at its end.
-          sleep: (ms) =>
-            this.opts.clock.sleep(Math.max(0, Math.min(ms, outage.until - this.opts.clock.now()))),
-        },
-        retryable: (err) => {
-          if (avoid !== undefined || !(err instanceof FizzError && isOutage(err))) return false;
-          const now = this.opts.clock.now();
-          outage.until ||= now + this.outageWaitMs(fl);
-          return now < outage.until;
-        },
+        clock: this.opts.clock,
+        avoiding: avoid !== undefined,
+        outage,
+        waitMs: () => this.outageWaitMs(fl),
       },
     );
   }
@@ -268,12 +259,7 @@ export class LeaseManager {
     revision: number,
     removed: readonly string[],
   ): void {
-    const fl = this.get(namespace, name);
-    if (!fl) return;
-    if (revision > fl.minRevision) fl.minRevision = revision;
-    for (const e of [...fl.leases]) {
-      if (e.revision < fl.minRevision || removed.includes(e.instanceId)) this.drop(e, false);
-    }
+    instancesChanged(this.changeTarget, namespace, name, revision, removed);
   }
 
   /** `registry.changed.functions`: a new revision drops older leases; a delete drops them all. */
@@ -283,55 +269,25 @@ export class LeaseManager {
     name: string,
     revision: number,
   ): void {
-    const fl = this.get(namespace, name);
-    if (!fl) return;
-    if (op === "deleted" || op === "created") {
-      // A re-created function starts its revisions again; leases of the old one are all stale.
-      fl.minRevision = op === "created" ? revision : 0;
-      for (const e of [...fl.leases]) this.drop(e, false);
-    } else {
-      if (revision > fl.minRevision) fl.minRevision = revision;
-      for (const e of [...fl.leases]) if (e.revision < fl.minRevision) this.drop(e, false);
-    }
-    // Waiting requests need the new revision's instances (or the scheduler's NOT_FOUND) now.
-    if (fl.queue.length > 0) this.capacity.reask(fl);
+    functionChanged(this.changeTarget, op, namespace, name, revision);
   }
 
   /** Usage since the last call: instances used since then, plus those with requests in flight. */
   takeReport(): UsageItem[] {
-    const items: UsageItem[] = [];
-    const keep: LeaseEntry[] = [];
-    for (const e of this.touched) {
-      items.push({
-        instanceId: e.instanceId,
-        namespace: e.fn.namespace,
-        function: e.fn.name,
-        inFlight: e.inFlight,
-        served: e.served,
-        lastUsedAt: e.lastUsedAt,
-      });
-      e.served = 0;
-      if (e.inFlight > 0) keep.push(e);
-      else e.touched = false;
-    }
-    this.touched = keep;
-    return items;
+    return this.usage.takeReport();
   }
 
   /** Upstream addresses still needed: held leases and anything with requests in flight. */
   addressesInUse(): Set<string> {
     const set = new Set<string>();
     for (const fl of this.functions.values()) for (const e of fl.leases) set.add(e.address);
-    for (const e of this.touched) if (e.inFlight > 0) set.add(e.address);
+    this.usage.addInFlight(set);
     return set;
   }
 
   private take(e: LeaseEntry): void {
     e.inFlight++;
-    if (!e.touched) {
-      e.touched = true;
-      this.touched.push(e);
-    }
+    this.usage.mark(e);
   }
 
   /**
@@ -344,81 +300,9 @@ export class LeaseManager {
     trace?: TraceContext,
   ): Promise<boolean> {
     // Shared by concurrent askers: the lease span belongs to the trace of the one that asked first.
-    fl.pending ??= this.fetch(fl, avoid, trace).finally(() => {
+    fl.pending ??= fetchLease(this.fetchContext, fl, avoid, trace).finally(() => {
       fl.pending = undefined;
     });
     return fl.pending;
-  }
-
-  private async fetch(
-    fl: FunctionLeases,
-    avoid: string | undefined,
-    trace: TraceContext | undefined,
-  ): Promise<boolean> {
-    const exclude = fl.leases.filter((e) => e.inFlight >= e.slots).map((e) => e.instanceId);
-    if (avoid !== undefined && !exclude.includes(avoid)) exclude.push(avoid);
-    const failed = [...fl.failed];
-    const req: LeaseRequest = {
-      namespace: fl.namespace,
-      function: fl.name,
-      gateway: this.opts.gateway,
-      exclude,
-      failed,
-    };
-    // The scheduler must not grant a revision older than the one this gateway already knows.
-    if (fl.minRevision > 0) req.minRevision = fl.minRevision;
-    let lease: Lease;
-    const t = tracer();
-    const span =
-      t.recording && trace !== undefined
-        ? t.startSpan("gateway.lease", "client", trace, { "fizz.function": fl.key })
-        : undefined;
-    try {
-      lease = await this.opts.request(req, span?.context ?? trace);
-      span?.setAttribute("fizz.instance", lease.instanceId);
-    } catch (err) {
-      const fe = FizzError.from(err);
-      span?.fail(`${fe.code}: ${fe.message}`);
-      this.opts.onLeaseRequest?.(fe.code);
-      if (fe.code === "NO_CAPACITY") fl.noCapacityUntil = this.opts.clock.now() + this.opts.reaskMs;
-      throw fe;
-    } finally {
-      span?.end();
-    }
-    this.opts.onLeaseRequest?.("ok");
-    for (const id of failed) fl.failed.delete(id);
-    const ref = lease.function;
-    // A lease for an older revision than we have seen would send traffic to old code: ignore it
-    // (the caller's next round asks again).
-    if (ref.namespace !== fl.namespace || ref.name !== fl.name || ref.revision < fl.minRevision)
-      return false;
-    fl.timeoutMs = lease.timeoutMs;
-    const held = fl.leases.find((e) => e.instanceId === lease.instanceId);
-    if (held && held.address === lease.address && held.revision === ref.revision) {
-      const more = lease.slots > held.slots;
-      held.slots = lease.slots;
-      held.timeoutMs = lease.timeoutMs;
-      this.capacity.wake(fl);
-      return more;
-    }
-    if (held) this.drop(held, false);
-    fl.leases.push({
-      instanceId: lease.instanceId,
-      address: lease.address,
-      revision: ref.revision,
-      revisionText: String(ref.revision),
-      slots: lease.slots,
-      timeoutMs: lease.timeoutMs,
-      inFlight: 0,
-      served: 0,
-      lastUsedAt: 0,
-      dropped: false,
-      touched: false,
-      pool: this.opts.dispatcher(lease.address),
-      fn: fl,
-    });
-    // Queued requests are older than anyone waiting on this request: they go first.
-    this.capacity.wake(fl);
-    return true;
   }
 }
