@@ -19,6 +19,8 @@ import { percentile, round } from "./lib/stats";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const POOL = 4;
+/** Samples shown span by span (ColdProfileFigures.slowest). */
+const SLOWEST = 3;
 const NODE_HELLO = 'module.exports = async () => ({ status: 200, body: "Hello, world!\\n" });\n';
 const PY_HELLO = 'def main():\n    return "Hello, world!\\n"\n';
 
@@ -65,6 +67,12 @@ export interface ColdProfileFigures {
    * which no span covers.
    */
   gaps: Record<string, { p50_ms: number; p99_ms: number; n: number }>;
+  /**
+   * The slowest samples, each with its spans in start order (start and duration in ms from the
+   * gateway's request span): where an outlier's time went, which a p99 per span cannot say
+   * (the p99 of each span may come from a different sample).
+   */
+  slowest: { client_ms: number; spans: string[] }[];
 }
 
 /** An OTLP/HTTP JSON trace receiver on 127.0.0.1 keeping every span it is sent. */
@@ -219,6 +227,17 @@ export async function measureColdProfile(
     p99_ms: round(percentile(xs, 99)),
   });
   const gaps = hopFigures(perTrace, fig);
+  const slowest = times
+    .map((ms, i) => ({ ms, trace: perTrace.get(traces[i] ?? "") }))
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, SLOWEST)
+    .map(({ ms, trace }) => {
+      const origin = trace?.get("gateway: gateway.request")?.start ?? 0;
+      const list = [...(trace ?? new Map<string, { start: number; end: number }>())]
+        .sort((a, b) => a[1].start - b[1].start)
+        .map(([k, v]) => `${k} +${round(v.start - origin)} (${round(v.end - v.start)})`);
+      return { client_ms: round(ms), spans: list };
+    });
   return {
     runtime,
     client: { ...fig(times), samples: times.length, errors },
@@ -236,6 +255,7 @@ export async function measureColdProfile(
       ]),
     ),
     gaps,
+    slowest,
   };
 }
 
@@ -264,6 +284,11 @@ export function coldProfileRows(f: ColdProfileFigures): [string, string, string]
     ...Object.entries(f.gaps).map(([k, v]): [string, string, string] => [
       `  hop ${k}`,
       `${v.p50_ms} / ${v.p99_ms} (n=${v.n})`,
+      "",
+    ]),
+    ...f.slowest.map((s, i): [string, string, string] => [
+      `  slowest #${i + 1}: ${s.client_ms} ms`,
+      s.spans.join("; "),
       "",
     ]),
   ];
