@@ -259,7 +259,31 @@ for (const reads of ["consume", "data"] as const) {
         expect(a.error?.code).to.equal("UND_ERR_INVALID_ARG");
         const b = await call(s.url, { path: "/a b" });
         expect(b.error?.code).to.equal("UND_ERR_INVALID_ARG");
+        // Names: tchars only, at least one; values: no control character but HTAB, nothing
+        // past latin1 (undici's rules, checked by hand in upstream-client.ts).
+        const refused: [string, string][] = [
+          ["", "v"],
+          ["x evil", "v"],
+          ["x:evil", "v"],
+          ["x(evil)", "v"],
+          ["x-é", "v"],
+          ["x-a", "v\nx"],
+          ["x-a", "v\0"],
+          ["x-a", "v\x7f"],
+          ["x-a", "v\x1f"],
+          ["x-a", "v\u0100"],
+          ["x-a", "\u{1F600}"],
+        ];
+        for (const [n, v] of refused) {
+          const r = await call(s.url, { headers: [n, v] });
+          expect(r.error?.code, JSON.stringify([n, v])).to.equal("UND_ERR_INVALID_ARG");
+        }
         expect(s.seen.requests).to.have.length(0);
+        const ok = await call(s.url, {
+          headers: ["x-A_b.c!#$%&'*+^`|~9", "tab\there ~ caf\xe9 \xff", "x-empty", ""],
+        });
+        expect(ok.error).to.equal(undefined);
+        expect(s.seen.requests).to.have.length(1);
       } finally {
         await s.close();
       }

@@ -119,8 +119,10 @@ const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 
 /** Removes the headers a Connection header names (the usual `keep-alive`/`close` name none we keep). */
 function withoutConnectionNamed(headers: string[], connection: string): string[] {
-  // What nearly every instance sends, checked without splitting on each response.
-  if (PLAIN_CONNECTION.test(connection)) return headers;
+  // What nearly every instance and client sends, checked without splitting on each message
+  // (the exact strings first: no regex run per response).
+  if (connection === "keep-alive" || connection === "close" || PLAIN_CONNECTION.test(connection))
+    return headers;
   const named = new Set<string>();
   for (const token of connection.split(",")) {
     const t = token.trim().toLowerCase();
