@@ -5,11 +5,14 @@
 // poolkeeper, measures another copy of the runtimes (a before/after comparison).
 //
 // A Python instance imports Flask in the background once it is listening (runtimes/python,
-// fizz_preload.py, ~200 ms). "Settled" samples wait, after the pool is refilled, until every warm
-// instance has been up for SETTLED_MS: the pool as it is when cold starts are not back to back.
-// "Fresh" samples take the instance the moment the refill answers /healthz (the poolkeeper hands
-// out the newest), before its import finished: the worst case for a Flask function, and the way
-// cold.python was always measured.
+// fizz_preload.py, ~200 ms); a pool instance announces readiness only once that is over, so a
+// refill counts in the pool (and a sample starts) only when it has no start-up CPU left.
+// "Settled" samples wait, after the pool is refilled, until every warm instance has been up for
+// SETTLED_MS: the pool as it is when cold starts are not back to back. "Fresh" samples start the
+// moment the pool is full again (the poolkeeper hands out the oldest instance), back to back: the
+// way cold.python was always measured. Before the announcement waited for the import, a fresh
+// sample ran next to the refill's import, and a Flask function could land on an instance whose
+// import had not finished.
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -34,9 +37,12 @@ export interface PythonColdFigures {
   python: LatencyFigures;
   /** A Flask function (`from flask import request`), settled pool. */
   python_flask: LatencyFigures;
-  /** The same Flask function on an instance whose Flask import had not finished. */
+  /**
+   * The same Flask function, fresh (back to back). The key is kept from when a fresh instance was
+   * still importing Flask; a pool instance now counts only once its import is over.
+   */
   python_flask_fresh: LatencyFigures;
-  /** `def main(context)`, which never touches Flask, fresh (its instance's preload is cut short). */
+  /** `def main(context)`, which never touches Flask, fresh. */
   python_context: LatencyFigures;
 }
 
@@ -118,7 +124,7 @@ export function pythonColdRows(f: PythonColdFigures): [string, string, string][]
   return [
     row("python", f.python, "<= 20 / 50"),
     row("python Flask, pool settled", f.python_flask, "<= 20 / 50"),
-    row("python Flask, instance still importing", f.python_flask_fresh, ""),
+    row("python Flask, back to back", f.python_flask_fresh, ""),
     row("python main(context)", f.python_context, "<= 20 / 50"),
   ];
 }

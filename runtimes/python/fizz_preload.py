@@ -2,11 +2,13 @@
 Python).
 
 Importing Flask takes ~200 ms, most of a Flask function's cold start. A generic instance imports it
-in a background thread once it is listening, so readiness does not wait for it, and a pool instance
-that was warm for a moment specializes a Flask function as fast as any other. The import gives way
-to a specialization: the first specialize stops it at the next module it would import and waits for
-that (a few milliseconds), so a ``def main(context)`` function never shares the CPU with it; whatever
-the function then needs of Flask it imports itself, on its own thread.
+in a background thread once it is listening, so a pool instance specializes a Flask function as fast
+as any other. A pool instance announces readiness once the import is over (fizz_server.Readiness:
+a full pool has no start-up CPU left to compete with cold starts); one a specialize already waits
+for (FIZZ_WARM_UP=0) announces on listen. The import gives way to a specialization: the first
+specialize stops it at the next module it would import and waits for that (a few milliseconds), so
+a ``def main(context)`` function never shares the CPU with it; whatever the function then needs of
+Flask it imports itself, on its own thread.
 
 Also here: Flask 2.3 deprecated and 3.0 removed ``flask.escape`` and ``flask.Markup``, which
 Fission's examples import; they are put back (from markupsafe, where they always came from) as
@@ -23,7 +25,7 @@ import time
 # typing costs milliseconds of cold start; annotations are never evaluated (PEP 563).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, List, Optional
+    from typing import Any, Callable, List, Optional
 
 
 class _Stopped(BaseException):
@@ -41,9 +43,12 @@ class Preloader:
         self._stop = False
         self._thread: Optional[threading.Thread] = None
         self._started: List[str] = []  # every module this preload began to import, in order
+        self._on_done: Optional[Callable[[], None]] = None
 
-    def start(self) -> None:
+    def start(self, on_done: Optional[Callable[[], None]] = None) -> None:
+        """``on_done`` runs on the preload's thread once it is over, however it ended."""
         self.state = "loading"
+        self._on_done = on_done
         self._thread = threading.Thread(target=self._run, name="fizz-flask-preload", daemon=True)
         sys.meta_path.insert(0, self)
         self._thread.start()
@@ -57,6 +62,13 @@ class Preloader:
         thread.join()
 
     def _run(self) -> None:
+        try:
+            self._load()
+        finally:
+            if self._on_done is not None:
+                self._on_done()
+
+    def _load(self) -> None:
         # A request arriving meanwhile (a probe, the specialize that stops this) gets the
         # interpreter within half a millisecond instead of the default five.
         interval = sys.getswitchinterval()

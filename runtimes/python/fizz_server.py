@@ -25,6 +25,11 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# typing costs milliseconds of cold start; annotations are never evaluated (PEP 563).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
 from fizz_instance import ARCHIVE_CONTENT_TYPE, Instance, format_exc, log
 from fizz_markers import CURRENT, Call, MarkedStream, end_call
 from fizz_preload import install_compat
@@ -58,6 +63,7 @@ class Handler(BaseHTTPRequestHandler):
     # TCP_NODELAY nothing waits on a delayed ACK.
     wbufsize = -1
     instance: Instance
+    readiness: "Readiness"
 
     def version_string(self) -> str:
         return self.server_version
@@ -171,6 +177,9 @@ class Handler(BaseHTTPRequestHandler):
         refused = rt.refusal()
         if refused:
             return self._json(*refused)
+        # Before any user code: a specialize that came before the announcement (the backend polled)
+        # closes the descriptor, so the function never holds it.
+        self.readiness.close()
         headers, _ = request_headers(self.headers.items())
         content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type == ARCHIVE_CONTENT_TYPE:
@@ -273,29 +282,57 @@ class Server(ThreadingHTTPServer):
         self.server_name, self.server_port = self.server_address[:2]
 
 
-def _announce_ready() -> None:
-    """Tells the process backend we are listening (FIZZ_READY_FD, docs/runtime-contract.md),
-    sooner than its /healthz polling would find out. Written once and closed, before any user
-    code runs, and dropped from the environment the function sees. A failure only means the
-    backend polls."""
-    raw = os.environ.pop("FIZZ_READY_FD", None)
-    if not raw:
-        return
-    try:
-        fd = int(raw)
-    except ValueError:
-        return
-    try:
-        os.write(fd, b"ready\n")
-    except OSError as exc:
-        log(f"readiness not announced: {exc}")
-    try:
-        os.close(fd)
-    except OSError:
-        pass  # not open: nothing to leak
+class Readiness:
+    """Tells the process backend this instance can take a specialize (FIZZ_READY_FD,
+    docs/runtime-contract.md), sooner than its /healthz polling would find out. Written once and
+    closed before any user code runs (the specialize closes it if it is still open), and dropped
+    from the environment at start, so the function never sees or holds it. A failure only means
+    the backend polls.
+
+    When: on listen for an instance a specialize already waits for (FIZZ_WARM_UP=0, an empty-pool
+    start); otherwise once the Flask preload is over, so that "the pool is full" means no start-up
+    CPU is left in it. Announced on listen, a refill imported Flask (~200 ms of CPU, far more on a
+    busy machine) next to the cold start that had just taken another instance, at normal priority
+    (the process backend lowers a refill's priority only until it is ready)."""
+
+    def __init__(self) -> None:
+        raw = os.environ.pop("FIZZ_READY_FD", None)
+        self.after_preload = os.environ.get("FIZZ_WARM_UP") != "0"
+        self._lock = threading.Lock()
+        self._fd: Optional[int] = None
+        if raw:
+            try:
+                self._fd = int(raw)
+            except ValueError:
+                self._fd = None
+
+    def announce(self) -> None:
+        """Writes ``ready`` and closes the descriptor; only the first call of either does anything."""
+        self._end(b"ready\n")
+
+    def close(self) -> None:
+        """Closes the descriptor unwritten: a specialize came first, the backend found us by polling."""
+        self._end(None)
+
+    def _end(self, line: Optional[bytes]) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if line is not None:
+            try:
+                os.write(fd, line)
+            except OSError as exc:
+                log(f"readiness not announced: {exc}")
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # not open: nothing to leak
 
 
 def main() -> None:
+    ready = Readiness()  # first: the descriptor's variable leaves the environment before anything runs
+    Handler.readiness = ready
     real_stdout = sys.stdout
     if hasattr(real_stdout, "reconfigure"):
         real_stdout.reconfigure(line_buffering=True)  # function logs reach the collector promptly
@@ -352,8 +389,11 @@ def main() -> None:
     suffix = f" as {rt.instance_id}" if rt.instance_id else ""
     log(f"python runtime listening on {rt.host}:{rt.port}{suffix}")
     # After that line is out: the poolkeeper reads it as the warm instance's, not a function's.
-    _announce_ready()
-    rt.preload.start()  # after listening: readiness does not wait for Flask
+    if ready.after_preload:
+        rt.preload.start(on_done=ready.announce)
+    else:
+        ready.announce()
+        rt.preload.start()  # cut short by the specialize that is already on its way
     server.serve_forever(poll_interval=0.2)
     server.server_close()
     finished = rt.wait_idle(SHUTDOWN_GRACE_SECONDS)

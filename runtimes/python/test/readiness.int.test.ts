@@ -36,14 +36,29 @@ describe("python runtime: readiness announced on FIZZ_READY_FD", function () {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  async function start(extra: Record<string, string>): Promise<{ url: string; pipe: Readable }> {
+  async function start(
+    extra: Record<string, string>,
+  ): Promise<{ url: string; pipe: Readable; stderr: () => string }> {
     const port = await freePort();
     proc = spawn("python3", [SERVER], {
       env: { ...minimalEnv(scratch), PORT: String(port), HOST: "127.0.0.1", ...extra },
-      stdio: ["ignore", "ignore", "ignore", "pipe"],
+      stdio: ["ignore", "ignore", "pipe", "pipe"],
     });
-    return { url: `http://127.0.0.1:${port}`, pipe: proc.stdio[3] as Readable };
+    let err = "";
+    proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+    return { url: `http://127.0.0.1:${port}`, pipe: proc.stdio[3] as Readable, stderr: () => err };
   }
+
+  /** What the runtime had said on stderr when the first byte arrived on the pipe. */
+  function stderrAtAnnouncement(pipe: Readable, stderr: () => string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      pipe.once("data", () => resolve(stderr()));
+      pipe.once("end", () => reject(new Error("the pipe closed unwritten")));
+    });
+  }
+
+  /** The preload's last word: Flask imported, not installed, or broken. */
+  const PRELOAD_OVER = /flask (imported in the background|is not installed|does not import)/;
 
   /** Everything written on the pipe until the runtime's last descriptor on it is closed. */
   function readAll(pipe: Readable): Promise<string> {
@@ -64,6 +79,30 @@ describe("python runtime: readiness announced on FIZZ_READY_FD", function () {
     expect(loaded.status, loaded.text).to.equal(200);
     const seen = await request(url, { headers: ME });
     expect(seen.text).to.equal("absent");
+  });
+
+  it("a pool instance announces once its Flask preload is over, so a full pool has no start-up CPU left", async () => {
+    const { pipe, stderr } = await start({ FIZZ_READY_FD: "3" });
+    const said = await stderrAtAnnouncement(pipe, stderr);
+    expect(said).to.match(PRELOAD_OVER);
+  });
+
+  it("an instance a specialize waits for (FIZZ_WARM_UP=0) announces on listen, before the preload", async () => {
+    const { pipe, stderr } = await start({ FIZZ_READY_FD: "3", FIZZ_WARM_UP: "0" });
+    const said = await stderrAtAnnouncement(pipe, stderr);
+    expect(said).to.contain("listening");
+    expect(said).not.to.contain("imported in the background");
+  });
+
+  it("a specialize that comes before the announcement closes the pipe before the function loads", async () => {
+    const { url, pipe } = await start({ FIZZ_READY_FD: "3" });
+    const all = readAll(pipe);
+    await waitForHealthz(url, 10_000);
+    const loaded = await postJson(url, "/v2/specialize", specializeBody("probe.py", PROBE));
+    expect(loaded.status, loaded.text).to.equal(200);
+    // Either the preload won the race (announced) or the specialize closed it unwritten.
+    expect(await all).to.be.oneOf(["", "ready\n"]);
+    expect((await request(url, { headers: ME })).text).to.equal("absent");
   });
 
   it("without FIZZ_READY_FD writes nothing on fd 3 and still serves", async () => {
