@@ -11,6 +11,8 @@ import { percentile, round } from "./lib/stats";
 
 const QUICK = process.env.FIZZ_BENCH_QUICK === "1";
 const ENV = "node-empty-pool";
+/** Every sample of the last measurement, in order (FIZZ_BENCH_VERBOSE=1 prints them). */
+let lastTimes: number[] = [];
 const HELLO = 'module.exports = async () => ({ status: 200, body: "Hello, world!\\n" });\n';
 
 export interface EmptyPoolFigures {
@@ -18,6 +20,8 @@ export interface EmptyPoolFigures {
   p99_ms: number;
   min_ms: number;
   max_ms: number;
+  /** The first sample: the platform's first spawn (outliers there are start-up, not steady). */
+  first_ms: number;
   samples: number;
   errors: number;
 }
@@ -44,6 +48,7 @@ export async function measureEmptyPool(
       const res = await fetch(`${p.gatewayUrl}/function/${name}`);
       await res.arrayBuffer();
       times.push(performance.now() - t);
+      lastTimes = times;
       if (res.status !== 200) errors++;
     }
   } finally {
@@ -54,6 +59,7 @@ export async function measureEmptyPool(
     p99_ms: round(percentile(times, 99)),
     min_ms: round(Math.min(...times)),
     max_ms: round(Math.max(...times)),
+    first_ms: round(times[0] ?? NaN),
     samples: times.length,
     errors,
   };
@@ -82,6 +88,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   standalone(Number(process.argv[2] ?? (QUICK ? 5 : 20))).then(
     (f) => {
       console.log(JSON.stringify(f));
+      if (process.env.FIZZ_BENCH_VERBOSE === "1") console.log(JSON.stringify(lastTimes));
       for (const r of emptyPoolRows(f)) console.log(`${r[0]}  ${r[1]}  (target ${r[2]})`);
       process.exit(0);
     },

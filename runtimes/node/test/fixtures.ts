@@ -1,13 +1,13 @@
 // The Node.js runtime as the contract suite runs it, and the user functions (in JavaScript) the
 // contract calls: see runtimes/contract/runtime-under-test.ts for what each must do.
-import { fileURLToPath } from "node:url";
 import { startRuntime } from "../../contract/harness.js";
 import type { PackageFixtures, RuntimeUnderTest, Source } from "../../contract/runtime-contract.js";
+import { SERVER_ENTRY } from "./entry.js";
 
 const SERVER = {
   name: "node",
   command: process.execPath,
-  script: fileURLToPath(new URL("../server.mjs", import.meta.url)),
+  script: SERVER_ENTRY,
 };
 
 export const HELLO: Source = {

@@ -6,7 +6,6 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { fileURLToPath } from "node:url";
 import { freePort } from "../../contract/harness.js";
 import { expect } from "chai";
 import {
@@ -17,6 +16,7 @@ import {
   waitForHealthz,
 } from "../../contract/harness.js";
 import { ME } from "../../contract/runtime-contract.js";
+import { SERVER_ENTRY } from "./entry.js";
 
 /** CPU time of all of a process's threads, in ms (scheduler statistics, ns resolution). */
 function cpuMs(pid: number): number {
@@ -26,7 +26,7 @@ function cpuMs(pid: number): number {
   return ns / 1e6;
 }
 
-const SERVER = fileURLToPath(new URL("../server.mjs", import.meta.url));
+const SERVER = SERVER_ENTRY;
 
 /** What the function sees of the start-up variables. */
 const PROBE = `

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -156,6 +156,18 @@ describe("process backend: the node and python runtimes announce readiness", fun
       await backend.kill(inst.id, "test done");
     });
   }
+
+  it("starts node from its one-file build, which the instance's uid can read but not change", async () => {
+    const inst = await backend.spawn(env("node", { image: "fizz/env-node" }), { taken: true });
+    const argv = readFileSync(`/proc/${inst.pid!}/cmdline`, "utf8").split("\0").filter(Boolean);
+    const bundle = path.join(DEFAULT_RUNTIMES_DIR, "node", ".build", "server.cjs");
+    expect(argv).to.deep.equal([process.execPath, bundle]);
+    const st = statSync(bundle);
+    expect(st.mode & 0o777).to.equal(0o644);
+    expect(st.uid).to.equal(process.getuid!());
+    if (inst.uid !== undefined) expect(st.uid).to.not.equal(inst.uid);
+    await backend.kill(inst.id, "test done");
+  });
 
   it("notices the python runtime through its pipe too", async () => {
     const inst = await backend.spawn(env("python", { image: "fizz/env-python" }), { taken: true });

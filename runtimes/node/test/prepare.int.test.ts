@@ -1,0 +1,83 @@
+// runtimes/node/prepare.mjs: the one-file build the process backend launches. Built on a copy of
+// the runtime (the tree's own build is left alone), with esbuild from the workspace.
+import { spawn } from "node:child_process";
+import {
+  cpSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { expect } from "chai";
+import { freePort, minimalEnv, waitForHealthz } from "../../contract/harness.js";
+
+const HERE = fileURLToPath(new URL("..", import.meta.url));
+const WORKSPACE_MODULES = fileURLToPath(new URL("../../../node_modules", import.meta.url));
+
+type Prepare = typeof import("../prepare.mjs");
+
+describe("node runtime: one-file build (prepare.mjs)", function () {
+  this.timeout(60_000);
+  let copy: string;
+  let mod: Prepare;
+
+  before(async () => {
+    copy = mkdtempSync(join(tmpdir(), "fizz-node-prepare-"));
+    for (const f of ["server.mjs", "prepare.mjs", "package.json", "src"])
+      cpSync(join(HERE, f), join(copy, f), { recursive: true });
+    symlinkSync(WORKSPACE_MODULES, join(copy, "node_modules"));
+    mod = (await import(pathToFileURL(join(copy, "prepare.mjs")).href)) as Prepare;
+  });
+  after(() => rmSync(copy, { recursive: true, force: true }));
+
+  it("builds once, readable by other uids, and not again while nothing changed", async () => {
+    expect(mod.prepared()).to.equal(undefined);
+    const first = await mod.prepare();
+    expect(first).to.deep.equal({ ok: true, file: mod.BUNDLE, built: true });
+    expect(statSync(mod.BUNDLE).mode & 0o777).to.equal(0o644);
+    expect(statSync(mod.BUILD_DIR).mode & 0o777).to.equal(0o755);
+    expect(mod.prepared()).to.equal(mod.BUNDLE);
+    expect(await mod.prepare()).to.deep.equal({ ok: true, file: mod.BUNDLE, built: false });
+  });
+
+  it("builds again when a source changes, and when the bundle is not the one stamped", async () => {
+    await mod.prepare();
+    const src = join(copy, "src", "limiter.mjs");
+    writeFileSync(src, `${readFileSync(src, "utf8")}\n// changed\n`);
+    expect(mod.prepared()).to.equal(undefined);
+    const rebuilt = await mod.prepare();
+    expect(rebuilt.ok && rebuilt.built).to.equal(true);
+    expect(mod.prepared()).to.equal(mod.BUNDLE);
+    truncateSync(mod.BUNDLE, 100);
+    expect(mod.prepared()).to.equal(undefined);
+    const again = await mod.prepare();
+    expect(again.ok && again.built).to.equal(true);
+  });
+
+  it("keeps tar out of the start: it is required only where the archive form loads", async () => {
+    await mod.prepare();
+    const text = readFileSync(mod.BUNDLE, "utf8");
+    // Strict as the ES modules it is made of (after server.mjs's #! line).
+    expect(text).to.match(/^(#![^\n]*\n)?"use strict";\n/);
+    // One require of tar, inside the lazily run wrapper of archive.mjs, never at the top.
+    expect(text.match(/require\("tar[^"]*"\)/g)).to.have.length(1);
+    const port = await freePort();
+    const scratch = mkdtempSync(join(tmpdir(), "fizz-node-prepare-run-"));
+    const proc = spawn(process.execPath, [mod.BUNDLE], {
+      env: { ...minimalEnv(scratch), PORT: String(port), HOST: "127.0.0.1" },
+      stdio: "ignore",
+    });
+    try {
+      await waitForHealthz(`http://127.0.0.1:${port}`, 20_000);
+    } finally {
+      proc.kill("SIGKILL");
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+});
