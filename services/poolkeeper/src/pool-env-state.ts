@@ -13,7 +13,7 @@ export interface EnvState {
   unsupported: string | undefined;
   /** Bumped when the image or command changes: instances of an older generation are not kept. */
   generation: number;
-  /** Ready warm instance ids; take() pops the newest (its keep-alive connection is the freshest). */
+  /** Ready warm instance ids, oldest first; take() hands out the oldest (pool-instances.ts says why). */
   warm: string[];
   starting: number;
   failures: number;
