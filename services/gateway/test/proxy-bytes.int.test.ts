@@ -34,9 +34,9 @@ function getBytes(port: number, path: string): Promise<{ status: number; body: B
 }
 
 /**
- * A whole small body goes to the client in the same write as its head (proxy.ts sends it as a
- * latin1 string): the client must still get exactly the instance's bytes, whatever they are, on
- * either side of the size where that starts.
+ * The client gets exactly the instance's bytes, whatever they are (every byte value, UTF-8 that
+ * is not latin1), for a body that comes whole with its head (one end()) and for one streamed in
+ * chunks. Guards any change to how onData hands a body to node (a string there must be latin1).
  */
 describe("gateway proxy: response bytes (real NATS)", function () {
   this.timeout(30_000);

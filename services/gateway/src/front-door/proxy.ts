@@ -18,8 +18,6 @@ const INSPECT = 2;
 /** A 503/429 body larger than this is the function's own answer, not the runtime's: stream it. */
 const INSPECT_LIMIT = 16 * 1024;
 const CLIENT_GONE = new Error("client went away");
-/** Up to this, a whole body goes out in the head's write (onData); larger ones are not copied. */
-const SMALL_BODY = 4096;
 
 const REPEATABLE = new Set(["GET", "HEAD", "OPTIONS"]);
 
@@ -242,10 +240,7 @@ export class ProxyCall extends ProxyAnswer implements Dispatcher.DispatchHandler
         // The whole body in one chunk (most answers): head and body go out in one end().
         this.whole = -1;
         this.ended = true;
-        // A small body as a latin1 string (byte for byte the same bytes): node then sends head and
-        // body as one string in one write, instead of gathering a string and a Buffer for writev.
-        if (chunk.length <= SMALL_BODY) this.res.end(chunk.toString("latin1"), "latin1");
-        else this.res.end(chunk);
+        this.res.end(chunk);
         return true;
       }
       this.whole = -1;
