@@ -286,11 +286,14 @@ export function coldProfileRows(f: ColdProfileFigures): [string, string, string]
       `${v.p50_ms} / ${v.p99_ms} (n=${v.n})`,
       "",
     ]),
-    ...f.slowest.map((s, i): [string, string, string] => [
-      `  slowest #${i + 1}: ${s.client_ms} ms`,
-      s.spans.join("; "),
-      "",
-    ]),
+    // Without traces there is nothing to show span by span (the client figures say the rest).
+    ...f.slowest
+      .filter((s) => s.spans.length > 0)
+      .map((s, i): [string, string, string] => [
+        `  slowest #${i + 1}: ${s.client_ms} ms`,
+        s.spans.join("; "),
+        "",
+      ]),
   ];
 }
 
