@@ -34,12 +34,15 @@ const ALWAYS = ["prepare.mjs", "package.json"];
  * @typedef {{ hash: string, inputs: string[], bundle: string }} Stamp
  */
 
-/** @param {string[]} inputs paths relative to runtimes/node */
-function hashOf(inputs) {
+/**
+ * @param {string[]} inputs paths relative to runtimes/node
+ * @param {(input: string) => Uint8Array} [read] the bytes of one (default: as on disk now)
+ */
+function hashOf(inputs, read = (input) => readFileSync(join(HERE, input))) {
   const h = createHash("sha256");
   for (const input of [...inputs].sort()) {
     h.update(input).update("\0");
-    h.update(readFileSync(join(HERE, input))).update("\0");
+    h.update(read(input)).update("\0");
   }
   return h.digest("hex");
 }
@@ -96,12 +99,14 @@ export async function prepare({ log = () => undefined } = {}) {
   } catch (err) {
     return { ok: false, reason: `esbuild is not installed: ${/** @type {Error} */ (err).message}` };
   }
+  /** The bytes esbuild compiled, by input: the stamp hashes exactly these, never a later edit. */
+  /** @type {Map<string, Uint8Array>} */
+  const compiled = new Map();
   const result = await esbuild.build({
     absWorkingDir: HERE,
     entryPoints: ["server.mjs"],
     bundle: true,
     write: false,
-    metafile: true,
     platform: "node",
     target: "node20",
     format: "cjs",
@@ -111,15 +116,25 @@ export async function prepare({ log = () => undefined } = {}) {
     outfile: BUNDLE,
     legalComments: "none",
     logLevel: "silent",
+    plugins: [
+      {
+        name: "fizz-inputs",
+        setup(build) {
+          build.onLoad({ filter: /\.m?js$/ }, (args) => {
+            const contents = readFileSync(args.path);
+            compiled.set(relative(HERE, args.path), contents);
+            return { contents, loader: "js" };
+          });
+        },
+      },
+    ],
   });
   const out = result.outputFiles[0];
   if (!out) return { ok: false, reason: "esbuild wrote no output" };
-  const inputs = [
-    ...new Set([...ALWAYS, ...Object.keys(result.metafile.inputs).map((p) => relative(".", p))]),
-  ];
-  // Hashed before the write: a source edited while esbuild ran leaves a stamp that no longer
-  // matches, and the next prepare builds again.
-  const hash = hashOf(inputs);
+  const inputs = [...new Set([...ALWAYS, ...compiled.keys()])];
+  // A source edited while esbuild ran: the stamp names what was compiled, so it no longer matches
+  // the file, and the next prepare builds again.
+  const hash = hashOf(inputs, (input) => compiled.get(input) ?? readFileSync(join(HERE, input)));
   mkdirSync(BUILD_DIR, { recursive: true, mode: 0o755 });
   chmodSync(BUILD_DIR, 0o755);
   writeAtomically(BUNDLE, out.contents, 0o644);

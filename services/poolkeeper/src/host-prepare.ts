@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
 import { prepareInstancesDir, traversable } from "./isolation";
@@ -7,8 +7,59 @@ import { resolveOnPath, type Interpreters } from "./runtime-commands";
 
 /** What prepareHost found out about the host, for the launches that follow. */
 export interface PreparedHost {
-  /** The Node runtime as one built file (runtimes/node/prepare.mjs); undefined: its sources. */
-  nodeBundle: string | undefined;
+  /** The Node runtime as one built file (runtimes/node/prepare.mjs), kept current. */
+  nodeBuild: NodeBuild;
+}
+
+/** A build and what it was checked against: its inputs, current as of `since`. */
+interface Checked {
+  file: string;
+  /** The build's own mtime when checked: replaced or removed since, it is checked again. */
+  fileMtime: number;
+  inputs: string[];
+  since: number;
+}
+
+/**
+ * The Node runtime's one-file build, as of the last check, and kept so: entry() stats its inputs
+ * (~20 stats, tens of µs, per spawn), and a source modified after the check (a developer editing
+ * runtimes/node while the platform runs) means the sources start instead, while the build is
+ * redone in the background; the next spawns use the new one. Conservative: a touched but unchanged
+ * file only costs a check that finds the hash current.
+ */
+export class NodeBuild {
+  private checked: Checked | undefined;
+  private redoing: Promise<void> | undefined;
+
+  constructor(
+    private readonly runtimesDir: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Builds (or checks) once; resolves when done, whatever the outcome. */
+  check(): Promise<void> {
+    this.redoing ??= buildNodeRuntime(this.runtimesDir, this.log)
+      .then((checked) => void (this.checked = checked))
+      .finally(() => (this.redoing = undefined));
+    return this.redoing;
+  }
+
+  /** The file to start, or undefined (start the sources) while none is known current. */
+  entry(): string | undefined {
+    const c = this.checked;
+    if (!c) return undefined;
+    try {
+      const current =
+        statSync(c.file).mtimeMs === c.fileMtime &&
+        c.inputs.every((f) => statSync(f).mtimeMs <= c.since);
+      if (current) return c.file;
+    } catch {
+      // An input or the build gone: built again below.
+    }
+    this.checked = undefined;
+    void this.check();
+    return undefined;
+  }
 }
 
 /**
@@ -47,15 +98,16 @@ export async function prepareHost(opts: {
         // A path that is not there fails the spawn itself, with a clearer message.
         .map((p) => traversable(p).then(warn, () => undefined))
     : [];
-  const [nodeBundle] = await Promise.all([
-    buildNodeRuntime(opts.runtimesDir, opts.log),
+  const nodeBuild = new NodeBuild(opts.runtimesDir, opts.log);
+  await Promise.all([
+    nodeBuild.check(),
     prepareInstancesDir(opts.workDir).then(warn),
     ...needed,
     opts.otherUids
       ? compilePython(opts.interpreters.python, opts.runtimesDir, opts.log)
       : undefined,
   ]);
-  return { nodeBundle };
+  return { nodeBuild };
 }
 
 /** The build's own budget: esbuild takes well under a second; a hang must not block spawns. */
@@ -66,10 +118,12 @@ const NODE_BUILD_TIMEOUT_MS = 60_000;
  * own: the poolkeeper loads neither esbuild nor the runtime's code. Any failure (no esbuild in a
  * slim install, a read-only runtimes directory) only costs the start-up time: the sources run.
  */
-function buildNodeRuntime(runtimesDir: string, log: Logger): Promise<string | undefined> {
+function buildNodeRuntime(runtimesDir: string, log: Logger): Promise<Checked | undefined> {
   const script = path.join(runtimesDir, "node", "prepare.mjs");
   // A runtimes copy without the script (an older one): its sources, without a failed child.
   if (!existsSync(script)) return Promise.resolve(undefined);
+  // Before the child reads anything: an edit after this instant is newer than the check.
+  const since = Date.now();
   return new Promise((resolve) => {
     execFile(
       process.execPath,
@@ -77,7 +131,22 @@ function buildNodeRuntime(runtimesDir: string, log: Logger): Promise<string | un
       { timeout: NODE_BUILD_TIMEOUT_MS, maxBuffer: 1024 * 1024 },
       (err, stdout) => {
         const result = parseResult(stdout);
-        if (result?.ok === true && typeof result.file === "string") return resolve(result.file);
+        const inputs = result?.ok === true ? stampInputs(result.file) : undefined;
+        if (inputs && typeof result?.file === "string")
+          try {
+            // A file dated in the future (clock skew, an archive's dates) would look edited at
+            // every spawn: its date is taken as the check's. Edits during the check are not.
+            const done = Date.now();
+            const dates = inputs.map((f) => statSync(f).mtimeMs).filter((m) => m > done);
+            return resolve({
+              file: result.file,
+              fileMtime: statSync(result.file).mtimeMs,
+              inputs,
+              since: Math.max(since, ...dates),
+            });
+          } catch {
+            // Gone already: the sources, as below.
+          }
         log.warn(
           { err: result?.reason ?? err?.message ?? "no result" },
           "could not build the node runtime into one file; instances start from its sources (slower cold starts)",
@@ -86,6 +155,19 @@ function buildNodeRuntime(runtimesDir: string, log: Logger): Promise<string | un
       },
     );
   });
+}
+
+/** The inputs the build's stamp names, as absolute paths; undefined without a usable stamp. */
+function stampInputs(file: unknown): string[] | undefined {
+  if (typeof file !== "string") return undefined;
+  try {
+    const stamp = JSON.parse(readFileSync(`${file}.stamp.json`, "utf8")) as { inputs?: unknown };
+    if (!Array.isArray(stamp.inputs) || !stamp.inputs.every((i) => typeof i === "string"))
+      return undefined;
+    return stamp.inputs.map((i: string) => path.join(path.dirname(path.dirname(file)), i));
+  } catch {
+    return undefined;
+  }
 }
 
 function parseResult(

@@ -10,7 +10,7 @@ import { LineSplitter, type LineGate } from "./lines";
 import { waitReady } from "./health";
 import { freePort, type Logger } from "@fizz/kit";
 import { killUid, makeInstanceDir, UidPool, wrapCommand, type IsolationOptions } from "./isolation";
-import { prepareHost, type PreparedHost } from "./host-prepare";
+import { prepareHost, type NodeBuild, type PreparedHost } from "./host-prepare";
 import { describeExit, signalGroup, type Child } from "./process-child";
 import {
   announcesReadiness,
@@ -88,7 +88,7 @@ export class ProcessBackend implements Backend {
   private readonly uids: UidPool | undefined;
   private prepared: Promise<PreparedHost> | undefined;
   /** Set once prepared: the Node runtime's one-file build, when there is one. */
-  private nodeBundle: string | undefined;
+  private nodeBuild: NodeBuild | undefined;
   /** Directory removals and uid releases under way; close() waits for them. */
   private readonly cleanups = new Set<Promise<unknown>>();
   private readonly priority = new StartPriority();
@@ -112,7 +112,7 @@ export class ProcessBackend implements Backend {
       otherUids: this.uids !== undefined,
       log: this.log,
     });
-    this.nodeBundle = (await this.prepared).nodeBundle;
+    this.nodeBuild = (await this.prepared).nodeBuild;
   }
 
   private get interpreters(): Interpreters {
@@ -136,8 +136,8 @@ export class ProcessBackend implements Backend {
    */
   command(env: Environment): string[] | undefined {
     if (env.spec.command) return [...env.spec.command];
-    if (this.nodeBundle && runtimeOfImage(env.spec.image) === "node")
-      return [process.execPath, this.nodeBundle];
+    const bundle = runtimeOfImage(env.spec.image) === "node" ? this.nodeBuild?.entry() : undefined;
+    if (bundle) return [process.execPath, bundle];
     return this.launch(env)?.argv;
   }
 

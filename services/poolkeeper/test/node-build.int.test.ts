@@ -1,0 +1,71 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { silentLogger } from "@fizz/kit";
+import { expect } from "chai";
+import { NodeBuild } from "../src/host-prepare";
+
+/**
+ * A runtimes directory whose node/prepare.mjs stands in for the real one (the same output: the
+ * bundle, its stamp naming the inputs, one JSON line), counting its runs: real child processes.
+ */
+function fakeRuntimes(): { dir: string; runs: () => number; source: string; bundle: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), "fizz-node-build-"));
+  const node = path.join(dir, "node");
+  mkdirSync(node);
+  const source = path.join(node, "server.mjs");
+  writeFileSync(source, "// v1\n");
+  const bundle = path.join(node, ".build", "server.cjs");
+  writeFileSync(
+    path.join(node, "prepare.mjs"),
+    `import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
+     appendFileSync(${JSON.stringify(path.join(dir, "runs"))}, "x");
+     mkdirSync(${JSON.stringify(path.dirname(bundle))}, { recursive: true });
+     writeFileSync(${JSON.stringify(bundle)}, "// built\\n");
+     writeFileSync(${JSON.stringify(`${bundle}.stamp.json`)}, JSON.stringify({ inputs: ["server.mjs"] }));
+     console.log(JSON.stringify({ ok: true, file: ${JSON.stringify(bundle)}, built: true }));`,
+  );
+  const runs = () => {
+    try {
+      return readFileSync(path.join(dir, "runs"), "utf8").length;
+    } catch {
+      return 0;
+    }
+  };
+  return { dir, runs, source, bundle };
+}
+
+describe("node runtime build as the process backend keeps it (NodeBuild)", function () {
+  this.timeout(30_000);
+  const dirs: string[] = [];
+  after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+  it("starts the build once checked, and its sources while a source is newer, until rebuilt", async () => {
+    const rt = fakeRuntimes();
+    dirs.push(rt.dir);
+    const build = new NodeBuild(rt.dir, silentLogger());
+    expect(build.entry()).to.equal(undefined); // not checked yet: the sources
+    await build.check();
+    expect(rt.runs()).to.equal(1);
+    expect(build.entry()).to.equal(rt.bundle);
+    expect(build.entry()).to.equal(rt.bundle);
+    expect(rt.runs()).to.equal(1); // a current build is not checked again per spawn
+
+    // An edit after the check: this spawn gets the sources, the build is redone meanwhile.
+    const later = new Date(Date.now() + 2000);
+    utimesSync(rt.source, later, later);
+    expect(build.entry()).to.equal(undefined);
+    await build.check(); // the re-check already under way
+    expect(rt.runs()).to.equal(2);
+    expect(build.entry()).to.equal(rt.bundle);
+    expect(rt.runs()).to.equal(2); // dated in the future, yet no rebuild at every spawn
+  });
+
+  it("starts the sources when there is no build script (an older runtimes copy)", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "fizz-node-build-none-"));
+    dirs.push(dir);
+    const build = new NodeBuild(dir, silentLogger());
+    await build.check();
+    expect(build.entry()).to.equal(undefined);
+  });
+});
