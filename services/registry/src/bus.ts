@@ -1,10 +1,48 @@
-import { Codecs, type Subjects } from "@fizz/events";
+import {
+  Codecs,
+  ENVELOPE_VERSION,
+  type Codec,
+  type RegistryListReply,
+  type Subjects,
+} from "@fizz/events";
 import { publish, serve, type Logger, type NatsConnection, type Subscription } from "@fizz/kit";
 import type { Counter } from "prom-client";
+import { listBodyJson, listJson, type JsonListAnswer } from "./list-params";
 import type { Change, Operations } from "./operations";
 
 /** NATS' default max_payload, for a connection that has not said its own yet. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+const encoder = new TextEncoder();
+
+/**
+ * `registry.list` answered with each object's JSON spliced into the reply: the bytes
+ * Codecs.registryList's reply codec gives for the parsed objects (the envelope's keys in its
+ * order; a test holds them equal), without parsing and encoding every object of every page.
+ */
+export const listContract: {
+  request: typeof Codecs.registryList.request;
+  reply: Codec<RegistryListReply, JsonListAnswer>;
+} = {
+  request: Codecs.registryList.request,
+  reply: {
+    type: Codecs.registryList.reply.type,
+    decode: (bytes) => Codecs.registryList.reply.decode(bytes),
+    encode(data, sender) {
+      // `skipped` only when something was left out: the reply of a registry that reads everything
+      // stays what it always was. `continue` only when more pages follow.
+      const body = listBodyJson(
+        data.items,
+        data.skipped.length > 0 ? data.skipped : undefined,
+        data.continue,
+      );
+      const type = JSON.stringify(Codecs.registryList.reply.type);
+      return encoder.encode(
+        `{"v":${ENVELOPE_VERSION},"type":${type},"sender":${JSON.stringify(sender)},"ts":${Date.now()},"data":${body}}`,
+      );
+    },
+  },
+};
 
 /** The queue group: replicas share `registry.get` / `registry.list`, each request answered once. */
 export const QUEUE = "registry";
@@ -45,25 +83,18 @@ export function serveRequests(
     serve(
       nc,
       s.registryList,
-      Codecs.registryList,
-      // `skipped` only when something was left out: the reply of a registry that reads everything
-      // stays what it always was.
-      // `continue` only when more pages follow (asked with `limit`/`continue`).
+      listContract,
+      // Pages when asked with `limit`/`continue` (list-params.ts).
       (req) =>
         track(
-          ops
-            .listPage(
-              req.kind,
-              req.namespace,
-              { limit: req.limit, continue: req.continue },
-              // Room for the envelope and the escaping of the objects' JSON inside it.
-              Math.floor((nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) / 2),
-            )
-            .then(({ items, skipped, continue: next }) => ({
-              items,
-              ...(skipped.length > 0 ? { skipped } : {}),
-              ...(next !== undefined ? { continue: next } : {}),
-            })),
+          listJson(
+            ops.store,
+            req.kind,
+            req.namespace,
+            { limit: req.limit, continue: req.continue },
+            // Room for the envelope and the escaping of the objects' JSON inside it.
+            Math.floor((nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) / 2),
+          ),
         ),
       common,
     ),

@@ -12,6 +12,7 @@ import {
 import { downloadPackageArchive, uploadArchive } from "./archives-http";
 import { consoleApi, type ConsoleOptions } from "./console-api";
 import { consoleStatic, sameOrigin } from "./console-http";
+import { listBodyJson, listJson } from "./list-params";
 import type { FunctionLogs } from "./logs-http";
 import { httpMetrics, rememberKind, type RegistryMetrics } from "./metrics";
 import type { Operations } from "./operations";
@@ -120,17 +121,16 @@ export function createApp(opts: HttpApiOptions): express.Express {
   app.post(`${BASE}/packages/:name/rebuild`, async (req, res) => {
     res.status(202).json({ package: await operations().rebuild(p(req, "ns"), p(req, "name")) });
   });
-  // `?limit=&continue=` pages (list-params.ts); without either, every object, as always.
+  // `?limit=&continue=` pages (list-params.ts); without either, every object, as always. The
+  // objects' JSON is spliced into the body (what res.json gave for them, byte for byte).
   app.get(`${BASE}/:kind`, async (req, res) => {
     const q = (name: string) => (name in req.query ? req.query[name] : undefined);
-    const page = await operations().listPage(p(req, "kind"), p(req, "ns"), {
+    const page = await listJson(operations().store, p(req, "kind"), p(req, "ns"), {
       limit: q("limit"),
       continue: q("continue"),
     });
-    res.status(200).json({
-      items: page.items,
-      ...(page.continue !== undefined ? { continue: page.continue } : {}),
-    });
+    res.set("content-type", "application/json");
+    res.status(200).send(listBodyJson(page.items, undefined, page.continue));
   });
   app.post(`${BASE}/:kind`, async (req, res) => {
     res.status(201).json(await operations().create(p(req, "kind"), p(req, "ns"), req.body));

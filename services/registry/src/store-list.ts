@@ -1,14 +1,7 @@
 import type { Redis } from "ioredis";
-import {
-  KIND_PLURALS,
-  redisKeys,
-  type KindPlural,
-  type ObjectsByPlural,
-  type SkippedObject,
-} from "@fizz/events";
+import { KIND_PLURALS, redisKeys, type KindPlural, type SkippedObject } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
-import type { Listing, PageCursor, Writes } from "./store-types";
-import { byNamespaceAndName, byNamespaceAndNameOf, parseStored } from "./store-parse";
+import type { ListingOf, PageCursor, Writes } from "./store-types";
 
 /**
  * The list index: per kind, a sorted set of every object's `<namespace>NUL<name>` (all scores 0,
@@ -78,49 +71,76 @@ export async function listIndexBuild(conn: Redis, prefix: string): Promise<Write
   };
 }
 
+/** Keys per MGET / WATCH: past ~120,000 one argument per key overflows the call stack. */
+const KEYS_CHUNK = 1000;
+
 /**
- * Every object of a kind (or of one namespace), sorted. Watched inside a transaction: the index
- * and each listed object (an update changes an object without touching the index).
+ * MGET of every key (and, in a transaction, WATCH of every key), in chunks sent together: one
+ * command spreading every key as an argument throws (call stack size) past ~120,000 keys, which
+ * would fail every listing of such a kind, and the start-up tasks with it.
  */
-export async function readList<K extends KindPlural>(
+export async function mgetAll(
+  client: Redis,
+  keys: readonly string[],
+  watch: boolean,
+): Promise<(string | null)[]> {
+  const parts: Promise<[unknown, (string | null)[]]>[] = [];
+  for (let i = 0; i < keys.length; i += KEYS_CHUNK) {
+    const part = keys.slice(i, i + KEYS_CHUNK);
+    // WATCH before the MULTI: every one is sent (in order, one connection) before this returns.
+    parts.push(Promise.all([watch ? client.watch(...part) : undefined, client.mget(...part)]));
+  }
+  const out: (string | null)[] = [];
+  for (const [, values] of await Promise.all(parts)) for (const v of values) out.push(v);
+  return out;
+}
+
+/**
+ * Every object of a kind (or of one namespace), sorted by (namespace, name) of its key, as `read`
+ * answers it (parsed, or its JSON). Watched inside a transaction: the index and each listed object
+ * (an update changes an object without touching the index). `read` throws for an unreadable object.
+ */
+export async function readList<K extends KindPlural, T>(
   client: Redis,
   prefix: string,
   watch: boolean,
   kind: K,
   ns: string | undefined,
   logger: Logger,
-): Promise<Listing<K>> {
+  read: (kind: K, key: string, raw: string) => T,
+): Promise<ListingOf<T>> {
   const keys = redisKeys(prefix);
   const index = ns === undefined ? keys.kindIndex(kind) : keys.nsIndex(kind, ns);
   const [, members] = await Promise.all([
     watch ? client.watch(index) : undefined,
     client.smembers(index),
   ]);
-  const names = members.map((m) => {
-    if (ns !== undefined) return { namespace: ns, name: m };
-    const [mns = "", mname = ""] = m.split("/");
-    return { namespace: mns, name: mname };
-  });
+  // Sorted before reading, so `items` comes out in order: by the keys' (namespace, name), which
+  // is the objects' own for every object the registry wrote. As plain strings: `<ns>NUL<name>`
+  // orders like (namespace, name) (names are DNS labels, NUL sorts below all they may hold), and
+  // the native string sort is many times faster than a comparator (150,000 members: ~1 s).
+  const sorted = ns === undefined ? members.map((m) => m.replace("/", "\0")) : members;
+  sorted.sort();
+  const names = sorted.map((m): SkippedObject =>
+    ns === undefined ? fromListIndexMember(m) : { namespace: ns, name: m },
+  );
   const objKeys = names.map((n) => keys.obj(kind, n.namespace, n.name));
   if (objKeys.length === 0) return { items: [], skipped: [] };
-  const [, values] = await Promise.all([
-    watch ? client.watch(...objKeys) : undefined,
-    client.mget(...objKeys),
-  ]);
-  const items: ObjectsByPlural[K][] = [];
+  const values = await mgetAll(client, objKeys, watch);
+  const items: T[] = [];
   const skipped: SkippedObject[] = [];
   values.forEach((raw, i) => {
     if (raw === null) return;
     // A write decides over everything it reads, so there an unreadable object refuses it.
     if (watch) {
-      items.push(parseStored(kind, objKeys[i] ?? "", raw));
+      items.push(read(kind, objKeys[i] ?? "", raw));
       return;
     }
     // A listing leaves it out, says why, and names it in `skipped`: one object written behind
     // the registry's back must not stop every service from learning all the others, nor may
     // they take it for deleted.
     try {
-      items.push(parseStored(kind, objKeys[i] ?? "", raw));
+      items.push(read(kind, objKeys[i] ?? "", raw));
     } catch (err) {
       skipped.push(names[i]!);
       logger.error(
@@ -129,8 +149,5 @@ export async function readList<K extends KindPlural>(
       );
     }
   });
-  return {
-    items: items.sort(byNamespaceAndName),
-    skipped: skipped.sort(byNamespaceAndNameOf),
-  };
+  return { items, skipped };
 }

@@ -1,13 +1,14 @@
 import type { Redis } from "ioredis";
-import {
-  FizzError,
-  redisKeys,
-  type KindPlural,
-  type ObjectsByPlural,
-  type RedisKeys,
-} from "@fizz/events";
+import { FizzError, redisKeys, type KindPlural, type RedisKeys } from "@fizz/events";
 import { fromListIndexMember, listIndexKey, listIndexRange } from "./store-list";
-import type { ListPage, PageCursor, PageRequest } from "./store-types";
+import type { PageCursor, PageOf, PageRequest } from "./store-types";
+
+/** An object's answer from its stored text (parsed, or its JSON), or undefined: unreadable. */
+export type ReadStored<K extends KindPlural, T> = (
+  kind: K,
+  key: string,
+  raw: string,
+) => T | undefined;
 
 /**
  * One page of a kind, in (namespace, name) order by code point, from after the cursor. The cursor
@@ -22,13 +23,13 @@ import type { ListPage, PageCursor, PageRequest } from "./store-types";
  * holds as many members as the kind's set (both change in one MULTI); otherwise (not built yet, or
  * written by a registry that predates it) the page is cut from the set as before.
  */
-export async function listPage<K extends KindPlural>(
+export async function listPage<K extends KindPlural, T>(
   client: Redis,
   prefix: string,
   kind: K,
   req: PageRequest,
-  parse: (kind: K, key: string, raw: string) => ObjectsByPlural[K] | undefined,
-): Promise<ListPage<K>> {
+  parse: ReadStored<K, T>,
+): Promise<PageOf<T>> {
   const keys = redisKeys(prefix);
   const ns = req.namespace;
   const { min, max } = listIndexRange(ns, req.after);
@@ -47,19 +48,29 @@ export async function listPage<K extends KindPlural>(
     [null, number],
     [null, string[]],
   ];
-  if (zcard !== scard) return listPageFromSet(client, keys, kind, req, parse);
+  if (zcard !== scard)
+    return { ...(await listPageFromSet(client, keys, kind, req, parse)), total: scard };
   const slice = names.slice(0, req.limit).map(fromListIndexMember);
-  return readPage(client, keys, kind, slice, names.length > req.limit, req.maxBytes, parse);
+  const page = await readPage(
+    client,
+    keys,
+    kind,
+    slice,
+    names.length > req.limit,
+    req.maxBytes,
+    parse,
+  );
+  return { ...page, total: zcard };
 }
 
 /** The page cut from the kind's (or namespace's) unordered set: every name read and sorted. */
-async function listPageFromSet<K extends KindPlural>(
+async function listPageFromSet<K extends KindPlural, T>(
   client: Redis,
   keys: RedisKeys,
   kind: K,
   req: PageRequest,
-  parse: (kind: K, key: string, raw: string) => ObjectsByPlural[K] | undefined,
-): Promise<ListPage<K>> {
+  parse: ReadStored<K, T>,
+): Promise<PageOf<T>> {
   const ns = req.namespace;
   const members = await client.smembers(
     ns === undefined ? keys.kindIndex(kind) : keys.nsIndex(kind, ns),
@@ -92,16 +103,16 @@ async function listPageFromSet<K extends KindPlural>(
 }
 
 /** Reads and parses the page's objects, up to the byte budget; `more`: names follow the slice. */
-async function readPage<K extends KindPlural>(
+async function readPage<K extends KindPlural, T>(
   client: Redis,
   keys: RedisKeys,
   kind: K,
   slice: PageCursor[],
   more: boolean,
   maxBytes: number | undefined,
-  parse: (kind: K, key: string, raw: string) => ObjectsByPlural[K] | undefined,
-): Promise<ListPage<K>> {
-  const out: ListPage<K> = { items: [], skipped: [] };
+  parse: ReadStored<K, T>,
+): Promise<PageOf<T>> {
+  const out: PageOf<T> = { items: [], skipped: [] };
   if (slice.length === 0) return out;
   const objKeys = slice.map((n) => keys.obj(kind, n.namespace, n.name));
   const values = await client.mget(...objKeys);
@@ -115,7 +126,7 @@ async function readPage<K extends KindPlural>(
     if (raw === null) continue;
     bytes += raw.length;
     const obj = parse(kind, objKeys[i] ?? "", raw);
-    if (obj) out.items.push(obj);
+    if (obj !== undefined) out.items.push(obj);
     else out.skipped.push(slice[i]!);
   }
   const last = slice[taken - 1];

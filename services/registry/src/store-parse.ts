@@ -1,3 +1,4 @@
+import { hash } from "node:crypto";
 import {
   FizzError,
   Kinds,
@@ -6,7 +7,6 @@ import {
   type Kind,
   type KindPlural,
   type ObjectsByPlural,
-  type SkippedObject,
 } from "@fizz/events";
 
 const PLURAL_OF = Object.fromEntries(
@@ -42,15 +42,63 @@ export function parseStored<K extends KindPlural>(
   return parsed.data as ObjectsByPlural[K];
 }
 
-export function byNamespaceAndName(a: AnyObject, b: AnyObject): number {
-  return byNamespaceAndNameOf(a.metadata, b.metadata);
-}
+/**
+ * Stored texts this process found readable: per kind, the SHA-256 of each stored JSON text that
+ * matched its schema and is byte for byte what encoding the parsed object gives (its canonical
+ * form). A listing answers such a text as it is, spliced into its answer, instead of parsing,
+ * checking and encoding it again: at 10,000 functions the schema check was most of a page's CPU
+ * and of its garbage (every page ran the young-generation collector several times).
+ *
+ * Learnt only from this process's own checks (a read, or a write it committed: `learn`), never
+ * from Redis: an object another writer changed (a newer registry during a rollout, an operator)
+ * is other text, so other digest, and is checked again, left out and named in `skipped` when it
+ * does not match, exactly as before. A text that matches but is not canonical (an older shape the
+ * schema fills defaults into) is parsed every time, so its answer stays the parsed object's JSON.
+ * Bounded: a kind's set is emptied once it holds more than twice the kind's objects (+1024):
+ * digests of objects since updated or deleted.
+ */
+export class KnownJson {
+  private readonly known = new Map<KindPlural, Set<string>>();
 
-export function byNamespaceAndNameOf(a: SkippedObject, b: SkippedObject): number {
-  return compare(a.namespace, b.namespace) || compare(a.name, b.name);
-}
+  /** The JSON a listing answers for the object: what JSON.stringify of its parsed form gives. */
+  json<K extends KindPlural>(kind: K, key: string, raw: string): string {
+    const set = this.setOf(kind);
+    const digest = hash("sha256", raw, "base64");
+    if (set.has(digest)) return raw;
+    const json = JSON.stringify(parseStored(kind, key, raw));
+    if (json === raw) set.add(digest);
+    return json;
+  }
 
-/** Code-point order: names are ASCII, and locale rules would make the order depend on the host. */
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+  /** The parsed object (as parseStored), without the schema check when its text is known. */
+  object<K extends KindPlural>(kind: K, key: string, raw: string): ObjectsByPlural[K] {
+    const set = this.setOf(kind);
+    const digest = hash("sha256", raw, "base64");
+    // Known canonical: JSON.parse gives the object the schema gave the first time.
+    if (set.has(digest)) return JSON.parse(raw) as ObjectsByPlural[K];
+    const obj = parseStored(kind, key, raw);
+    if (JSON.stringify(obj) === raw) set.add(digest);
+    return obj;
+  }
+
+  /** A text this process just wrote (a committed write): checked now, so listing it is not. */
+  learn(kind: KindPlural, key: string, raw: string): void {
+    try {
+      this.json(kind, key, raw);
+    } catch {
+      // Operations only write what they validated; if one did not, its listing says so later.
+    }
+  }
+
+  /** Empties the kind's set once it outgrew the kind (`count` objects stored). */
+  bound(kind: KindPlural, count: number): void {
+    const set = this.known.get(kind);
+    if (set && set.size > 2 * count + 1024) set.clear();
+  }
+
+  private setOf(kind: KindPlural): Set<string> {
+    let set = this.known.get(kind);
+    if (!set) this.known.set(kind, (set = new Set()));
+    return set;
+  }
 }

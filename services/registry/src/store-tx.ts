@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { FizzError, redisKeys, type HttpTrigger } from "@fizz/events";
+import { FizzError, redisKeys, type HttpTrigger, type KindPlural } from "@fizz/events";
 import { backoffMs, redisReady, redisTls, retryUntil, type Logger } from "@fizz/kit";
 import { routeIndexEdits, routeIndexKey } from "./route-index";
 import { listIndexKey, listIndexMember } from "./store-list";
@@ -46,6 +46,8 @@ export interface TxLanesOptions {
   assertReady: () => void;
   /** A reader on a lane's connection that WATCHes what it reads and notes the triggers it saw. */
   reader: (conn: Redis, seen: Map<string, HttpTrigger | undefined>) => StoreReader;
+  /** After a commit: each object written, as the JSON text stored. Must not throw. */
+  onCommitted?: (puts: { kind: KindPlural; key: string; raw: string }[]) => void;
 }
 
 /**
@@ -166,10 +168,13 @@ export class TxLanes {
     if (writes.marker !== undefined) m.set(writes.marker, "1");
     // The list index (store-list.ts) changes with the kind's set, in the same MULTI: a listing
     // compares their sizes to know the sorted set is whole.
+    const puts: { kind: KindPlural; key: string; raw: string }[] = [];
     for (const obj of writes.put ?? []) {
       const kind = pluralOf(obj);
       const { namespace: ns, name } = obj.metadata;
-      m.set(this.keys.obj(kind, ns, name), JSON.stringify(obj));
+      const put = { kind, key: this.keys.obj(kind, ns, name), raw: JSON.stringify(obj) };
+      puts.push(put);
+      m.set(put.key, put.raw);
       m.sadd(this.keys.nsIndex(kind, ns), name);
       m.sadd(this.keys.kindIndex(kind), `${ns}/${name}`);
       m.zadd(listIndexKey(this.opts.prefix, kind), 0, listIndexMember(ns, name));
@@ -187,6 +192,7 @@ export class TxLanes {
     if (results === null) return false;
     const failed = results.find(([err]) => err);
     if (failed?.[0]) throw FizzError.from(failed[0]);
+    if (puts.length > 0) this.opts.onCommitted?.(puts);
     return true;
   }
 

@@ -44,11 +44,12 @@ export interface Writes {
 }
 
 /** A listing outside a transaction: the readable objects, and the stored ones it left out. */
-export interface Listing<K extends KindPlural> {
-  items: ObjectsByPlural[K][];
+export interface ListingOf<T> {
+  items: T[];
   /** Stored objects that do not match their schema, sorted like `items`. */
   skipped: SkippedObject[];
 }
+export type Listing<K extends KindPlural> = ListingOf<ObjectsByPlural[K]>;
 
 /** Where a page starts: after this object (exclusive), in the listing's order. */
 export interface PageCursor {
@@ -65,9 +66,12 @@ export interface PageRequest {
   maxBytes?: number | undefined;
 }
 
-export interface ListPage<K extends KindPlural> {
-  items: ObjectsByPlural[K][];
+export interface PageOf<T> {
+  items: T[];
   skipped: SkippedObject[];
   /** The last object of this page when more follow; undefined on the last page. */
   next?: PageCursor;
+  /** How many objects of the kind were stored when the page was read (the sorted set's size). */
+  total?: number;
 }
+export type ListPage<K extends KindPlural> = PageOf<ObjectsByPlural[K]>;

@@ -8,9 +8,17 @@ import {
 } from "@fizz/events";
 import { redisReady, type Logger } from "@fizz/kit";
 import { listPage } from "./store-page";
-import type { ListPage, Listing, PageRequest, StoreReader, Writes } from "./store-types";
-import { listIndexBuild, listIndexBuiltKey, readList } from "./store-list";
-import { parseStored, pluralOf } from "./store-parse";
+import type {
+  ListPage,
+  Listing,
+  ListingOf,
+  PageOf,
+  PageRequest,
+  StoreReader,
+  Writes,
+} from "./store-types";
+import { listIndexBuild, listIndexBuiltKey, mgetAll, readList } from "./store-list";
+import { KnownJson, parseStored, pluralOf } from "./store-parse";
 import { TxLanes } from "./store-tx";
 import { routeIndexBuiltKey, routeIndexKey, routeShape } from "./route-index";
 
@@ -37,6 +45,13 @@ export interface Store extends StoreReader {
   /** One page of a listing, in its order, from after the previous page's last object. */
   page<K extends KindPlural>(kind: K, req: PageRequest): Promise<ListPage<K>>;
   /**
+   * `listing` and `page` with each object as its JSON text, exactly what JSON.stringify of the
+   * parsed object gives, for answers that only pass objects on: a stored text this process already
+   * found readable is answered as it is, without parsing and checking it again (KnownJson).
+   */
+  listingJson(kind: KindPlural, namespace?: string): Promise<ListingOf<string>>;
+  pageJson(kind: KindPlural, req: PageRequest): Promise<PageOf<string>>;
+  /**
    * Adds every stored trigger to the route index and every object to the list index, and marks
    * each built (idempotent: an index already built is left as it is). Answers the triggers added.
    */
@@ -57,6 +72,8 @@ export { redisKeys, pluralOf };
 export type {
   ListPage,
   Listing,
+  ListingOf,
+  PageOf,
   ObjectKey,
   PageCursor,
   PageRequest,
@@ -77,6 +94,7 @@ export interface RedisStoreOptions {
 export class RedisStore implements Store {
   private readonly keys: ReturnType<typeof redisKeys>;
   private readonly tx: TxLanes;
+  private readonly known = new KnownJson();
 
   constructor(private readonly opts: RedisStoreOptions) {
     this.keys = redisKeys(opts.prefix);
@@ -88,6 +106,10 @@ export class RedisStore implements Store {
       onRetry: opts.onRetry,
       assertReady: () => this.assertReady(),
       reader: (conn, seen) => this.reader(conn, true, seen),
+      // What this registry wrote it validated: listing it next needs no schema check.
+      onCommitted: (puts) => {
+        for (const p of puts) this.known.learn(p.kind, p.key, p.raw);
+      },
     });
   }
 
@@ -112,15 +134,42 @@ export class RedisStore implements Store {
   }
 
   listing<K extends KindPlural>(kind: K, namespace?: string): Promise<Listing<K>> {
-    this.assertReady();
-    return readList(this.opts.client, this.opts.prefix, false, kind, namespace, this.opts.logger);
+    return this.readListing(kind, namespace, (k, key, raw) => this.known.object(k, key, raw));
+  }
+
+  listingJson(kind: KindPlural, namespace?: string): Promise<ListingOf<string>> {
+    return this.readListing(kind, namespace, (k, key, raw) => this.known.json(k, key, raw));
   }
 
   page<K extends KindPlural>(kind: K, req: PageRequest): Promise<ListPage<K>> {
+    return this.readPage(kind, req, (k, key, raw) => this.known.object(k, key, raw));
+  }
+
+  pageJson(kind: KindPlural, req: PageRequest): Promise<PageOf<string>> {
+    return this.readPage(kind, req, (k, key, raw) => this.known.json(k, key, raw));
+  }
+
+  private async readListing<K extends KindPlural, T>(
+    kind: K,
+    namespace: string | undefined,
+    read: (kind: K, key: string, raw: string) => T,
+  ): Promise<ListingOf<T>> {
     this.assertReady();
-    return listPage(this.opts.client, this.opts.prefix, kind, req, (k, key, raw) => {
+    const { client, prefix, logger } = this.opts;
+    const out = await readList(client, prefix, false, kind, namespace, logger, read);
+    if (namespace === undefined) this.known.bound(kind, out.items.length + out.skipped.length);
+    return out;
+  }
+
+  private async readPage<K extends KindPlural, T>(
+    kind: K,
+    req: PageRequest,
+    read: (kind: K, key: string, raw: string) => T,
+  ): Promise<PageOf<T>> {
+    this.assertReady();
+    const page = await listPage(this.opts.client, this.opts.prefix, kind, req, (k, key, raw) => {
       try {
-        return parseStored(k, key, raw);
+        return read(k, key, raw);
       } catch (err) {
         this.opts.logger.error(
           { component: "store", err: (err as Error).message },
@@ -129,6 +178,8 @@ export class RedisStore implements Store {
         return undefined;
       }
     });
+    if (page.total !== undefined) this.known.bound(kind, page.total);
+    return page;
   }
 
   async buildRouteIndex(): Promise<number> {
@@ -174,7 +225,7 @@ export class RedisStore implements Store {
       const [ns = "", name = ""] = m.split("/");
       return this.keys.obj("httptriggers", ns, name);
     });
-    const [, values] = await Promise.all([conn.watch(...objKeys), conn.mget(...objKeys)]);
+    const values = await mgetAll(conn, objKeys, true);
     const out: { member: string; shape: string }[] = [];
     values.forEach((raw, i) => {
       if (raw === null) return;
@@ -268,7 +319,8 @@ export class RedisStore implements Store {
       get,
       list: async <K extends KindPlural>(kind: K, ns?: string) => {
         assertReady();
-        return (await readList(client, prefix, watch, kind, ns, this.opts.logger)).items;
+        const logger = this.opts.logger;
+        return (await readList(client, prefix, watch, kind, ns, logger, parseStored)).items;
       },
       async routeClaims(shape: string) {
         assertReady();
