@@ -1,90 +1,20 @@
 // Launches the platform as local processes: the embedded NATS and Redis (unless URLs are given)
 // and the five services. Used by `npm start` and by the end-to-end tests, so the tests exercise
 // exactly what a user runs. Plain JavaScript: it runs before anything is compiled or installed.
-import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync } from "node:fs";
-import net from "node:net";
+import { chmodSync, mkdirSync } from "node:fs";
 import path from "node:path";
+import { spawnPlatformChild } from "./child-spawn.mjs";
 import { ensureConsoleBuilt } from "./console-build.mjs";
 import { ensureCredentials, natsUrlWith } from "./credentials.mjs";
-import { ensureSecretsKeyFile } from "./secrets-key.mjs";
+import { startEmbeddedNats, startEmbeddedRedis } from "./embedded-servers.mjs";
+import { freePort, ready, waitUntil } from "./net-wait.mjs";
 import { ensureServicesBuilt, SERVICE_NODE_FLAGS, serviceBundle } from "./service-build.mjs";
-import { writeNatsConfig, writeRedisAcl } from "./nats-config.mjs";
-import { findBinary, ROOT } from "./prereqs.mjs";
+import { serviceEnv } from "./service-env.mjs";
 import { Supervisor } from "./supervisor.mjs";
 
-const SETPRIV =
-  process.platform === "linux" && existsSync("/usr/bin/setpriv") ? "/usr/bin/setpriv" : undefined;
+export { freePort };
 
 export const SERVICES = ["registry", "scheduler", "poolkeeper", "gateway", "kubewatcher"];
-
-/**
- * @param {string} [host]
- * @returns {Promise<number>}
- */
-export function freePort(host = "127.0.0.1") {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, host, () => {
-      const address = srv.address();
-      // Listening on a TCP host gives an AddressInfo (a string is a pipe's path).
-      if (address === null || typeof address === "string")
-        return reject(new Error(`no TCP port from ${host}`));
-      srv.close(() => resolve(address.port));
-    });
-  });
-}
-
-/**
- * A server binary `ensureBinaries` (prereqs.mjs) checked for or installed before this runs.
- * @param {string} bin
- * @param {string[]} paths
- * @returns {string}
- */
-function requireBinary(bin, paths) {
-  const found = findBinary(bin, paths);
-  if (found === undefined) throw new Error(`${bin} not found on PATH`);
-  return found;
-}
-
-/**
- * @param {number} port
- * @param {string} [host]
- * @returns {Promise<boolean>}
- */
-function portOpen(port, host = "127.0.0.1") {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host });
-    s.once("connect", () => (s.destroy(), resolve(true)));
-    s.once("error", () => resolve(false));
-  });
-}
-
-/**
- * @param {() => Promise<boolean>} check
- * @param {number} timeoutMs
- * @param {string} what  named in the timeout error
- */
-async function waitUntil(check, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/**
- * @param {string} url  a readiness endpoint
- * @returns {Promise<boolean>}
- */
-async function ready(url) {
-  const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-  await res.arrayBuffer();
-  return res.ok;
-}
 
 /**
  * @param {object} opts
@@ -94,6 +24,8 @@ async function ready(url) {
  * @param {number=} opts.gatewayPort  default 8080
  * @param {number=} opts.registryPort default 8081
  * @param {Record<string,string>=} opts.env extra environment for every service
+ * @param {string=} opts.servicesDist  run the services from this build, as it is (never rebuilt):
+ *   an A/B of two builds side by side (bench); default: dist/, rebuilt when a source changed
  * @param {(name: string, line: string) => void=} opts.onLog  service output (default: inherit)
  * @param {(name: string) => void=} opts.onReady  a service answered its readiness probe for the
  *   first time (once per service, in the order they come up)
@@ -128,44 +60,8 @@ export async function launchPlatform(opts) {
    * @param {NodeJS.ProcessEnv} env
    * @param {boolean} exitWithStdin
    */
-  const spawnOnce = (name, cmd, args, env, exitWithStdin) => {
-    // nats-server and redis-server do not watch stdin: on Linux, setpriv's parent-death signal
-    // stops them when this launcher dies, even by SIGKILL (it survives the exec).
-    if (!exitWithStdin && SETPRIV)
-      [cmd, args] = [SETPRIV, ["--pdeathsig", "SIGTERM", "--", cmd, ...args]];
-    const child = spawn(cmd, args, {
-      cwd: ROOT,
-      env,
-      // Its own process group: a terminal's Ctrl-C (SIGINT to the whole foreground group) reaches
-      // only this launcher, which stops the services before the NATS and Redis they drain into.
-      // Sent to every process at once, Redis would go first and services would hang on it.
-      // Dying with the launcher does not depend on the group (stdin pipe, parent-death signal).
-      detached: exitWithStdin || SETPRIV !== undefined,
-      // stdin is a pipe the child watches: if this launcher dies, even by SIGKILL, it closes and
-      // the services stop, so nothing is left orphaned.
-      stdio: [
-        exitWithStdin ? "pipe" : "ignore",
-        opts.onLog ? "pipe" : "inherit",
-        opts.onLog ? "pipe" : "inherit",
-      ],
-    });
-    const onLog = opts.onLog;
-    if (onLog) {
-      for (const stream of [child.stdout, child.stderr]) {
-        let buf = "";
-        // Piped above whenever onLog is set.
-        stream?.on("data", (/** @type {Buffer} */ d) => {
-          buf += d.toString();
-          let i;
-          while ((i = buf.indexOf("\n")) >= 0) {
-            onLog(name, buf.slice(0, i));
-            buf = buf.slice(i + 1);
-          }
-        });
-      }
-    }
-    return child;
-  };
+  const spawnOnce = (name, cmd, args, env, exitWithStdin) =>
+    spawnPlatformChild(name, cmd, args, env, exitWithStdin, opts.onLog);
 
   // Services first (they drain), then the servers they talk to.
   const stop = () =>
@@ -191,7 +87,9 @@ export async function launchPlatform(opts) {
     const fromSource = setting("FIZZ_FROM_SOURCE", "") === "1";
     const servicesBuilt = fromSource
       ? Promise.resolve(undefined)
-      : ensureServicesBuilt({ log: say });
+      : opts.servicesDist !== undefined
+        ? Promise.resolve(opts.servicesDist)
+        : ensureServicesBuilt({ log: say });
     // Awaited before the services start; a failed build must not be an unhandled rejection first.
     servicesBuilt.catch(() => undefined);
     // Tokens and passwords: generated once, reused on every start (credentials.mjs).
@@ -211,50 +109,20 @@ export async function launchPlatform(opts) {
     const embeddedNats = !natsUrl;
     const embeddedRedis = !redisUrl;
     if (!natsUrl) {
-      const port = await freePort();
-      const dir = privateDir("nats");
-      const bin = requireBinary("nats-server", ["/usr/sbin/nats-server", "/usr/bin/nats-server"]);
-      const conf = await writeNatsConfig(dir, {
-        port,
-        storeDir: dir,
+      natsUrl = await startEmbeddedNats({
+        spawnChild,
+        dir: privateDir("nats"),
         passwords: creds.nats,
         prefix: subjectPrefix,
       });
-      spawnChild("nats", bin, ["-c", conf], process.env, { ready: () => portOpen(port) });
-      natsUrl = `nats://127.0.0.1:${port}`;
-      await waitUntil(() => portOpen(port), 15_000, "nats-server");
     }
     if (!redisUrl) {
-      const port = await freePort();
-      const dir = privateDir("redis");
-      const acl = await writeRedisAcl(dir, { passwords: creds.redis, prefix: redisPrefix });
-      const bin = requireBinary("redis-server", ["/usr/bin/redis-server"]);
-      // appendonly: what was registered survives a restart of `npm start`.
-      const args = [
-        "--port",
-        String(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        dir,
-        "--appendonly",
-        "yes",
-        // A write is on disk before Redis answers it, so a registry write the client saw succeed
-        // survives kill -9 of Redis (and of the machine). everysec may answer before the write()
-        // when a background fsync is slow, losing up to 2 s of acknowledged writes.
-        "--appendfsync",
-        "always",
-        "--save",
-        "",
-        "--loglevel",
-        "warning",
-        // Per-service users, `default` off: see scripts/lib/nats-config.mjs.
-        "--aclfile",
-        acl,
-      ];
-      spawnChild("redis", bin, args, process.env, { ready: () => portOpen(port) });
-      redisUrl = `redis://127.0.0.1:${port}`;
-      await waitUntil(() => portOpen(port), 15_000, "redis-server");
+      redisUrl = await startEmbeddedRedis({
+        spawnChild,
+        dir: privateDir("redis"),
+        passwords: creds.redis,
+        prefix: redisPrefix,
+      });
     }
 
     const ports = {
@@ -297,56 +165,29 @@ export async function launchPlatform(opts) {
       distDir === undefined
         ? ["--import", "tsx", path.join("services", svc, "src", "main.ts")]
         : [...(SERVICE_NODE_FLAGS[svc] ?? []), ...nodeFlags, serviceBundle(svc, distDir)];
-    // Each service gets its own NATS and Redis user only, and only the registry the tokens.
     /** @param {string} svc */
     const readyzOf = (svc) => {
       const url = readyz[svc];
       if (url === undefined) throw new Error(`no readiness endpoint for ${svc}`);
       return url;
     };
-    /** @param {string} svc */
-    const serviceEnv = (svc) => ({
-      ...env,
-      ...(embeddedNats ? { FIZZ_NATS_USER: svc, FIZZ_NATS_PASSWORD: creds.nats[svc] } : {}),
-      ...(embeddedRedis && creds.redis[svc]
-        ? { FIZZ_REDIS_USER: svc, FIZZ_REDIS_PASSWORD: creds.redis[svc] }
-        : {}),
-      ...(svc === "registry"
-        ? {
-            FIZZ_ADMIN_TOKEN: creds.adminToken,
-            FIZZ_READ_TOKEN: creds.readToken,
-            // Secret values at rest are encrypted with this key; only the registry gets it.
-            FIZZ_SECRETS_KEY_FILE: ensureSecretsKeyFile(opts.dataDir),
-            // Archive uploads are spooled here (up to 256 MiB each), not in a shared /tmp.
-            FIZZ_REGISTRY_WORKDIR: privateDir("registry"),
-            ...(consoleDir === undefined ? {} : { FIZZ_CONSOLE_DIR: consoleDir }),
-            // The console's invoke form calls functions through this gateway, and nowhere else.
-            FIZZ_GATEWAY_URL: `http://127.0.0.1:${ports.gateway}`,
-          }
-        : {}),
-      // Functions' output in the launcher's terminal too (`default/hello | …`), as before logs had
-      // their own stream; past the poolkeeper's budget and masked.
-      ...(svc === "poolkeeper" ? { FIZZ_LOG_ECHO: "true" } : {}),
-      // The poolkeeper finds runtimes/ next to its source file; a bundle lives in dist/.
-      ...(svc === "poolkeeper" && distDir !== undefined && !setting("FIZZ_RUNTIMES_DIR", "")
-        ? { FIZZ_RUNTIMES_DIR: path.join(ROOT, "runtimes") }
-        : {}),
-      ...opts.env,
-    });
-    /**
-     * The poolkeeper gets no Redis URL or credentials at all: it has no use for them, and a process
-     * that runs user code (builds, instances) should hold no key it does not need.
-     * @param {string} svc
-     */
-    const envOf = (svc) => {
-      /** @type {Record<string, string | undefined>} */
-      const e = serviceEnv(svc);
-      if (svc === "poolkeeper")
-        for (const k of Object.keys(e)) if (k.startsWith("FIZZ_REDIS_")) delete e[k];
-      return e;
+    // Each service gets its own NATS and Redis user only, and only the registry the tokens.
+    /** @type {import("./service-env.mjs").ServiceEnvContext} */
+    const envContext = {
+      env,
+      embeddedNats,
+      embeddedRedis,
+      creds,
+      dataDir: opts.dataDir,
+      privateDir,
+      consoleDir,
+      gatewayPort: ports.gateway,
+      distDir,
+      runtimesDirSet: Boolean(setting("FIZZ_RUNTIMES_DIR", "")),
+      extraEnv: opts.env,
     };
     for (const svc of SERVICES) {
-      spawnChild(svc, process.execPath, commandOf(svc), envOf(svc), {
+      spawnChild(svc, process.execPath, commandOf(svc), serviceEnv(svc, envContext), {
         exitWithStdin: true,
         ready: () => ready(readyzOf(svc)),
       });

@@ -75,6 +75,26 @@ const sharedWithoutSideEffects = {
   },
 };
 
+const UNDICI_CORE = fileURLToPath(new URL("./undici-core.mjs", import.meta.url));
+
+/**
+ * Our own code's `import … from "undici"` gets undici-core.mjs: undici's dispatchers without the
+ * fetch, WebSocket, cache and mock modules its index loads (about 7 MB resident in the gateway and
+ * the poolkeeper, which never use them). Imports from inside node_modules (undici itself, other
+ * packages) get the real entry.
+ * @type {import("esbuild").Plugin}
+ */
+const undiciDispatchersOnly = {
+  name: "fizz-undici-dispatchers-only",
+  setup(build) {
+    build.onResolve({ filter: /^undici$/ }, (args) =>
+      args.importer.includes(`${path.sep}node_modules${path.sep}`)
+        ? undefined
+        : { path: UNDICI_CORE },
+    );
+  },
+};
+
 /**
  * The bundle file of a service.
  * @param {string} svc
@@ -134,7 +154,7 @@ export async function buildServices(opts = {}) {
     banner: {
       js: "import { createRequire as __fizzRequire } from 'node:module'; const require = __fizzRequire(import.meta.url);",
     },
-    plugins: [sharedWithoutSideEffects],
+    plugins: [sharedWithoutSideEffects, undiciDispatchersOnly],
     logLevel: "warning",
   });
   const outputs = result.outputFiles;
