@@ -6,6 +6,7 @@ import { pipeline } from "node:stream/promises";
 import type { Request, RequestHandler, Response } from "express";
 import { ArchiveUses, FizzError, type ArchiveRef, type ArchiveUploadReply } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
+import { canonicalize } from "@fizz/kit/archive";
 import type { Operations } from "./operations";
 import { checkName } from "./validation";
 
@@ -83,9 +84,6 @@ async function receive(
       ? err
       : new FizzError("INVALID_BODY", `upload could not be read: ${(err as Error).message}`);
   }
-  // Loaded on the first upload: tar, yauzl and zlib are megabytes of resident memory that an idle
-  // registry never uses (the bundle keeps them in a chunk of their own).
-  const { canonicalize } = await import("@fizz/kit/archive");
   const canonical = await canonicalize(upload, join(dir, "work"), {
     maxArchiveBytes: o.maxBytes,
   });

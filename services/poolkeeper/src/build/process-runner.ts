@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { FizzError, isCompiledRuntime, runtimeOfImage } from "@fizz/events";
+import { extractArchive, packDirectory } from "@fizz/kit/archive";
 import type { Logger } from "@fizz/kit";
 import type { IsolationOptions } from "../isolation";
 import {
@@ -69,9 +70,6 @@ export class ProcessBuildRunner implements BuildRunner {
 
   async build(input: BuildInput): Promise<BuildResult> {
     const limits = buildLimits(input.environment);
-    // Loaded on the first build: tar, yauzl and zlib are megabytes of resident memory that an idle
-    // poolkeeper never uses (the bundle keeps them in a chunk of their own).
-    const { extractArchive, packDirectory } = await import("@fizz/kit/archive");
     const ws = await this.sandbox.open(input.name);
     try {
       try {
