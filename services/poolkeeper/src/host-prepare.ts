@@ -11,11 +11,17 @@ export interface PreparedHost {
   nodeBuild: NodeBuild;
 }
 
-/** A build and what it was checked against: its inputs, current as of `since`. */
+/**
+ * A build and what it was checked against: its inputs, unchanged since `since`. Dates are status
+ * changes (ctime), not modification dates: an edit that keeps or back-dates the modification date
+ * (cp -p, tar x, touch -r, an editor restoring a backup) still sets ctime to the kernel's clock,
+ * and nothing but a clock change can set it otherwise.
+ */
 interface Checked {
   file: string;
-  /** The build's own mtime when checked: replaced or removed since, it is checked again. */
-  fileMtime: number;
+  /** The build's own inode and ctime when checked: replaced, rewritten or removed since, it is checked again. */
+  fileIno: number;
+  fileCtime: number;
   inputs: string[];
   since: number;
 }
@@ -49,9 +55,11 @@ export class NodeBuild {
     const c = this.checked;
     if (!c) return undefined;
     try {
+      const file = statSync(c.file);
       const current =
-        statSync(c.file).mtimeMs === c.fileMtime &&
-        c.inputs.every((f) => statSync(f).mtimeMs <= c.since);
+        file.ino === c.fileIno &&
+        file.ctimeMs === c.fileCtime &&
+        c.inputs.every((f) => statSync(f).ctimeMs <= c.since);
       if (current) return c.file;
     } catch {
       // An input or the build gone: built again below.
@@ -134,13 +142,15 @@ function buildNodeRuntime(runtimesDir: string, log: Logger): Promise<Checked | u
         const inputs = result?.ok === true ? stampInputs(result.file) : undefined;
         if (inputs && typeof result?.file === "string")
           try {
-            // A file dated in the future (clock skew, an archive's dates) would look edited at
-            // every spawn: its date is taken as the check's. Edits during the check are not.
+            // A status change dated after the check's end (the clock stepped back) would look like
+            // an edit at every spawn: its date is taken as the check's. Edits during the check are not.
             const done = Date.now();
-            const dates = inputs.map((f) => statSync(f).mtimeMs).filter((m) => m > done);
+            const dates = inputs.map((f) => statSync(f).ctimeMs).filter((m) => m > done);
+            const file = statSync(result.file);
             return resolve({
               file: result.file,
-              fileMtime: statSync(result.file).mtimeMs,
+              fileIno: file.ino,
+              fileCtime: file.ctimeMs,
               inputs,
               since: Math.max(since, ...dates),
             });

@@ -1,4 +1,12 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { silentLogger } from "@fizz/kit";
@@ -59,6 +67,30 @@ describe("node runtime build as the process backend keeps it (NodeBuild)", funct
     expect(rt.runs()).to.equal(2);
     expect(build.entry()).to.equal(rt.bundle);
     expect(rt.runs()).to.equal(2); // dated in the future, yet no rebuild at every spawn
+  });
+
+  it("notices an edit that keeps the old modification date (cp -p, tar x, touch -r) in a source or the build", async () => {
+    const rt = fakeRuntimes();
+    dirs.push(rt.dir);
+    const build = new NodeBuild(rt.dir, silentLogger());
+    await build.check();
+    expect(build.entry()).to.equal(rt.bundle);
+
+    // A source restored with its old date: the build no longer matches it.
+    const { atime, mtime } = statSync(rt.source);
+    writeFileSync(rt.source, "// v2, restored from a copy that kept its date\n");
+    utimesSync(rt.source, atime, mtime);
+    expect(build.entry()).to.equal(undefined);
+    await build.check();
+    expect(rt.runs()).to.equal(2);
+    expect(build.entry()).to.equal(rt.bundle);
+
+    // The build itself replaced by other bytes with its old date: not vouched for any more.
+    const dated = statSync(rt.bundle);
+    writeFileSync(rt.bundle, "// not what was checked\n");
+    utimesSync(rt.bundle, dated.atime, dated.mtime);
+    expect(build.entry()).to.equal(undefined);
+    await build.check();
   });
 
   it("starts the sources when there is no build script (an older runtimes copy)", async () => {
