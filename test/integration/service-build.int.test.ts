@@ -37,14 +37,49 @@ describe("service bundles", function () {
     }
   });
 
-  it("loads a bundle: a service with a bad variable names it and exits", () => {
-    // The bundle runs (imports resolve, the shared chunks load) up to config validation.
-    const r = spawnSync(process.execPath, [serviceBundle("scheduler", dist)], {
-      env: { PATH: process.env.PATH, FIZZ_SCHEDULER_PORT: "not-a-port" },
-      encoding: "utf8",
-      timeout: 30_000,
-    });
-    expect(r.status).to.equal(1);
-    expect(r.stdout + r.stderr).to.contain("FIZZ_SCHEDULER_PORT");
+  it("loads every bundle: a service with a bad variable names it and exits", () => {
+    // Each bundle runs (imports resolve, the shared chunks load and evaluate, undici-core.mjs
+    // included) up to config validation.
+    for (const svc of SERVICE_NAMES) {
+      const variable = `FIZZ_${svc.toUpperCase()}_PORT`;
+      const r = spawnSync(process.execPath, [serviceBundle(svc, dist)], {
+        env: { PATH: process.env.PATH, [variable]: "not-a-port" },
+        encoding: "utf8",
+        timeout: 30_000,
+      });
+      expect(r.status, `${svc}: ${r.stderr}`).to.equal(1);
+      expect(r.stdout + r.stderr, svc).to.contain(variable);
+    }
+  });
+
+  it("gives the gateway and the poolkeeper undici's dispatchers only, not its index", () => {
+    // service-build.mjs resolves our `import … from "undici"` to undici-core.mjs: undici's index
+    // evaluates fetch, WebSocket, the cache stores and the mocks at start-up (~6 MB resident).
+    // Code loaded on demand (the Kubernetes client's chunks) is not looked at.
+    for (const svc of ["gateway", "poolkeeper"]) {
+      const text = staticallyLoaded(serviceBundle(svc, dist));
+      // The walk found undici's dispatchers, so the absence below means something.
+      expect(text, svc).to.contain("DispatcherBase");
+      for (const marker of ["SqliteCacheStore", "MockAgent"])
+        expect(text.includes(marker), `${svc} loads undici's ${marker}`).to.equal(false);
+    }
   });
 });
+
+/** The text of an entry and of every chunk it imports statically, transitively (no `import()`). */
+function staticallyLoaded(entry: string): string {
+  const seen = new Set<string>();
+  const texts: string[] = [];
+  const visit = (file: string): void => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const text = readFileSync(file, "utf8");
+    texts.push(text);
+    // Minified static imports: `import{a as b}from"./chunk-X.mjs"` or `import"./chunk-X.mjs"`
+    // (an entry names "./chunks/…"); a dynamic one is `import("./…")`, not matched.
+    for (const [, rel] of text.matchAll(/(?:\bfrom|\bimport)\s*"(\.\/[^"]+\.mjs)"/g))
+      visit(path.join(path.dirname(file), rel!));
+  };
+  visit(entry);
+  return texts.join("\n");
+}
