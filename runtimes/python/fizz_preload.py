@@ -3,7 +3,7 @@ Python).
 
 Importing Flask takes ~200 ms, most of a Flask function's cold start. A generic instance imports it
 in a background thread once it is listening, so a pool instance specializes a Flask function as fast
-as any other. A pool instance announces readiness once the import is over (fizz_server.Readiness:
+as any other. A pool instance announces readiness once the import is over (fizz_readiness.Readiness:
 a full pool has no start-up CPU left to compete with cold starts); one a specialize already waits
 for (FIZZ_WARM_UP=0) announces on listen. The import gives way to a specialization: the first
 specialize stops it at the next module it would import and waits for that (a few milliseconds), so

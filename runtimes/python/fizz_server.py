@@ -25,14 +25,10 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-# typing costs milliseconds of cold start; annotations are never evaluated (PEP 563).
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Optional
-
 from fizz_instance import ARCHIVE_CONTENT_TYPE, Instance, format_exc, log
 from fizz_markers import CURRENT, Call, MarkedStream, end_call
 from fizz_preload import install_compat
+from fizz_readiness import Readiness
 from fizz_invoke import (
     Context,
     HttpError,
@@ -280,54 +276,6 @@ class Server(ThreadingHTTPServer):
         # nothing here uses.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
-
-
-class Readiness:
-    """Tells the process backend this instance can take a specialize (FIZZ_READY_FD,
-    docs/runtime-contract.md), sooner than its /healthz polling would find out. Written once and
-    closed before any user code runs (the specialize closes it if it is still open), and dropped
-    from the environment at start, so the function never sees or holds it. A failure only means
-    the backend polls.
-
-    When: on listen for an instance a specialize already waits for (FIZZ_WARM_UP=0, an empty-pool
-    start); otherwise once the Flask preload is over, so that "the pool is full" means no start-up
-    CPU is left in it. Announced on listen, a refill imported Flask (~200 ms of CPU, far more on a
-    busy machine) next to the cold start that had just taken another instance, at normal priority
-    (the process backend lowers a refill's priority only until it is ready)."""
-
-    def __init__(self) -> None:
-        raw = os.environ.pop("FIZZ_READY_FD", None)
-        self.after_preload = os.environ.get("FIZZ_WARM_UP") != "0"
-        self._lock = threading.Lock()
-        self._fd: Optional[int] = None
-        if raw:
-            try:
-                self._fd = int(raw)
-            except ValueError:
-                self._fd = None
-
-    def announce(self) -> None:
-        """Writes ``ready`` and closes the descriptor; only the first call of either does anything."""
-        self._end(b"ready\n")
-
-    def close(self) -> None:
-        """Closes the descriptor unwritten: a specialize came first, the backend found us by polling."""
-        self._end(None)
-
-    def _end(self, line: Optional[bytes]) -> None:
-        with self._lock:
-            fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        if line is not None:
-            try:
-                os.write(fd, line)
-            except OSError as exc:
-                log(f"readiness not announced: {exc}")
-        try:
-            os.close(fd)
-        except OSError:
-            pass  # not open: nothing to leak
 
 
 def main() -> None:

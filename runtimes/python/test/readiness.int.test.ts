@@ -105,6 +105,43 @@ describe("python runtime: readiness announced on FIZZ_READY_FD", function () {
     expect((await request(url, { headers: ME })).text).to.equal("absent");
   });
 
+  it("a specialize racing the announcement returns only once the descriptor is closed", async () => {
+    // The preload thread announces while a specialize closes: the slower write (os.write held
+    // for 300 ms here) must not leave the descriptor open once close() has returned, since user
+    // code loads right after it.
+    const script = [
+      "import os, sys, threading, time",
+      `sys.path.insert(0, ${JSON.stringify(join(SERVER, ".."))})`,
+      "from fizz_readiness import Readiness",
+      "r, w = os.pipe()",
+      "os.environ['FIZZ_READY_FD'] = str(w)",
+      "ready = Readiness()",
+      "real_write = os.write",
+      "def slow_write(fd, data):",
+      "    time.sleep(0.3)",
+      "    return real_write(fd, data)",
+      "os.write = slow_write",
+      "t = threading.Thread(target=ready.announce)",
+      "t.start()",
+      "time.sleep(0.1)",
+      "ready.close()",
+      "try:",
+      "    os.fstat(w)",
+      "    print('open')",
+      "except OSError:",
+      "    print('closed')",
+      "t.join()",
+    ].join("\n");
+    const out = await new Promise<string>((resolve, reject) => {
+      const p = spawn("python3", ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
+      let got = "";
+      p.stdout.on("data", (d: Buffer) => (got += d.toString()));
+      p.once("error", reject);
+      p.once("close", () => resolve(got.trim()));
+    });
+    expect(out).to.equal("closed");
+  });
+
   it("without FIZZ_READY_FD writes nothing on fd 3 and still serves", async () => {
     const { url, pipe } = await start({});
     let got = "";
