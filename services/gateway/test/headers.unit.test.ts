@@ -103,4 +103,33 @@ describe("headers", () => {
     expect(headerValue(h, "x-request-id")).to.equal("rid-1");
     expect(headerValue(h, "content-length")).to.equal(undefined);
   });
+  it("drops what Connection names whatever the case, across repeated Connection headers", () => {
+    // prettier-ignore
+    const s = scanRequestHeaders([
+      "Connection", "Keep-Alive, X-SECRET",
+      "connection", "x-other , Upgrade",
+      "x-secret", "1",
+      "X-Other", "2",
+      "Upgrade", "websocket",
+      "X-Kept", "3",
+    ]);
+    expect(s.headers).to.deep.equal(["X-Kept", "3"]);
+    // prettier-ignore
+    const plain = scanRequestHeaders(["Connection", " CLOSE ", "X-Kept", "1"]);
+    expect(plain.headers).to.deep.equal(["X-Kept", "1"]);
+    // prettier-ignore
+    const raw = [
+      "CONNECTION", "keep-alive, Upgrade",
+      "Connection", "X-Hop",
+      "Upgrade", "h2c",
+      "x-hop", "1",
+      "Content-Length", "2",
+    ].map((v) => Buffer.from(v, "latin1"));
+    expect(responseHeaders(raw, "rid")).to.deep.equal([
+      "Content-Length",
+      "2",
+      "x-request-id",
+      "rid",
+    ]);
+  });
 });
