@@ -18,7 +18,15 @@
 // Usage: `node runtimes/node/prepare.mjs` (prints {"ok":true,"file":...}), or
 // `import { prepare, prepared }` → { ok, reason?, file? }.
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -51,12 +59,32 @@ function hashOf(inputs, read = (input) => readFileSync(join(HERE, input))) {
 const sha256 = (data) => createHash("sha256").update(data).digest("hex");
 
 /**
+ * Whether only this uid (the builder) or root could have written `path`: owned by one of them,
+ * writable by neither group nor others, and not a symbolic link. Instances of every function run
+ * this file: a .build, bundle or stamp another user can write (a directory left 0777, planted by
+ * another uid) would let that user's function choose the code of all the others, stamp included.
+ * @param {string} path
+ * @param {"dir" | "file"} kind
+ */
+function ownedSafely(path, kind) {
+  const st = lstatSync(path);
+  const uid = process.getuid?.() ?? 0;
+  return (
+    (kind === "dir" ? st.isDirectory() : st.isFile()) &&
+    (st.uid === uid || st.uid === 0) &&
+    (st.mode & 0o022) === 0
+  );
+}
+
+/**
  * The bundle when it is there and its stamp matches the sources as they are now; undefined
  * otherwise (never built, a source changed or is gone, a build cut off before its stamp).
  * @returns {string | undefined}
  */
 export function prepared() {
   try {
+    if (!ownedSafely(BUILD_DIR, "dir") || !ownedSafely(STAMP, "file")) return undefined;
+    if (!ownedSafely(BUNDLE, "file")) return undefined;
     /** @type {Stamp} */
     const stamp = JSON.parse(readFileSync(STAMP, "utf8"));
     if (hashOf(stamp.inputs) !== stamp.hash) return undefined;
@@ -135,6 +163,15 @@ export async function prepare({ log = () => undefined } = {}) {
   // A source edited while esbuild ran: the stamp names what was compiled, so it no longer matches
   // the file, and the next prepare builds again.
   const hash = hashOf(inputs, (input) => compiled.get(input) ?? readFileSync(join(HERE, input)));
+  let safe = true;
+  try {
+    safe = ownedSafely(BUILD_DIR, "dir");
+  } catch {
+    // Not there yet.
+  }
+  // Not ours (or writable by others, or a link elsewhere): whatever is in it is not trusted either.
+  // rm removes a link itself, never what it points to.
+  if (!safe) rmSync(BUILD_DIR, { recursive: true, force: true });
   mkdirSync(BUILD_DIR, { recursive: true, mode: 0o755 });
   chmodSync(BUILD_DIR, 0o755);
   writeAtomically(BUNDLE, out.contents, 0o644);

@@ -2,7 +2,10 @@
 // the runtime (the tree's own build is left alone), with esbuild from the workspace.
 import { spawn } from "node:child_process";
 import {
+  chmodSync,
+  chownSync,
   cpSync,
+  lstatSync,
   mkdtempSync,
   readFileSync,
   rmSync,
@@ -58,6 +61,41 @@ describe("node runtime: one-file build (prepare.mjs)", function () {
     expect(mod.prepared()).to.equal(undefined);
     const again = await mod.prepare();
     expect(again.ok && again.built).to.equal(true);
+  });
+
+  it("never vouches for a build directory or file that another user could write, and rebuilds it as its own", async () => {
+    await mod.prepare();
+    const writable: Array<[string, number]> = [
+      [mod.BUILD_DIR, 0o777],
+      [mod.BUNDLE, 0o666],
+      [`${mod.BUNDLE}.stamp.json`, 0o664],
+    ];
+    for (const [file, mode] of writable) {
+      chmodSync(file, mode);
+      // Stamp and bundle still match: only who could have written them is wrong.
+      expect(mod.prepared(), file).to.equal(undefined);
+      expect((await mod.prepare()).ok).to.equal(true);
+      expect(mod.prepared()).to.equal(mod.BUNDLE);
+      expect(statSync(mod.BUILD_DIR).mode & 0o777).to.equal(0o755);
+    }
+    // .build a symbolic link to a directory elsewhere: replaced by a directory of its own.
+    const elsewhere = mkdtempSync(join(tmpdir(), "fizz-node-prepare-elsewhere-"));
+    cpSync(mod.BUILD_DIR, elsewhere, { recursive: true });
+    rmSync(mod.BUILD_DIR, { recursive: true });
+    symlinkSync(elsewhere, mod.BUILD_DIR);
+    expect(mod.prepared()).to.equal(undefined);
+    expect((await mod.prepare()).ok).to.equal(true);
+    expect(lstatSync(mod.BUILD_DIR).isDirectory()).to.equal(true);
+    expect(mod.prepared()).to.equal(mod.BUNDLE);
+    rmSync(elsewhere, { recursive: true });
+    if (process.getuid?.() === 0) {
+      // Owned by another (non-root) uid: that user could write it whatever its mode.
+      chownSync(mod.BUILD_DIR, 12345, 12345);
+      expect(mod.prepared()).to.equal(undefined);
+      expect((await mod.prepare()).ok).to.equal(true);
+      expect(statSync(mod.BUILD_DIR).uid).to.equal(0);
+      expect(mod.prepared()).to.equal(mod.BUNDLE);
+    }
   });
 
   it("keeps tar out of the start: it is required only where the archive form loads", async () => {
