@@ -50,6 +50,11 @@ export class NodeBuild {
     return this.redoing;
   }
 
+  /** Resolves once no check is under way: the backend's close() waits, so its child is gone. */
+  async settled(): Promise<void> {
+    while (this.redoing) await this.redoing;
+  }
+
   /** The file to start, or undefined (start the sources) while none is known current. */
   entry(): string | undefined {
     const c = this.checked;

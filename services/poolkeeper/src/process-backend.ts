@@ -270,8 +270,9 @@ export class ProcessBackend implements Backend {
     this.closing = true;
     await Promise.all([...this.children.keys()].map((id) => this.kill(id, "poolkeeper stopping")));
     await Promise.all([...this.cleanups]);
-    // Its children (the node build, compileall) must not outlive the backend.
+    // Its children (the node build, compileall, a re-check a spawn began) must not outlive it.
     await this.prepared?.catch(() => undefined);
+    await this.nodeBuild?.settled();
   }
 
   private track(

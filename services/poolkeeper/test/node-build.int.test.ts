@@ -11,7 +11,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { silentLogger } from "@fizz/kit";
 import { expect } from "chai";
+import { Agent } from "undici";
+import { loadConfig } from "../src/config";
 import { NodeBuild } from "../src/host-prepare";
+import { ProcessBackend } from "../src/process-backend";
+import { env } from "./fake-backend";
 
 /**
  * A runtimes directory whose node/prepare.mjs stands in for the real one (the same output: the
@@ -26,7 +30,8 @@ function fakeRuntimes(): { dir: string; runs: () => number; source: string; bund
   const bundle = path.join(node, ".build", "server.cjs");
   writeFileSync(
     path.join(node, "prepare.mjs"),
-    `import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
+    `import { appendFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+     if (existsSync(${JSON.stringify(path.join(dir, "slow"))})) await new Promise((r) => setTimeout(r, 1500));
      appendFileSync(${JSON.stringify(path.join(dir, "runs"))}, "x");
      mkdirSync(${JSON.stringify(path.dirname(bundle))}, { recursive: true });
      writeFileSync(${JSON.stringify(bundle)}, "// built\\n");
@@ -91,6 +96,44 @@ describe("node runtime build as the process backend keeps it (NodeBuild)", funct
     utimesSync(rt.bundle, dated.atime, dated.mtime);
     expect(build.entry()).to.equal(undefined);
     await build.check();
+  });
+
+  it("the process backend's close() waits for a re-check under way: its child does not outlive it", async () => {
+    const rt = fakeRuntimes();
+    dirs.push(rt.dir);
+    const workDir = mkdtempSync(path.join(tmpdir(), "fizz-node-build-work-"));
+    dirs.push(workDir);
+    const agent = new Agent();
+    const config = loadConfig({ FIZZ_WORKDIR: workDir });
+    const backend = new ProcessBackend({
+      workDir,
+      runtimesDir: rt.dir,
+      python: config.python,
+      interpreters: config.interpreters,
+      spawnTimeoutMs: 20_000,
+      killGraceMs: 2000,
+      baseEnv: config.instanceEnv,
+      isolation: config.isolation,
+      allowEnvCommand: false,
+      agent,
+      logger: silentLogger(),
+    });
+    try {
+      const node = env("node", { image: "fizz/env-node" });
+      const deadline = Date.now() + 20_000;
+      while (backend.command(node)?.[1] !== rt.bundle && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(backend.command(node)?.[1]).to.equal(rt.bundle);
+      // A source edited: the next command starts the sources and a (slow) re-check begins.
+      writeFileSync(path.join(rt.dir, "slow"), "");
+      writeFileSync(rt.source, "// v2\n");
+      expect(backend.command(node)?.[1]).to.equal(path.join(rt.dir, "node", "server.mjs"));
+      await backend.close();
+      expect(rt.runs()).to.equal(2);
+    } finally {
+      await backend.close();
+      await agent.close();
+    }
   });
 
   it("starts the sources when there is no build script (an older runtimes copy)", async () => {
