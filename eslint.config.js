@@ -7,6 +7,8 @@ export default tseslint.config(
     ignores: [
       "**/node_modules/**",
       "**/dist/**",
+      // Runtimes' prepared artifacts (the Node runtime's one-file bundle is generated code).
+      "**/.build/**",
       ".fizz/**",
       ".tmp/**",
       "bench/results/**",
