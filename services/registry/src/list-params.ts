@@ -52,9 +52,10 @@ export interface JsonListAnswer {
 }
 
 /**
- * What Operations.listPage answers, with each object as its JSON text: the REST list and
+ * A listing as the caller asked for it, with each object as its JSON text: the REST list and
  * `registry.list` only pass objects on, so they splice the stored JSON into their answer instead of
- * parsing, checking and encoding every object of every page again. Same checks in the same order.
+ * parsing, checking and encoding every object of every page again. Without `limit` and `continue`,
+ * every object (no token).
  */
 export async function listJson(
   store: Store,

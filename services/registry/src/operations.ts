@@ -18,7 +18,6 @@ import type { Logger } from "@fizz/kit";
 import type { ArchiveStore } from "@fizz/kit/archive-store";
 import type { BuildQueue } from "./builds";
 import { readConfig } from "./config-read";
-import { encodeContinue, pageRequest, type ListParams } from "./list-params";
 import type { Change, Decide } from "./changes";
 import { PackageLifecycle, checkArchivesStored, nextPackageStatus } from "./packages";
 import { checkNotInUse, checkReferences, notFound, resolvePackage, singular } from "./references";
@@ -88,28 +87,6 @@ export class Operations {
       kind,
       namespace === undefined ? undefined : checkName(namespace, "namespace"),
     );
-  }
-
-  /**
-   * A listing as the caller asked for it (list-params.ts): one page and the token of the next, or
-   * with neither `limit` nor `continue` every object (no token).
-   */
-  async listPage(
-    kindParam: string,
-    namespace: string | undefined,
-    params: ListParams,
-    maxBytes?: number,
-  ): Promise<{ items: AnyObject[]; skipped: SkippedObject[]; continue?: string }> {
-    const kind = checkKind(kindParam);
-    const ns = namespace === undefined ? undefined : checkName(namespace, "namespace");
-    const req = pageRequest(params, kind, ns);
-    if (!req) return this.store.listing(kind, ns);
-    const page = await this.store.page(kind, { ...req, maxBytes });
-    return {
-      items: page.items,
-      skipped: page.skipped,
-      ...(page.next ? { continue: encodeContinue(page.next, kind, ns) } : {}),
-    };
   }
 
   async get(kindParam: string, namespace: string, name: string): Promise<AnyObject> {

@@ -119,12 +119,15 @@ async function readPage<K extends KindPlural, T>(
   let bytes = 0;
   let taken = 0;
   for (const [i, raw] of values.entries()) {
+    // Bytes as the reply carries them (UTF-8), not string length: a text of non-ASCII characters
+    // is up to 3 bytes per UTF-16 unit, and a page cut by length overflowed max_payload.
+    const size = raw === null || maxBytes === undefined ? 0 : Buffer.byteLength(raw, "utf8");
     // Past the byte budget (always at least one object, so a listing always advances).
-    if (maxBytes !== undefined && taken > 0 && bytes + (raw?.length ?? 0) > maxBytes) break;
+    if (maxBytes !== undefined && taken > 0 && bytes + size > maxBytes) break;
     taken = i + 1;
     // Deleted between the index read and this one: not listed.
     if (raw === null) continue;
-    bytes += raw.length;
+    bytes += size;
     const obj = parse(kind, objKeys[i] ?? "", raw);
     if (obj !== undefined) out.items.push(obj);
     else out.skipped.push(slice[i]!);

@@ -43,41 +43,45 @@ export function parseStored<K extends KindPlural>(
 }
 
 /**
- * Stored texts this process found readable: per kind, the SHA-256 of each stored JSON text that
- * matched its schema and is byte for byte what encoding the parsed object gives (its canonical
- * form). A listing answers such a text as it is, spliced into its answer, instead of parsing,
- * checking and encoding it again: at 10,000 functions the schema check was most of a page's CPU
- * and of its garbage (every page ran the young-generation collector several times).
+ * Stored texts this process found readable: per kind, for each object key, the SHA-256 of the
+ * stored JSON text last found there that matched its schema and is byte for byte what encoding the
+ * parsed object gives (its canonical form). A listing answers such a text as it is, spliced into
+ * its answer, instead of parsing, checking and encoding it again: at 10,000 functions the schema
+ * check was most of a page's CPU and of its garbage (every page ran the young-generation collector
+ * several times).
  *
  * Learnt only from this process's own checks (a read, or a write it committed: `learn`), never
  * from Redis: an object another writer changed (a newer registry during a rollout, an operator)
  * is other text, so other digest, and is checked again, left out and named in `skipped` when it
  * does not match, exactly as before. A text that matches but is not canonical (an older shape the
  * schema fills defaults into) is parsed every time, so its answer stays the parsed object's JSON.
- * Bounded: a kind's set is emptied once it holds more than twice the kind's objects (+1024):
- * digests of objects since updated or deleted.
+ *
+ * Bounded by the objects, not the writes: one digest per key, replaced by each write and dropped
+ * when this registry removes the object (a set of digests grew by one per status update or build
+ * for as long as nothing listed the whole kind). Keys another writer deleted are dropped when a
+ * listing finds more keys remembered than twice the kind's objects (+1024).
  */
 export class KnownJson {
-  private readonly known = new Map<KindPlural, Set<string>>();
+  private readonly known = new Map<KindPlural, Map<string, string>>();
 
   /** The JSON a listing answers for the object: what JSON.stringify of its parsed form gives. */
   json<K extends KindPlural>(kind: K, key: string, raw: string): string {
-    const set = this.setOf(kind);
+    const map = this.mapOf(kind);
     const digest = hash("sha256", raw, "base64");
-    if (set.has(digest)) return raw;
-    const json = JSON.stringify(parseStored(kind, key, raw));
-    if (json === raw) set.add(digest);
+    if (map.get(key) === digest) return raw;
+    const json = JSON.stringify(this.check(map, kind, key, raw));
+    this.note(map, key, json === raw ? digest : undefined);
     return json;
   }
 
   /** The parsed object (as parseStored), without the schema check when its text is known. */
   object<K extends KindPlural>(kind: K, key: string, raw: string): ObjectsByPlural[K] {
-    const set = this.setOf(kind);
+    const map = this.mapOf(kind);
     const digest = hash("sha256", raw, "base64");
     // Known canonical: JSON.parse gives the object the schema gave the first time.
-    if (set.has(digest)) return JSON.parse(raw) as ObjectsByPlural[K];
-    const obj = parseStored(kind, key, raw);
-    if (JSON.stringify(obj) === raw) set.add(digest);
+    if (map.get(key) === digest) return JSON.parse(raw) as ObjectsByPlural[K];
+    const obj = this.check(map, kind, key, raw);
+    this.note(map, key, JSON.stringify(obj) === raw ? digest : undefined);
     return obj;
   }
 
@@ -90,15 +94,45 @@ export class KnownJson {
     }
   }
 
-  /** Empties the kind's set once it outgrew the kind (`count` objects stored). */
-  bound(kind: KindPlural, count: number): void {
-    const set = this.known.get(kind);
-    if (set && set.size > 2 * count + 1024) set.clear();
+  /** An object this process just removed. */
+  forget(kind: KindPlural, key: string): void {
+    this.known.get(kind)?.delete(key);
   }
 
-  private setOf(kind: KindPlural): Set<string> {
-    let set = this.known.get(kind);
-    if (!set) this.known.set(kind, (set = new Set()));
-    return set;
+  /** Keys remembered for the kind. */
+  size(kind: KindPlural): number {
+    return this.known.get(kind)?.size ?? 0;
+  }
+
+  /** Empties the kind's memory once it outgrew the kind (`count` objects stored). */
+  bound(kind: KindPlural, count: number): void {
+    const map = this.known.get(kind);
+    if (map && map.size > 2 * count + 1024) map.clear();
+  }
+
+  /** parseStored; an unreadable text also forgets what was known under its key. */
+  private check<K extends KindPlural>(
+    map: Map<string, string>,
+    kind: K,
+    key: string,
+    raw: string,
+  ): ObjectsByPlural[K] {
+    try {
+      return parseStored(kind, key, raw);
+    } catch (err) {
+      map.delete(key);
+      throw err;
+    }
+  }
+
+  private note(map: Map<string, string>, key: string, digest: string | undefined): void {
+    if (digest === undefined) map.delete(key);
+    else map.set(key, digest);
+  }
+
+  private mapOf(kind: KindPlural): Map<string, string> {
+    let map = this.known.get(kind);
+    if (!map) this.known.set(kind, (map = new Map<string, string>()));
+    return map;
   }
 }

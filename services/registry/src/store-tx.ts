@@ -46,8 +46,11 @@ export interface TxLanesOptions {
   assertReady: () => void;
   /** A reader on a lane's connection that WATCHes what it reads and notes the triggers it saw. */
   reader: (conn: Redis, seen: Map<string, HttpTrigger | undefined>) => StoreReader;
-  /** After a commit: each object written, as the JSON text stored. Must not throw. */
-  onCommitted?: (puts: { kind: KindPlural; key: string; raw: string }[]) => void;
+  /** After a commit: each object written (as the JSON text stored), each removed. Must not throw. */
+  onCommitted?: (
+    puts: { kind: KindPlural; key: string; raw: string }[],
+    removed: { kind: KindPlural; key: string }[],
+  ) => void;
 }
 
 /**
@@ -179,7 +182,9 @@ export class TxLanes {
       m.sadd(this.keys.kindIndex(kind), `${ns}/${name}`);
       m.zadd(listIndexKey(this.opts.prefix, kind), 0, listIndexMember(ns, name));
     }
+    const removed: { kind: KindPlural; key: string }[] = [];
     for (const { kind, namespace: ns, name } of writes.remove ?? []) {
+      removed.push({ kind, key: this.keys.obj(kind, ns, name) });
       m.del(this.keys.obj(kind, ns, name));
       m.srem(this.keys.nsIndex(kind, ns), name);
       m.srem(this.keys.kindIndex(kind), `${ns}/${name}`);
@@ -192,7 +197,7 @@ export class TxLanes {
     if (results === null) return false;
     const failed = results.find(([err]) => err);
     if (failed?.[0]) throw FizzError.from(failed[0]);
-    if (puts.length > 0) this.opts.onCommitted?.(puts);
+    if (puts.length > 0 || removed.length > 0) this.opts.onCommitted?.(puts, removed);
     return true;
   }
 

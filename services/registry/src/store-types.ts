@@ -74,4 +74,3 @@ export interface PageOf<T> {
   /** How many objects of the kind were stored when the page was read (the sorted set's size). */
   total?: number;
 }
-export type ListPage<K extends KindPlural> = PageOf<ObjectsByPlural[K]>;

@@ -8,15 +8,7 @@ import {
 } from "@fizz/events";
 import { redisReady, type Logger } from "@fizz/kit";
 import { listPage } from "./store-page";
-import type {
-  ListPage,
-  Listing,
-  ListingOf,
-  PageOf,
-  PageRequest,
-  StoreReader,
-  Writes,
-} from "./store-types";
+import type { Listing, ListingOf, PageOf, PageRequest, StoreReader, Writes } from "./store-types";
 import { listIndexBuild, listIndexBuiltKey, mgetAll, readList } from "./store-list";
 import { KnownJson, parseStored, pluralOf } from "./store-parse";
 import { TxLanes } from "./store-tx";
@@ -42,14 +34,13 @@ import { routeIndexBuiltKey, routeIndexKey, routeShape } from "./route-index";
 export interface Store extends StoreReader {
   /** `list`, naming what it left out: an unreadable object does not fail the listing. */
   listing<K extends KindPlural>(kind: K, namespace?: string): Promise<Listing<K>>;
-  /** One page of a listing, in its order, from after the previous page's last object. */
-  page<K extends KindPlural>(kind: K, req: PageRequest): Promise<ListPage<K>>;
   /**
-   * `listing` and `page` with each object as its JSON text, exactly what JSON.stringify of the
-   * parsed object gives, for answers that only pass objects on: a stored text this process already
-   * found readable is answered as it is, without parsing and checking it again (KnownJson).
+   * `listing` with each object as its JSON text, exactly what JSON.stringify of the parsed object
+   * gives, for answers that only pass objects on: a stored text this process already found
+   * readable is answered as it is, without parsing and checking it again (KnownJson).
    */
   listingJson(kind: KindPlural, namespace?: string): Promise<ListingOf<string>>;
+  /** One page of `listingJson`, in its order, from after the previous page's last object. */
   pageJson(kind: KindPlural, req: PageRequest): Promise<PageOf<string>>;
   /**
    * Adds every stored trigger to the route index and every object to the list index, and marks
@@ -70,7 +61,6 @@ export interface Store extends StoreReader {
 
 export { redisKeys, pluralOf };
 export type {
-  ListPage,
   Listing,
   ListingOf,
   PageOf,
@@ -106,9 +96,11 @@ export class RedisStore implements Store {
       onRetry: opts.onRetry,
       assertReady: () => this.assertReady(),
       reader: (conn, seen) => this.reader(conn, true, seen),
-      // What this registry wrote it validated: listing it next needs no schema check.
-      onCommitted: (puts) => {
+      // What this registry wrote it validated: listing it next needs no schema check. What it
+      // removed it forgets, so the memory follows the objects stored, not the writes made.
+      onCommitted: (puts, removed) => {
         for (const p of puts) this.known.learn(p.kind, p.key, p.raw);
+        for (const r of removed) this.known.forget(r.kind, r.key);
       },
     });
   }
@@ -139,10 +131,6 @@ export class RedisStore implements Store {
 
   listingJson(kind: KindPlural, namespace?: string): Promise<ListingOf<string>> {
     return this.readListing(kind, namespace, (k, key, raw) => this.known.json(k, key, raw));
-  }
-
-  page<K extends KindPlural>(kind: K, req: PageRequest): Promise<ListPage<K>> {
-    return this.readPage(kind, req, (k, key, raw) => this.known.object(k, key, raw));
   }
 
   pageJson(kind: KindPlural, req: PageRequest): Promise<PageOf<string>> {

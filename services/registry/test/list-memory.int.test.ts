@@ -1,0 +1,69 @@
+import { expect } from "chai";
+import { Redis } from "ioredis";
+import { API_VERSION, type Environment } from "@fizz/events";
+import { silentLogger } from "@fizz/kit";
+import { waitFor } from "@fizz/testkit";
+import { RedisStore } from "../src/store";
+import type { KnownJson } from "../src/store-parse";
+import { startStack, type Stack } from "./helpers";
+
+/**
+ * The store remembers the stored texts it found readable (KnownJson) per object, as its writes
+ * commit: however often an object is written, one text is remembered for it, and none once the
+ * store removed it. Remembering every text ever written grew the registry for ever when it wrote
+ * often (status updates, builds) and nothing listed the whole kind.
+ */
+describe("registry store: what listings remember follows the objects", () => {
+  let stack: Stack;
+  let client: Redis;
+  let store: RedisStore;
+  const known = () => (store as unknown as { known: KnownJson }).known;
+  const env = (revision: number): Environment => ({
+    apiVersion: API_VERSION,
+    kind: "Environment",
+    metadata: {
+      namespace: "default",
+      name: "x",
+      uid: "u",
+      revision,
+      labels: {},
+      createdAt: "2026-01-01T00:00:00.000Z",
+      updatedAt: "2026-01-01T00:00:00.000Z",
+    },
+    spec: { image: "fizz/env-node", poolSize: 1 },
+  });
+
+  before(async () => {
+    stack = await startStack();
+    client = new Redis(stack.redis.url);
+    store = new RedisStore({
+      url: stack.redis.url,
+      prefix: "mem-test:",
+      client,
+      name: "mem-test",
+      logger: silentLogger(),
+    });
+    await waitFor(() => store.ready(), { what: "store ready" });
+  });
+
+  after(async () => {
+    await store?.close();
+    client?.disconnect();
+    await stack?.cleanup();
+  });
+
+  it("remembers one text per object written, none once removed", async () => {
+    for (let r = 1; r <= 200; r++)
+      await store.transact(() => Promise.resolve({ writes: { put: [env(r)] }, result: undefined }));
+    expect(known().size("environments")).to.equal(1);
+    const listed = await store.listingJson("environments");
+    expect(listed.items).to.deep.equal([JSON.stringify(env(200))]);
+    await store.transact(() =>
+      Promise.resolve({
+        writes: { remove: [{ kind: "environments" as const, namespace: "default", name: "x" }] },
+        result: undefined,
+      }),
+    );
+    expect(known().size("environments")).to.equal(0);
+  });
+});
