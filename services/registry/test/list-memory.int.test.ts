@@ -13,7 +13,7 @@ import { startStack, type Stack } from "./helpers";
  * store removed it. Remembering every text ever written grew the registry for ever when it wrote
  * often (status updates, builds) and nothing listed the whole kind.
  */
-describe("registry store: what listings remember follows the objects", () => {
+describe("registry store listings: memory and watched reads", () => {
   let stack: Stack;
   let client: Redis;
   let store: RedisStore;
@@ -65,5 +65,35 @@ describe("registry store: what listings remember follows the objects", () => {
       }),
     );
     expect(known().size("environments")).to.equal(0);
+  });
+
+  it("watches every listed object in a transaction, past one MGET/WATCH chunk of 1000", async () => {
+    const other = new Redis(stack.redis.url);
+    try {
+      const p = other.pipeline();
+      for (let i = 0; i < 1500; i++) {
+        const name = `w-${String(i).padStart(4, "0")}`;
+        const obj = { ...env(1), metadata: { ...env(1).metadata, name } };
+        p.set(`mem-test:obj:environments:default:${name}`, JSON.stringify(obj));
+        p.sadd("mem-test:idx:environments:default", name);
+        p.sadd("mem-test:idx:environments", `default/${name}`);
+      }
+      await p.exec();
+      let runs = 0;
+      await store.transact(async (r) => {
+        runs++;
+        expect(await r.list("environments")).to.have.length(1500);
+        // Another writer changes an object of the second chunk after our read: EXEC must abort.
+        if (runs === 1) {
+          const last = env(2);
+          last.metadata.name = "w-1499";
+          await other.set("mem-test:obj:environments:default:w-1499", JSON.stringify(last));
+        }
+        return { writes: { put: [env(9)] }, result: undefined };
+      });
+      expect(runs).to.equal(2);
+    } finally {
+      other.disconnect();
+    }
   });
 });
