@@ -38,7 +38,7 @@ const STAMP = join(BUILD_DIR, "server.cjs.stamp.json");
 const ALWAYS = ["prepare.mjs", "package.json"];
 
 /**
- * @typedef {{ ok: true, file: string, built: boolean } | { ok: false, reason: string }} Result
+ * @typedef {{ ok: true, file: string, built: boolean, sha256: string } | { ok: false, reason: string }} Result
  * @typedef {{ hash: string, inputs: string[], bundle: string }} Stamp
  */
 
@@ -82,6 +82,15 @@ function ownedSafely(path, kind) {
  * @returns {string | undefined}
  */
 export function prepared() {
+  return current()?.file;
+}
+
+/**
+ * prepared(), with the SHA-256 of the bundle it vouches for: the process backend compares it with
+ * the file it then finds there (another builder may have renamed its own over it meanwhile).
+ * @returns {{ file: string, sha256: string } | undefined}
+ */
+function current() {
   try {
     if (!ownedSafely(BUILD_DIR, "dir") || !ownedSafely(STAMP, "file")) return undefined;
     if (!ownedSafely(BUNDLE, "file")) return undefined;
@@ -89,7 +98,9 @@ export function prepared() {
     const stamp = JSON.parse(readFileSync(STAMP, "utf8"));
     if (hashOf(stamp.inputs) !== stamp.hash) return undefined;
     // The bundle's own hash too: one replaced or cut short is built again.
-    return sha256(readFileSync(BUNDLE)) === stamp.bundle ? BUNDLE : undefined;
+    return sha256(readFileSync(BUNDLE)) === stamp.bundle
+      ? { file: BUNDLE, sha256: stamp.bundle }
+      : undefined;
   } catch {
     return undefined;
   }
@@ -119,8 +130,8 @@ function writeAtomically(file, data, mode) {
  * @returns {Promise<Result>}
  */
 export async function prepare({ log = () => undefined } = {}) {
-  const current = prepared();
-  if (current) return { ok: true, file: current, built: false };
+  const now = current();
+  if (now) return { ok: true, file: now.file, built: false, sha256: now.sha256 };
   let esbuild;
   try {
     esbuild = await import("esbuild");
@@ -181,7 +192,7 @@ export async function prepare({ log = () => undefined } = {}) {
     0o644,
   );
   log(`fizz: built ${relative(process.cwd(), BUNDLE)} from ${inputs.length} files`);
-  return { ok: true, file: BUNDLE, built: true };
+  return { ok: true, file: BUNDLE, built: true, sha256: sha256(out.contents) };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

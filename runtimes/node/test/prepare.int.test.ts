@@ -1,6 +1,7 @@
 // runtimes/node/prepare.mjs: the one-file build the process backend launches. Built on a copy of
 // the runtime (the tree's own build is left alone), with esbuild from the workspace.
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
   chmodSync,
   chownSync,
@@ -42,11 +43,12 @@ describe("node runtime: one-file build (prepare.mjs)", function () {
   it("builds once, readable by other uids, and not again while nothing changed", async () => {
     expect(mod.prepared()).to.equal(undefined);
     const first = await mod.prepare();
-    expect(first).to.deep.equal({ ok: true, file: mod.BUNDLE, built: true });
+    const sha256 = createHash("sha256").update(readFileSync(mod.BUNDLE)).digest("hex");
+    expect(first).to.deep.equal({ ok: true, file: mod.BUNDLE, built: true, sha256 });
     expect(statSync(mod.BUNDLE).mode & 0o777).to.equal(0o644);
     expect(statSync(mod.BUILD_DIR).mode & 0o777).to.equal(0o755);
     expect(mod.prepared()).to.equal(mod.BUNDLE);
-    expect(await mod.prepare()).to.deep.equal({ ok: true, file: mod.BUNDLE, built: false });
+    expect(await mod.prepare()).to.deep.equal({ ok: true, file: mod.BUNDLE, built: false, sha256 });
   });
 
   it("builds again when a source changes, and when the bundle is not the one stamped", async () => {

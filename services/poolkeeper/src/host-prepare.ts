@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
 import { prepareInstancesDir, traversable } from "./isolation";
@@ -131,10 +132,28 @@ const NODE_BUILD_TIMEOUT_MS = 60_000;
  * own: the poolkeeper loads neither esbuild nor the runtime's code. Any failure (no esbuild in a
  * slim install, a read-only runtimes directory) only costs the start-up time: the sources run.
  */
-function buildNodeRuntime(runtimesDir: string, log: Logger): Promise<Checked | undefined> {
+async function buildNodeRuntime(runtimesDir: string, log: Logger): Promise<Checked | undefined> {
   const script = path.join(runtimesDir, "node", "prepare.mjs");
   // A runtimes copy without the script (an older one): its sources, without a failed child.
-  if (!existsSync(script)) return Promise.resolve(undefined);
+  if (!existsSync(script)) return undefined;
+  let why = "no result";
+  // Another poolkeeper building from the same tree can rename its bundle over the one this check
+  // vouched for before we look (built from older sources if it started before an edit): the
+  // bytes found must be the ones vouched for. That race is a moment: asked again, twice at most.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const checked = await checkOnce(script);
+    if ("file" in checked) return checked;
+    why = checked.why;
+    if (!checked.raced) break;
+  }
+  log.warn(
+    { err: why },
+    "could not build the node runtime into one file; instances start from its sources (slower cold starts)",
+  );
+  return undefined;
+}
+
+function checkOnce(script: string): Promise<Checked | { why: string; raced?: boolean }> {
   // Before the child reads anything: an edit after this instant is newer than the check.
   const since = Date.now();
   return new Promise((resolve) => {
@@ -145,31 +164,43 @@ function buildNodeRuntime(runtimesDir: string, log: Logger): Promise<Checked | u
       (err, stdout) => {
         const result = parseResult(stdout);
         const inputs = result?.ok === true ? stampInputs(result.file) : undefined;
-        if (inputs && typeof result?.file === "string")
-          try {
-            // A status change dated after the check's end (the clock stepped back) would look like
-            // an edit at every spawn: its date is taken as the check's. Edits during the check are not.
-            const done = Date.now();
-            const dates = inputs.map((f) => statSync(f).ctimeMs).filter((m) => m > done);
-            const file = statSync(result.file);
-            return resolve({
-              file: result.file,
-              fileIno: file.ino,
-              fileCtime: file.ctimeMs,
-              inputs,
-              since: Math.max(since, ...dates),
-            });
-          } catch {
-            // Gone already: the sources, as below.
-          }
-        log.warn(
-          { err: result?.reason ?? err?.message ?? "no result" },
-          "could not build the node runtime into one file; instances start from its sources (slower cold starts)",
-        );
-        resolve(undefined);
+        if (!inputs || typeof result?.file !== "string" || typeof result.sha256 !== "string")
+          return resolve({ why: result?.reason ?? err?.message ?? "no result" });
+        try {
+          // The inode and ctime of the very bytes hashed: a later rename or write changes them.
+          const found = readVerified(result.file);
+          if (found.sha256 !== result.sha256)
+            return resolve({ why: "the build changed under its check", raced: true });
+          // A status change dated after the check's end (the clock stepped back) would look like
+          // an edit at every spawn: its date is taken as the check's. Edits during the check are not.
+          const done = Date.now();
+          const dates = inputs.map((f) => statSync(f).ctimeMs).filter((m) => m > done);
+          resolve({
+            file: result.file,
+            fileIno: found.ino,
+            fileCtime: found.ctimeMs,
+            inputs,
+            since: Math.max(since, ...dates),
+          });
+        } catch (e) {
+          // Gone already: the sources.
+          resolve({ why: (e as Error).message });
+        }
       },
     );
   });
+}
+
+/** The file's SHA-256 with the inode and ctime of the same open file. */
+function readVerified(file: string): { sha256: string; ino: number; ctimeMs: number } {
+  const fd = openSync(file, "r");
+  try {
+    const { ino, ctimeMs } = fstatSync(fd);
+    const sha256 = createHash("sha256").update(readFileSync(fd)).digest("hex");
+    return { sha256, ino, ctimeMs };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The inputs the build's stamp names, as absolute paths; undefined without a usable stamp. */
@@ -187,11 +218,11 @@ function stampInputs(file: unknown): string[] | undefined {
 
 function parseResult(
   stdout: string,
-): { ok?: unknown; file?: unknown; reason?: string } | undefined {
+): { ok?: unknown; file?: unknown; sha256?: unknown; reason?: string } | undefined {
   const last = stdout.trim().split("\n").at(-1);
   try {
     return last
-      ? (JSON.parse(last) as { ok?: unknown; file?: unknown; reason?: string })
+      ? (JSON.parse(last) as { ok?: unknown; file?: unknown; sha256?: unknown; reason?: string })
       : undefined;
   } catch {
     return undefined;

@@ -30,13 +30,18 @@ function fakeRuntimes(): { dir: string; runs: () => number; source: string; bund
   const bundle = path.join(node, ".build", "server.cjs");
   writeFileSync(
     path.join(node, "prepare.mjs"),
-    `import { appendFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+    `import { createHash } from "node:crypto";
+     import { appendFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
      if (existsSync(${JSON.stringify(path.join(dir, "slow"))})) await new Promise((r) => setTimeout(r, 1500));
      appendFileSync(${JSON.stringify(path.join(dir, "runs"))}, "x");
      mkdirSync(${JSON.stringify(path.dirname(bundle))}, { recursive: true });
      writeFileSync(${JSON.stringify(bundle)}, "// built\\n");
      writeFileSync(${JSON.stringify(`${bundle}.stamp.json`)}, JSON.stringify({ inputs: ["server.mjs"] }));
-     console.log(JSON.stringify({ ok: true, file: ${JSON.stringify(bundle)}, built: true }));`,
+     // The SHA-256 of what it vouches for; with a "lie" file, of other bytes (as when another
+     // builder renamed its own bundle over this one before the process backend looked).
+     const text = existsSync(${JSON.stringify(path.join(dir, "lie"))}) ? "// other\\n" : "// built\\n";
+     const sha256 = createHash("sha256").update(text).digest("hex");
+     console.log(JSON.stringify({ ok: true, file: ${JSON.stringify(bundle)}, built: true, sha256 }));`,
   );
   const runs = () => {
     try {
@@ -134,6 +139,19 @@ describe("node runtime build as the process backend keeps it (NodeBuild)", funct
       await backend.close();
       await agent.close();
     }
+  });
+
+  it("starts the sources when the build found there is not the one the check vouched for", async () => {
+    const rt = fakeRuntimes();
+    dirs.push(rt.dir);
+    writeFileSync(path.join(rt.dir, "lie"), "");
+    const build = new NodeBuild(rt.dir, silentLogger());
+    await build.check();
+    expect(build.entry()).to.equal(undefined);
+    expect(rt.runs()).to.equal(3); // asked again twice: another builder's rename is a moment
+    rmSync(path.join(rt.dir, "lie"));
+    await build.check();
+    expect(build.entry()).to.equal(rt.bundle);
   });
 
   it("starts the sources when there is no build script (an older runtimes copy)", async () => {
