@@ -17,6 +17,7 @@ import {
 } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { lazyModules } from "./lazy-modules.mjs";
 import { ROOT } from "./prereqs.mjs";
 
 export const SERVICE_NAMES = ["registry", "scheduler", "poolkeeper", "gateway", "kubewatcher"];
@@ -154,7 +155,8 @@ export async function buildServices(opts = {}) {
     banner: {
       js: "import { createRequire as __fizzRequire } from 'node:module'; const require = __fizzRequire(import.meta.url);",
     },
-    plugins: [sharedWithoutSideEffects, undiciDispatchersOnly],
+    // lazyModules first: its static imports must not be resolved to the real module before it.
+    plugins: [lazyModules, sharedWithoutSideEffects, undiciDispatchersOnly],
     logLevel: "warning",
   });
   const outputs = result.outputFiles;
