@@ -49,6 +49,7 @@ const ALSO_DEPENDS_ON = [
   "package-lock.json",
   "node_modules/.package-lock.json",
   path.relative(ROOT, fileURLToPath(import.meta.url)),
+  path.relative(ROOT, fileURLToPath(new URL("./lazy-modules.mjs", import.meta.url))),
 ];
 
 /**
