@@ -20,7 +20,12 @@ describe("poolkeeper main (as launched by npm start)", function () {
   let output = "";
   let readyPort = 0;
 
-  /** Runtime processes whose parent is `pid` (tsx may have an esbuild child too: not ours). */
+  /**
+   * Runtime processes whose parent is `pid` (tsx may have an esbuild child too: not ours). The
+   * host preparation's children are not instances either: the node build's check (prepare.mjs,
+   * run again at a spawn when another poolkeeper renamed a fresh build over the one checked) and
+   * python's compileall, both under runtimes/ and as the poolkeeper's uid.
+   */
   const instancePidsOf = (pid: number): number[] => {
     let out = "";
     try {
@@ -31,6 +36,7 @@ describe("poolkeeper main (as launched by npm start)", function () {
     return out
       .split("\n")
       .filter((l) => l.includes("/runtimes/") || l.includes("fizz-stubborn"))
+      .filter((l) => !l.includes("/prepare.mjs") && !l.includes("compileall"))
       .map((l) => Number(l.trim().split(/\s+/)[0]))
       .filter((n) => n > 0);
   };
