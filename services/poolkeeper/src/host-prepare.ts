@@ -37,16 +37,26 @@ interface Checked {
 export class NodeBuild {
   private checked: Checked | undefined;
   private redoing: Promise<void> | undefined;
+  /** After a failed build: when a spawn may try again (undefined: not at all). */
+  private retryAt: number | undefined;
 
   constructor(
     private readonly runtimesDir: string,
     private readonly log: Logger,
+    /** How long after a failed build a spawn tries again; 30 s unless set (tests). */
+    private readonly retryMs = 30_000,
   ) {}
 
   /** Builds (or checks) once; resolves when done, whatever the outcome. */
   check(): Promise<void> {
     this.redoing ??= buildNodeRuntime(this.runtimesDir, this.log)
-      .then((checked) => void (this.checked = checked))
+      .then((outcome) => {
+        this.checked = typeof outcome === "object" ? outcome : undefined;
+        // A build that failed (a source saved half-way, a check cut off on a busy host) is tried
+        // again by a later spawn, or the sources would run until the poolkeeper restarts; one
+        // this host cannot make (no esbuild, no prepare.mjs) is not.
+        this.retryAt = outcome === "failed" ? Date.now() + this.retryMs : undefined;
+      })
       .finally(() => (this.redoing = undefined));
     return this.redoing;
   }
@@ -59,7 +69,13 @@ export class NodeBuild {
   /** The file to start, or undefined (start the sources) while none is known current. */
   entry(): string | undefined {
     const c = this.checked;
-    if (!c) return undefined;
+    if (!c) {
+      if (this.retryAt !== undefined && Date.now() >= this.retryAt) {
+        this.retryAt = undefined;
+        void this.check();
+      }
+      return undefined;
+    }
     try {
       const file = statSync(c.file);
       const current =
@@ -132,7 +148,10 @@ const NODE_BUILD_TIMEOUT_MS = 60_000;
  * own: the poolkeeper loads neither esbuild nor the runtime's code. Any failure (no esbuild in a
  * slim install, a read-only runtimes directory) only costs the start-up time: the sources run.
  */
-async function buildNodeRuntime(runtimesDir: string, log: Logger): Promise<Checked | undefined> {
+async function buildNodeRuntime(
+  runtimesDir: string,
+  log: Logger,
+): Promise<Checked | "failed" | undefined> {
   const script = path.join(runtimesDir, "node", "prepare.mjs");
   // A runtimes copy without the script (an older one): its sources, without a failed child.
   if (!existsSync(script)) return undefined;
@@ -150,7 +169,8 @@ async function buildNodeRuntime(runtimesDir: string, log: Logger): Promise<Check
     { err: why },
     "could not build the node runtime into one file; instances start from its sources (slower cold starts)",
   );
-  return undefined;
+  // prepare.mjs's reason when esbuild is absent (a slim install): no later try can do better.
+  return why.startsWith("esbuild is not installed") ? undefined : "failed";
 }
 
 function checkOnce(script: string): Promise<Checked | { why: string; raced?: boolean }> {

@@ -31,9 +31,14 @@ function fakeRuntimes(): { dir: string; runs: () => number; source: string; bund
   writeFileSync(
     path.join(node, "prepare.mjs"),
     `import { createHash } from "node:crypto";
-     import { appendFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+     import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
      if (existsSync(${JSON.stringify(path.join(dir, "slow"))})) await new Promise((r) => setTimeout(r, 1500));
      appendFileSync(${JSON.stringify(path.join(dir, "runs"))}, "x");
+     const failing = ${JSON.stringify(path.join(dir, "fail"))};
+     if (existsSync(failing)) {
+       console.log(JSON.stringify({ ok: false, reason: readFileSync(failing, "utf8") }));
+       process.exit(1);
+     }
      mkdirSync(${JSON.stringify(path.dirname(bundle))}, { recursive: true });
      writeFileSync(${JSON.stringify(bundle)}, "// built\\n");
      writeFileSync(${JSON.stringify(`${bundle}.stamp.json`)}, JSON.stringify({ inputs: ["server.mjs"] }));
@@ -152,6 +157,31 @@ describe("node runtime build as the process backend keeps it (NodeBuild)", funct
     rmSync(path.join(rt.dir, "lie"));
     await build.check();
     expect(build.entry()).to.equal(rt.bundle);
+  });
+
+  it("tries a failed build again at a later spawn (a source saved half-way), never one without esbuild", async () => {
+    const rt = fakeRuntimes();
+    dirs.push(rt.dir);
+    const fail = path.join(rt.dir, "fail");
+    writeFileSync(fail, "esbuild: server.mjs:3: Unexpected end of file");
+    const build = new NodeBuild(rt.dir, silentLogger(), 0);
+    await build.check();
+    expect(build.entry()).to.equal(undefined); // failed: the sources, and a new try begins
+    await build.settled();
+    expect(rt.runs()).to.equal(2);
+    rmSync(fail); // the source fixed
+    expect(build.entry()).to.equal(undefined);
+    await build.settled();
+    expect(build.entry()).to.equal(rt.bundle);
+
+    const slim = fakeRuntimes();
+    dirs.push(slim.dir);
+    writeFileSync(path.join(slim.dir, "fail"), "esbuild is not installed: Cannot find package");
+    const none = new NodeBuild(slim.dir, silentLogger(), 0);
+    await none.check();
+    expect(none.entry()).to.equal(undefined);
+    await none.settled();
+    expect(slim.runs()).to.equal(1);
   });
 
   it("starts the sources when there is no build script (an older runtimes copy)", async () => {
