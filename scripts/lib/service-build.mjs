@@ -156,7 +156,8 @@ export async function buildServices(opts = {}) {
     banner: {
       js: "import { createRequire as __fizzRequire } from 'node:module'; const require = __fizzRequire(import.meta.url);",
     },
-    // lazyModules first: its static imports must not be resolved to the real module before it.
+    // The order does not keep the facade: sharedWithoutSideEffects' build.resolve() goes through
+    // lazyModules too, and leaves the facade (not a file under shared/) to it.
     plugins: [lazyModules, sharedWithoutSideEffects, undiciDispatchersOnly],
     logLevel: "warning",
   });
@@ -165,8 +166,12 @@ export async function buildServices(opts = {}) {
   const order = (/** @type {string} */ p) => (p.endsWith(".map") ? 0 : isEntry(p) ? 2 : 1);
   for (const f of [...outputs].sort((a, b) => order(a.path) - order(b.path)))
     writeAtomically(f.path, f.contents);
-  // Files only: `<define:…>` and the like are esbuild's own.
-  const files = Object.keys(result.metafile.inputs).filter((f) => !f.startsWith("<"));
+  // Files only: `<define:…>` and the like are esbuild's own, `fizz-lazy:…` a plugin's module
+  // (lazy-modules.mjs, in ALSO_DEPENDS_ON); listed, staleness() found them gone and every
+  // launcher rebuilt.
+  const files = Object.keys(result.metafile.inputs).filter(
+    (f) => !f.startsWith("<") && !/^[a-z][\w-]*:/.test(f),
+  );
   const inputs = [...files, ...ALSO_DEPENDS_ON];
   writeAtomically(path.join(dist, STAMP), JSON.stringify({ startedAt, inputs }));
   removeOldChunks(dist, new Set(outputs.map((f) => f.path)));

@@ -64,7 +64,33 @@ describe("service bundles", function () {
         expect(text.includes(marker), `${svc} loads undici's ${marker}`).to.equal(false);
     }
   });
+
+  it("gives the registry and the poolkeeper the archive code on first use, and rebuilds when that plugin changes", () => {
+    // scripts/lib/lazy-modules.mjs, wired into the real build before the plugin that resolves
+    // @fizz/ imports itself (the other way round the facade is never used): tar and yauzl are in
+    // a chunk only an import() names. Its own test builds a toy entry; this is the services'.
+    const archiveChunks = readdirSync(path.join(dist, "chunks")).filter(
+      (c) => c.endsWith(".mjs") && readFileSync(path.join(dist, "chunks", c), "utf8").includes(TAR),
+    );
+    expect(archiveChunks, "a chunk holds tar").to.have.length(1);
+    for (const svc of ["registry", "poolkeeper"]) {
+      const text = staticallyLoaded(serviceBundle(svc, dist));
+      expect(text.includes(TAR), `${svc} loads tar at start`).to.equal(false);
+      expect(text.includes(YAUZL), `${svc} loads yauzl at start`).to.equal(false);
+      expect(text, svc).to.contain(`import("./${archiveChunks[0]!}")`);
+    }
+    // The plugin shapes the bundles but is no input esbuild lists: the stamp names it, so an edit
+    // to it makes the build stale.
+    const stamp = JSON.parse(readFileSync(path.join(dist, ".services-build.json"), "utf8")) as {
+      inputs: string[];
+    };
+    expect(stamp.inputs).to.include("scripts/lib/lazy-modules.mjs");
+  });
 });
+
+// Markers of tar's and yauzl's code in a bundle (strings kept by minification).
+const TAR = "TAR_ENTRY_INVALID";
+const YAUZL = "invalid central directory file header signature";
 
 /** The text of an entry and of every chunk it imports statically, transitively (no `import()`). */
 function staticallyLoaded(entry: string): string {
