@@ -32,47 +32,28 @@ Object.assign(Dispatcher.prototype, api);
 const { getGlobalDispatcher, setGlobalDispatcher } = undiciGlobal;
 
 /**
- * undici's top-level `request(url, opts)`: the same argument checks and URL handling as its index
- * (an `opts.path` replaces the URL's path; the method defaults to PUT with a body, GET without),
- * then `dispatcher.request` on the given dispatcher or the global one.
- * @param {any} url  a string, URL or options object, as undici takes it
+ * The top-level `request(url, opts)` as our services call it: a URL (string or URL) with its path
+ * and query, and options for `dispatcher.request` (the given dispatcher, else the global one; the
+ * method GET, or PUT with a body, as undici's defaults). `opts.path` and the callback form are not
+ * taken: no caller uses them, and a caller that tried would get an error, not another request.
+ * @param {string | URL} url
  * @param {any} [opts]
- * @param {any} [handler]
  */
-function request(url, opts, handler) {
-  if (typeof opts === "function") {
-    handler = opts;
-    opts = null;
-  }
-  if (!url || (typeof url !== "string" && typeof url !== "object")) {
-    throw new errors.InvalidArgumentError("invalid url");
-  }
-  if (opts != null && typeof opts !== "object") {
-    throw new errors.InvalidArgumentError("invalid opts");
-  }
-  let target;
-  if (opts && opts.path != null) {
-    if (typeof opts.path !== "string") throw new errors.InvalidArgumentError("invalid opts.path");
-    const p = opts.path.startsWith("/") ? opts.path : `/${opts.path}`;
-    target = new URL(util.parseOrigin(url).origin + p);
-  } else {
-    opts ??= typeof url === "object" ? url : {};
-    target = util.parseURL(url);
-  }
-  const { agent, dispatcher = getGlobalDispatcher() } = opts;
-  if (agent) {
-    throw new errors.InvalidArgumentError("unsupported opts.agent. Did you mean opts.client?");
-  }
-  return api.request.call(
-    dispatcher,
-    {
-      ...opts,
-      origin: target.origin,
-      path: target.search ? `${target.pathname}${target.search}` : target.pathname,
-      method: opts.method || (opts.body ? "PUT" : "GET"),
-    },
-    handler,
-  );
+function request(url, opts = {}) {
+  if (typeof url !== "string" && !(url instanceof URL))
+    throw new errors.InvalidArgumentError("invalid url: a string or a URL");
+  if (typeof opts !== "object" || opts === null)
+    throw new errors.InvalidArgumentError("invalid opts: an object");
+  if (opts.path != null)
+    throw new errors.InvalidArgumentError("opts.path: put the path in the url");
+  const target = util.parseURL(url);
+  const { dispatcher = getGlobalDispatcher(), ...rest } = opts;
+  return dispatcher.request({
+    ...rest,
+    origin: target.origin,
+    path: `${target.pathname}${target.search}`,
+    method: rest.method || (rest.body ? "PUT" : "GET"),
+  });
 }
 
 export {
