@@ -50,16 +50,16 @@ export function parseStored<K extends KindPlural>(
  * check was most of a page's CPU and of its garbage (every page ran the young-generation collector
  * several times).
  *
- * Learnt only from this process's own checks (a read, or a write it committed: `learn`), never
- * from Redis: an object another writer changed (a newer registry during a rollout, an operator)
+ * Learnt only from this process's own checks of what a listing read, never from Redis: an object another writer changed (a newer registry during a rollout, an operator)
  * is other text, so other digest, and is checked again, left out and named in `skipped` when it
  * does not match, exactly as before. A text that matches but is not canonical (an older shape the
  * schema fills defaults into) is parsed every time, so its answer stays the parsed object's JSON.
  *
- * Bounded by the objects, not the writes: one digest per key, replaced by each write and dropped
- * when this registry removes the object (a set of digests grew by one per status update or build
- * for as long as nothing listed the whole kind). Keys another writer deleted are dropped when a
- * listing finds more keys remembered than twice the kind's objects (+1024).
+ * Bounded by the objects listed, not the writes: one digest per key, dropped when this registry
+ * writes or removes the object (`forget`; the next listing learns the new text). Learning each
+ * written text after its commit instead cost every write a parse, a schema check and an encoding
+ * (creates 376 -> 240/s) for services that list rarely. Keys another writer deleted are dropped
+ * when a listing finds more keys remembered than twice the kind's objects (+1024).
  */
 export class KnownJson {
   private readonly known = new Map<KindPlural, Map<string, string>>();
@@ -85,16 +85,7 @@ export class KnownJson {
     return obj;
   }
 
-  /** A text this process just wrote (a committed write): checked now, so listing it is not. */
-  learn(kind: KindPlural, key: string, raw: string): void {
-    try {
-      this.json(kind, key, raw);
-    } catch {
-      // Operations only write what they validated; if one did not, its listing says so later.
-    }
-  }
-
-  /** An object this process just removed. */
+  /** An object this process just wrote or removed: its next listing checks the stored text. */
   forget(kind: KindPlural, key: string): void {
     this.known.get(kind)?.delete(key);
   }

@@ -3,9 +3,9 @@ import { objectSchemas } from "@fizz/events";
 import { KnownJson } from "../src/store-parse";
 
 /**
- * KnownJson (store-parse.ts) remembers which stored texts this process found readable. It must
- * stay as large as the objects stored, not as the writes made: a registry that writes often (status
- * updates, builds) and is never asked for a whole listing would otherwise grow for ever.
+ * KnownJson (store-parse.ts) remembers which stored texts this process found readable, learnt by
+ * listings only (a write forgets its key). It must stay as large as the objects listed, not as the
+ * writes made: a registry that writes often (status updates, builds) would otherwise grow for ever.
  */
 describe("KnownJson memory", () => {
   const key = "fizz:obj:environments:default:py";
@@ -27,9 +27,9 @@ describe("KnownJson memory", () => {
       }),
     );
 
-  it("keeps one text per object however often it is written, and none once it is removed", () => {
+  it("keeps one text per object however often it is listed, and none once it is forgotten", () => {
     const known = new KnownJson();
-    for (let r = 1; r <= 3000; r++) known.learn("environments", key, text(r));
+    for (let r = 1; r <= 3000; r++) known.json("environments", key, text(r));
     expect(known.size("environments")).to.equal(1);
     // The latest text is the known one: answered as stored.
     expect(known.json("environments", key, text(3000))).to.equal(text(3000));
@@ -39,8 +39,15 @@ describe("KnownJson memory", () => {
 
   it("does not take a text known under one key for another key's", () => {
     const known = new KnownJson();
-    known.learn("environments", key, text(1));
-    known.learn("environments", `${key}2`, text(2));
+    known.json("environments", key, text(1));
+    known.json("environments", `${key}2`, text(2));
     expect(known.size("environments")).to.equal(2);
+  });
+
+  it("answers another text under a known key from its own parse, not the known one", () => {
+    const known = new KnownJson();
+    known.json("environments", key, text(1));
+    expect(known.json("environments", key, text(2))).to.equal(text(2));
+    expect(known.object("environments", key, text(3)).metadata.revision).to.equal(3);
   });
 });

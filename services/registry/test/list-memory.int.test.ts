@@ -8,10 +8,11 @@ import type { KnownJson } from "../src/store-parse";
 import { startStack, type Stack } from "./helpers";
 
 /**
- * The store remembers the stored texts it found readable (KnownJson) per object, as its writes
- * commit: however often an object is written, one text is remembered for it, and none once the
- * store removed it. Remembering every text ever written grew the registry for ever when it wrote
- * often (status updates, builds) and nothing listed the whole kind.
+ * The store remembers the stored texts its listings found readable (KnownJson), one per object;
+ * a write or a removal it commits forgets the object's, and the next listing learns the new text.
+ * Learning each written text at commit cost every write a parse, a schema check and an encoding,
+ * and remembering every text ever written grew the registry for ever when it wrote often (status
+ * updates, builds) and nothing listed the whole kind.
  */
 describe("registry store listings: memory and watched reads", () => {
   let stack: Stack;
@@ -52,12 +53,15 @@ describe("registry store listings: memory and watched reads", () => {
     await stack?.cleanup();
   });
 
-  it("remembers one text per object written, none once removed", async () => {
-    for (let r = 1; r <= 200; r++)
-      await store.transact(() => Promise.resolve({ writes: { put: [env(r)] }, result: undefined }));
-    expect(known().size("environments")).to.equal(1);
+  const put = (revision: number) =>
+    store.transact(() => Promise.resolve({ writes: { put: [env(revision)] }, result: undefined }));
+
+  it("remembers nothing for writes, one text per object once listed, none once removed", async () => {
+    for (let r = 1; r <= 200; r++) await put(r);
+    expect(known().size("environments")).to.equal(0);
     const listed = await store.listingJson("environments");
     expect(listed.items).to.deep.equal([JSON.stringify(env(200))]);
+    expect(known().size("environments")).to.equal(1);
     await store.transact(() =>
       Promise.resolve({
         writes: { remove: [{ kind: "environments" as const, namespace: "default", name: "x" }] },
@@ -65,6 +69,32 @@ describe("registry store listings: memory and watched reads", () => {
       }),
     );
     expect(known().size("environments")).to.equal(0);
+  });
+
+  it("answers a written object's new text in the listings after the write, not the known one", async () => {
+    await put(1);
+    expect((await store.listingJson("environments")).items).to.deep.equal([JSON.stringify(env(1))]);
+    expect(known().size("environments")).to.equal(1);
+    // The write forgets what the listing learnt of the old text, and the next listing learns the
+    // new one: both a full listing and a page answer it, parsed and as stored.
+    await put(2);
+    expect(known().size("environments")).to.equal(0);
+    const page = await store.pageJson("environments", { limit: 10 });
+    expect(page.items).to.deep.equal([JSON.stringify(env(2))]);
+    expect(known().size("environments")).to.equal(1);
+    expect((await store.listingJson("environments")).items).to.deep.equal([JSON.stringify(env(2))]);
+    expect((await store.listing("environments")).items).to.deep.equal([env(2)]);
+    await put(3);
+    expect((await store.listing("environments")).items).to.deep.equal([env(3)]);
+    expect((await store.pageJson("environments", { limit: 10 })).items).to.deep.equal([
+      JSON.stringify(env(3)),
+    ]);
+    await store.transact(() =>
+      Promise.resolve({
+        writes: { remove: [{ kind: "environments" as const, namespace: "default", name: "x" }] },
+        result: undefined,
+      }),
+    );
   });
 
   it("watches every listed object in a transaction, past one MGET/WATCH chunk of 1000", async () => {
