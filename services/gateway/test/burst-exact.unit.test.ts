@@ -22,7 +22,7 @@ const ANSWER_MS = 10;
  */
 function manager(
   concurrency: number,
-  opts: { fail?: number[] } & Partial<LeaseManagerOptions> = {},
+  opts: { fail?: number[]; partial?: boolean } & Partial<LeaseManagerOptions> = {},
 ) {
   const clock = new FakeClock();
   const asks: LeaseRequest[] = [];
@@ -36,18 +36,29 @@ function manager(
       const n = asks.push(req);
       await clock.sleep(ANSWER_MS);
       if (fail.has(n)) throw new FizzError("UNAVAILABLE", "the poolkeeper is restarting");
-      const stray = granted.filter((id) => !req.exclude.includes(id));
+      const stray = granted.filter(
+        (id) => !req.exclude.includes(id) && req.topUp?.instanceId !== id,
+      );
       if (stray.length > 0) throw new Error(`asked while ${stray.join(", ")} still had free slots`);
-      const id = `i${granted.length + 1}`;
-      granted.push(id);
-      return {
+      const lease = (id: string) => ({
         instanceId: id,
-        address: `http://127.0.0.1:${2000 + granted.length}`,
+        address: `http://127.0.0.1:${2000 + Number(id.slice(1))}`,
         function: { namespace: "default", name: "burst", revision: 1 },
         slots: concurrency,
         concurrency,
         timeoutMs: 60_000,
-      };
+      });
+      if (req.topUp) {
+        if (!opts.partial || req.topUp.claim !== `claim-${req.topUp.instanceId}`)
+          throw new Error(`a top-up of ${req.topUp.instanceId} that was never answered with more`);
+        return lease(req.topUp.instanceId);
+      }
+      const id = `i${granted.length + 1}`;
+      granted.push(id);
+      // As the scheduler answers a gateway asking `partial`: one slot before the claim's finish.
+      if (opts.partial && req.partial && concurrency > 1)
+        return { ...lease(id), slots: 1, more: `claim-${id}` };
+      return lease(id);
     },
     ...opts,
   });
@@ -105,6 +116,40 @@ describe("burst of first requests: exactly ceil(requests / concurrency) instance
       expect(asks, "one lease request per instance").to.have.length(Math.ceil(n / c));
     });
   }
+
+  for (const [n, c] of pairs) {
+    it(`answered one slot first and topped up: ${n} requests at once, concurrency ${c}: ${Math.ceil(n / c)} instances`, async () => {
+      const { m, clock, asks, fl } = manager(c, { partial: true });
+      managers.push(m);
+      const got = await drive(
+        clock,
+        Array.from({ length: n }, () => m.acquire(fl)),
+      );
+      expect(spread(got).size).to.equal(Math.ceil(n / c));
+      const topUps = asks.filter((a) => a.topUp !== undefined);
+      expect(asks.length - topUps.length, "one new instance per lease request").to.equal(
+        Math.ceil(n / c),
+      );
+      // One top-up for each instance that more than one request needed.
+      const full = Math.floor(n / c) + (n % c > 1 ? 1 : 0);
+      expect(topUps).to.have.length(c > 1 ? full : 0);
+    });
+  }
+
+  it("a top-up that fails is not asked again: the next lease request excludes the instance", async () => {
+    // Ask 2 (the top-up of i1) fails: the three requests beyond i1's first slot then need a
+    // lease of their own, and i1 (full, its `more` spent) is excluded, not topped up again.
+    const { m, clock, asks, fl } = manager(4, { partial: true, fail: [2] });
+    managers.push(m);
+    const got = await drive(
+      clock,
+      Array.from({ length: 4 }, () => m.acquire(fl)),
+    );
+    expect(asks[1]?.topUp?.instanceId).to.equal("i1");
+    expect(asks[2]?.topUp, "no second top-up of i1").to.equal(undefined);
+    expect(asks[2]?.exclude).to.deep.equal(["i1"]);
+    expect(spread(got).get("i1")).to.equal(1);
+  });
 
   it("requests arriving one by one while earlier lease requests are answered still fill each instance before the next", async () => {
     const { m, clock, asks, fl } = manager(4);

@@ -99,3 +99,21 @@ export function slotShare(concurrency: number, members: number, member: number):
   const extra = member >= 1 && member <= concurrency % members ? 1 : 0;
   return Math.max(1, base + extra);
 }
+
+/** Names a member of a claim slot in a lease answered early: `<revision>:<slot>:<member>:<owner>`. */
+export function claimToken(
+  revision: number,
+  j: { slot: number; member: number; owner: string },
+): string {
+  return `${revision}:${j.slot}:${j.member}:${j.owner}`;
+}
+
+export function parseClaimToken(
+  token: string,
+): { revision: number; slot: number; member: number; owner: string } | undefined {
+  const m = /^(\d+):(\d+):(\d+):(.+)$/.exec(token);
+  if (!m) return undefined;
+  const member = Number(m[3]);
+  if (member < 1) return undefined;
+  return { revision: Number(m[1]), slot: Number(m[2]), member, owner: m[4] as string };
+}

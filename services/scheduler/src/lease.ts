@@ -24,8 +24,11 @@ export interface LeaseDeps {
   logger: Logger;
 }
 
-/** existing: an instance had free slots; specialized: this request started one; joined: it shared another's. */
-export type LeaseOutcome = "existing" | "specialized" | "joined";
+/**
+ * existing: an instance had free slots; specialized: this request started one; joined: it shared
+ * another's; topUp: the rest of a lease answered early.
+ */
+export type LeaseOutcome = "existing" | "specialized" | "joined" | "topUp";
 export interface LeaseResult {
   lease: Lease;
   outcome: LeaseOutcome;
@@ -66,6 +69,15 @@ export class LeaseService {
 
   async lease(req: LeaseRequest): Promise<LeaseResult> {
     if (req.failed.length > 0) this.retireFailed(req);
+    if (req.topUp) {
+      const r = await phase("scheduler.resolve", () => this.resolve(req));
+      const got = await this.d.specializer.topUp(r, req.topUp, req.gateway);
+      if (got)
+        return { lease: this.grant(got.t, r, req.gateway, got.slots, false), outcome: "topUp" };
+      // The share cannot be known: lease as a gateway without top-ups would have asked, with the
+      // instance (its slots taken) excluded.
+      req = { ...req, exclude: [...req.exclude, req.topUp.instanceId], topUp: undefined };
+    }
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const r = await phase("scheduler.resolve", () => this.resolve(req));
       const picked = this.pick(r, req);
@@ -73,10 +85,13 @@ export class LeaseService {
         const lease = this.grant(picked.t, r, req.gateway, picked.free, true);
         return { lease, outcome: "existing" };
       }
-      const got = await this.d.specializer.acquire(r, req.gateway);
+      const got = await this.d.specializer.acquire(r, req.gateway, req.partial === true);
       // The instance may have died, or the function changed, while we waited: then look again.
-      if (got && got.t.revision >= (req.minRevision ?? 0))
-        return { lease: this.grant(got.t, r, req.gateway, got.slots, false), outcome: got.outcome };
+      if (got && got.t.revision >= (req.minRevision ?? 0)) {
+        const lease = this.grant(got.t, r, req.gateway, got.slots, false);
+        if (got.more !== undefined) lease.more = got.more;
+        return { lease, outcome: got.outcome };
+      }
     }
     throw new FizzError(
       "UNAVAILABLE",
@@ -137,7 +152,9 @@ export class LeaseService {
         t.revision !== rev ||
         t.draining ||
         req.exclude.includes(t.id) ||
-        req.failed.includes(t.id)
+        req.failed.includes(t.id) ||
+        // Its new members' shares are not recorded yet: its free slots are not known.
+        this.d.specializer.sharesPending(t)
       )
         continue;
       const free = freeSlots(t, this.concurrencyOf(t, r), now);

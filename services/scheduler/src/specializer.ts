@@ -2,7 +2,9 @@ import { FizzError, type FunctionRef, type Instance } from "@fizz/events";
 import type { Clock, Logger } from "@fizz/kit";
 import { effectiveConcurrency, type Catalog, type Resolved } from "./catalog";
 import {
+  claimToken,
   FINISHED_SLOT_TTL_MS,
+  parseClaimToken,
   slotShare,
   type ClaimMode,
   type ClaimStore,
@@ -43,9 +45,11 @@ export interface SpecializerDeps {
 
 export interface Acquired {
   t: Tracked;
-  /** This member's share of the new instance's concurrency. */
+  /** This member's share of the new instance's concurrency (its first slot when `more` is set). */
   slots: number;
-  outcome: "specialized" | "joined";
+  outcome: "specialized" | "joined" | "topUp";
+  /** A first part answered before the claim's finish: the token a top-up names (claimToken). */
+  more?: string;
 }
 
 interface SlotOutcome {
@@ -56,6 +60,8 @@ interface SlotOutcome {
 
 interface LocalSlot {
   promise: Promise<SlotOutcome>;
+  /** The instance once admitted, before the claim's finish (undefined: none to answer early with). */
+  early: Promise<Tracked | undefined>;
   /** Members that joined through this replica, the fallback when the claim cannot be read. */
   localMembers: number;
 }
@@ -71,8 +77,10 @@ export class Specializer {
   private readonly slots = new Map<string, LocalSlot>();
   private readonly loadFailures: LoadFailures;
   private readonly sleepers = new Map<string, Set<() => void>>();
-  /** Slots whose members' grants were recorded on the instance already (once per slot). */
-  private readonly recorded = new WeakMap<Tracked, Set<string>>();
+  /** Slots whose members' grants were recorded on the instance already (once per slot), and their members. */
+  private readonly recorded = new WeakMap<Tracked, Map<string, string[]>>();
+  /** New instances whose claim is finishing: no member's share is recorded yet, so pick() skips them. */
+  private readonly pendingShares = new WeakSet<Tracked>();
   private owned = 0;
   private seq = 0;
   private readonly log: Logger;
@@ -92,7 +100,7 @@ export class Specializer {
    * excluded). Resolves undefined when the instance is no longer usable (function changed, instance
    * died, claim expired): the caller looks again.
    */
-  async acquire(r: Resolved, gateway: string): Promise<Acquired | undefined> {
+  async acquire(r: Resolved, gateway: string, partial = false): Promise<Acquired | undefined> {
     const { namespace, name, revision } = r.fn.metadata;
     this.loadFailures.check(revisionKey(namespace, name, revision), this.d.now());
     const j = await this.join(r, "lease", r.fn.spec.maxInstances, gateway);
@@ -104,6 +112,17 @@ export class Specializer {
     }
     const local = this.slotFor(r, j);
     const localMember = ++local.localMembers;
+    if (partial && j.kind === "owner" && j.member === 1) {
+      // The owner's own member needs no claim to know it has at least one slot: answer it as soon
+      // as the instance is admitted, before the claim's finish (a Redis round trip); the gateway
+      // asks for the rest with a top-up, answered once every member's share is recorded.
+      const t = await local.early;
+      if (t && this.isUsable(t)) {
+        const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
+        if (concurrency <= 1) return { t, slots: 1, outcome: "specialized" };
+        return { t, slots: 1, outcome: "specialized", more: claimToken(r.fn.metadata.revision, j) };
+      }
+    }
     const out = await local.promise;
     const t = out.t;
     if (!t || !this.isUsable(t)) return undefined;
@@ -137,6 +156,48 @@ export class Specializer {
     const failed = results.find((x): x is PromiseRejectedResult => x.status === "rejected");
     if (failed) throw FizzError.from(failed.reason);
     return started.length;
+  }
+
+  /**
+   * The rest of a lease answered early (`more`): the member's whole share of the instance, once
+   * the claim's finish recorded every member's. On the owner's replica from its slot (or what it
+   * recorded), elsewhere by reading the claim as a member would. Undefined when the share cannot
+   * be known (claim expired, the instance gone or no longer current, not this gateway's member):
+   * the caller then leases as if the instance had been excluded.
+   */
+  async topUp(
+    r: Resolved,
+    req: { instanceId: string; claim: string },
+    gateway: string,
+  ): Promise<Acquired | undefined> {
+    const c = parseClaimToken(req.claim);
+    if (!c || c.revision !== r.fn.metadata.revision) return undefined;
+    const key = `${slotKey(r, c.slot)}#${c.owner}`;
+    let out: SlotOutcome;
+    const local = this.slots.get(key);
+    const known = this.d.table.get(req.instanceId);
+    const cached = known && this.recorded.get(known)?.get(key);
+    if (local) out = await local.promise;
+    else if (known && cached) out = { t: known, members: cached };
+    else out = await this.follow(r, c.slot, c.owner);
+    const t = out.t;
+    if (!t || t.id !== req.instanceId || !this.isUsable(t)) return undefined;
+    const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
+    if (!out.members) {
+      // The claim could not be read back: split among the members this replica knows of.
+      if (!local || c.member > local.localMembers) return undefined;
+      const slots = slotShare(concurrency, local.localMembers, c.member);
+      recordGrant(t, gateway, slots, this.d.now());
+      return { t, slots, outcome: "topUp" };
+    }
+    if (out.members[c.member - 1] !== gateway) return undefined;
+    this.recordShares(t, key, out.members, concurrency);
+    return { t, slots: slotShare(concurrency, out.members.length, c.member), outcome: "topUp" };
+  }
+
+  /** A new instance whose members' shares are not recorded yet: not to be leased from its free slots. */
+  sharesPending(t: Tracked): boolean {
+    return this.pendingShares.has(t);
   }
 
   /** A "specialized" event for the function: leases waiting on another replica look now. */
@@ -179,17 +240,32 @@ export class Specializer {
     const key = `${slotKey(r, j.slot)}#${j.owner}`;
     let local = this.slots.get(key);
     if (local) return local;
+    let early!: (t: Tracked | undefined) => void;
+    const earlyP = new Promise<Tracked | undefined>((resolve) => (early = resolve));
     const promise =
-      j.kind === "owner" ? this.own(r, j.slot, j.owner) : this.follow(r, j.slot, j.owner);
-    local = { promise, localMembers: 0 };
+      j.kind === "owner" ? this.own(r, j.slot, j.owner, early) : this.follow(r, j.slot, j.owner);
+    promise.then(
+      (out) => early(out.t),
+      () => early(undefined),
+    );
+    local = { promise, early: earlyP, localMembers: 0 };
     this.slots.set(key, local);
     const forget = () => this.slots.delete(key);
     promise.then(forget, forget);
     return local;
   }
 
-  /** This replica opened the slot: specialize, then finish the claim so members everywhere learn. */
-  private async own(r: Resolved, slot: number, owner: string): Promise<SlotOutcome> {
+  /**
+   * This replica opened the slot: specialize, then finish the claim so members everywhere learn.
+   * `early` gets the admitted instance before the finish; until the finish recorded the members'
+   * shares here the instance is shares-pending.
+   */
+  private async own(
+    r: Resolved,
+    slot: number,
+    owner: string,
+    early: (t: Tracked | undefined) => void,
+  ): Promise<SlotOutcome> {
     const ref = refOf(r);
     this.owned++;
     try {
@@ -204,13 +280,24 @@ export class Specializer {
         throw fe;
       }
       const t = admitInstance(this.d, instance, r, this.log);
-      const rec = await this.finish(
-        ref,
-        slot,
-        owner,
-        t ? { state: "done", instance: t.instance } : { state: "dropped" },
-      );
-      return { t, members: rec?.members };
+      if (t) this.pendingShares.add(t);
+      early(t);
+      try {
+        const rec = await this.finish(
+          ref,
+          slot,
+          owner,
+          t ? { state: "done", instance: t.instance } : { state: "dropped" },
+        );
+        // Recorded here, not only by the members: the owner's member may have been answered early.
+        if (t && rec) {
+          const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
+          this.recordShares(t, `${slotKey(r, slot)}#${owner}`, rec.members, concurrency);
+        }
+        return { t, members: rec?.members };
+      } finally {
+        if (t) this.pendingShares.delete(t);
+      }
     } finally {
       this.owned--;
     }
@@ -264,9 +351,9 @@ export class Specializer {
   /** Records every member's share once per slot, so each replica accounts the whole instance. */
   private recordShares(t: Tracked, slot: string, members: string[], concurrency: number): void {
     let done = this.recorded.get(t);
-    if (!done) this.recorded.set(t, (done = new Set()));
+    if (!done) this.recorded.set(t, (done = new Map<string, string[]>()));
     if (done.has(slot)) return;
-    done.add(slot);
+    done.set(slot, members);
     const now = this.d.now();
     members.forEach((gateway, i) => {
       if (gateway) recordGrant(t, gateway, slotShare(concurrency, members.length, i + 1), now);

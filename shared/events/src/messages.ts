@@ -102,6 +102,13 @@ export const Lease = z.object({
   /** The instance's own hard limit (it answers 429 past it). */
   concurrency: z.number().int().positive(),
   timeoutMs: z.number().int().positive(),
+  /**
+   * `slots` is a first part of this gateway's share of a new instance, answered before the
+   * specialization claim recorded every member's share: ask with `topUp` (this token) for the
+   * rest instead of excluding the instance when its slots are taken. Only sent to a gateway that
+   * asked with `partial`.
+   */
+  more: z.string().min(1).optional(),
 });
 export type Lease = z.infer<typeof Lease>;
 
@@ -118,6 +125,13 @@ export const LeaseRequest = z.object({
    * older refreshes from the registry first, so no lease on old code follows an acknowledged update.
    */
   minRevision: z.number().int().positive().optional(),
+  /** The gateway understands a lease answered with `more` (and tops it up). */
+  partial: z.boolean().optional(),
+  /**
+   * The rest of a lease answered with `more`: the same instance with this gateway's whole share
+   * (`slots` is the total, not an increment). `claim` is the lease's `more` token.
+   */
+  topUp: z.object({ instanceId: z.string().min(1), claim: z.string().min(1) }).optional(),
 });
 export type LeaseRequest = z.infer<typeof LeaseRequest>;
 export const LeaseReply = z.object({ lease: Lease });

@@ -20,6 +20,11 @@ export interface LeaseEntry {
   dropped: boolean;
   /** Listed in the next usage report. */
   touched: boolean;
+  /**
+   * Set when the scheduler answered this lease before recording every share of its new instance
+   * (Lease.more): once its slots are taken, ask for the rest (a top-up) instead of excluding it.
+   */
+  more: string | undefined;
   readonly pool: Dispatcher;
   readonly fn: FunctionLeases;
 }

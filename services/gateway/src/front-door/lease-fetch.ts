@@ -24,7 +24,10 @@ export interface LeaseFetchContext {
  * One `scheduler.lease` for the function, and its answer applied: a new lease, or more slots on
  * one held. Resolves true when it added capacity. Instances whose leases are full are excluded
  * (so the scheduler grants another instance, not the same full one), `avoid` too, and instances
- * that failed since the last ask are reported.
+ * that failed since the last ask are reported. A full lease answered with `more` (one slot of a
+ * new instance, before the scheduler recorded every share of it) is not excluded but topped up:
+ * excluding it would start a second instance for requests the first one has room for. One top-up
+ * per lease: if it fails, the next ask excludes the instance.
  */
 export async function fetchLease(
   c: LeaseFetchContext,
@@ -32,7 +35,12 @@ export async function fetchLease(
   avoid: string | undefined,
   trace: TraceContext | undefined,
 ): Promise<boolean> {
-  const exclude = fl.leases.filter((e) => e.inFlight >= e.slots).map((e) => e.instanceId);
+  const topUp = fl.leases.find(
+    (e) => e.more !== undefined && e.inFlight >= e.slots && e.instanceId !== avoid,
+  );
+  const exclude = fl.leases
+    .filter((e) => e.inFlight >= e.slots && e !== topUp)
+    .map((e) => e.instanceId);
   if (avoid !== undefined && !exclude.includes(avoid)) exclude.push(avoid);
   const failed = [...fl.failed];
   const req: LeaseRequest = {
@@ -41,7 +49,12 @@ export async function fetchLease(
     gateway: c.gateway,
     exclude,
     failed,
+    partial: true,
   };
+  if (topUp?.more !== undefined) {
+    req.topUp = { instanceId: topUp.instanceId, claim: topUp.more };
+    topUp.more = undefined;
+  }
   // The scheduler must not grant a revision older than the one this gateway already knows.
   if (fl.minRevision > 0) req.minRevision = fl.minRevision;
   let lease: Lease;
@@ -75,6 +88,7 @@ export async function fetchLease(
     const more = lease.slots > held.slots;
     held.slots = lease.slots;
     held.timeoutMs = lease.timeoutMs;
+    held.more = lease.more;
     c.wake(fl);
     return more;
   }
@@ -91,6 +105,7 @@ export async function fetchLease(
     lastUsedAt: 0,
     dropped: false,
     touched: false,
+    more: lease.more,
     pool: c.dispatcher(lease.address),
     fn: fl,
   });
