@@ -24,6 +24,18 @@ export const SERVICE_NAMES = ["registry", "scheduler", "poolkeeper", "gateway", 
 export const SERVICE_DIST = path.join(ROOT, "dist");
 
 /**
+ * How much bytecode a function runs before V8 optimizes it with TurboFan, for the poolkeeper: 16x
+ * V8's default (67584). Filling a pool (16 instances in 3 s) made 21 functions hot enough for
+ * TurboFan (node's readFile and Buffer internals, the NATS client's message parsing, killUid), the
+ * only service that compiled anything at idle, and running TurboFan faults in ~3.5 MB of the node
+ * binary's compiler code that then stays resident: idle RSS 61.0-62.8 MB against 55-56 for the
+ * others. At 16x a pool fill no longer reaches it (idle 56.6-56.9 MB; 4x: 59.0), while code that
+ * stays hot (sustained traffic) is still optimized, only later. `--max-opt=1` (no TurboFan at
+ * all) saved the same and was not taken: it would never optimize the cold-start path.
+ */
+export const POOLKEEPER_INTERRUPT_BUDGET = 16 * 67584;
+
+/**
  * Node flags each bundled service runs with (the launcher; the image writes them to node-flags).
  * --max-semi-space-size=1: V8's young generation grows to 16 MB per semi-space after a burst of
  * allocation (start-up) and stays committed while the service idles; at 1 MB it is collected more
@@ -31,12 +43,17 @@ export const SERVICE_DIST = path.join(ROOT, "dist");
  * it (old space is not capped). Not for the gateway, whose proxy allocates per request at high
  * rates: there the bigger young generation is throughput.
  * --expose-gc: for kit's settleMemoryAfterStart (a few incremental collections after start-up).
+ * --interrupt-budget (the poolkeeper, POOLKEEPER_INTERRUPT_BUDGET): see there.
  * @type {Record<string, string[]>}
  */
 export const SERVICE_NODE_FLAGS = {
   registry: ["--max-semi-space-size=1", "--expose-gc"],
   scheduler: ["--max-semi-space-size=1", "--expose-gc"],
-  poolkeeper: ["--max-semi-space-size=1", "--expose-gc"],
+  poolkeeper: [
+    "--max-semi-space-size=1",
+    "--expose-gc",
+    `--interrupt-budget=${POOLKEEPER_INTERRUPT_BUDGET}`,
+  ],
   kubewatcher: ["--max-semi-space-size=1", "--expose-gc"],
   gateway: ["--expose-gc"],
 };
