@@ -13,8 +13,6 @@ import type { Change, Operations } from "./operations";
 /** NATS' default max_payload, for a connection that has not said its own yet. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
-const encoder = new TextEncoder();
-
 /**
  * `registry.list` answered with each object's JSON spliced into the reply: the bytes
  * Codecs.registryList's reply codec gives for the parsed objects (the envelope's keys in its
@@ -31,14 +29,15 @@ export const listContract: {
     encode(data, sender) {
       // `skipped` only when something was left out: the reply of a registry that reads everything
       // stays what it always was. `continue` only when more pages follow.
-      const body = listBodyJson(
+      const type = JSON.stringify(Codecs.registryList.reply.type);
+      return listBodyJson(
         data.items,
         data.skipped.length > 0 ? data.skipped : undefined,
         data.continue,
-      );
-      const type = JSON.stringify(Codecs.registryList.reply.type);
-      return encoder.encode(
-        `{"v":${ENVELOPE_VERSION},"type":${type},"sender":${JSON.stringify(sender)},"ts":${Date.now()},"data":${body}}`,
+        {
+          before: `{"v":${ENVELOPE_VERSION},"type":${type},"sender":${JSON.stringify(sender)},"ts":${Date.now()},"data":`,
+          after: "}",
+        },
       );
     },
   },

@@ -44,9 +44,9 @@ export function pageRequest(
   };
 }
 
-/** A listing answer with each object as its JSON text (Store.listingJson / pageJson). */
+/** A listing answer with each object as its JSON text (Store.listingJson), or bytes (pageJson). */
 export interface JsonListAnswer {
-  items: string[];
+  items: readonly (string | Buffer)[];
   skipped: SkippedObject[];
   continue?: string;
 }
@@ -76,17 +76,36 @@ export async function listJson(
   };
 }
 
+const COMMA = Buffer.from(",");
+
 /**
- * The JSON of `{ items, skipped?, continue? }` with the items' JSON spliced in: byte for byte what
- * JSON.stringify gives for the parsed objects (same keys, same order; no spaces).
+ * The JSON of `{ items, skipped?, continue? }` with the items' JSON spliced in, as UTF-8 bytes:
+ * byte for byte what JSON.stringify gives for the parsed objects (same keys, same order; no
+ * spaces), between `around.before` and `around.after` (an envelope). Items that are bytes (a
+ * page's, store-page.ts) are copied into the answer as they are, never decoded to strings.
  */
-export function listBodyJson(items: string[], skipped?: SkippedObject[], next?: string): string {
-  return (
-    `{"items":[${items.join(",")}]` +
+export function listBodyJson(
+  items: readonly (string | Buffer)[],
+  skipped?: SkippedObject[],
+  next?: string,
+  around: { before: string; after: string } = { before: "", after: "" },
+): Buffer {
+  const tail =
+    "]" +
     (skipped === undefined ? "" : `,"skipped":${JSON.stringify(skipped)}`) +
     (next === undefined ? "" : `,"continue":${JSON.stringify(next)}`) +
-    "}"
-  );
+    "}" +
+    around.after;
+  const head = `${around.before}{"items":[`;
+  if (items.every((item) => typeof item === "string"))
+    return Buffer.from(head + items.join(",") + tail);
+  const parts: Buffer[] = [Buffer.from(head)];
+  items.forEach((item, i) => {
+    if (i > 0) parts.push(COMMA);
+    parts.push(typeof item === "string" ? Buffer.from(item) : item);
+  });
+  parts.push(Buffer.from(tail));
+  return Buffer.concat(parts);
 }
 
 /** `in`: the listing's namespace, or `*` for every namespace. */

@@ -3,11 +3,15 @@ import { FizzError, redisKeys, type KindPlural, type RedisKeys } from "@fizz/eve
 import { fromListIndexMember, listIndexKey, listIndexRange } from "./store-list";
 import type { PageCursor, PageOf, PageRequest } from "./store-types";
 
-/** An object's answer from its stored text (parsed, or its JSON), or undefined: unreadable. */
+/**
+ * An object's answer from its stored text, as bytes (its JSON), or undefined: unreadable. Bytes,
+ * not a string: a page's texts are read with MGET's Buffer form and known-canonical ones go into
+ * the answer as they came (KnownJson.jsonBytes), never becoming JS strings on the registry's heap.
+ */
 export type ReadStored<K extends KindPlural, T> = (
   kind: K,
   key: string,
-  raw: string,
+  raw: Buffer,
 ) => T | undefined;
 
 /**
@@ -115,13 +119,13 @@ async function readPage<K extends KindPlural, T>(
   const out: PageOf<T> = { items: [], skipped: [] };
   if (slice.length === 0) return out;
   const objKeys = slice.map((n) => keys.obj(kind, n.namespace, n.name));
-  const values = await client.mget(...objKeys);
+  const values = await client.mgetBuffer(...objKeys);
   let bytes = 0;
   let taken = 0;
   for (const [i, raw] of values.entries()) {
     // Bytes as the reply carries them (UTF-8), not string length: a text of non-ASCII characters
     // is up to 3 bytes per UTF-16 unit, and a page cut by length overflowed max_payload.
-    const size = raw === null || maxBytes === undefined ? 0 : Buffer.byteLength(raw, "utf8");
+    const size = raw === null || maxBytes === undefined ? 0 : raw.length;
     // Past the byte budget (always at least one object, so a listing always advances).
     if (maxBytes !== undefined && taken > 0 && bytes + size > maxBytes) break;
     taken = i + 1;

@@ -74,6 +74,24 @@ export class KnownJson {
     return json;
   }
 
+  /**
+   * `json` for a text read as bytes (a page: store-page.ts): the stored bytes themselves when they
+   * are known canonical, so a page's objects never become JS strings (with the registry's 1 MB
+   * young generation, a page of strings ran the scavenger several times and promoted the page).
+   * Not canonical: the parsed object's JSON, encoded. The digest is of the bytes, which for UTF-8
+   * text is the string's digest (`json` and this share the memory); bytes that are not UTF-8 are
+   * never canonical (decoding replaced them), so they are never answered as stored.
+   */
+  jsonBytes<K extends KindPlural>(kind: K, key: string, raw: Buffer): Buffer {
+    const map = this.mapOf(kind);
+    const digest = hash("sha256", raw, "base64");
+    if (map.get(key) === digest) return raw;
+    const json = Buffer.from(JSON.stringify(this.check(map, kind, key, raw.toString("utf8"))));
+    const canonical = json.equals(raw);
+    this.note(map, key, canonical ? digest : undefined);
+    return canonical ? raw : json;
+  }
+
   /** The parsed object (as parseStored), without the schema check when its text is known. */
   object<K extends KindPlural>(kind: K, key: string, raw: string): ObjectsByPlural[K] {
     const map = this.mapOf(kind);

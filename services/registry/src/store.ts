@@ -40,8 +40,11 @@ export interface Store extends StoreReader {
    * readable is answered as it is, without parsing and checking it again (KnownJson).
    */
   listingJson(kind: KindPlural, namespace?: string): Promise<ListingOf<string>>;
-  /** One page of `listingJson`, in its order, from after the previous page's last object. */
-  pageJson(kind: KindPlural, req: PageRequest): Promise<PageOf<string>>;
+  /**
+   * One page of `listingJson`, in its order, from after the previous page's last object; each
+   * object's JSON as UTF-8 bytes (the stored bytes themselves when known canonical).
+   */
+  pageJson(kind: KindPlural, req: PageRequest): Promise<PageOf<Buffer>>;
   /**
    * Adds every stored trigger to the route index and every object to the list index, and marks
    * each built (idempotent: an index already built is left as it is). Answers the triggers added.
@@ -136,8 +139,8 @@ export class RedisStore implements Store {
     return this.readListing(kind, namespace, (k, key, raw) => this.known.json(k, key, raw));
   }
 
-  pageJson(kind: KindPlural, req: PageRequest): Promise<PageOf<string>> {
-    return this.readPage(kind, req, (k, key, raw) => this.known.json(k, key, raw));
+  pageJson(kind: KindPlural, req: PageRequest): Promise<PageOf<Buffer>> {
+    return this.readPage(kind, req, (k, key, raw) => this.known.jsonBytes(k, key, raw));
   }
 
   private async readListing<K extends KindPlural, T>(
@@ -155,7 +158,7 @@ export class RedisStore implements Store {
   private async readPage<K extends KindPlural, T>(
     kind: K,
     req: PageRequest,
-    read: (kind: K, key: string, raw: string) => T,
+    read: (kind: K, key: string, raw: Buffer) => T,
   ): Promise<PageOf<T>> {
     this.assertReady();
     const page = await listPage(this.opts.client, this.opts.prefix, kind, req, (k, key, raw) => {

@@ -50,4 +50,58 @@ describe("KnownJson memory", () => {
     expect(known.json("environments", key, text(2))).to.equal(text(2));
     expect(known.object("environments", key, text(3)).metadata.revision).to.equal(3);
   });
+
+  describe("a page's texts as bytes (jsonBytes)", () => {
+    const labelled = (note: string) => {
+      const obj = objectSchemas.environments.parse(JSON.parse(text(1)));
+      obj.metadata.labels = { note };
+      return JSON.stringify(obj);
+    };
+
+    it("answers known canonical bytes as they are, and the memory is shared with json", () => {
+      const known = new KnownJson();
+      const raw = Buffer.from(text(1));
+      // First time: checked, and the answer is the stored bytes (canonical).
+      expect(known.jsonBytes("environments", key, raw)).to.equal(raw);
+      expect(known.size("environments")).to.equal(1);
+      expect(known.jsonBytes("environments", key, raw)).to.equal(raw);
+      // A string listing of the same text finds it known.
+      expect(known.json("environments", key, text(1))).to.equal(text(1));
+      expect(known.size("environments")).to.equal(1);
+    });
+
+    it("answers the parsed object's JSON for an older shape, and does not remember it", () => {
+      const known = new KnownJson();
+      const older = JSON.parse(text(1)) as { spec: Record<string, unknown> };
+      delete older.spec.poolSize;
+      const raw = Buffer.from(JSON.stringify(older));
+      const answer = known.jsonBytes("environments", key, raw);
+      expect(answer.toString()).to.equal(text(1));
+      expect(known.size("environments")).to.equal(0);
+    });
+
+    it("never answers bytes that are not UTF-8 as stored, though they decode to canonical text", () => {
+      const known = new KnownJson();
+      const canonical = labelled("a\ufffdb");
+      // U+FFFD's three bytes replaced by one byte that is not UTF-8: decoding gives it back.
+      const at = Buffer.from(canonical).indexOf(Buffer.from("\ufffd"));
+      const good = Buffer.from(canonical);
+      const raw = Buffer.concat([good.subarray(0, at), Buffer.from([0xff]), good.subarray(at + 3)]);
+      expect(raw.toString()).to.equal(canonical);
+      for (let i = 0; i < 2; i++) {
+        const answer = known.jsonBytes("environments", key, raw);
+        expect(answer.equals(Buffer.from(canonical))).to.equal(true);
+      }
+      expect(known.size("environments")).to.equal(0);
+    });
+
+    it("refuses bytes that do not match the schema, and forgets the key's known text", () => {
+      const known = new KnownJson();
+      known.jsonBytes("environments", key, Buffer.from(text(1)));
+      expect(() => known.jsonBytes("environments", key, Buffer.from("{}"))).to.throw(
+        /does not match its schema/,
+      );
+      expect(known.size("environments")).to.equal(0);
+    });
+  });
 });
