@@ -4,11 +4,11 @@
  * exactly once (docs/runtime-contract.md). The JSON (single-file) form is handled here; the
  * archive form (a package) in specialize-archive.mjs, which shares the end (activate).
  */
-import { createHash, timingSafeEqual } from "node:crypto";
 import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { readBody, sendError, sendHttpError, sendJson } from "./http.mjs";
+import { equalSecrets, sha256Digest } from "./sha256.mjs";
 import { Limiter } from "./limiter.mjs";
 import { LoadError, loadFunction } from "./loader.mjs";
 import { validateSpecialize } from "./validate.mjs";
@@ -84,7 +84,8 @@ export async function specialize(req, res, instance, config) {
   }
   const spec = checked.value;
   if (spec.digest !== undefined) {
-    const actual = `sha256:${createHash("sha256").update(spec.code).digest("hex")}`;
+    // Not node:crypto for a small file (sha256.mjs): an empty pool's start waited for its load.
+    const actual = await sha256Digest(spec.code);
     if (actual !== spec.digest) {
       const message = `code: hashes to ${actual}, not ${spec.digest}; not loaded`;
       return sendError(res, 400, "DIGEST_MISMATCH", message, { field: "digest" });
@@ -195,17 +196,15 @@ export async function activate(res, instance, config, { spec, workdir, load, wha
 }
 
 /**
- * Constant-time: hashing both sides first makes the comparison independent of their lengths.
- * No token configured (a runtime started by hand): every specialize is accepted.
+ * Constant-time: both sides are hashed first, so the comparison is independent of their lengths
+ * (equalSecrets). No token configured (a runtime started by hand): every specialize is accepted.
  * @param {string | undefined} expected
  * @param {string | string[] | undefined} given
  */
 function tokenMatches(expected, given) {
   if (expected === undefined) return true;
   if (typeof given !== "string") return false;
-  const a = createHash("sha256").update(expected).digest();
-  const b = createHash("sha256").update(given).digest();
-  return timingSafeEqual(a, b);
+  return equalSecrets(expected, given);
 }
 
 /**

@@ -2,6 +2,7 @@
 // an instance the moment it listens, and what keeps the pipe out of the function's reach. A real
 // process, real HTTP; fd 3 is a pipe as the process backend passes it.
 import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -82,6 +83,34 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     expect(seen).to.include({ readyFd: null, warmUp: null });
     // The rehearsal is skipped for a taken instance: its only lines are listening and specialized.
     expect(stderr.trim().split("\n")).to.have.length(2);
+  });
+
+  it("an instance started for a waiting specialize loads no node:crypto for a small single file", async () => {
+    // Its load (~5-10 ms of CPU) was on an empty pool's request path, for a digest of a few
+    // hundred bytes and the token comparison (src/sha256.mjs).
+    const token = "t".repeat(43);
+    const { url, pipe } = await start({
+      FIZZ_READY_FD: "3",
+      FIZZ_WARM_UP: "0",
+      FIZZ_SPECIALIZE_TOKEN: token,
+    });
+    expect(await readAll(pipe)).to.equal("ready\n");
+    const code = `module.exports = async () => ({
+      crypto: process.moduleLoadList.filter((m) => m.startsWith("NativeModule crypto")),
+    });`;
+    const body = {
+      ...specializeBody("crypto.js", code),
+      digest: `sha256:${createHash("sha256").update(code).digest("hex")}`,
+    };
+    // Both checks still refuse: a wrong token, then a digest the code does not hash to.
+    const wrongToken = { "x-fizz-specialize-token": `${token}x` };
+    expect((await postJson(url, "/v2/specialize", body, wrongToken)).status).to.equal(401);
+    const header = { "x-fizz-specialize-token": token };
+    const tampered = { ...body, digest: `sha256:${"0".repeat(64)}` };
+    expect((await postJson(url, "/v2/specialize", tampered, header)).status).to.equal(400);
+    const loaded = await postJson(url, "/v2/specialize", body, header);
+    expect(loaded.status, loaded.text).to.equal(200);
+    expect((await request(url, { headers: ME })).object()).to.deep.equal({ crypto: [] });
   });
 
   it("a pool instance announces only once its warm-up is over: it then sits idle until taken", async () => {
