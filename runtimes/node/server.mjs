@@ -115,7 +115,7 @@ let specializeArrived = false;
  * @param {Instance} instance
  * @param {Config} config
  * @param {Set<Res>} inFlight responses not yet over, for the drain on shutdown
- * @param {() => void} [onSpecialize]
+ * @param {(res: Res) => void} [onSpecialize]
  * @returns {Listener}
  */
 function createListener(instance, config, inFlight, onSpecialize) {
@@ -133,7 +133,7 @@ function createListener(instance, config, inFlight, onSpecialize) {
       if (path === "/v2/specialize") {
         if (req.method !== "POST") return methodNotAllowed(res, "POST");
         isSpecialize = true;
-        onSpecialize?.();
+        onSpecialize?.(res);
       }
     }
     /** @param {Handlers} h */
@@ -151,8 +151,10 @@ function createListener(instance, config, inFlight, onSpecialize) {
 const SERVER_OPTIONS = { noDelay: true, keepAlive: true };
 const server = createServer(
   SERVER_OPTIONS,
-  createListener(instance, config, unfinished, () => {
+  createListener(instance, config, unfinished, (res) => {
     specializeArrived = true;
+    // Answered: the function's first call is a round trip away, time to watch the parent.
+    res.once("close", () => setImmediate(watchParent));
     // Handed out before announcing (the poolkeeper polled after its grace period): the pipe is
     // closed before user code loads, unwritten, since nobody reads it any more.
     if (readyFd !== undefined) closeReadyFd(readyFd);
@@ -236,6 +238,23 @@ function shutdown(reason, isSignal) {
 process.on("SIGTERM", () => shutdown("SIGTERM", true));
 process.on("SIGINT", () => shutdown("SIGINT", true));
 
+/** How long an instance started for a waiting specialize waits at most to watch its stdin. */
+const PARENT_WATCH_LATEST_MS = 1000;
+let parentWatched = false;
+/**
+ * The process backend's parent holds our stdin pipe: EOF means it is gone, even if it was
+ * SIGKILLed, and an instance must not outlive the poolkeeper that tracks it (setpriv's
+ * parent-death signal covers the first moments). Set up after listen (opening stdin costs start-up
+ * time); an EOF that came earlier is still seen. Once.
+ */
+function watchParent() {
+  if (parentWatched || process.env.FIZZ_PARENT_STDIN !== "1") return;
+  parentWatched = true;
+  process.stdin.on("end", () => shutdown("parent closed stdin", false));
+  process.stdin.on("error", () => shutdown("stdin failed", false));
+  process.stdin.resume();
+}
+
 server.on("error", (err) => {
   console.error(`[fizz] cannot listen on ${host}:${port}: ${err.message}`);
   process.exit(1);
@@ -249,14 +268,11 @@ server.listen(port, host, () => {
   // poolkeeper keeps it at a low priority and before any request can be given to it, instead of
   // next to the specialize that takes it.
   if (readyFd !== undefined && !warmUpWanted) announceReady(readyFd);
-  if (process.env.FIZZ_PARENT_STDIN === "1") {
-    // The process backend's parent holds our stdin pipe: EOF means it is gone, even if it was
-    // SIGKILLed, and an instance must not outlive the poolkeeper that tracks it. Set up after
-    // listen (opening stdin costs start-up time); an EOF that came earlier is still seen.
-    process.stdin.on("end", () => shutdown("parent closed stdin", false));
-    process.stdin.on("error", () => shutdown("stdin failed", false));
-    process.stdin.resume();
-  }
+  // A pool instance watches its parent now; one started for a waiting specialize once that has
+  // been answered (PARENT_WATCH_LATEST_MS at the latest): opening stdin is ~1-2 ms of CPU that
+  // would come before the handlers' load, on the request's path.
+  if (warmUpWanted) watchParent();
+  else setTimeout(watchParent, PARENT_WATCH_LATEST_MS);
   setImmediate(warmUp);
 });
 

@@ -52,11 +52,14 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  async function start(extra: Record<string, string>): Promise<{ url: string; pipe: Readable }> {
+  async function start(
+    extra: Record<string, string>,
+    stdin: "ignore" | "pipe" = "ignore",
+  ): Promise<{ url: string; pipe: Readable }> {
     const port = await freePort();
     proc = spawn(process.execPath, [SERVER], {
       env: { ...minimalEnv(scratch), PORT: String(port), HOST: "127.0.0.1", ...extra },
-      stdio: ["ignore", "pipe", "pipe", "pipe"],
+      stdio: [stdin, "pipe", "pipe", "pipe"],
     });
     proc.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
     return { url: `http://127.0.0.1:${port}`, pipe: proc.stdio[3] as Readable };
@@ -111,6 +114,39 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     const loaded = await postJson(url, "/v2/specialize", body, header);
     expect(loaded.status, loaded.text).to.equal(200);
     expect((await request(url, { headers: ME })).object()).to.deep.equal({ crypto: [] });
+  });
+
+  it("an instance started for a waiting specialize watches its parent's stdin only once that is answered", async () => {
+    // Opening stdin (~1-2 ms of CPU) came before the handlers' load, on the request's path.
+    const { url, pipe } = await start(
+      { FIZZ_READY_FD: "3", FIZZ_WARM_UP: "0", FIZZ_PARENT_STDIN: "1" },
+      "pipe",
+    );
+    expect(await readAll(pipe)).to.equal("ready\n");
+    const exited = new Promise<number | null>((resolve) => proc?.once("exit", resolve));
+    // Read while the function loads, inside the specialize: the runtime does not watch stdin yet.
+    const code = `const atLoad = process.stdin.listenerCount("end");
+      module.exports = async () => ({ atLoad, now: process.stdin.listenerCount("end") });`;
+    const loaded = await postJson(url, "/v2/specialize", specializeBody("stdin.js", code));
+    expect(loaded.status, loaded.text).to.equal(200);
+    // One more listener once answered (a socket has its own 'end' listener from the start).
+    const seen = (await request(url, { headers: ME })).object() as { atLoad: number; now: number };
+    expect(seen.now).to.equal(seen.atLoad + 1);
+    // And the parent's end is still the instance's: it drains and exits.
+    proc?.stdin?.end();
+    expect(await exited).to.equal(0);
+  });
+
+  it("an instance started for a waiting specialize that never comes still exits when its parent closes stdin", async () => {
+    const { pipe } = await start(
+      { FIZZ_READY_FD: "3", FIZZ_WARM_UP: "0", FIZZ_PARENT_STDIN: "1" },
+      "pipe",
+    );
+    expect(await readAll(pipe)).to.equal("ready\n");
+    const exited = new Promise<number | null>((resolve) => proc?.once("exit", resolve));
+    // Closed before the runtime reads it: the EOF waits in the pipe until it watches (1 s at most).
+    proc?.stdin?.end();
+    expect(await exited).to.equal(0);
   });
 
   it("a pool instance announces only once its warm-up is over: it then sits idle until taken", async () => {
