@@ -64,6 +64,8 @@ interface LocalSlot {
   early: Promise<Tracked | undefined>;
   /** Members that joined through this replica, the fallback when the claim cannot be read. */
   localMembers: number;
+  /** The gateway of the owner's member when it was answered early (before the finish). */
+  earlyGateway: string | undefined;
 }
 
 /**
@@ -118,6 +120,7 @@ export class Specializer {
       // asks for the rest with a top-up, answered once every member's share is recorded.
       const t = await local.early;
       if (t && this.isUsable(t)) {
+        local.earlyGateway = gateway;
         const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
         if (concurrency <= 1) return { t, slots: 1, outcome: "specialized" };
         return { t, slots: 1, outcome: "specialized", more: claimToken(r.fn.metadata.revision, j) };
@@ -184,11 +187,9 @@ export class Specializer {
     if (!t || t.id !== req.instanceId || !this.isUsable(t)) return undefined;
     const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
     if (!out.members) {
-      // The claim could not be read back: split among the members this replica knows of.
-      if (!local || c.member > local.localMembers) return undefined;
-      const slots = slotShare(concurrency, local.localMembers, c.member);
-      recordGrant(t, gateway, slots, this.d.now());
-      return { t, slots, outcome: "topUp" };
+      // The claim could not be read back: the local split, recorded when the slot settled.
+      if (!local || local.earlyGateway !== gateway || c.member !== 1) return undefined;
+      return { t, slots: slotShare(concurrency, local.localMembers, 1), outcome: "topUp" };
     }
     if (out.members[c.member - 1] !== gateway) return undefined;
     this.recordShares(t, key, out.members, concurrency);
@@ -248,7 +249,20 @@ export class Specializer {
       (out) => early(out.t),
       () => early(undefined),
     );
-    local = { promise, early: earlyP, localMembers: 0 };
+    const slot: LocalSlot = { promise, early: earlyP, localMembers: 0, earlyGateway: undefined };
+    // The claim could not be read back: the owner's member answered early has no share recorded
+    // by the finish; record its local split (the other members record theirs in acquire), kept
+    // as this slot's members for a top-up that comes after the slot settled.
+    promise.then(
+      (out) => {
+        if (!out.t || out.members || slot.earlyGateway === undefined) return;
+        const concurrency = out.t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
+        const members = [slot.earlyGateway, ...new Array<string>(slot.localMembers - 1).fill("")];
+        this.recordShares(out.t, key, members, concurrency);
+      },
+      () => undefined,
+    );
+    local = slot;
     this.slots.set(key, local);
     const forget = () => this.slots.delete(key);
     promise.then(forget, forget);

@@ -127,6 +127,19 @@ describe("scheduler top-up leases (unit)", () => {
     b.retirer.stop();
   });
 
+  it("when the claim cannot be finished, the early-answered member's share is still recorded once, and its top-up gets it", async () => {
+    // The claim expired under the owner (finish answers undefined): no member list to split by.
+    w.claims.finish = () => Promise.resolve(undefined);
+    const first = await w.leases.lease(partial("hello", { gateway: "g1" }));
+    await settle();
+    const id = first.lease.instanceId;
+    expect(w.table.get(id)?.usage.get("g1")?.pending).to.equal(10);
+    const t = await w.leases.lease(partial("hello", { gateway: "g1", topUp: first.lease }));
+    expect(t.outcome).to.equal("topUp");
+    expect(t.lease.slots).to.equal(10);
+    expect(w.table.get(id)?.usage.get("g1")?.pending).to.equal(10);
+  });
+
   for (const [n, instances, topUps] of [
     [10, 1, 1],
     [11, 2, 1],
