@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { spawnSync } from "node:child_process";
 import {
+  GATEWAY_SEMI_SPACE_MB,
   POOLKEEPER_INTERRUPT_BUDGET,
   SERVICE_NAMES,
   SERVICE_NODE_FLAGS,
@@ -27,6 +28,24 @@ let t = 0; for (let k = 0; k < 10; k++) t += work(a);
 const SUSTAINED = BURST.replace("k < 10", "k < 2000");
 const OPTIMIZED = /marking .*<JSFunction work /;
 
+// Short-lived garbage at a high rate, as the proxy makes per request; then V8's new space, in MB.
+const CHURN = `
+let keep = [];
+for (let i = 0; i < 3e6; i++) { keep.push({ a: i, b: "x" + i }); if (keep.length > 20000) keep = []; }
+const s = require("v8").getHeapSpaceStatistics().find((x) => x.space_name === "new_space");
+console.log(s.space_size / 1048576);
+`;
+
+/** The new space's size after CHURN, in MB, in a node with `flags`. */
+function newSpaceMb(flags: string[]): number {
+  const r = spawnSync(process.execPath, [...flags, "-e", CHURN], {
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  expect(r.status, r.stderr).to.equal(0);
+  return Number(r.stdout.trim());
+}
+
 /** The Node flags the launcher and the images run each bundled service with (service-build.mjs). */
 describe("services' node flags", () => {
   it("are all accepted by this node", () => {
@@ -46,5 +65,14 @@ describe("services' node flags", () => {
     expect(traced(withoutBudget, BURST)).to.match(OPTIMIZED);
     expect(traced(poolkeeper, BURST)).not.to.match(OPTIMIZED);
     expect(traced(poolkeeper, SUSTAINED)).to.match(OPTIMIZED);
+  });
+
+  it("cap the gateway's young generation, which otherwise grows with the request rate", () => {
+    const gateway = SERVICE_NODE_FLAGS.gateway ?? [];
+    expect(gateway).to.include(`--max-semi-space-size=${GATEWAY_SEMI_SPACE_MB}`);
+    // The control: V8's own cap is higher, so the bound below can fail.
+    const uncapped = newSpaceMb(gateway.filter((f) => !f.startsWith("--max-semi-space-size")));
+    expect(uncapped).to.be.above(2 * GATEWAY_SEMI_SPACE_MB);
+    expect(newSpaceMb(gateway)).to.be.at.most(2 * GATEWAY_SEMI_SPACE_MB);
   });
 });
