@@ -15,6 +15,7 @@ import type { PoolkeeperClient } from "./clients";
 import { admitInstance, LoadFailures, requestInstance } from "./instance-admission";
 import {
   functionKey,
+  PENDING_GRANT_TTL_MS,
   recordGrant,
   revisionKey,
   type InstanceTable,
@@ -79,8 +80,11 @@ export class Specializer {
   private readonly slots = new Map<string, LocalSlot>();
   private readonly loadFailures: LoadFailures;
   private readonly sleepers = new Map<string, Set<() => void>>();
-  /** Slots whose members' grants were recorded on the instance already (once per slot), and their members. */
-  private readonly recorded = new WeakMap<Tracked, Map<string, string[]>>();
+  /** Slots whose members' grants were recorded on the instance already (once per slot): their members, and when. */
+  private readonly recorded = new WeakMap<
+    Tracked,
+    Map<string, { members: string[]; at: number }>
+  >();
   /** New instances whose claim is finishing: no member's share is recorded yet, so pick() skips them. */
   private readonly pendingShares = new WeakSet<Tracked>();
   private owned = 0;
@@ -179,7 +183,7 @@ export class Specializer {
     let out: SlotOutcome;
     const local = this.slots.get(key);
     const known = this.d.table.get(req.instanceId);
-    const cached = known && this.recorded.get(known)?.get(key);
+    const cached = known && this.recorded.get(known)?.get(key)?.members;
     if (local) out = await local.promise;
     else if (known && cached) out = { t: known, members: cached };
     else out = await this.follow(r, c.slot, c.owner);
@@ -189,11 +193,33 @@ export class Specializer {
     if (!out.members) {
       // The claim could not be read back: the local split, recorded when the slot settled.
       if (!local || local.earlyGateway !== gateway || c.member !== 1) return undefined;
-      return { t, slots: slotShare(concurrency, local.localMembers, 1), outcome: "topUp" };
+      const slots = slotShare(concurrency, local.localMembers, 1);
+      this.recountTopUp(t, key, gateway, slots);
+      return { t, slots, outcome: "topUp" };
     }
     if (out.members[c.member - 1] !== gateway) return undefined;
     this.recordShares(t, key, out.members, concurrency);
-    return { t, slots: slotShare(concurrency, out.members.length, c.member), outcome: "topUp" };
+    const slots = slotShare(concurrency, out.members.length, c.member);
+    this.recountTopUp(t, key, gateway, slots);
+    return { t, slots, outcome: "topUp" };
+  }
+
+  /**
+   * The share a top-up answers was recorded when the slot settled; it still counts as this
+   * gateway's load unless the gateway reported on the instance since (a report replaces its
+   * pending grants) or the grant aged out. Then the top-up is a grant like any other and is
+   * recorded again: else the instance's slots the gateway may now fill look free to the others.
+   */
+  private recountTopUp(t: Tracked, key: string, gateway: string, slots: number): void {
+    const at = this.recorded.get(t)?.get(key)?.at;
+    const u = t.usage.get(gateway);
+    const now = this.d.now();
+    const counted =
+      at !== undefined &&
+      u !== undefined &&
+      u.reportedAt < at &&
+      now - u.grantedAt < PENDING_GRANT_TTL_MS;
+    if (!counted) recordGrant(t, gateway, slots, now);
   }
 
   /** A new instance whose members' shares are not recorded yet: not to be leased from its free slots. */
@@ -365,10 +391,10 @@ export class Specializer {
   /** Records every member's share once per slot, so each replica accounts the whole instance. */
   private recordShares(t: Tracked, slot: string, members: string[], concurrency: number): void {
     let done = this.recorded.get(t);
-    if (!done) this.recorded.set(t, (done = new Map<string, string[]>()));
+    if (!done) this.recorded.set(t, (done = new Map<string, { members: string[]; at: number }>()));
     if (done.has(slot)) return;
-    done.set(slot, members);
     const now = this.d.now();
+    done.set(slot, { members, at: now });
     members.forEach((gateway, i) => {
       if (gateway) recordGrant(t, gateway, slotShare(concurrency, members.length, i + 1), now);
     });

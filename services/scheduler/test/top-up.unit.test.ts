@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import type { LeaseRequest } from "@fizz/events";
 import { slotShare } from "../src/claims";
+import { onUsageReport } from "../src/handlers";
 import { loadOf } from "../src/instance-table";
 import { envObj, fnObj, instanceFor } from "./fixtures";
 import { leaseReq, world } from "./fakes";
@@ -112,6 +113,16 @@ describe("scheduler top-up leases (unit)", () => {
     expect(w.poolkeeper.specializeCalls).to.have.length(2);
   });
 
+  it("a top-up naming an instance and claim of another function never grants that instance", async () => {
+    w.registry.set(fnObj("other", { concurrency: 10 }));
+    const theirs = await w.leases.lease(partial("other", { gateway: "g1" }));
+    await settle();
+    const mine = await w.leases.lease(partial("hello", { gateway: "g1", topUp: theirs.lease }));
+    expect(mine.outcome).to.not.equal("topUp");
+    expect(mine.lease.instanceId).to.not.equal(theirs.lease.instanceId);
+    expect(mine.lease.function.name).to.equal("hello");
+  });
+
   it("a top-up whose claim expired leases as if the instance were excluded", async () => {
     const first = await w.leases.lease(partial("hello", { gateway: "g1" }));
     await settle();
@@ -138,6 +149,44 @@ describe("scheduler top-up leases (unit)", () => {
     expect(t.outcome).to.equal("topUp");
     expect(t.lease.slots).to.equal(10);
     expect(w.table.get(id)?.usage.get("g1")?.pending).to.equal(10);
+  });
+
+  it("a top-up after its gateway reported on the instance counts as a grant again: the instance's slots are not handed out twice", async () => {
+    const first = await w.leases.lease(partial("hello", { gateway: "g1" }));
+    await settle();
+    const id = first.lease.instanceId;
+    // g1's report (its one request in flight) replaces the share the finish recorded for it.
+    onUsageReport(w.model, {
+      gateway: "g1",
+      items: [
+        {
+          instanceId: id,
+          namespace: "default",
+          function: "hello",
+          inFlight: 1,
+          served: 0,
+          lastUsedAt: 0,
+        },
+      ],
+    });
+    const t = await w.leases.lease(partial("hello", { gateway: "g1", topUp: first.lease }));
+    expect(t.outcome).to.equal("topUp");
+    expect(t.lease.slots).to.equal(10);
+    expect(loadOf(w.table.get(id)!, w.clock.now())).to.equal(11);
+    // g1 may now have 10 in flight there: another gateway is not granted its free slots.
+    const other = await w.leases.lease(partial("hello", { gateway: "g2" }));
+    expect(other.lease.instanceId).to.not.equal(id);
+  });
+
+  it("a replayed top-up while its share is still counted records nothing more", async () => {
+    const first = await w.leases.lease(partial("hello", { gateway: "g1" }));
+    await settle();
+    const id = first.lease.instanceId;
+    for (let i = 0; i < 2; i++) {
+      const t = await w.leases.lease(partial("hello", { gateway: "g1", topUp: first.lease }));
+      expect(t.outcome).to.equal("topUp");
+    }
+    expect(loadOf(w.table.get(id)!, w.clock.now())).to.equal(10);
   });
 
   for (const [n, instances, topUps] of [
