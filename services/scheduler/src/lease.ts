@@ -74,9 +74,12 @@ export class LeaseService {
       const got = await this.d.specializer.topUp(r, req.topUp, req.gateway);
       if (got)
         return { lease: this.grant(got.t, r, req.gateway, got.slots, false), outcome: "topUp" };
-      // The share cannot be known: lease as a gateway without top-ups would have asked, with the
-      // instance (its slots taken) excluded.
-      req = { ...req, exclude: [...req.exclude, req.topUp.instanceId], topUp: undefined };
+      // The share cannot be known (the claim expired, on a replica that did not record it; the
+      // instance gone; not this gateway's member): an ordinary lease. The instance is not
+      // excluded: pick grants its free slots as the accounting knows them (none while the
+      // shares are pending or recorded to others), and a gateway that used one slot of it for a
+      // while gets the rest there instead of a second instance.
+      req = { ...req, topUp: undefined };
     }
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const r = await phase("scheduler.resolve", () => this.resolve(req));

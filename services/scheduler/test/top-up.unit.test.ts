@@ -104,7 +104,7 @@ describe("scheduler top-up leases (unit)", () => {
     b.retirer.stop();
   });
 
-  it("a top-up that names another gateway's member leases as if the instance were excluded", async () => {
+  it("a top-up that names another gateway's member is an ordinary lease: none of the slots recorded to the members", async () => {
     const first = await w.leases.lease(partial("hello", { gateway: "g1" }));
     await settle();
     const t = await w.leases.lease(partial("hello", { gateway: "g2", topUp: first.lease }));
@@ -123,7 +123,7 @@ describe("scheduler top-up leases (unit)", () => {
     expect(mine.lease.function.name).to.equal("hello");
   });
 
-  it("a top-up whose claim expired leases as if the instance were excluded", async () => {
+  it("a top-up whose claim expired, on a replica that never knew the instance, is an ordinary lease", async () => {
     const first = await w.leases.lease(partial("hello", { gateway: "g1" }));
     await settle();
     // Another replica, which has no record of the slot, after the finished claim expired.
@@ -135,6 +135,26 @@ describe("scheduler top-up leases (unit)", () => {
     );
     expect(t.outcome).to.not.equal("topUp");
     expect(t.lease.instanceId).to.not.equal(first.lease.instanceId);
+    b.retirer.stop();
+  });
+
+  it("a late top-up on a replica that cannot know the share still gets the instance's free slots, not a second instance", async () => {
+    // Replica b knows the instance (the specialized event) but not the claim's members, and the
+    // finished claim expired: g1 used its one slot alone for a while before a second request came.
+    const b = world({ shared: w.shared });
+    b.loadCatalog();
+    const first = await w.leases.lease(partial("hello", { gateway: "g1" }));
+    await settle();
+    const id = first.lease.instanceId;
+    expect(b.table.get(id), "b adopted the instance from the event").to.not.equal(undefined);
+    await w.clock.advance(10_000);
+    const t = await drive(
+      w.clock,
+      b.leases.lease(partial("hello", { gateway: "g1", topUp: first.lease })),
+    );
+    expect(w.poolkeeper.specializeCalls).to.have.length(1);
+    expect(t.lease.instanceId).to.equal(id);
+    expect(t.lease.slots).to.equal(10);
     b.retirer.stop();
   });
 
