@@ -123,20 +123,30 @@ async function readPage<K extends KindPlural, T>(
   let bytes = 0;
   let taken = 0;
   for (const [i, raw] of values.entries()) {
+    // Deleted between the index read and this one: not listed.
+    const obj = raw === null ? undefined : parse(kind, objKeys[i] ?? "", raw);
     // Bytes as the reply carries them (UTF-8), not string length: a text of non-ASCII characters
-    // is up to 3 bytes per UTF-16 unit, and a page cut by length overflowed max_payload.
-    const size = raw === null || maxBytes === undefined ? 0 : raw.length;
+    // is up to 3 bytes per UTF-16 unit, and a page cut by length overflowed max_payload. The
+    // answer's bytes, not the stored ones, when the answer is JSON: a text that is not canonical
+    // is answered re-encoded, and stored bytes that are not UTF-8 decode to U+FFFD, 3 bytes each
+    // (a page of those cut by stored bytes was up to 1.5 × max_payload).
+    const size = raw === null || maxBytes === undefined ? 0 : answerBytes(obj, raw);
     // Past the byte budget (always at least one object, so a listing always advances).
     if (maxBytes !== undefined && taken > 0 && bytes + size > maxBytes) break;
     taken = i + 1;
-    // Deleted between the index read and this one: not listed.
     if (raw === null) continue;
     bytes += size;
-    const obj = parse(kind, objKeys[i] ?? "", raw);
     if (obj !== undefined) out.items.push(obj);
     else out.skipped.push(slice[i]!);
   }
   const last = slice[taken - 1];
   if ((more || taken < slice.length) && last) out.next = last;
   return out;
+}
+
+/** The bytes an object's answer takes in a reply: its JSON's when it is JSON, else the stored. */
+function answerBytes(obj: unknown, raw: Buffer): number {
+  if (Buffer.isBuffer(obj)) return obj.length;
+  if (typeof obj === "string") return Buffer.byteLength(obj, "utf8");
+  return raw.length;
 }
