@@ -4,7 +4,6 @@ import { effectiveConcurrency, type Catalog, type Resolved } from "./catalog";
 import {
   claimToken,
   FINISHED_SLOT_TTL_MS,
-  parseClaimToken,
   slotShare,
   type ClaimMode,
   type ClaimStore,
@@ -15,7 +14,6 @@ import type { PoolkeeperClient } from "./clients";
 import { admitInstance, LoadFailures, requestInstance } from "./instance-admission";
 import {
   functionKey,
-  PENDING_GRANT_TTL_MS,
   recordGrant,
   revisionKey,
   type InstanceTable,
@@ -24,6 +22,7 @@ import {
 import { phase } from "./phase-span";
 import type { Retirer } from "./retirement";
 import type { RouteStore } from "./route-cache";
+import { Shares, slotKey, type LocalSlotView, type SlotOutcome } from "./shares";
 
 export interface SpecializerDeps {
   catalog: Catalog;
@@ -53,20 +52,9 @@ export interface Acquired {
   more?: string;
 }
 
-interface SlotOutcome {
-  t: Tracked | undefined;
-  /** Every member's gateway, from the finished claim; undefined when it could not be read. */
-  members: string[] | undefined;
-}
-
-interface LocalSlot {
-  promise: Promise<SlotOutcome>;
+interface LocalSlot extends LocalSlotView {
   /** The instance once admitted, before the claim's finish (undefined: none to answer early with). */
   early: Promise<Tracked | undefined>;
-  /** Members that joined through this replica, the fallback when the claim cannot be read. */
-  localMembers: number;
-  /** The gateway of the owner's member when it was answered early (before the finish). */
-  earlyGateway: string | undefined;
 }
 
 /**
@@ -80,20 +68,21 @@ export class Specializer {
   private readonly slots = new Map<string, LocalSlot>();
   private readonly loadFailures: LoadFailures;
   private readonly sleepers = new Map<string, Set<() => void>>();
-  /** Slots whose members' grants were recorded on the instance already (once per slot): their members, and when. */
-  private readonly recorded = new WeakMap<
-    Tracked,
-    Map<string, { members: string[]; at: number }>
-  >();
-  /** New instances whose claim is finishing: no member's share is recorded yet, so pick() skips them. */
-  private readonly pendingShares = new WeakSet<Tracked>();
   private owned = 0;
   private seq = 0;
   private readonly log: Logger;
+  private readonly shares: Shares;
 
   constructor(private readonly d: SpecializerDeps) {
     this.log = d.logger.child({ component: "specializer" });
     this.loadFailures = new LoadFailures(d.loadFailureTtlMs);
+    this.shares = new Shares({
+      table: d.table,
+      now: d.now,
+      local: (key) => this.slots.get(key),
+      follow: (r, slot, owner) => this.follow(r, slot, owner),
+      isUsable: (t) => this.isUsable(t),
+    });
   }
 
   /** Specializations this replica asked the poolkeeper for and has no answer to yet. */
@@ -136,7 +125,7 @@ export class Specializer {
     const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
     const outcome = j.kind === "owner" ? "specialized" : "joined";
     if (out.members) {
-      this.recordShares(t, `${slotKey(r, j.slot)}#${j.owner}`, out.members, concurrency);
+      this.shares.record(t, `${slotKey(r, j.slot)}#${j.owner}`, out.members, concurrency);
       return { t, slots: slotShare(concurrency, out.members.length, j.member), outcome };
     }
     // The claim could not be read back: split among the members this replica knows of.
@@ -166,65 +155,21 @@ export class Specializer {
   }
 
   /**
-   * The rest of a lease answered early (`more`): the member's whole share of the instance, once
-   * the claim's finish recorded every member's. On the owner's replica from its slot (or what it
-   * recorded), elsewhere by reading the claim as a member would. Undefined when the share cannot
-   * be known (claim expired, the instance gone or no longer current, not this gateway's member):
-   * the caller then leases as if the instance had been excluded.
+   * The rest of a lease answered early (`more`): the member's whole share (shares.ts). Undefined
+   * when the share cannot be known: the caller then leases as usual.
    */
   async topUp(
     r: Resolved,
     req: { instanceId: string; claim: string },
     gateway: string,
   ): Promise<Acquired | undefined> {
-    const c = parseClaimToken(req.claim);
-    if (!c || c.revision !== r.fn.metadata.revision) return undefined;
-    const key = `${slotKey(r, c.slot)}#${c.owner}`;
-    let out: SlotOutcome;
-    const local = this.slots.get(key);
-    const known = this.d.table.get(req.instanceId);
-    const cached = known && this.recorded.get(known)?.get(key)?.members;
-    if (local) out = await local.promise;
-    else if (known && cached) out = { t: known, members: cached };
-    else out = await this.follow(r, c.slot, c.owner);
-    const t = out.t;
-    if (!t || t.id !== req.instanceId || !this.isUsable(t)) return undefined;
-    const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
-    if (!out.members) {
-      // The claim could not be read back: the local split, recorded when the slot settled.
-      if (!local || local.earlyGateway !== gateway || c.member !== 1) return undefined;
-      const slots = slotShare(concurrency, local.localMembers, 1);
-      this.recountTopUp(t, key, gateway, slots);
-      return { t, slots, outcome: "topUp" };
-    }
-    if (out.members[c.member - 1] !== gateway) return undefined;
-    this.recordShares(t, key, out.members, concurrency);
-    const slots = slotShare(concurrency, out.members.length, c.member);
-    this.recountTopUp(t, key, gateway, slots);
-    return { t, slots, outcome: "topUp" };
-  }
-
-  /**
-   * The share a top-up answers was recorded when the slot settled; it still counts as this
-   * gateway's load unless the gateway reported on the instance since (a report replaces its
-   * pending grants) or the grant aged out. Then the top-up is a grant like any other and is
-   * recorded again: else the instance's slots the gateway may now fill look free to the others.
-   */
-  private recountTopUp(t: Tracked, key: string, gateway: string, slots: number): void {
-    const at = this.recorded.get(t)?.get(key)?.at;
-    const u = t.usage.get(gateway);
-    const now = this.d.now();
-    const counted =
-      at !== undefined &&
-      u !== undefined &&
-      u.reportedAt < at &&
-      now - u.grantedAt < PENDING_GRANT_TTL_MS;
-    if (!counted) recordGrant(t, gateway, slots, now);
+    const got = await this.shares.topUp(r, req, gateway);
+    return got && { ...got, outcome: "topUp" };
   }
 
   /** A new instance whose members' shares are not recorded yet: not to be leased from its free slots. */
   sharesPending(t: Tracked): boolean {
-    return this.pendingShares.has(t);
+    return this.shares.isPending(t);
   }
 
   /** A "specialized" event for the function: leases waiting on another replica look now. */
@@ -276,16 +221,8 @@ export class Specializer {
       () => early(undefined),
     );
     const slot: LocalSlot = { promise, early: earlyP, localMembers: 0, earlyGateway: undefined };
-    // The claim could not be read back: the owner's member answered early has no share recorded
-    // by the finish; record its local split (the other members record theirs in acquire), kept
-    // as this slot's members for a top-up that comes after the slot settled.
     promise.then(
-      (out) => {
-        if (!out.t || out.members || slot.earlyGateway === undefined) return;
-        const concurrency = out.t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
-        const members = [slot.earlyGateway, ...new Array<string>(slot.localMembers - 1).fill("")];
-        this.recordShares(out.t, key, members, concurrency);
-      },
+      (out) => this.shares.recordEarlySplit(r, key, slot, out),
       () => undefined,
     );
     local = slot;
@@ -320,7 +257,7 @@ export class Specializer {
         throw fe;
       }
       const t = admitInstance(this.d, instance, r, this.log);
-      if (t) this.pendingShares.add(t);
+      if (t) this.shares.markPending(t);
       early(t);
       try {
         const rec = await this.finish(
@@ -332,11 +269,11 @@ export class Specializer {
         // Recorded here, not only by the members: the owner's member may have been answered early.
         if (t && rec) {
           const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
-          this.recordShares(t, `${slotKey(r, slot)}#${owner}`, rec.members, concurrency);
+          this.shares.record(t, `${slotKey(r, slot)}#${owner}`, rec.members, concurrency);
         }
         return { t, members: rec?.members };
       } finally {
-        if (t) this.pendingShares.delete(t);
+        if (t) this.shares.settled(t);
       }
     } finally {
       this.owned--;
@@ -388,18 +325,6 @@ export class Specializer {
     return this.d.table.add(instance, now);
   }
 
-  /** Records every member's share once per slot, so each replica accounts the whole instance. */
-  private recordShares(t: Tracked, slot: string, members: string[], concurrency: number): void {
-    let done = this.recorded.get(t);
-    if (!done) this.recorded.set(t, (done = new Map<string, { members: string[]; at: number }>()));
-    if (done.has(slot)) return;
-    const now = this.d.now();
-    done.set(slot, { members, at: now });
-    members.forEach((gateway, i) => {
-      if (gateway) recordGrant(t, gateway, slotShare(concurrency, members.length, i + 1), now);
-    });
-  }
-
   private async finish(
     ref: FunctionRef,
     slot: number,
@@ -441,9 +366,4 @@ export class Specializer {
 function refOf(r: Resolved): FunctionRef {
   const { namespace, name, revision } = r.fn.metadata;
   return { namespace, name, revision };
-}
-
-function slotKey(r: Resolved, slot: number): string {
-  const { namespace, name, revision } = r.fn.metadata;
-  return `${revisionKey(namespace, name, revision)}/${slot}`;
 }
