@@ -122,17 +122,21 @@ async function readPage<K extends KindPlural, T>(
   const values = await client.mgetBuffer(...objKeys);
   let bytes = 0;
   let taken = 0;
+  const over = (size: number) => maxBytes !== undefined && taken > 0 && bytes + size > maxBytes;
   for (const [i, raw] of values.entries()) {
+    // Past the byte budget (always at least one object, so a listing always advances). Checked on
+    // the stored bytes first, so an object past the budget is not parsed (nor logged if it is
+    // unreadable) on this page as well as the next: cutting early is always safe.
+    if (raw !== null && over(raw.length)) break;
     // Deleted between the index read and this one: not listed.
     const obj = raw === null ? undefined : parse(kind, objKeys[i] ?? "", raw);
     // Bytes as the reply carries them (UTF-8), not string length: a text of non-ASCII characters
     // is up to 3 bytes per UTF-16 unit, and a page cut by length overflowed max_payload. The
-    // answer's bytes, not the stored ones, when the answer is JSON: a text that is not canonical
-    // is answered re-encoded, and stored bytes that are not UTF-8 decode to U+FFFD, 3 bytes each
-    // (a page of those cut by stored bytes was up to 1.5 × max_payload).
+    // answer's bytes, not only the stored ones, when the answer is JSON: a text that is not
+    // canonical is answered re-encoded, and stored bytes that are not UTF-8 decode to U+FFFD, 3
+    // bytes each (a page of those cut by stored bytes was up to 1.5 × max_payload).
     const size = raw === null || maxBytes === undefined ? 0 : answerBytes(obj, raw);
-    // Past the byte budget (always at least one object, so a listing always advances).
-    if (maxBytes !== undefined && taken > 0 && bytes + size > maxBytes) break;
+    if (over(size)) break;
     taken = i + 1;
     if (raw === null) continue;
     bytes += size;
