@@ -115,10 +115,11 @@ let specializeArrived = false;
  * @param {Instance} instance
  * @param {Config} config
  * @param {Set<Res>} inFlight responses not yet over, for the drain on shutdown
- * @param {(res: Res) => void} [onSpecialize]
+ * @param {() => void} [onSpecialize]
+ * @param {() => void} [afterCall] once a call (not a probe, not a specialize) has been answered
  * @returns {Listener}
  */
-function createListener(instance, config, inFlight, onSpecialize) {
+function createListener(instance, config, inFlight, onSpecialize, afterCall) {
   return (req, res) => {
     inFlight.add(res);
     res.once("close", () => afterResponse(res, inFlight));
@@ -133,9 +134,10 @@ function createListener(instance, config, inFlight, onSpecialize) {
       if (path === "/v2/specialize") {
         if (req.method !== "POST") return methodNotAllowed(res, "POST");
         isSpecialize = true;
-        onSpecialize?.(res);
+        onSpecialize?.();
       }
     }
+    if (!isSpecialize && afterCall) res.once("close", afterCall);
     /** @param {Handlers} h */
     const handle = (h) =>
       (isSpecialize
@@ -151,14 +153,19 @@ function createListener(instance, config, inFlight, onSpecialize) {
 const SERVER_OPTIONS = { noDelay: true, keepAlive: true };
 const server = createServer(
   SERVER_OPTIONS,
-  createListener(instance, config, unfinished, (res) => {
-    specializeArrived = true;
-    // Answered: the function's first call is a round trip away, time to watch the parent.
-    res.once("close", () => setImmediate(watchParent));
-    // Handed out before announcing (the poolkeeper polled after its grace period): the pipe is
-    // closed before user code loads, unwritten, since nobody reads it any more.
-    if (readyFd !== undefined) closeReadyFd(readyFd);
-  }),
+  createListener(
+    instance,
+    config,
+    unfinished,
+    () => {
+      specializeArrived = true;
+      // Handed out before announcing (the poolkeeper polled after its grace period): the pipe is
+      // closed before user code loads, unwritten, since nobody reads it any more.
+      if (readyFd !== undefined) closeReadyFd(readyFd);
+    },
+    // The first call answered, the cold path is over: time to watch the parent (watchParent).
+    () => setImmediate(watchParent),
+  ),
 );
 // Longer than any reasonable client idle timeout, so the gateway's pooled connection is never
 // closed here at the moment it sends a request on it.
@@ -268,9 +275,9 @@ server.listen(port, host, () => {
   // poolkeeper keeps it at a low priority and before any request can be given to it, instead of
   // next to the specialize that takes it.
   if (readyFd !== undefined && !warmUpWanted) announceReady(readyFd);
-  // A pool instance watches its parent now; one started for a waiting specialize once that has
-  // been answered (PARENT_WATCH_LATEST_MS at the latest): opening stdin is ~1-2 ms of CPU that
-  // would come before the handlers' load, on the request's path.
+  // A pool instance watches its parent now; one started for a waiting specialize once its first
+  // call has been answered (PARENT_WATCH_LATEST_MS at the latest): opening stdin is ~1-2 ms of
+  // CPU that would come before the handlers' load, or the first call, on the request's path.
   if (warmUpWanted) watchParent();
   else setTimeout(watchParent, PARENT_WATCH_LATEST_MS);
   setImmediate(warmUp);

@@ -23,6 +23,9 @@
  * - main-thread CPU: CPU time of the runtime's main thread from its start to the first answer;
  * - warm: median round trip of sequential calls on one kept-alive connection.
  * `node-pkg` specializes with a two-file package in the archive form (a JSON line, then a tar.gz).
+ * FIZZ_BENCH_EMPTY_POOL=1 starts each instance as the process backend does for a request waiting
+ * on an empty pool: FIZZ_WARM_UP=0 (no rehearsal), a specialize token and the code's digest, and
+ * Node's one-file build (node/.build/server.cjs) when the runtimes directory has one.
  * Not a test: it asserts nothing and is run by hand.
  */
 import { spawn } from "node:child_process";
@@ -38,6 +41,8 @@ const which = process.argv[2] ?? "all";
 const SAMPLES = Number(process.argv[3] ?? 20);
 const IDLE_MS = Number(process.argv[4] ?? 300);
 const BACKOFF = process.env.FIZZ_BENCH_PROBE === "backoff";
+const EMPTY_POOL = process.env.FIZZ_BENCH_EMPTY_POOL === "1";
+const TOKEN = "bench-specialize-token";
 const HERE = fileURLToPath(new URL("../..", import.meta.url));
 const BASE = process.argv[5] ? resolve(process.argv[5]) : undefined;
 const WARM_CALLS = 200;
@@ -75,6 +80,22 @@ const FUNCTIONS = {
     source: `def main():\n    print("Hello, world!")\n`,
   },
 };
+
+/**
+ * Node's one-file build instead of server.mjs, as the process backend starts it (empty-pool mode).
+ * @param {string[]} argv
+ */
+function launched(argv) {
+  const [bin, script] = argv;
+  if (!EMPTY_POOL || !script?.endsWith("/node/server.mjs")) return argv;
+  const built = join(dirname(script), ".build/server.cjs");
+  try {
+    readFileSync(built);
+    return [/** @type {string} */ (bin), built];
+  } catch {
+    return argv;
+  }
+}
 
 /** @returns {Promise<number>} */
 function freePort() {
@@ -175,7 +196,7 @@ async function sample(kind, runtimes) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "fizz-coldstart-"));
   const id = `bench-${port}`;
-  const [file, ...args] = fn.command(runtimes);
+  const [file, ...args] = launched(fn.command(runtimes));
   const t0 = performance.now();
   const proc = spawn(/** @type {string} */ (file), args, {
     env: {
@@ -186,6 +207,7 @@ async function sample(kind, runtimes) {
       FIZZ_INSTANCE_ID: id,
       FIZZ_WORKDIR: dir,
       FIZZ_PARENT_STDIN: "1",
+      ...(EMPTY_POOL ? { FIZZ_WARM_UP: "0", FIZZ_SPECIALIZE_TOKEN: TOKEN } : {}),
     },
     stdio: ["pipe", "pipe", "pipe"],
   });
@@ -221,13 +243,17 @@ async function sample(kind, runtimes) {
           ...meta,
           filename: fn.filename,
           code: Buffer.from(fn.source).toString("base64"),
+          ...(EMPTY_POOL ? { digest: sha256(Buffer.from(fn.source)) } : {}),
         });
     const contentType = archive ? "application/vnd.fizz.specialize+tar" : "application/json";
     const s0 = performance.now();
     const spec = await call(port, {
       method: "POST",
       path: "/v2/specialize",
-      headers: { "content-type": contentType },
+      headers: {
+        "content-type": contentType,
+        ...(EMPTY_POOL ? { "x-fizz-specialize-token": TOKEN } : {}),
+      },
       body,
     });
     const specialize = performance.now() - s0;
