@@ -36,10 +36,18 @@ export interface SharesDeps {
   now: () => number;
   /** This replica's unsettled slot under `key` (slotKey#owner), if any. */
   local(key: string): LocalSlotView | undefined;
-  /** Reads another replica's claim until it settles, as a member does. */
-  follow(r: Resolved, slot: number, owner: string): Promise<SlotOutcome>;
+  /** Reads another replica's claim until it settles, as a member does, or until `giveUpAt`. */
+  follow(r: Resolved, slot: number, owner: string, giveUpAt?: number): Promise<SlotOutcome>;
   isUsable(t: Tracked): boolean;
 }
+
+/**
+ * How long a top-up on another replica waits for a claim still open. The instance exists already
+ * (the early answer came after it was admitted), so only the owner's finish, one Redis round trip,
+ * is outstanding; a claim open longer means its owner died, and it would stay open until its TTL
+ * (30 s and more) while the gateway's requests wait. The top-up then becomes an ordinary lease.
+ */
+export const TOP_UP_WAIT_MS = 2000;
 
 export class Shares {
   /** Slots whose members' grants were recorded on the instance already (once per slot): their members, and when. */
@@ -109,7 +117,7 @@ export class Shares {
     const cached = known && this.recorded.get(known)?.get(key)?.members;
     if (local) out = await local.promise;
     else if (known && cached) out = { t: known, members: cached };
-    else out = await this.d.follow(r, c.slot, c.owner);
+    else out = await this.d.follow(r, c.slot, c.owner, this.d.now() + TOP_UP_WAIT_MS);
     const t = out.t;
     if (!t || t.id !== req.instanceId || !this.d.isUsable(t)) return undefined;
     const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);

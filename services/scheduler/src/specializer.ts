@@ -80,7 +80,7 @@ export class Specializer {
       table: d.table,
       now: d.now,
       local: (key) => this.slots.get(key),
-      follow: (r, slot, owner) => this.follow(r, slot, owner),
+      follow: (r, slot, owner, giveUpAt) => this.follow(r, slot, owner, giveUpAt),
       isUsable: (t) => this.isUsable(t),
     });
   }
@@ -280,8 +280,17 @@ export class Specializer {
     }
   }
 
-  /** Another replica opened the slot: read its claim until the instance is there. */
-  private async follow(r: Resolved, slot: number, owner: string): Promise<SlotOutcome> {
+  /**
+   * Another replica opened the slot: read its claim until the instance is there (or, with
+   * `giveUpAt`, until then on the scheduler's clock: the claim stays open until its TTL when its
+   * owner died).
+   */
+  private async follow(
+    r: Resolved,
+    slot: number,
+    owner: string,
+    giveUpAt = Infinity,
+  ): Promise<SlotOutcome> {
     const ref = refOf(r);
     const deadline = Date.now() + this.d.claimTtlMs + this.d.pollMs;
     const nothing: SlotOutcome = { t: undefined, members: undefined };
@@ -314,7 +323,7 @@ export class Specializer {
         if (rec.state === "done" && rec.instance)
           return { t: this.adopt(rec.instance), members: rec.members };
       }
-      if (Date.now() >= deadline) return nothing;
+      if (Date.now() >= deadline || this.d.now() >= giveUpAt) return nothing;
       await this.sleep(functionKey(ref.namespace, ref.name), this.d.pollMs);
     }
   }

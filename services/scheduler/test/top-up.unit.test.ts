@@ -158,6 +158,23 @@ describe("scheduler top-up leases (unit)", () => {
     b.retirer.stop();
   });
 
+  it("a top-up on another replica while the owner never finishes (crashed) is answered within seconds, not at the claim's TTL", async () => {
+    const b = world({ shared: w.shared });
+    b.loadCatalog();
+    holdFinish(w); // never released: the owner died between its early answer and the finish
+    const first = await w.leases.lease(partial("hello", { gateway: "g1" }));
+    const id = first.lease.instanceId;
+    const start = w.clock.now();
+    const t = await drive(
+      w.clock,
+      b.leases.lease(partial("hello", { gateway: "g1", topUp: first.lease })),
+    );
+    expect(w.clock.now() - start, "waited for the claim's TTL").to.be.below(10_000);
+    expect(t.lease.instanceId).to.equal(id);
+    expect(w.poolkeeper.specializeCalls).to.have.length(1);
+    b.retirer.stop();
+  });
+
   it("when the claim cannot be finished, the early-answered member's share is still recorded once, and its top-up gets it", async () => {
     // The claim expired under the owner (finish answers undefined): no member list to split by.
     w.claims.finish = () => Promise.resolve(undefined);
