@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { InstanceTable } from "./instance-table";
 
 export interface SchedulerMetrics {
-  /** outcome: existing | specialized | joined | an error code. */
+  /** outcome: existing | specialized | joined | topUp | an error code. */
   leases: Counter<"outcome">;
   leaseDuration: Histogram<"outcome">;
 }
