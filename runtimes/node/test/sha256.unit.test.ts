@@ -1,4 +1,4 @@
-// The runtime's own SHA-256 (src/sha256.mjs) against node:crypto: it vouches for the code an
+// The runtime's SHA-256 (src/sha256.mjs, @noble/hashes) against node:crypto: it vouches for the code an
 // instance loads and compares the specialize token, so a wrong digest for any input is a hole.
 import { createHash, randomBytes } from "node:crypto";
 import { expect } from "chai";
