@@ -38,6 +38,23 @@ describe("node runtime: sha256.mjs", () => {
     }
   });
 
+  it("digests a Buffer that views part of a larger one, as Buffer.from(base64) gives small code", async () => {
+    // validate.mjs decodes `code` with Buffer.from(_, "base64"): below 4 KiB that is a slice of
+    // Node's shared pool (byteOffset > 0), the form every empty-pool specialize hashes.
+    for (const n of [0, 1, 55, 56, 63, 64, 65, 500, SMALL_INPUT_BYTES - 1, SMALL_INPUT_BYTES]) {
+      const raw = randomBytes(n);
+      const pooled = Buffer.from(raw.toString("base64"), "base64");
+      const inner = Buffer.concat([Buffer.from("pre"), raw, Buffer.from("post")]).subarray(
+        3,
+        3 + n,
+      );
+      expect(inner.byteOffset, `length ${n}`).to.be.above(0);
+      for (const view of [pooled, inner]) {
+        expect(await sha256Digest(view), `length ${n}`).to.equal(`sha256:${reference(raw)}`);
+      }
+    }
+  });
+
   it("equalSecrets: equal only for the same string, whatever the lengths", () => {
     const token = randomBytes(32).toString("base64url");
     expect(equalSecrets(token, token)).to.equal(true);
