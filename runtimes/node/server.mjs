@@ -137,7 +137,11 @@ function createListener(instance, config, inFlight, onSpecialize, afterCall) {
         onSpecialize?.();
       }
     }
-    if (!isSpecialize && afterCall) res.once("close", afterCall);
+    if (!isSpecialize && afterCall) {
+      // Once: the first call's answer is what it waits for; later calls pay no listener for it.
+      res.once("close", afterCall);
+      afterCall = undefined;
+    }
     /** @param {Handlers} h */
     const handle = (h) =>
       (isSpecialize
