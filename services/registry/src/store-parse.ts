@@ -50,9 +50,10 @@ export function parseStored<K extends KindPlural>(
  * check was most of a page's CPU and of its garbage (every page ran the young-generation collector
  * several times).
  *
- * Learnt only from this process's own checks of what a listing read, never from Redis: an object another writer changed (a newer registry during a rollout, an operator)
- * is other text, so other digest, and is checked again, left out and named in `skipped` when it
- * does not match, exactly as before. A text that matches but is not canonical (an older shape the
+ * Learnt only from this process's own checks of what a listing read, never from Redis: an object
+ * another writer changed (a newer registry during a rollout, an operator) is other text, so other
+ * digest, and is checked again, left out and named in `skipped` when it does not match, exactly
+ * as before. A text that matches but is not canonical (an older shape the
  * schema fills defaults into) is parsed every time, so its answer stays the parsed object's JSON.
  *
  * Bounded by the objects listed, not the writes: one digest per key, dropped when this registry

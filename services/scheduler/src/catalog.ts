@@ -8,7 +8,7 @@ import {
   type SkippedObject,
 } from "@fizz/events";
 import { ListingWindow, type Named } from "@fizz/kit";
-import { functionKey } from "./instance-table";
+import { functionKey, type Tracked } from "./instance-table";
 
 /**
  * What the scheduler asks the registry one object at a time (registry.get over NATS in
@@ -234,6 +234,11 @@ export function effectiveConcurrency(fn: FunctionObject, env: Environment): numb
     env.spec.concurrency ??
     DEFAULT_CONCURRENCY[runtimeOfImage(env.spec.image) ?? "other"]
   );
+}
+
+/** An instance's concurrency: what it was started with, else what its function resolves to now. */
+export function instanceConcurrency(t: Tracked, r: Resolved): number {
+  return t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
 }
 
 export function timeoutMsOf(fn: FunctionObject): number {

@@ -1,6 +1,6 @@
 import { FizzError, type Lease, type LeaseRequest } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
-import { effectiveConcurrency, timeoutMsOf, type Catalog, type Resolved } from "./catalog";
+import { instanceConcurrency, timeoutMsOf, type Catalog, type Resolved } from "./catalog";
 import { applyFunction, type Model } from "./handlers";
 import {
   freeSlots,
@@ -160,7 +160,7 @@ export class LeaseService {
         this.d.specializer.sharesPending(t)
       )
         continue;
-      const free = freeSlots(t, this.concurrencyOf(t, r), now);
+      const free = freeSlots(t, instanceConcurrency(t, r), now);
       if (free > 0 && (!best || free > best.free)) best = { t, free };
     }
     return best;
@@ -175,13 +175,9 @@ export class LeaseService {
       address: t.instance.address,
       function: { namespace: t.namespace, name: t.name, revision: t.revision },
       slots,
-      concurrency: this.concurrencyOf(t, r),
+      concurrency: instanceConcurrency(t, r),
       timeoutMs: timeoutMsOf(r.fn),
     };
-  }
-
-  private concurrencyOf(t: Tracked, r: Resolved): number {
-    return t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
   }
 
   /**

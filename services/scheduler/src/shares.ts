@@ -1,4 +1,4 @@
-import { effectiveConcurrency, type Resolved } from "./catalog";
+import { instanceConcurrency, type Resolved } from "./catalog";
 import { parseClaimToken, slotShare } from "./claims";
 import {
   PENDING_GRANT_TTL_MS,
@@ -92,7 +92,7 @@ export class Shares {
    */
   recordEarlySplit(r: Resolved, key: string, slot: LocalSlotView, out: SlotOutcome): void {
     if (!out.t || out.members || slot.earlyGateway === undefined) return;
-    const concurrency = out.t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
+    const concurrency = instanceConcurrency(out.t, r);
     const members = [slot.earlyGateway, ...new Array<string>(slot.localMembers - 1).fill("")];
     this.record(out.t, key, members, concurrency);
   }
@@ -120,7 +120,7 @@ export class Shares {
     else out = await this.d.follow(r, c.slot, c.owner, this.d.now() + TOP_UP_WAIT_MS);
     const t = out.t;
     if (!t || t.id !== req.instanceId || !this.d.isUsable(t)) return undefined;
-    const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
+    const concurrency = instanceConcurrency(t, r);
     if (!out.members) {
       // The claim could not be read back: the local split, recorded when the slot settled.
       if (!local || local.earlyGateway !== gateway || c.member !== 1) return undefined;

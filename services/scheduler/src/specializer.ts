@@ -1,6 +1,6 @@
 import { FizzError, type FunctionRef, type Instance } from "@fizz/events";
 import type { Clock, Logger } from "@fizz/kit";
-import { effectiveConcurrency, type Catalog, type Resolved } from "./catalog";
+import { effectiveConcurrency, instanceConcurrency, type Catalog, type Resolved } from "./catalog";
 import {
   claimToken,
   FINISHED_SLOT_TTL_MS,
@@ -114,7 +114,7 @@ export class Specializer {
       const t = await local.early;
       if (t && this.isUsable(t)) {
         local.earlyGateway = gateway;
-        const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
+        const concurrency = instanceConcurrency(t, r);
         if (concurrency <= 1) return { t, slots: 1, outcome: "specialized" };
         return { t, slots: 1, outcome: "specialized", more: claimToken(r.fn.metadata.revision, j) };
       }
@@ -122,7 +122,7 @@ export class Specializer {
     const out = await local.promise;
     const t = out.t;
     if (!t || !this.isUsable(t)) return undefined;
-    const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
+    const concurrency = instanceConcurrency(t, r);
     const outcome = j.kind === "owner" ? "specialized" : "joined";
     if (out.members) {
       this.shares.record(t, `${slotKey(r, j.slot)}#${j.owner}`, out.members, concurrency);
@@ -268,7 +268,7 @@ export class Specializer {
         );
         // Recorded here, not only by the members: the owner's member may have been answered early.
         if (t && rec) {
-          const concurrency = t.instance.concurrency ?? effectiveConcurrency(r.fn, r.env);
+          const concurrency = instanceConcurrency(t, r);
           this.shares.record(t, `${slotKey(r, slot)}#${owner}`, rec.members, concurrency);
         }
         return { t, members: rec?.members };
