@@ -191,7 +191,9 @@ export async function killUid(uid: number, setpriv?: string): Promise<number> {
         const k = spawn(
           setpriv,
           [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--", "kill", "-KILL", "-1"],
-          { stdio: "ignore" },
+          // Not the poolkeeper's environment (its NATS and Redis credentials): `kill` runs as the
+          // uid, and what the uid left behind could read /proc/<pid>/environ before the signal.
+          { stdio: "ignore", env: { PATH: INSTANCE_PATH } },
         );
         // Its exit status says nothing useful (procps kill answers 1 even after signalling).
         k.once("exit", () => resolve());

@@ -1,10 +1,10 @@
 import { expect } from "chai";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { killUid, UidPool } from "../src/isolation";
+import { INSTANCE_PATH, killUid, UidPool } from "../src/isolation";
 
 const SETPRIV = "/usr/bin/setpriv";
 const PYTHON = "/usr/bin/python3";
@@ -61,5 +61,25 @@ describe("instance uid clean-up", function () {
 
     for (let i = 0; i < 50 && (await alive(pid)); i++) await new Promise((r) => setTimeout(r, 20));
     expect(await alive(pid)).to.equal(false);
+  });
+
+  it("runs the uid's kill without the poolkeeper's environment (its credentials)", async () => {
+    // `kill -KILL -1` runs as the instance uid: what that uid left behind could read the
+    // process's /proc/<pid>/environ before the signal lands, so it must hold nothing of ours.
+    const dir = mkdtempSync(path.join(tmpdir(), "fizz-kill-env-"));
+    const fake = path.join(dir, "setpriv");
+    const seen = path.join(dir, "env");
+    writeFileSync(fake, `#!/bin/sh\nenv > ${seen}\n`);
+    chmodSync(fake, 0o755);
+    process.env.FIZZ_TEST_CREDENTIAL = "s3cret";
+    try {
+      await killUid(259_999, fake);
+      const env = readFileSync(seen, "utf8");
+      expect(env).to.not.include("s3cret");
+      expect(env).to.include(`PATH=${INSTANCE_PATH}`);
+    } finally {
+      delete process.env.FIZZ_TEST_CREDENTIAL;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
