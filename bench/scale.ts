@@ -43,8 +43,8 @@ export interface ScaleFigures {
   gateway_rps_many_routes: number;
   /** Many over one: 1 = no cost from the table's size. */
   gateway_rps_ratio: number;
-  /** The gateway's CPU per request (µs), medians over the same rounds: the cost itself, which
-   * other load on a shared machine moves much less than req/s. */
+  /** The gateway's CPU per request (µs), medians over the same rounds: the cost itself (a busy
+   * machine still moves it, less than req/s). */
   gateway_cpu_us_one_route: number;
   gateway_cpu_us_many_routes: number;
   /** Measured rounds per table size (each wrkSeconds long). */
