@@ -154,3 +154,69 @@ function answerBytes(obj: unknown, raw: Buffer): number {
   if (typeof obj === "string") return Buffer.byteLength(obj, "utf8");
   return raw.length;
 }
+
+/** Pre-learning's pace: objects per step, and the share of one CPU it may take. */
+interface LearnPace {
+  /** One MGET and one synchronous run of checks: what a request or write arriving waits at most. */
+  step: number;
+  /** After a step of t ms of checks it sleeps t × (1 − share) / share (at least 1 ms). */
+  share: number;
+}
+
+const LEARN_PACE: LearnPace = { step: 50, share: 0.5 };
+
+/**
+ * Pre-learning after start: every stored object of the given kinds read in small steps (the list
+ * index, in order) and handed to `learn` (KnownJson.learn), so the first listing after a start
+ * answers known texts as stored instead of parsing, checking and encoding each of them on the
+ * listing's time (at 10,000 functions the first pages cost ~4× the later ones and were the
+ * slowest). Off every request's path: started after the start-up tasks, never awaited by
+ * readiness, it sleeps between steps in proportion to its work and gives up on `signal`. It only
+ * ever reads: what it learns is the digest of the exact text it checked, so a write meanwhile
+ * (which forgets its key) leaves either nothing or a digest the new text does not match, and the
+ * next listing checks that text as before. An object missing from the list index (an index not
+ * built yet) is simply not learnt. Answers how many texts it found readable and canonical.
+ */
+export async function learnStored(
+  client: Redis,
+  prefix: string,
+  kinds: readonly KindPlural[],
+  learn: (kind: KindPlural, key: string, raw: Buffer) => boolean,
+  signal: AbortSignal,
+  pace: LearnPace = LEARN_PACE,
+): Promise<number> {
+  const keys = redisKeys(prefix);
+  let learnt = 0;
+  for (const kind of kinds) {
+    let after: PageCursor | undefined;
+    while (!signal.aborted) {
+      const { min, max } = listIndexRange(undefined, after);
+      const names = await client.zrangebylex(
+        listIndexKey(prefix, kind),
+        min,
+        max,
+        "LIMIT",
+        0,
+        pace.step,
+      );
+      if (names.length === 0 || signal.aborted) break;
+      const objKeys = names.map((m) => {
+        const n = fromListIndexMember(m);
+        return keys.obj(kind, n.namespace, n.name);
+      });
+      const values = await client.mgetBuffer(...objKeys);
+      const t0 = performance.now();
+      values.forEach((raw, i) => {
+        if (raw !== null && learn(kind, objKeys[i]!, raw)) learnt++;
+      });
+      const spent = performance.now() - t0;
+      after = fromListIndexMember(names[names.length - 1]!);
+      await sleep(Math.max(1, (spent * (1 - pace.share)) / pace.share));
+    }
+  }
+  return learnt;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

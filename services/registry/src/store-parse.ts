@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import { hash } from "node:crypto";
 import {
   FizzError,
@@ -64,6 +65,8 @@ export function parseStored<K extends KindPlural>(
  */
 export class KnownJson {
   private readonly known = new Map<KindPlural, Map<string, string>>();
+  /** Texts parsed and checked so far (each one a known text would have spared). */
+  checks = 0;
 
   /** The JSON a listing answers for the object: what JSON.stringify of its parsed form gives. */
   json<K extends KindPlural>(kind: K, key: string, raw: string): string {
@@ -87,10 +90,27 @@ export class KnownJson {
     const map = this.mapOf(kind);
     const digest = hash("sha256", raw, "base64");
     if (map.get(key) === digest) return raw;
-    const json = Buffer.from(JSON.stringify(this.check(map, kind, key, raw.toString("utf8"))));
-    const canonical = json.equals(raw);
+    const text = raw.toString("utf8");
+    const json = JSON.stringify(this.check(map, kind, key, text));
+    // Canonical: the stored bytes are UTF-8 (so decoding replaced nothing and `text` is exactly
+    // what they hold) and that text is the encoding. Compared as strings: encoding the JSON into a
+    // Buffer only to compare it cost every first listing an allocation per object.
+    const canonical = json === text && isUtf8(raw);
     this.note(map, key, canonical ? digest : undefined);
-    return canonical ? raw : json;
+    return canonical ? raw : Buffer.from(json);
+  }
+
+  /**
+   * Learns a stored text ahead of any listing (pre-learning after start: store-page.ts learnStored), as
+   * `jsonBytes` would: remembered only when it is readable and canonical. Answers whether it is;
+   * an unreadable text is not logged here (the listing that meets it leaves it out and says why).
+   */
+  learn(kind: KindPlural, key: string, raw: Buffer): boolean {
+    try {
+      return this.jsonBytes(kind, key, raw) === raw;
+    } catch {
+      return false;
+    }
   }
 
   /** The parsed object (as parseStored), without the schema check when its text is known. */
@@ -127,6 +147,7 @@ export class KnownJson {
     key: string,
     raw: string,
   ): ObjectsByPlural[K] {
+    this.checks++;
     try {
       return parseStored(kind, key, raw);
     } catch (err) {
