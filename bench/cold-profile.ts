@@ -1,5 +1,7 @@
 // Where a warm-pool cold start spends its time, hop by hop: `npx tsx bench/cold-profile.ts
-// [--samples N] [--runtime node|python|both] [--no-trace]`. Each sample creates a new function
+// [--samples N] [--runtime node|python|go|both] [--no-trace]` (`both`: node and python; `go`
+// builds the hello world once as a package, and each sample is a new function on it, as
+// bench/language-cold.ts measures cold.go). Each sample creates a new function
 // through the REST API, waits until the warm pool is full, then times one GET through the gateway
 // at the client (as bench/run.ts "coldFromPool" and bench/python-cold.ts do). With tracing on
 // (the default) the services export their spans (OTLP/HTTP JSON) to a receiver in this process,
@@ -15,6 +17,7 @@ import { pathToFileURL } from "node:url";
 import { waitFor } from "@fizz/testkit";
 import { code, startBenchPlatform, type BenchPlatform } from "./lib/platform";
 import { hopFigures, type TraceSpans } from "./cold-profile-hops";
+import { buildPackage } from "./language-cold";
 import { percentile, round } from "./lib/stats";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -23,6 +26,22 @@ const POOL = 4;
 const SLOWEST = 3;
 const NODE_HELLO = 'module.exports = async () => ({ status: 200, body: "Hello, world!\\n" });\n';
 const PY_HELLO = 'def main():\n    return "Hello, world!\\n"\n';
+const GO_PACKAGE = "prof-go-hello";
+type Runtime = "node" | "python" | "go";
+/** Each runtime's environment and image, and what a sample's function runs. */
+const RUNTIMES: Record<Runtime, { env: string; image: string; spec: () => object }> = {
+  node: { env: "nodejs", image: "fizz/env-node", spec: () => ({ code: code("f.js", NODE_HELLO) }) },
+  python: {
+    env: "python",
+    image: "fizz/env-python",
+    spec: () => ({ code: code("f.py", PY_HELLO) }),
+  },
+  go: {
+    env: "go",
+    image: "fizz/env-go",
+    spec: () => ({ package: { name: GO_PACKAGE }, entrypoint: "Handler" }),
+  },
+};
 
 interface OtlpSpan {
   traceId: string;
@@ -31,7 +50,10 @@ interface OtlpSpan {
   name: string;
   startTimeUnixNano: string;
   endTimeUnixNano: string;
-  attributes?: { key: string; value: { intValue?: string | number; doubleValue?: number } }[];
+  attributes?: {
+    key: string;
+    value: { intValue?: string | number; doubleValue?: number; stringValue?: string };
+  }[];
 }
 interface Collected {
   service: string;
@@ -41,6 +63,8 @@ interface Collected {
   endMs: number;
   /** poolkeeper.specialize's fizz.load_ms: the runtime's own report of loading the function. */
   loadMs?: number;
+  /** poolkeeper.specialize's fizz.start: warm (from the pool) or cold (an instance started for it). */
+  start?: string;
 }
 
 export interface ColdProfileFigures {
@@ -73,6 +97,8 @@ export interface ColdProfileFigures {
    * (the p99 of each span may come from a different sample).
    */
   slowest: { client_ms: number; spans: string[] }[];
+  /** How many samples' specializations took a warm instance and how many started one. */
+  starts: Record<string, number>;
 }
 
 /** An OTLP/HTTP JSON trace receiver on 127.0.0.1 keeping every span it is sent. */
@@ -97,6 +123,7 @@ async function receiver() {
             for (const s of ss.spans ?? []) {
               const load = s.attributes?.find((a) => a.key === "fizz.load_ms")?.value;
               const loadMs = Number(load?.intValue ?? load?.doubleValue ?? NaN);
+              const start = s.attributes?.find((a) => a.key === "fizz.start")?.value.stringValue;
               spans.push({
                 service,
                 name: s.name,
@@ -104,6 +131,7 @@ async function receiver() {
                 startMs: Number(BigInt(s.startTimeUnixNano) / 1000n) / 1000,
                 endMs: Number(BigInt(s.endTimeUnixNano) / 1000n) / 1000,
                 ...(Number.isFinite(loadMs) ? { loadMs } : {}),
+                ...(start !== undefined ? { start } : {}),
               });
             }
         }
@@ -148,11 +176,11 @@ const hex = (n: number) =>
 
 export async function measureColdProfile(
   p: BenchPlatform,
-  runtime: "node" | "python",
+  runtime: Runtime,
   samples: number,
   spans: Collected[] | undefined,
 ): Promise<ColdProfileFigures> {
-  const env = runtime === "node" ? "nodejs" : "python";
+  const env = RUNTIMES[runtime].env;
   const times: number[] = [];
   const traces: string[] = [];
   const cpuBefore = await cpuOf(p.pids);
@@ -162,11 +190,7 @@ export async function measureColdProfile(
     const name = `prof-${runtime}-${created++}`;
     await p.api("POST", "/v1/namespaces/default/functions", {
       name,
-      spec: {
-        environment: env,
-        code: runtime === "node" ? code("f.js", NODE_HELLO) : code("f.py", PY_HELLO),
-        idleTimeoutSeconds: 5,
-      },
+      spec: { environment: env, ...RUNTIMES[runtime].spec(), idleTimeoutSeconds: 5 },
     });
     await poolFull(p, env, POOL);
     // --settle-ms: also wait for the refill's own start-up work to finish, to tell its CPU apart.
@@ -192,6 +216,7 @@ export async function measureColdProfile(
   // Per span name: durations, and start and end relative to the gateway's request span.
   const byName = new Map<string, { d: number[]; at: number[]; end: number[] }>();
   const perTrace = new Map<string, TraceSpans>();
+  const starts: Record<string, number> = {};
   if (spans) {
     await new Promise((r) => setTimeout(r, 3000)); // the exporters' batch delay
     const wanted = new Set(traces);
@@ -211,6 +236,7 @@ export async function measureColdProfile(
       list.d.push(s.endMs - s.startMs);
       list.at.push(s.startMs - o);
       list.end.push(s.endMs - o);
+      if (s.start !== undefined) starts[s.start] = (starts[s.start] ?? 0) + 1;
       if (s.loadMs !== undefined) {
         // A row of its own: the part of poolkeeper.post that is the runtime loading the function.
         const lk = `${s.service.replace(/^fizz-/, "")}: runtime's loadMs (reported)`;
@@ -256,6 +282,7 @@ export async function measureColdProfile(
     ),
     gaps,
     slowest,
+    starts,
   };
 }
 
@@ -267,6 +294,11 @@ export function coldProfileRows(f: ColdProfileFigures): [string, string, string]
       "<= 8 / 20",
     ],
     [`  load average before / after`, `${f.load.before} / ${f.load.after}`, ""],
+    [
+      `  instance taken from the pool / started`,
+      `${f.starts.warm ?? 0} / ${f.starts.cold ?? 0}`,
+      "",
+    ],
     [
       `  CPU ms per sample`,
       Object.entries(f.cpu_ms)
@@ -314,18 +346,20 @@ async function standalone() {
   const p = await startBenchPlatform(path.join(ROOT, "bench/results/platform-cold-profile.log"));
   const out: ColdProfileFigures[] = [];
   try {
-    const runtimes = which === "both" ? (["node", "python"] as const) : ([which] as const);
+    if (which !== "both" && !(which in RUNTIMES))
+      throw new Error(`--runtime: node, python, go or both (got ${which})`);
+    const runtimes: Runtime[] = which === "both" ? ["node", "python"] : [which as Runtime];
     for (const rt of runtimes) {
-      const env = rt === "node" ? "nodejs" : "python";
-      const image = rt === "node" ? "fizz/env-node" : "fizz/env-python";
+      const { env, image } = RUNTIMES[rt];
       await p.api("POST", "/v1/namespaces/default/environments", {
         name: env,
         spec: { image, poolSize: POOL },
       });
       await poolFull(p, env, POOL);
+      if (rt === "go") await buildPackage(p, "go", env, GO_PACKAGE);
       // One function first: connections, JIT and caches as a running platform has them.
-      await measureColdProfile(p, rt as "node" | "python", 2, undefined);
-      out.push(await measureColdProfile(p, rt as "node" | "python", samples, rx?.spans));
+      await measureColdProfile(p, rt, 2, undefined);
+      out.push(await measureColdProfile(p, rt, samples, rx?.spans));
     }
   } finally {
     await p.stop();

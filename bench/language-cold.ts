@@ -38,7 +38,7 @@ export interface LanguageColdFigure {
 
 export type LanguageColdFigures = Record<Language, LanguageColdFigure>;
 
-type Language = "go" | "php" | "ruby" | "dotnet";
+export type Language = "go" | "php" | "ruby" | "dotnet";
 
 interface LanguageBench {
   image: string;
@@ -97,8 +97,11 @@ async function warmPoolFull(p: BenchPlatform, env: string, size: number) {
   );
 }
 
-/** Builds the hello world as a package once; returns the build's seconds. */
-async function buildPackage(p: BenchPlatform, lang: Language, env: string, pkg: string) {
+/**
+ * Builds the hello world as a package once; returns the build's seconds (bench/cold-profile.ts
+ * uses it for `--runtime go`).
+ */
+export async function buildPackage(p: BenchPlatform, lang: Language, env: string, pkg: string) {
   const l = LANGUAGES[lang];
   const work = await mkdtemp(path.join(tmpdir(), `fizz-bench-${lang}-`));
   try {
