@@ -277,6 +277,13 @@ async function runStartup(
       },
     },
   );
+  // Not awaited: readiness and the start-up tasks never wait for it.
+  const t0 = performance.now();
+  void store.learnStored(signal).then(
+    (learnt) =>
+      log.info({ learnt, ms: Math.round(performance.now() - t0) }, "stored texts pre-learnt"),
+    (err: unknown) => log.warn({ err: (err as Error).message }, "pre-learning stopped"),
+  );
 }
 
 /** The change event first (so caches converge), then the update barrier; then the client's answer. */

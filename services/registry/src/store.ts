@@ -1,16 +1,18 @@
 import type { Redis } from "ioredis";
 import {
   FizzError,
+  KIND_PLURALS,
   redisKeys,
   type HttpTrigger,
   type KindPlural,
   type ObjectsByPlural,
 } from "@fizz/events";
 import { redisReady, type Logger } from "@fizz/kit";
-import { listPage } from "./store-page";
+import { learnStored, listPage } from "./store-page";
 import type { Listing, ListingOf, PageOf, PageRequest, StoreReader, Writes } from "./store-types";
 import { listIndexBuild, listIndexBuiltKey, mgetAll, readList } from "./store-list";
 import { KnownJson, parseStored, pluralOf } from "./store-parse";
+import { Relearn } from "./store-relearn";
 import { TxLanes } from "./store-tx";
 import { routeIndexBuiltKey, routeIndexKey, routeShape } from "./route-index";
 
@@ -88,9 +90,11 @@ export class RedisStore implements Store {
   private readonly keys: ReturnType<typeof redisKeys>;
   private readonly tx: TxLanes;
   private readonly known = new KnownJson();
+  private readonly relearn: Relearn;
 
   constructor(private readonly opts: RedisStoreOptions) {
     this.keys = redisKeys(opts.prefix);
+    this.relearn = new Relearn(opts.client, (k, key, raw) => this.known.learn(k, key, raw));
     this.tx = new TxLanes({
       url: opts.url,
       prefix: opts.prefix,
@@ -103,9 +107,12 @@ export class RedisStore implements Store {
       // new text here re-parsed, schema-checked and re-encoded every write after its commit
       // (creates fell from 376 to 240/s in bench/scale.ts and the registry held a digest per
       // function it had only written), for services that list rarely. The next listing learns
-      // it, once. So the memory holds only keys a listing read and nothing changed since.
+      // it, once; or, once writes have gone quiet, the re-learn (store-relearn.ts) does.
       onCommitted: (puts, removed) => {
-        for (const p of puts) this.known.forget(p.kind, p.key);
+        for (const p of puts) {
+          this.known.forget(p.kind, p.key);
+          this.relearn.note(p.kind, p.key);
+        }
         for (const r of removed) this.known.forget(r.kind, r.key);
       },
     });
@@ -141,6 +148,17 @@ export class RedisStore implements Store {
 
   pageJson(kind: KindPlural, req: PageRequest): Promise<PageOf<Buffer>> {
     return this.readPage(kind, req, (k, key, raw) => this.known.jsonBytes(k, key, raw));
+  }
+
+  /** Pre-learns every stored object's text in the background (store-page.ts learnStored). */
+  learnStored(signal: AbortSignal): Promise<number> {
+    return learnStored(
+      this.opts.client,
+      this.opts.prefix,
+      KIND_PLURALS,
+      (k, key, raw) => this.known.learn(k, key, raw),
+      signal,
+    );
   }
 
   private async readListing<K extends KindPlural, T>(
@@ -282,6 +300,7 @@ export class RedisStore implements Store {
   }
 
   close(): Promise<void> {
+    this.relearn.close();
     return this.tx.close();
   }
 

@@ -1,0 +1,137 @@
+import { expect } from "chai";
+import { Redis } from "ioredis";
+import { API_VERSION, redisKeys, type Environment } from "@fizz/events";
+import { silentLogger } from "@fizz/kit";
+import { startRedis, waitFor } from "@fizz/testkit";
+import { RedisStore } from "../src/store";
+import { listPage } from "../src/store-page";
+import { KnownJson } from "../src/store-parse";
+import { Relearn, type RelearnPace } from "../src/store-relearn";
+
+/**
+ * Written objects learnt again once writes go quiet (store-relearn.ts): after a burst of creates
+ * the first listing must not have to check every object, and what is learnt must be exactly what
+ * a listing would accept (the text read, readable and canonical), never a text it did not check.
+ */
+describe("registry store: written objects learnt again after writes go quiet", () => {
+  let redis: Awaited<ReturnType<typeof startRedis>>;
+  let client: Redis;
+  let store: RedisStore;
+  const PREFIX = "relearn-test:";
+  const keys = redisKeys(PREFIX);
+  const COUNT = 120;
+  const PACE: RelearnPace = { quietMs: 50, step: 17, share: 0.5, maxPending: 1000 };
+  const name = (i: number) => `e-${String(i).padStart(3, "0")}`;
+  const env = (i: number, note = `n${i}`): Environment => ({
+    apiVersion: API_VERSION,
+    kind: "Environment",
+    metadata: {
+      namespace: "default",
+      name: name(i),
+      uid: `u${i}`,
+      revision: 1,
+      labels: { note },
+      createdAt: "2026-01-01T00:00:00.000Z",
+      updatedAt: "2026-01-01T00:00:00.000Z",
+    },
+    spec: { image: "fizz/env-node", poolSize: 3 },
+  });
+  const key = (i: number) => keys.obj("environments", "default", name(i));
+  /** A page read as a listing reads it, counting the texts it had to parse and check. */
+  const page = async (known: KnownJson) => {
+    const before = known.checks;
+    const out = await listPage(
+      client,
+      PREFIX,
+      "environments",
+      { limit: COUNT + 10, maxBytes: 10_000_000 },
+      (kind, objKey, raw) => {
+        try {
+          return known.jsonBytes(kind, objKey, raw);
+        } catch {
+          return undefined;
+        }
+      },
+    );
+    return { ...out, checked: known.checks - before };
+  };
+  const relearnOf = (known: KnownJson, pace = PACE) =>
+    new Relearn(client, (k, objKey, raw) => known.learn(k, objKey, raw), pace);
+
+  before(async () => {
+    redis = await startRedis();
+    client = new Redis(redis.url);
+    store = new RedisStore({
+      url: redis.url,
+      prefix: PREFIX,
+      client,
+      name: "relearn-test",
+      logger: silentLogger(),
+    });
+    await waitFor(() => store.ready(), { what: "store ready" });
+    const put = Array.from({ length: COUNT }, (_, i) => env(i));
+    await store.transact(() => Promise.resolve({ writes: { put }, result: undefined }));
+  });
+
+  after(async () => {
+    await store?.close();
+    client?.disconnect();
+    await redis?.cleanup();
+  });
+
+  it("learns the written keys after the quiet period, so the next page checks only the others", async () => {
+    const known = new KnownJson();
+    const relearn = relearnOf(known);
+    for (let i = 0; i < 100; i++) relearn.note("environments", key(i));
+    await waitFor(() => relearn.learnt === 100, { what: "the written keys learnt" });
+    const listed = await page(known);
+    expect(listed.items).to.have.length(COUNT);
+    // Only the 20 objects nobody wrote are checked on the listing's time.
+    expect(listed.checked).to.equal(COUNT - 100);
+    expect(listed.items.map((b) => b.toString())).to.deep.equal(
+      Array.from({ length: COUNT }, (_, i) => JSON.stringify(env(i))),
+    );
+    relearn.close();
+  });
+
+  it("learns no unreadable text and leaves a later rewrite to the listing's check", async () => {
+    const known = new KnownJson();
+    const relearn = relearnOf(known);
+    await client.set(key(3), JSON.stringify({ kind: "Environment" }));
+    await client.del(key(4));
+    try {
+      for (const i of [3, 4, 5]) relearn.note("environments", key(i));
+      await waitFor(() => relearn.learnt === 1, { what: "the readable key learnt" });
+      // Rewritten after it was learnt (another writer): a different text, so checked again.
+      await client.set(key(5), JSON.stringify(env(5, "changed")));
+      const listed = await page(known);
+      expect(listed.skipped).to.deep.equal([{ namespace: "default", name: name(3) }]);
+      const five = listed.items.find((b) => b.toString().includes(`"${name(5)}"`));
+      expect(five?.toString()).to.equal(JSON.stringify(env(5, "changed")));
+      // Every text on the page was checked: the one learnt (5) no longer matches what is stored.
+      expect(listed.checked).to.equal(COUNT - 1);
+    } finally {
+      relearn.close();
+      const p = client.pipeline();
+      for (const i of [3, 4, 5]) p.set(key(i), JSON.stringify(env(i)));
+      await p.exec();
+    }
+  });
+
+  it("holds at most maxPending keys and reads nothing once closed", async () => {
+    const known = new KnownJson();
+    const bounded = relearnOf(known, { ...PACE, maxPending: 10 });
+    for (let i = 0; i < 30; i++) bounded.note("environments", key(i));
+    await waitFor(() => bounded.learnt === 10, { what: "the bounded keys learnt" });
+    await new Promise((r) => setTimeout(r, 4 * PACE.quietMs));
+    expect(bounded.learnt).to.equal(10);
+    bounded.close();
+
+    const closed = relearnOf(known);
+    closed.note("environments", key(50));
+    closed.close();
+    closed.note("environments", key(51));
+    await new Promise((r) => setTimeout(r, 4 * PACE.quietMs));
+    expect(closed.learnt).to.equal(0);
+  });
+});
