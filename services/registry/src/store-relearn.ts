@@ -13,7 +13,12 @@ export interface RelearnPace {
   maxPending: number;
 }
 
-const PACE: RelearnPace = { quietMs: 1000, step: 50, share: 0.5, maxPending: 100_000 };
+export const RELEARN_PACE: RelearnPace = {
+  quietMs: 1000,
+  step: 50,
+  share: 0.5,
+  maxPending: 100_000,
+};
 
 /**
  * Learns written objects' texts again once writes have gone quiet. A write forgets its key's
@@ -32,29 +37,30 @@ export class Relearn {
   private running = false;
   private closed = false;
   private lastNote = 0;
+  /** Kinds learnt since the last `drained` (a drain cut short by writes carries them over). */
+  private readonly learntKinds = new Set<KindPlural>();
   /** Keys read back and found readable and canonical (for tests and logs). */
   learnt = 0;
 
   constructor(
     private readonly client: Redis,
     private readonly learn: (kind: KindPlural, key: string, raw: Buffer) => boolean,
-    private readonly pace: RelearnPace = PACE,
+    private readonly pace: RelearnPace = RELEARN_PACE,
+    /**
+     * After the queue is drained, for the kinds it learnt: the store bounds its memory there
+     * (KnownJson.bound), as every listing does. Learning here involves no listing, so without it
+     * objects written here and removed by another writer stayed remembered until one listed.
+     */
+    private readonly drained?: (kinds: KindPlural[]) => Promise<void>,
   ) {}
 
   /** A key written or removed: learnt again (or found gone) after the writes go quiet. */
   note(kind: KindPlural, key: string): void {
     if (this.closed) return;
-    let set = this.pending.get(kind);
-    if (!set) this.pending.set(kind, (set = new Set()));
-    if (!set.has(key) && this.size < this.pace.maxPending) {
-      set.add(key);
-      this.size++;
-    }
+    this.add(kind, key);
     // Every write restarts the quiet period: a burst of creates is read back once, at its end.
     this.lastNote = performance.now();
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.drain(), this.pace.quietMs);
-    this.timer.unref();
+    this.schedule(this.pace.quietMs);
   }
 
   close(): void {
@@ -69,19 +75,38 @@ export class Relearn {
     this.running = true;
     try {
       for (;;) {
-        // Writes resumed: they come first; the timer their last note set drains the rest.
-        if (performance.now() - this.lastNote < this.pace.quietMs) return;
+        if (this.closed) return;
+        // Writes resumed: they come first, and the rest waits out the quiet period again. Also
+        // when this very timer fired early by this clock (timers count whole milliseconds of the
+        // loop's time): returning without a timer left the keys queued until some later write.
+        const quiet = performance.now() - this.lastNote;
+        if (quiet < this.pace.quietMs) {
+          this.schedule(Math.ceil(this.pace.quietMs - quiet));
+          return;
+        }
         const batch = this.take();
-        if (!batch) return;
+        if (!batch) {
+          const kinds = [...this.learntKinds];
+          if (kinds.length === 0) return;
+          this.learntKinds.clear();
+          await this.drained?.(kinds).catch(() => undefined);
+          // A write meanwhile found this drain running: the loop, not its timer, reads it.
+          continue;
+        }
         const [kind, keys] = batch;
         let values: (Buffer | null)[];
         try {
           values = await this.client.mgetBuffer(...keys);
         } catch {
-          // Redis away: these keys are left to the next listing's own check.
-          continue;
+          // Redis away: the keys go back and the next try waits a quiet period (one read a
+          // period while it is away, rather than every step's keys dropped in a burst of calls).
+          if (this.closed) return;
+          for (const key of keys) this.add(kind, key);
+          this.schedule(this.pace.quietMs);
+          return;
         }
         if (this.closed) return;
+        this.learntKinds.add(kind);
         const t0 = performance.now();
         values.forEach((raw, i) => {
           if (raw !== null && this.learn(kind, keys[i]!, raw)) this.learnt++;
@@ -93,6 +118,22 @@ export class Relearn {
     } finally {
       this.running = false;
     }
+  }
+
+  /** Queues a key unless it is queued already or the queue is full. */
+  private add(kind: KindPlural, key: string): void {
+    let set = this.pending.get(kind);
+    if (!set) this.pending.set(kind, (set = new Set()));
+    if (!set.has(key) && this.size < this.pace.maxPending) {
+      set.add(key);
+      this.size++;
+    }
+  }
+
+  private schedule(ms: number): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.drain(), ms);
+    this.timer.unref();
   }
 
   /** Up to one step of keys of one kind, removed from the pending set. */

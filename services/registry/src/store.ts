@@ -12,7 +12,7 @@ import { learnStored, listPage } from "./store-page";
 import type { Listing, ListingOf, PageOf, PageRequest, StoreReader, Writes } from "./store-types";
 import { listIndexBuild, listIndexBuiltKey, mgetAll, readList } from "./store-list";
 import { KnownJson, parseStored, pluralOf } from "./store-parse";
-import { Relearn } from "./store-relearn";
+import { Relearn, RELEARN_PACE } from "./store-relearn";
 import { TxLanes } from "./store-tx";
 import { routeIndexBuiltKey, routeIndexKey, routeShape } from "./route-index";
 
@@ -94,7 +94,16 @@ export class RedisStore implements Store {
 
   constructor(private readonly opts: RedisStoreOptions) {
     this.keys = redisKeys(opts.prefix);
-    this.relearn = new Relearn(opts.client, (k, key, raw) => this.known.learn(k, key, raw));
+    this.relearn = new Relearn(
+      opts.client,
+      (k, key, raw) => this.known.learn(k, key, raw),
+      RELEARN_PACE,
+      async (kinds) => {
+        for (const kind of kinds) {
+          this.known.bound(kind, await opts.client.scard(this.keys.kindIndex(kind)));
+        }
+      },
+    );
     this.tx = new TxLanes({
       url: opts.url,
       prefix: opts.prefix,

@@ -118,6 +118,100 @@ describe("registry store: written objects learnt again after writes go quiet", (
     }
   });
 
+  it("learns a lone write even when its quiet timer fires a fraction of a millisecond early", async () => {
+    // Node's timers count whole milliseconds of the loop's clock, so one may fire up to ~1 ms
+    // before performance.now() says its delay passed. The drain then found writes "not quiet",
+    // returned, and no later timer existed: the keys stayed queued until the next write. Many
+    // lone writes at random sub-millisecond offsets make such a firing all but certain.
+    const pace = { ...PACE, quietMs: 3 };
+    const runs = Array.from({ length: 150 }, () => ({ known: new KnownJson() }));
+    const relearns = runs.map(({ known }) => relearnOf(known, pace));
+    try {
+      for (const r of relearns) {
+        const until = performance.now() + Math.random();
+        while (performance.now() < until);
+        r.note("environments", key(7));
+        await new Promise((res) => setImmediate(res));
+      }
+      await new Promise((r) => setTimeout(r, 100 * pace.quietMs));
+      const stranded = relearns.filter((r) => r.learnt !== 1).length;
+      expect(stranded, "relearns whose key stayed queued").to.equal(0);
+    } finally {
+      for (const r of relearns) r.close();
+    }
+  });
+
+  it("keeps the keys of a read that failed and reads them once Redis answers again", async () => {
+    // A failed MGET dropped its step's keys for good and went straight on to the next step, so a
+    // Redis blip during a drain emptied the whole queue in a burst of failing calls.
+    const known = new KnownJson();
+    const calls: number[] = [];
+    const flaky = {
+      mgetBuffer: (...objKeys: string[]) => {
+        calls.push(performance.now());
+        return calls.length <= 2
+          ? Promise.reject(new Error("Connection is closed."))
+          : client.mgetBuffer(...objKeys);
+      },
+    } as unknown as Redis;
+    const relearn = new Relearn(flaky, (k, objKey, raw) => known.learn(k, objKey, raw), PACE);
+    try {
+      for (let i = 0; i < 40; i++) relearn.note("environments", key(i));
+      await waitFor(() => relearn.learnt === 40, { what: "every key learnt after the blip" });
+      // After a failed read it waits a quiet period (timers may fire ~1 ms early) before the next.
+      expect(calls[1]! - calls[0]!).to.be.at.least(PACE.quietMs - 2);
+      expect(calls[2]! - calls[1]!).to.be.at.least(PACE.quietMs - 2);
+    } finally {
+      relearn.close();
+    }
+  });
+
+  it("keeps the store's memory bounded when another writer removes what it wrote", async () => {
+    // Learning written keys with no listing involved also skipped the bound every listing applies
+    // (KnownJson.bound): objects this registry created and another replica removed stayed
+    // remembered for as long as nobody listed, one digest per create.
+    const prefix = "relearn-bound:";
+    const mine = new RedisStore({
+      url: redis.url,
+      prefix,
+      client,
+      name: "a",
+      logger: silentLogger(),
+    });
+    const other = new RedisStore({
+      url: redis.url,
+      prefix,
+      client,
+      name: "b",
+      logger: silentLogger(),
+    });
+    const churn = (i: number): Environment => ({
+      ...env(i),
+      metadata: { ...env(i).metadata, namespace: "churn", name: `c-${i}` },
+    });
+    const known = (mine as unknown as { known: KnownJson }).known;
+    try {
+      await waitFor(() => mine.ready() && other.ready(), { what: "stores ready" });
+      const put = Array.from({ length: 1300 }, (_, i) => churn(i));
+      await mine.transact(() => Promise.resolve({ writes: { put }, result: undefined }));
+      await waitFor(() => known.size("environments") === 1300, {
+        what: "the creates learnt",
+        timeoutMs: 20_000,
+      });
+      const remove = put.map((o) => ({ kind: "environments" as const, ...o.metadata }));
+      await other.transact(() => Promise.resolve({ writes: { remove }, result: undefined }));
+      // One more create here: once it is learnt, what is remembered fits what is stored.
+      await mine.transact(() =>
+        Promise.resolve({ writes: { put: [churn(5000)] }, result: undefined }),
+      );
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(known.size("environments")).to.be.at.most(2 * 1 + 1024);
+    } finally {
+      await mine.close();
+      await other.close();
+    }
+  });
+
   it("holds at most maxPending keys and reads nothing once closed", async () => {
     const known = new KnownJson();
     const bounded = relearnOf(known, { ...PACE, maxPending: 10 });
