@@ -10,6 +10,7 @@ import { createRequire } from "node:module";
 import { basename, extname, join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import { compileFunction } from "node:vm";
+import { dynamicImport } from "./dynamic-import.mjs";
 
 /** A load failure caused by the user's code; its message is safe to show to the user. */
 export class LoadError extends Error {}
@@ -62,7 +63,9 @@ export async function importFile(file, format, dir) {
   // Deep enough to reach the user's frame under Node's loader frames.
   Error.stackTraceLimit = 50;
   try {
-    return format === "module" ? await import(pathToFileURL(file).href) : createRequire(file)(file);
+    return format === "module"
+      ? await dynamicImport(pathToFileURL(file).href)
+      : createRequire(file)(file);
   } catch (err) {
     throw new LoadError(await describeLoadError(err, file, dir));
   } finally {
@@ -231,7 +234,7 @@ function specifierLocation(err, file) {
  * @returns {Promise<string | undefined>}
  */
 async function checkSyntaxLine(file) {
-  const { execFile } = await import("node:child_process");
+  const { execFile } = await dynamicImport("node:child_process");
   return new Promise((resolve) => {
     execFile(
       process.execPath,

@@ -10,6 +10,7 @@
  * threshold (test/sha256.unit.test.ts).
  */
 import { sha256 } from "@noble/hashes/sha2.js";
+import { dynamicImport } from "./dynamic-import.mjs";
 
 export { sha256 };
 
@@ -27,7 +28,7 @@ export const SMALL_INPUT_BYTES = 4 * 1024;
 export async function sha256Digest(data) {
   if (data.length <= SMALL_INPUT_BYTES)
     return `sha256:${Buffer.from(sha256(data)).toString("hex")}`;
-  const { createHash } = await import("node:crypto");
+  const { createHash } = await dynamicImport("node:crypto");
   return `sha256:${createHash("sha256").update(data).digest("hex")}`;
 }
 

@@ -33,7 +33,7 @@ describe("node runtime: one-file build (prepare.mjs)", function () {
 
   before(async () => {
     copy = mkdtempSync(join(tmpdir(), "fizz-node-prepare-"));
-    for (const f of ["server.mjs", "prepare.mjs", "package.json", "src"])
+    for (const f of ["server.mjs", "prepare.mjs", "package.json", "start-cached.cjs", "src"])
       cpSync(join(HERE, f), join(copy, f), { recursive: true });
     symlinkSync(WORKSPACE_MODULES, join(copy, "node_modules"));
     mod = (await import(pathToFileURL(join(copy, "prepare.mjs")).href)) as Prepare;
@@ -44,11 +44,22 @@ describe("node runtime: one-file build (prepare.mjs)", function () {
     expect(mod.prepared()).to.equal(undefined);
     const first = await mod.prepare();
     const sha256 = createHash("sha256").update(readFileSync(mod.BUNDLE)).digest("hex");
-    expect(first).to.deep.equal({ ok: true, file: mod.BUNDLE, built: true, sha256 });
+    const cache = {
+      file: mod.CACHE,
+      sha256: createHash("sha256").update(readFileSync(mod.CACHE)).digest("hex"),
+      loader: mod.LOADER,
+    };
+    expect(first).to.deep.equal({ ok: true, file: mod.BUNDLE, built: true, sha256, cache });
     expect(statSync(mod.BUNDLE).mode & 0o777).to.equal(0o644);
     expect(statSync(mod.BUILD_DIR).mode & 0o777).to.equal(0o755);
     expect(mod.prepared()).to.equal(mod.BUNDLE);
-    expect(await mod.prepare()).to.deep.equal({ ok: true, file: mod.BUNDLE, built: false, sha256 });
+    expect(await mod.prepare()).to.deep.equal({
+      ok: true,
+      file: mod.BUNDLE,
+      built: false,
+      sha256,
+      cache,
+    });
   });
 
   it("builds again when a source changes, and when the bundle is not the one stamped", async () => {

@@ -1,6 +1,14 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, statSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  statSync,
+} from "node:fs";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
 import { prepareInstancesDir, traversable } from "./isolation";
@@ -25,6 +33,8 @@ interface Checked {
   fileCtime: number;
   inputs: string[];
   since: number;
+  /** Its V8 code cache and the loader that starts the build with it, when one was verified. */
+  cache?: { file: string; ino: number; ctime: number; loader: string } | undefined;
 }
 
 /**
@@ -66,7 +76,12 @@ export class NodeBuild {
     while (this.redoing) await this.redoing;
   }
 
-  /** The file to start, or undefined (start the sources) while none is known current. */
+  /**
+   * The file to start, or undefined (start the sources) while none is known current: the loader
+   * that runs the build with its code cache, or the build alone when there is no cache or the one
+   * there is not the one checked (replaced, its mode or owner changed: a cache is bytecode every
+   * instance runs, so it is used only as verified; never a reason not to start).
+   */
   entry(): string | undefined {
     const c = this.checked;
     if (!c) {
@@ -82,13 +97,27 @@ export class NodeBuild {
         file.ino === c.fileIno &&
         file.ctimeMs === c.fileCtime &&
         c.inputs.every((f) => statSync(f).ctimeMs <= c.since);
-      if (current) return c.file;
+      if (current) return this.withCache(c);
     } catch {
       // An input or the build gone: built again below.
     }
     this.checked = undefined;
     void this.check();
     return undefined;
+  }
+
+  private withCache(c: Checked): string {
+    if (!c.cache) return c.file;
+    try {
+      const st = statSync(c.cache.file);
+      if (st.ino === c.cache.ino && st.ctimeMs === c.cache.ctime) return c.cache.loader;
+    } catch {
+      // Gone: the build alone.
+    }
+    // Changed since its check: not used, and checked again (prepare.mjs makes it anew if it must).
+    this.checked = { ...c, cache: undefined };
+    void this.check();
+    return c.file;
   }
 }
 
@@ -201,6 +230,7 @@ function checkOnce(script: string): Promise<Checked | { why: string; raced?: boo
             fileCtime: found.ctimeMs,
             inputs,
             since: Math.max(since, ...dates),
+            cache: verifiedCache(result.cache),
           });
         } catch (e) {
           // Gone already: the sources.
@@ -211,11 +241,38 @@ function checkOnce(script: string): Promise<Checked | { why: string; raced?: boo
   });
 }
 
-/** The file's SHA-256 with the inode and ctime of the same open file. */
-function readVerified(file: string): { sha256: string; ino: number; ctimeMs: number } {
-  const fd = openSync(file, "r");
+/**
+ * The code cache prepare.mjs reported, with the inode and ctime of the bytes hashed, when they are
+ * the ones it vouched for; otherwise none (the build starts without it).
+ */
+function verifiedCache(cache: unknown): Checked["cache"] {
+  if (typeof cache !== "object" || cache === null) return undefined;
+  const { file, sha256, loader } = cache as { file?: unknown; sha256?: unknown; loader?: unknown };
+  if (typeof file !== "string" || typeof sha256 !== "string" || typeof loader !== "string")
+    return undefined;
   try {
-    const { ino, ctimeMs } = fstatSync(fd);
+    const found = readVerified(file);
+    return found.sha256 === sha256
+      ? { file, ino: found.ino, ctime: found.ctimeMs, loader }
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The file's SHA-256 with the inode and ctime of the same open file; throws unless it is a regular
+ * file (not a link) owned by this uid or root and writable by neither group nor others: another
+ * user able to write the build or its cache would choose the code of every instance.
+ */
+function readVerified(file: string): { sha256: string; ino: number; ctimeMs: number } {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const { ino, ctimeMs, uid, mode } = fstatSync(fd);
+    const owner = process.getuid?.() ?? 0;
+    if ((mode & constants.S_IFMT) !== constants.S_IFREG || (uid !== owner && uid !== 0))
+      throw new Error(`${file} is not a file of this uid or root`);
+    if ((mode & 0o022) !== 0) throw new Error(`${file} is writable by other users`);
     const sha256 = createHash("sha256").update(readFileSync(fd)).digest("hex");
     return { sha256, ino, ctimeMs };
   } finally {
@@ -238,11 +295,18 @@ function stampInputs(file: unknown): string[] | undefined {
 
 function parseResult(
   stdout: string,
-): { ok?: unknown; file?: unknown; sha256?: unknown; reason?: string } | undefined {
+):
+  { ok?: unknown; file?: unknown; sha256?: unknown; cache?: unknown; reason?: string } | undefined {
   const last = stdout.trim().split("\n").at(-1);
   try {
     return last
-      ? (JSON.parse(last) as { ok?: unknown; file?: unknown; sha256?: unknown; reason?: string })
+      ? (JSON.parse(last) as {
+          ok?: unknown;
+          file?: unknown;
+          sha256?: unknown;
+          cache?: unknown;
+          reason?: string;
+        })
       : undefined;
   } catch {
     return undefined;

@@ -1,9 +1,11 @@
 import {
+  chmodSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   utimesSync,
   writeFileSync,
 } from "node:fs";
@@ -21,13 +23,22 @@ import { env } from "./fake-backend";
  * A runtimes directory whose node/prepare.mjs stands in for the real one (the same output: the
  * bundle, its stamp naming the inputs, one JSON line), counting its runs: real child processes.
  */
-function fakeRuntimes(): { dir: string; runs: () => number; source: string; bundle: string } {
+function fakeRuntimes(): {
+  dir: string;
+  runs: () => number;
+  source: string;
+  bundle: string;
+  cache: string;
+  loader: string;
+} {
   const dir = mkdtempSync(path.join(tmpdir(), "fizz-node-build-"));
   const node = path.join(dir, "node");
   mkdirSync(node);
   const source = path.join(node, "server.mjs");
   writeFileSync(source, "// v1\n");
   const bundle = path.join(node, ".build", "server.cjs");
+  const cache = `${bundle}.cache`;
+  const loader = path.join(node, "start-cached.cjs");
   writeFileSync(
     path.join(node, "prepare.mjs"),
     `import { createHash } from "node:crypto";
@@ -46,7 +57,14 @@ function fakeRuntimes(): { dir: string; runs: () => number; source: string; bund
      // builder renamed its own bundle over this one before the process backend looked).
      const text = existsSync(${JSON.stringify(path.join(dir, "lie"))}) ? "// other\\n" : "// built\\n";
      const sha256 = createHash("sha256").update(text).digest("hex");
-     console.log(JSON.stringify({ ok: true, file: ${JSON.stringify(bundle)}, built: true, sha256 }));`,
+     // With a "cache" file: a code cache next to it (made once: a link put there stays one).
+     let cache;
+     if (existsSync(${JSON.stringify(path.join(dir, "cache"))})) {
+       if (!existsSync(${JSON.stringify(cache)})) writeFileSync(${JSON.stringify(cache)}, "bytecode\\n");
+       cache = { file: ${JSON.stringify(cache)}, loader: ${JSON.stringify(loader)},
+         sha256: createHash("sha256").update("bytecode\\n").digest("hex") };
+     }
+     console.log(JSON.stringify({ ok: true, file: ${JSON.stringify(bundle)}, built: true, sha256, cache }));`,
   );
   const runs = () => {
     try {
@@ -55,7 +73,7 @@ function fakeRuntimes(): { dir: string; runs: () => number; source: string; bund
       return 0;
     }
   };
-  return { dir, runs, source, bundle };
+  return { dir, runs, source, bundle, cache, loader };
 }
 
 describe("node runtime build as the process backend keeps it (NodeBuild)", function () {
@@ -182,6 +200,49 @@ describe("node runtime build as the process backend keeps it (NodeBuild)", funct
     expect(none.entry()).to.equal(undefined);
     await none.settled();
     expect(slim.runs()).to.equal(1);
+  });
+
+  it("starts the build with its code cache only while the cache is the one verified, as the builder wrote it", async () => {
+    const rt = fakeRuntimes();
+    dirs.push(rt.dir);
+    writeFileSync(path.join(rt.dir, "cache"), "");
+    const build = new NodeBuild(rt.dir, silentLogger());
+    await build.check();
+    expect(build.entry()).to.equal(rt.loader);
+    const made = readFileSync(rt.cache);
+    const elsewhere = path.join(rt.dir, "planted");
+    const attacks: Array<[string, () => void, () => void]> = [
+      ["world-writable", () => chmodSync(rt.cache, 0o666), () => chmodSync(rt.cache, 0o644)],
+      ["group-writable", () => chmodSync(rt.cache, 0o664), () => chmodSync(rt.cache, 0o644)],
+      [
+        "other bytes",
+        () => writeFileSync(rt.cache, "other bytecode\n"),
+        () => writeFileSync(rt.cache, made),
+      ],
+      [
+        "a link to the same bytes elsewhere",
+        () => {
+          writeFileSync(elsewhere, made);
+          rmSync(rt.cache);
+          symlinkSync(elsewhere, rt.cache);
+        },
+        () => {
+          rmSync(rt.cache);
+          writeFileSync(rt.cache, made);
+        },
+      ],
+    ];
+    for (const [what, attack, undo] of attacks) {
+      attack();
+      // At once: the build alone (never no start), and checked again...
+      expect(build.entry(), what).to.equal(rt.bundle);
+      await build.settled();
+      // ...where the cache is found as it is now and refused: still the build alone.
+      expect(build.entry(), what).to.equal(rt.bundle);
+      undo();
+      await build.check();
+      expect(build.entry(), what).to.equal(rt.loader);
+    }
   });
 
   it("starts the sources when there is no build script (an older runtimes copy)", async () => {

@@ -157,15 +157,21 @@ describe("process backend: the node and python runtimes announce readiness", fun
     });
   }
 
-  it("starts node from its one-file build, which the instance's uid can read but not change", async () => {
+  it("starts node from its one-file build and code cache, which the instance's uid can read but not change", async () => {
     const inst = await backend.spawn(env("node", { image: "fizz/env-node" }), { taken: true });
     const argv = readFileSync(`/proc/${inst.pid!}/cmdline`, "utf8").split("\0").filter(Boolean);
     const bundle = path.join(DEFAULT_RUNTIMES_DIR, "node", ".build", "server.cjs");
-    expect(argv).to.deep.equal([process.execPath, bundle]);
-    const st = statSync(bundle);
-    expect(st.mode & 0o777).to.equal(0o644);
-    expect(st.uid).to.equal(process.getuid!());
-    if (inst.uid !== undefined) expect(st.uid).to.not.equal(inst.uid);
+    // The loader that runs the bundle with its V8 code cache (runtimes/node/start-cached.cjs).
+    expect(argv).to.deep.equal([
+      process.execPath,
+      path.join(DEFAULT_RUNTIMES_DIR, "node", "start-cached.cjs"),
+    ]);
+    for (const file of [bundle, `${bundle}.cache`]) {
+      const st = statSync(file);
+      expect(st.mode & 0o777).to.equal(0o644);
+      expect(st.uid).to.equal(process.getuid!());
+      if (inst.uid !== undefined) expect(st.uid).to.not.equal(inst.uid);
+    }
     await backend.kill(inst.id, "test done");
   });
 
