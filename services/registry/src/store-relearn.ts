@@ -54,7 +54,7 @@ export class Relearn {
     private readonly drained?: (kinds: KindPlural[]) => Promise<void>,
   ) {}
 
-  /** A key written or removed: learnt again (or found gone) after the writes go quiet. */
+  /** A key written: learnt again (or found gone) after the writes go quiet. */
   note(kind: KindPlural, key: string): void {
     if (this.closed) return;
     this.add(kind, key);
