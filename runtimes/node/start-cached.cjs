@@ -17,7 +17,8 @@
  * needs (V8 does not restore the host-defined options), so the bundle's own would fail
  * (src/dynamic-import.mjs).
  *
- * `--write-cache=<file>` (prepare.mjs only): no cache is read; on SIGUSR2, sent once the instance
+ * `--write-cache=<file> --bundle-sha256=<hex>` (prepare.mjs only): no cache is read, and none is
+ * made unless the bundle read is the one named; on SIGUSR2, sent once the instance
  * has answered its first call, the cache of everything compiled so far is written there and the
  * process exits. `--report-cache`: prints whether V8 took the cache (tests).
  */
@@ -30,8 +31,22 @@ const file = join(__dirname, ".build", "server.cjs");
 const args = process.argv.slice(2);
 const writeTo = args.find((a) => a.startsWith("--write-cache="))?.slice("--write-cache=".length);
 
+const bytes = readFileSync(file);
+// Making a cache: only for the bundle prepare.mjs stamped. V8 takes a cache for any source of the
+// same length, so one made from another build renamed in meanwhile would run that build's
+// bytecode under the stamped one's name (review RV2). node:crypto only here, never in instances.
+const forBundle = args
+  .find((a) => a.startsWith("--bundle-sha256="))
+  ?.slice("--bundle-sha256=".length);
+if (writeTo !== undefined) {
+  const found = require("node:crypto").createHash("sha256").update(bytes).digest("hex");
+  if (found !== forBundle) {
+    process.stderr.write(`[fizz] ${file} is not the bundle to make a cache for\n`);
+    process.exit(1);
+  }
+}
 // The #! line (a syntax error inside a function) blanked, not removed: line numbers stay right.
-const source = readFileSync(file, "utf8").replace(/^#!.*/, "");
+const source = bytes.toString("utf8").replace(/^#!.*/, "");
 /** @type {Buffer | undefined} */
 let cachedData;
 if (writeTo === undefined) {

@@ -234,6 +234,7 @@ function specifierLocation(err, file) {
  * @returns {Promise<string | undefined>}
  */
 async function checkSyntaxLine(file) {
+  /** @type {typeof import("node:child_process")} */
   const { execFile } = await dynamicImport("node:child_process");
   return new Promise((resolve) => {
     execFile(

@@ -28,6 +28,7 @@ export const SMALL_INPUT_BYTES = 4 * 1024;
 export async function sha256Digest(data) {
   if (data.length <= SMALL_INPUT_BYTES)
     return `sha256:${Buffer.from(sha256(data)).toString("hex")}`;
+  /** @type {typeof import("node:crypto")} */
   const { createHash } = await dynamicImport("node:crypto");
   return `sha256:${createHash("sha256").update(data).digest("hex")}`;
 }

@@ -2,13 +2,16 @@
 // with it: V8 takes the cache on this Node, the loader runs the bundle as Node runs a CommonJS main
 // (ES-module functions through import(), CommonJS ones with relative requires), and a cache that
 // anyone but the builder could have written is never vouched for. Built on a copy of the runtime.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
   chmodSync,
   chownSync,
   cpSync,
+  existsSync,
   lstatSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -155,5 +158,163 @@ describe("node runtime: V8 code cache of the one-file build (start-cached.cjs)",
     } finally {
       rmSync(elsewhere, { recursive: true, force: true });
     }
+  });
+  /** Pids of live (not zombie) processes whose command line has `needle`. */
+  function processesWith(needle: string): number[] {
+    const pids: number[] = [];
+    for (const name of readdirSync("/proc")) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8");
+        const state = readFileSync(`/proc/${name}/stat`, "utf8").split(") ")[1]?.[0];
+        if (cmd.includes(needle) && state !== "Z") pids.push(Number(name));
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return pids;
+  }
+
+  async function until<T>(what: string, ms: number, f: () => T | undefined): Promise<T> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const v = f();
+      if (v !== undefined) return v;
+      if (Date.now() > end) throw new Error(`timed out: ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  it("leaves no instance behind when prepare is killed while it makes the cache (review RV2)", async () => {
+    await mod.prepare();
+    rmSync(mod.CACHE);
+    // As the poolkeeper's execFile timeout ends it: prepare alone, not its child.
+    const prep = spawn(process.execPath, [join(copy, "prepare.mjs")], {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      stdio: "ignore",
+    });
+    const needle = `--write-cache=${mod.CACHE}`;
+    let child: number[] = [];
+    try {
+      child = await until("the cache child", 20_000, () => {
+        const found = processesWith(needle);
+        return found.length > 0 ? found : undefined;
+      });
+      prep.kill("SIGKILL");
+      await until("the cache child to exit after its parent", 5_000, () =>
+        processesWith(needle).length === 0 ? true : undefined,
+      );
+    } finally {
+      prep.kill("SIGKILL");
+      for (const pid of processesWith(needle)) process.kill(pid, "SIGKILL");
+    }
+    expect(child.length).to.equal(1);
+    // Nothing left in .build but what prepare vouches for (no temporary cache file).
+    expect(readdirSync(mod.BUILD_DIR).filter((f) => f.endsWith(".tmp"))).to.deep.equal([]);
+  });
+
+  it("makes the cache again when the one stamped was made by another Node (V8 rejects it) (review RV2)", async () => {
+    await mod.prepare();
+    // Bytes V8 rejects here, as it rejects a cache of another V8 after a node upgrade: the same
+    // loader and bundle under other flags (another flag hash, as another version has another tag).
+    const foreign = join(copy, "foreign.cache");
+    const maker = spawn(
+      process.execPath,
+      [
+        "--no-lazy",
+        mod.LOADER,
+        `--write-cache=${foreign}`,
+        `--bundle-sha256=${createHash("sha256").update(readFileSync(mod.BUNDLE)).digest("hex")}`,
+      ],
+      {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", PORT: "0", HOST: "127.0.0.1" },
+        stdio: ["pipe", "ignore", "pipe"],
+      },
+    );
+    let err = "";
+    maker.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+    await until("the --no-lazy loader to listen", 10_000, () =>
+      err.includes("listening") ? true : undefined,
+    );
+    maker.kill("SIGUSR2");
+    await new Promise((r) => maker.once("close", r));
+    const bytes = readFileSync(foreign);
+    rmSync(foreign);
+    // Stamped as the older Node's prepare would have stamped it.
+    const stampFile = join(mod.BUILD_DIR, "server.cjs.stamp.json");
+    const stamp = JSON.parse(readFileSync(stampFile, "utf8")) as Record<string, unknown>;
+    writeFileSync(mod.CACHE, bytes, { mode: 0o644 });
+    const older = {
+      ...stamp,
+      cache: createHash("sha256").update(bytes).digest("hex"),
+      ...("node" in stamp ? { node: "v18.20.4 x64" } : {}),
+    };
+    writeFileSync(stampFile, `${JSON.stringify(older)}\n`);
+    const before = await start();
+    expect(before.stderr()).to.include("[fizz] code cache rejected");
+    await before.kill();
+    running.splice(running.indexOf(before), 1);
+
+    const again = await mod.prepare();
+    expect(again.ok && again.cache?.file).to.equal(mod.CACHE);
+    const rt = await start();
+    expect(rt.stderr()).to.include("[fizz] code cache accepted");
+    expect(existsSync(foreign)).to.equal(false);
+  });
+  it("never leaves the old cache next to a new bundle while the new cache is made (review RV2)", async () => {
+    await mod.prepare();
+    const oldCache = readFileSync(mod.CACHE);
+    const oldBundle = readFileSync(mod.BUNDLE);
+    // An edit that keeps the bundle's length: V8 checks little more than the source's length, so
+    // it would take the old cache for the new bundle and run the old bytecode.
+    const server = join(copy, "server.mjs");
+    const text = readFileSync(server, "utf8");
+    writeFileSync(server, text.replace("node runtime listening on", "node runtime LISTENING on"));
+    const prep = spawn(process.execPath, [join(copy, "prepare.mjs")], {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      stdio: "ignore",
+    });
+    const needle = `--write-cache=${mod.CACHE}`;
+    try {
+      // The new bundle is in place and its cache is being made: what an instance started now finds.
+      await until("the cache child", 30_000, () =>
+        processesWith(needle).length > 0 ? true : undefined,
+      );
+      const bundle = readFileSync(mod.BUNDLE);
+      expect(bundle.equals(oldBundle)).to.equal(false);
+      expect(bundle.length).to.equal(oldBundle.length);
+      const cache = existsSync(mod.CACHE) ? readFileSync(mod.CACHE) : undefined;
+      expect(cache?.equals(oldCache) ?? false, "the old cache beside the new bundle").to.equal(
+        false,
+      );
+    } finally {
+      await new Promise((r) => (prep.exitCode !== null ? r(null) : prep.once("exit", r)));
+      writeFileSync(server, text);
+    }
+    expect(mod.preparedCache()).to.equal(undefined); // sources changed back: not current
+  });
+  it("makes a cache only for the bundle prepare stamped, not another one found in its place (review RV2)", async () => {
+    await mod.prepare();
+    // As when another build renamed its bundle in between prepare's stamp and its child's read:
+    // the child is told the bundle it makes the cache for, and finds another one.
+    const out = join(copy, "other.cache");
+    const child = spawn(
+      process.execPath,
+      [mod.LOADER, `--write-cache=${out}`, `--bundle-sha256=${"0".repeat(64)}`],
+      {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", PORT: "0", HOST: "127.0.0.1" },
+        stdio: ["pipe", "ignore", "pipe"],
+      },
+    );
+    let err = "";
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+    const closed = new Promise((r) => child.once("close", r));
+    await until("the loader to listen or exit", 10_000, () =>
+      err.includes("listening") || child.exitCode !== null ? true : undefined,
+    );
+    if (child.exitCode === null) child.kill("SIGUSR2");
+    await closed;
+    expect(existsSync(out), err).to.equal(false);
+    expect(child.exitCode).to.not.equal(0);
   });
 });
