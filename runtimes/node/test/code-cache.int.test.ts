@@ -317,4 +317,21 @@ describe("node runtime: V8 code cache of the one-file build (start-cached.cjs)",
     expect(existsSync(out), err).to.equal(false);
     expect(child.exitCode).to.not.equal(0);
   });
+  it("leaves nothing in the temporary directory after making the cache (review RV2)", async () => {
+    await mod.prepare();
+    rmSync(mod.CACHE);
+    const tmp = mkdtempSync(join(tmpdir(), "fizz-node-cache-tmp-"));
+    try {
+      const run = spawnSync(process.execPath, [join(copy, "prepare.mjs")], {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", TMPDIR: tmp },
+        encoding: "utf8",
+        timeout: 30_000,
+      });
+      expect(run.stdout, run.stderr).to.include('"cache":');
+      // The tiny function's work directory included: one left per cache made, as the builder uid.
+      expect(readdirSync(tmp)).to.deep.equal([]);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
 });
