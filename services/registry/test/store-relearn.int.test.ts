@@ -1,83 +1,27 @@
 import { expect } from "chai";
-import { Redis } from "ioredis";
-import { API_VERSION, redisKeys, type Environment } from "@fizz/events";
+import type { Redis } from "ioredis";
+import type { Environment } from "@fizz/events";
 import { silentLogger } from "@fizz/kit";
-import { startRedis, waitFor } from "@fizz/testkit";
+import { waitFor } from "@fizz/testkit";
 import { RedisStore } from "../src/store";
-import { listPage } from "../src/store-page";
 import { KnownJson } from "../src/store-parse";
 import { Relearn, type RelearnPace } from "../src/store-relearn";
+import { learnFixture } from "./learn-fixture";
 
 /**
  * Written objects learnt again once writes go quiet (store-relearn.ts): after a burst of creates
  * the first listing must not have to check every object, and what is learnt must be exactly what
  * a listing would accept (the text read, readable and canonical), never a text it did not check.
  */
+
 describe("registry store: written objects learnt again after writes go quiet", () => {
-  let redis: Awaited<ReturnType<typeof startRedis>>;
-  let client: Redis;
-  let store: RedisStore;
   const PREFIX = "relearn-test:";
-  const keys = redisKeys(PREFIX);
   const COUNT = 120;
   const PACE: RelearnPace = { quietMs: 50, step: 17, share: 0.5, maxPending: 1000 };
-  const name = (i: number) => `e-${String(i).padStart(3, "0")}`;
-  const env = (i: number, note = `n${i}`): Environment => ({
-    apiVersion: API_VERSION,
-    kind: "Environment",
-    metadata: {
-      namespace: "default",
-      name: name(i),
-      uid: `u${i}`,
-      revision: 1,
-      labels: { note },
-      createdAt: "2026-01-01T00:00:00.000Z",
-      updatedAt: "2026-01-01T00:00:00.000Z",
-    },
-    spec: { image: "fizz/env-node", poolSize: 3 },
-  });
-  const key = (i: number) => keys.obj("environments", "default", name(i));
-  /** A page read as a listing reads it, counting the texts it had to parse and check. */
-  const page = async (known: KnownJson) => {
-    const before = known.checks;
-    const out = await listPage(
-      client,
-      PREFIX,
-      "environments",
-      { limit: COUNT + 10, maxBytes: 10_000_000 },
-      (kind, objKey, raw) => {
-        try {
-          return known.jsonBytes(kind, objKey, raw);
-        } catch {
-          return undefined;
-        }
-      },
-    );
-    return { ...out, checked: known.checks - before };
-  };
   const relearnOf = (known: KnownJson, pace = PACE) =>
-    new Relearn(client, (k, objKey, raw) => known.learn(k, objKey, raw), pace);
-
-  before(async () => {
-    redis = await startRedis();
-    client = new Redis(redis.url);
-    store = new RedisStore({
-      url: redis.url,
-      prefix: PREFIX,
-      client,
-      name: "relearn-test",
-      logger: silentLogger(),
-    });
-    await waitFor(() => store.ready(), { what: "store ready" });
-    const put = Array.from({ length: COUNT }, (_, i) => env(i));
-    await store.transact(() => Promise.resolve({ writes: { put }, result: undefined }));
-  });
-
-  after(async () => {
-    await store?.close();
-    client?.disconnect();
-    await redis?.cleanup();
-  });
+    new Relearn(f.client, (k, objKey, raw) => known.learn(k, objKey, raw), pace);
+  const f = learnFixture({ prefix: PREFIX, count: COUNT, store: "relearn-test" });
+  const { env, key, name, page } = f;
 
   it("learns the written keys after the quiet period, so the next page checks only the others", async () => {
     const known = new KnownJson();
@@ -97,13 +41,13 @@ describe("registry store: written objects learnt again after writes go quiet", (
   it("learns no unreadable text and leaves a later rewrite to the listing's check", async () => {
     const known = new KnownJson();
     const relearn = relearnOf(known);
-    await client.set(key(3), JSON.stringify({ kind: "Environment" }));
-    await client.del(key(4));
+    await f.client.set(key(3), JSON.stringify({ kind: "Environment" }));
+    await f.client.del(key(4));
     try {
       for (const i of [3, 4, 5]) relearn.note("environments", key(i));
       await waitFor(() => relearn.learnt === 1, { what: "the readable key learnt" });
       // Rewritten after it was learnt (another writer): a different text, so checked again.
-      await client.set(key(5), JSON.stringify(env(5, "changed")));
+      await f.client.set(key(5), JSON.stringify(env(5, "changed")));
       const listed = await page(known);
       expect(listed.skipped).to.deep.equal([{ namespace: "default", name: name(3) }]);
       const five = listed.items.find((b) => b.toString().includes(`"${name(5)}"`));
@@ -112,7 +56,7 @@ describe("registry store: written objects learnt again after writes go quiet", (
       expect(listed.checked).to.equal(COUNT - 1);
     } finally {
       relearn.close();
-      const p = client.pipeline();
+      const p = f.client.pipeline();
       for (const i of [3, 4, 5]) p.set(key(i), JSON.stringify(env(i)));
       await p.exec();
     }
@@ -151,7 +95,7 @@ describe("registry store: written objects learnt again after writes go quiet", (
         calls.push(performance.now());
         return calls.length <= 2
           ? Promise.reject(new Error("Connection is closed."))
-          : client.mgetBuffer(...objKeys);
+          : f.client.mgetBuffer(...objKeys);
       },
     } as unknown as Redis;
     const relearn = new Relearn(flaky, (k, objKey, raw) => known.learn(k, objKey, raw), PACE);
@@ -172,16 +116,16 @@ describe("registry store: written objects learnt again after writes go quiet", (
     // remembered for as long as nobody listed, one digest per create.
     const prefix = "relearn-bound:";
     const mine = new RedisStore({
-      url: redis.url,
+      url: f.redis.url,
       prefix,
-      client,
+      client: f.client,
       name: "a",
       logger: silentLogger(),
     });
     const other = new RedisStore({
-      url: redis.url,
+      url: f.redis.url,
       prefix,
-      client,
+      client: f.client,
       name: "b",
       logger: silentLogger(),
     });
