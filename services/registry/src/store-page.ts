@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import { FizzError, redisKeys, type KindPlural, type RedisKeys } from "@fizz/events";
 import { fromListIndexMember, listIndexKey, listIndexRange } from "./store-list";
+import { yieldShare } from "./store-relearn";
 import type { PageCursor, PageOf, PageRequest } from "./store-types";
 
 /**
@@ -211,12 +212,8 @@ export async function learnStored(
       });
       const spent = performance.now() - t0;
       after = fromListIndexMember(names[names.length - 1]!);
-      await sleep(Math.max(1, (spent * (1 - pace.share)) / pace.share));
+      await yieldShare(spent, pace.share);
     }
   }
   return learnt;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -111,9 +111,7 @@ export class Relearn {
         values.forEach((raw, i) => {
           if (raw !== null && this.learn(kind, keys[i]!, raw)) this.learnt++;
         });
-        const spent = performance.now() - t0;
-        const share = this.pace.share;
-        await new Promise((r) => setTimeout(r, Math.max(1, (spent * (1 - share)) / share)).unref());
+        await yieldShare(performance.now() - t0, this.pace.share);
       }
     } finally {
       this.running = false;
@@ -151,4 +149,13 @@ export class Relearn {
     }
     return undefined;
   }
+}
+
+/**
+ * After a step of background learning that took `spentMs` of CPU: sleeps so the work takes at
+ * most `share` of one CPU (at least 1 ms, so requests and writes queued meanwhile run first).
+ */
+export function yieldShare(spentMs: number, share: number): Promise<void> {
+  const ms = Math.max(1, (spentMs * (1 - share)) / share);
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
