@@ -8,7 +8,6 @@
 // and the table gives each span's median and p99 per sample: the gateway's lease request, the
 // scheduler's lease, the poolkeeper's specialize and its parts, the call to the instance. Tracing
 // costs a little itself; `--no-trace` measures the client figures alone.
-import { readFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -18,6 +17,7 @@ import { waitFor } from "@fizz/testkit";
 import { code, startBenchPlatform, type BenchPlatform } from "./lib/platform";
 import { hopFigures, type TraceSpans } from "./cold-profile-hops";
 import { buildPackage } from "./language-cold";
+import { cpuMs } from "./lib/proc-cpu";
 import { percentile, round } from "./lib/stats";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -159,9 +159,7 @@ async function cpuOf(pids: Record<string, number>): Promise<Record<string, numbe
   const out: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) {
     try {
-      const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      out[name] = (Number(fields[11]) + Number(fields[12])) * 10;
+      out[name] = await cpuMs(pid);
     } catch {
       // gone
     }

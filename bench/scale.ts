@@ -17,6 +17,7 @@ import { Agent, request } from "undici";
 import { freePort, startNats, startRedis } from "@fizz/testkit";
 import { launchPlatform } from "../scripts/lib/platform.mjs";
 import { wrk, wrkMetered } from "./lib/load";
+import { cpuMs, waitQuiet } from "./lib/proc-cpu";
 import { code } from "./lib/platform";
 import { percentile, round } from "./lib/stats";
 import { runIfMain } from "./lib/standalone";
@@ -74,36 +75,9 @@ export interface ScaleOptions {
   routesOnly?: boolean;
 }
 
-/** CPU time (user + system) of a process so far, in ms (clock ticks are 10 ms on Linux). */
-async function cpuMs(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
 async function rssBytes(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN) * 1024;
-}
-
-/**
- * Waits (at most 60 s) until the services together use under 5% of a core over a second, twice
- * in a row: a figure taken while another service is still busy is that service's, not the
- * gateway's.
- */
-async function quiet(pids: Record<string, number>): Promise<void> {
-  const total = async () => {
-    let ms = 0;
-    for (const s of SERVICES) ms += await cpuMs(pids[s]!);
-    return ms;
-  };
-  const end = Date.now() + 60_000;
-  let calm = 0;
-  while (calm < 2 && Date.now() < end) {
-    const before = await total();
-    await new Promise((r) => setTimeout(r, 1000));
-    calm = (await total()) - before < 50 ? calm + 1 : 0;
-  }
 }
 
 type Launched = Awaited<ReturnType<typeof launchPlatform>>;
@@ -194,7 +168,7 @@ export async function measureScale(opts: ScaleOptions = {}): Promise<ScaleFigure
     // creations: on a 2-core machine another service's work is the gateway's loss. Rounds cannot
     // alternate between the two on one platform (the table grows only by 10,000 writes).
     const load = async () => {
-      await quiet(pids);
+      await waitQuiet(SERVICES.map((s) => pids[s]!));
       await wrk(probeUrl, { connections: 50, seconds: 3 }); // V8 warms the hot path
       const rps: number[] = [];
       const cpu: number[] = [];
