@@ -22,6 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { expect } from "chai";
+import { ALWAYS } from "../prepare.mjs";
 import { packageArchive } from "../../contract/archive.js";
 import {
   request,
@@ -44,7 +45,8 @@ describe("node runtime: V8 code cache of the one-file build (start-cached.cjs)",
 
   before(async () => {
     copy = mkdtempSync(join(tmpdir(), "fizz-node-cache-"));
-    for (const f of ["server.mjs", "prepare.mjs", "package.json", "start-cached.cjs", "src"])
+    // What esbuild reads, and the rest of the build's inputs as prepare.mjs names them.
+    for (const f of ["server.mjs", "src", ...ALWAYS])
       cpSync(join(HERE, f), join(copy, f), { recursive: true });
     symlinkSync(WORKSPACE_MODULES, join(copy, "node_modules"));
     mod = (await import(pathToFileURL(join(copy, "prepare.mjs")).href)) as Prepare;

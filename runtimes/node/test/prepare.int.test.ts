@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { expect } from "chai";
+import { ALWAYS } from "../prepare.mjs";
 import { freePort, minimalEnv, waitForHealthz } from "../../contract/harness.js";
 
 const HERE = fileURLToPath(new URL("..", import.meta.url));
@@ -33,7 +34,8 @@ describe("node runtime: one-file build (prepare.mjs)", function () {
 
   before(async () => {
     copy = mkdtempSync(join(tmpdir(), "fizz-node-prepare-"));
-    for (const f of ["server.mjs", "prepare.mjs", "package.json", "start-cached.cjs", "src"])
+    // What esbuild reads, and the rest of the build's inputs as prepare.mjs names them.
+    for (const f of ["server.mjs", "src", ...ALWAYS])
       cpSync(join(HERE, f), join(copy, f), { recursive: true });
     symlinkSync(WORKSPACE_MODULES, join(copy, "node_modules"));
     mod = (await import(pathToFileURL(join(copy, "prepare.mjs")).href)) as Prepare;
@@ -74,6 +76,27 @@ describe("node runtime: one-file build (prepare.mjs)", function () {
     expect(mod.prepared()).to.equal(undefined);
     const again = await mod.prepare();
     expect(again.ok && again.built).to.equal(true);
+  });
+
+  it("builds again when how its code cache is made changes (code-cache-build.mjs), and stamps it for the poolkeeper", async () => {
+    await mod.prepare();
+    // The poolkeeper stats the stamp's inputs at each spawn (host-prepare.ts): the module must be one.
+    const stamp = JSON.parse(readFileSync(`${mod.BUNDLE}.stamp.json`, "utf8")) as {
+      inputs: string[];
+    };
+    expect(stamp.inputs).to.include.members(["code-cache-build.mjs", ...ALWAYS]);
+    const maker = join(copy, "code-cache-build.mjs");
+    const text = readFileSync(maker, "utf8");
+    try {
+      writeFileSync(maker, `${text}\n// changed\n`);
+      expect(mod.prepared()).to.equal(undefined);
+      expect(mod.preparedCache()).to.equal(undefined);
+      const rebuilt = await mod.prepare();
+      expect(rebuilt.ok && rebuilt.built).to.equal(true);
+      expect(mod.prepared()).to.equal(mod.BUNDLE);
+    } finally {
+      writeFileSync(maker, text);
+    }
   });
 
   it("never vouches for a build directory or file that another user could write, and rebuilds it as its own", async () => {
