@@ -4,7 +4,7 @@ import type { StdioOptions } from "node:child_process";
 /** The readiness pipe's descriptor in the child (FIZZ_READY_FD); health.ts reads our end. */
 export const READY_FD = 3;
 /** Runtimes whose loader writes READY_LINE to FIZZ_READY_FD once ready. */
-const ANNOUNCING = new Set<string>(["node", "python"]);
+const ANNOUNCING = new Set<string>(["node", "python", "go"]);
 
 /**
  * The CPU niceness of a pool refill's session while it starts (its autogroup, see

@@ -87,7 +87,9 @@ describe("process backend: the go, php, ruby and dotnet runtimes under instance 
         expect(res.statusCode).to.equal(200);
         expect(await res.body.json()).to.deep.include({ state: "warm" });
         const seen = startedWith(inst.pid!);
-        expect(seen.vars.filter((v) => !DOCUMENTED.includes(v))).to.deep.equal([]);
+        // Go's warm instance announces readiness too (runtimes/go/runtime/fizz_warm.go).
+        const documented = runtime === "go" ? [...DOCUMENTED, "FIZZ_READY_FD"] : DOCUMENTED;
+        expect(seen.vars.filter((v) => !documented.includes(v))).to.deep.equal([]);
         if (process.getuid?.() === 0) {
           expect(inst.uid).to.be.a("number").and.at.least(1000);
           expect(seen.uid).to.equal(inst.uid);
@@ -105,7 +107,7 @@ describe("process backend: the go, php, ruby and dotnet runtimes under instance 
  * instead of waiting to be found by /healthz polling; an instance spawned for a waiting
  * specialize is told to skip its warm-up (FIZZ_WARM_UP=0), one for the pool is not.
  */
-describe("process backend: the node and python runtimes announce readiness", function () {
+describe("process backend: the node, python and go runtimes announce readiness", function () {
   this.timeout(60_000);
   let workDir: string;
   let agent: Agent;
@@ -172,6 +174,24 @@ describe("process backend: the node and python runtimes announce readiness", fun
       expect(st.uid).to.equal(process.getuid!());
       if (inst.uid !== undefined) expect(st.uid).to.not.equal(inst.uid);
     }
+    await backend.kill(inst.id, "test done");
+  });
+
+  it("notices the go runtime through its pipe too, before any /healthz poll", async function () {
+    const e = env("go", { image: "fizz/env-go" });
+    const why = backend.unsupported(e);
+    if (why) {
+      console.log(`      (skipped: ${why})`);
+      this.skip();
+    }
+    const inst = await backend.spawn(e, { taken: true });
+    const ready = lines.find((l) => l.msg === "ready" && l.instance === inst.id);
+    expect(ready?.ready).to.equal("announced");
+    const vars = readFileSync(`/proc/${inst.pid!}/environ`, "latin1").split("\0");
+    expect(vars).to.include("FIZZ_READY_FD=3");
+    const res = await request(`${inst.address}/healthz`, { dispatcher: agent });
+    expect(res.statusCode).to.equal(200);
+    await res.body.text();
     await backend.kill(inst.id, "test done");
   });
 
