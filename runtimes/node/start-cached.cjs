@@ -20,7 +20,9 @@
  * `--write-cache=<file> --bundle-sha256=<hex>` (prepare.mjs only): no cache is read, and none is
  * made unless the bundle read is the one named; on SIGUSR2, sent once the instance
  * has answered its first call, the cache of everything compiled so far is written there and the
- * process exits. `--report-cache`: prints whether V8 took the cache (tests).
+ * process exits. `--report-cache`: prints whether V8 took the cache (tests). `--check-cache`: prints
+ * it and exits, 0 only when V8 took it, without running the bundle (the image's build checks the
+ * cache it ships with the Node and flags its CMD runs).
  */
 const { readFileSync, writeFileSync } = require("node:fs");
 const { Module, createRequire } = require("node:module");
@@ -61,10 +63,10 @@ const script = new vm.Script(
   `(function (exports, require, module, __filename, __dirname, __fizzImport) {${source}\n})`,
   { filename: file, cachedData },
 );
-if (args.includes("--report-cache"))
-  process.stderr.write(
-    `[fizz] code cache ${!cachedData ? "none" : script.cachedDataRejected ? "rejected" : "accepted"}\n`,
-  );
+const taken = !cachedData ? "none" : script.cachedDataRejected ? "rejected" : "accepted";
+if (args.includes("--report-cache") || args.includes("--check-cache"))
+  process.stderr.write(`[fizz] code cache ${taken}\n`);
+if (args.includes("--check-cache")) process.exit(taken === "accepted" ? 0 : 1);
 if (writeTo !== undefined)
   process.on("SIGUSR2", () => {
     writeFileSync(writeTo, script.createCachedData(), { mode: 0o600 });

@@ -111,6 +111,30 @@ describe("node runtime: V8 code cache of the one-file build (start-cached.cjs)",
     expect(run.stderr).to.include("node runtime listening");
   });
 
+  it("--check-cache (the image's build) exits 0 only when V8 takes the cache, without running the bundle", async () => {
+    await mod.prepare();
+    const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", PORT: "0", HOST: "127.0.0.1" };
+    const check = (flags: string[]) =>
+      spawnSync(process.execPath, [...flags, mod.LOADER, "--check-cache"], {
+        env,
+        timeout: 5000,
+        encoding: "utf8",
+      });
+    const taken = check([]);
+    expect([taken.status, taken.stderr.trim()]).to.deep.equal([0, "[fizz] code cache accepted"]);
+    // Other flags (V8 rejects the cache), then no cache at all: both fail the check, and neither
+    // starts the runtime (it would listen and the check never end).
+    const rejected = check(["--no-lazy"]);
+    expect([rejected.status, rejected.stderr.trim()]).to.deep.equal([
+      1,
+      "[fizz] code cache rejected",
+    ]);
+    rmSync(mod.CACHE);
+    const none = check([]);
+    expect([none.status, none.stderr.trim()]).to.deep.equal([1, "[fizz] code cache none"]);
+    expect((await mod.prepare()).ok).to.equal(true);
+  });
+
   it("never vouches for a cache another user could have written or that is not the one made, and makes it again", async () => {
     await mod.prepare();
     const made = readFileSync(mod.CACHE);

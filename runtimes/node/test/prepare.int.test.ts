@@ -99,6 +99,17 @@ describe("node runtime: one-file build (prepare.mjs)", function () {
     }
   });
 
+  it("is built in the image from every input prepare.mjs names, and the image starts it with its cache", () => {
+    const docker = readFileSync(join(HERE, "Dockerfile"), "utf8");
+    const copied = [...docker.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) =>
+      (m[1] ?? "").split(" "),
+    );
+    expect(copied).to.include.members(["server.mjs", "src", ...ALWAYS]);
+    expect(docker).to.include("RUN node prepare.mjs");
+    expect(docker).to.include("/runtime/.build/server.cjs.cache");
+    expect(docker).to.match(/^CMD \["node", "start-cached\.cjs"\]$/m);
+  });
+
   it("never vouches for a build directory or file that another user could write, and rebuilds it as its own", async () => {
     await mod.prepare();
     const writable: Array<[string, number]> = [
