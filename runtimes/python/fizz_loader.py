@@ -207,7 +207,9 @@ def load_function(
     module = importlib.util.module_from_spec(spec)
     sys.modules[MODULE_NAME] = module
     try:
-        spec.loader.exec_module(module)
+        # What the loader's exec_module does, from the bytes just written rather than reading them
+        # back and looking for a __pycache__ the fresh directory cannot have (~0.2 ms).
+        exec(compile(code, path, "exec", dont_inherit=True), module.__dict__)
     except (Exception, SystemExit) as exc:  # SystemExit: a top-level sys.exit() is a load failure too
         del sys.modules[MODULE_NAME]
         raise LoadError(describe_load_error(exc, path, directory)) from None

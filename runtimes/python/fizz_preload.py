@@ -53,6 +53,10 @@ class Preloader:
         sys.meta_path.insert(0, self)
         self._thread.start()
 
+    def stopping(self) -> bool:
+        """Whether a specialize asked this preload to end (the rehearsal after it ends too)."""
+        return self._stop
+
     def stop(self) -> None:
         """Ends the preload at its next import and returns once its thread is done."""
         thread = self._thread

@@ -29,6 +29,7 @@ from fizz_instance import ARCHIVE_CONTENT_TYPE, Instance, format_exc, log
 from fizz_markers import CURRENT, Call, MarkedStream, end_call
 from fizz_preload import install_compat
 from fizz_readiness import Readiness
+from fizz_workers import Workers
 from fizz_invoke import (
     Context,
     HttpError,
@@ -270,12 +271,28 @@ def _new_request_id() -> str:
 class Server(ThreadingHTTPServer):
     daemon_threads = True  # idle keep-alive threads must not hold the exit back
     request_queue_size = 1024  # the default backlog of 5 would refuse bursts before the gate sees them
+    workers: Workers
+
+    def process_request(self, request, client_address) -> None:
+        # A thread started before the instance was ready takes the connection (fizz_workers).
+        self.workers.submit(request, client_address)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, a DNS lookup on the cold-start path that
         # nothing here uses.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
+
+
+def _rehearse_then_announce(rt: Instance, server: Server, ready: Readiness) -> None:
+    """On the preload's thread once it is over: a pool instance rehearses a cold start
+    (fizz_rehearsal) before it counts as ready, so the first specialize and call run warm."""
+    try:
+        from fizz_rehearsal import rehearse
+
+        rehearse(server.server_address, rt.preload.state == "ready", rt.preload.stopping)
+    finally:
+        ready.announce()
 
 
 def main() -> None:
@@ -298,6 +315,8 @@ def main() -> None:
     except OSError as exc:
         log(f"cannot listen on {rt.host}:{rt.port}: {exc}")
         sys.exit(1)
+    server.workers = Workers(server.process_request_thread)
+    server.workers.prestart(2)  # the specialize's connection and the first call's
 
     shutdown_lock = threading.RLock()  # re-entrant: a signal can land while the main thread holds it
 
@@ -338,7 +357,7 @@ def main() -> None:
     log(f"python runtime listening on {rt.host}:{rt.port}{suffix}")
     # After that line is out: the poolkeeper reads it as the warm instance's, not a function's.
     if ready.after_preload:
-        rt.preload.start(on_done=ready.announce)
+        rt.preload.start(on_done=lambda: _rehearse_then_announce(rt, server, ready))
     else:
         ready.announce()
         rt.preload.start()  # cut short by the specialize that is already on its way

@@ -1,0 +1,133 @@
+// The Python runtime's cold-start rehearsal (fizz_rehearsal.py) and its connection threads
+// (fizz_workers.py): a pool instance does once, before it announces readiness, what its first
+// specialize and call would otherwise do for the first time, and leaves the function nothing of it.
+// A real process on fd 3 as the process backend starts it, real HTTP.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { expect } from "chai";
+import {
+  freePort,
+  minimalEnv,
+  postJson,
+  request,
+  sleep,
+  specializeBody,
+} from "../../contract/harness.js";
+
+const SERVER = fileURLToPath(new URL("../server.py", import.meta.url));
+const ME = { "x-fizz-instance": "inst-1" };
+
+/** What the function finds of the rehearsal: modules, variables, files, threads. */
+const PROBE = [
+  "import json, os, sys, threading, time",
+  "",
+  "def main(context):",
+  "    if context.query.get('sleep'):",
+  "        time.sleep(float(context.query['sleep']))",
+  "    return {",
+  "        'modules': sorted(m for m in sys.modules if 'rehearsal_' in m or m == 'fizz_flask'),",
+  "        'env': sorted(k for k in os.environ if 'REHEARSAL' in k),",
+  "        'files': sorted(os.listdir(os.environ['FIZZ_WORKDIR'])),",
+  "        'threads': threading.active_count(),",
+  "        'thread': threading.current_thread().name,",
+  "    }",
+  "",
+].join("\n");
+
+interface Seen {
+  modules: string[];
+  env: string[];
+  files: string[];
+  threads: number;
+  thread: string;
+}
+
+describe("python runtime: a pool instance rehearses a cold start before it is ready", function () {
+  this.timeout(30_000);
+  let proc: ChildProcess | undefined;
+  let scratch: string;
+
+  beforeEach(() => {
+    scratch = mkdtempSync(join(tmpdir(), "fizz-python-rehearsal-"));
+  });
+  afterEach(() => {
+    proc?.kill("SIGKILL");
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  /** Starts the runtime and returns once it announced readiness on fd 3. */
+  async function ready(
+    extra: Record<string, string> = {},
+  ): Promise<{ url: string; err: () => string }> {
+    const port = await freePort();
+    proc = spawn("python3", [SERVER], {
+      env: {
+        ...minimalEnv(scratch),
+        PORT: String(port),
+        HOST: "127.0.0.1",
+        FIZZ_INSTANCE_ID: "inst-1",
+        FIZZ_WORKDIR: scratch,
+        FIZZ_READY_FD: "3",
+        ...extra,
+      },
+      stdio: ["ignore", "ignore", "pipe", "pipe"],
+    });
+    let err = "";
+    proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+    const pipe = proc.stdio[3] as Readable;
+    await new Promise<void>((resolve, reject) => {
+      pipe.once("data", () => resolve());
+      pipe.once("end", () => reject(new Error(`the pipe closed unwritten: ${err}`)));
+    });
+    return { url: `http://127.0.0.1:${port}`, err: () => err };
+  }
+
+  async function call(url: string, query = ""): Promise<Seen> {
+    const res = await request(url, { path: `/${query}`, headers: ME });
+    expect(res.status, res.text).to.equal(200);
+    return JSON.parse(res.text) as Seen;
+  }
+
+  it("is over before the announcement and leaves the function no module, variable or file of it", async () => {
+    const { url, err } = await ready();
+    const loaded = await postJson(url, "/v2/specialize", specializeBody("probe.py", PROBE));
+    expect(loaded.status, loaded.text).to.equal(200);
+    const seen = await call(url);
+    // fizz_flask was imported by the rehearsal (a main(context) never imports it itself); its
+    // throwaway function is no module, and its specialize body left no variable or file.
+    expect(seen.modules).to.deep.equal(["fizz_flask"]);
+    expect(seen.env).to.deep.equal([]);
+    expect(seen.files).to.deep.equal(["probe.py"]);
+    expect(err()).not.to.contain("rehearsal step");
+  });
+
+  it("is skipped by an instance a specialize already waits for (FIZZ_WARM_UP=0)", async () => {
+    const { url } = await ready({ FIZZ_WARM_UP: "0" });
+    const loaded = await postJson(url, "/v2/specialize", specializeBody("probe.py", PROBE));
+    expect(loaded.status, loaded.text).to.equal(200);
+    expect((await call(url)).modules).to.deep.equal([]);
+  });
+
+  it("serves calls on connection threads started before the instance was ready", async () => {
+    const { url } = await ready();
+    await postJson(url, "/v2/specialize", specializeBody("probe.py", PROBE));
+    expect((await call(url)).thread).to.equal("fizz-connection");
+  });
+
+  it("a burst of connections leaves at most four idle threads behind, not one per connection", async () => {
+    const { url } = await ready();
+    await postJson(url, "/v2/specialize", specializeBody("probe.py", PROBE));
+    const before = (await call(url)).threads;
+    // Ten calls at once, each on its own connection (no agent): ten connection threads.
+    const burst = await Promise.all(Array.from({ length: 10 }, () => call(url, "?sleep=0.3")));
+    expect(Math.max(...burst.map((s) => s.threads))).to.be.at.least(before + 8);
+    await sleep(200); // the burst's threads go back to waiting, or end
+    // Left: the main, preload-free set (main, stdin watch if any) + at most MAX_IDLE (4) idle
+    // + the one serving this call.
+    expect((await call(url)).threads).to.be.at.most(before + 4);
+  });
+});
