@@ -296,6 +296,35 @@ describe("python runtime: Fission's Flask-style functions", function () {
     });
   });
 
+  describe("a package whose main() reaches Flask's request only through a helper module", () => {
+    let rt: Runtime;
+    before(async () => {
+      rt = await start();
+      await preloaded(rt);
+      const files = {
+        "main.py": "import helper\n\ndef main():\n    return helper.greet()\n",
+        "helper.py": [
+          "from flask import request",
+          "",
+          "def greet():",
+          "    return '<b>' + request.args.get('who', 'world') + '</b>'",
+          "",
+        ].join("\n"),
+      };
+      const res = await specializeArchive(rt, await packageArchive(files));
+      expect(res.status, res.text).to.equal(200);
+    });
+    after(() => rt.kill());
+
+    // Only modules new since the load are looked at for Flask (the ~280 preloaded ones cannot be
+    // the function's): the helper, imported by main.py while it loaded, is one of them.
+    it("runs as a Flask function: the string answers as text/html", async () => {
+      const res = await get(rt, "/?who=ada");
+      expect(res.headers["content-type"]).to.match(/^text\/html/);
+      expect(res.text).to.equal("<b>ada</b>");
+    });
+  });
+
   describe("a package with its own copy of Flask, on an instance that preloaded Flask", () => {
     let rt: Runtime;
     before(async () => {
