@@ -6,8 +6,8 @@ and dropped from the environment at start, so the function never sees or holds i
 means the backend polls.
 
 When: on listen for an instance a specialize already waits for (FIZZ_WARM_UP=0, an empty-pool
-start); otherwise once the Flask preload is over, so that "the pool is full" means no start-up CPU
-is left in it. Announced on listen, a refill imported Flask (~200 ms of CPU, far more on a busy
+start); otherwise once the Flask preload and the rehearsal after it (fizz_rehearsal) are over, so
+that "the pool is full" means no start-up CPU is left in it. Announced on listen, a refill imported Flask (~200 ms of CPU, far more on a busy
 machine) next to the cold start that had just taken another instance, at normal priority (the
 process backend lowers a refill's priority only until it is ready).
 """
