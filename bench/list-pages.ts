@@ -57,6 +57,18 @@ export interface ListPageFigures {
   registry_rss_mb_after: number;
 }
 
+/**
+ * The registry's main (JS) thread so far, in ms: time on a CPU and time runnable but waiting for
+ * one (/proc/<pid>/task/<pid>/schedstat, nanoseconds). Per page, this tells a page slowed by its own
+ * work (GC pauses included) from one the machine's other load kept off the CPU.
+ */
+async function mainThread(pid: number): Promise<{ run: number; wait: number }> {
+  const [run = 0, wait = 0] = (await readFile(`/proc/${pid}/task/${pid}/schedstat`, "utf8"))
+    .split(" ")
+    .map(Number);
+  return { run: run / 1e6, wait: wait / 1e6 };
+}
+
 /** CPU time (user + system) of a process so far, in ms (clock ticks are 10 ms on Linux). */
 async function cpuMs(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
@@ -231,10 +243,18 @@ export async function measureListPages(
         do {
           const q = `?limit=500${token ? `&continue=${encodeURIComponent(token)}` : ""}`;
           const gc0 = gcPause;
+          const th0 = gcLog ? await mainThread(child.pid!) : undefined;
           const t = performance.now();
           const body = await api("GET", `/v1/namespaces/${NS}/${kind}${q}`);
           const ms = performance.now() - t;
           const sample = { ms, label: `r${r} ${kind} p${page} gc ${round(gcPause - gc0)}` };
+          // Each page's time among the registry's GC lines, in arrival order, to pin outliers,
+          // with the registry's main thread's CPU and run-queue wait meanwhile.
+          if (gcLog && th0) {
+            const th = await mainThread(child.pid!);
+            const cpu = `run ${round(th.run - th0.run)} wait ${round(th.wait - th0.wait)}`;
+            appendFileSync(gcLog, `PAGE rest ${sample.label} ${round(ms)} ms ${cpu}\n`);
+          }
           rest.push(sample);
           if (r === 0) firstRound.push(sample);
           token = body.continue;
@@ -244,6 +264,7 @@ export async function measureListPages(
         page = 0;
         do {
           const gc0 = gcPause;
+          const th0 = gcLog ? await mainThread(child.pid!) : undefined;
           const t = performance.now();
           const msg = await nc.request(
             subjects.registryList,
@@ -255,7 +276,13 @@ export async function measureListPages(
           );
           const reply = Codecs.registryList.reply.decode(msg.data).data;
           const ms = performance.now() - t;
-          overNats.push({ ms, label: `r${r} ${kind} p${page} gc ${round(gcPause - gc0)}` });
+          const label = `r${r} ${kind} p${page} gc ${round(gcPause - gc0)}`;
+          if (gcLog && th0) {
+            const th = await mainThread(child.pid!);
+            const cpu = `run ${round(th.run - th0.run)} wait ${round(th.wait - th0.wait)}`;
+            appendFileSync(gcLog, `PAGE nats ${label} ${round(ms)} ms ${cpu}\n`);
+          }
+          overNats.push({ ms, label });
           token = reply.continue;
           page++;
         } while (token);
