@@ -279,7 +279,9 @@ async function runStartup(
   );
   // Not awaited: readiness and the start-up tasks never wait for it.
   const t0 = performance.now();
-  void store.learnStored(signal).then(
+  const onRetry = (err: unknown, attempt: number) =>
+    log.warn({ err: (err as Error).message, attempt }, "pre-learning step failed; retrying");
+  void store.learnStored(signal, onRetry).then(
     (learnt) =>
       log.info({ learnt, ms: Math.round(performance.now() - t0) }, "stored texts pre-learnt"),
     (err: unknown) => log.warn({ err: (err as Error).message }, "pre-learning stopped"),

@@ -55,12 +55,19 @@ export async function listPage<K extends KindPlural, T>(
   ];
   if (zcard !== scard)
     return { ...(await listPageFromSet(client, keys, kind, req, parse)), total: scard };
-  const slice = names.slice(0, req.limit).map(fromListIndexMember);
+  // The members become object keys directly (`<ns>NUL<name>` -> `...obj:<kind>:<ns>:<name>`), and
+  // a cursor object only for the page's last object and the skipped: a cursor per member was ~80
+  // bytes of short-lived heap per object, and a page's garbage is what runs the registry's 1 MB
+  // young generation (each scavenge while a page is in flight promotes some of it, and the old
+  // generation it fills is collected by mark-compact pauses that landed on pages).
+  const members = names.length > req.limit ? names.slice(0, req.limit) : names;
+  const base = keys.obj(kind, "", "").slice(0, -1); // `<prefix>obj:<kind>:`
+  const objKeys = members.map((m) => base + m.replace("\0", ":"));
   const page = await readPage(
     client,
-    keys,
+    objKeys,
+    (i) => fromListIndexMember(members[i]!),
     kind,
-    slice,
     names.length > req.limit,
     req.maxBytes,
     parse,
@@ -104,22 +111,25 @@ async function listPageFromSet<K extends KindPlural, T>(
     return { namespace: mns, name: mname };
   });
   const more = start + slice.length < sortKeys.length;
-  return readPage(client, keys, kind, slice, more, req.maxBytes, parse);
+  const objKeys = slice.map((n) => keys.obj(kind, n.namespace, n.name));
+  return readPage(client, objKeys, (i) => slice[i]!, kind, more, req.maxBytes, parse);
 }
 
-/** Reads and parses the page's objects, up to the byte budget; `more`: names follow the slice. */
+/**
+ * Reads and parses the page's objects (`objKeys`, in order; `cursorAt(i)`: the i-th one's name),
+ * up to the byte budget; `more`: names follow them.
+ */
 async function readPage<K extends KindPlural, T>(
   client: Redis,
-  keys: RedisKeys,
+  objKeys: string[],
+  cursorAt: (i: number) => PageCursor,
   kind: K,
-  slice: PageCursor[],
   more: boolean,
   maxBytes: number | undefined,
   parse: ReadStored<K, T>,
 ): Promise<PageOf<T>> {
   const out: PageOf<T> = { items: [], skipped: [] };
-  if (slice.length === 0) return out;
-  const objKeys = slice.map((n) => keys.obj(kind, n.namespace, n.name));
+  if (objKeys.length === 0) return out;
   const values = await client.mgetBuffer(...objKeys);
   let bytes = 0;
   let taken = 0;
@@ -142,10 +152,9 @@ async function readPage<K extends KindPlural, T>(
     if (raw === null) continue;
     bytes += size;
     if (obj !== undefined) out.items.push(obj);
-    else out.skipped.push(slice[i]!);
+    else out.skipped.push(cursorAt(i));
   }
-  const last = slice[taken - 1];
-  if ((more || taken < slice.length) && last) out.next = last;
+  if ((more || taken < objKeys.length) && taken > 0) out.next = cursorAt(taken - 1);
   return out;
 }
 
@@ -156,15 +165,25 @@ function answerBytes(obj: unknown, raw: Buffer): number {
   return raw.length;
 }
 
-/** Pre-learning's pace: objects per step, and the share of one CPU it may take. */
-interface LearnPace {
+/** Pre-learning's pace: objects per step, the share of one CPU it may take, its retries. */
+export interface LearnPace {
   /** One MGET and one synchronous run of checks: what a request or write arriving waits at most. */
   step: number;
   /** After a step of t ms of checks it sleeps t × (1 − share) / share (at least 1 ms). */
   share: number;
+  /**
+   * A step whose reads fail is tried again after baseMs, doubling up to maxMs, `attempts` times
+   * in all in a row; then pre-learning gives up (the listings check what it did not learn).
+   */
+  retry?: { baseMs: number; maxMs: number; attempts: number };
 }
 
-const LEARN_PACE: LearnPace = { step: 50, share: 0.5 };
+// 100 ms doubling to 5 s, 10 attempts in a row: ~30 s of Redis away (a restart, a failover).
+const LEARN_PACE: LearnPace = {
+  step: 50,
+  share: 0.5,
+  retry: { baseMs: 100, maxMs: 5000, attempts: 10 },
+};
 
 /**
  * Pre-learning after start: every stored object of the given kinds read in small steps (the list
@@ -177,6 +196,11 @@ const LEARN_PACE: LearnPace = { step: 50, share: 0.5 };
  * (which forgets its key) leaves either nothing or a digest the new text does not match, and the
  * next listing checks that text as before. An object missing from the list index (an index not
  * built yet) is simply not learnt. Answers how many texts it found readable and canonical.
+ *
+ * A step whose reads fail (Redis restarting, a failover, a dropped connection) is tried again from
+ * the same position after a back-off (`onRetry` hears of each); it used to end pre-learning for
+ * good on the first error, leaving every object to the listings until the next restart. Only
+ * `pace.retry.attempts` failures in a row make it give up (it then rejects with the last error).
  */
 export async function learnStored(
   client: Redis,
@@ -185,27 +209,30 @@ export async function learnStored(
   learn: (kind: KindPlural, key: string, raw: Buffer) => boolean,
   signal: AbortSignal,
   pace: LearnPace = LEARN_PACE,
+  onRetry?: (err: unknown, attempt: number) => void,
 ): Promise<number> {
   const keys = redisKeys(prefix);
   let learnt = 0;
+  // One step's reads: the names after the cursor and their stored texts.
+  const read = async (kind: KindPlural, after: PageCursor | undefined) => {
+    const { min, max } = listIndexRange(undefined, after);
+    const index = listIndexKey(prefix, kind);
+    const names = await client.zrangebylex(index, min, max, "LIMIT", 0, pace.step);
+    const objKeys = names.map((m) => {
+      const n = fromListIndexMember(m);
+      return keys.obj(kind, n.namespace, n.name);
+    });
+    const values = names.length === 0 ? [] : await client.mgetBuffer(...objKeys);
+    return { names, objKeys, values };
+  };
   for (const kind of kinds) {
     let after: PageCursor | undefined;
     while (!signal.aborted) {
-      const { min, max } = listIndexRange(undefined, after);
-      const names = await client.zrangebylex(
-        listIndexKey(prefix, kind),
-        min,
-        max,
-        "LIMIT",
-        0,
-        pace.step,
-      );
+      const retry = pace.retry ?? LEARN_PACE.retry!;
+      const step = await withRetry(() => read(kind, after), retry, signal, onRetry);
+      if (!step) break; // aborted during a back-off
+      const { names, objKeys, values } = step;
       if (names.length === 0 || signal.aborted) break;
-      const objKeys = names.map((m) => {
-        const n = fromListIndexMember(m);
-        return keys.obj(kind, n.namespace, n.name);
-      });
-      const values = await client.mgetBuffer(...objKeys);
       const t0 = performance.now();
       values.forEach((raw, i) => {
         if (raw !== null && learn(kind, objKeys[i]!, raw)) learnt++;
@@ -216,4 +243,43 @@ export async function learnStored(
     }
   }
   return learnt;
+}
+
+/**
+ * `fn`, tried again after baseMs × 2^n (at most maxMs) while it fails, `attempts` times in all;
+ * undefined when the signal aborts meanwhile. The last failure is thrown.
+ */
+async function withRetry<T>(
+  fn: () => Promise<T>,
+  retry: NonNullable<LearnPace["retry"]>,
+  signal: AbortSignal,
+  onRetry?: (err: unknown, attempt: number) => void,
+): Promise<T | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (signal.aborted) return undefined;
+      if (attempt >= retry.attempts) throw err;
+      onRetry?.(err, attempt);
+      const ms = Math.min(retry.maxMs, retry.baseMs * 2 ** (attempt - 1));
+      if (!(await sleepUnlessAborted(ms, signal))) return undefined;
+    }
+  }
+}
+
+/** Sleeps `ms` (timer unref'd); false when the signal aborted first. */
+function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (slept: boolean) => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      resolve(slept);
+    };
+    const onAbort = () => done(false);
+    const timer = setTimeout(() => done(true), ms);
+    timer.unref();
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }

@@ -159,14 +159,22 @@ export class RedisStore implements Store {
     return this.readPage(kind, req, (k, key, raw) => this.known.jsonBytes(k, key, raw));
   }
 
-  /** Pre-learns every stored object's text in the background (store-page.ts learnStored). */
-  learnStored(signal: AbortSignal): Promise<number> {
+  /**
+   * Pre-learns every stored object's text in the background (store-page.ts learnStored), riding
+   * out Redis errors with a bounded back-off; `onRetry` hears of each failed step.
+   */
+  learnStored(
+    signal: AbortSignal,
+    onRetry?: (err: unknown, attempt: number) => void,
+  ): Promise<number> {
     return learnStored(
       this.opts.client,
       this.opts.prefix,
       KIND_PLURALS,
       (k, key, raw) => this.known.learn(k, key, raw),
       signal,
+      undefined,
+      onRetry,
     );
   }
 
