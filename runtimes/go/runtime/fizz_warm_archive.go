@@ -76,6 +76,13 @@ func (rt *fizzRuntime) specializeArchive(w http.ResponseWriter, r *http.Request)
 		invalid(bad.field, bad.message)
 		return
 	}
+	if spec.archiveFile != "" {
+		// The archive is the named file: nothing may follow the line.
+		if _, err := br.ReadByte(); err != io.EOF {
+			invalid("body", "nothing may follow the line when archiveFile names the archive")
+			return
+		}
+	}
 	if rt.misdirected(w, r, spec) || !rt.claim(w, r) {
 		return
 	}
@@ -91,7 +98,19 @@ func (rt *fizzRuntime) specializeArchive(w http.ResponseWriter, r *http.Request)
 		rt.answerUnread(w, r, 409, fizzErrorBody("ALREADY_SPECIALIZED", "this instance's fn/ directory already exists; an instance is specialized once", false, ""))
 		return
 	}
-	body := &fizzBody{r: br, h: sha256.New(), max: rt.maxPkgBytes}
+	var src io.Reader = br
+	if spec.archiveFile != "" {
+		file, err := fizzOpenArchiveFile(workdir, spec.archiveFile)
+		if err != nil {
+			os.RemoveAll(fn)
+			rt.state.Store(fizzStateWarm)
+			fizzFieldError(w, 400, "VALIDATION_FAILED", "archiveFile", "archiveFile: "+err.Error())
+			return
+		}
+		defer file.Close()
+		src = bufio.NewReaderSize(file, 256*1024)
+	}
+	body := &fizzBody{r: src, h: sha256.New(), max: rt.maxPkgBytes}
 	refusal := fizzExtract(body, fn, rt.maxPkgBytes, rt.maxPkgEntries)
 	if refusal != nil && !body.overflow {
 		// The rest is still read and hashed: a tampered archive is a digest mismatch, not
@@ -259,4 +278,25 @@ func fizzCleanName(raw string) (string, error) {
 		}
 	}
 	return name, nil
+}
+
+// fizzOpenArchiveFile opens the archive the poolkeeper placed in this instance's own work dir (a
+// hard link to its cached copy, root's and read-only) and unlinks the name: read once, from the
+// descriptor. Never through a link: the name must be a regular file itself. The bytes are hashed as
+// they are extracted, from the same reads, so whatever the file holds is checked against the digest.
+func fizzOpenArchiveFile(workdir, name string) (*os.File, error) {
+	path := filepath.Join(workdir, name)
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open %s: %v", name, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	// O_NONBLOCK only kept a FIFO planted under the name from blocking the open; regular file
+	// reads ignore it.
+	_ = os.Remove(path)
+	return os.NewFile(uintptr(fd), path), nil
 }

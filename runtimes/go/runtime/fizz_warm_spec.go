@@ -37,7 +37,9 @@ var (
 	fizzConfigKeyRe  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
 	fizzEnvNameRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	fizzDigestRe     = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	fizzBase64Re     = regexp.MustCompile(`^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$`)
+	// One name directly in the work dir, never a path: nothing outside it can be named.
+	fizzArchiveFileRe = regexp.MustCompile(`^\.fizz-archive-[0-9a-f]{32}$`)
+	fizzBase64Re      = regexp.MustCompile(`^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$`)
 )
 
 type fizzSpec struct {
@@ -51,6 +53,7 @@ type fizzSpec struct {
 	digest      string
 	filename    string
 	code        []byte
+	archiveFile string // the archive form's private copy in the work dir, instead of a body
 }
 
 type fizzInvalid struct{ field, message string }
@@ -313,6 +316,13 @@ func fizzValidateArchiveLine(v any) (*fizzSpec, error) {
 		return nil, fizzBad("digest", "is required: sha256:<64 lowercase hex digits> of the archive")
 	}
 	spec.digest = d
+	if f, present := body["archiveFile"]; present {
+		name, ok := f.(string)
+		if !ok || !fizzArchiveFileRe.MatchString(name) {
+			return nil, fizzBad("archiveFile", "must be the name the poolkeeper gave the archive in this instance's work dir")
+		}
+		spec.archiveFile = name
+	}
 	if i := strings.LastIndexByte(spec.entrypoint, '.'); i >= 0 {
 		for _, part := range strings.Split(spec.entrypoint[:i], "/") {
 			if part == "" || part == "." || part == ".." {

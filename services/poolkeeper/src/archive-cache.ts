@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, rename, rm } from "node:fs/promises";
+import { link, mkdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -79,6 +79,39 @@ export class ArchiveCache implements BlobStore {
     return this.verified(digest);
   }
 
+  /**
+   * Makes the cached archive appear in an instance's own directory under a fresh name, a hard link
+   * to the entry (no copy, no read here), and returns that name; undefined when it cannot (not
+   * cacheable, another filesystem), and the caller streams it as before. The entry is root's and
+   * read-only (0444), so the instance's uid can read it through the link but not change it, and
+   * its 0700 directory keeps every other uid out. link(2) creates the name or fails: it never
+   * follows, or replaces, anything planted there. Not hashed here: the runtime hashes what it
+   * extracts against the digest, and a failed attempt is retried by streaming (`get`, checked).
+   */
+  async linkInto(digest: string, dir: string): Promise<string | undefined> {
+    if (!this.enabled || !DIGEST.test(digest)) return undefined;
+    if (!this.entries.has(digest)) {
+      let flight = this.downloads.get(digest);
+      if (!flight) {
+        flight = this.download(digest).finally(() => this.downloads.delete(digest));
+        this.downloads.set(digest, flight);
+      }
+      if (!(await flight)) return undefined;
+    }
+    const size = this.entries.get(digest);
+    if (size === undefined) return undefined;
+    this.entries.delete(digest);
+    this.entries.set(digest, size);
+    const name = `.fizz-archive-${randomBytes(16).toString("hex")}`;
+    try {
+      await link(this.file(digest), path.join(dir, name));
+      return name;
+    } catch (err) {
+      this.opts.logger?.debug({ digest, err: (err as Error).message }, "archive not linked");
+      return undefined;
+    }
+  }
+
   private file(digest: string): string {
     return path.join(this.opts.dir, digest.slice("sha256:".length));
   }
@@ -109,7 +142,9 @@ export class ArchiveCache implements BlobStore {
           cb(null, chunk);
         },
       });
-      await pipeline(src, count, createWriteStream(tmp, { mode: 0o600, highWaterMark: 1 << 20 }));
+      // Read-only for everyone from the start (the directory is 0700): linkInto hands it to an
+      // instance's uid, which must never be able to change what other instances are given.
+      await pipeline(src, count, createWriteStream(tmp, { mode: 0o444, highWaterMark: 1 << 20 }));
       if (`sha256:${hash.digest("hex")}` !== digest)
         throw new Error("store bytes are not the digest");
       await rename(tmp, this.file(digest));

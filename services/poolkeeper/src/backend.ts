@@ -20,6 +20,8 @@ export interface BackendInstance {
   pid?: number;
   /** The uid it runs as, when the process backend gave it its own. */
   uid?: number;
+  /** Its own directory (FIZZ_WORKDIR), 0700 and owned by `uid` (process backend). */
+  dir?: string;
   /**
    * Sent with POST /v2/specialize; the runtime refuses a specialize without it, so a function
    * that finds another instance's port cannot load its own code there.

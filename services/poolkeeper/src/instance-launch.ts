@@ -34,6 +34,28 @@ export interface InstanceSpec {
   taken: boolean;
 }
 
+/** Runtimes whose warm instance reads the archive form's `archiveFile` (its own copy, no body). */
+const READS_ARCHIVE_FILE = new Set<string>(["go"]);
+
+/**
+ * Whether a specialize may hand this instance its archive as a file in its directory: our own
+ * loader of a runtime that reads one, running as its own uid (not the poolkeeper's, which could
+ * change the poolkeeper's cached copy through the link) with its own 0700 directory.
+ */
+export function readsArchiveFile(
+  runtime: string | undefined,
+  hostCommand: boolean,
+  instance: { uid?: number | undefined; dir?: string | undefined },
+): boolean {
+  return (
+    !hostCommand &&
+    READS_ARCHIVE_FILE.has(runtime ?? "") &&
+    instance.dir !== undefined &&
+    instance.uid !== undefined &&
+    instance.uid !== process.getuid?.()
+  );
+}
+
 /** Whether the environment's loader is ours and announces readiness (FIZZ_READY_FD). */
 export function announcesReadiness(runtime: string | undefined, hostCommand: boolean): boolean {
   return !hostCommand && ANNOUNCING.has(runtime ?? "");

@@ -213,6 +213,7 @@ export class ProcessBackend implements Backend {
       specializeToken,
       ...(proc.pid !== undefined ? { pid: proc.pid } : {}),
       ...(uid !== undefined ? { uid } : {}),
+      dir,
     };
     const child = this.track(instance, proc, dir, uid);
     if (this.closing) void this.kill(id, "the process backend is stopping");

@@ -15,6 +15,11 @@ export interface SpecializeMeta {
   configmaps?: Record<string, Record<string, string>>;
   /** sha256:<hex> of the code (or of the archive's bytes); the runtime refuses what does not hash to it. */
   digest: string;
+  /**
+   * Archive form only: the archive is this file in the instance's own work dir (a read-only link
+   * to the poolkeeper's cached copy) and no bytes follow the line. Runtimes that read it: Go.
+   */
+  archiveFile?: string;
 }
 
 /** The JSON form: one file, base64. */

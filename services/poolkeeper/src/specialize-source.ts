@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { FizzError, type ArchiveRef, type CodeRef, type SpecializeRequest } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
 import type { CodeCache } from "./code-cache";
@@ -16,6 +16,18 @@ export interface BlobStore {
   get(digest: string): Promise<Readable | null>;
   getBuffer(digest: string, maxBytes: number): Promise<Buffer | null>;
   has(digest: string): Promise<boolean>;
+  /** The archive hard-linked into `dir` under a fresh name (ArchiveCache.linkInto); undefined when not. */
+  linkInto?(digest: string, dir: string): Promise<string | undefined>;
+}
+
+/**
+ * The instance a payload is for. `privateDir` is set only where the archive may be handed over as
+ * a file instead of a body: the process backend's instance with its own uid and 0700 directory,
+ * of a runtime that reads `archiveFile` (Go), on a first attempt.
+ */
+export interface PayloadTarget {
+  id: string;
+  privateDir?: string | undefined;
 }
 
 /** The runtime refuses larger bodies (FIZZ_MAX_BODY_BYTES); the registry's own limit is lower. */
@@ -27,11 +39,17 @@ export interface Source {
   extraTimeoutMs: number;
   /** Throws PAYLOAD_TOO_LARGE when env, secrets and configmaps do not fit the runtime's header line. */
   check(config: FunctionConfig): void;
-  payload(instanceId: string, config: FunctionConfig): Promise<SpecializeBody | SpecializeArchive>;
+  payload(
+    target: PayloadTarget,
+    config: FunctionConfig,
+  ): Promise<SpecializeBody | SpecializeArchive>;
 }
 
 /** Archive transfer and unpacking allowance: 1 s per 8 MiB on top of the specialize timeout. */
 const ARCHIVE_BYTES_PER_SECOND = 8 * 1024 * 1024;
+
+/** As long as the name linkInto gives (the header line carries it). */
+const ARCHIVE_FILE_LIKE = `.fizz-archive-${"0".repeat(32)}`;
 
 type MetaOf = (instanceId: string, config: FunctionConfig, digest: string) => SpecializeMeta;
 
@@ -63,9 +81,9 @@ export async function loadSource(
     extraTimeoutMs: 0,
     // The JSON form has no header line; the runtime's body limit is far above what config holds.
     check: () => undefined,
-    payload: (instanceId, config) =>
+    payload: (target, config) =>
       Promise.resolve({
-        ...meta(instanceId, config, ref.digest),
+        ...meta(target.id, config, ref.digest),
         filename: ref.filename,
         code: base64,
       }),
@@ -87,12 +105,25 @@ async function archiveSource(
   return {
     extraTimeoutMs: Math.ceil((ref.size / ARCHIVE_BYTES_PER_SECOND) * 1000),
     // Measured with an id longer than any backend gives (an environment name and a suffix).
-    check: (config) => void metaLine(meta("x".repeat(80), config, ref.digest)),
+    check: (config) =>
+      void metaLine({
+        ...meta("x".repeat(80), config, ref.digest),
+        archiveFile: ARCHIVE_FILE_LIKE,
+      }),
     // Opened per attempt: a stream is read once, and a retry goes to another instance.
-    payload: async (instanceId, config) => {
+    payload: async (target, config) => {
+      const base = meta(target.id, config, ref.digest);
+      // No 6 MB body through the instance's socket: the runtime reads its own link to the cached
+      // file (runtimes/go/runtime/fizz_warm_archive.go, archiveFile), and hashes it as it would.
+      const file =
+        target.privateDir !== undefined
+          ? await deps.store.linkInto?.(ref.digest, target.privateDir)
+          : undefined;
+      if (file !== undefined)
+        return { meta: { ...base, archiveFile: file }, archive: Readable.from([]), size: 0 };
       const archive = await deps.store.get(ref.digest);
       if (!archive) throw missing();
-      return { meta: meta(instanceId, config, ref.digest), archive, size: ref.size };
+      return { meta: base, archive, size: ref.size };
     },
   };
 }

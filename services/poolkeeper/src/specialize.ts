@@ -1,5 +1,6 @@
 import {
   FizzError,
+  runtimeOfImage,
   type Environment,
   type EnvironmentRef,
   type ErrorCode,
@@ -14,6 +15,7 @@ import type { BackendInstance, BackendKind } from "./backend";
 import { CodeCache } from "./code-cache";
 import type { ConfigResolver } from "./function-config";
 import type { Metrics, SpecializeOutcomeLabel } from "./metrics";
+import { readsArchiveFile } from "./instance-launch";
 import { envKey, toInstance } from "./instances";
 import type { Pool } from "./pool";
 import { postSpecialize } from "./runtime-client";
@@ -152,7 +154,15 @@ export function createSpecializer(
         deps.functionLogs?.assign(id, req.function);
         let payload;
         try {
-          payload = await source.payload(id, config);
+          // A first attempt only: a second one (after any failure, a corrupt cached copy
+          // included) streams the archive through the cache's hash check as before.
+          const known = attempt === 0 ? deps.pool.environment(req.environment)?.env : undefined;
+          const privateDir =
+            known &&
+            readsArchiveFile(runtimeOfImage(known.spec.image), !!known.spec.command, t.instance)
+              ? t.instance.dir
+              : undefined;
+          payload = await source.payload({ id, privateDir }, config);
         } catch (err) {
           // Gone from the store since it was checked: the taken instance is unused but taken.
           void deps.pool.kill(id, "specialize failed: nothing to load");

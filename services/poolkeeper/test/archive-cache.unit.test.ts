@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -150,5 +150,43 @@ describe("poolkeeper archive cache: package archives on local disk by digest", (
     await rm(file);
     expect((await drain(await cache.get(d))).error).to.not.equal(undefined);
     expect(cache.size.entries).to.equal(0);
+  });
+
+  describe("linkInto: the cached archive handed to an instance's directory as a file", () => {
+    it("links the verified entry under a fresh name: the same inode, read-only, nothing copied", async () => {
+      const b = blob(4000, 7);
+      const d = store.put(b);
+      const cache = cacheWith();
+      const inst = await mkdtemp(path.join(dir, "inst-"));
+      const name = await cache.linkInto(d, inst);
+      expect(name).to.match(/^\.fizz-archive-[0-9a-f]{32}$/);
+      const linked = await stat(path.join(inst, name!));
+      const entry = await stat(path.join(dir, "archive-cache", d.slice(7)));
+      expect(linked.ino).to.equal(entry.ino);
+      expect(linked.mode & 0o777).to.equal(0o444);
+      expect(await readFile(path.join(inst, name!))).to.deep.equal(b);
+      // Two instances never share a name; the store was read once.
+      expect(await cache.linkInto(d, inst)).to.not.equal(name);
+      expect(store.gets).to.equal(1);
+    });
+
+    it("never links bytes that are not the digest (the store lied): nothing cached, nothing linked", async () => {
+      const d = store.put(blob(4000, 1));
+      store.blobs.set(d, blob(4000, 2));
+      const inst = await mkdtemp(path.join(dir, "inst-"));
+      expect(await cacheWith().linkInto(d, inst)).to.equal(undefined);
+      expect(await readdir(inst)).to.deep.equal([]);
+    });
+
+    it("gives up, touching nothing, where the directory is not there (the caller streams instead)", async () => {
+      const d = store.put(blob(4000, 3));
+      expect(await cacheWith().linkInto(d, path.join(dir, "gone"))).to.equal(undefined);
+    });
+
+    it("is off with the cache (maxBytes 0)", async () => {
+      const d = store.put(blob(4000, 4));
+      const inst = await mkdtemp(path.join(dir, "inst-"));
+      expect(await cacheWith(0).linkInto(d, inst)).to.equal(undefined);
+    });
   });
 });

@@ -13,6 +13,8 @@ export class FakeBackend implements Backend {
   /** Address every instance gets (a test HTTP server standing in for runtimes). */
   address = "http://127.0.0.1:1";
   readonly killed: Array<{ id: string; reason: string }> = [];
+  /** Merged into every instance spawned from now on (a uid and directory, as the process backend's). */
+  extra: Partial<BackendInstance> = {};
   private n = 0;
   private readonly exitCbs: Array<(i: BackendInstance, info: ExitInfo) => void> = [];
 
@@ -34,6 +36,7 @@ export class FakeBackend implements Backend {
           specializeToken: `token-${this.n}`,
           environment: { namespace: env.metadata.namespace, name: env.metadata.name },
           startedAt: Date.now(),
+          ...this.extra,
         };
         this.alive.set(instance.id, instance);
         resolve(instance);

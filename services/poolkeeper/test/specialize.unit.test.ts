@@ -33,6 +33,13 @@ class MemoryStore implements BlobStore {
     this.reads++;
     return Promise.resolve(this.blobs.get(digest) ?? null);
   }
+  /** linkInto's calls; it "links" whatever is stored (ArchiveCache.linkInto's answer). */
+  readonly links: Array<{ digest: string; dir: string }> = [];
+  linkInto(digest: string, dir: string) {
+    if (!this.blobs.has(digest)) return Promise.resolve(undefined);
+    this.links.push({ digest, dir });
+    return Promise.resolve(`.fizz-archive-${String(this.links.length).padStart(32, "0")}`);
+  }
   get(digest: string) {
     this.reads++;
     const blob = this.blobs.get(digest);
@@ -392,6 +399,59 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
     expect(post).to.not.have.any.keys("code", "filename");
     expect((post.archive as Buffer).equals(ARCHIVE)).to.equal(true);
     expect(post.contentLength).to.equal((post.headerBytes as number) + ARCHIVE.length);
+  });
+
+  describe("the archive as a file in the instance's own directory (archiveFile)", () => {
+    const goReq = () =>
+      req({
+        environment: { namespace: "default", name: "go" },
+        code: undefined,
+        archive: { digest: ARCHIVE_DIGEST, size: ARCHIVE.length },
+      });
+    const warmGo = () => pool.status({ namespace: "default", name: "go" })?.warm;
+    const OWN = { uid: 54321, dir: "/nonexistent/instances/x" };
+
+    it("hands a Go instance with its own uid and directory a link to the archive, with no body", async () => {
+      backend.extra = OWN;
+      pool.upsert(env("go", { image: "fizz/env-go", poolSize: 1 }));
+      await waitFor(() => warmGo() === 1);
+      await specializer()(goReq());
+      expect(store.links).to.deep.equal([{ digest: ARCHIVE_DIGEST, dir: OWN.dir }]);
+      const post = posts[0]!;
+      expect(post).to.include({ digest: ARCHIVE_DIGEST, contentType: SPECIALIZE_TAR_TYPE });
+      expect(post.archiveFile).to.match(/^\.fizz-archive-/);
+      expect((post.archive as Buffer).length).to.equal(0);
+      expect(post.contentLength).to.equal(post.headerBytes);
+      expect(store.reads).to.equal(0);
+    });
+
+    it("streams the archive on the second attempt (a corrupt cached copy must not fail both)", async () => {
+      backend.extra = OWN;
+      pool.upsert(env("go", { image: "fizz/env-go", poolSize: 2 }));
+      await waitFor(() => warmGo() === 2);
+      answer = { status: 400, body: { error: { code: "DIGEST_MISMATCH", message: "no" } } };
+      await rejection(specializer()(goReq()));
+      expect(posts).to.have.length(2);
+      expect(posts[0]!.archiveFile).to.be.a("string");
+      expect(posts[1]).to.not.have.property("archiveFile");
+      expect((posts[1]!.archive as Buffer).equals(ARCHIVE)).to.equal(true);
+    });
+
+    for (const [what, image, extra] of [
+      ["a Node instance (its runtime reads no archiveFile)", "fizz/env-node", OWN],
+      ["a Go instance without a uid of its own (no isolation)", "fizz/env-go", { dir: OWN.dir }],
+      ["a Go instance with no directory (Kubernetes)", "fizz/env-go", { uid: OWN.uid }],
+    ] as const) {
+      it(`streams the archive as before to ${what}`, async () => {
+        backend.extra = extra;
+        pool.upsert(env("go", { image, poolSize: 1 }));
+        await waitFor(() => warmGo() === 1);
+        await specializer()(goReq());
+        expect(store.links).to.deep.equal([]);
+        expect(posts[0]).to.not.have.property("archiveFile");
+        expect((posts[0]!.archive as Buffer).equals(ARCHIVE)).to.equal(true);
+      });
+    }
   });
 
   it("refuses an archive whose stream fails its digest check: DIGEST_MISMATCH on archive.digest, the instance killed, no retry", async () => {
