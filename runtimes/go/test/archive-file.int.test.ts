@@ -3,7 +3,15 @@
 // the instance's socket. What the warm Go instance accepts under that name, and what it refuses.
 import { expect } from "chai";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { packageArchive } from "../../contract/archive.js";
@@ -62,6 +70,16 @@ describe("go runtime: the archive as a file in its work dir (archiveFile)", func
     expect(res.status, res.text).to.equal(200);
     expect(existsSync(join(work, NAME))).to.equal(false);
     expect((await request(rt!.url, { headers: ME })).text).to.equal("Hello, world!\n");
+    // The function's process (the same pid, after the exec) holds no descriptor on the archive.
+    const pid = rt!.proc.pid!;
+    const held = readdirSync(`/proc/${pid}/fd`).map((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        return "";
+      }
+    });
+    expect(held.filter((l) => l.includes(".fizz-archive-"))).to.deep.equal([]);
   });
 
   it("refuses a symbolic link planted under the name, even to a valid archive, and stays warm", async () => {
