@@ -14,7 +14,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
 import { equalSecrets } from "./sha256.mjs";
 
 /** @typedef {import("node:http").Server} Server */
@@ -41,6 +41,17 @@ const TIMEOUT_MS = 5_000;
  */
 const HEAT_CALLS = 64;
 const HEAT_ROUND = 16;
+/**
+ * Path resolutions after the call, in the same rounds: node:path's normalizeString, the loop under
+ * every resolve() (the specialize's work directory, require()'s lookups of the function's file),
+ * is the next function V8 optimizes on that path. How many resolutions the rehearsal, the archive
+ * preload and start-up leave it short of that depends on the lengths of the runtime's and the
+ * instance's paths: with the runtime under /work/main, or a short work directory, its optimizing
+ * compile (~4 ms of a compiler thread, ~110 page faults) landed in the real specialize; with
+ * longer paths, before the announcement. 256 calls on the real work directory's path get it
+ * there first in every layout tried (--trace-opt; test/readiness.int.test.ts holds it).
+ */
+const PATH_HEAT_CALLS = 256;
 
 /**
  * @param {{
@@ -99,8 +110,11 @@ export async function rehearse({ createServer, shouldStop, workdir }) {
       "x-fizz-params-id": "1",
     };
     await send(port, "POST", "/rehearsal?q=1", call, '{"hello":"world"}');
+    const pathRound = (PATH_HEAT_CALLS / HEAT_CALLS) * HEAT_ROUND;
+    const target = workdir ?? dir;
     for (let done = 0; done < HEAT_CALLS && !shouldStop(); done += HEAT_ROUND) {
       for (let i = 0; i < HEAT_ROUND; i++) equalSecrets(TOKEN, `${ID}-${i}`);
+      for (let i = 0; i < pathRound; i++) resolvePath(target, FILENAME);
       await new Promise((resolve) => setImmediate(resolve));
     }
   } finally {

@@ -3,7 +3,7 @@
 // process, real HTTP; fd 3 is a pipe as the process backend passes it.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -28,6 +28,22 @@ function cpuMs(pid: number): number {
 }
 
 const SERVER = SERVER_ENTRY;
+
+/** A new directory /tmp/<name of `length` characters>: paths shorter than mkdtemp makes. */
+function shortDir(length: number): string {
+  for (;;) {
+    const dir = `/tmp/${Math.random()
+      .toString(36)
+      .slice(2, 2 + length)
+      .padEnd(length, "0")}`;
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+      return dir;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+  }
+}
 
 /** What the function sees of the start-up variables. */
 const PROBE = `
@@ -55,9 +71,10 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
   async function start(
     extra: Record<string, string>,
     stdin: "ignore" | "pipe" = "ignore",
+    nodeArgs: string[] = [],
   ): Promise<{ url: string; pipe: Readable }> {
     const port = await freePort();
-    proc = spawn(process.execPath, [SERVER], {
+    proc = spawn(process.execPath, [...nodeArgs, SERVER], {
       env: { ...minimalEnv(scratch), PORT: String(port), HOST: "127.0.0.1", ...extra },
       stdio: [stdin, "pipe", "pipe", "pipe"],
     });
@@ -165,6 +182,52 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     const loaded = await postJson(url, "/v2/specialize", specializeBody("probe.js", PROBE));
     expect(loaded.status, loaded.text).to.equal(200);
     expect((await request(url, { headers: ME })).object()).to.include({ readyFd: null });
+  });
+
+  it("a pool instance runs no optimizing compile in its specialize and first call, whatever its paths' lengths", async () => {
+    // V8's optimizing compile of a hot function costs ~2-5 ms of CPU (a compiler thread, page
+    // faults): the rehearsal runs the specialize's hot code (SHA-256, node:path) far enough that
+    // it happens before the announcement. How far start-up alone gets depends on the lengths of
+    // the paths (short ones leave node:path's normalizeString for the specialize): work
+    // directories of several short lengths, as TMPDIR and HOME too, as the process backend sets.
+    const token = "t".repeat(43);
+    const code = `module.exports = async () => ({ status: 200, body: "hi" });`;
+    const body = {
+      ...specializeBody("hello.js", code),
+      digest: `sha256:${createHash("sha256").update(code).digest("hex")}`,
+    };
+    for (const length of [2, 3, 4, 5, 6]) {
+      const workdir = shortDir(length);
+      try {
+        let out = "";
+        const { url, pipe } = await start(
+          {
+            FIZZ_READY_FD: "3",
+            FIZZ_SPECIALIZE_TOKEN: token,
+            FIZZ_WORKDIR: workdir,
+            TMPDIR: workdir,
+            HOME: workdir,
+          },
+          "ignore",
+          ["--trace-opt"],
+        );
+        proc?.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+        expect(await readAll(pipe)).to.equal("ready\n");
+        // Whatever was compiled before the announcement is its warm-up's business.
+        const before = out.length;
+        const header = { "x-fizz-specialize-token": token };
+        const loaded = await postJson(url, "/v2/specialize", body, header);
+        expect(loaded.status, loaded.text).to.equal(200);
+        expect((await request(url, { headers: ME })).text).to.equal("hi");
+        await new Promise((r) => setTimeout(r, 100));
+        const lines = out.slice(before).split("\n");
+        const compiled = lines.filter((l) => l.includes("compiling method"));
+        expect(compiled, `work directory ${workdir}`).to.deep.equal([]);
+      } finally {
+        proc?.kill("SIGKILL");
+        rmSync(workdir, { recursive: true, force: true });
+      }
+    }
   });
 
   it("a pool instance taken before its announcement closes the pipe unwritten before the function loads", async () => {
