@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { link, mkdir, rename, rm } from "node:fs/promises";
+import { chmod, link, mkdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -88,8 +88,10 @@ export class ArchiveCache implements BlobStore {
    * follows, or replaces, anything planted there. Not hashed here: the runtime hashes what it
    * extracts against the digest, and a failed attempt is retried by streaming (`get`, checked).
    */
-  async linkInto(digest: string, dir: string): Promise<string | undefined> {
+  async linkInto(digest: string, dir: string, bytes?: number): Promise<string | undefined> {
     if (!this.enabled || !DIGEST.test(digest)) return undefined;
+    // Never cached: a download here would only be thrown away, and the caller's get tries again.
+    if (bytes !== undefined && bytes > this.opts.maxEntryBytes) return undefined;
     if (!this.entries.has(digest)) {
       let flight = this.downloads.get(digest);
       if (!flight) {
@@ -147,6 +149,9 @@ export class ArchiveCache implements BlobStore {
       await pipeline(src, count, createWriteStream(tmp, { mode: 0o444, highWaterMark: 1 << 20 }));
       if (`sha256:${hash.digest("hex")}` !== digest)
         throw new Error("store bytes are not the digest");
+      // The umask narrowed the mode above (0077: 0400, root's only, and the instance's open of
+      // its link fails): set it exactly.
+      await chmod(tmp, 0o444);
       await rename(tmp, this.file(digest));
       this.add(digest, size);
       return true;

@@ -17,7 +17,7 @@ export interface BlobStore {
   getBuffer(digest: string, maxBytes: number): Promise<Buffer | null>;
   has(digest: string): Promise<boolean>;
   /** The archive hard-linked into `dir` under a fresh name (ArchiveCache.linkInto); undefined when not. */
-  linkInto?(digest: string, dir: string): Promise<string | undefined>;
+  linkInto?(digest: string, dir: string, bytes?: number): Promise<string | undefined>;
 }
 
 /**
@@ -117,7 +117,7 @@ async function archiveSource(
       // file (runtimes/go/runtime/fizz_warm_archive.go, archiveFile), and hashes it as it would.
       const file =
         target.privateDir !== undefined
-          ? await deps.store.linkInto?.(ref.digest, target.privateDir)
+          ? await deps.store.linkInto?.(ref.digest, target.privateDir, ref.size)
           : undefined;
       if (file !== undefined)
         return { meta: { ...base, archiveFile: file }, archive: Readable.from([]), size: 0 };

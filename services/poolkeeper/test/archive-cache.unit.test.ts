@@ -183,6 +183,33 @@ describe("poolkeeper archive cache: package archives on local disk by digest", (
       expect(await cacheWith().linkInto(d, path.join(dir, "gone"))).to.equal(undefined);
     });
 
+    it("makes the entry readable by the instance's uid whatever the poolkeeper's umask (0077 under a hardened unit)", async () => {
+      const d = store.put(blob(4000, 5));
+      const inst = await mkdtemp(path.join(dir, "inst-"));
+      const old = process.umask(0o077);
+      let name: string | undefined;
+      try {
+        name = await cacheWith().linkInto(d, inst);
+      } finally {
+        process.umask(old);
+      }
+      // 0400 would let only root read it: the runtime's open fails and every first attempt
+      // costs a warm instance.
+      expect((await stat(path.join(inst, name!))).mode & 0o777).to.equal(0o444);
+    });
+
+    it("asks the store nothing to link an archive too big to cache: the stream that follows reads it as before", async () => {
+      const big = blob(3000, 6);
+      const d = store.put(big);
+      const cache = cacheWith(1 << 20, 2000);
+      const inst = await mkdtemp(path.join(dir, "inst-"));
+      expect(await cache.linkInto(d, inst, big.length)).to.equal(undefined);
+      expect((await drain(await cache.get(d))).bytes).to.deep.equal(big);
+      // get's own attempt to cache it, then the store's stream. Before: linkInto downloaded (and
+      // threw away) up to maxEntryBytes first, one more read of up to 256 MB per specialize.
+      expect(store.gets).to.equal(2);
+    });
+
     it("is off with the cache (maxBytes 0)", async () => {
       const d = store.put(blob(4000, 4));
       const inst = await mkdtemp(path.join(dir, "inst-"));

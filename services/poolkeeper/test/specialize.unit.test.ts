@@ -34,10 +34,10 @@ class MemoryStore implements BlobStore {
     return Promise.resolve(this.blobs.get(digest) ?? null);
   }
   /** linkInto's calls; it "links" whatever is stored (ArchiveCache.linkInto's answer). */
-  readonly links: Array<{ digest: string; dir: string }> = [];
-  linkInto(digest: string, dir: string) {
+  readonly links: Array<{ digest: string; dir: string; bytes: number | undefined }> = [];
+  linkInto(digest: string, dir: string, bytes?: number) {
     if (!this.blobs.has(digest)) return Promise.resolve(undefined);
-    this.links.push({ digest, dir });
+    this.links.push({ digest, dir, bytes });
     return Promise.resolve(`.fizz-archive-${String(this.links.length).padStart(32, "0")}`);
   }
   get(digest: string) {
@@ -416,7 +416,10 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
       pool.upsert(env("go", { image: "fizz/env-go", poolSize: 1 }));
       await waitFor(() => warmGo() === 1);
       await specializer()(goReq());
-      expect(store.links).to.deep.equal([{ digest: ARCHIVE_DIGEST, dir: OWN.dir }]);
+      // The archive's size goes with it: one too big to cache is not downloaded just to fail.
+      expect(store.links).to.deep.equal([
+        { digest: ARCHIVE_DIGEST, dir: OWN.dir, bytes: ARCHIVE.length },
+      ]);
       const post = posts[0]!;
       expect(post).to.include({ digest: ARCHIVE_DIGEST, contentType: SPECIALIZE_TAR_TYPE });
       expect(post.archiveFile).to.match(/^\.fizz-archive-/);
