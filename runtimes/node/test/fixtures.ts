@@ -214,6 +214,21 @@ export const nodeRuntime: RuntimeUnderTest = {
         answer: "esm-in-js",
       },
       {
+        // The word is in a comment only: the compile (not the word) decides, and it says CommonJS.
+        what: "module.exports = fn whose comment says import",
+        filename: "hello.js",
+        source:
+          "// import { x } from 'y' would make this an ES module\nmodule.exports = () => 'cjs-comment';",
+        answer: "cjs-comment",
+      },
+      {
+        what: "an ES module .js file with an import and top-level await",
+        filename: "hello.js",
+        source:
+          "import { setTimeout as wait } from 'node:timers/promises';\nconst v = await wait(1, 'esm-await');\nexport default () => v;",
+        answer: "esm-await",
+      },
+      {
         what: "a named ES export chosen by the entrypoint",
         filename: "hello.mjs",
         source: "export const handler = () => 'mjs';",

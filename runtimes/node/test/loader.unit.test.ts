@@ -1,0 +1,71 @@
+// The single-file form's module system (src/loader.mjs): a .js file is CommonJS unless compiling
+// it as CommonJS fails on ESM-only syntax. mayBeModule skips that compile for source without an
+// ESM keyword; it must never skip it for source that is an ES module.
+import { expect } from "chai";
+import { compileFunction } from "node:vm";
+import { detectFormat, mayBeModule } from "../src/loader.mjs";
+
+// What detectFormat answered before the pre-check: the compile alone.
+const ESM_ONLY = [
+  "Cannot use import statement outside a module",
+  "Unexpected token 'export'",
+  "Cannot use 'import.meta' outside a module",
+  "await is only valid in async functions and the top level bodies of modules",
+];
+function byCompile(source: string): "module" | "commonjs" {
+  try {
+    compileFunction(source, ["exports", "require", "module", "__filename", "__dirname"]);
+    return "commonjs";
+  } catch (err) {
+    return ESM_ONLY.includes((err as Error).message) ? "module" : "commonjs";
+  }
+}
+
+const MODULES = [
+  "export default () => 1;",
+  "import x from 'y';\nmodule.exports = x;",
+  "import{x}from'y';",
+  "const u = import.meta.url;",
+  "const v = await Promise.resolve(1);",
+  "exports.a = 1;\nexport const b = 2;",
+  "/* exports */ export\ndefault 1;",
+  "const awaited = 1; await awaited;",
+];
+const COMMONJS = [
+  "module.exports = async (context) => ({ status: 200, body: 'hi' });",
+  "exports.handler = () => 'x';",
+  "// import { x } from 'y'\nmodule.exports = () => 1;",
+  "module.exports = async () => { await Promise.resolve(); return 1; };",
+  "const importer = require('./importer'); module.exports = importer.exports;",
+  "module.exports = () => 1;\nlet x y = 2;", // a syntax error, not ESM-only: require() reports it
+  "\\u0069mport x from 'y';", // an escaped keyword is an error of its own
+];
+
+describe("node runtime: loader.mjs module system of a .js file", () => {
+  it("answers exactly as the compile does, for ES modules and CommonJS alike", () => {
+    for (const source of [...MODULES, ...COMMONJS]) {
+      expect(detectFormat(Buffer.from(source), "/x/hello.js"), source).to.equal(byCompile(source));
+    }
+    for (const source of MODULES) expect(byCompile(source), source).to.equal("module");
+  });
+
+  it("never skips the compile for an ES module", () => {
+    for (const source of MODULES) expect(mayBeModule(source), source).to.equal(true);
+  });
+
+  it("skips it for source without import, export or await as a word of its own", () => {
+    for (const source of [
+      "module.exports = async (context) => ({ status: 200, body: 'hi' });",
+      "exports.handler = () => 'x'; module.exports.other = 1;",
+      "const imports = 1, exporter = 2, awaiting = 3, important$ = 4;",
+    ]) {
+      expect(mayBeModule(source), source).to.equal(false);
+    }
+  });
+
+  it("compiles to decide when a keyword is only in a comment or a string", () => {
+    expect(mayBeModule("// import x\nmodule.exports = () => 1;")).to.equal(true);
+    expect(mayBeModule("module.exports = () => 'export';")).to.equal(true);
+    expect(mayBeModule("module.exports = () => 'export\\u0073';")).to.equal(true);
+  });
+});
