@@ -5,7 +5,7 @@
  * that line is what the developer sees in `fizz fn logs` / the specialize error. Packages (the
  * archive form) are loaded by package-loader.mjs with the helpers exported here.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { basename, extname, join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -27,7 +27,8 @@ const ESM_ONLY_SYNTAX = [
 ];
 
 /**
- * The single-file form: writes the code into `dir` and loads it.
+ * The single-file form: writes the code into `dir` and loads it. `dir` exists: the specialize made
+ * it (workdirOf) before calling this, so it is not made again here.
  * @param {{ dir: string, filename: string, code: Buffer, entrypoint: string | undefined }} spec
  * @returns {Promise<Handler>}
  */
@@ -38,7 +39,6 @@ export async function loadFunction({ dir, filename, code, entrypoint }) {
 
   // Synchronous writes: a specialize comes before any traffic, and for a few small files a
   // thread-pool round trip per call (and starting the pool on its first use) costs more.
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (ext === ".js") {
     // Pin the module system of .js files in the workdir: the file keeps its name (so stack traces
     // name hello.js, not a renamed copy) and no package.json further up can change how it loads.
