@@ -1,3 +1,4 @@
+import http from "node:http";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { expect } from "chai";
@@ -114,7 +115,7 @@ for (const reads of ["consume", "data"] as const) {
       if (reads === "consume") expect(typeof consume).to.equal("function");
     });
 
-    it("sends one head with host and the given headers, and reuses the connection", async () => {
+    it("sends one head with host and the given headers (no Connection header), and reuses the connection", async () => {
       const s = await rawServer((_req, _n, sock) => sock.write(OK));
       try {
         const a = await call(s.url, { headers: ["x-request-id", "r1", "accept", "*/*"] });
@@ -124,7 +125,7 @@ for (const reads of ["consume", "data"] as const) {
         expect(s.seen.connections).to.equal(1);
         const port = new URL(s.url).port;
         expect(s.seen.requests[0]).to.equal(
-          `GET /x HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\nconnection: keep-alive\r\n` +
+          `GET /x HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n` +
             "x-request-id: r1\r\naccept: */*\r\n\r\n",
         );
       } finally {
@@ -417,3 +418,30 @@ for (const reads of ["consume", "data"] as const) {
     });
   });
 }
+
+// Against Node's own server, once: the 'data' pass above takes `consume` away from the parser
+// Node's server uses too.
+describe("upstream client against a Node HTTP server", () => {
+  it("keeps the connection to a Node HTTP server without asking for keep-alive (HTTP/1.1's default)", async () => {
+    // The head carries no `connection: keep-alive`: a server must keep the connection anyway,
+    // or every call would pay a new connection.
+    let connections = 0;
+    const server = http.createServer({ keepAlive: true }, (req, res) => {
+      res.end(req.headers.connection === undefined ? "none" : "some");
+    });
+    server.on("connection", () => connections++);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const a = await call(url);
+      const b = await call(url);
+      const c = await call(url);
+      expect([a.body, b.body, c.body]).to.deep.equal(["none", "none", "none"]);
+      expect(connections).to.equal(1);
+    } finally {
+      closeUpstreamClients();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
