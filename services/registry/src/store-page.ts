@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
-import { FizzError, redisKeys, type KindPlural, type RedisKeys } from "@fizz/events";
+import { redisKeys, type KindPlural, type RedisKeys } from "@fizz/events";
 import { fromListIndexMember, listIndexKey, listIndexRange } from "./store-list";
+import { readIndexPage } from "./store-page-read";
 import { yieldShare } from "./store-relearn";
 import type { PageCursor, PageOf, PageRequest } from "./store-types";
 
@@ -36,43 +37,33 @@ export async function listPage<K extends KindPlural, T>(
   parse: ReadStored<K, T>,
 ): Promise<PageOf<T>> {
   const keys = redisKeys(prefix);
-  const ns = req.namespace;
-  const { min, max } = listIndexRange(ns, req.after);
-  // One round trip, one snapshot (MULTI): both sizes and the page's names (one more than the
-  // page, to know whether more follow).
-  const results = await client
-    .multi()
-    .zcard(listIndexKey(prefix, kind))
-    .scard(keys.kindIndex(kind))
-    .zrangebylex(listIndexKey(prefix, kind), min, max, "LIMIT", 0, req.limit + 1)
-    .exec();
-  const failed = results?.find(([err]) => err);
-  if (!results || failed) throw FizzError.from(failed?.[0] ?? new Error("list page not read"));
-  const [[, zcard], [, scard], [, names]] = results as [
-    [null, number],
-    [null, number],
-    [null, string[]],
-  ];
-  if (zcard !== scard)
-    return { ...(await listPageFromSet(client, keys, kind, req, parse)), total: scard };
-  // The members become object keys directly (`<ns>NUL<name>` -> `...obj:<kind>:<ns>:<name>`), and
-  // a cursor object only for the page's last object and the skipped: a cursor per member was ~80
-  // bytes of short-lived heap per object, and a page's garbage is what runs the registry's 1 MB
-  // young generation (each scavenge while a page is in flight promotes some of it, and the old
-  // generation it fills is collected by mark-compact pauses that landed on pages).
-  const members = names.length > req.limit ? names.slice(0, req.limit) : names;
   const base = keys.obj(kind, "", "").slice(0, -1); // `<prefix>obj:<kind>:`
-  const objKeys = members.map((m) => base + m.replace("\0", ":"));
-  const page = await readPage(
+  // One script (store-page-read.ts): both sizes, the page's members and their texts, as one
+  // snapshot and one round trip, the texts in one Buffer.
+  const read = await readIndexPage(
     client,
-    objKeys,
+    listIndexKey(prefix, kind),
+    keys.kindIndex(kind),
+    listIndexRange(req.namespace, req.after),
+    req.limit,
+    base,
+  );
+  if (read.zcard !== read.scard)
+    return { ...(await listPageFromSet(client, keys, kind, req, parse)), total: read.scard };
+  // Object keys and cursors made as each object is reached, not kept for the page: a key is what
+  // the known texts are looked up by, and a cursor only the last object's and the skipped need.
+  const { members } = read;
+  const page = cutPage(
+    members.length,
+    read.nextText,
+    (i) => base + members[i]!.replace("\0", ":"),
     (i) => fromListIndexMember(members[i]!),
     kind,
-    names.length > req.limit,
+    read.more,
     req.maxBytes,
     parse,
   );
-  return { ...page, total: zcard };
+  return { ...page, total: read.zcard };
 }
 
 /** The page cut from the kind's (or namespace's) unordered set: every name read and sorted. */
@@ -112,35 +103,47 @@ async function listPageFromSet<K extends KindPlural, T>(
   });
   const more = start + slice.length < sortKeys.length;
   const objKeys = slice.map((n) => keys.obj(kind, n.namespace, n.name));
-  return readPage(client, objKeys, (i) => slice[i]!, kind, more, req.maxBytes, parse);
+  const values = objKeys.length === 0 ? [] : await client.mgetBuffer(...objKeys);
+  let next = 0;
+  return cutPage(
+    objKeys.length,
+    () => values[next++] ?? null,
+    (i) => objKeys[i]!,
+    (i) => slice[i]!,
+    kind,
+    more,
+    req.maxBytes,
+    parse,
+  );
 }
 
 /**
- * Reads and parses the page's objects (`objKeys`, in order; `cursorAt(i)`: the i-th one's name),
- * up to the byte budget; `more`: names follow them.
+ * Parses the page's `count` objects up to the byte budget: `nextText()` gives each one's stored
+ * text in order (null: gone), `keyAt(i)` its object key, `cursorAt(i)` its name; `more`: names
+ * follow them.
  */
-async function readPage<K extends KindPlural, T>(
-  client: Redis,
-  objKeys: string[],
+function cutPage<K extends KindPlural, T>(
+  count: number,
+  nextText: () => Buffer | null,
+  keyAt: (i: number) => string,
   cursorAt: (i: number) => PageCursor,
   kind: K,
   more: boolean,
   maxBytes: number | undefined,
   parse: ReadStored<K, T>,
-): Promise<PageOf<T>> {
+): PageOf<T> {
   const out: PageOf<T> = { items: [], skipped: [] };
-  if (objKeys.length === 0) return out;
-  const values = await client.mgetBuffer(...objKeys);
   let bytes = 0;
   let taken = 0;
   const over = (size: number) => maxBytes !== undefined && taken > 0 && bytes + size > maxBytes;
-  for (const [i, raw] of values.entries()) {
+  for (let i = 0; i < count; i++) {
+    const raw = nextText();
     // Past the byte budget (always at least one object, so a listing always advances). Checked on
     // the stored bytes first, so an object past the budget is not parsed (nor logged if it is
     // unreadable) on this page as well as the next: cutting early is always safe.
     if (raw !== null && over(raw.length)) break;
     // Deleted between the index read and this one: not listed.
-    const obj = raw === null ? undefined : parse(kind, objKeys[i] ?? "", raw);
+    const obj = raw === null ? undefined : parse(kind, keyAt(i), raw);
     // Bytes as the reply carries them (UTF-8), not string length: a text of non-ASCII characters
     // is up to 3 bytes per UTF-16 unit, and a page cut by length overflowed max_payload. The
     // answer's bytes, not only the stored ones, when the answer is JSON: a text that is not
@@ -154,7 +157,7 @@ async function readPage<K extends KindPlural, T>(
     if (obj !== undefined) out.items.push(obj);
     else out.skipped.push(cursorAt(i));
   }
-  if ((more || taken < objKeys.length) && taken > 0) out.next = cursorAt(taken - 1);
+  if ((more || taken < count) && taken > 0) out.next = cursorAt(taken - 1);
   return out;
 }
 
