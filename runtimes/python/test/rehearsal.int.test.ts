@@ -2,10 +2,10 @@
 // (fizz_workers.py): a pool instance does once, before it announces readiness, what its first
 // specialize and call would otherwise do for the first time, and leaves the function nothing of it.
 // A real process on fd 3 as the process backend starts it, real HTTP.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { expect } from "chai";
@@ -133,5 +133,54 @@ describe("python runtime: a pool instance rehearses a cold start before it is re
       after = (await call(url)).threads;
     }
     expect(after).to.be.at.most(before + 4);
+  });
+});
+
+// What ThreadingMixIn did when a thread could not be started (RuntimeError from Thread.start: a
+// pids or memory limit): the server logs it and closes that connection, and nothing else changes.
+// The connection must not stay queued for a later thread, and the count of idle threads must not
+// count one that was never started: either would leave a later connection waiting with no thread.
+const REFUSED_START = [
+  "import json, sys, threading, time",
+  "sys.path.insert(0, sys.argv[1])",
+  "import fizz_workers",
+  "served, hold = [], threading.Event()",
+  "def serve(request, _address):",
+  "    served.append(request)",
+  "    if request == 'held':",
+  "        hold.wait(10)",
+  "workers = fizz_workers.Workers(serve)",
+  "real_start = threading.Thread.start",
+  "def refuse(self):",
+  "    threading.Thread.start = real_start",
+  '    raise RuntimeError("can\'t start new thread")',
+  "threading.Thread.start = refuse",
+  "try:",
+  "    workers.submit('refused', None)",
+  "except RuntimeError:",
+  "    pass  # the server's handle_error, then shutdown_request closes it",
+  "for name in ('first', 'held', 'next'):",
+  "    workers.submit(name, None)",
+  "    time.sleep(0.2)",
+  "deadline = time.monotonic() + 5",
+  "while 'next' not in served and time.monotonic() < deadline:",
+  "    time.sleep(0.05)",
+  "print(json.dumps(served))",
+  "hold.set()",
+].join("\n");
+
+describe("python runtime: connection threads when one cannot be started", function () {
+  this.timeout(30_000);
+
+  it("drops only that connection: later ones each get a thread, and it is never served", () => {
+    const dir = dirname(SERVER);
+    const run = spawnSync("python3", ["-c", REFUSED_START, dir], {
+      encoding: "utf8",
+      timeout: 20_000,
+    });
+    expect(run.status, run.stderr).to.equal(0);
+    const served = JSON.parse(run.stdout) as string[];
+    // "next" arrives while the only thread serves "held": it needs a thread of its own.
+    expect(served).to.deep.equal(["first", "held", "next"]);
   });
 });
