@@ -3,8 +3,17 @@
 // pipe and its variables out of the function's process (the same pid, after the exec handoff).
 // A real warm binary, real HTTP; fd 3 is a pipe as the process backend passes it.
 import { expect } from "chai";
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -85,11 +94,14 @@ describe("go runtime: readiness announced on FIZZ_READY_FD", function () {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  async function start(extra: Record<string, string>): Promise<{ rt: Runtime; pipe: Readable }> {
+  async function start(
+    extra: Record<string, string>,
+    stdio: StdioOptions = ["ignore", "pipe", "pipe", "pipe"],
+  ): Promise<{ rt: Runtime; pipe: Readable }> {
     const port = await freePort();
     const child = spawn(WARM_BINARY, ["--warm"], {
       env: { ...minimalEnv(scratch), PORT: String(port), HOST: "127.0.0.1", ...extra },
-      stdio: ["ignore", "pipe", "pipe", "pipe"],
+      stdio,
     });
     proc = child;
     child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
@@ -132,6 +144,29 @@ describe("go runtime: readiness announced on FIZZ_READY_FD", function () {
     expect(loaded.status, loaded.text).to.equal(200);
     proc?.kill("SIGKILL");
     expect(await got).to.equal("");
+  });
+
+  it("takes no descriptor it was not given: FIZZ_READY_FD=3 without a fd 3 leaves its own listener alone and it serves", async () => {
+    // Read after listening, 3 named the runtime's own socket, which the announcement closed.
+    const { rt } = await start({ FIZZ_READY_FD: "3" }, ["ignore", "pipe", "pipe"]);
+    await waitForHealthz(rt.url, 10_000, rt.exited);
+    const loaded = await specializeArchive(rt, await packageArchive(await compile(HELLO_FILES)));
+    expect(loaded.status, loaded.text).to.equal(200);
+    expect(stderr).to.include("readiness not announced");
+  });
+
+  it("writes nothing to a descriptor that is not a pipe (a file on fd 3)", async () => {
+    const file = join(scratch, "not-a-pipe");
+    writeFileSync(file, "");
+    const fd = openSync(file, "r+");
+    try {
+      const { rt } = await start({ FIZZ_READY_FD: "3" }, ["ignore", "pipe", "pipe", fd]);
+      await waitForHealthz(rt.url, 10_000, rt.exited);
+    } finally {
+      closeSync(fd);
+    }
+    expect(readFileSync(file, "latin1")).to.equal("");
+    expect(stderr).to.include("readiness not announced");
   });
 
   for (const bad of ["1", "2", "x"]) {
