@@ -1,7 +1,6 @@
 import type { Redis } from "ioredis";
-import { redisKeys, type KindPlural, type RedisKeys } from "@fizz/events";
+import { FizzError, redisKeys, type KindPlural, type RedisKeys } from "@fizz/events";
 import { fromListIndexMember, listIndexKey, listIndexRange } from "./store-list";
-import { readIndexPage } from "./store-page-read";
 import { yieldShare } from "./store-relearn";
 import type { PageCursor, PageOf, PageRequest } from "./store-types";
 
@@ -37,33 +36,47 @@ export async function listPage<K extends KindPlural, T>(
   parse: ReadStored<K, T>,
 ): Promise<PageOf<T>> {
   const keys = redisKeys(prefix);
+  const { min, max } = listIndexRange(req.namespace, req.after);
+  // One round trip, one snapshot (MULTI): both sizes and the page's names (one more than the
+  // page, to know whether more follow). The texts are read with MGET, from the client: a Lua
+  // script reading and concatenating them in Redis (one bulk reply, fewer objects on this heap)
+  // cost Redis's one thread, which every service shares, 4–7× an MGET of the same keys (each text
+  // copied into the Lua heap, concatenated, copied out) and left ~3× the page's bytes in a Lua heap
+  // maxmemory does not count (test/list-page-redis-cost.int.test.ts).
+  const results = await client
+    .multi()
+    .zcard(listIndexKey(prefix, kind))
+    .scard(keys.kindIndex(kind))
+    .zrangebylex(listIndexKey(prefix, kind), min, max, "LIMIT", 0, req.limit + 1)
+    .exec();
+  const failed = results?.find(([err]) => err);
+  if (!results || failed) throw FizzError.from(failed?.[0] ?? new Error("list page not read"));
+  const [[, zcard], [, scard], [, names]] = results as [
+    [null, number],
+    [null, number],
+    [null, string[]],
+  ];
+  if (zcard !== scard)
+    return { ...(await listPageFromSet(client, keys, kind, req, parse)), total: scard };
+  // The members become object keys directly (`<ns>NUL<name>` -> `...obj:<kind>:<ns>:<name>`), and
+  // a cursor only for the page's last object and the skipped: a cursor per member was ~80 bytes
+  // of short-lived heap per object.
+  const members = names.length > req.limit ? names.slice(0, req.limit) : names;
   const base = keys.obj(kind, "", "").slice(0, -1); // `<prefix>obj:<kind>:`
-  // One script (store-page-read.ts): both sizes, the page's members and their texts, as one
-  // snapshot and one round trip, the texts in one Buffer.
-  const read = await readIndexPage(
-    client,
-    listIndexKey(prefix, kind),
-    keys.kindIndex(kind),
-    listIndexRange(req.namespace, req.after),
-    req.limit,
-    base,
-  );
-  if (read.zcard !== read.scard)
-    return { ...(await listPageFromSet(client, keys, kind, req, parse)), total: read.scard };
-  // Object keys and cursors made as each object is reached, not kept for the page: a key is what
-  // the known texts are looked up by, and a cursor only the last object's and the skipped need.
-  const { members } = read;
+  const objKeys = members.map((m) => base + m.replace("\0", ":"));
+  const values = objKeys.length === 0 ? [] : await client.mgetBuffer(...objKeys);
+  let next = 0;
   const page = cutPage(
-    members.length,
-    read.nextText,
-    (i) => base + members[i]!.replace("\0", ":"),
+    objKeys.length,
+    () => values[next++] ?? null,
+    (i) => objKeys[i]!,
     (i) => fromListIndexMember(members[i]!),
     kind,
-    read.more,
+    names.length > req.limit,
     req.maxBytes,
     parse,
   );
-  return { ...page, total: read.zcard };
+  return { ...page, total: zcard };
 }
 
 /** The page cut from the kind's (or namespace's) unordered set: every name read and sorted. */

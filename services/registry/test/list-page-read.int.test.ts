@@ -3,13 +3,13 @@ import { KnownJson } from "../src/store-parse";
 import { learnFixture } from "./learn-fixture";
 
 /**
- * A page's reads run as one script in Redis (store-page-read.ts): the members and their texts come
- * back concatenated, cut apart again by their lengths. Each object must come back as its own
- * exact bytes whatever the lengths around it (multi-byte text included), and a key that holds no
- * text (gone, or another type written behind the registry's back) must read as gone, as MGET
- * answered it, without failing the page or shifting the texts after it.
+ * A page's texts are read as bytes (one MGET, store-page.ts) and cut into the page by their
+ * lengths: each object must come back as its own exact bytes whatever the lengths around it
+ * (multi-byte text included), and a key that holds no text (gone, or another type written behind
+ * the registry's back) must read as gone, as MGET answers it, without failing the page or shifting
+ * the texts after it.
  */
-describe("registry store: a page's texts read in one script", () => {
+describe("registry store: a page's texts read as bytes", () => {
   const PREFIX = "page-read-test:";
   const COUNT = 40;
   const f = learnFixture({ prefix: PREFIX, count: COUNT, store: "page-read-test" });
