@@ -75,11 +75,14 @@ export async function importFile(file, format, dir) {
 
 // Every message in ESM_ONLY_SYNTAX needs one of these keywords as a token of its own; followed by
 // an identifier character it is part of a longer name (`module.exports`, `imports`, `awaited`).
-const ESM_KEYWORD = /(?:import|export|await)(?![A-Za-z0-9_$])/;
+// Or an escape (\u): `aw\u0061it x` is an identifier in a script, and fails the compile with the
+// await message just the same (the ES module path then reports the escaped keyword).
+const ESM_KEYWORD = /(?:import|export|await)(?![A-Za-z0-9_$])|\\u/;
 
 /**
  * Whether `source` may be an ES module: false only when no ESM-only syntax can be in it, because
- * none of its keywords is. A keyword in a comment or string still says true: the compile decides.
+ * none of its keywords is, nor any escape that could spell one. A keyword (or an escape) in a
+ * comment or string still says true: the compile decides.
  * @param {string} source
  */
 export function mayBeModule(source) {

@@ -2,8 +2,11 @@
 // it as CommonJS fails on ESM-only syntax. mayBeModule skips that compile for source without an
 // ESM keyword; it must never skip it for source that is an ES module.
 import { expect } from "chai";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { compileFunction } from "node:vm";
-import { detectFormat, mayBeModule } from "../src/loader.mjs";
+import { detectFormat, loadFunction, mayBeModule } from "../src/loader.mjs";
 import { SOURCE as REHEARSAL_SOURCE } from "../src/rehearse.mjs";
 
 // What detectFormat answered before the pre-check: the compile alone.
@@ -69,6 +72,46 @@ describe("node runtime: loader.mjs module system of a .js file", () => {
     // specialize of every CommonJS function that awaits (per-step marks, 24 alternating samples).
     expect(mayBeModule(REHEARSAL_SOURCE)).to.equal(true);
     expect(detectFormat(Buffer.from(REHEARSAL_SOURCE), "/x/rehearsal.js")).to.equal("commonjs");
+  });
+
+  // `await` is no reserved word in a script: escaped it is an identifier, and one followed by an
+  // operand fails the CommonJS compile with the await message. The compile sends such a file down
+  // the ES module path, where an escaped keyword is an error of its own; the pre-check must not
+  // turn that into CommonJS's misleading "await is only valid in async functions".
+  const ESCAPED_AWAIT = [
+    "aw\\u0061it Promise.resolve();\nmodule.exports = () => 1;",
+    "module.exports = () => 1;\n\\u0061wait{",
+    "\\u{61}wait x;",
+    "a\\u0077ait x;",
+  ];
+
+  it("answers as the compile does for an await spelled with escapes", () => {
+    for (const source of ESCAPED_AWAIT) {
+      expect(byCompile(source), source).to.equal("module");
+      expect(mayBeModule(source), source).to.equal(true);
+      expect(detectFormat(Buffer.from(source), "/x/hello.js"), source).to.equal("module");
+    }
+  });
+
+  it("reports an escaped await as the escaped keyword it is, with its line", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fizz-loader-unit-"));
+    try {
+      const code = Buffer.from(ESCAPED_AWAIT[0] ?? "");
+      const err = await loadFunction({
+        dir,
+        filename: "hello.js",
+        code,
+        entrypoint: undefined,
+      }).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(err?.message).to.equal(
+        "hello.js:1: SyntaxError: Keyword must not contain escaped characters",
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("compiles to decide when a keyword is only in a comment or a string", () => {
