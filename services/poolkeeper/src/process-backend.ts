@@ -326,19 +326,26 @@ export class ProcessBackend implements Backend {
             // ESRCH: the group is already empty.
           }
         }
-        // The uid is free again only once its files are gone: the next instance with it must
-        // not find them.
+        // The uid is free again only once nothing of it runs and its files are gone: the next
+        // instance with it must not meet them. One that killUid could not empty is quarantined.
         const cleanup = (
-          uid !== undefined ? killUid(uid, this.opts.isolation.setpriv) : Promise.resolve(0)
+          uid !== undefined
+            ? killUid(uid, this.opts.isolation.setpriv)
+            : Promise.resolve({ killed: 0, left: 0 })
         )
-          .then(() => rm(dir, { recursive: true, force: true }))
-          .then(
-            () => uid !== undefined && this.uids?.release(uid),
-            (err: unknown) =>
-              this.log.warn(
-                { instance: instance.id, dir, err: String(err) },
-                "could not remove an instance directory; its uid stays reserved",
-              ),
+          .then(async (kill) => {
+            await rm(dir, { recursive: true, force: true });
+            if (uid === undefined || !this.uids || this.uids.giveBack(uid, kill)) return;
+            this.log.error(
+              { instance: instance.id, uid, left: kill.left },
+              "processes of an instance uid survived every kill; the uid is quarantined",
+            );
+          })
+          .catch((err: unknown) =>
+            this.log.warn(
+              { instance: instance.id, dir, err: String(err) },
+              "could not remove an instance directory; its uid stays reserved",
+            ),
           )
           .finally(() => this.cleanups.delete(cleanup));
         this.cleanups.add(cleanup);

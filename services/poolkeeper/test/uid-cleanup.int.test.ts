@@ -16,6 +16,34 @@ import { INSTANCE_PATH, killUid, UidPool } from "../src/isolation";
 
 const SETPRIV = "/usr/bin/setpriv";
 const PYTHON = "/usr/bin/python3";
+/**
+ * A hostile leftover, started by a root parent that only reaps (a subreaper: the orphans' zombies
+ * would otherwise pile up under a pid 1 that reaps slowly): as the uid, it SIGKILLs everything the
+ * uid may signal (the kill pass run as the uid included), forks, and its parent exits, so it lives
+ * at a new pid every ~3 ms and a /proc listing names a pid already gone. Bounded: 10 s, and
+ * RLIMIT_NPROC 64 for the uid.
+ */
+const HOPPER = [
+  "import ctypes, os, resource, sys, time",
+  "uid = int(sys.argv[1])",
+  "ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)",
+  "if os.fork() == 0:",
+  "    os.setsid()",
+  "    resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))",
+  "    os.setgroups([]); os.setresgid(uid, uid, uid); os.setresuid(uid, uid, uid)",
+  "    end = time.monotonic() + 10",
+  "    while time.monotonic() < end:",
+  "        try: os.kill(-1, 9)",
+  "        except OSError: pass",
+  "        try:",
+  "            if os.fork(): os._exit(0)",
+  "        except OSError: pass",
+  "    os._exit(0)",
+  "end = time.monotonic() + 15",
+  "while time.monotonic() < end:",
+  "    try: os.wait()",
+  "    except ChildProcessError: break",
+].join("\n");
 const isRoot = process.getuid?.() === 0;
 
 /** A live process whose real uid is `uid`, if there is one. */
@@ -31,6 +59,32 @@ async function pidOfUid(uid: number): Promise<number | undefined> {
     }
   }
   return undefined;
+}
+
+/** Processes whose real, effective or saved uid is `uid`, not counting zombies. */
+function liveOfUid(uid: number): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    try {
+      const status = readFileSync(`/proc/${name}/status`, "latin1");
+      const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
+      if (!ids || !ids.slice(1).some((id) => Number(id) === uid)) continue;
+      if (/^State:\s+[ZX]/m.test(status) && /^Threads:\s+1$/m.test(status)) continue;
+      found.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+function tryTake(pool: UidPool): number | undefined {
+  try {
+    return pool.take();
+  } catch {
+    return undefined; // every uid in use
+  }
 }
 
 async function alive(pid: number): Promise<boolean> {
@@ -102,10 +156,87 @@ describe("instance uid clean-up", function () {
     }
     expect(pid, "the left-over process started").to.be.a("number");
 
-    expect(await killUid(uid, undefined)).to.be.at.least(1);
+    expect((await killUid(uid, undefined)).killed).to.be.at.least(1);
     for (let i = 0; i < 50 && (await alive(pid!)); i++) await new Promise((r) => setTimeout(r, 20));
     expect(await alive(pid!)).to.equal(false);
     left.kill("SIGKILL");
+  });
+
+  it("leaves no process of the uid alive when one kills every kill pass and hops to new pids", async function () {
+    if (!isRoot || !existsSync(SETPRIV) || !existsSync(PYTHON)) this.skip(); // root: it switches uids
+    this.timeout(60_000);
+    const uid = 258_000 + Math.floor(Math.random() * 900);
+    // A hostile function's leftover: it SIGKILLs everything its uid may signal (the kill pass
+    // run as the uid included) and forks to a new pid each turn, its parent exiting, so a /proc
+    // listing names a pid already gone. Bounded: 10 s, and 64 processes of the uid at most.
+    const attacker = spawn(PYTHON, ["-I", "-S", "-c", HOPPER, String(uid)], { stdio: "ignore" });
+    const exited = new Promise<boolean>((r) => attacker.once("exit", () => r(true)));
+    try {
+      // A scan often misses it (that is the attack): look until one sees it.
+      let seen = 0;
+      for (let i = 0; i < 200 && seen === 0; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        seen = liveOfUid(uid).length;
+      }
+      expect(seen, "the attacker started").to.be.above(0);
+      await new Promise((r) => setTimeout(r, 200)); // hopping at full speed
+
+      const result = await killUid(uid, SETPRIV);
+      expect(liveOfUid(uid), "processes of the uid alive right after killUid").to.deep.equal([]);
+      // One scan can miss a hopper (as above); its root parent cannot: the orphans are its
+      // children, and it exits once it has none left. Still there after 1 s: something survived.
+      const reaperDone = await Promise.race([
+        exited,
+        new Promise<boolean>((r) => setTimeout(() => r(false), 1000)),
+      ]);
+      expect(reaperDone, "the attacker's reaper saw all its processes die").to.equal(true);
+      expect(result.left).to.equal(0);
+    } finally {
+      attacker.kill("SIGKILL");
+      await killUid(uid, undefined); // never leave the attacker running, whatever failed
+    }
+  });
+
+  it("quarantines a uid whose processes could not all be killed: it is never handed out again", async function () {
+    if (!isRoot || !existsSync(SETPRIV)) this.skip(); // needs root to start a process as the uid
+    const dir = mkdtempSync(path.join(tmpdir(), "fizz-uids-"));
+    const base = 257_000 + Math.floor(Math.random() * 900) * 2;
+    const left = spawn(
+      SETPRIV,
+      [`--reuid=${base}`, `--regid=${base}`, "--clear-groups", "--", "setsid", "sleep", "60"],
+      { stdio: "ignore" },
+    );
+    try {
+      const pool = new UidPool(base, 2, dir);
+      expect(pool.take()).to.equal(base);
+      for (let i = 0; i < 100 && liveOfUid(base).length === 0; i++)
+        await new Promise((r) => setTimeout(r, 20));
+      // A bound of no rounds: killing cannot finish, as when a uid outruns every round.
+      const result = await killUid(base, undefined, { rounds: 0, ms: 0 });
+      expect(result.left).to.be.at.least(1);
+      expect(pool.giveBack(base, result)).to.equal(false);
+      const handed = [pool.take(), ...Array.from({ length: 5 }, () => tryTake(pool))];
+      expect(handed).to.not.include(base);
+      expect(pool.quarantined).to.deep.equal([base]);
+      // A second pool on the same host (the build sandbox's) does not get it either.
+      expect(tryTake(new UidPool(base, 2, dir))).to.not.equal(base);
+    } finally {
+      left.kill("SIGKILL");
+      await killUid(base, undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("gives a uid back to the pool when nothing of it is left", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "fizz-uids-"));
+    try {
+      const pool = new UidPool(200_000, 1, dir);
+      const uid = pool.take();
+      expect(pool.giveBack(uid, { killed: 0, left: 0 })).to.equal(true);
+      expect(pool.take()).to.equal(uid);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("scans /proc for under 0.15 ms of CPU per process (it runs beside cold starts)", async () => {

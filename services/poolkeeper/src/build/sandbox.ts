@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmod, lchown, lstat, mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
+import { FizzError } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
 import {
   INSTANCE_PATH,
@@ -11,6 +12,7 @@ import {
   UidPool,
   wrapCommand,
   type IsolationOptions,
+  type UidKill,
 } from "../isolation";
 import type { LogTail } from "./log-tail";
 
@@ -96,7 +98,12 @@ export class BuildSandbox {
       if (uid !== undefined) this.uids?.release(uid);
       throw err;
     }
-    return new BuildWorkspace(dir, uid, this.opts, (u) => this.uids?.release(u));
+    return new BuildWorkspace(
+      dir,
+      uid,
+      this.opts,
+      (u, kill) => this.uids?.giveBack(u, kill) ?? true,
+    );
   }
 }
 
@@ -109,7 +116,8 @@ export class BuildWorkspace {
     readonly dir: string,
     readonly uid: number | undefined,
     private readonly opts: SandboxOptions,
-    private readonly release: (uid: number) => void,
+    /** Gives the uid back, or quarantines it when `kill` left processes alive (false). */
+    private readonly release: (uid: number, kill: UidKill) => boolean,
   ) {
     this.srcDir = path.join(dir, "src");
     this.outDir = path.join(dir, "out");
@@ -224,7 +232,13 @@ export class BuildWorkspace {
    * while the poolkeeper (root) packs it.
    */
   async quiesce(): Promise<void> {
-    if (this.uid !== undefined) await killUid(this.uid, this.opts.isolation.setpriv);
+    if (this.uid === undefined) return;
+    const kill = await killUid(this.uid, this.opts.isolation.setpriv);
+    if (kill.left > 0)
+      throw new FizzError(
+        "INTERNAL",
+        `${kill.left} processes of the build's uid ${this.uid} survived every kill`,
+      );
   }
 
   /**
@@ -246,9 +260,16 @@ export class BuildWorkspace {
   /** Kills what is left, removes the directory, then gives the uid back (in that order). */
   dispose(): Promise<void> {
     this.disposed ??= (async () => {
-      await this.quiesce();
+      const kill =
+        this.uid === undefined
+          ? { killed: 0, left: 0 }
+          : await killUid(this.uid, this.opts.isolation.setpriv);
       await rm(this.dir, { recursive: true, force: true });
-      if (this.uid !== undefined) this.release(this.uid);
+      if (this.uid !== undefined && !this.release(this.uid, kill))
+        this.opts.logger.error(
+          { uid: this.uid, left: kill.left },
+          "processes of a build uid survived every kill; the uid is quarantined",
+        );
     })();
     return this.disposed;
   }
