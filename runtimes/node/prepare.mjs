@@ -209,6 +209,9 @@ export async function prepare({ log = () => undefined } = {}) {
     platform: "node",
     target: "node20",
     format: "cjs",
+    // No tsconfig.json read: none is a stamped input, and the image's context has none, so its
+    // bundle differed from the tree's (one "use strict" per module from tsconfig.base.json).
+    tsconfigRaw: {},
     // ES modules are strict; the bundle must be too (esbuild adds it per module wrapper only).
     banner: { js: '"use strict";' },
     external: ["tar", "tar/*"],

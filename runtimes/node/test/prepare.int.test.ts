@@ -110,6 +110,24 @@ describe("node runtime: one-file build (prepare.mjs)", function () {
     expect(docker).to.match(/^CMD \["node", "start-cached\.cjs"\]$/m);
   });
 
+  it("builds the same bundle whatever tsconfig.json is around it: no stamp input names one, and the image's context has none", async () => {
+    const built = async () => {
+      rmSync(mod.BUILD_DIR, { recursive: true, force: true });
+      const r = await mod.prepare();
+      return r.ok ? r.sha256 : r.reason;
+    };
+    const plain = await built();
+    // The tree's runtimes/node/tsconfig.json extends tsconfig.base.json ("strict"); esbuild read
+    // it and its output followed, while an edit to it rebuilt nothing (not a stamped input).
+    const tsconfig = join(copy, "tsconfig.json");
+    writeFileSync(tsconfig, JSON.stringify({ compilerOptions: { alwaysStrict: true } }));
+    try {
+      expect(await built()).to.equal(plain);
+    } finally {
+      rmSync(tsconfig, { force: true });
+    }
+  });
+
   it("never vouches for a build directory or file that another user could write, and rebuilds it as its own", async () => {
     await mod.prepare();
     const writable: Array<[string, number]> = [
