@@ -27,6 +27,8 @@ export interface IsolationOptions {
    * no_new_privs and a parent-death signal. Undefined: not available, instances start directly.
    */
   setpriv: string | undefined;
+  /** How long killUid may keep killing a uid's processes (default KILL_BOUND; tests shorten it). */
+  killBound?: KillBound;
 }
 
 /** The variables every instance gets besides its own: nothing of the poolkeeper's environment. */

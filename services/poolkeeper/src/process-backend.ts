@@ -330,7 +330,7 @@ export class ProcessBackend implements Backend {
         // instance with it must not meet them. One that killUid could not empty is quarantined.
         const cleanup = (
           uid !== undefined
-            ? killUid(uid, this.opts.isolation.setpriv)
+            ? killUid(uid, this.opts.isolation.setpriv, this.opts.isolation.killBound)
             : Promise.resolve({ killed: 0, left: 0 })
         )
           .then(async (kill) => {

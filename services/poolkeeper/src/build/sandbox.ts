@@ -233,7 +233,11 @@ export class BuildWorkspace {
    */
   async quiesce(): Promise<void> {
     if (this.uid === undefined) return;
-    const kill = await killUid(this.uid, this.opts.isolation.setpriv);
+    const kill = await killUid(
+      this.uid,
+      this.opts.isolation.setpriv,
+      this.opts.isolation.killBound,
+    );
     if (kill.left > 0)
       throw new FizzError(
         "INTERNAL",
@@ -263,7 +267,7 @@ export class BuildWorkspace {
       const kill =
         this.uid === undefined
           ? { killed: 0, left: 0 }
-          : await killUid(this.uid, this.opts.isolation.setpriv);
+          : await killUid(this.uid, this.opts.isolation.setpriv, this.opts.isolation.killBound);
       await rm(this.dir, { recursive: true, force: true });
       if (this.uid !== undefined && !this.release(this.uid, kill))
         this.opts.logger.error(
