@@ -243,10 +243,9 @@ const KILL_BOUND: KillBound = { rounds: 500, ms: 3000 };
  *
  * So root then scans /proc, matching the real, effective and saved uids in /proc/<pid>/status (not
  * the directory's owner, which a non-dumpable process changes), and SIGKILLs what it finds, which
- * nothing of the uid can block or answer. A process forked after the listing escapes one scan,
- * so the scans repeat until one finds nothing alive, newest pid first (a leftover that forks and
- * exits lives at the newest pids; seen first, it has the least time to move on). Nothing left is
- * the common case and costs one scan. At the bound, `left` counts what is still alive: the caller
+ * nothing of the uid can block or answer. A process forked after the listing escapes a listing,
+ * so each scan chases the new pids (scanRound) and the scans repeat until one finds nothing alive.
+ * Nothing left is the common case and costs one scan and one more readdir. At the bound, `left` counts what is still alive: the caller
  * must not hand the uid out again (UidPool.giveBack).
  */
 export async function killUid(
@@ -278,6 +277,7 @@ export async function killUid(
   }
   const started = Date.now();
   let killed = 0;
+  let waits = 0;
   for (let round = 0; ; round++) {
     const found = await scanRound(uid, round < bound.rounds && Date.now() - started <= bound.ms);
     if (found === undefined) return { killed, left: 0 }; // no procfs: nothing to scan
@@ -285,8 +285,10 @@ export async function killUid(
     if (found.alive === 0) return { killed, left: 0 };
     if (round >= bound.rounds || Date.now() - started > bound.ms)
       return { killed, left: found.alive };
-    // Only dying ones left (SIGKILL already pending): give them a moment to exit.
-    if (found.signalled === 0) await new Promise((r) => setTimeout(r, 2));
+    // Only dying ones left (SIGKILL already pending): give them a moment to exit, longer each
+    // time (one stuck in the kernel must not cost a scan every 2 ms for the whole bound).
+    if (found.signalled === 0)
+      await new Promise((r) => setTimeout(r, Math.min(100, 2 ** Math.min(++waits, 7))));
   }
 }
 
