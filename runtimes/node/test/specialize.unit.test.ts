@@ -60,7 +60,23 @@ describe("node runtime: specialize.mjs", () => {
       server.close();
       server.closeAllConnections();
       rmSync(scratch, { recursive: true, force: true });
-      process.env = savedEnv; // the specialize set the function's environment in this process
+      // The specialize set the function's environment in this process: put it back in place.
+      // Not `process.env = savedEnv`: a plain object there cuts process.env off from the real
+      // environment for every later test file in this mocha process (a TZ set no longer applies).
+      for (const key of Object.keys(process.env)) if (!(key in savedEnv)) delete process.env[key];
+      Object.assign(process.env, savedEnv);
+    }
+  });
+
+  it("leaves process.env the process's real environment for the tests after it", () => {
+    // Runs after the specialize above. On the real environment a TZ set takes effect at once.
+    const saved = process.env.TZ;
+    try {
+      process.env.TZ = "Asia/Tokyo";
+      expect(new Date(0).getHours()).to.equal(9);
+    } finally {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
     }
   });
 });
