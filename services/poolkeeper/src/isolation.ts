@@ -303,7 +303,8 @@ export async function killUid(
  * Then nothing of the uid is left: a process created after that listing needs a parent of the
  * uid alive then, but each was SIGKILLed when checked, and a fork by a process with SIGKILL
  * pending fails (also one in flight while listing: it fails, or the child is in the next list).
- * Costs one more readdir (~0.1 ms) when nothing was left.
+ * So the chase ends at the first listing whose new pids hold none of the uid's; new pids of other
+ * uids do not matter. Costs one more readdir (~0.1 ms) when nothing was left.
  */
 async function scanRound(
   uid: number,
@@ -325,8 +326,8 @@ async function scanRound(
       const pid = Number(name);
       if (!seen.has(pid)) fresh.push(pid);
     }
-    if (pass > 0 && fresh.length === 0) return counts;
     fresh.sort((x, y) => y - x);
+    const before = counts.alive;
     for (const pid of fresh) {
       seen.add(pid);
       if (++inBatch > SCAN_BATCH) {
@@ -335,11 +336,15 @@ async function scanRound(
       }
       check(pid, uid, kill, counts);
     }
+    // Only the uid's own new processes keep the chase going: anyone else's churn (another
+    // instance forking in a loop) must not make an empty uid look unsure, or every clean-up would
+    // run to its bound and quarantine its uid, draining the pool.
+    if (pass > 0 && counts.alive === before) return counts;
   }
-  return { ...counts, alive: counts.alive + 1 }; // new processes kept coming: not sure, again
+  return { ...counts, alive: counts.alive + 1 }; // the uid kept forking: not sure, again
 }
 
-/** Listings per scan before it counts as unsure (processes kept appearing on the host). */
+/** Listings per scan before it counts as unsure (processes of the uid kept appearing). */
 const CHASE_PASSES = 50;
 
 function check(
