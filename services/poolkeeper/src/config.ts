@@ -65,6 +65,8 @@ export interface PoolkeeperConfig extends PoolkeeperCommonConfig {
    * (the scheduler's specialize timeout, 45 s by default) and is turned away unspawned.
    */
   spawnQueueTimeoutMs: number;
+  /** How long after a take its pool refill starts (Pool.refillAfterTake). */
+  refillAfterTakeMs: number;
   killGraceMs: number;
   /** Consecutive spawn failures (or early deaths) before an environment's refills pause. */
   maxSpawnFailures: number;
@@ -114,6 +116,14 @@ export interface LogConfig {
 }
 
 /** services/poolkeeper/src → the repository's runtimes/ folder. */
+/**
+ * The process backend's delay between a take and its refill (Pool.refillAfterTake): longer than a
+ * warm-pool first call takes after the specialize reply on a loaded 2-core machine (~5-15 ms), far
+ * shorter than a refill takes to come up (~0.3-1 s), so a burst that drains the pool waits no
+ * longer for it in any way that shows.
+ */
+const DEFAULT_REFILL_AFTER_TAKE_MS = 30;
+
 export const DEFAULT_RUNTIMES_DIR = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
   "../../../runtimes",
@@ -172,6 +182,14 @@ export function loadConfig(
       10_000,
     ),
     spawnQueueTimeoutMs: int(env, "FIZZ_SPAWN_QUEUE_TIMEOUT_MS", 40_000, 1, 600_000),
+    // Pods start on other nodes: nothing here to keep out of the first call's way.
+    refillAfterTakeMs: int(
+      env,
+      "FIZZ_REFILL_AFTER_TAKE_MS",
+      backend === "process" ? DEFAULT_REFILL_AFTER_TAKE_MS : 0,
+      0,
+      60_000,
+    ),
     killGraceMs: int(env, "FIZZ_KILL_GRACE_MS", 3_000, 0, 600_000),
     maxSpawnFailures: int(env, "FIZZ_POOL_MAX_FAILURES", 5, 1, 1000),
     failureCooldownMs: int(env, "FIZZ_POOL_COOLDOWN_MS", 30_000, 0, 3_600_000),

@@ -153,6 +153,7 @@ export async function start(
       metrics.spawnSeconds.observe({ outcome: ok ? "ok" : "failed" }, seconds),
     spawnConcurrency: config.spawnConcurrency,
     spawnQueueTimeoutMs: config.spawnQueueTimeoutMs,
+    refillAfterTakeMs: config.refillAfterTakeMs,
   });
   live.pool = thePool;
   metrics.spawnQueue = () => thePool.spawnQueue();

@@ -17,7 +17,7 @@ export interface EnvState {
   warm: string[];
   starting: number;
   failures: number;
-  /** Cancels the pending back-off or cooldown refill; set while one is pending. */
+  /** Cancels the pending refill (back-off, cooldown, or after a take); set while one is pending. */
   cancelRefill: (() => void) | undefined;
 }
 

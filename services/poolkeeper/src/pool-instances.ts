@@ -36,7 +36,7 @@ export class PoolInstances {
   protected readonly log: Logger;
   private readonly backoff: RefillBackoff;
   private readonly stableMs: number;
-  private readonly clock: Pick<Clock, "after">;
+  protected readonly clock: Pick<Clock, "after">;
   /** Every backend spawn goes through it: a burst of cold starts must not boot all at once. */
   protected readonly gate: SpawnGate<Tracked>;
 

@@ -25,6 +25,8 @@ export interface PoolOptions {
    * scheduler's specialize timeout): it is then turned away instead of spawned. None by default.
    */
   spawnQueueTimeoutMs?: number;
+  /** How long after a take its refill starts (Pool.refillAfterTake); at once when absent or 0. */
+  refillAfterTakeMs?: number;
   /**
    * The back-off, cooldown and stable timers; fake in unit tests. Real ones are unref'd (kit's
    * backgroundClock), as they always were: a pending back-off does not keep the process alive.

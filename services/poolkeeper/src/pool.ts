@@ -165,10 +165,30 @@ export class Pool extends PoolInstances {
     return t;
   }
 
-  /** Starts refilling an environment's pool (after a take, a kill). Never awaits a spawn. */
+  /** Starts refilling an environment's pool (after a kill, an exit). Never awaits a spawn. */
   refill(ref: EnvironmentRef): void {
     const state = this.envs.get(envKey(ref));
     if (state) this.reconcile(state);
+  }
+
+  /**
+   * The refill after a take, `refillAfterTakeMs` later. The take's first call is still on its
+   * way (scheduler, gateway, the instance) when the specialize has replied, and a process
+   * backend's spawn forks this process (its loop blocked ~5-10 ms, the fork's page-table copy
+   * and the child's start-up on the same cores): started later, it no longer competes with that
+   * call. The pending refill holds the environment's refill timer, so a reconcile meanwhile (an
+   * exit, another take) adds nothing, and whatever clears that timer (a change of the
+   * environment, a stable instance) reconciles at once itself.
+   */
+  refillAfterTake(ref: EnvironmentRef): void {
+    const state = this.envs.get(envKey(ref));
+    if (!state) return;
+    const delay = this.opts.refillAfterTakeMs ?? 0;
+    if (delay <= 0 || state.cancelRefill) return this.reconcile(state);
+    state.cancelRefill = this.clock.after(delay, () => {
+      state.cancelRefill = undefined;
+      this.reconcile(state);
+    });
   }
 
   /** Any tracked instance, including one being killed (its last output still has an owner). */

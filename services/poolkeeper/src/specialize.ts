@@ -166,7 +166,7 @@ export function createSpecializer(
         } catch (err) {
           // Gone from the store since it was checked: the taken instance is unused but taken.
           void deps.pool.kill(id, "specialize failed: nothing to load");
-          deps.afterReply(() => deps.pool.refill(req.environment));
+          deps.afterReply(() => deps.pool.refillAfterTake(req.environment));
           throw err;
         }
         const outcome = await phase("poolkeeper.post", () =>
@@ -180,7 +180,7 @@ export function createSpecializer(
         );
         if (outcome.kind === "source-failed") {
           void deps.pool.kill(id, "the archive could not be read from the store");
-          deps.afterReply(() => deps.pool.refill(req.environment));
+          deps.afterReply(() => deps.pool.refillAfterTake(req.environment));
           const e = outcome.error;
           if (e.code === "DIGEST_MISMATCH")
             log.error(
@@ -197,7 +197,7 @@ export function createSpecializer(
         }
         if (outcome.kind === "load-failed") {
           void deps.pool.kill(id, "function failed to load");
-          deps.afterReply(() => deps.pool.refill(req.environment));
+          deps.afterReply(() => deps.pool.refillAfterTake(req.environment));
           log.info(
             { function: fnName, instance: id, err: outcome.message },
             "function failed to load",
@@ -218,7 +218,7 @@ export function createSpecializer(
             span.setAttribute("fizz.load_ms", outcome.loadMs);
           done("ok");
           deps.afterReply(() => {
-            deps.pool.refill(req.environment);
+            deps.pool.refillAfterTake(req.environment);
             deps.onSpecialized(instance);
           });
           log.debug(
@@ -240,7 +240,7 @@ export function createSpecializer(
         log.warn({ function: fnName, instance: id, err: lastFailure }, "specialize attempt failed");
         void deps.pool.kill(id, `specialize failed: ${lastFailure}`);
       }
-      deps.afterReply(() => deps.pool.refill(req.environment));
+      deps.afterReply(() => deps.pool.refillAfterTake(req.environment));
       throw new FizzError("INSTANCE_FAILED", `could not specialize ${fnName}: ${lastFailure}`, {
         retryable: true,
       });

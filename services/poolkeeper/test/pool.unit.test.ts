@@ -67,6 +67,43 @@ describe("pool accounting (fake backend)", () => {
     expect(pool.counts().specializing).to.equal(1);
   });
 
+  it("starts the refill after a take refillAfterTakeMs later, once for several takes", async () => {
+    makePool({ refillAfterTakeMs: 30 }).upsert(env("node", { poolSize: 3 }));
+    await settle();
+    pool.take(ref);
+    pool.refillAfterTake(ref);
+    pool.take(ref);
+    pool.refillAfterTake(ref);
+    await settle();
+    expect(backend.spawnCalls).to.equal(3);
+    await clock.advance(29);
+    expect(backend.spawnCalls).to.equal(3);
+    await clock.advance(1);
+    await settle();
+    expect(backend.spawnCalls).to.equal(5);
+    expect(warm()).to.equal(3);
+  });
+
+  it("a deferred refill does not outlive stop() or its environment's delete", async () => {
+    makePool({ refillAfterTakeMs: 30 }).upsert(env("node", { poolSize: 2 }));
+    await settle();
+    pool.take(ref);
+    pool.refillAfterTake(ref);
+    pool.remove(ref);
+    await clock.advance(30);
+    await settle();
+    expect(backend.spawnCalls).to.equal(2);
+  });
+
+  it("refills after a take at once when refillAfterTakeMs is 0", async () => {
+    makePool().upsert(env("node", { poolSize: 2 }));
+    await settle();
+    pool.take(ref);
+    pool.refillAfterTake(ref);
+    await settle();
+    expect(backend.spawnCalls).to.equal(3);
+  });
+
   it("take on an empty pool answers undefined", async () => {
     makePool().upsert(env("node", { poolSize: 0 }));
     await settle();
