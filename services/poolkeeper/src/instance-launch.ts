@@ -1,6 +1,9 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import type { StdioOptions } from "node:child_process";
 
+/** The variables every instance gets besides its own: nothing of the poolkeeper's environment. */
+export const INSTANCE_PATH = "/usr/local/bin:/usr/bin:/bin";
+
 /** The readiness pipe's descriptor in the child (FIZZ_READY_FD); health.ts reads our end. */
 export const READY_FD = 3;
 /** Runtimes whose loader writes READY_LINE to FIZZ_READY_FD once ready. */

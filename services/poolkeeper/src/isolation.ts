@@ -1,16 +1,15 @@
-import {
-  closeSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
-import { spawn } from "node:child_process";
+import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
 import { chmod, chown, mkdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { FizzError } from "@fizz/events";
+import { INSTANCE_PATH } from "./instance-launch";
+import type { KillBound, UidKill } from "./uid-cleanup";
+
+// What the build sandbox and the runtime launch import from here. INSTANCE_PATH lives in
+// instance-launch.ts (a leaf) and the kill in uid-cleanup.ts, which imports nothing of this
+// module: re-exporting them from here must not close an import cycle (madge --circular).
+export { INSTANCE_PATH };
+export { killUid, type UidKill } from "./uid-cleanup";
 
 /**
  * How the process backend keeps instances apart from the platform and from each other
@@ -30,9 +29,6 @@ export interface IsolationOptions {
   /** How long killUid may keep killing a uid's processes (default KILL_BOUND; tests shorten it). */
   killBound?: KillBound;
 }
-
-/** The variables every instance gets besides its own: nothing of the poolkeeper's environment. */
-export const INSTANCE_PATH = "/usr/local/bin:/usr/bin:/bin";
 
 export function instanceBaseEnv(env: Record<string, string | undefined>): Record<string, string> {
   const out: Record<string, string> = { PATH: INSTANCE_PATH, LANG: "C.UTF-8" };
@@ -203,188 +199,4 @@ export function wrapCommand(
       : [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--inh-caps=-all"];
   // --pdeathsig: the kernel kills the instance when the poolkeeper dies, even by SIGKILL.
   return [setpriv, ...drop, "--no-new-privs", "--pdeathsig=SIGKILL", "--", ...cmd];
-}
-
-/**
- * How many /proc entries the scan reads between two turns of the event loop. The reads are
- * synchronous: an async readFile of a /proc file (open, fstat, read, read, close, each a threadpool
- * hop and a promise) cost ~0.3-0.6 ms of CPU per process, 35-85 ms per clean-up on a host with
- * ~130 processes, next to the cold starts on the same cores; a synchronous read costs ~0.03 ms.
- * A batch of 32 holds the loop ~1 ms at most.
- */
-const SCAN_BATCH = 32;
-
-/** What a clean-up of a uid did: processes it SIGKILLed, and live ones still left at its bound. */
-export interface UidKill {
-  killed: number;
-  left: number;
-}
-
-/**
- * How long the root-side rounds may go on. Each round is a full /proc scan (~4 ms of CPU at ~130
- * processes); only a uid whose processes keep forking needs more than one.
- */
-export interface KillBound {
-  rounds: number;
-  ms: number;
-}
-const KILL_BOUND: KillBound = { rounds: 500, ms: 3000 };
-
-/**
- * SIGKILLs every process running as `uid`: what an instance left behind outside its process group
- * (a daemon that called setsid) must not live on to read the next instance given that uid.
- *
- * The first pass runs `kill -KILL -1` AS that uid (through setpriv), twice, from one shell: the
- * kernel signals every process the uid may signal in one pass under the task-list lock, so neither
- * a fork loop nor a process that hid its /proc entry (prctl PR_SET_DUMPABLE 0 makes /proc/<pid>
- * root-owned) escapes. One process for both passes, not one each: every spawn forks the
- * poolkeeper (~9 ms of CPU at its size). The shell's text is fixed; nothing of the instance is in
- * it. But the uid may signal that shell too: a leftover looping `kill -KILL -1` can kill it first.
- *
- * So root then scans /proc, matching the real, effective and saved uids in /proc/<pid>/status (not
- * the directory's owner, which a non-dumpable process changes), and SIGKILLs what it finds, which
- * nothing of the uid can block or answer. A process forked after the listing escapes a listing,
- * so each scan chases the new pids (scanRound) and the scans repeat until one finds nothing alive.
- * Nothing left is the common case and costs one scan and one more readdir. At the bound, `left` counts what is still alive: the caller
- * must not hand the uid out again (UidPool.giveBack).
- */
-export async function killUid(
-  uid: number,
-  setpriv?: string,
-  bound: KillBound = KILL_BOUND,
-): Promise<UidKill> {
-  if (setpriv) {
-    await new Promise<void>((resolve) => {
-      const k = spawn(
-        setpriv,
-        [
-          `--reuid=${uid}`,
-          `--regid=${uid}`,
-          "--clear-groups",
-          "--",
-          "sh",
-          "-c",
-          "kill -KILL -1; kill -KILL -1",
-        ],
-        // Not the poolkeeper's environment (its NATS and Redis credentials): `kill` runs as the
-        // uid, and what the uid left behind could read /proc/<pid>/environ before the signal.
-        { stdio: "ignore", env: { PATH: INSTANCE_PATH } },
-      );
-      // Its exit status says nothing useful (kill answers 1 even after signalling).
-      k.once("exit", () => resolve());
-      k.once("error", () => resolve());
-    });
-  }
-  const started = Date.now();
-  let killed = 0;
-  let waits = 0;
-  for (let round = 0; ; round++) {
-    const found = await scanRound(uid, round < bound.rounds && Date.now() - started <= bound.ms);
-    if (found === undefined) return { killed, left: 0 }; // no procfs: nothing to scan
-    killed += found.signalled;
-    if (found.alive === 0) return { killed, left: 0 };
-    if (round >= bound.rounds || Date.now() - started > bound.ms)
-      return { killed, left: found.alive };
-    // Only dying ones left (SIGKILL already pending): give them a moment to exit, longer each
-    // time (one stuck in the kernel must not cost a scan every 2 ms for the whole bound).
-    if (found.signalled === 0)
-      await new Promise((r) => setTimeout(r, Math.min(100, 2 ** Math.min(++waits, 7))));
-  }
-}
-
-/**
- * One full scan, newest pid first, then the processes that appeared since: `alive` processes of
- * the uid (not zombies), of which `signalled` were SIGKILLed now (`kill` false: none, the count
- * only). Undefined without procfs.
- *
- * Why the second part: a process that forks and exits between the listing and its turn has moved
- * to a pid the listing lacks, and one empty scan would wrongly say the uid is empty. So /proc is
- * listed again after each check, and only its new pids are checked, until a listing shows none.
- * Then nothing of the uid is left: a process created after that listing needs a parent of the
- * uid alive then, but each was SIGKILLed when checked, and a fork by a process with SIGKILL
- * pending fails (also one in flight while listing: it fails, or the child is in the next list).
- * So the chase ends at the first listing whose new pids hold none of the uid's; new pids of other
- * uids do not matter. Costs one more readdir (~0.1 ms) when nothing was left.
- */
-async function scanRound(
-  uid: number,
-  kill: boolean,
-): Promise<{ alive: number; signalled: number } | undefined> {
-  const counts = { alive: 0, signalled: 0 };
-  const seen = new Set<number>();
-  let inBatch = 0;
-  for (let pass = 0; pass < CHASE_PASSES; pass++) {
-    let entries: string[];
-    try {
-      entries = readdirSync("/proc");
-    } catch {
-      return pass === 0 ? undefined : { ...counts, alive: counts.alive + 1 };
-    }
-    const fresh: number[] = [];
-    for (const name of entries) {
-      if (!/^[0-9]+$/.test(name)) continue;
-      const pid = Number(name);
-      if (!seen.has(pid)) fresh.push(pid);
-    }
-    fresh.sort((x, y) => y - x);
-    const before = counts.alive;
-    for (const pid of fresh) {
-      seen.add(pid);
-      if (++inBatch > SCAN_BATCH) {
-        inBatch = 1;
-        await new Promise((r) => setImmediate(r));
-      }
-      check(pid, uid, kill, counts);
-    }
-    // Only the uid's own new processes keep the chase going: anyone else's churn (another
-    // instance forking in a loop) must not make an empty uid look unsure, or every clean-up would
-    // run to its bound and quarantine its uid, draining the pool.
-    if (pass > 0 && counts.alive === before) return counts;
-  }
-  return { ...counts, alive: counts.alive + 1 }; // the uid kept forking: not sure, again
-}
-
-/** Listings per scan before it counts as unsure (processes of the uid kept appearing). */
-const CHASE_PASSES = 50;
-
-function check(
-  pid: number,
-  uid: number,
-  kill: boolean,
-  counts: { alive: number; signalled: number },
-): void {
-  const state = stateIfOwnedBy(pid, uid);
-  if (state === undefined || state === "dead") return;
-  counts.alive++;
-  if (state === "dying" || !kill) return;
-  try {
-    process.kill(pid, "SIGKILL");
-    counts.signalled++;
-  } catch {
-    counts.alive--; // gone meanwhile
-  }
-}
-
-/** SIGKILL is signal 9: bit 8 of the pending-signal masks in /proc/<pid>/status. */
-const SIGKILL_BIT = 1n << 8n;
-
-/**
- * Undefined when /proc/<pid> is not `uid`'s (real, effective or saved uid) or is gone; "dead" for
- * a zombie (a group leader with threads still running shows as Z too, so only with one thread);
- * "dying" when a SIGKILL is pending (it cannot run code of its own again); else "live".
- */
-function stateIfOwnedBy(pid: number, uid: number): "live" | "dying" | "dead" | undefined {
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, "latin1");
-  } catch {
-    return undefined; // gone meanwhile
-  }
-  const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
-  if (!ids || (Number(ids[1]) !== uid && Number(ids[2]) !== uid && Number(ids[3]) !== uid))
-    return undefined;
-  if (/^State:\s+[ZX]/m.test(status) && /^Threads:\s+1$/m.test(status)) return "dead";
-  for (const mask of status.matchAll(/^(?:ShdPnd|SigPnd):\s+([0-9a-f]+)$/gm))
-    if ((BigInt(`0x${mask[1]}`) & SIGKILL_BIT) !== 0n) return "dying";
-  return "live";
 }

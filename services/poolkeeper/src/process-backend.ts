@@ -9,7 +9,8 @@ import type { Backend, BackendInstance, ExitInfo, OutputStream, SpawnOptions } f
 import { LineSplitter, type LineGate } from "./lines";
 import { waitReady } from "./health";
 import { freePort, type Logger } from "@fizz/kit";
-import { killUid, makeInstanceDir, UidPool, wrapCommand, type IsolationOptions } from "./isolation";
+import { makeInstanceDir, UidPool, wrapCommand, type IsolationOptions } from "./isolation";
+import { killUid } from "./uid-cleanup";
 import { prepareHost, type NodeBuild, type PreparedHost } from "./host-prepare";
 import { describeExit, signalGroup, type Child } from "./process-child";
 import {

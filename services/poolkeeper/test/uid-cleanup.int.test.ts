@@ -12,7 +12,9 @@ import {
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { INSTANCE_PATH, killUid, UidPool } from "../src/isolation";
+import { INSTANCE_PATH } from "../src/instance-launch";
+import { UidPool } from "../src/isolation";
+import { killUid } from "../src/uid-cleanup";
 
 const SETPRIV = "/usr/bin/setpriv";
 const PYTHON = "/usr/bin/python3";

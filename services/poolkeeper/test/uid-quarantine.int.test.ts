@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { createLogger } from "@fizz/kit";
 import { BuildSandbox } from "../src/build/sandbox";
-import { killUid } from "../src/isolation";
+import { killUid } from "../src/uid-cleanup";
 
 const SETPRIV = "/usr/bin/setpriv";
 const isRoot = process.getuid?.() === 0;
