@@ -75,7 +75,12 @@ export class ProcessBuildRunner implements BuildRunner {
       try {
         await extractArchive({ path: input.sourceFile }, ws.srcDir);
       } catch (err) {
-        return { ok: false, message: `source archive refused: ${(err as Error).message}` };
+        // Only a rule the upload broke is the user's to fix (ArchiveError, by code: the class
+        // lives in a chunk loaded on first use). Anything else (a full disk, a read that failed)
+        // is the platform's: the job reports that the build could not run and logs it.
+        if (err instanceof FizzError && err.code === "ARCHIVE_UNSAFE")
+          return { ok: false, message: `source archive refused: ${err.message}` };
+        throw err;
       }
       // Decided before any build code runs, from the files as uploaded.
       const runtime = runtimeOfImage(input.environment.spec.image);
