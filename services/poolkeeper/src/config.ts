@@ -137,6 +137,9 @@ export interface HostFacts {
   cpus?: number;
 }
 
+/** util-linux prlimit, which sets the instances' RLIMIT_NPROC (IsolationOptions.nproc). */
+const PRLIMIT = "/usr/bin/prlimit";
+
 const THIS_HOST: HostFacts = {
   isRoot: process.getuid?.() === 0,
   exists: existsSync,
@@ -161,6 +164,10 @@ export function loadConfig(
     );
   const uidBase = int(env, "FIZZ_INSTANCE_UID_BASE", 200_000, 1, 2_000_000_000);
   const uidCount = int(env, "FIZZ_INSTANCE_UID_COUNT", 10_000, 1, 1_000_000);
+  // RLIMIT_NPROC per instance uid, 0 = none. It counts threads: a Node instance has ~7-11, Go and
+  // Mono a few tens, and a function may start a few subprocesses with their own pools; 256 leaves
+  // that room many times over and still stops a fork bomb at a few hundred tasks per instance.
+  const nproc = int(env, "FIZZ_INSTANCE_NPROC", 256, 0, 4_194_304);
   // Debian's interpreters when root: usable by any uid, unlike a pyenv build in root's home.
   const { python, ...interpreters } = defaultInterpreters(env, host);
   return {
@@ -206,6 +213,10 @@ export function loadConfig(
           }
         : undefined,
       setpriv,
+      // Only where instances get their own uid (the limit counts all of a uid's processes).
+      ...(host.isRoot && nproc > 0
+        ? { nproc: { limit: nproc, prlimit: host.exists(PRLIMIT) ? PRLIMIT : undefined } }
+        : {}),
     },
     allowEnvCommand: bool(env, "FIZZ_ALLOW_ENV_COMMAND", false),
     archiveCacheBytes: int(env, "FIZZ_ARCHIVE_CACHE_BYTES", 1024 ** 3, 0, 2 ** 50),

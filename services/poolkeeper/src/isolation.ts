@@ -28,6 +28,13 @@ export interface IsolationOptions {
   setpriv: string | undefined;
   /** How long killUid may keep killing a uid's processes (default KILL_BOUND; tests shorten it). */
   killBound?: KillBound;
+  /**
+   * RLIMIT_NPROC of instances with their own uid (a fork bomb gets EAGAIN instead of filling the
+   * host's pid space until the clean-up), set by util-linux prlimit before setpriv drops to the
+   * uid. Undefined: no limit. `prlimit` undefined: wanted, but prlimit is missing (the backend
+   * warns once and starts instances without it).
+   */
+  nproc?: { limit: number; prlimit: string | undefined };
 }
 
 export function instanceBaseEnv(env: Record<string, string | undefined>): Record<string, string> {
@@ -186,11 +193,15 @@ export async function makeInstanceDir(dir: string, uid: number | undefined): Pro
   if (uid !== undefined) await chown(dir, uid, uid);
 }
 
-/** The command line that starts `cmd` as `uid` (or as is), dying with the poolkeeper. */
+/**
+ * The command line that starts `cmd` as `uid` (or as is), dying with the poolkeeper, with at most
+ * `nproc.limit` processes and threads of its uid when given.
+ */
 export function wrapCommand(
   cmd: string[],
   uid: number | undefined,
   setpriv: string | undefined,
+  nproc?: IsolationOptions["nproc"],
 ): string[] {
   if (!setpriv) return cmd;
   const drop =
@@ -198,5 +209,11 @@ export function wrapCommand(
       ? []
       : [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--inh-caps=-all"];
   // --pdeathsig: the kernel kills the instance when the poolkeeper dies, even by SIGKILL.
-  return [setpriv, ...drop, "--no-new-privs", "--pdeathsig=SIGKILL", "--", ...cmd];
+  const run = [setpriv, ...drop, "--no-new-privs", "--pdeathsig=SIGKILL", "--", ...cmd];
+  // setpriv sets no rlimit, so prlimit (still root) sets it on itself and execs setpriv: the
+  // limit survives the exec and the uid change, and soft = hard, so the function cannot raise it.
+  // Only with the instance's own uid: RLIMIT_NPROC counts every process of the real uid, which
+  // for the poolkeeper's own user includes everything else that user runs.
+  if (uid === undefined || !nproc?.prlimit || nproc.limit <= 0) return run;
+  return [nproc.prlimit, `--nproc=${nproc.limit}:${nproc.limit}`, "--", ...run];
 }

@@ -98,6 +98,12 @@ export class ProcessBackend implements Backend {
     this.log = opts.logger.child({ component: "process-backend" });
     const u = opts.isolation.uids;
     this.uids = u ? new UidPool(u.base, u.count, u.lockDir) : undefined;
+    const nproc = opts.isolation.nproc;
+    if (this.uids && nproc && nproc.limit > 0 && !nproc.prlimit)
+      this.log.warn(
+        { wanted: nproc.limit },
+        "prlimit (util-linux) not found: instances start without their process limit (FIZZ_INSTANCE_NPROC)",
+      );
     // At once, not at the first spawn: with no pool to fill at start-up, that spawn is an empty
     // pool's first request, which waited for all of it (python's compileall, the node build's
     // check: ~0.3-1 s, the p99 of the empty-pool bench). A failure is thrown by the spawns.
@@ -178,10 +184,8 @@ export class ProcessBackend implements Backend {
       if (uid !== undefined) this.uids?.release(uid);
       throw err;
     }
-    const [file, ...args] = wrapCommand(cmd, uid, this.opts.isolation.setpriv) as [
-      string,
-      ...string[],
-    ];
+    const { setpriv, nproc } = this.opts.isolation;
+    const [file, ...args] = wrapCommand(cmd, uid, setpriv, nproc) as [string, ...string[]];
     const address = `http://127.0.0.1:${port}`;
     // Our own loaders announce readiness on fd 3, a pipe only this child holds: noticed the
     // moment it is ready, where polling noticed it up to one back-off step later. A host command
