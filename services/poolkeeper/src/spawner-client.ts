@@ -1,0 +1,293 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { SpawnedChild, SpawnerError } from "./spawner-child";
+
+export { SpawnedChild, SpawnerError, type ChildLike } from "./spawner-child";
+
+/** The spawner script, next to src/ (spawner/fizz_spawner.py). */
+export const SPAWNER_SCRIPT = fileURLToPath(new URL("../spawner/fizz_spawner.py", import.meta.url));
+
+export interface SpawnerOptions {
+  /** An interpreter every uid may run: Debian's /usr/bin/python3 (config's `python` as root). */
+  python: string;
+  /** A directory for the socket; created 0700, so only root (the spawner) can connect. */
+  dir: string;
+  script?: string;
+  /** The spawner's own complaints (stderr lines). */
+  log?: (line: string) => void;
+}
+
+/** One child, as child_process.spawn(file, args, {cwd, env, stdio, detached: true}) takes it. */
+export interface SpawnRequest {
+  file: string;
+  args: string[];
+  /** argv[0]; `file` unless set. */
+  argv0?: string;
+  cwd: string;
+  /** Exactly the child's environment: nothing is added. */
+  env: Record<string, string>;
+  /** Runs as this uid and gid (same number), no groups, no inheritable capabilities. */
+  uid?: number;
+  /** RLIMIT_NPROC (soft = hard) of the uid, set before the drop; only with `uid`. */
+  nproc?: number;
+  /** Descriptor i: "pipe" (a stream to us), or "ignore" (/dev/null for 0-2, closed above). */
+  stdio: Array<"pipe" | "ignore">;
+}
+
+interface Pending {
+  id: number;
+  token: string;
+  child: SpawnedChild;
+  streams: Array<net.Socket | null>;
+  missing: number;
+  pid: number | undefined;
+  resolve: (c: SpawnedChild) => void;
+}
+
+/** Fixed-size header of every connection: 32 hex characters of token, a space, the fd, "\n". */
+const HEADER_BYTES = 35;
+/** A connection that has not named its spawn by then is dropped (it holds a descriptor). */
+const HEADER_WAIT_MS = 10_000;
+
+/**
+ * The client of spawner/fizz_spawner.py: a small root process that forks, drops privileges and
+ * execs instances, so the poolkeeper's event loop never waits for a fork of itself. `usable`
+ * turns false for good once the spawner is gone; its children were killed by their parent-death
+ * signal and are reported exited (SIGKILL), and spawn() rejects with SPAWNER_UNAVAILABLE, so the
+ * caller can fall back to child_process.spawn.
+ */
+export class Spawner {
+  private seq = 0;
+  private readonly byToken = new Map<string, Pending>();
+  private readonly byId = new Map<number, Pending>();
+  private readonly live = new Map<number, SpawnedChild>();
+  private gone = false;
+  private readonly exited: Promise<void>;
+
+  private constructor(
+    private readonly proc: ChildProcess,
+    private readonly server: net.Server,
+    private readonly sockPath: string,
+  ) {
+    this.exited = new Promise((r) => proc.once("exit", () => r()));
+    proc.once("exit", () => this.lost());
+    proc.stdin?.on("error", () => this.lost());
+    server.on("connection", (s) => this.accept(s));
+  }
+
+  /** Starts the spawner and resolves once it is ready to spawn. */
+  static async start(opts: SpawnerOptions): Promise<Spawner> {
+    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+    chmodSync(opts.dir, 0o700);
+    const sockPath = path.join(opts.dir, "spawner.sock");
+    rmSync(sockPath, { force: true });
+    const server = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(sockPath, () => resolve());
+    });
+    const proc = spawn(
+      opts.python,
+      [opts.script ?? SPAWNER_SCRIPT, sockPath, String(process.pid)],
+      {
+        stdio: ["pipe", "pipe", "pipe"],
+      },
+    );
+    const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    createInterface({ input: proc.stderr }).on("line", log);
+    const lines = createInterface({ input: proc.stdout });
+    const hello = new Promise<void>((resolve, reject) => {
+      lines.once("line", (l) => (l.startsWith('{"ev":"hello"') ? resolve() : reject(new Error(l))));
+      proc.once("error", reject);
+      proc.once("exit", (code, sig) =>
+        reject(new Error(`exited before it was ready (${sig ?? `code ${code}`})`)),
+      );
+    });
+    try {
+      await hello;
+    } catch (err) {
+      proc.kill("SIGKILL");
+      server.close();
+      throw new SpawnerError(
+        "SPAWNER_FAILED",
+        `the spawner did not start: ${(err as Error).message}`,
+      );
+    }
+    const spawner = new Spawner(proc, server, sockPath);
+    lines.on("line", (l) => spawner.onLine(l));
+    return spawner;
+  }
+
+  /** False once the spawner is gone or closed: spawn through child_process instead. */
+  get usable(): boolean {
+    return !this.gone;
+  }
+
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  /**
+   * Resolves once the child has exec'd and all its "pipe" descriptors are connected, with its pid
+   * set. A spawn that failed (exec, setresuid, chdir...) resolves too, with no pid, and emits
+   * 'error' (code: the errno name, syscall: the failed step) and then 'close', as ChildProcess
+   * does; nothing of the command ran. Rejects only when the spawner is unusable.
+   */
+  spawn(req: SpawnRequest): Promise<SpawnedChild> {
+    if (this.gone) return Promise.reject(unavailable());
+    if (req.stdio.length < 3 || req.stdio.length > 10)
+      throw new SpawnerError("EINVAL", "stdio must have 3 to 10 entries");
+    const id = ++this.seq;
+    const token = randomBytes(16).toString("hex");
+    const child = new SpawnedChild((sig) => this.send({ op: "kill", id, signal: sig }));
+    return new Promise((resolve) => {
+      const pending: Pending = {
+        id,
+        token,
+        child,
+        streams: req.stdio.map(() => null),
+        missing: req.stdio.filter((s) => s === "pipe").length,
+        pid: undefined,
+        resolve: (c) => {
+          resolve(c);
+          c.handOut();
+        },
+      };
+      this.byToken.set(token, pending);
+      this.byId.set(id, pending);
+      this.send({
+        op: "spawn",
+        id,
+        token,
+        file: req.file,
+        args: [req.argv0 ?? req.file, ...req.args],
+        env: req.env,
+        cwd: req.cwd,
+        uid: req.uid ?? null,
+        nproc: req.uid !== undefined ? (req.nproc ?? null) : null,
+        stdio: req.stdio,
+      });
+    });
+  }
+
+  /** Stops the spawner (stdin EOF); its children die by their parent-death signal. */
+  async close(): Promise<void> {
+    this.proc.stdin?.end();
+    await this.exited;
+    await new Promise<void>((r) => this.server.close(() => r()));
+    rmSync(this.sockPath, { force: true });
+  }
+
+  private send(msg: object): boolean {
+    if (this.gone || !this.proc.stdin?.writable) return false;
+    this.proc.stdin.write(`${JSON.stringify(msg)}\n`);
+    return true;
+  }
+
+  private onLine(line: string): void {
+    let m: { ev?: string; id?: number; pid?: number; code?: unknown; signal?: unknown } & Record<
+      string,
+      unknown
+    >;
+    try {
+      m = JSON.parse(line) as typeof m;
+    } catch {
+      return;
+    }
+    const id = m.id ?? -1;
+    if (m.ev === "spawned") {
+      const p = this.byId.get(id);
+      if (!p) return;
+      p.pid = m.pid;
+      this.live.set(id, p.child);
+      this.settle(p);
+    } else if (m.ev === "error") {
+      const p = this.byId.get(id);
+      if (!p) return;
+      this.forget(p);
+      for (const s of p.streams) s?.destroy();
+      const why = `${String(m.stage)}: ${String(m.message)}`;
+      p.child.fail(
+        new SpawnerError(typeof m.code === "string" ? m.code : "EIO", why, String(m.stage)),
+      );
+      p.resolve(p.child);
+    } else if (m.ev === "exit") {
+      const child = this.live.get(id);
+      if (!child) return;
+      this.live.delete(id);
+      child.exit(
+        typeof m.code === "number" ? m.code : null,
+        typeof m.signal === "string" ? (m.signal as NodeJS.Signals) : null,
+      );
+    }
+  }
+
+  /** Hands the child out once both its exec and all of its descriptors are in. */
+  private settle(p: Pending): void {
+    if (p.pid === undefined || p.missing > 0) return;
+    this.forget(p);
+    p.child.attach(p.pid, p.streams);
+    p.resolve(p.child);
+  }
+
+  private forget(p: Pending): void {
+    this.byId.delete(p.id);
+    this.byToken.delete(p.token);
+  }
+
+  /** A connection from the spawner: its header names the spawn (token) and the descriptor. */
+  private accept(s: net.Socket): void {
+    s.on("error", () => undefined);
+    const timer = setTimeout(() => s.destroy(), HEADER_WAIT_MS);
+    timer.unref();
+    const onReadable = () => {
+      const head = s.read(HEADER_BYTES) as Buffer | null;
+      if (head === null) return;
+      s.off("readable", onReadable);
+      s.off("end", drop);
+      clearTimeout(timer);
+      const m = /^([0-9a-f]{32}) (\d)\n$/.exec(head.toString("latin1"));
+      const p = m ? this.byToken.get(m[1]!) : undefined;
+      const fd = Number(m?.[2]);
+      // Unknown or used token, or a descriptor it did not ask for or already has: not a child's.
+      if (!p || fd >= p.streams.length || p.streams[fd] !== null) return void s.destroy();
+      p.streams[fd] = s;
+      p.missing--;
+      this.settle(p);
+    };
+    const drop = () => s.destroy();
+    s.on("readable", onReadable);
+    s.once("end", drop);
+  }
+
+  /** The spawner is gone: its children died with it (parent-death signal). */
+  private lost(): void {
+    if (this.gone) return;
+    this.gone = true;
+    // Not handed out yet: a failed spawn (one that exec'd was killed by its parent-death signal).
+    for (const p of [...this.byId.values()]) {
+      this.forget(p);
+      this.live.delete(p.id);
+      for (const s of p.streams) s?.destroy();
+      p.child.fail(unavailable());
+      p.resolve(p.child);
+    }
+    for (const child of this.live.values()) child.exit(null, "SIGKILL");
+    this.live.clear();
+    this.server.close();
+  }
+}
+
+function unavailable(): SpawnerError {
+  return new SpawnerError("SPAWNER_UNAVAILABLE", "the spawner is gone");
+}
+
+/** Starts the spawner: `{ spawn, close, usable }` (see Spawner). */
+export function startSpawner(opts: SpawnerOptions): Promise<Spawner> {
+  return Spawner.start(opts);
+}
