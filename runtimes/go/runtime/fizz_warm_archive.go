@@ -93,6 +93,10 @@ func (rt *fizzRuntime) specializeArchive(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	fn := filepath.Join(workdir, "fn")
+	if strings.HasPrefix(spec.archiveFile, fizzPackagePrefix) {
+		rt.specializePackage(w, r, spec, workdir, fn)
+		return
+	}
 	if err := os.Mkdir(fn, 0o700); err != nil {
 		rt.state.Store(fizzStateWarm) // not ours to remove: something was extracted here before
 		rt.answerUnread(w, r, 409, fizzErrorBody("ALREADY_SPECIALIZED", "this instance's fn/ directory already exists; an instance is specialized once", false, ""))

@@ -116,9 +116,12 @@ func (rt *fizzRuntime) handOff(w http.ResponseWriter, r *http.Request, spec *fiz
 		return
 	}
 	// The archive may not keep the mode bit (the package is the function's own code either way).
-	if err := os.Chmod(binary, 0o700); err != nil {
-		rt.loadFailed(w, spec, fizzBinaryName+": "+err.Error())
-		return
+	// A package the poolkeeper extracted has it already, on a file this uid cannot chmod.
+	if info.Mode().Perm()&0o100 == 0 {
+		if err := os.Chmod(binary, 0o700); err != nil {
+			rt.loadFailed(w, spec, fizzBinaryName+": "+err.Error())
+			return
+		}
 	}
 	entry, problem, list := fizzResolveEntry(fn, spec.entrypoint)
 	if problem != "" {

@@ -37,8 +37,9 @@ var (
 	fizzConfigKeyRe  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
 	fizzEnvNameRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	fizzDigestRe     = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	// One name directly in the work dir, never a path: nothing outside it can be named.
-	fizzArchiveFileRe = regexp.MustCompile(`^\.fizz-archive-[0-9a-f]{32}$`)
+	// One name directly in the work dir, never a path: nothing outside it can be named. The
+	// archive (a file), or the package the poolkeeper already extracted (a directory).
+	fizzArchiveFileRe = regexp.MustCompile(`^\.fizz-(?:archive|package)-[0-9a-f]{32}$`)
 	fizzBase64Re      = regexp.MustCompile(`^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$`)
 )
 

@@ -18,6 +18,8 @@ export interface BlobStore {
   has(digest: string): Promise<boolean>;
   /** The archive hard-linked into `dir` under a fresh name (ArchiveCache.linkInto); undefined when not. */
   linkInto?(digest: string, dir: string, bytes?: number): Promise<string | undefined>;
+  /** The package extracted, as links in a fresh directory in `dir` (ArchiveCache.linkPackageInto). */
+  linkPackageInto?(digest: string, dir: string, bytes?: number): Promise<string | undefined>;
 }
 
 /**
@@ -48,7 +50,7 @@ export interface Source {
 /** Archive transfer and unpacking allowance: 1 s per 8 MiB on top of the specialize timeout. */
 const ARCHIVE_BYTES_PER_SECOND = 8 * 1024 * 1024;
 
-/** As long as the name linkInto gives (the header line carries it). */
+/** As long as the names linkInto and linkPackageInto give (the header line carries them). */
 const ARCHIVE_FILE_LIKE = `.fizz-archive-${"0".repeat(32)}`;
 
 type MetaOf = (instanceId: string, config: FunctionConfig, digest: string) => SpecializeMeta;
@@ -113,12 +115,16 @@ async function archiveSource(
     // Opened per attempt: a stream is read once, and a retry goes to another instance.
     payload: async (target, config) => {
       const base = meta(target.id, config, ref.digest);
-      // No 6 MB body through the instance's socket: the runtime reads its own link to the cached
-      // file (runtimes/go/runtime/fizz_warm_archive.go, archiveFile), and hashes it as it would.
-      const file =
-        target.privateDir !== undefined
-          ? await deps.store.linkInto?.(ref.digest, target.privateDir, ref.size)
-          : undefined;
+      // No 6 MB body through the instance's socket. Best, the package already extracted and
+      // checked here, as links the runtime renames to its fn/ and runs as they are; else the
+      // runtime reads its own link to the cached archive and extracts and hashes it as it would
+      // a body (runtimes/go/runtime/fizz_warm_archive.go, archiveFile: the name's prefix says which).
+      const dir = target.privateDir;
+      let file: string | undefined;
+      if (dir !== undefined) {
+        file = await deps.store.linkPackageInto?.(ref.digest, dir, ref.size);
+        file ??= await deps.store.linkInto?.(ref.digest, dir, ref.size);
+      }
       if (file !== undefined)
         return { meta: { ...base, archiveFile: file }, archive: Readable.from([]), size: 0 };
       const archive = await deps.store.get(ref.digest);

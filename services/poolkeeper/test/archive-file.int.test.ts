@@ -135,4 +135,63 @@ describe("process backend: a Go instance's archive as a link in its own director
     await backend.kill(inst.id, "test done");
     await backend.kill(other.id, "test done");
   });
+  it("runs the package the cache extracted, as links its uid can run but never change", async function () {
+    const e = env("go", { image: "fizz/env-go" });
+    const why = backend.unsupported(e);
+    if (why) {
+      console.log(`      (skipped: ${why})`);
+      this.skip();
+    }
+    const inst = await backend.spawn(e, { taken: true });
+    const other = await backend.spawn(e, { taken: true });
+    expect(await cache.extractOnce(digest)).to.equal(true);
+    const name = await cache.linkPackageInto(digest, inst.dir!);
+    expect(name).to.match(/^\.fizz-package-[0-9a-f]{32}$/);
+    const pkg = path.join(inst.dir!, name!);
+    const bin = path.join(pkg, "fizz-function");
+    expect(statSync(pkg).uid).to.equal(inst.uid);
+    const st = statSync(bin);
+    expect([st.uid, st.mode & 0o7777]).to.deep.equal([0, 0o555]);
+    // What the function's code, running as that uid, could try against the file the next
+    // instance of this function is given (the same inode).
+    expect(asUid(inst.uid!, `test -x '${bin}' && cat '${bin}' > /dev/null`)).to.equal(0);
+    expect(asUid(inst.uid!, `printf x >> '${bin}'`)).to.not.equal(0);
+    expect(asUid(inst.uid!, `chmod 777 '${bin}'`)).to.not.equal(0);
+    expect(asUid(inst.uid!, `truncate -s 0 '${bin}'`)).to.not.equal(0);
+    expect(asUid(inst.uid!, `chown ${inst.uid} '${bin}'`)).to.not.equal(0);
+    expect(asUid(other.uid!, `cat '${bin}' > /dev/null`)).to.not.equal(0);
+    const cached = path.join(workDir, "archive-cache", `${digest.slice("sha256:".length)}.tree`);
+    expect(asUid(inst.uid!, `ls '${cached}'`)).to.not.equal(0);
+    expect(statSync(path.join(cached, "fizz-function")).ino).to.equal(st.ino);
+
+    const outcome = await postSpecialize(
+      agent,
+      inst.address,
+      {
+        meta: {
+          instanceId: inst.id,
+          function: { namespace: "default", name: "hello", revision: 1 },
+          concurrency: 1,
+          digest,
+          archiveFile: name!,
+        },
+        archive: Readable.from([]),
+        size: 0,
+      },
+      inst.specializeToken,
+      20_000,
+    );
+    expect(outcome).to.deep.include({ kind: "ok" });
+    const res = await request(inst.address, {
+      dispatcher: agent,
+      headers: { "x-fizz-instance": inst.id },
+    });
+    expect(await res.body.text()).to.equal("Hello, world!\n");
+    // Renamed to its fn/; the cached copy is whole and still root's and read-only.
+    expect(statSync(path.join(inst.dir!, "fn", "fizz-function")).ino).to.equal(st.ino);
+    const after = statSync(path.join(cached, "fizz-function"));
+    expect([after.size, after.uid, after.mode & 0o7777]).to.deep.equal([st.size, 0, 0o555]);
+    await backend.kill(inst.id, "test done");
+    await backend.kill(other.id, "test done");
+  });
 });
