@@ -121,7 +121,7 @@ export class ArchiveCache implements BlobStore {
       void this.extractOnce(digest).catch(() => undefined);
       return undefined;
     }
-    return done ? linkTree(done, dir) : undefined;
+    return done ? linkTree(done, dir, this.opts.dir) : undefined;
   }
 
   /** Extracts the cached package (once; downloaded first if need be); true when it is a tree. */

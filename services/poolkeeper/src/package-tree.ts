@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { lchownSync, linkSync, lstatSync, mkdirSync, rmSync } from "node:fs";
+import { lchownSync, linkSync, lstatSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { chmod, lstat, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { extractArchive } from "@fizz/kit/archive";
@@ -82,34 +82,39 @@ async function walk(root: string, rel: string, tree: PackageTree): Promise<void>
 
 /**
  * Makes the tree appear in `privateDir` (an instance's own 0700 directory) under a fresh name:
- * directories made here and given to the directory's owner (the instance's uid), each file a hard
- * link to the cached one, which stays root's and read-only: the uid can read and run it, never
- * change what the next instance of the function gets. Returns the name; undefined, and nothing
- * left, when it cannot.
+ * directories given to the directory's owner (the instance's uid), each file a hard link to the
+ * cached one, which stays root's and read-only: the uid can read and run it, never change what the
+ * next instance of the function gets. Built in `staging` (root's 0700 directory on the same
+ * filesystem: the cache's), out of the uid's reach, then renamed into place in one step, so no
+ * path root writes through is one the uid could swap for a link meanwhile (rename fails on
+ * anything planted under the name: a file, a link, a non-empty directory). Returns the name;
+ * undefined, and nothing left, when it cannot.
  */
-export function linkTree(tree: PackageTree, privateDir: string): string | undefined {
+export function linkTree(
+  tree: PackageTree,
+  privateDir: string,
+  staging: string,
+): string | undefined {
   const name = `.fizz-package-${randomBytes(16).toString("hex")}`;
-  const root = path.join(privateDir, name);
+  const stage = path.join(staging, `.stage${name}`);
   // Synchronous: a handful of metadata calls of a few microseconds each. Through the thread pool
-  // each was a round trip, and on a loaded machine (2 cores, load 15) the chain took ~40 ms more
-  // than the archive's one link.
+  // each was a round trip, and on a loaded machine (2 cores, load 15) the chain took ~58 ms
+  // against the archive's one link's 14.
   try {
     const owner = lstatSync(privateDir);
     if (!owner.isDirectory()) return undefined;
-    // mkdir and link(2) create the name or fail: they never follow or replace what is there.
-    mkdirSync(root, { mode: 0o700 });
-    for (const d of tree.dirs) mkdirSync(path.join(root, d), { mode: 0o700 });
-    for (const f of tree.files) linkSync(path.join(tree.dir, f), path.join(root, f));
-    // Deepest first, the package's root last: the instance cannot act on any of it before it is
-    // sent the name.
-    for (const d of [...tree.dirs].reverse()) lchownSync(path.join(root, d), owner.uid, owner.gid);
-    lchownSync(root, owner.uid, owner.gid);
+    mkdirSync(stage, { mode: 0o700 });
+    for (const d of tree.dirs) mkdirSync(path.join(stage, d), { mode: 0o700 });
+    for (const f of tree.files) linkSync(path.join(tree.dir, f), path.join(stage, f));
+    for (const d of tree.dirs) lchownSync(path.join(stage, d), owner.uid, owner.gid);
+    lchownSync(stage, owner.uid, owner.gid);
+    renameSync(stage, path.join(privateDir, name));
     return name;
   } catch {
     try {
-      rmSync(root, { recursive: true, force: true });
+      rmSync(stage, { recursive: true, force: true });
     } catch {
-      // Nothing made, or the directory went: nothing to leave behind either way.
+      // Nothing made: nothing to leave behind.
     }
     return undefined;
   }

@@ -137,6 +137,8 @@ describe("poolkeeper archive cache: the package extracted, linked into an instan
     expect(again).to.be.a("string").and.not.equal(name);
     expect(gets).to.equal(1);
     expect((await lstat(path.join(inst, again!, "fizz-function"))).ino).to.equal(cached.ino);
+    // Built in the cache's own directory, out of the uid's reach, and renamed into place.
+    expect((await readdir(cacheDir())).sort()).to.deep.equal([d.slice(7), `${d.slice(7)}.tree`]);
   });
 
   it("gives the runtime's binary its execute bit even when the archive did not, and never setuid", async () => {
@@ -229,6 +231,10 @@ describe("poolkeeper archive cache: the package extracted, linked into an instan
     const cache = cacheWith();
     expect(await cache.extractOnce(d)).to.equal(true);
     expect(await cache.linkPackageInto(d, path.join(dir, "gone"))).to.equal(undefined);
-    expect(await readdir(dir)).to.deep.equal(["archive-cache", "instance"]);
+    await writeFile(path.join(dir, "file"), "");
+    expect(await cache.linkPackageInto(d, path.join(dir, "file"))).to.equal(undefined);
+    expect((await readdir(dir)).sort()).to.deep.equal(["archive-cache", "file", "instance"]);
+    // Nothing staged is left in the cache's directory either.
+    expect((await readdir(cacheDir())).sort()).to.deep.equal([d.slice(7), `${d.slice(7)}.tree`]);
   });
 });
