@@ -97,6 +97,17 @@ export class UidPool {
     return false;
   }
 
+  /**
+   * Claims `uid` for a clean-up before it is ever handed out (processes of it found at start: a
+   * dead poolkeeper's leftovers). False when it is in use here or claimed by a live poolkeeper
+   * (then those processes are that poolkeeper's instances, not ours to kill). Ends in giveBack.
+   */
+  hold(uid: number): boolean {
+    if (this.used.has(uid) || !this.claim(uid)) return false;
+    this.used.add(uid);
+    return true;
+  }
+
   /** Uids never to be handed out again: processes of theirs outlived every kill. */
   get quarantined(): number[] {
     return [...this.held];
@@ -144,7 +155,8 @@ export class UidPool {
   }
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether `pid` is a live process (of any user). */
+export function pidAlive(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);

@@ -11,6 +11,7 @@ import { waitReady } from "./health";
 import { freePort, type Logger } from "@fizz/kit";
 import { makeInstanceDir, UidPool, wrapCommand, type IsolationOptions } from "./isolation";
 import { killUid } from "./uid-cleanup";
+import { sweepLeftovers } from "./leftovers";
 import { prepareHost, type NodeBuild, type PreparedHost } from "./host-prepare";
 import { describeExit, signalGroup, type Child } from "./process-child";
 import {
@@ -93,6 +94,10 @@ export class ProcessBackend implements Backend {
   /** Directory removals and uid releases under way; close() waits for them. */
   private readonly cleanups = new Set<Promise<unknown>>();
   private readonly priority = new StartPriority();
+  /** Leftover uids held (spawns wait for it: none is handed out before its clean-up). */
+  private readonly leftoverUids: Promise<unknown>;
+  /** The start-up clean-up of what a dead poolkeeper left (leftovers.ts); tests await it. */
+  readonly swept: Promise<void>;
 
   constructor(private readonly opts: ProcessBackendOptions) {
     this.log = opts.logger.child({ component: "process-backend" });
@@ -104,6 +109,17 @@ export class ProcessBackend implements Backend {
         { wanted: nproc.limit },
         "prlimit (util-linux) not found: instances start without their process limit (FIZZ_INSTANCE_NPROC)",
       );
+    // What a dead poolkeeper left (leftovers.ts): the names are read now, before any spawn.
+    const sweep = sweepLeftovers({
+      instancesDir: path.join(opts.workDir, "instances"),
+      uids: this.uids && u ? { pool: this.uids, ...u } : undefined,
+      isolation: opts.isolation,
+      keep: (name) => this.children.has(name),
+      log: this.log,
+    });
+    this.leftoverUids = sweep.held;
+    this.swept = sweep.done;
+    this.cleanups.add(sweep.done);
     // At once, not at the first spawn: with no pool to fill at start-up, that spawn is an empty
     // pool's first request, which waited for all of it (python's compileall, the node build's
     // check: ~0.3-1 s, the p99 of the empty-pool bench). A failure is thrown by the spawns.
@@ -168,7 +184,7 @@ export class ProcessBackend implements Backend {
     if (this.closing) throw new FizzError("UNAVAILABLE", "the process backend is stopping");
     const refused = this.unsupported(env);
     if (refused) throw new FizzError("UNKNOWN_IMAGE", refused, { field: "spec.image" });
-    await this.prepare();
+    await Promise.all([this.prepare(), this.leftoverUids]);
     const cmd = this.command(env);
     if (cmd === undefined)
       throw new FizzError("UNKNOWN_IMAGE", "no command", { field: "spec.image" });

@@ -188,3 +188,63 @@ function stateIfOwnedBy(pid: number, uid: number): "live" | "dying" | "dead" | u
     if ((BigInt(`0x${mask[1]}`) & SIGKILL_BIT) !== 0n) return "dying";
   return "live";
 }
+
+/**
+ * The uids from `base` (`count` of them) with live processes, without killing any: for the
+ * start-up, when a dead poolkeeper's claims have lapsed and what its instances left running (a
+ * daemon that called setsid outlives the parent-death signal) would meet the next instance given
+ * that uid. One /proc listing, then the new pids of each further listing until one holds none of
+ * the range (as scanRound). Without the SIGKILL that scanRound's argument rests on, a process that
+ * forks and exits faster than its pid is checked can pass unseen: checking newest pids first keeps
+ * that window to microseconds, and the caller cleans what is found with killUid, which kills as
+ * it chases.
+ */
+export async function uidsWithProcesses(base: number, count: number): Promise<Set<number>> {
+  const found = new Set<number>();
+  const seen = new Set<number>();
+  let inBatch = 0;
+  for (let pass = 0; pass < CHASE_PASSES; pass++) {
+    let entries: string[];
+    try {
+      entries = readdirSync("/proc");
+    } catch {
+      return found; // no procfs: nothing to scan (as killUid)
+    }
+    const fresh = entries
+      .filter((name) => /^[0-9]+$/.test(name) && !seen.has(Number(name)))
+      .map(Number)
+      .sort((x, y) => y - x);
+    let inRange = false;
+    for (const pid of fresh) {
+      seen.add(pid);
+      if (++inBatch > SCAN_BATCH) {
+        inBatch = 1;
+        await new Promise((r) => setImmediate(r));
+      }
+      const uid = liveUidInRange(pid, base, count);
+      if (uid === undefined) continue;
+      found.add(uid);
+      inRange = true;
+    }
+    if (pass > 0 && !inRange) break;
+  }
+  return found;
+}
+
+/** The real, effective or saved uid of live (not zombie) `pid` that falls in the range, if any. */
+function liveUidInRange(pid: number, base: number, count: number): number | undefined {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "latin1");
+  } catch {
+    return undefined; // gone meanwhile
+  }
+  const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
+  const uid = ids
+    ?.slice(1)
+    .map(Number)
+    .find((id) => id >= base && id < base + count);
+  if (uid === undefined) return undefined;
+  if (/^State:\s+[ZX]/m.test(status) && /^Threads:\s+1$/m.test(status)) return undefined;
+  return uid;
+}

@@ -1,0 +1,170 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { createLogger } from "@fizz/kit";
+import { expect } from "chai";
+import { Agent } from "undici";
+import { instanceBaseEnv, type IsolationOptions } from "../src/isolation";
+import { ProcessBackend } from "../src/process-backend";
+import { killUid } from "../src/uid-cleanup";
+import { env } from "./fake-backend";
+
+const SETPRIV = "/usr/bin/setpriv";
+const isRoot = process.getuid?.() === 0;
+const FIXTURE = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "fixtures/fake-runtime.mjs",
+);
+const fake = env("fake", { image: "acme/custom", command: [process.execPath, FIXTURE] });
+
+/** Live (not zombie) processes whose real uid is `uid`. */
+function liveOfUid(uid: number): number {
+  let n = 0;
+  for (const name of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    try {
+      const status = readFileSync(`/proc/${name}/status`, "latin1");
+      if (new RegExp(`^Uid:\\s+${uid}\\s`, "m").test(status) && !/^State:\s+Z/m.test(status)) n++;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return n;
+}
+
+function alive(pid: number): boolean {
+  try {
+    return !/^State:\s+[ZX]/m.test(readFileSync(`/proc/${pid}/status`, "latin1"));
+  } catch {
+    return false;
+  }
+}
+
+describe("what a dead poolkeeper left: stale instance directories and uids", function () {
+  this.timeout(60_000);
+  let dir: string;
+  let agent: Agent;
+  let backend: ProcessBackend | undefined;
+  let lines: string[];
+  let base: number;
+
+  function make(isolation: IsolationOptions): ProcessBackend {
+    backend = new ProcessBackend({
+      workDir: path.join(dir, "work"),
+      runtimesDir: "/nonexistent-runtimes",
+      python: "python3",
+      spawnTimeoutMs: 20_000,
+      killGraceMs: 100,
+      baseEnv: instanceBaseEnv({}),
+      isolation,
+      allowEnvCommand: true,
+      agent,
+      logger: createLogger("poolkeeper", "info", { write: (l: string) => void lines.push(l) }),
+    });
+    return backend;
+  }
+  const own = (): IsolationOptions =>
+    isRoot && existsSync(SETPRIV)
+      ? { uids: { base, count: 2, lockDir: path.join(dir, "locks") }, setpriv: SETPRIV }
+      : { uids: undefined, setpriv: undefined };
+
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "fizz-leftovers-"));
+    agent = new Agent();
+    lines = [];
+    base = 259_000 + Math.floor(Math.random() * 900);
+  });
+  afterEach(async () => {
+    await backend?.close();
+    backend = undefined;
+    await agent.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("removes the instance directories it finds at start, not what their links point to, nor a live instance's", async () => {
+    // Outside the work directory: what the stale tree's links point to.
+    const outside = path.join(dir, "outside");
+    await mkdir(path.join(outside, "sub"), { recursive: true });
+    await writeFile(path.join(outside, "precious"), "keep me");
+    await writeFile(path.join(outside, "sub", "also"), "keep me too");
+
+    const instances = path.join(dir, "work", "instances");
+    const stale = path.join(instances, "hello-0badf00d");
+    await mkdir(path.join(stale, "deep", "er"), { recursive: true });
+    await writeFile(path.join(stale, "deep", "er", "file"), "x");
+    await symlink(outside, path.join(stale, "deep", "to-outside"));
+    await symlink(path.join(outside, "precious"), path.join(stale, "to-file"));
+    await symlink(outside, path.join(instances, "hello-5ymlink0")); // an entry that is a link
+    if (isRoot) {
+      // Owned by another uid, as an instance's files are (and a directory it made 0500).
+      await chown(path.join(stale, "deep", "er", "file"), base + 500, base + 500);
+      await chown(path.join(stale, "deep"), base + 500, base + 500);
+    }
+    await chmod(path.join(stale, "deep"), 0o500);
+
+    const b = make(own());
+    const live = await b.spawn(fake, { taken: true });
+    await b.swept;
+
+    expect(existsSync(stale), "the stale directory").to.equal(false);
+    expect(existsSync(path.join(instances, "hello-5ymlink0")), "the stale link").to.equal(false);
+    expect(await readFile(path.join(outside, "precious"), "utf8")).to.equal("keep me");
+    expect(await readFile(path.join(outside, "sub", "also"), "utf8")).to.equal("keep me too");
+    expect(existsSync(live.dir!), "the live instance's directory").to.equal(true);
+    expect(lines.join("")).to.include("removed instance directories a previous poolkeeper left");
+
+    // A second poolkeeper on the same work directory while this one lives: nothing of it is stale.
+    const first = backend;
+    const second = make(own());
+    try {
+      await second.swept;
+      expect(existsSync(live.dir!), "the live instance's directory, after a second start").to.equal(
+        true,
+      );
+      expect(lines.join("")).to.include("another live poolkeeper uses this work directory");
+    } finally {
+      await second.close();
+      backend = first;
+    }
+  });
+
+  describe("as root", () => {
+    let leftover: ChildProcess | undefined;
+    beforeEach(function () {
+      if (!isRoot || !existsSync(SETPRIV)) this.skip(); // needs root to run as pool uids
+    });
+    afterEach(async () => {
+      leftover?.kill("SIGKILL");
+      leftover = undefined;
+      await killUid(base, undefined);
+    });
+
+    it("does not hand out a pool uid with a process left running until it is emptied", async () => {
+      // A daemon of a dead poolkeeper's instance: out of its group, no claim on its uid left.
+      leftover = spawn(
+        SETPRIV,
+        [`--reuid=${base}`, `--regid=${base}`, "--clear-groups", "--", "setsid", "sleep", "60"],
+        { stdio: "ignore" },
+      );
+      for (let i = 0; i < 200 && liveOfUid(base) === 0; i++)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(liveOfUid(base), "the leftover started").to.be.above(0);
+
+      const b = make(own());
+      // Round robin hands out `base` first: only once the leftover is gone (it is held for its
+      // clean-up meanwhile, and the first instance gets the next uid if that is not done yet).
+      const first = await b.spawn(fake, { taken: true });
+      const ran = alive(leftover.pid!);
+      expect(first.uid === base && ran, "base handed out while its leftover ran").to.equal(false);
+      await b.swept;
+      expect(alive(leftover.pid!), "the leftover is killed").to.equal(false);
+      expect(lines.join("")).to.include("killed processes a previous poolkeeper's instance left");
+      // And the uid, emptied, is back in the pool: both uids are handed out.
+      const second = await b.spawn(fake, { taken: true });
+      expect([first.uid, second.uid].sort()).to.deep.equal([base, base + 1]);
+    });
+  });
+});
