@@ -91,13 +91,13 @@ export class Spawner {
       server.once("error", reject);
       server.listen(sockPath, () => resolve());
     });
-    const proc = spawn(
-      opts.python,
-      [opts.script ?? SPAWNER_SCRIPT, sockPath, String(process.pid)],
-      {
-        stdio: ["pipe", "pipe", "pipe"],
-      },
-    );
+    // -I -S: no PYTHON* variables, user site or site hooks; and none of the poolkeeper's
+    // environment (its credentials): the children get only what each request names.
+    const script = opts.script ?? SPAWNER_SCRIPT;
+    const proc = spawn(opts.python, ["-I", "-S", script, sockPath, String(process.pid)], {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { PATH: "/usr/bin:/bin", LANG: "C.UTF-8" },
+    });
     const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
     createInterface({ input: proc.stderr }).on("line", log);
     const lines = createInterface({ input: proc.stdout });

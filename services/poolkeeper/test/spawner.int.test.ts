@@ -13,7 +13,17 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { startSpawner, SpawnerError, type Spawner, type SpawnedChild } from "../src/spawner-client";
+import type { ChildProcess } from "node:child_process";
+import {
+  startSpawner,
+  SpawnerError,
+  type ChildLike,
+  type Spawner,
+  type SpawnedChild,
+} from "../src/spawner-client";
+
+// The process backend can hold either kind of child (compile-time check).
+const _both: ChildLike[] = [{} as ChildProcess, {} as SpawnedChild];
 
 const PYTHON = "/usr/bin/python3";
 const isRoot = process.getuid?.() === 0;
