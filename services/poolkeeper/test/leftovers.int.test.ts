@@ -166,5 +166,29 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
       const second = await b.spawn(fake, { taken: true });
       expect([first.uid, second.uid].sort()).to.deep.equal([base, base + 1]);
     });
+
+    it("quarantines a leftover uid it cannot empty, and leaves that uid's stale directory", async () => {
+      leftover = spawn(
+        SETPRIV,
+        [`--reuid=${base}`, `--regid=${base}`, "--clear-groups", "--", "setsid", "sleep", "60"],
+        { stdio: "ignore" },
+      );
+      for (let i = 0; i < 200 && liveOfUid(base) === 0; i++)
+        await new Promise((r) => setTimeout(r, 20));
+      const stale = path.join(dir, "work", "instances", "hello-0000beef");
+      await mkdir(stale, { recursive: true });
+      await chown(stale, base, base);
+
+      // No rounds and no as-uid pass: the kill cannot finish, as with a leftover that outruns it.
+      const b = make({ ...own(), setpriv: undefined, killBound: { rounds: 0, ms: 0 } });
+      await b.swept;
+      expect(lines.join("")).to.include("the uid is quarantined");
+      expect(existsSync(stale), "a quarantined uid's directory is left").to.equal(true);
+      const first = await b.spawn(fake, { taken: true });
+      expect(first.uid).to.equal(base + 1);
+      let err: unknown;
+      await b.spawn(fake, { taken: true }).catch((e: unknown) => (err = e));
+      expect((err as { code?: string } | undefined)?.code).to.equal("NO_CAPACITY");
+    });
   });
 });
