@@ -79,7 +79,8 @@ export class SpawnedChild extends EventEmitter implements ChildLike {
     this.stdio = streams;
     // 'close' follows 'exit' once the output streams are done, as with ChildProcess.
     for (const s of streams.slice(1)) {
-      if (!s) continue;
+      // One the child closed with nothing left to read (its stderr, often) may be gone already.
+      if (!s || s.closed) continue;
       this.openStreams++;
       s.once("close", () => {
         this.openStreams--;

@@ -212,7 +212,9 @@ describe("spawner (fizz_spawner.py and its client)", function () {
       env,
       stdio: ["pipe", "pipe", "pipe"],
     });
+    const closed = once(child, "close"); // no output at all: its streams may close before exec's report
     expect(await exitOf(child)).to.deep.equal([1, null]);
+    await closed;
   });
 
   it("when the spawner dies its children die too, are reported exited, and spawn() rejects", async () => {
