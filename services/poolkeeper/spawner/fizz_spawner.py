@@ -240,7 +240,7 @@ class Spawner:
         self.pids[rid] = pid
         self.pending[errr] = (rid, pid, [])
         self.unannounced[pid] = errr
-        self.sel.register(errr, selectors.EVENT_READ, "err")
+        self.sel.register(errr, selectors.EVENT_READ, ("err", pid))
 
     def settle(self, fd, block=False):
         """Reads the child's error pipe: EOF with nothing = it exec'd."""
@@ -346,8 +346,10 @@ class Spawner:
                     except BlockingIOError:
                         pass
                     self.reap()
-                elif key.data == "err":
-                    if key.fd in self.pending:
+                elif key.data[0] == "err":
+                    # Settled already by a reap in this same round, its fd maybe reused since.
+                    p = self.pending.get(key.fd)
+                    if p is not None and p[1] == key.data[1]:
                         self.settle(key.fd)
                 elif key.data == "in":
                     try:

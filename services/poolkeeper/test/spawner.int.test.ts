@@ -166,6 +166,24 @@ describe("spawner (fizz_spawner.py and its client)", function () {
     expect(child.kill("SIGKILL")).to.equal(false); // reaped: refused
   });
 
+  it("spawns in flight together each get their own streams", async () => {
+    // Read as soon as each resolves, as the backend does: like ChildProcess, a child drains output
+    // nobody reads once it has exited.
+    const seen = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const c = await spawner.spawn({
+          file: "sh",
+          args: ["-c", `echo out${i}; echo err${i} >&2`],
+          cwd: "/",
+          env,
+          stdio: ["pipe", "pipe", "pipe"],
+        });
+        return Promise.all([readAll(c.stdout), readAll(c.stderr)]);
+      }),
+    );
+    expect(seen).to.deep.equal(seen.map((_, i) => [`out${i}\n`, `err${i}\n`]));
+  });
+
   it("drops a connection with a wrong token; it never becomes a child's stream", async () => {
     const forged = net.connect(path.join(dir, "sock", "spawner.sock"));
     forged.on("error", () => undefined);
@@ -231,7 +249,9 @@ describe("spawner (fizz_spawner.py and its client)", function () {
     expect(await exitOf(child)).to.deep.equal([null, "SIGKILL"]);
     // Its stdout closes only when the process is gone (parent-death signal).
     await closed;
-    expect(alive(pid)).to.equal(false);
+    // Its descriptors close a moment before it is a zombie: wait for that (the test's timeout
+    // is the bound; a child the parent-death signal missed never gets there).
+    while (alive(pid)) await new Promise((r) => setTimeout(r, 10));
     expect(spawner.usable).to.equal(false);
     let err: unknown;
     await spawner
