@@ -75,8 +75,8 @@ export class Spawner {
     private readonly sockPath: string,
   ) {
     this.exited = new Promise((r) => proc.once("exit", () => r()));
-    proc.once("exit", () => this.lost());
-    proc.stdin?.on("error", () => this.lost());
+    // EPIPE once it is gone: its stdout's end (below) reports that, after its last lines.
+    proc.stdin?.on("error", () => undefined);
     server.on("connection", (s) => this.accept(s));
   }
 
@@ -120,6 +120,8 @@ export class Spawner {
     }
     const spawner = new Spawner(proc, server, sockPath);
     lines.on("line", (l) => spawner.onLine(l));
+    // Not on 'exit': exits it reported just before it died may still be unread.
+    lines.once("close", () => spawner.lost());
     return spawner;
   }
 
@@ -265,8 +267,8 @@ export class Spawner {
     s.once("end", drop);
   }
 
-  /** The spawner is gone: its children died with it (parent-death signal). */
-  private lost(): void {
+  /** @internal The spawner is gone: its children died with it (parent-death signal). */
+  lost(): void {
     if (this.gone) return;
     this.gone = true;
     // Not handed out yet: a failed spawn (one that exec'd was killed by its parent-death signal).
