@@ -1,5 +1,5 @@
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { chmod, lstat, readdir, rmdir, unlink } from "node:fs/promises";
+import { constants, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmod, lstat, open, readdir, rmdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
 import { pidAlive, type IsolationOptions, type UidPool } from "./isolation";
@@ -144,53 +144,109 @@ async function removeStaleInstanceDirs(
   names: string[],
   opts: { keep: (name: string) => boolean; quarantined: number[]; log: Logger },
 ): Promise<void> {
+  if (names.length === 0) return;
   const budget = { left: SWEEP_ENTRIES };
   let removed = 0;
-  for (const name of names) {
-    if (opts.keep(name)) continue;
-    const dir = path.join(instancesDir, name);
-    try {
-      const st = await lstat(dir);
-      if (opts.quarantined.includes(st.uid)) {
-        opts.log.warn({ dir, uid: st.uid }, "left a stale instance directory of a quarantined uid");
-        continue;
+  // The operator's path may be a link; what is under it is walked through descriptors only.
+  const top = await open(instancesDir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    for (const name of names) {
+      if (opts.keep(name)) continue;
+      const dir = path.join(instancesDir, name);
+      try {
+        const st = await lstat(at(top.fd, name));
+        if (opts.quarantined.includes(st.uid)) {
+          opts.log.warn(
+            { dir, uid: st.uid },
+            "left a stale instance directory of a quarantined uid",
+          );
+          continue;
+        }
+        if (!(await removeAt(top.fd, name, budget, 0))) {
+          opts.log.warn(
+            { dir, entries: SWEEP_ENTRIES },
+            "stale instance directories only partly removed; the next start goes on",
+          );
+          return;
+        }
+        removed++;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+        opts.log.warn({ dir, err: String(err) }, "could not remove a stale instance directory");
       }
-      if (!(await removeTree(dir, budget))) {
-        opts.log.warn(
-          { dir, entries: SWEEP_ENTRIES },
-          "stale instance directories only partly removed; the next start goes on",
-        );
-        return;
-      }
-      removed++;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
-      opts.log.warn({ dir, err: String(err) }, "could not remove a stale instance directory");
     }
+  } finally {
+    await top.close();
   }
   if (removed > 0)
     opts.log.info({ removed }, "removed instance directories a previous poolkeeper left");
 }
 
 /**
- * Deletes `p` and what is under it, one entry at a time, never following a link: lstat says what
- * an entry is, and a link or file is unlinked (root may unlink any uid's files). False when the
- * budget ran out first.
+ * Deletes the directory `dir` and what is under it without following a link anywhere, even while
+ * a process that can write in the tree renames and swaps its entries (removeAt). For an instance's
+ * own directory once its processes are gone (fs.rm walks by path: see removeAt).
  */
-async function removeTree(p: string, budget: { left: number }): Promise<boolean> {
+export async function removeTreeNoFollow(dir: string): Promise<void> {
+  const parent = await open(path.dirname(dir), constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await removeAt(parent.fd, path.basename(dir), { left: Infinity }, 0);
+  } finally {
+    await parent.close();
+  }
+}
+
+/** Directories open at once at most while removing (one per level): a deeper tree is refused. */
+const MAX_DEPTH = 256;
+const NOFOLLOW_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/**
+ * `name` inside the directory open as `fd`. The kernel resolves /proc/self/fd/<fd> to that very
+ * directory (as openat(2) would, which Node lacks), not by its path: no rename or link swap of
+ * anything above it can send the operation elsewhere; the last component is never followed by
+ * lstat, unlink, rmdir, nor by open with O_NOFOLLOW.
+ */
+function at(fd: number, name: string): string {
+  return `/proc/self/fd/${fd}/${name}`;
+}
+
+/**
+ * Deletes `name` in the open directory `dirFd` and what is under it, one entry at a time. Walking
+ * by path is not safe here: a uid that can write in the tree (the directory's owner, once given
+ * to a new instance after the start-up scan, or another uid a 0777 directory lets in) can swap a
+ * directory for a link to / between root's lstat and its readdir, and root then deletes through
+ * the link. So each directory is opened with O_NOFOLLOW (a link there now: ELOOP, nothing done),
+ * listed and emptied through its descriptor, and removed by rmdir, which follows no link. False
+ * when the budget ran out first.
+ */
+async function removeAt(
+  dirFd: number,
+  name: string,
+  budget: { left: number },
+  depth: number,
+): Promise<boolean> {
   if (budget.left <= 0) return false;
   budget.left--;
+  const p = at(dirFd, name);
   const st = await lstat(p);
   if (!st.isDirectory()) {
-    await unlink(p);
+    await unlink(p); // EISDIR if swapped for a directory meanwhile: an error, nothing followed
     return true;
   }
-  // A directory the function made unreadable or read-only (chmod 0500) stops a removal without
-  // CAP_DAC_OVERRIDE: when instances ran as the poolkeeper's own user. Only our own directories
-  // are changed, so a swap for a link (a chmod follows it) gains nothing that user had not.
-  if ((st.mode & 0o700) !== 0o700 && st.uid === process.getuid?.()) await chmod(p, 0o700);
-  const names = await readdir(p);
-  for (const name of names) if (!(await removeTree(path.join(p, name), budget))) return false;
+  if (depth >= MAX_DEPTH) throw new Error(`a directory tree deeper than ${MAX_DEPTH} levels`);
+  // A directory the function made unreadable (chmod 0500, 0000) stops a removal without
+  // CAP_DAC_OVERRIDE: when instances ran as the poolkeeper's own user, so nothing that user had
+  // not is gained if a swap makes the chmod follow a link. Root needs none and never chmods.
+  const me = process.getuid?.();
+  if (me !== 0 && st.uid === me && (st.mode & 0o700) !== 0o700) await chmod(p, 0o700);
+  const handle = await open(p, NOFOLLOW_DIR);
+  try {
+    const names = await readdir(`/proc/self/fd/${handle.fd}`);
+    for (const child of names)
+      if (!(await removeAt(handle.fd, child, budget, depth + 1))) return false;
+  } finally {
+    await handle.close();
+  }
   await rmdir(p);
   return true;
 }

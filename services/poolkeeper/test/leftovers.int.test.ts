@@ -1,6 +1,18 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  chown,
+  lchown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -41,6 +53,31 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Exchanges <stale>/d (a directory) and <stale>/l (a link to outside) of every argument in a loop
+ * until killed; prints one line after the first round.
+ */
+const SWAPPER = String.raw`
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+RENAME_EXCHANGE = 2
+pairs = [(os.path.join(p, "d").encode(), os.path.join(p, "l").encode()) for p in sys.argv[1:]]
+first = True
+while True:
+    for d, l in pairs:
+        libc.renameat2(-100, d, -100, l, RENAME_EXCHANGE)
+    if first:
+        print("swapping", flush=True)
+        first = False
+`;
+
+async function chownTree(p: string, uid: number): Promise<void> {
+  await lchown(p, uid, uid);
+  const st = await lstat(p);
+  if (!st.isDirectory()) return;
+  for (const name of await readdir(p)) await chownTree(path.join(p, name), uid);
 }
 
 describe("what a dead poolkeeper left: stale instance directories and uids", function () {
@@ -129,6 +166,54 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
       await second.close();
       backend = first;
     }
+  });
+
+  it("never follows a directory swapped for a link while it walks (rename races by a uid that can write there)", async () => {
+    // What root's removal must survive: a process that can write in a stale tree (a pool uid handed
+    // out again after the start-up scan, a process with its cwd inside that no kill reached, or
+    // another uid let in by a 0777 directory) exchanging a directory with a link to outside, over
+    // and over (renameat2 RENAME_EXCHANGE). A path-based walk that lstat()s "d" as a directory and
+    // then readdir()s and unlink()s through "d" can be sent outside by the swap in between.
+    const outside = path.join(dir, "outside");
+    await mkdir(outside, { recursive: true });
+    const precious = Array.from({ length: 20 }, (_, i) => `precious-${i}`);
+    for (const f of precious) await writeFile(path.join(outside, f), "keep me");
+    const instances = path.join(dir, "work", "instances");
+    const pairs: string[] = [];
+    for (let i = 0; i < 150; i++) {
+      const stale = path.join(instances, `hello-${String(i).padStart(8, "0")}`);
+      await mkdir(path.join(stale, "d"), { recursive: true });
+      for (const f of precious) await writeFile(path.join(stale, "d", f), "mine");
+      await symlink(outside, path.join(stale, "l"));
+      pairs.push(stale);
+    }
+    const attackerUid = base + 500;
+    if (isRoot) for (const p of pairs) await chownTree(p, attackerUid);
+    const script = path.join(dir, "swap.py");
+    await writeFile(script, SWAPPER);
+    await chmod(dir, 0o755);
+    await chmod(script, 0o644);
+    const argv = ["/usr/bin/python3", script, ...pairs];
+    const swapper = spawn(
+      isRoot ? SETPRIV : argv[0]!,
+      isRoot
+        ? [`--reuid=${attackerUid}`, `--regid=${attackerUid}`, "--clear-groups", "--", ...argv]
+        : argv.slice(1),
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    try {
+      // It says when it has swapped every pair at least once (no timing: a line it writes).
+      await new Promise<void>((resolve, reject) => {
+        swapper.stdout.once("data", () => resolve());
+        swapper.once("exit", (code) => reject(new Error(`the swapper exited (${code})`)));
+      });
+      const b = make({ uids: undefined, setpriv: undefined });
+      await b.swept;
+    } finally {
+      swapper.kill("SIGKILL");
+    }
+    const left = precious.filter((f) => !existsSync(path.join(outside, f)));
+    expect(left, "files outside the work directory deleted by the removal").to.deep.equal([]);
   });
 
   describe("as root", () => {
