@@ -7,7 +7,7 @@ import {
 } from "@fizz/events";
 import { publish, serve, type Logger, type NatsConnection, type Subscription } from "@fizz/kit";
 import type { Counter } from "prom-client";
-import { listBodyJson, listJson, type JsonListAnswer } from "./list-params";
+import { listBodyJson, listJson, type JsonListAnswer, type ListBounds } from "./list-params";
 import type { Change, Operations } from "./operations";
 
 /** NATS' default max_payload, for a connection that has not said its own yet. */
@@ -42,6 +42,23 @@ export const listContract: {
     },
   },
 };
+
+/**
+ * A reply's room for objects. A page: half the connection's max_payload, as before (services
+ * page; many small replies). Without paging (older callers): what can be sent at all, less room
+ * for the envelope and `skipped`; past it the reply used to fail to publish and the caller waited
+ * for its timeout, now it is told to page (LIST_TOO_LARGE).
+ */
+function listBounds(nc: NatsConnection): ListBounds {
+  const max = nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+  return {
+    pageBytes: Math.floor(max / 2),
+    allBytes: Math.max(Math.floor(max / 2), max - UNPAGED_REPLY_ROOM),
+  };
+}
+
+/** Envelope and `skipped` (~40 bytes an object) of an unpaginated `registry.list` reply. */
+const UNPAGED_REPLY_ROOM = 64 * 1024;
 
 /** The queue group: replicas share `registry.get` / `registry.list`, each request answered once. */
 export const QUEUE = "registry";
@@ -91,8 +108,8 @@ export function serveRequests(
             req.kind,
             req.namespace,
             { limit: req.limit, continue: req.continue },
-            // Room for the envelope and the escaping of the objects' JSON inside it.
-            Math.floor((nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) / 2),
+            // Within max_payload, with room for the envelope (listBounds).
+            listBounds(nc),
           ),
         ),
       common,

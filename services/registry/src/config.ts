@@ -27,7 +27,30 @@ function loadLogsConfig(env: Env): LogsConfig {
   return { logFollowsMax: int(env, "FIZZ_LOG_FOLLOWS_MAX", 64, 1, 10_000) };
 }
 
-export interface RegistryConfig extends CommonConfig, AuthConfig, LogsConfig {
+/** List answers' bytes of objects (list-params.ts ListBounds), REST only: NATS uses max_payload. */
+export interface ListConfig {
+  /**
+   * FIZZ_LIST_PAGE_MAX_BYTES, default 4 MiB: a REST page ends before the object that would take
+   * its objects past this (always at least one object), whatever its `limit`.
+   */
+  listPageMaxBytes: number;
+  /**
+   * FIZZ_LIST_ALL_MAX_BYTES, default 32 MiB: a REST listing without `limit`/`continue` past this
+   * answers 400 LIST_TOO_LARGE (the caller must page). 10,000 functions are ~5 MB.
+   */
+  listAllMaxBytes: number;
+}
+
+const MIB = 1024 * 1024;
+
+function loadListConfig(env: Env): ListConfig {
+  return {
+    listPageMaxBytes: int(env, "FIZZ_LIST_PAGE_MAX_BYTES", 4 * MIB, 1024, 256 * MIB),
+    listAllMaxBytes: int(env, "FIZZ_LIST_ALL_MAX_BYTES", 32 * MIB, 1024, 1024 * MIB),
+  };
+}
+
+export interface RegistryConfig extends CommonConfig, AuthConfig, LogsConfig, ListConfig {
   /** FIZZ_REGISTRY_HOST, default 127.0.0.1. */
   host: string;
   /** FIZZ_REGISTRY_PORT, default 8081; 0 picks a free port (tests). */
@@ -105,6 +128,7 @@ export function loadConfig(env: Env): RegistryConfig {
     archiveMaxBytes: int(env, "FIZZ_ARCHIVE_MAX_BYTES", ARCHIVE_MAX_BYTES, 1, ARCHIVE_MAX_BYTES),
     secretsKeyFile: optionalStr(env, "FIZZ_SECRETS_KEY_FILE"),
     ...loadLogsConfig(env),
+    ...loadListConfig(env),
     consoleDir: optionalStr(env, "FIZZ_CONSOLE_DIR"),
     gatewayUrl:
       optionalStr(env, "FIZZ_GATEWAY_URL") === undefined

@@ -12,7 +12,7 @@ import {
 import { downloadPackageArchive, uploadArchive } from "./archives-http";
 import { consoleApi, type ConsoleOptions } from "./console-api";
 import { consoleStatic, sameOrigin } from "./console-http";
-import { listBodyJson, listJson } from "./list-params";
+import { listBodyJson, listJson, type ListBounds } from "./list-params";
 import type { FunctionLogs } from "./logs-http";
 import { httpMetrics, rememberKind, type RegistryMetrics } from "./metrics";
 import type { Operations } from "./operations";
@@ -34,6 +34,8 @@ export interface HttpApiOptions {
   workDir: string;
   /** FIZZ_ARCHIVE_MAX_BYTES. */
   archiveMaxBytes: number;
+  /** FIZZ_LIST_PAGE_MAX_BYTES and FIZZ_LIST_ALL_MAX_BYTES (list-params.ts). */
+  listBounds: ListBounds;
   /** GET …/functions/{name}/logs (logs-http.ts). */
   logs?: FunctionLogs;
   /** The web console: its files (no token) and its endpoints (console-api.ts). */
@@ -121,14 +123,18 @@ export function createApp(opts: HttpApiOptions): express.Express {
   app.post(`${BASE}/packages/:name/rebuild`, async (req, res) => {
     res.status(202).json({ package: await operations().rebuild(p(req, "ns"), p(req, "name")) });
   });
-  // `?limit=&continue=` pages (list-params.ts); without either, every object, as always. The
+  // `?limit=&continue=` pages (list-params.ts), each up to FIZZ_LIST_PAGE_MAX_BYTES of objects;
+  // without either, every object up to FIZZ_LIST_ALL_MAX_BYTES (LIST_TOO_LARGE past it). The
   // objects' JSON is spliced into the body (what res.json gave for them, byte for byte).
   app.get(`${BASE}/:kind`, async (req, res) => {
     const q = (name: string) => (name in req.query ? req.query[name] : undefined);
-    const page = await listJson(operations().store, p(req, "kind"), p(req, "ns"), {
-      limit: q("limit"),
-      continue: q("continue"),
-    });
+    const page = await listJson(
+      operations().store,
+      p(req, "kind"),
+      p(req, "ns"),
+      { limit: q("limit"), continue: q("continue") },
+      opts.listBounds,
+    );
     res.set("content-type", "application/json");
     res.status(200).send(listBodyJson(page.items, undefined, page.continue));
   });

@@ -120,6 +120,7 @@ export async function start(
     auth: config,
     workDir: config.workDir,
     archiveMaxBytes: config.archiveMaxBytes,
+    listBounds: { pageBytes: config.listPageMaxBytes, allBytes: config.listAllMaxBytes },
     logs,
     console: {
       dir: config.consoleDir,

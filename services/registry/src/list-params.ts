@@ -51,24 +51,35 @@ export interface JsonListAnswer {
   continue?: string;
 }
 
+/** How many bytes of objects one list answer may hold. */
+export interface ListBounds {
+  /** A page's budget: it ends before the object that would pass it (always at least one). */
+  pageBytes: number;
+  /** Every object without paging: past it, LIST_TOO_LARGE (the caller must page). */
+  allBytes: number;
+}
+
 /**
  * A listing as the caller asked for it, with each object as its JSON text: the REST list and
  * `registry.list` only pass objects on, so they splice the stored JSON into their answer instead of
  * parsing, checking and encoding every object of every page again. Without `limit` and `continue`,
- * every object (no token).
+ * every object (no token), up to `bounds.allBytes`: objects may be megabytes, and an unbounded
+ * answer held all of them in Redis's output buffer and in this process at once. Every caller in
+ * the tree pages (the CLI, services through followRegistryListing); the console has its own
+ * endpoint.
  */
 export async function listJson(
   store: Store,
   kindParam: string,
   namespace: string | undefined,
   params: ListParams,
-  maxBytes?: number,
+  bounds: ListBounds,
 ): Promise<JsonListAnswer> {
   const kind = checkKind(kindParam);
   const ns = namespace === undefined ? undefined : checkName(namespace, "namespace");
   const req = pageRequest(params, kind, ns);
-  if (!req) return store.listingJson(kind, ns);
-  const page = await store.pageJson(kind, { ...req, maxBytes });
+  if (!req) return store.listingJson(kind, ns, bounds.allBytes);
+  const page = await store.pageJson(kind, { ...req, maxBytes: bounds.pageBytes });
   return {
     items: page.items,
     skipped: page.skipped,

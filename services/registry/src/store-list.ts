@@ -1,6 +1,14 @@
 import type { Redis } from "ioredis";
-import { KIND_PLURALS, redisKeys, type KindPlural, type SkippedObject } from "@fizz/events";
+import {
+  FizzError,
+  KIND_PLURALS,
+  LIST_MAX_LIMIT,
+  redisKeys,
+  type KindPlural,
+  type SkippedObject,
+} from "@fizz/events";
 import type { Logger } from "@fizz/kit";
+import { chunkAfter, firstChunk } from "./store-page-read";
 import type { ListingOf, PageCursor, Writes } from "./store-types";
 
 /**
@@ -96,9 +104,51 @@ export async function mgetAll(
 }
 
 /**
+ * MGET of every key in order, one chunk after the other: a first small one (firstChunk), then each
+ * sized to what `maxBytes` still holds at the largest text read so far (at most KEYS_CHUNK); throws LIST_TOO_LARGE as soon as the
+ * texts pass `maxBytes`, before reading the rest. An unpaginated listing of large objects used to
+ * read them all into Redis's output buffer and this process at once (1,000 of 1.4 MB: 1.4 GB).
+ */
+async function mgetBounded(
+  client: Redis,
+  keys: readonly string[],
+  maxBytes: number,
+  kind: KindPlural,
+): Promise<(string | null)[]> {
+  const out: (string | null)[] = [];
+  let bytes = 0;
+  let largest = 0;
+  let n = Math.min(keys.length, firstChunk(maxBytes));
+  while (n > 0) {
+    for (const raw of await client.mget(...keys.slice(out.length, out.length + n))) {
+      out.push(raw);
+      if (raw === null) continue;
+      const size = Buffer.byteLength(raw, "utf8");
+      bytes += size;
+      if (bytes > maxBytes) throw listTooLarge(kind, maxBytes);
+      if (size > largest) largest = size;
+    }
+    n = Math.min(KEYS_CHUNK, chunkAfter(keys.length - out.length, maxBytes - bytes, largest));
+  }
+  return out;
+}
+
+/** An unpaginated listing over its byte bound: the caller must page (list-params.ts). */
+function listTooLarge(kind: KindPlural, maxBytes: number): FizzError {
+  return new FizzError(
+    "LIST_TOO_LARGE",
+    `limit: the listing of ${kind} is over ${maxBytes} bytes, the most one answer without paging ` +
+      `holds; ask for pages instead: limit (1 to ${LIST_MAX_LIMIT}) and the continue token of each answer`,
+    { field: "limit" },
+  );
+}
+
+/**
  * Every object of a kind (or of one namespace), sorted by (namespace, name) of its key, as `read`
  * answers it (parsed, or its JSON). Watched inside a transaction: the index and each listed object
  * (an update changes an object without touching the index). `read` throws for an unreadable object.
+ * With `maxBytes` (an unpaginated REST or `registry.list` answer, never in a transaction), the
+ * stored texts and the answers that are JSON text are bounded by it: LIST_TOO_LARGE past it.
  */
 export async function readList<K extends KindPlural, T>(
   client: Redis,
@@ -108,6 +158,7 @@ export async function readList<K extends KindPlural, T>(
   ns: string | undefined,
   logger: Logger,
   read: (kind: K, key: string, raw: string) => T,
+  maxBytes?: number,
 ): Promise<ListingOf<T>> {
   const keys = redisKeys(prefix);
   const index = ns === undefined ? keys.kindIndex(kind) : keys.nsIndex(kind, ns);
@@ -126,7 +177,19 @@ export async function readList<K extends KindPlural, T>(
   );
   const objKeys = names.map((n) => keys.obj(kind, n.namespace, n.name));
   if (objKeys.length === 0) return { items: [], skipped: [] };
-  const values = await mgetAll(client, objKeys, watch);
+  const values =
+    maxBytes === undefined || watch
+      ? await mgetAll(client, objKeys, watch)
+      : await mgetBounded(client, objKeys, maxBytes, kind);
+  // The answers' bytes: a text that is not canonical is answered re-encoded, and bytes that are
+  // not UTF-8 decode to U+FFFD (3 bytes each), so an answer may be larger than what was stored.
+  let answered = 0;
+  const fits = (item: T): T => {
+    if (maxBytes === undefined || typeof item !== "string") return item;
+    answered += Buffer.byteLength(item, "utf8");
+    if (answered > maxBytes) throw listTooLarge(kind, maxBytes);
+    return item;
+  };
   const items: T[] = [];
   const skipped: SkippedObject[] = [];
   values.forEach((raw, i) => {
@@ -139,15 +202,18 @@ export async function readList<K extends KindPlural, T>(
     // A listing leaves it out, says why, and names it in `skipped`: one object written behind
     // the registry's back must not stop every service from learning all the others, nor may
     // they take it for deleted.
+    let item: T;
     try {
-      items.push(read(kind, objKeys[i] ?? "", raw));
+      item = read(kind, objKeys[i] ?? "", raw);
     } catch (err) {
       skipped.push(names[i]!);
       logger.error(
         { component: "store", err: (err as Error).message },
         "stored object left out of a listing: it does not match its schema",
       );
+      return;
     }
+    items.push(fits(item));
   });
   return { items, skipped };
 }

@@ -2,18 +2,8 @@ import type { Redis } from "ioredis";
 import { FizzError, redisKeys, type KindPlural, type RedisKeys } from "@fizz/events";
 import { fromListIndexMember, listIndexKey, listIndexRange } from "./store-list";
 import { yieldShare } from "./store-relearn";
+import { readPage, type ReadStored } from "./store-page-read";
 import type { PageCursor, PageOf, PageRequest } from "./store-types";
-
-/**
- * An object's answer from its stored text, as bytes (its JSON), or undefined: unreadable. Bytes,
- * not a string: a page's texts are read with MGET's Buffer form and known-canonical ones go into
- * the answer as they came (KnownJson.jsonBytes), never becoming JS strings on the registry's heap.
- */
-export type ReadStored<K extends KindPlural, T> = (
-  kind: K,
-  key: string,
-  raw: Buffer,
-) => T | undefined;
 
 /**
  * One page of a kind, in (namespace, name) order by code point, from after the cursor. The cursor
@@ -34,6 +24,7 @@ export async function listPage<K extends KindPlural, T>(
   kind: K,
   req: PageRequest,
   parse: ReadStored<K, T>,
+  sizes?: Map<KindPlural, number>,
 ): Promise<PageOf<T>> {
   const keys = redisKeys(prefix);
   const { min, max } = listIndexRange(req.namespace, req.after);
@@ -42,7 +33,8 @@ export async function listPage<K extends KindPlural, T>(
   // script reading and concatenating them in Redis (one bulk reply, fewer objects on this heap)
   // cost Redis's one thread, which every service shares, 4–7× an MGET of the same keys (each text
   // copied into the Lua heap, concatenated, copied out) and left ~3× the page's bytes in a Lua heap
-  // maxmemory does not count (test/list-page-redis-cost.int.test.ts).
+  // maxmemory does not count (test/list-page-redis-cost.int.test.ts). The texts are read in
+  // chunks up to the page's byte budget (store-page-read.ts), not all `limit` of them at once.
   const results = await client
     .multi()
     .zcard(listIndexKey(prefix, kind))
@@ -57,24 +49,22 @@ export async function listPage<K extends KindPlural, T>(
     [null, string[]],
   ];
   if (zcard !== scard)
-    return { ...(await listPageFromSet(client, keys, kind, req, parse)), total: scard };
+    return { ...(await listPageFromSet(client, keys, kind, req, parse, sizes)), total: scard };
   // The members become object keys directly (`<ns>NUL<name>` -> `...obj:<kind>:<ns>:<name>`), and
   // a cursor only for the page's last object and the skipped: a cursor per member was ~80 bytes
   // of short-lived heap per object.
   const members = names.length > req.limit ? names.slice(0, req.limit) : names;
   const base = keys.obj(kind, "", "").slice(0, -1); // `<prefix>obj:<kind>:`
   const objKeys = members.map((m) => base + m.replace("\0", ":"));
-  const values = objKeys.length === 0 ? [] : await client.mgetBuffer(...objKeys);
-  let next = 0;
-  const page = cutPage(
-    objKeys.length,
-    () => values[next++] ?? null,
-    (i) => objKeys[i]!,
+  const page = await readPage(
+    client,
+    objKeys,
     (i) => fromListIndexMember(members[i]!),
     kind,
     names.length > req.limit,
     req.maxBytes,
     parse,
+    sizes,
   );
   return { ...page, total: zcard };
 }
@@ -86,6 +76,7 @@ async function listPageFromSet<K extends KindPlural, T>(
   kind: K,
   req: PageRequest,
   parse: ReadStored<K, T>,
+  sizes?: Map<KindPlural, number>,
 ): Promise<PageOf<T>> {
   const ns = req.namespace;
   const members = await client.smembers(
@@ -116,69 +107,7 @@ async function listPageFromSet<K extends KindPlural, T>(
   });
   const more = start + slice.length < sortKeys.length;
   const objKeys = slice.map((n) => keys.obj(kind, n.namespace, n.name));
-  const values = objKeys.length === 0 ? [] : await client.mgetBuffer(...objKeys);
-  let next = 0;
-  return cutPage(
-    objKeys.length,
-    () => values[next++] ?? null,
-    (i) => objKeys[i]!,
-    (i) => slice[i]!,
-    kind,
-    more,
-    req.maxBytes,
-    parse,
-  );
-}
-
-/**
- * Parses the page's `count` objects up to the byte budget: `nextText()` gives each one's stored
- * text in order (null: gone), `keyAt(i)` its object key, `cursorAt(i)` its name; `more`: names
- * follow them.
- */
-function cutPage<K extends KindPlural, T>(
-  count: number,
-  nextText: () => Buffer | null,
-  keyAt: (i: number) => string,
-  cursorAt: (i: number) => PageCursor,
-  kind: K,
-  more: boolean,
-  maxBytes: number | undefined,
-  parse: ReadStored<K, T>,
-): PageOf<T> {
-  const out: PageOf<T> = { items: [], skipped: [] };
-  let bytes = 0;
-  let taken = 0;
-  const over = (size: number) => maxBytes !== undefined && taken > 0 && bytes + size > maxBytes;
-  for (let i = 0; i < count; i++) {
-    const raw = nextText();
-    // Past the byte budget (always at least one object, so a listing always advances). Checked on
-    // the stored bytes first, so an object past the budget is not parsed (nor logged if it is
-    // unreadable) on this page as well as the next: cutting early is always safe.
-    if (raw !== null && over(raw.length)) break;
-    // Deleted between the index read and this one: not listed.
-    const obj = raw === null ? undefined : parse(kind, keyAt(i), raw);
-    // Bytes as the reply carries them (UTF-8), not string length: a text of non-ASCII characters
-    // is up to 3 bytes per UTF-16 unit, and a page cut by length overflowed max_payload. The
-    // answer's bytes, not only the stored ones, when the answer is JSON: a text that is not
-    // canonical is answered re-encoded, and stored bytes that are not UTF-8 decode to U+FFFD, 3
-    // bytes each (a page of those cut by stored bytes was up to 1.5 × max_payload).
-    const size = raw === null || maxBytes === undefined ? 0 : answerBytes(obj, raw);
-    if (over(size)) break;
-    taken = i + 1;
-    if (raw === null) continue;
-    bytes += size;
-    if (obj !== undefined) out.items.push(obj);
-    else out.skipped.push(cursorAt(i));
-  }
-  if ((more || taken < count) && taken > 0) out.next = cursorAt(taken - 1);
-  return out;
-}
-
-/** The bytes an object's answer takes in a reply: its JSON's when it is JSON, else the stored. */
-function answerBytes(obj: unknown, raw: Buffer): number {
-  if (Buffer.isBuffer(obj)) return obj.length;
-  if (typeof obj === "string") return Buffer.byteLength(obj, "utf8");
-  return raw.length;
+  return readPage(client, objKeys, (i) => slice[i]!, kind, more, req.maxBytes, parse, sizes);
 }
 
 /** Pre-learning's pace: objects per step, the share of one CPU it may take, its retries. */

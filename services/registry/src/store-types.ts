@@ -62,7 +62,11 @@ export interface PageRequest {
   namespace?: string | undefined;
   limit: number;
   after?: PageCursor | undefined;
-  /** Ends the page early once its stored JSON passes this many bytes (a NATS reply must fit). */
+  /**
+   * The page's byte budget: it ends before the object whose JSON would take it past this (always
+   * at least one object), and its texts are read from Redis in chunks up to it (store-page-read.ts).
+   * NATS: half the connection's max_payload; REST: FIZZ_LIST_PAGE_MAX_BYTES.
+   */
   maxBytes?: number | undefined;
 }
 

@@ -39,9 +39,10 @@ export interface Store extends StoreReader {
   /**
    * `listing` with each object as its JSON text, exactly what JSON.stringify of the parsed object
    * gives, for answers that only pass objects on: a stored text this process already found
-   * readable is answered as it is, without parsing and checking it again (KnownJson).
+   * readable is answered as it is, without parsing and checking it again (KnownJson). With
+   * `maxBytes`, LIST_TOO_LARGE once the texts pass it (store-list.ts readList).
    */
-  listingJson(kind: KindPlural, namespace?: string): Promise<ListingOf<string>>;
+  listingJson(kind: KindPlural, namespace?: string, maxBytes?: number): Promise<ListingOf<string>>;
   /**
    * One page of `listingJson`, in its order, from after the previous page's last object; each
    * object's JSON as UTF-8 bytes (the stored bytes themselves when known canonical).
@@ -90,6 +91,8 @@ export class RedisStore implements Store {
   private readonly keys: ReturnType<typeof redisKeys>;
   private readonly tx: TxLanes;
   private readonly known = new KnownJson();
+  /** Per kind, the largest text its last page read: sizes the next page's first read. */
+  private readonly pageSizes = new Map<KindPlural, number>();
   private readonly relearn: Relearn;
 
   constructor(private readonly opts: RedisStoreOptions) {
@@ -151,8 +154,13 @@ export class RedisStore implements Store {
     return this.readListing(kind, namespace, (k, key, raw) => this.known.object(k, key, raw));
   }
 
-  listingJson(kind: KindPlural, namespace?: string): Promise<ListingOf<string>> {
-    return this.readListing(kind, namespace, (k, key, raw) => this.known.json(k, key, raw));
+  listingJson(kind: KindPlural, namespace?: string, maxBytes?: number): Promise<ListingOf<string>> {
+    return this.readListing(
+      kind,
+      namespace,
+      (k, key, raw) => this.known.json(k, key, raw),
+      maxBytes,
+    );
   }
 
   pageJson(kind: KindPlural, req: PageRequest): Promise<PageOf<Buffer>> {
@@ -182,10 +190,11 @@ export class RedisStore implements Store {
     kind: K,
     namespace: string | undefined,
     read: (kind: K, key: string, raw: string) => T,
+    maxBytes?: number,
   ): Promise<ListingOf<T>> {
     this.assertReady();
     const { client, prefix, logger } = this.opts;
-    const out = await readList(client, prefix, false, kind, namespace, logger, read);
+    const out = await readList(client, prefix, false, kind, namespace, logger, read, maxBytes);
     if (namespace === undefined) this.known.bound(kind, out.items.length + out.skipped.length);
     return out;
   }
@@ -196,7 +205,7 @@ export class RedisStore implements Store {
     read: (kind: K, key: string, raw: Buffer) => T,
   ): Promise<PageOf<T>> {
     this.assertReady();
-    const page = await listPage(this.opts.client, this.opts.prefix, kind, req, (k, key, raw) => {
+    const parse = (k: K, key: string, raw: Buffer): T | undefined => {
       try {
         return read(k, key, raw);
       } catch (err) {
@@ -206,7 +215,9 @@ export class RedisStore implements Store {
         );
         return undefined;
       }
-    });
+    };
+    const { client, prefix } = this.opts;
+    const page = await listPage(client, prefix, kind, req, parse, this.pageSizes);
     if (page.total !== undefined) this.known.bound(kind, page.total);
     return page;
   }

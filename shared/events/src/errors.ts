@@ -21,6 +21,8 @@ export const ErrorCodes = {
   MALFORMED_MESSAGE: 400,
   /** An uploaded archive breaks an extraction rule (traversal, escaping link, device, size, count, ratio); the message names the entry and the rule. */
   ARCHIVE_UNSAFE: 400,
+  /** A list asked for without paging whose answer would pass the registry's bound; page it (limit, continue). */
+  LIST_TOO_LARGE: 400,
   /** No bearer token, or one that matches no configured token. */
   UNAUTHENTICATED: 401,
   /** A valid token without the right (a read-only token writing), or a refused Origin. */
