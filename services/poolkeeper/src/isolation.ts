@@ -55,6 +55,8 @@ export class UidPool {
   /** Quarantined: stay in `used` and keep their lock file (other pools on the host skip them). */
   private readonly held = new Set<number>();
   private cursor = 0;
+  /** What this pool's lock files hold (ownerToken). */
+  private readonly token = ownerToken();
   constructor(
     private readonly base: number,
     private readonly count: number,
@@ -132,19 +134,19 @@ export class UidPool {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const fd = openSync(file, "wx", 0o600);
-        writeSync(fd, String(process.pid));
+        writeSync(fd, this.token);
         closeSync(fd);
         return true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
       }
-      let owner = NaN;
+      let owner: string;
       try {
-        owner = Number(readFileSync(file, "utf8"));
+        owner = readFileSync(file, "utf8");
       } catch {
         continue; // released meanwhile: try again
       }
-      if (owner === process.pid || pidAlive(owner)) return false;
+      if (ownerAlive(owner)) return false; // this process's (another pool of it) or a live one's
       try {
         unlinkSync(file); // a dead poolkeeper's claim; its instances died with it
       } catch {
@@ -156,13 +158,51 @@ export class UidPool {
 }
 
 /** Whether `pid` is a live process (of any user). */
-export function pidAlive(pid: number): boolean {
+function pidAlive(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * What a claim (a uid's lock file, <workDir>/poolkeeper.pid) says of its owner: this process's
+ * pid and start time. A pid alone does not tell a dead owner from a new process that got its pid:
+ * a restarted container's poolkeeper is usually pid 1 again, the very pid its predecessor wrote,
+ * and took every claim of that predecessor for its own (uids never handed out again, stale
+ * directories never removed).
+ */
+export function ownerToken(): string {
+  const start = startTime(process.pid);
+  return start === undefined ? String(process.pid) : `${process.pid} ${start}`;
+}
+
+/**
+ * Whether the owner a claim names (ownerToken) is a live process: this one or another. When a
+ * live pid's start time cannot be read (no procfs), it is taken for the owner.
+ */
+export function ownerAlive(token: string): boolean {
+  const [pidText, start] = token.trim().split(/\s+/);
+  const pid = Number(pidText);
+  if (!pidAlive(pid)) return false;
+  // Without a start time: an older run's claim, unless there is no procfs (then every claim is
+  // written so, and this pid's is this process's, as before).
+  if (start === undefined) return pid !== process.pid || startTime(pid) === undefined;
+  const now = startTime(pid);
+  return now === undefined || now === start;
+}
+
+/** Field 22 of /proc/<pid>/stat: when the process started, in clock ticks after boot. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    // The name (field 2) is in parentheses and may hold spaces: count from its closing one.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
   }
 }
 

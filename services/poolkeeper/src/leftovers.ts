@@ -2,7 +2,7 @@ import { constants, mkdirSync, readdirSync, readFileSync, writeFileSync } from "
 import { chmod, lstat, open, readdir, rmdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
-import { pidAlive, type IsolationOptions, type UidPool } from "./isolation";
+import { ownerAlive, ownerToken, type IsolationOptions, type UidPool } from "./isolation";
 import { killUid, uidsWithProcesses } from "./uid-cleanup";
 
 /**
@@ -56,13 +56,14 @@ const SWEEP_ENTRIES = 100_000;
 /**
  * Whether no other live poolkeeper (nor another backend of this process: tests) uses `workDir`,
  * whose instance directories would otherwise look stale here; then `<workDir>/poolkeeper.pid`
- * names this process. A dead owner's pid reused by another process only skips one sweep.
+ * names this process (ownerToken: pid and start time, so a dead owner's pid taken by another
+ * process, or by this one after a container restart, is not mistaken for a live owner).
  */
 function ownWorkDir(workDir: string, log: Logger): boolean {
   const file = path.join(workDir, "poolkeeper.pid");
   try {
-    const owner = Number(readFileSync(file, "utf8"));
-    if (pidAlive(owner)) {
+    const owner = readFileSync(file, "utf8");
+    if (ownerAlive(owner)) {
       log.warn(
         { workDir, owner },
         "another live poolkeeper uses this work directory; its instance directories are left alone",
@@ -74,7 +75,7 @@ function ownWorkDir(workDir: string, log: Logger): boolean {
   }
   try {
     mkdirSync(workDir, { recursive: true, mode: 0o711 });
-    writeFileSync(file, String(process.pid), { mode: 0o600 });
+    writeFileSync(file, ownerToken(), { mode: 0o600 });
     return true;
   } catch (err) {
     log.warn(
