@@ -11,6 +11,12 @@ export interface RelearnPace {
   share: number;
   /** Keys held at most; past it, further writes are left to the next listing's own check. */
   maxPending: number;
+  /**
+   * How long the oldest queued key waits for quiet at most. A client that writes without a
+   * pause (a CI loop, a controller re-applying specs) never gives a quiet period: every key it
+   * wrote stayed queued (up to maxPending, ~11 MB) and none was learnt until it stopped.
+   */
+  maxWaitMs: number;
 }
 
 export const RELEARN_PACE: RelearnPace = {
@@ -18,6 +24,7 @@ export const RELEARN_PACE: RelearnPace = {
   step: 50,
   share: 0.5,
   maxPending: 100_000,
+  maxWaitMs: 10_000,
 };
 
 /**
@@ -37,6 +44,8 @@ export class Relearn {
   private running = false;
   private closed = false;
   private lastNote = 0;
+  /** When the queue last went from empty to holding a key (maxWaitMs counts from there). */
+  private firstPending = 0;
   /** Kinds learnt since the last `drained` (a drain cut short by writes carries them over). */
   private readonly learntKinds = new Set<KindPlural>();
   /** Keys read back and found readable and canonical (for tests and logs). */
@@ -60,7 +69,12 @@ export class Relearn {
     this.add(kind, key);
     // Every write restarts the quiet period: a burst of creates is read back once, at its end.
     this.lastNote = performance.now();
-    this.schedule(this.pace.quietMs);
+    this.schedule(Math.min(this.pace.quietMs, this.untilOverdue()));
+  }
+
+  /** Milliseconds until the oldest queued key has waited maxWaitMs (0: it has). */
+  private untilOverdue(): number {
+    return Math.max(0, Math.ceil(this.firstPending + this.pace.maxWaitMs - performance.now()));
   }
 
   close(): void {
@@ -79,9 +93,11 @@ export class Relearn {
         // Writes resumed: they come first, and the rest waits out the quiet period again. Also
         // when this very timer fired early by this clock (timers count whole milliseconds of the
         // loop's time): returning without a timer left the keys queued until some later write.
+        // Past maxWaitMs the queue is read while writes go on, still at most `share` of a CPU.
         const quiet = performance.now() - this.lastNote;
-        if (quiet < this.pace.quietMs) {
-          this.schedule(Math.ceil(this.pace.quietMs - quiet));
+        const overdueIn = this.size > 0 ? this.untilOverdue() : Infinity;
+        if (quiet < this.pace.quietMs && overdueIn > 0) {
+          this.schedule(Math.min(Math.ceil(this.pace.quietMs - quiet), overdueIn));
           return;
         }
         const batch = this.take();
@@ -123,6 +139,7 @@ export class Relearn {
     let set = this.pending.get(kind);
     if (!set) this.pending.set(kind, (set = new Set()));
     if (!set.has(key) && this.size < this.pace.maxPending) {
+      if (this.size === 0) this.firstPending = performance.now();
       set.add(key);
       this.size++;
     }

@@ -17,7 +17,13 @@ import { learnFixture } from "./learn-fixture";
 describe("registry store: written objects learnt again after writes go quiet", () => {
   const PREFIX = "relearn-test:";
   const COUNT = 120;
-  const PACE: RelearnPace = { quietMs: 50, step: 17, share: 0.5, maxPending: 1000 };
+  const PACE: RelearnPace = {
+    quietMs: 50,
+    step: 17,
+    share: 0.5,
+    maxPending: 1000,
+    maxWaitMs: 60_000,
+  };
   const relearnOf = (known: KnownJson, pace = PACE) =>
     new Relearn(f.client, (k, objKey, raw) => known.learn(k, objKey, raw), pace);
   const f = learnFixture({ prefix: PREFIX, count: COUNT, store: "relearn-test" });
@@ -153,6 +159,22 @@ describe("registry store: written objects learnt again after writes go quiet", (
     } finally {
       await mine.close();
       await other.close();
+    }
+  });
+
+  it("learns what a writer that never pauses wrote, once the oldest key waited maxWaitMs", async () => {
+    const known = new KnownJson();
+    const relearn = relearnOf(known, { ...PACE, quietMs: 200, maxWaitMs: 300 });
+    // A write every 20 ms: never 200 ms of quiet. The test's own condition ends the writing, so
+    // the check does not depend on how fast this machine runs: before the cap nothing was learnt
+    // until the writes stopped, and this loop ran into waitFor's timeout.
+    let i = 0;
+    const writer = setInterval(() => relearn.note("environments", key(i++ % COUNT)), 20);
+    try {
+      await waitFor(() => relearn.learnt > 0, { what: "keys learnt while writes go on" });
+    } finally {
+      clearInterval(writer);
+      relearn.close();
     }
   });
 
