@@ -129,13 +129,26 @@ export class ArchiveCache implements BlobStore {
     if (!(await this.cached(digest, bytes))) return false;
     let flight = this.trees.get(digest);
     if (!flight) {
-      flight = this.extract(digest);
-      this.trees.set(digest, flight);
-      const mine = flight;
-      void flight.then((tree) => {
-        // Dropped while extracting (evicted, or found changed on disk): never handed out.
-        if (this.trees.get(digest) === mine) this.extracted.set(digest, tree ?? false);
+      const mine: Promise<PackageTree | undefined> = this.extract(digest).then(async (tree) => {
+        const size = this.entries.get(digest);
+        if (this.trees.get(digest) !== mine || size === undefined) {
+          // Dropped while extracting (evicted, or found changed on disk; perhaps downloaded
+          // again since): never handed out or counted, and its directory (its own) goes.
+          if (this.trees.get(digest) === mine) this.trees.delete(digest);
+          if (tree) await rm(tree.dir, { recursive: true, force: true }).catch(() => undefined);
+          return undefined;
+        }
+        if (tree) {
+          // The extracted copy counts against the cache's bytes too.
+          this.entries.set(digest, size + tree.bytes);
+          this.bytes += tree.bytes;
+        }
+        this.extracted.set(digest, tree ?? false);
+        this.evict();
+        return tree;
       });
+      flight = mine;
+      this.trees.set(digest, flight);
     }
     const tree = await flight;
     return tree !== undefined && this.trees.get(digest) === flight;
@@ -161,9 +174,13 @@ export class ArchiveCache implements BlobStore {
     return true;
   }
 
-  /** Hashes the entry again (root's, 0444, but a disk can fail), then extracts it once. */
+  /**
+   * Hashes the entry again (root's, 0444, but a disk can fail), then extracts it into a directory
+   * of its own: an extraction outlived by its entry (dropped, downloaded again, extracted again)
+   * must never share, or remove, the next one's. Counted by extractOnce, if still current.
+   */
   private async extract(digest: string): Promise<PackageTree | undefined> {
-    const dest = `${this.file(digest)}.tree`;
+    const dest = `${this.file(digest)}.${++this.seq}.tree`;
     try {
       const hash = createHash("sha256");
       await pipeline(createReadStream(this.file(digest), { highWaterMark: 1 << 20 }), hash);
@@ -173,16 +190,7 @@ export class ArchiveCache implements BlobStore {
         this.drop(digest);
         return undefined;
       }
-      await rm(dest, { recursive: true, force: true });
-      const tree = await extractTree(this.file(digest), dest, this.opts.maxEntryBytes);
-      const size = this.entries.get(digest);
-      if (tree && size !== undefined) {
-        // The extracted copy counts against the cache's bytes too.
-        this.entries.set(digest, size + tree.bytes);
-        this.bytes += tree.bytes;
-        this.evict();
-      }
-      return tree;
+      return await extractTree(this.file(digest), dest, this.opts.maxEntryBytes);
     } catch (err) {
       this.opts.logger?.debug({ digest, err: (err as Error).message }, "package not extracted");
       return undefined;
@@ -255,9 +263,11 @@ export class ArchiveCache implements BlobStore {
     this.bytes -= size;
     // A stream already open on it keeps reading the unlinked file.
     void rm(this.file(digest), { force: true }).catch(() => undefined);
+    // A settled tree's directory goes here; one still extracting removes its own when it ends.
+    const tree = this.extracted.get(digest);
     this.extracted.delete(digest);
-    if (this.trees.delete(digest))
-      void rm(`${this.file(digest)}.tree`, { recursive: true, force: true }).catch(() => undefined);
+    this.trees.delete(digest);
+    if (tree) void rm(tree.dir, { recursive: true, force: true }).catch(() => undefined);
   }
 
   /** The cached file, hashed as it streams; the last chunk goes out only once the hash matched. */

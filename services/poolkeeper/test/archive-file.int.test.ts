@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -160,7 +160,14 @@ describe("process backend: a Go instance's archive as a link in its own director
     expect(asUid(inst.uid!, `truncate -s 0 '${bin}'`)).to.not.equal(0);
     expect(asUid(inst.uid!, `chown ${inst.uid} '${bin}'`)).to.not.equal(0);
     expect(asUid(other.uid!, `cat '${bin}' > /dev/null`)).to.not.equal(0);
-    const cached = path.join(workDir, "archive-cache", `${digest.slice("sha256:".length)}.tree`);
+    expect(asUid(inst.uid!, `touch '${bin}'`)).to.not.equal(0);
+    // The digest's one extracted copy: `<hex>.<n>.tree` (a directory of its own per extraction).
+    const hex = digest.slice("sha256:".length);
+    const trees = readdirSync(path.join(workDir, "archive-cache")).filter(
+      (f) => f.startsWith(`${hex}.`) && f.endsWith(".tree"),
+    );
+    expect(trees).to.have.length(1);
+    const cached = path.join(workDir, "archive-cache", trees[0]!);
     expect(asUid(inst.uid!, `ls '${cached}'`)).to.not.equal(0);
     expect(statSync(path.join(cached, "fizz-function")).ino).to.equal(st.ino);
 

@@ -1,4 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { closeSync, constants, existsSync, openSync, writeSync } from "node:fs";
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -91,6 +93,14 @@ describe("poolkeeper archive cache: the package extracted, linked into an instan
     return d;
   };
   const cacheDir = () => path.join(dir, "archive-cache");
+  /** The digest's extracted copy in the cache: `<hex>.<n>.tree`, a directory of its own per extraction. */
+  const isTree = (d: string) => (f: string) =>
+    f.startsWith(`${d.slice(7)}.`) && f.endsWith(".tree");
+  const treeOf = async (d: string) => {
+    const found = (await readdir(cacheDir())).filter(isTree(d));
+    expect(found).to.have.length(1);
+    return found[0]!;
+  };
   const cacheWith = (maxBytes = 1 << 20, maxEntryBytes = 1 << 19) =>
     new ArchiveCache(store, { dir: cacheDir(), maxBytes, maxEntryBytes });
 
@@ -123,7 +133,7 @@ describe("poolkeeper archive cache: the package extracted, linked into an instan
     ]);
     const bin = await lstat(path.join(root, "fizz-function"));
     // A hard link to the cache's copy: the same inode, never writable, no copy made.
-    const cached = await lstat(path.join(cacheDir(), `${d.slice(7)}.tree`, "fizz-function"));
+    const cached = await lstat(path.join(cacheDir(), await treeOf(d), "fizz-function"));
     expect([bin.ino, bin.mode & 0o7777, bin.uid]).to.deep.equal([
       cached.ino,
       0o555,
@@ -138,7 +148,7 @@ describe("poolkeeper archive cache: the package extracted, linked into an instan
     expect(gets).to.equal(1);
     expect((await lstat(path.join(inst, again!, "fizz-function"))).ino).to.equal(cached.ino);
     // Built in the cache's own directory, out of the uid's reach, and renamed into place.
-    expect((await readdir(cacheDir())).sort()).to.deep.equal([d.slice(7), `${d.slice(7)}.tree`]);
+    expect((await readdir(cacheDir())).sort()).to.deep.equal([d.slice(7), await treeOf(d)]);
   });
 
   it("gives the runtime's binary its execute bit even when the archive did not, and never setuid", async () => {
@@ -214,7 +224,7 @@ describe("poolkeeper archive cache: the package extracted, linked into an instan
     // a's archive and tree (~200 kB) and b's (~600 kB) are over the cache's bytes: a goes.
     const cache = cacheWith(700_000, 350_000);
     expect(await cache.extractOnce(a)).to.equal(true);
-    expect(await readdir(cacheDir())).to.include(`${a.slice(7)}.tree`);
+    await treeOf(a);
     expect(await cache.extractOnce(b)).to.equal(true);
     expect(await cache.linkPackageInto(b, inst)).to.be.a("string");
     expect(cache.size.entries).to.equal(1);
@@ -223,7 +233,36 @@ describe("poolkeeper archive cache: the package extracted, linked into an instan
     for (let i = 0; i < 500 && !gone(await readdir(cacheDir())); i++)
       await new Promise((r) => setTimeout(r, 10));
     const left = await readdir(cacheDir());
-    expect(left.sort()).to.deep.equal([b.slice(7), `${b.slice(7)}.tree`]);
+    expect(left.sort()).to.deep.equal([b.slice(7), await treeOf(b)]);
+  });
+
+  it("an extraction whose entry was dropped and downloaded again meanwhile leaves no tree and no bytes", async () => {
+    const a = put(tarGz([...GOOD, { path: "data", body: randomBytes(100_000) }]));
+    const b = put(tarGz([{ path: "fizz-function", body: randomBytes(300_000) }]));
+    const sizeA = blobs.get(a)!.length;
+    const sizeB = blobs.get(b)!.length;
+    // a and b's archives fit apart, not together: b's download evicts a.
+    const cache = cacheWith(sizeA + sizeB - 1, 350_000);
+    for await (const _ of (await cache.get(a))!);
+    // The cached file becomes a FIFO this test writes: the extraction's hash waits on it, so the
+    // drop and the new download happen, in order, while that extraction is under way.
+    const entry = path.join(cacheDir(), a.slice(7));
+    await rm(entry);
+    execFileSync("mkfifo", ["-m", "0444", entry]);
+    const writer = openSync(entry, constants.O_RDWR);
+    const stale = cache.extractOnce(a);
+    for await (const _ of (await cache.get(b))!); // evicts a
+    while (existsSync(entry)) await new Promise((r) => setImmediate(r)); // the drop's unlink
+    for await (const _ of (await cache.get(a))!); // a downloaded again, a regular file
+    writeSync(writer, blobs.get(a)!);
+    closeSync(writer);
+    expect(await stale).to.equal(false);
+    // Nothing of the stale extraction is counted or left on disk: a's entry is its archive only.
+    expect(cache.size.bytes).to.equal(sizeA);
+    expect((await readdir(cacheDir())).filter((f) => f.endsWith(".tree"))).to.deep.equal([]);
+    // And a's own extraction goes ahead as usual.
+    expect(await cache.extractOnce(a)).to.equal(true);
+    expect(await cache.linkPackageInto(a, inst)).to.be.a("string");
   });
 
   it("makes no tree for a directory that is not there", async () => {
@@ -235,6 +274,6 @@ describe("poolkeeper archive cache: the package extracted, linked into an instan
     expect(await cache.linkPackageInto(d, path.join(dir, "file"))).to.equal(undefined);
     expect((await readdir(dir)).sort()).to.deep.equal(["archive-cache", "file", "instance"]);
     // Nothing staged is left in the cache's directory either.
-    expect((await readdir(cacheDir())).sort()).to.deep.equal([d.slice(7), `${d.slice(7)}.tree`]);
+    expect((await readdir(cacheDir())).sort()).to.deep.equal([d.slice(7), await treeOf(d)]);
   });
 });
