@@ -1,4 +1,15 @@
-import { constants, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { chmod, lstat, open, readdir, rmdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
@@ -29,6 +40,7 @@ export function sweepLeftovers(opts: {
   const stale = ownWorkDir(path.dirname(opts.instancesDir), log)
     ? staleInstanceNames(opts.instancesDir)
     : [];
+  const owners = lockAway(opts.instancesDir, stale);
   const held = (uids ? holdLeftoverUids(uids.pool, uids) : Promise.resolve([])).catch(
     (err: unknown) => {
       log.warn({ err: String(err) }, "could not look for leftover processes of pool uids");
@@ -38,6 +50,7 @@ export function sweepLeftovers(opts: {
   const done = (async () => {
     if (uids) await cleanLeftoverUids(uids.pool, await held, opts.isolation, log);
     await removeStaleInstanceDirs(opts.instancesDir, stale, {
+      owners,
       keep: opts.keep,
       quarantined: uids?.pool.quarantined ?? [],
       log,
@@ -100,6 +113,32 @@ function staleInstanceNames(instancesDir: string): string[] {
 }
 
 /**
+ * As root, makes each stale directory root's and 0700 at once, before any spawn, and returns
+ * whose each was. Its uid is handed out again right after the start-up scan, maybe to another
+ * tenant, and the removal takes a while or leaves a tree for a later start (SWEEP_ENTRIES,
+ * MAX_DEPTH): the new instance must not reach what the dead one left. Through a descriptor opened
+ * with O_NOFOLLOW: a link there is left to the removal, which unlinks it.
+ */
+function lockAway(instancesDir: string, names: string[]): Map<string, number> {
+  const owners = new Map<string, number>();
+  if (process.getuid?.() !== 0) return owners; // instances run as this same user: no one to stop
+  for (const name of names) {
+    let fd: number | undefined;
+    try {
+      fd = openSync(path.join(instancesDir, name), NOFOLLOW_DIR);
+      owners.set(name, fstatSync(fd).uid);
+      fchownSync(fd, 0, 0);
+      fchmodSync(fd, 0o700);
+    } catch {
+      // a link or a file (ELOOP, ENOTDIR), or gone: the removal sees to it
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  }
+  return owners;
+}
+
+/**
  * Finds the pool uids with processes and holds each this poolkeeper can claim (UidPool.hold), so
  * none is handed out before its clean-up. Resolves once they are held (spawns wait for that);
  * `cleaned` then kills their processes and gives each back, or quarantines it.
@@ -143,7 +182,13 @@ async function cleanLeftoverUids(
 async function removeStaleInstanceDirs(
   instancesDir: string,
   names: string[],
-  opts: { keep: (name: string) => boolean; quarantined: number[]; log: Logger },
+  opts: {
+    /** Whose each directory was before lockAway made it root's. */
+    owners: Map<string, number>;
+    keep: (name: string) => boolean;
+    quarantined: number[];
+    log: Logger;
+  },
 ): Promise<void> {
   if (names.length === 0) return;
   const budget = { left: SWEEP_ENTRIES };
@@ -155,12 +200,9 @@ async function removeStaleInstanceDirs(
       if (opts.keep(name)) continue;
       const dir = path.join(instancesDir, name);
       try {
-        const st = await lstat(at(top.fd, name));
-        if (opts.quarantined.includes(st.uid)) {
-          opts.log.warn(
-            { dir, uid: st.uid },
-            "left a stale instance directory of a quarantined uid",
-          );
+        const uid = opts.owners.get(name) ?? (await lstat(at(top.fd, name))).uid;
+        if (opts.quarantined.includes(uid)) {
+          opts.log.warn({ dir, uid }, "left a stale instance directory of a quarantined uid");
           continue;
         }
         if (!(await removeAt(top.fd, name, budget, 0))) {
@@ -186,19 +228,22 @@ async function removeStaleInstanceDirs(
 /**
  * Deletes the directory `dir` and what is under it without following a link anywhere, even while
  * a process that can write in the tree renames and swaps its entries (removeAt). For an instance's
- * own directory once its processes are gone (fs.rm walks by path: see removeAt).
+ * own directory once its processes are gone, in place of fs.rm, which walks by path (removeAt):
+ * another uid the function let in (a 0777 directory) can still be running then.
  */
 export async function removeTreeNoFollow(dir: string): Promise<void> {
   const parent = await open(path.dirname(dir), constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     await removeAt(parent.fd, path.basename(dir), { left: Infinity }, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err; // gone already: as rm's force
   } finally {
     await parent.close();
   }
 }
 
 /** Directories open at once at most while removing (one per level): a deeper tree is refused. */
-const MAX_DEPTH = 256;
+const MAX_DEPTH = 1024;
 const NOFOLLOW_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
 /**
@@ -229,9 +274,11 @@ async function removeAt(
   if (budget.left <= 0) return false;
   budget.left--;
   const p = at(dirFd, name);
-  const st = await lstat(p);
+  const st = await lstat(p).catch(unlessGone);
+  if (!st) return true;
   if (!st.isDirectory()) {
-    await unlink(p); // EISDIR if swapped for a directory meanwhile: an error, nothing followed
+    // EISDIR if swapped for a directory meanwhile: an error, nothing followed.
+    await unlink(p).catch(unlessGone);
     return true;
   }
   if (depth >= MAX_DEPTH) throw new Error(`a directory tree deeper than ${MAX_DEPTH} levels`);
@@ -248,6 +295,12 @@ async function removeAt(
   } finally {
     await handle.close();
   }
-  await rmdir(p);
+  await rmdir(p).catch(unlessGone);
   return true;
+}
+
+/** An entry that vanished meanwhile (its owner removed it) is removed: any other error is not. */
+function unlessGone(err: unknown): undefined {
+  if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+  throw err;
 }

@@ -18,8 +18,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createLogger } from "@fizz/kit";
 import { expect } from "chai";
-import { Agent } from "undici";
+import { Agent, request } from "undici";
 import { instanceBaseEnv, type IsolationOptions } from "../src/isolation";
+import { removeTreeNoFollow } from "../src/leftovers";
 import { ProcessBackend } from "../src/process-backend";
 import { killUid } from "../src/uid-cleanup";
 import { env } from "./fake-backend";
@@ -216,6 +217,20 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
     expect(left, "files outside the work directory deleted by the removal").to.deep.equal([]);
   });
 
+  it("removeTreeNoFollow (for an instance's own directory) removes a tree, not what its links point to, and a missing one is no error", async () => {
+    const outside = path.join(dir, "outside");
+    await mkdir(outside, { recursive: true });
+    await writeFile(path.join(outside, "precious"), "keep me");
+    const tree = path.join(dir, "tree");
+    await mkdir(path.join(tree, "a", "b"), { recursive: true });
+    await symlink(outside, path.join(tree, "a", "b", "link"));
+    await chmod(path.join(tree, "a"), 0o500);
+    await removeTreeNoFollow(tree);
+    expect(existsSync(tree)).to.equal(false);
+    expect(await readFile(path.join(outside, "precious"), "utf8")).to.equal("keep me");
+    await removeTreeNoFollow(tree);
+  });
+
   describe("as root", () => {
     let leftover: ChildProcess | undefined;
     beforeEach(function () {
@@ -250,6 +265,30 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
       // And the uid, emptied, is back in the pool: both uids are handed out.
       const second = await b.spawn(fake, { taken: true });
       expect([first.uid, second.uid].sort()).to.deep.equal([base, base + 1]);
+    });
+
+    it("keeps a stale directory it leaves for a later start out of reach of its uid's next instance", async () => {
+      // A tree deeper than the removal goes (it holds one descriptor per level) stays for a later
+      // start, while its uid goes to new instances at once, maybe another tenant's.
+      const stale = path.join(dir, "work", "instances", "hello-0000dee9");
+      let deepest = stale;
+      for (let i = 0; i < 1100; i++) deepest = path.join(deepest, "d");
+      await mkdir(deepest, { recursive: true });
+      await writeFile(path.join(deepest, "secret"), "tenant A");
+      await chownTree(stale, base);
+      await chmod(stale, 0o700);
+
+      const b = make(own());
+      const next = await b.spawn(fake, { taken: true });
+      expect(next.uid, "round robin hands out base first").to.equal(base);
+      await b.swept;
+      expect(existsSync(path.join(deepest, "secret")), "left for a later start").to.equal(true);
+      const res = await request(
+        `${next.address}/read?path=${encodeURIComponent(path.join(deepest, "secret"))}`,
+        { dispatcher: agent },
+      );
+      const { outcome } = (await res.body.json()) as { outcome: string };
+      expect(outcome).to.equal("error EACCES");
     });
 
     it("quarantines a leftover uid it cannot empty, and leaves that uid's stale directory", async () => {
