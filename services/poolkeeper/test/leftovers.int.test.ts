@@ -242,15 +242,30 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
       await killUid(base, undefined);
     });
 
-    it("does not hand out a pool uid with a process left running until it is emptied", async () => {
-      // A daemon of a dead poolkeeper's instance: out of its group, no claim on its uid left.
-      leftover = spawn(
+    /**
+     * A daemon of a dead poolkeeper's instance: out of its group, no claim on its uid left.
+     * Resolves once it runs as `uid` (it says so), not after some time.
+     */
+    async function startLeftover(uid: number): Promise<ChildProcess> {
+      const p = spawn(
         SETPRIV,
-        [`--reuid=${base}`, `--regid=${base}`, "--clear-groups", "--", "setsid", "sleep", "60"],
-        { stdio: "ignore" },
+        [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--"].concat([
+          "setsid",
+          "sh",
+          "-c",
+          "echo up; exec sleep 60",
+        ]),
+        { stdio: ["ignore", "pipe", "inherit"] },
       );
-      for (let i = 0; i < 200 && liveOfUid(base) === 0; i++)
-        await new Promise((r) => setTimeout(r, 20));
+      await new Promise<void>((resolve, reject) => {
+        p.stdout.once("data", () => resolve());
+        p.once("exit", (code) => reject(new Error(`the leftover exited (${code})`)));
+      });
+      return p;
+    }
+
+    it("does not hand out a pool uid with a process left running until it is emptied", async () => {
+      leftover = await startLeftover(base);
       expect(liveOfUid(base), "the leftover started").to.be.above(0);
 
       const b = make(own());
@@ -292,13 +307,8 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
     });
 
     it("quarantines a leftover uid it cannot empty, and leaves that uid's stale directory", async () => {
-      leftover = spawn(
-        SETPRIV,
-        [`--reuid=${base}`, `--regid=${base}`, "--clear-groups", "--", "setsid", "sleep", "60"],
-        { stdio: "ignore" },
-      );
-      for (let i = 0; i < 200 && liveOfUid(base) === 0; i++)
-        await new Promise((r) => setTimeout(r, 20));
+      leftover = await startLeftover(base);
+      expect(liveOfUid(base), "the leftover started").to.be.above(0);
       const stale = path.join(dir, "work", "instances", "hello-0000beef");
       await mkdir(stale, { recursive: true });
       await chown(stale, base, base);
