@@ -267,5 +267,24 @@ export function wrapCommand(
   // Only with the instance's own uid: RLIMIT_NPROC counts every process of the real uid, which
   // for the poolkeeper's own user includes everything else that user runs.
   if (uid === undefined || !nproc?.prlimit || nproc.limit <= 0) return run;
-  return [nproc.prlimit, `--nproc=${nproc.limit}:${nproc.limit}`, "--", ...run];
+  // Never above the poolkeeper's own hard limit: raising it needs CAP_SYS_RESOURCE, which root in
+  // a container often lacks (not in Docker's default set), and prlimit would fail every start;
+  // the instance inherits that lower limit anyway.
+  const limit = Math.min(nproc.limit, ownNprocHard() ?? Infinity);
+  return [nproc.prlimit, `--nproc=${limit}:${limit}`, "--", ...run];
+}
+
+let nprocHard: number | null | undefined;
+
+/** This process's hard RLIMIT_NPROC, read once; undefined when unlimited or unknown. */
+function ownNprocHard(): number | undefined {
+  if (nprocHard === undefined) {
+    try {
+      const m = /^Max processes\s+\S+\s+(\d+)\s/m.exec(readFileSync("/proc/self/limits", "utf8"));
+      nprocHard = m ? Number(m[1]) : null; // "unlimited": no digits
+    } catch {
+      nprocHard = null;
+    }
+  }
+  return nprocHard ?? undefined;
 }

@@ -94,6 +94,19 @@ describe("instance process limit (RLIMIT_NPROC through prlimit)", function () {
     );
   });
 
+  it("asks prlimit for no more than the poolkeeper's own hard limit (raising it needs CAP_SYS_RESOURCE)", async function () {
+    const hard = /^Max processes\s+\S+\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    if (!hard || !isRoot || ![SETPRIV, PRLIMIT].every((f) => existsSync(f))) this.skip();
+    const own = Number(hard[1]);
+    const chain = wrapCommand(["/bin/true"], 256_999, SETPRIV, {
+      limit: own + 1000,
+      prlimit: PRLIMIT,
+    });
+    expect(chain[1]).to.equal(`--nproc=${own}:${own}`);
+    // Root without CAP_SYS_RESOURCE (not in Docker's default set): the chain still starts.
+    await promisify(execFile)(SETPRIV, ["--bounding-set=-sys_resource", "--", ...chain]);
+  });
+
   it("configures the limit as root (FIZZ_INSTANCE_NPROC, 0 = none) and names a bad value", () => {
     const root = { isRoot: true, exists: () => true };
     expect(loadConfig({}, "/", root).isolation.nproc).to.deep.equal({
