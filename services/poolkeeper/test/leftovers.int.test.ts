@@ -57,18 +57,19 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Exchanges <stale>/d (a directory) and <stale>/l (a link to outside) of every argument in a loop
- * until killed; prints one line after the first round.
+ * Exchanges d (a directory) and l (a link to outside) in each directory named, in a loop until
+ * killed, through a descriptor opened first (as a process with its cwd there would: no path from
+ * the top is needed once it is open); prints one line after the first round.
  */
 const SWAPPER = String.raw`
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 RENAME_EXCHANGE = 2
-pairs = [(os.path.join(p, "d").encode(), os.path.join(p, "l").encode()) for p in sys.argv[1:]]
+fds = [os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in sys.argv[1:]]
 first = True
 while True:
-    for d, l in pairs:
-        libc.renameat2(-100, d, -100, l, RENAME_EXCHANGE)
+    for fd in fds:
+        libc.renameat2(fd, b"d", fd, b"l", RENAME_EXCHANGE)
     if first:
         print("swapping", flush=True)
         first = False
@@ -183,13 +184,14 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
     const pairs: string[] = [];
     for (let i = 0; i < 150; i++) {
       const stale = path.join(instances, `hello-${String(i).padStart(8, "0")}`);
-      await mkdir(path.join(stale, "d"), { recursive: true });
-      for (const f of precious) await writeFile(path.join(stale, "d", f), "mine");
-      await symlink(outside, path.join(stale, "l"));
-      pairs.push(stale);
+      const w = path.join(stale, "w");
+      await mkdir(path.join(w, "d"), { recursive: true });
+      for (const f of precious) await writeFile(path.join(w, "d", f), "mine");
+      await symlink(outside, path.join(w, "l"));
+      pairs.push(w);
     }
     const attackerUid = base + 500;
-    if (isRoot) for (const p of pairs) await chownTree(p, attackerUid);
+    if (isRoot) for (const p of pairs) await chownTree(path.dirname(p), attackerUid);
     const script = path.join(dir, "swap.py");
     await writeFile(script, SWAPPER);
     await chmod(dir, 0o755);
