@@ -1,6 +1,5 @@
 import { spawn as spawnChild, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { FizzError, RUNTIME_NAMES, runtimeOfImage, type Environment } from "@fizz/events";
@@ -11,7 +10,7 @@ import { waitReady } from "./health";
 import { freePort, type Logger } from "@fizz/kit";
 import { makeInstanceDir, UidPool, wrapCommand, type IsolationOptions } from "./isolation";
 import { killUid } from "./uid-cleanup";
-import { sweepLeftovers } from "./leftovers";
+import { removeTreeNoFollow, sweepLeftovers } from "./leftovers";
 import { prepareHost, type NodeBuild, type PreparedHost } from "./host-prepare";
 import { describeExit, signalGroup, type Child } from "./process-child";
 import {
@@ -355,7 +354,10 @@ export class ProcessBackend implements Backend {
             : Promise.resolve({ killed: 0, left: 0 })
         )
           .then(async (kill) => {
-            await rm(dir, { recursive: true, force: true });
+            // Not fs.rm: it walks by path, and another uid the function let in (its directory
+            // made 0777) can still run now and swap a directory for a link between rm's lstat
+            // and its readdir, making root delete outside (reproduced: 20 of 20 files gone).
+            await removeTreeNoFollow(dir);
             if (uid === undefined || !this.uids || this.uids.giveBack(uid, kill)) return;
             this.log.error(
               { instance: instance.id, uid, left: kill.left },

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmod, lchown, lstat, mkdir, readdir, rm } from "node:fs/promises";
+import { chmod, lchown, lstat, mkdir, readdir } from "node:fs/promises";
 import path from "node:path";
 import { FizzError } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
@@ -15,6 +15,7 @@ import {
   type UidKill,
 } from "../isolation";
 import type { LogTail } from "./log-tail";
+import { removeTreeNoFollow } from "../leftovers";
 
 export interface SandboxOptions {
   /** Builds get their directories under here (0711: reachable by build uids, not listable). */
@@ -268,7 +269,9 @@ export class BuildWorkspace {
         this.uid === undefined
           ? { killed: 0, left: 0 }
           : await killUid(this.uid, this.opts.isolation.setpriv, this.opts.isolation.killBound);
-      await rm(this.dir, { recursive: true, force: true });
+      // Not fs.rm, which walks by path: see removeTreeNoFollow (a build's uid may have let
+      // another uid into its tree, still running now, that swaps directories for links).
+      await removeTreeNoFollow(this.dir);
       if (this.uid !== undefined && !this.release(this.uid, kill))
         this.opts.logger.error(
           { uid: this.uid, left: kill.left },
