@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { INSTANCE_PATH } from "./instance-launch";
+import { removeUidFiles, type UidFilesOptions } from "./uid-files";
 
 // Emptying an instance uid before it is reused (docs/security.md). A leaf: isolation.ts imports
 // its types and re-exports the kill, so nothing here may import isolation.ts.
@@ -18,6 +19,8 @@ const SCAN_BATCH = 32;
 export interface UidKill {
   killed: number;
   left: number;
+  /** What the uid left outside its directory that could not be removed (counted in `left`). */
+  unremoved?: string[];
 }
 
 /**
@@ -46,12 +49,29 @@ const KILL_BOUND: KillBound = { rounds: 500, ms: 3000 };
  * nothing of the uid can block or answer. A process forked after the listing escapes a listing,
  * so each scan chases the new pids (scanRound) and the scans repeat until one finds nothing alive.
  * Nothing left is the common case and costs one scan and one more readdir. At the bound, `left` counts what is still alive: the caller
- * must not hand the uid out again (UidPool.giveBack).
+ * must not hand the uid out again (UidPool.giveBack). With none left, what the uid left in
+ * world-writable places and its SysV IPC objects are removed; what cannot be is counted in `left`.
  */
 export async function killUid(
   uid: number,
   setpriv?: string,
   bound: KillBound = KILL_BOUND,
+  files?: UidFilesOptions,
+): Promise<UidKill> {
+  const kill = await killProcesses(uid, setpriv, bound);
+  // Files and IPC objects only once no process of the uid is left: a live one could create
+  // entries behind the scan or swap its own for links while they are removed (uid-files.ts).
+  if (kill.left > 0) return kill;
+  // What could not be removed keeps the uid from the next tenant as a live process would.
+  const { failed } = await removeUidFiles(uid, files);
+  return failed.length === 0 ? kill : { ...kill, left: failed.length, unremoved: failed };
+}
+
+/** killUid's first part: the uid's processes (see there). */
+async function killProcesses(
+  uid: number,
+  setpriv: string | undefined,
+  bound: KillBound,
 ): Promise<UidKill> {
   if (setpriv) {
     await new Promise<void>((resolve) => {

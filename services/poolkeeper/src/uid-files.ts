@@ -1,0 +1,283 @@
+import { execFile } from "node:child_process";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  unlinkSync,
+  type Stats,
+} from "node:fs";
+import { INSTANCE_PATH } from "./instance-launch";
+
+// What an instance uid left outside its instance directory, removed before the uid is handed to
+// another function (maybe another tenant's): files in world-writable places and SysV IPC objects
+// (docs/security.md). A leaf like uid-cleanup.ts, which calls it: importing leftovers.ts (its
+// removeTreeNoFollow) from here would close an import cycle (leftovers -> uid-cleanup -> here),
+// so the same descriptor walk is written out below.
+
+/** The world-writable places a uid can write to; /var/lock is usually a link to /run/lock. */
+export const UID_FILE_DIRS = [
+  "/tmp",
+  "/var/tmp",
+  "/dev/shm",
+  "/run/lock",
+  "/var/lock",
+  "/dev/mqueue",
+];
+
+export interface UidFilesOptions {
+  /** Where to look (default UID_FILE_DIRS); missing ones are skipped. */
+  dirs?: string[];
+  /** Levels of world-writable directories of other owners to look into below each (default 3). */
+  depth?: number;
+  /** Entries looked at or removed at most (default ENTRIES): past it the result is incomplete. */
+  entries?: number;
+  /** Also SysV IPC objects (default true). */
+  ipc?: boolean;
+}
+
+/** What removeUidFiles did: `failed` names what is still there (then the uid must not be reused). */
+export interface UidFiles {
+  removed: number;
+  failed: string[];
+}
+
+/**
+ * A clean-up runs at every instance's end, beside cold starts: a /tmp that another instance
+ * filled must not hold the loop or the CPU for long. Past the bound the uid is not known to be
+ * clean, so it counts as a failure (quarantined): failing open would let a tenant hide a file
+ * behind enough others.
+ */
+const ENTRIES = 100_000;
+/** Synchronous fs calls between two turns of the event loop (as uid-cleanup.ts's SCAN_BATCH). */
+const BATCH = 64;
+/**
+ * Open directories at most while removing one tree (one per level), as leftovers.ts. Deeper: a
+ * failure (the uid quarantined), as a deeper instance directory keeps its uid reserved.
+ */
+const MAX_DEPTH = 1024;
+const NOFOLLOW_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/**
+ * Removes everything `uid` owns (lstat: the entry itself, never a link's target) in `dirs` and in
+ * world-writable directories of other owners below them, and its SysV IPC objects.
+ *
+ * Call only once no process of `uid` runs (killUid said left 0): a live one could create entries
+ * behind the scan, or swap its own entries for links while they are removed. Other live uids
+ * cannot redirect the removal: every directory is walked through a descriptor opened with
+ * O_NOFOLLOW (names resolved as /proc/self/fd/<fd>/<name>, as leftovers.ts removeAt), and a
+ * directory of the uid is checked to still be its own through that descriptor before it is emptied.
+ */
+export async function removeUidFiles(uid: number, opts: UidFilesOptions = {}): Promise<UidFiles> {
+  const walk = new Walk(uid, opts.entries ?? ENTRIES);
+  const seen = new Set<string>();
+  for (const dir of opts.dirs ?? UID_FILE_DIRS) {
+    let fd: number;
+    try {
+      // The candidate itself may be a link (/var/lock): a root-owned system path, followed.
+      fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    } catch {
+      continue; // not on this host
+    }
+    try {
+      const st = fstatSync(fd);
+      const key = `${st.dev}:${st.ino}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      await walk.scan(fd, dir, opts.depth ?? 3);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  const out = walk.result();
+  if (opts.ipc ?? true) {
+    const ipc = await removeIpc(uid);
+    out.removed += ipc.removed;
+    out.failed.push(...ipc.failed);
+  }
+  return out;
+}
+
+function at(fd: number, name: string): string {
+  return `/proc/self/fd/${fd}/${name}`;
+}
+
+class Walk {
+  private removed = 0;
+  private readonly failed: string[] = [];
+  private calls = 0;
+  private spent = false;
+  constructor(
+    private readonly uid: number,
+    private budget: number,
+  ) {}
+
+  result(): UidFiles {
+    return { removed: this.removed, failed: [...this.failed] };
+  }
+
+  /** Looks at every entry of the open directory `fd` (shown as `shown` in failures). */
+  async scan(fd: number, shown: string, depth: number): Promise<void> {
+    for (const name of await this.list(fd, shown)) {
+      if (this.spent) return; // a failure already
+      const st = await this.lstat(fd, name, `${shown}/${name}`);
+      if (!st) continue;
+      if (st.uid === this.uid) {
+        await this.remove(fd, name, st, `${shown}/${name}`, 0);
+      } else if (st.isDirectory() && (st.mode & 0o002) !== 0 && depth > 0) {
+        // Another owner's world-writable directory (sticky or not): the uid could write there.
+        // Its owner may have swapped it for a link or file meanwhile (ELOOP, ENOTDIR): what it
+        // moved away is its to hide, not a reason to quarantine another uid.
+        const child = this.open(fd, name, `${shown}/${name}`, ["ELOOP", "ENOTDIR"]);
+        if (child === undefined) continue;
+        try {
+          await this.scan(child, `${shown}/${name}`, depth - 1);
+        } finally {
+          closeSync(child);
+        }
+      }
+    }
+  }
+
+  /** Removes `name`, the uid's (as `st` says), and what is under it, whoever owns that. */
+  private async remove(fd: number, name: string, st: Stats, shown: string, depth: number) {
+    if (!st.isDirectory()) {
+      if (!(await this.tick())) return;
+      this.attempt(shown, () => unlinkSync(at(fd, name)));
+      return;
+    }
+    if (depth >= MAX_DEPTH) {
+      this.failed.push(`${shown}: deeper than ${MAX_DEPTH} levels`);
+      return;
+    }
+    const child = this.open(fd, name, shown);
+    if (child === undefined) return;
+    try {
+      // The name may now be another directory (the parent's owner can rename in a sticky
+      // directory): only one still the uid's is emptied (its contents are the uid's to decide);
+      // the uid's own moved away meanwhile, so it is not known removed.
+      if (depth === 0 && fstatSync(child).uid !== this.uid) {
+        this.failed.push(`${shown}: replaced while being removed`);
+        return;
+      }
+      for (const inner of await this.list(child, shown)) {
+        if (this.spent) return;
+        const ist = await this.lstat(child, inner, `${shown}/${inner}`);
+        if (ist) await this.remove(child, inner, ist, `${shown}/${inner}`, depth + 1);
+      }
+    } finally {
+      closeSync(child);
+    }
+    this.attempt(shown, () => rmdirSync(at(fd, name)));
+  }
+
+  private async list(fd: number, shown: string): Promise<string[]> {
+    if (!(await this.tick())) return [];
+    let names: string[] = [];
+    this.attempt(shown, () => (names = readdirSync(`/proc/self/fd/${fd}`)), false);
+    return names;
+  }
+
+  private async lstat(fd: number, name: string, shown: string): Promise<Stats | undefined> {
+    if (!(await this.tick())) return undefined;
+    let st: Stats | undefined;
+    this.attempt(shown, () => (st = lstatSync(at(fd, name))), false);
+    return st;
+  }
+
+  private open(fd: number, name: string, shown: string, ignore: string[] = []): number | undefined {
+    let child: number | undefined;
+    this.attempt(shown, () => (child = openSync(at(fd, name), NOFOLLOW_DIR)), false, ignore);
+    return child;
+  }
+
+  /** Runs one fs call: gone meanwhile (ENOENT) is no failure; any other error is. */
+  private attempt(shown: string, op: () => void, counts = true, ignore: string[] = []): void {
+    try {
+      op();
+      if (counts) this.removed++;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT" && !ignore.includes(code ?? ""))
+        this.failed.push(`${shown}: ${code ?? String(err)}`);
+    }
+  }
+
+  /**
+   * Spends one entry of the budget and yields every BATCH calls. False once spent: nothing more
+   * is done, and the uid is not known clean (one failure).
+   */
+  private async tick(): Promise<boolean> {
+    if (this.budget <= 0) {
+      if (!this.spent) this.failed.push("more entries than the bound to look at");
+      this.spent = true;
+      return false;
+    }
+    this.budget--;
+    if (++this.calls % BATCH === 0) await new Promise((r) => setImmediate(r));
+    return true;
+  }
+}
+
+/** /proc/sysvipc file, ipcrm flag, and the name of its id column. */
+const IPC_KINDS = [
+  { file: "shm", flag: "-m", id: "shmid" },
+  { file: "sem", flag: "-s", id: "semid" },
+  { file: "msg", flag: "-q", id: "msqid" },
+] as const;
+
+/** The uid's SysV IPC objects (it owns or created them), as ipcrm arguments. */
+export function ipcObjectsOf(uid: number): string[] {
+  const args: string[] = [];
+  for (const kind of IPC_KINDS) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/sysvipc/${kind.file}`, "latin1");
+    } catch {
+      continue; // no SysV IPC in this kernel
+    }
+    const [header, ...rows] = text.split("\n");
+    const cols = (header ?? "").trim().split(/\s+/);
+    const [id, u, cu] = [kind.id, "uid", "cuid"].map((c) => cols.indexOf(c));
+    if (id === undefined || u === undefined || cu === undefined || id < 0 || u < 0 || cu < 0)
+      continue;
+    for (const row of rows) {
+      const f = row.trim().split(/\s+/);
+      if (f.length < cols.length) continue;
+      if (Number(f[u]) === uid || Number(f[cu]) === uid) args.push(kind.flag, f[id] as string);
+    }
+  }
+  return args;
+}
+
+let warnedNoIpcrm = false;
+
+/** One ipcrm for all of them (none when there are none); what is still listed after it failed. */
+async function removeIpc(uid: number): Promise<UidFiles> {
+  const args = ipcObjectsOf(uid);
+  if (args.length === 0) return { removed: 0, failed: [] };
+  const ipcrm = INSTANCE_PATH.split(":")
+    .map((d) => `${d}/ipcrm`)
+    .find((p) => existsSync(p));
+  if (!ipcrm) {
+    // Not a reason to take the uid out of the pool on every host without util-linux's ipcrm.
+    if (!warnedNoIpcrm) {
+      warnedNoIpcrm = true;
+      process.emitWarning("ipcrm not found: SysV IPC objects of instance uids are not removed");
+    }
+    return { removed: 0, failed: [] };
+  }
+  // Its status is not used: one id removed meanwhile makes it fail for all; the listing decides.
+  await new Promise<void>((resolve) =>
+    execFile(ipcrm, args, { env: { PATH: INSTANCE_PATH } }, () => resolve()),
+  );
+  const left = ipcObjectsOf(uid);
+  const failed: string[] = [];
+  for (let i = 0; i < left.length; i += 2) failed.push(`SysV IPC ${left[i]} ${left[i + 1]}`);
+  return { removed: (args.length - left.length) / 2, failed };
+}
