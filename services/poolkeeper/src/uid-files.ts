@@ -49,9 +49,12 @@ export interface UidFiles {
 
 /**
  * A clean-up runs at every instance's end, beside cold starts: a /tmp that another instance
- * filled must not hold the loop or the CPU for long. Past the bound the uid is not known to be
- * clean, so it counts as a failure (quarantined): failing open would let a tenant hide a file
- * behind enough others.
+ * filled must not hold the loop or the CPU for long. Only entries of other owners spend it: what
+ * the uid itself made is always removed, however much (its own work, bounded by what it did), so
+ * a tenant that filled /tmp is cleaned away at its own end instead of making every later
+ * clean-up overrun the bound for good. Past the bound the uid is not known to be clean, so it
+ * counts as a failure (quarantined): failing open would let a tenant hide a file behind enough
+ * others.
  */
 const ENTRIES = 100_000;
 /** Synchronous fs calls between two turns of the event loop (as uid-cleanup.ts's SCAN_BATCH). */
@@ -128,6 +131,7 @@ class Walk {
       const st = await this.lstat(fd, name, `${shown}/${name}`);
       if (!st) continue;
       if (st.uid === this.uid) {
+        this.budget++; // the uid's own: looking at it spends nothing (ENTRIES)
         await this.remove(fd, name, st, `${shown}/${name}`, 0);
       } else if (st.isDirectory() && (st.mode & 0o002) !== 0 && depth > 0) {
         // Another owner's world-writable directory (sticky or not): the uid could write there.
@@ -147,7 +151,7 @@ class Walk {
   /** Removes `name`, the uid's (as `st` says), and what is under it, whoever owns that. */
   private async remove(fd: number, name: string, st: Stats, shown: string, depth: number) {
     if (!st.isDirectory()) {
-      if (!(await this.tick())) return;
+      await this.tick(true);
       this.attempt(shown, () => unlinkSync(at(fd, name)));
       return;
     }
@@ -165,9 +169,9 @@ class Walk {
         this.failed.push(`${shown}: replaced while being removed`);
         return;
       }
-      for (const inner of await this.list(child, shown)) {
+      for (const inner of await this.list(child, shown, true)) {
         if (this.spent) return;
-        const ist = await this.lstat(child, inner, `${shown}/${inner}`);
+        const ist = await this.lstat(child, inner, `${shown}/${inner}`, true);
         if (ist) await this.remove(child, inner, ist, `${shown}/${inner}`, depth + 1);
       }
     } finally {
@@ -176,15 +180,20 @@ class Walk {
     this.attempt(shown, () => rmdirSync(at(fd, name)));
   }
 
-  private async list(fd: number, shown: string): Promise<string[]> {
-    if (!(await this.tick())) return [];
+  private async list(fd: number, shown: string, own = false): Promise<string[]> {
+    if (!(await this.tick(own))) return [];
     let names: string[] = [];
     this.attempt(shown, () => (names = readdirSync(`/proc/self/fd/${fd}`)), false);
     return names;
   }
 
-  private async lstat(fd: number, name: string, shown: string): Promise<Stats | undefined> {
-    if (!(await this.tick())) return undefined;
+  private async lstat(
+    fd: number,
+    name: string,
+    shown: string,
+    own = false,
+  ): Promise<Stats | undefined> {
+    if (!(await this.tick(own))) return undefined;
     let st: Stats | undefined;
     this.attempt(shown, () => (st = lstatSync(at(fd, name))), false);
     return st;
@@ -209,10 +218,14 @@ class Walk {
   }
 
   /**
-   * Spends one entry of the budget and yields every BATCH calls. False once spent: nothing more
-   * is done, and the uid is not known clean (one failure).
+   * Spends one entry of the budget (not for the uid's own tree: `own`) and yields every BATCH
+   * calls. False once spent: nothing more is done, and the uid is not known clean (one failure).
    */
-  private async tick(): Promise<boolean> {
+  private async tick(own = false): Promise<boolean> {
+    if (own) {
+      if (++this.calls % BATCH === 0) await new Promise((r) => setImmediate(r));
+      return true;
+    }
     if (this.budget <= 0) {
       if (!this.spent) this.failed.push("more entries than the bound to look at");
       this.spent = true;

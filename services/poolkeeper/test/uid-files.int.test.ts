@@ -124,6 +124,20 @@ describe("removing what an instance uid left outside its directory", function ()
     expect(r.failed.join()).to.match(/bound/);
   });
 
+  it("removes all the uid left however much that is: only others' entries spend the bound", async function () {
+    // A tenant that filled /tmp: its own clean-up must still empty it, or every later clean-up
+    // of any uid would look at its entries, overrun the bound and quarantine that uid.
+    asUid(
+      base,
+      `mkdir ${sticky}/d; for i in $(seq 1 40); do : > ${sticky}/f$i; : > ${sticky}/d/g$i; done`,
+    );
+    asUid(base + 1, `: > ${sticky}/other`);
+    const r = await removeUidFiles(base, { dirs: [sticky], entries: 4, ipc: false });
+    expect(r.failed).to.deep.equal([]);
+    expect(r.removed).to.equal(81);
+    expect(execFileSync("ls", ["-A", sticky], { encoding: "utf8" }).trim()).to.equal("other");
+  });
+
   it("with the real places, removes nothing another uid owns", async function () {
     const probe = `/tmp/fizz-uid-files-probe-${base}`;
     try {
