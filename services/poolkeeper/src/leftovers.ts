@@ -166,8 +166,8 @@ async function cleanLeftoverUids(
       );
     } else {
       log.error(
-        { uid, left: kill.left },
-        "processes a previous poolkeeper's instance left survived every kill; the uid is quarantined",
+        { uid, left: kill.left, unremoved: kill.unremoved },
+        "what a previous poolkeeper's instance left (processes, or files: unremoved) could not all be removed; the uid is quarantined",
       );
     }
   }

@@ -360,8 +360,8 @@ export class ProcessBackend implements Backend {
             await removeTreeNoFollow(dir);
             if (uid === undefined || !this.uids || this.uids.giveBack(uid, kill)) return;
             this.log.error(
-              { instance: instance.id, uid, left: kill.left },
-              "processes of an instance uid survived every kill; the uid is quarantined",
+              { instance: instance.id, uid, left: kill.left, unremoved: kill.unremoved },
+              "what an instance uid left (processes, or files: unremoved) could not all be removed; the uid is quarantined",
             );
           })
           .catch((err: unknown) =>

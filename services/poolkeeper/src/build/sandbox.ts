@@ -242,7 +242,9 @@ export class BuildWorkspace {
     if (kill.left > 0)
       throw new FizzError(
         "INTERNAL",
-        `${kill.left} processes of the build's uid ${this.uid} survived every kill`,
+        kill.unremoved
+          ? `the build's uid ${this.uid} left what could not be removed: ${kill.unremoved.slice(0, 3).join("; ")}`
+          : `${kill.left} processes of the build's uid ${this.uid} survived every kill`,
       );
   }
 
@@ -274,8 +276,8 @@ export class BuildWorkspace {
       await removeTreeNoFollow(this.dir);
       if (this.uid !== undefined && !this.release(this.uid, kill))
         this.opts.logger.error(
-          { uid: this.uid, left: kill.left },
-          "processes of a build uid survived every kill; the uid is quarantined",
+          { uid: this.uid, left: kill.left, unremoved: kill.unremoved },
+          "what a build uid left (processes, or files: unremoved) could not all be removed; the uid is quarantined",
         );
     })();
     return this.disposed;
