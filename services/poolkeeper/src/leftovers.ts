@@ -15,6 +15,7 @@ import path from "node:path";
 import type { Logger } from "@fizz/kit";
 import { ownerAlive, ownerToken, type IsolationOptions, type UidPool } from "./isolation";
 import { killUid, uidsWithProcesses } from "./uid-cleanup";
+import { uidsWithFiles } from "./uid-files";
 
 /**
  * What a poolkeeper that died without closing (kill -9, a crash, the host's OOM killer) left for
@@ -147,8 +148,13 @@ async function holdLeftoverUids(
   pool: UidPool,
   range: { base: number; count: number },
 ): Promise<number[]> {
-  const found = await uidsWithProcesses(range.base, range.count);
-  return [...found].filter((uid) => pool.hold(uid));
+  // Files a dead instance left in /tmp and the like count as much as processes: its uid may go
+  // to another tenant next (killUid removes both). Both scans are synchronous in small batches.
+  const [running, owning] = await Promise.all([
+    uidsWithProcesses(range.base, range.count),
+    uidsWithFiles(range.base, range.count),
+  ]);
+  return [...new Set([...running, ...owning])].filter((uid) => pool.hold(uid));
 }
 
 async function cleanLeftoverUids(

@@ -246,7 +246,13 @@ const IPC_KINDS = [
 
 /** The uid's SysV IPC objects (it owns or created them), as ipcrm arguments. */
 export function ipcObjectsOf(uid: number): string[] {
+  return ipcObjectsWhere((owner) => owner === uid).args;
+}
+
+/** SysV IPC objects whose owner or creator passes `of`: ipcrm arguments and those uids. */
+function ipcObjectsWhere(of: (uid: number) => boolean): { args: string[]; uids: Set<number> } {
   const args: string[] = [];
+  const uids = new Set<number>();
   for (const kind of IPC_KINDS) {
     let text: string;
     try {
@@ -262,10 +268,82 @@ export function ipcObjectsOf(uid: number): string[] {
     for (const row of rows) {
       const f = row.trim().split(/\s+/);
       if (f.length < cols.length) continue;
-      if (Number(f[u]) === uid || Number(f[cu]) === uid) args.push(kind.flag, f[id] as string);
+      const owners = [Number(f[u]), Number(f[cu])].filter(of);
+      if (owners.length === 0) continue;
+      args.push(kind.flag, f[id] as string);
+      for (const o of owners) uids.add(o);
     }
   }
-  return args;
+  return { args, uids };
+}
+
+/**
+ * The uids in [base, base + count) that own something in `dirs` (as removeUidFiles looks: the
+ * top of each, and world-writable directories of other owners `depth` levels below) or a SysV
+ * IPC object. For a poolkeeper's start: a dead one's instances left these, and their uids must
+ * be cleaned before they are handed out (their claims lapsed with it). Looks at ENTRIES entries
+ * at most (then returns what it found: the rest is left to each uid's clean-up at its end).
+ */
+export async function uidsWithFiles(
+  base: number,
+  count: number,
+  opts: Pick<UidFilesOptions, "dirs" | "depth" | "entries"> = {},
+): Promise<Set<number>> {
+  const inRange = (uid: number) => uid >= base && uid < base + count;
+  const found = ipcObjectsWhere(inRange).uids;
+  let budget = opts.entries ?? ENTRIES;
+  let calls = 0;
+  const look = async (fd: number, depth: number): Promise<void> => {
+    let names: string[];
+    try {
+      names = readdirSync(`/proc/self/fd/${fd}`);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (budget-- <= 0) return;
+      if (++calls % BATCH === 0) await new Promise((r) => setImmediate(r));
+      let st: Stats;
+      try {
+        st = lstatSync(at(fd, name));
+      } catch {
+        continue;
+      }
+      if (inRange(st.uid)) found.add(st.uid);
+      else if (st.isDirectory() && (st.mode & 0o002) !== 0 && depth > 0) {
+        let child: number;
+        try {
+          child = openSync(at(fd, name), NOFOLLOW_DIR);
+        } catch {
+          continue;
+        }
+        try {
+          await look(child, depth - 1);
+        } finally {
+          closeSync(child);
+        }
+      }
+    }
+  };
+  const seen = new Set<string>();
+  for (const dir of opts.dirs ?? UID_FILE_DIRS) {
+    let fd: number;
+    try {
+      fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    } catch {
+      continue;
+    }
+    try {
+      const st = fstatSync(fd);
+      const key = `${st.dev}:${st.ino}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      await look(fd, opts.depth ?? 3);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return found;
 }
 
 let warnedNoIpcrm = false;

@@ -284,6 +284,25 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
       expect([first.uid, second.uid].sort()).to.deep.equal([base, base + 1]);
     });
 
+    it("does not hand out a pool uid whose dead instance left a file in /tmp until it is removed", async () => {
+      // No process of it is left, only a file: the uid's next holder, maybe another tenant,
+      // must not find it.
+      const left = path.join("/tmp", `fizz-leftover-${base}-${process.pid}`);
+      await writeFile(left, "a dead instance's secret");
+      await chown(left, base, base);
+      try {
+        const b = make(own());
+        const first = await b.spawn(fake, { taken: true });
+        expect(first.uid === base && existsSync(left), "base handed out with its file").to.equal(
+          false,
+        );
+        await b.swept;
+        expect(existsSync(left), "the file is removed at start").to.equal(false);
+      } finally {
+        await rm(left, { force: true });
+      }
+    });
+
     it("keeps a stale directory it leaves for a later start out of reach of its uid's next instance", async () => {
       // A tree deeper than the removal goes (it holds one descriptor per level) stays for a later
       // start, while its uid goes to new instances at once, maybe another tenant's.
