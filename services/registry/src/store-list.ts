@@ -128,7 +128,14 @@ async function mgetBounded(
       if (bytes > maxBytes) throw listTooLarge(kind, maxBytes);
       if (size > largest) largest = size;
     }
-    n = Math.min(KEYS_CHUNK, chunkAfter(keys.length - out.length, maxBytes - bytes, largest));
+    // While keys are left, at least one more is read, even with the bound spent exactly: stopping
+    // there (chunkAfter is 0 without budget left) answered the texts read so far as the whole
+    // listing. That key either is gone (null) or takes the texts past the bound (LIST_TOO_LARGE).
+    const left = keys.length - out.length;
+    n =
+      left === 0
+        ? 0
+        : Math.max(1, Math.min(KEYS_CHUNK, chunkAfter(left, maxBytes - bytes, largest)));
   }
   return out;
 }

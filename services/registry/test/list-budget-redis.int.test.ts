@@ -88,6 +88,22 @@ describe("registry store: a page's byte budget bounds what it reads from Redis",
     const all = await f.store.listingJson("environments", undefined, 2 * stored);
     expect(all.items).to.have.length(COUNT);
   });
+
+  it("never answers part of an unpaginated listing: texts filling the bound exactly with more left", async () => {
+    // The bound spent exactly by the first MGET's texts (8 keys): the read stopped there with
+    // nothing thrown, and the listing answered those 8 objects as if they were all (a service
+    // syncing from it would take the other 192 for deleted).
+    const first8 = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => f.client.strlen(f.key(i))),
+    );
+    const bound = first8.reduce((a, b) => a + b, 0);
+    const err = await f.store.listingJson("environments", undefined, bound).then(
+      (all) => all.items.length,
+      (e: unknown) => e,
+    );
+    expect(err, "LIST_TOO_LARGE, not a part of the listing").to.be.instanceOf(FizzError);
+    expect((err as FizzError).code).to.equal("LIST_TOO_LARGE");
+  });
 });
 
 /**
