@@ -35,7 +35,7 @@ export interface UidFilesOptions {
   dirs?: string[];
   /** Levels of world-writable directories of other owners to look into below each (default 3). */
   depth?: number;
-  /** Entries looked at or removed at most (default ENTRIES): past it the result is incomplete. */
+  /** Others' entries looked at before the scan is paced (default ENTRIES; see there). */
   entries?: number;
   /** Also SysV IPC objects (default true). */
   ipc?: boolean;
@@ -50,13 +50,18 @@ export interface UidFiles {
 /**
  * A clean-up runs at every instance's end, beside cold starts: a /tmp that another instance
  * filled must not hold the loop or the CPU for long. Only entries of other owners spend it: what
- * the uid itself made is always removed, however much (its own work, bounded by what it did), so
- * a tenant that filled /tmp is cleaned away at its own end instead of making every later
- * clean-up overrun the bound for good. Past the bound the uid is not known to be clean, so it
- * counts as a failure (quarantined): failing open would let a tenant hide a file behind enough
- * others.
+ * the uid itself made is always removed, however much (its own work, bounded by what it did).
+ * Past it the scan neither stops (failing open would let a tenant hide a file behind enough
+ * others) nor fails (the uid would be quarantined for good, and a LIVE tenant keeping that many
+ * entries in /tmp would drain the pool, one ended instance at a time): it goes on, one such
+ * clean-up at a time (`paced`), each further ENTRIES followed by a pause PACE times as long as
+ * they took. The uid is only given back later, and a filled /tmp costs at most ~1/(PACE+1) of a
+ * core beyond every clean-up's first ENTRIES.
  */
 const ENTRIES = 100_000;
+const PACE = 4;
+/** The clean-ups past their first ENTRIES, one after another (see ENTRIES). */
+let paced: Promise<void> = Promise.resolve();
 /** Synchronous fs calls between two turns of the event loop (as uid-cleanup.ts's SCAN_BATCH). */
 const BATCH = 64;
 /**
@@ -79,23 +84,27 @@ const NOFOLLOW_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NO
 export async function removeUidFiles(uid: number, opts: UidFilesOptions = {}): Promise<UidFiles> {
   const walk = new Walk(uid, opts.entries ?? ENTRIES);
   const seen = new Set<string>();
-  for (const dir of opts.dirs ?? UID_FILE_DIRS) {
-    let fd: number;
-    try {
-      // The candidate itself may be a link (/var/lock): a root-owned system path, followed.
-      fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-    } catch {
-      continue; // not on this host
+  try {
+    for (const dir of opts.dirs ?? UID_FILE_DIRS) {
+      let fd: number;
+      try {
+        // The candidate itself may be a link (/var/lock): a root-owned system path, followed.
+        fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+      } catch {
+        continue; // not on this host
+      }
+      try {
+        const st = fstatSync(fd);
+        const key = `${st.dev}:${st.ino}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        await walk.scan(fd, dir, opts.depth ?? 3);
+      } finally {
+        closeSync(fd);
+      }
     }
-    try {
-      const st = fstatSync(fd);
-      const key = `${st.dev}:${st.ino}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      await walk.scan(fd, dir, opts.depth ?? 3);
-    } finally {
-      closeSync(fd);
-    }
+  } finally {
+    walk.done();
   }
   const out = walk.result();
   if (opts.ipc ?? true) {
@@ -114,11 +123,22 @@ class Walk {
   private removed = 0;
   private readonly failed: string[] = [];
   private calls = 0;
-  private spent = false;
+  /** Others' entries left before the next pause (ENTRIES). */
+  private left: number;
+  private chunkStart = performance.now();
+  /** Lets the next clean-up past its first chunk go on (set once this one is past its own). */
+  private release: (() => void) | undefined;
   constructor(
     private readonly uid: number,
-    private budget: number,
-  ) {}
+    private readonly chunk: number,
+  ) {
+    this.left = chunk;
+  }
+
+  /** Ends the walk: the next paced clean-up may go on. */
+  done(): void {
+    this.release?.();
+  }
 
   result(): UidFiles {
     return { removed: this.removed, failed: [...this.failed] };
@@ -127,11 +147,10 @@ class Walk {
   /** Looks at every entry of the open directory `fd` (shown as `shown` in failures). */
   async scan(fd: number, shown: string, depth: number): Promise<void> {
     for (const name of await this.list(fd, shown)) {
-      if (this.spent) return; // a failure already
       const st = await this.lstat(fd, name, `${shown}/${name}`);
       if (!st) continue;
       if (st.uid === this.uid) {
-        this.budget++; // the uid's own: looking at it spends nothing (ENTRIES)
+        this.left++; // the uid's own: looking at it spends nothing (ENTRIES)
         await this.remove(fd, name, st, `${shown}/${name}`, 0);
       } else if (st.isDirectory() && (st.mode & 0o002) !== 0 && depth > 0) {
         // Another owner's world-writable directory (sticky or not): the uid could write there.
@@ -170,7 +189,6 @@ class Walk {
         return;
       }
       for (const inner of await this.list(child, shown, true)) {
-        if (this.spent) return;
         const ist = await this.lstat(child, inner, `${shown}/${inner}`, true);
         if (ist) await this.remove(child, inner, ist, `${shown}/${inner}`, depth + 1);
       }
@@ -181,7 +199,7 @@ class Walk {
   }
 
   private async list(fd: number, shown: string, own = false): Promise<string[]> {
-    if (!(await this.tick(own))) return [];
+    await this.tick(own);
     let names: string[] = [];
     this.attempt(shown, () => (names = readdirSync(`/proc/self/fd/${fd}`)), false);
     return names;
@@ -193,7 +211,7 @@ class Walk {
     shown: string,
     own = false,
   ): Promise<Stats | undefined> {
-    if (!(await this.tick(own))) return undefined;
+    await this.tick(own);
     let st: Stats | undefined;
     this.attempt(shown, () => (st = lstatSync(at(fd, name))), false);
     return st;
@@ -218,22 +236,27 @@ class Walk {
   }
 
   /**
-   * Spends one entry of the budget (not for the uid's own tree: `own`) and yields every BATCH
-   * calls. False once spent: nothing more is done, and the uid is not known clean (one failure).
+   * Spends one entry of the chunk (not for the uid's own tree: `own`), pausing once it is spent
+   * (ENTRIES), and yields every BATCH calls.
    */
-  private async tick(own = false): Promise<boolean> {
-    if (own) {
-      if (++this.calls % BATCH === 0) await new Promise((r) => setImmediate(r));
-      return true;
-    }
-    if (this.budget <= 0) {
-      if (!this.spent) this.failed.push("more entries than the bound to look at");
-      this.spent = true;
-      return false;
-    }
-    this.budget--;
+  private async tick(own = false): Promise<void> {
+    if (!own && --this.left < 0) await this.pause();
     if (++this.calls % BATCH === 0) await new Promise((r) => setImmediate(r));
-    return true;
+  }
+
+  /** Past a chunk: first waits for its turn (one paced clean-up at a time), later sleeps. */
+  private async pause(): Promise<void> {
+    if (this.release === undefined) {
+      const before = paced;
+      const mine = new Promise<void>((r) => (this.release = r));
+      paced = before.then(() => mine);
+      await before;
+    } else {
+      const took = performance.now() - this.chunkStart;
+      await new Promise((r) => setTimeout(r, took * PACE));
+    }
+    this.left = this.chunk - 1;
+    this.chunkStart = performance.now();
   }
 }
 
