@@ -24,7 +24,11 @@ export type ReadStored<K extends KindPlural, T> = (
  * its wall time (500 texts of 600 B, medians of 12 alternating samples: Redis CPU 0.17 → 0.44 ms);
  * 8 keys and then the rest cost Redis about one MGET (0.215 → 0.223 ms). Without sizes a chunk can
  * still overshoot where sizes on one page differ widely (a chunk sized by small texts meeting
- * large ones); the cut itself is always by the bytes actually read.
+ * large ones); the cut itself is always by the bytes actually read, so the answer keeps its budget.
+ * That read is not bounded: at worst the rest of the page, as before chunks (8 texts of 1 KB then
+ * 150 KB ones under 64 KiB: Redis sent 6.5 MB, 99× the budget, for a page of 10 KB; 8 small then
+ * 1.4 MB ones under NATS's 512 KiB: ~500 keys, ~700 MB). A Lua STRLEN prefix would bound it but costs
+ * Redis 4× an MGET of 500 small texts (245 vs 62 µs); a bound needs sizes kept with the index.
  */
 const FIRST_GUESS_BYTES = 32 * 1024;
 const FIRST_MAX = 8;
