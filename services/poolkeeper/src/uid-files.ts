@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import {
   closeSync,
   constants,
@@ -8,6 +9,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmdirSync,
   unlinkSync,
   type Stats,
@@ -65,8 +67,9 @@ let paced: Promise<void> = Promise.resolve();
 /** Synchronous fs calls between two turns of the event loop (as uid-cleanup.ts's SCAN_BATCH). */
 const BATCH = 64;
 /**
- * Open directories at most while removing one tree (one per level), as leftovers.ts. Deeper: a
- * failure (the uid quarantined), as a deeper instance directory keeps its uid reserved.
+ * Open directories at most while removing one tree (one per level), as leftovers.ts. A directory
+ * deeper is moved up under the tree's top and emptied by its next pass: failing there would
+ * quarantine the uid, and one mkdir loop per instance would drain the pool.
  */
 const MAX_DEPTH = 1024;
 const NOFOLLOW_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
@@ -122,6 +125,8 @@ function at(fd: number, name: string): string {
 class Walk {
   private removed = 0;
   private readonly failed: string[] = [];
+  /** Directories moved up under their tree's top (MAX_DEPTH): the top needs another pass. */
+  private movedUp = 0;
   private calls = 0;
   /** Others' entries left before the next pause (ENTRIES). */
   private left: number;
@@ -167,15 +172,36 @@ class Walk {
     }
   }
 
-  /** Removes `name`, the uid's (as `st` says), and what is under it, whoever owns that. */
-  private async remove(fd: number, name: string, st: Stats, shown: string, depth: number) {
+  /**
+   * Removes `name`, the uid's (as `st` says), and what is under it, whoever owns that. `top`: the
+   * descriptor of the tree's top directory (depth 0), where a too deep directory is moved.
+   */
+  private async remove(
+    fd: number,
+    name: string,
+    st: Stats,
+    shown: string,
+    depth: number,
+    top?: number,
+  ): Promise<void> {
     if (!st.isDirectory()) {
       await this.tick(true);
       this.attempt(shown, () => unlinkSync(at(fd, name)));
       return;
     }
-    if (depth >= MAX_DEPTH) {
-      this.failed.push(`${shown}: deeper than ${MAX_DEPTH} levels`);
+    if (depth >= MAX_DEPTH && top !== undefined) {
+      // rename follows no last component (a link swapped in is moved itself, not its target),
+      // and stays inside the tree: the top's next pass lists it again, 1024 levels less deep.
+      const moved = `.fizz-deep-${randomBytes(8).toString("hex")}`;
+      // Counted only once moved: a rename that fails (a failure, named) must not loop the top.
+      this.attempt(
+        shown,
+        () => {
+          renameSync(at(fd, name), at(top, moved));
+          this.movedUp++;
+        },
+        false,
+      );
       return;
     }
     const child = this.open(fd, name, shown);
@@ -188,9 +214,14 @@ class Walk {
         this.failed.push(`${shown}: replaced while being removed`);
         return;
       }
-      for (const inner of await this.list(child, shown, true)) {
-        const ist = await this.lstat(child, inner, `${shown}/${inner}`, true);
-        if (ist) await this.remove(child, inner, ist, `${shown}/${inner}`, depth + 1);
+      for (;;) {
+        const moved = this.movedUp;
+        for (const inner of await this.list(child, shown, true)) {
+          const ist = await this.lstat(child, inner, `${shown}/${inner}`, true);
+          if (ist)
+            await this.remove(child, inner, ist, `${shown}/${inner}`, depth + 1, top ?? child);
+        }
+        if (depth > 0 || this.movedUp === moved) break; // at the top: again while moves came
       }
     } finally {
       closeSync(child);

@@ -149,6 +149,19 @@ describe("removing what an instance uid left outside its directory", function ()
     expect(execFileSync("ls", ["-A", sticky], { encoding: "utf8" }).trim()).to.equal("other");
   });
 
+  it("removes a tree of the uid deeper than it keeps directories open, not quarantining it", async function () {
+    // Failing there quarantined the uid for good: one instance, one mkdir loop, one uid fewer
+    // in the pool; enough instances drained it.
+    asUid(
+      base,
+      `mkdir ${sticky}/deep && cd ${sticky}/deep && i=0; while [ $i -lt 1100 ]; do mkdir d && cd d; i=$((i+1)); done; echo s > f`,
+    );
+    const r = await removeUidFiles(base, { dirs: [sticky], ipc: false });
+    expect(r.failed).to.deep.equal([]);
+    expect(existsSync(`${sticky}/deep`)).to.equal(false);
+    expect(r.removed).to.equal(1102);
+  });
+
   it("with the real places, removes nothing another uid owns", async function () {
     const probe = `/tmp/fizz-uid-files-probe-${base}`;
     try {
