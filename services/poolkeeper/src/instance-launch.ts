@@ -1,5 +1,4 @@
 import { readFileSync, writeFileSync } from "node:fs";
-import type { StdioOptions } from "node:child_process";
 
 /** The variables every instance gets besides its own: nothing of the poolkeeper's environment. */
 export const INSTANCE_PATH = "/usr/local/bin:/usr/bin:/bin";
@@ -85,7 +84,7 @@ export function instanceEnv(spec: InstanceSpec): Record<string, string> {
 }
 
 /** stdin (EOF = poolkeeper gone), stdout, stderr, and fd 3 = the readiness pipe when announcing. */
-export function instanceStdio(announces: boolean): StdioOptions {
+export function instanceStdio(announces: boolean): Array<"pipe"> {
   return announces ? ["pipe", "pipe", "pipe", "pipe"] : ["pipe", "pipe", "pipe"];
 }
 

@@ -264,14 +264,24 @@ export function wrapCommand(
   const run = [setpriv, ...drop, "--no-new-privs", "--pdeathsig=SIGKILL", "--", ...cmd];
   // setpriv sets no rlimit, so prlimit (still root) sets it on itself and execs setpriv: the
   // limit survives the exec and the uid change, and soft = hard, so the function cannot raise it.
-  // Only with the instance's own uid: RLIMIT_NPROC counts every process of the real uid, which
-  // for the poolkeeper's own user includes everything else that user runs.
-  if (uid === undefined || !nproc?.prlimit || nproc.limit <= 0) return run;
-  // Never above the poolkeeper's own hard limit: raising it needs CAP_SYS_RESOURCE, which root in
-  // a container often lacks (not in Docker's default set), and prlimit would fail every start;
-  // the instance inherits that lower limit anyway.
-  const limit = Math.min(nproc.limit, ownNprocHard() ?? Infinity);
+  const limit = instanceNprocLimit(uid, nproc);
+  if (limit === undefined || !nproc?.prlimit) return run;
   return [nproc.prlimit, `--nproc=${limit}:${limit}`, "--", ...run];
+}
+
+/**
+ * The RLIMIT_NPROC an instance of `uid` starts with (prlimit or the spawner), or none. Only with
+ * the instance's own uid: RLIMIT_NPROC counts every process of the real uid, which for the
+ * poolkeeper's own user includes everything else that user runs. Never above the poolkeeper's own
+ * hard limit: raising it needs CAP_SYS_RESOURCE, which root in a container often lacks (not in
+ * Docker's default set), and every start would fail; the instance inherits that lower limit anyway.
+ */
+export function instanceNprocLimit(
+  uid: number | undefined,
+  nproc: IsolationOptions["nproc"],
+): number | undefined {
+  if (uid === undefined || !nproc || nproc.limit <= 0) return undefined;
+  return Math.min(nproc.limit, ownNprocHard() ?? Infinity);
 }
 
 let nprocHard: number | null | undefined;

@@ -1,10 +1,10 @@
-import type { ChildProcess } from "node:child_process";
 import type { BackendInstance } from "./backend";
+import type { ChildLike } from "./spawner-child";
 
 /** One instance process of the process backend, from spawn until its exit is reported. */
 export interface Child {
   instance: BackendInstance;
-  proc: ChildProcess;
+  proc: ChildLike;
   dir: string;
   uid: number | undefined;
   /** spawn() resolved: from then on the exit is reported through onExit. */
@@ -30,7 +30,7 @@ export function describeExit(child: Child): string {
 }
 
 /** The whole process group (what the function started too); the child alone if that fails. */
-export function signalGroup(proc: ChildProcess, sig: NodeJS.Signals): void {
+export function signalGroup(proc: ChildLike, sig: NodeJS.Signals): void {
   const pid = proc.pid;
   if (pid === undefined) return;
   try {

@@ -9,8 +9,14 @@ import { SpawnedChild, SpawnerError } from "./spawner-child";
 
 export { SpawnedChild, SpawnerError, type ChildLike } from "./spawner-child";
 
-/** The spawner script, next to src/ (spawner/fizz_spawner.py). */
-export const SPAWNER_SCRIPT = fileURLToPath(new URL("../spawner/fizz_spawner.py", import.meta.url));
+/**
+ * The spawner script in the source tree. It lives under runtimes/ (runtimes/spawner/), which every
+ * layout of the process backend has at FIZZ_RUNTIMES_DIR (the bundle, the dev image), unlike this
+ * source file's directory: the backend passes `<runtimesDir>/spawner/fizz_spawner.py`.
+ */
+export const SPAWNER_SCRIPT = fileURLToPath(
+  new URL("../../../runtimes/spawner/fizz_spawner.py", import.meta.url),
+);
 
 export interface SpawnerOptions {
   /** An interpreter every uid may run: Debian's /usr/bin/python3 (config's `python` as root). */
@@ -55,7 +61,7 @@ const HEADER_BYTES = 35;
 const HEADER_WAIT_MS = 10_000;
 
 /**
- * The client of spawner/fizz_spawner.py: a small root process that forks, drops privileges and
+ * The client of runtimes/spawner/fizz_spawner.py: a small root process that forks, drops privileges and
  * execs instances, so the poolkeeper's event loop never waits for a fork of itself. `usable`
  * turns false for good once the spawner is gone; its children were killed by their parent-death
  * signal and are reported exited (SIGKILL), and spawn() rejects with SPAWNER_UNAVAILABLE, so the
