@@ -10,7 +10,8 @@ import {
   readFileSync,
   writeFileSync,
 } from "node:fs";
-import { chmod, lstat, open, readdir, rmdir, unlink } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { chmod, lstat, open, readdir, rename, rmdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
 import { ownerAlive, ownerToken, type IsolationOptions, type UidPool } from "./isolation";
@@ -240,7 +241,7 @@ async function removeStaleInstanceDirs(
 export async function removeTreeNoFollow(dir: string): Promise<void> {
   const parent = await open(path.dirname(dir), constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    await removeAt(parent.fd, path.basename(dir), { left: Infinity }, 0);
+    await removeAt(parent.fd, path.basename(dir), { left: Infinity }, 0, { moved: 0 });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err; // gone already: as rm's force
   } finally {
@@ -248,7 +249,12 @@ export async function removeTreeNoFollow(dir: string): Promise<void> {
   }
 }
 
-/** Directories open at once at most while removing (one per level): a deeper tree is refused. */
+/**
+ * Directories open at once at most while removing (one per level). A deeper directory is moved up
+ * under the tree's top when `deep` is given (removeTreeNoFollow: throwing there left the uid
+ * reserved for good, so one mkdir loop per instance drained the pool), else refused (the start-up
+ * removal, whose trees are root's and 0700 meanwhile: left for a later start).
+ */
 const MAX_DEPTH = 1024;
 const NOFOLLOW_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
@@ -276,6 +282,7 @@ async function removeAt(
   name: string,
   budget: { left: number },
   depth: number,
+  deep?: { top?: number; moved: number },
 ): Promise<boolean> {
   if (budget.left <= 0) return false;
   budget.left--;
@@ -287,7 +294,15 @@ async function removeAt(
     await unlink(p).catch(unlessGone);
     return true;
   }
-  if (depth >= MAX_DEPTH) throw new Error(`a directory tree deeper than ${MAX_DEPTH} levels`);
+  if (depth >= MAX_DEPTH) {
+    if (deep?.top === undefined)
+      throw new Error(`a directory tree deeper than ${MAX_DEPTH} levels`);
+    // rename follows no last component (a link swapped in is moved itself) and stays inside the
+    // tree: the top's next pass lists it, 1024 levels less deep.
+    const to = at(deep.top, `.fizz-deep-${randomBytes(8).toString("hex")}`);
+    if (await rename(p, to).then(() => true, unlessGone)) deep.moved++;
+    return true;
+  }
   // A directory the function made unreadable (chmod 0500, 0000) stops a removal without
   // CAP_DAC_OVERRIDE: when instances ran as the poolkeeper's own user, so nothing that user had
   // not is gained if a swap makes the chmod follow a link. Root needs none and never chmods.
@@ -295,9 +310,14 @@ async function removeAt(
   if (me !== 0 && st.uid === me && (st.mode & 0o700) !== 0o700) await chmod(p, 0o700);
   const handle = await open(p, NOFOLLOW_DIR);
   try {
-    const names = await readdir(`/proc/self/fd/${handle.fd}`);
-    for (const child of names)
-      if (!(await removeAt(handle.fd, child, budget, depth + 1))) return false;
+    if (deep && depth === 0) deep.top = handle.fd;
+    for (;;) {
+      const moved = deep?.moved;
+      const names = await readdir(`/proc/self/fd/${handle.fd}`);
+      for (const child of names)
+        if (!(await removeAt(handle.fd, child, budget, depth + 1, deep))) return false;
+      if (depth > 0 || deep?.moved === moved) break; // at the top: again while moves came
+    }
   } finally {
     await handle.close();
   }

@@ -233,6 +233,18 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
     await removeTreeNoFollow(tree);
   });
 
+  it("removeTreeNoFollow removes a tree deeper than it keeps directories open", async () => {
+    // It threw there: an instance's uid then stayed reserved for good (and a build's failed), so
+    // one mkdir loop per instance drained the pool one uid at a time (fs.rm had removed it).
+    const tree = path.join(dir, "deep");
+    let deepest = tree;
+    for (let i = 0; i < 1100; i++) deepest = path.join(deepest, "d");
+    await mkdir(deepest, { recursive: true });
+    await writeFile(path.join(deepest, "f"), "x");
+    await removeTreeNoFollow(tree);
+    expect(existsSync(tree)).to.equal(false);
+  });
+
   describe("as root", () => {
     let leftover: ChildProcess | undefined;
     beforeEach(function () {
