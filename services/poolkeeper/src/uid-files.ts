@@ -67,11 +67,13 @@ let paced: Promise<void> = Promise.resolve();
 /** Synchronous fs calls between two turns of the event loop (as uid-cleanup.ts's SCAN_BATCH). */
 const BATCH = 64;
 /**
- * Open directories at most while removing one tree (one per level), as leftovers.ts. A directory
- * deeper is moved up under the tree's top and emptied by its next pass: failing there would
- * quarantine the uid, and one mkdir loop per instance would drain the pool.
+ * Open directories at most while removing one tree (one per level). A directory deeper is moved
+ * up under the tree's top and emptied by its next pass: failing there would quarantine the uid,
+ * and one mkdir loop per instance would drain the pool. Few: clean-ups of instances ending
+ * together run side by side, and 1024 each reached the poolkeeper's descriptor limit (EMFILE
+ * then failed other uids' clean-ups, accepts, spawns). A deeper tree costs a pass per 64 levels.
  */
-const MAX_DEPTH = 1024;
+const MAX_DEPTH = 64;
 const NOFOLLOW_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
 /**
@@ -191,7 +193,7 @@ class Walk {
     }
     if (depth >= MAX_DEPTH && top !== undefined) {
       // rename follows no last component (a link swapped in is moved itself, not its target),
-      // and stays inside the tree: the top's next pass lists it again, 1024 levels less deep.
+      // and stays inside the tree: the top's next pass lists it again, MAX_DEPTH levels less deep.
       const moved = `.fizz-deep-${randomBytes(8).toString("hex")}`;
       // Counted only once moved: a rename that fails (a failure, named) must not loop the top.
       this.attempt(

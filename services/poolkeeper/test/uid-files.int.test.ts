@@ -162,6 +162,28 @@ describe("removing what an instance uid left outside its directory", function ()
     expect(r.removed).to.equal(1102);
   });
 
+  it("keeps few directories open while removing a deep tree (clean-ups run side by side)", function () {
+    // One descriptor per level: at 1024 levels a few instances ending together with deep trees
+    // took the poolkeeper to its descriptor limit (EMFILE), failing (quarantining) other uids'
+    // clean-ups and any accept or spawn meanwhile. Run under a 256-descriptor limit here.
+    asUid(
+      base,
+      `mkdir ${sticky}/deep && cd ${sticky}/deep && i=0; while [ $i -lt 400 ]; do mkdir d && cd d; i=$((i+1)); done; echo s > f`,
+    );
+    const src = path.resolve(__dirname, "../src/uid-files.ts");
+    const script = `import(${JSON.stringify(src)}).then(async (m) => {
+      const r = await m.removeUidFiles(${base}, { dirs: [${JSON.stringify(sticky)}], ipc: false });
+      process.stdout.write(JSON.stringify(r.failed.map((f) => f.slice(-40))));
+    })`;
+    const out = execFileSync(
+      "prlimit",
+      ["--nofile=256:256", process.execPath, "--import", "tsx", "-e", script],
+      { encoding: "utf8" },
+    );
+    expect(JSON.parse(out)).to.deep.equal([]);
+    expect(existsSync(`${sticky}/deep`)).to.equal(false);
+  });
+
   it("with the real places, removes nothing another uid owns", async function () {
     const probe = `/tmp/fizz-uid-files-probe-${base}`;
     try {
