@@ -256,6 +256,12 @@ export async function removeTreeNoFollow(dir: string): Promise<void> {
  * removal, whose trees are root's and 0700 meanwhile: left for a later start).
  */
 const MAX_DEPTH = 1024;
+/**
+ * With `deep`, directories open at once at most: removals of instances ending together run side
+ * by side, and 1024 each took the poolkeeper to its descriptor limit (EMFILE for every accept,
+ * spawn and clean-up). A deeper tree costs a pass of the top per 64 levels.
+ */
+const MOVE_DEPTH = 64;
 const NOFOLLOW_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
 /**
@@ -294,11 +300,11 @@ async function removeAt(
     await unlink(p).catch(unlessGone);
     return true;
   }
-  if (depth >= MAX_DEPTH) {
+  if (depth >= (deep ? MOVE_DEPTH : MAX_DEPTH)) {
     if (deep?.top === undefined)
       throw new Error(`a directory tree deeper than ${MAX_DEPTH} levels`);
     // rename follows no last component (a link swapped in is moved itself) and stays inside the
-    // tree: the top's next pass lists it, 1024 levels less deep.
+    // tree: the top's next pass lists it, MOVE_DEPTH levels less deep.
     const to = at(deep.top, `.fizz-deep-${randomBytes(8).toString("hex")}`);
     if (await rename(p, to).then(() => true, unlessGone)) deep.moved++;
     return true;

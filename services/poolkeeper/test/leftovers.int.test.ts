@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import {
   chmod,
@@ -243,6 +243,25 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
     await writeFile(path.join(deepest, "f"), "x");
     await removeTreeNoFollow(tree);
     expect(existsSync(tree)).to.equal(false);
+  });
+
+  it("removeTreeNoFollow keeps few directories open (instances' removals run side by side)", async () => {
+    // One descriptor per level up to 1024: a few instances ending together with deep trees took
+    // the poolkeeper to its descriptor limit (EMFILE for every accept, spawn, clean-up). Run
+    // under a 256-descriptor limit here.
+    let deepest = path.join(dir, "deep");
+    for (let i = 0; i < 400; i++) deepest = path.join(deepest, "d");
+    await mkdir(deepest, { recursive: true });
+    const src = path.resolve(__dirname, "../src/leftovers.ts");
+    const script = `import(${JSON.stringify(src)}).then((m) => m.removeTreeNoFollow(${JSON.stringify(path.join(dir, "deep"))}))`;
+    execFileSync(
+      "prlimit",
+      ["--nofile=256:256", process.execPath, "--import", "tsx", "-e", script],
+      {
+        stdio: "pipe",
+      },
+    );
+    expect(existsSync(path.join(dir, "deep"))).to.equal(false);
   });
 
   describe("as root", () => {
