@@ -300,6 +300,12 @@ async function removeAt(
     await unlink(p).catch(unlessGone);
     return true;
   }
+  // A directory the function made unreadable (chmod 0500, 0000) stops a removal, and a move up
+  // (which needs write permission on the directory moved), without CAP_DAC_OVERRIDE: when
+  // instances ran as the poolkeeper's own user, so nothing that user had not is gained if a swap
+  // makes the chmod follow a link. Root needs none and never chmods.
+  const me = process.getuid?.();
+  if (me !== 0 && st.uid === me && (st.mode & 0o700) !== 0o700) await chmod(p, 0o700);
   if (depth >= (deep ? MOVE_DEPTH : MAX_DEPTH)) {
     if (deep?.top === undefined)
       throw new Error(`a directory tree deeper than ${MAX_DEPTH} levels`);
@@ -309,11 +315,6 @@ async function removeAt(
     if (await rename(p, to).then(() => true, unlessGone)) deep.moved++;
     return true;
   }
-  // A directory the function made unreadable (chmod 0500, 0000) stops a removal without
-  // CAP_DAC_OVERRIDE: when instances ran as the poolkeeper's own user, so nothing that user had
-  // not is gained if a swap makes the chmod follow a link. Root needs none and never chmods.
-  const me = process.getuid?.();
-  if (me !== 0 && st.uid === me && (st.mode & 0o700) !== 0o700) await chmod(p, 0o700);
   const handle = await open(p, NOFOLLOW_DIR);
   try {
     if (deep && depth === 0) deep.top = handle.fd;

@@ -264,6 +264,37 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
     expect(existsSync(path.join(dir, "deep"))).to.equal(false);
   });
 
+  it("removeTreeNoFollow as the instances' own user moves up a deep directory it made read-only", async function () {
+    // Without root (instances run as the poolkeeper's user) moving a directory to another parent
+    // needs write permission on it: the chmod must come before the move.
+    if (!isRoot || !existsSync(SETPRIV)) this.skip(); // stands in for that user with setpriv
+    const tree = path.join(dir, "home", "ro"); // home: the user's, as its work directory is
+    let at64 = tree;
+    for (let i = 0; i < 64; i++) at64 = path.join(at64, "d");
+    await mkdir(path.join(at64, "d", "d"), { recursive: true });
+    await chownTree(path.join(dir, "home"), base);
+    await chmod(dir, 0o755);
+    await chmod(at64, 0o500);
+    const src = path.resolve(__dirname, "../src/leftovers.ts");
+    const script = `import(${JSON.stringify(src)}).then((m) => m.removeTreeNoFollow(${JSON.stringify(tree)}))`;
+    execFileSync(
+      SETPRIV,
+      [
+        `--reuid=${base}`,
+        `--regid=${base}`,
+        "--clear-groups",
+        "--",
+        process.execPath,
+        "--import",
+        "tsx",
+        "-e",
+        script,
+      ],
+      { stdio: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir } },
+    );
+    expect(existsSync(tree)).to.equal(false);
+  });
+
   describe("as root", () => {
     let leftover: ChildProcess | undefined;
     beforeEach(function () {
