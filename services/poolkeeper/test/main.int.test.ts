@@ -27,17 +27,23 @@ describe("poolkeeper main (as launched by npm start)", function () {
    * python's compileall, both under runtimes/ and as the poolkeeper's uid.
    */
   const instancePidsOf = (pid: number): number[] => {
-    let out = "";
-    try {
-      out = execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(pid)], { encoding: "utf8" });
-    } catch {
-      return []; // ps exits 1 when there are none
-    }
-    return out
-      .split("\n")
+    const children = (ppid: number): string[] => {
+      try {
+        return execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(ppid)], {
+          encoding: "utf8",
+        }).split("\n");
+      } catch {
+        return []; // ps exits 1 when there are none
+      }
+    };
+    const pidOf = (l: string) => Number(l.trim().split(/\s+/)[0]);
+    const direct = children(pid);
+    // Pool refills start through the spawner (runtimes/spawner): its children are instances too.
+    const spawners = direct.filter((l) => l.includes("fizz_spawner.py")).map(pidOf);
+    return [...direct.filter((l) => !l.includes("fizz_spawner.py")), ...spawners.flatMap(children)]
       .filter((l) => l.includes("/runtimes/") || l.includes("fizz-stubborn"))
       .filter((l) => !l.includes("/prepare.mjs") && !l.includes("compileall"))
-      .map((l) => Number(l.trim().split(/\s+/)[0]))
+      .map(pidOf)
       .filter((n) => n > 0);
   };
 
