@@ -1,4 +1,3 @@
-import { spawn as spawnChild } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -8,16 +7,9 @@ import type { Backend, BackendInstance, ExitInfo, OutputStream, SpawnOptions } f
 import { LineSplitter, type LineGate } from "./lines";
 import { waitReady } from "./health";
 import { freePort, type Logger } from "@fizz/kit";
-import {
-  instanceNprocLimit,
-  makeInstanceDir,
-  UidPool,
-  wrapCommand,
-  type IsolationOptions,
-  type UidKill,
-} from "./isolation";
+import { makeInstanceDir, UidPool, type IsolationOptions, type UidKill } from "./isolation";
 import type { ChildLike } from "./spawner-child";
-import { startSpawner, type Spawner } from "./spawner-client";
+import { InstanceStarter } from "./instance-start";
 import { killUid } from "./uid-cleanup";
 import { removeTreeNoFollow, sweepLeftovers } from "./leftovers";
 import { prepareHost, type NodeBuild, type PreparedHost } from "./host-prepare";
@@ -71,12 +63,6 @@ export interface ProcessBackendOptions {
 
 const STDERR_TAIL_LINES = 5;
 
-/** Where and with what an instance's process starts (both ways of spawning it). */
-interface ChildSetup {
-  cwd: string;
-  env: Record<string, string>;
-  stdio: Array<"pipe" | "ignore">;
-}
 /**
  * How long a pool refill of an announcing runtime has before /healthz polling starts anyway: it
  * announces after its warm-up, which at a low priority on a busy machine takes longer than the
@@ -114,15 +100,8 @@ export class ProcessBackend implements Backend {
   /** Directory removals and uid releases under way; close() waits for them. */
   private readonly cleanups = new Set<Promise<unknown>>();
   private readonly priority = new StartPriority();
-  /**
-   * The spawner (spawner-client.ts), for pool refills: a fork of this ~60-90 MB process blocks its
-   * event loop ~13 ms per spawn (libuv waits for the child's exec), and prlimit and setpriv are
-   * two more execs; the spawner forks itself (small) and sets the same credentials, limit and
-   * parent-death signal in the child (0.4 ms of loop, ~10 ms of CPU against ~18 per start).
-   * Not for a taken start: measured, a Node instance was ready no sooner through it, and four at
-   * once finished 50-80 ms later. Undefined without own uids, or when it could not start.
-   */
-  private readonly spawner: Promise<Spawner | undefined> | undefined;
+  /** child_process.spawn or, for refills, the spawner (instance-start.ts). */
+  private readonly starter: InstanceStarter;
   /** Leftover uids held (spawns wait for it: none is handed out before its clean-up). */
   private readonly leftoverUids: Promise<unknown>;
   /** The start-up clean-up of what a dead poolkeeper left (leftovers.ts); tests await it. */
@@ -153,21 +132,14 @@ export class ProcessBackend implements Backend {
     // pool's first request, which waited for all of it (python's compileall, the node build's
     // check: ~0.3-1 s, the p99 of the empty-pool bench). A failure is thrown by the spawns.
     this.prepare().catch(() => undefined);
-    this.spawner =
-      this.uids && opts.spawner !== false
-        ? startSpawner({
-            python: opts.python,
-            dir: path.join(opts.workDir, "spawner"),
-            script: path.join(opts.runtimesDir, "spawner", "fizz_spawner.py"),
-            log: (line) => this.log.warn({ spawner: line }, "spawner"),
-          }).catch((err: unknown) => {
-            this.log.warn(
-              { err: String(err) },
-              "the spawner did not start: refills fork the poolkeeper (child_process.spawn)",
-            );
-            return undefined;
-          })
-        : undefined;
+    this.starter = new InstanceStarter({
+      isolation: opts.isolation,
+      useSpawner: this.uids !== undefined && opts.spawner !== false,
+      python: opts.python,
+      workDir: opts.workDir,
+      runtimesDir: opts.runtimesDir,
+      log: this.log,
+    });
   }
 
   /** Once, before the first spawn (host-prepare.ts). */
@@ -260,11 +232,7 @@ export class ProcessBackend implements Backend {
       taken,
     });
     const stdio = instanceStdio(announces);
-    const proc =
-      (!taken &&
-        uid !== undefined &&
-        (await this.spawnThroughSpawner(cmd, { cwd: dir, env: childEnv, stdio }, uid))) ||
-      this.spawnDirect(cmd, { cwd: dir, env: childEnv, stdio }, uid);
+    const proc = await this.starter.start(cmd, { cwd: dir, env: childEnv, stdio }, uid, taken);
     // A refill starts behind the requests being served (StartPriority); a taken one never does.
     const restorePriority = taken
       ? undefined
@@ -338,41 +306,7 @@ export class ProcessBackend implements Backend {
     // Its children (the node build, compileall, a re-check a spawn began) must not outlive it.
     await this.prepared?.catch(() => undefined);
     await this.nodeBuild?.settled();
-    await (await this.spawner)?.close();
-  }
-
-  /** child_process.spawn, through prlimit and setpriv (wrapCommand). */
-  private spawnDirect(cmd: string[], how: ChildSetup, uid: number | undefined): ChildLike {
-    const { setpriv, nproc } = this.opts.isolation;
-    const [file, ...args] = wrapCommand(cmd, uid, setpriv, nproc) as [string, ...string[]];
-    return spawnChild(file, args, { ...how, detached: true });
-  }
-
-  /**
-   * Through the spawner, which sets what prlimit and setpriv would (its own session, the uid's
-   * RLIMIT_NPROC, no groups, the uid, no inheritable capabilities, no_new_privs, the parent-death
-   * signal): undefined when there is none or it has gone (then child_process.spawn).
-   */
-  private async spawnThroughSpawner(
-    cmd: string[],
-    how: ChildSetup,
-    uid: number,
-  ): Promise<ChildLike | undefined> {
-    const sp = await this.spawner;
-    if (!sp?.usable) return undefined;
-    const [file, ...args] = cmd as [string, ...string[]];
-    const nproc = instanceNprocLimit(uid, this.opts.isolation.nproc);
-    return sp
-      .spawn({
-        file,
-        args,
-        cwd: how.cwd,
-        env: how.env,
-        uid,
-        ...(nproc ? { nproc } : {}),
-        stdio: how.stdio,
-      })
-      .catch(() => undefined); // SPAWNER_UNAVAILABLE: it went away meanwhile
+    await this.starter.close();
   }
 
   private track(
