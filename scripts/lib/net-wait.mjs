@@ -1,12 +1,61 @@
 // Ports and readiness for the launcher (platform.mjs): a free port, whether one is open, and
 // polling a check until it holds or a deadline passes.
+import { readFileSync } from "node:fs";
 import net from "node:net";
 
 /**
+ * A port free on `host` now, picked below the kernel's ephemeral range: a port the kernel picks
+ * (listen on 0) comes from that range, from which it also takes the local ports of outgoing
+ * connections, so a service connecting to NATS meanwhile could hold it by the time another binds
+ * it (seen: a service exiting with EADDRINUSE at start). Falls back to the kernel's pick when the
+ * range leaves no room below it.
  * @param {string} [host]
  * @returns {Promise<number>}
  */
-export function freePort(host = "127.0.0.1") {
+export async function freePort(host = "127.0.0.1") {
+  const below = ephemeralLow() - 1;
+  if (below - LOW_PORT >= 1000) {
+    for (let i = 0; i < 50; i++) {
+      const port = LOW_PORT + Math.floor(Math.random() * (below - LOW_PORT + 1));
+      if (await bindable(port, host)) return port;
+    }
+  }
+  return kernelPort(host);
+}
+
+/** The lowest port freePort picks from: above the usual fixed service ports. */
+const LOW_PORT = 10000;
+
+/** The ephemeral range's low end (Linux), or the IANA default. */
+function ephemeralLow() {
+  try {
+    const low = Number(
+      readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").split(/\s+/)[0],
+    );
+    return Number.isInteger(low) && low > 0 ? low : 49152;
+  } catch {
+    return 49152;
+  }
+}
+
+/**
+ * @param {number} port
+ * @param {string} host
+ * @returns {Promise<boolean>}
+ */
+function bindable(port, host) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, host, () => srv.close(() => resolve(true)));
+  });
+}
+
+/**
+ * @param {string} host
+ * @returns {Promise<number>}
+ */
+function kernelPort(host) {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once("error", reject);
