@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -12,6 +12,7 @@ import { loadConfig } from "../src/config";
 import { instanceBaseEnv, wrapCommand, type IsolationOptions } from "../src/isolation";
 import { ProcessBackend } from "../src/process-backend";
 import { env } from "./fake-backend";
+import { liveOfUid } from "./harness";
 
 const SETPRIV = "/usr/bin/setpriv";
 const PRLIMIT = "/usr/bin/prlimit";
@@ -53,21 +54,6 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
 HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 `;
-
-/** Live (not zombie) processes whose real uid is `uid`. */
-function liveOfUid(uid: number): number {
-  let n = 0;
-  for (const name of readdirSync("/proc")) {
-    if (!/^[0-9]+$/.test(name)) continue;
-    try {
-      const status = readFileSync(`/proc/${name}/status`, "latin1");
-      if (new RegExp(`^Uid:\\s+${uid}\\s`, "m").test(status) && !/^State:\s+Z/m.test(status)) n++;
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return n;
-}
 
 async function get(address: string, p: string, agent: Agent): Promise<Record<string, unknown>> {
   const res = await request(`${address}${p}`, { dispatcher: agent });

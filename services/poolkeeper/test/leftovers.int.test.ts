@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import {
   chmod,
   chown,
@@ -24,6 +24,7 @@ import { removeTreeNoFollow } from "../src/leftovers";
 import { ProcessBackend } from "../src/process-backend";
 import { killUid } from "../src/uid-cleanup";
 import { env } from "./fake-backend";
+import { liveOfUid } from "./harness";
 
 const SETPRIV = "/usr/bin/setpriv";
 const isRoot = process.getuid?.() === 0;
@@ -32,21 +33,6 @@ const FIXTURE = path.resolve(
   "fixtures/fake-runtime.mjs",
 );
 const fake = env("fake", { image: "acme/custom", command: [process.execPath, FIXTURE] });
-
-/** Live (not zombie) processes whose real uid is `uid`. */
-function liveOfUid(uid: number): number {
-  let n = 0;
-  for (const name of readdirSync("/proc")) {
-    if (!/^[0-9]+$/.test(name)) continue;
-    try {
-      const status = readFileSync(`/proc/${name}/status`, "latin1");
-      if (new RegExp(`^Uid:\\s+${uid}\\s`, "m").test(status) && !/^State:\s+Z/m.test(status)) n++;
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return n;
-}
 
 function alive(pid: number): boolean {
   try {
