@@ -1,9 +1,15 @@
 import type { Express, Request } from "express";
-import { FizzError, type AnyObject, type Instance } from "@fizz/events";
+import { FizzError, type Instance } from "@fizz/events";
 import type { ConsoleBus } from "./console-bus";
+import {
+  consoleFunctionSummary,
+  consoleFunctionsPage,
+  type InstancesView,
+} from "./console-functions";
 import { invokeFunction, parseInvoke, type InvokeTarget } from "./console-invoke";
 import { functionStats } from "./console-stats";
 import type { Operations } from "./operations";
+import { notFound } from "./references";
 import { checkName } from "./validation";
 
 /**
@@ -18,9 +24,12 @@ export interface ConsoleOptions {
   bus: () => ConsoleBus | undefined;
   /** FIZZ_GATEWAY_URL and the invoke timeout; undefined: invoking answers 503 naming the setting. */
   invoke: InvokeTarget | undefined;
+  /** Byte budget of a listing page's functions (default CONSOLE_PAGE_MAX_BYTES). */
+  pageBytes?: number;
 }
 
-const TRIGGER_KINDS = ["mqtriggers", "timetriggers", "watchtriggers"] as const;
+/** A console page's byte budget when not configured: FIZZ_LIST_PAGE_MAX_BYTES's default. */
+const CONSOLE_PAGE_MAX_BYTES = 4 * 1024 * 1024;
 
 export function consoleApi(app: Express, opts: ConsoleOptions, operations: () => Operations): void {
   const bus = (): ConsoleBus => {
@@ -36,47 +45,26 @@ export function consoleApi(app: Express, opts: ConsoleOptions, operations: () =>
     name: checkName(String(req.params.name ?? ""), "name"),
   });
 
-  app.get("/v1/console/functions", async (_req, res) => {
-    const ops = operations();
-    const [functions, httptriggers, instances, ...others] = await Promise.all([
-      ops.list("functions"),
-      ops.list("httptriggers"),
+  // A page of functions with what calls and runs them (console-functions.ts): `?limit=&continue=`
+  // as every list, a first page of LIST_DEFAULT_LIMIT without them; never the whole listing.
+  const pageBytes = opts.pageBytes ?? CONSOLE_PAGE_MAX_BYTES;
+  app.get("/v1/console/functions", async (req, res) => {
+    const q = req.query as Record<string, unknown>;
+    const params = { limit: q.limit, continue: q.continue };
+    const page = await consoleFunctionsPage(operations().store, params, pageBytes, () =>
       instancesOrNone(bus()),
-      ...TRIGGER_KINDS.map((k) => ops.list(k)),
-    ]);
-    const key = (ns: string, name: string) => `${ns}/${name}`;
-    const items = functions.map((f) => ({
-      namespace: f.metadata.namespace,
-      name: f.metadata.name,
-      revision: f.metadata.revision,
-      environment: str(specOf(f).environment),
-      routes: [] as Record<string, unknown>[],
-      triggers: [] as Record<string, unknown>[],
-      instances: { specialized: 0, current: 0 },
-    }));
-    const byKey = new Map(items.map((i) => [key(i.namespace, i.name), i]));
-    const of = (t: AnyObject) => byKey.get(key(t.metadata.namespace, str(specOf(t).function)));
-    for (const t of httptriggers)
-      of(t)?.routes.push({
-        trigger: t.metadata.name,
-        ...pick(specOf(t), ["path", "prefix", "methods", "host"]),
-      });
-    TRIGGER_KINDS.forEach((kind, i) => {
-      for (const t of others[i] ?? [])
-        of(t)?.triggers.push({
-          kind,
-          name: t.metadata.name,
-          ...pick(specOf(t), ["subject", "stream", "cron", "namespace", "resource"]),
-        });
-    });
-    for (const inst of instances.list) {
-      const f = inst.function;
-      const item = f ? byKey.get(key(f.namespace, f.name)) : undefined;
-      if (!item || !f) continue;
-      item.instances.specialized++;
-      if (f.revision === item.revision) item.instances.current++;
-    }
-    res.status(200).json({ items, instancesKnown: instances.known });
+    );
+    res.status(200).json(page);
+  });
+
+  // One function's row (the console's function view), without paging through the listing.
+  app.get("/v1/console/functions/:ns/:name", async (req, res) => {
+    const { ns, name } = fnParams(req);
+    const found = await consoleFunctionSummary(operations().store, ns, name, pageBytes, () =>
+      instancesOrNone(bus()),
+    );
+    if (!found) notFound("functions", ns, name);
+    res.status(200).json(found);
   });
 
   app.get("/v1/pools", async (_req, res) => {
@@ -160,24 +148,10 @@ interface Pool {
 }
 
 /** The listing still shows functions when the poolkeeper is down; `known: false` says why counts are 0. */
-async function instancesOrNone(bus: ConsoleBus): Promise<{ list: Instance[]; known: boolean }> {
+async function instancesOrNone(bus: ConsoleBus): Promise<InstancesView> {
   try {
     return { list: await bus.instances(), known: true };
   } catch {
     return { list: [], known: false };
   }
-}
-
-function specOf(o: AnyObject): Record<string, unknown> {
-  return o.spec;
-}
-
-function str(v: unknown): string {
-  return typeof v === "string" ? v : "";
-}
-
-function pick(spec: Record<string, unknown>, keys: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const k of keys) if (spec[k] !== undefined) out[k] = spec[k];
-  return out;
 }

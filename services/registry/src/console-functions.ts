@@ -1,0 +1,192 @@
+import {
+  LIST_DEFAULT_LIMIT,
+  LIST_MAX_LIMIT,
+  type AnyObject,
+  type FunctionObject,
+  type Instance,
+  type KindPlural,
+} from "@fizz/events";
+import { encodeContinue, pageRequest, type ListParams } from "./list-params";
+import type { PageCursor, Store } from "./store";
+
+/**
+ * The console's function listing, a page at a time: `GET /v1/console/functions?limit=&continue=`
+ * pages over functions like every other list (list-params.ts: the same `limit`, the same tokens,
+ * a byte budget per page), and joins routes, triggers and instance counts for the page's functions
+ * only. It used to read every function, every trigger of every kind and join them on each call:
+ * at 10,000 functions every page view read and parsed all of them, and past the unpaged byte
+ * bound it failed as a whole.
+ *
+ * Triggers of a page: the store keeps no index of triggers by function (the route index is by
+ * route shape, for conflicts; findFunctionUsers scans the namespace). A trigger's function is
+ * always in the trigger's own namespace (references.ts refuses anything else), so a page's
+ * triggers are found in the namespaces of its functions only: each such namespace's triggers are
+ * read through the list index's namespace range, a bounded page at a time, keeping only those of
+ * the page's functions. Triggers of every other namespace are never read, and memory stays one
+ * trigger page however many triggers a namespace holds. A namespace holding thousands of triggers
+ * is still read whole per console page (work O(triggers of the page's namespaces), answers exact
+ * and current); making that O(page) takes an index by function kept with each write, like the
+ * route index (docs/api.md, notes) — this file would then read that index instead of scanning.
+ */
+interface FunctionSummary {
+  namespace: string;
+  name: string;
+  revision: number;
+  environment: string;
+  routes: Record<string, unknown>[];
+  triggers: Record<string, unknown>[];
+  instances: { specialized: number; current: number };
+}
+
+export interface InstancesView {
+  list: Instance[];
+  /** False when the poolkeeper did not answer (counts are then 0). */
+  known: boolean;
+}
+
+interface ConsoleFunctionsPage {
+  items: FunctionSummary[];
+  continue?: string;
+  instancesKnown: boolean;
+}
+
+/** Kinds shown in a function's "triggers" column (HTTP triggers are its routes). */
+const TRIGGER_KINDS = ["mqtriggers", "timetriggers", "watchtriggers"] as const;
+const JOINED_KINDS = ["httptriggers", ...TRIGGER_KINDS] as const;
+
+/**
+ * One page of the listing. Without `limit` and `continue` it is the first page of
+ * LIST_DEFAULT_LIMIT functions (never the whole unbounded listing); `continue` says more follow.
+ */
+export async function consoleFunctionsPage(
+  store: Store,
+  params: ListParams,
+  pageBytes: number,
+  instances: () => Promise<InstancesView>,
+): Promise<ConsoleFunctionsPage> {
+  const req = pageRequest(params, "functions") ?? { limit: LIST_DEFAULT_LIMIT };
+  const [page, inst] = await Promise.all([
+    store.pageJson("functions", { ...req, maxBytes: pageBytes }),
+    instances(),
+  ]);
+  const functions = page.items.map((raw) => JSON.parse(raw.toString("utf8")) as FunctionObject);
+  const items = await summarize(store, functions, inst, pageBytes);
+  return {
+    items,
+    ...(page.next ? { continue: encodeContinue(page.next, "functions") } : {}),
+    instancesKnown: inst.known,
+  };
+}
+
+/** One function's summary (the console's function view), or undefined when it does not exist. */
+export async function consoleFunctionSummary(
+  store: Store,
+  namespace: string,
+  name: string,
+  pageBytes: number,
+  instances: () => Promise<InstancesView>,
+): Promise<{ item: FunctionSummary; instancesKnown: boolean } | undefined> {
+  const [fn, inst] = await Promise.all([store.get("functions", namespace, name), instances()]);
+  if (!fn) return undefined;
+  const [item] = await summarize(store, [fn], inst, pageBytes);
+  return item && { item, instancesKnown: inst.known };
+}
+
+async function summarize(
+  store: Store,
+  functions: readonly FunctionObject[],
+  instances: InstancesView,
+  pageBytes: number,
+): Promise<FunctionSummary[]> {
+  const key = (ns: string, name: string) => `${ns}/${name}`;
+  const items = functions.map((f): FunctionSummary => ({
+    namespace: f.metadata.namespace,
+    name: f.metadata.name,
+    revision: f.metadata.revision,
+    environment: str(specOf(f).environment),
+    routes: [],
+    triggers: [],
+    instances: { specialized: 0, current: 0 },
+  }));
+  const byKey = new Map(items.map((i) => [key(i.namespace, i.name), i]));
+  const namespaces = [...new Set(items.map((i) => i.namespace))];
+  // Per namespace of the page and per kind, the triggers naming one of the page's functions; in
+  // kind order, then name order, as the unpaged listing joined them.
+  const found = await Promise.all(
+    JOINED_KINDS.map(async (kind) =>
+      (
+        await Promise.all(namespaces.map((ns) => triggersOf(store, kind, ns, byKey, pageBytes)))
+      ).flat(),
+    ),
+  );
+  const of = (t: AnyObject) => byKey.get(key(t.metadata.namespace, str(specOf(t).function)));
+  JOINED_KINDS.forEach((kind, i) => {
+    for (const t of found[i] ?? []) {
+      const item = of(t);
+      if (!item) continue;
+      if (kind === "httptriggers")
+        item.routes.push({
+          trigger: t.metadata.name,
+          ...pick(specOf(t), ["path", "prefix", "methods", "host"]),
+        });
+      else
+        item.triggers.push({
+          kind,
+          name: t.metadata.name,
+          ...pick(specOf(t), ["subject", "stream", "cron", "namespace", "resource"]),
+        });
+    }
+  });
+  for (const inst of instances.list) {
+    const f = inst.function;
+    const item = f ? byKey.get(key(f.namespace, f.name)) : undefined;
+    if (!item || !f) continue;
+    item.instances.specialized++;
+    if (f.revision === item.revision) item.instances.current++;
+  }
+  return items;
+}
+
+/**
+ * The triggers of `kind` in namespace `ns` whose function is one of `wanted` (keyed `ns/name`),
+ * read a page at a time (LIST_MAX_LIMIT objects, at most `pageBytes` each): only the matches are
+ * kept, so a namespace of many triggers costs reads, never its whole listing in memory at once.
+ */
+async function triggersOf(
+  store: Store,
+  kind: KindPlural,
+  ns: string,
+  wanted: ReadonlyMap<string, unknown>,
+  pageBytes: number,
+): Promise<AnyObject[]> {
+  const out: AnyObject[] = [];
+  let after: PageCursor | undefined;
+  do {
+    const page = await store.pageJson(kind, {
+      namespace: ns,
+      limit: LIST_MAX_LIMIT,
+      after,
+      maxBytes: pageBytes,
+    });
+    for (const raw of page.items) {
+      const t = JSON.parse(raw.toString("utf8")) as AnyObject;
+      if (wanted.has(`${ns}/${str(specOf(t).function)}`)) out.push(t);
+    }
+    after = page.next;
+  } while (after);
+  return out;
+}
+
+function specOf(o: AnyObject): Record<string, unknown> {
+  return o.spec;
+}
+
+function str(v: unknown): string {
+  return typeof v === "string" ? v : "";
+}
+
+function pick(spec: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (spec[k] !== undefined) out[k] = spec[k];
+  return out;
+}

@@ -1,0 +1,260 @@
+import { Codecs, LIST_MAX_LIMIT, redisKeys, subjects, type Instance } from "@fizz/events";
+import { connectNats, createLogger, serve, silentLogger, type NatsConnection } from "@fizz/kit";
+import { expect } from "chai";
+import {
+  envBody,
+  fnBody,
+  mqtBody,
+  registryEnv,
+  startRegistry,
+  startStack,
+  timerBody,
+  triggerBody,
+  type Reply,
+  type Running,
+  type Stack,
+} from "./helpers";
+
+const S = subjects("fizz.v1");
+
+interface Summary {
+  namespace: string;
+  name: string;
+  routes: { trigger: string }[];
+  triggers: { kind: string; name: string }[];
+  instances: { specialized: number; current: number };
+}
+interface PageBody {
+  items: Summary[];
+  continue?: string;
+  instancesKnown: boolean;
+}
+
+/** What one function should show: its routes' and triggers' names (set up below). */
+interface Expected {
+  routes: string[];
+  triggers: string[];
+  specialized: number;
+}
+
+/**
+ * The console's function listing pages like every list (`limit`, `continue`) and joins routes,
+ * triggers and instances for the page's functions only, reading triggers of the page's
+ * namespaces only.
+ */
+describe("registry console listing in pages (real NATS and Redis)", function () {
+  this.timeout(120_000);
+  let stack: Stack;
+  let reg: Running;
+  let nc: NatsConnection;
+  const lines: string[] = [];
+  const expected = new Map<string, Expected>();
+  const leftOut = () => lines.filter((l) => l.includes("left out of a listing")).length;
+
+  before(async () => {
+    stack = await startStack();
+    // Errors only: the store logs each unreadable object a listing read (and left out).
+    const logger = createLogger("registry", "error", { write: (l: string) => void lines.push(l) });
+    reg = await startRegistry(registryEnv(stack), { logger });
+    const create = async (ns: string, kind: string, body: unknown) => {
+      const res = await reg.api.ns(ns).create(kind, body);
+      expect(res.status, `${ns} ${kind} ${JSON.stringify(res.body)}`).to.equal(201);
+    };
+    const plan = (ns: string, fn: string): Expected => {
+      const e = { routes: [], triggers: [], specialized: 0 };
+      expected.set(`${ns}/${fn}`, e);
+      return e;
+    };
+    // default: 25 functions, some with routes, mq and time triggers. Trigger names sort apart
+    // from their functions' names, so a join by position would attach them to the wrong one.
+    await create("default", "environments", envBody("py"));
+    for (let i = 0; i < 25; i++) {
+      const fn = `f-${String(i).padStart(2, "0")}`;
+      const e = plan("default", fn);
+      await create("default", "functions", fnBody(fn, "py"));
+      if (i % 3 === 0) {
+        const name = `route-${String(24 - i).padStart(2, "0")}`;
+        await create("default", "httptriggers", triggerBody(name, fn));
+        e.routes.push(name);
+      }
+      if (i % 4 === 0) {
+        await create("default", "mqtriggers", mqtBody(`a-mq-${i}`, fn));
+        e.triggers.push(`mqtriggers/a-mq-${i}`);
+      }
+      if (i % 5 === 0) {
+        await create("default", "timetriggers", timerBody(`tick-${i}`, fn));
+        e.triggers.push(`timetriggers/tick-${i}`);
+      }
+    }
+    // team-b: the same function names as default, with triggers of its own.
+    await create("team-b", "environments", envBody("py"));
+    for (const fn of ["f-00", "f-01", "f-02"]) {
+      const e = plan("team-b", fn);
+      await create("team-b", "functions", fnBody(fn, "py"));
+      await create("team-b", "httptriggers", triggerBody(`b-${fn}`, fn));
+      e.routes.push(`b-${fn}`);
+    }
+    // noise: one function with many triggers, and one trigger written behind the registry's back
+    // that no listing can read (it is logged and left out each time one reads it).
+    await create("noise", "environments", envBody("py"));
+    await create("noise", "functions", fnBody("busy", "py"));
+    const busy = plan("noise", "busy");
+    for (let i = 0; i < 150; i++) {
+      const name = `t-${String(i).padStart(3, "0")}`;
+      await create("noise", "timetriggers", timerBody(name, "busy"));
+      busy.triggers.push(`timetriggers/${name}`);
+    }
+    const keys = redisKeys();
+    await stack.client
+      .multi()
+      .set(keys.obj("mqtriggers", "noise", "broken"), '{"kind":"MessageQueueTrigger","spec":{}}')
+      .sadd(keys.nsIndex("mqtriggers", "noise"), "broken")
+      .sadd(keys.kindIndex("mqtriggers"), "noise/broken")
+      .zadd(keys.listIndex("mqtriggers"), 0, "noise\0broken")
+      .exec();
+
+    nc = await connectNats({
+      url: stack.nats.url,
+      name: "test-poolkeeper",
+      logger: silentLogger(),
+    });
+    const inst = (id: string, ns: string, fn: string, revision: number): Instance => ({
+      id,
+      address: `http://127.0.0.1:1/${id}`,
+      environment: { namespace: ns, name: "py" },
+      state: "specialized",
+      backend: "process",
+      startedAt: 1,
+      function: { namespace: ns, name: fn, revision },
+      specializedAt: 2,
+    });
+    serve(
+      nc,
+      S.poolkeeperList,
+      Codecs.poolkeeperList,
+      () =>
+        Promise.resolve({
+          instances: [
+            inst("a", "default", "f-07", 1),
+            inst("b", "default", "f-07", 1),
+            inst("c", "team-b", "f-00", 5), // another revision: specialized, not current
+          ],
+        }),
+      { sender: "poolkeeper-test", logger: silentLogger() },
+    );
+    await nc.flush();
+    expected.get("default/f-07")!.specialized = 2;
+    expected.get("team-b/f-00")!.specialized = 1;
+  });
+
+  after(async () => {
+    await nc?.close();
+    await reg?.svc.stop();
+    await stack?.cleanup();
+  });
+
+  const get = (query: string): Promise<Reply> =>
+    reg.api.call("GET", `/v1/console/functions${query}`);
+  const body = (res: Reply) => res.body as unknown as PageBody;
+  const shown = (s: Summary): Expected => ({
+    routes: s.routes.map((r) => r.trigger).sort(),
+    triggers: s.triggers.map((t) => `${t.kind}/${t.name}`).sort(),
+    specialized: s.instances.specialized,
+  });
+  const sorted = (e: Expected): Expected => ({
+    routes: [...e.routes].sort(),
+    triggers: [...e.triggers].sort(),
+    specialized: e.specialized,
+  });
+
+  it("pages over every function exactly once, in order, each with its own routes, triggers and instances", async () => {
+    const seen: string[] = [];
+    let token: string | undefined;
+    let pages = 0;
+    do {
+      const res = await get(`?limit=4${token ? `&continue=${token}` : ""}`);
+      expect(res.status, JSON.stringify(res.body)).to.equal(200);
+      const page = body(res);
+      expect(page.instancesKnown).to.equal(true);
+      expect(page.items.length).to.be.within(1, 4);
+      for (const item of page.items) {
+        const key = `${item.namespace}/${item.name}`;
+        seen.push(key);
+        expect(shown(item), key).to.deep.equal(sorted(expected.get(key)!));
+      }
+      token = page.continue;
+      pages++;
+    } while (token !== undefined && pages < 100);
+    expect(token, "the last page has no token").to.equal(undefined);
+    const all = [...expected.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    expect(seen).to.deep.equal(all);
+    expect(pages).to.equal(Math.ceil(all.length / 4));
+    const f07 = (await get("?limit=100")).body as unknown as PageBody;
+    expect(f07.items.find((i) => i.name === "f-07")?.instances).to.deep.equal({
+      specialized: 2,
+      current: 2,
+    });
+  });
+
+  it("reads the triggers of the page's namespaces only: an unreadable trigger elsewhere is not read", async () => {
+    const before = leftOut();
+    // Both pages hold only `default` functions: the `noise` namespace's triggers are not read.
+    const first = await get("?limit=10");
+    expect(first.status).to.equal(200);
+    const second = await get(`?limit=10&continue=${body(first).continue}`);
+    expect(body(second).items.map((i) => i.namespace)).to.deep.equal(Array(10).fill("default"));
+    expect(leftOut()).to.equal(before);
+    // The page holding noise/busy reads noise's triggers, the unreadable one included (left out
+    // and logged), and still answers busy's 150 timers: what tells the two cases apart above.
+    const last = await get(`?limit=${LIST_MAX_LIMIT}`);
+    const busy = body(last).items.find((i) => i.namespace === "noise");
+    expect(busy && shown(busy)).to.deep.equal(sorted(expected.get("noise/busy")!));
+    expect(leftOut()).to.be.greaterThan(before);
+  });
+
+  it("answers a first page without limit, as before when everything fits", async () => {
+    const res = await get("");
+    expect(res.status).to.equal(200);
+    expect(body(res).continue).to.equal(undefined);
+    expect(body(res).items).to.have.length(expected.size);
+  });
+
+  it("answers one function's row, from its own namespace, and 404 for one that does not exist", async () => {
+    const res = await reg.api.call("GET", "/v1/console/functions/team-b/f-00");
+    expect(res.status, JSON.stringify(res.body)).to.equal(200);
+    const one = res.body as unknown as { item: Summary; instancesKnown: boolean };
+    expect(one.instancesKnown).to.equal(true);
+    expect(shown(one.item)).to.deep.equal(sorted(expected.get("team-b/f-00")!));
+    expect(one.item.instances).to.deep.equal({ specialized: 1, current: 0 });
+    const missing = await reg.api.call("GET", "/v1/console/functions/team-b/f-09");
+    expect(missing.status).to.equal(404);
+    expect(missing.body.error.code).to.equal("NOT_FOUND");
+    const bad = await reg.api.call("GET", "/v1/console/functions/Team_B/f-00");
+    expect(bad.status).to.equal(400);
+    expect(bad.body.error.field).to.equal("namespace");
+  });
+
+  it("refuses a bad limit or continue token with 400 naming the field", async () => {
+    for (const q of [
+      "?limit=0",
+      `?limit=${LIST_MAX_LIMIT + 1}`,
+      "?limit=abc",
+      "?limit=1&limit=2",
+    ]) {
+      const res = await get(q);
+      expect(res.status, q).to.equal(400);
+      expect(res.body.error.code, q).to.equal("VALIDATION_FAILED");
+      expect(res.body.error.field, q).to.equal("limit");
+    }
+    // A token of one namespace's listing names a position in another listing.
+    const nsPage = await reg.api.call("GET", "/v1/namespaces/team-b/functions?limit=1");
+    const nsToken = (nsPage.body as unknown as { continue: string }).continue;
+    expect(nsToken).to.be.a("string");
+    for (const q of ["?continue=not-a-token!", "?continue=abc", `?continue=${nsToken}`]) {
+      const res = await get(q);
+      expect(res.status, q).to.equal(400);
+      expect(res.body.error.code, q).to.equal("VALIDATION_FAILED");
+      expect(res.body.error.field, q).to.equal("continue");
+    }
+  });
+});
