@@ -18,9 +18,11 @@ export async function functionPage(
   ns: string,
   name: string,
 ): Promise<{ el: HTMLElement; stop: () => void }> {
-  const { items } = await json<{ items: FunctionSummary[] }>("GET", "/v1/console/functions");
-  const f = items.find((i) => i.namespace === ns && i.name === name);
-  if (!f) throw new Error(`no function ${name} in namespace ${ns}`);
+  // Its own row, not the listing: the listing comes a page at a time.
+  const { item: f } = await json<{ item: FunctionSummary }>(
+    "GET",
+    `/v1/console/functions/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`,
+  );
   const charts = h("div", { class: "charts", id: "charts" });
   const totals = h("p", { class: "muted", id: "totals" });
   const instances = h("div", { id: "instances" });
