@@ -221,6 +221,33 @@ describe("the web console in a real browser (headless Chromium)", function () {
     expect(problems).to.deep.equal([]);
   });
 
+  it("lists functions a page at a time: Load more appends the next page until the last", async () => {
+    // 100 more (in a namespace sorting last), so the listing is past the console's page of 100.
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(`${p!.registryUrl}/v1/namespaces/team-c/${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${p!.adminToken}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      expect(res.status, await res.text()).to.equal(201);
+    };
+    await post("environments", { name: "node", spec: { image: "fizz/env-node", poolSize: 0 } });
+    const content = Buffer.from(FUNCTION).toString("base64");
+    for (let i = 0; i < 100; i++)
+      await post("functions", {
+        name: `f-${String(i).padStart(3, "0")}`,
+        spec: { environment: "node", code: { filename: "f.js", content } },
+      });
+    await page.goto(consoleUrl());
+    const rows = page.locator("#functions tbody tr");
+    await until(async () => (await rows.count()) === 100);
+    await page.click("#functions-more");
+    await until(async () => (await rows.count()) === 102);
+    expect(await rows.nth(101).locator("td").first().textContent()).to.equal("f-099");
+    expect(await page.locator("#functions-more").isHidden()).to.equal(true);
+    expect(problems).to.deep.equal([]);
+  });
+
   it("never put the token in a URL", () => {
     expect(requested.length).to.be.greaterThan(0);
     for (const url of requested) expect(url).to.not.contain(p!.adminToken);
