@@ -137,7 +137,7 @@ export interface HostFacts {
   cpus?: number;
 }
 
-/** util-linux prlimit, which sets the instances' RLIMIT_NPROC (IsolationOptions.nproc). */
+/** util-linux prlimit, which sets the RLIMIT_NPROC of instances and builds (IsolationOptions). */
 const PRLIMIT = "/usr/bin/prlimit";
 
 const THIS_HOST: HostFacts = {
@@ -168,6 +168,13 @@ export function loadConfig(
   // Mono a few tens, and a function may start a few subprocesses with their own pools; 256 leaves
   // that room many times over and still stops a fork bomb at a few hundred tasks per instance.
   const nproc = int(env, "FIZZ_INSTANCE_NPROC", 256, 0, 4_194_304);
+  // RLIMIT_NPROC per build uid, 0 = none. Builds need far more tasks than instances, threads
+  // counted: `go build` runs up to one compile per core at once (-p = GOMAXPROCS), each with a
+  // few to tens of threads (backend workers, GC workers on idle cores) besides the go command's
+  // own; an npm install runs node (~11 threads) and install scripts with their own pools. 4096
+  // leaves a 32-64-core host that room and still stops a fork bomb at a few thousand tasks per
+  // build, before it fills the host's pid space (pid_max: 32768 on older kernels).
+  const buildNproc = int(env, "FIZZ_BUILD_NPROC", 4096, 0, 4_194_304);
   // Debian's interpreters when root: usable by any uid, unlike a pyenv build in root's home.
   const { python, ...interpreters } = defaultInterpreters(env, host);
   return {
@@ -216,6 +223,12 @@ export function loadConfig(
       // Only where instances get their own uid (the limit counts all of a uid's processes).
       ...(host.isRoot && nproc > 0
         ? { nproc: { limit: nproc, prlimit: host.exists(PRLIMIT) ? PRLIMIT : undefined } }
+        : {}),
+      // The same rule for builds, which run as uids of the same pool (build/sandbox.ts).
+      ...(host.isRoot && buildNproc > 0
+        ? {
+            buildNproc: { limit: buildNproc, prlimit: host.exists(PRLIMIT) ? PRLIMIT : undefined },
+          }
         : {}),
     },
     allowEnvCommand: bool(env, "FIZZ_ALLOW_ENV_COMMAND", false),

@@ -35,6 +35,11 @@ export interface IsolationOptions {
    * warns once and starts instances without it).
    */
   nproc?: { limit: number; prlimit: string | undefined };
+  /**
+   * The same for builds with their own uid (build/sandbox.ts): a build step (an npm install
+   * script, setup.py, go build) is user code too, and needs more room than an instance.
+   */
+  buildNproc?: { limit: number; prlimit: string | undefined };
 }
 
 export function instanceBaseEnv(env: Record<string, string | undefined>): Record<string, string> {
@@ -247,7 +252,8 @@ export async function makeInstanceDir(dir: string, uid: number | undefined): Pro
 
 /**
  * The command line that starts `cmd` as `uid` (or as is), dying with the poolkeeper, with at most
- * `nproc.limit` processes and threads of its uid when given.
+ * `nproc.limit` processes and threads of its uid when given (an instance's `nproc`, a build's
+ * `buildNproc`).
  */
 export function wrapCommand(
   cmd: string[],
@@ -270,8 +276,8 @@ export function wrapCommand(
 }
 
 /**
- * The RLIMIT_NPROC an instance of `uid` starts with (prlimit or the spawner), or none. Only with
- * the instance's own uid: RLIMIT_NPROC counts every process of the real uid, which for the
+ * The RLIMIT_NPROC an instance (or a build step) of `uid` starts with (prlimit or the spawner),
+ * or none. Only with its own uid: RLIMIT_NPROC counts every process of the real uid, which for the
  * poolkeeper's own user includes everything else that user runs. Never above the poolkeeper's own
  * hard limit: raising it needs CAP_SYS_RESOURCE, which root in a container often lacks (not in
  * Docker's default set), and every start would fail; the instance inherits that lower limit anyway.

@@ -49,7 +49,8 @@ const CLOSE_WAIT_MS = 200;
  * Runs untrusted build code the way the process backend runs instances: its own uid from the same
  * pool (so no build shares a uid with a live instance or another build), setpriv without groups,
  * capabilities or a way back to privilege, a 0700 directory of its own, only the documented
- * variables, and its own process group, killed whole at the time limit.
+ * variables, its own process group, killed whole at the time limit, and a process limit for its
+ * uid (FIZZ_BUILD_NPROC), so a fork bomb in an install script gets EAGAIN.
  */
 export class BuildSandbox {
   private readonly uids: UidPool | undefined;
@@ -60,6 +61,12 @@ export class BuildSandbox {
     // The lock files (owner pid) keep a uid from being handed out twice by this pool and the
     // process backend's own, which claim from the same directory.
     this.uids = u ? new UidPool(u.base, u.count, u.lockDir) : undefined;
+    const nproc = opts.isolation.buildNproc;
+    if (this.uids && nproc && nproc.limit > 0 && !nproc.prlimit)
+      opts.logger.warn(
+        { wanted: nproc.limit },
+        "prlimit (util-linux) not found: builds run without their process limit (FIZZ_BUILD_NPROC)",
+      );
   }
 
   /** Whether builds run as uids of their own (the poolkeeper is root). */
@@ -170,7 +177,9 @@ export class BuildWorkspace {
       signal: AbortSignal;
     },
   ): Promise<RunResult> {
-    const [file, ...args] = wrapCommand(argv, this.uid, this.opts.isolation.setpriv) as [
+    // With the build's process limit (FIZZ_BUILD_NPROC), only where the uid is the build's own.
+    const { setpriv, buildNproc } = this.opts.isolation;
+    const [file, ...args] = wrapCommand(argv, this.uid, setpriv, buildNproc) as [
       string,
       ...string[],
     ];
