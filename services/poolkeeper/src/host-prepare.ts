@@ -11,7 +11,7 @@ import {
 } from "node:fs";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
-import { prepareInstancesDir, traversable } from "./isolation";
+import { prepareInstancesDir, traversable, wrapCommand } from "./isolation";
 import { resolveOnPath, type Interpreters } from "./runtime-commands";
 
 /** What prepareHost found out about the host, for the launches that follow. */
@@ -55,11 +55,13 @@ export class NodeBuild {
     private readonly log: Logger,
     /** How long after a failed build a spawn tries again; 30 s unless set (tests). */
     private readonly retryMs = 30_000,
+    /** util-linux setpriv, for the build's parent-death signal (parentDeathSetpriv). */
+    private readonly setpriv = parentDeathSetpriv(undefined),
   ) {}
 
   /** Builds (or checks) once; resolves when done, whatever the outcome. */
   check(): Promise<void> {
-    this.redoing ??= buildNodeRuntime(this.runtimesDir, this.log)
+    this.redoing ??= buildNodeRuntime(this.runtimesDir, this.log, this.setpriv)
       .then((outcome) => {
         this.checked = typeof outcome === "object" ? outcome : undefined;
         // A build that failed (a source saved half-way, a check cut off on a busy host) is tried
@@ -135,6 +137,8 @@ export async function prepareHost(opts: {
   /** Instances run as other uids than the poolkeeper's. */
   otherUids: boolean;
   log: Logger;
+  /** FIZZ_SETPRIV; undefined: /usr/bin/setpriv when there is one (parentDeathSetpriv). */
+  setpriv?: string | undefined;
 }): Promise<PreparedHost> {
   const warn = (changed: string[]) => {
     if (changed.length > 0)
@@ -157,7 +161,12 @@ export async function prepareHost(opts: {
         // A path that is not there fails the spawn itself, with a clearer message.
         .map((p) => traversable(p).then(warn, () => undefined))
     : [];
-  const nodeBuild = new NodeBuild(opts.runtimesDir, opts.log);
+  const nodeBuild = new NodeBuild(
+    opts.runtimesDir,
+    opts.log,
+    undefined,
+    parentDeathSetpriv(opts.setpriv),
+  );
   await Promise.all([
     nodeBuild.check(),
     prepareInstancesDir(opts.workDir).then(warn),
@@ -172,6 +181,29 @@ export async function prepareHost(opts: {
 /** The build's own budget: esbuild takes well under a second; a hang must not block spawns. */
 const NODE_BUILD_TIMEOUT_MS = 60_000;
 
+/** FIZZ_SETPRIV's default (config.ts). */
+const SETPRIV = "/usr/bin/setpriv";
+
+/**
+ * The setpriv that gives prepare.mjs its parent-death signal: the one configured, else the
+ * default one when it is there (as a non-root user, the poolkeeper may run without any). Only
+ * --pdeathsig and --no-new-privs are used, no uid change.
+ */
+export function parentDeathSetpriv(configured: string | undefined): string | undefined {
+  return configured ?? (existsSync(SETPRIV) ? SETPRIV : undefined);
+}
+
+/**
+ * The command line of prepare.mjs: through setpriv (same uid), so the kernel kills it when the
+ * poolkeeper dies, even by SIGKILL, instead of leaving it to finish (or hang until its timeout,
+ * which died with the poolkeeper) writing into runtimes/node/.build while a new poolkeeper starts
+ * its own. Its one child, esbuild's service, reads its requests from a pipe of prepare.mjs's and
+ * exits at its end of file, so it goes too. Without setpriv: started directly, as before.
+ */
+export function prepareCommand(script: string, setpriv: string | undefined): string[] {
+  return wrapCommand([process.execPath, script], undefined, setpriv);
+}
+
 /**
  * Runs runtimes/node/prepare.mjs (a no-op when its stamp matches the sources) in a child of its
  * own: the poolkeeper loads neither esbuild nor the runtime's code. Any failure (no esbuild in a
@@ -180,6 +212,7 @@ const NODE_BUILD_TIMEOUT_MS = 60_000;
 async function buildNodeRuntime(
   runtimesDir: string,
   log: Logger,
+  setpriv: string | undefined,
 ): Promise<Checked | "failed" | undefined> {
   const script = path.join(runtimesDir, "node", "prepare.mjs");
   // A runtimes copy without the script (an older one): its sources, without a failed child.
@@ -189,7 +222,7 @@ async function buildNodeRuntime(
   // vouched for before we look (built from older sources if it started before an edit): the
   // bytes found must be the ones vouched for. That race is a moment: asked again, twice at most.
   for (let attempt = 0; attempt < 3; attempt++) {
-    const checked = await checkOnce(script);
+    const checked = await checkOnce(prepareCommand(script, setpriv));
     if ("file" in checked) return checked;
     why = checked.why;
     if (!checked.raced) break;
@@ -202,13 +235,14 @@ async function buildNodeRuntime(
   return why.startsWith("esbuild is not installed") ? undefined : "failed";
 }
 
-function checkOnce(script: string): Promise<Checked | { why: string; raced?: boolean }> {
+function checkOnce(command: string[]): Promise<Checked | { why: string; raced?: boolean }> {
+  const [file, ...args] = command as [string, ...string[]];
   // Before the child reads anything: an edit after this instant is newer than the check.
   const since = Date.now();
   return new Promise((resolve) => {
     execFile(
-      process.execPath,
-      [script],
+      file,
+      args,
       { timeout: NODE_BUILD_TIMEOUT_MS, maxBuffer: 1024 * 1024 },
       (err, stdout) => {
         const result = parseResult(stdout);
