@@ -10,13 +10,16 @@ import {
   readFileSync,
   writeFileSync,
 } from "node:fs";
-import { randomBytes } from "node:crypto";
-import { chmod, lstat, open, readdir, rename, rmdir, unlink } from "node:fs/promises";
+import { lstat, open } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
 import { ownerAlive, ownerToken, type IsolationOptions, type UidPool } from "./isolation";
+import { at, NOFOLLOW_DIR, TreeRemoval } from "./remove-tree";
 import { killUid, uidsWithProcesses } from "./uid-cleanup";
-import { uidsWithFiles } from "./uid-files";
+import { uidsWithFiles } from "./uids-with-files";
+
+// build/sandbox.ts still imports it from here.
+export { removeTreeNoFollow } from "./remove-tree";
 
 /**
  * What a poolkeeper that died without closing (kill -9, a crash, the host's OOM killer) left for
@@ -117,9 +120,9 @@ function staleInstanceNames(instancesDir: string): string[] {
 /**
  * As root, makes each stale directory root's and 0700 at once, before any spawn, and returns
  * whose each was. Its uid is handed out again right after the start-up scan, maybe to another
- * tenant, and the removal takes a while or leaves a tree for a later start (SWEEP_ENTRIES,
- * MAX_DEPTH): the new instance must not reach what the dead one left. Through a descriptor opened
- * with O_NOFOLLOW: a link there is left to the removal, which unlinks it.
+ * tenant, and the removal takes a while or leaves a tree for a later start (SWEEP_ENTRIES, the
+ * depth remove-tree.ts refuses): the new instance must not reach what the dead one left. Through
+ * a descriptor opened with O_NOFOLLOW: a link there is left to the removal, which unlinks it.
  */
 function lockAway(instancesDir: string, names: string[]): Map<string, number> {
   const owners = new Map<string, number>();
@@ -198,7 +201,13 @@ async function removeStaleInstanceDirs(
   },
 ): Promise<void> {
   if (names.length === 0) return;
-  const budget = { left: SWEEP_ENTRIES };
+  // A failure ends that directory's removal (logged below), and a tree too deep is refused, not
+  // moved up: these are root's and 0700 meanwhile, left for a later start.
+  const removal = new TreeRemoval({
+    calls: "async",
+    budget: { left: SWEEP_ENTRIES },
+    chmodOwn: true,
+  });
   let removed = 0;
   // The operator's path may be a link; what is under it is walked through descriptors only.
   const top = await open(instancesDir, constants.O_RDONLY | constants.O_DIRECTORY);
@@ -212,7 +221,7 @@ async function removeStaleInstanceDirs(
           opts.log.warn({ dir, uid }, "left a stale instance directory of a quarantined uid");
           continue;
         }
-        if (!(await removeAt(top.fd, name, budget, 0))) {
+        if (!(await removal.remove(top.fd, name, dir))) {
           opts.log.warn(
             { dir, entries: SWEEP_ENTRIES },
             "stale instance directories only partly removed; the next start goes on",
@@ -230,110 +239,4 @@ async function removeStaleInstanceDirs(
   }
   if (removed > 0)
     opts.log.info({ removed }, "removed instance directories a previous poolkeeper left");
-}
-
-/**
- * Deletes the directory `dir` and what is under it without following a link anywhere, even while
- * a process that can write in the tree renames and swaps its entries (removeAt). For an instance's
- * own directory once its processes are gone, in place of fs.rm, which walks by path (removeAt):
- * another uid the function let in (a 0777 directory) can still be running then.
- */
-export async function removeTreeNoFollow(dir: string): Promise<void> {
-  const parent = await open(path.dirname(dir), constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await removeAt(parent.fd, path.basename(dir), { left: Infinity }, 0, { moved: 0 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err; // gone already: as rm's force
-  } finally {
-    await parent.close();
-  }
-}
-
-/**
- * Directories open at once at most while removing (one per level). A deeper directory is moved up
- * under the tree's top when `deep` is given (removeTreeNoFollow: throwing there left the uid
- * reserved for good, so one mkdir loop per instance drained the pool), else refused (the start-up
- * removal, whose trees are root's and 0700 meanwhile: left for a later start).
- */
-const MAX_DEPTH = 1024;
-/**
- * With `deep`, directories open at once at most: removals of instances ending together run side
- * by side, and 1024 each took the poolkeeper to its descriptor limit (EMFILE for every accept,
- * spawn and clean-up). A deeper tree costs a pass of the top per 64 levels.
- */
-const MOVE_DEPTH = 64;
-const NOFOLLOW_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
-
-/**
- * `name` inside the directory open as `fd`. The kernel resolves /proc/self/fd/<fd> to that very
- * directory (as openat(2) would, which Node lacks), not by its path: no rename or link swap of
- * anything above it can send the operation elsewhere; the last component is never followed by
- * lstat, unlink, rmdir, nor by open with O_NOFOLLOW.
- */
-function at(fd: number, name: string): string {
-  return `/proc/self/fd/${fd}/${name}`;
-}
-
-/**
- * Deletes `name` in the open directory `dirFd` and what is under it, one entry at a time. Walking
- * by path is not safe here: a uid that can write in the tree (the directory's owner, once given
- * to a new instance after the start-up scan, or another uid a 0777 directory lets in) can swap a
- * directory for a link to / between root's lstat and its readdir, and root then deletes through
- * the link. So each directory is opened with O_NOFOLLOW (a link there now: ELOOP, nothing done),
- * listed and emptied through its descriptor, and removed by rmdir, which follows no link. False
- * when the budget ran out first.
- */
-async function removeAt(
-  dirFd: number,
-  name: string,
-  budget: { left: number },
-  depth: number,
-  deep?: { top?: number; moved: number },
-): Promise<boolean> {
-  if (budget.left <= 0) return false;
-  budget.left--;
-  const p = at(dirFd, name);
-  const st = await lstat(p).catch(unlessGone);
-  if (!st) return true;
-  if (!st.isDirectory()) {
-    // EISDIR if swapped for a directory meanwhile: an error, nothing followed.
-    await unlink(p).catch(unlessGone);
-    return true;
-  }
-  // A directory the function made unreadable (chmod 0500, 0000) stops a removal, and a move up
-  // (which needs write permission on the directory moved), without CAP_DAC_OVERRIDE: when
-  // instances ran as the poolkeeper's own user, so nothing that user had not is gained if a swap
-  // makes the chmod follow a link. Root needs none and never chmods.
-  const me = process.getuid?.();
-  if (me !== 0 && st.uid === me && (st.mode & 0o700) !== 0o700) await chmod(p, 0o700);
-  if (depth >= (deep ? MOVE_DEPTH : MAX_DEPTH)) {
-    if (deep?.top === undefined)
-      throw new Error(`a directory tree deeper than ${MAX_DEPTH} levels`);
-    // rename follows no last component (a link swapped in is moved itself) and stays inside the
-    // tree: the top's next pass lists it, MOVE_DEPTH levels less deep.
-    const to = at(deep.top, `.fizz-deep-${randomBytes(8).toString("hex")}`);
-    if (await rename(p, to).then(() => true, unlessGone)) deep.moved++;
-    return true;
-  }
-  const handle = await open(p, NOFOLLOW_DIR);
-  try {
-    if (deep && depth === 0) deep.top = handle.fd;
-    for (;;) {
-      const moved = deep?.moved;
-      const names = await readdir(`/proc/self/fd/${handle.fd}`);
-      for (const child of names)
-        if (!(await removeAt(handle.fd, child, budget, depth + 1, deep))) return false;
-      if (depth > 0 || deep?.moved === moved) break; // at the top: again while moves came
-    }
-  } finally {
-    await handle.close();
-  }
-  await rmdir(p).catch(unlessGone);
-  return true;
-}
-
-/** An entry that vanished meanwhile (its owner removed it) is removed: any other error is not. */
-function unlessGone(err: unknown): undefined {
-  if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-  throw err;
 }

@@ -11,7 +11,8 @@ import { makeInstanceDir, UidPool, type IsolationOptions, type UidKill } from ".
 import type { ChildLike } from "./spawner-child";
 import { InstanceStarter } from "./instance-start";
 import { killUid } from "./uid-cleanup";
-import { removeTreeNoFollow, sweepLeftovers } from "./leftovers";
+import { sweepLeftovers } from "./leftovers";
+import { removeTreeNoFollow } from "./remove-tree";
 import { prepareHost, type NodeBuild, type PreparedHost } from "./host-prepare";
 import { describeExit, signalGroup, type Child } from "./process-child";
 import {

@@ -20,7 +20,7 @@ import { createLogger } from "@fizz/kit";
 import { expect } from "chai";
 import { Agent, request } from "undici";
 import { instanceBaseEnv, type IsolationOptions } from "../src/isolation";
-import { removeTreeNoFollow } from "../src/leftovers";
+import { removeTreeNoFollow } from "../src/remove-tree";
 import { ProcessBackend } from "../src/process-backend";
 import { killUid } from "../src/uid-cleanup";
 import { env } from "./fake-backend";
@@ -238,7 +238,7 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
     let deepest = path.join(dir, "deep");
     for (let i = 0; i < 400; i++) deepest = path.join(deepest, "d");
     await mkdir(deepest, { recursive: true });
-    const src = path.resolve(__dirname, "../src/leftovers.ts");
+    const src = path.resolve(__dirname, "../src/remove-tree.ts");
     const script = `import(${JSON.stringify(src)}).then((m) => m.removeTreeNoFollow(${JSON.stringify(path.join(dir, "deep"))}))`;
     execFileSync(
       "prlimit",
@@ -261,7 +261,7 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
     await chownTree(path.join(dir, "home"), base);
     await chmod(dir, 0o755);
     await chmod(at64, 0o500);
-    const src = path.resolve(__dirname, "../src/leftovers.ts");
+    const src = path.resolve(__dirname, "../src/remove-tree.ts");
     const script = `import(${JSON.stringify(src)}).then((m) => m.removeTreeNoFollow(${JSON.stringify(tree)}))`;
     execFileSync(
       SETPRIV,

@@ -15,7 +15,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { UidPool } from "../src/isolation";
 import { killUid } from "../src/uid-cleanup";
-import { ipcObjectsOf, removeUidFiles } from "../src/uid-files";
+import { removeUidFiles } from "../src/uid-files";
+import { ipcObjectsOf } from "../src/uid-ipc";
 
 const SETPRIV = "/usr/bin/setpriv";
 const isRoot = process.getuid?.() === 0;

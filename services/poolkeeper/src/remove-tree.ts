@@ -1,0 +1,296 @@
+import { randomBytes } from "node:crypto";
+import {
+  chmodSync,
+  close,
+  closeSync,
+  constants,
+  fstat,
+  fstatSync,
+  lstatSync,
+  open,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmdirSync,
+  unlinkSync,
+  type Stats,
+} from "node:fs";
+import * as fsp from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
+
+// Deleting a tree that a process of another uid may still write in without following a link
+// anywhere: an instance's own directory (removeTreeNoFollow), the stale ones a dead poolkeeper
+// left (leftovers.ts) and what an instance uid left in /tmp and the like (uid-files.ts). A leaf
+// that imports no other module of the poolkeeper: uid-files.ts sits below leftovers.ts (through
+// uid-cleanup.ts), and both walk with this one.
+
+export const NOFOLLOW_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/**
+ * `name` inside the directory open as `fd`. The kernel resolves /proc/self/fd/<fd> to that very
+ * directory (as openat(2) would, which Node lacks), not by its path: no rename or link swap of
+ * anything above it can send the operation elsewhere; the last component is never followed by
+ * lstat, unlink, rmdir, rename, nor by open with O_NOFOLLOW.
+ */
+export function at(fd: number, name: string): string {
+  return `/proc/self/fd/${fd}/${name}`;
+}
+
+/**
+ * Directories open at once at most while removing (one per level) without `moveUp`: a deeper
+ * tree is refused (the start-up removal, whose trees are root's and 0700 meanwhile: left for a
+ * later start).
+ */
+const MAX_DEPTH = 1024;
+/**
+ * With `moveUp`, directories open at once at most: a deeper directory is moved up under the
+ * tree's top and emptied by its next pass. Throwing or failing there left the uid reserved (or
+ * quarantined) for good, so one mkdir loop per instance drained the pool; and few, because
+ * removals of instances ending together run side by side, and 1024 each took the poolkeeper to its
+ * descriptor limit (EMFILE for every accept, spawn and clean-up). A deeper tree costs a pass of
+ * the top per 64 levels.
+ */
+const MOVE_DEPTH = 64;
+
+/** The calls a removal makes: on /proc/self/fd paths (at) or on descriptors. */
+interface Calls {
+  lstat(p: string): Stats | Promise<Stats>;
+  unlink(p: string): void | Promise<void>;
+  rmdir(p: string): void | Promise<void>;
+  rename(from: string, to: string): void | Promise<void>;
+  chmod(p: string, mode: number): void | Promise<void>;
+  /** With O_NOFOLLOW: a link there now is ELOOP, nothing followed. */
+  openDir(p: string): number | Promise<number>;
+  fstat(fd: number): Stats | Promise<Stats>;
+  readdir(fd: number): string[] | Promise<string[]>;
+  close(fd: number): void | Promise<void>;
+}
+
+const SYNC: Calls = {
+  lstat: (p) => lstatSync(p),
+  unlink: (p) => unlinkSync(p),
+  rmdir: (p) => rmdirSync(p),
+  rename: (from, to) => renameSync(from, to),
+  chmod: (p, mode) => chmodSync(p, mode),
+  openDir: (p) => openSync(p, NOFOLLOW_DIR),
+  fstat: (fd) => fstatSync(fd),
+  readdir: (fd) => readdirSync(`/proc/self/fd/${fd}`),
+  close: (fd) => closeSync(fd),
+};
+
+const openAsync = promisify(open);
+const fstatAsync = promisify(fstat);
+const closeAsync = promisify(close);
+const ASYNC: Calls = {
+  lstat: (p) => fsp.lstat(p),
+  unlink: (p) => fsp.unlink(p),
+  rmdir: (p) => fsp.rmdir(p),
+  rename: (from, to) => fsp.rename(from, to),
+  chmod: (p, mode) => fsp.chmod(p, mode),
+  openDir: (p) => openAsync(p, NOFOLLOW_DIR),
+  fstat: (fd) => fstatAsync(fd),
+  readdir: (fd) => fsp.readdir(`/proc/self/fd/${fd}`),
+  close: (fd) => closeAsync(fd),
+};
+
+export interface TreeRemovalOptions {
+  /**
+   * "sync": every call on the event loop, in the turns `before` gives (uid-files.ts: each
+   * threadpool hop cost more CPU than the call); "async": through libuv's threadpool.
+   */
+  calls: "sync" | "async";
+  /** Awaited before each lstat, readdir and unlink: yields and pacing (uid-files.ts). */
+  before?: () => Promise<void>;
+  /** Entries looked at at most, directories too, shared by every remove(); then it says false. */
+  budget?: { left: number };
+  /** A directory past MOVE_DEPTH levels is moved up under the tree's top (else: MAX_DEPTH). */
+  moveUp?: boolean;
+  /**
+   * Given: a failure is added here as "<path>: <code>" and the removal goes on with the rest;
+   * otherwise the first one is thrown. An entry gone meanwhile (ENOENT) is no failure (but see
+   * failure()).
+   */
+  failed?: string[];
+  /**
+   * The uid the top directory must still be of once opened: the owner of the directory it is in
+   * can rename in it (a sticky /tmp too), and what it put there is not emptied (a failure).
+   */
+  owner?: number;
+  /**
+   * Not root: a directory of this user's that it cannot list or write (chmod 0500, 0000) is made
+   * 0700 first, or it would stop the removal, and a move up (which needs write permission on the
+   * directory moved). Only where instances run as the poolkeeper's own user: nothing that user
+   * had not is gained if a swap makes the chmod follow a link. Root needs none and never chmods.
+   */
+  chmodOwn?: boolean;
+}
+
+/**
+ * Removes trees one entry at a time. Walking by path is not safe: a uid that can write in the
+ * tree can swap a directory for a link to / between root's lstat and its readdir, and root then
+ * deletes through the link. So each directory is opened with O_NOFOLLOW (a link there now: ELOOP,
+ * nothing done), listed and emptied through its descriptor, and removed by rmdir, which follows
+ * no link.
+ */
+export class TreeRemoval {
+  /** Entries unlinked or rmdir'ed. */
+  removed = 0;
+  /** Directories moved up under their tree's top (MOVE_DEPTH): the top needs another pass. */
+  private moved = 0;
+  private readonly calls: Calls;
+
+  constructor(private readonly opts: TreeRemovalOptions) {
+    this.calls = opts.calls === "sync" ? SYNC : ASYNC;
+  }
+
+  /**
+   * Deletes `name` in the open directory `dirFd` and what is under it (`shown`: its path in
+   * failures); `st` its lstat when the caller has it. False when the budget ran out first.
+   */
+  remove(dirFd: number, name: string, shown: string, st?: Stats): Promise<boolean> {
+    return this.removeAt(dirFd, name, shown, 0, undefined, st);
+  }
+
+  /**
+   * Records `err` of `shown` as a failure (`failed`) or throws it. ENOENT, an entry gone
+   * meanwhile, is neither when `gone`, and never with `failed`: a throwing removal stops at a
+   * chmod, open or readdir of something gone (removeTreeNoFollow takes that ENOENT for its tree
+   * gone, the start-up removal goes on with the next directory).
+   */
+  failure(shown: string, err: unknown, gone = true): void {
+    const code = (err as NodeJS.ErrnoException).code;
+    const failed = this.opts.failed;
+    if (code === "ENOENT" && (gone || failed)) return;
+    if (!failed) throw err;
+    failed.push(`${shown}: ${code ?? String(err)}`);
+  }
+
+  /** `top`: the descriptor of the tree's top directory (depth 0), where a deep one is moved. */
+  private async removeAt(
+    dirFd: number,
+    name: string,
+    shown: string,
+    depth: number,
+    top: number | undefined,
+    known?: Stats,
+  ): Promise<boolean> {
+    const { budget, moveUp } = this.opts;
+    if (budget) {
+      if (budget.left <= 0) return false;
+      budget.left--;
+    }
+    const c = this.calls;
+    const p = at(dirFd, name);
+    const st = known ?? (await this.call(shown, () => c.lstat(p), true, true));
+    if (!st) return true;
+    if (!st.isDirectory()) {
+      // EISDIR if swapped for a directory meanwhile: a failure, nothing followed.
+      if (await this.done(shown, () => c.unlink(p), true)) this.removed++;
+      return true;
+    }
+    const me = process.getuid?.();
+    if (this.opts.chmodOwn && me !== 0 && st.uid === me && (st.mode & 0o700) !== 0o700)
+      await this.call(shown, () => c.chmod(p, 0o700), false);
+    if (depth >= (moveUp ? MOVE_DEPTH : MAX_DEPTH)) {
+      if (!moveUp || top === undefined) {
+        this.refuse(shown, `a directory tree deeper than ${MAX_DEPTH} levels`);
+        return true;
+      }
+      // rename follows no last component (a link swapped in is moved itself, not its target)
+      // and stays inside the tree: the top's next pass lists it, MOVE_DEPTH levels less deep.
+      // Counted only once moved: a rename that fails must not loop the top.
+      const to = at(top, `.fizz-deep-${randomBytes(8).toString("hex")}`);
+      if (await this.done(shown, () => c.rename(p, to))) this.moved++;
+      return true;
+    }
+    const child = await this.call(shown, () => c.openDir(p), false);
+    if (child === undefined) return true;
+    try {
+      // The name may now be another directory: only one still the owner's is emptied (its
+      // contents are the owner's to decide); the owner's moved away meanwhile is not removed.
+      if (
+        depth === 0 &&
+        this.opts.owner !== undefined &&
+        (await c.fstat(child)).uid !== this.opts.owner
+      ) {
+        this.refuse(shown, "replaced while being removed");
+        return true;
+      }
+      for (;;) {
+        const moved = this.moved;
+        const names = (await this.call(shown, () => c.readdir(child), false, true)) ?? [];
+        for (const inner of names) {
+          const ok = await this.removeAt(
+            child,
+            inner,
+            `${shown}/${inner}`,
+            depth + 1,
+            top ?? child,
+          );
+          if (!ok) return false;
+        }
+        if (depth > 0 || this.moved === moved) break; // at the top: again while moves came
+      }
+    } finally {
+      await c.close(child);
+    }
+    if (await this.done(shown, () => c.rmdir(p))) this.removed++;
+    return true;
+  }
+
+  /** One call (after `before` when `paced`): its value, or undefined when it failed (failure). */
+  private async call<T>(
+    shown: string,
+    op: () => T | Promise<T>,
+    gone = true,
+    paced = false,
+  ): Promise<T | undefined> {
+    if (paced) await this.opts.before?.();
+    try {
+      return await op();
+    } catch (err) {
+      this.failure(shown, err, gone);
+      return undefined;
+    }
+  }
+
+  /** One call without a value (as call): whether it was done. */
+  private async done(shown: string, op: () => unknown, paced = false): Promise<boolean> {
+    const ok = await this.call(
+      shown,
+      async () => {
+        await op();
+        return true;
+      },
+      true,
+      paced,
+    );
+    return ok === true;
+  }
+
+  /** A failure that is no fs call's: recorded as "<path>: <what>", or thrown as `what`. */
+  private refuse(shown: string, what: string): void {
+    if (!this.opts.failed) throw new Error(what);
+    this.opts.failed.push(`${shown}: ${what}`);
+  }
+}
+
+/**
+ * Deletes the directory `dir` and what is under it without following a link anywhere, even while
+ * a process that can write in the tree renames and swaps its entries (TreeRemoval). For an
+ * instance's (or a build's) own directory once its processes are gone, in place of fs.rm, which
+ * walks by path: another uid the function let in (a 0777 directory) can still be running then.
+ */
+export async function removeTreeNoFollow(dir: string): Promise<void> {
+  // The operator's path may be a link; what is under it is walked through descriptors only.
+  const parent = await fsp.open(path.dirname(dir), constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    const removal = new TreeRemoval({ calls: "async", moveUp: true, chmodOwn: true });
+    await removal.remove(parent.fd, path.basename(dir), dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err; // gone already: as rm's force
+  } finally {
+    await parent.close();
+  }
+}
