@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -59,6 +59,14 @@ interface Pending {
 const HEADER_BYTES = 35;
 /** A connection that has not named its spawn by then is dropped (it holds a descriptor). */
 const HEADER_WAIT_MS = 10_000;
+/**
+ * The longest socket path Node binds as given: libuv copies the path into sun_path (108 bytes)
+ * with its NUL, and binds a longer one cut short, silently (Node 20), where the spawner's connect
+ * refuses it ("path too long"), which failed every spawn.
+ */
+const MAX_SOCKET_PATH = 107;
+/** `<pid>-<random>.sock`: one socket per spawner, and whose it is (a dead pid's is removed). */
+const SOCKET_NAME = /^(\d+)-[0-9a-f]{8}\.sock$/;
 
 /**
  * The client of runtimes/spawner/fizz_spawner.py: a small root process that forks, drops privileges and
@@ -90,8 +98,16 @@ export class Spawner {
   static async start(opts: SpawnerOptions): Promise<Spawner> {
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     chmodSync(opts.dir, 0o700);
-    const sockPath = path.join(opts.dir, "spawner.sock");
-    rmSync(sockPath, { force: true });
+    // Its own name: another spawner may use the directory (two backends on one work dir, two
+    // poolkeepers), and one fixed name made the later start take it over (the earlier spawner's
+    // children's streams went to the other client, which dropped them) and either close remove it.
+    removeDeadOnes(opts.dir);
+    const sockPath = path.join(opts.dir, `${process.pid}-${randomBytes(4).toString("hex")}.sock`);
+    if (Buffer.byteLength(sockPath) > MAX_SOCKET_PATH)
+      throw new SpawnerError(
+        "SPAWNER_FAILED",
+        `the spawner's socket path ${sockPath} is longer than a Unix socket address takes (${MAX_SOCKET_PATH} bytes): use a shorter work directory`,
+      );
     const server = net.createServer();
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -138,6 +154,11 @@ export class Spawner {
 
   get pid(): number | undefined {
     return this.proc.pid;
+  }
+
+  /** Where the spawner connects the children's descriptors to (tests). */
+  get socketPath(): string {
+    return this.sockPath;
   }
 
   /**
@@ -288,6 +309,23 @@ export class Spawner {
     for (const child of this.live.values()) child.exit(null, "SIGKILL");
     this.live.clear();
     this.server.close();
+  }
+}
+
+/** Removes the sockets of spawner clients whose process is gone (one that died without close). */
+function removeDeadOnes(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    const pid = Number(SOCKET_NAME.exec(name)?.[1]);
+    if (pid > 0 && !pidAlive(pid)) rmSync(path.join(dir, name), { force: true });
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -185,7 +185,7 @@ describe("spawner (fizz_spawner.py and its client)", function () {
   });
 
   it("drops a connection with a wrong token; it never becomes a child's stream", async () => {
-    const forged = net.connect(path.join(dir, "sock", "spawner.sock"));
+    const forged = net.connect(spawner.socketPath);
     forged.on("error", () => undefined);
     forged.write(`${"0".repeat(32)} 1\nforged output\n`);
     await once(forged, "close"); // the poolkeeper's side closed it

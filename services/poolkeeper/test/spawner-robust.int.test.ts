@@ -1,0 +1,81 @@
+import { expect } from "chai";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { startSpawner, SpawnerError, type Spawner } from "../src/spawner-client";
+
+const PYTHON = "/usr/bin/python3";
+const env = { PATH: "/usr/bin:/bin", LANG: "C.UTF-8" };
+
+async function readAll(s: Readable | null | undefined): Promise<string> {
+  if (!s) return "";
+  let out = "";
+  s.setEncoding("utf8");
+  for await (const chunk of s) out += chunk as string;
+  return out;
+}
+
+async function echo(sp: Spawner, word: string): Promise<string> {
+  const child = await sp.spawn({
+    file: "echo",
+    args: [word],
+    cwd: "/",
+    env,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  return readAll(child.stdout);
+}
+
+/**
+ * What the spawner must survive, or refuse up front, without hanging or failing every refill (and
+ * without taking down the instances it started: they die with it, by their parent-death signal).
+ */
+describe("spawner robustness", function () {
+  this.timeout(30_000);
+  let dir: string;
+  const started: Spawner[] = [];
+
+  before(function () {
+    if (!existsSync(PYTHON)) this.skip();
+  });
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "fizz-spawner-r-"));
+  });
+  afterEach(async () => {
+    for (const sp of started.splice(0)) if (sp.usable) await sp.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function start(sockDir = path.join(dir, "sock")): Promise<Spawner> {
+    const sp = await startSpawner({ python: PYTHON, dir: sockDir, log: () => undefined });
+    started.push(sp);
+    return sp;
+  }
+
+  it("two spawners sharing a socket directory (two backends on one work dir) each get their own children's streams, also after the other closes", async () => {
+    const a = await start();
+    const b = await start();
+    // Before: b's start removed a's socket and listened on the same path, so a's spawner handed
+    // a's children connections to b, which dropped them: a's spawn never resolved.
+    expect(await echo(a, "a")).to.equal("a\n");
+    expect(await echo(b, "b")).to.equal("b\n");
+    await a.close();
+    // Before: a's close removed the path, now b's socket: b's spawns failed (connect: ENOENT).
+    expect(await echo(b, "b2")).to.equal("b2\n");
+  });
+
+  it("refuses to start when its socket path would not fit a Unix socket address (Node would bind a truncated path)", async () => {
+    const long = path.join(dir, "d".repeat(100));
+    mkdirSync(long);
+    let err: unknown;
+    await start(path.join(long, "sock")).catch((e: unknown) => (err = e));
+    // Before: it started, and every spawn failed at the spawner's connect ("path too long"):
+    // the backend's refills failed instead of falling back to child_process.spawn.
+    expect(err).to.be.instanceOf(SpawnerError);
+    expect((err as SpawnerError).code).to.equal("SPAWNER_FAILED");
+    // Nor a socket bound under the cut name (here in `dir`, a name of d's).
+    expect(readdirSync(dir)).to.deep.equal([path.basename(long)]);
+    expect(readdirSync(path.join(long, "sock"))).to.deep.equal([]);
+  });
+});
