@@ -77,8 +77,15 @@ def _getsig(s):
         return None
 
 
-# Signals ignored here (Python ignores SIGPIPE and SIGXFSZ): an exec keeps an ignored signal
-# ignored, so the child resets them (libuv resets all); handled ones are reset by the exec itself.
+# Stop signals are ignored: this process ends with the poolkeeper (stdin EOF, parent-death signal)
+# and never before it, or its children would die at once (their parent-death signal) in the middle
+# of the poolkeeper's graceful stop. A terminal's Ctrl-C reaches the whole foreground process group,
+# this process too, and a service manager's stop (systemd's default) every process of the cgroup.
+for _s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_s, signal.SIG_IGN)
+
+# Signals ignored here (those above; Python ignores SIGPIPE and SIGXFSZ): an exec keeps an ignored
+# signal ignored, so the child resets them (libuv resets all); handled ones are reset by the exec.
 IGNORED = [
     s for s in range(1, signal.NSIG)
     if s not in (signal.SIGKILL, signal.SIGSTOP) and _getsig(s) == signal.SIG_IGN

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { once } from "node:events";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -77,5 +78,36 @@ describe("spawner robustness", function () {
     // Nor a socket bound under the cut name (here in `dir`, a name of d's).
     expect(readdirSync(dir)).to.deep.equal([path.basename(long)]);
     expect(readdirSync(path.join(long, "sock"))).to.deep.equal([]);
+  });
+
+  it("ignores SIGINT and SIGTERM (a terminal's Ctrl-C, a group's or cgroup's stop): its children are not killed with it, and the poolkeeper stops them gracefully", async () => {
+    const sp = await start();
+    const sleeper = await sp.spawn({
+      file: "sleep",
+      args: ["300"],
+      cwd: "/",
+      env,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    // Pending at the spawner when kill returns: before, it died of them before reading on, and
+    // its children with it (SIGKILL, parent-death signal), in the middle of the poolkeeper's drain.
+    process.kill(sp.pid!, "SIGINT");
+    process.kill(sp.pid!, "SIGTERM");
+    process.kill(sp.pid!, "SIGHUP");
+    expect(await echo(sp, "still")).to.equal("still\n");
+    expect(sp.usable).to.equal(true);
+    expect(sleeper.exitCode).to.equal(null);
+    expect(sleeper.signalCode).to.equal(null);
+    // Its children start with those signals at their defaults again (exec keeps ignored ones).
+    const grep = await sp.spawn({
+      file: "grep",
+      args: ["^SigIgn", "/proc/self/status"],
+      cwd: "/",
+      env,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    expect(await readAll(grep.stdout)).to.equal("SigIgn:\t0000000000000000\n");
+    expect(sleeper.kill("SIGTERM")).to.equal(true);
+    expect(await once(sleeper, "exit")).to.deep.equal([null, "SIGTERM"]);
   });
 });
