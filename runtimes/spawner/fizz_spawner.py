@@ -226,14 +226,19 @@ class Spawner:
                  "message": "bad spawn request: %s" % e}
             )
             return
-        errr, errw = os.pipe2(os.O_CLOEXEC)
+        errr = errw = None
+        stage = "pipe"
         try:
+            # Out of descriptors (EMFILE, ENFILE) is this spawn's error: escaping the loop, it
+            # ended the spawner, and every child it started with it (their parent-death signal).
+            errr, errw = os.pipe2(os.O_CLOEXEC)
+            stage = "fork"
             pid = os.fork()
         except OSError as e:
             for f in fds + [errr, errw]:
                 if f is not None:
                     os.close(f)
-            self.send({"ev": "error", "id": rid, "stage": "fork", "errno": e.errno,
+            self.send({"ev": "error", "id": rid, "stage": stage, "errno": e.errno,
                        "code": errno.errorcode.get(e.errno, "EIO"), "message": str(e)})
             return
         if pid == 0:

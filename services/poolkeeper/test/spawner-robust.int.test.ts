@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { once } from "node:events";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -109,5 +110,42 @@ describe("spawner robustness", function () {
     expect(await readAll(grep.stdout)).to.equal("SigIgn:\t0000000000000000\n");
     expect(sleeper.kill("SIGTERM")).to.equal(true);
     expect(await once(sleeper, "exit")).to.deep.equal([null, "SIGTERM"]);
+  });
+
+  it("a spawn that runs out of descriptors in the spawner is that spawn's error; the spawner and its children live on", async () => {
+    const sp = await start();
+    const sleeper = await sp.spawn({
+      file: "sleep",
+      args: ["300"],
+      cwd: "/",
+      env,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    // Room for exactly the three stdio connections of the next spawn, none for its error pipe.
+    const open = new Set(readdirSync(`/proc/${sp.pid!}/fd`).map(Number));
+    const free: number[] = [];
+    for (let fd = 0; free.length < 3; fd++) if (!open.has(fd)) free.push(fd);
+    const limit = free[2]! + 1;
+    // The soft limit only: raising a hard one back needs CAP_SYS_RESOURCE (not in a container).
+    const nofile = (n: number | string) =>
+      execFileSync("prlimit", [`--pid=${sp.pid!}`, `--nofile=${n}:`]);
+    const limits = readFileSync(`/proc/${sp.pid!}/limits`, "latin1");
+    const hard = /^Max open files\s+\S+\s+(\S+)/m.exec(limits)![1]!;
+    nofile(limit);
+    const failed = await sp.spawn({
+      file: "true",
+      args: [],
+      cwd: "/",
+      env,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    const [err] = (await once(failed, "error")) as [SpawnerError];
+    // Before: os.pipe2's EMFILE escaped the loop and the spawner died, SIGKILLing every child.
+    expect(err.code).to.equal("EMFILE");
+    nofile(hard);
+    expect(sp.usable).to.equal(true);
+    expect(await echo(sp, "after")).to.equal("after\n");
+    expect(sleeper.exitCode).to.equal(null);
+    expect(sleeper.signalCode).to.equal(null);
   });
 });
