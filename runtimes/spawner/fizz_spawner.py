@@ -135,8 +135,12 @@ def child(req, fds, errw):
             # The spawner died before the prctl: the signal will never come.
             raise OSError(errno.ESRCH, "the spawner is gone")
         stage = "stdio"
-        # Above every target first, so a dup2 never overwrites a source still to be moved.
         n = len(fds)
+        if errw < n:
+            # Out of the targets' way too: a dup2 onto it would close the error pipe (its EOF
+            # taken for a successful exec) and send a later failure into a child's stream.
+            errw = fcntl.fcntl(errw, fcntl.F_DUPFD_CLOEXEC, n)
+        # Above every target first, so a dup2 never overwrites a source still to be moved.
         high = [fcntl.fcntl(f, fcntl.F_DUPFD, n) if f is not None and f < n else f for f in fds]
         for i, f in enumerate(high):
             if f is None:

@@ -148,4 +148,21 @@ describe("spawner robustness", function () {
     expect(sleeper.exitCode).to.equal(null);
     expect(sleeper.signalCode).to.equal(null);
   });
+
+  it("an exec failure is reported as such whichever descriptor slot its error pipe would have had", async () => {
+    const sp = await start();
+    // One connection at slot k of ten: the spawner's own few descriptors, that connection and the
+    // error pipe sit below 10, so for some k the child's dup2 onto slot k hit the error pipe.
+    // Before: that closed it early ("spawned" before the exec), and the exec's error went to the
+    // child's stream as output, its exit 127 reported as the command's.
+    for (let k = 3; k < 10; k++) {
+      const stdio = Array.from({ length: 10 }, (_, i) => (i === k ? "pipe" : "ignore")) as Array<
+        "pipe" | "ignore"
+      >;
+      const child = await sp.spawn({ file: "/nonexistent/bin", args: [], cwd: "/", env, stdio });
+      expect(child.pid, `slot ${k}`).to.equal(undefined);
+      const [err] = (await once(child, "error")) as [SpawnerError];
+      expect([err.code, err.syscall], `slot ${k}`).to.deep.equal(["ENOENT", "exec"]);
+    }
+  });
 });
