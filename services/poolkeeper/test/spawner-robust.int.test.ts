@@ -1,10 +1,20 @@
 import { expect } from "chai";
 import { once } from "node:events";
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
+import { fileURLToPath } from "node:url";
 import { startSpawner, SpawnerError, type Spawner } from "../src/spawner-client";
 
 const PYTHON = "/usr/bin/python3";
@@ -16,6 +26,16 @@ async function readAll(s: Readable | null | undefined): Promise<string> {
   s.setEncoding("utf8");
   for await (const chunk of s) out += chunk as string;
   return out;
+}
+
+/** Running: in /proc and neither a zombie nor dead (reparented, it may wait to be reaped). */
+function alive(pid: number): boolean {
+  try {
+    const state = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0];
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
 }
 
 async function echo(sp: Spawner, word: string): Promise<string> {
@@ -164,5 +184,29 @@ describe("spawner robustness", function () {
       const [err] = (await once(child, "error")) as [SpawnerError];
       expect([err.code, err.syscall], `slot ${k}`).to.deep.equal(["ENOENT", "exec"]);
     }
+  });
+
+  it("when the poolkeeper dies, even by SIGKILL, the spawner and the instances it started die too", async () => {
+    // A stand-in poolkeeper: a Node process with the client, one child as an instance uid.
+    const client = fileURLToPath(new URL("../src/spawner-client.ts", import.meta.url));
+    const script = path.join(dir, "keeper.mts");
+    writeFileSync(
+      script,
+      `import { startSpawner } from ${JSON.stringify(client)};
+const sp = await startSpawner({ python: ${JSON.stringify(PYTHON)}, dir: process.argv[2] });
+const c = await sp.spawn({ file: "sleep", args: ["300"], cwd: "/", env: { PATH: "/usr/bin:/bin" },
+  ${process.getuid?.() === 0 ? "uid: 290000 + (process.pid % 5000)," : ""} stdio: ["ignore", "ignore", "ignore"] });
+console.log(JSON.stringify([sp.pid, c.pid]));
+`,
+    );
+    const keeper = spawn(process.execPath, ["--import", "tsx", script, path.join(dir, "sock")], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const [line] = (await once(createInterface({ input: keeper.stdout }), "line")) as [string];
+    const pids = JSON.parse(line) as number[];
+    expect(pids.every(alive)).to.equal(true);
+    keeper.kill("SIGKILL");
+    // The test's timeout is the bound: one the parent-death signals missed never goes.
+    while (pids.some(alive)) await new Promise((r) => setTimeout(r, 20));
   });
 });
