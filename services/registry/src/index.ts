@@ -125,6 +125,7 @@ export async function start(
     console: {
       dir: config.consoleDir,
       bus: () => consoleBus,
+      pageBytes: config.listPageMaxBytes,
       invoke:
         config.gatewayUrl === undefined
           ? undefined
