@@ -338,6 +338,15 @@ class Spawner:
             sys.stderr.write("fizz-spawner: unreadable request line\n")
             return
         op = req.get("op") if isinstance(req, dict) else None
+        if op in ("spawn", "kill") and type(req.get("id")) is not int:
+            # Used as a key of self.live and self.pids: another type raised (unhashable) out of
+            # the loop, and the spawner died, and every child it started with it.
+            if op == "spawn":
+                self.send({"ev": "error", "id": req.get("id"), "stage": "request", "errno": 0,
+                           "code": "EINVAL", "message": "bad spawn request: id must be an integer"})
+            else:
+                sys.stderr.write("fizz-spawner: kill: id must be an integer\n")
+            return
         if op == "spawn":
             self.spawn(req)
         elif op == "kill":

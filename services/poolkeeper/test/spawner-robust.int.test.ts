@@ -15,7 +15,7 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { startSpawner, SpawnerError, type Spawner } from "../src/spawner-client";
+import { SPAWNER_SCRIPT, startSpawner, SpawnerError, type Spawner } from "../src/spawner-client";
 
 const PYTHON = "/usr/bin/python3";
 const env = { PATH: "/usr/bin:/bin", LANG: "C.UTF-8" };
@@ -208,5 +208,43 @@ console.log(JSON.stringify([sp.pid, c.pid]));
     keeper.kill("SIGKILL");
     // The test's timeout is the bound: one the parent-death signals missed never goes.
     while (pids.some(alive)) await new Promise((r) => setTimeout(r, 20));
+  });
+
+  it("a request with an id that is not an integer is refused and the spawner serves on (no exception out of its loop)", async () => {
+    // Its own protocol, on its stdin, as the client speaks it (it never sends such an id).
+    const py = spawn(
+      PYTHON,
+      ["-I", "-S", SPAWNER_SCRIPT, path.join(dir, "none.sock"), `${process.pid}`],
+      {
+        stdio: ["pipe", "pipe", "ignore"],
+      },
+    );
+    const lines = createInterface({ input: py.stdout });
+    const events: Array<Record<string, unknown>> = [];
+    // Until the last request's exit is reported, or the spawner's output ends (it died).
+    const served = new Promise<void>((resolve) => {
+      lines.on("line", (l) => {
+        events.push(JSON.parse(l) as Record<string, unknown>);
+        if (events.some((e) => e.ev === "exit" && e.id === 7)) resolve();
+      });
+      lines.once("close", resolve);
+    });
+    const ok = { op: "spawn", token: "0".repeat(32), file: "true", args: ["true"], env, cwd: "/" };
+    const stdio = ["ignore", "ignore", "ignore"];
+    for (const msg of [
+      { op: "kill", id: [1], signal: 9 }, // before: TypeError (unhashable), the spawner died
+      { ...ok, id: { a: 1 }, stdio }, // before: the same, after its fork
+      { ...ok, id: 7, stdio },
+    ])
+      py.stdin.write(`${JSON.stringify(msg)}\n`);
+    const exited = once(py, "exit");
+    await served;
+    expect(events.filter((e) => e.ev !== "hello").map((e) => [e.ev, e.id])).to.deep.equal([
+      ["error", { a: 1 }],
+      ["spawned", 7],
+      ["exit", 7],
+    ]);
+    py.stdin.end(); // the poolkeeper's end: it exits
+    expect(await exited).to.deep.equal([0, null]);
   });
 });
