@@ -2,19 +2,16 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { FizzError, RUNTIME_NAMES, runtimeOfImage, type Environment } from "@fizz/events";
-import type { Dispatcher } from "undici";
 import type { Backend, BackendInstance, ExitInfo, OutputStream, SpawnOptions } from "./backend";
-import { LineSplitter, type LineGate } from "./lines";
 import { waitReady } from "./health";
 import { freePort, type Logger } from "@fizz/kit";
-import { makeInstanceDir, UidPool, type IsolationOptions, type UidKill } from "./isolation";
-import type { ChildLike } from "./spawner-child";
+import { makeInstanceDir, UidPool } from "./isolation";
 import { InstanceStarter } from "./instance-start";
-import { killUid } from "./uid-cleanup";
+import { trackChild, type ChildTracking } from "./instance-exit";
 import { sweepLeftovers } from "./leftovers";
-import { removeTreeNoFollow } from "./remove-tree";
 import { prepareHost, type NodeBuild, type PreparedHost } from "./host-prepare";
 import { describeExit, signalGroup, type Child } from "./process-child";
+import type { ProcessBackendOptions } from "./process-backend-options";
 import {
   announcesReadiness,
   instanceEnv,
@@ -29,40 +26,7 @@ import {
   type RuntimeLaunch,
 } from "./runtime-commands";
 
-export interface ProcessBackendOptions {
-  workDir: string;
-  runtimesDir: string;
-  python: string;
-  /** PHP, Ruby and Mono (FIZZ_PHP, FIZZ_RUBY, FIZZ_MONO); unset: the bare names on PATH. */
-  interpreters?: Partial<Omit<Interpreters, "python">>;
-  spawnTimeoutMs: number;
-  killGraceMs: number;
-  /**
-   * The only variables an instance gets besides its own (PATH, LANG, ...): never the
-   * poolkeeper's environment, which holds the platform's credentials.
-   */
-  baseEnv: Record<string, string>;
-  isolation: IsolationOptions;
-  /** Environments with spec.command run host commands: root-equivalent, off unless enabled. */
-  allowEnvCommand: boolean;
-  /** Shared keep-alive agent: the health probe's connection is reused by the specialize POST. */
-  agent: Dispatcher;
-  logger: Logger;
-  /**
-   * The log budget of an instance's stream (src/logs): lines over it are dropped before they
-   * are decoded. `release` once the instance is gone. Without it every line is passed on.
-   */
-  outputGate?: (instance: BackendInstance, stream: OutputStream) => LineGate & { release(): void };
-  /** How long a refill starts at a low priority at most; REFILL_LOW_PRIORITY_MS unless set (tests). */
-  refillLowPriorityMs?: number;
-  /**
-   * Pool refills of instances with their own uid start through the spawner
-   * (runtimes/spawner/fizz_spawner.py): default true; false: always child_process.spawn.
-   */
-  spawner?: boolean;
-}
-
-const STDERR_TAIL_LINES = 5;
+export type { ProcessBackendOptions } from "./process-backend-options";
 
 /**
  * How long a pool refill of an announcing runtime has before /healthz polling starts anyway: it
@@ -70,8 +34,6 @@ const STDERR_TAIL_LINES = 5;
  * default grace, and polling would hand it out mid-rehearsal. Nobody waits for a refill.
  */
 const REFILL_ANNOUNCE_GRACE_MS = 3_000;
-/** After 'exit', how long to wait for the pipes to close (a grandchild may hold them open). */
-const CLOSE_WAIT_MS = 200;
 
 /**
  * Instances as child processes on 127.0.0.1, each with its own port and working directory.
@@ -103,6 +65,8 @@ export class ProcessBackend implements Backend {
   private readonly priority = new StartPriority();
   /** child_process.spawn or, for refills, the spawner (instance-start.ts). */
   private readonly starter: InstanceStarter;
+  /** What trackChild (instance-exit.ts) works with: these same maps, lists and sets. */
+  private readonly tracking: ChildTracking;
   /** Leftover uids held (spawns wait for it: none is handed out before its clean-up). */
   private readonly leftoverUids: Promise<unknown>;
   /** The start-up clean-up of what a dead poolkeeper left (leftovers.ts); tests await it. */
@@ -118,6 +82,16 @@ export class ProcessBackend implements Backend {
         { wanted: nproc.limit },
         "prlimit (util-linux) not found: instances start without their process limit (FIZZ_INSTANCE_NPROC)",
       );
+    this.tracking = {
+      children: this.children,
+      exitListeners: this.exitListeners,
+      outputListeners: this.outputListeners,
+      outputGate: opts.outputGate,
+      cleanups: this.cleanups,
+      isolation: opts.isolation,
+      uids: this.uids,
+      log: this.log,
+    };
     // What a dead poolkeeper left (leftovers.ts): the names are read now, before any spawn.
     const sweep = sweepLeftovers({
       instancesDir: path.join(opts.workDir, "instances"),
@@ -248,7 +222,7 @@ export class ProcessBackend implements Backend {
       ...(uid !== undefined ? { uid } : {}),
       dir,
     };
-    const child = this.track(instance, proc, dir, uid);
+    const child = trackChild(this.tracking, instance, proc, dir, uid);
     if (this.closing) void this.kill(id, "the process backend is stopping");
 
     try {
@@ -308,125 +282,5 @@ export class ProcessBackend implements Backend {
     await this.prepared?.catch(() => undefined);
     await this.nodeBuild?.settled();
     await this.starter.close();
-  }
-
-  private track(
-    instance: BackendInstance,
-    proc: ChildLike,
-    dir: string,
-    uid: number | undefined,
-  ): Child {
-    let resolveExited!: () => void;
-    const exited = new Promise<void>((r) => (resolveExited = r));
-    let done = false;
-    const stderrTail: string[] = [];
-    const emit = (stream: OutputStream) => (line: string) => {
-      if (stream === "stderr") {
-        stderrTail.push(line);
-        if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
-      }
-      for (const cb of this.outputListeners) cb(instance, stream, line);
-    };
-    const gates = [
-      this.opts.outputGate?.(instance, "stdout"),
-      this.opts.outputGate?.(instance, "stderr"),
-    ];
-    const out = new LineSplitter(emit("stdout"), gates[0] ? { gate: gates[0] } : {});
-    const err = new LineSplitter(emit("stderr"), gates[1] ? { gate: gates[1] } : {});
-    const child: Child = {
-      instance,
-      proc,
-      dir,
-      uid,
-      reported: false,
-      killReason: undefined,
-      exitCode: null,
-      exitSignal: null,
-      spawnError: undefined,
-      stderrTail,
-      exited,
-      finalize: () => {
-        if (done) return;
-        done = true;
-        // Every line it wrote goes out before its exit is reported (a crash's last words).
-        out.end();
-        err.end();
-        this.children.delete(instance.id);
-        // Whatever the function left behind in its process group goes with it.
-        if (proc.pid !== undefined) {
-          try {
-            process.kill(-proc.pid, "SIGKILL");
-          } catch {
-            // ESRCH: the group is already empty.
-          }
-        }
-        // The uid is free again only once nothing of it runs and its files are gone: the next
-        // instance with it must not meet them. One that killUid could not empty is quarantined.
-        const cleanup = (
-          uid !== undefined
-            ? killUid(uid, this.opts.isolation.setpriv, this.opts.isolation.killBound)
-            : Promise.resolve<UidKill>({ killed: 0, left: 0 })
-        )
-          .then(async (kill) => {
-            // Not fs.rm: it walks by path, and another uid the function let in (its directory
-            // made 0777) can still run now and swap a directory for a link between rm's lstat
-            // and its readdir, making root delete outside (reproduced: 20 of 20 files gone).
-            await removeTreeNoFollow(dir);
-            if (uid === undefined || !this.uids || this.uids.giveBack(uid, kill)) return;
-            this.log.error(
-              { instance: instance.id, uid, left: kill.left, unremoved: kill.unremoved },
-              "what an instance uid left (processes, or files: unremoved) could not all be removed; the uid is quarantined",
-            );
-          })
-          .catch((err: unknown) =>
-            this.log.warn(
-              { instance: instance.id, dir, err: String(err) },
-              "could not remove an instance directory; its uid stays reserved",
-            ),
-          )
-          .finally(() => this.cleanups.delete(cleanup));
-        this.cleanups.add(cleanup);
-        if (child.reported) {
-          const info: ExitInfo = {
-            code: child.exitCode,
-            signal: child.exitSignal,
-            expected: child.killReason !== undefined,
-            reason: child.killReason ?? describeExit(child),
-          };
-          for (const cb of this.exitListeners) {
-            try {
-              cb(instance, info);
-            } catch (err) {
-              this.log.error({ err }, "exit listener failed");
-            }
-          }
-        }
-        for (const g of gates) g?.release();
-        resolveExited();
-      },
-    };
-    this.children.set(instance.id, child);
-
-    // Bytes, not strings: a line over the budget is dropped without being decoded.
-    proc.stdout?.on("data", (b: Buffer) => out.push(b)).on("end", () => out.end());
-    proc.stderr?.on("data", (b: Buffer) => err.push(b)).on("end", () => err.end());
-    // EPIPE when the runtime exits: expected, and must not crash the poolkeeper.
-    proc.stdin?.on("error", () => undefined);
-
-    proc.once("error", (e) => {
-      child.spawnError = e.message;
-      if (proc.pid === undefined) child.finalize();
-    });
-    proc.once("exit", (code, signal) => {
-      child.exitCode = code;
-      child.exitSignal = signal;
-      setTimeout(child.finalize, CLOSE_WAIT_MS).unref();
-    });
-    proc.once("close", () => {
-      out.end();
-      err.end();
-      child.finalize();
-    });
-    return child;
   }
 }
