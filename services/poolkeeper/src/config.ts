@@ -171,9 +171,11 @@ export function loadConfig(
   // RLIMIT_NPROC per build uid, 0 = none. Builds need far more tasks than instances, threads
   // counted: `go build` runs up to one compile per core at once (-p = GOMAXPROCS), each with a
   // few to tens of threads (backend workers, GC workers on idle cores) besides the go command's
-  // own; an npm install runs node (~11 threads) and install scripts with their own pools. 4096
-  // leaves a 32-64-core host that room and still stops a fork bomb at a few thousand tasks per
-  // build, before it fills the host's pid space (pid_max: 32768 on older kernels).
+  // own (measured: a net/http program from a cold cache peaks at ~450-550 tasks with -p and
+  // GOMAXPROCS 64, ~135 with 16); an npm install runs node (~11 threads) and install scripts with
+  // their own pools. 4096 leaves a 64-core host that room several times over and still stops a
+  // fork bomb at a few thousand tasks per build, before it fills the host's pid space (pid_max:
+  // 32768 on older kernels).
   const buildNproc = int(env, "FIZZ_BUILD_NPROC", 4096, 0, 4_194_304);
   // Debian's interpreters when root: usable by any uid, unlike a pyenv build in root's home.
   const { python, ...interpreters } = defaultInterpreters(env, host);
