@@ -1,6 +1,17 @@
-import { Codecs, LIST_MAX_LIMIT, redisKeys, subjects, type Instance } from "@fizz/events";
+import {
+  Codecs,
+  DEFAULT_REDIS_PREFIX,
+  LIST_MAX_LIMIT,
+  redisKeys,
+  subjects,
+  type Instance,
+} from "@fizz/events";
 import { connectNats, createLogger, serve, silentLogger, type NatsConnection } from "@fizz/kit";
 import { expect } from "chai";
+import { Redis } from "ioredis";
+import { waitFor } from "@fizz/testkit";
+import { consoleFunctionsPage, TRIGGER_SCANS_AT_ONCE } from "../src/console-functions";
+import { RedisStore } from "../src/store";
 import {
   envBody,
   fnBody,
@@ -210,6 +221,50 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
     const busy = body(last).items.find((i) => i.namespace === "noise");
     expect(busy && shown(busy)).to.deep.equal(sorted(expected.get("noise/busy")!));
     expect(leftOut()).to.be.greaterThan(before);
+  });
+
+  it("reads a page's triggers a few namespace pages at a time, not every namespace and kind at once", async () => {
+    // The same Redis as the registry, through a store whose trigger page reads are counted while
+    // in flight: each holds up to a page (1000 objects, the page budget) of one namespace's
+    // triggers, so a page of functions in many namespaces read them all at once (4 kinds ×
+    // namespaces: 12 here, 4,000 for a page of 1000 functions in 1000 namespaces).
+    const client = new Redis(stack.redis.url);
+    const store = new RedisStore({
+      url: stack.redis.url,
+      prefix: DEFAULT_REDIS_PREFIX,
+      client,
+      name: "console-pages-test",
+      logger: silentLogger(),
+    });
+    try {
+      await waitFor(() => store.ready(), { what: "store ready" });
+      let inFlight = 0;
+      let most = 0;
+      const counted = Object.create(store) as RedisStore;
+      counted.pageJson = async (kind, req) => {
+        if (kind === "functions") return store.pageJson(kind, req);
+        most = Math.max(most, ++inFlight);
+        try {
+          return await store.pageJson(kind, req);
+        } finally {
+          inFlight--;
+        }
+      };
+      const page = await consoleFunctionsPage(counted, { limit: LIST_MAX_LIMIT }, 4 << 20, () =>
+        Promise.resolve({ list: [], known: false }),
+      );
+      expect(new Set(page.items.map((i) => i.namespace)).size).to.equal(3);
+      // The same rows as the endpoint answers (the join intact); no instances were given here.
+      for (const item of page.items as unknown as Summary[]) {
+        const key = `${item.namespace}/${item.name}`;
+        expect(shown(item), key).to.deep.equal({ ...sorted(expected.get(key)!), specialized: 0 });
+      }
+      expect(most).to.be.within(1, TRIGGER_SCANS_AT_ONCE);
+      expect(TRIGGER_SCANS_AT_ONCE).to.be.lessThan(4 * 3);
+    } finally {
+      await store.close();
+      client.disconnect();
+    }
   });
 
   it("answers a first page without limit, as before when everything fits", async () => {
