@@ -1,6 +1,7 @@
 import { createLogger, runService, settleMemoryAfterStart } from "@fizz/kit";
 import { loadConfig, type PoolkeeperConfig } from "./config";
 import { start } from "./index";
+import { closeInheritedDescriptors } from "./inherited-fds";
 
 let config: PoolkeeperConfig;
 try {
@@ -10,6 +11,10 @@ try {
   process.exit(1);
 }
 const logger = createLogger("poolkeeper", config.logLevel);
+// Before anything is spawned: what this process inherited open would reach every instance.
+const inherited = closeInheritedDescriptors();
+if (inherited.length)
+  logger.info({ fds: inherited }, "closed descriptors inherited open across exec");
 
 // Start-up garbage collected once the service settled (with --expose-gc: the launcher, the image).
 settleMemoryAfterStart();
