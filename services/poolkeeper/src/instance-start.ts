@@ -35,6 +35,8 @@ export class InstanceStarter {
       workDir: string;
       runtimesDir: string;
       log: Logger;
+      /** A refill's spawn through the spawner fails after this (SPAWN_BOUND_MS unless set). */
+      spawnBoundMs?: number;
     },
   ) {
     this.spawner = opts.useSpawner
@@ -43,6 +45,7 @@ export class InstanceStarter {
           dir: path.join(opts.workDir, "spawner"),
           script: path.join(opts.runtimesDir, "spawner", "fizz_spawner.py"),
           log: (line) => opts.log.warn({ spawner: line }, "spawner"),
+          ...(opts.spawnBoundMs !== undefined ? { spawnBoundMs: opts.spawnBoundMs } : {}),
         }).catch((err: unknown) => {
           opts.log.warn(
             { err: String(err) },

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import net from "node:net";
+import { constants } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -26,6 +27,8 @@ export interface SpawnerOptions {
   script?: string;
   /** The spawner's own complaints (stderr lines). */
   log?: (line: string) => void;
+  /** How long a spawn may take before it fails (SPAWN_BOUND_MS unless set). */
+  spawnBoundMs?: number;
 }
 
 /** One child, as child_process.spawn(file, args, {cwd, env, stdio, detached: true}) takes it. */
@@ -53,12 +56,22 @@ interface Pending {
   missing: number;
   pid: number | undefined;
   resolve: (c: SpawnedChild) => void;
+  /** Fails the spawn once SPAWN_BOUND_MS has passed. */
+  bound: NodeJS.Timeout;
 }
 
 /** Fixed-size header of every connection: 32 hex characters of token, a space, the fd, "\n". */
 const HEADER_BYTES = 35;
 /** A connection that has not named its spawn by then is dropped (it holds a descriptor). */
 const HEADER_WAIT_MS = 10_000;
+/**
+ * A spawn not settled by then fails (SPAWNER_FAILED) and its child, if it was forked, is killed
+ * through the spawner: one whose stream connection was lost (dropped before its header was read)
+ * never settled, and its refill held its uid and a spawn-gate slot for good. A spawn takes ~10 ms;
+ * this is the backend's default spawn timeout (FIZZ_SPAWN_TIMEOUT_MS), which the refill would
+ * have failed at anyway had the spawn come back.
+ */
+export const SPAWN_BOUND_MS = 15_000;
 /**
  * The longest socket path Node binds as given: libuv copies the path into sun_path (108 bytes)
  * with its NUL, and binds a longer one cut short, silently (Node 20), where the spawner's connect
@@ -87,6 +100,7 @@ export class Spawner {
     private readonly proc: ChildProcess,
     private readonly server: net.Server,
     private readonly sockPath: string,
+    private readonly boundMs: number,
   ) {
     this.exited = new Promise((r) => proc.once("exit", () => r()));
     // EPIPE once it is gone: its stdout's end (below) reports that, after its last lines.
@@ -140,7 +154,7 @@ export class Spawner {
         `the spawner did not start: ${(err as Error).message}`,
       );
     }
-    const spawner = new Spawner(proc, server, sockPath);
+    const spawner = new Spawner(proc, server, sockPath, opts.spawnBoundMs ?? SPAWN_BOUND_MS);
     lines.on("line", (l) => spawner.onLine(l));
     // Not on 'exit': exits it reported just before it died may still be unread.
     lines.once("close", () => spawner.lost());
@@ -183,9 +197,11 @@ export class Spawner {
         missing: req.stdio.filter((s) => s === "pipe").length,
         pid: undefined,
         resolve: (c) => {
+          clearTimeout(pending.bound);
           resolve(c);
           c.handOut();
         },
+        bound: setTimeout(() => this.overdue(pending), this.boundMs),
       };
       this.byToken.set(token, pending);
       this.byId.set(id, pending);
@@ -256,6 +272,30 @@ export class Spawner {
     }
   }
 
+  /**
+   * The spawn took longer than its bound: it fails, and its child, if the spawner forked it (a
+   * kill always follows the spawn on its stdin), is killed with its group; the spawner refuses if
+   * it was reaped already. Late reports and connections for it are dropped (unknown id, token).
+   */
+  private overdue(p: Pending): void {
+    if (!this.byId.has(p.id)) return;
+    this.forget(p);
+    this.live.delete(p.id);
+    for (const s of p.streams) s?.destroy();
+    this.send({ op: "kill", id: p.id, signal: constants.signals.SIGKILL });
+    const missing =
+      p.pid === undefined
+        ? "its exec was not reported"
+        : `${p.missing} of its descriptors did not arrive`;
+    p.child.fail(
+      new SpawnerError(
+        "SPAWNER_FAILED",
+        `the spawn did not complete within ${this.boundMs} ms (${missing}); its child, if it was started, is killed`,
+      ),
+    );
+    p.resolve(p.child);
+  }
+
   /** Hands the child out once both its exec and all of its descriptors are in. */
   private settle(p: Pending): void {
     if (p.pid === undefined || p.missing > 0) return;
@@ -272,11 +312,16 @@ export class Spawner {
   /** A connection from the spawner: its header names the spawn (token) and the descriptor. */
   private accept(s: net.Socket): void {
     s.on("error", () => undefined);
-    const timer = setTimeout(() => s.destroy(), HEADER_WAIT_MS);
+    let named = false;
+    // Dropped only if the header really did not come: after the loop was blocked longer than the
+    // wait, this timer fires (timers phase) before the poll phase reads a header that arrived in
+    // time; setImmediate runs after that poll phase has read it.
+    const timer = setTimeout(() => setImmediate(() => named || s.destroy()), HEADER_WAIT_MS);
     timer.unref();
     const onReadable = () => {
       const head = s.read(HEADER_BYTES) as Buffer | null;
       if (head === null) return;
+      named = true;
       s.off("readable", onReadable);
       s.off("end", drop);
       clearTimeout(timer);
