@@ -29,6 +29,12 @@ export interface ProcessBackendOptions {
    * are decoded. `release` once the instance is gone. Without it every line is passed on.
    */
   outputGate?: (instance: BackendInstance, stream: OutputStream) => LineGate & { release(): void };
+  /**
+   * How long a taken start's runtime has to announce readiness before /healthz polling starts
+   * anyway; ANNOUNCE_GRACE_MS unless set (tests: on a loaded machine a start can take longer, and
+   * then the poll may see the instance first).
+   */
+  announceGraceMs?: number;
   /** How long a refill starts at a low priority at most; REFILL_LOW_PRIORITY_MS unless set (tests). */
   refillLowPriorityMs?: number;
   /**

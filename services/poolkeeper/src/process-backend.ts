@@ -124,6 +124,7 @@ export class ProcessBackend implements Backend {
       runtimesDir: this.opts.runtimesDir,
       interpreters: this.interpreters,
       otherUids: this.uids !== undefined,
+      setpriv: this.opts.isolation.setpriv,
       log: this.log,
     });
     this.nodeBuild = (await this.prepared).nodeBuild;
@@ -226,10 +227,11 @@ export class ProcessBackend implements Backend {
     if (this.closing) void this.kill(id, "the process backend is stopping");
 
     try {
+      const grace = taken ? this.opts.announceGraceMs : REFILL_ANNOUNCE_GRACE_MS;
       const how = await waitReady(address, this.opts.agent, {
         timeoutMs: this.opts.spawnTimeoutMs,
         exited: child.exited,
-        ...(taken ? {} : { graceMs: REFILL_ANNOUNCE_GRACE_MS }),
+        ...(grace === undefined ? {} : { graceMs: grace }),
         announce: announces
           ? ((proc.stdio[READY_FD] as Readable | null | undefined) ?? undefined)
           : undefined,

@@ -136,6 +136,9 @@ describe("process backend: the node, python and go runtimes announce readiness",
       allowEnvCommand: false,
       agent,
       logger: createLogger("poolkeeper", "debug", sink),
+      // These tests hold that the runtime announces: a loaded machine's start past the default
+      // grace would let the poll see it first (the product's fallback, not what is tested here).
+      announceGraceMs: 60_000,
     });
   });
   after(async () => {
