@@ -94,7 +94,7 @@ const ASYNC: Calls = {
   close: (fd) => closeAsync(fd),
 };
 
-export interface TreeRemovalOptions {
+interface TreeRemovalOptions {
   /**
    * "sync": every call on the event loop, in the turns `before` gives (uid-files.ts: each
    * threadpool hop cost more CPU than the call); "async": through libuv's threadpool.
