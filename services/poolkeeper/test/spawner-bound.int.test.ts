@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { once } from "node:events";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { Server } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { SPAWNER_SCRIPT, startSpawner, type Spawner } from "../src/spawner-client";
@@ -104,6 +105,38 @@ describe("spawner: every spawn has a bound", function () {
     child.stdout!.setEncoding("utf8").on("data", (c: string) => (out += c));
     const [code, signal] = (await once(child, "close")) as [number | null, string | null];
     expect([code, signal]).to.deep.equal([0, null]);
+    expect(out).to.equal("hi\n");
+  });
+
+  it("a header that arrived in time is read even when the event loop was blocked past the header wait right after the accept", async function () {
+    this.timeout(60_000);
+    sp = await startSpawner({ python: PYTHON, dir: path.join(dir, "sock"), log: () => undefined });
+    // A stall of the poolkeeper's loop (a long synchronous task) just after a connection was
+    // accepted: its header timer is due before the poll phase gets to read the header.
+    const server = (sp as unknown as { server: Server }).server;
+    let stalled = false;
+    server.on("connection", () => {
+      if (stalled) return;
+      stalled = true;
+      const until = Date.now() + 10_500;
+      while (Date.now() < until);
+    });
+    const child = await Promise.race([
+      sp.spawn({
+        file: "echo",
+        args: ["hi"],
+        cwd: "/",
+        env: { PATH: "/usr/bin:/bin" },
+        stdio: ["pipe", "pipe", "pipe"],
+      }),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 25_000).unref()),
+    ]);
+    expect(child, "the spawn resolved").to.not.equal(undefined);
+    expect(child!.pid, "the spawn succeeded").to.be.a("number");
+    let out = "";
+    child!.stdout!.setEncoding("utf8").on("data", (c: string) => (out += c));
+    const [code] = (await once(child!, "close")) as [number | null];
+    expect(code).to.equal(0);
     expect(out).to.equal("hi\n");
   });
 });
