@@ -18,9 +18,6 @@ import { at, NOFOLLOW_DIR, TreeRemoval } from "./remove-tree";
 import { killUid, uidsWithProcesses } from "./uid-cleanup";
 import { uidsWithFiles } from "./uids-with-files";
 
-// build/sandbox.ts still imports it from here.
-export { removeTreeNoFollow } from "./remove-tree";
-
 /**
  * What a poolkeeper that died without closing (kill -9, a crash, the host's OOM killer) left for
  * the next one on the same work directory and uid range: instance directories under

@@ -15,7 +15,7 @@ import {
   type UidKill,
 } from "../isolation";
 import type { LogTail } from "./log-tail";
-import { removeTreeNoFollow } from "../leftovers";
+import { removeTreeNoFollow } from "../remove-tree";
 
 export interface SandboxOptions {
   /** Builds get their directories under here (0711: reachable by build uids, not listable). */
