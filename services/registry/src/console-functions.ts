@@ -17,17 +17,15 @@ import type { PageCursor, Store } from "./store";
  * at 10,000 functions every page view read and parsed all of them, and past the unpaged byte
  * bound it failed as a whole.
  *
- * Triggers of a page: the store keeps no index of triggers by function (the route index is by
- * route shape, for conflicts; findFunctionUsers scans the namespace). A trigger's function is
- * always in the trigger's own namespace (references.ts refuses anything else), so a page's
- * triggers are found in the namespaces of its functions only: each such namespace's triggers are
- * read through the list index's namespace range, a bounded page at a time, keeping only those of
- * the page's functions. Triggers of every other namespace are never read, and memory stays a few
- * trigger pages (TRIGGER_SCANS_AT_ONCE) however many triggers or namespaces a page has. A
- * namespace holding thousands of triggers is still read whole per console page (work
- * O(triggers of the page's namespaces), answers exact and current); making that O(page) takes an
- * index by function kept with each write, like the route index (docs/api.md, notes) — this file
- * would then read that index instead of scanning.
+ * Triggers of a page: read through the store's function index (function-index.ts: per kind,
+ * the trigger names of each function, kept in each trigger write's transaction), only the page's
+ * functions' triggers, fetched by key in chunks (work O(the page's triggers), answers exact and
+ * current). A function's row holds all its triggers, as before (no cap). Until the index is built
+ * (a store written before it, at start-up) the page falls back to the namespace scan below: a
+ * trigger's function is always in the trigger's own namespace (references.ts), so each namespace
+ * of the page's functions is read through the list index's namespace range, a bounded page at a
+ * time, keeping only those of the page's functions — memory a few trigger pages
+ * (TRIGGER_SCANS_AT_ONCE), work O(triggers of the page's namespaces).
  */
 interface FunctionSummary {
   namespace: string;
@@ -120,17 +118,8 @@ async function summarize(
   }));
   const byKey = new Map(items.map((i) => [key(i.namespace, i.name), i]));
   const namespaces = [...new Set(items.map((i) => i.namespace))];
-  // Per namespace of the page and per kind, the triggers naming one of the page's functions; in
-  // kind order, then name order, as the unpaged listing joined them. A few scans at a time: all
-  // at once held a trigger page per kind and namespace in memory together (a page of 1000
-  // functions in 1000 namespaces: 4,000 pages of up to 1000 triggers each).
-  const scans = JOINED_KINDS.flatMap((kind) => namespaces.map((ns) => ({ kind, ns })));
-  const results = await inTurns(scans, TRIGGER_SCANS_AT_ONCE, ({ kind, ns }) =>
-    triggersOf(store, kind, ns, byKey, pageBytes),
-  );
-  const found = JOINED_KINDS.map((_, k) =>
-    results.slice(k * namespaces.length, (k + 1) * namespaces.length).flat(),
-  );
+  const found =
+    (await indexed(store, items)) ?? (await scanned(store, namespaces, byKey, pageBytes));
   const of = (t: AnyObject) => byKey.get(key(t.metadata.namespace, str(specOf(t).function)));
   JOINED_KINDS.forEach((kind, i) => {
     for (const t of found[i] ?? []) {
@@ -157,6 +146,42 @@ async function summarize(
     if (f.revision === item.revision) item.instances.current++;
   }
   return items;
+}
+
+/**
+ * Per kind of JOINED_KINDS, the page's functions' triggers by the function index, in namespace
+ * then name order; undefined while the index is not built.
+ */
+async function indexed(
+  store: Store,
+  items: readonly FunctionSummary[],
+): Promise<AnyObject[][] | undefined> {
+  const byKind = await store.functionTriggers(items);
+  if (!byKind) return undefined;
+  return JOINED_KINDS.map((kind) =>
+    (byKind.get(kind) ?? []).map((raw) => JSON.parse(raw.toString("utf8")) as AnyObject),
+  );
+}
+
+/**
+ * Per kind of JOINED_KINDS, per namespace of the page, the triggers naming one of the page's
+ * functions; in kind order, then name order, as the unpaged listing joined them. A few scans at a
+ * time: all at once held a trigger page per kind and namespace in memory together (a page of 1000
+ * functions in 1000 namespaces: 4,000 pages of up to 1000 triggers each).
+ */
+async function scanned(
+  store: Store,
+  namespaces: readonly string[],
+  byKey: ReadonlyMap<string, unknown>,
+  pageBytes: number,
+): Promise<AnyObject[][]> {
+  const scans = JOINED_KINDS.flatMap((kind) => namespaces.map((ns) => ({ kind, ns })));
+  const results = await inTurns(scans, TRIGGER_SCANS_AT_ONCE, ({ kind, ns }) =>
+    triggersOf(store, kind, ns, byKey, pageBytes),
+  );
+  return JOINED_KINDS.map((_, k) =>
+    results.slice(k * namespaces.length, (k + 1) * namespaces.length).flat(),
+  );
 }
 
 /**

@@ -1,6 +1,13 @@
 import { Redis } from "ioredis";
-import { FizzError, redisKeys, type HttpTrigger, type KindPlural } from "@fizz/events";
+import {
+  FizzError,
+  redisKeys,
+  type AnyObject,
+  type HttpTrigger,
+  type KindPlural,
+} from "@fizz/events";
 import { backoffMs, redisReady, redisTls, retryUntil, type Logger } from "@fizz/kit";
+import { fnIndexEdits, functionOf, functionOfRaw, isIndexedKind } from "./function-index";
 import { routeIndexEdits, routeIndexKey } from "./route-index";
 import { listIndexKey, listIndexMember } from "./store-list";
 import { parseStored, pluralOf } from "./store-parse";
@@ -44,8 +51,11 @@ export interface TxLanesOptions {
   onRetry?: (() => void) | undefined;
   /** Throws UNAVAILABLE while the store is not connected. */
   assertReady: () => void;
-  /** A reader on a lane's connection that WATCHes what it reads and notes the triggers it saw. */
-  reader: (conn: Redis, seen: Map<string, HttpTrigger | undefined>) => StoreReader;
+  /**
+   * A reader on a lane's connection that WATCHes what it reads and notes the triggers it saw, keyed
+   * `seenKey(kind, ns, name)`.
+   */
+  reader: (conn: Redis, seen: Map<string, AnyObject | undefined>) => StoreReader;
   /** After a commit: each object written (as the JSON text stored), each removed. Must not throw. */
   onCommitted?: (
     puts: { kind: KindPlural; key: string; raw: string }[],
@@ -119,8 +129,9 @@ export class TxLanes {
           this.opts.assertReady();
           const epoch = lane.epoch;
           let out: { writes: Writes; result: T };
-          // The triggers this attempt read (watched): their old routes leave the route index.
-          const seen = new Map<string, HttpTrigger | undefined>();
+          // The triggers this attempt read (watched): their old routes leave the route index, and
+          // their old functions' sets the function index.
+          const seen = new Map<string, AnyObject | undefined>();
           try {
             out = await body(this.opts.reader(lane.conn, seen), lane.conn);
           } catch (err) {
@@ -153,9 +164,12 @@ export class TxLanes {
   private async exec(
     tx: Redis,
     writes: Writes,
-    seen: Map<string, HttpTrigger | undefined>,
+    seen: Map<string, AnyObject | undefined>,
   ): Promise<boolean> {
-    const index = await this.routeIndexWrites(tx, writes, seen);
+    const index = [
+      ...(await this.routeIndexWrites(tx, writes, seen)),
+      ...(await this.functionIndexWrites(tx, writes, seen)),
+    ];
     const m = tx.multi();
     for (const { key, add, remove } of index) {
       if (remove !== undefined) m.srem(key, remove);
@@ -209,12 +223,12 @@ export class TxLanes {
   private async routeIndexWrites(
     tx: Redis,
     writes: Writes,
-    seen: Map<string, HttpTrigger | undefined>,
+    seen: Map<string, AnyObject | undefined>,
   ): Promise<{ key: string; add?: string; remove?: string }[]> {
     const out = [...(writes.index ?? [])];
     const before = async (ns: string, name: string): Promise<HttpTrigger | undefined> => {
-      const id = `${ns}/${name}`;
-      if (seen.has(id)) return seen.get(id);
+      const id = seenKey("httptriggers", ns, name);
+      if (seen.has(id)) return seen.get(id) as HttpTrigger | undefined;
       const key = this.keys.obj("httptriggers", ns, name);
       const [, raw] = await Promise.all([tx.watch(key), tx.get(key)]);
       return raw === null ? undefined : parseStored("httptriggers", key, raw);
@@ -232,6 +246,43 @@ export class TxLanes {
       if (r.kind === "httptriggers") await edit(r.namespace, r.name, undefined);
     return out;
   }
+
+  /**
+   * The function index (function-index.ts) follows every trigger write, like the route index: the
+   * trigger's old function (as stored, read leniently and watched here unless the body read it)
+   * loses it when the function changed or the trigger goes; the new one gains it.
+   */
+  private async functionIndexWrites(
+    tx: Redis,
+    writes: Writes,
+    seen: Map<string, AnyObject | undefined>,
+  ): Promise<{ key: string; add?: string; remove?: string }[]> {
+    const out: { key: string; add?: string; remove?: string }[] = [];
+    const before = async (kind: KindPlural, ns: string, name: string) => {
+      const id = seenKey(kind, ns, name);
+      if (seen.has(id)) return functionOf(seen.get(id));
+      const key = this.keys.obj(kind, ns, name);
+      const [, raw] = await Promise.all([tx.watch(key), tx.get(key)]);
+      return functionOfRaw(raw);
+    };
+    const edit = async (kind: KindPlural, ns: string, name: string, after: string | undefined) =>
+      out.push(
+        ...fnIndexEdits(this.opts.prefix, kind, ns, name, await before(kind, ns, name), after),
+      );
+    for (const obj of writes.put ?? []) {
+      const kind = pluralOf(obj);
+      if (isIndexedKind(kind))
+        await edit(kind, obj.metadata.namespace, obj.metadata.name, functionOf(obj));
+    }
+    for (const r of writes.remove ?? [])
+      if (isIndexedKind(r.kind)) await edit(r.kind, r.namespace, r.name, undefined);
+    return out;
+  }
+}
+
+/** The key of a trigger in a transaction's `seen` map. */
+export function seenKey(kind: KindPlural, ns: string, name: string): string {
+  return `${kind}:${ns}/${name}`;
 }
 
 /** A transaction lost its optimistic race: retried by runTransaction, never seen by callers. */

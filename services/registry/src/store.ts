@@ -2,6 +2,7 @@ import type { Redis } from "ioredis";
 import {
   FizzError,
   KIND_PLURALS,
+  type AnyObject,
   redisKeys,
   type HttpTrigger,
   type KindPlural,
@@ -13,7 +14,13 @@ import type { Listing, ListingOf, PageOf, PageRequest, StoreReader, Writes } fro
 import { listIndexBuild, listIndexBuiltKey, mgetAll, readList } from "./store-list";
 import { KnownJson, parseStored, pluralOf } from "./store-parse";
 import { Relearn, RELEARN_PACE } from "./store-relearn";
-import { TxLanes } from "./store-tx";
+import { seenKey, TxLanes } from "./store-tx";
+import {
+  buildFunctionIndex,
+  functionOf,
+  indexedTriggerTexts,
+  isIndexedKind,
+} from "./function-index";
 import { routeIndexBuiltKey, routeIndexKey, routeShape } from "./route-index";
 
 /**
@@ -22,6 +29,7 @@ import { routeIndexBuiltKey, routeIndexKey, routeShape } from "./route-index";
  *   idx:<kind>:<ns>          set of names in one namespace
  *   idx:<kind>               set of `ns/name` over every namespace
  *   lidx:<kind>              the same, sorted, for pages (store-list.ts)
+ *   fnidx:<kind>:<ns>:<fn>  names of the triggers of one function, per kind (function-index.ts)
  *   secretdata:<ns>:<name>   a secret's values, sealed (secret-box.ts); written with its object
  *   code:<sha256 hex>        code bytes of registries before the Object Store; read only by the
  *                            start-up migration (code-migration.ts), never written any more
@@ -49,10 +57,19 @@ export interface Store extends StoreReader {
    */
   pageJson(kind: KindPlural, req: PageRequest): Promise<PageOf<Buffer>>;
   /**
-   * Adds every stored trigger to the route index and every object to the list index, and marks
-   * each built (idempotent: an index already built is left as it is). Answers the triggers added.
+   * Adds every stored trigger to the route index and the function index and every object to the
+   * list index, and marks each built (idempotent: an index already built is left as it is).
+   * Answers the triggers added to the route index.
    */
   buildRouteIndex(): Promise<number>;
+  /**
+   * Per trigger kind, the triggers (JSON bytes, namespace then name order) whose spec.function is
+   * one of `functions`, read through the function index (function-index.ts); undefined while the
+   * index is not built. Unreadable ones are left out and logged, as in a listing.
+   */
+  functionTriggers(
+    functions: readonly { namespace: string; name: string }[],
+  ): Promise<Map<KindPlural, Buffer[]> | undefined>;
   /** A code blob of the Redis era (before the Object Store), for the migration. */
   getCode(digestHex: string): Promise<Buffer | undefined>;
   /** Hex digests of every Redis-era code blob. */
@@ -234,6 +251,10 @@ export class RedisStore implements Store {
         writes: await listIndexBuild(conn, this.opts.prefix),
         result: undefined,
       }));
+    // After the list index: the function index's build pages the triggers through it.
+    await buildFunctionIndex(this.opts.client, this.opts.prefix, (body) =>
+      this.tx.enqueue((_r, conn) => body(conn)),
+    );
     if (routes !== null) return 0;
     return this.tx.enqueue(async (_r, conn) => {
       const claims = await this.storedRouteShapes(conn);
@@ -249,6 +270,37 @@ export class RedisStore implements Store {
         result: claims.length,
       };
     });
+  }
+
+  async functionTriggers(
+    functions: readonly { namespace: string; name: string }[],
+  ): Promise<Map<KindPlural, Buffer[]> | undefined> {
+    this.assertReady();
+    const texts = await indexedTriggerTexts(this.opts.client, this.opts.prefix, functions, 500);
+    if (!texts) return undefined;
+    const wanted = new Set(functions.map((f) => `${f.namespace}/${f.name}`));
+    const out = new Map<KindPlural, Buffer[]>();
+    for (const [kind, list] of texts) {
+      const found: Buffer[] = [];
+      for (const { key, raw } of list) {
+        if (raw === null) continue; // removed since its set was read
+        let bytes: Buffer;
+        try {
+          bytes = this.known.jsonBytes(kind, key, raw);
+        } catch (err) {
+          this.opts.logger.error(
+            { component: "store", err: (err as Error).message },
+            "stored object left out of a listing: it does not match its schema",
+          );
+          continue;
+        }
+        // A member is a candidate (function-index.ts): the trigger itself says whose it is.
+        const t = JSON.parse(bytes.toString("utf8")) as AnyObject;
+        if (wanted.has(`${t.metadata.namespace}/${functionOf(t) ?? ""}`)) found.push(bytes);
+      }
+      out.set(kind, found);
+    }
+    return out;
   }
 
   /**
@@ -342,7 +394,7 @@ export class RedisStore implements Store {
   private reader(
     client: Redis,
     watch: boolean,
-    seen?: Map<string, HttpTrigger | undefined>,
+    seen?: Map<string, AnyObject | undefined>,
   ): StoreReader {
     const keys = this.keys;
     const prefix = this.opts.prefix;
@@ -353,7 +405,7 @@ export class RedisStore implements Store {
       // WATCH and GET in one round trip: one connection answers in order.
       const [, raw] = await Promise.all([watch ? client.watch(key) : undefined, client.get(key)]);
       const obj = raw === null ? undefined : parseStored(kind, key, raw);
-      if (kind === "httptriggers") seen?.set(`${ns}/${name}`, obj as HttpTrigger | undefined);
+      if (isIndexedKind(kind)) seen?.set(seenKey(kind, ns, name), obj);
       return obj;
     };
     return {

@@ -11,6 +11,7 @@ import { expect } from "chai";
 import { Redis } from "ioredis";
 import { waitFor } from "@fizz/testkit";
 import { consoleFunctionsPage, TRIGGER_SCANS_AT_ONCE } from "../src/console-functions";
+import { fnIndexBuiltKey, fnIndexKey } from "../src/function-index";
 import { RedisStore } from "../src/store";
 import {
   envBody,
@@ -105,8 +106,7 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
       await create("team-b", "httptriggers", triggerBody(`b-${fn}`, fn));
       e.routes.push(`b-${fn}`);
     }
-    // noise: one function with many triggers, and one trigger written behind the registry's back
-    // that no listing can read (it is logged and left out each time one reads it).
+    // noise: one function with many triggers.
     await create("noise", "environments", envBody("py"));
     await create("noise", "functions", fnBody("busy", "py"));
     const busy = plan("noise", "busy");
@@ -115,13 +115,20 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
       await create("noise", "timetriggers", timerBody(name, "busy"));
       busy.triggers.push(`timetriggers/${name}`);
     }
+    // A trigger of default/f-24 written behind the registry's back that no listing can read (it
+    // is logged and left out each time one reads it), indexed under its function as a write
+    // would (function-index.ts).
     const keys = redisKeys();
     await stack.client
       .multi()
-      .set(keys.obj("mqtriggers", "noise", "broken"), '{"kind":"MessageQueueTrigger","spec":{}}')
-      .sadd(keys.nsIndex("mqtriggers", "noise"), "broken")
-      .sadd(keys.kindIndex("mqtriggers"), "noise/broken")
-      .zadd(keys.listIndex("mqtriggers"), 0, "noise\0broken")
+      .set(
+        keys.obj("mqtriggers", "default", "broken"),
+        '{"kind":"MessageQueueTrigger","spec":{"function":"f-24"}}',
+      )
+      .sadd(keys.nsIndex("mqtriggers", "default"), "broken")
+      .sadd(keys.kindIndex("mqtriggers"), "default/broken")
+      .zadd(keys.listIndex("mqtriggers"), 0, "default\0broken")
+      .sadd(fnIndexKey(DEFAULT_REDIS_PREFIX, "mqtriggers", "default", "f-24"), "broken")
       .exec();
 
     nc = await connectNats({
@@ -207,23 +214,28 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
     });
   });
 
-  it("reads the triggers of the page's namespaces only: an unreadable trigger elsewhere is not read", async () => {
+  it("reads the page's functions' triggers only: an unreadable trigger of another function in the namespace is not read", async () => {
     const before = leftOut();
-    // Both pages hold only `default` functions: the `noise` namespace's triggers are not read.
+    // Both pages hold default's f-00..f-19 only: f-24's unreadable trigger, in the same namespace,
+    // is not read (scanning the namespace's triggers read it for every page of default).
     const first = await get("?limit=10");
     expect(first.status).to.equal(200);
     const second = await get(`?limit=10&continue=${body(first).continue}`);
-    expect(body(second).items.map((i) => i.namespace)).to.deep.equal(Array(10).fill("default"));
+    expect(body(second).items.map((i) => i.name)).to.deep.equal(
+      Array.from({ length: 10 }, (_, i) => `f-${10 + i}`),
+    );
     expect(leftOut()).to.equal(before);
-    // The page holding noise/busy reads noise's triggers, the unreadable one included (left out
-    // and logged), and still answers busy's 150 timers: what tells the two cases apart above.
+    // The page holding f-24 reads it (left out and logged), and still answers f-24's and busy's
+    // triggers: what tells the two cases apart above.
     const last = await get(`?limit=${LIST_MAX_LIMIT}`);
-    const busy = body(last).items.find((i) => i.namespace === "noise");
-    expect(busy && shown(busy)).to.deep.equal(sorted(expected.get("noise/busy")!));
+    for (const key of ["default/f-24", "noise/busy"]) {
+      const item = body(last).items.find((i) => `${i.namespace}/${i.name}` === key);
+      expect(item && shown(item), key).to.deep.equal(sorted(expected.get(key)!));
+    }
     expect(leftOut()).to.be.greaterThan(before);
   });
 
-  it("reads a page's triggers a few namespace pages at a time, not every namespace and kind at once", async () => {
+  it("reads a page's triggers a few namespace pages at a time until the function index is built", async () => {
     // The same Redis as the registry, through a store whose trigger page reads are counted while
     // in flight: each holds up to a page (1000 objects, the page budget) of one namespace's
     // triggers, so a page of functions in many namespaces read them all at once (4 kinds ×
@@ -238,6 +250,9 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
     });
     try {
       await waitFor(() => store.ready(), { what: "store ready" });
+      // As a store written before the function index, until its build at start: the page scans
+      // its namespaces' triggers.
+      await stack.client.del(fnIndexBuiltKey(DEFAULT_REDIS_PREFIX));
       let inFlight = 0;
       let most = 0;
       const counted = Object.create(store) as RedisStore;
@@ -262,6 +277,8 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
       expect(most).to.be.within(1, TRIGGER_SCANS_AT_ONCE);
       expect(TRIGGER_SCANS_AT_ONCE).to.be.lessThan(4 * 3);
     } finally {
+      // Built again (idempotent; every write kept the sets meanwhile), marker included.
+      await store.buildRouteIndex();
       await store.close();
       client.disconnect();
     }
