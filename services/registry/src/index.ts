@@ -263,8 +263,9 @@ async function runStartup(
       if (!store.ready()) throw new Error("Redis is not connected yet");
       await ensureBuildStream(nc, s);
       await migrateRedisCode(store, ops.opts.archives, log);
-      // Triggers stored before the route index existed join it; until then route checks read
-      // every trigger (route-index.ts).
+      // Triggers stored before the route index or the index of triggers by function existed
+      // join them; until then route checks read every trigger (route-index.ts) and the console
+      // listing reads its namespaces' triggers (console-functions.ts).
       await store.buildRouteIndex();
       const { builds, rollouts } = await ops.packages.reconcile();
       if (builds + rollouts > 0) log.info({ builds, rollouts }, "unfinished packages resumed");
