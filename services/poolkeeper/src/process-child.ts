@@ -1,5 +1,5 @@
 import type { BackendInstance } from "./backend";
-import type { ChildLike } from "./spawner-child";
+import { SpawnedChild, type ChildLike } from "./spawner-child";
 
 /** One instance process of the process backend, from spawn until its exit is reported. */
 export interface Child {
@@ -29,10 +29,19 @@ export function describeExit(child: Child): string {
   return last ? `${how}: ${last}` : how;
 }
 
-/** The whole process group (what the function started too); the child alone if that fails. */
+/**
+ * The whole process group (what the function started too); the child alone if that fails. One
+ * the spawner started is signalled through it, which refuses once it reaped the child: it reaps at
+ * once and we learn of the exit later, and in between the pid may be another session's (a group
+ * left behind without its leader is killed by uid, in cleanUpAfter).
+ */
 export function signalGroup(proc: ChildLike, sig: NodeJS.Signals): void {
   const pid = proc.pid;
   if (pid === undefined) return;
+  if (proc instanceof SpawnedChild) {
+    proc.kill(sig);
+    return;
+  }
   try {
     process.kill(-pid, sig);
   } catch {
