@@ -74,8 +74,11 @@ export function trackChild(
       out.end();
       err.end();
       t.children.delete(instance.id);
-      // Whatever the function left behind in its process group goes with it.
-      if (proc.pid !== undefined) {
+      // Whatever the function left behind in its process group goes with it. Not with a uid of
+      // its own: cleanUpAfter kills everything of that uid (what left the group too), and the
+      // leader is reaped already, so an empty group's number could be another process's by now
+      // (one that made itself a group leader) and -pid would reach it.
+      if (proc.pid !== undefined && uid === undefined) {
         try {
           process.kill(-proc.pid, "SIGKILL");
         } catch {

@@ -113,6 +113,8 @@ export class ProcessBackend implements Backend {
       python: opts.python,
       workDir: opts.workDir,
       runtimesDir: opts.runtimesDir,
+      // A spawn through the spawner ends failed by then, as one through spawn() times out.
+      spawnBoundMs: opts.spawnTimeoutMs,
       log: this.log,
     });
   }
