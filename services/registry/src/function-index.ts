@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { FizzError, redisKeys, type KindPlural } from "@fizz/events";
+import { FizzError, redisKeys, TRIGGER_KINDS, type KindPlural } from "@fizz/events";
 import { listIndexKey } from "./store-list";
 import type { Writes } from "./store-types";
 
@@ -28,12 +28,7 @@ import type { Writes } from "./store-types";
  * still only a candidate: readers check the trigger's spec.function, so a stale member (written by
  * a registry that predates the index, during a rolling upgrade) shows nothing wrong.
  */
-export const FN_INDEX_KINDS: readonly KindPlural[] = [
-  "httptriggers",
-  "mqtriggers",
-  "timetriggers",
-  "watchtriggers",
-];
+export const FN_INDEX_KINDS: readonly KindPlural[] = TRIGGER_KINDS;
 
 /** Triggers per build transaction: each is watched, so a busy store retries smaller pages less. */
 const BUILD_PAGE = 500;
@@ -43,11 +38,11 @@ export function isIndexedKind(kind: KindPlural): boolean {
 }
 
 export function fnIndexKey(prefix: string, kind: KindPlural, ns: string, fn: string): string {
-  return `${prefix}fnidx:${kind}:${ns}:${fn}`;
+  return redisKeys(prefix).fnIndex(kind, ns, fn);
 }
 
 export function fnIndexBuiltKey(prefix: string): string {
-  return `${prefix}fnidx:built:v1`;
+  return redisKeys(prefix).fnIndexBuilt;
 }
 
 /** A stored trigger's spec.function, read leniently: a text no schema accepts still names one. */

@@ -38,6 +38,13 @@ export function redisKeys(prefix: string = DEFAULT_REDIS_PREFIX) {
     /** Set once the route index holds every trigger (v2: hosts without their port). */
     routeIndexBuilt: `${prefix}routeidx:built:v2`,
     /**
+     * Names of the `kind` triggers in `ns` whose spec.function is `fn`, kept with every trigger
+     * write (set; the registry's function-index.ts). Names are DNS labels: no ':' to collide.
+     */
+    fnIndex: (kind: KindPlural, ns: string, fn: string) => `${prefix}fnidx:${kind}:${ns}:${fn}`,
+    /** Set once the function index holds every trigger stored before it existed. */
+    fnIndexBuilt: `${prefix}fnidx:built:v1`,
+    /**
      * Every object of a kind as `<namespace>NUL<name>`, all scores 0 (sorted set): a list page is
      * one ZRANGEBYLEX from its cursor. Kept with every object write.
      */
