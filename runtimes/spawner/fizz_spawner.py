@@ -8,6 +8,7 @@ Protocol (one JSON object per line; stdlib only, run by Debian's /usr/bin/python
   stdin  {"op":"spawn","id":N,"token":HEX32,"file":F,"args":[argv0,...],"env":{...},"cwd":D,
           "uid":U|null,"nproc":L|null,"stdio":["pipe"|"ignore", x3 or x4]}
          {"op":"kill","id":N,"signal":S}  (the child's process group; refused once it is reaped)
+         {"op":"nice","id":N,"nice":K}  (the child's autogroup, -20..19; refused once it is reaped)
   stdout {"ev":"hello","pid":P}
          {"ev":"spawned","id":N,"pid":P}   (the child exec'd)
          {"ev":"error","id":N,"stage":...,"code":"EPERM","errno":1,"message":...} (nothing ran)
@@ -331,6 +332,27 @@ class Spawner:
         except OSError as e:
             sys.stderr.write("fizz-spawner: kill %s: %s\n" % (pid, e))
 
+    def nice(self, req):
+        """Writes the child's session's autogroup niceness (StartPriority, instance-launch.ts).
+        Here and not by pid in the poolkeeper, for the reason kill is: the poolkeeper learns of
+        an exit only after this process has reaped the child, and the pid may be another
+        session's by then. Not reaped (in self.pids), the pid is still this child's, zombie or not."""
+        rid, value = req.get("id"), req.get("nice")
+        if type(value) is not int or not -20 <= value <= 19:
+            sys.stderr.write("fizz-spawner: nice: nice must be an integer from -20 to 19\n")
+            return
+        pid = self.pids.get(rid)
+        if pid is None:
+            return  # reaped (its pid may be another process's by now) or unknown: refused
+        try:
+            fd = os.open("/proc/%d/autogroup" % pid, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(value).encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            sys.stderr.write("fizz-spawner: nice %s: %s\n" % (pid, e))
+
     def handle(self, line):
         try:
             req = json.loads(line)
@@ -338,19 +360,21 @@ class Spawner:
             sys.stderr.write("fizz-spawner: unreadable request line\n")
             return
         op = req.get("op") if isinstance(req, dict) else None
-        if op in ("spawn", "kill") and type(req.get("id")) is not int:
+        if op in ("spawn", "kill", "nice") and type(req.get("id")) is not int:
             # Used as a key of self.live and self.pids: another type raised (unhashable) out of
             # the loop, and the spawner died, and every child it started with it.
             if op == "spawn":
                 self.send({"ev": "error", "id": req.get("id"), "stage": "request", "errno": 0,
                            "code": "EINVAL", "message": "bad spawn request: id must be an integer"})
             else:
-                sys.stderr.write("fizz-spawner: kill: id must be an integer\n")
+                sys.stderr.write("fizz-spawner: %s: id must be an integer\n" % op)
             return
         if op == "spawn":
             self.spawn(req)
         elif op == "kill":
             self.kill(req)
+        elif op == "nice":
+            self.nice(req)
         else:
             sys.stderr.write("fizz-spawner: unknown op %r\n" % (op,))
 

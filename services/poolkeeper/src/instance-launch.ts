@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from "node:fs";
+import { autogroupThroughSpawner } from "./spawner-client";
 
 /** The variables every instance gets besides its own: nothing of the poolkeeper's environment. */
 export const INSTANCE_PATH = "/usr/local/bin:/usr/bin:/bin";
@@ -110,9 +111,12 @@ export interface PrioritizedChild {
  * REFILL_LOW_PRIORITY_MS, or earlier when spawn() returns the instance, so an instance is never
  * handed out, or specialized, at a low priority.
  *
- * A pid is written to only while the child is not reaped (Node sets exitCode or signalCode in the
- * same callback that reaps it): a reaped pid may already belong to another session, whose
- * priority is not ours to change.
+ * A reaped pid may already belong to another session, whose priority is not ours to change. A
+ * child_process child's pid is written to only while it is not reaped (Node sets exitCode or
+ * signalCode in the same callback that reaps it). A spawner child is reaped by the spawner, and
+ * its exit read here later, so its write goes through the spawner, which refuses once it has
+ * reaped it (autogroupThroughSpawner); that write is asynchronous and its failure not reported
+ * back, which at worst leaves a refill at normal priority or writes 0 where 0 already is.
  */
 export class StartPriority {
   readonly enabled: boolean;
@@ -136,13 +140,16 @@ export class StartPriority {
   lower(child: PrioritizedChild, forMs = REFILL_LOW_PRIORITY_MS): () => void {
     const pid = child.pid;
     const ours = () => child.exitCode === null && child.signalCode === null;
-    if (!this.enabled || pid === undefined || !ours() || !this.write(pid, REFILL_NICE)) return noop;
+    if (!this.enabled || pid === undefined || !ours()) return noop;
+    const viaSpawner = autogroupThroughSpawner(child);
+    const write = viaSpawner ?? ((nice: number) => this.write(pid, nice));
+    if (!write(REFILL_NICE)) return noop;
     let done = false;
     const restore = () => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      if (ours()) this.write(pid, 0);
+      if (ours()) write(0);
     };
     const timer = setTimeout(restore, forMs);
     timer.unref();

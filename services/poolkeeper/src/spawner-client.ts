@@ -188,6 +188,11 @@ export class Spawner {
     const id = ++this.seq;
     const token = randomBytes(16).toString("hex");
     const child = new SpawnedChild((sig) => this.send({ op: "kill", id, signal: sig }));
+    autogroupWriters.set(child, (nice) => {
+      if (!Number.isInteger(nice) || nice < -20 || nice > 19)
+        throw new SpawnerError("EINVAL", `nice must be an integer from -20 to 19, not ${nice}`);
+      return this.send({ op: "nice", id, nice });
+    });
     return new Promise((resolve) => {
       const pending: Pending = {
         id,
@@ -376,6 +381,20 @@ function pidAlive(pid: number): boolean {
 
 function unavailable(): SpawnerError {
   return new SpawnerError("SPAWNER_UNAVAILABLE", "the spawner is gone");
+}
+
+/** Each spawner child's autogroup write (see autogroupThroughSpawner). */
+const autogroupWriters = new WeakMap<object, (nice: number) => boolean>();
+
+/**
+ * For a child the spawner started: sets its session's autogroup niceness (-20..19) through the
+ * spawner, which refuses once it has reaped the child (the poolkeeper reads the exit later, and
+ * the pid may be another session's in between), as it does signals. False when the request could
+ * not be sent; the write itself is the spawner's (a failure is on its stderr). Undefined for any
+ * other child.
+ */
+export function autogroupThroughSpawner(child: object): ((nice: number) => boolean) | undefined {
+  return autogroupWriters.get(child);
 }
 
 /** Starts the spawner: `{ spawn, close, usable }` (see Spawner). */

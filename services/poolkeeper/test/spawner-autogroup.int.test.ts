@@ -1,0 +1,167 @@
+import { expect } from "chai";
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { autogroupNice, REFILL_NICE, StartPriority } from "../src/instance-launch";
+import {
+  autogroupThroughSpawner,
+  SPAWNER_SCRIPT,
+  SpawnerError,
+  startSpawner,
+  type Spawner,
+  type SpawnRequest,
+} from "../src/spawner-client";
+
+const PYTHON = "/usr/bin/python3";
+const NS_LAST_PID = "/proc/sys/kernel/ns_last_pid";
+const sleeper: SpawnRequest = {
+  file: "sleep",
+  args: ["300"],
+  cwd: "/",
+  env: { PATH: "/usr/bin:/bin" },
+  stdio: ["pipe", "pipe", "pipe"],
+};
+
+/** Requests are handled in order: once this spawn is back, every earlier request was handled. */
+async function roundTrip(sp: Spawner): Promise<void> {
+  await sp.spawn({ ...sleeper, file: "true", args: [] });
+}
+
+/**
+ * A refill started by the spawner is niced (StartPriority) through the spawner, which refuses once
+ * it reaped the child: the poolkeeper learns of the exit later, and a write by pid in between
+ * changed the priority of whatever session took the pid.
+ */
+describe("spawner: a refill's autogroup priority", function () {
+  this.timeout(30_000);
+  let dir: string;
+  let sp: Spawner | undefined;
+  let impostor: ChildProcess | undefined;
+
+  before(function () {
+    // Root with CAP_SYS_ADMIN and autogroups on, as StartPriority requires.
+    if (!existsSync(PYTHON) || !new StartPriority().enabled) this.skip();
+  });
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "fizz-spawner-a-"));
+    sp = await startSpawner({ python: PYTHON, dir: path.join(dir, "sock"), log: () => undefined });
+  });
+  afterEach(async () => {
+    impostor?.kill("SIGKILL");
+    impostor = undefined;
+    if (sp?.usable) await sp.close();
+    sp = undefined;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("lowers a live spawner child's session and restores it", async () => {
+    const child = await sp!.spawn(sleeper);
+    const restore = new StartPriority({ enabled: true }).lower(child, 60_000);
+    await roundTrip(sp!);
+    expect(autogroupNice(child.pid!)).to.equal(REFILL_NICE);
+    restore();
+    await roundTrip(sp!);
+    expect(autogroupNice(child.pid!)).to.equal(0);
+    child.kill("SIGKILL");
+  });
+
+  it("never writes the autogroup of the session that reused a reaped child's pid before its exit was read", async function () {
+    try {
+      writeFileSync(NS_LAST_PID, readFileSync(NS_LAST_PID, "utf8"));
+    } catch {
+      this.skip(); // no CAP_SYS_ADMIN over the pid namespace: the reuse cannot be forced
+    }
+    const priority = new StartPriority({ enabled: true });
+    let restore: (() => void) | undefined;
+    // Another process may take the pid between the reap and our spawn: tried a few times.
+    for (let attempt = 0; attempt < 5 && !impostor; attempt++) {
+      const child = await sp!.spawn(sleeper);
+      const pid = child.pid!;
+      process.kill(pid, "SIGKILL");
+      while (existsSync(`/proc/${pid}`)); // until the spawner has reaped it
+      writeFileSync(NS_LAST_PID, String(pid - 1));
+      // Its own session, so its own autogroup, at the same number.
+      const p = spawn("sleep", ["300"], { detached: true, stdio: "ignore" });
+      if (p.pid !== pid) {
+        p.kill("SIGKILL");
+        continue;
+      }
+      impostor = p;
+      expect(child.exitCode, "the exit is not read yet").to.equal(null);
+      restore = priority.lower(child, 60_000);
+    }
+    if (!impostor) this.skip(); // the pid was always taken by another process first
+    await roundTrip(sp!);
+    expect(autogroupNice(impostor.pid!), "the session now at the reaped pid").to.equal(0);
+    restore?.();
+  });
+
+  it("a nice request with a bad value or id changes nothing, names the field on stderr, and the spawner serves on", async () => {
+    // Its own protocol, on its stdin (the client never sends such a request).
+    const py = spawn(
+      PYTHON,
+      ["-I", "-S", SPAWNER_SCRIPT, path.join(dir, "none.sock"), `${process.pid}`],
+      {
+        stdio: ["pipe", "pipe", "pipe"],
+      },
+    );
+    const events: Array<Record<string, unknown>> = [];
+    const errors: string[] = [];
+    createInterface({ input: py.stderr }).on("line", (l) => errors.push(l));
+    const waiters: Array<() => void> = [];
+    createInterface({ input: py.stdout }).on("line", (l) => {
+      events.push(JSON.parse(l) as Record<string, unknown>);
+      for (const w of waiters.splice(0)) w();
+    });
+    /** Resolves with the event once the spawner has reported it. */
+    const seen = (ev: string, id: number) =>
+      new Promise<Record<string, unknown>>((resolve) => {
+        const look = () => {
+          const e = events.find((x) => x.ev === ev && x.id === id);
+          if (e) resolve(e);
+          else waiters.push(look);
+        };
+        look();
+      });
+    const send = (msg: object) => py.stdin.write(`${JSON.stringify(msg)}\n`);
+    const base = { op: "spawn", token: "0".repeat(32), cwd: "/", env: { PATH: "/usr/bin:/bin" } };
+    const stdio = ["ignore", "ignore", "ignore"];
+    const spawned = seen("spawned", 1);
+    send({ ...base, id: 1, file: "sleep", args: ["sleep", "300"], stdio });
+    const pid = (await spawned).pid as number;
+    for (const nice of ["10", 20, -21, 1.5, true, null]) send({ op: "nice", id: 1, nice });
+    send({ op: "nice", id: "1", nice: 10 });
+    send({ op: "nice", id: 99, nice: 10 }); // unknown (or reaped): refused, silently
+    const done = seen("exit", 2);
+    send({ ...base, id: 2, file: "true", args: ["true"], stdio });
+    await done;
+    expect(autogroupNice(pid), "unchanged").to.equal(0);
+    send({ op: "nice", id: 1, nice: 5 });
+    const done3 = seen("exit", 3);
+    send({ ...base, id: 3, file: "true", args: ["true"], stdio });
+    await done3;
+    expect(autogroupNice(pid)).to.equal(5);
+    const exited = once(py, "exit");
+    py.stdin.end();
+    await exited;
+    expect(errors).to.deep.equal([
+      ...Array.from(
+        { length: 6 },
+        () => "fizz-spawner: nice: nice must be an integer from -20 to 19",
+      ),
+      "fizz-spawner: nice: id must be an integer",
+    ]);
+  });
+
+  it("the client refuses a niceness outside -20..19 before sending it", async () => {
+    const child = await sp!.spawn(sleeper);
+    const write = autogroupThroughSpawner(child)!;
+    for (const bad of [20, -21, 1.5])
+      expect(() => write(bad)).to.throw(SpawnerError, /nice must be/);
+    expect(autogroupThroughSpawner({})).to.equal(undefined);
+    child.kill("SIGKILL");
+  });
+});
