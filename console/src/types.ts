@@ -4,7 +4,11 @@ export interface FunctionSummary {
   name: string;
   revision: number;
   environment: string;
+  /** The first few routes (a row is bounded); `routesTotal` counts them all. */
   routes: { trigger: string; path?: string; prefix?: string; methods?: string[]; host?: string }[];
+  /** Absent from registries before rows were bounded (their rows held every route and trigger). */
+  routesTotal?: number;
+  routesMore?: boolean;
   triggers: {
     kind: string;
     name: string;
@@ -14,6 +18,8 @@ export interface FunctionSummary {
     namespace?: string;
     resource?: string;
   }[];
+  triggersTotal?: number;
+  triggersMore?: boolean;
   instances: { specialized: number; current: number };
 }
 
@@ -66,6 +72,12 @@ export interface LogLine {
   line?: string;
   ts?: number;
   requestId?: string;
+}
+
+/** "and N more" for a bounded row's routes or triggers (shown, total), or undefined when none. */
+export function moreText(shown: number, total: number | undefined): string | undefined {
+  const rest = (total ?? shown) - shown;
+  return rest > 0 ? `and ${rest} more` : undefined;
 }
 
 export function routeText(r: FunctionSummary["routes"][number]): string {

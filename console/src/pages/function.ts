@@ -2,6 +2,7 @@ import { fnPath, json, SignInNeeded } from "../api";
 import { lineChart } from "../chart";
 import { clear, errorBox, h, table } from "../dom";
 import {
+  moreText,
   routeText,
   triggerText,
   type FunctionSummary,
@@ -75,9 +76,9 @@ export async function functionPage(
       h("dt", {}, "revision"),
       h("dd", {}, String(f.revision)),
       h("dt", {}, "routes"),
-      h("dd", { id: "fn-routes" }, f.routes.map(routeText).join("  ") || "—"),
+      h("dd", { id: "fn-routes" }, joined(f.routes.map(routeText), f.routesTotal)),
       h("dt", {}, "triggers"),
-      h("dd", {}, f.triggers.map(triggerText).join("  ") || "—"),
+      h("dd", {}, joined(f.triggers.map(triggerText), f.triggersTotal)),
     ),
     h("h2", {}, "Last hour"),
     totals,
@@ -131,4 +132,10 @@ function drawCharts(box: HTMLElement, totals: HTMLElement, s: Stats): void {
       lineChart(times, [{ label: "errors", cls: "s3", values: s.points.map((p) => p.errors) }], ""),
     ),
   );
+}
+
+/** The row's routes or triggers on one line; the row holds the first 100, then "and N more". */
+function joined(items: string[], total: number | undefined): string {
+  const more = moreText(items.length, total);
+  return [...items, ...(more === undefined ? [] : [more])].join("  ") || "—";
 }

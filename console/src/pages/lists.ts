@@ -1,6 +1,6 @@
 import { json, SignInNeeded } from "../api";
 import { clear, errorBox, h, link, table } from "../dom";
-import { routeText, triggerText, type FunctionSummary, type Pool } from "../types";
+import { moreText, routeText, triggerText, type FunctionSummary, type Pool } from "../types";
 
 /** Functions per page of the listing; "Load more" asks for the next one. */
 const PAGE = 100;
@@ -22,8 +22,8 @@ function functionRow(f: FunctionSummary): (HTMLElement | string)[] {
     link(["fn", f.namespace, f.name], f.name),
     f.namespace,
     f.environment,
-    list(f.routes.map(routeText)),
-    list(f.triggers.map(triggerText)),
+    list(f.routes.map(routeText), moreText(f.routes.length, f.routesTotal)),
+    list(f.triggers.map(triggerText), moreText(f.triggers.length, f.triggersTotal)),
     String(f.revision),
     String(f.instances.specialized),
   ];
@@ -107,7 +107,10 @@ export async function poolsPage(): Promise<HTMLElement> {
   );
 }
 
-function list(items: string[]): HTMLElement | string {
-  if (items.length === 0) return "—";
-  return h("ul", { class: "plain" }, ...items.map((i) => h("li", {}, i)));
+/** A row's routes or triggers: a row holds the first few, `more` says how many it left out. */
+function list(items: string[], more?: string): HTMLElement | string {
+  if (items.length === 0 && more === undefined) return "—";
+  const lis = items.map((i) => h("li", {}, i));
+  if (more !== undefined) lis.push(h("li", { class: "muted" }, more));
+  return h("ul", { class: "plain" }, ...lis);
 }

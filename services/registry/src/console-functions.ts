@@ -6,6 +6,7 @@ import {
   type Instance,
   type KindPlural,
 } from "@fizz/events";
+import { inTurns } from "./in-turns";
 import { encodeContinue, pageRequest, type ListParams } from "./list-params";
 import type { PageCursor, Store } from "./store";
 
@@ -19,8 +20,10 @@ import type { PageCursor, Store } from "./store";
  *
  * Triggers of a page: read through the store's function index (function-index.ts: per kind,
  * the trigger names of each function, kept in each trigger write's transaction), only the page's
- * functions' triggers, fetched by key in chunks (work O(the page's triggers), answers exact and
- * current). A function's row holds all its triggers, as before (no cap). Until the index is built
+ * functions' triggers, fetched by key in chunks (answers exact and current). A row holds at most
+ * ROW_ITEMS routes and ROW_ITEMS triggers, the first by kind then name, with how many there are and
+ * whether more exist: it used to hold all of them, so one function with 50,000 triggers made its
+ * row, the page and the one-row answer unbounded in memory and size. Until the index is built
  * (a store written before it, at start-up) the page falls back to the namespace scan below: a
  * trigger's function is always in the trigger's own namespace (references.ts), so each namespace
  * of the page's functions is read through the list index's namespace range, a bounded page at a
@@ -32,8 +35,15 @@ interface FunctionSummary {
   name: string;
   revision: number;
   environment: string;
+  /** The first ROW_ITEMS routes (HTTP triggers) by name; `routesTotal` counts them all. */
   routes: Record<string, unknown>[];
+  routesTotal: number;
+  /** Whether the function has routes past `routes` (routesTotal > routes.length). */
+  routesMore: boolean;
+  /** The first ROW_ITEMS mq, time and watch triggers, in kind then name order. */
   triggers: Record<string, unknown>[];
+  triggersTotal: number;
+  triggersMore: boolean;
   instances: { specialized: number; current: number };
 }
 
@@ -63,6 +73,13 @@ const JOINED_KINDS = ["httptriggers", ...TRIGGER_KINDS] as const;
 export const TRIGGER_SCANS_AT_ONCE = 8;
 
 /**
+ * Routes, and triggers, one row holds at most: in a page of rows (up to LIST_MAX_LIMIT rows, so a
+ * page's joined part is at most 1000 x 10 short specs, a route's path at most 1 KiB), and in the
+ * one-function answer (the console's function view, which shows more).
+ */
+export const ROW_ITEMS = { page: 5, one: 100 } as const;
+
+/**
  * One page of the listing. Without `limit` and `continue` it is the first page of
  * LIST_DEFAULT_LIMIT functions (never the whole unbounded listing); `continue` says more follow.
  */
@@ -78,7 +95,7 @@ export async function consoleFunctionsPage(
     instances(),
   ]);
   const functions = page.items.map((raw) => JSON.parse(raw.toString("utf8")) as FunctionObject);
-  const items = await summarize(store, functions, inst, pageBytes);
+  const items = await summarize(store, functions, inst, pageBytes, ROW_ITEMS.page);
   return {
     items,
     ...(page.next ? { continue: encodeContinue(page.next, "functions") } : {}),
@@ -96,41 +113,63 @@ export async function consoleFunctionSummary(
 ): Promise<{ item: FunctionSummary; instancesKnown: boolean } | undefined> {
   const [fn, inst] = await Promise.all([store.get("functions", namespace, name), instances()]);
   if (!fn) return undefined;
-  const [item] = await summarize(store, [fn], inst, pageBytes);
+  const [item] = await summarize(store, [fn], inst, pageBytes, ROW_ITEMS.one);
   return item && { item, instancesKnown: inst.known };
 }
+
+/** One kind's triggers of a page's functions: the first of each function, and its count. */
+interface Found {
+  items: AnyObject[];
+  /** Per `ns/name` of a function, how many triggers of the kind name it. */
+  counts: Map<string, number>;
+}
+
+const key = (ns: string, name: string) => `${ns}/${name}`;
 
 async function summarize(
   store: Store,
   functions: readonly FunctionObject[],
   instances: InstancesView,
   pageBytes: number,
+  perRow: number,
 ): Promise<FunctionSummary[]> {
-  const key = (ns: string, name: string) => `${ns}/${name}`;
   const items = functions.map((f): FunctionSummary => ({
     namespace: f.metadata.namespace,
     name: f.metadata.name,
     revision: f.metadata.revision,
     environment: str(specOf(f).environment),
     routes: [],
+    routesTotal: 0,
+    routesMore: false,
     triggers: [],
+    triggersTotal: 0,
+    triggersMore: false,
     instances: { specialized: 0, current: 0 },
   }));
   const byKey = new Map(items.map((i) => [key(i.namespace, i.name), i]));
   const namespaces = [...new Set(items.map((i) => i.namespace))];
   const found =
-    (await indexed(store, items)) ?? (await scanned(store, namespaces, byKey, pageBytes));
+    (await indexed(store, items, perRow)) ??
+    (await scanned(store, namespaces, byKey, pageBytes, perRow));
   const of = (t: AnyObject) => byKey.get(key(t.metadata.namespace, str(specOf(t).function)));
   JOINED_KINDS.forEach((kind, i) => {
-    for (const t of found[i] ?? []) {
+    const { items: triggers = [], counts = new Map<string, number>() } = found[i] ?? {};
+    for (const [k, n] of counts) {
+      const item = byKey.get(k);
+      if (!item) continue;
+      if (kind === "httptriggers") item.routesTotal += n;
+      else item.triggersTotal += n;
+    }
+    for (const t of triggers) {
       const item = of(t);
       if (!item) continue;
-      if (kind === "httptriggers")
-        item.routes.push({
-          trigger: t.metadata.name,
-          ...pick(specOf(t), ["path", "prefix", "methods", "host"]),
-        });
-      else
+      if (kind === "httptriggers") {
+        if (item.routes.length < perRow)
+          item.routes.push({
+            trigger: t.metadata.name,
+            ...pick(specOf(t), ["path", "prefix", "methods", "host"]),
+          });
+      } else if (item.triggers.length < perRow)
         item.triggers.push({
           kind,
           name: t.metadata.name,
@@ -138,6 +177,10 @@ async function summarize(
         });
     }
   });
+  for (const item of items) {
+    item.routesMore = item.routesTotal > item.routes.length;
+    item.triggersMore = item.triggersTotal > item.triggers.length;
+  }
   for (const inst of instances.list) {
     const f = inst.function;
     const item = f ? byKey.get(key(f.namespace, f.name)) : undefined;
@@ -149,45 +192,58 @@ async function summarize(
 }
 
 /**
- * Per kind of JOINED_KINDS, the page's functions' triggers by the function index, in namespace
- * then name order; undefined while the index is not built.
+ * Per kind of JOINED_KINDS, the page's functions' first `perRow` triggers each (by name) and their
+ * counts, by the function index; undefined while the index is not built.
  */
 async function indexed(
   store: Store,
   items: readonly FunctionSummary[],
-): Promise<AnyObject[][] | undefined> {
-  const byKind = await store.functionTriggers(items);
+  perRow: number,
+): Promise<Found[] | undefined> {
+  const byKind = await store.functionTriggers(items, perRow);
   if (!byKind) return undefined;
-  return JOINED_KINDS.map((kind) =>
-    (byKind.get(kind) ?? []).map((raw) => JSON.parse(raw.toString("utf8")) as AnyObject),
-  );
+  return JOINED_KINDS.map((kind): Found => {
+    const got = byKind.get(kind);
+    const counts = new Map<string, number>();
+    items.forEach((f, i) => counts.set(key(f.namespace, f.name), got?.counts[i] ?? 0));
+    return {
+      items: (got?.items ?? []).map(({ bytes }) => JSON.parse(bytes.toString("utf8")) as AnyObject),
+      counts,
+    };
+  });
 }
 
 /**
- * Per kind of JOINED_KINDS, per namespace of the page, the triggers naming one of the page's
- * functions; in kind order, then name order, as the unpaged listing joined them. A few scans at a
- * time: all at once held a trigger page per kind and namespace in memory together (a page of 1000
- * functions in 1000 namespaces: 4,000 pages of up to 1000 triggers each).
+ * Per kind of JOINED_KINDS, per namespace of the page, the first `perRow` triggers of each of the
+ * page's functions and their counts; in kind order, then name order, as the unpaged listing joined
+ * them. A few scans at a time: all at once held a trigger page per kind and namespace in memory
+ * together (a page of 1000 functions in 1000 namespaces: 4,000 pages of up to 1000 triggers each).
  */
 async function scanned(
   store: Store,
   namespaces: readonly string[],
   byKey: ReadonlyMap<string, unknown>,
   pageBytes: number,
-): Promise<AnyObject[][]> {
+  perRow: number,
+): Promise<Found[]> {
   const scans = JOINED_KINDS.flatMap((kind) => namespaces.map((ns) => ({ kind, ns })));
   const results = await inTurns(scans, TRIGGER_SCANS_AT_ONCE, ({ kind, ns }) =>
-    triggersOf(store, kind, ns, byKey, pageBytes),
+    triggersOf(store, kind, ns, byKey, pageBytes, perRow),
   );
-  return JOINED_KINDS.map((_, k) =>
-    results.slice(k * namespaces.length, (k + 1) * namespaces.length).flat(),
-  );
+  return JOINED_KINDS.map((_, k): Found => {
+    const mine = results.slice(k * namespaces.length, (k + 1) * namespaces.length);
+    return {
+      items: mine.flatMap((r) => r.items),
+      counts: new Map(mine.flatMap((r) => [...r.counts])),
+    };
+  });
 }
 
 /**
  * The triggers of `kind` in namespace `ns` whose function is one of `wanted` (keyed `ns/name`),
- * read a page at a time (LIST_MAX_LIMIT objects, at most `pageBytes` each): only the matches are
- * kept, so a namespace of many triggers costs reads, never its whole listing in memory at once.
+ * read a page at a time (LIST_MAX_LIMIT objects, at most `pageBytes` each): only the first
+ * `perRow` matches of each function are kept, the rest counted, so a namespace of many triggers
+ * (or a function of many) costs reads, never its whole listing in memory at once.
  */
 async function triggersOf(
   store: Store,
@@ -195,8 +251,9 @@ async function triggersOf(
   ns: string,
   wanted: ReadonlyMap<string, unknown>,
   pageBytes: number,
-): Promise<AnyObject[]> {
-  const out: AnyObject[] = [];
+  perRow: number,
+): Promise<Found> {
+  const out: Found = { items: [], counts: new Map() };
   let after: PageCursor | undefined;
   do {
     const page = await store.pageJson(kind, {
@@ -207,37 +264,14 @@ async function triggersOf(
     });
     for (const raw of page.items) {
       const t = JSON.parse(raw.toString("utf8")) as AnyObject;
-      if (wanted.has(`${ns}/${str(specOf(t).function)}`)) out.push(t);
+      const k = key(ns, str(specOf(t).function));
+      if (!wanted.has(k)) continue;
+      const n = (out.counts.get(k) ?? 0) + 1;
+      out.counts.set(k, n);
+      if (n <= perRow) out.items.push(t);
     }
     after = page.next;
   } while (after);
-  return out;
-}
-
-/**
- * `run` over every job, at most `atOnce` running at a time; the answers in the jobs' order. The
- * first failure rejects, and no job starts after it.
- */
-async function inTurns<J, T>(
-  jobs: readonly J[],
-  atOnce: number,
-  run: (job: J) => Promise<T>,
-): Promise<T[]> {
-  const out: T[] = new Array<T>(jobs.length);
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < jobs.length) {
-      const i = next++;
-      try {
-        out[i] = await run(jobs[i]!);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(atOnce, jobs.length) }, worker));
   return out;
 }
 

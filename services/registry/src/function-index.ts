@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { FizzError, redisKeys, TRIGGER_KINDS, type KindPlural } from "@fizz/events";
+import { inTurns } from "./in-turns";
 import { listIndexKey } from "./store-list";
 import type { Writes } from "./store-types";
 
@@ -144,44 +145,89 @@ export async function buildFunctionIndex(
   return added;
 }
 
+/** What the index answers for a page of functions, per kind (indexedTriggerTexts). */
+export interface IndexedTriggers {
+  /** Per function (in the order asked), its set's size: its triggers, stale members included. */
+  counts: number[];
+  /** The first members of each function's set by name (at most `perFunction`), with their texts. */
+  texts: { fn: number; key: string; raw: Buffer | null }[];
+}
+
+/** Sets scanned at once for their first members (each holds one SSCAN batch while it runs). */
+const SCANS_AT_ONCE = 16;
+/** Members per SSCAN step. */
+const SCAN_COUNT = 1000;
+
 /**
- * The stored texts of the triggers of `kind` naming these functions (one namespace each), by the
- * index, in namespace then name order; undefined while the index is not built. Candidates only:
- * the caller checks each trigger's spec.function. Read in MGET chunks of `chunk` keys.
+ * Per kind, how many triggers name each of these functions (one namespace each) by the index, and
+ * the stored texts of the first `perFunction` of them by name; undefined while the index is not
+ * built. Memory is bounded by `perFunction`, not by how many triggers a function has: a set larger
+ * than that is read by SSCAN, keeping only its smallest names (a function with 50,000 triggers
+ * costs reads, never its 50,000 names or texts at once). Candidates only: the caller checks each
+ * trigger's spec.function. Texts read in MGET chunks of `chunk` keys.
  */
 export async function indexedTriggerTexts(
   client: Redis,
   prefix: string,
   functions: readonly { namespace: string; name: string }[],
+  perFunction: number,
   chunk: number,
-): Promise<Map<KindPlural, { key: string; raw: Buffer | null }[]> | undefined> {
+): Promise<Map<KindPlural, IndexedTriggers> | undefined> {
   if ((await client.get(fnIndexBuiltKey(prefix))) === null) return undefined;
   const keys = redisKeys(prefix);
+  const sets = FN_INDEX_KINDS.flatMap((kind) =>
+    functions.map((f, fn) => ({ kind, fn, key: fnIndexKey(prefix, kind, f.namespace, f.name) })),
+  );
   const p = client.pipeline();
-  for (const kind of FN_INDEX_KINDS)
-    for (const f of functions) p.smembers(fnIndexKey(prefix, kind, f.namespace, f.name));
-  const sets = (await p.exec()) ?? [];
-  const out = new Map<KindPlural, { key: string; raw: Buffer | null }[]>();
-  let i = 0;
-  for (const kind of FN_INDEX_KINDS) {
-    const ids: { ns: string; name: string }[] = [];
-    for (const f of functions) {
-      const [err, names] = sets[i++] ?? [];
-      if (err) throw err;
-      for (const name of (names as string[] | undefined) ?? []) ids.push({ ns: f.namespace, name });
+  for (const s of sets) p.scard(s.key);
+  const cards = ((await p.exec()) ?? []).map(([err, n]) => {
+    if (err) throw err;
+    return Number(n);
+  });
+  const firsts = await inTurns(sets, SCANS_AT_ONCE, (s, i) =>
+    firstMembers(client, s.key, cards[i] ?? 0, perFunction),
+  );
+  const out = new Map<KindPlural, IndexedTriggers>();
+  sets.forEach((s, i) => {
+    let entry = out.get(s.kind);
+    if (!entry)
+      out.set(s.kind, (entry = { counts: new Array<number>(functions.length).fill(0), texts: [] }));
+    entry.counts[s.fn] = cards[i] ?? 0;
+    const ns = functions[s.fn]?.namespace ?? "";
+    for (const name of firsts[i] ?? [])
+      entry.texts.push({ fn: s.fn, key: keys.obj(s.kind, ns, name), raw: null });
+  });
+  for (const { texts } of out.values())
+    for (let j = 0; j < texts.length; j += chunk) {
+      const part = texts.slice(j, j + chunk);
+      const values = await client.mgetBuffer(...part.map((t) => t.key));
+      part.forEach((t, k) => (t.raw = values[k] ?? null));
     }
-    ids.sort((a, b) => cmp(a.ns, b.ns) || cmp(a.name, b.name));
-    // Once each: a stale member may name a trigger that another page function's set holds too.
-    const objKeys = [...new Set(ids.map(({ ns, name }) => keys.obj(kind, ns, name)))];
-    const texts: { key: string; raw: Buffer | null }[] = [];
-    for (let j = 0; j < objKeys.length; j += chunk) {
-      const part = objKeys.slice(j, j + chunk);
-      const values = await client.mgetBuffer(...part);
-      part.forEach((key, k) => texts.push({ key, raw: values[k] ?? null }));
-    }
-    out.set(kind, texts);
-  }
   return out;
+}
+
+/** The `n` smallest names of a set of `card` members: SMEMBERS when that is all of them, else SSCAN. */
+async function firstMembers(
+  client: Redis,
+  key: string,
+  card: number,
+  n: number,
+): Promise<string[]> {
+  if (card === 0 || n <= 0) return [];
+  if (card <= n) return smallest(await client.smembers(key), n);
+  let keep: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, batch] = await client.sscan(key, cursor, "COUNT", SCAN_COUNT);
+    cursor = next;
+    keep = smallest(keep.concat(batch), n);
+  } while (cursor !== "0");
+  return keep;
+}
+
+/** The `n` smallest distinct names, sorted (SSCAN may answer a member twice). */
+function smallest(names: string[], n: number): string[] {
+  return [...new Set(names)].sort(cmp).slice(0, n);
 }
 
 function cmp(a: string, b: string): number {

@@ -78,3 +78,14 @@ export interface PageOf<T> {
   /** How many objects of the kind were stored when the page was read (the sorted set's size). */
   total?: number;
 }
+
+/** One kind's triggers of a page of functions, by the function index (Store.functionTriggers). */
+export interface FunctionTriggers {
+  /**
+   * Per function (in the order asked), how many triggers of the kind name it: the index set's
+   * size, less the members read and found gone or no longer its own.
+   */
+  counts: number[];
+  /** The first triggers of each function by name (at most `perFunction` each), as JSON bytes. */
+  items: { fn: number; bytes: Buffer }[];
+}

@@ -10,17 +10,21 @@ import {
 } from "@fizz/events";
 import { redisReady, type Logger } from "@fizz/kit";
 import { learnStored, listPage } from "./store-page";
-import type { Listing, ListingOf, PageOf, PageRequest, StoreReader, Writes } from "./store-types";
+import type {
+  FunctionTriggers,
+  Listing,
+  ListingOf,
+  PageOf,
+  PageRequest,
+  StoreReader,
+  Writes,
+} from "./store-types";
 import { listIndexBuild, listIndexBuiltKey, mgetAll, readList } from "./store-list";
 import { KnownJson, parseStored, pluralOf } from "./store-parse";
 import { Relearn, RELEARN_PACE } from "./store-relearn";
 import { seenKey, TxLanes } from "./store-tx";
-import {
-  buildFunctionIndex,
-  functionOf,
-  indexedTriggerTexts,
-  isIndexedKind,
-} from "./function-index";
+import { buildFunctionIndex, isIndexedKind } from "./function-index";
+import { readFunctionTriggers } from "./store-fn-triggers";
 import { routeIndexBuiltKey, routeIndexKey, routeShape } from "./route-index";
 
 /**
@@ -63,13 +67,14 @@ export interface Store extends StoreReader {
    */
   buildRouteIndex(): Promise<number>;
   /**
-   * Per trigger kind, the triggers (JSON bytes, namespace then name order) whose spec.function is
-   * one of `functions`, read through the function index (function-index.ts); undefined while the
-   * index is not built. Unreadable ones are left out and logged, as in a listing.
+   * Per trigger kind, how many triggers name each of `functions` and the first `perFunction` of
+   * them by name (JSON bytes), read through the function index (store-fn-triggers.ts); undefined
+   * while the index is not built. Unreadable ones are left out and logged, as in a listing.
    */
   functionTriggers(
     functions: readonly { namespace: string; name: string }[],
-  ): Promise<Map<KindPlural, Buffer[]> | undefined>;
+    perFunction: number,
+  ): Promise<Map<KindPlural, FunctionTriggers> | undefined>;
   /** A code blob of the Redis era (before the Object Store), for the migration. */
   getCode(digestHex: string): Promise<Buffer | undefined>;
   /** Hex digests of every Redis-era code blob. */
@@ -84,6 +89,7 @@ export interface Store extends StoreReader {
 
 export { redisKeys, pluralOf };
 export type {
+  FunctionTriggers,
   Listing,
   ListingOf,
   PageOf,
@@ -272,35 +278,13 @@ export class RedisStore implements Store {
     });
   }
 
-  async functionTriggers(
+  functionTriggers(
     functions: readonly { namespace: string; name: string }[],
-  ): Promise<Map<KindPlural, Buffer[]> | undefined> {
+    perFunction: number,
+  ): Promise<Map<KindPlural, FunctionTriggers> | undefined> {
     this.assertReady();
-    const texts = await indexedTriggerTexts(this.opts.client, this.opts.prefix, functions, 500);
-    if (!texts) return undefined;
-    const wanted = new Set(functions.map((f) => `${f.namespace}/${f.name}`));
-    const out = new Map<KindPlural, Buffer[]>();
-    for (const [kind, list] of texts) {
-      const found: Buffer[] = [];
-      for (const { key, raw } of list) {
-        if (raw === null) continue; // removed since its set was read
-        let bytes: Buffer;
-        try {
-          bytes = this.known.jsonBytes(kind, key, raw);
-        } catch (err) {
-          this.opts.logger.error(
-            { component: "store", err: (err as Error).message },
-            "stored object left out of a listing: it does not match its schema",
-          );
-          continue;
-        }
-        // A member is a candidate (function-index.ts): the trigger itself says whose it is.
-        const t = JSON.parse(bytes.toString("utf8")) as AnyObject;
-        if (wanted.has(`${t.metadata.namespace}/${functionOf(t) ?? ""}`)) found.push(bytes);
-      }
-      out.set(kind, found);
-    }
-    return out;
+    const { client, prefix, logger } = this.opts;
+    return readFunctionTriggers(client, prefix, this.known, logger, functions, perFunction);
   }
 
   /**

@@ -138,7 +138,11 @@ describe("registry console endpoints (real NATS and Redis; gateways and poolkeep
         revision: 1,
         environment: "python",
         routes: [{ trigger: "hello-route", path: "/hello-route", methods: [] }],
+        routesTotal: 1,
+        routesMore: false,
         triggers: [{ kind: "timetriggers", name: "tick", cron: "@every 1m" }],
+        triggersTotal: 1,
+        triggersMore: false,
         instances: { specialized: 1, current: 1 },
       },
     ]);
