@@ -1,21 +1,16 @@
 import { expect } from "chai";
 import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { autogroupNice, REFILL_NICE, StartPriority } from "../src/instance-launch";
 import {
   autogroupThroughSpawner,
-  SPAWNER_SCRIPT,
   SpawnerError,
-  startSpawner,
   type Spawner,
   type SpawnRequest,
 } from "../src/spawner-client";
+import { startRawSpawner, useSpawnerHarness } from "./spawner-harness";
 
-const PYTHON = "/usr/bin/python3";
 const NS_LAST_PID = "/proc/sys/kernel/ns_last_pid";
 const sleeper: SpawnRequest = {
   file: "sleep",
@@ -37,24 +32,20 @@ async function roundTrip(sp: Spawner): Promise<void> {
  */
 describe("spawner: a refill's autogroup priority", function () {
   this.timeout(30_000);
-  let dir: string;
+  const h = useSpawnerHarness("fizz-spawner-a-");
   let sp: Spawner | undefined;
   let impostor: ChildProcess | undefined;
 
   before(function () {
     // Root with CAP_SYS_ADMIN and autogroups on, as StartPriority requires.
-    if (!existsSync(PYTHON) || !new StartPriority().enabled) this.skip();
+    if (!new StartPriority().enabled) this.skip();
   });
   beforeEach(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), "fizz-spawner-a-"));
-    sp = await startSpawner({ python: PYTHON, dir: path.join(dir, "sock"), log: () => undefined });
+    sp = await h.start({ log: () => undefined });
   });
-  afterEach(async () => {
+  afterEach(() => {
     impostor?.kill("SIGKILL");
     impostor = undefined;
-    if (sp?.usable) await sp.close();
-    sp = undefined;
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("lowers a live spawner child's session and restores it", async () => {
@@ -101,53 +92,27 @@ describe("spawner: a refill's autogroup priority", function () {
 
   it("a nice request with a bad value or id changes nothing, names the field on stderr, and the spawner serves on", async () => {
     // Its own protocol, on its stdin (the client never sends such a request).
-    const py = spawn(
-      PYTHON,
-      ["-I", "-S", SPAWNER_SCRIPT, path.join(dir, "none.sock"), `${process.pid}`],
-      {
-        stdio: ["pipe", "pipe", "pipe"],
-      },
-    );
-    const events: Array<Record<string, unknown>> = [];
-    const errors: string[] = [];
-    createInterface({ input: py.stderr }).on("line", (l) => errors.push(l));
-    const waiters: Array<() => void> = [];
-    createInterface({ input: py.stdout }).on("line", (l) => {
-      events.push(JSON.parse(l) as Record<string, unknown>);
-      for (const w of waiters.splice(0)) w();
-    });
-    /** Resolves with the event once the spawner has reported it. */
-    const seen = (ev: string, id: number) =>
-      new Promise<Record<string, unknown>>((resolve) => {
-        const look = () => {
-          const e = events.find((x) => x.ev === ev && x.id === id);
-          if (e) resolve(e);
-          else waiters.push(look);
-        };
-        look();
-      });
-    const send = (msg: object) => py.stdin.write(`${JSON.stringify(msg)}\n`);
+    const raw = startRawSpawner(path.join(h.dir, "none.sock"));
+    const send = raw.send;
     const base = { op: "spawn", token: "0".repeat(32), cwd: "/", env: { PATH: "/usr/bin:/bin" } };
     const stdio = ["ignore", "ignore", "ignore"];
-    const spawned = seen("spawned", 1);
+    const spawned = raw.seen("spawned", 1);
     send({ ...base, id: 1, file: "sleep", args: ["sleep", "300"], stdio });
-    const pid = (await spawned).pid as number;
+    const pid = (await spawned)!.pid as number;
     for (const nice of ["10", 20, -21, 1.5, true, null]) send({ op: "nice", id: 1, nice });
     send({ op: "nice", id: "1", nice: 10 });
     send({ op: "nice", id: 99, nice: 10 }); // unknown (or reaped): refused, silently
-    const done = seen("exit", 2);
+    const done = raw.seen("exit", 2);
     send({ ...base, id: 2, file: "true", args: ["true"], stdio });
     await done;
     expect(autogroupNice(pid), "unchanged").to.equal(0);
     send({ op: "nice", id: 1, nice: 5 });
-    const done3 = seen("exit", 3);
+    const done3 = raw.seen("exit", 3);
     send({ ...base, id: 3, file: "true", args: ["true"], stdio });
     await done3;
     expect(autogroupNice(pid)).to.equal(5);
-    const exited = once(py, "exit");
-    py.stdin.end();
-    await exited;
-    expect(errors).to.deep.equal([
+    expect(await raw.end()).to.deep.equal([0, null]);
+    expect(raw.errors).to.deep.equal([
       ...Array.from(
         { length: 6 },
         () => "fizz-spawner: nice: nice must be an integer from -20 to 19",

@@ -1,23 +1,11 @@
 import { expect } from "chai";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { signalGroup } from "../src/process-child";
-import { startSpawner, type Spawner } from "../src/spawner-client";
+import type { Spawner } from "../src/spawner-client";
+import { alive, useSpawnerHarness } from "./spawner-harness";
 
-const PYTHON = "/usr/bin/python3";
 const NS_LAST_PID = "/proc/sys/kernel/ns_last_pid";
-
-/** Running: in /proc and neither a zombie nor dead. */
-function alive(pid: number): boolean {
-  try {
-    const state = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0];
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The spawner reaps a child at once; the poolkeeper learns of the exit when it reads the exit
@@ -26,31 +14,25 @@ function alive(pid: number): boolean {
  */
 describe("spawner: a reaped child's pid reused before its exit is read", function () {
   this.timeout(30_000);
-  let dir: string;
+  const h = useSpawnerHarness("fizz-spawner-p-");
   let sp: Spawner | undefined;
   let impostor: ChildProcess | undefined;
 
   before(function () {
-    if (!existsSync(PYTHON) || process.getuid?.() !== 0) this.skip();
+    if (process.getuid?.() !== 0) this.skip();
     try {
       writeFileSync(NS_LAST_PID, readFileSync(NS_LAST_PID, "utf8"));
     } catch {
       this.skip(); // no CAP_SYS_ADMIN over the pid namespace: the reuse cannot be forced
     }
   });
-  beforeEach(() => {
-    dir = mkdtempSync(path.join(tmpdir(), "fizz-spawner-p-"));
-  });
-  afterEach(async () => {
+  afterEach(() => {
     impostor?.kill("SIGKILL");
     impostor = undefined;
-    if (sp?.usable) await sp.close();
-    sp = undefined;
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("signalGroup goes through the spawner, which refuses: the session now at that pid is not signalled", async function () {
-    sp = await startSpawner({ python: PYTHON, dir: path.join(dir, "sock"), log: () => undefined });
+    sp = await h.start({ log: () => undefined });
     const req = {
       file: "sleep",
       args: ["300"],

@@ -1,42 +1,14 @@
 import { expect } from "chai";
 import { once } from "node:events";
 import { execFileSync, spawn } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { SPAWNER_SCRIPT, startSpawner, SpawnerError, type Spawner } from "../src/spawner-client";
+import { SpawnerError, type Spawner } from "../src/spawner-client";
+import { alive, PYTHON, readAll, startRawSpawner, useSpawnerHarness } from "./spawner-harness";
 
-const PYTHON = "/usr/bin/python3";
 const env = { PATH: "/usr/bin:/bin", LANG: "C.UTF-8" };
-
-async function readAll(s: Readable | null | undefined): Promise<string> {
-  if (!s) return "";
-  let out = "";
-  s.setEncoding("utf8");
-  for await (const chunk of s) out += chunk as string;
-  return out;
-}
-
-/** Running: in /proc and neither a zombie nor dead (reparented, it may wait to be reaped). */
-function alive(pid: number): boolean {
-  try {
-    const state = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0];
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
 
 async function echo(sp: Spawner, word: string): Promise<string> {
   const child = await sp.spawn({
@@ -55,25 +27,13 @@ async function echo(sp: Spawner, word: string): Promise<string> {
  */
 describe("spawner robustness", function () {
   this.timeout(30_000);
+  const h = useSpawnerHarness("fizz-spawner-r-");
   let dir: string;
-  const started: Spawner[] = [];
-
-  before(function () {
-    if (!existsSync(PYTHON)) this.skip();
-  });
   beforeEach(() => {
-    dir = mkdtempSync(path.join(tmpdir(), "fizz-spawner-r-"));
+    dir = h.dir;
   });
-  afterEach(async () => {
-    for (const sp of started.splice(0)) if (sp.usable) await sp.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  async function start(sockDir = path.join(dir, "sock")): Promise<Spawner> {
-    const sp = await startSpawner({ python: PYTHON, dir: sockDir, log: () => undefined });
-    started.push(sp);
-    return sp;
-  }
+  const start = (sockDir?: string): Promise<Spawner> =>
+    h.start({ log: () => undefined, ...(sockDir === undefined ? {} : { sockDir }) });
 
   it("two spawners sharing a socket directory (two backends on one work dir) each get their own children's streams, also after the other closes", async () => {
     const a = await start();
@@ -212,23 +172,7 @@ console.log(JSON.stringify([sp.pid, c.pid]));
 
   it("a request with an id that is not an integer is refused and the spawner serves on (no exception out of its loop)", async () => {
     // Its own protocol, on its stdin, as the client speaks it (it never sends such an id).
-    const py = spawn(
-      PYTHON,
-      ["-I", "-S", SPAWNER_SCRIPT, path.join(dir, "none.sock"), `${process.pid}`],
-      {
-        stdio: ["pipe", "pipe", "ignore"],
-      },
-    );
-    const lines = createInterface({ input: py.stdout });
-    const events: Array<Record<string, unknown>> = [];
-    // Until the last request's exit is reported, or the spawner's output ends (it died).
-    const served = new Promise<void>((resolve) => {
-      lines.on("line", (l) => {
-        events.push(JSON.parse(l) as Record<string, unknown>);
-        if (events.some((e) => e.ev === "exit" && e.id === 7)) resolve();
-      });
-      lines.once("close", resolve);
-    });
+    const raw = startRawSpawner(path.join(dir, "none.sock"));
     const ok = { op: "spawn", token: "0".repeat(32), file: "true", args: ["true"], env, cwd: "/" };
     const stdio = ["ignore", "ignore", "ignore"];
     for (const msg of [
@@ -236,15 +180,14 @@ console.log(JSON.stringify([sp.pid, c.pid]));
       { ...ok, id: { a: 1 }, stdio }, // before: the same, after its fork
       { ...ok, id: 7, stdio },
     ])
-      py.stdin.write(`${JSON.stringify(msg)}\n`);
-    const exited = once(py, "exit");
-    await served;
-    expect(events.filter((e) => e.ev !== "hello").map((e) => [e.ev, e.id])).to.deep.equal([
+      raw.send(msg);
+    // Until the last request's exit is reported, or the spawner's output ends (it died).
+    await raw.seen("exit", 7);
+    expect(raw.events.filter((e) => e.ev !== "hello").map((e) => [e.ev, e.id])).to.deep.equal([
       ["error", { a: 1 }],
       ["spawned", 7],
       ["exit", 7],
     ]);
-    py.stdin.end(); // the poolkeeper's end: it exits
-    expect(await exited).to.deep.equal([0, null]);
+    expect(await raw.end()).to.deep.equal([0, null]); // the poolkeeper's end: it exits
   });
 });

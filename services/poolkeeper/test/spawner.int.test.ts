@@ -1,31 +1,20 @@
 import { expect } from "chai";
 import { once } from "node:events";
-import {
-  chmodSync,
-  chownSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-} from "node:fs";
+import { chmodSync, chownSync, mkdirSync } from "node:fs";
 import net from "node:net";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import type { Readable } from "node:stream";
 import type { ChildProcess } from "node:child_process";
 import {
-  startSpawner,
   SpawnerError,
   type ChildLike,
   type Spawner,
   type SpawnedChild,
 } from "../src/spawner-client";
+import { alive, PYTHON, readAll, useSpawnerHarness } from "./spawner-harness";
 
 // The process backend can hold either kind of child (compile-time check).
 const _both: ChildLike[] = [{} as ChildProcess, {} as SpawnedChild];
 
-const PYTHON = "/usr/bin/python3";
 const isRoot = process.getuid?.() === 0;
 /** Far above the pool's default range (200000+10000) and the uid tests'. */
 const UID = 290_000 + (process.pid % 5_000);
@@ -50,43 +39,19 @@ sys.stderr.write("last words\\n")
 sys.exit(7)
 `;
 
-async function readAll(s: Readable | null | undefined): Promise<string> {
-  if (!s) return "";
-  let out = "";
-  s.setEncoding("utf8");
-  for await (const chunk of s) out += chunk as string;
-  return out;
-}
-
-/** Running: in /proc and neither a zombie nor dead (reparented, it may wait to be reaped). */
-function alive(pid: number): boolean {
-  try {
-    const state = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0];
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
-
 function exitOf(child: SpawnedChild): Promise<[number | null, string | null]> {
   return once(child, "exit") as Promise<[number | null, string | null]>;
 }
 
 describe("spawner (fizz_spawner.py and its client)", function () {
+  const h = useSpawnerHarness("fizz-spawner-");
   let dir: string;
   let spawner: Spawner;
   const env = { PATH: "/usr/bin:/bin", LANG: "C.UTF-8", FIZZ_X: "a b=c", EMPTY: "" };
 
-  before(function () {
-    if (!existsSync(PYTHON)) this.skip(); // Debian's python3, which the poolkeeper uses as root
-  });
   beforeEach(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), "fizz-spawner-"));
-    spawner = await startSpawner({ python: PYTHON, dir: path.join(dir, "sock") });
-  });
-  afterEach(async () => {
-    if (spawner.usable) await spawner.close();
-    rmSync(dir, { recursive: true, force: true });
+    dir = h.dir;
+    spawner = await h.start();
   });
 
   it("starts a child as the uid with no groups or capabilities, no_new_privs, a parent-death signal, its own session, only fds 0-3 and exactly the env given", async function () {
