@@ -53,14 +53,17 @@ const MAX_DEPTH = 1024;
  */
 const MOVE_DEPTH = 64;
 
-/** The calls a removal makes: on /proc/self/fd paths (at) or on descriptors. */
-interface Calls {
+/**
+ * The calls a removal makes: on /proc/self/fd paths (at) or on descriptors. A test passes its own
+ * (wrapping ASYNC_CALLS) to act between two of them, as a process racing the removal would.
+ */
+export interface Calls {
   lstat(p: string): Stats | Promise<Stats>;
   unlink(p: string): void | Promise<void>;
   rmdir(p: string): void | Promise<void>;
   rename(from: string, to: string): void | Promise<void>;
   chmod(p: string, mode: number): void | Promise<void>;
-  /** With O_NOFOLLOW: a link there now is ELOOP, nothing followed. */
+  /** With O_NOFOLLOW: a link there now is ENOTDIR (O_DIRECTORY) or ELOOP, nothing followed. */
   openDir(p: string): number | Promise<number>;
   fstat(fd: number): Stats | Promise<Stats>;
   readdir(fd: number): string[] | Promise<string[]>;
@@ -82,7 +85,7 @@ const SYNC: Calls = {
 const openAsync = promisify(open);
 const fstatAsync = promisify(fstat);
 const closeAsync = promisify(close);
-const ASYNC: Calls = {
+export const ASYNC_CALLS: Calls = {
   lstat: (p) => fsp.lstat(p),
   unlink: (p) => fsp.unlink(p),
   rmdir: (p) => fsp.rmdir(p),
@@ -99,7 +102,7 @@ interface TreeRemovalOptions {
    * "sync": every call on the event loop, in the turns `before` gives (uid-files.ts: each
    * threadpool hop cost more CPU than the call); "async": through libuv's threadpool.
    */
-  calls: "sync" | "async";
+  calls: "sync" | "async" | Calls;
   /** Awaited before each lstat, readdir and unlink: yields and pacing (uid-files.ts). */
   before?: () => Promise<void>;
   /** Entries looked at at most, directories too, shared by every remove(); then it says false. */
@@ -129,7 +132,7 @@ interface TreeRemovalOptions {
 /**
  * Removes trees one entry at a time. Walking by path is not safe: a uid that can write in the
  * tree can swap a directory for a link to / between root's lstat and its readdir, and root then
- * deletes through the link. So each directory is opened with O_NOFOLLOW (a link there now: ELOOP,
+ * deletes through the link. So each directory is opened with O_NOFOLLOW (a link there: ENOTDIR,
  * nothing done), listed and emptied through its descriptor, and removed by rmdir, which follows
  * no link.
  */
@@ -141,7 +144,7 @@ export class TreeRemoval {
   private readonly calls: Calls;
 
   constructor(private readonly opts: TreeRemovalOptions) {
-    this.calls = opts.calls === "sync" ? SYNC : ASYNC;
+    this.calls = opts.calls === "sync" ? SYNC : opts.calls === "async" ? ASYNC_CALLS : opts.calls;
   }
 
   /**
@@ -153,15 +156,17 @@ export class TreeRemoval {
   }
 
   /**
-   * Records `err` of `shown` as a failure (`failed`) or throws it. ENOENT, an entry gone
-   * meanwhile, is neither when `gone`, and never with `failed`: a throwing removal stops at a
-   * chmod, open or readdir of something gone (removeTreeNoFollow takes that ENOENT for its tree
-   * gone, the start-up removal goes on with the next directory).
+   * Records `err` of `shown` as a failure (`failed`) or throws it. ENOENT is neither, at any
+   * call: the entry is gone meanwhile (removed, or renamed away by a process writing in the tree),
+   * which is what the removal wanted, and it goes on with the rest. A throwing removal once
+   * stopped at a chmod, open or readdir of a subdirectory gone, and removeTreeNoFollow took that
+   * ENOENT for its whole tree gone: the rest stayed. The walk goes on through descriptors it holds
+   * (nothing reached by a path from above), and whatever took the name is not followed.
    */
-  failure(shown: string, err: unknown, gone = true): void {
+  failure(shown: string, err: unknown): void {
     const code = (err as NodeJS.ErrnoException).code;
     const failed = this.opts.failed;
-    if (code === "ENOENT" && (gone || failed)) return;
+    if (code === "ENOENT") return;
     if (!failed) throw err;
     failed.push(`${shown}: ${code ?? String(err)}`);
   }
@@ -182,7 +187,7 @@ export class TreeRemoval {
     }
     const c = this.calls;
     const p = at(dirFd, name);
-    const st = known ?? (await this.call(shown, () => c.lstat(p), true, true));
+    const st = known ?? (await this.call(shown, () => c.lstat(p), true));
     if (!st) return true;
     if (!st.isDirectory()) {
       // EISDIR if swapped for a directory meanwhile: a failure, nothing followed.
@@ -191,7 +196,7 @@ export class TreeRemoval {
     }
     const me = process.getuid?.();
     if (this.opts.chmodOwn && me !== 0 && st.uid === me && (st.mode & 0o700) !== 0o700)
-      await this.call(shown, () => c.chmod(p, 0o700), false);
+      await this.call(shown, () => c.chmod(p, 0o700));
     if (depth >= (moveUp ? MOVE_DEPTH : MAX_DEPTH)) {
       if (!moveUp || top === undefined) {
         this.refuse(shown, `a directory tree deeper than ${MAX_DEPTH} levels`);
@@ -204,7 +209,7 @@ export class TreeRemoval {
       if (await this.done(shown, () => c.rename(p, to))) this.moved++;
       return true;
     }
-    const child = await this.call(shown, () => c.openDir(p), false);
+    const child = await this.call(shown, () => c.openDir(p));
     if (child === undefined) return true;
     try {
       // The name may now be another directory: only one still the owner's is emptied (its
@@ -219,7 +224,7 @@ export class TreeRemoval {
       }
       for (;;) {
         const moved = this.moved;
-        const names = (await this.call(shown, () => c.readdir(child), false, true)) ?? [];
+        const names = (await this.call(shown, () => c.readdir(child), true)) ?? [];
         for (const inner of names) {
           const ok = await this.removeAt(
             child,
@@ -243,14 +248,13 @@ export class TreeRemoval {
   private async call<T>(
     shown: string,
     op: () => T | Promise<T>,
-    gone = true,
     paced = false,
   ): Promise<T | undefined> {
     if (paced) await this.opts.before?.();
     try {
       return await op();
     } catch (err) {
-      this.failure(shown, err, gone);
+      this.failure(shown, err);
       return undefined;
     }
   }
@@ -263,7 +267,6 @@ export class TreeRemoval {
         await op();
         return true;
       },
-      true,
       paced,
     );
     return ok === true;
@@ -281,15 +284,15 @@ export class TreeRemoval {
  * a process that can write in the tree renames and swaps its entries (TreeRemoval). For an
  * instance's (or a build's) own directory once its processes are gone, in place of fs.rm, which
  * walks by path: another uid the function let in (a 0777 directory) can still be running then.
+ * What is gone already, `dir` or anything under it, is no error (as rm's force); any other
+ * failure is thrown at once. `calls`: the fs calls, a test's own to act between two of them.
  */
-export async function removeTreeNoFollow(dir: string): Promise<void> {
+export async function removeTreeNoFollow(dir: string, calls: Calls = ASYNC_CALLS): Promise<void> {
   // The operator's path may be a link; what is under it is walked through descriptors only.
   const parent = await fsp.open(path.dirname(dir), constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    const removal = new TreeRemoval({ calls: "async", moveUp: true, chmodOwn: true });
+    const removal = new TreeRemoval({ calls, moveUp: true, chmodOwn: true });
     await removal.remove(parent.fd, path.basename(dir), dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err; // gone already: as rm's force
   } finally {
     await parent.close();
   }
