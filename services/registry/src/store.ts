@@ -16,80 +16,24 @@ import type {
   ListingOf,
   PageOf,
   PageRequest,
+  Store,
   StoreReader,
   Writes,
 } from "./store-types";
-import { listIndexBuild, listIndexBuiltKey, mgetAll, readList } from "./store-list";
-import { KnownJson, parseStored, pluralOf } from "./store-parse";
+import { readList } from "./store-list";
+import { KnownJson, pluralOf } from "./store-parse";
 import { Relearn, RELEARN_PACE } from "./store-relearn";
-import { seenKey, TxLanes } from "./store-tx";
-import { buildFunctionIndex, isIndexedKind } from "./function-index";
+import { TxLanes } from "./store-tx";
 import { readFunctionTriggers } from "./store-fn-triggers";
-import { routeIndexBuiltKey, routeIndexKey, routeShape } from "./route-index";
+import { buildIndexes } from "./store-indexes";
+import { codeBlob, codeDigests } from "./store-code";
+import { storeReader } from "./store-reader";
 
-/**
- * The registry's Redis store. Keys (under the configured prefix, default `fizz:v1:`):
- *   obj:<kind>:<ns>:<name>   the object as JSON (kind is the plural: environments, functions, httptriggers)
- *   idx:<kind>:<ns>          set of names in one namespace
- *   idx:<kind>               set of `ns/name` over every namespace
- *   lidx:<kind>              the same, sorted, for pages (store-list.ts)
- *   fnidx:<kind>:<ns>:<fn>  names of the triggers of one function, per kind (function-index.ts)
- *   secretdata:<ns>:<name>   a secret's values, sealed (secret-box.ts); written with its object
- *   code:<sha256 hex>        code bytes of registries before the Object Store; read only by the
- *                            start-up migration (code-migration.ts), never written any more
- *
- * Every write is one optimistic transaction: the body reads through a reader that WATCHes every key
- * it touches (objects, referenced objects, indexes, and each object an index lists), decides, and
- * returns the writes; they are applied in MULTI/EXEC, which Redis aborts if any watched key changed
- * meanwhile, and then the whole body runs again on fresh data. So two writers — in this process or
- * in another replica — can never both create one name, leave a dangling reference or claim one route.
- * Transactions: store-tx.ts; full listings and the list index: store-list.ts; pages: store-page.ts.
- */
-export interface Store extends StoreReader {
-  /** `list`, naming what it left out: an unreadable object does not fail the listing. */
-  listing<K extends KindPlural>(kind: K, namespace?: string): Promise<Listing<K>>;
-  /**
-   * `listing` with each object as its JSON text, exactly what JSON.stringify of the parsed object
-   * gives, for answers that only pass objects on: a stored text this process already found
-   * readable is answered as it is, without parsing and checking it again (KnownJson). With
-   * `maxBytes`, LIST_TOO_LARGE once the texts pass it (store-list.ts readList).
-   */
-  listingJson(kind: KindPlural, namespace?: string, maxBytes?: number): Promise<ListingOf<string>>;
-  /**
-   * One page of `listingJson`, in its order, from after the previous page's last object; each
-   * object's JSON as UTF-8 bytes (the stored bytes themselves when known canonical).
-   */
-  pageJson(kind: KindPlural, req: PageRequest): Promise<PageOf<Buffer>>;
-  /**
-   * Adds every stored trigger to the route index and the function index and every object to the
-   * list index, and marks each built (idempotent: an index already built is left as it is).
-   * Answers the triggers added to the route index.
-   */
-  buildRouteIndex(): Promise<number>;
-  /**
-   * Per trigger kind, how many triggers name each of `functions` and the first `perFunction` of
-   * them by name (JSON bytes), read through the function index (store-fn-triggers.ts); undefined
-   * while the index is not built. Unreadable ones are left out and logged, as in a listing.
-   */
-  functionTriggers(
-    functions: readonly { namespace: string; name: string }[],
-    perFunction: number,
-  ): Promise<Map<KindPlural, FunctionTriggers> | undefined>;
-  /** A code blob of the Redis era (before the Object Store), for the migration. */
-  getCode(digestHex: string): Promise<Buffer | undefined>;
-  /** Hex digests of every Redis-era code blob. */
-  codeDigests(): Promise<string[]>;
-  /** A secret's sealed values, or undefined when there is no such secret. */
-  getSecretData(namespace: string, name: string): Promise<string | undefined>;
-  /** Runs `body` until its writes commit on unchanged reads; its errors abort without writing. */
-  transact<T>(body: (reader: StoreReader) => Promise<{ writes: Writes; result: T }>): Promise<T>;
-  ready(): boolean;
-  close(): Promise<void>;
-}
-
+// The Store interface and its shapes live in store-types.ts; importers keep importing them from here.
 export { redisKeys, pluralOf };
 export type {
   FunctionTriggers,
+  Store,
   Listing,
   ListingOf,
   PageOf,
@@ -245,37 +189,12 @@ export class RedisStore implements Store {
     return page;
   }
 
-  async buildRouteIndex(): Promise<number> {
+  buildRouteIndex(): Promise<number> {
     this.assertReady();
-    const [routes, lists] = await this.opts.client.mget(
-      routeIndexBuiltKey(this.opts.prefix),
-      listIndexBuiltKey(this.opts.prefix),
-    );
-    // Built once per Redis: every registry since keeps them current with each write.
-    if (lists === null)
-      await this.tx.enqueue(async (_r, conn) => ({
-        writes: await listIndexBuild(conn, this.opts.prefix),
-        result: undefined,
-      }));
-    // After the list index: the function index's build pages the triggers through it.
-    await buildFunctionIndex(this.opts.client, this.opts.prefix, (body) =>
+    const { client, prefix, logger } = this.opts;
+    return buildIndexes(client, prefix, logger, (body) =>
       this.tx.enqueue((_r, conn) => body(conn)),
     );
-    if (routes !== null) return 0;
-    return this.tx.enqueue(async (_r, conn) => {
-      const claims = await this.storedRouteShapes(conn);
-      const built = routeIndexBuiltKey(this.opts.prefix);
-      return {
-        writes: {
-          index: claims.map(({ member, shape }) => ({
-            key: routeIndexKey(this.opts.prefix, shape),
-            add: member,
-          })),
-          marker: built,
-        },
-        result: claims.length,
-      };
-    });
   }
 
   functionTriggers(
@@ -287,71 +206,14 @@ export class RedisStore implements Store {
     return readFunctionTriggers(client, prefix, this.known, logger, functions, perFunction);
   }
 
-  /**
-   * Every stored trigger's route shape, watched. A trigger the registry cannot read (written by a
-   * newer registry, or behind its back) must not stop the build — it runs in the start-up tasks,
-   * and the registry is not ready before they finish: its shape is taken from the JSON as it is
-   * (a member is only a candidate), and one without even a route is left out, logged.
-   */
-  private async storedRouteShapes(conn: Redis): Promise<{ member: string; shape: string }[]> {
-    const index = this.keys.kindIndex("httptriggers");
-    const [, members] = await Promise.all([conn.watch(index), conn.smembers(index)]);
-    if (members.length === 0) return [];
-    const objKeys = members.map((m) => {
-      const [ns = "", name = ""] = m.split("/");
-      return this.keys.obj("httptriggers", ns, name);
-    });
-    const values = await mgetAll(conn, objKeys, true);
-    const out: { member: string; shape: string }[] = [];
-    values.forEach((raw, i) => {
-      if (raw === null) return;
-      const member = members[i] ?? "";
-      let spec: unknown;
-      try {
-        spec = (JSON.parse(raw) as { spec?: unknown } | null)?.spec;
-      } catch {
-        spec = undefined;
-      }
-      const s = (typeof spec === "object" && spec !== null ? spec : {}) as Record<string, unknown>;
-      const str = (v: unknown) => (typeof v === "string" ? v : undefined);
-      const [path, prefix, host] = [str(s.path), str(s.prefix), str(s.host)];
-      if (path === undefined && prefix === undefined) {
-        this.opts.logger.error(
-          { component: "store", trigger: member },
-          "stored http trigger left out of the route index: no route can be read from it",
-        );
-        return;
-      }
-      const route = {
-        ...(path !== undefined ? { path } : {}),
-        ...(prefix !== undefined ? { prefix } : {}),
-        ...(host !== undefined ? { host } : {}),
-      };
-      out.push({ member, shape: routeShape(route) });
-    });
-    return out;
+  getCode(digestHex: string): Promise<Buffer | undefined> {
+    this.assertReady();
+    return codeBlob(this.opts.client, this.opts.prefix, digestHex);
   }
 
-  async getCode(digestHex: string): Promise<Buffer | undefined> {
+  codeDigests(): Promise<string[]> {
     this.assertReady();
-    return (await this.opts.client.getBuffer(this.keys.code(digestHex))) ?? undefined;
-  }
-
-  async codeDigests(): Promise<string[]> {
-    this.assertReady();
-    const pattern = `${this.keys.code("")}*`;
-    const prefixLength = pattern.length - 1;
-    const out: string[] = [];
-    let cursor = "0";
-    do {
-      const [next, keys] = await this.opts.client.scan(cursor, "MATCH", pattern, "COUNT", 500);
-      cursor = next;
-      for (const k of keys) {
-        const hex = k.slice(prefixLength);
-        if (/^[0-9a-f]{64}$/.test(hex)) out.push(hex);
-      }
-    } while (cursor !== "0");
-    return [...new Set(out)].sort();
+    return codeDigests(this.opts.client, this.opts.prefix);
   }
 
   async getSecretData(namespace: string, name: string): Promise<string | undefined> {
@@ -380,45 +242,14 @@ export class RedisStore implements Store {
     watch: boolean,
     seen?: Map<string, AnyObject | undefined>,
   ): StoreReader {
-    const keys = this.keys;
-    const prefix = this.opts.prefix;
-    const assertReady = () => this.assertReady();
-    const get = async <K extends KindPlural>(kind: K, ns: string, name: string) => {
-      assertReady();
-      const key = keys.obj(kind, ns, name);
-      // WATCH and GET in one round trip: one connection answers in order.
-      const [, raw] = await Promise.all([watch ? client.watch(key) : undefined, client.get(key)]);
-      const obj = raw === null ? undefined : parseStored(kind, key, raw);
-      if (isIndexedKind(kind)) seen?.set(seenKey(kind, ns, name), obj);
-      return obj;
-    };
-    return {
-      get,
-      list: async <K extends KindPlural>(kind: K, ns?: string) => {
-        assertReady();
-        const logger = this.opts.logger;
-        return (await readList(client, prefix, watch, kind, ns, logger, parseStored)).items;
-      },
-      async routeClaims(shape: string) {
-        assertReady();
-        const built = routeIndexBuiltKey(prefix);
-        const set = routeIndexKey(prefix, shape);
-        // Watched, so a trigger joining the shape (or the index being built) meanwhile makes the
-        // write run again; the WATCH and both reads go out in one round trip.
-        const [, marker, members] = await Promise.all([
-          watch ? client.watch(built, set) : Promise.resolve("OK"),
-          client.get(built),
-          client.smembers(set),
-        ]);
-        if (marker === null) return undefined;
-        const found: HttpTrigger[] = [];
-        for (const m of members.sort()) {
-          const [ns = "", name = ""] = m.split("/");
-          const t = await get("httptriggers", ns, name);
-          if (t) found.push(t);
-        }
-        return found;
-      },
-    };
+    const { prefix, logger } = this.opts;
+    return storeReader({
+      client,
+      prefix,
+      logger,
+      watch,
+      seen,
+      assertReady: () => this.assertReady(),
+    });
   }
 }
