@@ -4,8 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { FizzError } from "@fizz/events";
-import { createLogger, silentLogger } from "@fizz/kit";
+import { silentLogger } from "@fizz/kit";
 import { waitFor } from "@fizz/testkit";
 import { expect } from "chai";
 import { LogTail } from "../src/build/log-tail";
@@ -13,33 +12,30 @@ import { BuildSandbox, type BuildWorkspace, type RunResult } from "../src/build/
 import { loadConfig } from "../src/config";
 import { instanceBaseEnv } from "../src/isolation";
 import { killUid } from "../src/uid-cleanup";
+import {
+  canForkBomb,
+  capturingLogger,
+  expectRefused,
+  FORK_BOMB_PY,
+  LIMIT,
+  nprocLimitLine,
+  ownHardNproc,
+  PRLIMIT,
+  PYTHON,
+  SETPRIV,
+} from "./fork-bomb";
 import { liveOfUid } from "./harness";
 
-const SETPRIV = "/usr/bin/setpriv";
-const PRLIMIT = "/usr/bin/prlimit";
-const PYTHON = "/usr/bin/python3";
-const isRoot = process.getuid?.() === 0;
-/** Small, so the attack stays cheap; the default (4096) is the same mechanism. */
-const LIMIT = 32;
-
 /**
- * A build step (an install script) that forks N sleeping children (a fork bomb without the
- * exponent, so the test stays bounded), writes how many forks succeeded and the errno of the first
- * that failed to argv[2], then holds its children until argv[3] exists, and fails when a fork did.
+ * A build step (an install script) that forks argv[1] children sleeping 120 s (FORK_BOMB_PY),
+ * writes how many forks succeeded and the errno of the first that failed to argv[2], then holds
+ * its children until argv[3] exists, and fails when a fork did.
  */
-const BOMB = String.raw`
-import errno, json, os, sys, time
-forked, err = 0, None
-for _ in range(int(sys.argv[1])):
-    try:
-        pid = os.fork()
-    except OSError as e:
-        err = errno.errorcode.get(e.errno, str(e.errno))
-        break
-    if pid == 0:
-        time.sleep(120)
-        os._exit(0)
-    forked += 1
+const BOMB =
+  FORK_BOMB_PY +
+  String.raw`
+import json, sys
+forked, err = bomb(int(sys.argv[1]), 120)
 report = json.dumps({"pid": os.getpid(), "forked": forked, "error": err})
 print(report, flush=True)
 with open(sys.argv[2] + ".tmp", "w") as f:
@@ -106,19 +102,12 @@ describe("build process limit (FIZZ_BUILD_NPROC through prlimit)", function () {
     // Not root: builds run as the poolkeeper's own user, whose other processes would count.
     const notRoot = loadConfig({}, "/", { isRoot: false, exists: () => true });
     expect(notRoot.isolation.buildNproc).to.equal(undefined);
-    let err: unknown;
-    try {
-      loadConfig({ FIZZ_BUILD_NPROC: "-1" }, "/", root);
-    } catch (e) {
-      err = e;
-    }
-    expect(err).to.be.instanceOf(FizzError);
-    expect((err as Error).message).to.include("FIZZ_BUILD_NPROC");
+    expectRefused(() => loadConfig({ FIZZ_BUILD_NPROC: "-1" }, "/", root), "FIZZ_BUILD_NPROC");
   });
 
   it("warns once when prlimit is missing, and runs builds without it", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "fizz-build-nproc-"));
-    const lines: string[] = [];
+    const { logger, lines } = capturingLogger();
     try {
       new BuildSandbox({
         root: path.join(dir, "builds"),
@@ -130,7 +119,7 @@ describe("build process limit (FIZZ_BUILD_NPROC through prlimit)", function () {
         killGraceMs: 100,
         baseEnv: {},
         reach: [],
-        logger: createLogger("poolkeeper", "info", { write: (l: string) => void lines.push(l) }),
+        logger,
       });
       expect(lines.filter((l) => l.includes("FIZZ_BUILD_NPROC"))).to.have.length(1);
     } finally {
@@ -143,7 +132,7 @@ describe("build process limit (FIZZ_BUILD_NPROC through prlimit)", function () {
     const uids: number[] = [];
 
     beforeEach(async function () {
-      if (!isRoot || ![SETPRIV, PRLIMIT, PYTHON].every((f) => existsSync(f))) this.skip();
+      if (!canForkBomb()) this.skip();
       dir = await mkdtemp(path.join(tmpdir(), "fizz-build-nproc-"));
     });
     afterEach(async () => {
@@ -182,7 +171,7 @@ describe("build process limit (FIZZ_BUILD_NPROC through prlimit)", function () {
         expect(seen.forked).to.be.below(LIMIT);
         // Set by prlimit before the drop to the uid, and inherited through setpriv's exec.
         const limits = readFileSync(`/proc/${seen.pid}/limits`, "utf8");
-        expect(limits).to.match(new RegExp(`^Max processes\\s+${LIMIT}\\s+${LIMIT}\\s`, "m"));
+        expect(limits).to.match(nprocLimitLine(LIMIT));
         expect(liveOfUid(attacker.uid!)).to.be.at.most(LIMIT);
 
         // While its children still hold the limit: another build (its own uid, its own count)
@@ -216,9 +205,8 @@ describe("build process limit (FIZZ_BUILD_NPROC through prlimit)", function () {
       const log = new LogTail();
       const result = await step(ws, ["/bin/cat", "/proc/self/limits"], log);
       expect(result.code, log.text()).to.equal(0);
-      const hard = /^Max processes\s+\S+\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
-      const want = Math.min(4096, hard ? Number(hard[1]) : Infinity);
-      expect(log.text()).to.match(new RegExp(`^Max processes\\s+${want}\\s+${want}\\s`, "m"));
+      const want = Math.min(4096, ownHardNproc() ?? Infinity);
+      expect(log.text()).to.match(nprocLimitLine(want));
       await ws.dispose();
     });
   });

@@ -4,7 +4,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { FizzError } from "@fizz/events";
 import { createLogger } from "@fizz/kit";
 import { expect } from "chai";
 import { Agent, request } from "undici";
@@ -12,40 +11,37 @@ import { loadConfig } from "../src/config";
 import { instanceBaseEnv, wrapCommand, type IsolationOptions } from "../src/isolation";
 import { ProcessBackend } from "../src/process-backend";
 import { env } from "./fake-backend";
+import {
+  canForkBomb,
+  capturingLogger,
+  expectRefused,
+  FORK_BOMB_PY,
+  isRoot,
+  LIMIT,
+  nprocLimitLine,
+  ownHardNproc,
+  PRLIMIT,
+  PYTHON,
+  SETPRIV,
+} from "./fork-bomb";
 import { liveOfUid } from "./harness";
 
-const SETPRIV = "/usr/bin/setpriv";
-const PRLIMIT = "/usr/bin/prlimit";
-const PYTHON = "/usr/bin/python3";
-const isRoot = process.getuid?.() === 0;
-/** Small, so the attack stays cheap; the default (256) is the same mechanism. */
-const LIMIT = 32;
-
 /**
- * A stand-in instance (spec.command): GET /bomb?n=N forks N children that sleep (a fork bomb
- * without the exponent, so the test stays bounded) and answers how many forks succeeded and the
- * errno of the first that failed; any other path answers its uid.
+ * A stand-in instance (spec.command): GET /bomb?n=N forks N children that sleep 60 s, not holding
+ * its socket (FORK_BOMB_PY), and answers how many forks succeeded and the errno of the first that
+ * failed; any other path answers its uid.
  */
-const BOMB = String.raw`
-import errno, json, os, time
+const BOMB =
+  FORK_BOMB_PY +
+  String.raw`
+import json
 from http.server import BaseHTTPRequestHandler, HTTPServer
 class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def do_GET(self):
         out = {"uid": os.getuid()}
         if self.path.startswith("/bomb"):
-            forked, err = 0, None
-            for _ in range(int(self.path.split("=")[1])):
-                try:
-                    pid = os.fork()
-                except OSError as e:
-                    err = errno.errorcode.get(e.errno, str(e.errno))
-                    break
-                if pid == 0:
-                    os.closerange(3, 256)
-                    time.sleep(60)
-                    os._exit(0)
-                forked += 1
+            forked, err = bomb(int(self.path.split("=")[1]), 60, close=True)
             out.update(forked=forked, error=err)
         body = json.dumps(out).encode()
         self.send_response(200)
@@ -81,9 +77,9 @@ describe("instance process limit (RLIMIT_NPROC through prlimit)", function () {
   });
 
   it("asks prlimit for no more than the poolkeeper's own hard limit (raising it needs CAP_SYS_RESOURCE)", async function () {
-    const hard = /^Max processes\s+\S+\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
-    if (!hard || !isRoot || ![SETPRIV, PRLIMIT].every((f) => existsSync(f))) this.skip();
-    const own = Number(hard[1]);
+    const own = ownHardNproc();
+    if (own === undefined || !isRoot || ![SETPRIV, PRLIMIT].every((f) => existsSync(f)))
+      this.skip();
     const chain = wrapCommand(["/bin/true"], 256_999, SETPRIV, {
       limit: own + 1000,
       prlimit: PRLIMIT,
@@ -109,19 +105,15 @@ describe("instance process limit (RLIMIT_NPROC through prlimit)", function () {
     expect(loadConfig({}, "/", { isRoot: false, exists: () => true }).isolation.nproc).to.equal(
       undefined,
     );
-    let err: unknown;
-    try {
-      loadConfig({ FIZZ_INSTANCE_NPROC: "lots" }, "/", root);
-    } catch (e) {
-      err = e;
-    }
-    expect(err).to.be.instanceOf(FizzError);
-    expect((err as Error).message).to.include("FIZZ_INSTANCE_NPROC");
+    expectRefused(
+      () => loadConfig({ FIZZ_INSTANCE_NPROC: "lots" }, "/", root),
+      "FIZZ_INSTANCE_NPROC",
+    );
   });
 
   it("warns once when prlimit is missing, and starts instances without it", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "fizz-nproc-"));
-    const lines: string[] = [];
+    const { logger, lines } = capturingLogger();
     const backend = new ProcessBackend({
       workDir: path.join(dir, "work"),
       runtimesDir: "/nonexistent-runtimes",
@@ -136,7 +128,7 @@ describe("instance process limit (RLIMIT_NPROC through prlimit)", function () {
       },
       allowEnvCommand: true,
       agent: new Agent(),
-      logger: createLogger("poolkeeper", "info", { write: (l: string) => void lines.push(l) }),
+      logger,
     });
     try {
       expect(lines.filter((l) => l.includes("prlimit (util-linux) not found"))).to.have.length(1);
@@ -152,7 +144,7 @@ describe("instance process limit (RLIMIT_NPROC through prlimit)", function () {
     let backend: ProcessBackend | undefined;
 
     beforeEach(async function () {
-      if (!isRoot || ![SETPRIV, PRLIMIT, PYTHON].every((f) => existsSync(f))) this.skip();
+      if (!canForkBomb()) this.skip();
       dir = await mkdtemp(path.join(tmpdir(), "fizz-nproc-"));
       agent = new Agent();
     });
@@ -187,7 +179,7 @@ describe("instance process limit (RLIMIT_NPROC through prlimit)", function () {
 
       // Set before the drop to the uid, and inherited through setpriv's exec: the instance itself.
       const limits = readFileSync(`/proc/${attacker.pid}/limits`, "utf8");
-      expect(limits).to.match(new RegExp(`^Max processes\\s+${LIMIT}\\s+${LIMIT}\\s`, "m"));
+      expect(limits).to.match(nprocLimitLine(LIMIT));
 
       const attack = await get(attacker.address, "/bomb?n=400", agent);
       expect(attack.error, JSON.stringify(attack)).to.equal("EAGAIN");
