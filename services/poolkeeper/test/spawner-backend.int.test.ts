@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { cp, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -76,10 +76,11 @@ describe("process backend: refills through the spawner", function () {
     if (!isRoot || !existsSync("/usr/bin/python3") || !loadConfig({}).isolation.setpriv)
       this.skip(); // own uids need root; the spawner needs Debian's python3
     workDir = await mkdtemp(path.join(tmpdir(), "fizz-spb-"));
-    await mkdir(path.join(workDir, "runtimes", "spawner"), { recursive: true });
-    await copyFile(
-      path.join(DEFAULT_RUNTIMES_DIR, "spawner", "fizz_spawner.py"),
-      path.join(workDir, "runtimes", "spawner", "fizz_spawner.py"),
+    // The spawner is its script and the fizzspawn package beside it.
+    await cp(
+      path.join(DEFAULT_RUNTIMES_DIR, "spawner"),
+      path.join(workDir, "runtimes", "spawner"),
+      { recursive: true },
     );
     agent = new Agent();
     exits = [];

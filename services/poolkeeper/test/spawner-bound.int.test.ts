@@ -26,8 +26,8 @@ class Sock(socket.socket):
         return super().sendall(data, *a)
 class Shim:
     AF_UNIX, SOCK_STREAM, socket = socket.AF_UNIX, socket.SOCK_STREAM, Sock
-mod.socket = Shim
-mod.main()
+mod.server.socket = Shim
+mod.server.main(sys.argv)
 `;
 
 function children(pid: number): number[] {
