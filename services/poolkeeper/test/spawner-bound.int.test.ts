@@ -16,6 +16,7 @@ const PYTHON = "/usr/bin/python3";
  */
 const LOSES_STDOUT = `
 import importlib.util, socket, sys
+sys.dont_write_bytecode = True  # as the script itself: no __pycache__ in the source tree
 spec = importlib.util.spec_from_file_location("fizz_spawner", ${JSON.stringify(SPAWNER_SCRIPT)})
 mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mod)
