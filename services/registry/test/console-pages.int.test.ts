@@ -8,24 +8,11 @@ import {
 } from "@fizz/events";
 import { connectNats, createLogger, serve, silentLogger, type NatsConnection } from "@fizz/kit";
 import { expect } from "chai";
-import { Redis } from "ioredis";
-import { waitFor } from "@fizz/testkit";
 import { consoleFunctionsPage, ROW_ITEMS, TRIGGER_SCANS_AT_ONCE } from "../src/console-functions";
-import { fnIndexBuiltKey, fnIndexKey } from "../src/function-index";
-import { RedisStore } from "../src/store";
-import {
-  envBody,
-  fnBody,
-  mqtBody,
-  registryEnv,
-  startRegistry,
-  startStack,
-  timerBody,
-  triggerBody,
-  type Reply,
-  type Running,
-  type Stack,
-} from "./helpers";
+import { fnIndexKey } from "../src/function-index";
+import type { RedisStore } from "../src/store";
+import { envBody, fnBody, mqtBody, timerBody, triggerBody, type Reply } from "./helpers";
+import { created, dropFunctionIndex, registrySuite, secondStore } from "./registry-suite";
 
 const S = subjects("fizz.v1");
 
@@ -58,22 +45,18 @@ interface Expected {
  */
 describe("registry console listing in pages (real NATS and Redis)", function () {
   this.timeout(120_000);
-  let stack: Stack;
-  let reg: Running;
-  let nc: NatsConnection;
   const lines: string[] = [];
+  // Errors only: the store logs each unreadable object a listing read (and left out).
+  const suite = registrySuite({
+    logger: createLogger("registry", "error", { write: (l: string) => void lines.push(l) }),
+  });
+  let nc: NatsConnection;
   const expected = new Map<string, Expected>();
   const leftOut = () => lines.filter((l) => l.includes("left out of a listing")).length;
 
   before(async () => {
-    stack = await startStack();
-    // Errors only: the store logs each unreadable object a listing read (and left out).
-    const logger = createLogger("registry", "error", { write: (l: string) => void lines.push(l) });
-    reg = await startRegistry(registryEnv(stack), { logger });
-    const create = async (ns: string, kind: string, body: unknown) => {
-      const res = await reg.api.ns(ns).create(kind, body);
-      expect(res.status, `${ns} ${kind} ${JSON.stringify(res.body)}`).to.equal(201);
-    };
+    const create = (ns: string, kind: string, body: unknown) =>
+      created(suite.reg.api, ns, kind, body);
     const plan = (ns: string, fn: string): Expected => {
       const e = { routes: [], triggers: [], specialized: 0 };
       expected.set(`${ns}/${fn}`, e);
@@ -121,7 +104,7 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
     // is logged and left out each time one reads it), indexed under its function as a write
     // would (function-index.ts).
     const keys = redisKeys();
-    await stack.client
+    await suite.stack.client
       .multi()
       .set(
         keys.obj("mqtriggers", "default", "broken"),
@@ -134,7 +117,7 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
       .exec();
 
     nc = await connectNats({
-      url: stack.nats.url,
+      url: suite.stack.nats.url,
       name: "test-poolkeeper",
       logger: silentLogger(),
     });
@@ -169,12 +152,10 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
 
   after(async () => {
     await nc?.close();
-    await reg?.svc.stop();
-    await stack?.cleanup();
   });
 
   const get = (query: string): Promise<Reply> =>
-    reg.api.call("GET", `/v1/console/functions${query}`);
+    suite.reg.api.call("GET", `/v1/console/functions${query}`);
   const body = (res: Reply) => res.body as unknown as PageBody;
   // A row holds the first ROW_ITEMS of each (kind, then name: the kinds' names sort so) and counts all.
   const shown = (s: Summary) => ({
@@ -247,19 +228,11 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
     // in flight: each holds up to a page (1000 objects, the page budget) of one namespace's
     // triggers, so a page of functions in many namespaces read them all at once (4 kinds ×
     // namespaces: 12 here, 4,000 for a page of 1000 functions in 1000 namespaces).
-    const client = new Redis(stack.redis.url);
-    const store = new RedisStore({
-      url: stack.redis.url,
-      prefix: DEFAULT_REDIS_PREFIX,
-      client,
-      name: "console-pages-test",
-      logger: silentLogger(),
-    });
+    const { store, close } = await secondStore(suite.stack, "console-pages-test");
     try {
-      await waitFor(() => store.ready(), { what: "store ready" });
       // As a store written before the function index, until its build at start: the page scans
       // its namespaces' triggers.
-      await stack.client.del(fnIndexBuiltKey(DEFAULT_REDIS_PREFIX));
+      await dropFunctionIndex(suite.stack);
       let inFlight = 0;
       let most = 0;
       const counted = Object.create(store) as RedisStore;
@@ -286,8 +259,7 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
     } finally {
       // Built again (idempotent; every write kept the sets meanwhile), marker included.
       await store.buildRouteIndex();
-      await store.close();
-      client.disconnect();
+      await close();
     }
   });
 
@@ -299,16 +271,16 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
   });
 
   it("answers one function's row, from its own namespace, and 404 for one that does not exist", async () => {
-    const res = await reg.api.call("GET", "/v1/console/functions/team-b/f-00");
+    const res = await suite.reg.api.call("GET", "/v1/console/functions/team-b/f-00");
     expect(res.status, JSON.stringify(res.body)).to.equal(200);
     const one = res.body as unknown as { item: Summary; instancesKnown: boolean };
     expect(one.instancesKnown).to.equal(true);
     expect(shown(one.item)).to.deep.equal(sorted(expected.get("team-b/f-00")!, ROW_ITEMS.one));
     expect(one.item.instances).to.deep.equal({ specialized: 1, current: 0 });
-    const missing = await reg.api.call("GET", "/v1/console/functions/team-b/f-09");
+    const missing = await suite.reg.api.call("GET", "/v1/console/functions/team-b/f-09");
     expect(missing.status).to.equal(404);
     expect(missing.body.error.code).to.equal("NOT_FOUND");
-    const bad = await reg.api.call("GET", "/v1/console/functions/Team_B/f-00");
+    const bad = await suite.reg.api.call("GET", "/v1/console/functions/Team_B/f-00");
     expect(bad.status).to.equal(400);
     expect(bad.body.error.field).to.equal("namespace");
   });
@@ -326,7 +298,7 @@ describe("registry console listing in pages (real NATS and Redis)", function () 
       expect(res.body.error.field, q).to.equal("limit");
     }
     // A token of one namespace's listing names a position in another listing.
-    const nsPage = await reg.api.call("GET", "/v1/namespaces/team-b/functions?limit=1");
+    const nsPage = await suite.reg.api.call("GET", "/v1/namespaces/team-b/functions?limit=1");
     const nsToken = (nsPage.body as unknown as { continue: string }).continue;
     expect(nsToken).to.be.a("string");
     for (const q of ["?continue=not-a-token!", "?continue=abc", `?continue=${nsToken}`]) {

@@ -2,18 +2,8 @@ import { DEFAULT_REDIS_PREFIX } from "@fizz/events";
 import { expect } from "chai";
 import { ROW_ITEMS } from "../src/console-functions";
 import { fnIndexBuiltKey } from "../src/function-index";
-import {
-  envBody,
-  fnBody,
-  mqtBody,
-  registryEnv,
-  startRegistry,
-  startStack,
-  timerBody,
-  triggerBody,
-  type Running,
-  type Stack,
-} from "./helpers";
+import { mqtBody, timerBody, triggerBody } from "./helpers";
+import { consoleRow, createFunctions, dropFunctionIndex, registrySuite } from "./registry-suite";
 
 interface Row {
   name: string;
@@ -37,19 +27,14 @@ const name = (prefix: string, i: number) => `${prefix}-${String(i).padStart(4, "
  */
 describe("registry console rows are bounded (real NATS and Redis)", function () {
   this.timeout(120_000);
-  let stack: Stack;
-  let reg: Running;
+  const suite = registrySuite();
 
   before(async () => {
-    stack = await startStack();
-    reg = await startRegistry(registryEnv(stack));
-    const api = reg.api.ns("default");
+    const api = suite.reg.api.ns("default");
     const ok = async (p: Promise<{ status: number }>): Promise<void> => {
       expect((await p).status).to.equal(201);
     };
-    await ok(api.create("environments", envBody("py")));
-    await ok(api.create("functions", fnBody("busy", "py")));
-    await ok(api.create("functions", fnBody("quiet", "py")));
+    await createFunctions(suite.reg.api, "default", "py", ["busy", "quiet"]);
     await ok(api.create("mqtriggers", mqtBody("quiet-mq", "quiet")));
     const jobs: (() => Promise<void>)[] = [];
     for (let i = 0; i < MQ; i++)
@@ -63,21 +48,12 @@ describe("registry console rows are bounded (real NATS and Redis)", function () 
       await Promise.all(jobs.slice(i, i + 8).map((j) => j()));
   });
 
-  after(async () => {
-    await reg?.svc.stop();
-    await stack?.cleanup();
-  });
-
   const pageRows = async (): Promise<Row[]> => {
-    const res = await reg.api.call("GET", "/v1/console/functions?limit=10");
+    const res = await suite.reg.api.call("GET", "/v1/console/functions?limit=10");
     expect(res.status).to.equal(200);
     return (res.body as unknown as { items: Row[] }).items;
   };
-  const oneRow = async (fn: string): Promise<Row> => {
-    const res = await reg.api.call("GET", `/v1/console/functions/default/${fn}`);
-    expect(res.status).to.equal(200);
-    return (res.body as unknown as { item: Row }).item;
-  };
+  const oneRow = (fn: string) => consoleRow<Row>(suite.reg.api, "default", fn);
   const names = (items: { name?: string; trigger?: string }[]) =>
     items.map((t) => t.name ?? t.trigger);
 
@@ -121,8 +97,7 @@ describe("registry console rows are bounded (real NATS and Redis)", function () 
   });
 
   it("bounded the same while the function index is not built (the namespace scan)", async () => {
-    const built = fnIndexBuiltKey(DEFAULT_REDIS_PREFIX);
-    await stack.client.del(built);
+    await dropFunctionIndex(suite.stack);
     try {
       const rows = await pageRows();
       checkBounded(
@@ -132,7 +107,7 @@ describe("registry console rows are bounded (real NATS and Redis)", function () 
       checkQuiet(rows.find((r) => r.name === "quiet"));
       checkBounded(await oneRow("busy"), ROW_ITEMS.one);
     } finally {
-      await stack.client.set(built, "1");
+      await suite.stack.client.set(fnIndexBuiltKey(DEFAULT_REDIS_PREFIX), "1");
     }
   });
 });

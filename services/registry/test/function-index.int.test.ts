@@ -1,23 +1,14 @@
 import { DEFAULT_REDIS_PREFIX } from "@fizz/events";
-import { silentLogger } from "@fizz/kit";
-import { waitFor } from "@fizz/testkit";
 import { expect } from "chai";
-import { Redis } from "ioredis";
 import { FN_INDEX_KINDS, fnIndexBuiltKey, fnIndexKey } from "../src/function-index";
-import { RedisStore } from "../src/store";
+import { mqtBody, registryEnv, startRegistry, timerBody, triggerBody, watchBody } from "./helpers";
 import {
-  envBody,
-  fnBody,
-  mqtBody,
-  registryEnv,
-  startRegistry,
-  startStack,
-  timerBody,
-  triggerBody,
-  watchBody,
-  type Running,
-  type Stack,
-} from "./helpers";
+  consoleRow,
+  createFunctions,
+  dropFunctionIndex,
+  registrySuite,
+  secondStore,
+} from "./registry-suite";
 
 const P = DEFAULT_REDIS_PREFIX;
 const BUILT = fnIndexBuiltKey(P);
@@ -36,32 +27,20 @@ interface Row {
  */
 describe("registry function index (real NATS and Redis)", function () {
   this.timeout(120_000);
-  let stack: Stack;
-  let reg: Running;
+  const suite = registrySuite();
 
   before(async () => {
-    stack = await startStack();
-    reg = await startRegistry(registryEnv(stack));
-    const api = reg.api.ns("default");
-    expect((await api.create("environments", envBody("py"))).status).to.equal(201);
-    for (const fn of ["a", "b", "c"])
-      expect((await api.create("functions", fnBody(fn, "py"))).status).to.equal(201);
-    expect((await reg.api.ns("other").create("environments", envBody("py"))).status).to.equal(201);
-    expect((await reg.api.ns("other").create("functions", fnBody("a", "py"))).status).to.equal(201);
-  });
-
-  after(async () => {
-    await reg?.svc.stop();
-    await stack?.cleanup();
+    await createFunctions(suite.reg.api, "default", "py", ["a", "b", "c"]);
+    await createFunctions(suite.reg.api, "other", "py", ["a"]);
   });
 
   /** Every non-empty index set, as `kind ns/fn: names` (sorted). */
   const indexNow = async (): Promise<string[]> => {
     const out: string[] = [];
-    for (const key of await stack.client.keys(`${P}fnidx:*`)) {
+    for (const key of await suite.stack.client.keys(`${P}fnidx:*`)) {
       if (key === BUILT) continue;
       const [kind, ns, fn] = key.slice(`${P}fnidx:`.length).split(":");
-      const names = (await stack.client.smembers(key)).sort();
+      const names = (await suite.stack.client.smembers(key)).sort();
       if (names.length > 0) out.push(`${kind} ${ns}/${fn}: ${names.join(",")}`);
     }
     return out.sort();
@@ -70,10 +49,10 @@ describe("registry function index (real NATS and Redis)", function () {
   const indexFromObjects = async (): Promise<string[]> => {
     const sets = new Map<string, string[]>();
     for (const kind of FN_INDEX_KINDS) {
-      for (const key of await stack.client.keys(`${P}obj:${kind}:*`)) {
+      for (const key of await suite.stack.client.keys(`${P}obj:${kind}:*`)) {
         const [ns, name] = key.slice(`${P}obj:${kind}:`.length).split(":");
         const fn = (
-          JSON.parse((await stack.client.get(key)) ?? "{}") as { spec: { function: string } }
+          JSON.parse((await suite.stack.client.get(key)) ?? "{}") as { spec: { function: string } }
         ).spec.function;
         const id = `${kind} ${ns}/${fn}`;
         sets.set(id, [...(sets.get(id) ?? []), name ?? ""]);
@@ -82,31 +61,26 @@ describe("registry function index (real NATS and Redis)", function () {
     return [...sets].map(([id, names]) => `${id}: ${names.sort().join(",")}`).sort();
   };
   const row = async (ns: string, fn: string): Promise<string[]> => {
-    const res = await reg.api.call("GET", `/v1/console/functions/${ns}/${fn}`);
-    expect(res.status, JSON.stringify(res.body)).to.equal(200);
-    const item = (res.body as unknown as { item: Row }).item;
+    const item = await consoleRow<Row>(suite.reg.api, ns, fn);
     return [
       ...item.routes.map((r) => `httptriggers/${r.trigger}`),
       ...item.triggers.map((t) => `${t.kind}/${t.name}`),
     ].sort();
   };
-  const dropIndex = async () => {
-    const keys = await stack.client.keys(`${P}fnidx:*`);
-    if (keys.length > 0) await stack.client.del(...keys);
-  };
+  const dropIndex = () => dropFunctionIndex(suite.stack, { sets: true });
 
   it("follows trigger creates, a trigger moved to another function, and deletes", async () => {
-    const api = reg.api.ns("default");
+    const api = suite.reg.api.ns("default");
     expect((await api.create("httptriggers", triggerBody("r1", "a"))).status).to.equal(201);
     expect((await api.create("mqtriggers", mqtBody("m1", "a"))).status).to.equal(201);
     expect((await api.create("timetriggers", timerBody("t1", "a"))).status).to.equal(201);
     expect((await api.create("watchtriggers", watchBody("w1", "b"))).status).to.equal(201);
     expect(
-      (await reg.api.ns("other").create("timetriggers", timerBody("t1", "a"))).status,
+      (await suite.reg.api.ns("other").create("timetriggers", timerBody("t1", "a"))).status,
     ).to.equal(201);
-    expect(await stack.client.get(BUILT)).to.equal("1");
+    expect(await suite.stack.client.get(BUILT)).to.equal("1");
     expect(
-      await stack.client.smembers(fnIndexKey(P, "timetriggers", "default", "a")),
+      await suite.stack.client.smembers(fnIndexKey(P, "timetriggers", "default", "a")),
     ).to.deep.equal(["t1"]);
     expect(await indexNow()).to.deep.equal([
       "httptriggers default/a: r1",
@@ -156,7 +130,7 @@ describe("registry function index (real NATS and Redis)", function () {
   });
 
   it("indexes a store written without it at start, and answers by the namespace scan until then", async () => {
-    const api = reg.api.ns("default");
+    const api = suite.reg.api.ns("default");
     for (let i = 0; i < 30; i++) {
       const fn = ["a", "b", "c"][i % 3] ?? "a";
       expect((await api.create("timetriggers", timerBody(`old-${i}`, fn))).status).to.equal(201);
@@ -171,9 +145,9 @@ describe("registry function index (real NATS and Redis)", function () {
     // Not built: the console falls back to reading the namespace's triggers, still exact.
     expect(await row("default", "b")).to.deep.equal(rowB);
     // A registry starting on this Redis builds it (pages of 500 through the list index).
-    const second = await startRegistry(registryEnv(stack));
+    const second = await startRegistry(registryEnv(suite.stack));
     try {
-      expect(await stack.client.get(BUILT)).to.equal("1");
+      expect(await suite.stack.client.get(BUILT)).to.equal("1");
       expect(await indexNow()).to.deep.equal(want);
       const res = await second.api.call("GET", "/v1/console/functions/default/b");
       const item = (res.body as unknown as { item: Row }).item;
@@ -187,17 +161,10 @@ describe("registry function index (real NATS and Redis)", function () {
 
   it("stays equal to the objects under concurrent moves, creates and deletes, a build among them", async () => {
     // A second store on the same Redis: another replica's transactions, and its start-up build.
-    const client = new Redis(stack.redis.url);
-    const store = new RedisStore({
-      url: stack.redis.url,
-      prefix: P,
-      client,
-      name: "fn-index-test",
-      logger: silentLogger(),
-    });
+    const second = await secondStore(suite.stack, "fn-index-test");
+    const store = second.store;
     try {
-      await waitFor(() => store.ready(), { what: "store ready" });
-      const api = reg.api.ns("default");
+      const api = suite.reg.api.ns("default");
       for (let i = 0; i < 12; i++)
         expect((await api.create("mqtriggers", mqtBody(`q-${i}`, "a"))).status).to.equal(201);
       await dropIndex();
@@ -224,7 +191,7 @@ describe("registry function index (real NATS and Redis)", function () {
       );
       expect(moves.length, "moves that committed").to.be.greaterThan(12);
       await store.buildRouteIndex(); // the marker, if the build above ran before writes ended
-      expect(await stack.client.get(BUILT)).to.equal("1");
+      expect(await suite.stack.client.get(BUILT)).to.equal("1");
       expect(await indexNow()).to.deep.equal(await indexFromObjects());
       for (const fn of fns) {
         const shown = await row("default", fn);
@@ -238,8 +205,7 @@ describe("registry function index (real NATS and Redis)", function () {
         expect(shown, fn).to.deep.equal(fromObjects);
       }
     } finally {
-      await store.close();
-      client.disconnect();
+      await second.close();
     }
   });
 });
