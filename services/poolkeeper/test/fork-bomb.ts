@@ -2,14 +2,14 @@ import { existsSync, readFileSync } from "node:fs";
 import { FizzError } from "@fizz/events";
 import { createLogger, type Logger } from "@fizz/kit";
 import { expect } from "chai";
+import { isRoot, PYTHON, SETPRIV } from "./process-helpers";
+
+export { isRoot, PYTHON, SETPRIV };
 
 // Shared by the process-limit tests (build-nproc, instance-nproc): the tools, a bounded fork
 // bomb in Python, and the checks on what /proc/<pid>/limits and loadConfig say.
 
-export const SETPRIV = "/usr/bin/setpriv";
 export const PRLIMIT = "/usr/bin/prlimit";
-export const PYTHON = "/usr/bin/python3";
-export const isRoot = process.getuid?.() === 0;
 /** Small, so the attack stays cheap; the defaults (256, 4096 for builds) are the same mechanism. */
 export const LIMIT = 32;
 

@@ -1,51 +1,16 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { waitFor } from "@fizz/testkit";
 import { expect } from "chai";
 import { parentDeathSetpriv, prepareCommand } from "../src/host-prepare";
+import { alive, childrenOf, removeDir, SETPRIV, tempDir } from "./process-helpers";
 
-const SETPRIV = "/usr/bin/setpriv";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const HOST_PREPARE = path.resolve(here, "../src/host-prepare.ts");
 const ESBUILD = createRequire(import.meta.url).resolve("esbuild");
-
-/** Alive: listed in /proc and not a zombie (a dead child its reaper has not waited for yet). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
-}
-
-/** The pids whose parent is `ppid` (field 4 of /proc/<pid>/stat). */
-function childrenOf(ppid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^[0-9]+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "latin1");
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === ppid)
-        out.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
 
 describe("node runtime build (prepare.mjs) dies with the poolkeeper", function () {
   this.timeout(60_000);
@@ -54,7 +19,7 @@ describe("node runtime build (prepare.mjs) dies with the poolkeeper", function (
   const spared: number[] = [];
 
   beforeEach(() => {
-    dir = mkdtempSync(path.join(tmpdir(), "fizz-prepare-death-"));
+    dir = tempDir("fizz-prepare-death-");
   });
   afterEach(() => {
     parent?.kill("SIGKILL");
@@ -64,7 +29,7 @@ describe("node runtime build (prepare.mjs) dies with the poolkeeper", function (
       } catch {
         // gone
       }
-    rmSync(dir, { recursive: true, force: true });
+    removeDir(dir);
   });
 
   it("runs prepare.mjs through setpriv's parent-death signal, without a uid change, when setpriv is there", () => {

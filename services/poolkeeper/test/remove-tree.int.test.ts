@@ -3,11 +3,10 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } 
 import { chmod, chown, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { expect } from "chai";
 import { ASYNC_CALLS, removeTreeNoFollow, type Calls } from "../src/remove-tree";
-
-const SETPRIV = "/usr/bin/setpriv";
-const isRoot = process.getuid?.() === 0;
+import { asUid, isRoot, SETPRIV } from "./process-helpers";
 
 /**
  * The real calls, with `act` run once right before the first open of a directory named `name`
@@ -115,7 +114,7 @@ describe("removeTreeNoFollow with entries vanishing mid-walk", () => {
     rmSync(path.join(tree, "v", "f")); // emptied: the user can rmdir it though it is 0500
     await chmod(path.join(tree, "v"), 0o500);
     await chown(dir, uid, uid); // the tree's parent: its own, as an instance's work directory is
-    const src = path.resolve(import.meta.dirname, "../src/remove-tree.ts");
+    const src = fileURLToPath(new URL("../src/remove-tree.ts", import.meta.url));
     const v = path.join(tree, "v");
     const script = `
       const { rmdirSync } = await import("node:fs");
@@ -129,13 +128,7 @@ describe("removeTreeNoFollow with entries vanishing mid-walk", () => {
       if (!done) throw new Error("no chmod of v");`;
     execFileSync(
       SETPRIV,
-      [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--", process.execPath].concat([
-        "--import",
-        "tsx",
-        "--input-type=module",
-        "-e",
-        script,
-      ]),
+      asUid(uid, [process.execPath, "--import", "tsx", "--input-type=module", "-e", script]),
       { stdio: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir } },
     );
     expect(existsSync(tree), "the tree left behind").to.equal(false);

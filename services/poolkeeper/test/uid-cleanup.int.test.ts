@@ -1,23 +1,24 @@
 import { expect } from "chai";
 import { spawn } from "node:child_process";
-import {
-  chmodSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import { readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { INSTANCE_PATH } from "../src/instance-launch";
 import { UidPool } from "../src/isolation";
 import { killUid } from "../src/uid-cleanup";
+import {
+  alive,
+  asUid,
+  isRoot,
+  pids,
+  pidsOfUid,
+  PYTHON,
+  removeDir,
+  SETPRIV,
+  sleep,
+  tempDir,
+  until,
+} from "./process-helpers";
 
-const SETPRIV = "/usr/bin/setpriv";
-const PYTHON = "/usr/bin/python3";
 /**
  * A hostile leftover, started by a root parent that only reaps (a subreaper: the orphans' zombies
  * would otherwise pile up under a pid 1 that reaps slowly): as the uid, it SIGKILLs everything the
@@ -55,40 +56,6 @@ const CHURN = [
   "    if pid == 0: os._exit(0)",
   "    os.waitpid(pid, 0)",
 ].join("\n");
-const isRoot = process.getuid?.() === 0;
-
-/** A live process whose real uid is `uid`, if there is one. */
-async function pidOfUid(uid: number): Promise<number | undefined> {
-  for (const name of readdirSync("/proc")) {
-    if (!/^[0-9]+$/.test(name)) continue;
-    try {
-      const status = await readFile(`/proc/${name}/status`, "utf8");
-      if (new RegExp(`^Uid:\\s+${uid}\\s`, "m").test(status) && !/^State:\s+Z/m.test(status))
-        return Number(name);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return undefined;
-}
-
-/** Processes whose real, effective or saved uid is `uid`, not counting zombies. */
-function liveOfUid(uid: number): number[] {
-  const found: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^[0-9]+$/.test(name)) continue;
-    try {
-      const status = readFileSync(`/proc/${name}/status`, "latin1");
-      const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
-      if (!ids || !ids.slice(1).some((id) => Number(id) === uid)) continue;
-      if (/^State:\s+[ZX]/m.test(status) && /^Threads:\s+1$/m.test(status)) continue;
-      found.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
-}
 
 function tryTake(pool: UidPool): number | undefined {
   try {
@@ -98,27 +65,18 @@ function tryTake(pool: UidPool): number | undefined {
   }
 }
 
-async function alive(pid: number): Promise<boolean> {
-  try {
-    const status = await readFile(`/proc/${pid}/status`, "utf8");
-    return !/^State:\s+Z/m.test(status);
-  } catch {
-    return false;
-  }
-}
-
 describe("instance uid clean-up", function () {
   this.timeout(20_000);
 
   it("hands a released uid out last (round robin), not to the very next instance", () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "fizz-uids-"));
+    const dir = tempDir("fizz-uids-");
     try {
       const pool = new UidPool(200_000, 3, dir);
       const first = pool.take();
       pool.release(first);
       expect(pool.take()).to.not.equal(first);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      removeDir(dir);
     }
   });
 
@@ -129,16 +87,12 @@ describe("instance uid clean-up", function () {
     // that made itself non-dumpable, so the files under /proc/<pid> show root as their owner.
     const hider = spawn(
       SETPRIV,
-      [
-        `--reuid=${uid}`,
-        `--regid=${uid}`,
-        "--clear-groups",
-        "--",
+      asUid(uid, [
         "setsid",
         PYTHON,
         "-c",
         "import ctypes,os,sys,time; ctypes.CDLL(None).prctl(4,0,0,0,0); print(os.getpid(), flush=True); time.sleep(60)",
-      ],
+      ]),
       { stdio: ["ignore", "pipe", "ignore"] },
     );
     const pid = await new Promise<number>((resolve, reject) => {
@@ -147,29 +101,19 @@ describe("instance uid clean-up", function () {
     });
     await killUid(uid, SETPRIV);
 
-    for (let i = 0; i < 50 && (await alive(pid)); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(await alive(pid)).to.equal(false);
+    expect(await until(() => !alive(pid), 50, 20)).to.equal(true);
   });
 
   it("kills a process of the uid with the /proc scan alone (a host without setpriv)", async function () {
     if (!isRoot || !existsSync(SETPRIV)) this.skip(); // needs root to start a process as the uid
     const uid = 259_000 + Math.floor(Math.random() * 900);
-    const left = spawn(
-      SETPRIV,
-      [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--", "setsid", "sleep", "60"],
-      { stdio: "ignore" },
-    );
+    const left = spawn(SETPRIV, asUid(uid, ["setsid", "sleep", "60"]), { stdio: "ignore" });
     // setpriv execs setsid, which forks when it leads a group: wait for the sleep itself.
-    let pid: number | undefined;
-    for (let i = 0; i < 100 && pid === undefined; i++) {
-      pid = await pidOfUid(uid);
-      if (pid === undefined) await new Promise((r) => setTimeout(r, 20));
-    }
+    const pid = await until(() => pidsOfUid(uid)[0], 100, 20);
     expect(pid, "the left-over process started").to.be.a("number");
 
     expect((await killUid(uid, undefined)).killed).to.be.at.least(1);
-    for (let i = 0; i < 50 && (await alive(pid!)); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(await alive(pid!)).to.equal(false);
+    expect(await until(() => !alive(pid!), 50, 20)).to.equal(true);
     left.kill("SIGKILL");
   });
 
@@ -184,16 +128,12 @@ describe("instance uid clean-up", function () {
     const exited = new Promise<boolean>((r) => attacker.once("exit", () => r(true)));
     try {
       // A scan often misses it (that is the attack): look until one sees it.
-      let seen = 0;
-      for (let i = 0; i < 200 && seen === 0; i++) {
-        await new Promise((r) => setTimeout(r, 10));
-        seen = liveOfUid(uid).length;
-      }
+      const seen = await until(() => pidsOfUid(uid).length, 200, 10);
       expect(seen, "the attacker started").to.be.above(0);
-      await new Promise((r) => setTimeout(r, 200)); // hopping at full speed
+      await sleep(200); // hopping at full speed
 
       const result = await killUid(uid, SETPRIV);
-      expect(liveOfUid(uid), "processes of the uid alive right after killUid").to.deep.equal([]);
+      expect(pidsOfUid(uid), "processes of the uid alive right after killUid").to.deep.equal([]);
       // One scan can miss a hopper (as above); its root parent cannot: the orphans are its
       // children, and it exits once it has none left. Still there after 1 s: something survived.
       const reaperDone = await Promise.race([
@@ -210,18 +150,13 @@ describe("instance uid clean-up", function () {
 
   it("quarantines a uid whose processes could not all be killed: it is never handed out again", async function () {
     if (!isRoot || !existsSync(SETPRIV)) this.skip(); // needs root to start a process as the uid
-    const dir = mkdtempSync(path.join(tmpdir(), "fizz-uids-"));
+    const dir = tempDir("fizz-uids-");
     const base = 257_000 + Math.floor(Math.random() * 900) * 2;
-    const left = spawn(
-      SETPRIV,
-      [`--reuid=${base}`, `--regid=${base}`, "--clear-groups", "--", "setsid", "sleep", "60"],
-      { stdio: "ignore" },
-    );
+    const left = spawn(SETPRIV, asUid(base, ["setsid", "sleep", "60"]), { stdio: "ignore" });
     try {
       const pool = new UidPool(base, 2, dir);
       expect(pool.take()).to.equal(base);
-      for (let i = 0; i < 100 && liveOfUid(base).length === 0; i++)
-        await new Promise((r) => setTimeout(r, 20));
+      await until(() => pidsOfUid(base).length, 100, 20);
       // A bound of no rounds: killing cannot finish, as when a uid outruns every round.
       const result = await killUid(base, undefined, { rounds: 0, ms: 0 });
       expect(result.left).to.be.at.least(1);
@@ -234,26 +169,26 @@ describe("instance uid clean-up", function () {
     } finally {
       left.kill("SIGKILL");
       await killUid(base, undefined);
-      rmSync(dir, { recursive: true, force: true });
+      removeDir(dir);
     }
   });
 
   it("gives a uid back to the pool when nothing of it is left", () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "fizz-uids-"));
+    const dir = tempDir("fizz-uids-");
     try {
       const pool = new UidPool(200_000, 1, dir);
       const uid = pool.take();
       expect(pool.giveBack(uid, { killed: 0, left: 0 })).to.equal(true);
       expect(pool.take()).to.equal(uid);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      removeDir(dir);
     }
   });
 
   it("lets the event loop run while it scans /proc (it runs beside cold starts)", async () => {
     // The scan reads status files synchronously (an async read of a /proc file cost 0.3-0.6 ms
     // per process) and so must yield between batches, or one clean-up holds every request.
-    const processes = readdirSync("/proc").filter((n) => /^[0-9]+$/.test(n)).length;
+    const processes = pids().length;
     let turns = 0;
     let ticking = true;
     const tick = () => {
@@ -279,7 +214,7 @@ describe("instance uid clean-up", function () {
       spawn(PYTHON, ["-I", "-S", "-c", CHURN], { stdio: "ignore" }),
     );
     try {
-      await new Promise((r) => setTimeout(r, 300)); // churning at full speed
+      await sleep(300); // churning at full speed
       const empty = 259_500 + Math.floor(Math.random() * 400);
       for (let i = 0; i < 5; i++) {
         const result = await killUid(empty, undefined, { rounds: 20, ms: 1000 });
@@ -293,7 +228,7 @@ describe("instance uid clean-up", function () {
   it("runs the uid's kill without the poolkeeper's environment (its credentials)", async () => {
     // `kill -KILL -1` runs as the instance uid: what that uid left behind could read the
     // process's /proc/<pid>/environ before the signal lands, so it must hold nothing of ours.
-    const dir = mkdtempSync(path.join(tmpdir(), "fizz-kill-env-"));
+    const dir = tempDir("fizz-kill-env-");
     const fake = path.join(dir, "setpriv");
     const seen = path.join(dir, "env");
     writeFileSync(fake, `#!/bin/sh\nenv > ${seen}\n`);
@@ -306,7 +241,7 @@ describe("instance uid clean-up", function () {
       expect(env).to.include(`PATH=${INSTANCE_PATH}`);
     } finally {
       delete process.env.FIZZ_TEST_CREDENTIAL;
-      rmSync(dir, { recursive: true, force: true });
+      removeDir(dir);
     }
   });
 });
