@@ -178,6 +178,9 @@ async function summarize(
     }
   });
   for (const item of items) {
+    // A set read after its count may have grown meanwhile: a row never counts fewer than it shows.
+    item.routesTotal = Math.max(item.routesTotal, item.routes.length);
+    item.triggersTotal = Math.max(item.triggersTotal, item.triggers.length);
     item.routesMore = item.routesTotal > item.routes.length;
     item.triggersMore = item.triggersTotal > item.triggers.length;
   }
