@@ -184,8 +184,11 @@ export async function indexedTriggerTexts(
     if (err) throw err;
     return Number(n);
   });
-  const firsts = await inTurns(sets, SCANS_AT_ONCE, (s, i) =>
-    firstMembers(client, s.key, cards[i] ?? 0, perFunction),
+  const firsts = await firstMembers(
+    client,
+    sets.map((s) => s.key),
+    cards,
+    perFunction,
   );
   const out = new Map<KindPlural, IndexedTriggers>();
   sets.forEach((s, i) => {
@@ -206,15 +209,41 @@ export async function indexedTriggerTexts(
   return out;
 }
 
-/** The `n` smallest names of a set of `card` members: SMEMBERS when that is all of them, else SSCAN. */
+/**
+ * Per set (of `cards[i]` members), its `n` smallest names. The sets of at most `n` members (most:
+ * a function has a few triggers of a kind) are read together, SMEMBERS in one pipeline: a round
+ * trip per set made a page of 500 functions with a few triggers each ~20% slower than the one
+ * pipeline before rows were bounded. Only a larger set is walked, by SSCAN, a few at once.
+ */
 async function firstMembers(
   client: Redis,
-  key: string,
-  card: number,
+  keys: readonly string[],
+  cards: readonly number[],
   n: number,
-): Promise<string[]> {
-  if (card === 0 || n <= 0) return [];
-  if (card <= n) return smallest(await client.smembers(key), n);
+): Promise<string[][]> {
+  const out = keys.map((): string[] => []);
+  if (n <= 0) return out;
+  const small: number[] = [];
+  const large: number[] = [];
+  cards.forEach((card, i) => {
+    if (card > n) large.push(i);
+    else if (card > 0) small.push(i);
+  });
+  if (small.length > 0) {
+    const p = client.pipeline();
+    for (const i of small) p.smembers(keys[i] ?? "");
+    ((await p.exec()) ?? []).forEach(([err, names], j) => {
+      if (err) throw err;
+      out[small[j] ?? 0] = smallest(names as string[], n);
+    });
+  }
+  const walked = await inTurns(large, SCANS_AT_ONCE, (i) => scanSmallest(client, keys[i] ?? "", n));
+  large.forEach((i, j) => (out[i] = walked[j] ?? []));
+  return out;
+}
+
+/** The `n` smallest names of a set, by SSCAN: one batch and the names kept in memory at a time. */
+async function scanSmallest(client: Redis, key: string, n: number): Promise<string[]> {
   let keep: string[] = [];
   let cursor = "0";
   do {
