@@ -54,6 +54,19 @@ const MAX_DEPTH = 1024;
 const MOVE_DEPTH = 64;
 
 /**
+ * What a call acting on an entry fails with when the entry changed kind after its lstat: unlink
+ * meets a directory (EISDIR), the open of a directory meets a link or a file (O_NOFOLLOW |
+ * O_DIRECTORY: ENOTDIR, ELOOP). Neither followed anything; the entry is looked at again.
+ */
+const SWAPS = { unlink: ["EISDIR"], openDir: ["ENOTDIR", "ELOOP"] } as const;
+const SWAPPED = Symbol("swapped");
+/**
+ * Looks at one entry at most: a process that keeps swapping it makes the removal fail after these,
+ * not loop (one swapping at random wins a look about half the time: all of them once in 2^31).
+ */
+const SWAP_LOOKS = 32;
+
+/**
  * The calls a removal makes: on /proc/self/fd paths (at) or on descriptors. A test passes its own
  * (wrapping ASYNC_CALLS) to act between two of them, as a process racing the removal would.
  */
@@ -187,30 +200,55 @@ export class TreeRemoval {
     }
     const c = this.calls;
     const p = at(dirFd, name);
-    const st = known ?? (await this.call(shown, () => c.lstat(p), true));
-    if (!st) return true;
-    if (!st.isDirectory()) {
-      // EISDIR if swapped for a directory meanwhile: a failure, nothing followed.
-      if (await this.done(shown, () => c.unlink(p), true)) this.removed++;
-      return true;
-    }
-    const me = process.getuid?.();
-    if (this.opts.chmodOwn && me !== 0 && st.uid === me && (st.mode & 0o700) !== 0o700)
-      await this.call(shown, () => c.chmod(p, 0o700));
-    if (depth >= (moveUp ? MOVE_DEPTH : MAX_DEPTH)) {
-      if (!moveUp || top === undefined) {
-        this.refuse(shown, `a directory tree deeper than ${MAX_DEPTH} levels`);
+    for (let look = 1; ; look++) {
+      // Below the top, a process writing in the tree can swap an entry between its lstat and the
+      // call acting on it (nothing followed: SWAPS). That entry is looked at again, SWAP_LOOKS
+      // times at most: a failure left the tree, and the uid of an instance's or a build's
+      // directory reserved for good, so a second uid let into such trees drained the pool.
+      const swaps = depth > 0 && look < SWAP_LOOKS;
+      const st = look === 1 && known ? known : await this.call(shown, () => c.lstat(p), true);
+      if (!st) return true;
+      if (!st.isDirectory()) {
+        const unlink = async () => {
+          await c.unlink(p);
+          return true;
+        };
+        const unlinked = await this.swappable(shown, unlink, swaps && SWAPS.unlink, true);
+        if (unlinked === SWAPPED) continue;
+        if (unlinked) this.removed++;
         return true;
       }
-      // rename follows no last component (a link swapped in is moved itself, not its target)
-      // and stays inside the tree: the top's next pass lists it, MOVE_DEPTH levels less deep.
-      // Counted only once moved: a rename that fails must not loop the top.
-      const to = at(top, `.fizz-deep-${randomBytes(8).toString("hex")}`);
-      if (await this.done(shown, () => c.rename(p, to))) this.moved++;
-      return true;
+      const me = process.getuid?.();
+      if (this.opts.chmodOwn && me !== 0 && st.uid === me && (st.mode & 0o700) !== 0o700)
+        await this.call(shown, () => c.chmod(p, 0o700));
+      if (depth >= (moveUp ? MOVE_DEPTH : MAX_DEPTH)) {
+        if (!moveUp || top === undefined) {
+          this.refuse(shown, `a directory tree deeper than ${MAX_DEPTH} levels`);
+          return true;
+        }
+        // rename follows no last component (a link swapped in is moved itself, not its target)
+        // and stays inside the tree: the top's next pass lists it, MOVE_DEPTH levels less deep.
+        // Counted only once moved: a rename that fails must not loop the top.
+        const to = at(top, `.fizz-deep-${randomBytes(8).toString("hex")}`);
+        if (await this.done(shown, () => c.rename(p, to))) this.moved++;
+        return true;
+      }
+      const child = await this.swappable(shown, () => c.openDir(p), swaps && SWAPS.openDir);
+      if (child === SWAPPED) continue;
+      if (child === undefined) return true;
+      return this.empty(child, p, shown, depth, top);
     }
-    const child = await this.call(shown, () => c.openDir(p));
-    if (child === undefined) return true;
+  }
+
+  /** Empties the directory open as `child` (`p` its path, closed here), then removes it. */
+  private async empty(
+    child: number,
+    p: string,
+    shown: string,
+    depth: number,
+    top: number | undefined,
+  ): Promise<boolean> {
+    const c = this.calls;
     try {
       // The name may now be another directory: only one still the owner's is emptied (its
       // contents are the owner's to decide); the owner's moved away meanwhile is not removed.
@@ -242,6 +280,30 @@ export class TreeRemoval {
     }
     if (await this.done(shown, () => c.rmdir(p))) this.removed++;
     return true;
+  }
+
+  /** As call, but a failure with one of `swaps`' codes is SWAPPED (neither failed nor thrown). */
+  private async swappable<T>(
+    shown: string,
+    op: () => T | Promise<T>,
+    swaps: readonly string[] | false,
+    paced = false,
+  ): Promise<T | undefined | typeof SWAPPED> {
+    let swapped = false;
+    const value = await this.call(
+      shown,
+      async () => {
+        try {
+          return await op();
+        } catch (err) {
+          if (!swaps || !swaps.includes((err as NodeJS.ErrnoException).code ?? "")) throw err;
+          swapped = true;
+          return undefined;
+        }
+      },
+      paced,
+    );
+    return swapped ? SWAPPED : value;
   }
 
   /** One call (after `before` when `paced`): its value, or undefined when it failed (failure). */

@@ -1,5 +1,14 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { chmod, chown, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -9,21 +18,30 @@ import { ASYNC_CALLS, removeTreeNoFollow, type Calls } from "../src/remove-tree"
 import { asUid, isRoot, SETPRIV } from "./process-helpers";
 
 /**
- * The real calls, with `act` run once right before the first open of a directory named `name`
- * (after its lstat): what a process writing in the tree can do at that step, made deterministic.
+ * The real calls, with `act` run right before the `op` (openDir: after the directory's lstat;
+ * unlink: after the file's) of an entry named `name`, the first `times` times: what a process
+ * writing in the tree can do at that step, made deterministic. `acted`: how often it ran (a test
+ * whose act never ran proves nothing).
  */
-function beforeOpenOf(name: string, act: () => void): Calls {
-  let done = false;
-  return {
-    ...ASYNC_CALLS,
-    openDir: (p) => {
-      if (!done && path.basename(p) === name) {
-        done = true;
-        act();
-      }
-      return ASYNC_CALLS.openDir(p);
-    },
+function before(
+  op: "openDir" | "unlink",
+  name: string,
+  act: () => void,
+  times = 1,
+): { calls: Calls; acted: () => number } {
+  let acted = 0;
+  const when = (call: string, p: string) => {
+    if (call === op && acted < times && path.basename(p) === name) {
+      acted++;
+      act();
+    }
   };
+  const calls: Calls = {
+    ...ASYNC_CALLS,
+    openDir: (p) => (when("openDir", p), ASYNC_CALLS.openDir(p)),
+    unlink: (p) => (when("unlink", p), ASYNC_CALLS.unlink(p)),
+  };
+  return { calls, acted: () => acted };
 }
 
 describe("removeTreeNoFollow with entries vanishing mid-walk", () => {
@@ -49,16 +67,18 @@ describe("removeTreeNoFollow with entries vanishing mid-walk", () => {
 
   it("goes on past a subdirectory removed between its lstat and its open, and removes the rest of the tree", async () => {
     // It took the open's ENOENT for the whole tree gone and stopped: the rest stayed behind.
-    await removeTreeNoFollow(
-      tree,
-      beforeOpenOf("v", () => rmSync(path.join(tree, "v"), { recursive: true })),
+    const { calls, acted } = before("openDir", "v", () =>
+      rmSync(path.join(tree, "v"), { recursive: true }),
     );
+    await removeTreeNoFollow(tree, calls);
+    expect(acted(), "v removed before its open").to.equal(1);
     expect(existsSync(tree), "the tree left behind").to.equal(false);
   });
 
   it("goes on past a subdirectory whose listing reports ENOENT (removed once open), and removes the rest", async () => {
     // getdents(2) answers ENOENT for a directory removed while open (glibc reads it as the end).
     const fds = new Set<number>();
+    let listed = 0;
     const calls: Calls = {
       ...ASYNC_CALLS,
       openDir: async (p) => {
@@ -68,6 +88,7 @@ describe("removeTreeNoFollow with entries vanishing mid-walk", () => {
       },
       readdir: (fd) => {
         if (!fds.delete(fd)) return ASYNC_CALLS.readdir(fd);
+        listed++;
         rmSync(path.join(tree, "c", "d"), { recursive: true });
         throw Object.assign(new Error("ENOENT: no such file or directory, scandir"), {
           code: "ENOENT",
@@ -75,33 +96,82 @@ describe("removeTreeNoFollow with entries vanishing mid-walk", () => {
       },
     };
     await removeTreeNoFollow(tree, calls);
+    expect(listed, "d's listing answered ENOENT").to.equal(1);
     expect(existsSync(tree), "the tree left behind").to.equal(false);
   });
 
   it("attack: a subdirectory renamed out of the tree at that step is not followed there; the rest is removed", async () => {
     const moved = path.join(outside, "moved");
-    await removeTreeNoFollow(
-      tree,
-      beforeOpenOf("v", () => renameSync(path.join(tree, "v"), moved)),
-    );
+    const { calls } = before("openDir", "v", () => renameSync(path.join(tree, "v"), moved));
+    await removeTreeNoFollow(tree, calls);
     expect(existsSync(tree), "the tree left behind").to.equal(false);
     expect(readFileSync(path.join(moved, "f"), "utf8")).to.equal("x");
     expect(readFileSync(path.join(outside, "precious"), "utf8")).to.equal("keep me");
   });
 
-  it("attack: a subdirectory swapped for a link to outside at that step is refused, nothing outside removed", async () => {
-    const err = await removeTreeNoFollow(
-      tree,
-      beforeOpenOf("v", () => {
-        rmSync(path.join(tree, "v"), { recursive: true });
-        symlinkSync(outside, path.join(tree, "v"));
-      }),
-    ).then(
+  // A swap between an entry's lstat and its open or unlink was thrown: the instance's (or build's)
+  // directory stayed and its uid stayed reserved for good, so a second uid let into the tree (a
+  // 0777 directory), still running when the first one's instance ended, drained the pool.
+  for (const [what, swap] of [
+    ["a link to outside", (v: string) => symlinkSync(outside, v)],
+    ["a file", (v: string) => writeFileSync(v, "x")],
+  ] as const)
+    it(`attack: a subdirectory swapped for ${what} right before its open: that is removed, not followed, and the rest of the tree`, async () => {
+      const v = path.join(tree, "v");
+      const { calls, acted } = before("openDir", "v", () => {
+        rmSync(v, { recursive: true });
+        swap(v);
+      });
+      await removeTreeNoFollow(tree, calls);
+      expect(acted(), "v swapped").to.equal(1);
+      expect(existsSync(tree), "the tree left behind").to.equal(false);
+      expect(readdirSync(outside)).to.deep.equal(["precious"]);
+      expect(readFileSync(path.join(outside, "precious"), "utf8")).to.equal("keep me");
+    });
+
+  it("attack: a file swapped for a directory right before its unlink: that directory is emptied and removed with the rest", async () => {
+    const g = path.join(tree, "g");
+    await writeFile(g, "x");
+    const { calls, acted } = before("unlink", "g", () => {
+      rmSync(g);
+      mkdirSync(g);
+      symlinkSync(outside, path.join(g, "out"));
+    });
+    await removeTreeNoFollow(tree, calls);
+    expect(acted(), "g swapped").to.equal(1);
+    expect(existsSync(tree), "the tree left behind").to.equal(false);
+    expect(readFileSync(path.join(outside, "precious"), "utf8")).to.equal("keep me");
+  });
+
+  it("attack: an entry swapped again at every look still ends: refused after a bounded number of looks, nothing outside removed", async () => {
+    const v = path.join(tree, "v");
+    let swaps = 0;
+    const calls: Calls = {
+      ...ASYNC_CALLS,
+      openDir: (p) => {
+        if (path.basename(p) === "v") {
+          swaps++;
+          rmSync(v, { recursive: true });
+          symlinkSync(outside, v);
+        }
+        return ASYNC_CALLS.openDir(p);
+      },
+      unlink: (p) => {
+        if (path.basename(p) === "v") {
+          swaps++;
+          rmSync(v);
+          mkdirSync(v);
+        }
+        return ASYNC_CALLS.unlink(p);
+      },
+    };
+    const err = await removeTreeNoFollow(tree, calls).then(
       () => undefined,
       (e: unknown) => e as NodeJS.ErrnoException,
     );
-    // O_NOFOLLOW | O_DIRECTORY on a link: ENOTDIR (ELOOP without O_DIRECTORY); a failure as before.
-    expect(["ELOOP", "ENOTDIR"]).to.include(err?.code);
+    // O_NOFOLLOW | O_DIRECTORY on a link: ENOTDIR (ELOOP without O_DIRECTORY); unlink: EISDIR.
+    expect(["ELOOP", "ENOTDIR", "EISDIR"]).to.include(err?.code);
+    expect(swaps, "looked again, a bounded number of times").to.be.within(2, 64);
     expect(readFileSync(path.join(outside, "precious"), "utf8")).to.equal("keep me");
   });
 
