@@ -26,8 +26,10 @@ import type { Writes } from "./store-types";
  * trigger left); writes keep the sets current whether or not the build has run. Several replicas
  * building at once add the same members (sets: idempotent). The marker is set after the last page;
  * until then readers fall back to scanning the namespaces (console-functions.ts). A member is
- * still only a candidate: readers check the trigger's spec.function, so a stale member (written by
- * a registry that predates the index, during a rolling upgrade) shows nothing wrong.
+ * still only a candidate: readers check the trigger's spec.function, so a stale member (left by a
+ * registry that predates the index, during a rolling upgrade) is never shown; but a row counts its
+ * set and shows its smallest names, so one is counted and may take a shown trigger's place until a
+ * build (its marker deleted after the upgrade) drops it (function-index-stale.ts).
  */
 export const FN_INDEX_KINDS: readonly KindPlural[] = TRIGGER_KINDS;
 

@@ -14,7 +14,8 @@ const TEXT_CHUNK = 500;
  * undefined while the index is not built. A member is a candidate: the trigger itself says whose
  * it is, and one read that is gone, another function's, or unreadable (logged, as in a listing)
  * is left out and not counted. A stale member past the first `perFunction` still counts (only a
- * registry older than the index leaves one, during a rolling upgrade).
+ * registry older than the index leaves one, during a rolling upgrade; the build run after it, its
+ * marker deleted, drops it: function-index-stale.ts).
  */
 export async function readFunctionTriggers(
   client: Redis,

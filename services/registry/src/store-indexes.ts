@@ -1,7 +1,8 @@
 import type { Redis } from "ioredis";
 import { redisKeys } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
-import { buildFunctionIndex } from "./function-index";
+import { buildFunctionIndex, FN_INDEX_KINDS, fnIndexBuiltKey } from "./function-index";
+import { dropStaleMembers } from "./function-index-stale";
 import { routeIndexBuiltKey, routeIndexKey, routeShape } from "./route-index";
 import { listIndexBuild, listIndexBuiltKey, mgetAll } from "./store-list";
 import type { Writes } from "./store-types";
@@ -20,12 +21,19 @@ export async function buildIndexes(
   logger: Logger,
   transact: Transact,
 ): Promise<number> {
-  const [routes, lists] = await client.mget(routeIndexBuiltKey(prefix), listIndexBuiltKey(prefix));
+  const [routes, lists, fns] = await client.mget(
+    routeIndexBuiltKey(prefix),
+    listIndexBuiltKey(prefix),
+    fnIndexBuiltKey(prefix),
+  );
   if (lists === null)
     await transact(async (conn) => ({
       writes: await listIndexBuild(conn, prefix),
       result: undefined,
     }));
+  // A build after an upgrade (its marker deleted) also drops the members an older replica left.
+  if (fns === null)
+    for (const kind of FN_INDEX_KINDS) await dropStaleMembers(client, prefix, kind, transact);
   await buildFunctionIndex(client, prefix, transact);
   if (routes !== null) return 0;
   return transact(async (conn) => {
