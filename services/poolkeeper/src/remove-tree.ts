@@ -56,9 +56,10 @@ const MOVE_DEPTH = 64;
 /**
  * What a call acting on an entry fails with when the entry changed kind after its lstat: unlink
  * meets a directory (EISDIR), the open of a directory meets a link or a file (O_NOFOLLOW |
- * O_DIRECTORY: ENOTDIR, ELOOP). Neither followed anything; the entry is looked at again.
+ * O_DIRECTORY: ENOTDIR, ELOOP), the rmdir of one emptied meets a link or a file (ENOTDIR). None
+ * followed anything; the entry is looked at again.
  */
-const SWAPS = { unlink: ["EISDIR"], openDir: ["ENOTDIR", "ELOOP"] } as const;
+const SWAPS = { unlink: ["EISDIR"], openDir: ["ENOTDIR", "ELOOP"], rmdir: ["ENOTDIR"] } as const;
 const SWAPPED = Symbol("swapped");
 /**
  * Looks at one entry at most: a process that keeps swapping it makes the removal fail after these,
@@ -236,18 +237,23 @@ export class TreeRemoval {
       const child = await this.swappable(shown, () => c.openDir(p), swaps && SWAPS.openDir);
       if (child === SWAPPED) continue;
       if (child === undefined) return true;
-      return this.empty(child, p, shown, depth, top);
+      const emptied = await this.empty(child, p, shown, depth, top, swaps);
+      if (emptied !== SWAPPED) return emptied;
     }
   }
 
-  /** Empties the directory open as `child` (`p` its path, closed here), then removes it. */
+  /**
+   * Empties the directory open as `child` (`p` its path, closed here), then removes it; SWAPPED
+   * when `swaps` and its name is no directory by then.
+   */
   private async empty(
     child: number,
     p: string,
     shown: string,
     depth: number,
     top: number | undefined,
-  ): Promise<boolean> {
+    swaps: boolean,
+  ): Promise<boolean | typeof SWAPPED> {
     const c = this.calls;
     try {
       // The name may now be another directory: only one still the owner's is emptied (its
@@ -278,7 +284,13 @@ export class TreeRemoval {
     } finally {
       await c.close(child);
     }
-    if (await this.done(shown, () => c.rmdir(p))) this.removed++;
+    const rmdir = async () => {
+      await c.rmdir(p);
+      return true;
+    };
+    const removed = await this.swappable(shown, rmdir, swaps && SWAPS.rmdir);
+    if (removed === SWAPPED) return SWAPPED;
+    if (removed) this.removed++;
     return true;
   }
 

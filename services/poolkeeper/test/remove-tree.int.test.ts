@@ -19,12 +19,12 @@ import { asUid, isRoot, SETPRIV } from "./process-helpers";
 
 /**
  * The real calls, with `act` run right before the `op` (openDir: after the directory's lstat;
- * unlink: after the file's) of an entry named `name`, the first `times` times: what a process
+ * unlink: after the file's; rmdir: once the directory is emptied) of an entry named `name`, the first `times` times: what a process
  * writing in the tree can do at that step, made deterministic. `acted`: how often it ran (a test
  * whose act never ran proves nothing).
  */
 function before(
-  op: "openDir" | "unlink",
+  op: "openDir" | "unlink" | "rmdir",
   name: string,
   act: () => void,
   times = 1,
@@ -40,6 +40,7 @@ function before(
     ...ASYNC_CALLS,
     openDir: (p) => (when("openDir", p), ASYNC_CALLS.openDir(p)),
     unlink: (p) => (when("unlink", p), ASYNC_CALLS.unlink(p)),
+    rmdir: (p) => (when("rmdir", p), ASYNC_CALLS.rmdir(p)),
   };
   return { calls, acted: () => acted };
 }
@@ -141,6 +142,18 @@ describe("removeTreeNoFollow with entries vanishing mid-walk", () => {
     expect(acted(), "g swapped").to.equal(1);
     expect(existsSync(tree), "the tree left behind").to.equal(false);
     expect(readFileSync(path.join(outside, "precious"), "utf8")).to.equal("keep me");
+  });
+
+  it("attack: a subdirectory swapped for a link once emptied, right before its rmdir: the link is removed, and the rest of the tree", async () => {
+    const v = path.join(tree, "v");
+    const { calls, acted } = before("rmdir", "v", () => {
+      rmSync(v, { recursive: true });
+      symlinkSync(outside, v);
+    });
+    await removeTreeNoFollow(tree, calls);
+    expect(acted(), "v swapped").to.equal(1);
+    expect(existsSync(tree), "the tree left behind").to.equal(false);
+    expect(readdirSync(outside)).to.deep.equal(["precious"]);
   });
 
   it("attack: an entry swapped again at every look still ends: refused after a bounded number of looks, nothing outside removed", async () => {
