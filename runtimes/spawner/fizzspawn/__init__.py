@@ -17,6 +17,8 @@ Protocol (one JSON object per line; stdlib only, run by Debian's /usr/bin/python
          {"ev":"spawned","id":N,"pid":P}   (the child exec'd)
          {"ev":"error","id":N,"stage":...,"code":"EPERM","errno":1,"message":...} (nothing ran)
          {"ev":"exit","id":N,"code":C|null,"signal":"SIGKILL"|null}
+         {"ev":"niced","id":N,"ok":true|false}  (each nice request's answer, in order; false:
+                                                 refused, or failed with the reason on stderr)
 Each "pipe" descriptor i of a spawn is a connection to the poolkeeper's Unix socket (argv[1]),
 which first carries the header "<token> <i>\n" (35 bytes), so the poolkeeper can tell which pending
 spawn and descriptor it is: Node cannot receive descriptors from another process.

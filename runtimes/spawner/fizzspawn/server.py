@@ -181,12 +181,17 @@ class Spawner:
         an exit only after this process has reaped the child, and the pid may be another
         session's by then. Not reaped (in self.pids), the pid is still this child's, zombie or not."""
         rid, value = req.get("id"), req.get("nice")
+        self.send({"ev": "niced", "id": rid, "ok": self._set_nice(rid, value)})
+
+    def _set_nice(self, rid, value):
+        """Whether the write was made: every nice request is answered, so the poolkeeper hands an
+        instance out only once its priority is back up (StartPriority)."""
         if type(value) is not int or not -20 <= value <= 19:
             sys.stderr.write("fizz-spawner: nice: nice must be an integer from -20 to 19\n")
-            return
+            return False
         pid = self.pids.get(rid)
         if pid is None:
-            return  # reaped (its pid may be another process's by now) or unknown: refused
+            return False  # reaped (its pid may be another process's by now) or unknown: refused
         try:
             fd = os.open("/proc/%d/autogroup" % pid, os.O_WRONLY | os.O_CLOEXEC)
             try:
@@ -195,6 +200,8 @@ class Spawner:
                 os.close(fd)
         except OSError as e:
             sys.stderr.write("fizz-spawner: nice %s: %s\n" % (pid, e))
+            return False
+        return True
 
     def handle(self, line):
         try:

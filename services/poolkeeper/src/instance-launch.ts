@@ -1,5 +1,5 @@
 import { readFileSync, writeFileSync } from "node:fs";
-import { autogroupThroughSpawner } from "./spawner-client";
+import { autogroupThroughSpawner, autogroupWritten } from "./spawner-client";
 
 /** The variables every instance gets besides its own: nothing of the poolkeeper's environment. */
 export const INSTANCE_PATH = "/usr/local/bin:/usr/bin:/bin";
@@ -115,8 +115,9 @@ export interface PrioritizedChild {
  * child_process child's pid is written to only while it is not reaped (Node sets exitCode or
  * signalCode in the same callback that reaps it). A spawner child is reaped by the spawner, and
  * its exit read here later, so its write goes through the spawner, which refuses once it has
- * reaped it (autogroupThroughSpawner); that write is asynchronous and its failure not reported
- * back, which at worst leaves a refill at normal priority or writes 0 where 0 already is.
+ * reaped it (autogroupThroughSpawner). That write is asynchronous: the caller awaits written()
+ * after the restore before it hands the instance out. A failure is the spawner's to log, which at
+ * worst leaves a refill at normal priority or writes 0 where 0 already is.
  */
 export class StartPriority {
   readonly enabled: boolean;
@@ -154,6 +155,14 @@ export class StartPriority {
     const timer = setTimeout(restore, forMs);
     timer.unref();
     return restore;
+  }
+
+  /**
+   * Resolves once the priority writes made so far for `child` are done: at once when they were
+   * made by pid, and when the spawner has answered for one of its children.
+   */
+  written(child: PrioritizedChild): Promise<void> {
+    return autogroupWritten(child);
   }
 }
 

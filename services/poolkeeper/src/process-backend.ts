@@ -240,6 +240,8 @@ export class ProcessBackend implements Backend {
       });
       this.log.debug({ instance: id, ready: how, ms: Date.now() - instance.startedAt }, "ready");
       restorePriority?.();
+      // A spawner child's restore is the spawner's request: not handed out before it is made.
+      await this.priority.written(proc);
     } catch (err) {
       restorePriority?.();
       if (!this.children.has(id))

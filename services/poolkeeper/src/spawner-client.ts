@@ -93,6 +93,8 @@ export class Spawner {
   private readonly byToken = new Map<string, Pending>();
   private readonly byId = new Map<number, Pending>();
   private readonly live = new Map<number, SpawnedChild>();
+  /** Per spawn id, the nice requests not answered yet, in the order sent (the spawner's). */
+  private readonly niceAnswers = new Map<number, Array<(ok: boolean) => void>>();
   private gone = false;
   private readonly exited: Promise<void>;
 
@@ -188,10 +190,15 @@ export class Spawner {
     const id = ++this.seq;
     const token = randomBytes(16).toString("hex");
     const child = new SpawnedChild((sig) => this.send({ op: "kill", id, signal: sig }));
-    autogroupWriters.set(child, (nice) => {
-      if (!Number.isInteger(nice) || nice < -20 || nice > 19)
-        throw new SpawnerError("EINVAL", `nice must be an integer from -20 to 19, not ${nice}`);
-      return this.send({ op: "nice", id, nice });
+    let lastNice: Promise<boolean> = Promise.resolve(true);
+    autogroupWriters.set(child, {
+      write: (nice) => {
+        const answer = this.nice(id, nice);
+        if (answer) lastNice = answer;
+        return answer !== false;
+      },
+      // The answers come in the order sent: the last one's is after all of them.
+      written: () => lastNice.then(() => undefined),
     });
     return new Promise((resolve) => {
       const pending: Pending = {
@@ -239,6 +246,28 @@ export class Spawner {
     return true;
   }
 
+  /**
+   * Sends a nice request: false if it could not be sent, else its answer, true once the write is
+   * made; false if the spawner refused it (reaped) or failed, is gone, or has not answered within
+   * the spawn bound (a stopped spawner must not hold a refill for good).
+   */
+  private nice(id: number, nice: number): Promise<boolean> | false {
+    if (!Number.isInteger(nice) || nice < -20 || nice > 19)
+      throw new SpawnerError("EINVAL", `nice must be an integer from -20 to 19, not ${nice}`);
+    if (!this.send({ op: "nice", id, nice })) return false;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), this.boundMs);
+      timer.unref();
+      const answered = (ok: boolean) => {
+        clearTimeout(timer);
+        resolve(ok);
+      };
+      const waiting = this.niceAnswers.get(id);
+      if (waiting) waiting.push(answered);
+      else this.niceAnswers.set(id, [answered]);
+    });
+  }
+
   private onLine(line: string): void {
     let m: { ev?: string; id?: number; pid?: number; code?: unknown; signal?: unknown } & Record<
       string,
@@ -266,6 +295,11 @@ export class Spawner {
         new SpawnerError(typeof m.code === "string" ? m.code : "EIO", why, String(m.stage)),
       );
       p.resolve(p.child);
+    } else if (m.ev === "niced") {
+      const waiting = this.niceAnswers.get(id);
+      const answered = waiting?.shift();
+      if (waiting?.length === 0) this.niceAnswers.delete(id);
+      answered?.(m.ok === true);
     } else if (m.ev === "exit") {
       const child = this.live.get(id);
       if (!child) return;
@@ -358,6 +392,9 @@ export class Spawner {
     }
     for (const child of this.live.values()) child.exit(null, "SIGKILL");
     this.live.clear();
+    for (const waiting of this.niceAnswers.values())
+      for (const answered of waiting) answered(false);
+    this.niceAnswers.clear();
     this.server.close();
   }
 }
@@ -383,18 +420,29 @@ function unavailable(): SpawnerError {
   return new SpawnerError("SPAWNER_UNAVAILABLE", "the spawner is gone");
 }
 
-/** Each spawner child's autogroup write (see autogroupThroughSpawner). */
-const autogroupWriters = new WeakMap<object, (nice: number) => boolean>();
+/** Each spawner child's autogroup writes (see autogroupThroughSpawner, autogroupWritten). */
+const autogroupWriters = new WeakMap<
+  object,
+  { write: (nice: number) => boolean; written: () => Promise<void> }
+>();
 
 /**
  * For a child the spawner started: sets its session's autogroup niceness (-20..19) through the
  * spawner, which refuses once it has reaped the child (the poolkeeper reads the exit later, and
  * the pid may be another session's in between), as it does signals. False when the request could
- * not be sent; the write itself is the spawner's (a failure is on its stderr). Undefined for any
- * other child.
+ * not be sent; the write itself is the spawner's, done when autogroupWritten resolves (a failure
+ * is on its stderr). Undefined for any other child.
  */
 export function autogroupThroughSpawner(child: object): ((nice: number) => boolean) | undefined {
-  return autogroupWriters.get(child);
+  return autogroupWriters.get(child)?.write;
+}
+
+/**
+ * Resolves once the spawner has answered every autogroup write sent for `child` so far (made,
+ * refused or failed), or has gone; at once for a child it did not start.
+ */
+export function autogroupWritten(child: object): Promise<void> {
+  return autogroupWriters.get(child)?.written() ?? Promise.resolve();
 }
 
 /** Starts the spawner: `{ spawn, close, usable }` (see Spawner). */

@@ -5,6 +5,7 @@ import path from "node:path";
 import { autogroupNice, REFILL_NICE, StartPriority } from "../src/instance-launch";
 import {
   autogroupThroughSpawner,
+  autogroupWritten,
   SpawnerError,
   type Spawner,
   type SpawnRequest,
@@ -111,6 +112,12 @@ describe("spawner: a refill's autogroup priority", function () {
     send({ ...base, id: 3, file: "true", args: ["true"], stdio });
     await done3;
     expect(autogroupNice(pid)).to.equal(5);
+    // Each nice request with an integer id is answered, in order: only the last one wrote.
+    expect(raw.events.filter((e) => e.ev === "niced").map((e) => [e.id, e.ok])).to.deep.equal([
+      ...Array.from({ length: 6 }, () => [1, false]),
+      [99, false],
+      [1, true],
+    ]);
     expect(await raw.end()).to.deep.equal([0, null]);
     expect(raw.errors).to.deep.equal([
       ...Array.from(
@@ -119,6 +126,32 @@ describe("spawner: a refill's autogroup priority", function () {
       ),
       "fizz-spawner: nice: id must be an integer",
     ]);
+  });
+
+  it("a write's answer never holds a refill for good: a spawner stopped past the spawn bound, or one that dies, answers it", async () => {
+    const quick = await h.start({ log: () => undefined, spawnBoundMs: 100 });
+    const c = await quick.spawn(sleeper);
+    process.kill(quick.pid!, "SIGSTOP");
+    try {
+      expect(autogroupThroughSpawner(c)!(0)).to.equal(true);
+      await autogroupWritten(c);
+    } finally {
+      process.kill(quick.pid!, "SIGCONT");
+    }
+    c.kill("SIGKILL");
+
+    const child = await sp!.spawn(sleeper);
+    const write = autogroupThroughSpawner(child)!;
+    process.kill(sp!.pid!, "SIGSTOP");
+    expect(write(0), "sent").to.equal(true);
+    let answered = false;
+    const written = autogroupWritten(child).then(() => (answered = true));
+    await new Promise((r) => setImmediate(r));
+    expect(answered, "answered by a stopped spawner").to.equal(false);
+    process.kill(sp!.pid!, "SIGKILL");
+    await written;
+    expect(sp!.usable).to.equal(false);
+    await autogroupWritten({}); // not a spawner child: at once
   });
 
   it("the client refuses a niceness outside -20..19 before sending it", async () => {

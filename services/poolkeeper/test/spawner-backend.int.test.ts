@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cp, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -9,6 +9,7 @@ import { expect } from "chai";
 import { Agent, request } from "undici";
 import type { ExitInfo } from "../src/backend";
 import { DEFAULT_RUNTIMES_DIR, loadConfig } from "../src/config";
+import { autogroupNice, REFILL_NICE, StartPriority } from "../src/instance-launch";
 import { instanceBaseEnv } from "../src/isolation";
 import { ProcessBackend } from "../src/process-backend";
 import { env } from "./fake-backend";
@@ -45,7 +46,7 @@ describe("process backend: refills through the spawner", function () {
   let exits: Array<{ id: string; info: ExitInfo }>;
   const fake = env("fake", { image: "acme/custom", command: [process.execPath, FIXTURE] });
 
-  function make(python = "/usr/bin/python3"): ProcessBackend {
+  function make(python = "/usr/bin/python3", refillLowPriorityMs?: number): ProcessBackend {
     const isolation = loadConfig({}).isolation;
     backend = new ProcessBackend({
       workDir,
@@ -67,6 +68,7 @@ describe("process backend: refills through the spawner", function () {
       allowEnvCommand: true,
       agent,
       logger: silentLogger(),
+      ...(refillLowPriorityMs !== undefined ? { refillLowPriorityMs } : {}),
     });
     backend.onExit((i, info) => exits.push({ id: i.id, info }));
     return backend;
@@ -121,6 +123,49 @@ describe("process backend: refills through the spawner", function () {
     expect(
       existsSync(`/proc/${c.pid!}`) && status(c.pid!, "State").startsWith("Z") === false,
     ).to.equal(false);
+  });
+
+  it("a refill is handed out only once the spawner has raised its priority back: spawn() waits for the spawner's answer to the restore", async function () {
+    if (!new StartPriority().enabled) this.skip(); // niced only as root with CAP_SYS_ADMIN
+    // Stays lowered until readiness restores it (the window outlasts the test).
+    const b = make(undefined, 60_000);
+    // Starts, says so, and listens only once told to: the spawner is stopped in between.
+    const script = `
+      const fs = require("node:fs");
+      const dir = process.env.FIZZ_WORKDIR;
+      fs.writeFileSync(dir + "/started", String(process.pid));
+      const go = () => fs.existsSync(dir + "/go") ? listen() : setTimeout(go, 10);
+      const listen = () => require("node:http")
+        .createServer((q, s) => { fs.writeFileSync(dir + "/served", ""); s.end("{}"); })
+        .listen(Number(process.env.PORT), process.env.HOST);
+      go();
+    `;
+    const probe = env("probe", { image: "acme/custom", command: [process.execPath, "-e", script] });
+    const spawning = b.spawn(probe).then((i) => autogroupNice(i.pid!));
+    const instances = path.join(workDir, "instances");
+    let dir = "";
+    await waitFor(
+      () =>
+        (dir =
+          readdirSync(instances)
+            .map((n) => path.join(instances, n))
+            .find((d) => existsSync(path.join(d, "started"))) ?? ""),
+      { what: "the probe started" },
+    );
+    const pid = Number(readFileSync(path.join(dir, "started"), "utf8"));
+    await waitFor(() => autogroupNice(pid) === REFILL_NICE, { what: "the refill lowered" });
+    const spawnerPid = Number(status(pid, "PPid"));
+    expect(parentCmdline(pid)).to.include("fizz_spawner.py");
+    process.kill(spawnerPid, "SIGSTOP");
+    try {
+      writeFileSync(path.join(dir, "go"), "");
+      await waitFor(() => existsSync(path.join(dir, "served")), { what: "its readiness answered" });
+      // The restore is sent now, and waits in the stopped spawner's stdin.
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      process.kill(spawnerPid, "SIGCONT");
+    }
+    expect(await spawning, "its priority when spawn() returned it").to.equal(0);
   });
 
   it("falls back to child_process.spawn when the spawner cannot start", async () => {
