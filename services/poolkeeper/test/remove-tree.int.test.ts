@@ -18,20 +18,19 @@ import { ASYNC_CALLS, removeTreeNoFollow, type Calls } from "../src/remove-tree"
 import { asUid, isRoot, SETPRIV } from "./process-helpers";
 
 /**
- * The real calls, with `act` run right before the `op` (openDir: after the directory's lstat;
- * unlink: after the file's; rmdir: once the directory is emptied) of an entry named `name`, the first `times` times: what a process
- * writing in the tree can do at that step, made deterministic. `acted`: how often it ran (a test
- * whose act never ran proves nothing).
+ * The real calls, with `act` run once right before the `op` (openDir: after the directory's lstat;
+ * unlink: after the file's; rmdir: once the directory is emptied) of an entry named `name`: what
+ * a process writing in the tree can do at that step, made deterministic. `acted`: how often it ran
+ * (a test whose act never ran proves nothing).
  */
 function before(
   op: "openDir" | "unlink" | "rmdir",
   name: string,
   act: () => void,
-  times = 1,
 ): { calls: Calls; acted: () => number } {
   let acted = 0;
   const when = (call: string, p: string) => {
-    if (call === op && acted < times && path.basename(p) === name) {
+    if (call === op && acted === 0 && path.basename(p) === name) {
       acted++;
       act();
     }
