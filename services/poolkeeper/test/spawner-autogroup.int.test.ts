@@ -143,12 +143,16 @@ describe("spawner: a refill's autogroup priority", function () {
     const child = await sp!.spawn(sleeper);
     const write = autogroupThroughSpawner(child)!;
     process.kill(sp!.pid!, "SIGSTOP");
-    expect(write(0), "sent").to.equal(true);
     let answered = false;
-    const written = autogroupWritten(child).then(() => (answered = true));
-    await new Promise((r) => setImmediate(r));
-    expect(answered, "answered by a stopped spawner").to.equal(false);
-    process.kill(sp!.pid!, "SIGKILL");
+    let written: Promise<unknown> | undefined;
+    try {
+      expect(write(0), "sent").to.equal(true);
+      written = autogroupWritten(child).then(() => (answered = true));
+      await new Promise((r) => setImmediate(r));
+      expect(answered, "answered by a stopped spawner").to.equal(false);
+    } finally {
+      process.kill(sp!.pid!, "SIGKILL"); // a stopped one would never end at close
+    }
     await written;
     expect(sp!.usable).to.equal(false);
     await autogroupWritten({}); // not a spawner child: at once
