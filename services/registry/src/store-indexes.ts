@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
 import { redisKeys } from "@fizz/events";
 import type { Logger } from "@fizz/kit";
-import { buildFunctionIndex, FN_INDEX_KINDS, fnIndexBuiltKey } from "./function-index";
+import { buildFunctionIndex, fnIndexBuiltKey } from "./function-index";
 import { dropStaleMembers } from "./function-index-stale";
 import { routeIndexBuiltKey, routeIndexKey, routeShape } from "./route-index";
 import { listIndexBuild, listIndexBuiltKey, mgetAll } from "./store-list";
@@ -32,8 +32,7 @@ export async function buildIndexes(
       result: undefined,
     }));
   // A build after an upgrade (its marker deleted) also drops the members an older replica left.
-  if (fns === null)
-    for (const kind of FN_INDEX_KINDS) await dropStaleMembers(client, prefix, kind, transact);
+  if (fns === null) await dropStaleMembers(client, prefix, transact);
   await buildFunctionIndex(client, prefix, transact);
   if (routes !== null) return 0;
   return transact(async (conn) => {
