@@ -7,9 +7,11 @@
  * session), then specialized with a hello world and called once. Variants run alternately, sample
  * for sample, so that load from other processes falls on all alike.
  *
- *   node runtimes/node/bench/taken-start.mjs [samples] [variants.json]
+ *   [FIZZ_BENCH_BUSY=n] node runtimes/node/bench/taken-start.mjs [samples] [variants.json]
  *
- * variants.json: `[{ "name", "args"?: [node flags], "env"?: {...}, "entry"?: file }]`; without it:
+ * variants.json: `[{ "name", "args"?: [node flags], "env"?: {...}, "entry"?: file,
+ * "autogroupNice"?: n }]` (autogroupNice: written to /proc/<pid>/autogroup right after the spawn,
+ * as StartPriority does for refills; a negative one needs root); without it:
  * the runtime as the process backend starts it (start-cached.cjs) against `floor`, the least any
  * Node HTTP runtime does on that path (listen, announce, take one JSON POST, answer one GET), so
  * the difference is what the runtime itself costs over Node. Not a test: it asserts nothing.
@@ -19,6 +21,8 @@
  * /proc/<pid>/task/<tid>/schedstat) up to the first answer, the figure least moved by load.
  * A V8 flag (--max-semi-space-size, --stack-trace-limit, ...) makes V8 reject the code cache,
  * which is built without flags: compare such a variant with `server.cjs` (no cache) as the entry.
+ * FIZZ_BENCH_BUSY=n runs n busy loops, each its own session (autogroup) like another tenant's
+ * process, for the whole run: with n = the number of cores, the instance competes for the CPU.
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -50,7 +54,7 @@ require("node:http").createServer({ noDelay: true, keepAlive: true }, (req, res)
 }).listen(Number(process.env.PORT), process.env.HOST, () => { writeSync(3, "ready\\n"); closeSync(3); });
 `;
 
-/** @typedef {{ name: string, args?: string[], env?: Record<string, string>, entry?: string }} Variant */
+/** @typedef {{ name: string, args?: string[], env?: Record<string, string>, entry?: string, autogroupNice?: number }} Variant */
 
 /** @returns {Variant[]} */
 function variants() {
@@ -149,6 +153,8 @@ async function sample(v) {
     stdio: ["pipe", "pipe", "pipe", "pipe"],
     detached: true,
   });
+  if (v.autogroupNice !== undefined && proc.pid !== undefined)
+    writeFileSync(`/proc/${proc.pid}/autogroup`, String(v.autogroupNice));
   let stderr = "";
   proc.stdout?.resume();
   proc.stderr?.on("data", (d) => (stderr += d));
@@ -185,6 +191,12 @@ async function sample(v) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const load = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 
+const busy = Array.from({ length: Number(process.env.FIZZ_BENCH_BUSY ?? 0) }, () =>
+  spawn(process.execPath, ["-e", "for (;;);"], { detached: true, stdio: "ignore" }),
+);
+busy.forEach((b) => b.unref()); // they must not keep this process alive
+// Also when a sample throws: detached, they would outlive this process.
+process.on("exit", () => busy.forEach((b) => b.kill("SIGKILL")));
 const list = variants();
 /** @type {Array<Record<string, number[]>>} */
 const series = list.map(() => ({ ready: [], specialized: [], answered: [], cpu: [] }));
