@@ -44,22 +44,27 @@ describe("process backend: refills through the spawner", function () {
   let agent: Agent;
   let backend: ProcessBackend | undefined;
   let exits: Array<{ id: string; info: ExitInfo }>;
+  const uidBase = 262_000 + Math.floor(Math.random() * 900);
   const fake = env("fake", { image: "acme/custom", command: [process.execPath, FIXTURE] });
 
-  function make(python = "/usr/bin/python3", refillLowPriorityMs?: number): ProcessBackend {
+  function make(
+    python = "/usr/bin/python3",
+    refillLowPriorityMs?: number,
+    spawnTimeoutMs = 20_000,
+  ): ProcessBackend {
     const isolation = loadConfig({}).isolation;
     backend = new ProcessBackend({
       workDir,
       // Only the spawner of the real runtimes: no runtime to prepare (the node build, compileall).
       runtimesDir: path.join(workDir, "runtimes"),
       python,
-      spawnTimeoutMs: 20_000,
+      spawnTimeoutMs,
       killGraceMs: 200,
       baseEnv: instanceBaseEnv({}),
       isolation: {
         ...isolation,
         uids: {
-          base: 262_000 + Math.floor(Math.random() * 900),
+          base: uidBase,
           count: 4,
           lockDir: path.join(workDir, "locks"),
         },
@@ -166,6 +171,48 @@ describe("process backend: refills through the spawner", function () {
       process.kill(spawnerPid, "SIGCONT");
     }
     expect(await spawning, "its priority when spawn() returned it").to.equal(0);
+  });
+
+  it("a refill whose spawn never completes fails at the spawn timeout: its child is killed, its uid given back and its directory removed", async () => {
+    // The real spawner, but descriptor 1's connection names no spawn: the client drops it, as one
+    // lost before its header was read, and the spawn cannot complete.
+    writeFileSync(
+      path.join(workDir, "runtimes", "spawner", "fizz_spawner.py"),
+      `import importlib.util, socket, sys
+sys.dont_write_bytecode = True
+spec = importlib.util.spec_from_file_location("real", ${JSON.stringify(path.join(DEFAULT_RUNTIMES_DIR, "spawner", "fizz_spawner.py"))})
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+class Sock(socket.socket):
+    def sendall(self, data, *a):
+        return super().sendall(b"0" * 32 + b" 1\\n" if data.endswith(b" 1\\n") else data, *a)
+class Shim:
+    AF_UNIX, SOCK_STREAM, socket = socket.AF_UNIX, socket.SOCK_STREAM, Sock
+mod.server.socket = Shim
+mod.server.main(sys.argv)
+`,
+    );
+    const b = make(undefined, undefined, 1_000);
+    const lockDir = path.join(workDir, "locks");
+    const err = await b.spawn(fake).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: string },
+    );
+    expect(err?.code).to.equal("INSTANCE_FAILED");
+    expect(err?.message).to.match(/did not complete within 1000 ms/);
+    await waitFor(() => readdirSync(lockDir).length === 0, { what: "the uid given back" });
+    expect(readdirSync(path.join(workDir, "instances"))).to.deep.equal([]);
+    const uids = new Set(Array.from({ length: 4 }, (_, i) => String(uidBase + i)));
+    const left = readdirSync("/proc")
+      .filter((n) => /^\d+$/.test(n))
+      .filter((n) => {
+        try {
+          return uids.has(status(Number(n), "Uid").split(/\s+/)[0] ?? "");
+        } catch {
+          return false; // gone meanwhile
+        }
+      });
+    expect(left, "processes of the pool's uids").to.deep.equal([]);
   });
 
   it("falls back to child_process.spawn when the spawner cannot start", async () => {
