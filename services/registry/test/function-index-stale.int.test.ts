@@ -1,6 +1,9 @@
 import { DEFAULT_REDIS_PREFIX, redisKeys } from "@fizz/events";
 import { expect } from "chai";
+import { Redis } from "ioredis";
 import { fnIndexKey } from "../src/function-index";
+import { dropStaleMembers } from "../src/function-index-stale";
+import type { Writes } from "../src/store-types";
 import { listIndexKey, listIndexMember } from "../src/store-list";
 import { mqtBody } from "./helpers";
 import {
@@ -70,5 +73,41 @@ describe("registry function index: members an older registry left behind (real N
     expect(
       (await suite.stack.client.smembers(fnIndexKey(P, "mqtriggers", "default", "keep"))).sort(),
     ).to.deep.equal([1, 2, 3, 4, 5, 6, 7].map(mq));
+  });
+
+  // The drop's decision is made on watched reads: a trigger moved back to the function between the
+  // read and the commit (here, right then, by another connection as a writer would) keeps its member.
+  it("keeps a member whose trigger moves back to the function between the drop's read and its commit", async () => {
+    const c = suite.stack.client;
+    const set = fnIndexKey(P, "mqtriggers", "default", "keep");
+    const objKey = keys.obj("mqtriggers", "default", "back");
+    const text = (fn: string) =>
+      JSON.stringify({ metadata: { name: "back" }, spec: { function: fn } });
+    // Stale: the set holds it, the trigger names another function.
+    await c.multi().set(objKey, text("other")).sadd(set, "back").exec();
+    const conn = new Redis(suite.stack.redis.url);
+    let moved = false;
+    const transact = async <T>(
+      body: (conn: Redis) => Promise<{ writes: Writes; result: T }>,
+    ): Promise<T> => {
+      for (;;) {
+        const { writes, result } = await body(conn);
+        if (!moved) {
+          moved = true;
+          await c.multi().set(objKey, text("keep")).sadd(set, "back").exec();
+        }
+        const m = conn.multi();
+        for (const e of writes.index ?? []) if (e.remove !== undefined) m.srem(e.key, e.remove);
+        if ((await m.exec()) !== null) return result;
+      }
+    };
+    try {
+      await dropStaleMembers(c, P, transact);
+    } finally {
+      conn.disconnect();
+    }
+    expect(moved, "the trigger moved during the drop").to.equal(true);
+    expect(await c.sismember(set, "back")).to.equal(1);
+    await c.multi().del(objKey).srem(set, "back").exec();
   });
 });
