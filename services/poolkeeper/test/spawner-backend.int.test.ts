@@ -3,7 +3,7 @@ import { cp, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { silentLogger } from "@fizz/kit";
+import { silentLogger, type Logger } from "@fizz/kit";
 import { waitFor } from "@fizz/testkit";
 import { expect } from "chai";
 import { Agent, request } from "undici";
@@ -13,6 +13,7 @@ import { autogroupNice, REFILL_NICE, StartPriority } from "../src/instance-launc
 import { instanceBaseEnv } from "../src/isolation";
 import { ProcessBackend } from "../src/process-backend";
 import { env } from "./fake-backend";
+import { capturingLogger } from "./fork-bomb";
 
 const FIXTURE = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -48,10 +49,14 @@ describe("process backend: refills through the spawner", function () {
   const fake = env("fake", { image: "acme/custom", command: [process.execPath, FIXTURE] });
 
   function make(
-    python = "/usr/bin/python3",
-    refillLowPriorityMs?: number,
-    spawnTimeoutMs = 20_000,
+    opts: {
+      python?: string;
+      refillLowPriorityMs?: number;
+      spawnTimeoutMs?: number;
+      logger?: Logger;
+    } = {},
   ): ProcessBackend {
+    const { python = "/usr/bin/python3", refillLowPriorityMs, spawnTimeoutMs = 20_000 } = opts;
     const isolation = loadConfig({}).isolation;
     backend = new ProcessBackend({
       workDir,
@@ -72,7 +77,7 @@ describe("process backend: refills through the spawner", function () {
       },
       allowEnvCommand: true,
       agent,
-      logger: silentLogger(),
+      logger: opts.logger ?? silentLogger(),
       ...(refillLowPriorityMs !== undefined ? { refillLowPriorityMs } : {}),
     });
     backend.onExit((i, info) => exits.push({ id: i.id, info }));
@@ -133,7 +138,7 @@ describe("process backend: refills through the spawner", function () {
   it("a refill is handed out only once the spawner has raised its priority back: spawn() waits for the spawner's answer to the restore", async function () {
     if (!new StartPriority().enabled) this.skip(); // niced only as root with CAP_SYS_ADMIN
     // Stays lowered until readiness restores it (the window outlasts the test).
-    const b = make(undefined, 60_000);
+    const b = make({ refillLowPriorityMs: 60_000 });
     // Starts, says so, and listens only once told to: the spawner is stopped in between.
     const script = `
       const fs = require("node:fs");
@@ -192,7 +197,7 @@ mod.server.socket = Shim
 mod.server.main(sys.argv)
 `,
     );
-    const b = make(undefined, undefined, 1_000);
+    const b = make({ spawnTimeoutMs: 1_000 });
     const lockDir = path.join(workDir, "locks");
     const err = await b.spawn(fake).then(
       () => undefined,
@@ -216,11 +221,22 @@ mod.server.main(sys.argv)
   });
 
   it("falls back to child_process.spawn when the spawner cannot start", async () => {
-    const b = make("/nonexistent/python3");
+    const b = make({ python: "/nonexistent/python3" });
     const refill = await b.spawn(fake);
     expect(Number(status(refill.pid!, "PPid"))).to.equal(process.pid);
     expect(readFileSync(`/proc/${refill.pid!}/limits`, "latin1")).to.match(
       /^Max processes\s+64\s+64\s/m,
     );
+  });
+
+  it("falls back to child_process.spawn when the spawner's package is missing, and logs which file", async () => {
+    await rm(path.join(workDir, "runtimes", "spawner", "fizzspawn"), { recursive: true });
+    const { logger, lines } = capturingLogger();
+    const b = make({ logger });
+    const refill = await b.spawn(fake);
+    expect(Number(status(refill.pid!, "PPid"))).to.equal(process.pid);
+    const log = lines.join("");
+    expect(log).to.match(/No such file or directory: [^"]*fizzspawn\/__init__\.py/);
+    expect(log).to.include("the spawner did not start");
   });
 });
