@@ -149,7 +149,7 @@ async function summarize(
   const byKey = new Map(items.map((i) => [key(i.namespace, i.name), i]));
   const namespaces = [...new Set(items.map((i) => i.namespace))];
   const found =
-    (await indexed(store, items, perRow)) ??
+    (await indexed(store, items, perRow, pageBytes)) ??
     (await scanned(store, namespaces, byKey, pageBytes, perRow));
   const of = (t: AnyObject) => byKey.get(key(t.metadata.namespace, str(specOf(t).function)));
   JOINED_KINDS.forEach((kind, i) => {
@@ -196,14 +196,16 @@ async function summarize(
 
 /**
  * Per kind of JOINED_KINDS, the page's functions' first `perRow` triggers each (by name) and their
- * counts, by the function index; undefined while the index is not built.
+ * counts, by the function index; undefined while the index is not built. The triggers' texts are
+ * read within `pageBytes` (a trigger can be megabytes: its labels); past it a row shows fewer.
  */
 async function indexed(
   store: Store,
   items: readonly FunctionSummary[],
   perRow: number,
+  pageBytes: number,
 ): Promise<Found[] | undefined> {
-  const byKind = await store.functionTriggers(items, perRow);
+  const byKind = await store.functionTriggers(items, perRow, pageBytes);
   if (!byKind) return undefined;
   return JOINED_KINDS.map((kind): Found => {
     const got = byKind.get(kind);
@@ -230,8 +232,9 @@ async function scanned(
   perRow: number,
 ): Promise<Found[]> {
   const scans = JOINED_KINDS.flatMap((kind) => namespaces.map((ns) => ({ kind, ns })));
+  const kept: Budget = { left: pageBytes, taken: 0 };
   const results = await inTurns(scans, TRIGGER_SCANS_AT_ONCE, ({ kind, ns }) =>
-    triggersOf(store, kind, ns, byKey, pageBytes, perRow),
+    triggersOf(store, kind, ns, byKey, pageBytes, perRow, kept),
   );
   return JOINED_KINDS.map((_, k): Found => {
     const mine = results.slice(k * namespaces.length, (k + 1) * namespaces.length);
@@ -242,11 +245,18 @@ async function scanned(
   });
 }
 
+/** Bytes the triggers a page's scans keep may still take (their texts), shared by the scans. */
+interface Budget {
+  left: number;
+  taken: number;
+}
+
 /**
  * The triggers of `kind` in namespace `ns` whose function is one of `wanted` (keyed `ns/name`),
  * read a page at a time (LIST_MAX_LIMIT objects, at most `pageBytes` each): only the first
- * `perRow` matches of each function are kept, the rest counted, so a namespace of many triggers
- * (or a function of many) costs reads, never its whole listing in memory at once.
+ * `perRow` matches of each function are kept, while `kept` holds their bytes (the first always),
+ * the rest counted, so a namespace of many triggers (or a function of many, or of large ones)
+ * costs reads, never its whole listing in memory at once.
  */
 async function triggersOf(
   store: Store,
@@ -255,6 +265,7 @@ async function triggersOf(
   wanted: ReadonlyMap<string, unknown>,
   pageBytes: number,
   perRow: number,
+  kept: Budget,
 ): Promise<Found> {
   const out: Found = { items: [], counts: new Map() };
   let after: PageCursor | undefined;
@@ -271,7 +282,11 @@ async function triggersOf(
       if (!wanted.has(k)) continue;
       const n = (out.counts.get(k) ?? 0) + 1;
       out.counts.set(k, n);
-      if (n <= perRow) out.items.push(t);
+      if (n <= perRow && (kept.taken === 0 || raw.length <= kept.left)) {
+        out.items.push(t);
+        kept.left -= raw.length;
+        kept.taken++;
+      }
     }
     after = page.next;
   } while (after);

@@ -2,6 +2,7 @@ import type { Redis } from "ioredis";
 import { FizzError, redisKeys, TRIGGER_KINDS, type KindPlural } from "@fizz/events";
 import { inTurns } from "./in-turns";
 import { listIndexKey } from "./store-list";
+import { readWithin } from "./store-page-read";
 import type { Writes } from "./store-types";
 
 /**
@@ -151,8 +152,11 @@ export async function buildFunctionIndex(
 export interface IndexedTriggers {
   /** Per function (in the order asked), its set's size: its triggers, stale members included. */
   counts: number[];
-  /** The first members of each function's set by name (at most `perFunction`), with their texts. */
-  texts: { fn: number; key: string; raw: Buffer | null }[];
+  /**
+   * The first members of each function's set by name (at most `perFunction`), with their texts:
+   * null when gone, undefined when past the byte budget (not read).
+   */
+  texts: { fn: number; key: string; raw: Buffer | null | undefined }[];
 }
 
 /** Sets scanned at once for their first members (each holds one SSCAN batch while it runs). */
@@ -166,7 +170,9 @@ const SCAN_COUNT = 1000;
  * built. Memory is bounded by `perFunction`, not by how many triggers a function has: a set larger
  * than that is read by SSCAN, keeping only its smallest names (a function with 50,000 triggers
  * costs reads, never its 50,000 names or texts at once). Candidates only: the caller checks each
- * trigger's spec.function. Texts read in MGET chunks of `chunk` keys.
+ * trigger's spec.function. Texts read in order (kind, then function) within `maxBytes`, in MGETs of
+ * at most `chunk` keys sized by it (readWithin): a trigger's text can be megabytes (its labels), so
+ * the count bound alone left a page's joined texts unbounded in bytes.
  */
 export async function indexedTriggerTexts(
   client: Redis,
@@ -174,6 +180,7 @@ export async function indexedTriggerTexts(
   functions: readonly { namespace: string; name: string }[],
   perFunction: number,
   chunk: number,
+  maxBytes: number,
 ): Promise<Map<KindPlural, IndexedTriggers> | undefined> {
   if ((await client.get(fnIndexBuiltKey(prefix))) === null) return undefined;
   const keys = redisKeys(prefix);
@@ -200,14 +207,16 @@ export async function indexedTriggerTexts(
     entry.counts[s.fn] = cards[i] ?? 0;
     const ns = functions[s.fn]?.namespace ?? "";
     for (const name of firsts[i] ?? [])
-      entry.texts.push({ fn: s.fn, key: keys.obj(s.kind, ns, name), raw: null });
+      entry.texts.push({ fn: s.fn, key: keys.obj(s.kind, ns, name), raw: undefined });
   });
-  for (const { texts } of out.values())
-    for (let j = 0; j < texts.length; j += chunk) {
-      const part = texts.slice(j, j + chunk);
-      const values = await client.mgetBuffer(...part.map((t) => t.key));
-      part.forEach((t, k) => (t.raw = values[k] ?? null));
-    }
+  const all = [...out.values()].flatMap((e) => e.texts);
+  const values = await readWithin(
+    client,
+    all.map((t) => t.key),
+    maxBytes,
+    chunk,
+  );
+  all.forEach((t, i) => (t.raw = values[i]));
   return out;
 }
 

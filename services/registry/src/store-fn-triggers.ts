@@ -5,7 +5,7 @@ import { functionOf, indexedTriggerTexts } from "./function-index";
 import type { KnownJson } from "./store-parse";
 import type { FunctionTriggers } from "./store-types";
 
-/** Keys per MGET when the triggers' texts are read. */
+/** Keys per MGET at most when the triggers' texts are read. */
 const TEXT_CHUNK = 500;
 
 /**
@@ -15,7 +15,8 @@ const TEXT_CHUNK = 500;
  * it is, and one read that is gone, another function's, or unreadable (logged, as in a listing)
  * is left out and not counted. A stale member past the first `perFunction` still counts (only a
  * registry older than the index leaves one, during a rolling upgrade; the build run after it, its
- * marker deleted, drops it: function-index-stale.ts).
+ * marker deleted, drops it: function-index-stale.ts). Texts are read within `maxBytes`; those
+ * past it are not shown, and still counted.
  */
 export async function readFunctionTriggers(
   client: Redis,
@@ -24,13 +25,22 @@ export async function readFunctionTriggers(
   logger: Logger,
   functions: readonly { namespace: string; name: string }[],
   perFunction: number,
+  maxBytes: number,
 ): Promise<Map<KindPlural, FunctionTriggers> | undefined> {
-  const texts = await indexedTriggerTexts(client, prefix, functions, perFunction, TEXT_CHUNK);
+  const texts = await indexedTriggerTexts(
+    client,
+    prefix,
+    functions,
+    perFunction,
+    TEXT_CHUNK,
+    maxBytes,
+  );
   if (!texts) return undefined;
   const out = new Map<KindPlural, FunctionTriggers>();
   for (const [kind, { counts, texts: list }] of texts) {
     const items: FunctionTriggers["items"] = [];
     for (const { fn, key, raw } of list) {
+      if (raw === undefined) continue; // past the byte budget: not shown, still counted
       const owner = functions[fn];
       const bytes = raw === null ? undefined : readable(known, logger, kind, key, raw);
       const t = bytes && (JSON.parse(bytes.toString("utf8")) as AnyObject);

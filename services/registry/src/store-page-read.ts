@@ -148,3 +148,34 @@ function answerBytes(obj: unknown, raw: Buffer): number {
   if (typeof obj === "string") return Buffer.byteLength(obj, "utf8");
   return raw.length;
 }
+
+/**
+ * The texts of `keys`, in order, read within `maxBytes` as a page's are (firstChunk, then
+ * chunkAfter, at most `chunk` keys per MGET): the first text is always read, and reading stops at
+ * the first that would pass the budget. Per key: its text, null when it is gone, undefined when
+ * the budget left it unread.
+ */
+export async function readWithin(
+  client: Redis,
+  keys: readonly string[],
+  maxBytes: number,
+  chunk: number,
+): Promise<(Buffer | null | undefined)[]> {
+  const out = new Array<Buffer | null | undefined>(keys.length).fill(undefined);
+  let at = 0;
+  let bytes = 0;
+  let largest = 0;
+  let n = Math.min(keys.length, firstChunk(maxBytes));
+  while (n > 0) {
+    const values = await client.mgetBuffer(...keys.slice(at, at + n));
+    for (const raw of values) {
+      const size = raw?.length ?? 0;
+      if (bytes > 0 && bytes + size > maxBytes) return out;
+      out[at++] = raw;
+      bytes += size;
+      largest = Math.max(largest, size);
+    }
+    n = Math.min(chunk, chunkAfter(keys.length - at, maxBytes - bytes, largest));
+  }
+  return out;
+}

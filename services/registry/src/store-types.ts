@@ -134,11 +134,13 @@ export interface Store extends StoreReader {
   /**
    * Per trigger kind, how many triggers name each of `functions` and the first `perFunction` of
    * them by name (JSON bytes), read through the function index (store-fn-triggers.ts); undefined
-   * while the index is not built. Unreadable ones are left out and logged, as in a listing.
+   * while the index is not built. Unreadable ones are left out and logged, as in a listing. Their
+   * texts are read within `maxBytes` together: past it, fewer are answered (still counted).
    */
   functionTriggers(
     functions: readonly { namespace: string; name: string }[],
     perFunction: number,
+    maxBytes: number,
   ): Promise<Map<KindPlural, FunctionTriggers> | undefined>;
   /** A code blob of the Redis era (before the Object Store), for the migration. */
   getCode(digestHex: string): Promise<Buffer | undefined>;

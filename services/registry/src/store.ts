@@ -200,10 +200,19 @@ export class RedisStore implements Store {
   functionTriggers(
     functions: readonly { namespace: string; name: string }[],
     perFunction: number,
+    maxBytes: number,
   ): Promise<Map<KindPlural, FunctionTriggers> | undefined> {
     this.assertReady();
     const { client, prefix, logger } = this.opts;
-    return readFunctionTriggers(client, prefix, this.known, logger, functions, perFunction);
+    return readFunctionTriggers(
+      client,
+      prefix,
+      this.known,
+      logger,
+      functions,
+      perFunction,
+      maxBytes,
+    );
   }
 
   getCode(digestHex: string): Promise<Buffer | undefined> {

@@ -6,8 +6,12 @@ import { FN_INDEX_KINDS, fnIndexBuiltKey, indexedTriggerTexts } from "../src/fun
 
 const PREFIX = "fn-reads-test:";
 const NS = "default";
+const BUDGET = 4 * 1024 * 1024;
 
-/** The client, and how many round trips went through it (a command, or a pipeline's exec). */
+/**
+ * The client, and how many round trips went through it (a command, or a pipeline's exec), the
+ * texts' MGETs aside (read in chunks sized by the byte budget: store-page-read.ts readWithin).
+ */
 function counted(client: Redis): { client: Redis; trips: () => number } {
   let trips = 0;
   const proxy = new Proxy(client, {
@@ -22,6 +26,7 @@ function counted(client: Redis): { client: Redis; trips: () => number } {
           p.exec = (...e: Parameters<typeof exec>) => (trips++, exec(...e));
           return p;
         };
+      if (prop === "mgetBuffer") return fn.bind(target);
       return (...a: unknown[]) => (trips++, fn.apply(target, a));
     },
   });
@@ -69,7 +74,7 @@ describe("registry function index: a page's reads (real Redis)", function () {
     await seed(0, 200, (fn) => [`a-${fn}`, `b-${fn}`]);
     const trips = async (n: number) => {
       const c = counted(client);
-      const got = await indexedTriggerTexts(c.client, PREFIX, page(0, n), 5, 500);
+      const got = await indexedTriggerTexts(c.client, PREFIX, page(0, n), 5, 500, BUDGET);
       // Every function's two triggers of each kind, read.
       for (const kind of FN_INDEX_KINDS) {
         expect(got?.get(kind)?.counts).to.deep.equal(new Array<number>(n).fill(2));
@@ -84,7 +89,7 @@ describe("registry function index: a page's reads (real Redis)", function () {
     const names = Array.from({ length: 2500 }, (_, i) => `t-${String(i).padStart(5, "0")}`);
     const shuffled = [...names].sort(() => Math.random() - 0.5);
     await seed(900, 1, () => shuffled);
-    const got = await indexedTriggerTexts(client, PREFIX, page(900, 1), 5, 500);
+    const got = await indexedTriggerTexts(client, PREFIX, page(900, 1), 5, 500, BUDGET);
     for (const kind of FN_INDEX_KINDS) {
       expect(got?.get(kind)?.counts).to.deep.equal([2500]);
       expect(got?.get(kind)?.texts.map((t) => t.key)).to.deep.equal(
