@@ -4,7 +4,7 @@ import type { IsolationOptions, UidKill, UidPool } from "./isolation";
 import { LineSplitter } from "./lines";
 import { describeExit, type Child } from "./process-child";
 import type { ProcessBackendOptions } from "./process-backend-options";
-import { removeTreeNoFollow } from "./remove-tree";
+import { removeOrLock } from "./remove-or-lock";
 import type { ChildLike } from "./spawner-child";
 import { killUid } from "./uid-cleanup";
 
@@ -27,6 +27,8 @@ export interface ChildTracking {
   isolation: IsolationOptions;
   uids: UidPool | undefined;
   log: Logger;
+  /** Before each later removal of a directory whose first failed (RETRY_DELAYS_MS: tests). */
+  removalRetryMs?: readonly number[];
 }
 
 /**
@@ -132,8 +134,10 @@ export function trackChild(
 
 /**
  * The uid is free again only once nothing of it runs and its files are gone: the next instance
- * with it must not meet them. One that killUid could not empty is quarantined. Runs in the
- * background (in `t.cleanups`).
+ * with it must not meet them. One that killUid could not empty is quarantined. Its directory is
+ * removed, or, when a process of another uid still writing in it makes that fail, left root's and
+ * 0700 for a later removal (removeOrLock): the uid goes back either way. Runs in the background
+ * (in `t.cleanups`).
  */
 function cleanUpAfter(
   t: ChildTracking,
@@ -147,11 +151,22 @@ function cleanUpAfter(
       : Promise.resolve<UidKill>({ killed: 0, left: 0 })
   )
     .then(async (kill) => {
+      // Only now, with nothing of the uid left running: no process of it can enter the tree
+      // between the lock and the giveBack, and none of its can be alive once it is given back.
       // Not fs.rm: it walks by path, and another uid the function let in (its directory made
       // 0777) can still run now and swap a directory for a link between rm's lstat and its
       // readdir, making root delete outside (reproduced: 20 of 20 files gone).
-      await removeTreeNoFollow(dir);
-      if (uid === undefined || !t.uids || t.uids.giveBack(uid, kill)) return;
+      const out = await removeOrLock(dir, {
+        log: t.log,
+        what: "instance",
+        retryDelaysMs: t.removalRetryMs,
+      });
+      if (uid === undefined || !t.uids) return;
+      if (!out) {
+        t.log.warn({ instance: instance.id, dir, uid }, "its uid stays reserved");
+        return;
+      }
+      if (t.uids.giveBack(uid, kill)) return;
       t.log.error(
         { instance: instance.id, uid, left: kill.left, unremoved: kill.unremoved },
         "what an instance uid left (processes, or files: unremoved) could not all be removed; the uid is quarantined",
@@ -160,7 +175,7 @@ function cleanUpAfter(
     .catch((err: unknown) =>
       t.log.warn(
         { instance: instance.id, dir, err: String(err) },
-        "could not remove an instance directory; its uid stays reserved",
+        "an instance clean-up failed; its uid stays reserved",
       ),
     )
     .finally(() => t.cleanups.delete(cleanup));

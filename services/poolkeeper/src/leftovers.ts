@@ -1,20 +1,9 @@
-import {
-  closeSync,
-  constants,
-  fchmodSync,
-  fchownSync,
-  fstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  writeFileSync,
-} from "node:fs";
+import { constants, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { lstat, open } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
 import { ownerAlive, ownerToken, type IsolationOptions, type UidPool } from "./isolation";
-import { at, NOFOLLOW_DIR, TreeRemoval } from "./remove-tree";
+import { at, lockDir, TreeRemoval } from "./remove-tree";
 import { killUid, uidsWithProcesses } from "./uid-cleanup";
 import { uidsWithFiles } from "./uids-with-files";
 
@@ -123,18 +112,12 @@ function staleInstanceNames(instancesDir: string): string[] {
  */
 function lockAway(instancesDir: string, names: string[]): Map<string, number> {
   const owners = new Map<string, number>();
-  if (process.getuid?.() !== 0) return owners; // instances run as this same user: no one to stop
   for (const name of names) {
-    let fd: number | undefined;
     try {
-      fd = openSync(path.join(instancesDir, name), NOFOLLOW_DIR);
-      owners.set(name, fstatSync(fd).uid);
-      fchownSync(fd, 0, 0);
-      fchmodSync(fd, 0o700);
+      const owner = lockDir(path.join(instancesDir, name));
+      if (owner !== undefined) owners.set(name, owner);
     } catch {
-      // a link or a file (ELOOP, ENOTDIR), or gone: the removal sees to it
-    } finally {
-      if (fd !== undefined) closeSync(fd);
+      // an fs failure: the removal sees to it (and fails there, logged)
     }
   }
   return owners;

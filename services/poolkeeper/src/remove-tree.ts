@@ -4,6 +4,10 @@ import {
   close,
   closeSync,
   constants,
+  fchmod,
+  fchmodSync,
+  fchown,
+  fchownSync,
   fstat,
   fstatSync,
   lstatSync,
@@ -82,6 +86,8 @@ export interface Calls {
   fstat(fd: number): Stats | Promise<Stats>;
   readdir(fd: number): string[] | Promise<string[]>;
   close(fd: number): void | Promise<void>;
+  /** Makes the directory open as `fd` root's and 0700 (TreeRemovalOptions.lock). */
+  lock(fd: number): void | Promise<void>;
 }
 
 const SYNC: Calls = {
@@ -94,11 +100,19 @@ const SYNC: Calls = {
   fstat: (fd) => fstatSync(fd),
   readdir: (fd) => readdirSync(`/proc/self/fd/${fd}`),
   close: (fd) => closeSync(fd),
+  lock: (fd) => lockSync(fd),
 };
+
+function lockSync(fd: number): void {
+  fchownSync(fd, 0, 0);
+  fchmodSync(fd, 0o700);
+}
 
 const openAsync = promisify(open);
 const fstatAsync = promisify(fstat);
 const closeAsync = promisify(close);
+const fchownAsync = promisify(fchown);
+const fchmodAsync = promisify(fchmod);
 export const ASYNC_CALLS: Calls = {
   lstat: (p) => fsp.lstat(p),
   unlink: (p) => fsp.unlink(p),
@@ -109,6 +123,10 @@ export const ASYNC_CALLS: Calls = {
   fstat: (fd) => fstatAsync(fd),
   readdir: (fd) => fsp.readdir(`/proc/self/fd/${fd}`),
   close: (fd) => closeAsync(fd),
+  lock: async (fd) => {
+    await fchownAsync(fd, 0, 0);
+    await fchmodAsync(fd, 0o700);
+  },
 };
 
 interface TreeRemovalOptions {
@@ -141,6 +159,12 @@ interface TreeRemovalOptions {
    * had not is gained if a swap makes the chmod follow a link. Root needs none and never chmods.
    */
   chmodOwn?: boolean;
+  /**
+   * Root only: each directory is made root's and 0700 through its descriptor before it is listed,
+   * so a process of another uid that holds a descriptor in it (its cwd) can create nothing there
+   * once listed, and its rmdir cannot meet ENOTEMPTY (the retries of remove-or-lock.ts).
+   */
+  lock?: boolean;
 }
 
 /**
@@ -266,6 +290,7 @@ export class TreeRemoval {
         this.refuse(shown, "replaced while being removed");
         return true;
       }
+      if (this.opts.lock && process.getuid?.() === 0) await this.call(shown, () => c.lock(child));
       for (;;) {
         const moved = this.moved;
         const names = (await this.call(shown, () => c.readdir(child), true)) ?? [];
@@ -360,14 +385,44 @@ export class TreeRemoval {
  * walks by path: another uid the function let in (a 0777 directory) can still be running then.
  * What is gone already, `dir` or anything under it, is no error (as rm's force); any other
  * failure is thrown at once. `calls`: the fs calls, a test's own to act between two of them.
+ * `lock`: TreeRemovalOptions.lock.
  */
-export async function removeTreeNoFollow(dir: string, calls: Calls = ASYNC_CALLS): Promise<void> {
+export async function removeTreeNoFollow(
+  dir: string,
+  calls: Calls = ASYNC_CALLS,
+  lock = false,
+): Promise<void> {
   // The operator's path may be a link; what is under it is walked through descriptors only.
   const parent = await fsp.open(path.dirname(dir), constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    const removal = new TreeRemoval({ calls, moveUp: true, chmodOwn: true });
+    const removal = new TreeRemoval({ calls, moveUp: true, chmodOwn: true, lock });
     await removal.remove(parent.fd, path.basename(dir), dir);
   } finally {
     await parent.close();
+  }
+}
+
+/**
+ * As root, makes the directory `dir` root's and 0700 through a descriptor opened with O_NOFOLLOW,
+ * so no uid can reach anything under it by a path any more: whose it was. Undefined when there is
+ * no directory there (gone, or a link or a file: ENOENT, ENOTDIR, ELOOP), nothing done, nothing
+ * followed; another failure is thrown. Only the last component is not followed: `dir`'s parent
+ * must be root's (instance and build directories, the start-up sweep's), or its owner could swap
+ * the name after the lock. Not root: undefined (instances run as the same user, no one to stop).
+ */
+export function lockDir(dir: string): number | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, NOFOLLOW_DIR);
+    const owner = fstatSync(fd).uid;
+    lockSync(fd);
+    return owner;
+  } catch (err) {
+    if (["ENOENT", "ENOTDIR", "ELOOP"].includes((err as NodeJS.ErrnoException).code ?? ""))
+      return undefined;
+    throw err;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }

@@ -15,7 +15,7 @@ import {
   type UidKill,
 } from "../isolation";
 import type { LogTail } from "./log-tail";
-import { removeTreeNoFollow } from "../remove-tree";
+import { removeOrLock } from "../remove-or-lock";
 
 export interface SandboxOptions {
   /** Builds get their directories under here (0711: reachable by build uids, not listable). */
@@ -32,6 +32,8 @@ export interface SandboxOptions {
   /** What build uids must reach (the node and python binaries, npm). */
   reach: string[];
   logger: Logger;
+  /** Before each later removal of a directory whose first failed (RETRY_DELAYS_MS: tests). */
+  removalRetryMs?: readonly number[];
 }
 
 export interface RunResult {
@@ -273,7 +275,12 @@ export class BuildWorkspace {
     return dir;
   }
 
-  /** Kills what is left, removes the directory, then gives the uid back (in that order). */
+  /**
+   * Kills what is left, removes the directory (or locks it away for a later removal: removeOrLock),
+   * then gives the uid back, in that order: nothing of the uid runs by the lock, so none can enter
+   * the tree after it nor be alive once the uid is handed out again. Throws (the uid kept) only
+   * when the directory is neither removed nor locked.
+   */
   dispose(): Promise<void> {
     this.disposed ??= (async () => {
       const kill =
@@ -282,7 +289,16 @@ export class BuildWorkspace {
           : await killUid(this.uid, this.opts.isolation.setpriv, this.opts.isolation.killBound);
       // Not fs.rm, which walks by path: see removeTreeNoFollow (a build's uid may have let
       // another uid into its tree, still running now, that swaps directories for links).
-      await removeTreeNoFollow(this.dir);
+      const out = await removeOrLock(this.dir, {
+        log: this.opts.logger,
+        what: "build",
+        retryDelaysMs: this.opts.removalRetryMs,
+      });
+      if (!out)
+        throw new FizzError(
+          "INTERNAL",
+          `the build directory ${this.dir} could not be removed; its uid stays reserved`,
+        );
       if (this.uid !== undefined && !this.release(this.uid, kill))
         this.opts.logger.error(
           { uid: this.uid, left: kill.left, unremoved: kill.unremoved },

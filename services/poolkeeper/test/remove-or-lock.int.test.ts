@@ -1,0 +1,197 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { EventEmitter } from "node:events";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import path from "node:path";
+import { expect } from "chai";
+import { createLogger } from "@fizz/kit";
+import type { BackendInstance } from "../src/backend";
+import { BuildSandbox } from "../src/build/sandbox";
+import { trackChild, type ChildTracking } from "../src/instance-exit";
+import { UidPool } from "../src/isolation";
+import { lockDir } from "../src/remove-tree";
+import type { ChildLike } from "../src/spawner-child";
+import { killUid } from "../src/uid-cleanup";
+import {
+  alive,
+  asUid,
+  isRoot,
+  PYTHON,
+  removeDir,
+  SETPRIV,
+  tempDir,
+  until,
+} from "./process-helpers";
+
+// A tenant's directory another uid writes in (a 0777 subdirectory the function made) while it is
+// removed: a writer that stays alive can always make the removal fail (rmdir's ENOTEMPTY). It
+// kept the uid reserved for good, so two colluding tenants drained the pool one failure at a time.
+
+/** Creates the same 64 names again and again in its cwd, ignoring every error, until killed. */
+const WRITER = `
+import os
+i = 0
+while True:
+    try:
+        os.close(os.open("w%d" % (i % 64), os.O_CREAT | os.O_WRONLY, 0o644))
+    except OSError:
+        pass
+    i += 1
+`;
+
+/** Quick retries: the first failure's lock, then the removal while the writer is still alive. */
+const RETRY_MS = [100, 200, 400, 800, 1600];
+
+/**
+ * What the function does before its end: its directory reachable by other uids (0711) and a 0777
+ * subdirectory `s` in it, with a link to `outside` (whose owner and mode nothing may change);
+ * then a writer of uid `other` with its cwd in `s`. Resolves once the writer has written.
+ */
+async function letWriterIn(dir: string, uid: number, other: number, outside: string) {
+  const s = path.join(dir, "s");
+  mkdirSync(s);
+  chownSync(s, uid, uid);
+  chmodSync(s, 0o777);
+  chmodSync(dir, 0o711);
+  symlinkSync(outside, path.join(dir, "link"));
+  // Ahead of the poolkeeper's removal (nice -10) on a loaded 2-core host: else it sometimes loses.
+  const writer = spawn("nice", ["-n", "-10", SETPRIV, ...asUid(other, [PYTHON, "-c", WRITER])], {
+    cwd: s,
+    stdio: "ignore",
+  });
+  const wrote = await until(() => readdirSync(s).length > 0, 200, 10);
+  expect(wrote, "the writer writes in s").to.equal(true);
+  return writer;
+}
+
+/** Whether `uid` can create `p` (a fresh process of it, as the uid's next tenant). */
+function canCreate(uid: number, p: string): boolean {
+  const r = spawnSync(SETPRIV, asUid(uid, ["/bin/sh", "-c", `: > "$1"`, "sh", p]));
+  return r.status === 0;
+}
+
+/** After the clean-up: the uid back, the tree root's and 0700, no one's by a path, then gone. */
+async function expectLockedThenRemoved(dir: string, uid: number, other: number, outside: string) {
+  expect(existsSync(dir), "the first removal failed (the writer won)").to.equal(true);
+  const st = lstatSync(dir);
+  expect([st.uid, st.gid, st.mode & 0o7777]).to.deep.equal([0, 0, 0o700]);
+  for (const who of [uid, other]) {
+    expect(canCreate(who, path.join(dir, "s", "new")), `uid ${who} creates in s`).to.equal(false);
+    expect(canCreate(who, path.join(dir, "new")), `uid ${who} creates in the top`).to.equal(false);
+  }
+  // The retries lock each directory before listing it: the live writer cannot keep s non-empty.
+  const gone = await until(() => !existsSync(dir), 400, 25);
+  expect(gone, "removed by a retry while the writer still runs").to.equal(true);
+  const out = lstatSync(outside);
+  expect([out.uid, out.mode & 0o7777], "the link's target untouched").to.deep.equal([other, 0o755]);
+  expect(existsSync(path.join(outside, "precious"))).to.equal(true);
+}
+
+describe("removeOrLock: a tree another live uid keeps writing in", function () {
+  this.timeout(60_000);
+  let work: string;
+  let base: number;
+  let writer: ChildProcess | undefined;
+  let outside: string;
+  const lines: string[] = [];
+  const logger = createLogger("poolkeeper", "info", { write: (l: string) => void lines.push(l) });
+
+  beforeEach(function () {
+    if (!isRoot || !existsSync(SETPRIV)) this.skip(); // uids of their own need root
+    work = tempDir("fizz-remove-or-lock-");
+    chmodSync(work, 0o755);
+    base = 257_000 + Math.floor(Math.random() * 900);
+    outside = path.join(work, "outside");
+    mkdirSync(outside, { mode: 0o755 });
+    writeFileSync(path.join(outside, "precious"), "keep me");
+    chownSync(outside, base + 1, base + 1);
+    chmodSync(outside, 0o755);
+  });
+  afterEach(async function () {
+    if (!isRoot || !existsSync(SETPRIV)) return;
+    writer?.kill("SIGKILL");
+    await killUid(base + 1, undefined);
+    await killUid(base, undefined);
+    removeDir(work);
+  });
+
+  it("gives a build's uid back with its directory root's and 0700 (no uid writes in it), and removes it later, while another uid keeps writing in a 0777 subdirectory", async () => {
+    const sandbox = new BuildSandbox({
+      root: path.join(work, "builds"),
+      isolation: { uids: { base, count: 1, lockDir: path.join(work, "locks") }, setpriv: SETPRIV },
+      killGraceMs: 100,
+      baseEnv: {},
+      reach: [],
+      logger,
+      removalRetryMs: RETRY_MS,
+    });
+    const ws = await sandbox.open("writer");
+    expect(ws.uid).to.equal(base);
+    writer = await letWriterIn(ws.dir, base, base + 1, outside);
+
+    await ws.dispose(); // rejected before (ENOTEMPTY), and the pool's one uid stayed reserved
+    const next = await sandbox.open("next"); // NO_CAPACITY before
+    expect(next.uid).to.equal(base);
+    expect(alive(writer.pid ?? 0), "the writer still runs").to.equal(true);
+    await expectLockedThenRemoved(ws.dir, base, base + 1, outside);
+    await next.dispose();
+  });
+
+  it("gives an instance's uid back with its directory root's and 0700 (no uid writes in it), and removes it later, while another uid keeps writing in a 0777 subdirectory", async () => {
+    const uids = new UidPool(base, 1, path.join(work, "locks"));
+    const t: ChildTracking = {
+      children: new Map(),
+      exitListeners: [],
+      outputListeners: [],
+      outputGate: undefined,
+      cleanups: new Set(),
+      isolation: { uids: { base, count: 1, lockDir: path.join(work, "locks") }, setpriv: SETPRIV },
+      uids,
+      log: logger,
+      removalRetryMs: RETRY_MS,
+    };
+    const uid = uids.take();
+    const dir = path.join(work, "instances", "i1");
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(path.dirname(dir), 0o711);
+    chownSync(dir, uid, uid);
+    writer = await letWriterIn(dir, uid, base + 1, outside);
+
+    // The instance's process, ended: its clean-up kills the uid, removes the directory, gives back.
+    const proc = Object.assign(new EventEmitter(), {
+      pid: undefined,
+      stdin: null,
+      stdout: null,
+      stderr: null,
+      stdio: [],
+      exitCode: 0,
+      signalCode: null,
+      kill: () => false,
+    }) as unknown as ChildLike;
+    const instance = { id: "i1", address: "", environment: {}, startedAt: 0 } as BackendInstance;
+    trackChild(t, instance, proc, dir, uid);
+    (proc as unknown as EventEmitter).emit("close");
+    while (t.cleanups.size > 0) await Promise.all([...t.cleanups]);
+
+    expect(uids.take(), "the uid given back").to.equal(uid); // threw NO_CAPACITY before
+    expect(alive(writer.pid ?? 0), "the writer still runs").to.equal(true);
+    await expectLockedThenRemoved(dir, uid, base + 1, outside);
+  });
+
+  it("attack: lockDir on a link to another uid's directory changes nothing there (no link followed)", () => {
+    const link = path.join(work, "instances-link");
+    symlinkSync(outside, link);
+    expect(lockDir(link)).to.equal(undefined);
+    const out = lstatSync(outside);
+    expect([out.uid, out.mode & 0o7777]).to.deep.equal([base + 1, 0o755]);
+    expect(lstatSync(link).isSymbolicLink()).to.equal(true);
+  });
+});
