@@ -30,8 +30,8 @@ export function describeExit(child: Child): string {
 }
 
 /**
- * The whole process group (what the function started too); the child alone if that fails. One
- * the spawner started is signalled through it, which refuses once it reaped the child: it reaps at
+ * The whole process group (what the function started too); the child alone if that fails; nothing
+ * once the child is reaped. One the spawner started is signalled through it, which refuses once it reaped the child: it reaps at
  * once and we learn of the exit later, and in between the pid may be another session's (a group
  * left behind without its leader is killed by uid, in cleanUpAfter).
  */
@@ -42,6 +42,10 @@ export function signalGroup(proc: ChildLike, sig: NodeJS.Signals): void {
     proc.kill(sig);
     return;
   }
+  // Reaped already (Node sets these in the callback that reaps): the number may be another
+  // process's, and a group leader's there would take the signal. What the function left in its
+  // group goes with the exit's clean-up (every process of its uid, or without one the group).
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
   try {
     process.kill(-pid, sig);
   } catch {
