@@ -156,21 +156,22 @@ function cleanUpAfter(
       // Not fs.rm: it walks by path, and another uid the function let in (its directory made
       // 0777) can still run now and swap a directory for a link between rm's lstat and its
       // readdir, making root delete outside (reproduced: 20 of 20 files gone).
+      const giveBack = () => {
+        if (uid === undefined || !t.uids || t.uids.giveBack(uid, kill)) return;
+        t.log.error(
+          { instance: instance.id, uid, left: kill.left, unremoved: kill.unremoved },
+          "what an instance uid left (processes, or files: unremoved) could not all be removed; the uid is quarantined",
+        );
+      };
+      // Not given back now (the directory neither removed nor locked whole): once removed later.
       const out = await removeOrLock(dir, {
         log: t.log,
-        what: "instance",
+        what: "an instance",
         retryDelaysMs: t.removalRetryMs,
+        late: giveBack,
       });
-      if (uid === undefined || !t.uids) return;
-      if (!out) {
-        t.log.warn({ instance: instance.id, dir, uid }, "its uid stays reserved");
-        return;
-      }
-      if (t.uids.giveBack(uid, kill)) return;
-      t.log.error(
-        { instance: instance.id, uid, left: kill.left, unremoved: kill.unremoved },
-        "what an instance uid left (processes, or files: unremoved) could not all be removed; the uid is quarantined",
-      );
+      if (out) giveBack();
+      else t.log.warn({ instance: instance.id, dir, uid }, "its uid stays reserved meanwhile");
     })
     .catch((err: unknown) =>
       t.log.warn(

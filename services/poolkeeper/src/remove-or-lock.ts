@@ -1,5 +1,8 @@
+import { constants } from "node:fs";
+import { open } from "node:fs/promises";
+import path from "node:path";
 import type { Logger } from "@fizz/kit";
-import { ASYNC_CALLS, lockDir, removeTreeNoFollow } from "./remove-tree";
+import { lockDir, removeTreeNoFollow, TreeRemoval } from "./remove-tree";
 
 // The end of an instance's or a build's directory, once its uid's processes are killed and before
 // the uid is given back. A process of another uid the function let in (a 0777 directory), still
@@ -21,10 +24,21 @@ export const RETRY_DELAYS_MS: readonly number[] = [
   ...Array<number>(14).fill(600_000),
 ];
 
+/**
+ * Entries a locking pass looks at at most: a writer of another uid holding a descriptor in the
+ * tree can make ever deeper directories of its own ahead of the walk, which must end.
+ */
+const LOCK_PASS_ENTRIES = 100_000;
+
 export interface RemoveOrLockOptions {
   log: Logger;
-  /** What the logs call it: "instance" or "build". */
+  /** What the logs call it: "an instance", "a build". */
   what: string;
+  /**
+   * Called once a later removal removed `dir` when removeOrLock had said false: the uid it kept
+   * reserved may go back then.
+   */
+  late?: () => void;
   /** RETRY_DELAYS_MS unless given (tests). */
   retryDelaysMs?: readonly number[] | undefined;
 }
@@ -33,10 +47,11 @@ export interface RemoveOrLockOptions {
  * Removes `dir` (its parent root's: the instances' or builds' directory) without following a link,
  * having first made it root's and 0700 (lockDir), so from then on no uid reaches anything in it by
  * a path: only a process that already holds a descriptor inside (its cwd), and only in
- * directories whose own mode lets it. True when the uid may be given back: `dir` is gone, or it is
- * locked and its removal goes on later (RETRY_DELAYS_MS); the next holder of the uid cannot reach
- * it. False when neither (not root, so nothing to lock, or the lock itself failed): the uid must
- * stay reserved. Never rejects.
+ * directories whose own mode lets it. When that removal fails, a second pass locks every
+ * directory before listing it and goes on past failures (lockingPass). True when the uid may be
+ * given back: `dir` is gone, or every directory in it is root's and 0700 and the removal goes on
+ * later (RETRY_DELAYS_MS). False when neither (not root, the lock failed, or the pass did not
+ * end): the uid must stay reserved. Never rejects. Call once the uid's processes are killed.
  */
 export async function removeOrLock(dir: string, o: RemoveOrLockOptions): Promise<boolean> {
   // Before the removal, not once it failed: nothing can enter the tree in between, and a writer
@@ -45,43 +60,81 @@ export async function removeOrLock(dir: string, o: RemoveOrLockOptions): Promise
   try {
     locked = lockDir(dir) !== undefined;
   } catch (err) {
-    o.log.warn({ dir, err: String(err) }, `could not lock an ${o.what} directory`);
+    o.log.warn({ dir, err: String(err) }, `could not lock ${o.what} directory`);
     locked = false;
   }
   try {
+    // Unlocked first: two calls more per directory are for a tree another uid writes in only.
     await removeTreeNoFollow(dir);
     return true;
   } catch (err) {
-    o.log.warn(
-      { dir, err: String(err), locked },
-      locked
-        ? `could not remove an ${o.what} directory; it is root's and 0700 meanwhile and removed later`
-        : `could not remove an ${o.what} directory`,
-    );
-    retryLater(dir, o, 0);
-    return locked;
+    o.log.warn({ dir, err: String(err), locked }, `could not remove ${o.what} directory`);
   }
+  if (!locked) {
+    retryLater(dir, o, 0, true);
+    return false;
+  }
+  // Before the uid goes back, no directory in the tree may still be its: its next holder, given a
+  // descriptor of one by the writer (SCM_RIGHTS), could chmod it and read what the last holder
+  // kept there. The uid's processes are dead, so no new directory of its appears meanwhile.
+  const pass = await lockingPass(dir);
+  if (pass === "gone") return true;
+  // "partial": a writer outran the pass (ever deeper directories of its own): the uid stays
+  // reserved until a later pass removes it all, at the latest once that writer is killed.
+  retryLater(dir, o, 0, pass === "partial");
+  o.log.warn(
+    { dir, pass },
+    `${o.what} directory is root's and 0700 meanwhile, removed later` +
+      (pass === "partial" ? "; its uid stays reserved until then" : ""),
+  );
+  return pass === "locked";
 }
 
-function retryLater(dir: string, o: RemoveOrLockOptions, attempt: number): void {
+/**
+ * Removes `dir`, each directory made root's and 0700 before it is listed (TreeRemovalOptions.lock)
+ * and going on past failures, LOCK_PASS_ENTRIES at most: "gone", "locked" (every directory it met
+ * locked, some left), or "partial" (it ran out of entries or could not start).
+ */
+async function lockingPass(dir: string): Promise<"gone" | "locked" | "partial"> {
+  const failed: string[] = [];
+  const removal = new TreeRemoval({
+    calls: "async",
+    moveUp: true,
+    lock: true,
+    failed,
+    budget: { left: LOCK_PASS_ENTRIES },
+  });
+  try {
+    const parent = await open(path.dirname(dir), constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      if (!(await removal.remove(parent.fd, path.basename(dir), dir))) return "partial";
+    } finally {
+      await parent.close();
+    }
+  } catch (err) {
+    // Its parent gone (a test's work directory removed): so is the tree.
+    return (err as NodeJS.ErrnoException).code === "ENOENT" ? "gone" : "partial";
+  }
+  return failed.length === 0 ? "gone" : "locked";
+}
+
+function retryLater(dir: string, o: RemoveOrLockOptions, attempt: number, kept: boolean): void {
   const delays = o.retryDelaysMs ?? RETRY_DELAYS_MS;
   const delay = delays[attempt];
   if (delay === undefined) {
     o.log.error(
-      { dir, attempts: attempt + 1 },
-      `an ${o.what} directory could not be removed; left root's and 0700`,
+      { dir, attempts: attempt + 2 },
+      `${o.what} directory could not be removed; left root's and 0700` +
+        (kept ? ", its uid reserved" : ""),
     );
     return;
   }
   // Unref'd: a retry keeps no process alive, and close() does not wait for it.
   setTimeout(() => {
-    removeTreeNoFollow(dir, ASYNC_CALLS, true).then(
-      () => o.log.info({ dir, attempts: attempt + 2 }, `removed an ${o.what} directory late`),
-      (err: unknown) => {
-        // Its parent gone (a test's work directory removed): so is the tree.
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-        retryLater(dir, o, attempt + 1);
-      },
-    );
+    void lockingPass(dir).then((pass) => {
+      if (pass !== "gone") return retryLater(dir, o, attempt + 1, kept);
+      o.log.info({ dir, attempts: attempt + 3 }, `removed ${o.what} directory late`);
+      if (kept) o.late?.();
+    });
   }, delay).unref();
 }

@@ -278,8 +278,8 @@ export class BuildWorkspace {
   /**
    * Kills what is left, removes the directory (or locks it away for a later removal: removeOrLock),
    * then gives the uid back, in that order: nothing of the uid runs by the lock, so none can enter
-   * the tree after it nor be alive once the uid is handed out again. Throws (the uid kept) only
-   * when the directory is neither removed nor locked.
+   * the tree after it nor be alive once the uid is handed out again. Throws only when the
+   * directory is neither removed nor locked whole: the uid goes back once a later removal ends.
    */
   dispose(): Promise<void> {
     this.disposed ??= (async () => {
@@ -289,21 +289,25 @@ export class BuildWorkspace {
           : await killUid(this.uid, this.opts.isolation.setpriv, this.opts.isolation.killBound);
       // Not fs.rm, which walks by path: see removeTreeNoFollow (a build's uid may have let
       // another uid into its tree, still running now, that swaps directories for links).
-      const out = await removeOrLock(this.dir, {
-        log: this.opts.logger,
-        what: "build",
-        retryDelaysMs: this.opts.removalRetryMs,
-      });
-      if (!out)
-        throw new FizzError(
-          "INTERNAL",
-          `the build directory ${this.dir} could not be removed; its uid stays reserved`,
-        );
-      if (this.uid !== undefined && !this.release(this.uid, kill))
+      const giveBack = () => {
+        if (this.uid === undefined || this.release(this.uid, kill)) return;
         this.opts.logger.error(
           { uid: this.uid, left: kill.left, unremoved: kill.unremoved },
           "what a build uid left (processes, or files: unremoved) could not all be removed; the uid is quarantined",
         );
+      };
+      const out = await removeOrLock(this.dir, {
+        log: this.opts.logger,
+        what: "a build",
+        retryDelaysMs: this.opts.removalRetryMs,
+        late: giveBack,
+      });
+      if (!out)
+        throw new FizzError(
+          "INTERNAL",
+          `the build directory ${this.dir} could not be removed; its uid is reserved until it is`,
+        );
+      giveBack();
     })();
     return this.disposed;
   }
