@@ -8,6 +8,7 @@ import { measureBurst } from "./burst";
 import { measureBurst100 } from "./burst100";
 import { measureFaultWindows } from "./fault-windows";
 import { benchBus } from "./lib/bus";
+import { measureEmptyPool } from "./empty-pool";
 import { idleRss } from "./memory";
 import { languageColdFailures, measureLanguageCold } from "./language-cold";
 import { measurePackages, type PackageFigures } from "./packages";
@@ -15,7 +16,7 @@ import { measurePythonCold } from "./python-cold";
 import { measureScale } from "./scale";
 import { measureSoak, soakSeconds } from "./soak";
 import { code, pidOfInstance, rssMb, startBenchPlatform, type BenchPlatform } from "./lib/platform";
-import { warmPoolFull } from "./lib/pool";
+import { instancesSettled, warmPoolFull } from "./lib/pool";
 import { attempt, docs, render, type BenchResults } from "./lib/report";
 import { percentile, round } from "./lib/stats";
 import { measureWarm, NODE_HELLO, prepareWarm } from "./warm";
@@ -63,7 +64,6 @@ async function main() {
     for (const [name, image, poolSize] of [
       ["nodejs", "fizz/env-node", POOL],
       ["python", "fizz/env-python", POOL],
-      ["node-empty", "fizz/env-node", 0],
     ] as const) {
       await p.api("POST", "/v1/namespaces/default/environments", {
         name,
@@ -144,21 +144,13 @@ async function main() {
       ...(await measureLanguageCold(p, POOL)),
     };
 
-    // 3. Cold start with the pool empty: the loader process starts on the request path.
-    console.log(`cold start with an empty pool (${EMPTY_SAMPLES} samples)…`);
-    const empty: number[] = [];
-    for (let i = 0; i < EMPTY_SAMPLES; i++) {
-      const name = `empty-${i}`;
-      await fn(p, name, "node-empty", NODE_HELLO, { idleTimeoutSeconds: 5 });
-      empty.push((await timedGet(`${p.gatewayUrl}/function/${name}`)).ms);
-    }
-    const coldEmptyPool = {
-      node: {
-        p50_ms: round(percentile(empty, 50)),
-        p99_ms: round(percentile(empty, 99)),
-        samples: empty.length,
-      },
-    };
+    // 3. Cold start with the pool empty: the loader process starts on the request path
+    // (bench/empty-pool.ts), once the instances of the cold phases above are reaped.
+    const settledMs = await instancesSettled(p);
+    console.log(
+      `cold start with an empty pool (${EMPTY_SAMPLES} samples, settled ${settledMs} ms)…`,
+    );
+    const coldEmptyPool = { node: await measureEmptyPool(p, EMPTY_SAMPLES) };
 
     // 4. Burst: 200 concurrent first requests to one function (bench/burst.ts).
     console.log("burst of 200 concurrent first requests…");
