@@ -141,6 +141,9 @@ own environment (a pool of 8, deleted afterwards). PHP and Ruby functions are si
 C# functions are packages the builder compiles, built once (\`build_s\`, from the source upload to
 \`buildState=succeeded\`), each sample a new function on that package, so a sample streams the
 compiled deployment into a warm instance that loads it.
+Empty pool (bench/empty-pool.ts, key \`cold_empty_pool.node\`): each sample a new Node function on an
+environment with no pool, so the runtime process starts on the request path; the phase starts once
+the cold phases' instances are reaped (the poolkeeper's clean-up of ~200 of them ran under it before).
 Burst of 100 (bench/burst100.ts, keys \`burst100.*\`): 1,000 concurrent first requests spread
 unevenly over 100 new functions (1 to 25 requests each, concurrency 4 to 25, each call held
 ${o.burst100?.hold_ms ?? 20} ms in the handler, a Node pool of 8), every function's instances counted against ceil(requests / concurrency).
