@@ -86,13 +86,19 @@ describe("removeTreeNoFollow with entries vanishing mid-walk", () => {
         if (path.basename(p) === "d") fds.add(fd);
         return fd;
       },
-      readdir: (fd) => {
-        if (!fds.delete(fd)) return ASYNC_CALLS.readdir(fd);
-        listed++;
-        rmSync(path.join(tree, "c", "d"), { recursive: true });
-        throw Object.assign(new Error("ENOENT: no such file or directory, scandir"), {
-          code: "ENOENT",
-        });
+      list: async (fd) => {
+        const listing = await ASYNC_CALLS.list(fd);
+        if (!fds.delete(fd)) return listing;
+        return {
+          read: () => {
+            listed++;
+            rmSync(path.join(tree, "c", "d"), { recursive: true });
+            throw Object.assign(new Error("ENOENT: no such file or directory, scandir"), {
+              code: "ENOENT",
+            });
+          },
+          close: () => listing.close(),
+        };
       },
     };
     await removeTreeNoFollow(tree, calls);
@@ -214,5 +220,38 @@ describe("removeTreeNoFollow with entries vanishing mid-walk", () => {
       { stdio: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir } },
     );
     expect(existsSync(tree), "the tree left behind").to.equal(false);
+  });
+
+  it("reads a large directory a bounded batch at a time while removing it, not whole (memory a tenant's millions of names would take)", async () => {
+    // A whole listing of 200,000 names of 200 characters took +45 MB of heap per directory.
+    const big = path.join(tree, "big");
+    mkdirSync(big);
+    for (let i = 0; i < 2000; i++) await writeFile(path.join(big, `n${i}`), "");
+    const batches: number[] = [];
+    const leftAtRead: number[] = [];
+    const calls: Calls = {
+      ...ASYNC_CALLS,
+      list: async (fd) => {
+        const listing = await ASYNC_CALLS.list(fd);
+        const mine = readdirSync(`/proc/self/fd/${fd}`).length >= 2000;
+        return {
+          read: async () => {
+            if (mine) leftAtRead.push(readdirSync(big).length);
+            const names = await listing.read();
+            if (mine) batches.push(names.length);
+            return names;
+          },
+          close: () => listing.close(),
+        };
+      },
+    };
+    await removeTreeNoFollow(tree, calls);
+    expect(existsSync(tree), "the tree left behind").to.equal(false);
+    expect(Math.max(...batches), "names held at once").to.be.at.most(128);
+    expect(
+      batches.reduce((a, b) => a + b, 0),
+      "each name listed once",
+    ).to.equal(2000);
+    expect(leftAtRead[1], "removed while being read").to.be.below(2000);
   });
 });
