@@ -27,6 +27,7 @@ import {
   PYTHON,
   removeDir,
   SETPRIV,
+  sleep,
   tempDir,
   until,
 } from "./process-helpers";
@@ -226,5 +227,41 @@ describe("removeOrLock: a tree another live uid keeps writing in", function () {
     const out = lstatSync(outside);
     expect([out.uid, out.mode & 0o7777]).to.deep.equal([base + 1, 0o755]);
     expect(lstatSync(link).isSymbolicLink()).to.equal(true);
+  });
+
+  it("keeps a build's uid while its directory can be neither removed nor locked, and gives it back once a later removal ends (not kept for good)", async function () {
+    if (!existsSync("/usr/bin/chattr")) this.skip();
+    const sandbox = new BuildSandbox({
+      root: path.join(work, "builds"),
+      isolation: { uids: { base, count: 1, lockDir: path.join(work, "locks") }, setpriv: SETPRIV },
+      killGraceMs: 100,
+      baseEnv: {},
+      reach: [],
+      logger,
+      removalRetryMs: [200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+    });
+    const ws = await sandbox.open("immutable");
+    writeFileSync(path.join(ws.dir, "f"), "x");
+    // Immutable: neither fchown (the lock) nor unlink in it works, even for root.
+    const chattr = (flag: string) => spawnSync("/usr/bin/chattr", [flag, ws.dir]).status;
+    if (chattr("+i") !== 0) this.skip(); // a filesystem without the attribute
+    try {
+      let refused: unknown;
+      await ws.dispose().catch((e: unknown) => (refused = e));
+      expect(refused, "dispose refused").to.not.equal(undefined);
+      let err: unknown;
+      await sandbox.open("meanwhile").catch((e: unknown) => (err = e));
+      expect((err as { code?: string } | undefined)?.code, "the uid kept").to.equal("NO_CAPACITY");
+    } finally {
+      chattr("-i");
+    }
+    // The uid goes back right after the removal's last call (a moment after the directory is gone).
+    let next: Awaited<ReturnType<typeof sandbox.open>> | undefined;
+    for (let i = 0; i < 200 && !next; i++)
+      next = await sandbox.open("next").catch(() => sleep(25).then(() => undefined));
+    expect(existsSync(ws.dir), "removed by a later try").to.equal(false);
+    if (!next) throw new Error("the uid was not given back"); // NO_CAPACITY for good before
+    expect(next.uid).to.equal(base);
+    await next.dispose();
   });
 });
