@@ -230,6 +230,43 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     }
   });
 
+  it("a pool instance compiles no regular expression to native code in its specialize and first call", async () => {
+    // V8 interprets a RegExp's first run and compiles it to native code on its second: the
+    // rehearsal runs the checks' expressions twice, so those compiles (six of them, ~0.2 ms of
+    // the main thread) happen before the announcement and not on the cold-start path.
+    const token = "t".repeat(43);
+    const code = `module.exports = async () => ({ status: 200, body: "hi" });`;
+    const body = {
+      ...specializeBody("hello.js", code),
+      instanceId: "pool-1",
+      concurrency: 10,
+      env: {},
+      secrets: {},
+      configmaps: {},
+      digest: `sha256:${createHash("sha256").update(code).digest("hex")}`,
+    };
+    let out = "";
+    const { url, pipe } = await start(
+      { FIZZ_READY_FD: "3", FIZZ_SPECIALIZE_TOKEN: token, FIZZ_INSTANCE_ID: "pool-1" },
+      "ignore",
+      ["--trace-regexp-tier-up"],
+    );
+    proc?.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+    expect(await readAll(pipe)).to.equal("ready\n");
+    const before = out.length;
+    const header = { "x-fizz-specialize-token": token };
+    const loaded = await postJson(url, "/v2/specialize", body, header);
+    expect(loaded.status, loaded.text).to.equal(200);
+    const headers = { "x-fizz-instance": "pool-1", "x-request-id": "req-1" };
+    expect((await request(url, { headers })).text).to.equal("hi");
+    await new Promise((r) => setTimeout(r, 100));
+    const tierUps = out
+      .slice(before)
+      .split("\n")
+      .filter((l) => l.includes("tier-up"));
+    expect(tierUps).to.deep.equal([]);
+  });
+
   it("a pool instance taken before its announcement closes the pipe unwritten before the function loads", async () => {
     const { url, pipe } = await start({ FIZZ_READY_FD: "3" });
     const said = readAll(pipe);
