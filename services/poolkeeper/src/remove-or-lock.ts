@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
-import { lockDir, removeTreeNoFollow, TreeRemoval } from "./remove-tree";
+import { ASYNC_CALLS, lockDir, removeTreeNoFollow, TreeRemoval } from "./remove-tree";
 
 // The end of an instance's or a build's directory, once its uid's processes are killed and before
 // the uid is given back. A process of another uid the function let in (a 0777 directory), still
@@ -56,16 +56,20 @@ export interface RemoveOrLockOptions {
 export async function removeOrLock(dir: string, o: RemoveOrLockOptions): Promise<boolean> {
   // Before the removal, not once it failed: nothing can enter the tree in between, and a writer
   // without a descriptor inside cannot make this removal fail at all.
-  let locked: boolean;
+  let owner: number | undefined;
   try {
-    locked = lockDir(dir) !== undefined;
+    owner = lockDir(dir);
   } catch (err) {
     o.log.warn({ dir, err: String(err) }, `could not lock ${o.what} directory`);
-    locked = false;
   }
+  const locked = owner !== undefined;
   try {
-    // Unlocked first: two calls more per directory are for a tree another uid writes in only.
-    await removeTreeNoFollow(dir);
+    // Each directory locked before it is listed (two calls more each), and the owner's files made
+    // root's before their unlink (TreeRemovalOptions.disown: a file another uid holds a
+    // descriptor of outlives it, and its owner's next tenant could reopen it). A writer of
+    // another uid with its cwd inside can then add nothing to a directory being listed, nor swap a
+    // name between its lstat and the lchown.
+    await removeTreeNoFollow(dir, ASYNC_CALLS, locked, owner);
     return true;
   } catch (err) {
     o.log.warn({ dir, err: String(err), locked }, `could not remove ${o.what} directory`);
@@ -77,11 +81,11 @@ export async function removeOrLock(dir: string, o: RemoveOrLockOptions): Promise
   // Before the uid goes back, no directory in the tree may still be its: its next holder, given a
   // descriptor of one by the writer (SCM_RIGHTS), could chmod it and read what the last holder
   // kept there. The uid's processes are dead, so no new directory of its appears meanwhile.
-  const pass = await lockingPass(dir);
+  const pass = await lockingPass(dir, owner);
   if (pass === "gone") return true;
   // "partial": a writer outran the pass (ever deeper directories of its own): the uid stays
   // reserved until a later pass removes it all, at the latest once that writer is killed.
-  retryLater(dir, o, 0, pass === "partial");
+  retryLater(dir, o, 0, pass === "partial", owner);
   o.log.warn(
     { dir, pass },
     `${o.what} directory is root's and 0700 meanwhile, removed later` +
@@ -95,12 +99,16 @@ export async function removeOrLock(dir: string, o: RemoveOrLockOptions): Promise
  * and going on past failures, LOCK_PASS_ENTRIES at most: "gone", "locked" (every directory it met
  * locked, some left), or "partial" (it ran out of entries or could not start).
  */
-async function lockingPass(dir: string): Promise<"gone" | "locked" | "partial"> {
+async function lockingPass(
+  dir: string,
+  disown: number | undefined,
+): Promise<"gone" | "locked" | "partial"> {
   const failed: string[] = [];
   const removal = new TreeRemoval({
     calls: "async",
     moveUp: true,
     lock: true,
+    disown,
     failed,
     budget: { left: LOCK_PASS_ENTRIES },
   });
@@ -118,7 +126,14 @@ async function lockingPass(dir: string): Promise<"gone" | "locked" | "partial"> 
   return failed.length === 0 ? "gone" : "locked";
 }
 
-function retryLater(dir: string, o: RemoveOrLockOptions, attempt: number, kept: boolean): void {
+/** `disown`: the uid whose files are made root's before their unlink (lockDir's owner). */
+function retryLater(
+  dir: string,
+  o: RemoveOrLockOptions,
+  attempt: number,
+  kept: boolean,
+  disown?: number,
+): void {
   const delays = o.retryDelaysMs ?? RETRY_DELAYS_MS;
   const delay = delays[attempt];
   if (delay === undefined) {
@@ -131,8 +146,8 @@ function retryLater(dir: string, o: RemoveOrLockOptions, attempt: number, kept: 
   }
   // Unref'd: a retry keeps no process alive, and close() does not wait for it.
   setTimeout(() => {
-    void lockingPass(dir).then((pass) => {
-      if (pass !== "gone") return retryLater(dir, o, attempt + 1, kept);
+    void lockingPass(dir, disown).then((pass) => {
+      if (pass !== "gone") return retryLater(dir, o, attempt + 1, kept, disown);
       o.log.info({ dir, attempts: attempt + 3 }, `removed ${o.what} directory late`);
       if (kept) o.late?.();
     });

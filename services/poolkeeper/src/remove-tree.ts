@@ -10,6 +10,7 @@ import {
   fchownSync,
   fstat,
   fstatSync,
+  lchownSync,
   lstatSync,
   open,
   openSync,
@@ -105,6 +106,8 @@ export interface Calls {
   close(fd: number): void | Promise<void>;
   /** Makes the directory open as `fd` root's and 0700 (TreeRemovalOptions.lock). */
   lock(fd: number): void | Promise<void>;
+  /** Makes the entry `p` root's, its last component not followed (TreeRemovalOptions.disown). */
+  disown(p: string): void | Promise<void>;
 }
 
 const SYNC: Calls = {
@@ -128,6 +131,7 @@ const SYNC: Calls = {
   },
   close: (fd) => closeSync(fd),
   lock: (fd) => lockSync(fd),
+  disown: (p) => lchownSync(p, 0, 0),
 };
 
 function lockSync(fd: number): void {
@@ -164,6 +168,7 @@ export const ASYNC_CALLS: Calls = {
     await fchownAsync(fd, 0, 0);
     await fchmodAsync(fd, 0o700);
   },
+  disown: (p) => fsp.lchown(p, 0, 0),
 };
 
 interface TreeRemovalOptions {
@@ -202,6 +207,16 @@ interface TreeRemovalOptions {
    * once listed, and its rmdir cannot meet ENOTEMPTY (the retries of remove-or-lock.ts).
    */
   lock?: boolean;
+  /**
+   * With `lock`, root only: a file, link or socket of this uid is made root's before its unlink.
+   * Unlinked, it lives on while a process of another uid holds a descriptor of it (O_PATH needs no
+   * permission on the file itself); still the uid's, that uid's next holder, handed the
+   * descriptor (SCM_RIGHTS), reopens it through /proc/self/fd as its owner and reads what the last
+   * holder kept there (0600). Only with `lock`: its directory is root's and 0700 by then, so no
+   * one swaps the name between the lstat and the lchown (another uid's file linked in its place
+   * would be taken from that uid).
+   */
+  disown?: number | undefined;
 }
 
 /**
@@ -271,6 +286,9 @@ export class TreeRemoval {
       const st = look === 1 && known ? known : await this.call(shown, () => c.lstat(p), true);
       if (!st) return true;
       if (!st.isDirectory()) {
+        const { disown, lock } = this.opts;
+        if (lock && disown !== undefined && st.uid === disown && process.getuid?.() === 0)
+          await this.call(shown, () => c.disown(p));
         const unlink = async () => {
           await c.unlink(p);
           return true;
@@ -432,17 +450,18 @@ export class TreeRemoval {
  * walks by path: another uid the function let in (a 0777 directory) can still be running then.
  * What is gone already, `dir` or anything under it, is no error (as rm's force); any other
  * failure is thrown at once. `calls`: the fs calls, a test's own to act between two of them.
- * `lock`: TreeRemovalOptions.lock.
+ * `lock`, `disown`: TreeRemovalOptions'.
  */
 export async function removeTreeNoFollow(
   dir: string,
   calls: Calls = ASYNC_CALLS,
   lock = false,
+  disown?: number,
 ): Promise<void> {
   // The operator's path may be a link; what is under it is walked through descriptors only.
   const parent = await fsp.open(path.dirname(dir), constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    const removal = new TreeRemoval({ calls, moveUp: true, chmodOwn: true, lock });
+    const removal = new TreeRemoval({ calls, moveUp: true, chmodOwn: true, lock, disown });
     await removal.remove(parent.fd, path.basename(dir), dir);
   } finally {
     await parent.close();

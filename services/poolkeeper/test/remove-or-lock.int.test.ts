@@ -7,6 +7,7 @@ import {
   lstatSync,
   mkdirSync,
   readdirSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -17,6 +18,7 @@ import type { BackendInstance } from "../src/backend";
 import { BuildSandbox } from "../src/build/sandbox";
 import { trackChild, type ChildTracking } from "../src/instance-exit";
 import { UidPool } from "../src/isolation";
+import { removeOrLock } from "../src/remove-or-lock";
 import { lockDir } from "../src/remove-tree";
 import type { ChildLike } from "../src/spawner-child";
 import { killUid } from "../src/uid-cleanup";
@@ -104,8 +106,10 @@ async function expectLockedThenRemoved(
   outside: string,
   logged: string,
 ) {
-  expect(logged, "the first removal failed (the writer won)").to.include("could not remove");
-  // Either the locking pass removed it at once, or it is locked: root's, 0700, no uid's.
+  // The first removal locks each directory before listing it: the writer adds nothing to s once
+  // it is being listed, and cannot make the removal fail (it always did while s was not locked).
+  expect(logged, "the first removal failed (the writer won)").to.not.include("could not remove");
+  // Else (a later pass's): it is locked: root's, 0700, no uid's.
   if (!existsSync(dir)) return;
   // The uid's next holder owns nothing in it: were s still its, a descriptor of s the writer
   // passes it (SCM_RIGHTS) would let it chmod s and read what the last holder kept there (0600).
@@ -218,6 +222,39 @@ describe("removeOrLock: a tree another live uid keeps writing in", function () {
     expect(uids.take(), "the uid given back").to.equal(uid); // threw NO_CAPACITY before
     expect(alive(writer.pid ?? 0), "the writer still runs").to.equal(true);
     await expectLockedThenRemoved(dir, uid, base + 1, outside, lines.join(""));
+  });
+
+  it("attack: a file of the uid that another uid holds a descriptor of (O_PATH) is root's once the uid is given back, so the uid's next holder cannot reopen it", async () => {
+    // The function kept a 0600 secret in a 0777 directory: a process of another uid can open it
+    // O_PATH (search permission is enough) and keep the descriptor after the unlink. Still the
+    // uid's, its next holder, handed that descriptor (SCM_RIGHTS), reopens it through
+    // /proc/self/fd as the owner and reads the secret.
+    const dir = path.join(work, "inst");
+    mkdirSync(dir);
+    chownSync(dir, base, base);
+    chmodSync(dir, 0o711);
+    const s = path.join(dir, "s");
+    mkdirSync(s);
+    chownSync(s, base, base);
+    chmodSync(s, 0o777);
+    const secret = path.join(s, "secret");
+    writeFileSync(secret, "the last tenant's", { mode: 0o600 });
+    chownSync(secret, base, base);
+    const hold = `import os, sys, time
+fd = os.open(${JSON.stringify(secret)}, os.O_PATH)
+print(fd, flush=True)
+time.sleep(600)`;
+    writer = spawn(SETPRIV, asUid(base + 1, [PYTHON, "-c", hold]), {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    const held = await new Promise<string>((resolve) =>
+      writer?.stdout?.once("data", (d: Buffer) => resolve(d.toString().trim())),
+    );
+    const out = await removeOrLock(dir, { log: logger, what: "an instance" });
+    expect(out, "the uid may be given back").to.equal(true);
+    expect(existsSync(dir)).to.equal(false);
+    const st = statSync(`/proc/${writer.pid}/fd/${held}`);
+    expect(st.uid, "the held file is no longer the uid's").to.not.equal(base);
   });
 
   it("attack: lockDir on a link to another uid's directory changes nothing there (no link followed)", () => {
