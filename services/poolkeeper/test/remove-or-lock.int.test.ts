@@ -240,6 +240,9 @@ describe("removeOrLock: a tree another live uid keeps writing in", function () {
     const secret = path.join(s, "secret");
     writeFileSync(secret, "the last tenant's", { mode: 0o600 });
     chownSync(secret, base, base);
+    // Made root's, a setuid file of the uid must not become setuid root (the kernel drops the bit
+    // on a chown): the holder could exec it through its descriptor.
+    chmodSync(secret, 0o4755);
     const hold = `import os, sys, time
 fd = os.open(${JSON.stringify(secret)}, os.O_PATH)
 print(fd, flush=True)
@@ -255,6 +258,7 @@ time.sleep(600)`;
     expect(existsSync(dir)).to.equal(false);
     const st = statSync(`/proc/${writer.pid}/fd/${held}`);
     expect(st.uid, "the held file is no longer the uid's").to.not.equal(base);
+    expect(st.mode & 0o6000, "no setuid or setgid bit").to.equal(0);
   });
 
   it("attack: lockDir on a link to another uid's directory changes nothing there (no link followed)", () => {
