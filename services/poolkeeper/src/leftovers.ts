@@ -3,7 +3,9 @@ import { lstat, open } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
 import { ownerAlive, ownerToken, type IsolationOptions, type UidPool } from "./isolation";
-import { at, lockDir, TreeRemoval } from "./remove-tree";
+import { lockDir } from "./lock-dir";
+import { at } from "./remove-calls";
+import { TreeRemoval } from "./remove-tree";
 import { killUid, uidsWithProcesses } from "./uid-cleanup";
 import { uidsWithFiles } from "./uids-with-files";
 

@@ -2,7 +2,9 @@ import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
-import { ASYNC_CALLS, lockDir, removeTreeNoFollow, TreeRemoval } from "./remove-tree";
+import { lockDir } from "./lock-dir";
+import { ASYNC_CALLS } from "./remove-calls";
+import { removeTreeNoFollow, TreeRemoval } from "./remove-tree";
 
 // The end of an instance's or a build's directory, once its uid's processes are killed and before
 // the uid is given back. A process of another uid the function let in (a 0777 directory), still

@@ -1,46 +1,17 @@
 import { randomBytes } from "node:crypto";
-import {
-  chmodSync,
-  close,
-  closeSync,
-  constants,
-  fchmod,
-  fchmodSync,
-  fchown,
-  fchownSync,
-  fstat,
-  fstatSync,
-  lchownSync,
-  lstatSync,
-  open,
-  openSync,
-  opendirSync,
-  renameSync,
-  rmdirSync,
-  unlinkSync,
-  type Stats,
-} from "node:fs";
+import { constants, type Stats } from "node:fs";
 import * as fsp from "node:fs/promises";
 import path from "node:path";
-import { promisify } from "node:util";
+import { ASYNC_CALLS, at, SYNC_CALLS, type Calls } from "./remove-calls";
+
+// Kept importable from here (uid-files.ts, uids-with-files.ts).
+export { at, NOFOLLOW_DIR } from "./remove-calls";
 
 // Deleting a tree that a process of another uid may still write in without following a link
 // anywhere: an instance's own directory (removeTreeNoFollow), the stale ones a dead poolkeeper
 // left (leftovers.ts) and what an instance uid left in /tmp and the like (uid-files.ts). A leaf
-// that imports no other module of the poolkeeper: uid-files.ts sits below leftovers.ts (through
-// uid-cleanup.ts), and both walk with this one.
-
-export const NOFOLLOW_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
-
-/**
- * `name` inside the directory open as `fd`. The kernel resolves /proc/self/fd/<fd> to that very
- * directory (as openat(2) would, which Node lacks), not by its path: no rename or link swap of
- * anything above it can send the operation elsewhere; the last component is never followed by
- * lstat, unlink, rmdir, rename, nor by open with O_NOFOLLOW.
- */
-export function at(fd: number, name: string): string {
-  return `/proc/self/fd/${fd}/${name}`;
-}
+// that imports no other module of the poolkeeper but its fs calls (remove-calls.ts): uid-files.ts
+// sits below leftovers.ts (through uid-cleanup.ts), and both walk with this one.
 
 /**
  * Directories open at once at most while removing (one per level) without `moveUp`: a deeper
@@ -71,105 +42,6 @@ const SWAPPED = Symbol("swapped");
  * not loop (one swapping at random wins a look about half the time: all of them once in 2^31).
  */
 const SWAP_LOOKS = 32;
-
-/**
- * Names a listing holds at once. A directory was read whole (readdir): 200,000 names of 200
- * characters took +45 MB of heap in the poolkeeper, per directory being removed, and a tenant can
- * make millions. Read in batches while its entries are removed instead: Linux (as POSIX says)
- * returns each entry that is neither removed nor added meanwhile exactly once, so one pass is one
- * listing; what is added meanwhile may be missed, as after a whole listing (rmdir's ENOTEMPTY).
- * A listing is one more descriptor per directory open (MOVE_DEPTH, MAX_DEPTH).
- */
-const LIST_BATCH = 128;
-
-/** A directory read a batch at a time: `read` gives up to LIST_BATCH names, none at its end. */
-export interface Listing {
-  read(): string[] | Promise<string[]>;
-  close(): void | Promise<void>;
-}
-
-/**
- * The calls a removal makes: on /proc/self/fd paths (at) or on descriptors. A test passes its own
- * (wrapping ASYNC_CALLS) to act between two of them, as a process racing the removal would.
- */
-export interface Calls {
-  lstat(p: string): Stats | Promise<Stats>;
-  unlink(p: string): void | Promise<void>;
-  rmdir(p: string): void | Promise<void>;
-  rename(from: string, to: string): void | Promise<void>;
-  chmod(p: string, mode: number): void | Promise<void>;
-  /** With O_NOFOLLOW: a link there now is ENOTDIR (O_DIRECTORY) or ELOOP, nothing followed. */
-  openDir(p: string): number | Promise<number>;
-  fstat(fd: number): Stats | Promise<Stats>;
-  /** A listing of the directory open as `fd`, read a batch at a time (Listing). */
-  list(fd: number): Listing | Promise<Listing>;
-  close(fd: number): void | Promise<void>;
-  /** Makes the directory open as `fd` root's and 0700 (TreeRemovalOptions.lock). */
-  lock(fd: number): void | Promise<void>;
-  /** Makes the entry `p` root's, its last component not followed (TreeRemovalOptions.disown). */
-  disown(p: string): void | Promise<void>;
-}
-
-const SYNC: Calls = {
-  lstat: (p) => lstatSync(p),
-  unlink: (p) => unlinkSync(p),
-  rmdir: (p) => rmdirSync(p),
-  rename: (from, to) => renameSync(from, to),
-  chmod: (p, mode) => chmodSync(p, mode),
-  openDir: (p) => openSync(p, NOFOLLOW_DIR),
-  fstat: (fd) => fstatSync(fd),
-  list: (fd) => {
-    const dir = opendirSync(`/proc/self/fd/${fd}`, { bufferSize: LIST_BATCH });
-    return {
-      read: () => {
-        const names: string[] = [];
-        for (let e; names.length < LIST_BATCH && (e = dir.readSync());) names.push(e.name);
-        return names;
-      },
-      close: () => dir.closeSync(),
-    };
-  },
-  close: (fd) => closeSync(fd),
-  lock: (fd) => lockSync(fd),
-  disown: (p) => lchownSync(p, 0, 0),
-};
-
-function lockSync(fd: number): void {
-  fchownSync(fd, 0, 0);
-  fchmodSync(fd, 0o700);
-}
-
-const openAsync = promisify(open);
-const fstatAsync = promisify(fstat);
-const closeAsync = promisify(close);
-const fchownAsync = promisify(fchown);
-const fchmodAsync = promisify(fchmod);
-export const ASYNC_CALLS: Calls = {
-  lstat: (p) => fsp.lstat(p),
-  unlink: (p) => fsp.unlink(p),
-  rmdir: (p) => fsp.rmdir(p),
-  rename: (from, to) => fsp.rename(from, to),
-  chmod: (p, mode) => fsp.chmod(p, mode),
-  openDir: (p) => openAsync(p, NOFOLLOW_DIR),
-  fstat: (fd) => fstatAsync(fd),
-  list: async (fd) => {
-    const dir = await fsp.opendir(`/proc/self/fd/${fd}`, { bufferSize: LIST_BATCH });
-    return {
-      read: async () => {
-        const names: string[] = [];
-        for (let e; names.length < LIST_BATCH && (e = await dir.read());) names.push(e.name);
-        return names;
-      },
-      close: () => dir.close(),
-    };
-  },
-  close: (fd) => closeAsync(fd),
-  lock: async (fd) => {
-    await fchownAsync(fd, 0, 0);
-    await fchmodAsync(fd, 0o700);
-  },
-  disown: (p) => fsp.lchown(p, 0, 0),
-};
 
 interface TreeRemovalOptions {
   /**
@@ -234,7 +106,8 @@ export class TreeRemoval {
   private readonly calls: Calls;
 
   constructor(private readonly opts: TreeRemovalOptions) {
-    this.calls = opts.calls === "sync" ? SYNC : opts.calls === "async" ? ASYNC_CALLS : opts.calls;
+    this.calls =
+      opts.calls === "sync" ? SYNC_CALLS : opts.calls === "async" ? ASYNC_CALLS : opts.calls;
   }
 
   /**
@@ -465,30 +338,5 @@ export async function removeTreeNoFollow(
     await removal.remove(parent.fd, path.basename(dir), dir);
   } finally {
     await parent.close();
-  }
-}
-
-/**
- * As root, makes the directory `dir` root's and 0700 through a descriptor opened with O_NOFOLLOW,
- * so no uid can reach anything under it by a path any more: whose it was. Undefined when there is
- * no directory there (gone, or a link or a file: ENOENT, ENOTDIR, ELOOP), nothing done, nothing
- * followed; another failure is thrown. Only the last component is not followed: `dir`'s parent
- * must be root's (instance and build directories, the start-up sweep's), or its owner could swap
- * the name after the lock. Not root: undefined (instances run as the same user, no one to stop).
- */
-export function lockDir(dir: string): number | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, NOFOLLOW_DIR);
-    const owner = fstatSync(fd).uid;
-    lockSync(fd);
-    return owner;
-  } catch (err) {
-    if (["ENOENT", "ENOTDIR", "ELOOP"].includes((err as NodeJS.ErrnoException).code ?? ""))
-      return undefined;
-    throw err;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }

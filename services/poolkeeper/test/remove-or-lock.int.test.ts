@@ -19,7 +19,7 @@ import { BuildSandbox } from "../src/build/sandbox";
 import { trackChild, type ChildTracking } from "../src/instance-exit";
 import { UidPool } from "../src/isolation";
 import { removeOrLock } from "../src/remove-or-lock";
-import { lockDir } from "../src/remove-tree";
+import { lockDir } from "../src/lock-dir";
 import type { ChildLike } from "../src/spawner-child";
 import { killUid } from "../src/uid-cleanup";
 import {

@@ -14,7 +14,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { expect } from "chai";
-import { ASYNC_CALLS, removeTreeNoFollow, type Calls } from "../src/remove-tree";
+import { ASYNC_CALLS, type Calls } from "../src/remove-calls";
+import { removeTreeNoFollow } from "../src/remove-tree";
 import { asUid, isRoot, SETPRIV } from "./process-helpers";
 
 /**
@@ -203,14 +204,16 @@ describe("removeTreeNoFollow with entries vanishing mid-walk", () => {
     await chmod(path.join(tree, "v"), 0o500);
     await chown(dir, uid, uid); // the tree's parent: its own, as an instance's work directory is
     const src = fileURLToPath(new URL("../src/remove-tree.ts", import.meta.url));
+    const callsSrc = fileURLToPath(new URL("../src/remove-calls.ts", import.meta.url));
     const v = path.join(tree, "v");
     const script = `
       const { rmdirSync } = await import("node:fs");
       const m = await import(${JSON.stringify(src)});
+      const k = await import(${JSON.stringify(callsSrc)});
       let done = false;
-      const calls = { ...m.ASYNC_CALLS, chmod: (p, mode) => {
+      const calls = { ...k.ASYNC_CALLS, chmod: (p, mode) => {
         if (!done && p.endsWith("/v")) { done = true; rmdirSync(${JSON.stringify(v)}); }
-        return m.ASYNC_CALLS.chmod(p, mode);
+        return k.ASYNC_CALLS.chmod(p, mode);
       } };
       await m.removeTreeNoFollow(${JSON.stringify(tree)}, calls);
       if (!done) throw new Error("no chmod of v");`;
