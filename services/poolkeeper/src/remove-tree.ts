@@ -160,7 +160,7 @@ export class TreeRemoval {
       if (!st) return true;
       if (!st.isDirectory()) {
         const { disown, lock } = this.opts;
-        if (lock && disown !== undefined && st.uid === disown && process.getuid?.() === 0)
+        if (lock && st.uid === disown && st.uid !== 0 && process.getuid?.() === 0)
           await this.call(shown, () => c.disown(p));
         const unlink = async () => {
           await c.unlink(p);
