@@ -3,7 +3,7 @@ import { open } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
 import { lockDir } from "./lock-dir";
-import { ASYNC_CALLS } from "./remove-calls";
+import { ASYNC_CALLS, type Calls } from "./remove-calls";
 import { removeTreeNoFollow, TreeRemoval } from "./remove-tree";
 
 // The end of an instance's or a build's directory, once its uid's processes are killed and before
@@ -43,6 +43,8 @@ export interface RemoveOrLockOptions {
   late?: () => void;
   /** RETRY_DELAYS_MS unless given (tests). */
   retryDelaysMs?: readonly number[] | undefined;
+  /** The fs calls (remove-calls.ts), a test's own to make one fail. */
+  calls?: Calls | undefined;
 }
 
 /**
@@ -71,7 +73,7 @@ export async function removeOrLock(dir: string, o: RemoveOrLockOptions): Promise
     // descriptor of outlives it, and its owner's next tenant could reopen it). A writer of
     // another uid with its cwd inside can then add nothing to a directory being listed, nor swap a
     // name between its lstat and the lchown.
-    await removeTreeNoFollow(dir, ASYNC_CALLS, locked, owner);
+    await removeTreeNoFollow(dir, o.calls ?? ASYNC_CALLS, locked, owner);
     return true;
   } catch (err) {
     o.log.warn({ dir, err: String(err), locked }, `could not remove ${o.what} directory`);
@@ -83,7 +85,7 @@ export async function removeOrLock(dir: string, o: RemoveOrLockOptions): Promise
   // Before the uid goes back, no directory in the tree may still be its: its next holder, given a
   // descriptor of one by the writer (SCM_RIGHTS), could chmod it and read what the last holder
   // kept there. The uid's processes are dead, so no new directory of its appears meanwhile.
-  const pass = await lockingPass(dir, owner);
+  const pass = await lockingPass(dir, owner, o.calls);
   if (pass === "gone") return true;
   // "partial": a writer outran the pass (ever deeper directories of its own): the uid stays
   // reserved until a later pass removes it all, at the latest once that writer is killed.
@@ -104,10 +106,11 @@ export async function removeOrLock(dir: string, o: RemoveOrLockOptions): Promise
 async function lockingPass(
   dir: string,
   disown: number | undefined,
+  calls: Calls = ASYNC_CALLS,
 ): Promise<"gone" | "locked" | "partial"> {
   const failed: string[] = [];
   const removal = new TreeRemoval({
-    calls: "async",
+    calls,
     moveUp: true,
     lock: true,
     disown,
@@ -125,6 +128,8 @@ async function lockingPass(
     // Its parent gone (a test's work directory removed): so is the tree.
     return (err as NodeJS.ErrnoException).code === "ENOENT" ? "gone" : "partial";
   }
+  // A directory it could not lock is still its owner's: the uid must stay reserved.
+  if (removal.unlocked > 0) return "partial";
   return failed.length === 0 ? "gone" : "locked";
 }
 
@@ -148,7 +153,7 @@ function retryLater(
   }
   // Unref'd: a retry keeps no process alive, and close() does not wait for it.
   setTimeout(() => {
-    void lockingPass(dir, disown).then((pass) => {
+    void lockingPass(dir, disown, o.calls).then((pass) => {
       if (pass !== "gone") return retryLater(dir, o, attempt + 1, kept, disown);
       o.log.info({ dir, attempts: attempt + 3 }, `removed ${o.what} directory late`);
       if (kept) o.late?.();

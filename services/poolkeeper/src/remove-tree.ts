@@ -101,6 +101,12 @@ interface TreeRemovalOptions {
 export class TreeRemoval {
   /** Entries unlinked or rmdir'ed. */
   removed = 0;
+  /**
+   * With `lock`: directories left in the tree that could not be locked (their open, lock or move up
+   * failed), so still reachable by their owner and whoever it let in (remove-or-lock.ts keeps the
+   * uid then).
+   */
+  unlocked = 0;
   /** Directories moved up under their tree's top (MOVE_DEPTH): the top needs another pass. */
   private moved = 0;
   private readonly calls: Calls;
@@ -183,12 +189,18 @@ export class TreeRemoval {
         // and stays inside the tree: the top's next pass lists it, MOVE_DEPTH levels less deep.
         // Counted only once moved: a rename that fails must not loop the top.
         const to = at(top, `.fizz-deep-${randomBytes(8).toString("hex")}`);
+        const failures = this.opts.failed?.length;
         if (await this.done(shown, () => c.rename(p, to))) this.moved++;
+        else this.unlockedIf(failures);
         return true;
       }
+      const failures = this.opts.failed?.length;
       const child = await this.swappable(shown, () => c.openDir(p), swaps && SWAPS.openDir);
       if (child === SWAPPED) continue;
-      if (child === undefined) return true;
+      if (child === undefined) {
+        this.unlockedIf(failures);
+        return true;
+      }
       const emptied = await this.empty(child, p, shown, depth, top, swaps);
       if (emptied !== SWAPPED) return emptied;
     }
@@ -218,7 +230,12 @@ export class TreeRemoval {
         this.refuse(shown, "replaced while being removed");
         return true;
       }
-      if (this.opts.lock && process.getuid?.() === 0) await this.call(shown, () => c.lock(child));
+      if (
+        this.opts.lock &&
+        process.getuid?.() === 0 &&
+        !(await this.done(shown, () => c.lock(child)))
+      )
+        this.unlocked++;
       for (;;) {
         const moved = this.moved;
         const listing = await this.call(shown, () => c.list(child));
@@ -307,6 +324,11 @@ export class TreeRemoval {
       paced,
     );
     return ok === true;
+  }
+
+  /** Counts a directory left unlocked when a failure was recorded since `failures` (not ENOENT). */
+  private unlockedIf(failures: number | undefined): void {
+    if (this.opts.lock && (this.opts.failed?.length ?? 0) > (failures ?? 0)) this.unlocked++;
   }
 
   /** A failure that is no fs call's: recorded as "<path>: <what>", or thrown as `what`. */

@@ -7,6 +7,7 @@ import {
   lstatSync,
   mkdirSync,
   readdirSync,
+  readlinkSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -20,6 +21,7 @@ import { trackChild, type ChildTracking } from "../src/instance-exit";
 import { UidPool } from "../src/isolation";
 import { removeOrLock } from "../src/remove-or-lock";
 import { lockDir } from "../src/lock-dir";
+import { ASYNC_CALLS, type Calls } from "../src/remove-calls";
 import type { ChildLike } from "../src/spawner-child";
 import { killUid } from "../src/uid-cleanup";
 import {
@@ -259,6 +261,39 @@ time.sleep(600)`;
     const st = statSync(`/proc/${writer.pid}/fd/${held}`);
     expect(st.uid, "the held file is no longer the uid's").to.not.equal(base);
     expect(st.mode & 0o6000, "no setuid or setgid bit").to.equal(0);
+  });
+
+  it("keeps the uid when a directory of its in the tree could not be locked (the pass failed there), instead of giving it back with that directory still the uid's", async () => {
+    const dir = path.join(work, "inst");
+    mkdirSync(dir);
+    chownSync(dir, base, base);
+    const s = path.join(dir, "s");
+    mkdirSync(s);
+    chownSync(s, base, base);
+    chmodSync(s, 0o777);
+    writeFileSync(path.join(s, "f"), "x");
+    // s can be neither locked nor removed (as an EIO would): it stays, the uid's and 0777.
+    const isS = (p: string) => p === s || p.endsWith("/s");
+    const eio = () => Object.assign(new Error("EIO: injected"), { code: "EIO" });
+    const calls: Calls = {
+      ...ASYNC_CALLS,
+      lock: (fd) => {
+        if (isS(readlinkSync(`/proc/self/fd/${fd}`))) throw eio();
+        return ASYNC_CALLS.lock(fd);
+      },
+      rmdir: (p) => {
+        if (isS(p)) throw eio();
+        return ASYNC_CALLS.rmdir(p);
+      },
+    };
+    const out = await removeOrLock(dir, {
+      log: logger,
+      what: "an instance",
+      calls,
+      retryDelaysMs: [],
+    });
+    expect(lstatSync(s).uid, "s is still the uid's").to.equal(base);
+    expect(out, "the uid given back").to.equal(false); // true before: a 0777 directory of the uid left
   });
 
   it("attack: lockDir on a link to another uid's directory changes nothing there (no link followed)", () => {
