@@ -1,11 +1,10 @@
-import { constants, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { lstat, open } from "node:fs/promises";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { lstat } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "@fizz/kit";
 import { ownerAlive, ownerToken, type IsolationOptions, type UidPool } from "./isolation";
 import { lockDir } from "./lock-dir";
-import { at } from "./remove-calls";
-import { TreeRemoval } from "./remove-tree";
+import { removeOrLock } from "./remove-or-lock";
 import { killUid, uidsWithProcesses } from "./uid-cleanup";
 import { uidsWithFiles } from "./uids-with-files";
 
@@ -28,36 +27,71 @@ export function sweepLeftovers(opts: {
   /** Names of live instances (never removed, though none can be among the names read now). */
   keep: (name: string) => boolean;
   log: Logger;
+  /** removeOrLock's retries of a stale directory it could not remove at once (tests). */
+  removalRetryMs?: readonly number[] | undefined;
 }): { held: Promise<void>; done: Promise<void> } {
   const { uids, log } = opts;
   const stale = ownWorkDir(path.dirname(opts.instancesDir), log)
     ? staleInstanceNames(opts.instancesDir)
     : [];
   const owners = lockAway(opts.instancesDir, stale);
-  const held = (uids ? holdLeftoverUids(uids.pool, uids) : Promise.resolve([])).catch(
+  // Only the top of each is locked yet: below it, what the dead instance left is still its uid's,
+  // and a process of another uid holding a descriptor inside could pass one to that uid's next
+  // holder. So the uid is held, before any spawn, until its tree is gone or locked whole.
+  const dirUids = uids ? holdDirUids(uids, owners) : new UidCounts(undefined);
+  const held = (uids ? holdLeftoverUids(uids.pool, uids, dirUids) : Promise.resolve([])).catch(
     (err: unknown) => {
       log.warn({ err: String(err) }, "could not look for leftover processes of pool uids");
       return [];
     },
   );
   const done = (async () => {
-    if (uids) await cleanLeftoverUids(uids.pool, await held, opts.isolation, log);
+    if (uids) await cleanLeftoverUids(uids.pool, await held, dirUids, opts.isolation, log);
     await removeStaleInstanceDirs(opts.instancesDir, stale, {
       owners,
+      dirUids,
       keep: opts.keep,
       quarantined: uids?.pool.quarantined ?? [],
+      retryDelaysMs: opts.removalRetryMs,
       log,
     });
   })().catch((err: unknown) => log.warn({ err: String(err) }, "start-up clean-up failed"));
   return { held: held.then(() => undefined), done };
 }
 
-/**
- * Filesystem entries the start-up removal deletes at most (about as many syscalls): a function can
- * leave millions of files, and the removal runs beside the first cold starts on the same disk and
- * thread pool. What is left over is logged and removed by the next start.
- */
-const SWEEP_ENTRIES = 100_000;
+/** Pool uids held for their stale directories: how many of them each still has. */
+class UidCounts {
+  private readonly counts = new Map<number, number>();
+  constructor(private readonly pool: UidPool | undefined) {}
+  add(uid: number): void {
+    this.counts.set(uid, (this.counts.get(uid) ?? 0) + 1);
+  }
+  has(uid: number): boolean {
+    return this.counts.has(uid);
+  }
+  /** One directory of `uid` done with (gone or locked whole): the last gives the uid back. */
+  done(uid: number | undefined): void {
+    if (uid === undefined) return;
+    const left = (this.counts.get(uid) ?? 0) - 1;
+    if (left > 0) return void this.counts.set(uid, left);
+    if (!this.counts.delete(uid)) return;
+    this.pool?.release(uid); // a no-op for one quarantined meanwhile
+  }
+}
+
+/** Holds the pool uids that own a stale directory (lockAway's `owners`). */
+function holdDirUids(
+  range: { pool: UidPool; base: number; count: number },
+  owners: Map<string, number>,
+): UidCounts {
+  const counts = new UidCounts(range.pool);
+  for (const uid of owners.values()) {
+    if (uid < range.base || uid >= range.base + range.count) continue;
+    // Held already (a second directory of it), or claimed by a live poolkeeper (then not ours).
+    if (counts.has(uid) || range.pool.hold(uid)) counts.add(uid);
+  }
+  return counts;
+}
 
 /**
  * Whether no other live poolkeeper (nor another backend of this process: tests) uses `workDir`,
@@ -107,10 +141,10 @@ function staleInstanceNames(instancesDir: string): string[] {
 
 /**
  * As root, makes each stale directory root's and 0700 at once, before any spawn, and returns
- * whose each was. Its uid is handed out again right after the start-up scan, maybe to another
- * tenant, and the removal takes a while or leaves a tree for a later start (SWEEP_ENTRIES, the
- * depth remove-tree.ts refuses): the new instance must not reach what the dead one left. Through
- * a descriptor opened with O_NOFOLLOW: a link there is left to the removal, which unlinks it.
+ * whose each was: no uid reaches anything in it by a path from then on. Its uid, if a pool one,
+ * stays held until the removal (removeOrLock) has removed or locked the whole tree (holdDirUids).
+ * Through a descriptor opened with O_NOFOLLOW: a link there is left to the removal, which unlinks
+ * it.
  */
 function lockAway(instancesDir: string, names: string[]): Map<string, number> {
   const owners = new Map<string, number>();
@@ -133,6 +167,7 @@ function lockAway(instancesDir: string, names: string[]): Map<string, number> {
 async function holdLeftoverUids(
   pool: UidPool,
   range: { base: number; count: number },
+  dirUids: UidCounts,
 ): Promise<number[]> {
   // Files a dead instance left in /tmp and the like count as much as processes: its uid may go
   // to another tenant next (killUid removes both). Both scans are synchronous in small batches.
@@ -140,18 +175,26 @@ async function holdLeftoverUids(
     uidsWithProcesses(range.base, range.count),
     uidsWithFiles(range.base, range.count),
   ]);
-  return [...new Set([...running, ...owning])].filter((uid) => pool.hold(uid));
+  // Those held for a stale directory are this poolkeeper's to empty too.
+  return [...new Set([...running, ...owning])].filter((uid) => dirUids.has(uid) || pool.hold(uid));
 }
 
 async function cleanLeftoverUids(
   pool: UidPool,
   held: number[],
+  dirUids: UidCounts,
   isolation: IsolationOptions,
   log: Logger,
 ): Promise<void> {
   for (const uid of held) {
     const kill = await killUid(uid, isolation.setpriv, isolation.killBound);
-    if (pool.giveBack(uid, kill)) {
+    // Emptied, but with a stale directory: given back once that is gone or locked whole.
+    if (kill.left === 0 && dirUids.has(uid)) {
+      log.warn(
+        { uid, killed: kill.killed },
+        "killed processes a previous poolkeeper's instance left",
+      );
+    } else if (pool.giveBack(uid, kill)) {
       log.warn(
         { uid, killed: kill.killed },
         "killed processes a previous poolkeeper's instance left",
@@ -167,9 +210,12 @@ async function cleanLeftoverUids(
 
 /**
  * Removes the stale instance directories `names` (staleInstanceNames) but those `keep` says are
- * live, without following a link anywhere (a link is removed, not its target) and leaving the
- * directories of quarantined uids (a process of the uid still runs and could swap a directory for
- * a link between the check and the removal). Call after cleanLeftoverUids, for the same reason.
+ * live, as an instance's own (removeOrLock: each directory locked before it is listed, the uid's
+ * files made root's before their unlink, a failure retried later), and leaving the directories of
+ * quarantined uids (a process of the uid still runs and could swap a directory for a link between
+ * the check and the removal). Each held uid goes back once its trees are gone or locked whole.
+ * Call after cleanLeftoverUids, for the same reason. One at a time: it runs beside the first cold
+ * starts on the same disk and thread pool.
  */
 async function removeStaleInstanceDirs(
   instancesDir: string,
@@ -177,47 +223,44 @@ async function removeStaleInstanceDirs(
   opts: {
     /** Whose each directory was before lockAway made it root's. */
     owners: Map<string, number>;
+    dirUids: UidCounts;
     keep: (name: string) => boolean;
     quarantined: number[];
+    retryDelaysMs: readonly number[] | undefined;
     log: Logger;
   },
 ): Promise<void> {
-  if (names.length === 0) return;
-  // A failure ends that directory's removal (logged below), and a tree too deep is refused, not
-  // moved up: these are root's and 0700 meanwhile, left for a later start.
-  const removal = new TreeRemoval({
-    calls: "async",
-    budget: { left: SWEEP_ENTRIES },
-    chmodOwn: true,
-  });
   let removed = 0;
-  // The operator's path may be a link; what is under it is walked through descriptors only.
-  const top = await open(instancesDir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    for (const name of names) {
-      if (opts.keep(name)) continue;
-      const dir = path.join(instancesDir, name);
-      try {
-        const uid = opts.owners.get(name) ?? (await lstat(at(top.fd, name))).uid;
-        if (opts.quarantined.includes(uid)) {
-          opts.log.warn({ dir, uid }, "left a stale instance directory of a quarantined uid");
-          continue;
-        }
-        if (!(await removal.remove(top.fd, name, dir))) {
-          opts.log.warn(
-            { dir, entries: SWEEP_ENTRIES },
-            "stale instance directories only partly removed; the next start goes on",
-          );
-          return;
-        }
-        removed++;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
-        opts.log.warn({ dir, err: String(err) }, "could not remove a stale instance directory");
-      }
+  for (const name of names) {
+    const dir = path.join(instancesDir, name);
+    const owner = opts.owners.get(name);
+    if (opts.keep(name)) {
+      opts.dirUids.done(owner);
+      continue;
     }
-  } finally {
-    await top.close();
+    let uid = owner;
+    try {
+      uid ??= (await lstat(dir)).uid;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+      opts.log.warn({ dir, err: String(err) }, "could not remove a stale instance directory");
+      continue;
+    }
+    if (opts.quarantined.includes(uid)) {
+      opts.log.warn({ dir, uid }, "left a stale instance directory of a quarantined uid");
+      continue;
+    }
+    const out = await removeOrLock(dir, {
+      log: opts.log,
+      what: "a stale instance",
+      owner,
+      retryDelaysMs: opts.retryDelaysMs,
+      late: () => opts.dirUids.done(owner),
+    });
+    if (out) {
+      opts.dirUids.done(owner);
+      removed++;
+    }
   }
   if (removed > 0)
     opts.log.info({ removed }, "removed instance directories a previous poolkeeper left");

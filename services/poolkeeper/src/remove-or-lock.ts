@@ -45,6 +45,11 @@ export interface RemoveOrLockOptions {
   retryDelaysMs?: readonly number[] | undefined;
   /** The fs calls (remove-calls.ts), a test's own to make one fail. */
   calls?: Calls | undefined;
+  /**
+   * `dir` is root's and 0700 already (leftovers.ts locks every stale directory before any spawn):
+   * whose it was, so its files are still made root's (a second lockDir would say root).
+   */
+  owner?: number | undefined;
 }
 
 /**
@@ -60,9 +65,9 @@ export interface RemoveOrLockOptions {
 export async function removeOrLock(dir: string, o: RemoveOrLockOptions): Promise<boolean> {
   // Before the removal, not once it failed: nothing can enter the tree in between, and a writer
   // without a descriptor inside cannot make this removal fail at all.
-  let owner: number | undefined;
+  let owner = o.owner;
   try {
-    owner = lockDir(dir);
+    owner ??= lockDir(dir);
   } catch (err) {
     o.log.warn({ dir, err: String(err) }, `could not lock ${o.what} directory`);
   }
