@@ -11,7 +11,9 @@ import { uidsWithFiles } from "./uids-with-files";
 /**
  * What a poolkeeper that died without closing (kill -9, a crash, the host's OOM killer) left for
  * the next one on the same work directory and uid range: instance directories under
- * `<workDir>/instances`, and processes of pool uids whose claims lapsed with it.
+ * `<workDir>/instances` (and build directories under the builds' directory when it is in the work
+ * directory: a crashed build's, or one whose later removal a restart cut short), and processes of
+ * pool uids whose claims lapsed with it.
  */
 
 /**
@@ -29,12 +31,20 @@ export function sweepLeftovers(opts: {
   log: Logger;
   /** removeOrLock's retries of a stale directory it could not remove at once (tests). */
   removalRetryMs?: readonly number[] | undefined;
+  /**
+   * The builds' directory: its build directories are swept as the instances' are, but only when
+   * it is in the same work directory (whose claim, poolkeeper.pid, says no live poolkeeper uses
+   * them). Its names are read now: call before this poolkeeper starts any build.
+   */
+  buildsDir?: string | undefined;
 }): { held: Promise<void>; done: Promise<void> } {
   const { uids, log } = opts;
-  const stale = ownWorkDir(path.dirname(opts.instancesDir), log)
-    ? staleInstanceNames(opts.instancesDir)
-    : [];
-  const owners = lockAway(opts.instancesDir, stale);
+  const workDir = path.dirname(opts.instancesDir);
+  const roots = [opts.instancesDir];
+  const b = opts.buildsDir;
+  if (b !== undefined && path.resolve(path.dirname(b)) === path.resolve(workDir)) roots.push(b);
+  const stale = ownWorkDir(workDir, log) ? roots.flatMap(staleDirs) : [];
+  const owners = lockAway(stale);
   // Only the top of each is locked yet: below it, what the dead instance left is still its uid's,
   // and a process of another uid holding a descriptor inside could pass one to that uid's next
   // holder. So the uid is held, before any spawn, until its tree is gone or locked whole.
@@ -47,7 +57,7 @@ export function sweepLeftovers(opts: {
   );
   const done = (async () => {
     if (uids) await cleanLeftoverUids(uids.pool, await held, dirUids, opts.isolation, log);
-    await removeStaleInstanceDirs(opts.instancesDir, stale, {
+    await removeStaleDirs(stale, {
       owners,
       dirUids,
       keep: opts.keep,
@@ -127,13 +137,13 @@ function ownWorkDir(workDir: string, log: Logger): boolean {
 }
 
 /**
- * The names under `instancesDir` now, read once, synchronously, before this poolkeeper starts any
- * instance: every one is a dead poolkeeper's, and an instance started later has a fresh random
- * name that this list cannot hold.
+ * The paths under `root` (the instances' or the builds' directory) now, read once, synchronously,
+ * before this poolkeeper starts any instance or build: every one is a dead poolkeeper's, and an
+ * instance or build started later has a fresh random name that this list cannot hold.
  */
-function staleInstanceNames(instancesDir: string): string[] {
+function staleDirs(root: string): string[] {
   try {
-    return readdirSync(instancesDir);
+    return readdirSync(root).map((name) => path.join(root, name));
   } catch {
     return []; // no such directory yet: a first start
   }
@@ -146,12 +156,12 @@ function staleInstanceNames(instancesDir: string): string[] {
  * Through a descriptor opened with O_NOFOLLOW: a link there is left to the removal, which unlinks
  * it.
  */
-function lockAway(instancesDir: string, names: string[]): Map<string, number> {
+function lockAway(dirs: string[]): Map<string, number> {
   const owners = new Map<string, number>();
-  for (const name of names) {
+  for (const dir of dirs) {
     try {
-      const owner = lockDir(path.join(instancesDir, name));
-      if (owner !== undefined) owners.set(name, owner);
+      const owner = lockDir(dir);
+      if (owner !== undefined) owners.set(dir, owner);
     } catch {
       // an fs failure: the removal sees to it (and fails there, logged)
     }
@@ -209,7 +219,7 @@ async function cleanLeftoverUids(
 }
 
 /**
- * Removes the stale instance directories `names` (staleInstanceNames) but those `keep` says are
+ * Removes the stale instance and build directories `dirs` (staleDirs) but those `keep` says are
  * live, as an instance's own (removeOrLock: each directory locked before it is listed, the uid's
  * files made root's before their unlink, a failure retried later), and leaving the directories of
  * quarantined uids (a process of the uid still runs and could swap a directory for a link between
@@ -217,9 +227,8 @@ async function cleanLeftoverUids(
  * Call after cleanLeftoverUids, for the same reason. One at a time: it runs beside the first cold
  * starts on the same disk and thread pool.
  */
-async function removeStaleInstanceDirs(
-  instancesDir: string,
-  names: string[],
+async function removeStaleDirs(
+  dirs: string[],
   opts: {
     /** Whose each directory was before lockAway made it root's. */
     owners: Map<string, number>;
@@ -231,10 +240,9 @@ async function removeStaleInstanceDirs(
   },
 ): Promise<void> {
   let removed = 0;
-  for (const name of names) {
-    const dir = path.join(instancesDir, name);
-    const owner = opts.owners.get(name);
-    if (opts.keep(name)) {
+  for (const dir of dirs) {
+    const owner = opts.owners.get(dir);
+    if (opts.keep(path.basename(dir))) {
       opts.dirUids.done(owner);
       continue;
     }

@@ -121,4 +121,46 @@ describe("the start-up sweep: a stale directory's uid and what is under its top"
     const after = [pool.take(), pool.take()].sort();
     expect(after).to.deep.equal([base, base + 1]);
   });
+
+  it("sweeps stale build directories too, holding their uid meanwhile, but only a builds directory inside the claimed work directory", async () => {
+    // A build directory a crash left (or whose later removal a restart cut short): nothing else
+    // ever removes it. One outside the work directory may be another live poolkeeper's.
+    const work = path.join(dir, "work");
+    const builds = path.join(work, "builds");
+    const elsewhere = path.join(dir, "elsewhere-builds");
+    const stale = path.join(builds, "hello-0badf00d");
+    const foreign = path.join(elsewhere, "hello-0f0f0f0f");
+    for (const d of [stale, foreign]) {
+      await mkdir(path.join(d, "src"), { recursive: true });
+      await writeFile(path.join(d, "src", "secret"), "tenant A");
+    }
+    await chown(stale, base, base);
+    await chown(path.join(stale, "src"), base, base);
+    await chown(path.join(stale, "src", "secret"), base, base);
+    const pool = new UidPool(base, 2, path.join(dir, "locks"));
+    const sweep = (buildsDir: string) =>
+      sweepLeftovers({
+        instancesDir: path.join(work, "instances"),
+        uids: { pool, base, count: 2 },
+        isolation: { uids: { base, count: 2, lockDir: path.join(dir, "locks") }, setpriv: SETPRIV },
+        keep: () => false,
+        log: createLogger("poolkeeper", "info", { write: () => undefined }),
+        buildsDir,
+      });
+    const first = sweep(builds);
+    await first.held;
+    const given = pool.take();
+    expect(given === base && existsSync(stale), "base handed out with its build tree").to.equal(
+      false,
+    );
+    pool.release(given);
+    await first.done;
+    expect(existsSync(stale), "the stale build directory").to.equal(false);
+    expect([pool.take(), pool.take()].sort()).to.deep.equal([base, base + 1]);
+
+    // A later start (this process's claim is void to it: the file is rewritten as a dead one's).
+    await writeFile(path.join(work, "poolkeeper.pid"), "4194304 1");
+    await sweep(elsewhere).done;
+    expect(existsSync(foreign), "a builds directory outside the work directory").to.equal(true);
+  });
 });
