@@ -333,6 +333,8 @@ async function createBackend(
   }
   return new ProcessBackend({
     workDir: config.workDir,
+    // Read before any build starts: the backend is made before startBuilds below.
+    buildsDir: config.build.dir,
     runtimesDir: config.runtimesDir,
     python: config.python,
     interpreters: config.interpreters,

@@ -7,6 +7,11 @@ import type { Interpreters } from "./runtime-commands";
 
 export interface ProcessBackendOptions {
   workDir: string;
+  /**
+   * The package builds' directory (FIZZ_BUILD_DIR): what a dead poolkeeper's builds left there is
+   * swept at start as its instances' directories are, when it is in `workDir` (leftovers.ts).
+   */
+  buildsDir?: string | undefined;
   runtimesDir: string;
   python: string;
   /** PHP, Ruby and Mono (FIZZ_PHP, FIZZ_RUBY, FIZZ_MONO); unset: the bare names on PATH. */

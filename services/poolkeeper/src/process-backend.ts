@@ -95,6 +95,7 @@ export class ProcessBackend implements Backend {
     // What a dead poolkeeper left (leftovers.ts): the names are read now, before any spawn.
     const sweep = sweepLeftovers({
       instancesDir: path.join(opts.workDir, "instances"),
+      buildsDir: opts.buildsDir,
       uids: this.uids && u ? { pool: this.uids, ...u } : undefined,
       isolation: opts.isolation,
       keep: (name) => this.children.has(name),

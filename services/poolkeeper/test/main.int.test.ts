@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -261,5 +261,19 @@ describe("poolkeeper main (as launched by npm start)", function () {
     } finally {
       for (const p of instancePids.filter(alive)) process.kill(p, "SIGKILL");
     }
+  });
+
+  it("removes at start the build directories a dead poolkeeper left in its work directory", async () => {
+    // What a build killed with its poolkeeper leaves (FIZZ_BUILD_DIR defaults to <workdir>/builds).
+    const stale = path.join(h.workDir, "builds", "fn-1-deadbeef");
+    mkdirSync(path.join(stale, "src", "node_modules"), { recursive: true });
+    writeFileSync(path.join(stale, "src", "node_modules", "left.js"), "left behind\n");
+    const { proc } = await launch();
+    await waitFor(() => !existsSync(stale), { timeoutMs: 20_000, what: "the stale build removed" });
+    expect(existsSync(path.join(h.workDir, "builds")), "the builds directory itself").to.equal(
+      true,
+    );
+    proc.kill("SIGTERM");
+    await new Promise((r) => proc.once("exit", r));
   });
 });
