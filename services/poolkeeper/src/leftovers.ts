@@ -42,8 +42,14 @@ export function sweepLeftovers(opts: {
   const workDir = path.dirname(opts.instancesDir);
   const roots = [opts.instancesDir];
   const b = opts.buildsDir;
-  if (b !== undefined && path.resolve(path.dirname(b)) === path.resolve(workDir)) roots.push(b);
-  const stale = ownWorkDir(workDir, log) ? roots.flatMap(staleDirs) : [];
+  if (b !== undefined && path.resolve(path.dirname(b)) === path.resolve(workDir)) {
+    // The archives' folder (build/index.ts: root's, a fixed name) is this poolkeeper's builds'
+    // too: only the archives in it now are stale. (Builds in the instances' folder: swept once.)
+    if (path.resolve(b) !== path.resolve(opts.instancesDir)) roots.push(b, path.join(b, ARCHIVES));
+  }
+  const stale = ownWorkDir(workDir, log)
+    ? roots.flatMap(staleDirs).filter((p) => path.basename(p) !== ARCHIVES)
+    : [];
   const owners = lockAway(stale);
   // Only the top of each is locked yet: below it, what the dead instance left is still its uid's,
   // and a process of another uid holding a descriptor inside could pass one to that uid's next
@@ -68,6 +74,9 @@ export function sweepLeftovers(opts: {
   })().catch((err: unknown) => log.warn({ err: String(err) }, "start-up clean-up failed"));
   return { held: held.then(() => undefined), done };
 }
+
+/** Where builds keep their archives in transit, under the builds' directory (build/index.ts). */
+const ARCHIVES = ".archives";
 
 /** Pool uids held for their stale directories: how many of them each still has. */
 class UidCounts {

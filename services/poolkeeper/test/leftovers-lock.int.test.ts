@@ -164,3 +164,43 @@ describe("the start-up sweep: a stale directory's uid and what is under its top"
     expect(existsSync(foreign), "a builds directory outside the work directory").to.equal(true);
   });
 });
+
+describe("the start-up sweep of the builds' directory and the builds' archives", function () {
+  this.timeout(60_000);
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "fizz-leftovers-archives-"));
+  });
+  afterEach(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("never removes <builds>/.archives, which this poolkeeper's builds reuse, only the stale archives read at start", async () => {
+    // startBuilds makes <builds>/.archives once (a fixed name, kept across restarts) and every
+    // build writes its source and deployment archives there: removed by the sweep, each later
+    // build of this poolkeeper fails until the next restart, and one under way loses its archive.
+    const work = path.join(dir, "work");
+    const builds = path.join(work, "builds");
+    const archives = path.join(builds, ".archives");
+    const staleBuild = path.join(builds, "hello-0badf00d");
+    const staleArchive = path.join(archives, "old.source.tar.gz");
+    await mkdir(path.join(staleBuild, "src"), { recursive: true });
+    await mkdir(archives, { recursive: true, mode: 0o700 });
+    await writeFile(staleArchive, "a dead poolkeeper's");
+    const sweep = sweepLeftovers({
+      instancesDir: path.join(work, "instances"),
+      uids: undefined,
+      isolation: { uids: undefined, setpriv: undefined },
+      keep: () => false,
+      log: createLogger("poolkeeper", "info", { write: () => undefined }),
+      buildsDir: builds,
+    });
+    // A build of this poolkeeper, started once the names were read.
+    const fresh = path.join(archives, "new.source.tar.gz");
+    await writeFile(fresh, "this poolkeeper's build");
+    await sweep.done;
+    expect(existsSync(staleBuild), "the stale build directory").to.equal(false);
+    expect(existsSync(staleArchive), "the stale archive").to.equal(false);
+    expect(existsSync(fresh), "this poolkeeper's archive").to.equal(true);
+  });
+});
