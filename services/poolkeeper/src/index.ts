@@ -259,6 +259,8 @@ export async function start(
     ),
     forgetDeletedFunctions(natsConn, s, metrics, logger),
   ];
+  // A build takes a uid of the instances' range; the ones a dead poolkeeper left are held first.
+  if (backend instanceof ProcessBackend) await backend.leftoversHeld();
   const builds = await startBuilds({
     nc: natsConn,
     subjects: s,

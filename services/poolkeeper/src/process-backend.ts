@@ -175,6 +175,15 @@ export class ProcessBackend implements Backend {
     return problem && `${runtimeOfImage(env.spec.image)} runtime unavailable: ${problem}`;
   }
 
+  /**
+   * Resolves once the pool uids a dead poolkeeper left are held (leftovers.ts): builds take uids of
+   * the same range through a pool of their own, so none may start before (a build given such a
+   * uid would run next to the dead tenant's surviving processes). Never rejects.
+   */
+  leftoversHeld(): Promise<void> {
+    return this.leftoverUids.then(() => undefined);
+  }
+
   async spawn(env: Environment, opts: SpawnOptions = {}): Promise<BackendInstance> {
     if (this.closing) throw new FizzError("UNAVAILABLE", "the process backend is stopping");
     const refused = this.unsupported(env);
