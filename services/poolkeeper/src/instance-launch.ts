@@ -1,5 +1,5 @@
 import { readFileSync, writeFileSync } from "node:fs";
-import { autogroupThroughSpawner, autogroupWritten } from "./spawner-client";
+import { autogroupThroughSpawner, autogroupWritten } from "./spawner-autogroup";
 
 /** The variables every instance gets besides its own: nothing of the poolkeeper's environment. */
 export const INSTANCE_PATH = "/usr/local/bin:/usr/bin:/bin";

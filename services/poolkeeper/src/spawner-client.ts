@@ -1,13 +1,15 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import net from "node:net";
 import { constants } from "node:os";
-import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { autogroupWriters } from "./spawner-autogroup";
 import { SpawnedChild, SpawnerError } from "./spawner-child";
+import { listenInOwnSocket } from "./spawner-socket";
 
+export { autogroupThroughSpawner, autogroupWritten } from "./spawner-autogroup";
 export { SpawnedChild, SpawnerError, type ChildLike } from "./spawner-child";
 
 /**
@@ -73,15 +75,6 @@ const HEADER_WAIT_MS = 10_000;
  */
 export const SPAWN_BOUND_MS = 15_000;
 /**
- * The longest socket path Node binds as given: libuv copies the path into sun_path (108 bytes)
- * with its NUL, and binds a longer one cut short, silently (Node 20), where the spawner's connect
- * refuses it ("path too long"), which failed every spawn.
- */
-const MAX_SOCKET_PATH = 107;
-/** `<pid>-<random>.sock`: one socket per spawner, and whose it is (a dead pid's is removed). */
-const SOCKET_NAME = /^(\d+)-[0-9a-f]{8}\.sock$/;
-
-/**
  * The client of runtimes/spawner/fizz_spawner.py: a small root process that forks, drops privileges and
  * execs instances, so the poolkeeper's event loop never waits for a fork of itself. `usable`
  * turns false for good once the spawner is gone; its children were killed by their parent-death
@@ -112,23 +105,7 @@ export class Spawner {
 
   /** Starts the spawner and resolves once it is ready to spawn. */
   static async start(opts: SpawnerOptions): Promise<Spawner> {
-    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
-    chmodSync(opts.dir, 0o700);
-    // Its own name: another spawner may use the directory (two backends on one work dir, two
-    // poolkeepers), and one fixed name made the later start take it over (the earlier spawner's
-    // children's streams went to the other client, which dropped them) and either close remove it.
-    removeDeadOnes(opts.dir);
-    const sockPath = path.join(opts.dir, `${process.pid}-${randomBytes(4).toString("hex")}.sock`);
-    if (Buffer.byteLength(sockPath) > MAX_SOCKET_PATH)
-      throw new SpawnerError(
-        "SPAWNER_FAILED",
-        `the spawner's socket path ${sockPath} is longer than a Unix socket address takes (${MAX_SOCKET_PATH} bytes): use a shorter work directory`,
-      );
-    const server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(sockPath, () => resolve());
-    });
+    const { server, sockPath } = await listenInOwnSocket(opts.dir);
     // -I -S: no PYTHON* variables, user site or site hooks; and none of the poolkeeper's
     // environment (its credentials): the children get only what each request names.
     const script = opts.script ?? SPAWNER_SCRIPT;
@@ -399,50 +376,8 @@ export class Spawner {
   }
 }
 
-/** Removes the sockets of spawner clients whose process is gone (one that died without close). */
-function removeDeadOnes(dir: string): void {
-  for (const name of readdirSync(dir)) {
-    const pid = Number(SOCKET_NAME.exec(name)?.[1]);
-    if (pid > 0 && !pidAlive(pid)) rmSync(path.join(dir, name), { force: true });
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 function unavailable(): SpawnerError {
   return new SpawnerError("SPAWNER_UNAVAILABLE", "the spawner is gone");
-}
-
-/** Each spawner child's autogroup writes (see autogroupThroughSpawner, autogroupWritten). */
-const autogroupWriters = new WeakMap<
-  object,
-  { write: (nice: number) => boolean; written: () => Promise<void> }
->();
-
-/**
- * For a child the spawner started: sets its session's autogroup niceness (-20..19) through the
- * spawner, which refuses once it has reaped the child (the poolkeeper reads the exit later, and
- * the pid may be another session's in between), as it does signals. False when the request could
- * not be sent; the write itself is the spawner's, done when autogroupWritten resolves (a failure
- * is on its stderr). Undefined for any other child.
- */
-export function autogroupThroughSpawner(child: object): ((nice: number) => boolean) | undefined {
-  return autogroupWriters.get(child)?.write;
-}
-
-/**
- * Resolves once the spawner has answered every autogroup write sent for `child` so far (made,
- * refused or failed), or has gone; at once for a child it did not start.
- */
-export function autogroupWritten(child: object): Promise<void> {
-  return autogroupWriters.get(child)?.written() ?? Promise.resolve();
 }
 
 /** Starts the spawner: `{ spawn, close, usable }` (see Spawner). */
