@@ -1,4 +1,5 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
@@ -85,4 +86,41 @@ export function pidsOfUid(uid: number): number[] {
     }
   }
   return found;
+}
+
+const NS_LAST_PID = "/proc/sys/kernel/ns_last_pid";
+
+/** Whether a pid can be handed out on purpose here: root with CAP_SYS_ADMIN over the pid namespace. */
+export function canForcePids(): boolean {
+  try {
+    writeFileSync(NS_LAST_PID, readFileSync(NS_LAST_PID, "utf8"));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Until /proc has no entry for `pid` (its parent reaped it): a busy wait, so no I/O is read meanwhile. */
+export function untilReaped(pid: number): void {
+  while (existsSync(`/proc/${pid}`));
+}
+
+/**
+ * A detached `sleep 300` (its own session and group, as an instance has) at the number of a
+ * process just reaped: `reaped` starts, kills and reaps one and returns its pid. Another process
+ * may take the number first: tried 5 times; undefined if it always was. The caller acts on the
+ * reaped one right after the await: only microtasks run in between, so an exit report not read
+ * yet (a spawner's line) is still unread.
+ */
+export async function impostorAtReapedPid(
+  reaped: () => Promise<number>,
+): Promise<ChildProcess | undefined> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const pid = await reaped();
+    writeFileSync(NS_LAST_PID, String(pid - 1));
+    const p = spawn("sleep", ["300"], { detached: true, stdio: "ignore" });
+    if (p.pid === pid) return p;
+    p.kill("SIGKILL");
+  }
+  return undefined;
 }

@@ -1,11 +1,9 @@
 import { expect } from "chai";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync, writeFileSync } from "node:fs";
 import { signalGroup } from "../src/process-child";
+import { canForcePids, impostorAtReapedPid } from "./process-helpers";
 import { alive } from "./spawner-harness";
-
-const NS_LAST_PID = "/proc/sys/kernel/ns_last_pid";
 
 /**
  * A child_process child is reaped by Node before its 'exit' event; from then on its number may be
@@ -18,12 +16,7 @@ describe("signalGroup: a child_process child reaped before the signal", function
   let impostor: ChildProcess | undefined;
 
   before(function () {
-    if (process.getuid?.() !== 0) this.skip();
-    try {
-      writeFileSync(NS_LAST_PID, readFileSync(NS_LAST_PID, "utf8"));
-    } catch {
-      this.skip(); // no CAP_SYS_ADMIN over the pid namespace: the reuse cannot be forced
-    }
+    if (process.getuid?.() !== 0 || !canForcePids()) this.skip(); // the reuse cannot be forced
   });
   afterEach(() => {
     impostor?.kill("SIGKILL");
@@ -31,21 +24,15 @@ describe("signalGroup: a child_process child reaped before the signal", function
   });
 
   it("does not signal the group that now has the reaped child's number", async function () {
-    for (let attempt = 0; attempt < 5 && !impostor; attempt++) {
-      const child = spawn("sleep", ["300"], { detached: true, stdio: "ignore" });
-      const pid = child.pid!;
+    let child: ChildProcess | undefined;
+    impostor = await impostorAtReapedPid(async () => {
+      child = spawn("sleep", ["300"], { detached: true, stdio: "ignore" });
       child.kill("SIGKILL");
       await once(child, "exit"); // reaped by Node
-      writeFileSync(NS_LAST_PID, String(pid - 1));
-      const p = spawn("sleep", ["300"], { detached: true, stdio: "ignore" });
-      if (p.pid !== pid) {
-        p.kill("SIGKILL");
-        continue;
-      }
-      impostor = p;
-      signalGroup(child, "SIGKILL");
-    }
+      return child.pid!;
+    });
     if (!impostor) this.skip(); // the pid was always taken by another process first
+    signalGroup(child!, "SIGKILL");
     await new Promise((r) => setTimeout(r, 100));
     expect(alive(impostor.pid!), "the process group now at the reaped pid").to.equal(true);
   });

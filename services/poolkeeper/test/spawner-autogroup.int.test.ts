@@ -1,18 +1,18 @@
 import { expect } from "chai";
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
 import path from "node:path";
 import { autogroupNice, REFILL_NICE, StartPriority } from "../src/instance-launch";
 import {
   autogroupThroughSpawner,
   autogroupWritten,
   SpawnerError,
+  type SpawnedChild,
   type Spawner,
   type SpawnRequest,
 } from "../src/spawner-client";
+import { canForcePids, impostorAtReapedPid, untilReaped } from "./process-helpers";
 import { startRawSpawner, useSpawnerHarness } from "./spawner-harness";
 
-const NS_LAST_PID = "/proc/sys/kernel/ns_last_pid";
 const sleeper: SpawnRequest = {
   file: "sleep",
   args: ["300"],
@@ -61,34 +61,21 @@ describe("spawner: a refill's autogroup priority", function () {
   });
 
   it("never writes the autogroup of the session that reused a reaped child's pid before its exit was read", async function () {
-    try {
-      writeFileSync(NS_LAST_PID, readFileSync(NS_LAST_PID, "utf8"));
-    } catch {
-      this.skip(); // no CAP_SYS_ADMIN over the pid namespace: the reuse cannot be forced
-    }
+    if (!canForcePids()) this.skip(); // the reuse cannot be forced
     const priority = new StartPriority({ enabled: true });
-    let restore: (() => void) | undefined;
-    // Another process may take the pid between the reap and our spawn: tried a few times.
-    for (let attempt = 0; attempt < 5 && !impostor; attempt++) {
-      const child = await sp!.spawn(sleeper);
-      const pid = child.pid!;
-      process.kill(pid, "SIGKILL");
-      while (existsSync(`/proc/${pid}`)); // until the spawner has reaped it
-      writeFileSync(NS_LAST_PID, String(pid - 1));
-      // Its own session, so its own autogroup, at the same number.
-      const p = spawn("sleep", ["300"], { detached: true, stdio: "ignore" });
-      if (p.pid !== pid) {
-        p.kill("SIGKILL");
-        continue;
-      }
-      impostor = p;
-      expect(child.exitCode, "the exit is not read yet").to.equal(null);
-      restore = priority.lower(child, 60_000);
-    }
+    let child: SpawnedChild | undefined;
+    impostor = await impostorAtReapedPid(async () => {
+      child = await sp!.spawn(sleeper);
+      process.kill(child.pid!, "SIGKILL");
+      untilReaped(child.pid!); // by the spawner; its exit line stays unread
+      return child.pid!;
+    });
     if (!impostor) this.skip(); // the pid was always taken by another process first
+    expect(child!.exitCode, "the exit is not read yet").to.equal(null);
+    const restore = priority.lower(child!, 60_000);
     await roundTrip(sp!);
     expect(autogroupNice(impostor.pid!), "the session now at the reaped pid").to.equal(0);
-    restore?.();
+    restore();
   });
 
   it("a nice request with a bad value or id changes nothing, names the field on stderr, and the spawner serves on", async () => {

@@ -1,11 +1,9 @@
 import { expect } from "chai";
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
 import { signalGroup } from "../src/process-child";
-import type { Spawner } from "../src/spawner-client";
+import type { SpawnedChild, Spawner } from "../src/spawner-client";
+import { canForcePids, impostorAtReapedPid, untilReaped } from "./process-helpers";
 import { alive, useSpawnerHarness } from "./spawner-harness";
-
-const NS_LAST_PID = "/proc/sys/kernel/ns_last_pid";
 
 /**
  * The spawner reaps a child at once; the poolkeeper learns of the exit when it reads the exit
@@ -19,12 +17,7 @@ describe("spawner: a reaped child's pid reused before its exit is read", functio
   let impostor: ChildProcess | undefined;
 
   before(function () {
-    if (process.getuid?.() !== 0) this.skip();
-    try {
-      writeFileSync(NS_LAST_PID, readFileSync(NS_LAST_PID, "utf8"));
-    } catch {
-      this.skip(); // no CAP_SYS_ADMIN over the pid namespace: the reuse cannot be forced
-    }
+    if (process.getuid?.() !== 0 || !canForcePids()) this.skip(); // the reuse cannot be forced
   });
   afterEach(() => {
     impostor?.kill("SIGKILL");
@@ -40,24 +33,16 @@ describe("spawner: a reaped child's pid reused before its exit is read", functio
       env: { PATH: "/usr/bin:/bin" },
       stdio: ["pipe", "pipe", "pipe"] as Array<"pipe" | "ignore">,
     };
-    // Another process may take the pid between the reap and our spawn: tried a few times.
-    for (let attempt = 0; attempt < 5 && !impostor; attempt++) {
-      const child = await sp.spawn(req);
-      const pid = child.pid!;
-      process.kill(pid, "SIGKILL");
-      while (existsSync(`/proc/${pid}`)); // until the spawner has reaped it
-      writeFileSync(NS_LAST_PID, String(pid - 1));
-      // Its own session and group at the same number, as any detached process would have.
-      const p = spawn("sleep", ["300"], { detached: true, stdio: "ignore" });
-      if (p.pid !== pid) {
-        p.kill("SIGKILL");
-        continue;
-      }
-      impostor = p;
-      expect(child.exitCode, "the exit is not read yet").to.equal(null);
-      signalGroup(child, "SIGTERM");
-    }
+    let child: SpawnedChild | undefined;
+    impostor = await impostorAtReapedPid(async () => {
+      child = await sp!.spawn(req);
+      process.kill(child.pid!, "SIGKILL");
+      untilReaped(child.pid!); // by the spawner; its exit line stays unread
+      return child.pid!;
+    });
     if (!impostor) this.skip(); // the pid was always taken by another process first
+    expect(child!.exitCode, "the exit is not read yet").to.equal(null);
+    signalGroup(child!, "SIGTERM");
     // Requests are handled in order: once this spawn is back, the kill above was handled.
     await sp.spawn({ ...req, file: "true", args: [] });
     expect(alive(impostor.pid!), "the process now at the reaped pid").to.equal(true);
