@@ -36,6 +36,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { call } from "./http-call.mjs";
 
 const which = process.argv[2] ?? "all";
 const SAMPLES = Number(process.argv[3] ?? 20);
@@ -106,35 +107,6 @@ function freePort() {
       const { port } = /** @type {net.AddressInfo} */ (probe.address());
       probe.close(() => resolve(port));
     });
-  });
-}
-
-/**
- * @param {number} port
- * @param {{ method?: string, path?: string, headers?: Record<string, string>, body?: string | Buffer, agent?: http.Agent | false }} o
- * @returns {Promise<{ status: number, text: string }>}
- */
-function call(port, o = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: "127.0.0.1",
-        port,
-        method: o.method ?? "GET",
-        path: o.path ?? "/",
-        headers: o.headers,
-        agent: o.agent ?? false,
-      },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (d) => (text += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-        res.on("error", reject);
-      },
-    );
-    req.on("error", reject);
-    req.end(o.body);
   });
 }
 

@@ -27,11 +27,11 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { call } from "./http-call.mjs";
 
 const SAMPLES = Number(process.argv[2] ?? 15);
 const NODE_DIR = fileURLToPath(new URL("..", import.meta.url));
@@ -73,34 +73,6 @@ function freePort() {
       const { port } = /** @type {net.AddressInfo} */ (probe.address());
       probe.close(() => resolve(port));
     });
-  });
-}
-
-/**
- * @param {number} port
- * @param {{ method?: string, headers?: Record<string, string>, body?: string, path?: string }} o
- * @returns {Promise<{ status: number, text: string }>}
- */
-function call(port, o) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: "127.0.0.1",
-        port,
-        method: o.method ?? "GET",
-        path: o.path ?? "/",
-        headers: o.headers,
-        agent: false,
-      },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (d) => (text += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-      },
-    );
-    req.on("error", reject);
-    req.end(o.body);
   });
 }
 
