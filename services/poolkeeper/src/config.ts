@@ -162,7 +162,7 @@ export function loadConfig(
       "FIZZ_SETPRIV",
       `"${setprivPath}" not found: running as root, instances must drop to their own uid with util-linux setpriv`,
     );
-  const uidBase = int(env, "FIZZ_INSTANCE_UID_BASE", 200_000, 1, 2_000_000_000);
+  const uidBase = int(env, "FIZZ_INSTANCE_UID_BASE", 200_000, 2, 2_000_000_000);
   const uidCount = int(env, "FIZZ_INSTANCE_UID_COUNT", 10_000, 1, 1_000_000);
   // RLIMIT_NPROC per instance uid, 0 = none. It counts threads: a Node instance has ~7-11, Go and
   // Mono a few tens, and a function may start a few subprocesses with their own pools; 256 leaves
@@ -222,6 +222,8 @@ export function loadConfig(
           }
         : undefined,
       setpriv,
+      // The uid just below the range is the kill pass's own (uid-cleanup.ts): nothing may run as it.
+      ...(host.isRoot ? { shieldedKill: { python, ruid: uidBase - 1 } } : {}),
       // Only where instances get their own uid (the limit counts all of a uid's processes).
       ...(host.isRoot && nproc > 0
         ? { nproc: { limit: nproc, prlimit: host.exists(PRLIMIT) ? PRLIMIT : undefined } }

@@ -147,7 +147,7 @@ function cleanUpAfter(
 ): void {
   const cleanup = (
     uid !== undefined
-      ? killUid(uid, t.isolation.setpriv, t.isolation.killBound)
+      ? killUid(uid, t.isolation, t.isolation.killBound)
       : Promise.resolve<UidKill>({ killed: 0, left: 0 })
   )
     .then(async (kill) => {

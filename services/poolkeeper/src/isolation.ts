@@ -3,7 +3,7 @@ import { chmod, chown, mkdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { FizzError } from "@fizz/events";
 import { INSTANCE_PATH } from "./instance-launch";
-import type { KillBound, UidKill } from "./uid-cleanup";
+import type { KillBound, ShieldedKill, UidKill } from "./uid-cleanup";
 
 // What the build sandbox and the runtime launch import from here. INSTANCE_PATH lives in
 // instance-launch.ts (a leaf) and the kill in uid-cleanup.ts, which imports nothing of this
@@ -26,6 +26,12 @@ export interface IsolationOptions {
    * no_new_privs and a parent-death signal. Undefined: not available, instances start directly.
    */
   setpriv: string | undefined;
+  /**
+   * How killUid's first pass runs where instances get their own uid: a Python interpreter that
+   * signals with the instance's uid as its effective uid only, so nothing of that uid can kill
+   * the pass first (uid-cleanup.ts). Undefined: the pass runs as the uid through setpriv.
+   */
+  shieldedKill?: ShieldedKill;
   /** How long killUid may keep killing a uid's processes (default KILL_BOUND; tests shorten it). */
   killBound?: KillBound;
   /**

@@ -206,7 +206,7 @@ async function cleanLeftoverUids(
   log: Logger,
 ): Promise<void> {
   for (const uid of held) {
-    const kill = await killUid(uid, isolation.setpriv, isolation.killBound);
+    const kill = await killUid(uid, isolation, isolation.killBound);
     // Emptied, but with a stale directory: given back once that is gone or locked whole.
     if (kill.left === 0 && dirUids.has(uid)) {
       log.warn(

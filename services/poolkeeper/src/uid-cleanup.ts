@@ -34,31 +34,55 @@ export interface KillBound {
 const KILL_BOUND: KillBound = { rounds: 500, ms: 3000 };
 
 /**
+ * How killUid's first pass runs. `shieldedKill`: an interpreter that runs it with the target uid
+ * as its effective uid only (see KILL_PASS); `setpriv`: as the uid itself, when there is no
+ * interpreter (or it failed). A bare string is a setpriv path.
+ */
+export type KillPass =
+  { setpriv?: string | undefined; shieldedKill?: ShieldedKill | undefined } | string | undefined;
+
+/**
+ * `ruid`: the kill pass's own real and saved uid. It must be a uid no process on the host runs as:
+ * the pass reaches every process whose real or saved uid is `ruid` or the target's (config.ts
+ * takes the uid just below the pool's range, docs/security.md).
+ */
+export interface ShieldedKill {
+  python: string;
+  ruid: number;
+}
+
+/**
  * SIGKILLs every process running as `uid`: what an instance left behind outside its process group
  * (a daemon that called setsid) must not live on to read the next instance given that uid.
  *
- * The first pass runs `kill -KILL -1` AS that uid (through setpriv), twice, from one shell: the
- * kernel signals every process the uid may signal in one pass under the task-list lock, so neither
- * a fork loop nor a process that hid its /proc entry (prctl PR_SET_DUMPABLE 0 makes /proc/<pid>
- * root-owned) escapes. One process for both passes, not one each: every spawn forks the
- * poolkeeper (~9 ms of CPU at its size). The shell's text is fixed; nothing of the instance is in
- * it. But the uid may signal that shell too: a leftover looping `kill -KILL -1` can kill it first.
+ * The first pass signals `-1` twice with the uid as its effective uid: the kernel signals every
+ * process the sender may signal in one pass under the task-list lock, so neither a fork loop nor a
+ * process that hid its /proc entry (prctl PR_SET_DUMPABLE 0 makes /proc/<pid> root-owned)
+ * escapes. It runs as real and saved uid `shieldedKill.ruid` (KILL_PASS): a process may signal
+ * another only when its real or effective uid is the other's real or saved uid, so the uid's
+ * processes cannot kill the pass before it signals, which a leftover looping `kill(-1, SIGKILL)`
+ * otherwise does (then only the scan below is left, and a process hopping to a new pid between a
+ * listing and its check can pass it). Without an interpreter the
+ * pass runs as the uid itself through setpriv (which copies the effective uid to the saved one).
+ * The pass's text is fixed; nothing of the instance is in it, and it gets no environment of the
+ * poolkeeper's (its NATS and Redis credentials).
  *
- * So root then scans /proc, matching the real, effective and saved uids in /proc/<pid>/status (not
+ * Then root scans /proc, matching the real, effective and saved uids in /proc/<pid>/status (not
  * the directory's owner, which a non-dumpable process changes), and SIGKILLs what it finds, which
  * nothing of the uid can block or answer. A process forked after the listing escapes a listing,
  * so each scan chases the new pids (scanRound) and the scans repeat until one finds nothing alive.
- * Nothing left is the common case and costs one scan and one more readdir. At the bound, `left` counts what is still alive: the caller
- * must not hand the uid out again (UidPool.giveBack). With none left, what the uid left in
- * world-writable places and its SysV IPC objects are removed; what cannot be is counted in `left`.
+ * Nothing left is the common case and costs one scan and one more readdir. At the bound, `left`
+ * counts what is still alive: the caller must not hand the uid out again (UidPool.giveBack). With
+ * none left, what the uid left in world-writable places and its SysV IPC objects are removed; what
+ * cannot be is counted in `left`.
  */
 export async function killUid(
   uid: number,
-  setpriv?: string,
+  pass: KillPass,
   bound: KillBound = KILL_BOUND,
   files?: UidFilesOptions,
 ): Promise<UidKill> {
-  const kill = await killProcesses(uid, setpriv, bound);
+  const kill = await killProcesses(uid, pass, bound);
   // Files and IPC objects only once no process of the uid is left: a live one could create
   // entries behind the scan or swap its own for links while they are removed (uid-files.ts).
   if (kill.left > 0) return kill;
@@ -67,34 +91,68 @@ export async function killUid(
   return failed.length === 0 ? kill : { ...kill, left: failed.length, unremoved: failed };
 }
 
-/** killUid's first part: the uid's processes (see there). */
-async function killProcesses(
-  uid: number,
-  setpriv: string | undefined,
-  bound: KillBound,
-): Promise<UidKill> {
-  if (setpriv) {
-    await new Promise<void>((resolve) => {
-      const k = spawn(
-        setpriv,
-        [
-          `--reuid=${uid}`,
-          `--regid=${uid}`,
-          "--clear-groups",
-          "--",
-          "sh",
-          "-c",
-          "kill -KILL -1; kill -KILL -1",
-        ],
-        // Not the poolkeeper's environment (its NATS and Redis credentials): `kill` runs as the
-        // uid, and what the uid left behind could read /proc/<pid>/environ before the signal.
-        { stdio: "ignore", env: { PATH: INSTANCE_PATH } },
-      );
-      // Its exit status says nothing useful (kill answers 1 even after signalling).
-      k.once("exit", () => resolve());
-      k.once("error", () => resolve());
-    });
+/**
+ * The shielded pass (argv: ruid, uid). Groups first, while still root. setresuid(ruid, uid, ruid)
+ * from root leaves no capability (none of the three is 0), so CAP_KILL is gone and the kernel's
+ * uid rule alone decides whom kill(-1) reaches: processes whose real or saved uid is `uid` or
+ * `ruid`. Exit 3: the uid switch failed (e.g. `ruid` unmapped in a user namespace), and the
+ * caller falls back to the setpriv pass. The change of credentials also makes the process
+ * non-dumpable: the uid's processes cannot trace it or read its /proc files either.
+ */
+const KILL_PASS = [
+  "import os, sys",
+  "ruid, uid = int(sys.argv[1]), int(sys.argv[2])",
+  "try:",
+  "    os.setgroups([]); os.setresgid(uid, uid, uid); os.setresuid(ruid, uid, ruid)",
+  "except OSError:",
+  "    os._exit(3)",
+  "for _ in (0, 1):",
+  "    try: os.kill(-1, 9)",
+  "    except OSError: pass",
+  "os._exit(0)",
+].join("\n");
+
+/** Runs argv with no environment but PATH; resolves with its exit code (undefined: no start). */
+function run(argv: [string, ...string[]]): Promise<number | null | undefined> {
+  return new Promise((resolve) => {
+    const k = spawn(argv[0], argv.slice(1), { stdio: "ignore", env: { PATH: INSTANCE_PATH } });
+    k.once("exit", (code) => resolve(code));
+    k.once("error", () => resolve(undefined));
+  });
+}
+
+/** The first pass (see killUid): shielded when it can be, else as the uid through setpriv. */
+async function killPass(uid: number, pass: KillPass): Promise<void> {
+  const { setpriv, shieldedKill } = typeof pass === "string" ? { setpriv: pass } : (pass ?? {});
+  if (shieldedKill) {
+    const code = await run([
+      shieldedKill.python,
+      "-I",
+      "-S",
+      "-c",
+      KILL_PASS,
+      String(shieldedKill.ruid),
+      String(uid),
+    ]);
+    if (code === 0) return;
   }
+  // Its exit status says nothing useful (kill answers 1 even after signalling).
+  if (setpriv)
+    await run([
+      setpriv,
+      `--reuid=${uid}`,
+      `--regid=${uid}`,
+      "--clear-groups",
+      "--",
+      "sh",
+      "-c",
+      "kill -KILL -1; kill -KILL -1",
+    ]);
+}
+
+/** killUid's first part: the uid's processes (see there). */
+async function killProcesses(uid: number, pass: KillPass, bound: KillBound): Promise<UidKill> {
+  await killPass(uid, pass);
   const started = Date.now();
   let killed = 0;
   let waits = 0;
@@ -120,11 +178,13 @@ async function killProcesses(
  * Why the second part: a process that forks and exits between the listing and its turn has moved
  * to a pid the listing lacks, and one empty scan would wrongly say the uid is empty. So /proc is
  * listed again after each check, and only its new pids are checked, until a listing shows none.
- * Then nothing of the uid is left: a process created after that listing needs a parent of the
- * uid alive then, but each was SIGKILLed when checked, and a fork by a process with SIGKILL
- * pending fails (also one in flight while listing: it fails, or the child is in the next list).
- * So the chase ends at the first listing whose new pids hold none of the uid's; new pids of other
- * uids do not matter. Costs one more readdir (~0.1 ms) when nothing was left.
+ * A listing whose new pids hold none of the uid's does not prove the uid empty: a process listed
+ * alive may fork and exit between the listing and its check (gone, it is not counted), and its
+ * child is in no listing yet. Each further listing gives such a hopper another check it must slip
+ * past the same way, so the chase ends only after QUIET_LISTINGS such listings in a row, each
+ * costing one readdir (~0.1 ms) when nothing was left. That narrows the window, it does not close
+ * it: the kill pass, which the uid cannot stop (killUid), is what does. New pids of other uids do
+ * not count: their churn must not make an empty uid look unsure.
  */
 async function scanRound(
   uid: number,
@@ -133,6 +193,7 @@ async function scanRound(
   const counts = { alive: 0, signalled: 0 };
   const seen = new Set<number>();
   let inBatch = 0;
+  let quiet = 0;
   for (let pass = 0; pass < CHASE_PASSES; pass++) {
     let entries: string[];
     try {
@@ -159,13 +220,16 @@ async function scanRound(
     // Only the uid's own new processes keep the chase going: anyone else's churn (another
     // instance forking in a loop) must not make an empty uid look unsure, or every clean-up would
     // run to its bound and quarantine its uid, draining the pool.
-    if (pass > 0 && counts.alive === before) return counts;
+    quiet = pass > 0 && counts.alive === before ? quiet + 1 : 0;
+    if (quiet >= QUIET_LISTINGS) return counts;
   }
   return { ...counts, alive: counts.alive + 1 }; // the uid kept forking: not sure, again
 }
 
 /** Listings per scan before it counts as unsure (processes of the uid kept appearing). */
 const CHASE_PASSES = 50;
+/** Listings in a row with no new process of the uid that end a scan (scanRound). */
+const QUIET_LISTINGS = 2;
 
 function check(
   pid: number,

@@ -54,6 +54,8 @@ describe("loadConfig", () => {
       lockDir: "/run/fizz/instance-uids",
     });
     expect(c.python).to.equal("/usr/bin/python3");
+    // The kill pass's own uid is the one just below the range, so no instance or build has it.
+    expect(c.isolation.shieldedKill).to.deep.equal({ python: "/usr/bin/python3", ruid: 299_999 });
     let err: unknown;
     try {
       loadConfig({}, "/srv/app", { isRoot: true, exists: () => false });
@@ -68,6 +70,7 @@ describe("loadConfig", () => {
       ["FIZZ_POOLKEEPER_BACKEND", "docker"],
       ["FIZZ_POOLKEEPER_PORT", "70000"],
       ["FIZZ_SPECIALIZE_TIMEOUT_MS", "soon"],
+      ["FIZZ_INSTANCE_UID_BASE", "1"], // the kill pass's uid would be root's
     ] as const) {
       let err: unknown;
       try {

@@ -65,6 +65,9 @@ function tryTake(pool: UidPool): number | undefined {
   }
 }
 
+/** The shielded kill pass as the process backend runs it (config.ts: the uid below the range). */
+const SHIELDED = { python: PYTHON, ruid: 257_999 };
+
 describe("instance uid clean-up", function () {
   this.timeout(20_000);
 
@@ -132,7 +135,7 @@ describe("instance uid clean-up", function () {
       expect(seen, "the attacker started").to.be.above(0);
       await sleep(200); // hopping at full speed
 
-      const result = await killUid(uid, SETPRIV);
+      const result = await killUid(uid, { setpriv: SETPRIV, shieldedKill: SHIELDED });
       expect(pidsOfUid(uid), "processes of the uid alive right after killUid").to.deep.equal([]);
       // One scan can miss a hopper (as above); its root parent cannot: the orphans are its
       // children, and it exits once it has none left. Still there after 1 s: something survived.
@@ -145,6 +148,54 @@ describe("instance uid clean-up", function () {
     } finally {
       attacker.kill("SIGKILL");
       await killUid(uid, undefined); // never leave the attacker running, whatever failed
+    }
+  });
+
+  it("kills a leftover that SIGKILLs everything its uid may signal with the first pass alone", async function () {
+    if (!isRoot || !existsSync(SETPRIV) || !existsSync(PYTHON)) this.skip(); // root: it switches uids
+    this.timeout(60_000);
+    // The hopper kills the pass whenever the pass runs as the uid (setpriv's), and can then slip
+    // past the root scan by forking between a listing and its check. The shielded pass runs with
+    // the uid as its effective uid only, which the uid's processes may not signal: it must end
+    // the hopper by itself. Bound 0: the root scan counts without killing.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const uid = 258_000 + Math.floor(Math.random() * 900);
+      const attacker = spawn(PYTHON, ["-I", "-S", "-c", HOPPER, String(uid)], { stdio: "ignore" });
+      const exited = new Promise<boolean>((r) => attacker.once("exit", () => r(true)));
+      try {
+        expect(
+          await until(() => pidsOfUid(uid).length, 200, 10),
+          "the attacker started",
+        ).to.be.above(0);
+        await sleep(200); // hopping, and killing what its uid may signal, at full speed
+        await killUid(uid, { setpriv: SETPRIV, shieldedKill: SHIELDED }, { rounds: 0, ms: 0 });
+        const reaperDone = await Promise.race([
+          exited,
+          new Promise<boolean>((r) => setTimeout(() => r(false), 2000)),
+        ]);
+        expect(reaperDone, "the attacker's reaper saw all its processes die").to.equal(true);
+      } finally {
+        attacker.kill("SIGKILL");
+        await killUid(uid, undefined);
+      }
+    }
+  });
+
+  it("does not reach processes of other uids with the shielded pass", async function () {
+    if (!isRoot || !existsSync(SETPRIV) || !existsSync(PYTHON)) this.skip(); // root: it switches uids
+    const uid = 258_000 + Math.floor(Math.random() * 900);
+    const other = spawn(SETPRIV, asUid(uid + 1, ["setsid", "sleep", "60"]), { stdio: "ignore" });
+    const pid = await until(() => pidsOfUid(uid + 1)[0], 100, 20);
+    try {
+      expect(pid, "the other uid's process started").to.be.a("number");
+      // Bound 0: only the pass signals; the root scan counts.
+      await killUid(uid, { shieldedKill: SHIELDED }, { rounds: 0, ms: 0 });
+      await sleep(100);
+      expect(alive(pid!), "a process of the next uid survives").to.equal(true);
+      expect(alive(process.pid)).to.equal(true);
+    } finally {
+      other.kill("SIGKILL");
+      await killUid(uid + 1, undefined);
     }
   });
 
@@ -239,6 +290,34 @@ describe("instance uid clean-up", function () {
       const env = readFileSync(seen, "utf8");
       expect(env).to.not.include("s3cret");
       expect(env).to.include(`PATH=${INSTANCE_PATH}`);
+    } finally {
+      delete process.env.FIZZ_TEST_CREDENTIAL;
+      removeDir(dir);
+    }
+  });
+
+  it("runs the shielded pass without the poolkeeper's environment, and the setpriv pass only when it fails", async () => {
+    const dir = tempDir("fizz-kill-env-");
+    const fakeSetpriv = path.join(dir, "setpriv");
+    const fakePython = path.join(dir, "python3");
+    writeFileSync(fakeSetpriv, `#!/bin/sh\nenv > ${dir}/setpriv-env\n`);
+    writeFileSync(fakePython, `#!/bin/sh\nenv > ${dir}/python-env\nexit $(cat ${dir}/code)\n`);
+    chmodSync(fakeSetpriv, 0o755);
+    chmodSync(fakePython, 0o755);
+    const pass = { setpriv: fakeSetpriv, shieldedKill: { python: fakePython, ruid: 257_999 } };
+    process.env.FIZZ_TEST_CREDENTIAL = "s3cret";
+    try {
+      writeFileSync(path.join(dir, "code"), "0");
+      await killUid(259_999, pass);
+      expect(readFileSync(path.join(dir, "python-env"), "utf8")).to.not.include("s3cret");
+      expect(
+        existsSync(path.join(dir, "setpriv-env")),
+        "setpriv ran after a pass that worked",
+      ).to.equal(false);
+      // Exit 3: the uid switch failed (an unmapped uid): the pass as the uid still runs.
+      writeFileSync(path.join(dir, "code"), "3");
+      await killUid(259_999, pass);
+      expect(readFileSync(path.join(dir, "setpriv-env"), "utf8")).to.not.include("s3cret");
     } finally {
       delete process.env.FIZZ_TEST_CREDENTIAL;
       removeDir(dir);

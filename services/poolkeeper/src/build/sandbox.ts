@@ -245,11 +245,7 @@ export class BuildWorkspace {
    */
   async quiesce(): Promise<void> {
     if (this.uid === undefined) return;
-    const kill = await killUid(
-      this.uid,
-      this.opts.isolation.setpriv,
-      this.opts.isolation.killBound,
-    );
+    const kill = await killUid(this.uid, this.opts.isolation, this.opts.isolation.killBound);
     if (kill.left > 0)
       throw new FizzError(
         "INTERNAL",
@@ -286,7 +282,7 @@ export class BuildWorkspace {
       const kill =
         this.uid === undefined
           ? { killed: 0, left: 0 }
-          : await killUid(this.uid, this.opts.isolation.setpriv, this.opts.isolation.killBound);
+          : await killUid(this.uid, this.opts.isolation, this.opts.isolation.killBound);
       // Not fs.rm, which walks by path: see removeTreeNoFollow (a build's uid may have let
       // another uid into its tree, still running now, that swaps directories for links).
       const giveBack = () => {
