@@ -164,6 +164,10 @@ export function loadConfig(
     );
   const uidBase = int(env, "FIZZ_INSTANCE_UID_BASE", 200_000, 2, 2_000_000_000);
   const uidCount = int(env, "FIZZ_INSTANCE_UID_COUNT", 10_000, 1, 1_000_000);
+  const uidLockDir = path.resolve(
+    cwd,
+    str(env, "FIZZ_INSTANCE_UID_LOCKS", "/run/fizz/instance-uids"),
+  );
   // RLIMIT_NPROC per instance uid, 0 = none. It counts threads: a Node instance has ~7-11, Go and
   // Mono a few tens, and a function may start a few subprocesses with their own pools; 256 leaves
   // that room many times over and still stops a fork bomb at a few hundred tasks per instance.
@@ -215,15 +219,16 @@ export function loadConfig(
         ? {
             base: uidBase,
             count: uidCount,
-            lockDir: path.resolve(
-              cwd,
-              str(env, "FIZZ_INSTANCE_UID_LOCKS", "/run/fizz/instance-uids"),
-            ),
+            lockDir: uidLockDir,
           }
         : undefined,
       setpriv,
       // The uid just below the range is the kill pass's own (uid-cleanup.ts): nothing may run as it.
-      ...(host.isRoot ? { shieldedKill: { python, ruid: uidBase - 1 } } : {}),
+      // Its lock, in the root-only directory the host's poolkeepers share, keeps the passes (all
+      // with that real uid, so each could kill another) from running at once.
+      ...(host.isRoot
+        ? { shieldedKill: { python, ruid: uidBase - 1, lock: path.join(uidLockDir, "kill-pass") } }
+        : {}),
       // Only where instances get their own uid (the limit counts all of a uid's processes).
       ...(host.isRoot && nproc > 0
         ? { nproc: { limit: nproc, prlimit: host.exists(PRLIMIT) ? PRLIMIT : undefined } }

@@ -44,11 +44,15 @@ export type KillPass =
 /**
  * `ruid`: the kill pass's own real and saved uid. It must be a uid no process on the host runs as:
  * the pass reaches every process whose real or saved uid is `ruid` or the target's (config.ts
- * takes the uid just below the pool's range, docs/security.md).
+ * takes the uid just below the pool's range, docs/security.md). `lock`: a root-only file that
+ * every pass on the host holds (flock) from before its uid switch until it exits, so no two
+ * passes ever run as `ruid` at once (config.ts: in the uid lock directory, shared by the host's
+ * poolkeepers); undefined: none (tests).
  */
 export interface ShieldedKill {
   python: string;
   ruid: number;
+  lock?: string | undefined;
 }
 
 /**
@@ -92,20 +96,44 @@ export async function killUid(
 }
 
 /**
- * The shielded pass (argv: ruid, uid). Groups first, while still root. setresuid(ruid, uid, ruid)
- * from root leaves no capability (none of the three is 0), so CAP_KILL is gone and the kernel's
- * uid rule alone decides whom kill(-1) reaches: processes whose real or saved uid is `uid` or
- * `ruid`. Exit 3: the uid switch failed (e.g. `ruid` unmapped in a user namespace), and the
- * caller falls back to the setpriv pass. The change of credentials also makes the process
- * non-dumpable: the uid's processes cannot trace it or read its /proc files either.
+ * The shielded pass (argv: ruid, uid, lock or ""). Groups first, while still root.
+ * setresuid(ruid, uid, ruid) from root leaves no capability (none of the three is 0), so CAP_KILL
+ * is gone and the kernel's uid rule alone decides whom kill(-1) reaches: processes whose real or
+ * saved uid is `uid` or `ruid`. Exit 3: the uid switch failed (e.g. `ruid` unmapped in a user
+ * namespace), and the caller falls back to the setpriv pass. Exit 4: a capability is still
+ * effective (or that cannot be read): with SECBIT_NO_SETUID_FIXUP inherited (a unit's
+ * `SecureBits=no-setuid-fixup`) the switch keeps root's, and kill(-1) with CAP_KILL would SIGKILL
+ * every process on the host; the setpriv pass execs, which drops them. The change of credentials
+ * also makes the process non-dumpable: the uid's processes cannot trace it or read its /proc
+ * files either.
+ *
+ * `ruid` is every pass's, so a pass reaches any other pass that has switched and not yet exited:
+ * clean-ups at once (instances that exit together, which colluding tenants can arrange) killed
+ * each other, ~1 pass in 4 of 8 at once, ~1 in 600 before it signalled, which left its uid to the
+ * setpriv pass the uid can kill. So each pass takes the lock (flock, held by its descriptor until
+ * exit; a process is past signals once it has begun to exit) before it switches. At most 2 s: a
+ * holder cannot be stopped by any instance uid, but a lock never granted must not hold every
+ * clean-up (and with it the pool's uids) forever; without it the pass still runs.
  */
 const KILL_PASS = [
-  "import os, sys",
-  "ruid, uid = int(sys.argv[1]), int(sys.argv[2])",
+  "import fcntl, os, signal, sys",
+  "ruid, uid, lock = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]",
+  "def late(*_): raise TimeoutError()",
+  "if lock:",
+  "    try:",
+  "        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)",
+  "        signal.signal(signal.SIGALRM, late); signal.alarm(2)",
+  "        fcntl.flock(fd, fcntl.LOCK_EX); signal.alarm(0)",
+  "    except OSError: pass",
+  "    signal.alarm(0)",
   "try:",
   "    os.setgroups([]); os.setresgid(uid, uid, uid); os.setresuid(ruid, uid, ruid)",
   "except OSError:",
   "    os._exit(3)",
+  "try:",
+  "    with open('/proc/self/status') as f: eff = [l for l in f if l.startswith('CapEff:')]",
+  "except OSError: eff = []",
+  "if len(eff) != 1 or int(eff[0].split()[1], 16) != 0: os._exit(4)",
   "for _ in (0, 1):",
   "    try: os.kill(-1, 9)",
   "    except OSError: pass",
@@ -133,6 +161,7 @@ async function killPass(uid: number, pass: KillPass): Promise<void> {
       KILL_PASS,
       String(shieldedKill.ruid),
       String(uid),
+      shieldedKill.lock ?? "",
     ]);
     if (code === 0) return;
   }

@@ -55,7 +55,11 @@ describe("loadConfig", () => {
     });
     expect(c.python).to.equal("/usr/bin/python3");
     // The kill pass's own uid is the one just below the range, so no instance or build has it.
-    expect(c.isolation.shieldedKill).to.deep.equal({ python: "/usr/bin/python3", ruid: 299_999 });
+    expect(c.isolation.shieldedKill).to.deep.equal({
+      python: "/usr/bin/python3",
+      ruid: 299_999,
+      lock: "/run/fizz/instance-uids/kill-pass",
+    });
     let err: unknown;
     try {
       loadConfig({}, "/srv/app", { isRoot: true, exists: () => false });

@@ -199,6 +199,121 @@ describe("instance uid clean-up", function () {
     }
   });
 
+  it("runs concurrent clean-ups' shielded passes without one killing another first (they share their real uid)", async function () {
+    if (!isRoot || !existsSync(SETPRIV) || !existsSync(PYTHON)) this.skip(); // root: it switches uids
+    this.timeout(60_000);
+    // Every pass has the same real uid, so each may signal the others while it runs: a pass
+    // killed before it signalled left its uid to the setpriv pass, which the uid's processes can
+    // kill (as above). Measured without the lock: ~1 in 4 passes of 8 at once died of another's
+    // SIGKILL, ~1 in 600 before signalling. The fake setpriv only records that it was needed.
+    const dir = tempDir("fizz-kill-pass-");
+    const fallback = path.join(dir, "setpriv");
+    writeFileSync(fallback, `#!/bin/sh\necho "$@" >> ${dir}/fell-back\n`);
+    chmodSync(fallback, 0o755);
+    const pass = {
+      setpriv: fallback,
+      shieldedKill: { ...SHIELDED, lock: path.join(dir, "kill-pass") },
+    };
+    const uids = Array.from(
+      { length: 8 },
+      (_, i) => 258_000 + i * 100 + Math.floor(Math.random() * 100),
+    );
+    try {
+      for (let round = 0; round < 10; round++) {
+        const sleepers = uids.map((uid) =>
+          spawn(SETPRIV, asUid(uid, ["sleep", "30"]), { stdio: "ignore" }),
+        );
+        const exited = sleepers.map((s) =>
+          Promise.race([
+            new Promise<boolean>((r) => s.once("exit", () => r(true))),
+            sleep(1000).then(() => false),
+          ]),
+        );
+        try {
+          for (const uid of uids) await until(() => pidsOfUid(uid).length, 100, 5);
+          // Bound 0: only the passes signal; the root scan counts.
+          await Promise.all(uids.map((uid) => killUid(uid, pass, { rounds: 0, ms: 0 })));
+          expect(
+            existsSync(path.join(dir, "fell-back")),
+            `round ${round}: a pass fell back`,
+          ).to.equal(false);
+          expect(await Promise.all(exited), `round ${round}: killed by the passes`).to.deep.equal(
+            uids.map(() => true),
+          );
+        } finally {
+          for (const s of sleepers) s.kill("SIGKILL");
+        }
+      }
+    } finally {
+      for (const uid of uids) await killUid(uid, undefined);
+      removeDir(dir);
+    }
+  });
+
+  it("runs the shielded pass after 2 s when its lock is never granted", async function () {
+    if (!isRoot || !existsSync(SETPRIV) || !existsSync(PYTHON)) this.skip(); // root: it switches uids
+    const dir = tempDir("fizz-kill-lock-");
+    const lock = path.join(dir, "kill-pass");
+    // Holds the lock for 10 s, as a pass stuck in it would.
+    const holder = spawn(
+      PYTHON,
+      [
+        "-c",
+        `import fcntl,os,time; fd=os.open("${lock}",os.O_RDWR|os.O_CREAT); fcntl.flock(fd,fcntl.LOCK_EX); print(1,flush=True); time.sleep(10)`,
+      ],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    );
+    const uid = 258_000 + Math.floor(Math.random() * 900);
+    const sleeper = spawn(SETPRIV, asUid(uid, ["sleep", "30"]), { stdio: "ignore" });
+    const exited = new Promise<boolean>((r) => sleeper.once("exit", () => r(true)));
+    try {
+      await new Promise((r) => holder.stdout.once("data", r));
+      await until(() => pidsOfUid(uid).length, 100, 5);
+      const started = Date.now();
+      await killUid(uid, { shieldedKill: { ...SHIELDED, lock } }, { rounds: 0, ms: 0 });
+      expect(Date.now() - started).to.be.within(1900, 5000);
+      expect(
+        await Promise.race([exited, sleep(1000).then(() => false)]),
+        "killed by the pass",
+      ).to.equal(true);
+    } finally {
+      holder.kill("SIGKILL");
+      sleeper.kill("SIGKILL");
+      await killUid(uid, undefined);
+      removeDir(dir);
+    }
+  });
+
+  it("does not run the shielded pass when its uid switch keeps capabilities (SECBIT_NO_SETUID_FIXUP)", async function () {
+    if (!isRoot || !existsSync(SETPRIV) || !existsSync(PYTHON) || !existsSync("/usr/bin/unshare"))
+      this.skip();
+    // With that bit (inherited, e.g. from a unit's SecureBits=no-setuid-fixup) setresuid keeps
+    // root's capabilities, CAP_KILL among them, and kill(-1) reaches every process. Run in a pid
+    // namespace of its own: there the pass is pid 1 and a root sleep its only other process.
+    const dir = tempDir("fizz-kill-caps-");
+    const python = path.join(dir, "python3");
+    writeFileSync(
+      python,
+      `#!/bin/sh\nexec /usr/bin/unshare --pid --fork --mount-proc /bin/sh -c '/bin/sleep 5 & exec ${SETPRIV} --securebits=+no_setuid_fixup -- ${PYTHON} "$@"' sh "$@"\n`,
+    );
+    const fallback = path.join(dir, "setpriv");
+    writeFileSync(fallback, `#!/bin/sh\necho "$@" >> ${dir}/fell-back\n`);
+    chmodSync(python, 0o755);
+    chmodSync(fallback, 0o755);
+    try {
+      await killUid(
+        258_000 + Math.floor(Math.random() * 900),
+        { setpriv: fallback, shieldedKill: { python, ruid: 257_999 } },
+        { rounds: 0, ms: 0 },
+      );
+      expect(existsSync(path.join(dir, "fell-back")), "the setpriv pass ran instead").to.equal(
+        true,
+      );
+    } finally {
+      removeDir(dir);
+    }
+  });
+
   it("quarantines a uid whose processes could not all be killed: it is never handed out again", async function () {
     if (!isRoot || !existsSync(SETPRIV)) this.skip(); // needs root to start a process as the uid
     const dir = tempDir("fizz-uids-");
