@@ -1,5 +1,13 @@
 import { FizzError } from "@fizz/events";
-import { int, loadCommon, parseOutboundList, str, type CommonConfig, type Env } from "@fizz/kit";
+import {
+  int,
+  loadCommon,
+  oneOf,
+  parseOutboundList,
+  str,
+  type CommonConfig,
+  type Env,
+} from "@fizz/kit";
 import { loadBusConfig, type BusConfig } from "./bus/index";
 import { parseTrustedProxies } from "./front-door/trusted-proxies";
 
@@ -43,6 +51,11 @@ export interface GatewayConfig extends CommonConfig {
   keepAliveTimeoutMs: number;
   /** A request body that stalls this long (while the function wants more) is cut off. */
   bodyIdleTimeoutMs: number;
+  /**
+   * The client-facing HTTP server: `node` (http.Server) or `own` (front-door/own-server.ts, the
+   * gateway's own on node's llhttp, lighter per request; opt-in while it proves itself).
+   */
+  frontend: "node" | "own";
 }
 
 /** Ports of the sibling services when `npm start` runs them on this host (platform.mjs). */
@@ -122,5 +135,6 @@ export function loadConfig(env: Env): GatewayConfig {
     requestTimeoutMs: int(env, "FIZZ_GATEWAY_REQUEST_TIMEOUT_MS", 300_000, 0, 3_600_000),
     keepAliveTimeoutMs: int(env, "FIZZ_GATEWAY_KEEPALIVE_TIMEOUT_MS", 65_000, 1000, 600_000),
     bodyIdleTimeoutMs: int(env, "FIZZ_GATEWAY_BODY_IDLE_TIMEOUT_MS", 30_000, 0, 3_600_000),
+    frontend: oneOf(env, "FIZZ_GATEWAY_FRONTEND", "node", ["node", "own"] as const),
   };
 }

@@ -135,7 +135,15 @@ export async function startBusWorld(opts: {
     leases,
     gateways,
     startGateway: async (env = {}, deps = {}) => {
-      const config = loadConfig({ FIZZ_NATS_URL: nats.url, ...BUS_ENV, ...env });
+      const config = loadConfig({
+        FIZZ_NATS_URL: nats.url,
+        ...BUS_ENV,
+        // FIZZ_GATEWAY_FRONTEND=own npx mocha ...: these tests on the own front end.
+        ...(process.env.FIZZ_GATEWAY_FRONTEND
+          ? { FIZZ_GATEWAY_FRONTEND: process.env.FIZZ_GATEWAY_FRONTEND }
+          : {}),
+        ...env,
+      });
       const g = await start(config, { logger: log, ...deps });
       gateways.push(g);
       await g.ready;

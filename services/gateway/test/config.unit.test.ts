@@ -23,6 +23,7 @@ describe("gateway config", () => {
       requestTimeoutMs: 300_000,
       keepAliveTimeoutMs: 65_000,
       bodyIdleTimeoutMs: 30_000,
+      frontend: "node",
     });
     expect(c.outboundAllow).to.deep.equal([]);
     expect(c.trustedProxies).to.deep.equal([]);
@@ -67,6 +68,7 @@ describe("gateway config", () => {
       ["FIZZ_TRUSTED_PROXIES", "10.0.0.0/33"],
       ["FIZZ_TRUSTED_PROXIES", "fd00::/129"],
       ["FIZZ_TRUSTED_PROXIES", "10.0.0.1/x"],
+      ["FIZZ_GATEWAY_FRONTEND", "nginx"],
     ] as const) {
       try {
         loadConfig({ [name]: value });

@@ -163,6 +163,10 @@ export async function startHarness(opts: {
     FIZZ_REPORT_INTERVAL_MS: "100",
     FIZZ_LEASE_TIMEOUT_MS: "3000",
     FIZZ_GATEWAY_DRAIN_MS: "2000",
+    // The whole suite can run on the own front end: FIZZ_GATEWAY_FRONTEND=own npx mocha ...
+    ...(process.env.FIZZ_GATEWAY_FRONTEND
+      ? { FIZZ_GATEWAY_FRONTEND: process.env.FIZZ_GATEWAY_FRONTEND }
+      : {}),
     ...opts.env,
   });
   const gateway = await start(config, { logger: log });

@@ -9,6 +9,8 @@ import { sendError } from "./http-errors";
 import type { FunctionLeases } from "./leases";
 import { ProxyCall, type ProxyContext } from "./proxy";
 import type { Router } from "./router";
+import { ownFrontendAvailable } from "./own-parser";
+import { listenOwn } from "./own-server";
 import type { TrustedProxies } from "./trusted-proxies";
 
 export interface HandlerOptions {
@@ -156,6 +158,11 @@ export interface ServerLimits {
   /** 0: no limit on the whole request (a long upload streaming to a function). */
   requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /**
+   * `own`: the gateway's own HTTP/1.1 server on node's llhttp (own-server.ts) instead of
+   * http.Server (FIZZ_GATEWAY_FRONTEND). A Node without the parser binding stays on `node`.
+   */
+  frontend?: "node" | "own";
 }
 
 export async function listenProxy(
@@ -167,6 +174,8 @@ export async function listenProxy(
 ): Promise<ProxyServer> {
   const requestTimeout =
     limits.requestTimeoutMs === 0 ? 0 : Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs);
+  if (limits.frontend === "own" && ownFrontendAvailable)
+    return listenOwn(handler, host, port, active, limits, requestTimeout);
   const server = http.createServer(
     {
       // keepAliveTimeout above a typical load balancer's idle timeout avoids the race where the

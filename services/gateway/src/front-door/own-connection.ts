@@ -1,0 +1,293 @@
+import type http from "node:http";
+import type net from "node:net";
+import { OwnRequest, type RequestSource } from "./own-request";
+import { OwnResponse, refuseExpectation, refuseUpgrade, type ResponseSink } from "./own-response";
+import {
+  closeParser,
+  expectOf,
+  requestParser,
+  type RequestEvents,
+  type RequestHead,
+} from "./own-parser";
+import type { Parser, StreamHandle } from "./upstream-parser";
+
+/** What a connection needs of the own server (own-server.ts). */
+export interface ConnectionHost {
+  readonly handler: http.RequestListener;
+  readonly draining: boolean;
+  commonHeaders(keepAlive: boolean, date: boolean): string;
+  gone(conn: OwnConnection): void;
+}
+
+const NONE = 0; // between requests
+const HEAD = 1; // a request head is being read
+const BODY = 2; // its body
+
+interface Exchange {
+  req: OwnRequest;
+  res: OwnResponse;
+  /** No request is taken after this one (close, HTTP/1.0, upgrade, a refused expectation). */
+  last: boolean;
+  /** Answers it: the handler, or a refusal. */
+  run: (req: OwnRequest, res: OwnResponse) => void;
+}
+
+/**
+ * One client connection of the own front end: requests parsed by llhttp (strict) reading the
+ * socket in C++ (`consume`, as node's http server), answered one at a time in order. A pipelined
+ * request waits, its connection not read meanwhile, until the answer before it is written.
+ */
+export class OwnConnection implements RequestSource, ResponseSink, RequestEvents {
+  private readonly parser: Parser;
+  private handle: StreamHandle | undefined;
+  /** What is being parsed, and since when (the headers and request timeouts). */
+  parsing = HEAD;
+  parseStart: number;
+  /** When the last answer ended (the keep-alive timeout), while nothing else is going on. */
+  idleSince = 0;
+  /** Accepted, and not a byte of a request yet. */
+  private fresh = true;
+  private reading: OwnRequest | undefined;
+  private current: Exchange | undefined;
+  private readonly queue: Exchange[] = [];
+  private bodyPaused = false;
+  private readOn = true;
+  /**
+   * A request marked last was read: what follows is not taken (the socket is still read, so a
+   * client that goes away is seen).
+   */
+  private stopped = false;
+  /** The connection is being ended. */
+  private closing = false;
+  /** An answered request whose body is still coming: read and dropped, then the next one. */
+  private discarding: OwnRequest | undefined;
+  dead = false;
+
+  constructor(
+    readonly socket: net.Socket,
+    private readonly host: ConnectionHost,
+  ) {
+    this.parseStart = Date.now();
+    ({ parser: this.parser, handle: this.handle } = requestParser(socket, this));
+    socket.on("drain", () => this.current?.res.emit("drain"));
+    socket.on("end", () => this.onEnd());
+    socket.on("error", () => this.destroy());
+    socket.on("close", () => this.onClose());
+  }
+
+  onMessageBegin(): void {
+    this.fresh = false;
+    this.parsing = HEAD;
+    this.parseStart = Date.now();
+  }
+
+  onBody(chunk: Buffer): void {
+    this.reading?.body(chunk);
+  }
+
+  onHead(head: RequestHead): void {
+    this.parsing = BODY;
+    // After a last request (a refused expectation): not taken.
+    if (this.stopped) return;
+    const { method, raw, major, minor } = head;
+    const http10 = major === 1 && minor === 0;
+    const expect = expectOf(raw);
+    const cont = expect === "100-continue" && !http10;
+    const req = new OwnRequest(
+      this,
+      method,
+      head.url,
+      raw,
+      `${major}.${minor}`,
+      cont ? () => this.continue(req) : undefined,
+    );
+    this.reading = req;
+    let run = this.host.handler as unknown as Exchange["run"];
+    let last = !head.keepAlive;
+    if (head.upgrade || (expect !== undefined && !cont)) {
+      last = true;
+      run = (_req, r) => (head.upgrade ? refuseUpgrade(r) : refuseExpectation(r));
+    }
+    if (last) this.stopped = true;
+    const res = new OwnResponse(this, method === "HEAD", !last, http10);
+    const ex: Exchange = { req, res, run, last };
+    if (this.current === undefined) this.start(ex);
+    else {
+      this.queue.push(ex);
+      this.sync();
+    }
+  }
+
+  onMessageComplete(): void {
+    const req = this.reading;
+    this.reading = undefined;
+    this.parsing = NONE;
+    req?.ended();
+    if (req !== undefined && req === this.discarding) {
+      this.discarding = undefined;
+      this.next();
+    }
+  }
+
+  private start(ex: Exchange): void {
+    this.current = ex;
+    ex.run(ex.req, ex.res);
+  }
+
+  private continue(req: OwnRequest): void {
+    if (this.current?.req === req && !this.current.res.headersSent && !this.dead)
+      this.socket.write("HTTP/1.1 100 Continue\r\n\r\n", "latin1");
+  }
+
+  // ResponseSink ---------------------------------------------------------------------------------
+
+  write(data: string | Buffer, more?: Buffer): boolean {
+    if (this.dead) return false;
+    const s = this.socket;
+    if (more === undefined) return s.write(data, "latin1");
+    s.cork();
+    s.write(data, "latin1");
+    const ok = s.write(more);
+    s.uncork();
+    return ok;
+  }
+
+  commonHeaders(keepAlive: boolean, date: boolean): string {
+    return this.host.commonHeaders(keepAlive && !this.closing, date);
+  }
+
+  finished(keepAlive: boolean): void {
+    const ex = this.current;
+    this.current = undefined;
+    if (this.dead || ex === undefined) return;
+    const req = ex.req;
+    if (!keepAlive || ex.last || this.host.draining || (!req.complete && req.continuePending)) {
+      this.endSoon();
+      return;
+    }
+    if (!req.complete) {
+      // Answered before its body was read (a 404, or a function that did not read it): the
+      // rest is read and dropped, as node's server does, then the next request.
+      this.discarding = req;
+      req.discard();
+      this.bodyPaused = false;
+      this.sync();
+      return;
+    }
+    this.next();
+  }
+
+  /** The answer before is written and its request read whole: the next request, if any. */
+  private next(): void {
+    const next = this.queue.shift();
+    if (next !== undefined) {
+      // Not from within this answer's own stack (an upstream parser's callback, often).
+      setImmediate(() => {
+        if (!this.dead) this.start(next);
+        this.sync();
+      });
+      return;
+    }
+    if (this.parsing === NONE) this.idleSince = Date.now();
+    this.sync();
+  }
+
+  // RequestSource --------------------------------------------------------------------------------
+
+  readMore(): void {
+    this.bodyPaused = false;
+    this.sync();
+  }
+
+  readLess(): void {
+    this.bodyPaused = true;
+    this.sync();
+  }
+
+  abort(_err: Error | null): void {
+    this.destroy();
+  }
+
+  /**
+   * Reads on while the body is wanted and no answer waits behind the one being written; not
+   * once the connection is being ended.
+   */
+  private sync(): void {
+    if (this.dead) return;
+    const want = !this.closing && !this.bodyPaused && this.queue.length === 0;
+    if (want === this.readOn) return;
+    this.readOn = want;
+    if (this.handle !== undefined) {
+      if (want) this.handle.readStart();
+      else this.handle.readStop();
+    } else if (want) this.socket.resume();
+    else this.socket.pause();
+  }
+
+  /** Nothing in progress: no request being read or answered. */
+  get idle(): boolean {
+    return (
+      this.current === undefined && this.queue.length === 0 && (this.parsing === NONE || this.fresh)
+    );
+  }
+
+  /** A request head or body took too long (checked by the server's tick). */
+  timedOut(): void {
+    this.rawAnswer("408 Request Timeout");
+  }
+
+  onParseError(err: Error): void {
+    // Bytes after a last request (data after `Connection: close`): dropped.
+    if (this.stopped) return;
+    const code = (err as Error & { code?: string }).code;
+    this.rawAnswer(
+      code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request",
+    );
+  }
+
+  /** Answers with a bare status and closes; a request already being answered is cut instead. */
+  private rawAnswer(status: string): void {
+    if (this.dead) return;
+    this.closing = true;
+    this.sync();
+    if (this.current !== undefined || this.queue.length > 0) {
+      this.destroy();
+      return;
+    }
+    this.socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`, "latin1");
+    this.endSoon();
+  }
+
+  /** Ends the connection once what was written is flushed. */
+  private endSoon(): void {
+    this.closing = true;
+    this.sync();
+    const s = this.socket;
+    s.end(() => s.destroy());
+  }
+
+  private onEnd(): void {
+    // The client sent FIN: as node's server (httpAllowHalfOpen off), what it asked is dropped.
+    if (this.current === undefined && this.queue.length === 0 && this.reading === undefined)
+      this.endSoon();
+    else this.destroy();
+  }
+
+  destroy(): void {
+    if (!this.dead) this.socket.destroy();
+  }
+
+  private onClose(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.host.gone(this);
+    const reading = this.reading;
+    this.reading = undefined;
+    if (reading !== undefined && !reading.complete)
+      reading.destroy(Object.assign(new Error("aborted"), { code: "ECONNRESET" }));
+    this.current?.res.connectionClosed();
+    this.current = undefined;
+    for (const ex of this.queue.splice(0)) ex.res.connectionClosed();
+    setImmediate(closeParser, this.parser);
+  }
+}

@@ -1,0 +1,122 @@
+import { createRequire } from "node:module";
+import type net from "node:net";
+import { HTTPParser, type Parser, type StreamHandle } from "./upstream-parser";
+
+/** Node's method names, indexed as the parser reports them. */
+const METHODS = (createRequire(import.meta.url)("_http_common") as { methods: string[] }).methods;
+const REQUEST = (HTTPParser as unknown as { REQUEST?: number } | undefined)?.REQUEST;
+/** True when the own front end can run on this Node (else the gateway stays on node's). */
+export const ownFrontendAvailable = HTTPParser !== undefined && typeof REQUEST === "number";
+
+/** A request head as llhttp read it. */
+export interface RequestHead {
+  method: string;
+  url: string;
+  /** Flat `[name, value, ...]` as sent. */
+  raw: string[];
+  major: number;
+  minor: number;
+  /** An Upgrade the client asks for, or CONNECT. */
+  upgrade: boolean;
+  /** HTTP/1.1 without `close`, HTTP/1.0 with `keep-alive`. */
+  keepAlive: boolean;
+}
+
+/** What the parser reports to the connection (own-connection.ts). */
+export interface RequestEvents {
+  onMessageBegin(): void;
+  onHead(head: RequestHead): void;
+  onBody(chunk: Buffer): void;
+  onMessageComplete(): void;
+  onParseError(err: Error): void;
+}
+
+/** The parser of one client connection and the socket handle it reads, if it reads it itself. */
+export interface RequestParser {
+  parser: Parser;
+  /** Set while the parser reads the socket in C++; undefined: the 'data' path. */
+  handle: StreamHandle | undefined;
+}
+
+/**
+ * Node's llhttp binding as node's http server drives it: requests, strict (no lenient flags), the
+ * default 16 KiB head limit, the socket read in C++ (`consume`: no 'data' event, stream push or
+ * Buffer per read) where the handle allows it. Heads longer than 32 header pairs come in parts
+ * (kOnHeaders, with the URL's parts), joined here.
+ */
+export function requestParser(socket: net.Socket, ev: RequestEvents): RequestParser {
+  const P = HTTPParser!;
+  const p = new P();
+  p.initialize(REQUEST as number, {}, 0, P.kLenientNone);
+  let partialHeaders: string[] | undefined;
+  let partialUrl = "";
+  p[P.kOnMessageBegin] = () => ev.onMessageBegin();
+  p[P.kOnHeaders] = (headers: string[], url: string) => {
+    (partialHeaders ??= []).push(...headers);
+    partialUrl += url;
+  };
+  p[P.kOnHeadersComplete] = (
+    major: number,
+    minor: number,
+    headers: string[] | undefined,
+    method: number,
+    url: string | undefined,
+    _status: unknown,
+    _text: unknown,
+    upgrade: boolean,
+    keepAlive: boolean,
+  ) => {
+    let raw = headers ?? [];
+    if (partialHeaders !== undefined) {
+      raw = headers ? partialHeaders.concat(headers) : partialHeaders;
+      partialHeaders = undefined;
+    }
+    const path = url ?? partialUrl;
+    partialUrl = "";
+    ev.onHead({
+      method: METHODS[method] ?? "GET",
+      url: path,
+      raw,
+      major,
+      minor,
+      upgrade,
+      keepAlive,
+    });
+    return 0;
+  };
+  p[P.kOnBody] = (b: Buffer) => ev.onBody(b);
+  p[P.kOnMessageComplete] = () => {
+    partialHeaders = undefined; // trailers: not passed on
+    ev.onMessageComplete();
+  };
+  p[P.kOnExecute] = (r: number | Error) => {
+    if (r instanceof Error) ev.onParseError(r);
+  };
+  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
+  if (handle?.isStreamBase === true && typeof p.consume === "function") {
+    p.consume(handle);
+    return { parser: p, handle };
+  }
+  socket.on("data", (d: Buffer) => {
+    const r = p.execute(d);
+    if (r instanceof Error) ev.onParseError(r);
+  });
+  return { parser: p, handle: undefined };
+}
+
+/** Frees a parser; not from within its own callbacks (as node's client, setImmediate). */
+export function closeParser(p: Parser): void {
+  p.unconsume?.();
+  p.close();
+}
+
+/** The request's Expect header, lower-cased, if any. */
+export function expectOf(raw: readonly string[]): string | undefined {
+  let expect: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 6 && name.toLowerCase() === "expect")
+      expect = (raw[i + 1] as string).toLowerCase();
+  }
+  return expect;
+}
