@@ -56,6 +56,8 @@ export class OwnRequest extends Readable {
 
   /** Answered already: the rest of the body is dropped (as IncomingMessage's `_dump`). */
   private dropping = false;
+  /** The stream was read (or made to flow) at least once. */
+  private readAsked = false;
 
   /** The request was answered before "100 Continue" was sent: its client may not send a body. */
   get continuePending(): boolean {
@@ -76,10 +78,19 @@ export class OwnRequest extends Readable {
   ended(): void {
     this.complete = true;
     this.continueWanted = undefined;
-    if (!this.dropping) this.push(null);
+    // Nobody read yet (a bodiless request, nearly all): the end is pushed when someone does, so
+    // an unread request schedules nothing (a stream's end is emitted on a later tick).
+    if (this.readAsked && !this.dropping) this.push(null);
   }
 
   override _read(): void {
+    if (!this.readAsked) {
+      this.readAsked = true;
+      if (this.complete && !this.dropping) {
+        this.push(null);
+        return;
+      }
+    }
     const c = this.continueWanted;
     if (c !== undefined) {
       this.continueWanted = undefined;
