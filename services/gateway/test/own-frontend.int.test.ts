@@ -237,6 +237,23 @@ for (const frontend of ["own", "node"] as const) {
       expect((await c.readReply()).body.toString()).to.equal("answer 9");
     });
 
+    it("sends an HTTP/1.0 client a streamed answer without chunks, ended by the close", async () => {
+      const c = client();
+      c.send("GET /function/t/stream HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n");
+      const r = await c.readReply();
+      expect(r.headers["transfer-encoding"]).to.equal(undefined);
+      expect(r.headers.connection).to.equal("close");
+      expect(r.body.toString()).to.equal("first,second");
+    });
+
+    it("answers 417 to an expectation other than 100-continue", async () => {
+      const c = client();
+      c.send(
+        "POST /function/t/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: magic\r\n\r\n",
+      );
+      expect((await c.readReply()).status).to.equal(417);
+    });
+
     it("aborts the function's answer when the client goes mid-response", async () => {
       upstream.hangClosed = deferred();
       const c = client();
