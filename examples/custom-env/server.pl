@@ -6,8 +6,10 @@
 # platform asks (health, specialize, refusals) itself; each call of the function runs in a forked
 # child, which writes the response on the connection and exits. Forking is what lets a
 # single-threaded loader keep its concurrency limit (calls in flight plus an equal queue, then 429)
-# and keep answering while a function sleeps. A call's slot is freed when its child exits, that
-# is when the function returns, whether or not its client is still there.
+# and keep answering while a function sleeps. A call's slot is freed when its function returns,
+# whether or not its client is still there: the child says so on a pipe before it writes the
+# answer, so a client that sends its next call as soon as it has the answer finds the slot free
+# (freed at the child's exit instead, that call could meet a slot not yet reaped and get 429).
 use strict;
 use warnings;
 use FindBin ();
@@ -36,7 +38,10 @@ my $CONFIGS_DIR = File::Spec->rel2abs($ENV{FIZZ_CONFIGS_DIR} || "$WORKDIR/config
 my $ARCHIVE_TYPE = 'application/vnd.fizz.specialize+tar';
 
 my %instance = (state => 'warm', fn => undef, function => undef, concurrency => 10);
-my ($draining, $inflight, %conns, %children, @queue) = (0, 0);
+my ($draining, $inflight, %conns, %children, %released, @queue) = (0, 0);
+# Children write their pid (4 bytes: one write, atomic on a pipe) here when their function returns.
+pipe(my $done_r, my $done_w) or die "pipe: $!";
+$done_r->blocking(0);
 
 sub logline { print STDERR "[fizz-perl] @_\n" }
 
@@ -183,9 +188,11 @@ sub start_call {
         # Only this call's connection stays open here: a connection the loop closes must not
         # linger in a child until it exits.
         close $listener if $listener;
+        close $done_r;
         $_ != $c && close $_->{sock} for values %conns;
         my $context = build_context($req, $body, $instance{function});
         my ($kind, @answer) = call_function($instance{fn}, $context);
+        syswrite($done_w, pack('N', $$));    # the slot is free from here, before the client knows
         if ($kind eq 'ok') {
             send_response($c->{sock}, @answer, $close);
         } else {
@@ -253,10 +260,22 @@ sub process {
     }
 }
 
+# A call's slot goes back when its child says its function returned (read before any request that
+# came in meanwhile is looked at), or at the latest when the child is reaped.
+sub release {
+    my ($pid) = @_;
+    return if !$children{$pid} || $released{$pid}++;
+    $inflight--;
+}
+
 sub reap {
+    while (sysread($done_r, my $done, 4096)) {
+        release($_) for unpack('N*', $done);
+    }
     while ((my $pid = waitpid(-1, WNOHANG)) > 0) {
+        release($pid);
+        delete $released{$pid};
         my $c = delete $children{$pid} or next;
-        $inflight--;
         $c->{busy} = 0;
         if ($c->{close_after} || $draining) { close_conn($c) } else { process($c) }
     }
@@ -279,14 +298,20 @@ while (1) {
         for my $c (values %conns) {
             close_conn($c) if !$c->{busy} && !$c->{req} && $c->{buf} eq '';
         }
-        CORE::exit(0) if !$inflight && !@queue;
+        CORE::exit(0) if !%children && !@queue;    # every answer written, not only returned
     }
     my $select = IO::Select->new;
     $select->add($listener) if $listener;
+    $select->add($done_r);
     $select->add(\*STDIN) if $stdin_open;
     $select->add($_->{sock}) for grep { !$_->{busy} } values %conns;
-    for my $fh ($select->can_read(0.05)) {
-        if ($listener && $fh == $listener) {
+    my @ready = $select->can_read(0.05);
+    # Slots freed meanwhile first: a request readable now came after any answer its client had.
+    reap();
+    for my $fh (@ready) {
+        if (fileno($fh) == fileno($done_r)) {
+            next;
+        } elsif ($listener && $fh == $listener) {
             my $sock = $listener->accept or next;
             $conns{ fileno $sock } = { sock => $sock, buf => '', busy => 0 };
         } elsif (fileno($fh) == fileno(STDIN)) {

@@ -125,6 +125,41 @@ export function describeLimits(start: Start, slow: SlowFunction): void {
     });
   });
 
+  describe("with concurrency 1 and calls sent back to back", () => {
+    let rt: Runtime;
+    before(async () => {
+      rt = await start();
+      const res = await slow.deploy(rt, 20, { concurrency: 1 });
+      expect(res.status, res.text).to.equal(200);
+    });
+    after(() => rt.kill());
+
+    it("frees the slot by the time the answer arrives: calls sent at once after it on other open connections are served or queued, never refused", async () => {
+      // The gateway keeps connections to an instance open and sends the next call the moment it
+      // has an answer. With concurrency 1 and one queue place, two calls sent then must both be
+      // served; a slot freed only later (a runtime that counts it free when a worker is reaped)
+      // refuses the second with 429. Each agent holds one connection, opened before the loop.
+      const agents = [0, 1, 2].map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+      const [a, b, c] = agents as [http.Agent, http.Agent, http.Agent];
+      const call = (agent: http.Agent) =>
+        request(rt.url, { path: slow.path(20), headers: ME, agent });
+      try {
+        await Promise.all([call(a), call(b), call(c)].map((p) => p.catch(() => undefined)));
+        for (let i = 0; i < 10; i++) {
+          const first = await call(a);
+          expect(first.status, first.text).to.equal(200);
+          const next = await Promise.all([call(b), call(c)]);
+          expect(
+            next.map((r) => r.status),
+            `round ${i}: ${next.map((r) => r.text).join(" | ")}`,
+          ).to.deep.equal([200, 200]);
+        }
+      } finally {
+        for (const agent of agents) agent.destroy();
+      }
+    });
+  });
+
   describe("on SIGTERM", () => {
     let rt: Runtime;
     before(async () => {

@@ -297,6 +297,7 @@ module Fizz
       head << "\r\n"
       out = head
       out << body.b unless req&.method == "HEAD" || status == 204 || status == 304
+      Slot.free # the answer's last write: a call's slot is free before its client can have it
       sock.write(out)
     end
 
@@ -307,6 +308,7 @@ module Fizz
       head << "Transfer-Encoding: chunked\r\n"
       head << "Connection: close\r\n" if close
       head << "\r\n"
+      Slot.free if req.method == "HEAD" # the head is all of it
       sock.write(head)
       return if req.method == "HEAD"
       body.each do |piece|
@@ -314,6 +316,7 @@ module Fizz
         next if piece.empty?
         sock.write("#{piece.bytesize.to_s(16)}\r\n".b + piece.b + "\r\n".b)
       end
+      Slot.free
       sock.write("0\r\n\r\n")
     end
   end

@@ -54,6 +54,22 @@ module Fizz
     end
   end
 
+  # The slot of the call this thread serves, freed right before its answer's last write (Http),
+  # or when the call ends without one. Freed only after that write, a slot is still taken when a
+  # client that has the answer sends its next call at once (the gateway does, on another kept-alive
+  # connection), and that call is queued or refused with 429 for nothing. One call per thread.
+  module Slot
+    def self.hold(gate)
+      Thread.current[:fizz_slot] = gate
+    end
+
+    def self.free
+      gate = Thread.current[:fizz_slot] or return
+      Thread.current[:fizz_slot] = nil
+      gate.leave
+    end
+  end
+
   # Configuration from the process environment, and the state warm -> specializing ->
   # specialized | failed, which moves once. User traffic reads only `state` and what was set
   # before it became "specialized".

@@ -126,13 +126,14 @@ module Fizz
         return send_json(sock, req, 429, Fizz.error_payload("INSTANCE_BUSY", message, retryable: true),
                          headers: [["Retry-After", "1"]])
       end
+      Slot.hold(gate)
       begin
         # A call that waited in the queue while its client gave up (the gateway's timeout) is
         # not run: nobody would read its answer, and it would hold the slot once more.
         raise Http::Gone, "client left while queued" if admitted == :waited && client_gone?(sock)
         call(sock, reader, req, peer)
       ensure
-        gate.leave
+        Slot.free
       end
     end
 
