@@ -179,6 +179,15 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
 
   /** The answer before is written and its request read whole: the next request, if any. */
   private next(): void {
+    if (this.queue.length > 0 && this.socket.writableNeedDrain) {
+      // A client that does not read its answers: the next pipelined request waits until they
+      // are taken (node's server stops at its high-water mark too), else answers pile up in
+      // the socket's buffer without bound (6000 small answers held for one non-reading client).
+      this.socket.once("drain", () => {
+        if (!this.dead) this.next();
+      });
+      return;
+    }
     const next = this.queue.shift();
     if (next !== undefined) {
       // Not from within this answer's own stack (an upstream parser's callback, often).
