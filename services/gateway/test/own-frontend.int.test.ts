@@ -209,6 +209,32 @@ for (const frontend of ["own", "node"] as const) {
       await c.closed;
     });
 
+    it("answers 400 to a malformed chunk in a body already handed on, and closes", async () => {
+      const c = client();
+      c.send("POST /function/t/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+      await new Promise((r) => setTimeout(r, 100));
+      c.send("zz\r\n");
+      expect((await c.readReply()).status).to.equal(400);
+      await c.closed;
+    });
+
+    it("answers 400 to an HTTP/1.1 request without Host", async () => {
+      const c = client();
+      c.send("GET /function/t/slow HTTP/1.1\r\n\r\n");
+      expect((await c.readReply()).status).to.equal(400);
+    });
+
+    it("takes the request after a chunked body with trailers at its own URL", async () => {
+      const c = client();
+      c.send(
+        "POST /function/t/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+          "2\r\nhi\r\n0\r\nX-Trailer: t\r\n\r\n" +
+          get("/function/t/slow?n=5"),
+      );
+      expect(JSON.parse((await c.readReply()).body.toString())).to.include({ body: "hi" });
+      expect((await c.readReply()).body.toString()).to.equal("answer 5");
+    });
+
     it("answers 431 to a request head over 16 KiB and closes", async () => {
       const c = client();
       c.send(get("/function/t/slow", `X-Big: ${"a".repeat(17 * 1024)}\r\n`));

@@ -1,15 +1,15 @@
 import type http from "node:http";
 import type net from "node:net";
 import { OwnRequest, type RequestSource } from "./own-request";
-import { OwnResponse, refuseExpectation, refuseUpgrade, type ResponseSink } from "./own-response";
+import { OwnResponse, refusalOf, type ResponseSink } from "./own-response";
 import {
   closeParser,
-  expectOf,
+  headFacts,
   requestParser,
   type RequestEvents,
   type RequestHead,
+  type RequestParser,
 } from "./own-parser";
-import type { Parser, StreamHandle } from "./upstream-parser";
 
 /** What a connection needs of the own server (own-server.ts). */
 export interface ConnectionHost {
@@ -38,8 +38,7 @@ interface Exchange {
  * request waits, its connection not read meanwhile, until the answer before it is written.
  */
 export class OwnConnection implements RequestSource, ResponseSink, RequestEvents {
-  private readonly parser: Parser;
-  private handle: StreamHandle | undefined;
+  private readonly reader: RequestParser;
   /** What is being parsed, and since when (the headers and request timeouts). */
   parsing = HEAD;
   parseStart: number;
@@ -51,14 +50,12 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
   private current: Exchange | undefined;
   private readonly queue: Exchange[] = [];
   private bodyPaused = false;
-  private readOn = true;
-  /**
-   * A request marked last was read: what follows is not taken (the socket is still read, so a
-   * client that goes away is seen).
-   */
+  /** A last request was read: what follows is not taken (the socket is still read). */
   private stopped = false;
   /** The connection is being ended. */
   private closing = false;
+  /** Its last bytes are being flushed, then it closes. */
+  private ending = false;
   /** An answered request whose body is still coming: read and dropped, then the next one. */
   private discarding: OwnRequest | undefined;
   dead = false;
@@ -68,7 +65,7 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     private readonly host: ConnectionHost,
   ) {
     this.parseStart = Date.now();
-    ({ parser: this.parser, handle: this.handle } = requestParser(socket, this));
+    this.reader = requestParser(socket, this);
     socket.on("drain", () => this.current?.res.emit("drain"));
     socket.on("end", () => this.onEnd());
     socket.on("error", () => this.destroy());
@@ -91,7 +88,7 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     if (this.stopped) return;
     const { method, raw, major, minor } = head;
     const http10 = major === 1 && minor === 0;
-    const expect = expectOf(raw);
+    const { expect, host } = headFacts(raw);
     const cont = expect === "100-continue" && !http10;
     const req = new OwnRequest(
       this,
@@ -102,16 +99,15 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
       cont ? () => this.continue(req) : undefined,
     );
     this.reading = req;
-    let run = this.host.handler as unknown as Exchange["run"];
-    let last = !head.keepAlive;
-    if (head.upgrade || (expect !== undefined && !cont)) {
-      last = true;
-      run = (_req, r) => (head.upgrade ? refuseUpgrade(r) : refuseExpectation(r));
-    }
+    const noHost = !host && major === 1 && minor === 1;
+    const refusal = refusalOf(head.upgrade, noHost, expect !== undefined && !cont);
+    const run = refusal ?? (this.host.handler as unknown as Exchange["run"]);
+    const last = !head.keepAlive || refusal !== undefined;
     if (last) this.stopped = true;
     const res = new OwnResponse(this, method === "HEAD", !last, http10);
     const ex: Exchange = { req, res, run, last };
-    if (this.current === undefined) this.start(ex);
+    // In order: behind an answer going out or requests waiting (for the client to read).
+    if (this.current === undefined && this.queue.length === 0) this.start(ex);
     else {
       this.queue.push(ex);
       this.sync();
@@ -139,8 +135,6 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
       this.socket.write("HTTP/1.1 100 Continue\r\n\r\n", "latin1");
   }
 
-  // ResponseSink ---------------------------------------------------------------------------------
-
   write(data: string | Buffer, more?: Buffer): boolean {
     if (this.dead) return false;
     const s = this.socket;
@@ -166,8 +160,7 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
       return;
     }
     if (!req.complete) {
-      // Answered before its body was read (a 404, or a function that did not read it): the
-      // rest is read and dropped, as node's server does, then the next request.
+      // Answered before its body was read (a 404): the rest is dropped (as node's), then on.
       this.discarding = req;
       req.discard();
       this.bodyPaused = false;
@@ -180,9 +173,8 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
   /** The answer before is written and its request read whole: the next request, if any. */
   private next(): void {
     if (this.queue.length > 0 && this.socket.writableNeedDrain) {
-      // A client that does not read its answers: the next pipelined request waits until they
-      // are taken (node's server stops at its high-water mark too), else answers pile up in
-      // the socket's buffer without bound (6000 small answers held for one non-reading client).
+      // A client not reading its answers: the next waits for them to be taken (as node's server
+      // at its high-water mark), or answers would pile up in the socket's buffer without bound.
       this.socket.once("drain", () => {
         if (!this.dead) this.next();
       });
@@ -190,7 +182,9 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     }
     const next = this.queue.shift();
     if (next !== undefined) {
-      // Not from within this answer's own stack (an upstream parser's callback, often).
+      // Not from within this answer's own stack (an upstream parser's callback, often); current
+      // at once, so a head parsed meanwhile queues behind it.
+      this.current = next;
       setImmediate(() => {
         if (!this.dead) this.start(next);
         this.sync();
@@ -200,8 +194,6 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     if (this.parsing === NONE) this.idleSince = Date.now();
     this.sync();
   }
-
-  // RequestSource --------------------------------------------------------------------------------
 
   readMore(): void {
     this.bodyPaused = false;
@@ -217,20 +209,9 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     this.destroy();
   }
 
-  /**
-   * Reads on while the body is wanted and no answer waits behind the one being written; not
-   * once the connection is being ended.
-   */
+  /** Reads on while the body is wanted and no request waits; not once the connection ends. */
   private sync(): void {
-    if (this.dead) return;
-    const want = !this.closing && !this.bodyPaused && this.queue.length === 0;
-    if (want === this.readOn) return;
-    this.readOn = want;
-    if (this.handle !== undefined) {
-      if (want) this.handle.readStart();
-      else this.handle.readStop();
-    } else if (want) this.socket.resume();
-    else this.socket.pause();
+    if (!this.dead) this.reader.read(!this.closing && !this.bodyPaused && this.queue.length === 0);
   }
 
   /** Nothing in progress: no request being read or answered. */
@@ -254,22 +235,30 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     );
   }
 
-  /** Answers with a bare status and closes; a request already being answered is cut instead. */
+  /** A bare status, then close (also for a malformed body: its handler sees the client gone). */
   private rawAnswer(status: string): void {
     if (this.dead) return;
     this.closing = true;
     this.sync();
-    if (this.current !== undefined || this.queue.length > 0) {
+    const cur = this.current;
+    if (cur?.res.started === true) {
       this.destroy();
       return;
     }
     this.socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`, "latin1");
     this.endSoon();
+    this.current = undefined;
+    const reading = this.reading;
+    this.reading = undefined;
+    if (reading !== undefined && !reading.complete) reading.destroy(new Error(status));
+    cur?.res.connectionClosed();
+    for (const ex of this.queue.splice(0)) ex.res.connectionClosed();
   }
 
   /** Ends the connection once what was written is flushed. */
   private endSoon(): void {
     this.closing = true;
+    this.ending = true;
     this.sync();
     const s = this.socket;
     s.end(() => s.destroy());
@@ -282,7 +271,13 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     else this.destroy();
   }
 
+  /** Cuts the connection, unless it is already ending after a last answer (let that out). */
   destroy(): void {
+    if (!this.dead && !this.ending) this.socket.destroy();
+  }
+
+  /** Cuts the connection now (the server's timeouts and drain). */
+  kill(): void {
     if (!this.dead) this.socket.destroy();
   }
 
@@ -297,6 +292,6 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     this.current?.res.connectionClosed();
     this.current = undefined;
     for (const ex of this.queue.splice(0)) ex.res.connectionClosed();
-    setImmediate(closeParser, this.parser);
+    setImmediate(closeParser, this.reader.parser);
   }
 }

@@ -31,11 +31,24 @@ export interface RequestEvents {
   onParseError(err: Error): void;
 }
 
-/** The parser of one client connection and the socket handle it reads, if it reads it itself. */
+/** The parser of one client connection, and whether its socket is read. */
 export interface RequestParser {
   parser: Parser;
-  /** Set while the parser reads the socket in C++; undefined: the 'data' path. */
-  handle: StreamHandle | undefined;
+  /** Reads the socket on or stops (the handle's own read in C++, or the 'data' path's pause). */
+  read(on: boolean): void;
+}
+
+function readGate(socket: net.Socket, handle: StreamHandle | undefined): (on: boolean) => void {
+  let reading = true;
+  return (on) => {
+    if (on === reading) return;
+    reading = on;
+    if (handle !== undefined) {
+      if (on) handle.readStart();
+      else handle.readStop();
+    } else if (on) socket.resume();
+    else socket.pause();
+  };
 }
 
 /**
@@ -86,7 +99,9 @@ export function requestParser(socket: net.Socket, ev: RequestEvents): RequestPar
   };
   p[P.kOnBody] = (b: Buffer) => ev.onBody(b);
   p[P.kOnMessageComplete] = () => {
-    partialHeaders = undefined; // trailers: not passed on
+    // Trailers (flushed here with the URL again): not passed on, nor taken into the next head.
+    partialHeaders = undefined;
+    partialUrl = "";
     ev.onMessageComplete();
   };
   p[P.kOnExecute] = (r: number | Error) => {
@@ -95,13 +110,13 @@ export function requestParser(socket: net.Socket, ev: RequestEvents): RequestPar
   const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
   if (handle?.isStreamBase === true && typeof p.consume === "function") {
     p.consume(handle);
-    return { parser: p, handle };
+    return { parser: p, read: readGate(socket, handle) };
   }
   socket.on("data", (d: Buffer) => {
     const r = p.execute(d);
     if (r instanceof Error) ev.onParseError(r);
   });
-  return { parser: p, handle: undefined };
+  return { parser: p, read: readGate(socket, undefined) };
 }
 
 /** Frees a parser; not from within its own callbacks (as node's client, setImmediate). */
@@ -110,13 +125,24 @@ export function closeParser(p: Parser): void {
   p.close();
 }
 
-/** The request's Expect header, lower-cased, if any. */
-export function expectOf(raw: readonly string[]): string | undefined {
-  let expect: string | undefined;
+/** What the connection itself reads of a head: Expect (lower-cased) and whether Host is there. */
+export interface HeadFacts {
+  expect: string | undefined;
+  host: boolean;
+}
+
+const FACTS: HeadFacts = { expect: undefined, host: false };
+
+/** One object for every head: filled and read synchronously by the caller, never kept. */
+export function headFacts(raw: readonly string[]): HeadFacts {
+  const f = FACTS;
+  f.expect = undefined;
+  f.host = false;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 6 && name.toLowerCase() === "expect")
-      expect = (raw[i + 1] as string).toLowerCase();
+    if (name.length === 4 && name.toLowerCase() === "host") f.host = true;
+    else if (name.length === 6 && name.toLowerCase() === "expect")
+      f.expect = (raw[i + 1] as string).toLowerCase();
   }
-  return expect;
+  return f;
 }

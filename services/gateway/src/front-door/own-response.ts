@@ -108,6 +108,11 @@ export class OwnResponse extends EventEmitter {
     return this;
   }
 
+  /** Bytes of this answer went out: it can no longer be replaced by another. */
+  get started(): boolean {
+    return this.headersSent && this.head === undefined;
+  }
+
   flushHeaders(): void {
     if (!this.headersSent) this.writeHead(this.statusCode);
     const head = this.head;
@@ -183,8 +188,23 @@ export class OwnResponse extends EventEmitter {
   }
 }
 
+/**
+ * The answer to a request the own front end refuses (each the last on its connection): an Upgrade
+ * or CONNECT, HTTP/1.1 without Host, an Expect other than 100-continue. Undefined: none of these.
+ */
+export function refusalOf(
+  upgrade: boolean,
+  noHost: boolean,
+  badExpect: boolean,
+): ((req: unknown, res: OwnResponse) => void) | undefined {
+  if (upgrade) return (_req, res) => refuseUpgrade(res);
+  if (noHost) return (_req, res) => refuseNoHost(res);
+  if (badExpect) return (_req, res) => refuseExpectation(res);
+  return undefined;
+}
+
 /** The own front end takes no protocol upgrade (WebSocket) nor CONNECT: refused, and closed. */
-export function refuseUpgrade(res: OwnResponse): void {
+function refuseUpgrade(res: OwnResponse): void {
   const err = new FizzError(
     "VALIDATION_FAILED",
     "upgrade: the gateway takes no protocol upgrade or CONNECT",
@@ -194,6 +214,11 @@ export function refuseUpgrade(res: OwnResponse): void {
 }
 
 /** An Expect other than 100-continue (RFC 9110 §10.1.1). */
-export function refuseExpectation(res: OwnResponse): void {
+function refuseExpectation(res: OwnResponse): void {
   res.writeHead(417, ["content-length", "0"]).end();
+}
+
+/** HTTP/1.1 without Host (RFC 9112 §3.2), refused as node's server does (requireHostHeader). */
+function refuseNoHost(res: OwnResponse): void {
+  res.writeHead(400, ["content-length", "0"]).end();
 }

@@ -55,13 +55,13 @@ class OwnServer implements ConnectionHost {
       } else if (c.parsing === 2) {
         if (this.requestTimeoutMs > 0 && now - c.parseStart > this.requestTimeoutMs) c.timedOut();
       } else if (c.idle && now - c.idleSince > keepAliveTimeoutMs) {
-        c.destroy();
+        c.kill();
       }
     }
   }
 
   closeIdle(): void {
-    for (const c of this.conns) if (c.idle) c.destroy();
+    for (const c of this.conns) if (c.idle) c.kill();
   }
 }
 
@@ -105,7 +105,7 @@ export async function listenOwn(
         own.closeIdle();
         await sleep(25);
       }
-      for (const c of own.conns) c.destroy();
+      for (const c of own.conns) c.kill();
       clearInterval(tick);
       await closed;
     },
