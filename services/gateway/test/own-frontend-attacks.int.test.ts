@@ -247,6 +247,20 @@ for (const frontend of ["own", "node"] as const) {
       expect(seen).to.deep.equal(["/attacker", "/victim", "/victim2"]);
     });
 
+    it("refuses an endless chunk extension (CVE-2024-22019) and closes", async () => {
+      seen.length = 0;
+      const c = client();
+      c.send(`${post}Transfer-Encoding: chunked\r\n\r\n1;`);
+      const ext = "a".repeat(64 * 1024);
+      for (let i = 0; i < 64 && !c.isClosed; i++) {
+        c.send(ext);
+        await sleep(5);
+      }
+      const out = await drainFor(c, 3000);
+      expect(c.isClosed, "closed").to.equal(true);
+      expect(out).to.match(/^(HTTP\/1\.1 4\d\d |$)/);
+    });
+
     it("sends the instance a request body byte-exact, a request line inside it staying body", async () => {
       seen.length = 0;
       const c = client();
@@ -261,6 +275,24 @@ for (const frontend of ["own", "node"] as const) {
       expect((JSON.parse(r2.body.toString()) as { body: string }).body).to.equal(inner);
       expect(seen).to.deep.equal(["/echo", "/echo"]);
     });
+
+    for (const named of ["Content-Length", "Transfer-Encoding", "Host"]) {
+      it(`sends the instance no second request when the client names ${named} in Connection`, async () => {
+        seen.length = 0;
+        const c = client();
+        const inner = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+        const framing =
+          named === "Transfer-Encoding"
+            ? `Transfer-Encoding: chunked\r\n\r\n${inner.length.toString(16)}\r\n${inner}\r\n0\r\n\r\n`
+            : `Content-Length: ${inner.length}\r\n\r\n${inner}`;
+        c.send(`${post}Connection: ${named}\r\n${framing}`);
+        const r = await c.readReply();
+        if (r.status === 200)
+          expect((JSON.parse(r.body.toString()) as { body: string }).body).to.equal(inner);
+        await sleep(300);
+        expect(seen).to.not.include("/smuggled");
+      });
+    }
 
     it("answers an absolute-form target by its path; asterisk-form is not routed to a function", async () => {
       seen.length = 0;
@@ -372,6 +404,25 @@ for (const frontend of ["own", "node"] as const) {
         if (i % 500 === 0 || i === n - 1)
           expect((JSON.parse(r.body.toString()) as { url: string }).url).to.contain(`/p${i}`);
       }
+    });
+
+    it("closes many idle connections: kept-alive ones at the keep-alive timeout, silent ones at the headers timeout", async () => {
+      const kept = Array.from({ length: 200 }, () => client());
+      const silent = Array.from({ length: 200 }, () => client());
+      await Promise.all(
+        kept.map(async (c) => {
+          c.send(get("/function/t/idle"));
+          expect((await c.readReply({ timeoutMs: 10_000 })).status).to.equal(200);
+        }),
+      );
+      const t0 = Date.now();
+      await Promise.race([
+        Promise.all([...kept, ...silent].map((c) => c.closed)),
+        sleep(8000).then(() => {
+          throw new Error("idle connections left open");
+        }),
+      ]);
+      expect(Date.now() - t0).to.be.below(6000);
     });
 
     it("survives clients going away at every stage (no crash, no unhandled error)", async () => {
