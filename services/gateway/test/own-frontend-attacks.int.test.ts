@@ -51,6 +51,12 @@ const RAW: Record<string, string> = {
   "/head-body": "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
   "/204": "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
   "/304": "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: x\r\n\r\n",
+  "/101":
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nforge",
+  "/103":
+    "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+  "/100": "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+  "/extra": "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nforge",
   "/conn":
     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close, x-keep\r\nX-Keep: 1\r\n\r\nok",
 };
@@ -141,6 +147,29 @@ for (const frontend of ["own", "node"] as const) {
       }
     });
 
+    it("keeps the client's connection in step whatever interim or extra answers a function sends", async () => {
+      for (const path of ["/101", "/103", "/100", "/extra"]) {
+        const c = client();
+        c.send(get(`/function/r${path}`));
+        const first = await c.readReply().catch(() => undefined);
+        if (first === undefined) continue; // cut: nothing to desync
+        if (first.status < 200) continue; // an interim answer passed on: the client then reads on
+        c.send(get("/function/t/after"));
+        const r = await c.readReply().catch(() => undefined);
+        if (r === undefined) continue;
+        expect(r.body.toString(), path).to.not.contain("forge");
+        expect(r.status, `${path} -> ${first.status} then ${r.status}`).to.equal(200);
+        expect((JSON.parse(r.body.toString()) as { url: string }).url, path).to.equal("/after");
+      }
+      // Nor does a later client of the function get an answer left over on its connections.
+      for (let i = 0; i < 5; i++) {
+        const c = client();
+        c.send(get("/function/r/conn"));
+        const r = await c.readReply();
+        expect(r.body.toString()).to.equal("ok");
+      }
+    });
+
     it("cuts the client's connection when a function's answer ends short of its length", async () => {
       const c = client();
       c.send(get("/function/r/short"));
@@ -212,6 +241,19 @@ for (const frontend of ["own", "node"] as const) {
         expect(seen).to.not.include("/smuggled");
       });
     }
+
+    it("refuses a malformed body of a Connection: close request at once (no hanging request)", async () => {
+      const c = client();
+      const t0 = Date.now();
+      c.send(
+        `POST /function/t/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n` +
+          "5\r\nhello\r\nzz\r\n",
+      );
+      const out = await drainFor(c, 2500);
+      expect(c.isClosed, "closed").to.equal(true);
+      expect(out).to.match(/^HTTP\/1\.1 400 /);
+      expect(Date.now() - t0).to.be.below(2000);
+    });
 
     it("passes chunk extensions and trailers off the body, and takes the next request", async () => {
       seen.length = 0;

@@ -227,8 +227,9 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
   }
 
   onParseError(err: Error): void {
-    // Bytes after a last request (data after `Connection: close`): dropped.
-    if (this.stopped) return;
+    // Bytes after a last request (data after `Connection: close`): dropped. Not the last
+    // request's own body: its handler would wait for the rest until a timeout.
+    if (this.stopped && this.reading === undefined) return;
     const code = (err as Error & { code?: string }).code;
     this.rawAnswer(
       code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request",
