@@ -255,6 +255,35 @@ for (const frontend of ["own", "node"] as const) {
       expect(Date.now() - t0).to.be.below(2000);
     });
 
+    it("takes no request sent after a last one (Connection: close, HTTP/1.0, a refused Expect)", async () => {
+      for (const first of [
+        get("/function/t/echo", "Connection: close\r\n"),
+        "GET /function/t/echo HTTP/1.0\r\nHost: x\r\n\r\n",
+        // node's server keeps the connection after its 417; the own front end closes it.
+        ...(frontend === "own" ? [`${post}Expect: magic\r\nContent-Length: 0\r\n\r\n`] : []),
+      ]) {
+        seen.length = 0;
+        const c = client();
+        c.send(first + SMUGGLE);
+        await c.readReply();
+        await c.closed;
+        expect(c.pending, first).to.equal("");
+        expect(seen, first).to.not.include("/smuggled");
+      }
+    });
+
+    it("sends 100 Continue to a pipelined request only once it is its turn, then answers both", async () => {
+      const c = client();
+      c.send(get("/function/t/first") + `${post}Expect: 100-continue\r\nContent-Length: 4\r\n\r\n`);
+      const a = await c.readReply();
+      expect(a.status).to.equal(200);
+      const interim = await c.readReply();
+      expect(interim.status).to.equal(100);
+      c.send("body");
+      const b = await c.readReply();
+      expect((JSON.parse(b.body.toString()) as { body: string }).body).to.equal("body");
+    });
+
     it("passes chunk extensions and trailers off the body, and takes the next request", async () => {
       seen.length = 0;
       const c = client();
