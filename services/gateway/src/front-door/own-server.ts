@@ -2,7 +2,7 @@ import type http from "node:http";
 import net, { type AddressInfo } from "node:net";
 import { sleep } from "@fizz/kit";
 import { OwnConnection, type ConnectionHost } from "./own-connection";
-import type { ProxyServer, ServerLimits } from "./server";
+import type { ProxyServer, ServerLimits } from "./server-types";
 
 /**
  * The gateway's own client-facing HTTP/1.1 server (FIZZ_GATEWAY_FRONTEND=own): the same handler,

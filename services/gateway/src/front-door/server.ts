@@ -12,6 +12,9 @@ import type { Router } from "./router";
 import { ownFrontendAvailable } from "./own-parser";
 import { listenOwn } from "./own-server";
 import type { TrustedProxies } from "./trusted-proxies";
+import type { ProxyServer, ServerLimits } from "./server-types";
+
+export type { ProxyServer, ServerLimits } from "./server-types";
 
 export interface HandlerOptions {
   ctx: ProxyContext;
@@ -143,26 +146,6 @@ export function createHandler(opts: HandlerOptions): http.RequestListener {
 function clientAddress(req: http.IncomingMessage): string {
   const a = req.socket.remoteAddress ?? "";
   return a.startsWith("::ffff:") ? a.slice(7) : a;
-}
-
-export interface ProxyServer {
-  port: number;
-  /** Stops accepting, lets in-flight requests finish for up to `timeoutMs`, then cuts the rest. */
-  drain(timeoutMs: number): Promise<void>;
-}
-
-/** Limits against clients that hold connections or trickle bytes (config.ts). */
-export interface ServerLimits {
-  maxConnections: number;
-  headersTimeoutMs: number;
-  /** 0: no limit on the whole request (a long upload streaming to a function). */
-  requestTimeoutMs: number;
-  keepAliveTimeoutMs: number;
-  /**
-   * `own`: the gateway's own HTTP/1.1 server on node's llhttp (own-server.ts) instead of
-   * http.Server (FIZZ_GATEWAY_FRONTEND). A Node without the parser binding stays on `node`.
-   */
-  frontend?: "node" | "own";
 }
 
 export async function listenProxy(
