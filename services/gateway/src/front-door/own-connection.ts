@@ -88,8 +88,13 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     if (this.stopped) return;
     const { method, raw, major, minor } = head;
     const http10 = major === 1 && minor === 0;
-    const { expect, host } = headFacts(raw);
-    const cont = expect === "100-continue" && !http10;
+    const http11 = major === 1 && minor === 1;
+    // Expect is read on HTTP/1.1 only, as node's server: an HTTP/1.0 client's is ignored (RFC
+    // 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request MUST be ignored).
+    const facts = headFacts(raw);
+    const host = facts.host;
+    const expect = http11 ? facts.expect : undefined;
+    const cont = expect === "100-continue";
     const req = new OwnRequest(
       this,
       method,
@@ -99,7 +104,7 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
       cont ? () => this.continue(req) : undefined,
     );
     this.reading = req;
-    const noHost = !host && major === 1 && minor === 1;
+    const noHost = !host && http11;
     const refusal = refusalOf(head.upgrade, noHost, expect !== undefined && !cont);
     const run = refusal ?? (this.host.handler as unknown as Exchange["run"]);
     const last = !head.keepAlive || refusal !== undefined;
