@@ -203,7 +203,15 @@ describe("the guestbook example on the kubernetes backend (k8s-lite + procnode)"
 
       it("its function pods got the guestbook ConfigMap: the Redis address is a file under /configs", async () => {
         for (const fn of v.functions) {
-          const pods = await functionPods(fn);
+          // The poolkeeper patches a pod's labels once it is specialized, off the cold-start path
+          // (recordSpecialized), so on a loaded machine they can land after the calls above.
+          const pods = await waitFor(
+            async () => {
+              const found = await functionPods(fn);
+              return found.length > 0 ? found : undefined;
+            },
+            { timeoutMs: 15_000, intervalMs: 100, what: `${fn}'s pods labelled specialized` },
+          );
           expect(pods, `${fn} pods`).to.have.length.greaterThan(0);
           for (const pod of pods) {
             const env = pod.spec!.containers[0]!.env ?? [];
@@ -258,9 +266,15 @@ describe("the guestbook example on the kubernetes backend (k8s-lite + procnode)"
         await (await post(`${kp!.platform.gatewayUrl}${v.route}`, "")).body?.cancel();
       }
       const names = (pods: V1Pod[]) => pods.map((p) => p.metadata!.name!).sort();
-      const functions = names(
-        (await Promise.all(VARIANTS.flatMap((v) => v.functions).map(functionPods))).flat(),
-      );
+      // Labels land once a pod is specialized, off the request path (see above): wait for them.
+      const labelled = async () =>
+        names((await Promise.all(VARIANTS.flatMap((v) => v.functions).map(functionPods))).flat());
+      await waitFor(async () => (await labelled()).length === 4, {
+        timeoutMs: 15_000,
+        intervalMs: 100,
+        what: "the four guestbook functions' pods labelled specialized",
+      }).catch(() => undefined); // the assertion below says what is missing
+      const functions = await labelled();
       expect(functions).to.have.length(4);
       const list = async (selector: string) =>
         names(
