@@ -12,7 +12,7 @@ import io
 import sys
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from fizz_invoke import ResultError, check_header
+from fizz_invoke import ResultError, check_header, free_slot
 
 # typing costs milliseconds of cold start; annotations are never evaluated (PEP 563).
 TYPE_CHECKING = False
@@ -252,6 +252,8 @@ def _stream(handler: Any, status: int, reason: str, headers: List[Tuple[str, str
         close = True  # an HTTP/1.0 client: the body ends where the connection does
     if close:
         handler.send_header("Connection", "close")
+    if bodyless:
+        free_slot()  # the head is the whole answer
     handler.end_headers()
     if bodyless:
         handler.wfile.flush()
@@ -261,5 +263,6 @@ def _stream(handler: Any, status: int, reason: str, headers: List[Tuple[str, str
         if chunk:
             out.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
             out.flush()
+    free_slot()  # the answer's last write is next (or, for HTTP/1.0, the close)
     if chunked:
         out.write(b"0\r\n\r\n")

@@ -131,6 +131,25 @@ class Gate:
         self._slots.release()
 
 
+_SLOT = threading.local()
+
+
+def hold_slot(gate: Gate) -> None:
+    """The call this thread serves holds a slot of ``gate`` until free_slot."""
+    _SLOT.gate = gate
+
+
+def free_slot() -> None:
+    """Frees this thread's call slot once (later calls do nothing): right before the answer's
+    last write, so the slot is free by the time the client has the answer. Freed after it, a
+    client that sends its next call at once (the gateway does, on another kept-alive connection)
+    could meet the slot still taken and be queued or refused with 429 for nothing."""
+    gate = getattr(_SLOT, "gate", None)
+    if gate is not None:
+        _SLOT.gate = None
+        gate.leave()
+
+
 class CapturingStdout:
     """Replacement for ``sys.stdout``: everything reaches the real stdout (the function's log), and
     while a thread is capturing, that thread's writes are also kept for its response.

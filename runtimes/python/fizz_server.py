@@ -35,6 +35,8 @@ from fizz_invoke import (
     HttpError,
     ResultError,
     error_payload,
+    free_slot,
+    hold_slot,
     read_body,
     request_headers,
     to_response,
@@ -131,10 +133,14 @@ class Handler(BaseHTTPRequestHandler):
             # and the reader (the gateway, the poolkeeper) wakes once for the whole answer.
             self._headers_buffer.append(b"\r\n")
             self._headers_buffer.append(body)
+            free_slot()  # the answer's last write (a call's slot, if this answers one)
             self.flush_headers()
             return
+        if not with_body:
+            free_slot()
         self.end_headers()
         if with_body:
+            free_slot()
             self.wfile.write(body)
 
     def _json(self, status: int, value, headers=(), close: bool = False) -> None:
@@ -213,10 +219,11 @@ class Handler(BaseHTTPRequestHandler):
         if not gate.enter():
             message = f"{rt.concurrency} calls running and {rt.concurrency} queued"
             return self._error(429, "INSTANCE_BUSY", message, retryable=True, headers=[("Retry-After", "1")])
+        hold_slot(gate)
         try:
             self._call()
         finally:
-            gate.leave()
+            free_slot()
 
     def _call(self) -> None:
         rt = self.instance
