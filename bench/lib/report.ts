@@ -153,8 +153,10 @@ and open descriptors sampled every 10 s; slopes by least squares, per minute.
 Scale (bench/scale.ts, keys \`scale.*\`): on a platform of its own, ${o.scale?.functions ?? 10000} functions,
 each with an HTTP trigger, created through the REST API by ${o.scale?.clients ?? 16} clients; then every service
 stopped and started again (NATS and Redis keep their data) until the gateway routes all of them
-and a sample answers through its route; wrk on one route with one route and with all of them
-(each side once the services are quiet, median of 5 rounds, with the gateway's CPU per request);
+and a sample answers through its route; wrk on one route among all of them against the same
+route on a reference platform holding only it (its own NATS, Redis and services), in 5 alternating
+rounds once both are quiet, the ratio the median of the rounds' ratios, with the gateway's CPU per
+request (the big platform's one-route figure before the creations is given for context);
 list pages; RSS growth per registered function for each service.
 Fault windows (bench/fault-windows.ts, the fault suite's harness): four clients in a loop on a warm
 function, async calls and registry writes, while each component is killed with SIGKILL in turn
