@@ -223,7 +223,9 @@ export async function measureScale(opts: ScaleOptions = {}): Promise<ScaleFigure
     // 2-core machine a busy spell between them moved the ratio by ±0.3 run to run (measured), far
     // beyond the 5% it is to show. Alternating puts a spell on both.
     ref = await startBenchPlatform(
-      opts.logFile ? `${opts.logFile}.ref` : path.join(tmpdir(), "fizz-scale-ref.log"),
+      opts.logFile
+        ? opts.logFile.replace(/(\.log)?$/, "-ref.log")
+        : path.join(tmpdir(), "fizz-scale-ref.log"),
     );
     await ref.api("POST", `/v1/namespaces/${NS}/environments`, {
       name: ENV,
