@@ -2,7 +2,15 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { FizzError } from "@fizz/events";
-import { childOf, formatTraceparent, parseTraceparent, sleep, tracer } from "@fizz/kit";
+import {
+  childOf,
+  createLogger,
+  formatTraceparent,
+  parseTraceparent,
+  sleep,
+  tracer,
+  type Logger,
+} from "@fizz/kit";
 import { BodySource } from "./body";
 import { scanRequestHeaders } from "./headers";
 import { sendError } from "./http-errors";
@@ -10,6 +18,7 @@ import type { FunctionLeases } from "./leases";
 import { ProxyCall, type ProxyContext } from "./proxy";
 import type { Router } from "./router";
 import { ownFrontendAvailable } from "./own-parser";
+import { ownSelfCheck, type SelfCheckResult } from "./own-selfcheck";
 import { listenOwn } from "./own-server";
 import type { TrustedProxies } from "./trusted-proxies";
 import type { ProxyServer, ServerLimits } from "./server-types";
@@ -154,11 +163,24 @@ export async function listenProxy(
   port: number,
   active: { count: number },
   limits: ServerLimits,
+  opts: {
+    /** Where a failed self-check is told (the gateway's own logger when not given). */
+    logger?: Logger;
+    /** The own front end's start-up check (own-selfcheck.ts); tests give a failing one. */
+    selfCheck?: () => Promise<SelfCheckResult>;
+  } = {},
 ): Promise<ProxyServer> {
   const requestTimeout =
     limits.requestTimeoutMs === 0 ? 0 : Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs);
-  if (limits.frontend === "own" && ownFrontendAvailable)
-    return listenOwn(handler, host, port, active, limits, requestTimeout);
+  if (limits.frontend === "own" && ownFrontendAvailable) {
+    const check = await (opts.selfCheck ?? ownSelfCheck)();
+    if (check.ok) return listenOwn(handler, host, port, active, limits, requestTimeout);
+    (opts.logger ?? createLogger("gateway")).warn(
+      { failed: check.failed, ms: Math.round(check.ms) },
+      "the own front end (FIZZ_GATEWAY_FRONTEND=own) failed its start-up self-check on this " +
+        "Node: serving on node's http server instead",
+    );
+  }
   const server = http.createServer(
     {
       // keepAliveTimeout above a typical load balancer's idle timeout avoids the race where the
