@@ -2,6 +2,13 @@ import { createRequire } from "node:module";
 import type net from "node:net";
 import { HTTPParser, type Parser, type StreamHandle } from "./upstream-parser";
 
+/**
+ * Header fields a head may carry. node's server keeps the first 1000 in req.headers (its
+ * maxHeadersCount, 2000 names and values) and about 1023 in rawHeaders, the rest unseen while
+ * llhttp acted on them (a Transfer-Encoding or Host past them): own refuses such a head (431).
+ */
+export const MAX_HEADER_FIELDS = 1000;
+
 /** Node's method names, indexed as the parser reports them. */
 const METHODS = (createRequire(import.meta.url)("_http_common") as { methods: string[] }).methods;
 const REQUEST = (HTTPParser as unknown as { REQUEST?: number } | undefined)?.REQUEST;
@@ -63,6 +70,7 @@ export function requestParser(socket: net.Socket, ev: RequestEvents): RequestPar
   p.initialize(REQUEST as number, {}, 0, P.kLenientNone);
   let partialHeaders: string[] | undefined;
   let partialUrl = "";
+  let tooMany = false;
   p[P.kOnMessageBegin] = () => ev.onMessageBegin();
   p[P.kOnHeaders] = (headers: string[], url: string) => {
     (partialHeaders ??= []).push(...headers);
@@ -86,6 +94,11 @@ export function requestParser(socket: net.Socket, ev: RequestEvents): RequestPar
     }
     const path = url ?? partialUrl;
     partialUrl = "";
+    if (raw.length > 2 * MAX_HEADER_FIELDS) {
+      // A callback's -1 is llhttp's error (HPE_CB_HEADERS_COMPLETE): nothing after is parsed.
+      tooMany = true;
+      return -1;
+    }
     ev.onHead({
       method: METHODS[method] ?? "GET",
       url: path,
@@ -104,8 +117,14 @@ export function requestParser(socket: net.Socket, ev: RequestEvents): RequestPar
     partialUrl = "";
     ev.onMessageComplete();
   };
+  const failed = (r: Error): void =>
+    ev.onParseError(
+      tooMany
+        ? Object.assign(new Error("too many header fields"), { code: "HPE_HEADER_OVERFLOW" })
+        : r,
+    );
   p[P.kOnExecute] = (r: number | Error) => {
-    if (r instanceof Error) ev.onParseError(r);
+    if (r instanceof Error) failed(r);
   };
   const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
   if (handle?.isStreamBase === true && typeof p.consume === "function") {
@@ -114,7 +133,7 @@ export function requestParser(socket: net.Socket, ev: RequestEvents): RequestPar
   }
   socket.on("data", (d: Buffer) => {
     const r = p.execute(d);
-    if (r instanceof Error) ev.onParseError(r);
+    if (r instanceof Error) failed(r);
   });
   return { parser: p, read: readGate(socket, undefined) };
 }
