@@ -19,7 +19,8 @@ type Headers = readonly (string | Buffer)[] | Record<string, string | number | r
 
 const CRLF = "\r\n";
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const INVALID_VALUE = /[\r\n\0]/;
+/** As node's ServerResponse (checkInvalidHeaderChar): controls but HTAB, DEL, beyond latin1. */
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const LAST_CHUNK = "0\r\n\r\n";
 
 /**
