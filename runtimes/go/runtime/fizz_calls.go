@@ -46,6 +46,21 @@ func (g *fizzGate) leave() {
 	g.waiting.Add(-1)
 }
 
+// fizzSlot is one admitted call's place in the gate. It is given back once, right before the
+// answer's last write: the gateway sends its next call the moment it has an answer, on another
+// connection, and that call must not meet the slot still taken. The handler may still be running
+// then (work after a complete answer), or already gone (a client that went away, a panic).
+type fizzSlot struct {
+	gate *fizzGate
+	done atomic.Bool
+}
+
+func (s *fizzSlot) free() {
+	if s.done.CompareAndSwap(false, true) {
+		s.gate.leave()
+	}
+}
+
 func (rt *fizzRuntime) invoke(w http.ResponseWriter, r *http.Request, targeted bool, target string) {
 	if targeted && rt.instanceID != "" && target != rt.instanceID {
 		fizzError(w, 421, "MISDIRECTED", fmt.Sprintf("this is instance %s, not %s", rt.instanceID, target), true)
@@ -69,15 +84,11 @@ func (rt *fizzRuntime) invoke(w http.ResponseWriter, r *http.Request, targeted b
 		fizzError(w, 429, "INSTANCE_BUSY", msg, true)
 		return
 	}
-	left := false
-	leave := func() {
-		if !left {
-			left = true
-			rt.gate.leave()
-		}
-	}
-	defer leave()
-	if !rt.limitBody(w, r, leave) {
+	// Answers the handler leaves unfinished (buffered by net/http, a chunked stream's end) are
+	// written after it returns, so this is before their last write.
+	slot := &fizzSlot{gate: rt.gate}
+	defer slot.free()
+	if !rt.limitBody(w, r, slot.free) {
 		return
 	}
 	markID := r.Header.Get("X-Request-Id")
@@ -90,7 +101,7 @@ func (rt *fizzRuntime) invoke(w http.ResponseWriter, r *http.Request, targeted b
 	r.Header.Set("X-Fizz-Function-Namespace", rt.function.Namespace)
 	r.Header.Set("X-Fizz-Function-Name", rt.function.Name)
 	r.Header.Set("X-Fizz-Function-Revision", strconv.FormatInt(rt.function.Revision, 10))
-	fw := &fizzWriter{ResponseWriter: w}
+	fw := &fizzWriter{ResponseWriter: w, slot: slot, head: r.Method == http.MethodHead}
 	seq := fizzMarker.begin(markID)
 	defer fizzMarker.end(seq)
 	defer rt.recoverCall(fw, r, seq, markID)
@@ -99,10 +110,10 @@ func (rt *fizzRuntime) invoke(w http.ResponseWriter, r *http.Request, targeted b
 
 // limitBody refuses a body over FIZZ_MAX_BODY_BYTES with 413. A declared length is checked up
 // front and the body is left to stream; a chunked body is read first, as only its end tells. The
-// call's slot is released (leave) before the refused body is drained.
-func (rt *fizzRuntime) limitBody(w http.ResponseWriter, r *http.Request, leave func()) bool {
+// call's slot is freed right before the refusal is written.
+func (rt *fizzRuntime) limitBody(w http.ResponseWriter, r *http.Request, free func()) bool {
 	tooLarge := func() bool {
-		rt.answerUnread(w, r, 413, fizzErrorBody("PAYLOAD_TOO_LARGE", fmt.Sprintf("request body over %d bytes (FIZZ_MAX_BODY_BYTES)", rt.maxBody), false, ""), leave)
+		rt.answerUnread(w, r, 413, fizzErrorBody("PAYLOAD_TOO_LARGE", fmt.Sprintf("request body over %d bytes (FIZZ_MAX_BODY_BYTES)", rt.maxBody), false, ""), free)
 		return false
 	}
 	if r.ContentLength > rt.maxBody {
@@ -114,6 +125,7 @@ func (rt *fizzRuntime) limitBody(w http.ResponseWriter, r *http.Request, leave f
 	data, err := io.ReadAll(io.LimitReader(r.Body, rt.maxBody+1))
 	if err != nil {
 		w.Header().Set("Connection", "close")
+		free()
 		fizzError(w, 400, "INVALID_BODY", "request body: "+err.Error(), false)
 		return false
 	}
@@ -147,6 +159,7 @@ func (rt *fizzRuntime) recoverCall(fw *fizzWriter, r *http.Request, seq uint64, 
 	for k := range fw.Header() {
 		delete(fw.Header(), k)
 	}
+	fw.slot.free()
 	fizzError(fw.ResponseWriter, 500, "FUNCTION_ERROR", message, false)
 }
 
@@ -181,10 +194,20 @@ func fizzOwnFile(file string) bool {
 }
 
 // fizzWriter remembers whether the answer has started, so a panic before that can still answer
-// 500 FUNCTION_ERROR. Unwrap lets http.ResponseController reach the real writer.
+// 500 FUNCTION_ERROR, and frees the call's slot right before the write that completes the answer:
+// the one reaching a declared Content-Length (flushed at once, so it is the last write), or a
+// flush once no body can follow (204, 304, HEAD). Otherwise a handler that writes its whole
+// answer and then keeps working, or whose large answer waits on a slow reader, would hold the
+// slot after its client has the answer. Unwrap lets http.ResponseController reach the real writer.
 type fizzWriter struct {
 	http.ResponseWriter
-	wrote bool
+	slot     *fizzSlot
+	head     bool
+	wrote    bool
+	final    bool  // the status is decided (a final one, explicit or implied by a write)
+	bodyless bool  // no body can follow it: 204, 304, or an answer to HEAD
+	declared int64 // the Content-Length the handler set, -1 for none
+	written  int64
 }
 
 func (w *fizzWriter) WriteHeader(code int) {
@@ -192,15 +215,50 @@ func (w *fizzWriter) WriteHeader(code int) {
 	if code >= 200 || code == 101 {
 		w.wrote = true
 	}
+	if code >= 200 && !w.final {
+		w.decide(code)
+	}
+}
+
+// decide reads the answer's framing as net/http does when the status is written.
+func (w *fizzWriter) decide(code int) {
+	w.final = true
+	w.bodyless = w.head || code == http.StatusNoContent || code == http.StatusNotModified
+	w.declared = -1
+	if v, err := strconv.ParseInt(w.Header().Get("Content-Length"), 10, 64); err == nil && v >= 0 {
+		w.declared = v
+	}
 }
 
 func (w *fizzWriter) Write(p []byte) (int, error) {
 	w.wrote = true
-	return w.ResponseWriter.Write(p)
+	if !w.final {
+		w.decide(http.StatusOK)
+	}
+	last := !w.bodyless && w.declared >= 0 && len(p) > 0 && w.written+int64(len(p)) >= w.declared
+	if last {
+		w.slot.free()
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.written += int64(n)
+	if last && err == nil {
+		w.flush()
+	}
+	return n, err
 }
 
 func (w *fizzWriter) Flush() {
 	w.wrote = true
+	if !w.final {
+		w.decide(http.StatusOK)
+	}
+	if w.bodyless || (w.declared >= 0 && w.written >= w.declared) {
+		w.slot.free()
+	}
+	w.flush()
+}
+
+func (w *fizzWriter) flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

@@ -72,19 +72,20 @@ const (
 // "Connection: close" and the body is discarded, unread into memory, until it ends, for up to
 // fizzLingerTime and the byte cap; then the server closes the connection. The instance's state
 // is never touched here, and each drain runs on its own connection's goroutine, so it holds up
-// nothing else (at most a SIGTERM's drain, by fizzLingerTime); release, when given, runs once the
-// answer is out and before the drain (a user call gives its concurrency slot back there).
+// nothing else (at most a SIGTERM's drain, by fizzLingerTime); release, when given, runs right
+// before the answer is written (a user call gives its concurrency slot back there: its client may
+// send the next call as soon as it has this answer, while this connection still drains).
 func (rt *fizzRuntime) answerUnread(w http.ResponseWriter, r *http.Request, status int, value any, release ...func()) {
 	rc := http.NewResponseController(w)
 	// Without it the server would discard at most 256 KiB of the body itself before answering
 	// and then reset the connection on the rest.
 	_ = rc.EnableFullDuplex()
 	w.Header().Set("Connection", "close")
-	fizzJSON(w, status, value)
-	_ = rc.Flush()
 	for _, f := range release {
 		f()
 	}
+	fizzJSON(w, status, value)
+	_ = rc.Flush()
 	if r.Body == nil || r.Body == http.NoBody {
 		return
 	}
