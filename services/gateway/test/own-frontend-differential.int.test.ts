@@ -36,9 +36,9 @@ const CASES = Number(process.env.FIZZ_FUZZ_CASES ?? 500);
 const ONLY =
   process.env.FIZZ_FUZZ_ONLY === undefined ? undefined : Number(process.env.FIZZ_FUZZ_ONLY);
 /** Cases run at once, each on its own function (and instance) per front end. */
-const SLOTS = 6;
+const SLOTS = Number(process.env.FIZZ_FUZZ_SLOTS ?? 6);
 /** A case is over when its connection closed or nothing came for this long after the last write. */
-const QUIET_MS = 150;
+const QUIET_MS = Number(process.env.FIZZ_FUZZ_QUIET_MS ?? 150);
 
 /** Headers the gateway sets itself per request or per connection (they differ run to run). */
 const VOLATILE = new Set([
@@ -230,12 +230,17 @@ const ALLOWED: {
   },
   {
     name: "no request taken after a refused Expect on own",
-    why: "own closes the connection after its 417 (the refused request's body may follow and would be read as a request); node keeps the connection and reads on",
+    why: "own closes the connection after its 417 to a request with a body (its client may send the body or not: what follows is not known to be a request); node keeps the connection and reads the body by its framing (a client that does not send it gets its next request read as that body)",
     applies: (c, own, node) => {
       const e = c.features.findIndex(
         (f) => f.http11 && f.expect !== undefined && f.expect !== "100-continue",
       );
-      return e >= 0 && own.statuses.includes(417) && ownIsClients(own, node, e);
+      return (
+        e >= 0 &&
+        own.statuses.includes(417) &&
+        node.statuses.includes(417) &&
+        ownIsClients(own, node, e)
+      );
     },
   },
   {
@@ -328,7 +333,8 @@ function judge(c: Case, ownIn: Outcome, nodeIn: Outcome): { fail?: string; allow
 }
 
 describe("own front end against node's, differential (same raw bytes, real NATS)", function () {
-  this.timeout(600_000);
+  // A campaign (FIZZ_FUZZ_SEED=A-B) runs as long as it takes.
+  this.timeout(SEEDS.length > 1 ? 0 : 600_000);
   const gw: Record<"own" | "node", Harness | undefined> = { own: undefined, node: undefined };
   const instances: Instance[] = [];
 
@@ -388,6 +394,9 @@ describe("own front end against node's, differential (same raw bytes, real NATS)
     console.log(`    differential fuzz: FIZZ_FUZZ_SEED=${SEED_ENV} FIZZ_FUZZ_CASES=${CASES}`);
     const t0 = Date.now();
     const failures: string[] = [];
+    const flaky: string[] = [];
+    const out = (): string =>
+      [...failures, ...flaky.map((x) => `FLAKY (did not come again) ${x}`)].join("\n\n");
     for (const seed of SEEDS) {
       let next = 0;
       await Promise.all(
@@ -396,18 +405,32 @@ describe("own front end against node's, differential (same raw bytes, real NATS)
             const index = next++;
             if (ONLY !== undefined && index !== ONLY) continue;
             const c = makeCase(seed, index, slot);
-            const f = await runCase(c, slot, seed);
+            let f = await runCase(c, slot, seed);
+            // A divergence is run twice more: one that does not come again was the timing of a
+            // busy machine (an answer later than QUIET_MS), kept apart (FIZZ_FUZZ_OUT).
+            for (let again = 0; again < 2 && f !== undefined; again++) {
+              const g = await runCase(c, slot, seed);
+              if (g === undefined) {
+                flaky.push(f);
+                f = undefined;
+              }
+            }
             if (f !== undefined) failures.push(f);
           }
         }),
       );
-      if (SEEDS.length > 1) console.log(`    seed ${seed}: ${failures.length} divergent so far`);
+      if (SEEDS.length > 1) {
+        console.log(`    seed ${seed}: ${failures.length} divergent, ${flaky.length} once`);
+        if (process.env.FIZZ_FUZZ_OUT) writeFileSync(process.env.FIZZ_FUZZ_OUT, out());
+      }
     }
     for (const [k, n] of allowedCount) console.log(`    allowed difference x${n}: ${k}`);
     const total = CASES * SEEDS.length;
-    console.log(`    ${total} cases in ${Date.now() - t0} ms, ${failures.length} divergent`);
+    console.log(
+      `    ${total} cases in ${Date.now() - t0} ms, ${failures.length} divergent, ${flaky.length} divergent once (timing)`,
+    );
     // FIZZ_FUZZ_OUT=<file>: every divergent case written there (a long local run).
-    if (process.env.FIZZ_FUZZ_OUT) writeFileSync(process.env.FIZZ_FUZZ_OUT, failures.join("\n\n"));
+    if (process.env.FIZZ_FUZZ_OUT) writeFileSync(process.env.FIZZ_FUZZ_OUT, out());
     expect(failures.slice(0, 10).join("\n\n"), `${failures.length} divergent`).to.equal("");
   });
 

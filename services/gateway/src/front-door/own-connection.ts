@@ -19,6 +19,9 @@ export interface ConnectionHost {
   gone(conn: OwnConnection): void;
 }
 
+/** node's server's test of Expect (repeated values joined): 100-continue among others. */
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
+
 const NONE = 0; // between requests
 const HEAD = 1; // a request head is being read
 const BODY = 2; // its body
@@ -92,9 +95,9 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     // Expect is read on HTTP/1.1 only, as node's server: an HTTP/1.0 client's is ignored (RFC
     // 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request MUST be ignored).
     const facts = headFacts(raw);
-    const host = facts.host;
+    const { host, body } = facts;
     const expect = http11 ? facts.expect : undefined;
-    const cont = expect === "100-continue";
+    const cont = expect !== undefined && CONTINUE.test(expect);
     const req = new OwnRequest(
       this,
       method,
@@ -105,9 +108,12 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     );
     this.reading = req;
     const noHost = !host && http11;
-    const refusal = refusalOf(head.upgrade, noHost, expect !== undefined && !cont);
+    const badExpect = expect !== undefined && !cont;
+    const refusal = refusalOf(head.upgrade, noHost, badExpect);
     const run = refusal ?? (this.host.handler as unknown as Exchange["run"]);
-    const last = !head.keepAlive || refusal !== undefined;
+    // After a refused expectation its client may send the body or not: what follows is not
+    // known to be a request, so the connection ends; without a body it goes on, as node's.
+    const last = !head.keepAlive || (refusal !== undefined && (head.upgrade || noHost || body));
     if (last) this.stopped = true;
     const res = new OwnResponse(this, method === "HEAD", !last, http10);
     const ex: Exchange = { req, res, run, last };

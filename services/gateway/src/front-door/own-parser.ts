@@ -144,24 +144,45 @@ export function closeParser(p: Parser): void {
   p.close();
 }
 
-/** What the connection itself reads of a head: Expect (lower-cased) and whether Host is there. */
+/**
+ * What the connection itself reads of a head: Expect (lower-cased), whether Host is there, and
+ * whether a body follows (llhttp checked the framing headers before the head got here).
+ */
 export interface HeadFacts {
   expect: string | undefined;
   host: boolean;
+  body: boolean;
 }
 
-const FACTS: HeadFacts = { expect: undefined, host: false };
+const FACTS: HeadFacts = { expect: undefined, host: false, body: false };
 
 /** One object for every head: filled and read synchronously by the caller, never kept. */
 export function headFacts(raw: readonly string[]): HeadFacts {
   const f = FACTS;
   f.expect = undefined;
   f.host = false;
+  f.body = false;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 4 && name.toLowerCase() === "host") f.host = true;
-    else if (name.length === 6 && name.toLowerCase() === "expect")
-      f.expect = (raw[i + 1] as string).toLowerCase();
+    switch (name.length) {
+      case 4:
+        if (name.toLowerCase() === "host") f.host = true;
+        break;
+      case 6:
+        if (name.toLowerCase() === "expect") {
+          // Repeated: joined, as node's req.headers.
+          const v = (raw[i + 1] as string).toLowerCase();
+          f.expect = f.expect === undefined ? v : `${f.expect}, ${v}`;
+        }
+        break;
+      case 14:
+        if (name.toLowerCase() === "content-length" && /[1-9]/.test(raw[i + 1] as string))
+          f.body = true;
+        break;
+      case 17:
+        if (name.toLowerCase() === "transfer-encoding") f.body = true;
+        break;
+    }
   }
   return f;
 }
