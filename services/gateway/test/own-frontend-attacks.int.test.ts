@@ -34,6 +34,9 @@ function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
       res.writeHead(200, { "content-length": String(BIG.length) });
       res.end(BIG);
       return;
+    case "/slow": // past the headers timeout (1500 ms)
+      setTimeout(() => echo(req, res), 2500);
+      return;
     default:
       echo(req, res);
   }
@@ -443,6 +446,21 @@ for (const frontend of ["own", "node"] as const) {
       // node's server still runs the handler of a request pipelined after its 400 (the answer
       // is lost with the close); own takes nothing after the refused head.
       if (frontend === "own") expect(seen).to.deep.equal(["/echo"]);
+    });
+
+    it("does not time out a pipelined head it stopped reading while a slow answer runs", async () => {
+      // A slow, B whole, C's head split over two writes sent at once: own stops reading while B
+      // waits its turn, so C's head stays cut until A is answered; that wait is own's, not
+      // the client's (node reads on and runs them all at once).
+      const c = client();
+      const third = get("/function/t/c");
+      c.send(get("/function/t/slow") + get("/function/t/b") + third.slice(0, 20));
+      await sleep(50);
+      c.send(third.slice(20));
+      for (const path of ["/slow", "/b", "/c"]) {
+        const r = await c.readReply({ timeoutMs: 10_000 });
+        expect(r.status, path).to.equal(200);
+      }
     });
 
     it("times a head sent a byte at a time out at the headers timeout", async () => {

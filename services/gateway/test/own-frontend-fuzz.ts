@@ -112,7 +112,7 @@ const byte = (g: Gen): string =>
 function mutate(g: Gen, s: string, slot: number): string {
   for (let k = g.int(1, 4); k > 0; k--) {
     const keep: [number, number][] = [];
-    const re = new RegExp(`/function/c${slot}/p\\d+`, "g");
+    const re = new RegExp(`/function/c${slot}/(?:%2e%2e/)?p\\d+`, "g");
     for (const m of s.matchAll(re)) keep.push([m.index, m.index + m[0].length]);
     let at = g.int(0, s.length);
     for (let tries = 0; keep.some(([a, b]) => at > a && at < b) && tries < 8; tries++)

@@ -193,6 +193,8 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     }
     const next = this.queue.shift();
     if (next !== undefined) {
+      // A head or body cut where reading stopped for the queue: its timeout counts from now.
+      if (this.queue.length === 0 && this.parsing !== NONE) this.parseStart = Date.now();
       // Not from within this answer's own stack (an upstream parser's callback, often); current
       // at once, so a head parsed meanwhile queues behind it.
       this.current = next;
@@ -223,6 +225,17 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
   /** Reads on while the body is wanted and no request waits; not once the connection ends. */
   private sync(): void {
     if (!this.dead) this.reader.read(!this.closing && !this.bodyPaused && this.queue.length === 0);
+  }
+
+  /**
+   * Requests wait their turn (behind an answer, or for the client to read answers) and the
+   * socket is not read meanwhile: a head or body cut where reading stopped stalls for the
+   * server, not the client (no headers or request timeout then; node's server pauses its parser
+   * there instead, leaving nothing half-read). A client that never reads holds its connection,
+   * as on node's.
+   */
+  get held(): boolean {
+    return this.queue.length > 0;
   }
 
   /** Nothing in progress: no request being read or answered. */

@@ -50,6 +50,7 @@ class OwnServer implements ConnectionHost {
     const now = Date.now();
     const { headersTimeoutMs, keepAliveTimeoutMs } = this.limits;
     for (const c of this.conns) {
+      if (c.held) continue;
       if (c.parsing === 1) {
         if (headersTimeoutMs > 0 && now - c.parseStart > headersTimeoutMs) c.timedOut();
       } else if (c.parsing === 2) {
