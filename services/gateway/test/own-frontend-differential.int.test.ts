@@ -19,8 +19,10 @@ import { makeCase, type Case } from "./own-frontend-fuzz";
  * match, but for the differences listed in ALLOWED (each with its reason). The own front end must
  * never deliver a request node's would not.
  *
- * Seeded: FIZZ_FUZZ_SEED (default below, printed) and FIZZ_FUZZ_CASES (default 500) reproduce a
- * run; a failing case prints its seed, index and bytes.
+ * Seeded: FIZZ_FUZZ_SEED (default below, printed; `A-B` a range) and FIZZ_FUZZ_CASES (default
+ * 500) reproduce a run; a failing case prints its seed, index and bytes (FIZZ_FUZZ_ONLY=<index>
+ * replays it). A campaign: FIZZ_FUZZ_SEED=1-100 FIZZ_FUZZ_SLOTS=12 FIZZ_FUZZ_OUT=<file>, and
+ * FIZZ_FUZZ_KIND (classic, mutated, headers, chunks, forms) for one kind of case.
  */
 const SEED_ENV = process.env.FIZZ_FUZZ_SEED ?? "20261206";
 /** One seed, or a range `A-B` (a long campaign in one process: the gateways start once). */
@@ -427,7 +429,7 @@ describe("own front end against node's, differential (same raw bytes, real NATS)
           while (next < CASES) {
             const index = next++;
             if (ONLY !== undefined && index !== ONLY) continue;
-            const c = makeCase(seed, index, slot);
+            const c = makeCase(seed, index, slot, process.env.FIZZ_FUZZ_KIND);
             let f = await runCase(c, slot, seed);
             // A divergence is run twice more: one that does not come again was the timing of a
             // busy machine (an answer later than QUIET_MS), kept apart (FIZZ_FUZZ_OUT).

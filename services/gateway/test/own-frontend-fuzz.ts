@@ -286,9 +286,11 @@ const KINDS = [
   "forms",
 ] as const;
 
-export function makeCase(seed: number, index: number, slot: number): Case {
+/** `only`: every case of that kind (a campaign on one kind). */
+export function makeCase(seed: number, index: number, slot: number, only?: string): Case {
   const g = gen((seed ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0);
-  const kind = g.pick(KINDS);
+  const picked = g.pick(KINDS);
+  const kind = KINDS.find((k) => k === only) ?? picked;
   const n = g.pick([1, 1, 2, 2, 3, 4]);
   let s = "";
   for (let i = 0; i < n; i++) {
