@@ -8,7 +8,10 @@ import { describeLimits } from "./contract-limits.js";
 import type { Deployer } from "./deploy.js";
 import type { RuntimeUnderTest } from "./runtime-under-test.js";
 
-export function describeCalls({ start, fixtures }: RuntimeUnderTest, deploy: Deployer): void {
+export function describeCalls(
+  { start, fixtures, callMarkers }: RuntimeUnderTest,
+  deploy: Deployer,
+): void {
   describe("a specialized function", () => {
     let rt: Runtime;
     const call = (kind: string, extra = "") =>
@@ -172,9 +175,14 @@ export function describeCalls({ start, fixtures }: RuntimeUnderTest, deploy: Dep
     });
   });
 
-  describeLimits(start, {
-    deploy: (rt, ms, options) => deploy.source(rt, fixtures.slow(ms, "finished"), options),
-    path: () => "/",
-    answer: "finished",
-  });
+  const logs = callMarkers?.logs;
+  describeLimits(
+    start,
+    {
+      deploy: (rt, ms, options) => deploy.source(rt, fixtures.slow(ms, "finished"), options),
+      path: () => "/",
+      answer: "finished",
+    },
+    logs && ((rt, options) => deploy.source(rt, logs, options)),
+  );
 }

@@ -288,11 +288,16 @@ export function describeCoreContract(runtime: CoreRuntimeUnderTest): void {
 
     describeFraming(start, echo);
 
-    describeLimits(start, {
-      deploy: (rt, _ms, options) => push(rt, slow, options),
-      path: (ms) => `/?ms=${ms}`,
-      answer: "finished",
-    });
+    const logs = runtime.callMarkers?.logs;
+    describeLimits(
+      start,
+      {
+        deploy: (rt, _ms, options) => push(rt, slow, options),
+        path: (ms) => `/?ms=${ms}`,
+        answer: "finished",
+      },
+      logs && ((rt, options) => push(rt, logs, options)),
+    );
 
     if (runtime.callMarkers) describeCallMarkers(start, push, runtime.callMarkers);
   });

@@ -1,12 +1,13 @@
 // The runtime contract (docs/runtime-contract.md), the instance's limits and shutdown, shared by
 // the full suite and the core one (custom environments): concurrency in flight plus an equal
 // queue then 429, a call whose client went away at its deadline (the gateway enforces a
-// function's timeout by aborting the proxied request), SIGTERM drain, and stdin closed by the
-// process backend.
+// function's timeout by aborting the proxied request: contract-abandoned-call.ts), SIGTERM
+// drain, and stdin closed by the process backend.
 import http from "node:http";
 import { expect } from "chai";
 import { type HttpResult, type Runtime, request, sleep } from "./harness.js";
 import type { StartOptions } from "./harness.js";
+import { type DeployWith, describeAbandonedCall } from "./contract-abandoned-call.js";
 import { ME } from "./contract-lifecycle.js";
 
 /** A function that waits a while, then answers the text `answer`. */
@@ -58,25 +59,9 @@ function expectOneFinished(outcomes: Outcome[], answer: string, since: number): 
 
 type Start = (env?: Record<string, string>, options?: StartOptions) => Promise<Runtime>;
 
-/** A call the client gives up on after `afterMs`, as the gateway does at a function's timeout. */
-function abandonedCall(url: string, path: string, afterMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const req = http.request(new URL(path, url), { headers: ME, agent: false });
-    req.on("error", () => resolve()); // the abort itself
-    req.on("response", (res) => {
-      res.resume();
-      res.on("end", () => resolve());
-      res.on("error", () => resolve());
-    });
-    req.end();
-    setTimeout(() => {
-      req.destroy();
-      resolve();
-    }, afterMs);
-  });
-}
-
-export function describeLimits(start: Start, slow: SlowFunction): void {
+/** `logs`: deploys the call markers' function, when the runtime has one (the abandoned call's
+ * check then sees whether its function still runs). */
+export function describeLimits(start: Start, slow: SlowFunction, logs?: DeployWith): void {
   describe("with concurrency 1 and a slow function", () => {
     let rt: Runtime;
     before(async () => {
@@ -101,29 +86,11 @@ export function describeLimits(start: Start, slow: SlowFunction): void {
     });
   });
 
-  describe("when the client gives up on a call at its timeout", () => {
-    let rt: Runtime;
-    before(async () => {
-      rt = await start();
-      const res = await slow.deploy(rt, 600, { concurrency: 1 });
-      expect(res.status, res.text).to.equal(200);
-    });
-    after(() => rt.kill());
-
-    it("releases the call's slot when the function returns and serves the next call", async () => {
-      await abandonedCall(rt.url, slow.path(600), 150);
-      // Concurrency 1: the abandoned function still holds the slot, so the next call waits in
-      // the queue until it returns. Had the slot leaked, that call would wait forever (or be
-      // refused with 429), and so would the two after it (one running, one queued).
-      const call = () => request(rt.url, { path: slow.path(50), headers: ME });
-      const next = [await call(), ...(await Promise.all([call(), call()]))];
-      for (const res of next) {
-        expect(res.status, res.text).to.equal(200);
-        expect(res.text).to.equal(slow.answer);
-      }
-      expect((await request(rt.url, { path: "/healthz" })).object().state).to.equal("specialized");
-    });
-  });
+  describeAbandonedCall(
+    start,
+    { deploy: (rt, options) => slow.deploy(rt, 600, options), path: slow.path(600) },
+    logs,
+  );
 
   describe("with concurrency 1 and calls sent back to back", () => {
     let rt: Runtime;
