@@ -1,5 +1,5 @@
 // The instance's configuration and state: warm → specialized | failed, once; the connections and
-// calls it tracks for the drain on shutdown and for clients that go away.
+// requests it tracks for the drain on shutdown.
 using System;
 using System.Collections.Generic;
 using System.Threading;
@@ -92,46 +92,6 @@ namespace Fizz.Dotnet
                 c.Busy = false;
                 _busy--;
                 Monitor.PulseAll(Lock);
-            }
-        }
-
-        // Calls running now, watched for a client that went away.
-        private readonly Dictionary<Connection, Limiter.Ticket> _calls = new Dictionary<Connection, Limiter.Ticket>();
-        private Thread _watcher;
-
-        public void Watch(Connection c, Limiter.Ticket ticket)
-        {
-            lock (_calls)
-            {
-                _calls[c] = ticket;
-                if (_watcher != null) return;
-                _watcher = new Thread(WatchCalls) { IsBackground = true, Name = "call-watch" };
-                _watcher.Start();
-            }
-        }
-
-        public void Unwatch(Connection c)
-        {
-            lock (_calls) _calls.Remove(c);
-        }
-
-        /// <summary>A call whose client left (the gateway's timeout) gives its slot back at once.</summary>
-        private void WatchCalls()
-        {
-            var gone = new List<Connection>();
-            for (;;)
-            {
-                Thread.Sleep(25);
-                lock (_calls)
-                {
-                    foreach (var kv in _calls) if (kv.Key.PeerClosed()) gone.Add(kv.Key);
-                    foreach (var c in gone)
-                    {
-                        _calls[c].Release();
-                        _calls.Remove(c);
-                    }
-                }
-                gone.Clear();
             }
         }
 

@@ -39,9 +39,8 @@ namespace Fizz.Dotnet
             }
         }
 
-        /// <summary>A slot, given back once: when the call is over, or earlier when its client
-        /// went away (the gateway aborts a call at the function's timeout; the function keeps
-        /// running, but the slot must not stay lost behind it).</summary>
+        /// <summary>A slot, given back once, when the call's function has returned (its client
+        /// may have left long before: the function still ran on the instance until then).</summary>
         internal sealed class Ticket
         {
             private readonly Limiter _limiter;

@@ -12,8 +12,6 @@ namespace Fizz.Dotnet
     /// <summary>What a connection needs from its transport besides the byte stream.</summary>
     internal interface ITransport
     {
-        /// <summary>True when the client has closed its side (readable with nothing to read).</summary>
-        bool PeerClosed();
         void ShutdownSend();
         void SetReceiveTimeout(int ms);
         void Abort();
@@ -34,7 +32,6 @@ namespace Fizz.Dotnet
         [DllImport("libc", SetLastError = true)] public static extern IntPtr send(int fd, byte* buf, IntPtr len, int flags);
         [DllImport("libc", SetLastError = true)] public static extern int shutdown(int fd, int how);
         [DllImport("libc", SetLastError = true)] public static extern int close(int fd);
-        [DllImport("libc", SetLastError = true)] public static extern int poll(int* fds, IntPtr nfds, int timeout);
     }
 
     /// <summary>A listening IPv4 TCP socket.</summary>
@@ -110,8 +107,6 @@ namespace Fizz.Dotnet
     internal sealed unsafe class NativeSocketStream : Stream, ITransport
     {
         private const int MSG_NOSIGNAL = 0x4000;
-        private const int MSG_PEEK = 2;
-        private const int MSG_DONTWAIT = 0x40;
         private int _fd;
 
         public NativeSocketStream(int fd)
@@ -177,22 +172,6 @@ namespace Fizz.Dotnet
                     count -= (int)n;
                 }
             }
-        }
-
-        public bool PeerClosed()
-        {
-            var fd = _fd;
-            if (fd < 0) return true;
-            var pfd = stackalloc int[2];
-            pfd[0] = fd;
-            pfd[1] = 1; // events = POLLIN, revents = 0
-            if (Libc.poll(pfd, (IntPtr)1, 0) <= 0) return false;
-            byte b;
-            var n = (long)Libc.recv(fd, &b, (IntPtr)1, MSG_PEEK | MSG_DONTWAIT);
-            if (n == 0) return true;
-            if (n > 0) return false;
-            var errno = Marshal.GetLastWin32Error();
-            return errno != Libc.EAGAIN && errno != Libc.EINTR;
         }
 
         public void ShutdownSend()

@@ -20,11 +20,6 @@ namespace Fizz.Dotnet
             _socket = socket;
         }
 
-        public bool PeerClosed()
-        {
-            return _socket.Poll(0, SelectMode.SelectRead) && _socket.Available == 0;
-        }
-
         public void ShutdownSend()
         {
             _socket.Shutdown(SocketShutdown.Send);
@@ -56,20 +51,6 @@ namespace Fizz.Dotnet
             _instance = instance;
             _stream = stream;
             _socket = socket;
-        }
-
-        /// <summary>True when the client has closed its side (readable with nothing to read).</summary>
-        public bool PeerClosed()
-        {
-            if (_socket == null) return false;
-            try
-            {
-                return _socket.PeerClosed();
-            }
-            catch (Exception)
-            {
-                return true;
-            }
         }
 
         public void Abort()
@@ -233,7 +214,6 @@ namespace Fizz.Dotnet
                 var body = http.ReadAll(_instance.Config.MaxBodyBytes);
                 var context = Invoker.BuildContext(req, body, _instance.Function, _instance.PackagePath);
                 marks = CallMarks.Enter(req.Header("x-request-id"));
-                _instance.Watch(this, ticket);
                 object result;
                 try
                 {
@@ -262,7 +242,9 @@ namespace Fizz.Dotnet
             finally
             {
                 CallMarks.Leave(marks);
-                _instance.Unwatch(this);
+                // Only now, the function having returned: a call whose client went away (the
+                // gateway's timeout) keeps its slot while its function still runs on this
+                // instance, so the next calls never run beside it past `concurrency`.
                 ticket.Release();
             }
         }
