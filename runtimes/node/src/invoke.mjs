@@ -47,16 +47,28 @@ export async function invoke(req, res, target, instance, config) {
     const message = `${concurrency} calls running and ${concurrency} queued`;
     return sendError(res, 429, "INSTANCE_BUSY", message, { retryable: true });
   }
-  // The slot is held until the response is over, streamed bodies included; a client that leaves
-  // while queued gives its place up.
+  // A client that leaves while its call is queued gives its place up.
   res.once("close", ticket.release);
   await ticket.ready;
-  if (res.destroyed) return;
+  res.off("close", ticket.release);
+  if (res.destroyed) return ticket.release();
+  // Once running, the slot is the call's until its function has returned, even if the client
+  // left (the gateway's timeout): freeing it then would run more than `concurrency` functions at
+  // once. And it is free by the time the client has the answer, which is sent only once the
+  // function has answered: released right before the answer's last write (`end`, which a streamed
+  // body's pipe calls too), since the gateway sends its next call the moment the answer arrives
+  // (docs/runtime-contract.md). The `finally` covers a call that ends without an answer written.
+  const end = res.end;
+  /** @type {any} */ (res).end = function (/** @type {any[]} */ ...args) {
+    ticket.release();
+    return end.apply(this, /** @type {any} */ (args));
+  };
   // The call's output is marked with its request id until its answer is sent, streams included.
   const call = openCall(req.headers["x-request-id"]);
   try {
     return await inCall(call, () => serve(req, res, active, config));
   } finally {
+    ticket.release();
     closeCall(call);
   }
 }
