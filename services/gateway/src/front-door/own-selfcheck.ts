@@ -47,34 +47,20 @@ const CHUNKED = "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
 const HEAD_B =
   "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n";
 const REQ_C = "PUT /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz";
+/** An HTTP/1.1 keep-alive request as the parser must report it. */
+const seen = (method: string, url: string, raw: string[], body: string): Seen => ({
+  method,
+  url,
+  raw: ["Host", "x", ...raw],
+  version: "1.1",
+  keepAlive: true,
+  upgrade: false,
+  body,
+});
 const EXPECTED: Seen[] = [
-  {
-    method: "GET",
-    url: "/a?x=1&y=%20",
-    raw: ["Host", "x", ...MANY],
-    version: "1.1",
-    keepAlive: true,
-    upgrade: false,
-    body: "",
-  },
-  {
-    method: "POST",
-    url: "/b",
-    raw: ["Host", "x", "Transfer-Encoding", "chunked", "Content-Type", "text/plain"],
-    version: "1.1",
-    keepAlive: true,
-    upgrade: false,
-    body: "hello world",
-  },
-  {
-    method: "PUT",
-    url: "/c",
-    raw: ["Host", "x", "Content-Length", "3"],
-    version: "1.1",
-    keepAlive: true,
-    upgrade: false,
-    body: "xyz",
-  },
+  seen("GET", "/a?x=1&y=%20", MANY, ""),
+  seen("POST", "/b", ["Transfer-Encoding", "chunked", "Content-Type", "text/plain"], "hello world"),
+  seen("PUT", "/c", ["Content-Length", "3"], "xyz"),
 ];
 
 function pairs(flat: readonly string[]): string {
