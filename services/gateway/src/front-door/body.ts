@@ -1,4 +1,4 @@
-import type { IncomingMessage } from "node:http";
+import { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 
 /**
@@ -64,6 +64,22 @@ export class BodySource {
   /** Stops feeding the current attempt (the client is answered without it). */
   close(): void {
     this.current?.destroy();
+  }
+
+  /**
+   * The client is answered and the rest of its body is not wanted: read it off the wire and drop
+   * it, so a kept-alive connection reaches its next request. node's server drains only a request
+   * nobody listened to (ours was); left paused, the connection stalled behind the unread bytes.
+   * The own front end drops an answered request's rest itself (a resume there could send a
+   * 100 Continue after the answer). The request timeout bounds how long a client can send.
+   */
+  dropRest(): void {
+    this.close();
+    if (this.ended || this.tooLarge || this.clientFailed) return;
+    if (!(this.req instanceof IncomingMessage)) return;
+    this.disarmIdle();
+    this.req.removeListener("data", this.onData);
+    this.req.resume();
   }
 
   private pull(stream: Readable): void {

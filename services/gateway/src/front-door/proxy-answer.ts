@@ -75,6 +75,7 @@ export abstract class ProxyAnswer {
     this.clearAnswerTimer();
     if (this.finished) return;
     this.finished = true;
+    this.body?.dropRest();
     this.endCallSpan(this.clientGone ? "client went away" : undefined);
     if (this.span !== undefined) {
       this.span.setAttribute("http.response.status_code", status);
