@@ -184,7 +184,9 @@ export async function start(config: GatewayConfig, deps: GatewayDeps = {}): Prom
     asyncFunction: bus.handleAsync,
   });
 
-  const server = await listenProxy(handler, config.host, config.port, ctx.active, config);
+  const server = await listenProxy(handler, config.host, config.port, ctx.active, config, {
+    logger,
+  });
   for (const e of [`${config.host}:${server.port}`, ...localEndpoints(server.port)])
     outbound.addPlatform(e);
   const ready = routes.start(abort.signal);

@@ -172,14 +172,22 @@ export async function listenProxy(
 ): Promise<ProxyServer> {
   const requestTimeout =
     limits.requestTimeoutMs === 0 ? 0 : Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs);
-  if (limits.frontend === "own" && ownFrontendAvailable) {
-    const check = await (opts.selfCheck ?? ownSelfCheck)();
-    if (check.ok) return listenOwn(handler, host, port, active, limits, requestTimeout);
-    (opts.logger ?? createLogger("gateway")).warn(
-      { failed: check.failed, ms: Math.round(check.ms) },
-      "the own front end (FIZZ_GATEWAY_FRONTEND=own) failed its start-up self-check on this " +
-        "Node: serving on node's http server instead",
-    );
+  if (limits.frontend === "own") {
+    const log = () => opts.logger ?? createLogger("gateway");
+    if (!ownFrontendAvailable) {
+      log().warn(
+        "the own front end (FIZZ_GATEWAY_FRONTEND=own) needs Node's llhttp binding, which this " +
+          "Node does not have: serving on node's http server instead",
+      );
+    } else {
+      const check = await (opts.selfCheck ?? ownSelfCheck)();
+      if (check.ok) return listenOwn(handler, host, port, active, limits, requestTimeout);
+      log().warn(
+        { failed: check.failed, ms: Math.round(check.ms) },
+        "the own front end (FIZZ_GATEWAY_FRONTEND=own) failed its start-up self-check on this " +
+          "Node: serving on node's http server instead",
+      );
+    }
   }
   const server = http.createServer(
     {
