@@ -285,6 +285,18 @@ for (const frontend of ["own", "node"] as const) {
       expect(seen).to.deep.equal(["/after"]);
     });
 
+    it("keeps the connection after answering a bodiless 100-continue request unread (a 404)", async () => {
+      const c = client();
+      c.send(
+        "PUT /function/none/x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n" +
+          get("/function/t/after"),
+      );
+      const statuses: number[] = [];
+      while (statuses.at(-1) !== 200) statuses.push((await c.readReply()).status);
+      // node's server sends 100 Continue at once (no body follows); own does not.
+      expect(statuses.filter((x) => x !== 100)).to.deep.equal([404, 200]);
+    });
+
     it("takes 100-continue among other expectations, or repeated, as node's server (100, then the answer)", async () => {
       for (const expectation of [
         "Expect: foo, 100-continue\r\n",

@@ -104,7 +104,8 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
       head.url,
       raw,
       `${major}.${minor}`,
-      cont ? () => this.continue(req) : undefined,
+      // Without a body there is nothing to continue to (its client must not have asked).
+      cont && body ? () => this.continue(req) : undefined,
     );
     this.reading = req;
     const noHost = !host && http11;
