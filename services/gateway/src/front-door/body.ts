@@ -1,5 +1,6 @@
 import { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
+import { lingerClose } from "./linger";
 
 /**
  * The client's request body as a stream per upstream attempt. The client request itself is never
@@ -80,6 +81,15 @@ export class BodySource {
     this.disarmIdle();
     this.req.removeListener("data", this.onData);
     this.req.resume();
+  }
+
+  /** The answer closes the connection before the body ended: see lingerClose. */
+  linger(ms: number): void {
+    this.close();
+    if (this.ended) return;
+    this.disarmIdle();
+    this.req.removeListener("data", this.onData);
+    lingerClose(this.req, ms);
   }
 
   private pull(stream: Readable): void {

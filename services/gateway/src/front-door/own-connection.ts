@@ -1,5 +1,6 @@
 import type http from "node:http";
 import type net from "node:net";
+import { LINGER_MS } from "./linger";
 import { OwnRequest, type RequestSource } from "./own-request";
 import { OwnResponse, refusalOf, type ResponseSink } from "./own-response";
 import {
@@ -61,6 +62,9 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
   private ending = false;
   /** An answered request whose body is still coming: read and dropped, then the next one. */
   private discarding: OwnRequest | undefined;
+  /** Answered and closing while this request's body still comes: read and dropped, then closed. */
+  private lingering: OwnRequest | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
   dead = false;
 
   constructor(
@@ -135,6 +139,7 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
       this.discarding = undefined;
       this.next();
     }
+    if (req !== undefined && req === this.lingering) this.closeAfterLinger();
   }
 
   private start(ex: Exchange): void {
@@ -168,7 +173,8 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     if (this.dead || ex === undefined) return;
     const req = ex.req;
     if (!keepAlive || ex.last || this.host.draining || (!req.complete && req.continuePending)) {
-      this.endSoon();
+      if (!req.complete && !req.continuePending && this.reading === req) this.linger(req);
+      else this.endSoon();
       return;
     }
     if (!req.complete) {
@@ -225,7 +231,9 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
 
   /** Reads on while the body is wanted and no request waits; not once the connection ends. */
   private sync(): void {
-    if (!this.dead) this.reader.read(!this.closing && !this.bodyPaused && this.queue.length === 0);
+    if (this.dead) return;
+    const on = !this.closing && !this.bodyPaused && this.queue.length === 0;
+    this.reader.read(on || this.lingering !== undefined);
   }
 
   /**
@@ -264,6 +272,8 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
   /** A bare status, then close (also for a malformed body: its handler sees the client gone). */
   private rawAnswer(status: string): void {
     if (this.dead) return;
+    // After the answer, lingering (a malformed rest, or too slow): nothing more to say.
+    if (this.lingering !== undefined) return this.closeAfterLinger();
     this.closing = true;
     this.sync();
     const cur = this.current;
@@ -290,7 +300,39 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     s.end(() => s.destroy());
   }
 
+  /**
+   * An answer that closes the connection while its request's body still comes (a 413, a
+   * refusal): our side ends after it, and the rest is read and dropped until the body ends (or
+   * LINGER_MS pass), then the socket closes. Closing at once, the client's bytes still arriving,
+   * makes the kernel reset the connection and throw away the answer the client has not read yet:
+   * a client (or a load balancer with request buffering) that sends its whole body before it
+   * reads saw a reset, not the 413 (nginx answered its client 502). Nothing after this request
+   * is taken.
+   */
+  private linger(req: OwnRequest): void {
+    this.closing = true;
+    this.ending = true;
+    this.stopped = true;
+    this.lingering = req;
+    req.discard();
+    this.bodyPaused = false;
+    this.lingerTimer = setTimeout(() => this.kill(), LINGER_MS);
+    this.lingerTimer.unref();
+    this.socket.end();
+    this.sync();
+  }
+
+  private closeAfterLinger(): void {
+    this.lingering = undefined;
+    clearTimeout(this.lingerTimer);
+    this.sync();
+    const s = this.socket;
+    if (s.writableFinished) s.destroy();
+    else s.once("finish", () => s.destroy());
+  }
+
   private onEnd(): void {
+    if (this.lingering !== undefined) return this.closeAfterLinger();
     // The client sent FIN: as node's server (httpAllowHalfOpen off), what it asked is dropped.
     if (this.current === undefined && this.queue.length === 0 && this.reading === undefined)
       this.endSoon();
@@ -310,6 +352,7 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
   private onClose(): void {
     if (this.dead) return;
     this.dead = true;
+    clearTimeout(this.lingerTimer);
     this.host.gone(this);
     const reading = this.reading;
     this.reading = undefined;

@@ -5,6 +5,7 @@ import type { BodySource } from "./body";
 import { sendError } from "./http-errors";
 import type { FunctionLeases, LeaseManager } from "./leases";
 import type { GatewayMetrics } from "./metrics";
+import { LINGER_MS } from "./linger";
 import { writeResponseHead } from "./response-head";
 
 export interface ProxyContext {
@@ -59,13 +60,11 @@ export abstract class ProxyAnswer {
 
   protected fail(err: FizzError, close = false): void {
     this.body?.close();
-    // Answering before the client finished sending: close rather than drain an unwanted body.
-    const status = sendError(
-      this.res,
-      err,
-      this.requestId,
-      close || (this.body !== null && !this.req.complete),
-    );
+    // Answering before the client finished sending: close rather than drain an unwanted body,
+    // lingering so that the answer is not lost to a reset.
+    const closing = close || (this.body !== null && !this.req.complete);
+    const status = sendError(this.res, err, this.requestId, closing);
+    if (closing) this.body?.linger(LINGER_MS);
     if (err.code === "INTERNAL")
       this.logger().error({ err: err.message, fn: this.target.key }, "proxy failed");
     this.done(status);

@@ -14,6 +14,7 @@ import {
 import { BodySource } from "./body";
 import { scanRequestHeaders } from "./headers";
 import { sendError } from "./http-errors";
+import { lingerClose } from "./linger";
 import type { FunctionLeases } from "./leases";
 import { ProxyCall, type ProxyContext } from "./proxy";
 import type { Router } from "./router";
@@ -71,6 +72,7 @@ export function createHandler(opts: HandlerOptions): http.RequestListener {
         { field: "content-length" },
       );
       ctx.metrics.observe(match.target, sendError(res, err, requestId, true), startedAt);
+      lingerClose(req);
       return;
     }
     if (scanned.contentLength > maxBodyBytes) {
@@ -82,6 +84,7 @@ export function createHandler(opts: HandlerOptions): http.RequestListener {
         },
       );
       ctx.metrics.observe(match.target, sendError(res, err, requestId, true), startedAt);
+      lingerClose(req);
       return;
     }
     const body =
