@@ -22,11 +22,11 @@ export interface WarmFigures {
   direct_rps: number;
   go_proxy_rps: number;
   nginx_rps: number;
-  /** The same gateway with its opt-in front end of its own (FIZZ_GATEWAY_FRONTEND=own). */
-  gateway_own_rps: number;
-  gateway_own_vs_nginx: number;
-  gateway_own_cpu_us_per_req: number;
-  instance_cpu_us_per_req_gateway_own: number;
+  /** The same gateway on node's http.Server (FIZZ_GATEWAY_FRONTEND=node; the default is `own`). */
+  gateway_node_rps: number;
+  gateway_node_vs_nginx: number;
+  gateway_node_cpu_us_per_req: number;
+  instance_cpu_us_per_req_gateway_node: number;
   gateway_p50_ms: number;
   gateway_p99_ms: number;
   direct_p50_ms: number;
@@ -115,7 +115,7 @@ export async function measureWarm(
     go.kill();
     throw err;
   });
-  const own = await startGatewayCopy(gatewayPid, { FIZZ_GATEWAY_FRONTEND: "own" }, ROOT).catch(
+  const alt = await startGatewayCopy(gatewayPid, { FIZZ_GATEWAY_FRONTEND: "node" }, ROOT).catch(
     (err: unknown) => {
       go.kill();
       nginx.stop();
@@ -123,7 +123,7 @@ export async function measureWarm(
     },
   );
   try {
-    await waitFor(async () => (await fetch(`${own.url}/warm`)).status === 200, {
+    await waitFor(async () => (await fetch(`${alt.url}/warm`)).status === 200, {
       timeoutMs: 20_000,
     });
     await waitFor(() => portOpen(goPort));
@@ -132,7 +132,7 @@ export async function measureWarm(
       gateway: { url: `${p.gatewayUrl}/warm`, pid: gatewayPid },
       go_proxy: { url: `http://127.0.0.1:${goPort}/warm`, pid: go.pid },
       nginx: { url: `${nginx.url}/warm`, pid: nginx.workerPid },
-      gateway_own: { url: `${own.url}/warm`, pid: own.pid },
+      gateway_node: { url: `${alt.url}/warm`, pid: alt.pid },
     };
     // The gateway needs ~3 s of traffic before V8 has optimized its hot path; warm every target.
     for (const t of Object.values(targets))
@@ -146,7 +146,7 @@ export async function measureWarm(
       gateway: [],
       go_proxy: [],
       nginx: [],
-      gateway_own: [],
+      gateway_node: [],
     };
     let during: Promise<void> | undefined;
     for (let i = 0; i < rounds; i++) {
@@ -161,7 +161,7 @@ export async function measureWarm(
     const gateway = combine(runs.gateway);
     const goproxy = combine(runs.go_proxy);
     const ngx = combine(runs.nginx);
-    const gwOwn = combine(runs.gateway_own);
+    const gwNode = combine(runs.gateway_node);
     const errors = (...rs: LoadResult[]) => rs.reduce((a, r) => a + r.errors, 0);
     const us = (n: number) => round(n, 1);
     return {
@@ -171,10 +171,10 @@ export async function measureWarm(
         direct_rps: round(direct.rps, 0),
         go_proxy_rps: round(goproxy.rps, 0),
         nginx_rps: round(ngx.rps, 0),
-        gateway_own_rps: round(gwOwn.rps, 0),
-        gateway_own_vs_nginx: round(gwOwn.rps / ngx.rps, 2),
-        gateway_own_cpu_us_per_req: us(gwOwn.proxyCpu),
-        instance_cpu_us_per_req_gateway_own: us(gwOwn.instanceCpu),
+        gateway_node_rps: round(gwNode.rps, 0),
+        gateway_node_vs_nginx: round(gwNode.rps / ngx.rps, 2),
+        gateway_node_cpu_us_per_req: us(gwNode.proxyCpu),
+        instance_cpu_us_per_req_gateway_node: us(gwNode.instanceCpu),
         gateway_p50_ms: round(gateway.p50Ms, 3),
         gateway_p99_ms: round(gateway.p99Ms, 3),
         direct_p50_ms: round(direct.p50Ms, 3),
@@ -191,7 +191,7 @@ export async function measureWarm(
         instance_cpu_us_per_req_nginx: us(ngx.instanceCpu),
         instance_cpu_us_per_req_go_proxy: us(goproxy.instanceCpu),
         instance_cpu_us_per_req_direct: us(direct.instanceCpu),
-        errors: errors(gateway, direct, goproxy, ngx, gwOwn),
+        errors: errors(gateway, direct, goproxy, ngx, gwNode),
         connections: opts.connections,
         seconds: opts.seconds,
       },
@@ -199,7 +199,7 @@ export async function measureWarm(
   } finally {
     go.kill();
     nginx.stop();
-    await own.stop();
+    await alt.stop();
   }
 }
 
@@ -241,9 +241,9 @@ export function warmRows(w: WarmFigures): [string, string, string][] {
       ">= 0.75x / >= 1.5x",
     ],
     [
-      "warm, gateway with its own front end (opt-in, FIZZ_GATEWAY_FRONTEND=own): rps / vs nginx / CPU us/req / instance CPU us/req",
-      `${w.gateway_own_rps} / ${w.gateway_own_vs_nginx}x / ${w.gateway_own_cpu_us_per_req} / ` +
-        `${w.instance_cpu_us_per_req_gateway_own}`,
+      "warm, the gateway on node's http.Server (FIZZ_GATEWAY_FRONTEND=node): rps / vs nginx / CPU us/req / instance CPU us/req",
+      `${w.gateway_node_rps} / ${w.gateway_node_vs_nginx}x / ${w.gateway_node_cpu_us_per_req} / ` +
+        `${w.instance_cpu_us_per_req_gateway_node}`,
       "reported",
     ],
     [

@@ -13,7 +13,7 @@ export interface GatewayCopy {
  * Starts a copy of the platform's gateway process (`pid`): the same command and environment (read
  * from /proc: its NATS credentials included, this process's own child), its own ports, and `env`
  * on top. It serves the same routes from the same leases, so it can stand next to the original
- * in front of the same instance (the warm section's opt-in front end: FIZZ_GATEWAY_FRONTEND=own).
+ * in front of the same instance (the warm section's other front end: FIZZ_GATEWAY_FRONTEND=node).
  */
 export async function startGatewayCopy(
   pid: number,

@@ -23,7 +23,7 @@ describe("gateway config", () => {
       requestTimeoutMs: 300_000,
       keepAliveTimeoutMs: 65_000,
       bodyIdleTimeoutMs: 30_000,
-      frontend: "node",
+      frontend: "own",
     });
     expect(c.outboundAllow).to.deep.equal([]);
     expect(c.trustedProxies).to.deep.equal([]);

@@ -16,7 +16,8 @@ export interface ServerLimits {
   keepAliveTimeoutMs: number;
   /**
    * `own`: the gateway's own HTTP/1.1 server on node's llhttp (own-server.ts) instead of
-   * http.Server (FIZZ_GATEWAY_FRONTEND). A Node without the parser binding stays on `node`.
+   * http.Server (FIZZ_GATEWAY_FRONTEND). A Node without the parser binding, or one where the
+   * start-up self-check fails (own-selfcheck.ts), serves on `node` with a warning.
    */
   frontend?: "node" | "own";
 }
