@@ -247,11 +247,23 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     return this.queue.length > 0;
   }
 
-  /** Nothing in progress: no request being read or answered. */
+  /**
+   * Nothing in progress: no request being read or answered, and no answer still going out (a
+   * slow reader taking a large answer is not idle: node's keep-alive timeout also starts once
+   * the answer is flushed).
+   */
   get idle(): boolean {
     return (
-      this.current === undefined && this.queue.length === 0 && (this.parsing === NONE || this.fresh)
+      this.current === undefined &&
+      this.queue.length === 0 &&
+      (this.parsing === NONE || this.fresh) &&
+      !this.flushing
     );
+  }
+
+  /** Bytes of an answer are still waiting for the client to read them. */
+  get flushing(): boolean {
+    return this.socket.writableLength > 0;
   }
 
   /** A request head or body took too long (checked by the server's tick). */

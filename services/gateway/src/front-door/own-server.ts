@@ -55,6 +55,9 @@ class OwnServer implements ConnectionHost {
         if (headersTimeoutMs > 0 && now - c.parseStart > headersTimeoutMs) c.timedOut();
       } else if (c.parsing === 2) {
         if (this.requestTimeoutMs > 0 && now - c.parseStart > this.requestTimeoutMs) c.timedOut();
+      } else if (c.flushing) {
+        // The keep-alive timeout counts from when the last answer is out, not from its end().
+        c.idleSince = now;
       } else if (c.idle && now - c.idleSince > keepAliveTimeoutMs) {
         c.kill();
       }
