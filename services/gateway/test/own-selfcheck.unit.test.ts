@@ -6,7 +6,7 @@ import { createLogger } from "@fizz/kit";
 import { requestParser, type RequestEvents } from "../src/front-door/own-parser";
 import { listenOwn } from "../src/front-door/own-server";
 import { ownSelfCheck, type ParserFactory } from "../src/front-door/own-selfcheck";
-import { listenProxy, type ServerLimits } from "../src/front-door/server";
+import { listenProxy, type ProxyServer, type ServerLimits } from "../src/front-door/server";
 
 const limits: ServerLimits = {
   maxConnections: 100,
@@ -42,6 +42,17 @@ function rawHead(port: number): Promise<string> {
       }
     });
     s.on("error", reject);
+  });
+}
+
+/** Whether something accepts connections on the port. */
+function probe(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on("error", () => resolve(false));
   });
 }
 
@@ -111,6 +122,27 @@ describe("own front end start-up self-check (loopback, Node's parser)", function
     });
     expect(!r.ok && r.failed).to.equal("parser: no outcome within 200 ms");
     expect(r.ms).to.be.within(190, 400);
+  });
+
+  it("leaves no server listening when its server starts only after the time limit", async () => {
+    // A step that finishes late (a loaded machine): what it opens after the check gave up and
+    // cleaned up must be closed too, or the gateway keeps a stray listening port.
+    const servers: ProxyServer[] = [];
+    const r = await ownSelfCheck({
+      timeoutMs: 150,
+      listen: async (...args) => {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const server = await listenOwn(...args);
+        servers.push(server);
+        return server;
+      },
+    });
+    expect(!r.ok && r.failed).to.equal("server: no outcome within 150 ms");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(servers).to.have.length(1);
+    const open = await Promise.all(servers.map((s) => probe(s.port)));
+    await Promise.all(servers.map((s) => s.drain(0)));
+    expect(open, "the self-check's server still accepts connections").to.deep.equal([false]);
   });
 
   it("fails naming the answers when the own server answers a request with another's", async () => {

@@ -299,12 +299,20 @@ export async function ownSelfCheck(opts: SelfCheckOptions = {}): Promise<SelfChe
     };
   } finally {
     clearTimeout(timer);
-    for (const f of cleanup) {
-      try {
-        f();
-      } catch {
-        // cleanup of a failed check: what it cleans may be half made
-      }
-    }
+    for (const f of cleanup) quietly(f);
+    // A step still under way past the time limit goes on: what it opens from now (a listening
+    // server, a socket) is closed at once rather than left open for the gateway's lifetime.
+    cleanup.push = (...fs) => {
+      for (const f of fs) quietly(f);
+      return 0;
+    };
+  }
+}
+
+function quietly(f: () => void): void {
+  try {
+    f();
+  } catch {
+    // cleanup of a failed check: what it cleans may be half made
   }
 }
