@@ -1,6 +1,7 @@
 import http from "node:http";
 import net from "node:net";
 import { expect } from "chai";
+import { lingerClose } from "../src/front-door/linger";
 import { listenProxy, type ProxyServer, type ServerLimits } from "../src/front-door/server";
 
 const limits = (frontend: "node" | "own"): ServerLimits => ({
@@ -17,6 +18,31 @@ const big: http.RequestListener = (_req, res) => {
   res.writeHead(200, { "content-length": String(BIG) });
   res.end(Buffer.alloc(BIG, 120));
 };
+
+/** A refusal that closes the connection before the body came, as the gateway's early 413. */
+const refuse: http.RequestListener = (req, res) => {
+  res.writeHead(413, { "content-length": "0", connection: "close" });
+  res.end();
+  lingerClose(req);
+};
+
+/** A client whose upload is refused and that keeps trickling its body (the connection lingers). */
+function trickler(port: number): { socket: net.Socket; closed: Promise<number> } {
+  const socket = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+  socket.on("error", () => undefined);
+  socket.write("PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
+  const timer = setInterval(() => socket.destroyed || socket.write("x"), 50);
+  const closed = new Promise<number>((resolve) =>
+    socket.once("close", () => {
+      clearInterval(timer);
+      resolve(Date.now());
+    }),
+  );
+  return { socket, closed };
+}
+
+const within = (p: Promise<number>, ms: number): Promise<number> =>
+  Promise.race([p, new Promise<number>((resolve) => setTimeout(() => resolve(-1), ms))]);
 
 /** Sends `request`, reads nothing for `waitMs`, then reads until the connection ends. */
 async function slowRead(port: number, request: string, waitMs: number): Promise<number> {
@@ -40,6 +66,7 @@ async function slowRead(port: number, request: string, waitMs: number): Promise<
 /**
  * A connection is not idle while an answer is still going out to a slow reader: neither the
  * keep-alive timeout nor a connection-ending answer may cut a download the client is taking.
+ * A connection lingering after a refusal still counts against the limit, and a drain cuts it.
  */
 for (const frontend of ["node", "own"] as const)
   describe(`gateway front door closing a connection (${frontend} front end)`, function () {
@@ -62,5 +89,44 @@ for (const frontend of ["node", "own"] as const)
       // Past the keep-alive timeout (1 s) before the client reads a byte.
       const got = await slowRead(server.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 2500);
       expect(got).to.be.greaterThan(BIG);
+    });
+
+    it("counts lingering connections against the connection limit", async () => {
+      server = await listenProxy(
+        refuse,
+        "127.0.0.1",
+        0,
+        { count: 0 },
+        {
+          ...limits(frontend),
+          maxConnections: 3,
+        },
+      );
+      const held = [trickler(server.port), trickler(server.port), trickler(server.port)];
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const extra = trickler(server.port);
+        // Closed at accept: the three lingering connections are still counted.
+        expect(await within(extra.closed, 2000)).to.not.equal(-1);
+        expect(await within(held[0]!.closed, 100)).to.equal(-1);
+      } finally {
+        for (const t of held) t.socket.destroy();
+      }
+    });
+
+    it("does not wait for lingering connections past its drain", async () => {
+      server = await listenProxy(refuse, "127.0.0.1", 0, { count: 0 }, limits(frontend));
+      const held = [trickler(server.port), trickler(server.port)];
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const started = Date.now();
+        await server.drain(200);
+        const closed = await Promise.all(held.map((t) => within(t.closed, 2000)));
+        // Lingering lasts 5 s; the drain cuts it.
+        expect(Date.now() - started).to.be.below(1500);
+        expect(closed).to.not.include(-1);
+      } finally {
+        for (const t of held) t.socket.destroy();
+      }
     });
   });
