@@ -266,6 +266,23 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     return this.socket.writableLength > 0;
   }
 
+  /** Unwritten bytes at the last `flushMoved`: in the stream, and in libuv's queue. */
+  private unflushed = "";
+
+  /**
+   * Whether the client took some of an answer since the last call (or an answer is still being
+   * written): a slow reader, as opposed to one that stopped reading. A large chunk stays whole
+   * in the stream's count until all of it is out; libuv's queue shows its partial writes.
+   */
+  flushMoved(): boolean {
+    const queued = (this.socket as { _handle?: { writeQueueSize?: number } | null })._handle
+      ?.writeQueueSize;
+    const n = `${this.socket.writableLength}:${queued ?? ""}`;
+    const moved = n !== this.unflushed || this.current !== undefined || this.queue.length > 0;
+    this.unflushed = n;
+    return moved;
+  }
+
   /** A request head or body took too long (checked by the server's tick). */
   timedOut(): void {
     this.rawAnswer("408 Request Timeout");

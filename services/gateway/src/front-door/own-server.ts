@@ -56,8 +56,11 @@ class OwnServer implements ConnectionHost {
       } else if (c.parsing === 2) {
         if (this.requestTimeoutMs > 0 && now - c.parseStart > this.requestTimeoutMs) c.timedOut();
       } else if (c.flushing) {
-        // The keep-alive timeout counts from when the last answer is out, not from its end().
-        c.idleSince = now;
+        // The keep-alive timeout counts from when the last answer is out, not from its end(); a
+        // client that stops taking an answer it was given is cut after it too (nginx's
+        // send_timeout), or it would hold its socket and the answer's unwritten bytes for good.
+        if (c.flushMoved()) c.idleSince = now;
+        else if (now - c.idleSince > keepAliveTimeoutMs) c.kill();
       } else if (c.idle && now - c.idleSince > keepAliveTimeoutMs) {
         c.kill();
       }
