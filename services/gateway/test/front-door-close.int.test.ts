@@ -133,6 +133,20 @@ for (const frontend of ["node", "own"] as const)
         expect(got).to.be.below(BIG);
       });
 
+    if (frontend === "own")
+      it("cuts a pipelining client that stops taking its answers, after the keep-alive timeout", async () => {
+        // The second request waits for the client to take the first answer (a 16 MiB one).
+        const late: http.RequestListener = (req, res) =>
+          req.url === "/big" ? void setTimeout(() => big(req, res), 20) : big(req, res);
+        server = await listenProxy(late, "127.0.0.1", 0, { count: 0 }, limits(frontend));
+        const got = await stopReading(
+          server.port,
+          "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\n\r\n",
+          3000,
+        );
+        expect(got).to.be.below(BIG);
+      });
+
     it("counts lingering connections against the connection limit", async () => {
       server = await listenProxy(
         refuse,

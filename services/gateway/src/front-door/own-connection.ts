@@ -278,7 +278,7 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     const queued = (this.socket as { _handle?: { writeQueueSize?: number } | null })._handle
       ?.writeQueueSize;
     const n = `${this.socket.writableLength}:${queued ?? ""}`;
-    const moved = n !== this.unflushed || this.current !== undefined || this.queue.length > 0;
+    const moved = n !== this.unflushed || this.current !== undefined;
     this.unflushed = n;
     return moved;
   }

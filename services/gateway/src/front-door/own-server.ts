@@ -50,7 +50,13 @@ class OwnServer implements ConnectionHost {
     const now = Date.now();
     const { headersTimeoutMs, keepAliveTimeoutMs } = this.limits;
     for (const c of this.conns) {
-      if (c.held) continue;
+      if (c.held) {
+        // Requests wait their turn: for an answer being made (no timeout), or for the client to
+        // take the answers before them, which one that stopped reading must not hold for good.
+        if (c.flushMoved()) c.idleSince = now;
+        else if (now - c.idleSince > keepAliveTimeoutMs) c.kill();
+        continue;
+      }
       if (c.parsing === 1) {
         if (headersTimeoutMs > 0 && now - c.parseStart > headersTimeoutMs) c.timedOut();
       } else if (c.parsing === 2) {
