@@ -1,3 +1,4 @@
+import { rng } from "./own-frontend-fuzz";
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
 
@@ -90,17 +91,8 @@ const MIX = FULL_MIX.filter(([k]) => ONLY === undefined || ONLY.includes(k));
 /** Past the gateway's FIZZ_MAX_BODY_BYTES (the test sets it to 1 MiB): a 413. */
 export const TOO_LARGE = (1 << 20) + 1;
 
-/** A small seeded PRNG, so a failing run can be repeated. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded PRNG (the fuzz's), so a failing run can be repeated. */
+export const prng = rng;
 
 function pick(r: number, without: readonly string[]): Kind {
   const mix = MIX.filter(([k]) => !without.includes(k));
