@@ -1,7 +1,7 @@
 <?php
 // Call processes (see loop.php): starting a call (in the spare, or in a fork), the spare forked
 // ahead and the messages it gets over its Unix socket, a call's status (W: writing its answer,
-// D: done), its end, and reaping; the server's side is part of Server (a trait, so the loop's
+// F: at its last write, so its slot is free; D: done), its end, and reaping; the server's side is part of Server (a trait, so the loop's
 // state stays in one place), the spare's own side follows it.
 declare(strict_types=1);
 
@@ -236,7 +236,11 @@ trait CallProcesses
             if (is_string($data) && $data !== '') {
                 $call['buf'] .= $data;
                 if (str_contains($call['buf'], 'D')) {
+                    unset($call);
                     $this->finish($pid, 'answered');
+                } elseif (str_contains($data, 'F')) {
+                    unset($call);
+                    $this->startQueued(); // its slot is free, though it still writes its answer
                 }
                 return;
             }
@@ -295,7 +299,27 @@ trait CallProcesses
                 $this->flush($c); // back to reading: the next request, maybe already here
             }
         }
-        while ($this->queue !== [] && count($this->running) < $this->instance->concurrency) {
+        $this->startQueued();
+    }
+
+    /**
+     * Calls holding a slot: started and not yet at the last write of their answer (F). One past
+     * it still owns its connection and process, but a new call may run beside it.
+     */
+    private function inFlight(): int
+    {
+        $n = 0;
+        foreach ($this->running as $call) {
+            if (!str_contains($call['buf'], 'F')) {
+                $n++;
+            }
+        }
+        return $n;
+    }
+
+    private function startQueued(): void
+    {
+        while ($this->queue !== [] && $this->inFlight() < $this->instance->concurrency) {
             $next = $this->conns[array_shift($this->queue)] ?? null;
             if ($next !== null) {
                 $this->start($next);

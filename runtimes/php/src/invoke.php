@@ -29,6 +29,9 @@ final class CallRequest
     }
 }
 
+/** The most of an answer written to the client at once. */
+const PIECE = 1 << 20;
+
 final class Call
 {
     public bool $answered = false;
@@ -46,7 +49,10 @@ final class Call
 
     /**
      * Writes the answer to the client, once, and tells the server process: W before writing (a
-     * death from here on leaves the connection unusable), D after.
+     * death from here on leaves the connection unusable), F right before the write that takes the
+     * answer's last byte (the slot is free from then: the client, holding the answer, may send
+     * the next call on another connection at once, and the server must not count this one still
+     * in flight; it may be descheduled between its last write and D), D after.
      * @param array{int, list<array{string,string}>, string} $answer
      */
     public function send(array $answer): void
@@ -57,10 +63,16 @@ final class Call
         $this->answered = true;
         [$status, $headers, $body] = $answer;
         $bytes = serializeResponse($status, $headers, $body, $this->request->close, $this->request->headOnly);
-        @fwrite($this->pair, 'W');
+        $n = strlen($bytes);
+        $free = $n <= PIECE;
+        @fwrite($this->pair, $free ? 'WF' : 'W');
         // The socket is the server's, non-blocking: partial writes wait for room.
-        for ($at = 0, $n = strlen($bytes); $at < $n;) {
-            $written = @fwrite($this->client, substr($bytes, $at, 1 << 20));
+        for ($at = 0; $at < $n;) {
+            if (!$free && $at + PIECE >= $n) {
+                @fwrite($this->pair, 'F');
+                $free = true;
+            }
+            $written = @fwrite($this->client, substr($bytes, $at, PIECE));
             if ($written === false) {
                 break; // the client is gone
             }

@@ -356,7 +356,7 @@ final class Server
     private function admit(Conn $c): void
     {
         $limit = $this->instance->concurrency;
-        if (count($this->running) < $limit) {
+        if ($this->inFlight() < $limit) {
             $this->start($c);
         } elseif (count($this->queue) < $limit) {
             $this->queue[] = (int) $c->sock;
