@@ -21,6 +21,7 @@ import type { Router } from "./router";
 import { ownFrontendAvailable } from "./own-parser";
 import { ownSelfCheck, type SelfCheckResult } from "./own-selfcheck";
 import { listenOwn } from "./own-server";
+import { watchSendProgress } from "./send-timeout";
 import type { TrustedProxies } from "./trusted-proxies";
 import type { ProxyServer, ServerLimits } from "./server-types";
 
@@ -192,6 +193,7 @@ export async function listenProxy(
       );
     }
   }
+  const checkEveryMs = Math.min(1000, Math.max(100, limits.headersTimeoutMs / 4));
   const server = http.createServer(
     {
       // keepAliveTimeout above a typical load balancer's idle timeout avoids the race where the
@@ -202,7 +204,7 @@ export async function listenProxy(
       // connectionsCheckingInterval, so that runs often enough for the limit to mean something.
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout,
-      connectionsCheckingInterval: Math.min(1000, Math.max(100, limits.headersTimeoutMs / 4)),
+      connectionsCheckingInterval: checkEveryMs,
     },
     handler,
   );
@@ -219,6 +221,8 @@ export async function listenProxy(
       resolve();
     });
   });
+  // A client that stops taking its answer is cut (send-timeout.ts), as on the own front end.
+  const stopSendTimeout = watchSendProgress(server, limits.keepAliveTimeoutMs, checkEveryMs);
   return {
     port: (server.address() as AddressInfo).port,
     drain: async (timeoutMs) => {
@@ -230,6 +234,7 @@ export async function listenProxy(
         await sleep(25);
       }
       server.closeAllConnections();
+      stopSendTimeout();
       await closed;
     },
   };
