@@ -104,31 +104,42 @@ _UNSET = object()
 
 class Gate:
     """The instance's own hard concurrency limit: ``limit`` calls run, up to ``queue_max`` wait,
-    the rest are refused (429). Holds even when the gateways' lease accounting is wrong."""
+    the rest are refused (429). Holds even when the gateways' lease accounting is wrong.
+
+    A waiter takes a freed slot and leaves the queue under one lock: with a semaphore beside a
+    waiting count, a waiter descheduled between the two held the slot while its queue place still
+    counted, and a call its client sent the moment the running call's answer arrived met a full
+    queue (429) though one call ran and none waited."""
 
     def __init__(self, limit: int, queue_max: int) -> None:
         self.limit = limit
-        self._slots = threading.BoundedSemaphore(limit)
-        self._lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._running = 0
         self._waiting = 0
         self._queue_max = queue_max
 
     def enter(self) -> bool:
-        if self._slots.acquire(blocking=False):
-            return True
-        with self._lock:
+        with self._cond:
+            if self._running < self.limit:
+                self._running += 1
+                return True
             if self._waiting >= self._queue_max:
                 return False
             self._waiting += 1
-        try:
-            self._slots.acquire()
-        finally:
-            with self._lock:
+            try:
+                while self._running >= self.limit:
+                    self._cond.wait()
+            finally:
                 self._waiting -= 1
-        return True
+            self._running += 1
+            return True
 
     def leave(self) -> None:
-        self._slots.release()
+        with self._cond:
+            if self._running <= 0:
+                raise ValueError("Gate.leave without a matching enter")
+            self._running -= 1
+            self._cond.notify()
 
 
 _SLOT = threading.local()
