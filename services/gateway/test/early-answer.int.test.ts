@@ -1,13 +1,5 @@
 import { expect } from "chai";
-import {
-  functionObject,
-  leaseOf,
-  startHarness,
-  startInstance,
-  type Harness,
-  type Instance,
-} from "./harness";
-import { echoHandler } from "./own-frontend-lb-traffic";
+import { startEchoGateway, type EchoGateway } from "./echo-gateway";
 import { RawClient } from "./raw-http";
 
 /**
@@ -20,25 +12,15 @@ import { RawClient } from "./raw-http";
 for (const frontend of ["node", "own"] as const)
   describe(`gateway answering before the body is read (${frontend} front end)`, function () {
     this.timeout(60_000);
-    let h: Harness;
-    let inst: Instance;
+    let g: EchoGateway;
     before(async () => {
-      h = await startHarness({
-        functions: [functionObject("lb")],
-        triggers: [],
-        env: { FIZZ_GATEWAY_FRONTEND: frontend, FIZZ_MAX_BODY_BYTES: String(64 << 20) },
-      });
-      inst = await startInstance("lb-1", echoHandler);
-      h.leases.set("lb", () => leaseOf(inst, "lb", { slots: 64, concurrency: 64 }));
+      g = await startEchoGateway(frontend, { FIZZ_MAX_BODY_BYTES: String(64 << 20) });
     });
-    after(async () => {
-      await h?.close();
-      await inst?.close();
-    });
+    after(async () => g?.close());
 
     for (const size of [1 << 20, 4 << 20])
       it(`serves the next request on the connection after an early answer to a ${size} B upload`, async () => {
-        const c = new RawClient(h.gateway.port);
+        const c = new RawClient(g.port);
         try {
           for (let i = 0; i < 5; i++) {
             const head =

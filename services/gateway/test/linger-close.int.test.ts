@@ -1,14 +1,6 @@
 import net from "node:net";
 import { expect } from "chai";
-import {
-  functionObject,
-  leaseOf,
-  startHarness,
-  startInstance,
-  type Harness,
-  type Instance,
-} from "./harness";
-import { echoHandler } from "./own-frontend-lb-traffic";
+import { startEchoGateway, type EchoGateway } from "./echo-gateway";
 
 /**
  * Sends a whole upload before reading anything (as a load balancer with request buffering on
@@ -64,27 +56,17 @@ async function uploadThenRead(
 for (const frontend of ["node", "own"] as const)
   describe(`gateway closing after a refused upload (${frontend} front end)`, function () {
     this.timeout(90_000);
-    let h: Harness;
-    let inst: Instance;
+    let g: EchoGateway;
     before(async () => {
-      h = await startHarness({
-        functions: [functionObject("lb")],
-        triggers: [],
-        env: { FIZZ_GATEWAY_FRONTEND: frontend, FIZZ_MAX_BODY_BYTES: String(1 << 20) },
-      });
-      inst = await startInstance("lb-1", echoHandler);
-      h.leases.set("lb", () => leaseOf(inst, "lb", { slots: 64, concurrency: 64 }));
+      g = await startEchoGateway(frontend, { FIZZ_MAX_BODY_BYTES: String(1 << 20) });
     });
-    after(async () => {
-      await h?.close();
-      await inst?.close();
-    });
+    after(async () => g?.close());
 
     it("delivers the 413 of an over-limit upload to a client that sends it all before reading", async () => {
       for (let i = 0; i < 5; i++) {
         const size = 4 << 20;
         const r = await uploadThenRead(
-          h.gateway.port,
+          g.port,
           `PUT /function/lb/echo?id=t${i} HTTP/1.1\r\nHost: x\r\nContent-Length: ${size}\r\n\r\n`,
           Buffer.alloc(size, 97),
         );
@@ -108,7 +90,7 @@ for (const frontend of ["node", "own"] as const)
       ]);
       for (let i = 0; i < 3; i++) {
         const r = await uploadThenRead(
-          h.gateway.port,
+          g.port,
           `POST /function/lb/echo?id=c${i} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`,
           body,
         );
@@ -121,7 +103,7 @@ for (const frontend of ["node", "own"] as const)
 
     it("closes a refused upload's connection that keeps sending, after lingering", async () => {
       // Half-open allowed: the gateway's FIN must not end this side (a client that keeps sending).
-      const s = net.connect({ port: h.gateway.port, host: "127.0.0.1", allowHalfOpen: true });
+      const s = net.connect({ port: g.port, host: "127.0.0.1", allowHalfOpen: true });
       s.on("error", () => undefined);
       let answer = "";
       s.on("data", (d: Buffer) => (answer += d.toString("latin1")));

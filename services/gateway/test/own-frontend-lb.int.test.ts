@@ -2,16 +2,9 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import { expect } from "chai";
 import { startNginxLb, type NginxLb } from "@fizz/testkit";
-import {
-  closeClients,
-  functionObject,
-  leaseOf,
-  startHarness,
-  startInstance,
-  type Harness,
-  type Instance,
-} from "./harness";
-import { echoHandler, oneRequest, prng, TOO_LARGE, type Outcome } from "./own-frontend-lb-traffic";
+import { startEchoGateway, type EchoGateway } from "./echo-gateway";
+import { closeClients } from "./harness";
+import { oneRequest, prng, TOO_LARGE, type Outcome } from "./own-frontend-lb-traffic";
 
 /**
  * The load-balancer canary: production puts nginx in front of the gateway, and nginx sends many
@@ -118,24 +111,17 @@ function upstreamErrors(lb: NginxLb): string[] {
 for (const frontend of ["own", "node"] as const) {
   describe(`gateway behind nginx with shared upstream connections: ${frontend} front end (real NATS, nginx)`, function () {
     this.timeout(Number(process.env.FIZZ_LB_TIMEOUT_MS ?? 60_000));
-    let h: Harness;
-    let inst: Instance;
+    let g: EchoGateway;
     let lb: NginxLb;
 
     before(async () => {
-      h = await startHarness({
-        functions: [functionObject("lb")],
-        triggers: [],
-        env: {
-          FIZZ_GATEWAY_FRONTEND: frontend,
-          FIZZ_MAX_BODY_BYTES: String(TOO_LARGE - 1),
-          FIZZ_GATEWAY_BODY_IDLE_TIMEOUT_MS: "0",
-        },
-      });
-      inst = await startInstance("lb-1", echoHandler);
-      h.leases.set("lb", () => leaseOf(inst, "lb", { slots: 256, concurrency: 256 }));
+      g = await startEchoGateway(
+        frontend,
+        { FIZZ_MAX_BODY_BYTES: String(TOO_LARGE - 1), FIZZ_GATEWAY_BODY_IDLE_TIMEOUT_MS: "0" },
+        256,
+      );
       lb = await startNginxLb({
-        upstream: `127.0.0.1:${h.gateway.port}`,
+        upstream: `127.0.0.1:${g.port}`,
         keepalive: KEEPALIVE,
         variants: {
           // A request the gateway leaves unanswered fails as a 504 in 10 s, not the test's timeout.
@@ -148,15 +134,14 @@ for (const frontend of ["own", "node"] as const) {
     after(async () => {
       closeClients();
       await lb?.stop();
-      await h?.close();
-      await inst?.close();
+      await g?.close();
     });
 
     for (const variant of ["buffered", "streaming"] as const) {
       it(`request buffering ${variant === "buffered" ? "on" : "off"}: every answer reaches its own client, no 5xx, connections bounded`, async () => {
         const s = await drive(
           lb.ports[variant]!,
-          h.gateway.port,
+          g.port,
           SEED + (variant === "buffered" ? 1 : 2),
           [],
         );
@@ -181,7 +166,7 @@ for (const frontend of ["own", "node"] as const) {
     }
 
     it("afterwards, idle connections are nginx's pool and a burst of 256 is answered whole", async () => {
-      expect(gatewayConnections(h.gateway.port).length).to.be.at.most(KEEPALIVE);
+      expect(gatewayConnections(g.port).length).to.be.at.most(KEEPALIVE);
       const agent = new http.Agent({ keepAlive: false });
       try {
         const port = lb.ports.streaming!;
