@@ -240,8 +240,8 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
    * Requests wait their turn (behind an answer, or for the client to read answers) and the
    * socket is not read meanwhile: a head or body cut where reading stopped stalls for the
    * server, not the client (no headers or request timeout then; node's server pauses its parser
-   * there instead, leaving nothing half-read). A client that never reads holds its connection,
-   * as on node's.
+   * there instead, leaving nothing half-read). A client that never reads is cut by the send
+   * timeout (own-server.ts).
    */
   get held(): boolean {
     return this.queue.length > 0;
@@ -270,15 +270,17 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
   private unflushed = "";
 
   /**
-   * Whether the client took some of an answer since the last call (or an answer is still being
-   * written): a slow reader, as opposed to one that stopped reading. A large chunk stays whole
-   * in the stream's count until all of it is out; libuv's queue shows its partial writes.
+   * Whether the client took some of an answer since the last call (or nothing waits for it: an
+   * answer still being made): a slow reader, as opposed to one that stopped reading. A large
+   * chunk stays whole in the stream's count until all of it is out; libuv's queue shows its
+   * partial writes. An answer still being written whose bytes wait is no exception: its
+   * function's stream is held back by this client, which would hold both for good.
    */
   flushMoved(): boolean {
     const queued = (this.socket as { _handle?: { writeQueueSize?: number } | null })._handle
       ?.writeQueueSize;
     const n = `${this.socket.writableLength}:${queued ?? ""}`;
-    const moved = n !== this.unflushed || this.current !== undefined;
+    const moved = n !== this.unflushed || this.socket.writableLength === 0;
     this.unflushed = n;
     return moved;
   }
