@@ -6,9 +6,9 @@
 // the call's process): nothing of it runs on, and its slot is free at once.
 //
 // Only the function can tell whether it still runs, so the check reads what it prints: the call
-// markers' `twice` function (contract-call-markers.ts) writes `one <tag>`, waits, writes
-// `two <tag>`. A runtime without that function gets the weaker check that the instance is not
-// wedged.
+// markers' `twice` function (contract-call-markers.ts), or the `twicePrinter` of a runtime without
+// call markers (runtime-under-test.ts), writes `one <tag>`, waits, writes `two <tag>`. A runtime
+// with neither gets the weaker check that the instance is not wedged.
 import http from "node:http";
 import { expect } from "chai";
 import { ME } from "./contract-lifecycle.js";
@@ -64,7 +64,8 @@ function overlaps(stdout: string): string[] {
   return found;
 }
 
-/** `logs`: the call markers' function, when the runtime has it; `slow` answers after `path`'s wait. */
+/** `logs`: the call markers' function or the twice printer, when the runtime has one; `slow`
+ * answers after `path`'s wait. */
 export function describeAbandonedCall(
   start: Start,
   slow: { deploy: DeployWith; path: string },

@@ -9,7 +9,7 @@ import type { Deployer } from "./deploy.js";
 import type { RuntimeUnderTest } from "./runtime-under-test.js";
 
 export function describeCalls(
-  { start, fixtures, callMarkers }: RuntimeUnderTest,
+  { start, fixtures, callMarkers, twicePrinter }: RuntimeUnderTest,
   deploy: Deployer,
 ): void {
   describe("a specialized function", () => {
@@ -175,7 +175,7 @@ export function describeCalls(
     });
   });
 
-  const logs = callMarkers?.logs;
+  const printer = callMarkers?.logs ?? twicePrinter;
   describeLimits(
     start,
     {
@@ -183,6 +183,6 @@ export function describeCalls(
       path: () => "/",
       answer: "finished",
     },
-    logs && ((rt, options) => deploy.source(rt, logs, options)),
+    printer && ((rt, options) => deploy.source(rt, printer, options)),
   );
 }

@@ -62,8 +62,8 @@ function expectOneFinished(outcomes: Outcome[], answer: string, since: number): 
 
 type Start = (env?: Record<string, string>, options?: StartOptions) => Promise<Runtime>;
 
-/** `logs`: deploys the call markers' function, when the runtime has one (the abandoned call's
- * check then sees whether its function still runs). */
+/** `logs`: deploys the call markers' function or the twice printer, when the runtime has one (the
+ * abandoned call's check then sees whether its function still runs). */
 export function describeLimits(start: Start, slow: SlowFunction, logs?: DeployWith): void {
   describe("with concurrency 1 and a slow function", () => {
     let rt: Runtime;

@@ -98,4 +98,13 @@ export interface RuntimeUnderTest {
    * (output is then logged without request ids).
    */
   callMarkers?: CallMarkers;
+  /**
+   * A function whose `twice` kind writes the line `one <tag>` to stdout, waits the `ms` query
+   * parameter's milliseconds, writes the line `two <tag>` to stdout and answers `twice` (`<tag>`
+   * being the `tag` query parameter), as the call markers' function does. The abandoned-call check
+   * (contract-abandoned-call.ts) reads those lines to tell whether a call's function ran on after
+   * its client left, beside the next calls. For a runtime without `callMarkers` (whose function
+   * serves otherwise); left out as well, that check only sees that the instance is not wedged.
+   */
+  twicePrinter?: Source;
 }

@@ -290,6 +290,33 @@ export const PACKAGES: PackageFixtures = {
   configReader: CONFIG_READER,
 };
 
+/** The contract's twice printer: Go does not opt in to the call-marker suite (README, Logs), so
+ * this is the abandoned-call check's way to see whether a call's function runs on. */
+const TWICE_PRINTER: Source = {
+  filename: "twice.go",
+  source: go(
+    "package main",
+    "",
+    "import (",
+    '\t"fmt"',
+    '\t"net/http"',
+    '\t"strconv"',
+    '\t"time"',
+    ")",
+    "",
+    "func Handler(w http.ResponseWriter, r *http.Request) {",
+    "\tq := r.URL.Query()",
+    '\tif q.Get("kind") == "twice" {',
+    '\t\tms, _ := strconv.Atoi(q.Get("ms"))',
+    '\t\tfmt.Println("one " + q.Get("tag"))',
+    "\t\ttime.Sleep(time.Duration(ms) * time.Millisecond)",
+    '\t\tfmt.Println("two " + q.Get("tag"))',
+    "\t}",
+    '\tw.Write([]byte("twice"))',
+    "}",
+  ),
+};
+
 export const SERVER = { name: "go", command: WARM_BINARY, script: "--warm" };
 
 /** A function whose initialization crashed leaves its watchdog serving the instance as failed
@@ -334,6 +361,7 @@ export const goRuntime: RuntimeUnderTest = {
     await ensurePrepared();
     return compile(files);
   },
+  twicePrinter: TWICE_PRINTER,
   fixtures: {
     hello: HELLO,
     foreignFilename: "hello.py",

@@ -165,9 +165,29 @@ const PACKAGES: PackageFixtures = {
   configReader: CONFIG_READER,
 };
 
+/** The contract's twice printer: PHP does not opt in to the call-marker suite (README), so this is
+ * the abandoned-call check's way to see whether a call's function runs on (PHP kills the call's
+ * process when its client leaves: no `two` line). */
+const TWICE_PRINTER: Source = {
+  filename: "twice.php",
+  source: `<?php
+function handler($context)
+{
+    $q = $context['request']->getQueryParams();
+    if (($q['kind'] ?? '') === 'twice') {
+        echo "one {$q['tag']}\n";
+        usleep((int) $q['ms'] * 1000);
+        echo "two {$q['tag']}\n";
+    }
+    return 'twice';
+}
+`,
+};
+
 export const phpRuntime: RuntimeUnderTest = {
   name: "php",
   start: (env, options) => startRuntime(SERVER, env, options),
+  twicePrinter: TWICE_PRINTER,
   fixtures: {
     hello: HELLO,
     foreignFilename: "hello.py",
