@@ -14,6 +14,8 @@
  * be swapped underneath its traffic. Invocations are not authenticated: the port must only be
  * reachable from the platform (loopback and per-uid isolation, or a NetworkPolicy).
  */
+// First: a pool instance's warm-up is to make Node's request handling under it (the module says why).
+import { endEagerFeedback } from "./src/eager-feedback.mjs";
 import { closeSync, writeSync } from "node:fs";
 import { createServer } from "node:http";
 import { sendError, sendJson } from "./src/http.mjs";
@@ -388,6 +390,7 @@ function warmUp() {
           }),
         )
         .catch((err) => console.error(`[fizz] warm-up rehearsal skipped: ${err?.message ?? err}`))
+        .then(endEagerFeedback)
         .then(preloadArchiveSupport)
         .then(warmedUp);
     },

@@ -267,6 +267,38 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     expect(tierUps).to.deep.equal([]);
   });
 
+  it("a pool instance's function runs under V8's default flags: its built-ins load with Node's code cache", async () => {
+    // The warm-up runs with eager feedback allocation (src/eager-feedback.mjs) and must switch it
+    // off again: V8 takes a code cache only under the flags it was made with, so a built-in the
+    // function loads later would be compiled from its source. node:readline: nothing of the
+    // runtime loads it (checked). --expose-internals is a Node option, not a V8 flag: the
+    // build's own cache still fits.
+    const token = "t".repeat(43);
+    const code = `module.exports = async () => {
+      const loadedBefore = process.moduleLoadList.includes("NativeModule readline");
+      require("node:readline");
+      const { internalBinding } = require("internal/test/binding");
+      const { compiledWithoutCache } = internalBinding("builtins").getCacheUsage();
+      return { loadedBefore, withoutCache: [...compiledWithoutCache] };
+    };`;
+    const body = {
+      ...specializeBody("hello.js", code),
+      digest: `sha256:${createHash("sha256").update(code).digest("hex")}`,
+    };
+    const nodeArgs = ["--expose-internals", "--no-warnings"];
+    const env = { FIZZ_READY_FD: "3", FIZZ_SPECIALIZE_TOKEN: token };
+    const { url, pipe } = await start(env, "ignore", nodeArgs);
+    expect(await readAll(pipe)).to.equal("ready\n");
+    const header = { "x-fizz-specialize-token": token };
+    const loaded = await postJson(url, "/v2/specialize", body, header);
+    expect(loaded.status, loaded.text).to.equal(200);
+    const res = await request(url, { headers: ME });
+    expect(res.status, res.text).to.equal(200);
+    const seen = JSON.parse(res.text) as { loadedBefore: boolean; withoutCache: string[] };
+    expect(seen.loadedBefore).to.equal(false);
+    expect(seen.withoutCache).to.not.include("readline");
+  });
+
   it("a pool instance taken before its announcement closes the pipe unwritten before the function loads", async () => {
     const { url, pipe } = await start({ FIZZ_READY_FD: "3" });
     const said = readAll(pipe);
