@@ -196,6 +196,8 @@ const server = createServer(
     unfinished,
     () => {
       specializeArrived = true;
+      // Taken during its warm-up: the function loads under V8's defaults, as once it is over.
+      endEagerFeedback();
       // Handed out before announcing (the poolkeeper polled after its grace period): the pipe is
       // closed before user code loads, unwritten, since nobody reads it any more.
       if (readyFd !== undefined) closeReadyFd(readyFd);

@@ -299,6 +299,36 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     expect(seen.withoutCache).to.not.include("readline");
   });
 
+  it("a pool instance taken during its warm-up loads the function under V8's default flags", async () => {
+    // Taken while the rehearsal runs under eager feedback allocation: the flag is switched back
+    // when the specialize arrives, not when the rehearsal gets round to stopping, so a built-in
+    // the function's top level loads still comes from Node's code cache.
+    const token = "t".repeat(43);
+    const code = `const loadedBefore = process.moduleLoadList.includes("NativeModule readline");
+      require("node:readline");
+      const { internalBinding } = require("internal/test/binding");
+      const { compiledWithoutCache } = internalBinding("builtins").getCacheUsage();
+      const seen = { loadedBefore, withoutCache: [...compiledWithoutCache] };
+      module.exports = async () => seen;`;
+    const body = {
+      ...specializeBody("hello.js", code),
+      digest: `sha256:${createHash("sha256").update(code).digest("hex")}`,
+    };
+    const env = { FIZZ_READY_FD: "3", FIZZ_SPECIALIZE_TOKEN: token };
+    const { url, pipe } = await start(env, "ignore", ["--expose-internals", "--no-warnings"]);
+    const said = readAll(pipe);
+    await waitForHealthz(url, 10_000);
+    const header = { "x-fizz-specialize-token": token };
+    const loaded = await postJson(url, "/v2/specialize", body, header);
+    expect(loaded.status, loaded.text).to.equal(200);
+    expect(await said).to.equal(""); // taken before its announcement: during the warm-up
+    const res = await request(url, { headers: ME });
+    expect(res.status, res.text).to.equal(200);
+    const seen = JSON.parse(res.text) as { loadedBefore: boolean; withoutCache: string[] };
+    expect(seen.loadedBefore).to.equal(false);
+    expect(seen.withoutCache).to.not.include("readline");
+  });
+
   it("a pool instance taken before its announcement closes the pipe unwritten before the function loads", async () => {
     const { url, pipe } = await start({ FIZZ_READY_FD: "3" });
     const said = readAll(pipe);
