@@ -4,6 +4,8 @@ import net from "node:net";
 import { expect } from "chai";
 import { lingerClose } from "../src/front-door/linger";
 import { listenProxy, type ProxyServer, type ServerLimits } from "../src/front-door/server";
+import { startEchoGateway, type EchoGateway } from "./echo-gateway";
+import { RawClient } from "./raw-http";
 
 const limits = (frontend: "node" | "own"): ServerLimits => ({
   maxConnections: 100,
@@ -120,6 +122,35 @@ for (const frontend of ["node", "own"] as const)
       // Past the keep-alive timeout (1 s) in all, never that long without reading.
       const got = await slowRead(server.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 700);
       expect(got).to.be.greaterThan(BIG);
+    });
+
+    it("gives an answer after an idle keep-alive its own keep-alive timeout to be taken", async () => {
+      // Two answers alike, each left unread for most of the keep-alive timeout, then taken, the
+      // second sent after most of it idle: the second's stall counts from its own start, not from
+      // the first's end (own compared it with the first's last sample, alike, and cut it).
+      server = await listenProxy(big, "127.0.0.1", 0, { count: 0 }, limits(frontend));
+      const s = net.connect(server.port, "127.0.0.1");
+      s.on("error", () => undefined);
+      s.pause();
+      await new Promise<void>((r) => s.once("connect", () => r()));
+      let got = 0;
+      let closed = false;
+      s.on("close", () => (closed = true));
+      s.on("data", (d: Buffer) => (got += d.length));
+      const take = async () => {
+        const want = got + BIG;
+        s.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        await new Promise((r) => setTimeout(r, 600));
+        s.resume();
+        while (got < want && !closed) await new Promise((r) => setTimeout(r, 5));
+        s.pause();
+      };
+      await take();
+      await new Promise((r) => setTimeout(r, 800));
+      await take();
+      await take(); // at once: no tick between the two need see nothing waiting
+      s.destroy();
+      expect(got).to.be.greaterThan(3 * BIG);
     });
 
     it("cuts a client that stops taking its answer, after the keep-alive timeout", async () => {
@@ -239,6 +270,44 @@ for (const frontend of ["node", "own"] as const)
         expect(closed).to.not.include(-1);
       } finally {
         for (const t of held) t.socket.destroy();
+      }
+    });
+  });
+
+/**
+ * A client that leaves (or is cut by the send timeout) with a request pipelined behind an answer
+ * it did not take: that request's call must learn it, or it holds the function's slot for good.
+ */
+for (const frontend of ["node", "own"] as const)
+  describe(`gateway front door: a client leaving with pipelined calls (${frontend} front end)`, function () {
+    this.timeout(30_000);
+    let g: EchoGateway;
+    before(async () => {
+      g = await startEchoGateway(frontend, {}, 1);
+    });
+    after(async () => g?.close());
+
+    it("frees the function's slot taken by a call queued behind an answer", async () => {
+      const s = net.connect(g.port, "127.0.0.1");
+      s.on("error", () => undefined);
+      s.pause();
+      await new Promise<void>((r) => s.once("connect", () => r()));
+      // Two streamed answers far larger than the buffers, not read; one slot: the second call
+      // gets it when the client leaves and the first is stopped.
+      const get = (id: string) =>
+        `GET /function/lb/echo?id=${id}&size=${8 << 20}&stream=1 HTTP/1.1\r\nHost: x\r\n\r\n`;
+      s.write(get("p1") + get("p2"));
+      await new Promise((r) => setTimeout(r, 500));
+      s.destroy();
+      const c = new RawClient(g.port);
+      try {
+        for (let i = 0; i < 3; i++) {
+          c.send(`GET /function/lb/echo?id=n${i}&size=3 HTTP/1.1\r\nHost: x\r\n\r\n`);
+          const r = await c.readReply({ timeoutMs: 5000 });
+          expect(r.status, `call ${i} after the client left`).to.equal(200);
+        }
+      } finally {
+        c.destroy();
       }
     });
   });

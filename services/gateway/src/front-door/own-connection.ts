@@ -3,6 +3,7 @@ import type net from "node:net";
 import { LINGER_MS } from "./linger";
 import { OwnRequest, type RequestSource } from "./own-request";
 import { OwnResponse, refusalOf, type ResponseSink } from "./own-response";
+import { sendProgress } from "./send-timeout";
 import {
   closeParser,
   headFacts,
@@ -266,23 +267,36 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     return this.socket.writableLength > 0;
   }
 
-  /** Unwritten bytes at the last `flushMoved`: in the stream, and in libuv's queue. */
+  /** The socket's send progress at the last `flushMoved` (send-timeout.ts). */
   private unflushed = "";
+  /** Bytes waited for the client at the last `flushMoved`. */
+  private waited = false;
 
   /**
    * Whether the client took some of an answer since the last call (or nothing waits for it: an
-   * answer still being made): a slow reader, as opposed to one that stopped reading. A large
-   * chunk stays whole in the stream's count until all of it is out; libuv's queue shows its
-   * partial writes. An answer still being written whose bytes wait is no exception: its
-   * function's stream is held back by this client, which would hold both for good.
+   * answer still being made): a slow reader, as opposed to one that stopped reading. An answer
+   * still being written whose bytes wait is no exception: its function's stream is held back by
+   * this client, which would hold both for good.
    */
   flushMoved(): boolean {
-    const queued = (this.socket as { _handle?: { writeQueueSize?: number } | null })._handle
-      ?.writeQueueSize;
-    const n = `${this.socket.writableLength}:${queued ?? ""}`;
-    const moved = n !== this.unflushed || this.socket.writableLength === 0;
+    const n = sendProgress(this.socket);
+    const waiting = this.socket.writableLength > 0;
+    const moved = n !== this.unflushed || !waiting;
     this.unflushed = n;
+    this.waited = waiting;
     return moved;
+  }
+
+  /**
+   * Nothing waits now: whether bytes waited at the last sample, i.e. the last answer went out
+   * since the tick before, once. The keep-alive timeout counts from then, not from the last tick
+   * that saw the client take bytes: one that paused its read most of the timeout, then took the
+   * answer, would otherwise be cut soon after, its next request racing the close.
+   */
+  flushedOut(): boolean {
+    const was = this.waited;
+    this.waited = false;
+    return was;
   }
 
   /** A request head or body took too long (checked by the server's tick). */

@@ -67,8 +67,9 @@ class OwnServer implements ConnectionHost {
         // send_timeout), or it would hold its socket and the answer's unwritten bytes for good.
         if (c.flushMoved()) c.idleSince = now;
         else if (now - c.idleSince > keepAliveTimeoutMs) c.kill();
-      } else if (c.idle && now - c.idleSince > keepAliveTimeoutMs) {
-        c.kill();
+      } else if (c.idle) {
+        if (c.flushedOut()) c.idleSince = now;
+        else if (now - c.idleSince > keepAliveTimeoutMs) c.kill();
       }
     }
   }

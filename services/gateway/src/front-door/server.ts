@@ -21,7 +21,7 @@ import type { Router } from "./router";
 import { ownFrontendAvailable } from "./own-parser";
 import { ownSelfCheck, type SelfCheckResult } from "./own-selfcheck";
 import { listenOwn } from "./own-server";
-import { watchSendProgress } from "./send-timeout";
+import { closeQueuedAnswers, watchSendProgress } from "./send-timeout";
 import type { TrustedProxies } from "./trusted-proxies";
 import type { ProxyServer, ServerLimits } from "./server-types";
 
@@ -206,7 +206,7 @@ export async function listenProxy(
       requestTimeout,
       connectionsCheckingInterval: checkEveryMs,
     },
-    handler,
+    closeQueuedAnswers(handler),
   );
   // Past this, new connections are closed at accept: memory stays bounded under a flood, and
   // connections already open keep being served.
