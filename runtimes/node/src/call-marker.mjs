@@ -102,12 +102,23 @@ function writer() {
   return only.id;
 }
 
+/** The streams' "error": a write that failed (a pipe whose reader is gone) only loses its bytes. */
+function ignoreWriteError() {}
+
 /**
  * Makes `stream.write` print a marker line first whenever the writer's call is not the one the
  * stream last marked; console.* write through it. Installed once per stream.
+ *
+ * The stream also gets an "error" listener for good: once its reader is gone (the process
+ * backend's pipes after the poolkeeper died, while the instance drains its calls) every write
+ * fails with EPIPE and the stream emits "error", thrown without a listener. Node's console guards
+ * only the first such write (its guard is skipped while the stream's last error counts as
+ * emitted), and the markers written at a call's end have no guard: either took the instance and
+ * the calls in flight down on the next line printed.
  * @param {NodeJS.WriteStream} stream
  */
 export function markCalls(stream) {
+  stream.on("error", ignoreWriteError);
   const write = stream.write;
   /** The last write did not end its line: a marker must not be glued to it. */
   let lineOpen = false;
