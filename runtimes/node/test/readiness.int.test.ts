@@ -267,19 +267,22 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     expect(tierUps).to.deep.equal([]);
   });
 
-  it("a pool instance's function runs under V8's default flags: its built-ins load with Node's code cache", async () => {
+  it("a pool instance switches V8's default flags back once its rehearsal is over: its archive support and its function load built-ins with Node's code cache", async () => {
     // The warm-up runs with eager feedback allocation (src/eager-feedback.mjs) and must switch it
-    // off again: V8 takes a code cache only under the flags it was made with, so a built-in the
-    // function loads later would be compiled from its source. node:readline: nothing of the
-    // runtime loads it (checked). --expose-internals is a Node option, not a V8 flag: the
-    // build's own cache still fits.
+    // off again: V8 takes a code cache only under the flags it was made with, so a built-in loaded
+    // later would be compiled from its source. node:zlib: loaded by the archive support (tar)
+    // preloaded after the rehearsal, before the announcement, so it tells the switch at the end of
+    // the warm-up from the one at the specialize's arrival (which alone keeps the function's
+    // node:readline cached). Nothing of the runtime loads node:readline (checked).
+    // --expose-internals is a Node option, not a V8 flag: the build's own cache still fits.
     const token = "t".repeat(43);
     const code = `module.exports = async () => {
       const loadedBefore = process.moduleLoadList.includes("NativeModule readline");
+      const preloaded = process.moduleLoadList.includes("NativeModule zlib");
       require("node:readline");
       const { internalBinding } = require("internal/test/binding");
       const { compiledWithoutCache } = internalBinding("builtins").getCacheUsage();
-      return { loadedBefore, withoutCache: [...compiledWithoutCache] };
+      return { loadedBefore, preloaded, withoutCache: [...compiledWithoutCache] };
     };`;
     const body = {
       ...specializeBody("hello.js", code),
@@ -294,8 +297,14 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     expect(loaded.status, loaded.text).to.equal(200);
     const res = await request(url, { headers: ME });
     expect(res.status, res.text).to.equal(200);
-    const seen = JSON.parse(res.text) as { loadedBefore: boolean; withoutCache: string[] };
+    const seen = JSON.parse(res.text) as {
+      loadedBefore: boolean;
+      preloaded: boolean;
+      withoutCache: string[];
+    };
     expect(seen.loadedBefore).to.equal(false);
+    expect(seen.preloaded, "node:zlib loaded by the archive preload").to.equal(true);
+    expect(seen.withoutCache).to.not.include("zlib");
     expect(seen.withoutCache).to.not.include("readline");
   });
 
