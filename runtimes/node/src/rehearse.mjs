@@ -9,7 +9,7 @@
  * The instance's own state is never touched: the rehearsal has its own instance object, its own
  * work directory (removed afterwards) and its own server on an ephemeral loopback port.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { connect } from "node:net";
@@ -26,8 +26,10 @@ import { validateSpecialize } from "./validate.mjs";
 
 const ID = "fizz-rehearsal";
 // The real specialize checks a token and a digest: rehearse both, so node:crypto's first use
-// (a few ms of lazy OpenSSL set-up) is paid here, not on the cold-start path.
-const TOKEN = "fizz-rehearsal-token";
+// (a few ms of lazy OpenSSL set-up) is paid here, not on the cold-start path. The token is made
+// at each rehearsal: its server's loopback port is open to any local process for as long as it
+// runs, and one that sent a known token first would load its code into this pool instance, which
+// later serves another function.
 const FILENAME = "rehearsal.js";
 // The common shapes: CommonJS `module.exports = async fn`, a response object, a JSON request body.
 // With an `await`: a .js file that may be an ES module is compiled once to tell (loader.mjs's
@@ -70,12 +72,13 @@ const PATH_HEAT_CALLS = 256;
 export async function rehearse({ createServer, shouldStop, workdir }) {
   if (shouldStop()) return;
   const dir = scratchDir(workdir);
+  const token = randomBytes(32).toString("base64url");
   /** @type {Instance} */
   const instance = { state: "warm", active: undefined, draining: false };
   /** @type {Config} */
   const config = {
     instanceId: ID,
-    specializeToken: TOKEN,
+    specializeToken: token,
     workdir: dir,
     secretsDir: undefined,
     configsDir: undefined,
@@ -101,7 +104,7 @@ export async function rehearse({ createServer, shouldStop, workdir }) {
       code: Buffer.from(SOURCE).toString("base64"),
       digest: `sha256:${createHash("sha256").update(SOURCE).digest("hex")}`,
     };
-    const auth = { ...json, "x-fizz-specialize-token": TOKEN };
+    const auth = { ...json, "x-fizz-specialize-token": token };
     await send(port, "POST", "/v2/specialize", auth, JSON.stringify(body));
     if (shouldStop()) return;
     // A request id no call marker takes (it has a space): the rehearsal's call is no call's, so
@@ -125,7 +128,7 @@ export async function rehearse({ createServer, shouldStop, workdir }) {
     const pathRound = (PATH_HEAT_CALLS / HEAT_CALLS) * HEAT_ROUND;
     const target = workdir ?? dir;
     for (let done = 0; done < HEAT_CALLS && !shouldStop(); done += HEAT_ROUND) {
-      for (let i = 0; i < HEAT_ROUND; i++) equalSecrets(TOKEN, `${ID}-${i}`);
+      for (let i = 0; i < HEAT_ROUND; i++) equalSecrets(token, `${ID}-${i}`);
       for (let i = 0; i < pathRound; i++) resolvePath(target, FILENAME);
       await new Promise((resolve) => setImmediate(resolve));
     }
