@@ -4,6 +4,7 @@ import {
   connectNats,
   ensureBus,
   LeaderElection,
+  linkedSignal,
   natsConnected,
   retryUntil,
   silentLogger,
@@ -150,7 +151,8 @@ export async function start(
     while (!signal.aborted) {
       if (client.configured && (sync?.count() ?? 0) > 0) {
         try {
-          await client.get("/version", {}, AbortSignal.any([signal, AbortSignal.timeout(5_000)]));
+          const probe = linkedSignal([signal], 5_000); // not AbortSignal.any: see linkedSignal
+          await client.get("/version", {}, probe.signal).finally(() => probe.release());
           kubeReachable = true;
         } catch (err) {
           if (kubeReachable) logger.warn({ err: (err as Error).message }, "apiserver unreachable");

@@ -1,5 +1,5 @@
 import type { WatchTrigger } from "@fizz/events";
-import { retryUntil, sleep, type Logger } from "@fizz/kit";
+import { linkedSignal, retryUntil, sleep, type Logger } from "@fizz/kit";
 import type { KubeEvent, Publisher } from "./delivery";
 import {
   collectionPath,
@@ -174,46 +174,53 @@ export class KeyWatch {
     }
     // Like client-go: the server ends each watch after 4-6 minutes and we resume from the cursor.
     const timeoutSeconds = 240 + Math.floor(Math.random() * 120);
-    const session = AbortSignal.any([signal, AbortSignal.timeout((timeoutSeconds + 30) * 1000)]);
-    const query = {
-      ...selectors,
-      resourceVersion: cursor.resourceVersion,
-      allowWatchBookmarks: "true",
-      timeoutSeconds: String(timeoutSeconds),
-    };
-    let events: AsyncGenerator<{ type: string; object: KubeObject }>;
+    // Linked, not AbortSignal.any: `signal` lives as long as the watch loop, and any() would
+    // leave a WeakRef on it per session for good on Node 20 (linkedSignal says why).
+    const link = linkedSignal([signal], (timeoutSeconds + 30) * 1000);
+    const session = link.signal;
     try {
-      events = await this.deps.client.watch(path, query, session);
-    } catch (err) {
-      if (err instanceof KubeApiError && err.gone)
-        return this.resync(path, selectors, target, cursor, signal);
-      throw err;
-    }
-    this.set("watching");
-    this.deps.onKubeReachable(true);
-    try {
-      for await (const ev of events) {
-        if (ev.type === "ADDED" || ev.type === "MODIFIED" || ev.type === "DELETED") {
-          cursor = await this.handle(
-            { type: ev.type, object: ev.object, resource: target },
-            cursor,
-            signal,
-          );
-        } else if (ev.type === "BOOKMARK") {
-          const rv = ev.object.metadata?.resourceVersion;
-          if (rv && rv !== cursor.resourceVersion) {
-            cursor = await this.deps.state.advance(this.keyId, cursor, rv, this.describe);
-          }
-        } else if (ev.type === "ERROR") {
-          throw statusObjectError(ev.object);
-        }
+      const query = {
+        ...selectors,
+        resourceVersion: cursor.resourceVersion,
+        allowWatchBookmarks: "true",
+        timeoutSeconds: String(timeoutSeconds),
+      };
+      let events: AsyncGenerator<{ type: string; object: KubeObject }>;
+      try {
+        events = await this.deps.client.watch(path, query, session);
+      } catch (err) {
+        if (err instanceof KubeApiError && err.gone)
+          return this.resync(path, selectors, target, cursor, signal);
+        throw err;
       }
-    } catch (err) {
-      if (err instanceof KubeApiError && err.gone)
-        return this.resync(path, selectors, target, cursor, signal);
-      // Our own session deadline ended the watch: resume, like a server-side timeout.
-      if (session.aborted && !signal.aborted) return;
-      throw err;
+      this.set("watching");
+      this.deps.onKubeReachable(true);
+      try {
+        for await (const ev of events) {
+          if (ev.type === "ADDED" || ev.type === "MODIFIED" || ev.type === "DELETED") {
+            cursor = await this.handle(
+              { type: ev.type, object: ev.object, resource: target },
+              cursor,
+              signal,
+            );
+          } else if (ev.type === "BOOKMARK") {
+            const rv = ev.object.metadata?.resourceVersion;
+            if (rv && rv !== cursor.resourceVersion) {
+              cursor = await this.deps.state.advance(this.keyId, cursor, rv, this.describe);
+            }
+          } else if (ev.type === "ERROR") {
+            throw statusObjectError(ev.object);
+          }
+        }
+      } catch (err) {
+        if (err instanceof KubeApiError && err.gone)
+          return this.resync(path, selectors, target, cursor, signal);
+        // Our own session deadline ended the watch: resume, like a server-side timeout.
+        if (session.aborted && !signal.aborted) return;
+        throw err;
+      }
+    } finally {
+      link.release();
     }
   }
 

@@ -1,5 +1,6 @@
 import http from "node:http";
 import https from "node:https";
+import { linkedSignal } from "@fizz/kit";
 import type { KubeConfig } from "@kubernetes/client-node";
 
 /**
@@ -83,8 +84,15 @@ export class KubeClient {
 
   /** A GET answered with JSON. */
   async get<T>(path: string, query: Query = {}, signal?: AbortSignal): Promise<T> {
-    const res = await this.open(path, query, AbortSignal.any(signals(signal, 30_000)));
-    return JSON.parse(await readAll(res)) as T;
+    // Linked, not AbortSignal.any: `signal` is the service's, and any() would leave a WeakRef on
+    // it per request for good on Node 20 (linkedSignal says why).
+    const op = linkedSignal([signal], 30_000);
+    try {
+      const res = await this.open(path, query, op.signal);
+      return JSON.parse(await readAll(res)) as T;
+    } finally {
+      op.release();
+    }
   }
 
   /**
@@ -189,11 +197,6 @@ async function* events(res: http.IncomingMessage): AsyncGenerator<WatchEvent> {
   } finally {
     res.destroy();
   }
-}
-
-function signals(signal: AbortSignal | undefined, timeoutMs: number): AbortSignal[] {
-  const t = AbortSignal.timeout(timeoutMs);
-  return signal ? [signal, t] : [t];
 }
 
 async function readAll(res: http.IncomingMessage): Promise<string> {

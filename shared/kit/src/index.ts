@@ -15,6 +15,7 @@ export * from "./registry-listing";
 export * from "./listing-window";
 export * from "./outbound";
 export * from "./retry";
+export * from "./linked-signal";
 export * from "./ports";
 export * from "./leader";
 export * from "./leader-kv-lock";
