@@ -3,6 +3,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Lease } from "@fizz/events";
 import { Pool } from "undici";
+import { abortDependants } from "@fizz/testkit";
 import { callFunction, type CallRequest } from "../src/bus/invoker/invoke";
 import { LeaseManager } from "../src/front-door/leases";
 
@@ -12,17 +13,6 @@ import { LeaseManager } from "../src/front-door/leases";
  * AbortSignal.any did (Node 20): each call left a WeakRef in the signal's dependant set, never
  * removed, 30 per second in the soak's mix of trigger and async calls.
  */
-
-/** What Node holds on `signal` for signals derived from it (0 when it holds no such set). */
-function dependants(signal: AbortSignal): number {
-  const sym = Object.getOwnPropertySymbols(signal).find(
-    (s) => s.description === "kDependantSignals",
-  );
-  // Node's internal SafeSet: a Set from its own primordials, so not `instanceof Set` here.
-  const set =
-    sym === undefined ? undefined : (signal as unknown as Record<symbol, { size?: unknown }>)[sym];
-  return typeof set?.size === "number" ? set.size : 0;
-}
 
 function listen(handler: Parameters<typeof createServer>[1]): Promise<Server> {
   const server = createServer(handler);
@@ -80,7 +70,7 @@ describe("bus call: the stop signal", () => {
       const r = await callFunction(leases, fl, call("/", stop.signal));
       expect(r.status).to.equal(200);
     }
-    expect(dependants(stop.signal)).to.equal(0);
+    expect(abortDependants(stop.signal)).to.equal(0);
   });
 
   it("still stops a call in flight when the signal aborts", async () => {

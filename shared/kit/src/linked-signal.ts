@@ -9,6 +9,8 @@
  */
 export interface LinkedSignal {
   signal: AbortSignal;
+  /** Aborts it with `reason` (a timer of the caller's own, with its own error), and releases. */
+  abort(reason: unknown): void;
   /** Unhooks from the parents and stops the timer; call it when the operation ends, however. */
   release(): void;
 }
@@ -25,28 +27,29 @@ export function linkedSignal(
     for (const [parent, onAbort] of hooked) parent.removeEventListener("abort", onAbort);
     hooked.length = 0;
   };
+  const abort = (reason: unknown): void => {
+    ctl.abort(reason);
+    release();
+  };
   for (const parent of parents) {
     if (parent === undefined) continue;
     if (parent.aborted) {
       ctl.abort(parent.reason);
       release();
-      return { signal: ctl.signal, release };
+      return { signal: ctl.signal, abort, release };
     }
-    const onAbort = (): void => {
-      ctl.abort(parent.reason);
-      release();
-    };
+    const onAbort = (): void => abort(parent.reason);
     parent.addEventListener("abort", onAbort, { once: true });
     hooked.push([parent, onAbort]);
   }
   if (timeoutMs !== undefined) {
     // The same reason AbortSignal.timeout gives, so callers that tell a timeout by its name
     // (TimeoutError) still do; unref'd as its timer is.
-    timer = setTimeout(() => {
-      ctl.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError"));
-      release();
-    }, timeoutMs);
+    timer = setTimeout(
+      () => abort(new DOMException("The operation was aborted due to timeout", "TimeoutError")),
+      timeoutMs,
+    );
     timer.unref();
   }
-  return { signal: ctl.signal, release };
+  return { signal: ctl.signal, abort, release };
 }

@@ -1,5 +1,5 @@
 import { FizzError, type ErrorCode } from "@fizz/events";
-import { formatTraceparent, tracer, type TraceContext } from "@fizz/kit";
+import { formatTraceparent, linkedSignal, tracer, type TraceContext } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import {
   isHopByHop,
@@ -183,37 +183,24 @@ async function sendOnce(
   const startedAt = performance.now();
   // An exact timer for the function's timeout (undici's own ones above 1 s tick every ~0.5 s and
   // stay only as a backstop), as in the HTTP proxy.
-  const ctl = new AbortController();
+  // req.signal is a runner's or consumer's stop signal, alive as long as the gateway: linked, not
+  // AbortSignal.any, which on Node 20 leaves a WeakRef per call in the stop signal's set of
+  // dependants for good (~30 per second in the soak's trigger traffic; linkedSignal).
+  const op = linkedSignal([req.signal]);
   let timedOut: Error | undefined;
   const t =
     e.timeoutMs > 0
-      ? setTimeout(() => ctl.abort((timedOut = answerTimeout())), e.timeoutMs)
+      ? setTimeout(() => op.abort((timedOut = answerTimeout())), e.timeoutMs)
       : undefined;
-  // req.signal is a runner's or consumer's stop signal, alive as long as the gateway: linked by a
-  // listener taken off again, not AbortSignal.any, which on Node 20 leaves a WeakRef per call in
-  // the stop signal's set of dependants for good (~30 per second in the soak's trigger traffic).
-  const unlink = follow(req.signal, ctl);
   try {
-    return await sendOn(leases, e, req, headers, ctl.signal, startedAt, () => {
+    return await sendOn(leases, e, req, headers, op.signal, startedAt, () => {
       clearTimeout(t);
       return timedOut;
     });
   } finally {
     clearTimeout(t);
-    unlink();
+    op.release();
   }
-}
-
-/** Aborts `ctl` when `parent` does, until the function returned is called. */
-function follow(parent: AbortSignal | undefined, ctl: AbortController): () => void {
-  if (parent === undefined) return () => undefined;
-  if (parent.aborted) {
-    ctl.abort(parent.reason);
-    return () => undefined;
-  }
-  const onAbort = () => ctl.abort(parent.reason);
-  parent.addEventListener("abort", onAbort, { once: true });
-  return () => parent.removeEventListener("abort", onAbort);
 }
 
 /** `headersDone` stops the timeout once the head is in, and says whether it had fired. */
