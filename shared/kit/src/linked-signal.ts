@@ -34,8 +34,7 @@ export function linkedSignal(
   for (const parent of parents) {
     if (parent === undefined) continue;
     if (parent.aborted) {
-      ctl.abort(parent.reason);
-      release();
+      abort(parent.reason);
       return { signal: ctl.signal, abort, release };
     }
     const onAbort = (): void => abort(parent.reason);

@@ -31,21 +31,21 @@ export function watchSendProgress(
   timeoutMs: number,
   intervalMs: number,
 ): () => void {
-  const watched = new Map<net.Socket, { unwritten: string; since: number }>();
+  const watched = new Map<net.Socket, { progress: string; since: number }>();
   server.on("connection", (socket: net.Socket) => {
-    watched.set(socket, { unwritten: "", since: 0 });
+    watched.set(socket, { progress: "", since: 0 });
     socket.once("close", () => watched.delete(socket));
   });
   const tick = setInterval(() => {
     const now = Date.now();
     for (const [socket, w] of watched) {
       if (socket.writableLength === 0) {
-        w.unwritten = "";
+        w.progress = "";
         continue;
       }
       const n = sendProgress(socket);
-      if (n !== w.unwritten) {
-        w.unwritten = n;
+      if (n !== w.progress) {
+        w.progress = n;
         w.since = now;
       } else if (now - w.since > timeoutMs) {
         socket.destroy();
