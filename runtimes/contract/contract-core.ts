@@ -42,6 +42,12 @@ export interface CoreRuntimeUnderTest {
   packages?: boolean;
   /** The runtime prints call markers (optional for a custom environment): its checks' function. */
   callMarkers?: CallMarkers;
+  /**
+   * Without call markers, a function printing `one <tag>` / `two <tag>` for the abandoned-call
+   * check (`RuntimeUnderTest.twicePrinter`); left out too, that check only sees the instance is
+   * not wedged.
+   */
+  twicePrinter?: Source;
 }
 
 /** `file`, then up to a few non-digits (`:`, `" line `, ` line `), then the line number. */
@@ -288,7 +294,7 @@ export function describeCoreContract(runtime: CoreRuntimeUnderTest): void {
 
     describeFraming(start, echo);
 
-    const logs = runtime.callMarkers?.logs;
+    const logs = runtime.callMarkers?.logs ?? runtime.twicePrinter;
     describeLimits(
       start,
       {

@@ -7,12 +7,16 @@
 //                 "tokenLeak": "fixtures/token-leak.pl",
 //                 "loadFailure": {"file": "fixtures/broken.pl", "line": 3}},
 //    "packages": false,
-//    "callMarkers": {"fixture": "fixtures/logs.pl", "later": false, "concurrent": false}}
+//    "callMarkers": {"fixture": "fixtures/logs.pl", "later": false, "concurrent": false},
+//    "twicePrinter": "fixtures/twice.pl"}
 // The command runs with the directory as its working directory; each fixture is a file path
 // relative to the directory, or {"file": ..., "entrypoint": ...}. `packages` (optional, default
 // false) says the runtime also loads the archive form of specialize. `callMarkers` (optional: an
 // environment may log without request ids) says it prints call markers, with the function their
 // checks call (contract-call-markers.ts) and what the language allows (both default true).
+// `twicePrinter` (optional, for an environment without call markers) is a function whose `twice`
+// kind prints `one <tag>`, waits `ms`, prints `two <tag>` on stdout: without it the abandoned-call
+// check cannot see whether an abandoned call's function runs on beside the next calls.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import type { CallMarkers } from "./contract-call-markers.js";
@@ -59,7 +63,7 @@ export function loadCustomEnv(dir: string): CoreRuntimeUnderTest {
     throw new ConfigError(`${file} is not JSON: ${String(error)}`);
   }
   if (!isRecord(config)) throw new ConfigError(`${file} must hold a JSON object`);
-  const { name, command, fixtures, packages = false, callMarkers } = config;
+  const { name, command, fixtures, packages = false, callMarkers, twicePrinter } = config;
   if (typeof name !== "string" || !/^[a-z0-9][a-z0-9-]*$/.test(name)) {
     throw new ConfigError(`${CONFIG_FILE}: "name" must be a lower-case name like "perl"`);
   }
@@ -96,12 +100,17 @@ export function loadCustomEnv(dir: string): CoreRuntimeUnderTest {
   const [program, ...args] = command;
   const run = { name, command: program ?? "", args, cwd: root };
   const markers = callMarkers === undefined ? {} : { callMarkers: readMarkers(root, callMarkers) };
+  const printer =
+    twicePrinter === undefined
+      ? {}
+      : { twicePrinter: readSource(root, "twicePrinter", twicePrinter, "") };
   return {
     name,
     start: (env, options) => startRuntime(run, env, options),
     fixtures: core,
     packages,
     ...markers,
+    ...printer,
   };
 }
 

@@ -130,6 +130,8 @@ describe("npm run test:runtime -- --env <custom environment>", function () {
     const run = testRuntime("examples/custom-env");
     expect(run.status, run.stdout + run.stderr).to.equal(0);
     expect(run.stdout).to.include("perl runtime: the core runtime contract");
+    // The example names a twicePrinter, so the abandoned-call check watches the function itself.
+    expect(run.stdout).to.include("keeps the call's slot until its function returns");
     expect(run.stdout).to.match(/\d+ passing/);
     expect(run.stdout).to.not.match(/failing/);
   });
@@ -214,5 +216,33 @@ describe("npm run test:runtime -- --env <custom environment>", function () {
     expect(() => loadCustomEnv(dir)).to.throw(/unknown: late/);
     write({ fixture: "nope.pl" });
     expect(() => loadCustomEnv(dir)).to.throw(/callMarkers\.fixture: no file/);
+  });
+
+  it("reads the twicePrinter fixture, and names what is wrong in it", () => {
+    const dir = path.join(scratch, "twice");
+    cpSync(EXAMPLE, dir, { recursive: true });
+    const example = JSON.parse(
+      readFileSync(path.join(EXAMPLE, "fizz-runtime.json"), "utf8"),
+    ) as Record<string, unknown>;
+    const write = (twicePrinter: unknown) =>
+      writeFileSync(
+        path.join(dir, "fizz-runtime.json"),
+        JSON.stringify({ ...example, twicePrinter }),
+      );
+    expect(loadCustomEnv(EXAMPLE).twicePrinter?.filename).to.equal("twice.pl");
+    writeFileSync(path.join(dir, "t.pl"), "sub run { 'twice' }\n");
+    write({ file: "t.pl", entrypoint: "run" });
+    expect(loadCustomEnv(dir).twicePrinter).to.deep.equal({
+      filename: "t.pl",
+      source: "sub run { 'twice' }\n",
+      entrypoint: "run",
+    });
+    write("nope.pl");
+    expect(() => loadCustomEnv(dir)).to.throw(/fizz-runtime\.json: twicePrinter: no file/);
+    write(7);
+    expect(() => loadCustomEnv(dir)).to.throw(/twicePrinter must be a file path/);
+    const { twicePrinter: _left, ...without } = example;
+    writeFileSync(path.join(dir, "fizz-runtime.json"), JSON.stringify(without));
+    expect(loadCustomEnv(dir).twicePrinter).to.equal(undefined);
   });
 });
