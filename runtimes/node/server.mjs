@@ -66,20 +66,13 @@ delete process.env.FIZZ_READY_FD;
 // "0": started for a specialize that is already waiting (an empty pool): no rehearsal.
 const warmUpWanted = process.env.FIZZ_WARM_UP !== "0";
 delete process.env.FIZZ_WARM_UP;
-/** Given to stderr's "error" when a log line's write failed: the line is lost, the instance goes on. */
-function ignoreWriteError() {}
-
 /**
- * A log line's write is done: one that failed (stderr is a pipe whose reader is gone) emits
- * "error" right after this callback, and that must not be thrown as an uncaught exception (what
- * console.error guards against too).
- * @param {Error | null | undefined} err
+ * stderr keeps an "error" listener for good: once its reader is gone (the process backend's pipe
+ * after the poolkeeper died, while the instance drains its calls) a failed write emits "error",
+ * which without a listener is thrown as an uncaught exception. The line is lost; the instance goes
+ * on. (The call markers add the same guard to stdout and stderr when invoke.mjs loads.)
  */
-function afterLogWrite(err) {
-  if (err && process.stderr.listenerCount("error") === 0) {
-    process.stderr.once("error", ignoreWriteError);
-  }
-}
+process.stderr.on("error", () => {});
 
 /**
  * The runtime's own log. A line of text is written to stderr as it is, not through console.error,
@@ -91,7 +84,7 @@ function afterLogWrite(err) {
 function log(...args) {
   if (args.length !== 1 || typeof args[0] !== "string") return console.error(...args);
   try {
-    process.stderr.write(`${args[0]}\n`, afterLogWrite);
+    process.stderr.write(`${args[0]}\n`);
   } catch {
     // Written synchronously (stderr is a file) and failed: as above, the line is lost.
   }
