@@ -1,10 +1,5 @@
 import type http from "node:http";
-import {
-  FizzError,
-  type FunctionObject,
-  type GatewaySyncRequest,
-  type Subjects,
-} from "@fizz/events";
+import { FizzError, type GatewaySyncRequest, type Subjects } from "@fizz/events";
 import {
   ensureBus,
   retryUntil,
@@ -26,6 +21,7 @@ import { InvocationConsumer } from "./invoker/consumer";
 import { BusLimiter } from "./invoker/limiter";
 import { CallStore } from "./invoker/status";
 import type { FunctionLeases, LeaseManager } from "../front-door/index";
+import type { FunctionRecord } from "../front-door/route-records";
 import { MqTriggerStore } from "./mq-triggers";
 import type { MqtDeps } from "./mqt/common";
 import { startCoreTrigger } from "./mqt/core";
@@ -54,7 +50,7 @@ export interface BusOptions {
   leases: LeaseManager;
   routes: {
     readonly loaded: boolean;
-    functionObject(namespace: string, name: string): FunctionObject | undefined;
+    functionRecord(namespace: string, name: string): FunctionRecord | undefined;
   };
   registry: Registry;
   /** Per-function numbers shared with the front door (stats/function-stats.ts). */
@@ -84,7 +80,7 @@ export function functionLookup(
 ): (namespace: string, name: string) => FunctionLeases | null | undefined {
   return (namespace, name) => {
     if (!routes.loaded) return undefined;
-    if (!routes.functionObject(namespace, name)) return null;
+    if (!routes.functionRecord(namespace, name)) return null;
     return leases.get(namespace, name) ?? leases.target(namespace, name);
   };
 }
@@ -99,7 +95,7 @@ export function startBus(o: BusOptions): Bus {
     if (slots > 0) slotsSeen.set(fl, slots);
     else slots = slotsSeen.get(fl) ?? 0;
     if (slots === 0) return 1;
-    const maxInstances = o.routes.functionObject(fl.namespace, fl.name)?.spec.maxInstances ?? 1;
+    const maxInstances = o.routes.functionRecord(fl.namespace, fl.name)?.maxInstances ?? 1;
     return Math.max(1, Math.floor((maxInstances * slots) / 2));
   });
   const metrics = new BusMetrics(
@@ -211,7 +207,7 @@ export function startBus(o: BusOptions): Bus {
       sender: o.id,
       bus: () => js,
       exists: (namespace, name) =>
-        o.routes.loaded ? o.routes.functionObject(namespace, name) !== undefined : undefined,
+        o.routes.loaded ? o.routes.functionRecord(namespace, name) !== undefined : undefined,
       maxBodyBytes: o.maxBodyBytes,
       outbound: o.outbound,
       metrics,

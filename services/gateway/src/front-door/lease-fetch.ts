@@ -76,7 +76,7 @@ export async function fetchLease(
     span?.end();
   }
   c.onLeaseRequest?.("ok");
-  for (const id of failed) fl.failed.delete(id);
+  fl.reported(failed);
   const ref = lease.function;
   // A lease for an older revision than we have seen would send traffic to old code: ignore it
   // (the caller's next round asks again).

@@ -97,7 +97,8 @@ export class LeaseManager {
     let fl = this.functions.get(key);
     if (!fl) {
       fl = new FunctionLeases(namespace, name, this.opts.clock);
-      this.functions.set(key, fl);
+      // Its own key string, not the lookup's: one string per function kept, not two.
+      this.functions.set(fl.key, fl);
     }
     return fl;
   }
@@ -200,7 +201,7 @@ export class LeaseManager {
    * request sent at once).
    */
   drop(e: LeaseEntry, failed: boolean): void {
-    if (failed) e.fn.failed.add(e.instanceId);
+    if (failed) e.fn.markFailed(e.instanceId);
     if (e.dropped) return;
     e.dropped = true;
     const i = e.fn.leases.indexOf(e);

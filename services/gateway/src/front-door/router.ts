@@ -68,16 +68,15 @@ export class Router<T> {
   /** Prefix → its routes; a request looks up its own path's ancestors, longest first. */
   private readonly prefixes = new Map<string, PrefixCompiled<T>[]>();
   private readonly functions = new Map<string, T>();
-  /** Trigger id → where its compiled route sits, so a change touches only that route. */
-  private readonly byId = new Map<string, Placed<T>>();
   /**
-   * Trigger id → when it was first set, kept while it is replaced: routes that tie (the registry
+   * Trigger id → where its compiled route sits, so a change touches only that route. Its `order`
+   * (when the id was first set) is kept while it is replaced: routes that tie (the registry
    * refuses them, but triggers stored before it compared hosts by `routeHost` may tie, e.g.
-   * `a.example` and `a.example:8080`, one host here) keep the order a
-   * table compiled from the gateway's map would give them, where an update keeps its place. So
-   * updating one of them does not hand its requests to the other.
+   * `a.example` and `a.example:8080`, one host here) keep the order a table compiled from the
+   * gateway's map would give them, where an update keeps its place. So updating one of them does
+   * not hand its requests to the other.
    */
-  private readonly orderOf = new Map<string, number>();
+  private readonly byId = new Map<string, Placed<T>>();
   private nextOrder = 0;
   private hostRoutes = 0;
   private functionCount = 0;
@@ -100,7 +99,7 @@ export class Router<T> {
    * the whole table would put it.
    */
   setTrigger(t: TriggerRule<T>): void {
-    const order = this.orderOf.get(t.id) ?? this.nextOrder++;
+    const order = this.byId.get(t.id)?.c.order ?? this.nextOrder++;
     this.removeTrigger(t.id);
     const host = t.host ? routeHost(t.host) : undefined;
     const base: Compiled<T> = {
@@ -118,7 +117,8 @@ export class Router<T> {
       placed = {
         list: insertSorted(this.prefixes, prefix, c, hostFirst),
         c,
-        drop: () => this.prefixes.delete(prefix),
+        in: "prefixes",
+        key: prefix,
       };
     } else if (t.path !== undefined) {
       const path = t.path;
@@ -136,19 +136,20 @@ export class Router<T> {
         placed = {
           list: insertSorted(this.params, n, c, byParamSpecificity),
           c,
-          drop: () => this.params.delete(n),
+          in: "params",
+          key: n,
         };
       } else {
         placed = {
           list: insertSorted(this.exact, path, base, hostFirst),
           c: base,
-          drop: () => this.exact.delete(path),
+          in: "exact",
+          key: path,
         };
       }
     }
     if (!placed) return;
     this.byId.set(t.id, placed);
-    this.orderOf.set(t.id, order);
     if (host) this.hostRoutes++;
     this.usesHost = this.hostRoutes > 0;
   }
@@ -157,10 +158,10 @@ export class Router<T> {
     const placed = this.byId.get(id);
     if (!placed) return;
     this.byId.delete(id);
-    this.orderOf.delete(id);
     const i = placed.list.indexOf(placed.c);
     if (i >= 0) placed.list.splice(i, 1);
-    if (placed.list.length === 0) placed.drop();
+    if (placed.list.length === 0)
+      (this[placed.in] as Map<string | number, unknown>).delete(placed.key);
     if (placed.c.host) this.hostRoutes--;
     this.usesHost = this.hostRoutes > 0;
   }
@@ -259,19 +260,25 @@ export class Router<T> {
   }
 }
 
-/** Where one trigger's compiled route is: its list, and how to drop the list once empty. */
+/**
+ * Where one trigger's compiled route is: its list, and the map and key to drop the list from once
+ * empty. Plain fields, not a closure: one per trigger, a closure and its contexts were ~400 bytes.
+ */
 interface Placed<T> {
   list: Compiled<T>[];
   c: Compiled<T>;
-  drop: () => void;
+  in: "exact" | "params" | "prefixes";
+  key: string | number;
 }
 
 /** Inserts after every element that sorts before or ties with `value` (a stable sort's place). */
 function insertSorted<K, V>(map: Map<K, V[]>, key: K, value: V, cmp: (a: V, b: V) => number): V[] {
   let list = map.get(key);
   if (!list) {
-    list = [];
+    // Most lists hold one route for good: sized for one, not grown by splice (17 slots).
+    list = [value];
     map.set(key, list);
+    return list;
   }
   let i = list.length;
   while (i > 0 && cmp(list[i - 1]!, value) > 0) i--;

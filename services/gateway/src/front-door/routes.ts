@@ -22,6 +22,12 @@ import {
   type Subscription,
 } from "@fizz/kit";
 import type { FunctionLeases, LeaseManager } from "./leases";
+import {
+  recordOfFunction,
+  recordOfTrigger,
+  type FunctionRecord,
+  type TriggerRecord,
+} from "./route-records";
 import { Router, type TriggerRule } from "./router";
 
 /**
@@ -53,8 +59,9 @@ export interface RouteStoreOptions {
 export class RouteStore {
   /** Undefined until both kinds are listed (the gateway is not ready before; see rebuild). */
   router: Router<FunctionLeases> | undefined;
-  private readonly functions = new Map<string, FunctionObject>();
-  private readonly triggers = new Map<string, HttpTrigger>();
+  /** What the table keeps of each object (route-records.ts), not the object itself. */
+  private readonly functions = new Map<string, FunctionRecord>();
+  private readonly triggers = new Map<string, TriggerRecord>();
   /** `<ns>/<name>@<uid>:<revision>` of routes left out and already logged (once per revision). */
   private readonly refused = new Set<string>();
   /** Per kind: the changes made while its list is in flight, which win over that list. */
@@ -84,7 +91,7 @@ export class RouteStore {
   }
 
   /** A function as this gateway knows it (the bus side checks existence and maxInstances). */
-  functionObject(namespace: string, name: string): FunctionObject | undefined {
+  functionRecord(namespace: string, name: string): FunctionRecord | undefined {
     return this.functions.get(`${namespace}/${name}`);
   }
 
@@ -135,14 +142,15 @@ export class RouteStore {
    * then the table is rebuilt. Listed objects go through the same revision check as events.
    */
   private listedKind(kind: RouteKind, items: AnyObject[], skipped: SkippedObject[]): void {
-    const map: Map<string, AnyObject> = kind === "functions" ? this.functions : this.triggers;
+    const map: Map<string, Held> = kind === "functions" ? this.functions : this.triggers;
     const wanted = items.filter(kind === "functions" ? isFunction : isTrigger);
     const { apply, remove } = this.windows[kind].merge(wanted, keyOf, map.keys(), skipped);
     for (const object of apply) {
-      const { namespace, name, revision } = object.metadata;
-      const cur = map.get(keyOf(object));
-      const op = cur && cur.metadata.uid === object.metadata.uid ? "updated" : "created";
-      this.apply({ kind, op, namespace, name, revision, object });
+      const { namespace, name, uid, revision } = object.metadata;
+      const key = keyOf(object);
+      const cur = map.get(key);
+      const op = cur && cur.uid === uid ? "updated" : "created";
+      this.apply({ kind, op, key, uid, revision, object });
       if (isFunction(object)) {
         this.opts.leases.target(namespace, name);
         this.opts.leases.functionChanged(op, namespace, name, revision);
@@ -150,10 +158,13 @@ export class RouteStore {
     }
     // Deleted while events were lost (a reconnect relist).
     for (const key of remove) {
-      const object = map.get(key)!;
-      const { namespace, name, revision } = object.metadata;
-      this.apply({ kind, op: "deleted", namespace, name, revision, object });
-      if (kind === "functions") this.opts.leases.functionChanged("deleted", namespace, name, 1);
+      const held = map.get(key)!;
+      const { uid, revision } = held;
+      this.apply({ kind, op: "deleted", key, uid, revision, object: undefined });
+      if (kind === "functions") {
+        const { namespace, name } = held as FunctionRecord;
+        this.opts.leases.functionChanged("deleted", namespace, name, 1);
+      }
     }
     this.listed[kind] = true;
     if (!this.listed.functions || !this.listed.httptriggers) return; // no table yet: see rebuild
@@ -179,13 +190,13 @@ export class RouteStore {
       await this.reload();
       if (!this.loaded) return false;
     }
-    const map: Map<string, AnyObject> = kind === "functions" ? this.functions : this.triggers;
+    const map: Map<string, Held> = kind === "functions" ? this.functions : this.triggers;
     const key = `${namespace}/${name}`;
     const before = map.get(key);
     if (
       op === "deleted"
         ? before === undefined
-        : op === "updated" && before !== undefined && before.metadata.revision >= revision
+        : op === "updated" && before !== undefined && before.revision >= revision
     )
       return true;
     let object: AnyObject | undefined;
@@ -212,21 +223,16 @@ export class RouteStore {
     if (object === undefined) {
       // Gone: unless an event put a newer object here while we asked.
       if (now === undefined || now !== before) return true;
-      this.applyNow({ kind, op: "deleted", namespace, name, revision, object: now });
+      this.applyNow({ kind, op: "deleted", key, uid: now.uid, revision, object: undefined });
       return true;
     }
-    if (
-      now !== undefined &&
-      now.metadata.uid !== object.metadata.uid &&
-      now.metadata.createdAt > object.metadata.createdAt
-    )
-      return true; // a newer incarnation arrived by event meanwhile
-    const r = object.metadata.revision;
+    const { uid, revision: r, createdAt } = object.metadata;
+    if (now !== undefined && now.uid !== uid && now.createdAt > createdAt) return true; // a newer incarnation arrived by event meanwhile
     this.applyNow({
       kind,
       op: now === undefined ? "created" : "updated",
-      namespace,
-      name,
+      key,
+      uid,
       revision: r,
       object,
     });
@@ -238,8 +244,8 @@ export class RouteStore {
    * One change: its map, then only its own route in the table (a full rebuild per change made
    * every registry write cost O(all routes) here, and the update barrier waits for it).
    */
-  private applyNow(ev: RegistryChanged & { kind: RouteKind }): void {
-    const key = `${ev.namespace}/${ev.name}`;
+  private applyNow(ev: Change): void {
+    const key = ev.key;
     this.windows[ev.kind].touch(key);
     this.apply(ev);
     if (!this.router) return this.rebuild();
@@ -252,26 +258,28 @@ export class RouteStore {
   }
 
   private onChange(ev: RegistryChanged): void {
-    if (ev.kind === "functions")
-      this.opts.leases.functionChanged(ev.op, ev.namespace, ev.name, ev.revision);
-    if (ev.kind !== "functions" && ev.kind !== "httptriggers") return;
-    this.applyNow({ ...ev, kind: ev.kind });
+    const { kind, op, namespace, name, revision, object } = ev;
+    if (kind === "functions") this.opts.leases.functionChanged(op, namespace, name, revision);
+    if (kind !== "functions" && kind !== "httptriggers") return;
+    const key = `${namespace}/${name}`;
+    this.applyNow({ kind, op, key, uid: object.metadata.uid, revision, object });
   }
 
   /** Newer wins: an event for the same object (uid) at an older revision than we hold is stale. */
-  private apply(ev: RegistryChanged): void {
-    const map: Map<string, FunctionObject | HttpTrigger> =
-      ev.kind === "functions" ? this.functions : this.triggers;
-    const key = `${ev.namespace}/${ev.name}`;
-    const cur = map.get(key);
-    const sameObject = cur !== undefined && cur.metadata.uid === ev.object.metadata.uid;
+  private apply(ev: Change): void {
+    const map: Map<string, Held> = ev.kind === "functions" ? this.functions : this.triggers;
+    const cur = map.get(ev.key);
+    const sameObject = cur !== undefined && cur.uid === ev.uid;
     if (ev.op === "deleted") {
-      if (sameObject) map.delete(key);
+      if (sameObject) map.delete(ev.key);
       return;
     }
-    if (sameObject && cur.metadata.revision >= ev.revision) return;
-    if (ev.kind === "functions" && isFunction(ev.object)) map.set(key, ev.object);
-    else if (ev.kind === "httptriggers" && isTrigger(ev.object)) map.set(key, ev.object);
+    if (sameObject && cur.revision >= ev.revision) return;
+    const o = ev.object;
+    if (ev.kind === "functions" && o && isFunction(o))
+      this.functions.set(ev.key, recordOfFunction(o));
+    else if (ev.kind === "httptriggers" && o && isTrigger(o))
+      this.triggers.set(ev.key, recordOfTrigger(o));
   }
 
   /**
@@ -301,7 +309,7 @@ export class RouteStore {
   /** A trigger's route as its map holds it now: added, replaced, or gone. */
   private placeTrigger(router: Router<FunctionLeases>, key: string): void {
     const t = this.triggers.get(key);
-    const rule = t && this.triggerRule(t);
+    const rule = t && this.triggerRule(key, t);
     this.reference(`t:${key}`, rule?.target);
     if (rule) router.setTrigger(rule);
     else router.removeTrigger(key);
@@ -316,11 +324,11 @@ export class RouteStore {
       router.removeFunction(namespace, name);
       return;
     }
-    const { namespace, name, revision } = f.metadata;
+    const { namespace, name, revision } = f;
     const target = this.opts.leases.target(namespace, name);
     // What lease requests carry as minRevision, and the cap of a queued request's wait.
     if (revision > target.minRevision) target.minRevision = revision;
-    target.timeoutMs = Math.max(1, Math.round(f.spec.timeoutSeconds * 1000));
+    target.timeoutMs = Math.max(1, Math.round(f.timeoutSeconds * 1000));
     this.reference(`f:${key}`, target);
     router.setFunction({ namespace, name, target });
   }
@@ -352,39 +360,52 @@ export class RouteStore {
   }
 
   /** The trigger's rule, or undefined (logged once per revision) when its route breaks the rules. */
-  private triggerRule(t: HttpTrigger): TriggerRule<FunctionLeases> | undefined {
-    const { namespace, name } = t.metadata;
-    const s = t.spec;
+  private triggerRule(key: string, t: TriggerRecord): TriggerRule<FunctionLeases> | undefined {
     // The registry refuses these; one stored anyway (before the rule, or behind its back) is
     // left out rather than matched in a way its author never meant.
     // Only the fields that are set: the rule checker's fields are optional, never undefined.
     const problem = routeProblem({
-      ...(s.path !== undefined ? { path: s.path } : {}),
-      ...(s.prefix !== undefined ? { prefix: s.prefix } : {}),
+      ...(t.path !== undefined ? { path: t.path } : {}),
+      ...(t.prefix !== undefined ? { prefix: t.prefix } : {}),
     });
     if (problem) {
-      const seen = `${namespace}/${name}@${t.metadata.uid}:${t.metadata.revision}`;
+      const seen = `${key}@${t.uid}:${t.revision}`;
       if (!this.refused.has(seen)) {
         this.refused.add(seen);
         this.log.error(
-          { trigger: `${namespace}/${name}`, revision: t.metadata.revision, err: problem.message },
+          { trigger: key, revision: t.revision, err: problem.message },
           "http trigger not served: its route breaks the route rules",
         );
       }
       return undefined;
     }
     return {
-      id: `${namespace}/${name}`,
-      target: this.opts.leases.target(namespace, s.function),
-      host: s.host,
-      methods: s.methods,
-      path: s.path,
-      prefix: s.prefix,
+      // The key is `<ns>/<name>`, the trigger's id: one string for both.
+      id: key,
+      target: this.opts.leases.target(key.slice(0, key.indexOf("/")), t.function),
+      host: t.host,
+      methods: t.methods,
+      path: t.path,
+      prefix: t.prefix,
     };
   }
 }
 
 type RouteKind = "functions" | "httptriggers";
+
+/** Either record: what the merge rules compare. */
+type Held = FunctionRecord | TriggerRecord;
+
+/** One change to apply: the object itself (absent for a delete) and what identifies it. */
+interface Change {
+  kind: RouteKind;
+  op: "created" | "updated" | "deleted";
+  /** `<ns>/<name>` */
+  key: string;
+  uid: string;
+  revision: number;
+  object: AnyObject | undefined;
+}
 
 const keyOf = (o: Named) => `${o.metadata.namespace}/${o.metadata.name}`;
 

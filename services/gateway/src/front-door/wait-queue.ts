@@ -25,12 +25,13 @@ export interface WaitTicket {
 }
 
 export class WaitQueue<T> {
-  private items: Waiter<T>[] = [];
+  /** Made by the first waiter: every function has a queue, few ever queue (at their limit). */
+  private items: Waiter<T>[] | undefined;
 
   constructor(private readonly clock: Pick<Clock, "after"> = realClock) {}
 
   get length(): number {
-    return this.items.length;
+    return this.items?.length ?? 0;
   }
 
   /** Queues a waiter that is rejected with `onTimeout()` after `timeoutMs` unless served first. */
@@ -44,13 +45,13 @@ export class WaitQueue<T> {
     w.cancelTimer = this.clock.after(timeoutMs, () => {
       if (this.remove(w)) reject(onTimeout());
     });
-    this.items.push(w);
+    (this.items ??= []).push(w);
     return w;
   }
 
   /** Serves the oldest waiter with `e` (whose slot it now holds); false when nobody waits. */
   serveNext(e: T): boolean {
-    const w = this.items.shift();
+    const w = this.items?.shift();
     if (!w) return false;
     w.cancelTimer?.();
     w.resolve(e);
@@ -59,17 +60,17 @@ export class WaitQueue<T> {
 
   /** Takes a waiter out (client gone, timed out); false when it was not queued any more. */
   remove(w: Waiter<T>): boolean {
-    const i = this.items.indexOf(w);
+    const i = this.items?.indexOf(w) ?? -1;
     if (i < 0) return false;
-    this.items.splice(i, 1);
+    this.items!.splice(i, 1);
     w.cancelTimer?.();
     return true;
   }
 
   /** Rejects every waiter (the function is gone or broken, or the gateway stops). */
   failAll(err: FizzError): void {
-    const items = this.items;
-    this.items = [];
+    const items = this.items ?? [];
+    this.items = undefined;
     for (const w of items) {
       w.cancelTimer?.();
       w.reject(err);
