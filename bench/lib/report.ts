@@ -8,7 +8,7 @@ import type { BusBenchResult } from "./bus";
 import { languageColdRows, type LanguageColdFigures } from "../language-cold";
 import { packageRows, packagesSection, type PackageFigures } from "../packages";
 import { pythonColdRows, type PythonColdFigures } from "../python-cold";
-import { scaleRows, type ScaleFigures } from "../scale";
+import { scaleRows, type ScaleFigures } from "./scale-figures";
 import { soakRows, type SoakFigures } from "../soak";
 import { warmRows, type WarmFigures } from "../warm";
 
