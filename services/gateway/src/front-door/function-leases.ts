@@ -52,6 +52,11 @@ export class FunctionLeases {
   cancelReask: (() => void) | undefined;
   /** This function's request metrics, attached by GatewayMetrics on first use. */
   stats: RequestStats | undefined;
+  /**
+   * How many routes of the table point here (the route table counts them): with none, and
+   * holding nothing, the lease manager forgets the function (`LeaseManager.retain`).
+   */
+  routes = 0;
 
   constructor(
     readonly namespace: string,

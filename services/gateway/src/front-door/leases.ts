@@ -107,11 +107,11 @@ export class LeaseManager {
     return this.functions.get(`${namespace}/${name}`);
   }
 
-  /** Forgets functions no route names any more (and that hold nothing). */
-  retain(keys: ReadonlySet<string>): void {
+  /** Forgets functions no route names any more (`routes`, kept by the route table) that hold nothing. */
+  retain(): void {
     for (const [key, fl] of this.functions) {
       if (
-        !keys.has(key) &&
+        fl.routes === 0 &&
         fl.leases.length === 0 &&
         fl.pending === undefined &&
         fl.queue.length === 0

@@ -96,10 +96,11 @@ export class Router<T> {
    * Adds a trigger's route, replacing the one with the same id: one registry change costs one
    * route, not a recompiled table (which made each write O(all routes) at 10,000 functions).
    * Lists stay in match order: a new route goes after the ones it ties with, as a stable sort of
-   * the whole table would put it.
+   * the whole table would put it. Returns the target the id's route had (undefined: none).
    */
-  setTrigger(t: TriggerRule<T>): void {
-    const order = this.byId.get(t.id)?.c.order ?? this.nextOrder++;
+  setTrigger(t: TriggerRule<T>): T | undefined {
+    const was = this.byId.get(t.id);
+    const order = was?.c.order ?? this.nextOrder++;
     this.removeTrigger(t.id);
     const host = t.host ? routeHost(t.host) : undefined;
     const base: Compiled<T> = {
@@ -148,15 +149,17 @@ export class Router<T> {
         };
       }
     }
-    if (!placed) return;
+    if (!placed) return was?.c.target;
     this.byId.set(t.id, placed);
     if (host) this.hostRoutes++;
     this.usesHost = this.hostRoutes > 0;
+    return was?.c.target;
   }
 
-  removeTrigger(id: string): void {
+  /** Returns the target the route had (undefined: there was none). */
+  removeTrigger(id: string): T | undefined {
     const placed = this.byId.get(id);
-    if (!placed) return;
+    if (!placed) return undefined;
     this.byId.delete(id);
     const i = placed.list.indexOf(placed.c);
     if (i >= 0) placed.list.splice(i, 1);
@@ -164,20 +167,30 @@ export class Router<T> {
       (this[placed.in] as Map<string | number, unknown>).delete(placed.key);
     if (placed.c.host) this.hostRoutes--;
     this.usesHost = this.hostRoutes > 0;
+    return placed.c.target;
   }
 
-  /** `/function/<name>.<ns>` (and `/function/<name>` in the default namespace). */
-  setFunction(f: FunctionRule<T>): void {
+  /**
+   * `/function/<name>.<ns>` (and `/function/<name>` in the default namespace). Returns the
+   * target the route had (undefined: none).
+   */
+  setFunction(f: FunctionRule<T>): T | undefined {
     const key = `${f.name}.${f.namespace}`;
+    const was = this.functions.get(key);
     if (!this.functions.has(key)) this.functionCount++;
     this.functions.set(key, f.target);
     if (f.namespace === DEFAULT_NAMESPACE) this.functions.set(f.name, f.target);
+    return was;
   }
 
-  removeFunction(namespace: string, name: string): void {
-    if (!this.functions.delete(`${name}.${namespace}`)) return;
+  /** Returns the target the route had (undefined: there was none). */
+  removeFunction(namespace: string, name: string): T | undefined {
+    const key = `${name}.${namespace}`;
+    const was = this.functions.get(key);
+    if (!this.functions.delete(key)) return undefined;
     this.functionCount--;
     if (namespace === DEFAULT_NAMESPACE) this.functions.delete(name);
+    return was;
   }
 
   /**

@@ -74,12 +74,7 @@ export class RouteStore {
     Record<RouteKind, { synced: Promise<void>; relist(): Promise<void> }> | undefined;
   private subs: Subscription[] = [];
   private readonly log: Logger;
-  /** Route (`t:`/`f:` + `<ns>/<name>`) → the function key its target is (see `reference`). */
-  private readonly placed = new Map<string, string>();
-  /** Function key → how many routes point at it; `referenced` is its key set, for `retain`. */
-  private readonly refs = new Map<string, number>();
-  private readonly referenced = new Set<string>();
-  /** A function lost its last route since the lease manager last retained. */
+  /** A function lost its last route since the lease manager last retained (see `moved`). */
   private released = false;
 
   constructor(private readonly opts: RouteStoreOptions) {
@@ -253,7 +248,7 @@ export class RouteStore {
     else this.placeTrigger(this.router, key);
     if (this.released) {
       this.released = false;
-      this.opts.leases.retain(this.referenced);
+      this.opts.leases.retain();
     }
   }
 
@@ -296,32 +291,28 @@ export class RouteStore {
   private rebuild(): void {
     if (!this.listed.functions || !this.listed.httptriggers) return;
     const router = new Router<FunctionLeases>([], []);
-    this.refs.clear();
-    this.referenced.clear();
-    this.placed.clear();
+    // Counted again from nothing: the new table holds no route yet.
+    for (const fl of this.opts.leases.all()) fl.routes = 0;
     for (const key of this.triggers.keys()) this.placeTrigger(router, key);
     for (const key of this.functions.keys()) this.placeFunction(router, key);
     this.router = router;
     this.released = false;
-    this.opts.leases.retain(this.referenced);
+    this.opts.leases.retain();
   }
 
   /** A trigger's route as its map holds it now: added, replaced, or gone. */
   private placeTrigger(router: Router<FunctionLeases>, key: string): void {
     const t = this.triggers.get(key);
     const rule = t && this.triggerRule(key, t);
-    this.reference(`t:${key}`, rule?.target);
-    if (rule) router.setTrigger(rule);
-    else router.removeTrigger(key);
+    this.moved(rule ? router.setTrigger(rule) : router.removeTrigger(key), rule?.target);
   }
 
   /** A function's `/function/` route and its lease state's settings, or its removal. */
   private placeFunction(router: Router<FunctionLeases>, key: string): void {
     const f = this.functions.get(key);
     if (!f) {
-      this.reference(`f:${key}`, undefined);
       const [namespace = "", name = ""] = key.split("/");
-      router.removeFunction(namespace, name);
+      this.moved(router.removeFunction(namespace, name), undefined);
       return;
     }
     const { namespace, name, revision } = f;
@@ -329,34 +320,20 @@ export class RouteStore {
     // What lease requests carry as minRevision, and the cap of a queued request's wait.
     if (revision > target.minRevision) target.minRevision = revision;
     target.timeoutMs = Math.max(1, Math.round(f.timeoutSeconds * 1000));
-    this.reference(`f:${key}`, target);
-    router.setFunction({ namespace, name, target });
+    this.moved(router.setFunction({ namespace, name, target }), target);
   }
 
   /**
-   * Which function's lease state a route (`t:`/`f:` + key) points at, counted per function, so
-   * the lease manager forgets a function once no route names it (`retain`), as after a rebuild.
+   * One route of the table now points at `after` instead of `before` (the router's answer; either
+   * undefined: none). Counted on the lease state itself (`routes`), so the lease manager forgets
+   * a function once no route names it (`retain`), as after a rebuild. The table already says
+   * what each route points at: a map of routes to function keys beside it, and a count per key,
+   * cost ~250 bytes per function at 10,000.
    */
-  private reference(route: string, target: FunctionLeases | undefined): void {
-    const before = this.placed.get(route);
-    const next = target?.key;
-    if (before === next) return;
-    if (before !== undefined) {
-      const n = (this.refs.get(before) ?? 1) - 1;
-      if (n > 0) this.refs.set(before, n);
-      else {
-        this.refs.delete(before);
-        this.referenced.delete(before);
-        this.released = true;
-      }
-    }
-    if (next === undefined) {
-      this.placed.delete(route);
-      return;
-    }
-    this.placed.set(route, next);
-    this.refs.set(next, (this.refs.get(next) ?? 0) + 1);
-    this.referenced.add(next);
+  private moved(before: FunctionLeases | undefined, after: FunctionLeases | undefined): void {
+    if (before === after) return;
+    if (after) after.routes++;
+    if (before && --before.routes === 0) this.released = true;
   }
 
   /** The trigger's rule, or undefined (logged once per revision) when its route breaks the rules. */
@@ -379,6 +356,8 @@ export class RouteStore {
       }
       return undefined;
     }
+    // Neither (the schema refuses it): the router would hold nothing, so no route names the function.
+    if (t.path === undefined && t.prefix === undefined) return undefined;
     return {
       // The key is `<ns>/<name>`, the trigger's id: one string for both.
       id: key,
