@@ -6,8 +6,8 @@ import { OwnResponse, type ResponseSink } from "../src/front-door/own-response";
 function sink(): ResponseSink & { out: string } {
   return {
     out: "",
-    write(data, more) {
-      this.out += data.toString() + (more?.toString() ?? "");
+    write(data, more, tail) {
+      this.out += data.toString() + (more?.toString() ?? "") + (tail ?? "");
       return true;
     },
     finished: () => undefined,

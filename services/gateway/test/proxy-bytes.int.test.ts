@@ -49,8 +49,23 @@ describe("gateway proxy: response bytes (real NATS)", function () {
       triggers: [triggerObject("bytes", { function: "bytes", prefix: "/bytes" })],
     });
     inst = await startInstance("bytes-1", (req, res) => {
-      const size = Number(new URL(req.url ?? "/", "http://x").searchParams.get("size"));
-      const body = awkwardBytes(size);
+      const q = new URL(req.url ?? "/", "http://x").searchParams;
+      const body = awkwardBytes(Number(q.get("size")));
+      const piece = Number(q.get("piece") ?? 0);
+      if (piece > 0) {
+        // No Content-Length: the gateway sends its client chunked, a chunk per piece that
+        // comes (a small one inside its size line's string, a large one as it is).
+        res.writeHead(200, { "content-type": "application/octet-stream" });
+        let at = 0;
+        const next = (): void => {
+          if (at >= body.length) return void res.end();
+          res.write(body.subarray(at, at + piece));
+          at += piece;
+          setTimeout(next, 2);
+        };
+        next();
+        return;
+      }
       res.writeHead(200, {
         "content-type": "application/octet-stream",
         "content-length": body.length,
@@ -69,6 +84,18 @@ describe("gateway proxy: response bytes (real NATS)", function () {
   for (const size of [1, 300, 4095, 4096, 4097, 70_000]) {
     it(`passes a ${size}-byte body byte for byte`, async () => {
       const r = await getBytes(h.gateway.port, `/bytes?size=${size}`);
+      expect(r.status).to.equal(200);
+      expect(r.body.length).to.equal(size);
+      expect(r.body.equals(awkwardBytes(size))).to.equal(true);
+    });
+  }
+
+  for (const [size, piece] of [
+    [600, 300],
+    [70_000, 20_000],
+  ] as const) {
+    it(`passes a ${size}-byte body streamed chunked in ${piece}-byte pieces byte for byte`, async () => {
+      const r = await getBytes(h.gateway.port, `/bytes?size=${size}&piece=${piece}`);
       expect(r.status).to.equal(200);
       expect(r.body.length).to.equal(size);
       expect(r.body.equals(awkwardBytes(size))).to.equal(true);

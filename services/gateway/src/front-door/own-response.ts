@@ -5,8 +5,11 @@ import { sendError } from "./http-errors";
 
 /** What a response asks of the connection it answers on (own-connection.ts). */
 export interface ResponseSink {
-  /** Writes bytes for this response; false when the socket's buffer is full ('drain' follows). */
-  write(data: string | Buffer, more?: Buffer): boolean;
+  /**
+   * Writes bytes for this response, `data` then `more` then `tail` in one go; false when the
+   * socket's buffer is full ('drain' follows).
+   */
+  write(data: string | Buffer, more?: Buffer, tail?: string): boolean;
   /** The response was written whole; `keepAlive`: the connection may carry another request. */
   finished(keepAlive: boolean): void;
   /** Cuts the connection (a response that cannot be completed). */
@@ -184,8 +187,12 @@ export class OwnResponse extends EventEmitter {
       if (this.head === undefined) return this.sink.write(data);
       return this.sink.write(this.takeHead(), data);
     }
-    const ok = this.sink.write(`${this.takeHead()}${data.length.toString(16)}\r\n`, data);
-    return this.sink.write(last ? `\r\n${LAST_CHUNK}` : CRLF) && ok;
+    // The chunk's size line, its bytes and its end in one write (one syscall per chunk).
+    return this.sink.write(
+      `${this.takeHead()}${data.length.toString(16)}\r\n`,
+      data,
+      last ? `\r\n${LAST_CHUNK}` : CRLF,
+    );
   }
 }
 
