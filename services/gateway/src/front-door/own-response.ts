@@ -125,11 +125,11 @@ export class OwnResponse extends EventEmitter {
     this.sink.write(head);
   }
 
-  write(chunk: Buffer | string): boolean {
+  write(chunk: Uint8Array | string): boolean {
     if (this.writableFinished) throw new Error("write after end");
     if (!this.headersSent) this.writeHead(this.statusCode);
     if (this.destroyed) return false;
-    const data = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    const data = bytesOf(chunk);
     if (this.bodyless || data.length === 0) {
       if (this.head !== undefined) this.flushHeaders();
       return true;
@@ -137,14 +137,14 @@ export class OwnResponse extends EventEmitter {
     return this.send(data, false);
   }
 
-  end(chunk?: Buffer | string): this {
+  end(chunk?: Uint8Array | string): this {
     if (this.writableFinished || this.destroyed) return this;
     if (!this.headersSent) {
       // As ServerResponse: a body given whole with no head gets its length.
       const n = chunk === undefined ? 0 : Buffer.byteLength(chunk);
       this.writeHead(this.statusCode, ["content-length", String(n)]);
     }
-    const data = chunk === undefined || typeof chunk !== "string" ? chunk : Buffer.from(chunk);
+    const data = chunk === undefined ? undefined : bytesOf(chunk);
     if (data !== undefined && data.length > 0 && !this.bodyless) this.send(data, true);
     else if (this.chunked) this.sink.write(this.takeHead() + LAST_CHUNK);
     else if (this.head !== undefined) this.sink.write(this.takeHead());
@@ -194,6 +194,20 @@ export class OwnResponse extends EventEmitter {
       last ? `\r\n${LAST_CHUNK}` : CRLF,
     );
   }
+}
+
+/**
+ * A body piece as a Buffer, as ServerResponse takes it: a string as UTF-8, a Uint8Array viewed as
+ * a Buffer (not copied). The connection writes a small body inside its head's string as the latin1
+ * of its bytes, which only a Buffer gives: a Uint8Array's toString() is its numbers joined by
+ * commas, more bytes than its length, so the framing would be off and the client read the rest as
+ * a next answer.
+ */
+function bytesOf(chunk: Uint8Array | string): Buffer {
+  if (typeof chunk === "string") return Buffer.from(chunk);
+  return Buffer.isBuffer(chunk)
+    ? chunk
+    : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
 /**
