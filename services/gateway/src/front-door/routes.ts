@@ -223,6 +223,10 @@ export class RouteStore {
     }
     const { uid, revision: r, createdAt } = object.metadata;
     if (now !== undefined && now.uid !== uid && now.createdAt > createdAt) return true; // a newer incarnation arrived by event meanwhile
+    // Another incarnation than the one held (its delete missed): revisions start again, and the
+    // held one's leases all go, as for its `created` event; as an update, the old revision stayed
+    // the minimum (new leases refused) and the old leases at it stayed in use.
+    const replaced = now !== undefined && now.uid !== uid;
     this.applyNow({
       kind,
       op: now === undefined ? "created" : "updated",
@@ -231,7 +235,8 @@ export class RouteStore {
       revision: r,
       object,
     });
-    if (kind === "functions") this.opts.leases.functionChanged("updated", namespace, name, r);
+    if (kind === "functions")
+      this.opts.leases.functionChanged(replaced ? "created" : "updated", namespace, name, r);
     return true;
   }
 
