@@ -1,4 +1,10 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Dispatcher } from "undici";
 import { subjects, type FunctionObject, type HttpTrigger } from "@fizz/events";
+import { silentLogger } from "@fizz/kit";
+import { FakeClock, FakeRegistryBus } from "@fizz/testkit";
+import { LeaseManager } from "../src/front-door/leases";
+import { RouteStore } from "../src/front-door/routes";
 
 /** The subjects the gateway tests' `FakeRegistryBus` (from `@fizz/testkit`) plays the registry on. */
 export const subj = subjects("fizz.v1");
@@ -44,4 +50,30 @@ export function trigger(name: string, path: string, target: string): HttpTrigger
     },
     spec: { methods: [], path, function: target },
   };
+}
+
+/**
+ * A route table on a `FakeRegistryBus`, with the lease manager it feeds (no scheduler behind it:
+ * a lease request fails). Not started: `store.start(signal)` subscribes, then lists.
+ */
+export function fakeRouteStore(): {
+  nats: FakeRegistryBus;
+  leases: LeaseManager;
+  store: RouteStore;
+} {
+  const nats = new FakeRegistryBus(subj);
+  const leases = new LeaseManager({
+    gateway: "gateway-test",
+    dispatcher: () => ({}) as Dispatcher,
+    clock: new FakeClock(),
+    request: () => Promise.reject(new Error("no scheduler in this test")),
+  });
+  const store = new RouteStore({
+    nc: nats as unknown as NatsConnection,
+    subjects: subj,
+    sender: "gateway-test",
+    leases,
+    logger: silentLogger(),
+  });
+  return { nats, leases, store };
 }

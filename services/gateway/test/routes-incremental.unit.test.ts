@@ -1,12 +1,6 @@
 import { expect } from "chai";
-import type { NatsConnection } from "@nats-io/transport-node";
-import type { Dispatcher } from "undici";
 import type { FunctionObject, HttpTrigger } from "@fizz/events";
-import { silentLogger } from "@fizz/kit";
-import { FakeClock, FakeRegistryBus } from "@fizz/testkit";
-import { LeaseManager } from "../src/front-door/leases";
-import { RouteStore } from "../src/front-door/routes";
-import { fn, subj, trigger } from "./routes-fakes";
+import { fakeRouteStore, fn, trigger } from "./routes-fakes";
 
 /**
  * The route table changed one registry event at a time answers as the table a fresh gateway
@@ -16,20 +10,7 @@ import { fn, subj, trigger } from "./routes-fakes";
  * moved between functions and paths, functions re-created.
  */
 function world() {
-  const nats = new FakeRegistryBus(subj);
-  const leases = new LeaseManager({
-    gateway: "gateway-test",
-    dispatcher: () => ({}) as Dispatcher,
-    clock: new FakeClock(),
-    request: () => Promise.reject(new Error("no scheduler in this test")),
-  });
-  const store = new RouteStore({
-    nc: nats as unknown as NatsConnection,
-    subjects: subj,
-    sender: "gateway-test",
-    leases,
-    logger: silentLogger(),
-  });
+  const { nats, leases, store } = fakeRouteStore();
   const abort = new AbortController();
   return { nats, leases, store, loading: store.start(abort.signal), stop: () => abort.abort() };
 }

@@ -5,14 +5,11 @@
  * code) would count as the route table's. Prints one JSON line.
  */
 import { getHeapStatistics } from "node:v8";
-import type { NatsConnection } from "@nats-io/transport-node";
-import type { Dispatcher } from "undici";
 import type { AnyObject } from "@fizz/events";
-import { silentLogger } from "@fizz/kit";
-import { FakeClock, FakeRegistryBus } from "@fizz/testkit";
+import { FakeRegistryBus } from "@fizz/testkit";
 import { LeaseManager } from "../src/front-door/leases";
 import { RouteStore } from "../src/front-door/routes";
-import { fn, subj, trigger } from "./routes-fakes";
+import { fakeRouteStore, fn, trigger } from "./routes-fakes";
 
 export interface MemoryProbe {
   perFunction: number;
@@ -32,20 +29,7 @@ function heapUsed(): number {
 }
 
 async function tableOf(n: number): Promise<{ store: RouteStore; leases: LeaseManager }> {
-  const nats = new FakeRegistryBus(subj);
-  const leases = new LeaseManager({
-    gateway: "gateway-test",
-    dispatcher: () => ({}) as Dispatcher,
-    clock: new FakeClock(),
-    request: () => Promise.reject(new Error("no scheduler in this test")),
-  });
-  const store = new RouteStore({
-    nc: nats as unknown as NatsConnection,
-    subjects: subj,
-    sender: "gateway-test",
-    leases,
-    logger: silentLogger(),
-  });
+  const { nats, leases, store } = fakeRouteStore();
   const loading = store.start(new AbortController().signal);
   // Listed as at a restart (the objects travel encoded and are decoded, as from the registry).
   await listAll(nats, n);

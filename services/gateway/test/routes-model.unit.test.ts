@@ -1,12 +1,6 @@
 import { expect } from "chai";
-import type { NatsConnection } from "@nats-io/transport-node";
-import type { Dispatcher } from "undici";
 import type { FunctionObject, HttpTrigger } from "@fizz/events";
-import { silentLogger } from "@fizz/kit";
-import { FakeClock, FakeRegistryBus } from "@fizz/testkit";
-import { LeaseManager } from "../src/front-door/leases";
-import { RouteStore } from "../src/front-door/routes";
-import { fn, subj, trigger } from "./routes-fakes";
+import { fakeRouteStore, fn, trigger } from "./routes-fakes";
 
 /**
  * Random registry histories against the route table, checked after every step against what the
@@ -35,20 +29,7 @@ describe("route table against random registry histories", () => {
     it(`history ${seed}: routes lead to live lease state, counted exactly, none left over`, async () => {
       const r = random(seed);
       const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
-      const nats = new FakeRegistryBus(subj);
-      const leases = new LeaseManager({
-        gateway: "gateway-test",
-        dispatcher: () => ({}) as Dispatcher,
-        clock: new FakeClock(),
-        request: () => Promise.reject(new Error("no scheduler in this test")),
-      });
-      const store = new RouteStore({
-        nc: nats as unknown as NatsConnection,
-        subjects: subj,
-        sender: "gateway-test",
-        leases,
-        logger: silentLogger(),
-      });
+      const { nats, leases, store } = fakeRouteStore();
       const abort = new AbortController();
       const loading = store.start(abort.signal);
       await nats.list("functions", []);

@@ -2,18 +2,14 @@ import { expect } from "chai";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { JsMsg } from "@nats-io/jetstream";
 import { Registry } from "prom-client";
-import type { Dispatcher } from "undici";
 import { Codecs, type Invocation } from "@fizz/events";
 import { silentLogger } from "@fizz/kit";
-import { FakeClock, FakeRegistryBus } from "@fizz/testkit";
 import { loadBusConfig } from "../src/bus/bus-config";
 import { BusMetrics } from "../src/bus/bus-metrics";
 import { InvocationConsumer } from "../src/bus/invoker/consumer";
 import { BusLimiter } from "../src/bus/invoker/limiter";
 import { functionLookup } from "../src/bus/start-bus";
-import { LeaseManager } from "../src/front-door/leases";
-import { RouteStore } from "../src/front-door/routes";
-import { fn, subj, trigger } from "./routes-fakes";
+import { fakeRouteStore, fn, subj, trigger } from "./routes-fakes";
 
 /**
  * The route table is served (the gateway ready, the bus side trusting "no such function") only
@@ -22,20 +18,7 @@ import { fn, subj, trigger } from "./routes-fakes";
  * `registry.list` when it chooses and publishes `registry.changed.*` events itself.
  */
 function world() {
-  const nats = new FakeRegistryBus(subj);
-  const leases = new LeaseManager({
-    gateway: "gateway-test",
-    dispatcher: () => ({}) as Dispatcher,
-    clock: new FakeClock(),
-    request: () => Promise.reject(new Error("no scheduler in this test")),
-  });
-  const store = new RouteStore({
-    nc: nats as unknown as NatsConnection,
-    subjects: subj,
-    sender: "gateway-test",
-    leases,
-    logger: silentLogger(),
-  });
+  const { nats, leases, store } = fakeRouteStore();
   const abort = new AbortController();
   let started = false;
   const loading = store.start(abort.signal).then(() => (started = true));

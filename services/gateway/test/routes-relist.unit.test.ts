@@ -1,12 +1,6 @@
 import { expect } from "chai";
-import type { NatsConnection } from "@nats-io/transport-node";
-import type { Dispatcher } from "undici";
-import { silentLogger } from "@fizz/kit";
-import { FakeClock, FakeRegistryBus } from "@fizz/testkit";
 import { functionLookup } from "../src/bus/start-bus";
-import { LeaseManager } from "../src/front-door/leases";
-import { RouteStore } from "../src/front-door/routes";
-import { fn, subj, trigger } from "./routes-fakes";
+import { fakeRouteStore, fn, trigger } from "./routes-fakes";
 
 /**
  * The relist after a NATS reconnect, once the table is loaded: changes that arrive while it is in
@@ -14,20 +8,7 @@ import { fn, subj, trigger } from "./routes-fakes";
  * lands afterwards does not undo them, and what it lacks (deleted while events were lost) goes.
  */
 async function loadedWorld(functions: string[]) {
-  const nats = new FakeRegistryBus(subj);
-  const leases = new LeaseManager({
-    gateway: "gateway-test",
-    dispatcher: () => ({}) as Dispatcher,
-    clock: new FakeClock(),
-    request: () => Promise.reject(new Error("no scheduler in this test")),
-  });
-  const store = new RouteStore({
-    nc: nats as unknown as NatsConnection,
-    subjects: subj,
-    sender: "gateway-test",
-    leases,
-    logger: silentLogger(),
-  });
+  const { nats, leases, store } = fakeRouteStore();
   const abort = new AbortController();
   const loading = store.start(abort.signal);
   await nats.list("functions", functions.map(fn));

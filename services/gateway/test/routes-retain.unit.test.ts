@@ -1,11 +1,5 @@
 import { expect } from "chai";
-import type { NatsConnection } from "@nats-io/transport-node";
-import type { Dispatcher } from "undici";
-import { silentLogger } from "@fizz/kit";
-import { FakeClock, FakeRegistryBus } from "@fizz/testkit";
-import { LeaseManager } from "../src/front-door/leases";
-import { RouteStore } from "../src/front-door/routes";
-import { fn, subj, trigger } from "./routes-fakes";
+import { fakeRouteStore, fn, trigger } from "./routes-fakes";
 
 /**
  * The lease manager keeps a function's state while any route of the table names it (its own
@@ -15,20 +9,7 @@ import { fn, subj, trigger } from "./routes-fakes";
  * function's updates would not invalidate the leases it holds: stale code).
  */
 async function world() {
-  const nats = new FakeRegistryBus(subj);
-  const leases = new LeaseManager({
-    gateway: "gateway-test",
-    dispatcher: () => ({}) as Dispatcher,
-    clock: new FakeClock(),
-    request: () => Promise.reject(new Error("no scheduler in this test")),
-  });
-  const store = new RouteStore({
-    nc: nats as unknown as NatsConnection,
-    subjects: subj,
-    sender: "gateway-test",
-    leases,
-    logger: silentLogger(),
-  });
+  const { nats, leases, store } = fakeRouteStore();
   const abort = new AbortController();
   const loading = store.start(abort.signal);
   const hello = fn("hello");
