@@ -1,6 +1,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Dispatcher } from "undici";
-import { subjects, type FunctionObject, type HttpTrigger } from "@fizz/events";
+import { subjects, type FunctionObject, type HttpTrigger, type Lease } from "@fizz/events";
 import { silentLogger } from "@fizz/kit";
 import { FakeClock, FakeRegistryBus } from "@fizz/testkit";
 import { LeaseManager } from "../src/front-door/leases";
@@ -53,10 +53,13 @@ export function trigger(name: string, path: string, target: string): HttpTrigger
 }
 
 /**
- * A route table on a `FakeRegistryBus`, with the lease manager it feeds (no scheduler behind it:
- * a lease request fails). Not started: `store.start(signal)` subscribes, then lists.
+ * A route table on a `FakeRegistryBus`, with the lease manager it feeds; its lease requests go to
+ * `request` (by default none: a lease request fails). Not started: `store.start(signal)`
+ * subscribes, then lists.
  */
-export function fakeRouteStore(): {
+export function fakeRouteStore(
+  request: () => Promise<Lease> = () => Promise.reject(new Error("no scheduler in this test")),
+): {
   nats: FakeRegistryBus;
   leases: LeaseManager;
   store: RouteStore;
@@ -66,7 +69,7 @@ export function fakeRouteStore(): {
     gateway: "gateway-test",
     dispatcher: () => ({}) as Dispatcher,
     clock: new FakeClock(),
-    request: () => Promise.reject(new Error("no scheduler in this test")),
+    request,
   });
   const store = new RouteStore({
     nc: nats as unknown as NatsConnection,

@@ -1,12 +1,6 @@
 import { expect } from "chai";
-import type { NatsConnection } from "@nats-io/transport-node";
-import type { Dispatcher } from "undici";
 import type { Lease } from "@fizz/events";
-import { silentLogger } from "@fizz/kit";
-import { FakeClock, FakeRegistryBus } from "@fizz/testkit";
-import { LeaseManager } from "../src/front-door/leases";
-import { RouteStore } from "../src/front-door/routes";
-import { fn, subj } from "./routes-fakes";
+import { fakeRouteStore, fn } from "./routes-fakes";
 
 /**
  * A function deleted and created again under its name is a new object (new uid) whose revisions
@@ -18,7 +12,6 @@ import { fn, subj } from "./routes-fakes";
  */
 describe("route table: a function re-created under its name, seen first by gateway.sync", () => {
   it("drops the old incarnation's leases and takes the new one's revisions from 1", async () => {
-    const nats = new FakeRegistryBus(subj);
     const old = fn("hello");
     old.metadata.uid = "uid-old";
     old.metadata.revision = 5;
@@ -32,19 +25,7 @@ describe("route table: a function re-created under its name, seen first by gatew
         timeoutMs: 1000,
       },
     ];
-    const leases = new LeaseManager({
-      gateway: "gateway-test",
-      dispatcher: () => ({}) as Dispatcher,
-      clock: new FakeClock(),
-      request: () => Promise.resolve(replies.shift()!),
-    });
-    const store = new RouteStore({
-      nc: nats as unknown as NatsConnection,
-      subjects: subj,
-      sender: "gateway-test",
-      leases,
-      logger: silentLogger(),
-    });
+    const { nats, leases, store } = fakeRouteStore(() => Promise.resolve(replies.shift()!));
     const abort = new AbortController();
     const loading = store.start(abort.signal);
     try {
