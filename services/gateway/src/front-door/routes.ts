@@ -1,11 +1,8 @@
 import {
   Codecs,
   FizzError,
-  routeProblem,
   type AnyObject,
-  type FunctionObject,
   type GatewaySyncRequest,
-  type HttpTrigger,
   type ObjectsByPlural,
   type RegistryChanged,
   type SkippedObject,
@@ -22,13 +19,16 @@ import {
   type Subscription,
 } from "@fizz/kit";
 import type { FunctionLeases, LeaseManager } from "./leases";
+import type { FunctionRecord, TriggerRecord } from "./route-records";
+import type { Router } from "./router";
 import {
-  recordOfFunction,
-  recordOfTrigger,
-  type FunctionRecord,
-  type TriggerRecord,
-} from "./route-records";
-import { Router, type TriggerRule } from "./router";
+  isFunction,
+  isTrigger,
+  RouteTable,
+  type Change,
+  type Held,
+  type RouteKind,
+} from "./route-table";
 
 /**
  * Keeps the compiled route table current: a full `registry.list` of functions and of HTTP
@@ -62,8 +62,8 @@ export class RouteStore {
   /** What the table keeps of each object (route-records.ts), not the object itself. */
   private readonly functions = new Map<string, FunctionRecord>();
   private readonly triggers = new Map<string, TriggerRecord>();
-  /** `<ns>/<name>@<uid>:<revision>` of routes left out and already logged (once per revision). */
-  private readonly refused = new Set<string>();
+  /** The maps' routes compiled (route-table.ts). */
+  private readonly table: RouteTable;
   /** Per kind: the changes made while its list is in flight, which win over that list. */
   private readonly windows: Record<RouteKind, ListingWindow> = {
     functions: new ListingWindow(),
@@ -74,11 +74,10 @@ export class RouteStore {
     Record<RouteKind, { synced: Promise<void>; relist(): Promise<void> }> | undefined;
   private subs: Subscription[] = [];
   private readonly log: Logger;
-  /** A function lost its last route since the lease manager last retained (see `moved`). */
-  private released = false;
 
   constructor(private readonly opts: RouteStoreOptions) {
     this.log = opts.logger.child({ component: "routes" });
+    this.table = new RouteTable(this.functions, this.triggers, opts.leases, this.log);
   }
 
   get loaded(): boolean {
@@ -145,7 +144,7 @@ export class RouteStore {
       const key = keyOf(object);
       const cur = map.get(key);
       const op = cur && cur.uid === uid ? "updated" : "created";
-      this.apply({ kind, op, key, uid, revision, object });
+      this.table.apply({ kind, op, key, uid, revision, object });
       if (isFunction(object)) {
         this.opts.leases.target(namespace, name);
         this.opts.leases.functionChanged(op, namespace, name, revision);
@@ -155,7 +154,7 @@ export class RouteStore {
     for (const key of remove) {
       const held = map.get(key)!;
       const { uid, revision } = held;
-      this.apply({ kind, op: "deleted", key, uid, revision, object: undefined });
+      this.table.apply({ kind, op: "deleted", key, uid, revision, object: undefined });
       if (kind === "functions") {
         const { namespace, name } = held as FunctionRecord;
         this.opts.leases.functionChanged("deleted", namespace, name, 1);
@@ -247,14 +246,9 @@ export class RouteStore {
   private applyNow(ev: Change): void {
     const key = ev.key;
     this.windows[ev.kind].touch(key);
-    this.apply(ev);
+    this.table.apply(ev);
     if (!this.router) return this.rebuild();
-    if (ev.kind === "functions") this.placeFunction(this.router, key);
-    else this.placeTrigger(this.router, key);
-    if (this.released) {
-      this.released = false;
-      this.opts.leases.retain();
-    }
+    this.table.place(this.router, ev.kind, key);
   }
 
   private onChange(ev: RegistryChanged): void {
@@ -263,23 +257,6 @@ export class RouteStore {
     if (kind !== "functions" && kind !== "httptriggers") return;
     const key = `${namespace}/${name}`;
     this.applyNow({ kind, op, key, uid: object.metadata.uid, revision, object });
-  }
-
-  /** Newer wins: an event for the same object (uid) at an older revision than we hold is stale. */
-  private apply(ev: Change): void {
-    const map: Map<string, Held> = ev.kind === "functions" ? this.functions : this.triggers;
-    const cur = map.get(ev.key);
-    const sameObject = cur !== undefined && cur.uid === ev.uid;
-    if (ev.op === "deleted") {
-      if (sameObject) map.delete(ev.key);
-      return;
-    }
-    if (sameObject && cur.revision >= ev.revision) return;
-    const o = ev.object;
-    if (ev.kind === "functions" && o && isFunction(o))
-      this.functions.set(ev.key, recordOfFunction(o));
-    else if (ev.kind === "httptriggers" && o && isTrigger(o))
-      this.triggers.set(ev.key, recordOfTrigger(o));
   }
 
   /**
@@ -295,108 +272,8 @@ export class RouteStore {
    */
   private rebuild(): void {
     if (!this.listed.functions || !this.listed.httptriggers) return;
-    const router = new Router<FunctionLeases>([], []);
-    // Counted again from nothing: the new table holds no route yet.
-    for (const fl of this.opts.leases.all()) fl.routes = 0;
-    for (const key of this.triggers.keys()) this.placeTrigger(router, key);
-    for (const key of this.functions.keys()) this.placeFunction(router, key);
-    this.router = router;
-    this.released = false;
-    this.opts.leases.retain();
+    this.router = this.table.build();
   }
-
-  /** A trigger's route as its map holds it now: added, replaced, or gone. */
-  private placeTrigger(router: Router<FunctionLeases>, key: string): void {
-    const t = this.triggers.get(key);
-    const rule = t && this.triggerRule(key, t);
-    this.moved(rule ? router.setTrigger(rule) : router.removeTrigger(key), rule?.target);
-  }
-
-  /** A function's `/function/` route and its lease state's settings, or its removal. */
-  private placeFunction(router: Router<FunctionLeases>, key: string): void {
-    const f = this.functions.get(key);
-    if (!f) {
-      const [namespace = "", name = ""] = key.split("/");
-      this.moved(router.removeFunction(namespace, name), undefined);
-      return;
-    }
-    const { namespace, name, revision } = f;
-    const target = this.opts.leases.target(namespace, name);
-    // What lease requests carry as minRevision, and the cap of a queued request's wait.
-    if (revision > target.minRevision) target.minRevision = revision;
-    target.timeoutMs = Math.max(1, Math.round(f.timeoutSeconds * 1000));
-    this.moved(router.setFunction({ namespace, name, target }), target);
-  }
-
-  /**
-   * One route of the table now points at `after` instead of `before` (the router's answer; either
-   * undefined: none). Counted on the lease state itself (`routes`), so the lease manager forgets
-   * a function once no route names it (`retain`), as after a rebuild. The table already says
-   * what each route points at: a map of routes to function keys beside it, and a count per key,
-   * cost ~250 bytes per function at 10,000.
-   */
-  private moved(before: FunctionLeases | undefined, after: FunctionLeases | undefined): void {
-    if (before === after) return;
-    if (after) after.routes++;
-    if (before && --before.routes === 0) this.released = true;
-  }
-
-  /** The trigger's rule, or undefined (logged once per revision) when its route breaks the rules. */
-  private triggerRule(key: string, t: TriggerRecord): TriggerRule<FunctionLeases> | undefined {
-    // The registry refuses these; one stored anyway (before the rule, or behind its back) is
-    // left out rather than matched in a way its author never meant.
-    // Only the fields that are set: the rule checker's fields are optional, never undefined.
-    const problem = routeProblem({
-      ...(t.path !== undefined ? { path: t.path } : {}),
-      ...(t.prefix !== undefined ? { prefix: t.prefix } : {}),
-    });
-    if (problem) {
-      const seen = `${key}@${t.uid}:${t.revision}`;
-      if (!this.refused.has(seen)) {
-        this.refused.add(seen);
-        this.log.error(
-          { trigger: key, revision: t.revision, err: problem.message },
-          "http trigger not served: its route breaks the route rules",
-        );
-      }
-      return undefined;
-    }
-    // Neither (the schema refuses it): the router would hold nothing, so no route names the function.
-    if (t.path === undefined && t.prefix === undefined) return undefined;
-    return {
-      // The key is `<ns>/<name>`, the trigger's id: one string for both.
-      id: key,
-      target: this.opts.leases.target(key.slice(0, key.indexOf("/")), t.function),
-      host: t.host,
-      methods: t.methods,
-      path: t.path,
-      prefix: t.prefix,
-    };
-  }
-}
-
-type RouteKind = "functions" | "httptriggers";
-
-/** Either record: what the merge rules compare. */
-type Held = FunctionRecord | TriggerRecord;
-
-/** One change to apply: the object itself (absent for a delete) and what identifies it. */
-interface Change {
-  kind: RouteKind;
-  op: "created" | "updated" | "deleted";
-  /** `<ns>/<name>` */
-  key: string;
-  uid: string;
-  revision: number;
-  object: AnyObject | undefined;
 }
 
 const keyOf = (o: Named) => `${o.metadata.namespace}/${o.metadata.name}`;
-
-function isFunction(o: { kind: string }): o is FunctionObject {
-  return o.kind === "Function";
-}
-
-function isTrigger(o: { kind: string }): o is HttpTrigger {
-  return o.kind === "HttpTrigger";
-}
