@@ -228,6 +228,19 @@ spec: { environment: python, code: { path: ../deleted.py } }
     expect(r.stderr).not.to.include("spec apply");
   });
 
+  it("apply --parallel takes 1 to 256 writes at once; anything else is a usage error, nothing sent", async () => {
+    await p.write({ "specs/config.yaml": CONFIG("demo") });
+    for (const bad of ["0", "257", "many", "2.5"]) {
+      const r = await run(["spec", "apply", "-f", p.specs, "--parallel", bad]);
+      expect(r.code, bad).to.equal(2);
+      expect(r.stderr, bad).to.match(/--parallel <n>.*invalid/);
+    }
+    expect((await run(["spec", "apply", "-f", p.specs, "--parallel", "0"])).stderr).to.include(
+      "must be between 1 and 256",
+    );
+    expect(registry.requests).to.have.length(0);
+  });
+
   it("validate refuses a spec in $HOME naming `..`, with HOME from the CLI's own environment", async () => {
     await p.write({
       "specs/config.yaml": CONFIG("demo"),

@@ -4,13 +4,14 @@
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import type { Command } from "commander";
+import { InvalidArgumentError, type Command } from "commander";
 import { isDnsLabel } from "@fizz/events";
 import { DEFAULT_WAIT_SECONDS } from "../build-wait.js";
 import type { Context, ContextFactory } from "../context.js";
 import { CliError } from "../errors.js";
-import { collect, parseSeconds } from "../options.js";
+import { collect, parseInteger, parseSeconds } from "../options.js";
 import { apply, destroy, validate, type ApplyFlags, type Env } from "../spec/actions.js";
+import { DEFAULT_PARALLEL, MAX_PARALLEL } from "../spec/apply-order.js";
 import { DEPLOYMENT_CONFIG } from "../spec/documents.js";
 import { printResultJson } from "../spec/report.js";
 
@@ -35,6 +36,7 @@ Examples:
   fizz spec validate -f specs
   fizz spec apply -f specs --dry-run       # what would change; nothing is sent
   fizz spec apply -f specs --prune         # also delete objects dropped from the files
+  fizz spec apply -f specs --parallel 1    # one write at a time
   fizz spec destroy -f specs`,
     );
   const withDirs = (cmd: Command) =>
@@ -80,6 +82,12 @@ Examples:
       parseSeconds,
       DEFAULT_WAIT_SECONDS,
     )
+    .option(
+      "--parallel <n>",
+      `writes sent at once, 1-${MAX_PARALLEL}; 1: one at a time`,
+      parseParallel,
+      DEFAULT_PARALLEL,
+    )
     .action(async (opts: ApplyOptions, cmd: Command) => {
       await apply(context(cmd), dirsOf(opts), opts, env);
     });
@@ -90,6 +98,14 @@ Examples:
     .action(async (opts: DirOptions & { dryRun?: boolean }, cmd: Command) => {
       await destroy(context(cmd), dirsOf(opts), env, opts.dryRun === true);
     });
+}
+
+/** `--parallel`: a whole number in range, so a typo is a usage error before anything is sent. */
+export function parseParallel(value: string): number {
+  const n = parseInteger(value);
+  if (n < 1 || n > MAX_PARALLEL)
+    throw new InvalidArgumentError(`must be between 1 and ${MAX_PARALLEL}.`);
+  return n;
 }
 
 function dirsOf(opts: DirOptions): string[] {

@@ -18,6 +18,7 @@ import { APPLY_ORDER, loadSpec, loadSpecIdentity, problemAt, type LoadedSpec } f
 import { computePlan, isSharedEnvironment, type PlanItem } from "./plan.js";
 import { SpecInvalidError, type SpecProblem } from "./problems.js";
 import {
+  alsoRefusedJson,
   applyFailure,
   countLine,
   planJson,
@@ -37,6 +38,8 @@ export interface ApplyFlags {
   dryRun?: boolean;
   prune?: boolean;
   waitTimeout: number;
+  /** Writes in flight at once (apply-order.ts); default DEFAULT_PARALLEL. */
+  parallel?: number;
 }
 
 async function load(ctx: Context, dirs: string[], env: Env): Promise<LoadedSpec> {
@@ -145,7 +148,14 @@ export async function apply(
     const variables = variablesTaken(spec);
     if (ctx.output !== "json" && variables.line) ctx.stdout.write(`${variables.line}\n`);
     if (opts.dryRun) return printPlan(ctx, spec.name, plan, variables.json);
-    await run(ctx, spec.name, plan, opts.waitTimeout, "apply", variables.json);
+    await run(
+      ctx,
+      spec.name,
+      plan,
+      { waitTimeout: opts.waitTimeout, parallel: opts.parallel },
+      "apply",
+      variables.json,
+    );
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -224,7 +234,7 @@ async function run(
   ctx: Context,
   spec: string,
   plan: PlanItem[],
-  waitTimeout: number,
+  how: { waitTimeout: number; parallel?: number | undefined },
   command: "apply" | "destroy",
   variables?: unknown,
 ) {
@@ -233,16 +243,22 @@ async function run(
   };
   let done: ItemResult[];
   try {
-    done = await executePlan(ctx, plan, { spec, waitTimeoutSeconds: waitTimeout, onResult });
+    done = await executePlan(ctx, plan, {
+      spec,
+      waitTimeoutSeconds: how.waitTimeout,
+      ...(how.parallel !== undefined ? { parallel: how.parallel } : {}),
+      onResult,
+    });
   } catch (err) {
     if (!(err instanceof ApplyFailedError)) throw err;
-    const failure = applyFailure(ctx, spec, err, plan, command);
+    const failure = applyFailure(ctx, spec, err, command);
     if (ctx.output === "json") {
       printResultJson(ctx, {
         spec,
         dryRun: false,
         items: err.done,
         failed: { ...planJson(err.item), error: failure.message },
+        ...(err.alsoRefused.length > 0 ? { alsoFailed: alsoRefusedJson(ctx, err) } : {}),
       });
     }
     throw failure;
@@ -275,5 +291,5 @@ export async function destroy(
     );
     return;
   }
-  await run(ctx, spec, plan, DEFAULT_WAIT_SECONDS, "destroy");
+  await run(ctx, spec, plan, { waitTimeout: DEFAULT_WAIT_SECONDS }, "destroy");
 }

@@ -1,8 +1,10 @@
 /**
- * Carrying out a plan, one write at a time, in its order. The registry has no transactions
- * across objects, so apply stops at the first refused write: what was done stays done (every
- * write is one the next run would make too), what failed is reported, and running apply again
- * converges, since it plans from what the registry holds then.
+ * Carrying out a plan: writes that need nothing from each other run together (apply-order.ts:
+ * wave by wave, at most `parallel` at once), so every dependency of the plan's order still holds.
+ * The registry has no transactions across objects, so apply stops at the first refused write:
+ * nothing new starts, the writes already sent finish, what was done stays done (every write is
+ * one the next run would make too), what failed is reported, and running apply again converges,
+ * since it plans from what the registry holds then.
  */
 import { createReadStream } from "node:fs";
 import { waitForPackage, type Awaited } from "../build-wait.js";
@@ -10,6 +12,7 @@ import type { Context } from "../context.js";
 import { CliError } from "../errors.js";
 import { describeBuild } from "../package-ops.js";
 import type { ArchiveRef, PackageObject } from "../types.js";
+import { DEFAULT_PARALLEL, planWaves, runWaves } from "./apply-order.js";
 import type { SpecObject } from "./documents.js";
 import { desiredLabels, differences, type PlanItem } from "./plan.js";
 import { inNamespace, type StoredObject } from "./state.js";
@@ -27,14 +30,24 @@ export interface ItemResult {
   detail?: string;
 }
 
-/** The write that failed, after `done`. */
+/** A write refused alongside the first (it was already running when that one was refused). */
+export interface AlsoRefused {
+  item: PlanItem;
+  reason: unknown;
+}
+
+/** The write that failed (the first in plan order, if several running together were refused). */
 export class ApplyFailedError extends CliError {
   override name = "ApplyFailedError";
 
   constructor(
     readonly item: PlanItem,
+    /** What was done, in plan order. */
     readonly done: ItemResult[],
     readonly reason: unknown,
+    /** Writes never started, in plan order. */
+    readonly notTried: PlanItem[] = [],
+    readonly alsoRefused: AlsoRefused[] = [],
   ) {
     super(reason instanceof Error ? reason.message : String(reason));
   }
@@ -43,7 +56,12 @@ export class ApplyFailedError extends CliError {
 export interface ApplyOptions {
   spec: string;
   waitTimeoutSeconds: number;
-  /** Called after every item, so people see progress on a long build. */
+  /** Writes in flight at once (default DEFAULT_PARALLEL); 1 runs the plan one write at a time. */
+  parallel?: number;
+  /**
+   * Called for every item done, in plan order (a result that arrives early waits for those
+   * before it), so people see progress on a long build and the report reads like the plan.
+   */
   onResult(result: ItemResult): void;
 }
 
@@ -52,19 +70,31 @@ export async function executePlan(
   items: PlanItem[],
   opts: ApplyOptions,
 ): Promise<ItemResult[]> {
-  const done: ItemResult[] = [];
+  const results: Array<ItemResult | undefined> = new Array<ItemResult | undefined>(items.length);
+  let shown = 0;
   const runner = new Runner(ctx, items, opts);
-  for (const item of items) {
-    let result: ItemResult;
-    try {
-      result = await runner.run(item);
-    } catch (err) {
-      throw new ApplyFailedError(item, done, err);
-    }
-    done.push(result);
-    opts.onResult(result);
-  }
-  return done;
+  const refused = await runWaves(
+    planWaves(items),
+    opts.parallel ?? DEFAULT_PARALLEL,
+    (index) => runner.run(items[index]!),
+    (index, result) => {
+      results[index] = result;
+      for (; shown < items.length && results[shown]; shown++) opts.onResult(results[shown]!);
+    },
+  );
+  const done = results.filter((r): r is ItemResult => r !== undefined);
+  if (refused.length === 0) return done;
+  // Writes after the refused one that were running with it and were made: reported too.
+  for (let i = shown; i < items.length; i++) if (results[i]) opts.onResult(results[i]!);
+  const failed = new Set(refused.map((r) => r.index));
+  const [first, ...others] = refused;
+  throw new ApplyFailedError(
+    items[first!.index]!,
+    done,
+    first!.reason,
+    items.filter((_, i) => !results[i] && !failed.has(i)),
+    others.map((r) => ({ item: items[r.index]!, reason: r.reason })),
+  );
 }
 
 class Runner {
@@ -72,12 +102,19 @@ class Runner {
   private readonly ready = new Set<string>();
   /** Packages written in this run: the registry rolled their functions to a new revision. */
   private readonly rolled = new Set<string>();
+  /** A wait for a package left building, shared by the functions pointed at it. */
+  private readonly waits = new Map<string, Promise<unknown>>();
+  /** The plan's packages by namespace/name. */
+  private readonly packages = new Map<string, PlanItem>();
 
   constructor(
     private readonly ctx: Context,
-    private readonly items: PlanItem[],
+    items: PlanItem[],
     private readonly opts: ApplyOptions,
-  ) {}
+  ) {
+    for (const i of items)
+      if (i.plural === "packages") this.packages.set(`${i.namespace}/${i.name}`, i);
+  }
 
   async run(item: PlanItem): Promise<ItemResult> {
     const ctx = inNamespace(this.ctx, item.namespace);
@@ -169,12 +206,16 @@ class Runner {
     const name = (fn.spec.package as { name?: string } | undefined)?.name;
     if (name === undefined) return;
     if (item.action === "update" && !item.changes.includes("spec.package")) return;
-    const pkgItem = this.items.find(
-      (i) => i.plural === "packages" && i.namespace === fn.namespace && i.name === name,
-    );
+    const pkgItem = this.packages.get(`${fn.namespace}/${name}`);
     if (!pkgItem?.desired || this.ready.has(key(pkgItem.desired)) || !pkgItem.current) return;
-    await waitForPackage(ctx, name, awaitedOf(pkgItem.current), this.opts.waitTimeoutSeconds);
-    this.ready.add(key(pkgItem.desired));
+    const k = key(pkgItem.desired);
+    let wait = this.waits.get(k);
+    if (!wait) {
+      wait = waitForPackage(ctx, name, awaitedOf(pkgItem.current), this.opts.waitTimeoutSeconds);
+      this.waits.set(k, wait);
+    }
+    await wait;
+    this.ready.add(k);
   }
 }
 

@@ -73,7 +73,6 @@ export function applyFailure(
   ctx: Context,
   spec: string,
   err: ApplyFailedError,
-  plan: PlanItem[],
   command: "apply" | "destroy",
 ): CliError {
   const reason = err.reason instanceof ApiError ? err.reason.describe() : err.message;
@@ -81,17 +80,38 @@ export function applyFailure(
     `${err.item.action} ${describeItem(err.item, ctx.namespace)}: ${reason}`,
   );
   const made = err.done.filter((r) => r.action !== "unchanged" && r.action !== "kept").length;
-  const left = plan
-    .slice(err.done.length + 1)
-    .filter((i) => i.action !== "unchanged" && i.action !== "keep").length;
+  const left = err.notTried.filter((i) => i.action !== "unchanged" && i.action !== "keep").length;
   const causeHint = err.reason instanceof CliError && err.reason.hint ? `${err.reason.hint}\n` : "";
   // Destroy's hint names destroy: "apply" would create again what was just deleted.
   const Command = command === "apply" ? "Apply" : "Destroy";
   failed.hint =
-    `${causeHint}${Command} stopped there: ${made} change${made === 1 ? " was" : "s were"} made before it, ` +
+    `${causeHint}${alsoRefusedLines(ctx, err)}` +
+    `${Command} stopped there: ${made} change${made === 1 ? " was" : "s were"} made before it, ` +
     `${left} more ${left === 1 ? "was" : "were"} not tried. ` +
     `Fix the cause and run "fizz spec ${command}" again for spec "${spec}": it carries on from what the registry holds.`;
   return failed;
+}
+
+/** Writes refused while running alongside the first refused one: a few named, the rest counted. */
+function alsoRefusedLines(ctx: Context, err: ApplyFailedError): string {
+  const shown = err.alsoRefused.slice(0, 3).map((r) => {
+    const reason = r.reason instanceof ApiError ? r.reason.describe() : errorText(r.reason);
+    return `Also refused: ${r.item.action} ${describeItem(r.item, ctx.namespace)}: ${reason}\n`;
+  });
+  const more = err.alsoRefused.length - shown.length;
+  return shown.join("") + (more > 0 ? `... and ${more} more refused writes\n` : "");
+}
+
+/** The refused writes besides the first, for `-o json`. */
+export function alsoRefusedJson(ctx: Context, err: ApplyFailedError) {
+  return err.alsoRefused.map((r) => ({
+    ...planJson(r.item),
+    error: r.reason instanceof ApiError ? r.reason.describe() : errorText(r.reason),
+  }));
+}
+
+function errorText(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
 }
 
 export function problemsJson(problems: SpecProblem[]) {

@@ -1,0 +1,352 @@
+/**
+ * Carrying out a plan with writes in flight together (apply-order.ts, apply.ts), against a fake
+ * registry client that keeps objects, refuses what the real one would (a trigger of a function
+ * not there yet, a function of a package not built yet, a route another trigger holds) and
+ * records every write's start and end.
+ */
+import { expect } from "chai";
+import type { Context } from "../src/context.js";
+import { ApplyFailedError, executePlan, type ItemResult } from "../src/spec/apply.js";
+import { planWaves } from "../src/spec/apply-order.js";
+import type { SpecObject, SpecPlural } from "../src/spec/documents.js";
+import type { Action, PlanItem } from "../src/spec/plan.js";
+import type { StoredObject } from "../src/spec/state.js";
+
+const KIND: Record<string, string> = {
+  environments: "Environment",
+  packages: "Package",
+  functions: "Function",
+  httptriggers: "HttpTrigger",
+  timetriggers: "TimeTrigger",
+};
+
+function stored(plural: string, name: string, spec: Record<string, unknown>, revision = 1) {
+  return {
+    apiVersion: "fizz.dev/v1",
+    kind: KIND[plural]!,
+    metadata: { namespace: "default", name, revision, labels: { "fizz.dev/spec": "demo" } },
+    spec,
+  } as StoredObject;
+}
+
+function item(
+  action: Action,
+  plural: SpecPlural,
+  name: string,
+  spec: Record<string, unknown> = {},
+  changes: string[] = [],
+): PlanItem {
+  const desired = {
+    plural,
+    kind: KIND[plural]!,
+    namespace: "default",
+    name,
+    labels: {},
+    spec,
+    line: 1,
+  } as unknown as SpecObject;
+  return {
+    action,
+    plural,
+    kind: KIND[plural]!,
+    namespace: "default",
+    name,
+    changes,
+    ...(action === "delete" ? {} : { desired }),
+    ...(action === "create" ? {} : { current: stored(plural, name, spec) }),
+  };
+}
+
+type Event = { at: number; op: string; key: string; phase: "start" | "end" | "refused" };
+
+class FakeRegistry {
+  readonly objects = new Map<string, StoredObject>();
+  readonly events: Event[] = [];
+  inFlight = 0;
+  maxInFlight = 0;
+  private clock = 0;
+  /** Refuse this write (`create functions/f-3`) with this message. */
+  refuse = new Map<string, string>();
+  /** Milliseconds a write of this key takes (default: a random 1-8). */
+  delays = new Map<string, number>();
+
+  private async write<T>(op: string, key: string, make: () => T): Promise<T> {
+    this.events.push({ at: this.clock++, op, key, phase: "start" });
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      await new Promise((r) => setTimeout(r, this.delays.get(key) ?? 1 + Math.random() * 7));
+      const refusal = this.refuse.get(`${op} ${key}`);
+      if (refusal) throw new Error(refusal);
+      const out = make();
+      this.events.push({ at: this.clock++, op, key, phase: "end" });
+      return out;
+    } catch (err) {
+      this.events.push({ at: this.clock++, op, key, phase: "refused" });
+      throw err;
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private route(spec: Record<string, unknown>, except: string): void {
+    for (const [k, o] of this.objects)
+      if (k.startsWith("httptriggers/") && k !== except && o.spec.path === spec.path)
+        throw new Error(`route ${String(spec.path)} conflicts with ${k} (ROUTE_CONFLICT)`);
+  }
+
+  private check(plural: string, spec: Record<string, unknown>, key: string): void {
+    if (plural === "httptriggers" || plural === "timetriggers") {
+      if (!this.objects.has(`functions/${String(spec.function)}`))
+        throw new Error(`function "${String(spec.function)}" does not exist (UNKNOWN_FUNCTION)`);
+      if (plural === "httptriggers") this.route(spec, key);
+    }
+    const env = spec.environment as string | undefined;
+    if (env !== undefined && !this.objects.has(`environments/${env}`))
+      throw new Error(`environment "${env}" does not exist (UNKNOWN_ENVIRONMENT)`);
+    const pkg = (spec.package as { name?: string } | undefined)?.name;
+    if (pkg !== undefined && !this.objects.get(`packages/${pkg}`)?.status)
+      throw new Error(`package "${pkg}" has no deployment (PACKAGE_NOT_READY)`);
+  }
+
+  readonly client = {
+    create: (plural: string, body: { name: string; spec: Record<string, unknown> }) => {
+      const key = `${plural}/${body.name}`;
+      return this.write("create", key, () => {
+        this.check(plural, body.spec, key);
+        const o = stored(plural, body.name, body.spec);
+        if (plural === "packages") o.spec.deployment = { digest: "sha256:d1", size: 1 };
+        this.objects.set(key, o);
+        if (plural === "packages") {
+          // Built a little later, as the registry's roll-out does.
+          setTimeout(() => {
+            o.status = { buildState: "succeeded", deployment: { digest: "sha256:d1", size: 1 } };
+          }, 20);
+        }
+        return o;
+      });
+    },
+    update: (plural: string, name: string, body: { spec: Record<string, unknown> }) => {
+      const key = `${plural}/${name}`;
+      return this.write("update", key, () => {
+        const o = this.objects.get(key)!;
+        const spec = { ...o.spec, ...body.spec };
+        this.check(plural, spec, key);
+        const next = stored(plural, name, spec, o.metadata.revision + 1);
+        this.objects.set(key, next);
+        return next;
+      });
+    },
+    delete: (plural: string, name: string) => {
+      const key = `${plural}/${name}`;
+      return this.write("delete", key, () => {
+        const o = this.objects.get(key);
+        this.objects.delete(key);
+        return o;
+      });
+    },
+    get: async (plural: string, name: string) => {
+      await new Promise((r) => setTimeout(r, 1));
+      return this.objects.get(`${plural}/${name}`);
+    },
+  };
+
+  /** Objects the plan's updates and deletes start from. */
+  hold(...items: PlanItem[]): void {
+    for (const i of items) this.objects.set(`${i.plural}/${i.name}`, i.current!);
+  }
+
+  started(op?: string): string[] {
+    return this.events
+      .filter((e) => e.phase === "start" && (op === undefined || e.op === op))
+      .map((e) => e.key);
+  }
+
+  /** When a write ended (or was refused). */
+  endOf(key: string): number {
+    return this.events.find((e) => e.key === key && e.phase !== "start")!.at;
+  }
+
+  startOf(key: string): number {
+    return this.events.find((e) => e.key === key && e.phase === "start")!.at;
+  }
+}
+
+function contextOf(fake: FakeRegistry): Context {
+  const sink = { write: () => true };
+  return {
+    namespace: "default",
+    output: "text",
+    registry: fake.client,
+    stdout: sink,
+    stderr: sink,
+  } as unknown as Context;
+}
+
+async function apply(fake: FakeRegistry, plan: PlanItem[], parallel?: number) {
+  const shown: ItemResult[] = [];
+  const done = await executePlan(contextOf(fake), plan, {
+    spec: "demo",
+    waitTimeoutSeconds: 5,
+    ...(parallel !== undefined ? { parallel } : {}),
+    onResult: (r) => shown.push(r),
+  });
+  return { done, shown };
+}
+
+const fns = (n: number, extra: Record<string, unknown> = {}) =>
+  Array.from({ length: n }, (_, i) =>
+    item("create", "functions", `f-${i}`, { environment: "node", ...extra }),
+  );
+const routes = (n: number) =>
+  Array.from({ length: n }, (_, i) =>
+    item("create", "httptriggers", `f-${i}`, { function: `f-${i}`, path: `/f-${i}` }),
+  );
+
+describe("spec apply: writes in flight together, in dependency waves", () => {
+  it("groups a plan into waves of one kind and one action; claiming trigger updates share a lane", () => {
+    const plan = [
+      item("delete", "httptriggers", "old"),
+      item("create", "environments", "node"),
+      item("update", "functions", "a", {}, ["spec.maxInstances"]),
+      item("unchanged", "functions", "b"),
+      item("create", "functions", "c"),
+      item("create", "functions", "d"),
+      item("update", "httptriggers", "x", {}, ["spec.path"]),
+      item("update", "httptriggers", "l", {}, ["labels"]),
+      item("update", "httptriggers", "y", {}, ["spec.path"]),
+      item("create", "httptriggers", "z"),
+      item("create", "timetriggers", "t"),
+      item("delete", "functions", "gone"),
+      item("keep", "environments", "python"),
+    ];
+    expect(planWaves(plan)).to.deep.equal([
+      [[0]],
+      [[1]],
+      [[2], [3]],
+      [[4], [5]],
+      [[6, 8], [7]],
+      [[9]],
+      [[10]],
+      [[11]],
+      [[12]],
+    ]);
+  });
+
+  it("has more than one write in flight, never more than --parallel", async () => {
+    const fake = new FakeRegistry();
+    const plan = [item("create", "environments", "node"), ...fns(60)];
+    await apply(fake, plan, 8);
+    expect(fake.maxInFlight).to.equal(8);
+    expect(fake.started()).to.have.length(61);
+
+    const one = new FakeRegistry();
+    await apply(one, plan, 1);
+    expect(one.maxInFlight).to.equal(1);
+    expect(one.started()).to.deep.equal(plan.map((i) => `${i.plural}/${i.name}`));
+  });
+
+  it("never writes a trigger before its function, nor a function before its environment", async () => {
+    const fake = new FakeRegistry();
+    // A slow function among quick ones: its trigger still waits for it.
+    fake.delays.set("functions/f-3", 40);
+    const plan = [item("create", "environments", "node"), ...fns(40), ...routes(40)];
+    const { done } = await apply(fake, plan, 16);
+    expect(done.map((r) => r.action)).to.deep.equal(plan.map(() => "created"));
+    for (let i = 0; i < 40; i++) {
+      expect(fake.startOf(`httptriggers/f-${i}`)).to.be.above(fake.endOf(`functions/f-${i}`));
+      expect(fake.startOf(`functions/f-${i}`)).to.be.above(fake.endOf("environments/node"));
+    }
+  });
+
+  it("reports results in plan order though writes finish in another", async () => {
+    const fake = new FakeRegistry();
+    fake.delays.set("functions/f-0", 30);
+    const plan = [item("create", "environments", "node"), ...fns(30), ...routes(30)];
+    const { done, shown } = await apply(fake, plan, 16);
+    const names = plan.map((i) => `${i.kind} ${i.name}`);
+    expect(shown.map((r) => `${r.kind} ${r.name}`)).to.deep.equal(names);
+    expect(done.map((r) => `${r.kind} ${r.name}`)).to.deep.equal(names);
+    // Finished out of order: f-0 was the last function to end.
+    const ends = fake.events.filter((e) => e.phase === "end" && e.key.startsWith("functions/"));
+    expect(ends.at(-1)!.key).to.equal("functions/f-0");
+  });
+
+  it("stops at the first refusal without starting later writes; in-flight ones finish and are reported", async () => {
+    const fake = new FakeRegistry();
+    fake.refuse.set("create functions/f-5", "environment is gone (UNKNOWN_ENVIRONMENT)");
+    fake.delays.set("functions/f-5", 10);
+    const plan = [item("create", "environments", "node"), ...fns(40), ...routes(40)];
+    const shown: ItemResult[] = [];
+    const err = await executePlan(contextOf(fake), plan, {
+      spec: "demo",
+      waitTimeoutSeconds: 5,
+      parallel: 4,
+      onResult: (r) => shown.push(r),
+    }).catch((e: unknown) => e);
+
+    expect(err).to.be.instanceOf(ApplyFailedError);
+    const failed = err as ApplyFailedError;
+    expect(failed.item.name).to.equal("f-5");
+    expect(failed.message).to.equal("environment is gone (UNKNOWN_ENVIRONMENT)");
+    const refusedAt = fake.endOf("functions/f-5");
+    // Nothing started after the refusal; no trigger at all.
+    for (const e of fake.events)
+      if (e.phase === "start") expect(e.at, e.key).to.be.below(refusedAt);
+    expect(fake.started().filter((k) => k.startsWith("httptriggers/"))).to.deep.equal([]);
+    // Writes running alongside finished, and are reported as done, in plan order.
+    const made = fake.events.filter((e) => e.phase === "end").map((e) => e.key);
+    expect(made.length).to.be.above(6);
+    expect(failed.done.map((r) => `${r.kind} ${r.name}`)).to.deep.equal(
+      plan.filter((i) => made.includes(`${i.plural}/${i.name}`)).map((i) => `${i.kind} ${i.name}`),
+    );
+    expect(shown).to.deep.equal(failed.done);
+    // Everything else is "not tried", the refused write apart.
+    expect(failed.notTried.length + failed.done.length + 1).to.equal(plan.length);
+    expect(failed.notTried.map((i) => i.name)).to.include("f-39");
+    expect(failed.alsoRefused).to.deep.equal([]);
+  });
+
+  it("waits for a package's build before the functions pointed at it", async () => {
+    const fake = new FakeRegistry();
+    const plan = [
+      item("create", "environments", "node"),
+      item("create", "packages", "app", { environment: "node" }),
+      ...fns(10, { package: { name: "app" } }),
+    ];
+    const { done } = await apply(fake, plan, 16);
+    expect(done[1]!.detail).to.match(/^deployment sha256:d1/);
+    expect(done.slice(2).map((r) => r.action)).to.deep.equal(Array(10).fill("created"));
+  });
+
+  it("runs updates that move routes one at a time, so one trigger frees a route before another takes it", async () => {
+    const fake = new FakeRegistry();
+    fake.objects.set("functions/f", stored("functions", "f", {}));
+    const a = item("update", "httptriggers", "a", { function: "f", path: "/new" }, ["spec.path"]);
+    const b = item("update", "httptriggers", "b", { function: "f", path: "/a" }, ["spec.path"]);
+    a.current!.spec.path = "/a";
+    b.current!.spec.path = "/b";
+    fake.hold(a, b);
+    // b's update would be refused if it ran before a's had freed /a: slow a down.
+    fake.delays.set("httptriggers/a", 20);
+    fake.delays.set("httptriggers/b", 1);
+    const { done } = await apply(fake, [a, b], 16);
+    expect(done.map((r) => r.action)).to.deep.equal(["updated", "updated"]);
+    expect(fake.startOf("httptriggers/b")).to.be.above(fake.endOf("httptriggers/a"));
+  });
+
+  it("names the other writes refused while running with the first", async () => {
+    const fake = new FakeRegistry();
+    fake.refuse.set("create functions/f-1", "one (X)");
+    fake.refuse.set("create functions/f-2", "two (Y)");
+    fake.delays.set("functions/f-1", 15);
+    fake.delays.set("functions/f-2", 5);
+    const plan = [item("create", "environments", "node"), ...fns(4)];
+    const err = (await apply(fake, plan, 16).catch((e: unknown) => e)) as ApplyFailedError;
+    expect(err.item.name).to.equal("f-1");
+    expect(err.alsoRefused.map((r) => [r.item.name, (r.reason as Error).message])).to.deep.equal([
+      ["f-2", "two (Y)"],
+    ]);
+    expect(err.done.map((r) => r.name)).to.deep.equal(["node", "f-0", "f-3"]);
+  });
+});
