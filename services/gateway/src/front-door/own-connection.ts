@@ -1,9 +1,8 @@
 import type http from "node:http";
 import type net from "node:net";
-import { LINGER_MS } from "./linger";
 import { OwnRequest, type RequestSource } from "./own-request";
 import { OwnResponse, refusalOf, type ResponseSink } from "./own-response";
-import { sendProgress } from "./send-timeout";
+import { OwnSocket } from "./own-socket";
 import {
   closeParser,
   headFacts,
@@ -24,12 +23,6 @@ export interface ConnectionHost {
 /** node's server's test of Expect (repeated values joined): 100-continue among others. */
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
-/**
- * Bodies up to this many bytes are written inside their head's string (`write`): with a head
- * it stays within what node writes from the stack without an allocation (16 KiB).
- */
-const INLINE_BODY_MAX = 8192;
-
 const NONE = 0; // between requests
 const HEAD = 1; // a request head is being read
 const BODY = 2; // its body
@@ -46,9 +39,10 @@ interface Exchange {
 /**
  * One client connection of the own front end: requests parsed by llhttp (strict) reading the
  * socket in C++ (`consume`, as node's http server), answered one at a time in order. A pipelined
- * request waits, its connection not read meanwhile, until the answer before it is written.
+ * request waits, its connection not read meanwhile, until the answer before it is written. Its
+ * socket side (reading or not, writes, flush progress, ending) is own-socket.ts.
  */
-export class OwnConnection implements RequestSource, ResponseSink, RequestEvents {
+export class OwnConnection extends OwnSocket implements RequestSource, ResponseSink, RequestEvents {
   private readonly reader: RequestParser;
   /** What is being parsed, and since when (the headers and request timeouts). */
   parsing = HEAD;
@@ -60,24 +54,14 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
   private reading: OwnRequest | undefined;
   private current: Exchange | undefined;
   private readonly queue: Exchange[] = [];
-  private bodyPaused = false;
-  /** A last request was read: what follows is not taken (the socket is still read). */
-  private stopped = false;
-  /** The connection is being ended. */
-  private closing = false;
-  /** Its last bytes are being flushed, then it closes. */
-  private ending = false;
   /** An answered request whose body is still coming: read and dropped, then the next one. */
   private discarding: OwnRequest | undefined;
-  /** Answered and closing while this request's body still comes: read and dropped, then closed. */
-  private lingering: OwnRequest | undefined;
-  private lingerTimer: NodeJS.Timeout | undefined;
-  dead = false;
 
   constructor(
-    readonly socket: net.Socket,
+    socket: net.Socket,
     private readonly host: ConnectionHost,
   ) {
+    super(socket);
     this.parseStart = Date.now();
     this.reader = requestParser(socket, this);
     socket.on("drain", () => this.current?.res.emit("drain"));
@@ -159,23 +143,6 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
       this.socket.write("HTTP/1.1 100 Continue\r\n\r\n", "latin1");
   }
 
-  write(data: string | Buffer, more?: Buffer, tail?: string): boolean {
-    if (this.dead) return false;
-    const s = this.socket;
-    if (more === undefined) return s.write(data, "latin1");
-    // A small body goes out inside the head's string (latin1 keeps every byte as it is): one
-    // write of one string, not a cork, two buffered writes and a writev of parts, which cost
-    // the stream machinery more than the copy (nearly every proxied answer is this small).
-    if (typeof data === "string" && more.length <= INLINE_BODY_MAX)
-      return s.write(data + more.toString("latin1") + (tail ?? ""), "latin1");
-    s.cork();
-    s.write(data, "latin1");
-    let ok = s.write(more);
-    if (tail !== undefined) ok = s.write(tail, "latin1");
-    s.uncork();
-    return ok;
-  }
-
   commonHeaders(keepAlive: boolean, date: boolean): string {
     return this.host.commonHeaders(keepAlive && !this.closing, date);
   }
@@ -228,22 +195,8 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     this.sync();
   }
 
-  readMore(): void {
-    this.bodyPaused = false;
-    this.sync();
-  }
-
-  readLess(): void {
-    this.bodyPaused = true;
-    this.sync();
-  }
-
-  abort(_err: Error | null): void {
-    this.destroy();
-  }
-
   /** Reads on while the body is wanted and no request waits; not once the connection ends. */
-  private sync(): void {
+  protected override sync(): void {
     if (this.dead) return;
     const on = !this.closing && !this.bodyPaused && this.queue.length === 0;
     this.reader.read(on || this.lingering !== undefined);
@@ -272,43 +225,6 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
       (this.parsing === NONE || this.fresh) &&
       !this.flushing
     );
-  }
-
-  /** Bytes of an answer are still waiting for the client to read them. */
-  get flushing(): boolean {
-    return this.socket.writableLength > 0;
-  }
-
-  /** The socket's send progress at the last `flushMoved` (send-timeout.ts). */
-  private unflushed = "";
-  /** Bytes waited for the client at the last `flushMoved`. */
-  private waited = false;
-
-  /**
-   * Whether the client took some of an answer since the last call (or nothing waits for it: an
-   * answer still being made): a slow reader, as opposed to one that stopped reading. An answer
-   * still being written whose bytes wait is no exception: its function's stream is held back by
-   * this client, which would hold both for good.
-   */
-  flushMoved(): boolean {
-    const n = sendProgress(this.socket);
-    const waiting = this.socket.writableLength > 0;
-    const moved = n !== this.unflushed || !waiting;
-    this.unflushed = n;
-    this.waited = waiting;
-    return moved;
-  }
-
-  /**
-   * Nothing waits now: whether bytes waited at the last sample, i.e. the last answer went out
-   * since the tick before, once. The keep-alive timeout counts from then, not from the last tick
-   * that saw the client take bytes: one that paused its read most of the timeout, then took the
-   * answer, would otherwise be cut soon after, its next request racing the close.
-   */
-  flushedOut(): boolean {
-    const was = this.waited;
-    this.waited = false;
-    return was;
   }
 
   /** A request head or body took too long (checked by the server's tick). */
@@ -348,62 +264,12 @@ export class OwnConnection implements RequestSource, ResponseSink, RequestEvents
     for (const ex of this.queue.splice(0)) ex.res.connectionClosed();
   }
 
-  /** Ends the connection once what was written is flushed. */
-  private endSoon(): void {
-    this.closing = true;
-    this.ending = true;
-    this.sync();
-    const s = this.socket;
-    s.end(() => s.destroy());
-  }
-
-  /**
-   * An answer that closes the connection while its request's body still comes (a 413, a
-   * refusal): our side ends after it, and the rest is read and dropped until the body ends (or
-   * LINGER_MS pass), then the socket closes. Closing at once, the client's bytes still arriving,
-   * makes the kernel reset the connection and throw away the answer the client has not read yet:
-   * a client (or a load balancer with request buffering) that sends its whole body before it
-   * reads saw a reset, not the 413 (nginx answered its client 502). Nothing after this request
-   * is taken.
-   */
-  private linger(req: OwnRequest): void {
-    this.closing = true;
-    this.ending = true;
-    this.stopped = true;
-    this.lingering = req;
-    req.discard();
-    this.bodyPaused = false;
-    this.lingerTimer = setTimeout(() => this.kill(), LINGER_MS);
-    this.lingerTimer.unref();
-    this.socket.end();
-    this.sync();
-  }
-
-  private closeAfterLinger(): void {
-    this.lingering = undefined;
-    clearTimeout(this.lingerTimer);
-    this.sync();
-    const s = this.socket;
-    if (s.writableFinished) s.destroy();
-    else s.once("finish", () => s.destroy());
-  }
-
   private onEnd(): void {
     if (this.lingering !== undefined) return this.closeAfterLinger();
     // The client sent FIN: as node's server (httpAllowHalfOpen off), what it asked is dropped.
     if (this.current === undefined && this.queue.length === 0 && this.reading === undefined)
       this.endSoon();
     else this.destroy();
-  }
-
-  /** Cuts the connection, unless it is already ending after a last answer (let that out). */
-  destroy(): void {
-    if (!this.dead && !this.ending) this.socket.destroy();
-  }
-
-  /** Cuts the connection now (the server's timeouts and drain). */
-  kill(): void {
-    if (!this.dead) this.socket.destroy();
   }
 
   private onClose(): void {
