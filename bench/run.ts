@@ -15,6 +15,7 @@ import { measurePackages, type PackageFigures } from "./packages";
 import { measurePythonCold } from "./python-cold";
 import { measureScale } from "./scale";
 import { measureSoak, soakSeconds } from "./soak";
+import { measureApply } from "./spec-apply";
 import { code, pidOfInstance, rssMb, startBenchPlatform, type BenchPlatform } from "./lib/platform";
 import { instancesSettled, warmPoolFull } from "./lib/pool";
 import { attempt, docs, render, type BenchResults } from "./lib/report";
@@ -56,7 +57,7 @@ async function main() {
   console.log("starting the platform…");
   const p = await startBenchPlatform(logFile);
   const startedAt = Date.now();
-  let measured: Omit<BenchResults, "date" | "machine" | "quick" | "fault" | "scale">;
+  let measured: Omit<BenchResults, "date" | "machine" | "quick" | "fault" | "scale" | "apply">;
   const memory: Record<string, number> = {};
   const children: { kill(): void }[] = [];
   try {
@@ -198,6 +199,14 @@ async function main() {
       logFile: path.join(ROOT, "bench/results/scale-platform.log"),
     }),
   );
+  // 7b. The bulk path: `fizz spec apply` of as many functions with routes, on a platform of its own.
+  console.log("apply: fizz spec apply of 10,000 functions with routes…");
+  const apply = await attempt("apply", () =>
+    measureApply({
+      ...(QUICK ? { functions: 1000 } : {}),
+      logFile: path.join(ROOT, "bench/results/apply-platform.log"),
+    }),
+  );
   // On its own platform: the kills must not disturb the figures above.
   console.log("fault windows (kill -9 each component under load)…");
   const fault = await measureFaultWindows();
@@ -216,6 +225,7 @@ async function main() {
     quick: QUICK,
     ...measured,
     ...scale,
+    ...apply,
     fault,
     memory: { ...measured.memory, ...flat },
   };

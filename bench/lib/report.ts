@@ -10,6 +10,7 @@ import { packageRows, packagesSection, type PackageFigures } from "../packages";
 import { pythonColdRows, type PythonColdFigures } from "../python-cold";
 import { scaleRows, type ScaleFigures } from "./scale-figures";
 import { soakRows, type SoakFigures } from "../soak";
+import { applyRows, type ApplyFigures } from "../spec-apply";
 import { warmRows, type WarmFigures } from "../warm";
 
 export interface LatencyFigures {
@@ -39,6 +40,9 @@ export interface BenchResults {
   /** 10,000 functions with routes, on a platform of its own (bench/scale.ts). */
   scale?: ScaleFigures;
   scale_error?: string;
+  /** `fizz spec apply` of 10,000 functions with routes, on a platform of its own (bench/spec-apply.ts). */
+  apply?: ApplyFigures;
+  apply_error?: string;
   fault: FaultFigures;
   memory: Record<string, number>;
   /** Packages (bench/packages.ts); absent, with packages_error, when that part failed. */
@@ -100,6 +104,7 @@ export function render(o: BenchResults): string {
   rows.push(...packageRows(o.packages, o.packages_error));
   rows.push(...sectionRows("soak", o.soak, o.soak_error, soakRows));
   rows.push(...sectionRows("scale", o.scale, o.scale_error, scaleRows));
+  rows.push(...sectionRows("apply", o.apply, o.apply_error, applyRows));
   rows.push(...faultRows(o.fault));
   for (const [k, v] of Object.entries(o.memory))
     if (!/_rss_mb$/.test(k) || /_(idle|load)_rss_mb$|instance_/.test(k))
@@ -158,6 +163,12 @@ route on a reference platform holding only it (its own NATS, Redis and services)
 rounds once both are quiet, the ratio the median of the rounds' ratios, with the gateway's CPU per
 request (the big platform's one-route figure before the creations is given for context);
 list pages; RSS growth per registered function for each service.
+Apply (bench/spec-apply.ts, keys \`apply.*\`, reported without a target): on a platform of its own,
+\`fizz spec apply\` (the CLI as a child process) of a spec of ${o.apply?.functions ?? 10000} functions, each with
+its HTTP trigger, and their environment, with \`--parallel ${o.apply?.parallel ?? 16}\`; \`plan_seconds\` is a
+\`--dry-run\` of it first (loading and checking the files, reading the registry, planning),
+\`write_seconds\` the apply's wall time less that, \`rerun_seconds\` a second apply finding
+everything unchanged.
 Fault windows (bench/fault-windows.ts, the fault suite's harness): four clients in a loop on a warm
 function, async calls and registry writes, while each component is killed with SIGKILL in turn
 and \`npm start\`'s supervisor restarts it; the window runs from the first failed warm request's
