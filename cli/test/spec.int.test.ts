@@ -734,4 +734,56 @@ spec: { environment: python, source: { path: ../src } }
     );
     expect(await writes()).to.deep.equal(counted);
   });
+
+  it("a bulk spec applies with writes in flight together: every trigger after its function, lines in plan order, a rerun unchanged", async () => {
+    const n = 40;
+    const bulk = await project({ "f.py": "def main():\n    return 'bulk'\n" });
+    try {
+      const docs = [
+        CONFIG("bulk"),
+        "apiVersion: fizz.dev/v1\nkind: Environment\nmetadata: { name: py, namespace: bulk }\nspec: { image: fizz/env-python, poolSize: 0 }\n",
+      ];
+      // Triggers listed first in the files: the plan, not the files, decides the order.
+      for (let i = 0; i < n; i++)
+        docs.push(
+          `apiVersion: fizz.dev/v1\nkind: HttpTrigger\nmetadata: { name: b-${i}, namespace: bulk }\nspec: { function: b-${i}, path: /bulk/${i} }\n`,
+        );
+      for (let i = 0; i < n; i++)
+        docs.push(
+          `apiVersion: fizz.dev/v1\nkind: Function\nmetadata: { name: b-${i}, namespace: bulk }\nspec: { environment: py, code: { path: ../f.py } }\n`,
+        );
+      await bulk.write({ "specs/all.yaml": docs.join("---\n") });
+      const counted = await writes();
+
+      const r = await cli("spec", "apply", "-f", bulk.specs, "--parallel", "8");
+
+      expect(r.stderr).to.equal("");
+      expect(r.code).to.equal(0);
+      const names = Array.from({ length: n }, (_, i) => `bulk/b-${i}`);
+      expect(r.stdout.split("\n")).to.deep.equal([
+        "created environment bulk/py",
+        ...names.map((x) => `created function ${x}`),
+        ...names.map((x) => `created httptrigger ${x}`),
+        `spec "bulk": ${2 * n + 1} created, 0 updated, 0 unchanged, 0 deleted`,
+        "",
+      ]);
+      expect((await writes()).writes - counted.writes).to.equal(2 * n + 1);
+      const routes = await api<{ items: Obj[] }>("/v1/namespaces/bulk/httptriggers");
+      expect(routes.items).to.have.length(n);
+
+      const again = await cli("spec", "apply", "-f", bulk.specs);
+      expect(again.code, again.stderr).to.equal(0);
+      expect(again.stdout).to.include(
+        `spec "bulk": 0 created, 0 updated, ${2 * n + 1} unchanged, 0 deleted\n`,
+      );
+
+      const gone = await cli("spec", "destroy", "-f", bulk.specs);
+      expect(gone.code, gone.stderr).to.equal(0);
+      expect(gone.stdout).to.include(`${2 * n + 1} deleted\n`);
+      const fns = await api<{ items: Obj[] }>("/v1/namespaces/bulk/functions");
+      expect(fns.items).to.deep.equal([]);
+    } finally {
+      await bulk.cleanup();
+    }
+  });
 });
