@@ -11,6 +11,16 @@ import { fizz } from "./support/cli.js";
 import { FakeServer } from "./support/fake-server.js";
 import { CONFIG, project, type Project } from "./spec-support.js";
 
+const KINDS_LISTED = [
+  "configmaps",
+  "packages",
+  "functions",
+  "httptriggers",
+  "mqtriggers",
+  "timetriggers",
+  "watchtriggers",
+];
+
 describe("fizz spec at the command line", function () {
   this.timeout(20_000);
   let registry: FakeServer;
@@ -226,6 +236,56 @@ spec: { environment: python, code: { path: ../deleted.py } }
       'Destroy stopped there: 1 change was made before it, 1 more was not tried. Fix the cause and run "fizz spec destroy" again for spec "demo"',
     );
     expect(r.stderr).not.to.include("spec apply");
+  });
+
+  it("writes refused together are all named: the first in plan order is the error, the others listed", async () => {
+    const fn = (name: string) => `---
+apiVersion: fizz.dev/v1
+kind: Function
+metadata: { name: ${name} }
+spec: { environment: python, code: { path: ../get.py } }
+`;
+    await p.write({ "specs/config.yaml": CONFIG("demo"), "specs/f.yaml": fn("a") + fn("b") });
+    for (const kind of KINDS_LISTED)
+      registry.on("GET", `/v1/namespaces/default/${kind}?limit=500`, { json: { items: [] } });
+    registry.on("GET", "/v1/namespaces/default/environments?limit=500", {
+      json: {
+        items: [
+          {
+            apiVersion: "fizz.dev/v1",
+            kind: "Environment",
+            metadata: { namespace: "default", name: "python", revision: 1, labels: {} },
+            spec: { image: "fizz/env-python" },
+          },
+        ],
+      },
+    });
+    registry.on("POST", "/v1/namespaces/default/functions", {
+      status: 503,
+      json: { error: { code: "UNAVAILABLE", message: "store unavailable" } },
+    });
+
+    const r = await run(["spec", "apply", "-f", p.specs]);
+
+    expect(r.code).to.equal(1);
+    expect(r.stdout).to.equal("");
+    expect(r.stderr).to.include(
+      "Error: create function a: store unavailable (UNAVAILABLE)\n" +
+        "Also refused: create function b: store unavailable (UNAVAILABLE)\n" +
+        "Apply stopped there: 0 changes were made before it, 0 more were not tried.",
+    );
+    const json = await run(["spec", "apply", "-f", p.specs, "-o", "json"]);
+    const out = JSON.parse(json.stdout) as { failed: { name: string }; alsoFailed: unknown[] };
+    expect(out.failed.name).to.equal("a");
+    expect(out.alsoFailed).to.deep.equal([
+      {
+        action: "create",
+        kind: "Function",
+        namespace: "default",
+        name: "b",
+        error: "store unavailable (UNAVAILABLE)",
+      },
+    ]);
   });
 
   it("apply --parallel takes 1 to 256 writes at once; anything else is a usage error, nothing sent", async () => {

@@ -258,7 +258,7 @@ async function run(
         dryRun: false,
         items: err.done,
         failed: { ...planJson(err.item), error: failure.message },
-        ...(err.alsoRefused.length > 0 ? { alsoFailed: alsoRefusedJson(ctx, err) } : {}),
+        ...(err.alsoRefused.length > 0 ? { alsoFailed: alsoRefusedJson(err) } : {}),
       });
     }
     throw failure;

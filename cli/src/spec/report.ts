@@ -103,7 +103,7 @@ function alsoRefusedLines(ctx: Context, err: ApplyFailedError): string {
 }
 
 /** The refused writes besides the first, for `-o json`. */
-export function alsoRefusedJson(ctx: Context, err: ApplyFailedError) {
+export function alsoRefusedJson(err: ApplyFailedError) {
   return err.alsoRefused.map((r) => ({
     ...planJson(r.item),
     error: r.reason instanceof ApiError ? r.reason.describe() : errorText(r.reason),
