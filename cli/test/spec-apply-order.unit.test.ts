@@ -17,6 +17,7 @@ const KIND: Record<string, string> = {
   packages: "Package",
   functions: "Function",
   httptriggers: "HttpTrigger",
+  mqtriggers: "MessageQueueTrigger",
   timetriggers: "TimeTrigger",
 };
 
@@ -324,8 +325,10 @@ describe("spec apply: writes in flight together, in dependency waves", () => {
     fake.objects.set("functions/f", stored("functions", "f", {}));
     const a = item("update", "httptriggers", "a", { function: "f", path: "/new" }, ["spec.path"]);
     const b = item("update", "httptriggers", "b", { function: "f", path: "/a" }, ["spec.path"]);
-    a.current!.spec.path = "/a";
-    b.current!.spec.path = "/b";
+    // Their own stored specs: item() shares one object between current and desired, and
+    // setting current.spec.path there moved the desired route too (no route was ever moved).
+    a.current!.spec = { function: "f", path: "/a" };
+    b.current!.spec = { function: "f", path: "/b" };
     fake.hold(a, b);
     // b's update would be refused if it ran before a's had freed /a: slow a down.
     fake.delays.set("httptriggers/a", 20);
@@ -333,6 +336,52 @@ describe("spec apply: writes in flight together, in dependency waves", () => {
     const { done } = await apply(fake, [a, b], 16);
     expect(done.map((r) => r.action)).to.deep.equal(["updated", "updated"]);
     expect(fake.startOf("httptriggers/b")).to.be.above(fake.endOf("httptriggers/a"));
+  });
+
+  it("runs a route's freeing update before the update taking it, whatever their plan order", async () => {
+    // Listed in the files taker first: in plan order b's update is refused on every run, since a
+    // still holds /a; apply would never converge.
+    const fake = new FakeRegistry();
+    fake.objects.set("functions/f", stored("functions", "f", {}));
+    const b = item("update", "httptriggers", "b", { function: "f", path: "/a" }, ["spec.path"]);
+    const a = item("update", "httptriggers", "a", { function: "f", path: "/new" }, ["spec.path"]);
+    // current and desired are one spec object in item(): the stored one gets its own.
+    b.current!.spec = { function: "f", path: "/b" };
+    a.current!.spec = { function: "f", path: "/a" };
+    fake.hold(a, b);
+    const { done, shown } = await apply(fake, [b, a], 16);
+    expect(done.map((r) => `${r.name} ${r.action}`)).to.deep.equal(["b updated", "a updated"]);
+    expect(shown.map((r) => r.name)).to.deep.equal(["b", "a"]);
+    expect(fake.startOf("httptriggers/b")).to.be.above(fake.endOf("httptriggers/a"));
+  });
+
+  it("orders a lane's route chain and queue groups freed first; a swap is cut in one order", () => {
+    const http = (name: string, from: Record<string, unknown>, to: Record<string, unknown>) => {
+      const i = item("update", "httptriggers", name, { function: "f", ...to }, ["spec.path"]);
+      i.current!.spec = { function: "f", ...from };
+      return i;
+    };
+    const mq = (name: string, from?: string, to?: string) => {
+      const i = item("update", "mqtriggers", name, { subject: "s", queueGroup: to }, ["spec.x"]);
+      i.current!.spec = { subject: "s", queueGroup: from };
+      return i;
+    };
+    // c takes /b, which b leaves for /a, which a leaves: a, b, c. Host case and a prefix's
+    // trailing slash do not make another route.
+    const chain = [
+      http("c", { path: "/c" }, { path: "/b", host: "Shop.example" }),
+      http("b", { path: "/b", host: "shop.example" }, { prefix: "/a/" }),
+      http("a", { prefix: "/a" }, { path: "/z" }),
+    ];
+    expect(planWaves(chain)).to.deep.equal([[[2, 1, 0]]]);
+    // Swapped routes can be made in no order: the walk cuts the cycle, the registry refuses one.
+    const swap = [
+      http("x", { path: "/y" }, { path: "/x" }),
+      http("y", { path: "/x" }, { path: "/y" }),
+    ];
+    expect(planWaves(swap)).to.deep.equal([[[1, 0]]]);
+    // mq: q2 takes group g, which q1 leaves.
+    expect(planWaves([mq("q2", undefined, "g"), mq("q1", "g", "h")])).to.deep.equal([[[1, 0]]]);
   });
 
   it("names the other writes refused while running with the first", async () => {

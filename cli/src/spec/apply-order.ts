@@ -9,9 +9,13 @@
  * kept (a trigger is never written before its function, a function never before its package).
  *
  * One exception inside a wave: updates of triggers that claim something unique (an HTTP route, a
- * message queue group) can depend on each other, as when two triggers swap routes or one takes
- * the route another leaves; those run one after another in plan order, in one lane.
+ * message queue group) can depend on each other, as when one takes the route another leaves;
+ * those run one after another, in one lane, each update that leaves a route before the one that
+ * takes it (freedFirst), else in plan order. Plan order alone is the files' order: a taker listed
+ * before its freer would be refused on every run. Two triggers swapping routes can be made in no
+ * order (each waits for the other): the registry refuses one, as it did one write at a time.
  */
+import { routeHost } from "@fizz/events";
 import type { PlanItem } from "./plan.js";
 
 /** Writes in flight at once by default: what bench/scale.ts found the registry takes well. */
@@ -59,7 +63,66 @@ export function planWaves(plan: readonly PlanItem[]): Wave[] {
     }
   });
   if (wave.length > 0) waves.push(wave);
+  for (const w of waves)
+    for (const [i, lane] of w.entries()) if (lane.length > 1) w[i] = freedFirst(plan, lane);
   return waves;
+}
+
+/**
+ * What a trigger's spec holds that no other trigger may, as the registry compares it
+ * (services/registry/src/route-conflict.ts, trigger-rules.ts): an HTTP route's host, exact path
+ * shape or prefix, a queue group. Methods and subjects are left out: ordering two updates that
+ * might conflict costs nothing, leaving out one that does would fail.
+ */
+function claimOf(plural: string, spec: Record<string, unknown> | undefined): string | undefined {
+  if (!spec) return undefined;
+  if (plural === "mqtriggers")
+    return typeof spec.queueGroup === "string" ? `group ${spec.queueGroup}` : undefined;
+  const host = routeHost(typeof spec.host === "string" ? spec.host : "");
+  if (typeof spec.path === "string")
+    return `${host} path ${spec.path.replace(/\{[^/{}]*\}/g, "{}")}`;
+  const prefix = typeof spec.prefix === "string" ? spec.prefix : "/";
+  return `${host} prefix ${prefix.length > 1 ? prefix.replace(/\/+$/, "") || "/" : prefix}`;
+}
+
+/**
+ * The lane reordered so that an update leaving a route (or queue group) runs before an update
+ * taking it; otherwise plan order. A depth-first walk in plan order, each update after those it
+ * waits for; a cycle (a swap) is cut where the walk meets it.
+ */
+function freedFirst(plan: readonly PlanItem[], lane: Lane): Lane {
+  const leaving = new Map<string, number[]>();
+  for (const i of lane) {
+    const item = plan[i]!;
+    const was = claimOf(item.plural, item.current?.spec);
+    if (was !== undefined && was !== claimOf(item.plural, item.desired?.spec))
+      leaving.set(was, [...(leaving.get(was) ?? []), i]);
+  }
+  const waitsFor = (i: number) => {
+    const item = plan[i]!;
+    const wanted = claimOf(item.plural, item.desired?.spec);
+    return wanted === undefined ? [] : (leaving.get(wanted) ?? []).filter((j) => j !== i);
+  };
+  const out: Lane = [];
+  const seen = new Set<number>();
+  for (const start of lane) {
+    if (seen.has(start)) continue;
+    // Iterative, so a long chain of moves cannot overflow the stack.
+    seen.add(start);
+    const stack: Array<{ i: number; deps: number[] }> = [{ i: start, deps: waitsFor(start) }];
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      const dep = top.deps.shift();
+      if (dep === undefined) {
+        out.push(top.i);
+        stack.pop();
+      } else if (!seen.has(dep)) {
+        seen.add(dep);
+        stack.push({ i: dep, deps: waitsFor(dep) });
+      }
+    }
+  }
+  return out;
 }
 
 export interface Refused {
