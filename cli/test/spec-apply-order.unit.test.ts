@@ -384,6 +384,39 @@ describe("spec apply: writes in flight together, in dependency waves", () => {
     expect(planWaves([mq("q2", undefined, "g"), mq("q1", "g", "h")])).to.deep.equal([[[1, 0]]]);
   });
 
+  it("stops starting writes when printing a result throws, and fails only once in-flight ones end", async () => {
+    const fake = new FakeRegistry();
+    const plan = [item("create", "environments", "node"), ...fns(60)];
+    let thrownAt = -1;
+    let calls = 0;
+    const err = await executePlan(contextOf(fake), plan, {
+      spec: "demo",
+      waitTimeoutSeconds: 5,
+      parallel: 4,
+      onResult: () => {
+        if (++calls === 5) {
+          thrownAt = fake.events.length;
+          throw new Error("stdout is gone");
+        }
+      },
+    }).catch((e: unknown) => e);
+    const inFlightAtFailure = fake.inFlight;
+    await new Promise((r) => setTimeout(r, 50));
+    expect((err as Error).message).to.equal("stdout is gone");
+    expect(inFlightAtFailure).to.equal(0);
+    const startedAfter = fake.events.slice(thrownAt).filter((e) => e.phase === "start");
+    expect(startedAfter.map((e) => e.key)).to.deep.equal([]);
+  });
+
+  it("refuses a parallel below 1 instead of reporting success with nothing written", async () => {
+    for (const parallel of [0, -1, 1.5, Number.NaN]) {
+      const fake = new FakeRegistry();
+      const err = await apply(fake, fns(3), parallel).catch((e: unknown) => e);
+      expect(err, String(parallel)).to.be.instanceOf(RangeError);
+      expect(fake.started()).to.deep.equal([]);
+    }
+  });
+
   it("names the other writes refused while running with the first", async () => {
     const fake = new FakeRegistry();
     fake.refuse.set("create functions/f-1", "one (X)");

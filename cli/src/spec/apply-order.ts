@@ -134,7 +134,9 @@ export interface Refused {
  * Runs `work` for every index, wave after wave, at most `parallel` at once. At the first refusal
  * nothing new starts (neither another lane nor the rest of a lane); writes already running finish
  * (a request sent cannot be taken back, and its answer says whether it was made). Returns the
- * refusals, in plan order: none when every item was done.
+ * refusals, in plan order: none when every item was done. If `onDone` throws, nothing new starts
+ * either, and its error is thrown once the writes in flight have ended: a worker that rejected
+ * would end Promise.all at once while the others went on starting writes behind the failure.
  */
 export async function runWaves<R>(
   waves: readonly Wave[],
@@ -142,14 +144,18 @@ export async function runWaves<R>(
   work: (index: number) => Promise<R>,
   onDone: (index: number, result: R) => void,
 ): Promise<Refused[]> {
+  if (!Number.isInteger(parallel) || parallel < 1)
+    throw new RangeError(`parallel must be a whole number of at least 1, not ${parallel}`);
   const refused: Refused[] = [];
+  let broken: { error: unknown } | undefined;
+  const stopped = () => refused.length > 0 || broken !== undefined;
   for (const wave of waves) {
     let next = 0;
     const worker = async () => {
-      while (refused.length === 0 && next < wave.length) {
+      while (!stopped() && next < wave.length) {
         const lane = wave[next++]!;
         for (const index of lane) {
-          if (refused.length > 0) return;
+          if (stopped()) return;
           let result: R;
           try {
             result = await work(index);
@@ -157,11 +163,17 @@ export async function runWaves<R>(
             refused.push({ index, reason });
             return;
           }
-          onDone(index, result);
+          try {
+            onDone(index, result);
+          } catch (error) {
+            broken ??= { error };
+            return;
+          }
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(parallel, wave.length) }, worker));
+    if (broken) throw broken.error;
     if (refused.length > 0) break;
   }
   return refused.sort((a, b) => a.index - b.index);
