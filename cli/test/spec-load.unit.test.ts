@@ -62,6 +62,33 @@ spec:
     expect(s.objects[0]!.spec.poolSize).to.equal(3);
   });
 
+  it("reads a code file once per load, however many functions name it (also through a link)", async () => {
+    await symlink(join(p.root, "get.py"), join(p.root, "link.py"));
+    await p.write({
+      "other.py": "def main():\n  return 'other'\n",
+      "specs/a.yaml": ["get", "get2", "link", "other"]
+        .map(
+          (name) => `apiVersion: fizz.dev/v1
+kind: Function
+metadata: { name: ${name} }
+spec: { environment: python, code: { path: ../${name === "get2" ? "get" : name}.py } }
+`,
+        )
+        .join("---\n"),
+    });
+    const { spec, lines } = await load(p);
+    expect(lines.filter((l) => !l.includes("environment"))).to.deep.equal([]);
+    const file = (name: string) => spec!.objects.find((o) => o.name === name)!.codeFile!;
+    // One read: one buffer shared, not a copy per function (10,000 functions, one file).
+    expect(file("get2")).to.equal(file("get"));
+    expect(file("link")).to.equal(file("get"));
+    expect(file("other")).not.to.equal(file("get"));
+    expect(file("other").bytes.toString()).to.include("other");
+    expect(
+      (spec!.objects.find((o) => o.name === "link")!.spec.code as { filename: string }).filename,
+    ).to.equal("link.py");
+  });
+
   it("reports a YAML syntax error with its file and line", async () => {
     await p.write({
       "specs/a.yaml": `apiVersion: fizz.dev/v1

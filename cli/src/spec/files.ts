@@ -60,13 +60,31 @@ export async function readCode(
   doc: RawDocument,
   rel: string,
   maxBytes: number,
+  /**
+   * Files already read in this load, by real path: a spec of 10,000 functions sharing one file
+   * reads it once and holds one buffer (and every function gets the same bytes, even if the file
+   * changes meanwhile). Whether the path is allowed is still checked per document above.
+   */
+  read?: Map<string, CodeFile>,
 ): Promise<Outcome<CodeFile>> {
   const real = await resolveInside(doc, rel);
   if ("problem" in real) return real;
+  const known = read?.get(real.ok);
+  if (known) return { ok: known };
+  const out = await readRegular(real.ok, rel, maxBytes);
+  if ("ok" in out) read?.set(real.ok, out.ok);
+  return out;
+}
+
+async function readRegular(
+  real: string,
+  rel: string,
+  maxBytes: number,
+): Promise<Outcome<CodeFile>> {
   let handle;
   try {
     // O_NONBLOCK: a FIFO must not hang the CLI before fstat can refuse it.
-    handle = await open(real.ok, constants.O_RDONLY | constants.O_NONBLOCK);
+    handle = await open(real, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     return { problem: `${JSON.stringify(rel)}: ${reasonOf(err)}` };
   }

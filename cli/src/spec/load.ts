@@ -11,7 +11,7 @@ import {
   type SpecObject,
   type SpecPlural,
 } from "./documents.js";
-import { checkArchivePath, readCode } from "./files.js";
+import { checkArchivePath, readCode, type CodeFile } from "./files.js";
 import type { SpecProblem } from "./problems.js";
 import { readSpecDirs, type FieldPath, type RawDocument } from "./yaml-docs.js";
 
@@ -194,9 +194,10 @@ async function readFiles(
   codeMaxBytes: number,
   problems: SpecProblem[],
 ): Promise<void> {
+  const codeFiles = new Map<string, CodeFile>();
   for (const o of refs) {
     if (o.codePath !== undefined) {
-      const read = await readCode(o.doc, o.codePath, codeMaxBytes);
+      const read = await readCode(o.doc, o.codePath, codeMaxBytes, codeFiles);
       if ("problem" in read) problems.push(problemAt(o, ["spec", "code", "path"], read.problem));
       else o.codeFile = read.ok;
     }
