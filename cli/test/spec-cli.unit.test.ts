@@ -301,6 +301,22 @@ spec: { environment: python, code: { path: ../get.py } }
     expect(registry.requests).to.have.length(0);
   });
 
+  it("destroy takes --parallel as apply does (its deletions run through the same waves)", async () => {
+    await p.write({ "specs/config.yaml": CONFIG("demo") });
+    for (const bad of ["0", "257", "many"]) {
+      const r = await run(["spec", "destroy", "-f", p.specs, "--parallel", bad]);
+      expect(r.code, bad).to.equal(2);
+      expect(r.stderr, bad).to.match(/--parallel <n>.*invalid/);
+    }
+    expect(registry.requests).to.have.length(0);
+    for (const kind of [...KINDS_LISTED, "environments"])
+      registry.on("GET", `/v1/namespaces/default/${kind}?limit=500`, { json: { items: [] } });
+    const r = await run(["spec", "destroy", "-f", p.specs, "--parallel", "1"]);
+    expect(r.stderr).to.equal("");
+    expect(r.code).to.equal(0);
+    expect(r.stdout).to.include('spec "demo": nothing labelled fizz.dev/spec=demo');
+  });
+
   it("validate refuses a spec in $HOME naming `..`, with HOME from the CLI's own environment", async () => {
     await p.write({
       "specs/config.yaml": CONFIG("demo"),

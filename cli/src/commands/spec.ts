@@ -82,22 +82,29 @@ Examples:
       parseSeconds,
       DEFAULT_WAIT_SECONDS,
     )
-    .option(
-      "--parallel <n>",
-      `writes sent at once, 1-${MAX_PARALLEL}; 1: one at a time`,
-      parseParallel,
-      DEFAULT_PARALLEL,
-    )
+    .option(...parallelOption("writes"))
     .action(async (opts: ApplyOptions, cmd: Command) => {
       await apply(context(cmd), dirsOf(opts), opts, env);
     });
 
+  // The same executor as apply, so the same knob: a registry that cannot take 16 deletions at
+  // once would otherwise leave destroy no way to go slower.
   withDirs(spec.command("destroy"))
     .description("delete every object labelled with this spec's name")
     .option("--dry-run", "print what would be deleted; delete nothing")
-    .action(async (opts: DirOptions & { dryRun?: boolean }, cmd: Command) => {
-      await destroy(context(cmd), dirsOf(opts), env, opts.dryRun === true);
+    .option(...parallelOption("deletions"))
+    .action(async (opts: DirOptions & { dryRun?: boolean; parallel: number }, cmd: Command) => {
+      await destroy(context(cmd), dirsOf(opts), env, opts.dryRun === true, opts.parallel);
     });
+}
+
+function parallelOption(what: string) {
+  return [
+    "--parallel <n>",
+    `${what} sent at once, 1-${MAX_PARALLEL}; 1: one at a time`,
+    parseParallel,
+    DEFAULT_PARALLEL,
+  ] as const;
 }
 
 /** `--parallel`: a whole number in range, so a typo is a usage error before anything is sent. */

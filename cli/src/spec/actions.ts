@@ -273,6 +273,7 @@ export async function destroy(
   dirs: string[],
   env: Env,
   dryRun: boolean,
+  parallel?: number,
 ): Promise<void> {
   const identity = await loadSpecIdentity({
     dirs,
@@ -291,5 +292,5 @@ export async function destroy(
     );
     return;
   }
-  await run(ctx, spec, plan, { waitTimeout: DEFAULT_WAIT_SECONDS }, "destroy");
+  await run(ctx, spec, plan, { waitTimeout: DEFAULT_WAIT_SECONDS, parallel }, "destroy");
 }
