@@ -382,6 +382,22 @@ describe("spec apply: writes in flight together, in dependency waves", () => {
     expect(planWaves(swap)).to.deep.equal([[[1, 0]]]);
     // mq: q2 takes group g, which q1 leaves.
     expect(planWaves([mq("q2", undefined, "g"), mq("q1", "g", "h")])).to.deep.equal([[[1, 0]]]);
+    // Same route or group kept, but its methods or subject move away: the taker still waits.
+    const byMethods = [
+      http("t", { path: "/t" }, { path: "/m", methods: ["GET"] }),
+      http("m", { path: "/m", methods: ["get"] }, { path: "/m", methods: ["POST"] }),
+    ];
+    expect(planWaves(byMethods)).to.deep.equal([[[1, 0]]]);
+    const bySubject = mq("s1", "g", "g");
+    bySubject.desired!.spec = { subject: "payments.*", queueGroup: "g" };
+    bySubject.current!.spec = { subject: "orders.*", queueGroup: "g" };
+    expect(planWaves([mq("s2", undefined, "g"), bySubject])).to.deep.equal([[[1, 0]]]);
+    // Nothing freed: plan order.
+    const apart = [
+      http("p", { path: "/p" }, { path: "/q" }),
+      http("r", { path: "/r" }, { path: "/s" }),
+    ];
+    expect(planWaves(apart)).to.deep.equal([[[0, 1]]]);
   });
 
   it("stops starting writes when printing a result throws, and fails only once in-flight ones end", async () => {

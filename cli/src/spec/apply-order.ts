@@ -70,19 +70,32 @@ export function planWaves(plan: readonly PlanItem[]): Wave[] {
 
 /**
  * What a trigger's spec holds that no other trigger may, as the registry compares it
- * (services/registry/src/route-conflict.ts, trigger-rules.ts): an HTTP route's host, exact path
- * shape or prefix, a queue group. Methods and subjects are left out: ordering two updates that
- * might conflict costs nothing, leaving out one that does would fail.
+ * (services/registry/src/route-conflict.ts, trigger-rules.ts): `where` is an HTTP route's host
+ * and exact path shape or prefix, or a queue group; `what` adds the methods, or the subject, that
+ * decide whether two of one `where` conflict. Ordering two updates that might conflict costs
+ * nothing, leaving out one that does would fail: an update whose `what` changes may free its
+ * `where` for another.
  */
-function claimOf(plural: string, spec: Record<string, unknown> | undefined): string | undefined {
+function claimOf(
+  plural: string,
+  spec: Record<string, unknown> | undefined,
+): { where: string; what: string } | undefined {
   if (!spec) return undefined;
-  if (plural === "mqtriggers")
-    return typeof spec.queueGroup === "string" ? `group ${spec.queueGroup}` : undefined;
+  if (plural === "mqtriggers") {
+    if (typeof spec.queueGroup !== "string") return undefined;
+    const where = `group ${spec.queueGroup}`;
+    return { where, what: `${where} on ${String(spec.subject)}` };
+  }
   const host = routeHost(typeof spec.host === "string" ? spec.host : "");
-  if (typeof spec.path === "string")
-    return `${host} path ${spec.path.replace(/\{[^/{}]*\}/g, "{}")}`;
   const prefix = typeof spec.prefix === "string" ? spec.prefix : "/";
-  return `${host} prefix ${prefix.length > 1 ? prefix.replace(/\/+$/, "") || "/" : prefix}`;
+  const where =
+    typeof spec.path === "string"
+      ? `${host} path ${spec.path.replace(/\{[^/{}]*\}/g, "{}")}`
+      : `${host} prefix ${prefix.length > 1 ? prefix.replace(/\/+$/, "") || "/" : prefix}`;
+  const methods = Array.isArray(spec.methods)
+    ? spec.methods.map((m) => String(m).toUpperCase()).sort()
+    : [];
+  return { where, what: `${where} ${methods.join(",") || "*"}` };
 }
 
 /**
@@ -95,13 +108,13 @@ function freedFirst(plan: readonly PlanItem[], lane: Lane): Lane {
   for (const i of lane) {
     const item = plan[i]!;
     const was = claimOf(item.plural, item.current?.spec);
-    if (was !== undefined && was !== claimOf(item.plural, item.desired?.spec))
-      leaving.set(was, [...(leaving.get(was) ?? []), i]);
+    if (was !== undefined && was.what !== claimOf(item.plural, item.desired?.spec)?.what)
+      leaving.set(was.where, [...(leaving.get(was.where) ?? []), i]);
   }
   const waitsFor = (i: number) => {
     const item = plan[i]!;
     const wanted = claimOf(item.plural, item.desired?.spec);
-    return wanted === undefined ? [] : (leaving.get(wanted) ?? []).filter((j) => j !== i);
+    return wanted === undefined ? [] : (leaving.get(wanted.where) ?? []).filter((j) => j !== i);
   };
   const out: Lane = [];
   const seen = new Set<number>();
