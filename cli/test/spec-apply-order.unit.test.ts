@@ -17,7 +17,6 @@ const KIND: Record<string, string> = {
   packages: "Package",
   functions: "Function",
   httptriggers: "HttpTrigger",
-  mqtriggers: "MessageQueueTrigger",
   timetriggers: "TimeTrigger",
 };
 
@@ -353,51 +352,6 @@ describe("spec apply: writes in flight together, in dependency waves", () => {
     expect(done.map((r) => `${r.name} ${r.action}`)).to.deep.equal(["b updated", "a updated"]);
     expect(shown.map((r) => r.name)).to.deep.equal(["b", "a"]);
     expect(fake.startOf("httptriggers/b")).to.be.above(fake.endOf("httptriggers/a"));
-  });
-
-  it("orders a lane's route chain and queue groups freed first; a swap is cut in one order", () => {
-    const http = (name: string, from: Record<string, unknown>, to: Record<string, unknown>) => {
-      const i = item("update", "httptriggers", name, { function: "f", ...to }, ["spec.path"]);
-      i.current!.spec = { function: "f", ...from };
-      return i;
-    };
-    const mq = (name: string, from?: string, to?: string) => {
-      const i = item("update", "mqtriggers", name, { subject: "s", queueGroup: to }, ["spec.x"]);
-      i.current!.spec = { subject: "s", queueGroup: from };
-      return i;
-    };
-    // c takes /b, which b leaves for /a, which a leaves: a, b, c. Host case and a prefix's
-    // trailing slash do not make another route.
-    const chain = [
-      http("c", { path: "/c" }, { path: "/b", host: "Shop.example" }),
-      http("b", { path: "/b", host: "shop.example" }, { prefix: "/a/" }),
-      http("a", { prefix: "/a" }, { path: "/z" }),
-    ];
-    expect(planWaves(chain)).to.deep.equal([[[2, 1, 0]]]);
-    // Swapped routes can be made in no order: the walk cuts the cycle, the registry refuses one.
-    const swap = [
-      http("x", { path: "/y" }, { path: "/x" }),
-      http("y", { path: "/x" }, { path: "/y" }),
-    ];
-    expect(planWaves(swap)).to.deep.equal([[[1, 0]]]);
-    // mq: q2 takes group g, which q1 leaves.
-    expect(planWaves([mq("q2", undefined, "g"), mq("q1", "g", "h")])).to.deep.equal([[[1, 0]]]);
-    // Same route or group kept, but its methods or subject move away: the taker still waits.
-    const byMethods = [
-      http("t", { path: "/t" }, { path: "/m", methods: ["GET"] }),
-      http("m", { path: "/m", methods: ["get"] }, { path: "/m", methods: ["POST"] }),
-    ];
-    expect(planWaves(byMethods)).to.deep.equal([[[1, 0]]]);
-    const bySubject = mq("s1", "g", "g");
-    bySubject.desired!.spec = { subject: "payments.*", queueGroup: "g" };
-    bySubject.current!.spec = { subject: "orders.*", queueGroup: "g" };
-    expect(planWaves([mq("s2", undefined, "g"), bySubject])).to.deep.equal([[[1, 0]]]);
-    // Nothing freed: plan order.
-    const apart = [
-      http("p", { path: "/p" }, { path: "/q" }),
-      http("r", { path: "/r" }, { path: "/s" }),
-    ];
-    expect(planWaves(apart)).to.deep.equal([[[0, 1]]]);
   });
 
   it("stops starting writes when printing a result throws, and fails only once in-flight ones end", async () => {
