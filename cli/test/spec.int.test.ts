@@ -628,6 +628,42 @@ spec: { function: hello, path: /hello, methods: [get] }
     expect((await all()).get("httptriggers/hello")!.spec.path).to.equal("/hello");
   });
 
+  it("a route moved between two existing triggers converges in one apply, its taker listed first", async () => {
+    const chain = await project({ "f.py": "def main():\n    return 'chain'\n" });
+    const files = (first: string, second: string) => ({
+      "specs/all.yaml": [
+        CONFIG("chain"),
+        "apiVersion: fizz.dev/v1\nkind: Environment\nmetadata: { name: py, namespace: chain }\nspec: { image: fizz/env-python, poolSize: 0 }\n",
+        "apiVersion: fizz.dev/v1\nkind: Function\nmetadata: { name: f, namespace: chain }\nspec: { environment: py, code: { path: ../f.py } }\n",
+        `apiVersion: fizz.dev/v1\nkind: HttpTrigger\nmetadata: { name: taker, namespace: chain }\nspec: { function: f, path: ${first} }\n`,
+        `apiVersion: fizz.dev/v1\nkind: HttpTrigger\nmetadata: { name: leaver, namespace: chain }\nspec: { function: f, path: ${second} }\n`,
+      ].join("---\n"),
+    });
+    try {
+      await chain.write(files("/chain/one", "/chain/two"));
+      const made = await cli("spec", "apply", "-f", chain.specs);
+      expect(made.code, made.stderr).to.equal(0);
+      // taker takes /chain/two, which leaver leaves: leaver's update has to go first.
+      await chain.write(files("/chain/two", "/chain/three"));
+
+      const r = await cli("spec", "apply", "-f", chain.specs);
+
+      expect(r.stderr).to.equal("");
+      expect(r.code).to.equal(0);
+      expect(r.stdout.split("\n").filter((l) => l.startsWith("updated"))).to.deep.equal([
+        "updated httptrigger chain/taker (spec.path; revision 2)",
+        "updated httptrigger chain/leaver (spec.path; revision 2)",
+      ]);
+      const routes = await api<{ items: Obj[] }>("/v1/namespaces/chain/httptriggers");
+      expect(
+        Object.fromEntries(routes.items.map((t) => [t.metadata.name, t.spec.path])),
+      ).to.deep.equal({ taker: "/chain/two", leaver: "/chain/three" });
+      expect((await cli("spec", "destroy", "-f", chain.specs)).code).to.equal(0);
+    } finally {
+      await chain.cleanup();
+    }
+  });
+
   it("a source package is uploaded once and compared by its canonical digest", async () => {
     await p.write({
       "src/main.py": "def main():\n    return 'built'\n",
