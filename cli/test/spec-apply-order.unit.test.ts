@@ -57,6 +57,12 @@ function item(
   };
 }
 
+/** The item with a stored spec of its own (item() shares one object with the desired spec). */
+function moved(i: PlanItem, current: Record<string, unknown>): PlanItem {
+  i.current!.spec = current;
+  return i;
+}
+
 type Event = { at: number; op: string; key: string; phase: "start" | "end" | "refused" };
 
 class FakeRegistry {
@@ -212,9 +218,9 @@ describe("spec apply: writes in flight together, in dependency waves", () => {
       item("unchanged", "functions", "b"),
       item("create", "functions", "c"),
       item("create", "functions", "d"),
-      item("update", "httptriggers", "x", {}, ["spec.path"]),
+      moved(item("update", "httptriggers", "x", { path: "/x2" }, ["spec.path"]), { path: "/x" }),
       item("update", "httptriggers", "l", {}, ["labels"]),
-      item("update", "httptriggers", "y", {}, ["spec.path"]),
+      moved(item("update", "httptriggers", "y", { path: "/y2" }, ["spec.path"]), { path: "/y" }),
       item("create", "httptriggers", "z"),
       item("create", "timetriggers", "t"),
       item("delete", "functions", "gone"),

@@ -49,10 +49,14 @@ export function planWaves(plan: readonly PlanItem[]): Wave[] {
       serial = undefined;
       key = k;
     }
+    // Only an update whose route or queue group changes can free or take one: another function
+    // or timeout (10,000 triggers pointed at v2) runs side by side.
     const claims =
       item.action === "update" &&
       CLAIMING.has(item.plural) &&
-      item.changes.some((c) => c.startsWith("spec."));
+      item.changes.some((c) => c.startsWith("spec.")) &&
+      claimOf(item.plural, item.current?.spec)?.what !==
+        claimOf(item.plural, item.desired?.spec)?.what;
     if (!claims) {
       wave.push([index]);
     } else if (serial) {
