@@ -135,6 +135,12 @@ export async function measureApply(opts: ApplyOptions = {}): Promise<ApplyFigure
     if (count(applied, "created") !== objects)
       throw new Error(`apply created ${count(applied, "created")} objects, not ${objects}`);
     const rerun = await fizz(["spec", "apply", "-f", specs], env, work);
+    // rerun_seconds is what checking a deployed spec costs only if the rerun wrote nothing: one
+    // that did (apply not converging) would pass off its writes as that.
+    if (count(rerun, "unchanged") !== objects)
+      throw new Error(
+        `the rerun found ${count(rerun, "unchanged")} objects unchanged, not ${objects}`,
+      );
     const writeSeconds = Math.max(applied.seconds - plan.seconds, 1e-3);
     return {
       functions: n,
