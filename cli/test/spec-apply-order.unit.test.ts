@@ -76,10 +76,16 @@ class FakeRegistry {
   /** Milliseconds a write of this key takes (default: a random 1-8). */
   delays = new Map<string, number>();
 
-  private async write<T>(op: string, key: string, make: () => T): Promise<T> {
+  /** Bytes of function code in the write requests being answered (base64 decoded). */
+  codeInFlight = 0;
+  maxCodeInFlight = 0;
+
+  private async write<T>(op: string, key: string, make: () => T, code = 0): Promise<T> {
     this.events.push({ at: this.clock++, op, key, phase: "start" });
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    this.codeInFlight += code;
+    this.maxCodeInFlight = Math.max(this.maxCodeInFlight, this.codeInFlight);
     try {
       await new Promise((r) => setTimeout(r, this.delays.get(key) ?? 1 + Math.random() * 7));
       const refusal = this.refuse.get(`${op} ${key}`);
@@ -92,6 +98,7 @@ class FakeRegistry {
       throw err;
     } finally {
       this.inFlight--;
+      this.codeInFlight -= code;
     }
   }
 
@@ -118,19 +125,26 @@ class FakeRegistry {
   readonly client = {
     create: (plural: string, body: { name: string; spec: Record<string, unknown> }) => {
       const key = `${plural}/${body.name}`;
-      return this.write("create", key, () => {
-        this.check(plural, body.spec, key);
-        const o = stored(plural, body.name, body.spec);
-        if (plural === "packages") o.spec.deployment = { digest: "sha256:d1", size: 1 };
-        this.objects.set(key, o);
-        if (plural === "packages") {
-          // Built a little later, as the registry's roll-out does.
-          setTimeout(() => {
-            o.status = { buildState: "succeeded", deployment: { digest: "sha256:d1", size: 1 } };
-          }, 20);
-        }
-        return o;
-      });
+      const code = (body.spec.code as { content?: string } | undefined)?.content;
+      const codeBytes = code === undefined ? 0 : Buffer.from(code, "base64").length;
+      return this.write(
+        "create",
+        key,
+        () => {
+          this.check(plural, body.spec, key);
+          const o = stored(plural, body.name, body.spec);
+          if (plural === "packages") o.spec.deployment = { digest: "sha256:d1", size: 1 };
+          this.objects.set(key, o);
+          if (plural === "packages") {
+            // Built a little later, as the registry's roll-out does.
+            setTimeout(() => {
+              o.status = { buildState: "succeeded", deployment: { digest: "sha256:d1", size: 1 } };
+            }, 20);
+          }
+          return o;
+        },
+        codeBytes,
+      );
     },
     update: (plural: string, name: string, body: { spec: Record<string, unknown> }) => {
       const key = `${plural}/${name}`;
@@ -391,6 +405,40 @@ describe("spec apply: writes in flight together, in dependency waves", () => {
       expect(err, String(parallel)).to.be.instanceOf(RangeError);
       expect(fake.started()).to.deep.equal([]);
     }
+  });
+
+  it("holds at most the code-bytes budget of function code in requests at once", async () => {
+    const fake = new FakeRegistry();
+    const bytes = Buffer.alloc(1024 * 1024, 7);
+    const plan = [item("create", "environments", "node"), ...fns(20)];
+    for (const i of plan.slice(1)) {
+      i.desired!.spec.code = { filename: "f.js" };
+      i.desired!.codeFile = { bytes, digest: "sha256:x" };
+    }
+    const { done } = await executePlan(contextOf(fake), plan, {
+      spec: "demo",
+      waitTimeoutSeconds: 5,
+      parallel: 16,
+      codeBytesInFlight: 4 * 1024 * 1024,
+      onResult: () => {},
+    }).then((d) => ({ done: d }));
+    expect(done).to.have.length(21);
+    // 16 writes of 1 MiB each at once would be 16 MiB of code (and its base64, and the JSON).
+    expect(fake.maxCodeInFlight).to.equal(4 * 1024 * 1024);
+    // A file over the whole budget still goes, alone.
+    const big = new FakeRegistry();
+    const one = [item("create", "environments", "node"), ...fns(2)];
+    for (const i of one.slice(1)) {
+      i.desired!.spec.code = { filename: "f.js" };
+      i.desired!.codeFile = { bytes: Buffer.alloc(3 * 1024 * 1024), digest: "sha256:y" };
+    }
+    await executePlan(contextOf(big), one, {
+      spec: "demo",
+      waitTimeoutSeconds: 5,
+      codeBytesInFlight: 2 * 1024 * 1024,
+      onResult: () => {},
+    });
+    expect(big.maxCodeInFlight).to.equal(3 * 1024 * 1024);
   });
 
   it("names the other writes refused while running with the first", async () => {

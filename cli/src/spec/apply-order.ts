@@ -195,3 +195,37 @@ export async function runWaves<R>(
   }
   return refused.sort((a, b) => a.index - b.index);
 }
+
+/**
+ * Function code in write requests at once, across the writes in flight: a create or update sends
+ * its file inline (base64 inside the JSON body, so about four times its size in memory while the
+ * request is built and sent), and `--parallel 256` of 8 MiB files would be gigabytes.
+ */
+export const CODE_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
+
+/** A budget of bytes taken and given back, first come first served. */
+export class ByteBudget {
+  private used = 0;
+  private readonly waiting: Array<{ n: number; go: () => void }> = [];
+
+  constructor(private readonly total: number) {}
+
+  /** Waits until `n` bytes fit (one larger than the whole budget waits for it to be empty). */
+  async take(n: number): Promise<() => void> {
+    const want = Math.min(n, this.total);
+    if (want > 0 && (this.waiting.length > 0 || this.used + want > this.total))
+      await new Promise<void>((go) => this.waiting.push({ n: want, go }));
+    else this.used += want;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.used -= want;
+      while (this.waiting.length > 0 && this.used + this.waiting[0]!.n <= this.total) {
+        const next = this.waiting.shift()!;
+        this.used += next.n;
+        next.go();
+      }
+    };
+  }
+}

@@ -12,7 +12,13 @@ import type { Context } from "../context.js";
 import { CliError } from "../errors.js";
 import { describeBuild } from "../package-ops.js";
 import type { ArchiveRef, PackageObject } from "../types.js";
-import { DEFAULT_PARALLEL, planWaves, runWaves } from "./apply-order.js";
+import {
+  ByteBudget,
+  CODE_BYTES_IN_FLIGHT,
+  DEFAULT_PARALLEL,
+  planWaves,
+  runWaves,
+} from "./apply-order.js";
 import type { SpecObject } from "./documents.js";
 import { desiredLabels, differences, type PlanItem } from "./plan.js";
 import { inNamespace, type StoredObject } from "./state.js";
@@ -58,6 +64,8 @@ export interface ApplyOptions {
   waitTimeoutSeconds: number;
   /** Writes in flight at once (default DEFAULT_PARALLEL); 1 runs the plan one write at a time. */
   parallel?: number;
+  /** Function code in requests at once (default CODE_BYTES_IN_FLIGHT). */
+  codeBytesInFlight?: number;
   /**
    * Called for every item done, in plan order (a result that arrives early waits for those
    * before it), so people see progress on a long build and the report reads like the plan.
@@ -106,6 +114,7 @@ class Runner {
   private readonly waits = new Map<string, Promise<unknown>>();
   /** The plan's packages by namespace/name. */
   private readonly packages = new Map<string, PlanItem>();
+  private readonly code: ByteBudget;
 
   constructor(
     private readonly ctx: Context,
@@ -114,6 +123,7 @@ class Runner {
   ) {
     for (const i of items)
       if (i.plural === "packages") this.packages.set(`${i.namespace}/${i.name}`, i);
+    this.code = new ByteBudget(opts.codeBytesInFlight ?? CODE_BYTES_IN_FLIGHT);
   }
 
   async run(item: PlanItem): Promise<ItemResult> {
@@ -149,19 +159,25 @@ class Runner {
       }
     }
     let written: StoredObject;
-    if (item.action === "create") {
-      written = await ctx.registry.create<StoredObject>(o.plural, {
-        name: o.name,
-        labels: desiredLabels(o, this.opts.spec),
-        spec: writeSpec(o, archive),
-      });
-    } else {
-      const current = await this.currentOf(ctx, o, item.current as StoredObject);
-      written = await ctx.registry.update<StoredObject>(o.plural, o.name, {
-        ...(changes.includes("labels") ? { labels: desiredLabels(o, this.opts.spec) } : {}),
-        spec: patchSpec(o, changes, archive),
-        revision: current.metadata.revision,
-      });
+    const sendsCode = item.action === "create" || changes.includes("spec.code");
+    const release = await this.code.take(sendsCode ? (o.codeFile?.bytes.length ?? 0) : 0);
+    try {
+      if (item.action === "create") {
+        written = await ctx.registry.create<StoredObject>(o.plural, {
+          name: o.name,
+          labels: desiredLabels(o, this.opts.spec),
+          spec: writeSpec(o, archive),
+        });
+      } else {
+        const current = await this.currentOf(ctx, o, item.current as StoredObject);
+        written = await ctx.registry.update<StoredObject>(o.plural, o.name, {
+          ...(changes.includes("labels") ? { labels: desiredLabels(o, this.opts.spec) } : {}),
+          spec: patchSpec(o, changes, archive),
+          revision: current.metadata.revision,
+        });
+      }
+    } finally {
+      release();
     }
     const action = item.action === "create" ? "created" : "updated";
     if (o.plural !== "packages" || !rebuilds(item, changes)) {
