@@ -248,6 +248,30 @@ describe("spec apply: writes in flight together, in dependency waves", () => {
     expect(big.maxCodeInFlight).to.equal(3 * 1024 * 1024);
   });
 
+  it("a write still waiting (for its package's build) when another is refused is not sent", async () => {
+    const fake = new FakeRegistry();
+    const deployment = { digest: "sha256:d1", size: 1 };
+    // Left building by an earlier, interrupted apply: its functions wait for it.
+    const pkg = item("unchanged", "packages", "app", { environment: "node", deployment });
+    fake.hold(pkg);
+    setTimeout(() => {
+      fake.objects.get("packages/app")!.status = { buildState: "succeeded", deployment };
+    }, 150);
+    fake.refuse.set("create functions/f-0", "no (X)");
+    const plan = [
+      item("create", "environments", "node"),
+      pkg,
+      item("create", "functions", "f-0", { environment: "node" }),
+      item("create", "functions", "f-1", { environment: "node", package: { name: "app" } }),
+    ];
+    const err = (await apply(fake, plan, 16).catch((e: unknown) => e)) as ApplyFailedError;
+    expect(err).to.be.instanceOf(ApplyFailedError);
+    expect(err.item.name).to.equal("f-0");
+    expect(fake.started()).not.to.include("functions/f-1");
+    expect(err.notTried.map((i) => i.name)).to.deep.equal(["f-1"]);
+    expect(err.alsoRefused).to.deep.equal([]);
+  });
+
   it("names the other writes refused while running with the first", async () => {
     const fake = new FakeRegistry();
     fake.refuse.set("create functions/f-1", "one (X)");

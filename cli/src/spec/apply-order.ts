@@ -142,6 +142,16 @@ function freedFirst(plan: readonly PlanItem[], lane: Lane): Lane {
   return out;
 }
 
+/**
+ * Thrown by work that waited (for a package's build, for room in the code budget) and found the
+ * run stopped meanwhile: its write is not sent, and it counts as not tried, not as refused.
+ */
+export class NotStarted extends Error {
+  constructor() {
+    super("not sent: the run stopped at a refusal");
+  }
+}
+
 export interface Refused {
   index: number;
   reason: unknown;
@@ -158,7 +168,8 @@ export interface Refused {
 export async function runWaves<R>(
   waves: readonly Wave[],
   parallel: number,
-  work: (index: number) => Promise<R>,
+  /** `stopped()`: a refusal (or a failed onDone) was seen; check it before sending after a wait. */
+  work: (index: number, stopped: () => boolean) => Promise<R>,
   onDone: (index: number, result: R) => void,
 ): Promise<Refused[]> {
   if (!Number.isInteger(parallel) || parallel < 1)
@@ -175,9 +186,9 @@ export async function runWaves<R>(
           if (stopped()) return;
           let result: R;
           try {
-            result = await work(index);
+            result = await work(index, stopped);
           } catch (reason) {
-            refused.push({ index, reason });
+            if (!(reason instanceof NotStarted)) refused.push({ index, reason });
             return;
           }
           try {

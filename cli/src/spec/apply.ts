@@ -16,6 +16,7 @@ import {
   ByteBudget,
   CODE_BYTES_IN_FLIGHT,
   DEFAULT_PARALLEL,
+  NotStarted,
   planWaves,
   runWaves,
 } from "./apply-order.js";
@@ -84,7 +85,7 @@ export async function executePlan(
   const refused = await runWaves(
     planWaves(items),
     opts.parallel ?? DEFAULT_PARALLEL,
-    (index) => runner.run(items[index]!),
+    (index, stopped) => runner.run(items[index]!, stopped),
     (index, result) => {
       results[index] = result;
       for (; shown < items.length && results[shown]; shown++) opts.onResult(results[shown]!);
@@ -126,7 +127,8 @@ class Runner {
     this.code = new ByteBudget(opts.codeBytesInFlight ?? CODE_BYTES_IN_FLIGHT);
   }
 
-  async run(item: PlanItem): Promise<ItemResult> {
+  /** `stopped`: whether the run stopped at a refusal while this write waited (runWaves). */
+  async run(item: PlanItem, stopped: () => boolean = () => false): Promise<ItemResult> {
     const ctx = inNamespace(this.ctx, item.namespace);
     const result = (action: Done, extra: Partial<ItemResult> = {}): ItemResult => ({
       action,
@@ -148,6 +150,8 @@ class Runner {
       return result("unchanged", { revision: item.current?.metadata.revision ?? 0 });
     }
     if (o.plural === "functions") await this.packageReady(ctx, o, item);
+    // A build can take minutes: a refusal meanwhile means this write is no longer to start.
+    if (stopped()) throw new NotStarted();
     let archive: ArchiveRef | undefined;
     let changes = item.changes;
     if (item.packed && (item.action === "create" || changes.includes(`spec.${useOf(o)}`))) {
@@ -162,6 +166,7 @@ class Runner {
     const sendsCode = item.action === "create" || changes.includes("spec.code");
     const release = await this.code.take(sendsCode ? (o.codeFile?.bytes.length ?? 0) : 0);
     try {
+      if (stopped()) throw new NotStarted();
       if (item.action === "create") {
         written = await ctx.registry.create<StoredObject>(o.plural, {
           name: o.name,
