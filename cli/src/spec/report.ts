@@ -75,7 +75,7 @@ export function applyFailure(
   err: ApplyFailedError,
   command: "apply" | "destroy",
 ): CliError {
-  const reason = err.reason instanceof ApiError ? err.reason.describe() : err.message;
+  const reason = reasonText(err.reason);
   const failed = new CliError(
     `${err.item.action} ${describeItem(err.item, ctx.namespace)}: ${reason}`,
   );
@@ -95,7 +95,7 @@ export function applyFailure(
 /** Writes refused while running alongside the first refused one: a few named, the rest counted. */
 function alsoRefusedLines(ctx: Context, err: ApplyFailedError): string {
   const shown = err.alsoRefused.slice(0, 3).map((r) => {
-    const reason = r.reason instanceof ApiError ? r.reason.describe() : errorText(r.reason);
+    const reason = reasonText(r.reason);
     return `Also refused: ${r.item.action} ${describeItem(r.item, ctx.namespace)}: ${reason}\n`;
   });
   const more = err.alsoRefused.length - shown.length;
@@ -106,11 +106,13 @@ function alsoRefusedLines(ctx: Context, err: ApplyFailedError): string {
 export function alsoRefusedJson(err: ApplyFailedError) {
   return err.alsoRefused.map((r) => ({
     ...planJson(r.item),
-    error: r.reason instanceof ApiError ? r.reason.describe() : errorText(r.reason),
+    error: reasonText(r.reason),
   }));
 }
 
-function errorText(reason: unknown): string {
+/** A refused write's reason: the registry's answer in full, else the error's message. */
+function reasonText(reason: unknown): string {
+  if (reason instanceof ApiError) return reason.describe();
   return reason instanceof Error ? reason.message : String(reason);
 }
 
