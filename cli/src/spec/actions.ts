@@ -13,6 +13,7 @@ import { ApplyFailedError, executePlan, type ItemResult } from "./apply.js";
 import { planDestroy } from "./destroy.js";
 import type { SpecObject } from "./documents.js";
 import { packCanonical, type PackedArchive } from "./files.js";
+import { checkCompiledSwitches } from "./compiled-switch.js";
 import { keepWhatIsUsed } from "./keep.js";
 import { APPLY_ORDER, loadSpec, loadSpecIdentity, problemAt, type LoadedSpec } from "./load.js";
 import { computePlan, isSharedEnvironment, type PlanItem } from "./plan.js";
@@ -145,6 +146,9 @@ export async function apply(
       spec.name,
       namespaces,
     );
+    // A plan the registry would refuse on every run is refused here, before anything is sent.
+    const blocked = checkCompiledSwitches(plan, state);
+    if (blocked.length > 0) fail(ctx, blocked, "nothing was applied");
     const variables = variablesTaken(spec);
     if (ctx.output !== "json" && variables.line) ctx.stdout.write(`${variables.line}\n`);
     if (opts.dryRun) return printPlan(ctx, spec.name, plan, variables.json);

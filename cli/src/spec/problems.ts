@@ -16,6 +16,8 @@ export interface SpecProblem {
   /** `spec.minInstances`, `metadata.name`... */
   field?: string;
   message: string;
+  /** A stable code for a problem found by planning (compiled-switch.ts), which scripts can match. */
+  code?: string;
 }
 
 /** `specs/functions.yaml:12: Function guestbook-get: spec.minInstances: must be at most 1000` */
@@ -24,7 +26,7 @@ export function formatProblem(p: SpecProblem): string {
   const what =
     p.kind === undefined ? "" : p.name === undefined ? ` ${p.kind}:` : ` ${p.kind} ${p.name}:`;
   const field = p.field ? ` ${p.field}:` : "";
-  return `${where}:${what}${field} ${p.message}`;
+  return `${where}:${what}${field} ${p.message}${p.code ? ` (${p.code})` : ""}`;
 }
 
 /** The spec cannot be applied; the problems have been printed (or go into -o json). */
