@@ -6,6 +6,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Context } from "./context.js";
 import { CliError } from "./errors.js";
+import { statusLineOf } from "./status-line.js";
 import type { PackageObject, PackageStatus } from "./types.js";
 
 /** Lines of the build log shown when a build fails (`fizz pkg info` shows all of it). */
@@ -102,7 +103,11 @@ function buildFailed(
 ): BuildFailedError {
   const tail = logTail(status?.buildLog ?? "", LOG_TAIL_LINES);
   if (tail) {
-    ctx.stderr.write(`--- build log of package "${name}" (last lines) ---\n${tail}\n---\n`);
+    // Other packages may still be building side by side: above their spinners.
+    statusLineOf(ctx.stderr).print(
+      ctx.stderr,
+      `--- build log of package "${name}" (last lines) ---\n${tail}\n---\n`,
+    );
   }
   const err = new BuildFailedError(
     `the build of package "${name}" failed: ${status?.message ?? "no reason given"}`,
@@ -120,25 +125,26 @@ export function nsFlag(ctx: Context): string {
   return ctx.namespace === "default" ? "" : ` -n ${ctx.namespace}`;
 }
 
-/** A spinner line on a terminal only: in a pipe or a CI log it would be noise. */
+/**
+ * A spinner on a terminal only (in a pipe or a CI log it would be noise): this wait's entry of
+ * the terminal's status line, which packages building side by side share and which lines printed
+ * meanwhile (status-line.ts `print`) never share a row with.
+ */
 function progressLine(
   ctx: Context,
   name: string,
 ): { show(state: string, s: number): void; clear(): void } {
-  const tty = (ctx.stderr as { isTTY?: boolean }).isTTY === true;
+  const line = statusLineOf(ctx.stderr);
+  const id = Symbol(name);
   const frames = "|/-\\";
   let frame = 0;
-  let shown = false;
   return {
     show(state, seconds) {
-      if (!tty) return;
       const spin = frames.charAt(frame++ % frames.length);
-      ctx.stderr.write(`\r\x1b[K${spin} package "${name}": ${state} (${Math.floor(seconds)}s)`);
-      shown = true;
+      line.set(id, `${spin} package "${name}": ${state} (${Math.floor(seconds)}s)`);
     },
     clear() {
-      if (shown) ctx.stderr.write("\r\x1b[K");
-      shown = false;
+      line.remove(id);
     },
   };
 }

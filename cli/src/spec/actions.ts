@@ -25,10 +25,10 @@ import {
   planJson,
   planLine,
   printProblems,
+  printResult,
   printResultJson,
   printWarnings,
   problemsJson,
-  resultLine,
   tally,
 } from "./report.js";
 import { checkAgainstState, readState } from "./state.js";
@@ -242,9 +242,8 @@ async function run(
   command: "apply" | "destroy",
   variables?: unknown,
 ) {
-  const onResult = (r: ItemResult) => {
-    if (ctx.output !== "json") ctx.stdout.write(`${resultLine(ctx, r)}\n`);
-  };
+  // Through the terminal's status line: packages may be building, their spinners drawn.
+  const onResult = (r: ItemResult) => printResult(ctx, r);
   let done: ItemResult[];
   try {
     done = await executePlan(ctx, plan, {

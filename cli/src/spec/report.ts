@@ -2,6 +2,7 @@
 import type { Context } from "../context.js";
 import { ApiError, CliError } from "../errors.js";
 import { printJson } from "../output.js";
+import { statusLineOf } from "../status-line.js";
 import type { ApplyFailedError, ItemResult } from "./apply.js";
 import type { PlanItem } from "./plan.js";
 import { describeItem } from "./plan.js";
@@ -23,6 +24,15 @@ export function resultLine(ctx: Context, r: ItemResult): string {
   }
   if (r.action === "kept") return `${what}: ${r.detail ?? ""}`;
   return r.detail && r.action === "created" ? `${what} (${r.detail})` : what;
+}
+
+/**
+ * A result as apply prints it while packages may be building: above their spinners, never on
+ * the spinners' row (stdout and stderr share the terminal; status-line.ts).
+ */
+export function printResult(ctx: Context, r: ItemResult): void {
+  if (ctx.output === "json") return;
+  statusLineOf(ctx.stderr).print(ctx.stdout, `${resultLine(ctx, r)}\n`);
 }
 
 export function planJson(i: PlanItem) {
