@@ -3,7 +3,8 @@
  * (real nats-server and redis-server). In place, with its functions moving from single files to
  * packages in the same spec, no order of writes converges (compiled-switch.ts): apply refuses
  * before any write, with a stable code; the change it suggests (a new environment for the
- * compiled runtime) converges in one apply. No builder runs here, so packages use `deployment`.
+ * compiled runtime) converges in one apply. Functions leaving the environment instead are moved
+ * first, the switch after them, in one apply. No builder runs here, so packages use `deployment`.
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -135,6 +136,47 @@ describe("fizz spec apply: an environment switched to a compiled runtime, agains
     const again = await apply("--prune");
     expect(again.stdout).to.include(
       'spec "switch": 0 created, 0 updated, 3 unchanged, 0 deleted\n',
+    );
+  });
+
+  it("switches an environment to a compiled runtime after its single-file functions move to another one, in one apply", async () => {
+    const env = (name: string, image: string) =>
+      doc("Environment", name, `  image: fizz/env-${image}\n  poolSize: 0\n`);
+    const fn = (name: string, on: string) =>
+      doc("Function", name, `  environment: ${on}\n  code: { path: ../hello.js }\n`);
+    const route = doc("HttpTrigger", "w1", "  function: w1\n  path: /w1\n");
+    await p.write({ "specs/a.yaml": `${env("svc", "node")}${fn("w1", "svc")}${fn("w2", "svc")}` });
+    // The spec now holds only these (the first test's objects are pruned).
+    const first = await apply("--prune");
+    expect(first.code, first.stderr).to.equal(0);
+
+    // svc becomes Go; w1 moves to a new Node environment, w2 is dropped (pruned).
+    await p.write({
+      "specs/a.yaml": `${env("svc", "go")}${env("js", "node")}${fn("w1", "js")}${route}`,
+    });
+    const r = await apply("--prune");
+
+    expect(r.stderr).to.equal("");
+    expect(r.code).to.equal(0);
+    expect(r.stdout.split("\n")).to.deep.equal([
+      "created environment js",
+      "updated function w1 (spec.environment; revision 2)",
+      "created httptrigger w1",
+      "deleted function w2",
+      r.stdout.split("\n")[4],
+      'spec "switch": 2 created, 2 updated, 0 unchanged, 1 deleted',
+      "",
+    ]);
+    expect(r.stdout.split("\n")[4]).to.match(
+      /^updated environment svc \(spec\.image; revision \d+\)$/,
+    );
+    const after = await all();
+    expect(after["environments/svc"]!.spec.image).to.equal("fizz/env-go");
+    expect(after["functions/w1"]!.spec.environment).to.equal("js");
+    expect(after["functions/w2"]).to.equal(undefined);
+    const again = await apply("--prune");
+    expect(again.stdout).to.include(
+      'spec "switch": 0 created, 0 updated, 4 unchanged, 0 deleted\n',
     );
   });
 });

@@ -4,9 +4,10 @@
  * a stable code, naming the environment, the functions and what to do instead.
  */
 import { expect } from "chai";
-import { checkCompiledSwitches, COMPILED_SWITCH_BLOCKED } from "../src/spec/compiled-switch.js";
+import { COMPILED_SWITCH_BLOCKED, orderCompiledSwitches } from "../src/spec/compiled-switch.js";
+import { keepWhatIsUsed } from "../src/spec/keep.js";
 import { loadSpec, type LoadedSpec } from "../src/spec/load.js";
-import { computePlan } from "../src/spec/plan.js";
+import { computePlan, type PlanItem } from "../src/spec/plan.js";
 import { formatProblem } from "../src/spec/problems.js";
 import { RegistryState, type StoredObject } from "../src/spec/state.js";
 import { CONFIG, doc, project, type Project } from "./spec-support.js";
@@ -33,7 +34,7 @@ describe("fizz spec: an environment switched to a compiled runtime", () => {
   let p: Project;
   afterEach(() => p.cleanup());
 
-  async function plan(files: string, fns: StoredObject[]) {
+  async function order(files: string, fns: StoredObject[], prune = false) {
     p = await project({
       "specs/config.yaml": CONFIG("demo"),
       "specs/a.yaml": files,
@@ -48,9 +49,12 @@ describe("fizz spec: an environment switched to a compiled runtime", () => {
         ["functions/default", fns],
       ]),
     );
-    const items = computePlan(r.spec as LoadedSpec, state, new Map(), undefined);
-    return checkCompiledSwitches(items, state);
+    const ns = prune ? ["default"] : undefined;
+    const items = computePlan(r.spec as LoadedSpec, state, new Map(), ns);
+    return orderCompiledSwitches(keepWhatIsUsed(items, state, "demo", ["default"]), state);
   }
+  const plan = async (files: string, fns: StoredObject[]) => (await order(files, fns)).problems;
+  const lines = (items: PlanItem[]) => items.map((i) => `${i.action} ${i.kind} ${i.name}`);
 
   it("refuses a switch in place while its functions move from spec.code to its packages: no order converges", async () => {
     const problems = await plan(`${ENV("fizz/env-go")}${PKG}${FN_PKG}`, [
@@ -82,7 +86,48 @@ describe("fizz spec: an environment switched to a compiled runtime", () => {
     const text = problems[0]!.message;
     expect(text).to.include('functions "kept", "manual" run single source files');
     expect(text).to.include('"kept" keep spec.code in this spec, which go cannot run');
-    expect(text).to.include('"manual" is not in this spec: move it to a source package');
+    expect(text).to.include(
+      '"manual" is not in this spec (or kept by --prune): move it to a source package',
+    );
+  });
+
+  it("moves a switch after the functions leaving the environment, so it converges in one apply", async () => {
+    const node = doc("Environment", "node", "  image: fizz/env-node\n");
+    const away = doc("Function", "hello", "  environment: node\n  code: { path: ../hello.js }\n");
+    const route = doc("HttpTrigger", "hello", "  function: hello\n  path: /hello\n");
+    const files = `${ENV("fizz/env-go")}${node}${away}${route}`;
+    const hello = stored("Function", "hello", { environment: "app", code: CODE });
+    const moved = await order(files, [hello]);
+    expect(moved.problems).to.deep.equal([]);
+    expect(lines(moved.plan)).to.deep.equal([
+      "create Environment node",
+      "update Function hello",
+      "update Environment app",
+      "create HttpTrigger hello",
+    ]);
+    // A pruned one is deleted after the triggers are written: the switch waits for that too.
+    const old = stored("Function", "old", { environment: "app", code: CODE });
+    const pruned = await order(files, [hello, old], true);
+    expect(pruned.problems).to.deep.equal([]);
+    expect(lines(pruned.plan)).to.deep.equal([
+      "create Environment node",
+      "update Function hello",
+      "create HttpTrigger hello",
+      "delete Function old",
+      "update Environment app",
+    ]);
+  });
+
+  it("refuses a switch that could wait for the functions leaving if a package of it is built in the same run", async () => {
+    const node = doc("Environment", "node", "  image: fizz/env-node\n");
+    const away = doc("Function", "hello", "  environment: node\n  code: { path: ../hello.js }\n");
+    const out = await order(`${ENV("fizz/env-go")}${node}${away}${PKG}`, [
+      stored("Function", "hello", { environment: "app", code: CODE }),
+    ]);
+    expect(out.problems).to.have.length(1);
+    expect(out.problems[0]!.message).to.include(
+      '"hello" leave it in this spec, and the switch could wait for them, but package "hello-go" of "app" need the new image first',
+    );
   });
 
   it("lets a switch through when no function runs spec.code on the environment", async () => {

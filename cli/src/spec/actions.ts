@@ -13,7 +13,7 @@ import { ApplyFailedError, executePlan, type ItemResult } from "./apply.js";
 import { planDestroy } from "./destroy.js";
 import type { SpecObject } from "./documents.js";
 import { packCanonical, type PackedArchive } from "./files.js";
-import { checkCompiledSwitches } from "./compiled-switch.js";
+import { orderCompiledSwitches } from "./compiled-switch.js";
 import { keepWhatIsUsed } from "./keep.js";
 import { APPLY_ORDER, loadSpec, loadSpecIdentity, problemAt, type LoadedSpec } from "./load.js";
 import { computePlan, isSharedEnvironment, type PlanItem } from "./plan.js";
@@ -140,15 +140,18 @@ export async function apply(
     );
     if (found.problems.length > 0) fail(ctx, found.problems, "nothing was applied");
     printWarnings(ctx, found.warnings);
-    const plan = keepWhatIsUsed(
-      computePlan(spec, state, packed, opts.prune ? namespaces : undefined),
+    // A switch to a compiled runtime waits for the functions leaving the environment; one the
+    // registry would refuse in any order is refused here, before anything is sent.
+    const { plan, problems } = orderCompiledSwitches(
+      keepWhatIsUsed(
+        computePlan(spec, state, packed, opts.prune ? namespaces : undefined),
+        state,
+        spec.name,
+        namespaces,
+      ),
       state,
-      spec.name,
-      namespaces,
     );
-    // A plan the registry would refuse on every run is refused here, before anything is sent.
-    const blocked = checkCompiledSwitches(plan, state);
-    if (blocked.length > 0) fail(ctx, blocked, "nothing was applied");
+    if (problems.length > 0) fail(ctx, problems, "nothing was applied");
     const variables = variablesTaken(spec);
     if (ctx.output !== "json" && variables.line) ctx.stdout.write(`${variables.line}\n`);
     if (opts.dryRun) return printPlan(ctx, spec.name, plan, variables.json);

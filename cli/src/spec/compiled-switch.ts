@@ -1,16 +1,21 @@
 /**
  * An environment switched to a compiled runtime (Go, .NET) while functions run single source
  * files (`spec.code`) on it: the registry refuses the switch while any such function is stored
- * (services/registry/src/references.ts, checkCompiledUsers), and refuses a function's package
- * until the package has a deployment, which only the environment's builder makes. Switched in
- * place, with the functions moving to source packages of that same environment in the same spec,
- * the writes form a cycle: the image waits for the functions, the functions for their packages'
- * builds, the builds for the image (built before the switch, the old runtime's builder would
- * build them; pointed at a package first, a function would run Go code in a Node runtime until
- * the switch). No order converges without a window where the functions fail, so apply refuses
- * such a plan before any write, saying what to do instead: a new environment for the compiled
- * runtime, which the existing order handles in one function write each (environments, then
- * packages and their builds, then each function moved over with its environment and package).
+ * (services/registry/src/references.ts, checkCompiledUsers). Environments are written before
+ * packages and functions, so the plain order fails on every run. Two cases differ:
+ *
+ * - Those functions all leave the environment in this spec (another environment, or pruned):
+ *   the switch is sound once they are gone, so it moves after their writes. Nothing else of the
+ *   plan may need the new image first: a package of the environment built in this run would be
+ *   built by the old runtime's builder, a function written onto it would run on the old one.
+ * - One stays, moving to a source package of the same environment: a cycle. The image waits for
+ *   the function, the function for its package's deployment, the build for the image (built
+ *   before the switch, the old runtime's builder would build it; pointed at a package first, the
+ *   function would run Go code in a Node runtime until the switch). No order converges without a
+ *   window where the function fails, so the plan is refused before any write, saying what to do:
+ *   a new environment for the compiled runtime, which the plain order handles in one function
+ *   write each (environments, then packages and their builds, then each function moved over).
+ *   So is a plan where one keeps `spec.code` or is not this spec's to move.
  */
 import { isCompiledRuntime, runtimeOfImage } from "@fizz/events";
 import { problemAt } from "./load.js";
@@ -22,65 +27,113 @@ import type { RegistryState } from "./state.js";
 export const COMPILED_SWITCH_BLOCKED = "COMPILED_SWITCH_BLOCKED";
 
 const quoted = (names: string[]) => names.map((n) => `"${n}"`).join(", ");
+const keyOf = (i: { plural: string; namespace: string; name: string }) =>
+  `${i.plural}/${i.namespace}/${i.name}`;
+const writes = (i: PlanItem) => i.action === "create" || i.action === "update";
+/** As apply-order.ts groups items into waves: what writes nothing goes with its kind's updates. */
+const phase = (i: PlanItem) =>
+  i.action === "delete" || i.action === "keep"
+    ? "delete"
+    : i.action === "create"
+      ? "create"
+      : "update";
 
-/** One problem per environment update the registry would refuse on every run; none if all can go. */
-export function checkCompiledSwitches(
+/**
+ * The plan with every switch that can wait for its functions moved after them, and a problem
+ * for every switch the registry would refuse in any order.
+ */
+export function orderCompiledSwitches(
   plan: readonly PlanItem[],
   state: RegistryState,
-): SpecProblem[] {
+): { plan: PlanItem[]; problems: SpecProblem[] } {
+  let out = [...plan];
   const problems: SpecProblem[] = [];
-  const planned = new Map(plan.map((i) => [`${i.plural}/${i.namespace}/${i.name}`, i]));
+  const planned = new Map(plan.map((i) => [keyOf(i), i]));
   for (const item of plan) {
     if (item.plural !== "environments" || item.action !== "update" || !item.desired) continue;
     const runtime = runtimeOfImage(String(item.desired.spec.image));
     if (!isCompiledRuntime(runtime)) continue;
     const env = item.name;
+    const ns = item.namespace;
     const blockers = state
-      .all("functions", item.namespace)
+      .all("functions", ns)
       .filter((f) => f.spec.environment === env && f.spec.code !== undefined)
       .map((f) => f.metadata.name);
     if (blockers.length === 0) continue;
-    // What each blocker becomes in this plan decides what the user can do about it.
-    const toPackages: string[] = [];
-    const keepCode: string[] = [];
-    const elsewhere: string[] = [];
-    const outside: string[] = [];
+    // What each blocker becomes in this plan decides whether the switch can wait for it.
+    const groups = {
+      toPackages: [] as string[],
+      keepCode: [] as string[],
+      outside: [] as string[],
+    };
+    const leaving: PlanItem[] = [];
     for (const name of blockers) {
-      const next = planned.get(`functions/${item.namespace}/${name}`);
-      const spec = next?.action === "delete" ? undefined : next?.desired?.spec;
-      if (!spec) outside.push(name);
-      else if (spec.environment !== env) elsewhere.push(name);
-      else if (spec.code !== undefined) keepCode.push(name);
-      else toPackages.push(name);
+      const next = planned.get(`functions/${ns}/${name}`);
+      const spec = next?.desired?.spec;
+      if (next?.action === "delete") leaving.push(next);
+      else if (!next || !spec || next.action === "keep") groups.outside.push(name);
+      else if (spec.environment !== env) leaving.push(next);
+      else if (spec.code !== undefined) groups.keepCode.push(name);
+      else groups.toPackages.push(name);
     }
-    const newEnv = `${env}-${runtime!}`;
-    const why = [
-      `environment "${env}" cannot be switched to ${runtime!} (compiled) in place`,
-      `functions ${quoted(blockers)} run single source files (spec.code) on it, and the registry refuses the switch while any does`,
-    ];
-    const todo: string[] = [];
-    if (toPackages.length > 0)
-      todo.push(
-        `${quoted(toPackages)} move to packages of "${env}" in this spec, which only its new builder can build, after the switch: no order of writes avoids a time where they run neither their old code nor their new; give the ${runtime!} runtime a new environment (e.g. "${newEnv}") and point those packages and functions at it: apply creates it, builds the packages with its builder and moves each function over in one write; --prune then deletes "${env}" once nothing uses it`,
-      );
-    if (keepCode.length > 0)
-      todo.push(
-        `${quoted(keepCode)} keep spec.code in this spec, which ${runtime!} cannot run: give them a source package (spec.package), or leave "${env}" on its current image`,
-      );
-    if (elsewhere.length > 0)
-      todo.push(
-        `${quoted(elsewhere)} move to another environment in this spec, but environments are written before functions: apply their move first with "${env}" on its current image, then the switch`,
-      );
-    if (outside.length > 0)
-      todo.push(
-        `${quoted(outside)} ${outside.length === 1 ? "is" : "are"} not in this spec: move ${outside.length === 1 ? "it" : "them"} to a source package (fizz fn update --src) or another environment first`,
-      );
-    const problem = problemAt(
-      item.desired,
-      ["spec", "image"],
-      `${why.join(": ")}; ${todo.join("; ")}`,
+    // Writes that need the new image before the switch could wait for the functions leaving.
+    const needNew = plan.filter(
+      (i) =>
+        writes(i) &&
+        i.namespace === ns &&
+        (i.plural === "packages" || i.plural === "functions") &&
+        i.desired?.spec.environment === env,
     );
+    const stuck = groups.toPackages.length + groups.keepCode.length + groups.outside.length > 0;
+    if (!stuck && needNew.length === 0) {
+      out = after(out, item, leaving);
+      continue;
+    }
+    const why = `environment "${env}" cannot be switched to ${runtime!} (compiled) in place: functions ${quoted(blockers)} run single source files (spec.code) on it, and the registry refuses the switch while any does`;
+    const todo = hints(env, runtime!, groups, stuck ? [] : leaving, needNew);
+    const problem = problemAt(item.desired, ["spec", "image"], `${why}; ${todo.join("; ")}`);
     problems.push({ ...problem, code: COMPILED_SWITCH_BLOCKED });
   }
-  return problems;
+  return { plan: out, problems };
+}
+
+/** What to do about each group of functions that keep the switch from being made. */
+function hints(
+  env: string,
+  runtime: string,
+  groups: { toPackages: string[]; keepCode: string[]; outside: string[] },
+  leaving: PlanItem[],
+  needNew: PlanItem[],
+): string[] {
+  const todo: string[] = [];
+  if (groups.toPackages.length > 0)
+    todo.push(
+      `${quoted(groups.toPackages)} move to packages of "${env}" in this spec, which only its new builder can build, after the switch: no order of writes avoids a time where they run neither their old code nor their new; give the ${runtime} runtime a new environment (e.g. "${env}-${runtime}") and point those packages and functions at it: apply creates it, builds the packages with its builder and moves each function over in one write; --prune then deletes "${env}" once nothing uses it`,
+    );
+  if (groups.keepCode.length > 0)
+    todo.push(
+      `${quoted(groups.keepCode)} keep spec.code in this spec, which ${runtime} cannot run: give them a source package (spec.package), or leave "${env}" on its current image`,
+    );
+  if (groups.outside.length > 0)
+    todo.push(
+      `${quoted(groups.outside)} ${groups.outside.length === 1 ? "is" : "are"} not in this spec (or kept by --prune): move ${groups.outside.length === 1 ? "it" : "them"} to a source package (fizz fn update --src) or another environment first`,
+    );
+  if (leaving.length > 0)
+    todo.push(
+      `${quoted(leaving.map((i) => i.name))} leave it in this spec, and the switch could wait for them, but ${needNew.map((i) => `${i.kind.toLowerCase()} "${i.name}"`).join(", ")} of "${env}" need the new image first: apply with "${env}" on its current image once, then switch it`,
+    );
+  return todo;
+}
+
+/**
+ * The plan with `item` moved after the last of `leaving` and the rest of that item's run of one
+ * kind and one action, so it is a wave of its own after theirs (apply-order.ts planWaves).
+ */
+function after(plan: PlanItem[], item: PlanItem, leaving: PlanItem[]): PlanItem[] {
+  const rest = plan.filter((i) => i !== item);
+  let at = Math.max(...leaving.map((i) => rest.indexOf(i)));
+  const run = rest[at]!;
+  const same = (i: PlanItem) => i.plural === run.plural && phase(i) === phase(run);
+  while (at + 1 < rest.length && same(rest[at + 1]!)) at++;
+  return [...rest.slice(0, at + 1), item, ...rest.slice(at + 1)];
 }
