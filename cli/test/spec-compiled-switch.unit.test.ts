@@ -126,7 +126,20 @@ describe("fizz spec: an environment switched to a compiled runtime", () => {
     ]);
     expect(out.problems).to.have.length(1);
     expect(out.problems[0]!.message).to.include(
-      '"hello" leave it in this spec, and the switch could wait for them, but package "hello-go" of "app" need the new image first',
+      '"hello" leave it in this spec, and the switch could wait for them, but packages "hello-go" of "app" are built in this run',
+    );
+  });
+
+  it("counts a function the spec writes with spec.code onto the switched environment as blocking it", async () => {
+    const node = doc("Environment", "node", "  image: fizz/env-node\n");
+    const away = doc("Function", "hello", "  environment: node\n  code: { path: ../hello.js }\n");
+    const added = doc("Function", "added", "  environment: app\n  code: { path: ../hello.js }\n");
+    const out = await order(`${ENV("fizz/env-go")}${node}${away}${added}`, [
+      stored("Function", "hello", { environment: "app", code: CODE }),
+    ]);
+    expect(out.problems).to.have.length(1);
+    expect(out.problems[0]!.message).to.include(
+      '"added" keep spec.code in this spec, which go cannot run',
     );
   });
 

@@ -5,9 +5,8 @@
  * packages and functions, so the plain order fails on every run. Two cases differ:
  *
  * - Those functions all leave the environment in this spec (another environment, or pruned):
- *   the switch is sound once they are gone, so it moves after their writes. Nothing else of the
- *   plan may need the new image first: a package of the environment built in this run would be
- *   built by the old runtime's builder, a function written onto it would run on the old one.
+ *   the switch is sound once they are gone, so it moves after their writes, unless a package of
+ *   the environment is built in this run: the old runtime's builder would build it.
  * - One stays, moving to a source package of the same environment: a cycle. The image waits for
  *   the function, the function for its package's deployment, the build for the image (built
  *   before the switch, the old runtime's builder would build it; pointed at a package first, the
@@ -76,13 +75,24 @@ export function orderCompiledSwitches(
       else if (spec.code !== undefined) groups.keepCode.push(name);
       else groups.toPackages.push(name);
     }
-    // Writes that need the new image before the switch could wait for the functions leaving.
+    // Functions written with spec.code onto it would block the switch as much as stored ones.
+    for (const i of plan)
+      if (
+        i.plural === "functions" &&
+        i.namespace === ns &&
+        writes(i) &&
+        i.desired?.spec.environment === env &&
+        i.desired.spec.code !== undefined &&
+        !blockers.includes(i.name)
+      )
+        groups.keepCode.push(i.name);
+    // Builds that need the new builder: the switch cannot wait for the functions leaving.
     const needNew = plan.filter(
       (i) =>
-        writes(i) &&
+        i.plural === "packages" &&
         i.namespace === ns &&
-        (i.plural === "packages" || i.plural === "functions") &&
-        i.desired?.spec.environment === env,
+        i.desired?.spec.environment === env &&
+        (i.action === "create" || (i.action === "update" && i.changes.some((c) => c !== "labels"))),
     );
     const stuck = groups.toPackages.length + groups.keepCode.length + groups.outside.length > 0;
     if (!stuck && needNew.length === 0) {
@@ -120,7 +130,7 @@ function hints(
     );
   if (leaving.length > 0)
     todo.push(
-      `${quoted(leaving.map((i) => i.name))} leave it in this spec, and the switch could wait for them, but ${needNew.map((i) => `${i.kind.toLowerCase()} "${i.name}"`).join(", ")} of "${env}" need the new image first: apply with "${env}" on its current image once, then switch it`,
+      `${quoted(leaving.map((i) => i.name))} leave it in this spec, and the switch could wait for them, but packages ${quoted(needNew.map((i) => i.name))} of "${env}" are built in this run, which needs its new builder first: apply with "${env}" on its current image once, then switch it`,
     );
   return todo;
 }
