@@ -90,6 +90,13 @@ export interface RegistryConfig extends CommonConfig, AuthConfig, LogsConfig, Li
    * or base64 text). Unset: the registry refuses to store secrets (UNAVAILABLE naming this).
    */
   secretsKeyFile: string | undefined;
+  /**
+   * FIZZ_PERSIST_KNOWN_TEXTS, default true: keep the digests of stored texts found readable and
+   * canonical across restarts (known-persist.ts), sealed with a key derived from
+   * FIZZ_SECRETS_KEY_FILE (without one, nothing is persisted). false: every start checks every
+   * stored object again.
+   */
+  persistKnownTexts: boolean;
   /** FIZZ_CONSOLE_DIR: the built web console served at /console/ (unset: no console). */
   consoleDir: string | undefined;
   /**
@@ -127,6 +134,7 @@ export function loadConfig(env: Env): RegistryConfig {
     workDir: str(env, "FIZZ_REGISTRY_WORKDIR", tmpdir()),
     archiveMaxBytes: int(env, "FIZZ_ARCHIVE_MAX_BYTES", ARCHIVE_MAX_BYTES, 1, ARCHIVE_MAX_BYTES),
     secretsKeyFile: optionalStr(env, "FIZZ_SECRETS_KEY_FILE"),
+    persistKnownTexts: bool(env, "FIZZ_PERSIST_KNOWN_TEXTS", true),
     ...loadLogsConfig(env),
     ...loadListConfig(env),
     consoleDir: optionalStr(env, "FIZZ_CONSOLE_DIR"),

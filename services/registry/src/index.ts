@@ -25,6 +25,7 @@ import { createMetrics } from "./metrics";
 import { Operations, type Change } from "./operations";
 import { loadSecretBox, type SecretBox } from "./secret-box";
 import { RedisStore } from "./store";
+import { knownPersistence } from "./known-fingerprint";
 
 export { loadConfig, type RegistryConfig } from "./config";
 export { redisKeys } from "./store";
@@ -90,6 +91,8 @@ export async function start(
       : await loadSecretBox(config.secretsKeyFile, (msg) => logger.warn(msg));
   if (config.secretsKeyFile === undefined)
     logger.info("FIZZ_SECRETS_KEY_FILE is not set: secrets cannot be created on this registry");
+  // Not awaited: the code is hashed while the registry connects; the first listing waits for it.
+  const persistKnown = knownPersistence(config, secrets !== undefined, logger);
   const metrics = createMetrics();
   const redis = connectRedis({ url: config.redisUrl, logger, name: sender });
   const store = new RedisStore({
@@ -99,6 +102,7 @@ export async function start(
     name: sender,
     logger,
     onRetry: () => metrics.txRetries.inc(),
+    persistKnown,
   });
   let nc: NatsConnection | undefined;
   let ops: Operations | undefined;
@@ -286,7 +290,10 @@ async function runStartup(
     log.warn({ err: (err as Error).message, attempt }, "pre-learning step failed; retrying");
   void store.learnStored(signal, onRetry).then(
     (learnt) =>
-      log.info({ learnt, ms: Math.round(performance.now() - t0) }, "stored texts pre-learnt"),
+      log.info(
+        { learnt, checked: store.knownChecks(), ms: Math.round(performance.now() - t0) },
+        "stored texts pre-learnt",
+      ),
     (err: unknown) => log.warn({ err: (err as Error).message }, "pre-learning stopped"),
   );
 }

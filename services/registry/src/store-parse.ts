@@ -10,6 +10,14 @@ import {
   type ObjectsByPlural,
 } from "@fizz/events";
 
+/** What KnownJson asks of persisted digests (KnownPersist, known-persist.ts). */
+export interface KnownTrust {
+  vouches(kind: KindPlural, key: string, digest: string): boolean;
+  learnt(kind: KindPlural, key: string, digest: string): void;
+  forget(kind: KindPlural, key: string): void;
+  bound(kind: KindPlural, count: number, known: ReadonlyMap<string, string>): void;
+}
+
 const PLURAL_OF = Object.fromEntries(
   Object.entries(Kinds).map(([plural, kind]) => [kind, plural]),
 ) as Record<Kind, KindPlural>;
@@ -62,19 +70,31 @@ export function parseStored<K extends KindPlural>(
  * written text after its commit instead cost every write a parse, a schema check and an encoding
  * (creates 376 -> 240/s) for services that list rarely. Keys another writer deleted are dropped
  * when a listing finds more keys remembered than twice the kind's objects (+1024).
+ *
+ * With `trustIn` (known-persist.ts) the digests outlive the process: each one learnt is persisted,
+ * sealed, under a fingerprint of this code, and one a restart finds persisted for the text's
+ * digest is trusted once its seal checks out, which only this registry's key can make; a restart
+ * then answers unchanged objects without checking them.
  */
 export class KnownJson {
   private readonly known = new Map<KindPlural, Map<string, string>>();
   /** Texts parsed and checked so far (each one a known text would have spared). */
   checks = 0;
 
+  private trust: KnownTrust | undefined;
+
+  /** Persists what is learnt from now on, and trusts what `trust` vouches for. */
+  trustIn(trust: KnownTrust): void {
+    this.trust = trust;
+  }
+
   /** The JSON a listing answers for the object: what JSON.stringify of its parsed form gives. */
   json<K extends KindPlural>(kind: K, key: string, raw: string): string {
     const map = this.mapOf(kind);
     const digest = hash("sha256", raw, "base64");
-    if (map.get(key) === digest) return raw;
+    if (this.isKnown(map, kind, key, digest)) return raw;
     const json = JSON.stringify(this.check(map, kind, key, raw));
-    this.note(map, key, json === raw ? digest : undefined);
+    this.note(map, kind, key, json === raw ? digest : undefined);
     return json;
   }
 
@@ -89,14 +109,14 @@ export class KnownJson {
   jsonBytes<K extends KindPlural>(kind: K, key: string, raw: Buffer): Buffer {
     const map = this.mapOf(kind);
     const digest = hash("sha256", raw, "base64");
-    if (map.get(key) === digest) return raw;
+    if (this.isKnown(map, kind, key, digest)) return raw;
     const text = raw.toString("utf8");
     const json = JSON.stringify(this.check(map, kind, key, text));
     // Canonical: the stored bytes are UTF-8 (so decoding replaced nothing and `text` is exactly
     // what they hold) and that text is the encoding. Compared as strings: encoding the JSON into a
     // Buffer only to compare it cost every first listing an allocation per object.
     const canonical = json === text && isUtf8(raw);
-    this.note(map, key, canonical ? digest : undefined);
+    this.note(map, kind, key, canonical ? digest : undefined);
     return canonical ? raw : Buffer.from(json);
   }
 
@@ -118,15 +138,16 @@ export class KnownJson {
     const map = this.mapOf(kind);
     const digest = hash("sha256", raw, "base64");
     // Known canonical: JSON.parse gives the object the schema gave the first time.
-    if (map.get(key) === digest) return JSON.parse(raw) as ObjectsByPlural[K];
+    if (this.isKnown(map, kind, key, digest)) return JSON.parse(raw) as ObjectsByPlural[K];
     const obj = this.check(map, kind, key, raw);
-    this.note(map, key, JSON.stringify(obj) === raw ? digest : undefined);
+    this.note(map, kind, key, JSON.stringify(obj) === raw ? digest : undefined);
     return obj;
   }
 
   /** An object this process just wrote or removed: its next listing checks the stored text. */
   forget(kind: KindPlural, key: string): void {
     this.known.get(kind)?.delete(key);
+    this.trust?.forget(kind, key);
   }
 
   /** Keys remembered for the kind. */
@@ -138,6 +159,20 @@ export class KnownJson {
   bound(kind: KindPlural, count: number): void {
     const map = this.known.get(kind);
     if (map && map.size > 2 * count + 1024) map.clear();
+    this.trust?.bound(kind, count, map ?? new Map());
+  }
+
+  /** Known in memory, or persisted for this digest by this code and correctly sealed. */
+  private isKnown(
+    map: Map<string, string>,
+    kind: KindPlural,
+    key: string,
+    digest: string,
+  ): boolean {
+    if (map.get(key) === digest) return true;
+    if (!this.trust?.vouches(kind, key, digest)) return false;
+    map.set(key, digest);
+    return true;
   }
 
   /** parseStored; an unreadable text also forgets what was known under its key. */
@@ -156,9 +191,17 @@ export class KnownJson {
     }
   }
 
-  private note(map: Map<string, string>, key: string, digest: string | undefined): void {
+  private note(
+    map: Map<string, string>,
+    kind: KindPlural,
+    key: string,
+    digest: string | undefined,
+  ): void {
     if (digest === undefined) map.delete(key);
-    else map.set(key, digest);
+    else if (map.get(key) !== digest) {
+      map.set(key, digest);
+      this.trust?.learnt(kind, key, digest);
+    }
   }
 
   private mapOf(kind: KindPlural): Map<string, string> {

@@ -28,6 +28,7 @@ import { readFunctionTriggers } from "./store-fn-triggers";
 import { buildIndexes } from "./store-indexes";
 import { codeBlob, codeDigests } from "./store-code";
 import { storeReader } from "./store-reader";
+import { KnownPersist } from "./known-persist";
 
 // The Store interface and its shapes live in store-types.ts; importers keep importing them from here.
 export { redisKeys, pluralOf };
@@ -52,18 +53,37 @@ export interface RedisStoreOptions {
   name: string;
   logger: Logger;
   onRetry?: () => void;
+  /**
+   * Keeps the known texts' digests across restarts (known-persist.ts): the fingerprint of this
+   * code (codeFingerprint) and the key entries are sealed with (knownSealKey), or a promise of
+   * them (the registry hashes its code while it connects; the first listing waits for it).
+   * Unset or undefined: in memory only, as before.
+   */
+  persistKnown?: PersistKnown | Promise<PersistKnown | undefined>;
 }
+
+export interface PersistKnown {
+  fingerprint: string;
+  key: Buffer;
+}
+
+/** How long close() waits for the last batch of learnt digests to be written. */
+const PERSIST_CLOSE_MS = 1000;
 
 export class RedisStore implements Store {
   private readonly keys: ReturnType<typeof redisKeys>;
   private readonly tx: TxLanes;
-  private readonly known = new KnownJson();
+  private readonly known: KnownJson;
+  private persist: KnownPersist | undefined;
+  /** The persisted digests' load, once it succeeded (a failed one is tried again by the next read). */
+  private knownLoad: Promise<boolean> | undefined;
   /** Per kind, the largest text its last page read: sizes the next page's first read. */
   private readonly pageSizes = new Map<KindPlural, number>();
   private readonly relearn: Relearn;
 
   constructor(private readonly opts: RedisStoreOptions) {
     this.keys = redisKeys(opts.prefix);
+    this.known = new KnownJson();
     this.relearn = new Relearn(
       opts.client,
       (k, key, raw) => this.known.learn(k, key, raw),
@@ -138,10 +158,12 @@ export class RedisStore implements Store {
    * Pre-learns every stored object's text in the background (store-page.ts learnStored), riding
    * out Redis errors with a bounded back-off; `onRetry` hears of each failed step.
    */
-  learnStored(
+  async learnStored(
     signal: AbortSignal,
     onRetry?: (err: unknown, attempt: number) => void,
   ): Promise<number> {
+    // What was persisted is trusted, not checked again.
+    await this.loadKnown();
     return learnStored(
       this.opts.client,
       this.opts.prefix,
@@ -153,6 +175,11 @@ export class RedisStore implements Store {
     );
   }
 
+  /** Stored texts this process parsed and schema-checked so far (the rest were known). */
+  knownChecks(): number {
+    return this.known.checks;
+  }
+
   private async readListing<K extends KindPlural, T>(
     kind: K,
     namespace: string | undefined,
@@ -160,6 +187,7 @@ export class RedisStore implements Store {
     maxBytes?: number,
   ): Promise<ListingOf<T>> {
     this.assertReady();
+    await this.loadKnown();
     const { client, prefix, logger } = this.opts;
     const out = await readList(client, prefix, false, kind, namespace, logger, read, maxBytes);
     if (namespace === undefined) this.known.bound(kind, out.items.length + out.skipped.length);
@@ -183,6 +211,7 @@ export class RedisStore implements Store {
         return undefined;
       }
     };
+    await this.loadKnown();
     const { client, prefix } = this.opts;
     const page = await listPage(client, prefix, kind, req, parse, this.pageSizes);
     if (page.total !== undefined) this.known.bound(kind, page.total);
@@ -197,12 +226,13 @@ export class RedisStore implements Store {
     );
   }
 
-  functionTriggers(
+  async functionTriggers(
     functions: readonly { namespace: string; name: string }[],
     perFunction: number,
     maxBytes: number,
   ): Promise<Map<KindPlural, FunctionTriggers> | undefined> {
     this.assertReady();
+    await this.loadKnown();
     const { client, prefix, logger } = this.opts;
     return readFunctionTriggers(
       client,
@@ -234,9 +264,34 @@ export class RedisStore implements Store {
     return this.tx.enqueue(body);
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.relearn.close();
+    if (this.persist) {
+      const timer = new Promise<void>((resolve) => setTimeout(resolve, PERSIST_CLOSE_MS).unref());
+      await Promise.race([this.persist.close(), timer]);
+    }
     return this.tx.close();
+  }
+
+  /**
+   * The persisted digests, read once before the first listing (one pipeline). A failed read is
+   * tried again by the next listing; meanwhile listings check, as without persistence.
+   */
+  private async loadKnown(): Promise<void> {
+    if (this.opts.persistKnown === undefined) return;
+    this.knownLoad ??= this.startPersist();
+    if (!(await this.knownLoad)) this.knownLoad = undefined;
+  }
+
+  private async startPersist(): Promise<boolean> {
+    const { client, prefix, logger, persistKnown } = this.opts;
+    if (!this.persist) {
+      const given = await Promise.resolve(persistKnown).catch(() => undefined);
+      if (!given) return true;
+      this.persist ??= new KnownPersist({ client, prefix, logger, ...given });
+      this.known.trustIn(this.persist);
+    }
+    return (await this.persist.load(KIND_PLURALS)) !== undefined;
   }
 
   private assertReady(): void {

@@ -1,0 +1,140 @@
+import { createHash, hkdfSync, type Hash } from "node:crypto";
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Logger } from "@fizz/kit";
+import type { RegistryConfig } from "./config";
+import { parseKey } from "./secret-box";
+
+/**
+ * Bumped whenever what a persisted entry means changes (the digest, the seal's input, what
+ * "known" promises: readable under the schema and canonical), so entries of another meaning are
+ * never read as this one's.
+ */
+export const KNOWN_FORMAT = 1;
+
+/**
+ * A fingerprint of the code that decides whether a stored text is readable and canonical: a
+ * digest learnt and persisted by one build may be trusted only by the same build (KnownJson,
+ * known-persist.ts). Soundness rests on this: if two processes share a fingerprint, they run the
+ * same schemas, parse and encode; any code change gives another fingerprint, whose entries start
+ * empty.
+ *
+ * - Bundled (dist/<service>.mjs and dist/chunks/*.mjs, scripts/lib/service-build.mjs bundles every
+ *   dependency, zod included): the SHA-256 of every .mjs file in the dist dir and its chunks/,
+ *   names and contents. A superset of what the registry loads (other services' entries, chunks
+ *   an older build left for 24 h), so it changes more often than needed, never less. Hashing
+ *   what is on disk, not what was loaded: it is computed at start, before any listing; a rebuild
+ *   landing between this process loading its modules and hashing them (milliseconds; the
+ *   launcher rebuilds before it starts the services) is the residual window.
+ * - From sources (tsx: tests, FIZZ_FROM_SOURCE): every .ts under shared/events/src (the schemas)
+ *   and services/registry/src (parse, encode), the root package-lock.json and the installed zod's
+ *   and croner's package.json (the dependencies the schemas import).
+ * - Both: process.version and V8's (JSON.stringify and JSON.parse are the runtime's), and
+ *   KNOWN_FORMAT.
+ *
+ * A JSON-schema export of the schemas would miss refinements and transforms; hashing the code does
+ * not. Undefined when the running module is neither (persistence then stays off).
+ */
+export async function codeFingerprint(
+  moduleUrl: string = import.meta.url,
+): Promise<string | undefined> {
+  const file = fileURLToPath(moduleUrl);
+  const h = createHash("sha256");
+  h.update(`fizz-known-json\0${KNOWN_FORMAT}\0${process.version}\0${process.versions.v8}\0`);
+  if (file.endsWith(".mjs")) {
+    let dist = path.dirname(file);
+    if (path.basename(dist) === "chunks") dist = path.dirname(dist);
+    await hashDir(h, dist, ".mjs", false);
+    await hashDir(h, path.join(dist, "chunks"), ".mjs", false);
+  } else if (file.endsWith(".ts")) {
+    // services/registry/src/<this file>: the repository root is three levels up.
+    const root = path.resolve(path.dirname(file), "..", "..", "..");
+    await hashDir(h, path.join(root, "shared", "events", "src"), ".ts", true);
+    await hashDir(h, path.join(root, "services", "registry", "src"), ".ts", true);
+    for (const f of [
+      "package-lock.json",
+      "node_modules/zod/package.json",
+      "node_modules/croner/package.json",
+    ])
+      await hashFile(h, root, path.join(root, f));
+  } else {
+    return undefined;
+  }
+  return h.digest("hex").slice(0, 32);
+}
+
+/** Every file ending in `ext` under `dir` (recursively when asked), in name order. */
+async function hashDir(h: Hash, dir: string, ext: string, recursive: boolean): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive });
+  const files = entries
+    .filter((e) => e.isFile() && e.name.endsWith(ext))
+    .map((e) => path.join(e.parentPath, e.name))
+    .sort();
+  for (const f of files) await hashFile(h, dir, f);
+}
+
+/** The file's path (relative to `base`) and its length and contents; a missing one as missing. */
+async function hashFile(h: Hash, base: string, file: string): Promise<void> {
+  let bytes: Buffer | undefined;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  h.update(`${path.relative(base, file)}\0${bytes === undefined ? -1 : bytes.length}\0`);
+  if (bytes) h.update(bytes);
+}
+
+/**
+ * The key persisted entries are sealed with, derived from the secrets key (FIZZ_SECRETS_KEY_FILE:
+ * a file only the registry reads). Anyone who can write Redis can plant entries; without this key
+ * they cannot seal one, so the registry never trusts a text it did not check. The admin token is
+ * not used: clients (the CLI, CI) hold it too. Undefined when no key file is set or it does not
+ * exist (persistence is then off); a malformed one was already refused by loadSecretBox.
+ */
+export async function knownSealKey(
+  secretsKeyFile: string | undefined,
+): Promise<Buffer | undefined> {
+  if (secretsKeyFile === undefined) return undefined;
+  let raw: Buffer;
+  try {
+    raw = await readFile(secretsKeyFile);
+  } catch {
+    return undefined;
+  }
+  const key = parseKey(raw);
+  if (!key) return undefined;
+  // A separate key (HKDF), so the seal never uses the encryption key itself.
+  return Buffer.from(hkdfSync("sha256", key, "", "fizz-registry-known-json-seal", 32));
+}
+
+/**
+ * The fingerprint and seal key the known texts' digests persist under (known-persist.ts), or
+ * undefined: switched off, no secrets key (nothing only the registry holds to seal them with), or
+ * code the fingerprint cannot cover.
+ */
+export async function knownPersistence(
+  config: RegistryConfig,
+  haveSecrets: boolean,
+  logger: Logger,
+): Promise<{ fingerprint: string; key: Buffer } | undefined> {
+  if (!config.persistKnownTexts || !haveSecrets) {
+    logger.info("known stored texts are not persisted: each start checks every stored object");
+    return undefined;
+  }
+  try {
+    const [key, fingerprint] = await Promise.all([
+      knownSealKey(config.secretsKeyFile),
+      codeFingerprint(),
+    ]);
+    if (key && fingerprint) {
+      logger.info({ fingerprint }, "known stored texts persist across restarts");
+      return { key, fingerprint };
+    }
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, "code fingerprint not computed");
+  }
+  logger.info("known stored texts are not persisted: each start checks every stored object");
+  return undefined;
+}

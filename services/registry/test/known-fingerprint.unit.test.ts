@@ -1,0 +1,57 @@
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { expect } from "chai";
+import { codeFingerprint, knownSealKey } from "../src/known-fingerprint";
+
+/**
+ * The fingerprint persisted known texts are kept under (known-fingerprint.ts): any change to the
+ * code that decides readability must change it, so a digest learnt by one build is never trusted
+ * by another; and the seal key comes only from the secrets key file.
+ */
+describe("registry: known texts' code fingerprint and seal key", () => {
+  let dir: string;
+  const url = (...p: string[]) => pathToFileURL(join(dir, ...p)).href;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "fizz-fp-"));
+    await mkdir(join(dir, "dist", "chunks"), { recursive: true });
+    await writeFile(join(dir, "dist", "registry.mjs"), "entry");
+    await writeFile(join(dir, "dist", "chunks", "chunk-A.mjs"), "schemas v1");
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it("bundled: the same for the entry and its chunks, changed by any chunk's change", async () => {
+    const fp = await codeFingerprint(url("dist", "registry.mjs"));
+    expect(fp).to.match(/^[0-9a-f]{32}$/);
+    expect(await codeFingerprint(url("dist", "chunks", "chunk-A.mjs"))).to.equal(fp);
+    // Source maps are not code.
+    await writeFile(join(dir, "dist", "chunks", "chunk-A.mjs.map"), "{}");
+    expect(await codeFingerprint(url("dist", "registry.mjs"))).to.equal(fp);
+    await writeFile(join(dir, "dist", "chunks", "chunk-A.mjs"), "schemas v2");
+    const changed = await codeFingerprint(url("dist", "registry.mjs"));
+    expect(changed).to.not.equal(fp);
+    await writeFile(join(dir, "dist", "chunks", "chunk-B.mjs"), "");
+    expect(await codeFingerprint(url("dist", "registry.mjs"))).to.not.equal(changed);
+  });
+
+  it("from sources: stable over the same tree, and none for code it cannot cover", async () => {
+    const fp = await codeFingerprint();
+    expect(fp).to.match(/^[0-9a-f]{32}$/);
+    expect(await codeFingerprint()).to.equal(fp);
+    expect(await codeFingerprint(url("dist", "registry.js"))).to.equal(undefined);
+  });
+
+  it("seal key: derived from the secrets key file, none without one", async () => {
+    expect(await knownSealKey(undefined)).to.equal(undefined);
+    expect(await knownSealKey(join(dir, "missing.key"))).to.equal(undefined);
+    const raw = Buffer.alloc(32, 7);
+    await writeFile(join(dir, "secrets.key"), raw.toString("base64") + "\n");
+    const key = await knownSealKey(join(dir, "secrets.key"));
+    expect(key).to.have.length(32);
+    // Not the encryption key itself.
+    expect(key!.equals(raw)).to.equal(false);
+    expect((await knownSealKey(join(dir, "secrets.key")))!.equals(key!)).to.equal(true);
+  });
+});

@@ -1,0 +1,192 @@
+import { createHash, createHmac, randomBytes } from "node:crypto";
+import { expect } from "chai";
+import { Redis } from "ioredis";
+import { API_VERSION, redisKeys, type Environment } from "@fizz/events";
+import { silentLogger } from "@fizz/kit";
+import { startRedis, waitFor } from "@fizz/testkit";
+import { KNOWN_FORMAT } from "../src/known-fingerprint";
+import { RedisStore } from "../src/store";
+import type { KnownJson } from "../src/store-parse";
+
+/**
+ * Known texts persisted across restarts (known-persist.ts): a new store over the same Redis (what
+ * a restarted registry builds) answers unchanged objects without checking them, but only under
+ * the same code fingerprint, only for the exact text learnt, and only for entries this registry's
+ * key sealed: anyone who can write Redis can plant entries, and a planted one must never make a
+ * malformed object answered.
+ */
+describe("registry store: known texts persisted across restarts", () => {
+  const PREFIX = "known-persist-test:";
+  const COUNT = 40;
+  const keys = redisKeys(PREFIX);
+  const KEY = randomBytes(32);
+  const FP = "fp-one";
+  let redis: Awaited<ReturnType<typeof startRedis>>;
+  let client: Redis;
+  const open: RedisStore[] = [];
+
+  const name = (i: number) => `e-${String(i).padStart(3, "0")}`;
+  const env = (i: number): Environment => ({
+    apiVersion: API_VERSION,
+    kind: "Environment",
+    metadata: {
+      namespace: "default",
+      name: name(i),
+      uid: `u${i}`,
+      revision: 1,
+      labels: { note: `n${i}` },
+      createdAt: "2026-01-01T00:00:00.000Z",
+      updatedAt: "2026-01-01T00:00:00.000Z",
+    },
+    spec: { image: "fizz/env-node", poolSize: 3 },
+  });
+  const objKey = (i: number) => keys.obj("environments", "default", name(i));
+  const hashKey = (fp = FP) => `${PREFIX}known:${fp}:environments`;
+  const digest = (text: string) => createHash("sha256").update(text).digest("base64");
+  const seal = (key: Buffer, k: string, d: string, fp = FP) =>
+    createHmac("sha256", key)
+      .update(`${KNOWN_FORMAT}\0${fp}\0environments\0${k}\0${d}`)
+      .digest("base64");
+
+  /** A store as a (re)started registry builds it; `persist: false` keeps it in memory only. */
+  async function storeWith(fingerprint = FP, key = KEY, persist = true): Promise<RedisStore> {
+    const store = new RedisStore({
+      url: redis.url,
+      prefix: PREFIX,
+      client,
+      name: "known-persist-test",
+      logger: silentLogger(),
+      ...(persist ? { persistKnown: { fingerprint, key } } : {}),
+    });
+    open.push(store);
+    await waitFor(() => store.ready(), { what: "store ready" });
+    return store;
+  }
+  const known = (s: RedisStore) => (s as unknown as { known: KnownJson }).known;
+  /** The whole kind in one page, and how many texts the store checked for it. */
+  async function page(store: RedisStore) {
+    const before = known(store).checks;
+    const out = await store.pageJson("environments", { limit: 1000, maxBytes: 10_000_000 });
+    return { ...out, checked: known(store).checks - before };
+  }
+  /** A first store lists (learning every text) and closes, writing what it learnt. */
+  async function learnAndRestart(): Promise<void> {
+    const first = await storeWith();
+    expect((await page(first)).checked).to.equal(COUNT);
+    await first.close();
+  }
+
+  before(async () => {
+    redis = await startRedis();
+    client = new Redis(redis.url);
+  });
+  beforeEach(async () => {
+    await client.flushdb();
+    // Written by a store that persists nothing (its re-learn after the writes would).
+    const store = await storeWith(FP, KEY, false);
+    const put = Array.from({ length: COUNT }, (_, i) => env(i));
+    await store.transact(() => Promise.resolve({ writes: { put }, result: undefined }));
+  });
+  afterEach(async () => {
+    for (const s of open.splice(0)) await s.close();
+  });
+  after(async () => {
+    client?.disconnect();
+    await redis?.cleanup();
+  });
+
+  it("answers a restart's first listing without checking any unchanged object, bytes as stored", async () => {
+    await learnAndRestart();
+    expect(await client.hlen(hashKey())).to.equal(COUNT);
+    const restarted = await storeWith();
+    const out = await page(restarted);
+    expect(out.checked).to.equal(0);
+    expect(out.skipped).to.deep.equal([]);
+    expect(out.items.map((b) => b.toString())).to.deep.equal(
+      Array.from({ length: COUNT }, (_, i) => JSON.stringify(env(i))),
+    );
+    // Pre-learning after that start finds everything known too.
+    expect(await restarted.learnStored(new AbortController().signal)).to.equal(COUNT);
+    expect(known(restarted).checks).to.equal(0);
+  });
+
+  it("checks everything again under another code fingerprint", async () => {
+    await learnAndRestart();
+    expect((await page(await storeWith("fp-two"))).checked).to.equal(COUNT);
+  });
+
+  it("checks an object changed in Redis after it was learnt, and only that one", async () => {
+    await learnAndRestart();
+    const changed = { ...env(3), spec: { image: "fizz/env-node", poolSize: 4 } };
+    await client.set(objKey(3), JSON.stringify(changed));
+    const out = await page(await storeWith());
+    expect(out.checked).to.equal(1);
+    expect(out.items[3]!.toString()).to.equal(JSON.stringify(changed));
+  });
+
+  it("never trusts a planted entry: a malformed object is checked, left out and named in skipped", async () => {
+    await learnAndRestart();
+    // Malformed objects (valid JSON, schema violated) written by someone with Redis access, each
+    // with an entry planted for its exact text: a bare digest, one sealed with another key, one
+    // sealed for another fingerprint, and one copied from a good object's entry.
+    const bad = (i: number) => JSON.stringify({ ...env(i), spec: { image: 42 } });
+    const wrongKey = randomBytes(32);
+    const planted: Record<number, string> = {
+      1: digest(bad(1)),
+      2: `${digest(bad(2))}.${seal(wrongKey, objKey(2), digest(bad(2)))}`,
+      5: `${digest(bad(5))}.${seal(KEY, objKey(5), digest(bad(5)), "fp-old")}`,
+      7: (await client.hget(hashKey(), objKey(8)))!,
+    };
+    for (const [i, entry] of Object.entries(planted)) {
+      await client.set(objKey(Number(i)), bad(Number(i)));
+      await client.hset(hashKey(), objKey(Number(i)), entry);
+    }
+    const restarted = await storeWith();
+    const out = await page(restarted);
+    expect(out.checked).to.equal(4);
+    expect(out.items).to.have.length(COUNT - 4);
+    expect(out.skipped.map((s) => s.name)).to.deep.equal([name(1), name(2), name(5), name(7)]);
+    // Listed again: still unreadable, still checked (nothing unreadable is ever learnt).
+    expect((await page(restarted)).checked).to.equal(4);
+  });
+
+  it("lists by checking when the persisted entries cannot be read", async () => {
+    await learnAndRestart();
+    // Not a hash: HGETALL fails (WRONGTYPE), as any Redis error would.
+    await client.del(hashKey());
+    await client.set(hashKey(), "not a hash");
+    const out = await page(await storeWith());
+    expect(out.checked).to.equal(COUNT);
+    expect(out.items).to.have.length(COUNT);
+  });
+
+  it("rewrites a hash that outgrew the kind, and expires every hash it writes", async () => {
+    await learnAndRestart();
+    // Entries for 1,100 objects deleted meanwhile (by another writer, or while this one was down).
+    const stale = Array.from({ length: 1100 }, (_, i) => [`${PREFIX}gone:${i}`, "x.y"]).flat();
+    await client.hset(hashKey(), ...stale);
+    const restarted = await storeWith();
+    expect((await page(restarted)).checked).to.equal(0);
+    await waitFor(async () => (await client.hlen(hashKey())) === COUNT, {
+      what: "hash rewritten from memory",
+    });
+    const ttl = await client.ttl(hashKey());
+    expect(ttl).to.be.greaterThan(6 * 24 * 3600);
+    // What it rewrote is still trusted by the next start.
+    expect((await page(await storeWith())).checked).to.equal(0);
+  });
+
+  it("deletes all but the newest four fingerprints' entries at start", async () => {
+    await learnAndRestart();
+    for (const fp of ["fp-b", "fp-c", "fp-d", "fp-e"]) {
+      const s = await storeWith(fp);
+      await page(s);
+      await s.close();
+    }
+    await waitFor(async () => (await client.exists(hashKey())) === 0, {
+      what: "oldest fingerprint's hash deleted",
+    });
+    expect(await client.exists(hashKey("fp-b"))).to.equal(1);
+    expect(await client.zcard(`${PREFIX}known:fingerprints`)).to.equal(4);
+  });
+});
