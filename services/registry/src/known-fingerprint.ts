@@ -11,7 +11,7 @@ import { parseKey } from "./secret-box";
  * "known" promises: readable under the schema and canonical), so entries of another meaning are
  * never read as this one's.
  */
-export const KNOWN_FORMAT = 1;
+export const KNOWN_FORMAT = 2;
 
 /**
  * A fingerprint of the code that decides whether a stored text is readable and canonical: a

@@ -13,9 +13,9 @@ import {
 /** What KnownJson asks of persisted digests (KnownPersist, known-persist.ts). */
 export interface KnownTrust {
   vouches(kind: KindPlural, key: string, digest: string): boolean;
-  learnt(kind: KindPlural, key: string, digest: string): void;
+  learnt(kind: KindPlural): void;
   forget(kind: KindPlural, key: string): void;
-  bound(kind: KindPlural, count: number, known: ReadonlyMap<string, string>): void;
+  bound(kind: KindPlural, count: number): void;
 }
 
 const PLURAL_OF = Object.fromEntries(
@@ -71,10 +71,10 @@ export function parseStored<K extends KindPlural>(
  * (creates 376 -> 240/s) for services that list rarely. Keys another writer deleted are dropped
  * when a listing finds more keys remembered than twice the kind's objects (+1024).
  *
- * With `trustIn` (known-persist.ts) the digests outlive the process: each one learnt is persisted,
- * sealed, under a fingerprint of this code, and one a restart finds persisted for the text's
- * digest is trusted once its seal checks out, which only this registry's key can make; a restart
- * then answers unchanged objects without checking them.
+ * With `trustIn` (known-persist.ts) the digests outlive the process: what is learnt is persisted
+ * in a snapshot sealed under a fingerprint of this code, which only this registry's key can make,
+ * and a restart trusts a text whose digest its snapshot names for the key, answering unchanged
+ * objects without checking them.
  */
 export class KnownJson {
   private readonly known = new Map<KindPlural, Map<string, string>>();
@@ -150,6 +150,11 @@ export class KnownJson {
     this.trust?.forget(kind, key);
   }
 
+  /** What is remembered for the kind (key -> digest): what a persisted snapshot holds. */
+  snapshot(kind: KindPlural): ReadonlyMap<string, string> {
+    return this.mapOf(kind);
+  }
+
   /** Keys remembered for the kind. */
   size(kind: KindPlural): number {
     return this.known.get(kind)?.size ?? 0;
@@ -159,7 +164,7 @@ export class KnownJson {
   bound(kind: KindPlural, count: number): void {
     const map = this.known.get(kind);
     if (map && map.size > 2 * count + 1024) map.clear();
-    this.trust?.bound(kind, count, map ?? new Map());
+    this.trust?.bound(kind, count);
   }
 
   /** Known in memory, or persisted for this digest by this code and correctly sealed. */
@@ -200,7 +205,7 @@ export class KnownJson {
     if (digest === undefined) map.delete(key);
     else if (map.get(key) !== digest) {
       map.set(key, digest);
-      this.trust?.learnt(kind, key, digest);
+      this.trust?.learnt(kind);
     }
   }
 

@@ -288,7 +288,8 @@ export class RedisStore implements Store {
     if (!this.persist) {
       const given = await Promise.resolve(persistKnown).catch(() => undefined);
       if (!given) return true;
-      this.persist ??= new KnownPersist({ client, prefix, logger, ...given });
+      const memory = (kind: KindPlural) => this.known.snapshot(kind);
+      this.persist ??= new KnownPersist({ client, prefix, logger, memory, ...given });
       this.known.trustIn(this.persist);
     }
     return (await this.persist.load(KIND_PLURALS)) !== undefined;

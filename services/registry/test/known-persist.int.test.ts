@@ -41,12 +41,22 @@ describe("registry store: known texts persisted across restarts", () => {
     spec: { image: "fizz/env-node", poolSize: 3 },
   });
   const objKey = (i: number) => keys.obj("environments", "default", name(i));
-  const hashKey = (fp = FP) => `${PREFIX}known:${fp}:environments`;
+  const snapKey = (fp = FP, kind = "environments") => `${PREFIX}known:${fp}:${kind}`;
   const digest = (text: string) => createHash("sha256").update(text).digest("base64");
-  const seal = (key: Buffer, k: string, d: string, fp = FP) =>
-    createHmac("sha256", key)
-      .update(`${KNOWN_FORMAT}\0${fp}\0environments\0${k}\0${d}`)
+  /** A snapshot as known-persist.ts writes one, sealed with `key` for `fp` and `kind`. */
+  const sealed = (key: Buffer, pairs: [string, string][], fp = FP, kind = "environments") => {
+    const body = JSON.stringify(pairs);
+    const seal = createHmac("sha256", key)
+      .update(`${KNOWN_FORMAT}\0${fp}\0${kind}\0`)
+      .update(body)
       .digest("base64");
+    return `${seal}\n${body}`;
+  };
+  /** The entries of the stored snapshot. */
+  const entries = async (fp = FP): Promise<[string, string][]> => {
+    const v = (await client.get(snapKey(fp))) ?? "";
+    return JSON.parse(v.slice(v.indexOf("\n") + 1) || "[]") as [string, string][];
+  };
 
   /** A store as a (re)started registry builds it; `persist: false` keeps it in memory only. */
   async function storeWith(fingerprint = FP, key = KEY, persist = true): Promise<RedisStore> {
@@ -97,7 +107,7 @@ describe("registry store: known texts persisted across restarts", () => {
 
   it("answers a restart's first listing without checking any unchanged object, bytes as stored", async () => {
     await learnAndRestart();
-    expect(await client.hlen(hashKey())).to.equal(COUNT);
+    expect(await entries()).to.have.length(COUNT);
     const restarted = await storeWith();
     const out = await page(restarted);
     expect(out.checked).to.equal(0);
@@ -126,52 +136,60 @@ describe("registry store: known texts persisted across restarts", () => {
 
   it("never trusts a planted entry: a malformed object is checked, left out and named in skipped", async () => {
     await learnAndRestart();
-    // Malformed objects (valid JSON, schema violated) written by someone with Redis access, each
-    // with an entry planted for its exact text: a bare digest, one sealed with another key, one
-    // sealed for another fingerprint, and one copied from a good object's entry.
-    const bad = (i: number) => JSON.stringify({ ...env(i), spec: { image: 42 } });
-    const wrongKey = randomBytes(32);
-    const planted: Record<number, string> = {
-      1: digest(bad(1)),
-      2: `${digest(bad(2))}.${seal(wrongKey, objKey(2), digest(bad(2)))}`,
-      5: `${digest(bad(5))}.${seal(KEY, objKey(5), digest(bad(5)), "fp-old")}`,
-      7: (await client.hget(hashKey(), objKey(8)))!,
+    // A malformed object (valid JSON, schema violated) written by someone with Redis access, and
+    // an entry for its exact text planted in the snapshot: appended without a seal, sealed with
+    // another key, sealed for another build, or another kind's snapshot copied over.
+    const bad = JSON.stringify({ ...env(4), spec: { image: 42 } });
+    await client.set(objKey(4), bad);
+    const good = (await entries()).filter(([k]) => k !== objKey(4));
+    const pairs: [string, string][] = [...good, [objKey(4), digest(bad)]];
+    const stored = (await client.get(snapKey()))!;
+    const forged = {
+      appended: `${stored.slice(0, stored.indexOf("\n"))}\n${JSON.stringify(pairs)}`,
+      "another key": sealed(randomBytes(32), pairs),
+      "another build": sealed(KEY, pairs, "fp-old"),
+      "another kind": sealed(KEY, pairs, FP, "functions"),
     };
-    for (const [i, entry] of Object.entries(planted)) {
-      await client.set(objKey(Number(i)), bad(Number(i)));
-      await client.hset(hashKey(), objKey(Number(i)), entry);
+    for (const [how, snapshot] of Object.entries(forged)) {
+      await client.set(snapKey(), snapshot);
+      const restarted = await storeWith();
+      const out = await page(restarted);
+      expect(out.checked, how).to.equal(COUNT);
+      expect(out.items, how).to.have.length(COUNT - 1);
+      expect(
+        out.skipped.map((s) => s.name),
+        how,
+      ).to.deep.equal([name(4)]);
+      await restarted.close();
     }
-    const restarted = await storeWith();
-    const out = await page(restarted);
-    expect(out.checked).to.equal(4);
-    expect(out.items).to.have.length(COUNT - 4);
-    expect(out.skipped.map((s) => s.name)).to.deep.equal([name(1), name(2), name(5), name(7)]);
-    // Listed again: still unreadable, still checked (nothing unreadable is ever learnt).
-    expect((await page(restarted)).checked).to.equal(4);
+    // The snapshot the last of them wrote back never names the malformed text.
+    expect(new Map(await entries()).has(objKey(4))).to.equal(false);
   });
 
   it("lists by checking when the persisted entries cannot be read", async () => {
     await learnAndRestart();
-    // Not a hash: HGETALL fails (WRONGTYPE), as any Redis error would.
-    await client.del(hashKey());
-    await client.set(hashKey(), "not a hash");
+    // Not a string: GET fails (WRONGTYPE), as any Redis error would.
+    await client.del(snapKey());
+    await client.hset(snapKey(), "a", "b");
     const out = await page(await storeWith());
     expect(out.checked).to.equal(COUNT);
     expect(out.items).to.have.length(COUNT);
   });
 
-  it("rewrites a hash that outgrew the kind, and expires every hash it writes", async () => {
+  it("drops loaded entries past twice the kind's objects, and expires every snapshot it writes", async () => {
     await learnAndRestart();
-    // Entries for 1,100 objects deleted meanwhile (by another writer, or while this one was down).
-    const stale = Array.from({ length: 1100 }, (_, i) => [`${PREFIX}gone:${i}`, "x.y"]).flat();
-    await client.hset(hashKey(), ...stale);
+    // Entries for 1,200 objects deleted meanwhile (by another writer, or while this one was down).
+    const stale = Array.from({ length: 1200 }, (_, i): [string, string] => [
+      `${PREFIX}gone:${i}`,
+      "x",
+    ]);
+    await client.set(snapKey(), sealed(KEY, [...(await entries()), ...stale]));
     const restarted = await storeWith();
     expect((await page(restarted)).checked).to.equal(0);
-    await waitFor(async () => (await client.hlen(hashKey())) === COUNT, {
-      what: "hash rewritten from memory",
+    await waitFor(async () => (await entries()).length === COUNT, {
+      what: "snapshot rewritten from memory",
     });
-    const ttl = await client.ttl(hashKey());
-    expect(ttl).to.be.greaterThan(6 * 24 * 3600);
+    expect(await client.ttl(snapKey())).to.be.greaterThan(6 * 24 * 3600);
     // What it rewrote is still trusted by the next start.
     expect((await page(await storeWith())).checked).to.equal(0);
   });
@@ -183,10 +201,10 @@ describe("registry store: known texts persisted across restarts", () => {
       await page(s);
       await s.close();
     }
-    await waitFor(async () => (await client.exists(hashKey())) === 0, {
+    await waitFor(async () => (await client.exists(snapKey())) === 0, {
       what: "oldest fingerprint's hash deleted",
     });
-    expect(await client.exists(hashKey("fp-b"))).to.equal(1);
+    expect(await client.exists(snapKey("fp-b"))).to.equal(1);
     expect(await client.zcard(`${PREFIX}known:fingerprints`)).to.equal(4);
   });
 });
