@@ -72,6 +72,8 @@ export interface BusWorld {
     op: "created" | "updated" | "deleted",
     o: AnyObject,
   ): void;
+  /** How many `registry.get` requests the registry answered. */
+  gets(): number;
   /** The registry's barrier question, answered by one gateway. */
   sync(req: GatewaySyncRequest): Promise<{ gateway: string; applied: boolean }>;
   close(): Promise<void>;
@@ -87,6 +89,7 @@ export async function startBusWorld(opts: {
   const mqtriggers = [...(opts.mqtriggers ?? [])];
   const leases = new Map<string, LeaseHandler>();
   const gateways: Gateway[] = [];
+  let gets = 0;
   const items = (kind: string): AnyObject[] =>
     kind === "functions" ? functions : kind === "mqtriggers" ? mqtriggers : [];
   const subs: Subscription[] = [
@@ -95,6 +98,7 @@ export async function startBusWorld(opts: {
       subj.registryGet,
       Codecs.registryGet,
       (req) => {
+        gets++;
         const object = items(req.kind).find(
           (o) => o.metadata.namespace === req.namespace && o.metadata.name === req.name,
         );
@@ -134,6 +138,7 @@ export async function startBusWorld(opts: {
     mqtriggers,
     leases,
     gateways,
+    gets: () => gets,
     startGateway: async (env = {}, deps = {}) => {
       const config = loadConfig({
         FIZZ_NATS_URL: nats.url,

@@ -227,6 +227,36 @@ describe("message-queue triggers (real NATS)", function () {
     }
   });
 
+  it("update barrier: a create whose event already started that incarnation is answered without asking the registry", async () => {
+    await fnInstance("early", (s, res) => reply(res, 200, `early:${s.body}`));
+    const f = functionObject("early");
+    w.functions.push(f);
+    w.changed("functions", "created", f);
+    const t = mqTrigger("early", { function: "early", subject: "early.in" });
+    w.mqtriggers.push(t);
+    w.changed("mqtriggers", "created", t);
+    await waitFor(
+      async () => {
+        try {
+          const res = await w.nc.request("early.in", Buffer.from("x"), { timeout: 500 });
+          return Buffer.from(res.data).toString() === "early:x";
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs: 5000, what: "the event applied" },
+    );
+    const req = { kind: "mqtriggers", op: "created", namespace: "default", name: "early" } as const;
+    let gets = w.gets();
+    expect((await w.sync({ ...req, revision: 1, uid: t.metadata.uid })).applied).to.equal(true);
+    expect(w.gets()).to.equal(gets);
+    // Another incarnation, or no uid (an older registry): asked.
+    gets = w.gets();
+    expect((await w.sync({ ...req, revision: 1, uid: "uid-another" })).applied).to.equal(true);
+    expect((await w.sync({ ...req, revision: 1 })).applied).to.equal(true);
+    expect(w.gets()).to.equal(gets + 2);
+  });
+
   it("follows change events: an updated subject moves the subscription", async () => {
     const i = w.mqtriggers.findIndex((t) => t.metadata.name === "orders");
     const updated = mqTrigger("orders", { function: "echo", subject: "orders2.*" }, 2);

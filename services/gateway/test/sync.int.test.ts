@@ -143,6 +143,55 @@ describe("gateway update barrier (real NATS)", function () {
     expect(h.gets.length).to.equal(gets);
   });
 
+  it("answers a create whose event already applied that incarnation without asking the registry", async () => {
+    const t = triggerObject("born", { function: "known", path: "/born" });
+    h.triggers.push(t);
+    h.changed({
+      kind: "httptriggers",
+      op: "created",
+      namespace: "default",
+      name: "born",
+      object: t,
+    });
+    await waitFor(async () => (await call(h.gateway.port, "GET", "/born")).status === 200, {
+      what: "the event applied",
+    });
+    const gets = h.gets.length;
+    const reply = await sync({
+      kind: "httptriggers",
+      op: "created",
+      namespace: "default",
+      name: "born",
+      revision: 1,
+      uid: t.metadata.uid,
+    });
+    expect(reply).to.deep.equal({ gateway: h.gateway.id, applied: true });
+    expect(h.gets.length).to.equal(gets);
+  });
+
+  it("asks the registry for a create when the name it holds is another incarnation, or the request names none", async () => {
+    // Held: "born" at /born (uid-t-default-born). Committed meanwhile, its event lost: a new
+    // incarnation of the name at another path.
+    const i = h.triggers.findIndex((t) => t.metadata.name === "born");
+    const reborn = triggerObject("born", { function: "known", path: "/reborn" });
+    h.triggers[i] = { ...reborn, metadata: { ...reborn.metadata, uid: "uid-reborn" } };
+    const base = {
+      kind: "httptriggers",
+      op: "created",
+      namespace: "default",
+      name: "born",
+    } as const;
+    let gets = h.gets.length;
+    await sync({ ...base, revision: 1, uid: "uid-reborn" });
+    expect(h.gets.length).to.equal(gets + 1);
+    expect((await call(h.gateway.port, "GET", "/reborn")).status).to.equal(200);
+    expect((await call(h.gateway.port, "GET", "/born")).status).to.equal(404);
+    // An older registry sends no uid: a create is always checked, whatever is held.
+    gets = h.gets.length;
+    await sync({ ...base, revision: 1 });
+    expect(h.gets.length).to.equal(gets + 1);
+  });
+
   it("announces itself at start and every interval, and leaves with a 1 ms interval on stop", async () => {
     const beats: GatewayPresence[] = [];
     const sub = h.nc.subscribe(subj.gatewayPresence, {

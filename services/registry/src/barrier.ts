@@ -1,5 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { Codecs, serviceInboxPrefix, type GatewaySyncRequest, type Subjects } from "@fizz/events";
+import {
+  Codecs,
+  serviceInboxPrefix,
+  type GatewaySyncReply,
+  type GatewaySyncRequest,
+  type Subjects,
+} from "@fizz/events";
 import { listen, type Logger, type NatsConnection, type Subscription } from "@fizz/kit";
 import type { Change } from "./operations";
 
@@ -51,6 +57,17 @@ export class UpdateBarrier {
   /** Gateway id → when to stop waiting for it. */
   private readonly gateways = new Map<string, number>();
   private sub: Subscription | undefined;
+  /**
+   * Every barrier's answers arrive on one subscription, `<replyPrefix>.<barrier>`: a subscription
+   * per barrier cost each write a SUB and an UNSUB (protocol writes, and server work) besides its
+   * request. Under the registry's own inbox prefix: the app user may subscribe to `_INBOX.>`, never
+   * to this; the random part keeps two registries' answers apart.
+   */
+  private replies: Subscription | undefined;
+  private readonly replyPrefix = `${serviceInboxPrefix("registry")}.${randomBytes(12).toString("hex")}`;
+  /** Running barriers by their reply token. */
+  private readonly running = new Map<string, (answer: GatewaySyncReply) => void>();
+  private nextToken = 0;
   private readonly log: Logger;
   private readonly now: () => number;
 
@@ -59,7 +76,7 @@ export class UpdateBarrier {
     this.now = o.now ?? Date.now;
   }
 
-  /** Starts tracking gateway presence. */
+  /** Starts tracking gateway presence, and listening for barriers' answers. */
   start(): void {
     this.sub = listen(
       this.o.nc,
@@ -70,11 +87,25 @@ export class UpdateBarrier {
       },
       { logger: this.log },
     );
+    this.replies = this.o.nc.subscribe(`${this.replyPrefix}.*`, {
+      callback: (err, msg) => {
+        if (err) return;
+        const answer = this.running.get(msg.subject.slice(this.replyPrefix.length + 1));
+        if (!answer) return; // a late answer to a barrier that finished
+        try {
+          answer(Codecs.gatewaySync.reply.decode(msg.data).data);
+        } catch (e) {
+          this.log.warn({ err: (e as Error).message }, "malformed gateway.sync answer");
+        }
+      },
+    });
   }
 
   stop(): void {
     this.sub?.unsubscribe();
     this.sub = undefined;
+    this.replies?.unsubscribe();
+    this.replies = undefined;
   }
 
   /** Gateways heard from within their last MISSED_BEATS intervals. */
@@ -87,8 +118,8 @@ export class UpdateBarrier {
   /** The barrier for one committed change; never throws (the write already happened). */
   async afterChange({ kind, op, object }: Change): Promise<void> {
     if (!GATEWAY_KINDS.has(kind)) return;
-    const { namespace, name, revision } = object.metadata;
-    const req: GatewaySyncRequest = { kind, op, namespace, name, revision };
+    const { namespace, name, revision, uid } = object.metadata;
+    const req: GatewaySyncRequest = { kind, op, namespace, name, revision, uid };
     try {
       const r = await this.run(req);
       if (r.waitedFor.length === 0) {
@@ -113,11 +144,11 @@ export class UpdateBarrier {
     const waitedFor = this.live();
     const result: BarrierResult = { waitedFor, applied: [], failed: [], missing: [] };
     if (waitedFor.length === 0) return Promise.resolve(result);
+    // Not started (or stopped): no answer could arrive, so none is waited for.
+    if (!this.replies) return Promise.resolve({ ...result, missing: waitedFor });
     const waiting = new Set(waitedFor);
     const { nc, subjects, sender, timeoutMs } = this.o;
-    // A private inbox rather than one request: every gateway answers, and we count who did. Under
-    // the registry's own inbox prefix: the app user may subscribe to `_INBOX.>`, never to this.
-    const inbox = `${serviceInboxPrefix("registry")}.${randomBytes(12).toString("hex")}`;
+    const token = (this.nextToken++).toString(36);
     return new Promise((resolve) => {
       let done = false;
       const finish = () => {
@@ -125,25 +156,14 @@ export class UpdateBarrier {
         done = true;
         clearTimeout(deadline);
         clearInterval(recheck);
-        sub.unsubscribe();
+        this.running.delete(token);
         result.missing = [...waiting];
         resolve(result);
       };
-      const sub = nc.subscribe(inbox, {
-        callback: (err, msg) => {
-          if (err) return;
-          let gateway: string;
-          let applied: boolean;
-          try {
-            ({ gateway, applied } = Codecs.gatewaySync.reply.decode(msg.data).data);
-          } catch (e) {
-            this.log.warn({ err: (e as Error).message }, "malformed gateway.sync answer");
-            return;
-          }
-          (applied ? result.applied : result.failed).push(gateway);
-          waiting.delete(gateway);
-          if (waiting.size === 0) finish();
-        },
+      this.running.set(token, ({ gateway, applied }) => {
+        (applied ? result.applied : result.failed).push(gateway);
+        waiting.delete(gateway);
+        if (waiting.size === 0) finish();
       });
       const deadline = setTimeout(finish, timeoutMs);
       // A gateway that stopped (or went silent) meanwhile is no longer waited for.
@@ -153,7 +173,7 @@ export class UpdateBarrier {
         if (waiting.size === 0) finish();
       }, RECHECK_MS);
       nc.publish(subjects.gatewaySync, Codecs.gatewaySync.request.encode(req, sender), {
-        reply: inbox,
+        reply: `${this.replyPrefix}.${token}`,
       });
     });
   }

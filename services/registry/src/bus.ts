@@ -144,8 +144,11 @@ export function serveRequests(
 const FLUSH_TIMEOUT_MS = 2000;
 
 /**
- * Publishes `registry.changed.<kind>` and waits for the server to have it (flush) before the write
- * is answered, so a client that saw its update acknowledged can count on the event being out.
+ * Publishes `registry.changed.<kind>` at once and returns the confirmation: a flush, so that the
+ * write is answered only once the server has the event and a client that saw its update
+ * acknowledged can count on the event being out. Two steps so the caller can queue the update
+ * barrier's question behind the event before the flush's PING: the three then leave in one
+ * socket write (a flush writes what is queued at once; index.ts afterCommit).
  * A failure is logged, not thrown: the write is committed, and answering an error would make the
  * client retry a write that happened. Services also resync with `registry.list` when they start.
  */
@@ -153,10 +156,11 @@ export function changePublisher(
   nc: NatsConnection,
   s: Subjects,
   opts: { sender: string; logger: Logger; published: Counter<"kind" | "op" | "result"> },
-): (change: Change) => Promise<void> {
+): (change: Change) => () => Promise<void> {
   const log = opts.logger.child({ component: "events" });
-  return async ({ kind, op, object }) => {
+  return ({ kind, op, object }) => {
     const { namespace, name, revision } = object.metadata;
+    let failed: Error | undefined;
     try {
       publish(
         nc,
@@ -165,15 +169,22 @@ export function changePublisher(
         { kind, op, namespace, name, revision, object },
         opts.sender,
       );
-      await withTimeout(nc.flush(), FLUSH_TIMEOUT_MS);
-      opts.published.inc({ kind, op, result: "ok" });
     } catch (err) {
-      opts.published.inc({ kind, op, result: "error" });
-      log.error(
-        { err: (err as Error).message, kind, op, namespace, name, revision },
-        "change event not confirmed by NATS",
-      );
+      failed = err instanceof Error ? err : new Error(String(err));
     }
+    return async () => {
+      try {
+        if (failed !== undefined) throw failed;
+        await withTimeout(nc.flush(), FLUSH_TIMEOUT_MS);
+        opts.published.inc({ kind, op, result: "ok" });
+      } catch (err) {
+        opts.published.inc({ kind, op, result: "error" });
+        log.error(
+          { err: (err as Error).message, kind, op, namespace, name, revision },
+          "change event not confirmed by NATS",
+        );
+      }
+    };
   };
 }
 

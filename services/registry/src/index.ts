@@ -298,14 +298,21 @@ async function runStartup(
   );
 }
 
-/** The change event first (so caches converge), then the update barrier; then the client's answer. */
+/**
+ * The change event first (so caches converge), then the update barrier; the client's answer once
+ * the event is confirmed and the barrier done. The event, the barrier's question and the flush's
+ * PING are queued in that order in one tick: one connection keeps the order, so every gateway has
+ * the event before the question (it answers once it applied it), and the three leave in one write
+ * instead of the question waiting for the PONG.
+ */
 function afterCommit(
-  publish: (change: Change) => Promise<void>,
+  publish: (change: Change) => () => Promise<void>,
   barrier: UpdateBarrier,
 ): (change: Change) => Promise<void> {
   return async (change) => {
-    await publish(change);
-    await barrier.afterChange(change);
+    const confirm = publish(change);
+    const synced = barrier.afterChange(change);
+    await Promise.all([confirm(), synced]);
   };
 }
 

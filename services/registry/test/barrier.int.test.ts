@@ -136,6 +136,7 @@ describe("registry update barrier (real NATS)", function () {
       namespace: "default",
       name: "hello",
       revision: res.value.body.metadata.revision,
+      uid: res.value.body.metadata.uid,
     });
     expect(sync?.answeredAt, "the slow gateway answered").to.be.a("number");
     expect(res.at, "the PATCH answered after the slow gateway").to.be.at.least(

@@ -76,7 +76,14 @@ describe("registry update barrier for bus triggers (real NATS)", () => {
     expect(res.status, JSON.stringify(res.body)).to.equal(201);
     expect(Date.now() - t0).to.be.at.least(ANSWER_DELAY_MS - 20);
     expect(seen).to.deep.equal([
-      { kind: "mqtriggers", op: "created", namespace: "default", name: "orders", revision: 1 },
+      {
+        kind: "mqtriggers",
+        op: "created",
+        namespace: "default",
+        name: "orders",
+        revision: 1,
+        uid: (res.body as { metadata: { uid: string } }).metadata.uid,
+      },
     ]);
   });
 

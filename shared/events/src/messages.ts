@@ -255,6 +255,12 @@ export const GatewaySyncRequest = z.object({
   namespace: dnsLabel,
   name: dnsLabel,
   revision: z.number().int().positive(),
+  /**
+   * The committed object's incarnation (metadata.uid). With it a gateway whose event already
+   * applied this incarnation at this revision answers at once; without it (an older registry) a
+   * created object is always fetched, since a name held may be an earlier incarnation's.
+   */
+  uid: z.string().min(1).optional(),
 });
 export type GatewaySyncRequest = z.infer<typeof GatewaySyncRequest>;
 export const GatewaySyncReply = z.object({ gateway: z.string().min(1), applied: z.boolean() });

@@ -136,7 +136,7 @@ export class MqTriggerStore {
 
   /** `gateway.sync` for an mq trigger: true once the change named is applied here. */
   async sync(req: GatewaySyncRequest, signal: AbortSignal): Promise<boolean> {
-    const { op, namespace, name, revision } = req;
+    const { op, namespace, name, revision, uid } = req;
     const key = `${namespace}/${name}`;
     if (!this.loaded)
       await new Promise<void>((resolve) => {
@@ -149,7 +149,10 @@ export class MqTriggerStore {
     if (
       op === "deleted"
         ? cur === undefined
-        : op === "updated" && cur?.runner && cur.trigger.metadata.revision >= revision
+        : cur?.runner &&
+          cur.trigger.metadata.revision >= revision &&
+          // The same incarnation already running at this revision (routes.ts: why the uid).
+          (uid !== undefined ? cur.trigger.metadata.uid === uid : op === "updated")
     )
       return true;
     let object: AnyObject | undefined;

@@ -190,7 +190,12 @@ export class RouteStore {
     if (
       op === "deleted"
         ? before === undefined
-        : op === "updated" && before !== undefined && before.revision >= revision
+        : before !== undefined &&
+          before.revision >= revision &&
+          // The same incarnation, already at (or past) this revision: its event got here first,
+          // as it does on every write (the registry publishes it before asking). Without the
+          // uid only an update can be judged so: a created name held may be an older incarnation.
+          (req.uid !== undefined ? before.uid === req.uid : op === "updated")
     )
       return true;
     let object: AnyObject | undefined;
