@@ -3,6 +3,7 @@ import { redisKeys, type AnyObject, type HttpTrigger, type KindPlural } from "@f
 import type { Logger } from "@fizz/kit";
 import { isIndexedKind } from "./function-index";
 import { routeIndexBuiltKey, routeIndexKey } from "./route-index";
+import { readBatch } from "./redis-batch";
 import { readList } from "./store-list";
 import { parseStored } from "./store-parse";
 import { seenKey } from "./store-tx";
@@ -26,8 +27,9 @@ export function storeReader(opts: ReaderOptions): StoreReader {
   const get = async <K extends KindPlural>(kind: K, ns: string, name: string) => {
     assertReady();
     const key = keys.obj(kind, ns, name);
-    // WATCH and GET in one round trip: one connection answers in order.
-    const [, raw] = await Promise.all([watch ? client.watch(key) : undefined, client.get(key)]);
+    const raw = watch
+      ? ((await readBatch(client, [key], (p) => p.get(key)))[0] as string | null)
+      : await client.get(key);
     const obj = raw === null ? undefined : parseStored(kind, key, raw);
     if (isIndexedKind(kind)) seen?.set(seenKey(kind, ns, name), obj);
     return obj;
@@ -43,12 +45,12 @@ export function storeReader(opts: ReaderOptions): StoreReader {
       const built = routeIndexBuiltKey(prefix);
       const set = routeIndexKey(prefix, shape);
       // Watched, so a trigger joining the shape (or the index being built) meanwhile makes the
-      // write run again; the WATCH and both reads go out in one round trip.
-      const [, marker, members] = await Promise.all([
-        watch ? client.watch(built, set) : Promise.resolve("OK"),
-        client.get(built),
-        client.smembers(set),
-      ]);
+      // write run again; the WATCH and both reads go out in one write.
+      const [marker, members = []] = (await readBatch(
+        client,
+        watch ? [built, set] : undefined,
+        (p) => p.get(built).smembers(set),
+      )) as [string | null, string[] | undefined];
       if (marker === null) return undefined;
       const found: HttpTrigger[] = [];
       for (const m of members.sort()) {

@@ -9,6 +9,7 @@ import {
 import { backoffMs, redisReady, redisTls, retryUntil, type Logger } from "@fizz/kit";
 import { fnIndexEdits, functionOf, functionOfRaw, isIndexedKind } from "./function-index";
 import { routeIndexEdits, routeIndexKey } from "./route-index";
+import { readBatch } from "./redis-batch";
 import { listIndexKey, listIndexMember } from "./store-list";
 import { parseStored, pluralOf } from "./store-parse";
 import type { StoreReader, Writes } from "./store-types";
@@ -230,7 +231,7 @@ export class TxLanes {
       const id = seenKey("httptriggers", ns, name);
       if (seen.has(id)) return seen.get(id) as HttpTrigger | undefined;
       const key = this.keys.obj("httptriggers", ns, name);
-      const [, raw] = await Promise.all([tx.watch(key), tx.get(key)]);
+      const [raw] = (await readBatch(tx, [key], (p) => p.get(key))) as [string | null];
       return raw === null ? undefined : parseStored("httptriggers", key, raw);
     };
     const edit = async (ns: string, name: string, after: HttpTrigger | undefined) => {
@@ -262,7 +263,7 @@ export class TxLanes {
       const id = seenKey(kind, ns, name);
       if (seen.has(id)) return functionOf(seen.get(id));
       const key = this.keys.obj(kind, ns, name);
-      const [, raw] = await Promise.all([tx.watch(key), tx.get(key)]);
+      const [raw] = (await readBatch(tx, [key], (p) => p.get(key))) as [string | null];
       return functionOfRaw(raw);
     };
     const edit = async (kind: KindPlural, ns: string, name: string, after: string | undefined) =>
