@@ -1,5 +1,5 @@
 import { createHash, hkdfSync, type Hash } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
+import { open, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "@fizz/kit";
@@ -23,10 +23,12 @@ export const KNOWN_FORMAT = 2;
  * - Bundled (dist/<service>.mjs and dist/chunks/*.mjs, scripts/lib/service-build.mjs bundles every
  *   dependency, zod included): the SHA-256 of every .mjs file in the dist dir and its chunks/,
  *   names and contents. A superset of what the registry loads (other services' entries, chunks
- *   an older build left for 24 h), so it changes more often than needed, never less. Hashing
- *   what is on disk, not what was loaded: it is computed at start, before any listing; a rebuild
- *   landing between this process loading its modules and hashing them (milliseconds; the
- *   launcher rebuilds before it starts the services) is the residual window.
+ *   an older build left for 24 h), so it changes more often than needed, never less.
+ * - What is hashed is what is on disk, not what was loaded. A file written after this process
+ *   started (its mtime or ctime, which a rename into place also sets, later than `loadedAt`) means
+ *   a rebuild may have landed between loading the code and hashing it: the old code would learn
+ *   digests under the new build's fingerprint, which the new build then trusts. That refuses
+ *   (CodeChangedError): persistence stays off for this process; the next start hashes again.
  * - From sources (tsx: tests, FIZZ_FROM_SOURCE): every .ts under shared/events/src (the schemas)
  *   and services/registry/src (parse, encode), the root package-lock.json and the installed zod's
  *   and croner's package.json (the dependencies the schemas import).
@@ -38,10 +40,11 @@ export const KNOWN_FORMAT = 2;
  */
 export async function codeFingerprint(
   moduleUrl: string = import.meta.url,
+  loadedAt: number = performance.timeOrigin,
 ): Promise<string | undefined> {
   const file = fileURLToPath(moduleUrl);
-  const h = createHash("sha256");
-  h.update(`fizz-known-json\0${KNOWN_FORMAT}\0${process.version}\0${process.versions.v8}\0`);
+  const h: CodeHash = { hash: createHash("sha256"), loadedAt };
+  h.hash.update(`fizz-known-json\0${KNOWN_FORMAT}\0${process.version}\0${process.versions.v8}\0`);
   if (file.endsWith(".mjs")) {
     let dist = path.dirname(file);
     if (path.basename(dist) === "chunks") dist = path.dirname(dist);
@@ -61,11 +64,22 @@ export async function codeFingerprint(
   } else {
     return undefined;
   }
-  return h.digest("hex").slice(0, 32);
+  return h.hash.digest("hex").slice(0, 32);
+}
+
+/** A file hashed into a code fingerprint was written after the process loaded its code. */
+export class CodeChangedError extends Error {
+  readonly code = "CODE_CHANGED";
+}
+
+/** The fingerprint's hash, and when the code it stands for was loaded (hashFile checks it). */
+interface CodeHash {
+  hash: Hash;
+  loadedAt: number;
 }
 
 /** Every file ending in `ext` under `dir` (recursively when asked), in name order. */
-async function hashDir(h: Hash, dir: string, ext: string, recursive: boolean): Promise<void> {
+async function hashDir(h: CodeHash, dir: string, ext: string, recursive: boolean): Promise<void> {
   const entries = await readdir(dir, { withFileTypes: true, recursive });
   const files = entries
     .filter((e) => e.isFile() && e.name.endsWith(ext))
@@ -74,16 +88,30 @@ async function hashDir(h: Hash, dir: string, ext: string, recursive: boolean): P
   for (const f of files) await hashFile(h, dir, f);
 }
 
-/** The file's path (relative to `base`) and its length and contents; a missing one as missing. */
-async function hashFile(h: Hash, base: string, file: string): Promise<void> {
+/**
+ * The file's path (relative to `base`) and its length and contents; a missing one as missing.
+ * Throws CodeChangedError when it was written after the code was loaded (times and contents read
+ * through one descriptor, so of the same file).
+ */
+async function hashFile(h: CodeHash, base: string, file: string): Promise<void> {
   let bytes: Buffer | undefined;
   try {
-    bytes = await readFile(file);
+    const fh = await open(file, "r");
+    try {
+      const st = await fh.stat();
+      if (Math.max(st.mtimeMs, st.ctimeMs) > h.loadedAt)
+        throw new CodeChangedError(
+          `${file} was written after this process started: the code hashed may not be the code running`,
+        );
+      bytes = await fh.readFile();
+    } finally {
+      await fh.close();
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
-  h.update(`${path.relative(base, file)}\0${bytes === undefined ? -1 : bytes.length}\0`);
-  if (bytes) h.update(bytes);
+  h.hash.update(`${path.relative(base, file)}\0${bytes === undefined ? -1 : bytes.length}\0`);
+  if (bytes) h.hash.update(bytes);
 }
 
 /**

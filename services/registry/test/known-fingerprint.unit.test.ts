@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { expect } from "chai";
+import { setTimeout as sleep } from "node:timers/promises";
 import { codeFingerprint, knownSealKey } from "../src/known-fingerprint";
 
 /**
@@ -23,17 +24,36 @@ describe("registry: known texts' code fingerprint and seal key", () => {
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
   it("bundled: the same for the entry and its chunks, changed by any chunk's change", async () => {
-    const fp = await codeFingerprint(url("dist", "registry.mjs"));
+    // Each as a process started after the files were written would compute it.
+    const fpOf = (...p: string[]) => codeFingerprint(url(...p), Date.now());
+    const fp = await fpOf("dist", "registry.mjs");
     expect(fp).to.match(/^[0-9a-f]{32}$/);
-    expect(await codeFingerprint(url("dist", "chunks", "chunk-A.mjs"))).to.equal(fp);
+    expect(await fpOf("dist", "chunks", "chunk-A.mjs")).to.equal(fp);
     // Source maps are not code.
     await writeFile(join(dir, "dist", "chunks", "chunk-A.mjs.map"), "{}");
-    expect(await codeFingerprint(url("dist", "registry.mjs"))).to.equal(fp);
+    expect(await fpOf("dist", "registry.mjs")).to.equal(fp);
     await writeFile(join(dir, "dist", "chunks", "chunk-A.mjs"), "schemas v2");
-    const changed = await codeFingerprint(url("dist", "registry.mjs"));
+    const changed = await fpOf("dist", "registry.mjs");
     expect(changed).to.not.equal(fp);
     await writeFile(join(dir, "dist", "chunks", "chunk-B.mjs"), "");
-    expect(await codeFingerprint(url("dist", "registry.mjs"))).to.not.equal(changed);
+    expect(await fpOf("dist", "registry.mjs")).to.not.equal(changed);
+  });
+
+  it("none when a hashed file was written after the process loaded its code (a rebuild meanwhile)", async () => {
+    // File times come from a coarse clock: keep the steps apart.
+    await sleep(30);
+    const loadedAt = Date.now();
+    await sleep(30);
+    expect(await codeFingerprint(url("dist", "registry.mjs"), loadedAt)).to.match(/^[0-9a-f]{32}$/);
+    // A rebuild lands between the load and the hashing: what is hashed is not what runs, and the
+    // digests this process learns must not be kept under the new build's fingerprint.
+    await writeFile(join(dir, "dist", "chunks", "chunk-B.mjs"), "schemas v2");
+    const err = await codeFingerprint(url("dist", "registry.mjs"), loadedAt).then(
+      () => undefined,
+      (e: unknown) => e as { code?: string; message: string },
+    );
+    expect(err?.code).to.equal("CODE_CHANGED");
+    expect(err?.message).to.contain("chunk-B.mjs");
   });
 
   it("from sources: stable over the same tree, and none for code it cannot cover", async () => {
