@@ -6,7 +6,7 @@
  * compiled runtime) converges in one apply. Functions leaving the environment instead are moved
  * first, the switch after them, in one apply. No builder runs here, so packages use `deployment`.
  */
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { expect } from "chai";
 import { silentLogger } from "@fizz/kit";
@@ -178,5 +178,24 @@ describe("fizz spec apply: an environment switched to a compiled runtime, agains
     expect(again.stdout).to.include(
       'spec "switch": 0 created, 0 updated, 4 unchanged, 0 deleted\n',
     );
+  });
+
+  it("refuses a function with spec.code on an environment created compiled before any write, where the registry refused it after creating the environment", async () => {
+    const before = await all();
+    await p.write({
+      "specs/b.yaml": `${doc("Environment", "gonew", "  image: fizz/env-go\n  poolSize: 0\n")}${doc("Function", "onego", "  environment: gonew\n  code: { path: ../hello.js }\n")}`,
+    });
+    try {
+      const r = await apply();
+      expect(r.code).to.equal(1);
+      expect(r.stdout).to.equal("");
+      expect(r.stderr).to.match(
+        /b\.yaml:\d+: Function onego: spec\.code: environment "gonew" runs go, which is compiled/,
+      );
+      expect(r.stderr).to.include("nothing was applied");
+      expect(await all()).to.deep.equal(before);
+    } finally {
+      await rm(join(p.specs, "b.yaml"));
+    }
   });
 });

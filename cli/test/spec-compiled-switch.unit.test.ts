@@ -143,6 +143,47 @@ describe("fizz spec: an environment switched to a compiled runtime", () => {
     );
   });
 
+  it("refuses up front a function written with spec.code onto an environment compiled after the plan, where the registry would refuse it mid-apply", async () => {
+    const added = doc("Function", "added", "  environment: app\n  code: { path: ../hello.js }\n");
+    // Switched by this spec, no stored single-file function on it: the switch alone is fine.
+    const switched = await order(`${ENV("fizz/env-go")}${added}`, []);
+    expect(switched.problems).to.have.length(1);
+    expect(switched.problems[0]).to.include({
+      kind: "Function",
+      name: "added",
+      field: "spec.code",
+      code: COMPILED_SWITCH_BLOCKED,
+    });
+    expect(switched.problems[0]!.message).to.include(
+      'environment "app" runs go (after this apply), which is compiled',
+    );
+    // Created compiled by this spec.
+    const goEnv = doc("Environment", "gone", "  image: fizz/env-go\n");
+    const onNew = doc("Function", "added", "  environment: gone\n  code: { path: ../hello.js }\n");
+    const created = await order(`${goEnv}${onNew}`, []);
+    expect(created.problems.map((x) => `${x.name} ${x.field}`)).to.deep.equal(["added spec.code"]);
+  });
+
+  it("lets a switch wait for the functions leaving when a package of it is written without a build (a deployment)", async () => {
+    const node = doc("Environment", "node", "  image: fizz/env-node\n");
+    const away = doc("Function", "hello", "  environment: node\n  code: { path: ../hello.js }\n");
+    const deployed = doc(
+      "Package",
+      "hello-go",
+      "  environment: app\n  deployment: { path: ../src }\n",
+    );
+    const out = await order(`${ENV("fizz/env-go")}${node}${away}${deployed}`, [
+      stored("Function", "hello", { environment: "app", code: CODE }),
+    ]);
+    expect(out.problems).to.deep.equal([]);
+    expect(lines(out.plan)).to.deep.equal([
+      "create Environment node",
+      "create Package hello-go",
+      "update Function hello",
+      "update Environment app",
+    ]);
+  });
+
   it("lets a switch through when no function runs spec.code on the environment", async () => {
     expect(
       await plan(`${ENV("fizz/env-go")}${PKG}`, [

@@ -15,6 +15,9 @@
  *   a new environment for the compiled runtime, which the plain order handles in one function
  *   write each (environments, then packages and their builds, then each function moved over).
  *   So is a plan where one keeps `spec.code` or is not this spec's to move.
+ *
+ * A function the spec writes with `spec.code` onto an environment compiled after the plan (the
+ * registry refuses it, references.ts checkCodeRunnable) is refused up front too.
  */
 import { isCompiledRuntime, runtimeOfImage } from "@fizz/events";
 import { problemAt } from "./load.js";
@@ -47,6 +50,8 @@ export function orderCompiledSwitches(
 ): { plan: PlanItem[]; problems: SpecProblem[] } {
   let out = [...plan];
   const problems: SpecProblem[] = [];
+  /** `<ns>/<env>` of the switches refused: their problem names the functions. */
+  const named = new Set<string>();
   const planned = new Map(plan.map((i) => [keyOf(i), i]));
   for (const item of plan) {
     if (item.plural !== "environments" || item.action !== "update" || !item.desired) continue;
@@ -88,11 +93,7 @@ export function orderCompiledSwitches(
         groups.keepCode.push(i.name);
     // Builds that need the new builder: the switch cannot wait for the functions leaving.
     const needNew = plan.filter(
-      (i) =>
-        i.plural === "packages" &&
-        i.namespace === ns &&
-        i.desired?.spec.environment === env &&
-        (i.action === "create" || (i.action === "update" && i.changes.some((c) => c !== "labels"))),
+      (i) => builds(i) && i.namespace === ns && i.desired?.spec.environment === env,
     );
     const stuck = groups.toPackages.length + groups.keepCode.length + groups.outside.length > 0;
     if (!stuck && needNew.length === 0) {
@@ -103,8 +104,53 @@ export function orderCompiledSwitches(
     const todo = hints(env, runtime!, groups, stuck ? [] : leaving, needNew);
     const problem = problemAt(item.desired, ["spec", "image"], `${why}; ${todo.join("; ")}`);
     problems.push({ ...problem, code: COMPILED_SWITCH_BLOCKED });
+    named.add(`${ns}/${env}`);
   }
-  return { plan: out, problems };
+  return { plan: out, problems: [...problems, ...codeOnCompiled(plan, state, named)] };
+}
+
+/** What makes the registry build a package it is sent (packages.ts afterWrite). */
+const BUILD_INPUTS = ["spec.source", "spec.buildCommand", "spec.environment"];
+/** A package write the registry builds: a source, new or with a build input changed. */
+const builds = (i: PlanItem) =>
+  i.plural === "packages" &&
+  i.desired?.archivePath?.use === "source" &&
+  (i.action === "create" ||
+    (i.action === "update" && i.changes.some((c) => BUILD_INPUTS.includes(c))));
+
+/**
+ * Functions written with `spec.code` onto an environment that is compiled once the plan's
+ * environments are written (switched with no single-file function stored on it, created so,
+ * or already so): the registry refuses each (references.ts checkCodeRunnable), after the writes
+ * before it, so the plan is refused before any. Environments whose switch is refused already
+ * name their functions (`named`).
+ */
+function codeOnCompiled(
+  plan: readonly PlanItem[],
+  state: RegistryState,
+  named: ReadonlySet<string>,
+): SpecProblem[] {
+  const planned = new Map(plan.map((i) => [keyOf(i), i]));
+  const problems: SpecProblem[] = [];
+  for (const fn of plan) {
+    const spec = fn.desired?.spec;
+    if (fn.plural !== "functions" || !writes(fn) || !spec || spec.code === undefined) continue;
+    const env = String(spec.environment);
+    if (named.has(`${fn.namespace}/${env}`)) continue;
+    const item = planned.get(`environments/${fn.namespace}/${env}`);
+    const image =
+      item?.desired?.spec.image ?? state.get("environments", fn.namespace, env)?.spec.image;
+    const runtime = typeof image === "string" ? runtimeOfImage(image) : undefined;
+    if (!isCompiledRuntime(runtime)) continue;
+    const when = item?.action === "update" ? " (after this apply)" : "";
+    const problem = problemAt(
+      fn.desired!,
+      ["spec", "code"],
+      `environment "${env}" runs ${runtime!}${when}, which is compiled and runs no single source file (spec.code), so the registry would refuse this function: give it a source package (spec.package), or another environment`,
+    );
+    problems.push({ ...problem, code: COMPILED_SWITCH_BLOCKED });
+  }
+  return problems;
 }
 
 /** What to do about each group of functions that keep the switch from being made. */
