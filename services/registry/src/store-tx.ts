@@ -77,7 +77,10 @@ export class TxLanes {
     this.keys = redisKeys(opts.prefix);
     const log = opts.logger.child({ component: "store" });
     // Fail fast instead of queueing or resending: a MULTI/EXEC replayed on a fresh connection
-    // would run without the WATCHes it depends on.
+    // would run without the WATCHes it depends on. maxRetriesPerRequest 0: ioredis fails the
+    // commands in flight on every close; with 1 it did so on every second close only, and after
+    // the first it dropped them unsettled on reconnect (no resend), so the transaction, the lane's
+    // queue behind it and close() hung forever.
     const { url, tls } = redisTls(opts.url);
     this.lanes = Array.from({ length: TX_LANES }, (_, i) => {
       const lane: TxLane = {
@@ -86,7 +89,7 @@ export class TxLanes {
           connectionName: `${opts.name}-tx${i}`,
           enableOfflineQueue: false,
           autoResendUnfulfilledCommands: false,
-          maxRetriesPerRequest: 1,
+          maxRetriesPerRequest: 0,
           retryStrategy: (times) => backoffMs(times, 200, 2000),
         }),
         epoch: 0,
@@ -137,10 +140,15 @@ export class TxLanes {
             out = await body(this.opts.reader(lane.conn, seen), lane.conn);
           } catch (err) {
             await lane.conn.unwatch().catch(() => undefined);
-            throw err;
+            throw connectionLost(err, epoch !== lane.epoch || !redisReady(lane.conn));
           }
-          if (epoch === lane.epoch && (await this.exec(lane.conn, out.writes, seen)))
-            return out.result;
+          let committed: boolean;
+          try {
+            committed = epoch === lane.epoch && (await this.exec(lane.conn, out.writes, seen));
+          } catch (err) {
+            throw connectionLost(err, epoch !== lane.epoch || !redisReady(lane.conn));
+          }
+          if (committed) return out.result;
           this.opts.onRetry?.();
           throw new WriteConflict();
         },
@@ -284,6 +292,21 @@ export class TxLanes {
 /** The key of a trigger in a transaction's `seen` map. */
 export function seenKey(kind: KindPlural, ns: string, name: string): string {
   return `${kind}:${ns}/${name}`;
+}
+
+/**
+ * A command failed because the lane's connection closed under it: UNAVAILABLE, so the client may
+ * try again, rather than an INTERNAL error. Errors the body decided (FizzErrors) stay as they are.
+ * An EXEC in flight may or may not have committed; a retried create or revisioned patch then
+ * says so (ALREADY_EXISTS, REVISION_CONFLICT).
+ */
+function connectionLost(err: unknown, closed: boolean): unknown {
+  if (!closed || err instanceof FizzError) return err;
+  return new FizzError(
+    "UNAVAILABLE",
+    "the store's connection was lost during the write (it may or may not have been applied); try again",
+    { retryable: true, cause: err },
+  );
 }
 
 /** A transaction lost its optimistic race: retried by runTransaction, never seen by callers. */
