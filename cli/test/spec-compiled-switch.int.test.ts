@@ -198,4 +198,22 @@ describe("fizz spec apply: an environment switched to a compiled runtime, agains
       await rm(join(p.specs, "b.yaml"));
     }
   });
+
+  it("switches after the functions leaving, in one apply, with a package of the environment given a deployment (no build) in the same run", async () => {
+    await p.write({
+      "specs/a.yaml": `${doc("Environment", "sw", "  image: fizz/env-node\n  poolSize: 0\n")}${doc("Function", "x", "  environment: sw\n  code: { path: ../hello.js }\n")}`,
+    });
+    const first = await apply("--prune");
+    expect(first.code, first.stderr).to.equal(0);
+    await p.write({
+      "specs/a.yaml": `${doc("Environment", "sw", "  image: fizz/env-go\n  poolSize: 0\n")}${doc("Environment", "sw-js", "  image: fizz/env-node\n  poolSize: 0\n")}${doc("Function", "x", "  environment: sw-js\n  code: { path: ../hello.js }\n")}${goPackage("sw")}`,
+    });
+    const r = await apply("--prune");
+    expect(r.stderr).to.equal("");
+    expect(r.code).to.equal(0);
+    const after = await all();
+    expect(after["environments/sw"]!.spec.image).to.equal("fizz/env-go");
+    expect(after["packages/hello-go"]!.spec.environment).to.equal("sw");
+    expect(after["functions/x"]!.spec.environment).to.equal("sw-js");
+  });
 });
