@@ -50,10 +50,12 @@ export function subscribeEvents(
         }
         opts.poolkeeperRestarts?.observe(env.sender);
         const ev = env.data;
-        // After this message's turn, as listen() runs handlers.
-        void Promise.resolve()
-          .then(() => onInstanceEvent(m, ev))
-          .catch((e: unknown) => logger.error({ err: e }, "event handler failed"));
+        // At once, as listen() runs handlers: events of every subscription in delivery order.
+        try {
+          onInstanceEvent(m, ev);
+        } catch (e) {
+          logger.error({ err: e }, "event handler failed");
+        }
       },
     }),
     // Other replicas' removals; listen() hides the envelope, and our own must be skipped.
