@@ -85,8 +85,9 @@ export class KnownPersist {
 
   /**
    * Reads every kind's snapshot (one pipeline), records this fingerprint as used and deletes the
-   * snapshots of fingerprints older than the KEEP_FINGERPRINTS newest. Never rejects: on an error
-   * it answers undefined and nothing is trusted. Answers how many entries were read.
+   * snapshots of fingerprints older than the KEEP_FINGERPRINTS newest. Never rejects: on a
+   * connection error it answers undefined (the next listing loads again) and nothing is trusted;
+   * a key holding another type only loses its part. Answers how many entries were read.
    */
   async load(kinds: readonly KindPlural[]): Promise<number | undefined> {
     const { client, fingerprint } = this.opts;
@@ -101,15 +102,22 @@ export class KnownPersist {
         p.expire(this.snapshotKey(kind), this.ttl);
       }
       const res = (await p.exec()) ?? [];
-      const failed = res.find(([e]) => e)?.[0];
+      // A reply error (WRONGTYPE: something else holds the key) is that key's answer on every
+      // start, not a reason to read everything again on every listing; any other (the connection)
+      // is retried by the next listing.
+      const failed = res.find(([e]) => e && e.name !== "ReplyError")?.[0];
       if (failed) throw failed;
+      const indexFailed = res.slice(0, 3).find(([e]) => e)?.[0];
+      if (indexFailed) this.warn(indexFailed, "known texts' fingerprint index not kept");
       let n = 0;
       kinds.forEach((kind, i) => {
-        const map = this.open(kind, res[3 + 2 * i]![1] as string | null);
+        const [err, value] = res[3 + 2 * i]!;
+        // Not a string: refused as a bad seal is (the next write replaces it).
+        const map = err ? this.refuse() : this.open(kind, value as string | null);
         if (map) this.loaded.set(kind, map);
         n += map?.size ?? 0;
       });
-      const old = (res[2]![1] as string[]).filter((fp) => fp !== fingerprint);
+      const old = indexFailed ? [] : (res[2]![1] as string[]).filter((fp) => fp !== fingerprint);
       if (old.length > 0) {
         const keys = old.flatMap((fp) => kinds.map((kind) => this.snapshotKey(kind, fp)));
         // Not awaited: the load is done, and a failure here only leaves them to expire.
@@ -247,6 +255,11 @@ export class KnownPersist {
       this.refused++;
       return undefined;
     }
+  }
+
+  private refuse(): undefined {
+    this.refused++;
+    return undefined;
   }
 
   private seal(kind: KindPlural, body: string): string {

@@ -176,6 +176,17 @@ describe("registry store: known texts persisted across restarts", () => {
     expect(out.items).to.have.length(COUNT);
   });
 
+  it("still trusts the snapshots when the fingerprint index is unusable (another type at its key)", async () => {
+    await learnAndRestart();
+    // Something else holds the index's key: its commands fail with WRONGTYPE on every start, and
+    // no write of ours ever repairs it. That must not void the sealed snapshots (nor make every
+    // listing read them all again).
+    await client.set(`${PREFIX}known:fingerprints`, "not a sorted set");
+    const restarted = await storeWith();
+    expect((await page(restarted)).checked).to.equal(0);
+    expect((await page(restarted)).checked).to.equal(0);
+  });
+
   it("drops loaded entries past twice the kind's objects, and expires every snapshot it writes", async () => {
     await learnAndRestart();
     // Entries for 1,200 objects deleted meanwhile (by another writer, or while this one was down).
