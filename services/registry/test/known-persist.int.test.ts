@@ -1,12 +1,13 @@
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { expect } from "chai";
 import { Redis } from "ioredis";
-import { API_VERSION, redisKeys, type Environment } from "@fizz/events";
+import { redisKeys } from "@fizz/events";
 import { silentLogger } from "@fizz/kit";
 import { startRedis, waitFor } from "@fizz/testkit";
 import { KNOWN_FORMAT } from "../src/known-fingerprint";
 import { RedisStore } from "../src/store";
 import type { KnownJson } from "../src/store-parse";
+import { fixtureEnv, fixtureName } from "./learn-fixture";
 
 /**
  * Known texts persisted across restarts (known-persist.ts): a new store over the same Redis (what
@@ -25,21 +26,8 @@ describe("registry store: known texts persisted across restarts", () => {
   let client: Redis;
   const open: RedisStore[] = [];
 
-  const name = (i: number) => `e-${String(i).padStart(3, "0")}`;
-  const env = (i: number): Environment => ({
-    apiVersion: API_VERSION,
-    kind: "Environment",
-    metadata: {
-      namespace: "default",
-      name: name(i),
-      uid: `u${i}`,
-      revision: 1,
-      labels: { note: `n${i}` },
-      createdAt: "2026-01-01T00:00:00.000Z",
-      updatedAt: "2026-01-01T00:00:00.000Z",
-    },
-    spec: { image: "fizz/env-node", poolSize: 3 },
-  });
+  const name = fixtureName;
+  const env = (i: number) => fixtureEnv(i);
   const objKey = (i: number) => keys.obj("environments", "default", name(i));
   const snapKey = (fp = FP, kind = "environments") => `${PREFIX}known:${fp}:${kind}`;
   const digest = (text: string) => createHash("sha256").update(text).digest("base64");

@@ -23,26 +23,35 @@ export interface LearnFixture {
   page: (known: KnownJson) => Promise<PageOf<Buffer> & { checked: number }>;
 }
 
+/** The name of the fixture's `i`th environment (sorted as numbered). */
+export function fixtureName(i: number): string {
+  return `e-${String(i).padStart(3, "0")}`;
+}
+
+/** The fixture's `i`th environment, as stored (fixed times, so its text is the same each run). */
+export function fixtureEnv(i: number, note = `n${i}`): Environment {
+  return {
+    apiVersion: API_VERSION,
+    kind: "Environment",
+    metadata: {
+      namespace: "default",
+      name: fixtureName(i),
+      uid: `u${i}`,
+      revision: 1,
+      labels: { note },
+      createdAt: "2026-01-01T00:00:00.000Z",
+      updatedAt: "2026-01-01T00:00:00.000Z",
+    },
+    spec: { image: "fizz/env-node", poolSize: 3 },
+  };
+}
+
 export function learnFixture(opts: { prefix: string; count: number; store: string }): LearnFixture {
   const keys = redisKeys(opts.prefix);
-  const name = (i: number) => `e-${String(i).padStart(3, "0")}`;
   const f = {
-    name,
-    env: (i: number, note = `n${i}`): Environment => ({
-      apiVersion: API_VERSION,
-      kind: "Environment",
-      metadata: {
-        namespace: "default",
-        name: name(i),
-        uid: `u${i}`,
-        revision: 1,
-        labels: { note },
-        createdAt: "2026-01-01T00:00:00.000Z",
-        updatedAt: "2026-01-01T00:00:00.000Z",
-      },
-      spec: { image: "fizz/env-node", poolSize: 3 },
-    }),
-    key: (i: number) => keys.obj("environments", "default", name(i)),
+    name: fixtureName,
+    env: fixtureEnv,
+    key: (i: number) => keys.obj("environments", "default", fixtureName(i)),
     page: async (known: KnownJson) => {
       const before = known.checks;
       const out = await listPage(
