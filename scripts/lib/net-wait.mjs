@@ -17,10 +17,46 @@ export async function freePort(host = "127.0.0.1") {
   if (below - LOW_PORT >= 1000) {
     for (let i = 0; i < 50; i++) {
       const port = LOW_PORT + Math.floor(Math.random() * (below - LOW_PORT + 1));
+      if (recentlyHandedOut(port)) continue;
+      // Marked before the check awaits, so a concurrent call cannot pick it meanwhile; a port
+      // found taken stays marked (harmless: something holds it).
+      handOut(port);
       if (await bindable(port, host)) return port;
     }
   }
-  return kernelPort(host);
+  for (let i = 0; i < 50; i++) {
+    const port = await kernelPort(host);
+    if (!recentlyHandedOut(port)) return handOut(port);
+  }
+  return handOut(await kernelPort(host));
+}
+
+// Ports this process handed out lately, and when: picked free is not bound yet, so two picks
+// before the first bind could return the same port (a service then exits with EADDRINUSE at
+// start). The same map as @fizz/kit's freePort (shared/kit/src/ports.ts), by its global name:
+// the e2e tests pick with both in one process.
+const HANDED_OUT_KEY = Symbol.for("fizz.freePort.handedOut");
+/** @type {Map<number, number>} */
+const handedOut = /** @type {any} */ ((globalThis)[HANDED_OUT_KEY] ??= new Map());
+const HANDED_OUT_MS = 10 * 60_000;
+
+/** @param {number} port */
+function recentlyHandedOut(port) {
+  const at = handedOut.get(port);
+  return at !== undefined && Date.now() - at < HANDED_OUT_MS;
+}
+
+/** @param {number} port */
+function handOut(port) {
+  const now = Date.now();
+  // Insertion order is age order (a re-handed port is deleted first): prune from the front.
+  for (const [p, at] of handedOut) {
+    if (now - at < HANDED_OUT_MS) break;
+    handedOut.delete(p);
+  }
+  handedOut.delete(port);
+  handedOut.set(port, now);
+  return port;
 }
 
 /** The lowest port freePort picks from: above the usual fixed service ports. */

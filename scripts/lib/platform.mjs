@@ -61,7 +61,23 @@ export async function launchPlatform(opts) {
    * @param {boolean} exitWithStdin
    */
   const spawnOnce = (name, cmd, args, env, exitWithStdin) =>
-    spawnPlatformChild(name, cmd, args, env, exitWithStdin, opts.onLog);
+    spawnPlatformChild(name, cmd, args, env, exitWithStdin, onLog);
+  // Each child's last lines, named in the error when one exits while starting: a CI log shows its
+  // tail, and "gateway exited (1)" alone does not say why.
+  /** @type {Map<string, string[]>} */
+  const lastLines = new Map();
+  const userOnLog = opts.onLog;
+  const onLog =
+    userOnLog &&
+    /** @type {(name: string, line: string) => void} */ (
+      (name, line) => {
+        const lines = lastLines.get(name) ?? [];
+        lines.push(line);
+        if (lines.length > 8) lines.shift();
+        lastLines.set(name, lines);
+        userOnLog(name, line);
+      }
+    );
 
   // Services first (they drain), then the servers they talk to.
   const stop = () =>
@@ -194,9 +210,15 @@ export async function launchPlatform(opts) {
     }
     const exited = new Promise((_, reject) => {
       for (const { name, child } of supervisor.children) {
-        child.once("exit", (code, sig) =>
-          reject(new Error(`${name} exited (${code ?? sig}) while starting`)),
-        );
+        child.once("exit", (code, sig) => {
+          // Its last output may still be in the pipe: read until it closes, or briefly.
+          const fail = () => {
+            const tail = (lastLines.get(name) ?? []).map((l) => `\n  [${name}] ${l}`).join("");
+            reject(new Error(`${name} exited (${code ?? sig}) while starting${tail}`));
+          };
+          const timer = setTimeout(fail, 300);
+          child.once("close", () => (clearTimeout(timer), fail()));
+        });
       }
     });
     exited.catch(() => undefined);

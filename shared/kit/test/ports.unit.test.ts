@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { expect } from "chai";
+import { freePort as launcherFreePort } from "../../../scripts/lib/net-wait.mjs";
 import { freePort } from "../src/ports";
 
 describe("freePort", () => {
@@ -31,5 +32,14 @@ describe("freePort", () => {
     } finally {
       await new Promise<void>((resolve) => taken.close(() => resolve()));
     }
+  });
+
+  it("never hands out one port twice, to concurrent or later calls, kit's or the launcher's", async () => {
+    // 400 picks over ~22,000 ports: without the record, two equal picks are ~97% likely.
+    const picks = await Promise.all(
+      Array.from({ length: 400 }, (_, i) => (i % 2 ? freePort() : launcherFreePort())),
+    );
+    for (let i = 0; i < 100; i++) picks.push(await (i % 2 ? freePort() : launcherFreePort()));
+    expect(new Set(picks).size).to.equal(picks.length);
   });
 });
