@@ -6,7 +6,9 @@ import type { ChainableCommander, Redis } from "ioredis";
  * each command to the socket on its own, and on the VMs this runs on a write system call costs
  * ~60 µs (a create's transaction made a dozen). One connection answers in order, so the WATCH is
  * in force before the reads are answered, exactly as before. Resolves the reads' replies (not the
- * WATCH's); the first failed command rejects, as awaiting the commands one by one did.
+ * WATCH's); the first failed command rejects, as awaiting the commands one by one did. A failed
+ * read leaves the WATCH in force (it is not undone here: a caller that goes on after the error
+ * still needs its earlier WATCHes); the transaction that fails clears them (store-tx.ts).
  */
 export async function readBatch(
   conn: Redis,

@@ -146,6 +146,12 @@ export class TxLanes {
           try {
             committed = epoch === lane.epoch && (await this.exec(lane.conn, out.writes, seen));
           } catch (err) {
+            // A read of the commit step failed (WRONGTYPE: a key of another type) with the
+            // body's WATCHes and its own in force; EXEC, which would clear them, never ran. Left
+            // there, the lane's next transaction aborted once for keys it never read (a WATCH
+            // only adds reasons to abort, so never a wrong commit). After a failed EXEC this is
+            // a no-op, and on a lost connection it fails at once (no offline queue).
+            await lane.conn.unwatch().catch(() => undefined);
             throw connectionLost(err, epoch !== lane.epoch || !redisReady(lane.conn));
           }
           if (committed) return out.result;
