@@ -65,8 +65,11 @@ export class UpdateBarrier {
    */
   private replies: Subscription | undefined;
   private readonly replyPrefix = `${serviceInboxPrefix("registry")}.${randomBytes(12).toString("hex")}`;
-  /** Running barriers by their reply token. */
-  private readonly running = new Map<string, (answer: GatewaySyncReply) => void>();
+  /** Running barriers by their reply token: an answer's handler, and how to end it at once. */
+  private readonly running = new Map<
+    string,
+    { answer: (answer: GatewaySyncReply) => void; finish: () => void }
+  >();
   private nextToken = 0;
   private readonly log: Logger;
   private readonly now: () => number;
@@ -90,10 +93,10 @@ export class UpdateBarrier {
     this.replies = this.o.nc.subscribe(`${this.replyPrefix}.*`, {
       callback: (err, msg) => {
         if (err) return;
-        const answer = this.running.get(msg.subject.slice(this.replyPrefix.length + 1));
-        if (!answer) return; // a late answer to a barrier that finished
+        const barrier = this.running.get(msg.subject.slice(this.replyPrefix.length + 1));
+        if (!barrier) return; // a late answer to a barrier that finished
         try {
-          answer(Codecs.gatewaySync.reply.decode(msg.data).data);
+          barrier.answer(Codecs.gatewaySync.reply.decode(msg.data).data);
         } catch (e) {
           this.log.warn({ err: (e as Error).message }, "malformed gateway.sync answer");
         }
@@ -101,11 +104,16 @@ export class UpdateBarrier {
     });
   }
 
+  /**
+   * Stops listening. Barriers still running end at once with their unanswered gateways missing:
+   * no answer can reach them any more, and their timers would otherwise run to the timeout.
+   */
   stop(): void {
     this.sub?.unsubscribe();
     this.sub = undefined;
     this.replies?.unsubscribe();
     this.replies = undefined;
+    for (const { finish } of [...this.running.values()]) finish();
   }
 
   /** Gateways heard from within their last MISSED_BEATS intervals. */
@@ -149,21 +157,27 @@ export class UpdateBarrier {
     const waiting = new Set(waitedFor);
     const { nc, subjects, sender, timeoutMs } = this.o;
     const token = (this.nextToken++).toString(36);
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       let done = false;
-      const finish = () => {
-        if (done) return;
+      const end = () => {
         done = true;
         clearTimeout(deadline);
         clearInterval(recheck);
         this.running.delete(token);
+      };
+      const finish = () => {
+        if (done) return;
+        end();
         result.missing = [...waiting];
         resolve(result);
       };
-      this.running.set(token, ({ gateway, applied }) => {
-        (applied ? result.applied : result.failed).push(gateway);
-        waiting.delete(gateway);
-        if (waiting.size === 0) finish();
+      this.running.set(token, {
+        answer: ({ gateway, applied }) => {
+          (applied ? result.applied : result.failed).push(gateway);
+          waiting.delete(gateway);
+          if (waiting.size === 0) finish();
+        },
+        finish,
       });
       const deadline = setTimeout(finish, timeoutMs);
       // A gateway that stopped (or went silent) meanwhile is no longer waited for.
@@ -172,9 +186,17 @@ export class UpdateBarrier {
         for (const id of waiting) if (!live.has(id)) waiting.delete(id);
         if (waiting.size === 0) finish();
       }, RECHECK_MS);
-      nc.publish(subjects.gatewaySync, Codecs.gatewaySync.request.encode(req, sender), {
-        reply: `${this.replyPrefix}.${token}`,
-      });
+      try {
+        nc.publish(subjects.gatewaySync, Codecs.gatewaySync.request.encode(req, sender), {
+          reply: `${this.replyPrefix}.${token}`,
+        });
+      } catch (err) {
+        // The question never left (a closed or draining connection): no answer can come, so
+        // the barrier fails now (afterChange logs it; the write is answered, committed) instead
+        // of its timers running to the timeout.
+        end();
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
     });
   }
 }
