@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { expect } from "chai";
 import { silentLogger } from "@fizz/kit";
 import { loadConfig, start, type RegistryService } from "@fizz/registry";
-import { startNats, startRedis, waitFor, type TestServer } from "@fizz/testkit";
+import { freePort, startNats, startRedis, waitFor, type TestServer } from "@fizz/testkit";
 import { fizz } from "./support/cli.js";
 import { CONFIG, doc, project, type Project } from "./spec-support.js";
 
@@ -74,6 +74,12 @@ describe("fizz spec apply: an environment switched to a compiled runtime, agains
       { registry: url },
       { env: { FIZZ_TOKEN: TOKEN } },
     );
+  const validate = (registryUrl = url) =>
+    fizz(
+      ["spec", "validate", "-f", p.specs],
+      { registry: registryUrl },
+      { env: { FIZZ_TOKEN: TOKEN } },
+    );
   async function all(): Promise<Record<string, Obj>> {
     const out: Record<string, Obj> = {};
     for (const kind of ["environments", "packages", "functions"]) {
@@ -96,6 +102,15 @@ describe("fizz spec apply: an environment switched to a compiled runtime, agains
     await p.write({
       "specs/a.yaml": `${NODE_ENV.replace("env-node", "env-go")}${goPackage("app")}${packagedFn("app")}`,
     });
+    // validate reads the registry too, and refuses what apply refuses, with the same code.
+    const checked = await validate();
+    expect(checked.code).to.equal(1);
+    expect(checked.stdout).to.equal("");
+    expect(checked.stderr).to.match(
+      /a\.yaml:\d+: Environment app: spec\.image: environment "app" cannot be switched to go \(compiled\) in place/,
+    );
+    expect(checked.stderr).to.include("(COMPILED_SWITCH_BLOCKED)\n");
+    expect(checked.stderr).to.include("apply would refuse to run");
     for (const run of [["--dry-run"], []]) {
       const r = await apply(...run);
       expect(r.code).to.equal(1);
@@ -192,8 +207,19 @@ describe("fizz spec apply: an environment switched to a compiled runtime, agains
       expect(r.stderr).to.match(
         /b\.yaml:\d+: Function onego: spec\.code: environment "gonew" runs go, which is compiled/,
       );
+      expect(r.stderr).to.include("(CODE_NEEDS_PACKAGE)\n");
       expect(r.stderr).to.include("nothing was applied");
       expect(await all()).to.deep.equal(before);
+      // validate says the same, against the registry and offline (it needs no stored object).
+      const closed = `http://127.0.0.1:${await freePort()}`;
+      for (const registryUrl of [url, closed]) {
+        const v = await validate(registryUrl);
+        expect(v.code, registryUrl).to.equal(1);
+        expect(v.stderr).to.match(
+          /b\.yaml:\d+: Function onego: spec\.code: environment "gonew" runs go, which is compiled.*\(CODE_NEEDS_PACKAGE\)\n/,
+        );
+        expect(v.stderr).to.include("apply would refuse to run");
+      }
     } finally {
       await rm(join(p.specs, "b.yaml"));
     }

@@ -4,7 +4,11 @@
  * a stable code, naming the environment, the functions and what to do instead.
  */
 import { expect } from "chai";
-import { COMPILED_SWITCH_BLOCKED, orderCompiledSwitches } from "../src/spec/compiled-switch.js";
+import {
+  CODE_NEEDS_PACKAGE,
+  COMPILED_SWITCH_BLOCKED,
+  orderCompiledSwitches,
+} from "../src/spec/compiled-switch.js";
 import { keepWhatIsUsed } from "../src/spec/keep.js";
 import { loadSpec, type LoadedSpec } from "../src/spec/load.js";
 import { computePlan, type PlanItem } from "../src/spec/plan.js";
@@ -152,7 +156,7 @@ describe("fizz spec: an environment switched to a compiled runtime", () => {
       kind: "Function",
       name: "added",
       field: "spec.code",
-      code: COMPILED_SWITCH_BLOCKED,
+      code: CODE_NEEDS_PACKAGE,
     });
     expect(switched.problems[0]!.message).to.include(
       'environment "app" runs go (after this apply), which is compiled',
@@ -161,7 +165,9 @@ describe("fizz spec: an environment switched to a compiled runtime", () => {
     const goEnv = doc("Environment", "gone", "  image: fizz/env-go\n");
     const onNew = doc("Function", "added", "  environment: gone\n  code: { path: ../hello.js }\n");
     const created = await order(`${goEnv}${onNew}`, []);
-    expect(created.problems.map((x) => `${x.name} ${x.field}`)).to.deep.equal(["added spec.code"]);
+    expect(created.problems.map((x) => `${x.name} ${x.field} ${x.code}`)).to.deep.equal([
+      `added spec.code ${CODE_NEEDS_PACKAGE}`,
+    ]);
   });
 
   it("lets a switch wait for the functions leaving when a package of it is written without a build (a deployment)", async () => {

@@ -13,7 +13,7 @@ import { ApplyFailedError, executePlan, type ItemResult } from "./apply.js";
 import { planDestroy } from "./destroy.js";
 import type { SpecObject } from "./documents.js";
 import { packCanonical, type PackedArchive } from "./files.js";
-import { orderCompiledSwitches } from "./compiled-switch.js";
+import { compiledRefusals, orderCompiledSwitches } from "./compiled-switch.js";
 import { keepWhatIsUsed } from "./keep.js";
 import { APPLY_ORDER, loadSpec, loadSpecIdentity, problemAt, type LoadedSpec } from "./load.js";
 import { computePlan, isSharedEnvironment, type PlanItem } from "./plan.js";
@@ -31,7 +31,7 @@ import {
   problemsJson,
   tally,
 } from "./report.js";
-import { checkAgainstState, readState } from "./state.js";
+import { checkAgainstState, readState, type RegistryState } from "./state.js";
 
 export type Env = Record<string, string | undefined>;
 
@@ -73,8 +73,9 @@ export async function validate(ctx: Context, dirs: string[], env: Env): Promise<
   // References outside the spec and name clashes can only be checked by asking the registry.
   let warnings: string[] = [];
   let checked = true;
+  let state: RegistryState | undefined;
   try {
-    const state = await readState(ctx, spec.namespaces, statePlurals(spec));
+    state = await readState(ctx, spec.namespaces, statePlurals(spec));
     const found = checkAgainstState(spec, state, (o, existing) =>
       isSharedEnvironment(o, spec.name, existing),
     );
@@ -91,6 +92,10 @@ export async function validate(ctx: Context, dirs: string[], env: Env): Promise<
           : "whether objects of the same names exist there"),
     ];
   }
+  // What apply refuses before any write about compiled runtimes (compiled-switch.ts); offline,
+  // only what needs no stored object.
+  const refused = await compiledRefusals(spec, state, () => packForCheck(ctx, spec));
+  if (refused.length > 0) fail(ctx, refused, "apply would refuse to run");
   printWarnings(ctx, warnings);
   if (ctx.output === "json") {
     printResultJson(ctx, {
@@ -163,6 +168,19 @@ export async function apply(
       "apply",
       variables.json,
     );
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** The packages packed as apply packs them, only to plan with their digests (then removed). */
+async function packForCheck(
+  ctx: Context,
+  spec: LoadedSpec,
+): Promise<Map<SpecObject, PackedArchive>> {
+  const work = await mkdtemp(join(tmpdir(), "fizz-spec-"));
+  try {
+    return await packAll(ctx, spec, work);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

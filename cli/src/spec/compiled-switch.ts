@@ -20,13 +20,22 @@
  * registry refuses it, references.ts checkCodeRunnable) is refused up front too.
  */
 import { isCompiledRuntime, runtimeOfImage } from "@fizz/events";
-import { problemAt } from "./load.js";
-import type { PlanItem } from "./plan.js";
+import type { SpecObject } from "./documents.js";
+import type { PackedArchive } from "./files.js";
+import { problemAt, type LoadedSpec } from "./load.js";
+import { computePlan, type PlanItem } from "./plan.js";
 import type { SpecProblem } from "./problems.js";
-import type { RegistryState } from "./state.js";
+import { RegistryState } from "./state.js";
 
-/** The stable code of the refusal, in the printed problem and in `-o json`. */
+/**
+ * The stable codes of the refusals, in the printed problem and in `-o json`: an environment's
+ * switch to a compiled runtime that its single-file functions block (at its `spec.image`), and a
+ * function written with `spec.code` onto an environment that is compiled once the plan's
+ * environments are written (at its `spec.code`). The registry answers both VALIDATION_FAILED,
+ * told apart only by the field, so the CLI names each on its own.
+ */
 export const COMPILED_SWITCH_BLOCKED = "COMPILED_SWITCH_BLOCKED";
+export const CODE_NEEDS_PACKAGE = "CODE_NEEDS_PACKAGE";
 
 const quoted = (names: string[]) => names.map((n) => `"${n}"`).join(", ");
 const keyOf = (i: { plural: string; namespace: string; name: string }) =>
@@ -109,6 +118,30 @@ export function orderCompiledSwitches(
   return { plan: out, problems: [...problems, ...codeOnCompiled(plan, state, named)] };
 }
 
+/**
+ * The refusals above for `fizz spec validate`, which plans nothing else. With the registry's
+ * `state`, exactly apply's (without --prune, which validate has not): the plan is first made
+ * without packing, where every source package of the spec counts as rebuilt (no digest to
+ * compare), which can only add refusals (a switch waiting for its functions is refused when a
+ * package of it is built in the run); only a spec refused that way, with source packages, is
+ * packed (`pack`, as apply does) and planned again. Offline (`state` undefined) every object is
+ * new, so no switch is seen: what is left is a function with `spec.code` on an environment this
+ * spec makes compiled.
+ */
+export async function compiledRefusals(
+  spec: LoadedSpec,
+  state: RegistryState | undefined,
+  pack: () => Promise<Map<SpecObject, PackedArchive>>,
+): Promise<SpecProblem[]> {
+  const known = state ?? new RegistryState(new Map());
+  const refusals = (packed: Map<SpecObject, PackedArchive>) =>
+    orderCompiledSwitches(computePlan(spec, known, packed, undefined), known).problems;
+  const rough = refusals(new Map());
+  const sources = spec.objects.some((o) => o.archivePath?.use === "source");
+  if (rough.length === 0 || state === undefined || !sources) return rough;
+  return refusals(await pack());
+}
+
 /** What makes the registry build a package it is sent (packages.ts afterWrite). */
 const BUILD_INPUTS = ["spec.source", "spec.buildCommand", "spec.environment"];
 /** A package write the registry builds: a source, new or with a build input changed. */
@@ -148,7 +181,7 @@ function codeOnCompiled(
       ["spec", "code"],
       `environment "${env}" runs ${runtime!}${when}, which is compiled and runs no single source file (spec.code), so the registry would refuse this function: give it a source package (spec.package), or another environment`,
     );
-    problems.push({ ...problem, code: COMPILED_SWITCH_BLOCKED });
+    problems.push({ ...problem, code: CODE_NEEDS_PACKAGE });
   }
   return problems;
 }
