@@ -115,4 +115,42 @@ describe("fizz spec validate: refusals about compiled runtimes", () => {
     expect(await compiledRefusals(interpreted, state("sha256:bb"), pack)).to.deep.equal([]);
     expect(packs).to.equal(0);
   });
+
+  it("against the registry: a package stored with a deployment that the spec gives a source counts as rebuilt before packing", async () => {
+    // The registry builds it (a source where there was none), so apply refuses the switch; the
+    // plan without digests saw no spec.source change (no stored digest, none packed) and let
+    // validate pass without packing.
+    const node = doc("Environment", "node", "  image: fizz/env-node\n");
+    const away = doc("Function", "hello", "  environment: node\n  code: { path: ../hello.js }\n");
+    const pkg = doc("Package", "hello-go", "  environment: app\n  source: { path: ../src }\n");
+    const spec = await load(`${GO_APP}${node}${away}${pkg}`);
+    const pkgObj = spec.objects.find((o) => o.plural === "packages")!;
+    const state = new RegistryState(
+      new Map([
+        ["environments/default", [stored("Environment", "app", { image: "fizz/env-node" })]],
+        ["functions/default", [stored("Function", "hello", { environment: "app", code: CODE })]],
+        [
+          "packages/default",
+          [
+            stored("Package", "hello-go", {
+              environment: "app",
+              deployment: { digest: "sha256:dd" },
+            }),
+          ],
+        ],
+      ]),
+    );
+    let packs = 0;
+    const pack = () => {
+      packs++;
+      return Promise.resolve(
+        new Map<SpecObject, PackedArchive>([[pkgObj, { digest: "sha256:aa" } as PackedArchive]]),
+      );
+    };
+    const problems = await compiledRefusals(spec, state, pack);
+    expect(problems.map((x) => `${x.kind} ${x.name} ${x.field} ${x.code}`)).to.deep.equal([
+      `Environment app spec.image ${COMPILED_SWITCH_BLOCKED}`,
+    ]);
+    expect(packs).to.equal(1);
+  });
 });

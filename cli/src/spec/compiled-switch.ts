@@ -121,8 +121,8 @@ export function orderCompiledSwitches(
 /**
  * The refusals above for `fizz spec validate`, which plans nothing else. With the registry's
  * `state`, exactly apply's (without --prune, which validate has not): the plan is first made
- * without packing, where every source package of the spec counts as rebuilt (no digest to
- * compare), which can only add refusals (a switch waiting for its functions is refused when a
+ * without packing, where every source package of the spec counts as rebuilt (a digest that
+ * matches none stored), which can only add refusals (a switch waiting for its functions is refused when a
  * package of it is built in the run); only a spec refused that way, with source packages, is
  * packed (`pack`, as apply does) and planned again. Offline (`state` undefined) every object is
  * new, so no switch is seen: what is left is a function with `spec.code` on an environment this
@@ -136,9 +136,12 @@ export async function compiledRefusals(
   const known = state ?? new RegistryState(new Map());
   const refusals = (packed: Map<SpecObject, PackedArchive>) =>
     orderCompiledSwitches(computePlan(spec, known, packed, undefined), known).problems;
-  const rough = refusals(new Map());
-  const sources = spec.objects.some((o) => o.archivePath?.use === "source");
-  if (rough.length === 0 || state === undefined || !sources) return rough;
+  // A digest no stored archive has: without one, a package stored with no source (a deployment
+  // package the spec gives a source) showed no spec.source change, so it did not count as built.
+  const sources = spec.objects.filter((o) => o.archivePath?.use === "source");
+  const unpacked: PackedArchive = { path: "", digest: "", size: 0, files: 0, skipped: [] };
+  const rough = refusals(new Map(sources.map((o) => [o, unpacked])));
+  if (rough.length === 0 || state === undefined || sources.length === 0) return rough;
   return refusals(await pack());
 }
 
