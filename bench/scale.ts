@@ -131,14 +131,23 @@ export async function measureScale(opts: ScaleOptions = {}): Promise<ScaleFigure
     // Measured once the services are quiet, as the median of several rounds, with the gateway's
     // CPU per request: on a 2-core machine another service's work is the gateway's loss. One route
     // here only for context; the ratio's one-route side is a reference platform's, below.
-    const round1 = async (url: string, pid: number) => {
-      const r = await wrkMetered(url, { connections: 50, seconds: wrkSeconds }, [pid]);
-      return { rps: r.rps, cpu: r.cpuUsPerReq[0]! };
+    // Also the platform's other processes (services, NATS, Redis): what they spend while the
+    // gateway is loaded is taken from its cores, so a ratio under 1 with the gateway's own CPU
+    // per request unchanged points at them.
+    const round1 = async (url: string, platformPids: Record<string, number>) => {
+      const names = Object.keys(platformPids).filter((k) => k !== "gateway");
+      const r = await wrkMetered(url, { connections: 50, seconds: wrkSeconds }, [
+        platformPids.gateway!,
+        ...names.map((k) => platformPids[k]!),
+      ]);
+      const others = Object.fromEntries(names.map((k, i) => [k, r.cpuUsPerReq[i + 1]!]));
+      return { rps: r.rps, cpu: r.cpuUsPerReq[0]!, others };
     };
     await waitQuiet(SERVICES.map((s) => pids[s]!));
     await wrk(probeUrl, { connections: 50, seconds: 3 }); // V8 warms the hot path
-    const before: { rps: number; cpu: number }[] = [];
-    for (let i = 0; i < rounds; i++) before.push(await round1(probeUrl, pids.gateway!));
+    type Round = Awaited<ReturnType<typeof round1>>;
+    const before: Round[] = [];
+    for (let i = 0; i < rounds; i++) before.push(await round1(probeUrl, pids));
     const oneRouteBefore = percentile(
       before.map((b) => b.rps),
       50,
@@ -206,22 +215,40 @@ export async function measureScale(opts: ScaleOptions = {}): Promise<ScaleFigure
     await waitQuiet([...SERVICES.map((s) => pids[s]!), ...SERVICES.map((s) => ref!.pids[s]!)]);
     await wrk(probeUrl, { connections: 50, seconds: 3 });
     await wrk(refUrl, { connections: 50, seconds: 3 });
-    const many: { rps: number; cpu: number }[] = [];
-    const one: { rps: number; cpu: number }[] = [];
+    const many: Round[] = [];
+    const one: Round[] = [];
     for (let i = 0; i < rounds; i++) {
       // Which goes first alternates too: the second of a pair meets what the first left behind.
       if (i % 2 === 0) {
-        many.push(await round1(probeUrl, pids.gateway!));
-        one.push(await round1(refUrl, ref.pids.gateway!));
+        many.push(await round1(probeUrl, pids));
+        one.push(await round1(refUrl, ref.pids));
       } else {
-        one.push(await round1(refUrl, ref.pids.gateway!));
-        many.push(await round1(probeUrl, pids.gateway!));
+        one.push(await round1(refUrl, ref.pids));
+        many.push(await round1(probeUrl, pids));
       }
     }
     console.log(
       `gateway req/s per round, among all / one route: ` +
         many.map((m, i) => `${Math.round(m.rps)}/${Math.round(one[i]!.rps)}`).join(" ") +
         `; before the creations ${before.map((b) => Math.round(b.rps)).join(" ")}`,
+    );
+    // Per process, the median over rounds of its CPU per gateway request, both sides.
+    const othersLine = (xs: Round[]) =>
+      Object.keys(xs[0]?.others ?? {})
+        .map(
+          (k) =>
+            `${k} ${round(
+              percentile(
+                xs.map((x) => x.others[k] ?? 0),
+                50,
+              ),
+              1,
+            )}`,
+        )
+        .join(", ");
+    console.log(
+      `CPU per gateway request of the other processes (us), among all: ${othersLine(many)}; ` +
+        `one route: ${othersLine(one)}`,
     );
     await ref.stop();
     ref = undefined;
