@@ -73,6 +73,7 @@ export function orderCompiledSwitches(
       .filter((f) => f.spec.environment === env && f.spec.code !== undefined)
       .map((f) => f.metadata.name);
     if (blockers.length === 0) continue;
+    const blocking = new Set(blockers);
     // What each blocker becomes in this plan decides whether the switch can wait for it.
     const groups = {
       toPackages: [] as string[],
@@ -97,7 +98,7 @@ export function orderCompiledSwitches(
         writes(i) &&
         i.desired?.spec.environment === env &&
         i.desired.spec.code !== undefined &&
-        !blockers.includes(i.name)
+        !blocking.has(i.name)
       )
         groups.keepCode.push(i.name);
     // Builds that need the new builder: the switch cannot wait for the functions leaving.
@@ -223,7 +224,12 @@ function hints(
  */
 function after(plan: PlanItem[], item: PlanItem, leaving: PlanItem[]): PlanItem[] {
   const rest = plan.filter((i) => i !== item);
-  let at = Math.max(...leaving.map((i) => rest.indexOf(i)));
+  // By a set, not an indexOf per item: a switch left by 10,000 functions scanned the plan each.
+  const moving = new Set(leaving);
+  let at = -1;
+  rest.forEach((i, k) => {
+    if (moving.has(i)) at = k;
+  });
   const run = rest[at]!;
   const same = (i: PlanItem) => i.plural === run.plural && phase(i) === phase(run);
   while (at + 1 < rest.length && same(rest[at + 1]!)) at++;
