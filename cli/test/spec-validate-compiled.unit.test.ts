@@ -4,6 +4,7 @@
  * and offline only what needs no stored object.
  */
 import { expect } from "chai";
+import { freePort } from "@fizz/testkit";
 import {
   CODE_NEEDS_PACKAGE,
   COMPILED_SWITCH_BLOCKED,
@@ -14,6 +15,7 @@ import type { PackedArchive } from "../src/spec/files.js";
 import { loadSpec, type LoadedSpec } from "../src/spec/load.js";
 import { RegistryState, type StoredObject } from "../src/spec/state.js";
 import { CONFIG, doc, project, type Project } from "./spec-support.js";
+import { fizz } from "./support/cli.js";
 
 const stored = (kind: string, name: string, spec: Record<string, unknown>) =>
   ({
@@ -60,6 +62,16 @@ describe("fizz spec validate: refusals about compiled runtimes", () => {
     // An environment the spec does not hold is the registry's to say: nothing offline.
     const elsewhere = await load(CODE_ON_APP);
     expect(await compiledRefusals(elsewhere, undefined, noPacking)).to.deep.equal([]);
+  });
+
+  it("offline: a refusal still says the registry was not checked, as apply prints its warnings before refusing", async () => {
+    await load(`${GO_APP}${CODE_ON_APP}`);
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const r = await fizz(["spec", "validate", "-f", p.specs], { registry: closed });
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.include("warning: not checked against the registry (cannot reach");
+    expect(r.stderr).to.match(/Function hello: spec\.code: .*\(CODE_NEEDS_PACKAGE\)\n/);
+    expect(r.stderr).to.include("apply would refuse to run");
   });
 
   it("against the registry: refuses the switch apply refuses, at the environment's spec.image", async () => {

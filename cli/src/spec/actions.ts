@@ -92,11 +92,12 @@ export async function validate(ctx: Context, dirs: string[], env: Env): Promise<
           : "whether objects of the same names exist there"),
     ];
   }
+  // Before a refusal, as apply prints them: offline, what could not be checked still shows.
+  printWarnings(ctx, warnings);
   // What apply refuses before any write about compiled runtimes (compiled-switch.ts); offline,
   // only what needs no stored object.
   const refused = await compiledRefusals(spec, state, () => packForCheck(ctx, spec));
   if (refused.length > 0) fail(ctx, refused, "apply would refuse to run");
-  printWarnings(ctx, warnings);
   if (ctx.output === "json") {
     printResultJson(ctx, {
       spec: spec.name,
