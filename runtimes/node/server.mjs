@@ -16,6 +16,7 @@
  */
 // First: a pool instance's warm-up is to make Node's request handling under it (the module says why).
 import { endEagerFeedback } from "./src/eager-feedback.mjs";
+import { warmUpWanted } from "./src/warm-up-mode.mjs";
 import { closeSync, writeSync } from "node:fs";
 import { createServer } from "node:http";
 import { sendError, sendJson } from "./src/http.mjs";
@@ -63,8 +64,8 @@ delete process.env.FIZZ_SPECIALIZE_TOKEN;
 // listen, so neither the function nor anything it starts inherits it.
 const readyFd = process.env.FIZZ_READY_FD ? intFromEnv("FIZZ_READY_FD", 0) : undefined;
 delete process.env.FIZZ_READY_FD;
-// "0": started for a specialize that is already waiting (an empty pool): no rehearsal.
-const warmUpWanted = process.env.FIZZ_WARM_UP !== "0";
+// "0": started for a specialize that is already waiting (an empty pool): no rehearsal; a refill
+// started on a busy machine has none either (src/warm-up-mode.mjs).
 delete process.env.FIZZ_WARM_UP;
 /**
  * stderr keeps an "error" listener for good: once its reader is gone (the process backend's pipe
@@ -364,9 +365,11 @@ function preloadArchiveSupport() {
  * compiling this code nor for Node's lazily loaded internals (src/rehearse.mjs). The rehearsal is
  * an optimization only: a failure is logged and otherwise ignored, and it stops early once the
  * real specialize has come in. Modules that do not load are a broken install: exit, as a static
- * import would have. An instance started for a waiting specialize (FIZZ_WARM_UP=0) only loads
- * them: the real specialize and call come at once and pay the same price a rehearsal would. A
- * pool instance announces readiness at the end (warmedUp), so it is idle once handed out.
+ * import would have. An instance started for a waiting specialize (FIZZ_WARM_UP=0), or a refill
+ * started on a busy machine (src/warm-up-mode.mjs), only loads them: the real specialize and call
+ * come at once (a busy machine's refill is handed out as soon as it is up) and pay the same price
+ * a rehearsal would. A pool instance that warms up announces readiness at the end (warmedUp), so
+ * it is idle once handed out.
  */
 function warmUp() {
   loadHandlers().then(

@@ -11,19 +11,19 @@
  * under V8's defaults, and V8 takes Node's code cache of its built-ins again (a cache is only
  * taken under the flags it was made with).
  *
- * Only for a pool instance: one started for a waiting specialize (FIZZ_WARM_UP=0) rehearses
- * nothing, its start is on a request's path, and it loads no node:v8 (~1.5 ms). The V8 code cache
- * of the one-file build is read and checked before this runs (start-cached.cjs), under the flags
- * it was made with. Measured on a pool instance (20 alternating runs, 2 cores, load ~2): CPU of
+ * Only for a pool instance that warms up (warm-up-mode.mjs): one started for a waiting specialize
+ * (FIZZ_WARM_UP=0), or a refill started on a busy machine, rehearses nothing, and loads no node:v8
+ * (~1.5 ms). The V8 code cache of the one-file build is read and checked before this runs
+ * (start-cached.cjs), under the flags it was made with. Measured on a pool instance (20 alternating runs, 2 cores, load ~2): CPU of
  * its specialize + first call 3.21 -> 2.76 ms, wall 4.49 -> 3.68 ms, for 10-20 ms more CPU in its
  * warm-up, spent before it announces readiness.
  */
 import { createRequire } from "node:module";
+import { warmUpWanted } from "./warm-up-mode.mjs";
 
-const wanted = process.env.FIZZ_WARM_UP !== "0";
 /** @type {((flags: string) => void) | undefined} */
 let setFlags;
-if (wanted) {
+if (warmUpWanted) {
   // Any absolute path: only a built-in is required through it.
   /** @type {typeof import("node:v8")} */
   const v8 = createRequire(process.execPath)("node:v8");

@@ -68,14 +68,29 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     rmSync(scratch, { recursive: true, force: true });
   });
 
+  /**
+   * @param extra variables to add; one set to undefined is left out (FIZZ_WARM_UP: unset)
+   * @param wrapper what starts node (e.g. nice and taskset, then process.execPath)
+   */
   async function start(
-    extra: Record<string, string>,
+    extra: Record<string, string | undefined>,
     stdin: "ignore" | "pipe" = "ignore",
     nodeArgs: string[] = [],
+    wrapper: string[] = [],
   ): Promise<{ url: string; pipe: Readable }> {
     const port = await freePort();
-    proc = spawn(process.execPath, [...nodeArgs, SERVER], {
-      env: { ...minimalEnv(scratch), PORT: String(port), HOST: "127.0.0.1", ...extra },
+    // A pool instance warms up even when the machine is busy (src/warm-up-mode.mjs): these tests
+    // are about its warm-up, and run on machines loaded by other work. Tests set "0" or unset it.
+    const env = {
+      ...minimalEnv(scratch),
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      FIZZ_WARM_UP: "1",
+    };
+    proc = spawn(wrapper[0] ?? process.execPath, [...wrapper.slice(1), ...nodeArgs, SERVER], {
+      env: Object.fromEntries(
+        Object.entries({ ...env, ...extra }).filter(([, v]) => v !== undefined),
+      ),
       stdio: [stdin, "pipe", "pipe", "pipe"],
     });
     proc.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
@@ -211,6 +226,33 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     const loaded = await postJson(url, "/v2/specialize", specializeBody("probe.js", PROBE));
     expect(loaded.status, loaded.text).to.equal(200);
     expect((await request(url, { headers: ME })).object()).to.include({ readyFd: null });
+  });
+
+  it("a pool refill started on a busy machine skips its warm-up: announced on listen, nothing preloaded", async () => {
+    // src/warm-up-mode.mjs: FIZZ_WARM_UP unset (as the process backend starts a refill) and the
+    // start got less than half the CPU of its wall time. Made so here: the runtime shares one
+    // core with a busy loop of a higher priority, until it has announced.
+    const cpu = ["taskset", "-c", "0"];
+    const spinner = spawn(cpu[0]!, [...cpu.slice(1), process.execPath, "-e", "for (;;);"], {
+      stdio: "ignore",
+    });
+    try {
+      const code = `module.exports = async () => ({
+        archive: process.moduleLoadList.includes("NativeModule zlib"),
+        eager: process.moduleLoadList.includes("NativeModule v8"),
+      });`;
+      const wrapper = ["nice", "-n", "5", ...cpu, process.execPath];
+      const env = { FIZZ_READY_FD: "3", FIZZ_WARM_UP: undefined };
+      const { url, pipe } = await start(env, "ignore", [], wrapper);
+      expect(await readAll(pipe)).to.equal("ready\n");
+      spinner.kill("SIGKILL");
+      const loaded = await postJson(url, "/v2/specialize", specializeBody("probe.js", code));
+      expect(loaded.status, loaded.text).to.equal(200);
+      const seen = (await request(url, { headers: ME })).object();
+      expect(seen).to.deep.equal({ archive: false, eager: false });
+    } finally {
+      spinner.kill("SIGKILL");
+    }
   });
 
   it("a pool instance runs no optimizing compile in its specialize and first call, whatever its paths' lengths", async () => {

@@ -1,0 +1,41 @@
+// @ts-check
+/**
+ * Whether this instance warms up before it announces readiness: eager feedback
+ * (eager-feedback.mjs), the rehearsal (rehearse.mjs) and the archive preload (server.mjs). They
+ * cost a pool instance ~110 ms of CPU (more than Node's own start-up, ~65 ms) to take a few ms
+ * off its specialize and first call. That is a good trade while the machine has CPU to spare, and
+ * a bad one while it has none: on 2 cores saturated by a burst of cold starts (the scale bench's
+ * 50 distinct functions, 8 at a time, on a pool of 4), every refill is handed out as soon as it
+ * is ready, each ms of CPU its warm-up spends is taken from the requests and the other starts, and
+ * the start rate (~9-10 Node starts a second) was what the burst waited for.
+ *
+ * FIZZ_WARM_UP: "0" never (started for a specialize already waiting), "1" always (tests, or to
+ * rule it in), unset (a pool refill): unless the machine was busy while Node started, i.e. its
+ * wall time since Node started was more than BUSY_RATIO times the CPU time it got. Measured on 2
+ * cores (load 12-16 from other work): a start given a core to itself 0.8-1.0 (Node's start-up
+ * runs on more than one thread); one sharing the cores fairly with many others 1.6-2.4; a refill
+ * at its start-up niceness (instance-launch.ts, REFILL_NICE) 5-23. Measured, 10 alternating pairs
+ * of a refill started niced on the busy machine: CPU to ready 193 -> 90 ms, wall 756 -> 671 ms,
+ * for 6.2 -> 16.6 ms of CPU in its specialize and first call, warm calls unchanged (261 -> 236
+ * us of CPU each over 4,000); given a core, 209 -> 200 ms (warmed up as before). One getrusage.
+ */
+
+/** Wall time over CPU time from which the machine counts as busy (see above). */
+export const BUSY_RATIO = 2;
+
+/**
+ * @param {number} wallMs since the process started
+ * @param {number} cpuMs CPU time of all its threads so far
+ */
+export function busy(wallMs, cpuMs) {
+  return wallMs > BUSY_RATIO * cpuMs;
+}
+
+function startedBusy() {
+  const { user, system } = process.cpuUsage();
+  return busy(process.uptime() * 1000, (user + system) / 1000);
+}
+
+const setting = process.env.FIZZ_WARM_UP;
+/** Decided once, at the start (the first module server.mjs loads imports this one first). */
+export const warmUpWanted = setting === "1" || (setting !== "0" && !startedBusy());

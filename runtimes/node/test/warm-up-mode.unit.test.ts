@@ -1,0 +1,12 @@
+// When a pool refill skips its warm-up (src/warm-up-mode.mjs): the rule alone.
+import { expect } from "chai";
+import { BUSY_RATIO, busy } from "../src/warm-up-mode.mjs";
+
+describe("node runtime: warm-up on a busy machine", () => {
+  it("counts a start as busy only when its wall time is over BUSY_RATIO times its CPU time", () => {
+    expect(busy(70, 65)).to.equal(false); // quiet: about as much CPU as wall time
+    expect(busy(BUSY_RATIO * 65, 65)).to.equal(false);
+    expect(busy(BUSY_RATIO * 65 + 1, 65)).to.equal(true);
+    expect(busy(700, 65)).to.equal(true); // a refill at its start-up niceness behind requests
+  });
+});
