@@ -230,8 +230,8 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
 
   it("a pool refill started on a busy machine skips its warm-up: announced on listen, nothing preloaded", async () => {
     // src/warm-up-mode.mjs: FIZZ_WARM_UP unset (as the process backend starts a refill) and the
-    // start got less than half the CPU of its wall time. Made so here: the runtime shares one
-    // core with a busy loop of a higher priority, until it has announced.
+    // start got less than a third of the CPU of its wall time. Made so here: the runtime shares
+    // one core with a busy loop of a higher priority (~10% of the core), until it has announced.
     const cpu = ["taskset", "-c", "0"];
     const spinner = spawn(cpu[0]!, [...cpu.slice(1), process.execPath, "-e", "for (;;);"], {
       stdio: "ignore",
@@ -241,7 +241,7 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
         archive: process.moduleLoadList.includes("NativeModule zlib"),
         eager: process.moduleLoadList.includes("NativeModule v8"),
       });`;
-      const wrapper = ["nice", "-n", "5", ...cpu, process.execPath];
+      const wrapper = ["nice", "-n", "10", ...cpu, process.execPath];
       const env = { FIZZ_READY_FD: "3", FIZZ_WARM_UP: undefined };
       const { url, pipe } = await start(env, "ignore", [], wrapper);
       expect(await readAll(pipe)).to.equal("ready\n");
