@@ -16,6 +16,7 @@ import { loadSpec, type LoadedSpec } from "../src/spec/load.js";
 import { RegistryState, type StoredObject } from "../src/spec/state.js";
 import { CONFIG, doc, project, type Project } from "./spec-support.js";
 import { fizz } from "./support/cli.js";
+import { FakeServer } from "./support/fake-server.js";
 
 const stored = (kind: string, name: string, spec: Record<string, unknown>) =>
   ({
@@ -27,6 +28,11 @@ const stored = (kind: string, name: string, spec: Record<string, unknown>) =>
 
 const CODE = { filename: "hello.js", digest: "sha256:00", size: 10 };
 const GO_APP = doc("Environment", "app", "  image: fizz/env-go\n");
+/** A gzip header (so the spec loads) over a body that does not inflate (so packing fails). */
+const BROKEN_GZIP = Buffer.concat([
+  Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3]),
+  Buffer.alloc(64, 0xff),
+]);
 const CODE_ON_APP = doc("Function", "hello", "  environment: app\n  code: { path: ../hello.js }\n");
 
 describe("fizz spec validate: refusals about compiled runtimes", () => {
@@ -72,6 +78,46 @@ describe("fizz spec validate: refusals about compiled runtimes", () => {
     expect(r.stderr).to.include("warning: not checked against the registry (cannot reach");
     expect(r.stderr).to.match(/Function hello: spec\.code: .*\(CODE_NEEDS_PACKAGE\)\n/);
     expect(r.stderr).to.include("apply would refuse to run");
+  });
+
+  it("against the registry: only reads, and a package it packs that cannot be packed fails as validate, not apply", async () => {
+    const node = doc("Environment", "node", "  image: fizz/env-node\n");
+    const away = doc("Function", "hello", "  environment: node\n  code: { path: ../hello.js }\n");
+    const pkg = doc(
+      "Package",
+      "hello-go",
+      "  environment: app\n  source: { path: ../bad.tar.gz }\n",
+    );
+    await load(`${GO_APP}${node}${away}`);
+    await p.write({ "specs/a.yaml": `${GO_APP}${node}${away}${pkg}`, "bad.tar.gz": BROKEN_GZIP });
+    const registry = await FakeServer.start();
+    try {
+      for (const kind of [
+        "watchtriggers",
+        "timetriggers",
+        "mqtriggers",
+        "httptriggers",
+        "configmaps",
+        "packages",
+      ])
+        registry.on("GET", `/v1/namespaces/default/${kind}?limit=500`, { json: { items: [] } });
+      registry.on("GET", "/v1/namespaces/default/environments?limit=500", {
+        json: { items: [stored("Environment", "app", { image: "fizz/env-node" })] },
+      });
+      registry.on("GET", "/v1/namespaces/default/functions?limit=500", {
+        json: { items: [stored("Function", "hello", { environment: "app", code: CODE })] },
+      });
+      const r = await fizz(["spec", "validate", "-f", p.specs], { registry: registry.url });
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.match(/Package hello-go: spec\.source\.path: /);
+      expect(r.stderr).to.include("apply would refuse to run");
+      expect(r.stderr).not.to.include("nothing was applied");
+      expect(registry.requests.map((q) => q.method)).to.satisfy(
+        (m: string[]) => m.length > 0 && m.every((x) => x === "GET"),
+      );
+    } finally {
+      await registry.close();
+    }
   });
 
   it("against the registry: refuses the switch apply refuses, at the environment's spec.image", async () => {

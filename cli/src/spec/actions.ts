@@ -181,7 +181,7 @@ async function packForCheck(
 ): Promise<Map<SpecObject, PackedArchive>> {
   const work = await mkdtemp(join(tmpdir(), "fizz-spec-"));
   try {
-    return await packAll(ctx, spec, work);
+    return await packAll(ctx, spec, work, "apply would refuse to run");
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -192,6 +192,8 @@ async function packAll(
   ctx: Context,
   spec: LoadedSpec,
   work: string,
+  /** What a package that cannot be packed means: validate applies nothing to begin with. */
+  failed = "nothing was applied",
 ): Promise<Map<SpecObject, PackedArchive>> {
   const packed = new Map<SpecObject, PackedArchive>();
   const problems: SpecProblem[] = [];
@@ -212,7 +214,7 @@ async function packAll(
       ]);
     }
   }
-  if (problems.length > 0) fail(ctx, problems, "nothing was applied");
+  if (problems.length > 0) fail(ctx, problems, failed);
   return packed;
 }
 
