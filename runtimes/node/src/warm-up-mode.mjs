@@ -10,8 +10,10 @@
  * the start rate (~9-10 Node starts a second) was what the burst waited for.
  *
  * FIZZ_WARM_UP: "0" never (started for a specialize already waiting), "1" always (tests, or to
- * rule it in), unset (a pool refill): unless the machine was busy while Node started, i.e. its
- * wall time since Node started was more than BUSY_RATIO times the CPU time it got. Measured on 2
+ * rule it in), unset (a pool instance): always, except for a process backend refill (decideWarmUp)
+ * started while the machine was busy, i.e. its wall time since Node started (process.uptime(),
+ * from Node's own start, after exec and dynamic linking, whose CPU getrusage counts: the ratio
+ * errs towards warming up) was more than BUSY_RATIO times the CPU time it got. Measured on 2
  * cores (load 6-16 from other work): a start given a core to itself 0.8-1.0 (Node's start-up
  * runs on more than one thread); one sharing the cores fairly with many others 1.6-2.4; a refill
  * at its start-up niceness (instance-launch.ts, REFILL_NICE) mostly 4-23 (13 of 16 over 3). 3,
@@ -39,6 +41,26 @@ function startedBusy() {
   return busy(process.uptime() * 1000, (user + system) / 1000);
 }
 
-const setting = process.env.FIZZ_WARM_UP;
+/**
+ * Whether the rule applies: FIZZ_WARM_UP unset, and started by the process backend, the only one
+ * that passes a readiness pipe (FIZZ_READY_FD): its refill is the one niced until ready and then
+ * handed out at once, on the cores the requests run on. A kubernetes pod (no pipe) warms up as
+ * before: its start is slow by its own CPU limit as much as by a busy node (CFS throttling: at a
+ * 100m limit wall measured ~6-7x CPU at this point, at 200m ~3), its warm-up spends its own
+ * quota, and it is found by its readiness probe on listen, warm-up or not.
+ * @param {string | undefined} setting FIZZ_WARM_UP
+ * @param {string | undefined} readyFd FIZZ_READY_FD
+ * @param {() => boolean} startedBusy
+ */
+export function decideWarmUp(setting, readyFd, startedBusy) {
+  if (setting === "1") return true;
+  if (setting === "0") return false;
+  return !readyFd || !startedBusy();
+}
+
 /** Decided once, at the start (the first module server.mjs loads imports this one first). */
-export const warmUpWanted = setting === "1" || (setting !== "0" && !startedBusy());
+export const warmUpWanted = decideWarmUp(
+  process.env.FIZZ_WARM_UP,
+  process.env.FIZZ_READY_FD,
+  startedBusy,
+);

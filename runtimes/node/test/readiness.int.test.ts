@@ -255,6 +255,41 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     }
   });
 
+  it("an instance without a readiness pipe (a kubernetes pod) warms up however slowly it started", async () => {
+    // A pod's start is slow by its own CPU limit (CFS throttling: a 100m limit measured wall ~6-7x
+    // CPU at the first module), not by a busy machine; and it is not a process backend refill,
+    // niced until ready and handed out at once. The busy rule is the process backend's only.
+    const cpu = ["taskset", "-c", "0"];
+    const spinner = spawn(cpu[0]!, [...cpu.slice(1), process.execPath, "-e", "for (;;);"], {
+      stdio: "ignore",
+    });
+    try {
+      const code = `module.exports = async () => ({
+        archive: process.moduleLoadList.includes("NativeModule zlib"),
+        eager: process.moduleLoadList.includes("NativeModule v8"),
+      });`;
+      const wrapper = ["nice", "-n", "10", ...cpu, process.execPath];
+      const { url } = await start({ FIZZ_WARM_UP: undefined }, "ignore", [], wrapper);
+      await waitForHealthz(url, 15_000);
+      spinner.kill("SIGKILL");
+      // No announcement to wait for: the warm-up is over once the instance stops using CPU (two
+      // quiet 200 ms in a row; a specialize during it would end it early).
+      const pid = proc?.pid ?? 0;
+      for (let last = cpuMs(pid), quiet = 0, i = 0; quiet < 2 && i < 50; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        const now = cpuMs(pid);
+        quiet = now - last < 2 ? quiet + 1 : 0;
+        last = now;
+      }
+      const loaded = await postJson(url, "/v2/specialize", specializeBody("probe.js", code));
+      expect(loaded.status, loaded.text).to.equal(200);
+      const seen = (await request(url, { headers: ME })).object();
+      expect(seen).to.deep.equal({ archive: true, eager: true });
+    } finally {
+      spinner.kill("SIGKILL");
+    }
+  });
+
   it("a pool instance runs no optimizing compile in its specialize and first call, whatever its paths' lengths", async () => {
     // V8's optimizing compile of a hot function costs ~2-5 ms of CPU (a compiler thread, page
     // faults): the rehearsal runs the specialize's hot code (SHA-256, node:path) far enough that
