@@ -16,7 +16,7 @@
  */
 // First: a pool instance's warm-up is to make Node's request handling under it (the module says why).
 import { endEagerFeedback } from "./src/eager-feedback.mjs";
-import { warmUpWanted } from "./src/warm-up-mode.mjs";
+import { busyStartRatio, warmUpWanted } from "./src/warm-up-mode.mjs";
 import { closeSync, writeSync } from "node:fs";
 import { createServer } from "node:http";
 import { sendError, sendJson } from "./src/http.mjs";
@@ -301,7 +301,11 @@ server.on("error", (err) => {
 });
 server.listen(port, host, () => {
   const as = config.instanceId ? ` as ${config.instanceId}` : "";
-  console.error(`[fizz] node runtime listening on ${host}:${port}${as}`);
+  const busy =
+    busyStartRatio === undefined
+      ? ""
+      : `; warm-up skipped: started busy (wall ${busyStartRatio.toFixed(1)}x CPU)`;
+  console.error(`[fizz] node runtime listening on ${host}:${port}${as}${busy}`);
   // After the line above is in the stderr pipe (writes to pipes are synchronous): the poolkeeper
   // reads it as the warm instance's before it can hand the instance to a function. A pool
   // instance announces only after its warm-up (warmUp): the rehearsal's CPU then runs while the

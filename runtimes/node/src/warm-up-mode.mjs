@@ -36,9 +36,20 @@ export function busy(wallMs, cpuMs) {
   return wallMs > BUSY_RATIO * cpuMs;
 }
 
+/**
+ * Wall time over CPU time at the start, when the rule was applied and skipped the warm-up: the
+ * runtime says so on its "listening" line, so that a slower first call can be told apart.
+ * @type {number | undefined}
+ */
+export let busyStartRatio;
+
 function startedBusy() {
   const { user, system } = process.cpuUsage();
-  return busy(process.uptime() * 1000, (user + system) / 1000);
+  const wallMs = process.uptime() * 1000;
+  const cpuMs = (user + system) / 1000;
+  if (!busy(wallMs, cpuMs)) return false;
+  busyStartRatio = cpuMs > 0 ? wallMs / cpuMs : Infinity;
+  return true;
 }
 
 /**

@@ -250,6 +250,10 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
       expect(loaded.status, loaded.text).to.equal(200);
       const seen = (await request(url, { headers: ME })).object();
       expect(seen).to.deep.equal({ archive: false, eager: false });
+      // Said in its log, so that a slower first call can be told apart.
+      expect(stderr).to.match(
+        /listening on .*; warm-up skipped: started busy \(wall \d+\.\dx CPU\)/,
+      );
     } finally {
       spinner.kill("SIGKILL");
     }
