@@ -14,9 +14,9 @@
  * Only for a pool instance that warms up (warm-up-mode.mjs): one started for a waiting specialize
  * (FIZZ_WARM_UP=0), or a refill started on a busy machine, rehearses nothing, and loads no node:v8
  * (~1.5 ms). The V8 code cache of the one-file build is read and checked before this runs
- * (start-cached.cjs), under the flags it was made with. Measured on a pool instance (20 alternating runs, 2 cores, load ~2): CPU of
- * its specialize + first call 3.21 -> 2.76 ms, wall 4.49 -> 3.68 ms, for 10-20 ms more CPU in its
- * warm-up, spent before it announces readiness.
+ * (start-cached.cjs), under the flags it was made with. Measured on a pool instance (20
+ * alternating runs, 2 cores, load ~2): CPU of its specialize + first call 3.21 -> 2.76 ms, wall
+ * 4.49 -> 3.68 ms, for 10-20 ms more CPU in its warm-up, spent before it announces readiness.
  */
 import { createRequire } from "node:module";
 import { warmUpWanted } from "./warm-up-mode.mjs";
