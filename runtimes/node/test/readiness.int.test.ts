@@ -257,7 +257,9 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     } finally {
       spinner.kill("SIGKILL");
     }
-  });
+    // ~10% of one core until it listens, less on a loaded machine (a CI's other tests): ~1-4 s
+    // here at load 2-8, more where the core is shared with more.
+  }).timeout(45_000);
 
   it("an instance without a readiness pipe (a kubernetes pod) warms up however slowly it started", async () => {
     // A pod's start is slow by its own CPU limit (CFS throttling: a 100m limit measured wall ~6-7x
@@ -292,7 +294,9 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     } finally {
       spinner.kill("SIGKILL");
     }
-  });
+    // ~10% of one core until it listens, less on a loaded machine (a CI's other tests): ~1-4 s
+    // here at load 2-8, more where the core is shared with more.
+  }).timeout(45_000);
 
   it("a pool instance runs no optimizing compile in its specialize and first call, whatever its paths' lengths", async () => {
     // V8's optimizing compile of a hot function costs ~2-5 ms of CPU (a compiler thread, page
