@@ -236,8 +236,9 @@ export async function measureScale(opts: ScaleOptions = {}): Promise<ScaleFigure
     const othersLine = (xs: Round[]) =>
       Object.keys(xs[0]?.others ?? {})
         .map(
+          // cpuTicks counts a process with its descendants: the poolkeeper's are the instances.
           (k) =>
-            `${k} ${round(
+            `${k === "poolkeeper" ? "poolkeeper with instances" : k} ${round(
               percentile(
                 xs.map((x) => x.others[k] ?? 0),
                 50,
