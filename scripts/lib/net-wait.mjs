@@ -36,8 +36,10 @@ export async function freePort(host = "127.0.0.1") {
 // start). The same map as @fizz/kit's freePort (shared/kit/src/ports.ts), by its global name:
 // the e2e tests pick with both in one process.
 const HANDED_OUT_KEY = Symbol.for("fizz.freePort.handedOut");
-/** @type {Map<number, number>} */
-const handedOut = /** @type {any} */ ((globalThis)[HANDED_OUT_KEY] ??= new Map());
+const globals = /** @type {Record<symbol, Map<number, number> | undefined>} */ (
+  /** @type {unknown} */ (globalThis)
+);
+const handedOut = (globals[HANDED_OUT_KEY] ??= new Map());
 const HANDED_OUT_MS = 10 * 60_000;
 
 /** @param {number} port */
