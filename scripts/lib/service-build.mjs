@@ -5,13 +5,9 @@
 // thread: about half the memory, and no tsx at run time. Used by the launcher (npm start, the
 // e2e, security and fault suites, the bench: rebuilt when a source changed) and the images.
 // esbuild is loaded only when a build is needed.
-import { createHash } from "node:crypto";
 import {
-  closeSync,
   existsSync,
-  fstatSync,
   mkdirSync,
-  openSync,
   readdirSync,
   readFileSync,
   renameSync,
@@ -77,12 +73,6 @@ export const SERVICE_NODE_FLAGS = {
   gateway: [`--max-semi-space-size=${GATEWAY_SEMI_SPACE_MB}`, "--expose-gc"],
 };
 const STAMP = ".services-build.json";
-/**
- * The code manifest (writeCodeManifest): the SHA-256 of every bundle, so the registry's code
- * fingerprint (services/registry/src/known-fingerprint.ts, which names the same file) costs it a
- * few stats instead of hashing ~6 MB at every start.
- */
-export const CODE_MANIFEST = "code-fingerprint.json";
 // A chunk no current entry names is kept this long: a service started from the build before may
 // still import it on demand (a Kubernetes backend, tracing switched on).
 const OLD_CHUNK_MS = 24 * 60 * 60 * 1000;
@@ -215,98 +205,9 @@ export async function buildServices(opts = {}) {
     (f) => !f.startsWith("<") && !/^[a-z][\w-]*:/.test(f),
   );
   const inputs = [...files, ...ALSO_DEPENDS_ON];
-  // Old chunks go before the manifest lists the dir; the stamp stays last.
-  removeOldChunks(dist, new Set(outputs.map((f) => f.path)));
-  writeCodeManifest(dist);
   writeAtomically(path.join(dist, STAMP), JSON.stringify({ startedAt, inputs }));
+  removeOldChunks(dist, new Set(outputs.map((f) => f.path)));
   return SERVICE_NAMES.map((s) => serviceBundle(s, dist));
-}
-
-/**
- * The bundles the code fingerprint covers: every .mjs of `dist` and of its chunks/, as paths
- * relative to `dist` ("registry.mjs", "chunks/chunk-X.mjs"), in name order.
- * @param {string} dist
- */
-function bundleFiles(dist) {
-  const mjs = (/** @type {string} */ d) =>
-    readdirSync(d, { withFileTypes: true })
-      .filter((e) => e.isFile() && e.name.endsWith(".mjs"))
-      .map((e) => e.name);
-  return [...mjs(dist), ...mjs(path.join(dist, "chunks")).map((n) => `chunks/${n}`)].sort();
-}
-
-/**
- * @typedef {{ size: string, ino: string, mtimeNs: string, ctimeNs: string, sha256: string }} ManifestEntry
- * The file a hash was taken of: its inode, length and times (decimal strings: exact), as fstat
- * saw them on the descriptor the contents were read through.
- */
-
-/**
- * Writes dist/code-fingerprint.json: for every bundle the SHA-256 of its contents and the identity
- * of the file hashed (inode, size, mtime, ctime). The registry takes the hashes only while each
- * file still has that identity (a rename into place gives another inode and ctime, a write in
- * place other times), so the manifest never vouches for a file it did not hash. Written after
- * every bundle is in place, through a rename, and then checked against the dir: a concurrent
- * build that replaced a file meanwhile makes it hash again (the last build to finish leaves a
- * manifest that held after it was written); still moving after a few rounds, it is removed and
- * the registry hashes the files itself.
- * @param {string} dist
- */
-export function writeCodeManifest(dist) {
-  const manifest = path.join(dist, CODE_MANIFEST);
-  for (let round = 0; round < 5; round++) {
-    /** @type {Record<string, ManifestEntry>} */
-    const files = {};
-    try {
-      for (const rel of bundleFiles(dist)) {
-        const fd = openSync(path.join(dist, rel), "r");
-        try {
-          const st = fstatSync(fd, { bigint: true });
-          const sha256 = createHash("sha256").update(readFileSync(fd)).digest("hex");
-          files[rel] = { ...identity(st), sha256 };
-        } finally {
-          closeSync(fd);
-        }
-      }
-      writeAtomically(manifest, JSON.stringify({ format: 1, files }));
-      if (stillHolds(dist, files)) return;
-    } catch (err) {
-      // A file another build's removeOldChunks took between the listing and the open.
-      if (/** @type {NodeJS.ErrnoException} */ (err).code !== "ENOENT") throw err;
-    }
-  }
-  rmSync(manifest, { force: true });
-}
-
-/** @param {import("node:fs").BigIntStats} st */
-function identity(st) {
-  return {
-    size: String(st.size),
-    ino: String(st.ino),
-    mtimeNs: String(st.mtimeNs),
-    ctimeNs: String(st.ctimeNs),
-  };
-}
-
-/**
- * Whether the dir holds exactly the files hashed, each still the file hashed.
- * @param {string} dist
- * @param {Record<string, ManifestEntry>} files
- */
-function stillHolds(dist, files) {
-  const now = bundleFiles(dist);
-  if (now.join("\0") !== Object.keys(files).sort().join("\0")) return false;
-  return now.every((rel) => {
-    const was = files[rel];
-    const is = identity(statSync(path.join(dist, rel), { bigint: true }));
-    return (
-      was !== undefined &&
-      is.size === was.size &&
-      is.ino === was.ino &&
-      is.mtimeNs === was.mtimeNs &&
-      is.ctimeNs === was.ctimeNs
-    );
-  });
 }
 
 /**

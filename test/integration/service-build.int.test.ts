@@ -1,19 +1,14 @@
 import { expect } from "chai";
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { pathToFileURL } from "node:url";
-import { codeFingerprint } from "../../services/registry/src/known-fingerprint";
 import {
-  CODE_MANIFEST,
   ensureServicesBuilt,
   SERVICE_NAMES,
   serviceBundle,
   staleness,
-  writeCodeManifest,
 } from "../../scripts/lib/service-build.mjs";
 
 /** The services' bundles the launcher runs (scripts/lib/service-build.mjs). */
@@ -90,52 +85,6 @@ describe("service bundles", function () {
       inputs: string[];
     };
     expect(stamp.inputs).to.include("scripts/lib/lazy-modules.mjs");
-  });
-
-  it("writes the code manifest the registry fingerprints its code by, and it follows a bundle's change", async () => {
-    // Written by the builds above (two at once), after every bundle: it lists each .mjs of the
-    // dist and chunks/ with the SHA-256 of its contents, and the registry takes it as it is.
-    const manifest = () =>
-      (
-        JSON.parse(readFileSync(path.join(dist, CODE_MANIFEST), "utf8")) as {
-          files: Record<string, { sha256: string }>;
-        }
-      ).files;
-    const bundles = [
-      ...readdirSync(dist).filter((f) => f.endsWith(".mjs")),
-      ...readdirSync(path.join(dist, "chunks"))
-        .filter((f) => f.endsWith(".mjs"))
-        .map((f) => `chunks/${f}`),
-    ].sort();
-    const sha = (rel: string) =>
-      createHash("sha256")
-        .update(readFileSync(path.join(dist, rel)))
-        .digest("hex");
-    expect(Object.keys(manifest()).sort()).to.deep.equal(bundles);
-    for (const rel of bundles) expect(manifest()[rel]?.sha256, rel).to.equal(sha(rel));
-    const fingerprint = async () => {
-      let hashing: string | undefined;
-      const fp = await codeFingerprint(
-        pathToFileURL(serviceBundle("registry", dist)).href,
-        Date.now() + 1,
-        (why) => (hashing = why),
-      );
-      return { fp, hashing };
-    };
-    const before = await fingerprint();
-    expect(before.hashing).to.equal(undefined);
-    // A bundle replaced (as a build does, through a rename): the manifest no longer applies until
-    // the build's last step writes it again, and then the fingerprint is another.
-    const entry = serviceBundle("kubewatcher", dist);
-    writeFileSync(`${entry}.tmp`, readFileSync(entry, "utf8") + "\n// changed\n");
-    renameSync(`${entry}.tmp`, entry);
-    await new Promise((r) => setTimeout(r, 20));
-    const replaced = await fingerprint();
-    expect(replaced.hashing).to.contain("kubewatcher.mjs");
-    expect(replaced.fp).to.not.equal(before.fp);
-    writeCodeManifest(dist);
-    expect(manifest()["kubewatcher.mjs"]?.sha256).to.equal(sha("kubewatcher.mjs"));
-    expect(await fingerprint()).to.deep.equal({ fp: replaced.fp, hashing: undefined });
   });
 });
 

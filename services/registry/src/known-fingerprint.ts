@@ -1,6 +1,6 @@
 import { createHash, hkdfSync, type Hash } from "node:crypto";
 import type { BigIntStats } from "node:fs";
-import { open, readdir, readFile, stat } from "node:fs/promises";
+import { open, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "@fizz/kit";
@@ -24,24 +24,22 @@ export const KNOWN_FORMAT = 2;
  * - Bundled (dist/<service>.mjs and dist/chunks/*.mjs, scripts/lib/service-build.mjs bundles every
  *   dependency, zod included): every .mjs file in the dist dir and its chunks/. A superset of what
  *   the registry loads (other services' entries, chunks an older build left for 24 h), so it
- *   changes more often than needed, never less. Each file's SHA-256 comes from the build's
- *   manifest (dist/code-fingerprint.json, writeCodeManifest) when it still describes the dir: a
- *   few stats instead of reading and hashing ~6 MB (~60 ms of CPU) at every start. See
- *   readManifest for why the manifest cannot vouch for code it did not hash; when it does not
- *   apply (none: an older build, or a dist copied elsewhere; a build in progress; a file replaced
- *   or added since), the files are hashed here as before, which needs no trust in the manifest.
+ *   changes more often than needed, never less. ~6 MB read and hashed, ~60 ms of CPU overlapping
+ *   the connects. A build-time manifest of digests (stat instead of read) was built and reviewed
+ *   sound in session 22, and dropped: it helps only launcher starts (the images copy the bundles
+ *   without it) and its soundness rests on inode and timestamp identity.
  * - Paths are joined as `${dir}/${rel}`, never with path.join or path.relative: normalizing ~100
  *   paths char by char ran node's normalizeString past V8's interrupt budget, TurboFan compiled
  *   it, and running TurboFan faults ~3.5 MB of the node binary's compiler code in for good
  *   (smaps: all of the 3.3-4 MB of idle RSS persistence cost was /usr/bin/node's pages; --trace-opt
  *   showed that one compile). Not the reads: hashing through a small buffer cost the same.
- * - What is hashed or vouched for is what is on disk, not what was loaded. A file (or the
- *   manifest) written after this process started (its mtime or ctime, which a rename into place
- *   also sets, later than `loadedAt`) means a rebuild may have landed between loading the code
- *   and fingerprinting it: the old code would learn digests under the new build's fingerprint,
+ * - What is hashed is what is on disk, not what was loaded. A file written after this process
+ *   started (its mtime or ctime, which a rename into place also sets, later than `loadedAt`)
+ *   means a rebuild may have landed between loading the code and fingerprinting it: the old code
+ *   would learn digests under the new build's fingerprint,
  *   which the new build then trusts. That refuses (CodeChangedError): persistence stays off for
- *   this process; the next start fingerprints again. So a fingerprint from either path describes
- *   files unchanged since before the code was loaded, that is, the code loaded.
+ *   this process; the next start fingerprints again. So the fingerprint describes files unchanged
+ *   since before the code was loaded, that is, the code loaded.
  * - From sources (tsx: tests, FIZZ_FROM_SOURCE): every .ts under shared/events/src (the schemas)
  *   and services/registry/src (parse, encode), the root package-lock.json and the installed zod's
  *   and croner's package.json (the dependencies the schemas import).
@@ -49,13 +47,11 @@ export const KNOWN_FORMAT = 2;
  *   KNOWN_FORMAT.
  *
  * A JSON-schema export of the schemas would miss refinements and transforms; hashing the code does
- * not. Undefined when the running module is neither (persistence then stays off). `onHashing` is
- * told why a dist's manifest was not used.
+ * not. Undefined when the running module is neither (persistence then stays off).
  */
 export async function codeFingerprint(
   moduleUrl: string = import.meta.url,
   loadedAt: number = performance.timeOrigin,
-  onHashing?: (why: string) => void,
 ): Promise<string | undefined> {
   const file = fileURLToPath(moduleUrl);
   const h: CodeHash = { hash: createHash("sha256"), loadedAt };
@@ -63,14 +59,7 @@ export async function codeFingerprint(
   if (file.endsWith(".mjs")) {
     let dist = path.dirname(file);
     if (path.basename(dist) === "chunks") dist = path.dirname(dist);
-    const files = await bundleFiles(dist);
-    const manifest = await readManifest(dist, files, loadedAt);
-    if (typeof manifest === "string") {
-      onHashing?.(manifest);
-      for (const rel of files) await hashFile(h, dist, rel);
-    } else {
-      for (const rel of files) addFile(h, rel, manifest.get(rel));
-    }
+    for (const rel of await bundleFiles(dist)) await hashFile(h, dist, rel);
   } else if (file.endsWith(".ts")) {
     // services/registry/src/<this file>: the repository root is three levels up.
     const root = path.resolve(path.dirname(file), "..", "..", "..");
@@ -99,7 +88,7 @@ interface CodeHash {
   loadedAt: number;
 }
 
-/** What the fingerprint takes of one file; the manifest gives the same for a bundle. */
+/** What the fingerprint takes of one file. */
 interface FileDigest {
   size: number;
   sha256: string;
@@ -150,18 +139,6 @@ async function hashFile(h: CodeHash, base: string, rel: string): Promise<void> {
   addFile(h, rel, digest);
 }
 
-/** scripts/lib/service-build.mjs's CODE_MANIFEST, in the dist dir. */
-const MANIFEST = "code-fingerprint.json";
-
-/** A bundle's entry in the manifest: its SHA-256 and the identity of the file hashed. */
-interface ManifestEntry {
-  size: string;
-  ino: string;
-  mtimeNs: string;
-  ctimeNs: string;
-  sha256: string;
-}
-
 /** The .mjs files of `dist` and its chunks/, relative to `dist`, in name order. */
 async function bundleFiles(dist: string): Promise<string[]> {
   const mjs = async (dir: string) =>
@@ -170,90 +147,6 @@ async function bundleFiles(dist: string): Promise<string[]> {
       .map((e) => e.name);
   const chunks = (await mjs(path.join(dist, "chunks"))).map((n) => `chunks/${n}`);
   return [...(await mjs(dist)), ...chunks].sort();
-}
-
-/**
- * Each bundle's digest from the build's manifest, with no file read but the manifest; or why it
- * does not apply (the caller then hashes the files). Why trusting it is as sound as hashing:
- *
- * - The build (writeCodeManifest) hashed each file through a descriptor and recorded that file's
- *   inode, size, mtime and ctime as fstat gave them. A digest is taken only for a file that still
- *   has all four: a build replaces a file by renaming a new one into place (another inode, and a
- *   new ctime), a write in place changes its times. So a rebuild landing at any moment, before or
- *   after the manifest, leaves a file the manifest does not vouch for, never a wrong digest.
- * - The names must be exactly the dir's .mjs files: a file added (a new chunk) or removed since
- *   the manifest, an older manifest beside a newer build's half-written files, do not apply.
- * - A bundle whose mtime is later than the manifest's: written after it, a build in progress.
- *   (Implied by the identities; kept as the plain statement of the rule.)
- * - As for hashing, nothing (the manifest included) may be newer than the process's start, or
- *   CodeChangedError: the files stat'ed are then the files loaded. The identities pin the
- *   contents the build hashed to those files, so the fingerprint describes the code running.
- *
- * The manifest is not a trust boundary against someone who can write the dist dir: they can
- * change the code itself. Its digests are taken from whoever built, like the bundles.
- */
-async function readManifest(
-  dist: string,
-  files: string[],
-  loadedAt: number,
-): Promise<Map<string, FileDigest> | string> {
-  const file = path.join(dist, MANIFEST);
-  let text: string;
-  let own: BigIntStats;
-  try {
-    const fh = await open(file, "r");
-    try {
-      own = await fh.stat({ bigint: true });
-      checkLoadedBefore({ loadedAt }, file, own);
-      text = await fh.readFile("utf8");
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return "no manifest";
-    throw err;
-  }
-  // Every bundle's times first: one written after the start refuses, whatever else is wrong.
-  const stats = new Map<string, BigIntStats>();
-  for (const rel of files) {
-    // Not path.join: see codeFingerprint (node's normalizeString hot enough for TurboFan).
-    const file = `${dist}/${rel}`;
-    try {
-      const st = await stat(file, { bigint: true });
-      checkLoadedBefore({ loadedAt }, file, st);
-      stats.set(rel, st);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-    }
-  }
-  let listed: Record<string, ManifestEntry>;
-  try {
-    const m = JSON.parse(text) as { format?: unknown; files?: Record<string, ManifestEntry> };
-    if (m.format !== 1 || typeof m.files !== "object" || m.files === null)
-      return "manifest of another format";
-    listed = m.files;
-  } catch {
-    return "manifest unreadable";
-  }
-  if (Object.keys(listed).sort().join("\0") !== files.join("\0"))
-    return "the manifest lists other files than the dist dir holds";
-  const digests = new Map<string, FileDigest>();
-  for (const rel of files) {
-    const e = listed[rel];
-    const st = stats.get(rel);
-    if (st === undefined || e === undefined || !/^[0-9a-f]{64}$/.test(String(e.sha256)))
-      return `${rel}: gone, or no digest`;
-    if (st.mtimeNs > own.mtimeNs) return `${rel} is newer than the manifest: a build in progress`;
-    if (
-      String(st.size) !== e.size ||
-      String(st.ino) !== e.ino ||
-      String(st.mtimeNs) !== e.mtimeNs ||
-      String(st.ctimeNs) !== e.ctimeNs
-    )
-      return `${rel} is not the file the manifest hashed`;
-    digests.set(rel, { size: Number(st.size), sha256: e.sha256 });
-  }
-  return digests;
 }
 
 /**
@@ -296,12 +189,7 @@ export async function knownPersistence(
   try {
     const [key, fingerprint] = await Promise.all([
       knownSealKey(config.secretsKeyFile),
-      codeFingerprint(undefined, undefined, (why) =>
-        logger.info(
-          { why },
-          "code fingerprint: hashing the bundles (their manifest does not apply)",
-        ),
-      ),
+      codeFingerprint(),
     ]);
     if (key && fingerprint) {
       logger.info({ fingerprint }, "known stored texts persist across restarts");
