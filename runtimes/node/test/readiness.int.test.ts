@@ -228,20 +228,28 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     expect((await request(url, { headers: ME })).object()).to.include({ readyFd: null });
   });
 
+  // The two starts below share one core with a busy loop of a higher priority (~10% of it).
+  const STARVED_CPU = ["taskset", "-c", "0"];
+  /** A function saying whether the warm-up's modules (archive support, node:v8) were loaded. */
+  const WARM_UP_PROBE = `module.exports = async () => ({
+    archive: process.moduleLoadList.includes("NativeModule zlib"),
+    eager: process.moduleLoadList.includes("NativeModule v8"),
+  });`;
+
   it("a pool refill started on a busy machine skips its warm-up: announced on listen, nothing preloaded", async () => {
     // src/warm-up-mode.mjs: FIZZ_WARM_UP unset (as the process backend starts a refill) and the
     // start got less than a third of the CPU of its wall time. Made so here: the runtime shares
     // one core with a busy loop of a higher priority (~10% of the core), until it has announced.
-    const cpu = ["taskset", "-c", "0"];
-    const spinner = spawn(cpu[0]!, [...cpu.slice(1), process.execPath, "-e", "for (;;);"], {
-      stdio: "ignore",
-    });
+    const spinner = spawn(
+      STARVED_CPU[0]!,
+      [...STARVED_CPU.slice(1), process.execPath, "-e", "for (;;);"],
+      {
+        stdio: "ignore",
+      },
+    );
     try {
-      const code = `module.exports = async () => ({
-        archive: process.moduleLoadList.includes("NativeModule zlib"),
-        eager: process.moduleLoadList.includes("NativeModule v8"),
-      });`;
-      const wrapper = ["nice", "-n", "10", ...cpu, process.execPath];
+      const code = WARM_UP_PROBE;
+      const wrapper = ["nice", "-n", "10", ...STARVED_CPU, process.execPath];
       const env = { FIZZ_READY_FD: "3", FIZZ_WARM_UP: undefined };
       const { url, pipe } = await start(env, "ignore", [], wrapper);
       expect(await readAll(pipe)).to.equal("ready\n");
@@ -265,16 +273,16 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     // A pod's start is slow by its own CPU limit (CFS throttling: a 100m limit measured wall ~6-7x
     // CPU at the first module), not by a busy machine; and it is not a process backend refill,
     // niced until ready and handed out at once. The busy rule is the process backend's only.
-    const cpu = ["taskset", "-c", "0"];
-    const spinner = spawn(cpu[0]!, [...cpu.slice(1), process.execPath, "-e", "for (;;);"], {
-      stdio: "ignore",
-    });
+    const spinner = spawn(
+      STARVED_CPU[0]!,
+      [...STARVED_CPU.slice(1), process.execPath, "-e", "for (;;);"],
+      {
+        stdio: "ignore",
+      },
+    );
     try {
-      const code = `module.exports = async () => ({
-        archive: process.moduleLoadList.includes("NativeModule zlib"),
-        eager: process.moduleLoadList.includes("NativeModule v8"),
-      });`;
-      const wrapper = ["nice", "-n", "10", ...cpu, process.execPath];
+      const code = WARM_UP_PROBE;
+      const wrapper = ["nice", "-n", "10", ...STARVED_CPU, process.execPath];
       const { url } = await start({ FIZZ_WARM_UP: undefined }, "ignore", [], wrapper);
       await waitForHealthz(url, 15_000);
       spinner.kill("SIGKILL");
