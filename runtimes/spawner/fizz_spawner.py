@@ -1,6 +1,7 @@
 """Fizz's instance spawner: `python3 -I -S fizz_spawner.py SOCKET PARENT_PID`, as root (the
-poolkeeper's spawner-client.ts). The code and the protocol are in the fizzspawn package beside
-this file.
+poolkeeper's spawner-client.ts); `fizz_spawner.py --kill-pass RUID UID LOCK` runs one kill pass
+of a uid's clean-up instead (fizzspawn/killpass.py). The code and the protocol are in the
+fizzspawn package beside this file.
 
 It runs as root, so what it imports must be as trusted as this file. -I -S leave sys.path with
 the standard library only (no script directory, no PYTHON* variables, no user or site packages),
@@ -52,6 +53,13 @@ def _load_package():
 
 
 _load_package()
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--kill-pass"]:
+    # A clean-up's kill pass where there is no spawner to fork it (fizzspawn/killpass.py).
+    from fizzspawn import killpass  # noqa: E402 - found through the package registered above
+
+    killpass.main(sys.argv[2:])
+
 from fizzspawn import server  # noqa: E402 - found in sys.modules, registered just above
 
 if __name__ == "__main__":

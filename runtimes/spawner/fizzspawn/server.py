@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 
+from . import killpass
 from .child import child, parent_state
 from .privs import PR_SET_PDEATHSIG, prctl
 
@@ -26,6 +27,7 @@ class Spawner:
         self.pending = {}  # error-pipe read fd -> (id, pid, chunks)
         self.unannounced = {}  # pid -> error-pipe fd: exit waits for the spawn result
         self.failed = set()  # pids whose spawn failed: their exit is not reported
+        self.passes = {}  # pid -> id of a kill pass (killpass.py), until reaped
 
     def send(self, obj):
         data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
@@ -102,6 +104,27 @@ class Spawner:
         self.unannounced[pid] = errr
         self.sel.register(errr, selectors.EVENT_READ, ("err", pid))
 
+    def kill_pass(self, req):
+        """Forks a uid clean-up's kill pass (killpass.py): answered with its exit code once reaped,
+        {"ev":"passed","id":N,"code":C|null}; null when it died of a signal or never started."""
+        rid = req.get("id")
+        ruid, uid, lock = req.get("ruid"), req.get("uid"), req.get("lock")
+        if not (killpass.valid_uid(ruid) and killpass.valid_uid(uid) and ruid != uid
+                and isinstance(lock, str)):
+            sys.stderr.write("fizz-spawner: killpass: ruid and uid must be two different "
+                             "integers from 1 to 4294967294, and lock a string\n")
+            self.send({"ev": "passed", "id": rid, "code": None})
+            return
+        try:
+            pid = os.fork()
+        except OSError as e:
+            sys.stderr.write("fizz-spawner: killpass: fork: %s\n" % e)
+            self.send({"ev": "passed", "id": rid, "code": None})
+            return
+        if pid == 0:
+            killpass.in_fork(ruid, uid, lock)  # never returns
+        self.passes[pid] = rid
+
     def settle(self, fd, block=False):
         """Reads the child's error pipe: EOF with nothing = it exec'd."""
         rid, pid, chunks = self.pending[fd]
@@ -139,6 +162,11 @@ class Spawner:
                 return
             if pid == 0:
                 return
+            if pid in self.passes:
+                rid = self.passes.pop(pid)
+                code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+                self.send({"ev": "passed", "id": rid, "code": code})
+                continue
             rid = self.live.pop(pid, None)
             if rid is None:
                 continue
@@ -210,7 +238,7 @@ class Spawner:
             sys.stderr.write("fizz-spawner: unreadable request line\n")
             return
         op = req.get("op") if isinstance(req, dict) else None
-        if op in ("spawn", "kill", "nice") and type(req.get("id")) is not int:
+        if op in ("spawn", "kill", "nice", "killpass") and type(req.get("id")) is not int:
             # Used as a key of self.live and self.pids: another type raised (unhashable) out of
             # the loop, and the spawner died, and every child it started with it.
             if op == "spawn":
@@ -225,6 +253,8 @@ class Spawner:
             self.kill(req)
         elif op == "nice":
             self.nice(req)
+        elif op == "killpass":
+            self.kill_pass(req)
         else:
             sys.stderr.write("fizz-spawner: unknown op %r\n" % (op,))
 

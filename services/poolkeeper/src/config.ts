@@ -183,13 +183,14 @@ export function loadConfig(
   const buildNproc = int(env, "FIZZ_BUILD_NPROC", 4096, 0, 4_194_304);
   // Debian's interpreters when root: usable by any uid, unlike a pyenv build in root's home.
   const { python, ...interpreters } = defaultInterpreters(env, host);
+  const runtimesDir = path.resolve(cwd, str(env, "FIZZ_RUNTIMES_DIR", DEFAULT_RUNTIMES_DIR));
   return {
     ...commonOf(env),
     backend,
     host: str(env, "FIZZ_POOLKEEPER_HOST", "127.0.0.1"),
     port: int(env, "FIZZ_POOLKEEPER_PORT", 0, 0, 65535),
     workDir: path.resolve(cwd, str(env, "FIZZ_WORKDIR", ".fizz/work")),
-    runtimesDir: path.resolve(cwd, str(env, "FIZZ_RUNTIMES_DIR", DEFAULT_RUNTIMES_DIR)),
+    runtimesDir,
     python,
     interpreters,
     specializeTimeoutMs: int(env, "FIZZ_SPECIALIZE_TIMEOUT_MS", 10_000, 1, 600_000),
@@ -227,7 +228,14 @@ export function loadConfig(
       // Its lock, in the root-only directory the host's poolkeepers share, keeps the passes (all
       // with that real uid, so each could kill another) from running at once.
       ...(host.isRoot
-        ? { shieldedKill: { python, ruid: uidBase - 1, lock: path.join(uidLockDir, "kill-pass") } }
+        ? {
+            shieldedKill: {
+              python,
+              script: path.join(runtimesDir, "spawner", "fizz_spawner.py"),
+              ruid: uidBase - 1,
+              lock: path.join(uidLockDir, "kill-pass"),
+            },
+          }
         : {}),
       // Only where instances get their own uid (the limit counts all of a uid's processes).
       ...(host.isRoot && nproc > 0

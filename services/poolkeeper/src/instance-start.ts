@@ -73,6 +73,12 @@ export class InstanceStarter {
     await (await this.spawner)?.close();
   }
 
+  /** A uid clean-up's kill pass in a fork of the spawner (uid-cleanup.ts ForkPass). */
+  async killPass(ruid: number, uid: number, lock: string): Promise<number | undefined> {
+    const sp = await this.spawner;
+    return sp?.usable ? sp.killPass(ruid, uid, lock) : undefined;
+  }
+
   /** child_process.spawn, through prlimit and setpriv (wrapCommand). */
   private direct(cmd: string[], how: ChildSetup, uid: number | undefined): ChildLike {
     const { setpriv, nproc } = this.opts.isolation;

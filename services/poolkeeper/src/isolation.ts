@@ -3,7 +3,7 @@ import { chmod, chown, mkdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { FizzError } from "@fizz/events";
 import { INSTANCE_PATH } from "./instance-launch";
-import type { KillBound, ShieldedKill, UidKill } from "./uid-cleanup";
+import type { ForkPass, KillBound, ShieldedKill, UidKill } from "./uid-cleanup";
 
 // What the build sandbox and the runtime launch import from here. INSTANCE_PATH lives in
 // instance-launch.ts (a leaf) and the kill in uid-cleanup.ts, which imports nothing of this
@@ -32,6 +32,11 @@ export interface IsolationOptions {
    * the pass first (uid-cleanup.ts). Undefined: the pass runs as the uid through setpriv.
    */
   shieldedKill?: ShieldedKill;
+  /**
+   * The spawner's fork of that pass (uid-cleanup.ts ForkPass). Not configuration: the process
+   * backend sets it for its instances' clean-ups once it has a spawner.
+   */
+  forkPass?: ForkPass;
   /** How long killUid may keep killing a uid's processes (default KILL_BOUND; tests shorten it). */
   killBound?: KillBound;
   /**

@@ -88,7 +88,11 @@ export class ProcessBackend implements Backend {
       outputListeners: this.outputListeners,
       outputGate: opts.outputGate,
       cleanups: this.cleanups,
-      isolation: opts.isolation,
+      // The kill pass of each instance's clean-up forked by the spawner while there is one.
+      isolation: {
+        ...opts.isolation,
+        forkPass: (ruid, uid, lock) => this.starter.killPass(ruid, uid, lock),
+      },
       uids: this.uids,
       log: this.log,
     };

@@ -75,6 +75,11 @@ const HEADER_WAIT_MS = 10_000;
  */
 export const SPAWN_BOUND_MS = 15_000;
 /**
+ * A kill pass not answered by then counts as not run (killPass resolves undefined), and the
+ * clean-up runs one in an interpreter of its own. A pass waits at most 2 s for its lock.
+ */
+export const PASS_BOUND_MS = 5_000;
+/**
  * The client of runtimes/spawner/fizz_spawner.py: a small root process that forks, drops privileges and
  * execs instances, so the poolkeeper's event loop never waits for a fork of itself. `usable`
  * turns false for good once the spawner is gone; its children were killed by their parent-death
@@ -88,6 +93,8 @@ export class Spawner {
   private readonly live = new Map<number, SpawnedChild>();
   /** Per spawn id, the nice requests not answered yet, in the order sent (the spawner's). */
   private readonly niceAnswers = new Map<number, Array<(ok: boolean) => void>>();
+  /** Kill passes sent and not answered yet, by id (killPass). */
+  private readonly passAnswers = new Map<number, (code: number | undefined) => void>();
   private gone = false;
   private readonly exited: Promise<void>;
 
@@ -209,6 +216,26 @@ export class Spawner {
     });
   }
 
+  /**
+   * Runs a uid clean-up's kill pass (runtimes/spawner/fizzspawn/killpass.py) in a fork of the
+   * spawner. Resolves with its exit code; undefined when it did not run to an exit (the spawner
+   * refused it, is gone, or the pass died of a signal) or was not answered within PASS_BOUND_MS.
+   */
+  killPass(ruid: number, uid: number, lock: string): Promise<number | undefined> {
+    const id = ++this.seq;
+    if (!this.send({ op: "killpass", id, ruid, uid, lock })) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const answered = (code: number | undefined) => {
+        clearTimeout(timer);
+        this.passAnswers.delete(id);
+        resolve(code);
+      };
+      const timer = setTimeout(() => answered(undefined), PASS_BOUND_MS);
+      timer.unref();
+      this.passAnswers.set(id, answered);
+    });
+  }
+
   /** Stops the spawner (stdin EOF); its children die by their parent-death signal. */
   async close(): Promise<void> {
     this.proc.stdin?.end();
@@ -277,6 +304,8 @@ export class Spawner {
       const answered = waiting?.shift();
       if (waiting?.length === 0) this.niceAnswers.delete(id);
       answered?.(m.ok === true);
+    } else if (m.ev === "passed") {
+      this.passAnswers.get(id)?.(typeof m.code === "number" ? m.code : undefined);
     } else if (m.ev === "exit") {
       const child = this.live.get(id);
       if (!child) return;
@@ -372,6 +401,7 @@ export class Spawner {
     for (const waiting of this.niceAnswers.values())
       for (const answered of waiting) answered(false);
     this.niceAnswers.clear();
+    for (const answered of [...this.passAnswers.values()]) answered(undefined);
     this.server.close();
   }
 }

@@ -34,14 +34,30 @@ export interface KillBound {
 const KILL_BOUND: KillBound = { rounds: 500, ms: 3000 };
 
 /**
- * How killUid's first pass runs. `shieldedKill`: an interpreter that runs it with the target uid
- * as its effective uid only (see KILL_PASS); `setpriv`: as the uid itself, when there is no
- * interpreter (or it failed). A bare string is a setpriv path.
+ * How killUid's first pass runs. `shieldedKill`: with the target uid as its effective uid only
+ * (runtimes/spawner/fizzspawn/killpass.py), forked by the spawner (`forkPass`) or, without one,
+ * its own interpreter; `setpriv`: as the uid itself, when there is no interpreter (or it failed).
+ * A bare string is a setpriv path.
  */
 export type KillPass =
-  { setpriv?: string | undefined; shieldedKill?: ShieldedKill | undefined } | string | undefined;
+  | {
+      setpriv?: string | undefined;
+      shieldedKill?: ShieldedKill | undefined;
+      forkPass?: ForkPass | undefined;
+    }
+  | string
+  | undefined;
 
 /**
+ * Runs the shielded pass in a fork of the spawner (Spawner.killPass): its exit code, or undefined
+ * when it could not (the pass then runs in an interpreter of its own). Per clean-up, that saves a
+ * fork of the poolkeeper, which holds its event loop 5-27 ms (the cold starts behind it wait), and
+ * a Python start, ~15 ms of CPU.
+ */
+export type ForkPass = (ruid: number, uid: number, lock: string) => Promise<number | undefined>;
+
+/**
+ * `script`: runtimes/spawner/fizz_spawner.py, whose `--kill-pass` runs the pass (fizzspawn/killpass.py).
  * `ruid`: the kill pass's own real and saved uid. It must be a uid no process on the host runs as:
  * the pass reaches every process whose real or saved uid is `ruid` or the target's (config.ts
  * takes the uid just below the pool's range, docs/security.md). `lock`: a root-only file that
@@ -51,6 +67,7 @@ export type KillPass =
  */
 export interface ShieldedKill {
   python: string;
+  script: string;
   ruid: number;
   lock?: string | undefined;
 }
@@ -62,14 +79,16 @@ export interface ShieldedKill {
  * The first pass signals `-1` twice with the uid as its effective uid: the kernel signals every
  * process the sender may signal in one pass under the task-list lock, so neither a fork loop nor a
  * process that hid its /proc entry (prctl PR_SET_DUMPABLE 0 makes /proc/<pid> root-owned)
- * escapes. It runs as real and saved uid `shieldedKill.ruid` (KILL_PASS): a process may signal
+ * escapes. It runs as real and saved uid `shieldedKill.ruid` (killpass.py): a process may signal
  * another only when its real or effective uid is the other's real or saved uid, so the uid's
  * processes cannot kill the pass before it signals, which a leftover looping `kill(-1, SIGKILL)`
  * otherwise does (then only the scan below is left, and a process hopping to a new pid between a
  * listing and its check can pass it). Without an interpreter the
  * pass runs as the uid itself through setpriv (which copies the effective uid to the saved one).
- * The pass's text is fixed; nothing of the instance is in it, and it gets no environment of the
- * poolkeeper's (its NATS and Redis credentials).
+ * The pass's code is fixed (killpass.py, beside the spawner, loaded as the spawner loads its own);
+ * it is given two numbers and the lock's path, nothing of the instance, and no environment of the
+ * poolkeeper's (its NATS and Redis credentials): the spawner, which forks it, runs with PATH and
+ * LANG only, as does an interpreter started for it.
  *
  * Then root scans /proc, matching the real, effective and saved uids in /proc/<pid>/status (not
  * the directory's owner, which a non-dumpable process changes), and SIGKILLs what it finds, which
@@ -95,17 +114,16 @@ export async function killUid(
   return failed.length === 0 ? kill : { ...kill, left: failed.length, unremoved: failed };
 }
 
-/**
- * The shielded pass (argv: ruid, uid, lock or ""). Groups first, while still root.
- * setresuid(ruid, uid, ruid) from root leaves no capability (none of the three is 0), so CAP_KILL
- * is gone and the kernel's uid rule alone decides whom kill(-1) reaches: processes whose real or
- * saved uid is `uid` or `ruid`. Exit 3: the uid switch failed (e.g. `ruid` unmapped in a user
- * namespace), and the caller falls back to the setpriv pass. Exit 4: a capability is still
- * effective (or that cannot be read): with SECBIT_NO_SETUID_FIXUP inherited (a unit's
- * `SecureBits=no-setuid-fixup`) the switch keeps root's, and kill(-1) with CAP_KILL would SIGKILL
- * every process on the host; the setpriv pass execs, which drops them. The change of credentials
- * also makes the process non-dumpable: the uid's processes cannot trace it or read its /proc
- * files either.
+/*
+ * The shielded pass itself (runtimes/spawner/fizzspawn/killpass.py; argv: ruid, uid, lock or ""):
+ * groups first, while still root; setresuid(ruid, uid, ruid) leaves no capability, so CAP_KILL is
+ * gone and the kernel's uid rule alone decides whom kill(-1) reaches: processes whose real or saved
+ * uid is `uid` or `ruid`. Exit 3: the uid switch failed (e.g. `ruid` unmapped in a user namespace),
+ * and the setpriv pass runs instead. Exit 4: a capability is still effective (or that cannot be
+ * read): with SECBIT_NO_SETUID_FIXUP inherited (a unit's `SecureBits=no-setuid-fixup`) the switch
+ * keeps root's, and kill(-1) with CAP_KILL would SIGKILL every process on the host; the setpriv
+ * pass execs, which drops them. The change of credentials also makes the pass non-dumpable: the
+ * uid's processes cannot trace it or read its /proc files either.
  *
  * `ruid` is every pass's, so a pass reaches any other pass that has switched and not yet exited:
  * clean-ups at once (instances that exit together, which colluding tenants can arrange) killed
@@ -115,30 +133,6 @@ export async function killUid(
  * holder cannot be stopped by any instance uid, but a lock never granted must not hold every
  * clean-up (and with it the pool's uids) forever; without it the pass still runs.
  */
-const KILL_PASS = [
-  "import fcntl, os, signal, sys",
-  "ruid, uid, lock = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]",
-  "def late(*_): raise TimeoutError()",
-  "if lock:",
-  "    try:",
-  "        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)",
-  "        signal.signal(signal.SIGALRM, late); signal.alarm(2)",
-  "        fcntl.flock(fd, fcntl.LOCK_EX); signal.alarm(0)",
-  "    except OSError: pass",
-  "    signal.alarm(0)",
-  "try:",
-  "    os.setgroups([]); os.setresgid(uid, uid, uid); os.setresuid(ruid, uid, ruid)",
-  "except OSError:",
-  "    os._exit(3)",
-  "try:",
-  "    with open('/proc/self/status') as f: eff = [l for l in f if l.startswith('CapEff:')]",
-  "except OSError: eff = []",
-  "if len(eff) != 1 or int(eff[0].split()[1], 16) != 0: os._exit(4)",
-  "for _ in (0, 1):",
-  "    try: os.kill(-1, 9)",
-  "    except OSError: pass",
-  "os._exit(0)",
-].join("\n");
 
 /** Runs argv with no environment but PATH; resolves with its exit code (undefined: no start). */
 function run(argv: [string, ...string[]]): Promise<number | null | undefined> {
@@ -151,18 +145,14 @@ function run(argv: [string, ...string[]]): Promise<number | null | undefined> {
 
 /** The first pass (see killUid): shielded when it can be, else as the uid through setpriv. */
 async function killPass(uid: number, pass: KillPass): Promise<void> {
-  const { setpriv, shieldedKill } = typeof pass === "string" ? { setpriv: pass } : (pass ?? {});
+  const { setpriv, shieldedKill, forkPass } =
+    typeof pass === "string" ? { setpriv: pass, forkPass: undefined } : (pass ?? {});
   if (shieldedKill) {
-    const code = await run([
-      shieldedKill.python,
-      "-I",
-      "-S",
-      "-c",
-      KILL_PASS,
-      String(shieldedKill.ruid),
-      String(uid),
-      shieldedKill.lock ?? "",
-    ]);
+    const { python, script, ruid } = shieldedKill;
+    const lock = shieldedKill.lock ?? "";
+    const code =
+      (await forkPass?.(ruid, uid, lock)) ??
+      (await run([python, "-I", "-S", script, "--kill-pass", String(ruid), String(uid), lock]));
     if (code === 0) return;
   }
   // Its exit status says nothing useful (kill answers 1 even after signalling).

@@ -57,6 +57,7 @@ describe("loadConfig", () => {
     // The kill pass's own uid is the one just below the range, so no instance or build has it.
     expect(c.isolation.shieldedKill).to.deep.equal({
       python: "/usr/bin/python3",
+      script: path.join(c.runtimesDir, "spawner", "fizz_spawner.py"),
       ruid: 299_999,
       lock: "/run/fizz/instance-uids/kill-pass",
     });

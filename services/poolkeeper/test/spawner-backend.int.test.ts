@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cp, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -28,6 +29,26 @@ function status(pid: number, field: string): string {
   );
   return m?.[1] ?? "";
 }
+/** Live processes whose real uid is `uid`. */
+function pidsOf(uid: number): number[] {
+  return readdirSync("/proc")
+    .filter((n) => /^[0-9]+$/.test(n))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return status(pid, "Uid").split(/\s+/)[0] === String(uid) && alive(pid);
+      } catch {
+        return false;
+      }
+    });
+}
+function alive(pid: number): boolean {
+  try {
+    return !/^[ZX]/.test(status(pid, "State"));
+  } catch {
+    return false;
+  }
+}
 function parentCmdline(pid: number): string {
   const ppid = Number(status(pid, "PPid"));
   return readFileSync(`/proc/${ppid}/cmdline`, "latin1").replace(/\0/g, " ");
@@ -54,10 +75,16 @@ describe("process backend: refills through the spawner", function () {
       refillLowPriorityMs?: number;
       spawnTimeoutMs?: number;
       logger?: Logger;
+      /** The interpreter of the clean-up's kill pass when the spawner does not run it. */
+      passPython?: string;
     } = {},
   ): ProcessBackend {
     const { python = "/usr/bin/python3", refillLowPriorityMs, spawnTimeoutMs = 20_000 } = opts;
-    const isolation = loadConfig({}).isolation;
+    const config = loadConfig({}).isolation;
+    const isolation =
+      opts.passPython && config.shieldedKill
+        ? { ...config, shieldedKill: { ...config.shieldedKill, python: opts.passPython } }
+        : config;
     backend = new ProcessBackend({
       workDir,
       // Only the spawner of the real runtimes: no runtime to prepare (the node build, compileall).
@@ -133,6 +160,46 @@ describe("process backend: refills through the spawner", function () {
     expect(
       existsSync(`/proc/${c.pid!}`) && status(c.pid!, "State").startsWith("Z") === false,
     ).to.equal(false);
+  });
+
+  it("an instance's clean-up kills what its uid left with a pass the spawner forks, starting no interpreter of its own", async () => {
+    // An interpreter that records being started and fails: the poolkeeper's own pass would show.
+    const passPython = path.join(workDir, "python3");
+    writeFileSync(passPython, `#!/bin/sh\necho "$@" >> ${workDir}/interpreter\nexit 1\n`);
+    chmodSync(passPython, 0o755);
+    const b = make({ passPython });
+    const setpriv = loadConfig({}).isolation.setpriv!;
+    const daemons: number[] = [];
+    for (const taken of [false, true]) {
+      const inst = await b.spawn(fake, { taken });
+      // What a function leaves behind: a process of its uid in a session of its own.
+      spawn(
+        setpriv,
+        [
+          `--reuid=${inst.uid}`,
+          `--regid=${inst.uid}`,
+          "--clear-groups",
+          "--",
+          "setsid",
+          "sleep",
+          "60",
+        ],
+        {
+          stdio: "ignore",
+        },
+      ).unref();
+      const pid = await waitFor(() => pidsOf(inst.uid!).find((p) => p !== inst.pid), {
+        what: "the left-over process",
+      });
+      daemons.push(pid);
+      expect(await b.kill(inst.id, "test")).to.equal(true);
+    }
+    await b.close(); // waits for the clean-ups
+    backend = undefined;
+    for (const pid of daemons) expect(alive(pid), `left-over ${pid}`).to.equal(false);
+    expect(existsSync(path.join(workDir, "interpreter")), "an interpreter was started").to.equal(
+      false,
+    );
   });
 
   it("a refill is handed out only once the spawner has raised its priority back: spawn() waits for the spawner's answer to the restore", async function () {

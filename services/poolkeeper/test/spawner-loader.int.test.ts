@@ -18,7 +18,7 @@ pkg, marker = sys.argv[1], sys.argv[2]
 evil = os.path.join(os.path.dirname(pkg), "evil.py")
 with open(evil, "w") as f:
     f.write("open(%r, 'a').write(__name__ + chr(10))" % marker)
-for name in ("__init__", "privs", "child", "server"):
+for name in ("__init__", "privs", "child", "killpass", "server"):
     src = os.path.join(pkg, name + ".py")
     py_compile.compile(evil, cfile=importlib.util.cache_from_source(src), dfile=src,
                        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)

@@ -4,6 +4,7 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { INSTANCE_PATH } from "../src/instance-launch";
 import { UidPool } from "../src/isolation";
+import { SPAWNER_SCRIPT, startSpawner } from "../src/spawner-client";
 import { killUid } from "../src/uid-cleanup";
 import {
   alive,
@@ -66,7 +67,7 @@ function tryTake(pool: UidPool): number | undefined {
 }
 
 /** The shielded kill pass as the process backend runs it (config.ts: the uid below the range). */
-const SHIELDED = { python: PYTHON, ruid: 257_999 };
+const SHIELDED = { python: PYTHON, script: SPAWNER_SCRIPT, ruid: 257_999 };
 
 describe("instance uid clean-up", function () {
   this.timeout(20_000);
@@ -151,35 +152,50 @@ describe("instance uid clean-up", function () {
     }
   });
 
-  it("kills a leftover that SIGKILLs everything its uid may signal with the first pass alone", async function () {
-    if (!isRoot || !existsSync(SETPRIV) || !existsSync(PYTHON)) this.skip(); // root: it switches uids
-    this.timeout(60_000);
-    // The hopper kills the pass whenever the pass runs as the uid (setpriv's), and can then slip
-    // past the root scan by forking between a listing and its check. The shielded pass runs with
-    // the uid as its effective uid only, which the uid's processes may not signal: it must end
-    // the hopper by itself. Bound 0: the root scan counts without killing.
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const uid = 258_000 + Math.floor(Math.random() * 900);
-      const attacker = spawn(PYTHON, ["-I", "-S", "-c", HOPPER, String(uid)], { stdio: "ignore" });
-      const exited = new Promise<boolean>((r) => attacker.once("exit", () => r(true)));
-      try {
-        expect(
-          await until(() => pidsOfUid(uid).length, 200, 10),
-          "the attacker started",
-        ).to.be.above(0);
-        await sleep(200); // hopping, and killing what its uid may signal, at full speed
-        await killUid(uid, { setpriv: SETPRIV, shieldedKill: SHIELDED }, { rounds: 0, ms: 0 });
-        const reaperDone = await Promise.race([
-          exited,
-          new Promise<boolean>((r) => setTimeout(() => r(false), 2000)),
-        ]);
-        expect(reaperDone, "the attacker's reaper saw all its processes die").to.equal(true);
-      } finally {
-        attacker.kill("SIGKILL");
-        await killUid(uid, undefined);
+  for (const via of ["its own interpreter", "a fork of the spawner"] as const)
+    it(`kills a leftover that SIGKILLs everything its uid may signal with the first pass alone (${via})`, async function () {
+      if (!isRoot || !existsSync(SETPRIV) || !existsSync(PYTHON)) this.skip(); // root: it switches uids
+      this.timeout(60_000);
+      const spawnerDir = tempDir("fizz-kill-sp-");
+      const spawner =
+        via === "a fork of the spawner"
+          ? await startSpawner({ python: PYTHON, dir: spawnerDir })
+          : undefined;
+      const forkPass = spawner && ((r: number, u: number, l: string) => spawner.killPass(r, u, l));
+      // The hopper kills the pass whenever the pass runs as the uid (setpriv's), and can then slip
+      // past the root scan by forking between a listing and its check. The shielded pass runs with
+      // the uid as its effective uid only, which the uid's processes may not signal: it must end
+      // the hopper by itself. Bound 0: the root scan counts without killing.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const uid = 258_000 + Math.floor(Math.random() * 900);
+        const attacker = spawn(PYTHON, ["-I", "-S", "-c", HOPPER, String(uid)], {
+          stdio: "ignore",
+        });
+        const exited = new Promise<boolean>((r) => attacker.once("exit", () => r(true)));
+        try {
+          expect(
+            await until(() => pidsOfUid(uid).length, 200, 10),
+            "the attacker started",
+          ).to.be.above(0);
+          await sleep(200); // hopping, and killing what its uid may signal, at full speed
+          await killUid(
+            uid,
+            { setpriv: SETPRIV, shieldedKill: SHIELDED, forkPass },
+            { rounds: 0, ms: 0 },
+          );
+          const reaperDone = await Promise.race([
+            exited,
+            new Promise<boolean>((r) => setTimeout(() => r(false), 2000)),
+          ]);
+          expect(reaperDone, "the attacker's reaper saw all its processes die").to.equal(true);
+        } finally {
+          attacker.kill("SIGKILL");
+          await killUid(uid, undefined);
+        }
       }
-    }
-  });
+      await spawner?.close();
+      removeDir(spawnerDir);
+    });
 
   it("does not reach processes of other uids with the shielded pass", async function () {
     if (!isRoot || !existsSync(SETPRIV) || !existsSync(PYTHON)) this.skip(); // root: it switches uids
@@ -303,7 +319,7 @@ describe("instance uid clean-up", function () {
     try {
       await killUid(
         258_000 + Math.floor(Math.random() * 900),
-        { setpriv: fallback, shieldedKill: { python, ruid: 257_999 } },
+        { setpriv: fallback, shieldedKill: { python, script: SPAWNER_SCRIPT, ruid: 257_999 } },
         { rounds: 0, ms: 0 },
       );
       expect(existsSync(path.join(dir, "fell-back")), "the setpriv pass ran instead").to.equal(
@@ -419,7 +435,10 @@ describe("instance uid clean-up", function () {
     writeFileSync(fakePython, `#!/bin/sh\nenv > ${dir}/python-env\nexit $(cat ${dir}/code)\n`);
     chmodSync(fakeSetpriv, 0o755);
     chmodSync(fakePython, 0o755);
-    const pass = { setpriv: fakeSetpriv, shieldedKill: { python: fakePython, ruid: 257_999 } };
+    const pass = {
+      setpriv: fakeSetpriv,
+      shieldedKill: { python: fakePython, script: SPAWNER_SCRIPT, ruid: 257_999 },
+    };
     process.env.FIZZ_TEST_CREDENTIAL = "s3cret";
     try {
       writeFileSync(path.join(dir, "code"), "0");
