@@ -121,6 +121,45 @@ describe("instance uid clean-up", function () {
     left.kill("SIGKILL");
   });
 
+  it("reads a /proc status longer than the scan's buffer whole: a zombie of the uid with thousands of groups is not taken for a live process", async function () {
+    if (!isRoot || !existsSync(PYTHON)) this.skip(); // needs root to switch uids
+    const uid = 259_000 + Math.floor(Math.random() * 900);
+    // A root parent that never reaps its child, which took 3,000 supplementary groups (a Groups
+    // line of ~21 KB, past the 16 KiB read; Threads and SigPnd come after it) and the uid.
+    const holder = spawn(
+      PYTHON,
+      [
+        "-c",
+        [
+          "import os, sys, time",
+          "uid = int(sys.argv[1])",
+          "pid = os.fork()",
+          "if pid == 0:",
+          "    os.setgroups(list(range(300000, 303000)))",
+          "    os.setresgid(uid, uid, uid); os.setresuid(uid, uid, uid)",
+          "    os._exit(0)",
+          "print(pid, flush=True)",
+          "time.sleep(30)",
+        ].join("\n"),
+        String(uid),
+      ],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    );
+    try {
+      const zombie = await new Promise<number>((resolve) =>
+        holder.stdout.once("data", (d: Buffer) => resolve(Number(d.toString().trim()))),
+      );
+      await until(() => readFileSync(`/proc/${zombie}/stat`, "latin1").includes(") Z"), 50, 20);
+      expect(readFileSync(`/proc/${zombie}/status`).length).to.be.above(16_384);
+      // No pass: the root scan alone decides. Read cut at the buffer, the zombie looked alive
+      // (no Threads line) on every round, and the uid ended quarantined.
+      const result = await killUid(uid, undefined, { rounds: 5, ms: 1000 });
+      expect(result.left).to.equal(0);
+    } finally {
+      holder.kill("SIGKILL");
+    }
+  });
+
   it("leaves no process of the uid alive when one kills every kill pass and hops to new pids", async function () {
     if (!isRoot || !existsSync(SETPRIV) || !existsSync(PYTHON)) this.skip(); // root: it switches uids
     this.timeout(60_000);
