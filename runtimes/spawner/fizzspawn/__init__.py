@@ -14,8 +14,9 @@ Protocol (one JSON object per line; stdlib only, run by Debian's /usr/bin/python
           "uid":U|null,"nproc":L|null,"stdio":["pipe"|"ignore", x3 or x4]}
          {"op":"kill","id":N,"signal":S}  (the child's process group; refused once it is reaped)
          {"op":"nice","id":N,"nice":K}  (the child's autogroup, -20..19; refused once it is reaped)
-         {"op":"killpass","id":N,"ruid":R,"uid":U,"lock":L}  (a uid clean-up's kill pass, forked:
-                                                 killpass.py; L "" for none)
+         {"op":"killpass","id":N,"ruid":R,"uid":U,"lock":L,"by":MS}  (a uid clean-up's kill
+                                                 pass, forked: killpass.py; L "" for none; it
+                                                 signals nothing once CLOCK_MONOTONIC is past MS)
   stdout {"ev":"hello","pid":P}
          {"ev":"spawned","id":N,"pid":P}   (the child exec'd)
          {"ev":"error","id":N,"stage":...,"code":"EPERM","errno":1,"message":...} (nothing ran)

@@ -11,7 +11,14 @@ poolkeeper per clean-up. Where there is no spawner, the poolkeeper runs it as
 Exit codes: 0 signalled; 3 the uid switch failed (e.g. `ruid` unmapped in a user namespace), and
 the poolkeeper runs its pass as the uid instead; 4 a capability was still effective after the
 switch (SECBIT_NO_SETUID_FIXUP inherited), so it did not signal: kill(-1) with CAP_KILL reaches
-every process on the host; 2 bad arguments; 1 anything unexpected.
+every process on the host; 5 past its deadline, so it did not signal; 2 bad arguments; 1 anything
+unexpected.
+
+`by` (the spawner's passes only): a CLOCK_MONOTONIC deadline in ms, after which the pass signals
+nothing. The poolkeeper stops waiting for a forked pass a while after it (PASS_BOUND_MS), runs one
+of its own and gives the uid back; a pass the spawner forked late (its loop stalled) or that
+waited long for the lock would otherwise SIGKILL what the uid's next instance, another tenant's,
+runs by then. Checked after the lock and the switch, right before the signals.
 
 `lock` ("" for none): a root-only file every pass on the host holds (flock) from before its uid
 switch until it exits, so no two passes ever run as `ruid` at once and kill each other. At most
@@ -19,8 +26,10 @@ switch until it exits, so no two passes ever run as `ruid` at once and kill each
 """
 
 import fcntl
+import math
 import os
 import signal
+import time
 
 
 def _late(*_):
@@ -39,7 +48,11 @@ def _hold(lock):
         signal.alarm(0)
 
 
-def _signal_all(ruid, uid, lock):
+def _late(by):
+    return by is not None and time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1_000_000 >= by
+
+
+def _signal_all(ruid, uid, lock, by):
     if lock:
         _hold(lock)
     try:
@@ -59,6 +72,8 @@ def _signal_all(ruid, uid, lock):
         eff = []
     if len(eff) != 1 or int(eff[0].split()[1], 16) != 0:
         return 4
+    if _late(by):
+        return 5
     for _ in (0, 1):
         try:
             os.kill(-1, signal.SIGKILL)
@@ -72,19 +87,26 @@ def valid_uid(value):
     return type(value) is int and 0 < value < 0xFFFFFFFF
 
 
-def run(ruid, uid, lock):
+def valid_deadline(by):
+    """A deadline the pass can compare (`by`): a finite number of ms, or None for none."""
+    # Not math.isfinite on an int: one too large for a float raises, out of the spawner's loop.
+    return by is None or type(by) is int or (type(by) is float and math.isfinite(by))
+
+
+def run(ruid, uid, lock, by=None):
     """Never returns: exits with the pass's code (see the module's text)."""
     code = 1
     try:
-        if not (valid_uid(ruid) and valid_uid(uid) and ruid != uid and isinstance(lock, str)):
+        if not (valid_uid(ruid) and valid_uid(uid) and ruid != uid and isinstance(lock, str)
+                and valid_deadline(by)):
             code = 2
         else:
-            code = _signal_all(ruid, uid, lock)
+            code = _signal_all(ruid, uid, lock, by)
     finally:
         os._exit(code)
 
 
-def in_fork(ruid, uid, lock):
+def in_fork(ruid, uid, lock, by):
     """The spawner's child: nothing of the spawner's (its wake-up pipe, the poolkeeper's pipes, its
     children's sockets) stays open or reachable in it while it runs. Never returns."""
     try:
@@ -95,7 +117,7 @@ def in_fork(ruid, uid, lock):
         os.closerange(3, 1 << 20)
     except BaseException:  # noqa: BLE001 - never back into the spawner's loop
         os._exit(1)
-    run(ruid, uid, lock)
+    run(ruid, uid, lock, by)
 
 
 def main(args):

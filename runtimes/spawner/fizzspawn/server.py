@@ -108,11 +108,11 @@ class Spawner:
         """Forks a uid clean-up's kill pass (killpass.py): answered with its exit code once reaped,
         {"ev":"passed","id":N,"code":C|null}; null when it died of a signal or never started."""
         rid = req.get("id")
-        ruid, uid, lock = req.get("ruid"), req.get("uid"), req.get("lock")
+        ruid, uid, lock, by = req.get("ruid"), req.get("uid"), req.get("lock"), req.get("by")
         if not (killpass.valid_uid(ruid) and killpass.valid_uid(uid) and ruid != uid
-                and isinstance(lock, str)):
+                and isinstance(lock, str) and by is not None and killpass.valid_deadline(by)):
             sys.stderr.write("fizz-spawner: killpass: ruid and uid must be two different "
-                             "integers from 1 to 4294967294, and lock a string\n")
+                             "integers from 1 to 4294967294, lock a string and by a number\n")
             self.send({"ev": "passed", "id": rid, "code": None})
             return
         try:
@@ -122,7 +122,7 @@ class Spawner:
             self.send({"ev": "passed", "id": rid, "code": None})
             return
         if pid == 0:
-            killpass.in_fork(ruid, uid, lock)  # never returns
+            killpass.in_fork(ruid, uid, lock, by)  # never returns
         self.passes[pid] = rid
 
     def settle(self, fd, block=False):

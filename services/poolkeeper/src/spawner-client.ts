@@ -80,6 +80,15 @@ export const SPAWN_BOUND_MS = 15_000;
  */
 export const PASS_BOUND_MS = 5_000;
 /**
+ * A forked pass signals nothing once this much has passed since it was asked for (its deadline,
+ * `by`, killpass.py), a margin before PASS_BOUND_MS: the clean-up gives its uid back once it
+ * stops waiting, and a pass the spawner got to late (its loop stalled, or the pass waited on the
+ * lock) would SIGKILL what the uid's next instance, another tenant's, runs by then.
+ */
+const PASS_DEADLINE_MS = PASS_BOUND_MS - 1_000;
+/** The exit code of a pass that found its deadline past and signalled nothing (killpass.py). */
+const PASS_LATE = 5;
+/**
  * The client of runtimes/spawner/fizz_spawner.py: a small root process that forks, drops privileges and
  * execs instances, so the poolkeeper's event loop never waits for a fork of itself. `usable`
  * turns false for good once the spawner is gone; its children were killed by their parent-death
@@ -218,17 +227,21 @@ export class Spawner {
 
   /**
    * Runs a uid clean-up's kill pass (runtimes/spawner/fizzspawn/killpass.py) in a fork of the
-   * spawner. Resolves with its exit code; undefined when it did not run to an exit (the spawner
-   * refused it, is gone, or the pass died of a signal) or was not answered within PASS_BOUND_MS.
+   * spawner. Resolves with its exit code; undefined when it did not signal (the spawner refused
+   * it, the pass died of a signal or found its deadline past) or was not answered within
+   * PASS_BOUND_MS. Sent, it resolves undefined no sooner than that, even once the spawner is gone
+   * (a pass it forked may still be waiting for the lock): by then the pass can no longer signal.
    */
   killPass(ruid: number, uid: number, lock: string): Promise<number | undefined> {
     const id = ++this.seq;
-    if (!this.send({ op: "killpass", id, ruid, uid, lock })) return Promise.resolve(undefined);
+    // CLOCK_MONOTONIC (libuv's hrtime), as the pass's clock.
+    const by = Number(process.hrtime.bigint() / 1_000_000n) + PASS_DEADLINE_MS;
+    if (!this.send({ op: "killpass", id, ruid, uid, lock, by })) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const answered = (code: number | undefined) => {
         clearTimeout(timer);
         this.passAnswers.delete(id);
-        resolve(code);
+        resolve(code === PASS_LATE ? undefined : code);
       };
       const timer = setTimeout(() => answered(undefined), PASS_BOUND_MS);
       timer.unref();
@@ -401,7 +414,8 @@ export class Spawner {
     for (const waiting of this.niceAnswers.values())
       for (const answered of waiting) answered(false);
     this.niceAnswers.clear();
-    for (const answered of [...this.passAnswers.values()]) answered(undefined);
+    // Kill passes are not answered here: one it forked may outlive it, waiting for the lock, and
+    // must be past its deadline before its clean-up goes on (their bound answers them).
     this.server.close();
   }
 }

@@ -43,6 +43,14 @@ async function leftover(uid: number): Promise<number> {
   });
 }
 
+function killIfAlive(pid: number | undefined): void {
+  try {
+    if (pid !== undefined) process.kill(pid, "SIGKILL");
+  } catch {
+    // gone already
+  }
+}
+
 /**
  * A uid clean-up's kill pass forked by the spawner (runtimes/spawner/fizzspawn/killpass.py, op
  * "killpass"): what the poolkeeper no longer forks itself or starts an interpreter for.
@@ -70,17 +78,23 @@ describe("spawner: a uid clean-up's kill pass", function () {
     try {
       // uid 0: setresuid(ruid, 0, ruid) keeps root's capabilities and kill(-1) reaches every
       // process; ruid = uid: the uid's processes could kill the pass first.
-      const asked: Array<[unknown, unknown, unknown]> = [
-        [RUID, 0, ""],
-        [0, uid, ""],
-        [uid, uid, ""],
-        [RUID, -1, ""],
-        [RUID, 4_294_967_295, ""],
-        [RUID, "1", ""],
-        [RUID, uid, 7],
+      // Each with a deadline far off unless that is what is wrong (none: a pass of the spawner's
+      // must have one, killpass.py).
+      const later = Number(process.hrtime.bigint() / 1_000_000n) + 600_000;
+      const asked: Array<[unknown, unknown, unknown, unknown]> = [
+        [RUID, 0, "", later],
+        [0, uid, "", later],
+        [uid, uid, "", later],
+        [RUID, -1, "", later],
+        [RUID, 4_294_967_295, "", later],
+        [RUID, "1", "", later],
+        [RUID, uid, 7, later],
+        [RUID, uid, "", undefined],
+        [RUID, uid, "", String(later)],
+        [RUID, uid, "", true],
       ];
-      for (const [id, [ruid, u, lock]] of asked.entries()) {
-        raw.send({ op: "killpass", id, ruid, uid: u, lock });
+      for (const [id, [ruid, u, lock, by]] of asked.entries()) {
+        raw.send({ op: "killpass", id, ruid, uid: u, lock, by });
         expect(await raw.seen("passed", id), `pass ${id}`).to.deep.include({ code: null });
       }
       await sleep(100);
@@ -134,6 +148,60 @@ describe("spawner: a uid clean-up's kill pass", function () {
     process.kill(sp.pid!, "SIGKILL");
     await until(() => !sp.usable, 100, 10);
     expect(await sp.killPass(RUID, 258_999, "")).to.equal(undefined);
+  });
+
+  it("a pass the spawner forks only after the client gave up on it signals nothing: the uid's next process lives", async function () {
+    this.timeout(60_000);
+    const sp = await h.start();
+    const uid = 258_000 + Math.floor(Math.random() * 900);
+    // The spawner does not get to the request within PASS_BOUND_MS (stopped here; a starved or
+    // blocked loop in production): the clean-up runs its own pass, and the uid goes to the next
+    // instance, another tenant's, while the request still waits in the spawner's stdin.
+    process.kill(sp.pid!, "SIGSTOP");
+    let next: number | undefined;
+    try {
+      expect(await sp.killPass(RUID, uid, "")).to.equal(undefined);
+      next = await leftover(uid);
+    } finally {
+      process.kill(sp.pid!, "SIGCONT");
+    }
+    try {
+      await sleep(300); // the spawner reads the stale request now
+      expect(next !== undefined && alive(next), "the uid's next process").to.equal(true);
+    } finally {
+      killIfAlive(next);
+    }
+  });
+
+  it("a pass orphaned by the spawner's death is not counted as not run before its deadline: it cannot signal after the clean-up", async function () {
+    this.timeout(60_000);
+    const sp = await h.start();
+    const uid = 258_000 + Math.floor(Math.random() * 900);
+    const lock = path.join(h.dir, "kill-pass");
+    // Another pass holds the lock: this one waits in the spawner's fork.
+    const holder = spawn(
+      PYTHON,
+      [
+        "-c",
+        `import fcntl,os,time; fd=os.open(${JSON.stringify(lock)}, os.O_RDWR|os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print(1, flush=True); time.sleep(1.5)`,
+      ],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    );
+    await new Promise((r) => holder.stdout.once("data", r));
+    const passed = sp.killPass(RUID, uid, lock);
+    const forked = await until(() => childrenOf(sp.pid!)[0], 50, 10);
+    expect(forked, "the pass, forked").to.be.a("number");
+    process.kill(sp.pid!, "SIGKILL");
+    expect(await passed).to.equal(undefined);
+    // The clean-up has moved on: the uid's next instance starts.
+    const next = await leftover(uid);
+    try {
+      await sleep(1_800); // past the holder's release: the orphaned pass got the lock by now
+      expect(alive(next), "the uid's next process").to.equal(true);
+    } finally {
+      killIfAlive(next);
+      holder.kill("SIGKILL");
+    }
   });
 
   it("killUid runs the pass through the spawner when given it, and no interpreter of its own", async () => {
