@@ -48,7 +48,7 @@ def _hold(lock):
         signal.alarm(0)
 
 
-def _late(by):
+def _past(by):
     return by is not None and time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1_000_000 >= by
 
 
@@ -72,7 +72,7 @@ def _signal_all(ruid, uid, lock, by):
         eff = []
     if len(eff) != 1 or int(eff[0].split()[1], 16) != 0:
         return 4
-    if _late(by):
+    if _past(by):
         return 5
     for _ in (0, 1):
         try:

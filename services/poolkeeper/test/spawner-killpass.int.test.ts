@@ -204,6 +204,31 @@ describe("spawner: a uid clean-up's kill pass", function () {
     }
   });
 
+  it("runs a forked pass whose lock is never granted after 2 s, within its deadline", async () => {
+    const sp = await h.start();
+    const uid = 258_000 + Math.floor(Math.random() * 900);
+    const lock = path.join(h.dir, "kill-pass");
+    const holder = spawn(
+      PYTHON,
+      [
+        "-c",
+        `import fcntl,os,time; fd=os.open(${JSON.stringify(lock)}, os.O_RDWR|os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print(1, flush=True); time.sleep(10)`,
+      ],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    );
+    const pid = await leftover(uid);
+    try {
+      await new Promise((r) => holder.stdout.once("data", r));
+      const started = Date.now();
+      expect(await sp.killPass(RUID, uid, lock)).to.equal(0);
+      expect(Date.now() - started).to.be.within(1900, 4000);
+      expect(await until(() => !alive(pid), 50, 20)).to.equal(true);
+    } finally {
+      holder.kill("SIGKILL");
+      killIfAlive(pid);
+    }
+  });
+
   it("killUid runs the pass through the spawner when given it, and no interpreter of its own", async () => {
     const sp = await h.start();
     const uid = 258_000 + Math.floor(Math.random() * 900);
