@@ -50,7 +50,8 @@ export type KillPass =
 
 /**
  * Runs the shielded pass in a fork of the spawner (Spawner.killPass): its exit code, or undefined
- * when it could not (the pass then runs in an interpreter of its own). Per clean-up, that saves a
+ * when it did not signal and cannot any more (refused, died, past its deadline, or not answered
+ * in time; the pass then runs in an interpreter of its own). Per clean-up, that saves a
  * fork of the poolkeeper, which holds its event loop 5-27 ms (the cold starts behind it wait), and
  * a Python start, ~15 ms of CPU.
  */
@@ -88,7 +89,7 @@ export interface ShieldedKill {
  * The pass's code is fixed (killpass.py, beside the spawner, loaded as the spawner loads its own);
  * it is given two numbers and the lock's path, nothing of the instance, and no environment of the
  * poolkeeper's (its NATS and Redis credentials): the spawner, which forks it, runs with PATH and
- * LANG only, as does an interpreter started for it.
+ * LANG only, and an interpreter started for it with PATH only.
  *
  * Then root scans /proc, matching the real, effective and saved uids in /proc/<pid>/status (not
  * the directory's owner, which a non-dumpable process changes), and SIGKILLs what it finds, which
