@@ -218,8 +218,11 @@ async function scanRound(
     let entries: string[];
     try {
       entries = readdirSync("/proc");
-    } catch {
-      return pass === 0 ? undefined : { ...counts, alive: counts.alive + 1 };
+    } catch (err) {
+      // No procfs: nothing to scan. Any other failure (EMFILE, ENOMEM) says nothing of the uid:
+      // counted as one left, so the uid is not handed out on a listing that never happened.
+      if (pass === 0 && gone(err)) return undefined;
+      return { ...counts, alive: counts.alive + 1 };
     }
     const fresh: number[] = [];
     for (const name of entries) {
@@ -260,7 +263,8 @@ function check(
   const state = stateIfOwnedBy(pid, uid);
   if (state === undefined || state === "dead") return;
   counts.alive++;
-  if (state === "dying" || !kill) return;
+  // Unreadable: maybe the uid's, maybe anyone's (root's): counted, never signalled.
+  if (state === "dying" || state === "unreadable" || !kill) return;
   try {
     process.kill(pid, "SIGKILL");
     counts.signalled++;
@@ -277,21 +281,33 @@ function check(
  */
 const STATUS_BUFFER = Buffer.allocUnsafe(16_384);
 
-/** /proc/<pid>/status, or undefined once the process is gone. */
-function readStatus(pid: number): string | undefined {
+/** A status that could not be read though the process may still be there (EMFILE, ENOMEM). */
+const UNREADABLE = Symbol("unreadable");
+
+/** The process is gone (its /proc entry too), or there is no procfs. */
+function gone(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === "ENOENT" || code === "ESRCH";
+}
+
+/**
+ * /proc/<pid>/status; undefined once the process is gone; UNREADABLE when reading failed for
+ * another reason. Counting that as gone let a clean-up short of descriptors find a uid empty.
+ */
+function readStatus(pid: number): string | undefined | typeof UNREADABLE {
   let fd: number;
   try {
     fd = openSync(`/proc/${pid}/status`, "r");
-  } catch {
-    return undefined;
+  } catch (err) {
+    return gone(err) ? undefined : UNREADABLE;
   }
   try {
     const n = readSync(fd, STATUS_BUFFER, 0, STATUS_BUFFER.length, 0);
     // Longer than the buffer (thousands of supplementary groups): read whole, as before.
     if (n === STATUS_BUFFER.length) return readFileSync(`/proc/${pid}/status`, "latin1");
     return STATUS_BUFFER.toString("latin1", 0, n);
-  } catch {
-    return undefined;
+  } catch (err) {
+    return gone(err) ? undefined : UNREADABLE;
   } finally {
     closeSync(fd);
   }
@@ -303,11 +319,16 @@ const SIGKILL_BIT = 1n << 8n;
 /**
  * Undefined when /proc/<pid> is not `uid`'s (real, effective or saved uid) or is gone; "dead" for
  * a zombie (a group leader with threads still running shows as Z too, so only with one thread);
- * "dying" when a SIGKILL is pending (it cannot run code of its own again); else "live".
+ * "dying" when a SIGKILL is pending (it cannot run code of its own again); "unreadable" when its
+ * status could not be read (its uid unknown); else "live".
  */
-function stateIfOwnedBy(pid: number, uid: number): "live" | "dying" | "dead" | undefined {
+function stateIfOwnedBy(
+  pid: number,
+  uid: number,
+): "live" | "dying" | "dead" | "unreadable" | undefined {
   const status = readStatus(pid);
   if (status === undefined) return undefined; // gone meanwhile
+  if (status === UNREADABLE) return "unreadable";
   const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
   if (!ids || (Number(ids[1]) !== uid && Number(ids[2]) !== uid && Number(ids[3]) !== uid))
     return undefined;
@@ -362,7 +383,9 @@ export async function uidsWithProcesses(base: number, count: number): Promise<Se
 /** The real, effective or saved uid of live (not zombie) `pid` that falls in the range, if any. */
 function liveUidInRange(pid: number, base: number, count: number): number | undefined {
   const status = readStatus(pid);
-  if (status === undefined) return undefined; // gone meanwhile
+  // Unreadable: its uid is unknown. Start-up holds only the uids it found; each one handed out is
+  // emptied by killUid (which counts an unreadable process as left) after its instance.
+  if (status === undefined || status === UNREADABLE) return undefined; // gone meanwhile
   const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
   const uid = ids
     ?.slice(1)

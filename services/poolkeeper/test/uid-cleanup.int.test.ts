@@ -1,6 +1,14 @@
 import { expect } from "chai";
-import { spawn } from "node:child_process";
-import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { INSTANCE_PATH } from "../src/instance-launch";
 import { UidPool } from "../src/isolation";
@@ -158,6 +166,38 @@ describe("instance uid clean-up", function () {
     } finally {
       holder.kill("SIGKILL");
     }
+  });
+
+  it("does not find a uid empty while it cannot read /proc (out of descriptors): the uid is not given back", async function () {
+    if (!isRoot || !existsSync(SETPRIV) || !existsSync("/usr/bin/prlimit")) this.skip();
+    const uid = 259_000 + Math.floor(Math.random() * 900);
+    const left = spawn(SETPRIV, asUid(uid, ["setsid", "sleep", "60"]), { stdio: "ignore" });
+    const pid = await until(() => pidsOfUid(uid)[0], 100, 20);
+    expect(pid, "the left-over process started").to.be.a("number");
+    const limits = /^Max open files\s+(\d+)\s+(\d+)/m.exec(
+      readFileSync("/proc/self/limits", "latin1"),
+    );
+    const [soft, hard] = [limits![1]!, limits![2]!];
+    const held: number[] = [];
+    let result: Awaited<ReturnType<typeof killUid>> | undefined;
+    try {
+      // This process's soft limit just above what it holds, then every descriptor taken.
+      const open = readdirSync("/proc/self/fd").length;
+      execFileSync("/usr/bin/prlimit", [`--pid=${process.pid}`, `--nofile=${open + 32}:${hard}`]);
+      try {
+        for (;;) held.push(openSync("/dev/null", "r"));
+      } catch (err) {
+        expect((err as NodeJS.ErrnoException).code).to.equal("EMFILE");
+      }
+      // No pass (it would need a descriptor too): the root scan alone, and it cannot list /proc.
+      result = await killUid(uid, undefined, { rounds: 2, ms: 200 });
+    } finally {
+      for (const fd of held) closeSync(fd);
+      execFileSync("/usr/bin/prlimit", [`--pid=${process.pid}`, `--nofile=${soft}:${hard}`]);
+      left.kill("SIGKILL");
+      await killUid(uid, undefined);
+    }
+    expect(result.left, "processes counted as left").to.be.at.least(1);
   });
 
   it("leaves no process of the uid alive when one kills every kill pass and hops to new pids", async function () {
