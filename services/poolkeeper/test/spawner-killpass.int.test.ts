@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import {
   chmodSync,
   existsSync,
@@ -41,6 +41,20 @@ async function leftover(uid: number): Promise<number> {
     p.stdout.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
     p.once("exit", (code) => reject(new Error(`leftover exited ${code}`)));
   });
+}
+
+/** A process holding `lock` (flock) for `seconds`, as another pass would; resolves once it does. */
+async function holdLock(lock: string, seconds: number): Promise<ChildProcess> {
+  const holder = spawn(
+    PYTHON,
+    [
+      "-c",
+      `import fcntl,os,time; fd=os.open(${JSON.stringify(lock)}, os.O_RDWR|os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print(1, flush=True); time.sleep(${seconds})`,
+    ],
+    { stdio: ["ignore", "pipe", "ignore"] },
+  );
+  await new Promise((r) => holder.stdout.once("data", r));
+  return holder;
 }
 
 function killIfAlive(pid: number | undefined): void {
@@ -111,15 +125,7 @@ describe("spawner: a uid clean-up's kill pass", function () {
     const uid = 258_000 + Math.floor(Math.random() * 900);
     const lock = path.join(h.dir, "kill-pass");
     // Another holder has the lock: the pass waits for it (up to 2 s), long enough to look at.
-    const holder = spawn(
-      PYTHON,
-      [
-        "-c",
-        `import fcntl,os,time; fd=os.open(${JSON.stringify(lock)}, os.O_RDWR|os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print(1, flush=True); time.sleep(1)`,
-      ],
-      { stdio: ["ignore", "pipe", "ignore"] },
-    );
-    await new Promise((r) => holder.stdout.once("data", r));
+    const holder = await holdLock(lock, 1);
     const passed = sp.killPass(RUID, uid, lock);
     const pass = await until(
       () =>
@@ -179,15 +185,7 @@ describe("spawner: a uid clean-up's kill pass", function () {
     const uid = 258_000 + Math.floor(Math.random() * 900);
     const lock = path.join(h.dir, "kill-pass");
     // Another pass holds the lock: this one waits in the spawner's fork.
-    const holder = spawn(
-      PYTHON,
-      [
-        "-c",
-        `import fcntl,os,time; fd=os.open(${JSON.stringify(lock)}, os.O_RDWR|os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print(1, flush=True); time.sleep(1.5)`,
-      ],
-      { stdio: ["ignore", "pipe", "ignore"] },
-    );
-    await new Promise((r) => holder.stdout.once("data", r));
+    const holder = await holdLock(lock, 1.5);
     const passed = sp.killPass(RUID, uid, lock);
     const forked = await until(() => childrenOf(sp.pid!)[0], 50, 10);
     expect(forked, "the pass, forked").to.be.a("number");
@@ -208,17 +206,9 @@ describe("spawner: a uid clean-up's kill pass", function () {
     const sp = await h.start();
     const uid = 258_000 + Math.floor(Math.random() * 900);
     const lock = path.join(h.dir, "kill-pass");
-    const holder = spawn(
-      PYTHON,
-      [
-        "-c",
-        `import fcntl,os,time; fd=os.open(${JSON.stringify(lock)}, os.O_RDWR|os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print(1, flush=True); time.sleep(10)`,
-      ],
-      { stdio: ["ignore", "pipe", "ignore"] },
-    );
+    const holder = await holdLock(lock, 10);
     const pid = await leftover(uid);
     try {
-      await new Promise((r) => holder.stdout.once("data", r));
       const started = Date.now();
       expect(await sp.killPass(RUID, uid, lock)).to.equal(0);
       expect(Date.now() - started).to.be.within(1900, 4000);
