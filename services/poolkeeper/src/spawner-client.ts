@@ -7,10 +7,12 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { autogroupWriters } from "./spawner-autogroup";
 import { SpawnedChild, SpawnerError } from "./spawner-child";
+import { KillPasses } from "./spawner-passes";
 import { listenInOwnSocket } from "./spawner-socket";
 
 export { autogroupThroughSpawner, autogroupWritten } from "./spawner-autogroup";
 export { SpawnedChild, SpawnerError, type ChildLike } from "./spawner-child";
+export { PASS_BOUND_MS } from "./spawner-passes";
 
 /**
  * The spawner script in the source tree. It lives under runtimes/ (runtimes/spawner/), which every
@@ -75,20 +77,6 @@ const HEADER_WAIT_MS = 10_000;
  */
 export const SPAWN_BOUND_MS = 15_000;
 /**
- * A kill pass not answered by then counts as not run (killPass resolves undefined), and the
- * clean-up runs one in an interpreter of its own. A pass waits at most 2 s for its lock.
- */
-export const PASS_BOUND_MS = 5_000;
-/**
- * A forked pass signals nothing once this much has passed since it was asked for (its deadline,
- * `by`, killpass.py), a margin before PASS_BOUND_MS: the clean-up gives its uid back once it
- * stops waiting, and a pass the spawner got to late (its loop stalled, or the pass waited on the
- * lock) would SIGKILL what the uid's next instance, another tenant's, runs by then.
- */
-const PASS_DEADLINE_MS = PASS_BOUND_MS - 1_000;
-/** The exit code of a pass that found its deadline past and signalled nothing (killpass.py). */
-const PASS_LATE = 5;
-/**
  * The client of runtimes/spawner/fizz_spawner.py: a small root process that forks, drops privileges and
  * execs instances, so the poolkeeper's event loop never waits for a fork of itself. `usable`
  * turns false for good once the spawner is gone; its children were killed by their parent-death
@@ -102,8 +90,8 @@ export class Spawner {
   private readonly live = new Map<number, SpawnedChild>();
   /** Per spawn id, the nice requests not answered yet, in the order sent (the spawner's). */
   private readonly niceAnswers = new Map<number, Array<(ok: boolean) => void>>();
-  /** Kill passes sent and not answered yet, by id (killPass). */
-  private readonly passAnswers = new Map<number, (code: number | undefined) => void>();
+  /** Kill passes sent and not answered yet (killPass). */
+  private readonly passes = new KillPasses();
   private gone = false;
   private readonly exited: Promise<void>;
 
@@ -225,28 +213,9 @@ export class Spawner {
     });
   }
 
-  /**
-   * Runs a uid clean-up's kill pass (runtimes/spawner/fizzspawn/killpass.py) in a fork of the
-   * spawner. Resolves with its exit code; undefined when it did not signal (the spawner refused
-   * it, the pass died of a signal or found its deadline past) or was not answered within
-   * PASS_BOUND_MS. Sent, it resolves undefined no sooner than that, even once the spawner is gone
-   * (a pass it forked may still be waiting for the lock): by then the pass can no longer signal.
-   */
+  /** A uid clean-up's kill pass (fizzspawn/killpass.py) in a fork of the spawner: KillPasses.ask. */
   killPass(ruid: number, uid: number, lock: string): Promise<number | undefined> {
-    const id = ++this.seq;
-    // CLOCK_MONOTONIC (libuv's hrtime), as the pass's clock.
-    const by = Number(process.hrtime.bigint() / 1_000_000n) + PASS_DEADLINE_MS;
-    if (!this.send({ op: "killpass", id, ruid, uid, lock, by })) return Promise.resolve(undefined);
-    return new Promise((resolve) => {
-      const answered = (code: number | undefined) => {
-        clearTimeout(timer);
-        this.passAnswers.delete(id);
-        resolve(code === PASS_LATE ? undefined : code);
-      };
-      const timer = setTimeout(() => answered(undefined), PASS_BOUND_MS);
-      timer.unref();
-      this.passAnswers.set(id, answered);
-    });
+    return this.passes.ask(++this.seq, { ruid, uid, lock }, (msg) => this.send(msg));
   }
 
   /** Stops the spawner (stdin EOF); its children die by their parent-death signal. */
@@ -318,7 +287,7 @@ export class Spawner {
       if (waiting?.length === 0) this.niceAnswers.delete(id);
       answered?.(m.ok === true);
     } else if (m.ev === "passed") {
-      this.passAnswers.get(id)?.(typeof m.code === "number" ? m.code : undefined);
+      this.passes.answered(id, m.code);
     } else if (m.ev === "exit") {
       const child = this.live.get(id);
       if (!child) return;
@@ -414,8 +383,7 @@ export class Spawner {
     for (const waiting of this.niceAnswers.values())
       for (const answered of waiting) answered(false);
     this.niceAnswers.clear();
-    // Kill passes are not answered here: one it forked may outlive it, waiting for the lock, and
-    // must be past its deadline before its clean-up goes on (their bound answers them).
+    // Kill passes are not answered here (KillPasses.answered says why).
     this.server.close();
   }
 }
