@@ -14,8 +14,12 @@ export const PASS_BOUND_MS = 5_000;
  * lock) would SIGKILL what the uid's next instance, another tenant's, runs by then.
  */
 const PASS_DEADLINE_MS = PASS_BOUND_MS - 1_000;
-/** The exit code of a pass that found its deadline past and signalled nothing (killpass.py). */
-const PASS_LATE = 5;
+/**
+ * Exit codes of a pass that signalled nothing and has exited (killpass.py): 5 its deadline was
+ * past; 1 it failed before its signals (its set-up in the fork, say). Answered as not run, so the
+ * clean-up's own interpreter pass follows, not only setpriv's weaker one (which the uid can kill).
+ */
+const NOT_RUN = new Set([1, 5]);
 
 export class KillPasses {
   private readonly waiting = new Map<number, (code: number | undefined) => void>();
@@ -23,7 +27,7 @@ export class KillPasses {
   /**
    * Sends pass `id` through `send` (false: not sent, answered undefined at once). Resolves with
    * its exit code; undefined when it did not signal (refused, died of a signal, found its deadline
-   * past) or was not answered within PASS_BOUND_MS. Sent, it resolves undefined no sooner than
+   * past, failed before its signals) or was not answered within PASS_BOUND_MS. Sent, it resolves undefined no sooner than
    * that, even once the spawner is gone (a pass it forked may still be waiting for the lock): by
    * then the pass can no longer signal.
    */
@@ -39,7 +43,7 @@ export class KillPasses {
       const answered = (code: number | undefined) => {
         clearTimeout(timer);
         this.waiting.delete(id);
-        resolve(code === PASS_LATE ? undefined : code);
+        resolve(code !== undefined && NOT_RUN.has(code) ? undefined : code);
       };
       const timer = setTimeout(() => answered(undefined), PASS_BOUND_MS);
       timer.unref();
