@@ -51,9 +51,9 @@ export type KillPass =
 /**
  * Runs the shielded pass in a fork of the spawner (Spawner.killPass): its exit code, or undefined
  * when it did not signal and cannot any more (refused, died, failed before its signals, past its
- * deadline, or not answered in time; the pass then runs in an interpreter of its own). Per clean-up, that saves a
- * fork of the poolkeeper, which holds its event loop 5-27 ms (the cold starts behind it wait), and
- * a Python start, ~15 ms of CPU.
+ * deadline, or not answered in time; the pass then runs in an interpreter of its own). Per
+ * clean-up, that saves a fork of the poolkeeper, which holds its event loop 5-27 ms (the cold
+ * starts behind it wait), and a Python start, ~15 ms of CPU.
  */
 export type ForkPass = (ruid: number, uid: number, lock: string) => Promise<number | undefined>;
 
