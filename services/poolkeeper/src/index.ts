@@ -193,11 +193,12 @@ export async function start(
   void envSync.synced.then(() => {
     if (!abort.signal.aborted) backend.releaseUnclaimed?.();
   });
+  const archives = lazyArchiveStore(natsConn);
   const specialize = createSpecializer({
     pool: thePool,
     // Package archives from local disk after the first read (the Object Store every time was
     // ~110 ms of a Go cold start); single-file code has its own in-memory cache.
-    store: new ArchiveCache(lazyArchiveStore(natsConn), {
+    store: new ArchiveCache(archives, {
       dir: path.join(config.workDir, "archive-cache"),
       maxBytes: config.archiveCacheBytes,
       maxEntryBytes: DEFAULT_ARCHIVE_ENTRY_BYTES,
@@ -272,6 +273,10 @@ export async function start(
     lookupEnvironment: (ref) => envSync.lookup(ref),
   });
   logger.info({ port: ops.port, backend: backend.kind, sender }, "poolkeeper started");
+  // The archive store opened now, not in the first cold start (its JetStream requests to the
+  // platform's NATS, the client's code run once): in the background, so start-up and readiness do
+  // not wait for it; a failed open is tried again at the first use, as before.
+  void archives.open().then((ok) => logger.debug({ ok }, "archive store opened ahead"));
 
   let stopping: Promise<void> | undefined;
   const stop = () =>

@@ -8,7 +8,14 @@ import type { BlobStore } from "./specialize-source";
  * JetStream (the pools fill without it), and a store that is away fails one specialization with
  * UNAVAILABLE instead of the whole service.
  */
-export function lazyArchiveStore(nc: NatsConnection): BlobStore {
+export function lazyArchiveStore(nc: NatsConnection): BlobStore & {
+  /**
+   * Opens the store ahead of the first specialization (its JetStream requests to the platform's
+   * NATS, and the client's code run once, were in the first cold start); never throws: a failed
+   * open is tried again at first use, as before.
+   */
+  open(): Promise<boolean>;
+} {
   let opening: Promise<ArchiveStore> | undefined;
   const store = (): Promise<ArchiveStore> => {
     opening ??= openArchiveStore(nc).catch((err: unknown) => {
@@ -25,5 +32,10 @@ export function lazyArchiveStore(nc: NatsConnection): BlobStore {
     get: async (digest) => (await store()).get(digest),
     getBuffer: async (digest, maxBytes) => (await store()).getBuffer(digest, maxBytes),
     has: async (digest) => (await store()).has(digest),
+    open: () =>
+      store().then(
+        () => true,
+        () => false,
+      ),
   };
 }
