@@ -12,9 +12,9 @@ export const MEMORY_SETTLED_AFTER_MS = SETTLE_AFTER_MS[SETTLE_AFTER_MS.length - 
 /** How often the heap keeper reads the old generation's size (a few µs each time). */
 export const HEAP_CHECK_MS = 10_000;
 /** Old-generation growth over the last collection's floor that sets off a collection. */
-export const HEAP_GROWTH_MIN_BYTES = 4 * 1024 * 1024;
+export const HEAP_GROWTH_MIN_BYTES = 2 * 1024 * 1024;
 /** ... or this share of the floor, when larger: a big live set is not collected every few MB. */
-export const HEAP_GROWTH_SHARE = 0.25;
+export const HEAP_GROWTH_SHARE = 0.125;
 /**
  * At most one of the keeper's collections this often: a service promoting fast (a busy gateway)
  * reaches V8's own limit soon enough, and should not run a full marking every check.
@@ -83,18 +83,20 @@ export interface HeapKeeperDeps {
 }
 
 /**
- * Collects the old generation once it has grown a few MB past what the last collection left.
+ * Collects the old generation once it has grown 2 MB (or an eighth) past what the last full
+ * collection left.
  *
- * Why: objects that outlive two scavenges (an instance's records, its child process and streams,
- * a request's state: everything living seconds) are promoted, and V8 collects the old generation
- * only when it reaches an allocation limit it sets far above a small service's live set. Between
- * two such collections the garbage sits in resident pages, so RSS climbs for many minutes and
- * then drops: in the soak, the poolkeeper's live heap grew 0.11 MB in 10 min (heap snapshots,
- * all of it JIT code) while its RSS rose ~0.8 MB a minute. A pod's memory limit sees the climb,
- * not the live set. One incremental collection of a ~20 MB heap costs ~10-20 ms of CPU, mostly
- * concurrent with the service, every few minutes at that rate; the floor follows the live set
- * up and down, so a service that holds more (a registry over 10,000 functions) is not collected
- * over and over, and a real leak still shows as a rising floor.
+ * Why: objects that outlive two scavenges of the services' 1 MB semi-spaces (an instance's
+ * records, its child process and streams, a request's state: everything living seconds) are
+ * promoted, and for a heap this small V8 runs its next full collection only when the old
+ * generation has grown ~8 MB past the last one's result. Until then the garbage sits in resident
+ * pages: in the soak the poolkeeper's live heap grew 0.11 MB in 10 minutes (heap snapshots, all
+ * of it JIT code) while its RSS rose ~1 MB a minute, then fell at V8's collection (a sawtooth a
+ * pod's memory limit sees the top of). An incremental collection of a ~15 MB heap costs a few ms
+ * of CPU, mostly concurrent with the service, and returns the freed pages; at the soak's rates it
+ * runs every few minutes. The floor follows the live set up and down, so a service holding more
+ * (a registry over 10,000 functions) is not collected over and over, and a leak still shows as a
+ * rising floor.
  */
 export class HeapKeeper {
   private floor: number | undefined;

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
-import { HEAP_GROWTH_MIN_BYTES, HeapKeeper } from "../src/settle-memory";
+import { HEAP_GROWTH_MIN_BYTES, HEAP_GROWTH_SHARE, HeapKeeper } from "../src/settle-memory";
 
 const MB = 1024 * 1024;
 
@@ -24,7 +24,7 @@ const settle = () => new Promise((r) => setImmediate(r));
 
 describe("HeapKeeper", () => {
   it("collects once the old generation has grown past the floor by the minimum", async () => {
-    const { heap, keeper } = fakeHeap(10 * MB);
+    const { heap, keeper } = fakeHeap(8 * MB);
     keeper.check();
     heap.used += HEAP_GROWTH_MIN_BYTES - 1;
     keeper.check();
@@ -33,16 +33,16 @@ describe("HeapKeeper", () => {
     keeper.check();
     expect(heap.calls).to.equal(1);
     // The floor is what the collection left: growth is counted from there.
-    heap.used = 11 * MB;
+    heap.used = 9 * MB;
     heap.done!();
     await settle();
-    heap.used = 11 * MB + HEAP_GROWTH_MIN_BYTES - 1;
+    heap.used = 9 * MB + HEAP_GROWTH_MIN_BYTES - 1;
     keeper.check();
     expect(heap.calls).to.equal(1);
   });
 
   it("sets off no second collection while one is running", () => {
-    const { heap, keeper } = fakeHeap(10 * MB);
+    const { heap, keeper } = fakeHeap(8 * MB);
     keeper.check();
     heap.used += 2 * HEAP_GROWTH_MIN_BYTES;
     keeper.check();
@@ -52,7 +52,7 @@ describe("HeapKeeper", () => {
   });
 
   it("sets off at most one collection per interval, however fast the heap grows", async () => {
-    const { heap, keeper } = fakeHeap(10 * MB, 30_000);
+    const { heap, keeper } = fakeHeap(8 * MB, 30_000);
     keeper.check();
     heap.used += HEAP_GROWTH_MIN_BYTES;
     keeper.check();
@@ -70,30 +70,30 @@ describe("HeapKeeper", () => {
   it("counts growth from what V8's own full collection left", () => {
     const { heap, keeper } = fakeHeap(30 * MB);
     keeper.check();
-    heap.used = 12 * MB;
+    heap.used = 8 * MB;
     keeper.afterFullCollection();
-    heap.used = 12 * MB + HEAP_GROWTH_MIN_BYTES - 1;
+    heap.used = 8 * MB + HEAP_GROWTH_MIN_BYTES - 1;
     keeper.check();
     expect(heap.calls).to.equal(0);
-    heap.used = 12 * MB + HEAP_GROWTH_MIN_BYTES;
+    heap.used = 8 * MB + HEAP_GROWTH_MIN_BYTES;
     keeper.check();
     expect(heap.calls).to.equal(1);
   });
 
-  it("lets a large live set grow by a quarter before collecting", () => {
+  it("lets a large live set grow by its share before collecting", () => {
     const { heap, keeper } = fakeHeap(100 * MB);
     keeper.check();
-    heap.used = 124 * MB;
+    heap.used = 100 * MB + 100 * MB * HEAP_GROWTH_SHARE - 1;
     keeper.check();
     expect(heap.calls).to.equal(0);
-    heap.used = 125 * MB;
+    heap.used += 1;
     keeper.check();
     expect(heap.calls).to.equal(1);
   });
 
   it("keeps checking after a collection that failed", async () => {
     let calls = 0;
-    let used = 10 * MB;
+    let used = 8 * MB;
     const keeper = new HeapKeeper({
       oldGenerationBytes: () => used,
       collect: () => (calls++, Promise.reject(new Error("no"))),
