@@ -102,7 +102,7 @@ export class HeapKeeper {
   private floor: number | undefined;
   private collecting = false;
   private lastStart = -Infinity;
-  /** Collections this keeper set off (for tests and metrics). */
+  /** Collections this keeper set off (read by tests). */
   collections = 0;
 
   constructor(private readonly deps: HeapKeeperDeps) {}
