@@ -27,9 +27,9 @@ export class KillPasses {
   /**
    * Sends pass `id` through `send` (false: not sent, answered undefined at once). Resolves with
    * its exit code; undefined when it did not signal (refused, died of a signal, found its deadline
-   * past, failed before its signals) or was not answered within PASS_BOUND_MS. Sent, it resolves undefined no sooner than
-   * that, even once the spawner is gone (a pass it forked may still be waiting for the lock): by
-   * then the pass can no longer signal.
+   * past, failed before its signals) or was not answered within PASS_BOUND_MS. Sent, it resolves
+   * undefined no sooner than that, even once the spawner is gone (a pass it forked may still be
+   * waiting for the lock): by then the pass can no longer signal.
    */
   ask(
     id: number,
