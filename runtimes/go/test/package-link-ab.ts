@@ -14,6 +14,7 @@ import { Readable } from "node:stream";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { silentLogger } from "@fizz/kit";
 import { Agent, request } from "undici";
+import { instanceAgent } from "../../../services/poolkeeper/src/instance-http";
 import { ArchiveCache } from "../../../services/poolkeeper/src/archive-cache.js";
 import { DEFAULT_RUNTIMES_DIR, loadConfig } from "../../../services/poolkeeper/src/config.js";
 import { ProcessBackend } from "../../../services/poolkeeper/src/process-backend.js";
@@ -21,6 +22,9 @@ import { postSpecialize } from "../../../services/poolkeeper/src/runtime-client.
 import { env } from "../../../services/poolkeeper/test/fake-backend.js";
 import { packageArchive } from "../../contract/archive.js";
 import { HELLO, compile, ensurePrepared } from "./fixtures.js";
+
+/** The backend's client for its instances; the test's own requests go over undici. */
+const instancesAgent = instanceAgent();
 
 const pairs = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 20);
 await ensurePrepared();
@@ -42,7 +46,7 @@ const backend = new ProcessBackend({
   baseEnv: config.instanceEnv,
   isolation: config.isolation,
   allowEnvCommand: false,
-  agent,
+  agent: instancesAgent,
   logger: silentLogger(),
 });
 const cache = new ArchiveCache(
@@ -82,7 +86,7 @@ async function sample(mode: Mode): Promise<void> {
     const linked = performance.now();
     if (!name) throw new Error(`${mode}: not linked`);
     const outcome = await postSpecialize(
-      agent,
+      instancesAgent,
       inst.address,
       {
         meta: {

@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import { sleep } from "@fizz/kit";
-import { request, type Dispatcher } from "undici";
+import { instanceRequest, type InstanceAgent } from "./instance-http";
 
 /**
  * Polls GET /healthz until it answers 200. The first probes come fast (a bare node runtime is up
@@ -9,7 +9,7 @@ import { request, type Dispatcher } from "undici";
  */
 export async function waitHealthy(
   address: string,
-  agent: Dispatcher,
+  agent: InstanceAgent,
   opts: { timeoutMs: number; exited: Promise<void>; stop?: AbortSignal; since?: number },
 ): Promise<void> {
   let gone = false;
@@ -24,13 +24,13 @@ export async function waitHealthy(
     if (left <= 0)
       throw new Error(`no healthy answer on /healthz within ${opts.timeoutMs} ms (${last})`);
     try {
-      const res = await request(`${address}/healthz`, {
-        dispatcher: agent,
-        signal: AbortSignal.timeout(Math.min(2000, left)),
+      const { status } = await instanceRequest(agent, address, "/healthz", {
+        method: "GET",
+        timeoutMs: Math.min(2000, left),
+        maxReplyBytes: 64 * 1024,
       });
-      await res.body.text();
-      if (res.statusCode === 200) return;
-      last = `status ${res.statusCode}`;
+      if (status === 200) return;
+      last = `status ${status}`;
     } catch (err) {
       last = (err as Error).message;
     }
@@ -57,7 +57,7 @@ export const ANNOUNCE_GRACE_MS = 300;
  */
 export async function waitReady(
   address: string,
-  agent: Dispatcher,
+  agent: InstanceAgent,
   opts: {
     timeoutMs: number;
     exited: Promise<void>;

@@ -13,7 +13,6 @@ import {
   type OpsServer,
   type Subscription,
 } from "@fizz/kit";
-import { Agent } from "undici";
 import type { Backend } from "./backend";
 import { functionSecretNames, recordAdoptedSecrets } from "./adopted-secrets";
 import { createBuildRunner, startBuilds } from "./build/index";
@@ -33,6 +32,7 @@ import { toInstance } from "./instances";
 import { createSpecializer } from "./specialize";
 import { lazyArchiveStore } from "./store";
 import { ArchiveCache, DEFAULT_ARCHIVE_ENTRY_BYTES } from "./archive-cache";
+import { instanceAgent, type InstanceAgent } from "./instance-http";
 
 export type { PoolkeeperConfig } from "./config";
 export { loadConfig } from "./config";
@@ -109,7 +109,7 @@ export async function start(
     throw err;
   }
   live.nc = natsConn;
-  const agent = new Agent({ keepAliveTimeout: 4_000, connect: { timeout: 2_000 } });
+  const agent = instanceAgent();
   // Before the backend (its output gates) and the pool (its exit listener must run first).
   const logs = startFunctionLogs({
     nc: natsConn,
@@ -165,7 +165,8 @@ export async function start(
   if (backend.start) {
     const adopted = await backend.start(abort.signal);
     if (abort.signal.aborted) {
-      await Promise.allSettled([backend.close(), natsConn.close(), agent.close(), ops.close()]);
+      agent.destroy();
+      await Promise.allSettled([backend.close(), natsConn.close(), ops.close()]);
       throw new FizzError("UNAVAILABLE", "stopped while listing the backend's instances");
     }
     thePool.adopt(adopted);
@@ -303,7 +304,7 @@ export async function start(
       await natsConn
         .drain()
         .catch((err: unknown) => logger.warn({ err: String(err) }, "NATS drain failed"));
-      await agent.close().catch(() => undefined);
+      agent.destroy();
       await ops.close();
       logger.info("poolkeeper stopped");
     })());
@@ -313,7 +314,7 @@ export async function start(
 
 async function createBackend(
   config: PoolkeeperConfig,
-  agent: Agent,
+  agent: InstanceAgent,
   logger: Logger,
   outputGate: NonNullable<ProcessBackendOptions["outputGate"]>,
 ): Promise<Backend> {

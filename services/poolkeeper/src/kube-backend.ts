@@ -1,7 +1,6 @@
 import { FizzError, type Environment, type EnvironmentRef, type Instance } from "@fizz/events";
 import { sleep, type Logger } from "@fizz/kit";
 import type { KubeConfig, V1Pod } from "@kubernetes/client-node";
-import type { Dispatcher } from "undici";
 import type { AdoptedInstance, Backend, BackendInstance, ExitInfo, OutputStream } from "./backend";
 import type { ConfigResolver, FunctionConfig } from "./function-config";
 import { waitHealthy } from "./health";
@@ -21,6 +20,7 @@ import {
 } from "./kube-pods";
 import { PodRecord } from "./kube-record";
 import { PodWatch } from "./kube-watch";
+import type { InstanceAgent } from "./instance-http";
 
 export interface KubeBackendOptions {
   kubeConfig: KubeConfig;
@@ -36,7 +36,7 @@ export interface KubeBackendOptions {
   healthTimeoutMs: number;
   /** The pod's deletion grace period. */
   killGraceMs: number;
-  agent: Dispatcher;
+  agent: InstanceAgent;
   logger: Logger;
 }
 

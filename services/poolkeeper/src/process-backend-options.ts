@@ -1,9 +1,9 @@
 import type { Logger } from "@fizz/kit";
-import type { Dispatcher } from "undici";
 import type { BackendInstance, OutputStream } from "./backend";
 import type { IsolationOptions } from "./isolation";
 import type { LineGate } from "./lines";
 import type { Interpreters } from "./runtime-commands";
+import type { InstanceAgent } from "./instance-http";
 
 export interface ProcessBackendOptions {
   workDir: string;
@@ -27,7 +27,7 @@ export interface ProcessBackendOptions {
   /** Environments with spec.command run host commands: root-equivalent, off unless enabled. */
   allowEnvCommand: boolean;
   /** Shared keep-alive agent: the health probe's connection is reused by the specialize POST. */
-  agent: Dispatcher;
+  agent: InstanceAgent;
   logger: Logger;
   /**
    * The log budget of an instance's stream (src/logs): lines over it are dropped before they

@@ -1,6 +1,6 @@
-import { Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { FizzError, type FunctionRef } from "@fizz/events";
-import { request, type Dispatcher } from "undici";
+import { instanceRequest, type InstanceAgent } from "./instance-http";
 
 /** What both forms of POST /v2/specialize carry (docs/runtime-contract.md). */
 export interface SpecializeMeta {
@@ -66,9 +66,15 @@ export function metaLine(meta: SpecializeMeta): Buffer {
   return line;
 }
 
+/**
+ * The most of a specialize answer read: a runtime's is a small JSON object (a load error's message
+ * included: it is cut to 2,000 characters below anyway).
+ */
+const MAX_REPLY_BYTES = 256 * 1024;
+
 /** One POST, over the shared keep-alive agent; never throws. */
 export async function postSpecialize(
-  agent: Dispatcher,
+  agent: InstanceAgent,
   address: string,
   payload: SpecializeBody | SpecializeArchive,
   token: string | undefined,
@@ -78,30 +84,23 @@ export async function postSpecialize(
   let text: string;
   const source = "archive" in payload ? archiveBody(payload) : undefined;
   try {
-    const res = await request(`${address}/v2/specialize`, {
+    ({ status, text } = await instanceRequest(agent, address, "/v2/specialize", {
       method: "POST",
       headers: {
         "content-type": source ? SPECIALIZE_TAR_TYPE : "application/json",
         ...(source ? { "content-length": String(source.length) } : {}),
         ...(token !== undefined ? { [SPECIALIZE_TOKEN_HEADER]: token } : {}),
       },
-      // A byte stream over a generator: undici reads the next chunk only once the socket took the
-      // last, so the archive flows from the store to the instance without being held here.
-      body: source ? Readable.from(source.body, { objectMode: false }) : JSON.stringify(payload),
-      dispatcher: agent,
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    status = res.statusCode;
-    text = await res.body.text();
+      // A generator: its next chunk is asked for only once the socket took the last, so the
+      // archive flows from the store to the instance without being held here.
+      body: source ? source.body : JSON.stringify(payload),
+      timeoutMs,
+      maxReplyBytes: MAX_REPLY_BYTES,
+    }));
   } catch (err) {
     const broken = source?.failed();
     if (broken) return { kind: "source-failed", error: broken };
-    const e = err as Error;
-    const timedOut = e.name === "TimeoutError" || e.name === "AbortError";
-    return {
-      kind: "instance-failed",
-      message: timedOut ? `no answer within ${timeoutMs} ms` : e.message,
-    };
+    return { kind: "instance-failed", message: (err as Error).message };
   } finally {
     if ("archive" in payload) payload.archive.destroy();
   }

@@ -10,7 +10,6 @@ import {
   type SpecializeRequest,
 } from "@fizz/events";
 import { currentScope, outsideScope, tracer, type Logger } from "@fizz/kit";
-import type { Dispatcher } from "undici";
 import type { BackendInstance, BackendKind } from "./backend";
 import { CodeCache } from "./code-cache";
 import type { ConfigResolver } from "./function-config";
@@ -20,6 +19,7 @@ import { envKey, toInstance } from "./instances";
 import type { Pool } from "./pool";
 import { postSpecialize } from "./runtime-client";
 import { loadSource, type BlobStore } from "./specialize-source";
+import type { InstanceAgent } from "./instance-http";
 
 export interface SpecializerDeps {
   pool: Pool;
@@ -31,7 +31,7 @@ export interface SpecializerDeps {
   readConfig: ConfigResolver;
   /** Asks the registry about an environment this poolkeeper has not heard of (a missed event). */
   lookupEnvironment(ref: EnvironmentRef): Promise<Environment | undefined>;
-  agent: Dispatcher;
+  agent: InstanceAgent;
   timeoutMs: number;
   backendKind: BackendKind;
   metrics: Metrics;

@@ -8,6 +8,7 @@ import { Readable } from "node:stream";
 import { silentLogger } from "@fizz/kit";
 import { expect } from "chai";
 import { Agent, request } from "undici";
+import { instanceAgent } from "../src/instance-http";
 import { packageArchive } from "../../../runtimes/contract/archive.js";
 import { HELLO, compile, ensurePrepared } from "../../../runtimes/go/test/fixtures.js";
 import { ArchiveCache } from "../src/archive-cache";
@@ -16,6 +17,9 @@ import { ProcessBackend } from "../src/process-backend";
 import { postSpecialize } from "../src/runtime-client";
 import type { BlobStore } from "../src/specialize-source";
 import { env } from "./fake-backend";
+
+/** The backend's client for its instances; the test's own requests go over undici. */
+const instancesAgent = instanceAgent();
 
 /** Runs `sh -c script` as `uid` (no groups, no capabilities): what that instance's code could do. */
 function asUid(uid: number, script: string): number | null {
@@ -61,7 +65,7 @@ describe("process backend: a Go instance's archive as a link in its own director
       baseEnv: config.instanceEnv,
       isolation: config.isolation,
       allowEnvCommand: false,
-      agent,
+      agent: instancesAgent,
       logger: silentLogger(),
     });
     const store: BlobStore = {
@@ -107,7 +111,7 @@ describe("process backend: a Go instance's archive as a link in its own director
     expect(asUid(inst.uid!, `cat '${entry}' > /dev/null`)).to.not.equal(0);
 
     const outcome = await postSpecialize(
-      agent,
+      instancesAgent,
       inst.address,
       {
         meta: {
@@ -172,7 +176,7 @@ describe("process backend: a Go instance's archive as a link in its own director
     expect(statSync(path.join(cached, "fizz-function")).ino).to.equal(st.ino);
 
     const outcome = await postSpecialize(
-      agent,
+      instancesAgent,
       inst.address,
       {
         meta: {

@@ -2,20 +2,20 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { PassThrough } from "node:stream";
 import { expect } from "chai";
-import { Agent } from "undici";
+import { instanceAgent, type InstanceAgent } from "../src/instance-http";
 import { waitReady } from "../src/health";
 
 /** waitReady: a readiness pipe first, /healthz polling as the fallback (a real HTTP server). */
 describe("instance readiness (announced or polled)", function () {
   this.timeout(10_000);
-  let agent: Agent;
+  let agent: InstanceAgent;
   let server: Server;
   let address: string;
   let probes: number;
   let healthy: boolean;
 
   beforeEach(async () => {
-    agent = new Agent();
+    agent = instanceAgent();
     probes = 0;
     healthy = true;
     server = createServer((req, res) => {
@@ -27,7 +27,7 @@ describe("instance readiness (announced or polled)", function () {
     address = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   afterEach(async () => {
-    await agent.close();
+    agent.destroy();
     await new Promise((r) => server.close(r));
   });
 

@@ -7,6 +7,7 @@ import { promisify } from "node:util";
 import { createLogger } from "@fizz/kit";
 import { expect } from "chai";
 import { Agent, request } from "undici";
+import { instanceAgent } from "../src/instance-http";
 import { loadConfig } from "../src/config";
 import { instanceBaseEnv, wrapCommand, type IsolationOptions } from "../src/isolation";
 import { ProcessBackend } from "../src/process-backend";
@@ -25,6 +26,9 @@ import {
   SETPRIV,
 } from "./fork-bomb";
 import { liveOfUid } from "./harness";
+
+/** The backend's client for its instances; the test's own requests go over undici. */
+const instancesAgent = instanceAgent();
 
 /**
  * A stand-in instance (spec.command): GET /bomb?n=N forks N children that sleep 60 s, not holding
@@ -127,7 +131,7 @@ describe("instance process limit (RLIMIT_NPROC through prlimit)", function () {
         nproc: { limit: LIMIT, prlimit: undefined },
       },
       allowEnvCommand: true,
-      agent: new Agent(),
+      agent: instancesAgent,
       logger,
     });
     try {
@@ -170,7 +174,7 @@ describe("instance process limit (RLIMIT_NPROC through prlimit)", function () {
         baseEnv: instanceBaseEnv({}),
         isolation,
         allowEnvCommand: true,
-        agent,
+        agent: instancesAgent,
         logger: createLogger("poolkeeper", "warn", { write: () => undefined }),
       });
       const bomb = env("bomb", { image: "acme/custom", command: [PYTHON, "-c", BOMB] });

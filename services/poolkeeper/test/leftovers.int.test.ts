@@ -18,7 +18,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createLogger } from "@fizz/kit";
 import { expect } from "chai";
-import { Agent } from "undici";
+import { instanceAgent, type InstanceAgent } from "../src/instance-http";
 import { instanceBaseEnv, type IsolationOptions } from "../src/isolation";
 import { removeTreeNoFollow } from "../src/remove-tree";
 import { ProcessBackend } from "../src/process-backend";
@@ -71,7 +71,7 @@ async function chownTree(p: string, uid: number): Promise<void> {
 describe("what a dead poolkeeper left: stale instance directories and uids", function () {
   this.timeout(60_000);
   let dir: string;
-  let agent: Agent;
+  let agent: InstanceAgent;
   let backend: ProcessBackend | undefined;
   let lines: string[];
   let base: number;
@@ -98,14 +98,14 @@ describe("what a dead poolkeeper left: stale instance directories and uids", fun
 
   beforeEach(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "fizz-leftovers-"));
-    agent = new Agent();
+    agent = instanceAgent();
     lines = [];
     base = 259_000 + Math.floor(Math.random() * 900);
   });
   afterEach(async () => {
     await backend?.close();
     backend = undefined;
-    await agent.close();
+    agent.destroy();
     await rm(dir, { recursive: true, force: true });
   });
 

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { silentLogger } from "@fizz/kit";
 import { expect } from "chai";
-import { Agent } from "undici";
+import { instanceAgent } from "../src/instance-http";
 import { loadConfig } from "../src/config";
 import { NodeBuild } from "../src/host-prepare";
 import { ProcessBackend } from "../src/process-backend";
@@ -131,7 +131,7 @@ describe("node runtime build as the process backend keeps it (NodeBuild)", funct
     dirs.push(rt.dir);
     const workDir = mkdtempSync(path.join(tmpdir(), "fizz-node-build-work-"));
     dirs.push(workDir);
-    const agent = new Agent();
+    const agent = instanceAgent();
     const config = loadConfig({ FIZZ_WORKDIR: workDir });
     const backend = new ProcessBackend({
       workDir,
@@ -160,7 +160,7 @@ describe("node runtime build as the process backend keeps it (NodeBuild)", funct
       expect(rt.runs()).to.equal(2);
     } finally {
       await backend.close();
-      await agent.close();
+      agent.destroy();
     }
   });
 

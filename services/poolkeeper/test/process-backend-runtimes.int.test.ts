@@ -6,9 +6,13 @@ import { Writable } from "node:stream";
 import { createLogger, silentLogger } from "@fizz/kit";
 import { expect } from "chai";
 import { Agent, request } from "undici";
+import { instanceAgent } from "../src/instance-http";
 import { DEFAULT_RUNTIMES_DIR, loadConfig } from "../src/config";
 import { ProcessBackend } from "../src/process-backend";
 import { env } from "./fake-backend";
+
+/** The backend's client for its instances; the test's own requests go over undici. */
+const instancesAgent = instanceAgent();
 
 /** The documented process-backend variables (docs/runtime-contract.md), and nothing else. */
 const DOCUMENTED = [
@@ -62,7 +66,7 @@ describe("process backend: the go, php, ruby and dotnet runtimes under instance 
       baseEnv: config.instanceEnv,
       isolation: config.isolation,
       allowEnvCommand: false,
-      agent,
+      agent: instancesAgent,
       logger: silentLogger(),
     });
   });
@@ -134,7 +138,7 @@ describe("process backend: the node, python and go runtimes announce readiness",
       baseEnv: config.instanceEnv,
       isolation: config.isolation,
       allowEnvCommand: false,
-      agent,
+      agent: instancesAgent,
       logger: createLogger("poolkeeper", "debug", sink),
       // These tests hold that the runtime announces: a loaded machine's start past the default
       // grace would let the poll see it first (the product's fallback, not what is tested here).

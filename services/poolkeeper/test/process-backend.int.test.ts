@@ -10,6 +10,7 @@ import { silentLogger } from "@fizz/kit";
 import { waitFor } from "@fizz/testkit";
 import { expect } from "chai";
 import { Agent, request } from "undici";
+import { instanceAgent } from "../src/instance-http";
 import type { ExitInfo } from "../src/backend";
 import { loadConfig } from "../src/config";
 import { instanceBaseEnv } from "../src/isolation";
@@ -17,6 +18,9 @@ import { REFILL_NICE, StartPriority } from "../src/instance-launch";
 import { ProcessBackend } from "../src/process-backend";
 import { alive } from "./harness";
 import { env } from "./fake-backend";
+
+/** The backend's client for its instances; the test's own requests go over undici. */
+const instancesAgent = instanceAgent();
 
 const FIXTURE = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -52,7 +56,7 @@ describe("process backend (real child processes)", function () {
       // As the poolkeeper configures itself here: its own uid per instance when root (CI).
       isolation: loadConfig({}).isolation,
       allowEnvCommand: true,
-      agent,
+      agent: instancesAgent,
       logger: silentLogger(),
       ...(refillLowPriorityMs !== undefined ? { refillLowPriorityMs } : {}),
     });
@@ -161,7 +165,7 @@ describe("process backend (real child processes)", function () {
       baseEnv: instanceBaseEnv({}),
       isolation: { uids: undefined, setpriv: undefined },
       allowEnvCommand: false,
-      agent,
+      agent: instancesAgent,
       logger: silentLogger(),
     });
     expect(backend.unsupported(fake())).to.match(/spec\.command.*FIZZ_ALLOW_ENV_COMMAND=true/);

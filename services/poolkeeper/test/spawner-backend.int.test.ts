@@ -8,6 +8,7 @@ import { silentLogger, type Logger } from "@fizz/kit";
 import { waitFor } from "@fizz/testkit";
 import { expect } from "chai";
 import { Agent, request } from "undici";
+import { instanceAgent } from "../src/instance-http";
 import type { ExitInfo } from "../src/backend";
 import { DEFAULT_RUNTIMES_DIR, loadConfig } from "../src/config";
 import { autogroupNice, REFILL_NICE, StartPriority } from "../src/instance-launch";
@@ -15,6 +16,9 @@ import { instanceBaseEnv } from "../src/isolation";
 import { ProcessBackend } from "../src/process-backend";
 import { env } from "./fake-backend";
 import { capturingLogger } from "./fork-bomb";
+
+/** The backend's client for its instances; the test's own requests go over undici. */
+const instancesAgent = instanceAgent();
 
 const FIXTURE = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -103,7 +107,7 @@ describe("process backend: refills through the spawner", function () {
         nproc: { limit: 64, prlimit: isolation.nproc?.prlimit },
       },
       allowEnvCommand: true,
-      agent,
+      agent: instancesAgent,
       logger: opts.logger ?? silentLogger(),
       ...(refillLowPriorityMs !== undefined ? { refillLowPriorityMs } : {}),
     });

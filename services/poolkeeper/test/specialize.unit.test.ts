@@ -6,7 +6,7 @@ import { FizzError, type Environment, type Instance, type SpecializeRequest } fr
 import { OFF_TRACER, setTracer, silentLogger, type Tracer } from "@fizz/kit";
 import { waitFor } from "@fizz/testkit";
 import { expect } from "chai";
-import { Agent } from "undici";
+import { instanceAgent, type InstanceAgent } from "../src/instance-http";
 import { CodeCache } from "../src/code-cache";
 import { missingConfig, type FunctionConfig } from "../src/function-config";
 import { createMetrics } from "../src/metrics";
@@ -75,7 +75,7 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
   let config: FunctionConfig & { calls: number };
   let backend: FakeBackend;
   let pool: Pool;
-  let agent: Agent;
+  let agent: InstanceAgent;
   let deferred: Array<() => void>;
   let specialized: Instance[];
   let registry: Map<string, Environment>;
@@ -124,12 +124,12 @@ describe("specialize (fake backend, stand-in runtime over HTTP)", () => {
     config = { secrets: {}, configmaps: {}, calls: 0 };
     backend = new FakeBackend();
     backend.address = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    agent = new Agent();
+    agent = instanceAgent();
     pool = new Pool({ backend, logger: silentLogger(), maxFailures: 3, cooldownMs: 60_000 });
   });
-  afterEach(async () => {
+  afterEach(() => {
     pool.stop();
-    await agent.close();
+    agent.destroy();
   });
 
   function specializer(code: Buffer | null = CODE, cache = new CodeCache()) {

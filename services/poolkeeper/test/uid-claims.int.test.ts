@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { createLogger } from "@fizz/kit";
 import { expect } from "chai";
-import { Agent } from "undici";
+import { instanceAgent } from "../src/instance-http";
 import { instanceBaseEnv, UidPool } from "../src/isolation";
 import { ProcessBackend } from "../src/process-backend";
 
@@ -50,7 +50,7 @@ describe("claims of a dead process whose pid this process has now", function () 
     await mkdir(stale, { recursive: true });
     await writeFile(path.join(work, "poolkeeper.pid"), String(process.pid));
     const lines: string[] = [];
-    const agent = new Agent();
+    const agent = instanceAgent();
     const backend = new ProcessBackend({
       workDir: work,
       runtimesDir: "/nonexistent-runtimes",
@@ -68,7 +68,7 @@ describe("claims of a dead process whose pid this process has now", function () 
       expect(existsSync(stale), lines.join("")).to.equal(false);
     } finally {
       await backend.close();
-      await agent.close();
+      agent.destroy();
     }
   });
 });

@@ -24,6 +24,7 @@ import {
   type BuildResult,
   type BuildRunner,
 } from "./runner";
+import { instanceAgent } from "../instance-http";
 
 export interface PodRunnerOptions {
   kubeConfig: KubeConfig;
@@ -57,6 +58,8 @@ const LIFETIME_SLACK_SECONDS = 120;
 export class PodBuildRunner implements BuildRunner {
   private readonly core: CoreV1Api;
   private readonly agent = new Agent({ keepAliveTimeout: 4_000, connect: { timeout: 2_000 } });
+  /** The health probe's, which is the instances' client (instance-http.ts). */
+  private readonly probeAgent = instanceAgent();
   private readonly log: Logger;
   private lastSweep = 0;
   private sweeping: Promise<void> | undefined;
@@ -98,7 +101,7 @@ export class PodBuildRunner implements BuildRunner {
       if (!started.ok) return { ok: false, message: `builder pod ${podName}: ${started.reason}` };
       const stop = whenAborted(input.signal);
       try {
-        await waitHealthy(started.address, this.agent, {
+        await waitHealthy(started.address, this.probeAgent, {
           timeoutMs: HEALTH_TIMEOUT_MS,
           exited: stop.promise,
         });
@@ -146,6 +149,7 @@ export class PodBuildRunner implements BuildRunner {
 
   async close(): Promise<void> {
     await this.sweeping;
+    this.probeAgent.destroy();
     await this.agent.close().catch(() => undefined);
   }
 
