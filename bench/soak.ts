@@ -34,6 +34,9 @@ export interface SoakFigures {
   fd_slope_per_min: number;
   /** Max over services of the RSS slope over the second half of the samples. */
   rss_slope_late_mb_per_min: number;
+  /** Max over services of the slope of RssAnon (RSS less file pages such as the node binary's). */
+  anon_slope_mb_per_min: number;
+  anon_slope_late_mb_per_min: number;
   per_service: Record<string, ProcTrend>;
   rates: SoakRates;
 }
@@ -127,6 +130,11 @@ export async function measureSoak(p: BenchPlatform, opts: SoakOptions = {}): Pro
         Math.max(...slopes.map((s) => s.rss_slope_late_mb_per_min)),
         3,
       ),
+      anon_slope_mb_per_min: round(Math.max(...slopes.map((s) => s.anon_slope_mb_per_min)), 3),
+      anon_slope_late_mb_per_min: round(
+        Math.max(...slopes.map((s) => s.anon_slope_late_mb_per_min)),
+        3,
+      ),
       per_service: perService,
       rates,
     };
@@ -142,7 +150,7 @@ export async function measureSoak(p: BenchPlatform, opts: SoakOptions = {}): Pro
 }
 
 export function soakRows(f: SoakFigures): [string, string, string][] {
-  const worst = (key: "rss_slope_mb_per_min" | "fd_slope_per_min") => {
+  const worst = (key: "rss_slope_mb_per_min" | "anon_slope_mb_per_min" | "fd_slope_per_min") => {
     let name = "";
     let max = -Infinity;
     for (const [svc, t] of Object.entries(f.per_service))
@@ -159,6 +167,11 @@ export function soakRows(f: SoakFigures): [string, string, string][] {
       "soak RSS slope MB/min (max, service; second half)",
       `${f.rss_slope_mb_per_min} (${worst("rss_slope_mb_per_min")}; ${f.rss_slope_late_mb_per_min})`,
       "flat (~0)",
+    ],
+    [
+      "soak anonymous RSS slope MB/min (max, service; second half)",
+      `${f.anon_slope_mb_per_min} (${worst("anon_slope_mb_per_min")}; ${f.anon_slope_late_mb_per_min})`,
+      "flat (~0): RSS without the binary's file pages",
     ],
     [
       "soak fd slope per min (max, service)",

@@ -10,6 +10,12 @@ export interface ProcSample {
   /** Seconds since the sampler started. */
   t: number;
   rssMb: number;
+  /**
+   * RssAnon: the process's own memory (heap, stacks, malloc), without file pages. The node
+   * binary's code pages count in RSS once touched (a first TurboFan compile faults in ~3.5 MB of
+   * it, once): growth here is the process's, not the binary's.
+   */
+  anonMb: number;
   fds: number;
 }
 
@@ -28,16 +34,23 @@ export interface ProcTrend {
    * steady size after warm-up flattens here, a leak does not.
    */
   rss_slope_late_mb_per_min: number;
+  anon_start_mb: number;
+  anon_end_mb: number;
+  anon_slope_mb_per_min: number;
+  anon_slope_late_mb_per_min: number;
 }
 
-export async function sampleProc(pid: number): Promise<{ rssMb: number; fds: number }> {
+export async function sampleProc(
+  pid: number,
+): Promise<{ rssMb: number; anonMb: number; fds: number }> {
   try {
     const status = await readFile(`/proc/${pid}/status`, "utf8");
-    const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+    const kb = (field: string) =>
+      Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
     const fds = (await readdir(`/proc/${pid}/fd`)).length;
-    return { rssMb: kb / 1024, fds };
+    return { rssMb: kb("VmRSS") / 1024, anonMb: kb("RssAnon") / 1024, fds };
   } catch {
-    return { rssMb: NaN, fds: NaN }; // the process is gone (restarted by the supervisor)
+    return { rssMb: NaN, anonMb: NaN, fds: NaN }; // the process is gone (restarted by the supervisor)
   }
 }
 
@@ -83,6 +96,16 @@ export function trendOf(samples: readonly ProcSample[]): ProcTrend {
       perMin((s) => s.rssMb, Math.floor(ok.length / 2)),
       3,
     ),
+    anon_start_mb: round(first?.anonMb ?? NaN, 1),
+    anon_end_mb: round(last?.anonMb ?? NaN, 1),
+    anon_slope_mb_per_min: round(
+      perMin((s) => s.anonMb),
+      3,
+    ),
+    anon_slope_late_mb_per_min: round(
+      perMin((s) => s.anonMb, Math.floor(ok.length / 2)),
+      3,
+    ),
   };
 }
 
@@ -119,7 +142,12 @@ export class ProcSampler {
     return Object.fromEntries(
       [...this.series_].map(([name, list]) => [
         name,
-        list.map((s) => ({ t: Math.round(s.t), rssMb: round(s.rssMb, 1), fds: s.fds })),
+        list.map((s) => ({
+          t: Math.round(s.t),
+          rssMb: round(s.rssMb, 1),
+          anonMb: round(s.anonMb, 1),
+          fds: s.fds,
+        })),
       ]),
     );
   }

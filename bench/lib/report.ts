@@ -154,7 +154,9 @@ unevenly over 100 new functions (1 to 25 requests each, concurrency 4 to 25, eac
 ${o.burst100?.hold_ms ?? 20} ms in the handler, a Node pool of 8), every function's instances counted against ceil(requests / concurrency).
 Soak (bench/soak.ts, keys \`soak.*\`): ${o.soak?.seconds ?? "600"} s of warm calls, subject-trigger
 calls (core and JetStream), async calls and a new function every few seconds, each service's RSS
-and open descriptors sampled every 10 s; slopes by least squares, per minute.
+and open descriptors sampled every 10 s; slopes by least squares, per minute. The anonymous RSS
+slope (RssAnon: RSS less file pages) leaves out the node binary's code pages, which a first
+optimizing compile faults in once (~3.5 MB), so a step there is told from growth of the process's own.
 Scale (bench/scale.ts, keys \`scale.*\`): on a platform of its own, ${o.scale?.functions ?? 10000} functions,
 each with an HTTP trigger, created through the REST API by ${o.scale?.clients ?? 16} clients; then every service
 stopped and started again (NATS and Redis keep their data) until the gateway routes all of them
