@@ -35,6 +35,11 @@ export class BodySource {
     private readonly limit: number,
     private readonly replayLimit = 256 * 1024,
     private readonly idleMs = 0,
+    /**
+     * The client's Content-Length, -1 for a chunked body. The client's parser frames the body by
+     * it, so a stream that ends ends with exactly this many bytes (or fails).
+     */
+    readonly length = -1,
   ) {}
 
   /** Whether `open()` may be called again (everything read so far is still held). */

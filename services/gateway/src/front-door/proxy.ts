@@ -35,9 +35,10 @@ function onResponseDrain(this: TaggedResponse): void {
 }
 
 /**
- * One proxied request: lease → undici dispatch → response streamed back as it arrives. The call
- * object is itself the undici handler (no closures, no intermediate streams on the response path;
- * `onData` writes straight to the client, and the client's backpressure pauses the upstream).
+ * One proxied request: lease → dispatch (upstream-client.ts, or undici for a chunked body or https)
+ * → response streamed back as it arrives. The call object is itself the handler of either (no
+ * closures, no intermediate streams on the response path; `onData` writes straight to the client,
+ * and the client's backpressure pauses the upstream).
  *
  * Retries, at most one per request, only where the function did not run or running it again is
  * harmless: the connection failed before the request was written, the instance answered 421
@@ -155,10 +156,16 @@ export class ProxyCall extends ProxyAnswer implements Dispatcher.DispatchHandler
     }
     this.clearAnswerTimer();
     this.timedOut = false;
-    if (this.repeatable && upstreamClientAvailable && e.address.startsWith("http:")) {
-      // Bodiless GET/HEAD/OPTIONS, nearly every request: the lighter client (upstream-client.ts),
-      // which keeps the function's timeout itself, exact, without a timer per request. Plain
-      // HTTP only: an https instance address stays with undici's TLS.
+    const body = this.body;
+    if (
+      upstreamClientAvailable &&
+      (body === null || body.length >= 0) &&
+      e.address.startsWith("http:")
+    ) {
+      // Bodiless requests and bodies of a known length, nearly every request: the lighter client
+      // (upstream-client.ts), which keeps the function's timeout itself, exact, without a timer
+      // per request. Plain HTTP only: an https instance address stays with undici's TLS, and a
+      // chunked body with undici, which frames it.
       upstreamClient(e.address).dispatch(
         {
           path: this.url,
@@ -167,6 +174,7 @@ export class ProxyCall extends ProxyAnswer implements Dispatcher.DispatchHandler
           answerTimeout: e.timeoutMs,
           headersTimeout: headersBackstopMs(e.timeoutMs),
           bodyTimeout: e.timeoutMs,
+          ...(body !== null ? { body: body.open(), bodyLength: body.length } : {}),
         },
         this,
       );
@@ -186,7 +194,7 @@ export class ProxyCall extends ProxyAnswer implements Dispatcher.DispatchHandler
         path: this.url,
         method: this.req.method ?? "GET",
         headers: h,
-        body: this.body ? this.body.open() : null,
+        body: body ? body.open() : null,
         headersTimeout: headersBackstopMs(e.timeoutMs),
         bodyTimeout: e.timeoutMs,
       },

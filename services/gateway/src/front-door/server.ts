@@ -90,7 +90,13 @@ export function createHandler(opts: HandlerOptions): http.RequestListener {
     }
     const body =
       scanned.chunked || scanned.contentLength > 0
-        ? new BodySource(req, maxBodyBytes, undefined, opts.bodyIdleTimeoutMs ?? 0)
+        ? new BodySource(
+            req,
+            maxBodyBytes,
+            undefined,
+            opts.bodyIdleTimeoutMs ?? 0,
+            scanned.chunked ? -1 : scanned.contentLength,
+          )
         : null;
 
     const h = scanned.headers;

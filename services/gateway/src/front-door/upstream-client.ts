@@ -6,8 +6,9 @@ export { upstreamClientAvailable } from "./upstream-parser";
 export type { UpstreamHandler, UpstreamRequest } from "./upstream-types";
 
 /**
- * The proxy's keep-alive HTTP/1.1 client for bodiless requests (GET/HEAD/OPTIONS): a request is
- * one socket write of a head built in one string, and the response is parsed by Node's own
+ * The proxy's keep-alive HTTP/1.1 client for bodiless requests and bodies of a known length: a
+ * request is one socket write of a head built in one string (the body follows as it comes), and
+ * the response is parsed by Node's own
  * llhttp binding (the parser Node's http client uses), strict: Content-Length and chunked framing,
  * a response with both refused, and anything the instance sends when no request is outstanding
  * ends the connection. A connection is reused only after a complete response that allows it, and
@@ -15,13 +16,21 @@ export type { UpstreamHandler, UpstreamRequest } from "./upstream-types";
  *
  * It costs a fraction of undici's dispatcher per request (the proxy's largest cost after Node's
  * own server). The handler interface is undici's (onConnect, onHeaders, onData, onComplete,
- * onError) and errors carry undici's codes, so proxy.ts treats both alike; requests with a body
- * still go through undici (pools.ts), which streams and checks it.
+ * onError) and errors carry undici's codes, so proxy.ts treats both alike; chunked request bodies
+ * and https instances still go through undici (pools.ts).
  */
 /** The path and header checks undici makes, so a request it refuses is refused here too. */
 const INVALID_PATH = /[^\u0021-\u00ff]/;
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+const PAYLOAD_METHODS = new Set(["POST", "PUT", "PATCH"]);
+
+/** Transfer-Encoding always, Content-Length when the client writes its own. */
+function framing(name: string, withBody: boolean): boolean {
+  const lower = name.toLowerCase();
+  return lower === "transfer-encoding" || (withBody && lower === "content-length");
+}
 
 let tick: NodeJS.Timeout | undefined;
 const clients = new Map<string, UpstreamClient>();
@@ -86,6 +95,11 @@ export class UpstreamClient implements ConnectionOwner {
     // headers-object entry by the instance on every call, in the process functions pay for.
     let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${this.hostHeader}\r\n`;
     const h = req.headers;
+    // A body's length, or 0 for a bodiless POST/PUT/PATCH (as undici and Node's client send it:
+    // some servers wait for a body without it); none for the rest.
+    const length =
+      req.body !== undefined ? (req.bodyLength ?? 0) : PAYLOAD_METHODS.has(req.method) ? 0 : -1;
+    const withBody = length >= 0;
     for (let i = 0; i + 1 < h.length; i += 2) {
       const name = h[i] as string;
       const value = h[i + 1] as string;
@@ -93,8 +107,12 @@ export class UpstreamClient implements ConnectionOwner {
         handler.onError(coded(`invalid ${name} header`, "UND_ERR_INVALID_ARG"));
         return undefined;
       }
+      // The body is framed here alone (below): a header that framed it otherwise
+      // would let the instance read part of the body as a request of its own.
+      if ((name.length === 14 || name.length === 17) && framing(name, withBody)) continue;
       head += `${name}: ${value}\r\n`;
     }
+    if (withBody) head += `content-length: ${length}\r\n`;
     return head + "\r\n";
   }
 

@@ -1,4 +1,5 @@
 import net from "node:net";
+import type { Readable } from "node:stream";
 import type { UpstreamHandler, UpstreamRequest } from "./upstream-types";
 import { coded, HTTPParser, type Parser, type StreamHandle } from "./upstream-parser";
 
@@ -55,6 +56,9 @@ export class Connection {
   private handle: StreamHandle | undefined;
   /** A message completed in the read being parsed: the bytes of that read were asked for. */
   private completedInRead = false;
+  /** The request's body while it is being sent (upstream-types.ts), and the bytes still owed. */
+  private body: Readable | undefined;
+  private bodyLeft = 0;
   idleSince = 0;
   keepAliveMs = KEEP_ALIVE_MS;
   readonly resume = (): void => {
@@ -146,6 +150,8 @@ export class Connection {
     this.headersTimeout = req.headersTimeout;
     this.bodyTimeout = req.bodyTimeout;
     this.sentAt = clock.now;
+    this.body = req.body;
+    this.bodyLeft = req.bodyLength ?? 0;
     this.answerTimeout = req.answerTimeout ?? 0;
     if (this.answerTimeout > 0) {
       this.answerFrom = Date.now();
@@ -175,7 +181,86 @@ export class Connection {
       if (this.handler === handler) this.fail(err ?? coded("aborted", "UND_ERR_ABORTED"));
     });
     if (this.handler !== handler || this.dead) return;
+    const body = this.body;
+    if (body === undefined) {
+      this.socket.write(head, "latin1");
+      return;
+    }
+    // Head and body in one write when the body is at hand (a small one usually came in the
+    // client's read that carried its head): corked until its first chunk, or this turn's end.
+    this.socket.cork();
     this.socket.write(head, "latin1");
+    this.sendBody(body);
+  }
+
+  /**
+   * Streams the body after the head, paused while the socket is full. Bytes past the length in the
+   * head are never written (the instance would read them as another request): the request fails.
+   * A body that fails (the client went away, or sent too much) fails the request with its error,
+   * which the proxy reads as the client's fault; one that ends short does too.
+   */
+  private sendBody(body: Readable): void {
+    const socket = this.socket;
+    let corked = true;
+    const uncork = (): void => {
+      if (corked) {
+        corked = false;
+        socket.uncork();
+      }
+    };
+    setImmediate(uncork);
+    const resume = (): void => {
+      if (this.body === body) body.resume();
+    };
+    const onData = (chunk: Buffer): void => {
+      if (this.body !== body) return;
+      if (chunk.length > this.bodyLeft) {
+        this.fail(
+          coded(
+            "request body longer than its content-length",
+            "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH",
+          ),
+        );
+        return;
+      }
+      this.bodyLeft -= chunk.length;
+      const room = socket.write(chunk);
+      uncork();
+      if (!room) {
+        body.pause();
+        socket.once("drain", resume);
+      }
+    };
+    const onEnd = (): void => {
+      if (this.body !== body) return;
+      if (this.bodyLeft !== 0)
+        this.fail(
+          coded(
+            "request body shorter than its content-length",
+            "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH",
+          ),
+        );
+      else this.stopBody(false);
+    };
+    const onError = (err: Error): void => {
+      if (this.body === body) this.fail(err);
+    };
+    body.on("data", onData);
+    body.once("end", onEnd);
+    body.once("error", onError);
+    // A stream destroyed without an error (the proxy closed it: client gone, answered) ends short.
+    body.once("close", () => {
+      if (this.body === body)
+        this.fail(coded("request body closed before its end", "UND_ERR_ABORTED"));
+    });
+  }
+
+  /** The body is no longer sent: it ended whole, or the request is over (`destroy`: stop its stream). */
+  private stopBody(destroy: boolean): void {
+    const body = this.body;
+    if (body === undefined) return;
+    this.body = undefined;
+    if (destroy) body.destroy();
   }
 
   private onSocketData(d: Buffer): void {
@@ -257,7 +342,11 @@ export class Connection {
     this.completedInRead = true;
     this.state = IDLE;
     this.idleSince = clock.now;
-    const reusable = this.keepAlive && !this.dead;
+    // An answer before the body was sent whole (the instance refused it early): the rest is not
+    // sent, and the connection, mid-request, is not reused.
+    const bodyOwed = this.body !== undefined;
+    this.stopBody(true);
+    const reusable = this.keepAlive && !this.dead && !bodyOwed;
     if (reusable) {
       if (this.paused) {
         this.paused = false;
@@ -312,6 +401,7 @@ export class Connection {
     this.clearAnswerTimer();
     const handler = this.handler;
     this.handler = undefined;
+    this.stopBody(true);
     this.destroy();
     handler?.onError(err);
   }

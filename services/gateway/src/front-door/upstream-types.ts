@@ -1,3 +1,5 @@
+import type { Readable } from "node:stream";
+
 /**
  * What the upstream client is asked and whom it answers (its own file so the client and its
  * connections share them without importing each other). The handler interface is undici's, so
@@ -27,4 +29,11 @@ export interface UpstreamRequest {
   headersTimeout: number;
   /** Longest quiet time within the response body; 0: none. */
   bodyTimeout: number;
+  /**
+   * The request's body, sent after the head as the socket takes it (paused while it does not),
+   * with `content-length: bodyLength` written by the client itself (any in `headers` is left
+   * out): never a byte past it, and a stream that ends short or fails ends the connection.
+   */
+  body?: Readable;
+  bodyLength?: number;
 }
