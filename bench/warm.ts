@@ -43,6 +43,12 @@ export interface WarmFigures {
   instance_cpu_us_per_req_nginx: number;
   instance_cpu_us_per_req_go_proxy: number;
   instance_cpu_us_per_req_direct: number;
+  /** A 512-byte POST through the gateway and through nginx (the same instance; body read whole). */
+  gateway_post_rps: number;
+  nginx_post_rps: number;
+  gateway_post_vs_nginx: number;
+  gateway_post_cpu_us_per_req: number;
+  nginx_post_cpu_us_per_req: number;
   errors: number;
   connections: number;
   seconds: number;
@@ -96,7 +102,7 @@ export async function measureWarm(
   });
   await p.api("POST", "/v1/namespaces/default/httptriggers", {
     name: "warm",
-    spec: { function: "warm", path: "/warm" },
+    spec: { function: "warm", path: "/warm", methods: ["GET", "POST"] },
   });
   await waitFor(async () => (await fetch(`${p.gatewayUrl}/warm`)).status === 200, {
     timeoutMs: 20_000,
@@ -133,10 +139,12 @@ export async function measureWarm(
       go_proxy: { url: `http://127.0.0.1:${goPort}/warm`, pid: go.pid },
       nginx: { url: `${nginx.url}/warm`, pid: nginx.workerPid },
       gateway_node: { url: `${alt.url}/warm`, pid: alt.pid },
+      gateway_post: { url: `${p.gatewayUrl}/warm`, pid: gatewayPid, post: POST_BYTES },
+      nginx_post: { url: `${nginx.url}/warm`, pid: nginx.workerPid, post: POST_BYTES },
     };
     // The gateway needs ~3 s of traffic before V8 has optimized its hot path; warm every target.
     for (const t of Object.values(targets))
-      await wrk(t.url, { connections: opts.connections, seconds: opts.warmupSeconds });
+      await wrk(t.url, { connections: opts.connections, seconds: opts.warmupSeconds, ...post(t) });
     // In rounds, the four targets taking turns, so a busy spell on a shared machine falls on all
     // of them rather than on whichever ran then.
     const rounds = Math.max(1, opts.rounds ?? 1);
@@ -147,13 +155,15 @@ export async function measureWarm(
       go_proxy: [],
       nginx: [],
       gateway_node: [],
+      gateway_post: [],
+      nginx_post: [],
     };
     let during: Promise<void> | undefined;
     for (let i = 0; i < rounds; i++) {
       for (const [name, t] of Object.entries(targets) as [keyof typeof targets, Target][]) {
         if (name === "gateway" && i === Math.floor(rounds / 2)) during = opts.duringGateway?.();
         const pids = t.pid === undefined ? [instancePid] : [instancePid, t.pid];
-        runs[name].push(await wrkMetered(t.url, load, pids));
+        runs[name].push(await wrkMetered(t.url, { ...load, ...post(t) }, pids));
         if (name === "gateway") await during;
       }
     }
@@ -162,6 +172,8 @@ export async function measureWarm(
     const goproxy = combine(runs.go_proxy);
     const ngx = combine(runs.nginx);
     const gwNode = combine(runs.gateway_node);
+    const gwPost = combine(runs.gateway_post);
+    const ngxPost = combine(runs.nginx_post);
     const errors = (...rs: LoadResult[]) => rs.reduce((a, r) => a + r.errors, 0);
     const us = (n: number) => round(n, 1);
     return {
@@ -191,7 +203,12 @@ export async function measureWarm(
         instance_cpu_us_per_req_nginx: us(ngx.instanceCpu),
         instance_cpu_us_per_req_go_proxy: us(goproxy.instanceCpu),
         instance_cpu_us_per_req_direct: us(direct.instanceCpu),
-        errors: errors(gateway, direct, goproxy, ngx, gwNode),
+        gateway_post_rps: round(gwPost.rps, 0),
+        nginx_post_rps: round(ngxPost.rps, 0),
+        gateway_post_vs_nginx: round(gwPost.rps / ngxPost.rps, 2),
+        gateway_post_cpu_us_per_req: us(gwPost.proxyCpu),
+        nginx_post_cpu_us_per_req: us(ngxPost.proxyCpu),
+        errors: errors(gateway, direct, goproxy, ngx, gwNode, gwPost, ngxPost),
         connections: opts.connections,
         seconds: opts.seconds,
       },
@@ -203,7 +220,12 @@ export async function measureWarm(
   }
 }
 
-type Target = { url: string; pid: number | undefined };
+type Target = { url: string; pid: number | undefined; post?: number };
+
+/** The POST targets' body size: a small JSON document's, as webhooks and API calls send. */
+const POST_BYTES = 512;
+
+const post = (t: Target) => (t.post !== undefined ? { post: t.post } : {});
 type Metered = LoadResult & { cpuUsPerReq: number[] };
 
 /** Rounds of one target as one figure: rates over all requests, latencies the rounds' median. */
@@ -244,6 +266,12 @@ export function warmRows(w: WarmFigures): [string, string, string][] {
       "warm, the gateway on node's http.Server (FIZZ_GATEWAY_FRONTEND=node): rps / vs nginx / CPU us/req / instance CPU us/req",
       `${w.gateway_node_rps} / ${w.gateway_node_vs_nginx}x / ${w.gateway_node_cpu_us_per_req} / ` +
         `${w.instance_cpu_us_per_req_gateway_node}`,
+      "reported",
+    ],
+    [
+      "warm POST (512 B): gateway / nginx rps, vs nginx, CPU us/req gateway / nginx",
+      `${w.gateway_post_rps} / ${w.nginx_post_rps}, ${w.gateway_post_vs_nginx}x, ` +
+        `${w.gateway_post_cpu_us_per_req} / ${w.nginx_post_cpu_us_per_req}`,
       "reported",
     ],
     [

@@ -1,5 +1,7 @@
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 
 /**
  * The load generator for every warm comparison: wrk (C, epoll), so the generator's own CPU cost is
@@ -28,9 +30,24 @@ export function ensureWrk(): string {
   throw new Error("the benchmark needs wrk (Debian/Ubuntu: apt-get install wrk)");
 }
 
+/** What wrk sends instead of a GET: a POST of `bytes` bytes (a Lua script, written once). */
+export interface WrkPost {
+  post: number;
+}
+
+function postScript(bytes: number): string {
+  const file = path.join(tmpdir(), `fizz-wrk-post-${bytes}.lua`);
+  writeFileSync(
+    file,
+    `wrk.method = "POST"\nwrk.body = string.rep("x", ${bytes})\n` +
+      `wrk.headers["Content-Type"] = "application/octet-stream"\n`,
+  );
+  return file;
+}
+
 export async function wrk(
   url: string,
-  opts: { connections: number; seconds: number; threads?: number },
+  opts: { connections: number; seconds: number; threads?: number } & Partial<WrkPost>,
 ): Promise<LoadResult> {
   const host = new URL(url).hostname;
   if (!/^127\.\d+\.\d+\.\d+$/.test(host) && host !== "localhost")
@@ -43,6 +60,7 @@ export async function wrk(
     "-d",
     `${opts.seconds}s`,
     "--latency",
+    ...(opts.post !== undefined ? ["-s", postScript(opts.post)] : []),
     url,
   ];
   const out = await new Promise<string>((resolve, reject) => {
@@ -128,7 +146,7 @@ export const CLOCK_TICKS_PER_S = 100;
  */
 export async function wrkMetered(
   url: string,
-  opts: { connections: number; seconds: number; threads?: number },
+  opts: { connections: number; seconds: number; threads?: number } & Partial<WrkPost>,
   pids: readonly number[],
 ): Promise<LoadResult & { cpuUsPerReq: number[] }> {
   const before = pids.map(cpuTicks);

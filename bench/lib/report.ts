@@ -125,7 +125,8 @@ machine. Warm figures: wrk, ${o.warm.connections} connections, ${o.warm.seconds}
 gateway, the same instance directly, Go's \`httputil.ReverseProxy\` (bench/baselines/goproxy) and
 Debian's nginx (one worker, \`proxy_pass\` with upstream keepalive: bench/lib/nginx.ts) in front of
 that instance (bench/warm.ts). CPU per request: user + system time of the proxy process, and of the
-instance behind it, over the measured run, divided by the requests served. Bus figures: the same function invoked through a core NATS message-queue
+instance behind it, over the measured run, divided by the requests served. The POST row: the same
+function and load with a 512-byte body (a wrk script), through the gateway and through nginx. Bus figures: the same function invoked through a core NATS message-queue
 trigger (request/reply, ${o.bus.concurrency} requests in flight, ${o.bus.seconds} s), through a
 JetStream trigger (${o.bus.jetstream_messages} messages published, until every answer arrived on the
 response subject) and over HTTP by the same Node client (${o.bus.concurrency} in flight). Cold figures: measured at the client through the gateway, each sample a
