@@ -635,4 +635,22 @@ describe("upstream client (request bodies of a known length)", () => {
       await s.close();
     }
   });
+
+  it("fails a body stream that fails or closes before the connection is up, without an unhandled 'error'", async () => {
+    // A retry's body (body.ts) is read from the client while its new connection is still being
+    // made: a client that goes away then fails the stream before the connection listens to it.
+    const s = await rawServer((_req, _n, sock) => sock.write(OK));
+    try {
+      const failing = new Readable({ read() {} });
+      const failed = call(s.url, { method: "POST", body: failing, bodyLength: 10 });
+      failing.destroy(new Error("client closed the request body"));
+      const closing = new Readable({ read() {} });
+      const closed = call(s.url, { method: "POST", body: closing, bodyLength: 10 });
+      closing.destroy();
+      expect((await failed).error?.message).to.equal("client closed the request body");
+      expect((await closed).error?.code).to.equal("UND_ERR_ABORTED");
+    } finally {
+      await s.close();
+    }
+  });
 });

@@ -152,6 +152,9 @@ export class Connection {
     this.sentAt = clock.now;
     this.body = req.body;
     this.bodyLeft = req.bodyLength ?? 0;
+    // Watched from now, not from the connect: a retry's body is read from the client (body.ts)
+    // while its connection is still being made, and may fail or close before then.
+    if (this.body !== undefined) this.watchBody(this.body);
     this.answerTimeout = req.answerTimeout ?? 0;
     if (this.answerTimeout > 0) {
       this.answerFrom = Date.now();
@@ -242,12 +245,15 @@ export class Connection {
         );
       else this.stopBody(false);
     };
-    const onError = (err: Error): void => {
-      if (this.body === body) this.fail(err);
-    };
     body.on("data", onData);
     body.once("end", onEnd);
-    body.once("error", onError);
+  }
+
+  /** From the request's start: a body that fails, or closes before its end, fails it. */
+  private watchBody(body: Readable): void {
+    body.once("error", (err: Error) => {
+      if (this.body === body) this.fail(err);
+    });
     // A stream destroyed without an error (the proxy closed it: client gone, answered) ends short.
     body.once("close", () => {
       if (this.body === body)
