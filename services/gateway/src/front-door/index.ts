@@ -28,7 +28,13 @@ export {
 } from "./leases";
 export type { WaitTicket } from "./wait-queue";
 export { UpstreamPools } from "./pools";
-export { closeUpstreamClients } from "./upstream-client";
+export { closeUpstreamClients, upstreamClientAvailable } from "./upstream-client";
+export {
+  upstreamRequest,
+  ResponseTooLarge,
+  type WholeRequest,
+  type WholeResponse,
+} from "./upstream-request";
 export { GatewayMetrics } from "./metrics";
 export { isHopByHop, scanRequestHeaders } from "./headers";
 export { parseTrustedProxies, trustedProxies, type TrustedProxies } from "./trusted-proxies";

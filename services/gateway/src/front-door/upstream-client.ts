@@ -97,8 +97,15 @@ export class UpstreamClient implements ConnectionOwner {
     const h = req.headers;
     // A body's length, or 0 for a bodiless POST/PUT/PATCH (as undici and Node's client send it:
     // some servers wait for a body without it); none for the rest.
+    const body = req.body;
     const length =
-      req.body !== undefined ? (req.bodyLength ?? 0) : PAYLOAD_METHODS.has(req.method) ? 0 : -1;
+      body === undefined
+        ? PAYLOAD_METHODS.has(req.method)
+          ? 0
+          : -1
+        : body instanceof Uint8Array
+          ? body.length
+          : (req.bodyLength ?? 0);
     const withBody = length >= 0;
     for (let i = 0; i + 1 < h.length; i += 2) {
       const name = h[i] as string;

@@ -59,6 +59,8 @@ export class Connection {
   /** The request's body while it is being sent (upstream-types.ts), and the bytes still owed. */
   private body: Readable | undefined;
   private bodyLeft = 0;
+  /** A body given whole: written with the head. */
+  private bytes: Uint8Array | undefined;
   idleSince = 0;
   keepAliveMs = KEEP_ALIVE_MS;
   readonly resume = (): void => {
@@ -150,8 +152,14 @@ export class Connection {
     this.headersTimeout = req.headersTimeout;
     this.bodyTimeout = req.bodyTimeout;
     this.sentAt = clock.now;
-    this.body = req.body;
-    this.bodyLeft = req.bodyLength ?? 0;
+    if (req.body instanceof Uint8Array) {
+      this.bytes = req.body;
+      this.body = undefined;
+    } else {
+      this.bytes = undefined;
+      this.body = req.body;
+      this.bodyLeft = req.bodyLength ?? 0;
+    }
     // Watched from now, not from the connect: a retry's body is read from the client (body.ts)
     // while its connection is still being made, and may fail or close before then.
     if (this.body !== undefined) this.watchBody(this.body);
@@ -186,7 +194,16 @@ export class Connection {
     if (this.handler !== handler || this.dead) return;
     const body = this.body;
     if (body === undefined) {
+      const bytes = this.bytes;
+      if (bytes === undefined || bytes.length === 0) {
+        this.socket.write(head, "latin1");
+        return;
+      }
+      this.bytes = undefined;
+      this.socket.cork();
       this.socket.write(head, "latin1");
+      this.socket.write(bytes);
+      this.socket.uncork();
       return;
     }
     // Head and body in one write when the body is at hand (a small one usually came in the

@@ -30,10 +30,12 @@ export interface UpstreamRequest {
   /** Longest quiet time within the response body; 0: none. */
   bodyTimeout: number;
   /**
-   * The request's body, sent after the head as the socket takes it (paused while it does not),
-   * with `content-length: bodyLength` written by the client itself (any in `headers` is left
-   * out): never a byte past it, and a stream that ends short or fails ends the connection.
+   * The request's body, with `content-length` written by the client itself (any in `headers` is
+   * left out). Bytes go out with the head in one write. A stream is sent after the head as the
+   * socket takes it (paused while it does not) under `content-length: bodyLength`: never a byte
+   * past it, and a stream that ends short or fails ends the connection.
    */
-  body?: Readable;
+  body?: Readable | Uint8Array;
+  /** A stream's length (bytes carry their own). */
   bodyLength?: number;
 }

@@ -6,6 +6,10 @@ import {
   answerTimeout,
   headersBackstopMs,
   leaseError,
+  ResponseTooLarge,
+  upstreamClientAvailable,
+  upstreamRequest,
+  type WholeResponse,
   type FunctionLeases,
   type LeaseEntry,
   type LeaseManager,
@@ -14,7 +18,7 @@ import {
 
 /**
  * One call of a function for the bus side (async invocations, mq triggers): a synthetic request
- * sent on the same leases and undici pools as HTTP traffic (`LeaseManager.tryTake`/`acquire`, so
+ * sent on the same leases and upstream connections as HTTP traffic (`LeaseManager.tryTake`/`acquire`, so
  * bus calls count against the same slots, queue in the same FIFO at the capacity limit and feed
  * the same usage reports), with the whole request and response in memory.
  *
@@ -181,6 +185,10 @@ async function sendOnce(
   headers: string[],
 ): Promise<Sent> {
   const startedAt = performance.now();
+  // Plain HTTP: the proxy's own client (upstream-request.ts), which keeps the function's timeout
+  // itself, exact, and spares the gateway undici's parser; https instances stay with undici.
+  if (upstreamClientAvailable && e.address.startsWith("http:"))
+    return sendOwn(leases, e, req, headers, startedAt);
   // An exact timer for the function's timeout (undici's own ones above 1 s tick every ~0.5 s and
   // stay only as a backstop), as in the HTTP proxy.
   // req.signal is a runner's or consumer's stop signal, alive as long as the gateway: linked, not
@@ -201,6 +209,37 @@ async function sendOnce(
     clearTimeout(t);
     op.release();
   }
+}
+
+async function sendOwn(
+  leases: LeaseManager,
+  e: LeaseEntry,
+  req: CallRequest,
+  headers: string[],
+  startedAt: number,
+): Promise<Sent> {
+  let res: WholeResponse;
+  try {
+    res = await upstreamRequest(e.address, {
+      method: req.method,
+      path: req.path,
+      headers,
+      body: req.body,
+      answerTimeout: e.timeoutMs,
+      headersTimeout: headersBackstopMs(e.timeoutMs),
+      bodyTimeout: e.timeoutMs,
+      maxResponseBytes: req.maxResponseBytes,
+      signal: req.signal,
+    });
+  } catch (err) {
+    if (err instanceof ResponseTooLarge) {
+      // The function answered, with more than we keep: it ran, and would answer the same again.
+      leases.release(e);
+      throw new CallFailure("PAYLOAD_TOO_LARGE", err.message, false);
+    }
+    return failed(leases, e, err, req.signal);
+  }
+  return answered(leases, e, res.status, rawHeaders(res.raw), res.body, startedAt);
 }
 
 /** `headersDone` stops the timeout once the head is in, and says whether it had fired. */
@@ -240,6 +279,18 @@ async function sendOn(
     }
     return failed(leases, e, err, req.signal);
   }
+  return answered(leases, e, status, plainHeaders(res.headers), body, startedAt);
+}
+
+/** A complete answer: passed on, or (421, 503 NOT_SPECIALIZED, 429 INSTANCE_BUSY) sent again. */
+function answered(
+  leases: LeaseManager,
+  e: LeaseEntry,
+  status: number,
+  headers: Record<string, string>,
+  body: Buffer,
+  startedAt: number,
+): Sent {
   if (status === 421) {
     leases.drop(e, true);
     leases.release(e, false);
@@ -262,7 +313,7 @@ async function sendOn(
     kind: "done",
     result: {
       status,
-      headers: plainHeaders(res.headers),
+      headers,
       body,
       durationMs: performance.now() - startedAt,
     },
@@ -345,6 +396,19 @@ function plainHeaders(h: Record<string, string | string[] | undefined>): Record<
     const lower = name.toLowerCase();
     if (isHopByHop(lower) || lower === "content-length") continue;
     out[lower] = Array.isArray(v) ? v.join(", ") : v;
+  }
+  return out;
+}
+
+/** plainHeaders for the upstream client's flat [name, value, ...] list. */
+function rawHeaders(raw: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const lower = (raw[i] as string).toLowerCase();
+    if (isHopByHop(lower) || lower === "content-length") continue;
+    const v = raw[i + 1] as string;
+    const had = out[lower];
+    out[lower] = had === undefined ? v : `${had}, ${v}`;
   }
   return out;
 }
