@@ -40,7 +40,15 @@ export interface InstanceRequest {
    * user's code, so its reply must not be able to fill the poolkeeper's memory.
    */
   maxReplyBytes: number;
+  /**
+   * false: the connection is closed after the answer instead of kept for another request (the
+   * specialize: nothing more is sent to an instance that runs a user's code from then on).
+   */
+  keepAlive?: boolean;
 }
+
+/** How long a connection may take to open: an instance is local or a pod on the cluster network. */
+export const CONNECT_TIMEOUT_MS = 2_000;
 
 /** Raised when the exchange took longer than its `timeoutMs`. */
 export class InstanceTimeout extends Error {
@@ -80,6 +88,7 @@ export function instanceRequest(
       o.timeoutMs,
     );
     const headers: OutgoingHttpHeaders = { ...o.headers };
+    if (o.keepAlive === false) headers.connection = "close";
     if (typeof o.body === "string" || Buffer.isBuffer(o.body))
       headers["content-length"] = Buffer.byteLength(o.body);
     try {
@@ -123,6 +132,15 @@ export function instanceRequest(
       return;
     }
     req.on("error", (err) => finish(err));
+    req.once("socket", (socket) => {
+      if (!socket.connecting) return;
+      const t = setTimeout(
+        () => finish(new Error(`could not connect within ${CONNECT_TIMEOUT_MS} ms`)),
+        CONNECT_TIMEOUT_MS,
+      );
+      socket.once("connect", () => clearTimeout(t));
+      socket.once("close", () => clearTimeout(t));
+    });
     const body = o.body;
     if (body === undefined || typeof body === "string" || Buffer.isBuffer(body)) {
       req.end(body);
@@ -130,6 +148,30 @@ export function instanceRequest(
     }
     // Backpressure from the socket paces the source; a source that fails destroys the request
     // with its own error, which is what the caller is told (unless the answer was in already).
-    pipeline(Readable.from(body, { objectMode: false }), req).catch((err: Error) => finish(err));
+    const length = Number(headers["content-length"]);
+    pipeline(Readable.from(exactly(body, length), { objectMode: false }), req).catch((err: Error) =>
+      finish(err),
+    );
   });
+}
+
+/**
+ * The stream, checked against the content-length it is sent under: a chunk past it fails the
+ * request before it is written (the instance would read the excess as a request of its own), and
+ * so does an end short of it. (Node's own `strictContentLength` throws from inside the pipe, out
+ * of reach of any handler.)
+ */
+async function* exactly(
+  body: AsyncIterable<Uint8Array>,
+  length: number,
+): AsyncGenerator<Uint8Array> {
+  if (!Number.isSafeInteger(length) || length < 0)
+    throw new Error("a streamed body needs its content-length");
+  let sent = 0;
+  for await (const chunk of body) {
+    sent += chunk.length;
+    if (sent > length) throw new Error(`the body is longer than its content-length of ${length}`);
+    yield chunk;
+  }
+  if (sent !== length) throw new Error(`the body is shorter than its content-length of ${length}`);
 }

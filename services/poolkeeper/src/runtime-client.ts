@@ -96,6 +96,7 @@ export async function postSpecialize(
       body: source ? source.body : JSON.stringify(payload),
       timeoutMs,
       maxReplyBytes: MAX_REPLY_BYTES,
+      keepAlive: false,
     }));
   } catch (err) {
     const broken = source?.failed();

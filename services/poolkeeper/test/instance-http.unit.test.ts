@@ -1,7 +1,9 @@
+import { spawn } from "node:child_process";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import net, { connect, type AddressInfo, type Socket } from "node:net";
 import { expect } from "chai";
 import {
+  CONNECT_TIMEOUT_MS,
   instanceAgent,
   instanceRequest,
   InstanceTimeout,
@@ -292,5 +294,123 @@ describe("instance-http: the poolkeeper's client for its instances", () => {
     expect(err?.code).to.equal("ERR_INVALID_CHAR");
     await new Promise((r) => setTimeout(r, 50));
     expect(connections).to.have.length(0);
+  });
+});
+
+describe("instance-http: what the poolkeeper does not let an instance or a caller do", () => {
+  it("never sends a streamed body past its content-length, nor short of it", async () => {
+    const received: Buffer[] = [];
+    const server = net.createServer((s) => {
+      s.on("data", (d: Buffer) => received.push(d));
+      s.on("error", () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const address = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const agent = instanceAgent();
+    async function* body(parts: string[]) {
+      for (const p of parts) yield await Promise.resolve(Buffer.from(p));
+    }
+    try {
+      const long = await instanceRequest(agent, address, "/v2/specialize", {
+        method: "POST",
+        headers: { "content-length": "4" },
+        body: body(["abcd", "GET /smuggled HTTP/1.1\r\n\r\n"]),
+        timeoutMs: 2000,
+        maxReplyBytes: 64,
+      }).then(
+        () => undefined,
+        (e: NodeJS.ErrnoException) => e,
+      );
+      expect(long?.message).to.equal("the body is longer than its content-length of 4");
+      const short = await instanceRequest(agent, address, "/v2/specialize", {
+        method: "POST",
+        headers: { "content-length": "10" },
+        body: body(["abc"]),
+        timeoutMs: 2000,
+        maxReplyBytes: 64,
+      }).then(
+        () => undefined,
+        (e: NodeJS.ErrnoException) => e,
+      );
+      expect(short?.message).to.equal("the body is shorter than its content-length of 10");
+      await new Promise((r) => setTimeout(r, 50));
+      expect(Buffer.concat(received).toString("latin1")).not.to.include("smuggled");
+    } finally {
+      agent.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it("closes the specialize's connection after the answer instead of keeping it", async () => {
+    const sockets: Socket[] = [];
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => res.end("{}"));
+    });
+    server.on("connection", (s) => sockets.push(s));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const address = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const agent = instanceAgent();
+    try {
+      await instanceRequest(agent, address, "/v2/specialize", {
+        method: "POST",
+        body: "{}",
+        timeoutMs: 2000,
+        maxReplyBytes: 64,
+        keepAlive: false,
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      expect(sockets).to.have.length(1);
+      expect(sockets[0]?.destroyed).to.equal(true);
+      expect(Object.keys(agent.freeSockets)).to.have.length(0);
+    } finally {
+      agent.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it("gives up on a connection that does not open within the connect timeout, long before the request's", async () => {
+    // A listener that never accepts, its queue filled: the next connect stays in SYN-SENT.
+    const py = spawn(
+      "python3",
+      [
+        "-c",
+        "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\n" +
+          "print(s.getsockname()[1],flush=True)\ntime.sleep(60)",
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    const fillers: Socket[] = [];
+    const agent = instanceAgent();
+    try {
+      const port = await new Promise<number>((r) =>
+        py.stdout.once("data", (d: Buffer) => r(Number(d.toString().trim()))),
+      );
+      for (let i = 0; i < 4; i++) {
+        const s = connect(port, "127.0.0.1");
+        s.on("error", () => undefined);
+        fillers.push(s);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      const started = Date.now();
+      const err = await instanceRequest(agent, `http://127.0.0.1:${port}`, "/healthz", {
+        method: "GET",
+        timeoutMs: 20_000,
+        maxReplyBytes: 64,
+      }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(err?.message).to.equal(`could not connect within ${CONNECT_TIMEOUT_MS} ms`);
+      expect(Date.now() - started).to.be.within(
+        CONNECT_TIMEOUT_MS - 100,
+        CONNECT_TIMEOUT_MS + 2000,
+      );
+    } finally {
+      for (const s of fillers) s.destroy();
+      agent.destroy();
+      py.kill();
+    }
   });
 });
