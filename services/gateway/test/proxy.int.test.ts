@@ -20,6 +20,8 @@ const FUNCTIONS = [
   "echo",
   "stream",
   "upload",
+  "upload-len",
+  "slow-upload",
   "warm",
   "burst",
   "dies",
@@ -182,6 +184,74 @@ describe("gateway proxy (real NATS)", function () {
     await within(firstSeen.promise, 5000, "the first body chunk at the instance");
     req.end("part2");
     expect(await within(reply.promise, 5000, "the reply")).to.equal("got:part1;part2");
+  });
+
+  it("streams a body of a known length as it comes: the instance reads its first chunk before the client sends the rest", async () => {
+    const firstSeen = deferred();
+    const i = await instance("upload-len-1", (req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => {
+        body += c.toString();
+        firstSeen.resolve();
+      });
+      req.on("end", () => res.end(`got:${body}:${req.headers["content-length"]}`));
+    });
+    h.leases.set("upload-len", () => leaseOf(i, "upload-len"));
+    const reply = deferred<string>();
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port: h.gateway.port,
+        method: "POST",
+        path: "/function/upload-len",
+        headers: { "content-length": "11" },
+      },
+      (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => (text += c.toString()));
+        res.on("end", () => reply.resolve(text));
+      },
+    );
+    req.write("part1;");
+    await within(firstSeen.promise, 5000, "the first body chunk at the instance");
+    req.end("part2");
+    expect(await within(reply.promise, 5000, "the reply")).to.equal("got:part1;part2:11");
+  });
+
+  it("answers 408 REQUEST_TIMEOUT when the client is still sending its body at the function's timeout, and keeps the instance", async () => {
+    const i = await instance("slow-upload-1", (req, res) => {
+      req.resume();
+      req.on("end", () => res.end("read"));
+    });
+    h.leases.set("slow-upload", () => leaseOf(i, "slow-upload", { timeoutMs: 300 }));
+    const answer = deferred<{ status: number; body: string }>();
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port: h.gateway.port,
+        method: "POST",
+        path: "/function/slow-upload",
+        headers: { "content-length": "100" },
+      },
+      (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => (text += c.toString()));
+        res.on("end", () => answer.resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on("error", () => undefined);
+    req.write("only the start");
+    const r = await within(answer.promise, 5000, "the answer");
+    req.destroy();
+    expect(r.status).to.equal(408);
+    expect((JSON.parse(r.body) as { error: { code: string } }).error.code).to.equal(
+      "REQUEST_TIMEOUT",
+    );
+    // The instance was never the slow one: it is not named failed, and serves the next call.
+    expect(
+      (await call(h.gateway.port, "POST", "/function/slow-upload", { body: "x" })).status,
+    ).to.equal(200);
+    for (const c of h.callsFor("slow-upload")) expect(c.failed ?? []).to.deep.equal([]);
   });
 
   it("serves warm requests from the cached lease without asking the scheduler again", async () => {

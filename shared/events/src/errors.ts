@@ -28,6 +28,11 @@ export const ErrorCodes = {
   /** A valid token without the right (a read-only token writing), or a refused Origin. */
   FORBIDDEN: 403,
   NOT_FOUND: 404,
+  /**
+   * The client was still sending its request body when the function's timeout passed: its upload,
+   * not the function, was too slow (the instance is not counted as hung).
+   */
+  REQUEST_TIMEOUT: 408,
   NO_ROUTE: 404,
   ALREADY_EXISTS: 409,
   ROUTE_CONFLICT: 409,

@@ -23,6 +23,8 @@ export class BodySource {
   private savedBytes = 0;
   private current: Readable | null = null;
   private attached = false;
+  /** The last pause was the instance's: the attempt's stream was full. */
+  private backpressured = false;
   private idleTimer: NodeJS.Timeout | undefined;
 
   /**
@@ -41,6 +43,17 @@ export class BodySource {
      */
     readonly length = -1,
   ) {}
+
+  /**
+   * The body is still coming and the gateway was last waiting for the client's next bytes, not
+   * for the instance to take the ones it has (read before a failed attempt's stream is dropped,
+   * this still says what held the request up).
+   */
+  get waitingForClient(): boolean {
+    return (
+      this.attached && !this.ended && !this.clientFailed && !this.tooLarge && !this.backpressured
+    );
+  }
 
   /** Whether `open()` may be called again (everything read so far is still held). */
   get replayable(): boolean {
@@ -106,6 +119,7 @@ export class BodySource {
       this.req.on("error", this.onFail);
       this.req.on("close", this.onClose);
     }
+    this.backpressured = false;
     this.req.resume();
     this.armIdle();
   }
@@ -149,6 +163,7 @@ export class BodySource {
       return;
     }
     if (!s.push(chunk)) {
+      this.backpressured = true;
       this.req.pause();
       this.disarmIdle();
     }

@@ -321,7 +321,14 @@ export class ProxyCall extends ProxyAnswer implements Dispatcher.DispatchHandler
     const e = this.lease;
     this.abortUpstream = undefined;
     const code = (err as Error & { code?: string }).code;
-    const clientFault = this.clientGone || this.body?.clientFailed || this.body?.tooLarge;
+    // The function's time ran out while the client was still sending the body (the gateway was
+    // waiting for the client's bytes, not for the instance to read them): the client's fault.
+    const uploading =
+      !this.res.headersSent &&
+      (code === "UND_ERR_HEADERS_TIMEOUT" || this.timedOut) &&
+      this.body?.waitingForClient === true;
+    const clientFault =
+      this.clientGone || this.body?.clientFailed || this.body?.tooLarge || uploading;
     if (e) {
       // The instance's fault: its lease goes before its slot is given back, so the slot is not
       // handed to a waiting request.
@@ -337,6 +344,18 @@ export class ProxyCall extends ProxyAnswer implements Dispatcher.DispatchHandler
     }
     if (this.body?.tooLarge) {
       this.fail(new FizzError("PAYLOAD_TOO_LARGE", err.message, { field: "body" }), true);
+      return;
+    }
+    if (uploading) {
+      const ms = e?.timeoutMs ?? 0;
+      this.fail(
+        new FizzError(
+          "REQUEST_TIMEOUT",
+          `the request body was still arriving when function ${this.target.name}'s timeout of ${ms} ms passed`,
+          { field: "body", retryable: false },
+        ),
+        true,
+      );
       return;
     }
     if (this.res.headersSent) {
