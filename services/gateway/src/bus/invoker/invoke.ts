@@ -18,9 +18,10 @@ import {
 
 /**
  * One call of a function for the bus side (async invocations, mq triggers): a synthetic request
- * sent on the same leases and upstream connections as HTTP traffic (`LeaseManager.tryTake`/`acquire`, so
- * bus calls count against the same slots, queue in the same FIFO at the capacity limit and feed
- * the same usage reports), with the whole request and response in memory.
+ * sent on the same leases and upstream connections as HTTP traffic
+ * (`LeaseManager.tryTake`/`acquire`, so bus calls count against the same slots, queue in the same
+ * FIFO at the capacity limit and feed the same usage reports), with the whole request and
+ * response in memory.
  *
  * Like the proxy, it sends a request again only where the function did not run: the connection
  * failed before anything was sent, 421 (misdirected), 503 NOT_SPECIALIZED, 429 INSTANCE_BUSY
