@@ -10,6 +10,13 @@ import {
   type InstanceAgent,
 } from "../src/instance-http";
 
+/** What a call that must fail failed with (undefined if it did not). */
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e: NodeJS.ErrnoException) => e,
+  );
+
 describe("instance-http: the poolkeeper's client for its instances", () => {
   let server: Server;
   let address: string;
@@ -123,14 +130,13 @@ describe("instance-http: the poolkeeper's client for its instances", () => {
       for (let i = 0; i < 64; i++) res.write(big);
       res.end();
     };
-    const err = await instanceRequest(agent, address, "/v2/specialize", {
-      method: "POST",
-      body: "{}",
-      timeoutMs: 5000,
-      maxReplyBytes: 256 * 1024,
-    }).then(
-      () => undefined,
-      (e: Error) => e,
+    const err = await failure(
+      instanceRequest(agent, address, "/v2/specialize", {
+        method: "POST",
+        body: "{}",
+        timeoutMs: 5000,
+        maxReplyBytes: 256 * 1024,
+      }),
     );
     expect(err?.message).to.equal("the instance's answer is over 262144 bytes");
   });
@@ -138,14 +144,13 @@ describe("instance-http: the poolkeeper's client for its instances", () => {
   it("times out an instance that never answers, and closes the connection", async () => {
     handler = () => undefined;
     const started = Date.now();
-    const err = await instanceRequest(agent, address, "/v2/specialize", {
-      method: "POST",
-      body: "{}",
-      timeoutMs: 150,
-      maxReplyBytes: 1024,
-    }).then(
-      () => undefined,
-      (e: Error) => e,
+    const err = await failure(
+      instanceRequest(agent, address, "/v2/specialize", {
+        method: "POST",
+        body: "{}",
+        timeoutMs: 150,
+        maxReplyBytes: 1024,
+      }),
     );
     expect(err).to.be.instanceOf(InstanceTimeout);
     expect(err?.message).to.equal("no answer within 150 ms");
@@ -159,13 +164,12 @@ describe("instance-http: the poolkeeper's client for its instances", () => {
       res.writeHead(200, { "content-length": "10" });
       res.write("12345");
     };
-    const err = await instanceRequest(agent, address, "/healthz", {
-      method: "GET",
-      timeoutMs: 150,
-      maxReplyBytes: 1024,
-    }).then(
-      () => undefined,
-      (e: Error) => e,
+    const err = await failure(
+      instanceRequest(agent, address, "/healthz", {
+        method: "GET",
+        timeoutMs: 150,
+        maxReplyBytes: 1024,
+      }),
     );
     expect(err).to.be.instanceOf(InstanceTimeout);
   });
@@ -181,15 +185,14 @@ describe("instance-http: the poolkeeper's client for its instances", () => {
       await new Promise((r) => setTimeout(r, 20));
       throw new Error("store read failed");
     }
-    const err = await instanceRequest(agent, address, "/v2/specialize", {
-      method: "POST",
-      headers: { "content-length": "100" },
-      body: body(),
-      timeoutMs: 5000,
-      maxReplyBytes: 1024,
-    }).then(
-      () => undefined,
-      (e: Error) => e,
+    const err = await failure(
+      instanceRequest(agent, address, "/v2/specialize", {
+        method: "POST",
+        headers: { "content-length": "100" },
+        body: body(),
+        timeoutMs: 5000,
+        maxReplyBytes: 1024,
+      }),
     );
     expect(err?.message).to.equal("store read failed");
   });
@@ -233,14 +236,13 @@ describe("instance-http: the poolkeeper's client for its instances", () => {
       res.write("partial");
       setTimeout(() => req.socket.destroy(), 20);
     };
-    const err = await instanceRequest(agent, address, "/v2/specialize", {
-      method: "POST",
-      body: "{}",
-      timeoutMs: 5000,
-      maxReplyBytes: 1024,
-    }).then(
-      () => undefined,
-      (e: Error) => e,
+    const err = await failure(
+      instanceRequest(agent, address, "/v2/specialize", {
+        method: "POST",
+        body: "{}",
+        timeoutMs: 5000,
+        maxReplyBytes: 1024,
+      }),
     );
     expect(err).to.be.instanceOf(Error);
     expect(err).not.to.be.instanceOf(InstanceTimeout);
@@ -251,13 +253,12 @@ describe("instance-http: the poolkeeper's client for its instances", () => {
     await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((r) => closed.close(r));
-    const err = await instanceRequest(agent, `http://127.0.0.1:${port}`, "/healthz", {
-      method: "GET",
-      timeoutMs: 5000,
-      maxReplyBytes: 64,
-    }).then(
-      () => undefined,
-      (e: NodeJS.ErrnoException) => e,
+    const err = await failure(
+      instanceRequest(agent, `http://127.0.0.1:${port}`, "/healthz", {
+        method: "GET",
+        timeoutMs: 5000,
+        maxReplyBytes: 64,
+      }),
     );
     expect(err?.code).to.equal("ECONNREFUSED");
   });
@@ -266,13 +267,12 @@ describe("instance-http: the poolkeeper's client for its instances", () => {
     handler = (_req, res) => res.end("ok");
     const port = (server.address() as AddressInfo).port;
     for (const bad of [`https://127.0.0.1:${port}`, `file:///etc/passwd`]) {
-      const err = await instanceRequest(agent, bad, "/healthz", {
-        method: "GET",
-        timeoutMs: 1000,
-        maxReplyBytes: 64,
-      }).then(
-        () => undefined,
-        (e: Error) => e,
+      const err = await failure(
+        instanceRequest(agent, bad, "/healthz", {
+          method: "GET",
+          timeoutMs: 1000,
+          maxReplyBytes: 64,
+        }),
       );
       expect(err?.message).to.match(/is not http:\/\//);
     }
@@ -281,15 +281,14 @@ describe("instance-http: the poolkeeper's client for its instances", () => {
 
   it("rejects a header value that cannot be sent, before connecting", async () => {
     handler = (_req, res) => res.end("ok");
-    const err = await instanceRequest(agent, address, "/v2/specialize", {
-      method: "POST",
-      headers: { "x-token": "a\r\nx-injected: 1" },
-      body: "{}",
-      timeoutMs: 1000,
-      maxReplyBytes: 64,
-    }).then(
-      () => undefined,
-      (e: NodeJS.ErrnoException) => e,
+    const err = await failure(
+      instanceRequest(agent, address, "/v2/specialize", {
+        method: "POST",
+        headers: { "x-token": "a\r\nx-injected: 1" },
+        body: "{}",
+        timeoutMs: 1000,
+        maxReplyBytes: 64,
+      }),
     );
     expect(err?.code).to.equal("ERR_INVALID_CHAR");
     await new Promise((r) => setTimeout(r, 50));
@@ -311,26 +310,24 @@ describe("instance-http: what the poolkeeper does not let an instance or a calle
       for (const p of parts) yield await Promise.resolve(Buffer.from(p));
     }
     try {
-      const long = await instanceRequest(agent, address, "/v2/specialize", {
-        method: "POST",
-        headers: { "content-length": "4" },
-        body: body(["abcd", "GET /smuggled HTTP/1.1\r\n\r\n"]),
-        timeoutMs: 2000,
-        maxReplyBytes: 64,
-      }).then(
-        () => undefined,
-        (e: NodeJS.ErrnoException) => e,
+      const long = await failure(
+        instanceRequest(agent, address, "/v2/specialize", {
+          method: "POST",
+          headers: { "content-length": "4" },
+          body: body(["abcd", "GET /smuggled HTTP/1.1\r\n\r\n"]),
+          timeoutMs: 2000,
+          maxReplyBytes: 64,
+        }),
       );
       expect(long?.message).to.equal("the body is longer than its content-length of 4");
-      const short = await instanceRequest(agent, address, "/v2/specialize", {
-        method: "POST",
-        headers: { "content-length": "10" },
-        body: body(["abc"]),
-        timeoutMs: 2000,
-        maxReplyBytes: 64,
-      }).then(
-        () => undefined,
-        (e: NodeJS.ErrnoException) => e,
+      const short = await failure(
+        instanceRequest(agent, address, "/v2/specialize", {
+          method: "POST",
+          headers: { "content-length": "10" },
+          body: body(["abc"]),
+          timeoutMs: 2000,
+          maxReplyBytes: 64,
+        }),
       );
       expect(short?.message).to.equal("the body is shorter than its content-length of 10");
       await new Promise((r) => setTimeout(r, 50));
@@ -394,13 +391,12 @@ describe("instance-http: what the poolkeeper does not let an instance or a calle
       }
       await new Promise((r) => setTimeout(r, 200));
       const started = Date.now();
-      const err = await instanceRequest(agent, `http://127.0.0.1:${port}`, "/healthz", {
-        method: "GET",
-        timeoutMs: 20_000,
-        maxReplyBytes: 64,
-      }).then(
-        () => undefined,
-        (e: Error) => e,
+      const err = await failure(
+        instanceRequest(agent, `http://127.0.0.1:${port}`, "/healthz", {
+          method: "GET",
+          timeoutMs: 20_000,
+          maxReplyBytes: 64,
+        }),
       );
       expect(err?.message).to.equal(`could not connect within ${CONNECT_TIMEOUT_MS} ms`);
       expect(Date.now() - started).to.be.within(
