@@ -636,6 +636,35 @@ describe("upstream client (request bodies of a known length)", () => {
     }
   });
 
+  it("reuses a connection whose body was written whole though its stream had not ended when the answer came", async () => {
+    // The stream never emits 'end'; the instance answers once it has the length in the head.
+    const s = await rawServer((_req, n, sock) => {
+      if (n === 1) setTimeout(() => sock.write(OK), 30);
+      else sock.write(OK);
+    });
+    let stopped = false;
+    const body = new Readable({
+      read() {},
+      destroy(err, cb) {
+        stopped = true;
+        cb(err);
+      },
+    });
+    body.push(Buffer.from("abcd"));
+    try {
+      const a = await call(s.url, { method: "POST", body, bodyLength: 4 });
+      expect(a).to.include({ status: 200, body: "hello" });
+      expect(stopped).to.equal(true);
+      const b = await call(s.url);
+      expect(b).to.include({ status: 200 });
+      expect(s.seen.connections).to.equal(1);
+      // The body's bytes came before the next request on that connection, and nothing else did.
+      expect(s.seen.requests[1]?.startsWith("abcdGET /x HTTP/1.1\r\n")).to.equal(true);
+    } finally {
+      await s.close();
+    }
+  });
+
   it("fails a body stream that fails or closes before the connection is up, without an unhandled 'error'", async () => {
     // A retry's body (body.ts) is read from the client while its new connection is still being
     // made: a client that goes away then fails the stream before the connection listens to it.

@@ -1,6 +1,6 @@
 import net from "node:net";
-import type { Readable } from "node:stream";
 import type { UpstreamHandler, UpstreamRequest } from "./upstream-types";
+import { BodySender } from "./upstream-body";
 import { coded, HTTPParser, type Parser, type StreamHandle } from "./upstream-parser";
 
 /**
@@ -56,9 +56,8 @@ export class Connection {
   private handle: StreamHandle | undefined;
   /** A message completed in the read being parsed: the bytes of that read were asked for. */
   private completedInRead = false;
-  /** The request's body while it is being sent (upstream-types.ts), and the bytes still owed. */
-  private body: Readable | undefined;
-  private bodyLeft = 0;
+  /** The request's body while it is being sent (upstream-types.ts, upstream-body.ts). */
+  private sender: BodySender | undefined;
   /** A body given whole: written with the head. */
   private bytes: Uint8Array | undefined;
   idleSince = 0;
@@ -152,17 +151,12 @@ export class Connection {
     this.headersTimeout = req.headersTimeout;
     this.bodyTimeout = req.bodyTimeout;
     this.sentAt = clock.now;
-    if (req.body instanceof Uint8Array) {
-      this.bytes = req.body;
-      this.body = undefined;
-    } else {
-      this.bytes = undefined;
-      this.body = req.body;
-      this.bodyLeft = req.bodyLength ?? 0;
-    }
-    // Watched from now, not from the connect: a retry's body is read from the client (body.ts)
-    // while its connection is still being made, and may fail or close before then.
-    if (this.body !== undefined) this.watchBody(this.body);
+    const body = req.body;
+    this.bytes = body instanceof Uint8Array ? body : undefined;
+    this.sender =
+      body === undefined || body instanceof Uint8Array
+        ? undefined
+        : new BodySender(this.socket, body, req.bodyLength ?? 0, this.failBody);
     this.answerTimeout = req.answerTimeout ?? 0;
     if (this.answerTimeout > 0) {
       this.answerFrom = Date.now();
@@ -192,8 +186,8 @@ export class Connection {
       if (this.handler === handler) this.fail(err ?? coded("aborted", "UND_ERR_ABORTED"));
     });
     if (this.handler !== handler || this.dead) return;
-    const body = this.body;
-    if (body === undefined) {
+    const sender = this.sender;
+    if (sender === undefined) {
       const bytes = this.bytes;
       if (bytes === undefined || bytes.length === 0) {
         this.socket.write(head, "latin1");
@@ -210,80 +204,15 @@ export class Connection {
     // client's read that carried its head): corked until its first chunk, or this turn's end.
     this.socket.cork();
     this.socket.write(head, "latin1");
-    this.sendBody(body);
-  }
-
-  /**
-   * Streams the body after the head, paused while the socket is full. Bytes past the length in the
-   * head are never written (the instance would read them as another request): the request fails.
-   * A body that fails (the client went away, or sent too much) fails the request with its error,
-   * which the proxy reads as the client's fault; one that ends short does too.
-   */
-  private sendBody(body: Readable): void {
-    const socket = this.socket;
-    let corked = true;
-    const uncork = (): void => {
-      if (corked) {
-        corked = false;
-        socket.uncork();
-      }
-    };
-    setImmediate(uncork);
-    const resume = (): void => {
-      if (this.body === body) body.resume();
-    };
-    const onData = (chunk: Buffer): void => {
-      if (this.body !== body) return;
-      if (chunk.length > this.bodyLeft) {
-        this.fail(
-          coded(
-            "request body longer than its content-length",
-            "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH",
-          ),
-        );
-        return;
-      }
-      this.bodyLeft -= chunk.length;
-      const room = socket.write(chunk);
-      uncork();
-      if (!room) {
-        body.pause();
-        socket.once("drain", resume);
-      }
-    };
-    const onEnd = (): void => {
-      if (this.body !== body) return;
-      if (this.bodyLeft !== 0)
-        this.fail(
-          coded(
-            "request body shorter than its content-length",
-            "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH",
-          ),
-        );
-      else this.stopBody(false);
-    };
-    body.on("data", onData);
-    body.once("end", onEnd);
-  }
-
-  /** From the request's start: a body that fails, or closes before its end, fails it. */
-  private watchBody(body: Readable): void {
-    body.once("error", (err: Error) => {
-      if (this.body === body) this.fail(err);
-    });
-    // A stream destroyed without an error (the proxy closed it: client gone, answered) ends short.
-    body.once("close", () => {
-      if (this.body === body)
-        this.fail(coded("request body closed before its end", "UND_ERR_ABORTED"));
-    });
+    sender.start();
   }
 
   /** The body is no longer sent: it ended whole, or the request is over (`destroy`: stop its stream). */
   private stopBody(destroy: boolean): void {
-    const body = this.body;
-    if (body === undefined) return;
-    this.body = undefined;
-    if (destroy) body.destroy();
+    const sender = this.sender;
+    if (sender === undefined) return;
+    this.sender = undefined;
+    sender.stop(destroy);
   }
 
   private onSocketData(d: Buffer): void {
@@ -366,8 +295,9 @@ export class Connection {
     this.state = IDLE;
     this.idleSince = clock.now;
     // An answer before the body was sent whole (the instance refused it early): the rest is not
-    // sent, and the connection, mid-request, is not reused.
-    const bodyOwed = this.body !== undefined;
+    // sent, and the connection, mid-request, is not reused. One whose every byte was written is,
+    // though its stream may not have emitted 'end' yet.
+    const bodyOwed = (this.sender?.owed ?? 0) > 0;
     this.stopBody(true);
     const reusable = this.keepAlive && !this.dead && !bodyOwed;
     if (reusable) {
@@ -407,6 +337,8 @@ export class Connection {
     )
       this.fail(coded("Body Timeout Error", "UND_ERR_BODY_TIMEOUT"));
   }
+
+  private readonly failBody = (err: Error): void => this.fail(err);
 
   private readonly onAnswerTimeout = (): void => {
     this.answerTimer = undefined;
