@@ -26,6 +26,8 @@ export class BodySource {
   /** The last pause was the instance's: the attempt's stream was full. */
   private backpressured = false;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** The body, once taken whole (`whole()`). */
+  private wholeBody: Buffer | undefined;
 
   /**
    * `idleMs`: a client that sends no body byte for this long while the gateway wants more is cut
@@ -58,6 +60,43 @@ export class BodySource {
   /** Whether `open()` may be called again (everything read so far is still held). */
   get replayable(): boolean {
     return this.saved !== null && !this.tooLarge && !this.clientFailed;
+  }
+
+  /**
+   * The whole body as one buffer, when the client has sent all of it and nothing was read yet: a
+   * small body nearly always comes in the read that carried its head, so the request is complete
+   * when it is proxied. Then no stream is made per attempt: the upstream client writes the bytes
+   * with the head (upstream-client.ts), and a retry sends the same buffer. Undefined otherwise
+   * (still coming, chunked, or too large to hold for a replay): stream it with `open()`.
+   */
+  whole(): Buffer | undefined {
+    if (this.wholeBody !== undefined) return this.wholeBody;
+    const req = this.req;
+    if (
+      this.attached ||
+      this.current !== null ||
+      this.length <= 0 ||
+      this.length > this.replayLimit ||
+      !req.complete ||
+      req.readableFlowing === true ||
+      req.readableLength !== this.length
+    )
+      return undefined;
+    // Paused, with every byte buffered: read() hands them all over at once.
+    const chunk = req.read() as Buffer | null;
+    if (chunk === null) return undefined;
+    if (chunk.length !== this.length) {
+      // Not reachable while the parser frames the body by its length; if it were, the bytes read
+      // are not lost: they are what a stream opened now starts with.
+      this.saved = [chunk];
+      this.savedBytes = this.received = chunk.length;
+      return undefined;
+    }
+    this.received = this.savedBytes = chunk.length;
+    this.saved = [chunk];
+    this.ended = true;
+    this.wholeBody = chunk;
+    return chunk;
   }
 
   /** A fresh stream for one attempt: what was already read, then the rest of the client body. */

@@ -22,6 +22,8 @@ export interface ConnectionHost {
 
 /** node's server's test of Expect (repeated values joined): 100-continue among others. */
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
+/** Bodies up to one socket read (libuv reads 64 KiB at most): see onHead. */
+const WHOLE_BODY_MAX = 64 * 1024;
 
 const NONE = 0; // between requests
 const HEAD = 1; // a request head is being read
@@ -54,6 +56,8 @@ export class OwnConnection extends OwnSocket implements RequestSource, ResponseS
   private reading: OwnRequest | undefined;
   private current: Exchange | undefined;
   private readonly queue: Exchange[] = [];
+  /** A request whose small body may be in the same read: started when it is, or at the read's end. */
+  private deferred: Exchange | undefined;
   /** An answered request whose body is still coming: read and dropped, then the next one. */
   private discarding: OwnRequest | undefined;
 
@@ -114,8 +118,15 @@ export class OwnConnection extends OwnSocket implements RequestSource, ResponseS
     const res = new OwnResponse(this, method === "HEAD", !last, http10);
     const ex: Exchange = { req, res, run, last };
     // In order: behind an answer going out or requests waiting (for the client to read).
-    if (this.current === undefined && this.queue.length === 0) this.start(ex);
-    else {
+    if (this.current === undefined && this.queue.length === 0) {
+      // A small body nearly always comes in the read that carried its head: the handler starts
+      // once the parser has it (onMessageComplete), or at the read's end if it is not all there,
+      // so the proxy gets it whole and sends it with its head, with no stream (body.ts). Not
+      // with Expect: 100-continue (its client waits for the handler before it sends a byte).
+      if (refusal === undefined && !cont && facts.length > 0 && facts.length <= WHOLE_BODY_MAX)
+        this.deferred = ex;
+      else this.start(ex);
+    } else {
       this.queue.push(ex);
       this.sync();
     }
@@ -126,11 +137,31 @@ export class OwnConnection extends OwnSocket implements RequestSource, ResponseS
     this.reading = undefined;
     this.parsing = NONE;
     req?.ended();
+    // Its whole body is in: a pause for its reader (readLess) no longer holds the socket. Left
+    // set, a body pushed past the request's buffer before its handler read it (a cold start's
+    // wait) kept the connection unread after the answer, and the client's next request hung.
+    if (this.bodyPaused) {
+      this.bodyPaused = false;
+      this.sync();
+    }
+    const ex = this.deferred;
+    if (ex !== undefined && ex.req === req) {
+      this.deferred = undefined;
+      this.start(ex);
+    }
     if (req !== undefined && req === this.discarding) {
       this.discarding = undefined;
       this.next();
     }
     if (req !== undefined && req === this.lingering) this.closeAfterLinger();
+  }
+
+  /** Everything this read brought is parsed: a request held for its body starts now (onHead). */
+  onReadEnd(): void {
+    const ex = this.deferred;
+    if (ex === undefined) return;
+    this.deferred = undefined;
+    if (!this.dead && !this.closing) this.start(ex);
   }
 
   private start(ex: Exchange): void {
@@ -254,6 +285,7 @@ export class OwnConnection extends OwnSocket implements RequestSource, ResponseS
       this.destroy();
       return;
     }
+    this.deferred = undefined;
     this.socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`, "latin1");
     this.endSoon();
     this.current = undefined;
@@ -275,6 +307,7 @@ export class OwnConnection extends OwnSocket implements RequestSource, ResponseS
   private onClose(): void {
     if (this.dead) return;
     this.dead = true;
+    this.deferred = undefined;
     clearTimeout(this.lingerTimer);
     this.host.gone(this);
     const reading = this.reading;

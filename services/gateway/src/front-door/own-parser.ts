@@ -36,6 +36,8 @@ export interface RequestEvents {
   onBody(chunk: Buffer): void;
   onMessageComplete(): void;
   onParseError(err: Error): void;
+  /** The parser has gone through everything one read of the socket brought. */
+  onReadEnd(): void;
 }
 
 /** The parser of one client connection, and whether its socket is read. */
@@ -125,6 +127,7 @@ export function requestParser(socket: net.Socket, ev: RequestEvents): RequestPar
     );
   p[P.kOnExecute] = (r: number | Error) => {
     if (r instanceof Error) failed(r);
+    else ev.onReadEnd();
   };
   const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
   if (handle?.isStreamBase === true && typeof p.consume === "function") {
@@ -134,6 +137,7 @@ export function requestParser(socket: net.Socket, ev: RequestEvents): RequestPar
   socket.on("data", (d: Buffer) => {
     const r = p.execute(d);
     if (r instanceof Error) failed(r);
+    else ev.onReadEnd();
   });
   return { parser: p, read: readGate(socket, undefined) };
 }
@@ -152,9 +156,11 @@ export interface HeadFacts {
   expect: string | undefined;
   host: boolean;
   body: boolean;
+  /** The body's Content-Length; -1 without one, or when chunked (which then frames it). */
+  length: number;
 }
 
-const FACTS: HeadFacts = { expect: undefined, host: false, body: false };
+const FACTS: HeadFacts = { expect: undefined, host: false, body: false, length: -1 };
 
 /** One object for every head: filled and read synchronously by the caller, never kept. */
 export function headFacts(raw: readonly string[]): HeadFacts {
@@ -162,6 +168,8 @@ export function headFacts(raw: readonly string[]): HeadFacts {
   f.expect = undefined;
   f.host = false;
   f.body = false;
+  f.length = -1;
+  let chunked = false;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string;
     switch (name.length) {
@@ -176,13 +184,17 @@ export function headFacts(raw: readonly string[]): HeadFacts {
         }
         break;
       case 14:
-        if (name.toLowerCase() === "content-length" && /[1-9]/.test(raw[i + 1] as string))
-          f.body = true;
+        if (name.toLowerCase() === "content-length") {
+          // Digits only, and repeats equal: llhttp refused any other before the head got here.
+          f.length = Number(raw[i + 1]);
+          if (f.length > 0) f.body = true;
+        }
         break;
       case 17:
-        if (name.toLowerCase() === "transfer-encoding") f.body = true;
+        if (name.toLowerCase() === "transfer-encoding") f.body = chunked = true;
         break;
     }
   }
+  if (chunked) f.length = -1;
   return f;
 }

@@ -166,6 +166,7 @@ async function parserExchange(factory: ParserFactory, cleanup: (() => void)[]): 
         }
       },
       onParseError: (err) => broken(new Error(`parser: ${err.message}`)),
+      onReadEnd: () => undefined,
     };
     try {
       gate = factory(socket, ev);

@@ -174,7 +174,7 @@ export class ProxyCall extends ProxyAnswer implements Dispatcher.DispatchHandler
           answerTimeout: e.timeoutMs,
           headersTimeout: headersBackstopMs(e.timeoutMs),
           bodyTimeout: e.timeoutMs,
-          ...(body !== null ? { body: body.open(), bodyLength: body.length } : {}),
+          ...(body === null ? {} : { body: body.whole() ?? body.open(), bodyLength: body.length }),
         },
         this,
       );
