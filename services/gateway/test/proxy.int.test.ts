@@ -1,4 +1,5 @@
 import http from "node:http";
+import net from "node:net";
 import { expect } from "chai";
 import { FizzError } from "@fizz/events";
 import { freePort } from "@fizz/testkit";
@@ -39,6 +40,7 @@ const FUNCTIONS = [
   "broken",
   "slowsched",
   "nosched",
+  "coldpost",
 ];
 
 describe("gateway proxy (real NATS)", function () {
@@ -301,6 +303,36 @@ describe("gateway proxy (real NATS)", function () {
     const r = await call(h.gateway.port, "GET", "/function/dies-get");
     expect(r.status).to.equal(200);
     expect([dying.hits, healthy.hits]).to.deep.equal([1, 1]);
+  });
+
+  it("serves the client's next request on its kept-alive connection after a 20 KiB POST that waited for its lease", async () => {
+    // A cold start's wait: the body is all in before anything reads it (past the request
+    // stream's 16 KiB buffer), and the front end stops reading the socket meanwhile.
+    const i = await instance("coldpost-1");
+    h.leases.set("coldpost", async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      return leaseOf(i, "coldpost");
+    });
+    const sock = net.connect(h.gateway.port, "127.0.0.1");
+    let got = "";
+    sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
+    const answers = (): number => got.split("HTTP/1.1 200 OK").length - 1;
+    const answered = async (n: number): Promise<void> => {
+      while (answers() < n) await new Promise((r) => setTimeout(r, 5));
+    };
+    try {
+      const body = "p".repeat(20_000);
+      sock.write(
+        `POST /function/coldpost HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      );
+      await within(answered(1), 3000, "the POST's answer");
+      expect(got).to.include(`"body":"${body}"`);
+      sock.write("GET /function/coldpost?next=1 HTTP/1.1\r\nhost: x\r\n\r\n");
+      await within(answered(2), 3000, "the next request's answer on the same connection");
+      expect(got).to.include('"url":"/?next=1"');
+    } finally {
+      sock.destroy();
+    }
   });
 
   it("retries through a new lease when the connection is refused, with the body sent again", async () => {
