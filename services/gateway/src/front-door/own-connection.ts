@@ -161,7 +161,7 @@ export class OwnConnection extends OwnSocket implements RequestSource, ResponseS
     const ex = this.deferred;
     if (ex === undefined) return;
     this.deferred = undefined;
-    if (!this.dead && !this.closing) this.start(ex);
+    if (!this.dead) this.start(ex);
   }
 
   private start(ex: Exchange): void {

@@ -1,0 +1,259 @@
+import http from "node:http";
+import net, { type AddressInfo } from "node:net";
+import type { Readable } from "node:stream";
+import { expect } from "chai";
+import { BodySource } from "../src/front-door/body";
+import { listenOwn } from "../src/front-door/own-server";
+import type { ServerLimits } from "../src/front-door/server-types";
+import { HTTPParser } from "../src/front-door/upstream-parser";
+
+const parserProto = (HTTPParser as unknown as { prototype: { consume?: unknown } } | undefined)
+  ?.prototype;
+const consume = parserProto?.consume;
+
+/**
+ * Attacks on the own front end holding a small-body request until its body is parsed
+ * (own-connection.ts) and on BodySource.whole() (body.ts): order, exact bytes, keep-alive.
+ */
+const limits: ServerLimits = {
+  maxConnections: 100,
+  headersTimeoutMs: 2000,
+  requestTimeoutMs: 5000,
+  keepAliveTimeoutMs: 5000,
+  frontend: "own",
+};
+
+async function until(check: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function collect(stream: Readable): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on("data", (c: Buffer) => chunks.push(c));
+    stream.on("end", () => resolve(Buffer.concat(chunks).toString("latin1")));
+    stream.on("error", reject);
+  });
+}
+
+async function listen(
+  frontend: "node" | "own",
+  handler: http.RequestListener,
+): Promise<{ port: number; close(): Promise<void> }> {
+  if (frontend === "own") {
+    const server = await listenOwn(handler, "127.0.0.1", 0, { count: 0 }, limits, 5000);
+    return { port: server.port, close: () => server.drain(100) };
+  }
+  const server = http.createServer(handler);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** Handler as the proxy: BodySource, then (after `delayMs`) whole() ?? open(), answer "<url> <how> <len> <sum>". */
+function proxyLike(delayMs: number, log: string[]): http.RequestListener {
+  return (req, res) => {
+    log.push(`start ${req.url} complete=${String(req.complete)}`);
+    const length = Number(req.headers["content-length"] ?? 0);
+    const body = length > 0 ? new BodySource(req, 1024 * 1024, 256 * 1024, 0, length) : null;
+    const go = (): void => {
+      if (body === null) {
+        res.end(`${req.url} none 0`);
+        return;
+      }
+      const w = body.whole();
+      const p = w !== undefined ? Promise.resolve(w.toString("latin1")) : collect(body.open());
+      void p.then(async (s) => {
+        // a retry replays: must be the same bytes
+        const again = await collect(body.open());
+        res.end(
+          `${req.url} ${w ? "whole" : "stream"} ${s.length} ${s === again ? "same" : "DIFF"} ${s.slice(0, 8)}|`,
+        );
+      });
+    };
+    if (delayMs > 0) setTimeout(go, delayMs);
+    else go();
+  };
+}
+
+function client(port: number): { sock: net.Socket; got: () => string } {
+  const sock = net.connect(port, "127.0.0.1");
+  let got = "";
+  sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
+  sock.on("error", () => undefined);
+  return { sock, got: () => got };
+}
+
+for (const frontend of ["own", "node"] as const) {
+  describe(`a body taken whole or streamed late, then keep-alive (${frontend})`, () => {
+    for (const size of [100, 20_000, 40_000, 65_000, 200_000]) {
+      it(`answers the next request after a ${size} B body taken late`, async () => {
+        const log: string[] = [];
+        const server = await listen(frontend, proxyLike(40, log));
+        const c = client(server.port);
+        try {
+          const body = "q".repeat(size);
+          c.sock.write(`POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: ${size}\r\n\r\n${body}`);
+          await until(() => c.got().includes("/a "));
+          expect(c.got()).to.include(`/a `);
+          expect(c.got()).to.include(` ${size} same`);
+          c.sock.write("GET /b HTTP/1.1\r\nhost: x\r\n\r\n");
+          await until(() => c.got().includes("/b none 0"));
+        } finally {
+          c.sock.destroy();
+          await server.close();
+        }
+      });
+    }
+  });
+}
+
+for (const reads of ["consume", "data"] as const)
+  describe(`held small-body requests keep their order (own, ${reads})`, () => {
+    before(() => {
+      if (reads === "data" && parserProto) parserProto.consume = undefined;
+    });
+    after(() => {
+      if (parserProto) parserProto.consume = consume;
+    });
+    it("pipelined small-body requests in one write: started and answered in order, exact bodies", async () => {
+      const log: string[] = [];
+      const delays: Record<string, number> = { "/a": 60, "/b": 0, "/c": 10 };
+      const handler: http.RequestListener = (req, res) => {
+        log.push(`start ${req.url}`);
+        const length = Number(req.headers["content-length"] ?? 0);
+        const body = length > 0 ? new BodySource(req, 1024 * 1024, 256 * 1024, 0, length) : null;
+        setTimeout(
+          () => {
+            const w = body?.whole();
+            const p =
+              body === null
+                ? Promise.resolve("")
+                : w
+                  ? Promise.resolve(w.toString())
+                  : collect(body.open());
+            void p.then((s) => res.end(`[${req.url}:${s}]`));
+          },
+          delays[req.url ?? ""] ?? 0,
+        );
+      };
+      const server = await listen("own", handler);
+      const c = client(server.port);
+      try {
+        c.sock.write(
+          "POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nAAAAA" +
+            "POST /b HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nBBB" +
+            "GET /c HTTP/1.1\r\nhost: x\r\n\r\n" +
+            "POST /d HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nD",
+        );
+        await until(() => c.got().includes("[/d:D]"));
+        const order = [...c.got().matchAll(/\[(\/\w):(\w*)\]/g)].map((m) => `${m[1]}:${m[2]}`);
+        expect(order).to.deep.equal(["/a:AAAAA", "/b:BBB", "/c:", "/d:D"]);
+        expect(log).to.deep.equal(["start /a", "start /b", "start /c", "start /d"]);
+      } finally {
+        c.sock.destroy();
+        await server.close();
+      }
+    });
+
+    it("a body split across reads with the next request pipelined behind its tail", async () => {
+      const log: string[] = [];
+      const server = await listen("own", proxyLike(0, log));
+      const c = client(server.port);
+      try {
+        c.sock.write("POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n01234");
+        await new Promise((r) => setTimeout(r, 50));
+        expect(log).to.deep.equal(["start /a complete=false"]);
+        c.sock.write("56789POST /b HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nbb");
+        await until(() => c.got().includes("/b "));
+        expect(c.got()).to.include("/a stream 10 same 01234567|");
+        expect(c.got()).to.include("/b whole 2 same bb|");
+        expect(c.got().indexOf("/a ")).to.be.lessThan(c.got().indexOf("/b "));
+      } finally {
+        c.sock.destroy();
+        await server.close();
+      }
+    });
+
+    it("head alone in one read, body later: the handler starts at the read's end", async () => {
+      const log: string[] = [];
+      const server = await listen("own", proxyLike(0, log));
+      const c = client(server.port);
+      try {
+        c.sock.write("POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\n");
+        await until(() => log.length === 1);
+        c.sock.write("xyz");
+        await until(() => c.got().includes("/a "));
+        expect(c.got()).to.include("/a stream 3 same xyz|");
+      } finally {
+        c.sock.destroy();
+        await server.close();
+      }
+    });
+
+    it("Connection: close with a split small body: started once, answered, closed", async () => {
+      const log: string[] = [];
+      const server = await listen("own", proxyLike(0, log));
+      const c = client(server.port);
+      let closed = false;
+      c.sock.on("close", () => (closed = true));
+      try {
+        c.sock.write(
+          "POST /a HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 4\r\n\r\nab",
+        );
+        await new Promise((r) => setTimeout(r, 30));
+        c.sock.write("cdGET /b HTTP/1.1\r\nhost: x\r\n\r\n");
+        await until(() => closed);
+        expect(c.got()).to.include("/a stream 4 same abcd|");
+        expect(c.got()).to.not.include("/b");
+        expect(log).to.deep.equal(["start /a complete=false"]);
+      } finally {
+        c.sock.destroy();
+        await server.close();
+      }
+    });
+
+    it("a deferred request whose client goes away mid-body does not wedge the server", async () => {
+      const log: string[] = [];
+      const server = await listen("own", proxyLike(0, log));
+      const c = client(server.port);
+      try {
+        c.sock.write("POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nabc");
+        await until(() => log.length === 1);
+        c.sock.destroy();
+        const d = client(server.port);
+        d.sock.write("POST /b HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nok");
+        await until(() => d.got().includes("/b whole 2"));
+        d.sock.destroy();
+      } finally {
+        await server.close();
+      }
+    });
+
+    it("small body then a malformed request in the same read: the first is not half-answered", async () => {
+      const log: string[] = [];
+      const server = await listen("own", proxyLike(0, log));
+      const c = client(server.port);
+      let closed = false;
+      c.sock.on("close", () => (closed = true));
+      try {
+        c.sock.write("POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nabGARBAGE\r\n\r\n");
+        await until(() => closed);
+        // exactly one status line, and it is a whole HTTP message
+        const statuses = c.got().match(/HTTP\/1\.1 \d\d\d/g) ?? [];
+        expect(statuses.length).to.equal(1);
+      } finally {
+        c.sock.destroy();
+        await server.close();
+      }
+    });
+  });
