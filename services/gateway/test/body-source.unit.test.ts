@@ -1,65 +1,22 @@
-import http from "node:http";
-import net, { type AddressInfo } from "node:net";
+import type http from "node:http";
+import net from "node:net";
 import type { Readable } from "node:stream";
 import { expect } from "chai";
 import { BodySource } from "../src/front-door/body";
-import { listenOwn } from "../src/front-door/own-server";
-import type { ServerLimits } from "../src/front-door/server-types";
+import { collectBytes, listen, until } from "./front-ends";
 
 /**
  * The client's body as the proxy takes it (body.ts), on both front ends, with real sockets: whole
  * when the client sent it all with its head, streamed when it is still coming.
  */
-const limits: ServerLimits = {
-  maxConnections: 100,
-  headersTimeoutMs: 2000,
-  requestTimeoutMs: 5000,
-  keepAliveTimeoutMs: 5000,
-  frontend: "own",
-};
-
 interface Seen {
   whole: Buffer | undefined;
   replays: string[];
   replayable: boolean;
 }
 
-function collect(stream: Readable): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    stream.on("data", (c: Buffer) => chunks.push(c));
-    stream.on("end", () => resolve(Buffer.concat(chunks).toString()));
-    stream.on("error", reject);
-  });
-}
-
-/** Resolves once `check` holds; fails after 3 s (the keep-alive timeout here is 5 s). */
-async function until(check: () => boolean): Promise<void> {
-  const end = Date.now() + 3000;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-async function listen(
-  frontend: "node" | "own",
-  handler: http.RequestListener,
-): Promise<{ port: number; close(): Promise<void> }> {
-  if (frontend === "own") {
-    const server = await listenOwn(handler, "127.0.0.1", 0, { count: 0 }, limits, 5000);
-    return { port: server.port, close: () => server.drain(100) };
-  }
-  const server = http.createServer(handler);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
+const collect = async (stream: Readable): Promise<string> =>
+  (await collectBytes(stream)).toString();
 
 /** A server whose handler takes the body as the proxy does, after the turn that parsed the head. */
 async function serve(

@@ -1,63 +1,18 @@
-import http from "node:http";
-import net, { type AddressInfo } from "node:net";
+import type http from "node:http";
+import net from "node:net";
 import type { Readable } from "node:stream";
 import { expect } from "chai";
 import { BodySource } from "../src/front-door/body";
-import { listenOwn } from "../src/front-door/own-server";
-import type { ServerLimits } from "../src/front-door/server-types";
-import { HTTPParser } from "../src/front-door/upstream-parser";
+import { collectBytes, listen, parserProto, until } from "./front-ends";
 
-const parserProto = (HTTPParser as unknown as { prototype: { consume?: unknown } } | undefined)
-  ?.prototype;
 const consume = parserProto?.consume;
 
 /**
  * Attacks on the own front end holding a small-body request until its body is parsed
  * (own-connection.ts) and on BodySource.whole() (body.ts): order, exact bytes, keep-alive.
  */
-const limits: ServerLimits = {
-  maxConnections: 100,
-  headersTimeoutMs: 2000,
-  requestTimeoutMs: 5000,
-  keepAliveTimeoutMs: 5000,
-  frontend: "own",
-};
-
-async function until(check: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-function collect(stream: Readable): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    stream.on("data", (c: Buffer) => chunks.push(c));
-    stream.on("end", () => resolve(Buffer.concat(chunks).toString("latin1")));
-    stream.on("error", reject);
-  });
-}
-
-async function listen(
-  frontend: "node" | "own",
-  handler: http.RequestListener,
-): Promise<{ port: number; close(): Promise<void> }> {
-  if (frontend === "own") {
-    const server = await listenOwn(handler, "127.0.0.1", 0, { count: 0 }, limits, 5000);
-    return { port: server.port, close: () => server.drain(100) };
-  }
-  const server = http.createServer(handler);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
+const collect = async (stream: Readable): Promise<string> =>
+  (await collectBytes(stream)).toString("latin1");
 
 /** Handler as the proxy: BodySource, then (after `delayMs`) whole() ?? open(), answer "<url> <how> <len> <sum>". */
 function proxyLike(delayMs: number, log: string[]): http.RequestListener {

@@ -1,37 +1,16 @@
 import type http from "node:http";
 import net from "node:net";
-import type { Readable } from "node:stream";
 import { expect } from "chai";
 import { BodySource } from "../src/front-door/body";
-import { listenOwn } from "../src/front-door/own-server";
-import type { ServerLimits } from "../src/front-door/server-types";
-import { HTTPParser } from "../src/front-door/upstream-parser";
+import { collectBytes as collect, listen, parserProto } from "./front-ends";
 
 /** Random (seeded) pipelines and splits on the own front end: answers in order with exact bodies. */
-const limits: ServerLimits = {
-  maxConnections: 100,
-  headersTimeoutMs: 4000,
-  requestTimeoutMs: 8000,
-  keepAliveTimeoutMs: 8000,
-  frontend: "own",
-};
-const parserProto = (HTTPParser as unknown as { prototype: { consume?: unknown } } | undefined)
-  ?.prototype;
 const consume = parserProto?.consume;
 
 let seed = 12345;
 function rnd(n: number): number {
   seed = (seed * 1103515245 + 12345) & 0x7fffffff;
   return seed % n;
-}
-
-function collect(stream: Readable): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    stream.on("data", (c: Buffer) => chunks.push(c));
-    stream.on("end", () => resolve(Buffer.concat(chunks)));
-    stream.on("error", reject);
-  });
 }
 
 function digest(b: Buffer): string {
@@ -73,7 +52,7 @@ for (const reads of ["consume", "data"] as const) {
           if (delay > 0 || rnd(2) === 0) setTimeout(go, delay);
           else go();
         };
-        const server = await listenOwn(handler, "127.0.0.1", 0, { count: 0 }, limits, 8000);
+        const server = await listen("own", handler);
         const sock = net.connect(server.port, "127.0.0.1");
         let got = "";
         sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
@@ -112,7 +91,7 @@ for (const reads of ["consume", "data"] as const) {
           expect(starts).to.deep.equal(expected.map((_, i) => `/r${i}`));
         } finally {
           sock.destroy();
-          await server.drain(100);
+          await server.close();
         }
       });
     }
