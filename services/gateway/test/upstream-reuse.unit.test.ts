@@ -2,41 +2,9 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { expect } from "chai";
-import {
-  upstreamClient,
-  type UpstreamHandler,
-  type UpstreamRequest,
-} from "../src/front-door/upstream-client";
+import { call } from "./upstream-fixtures";
 
 /** Reuse of an upstream connection after a body written whole whose stream had not ended (upstream-body.ts). */
-function call(
-  url: string,
-  req: Partial<UpstreamRequest> = {},
-): Promise<{ status?: number; body: string; error?: Error }> {
-  return new Promise((resolve) => {
-    const out: { status?: number; body: string; error?: Error } = { body: "" };
-    const handler: UpstreamHandler = {
-      onConnect: () => undefined,
-      onHeaders: (status) => {
-        out.status = status;
-        return true;
-      },
-      onData: (chunk) => {
-        out.body += chunk.toString();
-        return true;
-      },
-      onComplete: () => resolve(out),
-      onError: (err) => {
-        out.error = err;
-        resolve(out);
-      },
-    };
-    upstreamClient(url).dispatch(
-      { method: "GET", path: "/x", headers: [], headersTimeout: 0, bodyTimeout: 0, ...req },
-      handler,
-    );
-  });
-}
 
 describe("upstream connection reused once its body was written whole", () => {
   for (const mode of ["reads-all", "answers-at-head"] as const) {
