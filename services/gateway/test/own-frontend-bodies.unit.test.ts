@@ -40,6 +40,22 @@ function proxyLike(delayMs: number, log: string[]): http.RequestListener {
   };
 }
 
+/** A server on `frontend` with `handler` and one raw client on it, both closed after `fn`. */
+async function session(
+  frontend: "node" | "own",
+  handler: http.RequestListener,
+  fn: (c: ReturnType<typeof client>, port: number) => Promise<void>,
+): Promise<void> {
+  const server = await listen(frontend, handler);
+  const c = client(server.port);
+  try {
+    await fn(c, server.port);
+  } finally {
+    c.sock.destroy();
+    await server.close();
+  }
+}
+
 function client(port: number): { sock: net.Socket; got: () => string } {
   const sock = net.connect(port, "127.0.0.1");
   let got = "";
@@ -53,9 +69,7 @@ for (const frontend of ["own", "node"] as const) {
     for (const size of [100, 20_000, 40_000, 65_000, 200_000]) {
       it(`answers the next request after a ${size} B body taken late`, async () => {
         const log: string[] = [];
-        const server = await listen(frontend, proxyLike(40, log));
-        const c = client(server.port);
-        try {
+        await session(frontend, proxyLike(40, log), async (c) => {
           const body = "q".repeat(size);
           c.sock.write(`POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: ${size}\r\n\r\n${body}`);
           await until(() => c.got().includes("/a "));
@@ -63,10 +77,7 @@ for (const frontend of ["own", "node"] as const) {
           expect(c.got()).to.include(` ${size} same`);
           c.sock.write("GET /b HTTP/1.1\r\nhost: x\r\n\r\n");
           await until(() => c.got().includes("/b none 0"));
-        } finally {
-          c.sock.destroy();
-          await server.close();
-        }
+        });
       });
     }
   });
@@ -101,9 +112,7 @@ for (const reads of ["consume", "data"] as const)
           delays[req.url ?? ""] ?? 0,
         );
       };
-      const server = await listen("own", handler);
-      const c = client(server.port);
-      try {
+      await session("own", handler, async (c) => {
         c.sock.write(
           "POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nAAAAA" +
             "POST /b HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nBBB" +
@@ -114,17 +123,12 @@ for (const reads of ["consume", "data"] as const)
         const order = [...c.got().matchAll(/\[(\/\w):(\w*)\]/g)].map((m) => `${m[1]}:${m[2]}`);
         expect(order).to.deep.equal(["/a:AAAAA", "/b:BBB", "/c:", "/d:D"]);
         expect(log).to.deep.equal(["start /a", "start /b", "start /c", "start /d"]);
-      } finally {
-        c.sock.destroy();
-        await server.close();
-      }
+      });
     });
 
     it("a body split across reads with the next request pipelined behind its tail", async () => {
       const log: string[] = [];
-      const server = await listen("own", proxyLike(0, log));
-      const c = client(server.port);
-      try {
+      await session("own", proxyLike(0, log), async (c) => {
         c.sock.write("POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n01234");
         await new Promise((r) => setTimeout(r, 50));
         expect(log).to.deep.equal(["start /a complete=false"]);
@@ -133,35 +137,25 @@ for (const reads of ["consume", "data"] as const)
         expect(c.got()).to.include("/a stream 10 same 01234567|");
         expect(c.got()).to.include("/b whole 2 same bb|");
         expect(c.got().indexOf("/a ")).to.be.lessThan(c.got().indexOf("/b "));
-      } finally {
-        c.sock.destroy();
-        await server.close();
-      }
+      });
     });
 
     it("head alone in one read, body later: the handler starts at the read's end", async () => {
       const log: string[] = [];
-      const server = await listen("own", proxyLike(0, log));
-      const c = client(server.port);
-      try {
+      await session("own", proxyLike(0, log), async (c) => {
         c.sock.write("POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\n");
         await until(() => log.length === 1);
         c.sock.write("xyz");
         await until(() => c.got().includes("/a "));
         expect(c.got()).to.include("/a stream 3 same xyz|");
-      } finally {
-        c.sock.destroy();
-        await server.close();
-      }
+      });
     });
 
     it("Connection: close with a split small body: started once, answered, closed", async () => {
       const log: string[] = [];
-      const server = await listen("own", proxyLike(0, log));
-      const c = client(server.port);
-      let closed = false;
-      c.sock.on("close", () => (closed = true));
-      try {
+      await session("own", proxyLike(0, log), async (c) => {
+        let closed = false;
+        c.sock.on("close", () => (closed = true));
         c.sock.write(
           "POST /a HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 4\r\n\r\nab",
         );
@@ -171,44 +165,32 @@ for (const reads of ["consume", "data"] as const)
         expect(c.got()).to.include("/a stream 4 same abcd|");
         expect(c.got()).to.not.include("/b");
         expect(log).to.deep.equal(["start /a complete=false"]);
-      } finally {
-        c.sock.destroy();
-        await server.close();
-      }
+      });
     });
 
     it("a deferred request whose client goes away mid-body does not wedge the server", async () => {
       const log: string[] = [];
-      const server = await listen("own", proxyLike(0, log));
-      const c = client(server.port);
-      try {
+      await session("own", proxyLike(0, log), async (c, port) => {
         c.sock.write("POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nabc");
         await until(() => log.length === 1);
         c.sock.destroy();
-        const d = client(server.port);
+        const d = client(port);
         d.sock.write("POST /b HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nok");
         await until(() => d.got().includes("/b whole 2"));
         d.sock.destroy();
-      } finally {
-        await server.close();
-      }
+      });
     });
 
     it("small body then a malformed request in the same read: the first is not half-answered", async () => {
       const log: string[] = [];
-      const server = await listen("own", proxyLike(0, log));
-      const c = client(server.port);
-      let closed = false;
-      c.sock.on("close", () => (closed = true));
-      try {
+      await session("own", proxyLike(0, log), async (c) => {
+        let closed = false;
+        c.sock.on("close", () => (closed = true));
         c.sock.write("POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nabGARBAGE\r\n\r\n");
         await until(() => closed);
         // exactly one status line, and it is a whole HTTP message
         const statuses = c.got().match(/HTTP\/1\.1 \d\d\d/g) ?? [];
         expect(statuses.length).to.equal(1);
-      } finally {
-        c.sock.destroy();
-        await server.close();
-      }
+      });
     });
   });
