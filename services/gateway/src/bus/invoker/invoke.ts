@@ -1,8 +1,7 @@
-import { FizzError, type ErrorCode } from "@fizz/events";
+import type { ErrorCode } from "@fizz/events";
 import { formatTraceparent, linkedSignal, tracer, type TraceContext } from "@fizz/kit";
 import type { Dispatcher } from "undici";
 import {
-  isHopByHop,
   answerTimeout,
   headersBackstopMs,
   leaseError,
@@ -15,6 +14,28 @@ import {
   type LeaseManager,
   type WaitTicket,
 } from "../../front-door/index";
+import { CallFailure, type CallRequest, type CallResult } from "./call-types";
+import {
+  answered,
+  failed,
+  plainHeaders,
+  rawHeaders,
+  readBody,
+  stopped,
+  type Sent,
+} from "./send-outcome";
+
+export { CallFailure, type CallRequest, type CallResult } from "./call-types";
+
+/** Scheduler and capacity answers that pass by themselves: wait and try again. */
+const NOT_RUN_TRANSIENT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "NO_CAPACITY",
+  "TOO_MANY_REQUESTS",
+  "UNAVAILABLE",
+  "TIMEOUT",
+  "INSTANCE_BUSY",
+]);
+const MAX_SENDS = 3;
 
 /**
  * One call of a function for the bus side (async invocations, mq triggers): a synthetic request
@@ -28,73 +49,6 @@ import {
  * (another instance). Anything after the function may have run is the caller's decision (the
  * invoker retries with back-off, a core mq trigger answers with the error).
  */
-export interface CallRequest {
-  method: string;
-  /** Path and query the function sees. */
-  path: string;
-  /** Flat [name, value, ...]: cleaned of hop-by-hop and client X-Fizz-* headers by the caller. */
-  headers: string[];
-  body: Uint8Array | null;
-  /** Response bodies past this fail the call (PAYLOAD_TOO_LARGE). */
-  maxResponseBytes: number;
-  /** Aborts the wait for a slot and the upstream call (the gateway stops). */
-  signal?: AbortSignal | undefined;
-  /**
-   * The delivery's trace context: parent of the lease request and, as `traceparent`, of the
-   * function (through a client span per send while recording). `headers` carry none.
-   */
-  trace?: TraceContext | undefined;
-}
-
-export interface CallResult {
-  status: number;
-  /** Lower-case names; hop-by-hop headers dropped; repeated ones joined with ", ". */
-  headers: Record<string, string>;
-  body: Buffer;
-  /** From sending the request to the end of the response body. */
-  durationMs: number;
-}
-
-/**
- * A call that produced no answer from the function. `notRun`: the function certainly did not run
- * (no capacity, no scheduler, every instance refused), so trying again later costs nothing and is
- * not an attempt; otherwise it may have run (timeout, instance died mid-call, load failure).
- */
-export class CallFailure extends FizzError {
-  constructor(
-    code: ErrorCode,
-    message: string,
-    readonly notRun: boolean,
-    cause?: unknown,
-  ) {
-    super(code, message, { cause });
-  }
-}
-
-/** Scheduler and capacity answers that pass by themselves: wait and try again. */
-const NOT_RUN_TRANSIENT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  "NO_CAPACITY",
-  "TOO_MANY_REQUESTS",
-  "UNAVAILABLE",
-  "TIMEOUT",
-  "INSTANCE_BUSY",
-]);
-const CONNECT_FAILED = new Set([
-  "ECONNREFUSED",
-  "UND_ERR_CONNECT_TIMEOUT",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENOTFOUND",
-  "EADDRNOTAVAIL",
-]);
-const MAX_SENDS = 3;
-/** A 503/429 body is inspected for the runtime's error code only up to this size. */
-const INSPECT_LIMIT = 16 * 1024;
-
-type Sent =
-  | { kind: "done"; result: CallResult }
-  | { kind: "again"; avoid: string | undefined; error: CallFailure };
-
 export async function callFunction(
   leases: LeaseManager,
   fl: FunctionLeases,
@@ -281,144 +235,4 @@ async function sendOn(
     return failed(leases, e, err, req.signal);
   }
   return answered(leases, e, status, plainHeaders(res.headers), body, startedAt);
-}
-
-/** A complete answer: passed on, or (421, 503 NOT_SPECIALIZED, 429 INSTANCE_BUSY) sent again. */
-function answered(
-  leases: LeaseManager,
-  e: LeaseEntry,
-  status: number,
-  headers: Record<string, string>,
-  body: Buffer,
-  startedAt: number,
-): Sent {
-  if (status === 421) {
-    leases.drop(e, true);
-    leases.release(e, false);
-    return again(undefined, "MISDIRECTED", "instance refused the call as misdirected (421)");
-  }
-  if ((status === 503 || status === 429) && body.length <= INSPECT_LIMIT) {
-    const code = errorCodeOf(body);
-    if (status === 503 && code === "NOT_SPECIALIZED") {
-      leases.drop(e, true);
-      leases.release(e, false);
-      return again(undefined, "NOT_SPECIALIZED", "instance is not specialized (503)");
-    }
-    if (status === 429 && code === "INSTANCE_BUSY") {
-      leases.release(e, false);
-      return again(e.instanceId, "INSTANCE_BUSY", "instance is at its concurrency limit (429)");
-    }
-  }
-  leases.release(e);
-  return {
-    kind: "done",
-    result: {
-      status,
-      headers,
-      body,
-      durationMs: performance.now() - startedAt,
-    },
-  };
-}
-
-function again(avoid: string | undefined, code: ErrorCode, message: string): Sent {
-  return { kind: "again", avoid, error: new CallFailure(code, message, true) };
-}
-
-/** The upstream request failed: whose fault, and did the function run? */
-function failed(
-  leases: LeaseManager,
-  e: LeaseEntry,
-  err: unknown,
-  signal: AbortSignal | undefined,
-): Sent {
-  const code = (err as { code?: string }).code ?? "";
-  if (signal?.aborted) {
-    leases.release(e, false);
-    throw stopped(err);
-  }
-  if (code === "UND_ERR_INVALID_ARG") {
-    leases.release(e, false);
-    throw new FizzError("VALIDATION_FAILED", `call cannot be sent: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
-  // A hung or dead instance: dropped before its slot is given back (a waiting request must not
-  // get it), and named as failed in the next lease request so the scheduler replaces it.
-  leases.drop(e, true);
-  if (CONNECT_FAILED.has(code)) {
-    leases.release(e, false);
-    return again(undefined, "INSTANCE_FAILED", `instance unreachable: ${(err as Error).message}`);
-  }
-  leases.release(e);
-  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
-    throw new CallFailure(
-      "TIMEOUT",
-      `function ${e.fn.name} did not answer within ${e.timeoutMs} ms`,
-      false,
-      err,
-    );
-  }
-  throw new CallFailure(
-    "INSTANCE_FAILED",
-    `instance failed: ${(err as Error).message}`,
-    false,
-    err,
-  );
-}
-
-function stopped(cause?: unknown): CallFailure {
-  return new CallFailure("UNAVAILABLE", "the gateway is stopping", true, cause);
-}
-
-async function readBody(body: Dispatcher.ResponseData["body"], limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of body) {
-    const c = chunk as Buffer;
-    n += c.length;
-    if (n > limit) {
-      body.destroy();
-      throw new CallFailure(
-        "PAYLOAD_TOO_LARGE",
-        `the function's response exceeds ${limit} bytes`,
-        false,
-      );
-    }
-    chunks.push(c);
-  }
-  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, n);
-}
-
-function plainHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, v] of Object.entries(h)) {
-    if (v === undefined) continue;
-    const lower = name.toLowerCase();
-    if (isHopByHop(lower) || lower === "content-length") continue;
-    out[lower] = Array.isArray(v) ? v.join(", ") : v;
-  }
-  return out;
-}
-
-/** plainHeaders for the upstream client's flat [name, value, ...] list. */
-function rawHeaders(raw: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const lower = (raw[i] as string).toLowerCase();
-    if (isHopByHop(lower) || lower === "content-length") continue;
-    const v = raw[i + 1] as string;
-    const had = out[lower];
-    out[lower] = had === undefined ? v : `${had}, ${v}`;
-  }
-  return out;
-}
-
-function errorCodeOf(body: Buffer): string | undefined {
-  try {
-    const v = JSON.parse(body.toString("utf8")) as { error?: { code?: unknown } } | null;
-    return typeof v?.error?.code === "string" ? v.error.code : undefined;
-  } catch {
-    return undefined;
-  }
 }
