@@ -9,6 +9,8 @@ import { CallFailure, type CallResult } from "./call-types";
  * connection that never opened), or a failure thrown to the caller. Each path gives the lease
  * back in the state the scheduler must learn (dropped, excluded, or released).
  */
+
+/** The connection never opened: nothing was sent, so the function did not run. */
 const CONNECT_FAILED = new Set([
   "ECONNREFUSED",
   "UND_ERR_CONNECT_TIMEOUT",
@@ -63,7 +65,7 @@ export function answered(
   };
 }
 
-export function again(avoid: string | undefined, code: ErrorCode, message: string): Sent {
+function again(avoid: string | undefined, code: ErrorCode, message: string): Sent {
   return { kind: "again", avoid, error: new CallFailure(code, message, true) };
 }
 
