@@ -10,6 +10,7 @@ import {
   type Harness,
   type Instance,
 } from "./harness";
+import { until as untilWithin } from "./front-ends";
 
 /** Small bodies sent whole through the real gateway (both front ends): retries, pipelining, client gone. */
 function bytes(size: number, salt: number): Buffer {
@@ -36,12 +37,22 @@ const digestEcho: (
   });
 };
 
-async function until(check: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 5));
-  }
+const until = (check: () => boolean, ms = 5000) => untilWithin(check, ms);
+
+/** A request head with a Content-Length, then its body: one write's worth. */
+function withBody(method: string, path: string, body: Buffer): Buffer {
+  return Buffer.concat([
+    Buffer.from(`${method} ${path} HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.length}\r\n\r\n`),
+    body,
+  ]);
+}
+
+/** A raw client connection to the gateway, with everything it received so far as latin1. */
+function rawClient(port: number): { sock: net.Socket; got: () => string } {
+  const sock = net.connect(port, "127.0.0.1");
+  let got = "";
+  sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
+  return { sock, got: () => got };
 }
 
 for (const frontend of ["own", "node"] as const) {
@@ -79,29 +90,15 @@ for (const frontend of ["own", "node"] as const) {
             : leaseOf(right, "rmis"),
         );
         const body = bytes(size, 3);
-        const sock = net.connect(h.gateway.port, "127.0.0.1");
-        let got = "";
-        sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
+        const { sock, got } = rawClient(h.gateway.port);
         try {
-          sock.write(
-            Buffer.concat([
-              Buffer.from(
-                `POST /function/rmis/a HTTP/1.1\r\nhost: x\r\ncontent-length: ${size}\r\n\r\n`,
-              ),
-              body,
-            ]),
-          );
-          await until(() => got.includes(">"));
-          expect(got).to.include(`</a:${sum(body)}>`);
+          sock.write(withBody("POST", "/function/rmis/a", body));
+          await until(() => got().includes(">"));
+          expect(got()).to.include(`</a:${sum(body)}>`);
           const body2 = bytes(5, 9);
-          sock.write(
-            Buffer.concat([
-              Buffer.from(`POST /function/rmis/b HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\n`),
-              body2,
-            ]),
-          );
-          await until(() => got.includes("</b:"));
-          expect(got).to.include(`</b:${sum(body2)}>`);
+          sock.write(withBody("POST", "/function/rmis/b", body2));
+          await until(() => got().includes("</b:"));
+          expect(got()).to.include(`</b:${sum(body2)}>`);
           expect(wrong.hits).to.equal(0);
         } finally {
           sock.destroy();
@@ -126,20 +123,11 @@ for (const frontend of ["own", "node"] as const) {
         n++ % 2 === 0 ? leaseOf(generic, "rnotspec") : leaseOf(ok, "rnotspec"),
       );
       const body = bytes(3000, 1);
-      const sock = net.connect(h.gateway.port, "127.0.0.1");
-      let got = "";
-      sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
+      const { sock, got } = rawClient(h.gateway.port);
       try {
-        sock.write(
-          Buffer.concat([
-            Buffer.from(
-              `PUT /function/rnotspec/x HTTP/1.1\r\nhost: x\r\ncontent-length: 3000\r\n\r\n`,
-            ),
-            body,
-          ]),
-        );
-        await until(() => got.includes(">"));
-        expect(got).to.include(`</x:${sum(body)}>`);
+        sock.write(withBody("PUT", "/function/rnotspec/x", body));
+        await until(() => got().includes(">"));
+        expect(got()).to.include(`</x:${sum(body)}>`);
       } finally {
         sock.destroy();
       }
@@ -156,21 +144,14 @@ for (const frontend of ["own", "node"] as const) {
       const expected: string[] = [];
       for (let i = 1; i <= 4; i++) {
         const b = bytes(i * 1000, i);
-        parts.push(
-          Buffer.from(
-            `POST /function/rpipe/${i} HTTP/1.1\r\nhost: x\r\ncontent-length: ${b.length}\r\n\r\n`,
-          ),
-          b,
-        );
+        parts.push(withBody("POST", `/function/rpipe/${i}`, b));
         expected.push(`</${i}:${sum(b)}>`);
       }
-      const sock = net.connect(h.gateway.port, "127.0.0.1");
-      let got = "";
-      sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
+      const { sock, got } = rawClient(h.gateway.port);
       try {
         sock.write(Buffer.concat(parts));
-        await until(() => got.includes("</4:"));
-        expect([...got.matchAll(/<\/\d:[^>]*>/g)].map((m) => m[0])).to.deep.equal(expected);
+        await until(() => got().includes("</4:"));
+        expect([...got().matchAll(/<\/\d:[^>]*>/g)].map((m) => m[0])).to.deep.equal(expected);
       } finally {
         sock.destroy();
       }
