@@ -17,18 +17,17 @@
 // First: a pool instance's warm-up is to make Node's request handling under it (the module says why).
 import { endEagerFeedback } from "./src/eager-feedback.mjs";
 import { busyStartRatio, warmUpWanted } from "./src/warm-up-mode.mjs";
-import { closeSync, writeSync } from "node:fs";
 import { createServer } from "node:http";
-import { sendError, sendJson } from "./src/http.mjs";
+import { lifecycle, readinessPipe } from "./src/lifecycle.mjs";
+import { createListener, loadHandlers } from "./src/listener.mjs";
 
-// Only node:http and the probe's helpers load before listen: on an empty pool the request waits
-// for this process to answer /healthz. Specialize and invoke load right after listen (warmUp).
+// Only node:http, the listener with the probe's helpers and the lifecycle load before listen: on an
+// empty pool the request waits for this process to answer /healthz. Specialize and invoke load
+// right after listen (warmUp, loadHandlers).
 
-/** @typedef {import("node:http").IncomingMessage} Req */
 /** @typedef {import("node:http").ServerResponse} Res */
 /** @typedef {import("./src/specialize.mjs").Instance} Instance */
 /** @typedef {import("./src/specialize.mjs").Config} Config */
-/** @typedef {(req: Req, res: Res) => void} Listener */
 
 /**
  * @param {string} name
@@ -60,9 +59,11 @@ const host = process.env.HOST || "0.0.0.0";
 // Read once and dropped: the function's code (and anything it starts) must never see it.
 const specializeToken = process.env.FIZZ_SPECIALIZE_TOKEN || undefined;
 delete process.env.FIZZ_SPECIALIZE_TOKEN;
-// The process backend's readiness pipe (docs/runtime-contract.md): written once and closed on
-// listen, so neither the function nor anything it starts inherits it.
-const readyFd = process.env.FIZZ_READY_FD ? intFromEnv("FIZZ_READY_FD", 0) : undefined;
+// The process backend's readiness pipe (src/lifecycle.mjs): announced on listen, or after a pool
+// instance's warm-up, and closed before any user code loads.
+const readiness = readinessPipe(
+  process.env.FIZZ_READY_FD ? intFromEnv("FIZZ_READY_FD", 0) : undefined,
+);
 delete process.env.FIZZ_READY_FD;
 // "0": started for a specialize that is already waiting (an empty pool): no rehearsal; a refill
 // started on a busy machine has none either (src/warm-up-mode.mjs).
@@ -114,186 +115,50 @@ const instance = { state: "warm", active: undefined, draining: false };
 /** @type {Set<Res>} */
 const unfinished = new Set();
 
-/**
- * @typedef {{
- *   specialize: typeof import("./src/specialize.mjs").specialize,
- *   invoke: typeof import("./src/invoke.mjs").invoke,
- * }} Handlers
- */
-/** Loaded once, right after listen; a request that comes earlier (not a probe) waits for it. */
-/** @type {Promise<Handlers> | undefined} */
-let loading;
-/** Set once loaded, so that requests then go straight to the handler. */
-/** @type {Handlers | undefined} */
-let handlers;
-function loadHandlers() {
-  loading ??= Promise.all([import("./src/specialize.mjs"), import("./src/invoke.mjs")]).then(
-    ([{ specialize }, { invoke }]) => (handlers = { specialize, invoke }),
-  );
-  return loading;
-}
-
 /** A specialize request has come in (maybe still reading its body): the rehearsal stops. */
 let specializeArrived = false;
 
-/**
- * The request listener of one instance. The warm-up rehearsal builds a second one for its own
- * throwaway instance, so that it runs exactly the code real requests run.
- * @param {Instance} instance
- * @param {Config} config
- * @param {Set<Res>} inFlight responses not yet over, for the drain on shutdown
- * @param {() => void} [onSpecialize]
- * @param {() => void} [afterCall] once a call (not a probe, not a specialize) has been answered
- * @returns {Listener}
- */
-function createListener(instance, config, inFlight, onSpecialize, afterCall) {
-  return (req, res) => {
-    inFlight.add(res);
-    res.once("close", () => afterResponse(res, inFlight));
-    if (instance.draining) res.setHeader("connection", "close");
-    const target = req.headers["x-fizz-instance"];
-    let isSpecialize = false;
-    if (target === undefined) {
-      const url = req.url ?? "/";
-      const q = url.indexOf("?");
-      const path = q < 0 ? url : url.slice(0, q);
-      if (path === "/healthz" || path === "/readyz") return probe(req, res, path, instance);
-      if (path === "/v2/specialize") {
-        if (req.method !== "POST") return methodNotAllowed(res, "POST");
-        isSpecialize = true;
-        onSpecialize?.();
-      }
-    }
-    if (!isSpecialize && afterCall) {
-      // Once: the first call's answer is what it waits for; later calls pay no listener for it.
-      res.once("close", afterCall);
-      afterCall = undefined;
-    }
-    /** @param {Handlers} h */
-    const handle = (h) =>
-      (isSpecialize
-        ? h.specialize(req, res, instance, config)
-        : h.invoke(req, res, target, instance, config)
-      ).catch((err) => internalError(res, err));
-    if (handlers) return void handle(handlers);
-    loadHandlers().then(handle, (err) => internalError(res, err));
-  };
-}
-
 /** Options shared by the instance's server and the rehearsal's. */
 const SERVER_OPTIONS = { noDelay: true, keepAlive: true };
-const server = createServer(
-  SERVER_OPTIONS,
-  createListener(
-    instance,
-    config,
-    unfinished,
-    () => {
+const server = createServer(SERVER_OPTIONS);
+const life = lifecycle({
+  instance,
+  server,
+  unfinished,
+  graceMs: SHUTDOWN_GRACE_MS,
+  watchStdin: process.env.FIZZ_PARENT_STDIN === "1",
+});
+server.on(
+  "request",
+  createListener(instance, config, unfinished, {
+    onSpecialize: () => {
       specializeArrived = true;
       // Taken during its warm-up: the function loads under V8's defaults, as once it is over.
       endEagerFeedback();
       // Handed out before announcing (the poolkeeper polled after its grace period): the pipe is
       // closed before user code loads, unwritten, since nobody reads it any more.
-      if (readyFd !== undefined) closeReadyFd(readyFd);
+      readiness.close();
     },
     // The first call answered, the cold path is over: time to watch the parent (watchParent).
-    () => setImmediate(watchParent),
-  ),
+    afterCall: () => setImmediate(life.watchParent),
+    afterResponse: life.afterResponse,
+  }),
 );
 // Longer than any reasonable client idle timeout, so the gateway's pooled connection is never
 // closed here at the moment it sends a request on it.
 server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;
 
-/**
- * @param {Req} req
- * @param {Res} res
- * @param {string} path
- * @param {Instance} instance
- */
-function probe(req, res, path, instance) {
-  if (req.method !== "GET" && req.method !== "HEAD") return methodNotAllowed(res, "GET, HEAD");
-  const state = instance.state === "specializing" ? "warm" : instance.state;
-  if (path === "/healthz") return sendJson(res, 200, { status: "ok", state });
-  const ready = instance.state === "specialized" && !instance.draining;
-  sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : "not-ready", state });
-}
-
-/**
- * @param {Res} res
- * @param {string} allow
- */
-function methodNotAllowed(res, allow) {
-  res.setHeader("allow", allow);
-  sendError(res, 405, "METHOD_NOT_ALLOWED", `use ${allow}`);
-}
-
-/**
- * @param {Res} res
- * @param {unknown} err
- */
-function internalError(res, err) {
-  console.error("[fizz] internal error:", err);
-  sendError(res, 500, "INTERNAL", "internal error in the runtime", { retryable: true });
-}
-
 // A promise the function forgot to await must not take down the calls running next to it.
 process.on("unhandledRejection", (reason) => {
   console.error("[fizz] unhandled promise rejection in the function:", reason);
 });
 
-/**
- * @param {Res} res
- * @param {Set<Res>} inFlight
- */
-function afterResponse(res, inFlight) {
-  inFlight.delete(res);
-  // While draining, a connection whose last response just ended is idle: close it now instead of
-  // letting it linger for keepAliveTimeout and hold the exit back.
-  if (instance.draining) setImmediate(() => server.closeIdleConnections());
-}
-
-/**
- * Stop accepting, finish the calls in flight, exit. A repeated signal means "now"; a repeated
- * trigger that is not a signal (stdin closing after a SIGTERM) changes nothing.
- * @param {string} reason
- * @param {boolean} isSignal
- */
-function shutdown(reason, isSignal) {
-  if (instance.draining) {
-    if (!isSignal) return;
-    console.error(`[fizz] ${reason} again: exiting without waiting`);
-    process.exit(1);
-  }
-  instance.draining = true;
-  console.error(`[fizz] ${reason}: no new connections; finishing in-flight calls`);
-  for (const res of unfinished) if (!res.headersSent) res.setHeader("connection", "close");
-  server.close(() => process.exit(0));
-  server.closeIdleConnections();
-  setTimeout(() => {
-    console.error(`[fizz] calls still running after ${SHUTDOWN_GRACE_MS}ms; exiting`);
-    process.exit(1);
-  }, SHUTDOWN_GRACE_MS).unref();
-}
-process.on("SIGTERM", () => shutdown("SIGTERM", true));
-process.on("SIGINT", () => shutdown("SIGINT", true));
+process.on("SIGTERM", () => life.shutdown("SIGTERM", true));
+process.on("SIGINT", () => life.shutdown("SIGINT", true));
 
 /** How long an instance started for a waiting specialize waits at most to watch its stdin. */
 const PARENT_WATCH_LATEST_MS = 1000;
-let parentWatched = false;
-/**
- * The process backend's parent holds our stdin pipe: EOF means it is gone, even if it was
- * SIGKILLed, and an instance must not outlive the poolkeeper that tracks it (setpriv's
- * parent-death signal covers the first moments). Set up after listen (opening stdin costs start-up
- * time); an EOF that came earlier is still seen. Once.
- */
-function watchParent() {
-  if (parentWatched || process.env.FIZZ_PARENT_STDIN !== "1") return;
-  parentWatched = true;
-  process.stdin.on("end", () => shutdown("parent closed stdin", false));
-  process.stdin.on("error", () => shutdown("stdin failed", false));
-  process.stdin.resume();
-}
 
 server.on("error", (err) => {
   console.error(`[fizz] cannot listen on ${host}:${port}: ${err.message}`);
@@ -311,44 +176,18 @@ server.listen(port, host, () => {
   // instance announces only after its warm-up (warmUp): the rehearsal's CPU then runs while the
   // poolkeeper keeps it at a low priority and before any request can be given to it, instead of
   // next to the specialize that takes it.
-  if (readyFd !== undefined && !warmUpWanted) announceReady(readyFd);
+  if (!warmUpWanted) readiness.announce();
   // A pool instance watches its parent now; one started for a waiting specialize once its first
   // call has been answered (PARENT_WATCH_LATEST_MS at the latest): opening stdin is ~1-2 ms of
   // CPU that would come before the handlers' load, or the first call, on the request's path.
-  if (warmUpWanted) watchParent();
-  else setTimeout(watchParent, PARENT_WATCH_LATEST_MS);
+  if (warmUpWanted) life.watchParent();
+  else setTimeout(life.watchParent, PARENT_WATCH_LATEST_MS);
   setImmediate(warmUp);
 });
 
-/**
- * Tells the process backend we are listening, faster than its /healthz polling would find out.
- * A failure only means it polls; the descriptor is closed either way.
- * @param {number} fd
- */
-function announceReady(fd) {
-  try {
-    writeSync(fd, "ready\n");
-  } catch (err) {
-    console.error(`[fizz] readiness not announced: ${/** @type {Error} */ (err).message}`);
-  }
-  closeReadyFd(fd);
-}
-
-let readyFdClosed = false;
-/** @param {number} fd */
-function closeReadyFd(fd) {
-  if (readyFdClosed) return;
-  readyFdClosed = true;
-  try {
-    closeSync(fd);
-  } catch {
-    // Not open (EBADF): nothing to leak.
-  }
-}
-
 /** The end of a pool instance's warm-up: announced unless a specialize came in first. */
 function warmedUp() {
-  if (readyFd !== undefined && !readyFdClosed) announceReady(readyFd);
+  readiness.announce();
 }
 
 /**
