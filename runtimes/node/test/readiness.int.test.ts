@@ -202,6 +202,30 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     expect(await exited).to.equal(0);
   });
 
+  it("a function that removes FIZZ_PARENT_STDIN from its environment does not stop its instance from following its parent", async () => {
+    // The watch begins after the first call, long after the function loaded: what it follows was
+    // decided at start, not read from an environment the function can change.
+    const { url, pipe } = await start(
+      { FIZZ_READY_FD: "3", FIZZ_WARM_UP: "0", FIZZ_PARENT_STDIN: "1" },
+      "pipe",
+    );
+    expect(await readAll(pipe)).to.equal("ready\n");
+    const exited = new Promise<number | null>((resolve) => proc?.once("exit", resolve));
+    const code = `delete process.env.FIZZ_PARENT_STDIN;
+      module.exports = async () => ({ left: process.env.FIZZ_PARENT_STDIN ?? null });`;
+    const loaded = await postJson(url, "/v2/specialize", specializeBody("unwatch.js", code));
+    expect(loaded.status, loaded.text).to.equal(200);
+    expect((await request(url, { headers: ME })).object()).to.deep.equal({ left: null });
+    // Once the first call is answered the runtime follows stdin; its end drains and exits.
+    await new Promise((r) => setTimeout(r, 50));
+    proc?.stdin?.end();
+    const outcome = await Promise.race([
+      exited,
+      new Promise<string>((r) => setTimeout(() => r("still running"), 5_000)),
+    ]);
+    expect(outcome).to.equal(0);
+  });
+
   it("an instance started for a waiting specialize that never comes still exits when its parent closes stdin", async () => {
     const { pipe } = await start(
       { FIZZ_READY_FD: "3", FIZZ_WARM_UP: "0", FIZZ_PARENT_STDIN: "1" },
