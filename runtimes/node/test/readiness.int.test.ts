@@ -97,6 +97,20 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
     return { url: `http://127.0.0.1:${port}`, pipe: proc.stdio[3] as Readable };
   }
 
+  /**
+   * An instance started for a waiting specialize as the process backend starts one, its parent
+   * holding its stdin, once it has announced itself; `exited` resolves with its exit code.
+   */
+  async function startFollowingParent(): Promise<{ url: string; exited: Promise<number | null> }> {
+    const { url, pipe } = await start(
+      { FIZZ_READY_FD: "3", FIZZ_WARM_UP: "0", FIZZ_PARENT_STDIN: "1" },
+      "pipe",
+    );
+    expect(await readAll(pipe)).to.equal("ready\n");
+    const exited = new Promise<number | null>((resolve) => proc?.once("exit", resolve));
+    return { url, exited };
+  }
+
   /** Everything written on the pipe until the runtime's last descriptor on it is closed. */
   function readAll(pipe: Readable): Promise<string> {
     return new Promise((resolve, reject) => {
@@ -179,12 +193,7 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
 
   it("an instance started for a waiting specialize watches its parent's stdin only once its first call is answered", async () => {
     // Opening stdin (~1-2 ms of CPU) came before the handlers' load, on the request's path.
-    const { url, pipe } = await start(
-      { FIZZ_READY_FD: "3", FIZZ_WARM_UP: "0", FIZZ_PARENT_STDIN: "1" },
-      "pipe",
-    );
-    expect(await readAll(pipe)).to.equal("ready\n");
-    const exited = new Promise<number | null>((resolve) => proc?.once("exit", resolve));
+    const { url, exited } = await startFollowingParent();
     // Read while the function loads, inside the specialize: the runtime does not watch stdin yet.
     const code = `const atLoad = process.stdin.listenerCount("end");
       module.exports = async () => ({ atLoad, now: process.stdin.listenerCount("end") });`;
@@ -205,12 +214,7 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
   it("a function that removes FIZZ_PARENT_STDIN from its environment does not stop its instance from following its parent", async () => {
     // The watch begins after the first call, long after the function loaded: what it follows was
     // decided at start, not read from an environment the function can change.
-    const { url, pipe } = await start(
-      { FIZZ_READY_FD: "3", FIZZ_WARM_UP: "0", FIZZ_PARENT_STDIN: "1" },
-      "pipe",
-    );
-    expect(await readAll(pipe)).to.equal("ready\n");
-    const exited = new Promise<number | null>((resolve) => proc?.once("exit", resolve));
+    const { url, exited } = await startFollowingParent();
     const code = `delete process.env.FIZZ_PARENT_STDIN;
       module.exports = async () => ({ left: process.env.FIZZ_PARENT_STDIN ?? null });`;
     const loaded = await postJson(url, "/v2/specialize", specializeBody("unwatch.js", code));
@@ -227,12 +231,7 @@ describe("node runtime: readiness announced on FIZZ_READY_FD", function () {
   });
 
   it("an instance started for a waiting specialize that never comes still exits when its parent closes stdin", async () => {
-    const { pipe } = await start(
-      { FIZZ_READY_FD: "3", FIZZ_WARM_UP: "0", FIZZ_PARENT_STDIN: "1" },
-      "pipe",
-    );
-    expect(await readAll(pipe)).to.equal("ready\n");
-    const exited = new Promise<number | null>((resolve) => proc?.once("exit", resolve));
+    const { exited } = await startFollowingParent();
     // Closed before the runtime reads it: the EOF waits in the pipe until it watches (1 s at most).
     proc?.stdin?.end();
     expect(await exited).to.equal(0);
